@@ -1,0 +1,260 @@
+//! The CCS document: one serde value describing a whole cluster.
+//!
+//! Everything here is plain data. Storage (locking, atomic writes, node backups) lives in
+//! the store; what runs is asked of the processes themselves, never assumed from here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Node, database and shard ids all come from one allocator and are never reused.
+pub type Id = u64;
+
+/// Bumped when the document's shape changes incompatibly.
+pub const CCS_FORMAT: u32 = 1;
+
+/// Name of the identity file written into every shard directory.
+pub const SHARD_IDENTITY_FILE: &str = "lazarus-shard.json";
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOT_COUNT: u16 = 16384;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    pub format: u32,
+    pub name: String,
+    pub cluster_id: u64,
+    /// The next id to hand out; always above every id ever allocated.
+    pub alloc_id: Id,
+    /// Incremented on every committed change, so backups can be ordered.
+    pub generation: u64,
+    /// The node this machine is.
+    pub local_node: Id,
+    /// `redis-server` to run shards with; `None` means the one on PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_server: Option<PathBuf>,
+    pub nodes: BTreeMap<Id, Node>,
+    #[serde(default)]
+    pub databases: BTreeMap<Id, Database>,
+}
+
+impl Cluster {
+    /// Hands out the next id. Ids are never reused, even after the entity is gone.
+    pub fn allocate_id(&mut self) -> Id {
+        let id = self.alloc_id;
+        self.alloc_id += 1;
+        id
+    }
+
+    pub fn database_by_name(&self, name: &str) -> Option<&Database> {
+        self.databases.values().find(|db| db.config.name == name)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub id: Id,
+    /// IP address shards bind to and clients connect to.
+    pub addr: String,
+    /// Where shard data (`redis/db-<id>/shard-<id>/`) and CCS backups (`ccs/`) live.
+    pub persistent_path: PathBuf,
+    /// Where this node's old persistence files are, after a disaster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_path: Option<PathBuf>,
+    pub port_range: PortRange,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack_id: Option<String>,
+}
+
+impl Node {
+    pub fn ccs_backup_dir(&self) -> PathBuf {
+        self.persistent_path.join("ccs")
+    }
+
+    pub fn shard_dir(&self, db: Id, shard: Id) -> PathBuf {
+        shard_dir_under(&self.persistent_path, db, shard)
+    }
+}
+
+/// `<root>/redis/db-<db>/shard-<shard>`: the layout of shard data under a persistent
+/// path, and so under a recovery path.
+pub fn shard_dir_under(root: &Path, db: Id, shard: Id) -> PathBuf {
+    root.join("redis")
+        .join(format!("db-{db}"))
+        .join(format!("shard-{shard}"))
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const DEFAULT: PortRange = PortRange {
+        lo: 30000,
+        hi: 30999,
+    };
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Persistence {
+    Aof,
+    Snapshot,
+    Disabled,
+}
+
+impl fmt::Display for Persistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Persistence::Aof => "aof",
+            Persistence::Snapshot => "snapshot",
+            Persistence::Disabled => "disabled",
+        })
+    }
+}
+
+/// What the configuration says a database should be doing. Whether its processes really
+/// run is asked of them (`status`), never stored.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DbState {
+    Active,
+    /// Brought back by `cluster recover`; waits for `recover db` / `recover all`.
+    PendingRecovery,
+}
+
+impl fmt::Display for DbState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbState::Active => "active",
+            DbState::PendingRecovery => "pending recovery",
+        })
+    }
+}
+
+/// A database's configuration: what `create db` was told, and what recovery restores.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DbConfig {
+    pub name: String,
+    /// Number of master shards; more than one makes the database a Redis Cluster.
+    pub shards: u32,
+    pub replication: bool,
+    pub persistence: Persistence,
+    /// `maxmemory` in bytes; `None` means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// Secret: never printed, never written to history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `host:port` of another database this one replicates from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_source: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Database {
+    pub id: Id,
+    #[serde(flatten)]
+    pub config: DbConfig,
+    /// Endpoint port: the first master shard's port.
+    pub port: u16,
+    pub state: DbState,
+    pub shards: Vec<Shard>,
+}
+
+impl Database {
+    pub fn masters(&self) -> impl Iterator<Item = &Shard> {
+        self.shards.iter().filter(|s| s.role == Role::Master)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Master,
+    Replica,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        })
+    }
+}
+
+/// Inclusive hash-slot range `start..=end`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl SlotRange {
+    pub const ALL: SlotRange = SlotRange {
+        start: 0,
+        end: SLOT_COUNT - 1,
+    };
+
+    pub fn contains(&self, slot: u16) -> bool {
+        (self.start..=self.end).contains(&slot)
+    }
+}
+
+impl fmt::Display for SlotRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub id: Id,
+    pub node: Id,
+    pub role: Role,
+    /// For a replica: the master shard it follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<Id>,
+    /// Slots owned (a replica carries its master's); `None` for a single-shard database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotRange>,
+    pub port: u16,
+    /// Pid of the last process started for this shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// Written as `lazarus-shard.json` into every shard directory: enough to rebuild the
+/// cluster configuration when no CCS backup survives.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ShardIdentity {
+    pub cluster_id: u64,
+    pub cluster_name: String,
+    pub db_id: Id,
+    pub shard_id: Id,
+    pub node_id: Id,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotRange>,
+    pub port: u16,
+    /// The database's endpoint port.
+    pub db_port: u16,
+    pub db: DbConfig,
+}

@@ -151,6 +151,8 @@ impl fmt::Display for DbState {
 pub struct DbConfig {
     pub name: String,
     /// Number of master shards; more than one makes the database a Redis Cluster.
+    /// Named apart from `Database::shards` because `Database` flattens this struct.
+    #[serde(rename = "shard_count")]
     pub shards: u32,
     pub replication: bool,
     pub persistence: Persistence,
@@ -257,4 +259,38 @@ pub struct ShardIdentity {
     /// The database's endpoint port.
     pub db_port: u16,
     pub db: DbConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_round_trips_through_json() {
+        let db = Database {
+            id: 3,
+            config: DbConfig {
+                name: "cache".into(),
+                shards: 1,
+                replication: false,
+                persistence: Persistence::Aof,
+                memory: None,
+                password: None,
+                sync_source: None,
+            },
+            port: 30001,
+            state: DbState::PendingRecovery,
+            shards: vec![Shard {
+                id: 4,
+                node: 1,
+                role: Role::Master,
+                master: None,
+                slots: None,
+                port: 30001,
+                pid: None,
+            }],
+        };
+        let json = serde_json::to_string(&db).unwrap();
+        assert_eq!(serde_json::from_str::<Database>(&json).unwrap(), db);
+    }
 }

@@ -1,0 +1,315 @@
+//! Copying a chosen source into a new shard directory: the original is only ever read,
+//! and a copy gets its final name only once complete and checked.
+//!
+//! `std::fs::copy` uses `copy_file_range` on Linux, so the kernel copies (or reflinks, on
+//! filesystems that can) without the data passing through this process.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::plan::SourceKind;
+
+#[derive(Debug, Error)]
+pub enum CopyError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("the copy `{}` differs from `{}`: {what}", to.display(), from.display())]
+    Mismatch {
+        from: PathBuf,
+        to: PathBuf,
+        what: String,
+    },
+    #[error("shard directory `{}` lies inside recovery path `{}`: recovery would rewrite the original files; give the node a persistent path outside its recovery path", dir.display(), recovery.display())]
+    InsideRecoveryPath { dir: PathBuf, recovery: PathBuf },
+}
+
+/// What a copy brought over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Copied {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Size of each block compared between original and copy.
+const SAMPLE: usize = 64 * 1024;
+/// Blocks compared per file besides its first and last.
+const SAMPLES: u64 = 14;
+
+/// Refuses a shard directory that is, or lies inside, a recovery path: redis-server
+/// rewrites its files in place, which would destroy the original.
+pub fn ensure_outside(shard_dir: &Path, recovery: &Path) -> Result<(), CopyError> {
+    let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // The shard dir may not exist yet; its nearest existing ancestor decides.
+    let mut probe = shard_dir.to_path_buf();
+    let mut rest = Vec::new();
+    while !probe.exists() {
+        match (probe.file_name().map(|n| n.to_os_string()), probe.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                probe = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut dir = canon(&probe);
+    dir.extend(rest.iter().rev());
+    let recovery = canon(recovery);
+    if dir.starts_with(&recovery) {
+        return Err(CopyError::InsideRecoveryPath {
+            dir: shard_dir.to_path_buf(),
+            recovery,
+        });
+    }
+    Ok(())
+}
+
+/// Copies `source` (a file or an `appendonlydir/`) into `shard_dir` under the name
+/// `kind` takes there, through a temporary name, replacing whatever an interrupted earlier
+/// attempt left under that name.
+pub fn copy_source(source: &Path, kind: SourceKind, shard_dir: &Path) -> Result<Copied, CopyError> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CopyError::Write { path, source }
+    };
+    fs::create_dir_all(shard_dir).map_err(write_err(shard_dir))?;
+    let name = kind.file_name();
+    let target = shard_dir.join(name);
+    let tmp = shard_dir.join(format!(".{name}.lazarus-tmp"));
+    remove_any(&tmp).map_err(write_err(&tmp))?;
+
+    let copied = if kind == SourceKind::AofDir {
+        fs::create_dir(&tmp).map_err(write_err(&tmp))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(write_err(&tmp))?;
+        let entries = fs::read_dir(source).map_err(read_err(source))?;
+        let mut copied = Copied { files: 0, bytes: 0 };
+        for entry in entries {
+            let entry = entry.map_err(read_err(source))?;
+            let from = entry.path();
+            // The manifest names plain files in this directory; anything else is not ours.
+            if !entry.file_type().map_err(read_err(&from))?.is_file() {
+                continue;
+            }
+            copied.bytes += copy_file(&from, &tmp.join(entry.file_name()))?;
+            copied.files += 1;
+        }
+        sync_dir(&tmp)?;
+        copied
+    } else {
+        Copied {
+            files: 1,
+            bytes: copy_file(source, &tmp)?,
+        }
+    };
+
+    remove_any(&target).map_err(write_err(&target))?;
+    fs::rename(&tmp, &target).map_err(write_err(&target))?;
+    sync_dir(shard_dir)?;
+    Ok(copied)
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError {
+    let path = path.to_path_buf();
+    move |source| CopyError::Read { path, source }
+}
+
+/// Copies one file, checks the copy, and makes it durable.
+fn copy_file(from: &Path, to: &Path) -> Result<u64, CopyError> {
+    let write_err = |source| CopyError::Write {
+        path: to.to_path_buf(),
+        source,
+    };
+    let expected = fs::metadata(from).map_err(read_err(from))?.len();
+    let bytes = fs::copy(from, to).map_err(|e| {
+        // `fs::copy` does not say which side failed; the original is the likelier culprit
+        // only when it cannot be opened.
+        match fs::File::open(from) {
+            Err(source) => CopyError::Read {
+                path: from.to_path_buf(),
+                source,
+            },
+            Ok(_) => write_err(e),
+        }
+    })?;
+    // The original may be read-only (or unreadable by others); the copy is the server's.
+    fs::set_permissions(to, fs::Permissions::from_mode(0o644)).map_err(write_err)?;
+    verify_copy(from, to, expected, bytes)?;
+    fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(write_err)?;
+    Ok(bytes)
+}
+
+/// Same length, and the same bytes at the start, the end and evenly spaced blocks
+/// between: catches a short or misplaced copy without reading everything twice (the
+/// server checks the RDB's CRC-64 as it loads anyway).
+fn verify_copy(from: &Path, to: &Path, expected: u64, copied: u64) -> Result<(), CopyError> {
+    let mismatch = |what: String| CopyError::Mismatch {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        what,
+    };
+    let actual = fs::metadata(to).map_err(read_err(to))?.len();
+    if copied != expected || actual != expected {
+        return Err(mismatch(format!("{actual} bytes instead of {expected}")));
+    }
+    let a = fs::File::open(from).map_err(read_err(from))?;
+    let b = fs::File::open(to).map_err(read_err(to))?;
+    let block = SAMPLE as u64;
+    let mut offsets = vec![0, expected.saturating_sub(block)];
+    if expected > 2 * block {
+        let span = expected - block;
+        offsets.extend((1..=SAMPLES).map(|i| span * i / (SAMPLES + 1)));
+    }
+    let (mut x, mut y) = (vec![0u8; SAMPLE], vec![0u8; SAMPLE]);
+    for offset in offsets {
+        let len = block.min(expected - offset) as usize;
+        a.read_exact_at(&mut x[..len], offset)
+            .map_err(read_err(from))?;
+        b.read_exact_at(&mut y[..len], offset)
+            .map_err(read_err(to))?;
+        if x[..len] != y[..len] {
+            return Err(mismatch(format!("bytes differ near offset {offset}")));
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CopyError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CopyError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Removes a file or directory tree in a shard directory we own; absent is fine.
+fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn copies_a_file_and_leaves_the_original() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("old/dump.rdb");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        write(&src, &data);
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o400)).unwrap();
+        let dst = t.path().join("new/shard-3");
+        let copied = copy_source(&src, SourceKind::Rdb, &dst).unwrap();
+        assert_eq!(
+            copied,
+            Copied {
+                files: 1,
+                bytes: data.len() as u64
+            }
+        );
+        assert_eq!(fs::read(dst.join("dump.rdb")).unwrap(), data);
+        assert_eq!(fs::read(&src).unwrap(), data);
+        assert_eq!(
+            fs::metadata(&src).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert!(!dst.join(".dump.rdb.lazarus-tmp").exists());
+    }
+
+    #[test]
+    fn copies_an_aof_dir_over_a_half_finished_attempt() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("old/appendonlydir");
+        write(&src.join("appendonly.aof.1.base.rdb"), b"REDIS0010base");
+        write(
+            &src.join("appendonly.aof.1.incr.aof"),
+            b"*1\r\n$4\r\nPING\r\n",
+        );
+        write(
+            &src.join("appendonly.aof.manifest"),
+            b"file appendonly.aof.1.base.rdb seq 1 type b\n",
+        );
+        let dst = t.path().join("new");
+        write(
+            &dst.join(".appendonlydir.lazarus-tmp/junk"),
+            b"left by a killed shell",
+        );
+        write(
+            &dst.join("appendonlydir/appendonly.aof.1.incr.aof"),
+            b"half",
+        );
+        let copied = copy_source(&src, SourceKind::AofDir, &dst).unwrap();
+        assert_eq!(copied.files, 3);
+        let mut names: Vec<_> = fs::read_dir(dst.join("appendonlydir"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "appendonly.aof.1.base.rdb",
+                "appendonly.aof.1.incr.aof",
+                "appendonly.aof.manifest"
+            ]
+        );
+        assert_eq!(
+            fs::read(dst.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap(),
+            b"*1\r\n$4\r\nPING\r\n"
+        );
+        assert!(!dst.join(".appendonlydir.lazarus-tmp").exists());
+        assert_eq!(fs::read_dir(&src).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn a_differing_copy_is_caught() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        let data = vec![1u8; 1_000_000];
+        write(&a, &data);
+        let mut other = data.clone();
+        other[500_000 - 1000] = 2;
+        write(&b, &other);
+        // The sampled blocks cover offsets near the middle of this size.
+        let len = data.len() as u64;
+        let err = verify_copy(&a, &b, len, len);
+        let hit = (0..=SAMPLES + 1).any(|i| {
+            let o = (len - SAMPLE as u64) * i / (SAMPLES + 1);
+            (o..o + SAMPLE as u64).contains(&(499_000))
+        });
+        assert_eq!(err.is_err(), hit);
+        write(&b, &data[..999_999]);
+        assert!(matches!(
+            verify_copy(&a, &b, len, len),
+            Err(CopyError::Mismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn shard_dirs_inside_a_recovery_path_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = t.path().join("old");
+        fs::create_dir_all(&rec).unwrap();
+        assert!(ensure_outside(&rec.join("redis/db-1/shard-2"), &rec).is_err());
+        assert!(ensure_outside(&rec, &rec).is_err());
+        assert!(ensure_outside(&t.path().join("new/redis/db-1/shard-2"), &rec).is_ok());
+        assert!(ensure_outside(&t.path().join("old2/redis"), &rec).is_ok());
+    }
+}

@@ -1,0 +1,663 @@
+//! Recovery planning: for every database waiting for recovery, what its old files under
+//! the nodes' recovery paths can bring back, shard by shard, or why they cannot.
+//!
+//! Planning only reads. It never writes, moves or deletes anything under a recovery path:
+//! those files may be the operator's only copy of the data.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::ccs::{
+    shard_dir_under, Cluster, Database, DbState, Id, Persistence, Role, Shard, ShardIdentity,
+    SlotRange, SHARD_IDENTITY_FILE,
+};
+
+/// What the file reader said of one candidate source (a file or an `appendonlydir/`),
+/// reduced to what planning needs. Kept apart from the reader's own report so planning
+/// can be tested with hand-made verdicts.
+#[derive(Clone, Debug, Default)]
+pub struct SourceCheck {
+    pub verdict: CheckVerdict,
+    /// Where parsing stopped: file, byte offset, what was expected there.
+    pub fault: Option<(PathBuf, u64, String)>,
+    pub rdb_version: Option<u32>,
+    /// Unix seconds the data was written (RDB `ctime`), when the file says.
+    pub created: Option<i64>,
+    pub keys_per_db: BTreeMap<u32, u64>,
+    pub keys: u64,
+    /// False when the reader could not follow an AOF's key set exactly.
+    pub keys_exact: bool,
+    /// Keys carrying a TTL: they may expire between validation and load.
+    pub expires: u64,
+    pub keys_outside_slots: u64,
+    pub outside_examples: Vec<String>,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CheckVerdict {
+    #[default]
+    Ok,
+    Truncated,
+    Corrupt,
+    UnsupportedVersion,
+}
+
+/// Checks one candidate source; `slots` is the shard's slot range for a cluster database.
+pub type Checker<'a> = dyn Fn(&Path, Option<SlotRange>) -> SourceCheck + Sync + 'a;
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// `appendonlydir/` (manifest, base and incr files).
+    AofDir,
+    /// A single-file `appendonly.aof` (before Redis 7).
+    AofFile,
+    Rdb,
+}
+
+impl SourceKind {
+    /// Whether the server must start with `appendonly yes` to load this source.
+    pub fn is_aof(self) -> bool {
+        matches!(self, SourceKind::AofDir | SourceKind::AofFile)
+    }
+
+    /// The name the source takes inside a shard directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            SourceKind::AofDir => "appendonlydir",
+            SourceKind::AofFile => "appendonly.aof",
+            SourceKind::Rdb => "dump.rdb",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_aof() { "AOF" } else { "snapshot" })
+    }
+}
+
+/// The chosen source of one master shard's data.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub kind: SourceKind,
+    /// The file or `appendonlydir/` under the recovery path.
+    pub path: PathBuf,
+    /// Whose directory it is in: the master's own, or one of its replicas'.
+    pub from_shard: Id,
+    pub keys: u64,
+    pub keys_exact: bool,
+    pub keys_per_db: BTreeMap<u32, u64>,
+    pub expires: u64,
+    pub bytes: u64,
+    /// Unix seconds of the newest data in it; what "freshest" compares.
+    pub written: i64,
+}
+
+impl Source {
+    pub fn age_secs(&self, now: i64) -> i64 {
+        (now - self.written).max(0)
+    }
+}
+
+/// Why a shard's files cannot be used.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    NoRecoveryPath {
+        node: Id,
+    },
+    /// The node's recovery path itself is gone: more likely a wrong path than lost data.
+    RecoveryPathNotFound {
+        path: PathBuf,
+    },
+    /// No directory for this shard under an existing recovery path.
+    LocationNotFound {
+        path: PathBuf,
+    },
+    PermissionDenied {
+        path: PathBuf,
+        detail: String,
+    },
+    FileMissing {
+        dir: PathBuf,
+    },
+    Corrupted {
+        file: PathBuf,
+        offset: u64,
+        expected: String,
+    },
+    Incompatible {
+        file: PathBuf,
+        rdb_version: u32,
+        max: Option<u32>,
+        server: String,
+    },
+    Foreign {
+        path: PathBuf,
+        detail: String,
+    },
+    KeysOutsideSlots {
+        file: PathBuf,
+        count: u64,
+        slots: SlotRange,
+        examples: Vec<String>,
+    },
+}
+
+impl Reason {
+    /// Nothing was ever there (as opposed to something there that cannot be used): only
+    /// then may a database come back empty without the operator saying so.
+    pub fn is_absence(&self) -> bool {
+        matches!(
+            self,
+            Reason::LocationNotFound { .. } | Reason::FileMissing { .. }
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NoRecoveryPath { node } => write!(
+                f,
+                "storage location not found: node:{node} has no recovery path (set it with `node {node} recovery_path set <path>`)"
+            ),
+            Reason::RecoveryPathNotFound { path } => {
+                write!(f, "storage location not found: recovery path `{}` does not exist", path.display())
+            }
+            Reason::LocationNotFound { path } => {
+                write!(f, "storage location not found: `{}`", path.display())
+            }
+            Reason::PermissionDenied { path, detail } => {
+                write!(f, "permission denied: `{}`: {detail}", path.display())
+            }
+            Reason::FileMissing { dir } => write!(
+                f,
+                "file missing: no `dump.rdb`, `appendonlydir` or `appendonly.aof` in `{}`",
+                dir.display()
+            ),
+            Reason::Corrupted { file, offset, expected } => write!(
+                f,
+                "corrupted: `{}` at byte {offset}: expected {expected}",
+                file.display()
+            ),
+            Reason::Incompatible { file, rdb_version, max, server } => match max {
+                Some(max) => write!(
+                    f,
+                    "incompatible: `{}` is RDB version {rdb_version}, redis-server {server} loads up to {max}",
+                    file.display()
+                ),
+                None => write!(
+                    f,
+                    "incompatible: `{}` is RDB version {rdb_version}, unknown to redis-server {server}",
+                    file.display()
+                ),
+            },
+            Reason::Foreign { path, detail } => {
+                write!(f, "foreign: `{}` {detail}", path.display())
+            }
+            Reason::KeysOutsideSlots { file, count, slots, examples } => {
+                write!(f, "keys outside the shard's slots {slots}: `{}` holds {count}", file.display())?;
+                if !examples.is_empty() {
+                    write!(f, " (e.g. `{}`)", examples.join("`, `"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Ready {
+        source: Source,
+    },
+    Missing {
+        reason: Reason,
+    },
+    /// Replicas bring no data of their own: they sync from their master once it runs.
+    Replica,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ShardPlan {
+    pub shard: Id,
+    pub node: Id,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotRange>,
+    pub outcome: Outcome,
+    /// Candidates looked at and set aside, with why (e.g. a corrupted AOF beside a good
+    /// snapshot, or the master's own files when a replica's copy is used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<Reason>,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DbStatus {
+    Ready,
+    MissingFiles,
+}
+
+impl fmt::Display for DbStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbStatus::Ready => "ready",
+            DbStatus::MissingFiles => "missing files",
+        })
+    }
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct DbPlan {
+    pub id: Id,
+    pub name: String,
+    pub shards: u32,
+    pub replication: bool,
+    pub persistence: Persistence,
+    pub status: DbStatus,
+    pub shard_plans: Vec<ShardPlan>,
+}
+
+impl DbPlan {
+    /// Reasons that forbid a data recovery: something is there but cannot be used. The
+    /// operator fixes the files, or asks for `only_configuration` explicitly.
+    pub fn blocking(&self) -> Vec<(Id, &Reason)> {
+        let mut out = Vec::new();
+        for s in &self.shard_plans {
+            if let Outcome::Missing { reason } = &s.outcome {
+                for r in std::iter::once(reason).chain(&s.set_aside) {
+                    if !r.is_absence() {
+                        out.push((s.shard, r));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Master shards that will come back empty because nothing of theirs was found.
+    pub fn empty_masters(&self) -> Vec<Id> {
+        self.shard_plans
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Missing { .. }))
+            .map(|s| s.shard)
+            .collect()
+    }
+}
+
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    pub databases: Vec<DbPlan>,
+}
+
+/// Plans every database in recovery state.
+pub fn plan_all(
+    cluster: &Cluster,
+    max_rdb: Option<u32>,
+    server: &str,
+    check: &Checker,
+) -> RecoveryPlan {
+    let databases = cluster
+        .databases
+        .values()
+        .filter(|db| db.state == DbState::PendingRecovery)
+        .map(|db| plan_db(cluster, db, max_rdb, server, check))
+        .collect();
+    RecoveryPlan { databases }
+}
+
+/// Plans one database: per master, the best valid copy among its own directory and its
+/// replicas' directories.
+pub fn plan_db(
+    cluster: &Cluster,
+    db: &Database,
+    max_rdb: Option<u32>,
+    server: &str,
+    check: &Checker,
+) -> DbPlan {
+    let ctx = Inspect {
+        cluster,
+        db,
+        max_rdb,
+        server,
+        check,
+    };
+    let shard_plans: Vec<ShardPlan> = db
+        .shards
+        .iter()
+        .map(|shard| {
+            let (outcome, set_aside) = match shard.role {
+                Role::Replica => (Outcome::Replica, Vec::new()),
+                Role::Master => ctx.choose_for_master(shard),
+            };
+            ShardPlan {
+                shard: shard.id,
+                node: shard.node,
+                role: shard.role,
+                master: shard.master,
+                slots: shard.slots,
+                outcome,
+                set_aside,
+            }
+        })
+        .collect();
+    let all_ready = shard_plans
+        .iter()
+        .all(|s| !matches!(s.outcome, Outcome::Missing { .. }));
+    DbPlan {
+        id: db.id,
+        name: db.config.name.clone(),
+        shards: db.config.shards,
+        replication: db.config.replication,
+        persistence: db.config.persistence,
+        status: if all_ready {
+            DbStatus::Ready
+        } else {
+            DbStatus::MissingFiles
+        },
+        shard_plans,
+    }
+}
+
+struct Inspect<'a> {
+    cluster: &'a Cluster,
+    db: &'a Database,
+    max_rdb: Option<u32>,
+    server: &'a str,
+    check: &'a Checker<'a>,
+}
+
+impl Inspect<'_> {
+    fn choose_for_master(&self, master: &Shard) -> (Outcome, Vec<Reason>) {
+        let copies = std::iter::once(master).chain(
+            self.db
+                .shards
+                .iter()
+                .filter(|s| s.role == Role::Replica && s.master == Some(master.id)),
+        );
+        let mut best: Option<Source> = None;
+        let mut set_aside = Vec::new();
+        for shard in copies {
+            let (found, rejected) = self.inspect_shard_dir(shard, master.slots);
+            set_aside.extend(rejected);
+            if let Some(source) = found {
+                // Ties go to the earlier candidate: the master's own files.
+                if best.as_ref().is_none_or(|b| source.written > b.written) {
+                    best = Some(source);
+                }
+            }
+        }
+        match best {
+            Some(source) => {
+                // That some copy is absent is no news once another one is used.
+                set_aside.retain(|r| !r.is_absence());
+                (Outcome::Ready { source }, set_aside)
+            }
+            None => {
+                // Lead with what most needs the operator: a refusal before an absence.
+                let lead = set_aside.iter().position(|r| !r.is_absence()).unwrap_or(0);
+                let reason = set_aside.remove(lead);
+                (Outcome::Missing { reason }, set_aside)
+            }
+        }
+    }
+
+    /// The best valid source in one shard directory, and every candidate refused there.
+    fn inspect_shard_dir(
+        &self,
+        shard: &Shard,
+        slots: Option<SlotRange>,
+    ) -> (Option<Source>, Vec<Reason>) {
+        let Some(node) = self.cluster.nodes.get(&shard.node) else {
+            return (None, vec![Reason::NoRecoveryPath { node: shard.node }]);
+        };
+        let Some(root) = node.recovery_path.as_deref() else {
+            return (None, vec![Reason::NoRecoveryPath { node: node.id }]);
+        };
+        if let Err(e) = fs::metadata(root) {
+            return (None, vec![io_reason(root, e, true)]);
+        }
+        let dir = shard_dir_under(root, self.db.id, shard.id);
+        if let Err(e) = fs::read_dir(&dir) {
+            return (None, vec![io_reason(&dir, e, false)]);
+        }
+        if let Some(reason) = self.check_identity(&dir, shard) {
+            return (None, vec![reason]);
+        }
+        let mut rejected = Vec::new();
+        let mut best: Option<Source> = None;
+        for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
+            let path = dir.join(kind.file_name());
+            if fs::symlink_metadata(&path).is_err() {
+                continue;
+            }
+            // An appendonlydir makes a leftover appendonly.aof irrelevant to Redis 7.
+            if kind == SourceKind::AofFile
+                && best.as_ref().is_some_and(|b| b.kind == SourceKind::AofDir)
+            {
+                continue;
+            }
+            match self.candidate(kind, &path, shard.id, slots) {
+                Ok(source) => {
+                    // AOF comes first, so on a tie the AOF (the more complete log) stays.
+                    if best.as_ref().is_none_or(|b| source.written > b.written) {
+                        best = Some(source);
+                    }
+                }
+                Err(reason) => rejected.push(reason),
+            }
+        }
+        if best.is_none() && rejected.is_empty() {
+            rejected.push(Reason::FileMissing { dir });
+        }
+        (best, rejected)
+    }
+
+    fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
+        let path = dir.join(SHARD_IDENTITY_FILE);
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            // Older or hand-copied trees may lack it: the layout already names the shard.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => return Some(io_reason(&path, e, false)),
+        };
+        let identity: ShardIdentity = match serde_json::from_slice(&text) {
+            Ok(identity) => identity,
+            Err(e) => {
+                return Some(Reason::Corrupted {
+                    file: path,
+                    offset: json_offset(&text, e.line(), e.column()),
+                    expected: format!("a shard identity document ({e})"),
+                })
+            }
+        };
+        if identity.cluster_id != self.cluster.cluster_id {
+            return Some(Reason::Foreign {
+                path,
+                detail: format!(
+                    "belongs to cluster_id {} (`{}`), not {}",
+                    identity.cluster_id, identity.cluster_name, self.cluster.cluster_id
+                ),
+            });
+        }
+        if identity.db_id != self.db.id || identity.shard_id != shard.id {
+            return Some(Reason::Foreign {
+                path,
+                detail: format!(
+                    "names db:{} redis:{}, not db:{} redis:{}",
+                    identity.db_id, identity.shard_id, self.db.id, shard.id
+                ),
+            });
+        }
+        None
+    }
+
+    fn candidate(
+        &self,
+        kind: SourceKind,
+        path: &Path,
+        from_shard: Id,
+        slots: Option<SlotRange>,
+    ) -> Result<Source, Reason> {
+        let written_fs = readable_mtime(path)?;
+        let report = (self.check)(path, slots);
+        match report.verdict {
+            CheckVerdict::Ok => {}
+            CheckVerdict::UnsupportedVersion => {
+                return Err(Reason::Incompatible {
+                    file: fault_file(&report, path),
+                    rdb_version: report.rdb_version.unwrap_or(0),
+                    max: self.max_rdb,
+                    server: self.server.to_string(),
+                })
+            }
+            CheckVerdict::Truncated | CheckVerdict::Corrupt => {
+                let (file, offset, expected) = report.fault.clone().unwrap_or_else(|| {
+                    (
+                        path.to_path_buf(),
+                        report.bytes,
+                        "a complete file".to_string(),
+                    )
+                });
+                return Err(Reason::Corrupted {
+                    file,
+                    offset,
+                    expected,
+                });
+            }
+        }
+        if let Some(v) = report.rdb_version {
+            if self.max_rdb.is_none_or(|max| v > max) {
+                return Err(Reason::Incompatible {
+                    file: path.to_path_buf(),
+                    rdb_version: v,
+                    max: self.max_rdb,
+                    server: self.server.to_string(),
+                });
+            }
+        }
+        if report.keys_outside_slots > 0 {
+            if let Some(slots) = slots {
+                return Err(Reason::KeysOutsideSlots {
+                    file: path.to_path_buf(),
+                    count: report.keys_outside_slots,
+                    slots,
+                    examples: report.outside_examples.clone(),
+                });
+            }
+        }
+        // An RDB says when it was written; an AOF is as fresh as its last append.
+        let written = match (kind, report.created) {
+            (SourceKind::Rdb, Some(created)) => created,
+            _ => written_fs,
+        };
+        Ok(Source {
+            kind,
+            path: path.to_path_buf(),
+            from_shard,
+            keys: report.keys,
+            keys_exact: report.keys_exact,
+            keys_per_db: report.keys_per_db,
+            expires: report.expires,
+            bytes: report.bytes,
+            written,
+        })
+    }
+}
+
+fn fault_file(report: &SourceCheck, path: &Path) -> PathBuf {
+    report
+        .fault
+        .as_ref()
+        .map(|f| f.0.clone())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Opens every file of a candidate for reading (so a permission problem is named as such,
+/// not as corruption) and returns the newest modification time, in unix seconds.
+fn readable_mtime(path: &Path) -> Result<i64, Reason> {
+    let meta = fs::metadata(path).map_err(|e| io_reason(path, e, false))?;
+    let mut newest = mtime(&meta);
+    if meta.is_dir() {
+        // The files' times, not the directory's: listing changes are not data.
+        newest = 0;
+        let entries = fs::read_dir(path).map_err(|e| io_reason(path, e, false))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_reason(path, e, false))?;
+            let file = entry.path();
+            fs::File::open(&file).map_err(|e| io_reason(&file, e, false))?;
+            let meta = entry.metadata().map_err(|e| io_reason(&file, e, false))?;
+            newest = newest.max(mtime(&meta));
+        }
+        if newest == 0 {
+            newest = mtime(&fs::metadata(path).map_err(|e| io_reason(path, e, false))?);
+        }
+    } else {
+        fs::File::open(path).map_err(|e| io_reason(path, e, false))?;
+    }
+    Ok(newest)
+}
+
+fn mtime(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn io_reason(path: &Path, e: io::Error, is_root: bool) -> Reason {
+    match e.kind() {
+        io::ErrorKind::NotFound if is_root => Reason::RecoveryPathNotFound {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::NotFound => Reason::LocationNotFound {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::PermissionDenied => Reason::PermissionDenied {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+        _ => Reason::Corrupted {
+            file: path.to_path_buf(),
+            offset: 0,
+            expected: format!("a readable file ({e})"),
+        },
+    }
+}
+
+fn json_offset(text: &[u8], line: usize, column: usize) -> u64 {
+    let line_start: usize = text
+        .split(|b| *b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    (line_start + column.saturating_sub(1)) as u64
+}
+
+/// Seconds as an operator reads an age: `45s`, `12m`, `3h 20m`, `2d 4h`.
+pub fn format_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

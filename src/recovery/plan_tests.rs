@@ -1,0 +1,379 @@
+//! Planning against hand-made recovery trees, with a stand-in reader whose verdict each
+//! file spells out in its own text (`keys=3 v=10 verdict=corrupt ...`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::ccs::{DbConfig, Node, PortRange};
+
+const CLUSTER_ID: u64 = 0xC0FFEE;
+
+fn fake_check(path: &Path, slots: Option<SlotRange>) -> SourceCheck {
+    let spec_file = if path.is_dir() {
+        path.join("spec")
+    } else {
+        path.to_path_buf()
+    };
+    let text = fs::read_to_string(&spec_file).unwrap_or_default();
+    let mut check = SourceCheck {
+        keys_exact: true,
+        ..Default::default()
+    };
+    for word in text.split_whitespace() {
+        let (k, v) = word.split_once('=').unwrap_or((word, ""));
+        match k {
+            "keys" => {
+                check.keys = v.parse().unwrap();
+                check.keys_per_db = BTreeMap::from([(0, check.keys)]);
+            }
+            "v" => check.rdb_version = Some(v.parse().unwrap()),
+            "created" => check.created = Some(v.parse().unwrap()),
+            "outside" if slots.is_some() => {
+                check.keys_outside_slots = v.parse().unwrap();
+                check.outside_examples = vec!["k1".into()];
+            }
+            "verdict" => {
+                check.verdict = match v {
+                    "corrupt" => CheckVerdict::Corrupt,
+                    "truncated" => CheckVerdict::Truncated,
+                    "unsupported" => CheckVerdict::UnsupportedVersion,
+                    _ => CheckVerdict::Ok,
+                };
+                if check.verdict != CheckVerdict::Ok {
+                    check.fault = Some((spec_file.clone(), 42, "an opcode".into()));
+                }
+            }
+            _ => {}
+        }
+    }
+    check
+}
+
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    cluster: Cluster,
+}
+
+impl World {
+    /// node:1 and node:2 with recovery paths; db:3 one master (redis:4 on node 1) with a
+    /// replica (redis:5 on node 2); db:6 a two-shard cluster (redis:7, redis:8 on node 1).
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let node = |id: Id| Node {
+            id,
+            addr: "127.0.0.1".into(),
+            persistent_path: root.join(format!("new{id}")),
+            recovery_path: Some(root.join(format!("old{id}"))),
+            port_range: PortRange::DEFAULT,
+            rack_id: None,
+        };
+        let shard = |id, node, role, master, slots| Shard {
+            id,
+            node,
+            role,
+            master,
+            slots,
+            port: 30000 + id as u16,
+            pid: None,
+        };
+        let config = |name: &str, shards, replication| DbConfig {
+            name: name.into(),
+            shards,
+            replication,
+            persistence: Persistence::Aof,
+            memory: None,
+            password: None,
+            sync_source: None,
+        };
+        let half = |start, end| Some(SlotRange { start, end });
+        let dbs = [
+            Database {
+                id: 3,
+                config: config("cache", 1, true),
+                port: 30004,
+                state: DbState::PendingRecovery,
+                shards: vec![
+                    shard(4, 1, Role::Master, None, None),
+                    shard(5, 2, Role::Replica, Some(4), None),
+                ],
+            },
+            Database {
+                id: 6,
+                config: config("orders", 2, false),
+                port: 30007,
+                state: DbState::PendingRecovery,
+                shards: vec![
+                    shard(7, 1, Role::Master, None, half(0, 8191)),
+                    shard(8, 1, Role::Master, None, half(8192, 16383)),
+                ],
+            },
+        ];
+        for id in [1, 2] {
+            fs::create_dir_all(root.join(format!("old{id}"))).unwrap();
+        }
+        let cluster = Cluster {
+            format: crate::ccs::CCS_FORMAT,
+            name: "c".into(),
+            cluster_id: CLUSTER_ID,
+            alloc_id: 9,
+            generation: 1,
+            local_node: 1,
+            redis_server: None,
+            nodes: [(1, node(1)), (2, node(2))].into(),
+            databases: dbs.into_iter().map(|d| (d.id, d)).collect(),
+        };
+        World {
+            _tmp: tmp,
+            root,
+            cluster,
+        }
+    }
+
+    fn dir(&self, node: Id, db: Id, shard: Id) -> PathBuf {
+        shard_dir_under(&self.root.join(format!("old{node}")), db, shard)
+    }
+
+    /// Writes a file with a spec and an mtime `age` seconds in the past.
+    fn file(&self, node: Id, db: Id, shard: Id, name: &str, spec: &str, age: u64) -> PathBuf {
+        let path = self.dir(node, db, shard).join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, spec).unwrap();
+        let f = fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(age))
+            .unwrap();
+        path
+    }
+
+    fn identity(&self, node: Id, db: Id, shard: Id, cluster_id: u64) {
+        let d = &self.cluster.databases[&db];
+        let s = d.shards.iter().find(|s| s.id == shard).unwrap();
+        let identity = ShardIdentity {
+            cluster_id,
+            cluster_name: "c".into(),
+            db_id: db,
+            shard_id: shard,
+            node_id: node,
+            role: s.role,
+            master: s.master,
+            slots: s.slots,
+            port: s.port,
+            db_port: d.port,
+            db: d.config.clone(),
+        };
+        let path = self.dir(node, db, shard).join(SHARD_IDENTITY_FILE);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, serde_json::to_vec(&identity).unwrap()).unwrap();
+    }
+
+    fn plan(&self) -> RecoveryPlan {
+        plan_all(&self.cluster, Some(10), "7.0.15", &fake_check)
+    }
+}
+
+fn shard(plan: &RecoveryPlan, db: Id, shard: Id) -> &ShardPlan {
+    let db = plan.databases.iter().find(|d| d.id == db).unwrap();
+    db.shard_plans.iter().find(|s| s.shard == shard).unwrap()
+}
+
+fn source(plan: &ShardPlan) -> &Source {
+    match &plan.outcome {
+        Outcome::Ready { source } => source,
+        other => panic!("expected ready, got {other:?}"),
+    }
+}
+
+fn reason(plan: &ShardPlan) -> &Reason {
+    match &plan.outcome {
+        Outcome::Missing { reason } => reason,
+        other => panic!("expected missing, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_fresher_of_aof_and_snapshot_wins() {
+    let w = World::new();
+    w.identity(1, 3, 4, CLUSTER_ID);
+    w.file(1, 3, 4, "dump.rdb", "keys=5 v=10", 600);
+    w.file(1, 3, 4, "appendonlydir/spec", "keys=7 v=10", 10);
+    w.file(1, 6, 7, "dump.rdb", "keys=2 v=9", 10);
+    w.file(1, 6, 7, "appendonlydir/spec", "keys=1 v=10", 900);
+    w.file(1, 6, 8, "appendonly.aof", "keys=4", 5);
+    let plan = w.plan();
+    let s = source(shard(&plan, 3, 4));
+    assert_eq!((s.kind, s.keys, s.from_shard), (SourceKind::AofDir, 7, 4));
+    assert_eq!(source(shard(&plan, 6, 7)).kind, SourceKind::Rdb);
+    assert_eq!(source(shard(&plan, 6, 8)).kind, SourceKind::AofFile);
+    assert_eq!(shard(&plan, 3, 5).outcome, Outcome::Replica);
+    assert!(plan.databases.iter().all(|d| d.status == DbStatus::Ready));
+}
+
+#[test]
+fn an_rdb_ctime_beats_its_mtime() {
+    let w = World::new();
+    // Copied without preserving times: the RDB's own ctime says it is old.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    w.file(
+        1,
+        6,
+        7,
+        "dump.rdb",
+        &format!("keys=2 created={}", now - 5000),
+        0,
+    );
+    w.file(1, 6, 7, "appendonlydir/spec", "keys=1", 100);
+    let plan = w.plan();
+    assert_eq!(source(shard(&plan, 6, 7)).kind, SourceKind::AofDir);
+}
+
+#[test]
+fn a_corrupted_aof_falls_back_to_the_snapshot() {
+    let w = World::new();
+    w.file(1, 3, 4, "dump.rdb", "keys=5", 600);
+    w.file(1, 3, 4, "appendonlydir/spec", "verdict=truncated", 10);
+    let plan = w.plan();
+    let s = shard(&plan, 3, 4);
+    assert_eq!(source(s).kind, SourceKind::Rdb);
+    assert!(matches!(
+        &s.set_aside[..],
+        [Reason::Corrupted { offset: 42, .. }]
+    ));
+    assert_eq!(plan.databases[0].status, DbStatus::Ready);
+}
+
+#[test]
+fn a_replica_copy_stands_in_for_a_bad_master() {
+    let w = World::new();
+    w.file(1, 3, 4, "dump.rdb", "verdict=corrupt", 10);
+    w.file(2, 3, 5, "dump.rdb", "keys=9", 20);
+    w.identity(2, 3, 5, CLUSTER_ID);
+    let plan = w.plan();
+    let s = shard(&plan, 3, 4);
+    assert_eq!((source(s).from_shard, source(s).keys), (5, 9));
+    assert!(matches!(&s.set_aside[..], [Reason::Corrupted { .. }]));
+}
+
+#[test]
+fn the_fresher_replica_copy_wins_and_ties_go_to_the_master() {
+    let w = World::new();
+    w.file(1, 3, 4, "dump.rdb", "keys=5", 100);
+    w.file(2, 3, 5, "dump.rdb", "keys=6", 10);
+    assert_eq!(source(shard(&w.plan(), 3, 4)).from_shard, 5);
+    w.file(1, 3, 4, "dump.rdb", "keys=5", 10);
+    assert_eq!(source(shard(&w.plan(), 3, 4)).from_shard, 4);
+}
+
+#[test]
+fn absences_are_told_apart_from_refusals() {
+    let mut w = World::new();
+    let plan = w.plan();
+    let cache = shard(&plan, 3, 4);
+    assert!(matches!(reason(cache), Reason::LocationNotFound { .. }));
+    let db = &plan.databases[0];
+    assert_eq!(db.status, DbStatus::MissingFiles);
+    assert!(db.blocking().is_empty());
+    assert_eq!(db.empty_masters(), vec![4]);
+
+    fs::create_dir_all(w.dir(1, 6, 7)).unwrap();
+    assert!(matches!(
+        reason(shard(&w.plan(), 6, 7)),
+        Reason::FileMissing { .. }
+    ));
+
+    fs::remove_dir_all(w.root.join("old1")).unwrap();
+    let plan = w.plan();
+    assert!(matches!(
+        reason(shard(&plan, 6, 7)),
+        Reason::RecoveryPathNotFound { .. }
+    ));
+    assert!(!plan.databases[1].blocking().is_empty());
+
+    w.cluster.nodes.get_mut(&1).unwrap().recovery_path = None;
+    let text = reason(shard(&w.plan(), 6, 7)).to_string();
+    assert!(text.contains("node:1 has no recovery path"), "{text}");
+}
+
+#[test]
+fn foreign_and_misplaced_files_are_refused() {
+    let w = World::new();
+    w.file(1, 6, 7, "dump.rdb", "keys=1", 10);
+    w.identity(1, 6, 7, 999);
+    w.file(1, 6, 8, "dump.rdb", "keys=1", 10);
+    w.identity(1, 3, 4, CLUSTER_ID);
+    // db:3's identity put where db:6's redis:8 should be.
+    fs::copy(
+        w.dir(1, 3, 4).join(SHARD_IDENTITY_FILE),
+        w.dir(1, 6, 8).join(SHARD_IDENTITY_FILE),
+    )
+    .unwrap();
+    let plan = w.plan();
+    let r = reason(shard(&plan, 6, 7)).to_string();
+    assert!(
+        r.starts_with("foreign:") && r.contains("cluster_id 999"),
+        "{r}"
+    );
+    let r = reason(shard(&plan, 6, 8)).to_string();
+    assert!(r.contains("names db:3 redis:4"), "{r}");
+    fs::write(
+        w.dir(1, 6, 8).join(SHARD_IDENTITY_FILE),
+        "{\n  \"cluster_id\": x",
+    )
+    .unwrap();
+    assert!(matches!(
+        reason(shard(&w.plan(), 6, 8)),
+        Reason::Corrupted { offset: 18, .. }
+    ));
+}
+
+#[test]
+fn too_new_files_and_stray_keys_are_refused() {
+    let w = World::new();
+    w.file(1, 6, 7, "dump.rdb", "keys=1 v=11", 10);
+    w.file(1, 6, 8, "dump.rdb", "keys=3 outside=2", 10);
+    w.file(1, 3, 4, "dump.rdb", "verdict=unsupported v=13", 10);
+    let plan = w.plan();
+    let r = reason(shard(&plan, 6, 7)).to_string();
+    assert!(
+        r.contains("RDB version 11, redis-server 7.0.15 loads up to 10"),
+        "{r}"
+    );
+    assert!(matches!(
+        reason(shard(&plan, 6, 8)),
+        Reason::KeysOutsideSlots { count: 2, .. }
+    ));
+    assert!(matches!(
+        reason(shard(&plan, 3, 4)),
+        Reason::Incompatible {
+            rdb_version: 13,
+            ..
+        }
+    ));
+    let blocking: Vec<usize> = plan.databases.iter().map(|d| d.blocking().len()).collect();
+    assert_eq!(blocking, vec![1, 2]);
+}
+
+#[test]
+fn active_databases_are_not_planned() {
+    let mut w = World::new();
+    w.cluster.databases.get_mut(&3).unwrap().state = DbState::Active;
+    let plan = w.plan();
+    assert_eq!(
+        plan.databases.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![6]
+    );
+}
+
+#[test]
+fn ages_read_like_an_operator_says_them() {
+    assert_eq!(format_age(42), "42s");
+    assert_eq!(format_age(600), "10m");
+    assert_eq!(format_age(3 * 3600 + 20 * 60), "3h 20m");
+    assert_eq!(format_age(2 * 86400 + 4 * 3600), "2d 4h");
+}

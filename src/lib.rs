@@ -6,7 +6,8 @@
 //!   databases, shards, the id allocator) and its atomic, locked storage with per-node
 //!   backups.
 //! - [`recovery`]: disaster recovery: planning from the old files under recovery paths,
-//!   copying them, and bringing databases back.
+//!   copying them, and bringing databases back; rebuilding the configuration itself
+//!   (`cluster recover`).
 
 pub mod ccs;
 pub mod recovery;

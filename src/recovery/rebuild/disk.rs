@@ -1,0 +1,298 @@
+//! What a disaster left on disk: shard directories, their identity files, CCS backups,
+//! and every id they prove was handed out.
+//!
+//! Only reads. Files under a recovery path are the operator's last copy of the data.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::ccs::{Id, ShardIdentity, SHARD_IDENTITY_FILE};
+
+/// How deep below a given path to look for node roots (directories holding `redis/`), so
+/// an operator can name the directory the old nodes' disks are mounted under.
+const ROOT_SEARCH_DEPTH: usize = 2;
+
+/// One `redis/db-<db>/shard-<shard>/` directory found under a root.
+#[derive(Debug)]
+pub struct ShardDir {
+    pub dir: PathBuf,
+    pub db: Id,
+    pub shard: Id,
+    pub identity: IdentityRead,
+}
+
+#[derive(Debug)]
+pub enum IdentityRead {
+    Found(Box<ShardIdentity>),
+    Missing,
+    /// Unreadable or not an identity document: the reason, for the report.
+    Bad(String),
+}
+
+/// `db-<n>` / `shard-<n>`: the id in a directory name, if it is one of ours.
+fn id_in_name(name: &str, prefix: &str) -> Option<Id> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Sorted subdirectories of `dir` whose names carry an id with `prefix`; unreadable
+/// directories simply yield nothing (the caller reports paths it cannot read up front).
+fn id_dirs(dir: &Path, prefix: &str) -> Vec<(Id, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Id, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| {
+            let id = id_in_name(e.file_name().to_str()?, prefix)?;
+            Some((id, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+pub fn read_identity(dir: &Path) -> IdentityRead {
+    let path = dir.join(SHARD_IDENTITY_FILE);
+    match fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => IdentityRead::Missing,
+        Err(e) => IdentityRead::Bad(e.to_string()),
+        Ok(bytes) => match serde_json::from_slice::<ShardIdentity>(&bytes) {
+            Ok(identity) => IdentityRead::Found(Box::new(identity)),
+            Err(e) => IdentityRead::Bad(e.to_string()),
+        },
+    }
+}
+
+/// Every shard directory under `root/redis/`, in id order.
+pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
+    let mut out = Vec::new();
+    for (db, db_dir) in id_dirs(&root.join("redis"), "db-") {
+        for (shard, dir) in id_dirs(&db_dir, "shard-") {
+            let identity = read_identity(&dir);
+            out.push(ShardDir {
+                dir,
+                db,
+                shard,
+                identity,
+            });
+        }
+    }
+    out
+}
+
+/// Node roots at or below `path`: `path` itself when it holds `redis/`, else its
+/// subdirectories (a few levels down) that do.
+pub fn node_roots(path: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if dir.join("redis").is_dir() {
+            out.push(dir.to_path_buf());
+            return;
+        }
+        if depth == 0 {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut subdirs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .map(|e| e.path())
+            .collect();
+        subdirs.sort();
+        for sub in subdirs {
+            walk(&sub, depth - 1, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(path, ROOT_SEARCH_DEPTH, &mut out);
+    out
+}
+
+/// Where an id was seen to be in use: what a too-small `alloc_id` is told it conflicts with.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct IdSighting {
+    pub id: Id,
+    pub what: SightingKind,
+    pub path: PathBuf,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SightingKind {
+    DbDir,
+    ShardDir,
+    Identity,
+    /// A CCS backup's `alloc_id` says every id below it was handed out.
+    Backup,
+    /// An id in the configuration being recovered (node, database or shard).
+    Config,
+}
+
+impl fmt::Display for IdSighting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match self.what {
+            SightingKind::DbDir => write!(f, "database directory `{path}`"),
+            SightingKind::ShardDir => write!(f, "shard directory `{path}`"),
+            SightingKind::Identity => write!(f, "shard identity file `{path}`"),
+            SightingKind::Backup => write!(
+                f,
+                "CCS backup `{path}`, whose alloc_id {} says it was handed out",
+                self.id + 1
+            ),
+            SightingKind::Config => write!(f, "the recovered configuration, from `{path}`"),
+        }
+    }
+}
+
+/// The largest id seen in use; the first sighting wins ties so the report is stable.
+#[derive(Default, Debug)]
+pub struct IdScan {
+    pub largest: Option<IdSighting>,
+}
+
+impl IdScan {
+    pub fn see(&mut self, id: Id, what: SightingKind, path: &Path) {
+        if self.largest.as_ref().is_some_and(|l| l.id >= id) {
+            return;
+        }
+        self.largest = Some(IdSighting {
+            id,
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+
+    /// Every id on disk under `root` that belongs to `cluster_id`: directory names,
+    /// identity files (shard, database, node and master ids), and `ccs/ccs.json`'s
+    /// allocator. Shard directories of another cluster are left out: their ids are not
+    /// ours to avoid.
+    pub fn scan_root(&mut self, root: &Path, cluster_id: u64) {
+        for shard in shard_dirs(root) {
+            if let IdentityRead::Found(identity) = &shard.identity {
+                if identity.cluster_id != cluster_id {
+                    continue;
+                }
+                let file = shard.dir.join(SHARD_IDENTITY_FILE);
+                for id in [identity.shard_id, identity.db_id, identity.node_id]
+                    .into_iter()
+                    .chain(identity.master)
+                {
+                    self.see(id, SightingKind::Identity, &file);
+                }
+            }
+            let db_dir = shard.dir.parent().unwrap_or(&shard.dir);
+            self.see(shard.db, SightingKind::DbDir, db_dir);
+            self.see(shard.shard, SightingKind::ShardDir, &shard.dir);
+        }
+        // A database directory whose shard directories are gone still used its id.
+        for (db, db_dir) in id_dirs(&root.join("redis"), "db-") {
+            self.see(db, SightingKind::DbDir, &db_dir);
+        }
+        let backup = root.join("ccs").join("ccs.json");
+        if let Some(alloc_id) = backup_alloc_id(&backup, cluster_id) {
+            if alloc_id > 0 {
+                self.see(alloc_id - 1, SightingKind::Backup, &backup);
+            }
+        }
+    }
+}
+
+/// A field of a CCS backup of `cluster_id`, read loosely: any format, any shape, so an
+/// older or damaged backup still tells which ids were used.
+fn backup_field(path: &Path, cluster_id: u64, field: &str) -> Option<u64> {
+    let bytes = fs::read(path).ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if doc.get("cluster_id")?.as_u64()? != cluster_id {
+        return None;
+    }
+    doc.get(field)?.as_u64()
+}
+
+pub fn backup_alloc_id(path: &Path, cluster_id: u64) -> Option<Id> {
+    backup_field(path, cluster_id, "alloc_id")
+}
+
+pub fn backup_generation(path: &Path, cluster_id: u64) -> Option<u64> {
+    backup_field(path, cluster_id, "generation")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_in_names() {
+        assert_eq!(id_in_name("db-12", "db-"), Some(12));
+        assert_eq!(id_in_name("db-", "db-"), None);
+        assert_eq!(id_in_name("db-1x", "db-"), None);
+        assert_eq!(id_in_name("db-+1", "db-"), None);
+        assert_eq!(id_in_name("shard-3", "db-"), None);
+    }
+
+    #[test]
+    fn largest_keeps_first_of_ties() {
+        let mut scan = IdScan::default();
+        scan.see(3, SightingKind::DbDir, Path::new("/a"));
+        scan.see(3, SightingKind::ShardDir, Path::new("/b"));
+        scan.see(2, SightingKind::ShardDir, Path::new("/c"));
+        let largest = scan.largest.unwrap();
+        assert_eq!((largest.id, largest.path), (3, PathBuf::from("/a")));
+    }
+
+    #[test]
+    fn scans_dirs_identities_and_backups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("redis/db-4/shard-5")).unwrap();
+        fs::create_dir_all(root.join("redis/db-9")).unwrap();
+        fs::create_dir_all(root.join("redis/notes")).unwrap();
+        let mut scan = IdScan::default();
+        scan.scan_root(root, 7);
+        let largest = scan.largest.clone().unwrap();
+        assert_eq!(largest.id, 9);
+        assert_eq!(largest.what, SightingKind::DbDir);
+
+        fs::create_dir_all(root.join("ccs")).unwrap();
+        fs::write(
+            root.join("ccs/ccs.json"),
+            r#"{"cluster_id": 7, "alloc_id": 31}"#,
+        )
+        .unwrap();
+        scan.scan_root(root, 7);
+        let largest = scan.largest.clone().unwrap();
+        assert_eq!((largest.id, largest.what), (30, SightingKind::Backup));
+        assert!(largest.to_string().contains("alloc_id 31"));
+
+        // Another cluster's backup proves nothing about our ids.
+        let mut other = IdScan::default();
+        other.scan_root(root, 8);
+        assert_eq!(other.largest.unwrap().id, 9);
+    }
+
+    #[test]
+    fn finds_node_roots_below_a_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("old/n1/redis")).unwrap();
+        fs::create_dir_all(tmp.path().join("old/n2/redis/db-1")).unwrap();
+        fs::create_dir_all(tmp.path().join("old/empty")).unwrap();
+        let roots = node_roots(tmp.path());
+        assert_eq!(
+            roots,
+            vec![tmp.path().join("old/n1"), tmp.path().join("old/n2")]
+        );
+        assert_eq!(
+            node_roots(&tmp.path().join("old/n1")),
+            vec![tmp.path().join("old/n1")]
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! The configuration rebuilt from shard identity files alone, for when no CCS backup
+//! survived.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::ccs::{
+    Cluster, Database, DbState, Id, Node, PortRange, Role, Shard, ShardIdentity, CCS_FORMAT,
+    SHARD_IDENTITY_FILE, SLOT_COUNT,
+};
+
+use super::disk::{self, IdScan, IdentityRead};
+use super::{absolute, choose_alloc_id, overlaps, FromIdentities, RebuildError, Rebuilt};
+
+/// An identity file of our cluster and where it was found.
+struct Found {
+    root: PathBuf,
+    file: PathBuf,
+    identity: ShardIdentity,
+}
+
+fn quoted_paths(paths: &[PathBuf]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+    list.join(", ")
+}
+
+/// Rebuilds the configuration of `req.cluster_id` from the identity files under the
+/// recovery paths (not yet stored). Nodes without a given persistent path get
+/// `<home>/nodes/<id>`, as a new local cluster would.
+pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, RebuildError> {
+    let mut notes = Vec::new();
+    let mut problems = Vec::new();
+    let mut given = Vec::new();
+    for path in &req.recovery_paths {
+        let path = absolute(path)?;
+        if let Err(e) = fs::read_dir(&path) {
+            return Err(RebuildError::RecoveryPath {
+                path,
+                reason: e.to_string(),
+            });
+        }
+        given.push(path);
+    }
+    if given.is_empty() {
+        return Err(RebuildError::RecoveryPath {
+            path: PathBuf::new(),
+            reason: "no recovery path given".into(),
+        });
+    }
+
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for path in &given {
+        let found = disk::node_roots(path);
+        if found.is_empty() {
+            problems.push(format!(
+                "no `redis/` directory at or below `{}`: nothing to recover there",
+                path.display()
+            ));
+        }
+        for root in found {
+            if !roots.contains(&root) {
+                if &root != path {
+                    notes.push(format!("found node data under `{}`", root.display()));
+                }
+                roots.push(root);
+            }
+        }
+    }
+
+    let (found, foreign) = collect(&roots, req.cluster_id, &mut problems);
+    if found.is_empty() {
+        let others = if foreign.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = foreign.iter().map(|c| c.to_string()).collect();
+            format!("; found files of cluster_id {} only", ids.join(", "))
+        };
+        return Err(RebuildError::NoIdentities {
+            cluster_id: req.cluster_id,
+            searched: quoted_paths(&given),
+            others,
+        });
+    }
+
+    // Nodes: each on the recovery path where its shards were found.
+    let mut node_roots: BTreeMap<Id, PathBuf> = BTreeMap::new();
+    let mut node_ports: BTreeMap<Id, Vec<u16>> = BTreeMap::new();
+    for f in &found {
+        let id = f.identity.node_id;
+        node_ports.entry(id).or_default().push(f.identity.port);
+        match node_roots.get(&id) {
+            None => {
+                node_roots.insert(id, f.root.clone());
+            }
+            Some(root) if root != &f.root => problems.push(format!(
+                "`node:{id}` has shards under both `{}` and `{}`: its recovery path is the first; set another with `node {id} recovery_path set <path>`",
+                root.display(),
+                f.root.display()
+            )),
+            Some(_) => {}
+        }
+    }
+    let local = match req.node_uid {
+        Some(id) if !node_roots.contains_key(&id) => {
+            return Err(RebuildError::UnknownNode {
+                id,
+                source_desc: "the identity files found".into(),
+                known: super::node_list(node_roots.keys().copied()),
+            })
+        }
+        Some(id) => id,
+        None => *node_roots.keys().next().expect("found is not empty"),
+    };
+    let all_roots: Vec<PathBuf> = node_roots.values().cloned().collect();
+    let mut nodes = BTreeMap::new();
+    for (&id, root) in &node_roots {
+        let persistent_path = match (&req.persistent_path, id == local) {
+            (Some(p), true) => absolute(p)?,
+            _ => {
+                let mut p = home.join("nodes").join(id.to_string());
+                if all_roots.iter().any(|r| overlaps(r, &p)) {
+                    p = home.join("nodes").join(format!("{id}-recovered"));
+                }
+                absolute(&p)?
+            }
+        };
+        if all_roots.iter().any(|r| overlaps(r, &persistent_path)) {
+            problems.push(format!(
+                "`node:{id}` persistent path `{}` overlaps a recovery path: recovering into it would rewrite the files recovered from",
+                persistent_path.display()
+            ));
+        }
+        let addr = match (req.addr, id == local) {
+            (Some(addr), true) => addr.to_string(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let port_range = covering_range(&node_ports[&id]);
+        notes.push(format!(
+            "`node:{id}`: address {addr}, persistent path `{}`, recovery path `{}`, ports {port_range}",
+            persistent_path.display(),
+            root.display()
+        ));
+        nodes.insert(
+            id,
+            Node {
+                id,
+                addr,
+                persistent_path,
+                recovery_path: Some(root.clone()),
+                port_range,
+                rack_id: None,
+            },
+        );
+    }
+
+    let databases = databases(&found, &mut problems);
+    let name = req.name.clone().unwrap_or_else(|| {
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in &found {
+            *names.entry(f.identity.cluster_name.as_str()).or_default() += 1;
+        }
+        let (name, _) = names
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .expect("found is not empty");
+        name.to_string()
+    });
+
+    let mut scan = IdScan::default();
+    for root in &all_roots {
+        scan.scan_root(root, req.cluster_id);
+    }
+    for node in nodes.values() {
+        if node.persistent_path.is_dir() {
+            scan.scan_root(&node.persistent_path, req.cluster_id);
+        }
+    }
+    let alloc = choose_alloc_id(req.alloc_id, scan.largest)?;
+    let cluster = Cluster {
+        format: CCS_FORMAT,
+        name,
+        cluster_id: req.cluster_id,
+        alloc_id: alloc.alloc_id,
+        generation: 0,
+        local_node: local,
+        redis_server: None,
+        nodes,
+        databases,
+    };
+    Ok(Rebuilt {
+        cluster,
+        alloc,
+        notes,
+        problems,
+    })
+}
+
+/// Identity files of `cluster_id` under `roots`; everything else is reported and left
+/// out. Also returns the other cluster ids seen, for the error when none matched.
+fn collect(
+    roots: &[PathBuf],
+    cluster_id: u64,
+    problems: &mut Vec<String>,
+) -> (Vec<Found>, BTreeSet<u64>) {
+    let mut found: Vec<Found> = Vec::new();
+    let mut foreign = BTreeSet::new();
+    let mut seen: BTreeMap<Id, PathBuf> = BTreeMap::new();
+    for root in roots {
+        for dir in disk::shard_dirs(root) {
+            let file = dir.dir.join(SHARD_IDENTITY_FILE);
+            let identity = match dir.identity {
+                IdentityRead::Found(identity) => *identity,
+                IdentityRead::Missing => {
+                    problems.push(format!(
+                        "`{}` has no `{SHARD_IDENTITY_FILE}`: left out",
+                        dir.dir.display()
+                    ));
+                    continue;
+                }
+                IdentityRead::Bad(reason) => {
+                    problems.push(format!(
+                        "cannot read `{}`: {reason}; left out",
+                        file.display()
+                    ));
+                    continue;
+                }
+            };
+            if identity.cluster_id != cluster_id {
+                problems.push(format!(
+                    "`{}` belongs to cluster_id {}, not {cluster_id}: skipped",
+                    file.display(),
+                    identity.cluster_id
+                ));
+                foreign.insert(identity.cluster_id);
+                continue;
+            }
+            if identity.db_id != dir.db || identity.shard_id != dir.shard {
+                problems.push(format!(
+                    "`{}` names `db:{}` shard `redis:{}`, not the directory's: skipped",
+                    file.display(),
+                    identity.db_id,
+                    identity.shard_id
+                ));
+                continue;
+            }
+            if let Some(first) = seen.get(&identity.shard_id) {
+                problems.push(format!(
+                    "shard `redis:{}` found twice, in `{}` and `{}`: the first is used",
+                    identity.shard_id,
+                    first.display(),
+                    dir.dir.display()
+                ));
+                continue;
+            }
+            seen.insert(identity.shard_id, dir.dir.clone());
+            found.push(Found {
+                root: root.clone(),
+                file,
+                identity,
+            });
+        }
+    }
+    (found, foreign)
+}
+
+/// The node's port range: the default when it holds every shard port found, else the
+/// default widened just enough.
+fn covering_range(ports: &[u16]) -> PortRange {
+    let mut range = PortRange::DEFAULT;
+    for &port in ports {
+        range.lo = range.lo.min(port);
+        range.hi = range.hi.max(port);
+    }
+    range
+}
+
+/// Databases from the identities, each checked for a complete set of master shards; an
+/// incomplete one is left out (its files stay where they are) and reported.
+fn databases(found: &[Found], problems: &mut Vec<String>) -> BTreeMap<Id, Database> {
+    let mut by_db: BTreeMap<Id, Vec<&Found>> = BTreeMap::new();
+    for f in found {
+        by_db.entry(f.identity.db_id).or_default().push(f);
+    }
+    let mut out = BTreeMap::new();
+    for (db_id, mut shards) in by_db {
+        shards.sort_by_key(|f| (f.identity.role != Role::Master, f.identity.shard_id));
+        let first = &shards[0].identity;
+        let label = format!("`db:{db_id}` `{}`", first.db.name);
+        for other in &shards[1..] {
+            if other.identity.db != first.db || other.identity.db_port != first.db_port {
+                problems.push(format!(
+                    "{label}: `{}` records another configuration than `{}`; the latter is used",
+                    other.file.display(),
+                    shards[0].file.display()
+                ));
+            }
+        }
+        let masters: Vec<&ShardIdentity> = shards
+            .iter()
+            .map(|f| &f.identity)
+            .filter(|i| i.role == Role::Master)
+            .collect();
+        if let Some(reason) = incomplete(first.db.shards, &masters) {
+            problems.push(format!(
+                "{label} left out: {reason}; its files are untouched"
+            ));
+            continue;
+        }
+        let master_ids: BTreeSet<Id> = masters.iter().map(|m| m.shard_id).collect();
+        for f in &shards {
+            let i = &f.identity;
+            if i.role == Role::Replica && !i.master.is_some_and(|m| master_ids.contains(&m)) {
+                problems.push(format!(
+                    "{label}: replica `redis:{}` follows no master shard found",
+                    i.shard_id
+                ));
+            }
+        }
+        if first.db.replication {
+            for m in &masters {
+                let followed = shards.iter().any(|f| {
+                    f.identity.role == Role::Replica && f.identity.master == Some(m.shard_id)
+                });
+                if !followed {
+                    problems.push(format!(
+                        "{label}: no replica of master `redis:{}` found; it comes back without one",
+                        m.shard_id
+                    ));
+                }
+            }
+        }
+        let db = Database {
+            id: db_id,
+            config: first.db.clone(),
+            port: first.db_port,
+            state: DbState::PendingRecovery,
+            shards: shards
+                .iter()
+                .map(|f| Shard {
+                    id: f.identity.shard_id,
+                    node: f.identity.node_id,
+                    role: f.identity.role,
+                    master: f.identity.master,
+                    slots: f.identity.slots,
+                    port: f.identity.port,
+                    pid: None,
+                })
+                .collect(),
+        };
+        out.insert(db_id, db);
+    }
+    out
+}
+
+/// Why a database's master shards cannot make it whole, if they cannot.
+pub(super) fn incomplete(expected: u32, masters: &[&ShardIdentity]) -> Option<String> {
+    if masters.len() as u64 != u64::from(expected) {
+        return Some(format!(
+            "{} of its {expected} master shards found",
+            masters.len()
+        ));
+    }
+    if expected <= 1 {
+        return None;
+    }
+    let mut ranges = Vec::new();
+    for m in masters {
+        match m.slots {
+            Some(r) if r.start <= r.end && r.end < SLOT_COUNT => ranges.push(r),
+            Some(r) => {
+                return Some(format!(
+                    "master `redis:{}` has invalid slots {r}",
+                    m.shard_id
+                ))
+            }
+            None => return Some(format!("master `redis:{}` records no slots", m.shard_id)),
+        }
+    }
+    ranges.sort_by_key(|r| r.start);
+    let mut next = 0u32;
+    for r in &ranges {
+        let start = u32::from(r.start);
+        if start > next {
+            return Some(format!("slots {next}-{} have no master shard", start - 1));
+        }
+        if start < next {
+            return Some(format!("slots {r} are owned twice"));
+        }
+        next = u32::from(r.end) + 1;
+    }
+    if next < u32::from(SLOT_COUNT) {
+        return Some(format!(
+            "slots {next}-{} have no master shard",
+            SLOT_COUNT - 1
+        ));
+    }
+    None
+}

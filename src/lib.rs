@@ -8,6 +8,11 @@
 //! - [`recovery`]: disaster recovery: planning from the old files under recovery paths,
 //!   copying them, and bringing databases back; rebuilding the configuration itself
 //!   (`cluster recover`).
+//! - [`server`]: real `redis-server` shards: the binary, redis.conf, start/stop, ports,
+//!   Redis Cluster formation, replication, INFO probes.
+//! - [`db`]: database operations on live shards: create, delete, restart, `status`.
 
 pub mod ccs;
+pub mod db;
 pub mod recovery;
+pub mod server;

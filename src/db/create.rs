@@ -1,0 +1,198 @@
+//! `create db`: validate, place, start every shard, wire the cluster / replicas / sync
+//! source, and roll everything back when any step fails.
+
+use std::time::Duration;
+
+use crate::ccs::{Cluster, Database, DbConfig, Id, Role};
+use crate::server::{
+    form_cluster, parse_host_port, replicate, stop_pid, ClusterMember, MemberRole, RedisServer,
+    StartOptions,
+};
+
+use super::lifecycle::start_all;
+use super::placement::place;
+use super::{shard_addr, DbError, SETUP_TIMEOUT};
+
+pub const MAX_SHARDS: u32 = 128;
+
+/// What `create db` was told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateDb {
+    pub config: DbConfig,
+    /// Endpoint port; `None` picks a free one from the node's range.
+    pub port: Option<u16>,
+}
+
+/// Creates the database with live shards and adds it to `cluster`. On any failure the
+/// shards started are killed, the directories created removed, and `cluster` is left
+/// untouched. Returns the new database's id.
+pub async fn create_db(
+    cluster: &mut Cluster,
+    server: &RedisServer,
+    req: CreateDb,
+) -> Result<Id, DbError> {
+    validate(cluster, &req).await?;
+    let mut scratch = cluster.clone();
+    let mut db = place(&mut scratch, req.config, req.port)?;
+    let db_dirs = db_dirs(&scratch, &db);
+    if let Some(existing) = db_dirs.iter().find(|d| d.exists()) {
+        return Err(DbError::ShardDirExists(existing.clone()));
+    }
+
+    let result = bring_up(&scratch, server, &mut db).await;
+    if let Err(e) = result {
+        roll_back(&db, &db_dirs).await;
+        return Err(e);
+    }
+    let id = db.id;
+    scratch.databases.insert(id, db);
+    *cluster = scratch;
+    Ok(id)
+}
+
+async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
+    let name = &req.config.name;
+    let bad = |reason| DbError::BadName {
+        name: name.clone(),
+        reason,
+    };
+    if name.is_empty() || name.len() > 63 {
+        return Err(bad("it must have 1 to 63 characters"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(bad("it must start with a letter"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad("only letters, digits, `-` and `_` are allowed"));
+    }
+    if cluster.database_by_name(name).is_some() {
+        return Err(DbError::NameTaken(name.clone()));
+    }
+    let shards = req.config.shards;
+    if shards == 0 || shards > MAX_SHARDS {
+        return Err(DbError::BadShards {
+            given: shards,
+            max: MAX_SHARDS,
+        });
+    }
+    if let Some(source) = &req.config.sync_source {
+        let bad = |reason: &str| DbError::BadSyncSource {
+            given: source.clone(),
+            reason: reason.to_string(),
+        };
+        if shards > 1 {
+            return Err(bad(
+                "a sync source needs a single-shard database (Redis Cluster shards cannot `REPLICAOF`)",
+            ));
+        }
+        let (host, port) = parse_host_port(source).ok_or_else(|| bad("expected `host:port`"))?;
+        let reach = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(Duration::from_secs(2), reach).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(bad("nothing answers there")),
+        }
+    }
+    Ok(())
+}
+
+/// `<persistent path>/redis/db-<id>` on every node the database uses.
+fn db_dirs(cluster: &Cluster, db: &Database) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = db
+        .shards
+        .iter()
+        .filter_map(|s| cluster.nodes.get(&s.node))
+        .map(|n| {
+            n.persistent_path
+                .join("redis")
+                .join(format!("db-{}", db.id))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+async fn bring_up(
+    cluster: &Cluster,
+    server: &RedisServer,
+    db: &mut Database,
+) -> Result<(), DbError> {
+    let started = start_all(server, cluster, db, &StartOptions::default()).await;
+    let mut first_err = None;
+    for (shard_id, res) in started {
+        match res {
+            Ok(pid) => {
+                if let Some(s) = db.shards.iter_mut().find(|s| s.id == shard_id) {
+                    s.pid = Some(pid);
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e.into());
+    }
+    wire(cluster, db).await
+}
+
+/// Joins the shards up: the Redis Cluster for a sharded database, otherwise replicas to
+/// their master and the master to the sync source (already in each redis.conf; this waits
+/// until the links are up and the first sync is done).
+pub(crate) async fn wire(cluster: &Cluster, db: &Database) -> Result<(), DbError> {
+    let addr = |id: Id| shard_addr(cluster, db, id).expect("placed shard has a node");
+    if db.config.shards > 1 {
+        let members: Vec<ClusterMember> = db
+            .shards
+            .iter()
+            .map(|s| ClusterMember {
+                addr: addr(s.id),
+                role: match (s.role, s.master) {
+                    (Role::Replica, Some(m)) => MemberRole::Replica {
+                        of: db.shards.iter().position(|x| x.id == m).unwrap_or(0),
+                    },
+                    _ => MemberRole::Master {
+                        slots: s.slots.unwrap_or(crate::ccs::SlotRange::ALL),
+                    },
+                },
+            })
+            .collect();
+        form_cluster(&members, SETUP_TIMEOUT).await?;
+        return Ok(());
+    }
+    if let Some(source) = &db.config.sync_source {
+        if let (Some((host, port)), Some(master)) = (parse_host_port(source), db.masters().next()) {
+            replicate(&addr(master.id), &host, port, SETUP_TIMEOUT).await?;
+        }
+    }
+    for s in db.shards.iter().filter(|s| s.role == Role::Replica) {
+        let master = addr(s.master.unwrap_or(db.shards[0].id));
+        replicate(&addr(s.id), &master.host, master.port, SETUP_TIMEOUT).await?;
+    }
+    Ok(())
+}
+
+async fn roll_back(db: &Database, dirs: &[std::path::PathBuf]) {
+    for s in &db.shards {
+        if let Some(pid) = s.pid {
+            let _ = stop_pid(pid, Duration::from_millis(200)).await;
+        }
+    }
+    // Shards whose pid was not recorded (a failed wire step has all of them; a failed
+    // start may leave one running): any server still running in our new dirs goes too.
+    for dir in dirs {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if let Some(pid) = crate::server::shard_pid(&e.path()) {
+                    let _ = stop_pid(pid, Duration::from_millis(200)).await;
+                }
+            }
+        }
+        // These directories did not exist before this create: removing them loses nothing.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,175 @@
+//! `delete db` and `restart db`, and starting a database's shards concurrently.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::ccs::{Cluster, Database, DbState, Id, Role};
+use crate::server::{start_shard, stop_shard, RedisServer, ServerError, StartOptions};
+
+use super::create::wire;
+use super::{resolve, DbError};
+
+/// Starts the given shards of `db` at once; one result per shard, in order.
+pub(crate) async fn start_some(
+    server: &RedisServer,
+    cluster: &Cluster,
+    db: &Database,
+    shards: &[Id],
+    opts: &StartOptions,
+) -> Vec<(Id, Result<u32, ServerError>)> {
+    let mut tasks = Vec::new();
+    for &id in shards {
+        let (server, cluster, db, opts) =
+            (server.clone(), cluster.clone(), db.clone(), opts.clone());
+        tasks.push((
+            id,
+            tokio::spawn(async move {
+                let shard = db.shards.iter().find(|s| s.id == id).expect("shard of db");
+                start_shard(&server, &cluster, &db, shard, &opts).await
+            }),
+        ));
+    }
+    let mut out = Vec::new();
+    for (id, task) in tasks {
+        let res = task.await.unwrap_or_else(|e| {
+            Err(ServerError::StartFailed {
+                shard: id,
+                reason: format!("start task failed: {e}"),
+                log_tail: String::new(),
+            })
+        });
+        out.push((id, res));
+    }
+    out
+}
+
+/// Starts every shard of `db` at once.
+pub(crate) async fn start_all(
+    server: &RedisServer,
+    cluster: &Cluster,
+    db: &Database,
+    opts: &StartOptions,
+) -> Vec<(Id, Result<u32, ServerError>)> {
+    let ids: Vec<Id> = db.shards.iter().map(|s| s.id).collect();
+    start_some(server, cluster, db, &ids, opts).await
+}
+
+/// Stops every shard of `db` at once; returns how many were running.
+async fn stop_all(cluster: &Cluster, db: &Database) -> Result<usize, DbError> {
+    let mut tasks = Vec::new();
+    for s in &db.shards {
+        if let Some(node) = cluster.nodes.get(&s.node) {
+            let dir = node.shard_dir(db.id, s.id);
+            tasks.push(tokio::spawn(async move { stop_shard(&dir).await }));
+        }
+    }
+    let mut stopped = 0;
+    let mut first_err = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(was_running)) => stopped += usize::from(was_running),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(DbError::Server(e));
+            }
+            Err(e) => {
+                first_err.get_or_insert(DbError::Server(ServerError::Cluster(format!(
+                    "stop task failed: {e}"
+                ))));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(stopped),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    pub id: Id,
+    pub name: String,
+    /// Shards that were running and were stopped.
+    pub stopped: usize,
+    /// Data directories removed (`purge`) or kept.
+    pub purged: Vec<PathBuf>,
+    pub kept: Vec<PathBuf>,
+}
+
+/// Stops the database's shards and removes it from `cluster`. Its data directories stay
+/// unless `purge`.
+pub async fn delete_db(
+    cluster: &mut Cluster,
+    which: &str,
+    purge: bool,
+) -> Result<DeleteOutcome, DbError> {
+    let db = resolve(cluster, which)?.clone();
+    let stopped = stop_all(cluster, &db).await?;
+    let mut dirs: Vec<PathBuf> = db
+        .shards
+        .iter()
+        .filter_map(|s| cluster.nodes.get(&s.node))
+        .map(|n| {
+            n.persistent_path
+                .join("redis")
+                .join(format!("db-{}", db.id))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let (mut purged, mut kept) = (Vec::new(), Vec::new());
+    for dir in dirs.into_iter().filter(|d| d.exists()) {
+        if purge {
+            std::fs::remove_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+            purged.push(dir);
+        } else {
+            kept.push(dir);
+        }
+    }
+    cluster.databases.remove(&db.id);
+    Ok(DeleteOutcome {
+        id: db.id,
+        name: db.config.name,
+        stopped,
+        purged,
+        kept,
+    })
+}
+
+/// Stops the database's shards (letting each persist as configured) and starts them again
+/// with their data; rewires the cluster and replicas. Returns the database id.
+pub async fn restart_db(
+    cluster: &mut Cluster,
+    server: &RedisServer,
+    which: &str,
+) -> Result<Id, DbError> {
+    let mut db = resolve(cluster, which)?.clone();
+    if db.state == DbState::PendingRecovery {
+        return Err(DbError::PendingRecovery {
+            id: db.id,
+            name: db.config.name,
+        });
+    }
+    stop_all(cluster, &db).await?;
+    let opts = StartOptions::default();
+    // Masters first: a replica that comes up before its master only retries, but a
+    // master up first lets the replica's first sync start at once.
+    for role in [Role::Master, Role::Replica] {
+        let ids: Vec<Id> = db
+            .shards
+            .iter()
+            .filter(|s| s.role == role)
+            .map(|s| s.id)
+            .collect();
+        for (id, res) in start_some(server, cluster, &db, &ids, &opts).await {
+            let pid = res?;
+            if let Some(s) = db.shards.iter_mut().find(|s| s.id == id) {
+                s.pid = Some(pid);
+            }
+        }
+    }
+    wire(cluster, &db).await?;
+    let id = db.id;
+    cluster.databases.insert(id, db);
+    Ok(id)
+}

@@ -1,0 +1,90 @@
+//! Database operations on live shards: create (placement, start, cluster, replicas,
+//! sync source, roll back on failure), delete, restart, and the `status` probes.
+//!
+//! Every operation takes the cluster by `&mut` and changes it only when it succeeds, so a
+//! caller that saves the CCS after success and not after failure leaves it as it was.
+
+mod create;
+mod lifecycle;
+mod placement;
+mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ccs::{Cluster, Database, Id};
+use crate::server::{ServerError, ShardAddr};
+
+pub use create::{create_db, CreateDb, MAX_SHARDS};
+pub use lifecycle::{delete_db, restart_db, DeleteOutcome};
+pub use placement::place;
+pub use status::{
+    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, STATUS_TIMEOUT,
+};
+
+/// How long cluster formation and replica sync may take during create / restart.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database name `{0}` is already used")]
+    NameTaken(String),
+    #[error("bad database name `{name}`: {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error("no database `{0}`")]
+    NoSuchDb(String),
+    #[error("no node:{0} in the cluster")]
+    NoSuchNode(Id),
+    #[error("shards must be between 1 and {max}, not {given}")]
+    BadShards { given: u32, max: u32 },
+    #[error(
+        "replication needs at least 2 nodes, the cluster has {have}: a replica never runs \
+         on its master's node (add one with `node add`)"
+    )]
+    TooFewNodes { have: usize },
+    #[error("port `{port}` is already used by redis:{shard} of db:{db}")]
+    PortReserved { port: u16, db: Id, shard: Id },
+    #[error("bad sync_source `{given}`: {reason}")]
+    BadSyncSource { given: String, reason: String },
+    #[error("shard directory `{0}` already exists: its id is taken on disk")]
+    ShardDirExists(PathBuf),
+    #[error("db:{id} `{name}` is pending recovery: run `recover db {name}` first")]
+    PendingRecovery { id: Id, name: String },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Finds a database by `db:<id>`, `<id>` or name.
+pub fn resolve<'a>(cluster: &'a Cluster, text: &str) -> Result<&'a Database, DbError> {
+    let by_id = text
+        .strip_prefix("db:")
+        .unwrap_or(text)
+        .parse::<Id>()
+        .ok()
+        .and_then(|id| cluster.databases.get(&id));
+    by_id
+        .or_else(|| cluster.database_by_name(text))
+        .ok_or_else(|| DbError::NoSuchDb(text.to_string()))
+}
+
+/// Where a shard of `db` listens, with the database's password.
+pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<ShardAddr> {
+    let shard = db.shards.iter().find(|s| s.id == shard_id)?;
+    let node = cluster.nodes.get(&shard.node)?;
+    Some(ShardAddr {
+        host: node.addr.clone(),
+        port: shard.port,
+        password: db.config.password.clone(),
+    })
+}
+
+/// The database's endpoint: its first master's address and the endpoint port.
+pub fn endpoint(cluster: &Cluster, db: &Database) -> String {
+    let host = db
+        .masters()
+        .next()
+        .and_then(|s| cluster.nodes.get(&s.node))
+        .map(|n| n.addr.as_str())
+        .unwrap_or("?");
+    format!("{host}:{}", db.port)
+}

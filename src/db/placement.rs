@@ -1,0 +1,110 @@
+//! Placing a new database's shards on nodes and ports.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Role, Shard};
+use crate::server::{even_slots, pick_port, require_free, PortNeed};
+
+use super::DbError;
+
+/// Allocates the database's ids and lays out its shards: masters round-robin over the
+/// nodes (by id), each replica on the node after its master's, so never beside it. Ports
+/// come from each node's range, skipping ports the CCS gives to other shards and ports
+/// found taken; `port` fixes the endpoint (first master) port and must be free.
+///
+/// Allocates ids from `cluster`: run it on a scratch copy that is dropped on failure.
+pub fn place(
+    cluster: &mut Cluster,
+    config: DbConfig,
+    port: Option<u16>,
+) -> Result<Database, DbError> {
+    let nodes: Vec<Id> = cluster.nodes.keys().copied().collect();
+    if nodes.is_empty() {
+        return Err(DbError::TooFewNodes { have: 0 });
+    }
+    if config.replication && nodes.len() < 2 {
+        return Err(DbError::TooFewNodes { have: nodes.len() });
+    }
+    let need = if config.shards > 1 {
+        PortNeed::WithBus
+    } else {
+        PortNeed::Plain
+    };
+
+    // Ports are per address: loopback nodes share one, so reserve by address.
+    let mut used: BTreeMap<(String, u16), (Id, Id)> = BTreeMap::new();
+    for db in cluster.databases.values() {
+        for s in &db.shards {
+            if let Some(node) = cluster.nodes.get(&s.node) {
+                used.insert((node.addr.clone(), s.port), (db.id, s.id));
+            }
+        }
+    }
+    let mut reserved_by_addr: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    for (addr, port) in used.keys() {
+        reserved_by_addr
+            .entry(addr.clone())
+            .or_default()
+            .insert(*port);
+    }
+
+    let first_addr = cluster.nodes[&nodes[0]].addr.clone();
+    if let Some(p) = port {
+        if let Some(&(db, shard)) = used.get(&(first_addr.clone(), p)) {
+            return Err(DbError::PortReserved { port: p, db, shard });
+        }
+        require_free(&first_addr, p, need)?;
+    }
+
+    let db_id = cluster.allocate_id();
+    let slots = even_slots(config.shards);
+    let mut shards: Vec<Shard> = Vec::new();
+    let mut take_port = |cluster: &Cluster, node: Id, fixed: Option<u16>| {
+        let n = &cluster.nodes[&node];
+        let taken = reserved_by_addr.entry(n.addr.clone()).or_default();
+        let p = match fixed {
+            Some(p) => p,
+            None => pick_port(n, taken, need)?,
+        };
+        taken.insert(p);
+        Ok::<u16, DbError>(p)
+    };
+    for i in 0..config.shards as usize {
+        let node = nodes[i % nodes.len()];
+        let fixed = if i == 0 { port } else { None };
+        let p = take_port(cluster, node, fixed)?;
+        shards.push(Shard {
+            id: cluster.allocate_id(),
+            node,
+            role: Role::Master,
+            master: None,
+            slots: (config.shards > 1).then(|| slots[i]),
+            port: p,
+            pid: None,
+        });
+    }
+    if config.replication {
+        for i in 0..config.shards as usize {
+            let node = nodes[(i + 1) % nodes.len()];
+            let p = take_port(cluster, node, None)?;
+            let master = &shards[i];
+            let replica = Shard {
+                id: cluster.allocate_id(),
+                node,
+                role: Role::Replica,
+                master: Some(master.id),
+                slots: master.slots,
+                port: p,
+                pid: None,
+            };
+            shards.push(replica);
+        }
+    }
+    Ok(Database {
+        id: db_id,
+        port: shards[0].port,
+        config,
+        state: DbState::Active,
+        shards,
+    })
+}

@@ -1,0 +1,310 @@
+//! The live view behind `status`: every shard asked at once (PING / INFO), rladmin's four
+//! tables as data. Rendering is the command's job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
+use crate::server::{probe, ShardProbe};
+
+use super::{endpoint, shard_addr};
+
+/// A shard that does not answer within this is shown down.
+pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+
+pub const OK: &str = "OK";
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct NodeRow {
+    pub id: Id,
+    /// The node this machine is (rladmin marks it `*`).
+    pub local: bool,
+    pub role: &'static str,
+    pub address: String,
+    pub shards: usize,
+    pub cores: usize,
+    pub free_ram: u64,
+    pub total_ram: u64,
+    pub version: Option<String>,
+    pub status: String,
+    pub persistent_path: String,
+    pub port_range: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DatabaseRow {
+    pub id: Id,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: String,
+    pub shards: u32,
+    pub placement: &'static str,
+    pub replication: bool,
+    pub persistence: String,
+    pub endpoint: String,
+    pub memory_limit: Option<u64>,
+    pub sync_source: Option<String>,
+    pub keys: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EndpointRow {
+    pub db_id: Id,
+    pub name: String,
+    pub id: String,
+    pub node: Id,
+    pub role: &'static str,
+    pub ssl: bool,
+    pub address: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ShardRow {
+    pub db_id: Id,
+    pub name: String,
+    pub id: Id,
+    pub node: Id,
+    /// Configured role; the live one is `live_role`.
+    pub role: Role,
+    pub live_role: Option<String>,
+    pub slots: Option<SlotRange>,
+    pub used_memory: Option<u64>,
+    pub status: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub keys: Option<u64>,
+    /// Why the shard is not OK.
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StatusReport {
+    pub nodes: Vec<NodeRow>,
+    pub databases: Vec<DatabaseRow>,
+    pub endpoints: Vec<EndpointRow>,
+    pub shards: Vec<ShardRow>,
+}
+
+impl StatusReport {
+    /// Keeps only the rows that are not OK.
+    pub fn issues_only(mut self) -> StatusReport {
+        self.nodes.retain(|r| r.status != OK);
+        self.databases.retain(|r| r.status != "active");
+        self.endpoints.retain(|r| r.status != OK);
+        self.shards.retain(|r| r.status != OK);
+        self
+    }
+}
+
+/// Asks every shard of every active database at once, each within `timeout`.
+/// `server_version` is the local `redis-server`'s, shown for nodes with no shard up.
+pub async fn status(
+    cluster: &Cluster,
+    server_version: Option<&str>,
+    timeout: Duration,
+) -> StatusReport {
+    let mut tasks = Vec::new();
+    for db in cluster.databases.values() {
+        if db.state != DbState::Active {
+            continue;
+        }
+        for s in &db.shards {
+            if let Some(addr) = shard_addr(cluster, db, s.id) {
+                let is_cluster = db.config.shards > 1;
+                tasks.push((
+                    s.id,
+                    tokio::spawn(async move { probe(&addr, is_cluster, timeout).await }),
+                ));
+            }
+        }
+    }
+    let mut probes: BTreeMap<Id, ShardProbe> = BTreeMap::new();
+    for (id, t) in tasks {
+        if let Ok(p) = t.await {
+            probes.insert(id, p);
+        }
+    }
+
+    let mut report = StatusReport::default();
+    for db in cluster.databases.values() {
+        let mut ok_masters = 0;
+        let mut all_ok = true;
+        let mut keys = 0;
+        for s in &db.shards {
+            let p = probes.get(&s.id);
+            let (status, detail) = match (db.state, p) {
+                (DbState::PendingRecovery, _) => ("PENDING RECOVERY".to_string(), None),
+                (_, Some(p)) => shard_status(s.role, p),
+                (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
+            };
+            if status == OK {
+                if s.role == Role::Master {
+                    ok_masters += 1;
+                    keys += p.map(|p| p.info.keys()).unwrap_or(0);
+                }
+            } else {
+                all_ok = false;
+            }
+            report.shards.push(ShardRow {
+                db_id: db.id,
+                name: db.config.name.clone(),
+                id: s.id,
+                node: s.node,
+                role: s.role,
+                live_role: p
+                    .and_then(|p| p.info.get("role"))
+                    .map(|r| if r == "slave" { "replica" } else { r }.to_string()),
+                slots: s.slots,
+                used_memory: p.and_then(|p| p.info.get_u64("used_memory")),
+                status,
+                port: s.port,
+                pid: p
+                    .and_then(|p| p.info.get_u64("process_id"))
+                    .map(|p| p as u32)
+                    .or(s.pid),
+                keys: p.filter(|p| p.up).map(|p| p.info.keys()),
+                detail,
+            });
+        }
+        let masters = db.masters().count();
+        let status = match db.state {
+            DbState::PendingRecovery => db.state.to_string(),
+            DbState::Active if all_ok => "active".to_string(),
+            DbState::Active if ok_masters == 0 => "down".to_string(),
+            // Some master unanswered: part of the key space is unreachable.
+            DbState::Active if ok_masters < masters => "degraded".to_string(),
+            DbState::Active => "degraded".to_string(),
+        };
+        let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
+        nodes.sort();
+        nodes.dedup();
+        let endpoint_node = db.masters().next().map(|s| s.node).unwrap_or(0);
+        let endpoint = endpoint(cluster, db);
+        report.endpoints.push(EndpointRow {
+            db_id: db.id,
+            name: db.config.name.clone(),
+            id: format!("endpoint:{}:1", db.id),
+            node: endpoint_node,
+            role: if db.config.shards > 1 {
+                "all-master-shards"
+            } else {
+                "single"
+            },
+            ssl: false,
+            address: endpoint.clone(),
+            status: match db.masters().next().and_then(|m| probes.get(&m.id)) {
+                Some(p) if p.up => OK.to_string(),
+                _ if db.state == DbState::PendingRecovery => db.state.to_string(),
+                _ => "DOWN".to_string(),
+            },
+        });
+        report.databases.push(DatabaseRow {
+            id: db.id,
+            name: db.config.name.clone(),
+            kind: "redis",
+            status,
+            shards: db.config.shards,
+            placement: if nodes.len() > 1 { "sparse" } else { "dense" },
+            replication: db.config.replication,
+            persistence: db.config.persistence.to_string(),
+            endpoint,
+            memory_limit: db.config.memory,
+            sync_source: db.config.sync_source.clone(),
+            keys,
+        });
+    }
+
+    let (free_ram, total_ram) = meminfo();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    for node in cluster.nodes.values() {
+        let shards: Vec<Id> = cluster
+            .databases
+            .values()
+            .flat_map(|d| d.shards.iter())
+            .filter(|s| s.node == node.id)
+            .map(|s| s.id)
+            .collect();
+        let live_version = shards
+            .iter()
+            .filter_map(|id| probes.get(id))
+            .find_map(|p| p.info.get("redis_version").map(str::to_string));
+        let status = if node.persistent_path.is_dir() {
+            OK.to_string()
+        } else {
+            format!(
+                "persistent path `{}` missing",
+                node.persistent_path.display()
+            )
+        };
+        report.nodes.push(NodeRow {
+            id: node.id,
+            local: node.id == cluster.local_node,
+            role: if node.id == cluster.local_node {
+                "master"
+            } else {
+                "slave"
+            },
+            address: node.addr.clone(),
+            shards: shards.len(),
+            cores,
+            free_ram,
+            total_ram,
+            version: live_version.or_else(|| server_version.map(str::to_string)),
+            status,
+            persistent_path: node.persistent_path.display().to_string(),
+            port_range: node.port_range.to_string(),
+        });
+    }
+    report
+}
+
+fn shard_status(role: Role, p: &ShardProbe) -> (String, Option<String>) {
+    if !p.up {
+        return ("DOWN".to_string(), p.error.clone());
+    }
+    if p.info.get("loading") == Some("1") {
+        return ("LOADING".to_string(), None);
+    }
+    let live_replica = p.info.get("role") == Some("slave");
+    if live_replica && p.info.get("master_link_status") != Some("up") {
+        let detail = format!(
+            "link to master `{}:{}` is down",
+            p.info.get("master_host").unwrap_or("?"),
+            p.info.get("master_port").unwrap_or("?")
+        );
+        return ("SYNCING".to_string(), Some(detail));
+    }
+    if role == Role::Replica && !live_replica {
+        return (
+            "NOT REPLICATING".to_string(),
+            Some("configured as a replica, runs as a master".to_string()),
+        );
+    }
+    if let Some(state) = p.cluster_state.as_deref().filter(|s| *s != "ok") {
+        return (
+            "CLUSTER FAIL".to_string(),
+            Some(format!("`cluster_state:{state}`")),
+        );
+    }
+    (OK.to_string(), None)
+}
+
+/// (MemAvailable, MemTotal) in bytes from /proc/meminfo; zeros when unreadable.
+fn meminfo() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("MemAvailable:"), field("MemTotal:"))
+}

@@ -1,0 +1,212 @@
+//! Talking to a shard: connections with timeouts, INFO parsing, liveness probes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+use serde::Serialize;
+
+use super::ServerError;
+
+/// Where a shard listens and how to authenticate. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShardAddr {
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ShardAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self)
+    }
+}
+
+impl std::fmt::Display for ShardAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl ShardAddr {
+    pub fn connection_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            addr: ConnectionAddr::Tcp(self.host.clone(), self.port),
+            redis: RedisConnectionInfo {
+                db: 0,
+                username: None,
+                password: self.password.clone(),
+                protocol: ProtocolVersion::RESP2,
+            },
+        }
+    }
+
+    pub(crate) fn err(&self, reason: impl std::fmt::Display) -> ServerError {
+        ServerError::Redis {
+            addr: self.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Opens a connection; connecting and every later reply are bounded by `timeout`.
+pub async fn connect(
+    addr: &ShardAddr,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, ServerError> {
+    let client = redis::Client::open(addr.connection_info()).map_err(|e| addr.err(e))?;
+    client
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout),
+        )
+        .await
+        .map_err(|e| addr.err(e))
+}
+
+/// Runs one command on a fresh connection, all within `timeout`.
+pub(crate) async fn query<T: redis::FromRedisValue>(
+    addr: &ShardAddr,
+    cmd: &redis::Cmd,
+    timeout: Duration,
+) -> Result<T, ServerError> {
+    let run = async {
+        let mut con = connect(addr, timeout).await?;
+        cmd.query_async::<T>(&mut con)
+            .await
+            .map_err(|e| addr.err(e))
+    };
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| addr.err(format!("no answer within {}ms", timeout.as_millis())))?
+}
+
+/// The `key:value` lines of an INFO reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Info(pub BTreeMap<String, String>);
+
+impl Info {
+    pub fn parse(text: &str) -> Info {
+        Info(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.trim_end().split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key)?.parse().ok()
+    }
+
+    /// Keys of db0 (`db0:keys=12,expires=0,avg_ttl=0`).
+    pub fn keys(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with("db") && k[2..].bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|(_, v)| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+/// `INFO <section>` (several sections space separated).
+pub async fn info(addr: &ShardAddr, section: &str, timeout: Duration) -> Result<Info, ServerError> {
+    let mut cmd = redis::cmd("INFO");
+    for s in section.split_whitespace() {
+        cmd.arg(s);
+    }
+    let text: String = query(addr, &cmd, timeout).await?;
+    Ok(Info::parse(&text))
+}
+
+/// What a shard answered, or why it did not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardProbe {
+    pub up: bool,
+    /// The INFO figures (server, memory, persistence, replication, keyspace, cluster).
+    pub info: Info,
+    /// `cluster_state` from CLUSTER INFO, for cluster shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Asks a shard for its figures; a shard that does not answer within `timeout` is down.
+pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardProbe {
+    let run = async {
+        let mut con = connect(addr, timeout).await?;
+        let text: String = redis::cmd("INFO")
+            .arg("server")
+            .arg("memory")
+            .arg("persistence")
+            .arg("replication")
+            .arg("keyspace")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| addr.err(e))?;
+        let state = if cluster {
+            let ci: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| addr.err(e))?;
+            Info::parse(&ci).get("cluster_state").map(str::to_string)
+        } else {
+            None
+        };
+        Ok::<_, ServerError>((Info::parse(&text), state))
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok((info, cluster_state))) => ShardProbe {
+            up: true,
+            info,
+            cluster_state,
+            error: None,
+        },
+        Ok(Err(e)) => down(e.to_string()),
+        Err(_) => down(format!("no answer within {}ms", timeout.as_millis())),
+    }
+}
+
+fn down(error: String) -> ShardProbe {
+    ShardProbe {
+        up: false,
+        info: Info::default(),
+        cluster_state: None,
+        error: Some(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_info() {
+        let i = Info::parse(
+            "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=12,expires=1,avg_ttl=0\r\ndb3:keys=2,expires=0,avg_ttl=0\r\n",
+        );
+        assert_eq!(i.get("redis_version"), Some("7.0.15"));
+        assert_eq!(i.keys(), 14);
+        assert_eq!(i.get_u64("nope"), None);
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let a = ShardAddr {
+            host: "127.0.0.1".into(),
+            port: 1,
+            password: Some("s3cret".into()),
+        };
+        assert!(!format!("{a:?}").contains("s3cret"));
+    }
+}

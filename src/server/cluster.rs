@@ -1,0 +1,340 @@
+//! Redis Cluster formation, replication and persistence switching on running shards.
+//!
+//! Every step checks what is already in place before acting, so the whole sequence can
+//! be run again, e.g. by recovery after it loaded data into fresh shards.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::ccs::{Persistence, SlotRange, SLOT_COUNT};
+
+use super::client::{info, query, ShardAddr};
+use super::conf::persistence_settings;
+use super::ServerError;
+
+const POLL: Duration = Duration::from_millis(25);
+/// Bound on each single command; `timeout` arguments bound whole waits.
+const CMD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberRole {
+    Master {
+        slots: SlotRange,
+    },
+    /// Follows the member at this index of the same list.
+    Replica {
+        of: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMember {
+    pub addr: ShardAddr,
+    pub role: MemberRole,
+}
+
+/// One line of CLUSTER NODES.
+#[derive(Debug)]
+struct NodeLine {
+    id: String,
+    myself: bool,
+    handshake: bool,
+    replica_of: Option<String>,
+    slots: Vec<(u16, u16)>,
+}
+
+fn parse_nodes(text: &str) -> Vec<NodeLine> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 {
+                return None;
+            }
+            let flags: Vec<&str> = f[2].split(',').collect();
+            let slots = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|n| (n, n)),
+                })
+                .collect();
+            Some(NodeLine {
+                id: f[0].to_string(),
+                myself: flags.contains(&"myself"),
+                handshake: flags.contains(&"handshake") || flags.contains(&"noaddr"),
+                replica_of: (f[3] != "-").then(|| f[3].to_string()),
+                slots,
+            })
+        })
+        .collect()
+}
+
+async fn cluster_nodes(addr: &ShardAddr) -> Result<Vec<NodeLine>, ServerError> {
+    let text: String = query(addr, redis::cmd("CLUSTER").arg("NODES"), CMD_TIMEOUT).await?;
+    Ok(parse_nodes(&text))
+}
+
+async fn poll_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<(), ServerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ServerError>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = check().await;
+        if let Ok(true) = last {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(match last {
+                Err(e) => e,
+                _ => ServerError::Timeout {
+                    what: what.to_string(),
+                    after: timeout,
+                },
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Makes `members` one Redis Cluster: every node met, every master owning its slot range,
+/// every replica following its master, `cluster_state:ok` everywhere, replicas in sync.
+pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Result<(), ServerError> {
+    let Some(first) = members.first() else {
+        return Ok(());
+    };
+    let mut ids = Vec::with_capacity(members.len());
+    for m in members {
+        let id: String = query(&m.addr, redis::cmd("CLUSTER").arg("MYID"), CMD_TIMEOUT).await?;
+        ids.push(id);
+    }
+
+    // Distinct config epochs avoid a collision round on fresh nodes; a node that already
+    // knows others refuses, which is fine.
+    for (i, m) in members.iter().enumerate() {
+        let cmd = redis::cmd("CLUSTER")
+            .arg("SET-CONFIG-EPOCH")
+            .arg(i + 1)
+            .clone();
+        let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
+    }
+
+    let known: Vec<String> = cluster_nodes(&first.addr)
+        .await?
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    for (m, id) in members.iter().zip(&ids).skip(1) {
+        if !known.contains(id) {
+            let cmd = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg(&m.addr.host)
+                .arg(m.addr.port)
+                .clone();
+            let _: () = query(&first.addr, &cmd, CMD_TIMEOUT).await?;
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    for m in members {
+        poll_until("the cluster nodes to meet", left(), || async {
+            let nodes = cluster_nodes(&m.addr).await?;
+            Ok(ids
+                .iter()
+                .all(|id| nodes.iter().any(|n| &n.id == id && !n.handshake)))
+        })
+        .await?;
+    }
+
+    for (m, id) in members.iter().zip(&ids) {
+        if let MemberRole::Master { slots } = m.role {
+            assign_slots(&m.addr, id, slots).await?;
+        }
+    }
+    for m in members {
+        if let MemberRole::Replica { of } = m.role {
+            let master_id = ids.get(of).ok_or_else(|| {
+                ServerError::Cluster(format!("replica `{}` names no master", m.addr))
+            })?;
+            let nodes = cluster_nodes(&m.addr).await?;
+            let follows = nodes
+                .iter()
+                .any(|n| n.myself && n.replica_of.as_deref() == Some(master_id.as_str()));
+            if !follows {
+                let cmd = redis::cmd("CLUSTER")
+                    .arg("REPLICATE")
+                    .arg(master_id)
+                    .clone();
+                let _: () = query(&m.addr, &cmd, CMD_TIMEOUT).await?;
+            }
+        }
+    }
+    for m in members {
+        poll_until("`cluster_state:ok`", left(), || async {
+            let text: String =
+                query(&m.addr, redis::cmd("CLUSTER").arg("INFO"), CMD_TIMEOUT).await?;
+            Ok(text.contains("cluster_state:ok"))
+        })
+        .await?;
+    }
+    for m in members {
+        if matches!(m.role, MemberRole::Replica { .. }) {
+            wait_in_sync(&m.addr, left()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds the slots of `range` that nobody owns yet to the master `id`; a slot another node
+/// owns is an error.
+async fn assign_slots(addr: &ShardAddr, id: &str, range: SlotRange) -> Result<(), ServerError> {
+    if range.end >= SLOT_COUNT || range.start > range.end {
+        return Err(ServerError::Cluster(format!("bad slot range `{range}`")));
+    }
+    let nodes = cluster_nodes(addr).await?;
+    let mut owner: BTreeMap<u16, &str> = BTreeMap::new();
+    for n in &nodes {
+        for &(a, b) in &n.slots {
+            for s in a.max(range.start)..=b.min(range.end) {
+                owner.insert(s, &n.id);
+            }
+        }
+    }
+    if let Some((slot, other)) = owner.iter().find(|(_, o)| **o != id) {
+        return Err(ServerError::Cluster(format!(
+            "slot {slot} of `{addr}` is owned by another node ({other})"
+        )));
+    }
+    let mut runs: Vec<(u16, u16)> = Vec::new();
+    for s in range.start..=range.end {
+        if owner.contains_key(&s) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == s => *end = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("ADDSLOTSRANGE");
+    for (a, b) in runs {
+        cmd.arg(a).arg(b);
+    }
+    query::<()>(addr, &cmd, CMD_TIMEOUT).await
+}
+
+/// Makes `replica` follow `master_host:master_port` (standalone replication, also used for
+/// `sync_source`) and waits until the link is up and the first sync done.
+pub async fn replicate(
+    replica: &ShardAddr,
+    master_host: &str,
+    master_port: u16,
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let i = info(replica, "replication", CMD_TIMEOUT).await?;
+    let already = i.get("role") == Some("slave")
+        && i.get("master_host") == Some(master_host)
+        && i.get_u64("master_port") == Some(u64::from(master_port));
+    if !already {
+        let cmd = redis::cmd("REPLICAOF")
+            .arg(master_host)
+            .arg(master_port)
+            .clone();
+        query::<()>(replica, &cmd, CMD_TIMEOUT).await?;
+    }
+    wait_in_sync(replica, timeout).await
+}
+
+/// Waits until a replica's link to its master is up and no sync is in progress.
+pub async fn wait_in_sync(replica: &ShardAddr, timeout: Duration) -> Result<(), ServerError> {
+    poll_until(
+        &format!("replica `{replica}` to sync (`master_link_status:up`)"),
+        timeout,
+        || async {
+            let i = info(replica, "replication", CMD_TIMEOUT).await?;
+            Ok(i.get("master_link_status") == Some("up")
+                && i.get("master_sync_in_progress") == Some("0"))
+        },
+    )
+    .await
+}
+
+/// Switches a running server to `persistence` (CONFIG SET save/appendonly) and writes it
+/// to its redis.conf (CONFIG REWRITE). Turning the AOF on makes the server write a whole
+/// new AOF; this waits until that rewrite is done, so the data is durable on return.
+pub async fn set_persistence(
+    addr: &ShardAddr,
+    persistence: Persistence,
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let (save, appendonly) = persistence_settings(persistence);
+    let cmd = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("save")
+        .arg(save)
+        .arg("appendonly")
+        .arg(if appendonly { "yes" } else { "no" })
+        .clone();
+    query::<()>(addr, &cmd, CMD_TIMEOUT).await?;
+    query::<()>(addr, redis::cmd("CONFIG").arg("REWRITE"), CMD_TIMEOUT).await?;
+    if appendonly {
+        poll_until("the AOF rewrite to finish", timeout, || async {
+            let i = info(addr, "persistence", CMD_TIMEOUT).await?;
+            Ok(i.get("aof_enabled") == Some("1")
+                && i.get("aof_rewrite_in_progress") == Some("0")
+                && i.get("aof_rewrite_scheduled") == Some("0"))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The even split of the 16384 slots over `masters` shards, in order.
+pub fn even_slots(masters: u32) -> Vec<SlotRange> {
+    let n = u32::from(SLOT_COUNT);
+    let m = masters.max(1);
+    (0..m)
+        .map(|i| SlotRange {
+            start: (i * n / m) as u16,
+            end: ((i + 1) * n / m - 1) as u16,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn even_split_covers_all_slots() {
+        let r = even_slots(3);
+        assert_eq!(
+            r[0],
+            SlotRange {
+                start: 0,
+                end: 5460
+            }
+        );
+        assert_eq!(r[2].end, SLOT_COUNT - 1);
+        assert!(r.windows(2).all(|w| w[0].end + 1 == w[1].start));
+        assert_eq!(even_slots(1), vec![SlotRange::ALL]);
+    }
+
+    #[test]
+    fn parses_cluster_nodes() {
+        let text = "a1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 7000\n\
+                    b2 127.0.0.1:30002@40002 slave a1 0 0 1 connected\n\
+                    c3 :0@0 handshake - 0 0 0 connected\n";
+        let n = parse_nodes(text);
+        assert_eq!(n.len(), 3);
+        assert!(n[0].myself);
+        assert_eq!(n[0].slots, vec![(0, 5460), (7000, 7000)]);
+        assert_eq!(n[1].replica_of.as_deref(), Some("a1"));
+        assert!(n[2].handshake);
+    }
+}

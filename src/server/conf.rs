@@ -1,0 +1,247 @@
+//! A shard's `redis.conf` and identity file, derived from (node, database, shard).
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity, SHARD_IDENTITY_FILE};
+
+use super::process::{LOG_FILE, PID_FILE};
+use super::ServerError;
+
+/// Short enough that a lost shard is noticed quickly on loopback clusters, long enough
+/// not to flap under load.
+pub const CLUSTER_NODE_TIMEOUT_MS: u32 = 5000;
+
+/// Redis 7's own default schedule: after 1 h and 1 change, 5 min and 100, 1 min and 10000.
+const SNAPSHOT_SCHEDULE: &str = "3600 1 300 100 60 10000";
+
+/// Deviations from the database's configuration for one start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConfOptions {
+    /// Force `appendonly` on or off: recovery loads from the AOF (on) or from the RDB
+    /// (off; a server with appendonly on and no AOF would ignore the RDB and start
+    /// empty), then switches to the configured persistence with `set_persistence`.
+    pub appendonly: Option<bool>,
+    /// Start without `replicaof` even when the shard follows a master or a sync source:
+    /// recovery loads a shard's own files first and re-attaches it afterwards.
+    pub standalone: bool,
+}
+
+/// The `save` and `appendonly` values of a persistence policy.
+pub(crate) fn persistence_settings(p: Persistence) -> (&'static str, bool) {
+    match p {
+        Persistence::Aof => ("", true),
+        Persistence::Snapshot => (SNAPSHOT_SCHEDULE, false),
+        Persistence::Disabled => ("", false),
+    }
+}
+
+/// The whole `redis.conf` of a shard. Holds the password when the database has one, so
+/// it is written with mode 0600 and never shown. `replicaof` is the master a standalone
+/// shard follows (its master shard, or the database's sync source), kept in the file so
+/// a restarted replica comes back as a replica.
+pub fn render_conf(
+    node: &Node,
+    db: &Database,
+    shard: &Shard,
+    replicaof: Option<(&str, u16)>,
+    opts: &ConfOptions,
+) -> String {
+    let dir = node.shard_dir(db.id, shard.id);
+    let mut c = String::new();
+    let mut line = |key: &str, value: &str| {
+        c.push_str(key);
+        c.push(' ');
+        c.push_str(value);
+        c.push('\n');
+    };
+    line(
+        "# written by lazarus for",
+        &format!("db:{} redis:{}", db.id, shard.id),
+    );
+    line("dir", &quote(&dir.to_string_lossy()));
+    line("bind", &quote(&node.addr));
+    line("port", &shard.port.to_string());
+    line("protected-mode", "no");
+    line("daemonize", "yes");
+    line("pidfile", &quote(&dir.join(PID_FILE).to_string_lossy()));
+    line("logfile", &quote(&dir.join(LOG_FILE).to_string_lossy()));
+    line("dbfilename", "dump.rdb");
+    line("appenddirname", "appendonlydir");
+    let (save, appendonly) = persistence_settings(db.config.persistence);
+    line("save", &quote(save));
+    line("appendonly", yes_no(opts.appendonly.unwrap_or(appendonly)));
+    line("appendfsync", "everysec");
+    line("aof-use-rdb-preamble", "yes");
+    line("maxmemory", &db.config.memory.unwrap_or(0).to_string());
+    if let Some(pw) = &db.config.password {
+        line("requirepass", &quote(pw));
+        line("masterauth", &quote(pw));
+    }
+    if let Some((host, port)) = replicaof.filter(|_| !opts.standalone) {
+        line("replicaof", &format!("{} {port}", quote(host)));
+    }
+    if db.config.shards > 1 {
+        line("cluster-enabled", "yes");
+        line("cluster-config-file", "nodes.conf");
+        line("cluster-node-timeout", &CLUSTER_NODE_TIMEOUT_MS.to_string());
+    }
+    c
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Quotes a value for redis.conf (sdssplitargs rules: `\\`, `\"` and `\xHH` escapes).
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for ch in value.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIdentity {
+    ShardIdentity {
+        cluster_id: cluster.cluster_id,
+        cluster_name: cluster.name.clone(),
+        db_id: db.id,
+        shard_id: shard.id,
+        node_id: shard.node,
+        role: shard.role,
+        master: shard.master,
+        slots: shard.slots,
+        port: shard.port,
+        db_port: db.port,
+        db: db.config.clone(),
+    }
+}
+
+/// Writes `lazarus-shard.json` into `dir` atomically (temp file, fsync, rename), mode 0600
+/// because the database configuration carries its password.
+pub fn write_identity(dir: &Path, identity: &ShardIdentity) -> Result<(), ServerError> {
+    let json = serde_json::to_vec_pretty(identity).expect("identity serializes");
+    write_private(&dir.join(SHARD_IDENTITY_FILE), &json)
+}
+
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| ServerError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ccs::{DbConfig, DbState, PortRange, Role};
+
+    fn sample(persistence: Persistence, shards: u32, password: Option<&str>) -> (Node, Database) {
+        let node = Node {
+            id: 1,
+            addr: "127.0.0.1".into(),
+            persistent_path: "/data/n 1".into(),
+            recovery_path: None,
+            port_range: PortRange::DEFAULT,
+            rack_id: None,
+        };
+        let shard = Shard {
+            id: 3,
+            node: 1,
+            role: Role::Master,
+            master: None,
+            slots: None,
+            port: 30001,
+            pid: None,
+        };
+        let db = Database {
+            id: 2,
+            config: DbConfig {
+                name: "cache".into(),
+                shards,
+                replication: false,
+                persistence,
+                memory: Some(1 << 20),
+                password: password.map(str::to_string),
+                sync_source: None,
+            },
+            port: 30001,
+            state: DbState::Active,
+            shards: vec![shard],
+        };
+        (node, db)
+    }
+
+    #[test]
+    fn aof_conf_has_everysec_and_no_schedule() {
+        let (node, db) = sample(Persistence::Aof, 1, None);
+        let c = render_conf(&node, &db, &db.shards[0], None, &ConfOptions::default());
+        assert!(c.contains("dir \"/data/n 1/redis/db-2/shard-3\"\n"), "{c}");
+        assert!(c.contains("appendonly yes\n"));
+        assert!(c.contains("appendfsync everysec\n"));
+        assert!(c.contains("save \"\"\n"));
+        assert!(c.contains("maxmemory 1048576\n"));
+        assert!(c.contains("daemonize yes\n"));
+        assert!(!c.contains("cluster-enabled"));
+        assert!(!c.contains("requirepass"));
+    }
+
+    #[test]
+    fn snapshot_cluster_conf_with_password() {
+        let (node, db) = sample(Persistence::Snapshot, 3, Some("p\"w"));
+        let c = render_conf(&node, &db, &db.shards[0], None, &ConfOptions::default());
+        assert!(c.contains("save \"3600 1 300 100 60 10000\"\n"), "{c}");
+        assert!(c.contains("appendonly no\n"));
+        assert!(c.contains("cluster-enabled yes\n"));
+        assert!(c.contains("cluster-config-file nodes.conf\n"));
+        assert!(c.contains("requirepass \"p\\\"w\"\n"));
+        assert!(c.contains("masterauth \"p\\\"w\"\n"));
+    }
+
+    #[test]
+    fn appendonly_override_wins() {
+        let (node, db) = sample(Persistence::Aof, 1, None);
+        let opts = ConfOptions {
+            appendonly: Some(false),
+            standalone: true,
+        };
+        let c = render_conf(&node, &db, &db.shards[0], Some(("10.0.0.1", 30000)), &opts);
+        assert!(c.contains("appendonly no\n"), "{c}");
+        assert!(!c.contains("replicaof"), "{c}");
+        let c = render_conf(
+            &node,
+            &db,
+            &db.shards[0],
+            Some(("10.0.0.1", 30000)),
+            &ConfOptions::default(),
+        );
+        assert!(c.contains("replicaof \"10.0.0.1\" 30000\n"), "{c}");
+    }
+}

@@ -1,0 +1,80 @@
+//! Running real `redis-server` shards: the binary, shard configuration, processes, ports,
+//! Redis Cluster formation, replication and the INFO figures `status` shows.
+//!
+//! Everything here talks to real processes; nothing is simulated. The database
+//! operations (`crate::db`) and recovery build on these pieces.
+
+mod binary;
+mod client;
+mod cluster;
+mod conf;
+mod ports;
+mod process;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use binary::RedisServer;
+pub use client::{connect, info, probe, Info, ShardAddr, ShardProbe};
+pub use cluster::{
+    even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
+};
+pub use conf::{identity_for, render_conf, write_identity, ConfOptions, CLUSTER_NODE_TIMEOUT_MS};
+pub use ports::{pick_port, port_is_free, require_free, PortNeed};
+pub use process::{
+    is_running, log_tail, parse_host_port, read_pid, replicaof_target, shard_pid, start_shard,
+    stop_pid, stop_shard, StartOptions, LOG_FILE, PID_FILE,
+};
+
+/// How long a shard may take to start answering when nothing says otherwise.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "`redis-server` not found ({tried}): install it with `apt-get install redis-server` \
+         or give its path with `--redis-server <path>`"
+    )]
+    NotFound { tried: String },
+    #[error("cannot read the version of `{path}`: {reason}")]
+    Version { path: PathBuf, reason: String },
+    #[error("`{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("port `{port}` on `{addr}` is already in use")]
+    PortTaken { addr: String, port: u16 },
+    #[error("no free port left in range `{range}` on node:{node}")]
+    NoFreePort { node: u64, range: String },
+    #[error("shard redis:{shard} failed to start: {reason}{}", tail_suffix(.log_tail))]
+    StartFailed {
+        shard: u64,
+        reason: String,
+        log_tail: String,
+    },
+    #[error("`{addr}`: {reason}")]
+    Redis { addr: String, reason: String },
+    #[error("timed out after {}s waiting for {what}", .after.as_secs_f32())]
+    Timeout { what: String, after: Duration },
+    #[error("redis cluster: {0}")]
+    Cluster(String),
+}
+
+fn tail_suffix(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\nlast lines of its log:\n{}", tail.trim_end())
+    }
+}
+
+impl ServerError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ServerError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Port probing: a shard port must be free before its server starts, and a cluster
+//! shard also needs its bus port (port + 10000).
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+
+use crate::ccs::Node;
+
+use super::ServerError;
+
+/// Offset Redis Cluster adds to a shard's port for its node-to-node bus.
+const CLUSTER_BUS_OFFSET: u16 = 10000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortNeed {
+    /// A standalone shard: only its client port.
+    Plain,
+    /// A cluster shard: its client port and its bus port.
+    WithBus,
+}
+
+/// Whether `port` (and its bus port when needed) can be bound on `addr` right now.
+/// Probing by binding sees listeners on the wildcard address too.
+pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
+    let can_bind = |p: u16| TcpListener::bind((addr, p)).is_ok();
+    if port == 0 || !can_bind(port) {
+        return false;
+    }
+    match need {
+        PortNeed::Plain => true,
+        PortNeed::WithBus => port.checked_add(CLUSTER_BUS_OFFSET).is_some_and(can_bind),
+    }
+}
+
+/// The lowest port of the node's range that no shard in `reserved` uses and that is
+/// free on the node's address.
+pub fn pick_port(
+    node: &Node,
+    reserved: &BTreeSet<u16>,
+    need: PortNeed,
+) -> Result<u16, ServerError> {
+    (node.port_range.lo..=node.port_range.hi)
+        .filter(|p| !reserved.contains(p))
+        .find(|&p| port_is_free(&node.addr, p, need))
+        .ok_or_else(|| ServerError::NoFreePort {
+            node: node.id,
+            range: node.port_range.to_string(),
+        })
+}
+
+/// Checks a port the operator chose: taken is an error, never a silent substitution.
+pub fn require_free(addr: &str, port: u16, need: PortNeed) -> Result<(), ServerError> {
+    if port_is_free(addr, port, need) {
+        Ok(())
+    } else {
+        Err(ServerError::PortTaken {
+            addr: addr.to_string(),
+            port,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_port_is_not_free() {
+        let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(!port_is_free("127.0.0.1", port, PortNeed::Plain));
+        drop(l);
+        assert!(port_is_free("127.0.0.1", port, PortNeed::Plain));
+    }
+}

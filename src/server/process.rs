@@ -1,0 +1,251 @@
+//! Starting and stopping shard processes. Shards daemonize, so they outlive the shell;
+//! their pid is read back from the pidfile and trusted only while the process with that
+//! pid still runs in the shard's directory (pids get reused).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::ccs::{Cluster, Database, Shard};
+
+use super::client::{info, ShardAddr};
+use super::conf::{identity_for, render_conf, write_identity, write_private, ConfOptions};
+use super::ports::{require_free, PortNeed};
+use super::{RedisServer, ServerError, START_TIMEOUT};
+
+pub const PID_FILE: &str = "redis.pid";
+pub const LOG_FILE: &str = "redis.log";
+pub const CONF_FILE: &str = "redis.conf";
+
+const POLL: Duration = Duration::from_millis(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub conf: ConfOptions,
+    /// How long the server may take to answer and finish loading its data.
+    pub timeout: Duration,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            conf: ConfOptions::default(),
+            timeout: START_TIMEOUT,
+        }
+    }
+}
+
+/// Writes the shard's directory, identity file and redis.conf, starts the server detached,
+/// and waits until it answers and has finished loading its data. Returns its pid.
+pub async fn start_shard(
+    server: &RedisServer,
+    cluster: &Cluster,
+    db: &Database,
+    shard: &Shard,
+    opts: &StartOptions,
+) -> Result<u32, ServerError> {
+    let failed = |reason: String, dir: Option<&Path>| ServerError::StartFailed {
+        shard: shard.id,
+        reason,
+        log_tail: dir.map(|d| log_tail(d, 15)).unwrap_or_default(),
+    };
+    let node = cluster
+        .nodes
+        .get(&shard.node)
+        .ok_or_else(|| failed(format!("node:{} is not in the cluster", shard.node), None))?;
+    let dir = node.shard_dir(db.id, shard.id);
+    std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+    // The conf, identity file and data hold the password and the keys: owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ServerError::io(&dir, e))?;
+    }
+    if let Some(pid) = shard_pid(&dir) {
+        return Err(failed(format!("it already runs as pid {pid}"), None));
+    }
+    let need = if db.config.shards > 1 {
+        PortNeed::WithBus
+    } else {
+        PortNeed::Plain
+    };
+    require_free(&node.addr, shard.port, need)?;
+
+    let replicaof = replicaof_target(cluster, db, shard);
+    write_identity(&dir, &identity_for(cluster, db, shard))?;
+    let conf_path = dir.join(CONF_FILE);
+    write_private(
+        &conf_path,
+        render_conf(
+            node,
+            db,
+            shard,
+            replicaof.as_ref().map(|(h, p)| (h.as_str(), *p)),
+            &opts.conf,
+        )
+        .as_bytes(),
+    )?;
+    let _ = std::fs::remove_file(dir.join(PID_FILE));
+
+    let out = tokio::process::Command::new(&server.path)
+        .arg(&conf_path)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run `{}`: {e}", server.path.display()), None))?;
+    if !out.status.success() {
+        let mut reason = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if reason.is_empty() {
+            reason = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        return Err(failed(
+            format!("`redis-server` exited: {reason}"),
+            Some(&dir),
+        ));
+    }
+
+    let addr = ShardAddr {
+        host: node.addr.clone(),
+        port: shard.port,
+        password: db.config.password.clone(),
+    };
+    let deadline = Instant::now() + opts.timeout;
+    let mut pid = None;
+    loop {
+        if pid.is_none() {
+            pid = read_pid(&dir);
+        }
+        if let Some(p) = pid {
+            if !is_running(p) {
+                return Err(failed("it exited during startup".into(), Some(&dir)));
+            }
+            if let Ok(i) = info(&addr, "persistence", POLL * 10).await {
+                if i.get("loading") == Some("0") {
+                    return Ok(p);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            if let Some(p) = pid {
+                // Leave nothing half-started behind: the caller rolls back.
+                let _ = stop_pid(p, Duration::from_secs(2)).await;
+            }
+            return Err(failed(
+                format!("it did not answer within {}s", opts.timeout.as_secs_f32()),
+                Some(&dir),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The master a standalone shard follows: a replica its master shard; a master the
+/// database's sync source. Cluster shards follow through CLUSTER REPLICATE instead.
+pub fn replicaof_target(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<(String, u16)> {
+    if db.config.shards > 1 {
+        return None;
+    }
+    match shard.master {
+        Some(master) => {
+            let m = db.shards.iter().find(|s| s.id == master)?;
+            let node = cluster.nodes.get(&m.node)?;
+            Some((node.addr.clone(), m.port))
+        }
+        None => parse_host_port(db.config.sync_source.as_deref()?),
+    }
+}
+
+/// `host:port` (an IPv6 host in brackets: `[::1]:6379`).
+pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok().filter(|p| *p != 0)?))
+}
+
+/// Stops the shard whose directory is `dir`, if it runs. Returns whether it was running.
+/// SIGTERM lets the server persist as configured (save / fsync the AOF); SIGKILL follows
+/// when it does not exit in time.
+pub async fn stop_shard(dir: &Path) -> Result<bool, ServerError> {
+    match shard_pid(dir) {
+        Some(pid) => {
+            stop_pid(pid, STOP_TIMEOUT).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL.
+pub async fn stop_pid(pid: u32, grace: Duration) -> Result<(), ServerError> {
+    let signal = |sig| unsafe { libc::kill(pid as libc::pid_t, sig) };
+    signal(libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while is_running(pid) {
+        if Instant::now() >= deadline {
+            signal(libc::SIGKILL);
+            let hard = Instant::now() + Duration::from_secs(5);
+            while is_running(pid) {
+                if Instant::now() >= hard {
+                    return Err(ServerError::Timeout {
+                        what: format!("pid {pid} to exit after SIGKILL"),
+                        after: Duration::from_secs(5),
+                    });
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// The pid of the server running in `dir`: from its pidfile, and only while that process
+/// is alive and still has `dir` as its working directory.
+pub fn shard_pid(dir: &Path) -> Option<u32> {
+    let pid = read_pid(dir)?;
+    if !is_running(pid) {
+        return None;
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    (cwd == dir).then_some(pid)
+}
+
+pub fn read_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Alive and not a zombie (a container's init may not reap promptly).
+pub fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The last `lines` lines of the shard's log, for error messages.
+pub fn log_tail(dir: &Path, lines: usize) -> String {
+    let path: PathBuf = dir.join(LOG_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(16 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -11,8 +11,15 @@
 //! - [`server`]: real `redis-server` shards: the binary, redis.conf, start/stop, ports,
 //!   Redis Cluster formation, replication, INFO probes.
 //! - [`db`]: database operations on live shards: create, delete, restart, `status`.
+//! - [`lang`]: the command language: lexer, typed values, syntax specs, the matcher, parse
+//!   errors, completion and hints.
+//! - [`cmd`]: the commands, one file per family, the registry, and `apply`.
+//! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod ccs;
+pub mod cmd;
 pub mod db;
+pub mod lang;
 pub mod recovery;
 pub mod server;
+pub mod shell;

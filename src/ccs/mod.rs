@@ -1,5 +1,7 @@
 //! The cluster configuration store (CCS): what the cluster should be.
 
 pub mod model;
+pub mod store;
 
 pub use model::*;
+pub use store::{default_local_cluster, Store, StoreError, StoreLock};

@@ -1,4 +1,214 @@
-//! Shared test harness.
+//! A small fluent harness for driving the real `lazarus` binary on a temporary home.
+//!
+//! ```ignore
+//! mod common;
+//! use common::Lazarus;
+//! let lz = Lazarus::new();
+//! lz.run("cluster create name t").ok().stdout_has("Created cluster");
+//! lz.run("info node 9").fails(1).stderr_has("no node:9");
+//! lz.script("# c\ninfo cluster\n").ok();
+//! let docs = lz.cmd(["--json", "info", "cluster"]).run().ok().json();
+//! ```
 #![allow(dead_code)]
 
 pub mod procs;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A temporary home; every run gets `--home` pointing at it.
+pub struct Lazarus {
+    home: tempfile::TempDir,
+}
+
+impl Default for Lazarus {
+    fn default() -> Self {
+        Lazarus::new()
+    }
+}
+
+impl Lazarus {
+    pub fn new() -> Lazarus {
+        Lazarus {
+            home: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// A path under the home, for persistent and recovery paths in tests.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.home.path().join(rel)
+    }
+
+    /// The binary with `--home`, and these arguments.
+    pub fn cmd<S: AsRef<str>>(&self, args: impl IntoIterator<Item = S>) -> Run {
+        Run {
+            args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
+            home: self.home.path().to_path_buf(),
+            stdin: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// One-shot: `line` split into words as the shell language does (quotes honoured).
+    pub fn run(&self, line: &str) -> Output {
+        let words: Vec<String> = lazarus::lang::lex(line)
+            .expect("a lexable test line")
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        self.cmd(words).run()
+    }
+
+    /// A script on stdin (not a terminal).
+    pub fn script(&self, text: &str) -> Output {
+        self.cmd(Vec::<String>::new()).stdin(text).run()
+    }
+
+    /// The stored CCS document.
+    pub fn ccs(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path("ccs.json")).expect("a ccs.json");
+        serde_json::from_str(&text).expect("ccs.json parses")
+    }
+}
+
+pub struct Run {
+    args: Vec<String>,
+    home: PathBuf,
+    stdin: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Run {
+    pub fn arg(mut self, arg: &str) -> Run {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Flags go before the command words.
+    pub fn flag(mut self, flag: &str) -> Run {
+        self.args.insert(0, flag.to_string());
+        self
+    }
+
+    pub fn stdin(mut self, text: &str) -> Run {
+        self.stdin = Some(text.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Run {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn run(self) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
+        command
+            .arg("--home")
+            .arg(&self.home)
+            .args(&self.args)
+            .env_remove("LAZARUS_HOME")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("the lazarus binary runs");
+        {
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            if let Some(text) = &self.stdin {
+                let _ = stdin.write_all(text.as_bytes());
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .expect("the lazarus binary finishes");
+        Output {
+            args: self.args,
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A finished run; assertions chain and show the whole output when they fail.
+#[derive(Debug)]
+pub struct Output {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    fn show(&self) -> String {
+        format!(
+            "lazarus {:?}\nexit {}\n--- stdout\n{}--- stderr\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Exit status 0.
+    pub fn ok(self) -> Output {
+        assert_eq!(self.code, 0, "expected success\n{}", self.show());
+        self
+    }
+
+    /// Exit status `code` (1: a command failed, 2: usage or parse error).
+    pub fn fails(self, code: i32) -> Output {
+        assert_eq!(self.code, code, "expected exit {code}\n{}", self.show());
+        self
+    }
+
+    pub fn stdout_has(self, text: &str) -> Output {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n{}",
+            self.show()
+        );
+        self
+    }
+
+    pub fn stdout_lacks(self, text: &str) -> Output {
+        assert!(
+            !self.stdout.contains(text),
+            "stdout has {text:?}\n{}",
+            self.show()
+        );
+        self
+    }
+
+    pub fn stderr_has(self, text: &str) -> Output {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n{}",
+            self.show()
+        );
+        self
+    }
+
+    pub fn stderr_empty(self) -> Output {
+        assert!(
+            self.stderr.is_empty(),
+            "stderr is not empty\n{}",
+            self.show()
+        );
+        self
+    }
+
+    /// stdout as JSON documents, one a line (`--json`).
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{}", self.show()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,310 @@
+//! Storage of the CCS: one JSON document under the home, changed only under an exclusive
+//! lock and written atomically, with a copy on every node's persistent path.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::model::{Cluster, Node, PortRange, CCS_FORMAT};
+
+/// File name of the CCS, under the home and under every node's `ccs/` backup directory.
+pub const CCS_FILE: &str = "ccs.json";
+const LOCK_FILE: &str = "ccs.lock";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot create the home directory `{path}`: {source}")]
+    Home { path: PathBuf, source: io::Error },
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("`{path}` is corrupt, left untouched: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("`{path}` has format {found}, this lazarus reads up to {CCS_FORMAT}")]
+    Format { path: PathBuf, found: u32 },
+    #[error("cannot write `{path}`: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot lock `{path}`: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("the cluster configuration is being changed by {holder}; try again when it finishes")]
+    Locked { holder: String },
+    #[error(
+        "the configuration was saved to `{saved}`, but its backup to `{path}` failed: {source}"
+    )]
+    Backup {
+        saved: PathBuf,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// The CCS of one home directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    home: PathBuf,
+}
+
+/// Proof of holding the home's exclusive lock; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    home: PathBuf,
+    // Held for its lock; the OS releases it when the file is closed.
+    _file: File,
+}
+
+impl Store {
+    pub fn new(home: PathBuf) -> Store {
+        Store { home }
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn ccs_path(&self) -> PathBuf {
+        self.home.join(CCS_FILE)
+    }
+
+    /// The stored cluster, `None` when this home has none yet. Reading needs no lock: the
+    /// file is only ever replaced whole.
+    pub fn load(&self) -> Result<Option<Cluster>, StoreError> {
+        load_file(&self.ccs_path())
+    }
+
+    /// Takes the exclusive lock without waiting; when another process holds it, the error
+    /// names that process.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        create_private_dir(&self.home).map_err(|source| StoreError::Home {
+            path: self.home.clone(),
+            source,
+        })?;
+        let path = self.home.join(LOCK_FILE);
+        let lock_err = |source| StoreError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(StoreError::Locked {
+                    holder: describe_holder(&holder),
+                });
+            }
+            Err(TryLockError::Error(source)) => return Err(lock_err(source)),
+        }
+        // Say who holds it, for the error another process will show.
+        let args: Vec<String> = std::env::args().collect();
+        let stamp = format!("{}\n{}\n", std::process::id(), args.join(" "));
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(stamp.as_bytes()))
+            .map_err(lock_err)?;
+        Ok(StoreLock {
+            home: self.home.clone(),
+            _file: file,
+        })
+    }
+}
+
+impl StoreLock {
+    pub fn load(&self) -> Result<Option<Cluster>, StoreError> {
+        load_file(&self.home.join(CCS_FILE))
+    }
+
+    /// Commits `cluster`: bumps its generation, replaces the home's document atomically,
+    /// then writes the same document to every node's `ccs/` directory.
+    pub fn save(&self, cluster: &mut Cluster) -> Result<(), StoreError> {
+        cluster.generation += 1;
+        let mut text = serde_json::to_vec_pretty(cluster).expect("the model always serializes");
+        text.push(b'\n');
+        let saved = self.home.join(CCS_FILE);
+        write_atomic(&saved, &text).map_err(|source| StoreError::Write {
+            path: saved.clone(),
+            source,
+        })?;
+        for node in cluster.nodes.values() {
+            let dir = node.ccs_backup_dir();
+            let path = dir.join(CCS_FILE);
+            create_private_dir(&dir)
+                .and_then(|()| write_atomic(&path, &text))
+                .map_err(|source| StoreError::Backup {
+                    saved: saved.clone(),
+                    path,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The cluster a home gets when a command needs one and none was created: `local`, with
+/// node:1 on this machine under `<home>/nodes/1`.
+pub fn default_local_cluster(home: &Path) -> Cluster {
+    let mut cluster = Cluster {
+        format: CCS_FORMAT,
+        name: "local".to_string(),
+        cluster_id: random_cluster_id(),
+        alloc_id: 1,
+        generation: 0,
+        local_node: 1,
+        redis_server: None,
+        nodes: Default::default(),
+        databases: Default::default(),
+    };
+    let id = cluster.allocate_id();
+    cluster.local_node = id;
+    cluster.nodes.insert(
+        id,
+        Node {
+            id,
+            addr: "127.0.0.1".to_string(),
+            persistent_path: home.join("nodes").join(id.to_string()),
+            recovery_path: None,
+            port_range: PortRange::DEFAULT,
+            rack_id: None,
+        },
+    );
+    cluster
+}
+
+/// A random, non-zero cluster id.
+pub fn random_cluster_id() -> u64 {
+    loop {
+        let id: u64 = rand::random();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<Option<Cluster>, StoreError> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    // Check the format first, so a newer document is reported as such rather than as corrupt.
+    #[derive(serde::Deserialize)]
+    struct Header {
+        format: u32,
+    }
+    if let Ok(header) = serde_json::from_slice::<Header>(&text) {
+        if header.format > CCS_FORMAT {
+            return Err(StoreError::Format {
+                path: path.to_owned(),
+                found: header.format,
+            });
+        }
+    }
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| StoreError::Corrupt {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Temp file, fsync, rename over the target, fsync the directory: a crash leaves either
+/// the old document or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+fn describe_holder(stamp: &str) -> String {
+    let mut lines = stamp.lines();
+    match (lines.next(), lines.next()) {
+        (Some(pid), Some(cmd)) if !pid.is_empty() => format!("pid {pid} (`{cmd}`)"),
+        (Some(pid), None) if !pid.is_empty() => format!("pid {pid}"),
+        _ => "another process".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_writes_backups() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned());
+        assert_eq!(store.load().unwrap(), None);
+        let lock = store.lock().unwrap();
+        let mut cluster = default_local_cluster(home.path());
+        lock.save(&mut cluster).unwrap();
+        assert_eq!(cluster.generation, 1);
+        assert_eq!(store.load().unwrap(), Some(cluster.clone()));
+        let backup = home.path().join("nodes/1/ccs/ccs.json");
+        assert_eq!(load_file(&backup).unwrap(), Some(cluster));
+        let mode = fs::metadata(store.ccs_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn second_lock_names_the_holder() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned());
+        let _held = store.lock().unwrap();
+        let err = store.lock().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn corrupt_document_is_reported_and_kept() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned());
+        fs::write(store.ccs_path(), b"{ not json").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("ccs.json") && err.contains("corrupt"), "{err}");
+        assert_eq!(fs::read(store.ccs_path()).unwrap(), b"{ not json");
+    }
+}

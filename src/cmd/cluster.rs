@@ -1,0 +1,165 @@
+//! `cluster ...`: making a cluster (`cluster create`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::{
+    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply,
+    ValueKind,
+};
+use crate::ccs::{default_local_cluster, store::random_cluster_id, Cluster};
+use crate::lang::quote;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterCommand {
+    /// `cluster create name <name> [cluster_id <id>] [persistent_path <path>] [addr <ip>]`
+    Create {
+        name: String,
+        cluster_id: Option<u64>,
+        persistent_path: Option<PathBuf>,
+        addr: Option<IpAddr>,
+    },
+}
+
+pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
+    elements: &[
+        Element::Keyword("cluster"),
+        Element::Keyword("create"),
+        Element::Options(&[
+            Opt::required("name", "name", ValueKind::Word),
+            Opt::optional("cluster_id", "id", ValueKind::Integer),
+            Opt::optional("persistent_path", "path", ValueKind::Path),
+            Opt::optional("addr", "ip", ValueKind::Ip),
+        ]),
+    ],
+    summary: "create a cluster whose node:1 is this machine",
+    examples: &[
+        "cluster create name prod",
+        "cluster create name prod cluster_id 42 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1",
+    ],
+    build: build_create,
+}];
+
+fn build_create(m: &Match) -> Result<Command, ParseError> {
+    let name: String = m.req("name")?;
+    check_name(&name).map_err(|e| ParseError::new(m.span_of("name"), e))?;
+    let cluster_id = m.opt("cluster_id");
+    if cluster_id == Some(0) {
+        return Err(ParseError::new(
+            m.span_of("cluster_id"),
+            "`cluster_id` must not be 0".into(),
+        ));
+    }
+    Ok(Command::Cluster(ClusterCommand::Create {
+        name,
+        cluster_id,
+        persistent_path: m.opt("persistent_path"),
+        addr: m.opt("addr"),
+    }))
+}
+
+/// Cluster and database names: letters, digits, `-`, `_`, `.`; at most 64 bytes.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use 1-64 letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}
+
+impl ClusterCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            ClusterCommand::Create {
+                name,
+                cluster_id,
+                persistent_path,
+                addr,
+            } => create(ctx, name, cluster_id, persistent_path, addr),
+        }
+    }
+}
+
+fn create(
+    ctx: &Context,
+    name: String,
+    cluster_id: Option<u64>,
+    persistent_path: Option<PathBuf>,
+    addr: Option<IpAddr>,
+) -> Result<Reply, CommandError> {
+    let lock = ctx.store.lock()?;
+    if let Some(existing) = lock.load()? {
+        return Err(CommandError::Refused(format!(
+            "a cluster already exists in `{}`: `{}` (cluster_id {}); use another `--home` to make a new one",
+            ctx.store.home().display(),
+            existing.name,
+            existing.cluster_id
+        )));
+    }
+    let mut cluster: Cluster = default_local_cluster(ctx.store.home());
+    cluster.name = name;
+    cluster.cluster_id = cluster_id.unwrap_or_else(random_cluster_id);
+    let node = cluster
+        .nodes
+        .get_mut(&cluster.local_node)
+        .expect("the default cluster has its local node");
+    if let Some(path) = persistent_path {
+        node.persistent_path = super::node::absolute(&path)?;
+    }
+    if let Some(addr) = addr {
+        node.addr = addr.to_string();
+    }
+    super::node::prepare_persistent_path(&node.persistent_path)?;
+    let node = node.clone();
+    lock.save(&mut cluster)?;
+    Ok(Reply::message(format!(
+        "Created cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
+        cluster.name,
+        cluster.cluster_id,
+        node.id,
+        node.addr,
+        node.persistent_path.display()
+    ))
+    .data(json!({
+        "name": cluster.name,
+        "cluster_id": cluster.cluster_id,
+        "node": node.id,
+        "addr": node.addr,
+        "persistent_path": node.persistent_path,
+    })))
+}
+
+impl fmt::Display for ClusterCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterCommand::Create {
+                name,
+                cluster_id,
+                persistent_path,
+                addr,
+            } => {
+                write!(f, "cluster create name {}", quote(name))?;
+                if let Some(id) = cluster_id {
+                    write!(f, " cluster_id {id}")?;
+                }
+                if let Some(path) = persistent_path {
+                    write!(f, " persistent_path {}", quote(&path.to_string_lossy()))?;
+                }
+                if let Some(addr) = addr {
+                    write!(f, " addr {addr}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

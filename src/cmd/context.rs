@@ -1,0 +1,96 @@
+//! What a command runs against: the store, the session's flags, and a progress reporter.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::ccs::{default_local_cluster, Cluster, Store, StoreLock};
+
+use super::CommandError;
+
+/// Everything `apply` may use. The library never prints: long work reports through
+/// `progress`, results come back as a [`super::Reply`].
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    /// Output is JSON: commands may skip work that only feeds human text.
+    pub json: bool,
+    /// `--redis-server`: overrides the CCS's `redis_server` and PATH.
+    pub redis_server: Option<PathBuf>,
+    pub progress: Arc<dyn Progress>,
+}
+
+/// Reports long-running work (the binary draws bars on a terminal, lines otherwise).
+pub trait Progress: Send + Sync {
+    /// Starts a piece of work named `label` with `total` steps (0 when unknown).
+    fn task(&self, label: &str, total: u64) -> Box<dyn ProgressTask>;
+}
+
+pub trait ProgressTask: Send + Sync {
+    fn set_position(&self, done: u64);
+    fn set_message(&self, message: &str);
+    /// Ends the task with a short verdict (`recovered`, `failed: ...`).
+    fn finish(&self, verdict: &str);
+}
+
+/// Discards progress: for tests and `--json`.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn task(&self, _label: &str, _total: u64) -> Box<dyn ProgressTask> {
+        Box::new(NoProgress)
+    }
+}
+
+impl ProgressTask for NoProgress {
+    fn set_position(&self, _done: u64) {}
+    fn set_message(&self, _message: &str) {}
+    fn finish(&self, _verdict: &str) {}
+}
+
+impl Context {
+    pub fn new(store: Store) -> Context {
+        Context {
+            store,
+            json: false,
+            redis_server: None,
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// The stored cluster, or an error telling how to make one (for read-only commands).
+    pub fn cluster(&self) -> Result<Cluster, CommandError> {
+        self.store.load()?.ok_or(CommandError::NoCluster)
+    }
+
+    /// Locks the store and loads the cluster, which must exist.
+    pub fn lock_cluster(&self) -> Result<(StoreLock, Cluster), CommandError> {
+        let lock = self.store.lock()?;
+        let cluster = lock.load()?.ok_or(CommandError::NoCluster)?;
+        Ok((lock, cluster))
+    }
+
+    /// Locks the store and loads the cluster, making the default local one (not yet
+    /// saved) when the home has none. The `Option` is the line to show the operator when
+    /// it was made; push it into the reply.
+    pub fn lock_or_default_cluster(
+        &self,
+    ) -> Result<(StoreLock, Cluster, Option<String>), CommandError> {
+        let lock = self.store.lock()?;
+        match lock.load()? {
+            Some(cluster) => Ok((lock, cluster, None)),
+            None => {
+                let cluster = default_local_cluster(self.store.home());
+                let node = &cluster.nodes[&cluster.local_node];
+                let note = format!(
+                    "Created the default local cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
+                    cluster.name,
+                    cluster.cluster_id,
+                    node.id,
+                    node.addr,
+                    node.persistent_path.display()
+                );
+                Ok((lock, cluster, Some(note)))
+            }
+        }
+    }
+}

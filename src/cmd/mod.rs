@@ -1,0 +1,123 @@
+//! Commands: one file per family, each owning its AST, its registry entries, its builder
+//! and its `apply`; [`Command`] dispatches with one exhaustive match.
+//!
+//! # Adding a command
+//! 1. In the family's file (`src/cmd/<family>.rs`, new or existing), add the AST: an enum
+//!    variant or struct with `Display` printing canonical command text (what the parser
+//!    accepts back), and `PartialEq` for the round-trip tests.
+//! 2. Add a [`Syntax`] to the family's `pub static SYNTAX: &[CommandSyntax]`: its
+//!    `elements` (keywords, `Arg`s with a [`ValueKind`], `Choice`s, `Options` of
+//!    `key value` pairs and flags), a one-line `summary`, `examples` (each is parsed and
+//!    round-tripped by `tests/grammar.rs`), and `build`, a `fn(&Match) -> Result<Command,
+//!    ParseError>` reading values with `m.req::<T>("key")`, `m.opt`, `m.all`, `m.has`.
+//!    Within the registry the first syntax that takes a whole line wins, so put a more
+//!    specific form before a general one.
+//! 3. New family: add its variant to [`Command`], its arms to `apply` and `Display` below,
+//!    and its `SYNTAX` to [`registry`]. Nothing else: `help`, hints, REPL and shell
+//!    completion read the registry.
+//! 4. `apply(self, ctx: &Context) -> Result<Reply, CommandError>` (async) does the work:
+//!    read with `ctx.cluster()`, change with `ctx.lock_cluster()` /
+//!    `ctx.lock_or_default_cluster()` then `lock.save(&mut cluster)`; validate everything
+//!    before the first change. Return lines/tables for people and `.data(..)` for
+//!    `--json`; never print, never put a secret in a reply. Long work reports through
+//!    `ctx.progress`.
+//! 5. Add the new lines to `grammar/examples.txt` (valid and invalid) and the form to
+//!    `grammar/lazarus.ebnf`.
+
+pub mod cluster;
+mod context;
+pub mod help;
+pub mod info;
+pub mod node;
+mod reply;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use thiserror::Error;
+
+pub use context::{Context, NoProgress, Progress, ProgressTask};
+pub use reply::{Block, Reply, Table};
+
+use crate::ccs::StoreError;
+pub use crate::lang::matcher::Match;
+pub use crate::lang::syntax::{Element, Opt};
+use crate::lang::Syntax;
+pub use crate::lang::{ParseError, ValueKind};
+
+/// A registry entry producing a [`Command`].
+pub type CommandSyntax = Syntax<Command>;
+
+/// A parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Cluster(cluster::ClusterCommand),
+    Node(node::NodeCommand),
+    Info(info::InfoCommand),
+    Help(help::HelpCommand),
+    Exit,
+}
+
+/// Why a command failed. Operator mistakes say what was wrong; nothing was changed.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("this home has no cluster yet: make one with `cluster create name <name>` or bring one back with `cluster recover filename <path>`")]
+    NoCluster,
+    /// The operator asked for something that cannot be done; the message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// Something outside Lazarus failed (a file, a process).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Every command form, in matching order.
+pub fn registry() -> &'static [&'static CommandSyntax] {
+    static REGISTRY: OnceLock<Vec<&'static CommandSyntax>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        [cluster::SYNTAX, node::SYNTAX, info::SYNTAX, help::SYNTAX]
+            .into_iter()
+            .flatten()
+            .collect()
+    })
+}
+
+/// Parses one line; `Ok(None)` for a blank one.
+pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+    crate::lang::parse(registry(), line)
+}
+
+impl Command {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            Command::Cluster(c) => c.apply(ctx).await,
+            Command::Node(c) => c.apply(ctx).await,
+            Command::Info(c) => c.apply(ctx).await,
+            Command::Help(c) => c.apply(ctx).await,
+            Command::Exit => Ok(Reply {
+                exit: true,
+                ..Reply::default()
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Cluster(c) => c.fmt(f),
+            Command::Node(c) => c.fmt(f),
+            Command::Info(c) => c.fmt(f),
+            Command::Help(c) => c.fmt(f),
+            Command::Exit => f.write_str("exit"),
+        }
+    }
+}
+
+/// `there is no node:7 (nodes: 1, 2)`.
+pub(crate) fn no_such_node(cluster: &crate::ccs::Cluster, id: crate::ccs::Id) -> CommandError {
+    let ids: Vec<String> = cluster.nodes.keys().map(|id| id.to_string()).collect();
+    CommandError::Refused(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
+}

@@ -1,0 +1,317 @@
+//! `node ...`: adding and removing nodes, setting a node's recovery path.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{
+    no_such_node, Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError,
+    Reply, ValueKind,
+};
+use crate::ccs::{Cluster, Id, Node, PortRange};
+use crate::lang::quote;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeCommand {
+    /// `node add addr <ip> persistent_path <path> [port_range <lo>-<hi>] [rack_id <id>]`
+    Add {
+        addr: IpAddr,
+        persistent_path: PathBuf,
+        port_range: Option<PortRange>,
+        rack_id: Option<String>,
+    },
+    /// `node <node> remove`
+    Remove { node: Id },
+    /// `node <node> recovery_path set <path>`
+    SetRecoveryPath { node: Id, path: PathBuf },
+}
+
+pub static SYNTAX: &[CommandSyntax] = &[
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("node"),
+            Element::Keyword("add"),
+            Element::Options(&[
+                Opt::required("addr", "ip", ValueKind::Ip),
+                Opt::required("persistent_path", "path", ValueKind::Path),
+                Opt::optional("port_range", "lo-hi", ValueKind::PortRange),
+                Opt::optional("rack_id", "id", ValueKind::Word),
+            ]),
+        ],
+        summary: "add a node: a persistent path and a port range on an address",
+        examples: &[
+            "node add addr 127.0.0.1 persistent_path /var/lib/lazarus/node2",
+            "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 32000-32999 rack_id r2",
+        ],
+        build: build_add,
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("node"),
+            Element::Arg("node", ValueKind::Node),
+            Element::Keyword("remove"),
+        ],
+        summary: "remove a node that holds no shards",
+        examples: &["node 2 remove", "node node:3 remove"],
+        build: |m| {
+            Ok(Command::Node(NodeCommand::Remove {
+                node: m.req("node")?,
+            }))
+        },
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("node"),
+            Element::Arg("node", ValueKind::Node),
+            Element::Keyword("recovery_path"),
+            Element::Keyword("set"),
+            Element::Arg("path", ValueKind::Path),
+        ],
+        summary: "say where a node's old persistence files are, for recovery",
+        examples: &[
+            "node 1 recovery_path set /mnt/old-node1",
+            "node node:2 recovery_path set \"/mnt/old disk\"",
+        ],
+        build: |m| {
+            Ok(Command::Node(NodeCommand::SetRecoveryPath {
+                node: m.req("node")?,
+                path: m.req("path")?,
+            }))
+        },
+    },
+];
+
+fn build_add(m: &Match) -> Result<Command, ParseError> {
+    let rack_id: Option<String> = m.opt("rack_id");
+    Ok(Command::Node(NodeCommand::Add {
+        addr: m.req("addr")?,
+        persistent_path: m.req("persistent_path")?,
+        port_range: m.opt("port_range"),
+        rack_id,
+    }))
+}
+
+impl NodeCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            NodeCommand::Add {
+                addr,
+                persistent_path,
+                port_range,
+                rack_id,
+            } => add(ctx, addr, &persistent_path, port_range, rack_id),
+            NodeCommand::Remove { node } => remove(ctx, node),
+            NodeCommand::SetRecoveryPath { node, path } => set_recovery_path(ctx, node, &path),
+        }
+    }
+}
+
+fn add(
+    ctx: &Context,
+    addr: IpAddr,
+    persistent_path: &Path,
+    port_range: Option<PortRange>,
+    rack_id: Option<String>,
+) -> Result<Reply, CommandError> {
+    let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
+    let persistent_path = absolute(persistent_path)?;
+    let addr = addr.to_string();
+    if let Some(other) = cluster
+        .nodes
+        .values()
+        .find(|n| n.persistent_path == persistent_path)
+    {
+        return Err(CommandError::Refused(format!(
+            "persistent path `{}` is already node:{}'s",
+            persistent_path.display(),
+            other.id
+        )));
+    }
+    let port_range = match port_range {
+        Some(range) => {
+            if let Some(other) = overlapping(&cluster, &addr, range) {
+                return Err(CommandError::Refused(format!(
+                    "port range `{range}` overlaps node:{}'s `{}` on {addr}",
+                    other.id, other.port_range
+                )));
+            }
+            range
+        }
+        None => free_port_range(&cluster, &addr).ok_or_else(|| {
+            CommandError::Refused(format!(
+                "no free port range of 1000 ports left on {addr}: give one with `port_range <lo>-<hi>`"
+            ))
+        })?,
+    };
+    prepare_persistent_path(&persistent_path)?;
+    let id = cluster.allocate_id();
+    let node = Node {
+        id,
+        addr,
+        persistent_path,
+        recovery_path: None,
+        port_range,
+        rack_id,
+    };
+    cluster.nodes.insert(id, node.clone());
+    lock.save(&mut cluster)?;
+    let mut reply = Reply::new();
+    if let Some(note) = created {
+        reply = reply.line(note);
+    }
+    Ok(reply
+        .line(format!(
+            "Added node:{id} on {}, persistent path `{}`, ports {}.",
+            node.addr,
+            node.persistent_path.display(),
+            node.port_range
+        ))
+        .data(node_json(&node)))
+}
+
+fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    if !cluster.nodes.contains_key(&id) {
+        return Err(no_such_node(&cluster, id));
+    }
+    if id == cluster.local_node {
+        return Err(CommandError::Refused(format!(
+            "node:{id} is this machine's node and cannot be removed"
+        )));
+    }
+    let holding: Vec<String> = cluster
+        .databases
+        .values()
+        .flat_map(|db| {
+            db.shards
+                .iter()
+                .filter(|s| s.node == id)
+                .map(|s| format!("redis:{} (db:{})", s.id, db.id))
+        })
+        .collect();
+    if !holding.is_empty() {
+        return Err(CommandError::Refused(format!(
+            "node:{id} holds shards: {}; delete or move their databases first",
+            holding.join(", ")
+        )));
+    }
+    cluster.nodes.remove(&id);
+    lock.save(&mut cluster)?;
+    Ok(Reply::message(format!("Removed node:{id}.")).data(json!({ "removed": id })))
+}
+
+fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    if !cluster.nodes.contains_key(&id) {
+        return Err(no_such_node(&cluster, id));
+    }
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        CommandError::Refused(match e.kind() {
+            std::io::ErrorKind::NotFound => format!("recovery path `{shown}` does not exist"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("recovery path `{shown}` is not accessible to this user")
+            }
+            _ => format!("recovery path `{shown}` cannot be used: {e}"),
+        })
+    })?;
+    if !meta.is_dir() {
+        return Err(CommandError::Refused(format!(
+            "recovery path `{shown}` is not a directory"
+        )));
+    }
+    // Readable means we can list it; the files inside are checked by `recover list`.
+    std::fs::read_dir(path).map_err(|_| {
+        CommandError::Refused(format!(
+            "recovery path `{shown}` is not readable by this user"
+        ))
+    })?;
+    let path = path.canonicalize().map_err(|e| {
+        CommandError::Refused(format!("recovery path `{shown}` cannot be resolved: {e}"))
+    })?;
+    let node = cluster.nodes.get_mut(&id).expect("checked above");
+    node.recovery_path = Some(path.clone());
+    lock.save(&mut cluster)?;
+    Ok(Reply::message("Updated successfully.").data(json!({ "node": id, "recovery_path": path })))
+}
+
+/// The node's JSON shape in replies (`info node`, `node add`).
+pub fn node_json(node: &Node) -> serde_json::Value {
+    json!({
+        "id": node.id,
+        "addr": node.addr,
+        "persistent_path": node.persistent_path,
+        "recovery_path": node.recovery_path,
+        "port_range": node.port_range.to_string(),
+        "rack_id": node.rack_id,
+    })
+}
+
+/// `path` made absolute against the current directory, so a script's relative paths mean
+/// the same thing later.
+pub fn absolute(path: &Path) -> Result<PathBuf, CommandError> {
+    std::path::absolute(path).map_err(|e| {
+        CommandError::Refused(format!("path `{}` cannot be used: {e}", path.display()))
+    })
+}
+
+/// Creates a persistent path (and parents) before it is recorded, so a bad path fails the
+/// command instead of the next write.
+pub fn prepare_persistent_path(path: &Path) -> Result<(), CommandError> {
+    std::fs::create_dir_all(path).map_err(|e| {
+        CommandError::Refused(format!(
+            "persistent path `{}` cannot be created: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn overlapping<'a>(cluster: &'a Cluster, addr: &str, range: PortRange) -> Option<&'a Node> {
+    cluster
+        .nodes
+        .values()
+        .find(|n| n.addr == addr && n.port_range.lo <= range.hi && range.lo <= n.port_range.hi)
+}
+
+/// The first block of 1000 ports from 30000 up that no node on `addr` uses.
+fn free_port_range(cluster: &Cluster, addr: &str) -> Option<PortRange> {
+    (0u16..35).find_map(|k| {
+        let lo = 30000 + k * 1000;
+        let range = PortRange { lo, hi: lo + 999 };
+        overlapping(cluster, addr, range).is_none().then_some(range)
+    })
+}
+
+impl fmt::Display for NodeCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeCommand::Add {
+                addr,
+                persistent_path,
+                port_range,
+                rack_id,
+            } => {
+                write!(
+                    f,
+                    "node add addr {addr} persistent_path {}",
+                    quote(&persistent_path.to_string_lossy())
+                )?;
+                if let Some(range) = port_range {
+                    write!(f, " port_range {range}")?;
+                }
+                if let Some(rack) = rack_id {
+                    write!(f, " rack_id {}", quote(rack))?;
+                }
+                Ok(())
+            }
+            NodeCommand::Remove { node } => write!(f, "node {node} remove"),
+            NodeCommand::SetRecoveryPath { node, path } => write!(
+                f,
+                "node {node} recovery_path set {}",
+                quote(&path.to_string_lossy())
+            ),
+        }
+    }
+}

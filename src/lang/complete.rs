@@ -1,0 +1,302 @@
+//! Completion, hints and history redaction: pure functions of (registry, cluster, line,
+//! cursor), shared by the REPL and the shell completion scripts.
+
+use std::path::Path;
+
+use super::lexer::{lex_lenient, quote, Token};
+use super::matcher::{walk, Expect};
+use super::syntax::{Element, Syntax};
+use super::value::ValueKind;
+use crate::ccs::Cluster;
+
+/// Candidates for the word under the cursor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Byte offset where the word being completed starts; candidates replace
+    /// `line[start..cursor]`.
+    pub start: usize,
+    pub candidates: Vec<String>,
+}
+
+/// Completes the word before `cursor` from every syntax that fits the words before it.
+pub fn complete<T>(
+    registry: &[&Syntax<T>],
+    cluster: Option<&Cluster>,
+    line: &str,
+    cursor: usize,
+) -> Completion {
+    let line = &line[..floor_char_boundary(line, cursor)];
+    let (tokens, _) = lex_lenient(line);
+    let (done, partial, start) = split_partial(line, &tokens);
+    let mut candidates: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |c: String| {
+        if seen.insert(c.clone()) {
+            candidates.push(c);
+        }
+    };
+    for syntax in registry {
+        let walk = walk(syntax, done);
+        if walk.failure.is_some() {
+            continue;
+        }
+        for expect in walk.next {
+            match expect {
+                Expect::Keyword(k) => {
+                    if starts_with_ignore_case(k, partial) {
+                        push(k.to_string());
+                    }
+                }
+                Expect::Value(_, kind) => {
+                    for c in value_candidates(kind, cluster, partial) {
+                        push(c);
+                    }
+                }
+                Expect::CommandWords { from } => {
+                    for c in command_words(registry, &done[from.min(done.len())..], partial) {
+                        push(c);
+                    }
+                }
+            }
+        }
+    }
+    candidates.sort_by_cached_key(|c| natural_key(c));
+    Completion { start, candidates }
+}
+
+/// Grey text to show after the cursor: the rest of a unique keyword being typed, or what
+/// the command still needs (`addr <ip> persistent_path <path> [...]`).
+pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<String> {
+    if cursor != line.len() || line.trim().is_empty() {
+        return None;
+    }
+    let (tokens, open) = lex_lenient(line);
+    let (done, partial, _) = split_partial(line, &tokens);
+    if open.is_none() && !partial.is_empty() {
+        let mut words: Vec<&str> = Vec::new();
+        for syntax in registry {
+            let walk = walk(syntax, done);
+            if walk.failure.is_none() {
+                for e in &walk.next {
+                    if let Expect::Keyword(k) = e {
+                        if starts_with_ignore_case(k, partial) && !words.contains(k) {
+                            words.push(k);
+                        }
+                    }
+                }
+            }
+        }
+        if let [word] = words[..] {
+            if word.len() > partial.len() {
+                return Some(word[partial.len()..].to_string());
+            }
+        }
+    }
+    // What the line still needs, from the forms it fits whole.
+    let mut needs: Vec<String> = Vec::new();
+    for syntax in registry {
+        let walk = walk(syntax, &tokens);
+        if walk.failure.is_some() {
+            continue;
+        }
+        let mut text = walk.missing.join(" ");
+        if walk.more_optional {
+            text = if text.is_empty() {
+                "[...]".into()
+            } else {
+                format!("{text} [...]")
+            };
+        }
+        if !needs.contains(&text) {
+            needs.push(text);
+        }
+    }
+    let text = match &needs[..] {
+        [one] if !one.is_empty() => one.clone(),
+        [] | [_] => return None,
+        _ => {
+            // Several forms fit: show the next word of each.
+            let mut firsts: Vec<&str> = needs
+                .iter()
+                .filter_map(|n| n.split(' ').next())
+                .filter(|w| !w.is_empty() && *w != "[...]")
+                .collect();
+            firsts.dedup();
+            if firsts.is_empty() {
+                return None;
+            }
+            firsts.join(" | ")
+        }
+    };
+    let sep = if line.ends_with(char::is_whitespace) {
+        ""
+    } else {
+        " "
+    };
+    Some(format!("{sep}{text}"))
+}
+
+/// The line with every secret value (the value after a key whose kind is
+/// [`ValueKind::Secret`]) replaced by `***`, for the history file. Works on lines that do
+/// not parse, too.
+pub fn redact<T>(registry: &[&Syntax<T>], line: &str) -> String {
+    let secret_keys: Vec<&str> = registry
+        .iter()
+        .flat_map(|s| s.elements.iter())
+        .flat_map(|e| match e {
+            Element::Options(opts) => opts
+                .iter()
+                .filter(|o| matches!(o.value, Some((_, ValueKind::Secret))))
+                .map(|o| o.key)
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let (tokens, _) = lex_lenient(line);
+    let mut out = String::new();
+    let mut last = 0;
+    for pair in tokens.windows(2) {
+        if secret_keys.iter().any(|k| pair[0].is_keyword(k)) {
+            out.push_str(&line[last..pair[1].span.start]);
+            out.push_str("***");
+            last = pair[1].span.end;
+        }
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
+/// Splits the tokens into the finished ones and the word being typed (empty after a
+/// space), with the byte offset where that word starts.
+fn split_partial<'a>(line: &'a str, tokens: &'a [Token]) -> (&'a [Token], &'a str, usize) {
+    match tokens.last() {
+        Some(last) if last.span.end == line.len() && !line.ends_with(char::is_whitespace) => {
+            let raw = &line[last.span.clone()];
+            // Complete against the unquoted text of the word.
+            let partial = if last.quoted { &raw[1..] } else { raw };
+            (&tokens[..tokens.len() - 1], partial, last.span.start)
+        }
+        _ => (tokens, "", line.len()),
+    }
+}
+
+fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -> Vec<String> {
+    match kind {
+        ValueKind::Choice(words) => words
+            .iter()
+            .filter(|w| starts_with_ignore_case(w, partial))
+            .map(|w| w.to_string())
+            .collect(),
+        ValueKind::Node => {
+            let Some(cluster) = cluster else {
+                return Vec::new();
+            };
+            let prefixed = starts_with_ignore_case(partial, "n") || partial.contains(':');
+            let mut out = Vec::new();
+            for id in cluster.nodes.keys() {
+                let c = if prefixed {
+                    format!("node:{id}")
+                } else {
+                    id.to_string()
+                };
+                if starts_with_ignore_case(&c, partial) {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        ValueKind::Database => {
+            let Some(cluster) = cluster else {
+                return Vec::new();
+            };
+            let by_id = starts_with_ignore_case(partial, "db:")
+                || starts_with_ignore_case("db:", partial) && !partial.is_empty();
+            let mut out = Vec::new();
+            for db in cluster.databases.values() {
+                let name = quote(&db.config.name);
+                if starts_with_ignore_case(&name, partial) {
+                    out.push(name);
+                }
+                if by_id {
+                    let c = format!("db:{}", db.id);
+                    if starts_with_ignore_case(&c, partial) {
+                        out.push(c);
+                    }
+                }
+            }
+            out
+        }
+        ValueKind::Path => path_candidates(partial),
+        _ => Vec::new(),
+    }
+}
+
+/// Entries of the directory named by `partial` up to its last `/`, directories with a
+/// trailing `/`; hidden ones only when asked for with a leading dot.
+fn path_candidates(partial: &str) -> Vec<String> {
+    let (dir, prefix) = match partial.rfind('/') {
+        Some(i) => (&partial[..=i], &partial[i + 1..]),
+        None => ("", partial),
+    };
+    let read_from = if dir.is_empty() {
+        Path::new(".")
+    } else {
+        Path::new(dir)
+    };
+    let Ok(entries) = std::fs::read_dir(read_from) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+            continue;
+        }
+        let is_dir = entry.path().is_dir();
+        let full = format!("{dir}{name}{}", if is_dir { "/" } else { "" });
+        let quoted = quote(&full);
+        // An open quote on a directory lets the user keep typing inside it.
+        if is_dir && quoted.ends_with('"') && quoted != full {
+            out.push(quoted[..quoted.len() - 1].to_string());
+        } else {
+            out.push(quoted);
+        }
+    }
+    out
+}
+
+/// Next words of the commands that start with `typed` (for `help <command...>`).
+fn command_words<T>(registry: &[&Syntax<T>], typed: &[Token], partial: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for syntax in registry {
+        let words = syntax.leading_keywords();
+        let fits =
+            words.len() > typed.len() && typed.iter().zip(&words).all(|(t, w)| t.is_keyword(w));
+        if fits && starts_with_ignore_case(words[typed.len()], partial) {
+            out.push(words[typed.len()].to_string());
+        }
+    }
+    out
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.is_char_boundary(prefix.len())
+        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Sorts `node:2` before `node:10`.
+fn natural_key(text: &str) -> (String, u64) {
+    let digits = text.len() - text.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, tail) = text.split_at(text.len() - digits);
+    (head.to_string(), tail.parse().unwrap_or(0))
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

@@ -1,0 +1,508 @@
+//! Walks a [`Syntax`] over the tokens of a line: the one matcher behind parsing,
+//! completion and hints.
+
+use std::ops::Range;
+
+use super::error::{nearest, ParseError};
+use super::lexer::{lex, Token};
+use super::syntax::{placeholder, Element, Opt, Syntax};
+use super::value::{DbRef, HostPort, Value, ValueKind};
+use crate::ccs::{PortRange, SlotRange};
+
+/// What a syntax accepts at some position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Keyword(&'static str),
+    Value(&'static str, ValueKind),
+    /// A command's words (after `help`): candidates are the registry's leading keywords,
+    /// given the words typed since token `from`.
+    CommandWords {
+        from: usize,
+    },
+}
+
+impl Expect {
+    fn describe(&self) -> String {
+        match self {
+            Expect::Keyword(k) => format!("`{k}`"),
+            Expect::Value(_, kind) => kind.describe(),
+            Expect::CommandWords { .. } => "a command".into(),
+        }
+    }
+}
+
+/// One matched argument, flag or choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The argument's placeholder, the option's key, or the choice's name.
+    pub name: &'static str,
+    /// `None` for a flag.
+    pub value: Option<Value>,
+    pub span: Range<usize>,
+}
+
+/// A line that fits a syntax: its values by name, for the family's builder.
+#[derive(Clone, Debug)]
+pub struct Match {
+    pub items: Vec<Item>,
+    /// Span of the whole line's words, for builder errors about the command as a whole.
+    pub span: Range<usize>,
+}
+
+/// Converts a matched [`Value`] to the type a builder wants.
+pub trait FromValue: Sized {
+    fn from_value(value: &Value) -> Option<Self>;
+}
+
+macro_rules! from_value {
+    ($t:ty, $($pat:pat => $e:expr),+) => {
+        impl FromValue for $t {
+            fn from_value(value: &Value) -> Option<Self> {
+                match value {
+                    $($pat => Some($e),)+
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+from_value!(String, Value::Word(s) | Value::Secret(s) => s.clone(), Value::Choice(c) => c.to_string());
+from_value!(u64, Value::Integer(n) | Value::Size(n) | Value::Node(n) => *n);
+from_value!(u16, Value::Port(p) => *p);
+from_value!(PortRange, Value::PortRange(r) => *r);
+from_value!(SlotRange, Value::SlotRange(r) => *r);
+from_value!(std::net::IpAddr, Value::Ip(ip) => *ip);
+from_value!(HostPort, Value::HostPort(hp) => hp.clone());
+from_value!(std::path::PathBuf, Value::Path(p) => p.clone());
+from_value!(DbRef, Value::Database(db) => db.clone());
+from_value!(&'static str, Value::Choice(c) => *c);
+
+impl Match {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.items
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.value.as_ref())
+    }
+
+    /// Whether a flag (or any item) named `name` was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.items.iter().any(|i| i.name == name)
+    }
+
+    pub fn opt<T: FromValue>(&self, name: &str) -> Option<T> {
+        self.get(name).and_then(T::from_value)
+    }
+
+    /// A value the syntax guarantees; an error (not a panic) if a builder and its syntax
+    /// disagree.
+    pub fn req<T: FromValue>(&self, name: &str) -> Result<T, ParseError> {
+        self.opt(name).ok_or_else(|| {
+            ParseError::new(
+                self.span.clone(),
+                format!("internal: the syntax gave no `{name}`"),
+            )
+        })
+    }
+
+    /// Every value of a repeated option, in order.
+    pub fn all<T: FromValue>(&self, name: &str) -> Vec<T> {
+        self.items
+            .iter()
+            .filter(|i| i.name == name)
+            .filter_map(|i| i.value.as_ref().and_then(T::from_value))
+            .collect()
+    }
+
+    /// The span of the item named `name`, to point builder errors at it.
+    pub fn span_of(&self, name: &str) -> Range<usize> {
+        self.items
+            .iter()
+            .find(|i| i.name == name)
+            .map_or(self.span.clone(), |i| i.span.clone())
+    }
+}
+
+/// Where a walk ended.
+#[derive(Debug)]
+pub struct Walk {
+    pub items: Vec<Item>,
+    /// `Some` when a token did not fit.
+    pub failure: Option<Failure>,
+    /// What could come next after the last token.
+    pub next: Vec<Expect>,
+    /// Required pieces still missing, as usage text (`addr <ip>`); empty when complete.
+    pub missing: Vec<String>,
+    /// Whether optional pieces could still follow.
+    pub more_optional: bool,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    /// Index of the token that did not fit.
+    pub at: usize,
+    pub expected: Vec<Expect>,
+    /// Why a value did not parse.
+    pub detail: Option<String>,
+}
+
+impl Walk {
+    pub fn is_complete(&self) -> bool {
+        self.failure.is_none() && self.missing.is_empty()
+    }
+}
+
+/// Matches `tokens` against one syntax.
+pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
+    let elements = syntax.elements;
+    let mut items = Vec::new();
+    let mut i = 0;
+    // State inside an Options element.
+    let mut used: Vec<&'static str> = Vec::new();
+    let mut awaiting: Option<&Opt> = None;
+    let mut repeating: Option<&Opt> = None;
+    // What optional pieces just skipped would have accepted: part of a failure's
+    // "expected" at the same token.
+    let mut carry: Vec<Expect> = Vec::new();
+    let fail = |items, at, mut expected: Vec<Expect>, detail, carry: &mut Vec<Expect>| Walk {
+        items,
+        failure: Some(Failure {
+            at,
+            expected: {
+                carry.append(&mut expected);
+                std::mem::take(carry)
+            },
+            detail,
+        }),
+        next: Vec::new(),
+        missing: Vec::new(),
+        more_optional: false,
+    };
+
+    let mut t = 0;
+    while t < tokens.len() {
+        let token = &tokens[t];
+        if let Some(opt) = awaiting.take() {
+            let (name, kind) = opt.value.expect("only valued options await a value");
+            match kind.parse(&token.text) {
+                Ok(value) => {
+                    items.push(item(opt.key, Some(value), token));
+                    if opt.repeated {
+                        repeating = Some(opt);
+                    }
+                    t += 1;
+                    continue;
+                }
+                Err(detail) => {
+                    return fail(
+                        items,
+                        t,
+                        vec![Expect::Value(name, kind)],
+                        Some(detail),
+                        &mut carry,
+                    );
+                }
+            }
+        }
+        let Some(element) = elements.get(i) else {
+            return fail(items, t, Vec::new(), None, &mut carry);
+        };
+        match *element {
+            Element::Keyword(k) => {
+                if !token.is_keyword(k) {
+                    return fail(items, t, vec![Expect::Keyword(k)], None, &mut carry);
+                }
+                i += 1;
+            }
+            Element::Arg(name, kind) => match kind.parse(&token.text) {
+                Ok(value) => {
+                    items.push(item(name, Some(value), token));
+                    i += 1;
+                }
+                Err(detail) => {
+                    return fail(
+                        items,
+                        t,
+                        vec![Expect::Value(name, kind)],
+                        Some(detail),
+                        &mut carry,
+                    );
+                }
+            },
+            Element::Choice {
+                name,
+                words,
+                optional,
+            } => match words.iter().find(|w| token.is_keyword(w)) {
+                Some(word) => {
+                    items.push(item(name, Some(Value::Choice(word)), token));
+                    i += 1;
+                }
+                None if optional => {
+                    carry.extend(words.iter().map(|w| Expect::Keyword(w)));
+                    i += 1;
+                    continue;
+                }
+                None => {
+                    let expected = words.iter().map(|w| Expect::Keyword(w)).collect();
+                    return fail(items, t, expected, None, &mut carry);
+                }
+            },
+            Element::Options(opts) => {
+                let key = opts
+                    .iter()
+                    .find(|o| token.is_keyword(o.key) && (o.repeated || !used.contains(&o.key)));
+                if let Some(opt) = key {
+                    repeating = None;
+                    used.push(opt.key);
+                    if opt.value.is_some() {
+                        awaiting = Some(opt);
+                    } else {
+                        items.push(item(opt.key, None, token));
+                    }
+                } else if let Some(opt) = repeating.filter(|o| {
+                    o.value
+                        .is_some_and(|(_, kind)| kind.parse(&token.text).is_ok())
+                }) {
+                    let (_, kind) = opt.value.expect("repeating options have values");
+                    let value = kind.parse(&token.text).ok();
+                    items.push(item(opt.key, value, token));
+                } else if let Some(again) = opts.iter().find(|o| token.is_keyword(o.key)) {
+                    let detail = format!("`{}` is given twice", again.key);
+                    return fail(items, t, Vec::new(), Some(detail), &mut carry);
+                } else if opts.iter().all(|o| !o.required || used.contains(&o.key)) {
+                    carry.extend(unused(opts, &used).map(|o| Expect::Keyword(o.key)));
+                    i += 1;
+                    used.clear();
+                    repeating = None;
+                    continue;
+                } else {
+                    let expected = unused(opts, &used)
+                        .map(|o| Expect::Keyword(o.key))
+                        .collect();
+                    return fail(items, t, expected, None, &mut carry);
+                }
+            }
+            Element::Rest(name) => {
+                items.push(item(name, Some(Value::Word(token.text.clone())), token));
+            }
+        }
+        carry.clear();
+        t += 1;
+    }
+
+    // All tokens fit: say what may or must come next.
+    let mut next = Vec::new();
+    let mut missing = Vec::new();
+    let mut more_optional = false;
+    if let Some(opt) = awaiting {
+        let (name, kind) = opt.value.expect("only valued options await a value");
+        next.push(Expect::Value(name, kind));
+        missing.push(placeholder(name, kind));
+    }
+    let mut first = true;
+    for element in elements.iter().skip(i) {
+        let blocked = !missing.is_empty();
+        match *element {
+            Element::Keyword(k) => {
+                if !blocked {
+                    next.push(Expect::Keyword(k));
+                }
+                missing.push(k.to_string());
+            }
+            Element::Arg(name, kind) => {
+                if !blocked {
+                    next.push(Expect::Value(name, kind));
+                }
+                missing.push(placeholder(name, kind));
+            }
+            Element::Choice {
+                words, optional, ..
+            } => {
+                if !blocked {
+                    next.extend(words.iter().map(|w| Expect::Keyword(w)));
+                }
+                if optional {
+                    more_optional = true;
+                } else {
+                    missing.push(words.join("|"));
+                }
+            }
+            Element::Options(opts) => {
+                let used_here: &[&str] = if first { &used } else { &[] };
+                if !blocked {
+                    if let Some((name, kind)) = repeating.filter(|_| first).and_then(|o| o.value) {
+                        next.push(Expect::Value(name, kind));
+                    }
+                    next.extend(
+                        opts.iter()
+                            .filter(|o| o.repeated || !used_here.contains(&o.key))
+                            .map(|o| Expect::Keyword(o.key)),
+                    );
+                }
+                for opt in unused(opts, used_here) {
+                    if opt.required {
+                        missing.push(opt.to_string());
+                    } else {
+                        more_optional = true;
+                    }
+                }
+            }
+            Element::Rest(_) => {
+                if !blocked {
+                    let from = first_rest_token(syntax, tokens);
+                    next.push(Expect::CommandWords { from });
+                }
+                more_optional = true;
+            }
+        }
+        first = false;
+    }
+    Walk {
+        items,
+        failure: None,
+        next,
+        missing,
+        more_optional,
+    }
+}
+
+fn unused<'a>(opts: &'a [Opt], used: &'a [&'static str]) -> impl Iterator<Item = &'a Opt> {
+    opts.iter().filter(move |o| !used.contains(&o.key))
+}
+
+fn item(name: &'static str, value: Option<Value>, token: &Token) -> Item {
+    Item {
+        name,
+        value,
+        span: token.span.clone(),
+    }
+}
+
+/// Index of the first token a `Rest` element took: the number of elements before it
+/// (they are all single-token keywords in practice: `help`).
+fn first_rest_token<T>(syntax: &Syntax<T>, tokens: &[Token]) -> usize {
+    let before = syntax
+        .elements
+        .iter()
+        .take_while(|e| !matches!(e, Element::Rest(_)))
+        .count();
+    before.min(tokens.len())
+}
+
+/// Parses a line with the first syntax that takes it whole. `Ok(None)` for a blank line.
+/// When none fits, the error comes from the syntaxes that got furthest.
+pub fn parse<T>(registry: &[&Syntax<T>], line: &str) -> Result<Option<T>, ParseError> {
+    let tokens = lex(line)?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    let mut best: Vec<(usize, Walk)> = Vec::new();
+    let mut best_at = 0;
+    for syntax in registry {
+        let walk = walk(syntax, &tokens);
+        if walk.is_complete() {
+            let span = tokens[0].span.start..tokens[tokens.len() - 1].span.end;
+            let found = Match {
+                items: walk.items,
+                span,
+            };
+            return (syntax.build)(&found).map(Some);
+        }
+        let at = walk.failure.as_ref().map_or(tokens.len(), |f| f.at);
+        if at > best_at {
+            best.clear();
+            best_at = at;
+        }
+        if at == best_at {
+            best.push((at, walk));
+        }
+    }
+    Err(explain(registry, line, &tokens, best_at, &best))
+}
+
+fn explain<T>(
+    registry: &[&Syntax<T>],
+    line: &str,
+    tokens: &[Token],
+    at: usize,
+    walks: &[(usize, Walk)],
+) -> ParseError {
+    if at == 0 {
+        let token = &tokens[0];
+        let words = registry
+            .iter()
+            .filter_map(|s| s.leading_keywords().first().copied());
+        return ParseError::new(
+            token.span.clone(),
+            format!("unknown command `{}`", token.text),
+        )
+        .with_suggestion(nearest(&token.text, words));
+    }
+    let mut expected: Vec<Expect> = Vec::new();
+    for (_, walk) in walks {
+        let more = match &walk.failure {
+            Some(f) => &f.expected,
+            None => &walk.next,
+        };
+        for e in more {
+            if !expected.contains(e) {
+                expected.push(*e);
+            }
+        }
+    }
+    let keywords = expected.iter().filter_map(|e| match e {
+        Expect::Keyword(k) => Some(*k),
+        _ => None,
+    });
+    let described: Vec<String> = expected.iter().map(Expect::describe).collect();
+    let described: Vec<&str> = described.iter().map(String::as_str).collect();
+
+    if at == tokens.len() {
+        let typed = &line[tokens[0].span.start..tokens[at - 1].span.end];
+        let end = line.trim_end().len();
+        let needs = match walks {
+            [(_, walk)] if walk.failure.is_none() => walk.missing.join(" "),
+            _ => String::new(),
+        };
+        let message = if needs.is_empty() {
+            format!("`{typed}` is incomplete: expected {}", join_or(&described))
+        } else {
+            format!("`{typed}` is incomplete: missing `{needs}`")
+        };
+        return ParseError::new(end..end, message);
+    }
+    let token = &tokens[at];
+    let detail = match walks {
+        [(_, walk)] => walk.failure.as_ref().and_then(|f| f.detail.clone()),
+        _ => None,
+    };
+    let message = match detail {
+        Some(detail) => detail,
+        None if expected.is_empty() => {
+            format!("unexpected `{}`: the command ends before it", token.text)
+        }
+        None => format!(
+            "unexpected `{}`, expected {}",
+            token.text,
+            join_or(&described)
+        ),
+    };
+    let suggestion = if token.quoted {
+        None
+    } else {
+        nearest(&token.text, keywords)
+    };
+    ParseError::new(token.span.clone(), message).with_suggestion(suggestion)
+}
+
+/// Descriptions joined as "a, b or c" (already quoted as needed).
+fn join_or(parts: &[&str]) -> String {
+    match parts.split_last() {
+        None => "nothing".into(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}

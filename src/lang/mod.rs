@@ -1,0 +1,16 @@
+//! The command language: lexer, typed values, syntax specs, the matcher that walks a spec
+//! over a line, parse errors, and completion/hints from the same specs.
+
+pub mod complete;
+pub mod error;
+pub mod lexer;
+pub mod matcher;
+pub mod syntax;
+pub mod value;
+
+pub use complete::{complete, hint, redact, Completion};
+pub use error::ParseError;
+pub use lexer::{lex, quote, Token};
+pub use matcher::{parse, Match};
+pub use syntax::{Element, Opt, Syntax};
+pub use value::{DbRef, HostPort, Value, ValueKind};

@@ -1,0 +1,248 @@
+//! The sessions: one path from text to output (parse, apply, render) shared by the REPL,
+//! one-shot commands and scripts. This is the one module that talks to a terminal; the
+//! binary hands it stdout and stderr.
+
+pub mod args;
+pub mod progress;
+pub mod render;
+pub mod repl;
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+pub use args::{Args, Mode, UsageError, USAGE};
+
+use crate::ccs::Store;
+use crate::cmd::{self, Context, NoProgress};
+use crate::lang::{complete, quote};
+
+/// Exit statuses.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// How one line went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Exit,
+    /// Nothing ran: the line did not parse.
+    ParseError,
+    /// The command ran and failed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done | Outcome::Exit => EXIT_OK,
+            Outcome::Failed => EXIT_FAILED,
+            Outcome::ParseError => EXIT_USAGE,
+        }
+    }
+}
+
+/// A store, a runtime, and how to print.
+pub struct Session {
+    pub ctx: Context,
+    runtime: tokio::runtime::Runtime,
+    pub json: bool,
+    pub colour: bool,
+}
+
+/// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory.
+pub fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(home) = flag {
+        return Ok(home);
+    }
+    if let Some(home) = std::env::var_os("LAZARUS_HOME").filter(|h| !h.is_empty()) {
+        return Ok(home.into());
+    }
+    directories::ProjectDirs::from("", "", "lazarus")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .context("cannot find the user's data directory: give `--home <dir>` or set LAZARUS_HOME")
+}
+
+impl Session {
+    pub fn new(args: &Args) -> anyhow::Result<Session> {
+        let home = resolve_home(args.home.clone())?;
+        let mut ctx = Context::new(Store::new(home));
+        ctx.json = args.json;
+        ctx.redis_server = args.redis_server.clone();
+        ctx.progress = if args.json {
+            Arc::new(NoProgress)
+        } else if io::stderr().is_terminal() {
+            Arc::new(progress::Bars::new())
+        } else {
+            Arc::new(progress::Lines)
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let colour =
+            !args.json && io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Ok(Session {
+            ctx,
+            runtime,
+            json: args.json,
+            colour,
+        })
+    }
+
+    /// Parses, runs and prints one line. `line_no` prefixes errors in scripts.
+    pub fn run_line(
+        &self,
+        line: &str,
+        line_no: Option<usize>,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Outcome {
+        let at = line_no.map(|n| format!("line {n}: ")).unwrap_or_default();
+        let command = match cmd::parse(line) {
+            Ok(Some(command)) => command,
+            Ok(None) => return Outcome::Done,
+            Err(e) => {
+                if self.json {
+                    let doc = render::json_error(
+                        line.trim(),
+                        &e.to_string(),
+                        Some((e.span.start, e.span.end)),
+                    );
+                    let _ = writeln!(out, "{doc}");
+                }
+                let _ = writeln!(err, "lazarus: {at}{}", e.render(line));
+                return Outcome::ParseError;
+            }
+        };
+        let text = command.to_string();
+        match self.runtime.block_on(command.apply(&self.ctx)) {
+            Ok(reply) => {
+                if self.json {
+                    if !reply.exit {
+                        let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
+                    }
+                } else {
+                    let _ = write!(out, "{}", render::text(&reply));
+                }
+                let _ = out.flush();
+                if reply.exit {
+                    Outcome::Exit
+                } else {
+                    Outcome::Done
+                }
+            }
+            Err(e) => {
+                if self.json {
+                    let _ = writeln!(out, "{}", render::json_error(&text, &e.to_string(), None));
+                }
+                let _ = writeln!(err, "lazarus: {at}{e}");
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// Runs a script: `#` comments and blank lines skipped; stops at the first failure
+    /// unless `keep_going`. Returns the exit status: the first failure's, or with
+    /// `keep_going` the worst one.
+    pub fn run_script(
+        &self,
+        script: &mut dyn BufRead,
+        keep_going: bool,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> anyhow::Result<u8> {
+        let mut status = EXIT_OK;
+        for (i, line) in script.lines().enumerate() {
+            let line = line.context("cannot read the script")?;
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            match self.run_line(&line, Some(i + 1), out, err) {
+                Outcome::Done => {}
+                Outcome::Exit => break,
+                failed => {
+                    status = status.max(failed.exit_code());
+                    if !keep_going {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Candidates for the last of `words` (the word being typed, possibly empty), one a line,
+/// for the shell completion scripts.
+pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
+    let cluster = resolve_home(home)
+        .ok()
+        .and_then(|h| Store::new(h).load().ok().flatten());
+    let (partial, done) = match words.split_last() {
+        Some((last, done)) => (last.as_str(), done),
+        None => ("", &[][..]),
+    };
+    let mut line: String = done.iter().map(|w| quote(w) + " ").collect();
+    line.push_str(partial);
+    complete(cmd::registry(), cluster.as_ref(), &line, line.len()).candidates
+}
+
+/// Runs the binary's chosen mode; returns the exit status.
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut out = io::stdout().lock();
+    match &args.mode {
+        Mode::Usage => {
+            writeln!(out, "{USAGE}")?;
+            return Ok(EXIT_OK);
+        }
+        Mode::Version => {
+            writeln!(out, "lazarus {}", env!("CARGO_PKG_VERSION"))?;
+            return Ok(EXIT_OK);
+        }
+        Mode::Complete(words) => {
+            for c in complete_words(args.home.clone(), words) {
+                writeln!(out, "{c}")?;
+            }
+            return Ok(EXIT_OK);
+        }
+        _ => {}
+    }
+    let session = Session::new(&args)?;
+    let mut err = io::stderr();
+    match &args.mode {
+        Mode::OneShot(words) => {
+            let line: Vec<String> = words.iter().map(|w| quote(w)).collect();
+            Ok(session
+                .run_line(&line.join(" "), None, &mut out, &mut err)
+                .exit_code())
+        }
+        _ => {
+            if let Some(file) = &args.file {
+                let script = std::fs::File::open(file)
+                    .with_context(|| format!("cannot open script `{}`", file.display()))?;
+                session.run_script(
+                    &mut io::BufReader::new(script),
+                    args.continue_on_error,
+                    &mut out,
+                    &mut err,
+                )
+            } else if io::stdin().is_terminal() {
+                drop(out);
+                repl::run(&session)
+            } else {
+                session.run_script(
+                    &mut io::stdin().lock(),
+                    args.continue_on_error,
+                    &mut out,
+                    &mut err,
+                )
+            }
+        }
+    }
+}

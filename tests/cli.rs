@@ -1,0 +1,155 @@
+//! End to end: the real binary, one-shot, scripts, `--json`, exit codes.
+
+mod common;
+
+use common::Lazarus;
+
+#[test]
+fn one_shot_commands_and_exit_codes() {
+    let lz = Lazarus::new();
+    lz.run("info cluster").fails(1).stderr_has(
+        "lazarus: this home has no cluster yet: make one with `cluster create name <name>`",
+    );
+    lz.run("clustr create name x").fails(2).stderr_has(
+        "unknown command `clustr`, did you mean `cluster`?\n  clustr create name x\n  ^^^^^^",
+    );
+    lz.run("cluster create name prod cluster_id 77")
+        .ok()
+        .stdout_has("Created cluster `prod` (cluster_id 77)");
+    lz.run("cluster create name again")
+        .fails(1)
+        .stderr_has("a cluster already exists");
+    lz.run("info cluster")
+        .ok()
+        .stdout_has("prod")
+        .stdout_has("node:1")
+        .stdout_has("N/A");
+    assert_eq!(lz.ccs()["generation"], 1);
+    assert!(lz.path("nodes/1/ccs/ccs.json").is_file());
+}
+
+#[test]
+fn nodes_add_remove_and_recovery_path() {
+    let lz = Lazarus::new();
+    let p2 = lz.path("n2");
+    // A home with no cluster gets the default local one.
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {}",
+        p2.display()
+    ))
+    .ok()
+    .stdout_has("Created the default local cluster `local`")
+    .stdout_has("Added node:2 on 127.0.0.1")
+    .stdout_has("ports 31000-31999");
+    assert!(p2.join("ccs/ccs.json").is_file());
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {}",
+        p2.display()
+    ))
+    .fails(1)
+    .stderr_has("is already node:2's");
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} port_range 30500-30600",
+        lz.path("n3").display()
+    ))
+    .fails(1)
+    .stderr_has("port range `30500-30600` overlaps node:1's `30000-30999` on 127.0.0.1");
+
+    lz.run("info node 2")
+        .ok()
+        .stdout_has("recovery path    N/A");
+    let before = lz.ccs();
+    lz.run("node 2 recovery_path set /no/such/dir")
+        .fails(1)
+        .stderr_has("recovery path `/no/such/dir` does not exist");
+    assert_eq!(lz.ccs(), before, "a refused command changes nothing");
+    let old = lz.path("old disk");
+    std::fs::create_dir(&old).unwrap();
+    lz.cmd([
+        "node",
+        "node:2",
+        "recovery_path",
+        "set",
+        old.to_str().unwrap(),
+    ])
+    .run()
+    .ok()
+    .stdout_has("Updated successfully.");
+    lz.run("info node 2").ok().stdout_has("old disk");
+    lz.run("node 9 remove")
+        .fails(1)
+        .stderr_has("there is no node:9 (nodes: 1, 2)");
+    lz.run("node 1 remove")
+        .fails(1)
+        .stderr_has("this machine's node");
+    lz.run("node 2 remove").ok().stdout_has("Removed node:2.");
+}
+
+#[test]
+fn json_output_is_one_document_per_command() {
+    let lz = Lazarus::new();
+    let out = lz
+        .cmd(["--json"])
+        .stdin("cluster create name j cluster_id 5\ninfo cluster\ninfo node 3\n")
+        .flag("--continue-on-error")
+        .run()
+        .fails(1);
+    let docs = out.json();
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    assert_eq!(docs[0]["ok"], true);
+    assert_eq!(docs[0]["result"]["cluster_id"], 5);
+    assert_eq!(docs[1]["command"], "info cluster");
+    assert_eq!(docs[1]["result"]["nodes"][0]["port_range"], "30000-30999");
+    assert_eq!(docs[2]["ok"], false);
+    assert_eq!(docs[2]["error"], "there is no node:3 (nodes: 1)");
+    let parse = lz.cmd(["--json", "info", "clustr"]).run().fails(2).json();
+    assert_eq!(parse[0]["span"], serde_json::json!([5, 11]));
+}
+
+#[test]
+fn scripts_skip_comments_and_stop_at_the_first_failure() {
+    let lz = Lazarus::new();
+    let script = "# make a cluster\n\ncluster create name s\n  # indented comment\ninfo node 7\ninfo cluster\n";
+    lz.script(script)
+        .fails(1)
+        .stderr_has("lazarus: line 5: there is no node:7")
+        .stdout_lacks("CLUSTER:");
+    lz.cmd(["--continue-on-error"])
+        .stdin(script)
+        .run()
+        .fails(1)
+        .stdout_has("CLUSTER:");
+    lz.script("info cluster\nnode 1 rmove\ninfo cluster\n")
+        .fails(2)
+        .stderr_has("lazarus: line 2: unexpected `rmove`");
+    let file = lz.path("script.txt");
+    std::fs::write(&file, "info cluster\nexit\ninfo node 99\n").unwrap();
+    lz.cmd(["--file", file.to_str().unwrap()])
+        .run()
+        .ok()
+        .stdout_has("CLUSTER:");
+    lz.cmd(["--file", "/no/such/script"])
+        .run()
+        .fails(1)
+        .stderr_has("cannot open script");
+    lz.cmd(["--bogus"])
+        .run()
+        .fails(2)
+        .stderr_has("lazarus: unknown flag `--bogus`");
+}
+
+#[test]
+fn help_lists_the_registry() {
+    let lz = Lazarus::new();
+    lz.run("help")
+        .ok()
+        .stdout_has("node <node> recovery_path set <path>");
+    lz.run("help node add")
+        .ok()
+        .stdout_has("Examples:")
+        .stdout_lacks("info cluster");
+    lz.run("help nod")
+        .fails(1)
+        .stderr_has("no command starts with `nod`, did you mean `node`?");
+    lz.run("?").ok().stdout_has("cluster create");
+}

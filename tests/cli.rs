@@ -153,3 +153,20 @@ fn help_lists_the_registry() {
         .stderr_has("no command starts with `nod`, did you mean `node`?");
     lz.run("?").ok().stdout_has("cluster create");
 }
+
+#[test]
+fn passwords_never_reach_the_output() {
+    let lz = Lazarus::new();
+    lz.run("info cluster password hunter2")
+        .fails(2)
+        .stderr_has("info cluster password *******\n")
+        .stderr_has("^^^^^^^^");
+    let out = lz
+        .cmd(["--json", "info", "cluster", "password", "hunter2"])
+        .run()
+        .fails(2);
+    assert!(
+        !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+        "{out:?}"
+    );
+}

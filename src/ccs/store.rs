@@ -54,7 +54,7 @@ pub struct Store {
 pub struct StoreLock {
     home: PathBuf,
     // Held for its lock; the OS releases it when the file is closed.
-    _file: File,
+    file: File,
 }
 
 impl Store {
@@ -99,10 +99,8 @@ impl Store {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
                 return Err(StoreError::Locked {
-                    holder: describe_holder(&holder),
+                    holder: describe_holder(&read_stamp(&mut file)),
                 });
             }
             Err(TryLockError::Error(source)) => return Err(lock_err(source)),
@@ -116,8 +114,15 @@ impl Store {
             .map_err(lock_err)?;
         Ok(StoreLock {
             home: self.home.clone(),
-            _file: file,
+            file,
         })
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        // A stale stamp would name a process that no longer holds the lock.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -255,6 +260,21 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     }
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// The holder's stamp; it may be a moment away from being written, so wait a little for it.
+fn read_stamp(file: &mut File) -> String {
+    for _ in 0..20 {
+        let mut stamp = String::new();
+        let read = file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_string(&mut stamp));
+        if read.is_err() || stamp.ends_with('\n') {
+            return stamp;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    String::new()
 }
 
 fn describe_holder(stamp: &str) -> String {

@@ -137,20 +137,38 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
 }
 
 /// The line with every secret value (the value after a key whose kind is
-/// [`ValueKind::Secret`]) replaced by `***`, for the history file. Works on lines that do
+/// [`ValueKind::Secret`], and after `password`) replaced by `***`, for the history file. Works on lines that do
 /// not parse, too.
 pub fn redact<T>(registry: &[&Syntax<T>], line: &str) -> String {
-    let secret_keys: Vec<&str> = registry
-        .iter()
-        .flat_map(|s| s.elements.iter())
-        .flat_map(|e| match e {
-            Element::Options(opts) => opts
+    replace_secrets(registry, line, |_| "***".to_string())
+}
+
+/// The line with every secret's bytes replaced by `*`, keeping byte positions, so an
+/// error's caret still points at the right word.
+pub fn mask<T>(registry: &[&Syntax<T>], line: &str) -> String {
+    replace_secrets(registry, line, |secret| "*".repeat(secret.len()))
+}
+
+fn replace_secrets<T>(
+    registry: &[&Syntax<T>],
+    line: &str,
+    replace: impl Fn(&str) -> String,
+) -> String {
+    // `password` is always secret, even before a command declares it.
+    let secret_keys: Vec<&str> = std::iter::once("password")
+        .chain(
+            registry
                 .iter()
-                .filter(|o| matches!(o.value, Some((_, ValueKind::Secret))))
-                .map(|o| o.key)
-                .collect::<Vec<_>>(),
-            _ => Vec::new(),
-        })
+                .flat_map(|s| s.elements.iter())
+                .flat_map(|e| match e {
+                    Element::Options(opts) => opts
+                        .iter()
+                        .filter(|o| matches!(o.value, Some((_, ValueKind::Secret))))
+                        .map(|o| o.key)
+                        .collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                }),
+        )
         .collect();
     let (tokens, _) = lex_lenient(line);
     let mut out = String::new();
@@ -158,7 +176,7 @@ pub fn redact<T>(registry: &[&Syntax<T>], line: &str) -> String {
     for pair in tokens.windows(2) {
         if secret_keys.iter().any(|k| pair[0].is_keyword(k)) {
             out.push_str(&line[last..pair[1].span.start]);
-            out.push_str("***");
+            out.push_str(&replace(&line[pair[1].span.clone()]));
             last = pair[1].span.end;
         }
     }

@@ -5,10 +5,12 @@ pub mod complete;
 pub mod error;
 pub mod lexer;
 pub mod matcher;
+#[cfg(test)]
+mod matcher_tests;
 pub mod syntax;
 pub mod value;
 
-pub use complete::{complete, hint, redact, Completion};
+pub use complete::{complete, hint, mask, redact, Completion};
 pub use error::ParseError;
 pub use lexer::{lex, quote, Token};
 pub use matcher::{parse, Match};

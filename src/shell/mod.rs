@@ -17,7 +17,7 @@ pub use args::{Args, Mode, UsageError, USAGE};
 
 use crate::ccs::Store;
 use crate::cmd::{self, Context, NoProgress};
-use crate::lang::{complete, quote};
+use crate::lang::{self, complete, quote};
 
 /// Exit statuses.
 pub const EXIT_OK: u8 = 0;
@@ -107,19 +107,21 @@ impl Session {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
             Err(e) => {
+                // Secrets never reach the output, not even inside an error.
+                let shown = lang::mask(cmd::registry(), line);
                 if self.json {
                     let doc = render::json_error(
-                        line.trim(),
+                        shown.trim(),
                         &e.to_string(),
                         Some((e.span.start, e.span.end)),
                     );
                     let _ = writeln!(out, "{doc}");
                 }
-                let _ = writeln!(err, "lazarus: {at}{}", e.render(line));
+                let _ = writeln!(err, "lazarus: {at}{}", e.render(&shown));
                 return Outcome::ParseError;
             }
         };
-        let text = command.to_string();
+        let text = lang::redact(cmd::registry(), &command.to_string());
         match self.runtime.block_on(command.apply(&self.ctx)) {
             Ok(reply) => {
                 if self.json {
@@ -179,8 +181,39 @@ impl Session {
 }
 
 /// Candidates for the last of `words` (the word being typed, possibly empty), one a line,
-/// for the shell completion scripts.
-pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
+/// for the shell completion scripts. Leading flags are skipped (`--home` is honoured);
+/// a partial flag completes to the flags.
+pub fn complete_words(mut home: Option<PathBuf>, words: &[String]) -> Vec<String> {
+    const FLAGS: &[&str] = &[
+        "--continue-on-error",
+        "--file",
+        "--help",
+        "--home",
+        "--json",
+        "--redis-server",
+        "--version",
+    ];
+    let mut i = 0;
+    while i + 1 < words.len() && words[i].starts_with('-') {
+        let takes_value = matches!(
+            words[i].as_str(),
+            "--home" | "--redis-server" | "--file" | "-f"
+        );
+        if words[i] == "--home" {
+            home = Some(PathBuf::from(&words[i + 1]));
+        }
+        i += if takes_value { 2 } else { 1 };
+    }
+    let words = &words[i.min(words.len())..];
+    if let [partial] = words {
+        if partial.starts_with('-') {
+            return FLAGS
+                .iter()
+                .filter(|f| f.starts_with(partial.as_str()))
+                .map(|f| f.to_string())
+                .collect();
+        }
+    }
     let cluster = resolve_home(home)
         .ok()
         .and_then(|h| Store::new(h).load().ok().flatten());

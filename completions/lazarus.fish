@@ -1,0 +1,10 @@
+# fish completion for lazarus: the binary itself computes the candidates.
+# Install: copy to ~/.config/fish/completions/lazarus.fish
+
+function __lazarus_complete
+    set -l words (commandline -opc)
+    set -e words[1]
+    command lazarus complete -- $words (commandline -ct) 2>/dev/null
+end
+
+complete -c lazarus -f -a '(__lazarus_complete)'

@@ -1,0 +1,210 @@
+//! Table-driven tests of the matcher on a made-up registry that uses every element kind
+//! the real commands need (choices, flags, repeated options, alternatives).
+
+use super::complete::{complete, hint, redact};
+use super::matcher::{parse, Match};
+use super::syntax::{Element, Opt, Syntax};
+use super::value::{DbRef, ValueKind};
+use crate::ccs::{default_local_cluster, SlotRange};
+
+#[derive(Debug, PartialEq)]
+enum Ast {
+    Status(Option<&'static str>, bool, bool),
+    Recover(Vec<std::path::PathBuf>, Option<u64>),
+    RecoverDb(DbRef, bool),
+    RecoverDbConfigOnly(String),
+    Check(Option<SlotRange>),
+    Create(Option<String>),
+}
+
+fn status(m: &Match) -> Result<Ast, super::ParseError> {
+    Ok(Ast::Status(
+        m.opt("what"),
+        m.has("extra"),
+        m.has("issues_only"),
+    ))
+}
+
+static REGISTRY: &[Syntax<Ast>] = &[
+    Syntax {
+        elements: &[
+            Element::Keyword("status"),
+            Element::Choice {
+                name: "what",
+                words: &["nodes", "databases"],
+                optional: true,
+            },
+            Element::Options(&[
+                Opt::optional("extra", "all", ValueKind::Choice(&["all"])),
+                Opt::flag("issues_only"),
+            ]),
+        ],
+        summary: "",
+        examples: &[],
+        build: status,
+    },
+    Syntax {
+        elements: &[
+            Element::Keyword("cluster"),
+            Element::Keyword("recover"),
+            Element::Options(&[
+                Opt::required("cluster_id", "id", ValueKind::Integer),
+                Opt::required("recovery_path", "path", ValueKind::Path).repeated(),
+                Opt::optional("alloc_id", "n", ValueKind::Integer),
+            ]),
+        ],
+        summary: "",
+        examples: &[],
+        build: |m| Ok(Ast::Recover(m.all("recovery_path"), m.opt("alloc_id"))),
+    },
+    Syntax {
+        elements: &[
+            Element::Keyword("recover"),
+            Element::Keyword("db"),
+            Element::Keyword("only_configuration"),
+            Element::Arg("name", ValueKind::Word),
+        ],
+        summary: "",
+        examples: &[],
+        build: |m| Ok(Ast::RecoverDbConfigOnly(m.req("name")?)),
+    },
+    Syntax {
+        elements: &[
+            Element::Keyword("recover"),
+            Element::Keyword("db"),
+            Element::Arg("db", ValueKind::Database),
+            Element::Options(&[Opt::flag("only_configuration")]),
+        ],
+        summary: "",
+        examples: &[],
+        build: |m| Ok(Ast::RecoverDb(m.req("db")?, m.has("only_configuration"))),
+    },
+    Syntax {
+        elements: &[
+            Element::Keyword("check"),
+            Element::Options(&[Opt::optional("slots", "lo-hi", ValueKind::SlotRange)]),
+        ],
+        summary: "",
+        examples: &[],
+        build: |m| Ok(Ast::Check(m.opt("slots"))),
+    },
+    Syntax {
+        elements: &[
+            Element::Keyword("create"),
+            Element::Options(&[Opt::optional("password", "pw", ValueKind::Secret)]),
+        ],
+        summary: "",
+        examples: &[],
+        build: |m| Ok(Ast::Create(m.opt("password"))),
+    },
+];
+
+fn registry() -> Vec<&'static Syntax<Ast>> {
+    REGISTRY.iter().collect()
+}
+
+#[test]
+fn valid_lines() {
+    let p = |s: &str| parse(&registry(), s).unwrap().unwrap();
+    let cases: Vec<(&str, Ast)> = vec![
+        ("status", Ast::Status(None, false, false)),
+        (
+            "status databases",
+            Ast::Status(Some("databases"), false, false),
+        ),
+        (
+            "status issues_only extra all",
+            Ast::Status(None, true, true),
+        ),
+        (
+            "STATUS nodes extra ALL",
+            Ast::Status(Some("nodes"), true, false),
+        ),
+        (
+            "cluster recover cluster_id 7 recovery_path /a /b recovery_path /c alloc_id 9",
+            Ast::Recover(vec!["/a".into(), "/b".into(), "/c".into()], Some(9)),
+        ),
+        (
+            "cluster recover recovery_path /a cluster_id 7",
+            Ast::Recover(vec!["/a".into()], None),
+        ),
+        (
+            "recover db only_configuration orders",
+            Ast::RecoverDbConfigOnly("orders".into()),
+        ),
+        (
+            "recover db db:3 only_configuration",
+            Ast::RecoverDb(DbRef::Id(3), true),
+        ),
+        (
+            "recover db orders",
+            Ast::RecoverDb(DbRef::Name("orders".into()), false),
+        ),
+        (
+            "check slots 0-100",
+            Ast::Check(Some(SlotRange { start: 0, end: 100 })),
+        ),
+        ("create password \"p w\"", Ast::Create(Some("p w".into()))),
+    ];
+    for (line, ast) in cases {
+        assert_eq!(p(line), ast, "{line}");
+    }
+}
+
+#[test]
+fn invalid_lines_point_at_the_fault() {
+    let cases: &[(&str, std::ops::Range<usize>, &str)] = &[
+        ("status nodez", 7..12, "unexpected `nodez`, expected `nodes`, `databases`, `extra` or `issues_only`, did you mean `nodes`?"),
+        ("status extra some", 13..17, "`some` is not `all`"),
+        ("status nodes nodes", 13..18, "unexpected `nodes`, expected `extra` or `issues_only`"),
+        ("cluster recover cluster_id 7", 28..28, "`cluster recover cluster_id 7` is incomplete: missing `recovery_path <path>...`"),
+        ("check slots 5-1", 12..15, "slot range `5-1` ends before it starts"),
+        ("recover db", 10..10, "`recover db` is incomplete: expected `only_configuration` or a database (`db:3`, `3` or its name)"),
+        ("create password", 15..15, "`create password` is incomplete: missing `<pw>`"),
+    ];
+    for (line, span, message) in cases {
+        let err = parse(&registry(), line).unwrap_err();
+        assert_eq!(
+            (err.span.clone(), err.to_string()),
+            (span.clone(), message.to_string()),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn completion_and_hints() {
+    let cluster = default_local_cluster(std::path::Path::new("/h"));
+    let c = |line: &str| complete(&registry(), Some(&cluster), line, line.len()).candidates;
+    assert_eq!(c("status "), ["databases", "extra", "issues_only", "nodes"]);
+    assert_eq!(c("status nodes extra "), ["all"]);
+    assert_eq!(c("st"), ["status"]);
+    assert_eq!(c("STAT"), ["status"]);
+    // After a repeated option's value: another value (a path here) or the next key.
+    let after = c("cluster recover cluster_id 1 recovery_path /a ");
+    assert!(after.contains(&"alloc_id".to_string()) && after.contains(&"src/".to_string()));
+    assert!(!after.contains(&"cluster_id".to_string()), "{after:?}");
+    assert_eq!(c("recover db "), ["only_configuration"]);
+    assert_eq!(complete(&registry(), None, "status ex", 9).start, 7);
+    let h = |line: &str| hint(&registry(), line, line.len());
+    assert_eq!(h("stat").as_deref(), Some("us"));
+    assert_eq!(
+        h("cluster recover ").as_deref(),
+        Some("cluster_id <id> recovery_path <path>... [...]")
+    );
+    assert_eq!(
+        h("cluster recover").as_deref(),
+        Some(" cluster_id <id> recovery_path <path>... [...]")
+    );
+    assert_eq!(h("status").as_deref(), Some(" [...]"));
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let r = |line: &str| redact(&registry(), line);
+    assert_eq!(r("create password hunter2"), "create password ***");
+    assert_eq!(r("create PASSWORD \"a b\" x"), "create PASSWORD *** x");
+    assert_eq!(r("creat password hunter2"), "creat password ***");
+    assert_eq!(r("create password \"unterminated"), "create password ***");
+    assert_eq!(r("status"), "status");
+}

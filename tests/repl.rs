@@ -1,0 +1,58 @@
+//! The REPL through a real pseudo-terminal: Tab completes, errors do not end the session,
+//! and the history file (mode 0600) never holds a password.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Lazarus;
+use expectrl::{Expect, Session};
+
+#[test]
+fn tab_completes_and_history_has_no_password() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name t").ok();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
+    command
+        .arg("--home")
+        .arg(lz.home())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    shell.expect("Lazarus").unwrap();
+    shell.expect("lazarus:t> ").unwrap();
+
+    // A partial word and Tab: the shell completes it.
+    shell.send("info clu").unwrap();
+    shell.send("\t").unwrap();
+    shell.expect("info cluster").unwrap();
+    shell.send("\r").unwrap();
+    shell.expect("CLUSTER:").unwrap();
+    shell.expect("lazarus:t> ").unwrap();
+
+    // Errors, and a line with a password: the session goes on.
+    shell.send("infoo cluster\r").unwrap();
+    shell.expect("did you mean `info`?").unwrap();
+    shell
+        .send("node 1 recovery_path set /x password hunter2\r")
+        .unwrap();
+    shell.expect("unexpected `password`").unwrap();
+    shell.send("info node 1\r").unwrap();
+    shell.expect("NODE:1").unwrap();
+    shell.send("exit\r").unwrap();
+    shell.expect(expectrl::Eof).unwrap();
+
+    let history = lz.path("history");
+    let text = std::fs::read_to_string(&history).unwrap();
+    assert!(text.contains("info cluster"), "{text}");
+    assert!(text.contains("password ***"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password reached the history:\n{text}"
+    );
+    let mode = std::fs::metadata(&history).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

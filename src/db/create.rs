@@ -143,7 +143,7 @@ async fn bring_up(
 /// Joins the shards up: the Redis Cluster for a sharded database, otherwise replicas to
 /// their master and the master to the sync source (already in each redis.conf; this waits
 /// until the links are up and the first sync is done).
-pub(crate) async fn wire(cluster: &Cluster, db: &Database) -> Result<(), DbError> {
+pub async fn wire(cluster: &Cluster, db: &Database) -> Result<(), DbError> {
     let addr = |id: Id| shard_addr(cluster, db, id).expect("placed shard has a node");
     if db.config.shards > 1 {
         let members: Vec<ClusterMember> = db

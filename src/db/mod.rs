@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::ccs::{Cluster, Database, Id};
 use crate::server::{ServerError, ShardAddr};
 
-pub use create::{create_db, CreateDb, MAX_SHARDS};
+pub use create::{create_db, wire, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, restart_db, DeleteOutcome};
 pub use placement::place;
 pub use status::{

@@ -102,9 +102,9 @@ where
 /// Makes `members` one Redis Cluster: every node met, every master owning its slot range,
 /// every replica following its master, `cluster_state:ok` everywhere, replicas in sync.
 pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Result<(), ServerError> {
-    let Some(first) = members.first() else {
+    if members.is_empty() {
         return Ok(());
-    };
+    }
     let mut ids = Vec::with_capacity(members.len());
     for m in members {
         let id: String = query(&m.addr, redis::cmd("CLUSTER").arg("MYID"), CMD_TIMEOUT).await?;
@@ -121,19 +121,29 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
         let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
     }
 
-    let known: Vec<String> = cluster_nodes(&first.addr)
-        .await?
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
-    for (m, id) in members.iter().zip(&ids).skip(1) {
-        if !known.contains(id) {
-            let cmd = redis::cmd("CLUSTER")
-                .arg("MEET")
-                .arg(&m.addr.host)
-                .arg(m.addr.port)
-                .clone();
-            let _: () = query(&first.addr, &cmd, CMD_TIMEOUT).await?;
+    // Slots go to each master before the nodes meet, as redis-cli does: the handshake
+    // then carries every node's slots at once instead of waiting for gossip rounds.
+    for (m, id) in members.iter().zip(&ids) {
+        if let MemberRole::Master { slots } = m.role {
+            assign_slots(&m.addr, id, slots).await?;
+        }
+    }
+    // Every pair meets directly; waiting for gossip to introduce them takes seconds.
+    for (i, m) in members.iter().enumerate() {
+        let known: Vec<String> = cluster_nodes(&m.addr)
+            .await?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        for (other, id) in members.iter().zip(&ids).skip(i + 1) {
+            if !known.contains(id) {
+                let cmd = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg(&other.addr.host)
+                    .arg(other.addr.port)
+                    .clone();
+                let _: () = query(&m.addr, &cmd, CMD_TIMEOUT).await?;
+            }
         }
     }
     let deadline = Instant::now() + timeout;
@@ -148,11 +158,6 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
         .await?;
     }
 
-    for (m, id) in members.iter().zip(&ids) {
-        if let MemberRole::Master { slots } = m.role {
-            assign_slots(&m.addr, id, slots).await?;
-        }
-    }
     for m in members {
         if let MemberRole::Replica { of } = m.role {
             let master_id = ids.get(of).ok_or_else(|| {

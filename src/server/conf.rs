@@ -78,6 +78,9 @@ pub fn render_conf(
         line("requirepass", &quote(pw));
         line("masterauth", &quote(pw));
     }
+    // Each master feeds one replica (or a few sync targets): waiting 5 s to batch full
+    // syncs only delays every create and every recovery.
+    line("repl-diskless-sync-delay", "0");
     if let Some((host, port)) = replicaof.filter(|_| !opts.standalone) {
         line("replicaof", &format!("{} {port}", quote(host)));
     }

@@ -14,12 +14,15 @@
 //! - [`lang`]: the command language: lexer, typed values, syntax specs, the matcher, parse
 //!   errors, completion and hints.
 //! - [`cmd`]: the commands, one file per family, the registry, and `apply`.
+//! - [`persist`]: the persistence file reader: validates RDB and AOF files byte by byte,
+//!   at close to disk speed, in bounded memory.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod ccs;
 pub mod cmd;
 pub mod db;
 pub mod lang;
+pub mod persist;
 pub mod recovery;
 pub mod server;
 pub mod shell;

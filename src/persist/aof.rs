@@ -1,0 +1,305 @@
+//! AOF files: a Redis 7 `appendonlydir/` (manifest, base, incr files in order) or a legacy
+//! single `appendonly.aof`, each file an optional RDB preamble followed by RESP commands.
+//!
+//! Key counts: a first pass validates every file, counts the base's keys (an RDB base
+//! exactly; a RESP base, written by a rewrite that emits each key's commands together,
+//! by runs of the same key) and collects the fingerprints of keys the incremental commands
+//! touch. Only when there are such commands does a second pass learn which of those keys
+//! the base holds and replay the commands over them. See [`super::aof_keys`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::aof_keys::{self, Class, Effect, Replay, TRACK_CAP};
+use super::error::{FaultKind, ParseError};
+use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
+use super::resp::{Command, RespReader};
+use super::source::Source;
+use super::SlotCheck;
+
+/// One file of an AOF, in replay order.
+#[derive(Clone, Debug)]
+pub(crate) struct Part {
+    pub path: PathBuf,
+    /// A base file (rewrite output) rather than incremental commands.
+    pub base: bool,
+}
+
+/// Where a file's walk ended.
+pub(crate) struct Walked {
+    pub len: u64,
+    /// End of the last complete command outside an unfinished MULTI.
+    pub valid_len: u64,
+    /// End of the RDB preamble, when there is one.
+    pub rdb_end: Option<u64>,
+    pub fault: Option<ParseError>,
+}
+
+/// What the walk of the files tells whoever listens.
+pub(crate) trait AofSink {
+    fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor>;
+    fn rdb(&mut self, outcome: RdbOutcome);
+    fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>);
+}
+
+/// Walks one file: its RDB preamble (if any), then its commands.
+pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io::Result<Walked> {
+    let file = File::open(&part.path)?;
+    let len = file.metadata()?.len();
+    let mut src = Source::new(file, 0, len);
+    let mut out = Walked {
+        len,
+        valid_len: 0,
+        rdb_end: None,
+        fault: None,
+    };
+    let n = len.min(6) as usize;
+    let has_rdb = src
+        .peek(n)
+        .map(|head| head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"))
+        .unwrap_or(false);
+    if has_rdb {
+        let visitor = sink.rdb_visitor();
+        let mut rdb = Rdb::new(&mut src, visitor, now_ms);
+        let r = rdb.run();
+        let outcome = std::mem::take(&mut rdb.out);
+        sink.rdb(outcome);
+        if let Err(e) = r {
+            // A cut-off preamble cannot be repaired by truncating: it is corruption.
+            out.fault = Some(ParseError {
+                kind: if e.kind == FaultKind::Unsupported {
+                    FaultKind::Unsupported
+                } else {
+                    FaultKind::Corrupt
+                },
+                ..e.within("in the RDB preamble")
+            });
+            return Ok(out);
+        }
+        out.rdb_end = Some(src.offset());
+        out.valid_len = src.offset();
+    }
+    let mut resp = RespReader::new(&mut src);
+    let mut multi_start: Option<u64> = None;
+    loop {
+        let start = resp.src.offset();
+        let wants = |name: &[u8], i: usize| aof_keys::wants(aof_keys::classify(name), i);
+        match resp.next_command(&wants) {
+            Ok(None) => break,
+            Ok(Some(cmd)) => {
+                let mut name = [0u8; 32];
+                let class = aof_keys::classify(cmd.name(&mut name));
+                match &name[..cmd.arg(0).map_or(0, |n| n.len().min(32))] {
+                    b"multi" => multi_start = Some(start),
+                    b"exec" => multi_start = None,
+                    _ => {}
+                }
+                sink.command(part.base, class, &cmd);
+                if multi_start.is_none() {
+                    out.valid_len = resp.src.offset();
+                }
+            }
+            Err(e) => {
+                out.fault = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(io) = resp.src.io_error() {
+        out.fault = Some(ParseError::corrupt(
+            resp.src.offset(),
+            format!("readable data (read error: {io})"),
+        ));
+    } else if out.fault.is_none() {
+        if let Some(at) = multi_start {
+            out.fault = Some(ParseError::truncated(
+                len,
+                format!("EXEC closing the MULTI at offset {at}"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Pass one: validation, base counts, fingerprints of keys incr commands touch.
+pub(crate) struct FirstPass<'a> {
+    pub slots: Option<&'a mut SlotCheck>,
+    pub base: Option<RdbOutcome>,
+    /// Keys per db counted from a RESP base (by runs of the same key).
+    pub resp_base: BTreeMap<u32, u64>,
+    pub resp_expires: (u64, u64),
+    pub touched: HashSet<u64>,
+    pub replay_needed: bool,
+    pub exact: bool,
+    now_ms: i64,
+    db: u32,
+    last_key: Option<u64>,
+    effects: Vec<Effect>,
+}
+
+impl<'a> FirstPass<'a> {
+    pub fn new(slots: Option<&'a mut SlotCheck>, now_ms: i64) -> Self {
+        FirstPass {
+            slots,
+            base: None,
+            resp_base: BTreeMap::new(),
+            resp_expires: (0, 0),
+            touched: HashSet::new(),
+            replay_needed: false,
+            exact: true,
+            now_ms,
+            db: 0,
+            last_key: None,
+            effects: Vec::new(),
+        }
+    }
+
+    fn base_command(&mut self, class: Class, cmd: &Command<'_>) {
+        match class {
+            Class::Select => {
+                if let Some(db) = parse_u32(cmd.arg(1)) {
+                    self.db = db;
+                }
+                self.last_key = None;
+            }
+            Class::Keyless => {}
+            _ => {
+                let Some(key) = cmd.arg(1) else {
+                    self.exact = false;
+                    return;
+                };
+                let fp = aof_keys::fingerprint(key);
+                if self.last_key != Some(fp) {
+                    self.last_key = Some(fp);
+                    *self.resp_base.entry(self.db).or_default() += 1;
+                    if let Some(s) = self.slots.as_deref_mut() {
+                        s.check(key);
+                    }
+                }
+                let mut name = [0u8; 32];
+                if cmd.name(&mut name) == b"pexpireat" {
+                    self.resp_expires.0 += 1;
+                    if parse_i64(cmd.arg(2)).is_some_and(|ms| ms < self.now_ms) {
+                        self.resp_expires.1 += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AofSink for FirstPass<'_> {
+    fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor> {
+        self.slots.as_deref_mut().map(|s| s as &mut dyn KeyVisitor)
+    }
+
+    fn rdb(&mut self, outcome: RdbOutcome) {
+        self.base = Some(outcome);
+    }
+
+    fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>) {
+        if base {
+            return self.base_command(class, cmd);
+        }
+        // Slot-check each written key once: the first time it is touched.
+        if let Some(s) = self.slots.as_deref_mut() {
+            for i in aof_keys::written_keys(class, cmd.argc) {
+                if let Some(key) = cmd.arg(i) {
+                    if !self.touched.contains(&aof_keys::fingerprint(key)) {
+                        s.check(key);
+                    }
+                }
+            }
+        }
+        aof_keys::effects(class, cmd, &mut self.effects);
+        for e in &self.effects {
+            match *e {
+                Effect::Create(k)
+                | Effect::CreateIn(k, _)
+                | Effect::Remove(k)
+                | Effect::Move(k, _) => {
+                    if self.touched.len() < TRACK_CAP {
+                        self.touched.insert(k);
+                    } else if !self.touched.contains(&k) {
+                        self.exact = false;
+                    }
+                    self.replay_needed = true;
+                }
+                Effect::FlushDb | Effect::FlushAll | Effect::SwapDb(..) => {
+                    self.replay_needed = true
+                }
+                Effect::Inexact => self.exact = false,
+                Effect::Select(_) => {}
+            }
+        }
+    }
+}
+
+/// Pass two: which touched keys the base holds, then the incr commands replayed.
+pub(crate) struct SecondPass<'a> {
+    pub touched: &'a HashSet<u64>,
+    pub replay: Replay,
+    db: u32,
+    effects: Vec<Effect>,
+}
+
+impl<'a> SecondPass<'a> {
+    pub fn new(touched: &'a HashSet<u64>, base_counts: BTreeMap<u32, u64>) -> Self {
+        SecondPass {
+            touched,
+            replay: Replay::new(base_counts, HashMap::new()),
+            db: 0,
+            effects: Vec::new(),
+        }
+    }
+}
+
+impl KeyVisitor for SecondPass<'_> {
+    fn key(&mut self, db: u32, key: &[u8], _expire_ms: Option<i64>) {
+        let fp = aof_keys::fingerprint(key);
+        if self.touched.contains(&fp) {
+            self.replay.live.entry(db).or_default().insert(fp);
+        }
+    }
+}
+
+impl AofSink for SecondPass<'_> {
+    fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor> {
+        Some(self)
+    }
+
+    fn rdb(&mut self, _outcome: RdbOutcome) {}
+
+    fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>) {
+        if base {
+            match class {
+                Class::Select => {
+                    if let Some(db) = parse_u32(cmd.arg(1)) {
+                        self.db = db;
+                    }
+                }
+                Class::Keyless => {}
+                _ => {
+                    if let Some(key) = cmd.arg(1) {
+                        let db = self.db;
+                        self.key(db, key, None);
+                    }
+                }
+            }
+            return;
+        }
+        aof_keys::effects(class, cmd, &mut self.effects);
+        for e in &self.effects {
+            self.replay.apply(e);
+        }
+    }
+}
+
+fn parse_u32(arg: Option<&[u8]>) -> Option<u32> {
+    std::str::from_utf8(arg?).ok()?.parse().ok()
+}
+
+fn parse_i64(arg: Option<&[u8]>) -> Option<i64> {
+    std::str::from_utf8(arg?).ok()?.parse().ok()
+}

@@ -1,0 +1,338 @@
+//! From a path to a [`FileReport`]: tells RDB, single-file AOF and AOF directory apart,
+//! runs the passes, and turns the first fault into a verdict.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::aof::{self, FirstPass, Part, SecondPass};
+use super::aof_keys::TRACK_CAP;
+use super::error::{FaultKind, ParseError};
+use super::manifest::{self, PartType};
+use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
+use super::report::{CheckOptions, FileKind, FileReport, Verdict};
+use super::slot::SlotCheck;
+use super::source::Source;
+
+/// Manifests bigger than this are refused rather than read.
+const MANIFEST_CAP: u64 = 16 << 20;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn mtime(path: &Path) -> Option<i64> {
+    let t = fs::metadata(path).ok()?.modified().ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+fn verdict_of(kind: FaultKind) -> Verdict {
+    match kind {
+        FaultKind::Truncated => Verdict::Truncated,
+        FaultKind::Corrupt => Verdict::Corrupt,
+        FaultKind::Unsupported => Verdict::UnsupportedVersion,
+    }
+}
+
+fn unreadable(report: &mut FileReport, path: &Path, err: &std::io::Error) {
+    let why = match err.kind() {
+        ErrorKind::NotFound => "an existing file".to_string(),
+        ErrorKind::PermissionDenied => "a file this user may read (permission denied)".into(),
+        _ => format!("a readable file ({err})"),
+    };
+    report.fail(Verdict::Unreadable, path.to_path_buf(), 0, why);
+}
+
+pub(crate) fn check(path: &Path, opts: &CheckOptions) -> FileReport {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut r = FileReport::new(path.to_path_buf(), FileKind::Rdb);
+            unreadable(&mut r, path, &e);
+            return r;
+        }
+    };
+    if meta.is_dir() {
+        return check_dir(path, opts);
+    }
+    if path.extension().is_some_and(|e| e == "manifest") {
+        if let Some(dir) = path.parent() {
+            return check_dir(dir, opts);
+        }
+    }
+    let mut head = [0u8; 6];
+    let n = File::open(path).and_then(|mut f| read_head(&mut f, &mut head));
+    let n = match n {
+        Ok(n) => n,
+        Err(e) => {
+            let mut r = FileReport::new(path.to_path_buf(), FileKind::Rdb);
+            unreadable(&mut r, path, &e);
+            return r;
+        }
+    };
+    let head = &head[..n];
+    let named_aof = path.extension().is_some_and(|e| e == "aof");
+    let is_rdb = head.starts_with(b"REDIS") || head.starts_with(b"VALKEY");
+    if matches!(head.first(), Some(b'*' | b'#')) || (named_aof && (is_rdb || head.is_empty())) {
+        return check_single_aof(path, opts);
+    }
+    let report = check_rdb(path, opts);
+    if report.kind == FileKind::AofSingle {
+        return check_single_aof(path, opts);
+    }
+    report
+}
+
+fn read_head(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Fills the report's version, time and key fields from an RDB's outcome.
+fn take_rdb(report: &mut FileReport, out: &RdbOutcome) {
+    report.rdb_version = Some(out.version);
+    report.server_version.clone_from(&out.server_version);
+    if out.created.is_some() {
+        report.created = out.created;
+    }
+    report.expires = out.expires;
+    report.expired = out.expired;
+    report.warnings.extend(out.warnings.iter().cloned());
+}
+
+fn set_counts(report: &mut FileReport, counts: BTreeMap<u32, u64>) {
+    report.keys_per_db = counts.into_iter().filter(|&(_, n)| n > 0).collect();
+    report.keys = report.keys_per_db.values().sum();
+}
+
+fn take_slots(report: &mut FileReport, slots: Option<SlotCheck>) {
+    if let Some(s) = slots {
+        report.keys_outside_slots = s.outside;
+        report.outside_examples = s.examples;
+    }
+}
+
+fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
+    let mut report = FileReport::new(path.to_path_buf(), FileKind::Rdb);
+    report.created = mtime(path);
+    let file = match File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+        Ok(f) => f,
+        Err(e) => {
+            unreadable(&mut report, path, &e);
+            return report;
+        }
+    };
+    report.bytes = file.1;
+    let mut src = Source::new(file.0, 0, file.1);
+    let mut slots = opts.slots.map(SlotCheck::new);
+    let visitor = slots.as_mut().map(|s| s as &mut dyn KeyVisitor);
+    let mut rdb = Rdb::new(&mut src, visitor, now_ms());
+    let result = rdb.run();
+    let out = std::mem::take(&mut rdb.out);
+    take_rdb(&mut report, &out);
+    set_counts(&mut report, out.keys_per_db);
+    take_slots(&mut report, slots);
+    match result {
+        Err(e) => report.fail(verdict_of(e.kind), path.to_path_buf(), e.offset, e.expected),
+        Ok(()) => {
+            let rest = src.remaining();
+            if rest > 0 {
+                if src.peek(1).is_ok_and(|b| matches!(b[0], b'*' | b'#')) {
+                    report.kind = FileKind::AofSingle;
+                } else {
+                    report.warnings.push(format!(
+                        "{rest} byte(s) after the end of the RDB, ignored by Redis"
+                    ));
+                }
+            }
+        }
+    }
+    report
+}
+
+fn check_single_aof(path: &Path, opts: &CheckOptions) -> FileReport {
+    let mut report = FileReport::new(path.to_path_buf(), FileKind::AofSingle);
+    let parts = [Part {
+        path: path.to_path_buf(),
+        base: false,
+    }];
+    check_parts(&parts, opts, &mut report);
+    report
+}
+
+/// Finds the manifest of an `appendonlydir/`: the one `*.manifest` file in it.
+fn find_manifest(dir: &Path) -> Result<PathBuf, String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("a readable directory ({e})"))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "manifest") && p.is_file())
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err("a `*.manifest` file in the AOF directory".into()),
+        _ => found
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n == "appendonly.aof.manifest")
+            })
+            .cloned()
+            .ok_or_else(|| "exactly one `*.manifest` file in the AOF directory".into()),
+    }
+}
+
+fn check_dir(dir: &Path, opts: &CheckOptions) -> FileReport {
+    let mut report = FileReport::new(dir.to_path_buf(), FileKind::AofMultiPart);
+    let manifest_path = match find_manifest(dir) {
+        Ok(p) => p,
+        Err(why) => {
+            report.fail(Verdict::Corrupt, dir.to_path_buf(), 0, why);
+            return report;
+        }
+    };
+    let text = match File::open(&manifest_path).and_then(|f| {
+        let mut v = Vec::new();
+        f.take(MANIFEST_CAP + 1).read_to_end(&mut v).map(|_| v)
+    }) {
+        Ok(t) if t.len() as u64 > MANIFEST_CAP => {
+            report.fail(
+                Verdict::Corrupt,
+                manifest_path,
+                MANIFEST_CAP,
+                "a manifest of at most 16 MiB".into(),
+            );
+            return report;
+        }
+        Ok(t) => t,
+        Err(e) => {
+            unreadable(&mut report, &manifest_path, &e);
+            return report;
+        }
+    };
+    let m = match manifest::parse(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            report.fail(Verdict::Corrupt, manifest_path, e.offset, e.expected);
+            return report;
+        }
+    };
+    let mut parts = Vec::new();
+    for entry in m.base.iter().chain(&m.incrs) {
+        let path = dir.join(&entry.name);
+        if !path.is_file() {
+            let kind = if entry.kind == PartType::Base {
+                "base"
+            } else {
+                "incr"
+            };
+            report.fail(
+                Verdict::Corrupt,
+                manifest_path,
+                entry.offset,
+                format!(
+                    "the {kind} file `{}` named on line {} to exist",
+                    entry.name, entry.line
+                ),
+            );
+            return report;
+        }
+        parts.push(Part {
+            path,
+            base: entry.kind == PartType::Base,
+        });
+    }
+    check_parts(&parts, opts, &mut report);
+    report
+}
+
+/// Walks an AOF's parts in order (pass one), then replays for key counts if needed.
+fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
+    let now = now_ms();
+    let mut slots = opts.slots.map(SlotCheck::new);
+    let mut first = FirstPass::new(slots.as_mut(), now);
+    let mut walked = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        report.created = report.created.max(mtime(&part.path));
+        let w = match aof::walk(part, &mut first, now) {
+            Ok(w) => w,
+            Err(e) => {
+                unreadable(report, &part.path, &e);
+                break;
+            }
+        };
+        report.bytes += w.len;
+        walked = i + 1;
+        if let Some(f) = w.fault {
+            fail_part(report, part, last, f, w.valid_len);
+            break;
+        }
+    }
+    let base = first.base.take();
+    let mut counts = match &base {
+        Some(out) => {
+            take_rdb(report, out);
+            out.keys_per_db.clone()
+        }
+        None => {
+            (report.expires, report.expired) = first.resp_expires;
+            first.resp_base.clone()
+        }
+    };
+    let mut exact = first.exact;
+    let (replay_needed, touched) = (first.replay_needed, std::mem::take(&mut first.touched));
+    drop(first);
+    if matches!(report.verdict, Verdict::Ok | Verdict::Truncated) && replay_needed {
+        if touched.len() >= TRACK_CAP {
+            exact = false;
+            report
+                .warnings
+                .push(format!("more than {TRACK_CAP} keys touched by incremental commands: key counts are estimates"));
+        } else {
+            let mut second = SecondPass::new(&touched, counts.clone());
+            for part in &parts[..walked] {
+                if aof::walk(part, &mut second, now).is_err() {
+                    exact = false;
+                }
+            }
+            exact &= second.replay.exact;
+            counts = second.replay.counts;
+        }
+    }
+    if !matches!(report.verdict, Verdict::Ok | Verdict::Truncated) {
+        exact = false;
+    }
+    report.keys_exact = exact;
+    set_counts(report, counts);
+    take_slots(report, slots);
+}
+
+fn fail_part(report: &mut FileReport, part: &Part, last: bool, f: ParseError, valid_len: u64) {
+    let path = part.path.clone();
+    match f.kind {
+        FaultKind::Truncated if last => {
+            report.fail(Verdict::Truncated, path, f.offset, f.expected);
+            report.valid_len = Some(valid_len);
+        }
+        FaultKind::Truncated => report.fail(
+            Verdict::Corrupt,
+            path,
+            f.offset,
+            format!("{} (a file that later files build on)", f.expected),
+        ),
+        kind => report.fail(verdict_of(kind), path, f.offset, f.expected),
+    }
+}

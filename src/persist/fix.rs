@@ -1,0 +1,112 @@
+//! `check file <path> fix <dest>`: a copy of a truncated AOF cut at its last complete
+//! record. The original is only ever read.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::report::{FileKind, FileReport, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FixError {
+    #[error("only a truncated AOF can be fixed; `{path}` is {what}")]
+    NotFixable { path: PathBuf, what: String },
+    #[error("destination `{0}` already exists; choose a new path")]
+    DestExists(PathBuf),
+    #[error("destination `{0}` is the file being fixed; choose a new path")]
+    DestIsSource(PathBuf),
+    #[error("cannot write `{path}`: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct FixOutcome {
+    /// What was written (a file, or a directory for a multi-part AOF).
+    pub dest: PathBuf,
+    /// The part that was cut, its original length and the length kept.
+    pub truncated_file: PathBuf,
+    pub original_len: u64,
+    pub kept_len: u64,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FixError + '_ {
+    move |source| FixError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes to `dest` a copy of the truncated AOF `report` describes, cut at `valid_len`.
+/// Refuses when `dest` exists or is the source; never touches the source.
+pub fn fix_truncated(report: &FileReport, dest: &Path) -> Result<FixOutcome, FixError> {
+    let (Verdict::Truncated, Some(keep), Some(fault), FileKind::AofSingle | FileKind::AofMultiPart) =
+        (report.verdict, report.valid_len, &report.fault, report.kind)
+    else {
+        let what = if report.verdict == Verdict::Truncated {
+            format!("a truncated {}", report.kind)
+        } else {
+            format!("{} ({})", report.verdict, report.kind)
+        };
+        return Err(FixError::NotFixable {
+            path: report.path.clone(),
+            what,
+        });
+    };
+    if dest.exists() || dest.symlink_metadata().is_ok() {
+        return Err(FixError::DestExists(dest.to_path_buf()));
+    }
+    // Writing into the source (or inside an AOF directory) would change what is checked.
+    let dest_abs = absolute(dest);
+    let inside = |p: &Path| {
+        fs::canonicalize(p).is_ok_and(|p| dest_abs.as_ref().is_some_and(|d| d.starts_with(&p)))
+    };
+    if dest_abs.is_none() || inside(&report.path) || inside(&fault.file) {
+        return Err(FixError::DestIsSource(dest.to_path_buf()));
+    }
+    let cut = &fault.file;
+    let original_len = fs::metadata(cut).map_err(io_err(cut))?.len();
+    match report.kind {
+        FileKind::AofMultiPart => {
+            fs::create_dir(dest).map_err(io_err(dest))?;
+            for entry in fs::read_dir(&report.path).map_err(io_err(&report.path))? {
+                let from = entry.map_err(io_err(&report.path))?.path();
+                if !from.is_file() {
+                    continue;
+                }
+                let to = dest.join(from.file_name().unwrap_or_default());
+                let limit = if &from == cut { keep } else { u64::MAX };
+                copy_prefix(&from, &to, limit)?;
+            }
+        }
+        _ => copy_prefix(cut, dest, keep)?,
+    }
+    Ok(FixOutcome {
+        dest: dest.to_path_buf(),
+        truncated_file: cut.clone(),
+        original_len,
+        kept_len: keep.min(original_len),
+    })
+}
+
+fn copy_prefix(from: &Path, to: &Path, limit: u64) -> Result<(), FixError> {
+    let src = File::open(from).map_err(io_err(from))?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(io_err(to))?;
+    io::copy(&mut src.take(limit), &mut out).map_err(io_err(to))?;
+    out.sync_all().map_err(io_err(to))?;
+    Ok(())
+}
+
+/// `dest` made absolute through its (existing) parent directory.
+fn absolute(dest: &Path) -> Option<PathBuf> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(fs::canonicalize(parent).ok()?.join(dest.file_name()?))
+}

@@ -1,0 +1,72 @@
+//! Intset blobs (sets of integers): width, length, and strictly ascending members.
+
+use super::error::{BlobFault, BlobResult};
+
+/// Checks an intset and returns its member count.
+pub fn validate(is: &[u8]) -> BlobResult<u32> {
+    if is.len() < 8 {
+        return Err(BlobFault::new(0, "an intset header of 8 bytes"));
+    }
+    let width = u32::from_le_bytes([is[0], is[1], is[2], is[3]]) as usize;
+    if !matches!(width, 2 | 4 | 8) {
+        return Err(BlobFault::new(
+            0,
+            format!("intset width 2, 4 or 8, not {width}"),
+        ));
+    }
+    let count = u32::from_le_bytes([is[4], is[5], is[6], is[7]]);
+    let body = &is[8..];
+    if body.len() as u64 != u64::from(count) * width as u64 {
+        return Err(BlobFault::new(
+            4,
+            format!(
+                "intset of {count} members of {width} bytes in {} bytes",
+                body.len()
+            ),
+        ));
+    }
+    if count == 0 {
+        return Err(BlobFault::new(4, "an intset with at least one member"));
+    }
+    let mut prev: Option<i64> = None;
+    for (i, m) in body.chunks_exact(width).enumerate() {
+        let v = match width {
+            2 => i64::from(i16::from_le_bytes([m[0], m[1]])),
+            4 => i64::from(i32::from_le_bytes([m[0], m[1], m[2], m[3]])),
+            _ => i64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]),
+        };
+        if prev.is_some_and(|p| p >= v) {
+            return Err(BlobFault::new(
+                8 + i * width,
+                "intset members in strictly ascending order",
+            ));
+        }
+        prev = Some(v);
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(width: u32, vals: &[i64]) -> Vec<u8> {
+        let mut v = width.to_le_bytes().to_vec();
+        v.extend_from_slice(&(vals.len() as u32).to_le_bytes());
+        for x in vals {
+            v.extend_from_slice(&x.to_le_bytes()[..width as usize]);
+        }
+        v
+    }
+
+    #[test]
+    fn checks_width_length_and_order() {
+        assert_eq!(validate(&build(2, &[-5, 1, 300])).unwrap(), 3);
+        assert_eq!(validate(&build(8, &[1, 1 << 40])).unwrap(), 2);
+        assert_eq!(validate(&build(4, &[3, 2])).unwrap_err().at, 12);
+        assert_eq!(validate(&build(3, &[1])).unwrap_err().at, 0);
+        let mut short = build(2, &[1, 2]);
+        short.pop();
+        assert_eq!(validate(&short).unwrap_err().at, 4);
+    }
+}

@@ -1,0 +1,311 @@
+//! Listpack blobs (hashes, sets, sorted sets, list nodes and stream nodes since Redis 7):
+//! header, every entry's encoding and back-length, element count and terminator.
+
+use super::error::{BlobFault, BlobResult};
+
+const HEADER: usize = 6;
+const EOF: u8 = 0xff;
+/// Header element count meaning "too many to count here".
+const COUNT_UNKNOWN: u16 = u16::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LpEntry<'a> {
+    Int(i64),
+    Str(&'a [u8]),
+}
+
+impl LpEntry<'_> {
+    pub fn int(self) -> Option<i64> {
+        match self {
+            LpEntry::Int(v) => Some(v),
+            // Redis may store small numbers as strings too; accept canonical decimals.
+            LpEntry::Str(s) => std::str::from_utf8(s).ok()?.parse().ok(),
+        }
+    }
+}
+
+/// Walks a listpack entry by entry, checking each as it goes.
+pub struct Entries<'a> {
+    lp: &'a [u8],
+    at: usize,
+    seen: u32,
+}
+
+/// Checks the header and returns a walker over the entries.
+pub fn entries(lp: &[u8]) -> BlobResult<Entries<'_>> {
+    if lp.len() < HEADER + 1 {
+        return Err(BlobFault::new(0, "a listpack of at least 7 bytes"));
+    }
+    let total = u32::from_le_bytes([lp[0], lp[1], lp[2], lp[3]]) as usize;
+    if total != lp.len() {
+        return Err(BlobFault::new(
+            0,
+            format!(
+                "listpack total-bytes {} equal to its length {}",
+                total,
+                lp.len()
+            ),
+        ));
+    }
+    if lp[lp.len() - 1] != EOF {
+        return Err(BlobFault::new(lp.len() - 1, "listpack terminator 0xff"));
+    }
+    Ok(Entries {
+        lp,
+        at: HEADER,
+        seen: 0,
+    })
+}
+
+impl<'a> Entries<'a> {
+    /// Offset of the next entry within the blob.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
+
+    /// The next entry, `None` at the terminator (after checking the element count).
+    pub fn next_entry(&mut self) -> BlobResult<Option<LpEntry<'a>>> {
+        let lp = self.lp;
+        let start = self.at;
+        let b = lp[start];
+        if b == EOF {
+            if start != lp.len() - 1 {
+                return Err(BlobFault::new(
+                    start,
+                    "a listpack entry, not 0xff before the end",
+                ));
+            }
+            let declared = u16::from_le_bytes([lp[4], lp[5]]);
+            if declared != COUNT_UNKNOWN && u32::from(declared) != self.seen {
+                return Err(BlobFault::new(
+                    4,
+                    format!(
+                        "listpack element count {declared} to match its {} entries",
+                        self.seen
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
+        // Bytes available for this entry, excluding the terminator.
+        let room = lp.len() - 1 - start;
+        let need = |n: usize| -> BlobResult<()> {
+            if n > room {
+                Err(BlobFault::new(
+                    start,
+                    "a listpack entry that ends before the terminator",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let (entry, len) = match b {
+            0x00..=0x7f => (LpEntry::Int(i64::from(b)), 1),
+            0x80..=0xbf => {
+                let n = usize::from(b & 0x3f);
+                need(1 + n)?;
+                (LpEntry::Str(&lp[start + 1..start + 1 + n]), 1 + n)
+            }
+            0xc0..=0xdf => {
+                need(2)?;
+                let u = (i64::from(b & 0x1f) << 8) | i64::from(lp[start + 1]);
+                let v = if u >= 1 << 12 { u - (1 << 13) } else { u };
+                (LpEntry::Int(v), 2)
+            }
+            0xe0..=0xef => {
+                need(2)?;
+                let n = (usize::from(b & 0x0f) << 8) | usize::from(lp[start + 1]);
+                need(2 + n)?;
+                (LpEntry::Str(&lp[start + 2..start + 2 + n]), 2 + n)
+            }
+            0xf0 => {
+                need(5)?;
+                let n = u32::from_le_bytes([
+                    lp[start + 1],
+                    lp[start + 2],
+                    lp[start + 3],
+                    lp[start + 4],
+                ]) as usize;
+                need(5usize.saturating_add(n))?;
+                (LpEntry::Str(&lp[start + 5..start + 5 + n]), 5 + n)
+            }
+            0xf1 => {
+                need(3)?;
+                let v = i16::from_le_bytes([lp[start + 1], lp[start + 2]]);
+                (LpEntry::Int(i64::from(v)), 3)
+            }
+            0xf2 => {
+                need(4)?;
+                let u = i32::from_le_bytes([0, lp[start + 1], lp[start + 2], lp[start + 3]]);
+                (LpEntry::Int(i64::from(u >> 8)), 4)
+            }
+            0xf3 => {
+                need(5)?;
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&lp[start + 1..start + 5]);
+                (LpEntry::Int(i64::from(i32::from_le_bytes(w))), 5)
+            }
+            0xf4 => {
+                need(9)?;
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&lp[start + 1..start + 9]);
+                (LpEntry::Int(i64::from_le_bytes(w)), 9)
+            }
+            _ => {
+                return Err(BlobFault::new(
+                    start,
+                    format!("a listpack entry encoding, not 0x{b:02x}"),
+                ))
+            }
+        };
+        let back = backlen_size(len);
+        need(len + back)?;
+        let back_at = start + len;
+        if decode_backlen(&lp[back_at..back_at + back]) != Some(len as u64) {
+            return Err(BlobFault::new(
+                back_at,
+                format!("listpack entry back-length {len}"),
+            ));
+        }
+        self.at = back_at + back;
+        self.seen += 1;
+        Ok(Some(entry))
+    }
+}
+
+fn backlen_size(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    }
+}
+
+/// Decodes a back-length stored over exactly `bytes`: read from its last byte leftwards,
+/// seven bits a byte, every byte but the leftmost flagged with the high bit.
+fn decode_backlen(bytes: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().rev().enumerate() {
+        let last = i == bytes.len() - 1;
+        if (b & 0x80 != 0) == last {
+            return None;
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+    }
+    Some(v)
+}
+
+/// Checks a listpack whose entries come in tuples of `tuple` (2 for hash and sorted-set
+/// pairs, 3 for hash fields with TTLs) and returns the number of entries.
+pub fn validate(lp: &[u8], tuple: u32) -> BlobResult<u32> {
+    let mut it = entries(lp)?;
+    let mut n = 0u32;
+    while it.next_entry()?.is_some() {
+        n += 1;
+    }
+    if !n.is_multiple_of(tuple) {
+        return Err(BlobFault::new(
+            4,
+            format!("a listpack of {tuple}-entry tuples, not {n} entries"),
+        ));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a listpack the way Redis encodes one (tests only).
+    pub fn build(items: &[LpEntry]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for item in items {
+            let mut e = Vec::new();
+            match *item {
+                LpEntry::Int(v) if (0..=127).contains(&v) => e.push(v as u8),
+                LpEntry::Int(v) if (-4096..4096).contains(&v) => {
+                    let u = (v as u16) & 0x1fff;
+                    e.extend_from_slice(&[0xc0 | (u >> 8) as u8, u as u8]);
+                }
+                LpEntry::Int(v) => {
+                    e.push(0xf4);
+                    e.extend_from_slice(&v.to_le_bytes());
+                }
+                LpEntry::Str(s) if s.len() < 64 => {
+                    e.push(0x80 | s.len() as u8);
+                    e.extend_from_slice(s);
+                }
+                LpEntry::Str(s) if s.len() < 4096 => {
+                    e.extend_from_slice(&[0xe0 | (s.len() >> 8) as u8, s.len() as u8]);
+                    e.extend_from_slice(s);
+                }
+                LpEntry::Str(s) => {
+                    e.push(0xf0);
+                    e.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    e.extend_from_slice(s);
+                }
+            }
+            let l = e.len();
+            match backlen_size(l) {
+                1 => e.push(l as u8),
+                2 => e.extend_from_slice(&[(l >> 7) as u8, (l & 127) as u8 | 128]),
+                _ => e.extend_from_slice(&[
+                    (l >> 14) as u8,
+                    ((l >> 7) & 127) as u8 | 128,
+                    (l & 127) as u8 | 128,
+                ]),
+            }
+            body.extend_from_slice(&e);
+        }
+        let total = (HEADER + body.len() + 1) as u32;
+        let mut lp = total.to_le_bytes().to_vec();
+        lp.extend_from_slice(&(items.len() as u16).to_le_bytes());
+        lp.extend_from_slice(&body);
+        lp.push(EOF);
+        lp
+    }
+
+    #[test]
+    fn round_trips_every_encoding() {
+        let big = vec![b'x'; 5000];
+        let items = [
+            LpEntry::Int(5),
+            LpEntry::Int(-3),
+            LpEntry::Int(4000),
+            LpEntry::Int(1 << 40),
+            LpEntry::Str(b"field"),
+            LpEntry::Str(&[b'y'; 300]),
+            LpEntry::Str(&big),
+        ];
+        let lp = build(&items);
+        let mut it = entries(&lp).unwrap();
+        for want in items {
+            assert_eq!(it.next_entry().unwrap(), Some(want));
+        }
+        assert_eq!(it.next_entry().unwrap(), None);
+        assert_eq!(validate(&lp, 1).unwrap(), 7);
+        assert!(validate(&lp, 2).is_err());
+    }
+
+    #[test]
+    fn finds_damage() {
+        let lp = build(&[LpEntry::Str(b"abc"), LpEntry::Int(7)]);
+        let mut bad = lp.clone();
+        bad[0] += 1;
+        assert_eq!(validate(&bad, 1).unwrap_err().at, 0);
+        let mut bad = lp.clone();
+        bad[4] = 3;
+        assert_eq!(validate(&bad, 1).unwrap_err().at, 4);
+        let mut bad = lp.clone();
+        bad[10] = 9; // back-length of "abc"
+        assert_eq!(validate(&bad, 1).unwrap_err().at, 10);
+        let mut bad = lp.clone();
+        bad[6] = 0x8f; // string longer than the blob
+        assert!(validate(&bad, 1).is_err());
+        let mut bad = lp;
+        bad[6] = 0xf7;
+        assert_eq!(validate(&bad, 1).unwrap_err().at, 6);
+    }
+}

@@ -1,0 +1,162 @@
+//! LZF decompression straight from the file buffer, checking that the data decodes to
+//! exactly the length the RDB declared.
+//!
+//! A value that is only being validated is decoded through an 8 KiB-plus window (LZF
+//! back-references reach at most 8 KiB back), so even a huge compressed string costs no
+//! more memory than a small one.
+
+use std::io::Read;
+
+use super::error::ParseError;
+use super::source::Source;
+
+/// Farthest an LZF back-reference can reach.
+const MAX_DISTANCE: usize = 8192;
+/// When windowed output grows past this, everything but the last `MAX_DISTANCE` bytes goes.
+const WINDOW_TRIM: usize = 1 << 20;
+
+/// Decodes `clen` compressed bytes from `src`, which must produce exactly `ulen` bytes.
+/// With `keep`, `out` ends holding the whole output; otherwise it is scratch space.
+pub(crate) fn decompress<R: Read>(
+    src: &mut Source<R>,
+    clen: u64,
+    ulen: u64,
+    out: &mut Vec<u8>,
+    keep: bool,
+) -> Result<(), ParseError> {
+    src.check_len(clen, "compressed data")?;
+    out.clear();
+    if keep {
+        out.reserve(ulen as usize);
+    }
+    let mut left = clen;
+    let mut drained = 0u64;
+    let mut want = 1usize;
+    while left > 0 {
+        let base = src.offset();
+        let chunk = src.peek(want)?;
+        let avail = (chunk.len() as u64).min(left) as usize;
+        let input = &chunk[..avail];
+        let mut ip = 0usize;
+        let mut pending = 0usize;
+        while ip < avail {
+            let ctrl = input[ip];
+            if ctrl < 32 {
+                let n = usize::from(ctrl) + 1;
+                if ip + 1 + n > avail {
+                    pending = 1 + n;
+                    break;
+                }
+                out.extend_from_slice(&input[ip + 1..ip + 1 + n]);
+                ip += 1 + n;
+            } else {
+                let mut len = usize::from(ctrl >> 5);
+                let hdr = if len == 7 { 3 } else { 2 };
+                if ip + hdr > avail {
+                    pending = hdr;
+                    break;
+                }
+                if len == 7 {
+                    len += usize::from(input[ip + 1]);
+                }
+                let dist = (usize::from(ctrl & 0x1f) << 8) + usize::from(input[ip + hdr - 1]) + 1;
+                len += 2;
+                if dist > out.len() {
+                    return Err(ParseError::corrupt(
+                        base + ip as u64,
+                        format!(
+                            "an LZF back-reference within the {} bytes decoded so far",
+                            drained + out.len() as u64
+                        ),
+                    ));
+                }
+                let from = out.len() - dist;
+                if dist >= len {
+                    out.extend_from_within(from..from + len);
+                } else {
+                    for i in 0..len {
+                        let b = out[from + i];
+                        out.push(b);
+                    }
+                }
+                ip += hdr;
+            }
+            if drained + out.len() as u64 > ulen {
+                return Err(ParseError::corrupt(
+                    base + ip as u64,
+                    format!("LZF data that decompresses to {ulen} bytes, not more"),
+                ));
+            }
+        }
+        if ip == 0 && pending > 0 {
+            if pending as u64 > left {
+                return Err(ParseError::corrupt(
+                    base,
+                    "an LZF run that ends within the compressed data",
+                ));
+            }
+            want = pending;
+            continue;
+        }
+        want = 1;
+        src.consume(ip);
+        left -= ip as u64;
+        if !keep && out.len() > WINDOW_TRIM {
+            let cut = out.len() - MAX_DISTANCE;
+            out.drain(..cut);
+            drained += cut as u64;
+        }
+    }
+    let produced = drained + out.len() as u64;
+    if produced != ulen {
+        return Err(ParseError::corrupt(
+            src.offset(),
+            format!("LZF data that decompresses to {ulen} bytes, not {produced}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid (if poor) LZF stream: literal runs, plus one back-reference when possible.
+    pub fn compress_literal(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in data.chunks(32) {
+            out.push((chunk.len() - 1) as u8);
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    fn run(c: &[u8], ulen: u64, keep: bool) -> Result<Vec<u8>, ParseError> {
+        let mut src = Source::new(c, 0, c.len() as u64);
+        let mut out = Vec::new();
+        decompress(&mut src, c.len() as u64, ulen, &mut out, keep)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_literals_and_back_references() {
+        // "abcabcabcabc": literal "abc", then a 9-byte back-reference at distance 3.
+        let c = [2, b'a', b'b', b'c', (7 << 5), 0, 2];
+        assert_eq!(run(&c, 12, true).unwrap(), b"abcabcabcabc");
+        assert!(run(&c, 11, true).is_err());
+        assert!(run(&c, 13, true).is_err());
+        // A back-reference before the start.
+        assert!(run(&[0, b'a', (1 << 5), 5], 4, true).is_err());
+        // A run cut short.
+        assert!(run(&[5, b'a'], 6, true).is_err());
+    }
+
+    #[test]
+    fn windowed_decoding_of_a_large_value_checks_the_length() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let c = compress_literal(&data);
+        assert!(run(&c, data.len() as u64, false).is_ok());
+        assert_eq!(run(&c, data.len() as u64, true).unwrap(), data);
+        assert!(run(&c, data.len() as u64 - 1, false).is_err());
+    }
+}

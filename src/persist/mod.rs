@@ -1,0 +1,144 @@
+//! The persistence file reader: validates Redis / Valkey RDB and AOF files byte by byte,
+//! streaming, in bounded memory, and says whether each can be trusted.
+//!
+//! # Layout
+//! - [`check_path`] / [`check_paths`]: the entry points; a path is an RDB, a single-file
+//!   AOF (told apart by content) or an `appendonlydir/`. They never panic and never write.
+//! - `report`: [`FileReport`] and its parts, serialisable for `--json`.
+//! - `source`: the buffered reader (1 MiB), offsets, running CRC-64.
+//! - `rdb`, `rdb_value`, `stream`: the RDB format, values and streams.
+//! - `lzf`, `listpack`, `ziplist`, `intset`, `zipmap`: encodings inside values.
+//! - `aof`, `resp`, `manifest`, `aof_keys`: AOF files, their records and key counting.
+//! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
+//! - `fix`: a truncated AOF's good prefix, copied elsewhere.
+//!
+//! Memory stays bounded whatever the file: the 1 MiB buffer, blobs up to 32 MiB (bigger
+//! ones are only skipped, with a warning), and for AOF key counting up to 2^20 key
+//! fingerprints.
+
+mod aof;
+mod aof_keys;
+mod check;
+mod error;
+mod fix;
+mod intset;
+mod listpack;
+mod lzf;
+mod manifest;
+mod rdb;
+mod rdb_value;
+mod report;
+mod resp;
+mod slot;
+mod source;
+mod stream;
+mod ziplist;
+mod zipmap;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub use fix::{fix_truncated, FixError, FixOutcome};
+pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
+pub use slot::key_slot;
+pub use source::crc64;
+
+pub(crate) use slot::SlotCheck;
+
+/// Checks one RDB file, single-file AOF or AOF directory. Never panics, never writes.
+pub fn check_path(path: &Path, opts: &CheckOptions) -> FileReport {
+    check::check(path, opts)
+}
+
+/// Checks several paths at once on all cores; reports come back in the order given.
+pub fn check_paths(paths: &[PathBuf], opts: &CheckOptions) -> Vec<FileReport> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(paths.len());
+    if workers <= 1 {
+        return paths.iter().map(|p| check_path(p, opts)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<FileReport>>> = Mutex::new(vec![None; paths.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let report = check_path(path, opts);
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(report);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .zip(paths)
+        .map(|(r, p)| r.unwrap_or_else(|| check_path(p, opts)))
+        .collect()
+}
+
+/// The newest RDB version a server of this version can load: `"7.0.15"` → 10, 7.2 → 11,
+/// 7.4 and 8.x → 12; Valkey (say so: `"valkey 8.0.1"`, or the `--version` line) 7.2-8.x
+/// → 11, 9.0-9.1 → 80, 9.2 → 81. `None` when no version number is found.
+pub fn max_rdb_version_for(server_version: &str) -> Option<u32> {
+    let lower = server_version.to_ascii_lowercase();
+    let valkey = lower.contains("valkey");
+    // The first `digits.digits` in the text ("Redis server v=7.0.15 sha=..." works too).
+    let at = lower
+        .char_indices()
+        .find(|&(i, c)| c.is_ascii_digit() && lower[i..].contains('.'))
+        .map(|(i, _)| i)?;
+    let mut nums = lower[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|n| n.parse::<u32>().ok());
+    let major = nums.next()??;
+    let minor = nums.next().flatten().unwrap_or(0);
+    let v = (major, minor);
+    Some(if valkey {
+        match v {
+            (..=7, _) => 11,
+            (8, _) => 11,
+            (9, 0..=1) => 80,
+            _ => 81,
+        }
+    } else {
+        match v {
+            (0..=1, _) | (2, 0..=3) => 4,
+            (2, 4..=5) => 5,
+            (2, _) | (3, 0..=1) => 6,
+            (3, _) => 7,
+            (4, _) => 8,
+            (5, _) | (6, _) => 9,
+            (7, 0..=1) => 10,
+            (7, 2..=3) => 11,
+            _ => 12,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_server_versions_to_rdb_versions() {
+        assert_eq!(max_rdb_version_for("7.0.15"), Some(10));
+        assert_eq!(
+            max_rdb_version_for("Redis server v=7.0.15 sha=00000000:0"),
+            Some(10)
+        );
+        assert_eq!(max_rdb_version_for("7.2.4"), Some(11));
+        assert_eq!(max_rdb_version_for("7.4.1"), Some(12));
+        assert_eq!(max_rdb_version_for("6.2.14"), Some(9));
+        assert_eq!(max_rdb_version_for("valkey 8.0.1"), Some(11));
+        assert_eq!(max_rdb_version_for("Valkey server v=9.0.0"), Some(80));
+        assert_eq!(max_rdb_version_for("nothing"), None);
+    }
+}

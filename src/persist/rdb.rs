@@ -1,0 +1,457 @@
+//! The RDB stream: magic and version, the opcode loop (AUX, SELECTDB, RESIZEDB, expiries,
+//! LRU/LFU hints, module AUX, functions, slot info), keys, and the CRC-64 trailer.
+//!
+//! Values are checked in [`super::rdb_value`] without building any Redis object.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::error::{BlobFault, ParseError};
+use super::lzf;
+use super::source::Source;
+
+/// Blobs (listpacks, ziplists, ...) above this are skipped with a warning rather than held
+/// in memory: Redis never writes one this big with its default limits.
+pub(crate) const BLOB_CAP: usize = 32 << 20;
+/// Keys longer than this are not held (only their slot check is lost, with a warning).
+const KEY_CAP: usize = 1 << 20;
+/// AUX values longer than this are only skipped.
+const AUX_CAP: usize = 4096;
+/// Warnings kept per file.
+const WARNINGS_CAP: usize = 16;
+
+/// Newest RDB version written with the `REDIS` magic that this reader understands.
+pub const MAX_REDIS_RDB: u32 = 12;
+/// Valkey 9.0's RDB version (`VALKEY` magic).
+pub const VALKEY_RDB: u32 = 80;
+
+/// Told about every key, when the caller needs keys (slot checks, AOF key tracking).
+pub(crate) trait KeyVisitor {
+    fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>);
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RdbOutcome {
+    pub version: u32,
+    pub valkey: bool,
+    pub server_version: Option<String>,
+    pub created: Option<i64>,
+    pub keys_per_db: BTreeMap<u32, u64>,
+    pub expires: u64,
+    pub expired: u64,
+    /// Empty collections Redis drops while loading; not counted as keys.
+    pub empty_skipped: u64,
+    /// AUX `aof-base` said this RDB is the base of a multi-part AOF.
+    pub aof_base: bool,
+    pub warnings: Vec<String>,
+}
+
+impl RdbOutcome {
+    pub fn warn(&mut self, w: String) {
+        if self.warnings.len() < WARNINGS_CAP {
+            self.warnings.push(w);
+        }
+    }
+}
+
+/// An RDB length field, or the marker of a specially encoded string.
+pub(crate) enum Len {
+    Plain(u64),
+    Encoded(u8),
+}
+
+/// Where a blob read from the file sits, for mapping faults back to file offsets.
+#[derive(Clone, Copy)]
+pub(crate) struct BlobAt {
+    pub start: u64,
+    pub compressed: bool,
+}
+
+pub(crate) struct Rdb<'a, R> {
+    pub src: &'a mut Source<R>,
+    pub out: RdbOutcome,
+    pub blob: Vec<u8>,
+    window: Vec<u8>,
+    key: Vec<u8>,
+    visitor: Option<&'a mut dyn KeyVisitor>,
+    now_ms: i64,
+}
+
+impl<'a, R: Read> Rdb<'a, R> {
+    pub fn new(
+        src: &'a mut Source<R>,
+        visitor: Option<&'a mut dyn KeyVisitor>,
+        now_ms: i64,
+    ) -> Self {
+        Rdb {
+            src,
+            out: RdbOutcome::default(),
+            blob: Vec::new(),
+            window: Vec::new(),
+            key: Vec::new(),
+            visitor,
+            now_ms,
+        }
+    }
+
+    /// Reads the whole RDB, up to and including its checksum. The outcome (counts so far,
+    /// version, ...) is in `self.out` whether or not this succeeds.
+    pub fn run(&mut self) -> Result<(), ParseError> {
+        self.src.start_crc();
+        self.header()?;
+        let mut db = 0u32;
+        let mut db_keys = 0u64;
+        let mut expire: Option<i64> = None;
+        let result = loop {
+            let record = self.src.offset();
+            let t = self.src.u8()?;
+            let step = match t {
+                0xff => break self.trailer(),
+                0xfe => {
+                    self.flush_db(db, &mut db_keys);
+                    let n = self.len()?;
+                    db = u32::try_from(n).map_err(|_| {
+                        ParseError::corrupt(record + 1, format!("a database number, not {n}"))
+                    })?;
+                    Ok(())
+                }
+                0xfd => {
+                    let s = i32::from_le_bytes(self.src.array()?);
+                    expire = Some(i64::from(s) * 1000);
+                    Ok(())
+                }
+                0xfc => {
+                    expire = Some(i64::from_le_bytes(self.src.array()?));
+                    Ok(())
+                }
+                0xfb => self.len().and_then(|_| self.len()).map(drop),
+                0xfa => self.aux(),
+                0xf9 => self.src.u8().map(drop),
+                0xf8 => self.len().map(drop),
+                0xf7 => self.module_aux(),
+                0xf6 => self.function_pre_ga(),
+                0xf5 => self.skip_string().map(drop),
+                0xf4 => (0..3).try_for_each(|_| self.len().map(drop)),
+                _ => {
+                    let kept = self.key_value(t, db, expire);
+                    expire = None;
+                    match kept {
+                        Ok(true) => {
+                            db_keys += 1;
+                            Ok(())
+                        }
+                        Ok(false) => Ok(()),
+                        Err(e) => Err(e.within(format_args!("in the record at offset {record}"))),
+                    }
+                }
+            };
+            if let Err(e) = step {
+                break Err(e);
+            }
+        };
+        self.flush_db(db, &mut db_keys);
+        result
+    }
+
+    fn flush_db(&mut self, db: u32, n: &mut u64) {
+        if *n > 0 {
+            *self.out.keys_per_db.entry(db).or_default() += *n;
+            *n = 0;
+        }
+    }
+
+    fn header(&mut self) -> Result<(), ParseError> {
+        let magic: [u8; 9] = self.src.array()?;
+        let (valkey, digits) = if &magic[..5] == b"REDIS" {
+            (false, &magic[5..])
+        } else if &magic[..6] == b"VALKEY" {
+            (true, &magic[6..])
+        } else {
+            return Err(ParseError::corrupt(0, "the RDB magic `REDIS` or `VALKEY`"));
+        };
+        let version = std::str::from_utf8(digits)
+            .ok()
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u32>().ok())
+            .ok_or_else(|| ParseError::corrupt(9 - digits.len() as u64, "an RDB version number"))?;
+        self.out.version = version;
+        self.out.valkey = valkey;
+        let known = if valkey {
+            version == VALKEY_RDB || (1..=11).contains(&version)
+        } else {
+            (1..=MAX_REDIS_RDB).contains(&version)
+        };
+        if !known {
+            return Err(ParseError::unsupported(
+                9 - digits.len() as u64,
+                format!(
+                    "an RDB version this reader knows (1-{MAX_REDIS_RDB}, or {VALKEY_RDB} for Valkey), not {version}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn trailer(&mut self) -> Result<(), ParseError> {
+        if self.out.version < 5 {
+            return Ok(());
+        }
+        let computed = self.src.crc();
+        self.src.stop_crc();
+        let at = self.src.offset();
+        let stored = u64::from_le_bytes(self.src.array()?);
+        if stored != 0 && stored != computed {
+            return Err(ParseError::corrupt(
+                at,
+                format!("CRC-64 {computed:016x} of the data before it, not {stored:016x}"),
+            ));
+        }
+        if stored == 0 {
+            self.out.warn("the RDB was saved with checksums off".into());
+        }
+        Ok(())
+    }
+
+    fn aux(&mut self) -> Result<(), ParseError> {
+        let mut name = Vec::new();
+        self.string_into(&mut name, AUX_CAP)?;
+        let mut value = Vec::new();
+        let kept = self.string_into(&mut value, AUX_CAP)?;
+        if !kept {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&value).into_owned();
+        match name.as_slice() {
+            // Valkey writes both; its own name wins.
+            b"redis-ver" if self.out.server_version.is_none() => {
+                self.out.server_version = Some(text)
+            }
+            b"valkey-ver" => self.out.server_version = Some(text),
+            b"ctime" => self.out.created = text.parse().ok(),
+            b"aof-base" => self.out.aof_base = text == "1",
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn module_aux(&mut self) -> Result<(), ParseError> {
+        self.len()?; // module id
+        let at = self.src.offset();
+        let when_op = self.len()?;
+        if when_op != 2 {
+            return Err(ParseError::corrupt(
+                at,
+                format!("module AUX `when` opcode 2 (unsigned), not {when_op}"),
+            ));
+        }
+        self.len()?;
+        self.module_opcodes()
+    }
+
+    /// A module value serialised with annotations: typed items up to the EOF opcode.
+    pub fn module_opcodes(&mut self) -> Result<(), ParseError> {
+        loop {
+            let at = self.src.offset();
+            match self.len()? {
+                0 => return Ok(()),
+                1 | 2 => {
+                    self.len()?;
+                }
+                3 => self.src.skip(4)?,
+                4 => self.src.skip(8)?,
+                5 => {
+                    self.skip_string()?;
+                }
+                op => {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!("a module value opcode (0-5), not {op}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn function_pre_ga(&mut self) -> Result<(), ParseError> {
+        self.skip_string()?; // name
+        self.skip_string()?; // engine
+        if self.len()? != 0 {
+            self.skip_string()?; // description
+        }
+        self.skip_string().map(drop)
+    }
+
+    /// Reads one key and its value; `Ok(false)` for an empty collection Redis would drop.
+    fn key_value(&mut self, t: u8, db: u32, expire: Option<i64>) -> Result<bool, ParseError> {
+        if self.visitor.is_some() {
+            let mut key = std::mem::take(&mut self.key);
+            let at = self.src.offset();
+            let kept = self.string_into(&mut key, KEY_CAP);
+            match kept {
+                Ok(true) => {
+                    if let Some(v) = self.visitor.as_mut() {
+                        v.key(db, &key, expire);
+                    }
+                }
+                Ok(false) => self
+                    .out
+                    .warn(format!("key at offset {at} too long to check its slot")),
+                Err(_) => {}
+            }
+            self.key = key;
+            kept?;
+        } else {
+            self.skip_string()?;
+        }
+        let present = self.value(t)?;
+        if present {
+            if let Some(ms) = expire {
+                self.out.expires += 1;
+                if ms < self.now_ms {
+                    self.out.expired += 1;
+                }
+            }
+        } else {
+            self.out.empty_skipped += 1;
+        }
+        Ok(present)
+    }
+
+    pub fn read_len(&mut self) -> Result<Len, ParseError> {
+        let at = self.src.offset();
+        let b = self.src.u8()?;
+        Ok(match b >> 6 {
+            0 => Len::Plain(u64::from(b & 0x3f)),
+            1 => Len::Plain((u64::from(b & 0x3f) << 8) | u64::from(self.src.u8()?)),
+            2 => match b {
+                0x80 => Len::Plain(u64::from(u32::from_be_bytes(self.src.array()?))),
+                0x81 => Len::Plain(u64::from_be_bytes(self.src.array()?)),
+                _ => {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!("a length encoding (0x80 or 0x81), not 0x{b:02x}"),
+                    ))
+                }
+            },
+            _ => Len::Encoded(b & 0x3f),
+        })
+    }
+
+    pub fn len(&mut self) -> Result<u64, ParseError> {
+        let at = self.src.offset();
+        match self.read_len()? {
+            Len::Plain(n) => Ok(n),
+            Len::Encoded(_) => Err(ParseError::corrupt(at, "a length, not an encoded string")),
+        }
+    }
+
+    /// A collection's element count: each element takes at least `min_bytes` bytes, so a
+    /// count the rest of the file cannot hold is refused before looping over it.
+    pub fn count(&mut self, min_bytes: u64) -> Result<u64, ParseError> {
+        let n = self.len()?;
+        self.src
+            .check_len(n.saturating_mul(min_bytes), "collection")?;
+        Ok(n)
+    }
+
+    /// Skips a string, checking its encoding (and, for LZF, its decompressed length).
+    pub fn skip_string(&mut self) -> Result<u64, ParseError> {
+        let mut window = std::mem::take(&mut self.window);
+        let r = self.string(&mut window, usize::MAX, false);
+        self.window = window;
+        r.map(|(len, _)| len)
+    }
+
+    /// Reads a string into `out` when at most `cap` bytes; `Ok(false)` when it was only
+    /// checked because it is bigger.
+    pub fn string_into(&mut self, out: &mut Vec<u8>, cap: usize) -> Result<bool, ParseError> {
+        self.string(out, cap, true).map(|(_, kept)| kept)
+    }
+
+    fn string(
+        &mut self,
+        out: &mut Vec<u8>,
+        cap: usize,
+        keep: bool,
+    ) -> Result<(u64, bool), ParseError> {
+        let at = self.src.offset();
+        out.clear();
+        match self.read_len()? {
+            Len::Plain(n) => {
+                if keep && n <= cap as u64 {
+                    self.src.copy_to(n, out)?;
+                    Ok((n, true))
+                } else {
+                    self.src.skip(n)?;
+                    Ok((n, false))
+                }
+            }
+            Len::Encoded(e @ 0..=2) => {
+                let v = match e {
+                    0 => i64::from(self.src.u8()? as i8),
+                    1 => i64::from(i16::from_le_bytes(self.src.array()?)),
+                    _ => i64::from(i32::from_le_bytes(self.src.array()?)),
+                };
+                if keep {
+                    out.extend_from_slice(v.to_string().as_bytes());
+                }
+                Ok((out.len() as u64, keep))
+            }
+            Len::Encoded(3) => {
+                let clen = self.len()?;
+                let ulen = self.len()?;
+                // LZF expands at most ~88:1 (a 3-byte back-reference of 264 bytes).
+                if ulen > clen.saturating_mul(90).saturating_add(64) || ulen == 0 {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!("an LZF length a {clen}-byte input can decode to, not {ulen}"),
+                    ));
+                }
+                let hold = keep && ulen <= cap as u64;
+                lzf::decompress(self.src, clen, ulen, out, hold)
+                    .map_err(|e| e.within(format_args!("LZF string at offset {at}")))?;
+                if !hold {
+                    out.clear();
+                }
+                Ok((ulen, hold))
+            }
+            Len::Encoded(e) => Err(ParseError::corrupt(
+                at,
+                format!("a string encoding (int8, int16, int32 or LZF), not {e}"),
+            )),
+        }
+    }
+
+    /// Reads a blob into `self.blob`; `None` (after a warning) when it is too big to hold.
+    pub fn blob(&mut self) -> Result<Option<BlobAt>, ParseError> {
+        let at = self.src.offset();
+        let compressed = (self.src.peek(1)?[0] >> 6) == 3;
+        let mut blob = std::mem::take(&mut self.blob);
+        let kept = self.string_into(&mut blob, BLOB_CAP);
+        self.blob = blob;
+        if !kept? {
+            self.out.warn(format!(
+                "blob at offset {at} too big to check its structure"
+            ));
+            return Ok(None);
+        }
+        // A plain blob starts after its length header; map faults to its first byte.
+        let start = if compressed {
+            at
+        } else {
+            self.src.offset() - self.blob.len() as u64
+        };
+        Ok(Some(BlobAt { start, compressed }))
+    }
+
+    pub fn blob_fault(&self, at: BlobAt, f: BlobFault) -> ParseError {
+        if at.compressed {
+            ParseError::corrupt(
+                at.start,
+                format!("{} at byte {} of the LZF-compressed blob", f.expected, f.at),
+            )
+        } else {
+            ParseError::corrupt(at.start + f.at as u64, f.expected)
+        }
+    }
+}

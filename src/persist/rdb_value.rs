@@ -1,0 +1,180 @@
+//! RDB values of every type Redis 1.x-7.4 and Valkey 7.2-9.0 write, checked in place:
+//! lengths against the file, blobs for internal consistency, streams down to their
+//! consumer groups, module values through their annotations.
+
+use std::io::Read;
+
+use super::error::ParseError;
+use super::rdb::{BlobAt, Rdb};
+use super::{intset, listpack, stream, ziplist, zipmap};
+
+/// Which checker a blob goes through.
+#[derive(Clone, Copy)]
+enum Blob {
+    Zipmap,
+    Ziplist(u32),
+    Intset,
+    Listpack(u32),
+}
+
+impl<R: Read> Rdb<'_, R> {
+    /// Checks the value of type `t`; `Ok(false)` when it is an empty collection (which
+    /// Redis skips when loading).
+    pub fn value(&mut self, t: u8) -> Result<bool, ParseError> {
+        let at = self.src.offset() - 1;
+        let valkey = self.out.valkey;
+        match t {
+            0 => self.skip_string().map(|_| true),
+            // Linked list and hash-table set: plain strings.
+            1 | 2 => self.strings(1),
+            3 => {
+                let n = self.count(2)?;
+                for _ in 0..n {
+                    self.skip_string()?;
+                    self.old_double()?;
+                }
+                Ok(n > 0)
+            }
+            4 => self.strings(2),
+            5 => {
+                let n = self.count(9)?;
+                for _ in 0..n {
+                    self.skip_string()?;
+                    self.src.skip(8)?;
+                }
+                Ok(n > 0)
+            }
+            6 => Err(ParseError::unsupported(
+                at,
+                "a module value in the final format, not a 4.0 release-candidate one",
+            )),
+            7 => {
+                self.len()?; // module id
+                self.module_opcodes().map(|_| true)
+            }
+            9 => self.one_blob(Blob::Zipmap),
+            10 => self.one_blob(Blob::Ziplist(1)),
+            11 => self.one_blob(Blob::Intset),
+            12 | 13 => self.one_blob(Blob::Ziplist(2)),
+            14 => self.quicklist(false),
+            15 | 19 | 21 => stream::check(self, t),
+            16 | 17 => self.one_blob(Blob::Listpack(2)),
+            18 => self.quicklist(true),
+            20 => self.one_blob(Blob::Listpack(1)),
+            // Valkey 9: hash with per-field expiry (field, value, 8-byte expiry).
+            22 if valkey => {
+                let n = self.count(10)?;
+                for _ in 0..n {
+                    self.skip_string()?;
+                    self.skip_string()?;
+                    self.src.skip(8)?;
+                }
+                Ok(n > 0)
+            }
+            // Redis 7.4: hashes with field TTLs; 24/25 lead with the minimum expiry.
+            22 | 24 if !valkey => {
+                if t == 24 {
+                    self.src.skip(8)?;
+                }
+                let n = self.count(3)?;
+                for _ in 0..n {
+                    self.len()?; // TTL
+                    self.skip_string()?;
+                    self.skip_string()?;
+                }
+                Ok(n > 0)
+            }
+            23 | 25 if !valkey => {
+                if t == 25 {
+                    self.src.skip(8)?;
+                }
+                self.one_blob(Blob::Listpack(3))
+            }
+            _ => Err(ParseError::corrupt(
+                at,
+                format!("a value type this RDB version can hold, not {t}"),
+            )),
+        }
+    }
+
+    /// `per` strings per element (1 for lists and sets, 2 for hashes).
+    fn strings(&mut self, per: u64) -> Result<bool, ParseError> {
+        let n = self.count(per)?;
+        for _ in 0..n * per {
+            self.skip_string()?;
+        }
+        Ok(n > 0)
+    }
+
+    /// A sorted-set score before RDB 8: a length byte, then that many ASCII bytes
+    /// (253, 254, 255 mean NaN, +inf, -inf).
+    fn old_double(&mut self) -> Result<(), ParseError> {
+        let n = self.src.u8()?;
+        if n < 253 {
+            self.src.skip(u64::from(n))?;
+        }
+        Ok(())
+    }
+
+    fn one_blob(&mut self, kind: Blob) -> Result<bool, ParseError> {
+        match self.blob()? {
+            Some(at) => self.check_blob(kind, at).map(|n| n > 0),
+            None => Ok(true),
+        }
+    }
+
+    fn check_blob(&self, kind: Blob, at: BlobAt) -> Result<u32, ParseError> {
+        let b = &self.blob;
+        let r = match kind {
+            Blob::Zipmap => zipmap::validate(b),
+            Blob::Ziplist(tuple) => ziplist::validate(b, tuple),
+            Blob::Intset => intset::validate(b),
+            Blob::Listpack(tuple) => listpack::validate(b, tuple),
+        };
+        r.map_err(|f| self.blob_fault(at, f))
+    }
+
+    /// A list as nodes: ziplists (RDB 7-9), or plain/packed listpack nodes (RDB 10+).
+    fn quicklist(&mut self, v2: bool) -> Result<bool, ParseError> {
+        let n = self.count(2)?;
+        let mut entries = 0u64;
+        for _ in 0..n {
+            let mut container = 2;
+            if v2 {
+                let at = self.src.offset();
+                container = self.len()?;
+                if container != 1 && container != 2 {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a quicklist node container 1 (plain) or 2 (packed), not {container}"
+                        ),
+                    ));
+                }
+            }
+            let at = self.src.offset();
+            if container == 1 {
+                if self.skip_string()? == 0 {
+                    return Err(ParseError::corrupt(at, "a non-empty plain list node"));
+                }
+                entries += 1;
+                continue;
+            }
+            match self.blob()? {
+                Some(_) if self.blob.is_empty() => {
+                    return Err(ParseError::corrupt(at, "a non-empty quicklist node"));
+                }
+                Some(b) => {
+                    let kind = if v2 {
+                        Blob::Listpack(1)
+                    } else {
+                        Blob::Ziplist(1)
+                    };
+                    entries += u64::from(self.check_blob(kind, b)?);
+                }
+                None => entries += 1,
+            }
+        }
+        Ok(entries > 0)
+    }
+}

@@ -1,0 +1,137 @@
+//! What checking a persistence file finds: the report handed to `recover list`,
+//! `check file` and `--json`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::ccs::SlotRange;
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// When set, every key whose hash slot falls outside is counted (with examples).
+    pub slots: Option<SlotRange>,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Rdb,
+    /// A Redis 7 `appendonlydir/`: manifest, base and incr files.
+    AofMultiPart,
+    /// A single `appendonly.aof` (Redis before 7), possibly with an RDB preamble.
+    AofSingle,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    /// Ends mid-record; for an AOF, `valid_len` says how much can be kept.
+    Truncated,
+    Corrupt,
+    /// Written in a format version this reader (and so likely the server) does not know.
+    UnsupportedVersion,
+    /// Missing, not permitted, or not a file this reader knows how to read.
+    Unreadable,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Ok => "ok",
+            Verdict::Truncated => "truncated",
+            Verdict::Corrupt => "corrupt",
+            Verdict::UnsupportedVersion => "unsupported version",
+            Verdict::Unreadable => "unreadable",
+        })
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Rdb => "rdb",
+            FileKind::AofMultiPart => "aof (multi-part)",
+            FileKind::AofSingle => "aof",
+        })
+    }
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The file the fault is in (for an AOF directory: the manifest or one part).
+    pub file: PathBuf,
+    pub offset: u64,
+    /// What the reader expected to find at `offset`.
+    pub expected: String,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub kind: FileKind,
+    pub verdict: Verdict,
+    pub fault: Option<Fault>,
+    /// Of the RDB, or of the AOF's RDB preamble.
+    pub rdb_version: Option<u32>,
+    /// AUX `redis-ver` / `valkey-ver`.
+    pub server_version: Option<String>,
+    /// Unix seconds: AUX `ctime` of an RDB, else the newest file's modification time.
+    pub created: Option<i64>,
+    /// Keys per logical database. For an RDB: every key it holds (including those already
+    /// expired, and excluding empty collections Redis drops on load). For an AOF: what
+    /// replaying it leaves (see `keys_exact`).
+    pub keys_per_db: BTreeMap<u32, u64>,
+    pub keys: u64,
+    /// Whether `keys` is exact. Always for an RDB; for an AOF, false when a command could
+    /// delete keys as a side effect, or too many keys were touched to track.
+    pub keys_exact: bool,
+    /// Keys with an expiry, and those whose expiry had passed when the check ran (a
+    /// master loading an RDB drops them). For an AOF these come from its base only.
+    pub expires: u64,
+    pub expired: u64,
+    pub keys_outside_slots: u64,
+    pub outside_examples: Vec<String>,
+    /// Bytes read: the file, or all the files an AOF directory's manifest names.
+    pub bytes: u64,
+    /// For a truncated AOF: the length of its last file that holds complete records only.
+    pub valid_len: Option<u64>,
+    /// Things worth knowing that do not make the file bad (bounded).
+    pub warnings: Vec<String>,
+}
+
+impl FileReport {
+    pub(crate) fn new(path: PathBuf, kind: FileKind) -> Self {
+        FileReport {
+            path,
+            kind,
+            verdict: Verdict::Ok,
+            fault: None,
+            rdb_version: None,
+            server_version: None,
+            created: None,
+            keys_per_db: BTreeMap::new(),
+            keys: 0,
+            keys_exact: true,
+            expires: 0,
+            expired: 0,
+            keys_outside_slots: 0,
+            outside_examples: Vec::new(),
+            bytes: 0,
+            valid_len: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    pub(crate) fn fail(&mut self, verdict: Verdict, file: PathBuf, offset: u64, expected: String) {
+        self.verdict = verdict;
+        self.fault = Some(Fault {
+            file,
+            offset,
+            expected,
+        });
+    }
+}

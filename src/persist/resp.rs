@@ -1,0 +1,198 @@
+//! RESP records of an AOF: `*<argc>` arrays of `$<len>` bulk strings, each line ended by
+//! CRLF, and `#...` annotations (`#TS:<unix time>`) between them.
+
+use std::io::Read;
+
+use super::error::ParseError;
+use super::source::Source;
+
+/// Longest `*N` / `$N` header line accepted (digits of a 64-bit number plus CRLF).
+const HEADER_MAX: usize = 32;
+/// Longest annotation line accepted.
+const ANNOTATION_MAX: usize = 4096;
+/// Arguments held in memory (command names, keys, numbers); longer ones are only skipped.
+pub(crate) const ARG_CAP: usize = 64 << 10;
+
+/// One command: its arguments, those wanted held in memory (`None` when not wanted or too
+/// long to hold).
+pub(crate) struct Command<'a> {
+    pub argc: usize,
+    arena: &'a [u8],
+    spans: &'a [Option<(usize, usize)>],
+}
+
+impl<'a> Command<'a> {
+    pub fn arg(&self, i: usize) -> Option<&'a [u8]> {
+        let (s, e) = (*self.spans.get(i)?)?;
+        Some(&self.arena[s..e])
+    }
+
+    /// The command name, lowercased into `buf`.
+    pub fn name<'b>(&self, buf: &'b mut [u8; 32]) -> &'b [u8] {
+        let n = self.arg(0).unwrap_or(b"");
+        let len = n.len().min(buf.len());
+        for (d, s) in buf.iter_mut().zip(n) {
+            *d = s.to_ascii_lowercase();
+        }
+        &buf[..len]
+    }
+}
+
+pub(crate) struct RespReader<'a, R> {
+    pub src: &'a mut Source<R>,
+    line: Vec<u8>,
+    arena: Vec<u8>,
+    spans: Vec<Option<(usize, usize)>>,
+}
+
+impl<'a, R: Read> RespReader<'a, R> {
+    pub fn new(src: &'a mut Source<R>) -> Self {
+        RespReader {
+            src,
+            line: Vec::new(),
+            arena: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// The next command, skipping annotations; `None` at the end of the file. `wants`
+    /// says, given the lowercased command name and an argument index, whether to hold it.
+    pub fn next_command(
+        &mut self,
+        wants: &dyn Fn(&[u8], usize) -> bool,
+    ) -> Result<Option<Command<'_>>, ParseError> {
+        loop {
+            if self.src.at_end() {
+                return Ok(None);
+            }
+            let at = self.src.offset();
+            match self.src.peek(1)?[0] {
+                b'#' => {
+                    if !self.src.line(ANNOTATION_MAX, &mut self.line)? {
+                        return Err(ParseError::corrupt(
+                            at,
+                            "an annotation line of at most 4096 bytes",
+                        ));
+                    }
+                }
+                b'*' => break,
+                b => {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!("a RESP array `*` or an annotation `#`, not 0x{b:02x}"),
+                    ))
+                }
+            }
+        }
+        let argc = self.header(b'*')?;
+        if argc == 0 {
+            return Err(ParseError::corrupt(
+                self.src.offset() - 3,
+                "a command of at least one argument",
+            ));
+        }
+        // Every argument takes at least 6 bytes (`$0\r\n\r\n`).
+        self.src.check_len(argc.saturating_mul(6), "command")?;
+        self.arena.clear();
+        self.spans.clear();
+        let mut name = [0u8; 32];
+        let mut name_len = 0;
+        for i in 0..argc as usize {
+            let len = self.header(b'$')?;
+            let hold = len <= ARG_CAP as u64 && (i == 0 || wants(&name[..name_len], i));
+            if hold {
+                let s = self.arena.len();
+                self.src.copy_to(len, &mut self.arena)?;
+                self.spans.push(Some((s, self.arena.len())));
+                if i == 0 {
+                    name_len = (len as usize).min(name.len());
+                    for (d, s) in name.iter_mut().zip(&self.arena[s..]) {
+                        *d = s.to_ascii_lowercase();
+                    }
+                }
+            } else {
+                self.src.skip(len)?;
+                self.spans.push(None);
+            }
+            let at = self.src.offset();
+            if self.src.bytes(2)? != b"\r\n" {
+                return Err(ParseError::corrupt(at, "CRLF after a bulk string"));
+            }
+        }
+        Ok(Some(Command {
+            argc: argc as usize,
+            arena: &self.arena,
+            spans: &self.spans,
+        }))
+    }
+
+    /// A `<prefix><digits>\r\n` line; returns the number.
+    fn header(&mut self, prefix: u8) -> Result<u64, ParseError> {
+        let at = self.src.offset();
+        let what = if prefix == b'*' {
+            "an array header `*<count>`"
+        } else {
+            "a bulk string header `$<length>`"
+        };
+        let complete = self.src.line(HEADER_MAX, &mut self.line)?;
+        let l = &self.line;
+        let ok = complete
+            && l.len() >= 4
+            && l[0] == prefix
+            && l.ends_with(b"\r\n")
+            && l[1..l.len() - 2].iter().all(u8::is_ascii_digit);
+        if !ok {
+            return Err(ParseError::corrupt(at, what));
+        }
+        std::str::from_utf8(&l[1..l.len() - 2])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| ParseError::corrupt(at, what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(data: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {
+        let mut src = Source::new(data, 0, data.len() as u64);
+        let mut r = RespReader::new(&mut src);
+        let mut out = Vec::new();
+        while let Some(c) = r.next_command(&|_, _| true)? {
+            out.push((0..c.argc).map(|i| c.arg(i).unwrap().to_vec()).collect());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn reads_commands_and_annotations() {
+        let aof = b"#TS:1700000000\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nset\r\n$1\r\nk\r\n$0\r\n\r\n";
+        let cmds = all(aof).unwrap();
+        assert_eq!(cmds.len(), 2);
+        assert_eq!(cmds[1][0], b"set");
+        assert_eq!(cmds[1][2], b"");
+    }
+
+    #[test]
+    fn tells_truncation_from_corruption() {
+        let aof = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n";
+        for cut in 1..aof.len() {
+            let e = all(&aof[..cut]).unwrap_err();
+            assert_eq!(
+                e.kind,
+                super::super::error::FaultKind::Truncated,
+                "cut {cut}"
+            );
+        }
+        let e = all(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\nX").unwrap_err();
+        assert_eq!(
+            (e.kind, e.offset),
+            (super::super::error::FaultKind::Corrupt, 23)
+        );
+        let e = all(b"*1\r\n$2\r\nabXY").unwrap_err();
+        assert_eq!(e.offset, 10);
+        let e = all(b"*1\r\n%2\r\nab\r\n").unwrap_err();
+        assert_eq!(e.offset, 4);
+    }
+}

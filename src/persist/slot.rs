@@ -1,0 +1,93 @@
+//! Redis Cluster hash slots (CRC16/XMODEM of the key or of its `{hash tag}`), and the
+//! check of a file's keys against the slot range its shard owns.
+
+use crc::{Crc, CRC_16_XMODEM};
+
+use super::rdb::KeyVisitor;
+use crate::ccs::{SlotRange, SLOT_COUNT};
+
+static CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+
+/// Examples of keys outside the range kept per file.
+const EXAMPLES: usize = 5;
+/// Longest key shown in an example.
+const EXAMPLE_LEN: usize = 64;
+
+/// The hash slot of a key; a non-empty `{...}` section (the first `{` and the first `}`
+/// after it) is hashed instead of the whole key, as Redis Cluster does.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    CRC16.checksum(tagged) & (SLOT_COUNT - 1)
+}
+
+/// Counts the keys whose slot falls outside `range`, keeping a few examples.
+#[derive(Debug)]
+pub(crate) struct SlotCheck {
+    pub range: SlotRange,
+    pub outside: u64,
+    pub examples: Vec<String>,
+}
+
+impl SlotCheck {
+    pub fn new(range: SlotRange) -> Self {
+        SlotCheck {
+            range,
+            outside: 0,
+            examples: Vec::new(),
+        }
+    }
+
+    pub fn check(&mut self, key: &[u8]) {
+        let slot = key_slot(key);
+        if !self.range.contains(slot) {
+            self.outside += 1;
+            if self.examples.len() < EXAMPLES {
+                let shown = String::from_utf8_lossy(&key[..key.len().min(EXAMPLE_LEN)]);
+                self.examples.push(format!("{shown} (slot {slot})"));
+            }
+        }
+    }
+}
+
+impl KeyVisitor for SlotCheck {
+    fn key(&mut self, _db: u32, key: &[u8], _expire_ms: Option<i64>) {
+        self.check(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_redis_cluster_keyslot() {
+        // Values from CLUSTER KEYSLOT on a real server.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b""), 0);
+    }
+
+    #[test]
+    fn counts_keys_outside_the_range() {
+        let mut c = SlotCheck::new(SlotRange {
+            start: 0,
+            end: 8191,
+        });
+        c.check(b"foo");
+        c.check(b"bar");
+        assert_eq!(c.outside, 1);
+        assert_eq!(c.examples, ["foo (slot 12182)"]);
+    }
+}

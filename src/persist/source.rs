@@ -1,0 +1,298 @@
+//! A buffered, offset-tracking byte source over a persistence file, with an optional
+//! running CRC-64 of every byte consumed.
+//!
+//! Every read is checked against the bytes the file really has, so a length field can
+//! never make the reader allocate or wait for more than the file holds.
+
+use std::io::{self, Read};
+
+use crc::{Crc, Digest, Table, CRC_64_REDIS};
+
+use super::error::ParseError;
+
+/// Big enough that the per-refill cost vanishes next to the parsing; small enough to stay
+/// far inside the reader's memory budget.
+pub(crate) const BUF_SIZE: usize = 1 << 20;
+
+/// Redis' CRC-64 (Jones polynomial, reflected), slicing-by-16 tables built at compile time.
+static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_REDIS);
+
+/// CRC-64 of a whole byte slice, as Redis computes it for an RDB file.
+pub fn crc64(bytes: &[u8]) -> u64 {
+    CRC64.checksum(bytes)
+}
+
+pub(crate) struct Source<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// File offset of `buf[0]`.
+    base: u64,
+    /// Where the data ends: the file's length when it was opened.
+    limit: u64,
+    crc: Option<Digest<'static, u64, Table<16>>>,
+    /// `buf[..crc_pos]` has been fed to the CRC.
+    crc_pos: usize,
+    /// An I/O error that ended the data early; reported instead of a truncation.
+    io_error: Option<String>,
+}
+
+impl<R: Read> Source<R> {
+    /// `start` is the file offset the reader is positioned at; `limit` the file length.
+    pub fn new(inner: R, start: u64, limit: u64) -> Self {
+        Source {
+            inner,
+            buf: vec![0; BUF_SIZE],
+            pos: 0,
+            end: 0,
+            base: start,
+            limit,
+            crc: None,
+            crc_pos: 0,
+            io_error: None,
+        }
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Bytes left in the file from the current position.
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.offset())
+    }
+
+    pub fn io_error(&self) -> Option<&str> {
+        self.io_error.as_deref()
+    }
+
+    /// Starts a CRC over every byte consumed from now on.
+    pub fn start_crc(&mut self) {
+        self.crc = Some(CRC64.digest());
+        self.crc_pos = self.pos;
+    }
+
+    /// The CRC of the bytes consumed since `start_crc`.
+    pub fn crc(&mut self) -> u64 {
+        self.feed_crc();
+        self.crc.clone().map(|d| d.finalize()).unwrap_or(0)
+    }
+
+    pub fn stop_crc(&mut self) {
+        self.crc = None;
+    }
+
+    fn feed_crc(&mut self) {
+        if let Some(digest) = self.crc.as_mut() {
+            digest.update(&self.buf[self.crc_pos..self.pos]);
+        }
+        self.crc_pos = self.pos;
+    }
+
+    /// Makes at least `n` (at most `BUF_SIZE`) bytes available contiguously, or reports the
+    /// end of the file.
+    pub fn fill(&mut self, n: usize) -> Result<(), ParseError> {
+        debug_assert!(n <= BUF_SIZE);
+        if self.end - self.pos >= n {
+            return Ok(());
+        }
+        self.refill(n)
+    }
+
+    #[cold]
+    fn refill(&mut self, n: usize) -> Result<(), ParseError> {
+        if (n as u64) > self.remaining() {
+            return Err(self.eof(n as u64));
+        }
+        self.feed_crc();
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.base += self.pos as u64;
+        self.end -= self.pos;
+        self.pos = 0;
+        self.crc_pos = 0;
+        // Never read past the limit: the file may be growing under us.
+        let want_total = (BUF_SIZE as u64).min(self.limit - self.base) as usize;
+        while self.end < n {
+            match self.inner.read(&mut self.buf[self.end..want_total]) {
+                Ok(0) => break,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.io_error = Some(e.to_string());
+                    self.limit = self.base + self.end as u64;
+                    break;
+                }
+            }
+        }
+        if self.end < n {
+            self.limit = self.base + self.end as u64;
+            return Err(self.eof(n as u64));
+        }
+        Ok(())
+    }
+
+    /// The error for wanting `n` more bytes than the file has.
+    pub fn eof(&self, n: u64) -> ParseError {
+        let at = self.offset();
+        ParseError::truncated(
+            self.limit,
+            format!(
+                "{n} more byte(s) at offset {at}, but the file ends at {}",
+                self.limit
+            ),
+        )
+    }
+
+    /// Checks that a claimed length fits in what is left of the file.
+    pub fn check_len(&self, n: u64, what: &str) -> Result<(), ParseError> {
+        if n > self.remaining() {
+            return Err(ParseError::truncated(
+                self.limit,
+                format!(
+                    "{what} of {n} byte(s) at offset {}, but the file ends at {}",
+                    self.offset(),
+                    self.limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub fn u8(&mut self) -> Result<u8, ParseError> {
+        if self.pos < self.end {
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            return Ok(b);
+        }
+        self.fill(1)?;
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// Consumes `n` (at most `BUF_SIZE`) bytes and returns them.
+    #[inline]
+    pub fn bytes(&mut self, n: usize) -> Result<&[u8], ParseError> {
+        self.fill(n)?;
+        let start = self.pos;
+        self.pos += n;
+        Ok(&self.buf[start..start + n])
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], ParseError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    /// Every buffered byte from the current position, at least `min` of them.
+    pub fn peek(&mut self, min: usize) -> Result<&[u8], ParseError> {
+        self.fill(min)?;
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(self.pos + n <= self.end);
+        self.pos += n;
+    }
+
+    /// Consumes `n` bytes without keeping them (they still go through the CRC).
+    pub fn skip(&mut self, n: u64) -> Result<(), ParseError> {
+        self.check_len(n, "data")?;
+        let mut left = n;
+        while left > 0 {
+            if self.pos == self.end {
+                self.fill(1)?;
+            }
+            let k = ((self.end - self.pos) as u64).min(left) as usize;
+            self.pos += k;
+            left -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Consumes `n` bytes, appending them to `out`.
+    pub fn copy_to(&mut self, n: u64, out: &mut Vec<u8>) -> Result<(), ParseError> {
+        self.check_len(n, "data")?;
+        let mut left = n;
+        out.reserve(n as usize);
+        while left > 0 {
+            if self.pos == self.end {
+                self.fill(1)?;
+            }
+            let k = ((self.end - self.pos) as u64).min(left) as usize;
+            out.extend_from_slice(&self.buf[self.pos..self.pos + k]);
+            self.pos += k;
+            left -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether the file has no more bytes.
+    pub fn at_end(&mut self) -> bool {
+        self.pos == self.end && self.fill(1).is_err()
+    }
+
+    /// Reads up to and including the next `\n`, at most `max` bytes; `None` when the line
+    /// is longer than `max` or the file ends first.
+    pub fn line(&mut self, max: usize, out: &mut Vec<u8>) -> Result<bool, ParseError> {
+        out.clear();
+        loop {
+            if self.pos == self.end {
+                self.fill(1)?;
+            }
+            let avail = &self.buf[self.pos..self.end];
+            if let Some(i) = avail.iter().position(|&b| b == b'\n') {
+                out.extend_from_slice(&avail[..=i]);
+                self.pos += i + 1;
+                return Ok(out.len() <= max);
+            }
+            out.extend_from_slice(avail);
+            self.pos = self.end;
+            if out.len() > max {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc64_matches_redis_test_vector() {
+        // From Redis' crc64.c self test.
+        assert_eq!(crc64(b"123456789"), 0xe9c6d914c4b8d9ca);
+    }
+
+    #[test]
+    fn reads_across_refills_and_tracks_crc() {
+        let data: Vec<u8> = (0..3 * BUF_SIZE + 17).map(|i| (i * 7) as u8).collect();
+        let mut src = Source::new(&data[..], 0, data.len() as u64);
+        src.start_crc();
+        src.skip(BUF_SIZE as u64 - 3).unwrap();
+        assert_eq!(src.bytes(10).unwrap(), &data[BUF_SIZE - 3..BUF_SIZE + 7]);
+        let mut v = Vec::new();
+        src.copy_to(BUF_SIZE as u64 + 5, &mut v).unwrap();
+        assert_eq!(&v[..], &data[BUF_SIZE + 7..2 * BUF_SIZE + 12]);
+        let rest = src.remaining();
+        src.skip(rest).unwrap();
+        assert!(src.at_end());
+        assert_eq!(src.crc(), crc64(&data));
+        assert!(src.u8().is_err());
+    }
+
+    #[test]
+    fn a_claimed_length_beyond_the_file_is_refused() {
+        let data = [1u8; 10];
+        let mut src = Source::new(&data[..], 0, 10);
+        assert!(src.skip(11).is_err());
+        assert!(src.check_len(10, "x").is_ok());
+        let mut v = Vec::new();
+        assert!(src.copy_to(u64::MAX, &mut v).is_err());
+        assert!(v.capacity() < 1024);
+    }
+}

@@ -1,0 +1,195 @@
+//! Stream values (RDB types 15, 19 and 21): node listpacks checked entry by entry, the
+//! stream's metadata, consumer groups with their pending-entry lists and consumers.
+
+use std::io::Read;
+
+use super::error::{BlobFault, BlobResult, ParseError};
+use super::listpack::{self, LpEntry};
+use super::rdb::Rdb;
+
+/// Entries of one group's pending list held to check consumers' lists against it.
+const PEL_CHECK_CAP: u64 = 1 << 18;
+/// Flag of an entry that reuses the master entry's field names.
+const SAME_FIELDS: i64 = 2;
+
+pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseError> {
+    let nodes = rdb.count(2)?;
+    let mut node_id = Vec::with_capacity(16);
+    for _ in 0..nodes {
+        let at = rdb.src.offset();
+        rdb.string_into(&mut node_id, 16)?;
+        if node_id.len() != 16 {
+            return Err(ParseError::corrupt(at, "a 16-byte stream node ID"));
+        }
+        if let Some(b) = rdb.blob()? {
+            validate_node(&rdb.blob).map_err(|f| rdb.blob_fault(b, f))?;
+        }
+    }
+    // Length, last ID; then (v2+) first ID, max deleted ID, entries added.
+    let meta = if t >= 19 { 8 } else { 3 };
+    for _ in 0..meta {
+        rdb.len()?;
+    }
+    let groups = rdb.count(3)?;
+    let mut pel: Vec<[u8; 16]> = Vec::new();
+    for _ in 0..groups {
+        rdb.skip_string()?;
+        rdb.len()?;
+        rdb.len()?;
+        if t >= 19 {
+            rdb.len()?; // entries read
+        }
+        let n = rdb.count(25)?;
+        let hold = n <= PEL_CHECK_CAP;
+        pel.clear();
+        for _ in 0..n {
+            let at = rdb.src.offset();
+            let id: [u8; 16] = rdb.src.array()?;
+            if hold {
+                if pel.last().is_some_and(|last| *last >= id) {
+                    return Err(ParseError::corrupt(
+                        at,
+                        "pending entries in ascending ID order without duplicates",
+                    ));
+                }
+                pel.push(id);
+            }
+            rdb.src.skip(8)?; // delivery time
+            rdb.len()?; // delivery count
+        }
+        let consumers = rdb.count(9)?;
+        for _ in 0..consumers {
+            rdb.skip_string()?;
+            rdb.src.skip(if t >= 21 { 16 } else { 8 })?; // seen (and active) time
+            let owned = rdb.count(16)?;
+            for _ in 0..owned {
+                let at = rdb.src.offset();
+                let id: [u8; 16] = rdb.src.array()?;
+                if hold && pel.binary_search(&id).is_err() {
+                    return Err(ParseError::corrupt(
+                        at,
+                        "a consumer's pending entry that is in its group's pending list",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn take<'a>(it: &mut listpack::Entries<'a>, what: &str) -> BlobResult<(usize, LpEntry<'a>)> {
+    let at = it.offset();
+    match it.next_entry()? {
+        Some(e) => Ok((at, e)),
+        None => Err(BlobFault::new(
+            at,
+            format!("stream {what}, not the end of the node"),
+        )),
+    }
+}
+
+fn int((at, e): (usize, LpEntry<'_>), what: &str) -> BlobResult<i64> {
+    e.int()
+        .ok_or_else(|| BlobFault::new(at, format!("an integer stream {what}")))
+}
+
+/// One stream node: a master entry (count, deleted, field names, 0), then entries of
+/// flags, ID deltas, fields or values, and their own element count.
+pub fn validate_node(lp: &[u8]) -> BlobResult<()> {
+    let mut it = listpack::entries(lp)?;
+    let mut next = |what: &str| take(&mut it, what);
+    let count = int(next("entry count")?, "entry count")?;
+    let deleted = int(next("deleted count")?, "deleted count")?;
+    let master_fields = int(next("master field count")?, "master field count")?;
+    if master_fields < 0 || master_fields as u64 > lp.len() as u64 {
+        return Err(BlobFault::new(6, "a plausible stream master field count"));
+    }
+    for _ in 0..master_fields {
+        next("master field")?;
+    }
+    let term = next("master terminator")?;
+    if int(term, "master terminator")? != 0 {
+        return Err(BlobFault::new(
+            term.0,
+            "the stream master entry terminator 0",
+        ));
+    }
+    let mut seen = 0i64;
+    loop {
+        let at = it.offset();
+        let Some(flags) = it.next_entry()? else { break };
+        let flags = int((at, flags), "entry flags")?;
+        let mut next = |what: &str| take(&mut it, what);
+        int(next("entry ID")?, "entry ID")?;
+        int(next("entry ID")?, "entry ID")?;
+        let expect = if flags & SAME_FIELDS != 0 {
+            for _ in 0..master_fields {
+                next("value")?;
+            }
+            master_fields + 3
+        } else {
+            let fields = int(next("field count")?, "field count")?;
+            if fields < 0 || fields as u64 > lp.len() as u64 {
+                return Err(BlobFault::new(at, "a plausible stream entry field count"));
+            }
+            for _ in 0..fields * 2 {
+                next("field or value")?;
+            }
+            fields * 2 + 4
+        };
+        let lp_count = next("entry element count")?;
+        if int(lp_count, "entry element count")? != expect {
+            return Err(BlobFault::new(
+                lp_count.0,
+                format!("stream entry element count {expect}"),
+            ));
+        }
+        seen += 1;
+    }
+    if seen == 0 || seen != count.saturating_add(deleted) {
+        return Err(BlobFault::new(
+            6,
+            format!("a stream node of {count} live and {deleted} deleted entries, not {seen}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::listpack::tests::build;
+    use LpEntry::{Int, Str};
+
+    #[test]
+    fn accepts_a_node_and_finds_a_bad_count() {
+        let node = [
+            Int(2),
+            Int(0),
+            Int(1),
+            Str(b"f"),
+            Int(0),
+            // Same fields as the master: flags, ms, seq, value, lp-count.
+            Int(2),
+            Int(0),
+            Int(0),
+            Str(b"v"),
+            Int(4),
+            // Own fields: flags, ms, seq, n, field, value, lp-count.
+            Int(0),
+            Int(1),
+            Int(0),
+            Int(1),
+            Str(b"g"),
+            Str(b"w"),
+            Int(6),
+        ];
+        validate_node(&build(&node)).unwrap();
+        let mut bad = node;
+        bad[0] = Int(3);
+        assert!(validate_node(&build(&bad)).is_err());
+        let mut bad = node;
+        bad[9] = Int(5);
+        assert!(validate_node(&build(&bad)).is_err());
+    }
+}

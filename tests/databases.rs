@@ -372,3 +372,116 @@ async fn refusals_leave_everything_as_it_was() {
     assert_eq!(shard_dirs(tmp.path()), 1);
     drop(taken);
 }
+
+/// The `redis://` URL of a database's endpoint, from `--json status databases`.
+fn endpoint_of(lz: &common::Lazarus, name: &str) -> String {
+    let doc = lz.cmd(["--json", "status", "databases"]).run().ok().json();
+    doc[0]["result"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("no database {name}: {doc:?}"))["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn commands_create_kill_restart_and_refuse() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let out = lz
+        .run("create db cache memory 64mb password pw-7f3a")
+        .ok()
+        .stdout_has("Created the default local cluster")
+        .stdout_has("Endpoint: 127.0.0.1:");
+    assert!(!out.stdout.contains("pw-7f3a") && !out.stderr.contains("pw-7f3a"));
+    let endpoint = endpoint_of(&lz, "cache");
+    let client = redis::Client::open(format!("redis://:pw-7f3a@{endpoint}/")).unwrap();
+    let mut k = client.get_connection().unwrap();
+    redis::cmd("SET")
+        .arg("kept")
+        .arg("yes")
+        .exec(&mut k)
+        .unwrap();
+    lz.run("status databases")
+        .ok()
+        .stdout_has("DB:ID")
+        .stdout_has("ENDPOINT")
+        .stdout_has("active");
+    lz.run("status issues_only").ok().stdout_lacks("cache");
+
+    let pid = guard.pids()[0];
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    while guard.pids().contains(&pid) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lz.run("status shards issues_only").ok().stdout_has("DOWN");
+    let doc = lz
+        .cmd(["--json", "status", "issues_only"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(doc[0]["result"]["databases"][0]["status"], "down");
+
+    lz.run("restart db cache").ok().stdout_has("Restarted db:");
+    let mut k = client.get_connection().unwrap();
+    let kept: String = redis::cmd("GET").arg("kept").query(&mut k).unwrap();
+    assert_eq!(kept, "yes");
+
+    // Refusals: the CCS file and the processes stay exactly as they were.
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    let pids = guard.pids();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (line, code, says) in [
+        ("create db cache", 1, "already used"),
+        (&format!("create db other port {port}"), 1, "in use"),
+        ("create db other memory lots", 2, "not a size"),
+        ("create db other replication enabled", 1, "at least 2 nodes"),
+        (
+            "create db other sync_source 127.0.0.1:1",
+            1,
+            "nothing answers",
+        ),
+        ("delete db nosuch", 1, "no database"),
+        ("restart db db:99", 1, "no database"),
+    ] {
+        lz.run(line).fails(code).stderr_has(says);
+        assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs, "{line}");
+        assert_eq!(guard.pids(), pids, "{line}");
+    }
+    drop(taken);
+
+    // A second node makes replication possible, replica on the other node.
+    let base = 20000 + (rand::random::<u16>() % 150) * 60;
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} port_range {base}-{}",
+        lz.path("node2").display(),
+        base + 59
+    ))
+    .ok();
+    lz.run("create db pair replication enabled persistence snapshot")
+        .ok();
+    let doc = lz.cmd(["--json", "status", "shards"]).run().ok().json();
+    let nodes: Vec<_> = doc[0]["result"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "pair")
+        .map(|s| {
+            (
+                s["node"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0].0, nodes[1].0);
+    assert!(nodes.iter().all(|(_, s)| s == "OK"), "{nodes:?}");
+
+    lz.run("delete db pair purge").ok().stdout_has("Removed");
+    lz.run("delete db cache").ok().stdout_has("Kept its data");
+    assert!(guard.pids().is_empty());
+}

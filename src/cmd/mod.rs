@@ -26,10 +26,12 @@
 
 pub mod cluster;
 mod context;
+pub mod db;
 pub mod help;
 pub mod info;
 pub mod node;
 mod reply;
+pub mod status;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -54,6 +56,8 @@ pub enum Command {
     Cluster(cluster::ClusterCommand),
     Node(node::NodeCommand),
     Info(info::InfoCommand),
+    Db(db::DbCommand),
+    Status(status::StatusCommand),
     Help(help::HelpCommand),
     Exit,
 }
@@ -77,10 +81,17 @@ pub enum CommandError {
 pub fn registry() -> &'static [&'static CommandSyntax] {
     static REGISTRY: OnceLock<Vec<&'static CommandSyntax>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        [cluster::SYNTAX, node::SYNTAX, info::SYNTAX, help::SYNTAX]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            cluster::SYNTAX,
+            node::SYNTAX,
+            info::SYNTAX,
+            db::SYNTAX,
+            status::SYNTAX,
+            help::SYNTAX,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     })
 }
 
@@ -95,6 +106,8 @@ impl Command {
             Command::Cluster(c) => c.apply(ctx).await,
             Command::Node(c) => c.apply(ctx).await,
             Command::Info(c) => c.apply(ctx).await,
+            Command::Db(c) => c.apply(ctx).await,
+            Command::Status(c) => c.apply(ctx).await,
             Command::Help(c) => c.apply(ctx).await,
             Command::Exit => Ok(Reply {
                 exit: true,
@@ -110,6 +123,8 @@ impl fmt::Display for Command {
             Command::Cluster(c) => c.fmt(f),
             Command::Node(c) => c.fmt(f),
             Command::Info(c) => c.fmt(f),
+            Command::Db(c) => c.fmt(f),
+            Command::Status(c) => c.fmt(f),
             Command::Help(c) => c.fmt(f),
             Command::Exit => f.write_str("exit"),
         }

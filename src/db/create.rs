@@ -56,17 +56,18 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
         name: name.clone(),
         reason,
     };
-    if name.is_empty() || name.len() > 63 {
-        return Err(bad("it must have 1 to 63 characters"));
+    if name.is_empty() || name.len() > 64 {
+        return Err(bad("it must have 1 to 64 characters"));
     }
+    // A leading letter keeps names apart from ids (`3`, `db:3`).
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(bad("it must start with a letter"));
     }
     if !name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err(bad("only letters, digits, `-` and `_` are allowed"));
+        return Err(bad("only letters, digits, `-`, `_` and `.` are allowed"));
     }
     if cluster.database_by_name(name).is_some() {
         return Err(DbError::NameTaken(name.clone()));

@@ -1,0 +1,340 @@
+//! `create db`, `delete db`, `restart db`: databases as live redis-server shards.
+
+use std::fmt;
+
+use serde_json::json;
+
+use super::{
+    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply,
+    ValueKind,
+};
+use crate::ccs::{Cluster, Database, DbConfig, Persistence};
+use crate::db::{self, CreateDb, DbError, MAX_SHARDS};
+use crate::lang::{quote, DbRef, HostPort};
+use crate::server::{RedisServer, ServerError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbCommand {
+    /// `create db <name> [shards <n>] [replication enabled|disabled] [persistence ...]
+    /// [memory <size>] [port <n>] [password <pw>] [sync_source <host:port>]`
+    Create {
+        name: String,
+        shards: Option<u32>,
+        replication: Option<bool>,
+        persistence: Option<Persistence>,
+        memory: Option<u64>,
+        port: Option<u16>,
+        password: Option<String>,
+        sync_source: Option<HostPort>,
+    },
+    /// `delete db <db> [purge]`
+    Delete { db: DbRef, purge: bool },
+    /// `restart db <db>`
+    Restart { db: DbRef },
+}
+
+const ENABLED: &[&str] = &["enabled", "disabled"];
+const PERSISTENCE: &[&str] = &["aof", "snapshot", "disabled"];
+
+pub static SYNTAX: &[CommandSyntax] = &[
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("create"),
+            Element::Keyword("db"),
+            Element::Arg("name", ValueKind::Word),
+            Element::Options(&[
+                Opt::optional("shards", "n", ValueKind::Integer),
+                Opt::optional("replication", "mode", ValueKind::Choice(ENABLED)),
+                Opt::optional("persistence", "policy", ValueKind::Choice(PERSISTENCE)),
+                Opt::optional("memory", "size", ValueKind::Size),
+                Opt::optional("port", "n", ValueKind::Port),
+                Opt::optional("password", "pw", ValueKind::Secret),
+                Opt::optional("sync_source", "host:port", ValueKind::HostPort),
+            ]),
+        ],
+        summary: "create a database: start its shards and print its endpoint",
+        examples: &[
+            "create db cache",
+            "create db orders shards 3 persistence snapshot memory 1gb",
+            "create db sessions replication enabled persistence aof port 31000",
+            "create db mirror sync_source 127.0.0.1:30000 persistence disabled",
+        ],
+        build: build_create,
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("delete"),
+            Element::Keyword("db"),
+            Element::Arg("db", ValueKind::Database),
+            Element::Options(&[Opt::flag("purge")]),
+        ],
+        summary: "stop a database's shards and remove it; `purge` also deletes its data",
+        examples: &["delete db cache", "delete db db:3 purge"],
+        build: |m| {
+            Ok(Command::Db(DbCommand::Delete {
+                db: m.req("db")?,
+                purge: m.has("purge"),
+            }))
+        },
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("restart"),
+            Element::Keyword("db"),
+            Element::Arg("db", ValueKind::Database),
+        ],
+        summary: "restart a database's shards with the data their persistence kept",
+        examples: &["restart db cache", "restart db db:3"],
+        build: |m| Ok(Command::Db(DbCommand::Restart { db: m.req("db")? })),
+    },
+];
+
+fn build_create(m: &Match) -> Result<Command, ParseError> {
+    let name: String = m.req("name")?;
+    super::cluster::check_name(&name).map_err(|e| ParseError::new(m.span_of("name"), e))?;
+    let shards = match m.opt::<u64>("shards") {
+        Some(n) if n == 0 || n > u64::from(MAX_SHARDS) => {
+            return Err(ParseError::new(
+                m.span_of("shards"),
+                format!("`shards` must be between 1 and {MAX_SHARDS}"),
+            ))
+        }
+        n => n.map(|n| n as u32),
+    };
+    let persistence = m.opt::<&str>("persistence").map(|p| match p {
+        "aof" => Persistence::Aof,
+        "snapshot" => Persistence::Snapshot,
+        _ => Persistence::Disabled,
+    });
+    Ok(Command::Db(DbCommand::Create {
+        name,
+        shards,
+        replication: m.opt::<&str>("replication").map(|r| r == "enabled"),
+        persistence,
+        memory: m.opt("memory"),
+        port: m.opt("port"),
+        password: m.opt("password"),
+        sync_source: m.opt("sync_source"),
+    }))
+}
+
+impl From<DbError> for CommandError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Server(ServerError::StartFailed { .. })
+            | DbError::Server(ServerError::Redis { .. })
+            | DbError::Server(ServerError::Timeout { .. })
+            | DbError::Server(ServerError::Cluster(_))
+            | DbError::Server(ServerError::Io { .. })
+            | DbError::Server(ServerError::Version { .. }) => CommandError::Failed(e.to_string()),
+            _ => CommandError::Refused(e.to_string()),
+        }
+    }
+}
+
+/// The `redis-server` to run: `--redis-server`, then the CCS's, then PATH.
+pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
+    RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
+        .map_err(|e| CommandError::Refused(e.to_string()))
+}
+
+/// A database's JSON shape in replies: never its password.
+pub fn db_json(cluster: &Cluster, d: &Database) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "name": d.config.name,
+        "endpoint": db::endpoint(cluster, d),
+        "shard_count": d.config.shards,
+        "replication": d.config.replication,
+        "persistence": d.config.persistence,
+        "memory": d.config.memory,
+        "password": d.config.password.is_some(),
+        "sync_source": d.config.sync_source,
+        "state": d.state,
+        "shards": d.shards.iter().map(|s| json!({
+            "id": s.id, "node": s.node, "role": s.role, "master": s.master,
+            "slots": s.slots.map(|r| r.to_string()), "port": s.port, "pid": s.pid,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn resolve_ref(cluster: &Cluster, r: &DbRef) -> Result<String, CommandError> {
+    let text = match r {
+        DbRef::Id(id) => format!("db:{id}"),
+        DbRef::Name(name) => name.clone(),
+    };
+    match db::resolve(cluster, &text) {
+        Ok(d) => Ok(d.config.name.clone()),
+        Err(_) => {
+            let known: Vec<String> = cluster
+                .databases
+                .values()
+                .map(|d| format!("db:{} `{}`", d.id, d.config.name))
+                .collect();
+            let known = if known.is_empty() {
+                "there are none".to_string()
+            } else {
+                format!("databases: {}", known.join(", "))
+            };
+            Err(CommandError::Refused(format!(
+                "there is no database {r} ({known})"
+            )))
+        }
+    }
+}
+
+impl DbCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            DbCommand::Create {
+                name,
+                shards,
+                replication,
+                persistence,
+                memory,
+                port,
+                password,
+                sync_source,
+            } => {
+                let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
+                let server = redis_server(ctx, &cluster)?;
+                let config = DbConfig {
+                    name: name.clone(),
+                    shards: shards.unwrap_or(1),
+                    replication: replication.unwrap_or(false),
+                    persistence: persistence.unwrap_or(Persistence::Aof),
+                    memory,
+                    password,
+                    sync_source: sync_source.map(|hp| hp.to_string()),
+                };
+                let task = ctx.progress.task(&format!("create db {name}"), 0);
+                task.set_message("starting shards");
+                let id = match db::create_db(&mut cluster, &server, CreateDb { config, port }).await
+                {
+                    Ok(id) => id,
+                    Err(e) => {
+                        task.finish("failed");
+                        return Err(e.into());
+                    }
+                };
+                if let Err(e) = lock.save(&mut cluster) {
+                    // Unrecorded shards would run unseen: take them down again.
+                    let _ = db::delete_db(&mut cluster, &format!("db:{id}"), true).await;
+                    task.finish("failed");
+                    return Err(e.into());
+                }
+                task.finish("created");
+                let d = &cluster.databases[&id];
+                let mut reply = Reply::new();
+                if let Some(note) = created {
+                    reply = reply.line(note);
+                }
+                let masters = d.config.shards;
+                Ok(reply
+                    .line(format!(
+                        "Created db:{id} `{name}`: {masters} shard{}{}, persistence {}. Endpoint: {}",
+                        if masters == 1 { "" } else { "s" },
+                        if d.config.replication { " with replicas" } else { "" },
+                        d.config.persistence,
+                        db::endpoint(&cluster, d)
+                    ))
+                    .data(db_json(&cluster, d)))
+            }
+            DbCommand::Delete { db: r, purge } => {
+                let (lock, mut cluster) = ctx.lock_cluster()?;
+                let name = resolve_ref(&cluster, &r)?;
+                let out = db::delete_db(&mut cluster, &name, purge).await?;
+                lock.save(&mut cluster)?;
+                let mut reply = Reply::message(format!(
+                    "Deleted db:{} `{}`: stopped {} shard{}.",
+                    out.id,
+                    out.name,
+                    out.stopped,
+                    if out.stopped == 1 { "" } else { "s" }
+                ));
+                for dir in &out.purged {
+                    reply = reply.line(format!("Removed `{}`.", dir.display()));
+                }
+                for dir in &out.kept {
+                    reply = reply.line(format!(
+                        "Kept its data in `{}` (use `purge` to delete it).",
+                        dir.display()
+                    ));
+                }
+                Ok(reply.data(out))
+            }
+            DbCommand::Restart { db: r } => {
+                let (lock, mut cluster) = ctx.lock_cluster()?;
+                let name = resolve_ref(&cluster, &r)?;
+                let server = redis_server(ctx, &cluster)?;
+                let task = ctx.progress.task(&format!("restart db {name}"), 0);
+                let res = db::restart_db(&mut cluster, &server, &name).await;
+                task.finish(if res.is_ok() { "restarted" } else { "failed" });
+                let id = res?;
+                lock.save(&mut cluster)?;
+                let d = &cluster.databases[&id];
+                Ok(Reply::message(format!(
+                    "Restarted db:{id} `{name}`: {} shard{} running. Endpoint: {}",
+                    d.shards.len(),
+                    if d.shards.len() == 1 { "" } else { "s" },
+                    db::endpoint(&cluster, d)
+                ))
+                .data(db_json(&cluster, d)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for DbCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbCommand::Create {
+                name,
+                shards,
+                replication,
+                persistence,
+                memory,
+                port,
+                password,
+                sync_source,
+            } => {
+                write!(f, "create db {}", quote(name))?;
+                if let Some(n) = shards {
+                    write!(f, " shards {n}")?;
+                }
+                if let Some(r) = replication {
+                    write!(
+                        f,
+                        " replication {}",
+                        if *r { "enabled" } else { "disabled" }
+                    )?;
+                }
+                if let Some(p) = persistence {
+                    write!(f, " persistence {p}")?;
+                }
+                if let Some(m) = memory {
+                    write!(f, " memory {m}")?;
+                }
+                if let Some(p) = port {
+                    write!(f, " port {p}")?;
+                }
+                // The shell redacts this before anything is shown or stored.
+                if let Some(pw) = password {
+                    write!(f, " password {}", quote(pw))?;
+                }
+                if let Some(s) = sync_source {
+                    write!(f, " sync_source {s}")?;
+                }
+                Ok(())
+            }
+            DbCommand::Delete { db, purge } => {
+                write!(f, "delete db {db}")?;
+                if *purge {
+                    f.write_str(" purge")?;
+                }
+                Ok(())
+            }
+            DbCommand::Restart { db } => write!(f, "restart db {db}"),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `status [nodes|databases|endpoints|shards] [extra all] [issues_only]`: rladmin's four
+//! tables, from the live processes.
+
+use std::fmt;
+
+use super::{Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, ValueKind};
+use crate::ccs::SlotRange;
+use crate::db::{self, StatusReport, STATUS_TIMEOUT};
+use crate::server::RedisServer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusTable {
+    Nodes,
+    Databases,
+    Endpoints,
+    Shards,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCommand {
+    /// `None`: all four tables.
+    pub table: Option<StatusTable>,
+    pub extra_all: bool,
+    pub issues_only: bool,
+}
+
+const TABLES: &[&str] = &["nodes", "databases", "endpoints", "shards"];
+
+pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
+    elements: &[
+        Element::Keyword("status"),
+        Element::Choice {
+            name: "table",
+            words: TABLES,
+            optional: true,
+        },
+        Element::Options(&[
+            Opt::optional("extra", "all", ValueKind::Choice(&["all"])),
+            Opt::flag("issues_only"),
+        ]),
+    ],
+    summary: "show nodes, databases, endpoints and shards as the live processes report them",
+    examples: &[
+        "status",
+        "status shards",
+        "status databases extra all",
+        "status issues_only",
+        "status nodes extra all issues_only",
+    ],
+    build: |m| {
+        let table = m.opt::<&str>("table").map(|t| match t {
+            "nodes" => StatusTable::Nodes,
+            "databases" => StatusTable::Databases,
+            "endpoints" => StatusTable::Endpoints,
+            _ => StatusTable::Shards,
+        });
+        Ok(Command::Status(StatusCommand {
+            table,
+            extra_all: m.has("extra"),
+            issues_only: m.has("issues_only"),
+        }))
+    },
+}];
+
+impl StatusCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        let cluster = ctx.cluster()?;
+        // The version column falls back to the local binary's; its absence is no error here.
+        let version =
+            RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
+                .ok()
+                .map(|s| s.version);
+        let mut report = db::status(&cluster, version.as_deref(), STATUS_TIMEOUT).await;
+        if self.issues_only {
+            report = report.issues_only();
+        }
+        let want = |t: StatusTable| self.table.is_none() || self.table == Some(t);
+        let mut reply = Reply::new();
+        let mut data = serde_json::Map::new();
+        if want(StatusTable::Nodes) {
+            reply = reply.table(nodes_table(&report, self.extra_all));
+            data.insert(
+                "nodes".into(),
+                serde_json::to_value(&report.nodes).unwrap_or_default(),
+            );
+        }
+        if want(StatusTable::Databases) {
+            reply = reply.table(databases_table(&report, self.extra_all));
+            data.insert(
+                "databases".into(),
+                serde_json::to_value(&report.databases).unwrap_or_default(),
+            );
+        }
+        if want(StatusTable::Endpoints) {
+            reply = reply.table(endpoints_table(&report, self.extra_all));
+            data.insert(
+                "endpoints".into(),
+                serde_json::to_value(&report.endpoints).unwrap_or_default(),
+            );
+        }
+        if want(StatusTable::Shards) {
+            reply = reply.table(shards_table(&report, self.extra_all));
+            data.insert(
+                "shards".into(),
+                serde_json::to_value(&report.shards).unwrap_or_default(),
+            );
+        }
+        Ok(reply.data(serde_json::Value::Object(data)))
+    }
+}
+
+/// `2.46MB`, as rladmin prints sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.2}{}", UNITS[unit])
+    }
+}
+
+fn nodes_table(r: &StatusReport, extra: bool) -> Table {
+    let mut header = vec![
+        "NODE:ID", "ROLE", "ADDRESS", "SHARDS", "CORES", "FREE_RAM", "VERSION", "STATUS",
+    ];
+    if extra {
+        header.extend(["PERSISTENT_PATH", "PORT_RANGE"]);
+    }
+    let mut t = Table::new(header).titled("CLUSTER NODES");
+    for n in &r.nodes {
+        let mut row = vec![
+            format!("{}node:{}", if n.local { "*" } else { "" }, n.id),
+            n.role.to_string(),
+            n.address.clone(),
+            n.shards.to_string(),
+            n.cores.to_string(),
+            format!("{}/{}", human_bytes(n.free_ram), human_bytes(n.total_ram)),
+            n.version.clone().unwrap_or_else(|| "N/A".into()),
+            n.status.clone(),
+        ];
+        if extra {
+            row.extend([n.persistent_path.clone(), n.port_range.clone()]);
+        }
+        t.row(row);
+    }
+    t
+}
+
+fn databases_table(r: &StatusReport, extra: bool) -> Table {
+    let mut header = vec![
+        "DB:ID",
+        "NAME",
+        "TYPE",
+        "STATUS",
+        "SHARDS",
+        "PLACEMENT",
+        "REPLICATION",
+        "PERSISTENCE",
+        "ENDPOINT",
+    ];
+    if extra {
+        header.extend(["MEMORY_LIMIT", "KEYS", "SYNC_SOURCE"]);
+    }
+    let mut t = Table::new(header).titled("DATABASES");
+    for d in &r.databases {
+        let mut row = vec![
+            format!("db:{}", d.id),
+            d.name.clone(),
+            d.kind.to_string(),
+            d.status.clone(),
+            d.shards.to_string(),
+            d.placement.to_string(),
+            enabled(d.replication),
+            d.persistence.clone(),
+            d.endpoint.clone(),
+        ];
+        if extra {
+            row.extend([
+                d.memory_limit.map_or("none".into(), human_bytes),
+                d.keys.to_string(),
+                d.sync_source.clone().unwrap_or_else(|| "N/A".into()),
+            ]);
+        }
+        t.row(row);
+    }
+    t
+}
+
+fn endpoints_table(r: &StatusReport, extra: bool) -> Table {
+    let mut header = vec!["DB:ID", "NAME", "ID", "NODE", "ROLE", "SSL"];
+    if extra {
+        header.extend(["ADDRESS", "STATUS"]);
+    }
+    let mut t = Table::new(header).titled("ENDPOINTS");
+    for e in &r.endpoints {
+        let mut row = vec![
+            format!("db:{}", e.db_id),
+            e.name.clone(),
+            e.id.clone(),
+            format!("node:{}", e.node),
+            e.role.to_string(),
+            if e.ssl { "Yes" } else { "No" }.to_string(),
+        ];
+        if extra {
+            row.extend([e.address.clone(), e.status.clone()]);
+        }
+        t.row(row);
+    }
+    t
+}
+
+fn shards_table(r: &StatusReport, extra: bool) -> Table {
+    let mut header = vec![
+        "DB:ID",
+        "NAME",
+        "ID",
+        "NODE",
+        "ROLE",
+        "SLOTS",
+        "USED_MEMORY",
+        "STATUS",
+    ];
+    if extra {
+        header.extend(["PORT", "PID", "KEYS", "DETAIL"]);
+    }
+    let mut t = Table::new(header).titled("SHARDS");
+    for s in &r.shards {
+        let mut row = vec![
+            format!("db:{}", s.db_id),
+            s.name.clone(),
+            format!("redis:{}", s.id),
+            format!("node:{}", s.node),
+            s.role.to_string(),
+            s.slots.unwrap_or(SlotRange::ALL).to_string(),
+            s.used_memory.map_or("N/A".into(), human_bytes),
+            s.status.clone(),
+        ];
+        if extra {
+            row.extend([
+                s.port.to_string(),
+                s.pid.map_or("N/A".into(), |p| p.to_string()),
+                s.keys.map_or("N/A".into(), |k| k.to_string()),
+                s.detail.clone().unwrap_or_default(),
+            ]);
+        }
+        t.row(row);
+    }
+    t
+}
+
+fn enabled(b: bool) -> String {
+    if b { "enabled" } else { "disabled" }.to_string()
+}
+
+impl fmt::Display for StatusCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("status")?;
+        if let Some(t) = self.table {
+            let word = match t {
+                StatusTable::Nodes => "nodes",
+                StatusTable::Databases => "databases",
+                StatusTable::Endpoints => "endpoints",
+                StatusTable::Shards => "shards",
+            };
+            write!(f, " {word}")?;
+        }
+        if self.extra_all {
+            f.write_str(" extra all")?;
+        }
+        if self.issues_only {
+            f.write_str(" issues_only")?;
+        }
+        Ok(())
+    }
+}

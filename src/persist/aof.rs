@@ -165,7 +165,7 @@ impl<'a> FirstPass<'a> {
             }
             Class::Keyless => {}
             _ => {
-                let Some(key) = cmd.arg(1) else {
+                let Some(key) = base_key(class, cmd) else {
                     self.exact = false;
                     return;
                 };
@@ -281,7 +281,7 @@ impl AofSink for SecondPass<'_> {
                 }
                 Class::Keyless => {}
                 _ => {
-                    if let Some(key) = cmd.arg(1) {
+                    if let Some(key) = base_key(class, cmd) {
                         let db = self.db;
                         self.key(db, key, None);
                     }
@@ -294,6 +294,14 @@ impl AofSink for SecondPass<'_> {
             self.replay.apply(e);
         }
     }
+}
+
+/// The key a base (rewrite output) command is about: rewrites emit each key's commands
+/// one after another, so a change of key is a new key.
+fn base_key<'c>(class: Class, cmd: &Command<'c>) -> Option<&'c [u8]> {
+    aof_keys::written_keys(class, cmd.argc)
+        .next()
+        .and_then(|i| cmd.arg(i))
 }
 
 fn parse_u32(arg: Option<&[u8]>) -> Option<u32> {

@@ -1,0 +1,341 @@
+//! The reader on AOFs written by a real redis-server: multi-part with and without an RDB
+//! preamble, legacy single files, and damaged copies (truncations, corrupt records, bad
+//! manifest lines, missing parts), compared with the server and with redis-check-aof.
+
+mod persist_support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lazarus::persist::{check_path, fix_truncated, CheckOptions, FileKind, FileReport, Verdict};
+use persist_support::{args, Server};
+
+fn check(path: &Path) -> FileReport {
+    check_path(path, &CheckOptions::default())
+}
+
+fn check_aof_tool(path: &Path) -> bool {
+    // redis-check-aof wants the manifest of a multi-part AOF.
+    let target = if path.is_dir() {
+        manifest(path)
+    } else {
+        path.to_path_buf()
+    };
+    Command::new("redis-check-aof")
+        .arg(&target)
+        .output()
+        .expect("redis-check-aof must be installed (redis-tools)")
+        .status
+        .success()
+}
+
+fn manifest(dir: &Path) -> PathBuf {
+    dir.join("appendonly.aof.manifest")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Base data, a rewrite into the base, then incremental commands that create, delete,
+/// rename, move keys and swap databases.
+fn aof_server(preamble: &str) -> (Server, BTreeMap<u32, u64>) {
+    let mut s = Server::start(&[
+        ("appendonly", "yes"),
+        ("aof-use-rdb-preamble", preamble),
+        ("appendfsync", "always"),
+    ]);
+    let mut cmds = Vec::new();
+    for db in [0u32, 1, 5] {
+        cmds.push(args(&["SELECT", &db.to_string()]));
+        for i in 0..200 {
+            cmds.push(args(&["SET", &format!("k{db}:{i}"), &format!("v{i}")]));
+        }
+        for i in 0..300 {
+            cmds.push(args(&["HSET", &format!("h{db}"), &format!("f{i}"), "v"]));
+            cmds.push(args(&["RPUSH", &format!("l{db}"), &format!("e{i}")]));
+            cmds.push(args(&[
+                "ZADD",
+                &format!("z{db}"),
+                &i.to_string(),
+                &format!("m{i}"),
+            ]));
+            cmds.push(args(&["SADD", &format!("s{db}"), &i.to_string()]));
+        }
+        cmds.push(args(&["XADD", &format!("x{db}"), "*", "a", "1"]));
+        cmds.push(args(&["XGROUP", "CREATE", &format!("x{db}"), "g", "0"]));
+        cmds.push(args(&["SET", &format!("ttl{db}"), "v", "EX", "10000"]));
+    }
+    s.batch(&cmds);
+    s.cmd(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=aoflib\nredis.register_function('f1', function() return 1 end)",
+    ]);
+    assert!(s.cmd(&["BGREWRITEAOF"]).text().contains("rewriting"));
+    s.wait_persistence();
+    let incr = [
+        vec!["SELECT", "0"],
+        vec!["SET", "new:0", "a"],
+        vec!["SET", "k0:1", "overwritten"],
+        vec!["DEL", "k0:2", "k0:3", "missing"],
+        vec!["MSET", "new:1", "a", "k0:4", "b"],
+        vec!["RENAME", "k0:5", "renamed:0"],
+        vec!["MOVE", "k0:6", "3"],
+        vec!["EXPIRE", "k0:7", "5000"],
+        vec!["INCR", "counter"],
+        vec!["SELECT", "1"],
+        vec!["HSET", "h1", "extra", "x"],
+        vec!["SADD", "newset", "a", "b"],
+        vec!["UNLINK", "k1:0", "k1:1"],
+        vec!["SWAPDB", "1", "5"],
+        vec!["SELECT", "3"],
+        vec!["FLUSHDB"],
+        vec!["SET", "after-flush", "x"],
+    ];
+    for c in incr {
+        let r = s.cmd(&c);
+        assert!(
+            !matches!(r, persist_support::Reply::Error(_)),
+            "{c:?}: {r:?}"
+        );
+    }
+    let keyspace = s.keyspace();
+    (s, keyspace)
+}
+
+fn dir_of(s: &Server) -> PathBuf {
+    s.path().join("appendonlydir")
+}
+
+fn files_in(dir: &Path, suffix: &str) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
+}
+
+#[test]
+fn multi_part_aof_with_rdb_preamble_counts_what_replay_leaves() {
+    let (s, keyspace) = aof_server("yes");
+    let r = check(&dir_of(&s));
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert_eq!(r.kind, FileKind::AofMultiPart);
+    assert_eq!(r.rdb_version, Some(10));
+    assert!(r.keys_exact, "{:?}", r.warnings);
+    assert_eq!(r.keys_per_db, keyspace);
+    assert!(check_aof_tool(&dir_of(&s)));
+    // The manifest itself leads to the directory.
+    assert_eq!(check(&manifest(&dir_of(&s))).keys_per_db, keyspace);
+}
+
+#[test]
+fn multi_part_aof_without_preamble_and_legacy_single_files() {
+    let (s, keyspace) = aof_server("no");
+    let dir = dir_of(&s);
+    let r = check(&dir);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert_eq!(r.rdb_version, None);
+    assert!(r.keys_exact);
+    assert_eq!(r.keys_per_db, keyspace);
+    assert!(check_aof_tool(&dir));
+    // Base and incr glued together: a legacy appendonly.aof.
+    let tmp = tempfile::tempdir().unwrap();
+    let legacy = tmp.path().join("appendonly.aof");
+    let mut bytes = fs::read(files_in(&dir, ".base.aof")).unwrap();
+    bytes.extend(fs::read(files_in(&dir, ".incr.aof")).unwrap());
+    fs::write(&legacy, &bytes).unwrap();
+    let r = check(&legacy);
+    assert_eq!(
+        (r.verdict, r.kind),
+        (Verdict::Ok, FileKind::AofSingle),
+        "{:?}",
+        r.fault
+    );
+    assert!(r.keys_exact);
+    assert_eq!(r.keys_per_db, keyspace);
+    assert!(check_aof_tool(&legacy));
+}
+
+#[test]
+fn legacy_aof_with_rdb_preamble() {
+    let (s, keyspace) = aof_server("yes");
+    let dir = dir_of(&s);
+    let tmp = tempfile::tempdir().unwrap();
+    let legacy = tmp.path().join("appendonly.aof");
+    let mut bytes = fs::read(files_in(&dir, ".base.rdb")).unwrap();
+    bytes.extend(fs::read(files_in(&dir, ".incr.aof")).unwrap());
+    fs::write(&legacy, &bytes).unwrap();
+    // Told apart by content, whatever the name.
+    let renamed = tmp.path().join("data.bin");
+    fs::write(&renamed, &bytes).unwrap();
+    for p in [&legacy, &renamed] {
+        let r = check(p);
+        assert_eq!(
+            (r.verdict, r.kind),
+            (Verdict::Ok, FileKind::AofSingle),
+            "{:?}",
+            r.fault
+        );
+        assert_eq!(r.keys_per_db, keyspace);
+        assert_eq!(r.rdb_version, Some(10));
+    }
+}
+
+/// Offsets where RESP records start in an AOF (test data holds no `\r\n*` in values).
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(
+        bytes
+            .windows(3)
+            .enumerate()
+            .filter(|(_, w)| w == b"\r\n*")
+            .map(|(i, _)| i + 2),
+    );
+    v
+}
+
+#[test]
+fn truncated_last_incr_is_truncated_and_fixable() {
+    let (s, _) = aof_server("yes");
+    let src = dir_of(&s);
+    let incr = files_in(&src, ".incr.aof");
+    let good = fs::read(&incr).unwrap();
+    let starts = record_starts(&good);
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, cut) in (1..good.len())
+        .step_by((good.len() / 25).max(1))
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("cut{i}"));
+        copy_dir(&src, &dir);
+        let part = dir.join(incr.file_name().unwrap());
+        fs::write(&part, &good[..cut]).unwrap();
+        let r = check(&dir);
+        if starts.contains(&cut) {
+            assert_eq!(r.verdict, Verdict::Ok, "cut {cut}");
+            continue;
+        }
+        assert_eq!(r.verdict, Verdict::Truncated, "cut {cut}: {:?}", r.fault);
+        let valid = r.valid_len.unwrap();
+        assert!(
+            starts.contains(&(valid as usize)) && valid < cut as u64,
+            "cut {cut} valid {valid}"
+        );
+        assert_eq!(r.fault.as_ref().unwrap().file, part);
+        assert!(
+            !check_aof_tool(&dir),
+            "redis-check-aof calls cut {cut} good"
+        );
+        let fixed = tmp.path().join(format!("fixed{i}"));
+        let out = fix_truncated(&r, &fixed).unwrap();
+        assert_eq!(out.kept_len, valid);
+        let f = check(&fixed);
+        assert_eq!(f.verdict, Verdict::Ok, "{:?}", f.fault);
+        assert!(check_aof_tool(&fixed));
+        // The original is untouched, and a second fix to the same place is refused.
+        assert_eq!(fs::read(&part).unwrap(), &good[..cut]);
+        assert!(fix_truncated(&r, &fixed).is_err());
+    }
+}
+
+#[test]
+fn damaged_aofs_are_corrupt_where_the_damage_is() {
+    let (s, _) = aof_server("yes");
+    let src = dir_of(&s);
+    let incr = files_in(&src, ".incr.aof");
+    let incr_name = incr.file_name().unwrap().to_string_lossy().into_owned();
+    let good = fs::read(&incr).unwrap();
+    let starts = record_starts(&good);
+    let tmp = tempfile::tempdir().unwrap();
+    let variant = |name: &str| {
+        let d = tmp.path().join(name);
+        copy_dir(&src, &d);
+        d
+    };
+
+    // A record's `*` replaced: corrupt right there.
+    let d = variant("star");
+    let mid = starts[starts.len() / 2];
+    let mut b = good.clone();
+    b[mid] = b'X';
+    fs::write(d.join(&incr_name), &b).unwrap();
+    let r = check(&d);
+    assert_eq!(r.verdict, Verdict::Corrupt);
+    assert_eq!(r.fault.as_ref().unwrap().offset, mid as u64);
+    assert!(!check_aof_tool(&d));
+
+    // The incr split in two at a record boundary, the first one then cut short: a damaged
+    // middle is corruption, not truncation.
+    let d = variant("middle");
+    let split = starts[starts.len() / 2];
+    fs::write(d.join("first.incr.aof"), &good[..split - 3]).unwrap();
+    fs::write(d.join("second.incr.aof"), &good[split..]).unwrap();
+    fs::remove_file(d.join(&incr_name)).unwrap();
+    let base = files_in(&d, ".base.rdb");
+    let text = format!(
+        "file {} seq 1 type b\nfile first.incr.aof seq 1 type i\nfile second.incr.aof seq 2 type i\n",
+        base.file_name().unwrap().to_string_lossy()
+    );
+    fs::write(manifest(&d), &text).unwrap();
+    let r = check(&d);
+    assert_eq!(r.verdict, Verdict::Corrupt, "{:?}", r.fault);
+    assert_eq!(r.fault.as_ref().unwrap().file, d.join("first.incr.aof"));
+    assert!(!check_aof_tool(&d));
+
+    // A missing incr file: corrupt, pointing at its manifest line.
+    fs::remove_file(d.join("second.incr.aof")).unwrap();
+    fs::write(d.join("first.incr.aof"), &good[..split]).unwrap();
+    let r = check(&d);
+    assert_eq!(r.verdict, Verdict::Corrupt);
+    let f = r.fault.unwrap();
+    assert_eq!(
+        (f.file, f.offset),
+        (manifest(&d), text.find("file second").unwrap() as u64)
+    );
+    assert!(!check_aof_tool(&d));
+
+    // A bad manifest line.
+    let d = variant("manifest");
+    let m = fs::read_to_string(manifest(&d)).unwrap();
+    let first_line = m.find('\n').unwrap() + 1;
+    fs::write(
+        manifest(&d),
+        format!("{}file x seq 9 type z\n", &m[..first_line]),
+    )
+    .unwrap();
+    let r = check(&d);
+    assert_eq!(r.verdict, Verdict::Corrupt);
+    let f = r.fault.unwrap();
+    assert_eq!((f.file, f.offset), (manifest(&d), first_line as u64));
+    assert!(f.expected.contains("line 2"), "{}", f.expected);
+    assert!(!check_aof_tool(&d));
+
+    // Damage in the RDB preamble of the base.
+    let d = variant("preamble");
+    let base = files_in(&d, ".base.rdb");
+    let mut b = fs::read(&base).unwrap();
+    b[3] ^= 0x40;
+    fs::write(&base, &b).unwrap();
+    let r = check(&d);
+    assert_eq!(r.verdict, Verdict::Corrupt);
+    assert_eq!(r.fault.unwrap().file, base);
+    assert!(!check_aof_tool(&d));
+}
+
+#[test]
+fn unreadable_paths_say_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = check(&tmp.path().join("nope.rdb"));
+    assert_eq!(r.verdict, Verdict::Unreadable);
+    let r = check(tmp.path());
+    assert_eq!(r.verdict, Verdict::Corrupt);
+    assert!(r.fault.unwrap().expected.contains("manifest"));
+}

@@ -608,3 +608,104 @@ fn persistent_path_never_overlaps_a_recovery_path() {
     assert_eq!(n1.persistent_path, home.join("nodes/1-recovered"));
     assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
 }
+
+#[test]
+fn recover_stores_into_an_empty_home_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let store = crate::ccs::Store::new(tmp.path().join("home"));
+    let req = RecoverRequest::Backup(FromBackup {
+        filename: backup_of(&cluster, 1),
+        persistent_path: Some(tmp.path().join("new1")),
+        ..Default::default()
+    });
+    let rebuilt = recover(&store, &req).unwrap();
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!(stored, rebuilt.cluster);
+    assert_eq!(stored.generation, 8);
+    // Every node's backup is the recovered document.
+    for node in stored.nodes.values() {
+        let backup: Cluster =
+            serde_json::from_slice(&fs::read(node.ccs_backup_dir().join("ccs.json")).unwrap())
+                .unwrap();
+        assert_eq!(backup, stored);
+    }
+    // The old backup of node:1, the file recovered from, is left as it was.
+    let old: Cluster = serde_json::from_slice(&fs::read(backup_of(&cluster, 1)).unwrap()).unwrap();
+    assert_eq!(old, cluster);
+
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.starts_with("a cluster already exists in") && e.contains("`prod`"),
+        "{e}"
+    );
+    assert_eq!(store.load().unwrap().unwrap(), stored);
+}
+
+#[test]
+fn recover_never_replaces_a_foreign_or_newer_node_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let store = crate::ccs::Store::new(tmp.path().join("home"));
+    // node:1's new persistent path holds another cluster's node.
+    let mut other = sample(&tmp.path().join("other"));
+    other.cluster_id = 77;
+    write_disks(&other);
+    let req = RecoverRequest::Backup(FromBackup {
+        filename: backup_of(&cluster, 1),
+        persistent_path: Some(tmp.path().join("other/n1")),
+        ..Default::default()
+    });
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.ends_with("it holds the configuration of cluster_id 77"),
+        "{e}"
+    );
+    assert!(store.load().unwrap().is_none());
+
+    // node:2's backup is newer than the file given.
+    let mut newer = cluster.clone();
+    newer.generation = 20;
+    fs::write(backup_of(&cluster, 2), serde_json::to_vec(&newer).unwrap()).unwrap();
+    let req = RecoverRequest::Backup(FromBackup {
+        filename: backup_of(&cluster, 1),
+        ..Default::default()
+    });
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.contains("newer backup of this cluster (generation 20, recovering 7)"),
+        "{e}"
+    );
+    assert!(store.load().unwrap().is_none());
+    let kept: Cluster = serde_json::from_slice(&fs::read(backup_of(&cluster, 2)).unwrap()).unwrap();
+    assert_eq!(kept.generation, 20);
+}
+
+#[test]
+fn shards_missing_from_the_backup_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    write_disks(&cluster);
+    // The backup predates `orders`.
+    let orders = cluster.databases.remove(&6).unwrap();
+    let file = tmp.path().join("old.json");
+    fs::write(&file, serde_json::to_vec(&cluster).unwrap()).unwrap();
+    let rebuilt = from_backup(&FromBackup {
+        filename: file,
+        ..Default::default()
+    })
+    .unwrap();
+    let problems = rebuilt.problems.join("\n");
+    for s in &orders.shards {
+        assert!(
+            problems.contains(&format!(
+                "holds shard `redis:{}` of `db:6` `orders`, which the backup does not list",
+                s.id
+            )),
+            "{problems}"
+        );
+    }
+    assert_eq!(rebuilt.alloc.largest.unwrap().id, 9);
+}

@@ -1,0 +1,81 @@
+//! Storing a rebuilt configuration: only into an empty home, under the store's lock, and
+//! never over a node backup that is another cluster's or newer than what is written.
+
+use std::fs;
+use std::path::Path;
+
+use crate::ccs::{Cluster, Store};
+
+use super::{from_backup, from_identities, FromBackup, FromIdentities, RebuildError, Rebuilt};
+
+/// The two forms of `cluster recover`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoverRequest {
+    Backup(FromBackup),
+    Identities(FromIdentities),
+}
+
+/// Rebuilds the configuration and stores it in `store`'s home, which must hold no cluster.
+/// The store writes the home's document and every node's `ccs/` backup.
+pub fn recover(store: &Store, req: &RecoverRequest) -> Result<Rebuilt, RebuildError> {
+    let lock = store.lock()?;
+    if let Some(existing) = lock.load()? {
+        return Err(RebuildError::ClusterExists {
+            home: store.home().to_path_buf(),
+            name: existing.name,
+            cluster_id: existing.cluster_id,
+        });
+    }
+    let mut rebuilt = match req {
+        RecoverRequest::Backup(req) => from_backup(req)?,
+        RecoverRequest::Identities(req) => from_identities(req, store.home())?,
+    };
+    check_backup_targets(&rebuilt.cluster)?;
+    lock.save(&mut rebuilt.cluster)?;
+    Ok(rebuilt)
+}
+
+/// Refuses to store when a node's `ccs/ccs.json` would replace a document that is not an
+/// older backup of this same cluster: another cluster's configuration, something
+/// unreadable, or a newer backup (which the operator should recover from instead).
+fn check_backup_targets(cluster: &Cluster) -> Result<(), RebuildError> {
+    for node in cluster.nodes.values() {
+        let path = node.ccs_backup_dir().join("ccs.json");
+        let refuse = |reason: String| RebuildError::BackupTarget {
+            path: path.clone(),
+            reason,
+        };
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(refuse(e.to_string())),
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| refuse(format!("it is not a CCS document ({e})")))?;
+        let id = doc.get("cluster_id").and_then(|v| v.as_u64());
+        if id != Some(cluster.cluster_id) {
+            return Err(refuse(match id {
+                Some(id) => format!("it holds the configuration of cluster_id {id}"),
+                None => "it is not a CCS document".into(),
+            }));
+        }
+        let generation = doc.get("generation").and_then(|v| v.as_u64()).unwrap_or(0);
+        if generation > cluster.generation {
+            return Err(refuse(format!(
+                "it is a newer backup of this cluster (generation {generation}, recovering {}): recover from it with `cluster recover filename {}`",
+                cluster.generation,
+                quote_path(&path)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn quote_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text.contains(char::is_whitespace) || text.contains('"') {
+        format!("{text:?}")
+    } else {
+        text
+    }
+}

@@ -1,4 +1,7 @@
-//! `cluster ...`: making a cluster (`cluster create`).
+//! `cluster ...`: making a cluster (`cluster create`) or bringing one back (`cluster
+//! recover`, in [`recover`]).
+
+mod recover;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -22,6 +25,8 @@ pub enum ClusterCommand {
         persistent_path: Option<PathBuf>,
         addr: Option<IpAddr>,
     },
+    /// `cluster recover filename <path> ...` / `cluster recover cluster_id <id> ...`
+    Recover(crate::recovery::rebuild::RecoverRequest),
 }
 
 pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
@@ -41,7 +46,10 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
         "cluster create name prod cluster_id 42 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1",
     ],
     build: build_create,
-}];
+},
+    recover::FROM_BACKUP,
+    recover::FROM_IDENTITIES,
+];
 
 fn build_create(m: &Match) -> Result<Command, ParseError> {
     let name: String = m.req("name")?;
@@ -86,6 +94,7 @@ impl ClusterCommand {
                 persistent_path,
                 addr,
             } => create(ctx, name, cluster_id, persistent_path, addr),
+            ClusterCommand::Recover(req) => recover::apply(ctx, &req),
         }
     }
 }
@@ -160,6 +169,7 @@ impl fmt::Display for ClusterCommand {
                 }
                 Ok(())
             }
+            ClusterCommand::Recover(req) => recover::fmt(req, f),
         }
     }
 }

@@ -1,0 +1,269 @@
+//! `cluster recover ...`: the cluster configuration brought back from a CCS backup or from
+//! the shard identity files on the old disks (see [`crate::recovery::rebuild`]).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::super::{
+    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply, Table,
+    ValueKind,
+};
+use super::{check_name, ClusterCommand};
+use crate::lang::quote;
+use crate::recovery::rebuild::{self, FromBackup, FromIdentities, RebuildError, RecoverRequest};
+
+pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
+    elements: &[
+        Element::Keyword("cluster"),
+        Element::Keyword("recover"),
+        Element::Keyword("filename"),
+        Element::Arg("filename", ValueKind::Path),
+        Element::Options(&[
+            Opt::optional("node_uid", "node", ValueKind::Node),
+            Opt::optional("persistent_path", "path", ValueKind::Path),
+            Opt::optional("addr", "ip", ValueKind::Ip),
+            Opt::optional("cluster_id", "id", ValueKind::Integer),
+            Opt::optional("alloc_id", "n", ValueKind::Integer),
+        ]),
+    ],
+    summary: "bring the cluster configuration back from a node's CCS backup (`<persistent_path>/ccs/ccs.json`); databases come back pending recovery",
+    examples: &[
+        "cluster recover filename /mnt/old-node1/ccs/ccs.json",
+        "cluster recover filename /mnt/old-node1/ccs/ccs.json node_uid 1 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1 alloc_id 500",
+        "cluster recover filename \"/mnt/old disk/ccs\" cluster_id 42 node_uid node:2",
+    ],
+    build: build_from_backup,
+};
+
+pub(super) const FROM_IDENTITIES: CommandSyntax = CommandSyntax {
+    elements: &[
+        Element::Keyword("cluster"),
+        Element::Keyword("recover"),
+        Element::Keyword("cluster_id"),
+        Element::Arg("cluster_id", ValueKind::Integer),
+        Element::Options(&[
+            Opt::required("recovery_path", "path", ValueKind::Path).repeated(),
+            Opt::optional("node_uid", "node", ValueKind::Node),
+            Opt::optional("persistent_path", "path", ValueKind::Path),
+            Opt::optional("addr", "ip", ValueKind::Ip),
+            Opt::optional("name", "name", ValueKind::Word),
+            Opt::optional("alloc_id", "n", ValueKind::Integer),
+        ]),
+    ],
+    summary: "with no backup left, rebuild the cluster configuration from the shard identity files under the old nodes' disks",
+    examples: &[
+        "cluster recover cluster_id 42 recovery_path /mnt/old-node1 /mnt/old-node2",
+        "cluster recover cluster_id 42 recovery_path /mnt/old name prod node_uid 2 alloc_id 1000",
+    ],
+    build: build_from_identities,
+};
+
+fn build_from_backup(m: &Match) -> Result<Command, ParseError> {
+    Ok(Command::Cluster(ClusterCommand::Recover(
+        RecoverRequest::Backup(FromBackup {
+            filename: m.req("filename")?,
+            node_uid: m.opt("node_uid"),
+            persistent_path: m.opt("persistent_path"),
+            addr: m.opt("addr"),
+            cluster_id: m.opt("cluster_id"),
+            alloc_id: m.opt("alloc_id"),
+        }),
+    )))
+}
+
+fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
+    let name: Option<String> = m.opt("name");
+    if let Some(name) = &name {
+        check_name(name).map_err(|e| ParseError::new(m.span_of("name"), e))?;
+    }
+    Ok(Command::Cluster(ClusterCommand::Recover(
+        RecoverRequest::Identities(FromIdentities {
+            cluster_id: m.req("cluster_id")?,
+            recovery_paths: m.all("recovery_path"),
+            node_uid: m.opt("node_uid"),
+            persistent_path: m.opt("persistent_path"),
+            addr: m.opt("addr"),
+            name,
+            alloc_id: m.opt("alloc_id"),
+        }),
+    )))
+}
+/// `cluster recover ...`: stores the rebuilt configuration and says what was chosen,
+/// what was left out, and what to do next.
+pub(super) fn apply(ctx: &Context, req: &RecoverRequest) -> Result<Reply, CommandError> {
+    let rebuilt = rebuild::recover(&ctx.store, req).map_err(|e| match e {
+        RebuildError::Store(e) => CommandError::Store(e),
+        e => CommandError::Refused(e.to_string()),
+    })?;
+    let cluster = &rebuilt.cluster;
+    let from = match req {
+        RecoverRequest::Backup(_) => "its CCS backup".to_string(),
+        RecoverRequest::Identities(_) => "its shard identity files".to_string(),
+    };
+    let mut reply = Reply::message(format!(
+        "Recovered cluster `{}` (cluster_id {}) from {from}: {} node(s), {} database(s) pending recovery; this machine is node:{}.",
+        cluster.name,
+        cluster.cluster_id,
+        cluster.nodes.len(),
+        cluster.databases.len(),
+        cluster.local_node
+    ));
+    let alloc = &rebuilt.alloc;
+    reply = reply.line(match (&alloc.largest, alloc.given) {
+        (Some(l), true) => format!(
+            "alloc_id {} (given): above the largest id in use, {} ({l}).",
+            alloc.alloc_id, l.id
+        ),
+        (Some(l), false) => format!(
+            "alloc_id {}: the largest id in use is {} ({l}); {} above it.",
+            alloc.alloc_id,
+            l.id,
+            rebuild::ALLOC_MARGIN
+        ),
+        (None, _) => format!("alloc_id {}: no id found in use.", alloc.alloc_id),
+    });
+    for note in &rebuilt.notes {
+        reply = reply.line(format!("note: {note}"));
+    }
+    for problem in &rebuilt.problems {
+        reply = reply.line(format!("warning: {problem}"));
+    }
+    let mut nodes =
+        Table::new(["NODE:ID", "ADDRESS", "PERSISTENT_PATH", "RECOVERY_PATH"]).titled("NODES");
+    for node in cluster.nodes.values() {
+        let local = if node.id == cluster.local_node {
+            "*"
+        } else {
+            ""
+        };
+        nodes.row([
+            format!("{local}node:{}", node.id),
+            node.addr.clone(),
+            node.persistent_path.display().to_string(),
+            node.recovery_path
+                .as_ref()
+                .map_or("N/A".to_string(), |p| p.display().to_string()),
+        ]);
+    }
+    let mut dbs = Table::new([
+        "DB:ID",
+        "NAME",
+        "SHARDS",
+        "REPLICATION",
+        "PERSISTENCE",
+        "PORT",
+        "STATUS",
+    ])
+    .titled("DATABASES");
+    for db in cluster.databases.values() {
+        dbs.row([
+            format!("db:{}", db.id),
+            db.config.name.clone(),
+            db.shards.len().to_string(),
+            if db.config.replication {
+                "enabled"
+            } else {
+                "disabled"
+            }
+            .to_string(),
+            db.config.persistence.to_string(),
+            db.port.to_string(),
+            db.state.to_string(),
+        ]);
+    }
+    let missing: Vec<String> = cluster
+        .nodes
+        .values()
+        .filter(|n| n.recovery_path.is_none())
+        .map(|n| format!("`node {} recovery_path set <path>`", n.id))
+        .collect();
+    let next = if cluster.databases.is_empty() {
+        "No databases to recover.".to_string()
+    } else if missing.is_empty() {
+        "Next: `recover list` to check the files, then `recover all`.".to_string()
+    } else {
+        format!(
+            "Next: say where the old files are ({}), `recover list` to check them, then `recover all`.",
+            missing.join(", ")
+        )
+    };
+    let data = json!({
+        "name": cluster.name,
+        "cluster_id": cluster.cluster_id,
+        "local_node": cluster.local_node,
+        "alloc_id": alloc.alloc_id,
+        "alloc_id_given": alloc.given,
+        "largest_id_in_use": alloc.largest,
+        "nodes": cluster.nodes.values().map(|n| json!({
+            "id": n.id,
+            "addr": n.addr,
+            "persistent_path": n.persistent_path,
+            "recovery_path": n.recovery_path,
+        })).collect::<Vec<_>>(),
+        "databases": cluster.databases.values().map(|db| json!({
+            "id": db.id,
+            "name": db.config.name,
+            "state": db.state,
+        })).collect::<Vec<_>>(),
+        "notes": rebuilt.notes,
+        "problems": rebuilt.problems,
+    });
+    reply = reply.table(nodes);
+    if !cluster.databases.is_empty() {
+        reply = reply.table(dbs);
+    }
+    Ok(reply.line(next).data(data))
+}
+
+/// Canonical text of `cluster recover ...`.
+pub(super) fn fmt(req: &RecoverRequest, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let path = |p: &PathBuf| quote(&p.to_string_lossy());
+    match req {
+        RecoverRequest::Backup(b) => {
+            write!(f, "cluster recover filename {}", path(&b.filename))?;
+            if let Some(id) = b.node_uid {
+                write!(f, " node_uid {id}")?;
+            }
+            if let Some(p) = &b.persistent_path {
+                write!(f, " persistent_path {}", path(p))?;
+            }
+            if let Some(addr) = b.addr {
+                write!(f, " addr {addr}")?;
+            }
+            if let Some(id) = b.cluster_id {
+                write!(f, " cluster_id {id}")?;
+            }
+            if let Some(id) = b.alloc_id {
+                write!(f, " alloc_id {id}")?;
+            }
+        }
+        RecoverRequest::Identities(r) => {
+            write!(
+                f,
+                "cluster recover cluster_id {} recovery_path",
+                r.cluster_id
+            )?;
+            for p in &r.recovery_paths {
+                write!(f, " {}", path(p))?;
+            }
+            if let Some(id) = r.node_uid {
+                write!(f, " node_uid {id}")?;
+            }
+            if let Some(p) = &r.persistent_path {
+                write!(f, " persistent_path {}", path(p))?;
+            }
+            if let Some(addr) = r.addr {
+                write!(f, " addr {addr}")?;
+            }
+            if let Some(name) = &r.name {
+                write!(f, " name {}", quote(name))?;
+            }
+            if let Some(id) = r.alloc_id {
+                write!(f, " alloc_id {id}")?;
+            }
+        }
+    }
+    Ok(())
+}

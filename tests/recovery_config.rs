@@ -1,0 +1,380 @@
+//! End to end: `cluster recover` through the real binary, on clusters made with Lazarus
+//! on real redis-server processes (both forms, foreign files, `alloc_id`).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+use common::procs::ProcessGuard;
+use serde_json::Value;
+
+/// One test's world: a temp root holding the homes and the nodes' disks, and a guard that
+/// kills every redis-server started under it, even when the test fails.
+struct World {
+    // Dropped first: the guard kills the servers before their directories go.
+    guard: ProcessGuard,
+    root: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Clusters made by `cluster create` put node:1 on the default port range; tests that
+/// create databases there run one at a time so their port probes do not race.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+impl World {
+    fn new() -> World {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let root = tempfile::tempdir().unwrap();
+        let guard = ProcessGuard::new(root.path());
+        World {
+            guard,
+            root,
+            _serial: serial,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// `lazarus --home <root>/<home> --json <words...>`: every document printed, and the
+    /// exit status.
+    fn run(&self, home: &str, words: &[&str]) -> (i32, Vec<Value>, Output) {
+        let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+            .arg("--home")
+            .arg(self.path(home))
+            .arg("--json")
+            .args(words)
+            .output()
+            .unwrap();
+        let docs = serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code().unwrap_or(-1), docs, out)
+    }
+
+    /// Runs a command that must succeed; its `result`.
+    fn ok(&self, home: &str, words: &[&str]) -> Value {
+        let (code, docs, out) = self.run(home, words);
+        assert_eq!(
+            code,
+            0,
+            "`{}` failed: {}{}",
+            words.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        docs.last().map_or(Value::Null, |d| d["result"].clone())
+    }
+
+    /// Runs a command that must fail; its error message.
+    fn fails(&self, home: &str, words: &[&str]) -> String {
+        let (code, docs, out) = self.run(home, words);
+        assert_eq!(
+            code,
+            1,
+            "`{}` did not fail as refused: {out:?}",
+            words.join(" ")
+        );
+        let doc = docs.last().unwrap_or_else(|| panic!("no output: {out:?}"));
+        assert_eq!(doc["ok"], false);
+        doc["error"].as_str().unwrap().to_string()
+    }
+
+    fn p(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+}
+
+/// A cluster made with Lazarus: node:1 at `n1`, node:2 at `n2`, a replicated AOF
+/// database and a 3-shard snapshot cluster database; then every shard killed and the home
+/// deleted, as after a disaster. Returns the cluster's last CCS as it was.
+fn disaster(w: &World) -> Value {
+    let lo = 20000 + (rand::random::<u16>() % 300) * 100;
+    let range = format!("{lo}-{}", lo + 49);
+    w.ok(
+        "home",
+        &[
+            "cluster",
+            "create",
+            "name",
+            "prod",
+            "persistent_path",
+            &w.p("n1"),
+        ],
+    );
+    w.ok(
+        "home",
+        &[
+            "node",
+            "add",
+            "addr",
+            "127.0.0.1",
+            "persistent_path",
+            &w.p("n2"),
+            "port_range",
+            &range,
+        ],
+    );
+    w.ok(
+        "home",
+        &[
+            "create",
+            "db",
+            "cache",
+            "replication",
+            "enabled",
+            "persistence",
+            "aof",
+        ],
+    );
+    w.ok(
+        "home",
+        &[
+            "create",
+            "db",
+            "orders",
+            "shards",
+            "3",
+            "persistence",
+            "snapshot",
+        ],
+    );
+    let ccs: Value = serde_json::from_slice(&fs::read(w.path("home/ccs.json")).unwrap()).unwrap();
+    w.guard.kill_all();
+    fs::remove_dir_all(w.path("home")).unwrap();
+    ccs
+}
+
+/// The databases of a CCS document as recovery must bring them back: same ids, config,
+/// ports and shards, pending recovery, no pids.
+fn expected_databases(ccs: &Value) -> Value {
+    let mut dbs = ccs["databases"].clone();
+    for db in dbs.as_object_mut().unwrap().values_mut() {
+        db["state"] = "pending_recovery".into();
+        for shard in db["shards"].as_array_mut().unwrap() {
+            shard.as_object_mut().unwrap().remove("pid");
+        }
+    }
+    dbs
+}
+
+fn stored(w: &World, home: &str) -> Value {
+    serde_json::from_slice(&fs::read(w.path(home).join("ccs.json")).unwrap()).unwrap()
+}
+
+fn largest_id(ccs: &Value) -> u64 {
+    let mut ids: Vec<u64> = ccs["nodes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    for db in ccs["databases"].as_object().unwrap().values() {
+        ids.push(db["id"].as_u64().unwrap());
+        ids.extend(
+            db["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_u64().unwrap()),
+        );
+    }
+    ids.into_iter().max().unwrap()
+}
+
+#[test]
+fn identity_files_rebuild_the_configuration_and_refuse_foreign_ones() {
+    let w = World::new();
+    let before = disaster(&w);
+    let cluster_id = before["cluster_id"].as_u64().unwrap().to_string();
+    // No backup survives anywhere.
+    fs::remove_dir_all(w.path("n1/ccs")).unwrap();
+    fs::remove_dir_all(w.path("n2/ccs")).unwrap();
+
+    // Another cluster's node disk, mounted next to ours.
+    w.ok(
+        "other",
+        &[
+            "cluster",
+            "create",
+            "name",
+            "other",
+            "persistent_path",
+            &w.p("f1"),
+        ],
+    );
+    w.ok("other", &["create", "db", "alien", "persistence", "aof"]);
+    w.guard.kill_all();
+    let other_id = stored(&w, "other")["cluster_id"].as_u64().unwrap();
+
+    let e = w.fails(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+            &w.p("f1"),
+        ],
+    );
+    assert!(
+        e.contains(&format!(
+            "no shard identity file of cluster_id {cluster_id}"
+        )) && e.contains(&format!("cluster_id {other_id} only")),
+        "{e}"
+    );
+    assert!(!w.path("home/ccs.json").exists());
+
+    let r = w.ok(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+            &w.p("n1"),
+            &w.p("n2"),
+            &w.p("f1"),
+        ],
+    );
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "belongs to cluster_id {other_id}, not {cluster_id}: skipped"
+        )),
+        "{r}"
+    );
+    let after = stored(&w, "home");
+    assert_eq!(after["name"], "prod");
+    assert_eq!(after["databases"], expected_databases(&before));
+    assert_eq!(after["nodes"]["1"]["recovery_path"], w.p("n1"));
+    assert_eq!(after["nodes"]["2"]["recovery_path"], w.p("n2"));
+    assert!(after["alloc_id"].as_u64().unwrap() > largest_id(&before));
+    assert_eq!(r["alloc_id"], after["alloc_id"]);
+
+    // `status` shows the databases waiting, none running.
+    let status = w.ok("home", &["status", "databases"]).to_string();
+    assert!(
+        status.contains("pending recovery") || status.contains("pending_recovery"),
+        "{status}"
+    );
+}
+
+#[test]
+fn backup_brings_the_configuration_back_and_ids_are_never_reused() {
+    let w = World::new();
+    let before = disaster(&w);
+    let largest = largest_id(&before);
+    // A database directory created after the last backup was written.
+    let late = largest + 40;
+    let late_dir = w.path(&format!("n2/redis/db-{}/shard-{late}", late - 1));
+    fs::create_dir_all(&late_dir).unwrap();
+
+    let backup = w.p("n1/ccs/ccs.json");
+    let too_small = late.to_string();
+    let e = w.fails(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "filename",
+            &backup,
+            "persistent_path",
+            &w.p("new1"),
+            "alloc_id",
+            &too_small,
+        ],
+    );
+    assert_eq!(
+        e,
+        format!(
+            "alloc_id {late} is too small: id {late} is already in use (shard directory `{}`); give an alloc_id above {late} or leave it out",
+            late_dir.display()
+        )
+    );
+    assert!(!w.path("home/ccs.json").exists());
+
+    let r = w.ok(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "filename",
+            &backup,
+            "node_uid",
+            "1",
+            "persistent_path",
+            &w.p("new1"),
+        ],
+    );
+    let alloc = r["alloc_id"].as_u64().unwrap();
+    assert!(alloc > late, "{r}");
+    let after = stored(&w, "home");
+    assert_eq!(after["alloc_id"].as_u64(), Some(alloc));
+    assert_eq!(after["databases"], expected_databases(&before));
+    // node:1 moved to a fresh path; its old one, still holding data, is where it recovers from.
+    assert_eq!(after["nodes"]["1"]["persistent_path"], w.p("new1"));
+    assert_eq!(after["nodes"]["1"]["recovery_path"], w.p("n1"));
+    // Backups are written to every node again.
+    assert!(w.path("new1/ccs/ccs.json").is_file());
+
+    // A second recover into the same home is refused and changes nothing.
+    let e = w.fails("home", &["cluster", "recover", "filename", &backup]);
+    assert!(e.starts_with("a cluster already exists in"), "{e}");
+    assert_eq!(stored(&w, "home"), after);
+
+    // A database created now never takes an old id.
+    w.ok(
+        "home",
+        &["create", "db", "fresh", "persistence", "disabled"],
+    );
+    let now = stored(&w, "home");
+    let fresh = now["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|d| d["name"] == "fresh")
+        .unwrap();
+    assert!(fresh["id"].as_u64().unwrap() >= alloc, "{fresh}");
+    for s in fresh["shards"].as_array().unwrap() {
+        assert!(s["id"].as_u64().unwrap() > alloc);
+    }
+}
+
+#[test]
+fn bad_backups_are_refused_naming_the_file() {
+    let w = World::new();
+    fs::create_dir_all(w.path("old")).unwrap();
+    let file = w.path("old/ccs.json");
+    fs::write(&file, "{\"format\": 1, \"name\": ").unwrap();
+    let e = w.fails(
+        "home",
+        &["cluster", "recover", "filename", &w.p("old/ccs.json")],
+    );
+    assert!(
+        e.starts_with(&format!("the CCS backup `{}` is not valid", file.display())),
+        "{e}"
+    );
+    fs::write(&file, r#"{"format": 9}"#).unwrap();
+    let e = w.fails(
+        "home",
+        &["cluster", "recover", "filename", &w.p("old/ccs.json")],
+    );
+    assert!(
+        e.contains("has format 9, this lazarus reads format 1"),
+        "{e}"
+    );
+    let e = w.fails(
+        "home",
+        &["cluster", "recover", "filename", &w.p("nope.json")],
+    );
+    assert!(e.starts_with("cannot read the CCS backup"), "{e}");
+    assert!(!w.path("home/ccs.json").exists());
+}

@@ -267,3 +267,31 @@ pub(super) fn fmt(req: &RecoverRequest, f: &mut fmt::Formatter<'_>) -> fmt::Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::registry;
+    use crate::lang::complete::complete;
+
+    fn candidates(line: &str) -> Vec<String> {
+        complete(registry(), None, line, line.len()).candidates
+    }
+
+    #[test]
+    fn completes_both_forms_and_paths() {
+        assert_eq!(candidates("cluster recover "), ["cluster_id", "filename"]);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("old-n1/ccs")).unwrap();
+        let dir = format!("{}/", tmp.path().display());
+        let got = candidates(&format!("cluster recover filename {dir}ol"));
+        assert_eq!(got, [format!("{dir}old-n1/")]);
+        let got = candidates(&format!(
+            "cluster recover cluster_id 7 recovery_path {dir}old-n1 "
+        ));
+        // Another path for `recovery_path`, or the next option.
+        for key in ["node_uid", "persistent_path", "addr", "name", "alloc_id"] {
+            assert!(got.contains(&key.to_string()), "{got:?}");
+        }
+        assert!(got.iter().any(|c| c.ends_with('/')), "{got:?}");
+    }
+}

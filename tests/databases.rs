@@ -175,6 +175,22 @@ async fn three_shard_snapshot_cluster() {
     assert_eq!(report.databases[0].keys, 100);
     assert!(report.shards.iter().all(|s| s.status == "OK"));
 
+    // One shard lost: the database is degraded, not down; restart brings the cluster back.
+    let pid = guard.pids()[1];
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    while guard.pids().contains(&pid) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = db::status(&c, None, db::STATUS_TIMEOUT).await.issues_only();
+    assert_eq!(report.databases[0].status, "degraded");
+    assert_eq!(report.shards.len(), 1);
+    db::restart_db(&mut c, &srv, "sharded").await.unwrap();
+    let report = db::status(&c, None, db::STATUS_TIMEOUT).await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    let mut k = client.get_async_connection().await.unwrap();
+    let _: () = k.set("after", 1).await.unwrap();
+    assert_eq!(guard.pids().len(), 3);
+
     let out = db::delete_db(&mut c, "sharded", true).await.unwrap();
     assert_eq!(out.stopped, 3);
     assert_eq!(out.purged.len(), 1);
@@ -229,8 +245,9 @@ async fn replicated_and_sync_source() {
 
     // A database fed by another: its endpoint is `primary`'s.
     let _: () = k.set("fed", "yes").await.unwrap();
+    // Its own password; it authenticates to the source with the source's (from the CCS).
     let mut cfg = config("mirror", 1, Persistence::Disabled);
-    cfg.password = Some("s3cret pw".into());
+    cfg.password = Some("other pw".into());
     cfg.sync_source = Some(db::endpoint(&c, &d));
     db::create_db(
         &mut c,
@@ -484,4 +501,43 @@ fn commands_create_kill_restart_and_refuse() {
     lz.run("delete db pair purge").ok().stdout_has("Removed");
     lz.run("delete db cache").ok().stdout_has("Kept its data");
     assert!(guard.pids().is_empty());
+}
+
+#[tokio::test]
+async fn sharded_and_replicated_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = ProcessGuard::new(tmp.path());
+    let mut c = test_cluster(tmp.path(), 2);
+    let srv = server();
+    let mut cfg = config("both", 2, Persistence::Aof);
+    cfg.replication = true;
+    let id = db::create_db(
+        &mut c,
+        &srv,
+        CreateDb {
+            config: cfg,
+            port: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(guard.pids().len(), 4);
+    let d = c.databases[&id].clone();
+    for s in d.shards.iter().filter(|s| s.master.is_some()) {
+        let m = d.shards.iter().find(|m| Some(m.id) == s.master).unwrap();
+        assert_ne!(s.node, m.node, "replica beside its master");
+        assert_eq!(s.slots, m.slots);
+    }
+    let report = db::status(&c, None, db::STATUS_TIMEOUT).await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    assert_eq!(
+        report
+            .shards
+            .iter()
+            .filter(|s| s.live_role.as_deref() == Some("replica"))
+            .count(),
+        2
+    );
+    // Forming again is a no-op: what recovery relies on.
+    db::wire(&c, &d).await.unwrap();
 }

@@ -36,6 +36,21 @@ pub(crate) fn persistence_settings(p: Persistence) -> (&'static str, bool) {
     }
 }
 
+/// The master a standalone shard follows: its master shard, or the database's sync
+/// source. `password` is what that master requires (`masterauth`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
 /// The whole `redis.conf` of a shard. Holds the password when the database has one, so
 /// it is written with mode 0600 and never shown. `replicaof` is the master a standalone
 /// shard follows (its master shard, or the database's sync source), kept in the file so
@@ -44,7 +59,7 @@ pub fn render_conf(
     node: &Node,
     db: &Database,
     shard: &Shard,
-    replicaof: Option<(&str, u16)>,
+    upstream: Option<&Upstream>,
     opts: &ConfOptions,
 ) -> String {
     let dir = node.shard_dir(db.id, shard.id);
@@ -76,13 +91,21 @@ pub fn render_conf(
     line("maxmemory", &db.config.memory.unwrap_or(0).to_string());
     if let Some(pw) = &db.config.password {
         line("requirepass", &quote(pw));
+    }
+    // A sync source may want another password than the database's own; cluster replicas
+    // and standalone replicas authenticate to masters of the same database.
+    let masterauth = match upstream {
+        Some(u) => u.password.as_ref().or(db.config.password.as_ref()),
+        None => db.config.password.as_ref(),
+    };
+    if let Some(pw) = masterauth {
         line("masterauth", &quote(pw));
     }
     // Each master feeds one replica (or a few sync targets): waiting 5 s to batch full
     // syncs only delays every create and every recovery.
     line("repl-diskless-sync-delay", "0");
-    if let Some((host, port)) = replicaof.filter(|_| !opts.standalone) {
-        line("replicaof", &format!("{} {port}", quote(host)));
+    if let Some(u) = upstream.filter(|_| !opts.standalone) {
+        line("replicaof", &format!("{} {}", quote(&u.host), u.port));
     }
     if db.config.shards > 1 {
         line("cluster-enabled", "yes");
@@ -235,16 +258,22 @@ mod tests {
             appendonly: Some(false),
             standalone: true,
         };
-        let c = render_conf(&node, &db, &db.shards[0], Some(("10.0.0.1", 30000)), &opts);
+        let up = Upstream {
+            host: "10.0.0.1".into(),
+            port: 30000,
+            password: Some("theirs".into()),
+        };
+        let c = render_conf(&node, &db, &db.shards[0], Some(&up), &opts);
         assert!(c.contains("appendonly no\n"), "{c}");
         assert!(!c.contains("replicaof"), "{c}");
         let c = render_conf(
             &node,
             &db,
             &db.shards[0],
-            Some(("10.0.0.1", 30000)),
+            Some(&up),
             &ConfOptions::default(),
         );
         assert!(c.contains("replicaof \"10.0.0.1\" 30000\n"), "{c}");
+        assert!(c.contains("masterauth \"theirs\"\n"), "{c}");
     }
 }

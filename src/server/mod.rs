@@ -19,11 +19,13 @@ pub use client::{connect, info, probe, Info, ShardAddr, ShardProbe};
 pub use cluster::{
     even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
 };
-pub use conf::{identity_for, render_conf, write_identity, ConfOptions, CLUSTER_NODE_TIMEOUT_MS};
+pub use conf::{
+    identity_for, render_conf, write_identity, ConfOptions, Upstream, CLUSTER_NODE_TIMEOUT_MS,
+};
 pub use ports::{pick_port, port_is_free, require_free, PortNeed};
 pub use process::{
-    is_running, log_tail, parse_host_port, read_pid, replicaof_target, shard_pid, start_shard,
-    stop_pid, stop_shard, StartOptions, LOG_FILE, PID_FILE,
+    is_running, log_tail, parse_host_port, read_pid, shard_pid, start_shard, stop_pid, stop_shard,
+    upstream_of, StartOptions, LOG_FILE, PID_FILE,
 };
 
 /// How long a shard may take to start answering when nothing says otherwise.

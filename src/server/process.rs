@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::ccs::{Cluster, Database, Shard};
 
 use super::client::{info, ShardAddr};
-use super::conf::{identity_for, render_conf, write_identity, write_private, ConfOptions};
+use super::conf::{
+    identity_for, render_conf, write_identity, write_private, ConfOptions, Upstream,
+};
 use super::ports::{require_free, PortNeed};
 use super::{RedisServer, ServerError, START_TIMEOUT};
 
@@ -72,19 +74,12 @@ pub async fn start_shard(
     };
     require_free(&node.addr, shard.port, need)?;
 
-    let replicaof = replicaof_target(cluster, db, shard);
+    let upstream = upstream_of(cluster, db, shard);
     write_identity(&dir, &identity_for(cluster, db, shard))?;
     let conf_path = dir.join(CONF_FILE);
     write_private(
         &conf_path,
-        render_conf(
-            node,
-            db,
-            shard,
-            replicaof.as_ref().map(|(h, p)| (h.as_str(), *p)),
-            &opts.conf,
-        )
-        .as_bytes(),
+        render_conf(node, db, shard, upstream.as_ref(), &opts.conf).as_bytes(),
     )?;
     let _ = std::fs::remove_file(dir.join(PID_FILE));
 
@@ -144,8 +139,9 @@ pub async fn start_shard(
 }
 
 /// The master a standalone shard follows: a replica its master shard; a master the
-/// database's sync source. Cluster shards follow through CLUSTER REPLICATE instead.
-pub fn replicaof_target(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<(String, u16)> {
+/// database's sync source, with that database's password when the CCS knows it. Cluster
+/// shards follow through CLUSTER REPLICATE instead.
+pub fn upstream_of(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<Upstream> {
     if db.config.shards > 1 {
         return None;
     }
@@ -153,9 +149,28 @@ pub fn replicaof_target(cluster: &Cluster, db: &Database, shard: &Shard) -> Opti
         Some(master) => {
             let m = db.shards.iter().find(|s| s.id == master)?;
             let node = cluster.nodes.get(&m.node)?;
-            Some((node.addr.clone(), m.port))
+            Some(Upstream {
+                host: node.addr.clone(),
+                port: m.port,
+                password: db.config.password.clone(),
+            })
         }
-        None => parse_host_port(db.config.sync_source.as_deref()?),
+        None => {
+            let (host, port) = parse_host_port(db.config.sync_source.as_deref()?)?;
+            let source = cluster.databases.values().find(|other| {
+                other.port == port
+                    && other
+                        .masters()
+                        .next()
+                        .and_then(|m| cluster.nodes.get(&m.node))
+                        .is_some_and(|n| n.addr == host)
+            });
+            Some(Upstream {
+                host,
+                port,
+                password: source.and_then(|s| s.config.password.clone()),
+            })
+        }
     }
 }
 

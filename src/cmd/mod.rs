@@ -30,6 +30,7 @@ pub mod db;
 pub mod help;
 pub mod info;
 pub mod node;
+pub mod recover;
 mod reply;
 pub mod status;
 
@@ -55,6 +56,7 @@ pub type CommandSyntax = Syntax<Command>;
 pub enum Command {
     Cluster(cluster::ClusterCommand),
     Node(node::NodeCommand),
+    Recover(recover::RecoverCommand),
     Info(info::InfoCommand),
     Db(db::DbCommand),
     Status(status::StatusCommand),
@@ -84,6 +86,7 @@ pub fn registry() -> &'static [&'static CommandSyntax] {
         [
             cluster::SYNTAX,
             node::SYNTAX,
+            recover::SYNTAX,
             info::SYNTAX,
             db::SYNTAX,
             status::SYNTAX,
@@ -105,6 +108,7 @@ impl Command {
         match self {
             Command::Cluster(c) => c.apply(ctx).await,
             Command::Node(c) => c.apply(ctx).await,
+            Command::Recover(c) => c.apply(ctx).await,
             Command::Info(c) => c.apply(ctx).await,
             Command::Db(c) => c.apply(ctx).await,
             Command::Status(c) => c.apply(ctx).await,
@@ -122,6 +126,7 @@ impl fmt::Display for Command {
         match self {
             Command::Cluster(c) => c.fmt(f),
             Command::Node(c) => c.fmt(f),
+            Command::Recover(c) => c.fmt(f),
             Command::Info(c) => c.fmt(f),
             Command::Db(c) => c.fmt(f),
             Command::Status(c) => c.fmt(f),

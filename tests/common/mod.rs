@@ -11,7 +11,9 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod data;
 pub mod procs;
+pub mod world;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

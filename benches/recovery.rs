@@ -1,0 +1,262 @@
+//! Benchmark (not a test), printing side by side:
+//! 1. `lazarus recover db` of a ≥1 GB database against a bare `redis-server` started by
+//!    hand on a copy of the same files (the target: at most 1.2×);
+//! 2. `lazarus recover all` of 20 databases against `recover db` of each, one after another.
+//!
+//! Run: `cargo bench --bench recovery` (release build; the binary is timed as an operator
+//! runs it). `LAZARUS_BENCH_MB` sizes the big database (default 1100), `LAZARUS_BENCH_DBS`
+//! and `LAZARUS_BENCH_DB_MB` the many (default 20 of 20 MB).
+
+#[allow(dead_code)]
+#[path = "../tests/common/data.rs"]
+mod data;
+#[allow(dead_code)]
+#[path = "../tests/common/procs.rs"]
+mod procs;
+#[allow(dead_code)]
+#[path = "../tests/common/world.rs"]
+mod world;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lazarus::ccs::{Cluster, Persistence, Store};
+use lazarus::db::{create_db, shard_addr, CreateDb};
+use procs::ProcessGuard;
+use rand::RngCore;
+use world::{after_disaster, config, server, test_cluster};
+
+fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn lazarus(home: &Path, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("lazarus runs");
+    let took = started.elapsed();
+    if !out.status.success() {
+        panic!(
+            "lazarus {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    took
+}
+
+fn install(home: &Path, cluster: &Cluster) {
+    let mut c = cluster.clone();
+    Store::new(home.to_path_buf())
+        .lock()
+        .unwrap()
+        .save(&mut c)
+        .unwrap();
+}
+
+/// Fills the database's first master with `mb` MB of 1 KB incompressible strings and a
+/// hash per thousand keys, then saves it.
+async fn fill(cluster: &Cluster, name: &str, mb: u64) {
+    let db = cluster.database_by_name(name).unwrap();
+    let a = shard_addr(cluster, db, db.shards[0].id).unwrap();
+    let mut con = data::connect(&a.host, a.port, 0).await;
+    let mut pool = vec![0u8; 8 << 20];
+    rand::thread_rng().fill_bytes(&mut pool);
+    let keys = mb * 1024;
+    let batch = 2000;
+    let mut i = 0;
+    while i < keys {
+        let mut pipe = redis::pipe();
+        for k in i..(i + batch).min(keys) {
+            let off = (k as usize * 997) % (pool.len() - 1024);
+            pipe.cmd("SET")
+                .arg(format!("key:{k}"))
+                .arg(&pool[off..off + 1024])
+                .ignore();
+            if k % 1000 == 0 {
+                pipe.cmd("HSET")
+                    .arg(format!("h:{k}"))
+                    .arg("a")
+                    .arg(k)
+                    .arg("b")
+                    .arg("x")
+                    .ignore();
+            }
+        }
+        let _: () = pipe.query_async(&mut con).await.unwrap();
+        i += batch;
+    }
+    let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+}
+
+/// A bare redis-server on `dir/dump.rdb`: seconds from spawn until it has loaded.
+fn bare_server(dir: &Path, port: u16) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(server().path)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--dbfilename", "dump.rdb", "--logfile", "bare.log"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let took = loop {
+        if let Ok(mut con) = client.get_connection() {
+            let info: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut con);
+            if info.is_ok_and(|i| i.contains("loading:0")) {
+                break started.elapsed();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    took
+}
+
+fn big(root: &Path, rt: &tokio::runtime::Runtime) {
+    let mb = env_num("LAZARUS_BENCH_MB", 1100);
+    std::fs::create_dir_all(root).unwrap();
+    let guard = ProcessGuard::new(root);
+    let mut old = test_cluster(root, 1);
+    let server = server();
+    rt.block_on(async {
+        create_db(
+            &mut old,
+            &server,
+            CreateDb {
+                config: config("big", 1, false, Persistence::Snapshot),
+                port: None,
+            },
+        )
+        .await
+        .unwrap();
+        fill(&old, "big", mb).await;
+    });
+    guard.kill_all();
+    let db = old.database_by_name("big").unwrap();
+    let shard = &db.shards[0];
+    let rdb = old.nodes[&shard.node]
+        .shard_dir(db.id, shard.id)
+        .join("dump.rdb");
+    let size = std::fs::metadata(&rdb).unwrap().len();
+
+    let bare_dir = root.join("bare");
+    std::fs::create_dir_all(&bare_dir).unwrap();
+    std::fs::copy(&rdb, bare_dir.join("dump.rdb")).unwrap();
+    let bare = bare_server(&bare_dir, shard.port);
+    std::fs::remove_dir_all(&bare_dir).unwrap();
+
+    let home = root.join("home-big");
+    install(&home, &after_disaster(&old, root));
+    let ours = lazarus(&home, &["recover", "db", "big"]);
+    guard.kill_all();
+    println!(
+        "recover db, {:.2} GB RDB:  lazarus {}   bare redis-server {}   ratio {:.2}x",
+        size as f64 / 1e9,
+        secs(ours),
+        secs(bare),
+        ours.as_secs_f64() / bare.as_secs_f64()
+    );
+    drop(guard);
+}
+
+fn many(root: &Path, rt: &tokio::runtime::Runtime) {
+    let n = env_num("LAZARUS_BENCH_DBS", 20);
+    let mb = env_num("LAZARUS_BENCH_DB_MB", 20);
+    std::fs::create_dir_all(root).unwrap();
+    let guard = ProcessGuard::new(root);
+    let mut old = test_cluster(root, 2);
+    let server = server();
+    rt.block_on(async {
+        for i in 0..n {
+            let p = if i % 2 == 0 {
+                Persistence::Snapshot
+            } else {
+                Persistence::Aof
+            };
+            let shards = if i % 5 == 4 { 3 } else { 1 };
+            let name = format!("db{i}");
+            create_db(
+                &mut old,
+                &server,
+                CreateDb {
+                    config: config(&name, shards, false, p),
+                    port: None,
+                },
+            )
+            .await
+            .unwrap();
+            if shards == 1 {
+                fill(&old, &name, mb).await;
+            }
+        }
+    });
+    guard.kill_all();
+
+    let all_root = root.join("all");
+    install(&root.join("home-all"), &after_disaster(&old, &all_root));
+    let parallel = lazarus(&root.join("home-all"), &["recover", "all"]);
+    guard.kill_all();
+
+    let seq_root = root.join("seq");
+    let home = root.join("home-seq");
+    install(&home, &after_disaster(&old, &seq_root));
+    let mut sequential = Duration::ZERO;
+    for i in 0..n {
+        sequential += lazarus(&home, &["recover", "db", &format!("db{i}")]);
+    }
+    guard.kill_all();
+    println!(
+        "recover all, {n} databases (~{mb} MB each, 1 in 5 a 3-shard cluster):  parallel {}   one after another {}   speed-up {:.2}x",
+        secs(parallel),
+        secs(sequential),
+        sequential.as_secs_f64() / parallel.as_secs_f64()
+    );
+    drop(guard);
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let base = std::env::var_os("LAZARUS_BENCH_DIR").map(std::path::PathBuf::from);
+    let tmp = match &base {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let only = std::env::var("LAZARUS_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "big" {
+        big(&tmp.path().join("big"), &rt);
+    }
+    if only.is_empty() || only == "many" {
+        many(&tmp.path().join("many"), &rt);
+    }
+}

@@ -1,0 +1,395 @@
+//! `recover ...`: what the old files can bring back (`recover list`), and bringing
+//! databases back from them (`recover all`, `recover db`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::json;
+
+use super::{Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, ValueKind};
+use crate::ccs::{Cluster, DbState, Id};
+use crate::lang::DbRef;
+use crate::recovery::apply::{clear_markers, recover_db, Recovered, Recovery};
+use crate::recovery::plan::{format_age, DbPlan, Outcome, RecoveryPlan};
+use crate::server::RedisServer;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoverCommand {
+    /// `recover list`
+    List,
+    /// `recover all [only_configuration]`
+    All { only_configuration: bool },
+    /// `recover db <db> [only_configuration]` (also `recover db only_configuration <db>`)
+    Db { db: DbRef, only_configuration: bool },
+}
+
+pub static SYNTAX: &[CommandSyntax] = &[
+    CommandSyntax {
+        elements: &[Element::Keyword("recover"), Element::Keyword("list")],
+        summary: "show what each database in recovery state can be brought back from, or why not",
+        examples: &["recover list"],
+        build: |_| Ok(Command::Recover(RecoverCommand::List)),
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("recover"),
+            Element::Keyword("all"),
+            Element::Options(&[Opt::flag("only_configuration")]),
+        ],
+        summary: "bring every database in recovery state back, in parallel",
+        examples: &["recover all", "recover all only_configuration"],
+        build: |m| {
+            Ok(Command::Recover(RecoverCommand::All {
+                only_configuration: m.has("only_configuration"),
+            }))
+        },
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("recover"),
+            Element::Keyword("db"),
+            Element::Keyword("only_configuration"),
+            Element::Arg("db", ValueKind::Database),
+        ],
+        summary: "bring a database's configuration back without its data",
+        examples: &["recover db only_configuration orders"],
+        build: |m| {
+            Ok(Command::Recover(RecoverCommand::Db {
+                db: m.req("db")?,
+                only_configuration: true,
+            }))
+        },
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("recover"),
+            Element::Keyword("db"),
+            Element::Arg("db", ValueKind::Database),
+            Element::Options(&[Opt::flag("only_configuration")]),
+        ],
+        summary: "bring one database back from its files (or only its configuration)",
+        examples: &["recover db db:3", "recover db orders only_configuration"],
+        build: |m| {
+            Ok(Command::Recover(RecoverCommand::Db {
+                db: m.req("db")?,
+                only_configuration: m.has("only_configuration"),
+            }))
+        },
+    },
+];
+
+impl fmt::Display for RecoverCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = |on: bool| if on { " only_configuration" } else { "" };
+        match self {
+            RecoverCommand::List => f.write_str("recover list"),
+            RecoverCommand::All { only_configuration } => {
+                write!(f, "recover all{}", flag(*only_configuration))
+            }
+            RecoverCommand::Db {
+                db,
+                only_configuration,
+            } => {
+                write!(f, "recover db {db}{}", flag(*only_configuration))
+            }
+        }
+    }
+}
+
+const NOTHING_PENDING: &str = "No recoverable databases found";
+
+impl RecoverCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            RecoverCommand::List => list(ctx).await,
+            RecoverCommand::All { only_configuration } => {
+                recover(ctx, None, only_configuration).await
+            }
+            RecoverCommand::Db {
+                db,
+                only_configuration,
+            } => recover(ctx, Some(db), only_configuration).await,
+        }
+    }
+}
+
+fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
+    RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
+        .map_err(|e| CommandError::Failed(e.to_string()))
+}
+
+fn pending(cluster: &Cluster) -> Vec<Id> {
+    cluster
+        .databases
+        .values()
+        .filter(|db| db.state == DbState::PendingRecovery)
+        .map(|db| db.id)
+        .collect()
+}
+
+async fn list(ctx: &Context) -> Result<Reply, CommandError> {
+    let cluster = ctx.cluster()?;
+    let ids = pending(&cluster);
+    if ids.is_empty() {
+        return Ok(Reply::message(NOTHING_PENDING).data(RecoveryPlan::default()));
+    }
+    let rec = Arc::new(Recovery::new(locate_server(ctx, &cluster)?, false));
+    let task = ctx.progress.task("validating files", ids.len() as u64);
+    let shared = Arc::new(cluster);
+    // Databases are validated in parallel: each is a full read of its files.
+    let mut set = tokio::task::JoinSet::new();
+    for id in ids {
+        let (rec, cluster) = (rec.clone(), shared.clone());
+        set.spawn_blocking(move || rec.plan(&cluster, &cluster.databases[&id]));
+    }
+    let mut plan = RecoveryPlan::default();
+    while let Some(joined) = set.join_next().await {
+        plan.databases
+            .push(joined.map_err(|e| CommandError::Failed(e.to_string()))?);
+        task.set_position(plan.databases.len() as u64);
+    }
+    task.finish("done");
+    plan.databases.sort_by_key(|d| d.id);
+    Ok(render_plan(&plan))
+}
+
+fn render_plan(plan: &RecoveryPlan) -> Reply {
+    let now = unix_now();
+    let mut table = Table::new([
+        "DB:ID",
+        "NAME",
+        "TYPE",
+        "SHARDS",
+        "REPLICATION",
+        "PERSISTENCE",
+        "STATUS",
+    ]);
+    let mut lines = Vec::new();
+    for db in &plan.databases {
+        table.row([
+            format!("db:{}", db.id),
+            db.name.clone(),
+            "redis".to_string(),
+            db.shards.to_string(),
+            if db.replication {
+                "enabled"
+            } else {
+                "disabled"
+            }
+            .to_string(),
+            db.persistence.to_string(),
+            db.status.to_string(),
+        ]);
+        lines.extend(shard_lines(db, now));
+    }
+    let mut reply = Reply::new().table(table);
+    for line in lines {
+        reply = reply.line(line);
+    }
+    reply.data(plan)
+}
+
+fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for s in &db.shard_plans {
+        let head = format!(
+            "db:{} redis:{} (node:{}, {})",
+            db.id, s.shard, s.node, s.role
+        );
+        match &s.outcome {
+            Outcome::Ready { source } => {
+                let copy = if source.from_shard != s.shard {
+                    format!(" (replica redis:{}'s copy)", source.from_shard)
+                } else {
+                    String::new()
+                };
+                let keys = if source.keys_exact {
+                    source.keys.to_string()
+                } else {
+                    format!("~{}", source.keys)
+                };
+                lines.push(format!(
+                    "{head}: ready: {} `{}`{copy}, {keys} keys, {} old",
+                    source.kind,
+                    source.path.display(),
+                    format_age(source.age_secs(now))
+                ));
+            }
+            Outcome::Missing { reason } => lines.push(format!("{head}: missing files: {reason}")),
+            Outcome::Replica => {
+                let master = s
+                    .master
+                    .map(|m| format!("redis:{m}"))
+                    .unwrap_or_else(|| "its master".into());
+                lines.push(format!("{head}: syncs from {master}"));
+            }
+        }
+        for aside in &s.set_aside {
+            lines.push(format!("    not used: {aside}"));
+        }
+    }
+    lines
+}
+
+async fn recover(
+    ctx: &Context,
+    which: Option<DbRef>,
+    only_configuration: bool,
+) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let targets = match &which {
+        None => pending(&cluster),
+        Some(r) => {
+            let db = match r {
+                DbRef::Id(id) => cluster.databases.get(id),
+                DbRef::Name(name) => cluster.database_by_name(name),
+            }
+            .ok_or_else(|| CommandError::Refused(format!("there is no database `{r}`")))?;
+            if db.state == DbState::Active {
+                return Ok(Reply::message(format!(
+                    "db:{} `{}` is already active: nothing to recover",
+                    db.id, db.config.name
+                )));
+            }
+            vec![db.id]
+        }
+    };
+    if targets.is_empty() {
+        return Ok(Reply::message(NOTHING_PENDING));
+    }
+    let rec = Arc::new(Recovery::new(
+        locate_server(ctx, &cluster)?,
+        only_configuration,
+    ));
+    let shared = Arc::new(cluster.clone());
+    let started = Instant::now();
+    let overall = ctx.progress.task("recovering", targets.len() as u64);
+    overall.set_message(&tally(0, 0));
+
+    let mut set = tokio::task::JoinSet::new();
+    for id in &targets {
+        let task = ctx
+            .progress
+            .task(&format!("db:{id} {}", cluster.databases[id].config.name), 0);
+        let (rec, shared, id) = (rec.clone(), shared.clone(), *id);
+        set.spawn(async move {
+            let result = recover_db(rec, shared, id, &|stage| task.set_message(stage)).await;
+            (id, result.map_err(|e| e.to_string()), task)
+        });
+    }
+
+    let mut outcomes: Vec<(Id, Result<Recovered, String>)> = Vec::new();
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(joined) = set.join_next().await {
+        let (id, result, task) = joined.map_err(|e| CommandError::Failed(e.to_string()))?;
+        // Each success is recorded at once, so a shell killed later keeps it.
+        let result = result.and_then(|r| activate(&lock, &mut cluster, &r).map(|_| r));
+        match &result {
+            Ok(_) => {
+                ok += 1;
+                task.finish("recovered");
+            }
+            Err(e) => {
+                failed += 1;
+                task.finish(&format!("failed: {e}"));
+            }
+        }
+        overall.set_position((ok + failed) as u64);
+        overall.set_message(&tally(ok, failed));
+        outcomes.push((id, result));
+    }
+    overall.finish(&tally(ok, failed));
+    outcomes.sort_by_key(|(id, _)| *id);
+
+    let mut lines = Vec::new();
+    for (id, result) in &outcomes {
+        let name = &cluster.databases[id].config.name;
+        lines.push(match result {
+            Ok(r) => format!("db:{id} `{name}`: {}", success_text(r)),
+            Err(e) => format!("db:{id} `{name}`: failed: {e}"),
+        });
+    }
+    lines.push(format!(
+        "{ok} recovered, {failed} failed, in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    if failed > 0 {
+        // Non-zero exit for scripts; the lines say what did come back.
+        return Err(CommandError::Failed(lines.join("\n")));
+    }
+    let data = json!({
+        "recovered": outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()).collect::<Vec<_>>(),
+    });
+    let mut reply = Reply::new();
+    for line in lines {
+        reply = reply.line(line);
+    }
+    Ok(reply.data(data))
+}
+
+fn tally(ok: usize, failed: usize) -> String {
+    format!("[ {ok} recovered | {failed} failed ]")
+}
+
+fn success_text(r: &Recovered) -> String {
+    if r.only_configuration {
+        return match &r.sync_source {
+            Some(src) => {
+                format!("Completed successfully (configuration only; full sync from `{src}`)")
+            }
+            None => {
+                "Completed successfully (configuration only: the database is EMPTY)".to_string()
+            }
+        };
+    }
+    let mut text = String::from("Completed successfully");
+    let kinds: Vec<String> = r.sources.iter().map(|(_, s)| s.kind.to_string()).collect();
+    if !kinds.is_empty() {
+        let mut kinds = kinds;
+        kinds.dedup();
+        text.push_str(&format!(" ({} keys from {})", r.keys, kinds.join(" and ")));
+    }
+    if !r.empty.is_empty() {
+        let shards: Vec<String> = r.empty.iter().map(|s| format!("redis:{s}")).collect();
+        text.push_str(&format!(
+            "; WARNING: came back EMPTY for {}: no files were found for it",
+            shards.join(", ")
+        ));
+    }
+    if let Some(src) = &r.sync_source {
+        text.push_str(&format!("; follows `{src}` again"));
+    }
+    text
+}
+
+/// Marks a recovered database active, with its shards' pids, and saves the CCS.
+/// Left unchanged when saving fails.
+fn activate(
+    lock: &crate::ccs::StoreLock,
+    cluster: &mut Cluster,
+    r: &Recovered,
+) -> Result<(), String> {
+    let mut next = cluster.clone();
+    let db = next
+        .databases
+        .get_mut(&r.id)
+        .ok_or_else(|| format!("db:{} vanished from the configuration", r.id))?;
+    db.state = DbState::Active;
+    for shard in &mut db.shards {
+        if let Some((_, pid)) = r.pids.iter().find(|(id, _)| *id == shard.id) {
+            shard.pid = Some(*pid);
+        }
+    }
+    lock.save(&mut next)
+        .map_err(|e| format!("recovered, but the configuration could not be saved: {e}"))?;
+    *cluster = next;
+    clear_markers(cluster, &cluster.databases[&r.id]);
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,157 @@
+//! A cluster built with Lazarus's library on loopback, loaded through a real client, and
+//! what it looks like after a disaster: for the recovery tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lazarus::ccs::{Cluster, DbConfig, DbState, Id, Node, Persistence, PortRange, CCS_FORMAT};
+use lazarus::db::{create_db, shard_addr, CreateDb};
+use lazarus::server::RedisServer;
+
+use super::data::{connect, contents, write_sample, Contents};
+
+/// `nodes` loopback nodes with persistent paths `<root>/old/node<id>`, each with a port
+/// range taken at random so that tests running side by side rarely probe the same ports.
+pub fn test_cluster(root: &Path, nodes: u64) -> Cluster {
+    let base = 20000 + (rand::random::<u16>() % 150) * 60;
+    let mut c = Cluster {
+        format: CCS_FORMAT,
+        name: "test".into(),
+        cluster_id: rand::random::<u64>() >> 1,
+        alloc_id: 1,
+        generation: 0,
+        local_node: 1,
+        redis_server: None,
+        nodes: BTreeMap::new(),
+        databases: BTreeMap::new(),
+    };
+    for i in 0..nodes {
+        let id = c.allocate_id();
+        let lo = base + (i as u16) * 30;
+        let node = Node {
+            id,
+            addr: "127.0.0.1".into(),
+            persistent_path: root.join(format!("old/node{id}")),
+            recovery_path: None,
+            port_range: PortRange { lo, hi: lo + 29 },
+            rack_id: None,
+        };
+        c.nodes.insert(id, node);
+    }
+    c
+}
+
+pub fn config(name: &str, shards: u32, replication: bool, persistence: Persistence) -> DbConfig {
+    DbConfig {
+        name: name.into(),
+        shards,
+        replication,
+        persistence,
+        memory: None,
+        password: None,
+        sync_source: None,
+    }
+}
+
+pub fn server() -> RedisServer {
+    RedisServer::locate(None, None).expect("redis-server installed")
+}
+
+/// Creates the databases and fills every master with sample data (logical dbs 0 and 3
+/// outside cluster mode); snapshot databases are saved.
+pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
+    let server = server();
+    for config in configs {
+        create_db(cluster, &server, CreateDb { config, port: None })
+            .await
+            .unwrap();
+    }
+    for db in cluster.databases.values() {
+        for (i, m) in db.masters().enumerate() {
+            let a = shard_addr(cluster, db, m.id).unwrap();
+            let tag = match m.slots {
+                Some(slots) if db.config.shards > 1 => format!("{{{}}}", slot_tag(slots.start)),
+                _ => format!("{}{i}", db.config.name),
+            };
+            let logical = if db.config.shards > 1 {
+                vec![0]
+            } else {
+                vec![0, 3]
+            };
+            for n in logical {
+                let mut con = connect(&a.host, a.port, n).await;
+                write_sample(&mut con, &tag, 40).await;
+            }
+        }
+    }
+    save_snapshots(cluster).await;
+}
+
+/// SAVE on every shard of every snapshot database (replicas included).
+pub async fn save_snapshots(cluster: &Cluster) {
+    // Replicas must have caught up before they save their copy.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for db in cluster
+        .databases
+        .values()
+        .filter(|d| d.config.persistence == Persistence::Snapshot)
+    {
+        for s in &db.shards {
+            let a = shard_addr(cluster, db, s.id).unwrap();
+            let mut con = connect(&a.host, a.port, 0).await;
+            let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+        }
+    }
+}
+
+/// The contents of every master of every database, by shard id.
+pub async fn picture(c: &Cluster) -> BTreeMap<Id, Contents> {
+    let mut out = BTreeMap::new();
+    for db in c.databases.values() {
+        for m in db.masters() {
+            let a = shard_addr(c, db, m.id).unwrap();
+            out.insert(m.id, contents(&a.host, a.port).await);
+        }
+    }
+    out
+}
+
+/// The cluster as `cluster recover` brings it back: nodes with new persistent paths whose
+/// recovery paths are the old ones, every database pending recovery.
+pub fn after_disaster(old: &Cluster, root: &Path) -> Cluster {
+    let mut c = old.clone();
+    for node in c.nodes.values_mut() {
+        node.recovery_path = Some(node.persistent_path.clone());
+        node.persistent_path = root.join(format!("new/node{}", node.id));
+    }
+    for db in c.databases.values_mut() {
+        db.state = DbState::PendingRecovery;
+        for s in &mut db.shards {
+            s.pid = None;
+        }
+    }
+    c
+}
+
+/// A hash tag whose slot lies in the 100 slots from `start`.
+pub fn slot_tag(start: u16) -> String {
+    (0..100_000)
+        .map(|i| format!("t{i}"))
+        .find(|t| (start..start.saturating_add(100)).contains(&(crc16(t.as_bytes()) % 16384)))
+        .unwrap()
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}

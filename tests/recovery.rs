@@ -1,0 +1,370 @@
+//! End to end: databases built with Lazarus on real redis-server processes and loaded
+//! through a client; every shard SIGKILLed and the home lost; then `recover list` and
+//! `recover all` / `recover db` through the real binary, content compared key by key.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::data::{contents, diff};
+use common::procs::ProcessGuard;
+use common::world::{after_disaster, build, config, picture, test_cluster};
+use common::Lazarus;
+use lazarus::ccs::{shard_dir_under, Cluster, DbState, Persistence, Store, SHARD_IDENTITY_FILE};
+use lazarus::db::shard_addr;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `cluster` as the home's CCS: what `cluster recover` and `node recovery_path set`
+/// leave behind.
+fn install(lz: &Lazarus, cluster: &Cluster) {
+    let mut c = cluster.clone();
+    let lock = Store::new(lz.home().to_path_buf()).lock().unwrap();
+    lock.save(&mut c).unwrap();
+}
+
+fn stored(lz: &Lazarus) -> Cluster {
+    Store::new(lz.home().to_path_buf()).load().unwrap().unwrap()
+}
+
+fn old_shard_dir(old: &Cluster, name: &str) -> PathBuf {
+    let db = old.database_by_name(name).unwrap();
+    let m = db.masters().next().unwrap();
+    shard_dir_under(&old.nodes[&m.node].persistent_path, db.id, m.id)
+}
+
+fn state(lz: &Lazarus, name: &str) -> DbState {
+    stored(lz).database_by_name(name).unwrap().state
+}
+
+fn assert_same(before: &common::data::Contents, after: &common::data::Contents, what: &str) {
+    let d = diff(before, after);
+    assert!(d.is_empty(), "{what}: {d:?}");
+}
+
+#[test]
+fn a_whole_cluster_comes_back_identical() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut old = test_cluster(lz.home(), 2);
+    rt.block_on(build(
+        &mut old,
+        vec![
+            config("aof", 1, false, Persistence::Aof),
+            config("snap", 1, false, Persistence::Snapshot),
+            config("sharded", 3, false, Persistence::Aof),
+            config("replicated", 1, true, Persistence::Snapshot),
+        ],
+    ));
+    let before = rt.block_on(picture(&old));
+    guard.kill_all();
+
+    let new = after_disaster(&old, lz.home());
+    install(&lz, &new);
+    let list = lz.run("recover list").ok().stdout_lacks("missing files");
+    assert!(list.stdout.contains("ready: AOF"), "{}", list.stdout);
+    assert!(list.stdout.contains("ready: snapshot"), "{}", list.stdout);
+
+    let out = lz.run("recover all").ok();
+    assert_eq!(
+        out.stdout.matches("Completed successfully").count(),
+        4,
+        "{}",
+        out.stdout
+    );
+    let after = rt.block_on(picture(&new));
+    for (shard, was) in &before {
+        assert_same(was, &after[shard], &format!("redis:{shard}"));
+    }
+    assert!(stored(&lz)
+        .databases
+        .values()
+        .all(|d| d.state == DbState::Active));
+
+    // Run again: nothing left to do, nothing touched.
+    lz.run("recover all")
+        .ok()
+        .stdout_has("No recoverable databases found");
+    lz.run("recover db snap").ok().stdout_has("already active");
+    drop(guard);
+}
+
+/// Flips the byte at the middle of `path`.
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Rewrites an RDB's version to `version`, with a valid CRC-64 trailer again.
+fn set_rdb_version(path: &Path, version: u32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[5..9].copy_from_slice(format!("{version:04}").as_bytes());
+    let body = bytes.len() - 8;
+    let crc = lazarus::persist::crc64(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The newest incr file of an appendonlydir.
+fn incr_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("appendonlydir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .collect();
+    files.sort();
+    files.pop().expect("an incr file")
+}
+
+#[test]
+fn damaged_sources_are_named_and_the_rest_comes_back() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut old = test_cluster(lz.home(), 1);
+    let snap = |n| config(n, 1, false, Persistence::Snapshot);
+    rt.block_on(build(
+        &mut old,
+        vec![
+            snap("good"),
+            snap("flipped"),
+            config("truncated", 1, false, Persistence::Aof),
+            snap("gone"),
+            snap("toonew"),
+            snap("foreign"),
+        ],
+    ));
+    let before = rt.block_on(picture(&old));
+    guard.kill_all();
+
+    flip_byte(&old_shard_dir(&old, "flipped").join("dump.rdb"));
+    let incr = incr_file(&old_shard_dir(&old, "truncated"));
+    let len = std::fs::metadata(&incr).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&incr)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    let gone = old_shard_dir(&old, "gone");
+    std::fs::remove_dir_all(gone.parent().unwrap()).unwrap();
+    set_rdb_version(&old_shard_dir(&old, "toonew").join("dump.rdb"), 11);
+    let identity = old_shard_dir(&old, "foreign").join(SHARD_IDENTITY_FILE);
+    let text = std::fs::read_to_string(&identity).unwrap();
+    let text = text.replace(
+        &format!("\"cluster_id\": {}", old.cluster_id),
+        "\"cluster_id\": 4242",
+    );
+    let text = text.replace(
+        &format!("\"cluster_id\":{}", old.cluster_id),
+        "\"cluster_id\":4242",
+    );
+    std::fs::write(&identity, text).unwrap();
+
+    let new = after_disaster(&old, lz.home());
+    install(&lz, &new);
+    let list = lz.run("recover list").ok();
+    let line = |name: &str| {
+        let db = new.database_by_name(name).unwrap();
+        let tag = format!("db:{} redis:{}", db.id, db.shards[0].id);
+        list.stdout
+            .lines()
+            .find(|l| l.starts_with(&tag))
+            .unwrap_or_else(|| panic!("no {tag}\n{}", list.stdout))
+            .to_string()
+    };
+    assert!(line("good").contains("ready: snapshot"), "{}", list.stdout);
+    assert!(
+        line("flipped").contains("missing files: corrupted: `"),
+        "{}",
+        list.stdout
+    );
+    assert!(line("flipped").contains("at byte"), "{}", list.stdout);
+    assert!(
+        line("truncated").contains("corrupted: `"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        line("gone").contains("storage location not found"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        line("toonew").contains("incompatible: ") && line("toonew").contains("RDB version 11"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        line("foreign").contains("foreign: ") && line("foreign").contains("4242"),
+        "{}",
+        list.stdout
+    );
+
+    let out = lz.run("recover all").fails(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(text.contains("`good`: Completed successfully"), "{text}");
+    assert!(
+        text.contains("`gone`: Completed successfully") && text.contains("EMPTY"),
+        "{text}"
+    );
+    for name in ["flipped", "truncated", "toonew", "foreign"] {
+        assert!(text.contains(&format!("`{name}`: failed: ")), "{text}");
+        assert_eq!(state(&lz, name), DbState::PendingRecovery, "{name}");
+    }
+    assert!(text.contains("2 recovered, 4 failed"), "{text}");
+    let good = new.database_by_name("good").unwrap();
+    let after = rt.block_on(picture(&new_only(&new, &["good"])));
+    let id = good.masters().next().unwrap().id;
+    assert_same(&before[&id], &after[&id], "good");
+
+    // The damaged files are exactly as they were left: recovery only reads them.
+    assert!(old_shard_dir(&old, "flipped").join("dump.rdb").exists());
+    // A database the operator gives up on comes back empty, on request.
+    lz.run("recover db only_configuration flipped")
+        .ok()
+        .stdout_has("configuration only: the database is EMPTY");
+    assert_eq!(state(&lz, "flipped"), DbState::Active);
+    drop(guard);
+}
+
+fn new_only(c: &Cluster, names: &[&str]) -> Cluster {
+    let mut c = c.clone();
+    c.databases
+        .retain(|_, d| names.contains(&d.config.name.as_str()));
+    c
+}
+
+#[test]
+fn an_interrupted_recovery_is_finished_by_running_it_again() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut old = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut old,
+        vec![
+            config("first", 1, false, Persistence::Aof),
+            config("second", 1, false, Persistence::Snapshot),
+        ],
+    ));
+    let before = rt.block_on(picture(&old));
+    guard.kill_all();
+    let new = after_disaster(&old, lz.home());
+    install(&lz, &new);
+
+    // Kill the shell as soon as it has started filling a shard directory.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["recover", "all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let markers = |c: &Cluster| {
+        c.databases
+            .values()
+            .flat_map(|d| d.shards.iter().map(move |s| (d.id, s)))
+            .any(|(db, s)| {
+                c.nodes[&s.node]
+                    .shard_dir(db, s.id)
+                    .join("lazarus-recovering")
+                    .exists()
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !markers(&new) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = lz.run("recover all").ok();
+    assert!(
+        out.stdout.matches("Completed successfully").count() >= 1,
+        "{}",
+        out.stdout
+    );
+    let after = rt.block_on(picture(&new));
+    for (shard, was) in &before {
+        assert_same(was, &after[shard], &format!("redis:{shard}"));
+    }
+    lz.run("recover all")
+        .ok()
+        .stdout_has("No recoverable databases found");
+    drop(guard);
+}
+
+#[test]
+fn only_configuration_takes_the_data_of_the_sync_source() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut old = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut old,
+        vec![
+            config("source", 1, false, Persistence::Snapshot),
+            config("plain", 1, false, Persistence::Aof),
+        ],
+    ));
+    let src = old.database_by_name("source").unwrap().clone();
+    let endpoint = format!("127.0.0.1:{}", src.port);
+    let mut follower = config("follower", 1, false, Persistence::Snapshot);
+    follower.sync_source = Some(endpoint);
+    rt.block_on(async {
+        let server = common::world::server();
+        lazarus::db::create_db(
+            &mut old,
+            &server,
+            lazarus::db::CreateDb {
+                config: follower,
+                port: None,
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let src_before = rt.block_on(async {
+        let a = shard_addr(&old, &src, src.shards[0].id).unwrap();
+        contents(&a.host, a.port).await
+    });
+    guard.kill_all();
+    let new = after_disaster(&old, lz.home());
+    install(&lz, &new);
+
+    lz.run("recover db source")
+        .ok()
+        .stdout_has("Completed successfully");
+    lz.run("recover db only_configuration follower")
+        .ok()
+        .stdout_has("full sync from `127.0.0.1:");
+    lz.run("recover db plain only_configuration")
+        .ok()
+        .stdout_has("EMPTY");
+    let (follower_now, plain_now) = rt.block_on(async {
+        let f = new.database_by_name("follower").unwrap();
+        let p = new.database_by_name("plain").unwrap();
+        let fa = shard_addr(&new, f, f.shards[0].id).unwrap();
+        let pa = shard_addr(&new, p, p.shards[0].id).unwrap();
+        (
+            contents(&fa.host, fa.port).await,
+            contents(&pa.host, pa.port).await,
+        )
+    });
+    assert_same(&src_before, &follower_now, "follower");
+    assert!(plain_now.is_empty());
+    drop(guard);
+}

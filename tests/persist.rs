@@ -155,7 +155,7 @@ fn populate(s: &mut Server) -> BTreeMap<u32, u64> {
     }
     s.batch(&cmds);
     // Already expired but still present: active expiry off, nothing touches them.
-    s.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    assert_eq!(s.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).text(), "OK");
     s.cmd(&["SELECT", "0"]);
     for i in 0..4 {
         s.cmd(&["SET", &format!("gone:{i}"), "x", "PX", "1"]);
@@ -181,7 +181,9 @@ fn assert_ok(r: &FileReport) {
 }
 
 fn saved_rdb(config: &[(&str, &str)]) -> (Server, PathBuf, BTreeMap<u32, u64>) {
-    let mut s = Server::start(config);
+    let mut config = config.to_vec();
+    config.push(("enable-debug-command", "local"));
+    let mut s = Server::start(&config);
     let keyspace = populate(&mut s);
     assert_eq!(s.cmd(&["SAVE"]).text(), "OK");
     let path = s.file("dump.rdb");

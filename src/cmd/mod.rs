@@ -24,6 +24,7 @@
 //! 5. Add the new lines to `grammar/examples.txt` (valid and invalid) and the form to
 //!    `grammar/lazarus.ebnf`.
 
+pub mod check;
 pub mod cluster;
 mod context;
 pub mod db;
@@ -60,6 +61,7 @@ pub enum Command {
     Info(info::InfoCommand),
     Db(db::DbCommand),
     Status(status::StatusCommand),
+    Check(check::CheckCommand),
     Help(help::HelpCommand),
     Exit,
 }
@@ -90,6 +92,7 @@ pub fn registry() -> &'static [&'static CommandSyntax] {
             info::SYNTAX,
             db::SYNTAX,
             status::SYNTAX,
+            check::SYNTAX,
             help::SYNTAX,
         ]
         .into_iter()
@@ -112,6 +115,7 @@ impl Command {
             Command::Info(c) => c.apply(ctx).await,
             Command::Db(c) => c.apply(ctx).await,
             Command::Status(c) => c.apply(ctx).await,
+            Command::Check(c) => c.apply(ctx).await,
             Command::Help(c) => c.apply(ctx).await,
             Command::Exit => Ok(Reply {
                 exit: true,
@@ -130,6 +134,7 @@ impl fmt::Display for Command {
             Command::Info(c) => c.fmt(f),
             Command::Db(c) => c.fmt(f),
             Command::Status(c) => c.fmt(f),
+            Command::Check(c) => c.fmt(f),
             Command::Help(c) => c.fmt(f),
             Command::Exit => f.write_str("exit"),
         }

@@ -1,0 +1,335 @@
+//! Benchmark (not a test): the persistence reader against `cat` and redis-check-rdb /
+//! redis-check-aof on a >= 1 GB RDB of mixed types and its AOF twin (RESP, no preamble).
+//!
+//! Run: `cargo bench --bench reader` (builds the data once into `target/bench-data/`;
+//! `BENCH_READER_GB=2` for a bigger file, `BENCH_READER_REBUILD=1` to rebuild).
+//! Each contender runs as a child process: wall time, and peak RSS from `wait4`.
+
+#[path = "../tests/persist_support/mod.rs"]
+mod support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use lazarus::persist::{check_path, CheckOptions};
+use support::Server;
+
+fn data_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("bench-data")
+}
+
+/// Fast deterministic bytes that LZF cannot compress.
+struct XorShift(u64);
+
+impl XorShift {
+    fn fill(&mut self, out: &mut Vec<u8>, n: usize) {
+        for _ in 0..n {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            out.push(b'!' + (self.0 % 90) as u8);
+        }
+    }
+}
+
+fn cmd(parts: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    parts
+}
+
+fn b(s: impl Into<String>) -> Vec<u8> {
+    s.into().into_bytes()
+}
+
+/// Fills a server with ~`gb` GB of RDB: strings (random and compressible), small and big
+/// hashes, sets, intsets, sorted sets, lists, and streams with a consumer group.
+fn populate(s: &mut Server, gb: f64) {
+    let scale = gb.max(0.05);
+    let strings = (5_000_000.0 * scale) as usize;
+    let mut rng = XorShift(0x9e3779b97f4a7c15);
+    let mut batch = Vec::new();
+    let flush = |s: &mut Server, batch: &mut Vec<Vec<Vec<u8>>>| {
+        s.batch(batch);
+        batch.clear();
+    };
+    // Strings via MSET, 100 a command: 3 in 4 random 150 bytes, 1 in 4 compressible.
+    for chunk in (0..strings).collect::<Vec<_>>().chunks(100) {
+        let mut c = vec![b("MSET")];
+        for &i in chunk {
+            c.push(b(format!("str:{i}")));
+            let mut v = Vec::with_capacity(160);
+            if i % 4 == 0 {
+                v.extend_from_slice(
+                    format!("user {i} logged in from the usual place; ")
+                        .repeat(4)
+                        .as_bytes(),
+                );
+            } else {
+                rng.fill(&mut v, 150);
+            }
+            c.push(v);
+        }
+        batch.push(cmd(c));
+        if batch.len() >= 200 {
+            flush(s, &mut batch);
+        }
+    }
+    flush(s, &mut batch);
+    let small = (150_000.0 * scale) as usize;
+    let big = (1_500.0 * scale) as usize;
+    for i in 0..small {
+        let mut h = vec![b("HSET"), b(format!("hash:{i}"))];
+        let mut st = vec![b("SADD"), b(format!("set:{i}"))];
+        let mut is = vec![b("SADD"), b(format!("intset:{i}"))];
+        let mut z = vec![b("ZADD"), b(format!("zset:{i}"))];
+        let mut l = vec![b("RPUSH"), b(format!("list:{i}"))];
+        for f in 0..10 {
+            h.push(b(format!("field{f}")));
+            let mut v = Vec::new();
+            rng.fill(&mut v, 20);
+            h.push(v);
+            st.push(b(format!("member-{f}-{i}")));
+            is.push(b((f * 7919 + i).to_string()));
+            z.push(b(format!("{}.5", f * 3)));
+            z.push(b(format!("m{f}")));
+            l.push(b(format!("item-{f}-{i}")));
+        }
+        batch.extend([cmd(h), cmd(st), cmd(is), cmd(z), cmd(l)]);
+        if i % 10 == 0 {
+            batch.push(vec![
+                b("XADD"),
+                b(format!("stream:{}", i / 50)),
+                b("*"),
+                b("f"),
+                b(i.to_string()),
+                b("g"),
+                b("v"),
+            ]);
+        }
+        if batch.len() >= 500 {
+            flush(s, &mut batch);
+        }
+    }
+    for i in 0..big {
+        for part in 0..10 {
+            let mut h = vec![b("HSET"), b(format!("bighash:{i}"))];
+            let mut st = vec![b("SADD"), b(format!("bigset:{i}"))];
+            let mut z = vec![b("ZADD"), b(format!("bigzset:{i}"))];
+            let mut l = vec![b("RPUSH"), b(format!("biglist:{i}"))];
+            for f in part * 100..(part + 1) * 100 {
+                h.push(b(format!("field-{f}")));
+                h.push(b(format!("value-{f}")));
+                st.push(b(format!("member-{f}")));
+                z.push(b(f.to_string()));
+                z.push(b(format!("m-{f}")));
+                l.push(b(format!("element-{f}")));
+            }
+            batch.extend([cmd(h), cmd(st), cmd(z), cmd(l)]);
+        }
+        if batch.len() >= 200 {
+            flush(s, &mut batch);
+        }
+    }
+    flush(s, &mut batch);
+    for i in 0..(small / 50) {
+        s.cmd(&["XGROUP", "CREATE", &format!("stream:{i}"), "g", "0"]);
+    }
+}
+
+/// Builds (or reuses) `dump.rdb` and `appendonlydir/` under the data dir.
+fn build_data(dir: &Path, gb: f64) -> (PathBuf, PathBuf) {
+    let rdb = dir.join("dump.rdb");
+    let aof = dir.join("appendonlydir");
+    let rebuild = std::env::var_os("BENCH_READER_REBUILD").is_some();
+    if rdb.is_file() && aof.is_dir() && !rebuild {
+        return (rdb, aof);
+    }
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).unwrap();
+    let tmp = tempfile::tempdir_in(dir).unwrap();
+    eprintln!(
+        "building ~{gb} GB of test data in {} (once)...",
+        dir.display()
+    );
+    let t = Instant::now();
+    let mut s = Server::start_in(
+        tmp,
+        &[
+            ("appendonly", "no"),
+            ("aof-use-rdb-preamble", "no"),
+            ("enable-debug-command", "local"),
+        ],
+    );
+    populate(&mut s, gb);
+    s.cmd(&[
+        "DEBUG",
+        "POPULATE",
+        &((500_000.0 * gb) as u64).to_string(),
+        "populated",
+        "64",
+    ]);
+    s.cmd(&["SAVE"]);
+    s.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    s.wait_persistence();
+    fs::rename(s.file("dump.rdb"), &rdb).unwrap();
+    fs::rename(s.file("appendonlydir"), &aof).unwrap();
+    eprintln!("built in {:.0} s", t.elapsed().as_secs_f64());
+    (rdb, aof)
+}
+
+struct Run {
+    secs: f64,
+    max_rss_kb: i64,
+    ok: bool,
+}
+
+/// Runs a program to completion, measuring wall time and peak RSS.
+// Reaped by `wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn measure<I, S>(program: &OsStr, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let t = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program:?}: {e}"));
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, with valid pointers to locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    Run {
+        secs: t.elapsed().as_secs_f64(),
+        max_rss_kb: usage.ru_maxrss,
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    }
+}
+
+fn size_of(p: &Path) -> u64 {
+    if p.is_dir() {
+        fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    } else {
+        fs::metadata(p).unwrap().len()
+    }
+}
+
+fn files_of(p: &Path) -> Vec<PathBuf> {
+    if p.is_dir() {
+        let mut v: Vec<_> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![p.to_path_buf()]
+    }
+}
+
+fn row(name: &str, r: &Run, bytes: u64, keys: u64) {
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "  {name:<34} {:>7.2} s {:>9.0} MB/s {:>11.0} keys/s {:>8.1} MB peak{}",
+        r.secs,
+        mb / r.secs,
+        keys as f64 / r.secs,
+        r.max_rss_kb as f64 / 1024.0,
+        if r.ok { "" } else { "  (failed)" }
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Child mode: check the path(s) and exit non-zero unless every file is ok.
+    if let Some(i) = args.iter().position(|a| a == "--check") {
+        let reports = lazarus::persist::check_paths(
+            &args[i + 1..].iter().map(PathBuf::from).collect::<Vec<_>>(),
+            &CheckOptions::default(),
+        );
+        let ok = reports
+            .iter()
+            .all(|r| r.verdict == lazarus::persist::Verdict::Ok);
+        for r in &reports {
+            eprintln!("{}", serde_json::to_string(r).unwrap());
+        }
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    let gb: f64 = std::env::var("BENCH_READER_GB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let (rdb, aof) = build_data(&data_dir(), gb);
+    let me = std::env::current_exe().unwrap();
+    for (label, path, tool) in [
+        ("RDB", &rdb, "redis-check-rdb"),
+        ("AOF (RESP, multi-part)", &aof, "redis-check-aof"),
+    ] {
+        let bytes = size_of(path);
+        // Warm the page cache, and learn the key count.
+        let report = check_path(path, &CheckOptions::default());
+        assert_eq!(
+            report.verdict,
+            lazarus::persist::Verdict::Ok,
+            "{:?}",
+            report.fault
+        );
+        let keys = report.keys;
+        println!(
+            "{label}: {} ({:.2} GB, {keys} keys)",
+            path.display(),
+            bytes as f64 / 1e9
+        );
+        let files = files_of(path);
+        let cat = measure(
+            OsStr::new("sh"),
+            [
+                "-c".into(),
+                format!(
+                    "cat {} > /dev/null",
+                    files
+                        .iter()
+                        .map(|f| format!("'{}'", f.display()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ],
+        );
+        row("cat > /dev/null", &cat, bytes, keys);
+        let target = if path.is_dir() {
+            path.join("appendonly.aof.manifest")
+        } else {
+            path.to_path_buf()
+        };
+        let theirs = measure(OsStr::new(tool), [&target]);
+        row(tool, &theirs, bytes, keys);
+        let ours = measure(me.as_os_str(), [OsStr::new("--check"), path.as_os_str()]);
+        row("lazarus persist::check_path", &ours, bytes, keys);
+        println!(
+            "  reader vs {tool}: {:.1}x faster; vs cat: {:.0}% of its throughput",
+            theirs.secs / ours.secs,
+            100.0 * cat.secs / ours.secs
+        );
+    }
+    // Several files at once use all cores.
+    let many = vec![rdb.clone(), aof.clone()];
+    let bytes: u64 = many.iter().map(|p| size_of(p)).sum();
+    let both = measure(
+        me.as_os_str(),
+        std::iter::once(PathBuf::from("--check")).chain(many),
+    );
+    row("check_paths(rdb, aof) in parallel", &both, bytes, 0);
+}

@@ -1,0 +1,105 @@
+//! End to end: `lazarus check file ...` one-shot and `--json`, and `check file ... fix`.
+
+mod common;
+
+use common::Lazarus;
+
+/// A minimal valid RDB 10: one AUX field, db 0 with one string key, EOF, CRC-64.
+fn tiny_rdb() -> Vec<u8> {
+    let mut b = b"REDIS0010".to_vec();
+    b.extend_from_slice(b"\xfa\x09redis-ver\x067.0.15");
+    b.extend_from_slice(b"\xfe\x00\xfb\x01\x00");
+    b.extend_from_slice(b"\x00\x03foo\x03bar");
+    b.push(0xff);
+    let crc = lazarus::persist::crc64(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn check_file_reports_and_json() {
+    let lz = Lazarus::new();
+    let rdb = lz.path("dump.rdb");
+    std::fs::write(&rdb, tiny_rdb()).unwrap();
+    lz.run(&format!("check file {}", rdb.display()))
+        .ok()
+        .stdout_has("verdict")
+        .stdout_has("ok")
+        .stdout_has("7.0.15")
+        .stdout_has("db0=1");
+    let docs = lz
+        .cmd([
+            "--json",
+            "check",
+            "file",
+            &rdb.display().to_string(),
+            "slots",
+            "0-100",
+        ])
+        .run()
+        .ok()
+        .json();
+    let r = &docs[0]["result"];
+    assert_eq!(r["verdict"], "ok");
+    assert_eq!(r["keys"], 1);
+    assert_eq!(r["rdb_version"], 10);
+    // `foo` hashes to slot 12182.
+    assert_eq!(r["keys_outside_slots"], 1);
+
+    let mut bad = tiny_rdb();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    std::fs::write(&rdb, &bad).unwrap();
+    lz.run(&format!("check file {}", rdb.display()))
+        .ok()
+        .stdout_has("corrupt")
+        .stdout_has("CRC-64");
+    lz.run(&format!("check file {}", lz.path("missing.rdb").display()))
+        .ok()
+        .stdout_has("unreadable");
+}
+
+#[test]
+fn fix_writes_a_truncated_aofs_good_prefix_elsewhere() {
+    let lz = Lazarus::new();
+    let aof = lz.path("appendonly.aof");
+    let good = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+    let mut cut = good.to_vec();
+    cut.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$5\r\nab");
+    std::fs::write(&aof, &cut).unwrap();
+    lz.run(&format!("check file {}", aof.display()))
+        .ok()
+        .stdout_has("truncated")
+        .stdout_has(&format!("{} bytes", good.len()));
+    let dest = lz.path("fixed.aof");
+    lz.run(&format!(
+        "check file {} fix {}",
+        aof.display(),
+        dest.display()
+    ))
+    .ok()
+    .stdout_has(&format!("kept {} of {} bytes", good.len(), cut.len()));
+    assert_eq!(std::fs::read(&dest).unwrap(), good);
+    assert_eq!(std::fs::read(&aof).unwrap(), cut);
+    lz.run(&format!(
+        "check file {} fix {}",
+        aof.display(),
+        dest.display()
+    ))
+    .fails(1)
+    .stderr_has("already exists");
+    lz.run(&format!(
+        "check file {} fix {}",
+        dest.display(),
+        lz.path("again.aof").display()
+    ))
+    .fails(1)
+    .stderr_has("is ok: nothing to fix");
+    lz.run(&format!(
+        "check file {} fix {}",
+        aof.display(),
+        aof.display()
+    ))
+    .fails(1)
+    .stderr_has("already exists");
+}

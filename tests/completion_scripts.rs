@@ -50,7 +50,7 @@ fn bash_completion_uses_the_binary() {
     ))
     .ok();
     assert_eq!(bash_complete(&lz, "lazarus in"), ["info"]);
-    assert_eq!(bash_complete(&lz, "lazarus node "), ["1", "2", "add"]);
+    assert_eq!(bash_complete(&lz, "lazarus node "), ["add", "1", "2"]);
     assert_eq!(
         bash_complete(&lz, "lazarus node 2 "),
         ["recovery_path", "remove"]

@@ -28,13 +28,10 @@ pub fn complete<T>(
     let line = &line[..floor_char_boundary(line, cursor)];
     let (tokens, _) = lex_lenient(line);
     let (done, partial, start) = split_partial(line, &tokens);
-    let mut candidates: Vec<String> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut push = |c: String| {
-        if seen.insert(c.clone()) {
-            candidates.push(c);
-        }
-    };
+    // Gather what fits first, so each value kind is listed once however many forms
+    // accept it (10,000 node ids must not be produced twice).
+    let mut words: Vec<String> = Vec::new();
+    let mut kinds: Vec<ValueKind> = Vec::new();
     for syntax in registry {
         let walk = walk(syntax, done);
         if walk.failure.is_some() {
@@ -43,24 +40,36 @@ pub fn complete<T>(
         for expect in walk.next {
             match expect {
                 Expect::Keyword(k) => {
-                    if starts_with_ignore_case(k, partial) {
-                        push(k.to_string());
+                    if starts_with_ignore_case(k, partial) && !words.iter().any(|w| w == k) {
+                        words.push(k.to_string());
                     }
                 }
                 Expect::Value(_, kind) => {
-                    for c in value_candidates(kind, cluster, partial) {
-                        push(c);
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
                     }
                 }
                 Expect::CommandWords { from } => {
                     for c in command_words(registry, &done[from.min(done.len())..], partial) {
-                        push(c);
+                        if !words.contains(&c) {
+                            words.push(c);
+                        }
                     }
                 }
             }
         }
     }
-    candidates.sort_by_cached_key(|c| natural_key(c));
+    words.sort_by_cached_key(|c| natural_key(c));
+    // Values come in their own order (node ids ascending, paths sorted), after keywords.
+    let mut candidates = words;
+    for kind in kinds {
+        for c in value_candidates(kind, cluster, partial) {
+            if kinds_may_overlap(kind) && candidates.contains(&c) {
+                continue;
+            }
+            candidates.push(c);
+        }
+    }
     Completion { start, candidates }
 }
 
@@ -198,6 +207,12 @@ fn split_partial<'a>(line: &'a str, tokens: &'a [Token]) -> (&'a [Token], &'a st
     }
 }
 
+/// Keyword-like values (choices) may repeat a keyword already offered; large value lists
+/// (nodes, databases, paths) are checked for nothing, to stay fast.
+fn kinds_may_overlap(kind: ValueKind) -> bool {
+    matches!(kind, ValueKind::Choice(_))
+}
+
 fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -> Vec<String> {
     match kind {
         ValueKind::Choice(words) => words
@@ -211,14 +226,18 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             };
             let prefixed = starts_with_ignore_case(partial, "n") || partial.contains(':');
             let mut out = Vec::new();
+            let mut text = String::new();
+            // One buffer for all ids: only the matches are allocated.
             for id in cluster.nodes.keys() {
-                let c = if prefixed {
-                    format!("node:{id}")
+                use std::fmt::Write as _;
+                text.clear();
+                let _ = if prefixed {
+                    write!(text, "node:{id}")
                 } else {
-                    id.to_string()
+                    write!(text, "{id}")
                 };
-                if starts_with_ignore_case(&c, partial) {
-                    out.push(c);
+                if starts_with_ignore_case(&text, partial) {
+                    out.push(text.clone());
                 }
             }
             out
@@ -281,6 +300,7 @@ fn path_candidates(partial: &str) -> Vec<String> {
             out.push(quoted);
         }
     }
+    out.sort();
     out
 }
 

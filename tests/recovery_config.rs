@@ -8,7 +8,14 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
+use std::io::Write;
+use std::process::Stdio;
+
+use common::data;
 use common::procs::ProcessGuard;
+use common::world::{picture, save_snapshots, slot_tag};
+use lazarus::ccs::{Cluster, DbState};
+use lazarus::db::shard_addr;
 use serde_json::Value;
 
 /// One test's world: a temp root holding the homes and the nodes' disks, and a guard that
@@ -90,10 +97,10 @@ impl World {
     }
 }
 
-/// A cluster made with Lazarus: node:1 at `n1`, node:2 at `n2`, a replicated AOF
-/// database and a 3-shard snapshot cluster database; then every shard killed and the home
-/// deleted, as after a disaster. Returns the cluster's last CCS as it was.
-fn disaster(w: &World) -> Value {
+/// A cluster made with Lazarus: node:1 at `n1`, node:2 at `n2` (its own random port
+/// range), a replicated AOF database `cache` and a 3-shard snapshot cluster database
+/// `orders`. Returns the CCS as stored.
+fn build_with_lazarus(w: &World) -> Value {
     let lo = 20000 + (rand::random::<u16>() % 300) * 100;
     let range = format!("{lo}-{}", lo + 49);
     w.ok(
@@ -144,9 +151,19 @@ fn disaster(w: &World) -> Value {
             "snapshot",
         ],
     );
-    let ccs: Value = serde_json::from_slice(&fs::read(w.path("home/ccs.json")).unwrap()).unwrap();
+    stored(w, "home")
+}
+
+/// The disaster: every shard SIGKILLed, the home gone.
+fn wreck(w: &World) {
     w.guard.kill_all();
     fs::remove_dir_all(w.path("home")).unwrap();
+}
+
+/// [`build_with_lazarus`] then [`wreck`]; the CCS as it was.
+fn disaster(w: &World) -> Value {
+    let ccs = build_with_lazarus(w);
+    wreck(w);
     ccs
 }
 
@@ -377,4 +394,99 @@ fn bad_backups_are_refused_naming_the_file() {
     );
     assert!(e.starts_with("cannot read the CCS backup"), "{e}");
     assert!(!w.path("home/ccs.json").exists());
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Sample data in every master (a hash tag per slot range for the cluster database),
+/// snapshots saved, and time for AOF's once-a-second fsync.
+async fn fill(cluster: &Cluster) {
+    for db in cluster.databases.values() {
+        for (i, m) in db.masters().enumerate() {
+            let a = shard_addr(cluster, db, m.id).unwrap();
+            let tag = match m.slots {
+                Some(slots) if db.config.shards > 1 => format!("{{{}}}", slot_tag(slots.start)),
+                _ => format!("{}{i}", db.config.name),
+            };
+            let mut con = data::connect(&a.host, a.port, 0).await;
+            data::write_sample(&mut con, &tag, 30).await;
+        }
+    }
+    save_snapshots(cluster).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+}
+
+/// The runbook case: after the disaster, one piped script brings the configuration back
+/// from a surviving backup, says where the old disks are, checks and recovers every
+/// database; the data is what it was, at the same endpoints.
+#[test]
+fn a_piped_runbook_brings_the_cluster_and_its_data_back() {
+    let w = World::new();
+    let rt = runtime();
+    let old: Cluster = serde_json::from_value(build_with_lazarus(&w)).unwrap();
+    rt.block_on(fill(&old));
+    let before = rt.block_on(picture(&old));
+    wreck(&w);
+    // The machines were replaced; their old disks are mounted under `old/`.
+    fs::create_dir_all(w.path("old")).unwrap();
+    fs::rename(w.path("n1"), w.path("old/n1")).unwrap();
+    fs::rename(w.path("n2"), w.path("old/n2")).unwrap();
+
+    let script = format!(
+        "# runbook: bring the cluster back\n\
+         cluster recover filename {backup} node_uid 1\n\
+         \n\
+         node 1 recovery_path set {old1}\n\
+         node 2 recovery_path set {old2}\n\
+         recover list\n\
+         recover all\n",
+        backup = w.p("old/n1/ccs/ccs.json"),
+        old1 = w.p("old/n1"),
+        old2 = w.p("old/n2"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(w.path("home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Recovered cluster `prod`"), "{text}");
+    assert_eq!(text.matches("Completed successfully").count(), 2, "{text}");
+
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert!(new.databases.values().all(|d| d.state == DbState::Active));
+    for (id, db) in &old.databases {
+        assert_eq!(new.databases[id].port, db.port, "same endpoint");
+    }
+    let after = rt.block_on(picture(&new));
+    for (shard, was) in &before {
+        let d = data::diff(was, &after[shard]);
+        assert!(d.is_empty(), "redis:{shard}: {d:?}");
+    }
+    // The old disks were copied from, never changed.
+    assert!(w.path("old/n1/ccs/ccs.json").is_file());
+    let untouched: Cluster =
+        serde_json::from_slice(&fs::read(w.path("old/n1/ccs/ccs.json")).unwrap()).unwrap();
+    assert_eq!(untouched.generation, old.generation);
 }

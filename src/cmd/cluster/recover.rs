@@ -161,7 +161,7 @@ pub(super) fn apply(ctx: &Context, req: &RecoverRequest) -> Result<Reply, Comman
         dbs.row([
             format!("db:{}", db.id),
             db.config.name.clone(),
-            db.shards.len().to_string(),
+            db.config.shards.to_string(),
             if db.config.replication {
                 "enabled"
             } else {

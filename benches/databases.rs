@@ -131,8 +131,33 @@ async fn main() {
         assert!(report.shards.iter().all(|s| s.status == "OK"));
     }
     println!(
-        "status, {shards} shards ({} databases): {}",
+        "status, {shards} shards ({} databases), library call: {}",
         c.databases.len(),
+        summary(lat)
+    );
+
+    // The whole binary, as an operator runs it: process start, CCS load, probes, tables.
+    let home = tmp.path().join("home");
+    lazarus::ccs::Store::new(home.clone())
+        .lock()
+        .unwrap()
+        .save(&mut c)
+        .unwrap();
+    let mut lat = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+            .arg("--home")
+            .arg(&home)
+            .arg("status")
+            .output()
+            .unwrap();
+        lat.push(t.elapsed());
+        assert!(out.status.success(), "{out:?}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("DOWN"));
+    }
+    println!(
+        "`lazarus status`, {shards} shards, whole binary: {}",
         summary(lat)
     );
 }

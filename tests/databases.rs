@@ -470,6 +470,27 @@ fn commands_create_kill_restart_and_refuse() {
         assert_eq!(guard.pids(), pids, "{line}");
     }
     drop(taken);
+    lz.cmd([
+        "--redis-server",
+        "/nonexistent/redis-server",
+        "restart",
+        "db",
+        "cache",
+    ])
+    .run()
+    .fails(1)
+    .stderr_has("apt-get install redis-server");
+    assert_eq!(guard.pids(), pids);
+
+    // Database names and ids complete wherever a database is expected.
+    lz.cmd(["complete", "--", "delete", "db", ""])
+        .run()
+        .ok()
+        .stdout_has("cache");
+    lz.cmd(["complete", "--", "restart", "db", "db:"])
+        .run()
+        .ok()
+        .stdout_has("db:2");
 
     // A second node makes replication possible, replica on the other node.
     let base = 20000 + (rand::random::<u16>() % 150) * 60;

@@ -108,3 +108,88 @@ pub fn place(
         shards,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ccs::{Node, Persistence, PortRange, CCS_FORMAT};
+
+    fn cluster(nodes: u64) -> Cluster {
+        let mut c = Cluster {
+            format: CCS_FORMAT,
+            name: "t".into(),
+            cluster_id: 7,
+            alloc_id: 1,
+            generation: 0,
+            local_node: 1,
+            redis_server: None,
+            nodes: BTreeMap::new(),
+            databases: BTreeMap::new(),
+        };
+        for _ in 0..nodes {
+            let id = c.allocate_id();
+            let lo = 23000 + 50 * id as u16;
+            c.nodes.insert(
+                id,
+                Node {
+                    id,
+                    addr: "127.0.0.1".into(),
+                    persistent_path: format!("/nonexistent/{id}").into(),
+                    recovery_path: None,
+                    port_range: PortRange { lo, hi: lo + 49 },
+                    rack_id: None,
+                },
+            );
+        }
+        c
+    }
+
+    fn config(shards: u32, replication: bool) -> DbConfig {
+        DbConfig {
+            name: "d".into(),
+            shards,
+            replication,
+            persistence: Persistence::Aof,
+            memory: None,
+            password: None,
+            sync_source: None,
+        }
+    }
+
+    #[test]
+    fn replicas_never_beside_their_master() {
+        for nodes in 2..=4 {
+            let mut c = cluster(nodes);
+            let db = place(&mut c, config(3, true), None).unwrap();
+            assert_eq!(db.shards.len(), 6);
+            for r in db.shards.iter().filter(|s| s.role == Role::Replica) {
+                let m = db.shards.iter().find(|m| Some(m.id) == r.master).unwrap();
+                assert_ne!(r.node, m.node);
+                assert_eq!(r.slots, m.slots);
+            }
+            let ids: BTreeSet<Id> = db.shards.iter().map(|s| s.id).chain([db.id]).collect();
+            assert_eq!(ids.len(), 7, "ids are distinct");
+            let ports: BTreeSet<u16> = db.shards.iter().map(|s| s.port).collect();
+            assert_eq!(ports.len(), 6, "loopback nodes never share a port");
+        }
+    }
+
+    #[test]
+    fn replication_on_one_node_is_refused() {
+        let mut c = cluster(1);
+        let before = c.alloc_id;
+        let err = place(&mut c, config(1, true), None).unwrap_err();
+        assert!(matches!(err, DbError::TooFewNodes { have: 1 }), "{err}");
+        assert_eq!(c.alloc_id, before);
+    }
+
+    #[test]
+    fn a_port_another_shard_has_is_refused() {
+        let mut c = cluster(1);
+        let db = place(&mut c, config(1, false), None).unwrap();
+        let port = db.port;
+        c.databases.insert(db.id, db);
+        let err = place(&mut c, config(1, false), Some(port)).unwrap_err();
+        assert!(matches!(err, DbError::PortReserved { .. }), "{err}");
+    }
+}

@@ -132,6 +132,8 @@ async fn single_shard_aof_survives_kill_and_restart() {
     let report = db::status(&c, None, db::STATUS_TIMEOUT).await;
     assert_eq!(report.databases[0].status, "active");
 
+    // A removed pidfile does not hide the server from `delete`.
+    std::fs::remove_file(dir.join("redis.pid")).unwrap();
     let out = db::delete_db(&mut c, &format!("db:{id}"), false)
         .await
         .unwrap();

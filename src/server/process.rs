@@ -222,16 +222,28 @@ pub async fn stop_pid(pid: u32, grace: Duration) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// The pid of the server running in `dir`: from its pidfile, and only while that process
-/// is alive and still has `dir` as its working directory.
+/// The pid of the server running in `dir`: from its pidfile, trusted only while that
+/// process is alive and still has `dir` as its working directory (pids get reused); else
+/// any live process working in `dir` (a pidfile someone removed must not hide a server).
 pub fn shard_pid(dir: &Path) -> Option<u32> {
-    let pid = read_pid(dir)?;
-    if !is_running(pid) {
-        return None;
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let works_in = |pid: u32| {
+        is_running(pid)
+            && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+    };
+    if let Some(pid) = read_pid(&dir).filter(|&p| works_in(p)) {
+        return Some(pid);
     }
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    (cwd == dir).then_some(pid)
+    // Without a pidfile only a server counts: an operator's shell may sit in the dir too.
+    let is_server = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.starts_with("redis-server") || c.starts_with("valkey-server"))
+    };
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&pid| works_in(pid) && is_server(pid))
 }
 
 pub fn read_pid(dir: &Path) -> Option<u32> {

@@ -26,8 +26,12 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Writes `cluster` as the home's CCS: what `cluster recover` and `node recovery_path set`
 /// leave behind.
 fn install(lz: &Lazarus, cluster: &Cluster) {
+    install_at(lz.home(), cluster);
+}
+
+fn install_at(home: &Path, cluster: &Cluster) {
     let mut c = cluster.clone();
-    let lock = Store::new(lz.home().to_path_buf()).lock().unwrap();
+    let lock = Store::new(home.to_path_buf()).lock().unwrap();
     lock.save(&mut c).unwrap();
 }
 
@@ -50,8 +54,11 @@ fn assert_same(before: &common::data::Contents, after: &common::data::Contents, 
     assert!(d.is_empty(), "{what}: {d:?}");
 }
 
+/// The runbook: a cluster built with Lazarus (two nodes; AOF, snapshot, 3-shard and
+/// replicated databases) loses every shard to SIGKILL and its home; both machines are
+/// replaced and their old disks mounted elsewhere. One piped script brings it all back.
 #[test]
-fn a_whole_cluster_comes_back_identical() {
+fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
     let lz = Lazarus::new();
     let guard = ProcessGuard::new(lz.home());
     let rt = runtime();
@@ -65,30 +72,66 @@ fn a_whole_cluster_comes_back_identical() {
             config("replicated", 1, true, Persistence::Snapshot),
         ],
     ));
+    // The old shell's home wrote its CCS backups to every node.
+    install_at(&lz.path("oldhome"), &old);
     let before = rt.block_on(picture(&old));
     guard.kill_all();
+    std::fs::remove_dir_all(lz.path("oldhome")).unwrap();
+    for id in [1, 2] {
+        std::fs::rename(
+            lz.path(&format!("old/node{id}")),
+            lz.path(&format!("disk{id}")),
+        )
+        .unwrap();
+    }
 
-    let new = after_disaster(&old, lz.home());
-    install(&lz, &new);
-    let list = lz.run("recover list").ok().stdout_lacks("missing files");
-    assert!(list.stdout.contains("ready: AOF"), "{}", list.stdout);
-    assert!(list.stdout.contains("ready: snapshot"), "{}", list.stdout);
-
-    let out = lz.run("recover all").ok();
+    let script = format!(
+        "# bring the cluster back from the old disks\n\
+         cluster recover filename {d1}/ccs/ccs.json node_uid 1\n\
+         node 1 recovery_path set {d1}\n\
+         node 2 recovery_path set {d2}\n\
+         recover list\n\
+         recover all\n\
+         status\n",
+        d1 = lz.path("disk1").display(),
+        d2 = lz.path("disk2").display()
+    );
+    let out = lz.script(&script).ok();
+    assert!(
+        out.stdout.contains("ready: AOF") && out.stdout.contains("ready: snapshot"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("missing files"), "{}", out.stdout);
     assert_eq!(
         out.stdout.matches("Completed successfully").count(),
         4,
         "{}",
         out.stdout
     );
+    assert!(!out.stdout.contains("PENDING"), "{}", out.stdout);
+    let shard_rows: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(' ') && l.contains(" redis:"))
+        .collect();
+    assert_eq!(shard_rows.len(), 7, "{}", out.stdout);
+    assert!(
+        shard_rows.iter().all(|l| l.trim_end().ends_with(" OK")),
+        "{}",
+        out.stdout
+    );
+
+    // Same endpoints, same contents, everything active.
+    let new = stored(&lz);
+    for db in old.databases.values() {
+        assert_eq!(new.databases[&db.id].port, db.port);
+        assert_eq!(new.databases[&db.id].state, DbState::Active);
+    }
     let after = rt.block_on(picture(&new));
     for (shard, was) in &before {
         assert_same(was, &after[shard], &format!("redis:{shard}"));
     }
-    assert!(stored(&lz)
-        .databases
-        .values()
-        .all(|d| d.state == DbState::Active));
 
     // Run again: nothing left to do, nothing touched.
     lz.run("recover all")

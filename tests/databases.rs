@@ -390,6 +390,23 @@ async fn refusals_leave_everything_as_it_was() {
     assert_eq!(guard.pids(), pids);
     assert_eq!(shard_dirs(tmp.path()), 1);
     drop(taken);
+
+    // Directories an interrupted create left behind (its ids never saved) are skipped.
+    let next = c.alloc_id;
+    let orphan = c.nodes[&1].shard_dir(next, next + 1);
+    std::fs::create_dir_all(&orphan).unwrap();
+    let id = db::create_db(
+        &mut c,
+        &srv,
+        CreateDb {
+            config: config("after", 1, Persistence::Disabled),
+            port: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(id > next + 1, "{id} reuses an id on disk");
+    assert!(orphan.is_dir());
 }
 
 /// The `redis://` URL of a database's endpoint, from `--json status databases`.

@@ -33,6 +33,11 @@ pub async fn create_db(
 ) -> Result<Id, DbError> {
     validate(cluster, &req).await?;
     let mut scratch = cluster.clone();
+    // Ids on disk count as allocated: an interrupted create leaves its directories
+    // without saving the allocator, and must not make every later create collide.
+    if let Some(largest) = largest_id_on_disk(&scratch) {
+        scratch.alloc_id = scratch.alloc_id.max(largest + 1);
+    }
     let mut db = place(&mut scratch, req.config, req.port)?;
     let db_dirs = db_dirs(&scratch, &db);
     if let Some(existing) = db_dirs.iter().find(|d| d.exists()) {
@@ -97,6 +102,32 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
         }
     }
     Ok(())
+}
+
+/// The largest id in `db-<id>` / `shard-<id>` directory names under the nodes'
+/// persistent paths.
+fn largest_id_on_disk(cluster: &Cluster) -> Option<Id> {
+    let ids_in = |dir: &std::path::Path, prefix: &str| -> Vec<(Id, std::path::PathBuf)> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_str()?.to_string();
+                        Some((name.strip_prefix(prefix)?.parse().ok()?, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    cluster
+        .nodes
+        .values()
+        .flat_map(|n| ids_in(&n.persistent_path.join("redis"), "db-"))
+        .flat_map(|(db, path)| {
+            let shards = ids_in(&path, "shard-").into_iter().map(|(id, _)| id);
+            std::iter::once(db).chain(shards).collect::<Vec<_>>()
+        })
+        .max()
 }
 
 /// `<persistent path>/redis/db-<id>` on every node the database uses.

@@ -339,13 +339,28 @@ fn backup_brings_the_configuration_back_and_ids_are_never_reused() {
     // node:1 moved to a fresh path; its old one, still holding data, is where it recovers from.
     assert_eq!(after["nodes"]["1"]["persistent_path"], w.p("new1"));
     assert_eq!(after["nodes"]["1"]["recovery_path"], w.p("n1"));
-    // Backups are written to every node again.
+    // node:2 was not given a path: its old one still holds its data, so it recovers from
+    // there into a fresh sibling rather than in place.
+    assert_eq!(after["nodes"]["2"]["persistent_path"], w.p("n2-recovered"));
+    assert_eq!(after["nodes"]["2"]["recovery_path"], w.p("n2"));
+    // Backups are written to every node again; the old ones are left as they were.
     assert!(w.path("new1/ccs/ccs.json").is_file());
+    assert!(w.path("n2-recovered/ccs/ccs.json").is_file());
+    let old_backup: Value =
+        serde_json::from_slice(&fs::read(w.path("n2/ccs/ccs.json")).unwrap()).unwrap();
+    assert_eq!(old_backup, before);
 
     // A second recover into the same home is refused and changes nothing.
     let e = w.fails("home", &["cluster", "recover", "filename", &backup]);
     assert!(e.starts_with("a cluster already exists in"), "{e}");
     assert_eq!(stored(&w, "home"), after);
+
+    // With no more than that, the data comes back.
+    w.ok("home", &["recover", "all"]);
+    let now = stored(&w, "home");
+    for db in now["databases"].as_object().unwrap().values() {
+        assert_eq!(db["state"], "active", "{db}");
+    }
 
     // A database created now never takes an old id.
     w.ok(

@@ -100,6 +100,17 @@ pub enum RebuildError {
         source_desc: String,
         known: String,
     },
+    #[error(
+        "`{}` is a newer backup of this cluster (generation {newer_generation}) than `{}` (generation {given_generation}): recover from it, or move it aside to recover from the older one",
+        newer.display(),
+        given.display()
+    )]
+    NewerBackup {
+        newer: PathBuf,
+        newer_generation: u64,
+        given: PathBuf,
+        given_generation: u64,
+    },
     #[error("recovery path `{}` cannot be used: {reason}", path.display())]
     RecoveryPath { path: PathBuf, reason: String },
     #[error("no shard identity file of cluster_id {cluster_id} found under {searched}{others}")]
@@ -230,6 +241,18 @@ pub(crate) fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
+/// `<path>-recovered` (or `-recovered-2`, ...): the first sibling of `path` that holds no
+/// shard data yet.
+fn fresh_sibling(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    (1..100)
+        .map(|n| match n {
+            1 => path.with_file_name(format!("{name}-recovered")),
+            n => path.with_file_name(format!("{name}-recovered-{n}")),
+        })
+        .find(|p| !p.join("redis").exists())
+}
+
 /// Shard directories of this cluster that the backup does not know: made after it was
 /// written. Their ids are avoided by the allocator; the operator should know they exist.
 fn unknown_shards(cluster: &Cluster, root: &Path, problems: &mut Vec<String>) {
@@ -291,18 +314,32 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
     let mut roots = BTreeSet::new();
     for node in cluster.nodes.values_mut() {
         let old = node.persistent_path.clone();
+        let mut given_path = false;
         if node.id == local {
             if let Some(addr) = req.addr {
                 node.addr = addr.to_string();
             }
             if let Some(p) = &req.persistent_path {
                 node.persistent_path = absolute(p)?;
+                given_path = true;
             }
         }
         let old_has_data = old.join("redis").is_dir();
-        let recorded = node.recovery_path.clone();
-        match &recorded {
-            Some(r) if r.is_dir() => {}
+        let recorded = node.recovery_path.clone().filter(|r| r.is_dir());
+        if old_has_data && !given_path && recorded.is_none() {
+            // Recovering in place would have redis-server rewrite the only copy of the
+            // old files: recover into a fresh sibling and read from the old path.
+            if let Some(fresh) = fresh_sibling(&old) {
+                notes.push(format!(
+                    "`node:{}` persistent path is now `{}`: its old one still holds its shard data",
+                    node.id,
+                    fresh.display()
+                ));
+                node.persistent_path = fresh;
+            }
+        }
+        match (&recorded, &node.recovery_path) {
+            (Some(_), _) => {}
             _ if old_has_data && !overlaps(&old, &node.persistent_path) => {
                 notes.push(format!(
                     "`node:{}` recovery path set to `{}`, its old persistent path, which still holds shard data",
@@ -311,25 +348,20 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
                 ));
                 node.recovery_path = Some(old.clone());
             }
-            Some(r) => notes.push(format!(
+            (None, Some(r)) => notes.push(format!(
                 "`node:{}` keeps its recorded recovery path `{}`, which does not exist now: set one with `node {} recovery_path set <path>`",
                 node.id,
                 r.display(),
                 node.id
             )),
-            None => {}
+            (None, None) => {}
         }
-        if old_has_data && overlaps(&old, &node.persistent_path) {
+        if old_has_data && overlaps(&old, &node.persistent_path) && recorded.is_none() {
             problems.push(format!(
-                "`node:{}` persistent path `{}` still holds the old shard data: recovering into it would rewrite those files; copy them elsewhere and point `node {} recovery_path set` at the copy{}",
+                "`node:{}` persistent path `{}` still holds the old shard data: recovering into it would rewrite those files; copy them elsewhere and point `node {} recovery_path set` at the copy",
                 node.id,
                 old.display(),
-                node.id,
-                if node.id == local {
-                    ", or recover with `persistent_path <new path>`"
-                } else {
-                    ""
-                }
+                node.id
             ));
         }
         roots.insert(old);
@@ -343,11 +375,12 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
             disk::backup_generation(&root.join("ccs").join("ccs.json"), cluster.cluster_id)
         {
             if generation > cluster.generation {
-                problems.push(format!(
-                    "`{}` is a newer backup (generation {generation}, this one {}): it may hold changes this one lacks",
-                    root.join("ccs").join("ccs.json").display(),
-                    cluster.generation
-                ));
+                return Err(RebuildError::NewerBackup {
+                    newer: root.join("ccs").join("ccs.json"),
+                    newer_generation: generation,
+                    given: path,
+                    given_generation: cluster.generation,
+                });
             }
         }
     }

@@ -181,16 +181,11 @@ fn backup_comes_back_pending_with_no_pids() {
         "{:?}",
         rebuilt.notes
     );
-    // node:2 keeps its persistent path, which holds the old data: the operator is told.
-    assert_eq!(c.nodes[&2].recovery_path, None);
-    assert!(
-        rebuilt
-            .problems
-            .iter()
-            .any(|p| p.contains("`node:2` persistent path")),
-        "{:?}",
-        rebuilt.problems
-    );
+    // node:2's old persistent path holds its data: it recovers from there into a fresh
+    // sibling, never in place.
+    assert_eq!(c.nodes[&2].recovery_path, Some(tmp.path().join("n2")));
+    assert_eq!(c.nodes[&2].persistent_path, tmp.path().join("n2-recovered"));
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
     // Ids up to 9 were handed out; the margin is added above.
     assert_eq!(rebuilt.alloc.largest.as_ref().unwrap().id, 9);
     assert_eq!(c.alloc_id, 9 + ALLOC_MARGIN);
@@ -331,7 +326,7 @@ fn alloc_id_too_small_names_the_conflict() {
 }
 
 #[test]
-fn a_newer_backup_elsewhere_is_reported() {
+fn a_newer_backup_elsewhere_is_refused_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = sample(tmp.path());
     write_disks(&cluster);
@@ -342,20 +337,20 @@ fn a_newer_backup_elsewhere_is_reported() {
         serde_json::to_vec(&cluster).unwrap(),
     )
     .unwrap();
-    let rebuilt = from_backup(&FromBackup {
+    let e = from_backup(&FromBackup {
         filename: backup_of(&cluster, 1),
         ..Default::default()
     })
-    .unwrap();
-    assert!(
-        rebuilt
-            .problems
-            .iter()
-            .any(|p| p.contains("newer backup (generation 9, this one 7)")),
-        "{:?}",
-        rebuilt.problems
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "`{}` is a newer backup of this cluster (generation 9) than `{}` (generation 7): recover from it, or move it aside to recover from the older one",
+            backup_of(&cluster, 2).display(),
+            backup_of(&cluster, 1).display()
+        )
     );
-    assert_eq!(rebuilt.alloc.largest.unwrap().id, 11);
 }
 
 fn from_ids(paths: Vec<PathBuf>, home: &Path) -> Result<Rebuilt, RebuildError> {
@@ -665,22 +660,24 @@ fn recover_never_replaces_a_foreign_or_newer_node_backup() {
     );
     assert!(store.load().unwrap().is_none());
 
-    // node:2's backup is newer than the file given.
-    let mut newer = cluster.clone();
-    newer.generation = 20;
-    fs::write(backup_of(&cluster, 2), serde_json::to_vec(&newer).unwrap()).unwrap();
-    let req = RecoverRequest::Backup(FromBackup {
-        filename: backup_of(&cluster, 1),
+    // Rebuilt from identity files, node:1 would store its backup where a backup of this
+    // cluster already is (the home lost only its ccs.json).
+    let target = tmp.path().join("home/nodes/1/ccs/ccs.json");
+    fs::create_dir_all(target.parent().unwrap()).unwrap();
+    fs::write(&target, serde_json::to_vec(&cluster).unwrap()).unwrap();
+    let req = RecoverRequest::Identities(FromIdentities {
+        cluster_id: CID,
+        recovery_paths: vec![tmp.path().join("n1"), tmp.path().join("n2")],
         ..Default::default()
     });
     let e = recover(&store, &req).unwrap_err().to_string();
     assert!(
-        e.contains("newer backup of this cluster (generation 20, recovering 7)"),
+        e.contains("newer backup of this cluster (generation 7, recovering 0): recover from it with `cluster recover filename"),
         "{e}"
     );
     assert!(store.load().unwrap().is_none());
-    let kept: Cluster = serde_json::from_slice(&fs::read(backup_of(&cluster, 2)).unwrap()).unwrap();
-    assert_eq!(kept.generation, 20);
+    let kept: Cluster = serde_json::from_slice(&fs::read(&target).unwrap()).unwrap();
+    assert_eq!(kept, cluster);
 }
 
 #[test]
@@ -708,4 +705,58 @@ fn shards_missing_from_the_backup_are_reported() {
         );
     }
     assert_eq!(rebuilt.alloc.largest.unwrap().id, 9);
+}
+
+#[test]
+fn in_place_persistent_paths_move_aside_unless_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    // A previous attempt already used `n1-recovered`.
+    fs::create_dir_all(tmp.path().join("n1-recovered/redis")).unwrap();
+    let rebuilt = from_backup(&FromBackup {
+        filename: backup_of(&cluster, 1),
+        ..Default::default()
+    })
+    .unwrap();
+    let n1 = &rebuilt.cluster.nodes[&1];
+    assert_eq!(n1.persistent_path, tmp.path().join("n1-recovered-2"));
+    assert_eq!(n1.recovery_path, Some(tmp.path().join("n1")));
+    // Given explicitly as the old path: kept, and the operator warned.
+    let rebuilt = from_backup(&FromBackup {
+        filename: backup_of(&cluster, 1),
+        persistent_path: Some(tmp.path().join("n1")),
+        ..Default::default()
+    })
+    .unwrap();
+    let n1 = &rebuilt.cluster.nodes[&1];
+    assert_eq!(
+        (n1.persistent_path.clone(), n1.recovery_path.clone()),
+        (tmp.path().join("n1"), None)
+    );
+    assert!(
+        rebuilt
+            .problems
+            .iter()
+            .any(|p| p.contains("`node:1` persistent path")
+                && p.contains("still holds the old shard data")),
+        "{:?}",
+        rebuilt.problems
+    );
+    // A recorded recovery path that exists is kept, and the persistent path with it.
+    let mut with_rp = cluster.clone();
+    fs::create_dir_all(tmp.path().join("copy2")).unwrap();
+    with_rp.nodes.get_mut(&2).unwrap().recovery_path = Some(tmp.path().join("copy2"));
+    let file = tmp.path().join("rp.json");
+    fs::write(&file, serde_json::to_vec(&with_rp).unwrap()).unwrap();
+    let rebuilt = from_backup(&FromBackup {
+        filename: file,
+        ..Default::default()
+    })
+    .unwrap();
+    let n2 = &rebuilt.cluster.nodes[&2];
+    assert_eq!(
+        (n2.persistent_path.clone(), n2.recovery_path.clone()),
+        (tmp.path().join("n2"), Some(tmp.path().join("copy2")))
+    );
 }

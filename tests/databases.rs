@@ -387,6 +387,32 @@ async fn refusals_leave_everything_as_it_was() {
     .unwrap_err();
     assert!(matches!(err, DbError::Server(_)), "{err}");
     assert_eq!(c, before);
+
+    // One that dies after logging why: the log tail is in the error.
+    let script = tmp.path().join("fake-redis-server");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '# FATAL: cannot bind, boom' >> redis.log\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fake = RedisServer {
+        path: script,
+        version: "7.0.15".into(),
+    };
+    let err = db::create_db(
+        &mut c,
+        &fake,
+        CreateDb {
+            config: config("broken", 1, Persistence::Aof),
+            port: None,
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("FATAL: cannot bind, boom"), "{err}");
+    assert_eq!(c, before);
     assert_eq!(guard.pids(), pids);
     assert_eq!(shard_dirs(tmp.path()), 1);
     drop(taken);

@@ -20,7 +20,8 @@ pub const LOG_FILE: &str = "redis.log";
 pub const CONF_FILE: &str = "redis.conf";
 
 const POLL: Duration = Duration::from_millis(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+// A snapshot database saves on SIGTERM; killing it mid-save would lose that snapshot.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct StartOptions {

@@ -2,7 +2,8 @@
 //! the real commands need (choices, flags, repeated options, alternatives).
 
 use super::complete::{complete, hint, redact};
-use super::matcher::{parse, Match};
+use super::matcher::Match;
+use super::parse::parse;
 use super::syntax::{Element, Opt, Syntax};
 use super::value::{DbRef, ValueKind};
 use crate::ccs::{default_local_cluster, SlotRange};

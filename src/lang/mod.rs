@@ -7,12 +7,14 @@ pub mod lexer;
 pub mod matcher;
 #[cfg(test)]
 mod matcher_tests;
+pub mod parse;
 pub mod syntax;
 pub mod value;
 
 pub use complete::{complete, hint, mask, redact, Completion};
 pub use error::ParseError;
 pub use lexer::{lex, quote, Token};
-pub use matcher::{parse, Match};
+pub use matcher::Match;
+pub use parse::parse;
 pub use syntax::{Element, Opt, Syntax};
 pub use value::{DbRef, HostPort, Value, ValueKind};

@@ -122,7 +122,15 @@ impl Session {
             }
         };
         let text = lang::redact(cmd::registry(), &command.to_string());
-        match self.runtime.block_on(command.apply(&self.ctx)) {
+        // A task of its own, so that even a panicking command leaves the session alive.
+        let ctx = self.ctx.clone();
+        let task = self.runtime.spawn(async move { command.apply(&ctx).await });
+        let result = self.runtime.block_on(task).unwrap_or_else(|e| {
+            Err(cmd::CommandError::Failed(format!(
+                "internal error while running `{text}`: {e}"
+            )))
+        });
+        match result {
             Ok(reply) => {
                 if self.json {
                     if !reply.exit {

@@ -1,0 +1,122 @@
+//! Parsing a whole line against the registry: the first form that takes it wins; when
+//! none does, the error comes from the forms that got furthest.
+
+use super::error::{nearest, ParseError};
+use super::lexer::{lex, Token};
+use super::matcher::{walk, Expect, Match, Walk};
+use super::syntax::Syntax;
+
+/// Parses a line with the first syntax that takes it whole. `Ok(None)` for a blank line.
+/// When none fits, the error comes from the syntaxes that got furthest.
+pub fn parse<T>(registry: &[&Syntax<T>], line: &str) -> Result<Option<T>, ParseError> {
+    let tokens = lex(line)?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    let mut best: Vec<(usize, Walk)> = Vec::new();
+    let mut best_at = 0;
+    for syntax in registry {
+        let walk = walk(syntax, &tokens);
+        if walk.is_complete() {
+            let span = tokens[0].span.start..tokens[tokens.len() - 1].span.end;
+            let found = Match {
+                items: walk.items,
+                span,
+            };
+            return (syntax.build)(&found).map(Some);
+        }
+        let at = walk.failure.as_ref().map_or(tokens.len(), |f| f.at);
+        if at > best_at {
+            best.clear();
+            best_at = at;
+        }
+        if at == best_at {
+            best.push((at, walk));
+        }
+    }
+    Err(explain(registry, line, &tokens, best_at, &best))
+}
+
+fn explain<T>(
+    registry: &[&Syntax<T>],
+    line: &str,
+    tokens: &[Token],
+    at: usize,
+    walks: &[(usize, Walk)],
+) -> ParseError {
+    if at == 0 {
+        let token = &tokens[0];
+        let words = registry
+            .iter()
+            .filter_map(|s| s.leading_keywords().first().copied());
+        return ParseError::new(
+            token.span.clone(),
+            format!("unknown command `{}`", token.text),
+        )
+        .with_suggestion(nearest(&token.text, words));
+    }
+    let mut expected: Vec<Expect> = Vec::new();
+    for (_, walk) in walks {
+        let more = match &walk.failure {
+            Some(f) => &f.expected,
+            None => &walk.next,
+        };
+        for e in more {
+            if !expected.contains(e) {
+                expected.push(*e);
+            }
+        }
+    }
+    let keywords = expected.iter().filter_map(|e| match e {
+        Expect::Keyword(k) => Some(*k),
+        _ => None,
+    });
+    let described: Vec<String> = expected.iter().map(Expect::describe).collect();
+    let described: Vec<&str> = described.iter().map(String::as_str).collect();
+
+    if at == tokens.len() {
+        let typed = &line[tokens[0].span.start..tokens[at - 1].span.end];
+        let end = line.trim_end().len();
+        let needs = match walks {
+            [(_, walk)] if walk.failure.is_none() => walk.missing.join(" "),
+            _ => String::new(),
+        };
+        let message = if needs.is_empty() {
+            format!("`{typed}` is incomplete: expected {}", join_or(&described))
+        } else {
+            format!("`{typed}` is incomplete: missing `{needs}`")
+        };
+        return ParseError::new(end..end, message);
+    }
+    let token = &tokens[at];
+    let detail = match walks {
+        [(_, walk)] => walk.failure.as_ref().and_then(|f| f.detail.clone()),
+        _ => None,
+    };
+    let message = match detail {
+        Some(detail) => detail,
+        None if expected.is_empty() => {
+            format!("unexpected `{}`: the command ends before it", token.text)
+        }
+        None => format!(
+            "unexpected `{}`, expected {}",
+            token.text,
+            join_or(&described)
+        ),
+    };
+    let suggestion = if token.quoted {
+        None
+    } else {
+        nearest(&token.text, keywords)
+    };
+    ParseError::new(token.span.clone(), message).with_suggestion(suggestion)
+}
+
+/// Descriptions joined as "a, b or c" (already quoted as needed).
+fn join_or(parts: &[&str]) -> String {
+    match parts.split_last() {
+        None => "nothing".into(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}

@@ -4,7 +4,9 @@
 function __lazarus_complete
     set -l words (commandline -opc)
     set -e words[1]
-    command lazarus complete -- $words (commandline -ct) 2>/dev/null
+    # Quoted, so an empty current word is still passed (as "").
+    set -l cur (commandline -ct)
+    command lazarus complete -- $words "$cur" 2>/dev/null
 end
 
 complete -c lazarus -f -a '(__lazarus_complete)'

@@ -50,7 +50,10 @@ pub struct Session {
     pub ctx: Context,
     runtime: tokio::runtime::Runtime,
     pub json: bool,
+    /// Colour on stdout (hints in the REPL).
     pub colour: bool,
+    /// Colour on stderr (the `lazarus:` of errors).
+    pub err_colour: bool,
 }
 
 /// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory.
@@ -84,13 +87,13 @@ impl Session {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let colour =
-            !args.json && io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let no_colour = args.json || std::env::var_os("NO_COLOR").is_some();
         Ok(Session {
             ctx,
             runtime,
             json: args.json,
-            colour,
+            colour: !no_colour && io::stdout().is_terminal(),
+            err_colour: !no_colour && io::stderr().is_terminal(),
         })
     }
 
@@ -103,6 +106,11 @@ impl Session {
         err: &mut dyn Write,
     ) -> Outcome {
         let at = line_no.map(|n| format!("line {n}: ")).unwrap_or_default();
+        let lazarus = if self.err_colour {
+            "\x1b[1;31mlazarus:\x1b[0m"
+        } else {
+            "lazarus:"
+        };
         let command = match cmd::parse(line) {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
@@ -117,7 +125,7 @@ impl Session {
                     );
                     let _ = writeln!(out, "{doc}");
                 }
-                let _ = writeln!(err, "lazarus: {at}{}", e.render(&shown));
+                let _ = writeln!(err, "{lazarus} {at}{}", e.render(&shown));
                 return Outcome::ParseError;
             }
         };
@@ -150,7 +158,7 @@ impl Session {
                 if self.json {
                     let _ = writeln!(out, "{}", render::json_error(&text, &e.to_string(), None));
                 }
-                let _ = writeln!(err, "lazarus: {at}{e}");
+                let _ = writeln!(err, "{lazarus} {at}{e}");
                 Outcome::Failed
             }
         }

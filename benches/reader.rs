@@ -176,7 +176,7 @@ fn build_data(dir: &Path, gb: f64) -> (PathBuf, PathBuf) {
     s.cmd(&["SAVE"]);
     s.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    s.wait_persistence();
+    s.wait_persistence_for(std::time::Duration::from_secs(1800));
     fs::rename(s.file("dump.rdb"), &rdb).unwrap();
     fs::rename(s.file("appendonlydir"), &aof).unwrap();
     eprintln!("built in {:.0} s", t.elapsed().as_secs_f64());

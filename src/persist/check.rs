@@ -284,7 +284,10 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
     let base = first.base.take();
     let mut counts = match &base {
         Some(out) => {
+            // The base's ctime is older than the incr files' writes: keep the newest.
+            let newest_write = report.created;
             take_rdb(report, out);
+            report.created = report.created.max(newest_write);
             out.keys_per_db.clone()
         }
         None => {

@@ -26,6 +26,8 @@ mod listpack;
 mod lzf;
 mod manifest;
 mod rdb;
+#[cfg(test)]
+mod rdb_tests;
 mod rdb_value;
 mod report;
 mod resp;

@@ -133,7 +133,7 @@ impl<'a, R: Read> Rdb<'a, R> {
                 0xf5 => self.skip_string().map(drop),
                 0xf4 => (0..3).try_for_each(|_| self.len().map(drop)),
                 _ => {
-                    let kept = self.key_value(t, db, expire);
+                    let kept = self.key_value(t, record, db, expire);
                     expire = None;
                     match kept {
                         Ok(true) => {
@@ -282,7 +282,13 @@ impl<'a, R: Read> Rdb<'a, R> {
     }
 
     /// Reads one key and its value; `Ok(false)` for an empty collection Redis would drop.
-    fn key_value(&mut self, t: u8, db: u32, expire: Option<i64>) -> Result<bool, ParseError> {
+    fn key_value(
+        &mut self,
+        t: u8,
+        type_at: u64,
+        db: u32,
+        expire: Option<i64>,
+    ) -> Result<bool, ParseError> {
         if self.visitor.is_some() {
             let mut key = std::mem::take(&mut self.key);
             let at = self.src.offset();
@@ -303,7 +309,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         } else {
             self.skip_string()?;
         }
-        let present = self.value(t)?;
+        let present = self.value(t, type_at)?;
         if present {
             if let Some(ms) = expire {
                 self.out.expires += 1;

@@ -18,10 +18,9 @@ enum Blob {
 }
 
 impl<R: Read> Rdb<'_, R> {
-    /// Checks the value of type `t`; `Ok(false)` when it is an empty collection (which
+    /// Checks the value of type `t` (its type byte at `at`); `Ok(false)` when it is an empty collection (which
     /// Redis skips when loading).
-    pub fn value(&mut self, t: u8) -> Result<bool, ParseError> {
-        let at = self.src.offset() - 1;
+    pub fn value(&mut self, t: u8, at: u64) -> Result<bool, ParseError> {
         let valkey = self.out.valkey;
         match t {
             0 => self.skip_string().map(|_| true),

@@ -159,7 +159,11 @@ impl Server {
 
     /// Waits until a background save / rewrite finished.
     pub fn wait_persistence(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_persistence_for(Duration::from_secs(30));
+    }
+
+    pub fn wait_persistence_for(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let info = self.cmd(&["INFO", "persistence"]).text();
             let busy = info.contains("rdb_bgsave_in_progress:1")

@@ -1,0 +1,219 @@
+//! Hand-built RDBs for what redis-server 7.0 no longer writes (old encodings, 7.4 hash
+//! TTL types, Valkey 9, modules, slot info): every opcode and value type the reader knows.
+
+use super::error::FaultKind;
+use super::listpack::tests::build as listpack;
+use super::listpack::LpEntry::{Int, Str};
+use super::rdb::{Rdb, RdbOutcome};
+use super::source::{crc64, Source};
+
+fn s(v: &[u8]) -> Vec<u8> {
+    let mut out = vec![v.len() as u8];
+    out.extend_from_slice(v);
+    out
+}
+
+/// A long-form string (14-bit length), for blobs.
+fn blob(v: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x40 | (v.len() >> 8) as u8, v.len() as u8];
+    out.extend_from_slice(v);
+    out
+}
+
+fn rdb(magic: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut b = magic.to_vec();
+    b.extend_from_slice(body);
+    b.push(0xff);
+    let crc = crc64(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn run(bytes: &[u8]) -> (Result<(), super::error::ParseError>, RdbOutcome) {
+    let mut src = Source::new(bytes, 0, bytes.len() as u64);
+    let mut r = Rdb::new(&mut src, None, 200_000);
+    let res = r.run();
+    (res, std::mem::take(&mut r.out))
+}
+
+fn ok(magic: &[u8], body: &[u8]) -> RdbOutcome {
+    let (res, out) = run(&rdb(magic, body));
+    res.unwrap_or_else(|e| panic!("{e:?}"));
+    out
+}
+
+fn ziplist(items: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let (mut prev, mut tail) = (0usize, 10usize);
+    for it in items {
+        tail = 10 + body.len();
+        let e = [&[prev as u8, it.len() as u8][..], it].concat();
+        prev = e.len();
+        body.extend_from_slice(&e);
+    }
+    let mut z = ((11 + body.len()) as u32).to_le_bytes().to_vec();
+    z.extend_from_slice(&(tail as u32).to_le_bytes());
+    z.extend_from_slice(&(items.len() as u16).to_le_bytes());
+    z.extend_from_slice(&body);
+    z.push(0xff);
+    z
+}
+
+#[test]
+fn every_opcode_and_old_encoding() {
+    let mut b = Vec::new();
+    b.extend([0xfa].iter().chain(&s(b"redis-ver")).chain(&s(b"6.2.0")));
+    b.extend([0xfa].iter().chain(&s(b"ctime")).chain(&s(b"1700000000")));
+    b.extend([0xfe, 0x00, 0xfb, 0x05, 0x01]);
+    // Expiry in seconds (already past) on a string; LRU idle; LFU freq.
+    b.push(0xfd);
+    b.extend(100i32.to_le_bytes());
+    b.extend([0xf8, 0x05, 0xf9, 0x07]);
+    b.extend([0x00].iter().chain(&s(b"str")).chain(&s(b"v")));
+    // Integer-encoded strings.
+    b.extend([0x00].iter().chain(&s(b"i8")).chain(&[0xc0, 0x7f]));
+    b.extend([0x00].iter().chain(&s(b"i32")).chain(&[0xc2, 1, 2, 3, 4]));
+    // Old ZSET with ASCII scores and the special NaN/inf markers.
+    b.extend([0x03].iter().chain(&s(b"zs")).chain(&[0x02]));
+    b.extend(s(b"a").iter().chain(&s(b"1.5")));
+    b.extend(s(b"b").iter().chain(&[254]));
+    // Zipmap, ziplist list / zset / hash, intset, quicklist of ziplists.
+    let zm = [1, 1, b'f', 1, 0, b'v', 0xff];
+    b.extend([0x09].iter().chain(&s(b"zm")).chain(&s(&zm)));
+    b.extend(
+        [0x0a]
+            .iter()
+            .chain(&s(b"zl"))
+            .chain(&s(&ziplist(&[b"a", b"b"]))),
+    );
+    b.extend(
+        [0x0c]
+            .iter()
+            .chain(&s(b"zz"))
+            .chain(&s(&ziplist(&[b"m", b"1"]))),
+    );
+    b.extend(
+        [0x0d]
+            .iter()
+            .chain(&s(b"zh"))
+            .chain(&s(&ziplist(&[b"f", b"v"]))),
+    );
+    let intset = [2, 0, 0, 0, 2, 0, 0, 0, 1, 0, 2, 0];
+    b.extend([0x0b].iter().chain(&s(b"is")).chain(&s(&intset)));
+    b.extend(
+        [0x0e]
+            .iter()
+            .chain(&s(b"ql"))
+            .chain(&[0x01])
+            .chain(&s(&ziplist(&[b"x"]))),
+    );
+    // Module value (id, then typed items up to EOF), module AUX, functions, slot info.
+    b.extend(
+        [0x07]
+            .iter()
+            .chain(&s(b"mod"))
+            .chain(&[0x10, 0x02, 0x05, 0x05]),
+    );
+    b.extend(
+        s(b"hello")
+            .iter()
+            .chain(&[0x04])
+            .chain(&[0u8; 8])
+            .chain(&[0x03])
+            .chain(&[0u8; 4])
+            .chain(&[0x00]),
+    );
+    b.extend([0xf7, 0x10, 0x02, 0x02, 0x05, 0x01, 0x2a, 0x00]);
+    b.extend([0xf5].iter().chain(&s(b"#!lua name=x\nreturn 1")));
+    b.extend(
+        [0xf6]
+            .iter()
+            .chain(&s(b"lib"))
+            .chain(&s(b"LUA"))
+            .chain(&[0x01])
+            .chain(&s(b"d"))
+            .chain(&s(b"code")),
+    );
+    b.extend([0xf4, 0x05, 0x01, 0x00]);
+    // Empty list: dropped by Redis, not counted.
+    b.extend([0x01].iter().chain(&s(b"empty")).chain(&[0x00]));
+    let out = ok(b"REDIS0009", &b);
+    assert_eq!(out.keys_per_db.get(&0), Some(&11));
+    assert_eq!(out.empty_skipped, 1);
+    assert_eq!((out.expires, out.expired), (1, 1));
+    assert_eq!(out.server_version.as_deref(), Some("6.2.0"));
+    assert_eq!(out.created, Some(1_700_000_000));
+}
+
+#[test]
+fn redis_7_4_hash_ttl_types_and_valkey_9_hashes() {
+    let mut b = vec![0xfe, 0x02];
+    // 24: min expiry, then (ttl, field, value) triples.
+    b.extend(
+        [24].iter()
+            .chain(&s(b"h24"))
+            .chain(&[0u8; 8])
+            .chain(&[0x02]),
+    );
+    b.extend([0x00].iter().chain(&s(b"f")).chain(&s(b"v")));
+    b.extend([0x05].iter().chain(&s(b"g")).chain(&s(b"w")));
+    // 25: min expiry, then a listpack of triples.
+    let lp = listpack(&[Str(b"f"), Str(b"v"), Int(0)]);
+    b.extend(
+        [25].iter()
+            .chain(&s(b"h25"))
+            .chain(&[0u8; 8])
+            .chain(&blob(&lp)),
+    );
+    let out = ok(b"REDIS0012", &b);
+    assert_eq!(out.keys_per_db.get(&2), Some(&2));
+
+    // Valkey 9: type 22 is (field, value, 8-byte expiry) triples.
+    let mut b = vec![0xfa];
+    b.extend(s(b"valkey-ver").iter().chain(&s(b"9.0.0")));
+    b.extend(
+        [22].iter()
+            .chain(&s(b"h"))
+            .chain(&[0x01])
+            .chain(&s(b"f"))
+            .chain(&s(b"v")),
+    );
+    b.extend((-1i64).to_le_bytes());
+    let out = ok(b"VALKEY080", &b);
+    assert!(out.valkey);
+    assert_eq!(out.version, 80);
+    assert_eq!(out.server_version.as_deref(), Some("9.0.0"));
+    assert_eq!(out.keys_per_db.get(&0), Some(&1));
+}
+
+#[test]
+fn versions_and_faults() {
+    let (res, _) = run(&rdb(b"REDIS0013", &[]));
+    assert_eq!(res.unwrap_err().kind, FaultKind::Unsupported);
+    let (res, _) = run(&rdb(b"VALKEY081", &[]));
+    assert_eq!(res.unwrap_err().kind, FaultKind::Unsupported);
+    let (res, _) = run(&rdb(b"RODIS0010", &[]));
+    assert_eq!(res.unwrap_err().offset, 0);
+    // Unknown value type 8, at the byte after the magic.
+    let (res, _) = run(&rdb(b"REDIS0010", &[8, 1, b'k', 0]));
+    let e = res.unwrap_err();
+    assert_eq!((e.kind, e.offset), (FaultKind::Corrupt, 9));
+    // Pre-GA module values cannot be parsed without the module.
+    let (res, _) = run(&rdb(b"REDIS0010", &[6, 1, b'k', 0]));
+    assert_eq!(res.unwrap_err().kind, FaultKind::Unsupported);
+    // A quicklist2 node container other than plain (1) or packed (2).
+    let (res, _) = run(&rdb(b"REDIS0010", &[18, 1, b'k', 1, 3, 0]));
+    assert_eq!(res.unwrap_err().offset, 13);
+    // A count the file cannot hold is refused without looping over it.
+    let (res, _) = run(&rdb(
+        b"REDIS0010",
+        &[2, 1, b'k', 0x81, 0, 0, 0, 1, 0, 0, 0, 0],
+    ));
+    assert_eq!(res.unwrap_err().kind, FaultKind::Truncated);
+    // RDB versions before 5 have no checksum.
+    let mut old = b"REDIS0004".to_vec();
+    old.extend([0, 1, b'k', 1, b'v', 0xff]);
+    let (res, out) = run(&old);
+    res.unwrap();
+    assert_eq!(out.keys_per_db.get(&0), Some(&1));
+}

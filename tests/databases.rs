@@ -13,9 +13,10 @@ use lazarus::server::RedisServer;
 use redis::AsyncCommands;
 
 /// A cluster of `nodes` loopback nodes under `root`, each with its own port range taken
-/// at random so that tests running side by side rarely probe the same ports.
+/// at random so that tests running side by side rarely probe the same ports. Ranges stay
+/// in 21000-28999 so that cluster bus ports (+10000) miss the default 30000-30999.
 fn test_cluster(root: &Path, nodes: u64) -> Cluster {
-    let base = 20000 + (rand::random::<u16>() % 150) * 60;
+    let base = 21000 + (rand::random::<u16>() % 130) * 60;
     let mut c = Cluster {
         format: CCS_FORMAT,
         name: "test".into(),
@@ -453,10 +454,21 @@ fn endpoint_of(lz: &common::Lazarus, name: &str) -> String {
 fn commands_create_kill_restart_and_refuse() {
     let lz = common::Lazarus::new();
     let guard = ProcessGuard::new(lz.home());
+    lz.run("create db first persistence disabled")
+        .ok()
+        .stdout_has("Created the default local cluster")
+        .stdout_has("Endpoint: 127.0.0.1:");
+    lz.run("delete db first purge").ok();
+    // Other test binaries on this machine use the default range (30000-30999): a port
+    // freed by the kill below could be taken before the restart. A range of our own.
+    let mut doc = lz.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+
     let out = lz
         .run("create db cache memory 64mb password pw-7f3a")
         .ok()
-        .stdout_has("Created the default local cluster")
         .stdout_has("Endpoint: 127.0.0.1:");
     assert!(!out.stdout.contains("pw-7f3a") && !out.stderr.contains("pw-7f3a"));
     let endpoint = endpoint_of(&lz, "cache");
@@ -535,14 +547,14 @@ fn commands_create_kill_restart_and_refuse() {
     lz.cmd(["complete", "--", "restart", "db", "db:"])
         .run()
         .ok()
-        .stdout_has("db:2");
+        .stdout_has("db:4");
 
     // A second node makes replication possible, replica on the other node.
-    let base = 20000 + (rand::random::<u16>() % 150) * 60;
+    let base = lo + 30;
     lz.run(&format!(
         "node add addr 127.0.0.1 persistent_path {} port_range {base}-{}",
         lz.path("node2").display(),
-        base + 59
+        base + 29
     ))
     .ok();
     lz.run("create db pair replication enabled persistence snapshot")

@@ -126,7 +126,8 @@ fn bare_server(dir: &Path, port: u16) -> Duration {
     let took = loop {
         if let Ok(mut con) = client.get_connection() {
             let info: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut con);
-            if info.is_ok_and(|i| i.contains("loading:0")) {
+            // Exactly `loading:0`: `async_loading:0` is there from the start.
+            if info.is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0")) {
                 break started.elapsed();
             }
         }
@@ -168,7 +169,9 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
     std::fs::create_dir_all(&bare_dir).unwrap();
     std::fs::copy(&rdb, bare_dir.join("dump.rdb")).unwrap();
     let bare = bare_server(&bare_dir, shard.port);
-    std::fs::remove_dir_all(&bare_dir).unwrap();
+    if std::env::var_os("LAZARUS_BENCH_KEEP").is_none() {
+        std::fs::remove_dir_all(&bare_dir).unwrap();
+    }
 
     let home = root.join("home-big");
     install(&home, &after_disaster(&old, root));
@@ -247,6 +250,14 @@ fn main() {
         None => tempfile::tempdir(),
     }
     .unwrap();
+    let (root, _tmp) = if std::env::var_os("LAZARUS_BENCH_KEEP").is_some() {
+        // Left for a look at the shards' logs and files afterwards.
+        let kept = tmp.keep();
+        eprintln!("keeping {}", kept.display());
+        (kept, None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -254,9 +265,9 @@ fn main() {
         .unwrap();
     let only = std::env::var("LAZARUS_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "big" {
-        big(&tmp.path().join("big"), &rt);
+        big(&root.join("big"), &rt);
     }
     if only.is_empty() || only == "many" {
-        many(&tmp.path().join("many"), &rt);
+        many(&root.join("many"), &rt);
     }
 }

@@ -96,6 +96,7 @@ fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
         d1 = lz.path("disk1").display(),
         d2 = lz.path("disk2").display()
     );
+    let disks_before = tree(&lz.path("disk1"), &lz.path("disk2"));
     let out = lz.script(&script).ok();
     assert!(
         out.stdout.contains("ready: AOF") && out.stdout.contains("ready: snapshot"),
@@ -138,7 +139,44 @@ fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
         .ok()
         .stdout_has("No recoverable databases found");
     lz.run("recover db snap").ok().stdout_has("already active");
+
+    // The old disks are exactly as they were; every new shard holds real files.
+    assert_eq!(tree(&lz.path("disk1"), &lz.path("disk2")), disks_before);
+    for db in new.databases.values() {
+        for s in &db.shards {
+            let dir = new.nodes[&s.node].shard_dir(db.id, s.id);
+            for name in ["dump.rdb", "appendonlydir"] {
+                if let Ok(meta) = std::fs::symlink_metadata(dir.join(name)) {
+                    assert!(!meta.file_type().is_symlink(), "{}", dir.display());
+                }
+            }
+            assert!(!dir.join("lazarus-recovering").exists());
+        }
+    }
     drop(guard);
+}
+
+/// Every file under the roots with its contents, mode and modification time.
+fn tree(a: &Path, b: &Path) -> Vec<(PathBuf, Vec<u8>, u32, std::time::SystemTime)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![a.to_path_buf(), b.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let mode = meta.permissions().mode();
+            out.push((
+                p.clone(),
+                std::fs::read(&p).unwrap(),
+                mode,
+                meta.modified().unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Flips the byte at the middle of `path`.

@@ -6,6 +6,7 @@
 //! Everything done here can be done again: a shard directory is only ever (re)filled
 //! from the recovery path, so a run cut short is finished by running it again.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,13 +16,13 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::copy::{copy_source, ensure_outside, CopyError};
-use super::plan::{plan_db, DbPlan, Outcome, Source, SourceCheck};
+use super::copy::{copy_source, copy_to_temp, ensure_outside, install_copy, CopyError};
+use super::plan::{likely_sources, plan_db, DbPlan, Outcome, Source, SourceCheck, SourceKind};
 use super::reader::reader_check;
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard, SlotRange};
 use crate::server::{
-    connect, form_cluster, info, parse_host_port, replicate, set_persistence, shard_pid,
-    start_shard, stop_shard, wait_in_sync, ClusterMember, ConfOptions, MemberRole, RedisServer,
+    connect, form_cluster, info, is_running, parse_host_port, replicate, set_persistence,
+    shard_pid, start_shard, wait_in_sync, ClusterMember, ConfOptions, MemberRole, RedisServer,
     ServerError, ShardAddr, StartOptions,
 };
 
@@ -128,86 +129,175 @@ pub async fn recover_db(
         .get(&db_id)
         .ok_or_else(|| RecoverError::Internal(format!("no db:{db_id}")))?
         .clone();
-    let plan = if rec.only_configuration {
-        None
-    } else {
-        stage("validating files");
-        let (r, c, d) = (rec.clone(), cluster.clone(), db.clone());
-        let plan = tokio::task::spawn_blocking(move || r.plan(&c, &d))
-            .await
-            .map_err(|e| RecoverError::Internal(e.to_string()))?;
-        let blocking: Vec<String> = plan
-            .blocking()
-            .into_iter()
-            .map(|(shard, reason)| format!("redis:{shard}: {reason}"))
-            .collect();
-        if !blocking.is_empty() {
-            return Err(RecoverError::Blocked(blocking));
-        }
-        Some(plan)
-    };
-
-    stage("preparing shard directories");
-    let dirs: Vec<(Shard, PathBuf)> = db
+    let dirs: Vec<PathBuf> = db
         .shards
         .iter()
-        .map(|s| (s.clone(), shard_dir(&cluster, &db, s)))
+        .map(|s| shard_dir(&cluster, &db, s))
         .collect();
-    for (_, dir) in &dirs {
-        prepare_dir(&cluster, dir).await?;
-    }
-
-    let result = bring_up(&rec, &cluster, &db, plan.as_ref(), &dirs, stage).await;
+    let result = recover_in(&rec, &cluster, &db, &dirs, stage).await;
     if result.is_err() {
         // Leave no half-recovered shard running: a re-run starts from the files again.
-        for (_, dir) in &dirs {
-            let _ = stop_shard(dir).await;
+        for dir in &dirs {
+            kill_leftover(dir).await;
         }
     }
     result
 }
 
-async fn bring_up(
+async fn recover_in(
+    rec: &Arc<Recovery>,
+    cluster: &Arc<Cluster>,
+    db: &Database,
+    dirs: &[PathBuf],
+    stage: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Recovered, RecoverError> {
+    stage("preparing shard directories");
+    for dir in dirs {
+        prepare_dir(cluster, dir).await?;
+    }
+    if rec.only_configuration {
+        stage("starting shards");
+        let pids = start_masters(rec, cluster, db, &BTreeMap::new()).await?;
+        return finish(rec, cluster, db, None, pids, stage).await;
+    }
+    let guess = likely_sources(cluster, db);
+    let (plan, pids) = match load_masters(rec, cluster, db, &guess, stage).await? {
+        Loaded::Done(plan, pids) => (plan, pids),
+        Loaded::Chose(plan) => {
+            // Validation chose other files than the quick guess: start over with its
+            // choice (rare: a corrupted freshest file, or an RDB copied without its
+            // times).
+            for dir in dirs {
+                kill_leftover(dir).await;
+                prepare_dir(cluster, dir).await?;
+            }
+            match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
+                Loaded::Done(plan, pids) => (plan, pids),
+                Loaded::Chose(_) => {
+                    return Err(RecoverError::Internal(
+                        "the files changed while recovery read them: run it again".into(),
+                    ))
+                }
+            }
+        }
+    };
+    finish(rec, cluster, db, Some(&plan), pids, stage).await
+}
+
+/// What each master loads: the kind and path of its source.
+type Picks = BTreeMap<Id, (SourceKind, PathBuf)>;
+
+fn chosen(plan: &DbPlan) -> Picks {
+    plan.shard_plans
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Ready { source } => Some((s.shard, (source.kind, source.path.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+enum Loaded {
+    /// Validation agreed with what was loaded.
+    Done(DbPlan, Vec<(Id, u32)>),
+    /// Validation chose other sources; nothing loaded may stay.
+    Chose(DbPlan),
+}
+
+/// Starts every master on `picks` while validation reads the same files, so that a
+/// database costs about its server's own load time. An RDB is loaded straight from the
+/// original through a symlink while the copy is made beside it: redis-server only reads
+/// `dump.rdb` at startup and replaces it by rename when it saves, so the original is
+/// never written; the checked copy then takes the symlink's place. An AOF is appended to
+/// in place, so it is copied before its server starts.
+async fn load_masters(
+    rec: &Arc<Recovery>,
+    cluster: &Arc<Cluster>,
+    db: &Database,
+    picks: &Picks,
+    stage: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Loaded, RecoverError> {
+    stage("validating, copying and loading");
+    let planning = {
+        let (r, c, d) = (rec.clone(), cluster.clone(), db.clone());
+        tokio::task::spawn_blocking(move || r.plan(&c, &d))
+    };
+    let mut copies = tokio::task::JoinSet::new();
+    let mut started = Ok(Vec::new());
+    for (id, (kind, path)) in picks {
+        let Some(shard) = db.shards.iter().find(|s| s.id == *id) else {
+            continue;
+        };
+        let (kind, path, dir) = (*kind, path.clone(), shard_dir(cluster, db, shard));
+        if kind == SourceKind::Rdb {
+            let link = dir.join(kind.file_name());
+            if let Err(source) = std::os::unix::fs::symlink(&path, &link) {
+                started = Err(RecoverError::Io { path: link, source });
+                break;
+            }
+            copies.spawn_blocking(move || copy_to_temp(&path, kind, &dir).map(|_| (kind, dir)));
+        } else {
+            let copied = tokio::task::spawn_blocking(move || copy_source(&path, kind, &dir)).await;
+            if let Err(e) = copied
+                .map_err(|e| RecoverError::Internal(e.to_string()))
+                .and_then(|r| Ok(r?))
+            {
+                started = Err(e);
+                break;
+            }
+        }
+    }
+    if started.is_ok() {
+        started = start_masters(rec, cluster, db, picks).await;
+    }
+    // Validation's verdict first: it names a bad file better than a failed start does.
+    let plan = planning
+        .await
+        .map_err(|e| RecoverError::Internal(e.to_string()))?;
+    let mut copied = Ok(());
+    while let Some(joined) = copies.join_next().await {
+        let done = joined
+            .map_err(|e| RecoverError::Internal(e.to_string()))
+            .and_then(|r| Ok(r?));
+        match done {
+            Ok((kind, dir)) if copied.is_ok() => {
+                copied = install_copy(kind, &dir).map_err(Into::into)
+            }
+            Ok(_) => {}
+            Err(e) => copied = copied.and(Err(e)),
+        }
+    }
+    let blocking: Vec<String> = plan
+        .blocking()
+        .into_iter()
+        .map(|(shard, reason)| format!("redis:{shard}: {reason}"))
+        .collect();
+    if !blocking.is_empty() {
+        return Err(RecoverError::Blocked(blocking));
+    }
+    if chosen(&plan) != *picks {
+        return Ok(Loaded::Chose(plan));
+    }
+    let pids = started?;
+    copied?;
+    Ok(Loaded::Done(plan, pids))
+}
+
+/// Starts every master: with `appendonly` matching its pick (a server started with
+/// appendonly on and no AOF would ignore the RDB and start empty), or as configured when
+/// it has nothing to load. Waits until each has loaded.
+async fn start_masters(
     rec: &Recovery,
     cluster: &Cluster,
     db: &Database,
-    plan: Option<&DbPlan>,
-    dirs: &[(Shard, PathBuf)],
-    stage: &(dyn Fn(&str) + Send + Sync),
-) -> Result<Recovered, RecoverError> {
-    let source_of = |id: Id| -> Option<Source> {
-        plan?
-            .shard_plans
-            .iter()
-            .find(|s| s.shard == id)
-            .and_then(|s| match &s.outcome {
-                Outcome::Ready { source } => Some(source.clone()),
-                _ => None,
-            })
-    };
-
-    stage("copying files");
-    let mut sources = Vec::new();
-    for (shard, dir) in dirs.iter().filter(|(s, _)| s.role == Role::Master) {
-        if let Some(source) = source_of(shard.id) {
-            let (from, to, kind) = (source.path.clone(), dir.clone(), source.kind);
-            tokio::task::spawn_blocking(move || copy_source(&from, kind, &to))
-                .await
-                .map_err(|e| RecoverError::Internal(e.to_string()))??;
-            sources.push((shard.id, source));
-        }
-    }
-
-    stage("loading data");
+    picks: &Picks,
+) -> Result<Vec<(Id, u32)>, RecoverError> {
     let mut starts = tokio::task::JoinSet::new();
-    for (shard, _) in dirs.iter().filter(|(s, _)| s.role == Role::Master) {
-        let source = source_of(shard.id);
+    for shard in db.masters() {
         let opts = StartOptions {
             conf: ConfOptions {
-                // Load from exactly the copied source: appendonly on with no AOF would
-                // start empty and ignore the RDB.
-                appendonly: source.as_ref().map(|s| s.kind.is_aof()),
-                // Own data first; the sync source is re-attached after the check.
+                appendonly: picks.get(&shard.id).map(|(kind, _)| kind.is_aof()),
+                // Own data first; the sync source is re-attached after the checks.
                 standalone: !rec.only_configuration,
             },
             timeout: rec.load_timeout,
@@ -224,9 +314,50 @@ async fn bring_up(
         });
     }
     let mut pids = Vec::new();
+    let mut first_err = None;
     while let Some(joined) = starts.join_next().await {
-        pids.push(joined.map_err(|e| RecoverError::Internal(e.to_string()))??);
+        match joined
+            .map_err(|e| RecoverError::Internal(e.to_string()))
+            .and_then(|r| Ok(r?))
+        {
+            Ok(pid) => pids.push(pid),
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
     }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(pids),
+    }
+}
+
+/// After the masters loaded: check, switch persistence, replicas, slot map, sync source.
+async fn finish(
+    rec: &Recovery,
+    cluster: &Cluster,
+    db: &Database,
+    plan: Option<&DbPlan>,
+    mut pids: Vec<(Id, u32)>,
+    stage: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Recovered, RecoverError> {
+    let source_of = |id: Id| -> Option<Source> {
+        plan?
+            .shard_plans
+            .iter()
+            .find(|s| s.shard == id)
+            .and_then(|s| match &s.outcome {
+                Outcome::Ready { source } => Some(source.clone()),
+                _ => None,
+            })
+    };
+    let sources: Vec<(Id, Source)> = db
+        .masters()
+        .filter_map(|m| source_of(m.id).map(|s| (m.id, s)))
+        .collect();
+    let replicas: Vec<&Shard> = db
+        .shards
+        .iter()
+        .filter(|s| s.role == Role::Replica)
+        .collect();
 
     let mut keys = 0;
     if !rec.only_configuration {
@@ -235,7 +366,7 @@ async fn bring_up(
             keys += check_keys(&addr(cluster, db, *shard)?, *shard, source).await?;
         }
         stage("switching to the configured persistence");
-        for (shard, _) in dirs.iter().filter(|(s, _)| s.role == Role::Master) {
+        for shard in db.masters() {
             let a = addr(cluster, db, shard.id)?;
             let from_aof = source_of(shard.id).is_some_and(|s| s.kind.is_aof());
             set_persistence(&a, db.config.persistence, rec.load_timeout).await?;
@@ -247,7 +378,7 @@ async fn bring_up(
     }
 
     stage("starting replicas");
-    for (shard, _) in dirs.iter().filter(|(s, _)| s.role == Role::Replica) {
+    for shard in &replicas {
         let opts = StartOptions {
             conf: ConfOptions::default(),
             timeout: rec.load_timeout,
@@ -265,7 +396,7 @@ async fn bring_up(
         )
         .await?;
     } else {
-        for (shard, _) in dirs.iter().filter(|(s, _)| s.role == Role::Replica) {
+        for shard in &replicas {
             wait_in_sync(&addr(cluster, db, shard.id)?, rec.load_timeout).await?;
         }
     }
@@ -354,13 +485,13 @@ async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), RecoverError> 
         let path = path.to_path_buf();
         move |source| RecoverError::Io { path, source }
     };
-    let has_data = DATA_FILES.iter().any(|f| dir.join(f).exists());
+    let has_data = DATA_FILES
+        .iter()
+        .any(|f| fs::symlink_metadata(dir.join(f)).is_ok());
     if has_data && !dir.join(MARKER_FILE).exists() {
         return Err(RecoverError::ShardDirTaken(dir.to_path_buf()));
     }
-    if has_data || shard_pid(dir).is_some() {
-        stop_shard(dir).await?;
-    }
+    kill_leftover(dir).await;
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     fs::write(
         dir.join(MARKER_FILE),
@@ -377,6 +508,21 @@ async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), RecoverError> 
         removed.map_err(io_err(&path))?;
     }
     Ok(())
+}
+
+/// Kills a server an earlier, interrupted attempt left running in `dir`. Its data is
+/// about to be replaced from the recovery path, so there is no point in the orderly
+/// shutdown that would first save it.
+async fn kill_leftover(dir: &Path) {
+    if let Some(pid) = shard_pid(dir) {
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while is_running(pid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Removes the recovery markers of a database once it is recorded active.

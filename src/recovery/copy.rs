@@ -73,17 +73,31 @@ pub fn ensure_outside(shard_dir: &Path, recovery: &Path) -> Result<(), CopyError
 /// `kind` takes there, through a temporary name, replacing whatever an interrupted earlier
 /// attempt left under that name.
 pub fn copy_source(source: &Path, kind: SourceKind, shard_dir: &Path) -> Result<Copied, CopyError> {
+    let copied = copy_to_temp(source, kind, shard_dir)?;
+    install_copy(kind, shard_dir)?;
+    Ok(copied)
+}
+
+/// The temporary name a copy is made under, in the shard directory.
+pub fn temp_name(kind: SourceKind, shard_dir: &Path) -> PathBuf {
+    shard_dir.join(format!(".{}.lazarus-tmp", kind.file_name()))
+}
+
+/// The first half of [`copy_source`]: the complete, checked and durable copy under its
+/// temporary name.
+pub fn copy_to_temp(
+    source: &Path,
+    kind: SourceKind,
+    shard_dir: &Path,
+) -> Result<Copied, CopyError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CopyError::Write { path, source }
     };
     fs::create_dir_all(shard_dir).map_err(write_err(shard_dir))?;
-    let name = kind.file_name();
-    let target = shard_dir.join(name);
-    let tmp = shard_dir.join(format!(".{name}.lazarus-tmp"));
+    let tmp = temp_name(kind, shard_dir);
     remove_any(&tmp).map_err(write_err(&tmp))?;
-
-    let copied = if kind == SourceKind::AofDir {
+    if kind == SourceKind::AofDir {
         fs::create_dir(&tmp).map_err(write_err(&tmp))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(write_err(&tmp))?;
         let entries = fs::read_dir(source).map_err(read_err(source))?;
@@ -99,18 +113,30 @@ pub fn copy_source(source: &Path, kind: SourceKind, shard_dir: &Path) -> Result<
             copied.files += 1;
         }
         sync_dir(&tmp)?;
-        copied
+        Ok(copied)
     } else {
-        Copied {
+        Ok(Copied {
             files: 1,
             bytes: copy_file(source, &tmp)?,
-        }
-    };
+        })
+    }
+}
 
-    remove_any(&target).map_err(write_err(&target))?;
-    fs::rename(&tmp, &target).map_err(write_err(&target))?;
-    sync_dir(shard_dir)?;
-    Ok(copied)
+/// The second half of [`copy_source`]: the copy takes its final name, replacing whatever
+/// is there (a stand-in symlink, or what an interrupted attempt left).
+pub fn install_copy(kind: SourceKind, shard_dir: &Path) -> Result<(), CopyError> {
+    let target = shard_dir.join(kind.file_name());
+    let write_err = |source| CopyError::Write {
+        path: target.clone(),
+        source,
+    };
+    let tmp = temp_name(kind, shard_dir);
+    if kind == SourceKind::AofDir {
+        remove_any(&target).map_err(write_err)?;
+    }
+    // A file (or a symlink) is replaced atomically by the rename itself.
+    fs::rename(&tmp, &target).map_err(write_err)?;
+    sync_dir(shard_dir)
 }
 
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError {

@@ -586,6 +586,48 @@ fn fault_file(report: &SourceCheck, path: &Path) -> PathBuf {
         .unwrap_or_else(|| path.to_path_buf())
 }
 
+/// Without reading the files through: per master, the source the plan will choose if it
+/// is valid (the freshest candidate by modification time, AOF on a tie, the master's own
+/// files before a replica's copy). Recovery starts loading this while validation runs.
+pub fn likely_sources(cluster: &Cluster, db: &Database) -> BTreeMap<Id, (SourceKind, PathBuf)> {
+    let mut out = BTreeMap::new();
+    for master in db.masters() {
+        let copies = std::iter::once(master).chain(
+            db.shards
+                .iter()
+                .filter(|s| s.role == Role::Replica && s.master == Some(master.id)),
+        );
+        let mut best: Option<(i64, SourceKind, PathBuf)> = None;
+        for shard in copies {
+            let Some(root) = cluster
+                .nodes
+                .get(&shard.node)
+                .and_then(|n| n.recovery_path.as_deref())
+            else {
+                continue;
+            };
+            let dir = shard_dir_under(root, db.id, shard.id);
+            let has_dir = dir.join(SourceKind::AofDir.file_name()).is_dir();
+            for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
+                if kind == SourceKind::AofFile && has_dir {
+                    continue;
+                }
+                let path = dir.join(kind.file_name());
+                let Ok(written) = readable_mtime(&path) else {
+                    continue;
+                };
+                if best.as_ref().is_none_or(|b| written > b.0) {
+                    best = Some((written, kind, path));
+                }
+            }
+        }
+        if let Some((_, kind, path)) = best {
+            out.insert(master.id, (kind, path));
+        }
+    }
+    out
+}
+
 /// Opens every file of a candidate for reading (so a permission problem is named as such,
 /// not as corruption) and returns the newest modification time, in unix seconds.
 fn readable_mtime(path: &Path) -> Result<i64, Reason> {

@@ -434,6 +434,24 @@ async fn refusals_leave_everything_as_it_was() {
     .unwrap();
     assert!(id > next + 1, "{id} reuses an id on disk");
     assert!(orphan.is_dir());
+
+    // A server the configuration does not know (as an interrupted create leaves) shows.
+    let mut unsaved = c.clone();
+    let lost = db::create_db(
+        &mut unsaved,
+        &srv,
+        CreateDb {
+            config: config("lost", 1, Persistence::Disabled),
+            port: None,
+        },
+    )
+    .await
+    .unwrap();
+    let report = db::status(&c, None, db::STATUS_TIMEOUT).await.issues_only();
+    assert_eq!(report.shards.len(), 1, "{report:?}");
+    assert_eq!(report.shards[0].status, "ORPHAN");
+    assert_eq!(report.shards[0].db_id, lost);
+    assert_eq!(report.shards[0].name, "lost");
 }
 
 /// The `redis://` URL of a database's endpoint, from `--json status databases`.

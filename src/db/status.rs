@@ -218,6 +218,8 @@ pub async fn status(
         });
     }
 
+    report.shards.extend(orphans(cluster));
+
     let (free_ram, total_ram) = meminfo();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -262,6 +264,67 @@ pub async fn status(
         });
     }
     report
+}
+
+/// Servers running in shard directories the CCS does not know (an interrupted `create db`,
+/// a deleted database whose shard could not be stopped): they hold ports and memory and
+/// nothing else would show them.
+fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
+    let known: std::collections::BTreeSet<(Id, Id)> = cluster
+        .databases
+        .values()
+        .flat_map(|d| d.shards.iter().map(move |s| (d.id, s.id)))
+        .collect();
+    let ids_in = |dir: &std::path::Path, prefix: &str| -> Vec<(Id, std::path::PathBuf)> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_str()?.to_string();
+                        Some((name.strip_prefix(prefix)?.parse().ok()?, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut rows = Vec::new();
+    for node in cluster.nodes.values() {
+        for (db_id, db_dir) in ids_in(&node.persistent_path.join("redis"), "db-") {
+            for (shard_id, dir) in ids_in(&db_dir, "shard-") {
+                if known.contains(&(db_id, shard_id)) {
+                    continue;
+                }
+                let Some(pid) = crate::server::shard_pid(&dir) else {
+                    continue;
+                };
+                let identity: Option<crate::ccs::ShardIdentity> =
+                    std::fs::read(dir.join(crate::ccs::SHARD_IDENTITY_FILE))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                rows.push(ShardRow {
+                    db_id,
+                    name: identity
+                        .as_ref()
+                        .map_or("?".to_string(), |i| i.db.name.clone()),
+                    id: shard_id,
+                    node: node.id,
+                    role: identity.as_ref().map_or(Role::Master, |i| i.role),
+                    live_role: None,
+                    slots: identity.as_ref().and_then(|i| i.slots),
+                    used_memory: None,
+                    status: "ORPHAN".to_string(),
+                    port: identity.as_ref().map_or(0, |i| i.port),
+                    pid: Some(pid),
+                    keys: None,
+                    detail: Some(format!(
+                        "pid {pid} runs in `{}`, which the configuration does not know",
+                        dir.display()
+                    )),
+                });
+            }
+        }
+    }
+    rows
 }
 
 fn shard_status(role: Role, p: &ShardProbe) -> (String, Option<String>) {

@@ -170,3 +170,30 @@ fn passwords_never_reach_the_output() {
         "{out:?}"
     );
 }
+
+#[test]
+fn home_from_the_environment_and_a_corrupt_ccs() {
+    let lz = Lazarus::new();
+    let other = lz.path("elsewhere");
+    // The harness passes `--home`; here the binary is run bare with LAZARUS_HOME.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .args(["cluster", "create", "name", "envhome"])
+        .env("LAZARUS_HOME", &other)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(other.join("ccs.json").is_file());
+
+    std::fs::write(lz.path("ccs.json"), "{ torn").unwrap();
+    lz.run("info cluster").fails(1).stderr_has(&format!(
+        "`{}` is corrupt, left untouched",
+        lz.path("ccs.json").display()
+    ));
+    lz.run("node add addr 127.0.0.1 persistent_path /tmp/x")
+        .fails(1)
+        .stderr_has("is corrupt");
+    assert_eq!(
+        std::fs::read_to_string(lz.path("ccs.json")).unwrap(),
+        "{ torn"
+    );
+}

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::json;
 
-use super::{registry, Command, CommandError, CommandSyntax, Context, Element, Reply, Table};
+use super::{registry, Command, CommandError, CommandSyntax, Context, Element, Reply};
 use crate::lang::error::nearest;
 use crate::lang::quote;
 
@@ -71,23 +71,29 @@ impl HelpCommand {
             }
             return Err(CommandError::Refused(message));
         }
-        let mut table = Table::new(["command", "summary"]);
+        // Usage on its own (wrapped) lines, the summary indented under it: long forms such
+        // as `create db` stay readable in 80 columns.
+        let mut reply = Reply::new();
+        let mut group = None;
         for s in &matching {
-            table.row([s.usage(), s.summary.to_string()]);
+            let first = s.leading_keywords().first().copied();
+            if group.is_some() && group != first {
+                reply = reply.line("");
+            }
+            group = first;
+            for line in wrap_usage(&s.usage(), 88) {
+                reply = reply.line(line);
+            }
+            reply = reply.line(format!("        {}", s.summary));
         }
-        let mut reply = Reply::new().table(table);
         if !self.topic.is_empty() {
-            let examples: Vec<&str> = matching
-                .iter()
-                .flat_map(|s| s.examples.iter().copied())
-                .collect();
-            reply = reply.line("Examples:");
-            for e in &examples {
+            reply = reply.line("").line("Examples:");
+            for e in matching.iter().flat_map(|s| s.examples.iter()) {
                 reply = reply.line(format!("  {e}"));
             }
         } else {
-            reply = reply.line(
-                "`help <command>` shows examples; Tab completes; values in <> are yours to fill.",
+            reply = reply.line("").line(
+                "`help <command>` shows examples; Tab completes; [x] is optional, a|b one of, <v> a value.",
             );
         }
         let data: Vec<_> = matching
@@ -105,5 +111,56 @@ impl fmt::Display for HelpCommand {
             write!(f, " {}", quote(word))?;
         }
         Ok(())
+    }
+}
+
+/// Splits a usage line at spaces outside `[...]` and `<...>`, continuation lines indented.
+fn wrap_usage(usage: &str, width: usize) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    let mut depth = 0i32;
+    let mut piece = String::new();
+    for c in usage.chars() {
+        match c {
+            '[' | '<' => depth += 1,
+            ']' | '>' => depth -= 1,
+            ' ' if depth == 0 => {
+                pieces.push(std::mem::take(&mut piece));
+                continue;
+            }
+            _ => {}
+        }
+        piece.push(c);
+    }
+    pieces.push(piece);
+    let mut lines = vec![String::new()];
+    for piece in pieces {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.trim().is_empty() && line.len() + 1 + piece.len() > width {
+            lines.push(format!("    {piece}"));
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&piece);
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_usage;
+
+    #[test]
+    fn wraps_outside_brackets() {
+        assert_eq!(
+            wrap_usage("create db <name> [shards <n>] [memory <size>]", 24),
+            [
+                "create db <name>",
+                "    [shards <n>]",
+                "    [memory <size>]"
+            ]
+        );
+        assert_eq!(wrap_usage("info cluster", 80), ["info cluster"]);
     }
 }

@@ -146,3 +146,43 @@ pub(crate) fn no_such_node(cluster: &crate::ccs::Cluster, id: crate::ccs::Id) ->
     let ids: Vec<String> = cluster.nodes.keys().map(|id| id.to_string()).collect();
     CommandError::Refused(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::registry;
+    use crate::lang::{complete, hint, ParseError};
+
+    #[test]
+    fn hints_say_what_the_command_still_needs() {
+        let h = |line: &str| hint(registry(), line, line.len());
+        assert_eq!(
+            h("node add ").as_deref(),
+            Some("addr <ip> persistent_path <path> [...]")
+        );
+        assert_eq!(h("node ad").as_deref(), Some("d"));
+        assert_eq!(h("info cluster"), None);
+        assert_eq!(h("node 2").as_deref(), Some(" remove | recovery_path"));
+    }
+
+    #[test]
+    fn completion_offers_node_ids_from_the_cluster() {
+        let cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
+        assert!(c("info node ").contains(&"1".to_string()));
+        assert_eq!(c("info node n"), ["node:1"]);
+        // In the middle of a line: only what is before the cursor counts.
+        let line = "info clu node";
+        assert_eq!(complete(registry(), None, line, 8).candidates, ["cluster"]);
+    }
+
+    #[test]
+    fn error_rendering() {
+        let line = "node 2 recovery_path sett /x";
+        let err: ParseError = super::parse(line).unwrap_err();
+        insta::assert_snapshot!(err.render(line), @r"
+        unexpected `sett`, did you mean `set`?
+          node 2 recovery_path sett /x
+                               ^^^^
+        ");
+    }
+}

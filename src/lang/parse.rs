@@ -93,21 +93,25 @@ fn explain<T>(
         [(_, walk)] => walk.failure.as_ref().and_then(|f| f.detail.clone()),
         _ => None,
     };
+    let suggestion = if token.quoted {
+        None
+    } else {
+        nearest(&token.text, keywords)
+    };
     let message = match detail {
         Some(detail) => detail,
         None if expected.is_empty() => {
             format!("unexpected `{}`: the command ends before it", token.text)
+        }
+        // "expected `set`, did you mean `set`?" says it twice.
+        None if suggestion.is_some() && expected.len() == 1 => {
+            format!("unexpected `{}`", token.text)
         }
         None => format!(
             "unexpected `{}`, expected {}",
             token.text,
             join_or(&described)
         ),
-    };
-    let suggestion = if token.quoted {
-        None
-    } else {
-        nearest(&token.text, keywords)
     };
     ParseError::new(token.span.clone(), message).with_suggestion(suggestion)
 }

@@ -207,7 +207,12 @@ fn largest_id(ccs: &Value) -> u64 {
 #[test]
 fn identity_files_rebuild_the_configuration_and_refuse_foreign_ones() {
     let w = World::new();
-    let before = disaster(&w);
+    let rt = runtime();
+    let before = build_with_lazarus(&w);
+    let old: Cluster = serde_json::from_value(before.clone()).unwrap();
+    rt.block_on(fill(&old));
+    let contents = rt.block_on(picture(&old));
+    wreck(&w);
     let cluster_id = before["cluster_id"].as_u64().unwrap().to_string();
     // No backup survives anywhere.
     fs::remove_dir_all(w.path("n1/ccs")).unwrap();
@@ -282,6 +287,16 @@ fn identity_files_rebuild_the_configuration_and_refuse_foreign_ones() {
         status.contains("pending recovery") || status.contains("pending_recovery"),
         "{status}"
     );
+
+    // And from that configuration alone, the data comes back at the same endpoints.
+    w.ok("home", &["recover", "all"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert!(new.databases.values().all(|d| d.state == DbState::Active));
+    let after = rt.block_on(picture(&new));
+    for (shard, was) in &contents {
+        let d = data::diff(was, &after[shard]);
+        assert!(d.is_empty(), "redis:{shard}: {d:?}");
+    }
 }
 
 #[test]

@@ -278,6 +278,13 @@ fn identity_files_rebuild_the_configuration_and_refuse_foreign_ones() {
     assert_eq!(after["databases"], expected_databases(&before));
     assert_eq!(after["nodes"]["1"]["recovery_path"], w.p("n1"));
     assert_eq!(after["nodes"]["2"]["recovery_path"], w.p("n2"));
+    for id in ["1", "2"] {
+        assert_eq!(after["nodes"][id]["addr"], before["nodes"][id]["addr"]);
+        assert_eq!(
+            after["nodes"][id]["port_range"],
+            before["nodes"][id]["port_range"]
+        );
+    }
     assert!(after["alloc_id"].as_u64().unwrap() > largest_id(&before));
     assert_eq!(r["alloc_id"], after["alloc_id"]);
 

@@ -259,6 +259,12 @@ pub struct ShardIdentity {
     /// The database's endpoint port.
     pub db_port: u16,
     pub db: DbConfig,
+    /// The node's address and port range when the shard was written, so a rebuild from
+    /// identity files alone restores them (absent in files written before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port_range: Option<PortRange>,
 }
 
 #[cfg(test)]

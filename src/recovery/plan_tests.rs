@@ -164,6 +164,8 @@ impl World {
             port: s.port,
             db_port: d.port,
             db: d.config.clone(),
+            node_addr: None,
+            node_port_range: None,
         };
         let path = self.dir(node, db, shard).join(SHARD_IDENTITY_FILE);
         fs::create_dir_all(path.parent().unwrap()).unwrap();

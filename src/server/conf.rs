@@ -157,6 +157,8 @@ pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIde
         port: shard.port,
         db_port: db.port,
         db: db.config.clone(),
+        node_addr: cluster.nodes.get(&shard.node).map(|n| n.addr.clone()),
+        node_port_range: cluster.nodes.get(&shard.node).map(|n| n.port_range),
     }
 }
 

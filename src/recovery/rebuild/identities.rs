@@ -86,9 +86,15 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
     // Nodes: each on the recovery path where its shards were found.
     let mut node_roots: BTreeMap<Id, PathBuf> = BTreeMap::new();
     let mut node_ports: BTreeMap<Id, Vec<u16>> = BTreeMap::new();
+    let mut recorded: BTreeMap<Id, (Option<String>, Option<PortRange>)> = BTreeMap::new();
     for f in &found {
         let id = f.identity.node_id;
         node_ports.entry(id).or_default().push(f.identity.port);
+        // Shards of one node record the same address and range; should they differ (the
+        // node changed between writes), the last one read wins.
+        let entry = recorded.entry(id).or_default();
+        entry.0 = f.identity.node_addr.clone().or(entry.0.take());
+        entry.1 = f.identity.node_port_range.or(entry.1);
         match node_roots.get(&id) {
             None => {
                 node_roots.insert(id, f.root.clone());
@@ -131,11 +137,12 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
                 persistent_path.display()
             ));
         }
+        let (recorded_addr, recorded_range) = recorded.remove(&id).unwrap_or_default();
         let addr = match (req.addr, id == local) {
             (Some(addr), true) => addr.to_string(),
-            _ => "127.0.0.1".to_string(),
+            _ => recorded_addr.unwrap_or_else(|| "127.0.0.1".to_string()),
         };
-        let port_range = covering_range(&node_ports[&id]);
+        let port_range = covering_range(recorded_range, &node_ports[&id]);
         notes.push(format!(
             "`node:{id}`: address {addr}, persistent path `{}`, recovery path `{}`, ports {port_range}",
             persistent_path.display(),
@@ -264,10 +271,10 @@ fn collect(
     (found, foreign)
 }
 
-/// The node's port range: the default when it holds every shard port found, else the
-/// default widened just enough.
-fn covering_range(ports: &[u16]) -> PortRange {
-    let mut range = PortRange::DEFAULT;
+/// The node's port range: as recorded (else the default), widened just enough to hold
+/// every shard port found.
+fn covering_range(recorded: Option<PortRange>, ports: &[u16]) -> PortRange {
+    let mut range = recorded.unwrap_or(PortRange::DEFAULT);
     for &port in ports {
         range.lo = range.lo.min(port);
         range.hi = range.hi.max(port);

@@ -24,6 +24,18 @@ fn node(id: Id, root: &Path) -> Node {
     }
 }
 
+/// node:2 on its own address and port range, as `node add` may make it.
+fn node2(root: &Path) -> Node {
+    Node {
+        addr: "127.0.0.2".into(),
+        port_range: PortRange {
+            lo: 30002,
+            hi: 30099,
+        },
+        ..node(2, root)
+    }
+}
+
 fn shard(
     id: Id,
     node: Id,
@@ -66,7 +78,7 @@ fn sample(root: &Path) -> Cluster {
         generation: 7,
         local_node: 1,
         redis_server: None,
-        nodes: [(1, node(1, root)), (2, node(2, root))].into(),
+        nodes: [(1, node(1, root)), (2, node2(root))].into(),
         databases: Default::default(),
     };
     cluster.databases.insert(
@@ -126,6 +138,8 @@ fn write_disks(cluster: &Cluster) {
                 port: s.port,
                 db_port: db.port,
                 db: db.config.clone(),
+                node_addr: Some(cluster.nodes[&s.node].addr.clone()),
+                node_port_range: Some(cluster.nodes[&s.node].port_range),
             };
             fs::write(
                 dir.join(SHARD_IDENTITY_FILE),
@@ -382,7 +396,9 @@ fn identities_rebuild_nodes_and_databases() {
         let n = &c.nodes[&id];
         assert_eq!(n.recovery_path, Some(tmp.path().join(format!("n{id}"))));
         assert_eq!(n.persistent_path, home.join(format!("nodes/{id}")));
-        assert_eq!(n.addr, "127.0.0.1");
+        // Address and port range as the identity files recorded them.
+        assert_eq!(n.addr, cluster.nodes[&id].addr);
+        assert_eq!(n.port_range, cluster.nodes[&id].port_range);
     }
     // The databases are what was created, waiting for recovery.
     let mut expected = cluster.databases.clone();
@@ -520,6 +536,8 @@ fn slot_gaps_and_overlaps_are_found() {
         port: 1,
         db_port: 1,
         db: config("x", 2, false),
+        node_addr: None,
+        node_port_range: None,
     };
     let (a, b) = (ident(2, 0, 8000), ident(3, 8001, 16383));
     assert_eq!(identities::incomplete(2, &[&a, &b]), None);
@@ -759,4 +777,37 @@ fn in_place_persistent_paths_move_aside_unless_given() {
         (n2.persistent_path.clone(), n2.recovery_path.clone()),
         (tmp.path().join("n2"), Some(tmp.path().join("copy2")))
     );
+}
+
+#[test]
+fn identities_without_node_records_get_loopback_and_a_covering_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    // Ports outside the default range, in files written before nodes were recorded.
+    cluster.databases.get_mut(&3).unwrap().shards[1].port = 29000;
+    write_disks(&cluster);
+    for db in cluster.databases.values() {
+        for s in &db.shards {
+            let file = cluster.nodes[&s.node]
+                .shard_dir(db.id, s.id)
+                .join(SHARD_IDENTITY_FILE);
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+            let obj = doc.as_object_mut().unwrap();
+            obj.remove("node_addr");
+            obj.remove("node_port_range");
+            fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        }
+    }
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    let n2 = &rebuilt.cluster.nodes[&2];
+    assert_eq!(n2.addr, "127.0.0.1");
+    assert_eq!(
+        n2.port_range,
+        PortRange {
+            lo: 29000,
+            hi: 30999
+        }
+    );
+    assert_eq!(rebuilt.cluster.nodes[&1].port_range, PortRange::DEFAULT);
 }

@@ -88,6 +88,19 @@ pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
     out
 }
 
+/// Directories under `root/redis/` that cannot be listed, and why: any shard below them is
+/// invisible, which the operator must hear about rather than find missing later.
+pub fn unreadable_dirs(root: &Path) -> Vec<(PathBuf, String)> {
+    let redis = root.join("redis");
+    if let Err(e) = fs::read_dir(&redis) {
+        return vec![(redis, e.to_string())];
+    }
+    id_dirs(&redis, "db-")
+        .into_iter()
+        .filter_map(|(_, dir)| fs::read_dir(&dir).err().map(|e| (dir, e.to_string())))
+        .collect()
+}
+
 /// Node roots at or below `path`: `path` itself when it holds `redis/`, else its
 /// subdirectories (a few levels down) that do.
 pub fn node_roots(path: &Path) -> Vec<PathBuf> {

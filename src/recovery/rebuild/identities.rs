@@ -214,6 +214,12 @@ fn collect(
     let mut foreign = BTreeSet::new();
     let mut seen: BTreeMap<Id, PathBuf> = BTreeMap::new();
     for root in roots {
+        for (dir, reason) in disk::unreadable_dirs(root) {
+            problems.push(format!(
+                "cannot read `{}`: {reason}; any shard under it is left out",
+                dir.display()
+            ));
+        }
         for dir in disk::shard_dirs(root) {
             let file = dir.dir.join(SHARD_IDENTITY_FILE);
             let identity = match dir.identity {

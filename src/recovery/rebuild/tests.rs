@@ -811,3 +811,24 @@ fn identities_without_node_records_get_loopback_and_a_covering_range() {
     );
     assert_eq!(rebuilt.cluster.nodes[&1].port_range, PortRange::DEFAULT);
 }
+
+#[test]
+fn unreadable_directories_are_reported() {
+    // Root reads everything: the check only means something for other users.
+    if unsafe { libc::geteuid() } == 0 {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let locked = tmp.path().join("n2/redis/db-6");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home"));
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    let problems = rebuilt.unwrap().problems.join("\n");
+    assert!(
+        problems.contains(&format!("cannot read `{}`", locked.display())),
+        "{problems}"
+    );
+}

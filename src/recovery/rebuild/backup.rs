@@ -1,0 +1,227 @@
+//! The configuration from a node's CCS backup: validated, adapted to the machine it is
+//! recovered on, checked against what the disks show.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::ccs::{Cluster, DbState, CCS_FORMAT};
+
+use super::disk::{self, IdScan, SightingKind};
+use super::{absolute, choose_alloc_id, node_list, overlaps, FromBackup, RebuildError, Rebuilt};
+
+/// The backup file named, or the `ccs.json` inside a named `ccs/` or persistent path.
+fn backup_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        for candidate in [path.join("ccs.json"), path.join("ccs").join("ccs.json")] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    path.to_path_buf()
+}
+
+/// Reads and validates a CCS backup: syntax (with line and column), format version, shape,
+/// and that every shard sits on a node the backup lists.
+pub fn read_backup(path: &Path) -> Result<Cluster, RebuildError> {
+    let bytes = fs::read(path).map_err(|e| RebuildError::BackupUnreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let invalid = |reason: String| RebuildError::BackupInvalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    match doc.get("format").and_then(|f| f.as_u64()) {
+        None => return Err(invalid("no `format` field: not a CCS document".into())),
+        Some(found) if found != u64::from(CCS_FORMAT) => {
+            return Err(RebuildError::BackupFormat {
+                path: path.to_path_buf(),
+                found,
+                expected: CCS_FORMAT,
+            })
+        }
+        Some(_) => {}
+    }
+    let cluster: Cluster = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    for db in cluster.databases.values() {
+        for shard in &db.shards {
+            if !cluster.nodes.contains_key(&shard.node) {
+                return Err(invalid(format!(
+                    "shard `redis:{}` of `db:{}` is on `node:{}`, which the backup does not list",
+                    shard.id, db.id, shard.node
+                )));
+            }
+        }
+    }
+    Ok(cluster)
+}
+
+/// `<path>-recovered` (or `-recovered-2`, ...): the first sibling of `path` that holds no
+/// shard data yet.
+fn fresh_sibling(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    (1..100)
+        .map(|n| match n {
+            1 => path.with_file_name(format!("{name}-recovered")),
+            n => path.with_file_name(format!("{name}-recovered-{n}")),
+        })
+        .find(|p| !p.join("redis").exists())
+}
+
+/// Shard directories of this cluster that the backup does not know: made after it was
+/// written. Their ids are avoided by the allocator; the operator should know they exist.
+fn unknown_shards(cluster: &Cluster, root: &Path, problems: &mut Vec<String>) {
+    for dir in disk::shard_dirs(root) {
+        let disk::IdentityRead::Found(identity) = &dir.identity else {
+            continue;
+        };
+        let known = cluster
+            .databases
+            .get(&dir.db)
+            .is_some_and(|db| db.shards.iter().any(|s| s.id == dir.shard));
+        if identity.cluster_id == cluster.cluster_id && !known {
+            problems.push(format!(
+                "`{}` holds shard `redis:{}` of `db:{}` `{}`, which the backup does not list (made after it was written?): left alone",
+                dir.dir.display(),
+                dir.shard,
+                dir.db,
+                identity.db.name
+            ));
+        }
+    }
+}
+
+/// Rebuilds the configuration from a node's CCS backup (not yet stored).
+pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
+    let path = absolute(&backup_file(&req.filename))?;
+    let mut cluster = read_backup(&path)?;
+    if let Some(expected) = req.cluster_id.filter(|c| *c != cluster.cluster_id) {
+        return Err(RebuildError::ForeignBackup {
+            path,
+            found: cluster.cluster_id,
+            expected,
+        });
+    }
+    let local = req.node_uid.unwrap_or(cluster.local_node);
+    if !cluster.nodes.contains_key(&local) {
+        return Err(RebuildError::UnknownNode {
+            id: local,
+            source_desc: format!("the backup `{}`", path.display()),
+            known: node_list(cluster.nodes.keys().copied()),
+        });
+    }
+    cluster.local_node = local;
+    let mut notes = Vec::new();
+    let mut problems = Vec::new();
+    let mut scan = IdScan::default();
+    if cluster.alloc_id > 0 {
+        scan.see(cluster.alloc_id - 1, SightingKind::Backup, &path);
+    }
+    for id in cluster.nodes.keys().chain(cluster.databases.keys()) {
+        scan.see(*id, SightingKind::Config, &path);
+    }
+    for db in cluster.databases.values() {
+        for shard in &db.shards {
+            scan.see(shard.id, SightingKind::Config, &path);
+        }
+    }
+
+    let mut roots = BTreeSet::new();
+    for node in cluster.nodes.values_mut() {
+        let old = node.persistent_path.clone();
+        let mut given_path = false;
+        if node.id == local {
+            if let Some(addr) = req.addr {
+                node.addr = addr.to_string();
+            }
+            if let Some(p) = &req.persistent_path {
+                node.persistent_path = absolute(p)?;
+                given_path = true;
+            }
+        }
+        let old_has_data = old.join("redis").is_dir();
+        let recorded = node.recovery_path.clone().filter(|r| r.is_dir());
+        if old_has_data && !given_path && recorded.is_none() {
+            // Recovering in place would have redis-server rewrite the only copy of the
+            // old files: recover into a fresh sibling and read from the old path.
+            if let Some(fresh) = fresh_sibling(&old) {
+                notes.push(format!(
+                    "`node:{}` persistent path is now `{}`: its old one still holds its shard data",
+                    node.id,
+                    fresh.display()
+                ));
+                node.persistent_path = fresh;
+            }
+        }
+        match (&recorded, &node.recovery_path) {
+            (Some(_), _) => {}
+            _ if old_has_data && !overlaps(&old, &node.persistent_path) => {
+                notes.push(format!(
+                    "`node:{}` recovery path set to `{}`, its old persistent path, which still holds shard data",
+                    node.id,
+                    old.display()
+                ));
+                node.recovery_path = Some(old.clone());
+            }
+            (None, Some(r)) => notes.push(format!(
+                "`node:{}` keeps its recorded recovery path `{}`, which does not exist now: set one with `node {} recovery_path set <path>`",
+                node.id,
+                r.display(),
+                node.id
+            )),
+            (None, None) => {}
+        }
+        if old_has_data && overlaps(&old, &node.persistent_path) && recorded.is_none() {
+            problems.push(format!(
+                "`node:{}` persistent path `{}` still holds the old shard data: recovering into it would rewrite those files; copy them elsewhere and point `node {} recovery_path set` at the copy",
+                node.id,
+                old.display(),
+                node.id
+            ));
+        }
+        roots.insert(old);
+        roots.insert(node.persistent_path.clone());
+        roots.extend(node.recovery_path.clone());
+    }
+    for root in roots.iter().filter(|r| r.is_dir()) {
+        scan.scan_root(root, cluster.cluster_id);
+        unknown_shards(&cluster, root, &mut problems);
+        if let Some(generation) =
+            disk::backup_generation(&root.join("ccs").join("ccs.json"), cluster.cluster_id)
+        {
+            if generation > cluster.generation {
+                return Err(RebuildError::NewerBackup {
+                    newer: root.join("ccs").join("ccs.json"),
+                    newer_generation: generation,
+                    given: path,
+                    given_generation: cluster.generation,
+                });
+            }
+        }
+    }
+
+    if let Some(server) = cluster.redis_server.as_ref().filter(|p| !p.is_file()) {
+        problems.push(format!(
+            "the recorded `redis_server` `{}` is not there: shards will not start until it is, or until `--redis-server` names another",
+            server.display()
+        ));
+    }
+    for db in cluster.databases.values_mut() {
+        db.state = DbState::PendingRecovery;
+        for shard in &mut db.shards {
+            shard.pid = None;
+        }
+    }
+    let alloc = choose_alloc_id(req.alloc_id, scan.largest)?;
+    cluster.alloc_id = alloc.alloc_id;
+    Ok(Rebuilt {
+        cluster,
+        alloc,
+        notes,
+        problems,
+    })
+}

@@ -1,0 +1,315 @@
+//! `cluster recover cluster_id`: the identity-file form.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn from_ids(paths: Vec<PathBuf>, home: &Path) -> Result<Rebuilt, RebuildError> {
+    from_identities(
+        &FromIdentities {
+            cluster_id: CID,
+            recovery_paths: paths,
+            ..Default::default()
+        },
+        home,
+    )
+}
+
+#[test]
+fn identities_rebuild_nodes_and_databases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let home = tmp.path().join("home");
+    let rebuilt = from_ids(vec![tmp.path().join("n2"), tmp.path().join("n1")], &home).unwrap();
+    let c = &rebuilt.cluster;
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
+    assert_eq!(
+        (c.name.as_str(), c.cluster_id, c.local_node),
+        ("prod", CID, 1)
+    );
+    assert_eq!(c.nodes.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    for id in [1, 2] {
+        let n = &c.nodes[&id];
+        assert_eq!(n.recovery_path, Some(tmp.path().join(format!("n{id}"))));
+        assert_eq!(n.persistent_path, home.join(format!("nodes/{id}")));
+        // Address and port range as the identity files recorded them.
+        assert_eq!(n.addr, cluster.nodes[&id].addr);
+        assert_eq!(n.port_range, cluster.nodes[&id].port_range);
+    }
+    // The databases are what was created, waiting for recovery.
+    let mut expected = cluster.databases.clone();
+    for db in expected.values_mut() {
+        db.state = DbState::PendingRecovery;
+        for s in &mut db.shards {
+            s.pid = None;
+        }
+    }
+    assert_eq!(c.databases, expected);
+    // Largest id on disk is shard 9 (db-6/shard-9); the backups say 9 as well.
+    assert_eq!(rebuilt.alloc.largest.as_ref().unwrap().id, 9);
+    assert_eq!(c.alloc_id, 9 + ALLOC_MARGIN);
+}
+
+#[test]
+fn identities_found_below_a_mount_and_node_uid_chosen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let rebuilt = from_identities(
+        &FromIdentities {
+            cluster_id: CID,
+            recovery_paths: vec![tmp.path().to_path_buf()],
+            node_uid: Some(2),
+            name: Some("again".into()),
+            addr: Some("10.0.0.2".parse().unwrap()),
+            alloc_id: Some(500),
+            ..Default::default()
+        },
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let c = &rebuilt.cluster;
+    assert_eq!(
+        (c.name.as_str(), c.local_node, c.alloc_id),
+        ("again", 2, 500)
+    );
+    assert_eq!(c.nodes[&2].addr, "10.0.0.2");
+    assert_eq!(c.nodes[&1].addr, "127.0.0.1");
+    assert_eq!(c.databases.len(), 2);
+    let e = from_identities(
+        &FromIdentities {
+            cluster_id: CID,
+            recovery_paths: vec![tmp.path().to_path_buf()],
+            node_uid: Some(3),
+            ..Default::default()
+        },
+        &tmp.path().join("home"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "node_uid 3 is not a node of the identity files found (nodes: `node:1`, `node:2`)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn foreign_files_are_skipped_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let mut other = sample(&tmp.path().join("other"));
+    other.cluster_id = 77;
+    write_disks(&other);
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("other/n1")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let foreign = tmp
+        .path()
+        .join("other/n1/redis/db-3/shard-4")
+        .join(SHARD_IDENTITY_FILE);
+    assert!(
+        rebuilt.problems.iter().any(|p| p
+            == &format!(
+                "`{}` belongs to cluster_id 77, not {CID}: skipped",
+                foreign.display()
+            )),
+        "{:?}",
+        rebuilt.problems
+    );
+    // Only another cluster's files: refused, saying whose they are.
+    let e = from_ids(vec![tmp.path().join("other")], &tmp.path().join("home"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "no shard identity file of cluster_id {CID} found under"
+        )) && e.ends_with("found files of cluster_id 77 only"),
+        "{e}"
+    );
+}
+
+#[test]
+fn incomplete_databases_are_left_out_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    // Only node:1's disk survived: `orders` lost its middle master, `cache` its replica.
+    let rebuilt = from_ids(vec![tmp.path().join("n1")], &tmp.path().join("home")).unwrap();
+    let c = &rebuilt.cluster;
+    assert_eq!(c.databases.keys().copied().collect::<Vec<_>>(), vec![3]);
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains(
+            "`db:6` `orders` left out: 2 of its 3 master shards found; its files are untouched"
+        ),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("`db:3` `cache`: no replica of master `redis:4` found"),
+        "{problems}"
+    );
+    assert_eq!(c.nodes.keys().copied().collect::<Vec<_>>(), vec![1]);
+    // The ids of the database left out are still avoided.
+    assert_eq!(rebuilt.alloc.largest.unwrap().id, 9);
+}
+
+#[test]
+fn slot_gaps_and_overlaps_are_found() {
+    let ident = |shard_id, start, end| ShardIdentity {
+        cluster_id: CID,
+        cluster_name: "prod".into(),
+        db_id: 1,
+        shard_id,
+        node_id: 1,
+        role: Role::Master,
+        master: None,
+        slots: Some(SlotRange { start, end }),
+        port: 1,
+        db_port: 1,
+        db: config("x", 2, false),
+        node_addr: None,
+        node_port_range: None,
+    };
+    let (a, b) = (ident(2, 0, 8000), ident(3, 8001, 16383));
+    assert_eq!(databases::incomplete(2, &[&a, &b]), None);
+    let (a, b) = (ident(2, 0, 8000), ident(3, 8002, 16383));
+    assert_eq!(
+        databases::incomplete(2, &[&a, &b]).unwrap(),
+        "slots 8001-8001 have no master shard"
+    );
+    let (a, b) = (ident(2, 0, 8000), ident(3, 8000, 16383));
+    assert_eq!(
+        databases::incomplete(2, &[&a, &b]).unwrap(),
+        "slots 8000-16383 are owned twice"
+    );
+    let (a, b) = (ident(2, 0, 8000), ident(3, 8001, 16000));
+    assert_eq!(
+        databases::incomplete(2, &[&a, &b]).unwrap(),
+        "slots 16001-16383 have no master shard"
+    );
+}
+
+#[test]
+fn unreadable_identities_and_bad_paths_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let bad = tmp
+        .path()
+        .join("n1/redis/db-3/shard-4")
+        .join(SHARD_IDENTITY_FILE);
+    fs::write(&bad, "{").unwrap();
+    fs::create_dir_all(tmp.path().join("n1/redis/db-20/shard-21")).unwrap();
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains(&format!("cannot read `{}`: EOF", bad.display())),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("db-20/shard-21` has no `lazarus-shard.json`: left out"),
+        "{problems}"
+    );
+    // `cache` lost its master's identity: 0 of 1 masters.
+    assert!(
+        problems.contains("`db:3` `cache` left out: 0 of its 1 master shards found"),
+        "{problems}"
+    );
+    // The directory without an identity still counts for the allocator.
+    assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);
+
+    let missing = tmp.path().join("nope");
+    let e = from_ids(vec![missing.clone()], &tmp.path().join("home"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "recovery path `{}` cannot be used: ",
+            missing.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn persistent_path_never_overlaps_a_recovery_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The old nodes lived under the same home that is now being recovered into.
+    let home = tmp.path().join("home");
+    let cluster = sample(&home.join("nodes"));
+    let mut moved = cluster.clone();
+    for node in moved.nodes.values_mut() {
+        node.persistent_path = home.join("nodes").join(node.id.to_string());
+    }
+    write_disks(&moved);
+    let rebuilt = from_ids(vec![home.join("nodes")], &home).unwrap();
+    let n1 = &rebuilt.cluster.nodes[&1];
+    assert_eq!(n1.recovery_path, Some(home.join("nodes/1")));
+    assert_eq!(n1.persistent_path, home.join("nodes/1-recovered"));
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
+}
+
+#[test]
+fn identities_without_node_records_get_loopback_and_a_covering_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    // Ports outside the default range, in files written before nodes were recorded.
+    cluster.databases.get_mut(&3).unwrap().shards[1].port = 29000;
+    write_disks(&cluster);
+    for db in cluster.databases.values() {
+        for s in &db.shards {
+            let file = cluster.nodes[&s.node]
+                .shard_dir(db.id, s.id)
+                .join(SHARD_IDENTITY_FILE);
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+            let obj = doc.as_object_mut().unwrap();
+            obj.remove("node_addr");
+            obj.remove("node_port_range");
+            fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        }
+    }
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    let n2 = &rebuilt.cluster.nodes[&2];
+    assert_eq!(n2.addr, "127.0.0.1");
+    assert_eq!(
+        n2.port_range,
+        PortRange {
+            lo: 29000,
+            hi: 30999
+        }
+    );
+    assert_eq!(rebuilt.cluster.nodes[&1].port_range, PortRange::DEFAULT);
+}
+
+#[test]
+fn unreadable_directories_are_reported() {
+    // Root reads everything: the check only means something for other users.
+    if unsafe { libc::geteuid() } == 0 {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let locked = tmp.path().join("n2/redis/db-6");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home"));
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    let problems = rebuilt.unwrap().problems.join("\n");
+    assert!(
+        problems.contains(&format!("cannot read `{}`", locked.display())),
+        "{problems}"
+    );
+}

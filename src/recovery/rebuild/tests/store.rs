@@ -1,0 +1,81 @@
+//! Storing the rebuilt configuration: an empty home, untouchable node backups.
+
+use std::fs;
+
+use super::*;
+
+#[test]
+fn recover_stores_into_an_empty_home_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let store = crate::ccs::Store::new(tmp.path().join("home"));
+    let req = RecoverRequest::Backup(FromBackup {
+        filename: backup_of(&cluster, 1),
+        persistent_path: Some(tmp.path().join("new1")),
+        ..Default::default()
+    });
+    let rebuilt = recover(&store, &req).unwrap();
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!(stored, rebuilt.cluster);
+    assert_eq!(stored.generation, 8);
+    // Every node's backup is the recovered document.
+    for node in stored.nodes.values() {
+        let backup: Cluster =
+            serde_json::from_slice(&fs::read(node.ccs_backup_dir().join("ccs.json")).unwrap())
+                .unwrap();
+        assert_eq!(backup, stored);
+    }
+    // The old backup of node:1, the file recovered from, is left as it was.
+    let old: Cluster = serde_json::from_slice(&fs::read(backup_of(&cluster, 1)).unwrap()).unwrap();
+    assert_eq!(old, cluster);
+
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.starts_with("a cluster already exists in") && e.contains("`prod`"),
+        "{e}"
+    );
+    assert_eq!(store.load().unwrap().unwrap(), stored);
+}
+
+#[test]
+fn recover_never_replaces_a_foreign_or_newer_node_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let store = crate::ccs::Store::new(tmp.path().join("home"));
+    // node:1's new persistent path holds another cluster's node.
+    let mut other = sample(&tmp.path().join("other"));
+    other.cluster_id = 77;
+    write_disks(&other);
+    let req = RecoverRequest::Backup(FromBackup {
+        filename: backup_of(&cluster, 1),
+        persistent_path: Some(tmp.path().join("other/n1")),
+        ..Default::default()
+    });
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.ends_with("it holds the configuration of cluster_id 77"),
+        "{e}"
+    );
+    assert!(store.load().unwrap().is_none());
+
+    // Rebuilt from identity files, node:1 would store its backup where a backup of this
+    // cluster already is (the home lost only its ccs.json).
+    let target = tmp.path().join("home/nodes/1/ccs/ccs.json");
+    fs::create_dir_all(target.parent().unwrap()).unwrap();
+    fs::write(&target, serde_json::to_vec(&cluster).unwrap()).unwrap();
+    let req = RecoverRequest::Identities(FromIdentities {
+        cluster_id: CID,
+        recovery_paths: vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        ..Default::default()
+    });
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.contains("newer backup of this cluster (generation 7, recovering 0): recover from it with `cluster recover filename"),
+        "{e}"
+    );
+    assert!(store.load().unwrap().is_none());
+    let kept: Cluster = serde_json::from_slice(&fs::read(&target).unwrap()).unwrap();
+    assert_eq!(kept, cluster);
+}

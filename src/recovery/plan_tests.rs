@@ -52,6 +52,72 @@ fn fake_check(path: &Path, slots: Option<SlotRange>) -> SourceCheck {
     check
 }
 
+/// node:1 and node:2 with recovery paths `<root>/old<id>`; db:3 one master (redis:4 on
+/// node 1) with a replica (redis:5 on node 2); db:6 a two-shard cluster (redis:7, redis:8
+/// on node 1).
+fn cluster_at(root: &Path) -> Cluster {
+    let node = |id: Id| Node {
+        id,
+        addr: "127.0.0.1".into(),
+        persistent_path: root.join(format!("new{id}")),
+        recovery_path: Some(root.join(format!("old{id}"))),
+        port_range: PortRange::DEFAULT,
+        rack_id: None,
+    };
+    let shard = |id, node, role, master, slots| Shard {
+        id,
+        node,
+        role,
+        master,
+        slots,
+        port: 30000 + id as u16,
+        pid: None,
+    };
+    let config = |name: &str, shards, replication| DbConfig {
+        name: name.into(),
+        shards,
+        replication,
+        persistence: Persistence::Aof,
+        memory: None,
+        password: None,
+        sync_source: None,
+    };
+    let half = |start, end| Some(SlotRange { start, end });
+    let dbs = [
+        Database {
+            id: 3,
+            config: config("cache", 1, true),
+            port: 30004,
+            state: DbState::PendingRecovery,
+            shards: vec![
+                shard(4, 1, Role::Master, None, None),
+                shard(5, 2, Role::Replica, Some(4), None),
+            ],
+        },
+        Database {
+            id: 6,
+            config: config("orders", 2, false),
+            port: 30007,
+            state: DbState::PendingRecovery,
+            shards: vec![
+                shard(7, 1, Role::Master, None, half(0, 8191)),
+                shard(8, 1, Role::Master, None, half(8192, 16383)),
+            ],
+        },
+    ];
+    Cluster {
+        format: crate::ccs::CCS_FORMAT,
+        name: "c".into(),
+        cluster_id: CLUSTER_ID,
+        alloc_id: 9,
+        generation: 1,
+        local_node: 1,
+        redis_server: None,
+        nodes: [(1, node(1)), (2, node(2))].into(),
+        databases: dbs.into_iter().map(|d| (d.id, d)).collect(),
+    }
+}
+
 struct World {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -59,74 +125,13 @@ struct World {
 }
 
 impl World {
-    /// node:1 and node:2 with recovery paths; db:3 one master (redis:4 on node 1) with a
-    /// replica (redis:5 on node 2); db:6 a two-shard cluster (redis:7, redis:8 on node 1).
     fn new() -> World {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        let node = |id: Id| Node {
-            id,
-            addr: "127.0.0.1".into(),
-            persistent_path: root.join(format!("new{id}")),
-            recovery_path: Some(root.join(format!("old{id}"))),
-            port_range: PortRange::DEFAULT,
-            rack_id: None,
-        };
-        let shard = |id, node, role, master, slots| Shard {
-            id,
-            node,
-            role,
-            master,
-            slots,
-            port: 30000 + id as u16,
-            pid: None,
-        };
-        let config = |name: &str, shards, replication| DbConfig {
-            name: name.into(),
-            shards,
-            replication,
-            persistence: Persistence::Aof,
-            memory: None,
-            password: None,
-            sync_source: None,
-        };
-        let half = |start, end| Some(SlotRange { start, end });
-        let dbs = [
-            Database {
-                id: 3,
-                config: config("cache", 1, true),
-                port: 30004,
-                state: DbState::PendingRecovery,
-                shards: vec![
-                    shard(4, 1, Role::Master, None, None),
-                    shard(5, 2, Role::Replica, Some(4), None),
-                ],
-            },
-            Database {
-                id: 6,
-                config: config("orders", 2, false),
-                port: 30007,
-                state: DbState::PendingRecovery,
-                shards: vec![
-                    shard(7, 1, Role::Master, None, half(0, 8191)),
-                    shard(8, 1, Role::Master, None, half(8192, 16383)),
-                ],
-            },
-        ];
         for id in [1, 2] {
             fs::create_dir_all(root.join(format!("old{id}"))).unwrap();
         }
-        let cluster = Cluster {
-            format: crate::ccs::CCS_FORMAT,
-            name: "c".into(),
-            cluster_id: CLUSTER_ID,
-            alloc_id: 9,
-            generation: 1,
-            local_node: 1,
-            redis_server: None,
-            nodes: [(1, node(1)), (2, node(2))].into(),
-            databases: dbs.into_iter().map(|d| (d.id, d)).collect(),
-        };
+        let cluster = cluster_at(&root);
         World {
             _tmp: tmp,
             root,
@@ -378,4 +383,82 @@ fn ages_read_like_an_operator_says_them() {
     assert_eq!(format_age(600), "10m");
     assert_eq!(format_age(3 * 3600 + 20 * 60), "3h 20m");
     assert_eq!(format_age(2 * 86400 + 4 * 3600), "2d 4h");
+}
+
+/// Set in the child run of [`unreadable_files_are_named_as_permission_denied`].
+const AS_NOBODY_ROOT: &str = "LAZARUS_TEST_PERMISSION_ROOT";
+
+#[test]
+fn unreadable_files_are_named_as_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    if let Some(root) = std::env::var_os(AS_NOBODY_ROOT) {
+        // The child, as `nobody`: the tree is root's, with an owner-only dump.rdb and an
+        // owner-only shard directory.
+        let plan = plan_all(
+            &cluster_at(Path::new(&root)),
+            Some(10),
+            "7.0.15",
+            &fake_check,
+        );
+        let r = reason(shard(&plan, 3, 4));
+        assert!(matches!(r, Reason::PermissionDenied { .. }), "{r}");
+        assert!(r.to_string().starts_with("permission denied: `"), "{r}");
+        let r = reason(shard(&plan, 6, 7));
+        assert!(matches!(r, Reason::PermissionDenied { .. }), "{r}");
+        assert!(!plan.databases[1].blocking().is_empty());
+        return;
+    }
+    let w = World::new();
+    w.file(1, 3, 4, "dump.rdb", "keys=5", 10);
+    fs::set_permissions(
+        w.dir(1, 3, 4).join("dump.rdb"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    w.file(1, 6, 7, "dump.rdb", "keys=5", 10);
+    fs::set_permissions(w.dir(1, 6, 7), fs::Permissions::from_mode(0o700)).unwrap();
+    if unsafe { libc::geteuid() } != 0 {
+        // Not root: the mode bits already apply to this process.
+        let plan = w.plan();
+        assert!(matches!(
+            reason(shard(&plan, 3, 4)),
+            Reason::PermissionDenied { .. }
+        ));
+        return;
+    }
+    // Root reads whatever the mode bits say: check again as `nobody`, whose reads they do
+    // refuse, by running this same test in a child process.
+    let mut walk = vec![w.root.clone()];
+    while let Some(dir) = walk.pop() {
+        if dir == w.dir(1, 6, 7) {
+            continue;
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        walk.extend(
+            fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir()),
+        );
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "recovery::plan::tests::unreadable_files_are_named_as_permission_denied",
+        ])
+        .env(AS_NOBODY_ROOT, &w.root)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "as nobody:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }

@@ -37,7 +37,9 @@ impl Progress for Bars {
         let style = if total == 0 {
             ProgressStyle::with_template("{spinner} {prefix} {msg}")
         } else {
-            ProgressStyle::with_template("{prefix:20} [{bar:30}] {percent:>3}% {msg}")
+            ProgressStyle::with_template(
+                "{prefix:20} [{bar:30}] {percent:>3}% {msg} {elapsed_precise}",
+            )
         };
         if let Ok(style) = style {
             bar.set_style(style.progress_chars("=> "));

@@ -30,6 +30,14 @@ pub fn recover(store: &Store, req: &RecoverRequest) -> Result<Rebuilt, RebuildEr
         RecoverRequest::Backup(req) => from_backup(req)?,
         RecoverRequest::Identities(req) => from_identities(req, store.home())?,
     };
+    // The store writes the home first and the node backups after: make sure every backup
+    // directory can exist before the home is written, so a bad path changes nothing.
+    for node in rebuilt.cluster.nodes.values() {
+        fs::create_dir_all(node.ccs_backup_dir()).map_err(|e| RebuildError::BadPath {
+            path: node.persistent_path.clone(),
+            reason: format!("cannot create it for `node:{}`: {e}", node.id),
+        })?;
+    }
     check_backup_targets(&rebuilt.cluster)?;
     lock.save(&mut rebuilt.cluster)?;
     Ok(rebuilt)

@@ -79,3 +79,24 @@ fn recover_never_replaces_a_foreign_or_newer_node_backup() {
     let kept: Cluster = serde_json::from_slice(&fs::read(&target).unwrap()).unwrap();
     assert_eq!(kept, cluster);
 }
+
+#[test]
+fn recover_refuses_a_persistent_path_that_cannot_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let store = crate::ccs::Store::new(tmp.path().join("home"));
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "x").unwrap();
+    let req = RecoverRequest::Backup(FromBackup {
+        filename: backup_of(&cluster, 1),
+        persistent_path: Some(file.join("under")),
+        ..Default::default()
+    });
+    let e = recover(&store, &req).unwrap_err().to_string();
+    assert!(
+        e.contains("is not a usable path: cannot create it for `node:1`"),
+        "{e}"
+    );
+    assert!(store.load().unwrap().is_none());
+}

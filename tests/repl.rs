@@ -33,6 +33,13 @@ fn tab_completes_and_history_has_no_password() {
     shell.expect("CLUSTER:").unwrap();
     shell.expect("lazarus:t> ").unwrap();
 
+    // Right arrow accepts the rest of a keyword, never a placeholder such as `<ip>`.
+    shell.send("info node 1 \x15").unwrap();
+    shell.send("info clu\x1b[C\r").unwrap();
+    shell.expect("CLUSTER:").unwrap();
+    shell.send("node add \x1b[C\r").unwrap();
+    shell.expect("`node add` is incomplete: missing").unwrap();
+
     // Errors, and a line with a password: the session goes on.
     shell.send("infoo cluster\r").unwrap();
     shell.expect("did you mean `info`?").unwrap();

@@ -61,11 +61,31 @@ impl Completer for ShellHelper {
     }
 }
 
-impl Hinter for ShellHelper {
-    type Hint = String;
+/// A grey hint. Only the rest of a keyword may be accepted (right arrow); placeholders
+/// such as `<ip>` are shown, never inserted.
+pub struct ShellHint {
+    text: String,
+    accept: bool,
+}
 
-    fn hint(&self, line: &str, pos: usize, _ctx: &rustyline::Context<'_>) -> Option<String> {
-        lang::hint(cmd::registry(), line, pos)
+impl rustyline::hint::Hint for ShellHint {
+    fn display(&self) -> &str {
+        &self.text
+    }
+
+    fn completion(&self) -> Option<&str> {
+        self.accept.then_some(self.text.as_str())
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = ShellHint;
+
+    fn hint(&self, line: &str, pos: usize, _ctx: &rustyline::Context<'_>) -> Option<ShellHint> {
+        lang::hint(cmd::registry(), line, pos).map(|text| ShellHint {
+            accept: !text.contains([' ', '<', '[', '|']),
+            text,
+        })
     }
 }
 

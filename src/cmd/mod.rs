@@ -176,6 +176,35 @@ mod tests {
     }
 
     #[test]
+    fn completion_offers_databases_from_the_cluster() {
+        use crate::ccs::{Database, DbConfig, DbState, Persistence};
+        let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        for (id, name) in [(7, "orders"), (9, "cache")] {
+            let config = DbConfig {
+                name: name.into(),
+                shards: 1,
+                replication: false,
+                persistence: Persistence::Aof,
+                memory: None,
+                password: None,
+                sync_source: None,
+            };
+            let db = Database {
+                id,
+                config,
+                port: 30000,
+                state: DbState::Active,
+                shards: Vec::new(),
+            };
+            cluster.databases.insert(id, db);
+        }
+        let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
+        assert_eq!(c("delete db o"), ["orders"]);
+        assert_eq!(c("restart db db:"), ["db:7", "db:9"]);
+        assert!(c("delete db ").contains(&"cache".to_string()));
+    }
+
+    #[test]
     fn error_rendering() {
         let line = "node 2 recovery_path sett /x";
         let err: ParseError = super::parse(line).unwrap_err();

@@ -403,20 +403,19 @@ fn only_configuration_takes_the_data_of_the_sync_source() {
     ));
     let src = old.database_by_name("source").unwrap().clone();
     let endpoint = format!("127.0.0.1:{}", src.port);
-    let mut follower = config("follower", 1, false, Persistence::Snapshot);
-    follower.sync_source = Some(endpoint);
     rt.block_on(async {
         let server = common::world::server();
-        lazarus::db::create_db(
-            &mut old,
-            &server,
-            lazarus::db::CreateDb {
+        for name in ["early", "late"] {
+            let mut follower = config(name, 1, false, Persistence::Snapshot);
+            follower.sync_source = Some(endpoint.clone());
+            let req = lazarus::db::CreateDb {
                 config: follower,
                 port: None,
-            },
-        )
-        .await
-        .unwrap();
+            };
+            lazarus::db::create_db(&mut old, &server, req)
+                .await
+                .unwrap();
+        }
     });
     let src_before = rt.block_on(async {
         let a = shard_addr(&old, &src, src.shards[0].id).unwrap();
@@ -425,27 +424,34 @@ fn only_configuration_takes_the_data_of_the_sync_source() {
     guard.kill_all();
     let new = after_disaster(&old, lz.home());
     install(&lz, &new);
+    let now_in = |name: &str| {
+        let db = new.database_by_name(name).unwrap();
+        let a = shard_addr(&new, db, db.shards[0].id).unwrap();
+        rt.block_on(contents(&a.host, a.port))
+    };
 
+    // The source is still down: the follower comes back following it, empty, at once.
+    let started = Instant::now();
+    lz.run("recover db only_configuration early")
+        .ok()
+        .stdout_has("EMPTY until its sync source `127.0.0.1:");
+    assert!(started.elapsed() < Duration::from_secs(20));
     lz.run("recover db source")
         .ok()
         .stdout_has("Completed successfully");
-    lz.run("recover db only_configuration follower")
+    lz.run("recover db late only_configuration")
         .ok()
         .stdout_has("full sync from `127.0.0.1:");
+    assert_same(&src_before, &now_in("late"), "late");
+    // The early one syncs as soon as its source is back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !diff(&src_before, &now_in("early")).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_same(&src_before, &now_in("early"), "early");
     lz.run("recover db plain only_configuration")
         .ok()
         .stdout_has("EMPTY");
-    let (follower_now, plain_now) = rt.block_on(async {
-        let f = new.database_by_name("follower").unwrap();
-        let p = new.database_by_name("plain").unwrap();
-        let fa = shard_addr(&new, f, f.shards[0].id).unwrap();
-        let pa = shard_addr(&new, p, p.shards[0].id).unwrap();
-        (
-            contents(&fa.host, fa.port).await,
-            contents(&pa.host, pa.port).await,
-        )
-    });
-    assert_same(&src_before, &follower_now, "follower");
-    assert!(plain_now.is_empty());
+    assert!(now_in("plain").is_empty());
     drop(guard);
 }

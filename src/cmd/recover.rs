@@ -335,19 +335,24 @@ fn tally(ok: usize, failed: usize) -> String {
 fn success_text(r: &Recovered) -> String {
     if r.only_configuration {
         return match &r.sync_source {
-            Some(src) => {
-                format!("Completed successfully (configuration only; full sync from `{src}`)")
-            }
+            Some(src) if src.synced => format!(
+                "Completed successfully (configuration only; full sync from `{}`)",
+                src.endpoint
+            ),
+            Some(src) => format!(
+                "Completed successfully (configuration only); WARNING: the database is EMPTY until its sync source `{}` answers",
+                src.endpoint
+            ),
             None => {
                 "Completed successfully (configuration only: the database is EMPTY)".to_string()
             }
         };
     }
     let mut text = String::from("Completed successfully");
-    let kinds: Vec<String> = r.sources.iter().map(|(_, s)| s.kind.to_string()).collect();
+    let mut kinds: Vec<String> = r.sources.iter().map(|(_, s)| s.kind.to_string()).collect();
+    kinds.sort();
+    kinds.dedup();
     if !kinds.is_empty() {
-        let mut kinds = kinds;
-        kinds.dedup();
         text.push_str(&format!(" ({} keys from {})", r.keys, kinds.join(" and ")));
     }
     if !r.empty.is_empty() {
@@ -358,7 +363,10 @@ fn success_text(r: &Recovered) -> String {
         ));
     }
     if let Some(src) = &r.sync_source {
-        text.push_str(&format!("; follows `{src}` again"));
+        text.push_str(&format!("; follows `{}` again", src.endpoint));
+        if !src.answers {
+            text.push_str(" (it does not answer yet)");
+        }
     }
     text
 }

@@ -114,7 +114,16 @@ pub struct Recovered {
     pub empty: Vec<Id>,
     pub only_configuration: bool,
     /// The sync source the database follows again.
-    pub sync_source: Option<String>,
+    pub sync_source: Option<SyncSource>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct SyncSource {
+    pub endpoint: String,
+    /// It accepted a connection when recovery re-attached the database.
+    pub answers: bool,
+    /// The database waited for and completed a full sync from it.
+    pub synced: bool,
 }
 
 /// Recovers one database of `cluster`. `stage` hears each step as it starts.
@@ -402,25 +411,50 @@ async fn finish(
     }
 
     let mut sync_source = None;
+    let mut synced = false;
     if let (Some(text), true) = (&db.config.sync_source, db.config.shards == 1) {
         stage("attaching to the sync source");
         let (host, port) = parse_host_port(text)
             .ok_or_else(|| RecoverError::Internal(format!("bad sync_source `{text}`")))?;
+        // A source that does not answer (down, or itself still waiting for recovery) is
+        // followed anyway; waiting for it could take forever.
+        let answers = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .is_ok_and(|c| c.is_ok());
         for master in db.masters() {
             let a = addr(cluster, db, master.id)?;
-            replicate(&a, &host, port, rec.load_timeout).await?;
-            // Kept in redis.conf, so a restarted shard follows the source again.
             let mut con = connect(&a, rec.setup_timeout).await?;
+            let redis_err = |e: redis::RedisError| ServerError::Redis {
+                addr: a.to_string(),
+                reason: e.to_string(),
+            };
+            if answers && rec.only_configuration {
+                // The source's data is the database's data: wait for the full sync.
+                replicate(&a, &host, port, rec.load_timeout).await?;
+                synced = true;
+            } else {
+                redis::cmd("REPLICAOF")
+                    .arg(&host)
+                    .arg(port)
+                    .query_async::<()>(&mut con)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            // Kept in redis.conf, so a restarted shard follows the source again.
             redis::cmd("CONFIG")
                 .arg("REWRITE")
                 .query_async::<()>(&mut con)
                 .await
-                .map_err(|e| ServerError::Redis {
-                    addr: a.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(redis_err)?;
         }
-        sync_source = Some(text.clone());
+        sync_source = Some(SyncSource {
+            endpoint: text.clone(),
+            answers,
+            synced,
+        });
     }
 
     let empty = plan.map(|p| p.empty_masters()).unwrap_or_default();

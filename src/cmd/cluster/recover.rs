@@ -28,7 +28,7 @@ pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
             Opt::optional("alloc_id", "n", ValueKind::Integer),
         ]),
     ],
-    summary: "bring the cluster configuration back from a node's CCS backup (`<persistent_path>/ccs/ccs.json`); databases come back pending recovery",
+    summary: "bring the configuration back from a node's CCS backup, databases pending recovery",
     examples: &[
         "cluster recover filename /mnt/old-node1/ccs/ccs.json",
         "cluster recover filename /mnt/old-node1/ccs/ccs.json node_uid 1 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1 alloc_id 500",
@@ -52,7 +52,7 @@ pub(super) const FROM_IDENTITIES: CommandSyntax = CommandSyntax {
             Opt::optional("alloc_id", "n", ValueKind::Integer),
         ]),
     ],
-    summary: "with no backup left, rebuild the cluster configuration from the shard identity files under the old nodes' disks",
+    summary: "no backup left: rebuild the configuration from the shard identity files",
     examples: &[
         "cluster recover cluster_id 42 recovery_path /mnt/old-node1 /mnt/old-node2",
         "cluster recover cluster_id 42 recovery_path /mnt/old name prod node_uid 2 alloc_id 1000",

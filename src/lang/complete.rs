@@ -190,6 +190,41 @@ fn replace_secrets<T>(
         }
     }
     out.push_str(&line[last..]);
+    // A key inside a quoted word (an unterminated quote swallows the rest of the line) is
+    // not a token of its own: also hide the word after any key seen as plain text.
+    mask_after_words(&out, &secret_keys, &replace)
+}
+
+fn mask_after_words(text: &str, keys: &[&str], replace: &impl Fn(&str) -> String) -> String {
+    // Whitespace-separated words with their byte ranges.
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    let mut last = 0;
+    for pair in words.windows(2) {
+        let key = text[pair[0].0..pair[0].1].trim_matches(|c| c == '"' || c == '\'');
+        let (s, e) = pair[1];
+        let value = &text[s..e];
+        if keys.iter().any(|k| key.eq_ignore_ascii_case(k)) && !value.chars().all(|c| c == '*') {
+            out.push_str(&text[last..s]);
+            out.push_str(&replace(value));
+            last = e;
+        }
+    }
+    out.push_str(&text[last..]);
     out
 }
 

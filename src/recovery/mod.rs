@@ -1,8 +1,22 @@
 //! Disaster recovery: bringing a cluster's configuration and its databases' data back from
 //! what survives on the old nodes' disks.
+//!
+//! # Layout
+//! - `rebuild` (and its parts): `cluster recover`, the configuration from a CCS backup or
+//!   from the shards' identity files.
+//! - [`plan`]: per database in recovery state and per shard, the chosen source under the
+//!   recovery paths (`source`) or why there is none (`reason`); only reads.
+//! - [`copy`]: copies a source into a new shard directory, checked, under a temporary name.
+//! - [`apply`]: one database's data recovery: validation, copy and load side by side,
+//!   `shard_dirs` to (re)fill the new directories, `finish` for key counts, persistence,
+//!   replicas, the slot map and the sync source.
 
 pub mod apply;
 pub mod copy;
+mod finish;
 pub mod plan;
 mod reader;
+mod reason;
 pub mod rebuild;
+mod shard_dirs;
+mod source;

@@ -1,0 +1,133 @@
+//! Candidate sources of a shard's data: what the reader says of one, and the one chosen.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::reason::{io_reason, Reason};
+use crate::ccs::{Id, SlotRange};
+
+/// What the file reader said of one candidate source (a file or an `appendonlydir/`),
+/// reduced to what planning needs. Kept apart from the reader's own report so planning
+/// can be tested with hand-made verdicts.
+#[derive(Clone, Debug, Default)]
+pub struct SourceCheck {
+    pub verdict: CheckVerdict,
+    /// Where parsing stopped: file, byte offset, what was expected there.
+    pub fault: Option<(PathBuf, u64, String)>,
+    pub rdb_version: Option<u32>,
+    /// Unix seconds the data was written (RDB `ctime`), when the file says.
+    pub created: Option<i64>,
+    pub keys_per_db: BTreeMap<u32, u64>,
+    pub keys: u64,
+    /// False when the reader could not follow an AOF's key set exactly.
+    pub keys_exact: bool,
+    /// Keys carrying a TTL: they may expire between validation and load.
+    pub expires: u64,
+    pub keys_outside_slots: u64,
+    pub outside_examples: Vec<String>,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CheckVerdict {
+    #[default]
+    Ok,
+    Truncated,
+    Corrupt,
+    UnsupportedVersion,
+}
+
+/// Checks one candidate source; `slots` is the shard's slot range for a cluster database.
+pub type Checker<'a> = dyn Fn(&Path, Option<SlotRange>) -> SourceCheck + Sync + 'a;
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// `appendonlydir/` (manifest, base and incr files).
+    AofDir,
+    /// A single-file `appendonly.aof` (before Redis 7).
+    AofFile,
+    Rdb,
+}
+
+impl SourceKind {
+    /// Whether the server must start with `appendonly yes` to load this source.
+    pub fn is_aof(self) -> bool {
+        matches!(self, SourceKind::AofDir | SourceKind::AofFile)
+    }
+
+    /// The name the source takes inside a shard directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            SourceKind::AofDir => "appendonlydir",
+            SourceKind::AofFile => "appendonly.aof",
+            SourceKind::Rdb => "dump.rdb",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_aof() { "AOF" } else { "snapshot" })
+    }
+}
+
+/// The chosen source of one master shard's data.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub kind: SourceKind,
+    /// The file or `appendonlydir/` under the recovery path.
+    pub path: PathBuf,
+    /// Whose directory it is in: the master's own, or one of its replicas'.
+    pub from_shard: Id,
+    pub keys: u64,
+    pub keys_exact: bool,
+    pub keys_per_db: BTreeMap<u32, u64>,
+    pub expires: u64,
+    pub bytes: u64,
+    /// Unix seconds of the newest data in it; what "freshest" compares.
+    pub written: i64,
+}
+
+impl Source {
+    pub fn age_secs(&self, now: i64) -> i64 {
+        (now - self.written).max(0)
+    }
+}
+
+/// Opens every file of a candidate for reading (so a permission problem is named as such,
+/// not as corruption) and returns the newest modification time, in unix seconds.
+pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
+    let meta = fs::metadata(path).map_err(|e| io_reason(path, e, false))?;
+    let mut newest = mtime(&meta);
+    if meta.is_dir() {
+        // The files' times, not the directory's: listing changes are not data.
+        newest = 0;
+        let entries = fs::read_dir(path).map_err(|e| io_reason(path, e, false))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_reason(path, e, false))?;
+            let file = entry.path();
+            fs::File::open(&file).map_err(|e| io_reason(&file, e, false))?;
+            let meta = entry.metadata().map_err(|e| io_reason(&file, e, false))?;
+            newest = newest.max(mtime(&meta));
+        }
+        if newest == 0 {
+            newest = mtime(&fs::metadata(path).map_err(|e| io_reason(path, e, false))?);
+        }
+    } else {
+        fs::File::open(path).map_err(|e| io_reason(path, e, false))?;
+    }
+    Ok(newest)
+}
+
+fn mtime(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}

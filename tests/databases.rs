@@ -16,6 +16,11 @@ use redis::AsyncCommands;
 /// at random so that tests running side by side rarely probe the same ports. Ranges stay
 /// in 21000-28999 so that cluster bus ports (+10000) miss the default 30000-30999.
 fn test_cluster(root: &Path, nodes: u64) -> Cluster {
+    test_cluster_at(root, &vec!["127.0.0.1"; nodes as usize])
+}
+
+/// Like `test_cluster`, one node on each of `addrs`.
+fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
     let base = 21000 + (rand::random::<u16>() % 130) * 60;
     let mut c = Cluster {
         format: CCS_FORMAT,
@@ -28,14 +33,14 @@ fn test_cluster(root: &Path, nodes: u64) -> Cluster {
         nodes: BTreeMap::new(),
         databases: BTreeMap::new(),
     };
-    for i in 0..nodes {
+    for (i, addr) in addrs.iter().enumerate() {
         let id = c.allocate_id();
         let lo = base + (i as u16) * 30;
         c.nodes.insert(
             id,
             Node {
                 id,
-                addr: "127.0.0.1".into(),
+                addr: addr.to_string(),
                 persistent_path: root.join(format!("node{id}")),
                 recovery_path: None,
                 port_range: PortRange { lo, hi: lo + 29 },
@@ -636,4 +641,44 @@ async fn sharded_and_replicated_cluster() {
     );
     // Forming again is a no-op: what recovery relies on.
     db::wire(&c, &d).await.unwrap();
+}
+
+/// Nodes on different loopback addresses: each shard announces its node's address, else
+/// peers record 127.0.0.1 (the source of its connections) and the cluster never meets.
+#[tokio::test]
+async fn cluster_across_loopback_addresses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = ProcessGuard::new(tmp.path());
+    let mut c = test_cluster_at(tmp.path(), &["127.0.0.1", "127.0.0.2"]);
+    let srv = server();
+    let mut cfg = config("spread", 2, Persistence::Aof);
+    cfg.replication = true;
+    let started = std::time::Instant::now();
+    let id = db::create_db(
+        &mut c,
+        &srv,
+        CreateDb {
+            config: cfg,
+            port: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(guard.pids().len(), 4);
+    let d = &c.databases[&id];
+    assert!(d.shards.iter().any(|s| s.node == 2));
+    let endpoint = db::endpoint(&c, d);
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..50 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
+    }
+    let report = db::status(&c, None, db::STATUS_TIMEOUT).await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    db::delete_db(&mut c, "spread", true).await.unwrap();
+    assert!(guard.pids().is_empty());
 }

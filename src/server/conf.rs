@@ -107,10 +107,24 @@ pub fn render_conf(
     if let Some(u) = upstream.filter(|_| !opts.standalone) {
         line("replicaof", &format!("{} {}", quote(&u.host), u.port));
     }
+    // A peer learns a node's address from the source address of the node's connections
+    // unless the node announces one. Outgoing connections to another loopback address
+    // (127.0.0.2) leave from 127.0.0.1, so without this a peer records the wrong address
+    // and the cluster never finishes meeting; on multi-homed hosts the same happens.
+    let announce = node
+        .addr
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| !ip.is_unspecified());
+    if announce {
+        line("replica-announce-ip", &quote(&node.addr));
+    }
     if db.config.shards > 1 {
         line("cluster-enabled", "yes");
         line("cluster-config-file", "nodes.conf");
         line("cluster-node-timeout", &CLUSTER_NODE_TIMEOUT_MS.to_string());
+        if announce {
+            line("cluster-announce-ip", &quote(&node.addr));
+        }
     }
     c
 }
@@ -249,6 +263,7 @@ mod tests {
         assert!(c.contains("appendonly no\n"));
         assert!(c.contains("cluster-enabled yes\n"));
         assert!(c.contains("cluster-config-file nodes.conf\n"));
+        assert!(c.contains("cluster-announce-ip \"127.0.0.1\"\n"), "{c}");
         assert!(c.contains("requirepass \"p\\\"w\"\n"));
         assert!(c.contains("masterauth \"p\\\"w\"\n"));
     }

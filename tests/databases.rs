@@ -682,3 +682,58 @@ async fn cluster_across_loopback_addresses() {
     db::delete_db(&mut c, "spread", true).await.unwrap();
     assert!(guard.pids().is_empty());
 }
+
+/// Whether a file named `name` exists anywhere under `p`.
+fn has_file(p: &Path, name: &str) -> bool {
+    std::fs::read_dir(p).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name() == name || has_file(&e.path(), name))
+    })
+}
+
+/// A port taken between the probe and the server's bind: redis-server dies before writing
+/// its pidfile; create fails at once with the log's reason and rolls back.
+#[tokio::test]
+async fn port_taken_after_the_probe_fails_fast() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = ProcessGuard::new(tmp.path());
+    let mut c = test_cluster(tmp.path(), 1);
+    let port = c.nodes[&1].port_range.lo + 7;
+    let root = tmp.path().to_path_buf();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    // redis.conf is written after the probe and before the server starts: take the
+    // port in that window.
+    let grabber = std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if has_file(&root, "redis.conf") {
+                return std::net::TcpListener::bind(("127.0.0.1", port)).ok();
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        None
+    });
+    let started = std::time::Instant::now();
+    let res = db::create_db(
+        &mut c,
+        &server(),
+        CreateDb {
+            config: config("racy", 1, Persistence::Aof),
+            port: Some(port),
+        },
+    )
+    .await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let listener = grabber.join().unwrap();
+    assert!(listener.is_some(), "the test did not get the port");
+    let err = res.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(c.databases.is_empty());
+    assert_eq!(shard_dirs(tmp.path()), 0);
+    assert!(guard.pids().is_empty());
+}

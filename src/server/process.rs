@@ -20,6 +20,9 @@ pub const LOG_FILE: &str = "redis.log";
 pub const CONF_FILE: &str = "redis.conf";
 
 const POLL: Duration = Duration::from_millis(20);
+/// How long a freshly started server may run without a pidfile before a missing process
+/// counts as dead (it writes the pidfile within milliseconds of binding).
+const PIDLESS_GRACE: Duration = Duration::from_millis(200);
 // A snapshot database saves on SIGTERM; killing it mid-save would lose that snapshot.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -110,10 +113,18 @@ pub async fn start_shard(
         password: db.config.password.clone(),
     };
     let deadline = Instant::now() + opts.timeout;
+    let pidless_grace = Instant::now() + PIDLESS_GRACE;
     let mut pid = None;
     loop {
         if pid.is_none() {
             pid = read_pid(&dir);
+            // The launcher exits once the server has forked, and the server writes its
+            // pidfile only after binding its ports: no pidfile and no server working in
+            // the dir means it died early (a port taken since the probe, a corrupt
+            // nodes.conf). Waiting out the timeout would only hide that.
+            if pid.is_none() && Instant::now() >= pidless_grace && shard_pid(&dir).is_none() {
+                return Err(failed(early_exit_reason(&dir, shard.port), Some(&dir)));
+            }
         }
         if let Some(p) = pid {
             if !is_running(p) {
@@ -136,6 +147,17 @@ pub async fn start_shard(
             ));
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Why a server exited before writing its pidfile, from its log's last lines.
+fn early_exit_reason(dir: &Path, port: u16) -> String {
+    if log_tail(dir, 5).contains("Address already in use") {
+        format!(
+            "port `{port}` (or its bus port) was taken after the probe: `Address already in use`"
+        )
+    } else {
+        "it exited before writing its pidfile".into()
     }
 }
 

@@ -737,3 +737,61 @@ async fn port_taken_after_the_probe_fails_fast() {
     assert_eq!(shard_dirs(tmp.path()), 0);
     assert!(guard.pids().is_empty());
 }
+
+/// A restart where one shard cannot start (a corrupt nodes.conf: redis-server dies before
+/// its pidfile) fails fast, still starts the others, and records which shards run.
+#[tokio::test]
+async fn restart_that_fails_part_way_records_what_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = ProcessGuard::new(tmp.path());
+    let mut c = test_cluster(tmp.path(), 1);
+    let srv = server();
+    let id = db::create_db(
+        &mut c,
+        &srv,
+        CreateDb {
+            config: config("parts", 2, Persistence::Snapshot),
+            port: None,
+        },
+    )
+    .await
+    .unwrap();
+    let before = c.databases[&id].clone();
+    let (a, b) = (&before.shards[0], &before.shards[1]);
+    let dir_b = c.nodes[&1].shard_dir(id, b.id);
+    let pid_b = b.pid.unwrap();
+    unsafe { libc::kill(pid_b as i32, libc::SIGKILL) };
+    while guard.pids().contains(&pid_b) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let good = std::fs::read(dir_b.join("nodes.conf")).unwrap();
+    std::fs::write(dir_b.join("nodes.conf"), "garbage\n").unwrap();
+
+    let started = std::time::Instant::now();
+    let err = db::restart_db(&mut c, &srv, "parts").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(text.contains("corrupted cluster config file"), "{text}");
+    assert!(text.contains(&format!("running: redis:{}", a.id)), "{text}");
+    assert!(
+        text.contains(&format!("not running: redis:{}", b.id)),
+        "{text}"
+    );
+    let now = c.databases[&id].clone();
+    let live_a = now.shards[0].pid.expect("shard a restarted and recorded");
+    assert_ne!(Some(live_a), a.pid);
+    assert_eq!(now.shards[1].pid, None);
+    assert_eq!(guard.pids(), vec![live_a]);
+
+    // With the cause fixed, the advised `restart db` brings the whole database back.
+    std::fs::write(dir_b.join("nodes.conf"), good).unwrap();
+    db::restart_db(&mut c, &srv, "parts").await.unwrap();
+    let report = db::status(&c, None, db::STATUS_TIMEOUT).await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    db::delete_db(&mut c, "parts", true).await.unwrap();
+    assert!(guard.pids().is_empty());
+}

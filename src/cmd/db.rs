@@ -126,7 +126,8 @@ impl From<DbError> for CommandError {
             | DbError::Server(ServerError::Timeout { .. })
             | DbError::Server(ServerError::Cluster(_))
             | DbError::Server(ServerError::Io { .. })
-            | DbError::Server(ServerError::Version { .. }) => CommandError::Failed(e.to_string()),
+            | DbError::Server(ServerError::Version { .. })
+            | DbError::RestartIncomplete { .. } => CommandError::Failed(e.to_string()),
             _ => CommandError::Refused(e.to_string()),
         }
     }
@@ -270,6 +271,11 @@ impl DbCommand {
                 let task = ctx.progress.task(&format!("restart db {name}"), 0);
                 let res = db::restart_db(&mut cluster, &server, &name).await;
                 task.finish(if res.is_ok() { "restarted" } else { "failed" });
+                if let Err(e @ DbError::RestartIncomplete { .. }) = res {
+                    // The cluster now says which shards run: keep that, not stale pids.
+                    lock.save(&mut cluster)?;
+                    return Err(e.into());
+                }
                 let id = res?;
                 lock.save(&mut cluster)?;
                 let d = &cluster.databases[&id];

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role};
-use crate::server::{start_shard, stop_shard, RedisServer, ServerError, StartOptions};
+use crate::server::{shard_pid, start_shard, stop_shard, RedisServer, ServerError, StartOptions};
 
 use super::create::wire;
 use super::{resolve, DbError};
@@ -138,6 +138,10 @@ pub async fn delete_db(
 
 /// Stops the database's shards (letting each persist as configured) and starts them again
 /// with their data; rewires the cluster and replicas. Returns the database id.
+///
+/// A restart that fails part-way still starts every shard it can and records in
+/// `cluster` which shards run (their pids) and which do not, then returns
+/// [`DbError::RestartIncomplete`]: the caller saves the CCS in that case too.
 pub async fn restart_db(
     cluster: &mut Cluster,
     server: &RedisServer,
@@ -150,26 +154,60 @@ pub async fn restart_db(
             name: db.config.name,
         });
     }
-    stop_all(cluster, &db).await?;
+    let result = stop_and_start(cluster, server, &db).await;
+    // Whatever happened, record what runs now: stale pids would hide the truth.
+    let (mut running, mut down) = (Vec::new(), Vec::new());
+    for s in &mut db.shards {
+        let dir = cluster.nodes.get(&s.node).map(|n| n.shard_dir(db.id, s.id));
+        s.pid = dir.and_then(|d| shard_pid(&d));
+        if s.pid.is_some() {
+            running.push(s.id);
+        } else {
+            down.push(s.id);
+        }
+    }
+    let (id, name) = (db.id, db.config.name.clone());
+    cluster.databases.insert(id, db);
+    result
+        .map(|()| id)
+        .map_err(|cause| DbError::RestartIncomplete {
+            id,
+            name,
+            cause: Box::new(cause),
+            running,
+            down,
+        })
+}
+
+/// Stops every shard, then starts every shard not running (masters first: a replica up
+/// first only retries, a master up first lets its replica sync at once), then wires them.
+/// One shard failing does not keep the others down.
+async fn stop_and_start(
+    cluster: &Cluster,
+    server: &RedisServer,
+    db: &Database,
+) -> Result<(), DbError> {
+    let mut first_err = stop_all(cluster, db).await.err();
     let opts = StartOptions::default();
-    // Masters first: a replica that comes up before its master only retries, but a
-    // master up first lets the replica's first sync start at once.
     for role in [Role::Master, Role::Replica] {
         let ids: Vec<Id> = db
             .shards
             .iter()
             .filter(|s| s.role == role)
+            .filter(|s| {
+                let dir = cluster.nodes.get(&s.node).map(|n| n.shard_dir(db.id, s.id));
+                dir.is_some_and(|d| shard_pid(&d).is_none())
+            })
             .map(|s| s.id)
             .collect();
-        for (id, res) in start_some(server, cluster, &db, &ids, &opts).await {
-            let pid = res?;
-            if let Some(s) = db.shards.iter_mut().find(|s| s.id == id) {
-                s.pid = Some(pid);
+        for (_, res) in start_some(server, cluster, db, &ids, &opts).await {
+            if let Err(e) = res {
+                first_err.get_or_insert(e.into());
             }
         }
     }
-    wire(cluster, &db).await?;
-    let id = db.id;
-    cluster.databases.insert(id, db);
-    Ok(id)
+    match first_err {
+        Some(e) => Err(e),
+        None => wire(cluster, db).await,
+    }
 }

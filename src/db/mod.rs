@@ -3,6 +3,8 @@
 //!
 //! Every operation takes the cluster by `&mut` and changes it only when it succeeds, so a
 //! caller that saves the CCS after success and not after failure leaves it as it was.
+//! One exception: a restart that fails part-way records which shards run
+//! ([`DbError::RestartIncomplete`]), and the caller saves that too.
 
 mod create;
 mod lifecycle;
@@ -50,8 +52,28 @@ pub enum DbError {
     ShardDirExists(PathBuf),
     #[error("db:{id} `{name}` is pending recovery: run `recover db {name}` first")]
     PendingRecovery { id: Id, name: String },
+    #[error(
+        "restart of db:{id} `{name}` did not finish: {cause}\nrunning: {}; not running: {} \
+         (recorded in the configuration); fix the cause and run `restart db {name}` again",
+        shard_list(.running), shard_list(.down)
+    )]
+    RestartIncomplete {
+        id: Id,
+        name: String,
+        cause: Box<DbError>,
+        running: Vec<Id>,
+        down: Vec<Id>,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
+}
+
+fn shard_list(ids: &[Id]) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<String> = ids.iter().map(|id| format!("redis:{id}")).collect();
+    names.join(", ")
 }
 
 /// Finds a database by `db:<id>`, `<id>` or name.

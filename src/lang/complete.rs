@@ -63,11 +63,17 @@ pub fn complete<T>(
     // Values come in their own order (node ids ascending, paths sorted), after keywords.
     let mut candidates = words;
     for kind in kinds {
-        for c in value_candidates(kind, cluster, partial) {
-            if kinds_may_overlap(kind) && candidates.contains(&c) {
-                continue;
+        let values = value_candidates(kind, cluster, partial);
+        if kinds_may_overlap(kind) {
+            for c in values {
+                if !candidates.contains(&c) {
+                    candidates.push(c);
+                }
             }
-            candidates.push(c);
+        } else if candidates.is_empty() {
+            candidates = values;
+        } else {
+            candidates.extend(values);
         }
     }
     Completion { start, candidates }
@@ -260,7 +266,11 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
                 return Vec::new();
             };
             let prefixed = starts_with_ignore_case(partial, "n") || partial.contains(':');
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(if partial.is_empty() {
+                cluster.nodes.len()
+            } else {
+                16
+            });
             let mut text = String::new();
             // One buffer for all ids: only the matches are allocated.
             for id in cluster.nodes.keys() {

@@ -47,7 +47,7 @@ pub(crate) trait AofSink {
 pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io::Result<Walked> {
     let file = File::open(&part.path)?;
     let len = file.metadata()?.len();
-    let mut src = Source::new(file, 0, len);
+    let mut src = Source::open_file(file, len);
     let mut out = Walked {
         len,
         valid_len: 0,
@@ -67,14 +67,12 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
         sink.rdb(outcome);
         if let Err(e) = r {
             // A cut-off preamble cannot be repaired by truncating: it is corruption.
-            out.fault = Some(ParseError {
-                kind: if e.kind == FaultKind::Unsupported {
-                    FaultKind::Unsupported
-                } else {
-                    FaultKind::Corrupt
-                },
-                ..e.within("in the RDB preamble")
-            });
+            let kind = if e.kind == FaultKind::Unsupported {
+                FaultKind::Unsupported
+            } else {
+                FaultKind::Corrupt
+            };
+            out.fault = Some(e.within("in the RDB preamble").with_kind(kind));
             return Ok(out);
         }
         out.rdb_end = Some(src.offset());
@@ -84,15 +82,13 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
     let mut multi_start: Option<u64> = None;
     loop {
         let start = resp.src.offset();
-        let wants = |name: &[u8], i: usize| aof_keys::wants(aof_keys::classify(name), i);
-        match resp.next_command(&wants) {
+        match resp.next_command() {
             Ok(None) => break,
             Ok(Some(cmd)) => {
-                let mut name = [0u8; 32];
-                let class = aof_keys::classify(cmd.name(&mut name));
-                match &name[..cmd.arg(0).map_or(0, |n| n.len().min(32))] {
-                    b"multi" => multi_start = Some(start),
-                    b"exec" => multi_start = None,
+                let class = cmd.class;
+                match class {
+                    Class::Multi => multi_start = Some(start),
+                    Class::Exec => multi_start = None,
                     _ => {}
                 }
                 sink.command(part.base, class, &cmd);
@@ -134,7 +130,8 @@ pub(crate) struct FirstPass<'a> {
     pub exact: bool,
     now_ms: i64,
     db: u32,
-    last_key: Option<u64>,
+    /// The key of the previous base command (a rewrite emits each key's commands together).
+    last_key: Option<Vec<u8>>,
     effects: Vec<Effect>,
 }
 
@@ -163,22 +160,25 @@ impl<'a> FirstPass<'a> {
                 }
                 self.last_key = None;
             }
-            Class::Keyless => {}
+            Class::Keyless | Class::Multi | Class::Exec => {}
             _ => {
                 let Some(key) = base_key(class, cmd) else {
                     self.exact = false;
                     return;
                 };
-                let fp = aof_keys::fingerprint(key);
-                if self.last_key != Some(fp) {
-                    self.last_key = Some(fp);
+                if self.last_key.as_deref() != Some(key) {
+                    let last = self.last_key.get_or_insert_with(Vec::new);
+                    last.clear();
+                    last.extend_from_slice(key);
                     *self.resp_base.entry(self.db).or_default() += 1;
                     if let Some(s) = self.slots.as_deref_mut() {
                         s.check(key);
                     }
                 }
-                let mut name = [0u8; 32];
-                if cmd.name(&mut name) == b"pexpireat" {
+                if cmd
+                    .arg(0)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"pexpireat"))
+                {
                     self.resp_expires.0 += 1;
                     if parse_i64(cmd.arg(2)).is_some_and(|ms| ms < self.now_ms) {
                         self.resp_expires.1 += 1;
@@ -279,7 +279,7 @@ impl AofSink for SecondPass<'_> {
                         self.db = db;
                     }
                 }
-                Class::Keyless => {}
+                Class::Keyless | Class::Multi | Class::Exec => {}
                 _ => {
                     if let Some(key) = base_key(class, cmd) {
                         let db = self.db;

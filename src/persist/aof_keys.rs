@@ -16,8 +16,11 @@ pub(crate) const TRACK_CAP: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// Changes no key (MULTI, EXEC, FUNCTION, PING, ...).
+    /// Changes no key (FUNCTION, PING, ...).
     Keyless,
+    /// MULTI / EXEC: no key either, but they bound what a truncation may keep.
+    Multi,
+    Exec,
     Select,
     FlushDb,
     FlushAll,
@@ -49,8 +52,10 @@ pub(crate) enum Class {
 pub(crate) fn classify(name: &[u8]) -> Class {
     use Class::*;
     match name {
-        b"multi" | b"exec" | b"discard" | b"ping" | b"echo" | b"function" | b"script"
-        | b"publish" | b"spublish" | b"pfdebug" | b"pfselftest" => Keyless,
+        b"multi" => Multi,
+        b"exec" => Exec,
+        b"discard" | b"ping" | b"echo" | b"function" | b"script" | b"publish" | b"spublish"
+        | b"pfdebug" | b"pfselftest" => Keyless,
         b"select" => Select,
         b"flushdb" => FlushDb,
         b"flushall" => FlushAll,
@@ -85,7 +90,7 @@ pub(crate) fn classify(name: &[u8]) -> Class {
 pub(crate) fn wants(class: Class, i: usize) -> bool {
     use Class::*;
     match class {
-        Keyless | Unknown | FlushDb | FlushAll => false,
+        Keyless | Multi | Exec | Unknown | FlushDb | FlushAll => false,
         Select | Create1 | Remove1 | Maybe1 => i == 1,
         Copy => true,
         SwapDb | Rename | Move | Maybe2 => i <= 2,
@@ -132,7 +137,7 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, out: &mut Vec<Effect>) {
         None => out.push(Effect::Inexact),
     };
     match class {
-        Keyless => {}
+        Keyless | Multi | Exec => {}
         Unknown => out.push(Effect::Inexact),
         Select => push_or_inexact(parse_db(cmd.arg(1)).map(Effect::Select), out),
         FlushDb => out.push(Effect::FlushDb),

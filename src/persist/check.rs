@@ -134,7 +134,7 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
         }
     };
     report.bytes = file.1;
-    let mut src = Source::new(file.0, 0, file.1);
+    let mut src = Source::open_file(file.0, file.1);
     let mut slots = opts.slots.map(SlotCheck::new);
     let visitor = slots.as_mut().map(|s| s as &mut dyn KeyVisitor);
     let mut rdb = Rdb::new(&mut src, visitor, now_ms());
@@ -144,7 +144,10 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     set_counts(&mut report, out.keys_per_db);
     take_slots(&mut report, slots);
     match result {
-        Err(e) => report.fail(verdict_of(e.kind), path.to_path_buf(), e.offset, e.expected),
+        Err(e) => {
+            let e = e.into_inner();
+            report.fail(verdict_of(e.kind), path.to_path_buf(), e.offset, e.expected)
+        }
         Ok(()) => {
             let rest = src.remaining();
             if rest > 0 {
@@ -225,6 +228,7 @@ fn check_dir(dir: &Path, opts: &CheckOptions) -> FileReport {
     let m = match manifest::parse(&text) {
         Ok(m) => m,
         Err(e) => {
+            let e = e.into_inner();
             report.fail(Verdict::Corrupt, manifest_path, e.offset, e.expected);
             return report;
         }
@@ -325,6 +329,7 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
 
 fn fail_part(report: &mut FileReport, part: &Part, last: bool, f: ParseError, valid_len: u64) {
     let path = part.path.clone();
+    let f = f.into_inner();
     match f.kind {
         FaultKind::Truncated if last => {
             report.fail(Verdict::Truncated, path, f.offset, f.expected);

@@ -14,41 +14,59 @@ pub(crate) enum FaultKind {
     Unsupported,
 }
 
+/// Boxed, so that `Result<T, ParseError>` stays two words on the hot path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ParseError {
+pub(crate) struct ParseError(Box<FaultAt>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FaultAt {
     pub kind: FaultKind,
     pub offset: u64,
     pub expected: String,
 }
 
+impl std::ops::Deref for ParseError {
+    type Target = FaultAt;
+    fn deref(&self) -> &FaultAt {
+        &self.0
+    }
+}
+
 impl ParseError {
-    pub fn corrupt(offset: u64, expected: impl Into<String>) -> Self {
-        ParseError {
-            kind: FaultKind::Corrupt,
+    #[cold]
+    fn new(kind: FaultKind, offset: u64, expected: String) -> Self {
+        ParseError(Box::new(FaultAt {
+            kind,
             offset,
-            expected: expected.into(),
-        }
+            expected,
+        }))
+    }
+
+    pub fn into_inner(self) -> FaultAt {
+        *self.0
+    }
+
+    pub fn with_kind(mut self, kind: FaultKind) -> Self {
+        self.0.kind = kind;
+        self
+    }
+
+    pub fn corrupt(offset: u64, expected: impl Into<String>) -> Self {
+        Self::new(FaultKind::Corrupt, offset, expected.into())
     }
 
     pub fn truncated(offset: u64, expected: impl Into<String>) -> Self {
-        ParseError {
-            kind: FaultKind::Truncated,
-            offset,
-            expected: expected.into(),
-        }
+        Self::new(FaultKind::Truncated, offset, expected.into())
     }
 
     pub fn unsupported(offset: u64, expected: impl Into<String>) -> Self {
-        ParseError {
-            kind: FaultKind::Unsupported,
-            offset,
-            expected: expected.into(),
-        }
+        Self::new(FaultKind::Unsupported, offset, expected.into())
     }
 
     /// Adds where the fault sits (e.g. "in the value of the record at 1234").
+    #[cold]
     pub fn within(mut self, context: impl fmt::Display) -> Self {
-        self.expected = format!("{} ({context})", self.expected);
+        self.0.expected = format!("{} ({context})", self.0.expected);
         self
     }
 }

@@ -1,22 +1,17 @@
 //! LZF decompression straight from the file buffer, checking that the data decodes to
 //! exactly the length the RDB declared.
 //!
-//! A value that is only being validated is decoded through an 8 KiB-plus window (LZF
-//! back-references reach at most 8 KiB back), so even a huge compressed string costs no
-//! more memory than a small one.
+//! A value that is only being validated is not decoded at all: whether LZF data is valid
+//! (no run past the declared length, no back-reference before the start) depends only on
+//! the lengths, so counting them is enough, and costs no memory whatever the size.
 
 use std::io::Read;
 
 use super::error::ParseError;
 use super::source::Source;
 
-/// Farthest an LZF back-reference can reach.
-const MAX_DISTANCE: usize = 8192;
-/// When windowed output grows past this, everything but the last `MAX_DISTANCE` bytes goes.
-const WINDOW_TRIM: usize = 1 << 20;
-
 /// Decodes `clen` compressed bytes from `src`, which must produce exactly `ulen` bytes.
-/// With `keep`, `out` ends holding the whole output; otherwise it is scratch space.
+/// With `keep`, `out` ends holding the whole output; otherwise only lengths are checked.
 pub(crate) fn decompress<R: Read>(
     src: &mut Source<R>,
     clen: u64,
@@ -26,11 +21,12 @@ pub(crate) fn decompress<R: Read>(
 ) -> Result<(), ParseError> {
     src.check_len(clen, "compressed data")?;
     out.clear();
-    if keep {
-        out.reserve(ulen as usize);
+    if !keep {
+        return check_lengths(src, clen, ulen);
     }
+    out.reserve(ulen as usize);
     let mut left = clen;
-    let mut drained = 0u64;
+    let drained = 0u64;
     let mut want = 1usize;
     while left > 0 {
         let base = src.offset();
@@ -101,13 +97,80 @@ pub(crate) fn decompress<R: Read>(
         want = 1;
         src.consume(ip);
         left -= ip as u64;
-        if !keep && out.len() > WINDOW_TRIM {
-            let cut = out.len() - MAX_DISTANCE;
-            out.drain(..cut);
-            drained += cut as u64;
-        }
     }
     let produced = drained + out.len() as u64;
+    if produced != ulen {
+        return Err(ParseError::corrupt(
+            src.offset(),
+            format!("LZF data that decompresses to {ulen} bytes, not {produced}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Walks the LZF control bytes without producing output: the same verdict as decoding.
+fn check_lengths<R: Read>(src: &mut Source<R>, clen: u64, ulen: u64) -> Result<(), ParseError> {
+    let mut left = clen;
+    let mut produced = 0u64;
+    let mut want = 1usize;
+    while left > 0 {
+        let base = src.offset();
+        let chunk = src.peek(want)?;
+        let avail = (chunk.len() as u64).min(left) as usize;
+        let input = &chunk[..avail];
+        let mut ip = 0usize;
+        let mut pending = 0usize;
+        while ip < avail {
+            let ctrl = input[ip];
+            if ctrl < 32 {
+                let n = usize::from(ctrl) + 1;
+                if ip + 1 + n > avail {
+                    pending = 1 + n;
+                    break;
+                }
+                produced += n as u64;
+                ip += 1 + n;
+            } else {
+                let mut len = u64::from(ctrl >> 5);
+                let hdr = if len == 7 { 3 } else { 2 };
+                if ip + hdr > avail {
+                    pending = hdr;
+                    break;
+                }
+                if len == 7 {
+                    len += u64::from(input[ip + 1]);
+                }
+                let dist = (u64::from(ctrl & 0x1f) << 8) + u64::from(input[ip + hdr - 1]) + 1;
+                if dist > produced {
+                    return Err(ParseError::corrupt(
+                        base + ip as u64,
+                        format!("an LZF back-reference within the {produced} bytes decoded so far"),
+                    ));
+                }
+                produced += len + 2;
+                ip += hdr;
+            }
+        }
+        if produced > ulen {
+            return Err(ParseError::corrupt(
+                base + ip as u64,
+                format!("LZF data that decompresses to {ulen} bytes, not more"),
+            ));
+        }
+        if ip == 0 && pending > 0 {
+            if pending as u64 > left {
+                return Err(ParseError::corrupt(
+                    base,
+                    "an LZF run that ends within the compressed data",
+                ));
+            }
+            want = pending;
+            continue;
+        }
+        want = 1;
+        src.consume(ip);
+        left -= ip as u64;
+    }
     if produced != ulen {
         return Err(ParseError::corrupt(
             src.offset(),
@@ -143,12 +206,15 @@ pub(crate) mod tests {
         // "abcabcabcabc": literal "abc", then a 9-byte back-reference at distance 3.
         let c = [2, b'a', b'b', b'c', (7 << 5), 0, 2];
         assert_eq!(run(&c, 12, true).unwrap(), b"abcabcabcabc");
-        assert!(run(&c, 11, true).is_err());
-        assert!(run(&c, 13, true).is_err());
-        // A back-reference before the start.
-        assert!(run(&[0, b'a', (1 << 5), 5], 4, true).is_err());
-        // A run cut short.
-        assert!(run(&[5, b'a'], 6, true).is_err());
+        for keep in [true, false] {
+            assert!(run(&c, 12, keep).is_ok());
+            assert!(run(&c, 11, keep).is_err());
+            assert!(run(&c, 13, keep).is_err());
+            // A back-reference before the start.
+            assert!(run(&[0, b'a', (1 << 5), 5], 4, keep).is_err());
+            // A run cut short.
+            assert!(run(&[5, b'a'], 6, keep).is_err());
+        }
     }
 
     #[test]

@@ -343,7 +343,25 @@ impl<'a, R: Read> Rdb<'a, R> {
         })
     }
 
+    #[inline]
     pub fn len(&mut self) -> Result<u64, ParseError> {
+        // Fast path: a 6- or 14-bit length already in the buffer.
+        let b = self.src.buffered();
+        if let Some(&first) = b.first() {
+            if first < 0x40 {
+                self.src.consume(1);
+                return Ok(u64::from(first));
+            }
+            if first < 0x80 && b.len() >= 2 {
+                let n = (u64::from(first & 0x3f) << 8) | u64::from(b[1]);
+                self.src.consume(2);
+                return Ok(n);
+            }
+        }
+        self.len_slow()
+    }
+
+    fn len_slow(&mut self) -> Result<u64, ParseError> {
         let at = self.src.offset();
         match self.read_len()? {
             Len::Plain(n) => Ok(n),
@@ -361,7 +379,25 @@ impl<'a, R: Read> Rdb<'a, R> {
     }
 
     /// Skips a string, checking its encoding (and, for LZF, its decompressed length).
+    #[inline]
     pub fn skip_string(&mut self) -> Result<u64, ParseError> {
+        // Fast path: a plain string with a 6- or 14-bit length, wholly in the buffer.
+        let b = self.src.buffered();
+        if let Some(&first) = b.first() {
+            let (header, n) = match first >> 6 {
+                0 => (1, usize::from(first & 0x3f)),
+                1 if b.len() >= 2 => (2, (usize::from(first & 0x3f) << 8) | usize::from(b[1])),
+                _ => (0, 0),
+            };
+            if header > 0 && header + n <= b.len() {
+                self.src.consume(header + n);
+                return Ok(n as u64);
+            }
+        }
+        self.skip_string_slow()
+    }
+
+    fn skip_string_slow(&mut self) -> Result<u64, ParseError> {
         let mut window = std::mem::take(&mut self.window);
         let r = self.string(&mut window, usize::MAX, false);
         self.window = window;

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use super::aof_keys::{self, Class};
 use super::error::ParseError;
 use super::source::Source;
 
@@ -17,6 +18,7 @@ pub(crate) const ARG_CAP: usize = 64 << 10;
 /// long to hold).
 pub(crate) struct Command<'a> {
     pub argc: usize,
+    pub class: Class,
     arena: &'a [u8],
     spans: &'a [Option<(usize, usize)>],
 }
@@ -25,16 +27,6 @@ impl<'a> Command<'a> {
     pub fn arg(&self, i: usize) -> Option<&'a [u8]> {
         let (s, e) = (*self.spans.get(i)?)?;
         Some(&self.arena[s..e])
-    }
-
-    /// The command name, lowercased into `buf`.
-    pub fn name<'b>(&self, buf: &'b mut [u8; 32]) -> &'b [u8] {
-        let n = self.arg(0).unwrap_or(b"");
-        let len = n.len().min(buf.len());
-        for (d, s) in buf.iter_mut().zip(n) {
-            *d = s.to_ascii_lowercase();
-        }
-        &buf[..len]
     }
 }
 
@@ -55,12 +47,9 @@ impl<'a, R: Read> RespReader<'a, R> {
         }
     }
 
-    /// The next command, skipping annotations; `None` at the end of the file. `wants`
-    /// says, given the lowercased command name and an argument index, whether to hold it.
-    pub fn next_command(
-        &mut self,
-        wants: &dyn Fn(&[u8], usize) -> bool,
-    ) -> Result<Option<Command<'_>>, ParseError> {
+    /// The next command, skipping annotations; `None` at the end of the file. Only the
+    /// arguments its class needs (names, keys, numbers) are held in memory.
+    pub fn next_command(&mut self) -> Result<Option<Command<'_>>, ParseError> {
         loop {
             if self.src.at_end() {
                 return Ok(None);
@@ -95,20 +84,16 @@ impl<'a, R: Read> RespReader<'a, R> {
         self.src.check_len(argc.saturating_mul(6), "command")?;
         self.arena.clear();
         self.spans.clear();
-        let mut name = [0u8; 32];
-        let mut name_len = 0;
+        let mut class = Class::Unknown;
         for i in 0..argc as usize {
             let len = self.header(b'$')?;
-            let hold = len <= ARG_CAP as u64 && (i == 0 || wants(&name[..name_len], i));
+            let hold = len <= ARG_CAP as u64 && (i == 0 || aof_keys::wants(class, i));
             if hold {
                 let s = self.arena.len();
                 self.src.copy_to(len, &mut self.arena)?;
                 self.spans.push(Some((s, self.arena.len())));
                 if i == 0 {
-                    name_len = (len as usize).min(name.len());
-                    for (d, s) in name.iter_mut().zip(&self.arena[s..]) {
-                        *d = s.to_ascii_lowercase();
-                    }
+                    class = classify_name(&self.arena[s..]);
                 }
             } else {
                 self.src.skip(len)?;
@@ -121,13 +106,33 @@ impl<'a, R: Read> RespReader<'a, R> {
         }
         Ok(Some(Command {
             argc: argc as usize,
+            class,
             arena: &self.arena,
             spans: &self.spans,
         }))
     }
 
     /// A `<prefix><digits>\r\n` line; returns the number.
+    #[inline]
     fn header(&mut self, prefix: u8) -> Result<u64, ParseError> {
+        // Fast path: the whole line is buffered and has at most 18 digits.
+        let b = self.src.buffered();
+        if b.len() >= 4 && b[0] == prefix {
+            let mut n = 0u64;
+            let mut i = 1;
+            while i < b.len() && i <= 18 && b[i].is_ascii_digit() {
+                n = n * 10 + u64::from(b[i] - b'0');
+                i += 1;
+            }
+            if i > 1 && i + 1 < b.len() && b[i] == b'\r' && b[i + 1] == b'\n' {
+                self.src.consume(i + 2);
+                return Ok(n);
+            }
+        }
+        self.header_slow(prefix)
+    }
+
+    fn header_slow(&mut self, prefix: u8) -> Result<u64, ParseError> {
         let at = self.src.offset();
         let what = if prefix == b'*' {
             "an array header `*<count>`"
@@ -151,6 +156,18 @@ impl<'a, R: Read> RespReader<'a, R> {
     }
 }
 
+/// The class of a command name, case-insensitively.
+fn classify_name(name: &[u8]) -> Class {
+    let mut lower = [0u8; 24];
+    if name.len() > lower.len() {
+        return Class::Unknown;
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    aof_keys::classify(&lower[..name.len()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,8 +176,12 @@ mod tests {
         let mut src = Source::new(data, 0, data.len() as u64);
         let mut r = RespReader::new(&mut src);
         let mut out = Vec::new();
-        while let Some(c) = r.next_command(&|_, _| true)? {
-            out.push((0..c.argc).map(|i| c.arg(i).unwrap().to_vec()).collect());
+        while let Some(c) = r.next_command()? {
+            out.push(
+                (0..c.argc)
+                    .map(|i| c.arg(i).map_or(b"?".to_vec(), <[u8]>::to_vec))
+                    .collect(),
+            );
         }
         Ok(out)
     }
@@ -171,7 +192,9 @@ mod tests {
         let cmds = all(aof).unwrap();
         assert_eq!(cmds.len(), 2);
         assert_eq!(cmds[1][0], b"set");
-        assert_eq!(cmds[1][2], b"");
+        assert_eq!(cmds[1][1], b"k");
+        // Values are only skipped.
+        assert_eq!(cmds[1][2], b"?");
     }
 
     #[test]

@@ -86,6 +86,29 @@ impl<'a, R: Read> RespReader<'a, R> {
         self.spans.clear();
         let mut class = Class::Unknown;
         for i in 0..argc as usize {
+            // Fast path: `$<len>\r\n<data>\r\n` wholly in the buffer.
+            let b = self.src.buffered();
+            if let Some((header, len)) = header_in(b, b'$') {
+                let total = header + len + 2;
+                if total <= b.len() {
+                    if &b[header + len..total] != b"\r\n" {
+                        let at = self.src.offset() + (header + len) as u64;
+                        return Err(ParseError::corrupt(at, "CRLF after a bulk string"));
+                    }
+                    if len <= ARG_CAP && (i == 0 || aof_keys::wants(class, i)) {
+                        let s = self.arena.len();
+                        self.arena.extend_from_slice(&b[header..header + len]);
+                        self.spans.push(Some((s, self.arena.len())));
+                        if i == 0 {
+                            class = classify_name(&self.arena[s..]);
+                        }
+                    } else {
+                        self.spans.push(None);
+                    }
+                    self.src.consume(total);
+                    continue;
+                }
+            }
             let len = self.header(b'$')?;
             let hold = len <= ARG_CAP as u64 && (i == 0 || aof_keys::wants(class, i));
             if hold {
@@ -115,19 +138,9 @@ impl<'a, R: Read> RespReader<'a, R> {
     /// A `<prefix><digits>\r\n` line; returns the number.
     #[inline]
     fn header(&mut self, prefix: u8) -> Result<u64, ParseError> {
-        // Fast path: the whole line is buffered and has at most 18 digits.
-        let b = self.src.buffered();
-        if b.len() >= 4 && b[0] == prefix {
-            let mut n = 0u64;
-            let mut i = 1;
-            while i < b.len() && i <= 18 && b[i].is_ascii_digit() {
-                n = n * 10 + u64::from(b[i] - b'0');
-                i += 1;
-            }
-            if i > 1 && i + 1 < b.len() && b[i] == b'\r' && b[i + 1] == b'\n' {
-                self.src.consume(i + 2);
-                return Ok(n);
-            }
+        if let Some((used, n)) = header_in(self.src.buffered(), prefix) {
+            self.src.consume(used);
+            return Ok(n as u64);
         }
         self.header_slow(prefix)
     }
@@ -154,6 +167,22 @@ impl<'a, R: Read> RespReader<'a, R> {
             .and_then(|d| d.parse().ok())
             .ok_or_else(|| ParseError::corrupt(at, what))
     }
+}
+
+/// A `<prefix><digits>\r\n` line at the start of `b`, of at most 18 digits: its length
+/// and number; `None` when it is not (wholly) there, for the careful path to judge.
+#[inline]
+fn header_in(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
+    if b.len() < 4 || b[0] != prefix {
+        return None;
+    }
+    let mut n = 0usize;
+    let mut i = 1;
+    while i < b.len() && i <= 18 && b[i].is_ascii_digit() {
+        n = n * 10 + usize::from(b[i] - b'0');
+        i += 1;
+    }
+    (i > 1 && i + 1 < b.len() && b[i] == b'\r' && b[i + 1] == b'\n').then_some((i + 2, n))
 }
 
 /// The class of a command name, case-insensitively.

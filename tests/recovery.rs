@@ -345,7 +345,8 @@ fn an_interrupted_recovery_is_finished_by_running_it_again() {
     let new = after_disaster(&old, lz.home());
     install(&lz, &new);
 
-    // Kill the shell as soon as it has started filling a shard directory.
+    // Kill the shell once a shard server runs in a new directory: a server left running,
+    // a shard directory half-filled, nothing marked active.
     let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
         .arg("--home")
         .arg(lz.home())
@@ -361,7 +362,7 @@ fn an_interrupted_recovery_is_finished_by_running_it_again() {
             .any(|(db, s)| {
                 c.nodes[&s.node]
                     .shard_dir(db, s.id)
-                    .join("lazarus-recovering")
+                    .join("redis.pid")
                     .exists()
             })
     };
@@ -371,6 +372,19 @@ fn an_interrupted_recovery_is_finished_by_running_it_again() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    let pending = stored(&lz)
+        .databases
+        .values()
+        .filter(|d| d.state == DbState::PendingRecovery)
+        .count();
+    assert!(
+        pending > 0,
+        "the shell was killed only after recovery ended"
+    );
+    assert!(
+        !guard.pids().is_empty(),
+        "a shard server should be left running"
+    );
 
     let out = lz.run("recover all").ok();
     assert!(

@@ -795,3 +795,91 @@ async fn restart_that_fails_part_way_records_what_runs() {
     db::delete_db(&mut c, "parts", true).await.unwrap();
     assert!(guard.pids().is_empty());
 }
+
+/// Waits until `n` processes run under the guard's root.
+async fn wait_for_pids(guard: &ProcessGuard, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while guard.pids().len() < n {
+        assert!(std::time::Instant::now() < deadline, "no shard started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A sync source that accepts connections and never answers: the create waits for the
+/// first sync until it is interrupted.
+fn silent_source() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let addr = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
+    (l, addr)
+}
+
+/// An interrupted create (the binary trips the signal on Ctrl-C) rolls back: no shard
+/// left running, no directory, the cluster unchanged.
+#[tokio::test]
+async fn interrupted_create_rolls_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = ProcessGuard::new(tmp.path());
+    let mut c = test_cluster(tmp.path(), 1);
+    let before = c.clone();
+    let (_source, addr) = silent_source();
+    let mut cfg = config("stuck", 1, Persistence::Aof);
+    cfg.sync_source = Some(addr);
+    let cancel = db::Cancel::default();
+    let srv = server();
+    let create = db::create_db_with(
+        &mut c,
+        &srv,
+        CreateDb {
+            config: cfg,
+            port: None,
+        },
+        &cancel,
+    );
+    let interrupt = async {
+        wait_for_pids(&guard, 1).await;
+        cancel.trip();
+    };
+    let started = std::time::Instant::now();
+    let (res, ()) = tokio::join!(create, interrupt);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = res.unwrap_err();
+    assert!(matches!(err, DbError::Interrupted(_)), "{err}");
+    assert_eq!(c, before);
+    assert_eq!(shard_dirs(tmp.path()), 0);
+    assert!(guard.pids().is_empty());
+}
+
+/// The same through the binary: Ctrl-C (SIGINT) during `create db` rolls back and says so.
+#[test]
+fn ctrl_c_during_create_rolls_back() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let (_source, addr) = silent_source();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["create", "db", "stuck", "sync_source", &addr])
+        .env_remove("LAZARUS_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while guard.pids().iter().all(|&p| p == child.id()) {
+        assert!(std::time::Instant::now() < deadline, "no shard started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("was rolled back"), "{stderr}");
+    assert!(guard.pids().is_empty());
+    assert_eq!(shard_dirs(lz.home()), 0);
+    assert!(!lz.path("ccs.json").exists());
+}

@@ -17,6 +17,8 @@ pub struct Context {
     /// `--redis-server`: overrides the CCS's `redis_server` and PATH.
     pub redis_server: Option<PathBuf>,
     pub progress: Arc<dyn Progress>,
+    /// Tripped on Ctrl-C; `create db` checks it and rolls back.
+    pub cancel: crate::db::Cancel,
 }
 
 /// Reports long-running work (the binary draws bars on a terminal, lines otherwise).
@@ -54,6 +56,7 @@ impl Context {
             json: false,
             redis_server: None,
             progress: Arc::new(NoProgress),
+            cancel: Default::default(),
         }
     }
 

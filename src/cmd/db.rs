@@ -127,7 +127,8 @@ impl From<DbError> for CommandError {
             | DbError::Server(ServerError::Cluster(_))
             | DbError::Server(ServerError::Io { .. })
             | DbError::Server(ServerError::Version { .. })
-            | DbError::RestartIncomplete { .. } => CommandError::Failed(e.to_string()),
+            | DbError::RestartIncomplete { .. }
+            | DbError::Interrupted(_) => CommandError::Failed(e.to_string()),
             _ => CommandError::Refused(e.to_string()),
         }
     }
@@ -210,8 +211,8 @@ impl DbCommand {
                 };
                 let task = ctx.progress.task(&format!("create db {name}"), 0);
                 task.set_message("starting shards");
-                let id = match db::create_db(&mut cluster, &server, CreateDb { config, port }).await
-                {
+                let req = CreateDb { config, port };
+                let id = match db::create_db_with(&mut cluster, &server, req, &ctx.cancel).await {
                     Ok(id) => id,
                     Err(e) => {
                         task.finish("failed");

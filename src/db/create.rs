@@ -9,6 +9,7 @@ use crate::server::{
     StartOptions,
 };
 
+use super::cancel::Cancel;
 use super::lifecycle::start_all;
 use super::placement::place;
 use super::{shard_addr, DbError, SETUP_TIMEOUT};
@@ -31,6 +32,18 @@ pub async fn create_db(
     server: &RedisServer,
     req: CreateDb,
 ) -> Result<Id, DbError> {
+    create_db_with(cluster, server, req, &Cancel::default()).await
+}
+
+/// [`create_db`] that stops and rolls back when `cancel` trips (Ctrl-C): checked after
+/// the shards started, and raced against the cluster / replica setup, which only talks
+/// to running shards and can be dropped at any point.
+pub async fn create_db_with(
+    cluster: &mut Cluster,
+    server: &RedisServer,
+    req: CreateDb,
+    cancel: &Cancel,
+) -> Result<Id, DbError> {
     validate(cluster, &req).await?;
     let mut scratch = cluster.clone();
     // Ids on disk count as allocated: an interrupted create leaves its directories
@@ -44,7 +57,7 @@ pub async fn create_db(
         return Err(DbError::ShardDirExists(existing.clone()));
     }
 
-    let result = bring_up(&scratch, server, &mut db).await;
+    let result = bring_up(&scratch, server, &mut db, cancel).await;
     if let Err(e) = result {
         roll_back(&db, &db_dirs).await;
         return Err(e);
@@ -151,7 +164,13 @@ async fn bring_up(
     cluster: &Cluster,
     server: &RedisServer,
     db: &mut Database,
+    cancel: &Cancel,
 ) -> Result<(), DbError> {
+    if cancel.is_tripped() {
+        return Err(DbError::Interrupted(db.config.name.clone()));
+    }
+    // Starts are not raced: a start dropped half-way could leave a server nobody tracks.
+    // A new shard has no data to load, so they are quick.
     let started = start_all(server, cluster, db, &StartOptions::default()).await;
     let mut first_err = None;
     for (shard_id, res) in started {
@@ -169,7 +188,11 @@ async fn bring_up(
     if let Some(e) = first_err {
         return Err(e.into());
     }
-    wire(cluster, db).await
+    let interrupted = DbError::Interrupted(db.config.name.clone());
+    tokio::select! {
+        res = wire(cluster, db) => res,
+        () = cancel.tripped() => Err(interrupted),
+    }
 }
 
 /// Joins the shards up: the Redis Cluster for a sharded database, otherwise replicas to

@@ -6,6 +6,7 @@
 //! One exception: a restart that fails part-way records which shards run
 //! ([`DbError::RestartIncomplete`]), and the caller saves that too.
 
+mod cancel;
 mod create;
 mod lifecycle;
 mod placement;
@@ -17,7 +18,8 @@ use std::time::Duration;
 use crate::ccs::{Cluster, Database, Id};
 use crate::server::{ServerError, ShardAddr};
 
-pub use create::{create_db, wire, CreateDb, MAX_SHARDS};
+pub use cancel::Cancel;
+pub use create::{create_db, create_db_with, wire, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, restart_db, DeleteOutcome};
 pub use placement::place;
 pub use status::{
@@ -64,6 +66,11 @@ pub enum DbError {
         running: Vec<Id>,
         down: Vec<Id>,
     },
+    #[error(
+        "interrupted: `create db {0}` was rolled back (its shards stopped, their directories \
+         removed, the configuration unchanged)"
+    )]
+    Interrupted(String),
     #[error(transparent)]
     Server(#[from] ServerError),
 }

@@ -131,13 +131,18 @@ impl Session {
         };
         let text = lang::redact(cmd::registry(), &command.to_string());
         // A task of its own, so that even a panicking command leaves the session alive.
-        let ctx = self.ctx.clone();
+        let mut ctx = self.ctx.clone();
+        ctx.cancel = Default::default();
+        let cancel = ctx.cancel.clone();
         let task = self.runtime.spawn(async move { command.apply(&ctx).await });
-        let result = self.runtime.block_on(task).unwrap_or_else(|e| {
-            Err(cmd::CommandError::Failed(format!(
-                "internal error while running `{text}`: {e}"
-            )))
-        });
+        let result = self
+            .runtime
+            .block_on(interruptible(task, cancel, err))
+            .unwrap_or_else(|e| {
+                Err(cmd::CommandError::Failed(format!(
+                    "internal error while running `{text}`: {e}"
+                )))
+            });
         match result {
             Ok(reply) => {
                 if self.json {
@@ -193,6 +198,27 @@ impl Session {
             }
         }
         Ok(status)
+    }
+}
+
+/// Waits for a command. The first Ctrl-C trips its cancel signal (`create db` rolls
+/// back); a second one quits at once, for commands that do not stop.
+async fn interruptible<T>(
+    mut task: tokio::task::JoinHandle<T>,
+    cancel: crate::db::Cancel,
+    err: &mut dyn Write,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::select! {
+        res = &mut task => return res,
+        Ok(()) = tokio::signal::ctrl_c() => cancel.trip(),
+    }
+    let _ = writeln!(
+        err,
+        "interrupting: the command stops at its next step (Ctrl-C again quits at once)"
+    );
+    tokio::select! {
+        res = &mut task => res,
+        Ok(()) = tokio::signal::ctrl_c() => std::process::exit(130),
     }
 }
 

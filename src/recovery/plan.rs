@@ -339,6 +339,14 @@ impl Inspect<'_> {
                         "a complete file".to_string(),
                     )
                 });
+                if report.verdict == CheckVerdict::Truncated && kind.is_aof() {
+                    return Err(Reason::TruncatedAof {
+                        file,
+                        offset,
+                        expected,
+                        source: path.to_path_buf(),
+                    });
+                }
                 return Err(Reason::Corrupted {
                     file,
                     offset,

@@ -250,7 +250,7 @@ fn a_corrupted_aof_falls_back_to_the_snapshot() {
     assert_eq!(source(s).kind, SourceKind::Rdb);
     assert!(matches!(
         &s.set_aside[..],
-        [Reason::Corrupted { offset: 42, .. }]
+        [Reason::TruncatedAof { offset: 42, .. }]
     ));
     assert_eq!(plan.databases[0].status, DbStatus::Ready);
 }

@@ -35,6 +35,14 @@ pub enum Reason {
         offset: u64,
         expected: String,
     },
+    /// An AOF that ends mid-record (a crash while appending): the reader can keep the
+    /// complete records before it, in a copy.
+    TruncatedAof {
+        file: PathBuf,
+        offset: u64,
+        expected: String,
+        source: PathBuf,
+    },
     Incompatible {
         file: PathBuf,
         rdb_version: u32,
@@ -89,6 +97,17 @@ impl fmt::Display for Reason {
                 f,
                 "corrupted: `{}` at byte {offset}: expected {expected}",
                 file.display()
+            ),
+            Reason::TruncatedAof {
+                file,
+                offset,
+                expected,
+                source,
+            } => write!(
+                f,
+                "corrupted: `{}` is truncated at byte {offset}: expected {expected} (`check file {} fix <dest>` writes a copy cut at its last complete record)",
+                file.display(),
+                source.display()
             ),
             Reason::Incompatible { file, rdb_version, max, server } => match max {
                 Some(max) => write!(

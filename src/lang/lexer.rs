@@ -3,8 +3,8 @@
 use std::ops::Range;
 
 use nom::branch::alt;
-use nom::bytes::complete::{escaped_transform, is_not, take_while1};
-use nom::character::complete::{anychar, char, multispace0};
+use nom::bytes::complete::{escaped_transform, is_not, take_while, take_while1};
+use nom::character::complete::{anychar, char};
 use nom::combinator::{map, opt, value};
 use nom::sequence::{delimited, preceded};
 use nom::IResult;
@@ -46,7 +46,9 @@ pub fn lex_lenient(line: &str) -> (Vec<Token>, Option<usize>) {
     let mut tokens = Vec::new();
     let mut rest = line;
     loop {
-        let (after_space, _) = multispace0::<_, ()>(rest).expect("multispace0 never fails");
+        // Any Unicode space separates words, as it ends a bare word (`word` below).
+        let (after_space, _) =
+            take_while::<_, _, ()>(char::is_whitespace)(rest).expect("take_while never fails");
         rest = after_space;
         if rest.is_empty() {
             return (tokens, None);

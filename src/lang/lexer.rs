@@ -160,6 +160,8 @@ mod tests {
         );
         assert_eq!(texts(r#""x\"y\\z""#), vec![(r#"x"y\z"#.to_string(), 0..9)]);
         assert_eq!(texts(r#""""#), vec![(String::new(), 0..2)]);
+        // Other backslashes are kept as typed (Windows-ish paths, regex-like names).
+        assert_eq!(texts(r#""C:\x\n""#)[0].0, r#"C:\x\n"#);
         assert_eq!(texts(""), vec![]);
     }
 

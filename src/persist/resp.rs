@@ -35,6 +35,8 @@ pub(crate) struct RespReader<'a, R> {
     line: Vec<u8>,
     arena: Vec<u8>,
     spans: Vec<Option<(usize, usize)>>,
+    /// The class found by the fast path.
+    class: Class,
 }
 
 impl<'a, R: Read> RespReader<'a, R> {
@@ -44,12 +46,62 @@ impl<'a, R: Read> RespReader<'a, R> {
             line: Vec::new(),
             arena: Vec::new(),
             spans: Vec::new(),
+            class: Class::Unknown,
         }
     }
 
     /// The next command, skipping annotations; `None` at the end of the file. Only the
     /// arguments its class needs (names, keys, numbers) are held in memory.
     pub fn next_command(&mut self) -> Result<Option<Command<'_>>, ParseError> {
+        if let Some(argc) = self.command_in_buffer() {
+            return Ok(Some(Command {
+                argc,
+                class: self.class,
+                arena: &self.arena,
+                spans: &self.spans,
+            }));
+        }
+        self.next_command_slow()
+    }
+
+    /// The common case in one pass over the buffer: a whole, well-formed command already
+    /// buffered. `None` (having consumed nothing) sends anything else down the careful
+    /// path, which also finds and places any fault.
+    #[inline]
+    fn command_in_buffer(&mut self) -> Option<usize> {
+        let b = self.src.buffered();
+        let (mut at, argc) = header_in(b, b'*')?;
+        if argc == 0 {
+            return None;
+        }
+        self.arena.clear();
+        self.spans.clear();
+        let mut class = Class::Unknown;
+        for i in 0..argc {
+            let (header, len) = header_in(b.get(at..)?, b'$')?;
+            let data = at + header;
+            let end = data.checked_add(len)?;
+            if b.get(end..end + 2)? != b"\r\n" {
+                return None;
+            }
+            if len <= ARG_CAP && (i == 0 || aof_keys::wants(class, i)) {
+                let s = self.arena.len();
+                self.arena.extend_from_slice(&b[data..end]);
+                self.spans.push(Some((s, self.arena.len())));
+                if i == 0 {
+                    class = classify_name(&b[data..end]);
+                }
+            } else {
+                self.spans.push(None);
+            }
+            at = end + 2;
+        }
+        self.src.consume(at);
+        self.class = class;
+        Some(argc)
+    }
+
+    fn next_command_slow(&mut self) -> Result<Option<Command<'_>>, ParseError> {
         loop {
             if self.src.at_end() {
                 return Ok(None);

@@ -883,3 +883,50 @@ fn ctrl_c_during_create_rolls_back() {
     assert_eq!(shard_dirs(lz.home()), 0);
     assert!(!lz.path("ccs.json").exists());
 }
+
+/// `restart db` that fails part-way saves which shards run: the CCS holds the restarted
+/// shard's new pid and no pid for the one that could not start.
+#[test]
+fn failed_restart_is_recorded() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.run("cluster create name t").ok();
+    let mut doc = lz.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    lz.run("create db parts shards 2 persistence disabled").ok();
+    let shards = |doc: &serde_json::Value| -> Vec<serde_json::Value> {
+        let db = doc["databases"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        db["shards"].as_array().unwrap().clone()
+    };
+    let before = shards(&lz.ccs());
+    let doc = lz.ccs();
+    let db_id = doc["databases"].as_object().unwrap().keys().next().unwrap();
+    let b_id = &before[1]["id"];
+    let dir_b = lz.path(&format!("nodes/1/redis/db-{db_id}/shard-{b_id}"));
+    let pid_b = before[1]["pid"].as_u64().unwrap() as u32;
+    unsafe { libc::kill(pid_b as i32, libc::SIGKILL) };
+    while guard.pids().contains(&pid_b) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(dir_b.join("nodes.conf"), "garbage\n").unwrap();
+
+    lz.run("restart db parts")
+        .fails(1)
+        .stderr_has("did not finish")
+        .stderr_has(&format!("not running: redis:{b_id}"));
+    let after = shards(&lz.ccs());
+    let live = guard.pids();
+    assert_eq!(live.len(), 1);
+    assert_eq!(after[0]["pid"].as_u64(), Some(u64::from(live[0])));
+    assert_ne!(after[0]["pid"], before[0]["pid"]);
+    assert!(after[1]["pid"].is_null());
+    lz.run("delete db parts purge").ok();
+    assert!(guard.pids().is_empty());
+}

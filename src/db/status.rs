@@ -317,7 +317,8 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
                     pid: Some(pid),
                     keys: None,
                     detail: Some(format!(
-                        "pid {pid} runs in `{}`, which the configuration does not know",
+                        "pid {pid} runs in `{}`, which the configuration does not know (left \
+                         by a create that was killed?): stop it with `kill {pid}`",
                         dir.display()
                     )),
                 });

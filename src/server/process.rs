@@ -119,10 +119,11 @@ pub async fn start_shard(
         if pid.is_none() {
             pid = read_pid(&dir);
             // The launcher exits once the server has forked, and the server writes its
-            // pidfile only after binding its ports: no pidfile and no server working in
-            // the dir means it died early (a port taken since the probe, a corrupt
+            // pidfile only after binding its ports: no pidfile and no process (of any name:
+            // the binary may be renamed) working in the dir means it died early (a port taken since the probe, a corrupt
             // nodes.conf). Waiting out the timeout would only hide that.
-            if pid.is_none() && Instant::now() >= pidless_grace && shard_pid(&dir).is_none() {
+            if pid.is_none() && Instant::now() >= pidless_grace && pids_working_in(&dir).is_empty()
+            {
                 return Err(failed(early_exit_reason(&dir, shard.port), Some(&dir)));
             }
         }
@@ -262,11 +263,24 @@ pub fn shard_pid(dir: &Path) -> Option<u32> {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.starts_with("redis-server") || c.starts_with("valkey-server"))
     };
-    std::fs::read_dir("/proc")
-        .ok()?
+    pids_working_in(&dir)
+        .into_iter()
+        .find(|&pid| is_server(pid))
+}
+
+/// Live processes whose working directory is `dir`, whatever their name.
+fn pids_working_in(dir: &Path) -> Vec<u32> {
+    let (Ok(dir), Ok(procs)) = (std::fs::canonicalize(dir), std::fs::read_dir("/proc")) else {
+        return Vec::new();
+    };
+    procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|&pid| works_in(pid) && is_server(pid))
+        .filter(|&pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+                && is_running(pid)
+        })
+        .collect()
 }
 
 pub fn read_pid(dir: &Path) -> Option<u32> {

@@ -110,6 +110,17 @@ pub(crate) fn decompress<R: Read>(
 
 /// Walks the LZF control bytes without producing output: the same verdict as decoding.
 fn check_lengths<R: Read>(src: &mut Source<R>, clen: u64, ulen: u64) -> Result<(), ParseError> {
+    // Fast path: the whole input buffered, walked in one go.
+    let b = src.buffered();
+    if clen <= b.len() as u64 {
+        if let Some(produced) = lengths_in(&b[..clen as usize]) {
+            if produced == ulen {
+                src.consume(clen as usize);
+                return Ok(());
+            }
+        }
+        // Any fault: the careful walk below says where.
+    }
     let mut left = clen;
     let mut produced = 0u64;
     let mut want = 1usize;
@@ -178,6 +189,36 @@ fn check_lengths<R: Read>(src: &mut Source<R>, clen: u64, ulen: u64) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// The decoded length of a complete LZF input, `None` when it is not valid.
+#[inline]
+fn lengths_in(input: &[u8]) -> Option<u64> {
+    let mut ip = 0usize;
+    let mut produced = 0u64;
+    while ip < input.len() {
+        let ctrl = input[ip];
+        if ctrl < 32 {
+            let n = usize::from(ctrl) + 1;
+            ip += 1 + n;
+            produced += n as u64;
+        } else {
+            let mut len = u64::from(ctrl >> 5);
+            let low = if len == 7 {
+                len += u64::from(*input.get(ip + 1)?);
+                *input.get(ip + 2)?
+            } else {
+                *input.get(ip + 1)?
+            };
+            let dist = (u64::from(ctrl & 0x1f) << 8) + u64::from(low) + 1;
+            if dist > produced {
+                return None;
+            }
+            produced += len + 2;
+            ip += if ctrl >> 5 == 7 { 3 } else { 2 };
+        }
+    }
+    (ip == input.len()).then_some(produced)
 }
 
 #[cfg(test)]

@@ -84,6 +84,11 @@ fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
         )
         .unwrap();
     }
+    // The replicated database's master lost its files: its replica's copy stands in.
+    let replicated = old.database_by_name("replicated").unwrap();
+    let master = replicated.masters().next().unwrap();
+    let master_disk = lz.path(&format!("disk{}", master.node));
+    std::fs::remove_dir_all(shard_dir_under(&master_disk, replicated.id, master.id)).unwrap();
 
     let script = format!(
         "# bring the cluster back from the old disks\n\
@@ -104,6 +109,14 @@ fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
         out.stdout
     );
     assert!(!out.stdout.contains("missing files"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "(replica redis:{}'s copy)",
+            replicated.shards[1].id
+        )),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         out.stdout.matches("Completed successfully").count(),
         4,

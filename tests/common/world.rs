@@ -90,7 +90,19 @@ pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
 /// SAVE on every shard of every snapshot database (replicas included).
 pub async fn save_snapshots(cluster: &Cluster) {
     // Replicas must have caught up before they save their copy.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for db in cluster.databases.values().filter(|d| d.config.replication) {
+        for m in db.masters() {
+            let a = shard_addr(cluster, db, m.id).unwrap();
+            let mut con = connect(&a.host, a.port, 0).await;
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(5000)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(acked, 1, "the replica of redis:{} did not catch up", m.id);
+        }
+    }
     for db in cluster
         .databases
         .values()

@@ -10,6 +10,7 @@ use crate::server::{
 };
 
 use super::cancel::Cancel;
+use super::dirs::{db_dirs, numbered_entries};
 use super::lifecycle::start_all;
 use super::placement::place;
 use super::{shard_addr, DbError, SETUP_TIMEOUT};
@@ -52,14 +53,14 @@ pub async fn create_db_with(
         scratch.alloc_id = scratch.alloc_id.max(largest + 1);
     }
     let mut db = place(&mut scratch, req.config, req.port)?;
-    let db_dirs = db_dirs(&scratch, &db);
-    if let Some(existing) = db_dirs.iter().find(|d| d.exists()) {
+    let dirs = db_dirs(&scratch, &db);
+    if let Some(existing) = dirs.iter().find(|d| d.exists()) {
         return Err(DbError::ShardDirExists(existing.clone()));
     }
 
     let result = bring_up(&scratch, server, &mut db, cancel).await;
     if let Err(e) = result {
-        roll_back(&db, &db_dirs).await;
+        roll_back(&db, &dirs).await;
         return Err(e);
     }
     let id = db.id;
@@ -120,44 +121,17 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
 /// The largest id in `db-<id>` / `shard-<id>` directory names under the nodes'
 /// persistent paths.
 fn largest_id_on_disk(cluster: &Cluster) -> Option<Id> {
-    let ids_in = |dir: &std::path::Path, prefix: &str| -> Vec<(Id, std::path::PathBuf)> {
-        std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().to_str()?.to_string();
-                        Some((name.strip_prefix(prefix)?.parse().ok()?, e.path()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     cluster
         .nodes
         .values()
-        .flat_map(|n| ids_in(&n.persistent_path.join("redis"), "db-"))
+        .flat_map(|n| numbered_entries(&n.persistent_path.join("redis"), "db-"))
         .flat_map(|(db, path)| {
-            let shards = ids_in(&path, "shard-").into_iter().map(|(id, _)| id);
-            std::iter::once(db).chain(shards).collect::<Vec<_>>()
+            let shards = numbered_entries(&path, "shard-")
+                .into_iter()
+                .map(|(id, _)| id);
+            std::iter::once(db).chain(shards)
         })
         .max()
-}
-
-/// `<persistent path>/redis/db-<id>` on every node the database uses.
-fn db_dirs(cluster: &Cluster, db: &Database) -> Vec<std::path::PathBuf> {
-    let mut dirs: Vec<_> = db
-        .shards
-        .iter()
-        .filter_map(|s| cluster.nodes.get(&s.node))
-        .map(|n| {
-            n.persistent_path
-                .join("redis")
-                .join(format!("db-{}", db.id))
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs
 }
 
 async fn bring_up(

@@ -8,6 +8,7 @@ use crate::ccs::{Cluster, Database, DbState, Id, Role};
 use crate::server::{shard_pid, start_shard, stop_shard, RedisServer, ServerError, StartOptions};
 
 use super::create::wire;
+use super::dirs::db_dirs;
 use super::{resolve, DbError};
 
 /// Starts the given shards of `db` at once; one result per shard, in order.
@@ -105,18 +106,7 @@ pub async fn delete_db(
 ) -> Result<DeleteOutcome, DbError> {
     let db = resolve(cluster, which)?.clone();
     let stopped = stop_all(cluster, &db).await?;
-    let mut dirs: Vec<PathBuf> = db
-        .shards
-        .iter()
-        .filter_map(|s| cluster.nodes.get(&s.node))
-        .map(|n| {
-            n.persistent_path
-                .join("redis")
-                .join(format!("db-{}", db.id))
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
+    let dirs = db_dirs(cluster, &db);
     let (mut purged, mut kept) = (Vec::new(), Vec::new());
     for dir in dirs.into_iter().filter(|d| d.exists()) {
         if purge {

@@ -8,6 +8,7 @@
 
 mod cancel;
 mod create;
+mod dirs;
 mod lifecycle;
 mod placement;
 mod status;

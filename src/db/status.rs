@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
 use crate::server::{probe, ShardProbe};
 
+use super::dirs::numbered_entries;
 use super::{endpoint, shard_addr};
 
 /// A shard that does not answer within this is shown down.
@@ -275,22 +276,10 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
         .values()
         .flat_map(|d| d.shards.iter().map(move |s| (d.id, s.id)))
         .collect();
-    let ids_in = |dir: &std::path::Path, prefix: &str| -> Vec<(Id, std::path::PathBuf)> {
-        std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().to_str()?.to_string();
-                        Some((name.strip_prefix(prefix)?.parse().ok()?, e.path()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let mut rows = Vec::new();
     for node in cluster.nodes.values() {
-        for (db_id, db_dir) in ids_in(&node.persistent_path.join("redis"), "db-") {
-            for (shard_id, dir) in ids_in(&db_dir, "shard-") {
+        for (db_id, db_dir) in numbered_entries(&node.persistent_path.join("redis"), "db-") {
+            for (shard_id, dir) in numbered_entries(&db_dir, "shard-") {
                 if known.contains(&(db_id, shard_id)) {
                     continue;
                 }

@@ -10,10 +10,17 @@ use lazarus::server::RedisServer;
 
 use super::data::{connect, contents, write_sample, Contents};
 
-/// `nodes` loopback nodes with persistent paths `<root>/old/node<id>`, each with a port
-/// range taken at random so that tests running side by side rarely probe the same ports.
+/// `nodes` loopback nodes with persistent paths `<root>/old/node<id>`.
 pub fn test_cluster(root: &Path, nodes: u64) -> Cluster {
-    let base = 20000 + (rand::random::<u16>() % 150) * 60;
+    test_cluster_at(root, &vec!["127.0.0.1"; nodes as usize])
+}
+
+/// One node on each of `addrs`, persistent paths `<root>/old/node<id>`, each with a port
+/// range taken at random so that tests running side by side rarely probe the same ports.
+/// Ranges stay in 21000-28999 so that cluster bus ports (+10000) miss the default
+/// 30000-30999.
+pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
+    let base = 21000 + (rand::random::<u16>() % 130) * 60;
     let mut c = Cluster {
         format: CCS_FORMAT,
         name: "test".into(),
@@ -25,12 +32,12 @@ pub fn test_cluster(root: &Path, nodes: u64) -> Cluster {
         nodes: BTreeMap::new(),
         databases: BTreeMap::new(),
     };
-    for i in 0..nodes {
+    for (i, addr) in addrs.iter().enumerate() {
         let id = c.allocate_id();
         let lo = base + (i as u16) * 30;
         let node = Node {
             id,
-            addr: "127.0.0.1".into(),
+            addr: addr.to_string(),
             persistent_path: root.join(format!("old/node{id}")),
             recovery_path: None,
             port_range: PortRange { lo, hi: lo + 29 },

@@ -1,0 +1,244 @@
+//! Databases through the binary: the commands, their refusals, Ctrl-C, what is saved.
+
+use std::time::Duration;
+
+use super::common::{self, procs::ProcessGuard};
+use super::{shard_dirs, silent_source};
+
+/// Held by tests whose first `create db` makes the default local cluster, so uses the
+/// default port range: two at once would both probe port 30000 and one would lose it.
+static DEFAULT_RANGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn default_range() -> std::sync::MutexGuard<'static, ()> {
+    DEFAULT_RANGE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SIGKILLs `pid`, as a crash would, and waits until it is gone.
+fn kill(guard: &ProcessGuard, pid: u32) {
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    while guard.pids().contains(&pid) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Gives node:1 a port range of its own, taken at random, and returns its start. Other
+/// test binaries on this machine use the default range (30000-30999): a port freed by a
+/// kill could be taken before the restart.
+fn own_port_range(lz: &common::Lazarus) -> u16 {
+    let mut doc = lz.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    lo
+}
+
+/// The `redis://` URL of a database's endpoint, from `--json status databases`.
+fn endpoint_of(lz: &common::Lazarus, name: &str) -> String {
+    let doc = lz.cmd(["--json", "status", "databases"]).run().ok().json();
+    doc[0]["result"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("no database {name}: {doc:?}"))["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn commands_create_kill_restart_and_refuse() {
+    let _default_range = default_range();
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.run("create db first persistence disabled")
+        .ok()
+        .stdout_has("Created the default local cluster")
+        .stdout_has("Endpoint: 127.0.0.1:");
+    lz.run("delete db first purge").ok();
+    let lo = own_port_range(&lz);
+
+    let out = lz
+        .run("create db cache memory 64mb password pw-7f3a")
+        .ok()
+        .stdout_has("Endpoint: 127.0.0.1:");
+    assert!(!out.stdout.contains("pw-7f3a") && !out.stderr.contains("pw-7f3a"));
+    let endpoint = endpoint_of(&lz, "cache");
+    let client = redis::Client::open(format!("redis://:pw-7f3a@{endpoint}/")).unwrap();
+    let mut k = client.get_connection().unwrap();
+    redis::cmd("SET")
+        .arg("kept")
+        .arg("yes")
+        .exec(&mut k)
+        .unwrap();
+    lz.run("status databases")
+        .ok()
+        .stdout_has("DB:ID")
+        .stdout_has("ENDPOINT")
+        .stdout_has("active");
+    lz.run("status issues_only").ok().stdout_lacks("cache");
+
+    let pid = guard.pids()[0];
+    kill(&guard, pid);
+    lz.run("status shards issues_only").ok().stdout_has("DOWN");
+    let doc = lz
+        .cmd(["--json", "status", "issues_only"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(doc[0]["result"]["databases"][0]["status"], "down");
+
+    lz.run("restart db cache").ok().stdout_has("Restarted db:");
+    let mut k = client.get_connection().unwrap();
+    let kept: String = redis::cmd("GET").arg("kept").query(&mut k).unwrap();
+    assert_eq!(kept, "yes");
+
+    // Refusals: the CCS file and the processes stay exactly as they were.
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    let pids = guard.pids();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (line, code, says) in [
+        ("create db cache", 1, "already used"),
+        (&format!("create db other port {port}"), 1, "in use"),
+        ("create db other memory lots", 2, "not a size"),
+        ("create db other replication enabled", 1, "at least 2 nodes"),
+        (
+            "create db other sync_source 127.0.0.1:1",
+            1,
+            "nothing answers",
+        ),
+        ("delete db nosuch", 1, "no database"),
+        ("restart db db:99", 1, "no database"),
+    ] {
+        lz.run(line).fails(code).stderr_has(says);
+        assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs, "{line}");
+        assert_eq!(guard.pids(), pids, "{line}");
+    }
+    drop(taken);
+    lz.cmd([
+        "--redis-server",
+        "/nonexistent/redis-server",
+        "restart",
+        "db",
+        "cache",
+    ])
+    .run()
+    .fails(1)
+    .stderr_has("apt-get install redis-server");
+    assert_eq!(guard.pids(), pids);
+
+    // Database names and ids complete wherever a database is expected.
+    lz.cmd(["complete", "--", "delete", "db", ""])
+        .run()
+        .ok()
+        .stdout_has("cache");
+    lz.cmd(["complete", "--", "restart", "db", "db:"])
+        .run()
+        .ok()
+        .stdout_has("db:4");
+
+    // A second node makes replication possible, replica on the other node.
+    let base = lo + 30;
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} port_range {base}-{}",
+        lz.path("node2").display(),
+        base + 29
+    ))
+    .ok();
+    lz.run("create db pair replication enabled persistence snapshot")
+        .ok();
+    let doc = lz.cmd(["--json", "status", "shards"]).run().ok().json();
+    let nodes: Vec<_> = doc[0]["result"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "pair")
+        .map(|s| {
+            (
+                s["node"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0].0, nodes[1].0);
+    assert!(nodes.iter().all(|(_, s)| s == "OK"), "{nodes:?}");
+
+    lz.run("delete db pair purge").ok().stdout_has("Removed");
+    lz.run("delete db cache").ok().stdout_has("Kept its data");
+    assert!(guard.pids().is_empty());
+}
+
+/// The same through the binary: Ctrl-C (SIGINT) during `create db` rolls back and says so.
+#[test]
+fn ctrl_c_during_create_rolls_back() {
+    let _default_range = default_range();
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let (_source, addr) = silent_source();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["create", "db", "stuck", "sync_source", &addr])
+        .env_remove("LAZARUS_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while guard.pids().iter().all(|&p| p == child.id()) {
+        assert!(std::time::Instant::now() < deadline, "no shard started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("was rolled back"), "{stderr}");
+    assert!(guard.pids().is_empty());
+    assert_eq!(shard_dirs(lz.home()), 0);
+    assert!(!lz.path("ccs.json").exists());
+}
+
+/// `restart db` that fails part-way saves which shards run: the CCS holds the restarted
+/// shard's new pid and no pid for the one that could not start.
+#[test]
+fn failed_restart_is_recorded() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.run("cluster create name t").ok();
+    own_port_range(&lz);
+    lz.run("create db parts shards 2 persistence disabled").ok();
+    let shards = |doc: &serde_json::Value| -> Vec<serde_json::Value> {
+        let db = doc["databases"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        db["shards"].as_array().unwrap().clone()
+    };
+    let before = shards(&lz.ccs());
+    let doc = lz.ccs();
+    let db_id = doc["databases"].as_object().unwrap().keys().next().unwrap();
+    let b_id = &before[1]["id"];
+    let dir_b = lz.path(&format!("nodes/1/redis/db-{db_id}/shard-{b_id}"));
+    let pid_b = before[1]["pid"].as_u64().unwrap() as u32;
+    kill(&guard, pid_b);
+    std::fs::write(dir_b.join("nodes.conf"), "garbage\n").unwrap();
+
+    lz.run("restart db parts")
+        .fails(1)
+        .stderr_has("did not finish")
+        .stderr_has(&format!("not running: redis:{b_id}"));
+    let after = shards(&lz.ccs());
+    let live = guard.pids();
+    assert_eq!(live.len(), 1);
+    assert_eq!(after[0]["pid"].as_u64(), Some(u64::from(live[0])));
+    assert_ne!(after[0]["pid"], before[0]["pid"]);
+    assert!(after[1]["pid"].is_null());
+    lz.run("delete db parts purge").ok();
+    assert!(guard.pids().is_empty());
+}

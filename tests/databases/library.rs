@@ -1,0 +1,448 @@
+//! Databases through the library: create, kill, restart, delete, status, refusals.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lazarus::ccs::Persistence;
+use lazarus::db::{self, CreateDb, DbError};
+use lazarus::server::RedisServer;
+use redis::AsyncCommands;
+
+use super::{config, shard_dirs, silent_source, World};
+
+#[tokio::test]
+async fn single_shard_aof_survives_kill_and_restart() {
+    let mut w = World::new(1);
+    let id = w.create(config("cache", 1, Persistence::Aof)).await;
+    let d = w.c.databases[&id].clone();
+    let dir = w.c.nodes[&1].shard_dir(id, d.shards[0].id);
+    assert!(dir.join("lazarus-shard.json").is_file());
+    let mut k = w.con("cache").await;
+    let _: () = k.set("answer", 42).await.unwrap();
+    assert_eq!(k.get::<_, i64>("answer").await.unwrap(), 42);
+    assert!(dir.join("appendonlydir").is_dir());
+
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active");
+    assert_eq!(report.shards[0].status, "OK");
+    assert!(report.clone().issues_only().shards.is_empty());
+
+    // Killed from outside: down in status, listed by issues_only.
+    w.kill(w.guard.pids()[0]).await;
+    let report = w.status().await.issues_only();
+    assert_eq!(report.shards.len(), 1);
+    assert_eq!(report.shards[0].status, "DOWN");
+    assert_eq!(report.databases[0].status, "down");
+
+    db::restart_db(&mut w.c, &w.srv, "cache").await.unwrap();
+    let mut k = w.con("cache").await;
+    assert_eq!(k.get::<_, i64>("answer").await.unwrap(), 42);
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active");
+
+    // A removed pidfile does not hide the server from `delete`.
+    std::fs::remove_file(dir.join("redis.pid")).unwrap();
+    let out = db::delete_db(&mut w.c, &format!("db:{id}"), false)
+        .await
+        .unwrap();
+    assert_eq!(out.stopped, 1);
+    assert!(w.guard.pids().is_empty());
+    assert!(
+        dir.join("appendonlydir").is_dir(),
+        "data kept without purge"
+    );
+    assert!(w.c.databases.is_empty());
+}
+
+#[tokio::test]
+async fn three_shard_snapshot_cluster() {
+    let mut w = World::new(1);
+    let id = w.create(config("sharded", 3, Persistence::Snapshot)).await;
+    assert_eq!(w.guard.pids().len(), 3);
+    let endpoint = db::endpoint(&w.c, &w.c.databases[&id]);
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..100 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    for i in 0..100 {
+        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
+    }
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active");
+    assert_eq!(report.databases[0].keys, 100);
+    assert!(report.shards.iter().all(|s| s.status == "OK"));
+
+    // One shard lost: the database is degraded, not down; restart brings the cluster back.
+    w.kill(w.guard.pids()[1]).await;
+    let report = w.status().await.issues_only();
+    assert_eq!(report.databases[0].status, "degraded");
+    assert_eq!(report.shards.len(), 1);
+    db::restart_db(&mut w.c, &w.srv, "sharded").await.unwrap();
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    let mut k = client.get_async_connection().await.unwrap();
+    let _: () = k.set("after", 1).await.unwrap();
+    assert_eq!(w.guard.pids().len(), 3);
+
+    let out = db::delete_db(&mut w.c, "sharded", true).await.unwrap();
+    assert_eq!(out.stopped, 3);
+    assert_eq!(out.purged.len(), 1);
+    assert_eq!(shard_dirs(w.root()), 0);
+    assert!(w.guard.pids().is_empty());
+}
+
+#[tokio::test]
+async fn replicated_and_sync_source() {
+    let mut w = World::new(2);
+    let mut cfg = config("primary", 1, Persistence::Aof);
+    cfg.replication = true;
+    cfg.password = Some("s3cret pw".into());
+    let id = w.create(cfg).await;
+    let d = w.c.databases[&id].clone();
+    assert_eq!(d.shards.len(), 2);
+    assert_ne!(
+        d.shards[0].node, d.shards[1].node,
+        "replica beside its master"
+    );
+    let mut k = w.con("primary").await;
+    let _: () = k.set("k", "v").await.unwrap();
+    let replica = db::shard_addr(&w.c, &d, d.shards[1].id).unwrap();
+    let mut r = lazarus::server::connect(&replica, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = r.get::<_, Option<String>>("k").await.unwrap();
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("v"));
+    let conf = w.c.nodes[&1]
+        .shard_dir(id, d.shards[0].id)
+        .join("redis.conf");
+    assert!(std::fs::read_to_string(conf)
+        .unwrap()
+        .contains("requirepass"));
+
+    // A database fed by another: its endpoint is `primary`'s.
+    let _: () = k.set("fed", "yes").await.unwrap();
+    // Its own password; it authenticates to the source with the source's (from the CCS).
+    let mut cfg = config("mirror", 1, Persistence::Disabled);
+    cfg.password = Some("other pw".into());
+    cfg.sync_source = Some(db::endpoint(&w.c, &d));
+    w.create(cfg).await;
+    let mut m = w.con("mirror").await;
+    assert_eq!(m.get::<_, String>("fed").await.unwrap(), "yes");
+    let report = w.status().await;
+    assert!(
+        report.databases.iter().all(|d| d.status == "active"),
+        "{:?}",
+        report
+    );
+    assert_eq!(w.guard.pids().len(), 3);
+}
+
+#[tokio::test]
+async fn refusals_leave_everything_as_it_was() {
+    let mut w = World::new(1);
+    let one = w.create(config("one", 1, Persistence::Disabled)).await;
+    let before = w.c.clone();
+    let pids = w.guard.pids();
+
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let mut repl = config("repl", 1, Persistence::Aof);
+    repl.replication = true;
+    let mut bad_source = config("fed", 1, Persistence::Aof);
+    bad_source.sync_source = Some("127.0.0.1:notaport".into());
+    let mut sharded_source = config("fed", 2, Persistence::Aof);
+    sharded_source.sync_source = Some(db::endpoint(&w.c, &w.c.databases[&one]));
+    let on_port = |config, port| CreateDb {
+        config,
+        port: Some(port),
+    };
+    let any_port = |config| CreateDb { config, port: None };
+    let cases = [
+        (any_port(config("one", 1, Persistence::Aof)), "already used"),
+        (
+            on_port(config("two", 1, Persistence::Aof), taken_port),
+            "in use",
+        ),
+        (
+            on_port(config("two", 1, Persistence::Aof), w.c.databases[&one].port),
+            "already used by",
+        ),
+        (any_port(repl), "at least 2 nodes"),
+        (
+            any_port(config("zero", 0, Persistence::Aof)),
+            "between 1 and",
+        ),
+        (
+            any_port(config("9lives", 1, Persistence::Aof)),
+            "start with a letter",
+        ),
+        (any_port(bad_source), "host:port"),
+        (any_port(sharded_source), "single-shard"),
+    ];
+    for (req, expected) in cases {
+        let err = db::create_db(&mut w.c, &w.srv, req)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+        assert_eq!(w.c, before);
+        assert_eq!(w.guard.pids(), pids);
+    }
+
+    // A server that cannot start: the whole create is rolled back, log tail shown.
+    let broken = RedisServer {
+        path: "/bin/false".into(),
+        version: "7.0.15".into(),
+    };
+    let err = db::create_db(
+        &mut w.c,
+        &broken,
+        any_port(config("broken", 3, Persistence::Aof)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, DbError::Server(_)), "{err}");
+    assert_eq!(w.c, before);
+
+    // One that dies after logging why: the log tail is in the error.
+    let script = w.root().join("fake-redis-server");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '# FATAL: cannot bind, boom' >> redis.log\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fake = RedisServer {
+        path: script,
+        version: "7.0.15".into(),
+    };
+    let err = db::create_db(
+        &mut w.c,
+        &fake,
+        any_port(config("broken", 1, Persistence::Aof)),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("FATAL: cannot bind, boom"), "{err}");
+    assert_eq!(w.c, before);
+    assert_eq!(w.guard.pids(), pids);
+    assert_eq!(shard_dirs(w.root()), 1);
+    drop(taken);
+
+    // Directories an interrupted create left behind (its ids never saved) are skipped.
+    let next = w.c.alloc_id;
+    let orphan = w.c.nodes[&1].shard_dir(next, next + 1);
+    std::fs::create_dir_all(&orphan).unwrap();
+    let id = w.create(config("after", 1, Persistence::Disabled)).await;
+    assert!(id > next + 1, "{id} reuses an id on disk");
+    assert!(orphan.is_dir());
+
+    // A server the configuration does not know (as an interrupted create leaves) shows.
+    let mut unsaved = w.c.clone();
+    let lost = db::create_db(
+        &mut unsaved,
+        &w.srv,
+        any_port(config("lost", 1, Persistence::Disabled)),
+    )
+    .await
+    .unwrap();
+    let report = w.status().await.issues_only();
+    assert_eq!(report.shards.len(), 1, "{report:?}");
+    assert_eq!(report.shards[0].status, "ORPHAN");
+    assert_eq!(report.shards[0].db_id, lost);
+    assert_eq!(report.shards[0].name, "lost");
+}
+
+#[tokio::test]
+async fn sharded_and_replicated_cluster() {
+    let mut w = World::new(2);
+    let mut cfg = config("both", 2, Persistence::Aof);
+    cfg.replication = true;
+    let id = w.create(cfg).await;
+    assert_eq!(w.guard.pids().len(), 4);
+    let d = w.c.databases[&id].clone();
+    for s in d.shards.iter().filter(|s| s.master.is_some()) {
+        let m = d.shards.iter().find(|m| Some(m.id) == s.master).unwrap();
+        assert_ne!(s.node, m.node, "replica beside its master");
+        assert_eq!(s.slots, m.slots);
+    }
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    assert_eq!(
+        report
+            .shards
+            .iter()
+            .filter(|s| s.live_role.as_deref() == Some("replica"))
+            .count(),
+        2
+    );
+    // Forming again is a no-op: what recovery relies on.
+    db::wire(&w.c, &d).await.unwrap();
+}
+
+/// Nodes on different loopback addresses: each shard announces its node's address, else
+/// peers record 127.0.0.1 (the source of its connections) and the cluster never meets.
+#[tokio::test]
+async fn cluster_across_loopback_addresses() {
+    let mut w = World::at(&["127.0.0.1", "127.0.0.2"]);
+    let mut cfg = config("spread", 2, Persistence::Aof);
+    cfg.replication = true;
+    let started = std::time::Instant::now();
+    let id = w.create(cfg).await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(w.guard.pids().len(), 4);
+    let d = &w.c.databases[&id];
+    assert!(d.shards.iter().any(|s| s.node == 2));
+    let endpoint = db::endpoint(&w.c, d);
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..50 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
+    }
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    db::delete_db(&mut w.c, "spread", true).await.unwrap();
+    assert!(w.guard.pids().is_empty());
+}
+
+/// Whether a file named `name` exists anywhere under `p`.
+fn has_file(p: &Path, name: &str) -> bool {
+    std::fs::read_dir(p).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name() == name || has_file(&e.path(), name))
+    })
+}
+
+/// A port taken between the probe and the server's bind: redis-server dies before writing
+/// its pidfile; create fails at once with the log's reason and rolls back.
+#[tokio::test]
+async fn port_taken_after_the_probe_fails_fast() {
+    let mut w = World::new(1);
+    let port = w.c.nodes[&1].port_range.lo + 7;
+    let root = w.root().to_path_buf();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    // redis.conf is written after the probe and before the server starts: take the
+    // port in that window.
+    let grabber = std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if has_file(&root, "redis.conf") {
+                return std::net::TcpListener::bind(("127.0.0.1", port)).ok();
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        None
+    });
+    let started = std::time::Instant::now();
+    let req = CreateDb {
+        config: config("racy", 1, Persistence::Aof),
+        port: Some(port),
+    };
+    let res = db::create_db(&mut w.c, &w.srv, req).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let listener = grabber.join().unwrap();
+    assert!(listener.is_some(), "the test did not get the port");
+    let err = res.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(w.c.databases.is_empty());
+    assert_eq!(shard_dirs(w.root()), 0);
+    assert!(w.guard.pids().is_empty());
+}
+
+/// A restart where one shard cannot start (a corrupt nodes.conf: redis-server dies before
+/// its pidfile) fails fast, still starts the others, and records which shards run.
+#[tokio::test]
+async fn restart_that_fails_part_way_records_what_runs() {
+    let mut w = World::new(1);
+    let id = w.create(config("parts", 2, Persistence::Snapshot)).await;
+    let before = w.c.databases[&id].clone();
+    let (a, b) = (&before.shards[0], &before.shards[1]);
+    let dir_b = w.c.nodes[&1].shard_dir(id, b.id);
+    w.kill(b.pid.unwrap()).await;
+    let good = std::fs::read(dir_b.join("nodes.conf")).unwrap();
+    std::fs::write(dir_b.join("nodes.conf"), "garbage\n").unwrap();
+
+    let started = std::time::Instant::now();
+    let err = db::restart_db(&mut w.c, &w.srv, "parts").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(text.contains("corrupted cluster config file"), "{text}");
+    assert!(text.contains(&format!("running: redis:{}", a.id)), "{text}");
+    assert!(
+        text.contains(&format!("not running: redis:{}", b.id)),
+        "{text}"
+    );
+    let now = w.c.databases[&id].clone();
+    let live_a = now.shards[0].pid.expect("shard a restarted and recorded");
+    assert_ne!(Some(live_a), a.pid);
+    assert_eq!(now.shards[1].pid, None);
+    assert_eq!(w.guard.pids(), vec![live_a]);
+
+    // With the cause fixed, the advised `restart db` brings the whole database back.
+    std::fs::write(dir_b.join("nodes.conf"), good).unwrap();
+    db::restart_db(&mut w.c, &w.srv, "parts").await.unwrap();
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    db::delete_db(&mut w.c, "parts", true).await.unwrap();
+    assert!(w.guard.pids().is_empty());
+}
+
+/// An interrupted create (the binary trips the signal on Ctrl-C) rolls back: no shard
+/// left running, no directory, the cluster unchanged.
+#[tokio::test]
+async fn interrupted_create_rolls_back() {
+    let mut w = World::new(1);
+    let before = w.c.clone();
+    let (_source, addr) = silent_source();
+    let mut cfg = config("stuck", 1, Persistence::Aof);
+    cfg.sync_source = Some(addr);
+    let cancel = db::Cancel::default();
+    let req = CreateDb {
+        config: cfg,
+        port: None,
+    };
+    let create = db::create_db_with(&mut w.c, &w.srv, req, &cancel);
+    let guard = &w.guard;
+    let interrupt = async {
+        // Waits until the shard runs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while guard.pids().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no shard started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.trip();
+    };
+    let started = std::time::Instant::now();
+    let (res, ()) = tokio::join!(create, interrupt);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = res.unwrap_err();
+    assert!(matches!(err, DbError::Interrupted(_)), "{err}");
+    assert_eq!(w.c, before);
+    assert_eq!(shard_dirs(w.root()), 0);
+    assert!(w.guard.pids().is_empty());
+}

@@ -50,12 +50,40 @@ fn check_file_reports_and_json() {
     let n = bad.len();
     bad[n - 1] ^= 1;
     std::fs::write(&rdb, &bad).unwrap();
+    // A bad file fails the command, as redis-check-rdb does, after the whole report.
     lz.run(&format!("check file {}", rdb.display()))
-        .ok()
+        .fails(1)
         .stdout_has("corrupt")
-        .stdout_has("CRC-64");
+        .stdout_has("CRC-64")
+        .stdout_has("db0=1")
+        .stderr_has("is corrupt");
+    let failed = lz
+        .cmd(["--json", "check", "file", &rdb.display().to_string()])
+        .run()
+        .fails(1);
+    let docs = failed.json();
+    assert_eq!(docs[0]["ok"], false);
+    assert_eq!(docs[0]["result"]["verdict"], "corrupt");
+    assert!(docs[0]["error"].as_str().unwrap().contains("is corrupt"));
     lz.run(&format!("check file {}", lz.path("missing.rdb").display()))
-        .ok()
+        .fails(1)
+        .stdout_has("unreadable")
+        .stderr_has("is unreadable");
+    // A script stops at a bad file, unless told to go on.
+    let script = format!(
+        "check file {}\ncheck file {}\n",
+        rdb.display(),
+        lz.path("missing.rdb").display()
+    );
+    lz.script(&script)
+        .fails(1)
+        .stdout_has("corrupt")
+        .stdout_lacks("unreadable");
+    lz.cmd(["--continue-on-error"])
+        .stdin(&script)
+        .run()
+        .fails(1)
+        .stdout_has("corrupt")
         .stdout_has("unreadable");
 }
 
@@ -68,7 +96,7 @@ fn fix_writes_a_truncated_aofs_good_prefix_elsewhere() {
     cut.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$5\r\nab");
     std::fs::write(&aof, &cut).unwrap();
     lz.run(&format!("check file {}", aof.display()))
-        .ok()
+        .fails(1)
         .stdout_has("truncated")
         .stdout_has(&format!("{} bytes", good.len()));
     let dest = lz.path("fixed.aof");

@@ -190,7 +190,13 @@ fn render(r: &FileReport) -> Reply {
         fields.push(("warning", w.clone()));
     }
     let table = Table::fields(fields).titled("FILE");
-    Reply::new().table(table).data(json!(r))
+    let reply = Reply::new().table(table).data(json!(r));
+    match r.verdict {
+        Verdict::Ok => reply,
+        // A bad file fails the command (exit status 1, a script stops), as
+        // redis-check-rdb does, after the whole report.
+        bad => reply.failed(format!("`{}` is {bad}", r.path.display())),
+    }
 }
 
 impl fmt::Display for CheckCommand {

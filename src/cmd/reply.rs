@@ -11,6 +11,9 @@ pub struct Reply {
     pub data: serde_json::Value,
     /// The session should end (`exit`, `quit`).
     pub exit: bool,
+    /// The command ran, but what it found is a failure (a bad file under `check file`):
+    /// the reply is still printed in full, then this error, and the line fails.
+    pub failure: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +52,12 @@ impl Reply {
     /// Sets the JSON result; `value` must not contain secrets.
     pub fn data(mut self, value: impl Serialize) -> Reply {
         self.data = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self
+    }
+
+    /// Marks the reply as a failure (see [`Reply::failure`]).
+    pub fn failed(mut self, error: impl Into<String>) -> Reply {
+        self.failure = Some(error.into());
         self
     }
 

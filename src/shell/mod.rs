@@ -153,7 +153,10 @@ impl Session {
                     let _ = write!(out, "{}", render::text(&reply));
                 }
                 let _ = out.flush();
-                if reply.exit {
+                if let Some(error) = &reply.failure {
+                    let _ = writeln!(err, "{lazarus} {at}{error}");
+                    Outcome::Failed
+                } else if reply.exit {
                     Outcome::Exit
                 } else {
                     Outcome::Done

@@ -45,12 +45,16 @@ fn grid(table: &Table) -> String {
 
 /// `{"command": "...", "ok": true, "result": ..., "messages": [...]}`.
 pub fn json_ok(command: &str, reply: &Reply) -> Value {
-    json!({
+    let mut doc = json!({
         "command": command,
-        "ok": true,
+        "ok": reply.failure.is_none(),
         "result": reply.data,
         "messages": reply.lines(),
-    })
+    });
+    if let Some(error) = &reply.failure {
+        doc["error"] = json!(error);
+    }
+    doc
 }
 
 /// `{"command": "...", "ok": false, "error": "..."}`; parse errors add `"span": [s, e]`.

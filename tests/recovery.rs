@@ -152,6 +152,9 @@ fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
         .ok()
         .stdout_has("No recoverable databases found");
     lz.run("recover db snap").ok().stdout_has("already active");
+    lz.run("recover db snpa")
+        .fails(1)
+        .stderr_has("there is no database `snpa`, did you mean `snap`?");
 
     // The old disks are exactly as they were; every new shard holds real files.
     assert_eq!(tree(&lz.path("disk1"), &lz.path("disk2")), disks_before);

@@ -320,7 +320,23 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
         assert!(text.contains(&format!("`{name}`: failed: ")), "{text}");
         assert_eq!(state(&lz, name), DbState::PendingRecovery, "{name}");
     }
-    assert!(text.contains("2 recovered, 4 failed"), "{text}");
+    assert!(out.stdout.contains("2 recovered, 4 failed"), "{text}");
+    assert!(
+        out.stderr.contains("4 of 6 databases failed to recover"),
+        "{text}"
+    );
+    // Run again for scripts: only the damaged ones are left, and they fail again.
+    let json = lz.cmd(["--json", "recover", "all"]).run().fails(1).json();
+    assert_eq!(json[0]["ok"], false, "{json:?}");
+    assert_eq!(
+        json[0]["result"]["failed"].as_array().unwrap().len(),
+        4,
+        "{json:?}"
+    );
+    assert!(json[0]["result"]["recovered"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let good = new.database_by_name("good").unwrap();
     let after = rt.block_on(picture(&new_only(&new, &["good"])));
     let id = good.masters().next().unwrap().id;

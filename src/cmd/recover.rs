@@ -314,18 +314,28 @@ async fn recover(
         "{ok} recovered, {failed} failed, in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
-    if failed > 0 {
-        // Non-zero exit for scripts; the lines say what did come back.
-        return Err(CommandError::Failed(lines.join("\n")));
-    }
     let data = json!({
         "recovered": outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()).collect::<Vec<_>>(),
+        "failed": outcomes
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().err().map(|e| json!({
+                "id": id,
+                "name": cluster.databases[id].config.name,
+                "reason": e,
+            })))
+            .collect::<Vec<_>>(),
     });
     let mut reply = Reply::new();
     for line in lines {
         reply = reply.line(line);
     }
-    Ok(reply.data(data))
+    let reply = reply.data(data);
+    if failed > 0 {
+        // The whole report, then a failed line: exit status 1, a script stops here.
+        let total = ok + failed;
+        return Ok(reply.failed(format!("{failed} of {total} databases failed to recover; fix what the lines above name and run it again")));
+    }
+    Ok(reply)
 }
 
 /// `there is no database `ordres`, did you mean `orders`?` (or the names there are).

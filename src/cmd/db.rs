@@ -15,22 +15,46 @@ use crate::server::{RedisServer, ServerError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbCommand {
-    /// `create db <name> [shards <n>] [replication enabled|disabled] [persistence ...]
-    /// [memory <size>] [port <n>] [password <pw>] [sync_source <host:port>]`
-    Create {
-        name: String,
-        shards: Option<u32>,
-        replication: Option<bool>,
-        persistence: Option<Persistence>,
-        memory: Option<u64>,
-        port: Option<u16>,
-        password: Option<String>,
-        sync_source: Option<HostPort>,
-    },
+    Create(CreateDbArgs),
     /// `delete db <db> [purge]`
-    Delete { db: DbRef, purge: bool },
+    Delete {
+        db: DbRef,
+        purge: bool,
+    },
     /// `restart db <db>`
-    Restart { db: DbRef },
+    Restart {
+        db: DbRef,
+    },
+}
+
+/// `create db <name> [shards <n>] [replication enabled|disabled] [persistence ...]
+/// [memory <size>] [port <n>] [password <pw>] [sync_source <host:port>]`: `None` for
+/// what the line left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateDbArgs {
+    pub name: String,
+    pub shards: Option<u32>,
+    pub replication: Option<bool>,
+    pub persistence: Option<Persistence>,
+    pub memory: Option<u64>,
+    pub port: Option<u16>,
+    pub password: Option<String>,
+    pub sync_source: Option<HostPort>,
+}
+
+impl CreateDbArgs {
+    /// The database's configuration, defaults filled in.
+    fn config(&self) -> DbConfig {
+        DbConfig {
+            name: self.name.clone(),
+            shards: self.shards.unwrap_or(1),
+            replication: self.replication.unwrap_or(false),
+            persistence: self.persistence.unwrap_or(Persistence::Aof),
+            memory: self.memory,
+            password: self.password.clone(),
+            sync_source: self.sync_source.as_ref().map(|hp| hp.to_string()),
+        }
+    }
 }
 
 const ENABLED: &[&str] = &["enabled", "disabled"];
@@ -106,7 +130,7 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         "snapshot" => Persistence::Snapshot,
         _ => Persistence::Disabled,
     });
-    Ok(Command::Db(DbCommand::Create {
+    Ok(Command::Db(DbCommand::Create(CreateDbArgs {
         name,
         shards,
         replication: m.opt::<&str>("replication").map(|r| r == "enabled"),
@@ -115,7 +139,7 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         port: m.opt("port"),
         password: m.opt("password"),
         sync_source: m.opt("sync_source"),
-    }))
+    })))
 }
 
 impl From<DbError> for CommandError {
@@ -185,155 +209,122 @@ fn resolve_ref(cluster: &Cluster, r: &DbRef) -> Result<String, CommandError> {
     }
 }
 
+/// `""` for one, `"s"` for any other count.
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 impl DbCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
         match self {
-            DbCommand::Create {
-                name,
-                shards,
-                replication,
-                persistence,
-                memory,
-                port,
-                password,
-                sync_source,
-            } => {
-                let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
-                let server = redis_server(ctx, &cluster)?;
-                let config = DbConfig {
-                    name: name.clone(),
-                    shards: shards.unwrap_or(1),
-                    replication: replication.unwrap_or(false),
-                    persistence: persistence.unwrap_or(Persistence::Aof),
-                    memory,
-                    password,
-                    sync_source: sync_source.map(|hp| hp.to_string()),
-                };
-                let task = ctx.progress.task(&format!("create db {name}"), 0);
-                task.set_message("starting shards");
-                let req = CreateDb { config, port };
-                let id = match db::create_db_with(&mut cluster, &server, req, &ctx.cancel).await {
-                    Ok(id) => id,
-                    Err(e) => {
-                        task.finish("failed");
-                        return Err(e.into());
-                    }
-                };
-                if let Err(e) = lock.save(&mut cluster) {
-                    // Unrecorded shards would run unseen: take them down again.
-                    let _ = db::delete_db(&mut cluster, &format!("db:{id}"), true).await;
-                    task.finish("failed");
-                    return Err(e.into());
-                }
-                task.finish("created");
-                let d = &cluster.databases[&id];
-                let mut reply = Reply::new();
-                if let Some(note) = created {
-                    reply = reply.line(note);
-                }
-                let masters = d.config.shards;
-                Ok(reply
-                    .line(format!(
-                        "Created db:{id} `{name}`: {masters} shard{}{}, persistence {}. Endpoint: {}",
-                        if masters == 1 { "" } else { "s" },
-                        if d.config.replication { " with replicas" } else { "" },
-                        d.config.persistence,
-                        db::endpoint(&cluster, d)
-                    ))
-                    .data(db_json(&cluster, d)))
-            }
-            DbCommand::Delete { db: r, purge } => {
-                let (lock, mut cluster) = ctx.lock_cluster()?;
-                let name = resolve_ref(&cluster, &r)?;
-                let out = db::delete_db(&mut cluster, &name, purge).await?;
-                lock.save(&mut cluster)?;
-                let mut reply = Reply::message(format!(
-                    "Deleted db:{} `{}`: stopped {} shard{}.",
-                    out.id,
-                    out.name,
-                    out.stopped,
-                    if out.stopped == 1 { "" } else { "s" }
-                ));
-                for dir in &out.purged {
-                    reply = reply.line(format!("Removed `{}`.", dir.display()));
-                }
-                for dir in &out.kept {
-                    reply = reply.line(format!(
-                        "Kept its data in `{}` (use `purge` to delete it).",
-                        dir.display()
-                    ));
-                }
-                Ok(reply.data(out))
-            }
-            DbCommand::Restart { db: r } => {
-                let (lock, mut cluster) = ctx.lock_cluster()?;
-                let name = resolve_ref(&cluster, &r)?;
-                let server = redis_server(ctx, &cluster)?;
-                let task = ctx.progress.task(&format!("restart db {name}"), 0);
-                let res = db::restart_db(&mut cluster, &server, &name).await;
-                task.finish(if res.is_ok() { "restarted" } else { "failed" });
-                if let Err(e @ DbError::RestartIncomplete { .. }) = res {
-                    // The cluster now says which shards run: keep that, not stale pids.
-                    lock.save(&mut cluster)?;
-                    return Err(e.into());
-                }
-                let id = res?;
-                lock.save(&mut cluster)?;
-                let d = &cluster.databases[&id];
-                Ok(Reply::message(format!(
-                    "Restarted db:{id} `{name}`: {} shard{} running. Endpoint: {}",
-                    d.shards.len(),
-                    if d.shards.len() == 1 { "" } else { "s" },
-                    db::endpoint(&cluster, d)
-                ))
-                .data(db_json(&cluster, d)))
-            }
+            DbCommand::Create(args) => create(ctx, args).await,
+            DbCommand::Delete { db, purge } => delete(ctx, &db, purge).await,
+            DbCommand::Restart { db } => restart(ctx, &db).await,
         }
     }
+}
+
+async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError> {
+    let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
+    let server = redis_server(ctx, &cluster)?;
+    let name = &args.name;
+    let task = ctx.progress.task(&format!("create db {name}"), 0);
+    task.set_message("starting shards");
+    let req = CreateDb {
+        config: args.config(),
+        port: args.port,
+    };
+    let id = match db::create_db_with(&mut cluster, &server, req, &ctx.cancel).await {
+        Ok(id) => id,
+        Err(e) => {
+            task.finish("failed");
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = lock.save(&mut cluster) {
+        // Unrecorded shards would run unseen: take them down again.
+        let _ = db::delete_db(&mut cluster, &format!("db:{id}"), true).await;
+        task.finish("failed");
+        return Err(e.into());
+    }
+    task.finish("created");
+    let d = &cluster.databases[&id];
+    let mut reply = Reply::new();
+    if let Some(note) = created {
+        reply = reply.line(note);
+    }
+    let masters = d.config.shards;
+    Ok(reply
+        .line(format!(
+            "Created db:{id} `{name}`: {masters} shard{}{}, persistence {}. Endpoint: {}",
+            plural(masters as usize),
+            if d.config.replication {
+                " with replicas"
+            } else {
+                ""
+            },
+            d.config.persistence,
+            db::endpoint(&cluster, d)
+        ))
+        .data(db_json(&cluster, d)))
+}
+
+async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let name = resolve_ref(&cluster, r)?;
+    let out = db::delete_db(&mut cluster, &name, purge).await?;
+    lock.save(&mut cluster)?;
+    let mut reply = Reply::message(format!(
+        "Deleted db:{} `{}`: stopped {} shard{}.",
+        out.id,
+        out.name,
+        out.stopped,
+        plural(out.stopped)
+    ));
+    for dir in &out.purged {
+        reply = reply.line(format!("Removed `{}`.", dir.display()));
+    }
+    for dir in &out.kept {
+        reply = reply.line(format!(
+            "Kept its data in `{}` (use `purge` to delete it).",
+            dir.display()
+        ));
+    }
+    Ok(reply.data(out))
+}
+
+async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let name = resolve_ref(&cluster, r)?;
+    let server = redis_server(ctx, &cluster)?;
+    let task = ctx.progress.task(&format!("restart db {name}"), 0);
+    let res = db::restart_db(&mut cluster, &server, &name).await;
+    task.finish(if res.is_ok() { "restarted" } else { "failed" });
+    if let Err(e @ DbError::RestartIncomplete { .. }) = res {
+        // The cluster now says which shards run: keep that, not stale pids.
+        lock.save(&mut cluster)?;
+        return Err(e.into());
+    }
+    let id = res?;
+    lock.save(&mut cluster)?;
+    let d = &cluster.databases[&id];
+    Ok(Reply::message(format!(
+        "Restarted db:{id} `{name}`: {} shard{} running. Endpoint: {}",
+        d.shards.len(),
+        plural(d.shards.len()),
+        db::endpoint(&cluster, d)
+    ))
+    .data(db_json(&cluster, d)))
 }
 
 impl fmt::Display for DbCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DbCommand::Create {
-                name,
-                shards,
-                replication,
-                persistence,
-                memory,
-                port,
-                password,
-                sync_source,
-            } => {
-                write!(f, "create db {}", quote(name))?;
-                if let Some(n) = shards {
-                    write!(f, " shards {n}")?;
-                }
-                if let Some(r) = replication {
-                    write!(
-                        f,
-                        " replication {}",
-                        if *r { "enabled" } else { "disabled" }
-                    )?;
-                }
-                if let Some(p) = persistence {
-                    write!(f, " persistence {p}")?;
-                }
-                if let Some(m) = memory {
-                    write!(f, " memory {m}")?;
-                }
-                if let Some(p) = port {
-                    write!(f, " port {p}")?;
-                }
-                // The shell redacts this before anything is shown or stored.
-                if let Some(pw) = password {
-                    write!(f, " password {}", quote(pw))?;
-                }
-                if let Some(s) = sync_source {
-                    write!(f, " sync_source {s}")?;
-                }
-                Ok(())
-            }
+            DbCommand::Create(args) => args.fmt(f),
             DbCommand::Delete { db, purge } => {
                 write!(f, "delete db {db}")?;
                 if *purge {
@@ -343,5 +334,35 @@ impl fmt::Display for DbCommand {
             }
             DbCommand::Restart { db } => write!(f, "restart db {db}"),
         }
+    }
+}
+
+impl fmt::Display for CreateDbArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "create db {}", quote(&self.name))?;
+        if let Some(n) = self.shards {
+            write!(f, " shards {n}")?;
+        }
+        if let Some(r) = self.replication {
+            let mode = if r { "enabled" } else { "disabled" };
+            write!(f, " replication {mode}")?;
+        }
+        if let Some(p) = self.persistence {
+            write!(f, " persistence {p}")?;
+        }
+        if let Some(m) = self.memory {
+            write!(f, " memory {m}")?;
+        }
+        if let Some(p) = self.port {
+            write!(f, " port {p}")?;
+        }
+        // The shell redacts this before anything is shown or stored.
+        if let Some(pw) = &self.password {
+            write!(f, " password {}", quote(pw))?;
+        }
+        if let Some(s) = &self.sync_source {
+            write!(f, " sync_source {s}")?;
+        }
+        Ok(())
     }
 }

@@ -101,13 +101,9 @@ impl StatusReport {
     }
 }
 
-/// Asks every shard of every active database at once, each within `timeout`.
-/// `server_version` is the local `redis-server`'s, shown for nodes with no shard up.
-pub async fn status(
-    cluster: &Cluster,
-    server_version: Option<&str>,
-    timeout: Duration,
-) -> StatusReport {
+/// Every shard of every active database probed at once, each within `timeout`; a shard
+/// whose probe task failed is left out.
+async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardProbe> {
     let mut tasks = Vec::new();
     for db in cluster.databases.values() {
         if db.state != DbState::Active {
@@ -123,12 +119,23 @@ pub async fn status(
             }
         }
     }
-    let mut probes: BTreeMap<Id, ShardProbe> = BTreeMap::new();
+    let mut probes = BTreeMap::new();
     for (id, t) in tasks {
         if let Ok(p) = t.await {
             probes.insert(id, p);
         }
     }
+    probes
+}
+
+/// Asks every shard of every active database at once, each within `timeout`.
+/// `server_version` is the local `redis-server`'s, shown for nodes with no shard up.
+pub async fn status(
+    cluster: &Cluster,
+    server_version: Option<&str>,
+    timeout: Duration,
+) -> StatusReport {
+    let probes = probe_all(cluster, timeout).await;
 
     let mut report = StatusReport::default();
     for db in cluster.databases.values() {
@@ -171,13 +178,12 @@ pub async fn status(
                 detail,
             });
         }
-        let masters = db.masters().count();
         let status = match db.state {
             DbState::PendingRecovery => db.state.to_string(),
             DbState::Active if all_ok => "active".to_string(),
             DbState::Active if ok_masters == 0 => "down".to_string(),
-            // Some master unanswered: part of the key space is unreachable.
-            DbState::Active if ok_masters < masters => "degraded".to_string(),
+            // Some master or replica unanswered: part of the key space or of its copies
+            // is unreachable.
             DbState::Active => "degraded".to_string(),
         };
         let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();

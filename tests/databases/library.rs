@@ -8,7 +8,7 @@ use lazarus::db::{self, CreateDb, DbError};
 use lazarus::server::RedisServer;
 use redis::AsyncCommands;
 
-use super::{config, shard_dirs, silent_source, World};
+use super::{cluster_round_trip, config, shard_dirs, silent_source, World};
 
 #[tokio::test]
 async fn single_shard_aof_survives_kill_and_restart() {
@@ -60,14 +60,7 @@ async fn three_shard_snapshot_cluster() {
     let id = w.create(config("sharded", 3, Persistence::Snapshot)).await;
     assert_eq!(w.guard.pids().len(), 3);
     let endpoint = db::endpoint(&w.c, &w.c.databases[&id]);
-    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
-    let mut k = client.get_async_connection().await.unwrap();
-    for i in 0..100 {
-        let _: () = k.set(format!("key{i}"), i).await.unwrap();
-    }
-    for i in 0..100 {
-        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
-    }
+    let client = cluster_round_trip(&endpoint, 100).await;
     let report = w.status().await;
     assert_eq!(report.databases[0].status, "active");
     assert_eq!(report.databases[0].keys, 100);
@@ -303,14 +296,7 @@ async fn cluster_across_loopback_addresses() {
     let d = &w.c.databases[&id];
     assert!(d.shards.iter().any(|s| s.node == 2));
     let endpoint = db::endpoint(&w.c, d);
-    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
-    let mut k = client.get_async_connection().await.unwrap();
-    for i in 0..50 {
-        let _: () = k.set(format!("key{i}"), i).await.unwrap();
-    }
-    for i in 0..50 {
-        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
-    }
+    cluster_round_trip(&endpoint, 50).await;
     let report = w.status().await;
     assert_eq!(report.databases[0].status, "active", "{report:?}");
     db::delete_db(&mut w.c, "spread", true).await.unwrap();

@@ -14,6 +14,7 @@ use common::procs::ProcessGuard;
 use lazarus::ccs::{Cluster, DbConfig, Id, Persistence};
 use lazarus::db::{self, CreateDb, StatusReport};
 use lazarus::server::RedisServer;
+use redis::AsyncCommands;
 
 /// A test cluster in its own tempdir with a `redis-server` to run; every process started
 /// under the tempdir is killed when it drops.
@@ -88,6 +89,20 @@ fn config(name: &str, shards: u32, persistence: Persistence) -> DbConfig {
         memory: Some(64 << 20),
         ..common::world::config(name, shards, false, persistence)
     }
+}
+
+/// Sets `key0` .. `key<n-1>` through a Redis Cluster client of `endpoint` and reads them
+/// back; returns the client.
+async fn cluster_round_trip(endpoint: &str, n: i64) -> redis::cluster::ClusterClient {
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..n {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    for i in 0..n {
+        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
+    }
+    client
 }
 
 /// How many `shard-*` directories there are anywhere under `p`.

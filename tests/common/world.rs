@@ -96,18 +96,22 @@ pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
 
 /// SAVE on every shard of every snapshot database (replicas included).
 pub async fn save_snapshots(cluster: &Cluster) {
-    // Replicas must have caught up before they save their copy.
+    // Replicas must have caught up before they save their copy. (WAIT on a fresh
+    // connection does not do: it waits only for that connection's own writes.)
     for db in cluster.databases.values().filter(|d| d.config.replication) {
         for m in db.masters() {
             let a = shard_addr(cluster, db, m.id).unwrap();
             let mut con = connect(&a.host, a.port, 0).await;
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(1)
-                .arg(5000)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            assert_eq!(acked, 1, "the replica of redis:{} did not catch up", m.id);
+            let target = repl_offset(&mut con).await;
+            for r in db.shards.iter().filter(|s| s.master == Some(m.id)) {
+                let ra = shard_addr(cluster, db, r.id).unwrap();
+                let mut rcon = connect(&ra.host, ra.port, 0).await;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while repl_offset(&mut rcon).await < target {
+                    assert!(std::time::Instant::now() < deadline, "redis:{} lags", r.id);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
         }
     }
     for db in cluster
@@ -121,6 +125,22 @@ pub async fn save_snapshots(cluster: &Cluster) {
             let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
         }
     }
+}
+
+async fn repl_offset(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix("master_repl_offset:")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The contents of every master of every database, by shard id.

@@ -226,11 +226,23 @@ pub async fn status(
     }
 
     report.shards.extend(orphans(cluster));
+    report.nodes = node_rows(cluster, &probes, server_version);
+    report
+}
 
+/// One row per node: its shards, this machine's cores and memory, the `redis-server`
+/// version a live shard reports (else `server_version`), whether its persistent path is
+/// there.
+fn node_rows(
+    cluster: &Cluster,
+    probes: &BTreeMap<Id, ShardProbe>,
+    server_version: Option<&str>,
+) -> Vec<NodeRow> {
     let (free_ram, total_ram) = meminfo();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let mut rows = Vec::new();
     for node in cluster.nodes.values() {
         let shards: Vec<Id> = cluster
             .databases
@@ -251,14 +263,11 @@ pub async fn status(
                 node.persistent_path.display()
             )
         };
-        report.nodes.push(NodeRow {
+        let local = node.id == cluster.local_node;
+        rows.push(NodeRow {
             id: node.id,
-            local: node.id == cluster.local_node,
-            role: if node.id == cluster.local_node {
-                "master"
-            } else {
-                "slave"
-            },
+            local,
+            role: if local { "master" } else { "slave" },
             address: node.addr.clone(),
             shards: shards.len(),
             cores,
@@ -270,7 +279,7 @@ pub async fn status(
             port_range: node.port_range.to_string(),
         });
     }
-    report
+    rows
 }
 
 /// Servers running in shard directories the CCS does not know (an interrupted `create db`,

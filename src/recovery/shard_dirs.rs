@@ -73,14 +73,20 @@ pub(super) async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), Rec
 /// Kills a server an earlier, interrupted attempt left running in `dir`. Its data is
 /// about to be replaced from the recovery path, so there is no point in the orderly
 /// shutdown that would first save it.
+///
+/// A server caught while daemonizing is two processes (the one started and the daemon it
+/// forks), so this goes on until none is left working in `dir`.
 pub(super) async fn kill_leftover(dir: &Path) {
-    if let Some(pid) = shard_pid(dir) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Some(pid) = shard_pid(dir) {
         unsafe {
             libc::kill(pid as libc::pid_t, libc::SIGKILL);
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while is_running(pid) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return;
         }
     }
 }

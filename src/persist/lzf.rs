@@ -24,6 +24,15 @@ pub(crate) fn decompress<R: Read>(
     if !keep {
         return check_lengths(src, clen, ulen);
     }
+    // Fast path: the whole input buffered, decoded in one go into an output of the
+    // declared size.
+    let b = src.buffered();
+    if clen <= b.len() as u64 && decode_all(&b[..clen as usize], ulen as usize, out) {
+        src.consume(clen as usize);
+        return Ok(());
+    }
+    // Any fault: the careful walk below says where.
+    out.clear();
     out.reserve(ulen as usize);
     let mut left = clen;
     let drained = 0u64;
@@ -191,9 +200,61 @@ fn check_lengths<R: Read>(src: &mut Source<R>, clen: u64, ulen: u64) -> Result<(
     Ok(())
 }
 
+/// Decodes a complete LZF input into `out`, which ends holding exactly `ulen` bytes;
+/// `false` (with `out` in any state) when the input is not valid or decodes to another
+/// length.
+fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.resize(ulen, 0);
+    let mut ip = 0usize;
+    let mut op = 0usize;
+    while ip < input.len() {
+        let ctrl = usize::from(input[ip]);
+        ip += 1;
+        if ctrl < 32 {
+            let n = ctrl + 1;
+            let (Some(lit), Some(dst)) = (input.get(ip..ip + n), out.get_mut(op..op + n)) else {
+                return false;
+            };
+            dst.copy_from_slice(lit);
+            ip += n;
+            op += n;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                let Some(&extra) = input.get(ip) else {
+                    return false;
+                };
+                len += usize::from(extra);
+                ip += 1;
+            }
+            let Some(&low) = input.get(ip) else {
+                return false;
+            };
+            ip += 1;
+            let dist = ((ctrl & 0x1f) << 8) + usize::from(low) + 1;
+            len += 2;
+            if dist > op || len > ulen - op {
+                return false;
+            }
+            let from = op - dist;
+            if dist >= len {
+                out.copy_within(from..from + len, op);
+            } else {
+                // Overlapping: a run repeating the last `dist` bytes, byte by byte.
+                for i in 0..len {
+                    out[op + i] = out[from + i];
+                }
+            }
+            op += len;
+        }
+    }
+    op == ulen
+}
+
 /// The decoded length of a complete LZF input, `None` when it is not valid.
 #[inline]
-fn lengths_in(input: &[u8]) -> Option<u64> {
+pub(crate) fn lengths_in(input: &[u8]) -> Option<u64> {
     let mut ip = 0usize;
     let mut produced = 0u64;
     while ip < input.len() {
@@ -247,6 +308,11 @@ pub(crate) mod tests {
         // "abcabcabcabc": literal "abc", then a 9-byte back-reference at distance 3.
         let c = [2, b'a', b'b', b'c', (7 << 5), 0, 2];
         assert_eq!(run(&c, 12, true).unwrap(), b"abcabcabcabc");
+        // "abcdabcdx": a back-reference that does not overlap what it copies.
+        let c = [3, b'a', b'b', b'c', b'd', (2 << 5), 3, 0, b'x'];
+        assert_eq!(run(&c, 9, true).unwrap(), b"abcdabcdx");
+        assert!(run(&c, 8, true).is_err());
+        let c = [2, b'a', b'b', b'c', (7 << 5), 0, 2];
         for keep in [true, false] {
             assert!(run(&c, 12, keep).is_ok());
             assert!(run(&c, 11, keep).is_err());

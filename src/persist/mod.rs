@@ -5,8 +5,7 @@
 //! - [`check_path`] / [`check_paths`]: the entry points; a path is an RDB, a single-file
 //!   AOF (told apart by content) or an `appendonlydir/`. They never panic and never write.
 //! - `report`: [`FileReport`] and its parts, serialisable for `--json`.
-//! - `source`, `mapping`: the byte source (a 1 MiB read buffer, or 16 MiB mapped windows
-//!   of big files), offsets, running CRC-64.
+//! - `source`: the byte source (a 1 MiB buffer filled by `read`), offsets, running CRC-64.
 //! - `rdb`, `rdb_value`, `stream`: the RDB format, values and streams.
 //! - `lzf`, `listpack`, `ziplist`, `intset`, `zipmap`: encodings inside values.
 //! - `aof`, `resp`, `manifest`, `aof_keys`: AOF files, their records and key counting.
@@ -26,7 +25,6 @@ mod intset;
 mod listpack;
 mod lzf;
 mod manifest;
-mod mapping;
 mod rdb;
 #[cfg(test)]
 mod rdb_tests;

@@ -426,10 +426,17 @@ impl<'a, R: Read> Rdb<'a, R> {
                 self.src.consume(header + n);
                 return Ok(n as u64);
             }
+            if first == 0xc3 {
+                if let Some((used, ulen)) = lzf_buffered(b) {
+                    self.src.consume(used);
+                    return Ok(ulen);
+                }
+            }
         }
         self.skip_string_slow()
     }
 
+    #[cold]
     fn skip_string_slow(&mut self) -> Result<u64, ParseError> {
         let mut window = std::mem::take(&mut self.window);
         let r = self.string(&mut window, usize::MAX, false);
@@ -529,4 +536,31 @@ impl<'a, R: Read> Rdb<'a, R> {
             ParseError::corrupt(at.start + f.at as u64, f.expected)
         }
     }
+}
+
+/// A valid LZF string (after its 0xc3 marker) wholly in `b`, with 6- or 14-bit lengths:
+/// the bytes it takes and its decoded length. `None` sends the caller to the careful path,
+/// which also says where any fault is.
+#[inline]
+fn lzf_buffered(b: &[u8]) -> Option<(usize, u64)> {
+    let mut at = 1;
+    let mut short_len = || {
+        let first = *b.get(at)?;
+        match first >> 6 {
+            0 => {
+                at += 1;
+                Some(usize::from(first))
+            }
+            1 => {
+                let second = *b.get(at + 1)?;
+                at += 2;
+                Some((usize::from(first & 0x3f) << 8) | usize::from(second))
+            }
+            _ => None,
+        }
+    };
+    let clen = short_len()?;
+    let ulen = short_len()?;
+    let input = b.get(at..at + clen)?;
+    (ulen > 0 && lzf::lengths_in(input)? == ulen as u64).then_some((at + clen, ulen as u64))
 }

@@ -6,12 +6,10 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::ops::Deref;
 
 use crc_fast::{CrcAlgorithm, Digest};
 
 use super::error::ParseError;
-use super::mapping::{page_size, Mapping};
 
 /// Big enough that the per-refill cost vanishes next to the parsing; small enough to stay
 /// far inside the reader's memory budget.
@@ -25,31 +23,9 @@ pub fn crc64(bytes: &[u8]) -> u64 {
     crc_fast::checksum(CrcAlgorithm::Crc64Redis, bytes)
 }
 
-/// Files at least this big are mapped rather than read.
-const MAP_THRESHOLD: u64 = 8 << 20;
-/// Bytes mapped at a time.
-const MAP_WINDOW: usize = 16 << 20;
-
-/// The bytes being parsed: a buffer filled by `read`, or a window mapped from the file.
-enum Buf {
-    Owned(Vec<u8>),
-    Mapped(Mapping),
-}
-
-impl Deref for Buf {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            Buf::Owned(v) => v,
-            Buf::Mapped(m) => m,
-        }
-    }
-}
-
 pub(crate) struct Source<R> {
     inner: R,
-    buf: Buf,
+    buf: Vec<u8>,
     pos: usize,
     end: usize,
     /// File offset of `buf[0]`.
@@ -61,22 +37,15 @@ pub(crate) struct Source<R> {
     crc_pos: usize,
     /// An I/O error that ended the data early; reported instead of a truncation.
     io_error: Option<String>,
-    /// The file to map windows of, when this source maps.
-    map_file: Option<File>,
 }
 
 impl Source<File> {
-    /// A source over a whole file: mapped window by window when it is big, read otherwise.
+    /// A source over a whole file, read through the buffer. Not mapped: `read` measured as
+    /// fast as 16 MiB `mmap` windows here (the page-table work of mapping costs about what
+    /// the copy does), keeps resident memory at the buffer, and a file truncated while it
+    /// is read ends the data early instead of killing the process with SIGBUS.
     pub fn open_file(file: File, len: u64) -> Self {
-        if len < MAP_THRESHOLD {
-            return Source::new(file, 0, len);
-        }
-        let mut src = Source::new(file, 0, len);
-        src.map_file = src.inner.try_clone().ok();
-        if src.map_file.is_some() {
-            src.buf = Buf::Owned(Vec::new());
-        }
-        src
+        Source::new(file, 0, len)
     }
 }
 
@@ -85,7 +54,7 @@ impl<R: Read> Source<R> {
     pub fn new(inner: R, start: u64, limit: u64) -> Self {
         Source {
             inner,
-            buf: Buf::Owned(vec![0; BUF_SIZE]),
+            buf: vec![0; BUF_SIZE],
             pos: 0,
             end: 0,
             base: start,
@@ -93,7 +62,6 @@ impl<R: Read> Source<R> {
             crc: None,
             crc_pos: 0,
             io_error: None,
-            map_file: None,
         }
     }
 
@@ -150,12 +118,7 @@ impl<R: Read> Source<R> {
             return Err(self.eof(n as u64));
         }
         self.feed_crc();
-        if self.map_file.is_some() {
-            return self.remap(n);
-        }
-        let Buf::Owned(buf) = &mut self.buf else {
-            unreachable!("checked above")
-        };
+        let buf = &mut self.buf;
         buf.copy_within(self.pos..self.end, 0);
         self.base += self.pos as u64;
         self.end -= self.pos;
@@ -180,37 +143,6 @@ impl<R: Read> Source<R> {
             return Err(self.eof(n as u64));
         }
         Ok(())
-    }
-
-    /// Moves the mapped window so that it starts at (the page holding) the current offset.
-    fn remap(&mut self, n: usize) -> Result<(), ParseError> {
-        let at = self.offset();
-        let start = at - at % page_size();
-        let len = ((MAP_WINDOW.max(n + (at - start) as usize)) as u64).min(self.limit - start);
-        // The old window goes before the new one comes: one window resident at a time.
-        self.buf = Buf::Owned(Vec::new());
-        (self.base, self.pos, self.end, self.crc_pos) = (at, 0, 0, 0);
-        let Some(file) = self.map_file.as_ref() else {
-            return Err(self.eof(n as u64));
-        };
-        match Mapping::new(file, start, len as usize) {
-            Ok(m) => {
-                self.buf = Buf::Mapped(m);
-                self.base = start;
-                self.pos = (at - start) as usize;
-                self.crc_pos = self.pos;
-                self.end = len as usize;
-                if self.end - self.pos < n {
-                    return Err(self.eof(n as u64));
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.io_error = Some(e.to_string());
-                self.limit = at;
-                Err(self.eof(n as u64))
-            }
-        }
     }
 
     /// The error for wanting `n` more bytes than the file has.
@@ -374,28 +306,17 @@ mod tests {
     }
 
     #[test]
-    fn mapped_windows_read_like_a_buffer() {
-        let data: Vec<u8> = (0..(MAP_WINDOW * 2 + 12345))
-            .map(|i| (i * 13 + i / 7) as u8)
-            .collect();
+    fn a_file_shorter_than_its_length_ends_early_without_panic() {
+        let data = vec![7u8; 3 * BUF_SIZE + 100];
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, &data).unwrap();
-        let mut src = Source::open_file(f, data.len() as u64);
-        assert!(src.map_file.is_some());
-        src.start_crc();
-        src.skip(MAP_WINDOW as u64 - 5).unwrap();
-        // Straddles the first window's end.
-        assert_eq!(
-            src.bytes(10).unwrap(),
-            &data[MAP_WINDOW - 5..MAP_WINDOW + 5]
-        );
-        let mut v = Vec::new();
-        src.copy_to(MAP_WINDOW as u64, &mut v).unwrap();
-        assert_eq!(&v[..], &data[MAP_WINDOW + 5..2 * MAP_WINDOW + 5]);
-        let rest = src.remaining();
-        src.skip(rest).unwrap();
+        std::io::Seek::rewind(&mut f).unwrap();
+        // As if the file had been truncated after its length was taken.
+        let claimed = data.len() as u64 + 5000;
+        let mut src = Source::open_file(f, claimed);
+        assert!(src.skip(data.len() as u64 - 10).is_ok());
+        assert!(src.skip(100).is_err());
         assert!(src.at_end());
-        assert_eq!(src.crc(), crc64(&data));
         assert!(src.u8().is_err());
     }
 

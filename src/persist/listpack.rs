@@ -161,7 +161,13 @@ impl<'a> Entries<'a> {
         let back = backlen_size(len);
         need(len + back)?;
         let back_at = start + len;
-        if decode_backlen(&lp[back_at..back_at + back]) != Some(len as u64) {
+        // Most entries are short: a one-byte back-length is the length itself.
+        let back_ok = if back == 1 {
+            lp[back_at] == len as u8
+        } else {
+            decode_backlen(&lp[back_at..back_at + back]) == Some(len as u64)
+        };
+        if !back_ok {
             return Err(BlobFault::new(
                 back_at,
                 format!("listpack entry back-length {len}"),

@@ -94,10 +94,13 @@ impl Server {
                 if let Ok(Some(_)) = process.0.try_wait() {
                     break; // most likely the port was taken meanwhile: try another
                 }
+                // A server still starting up (or busy under load) may accept and then
+                // close the connection: any failure here means "try again shortly"
                 if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
                     let mut conn = BufReader::new(s);
-                    send(&mut conn, &["PING"]);
-                    if read_reply(&mut conn) == Reply::Status("PONG".into()) {
+                    let pong =
+                        try_send(&mut conn, &["PING"]).and_then(|()| try_read_reply(&mut conn));
+                    if matches!(&pong, Ok(Reply::Status(s)) if s == "PONG") {
                         return Server {
                             conn: Some(conn),
                             _process: process,
@@ -183,6 +186,12 @@ impl Server {
 }
 
 fn send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) {
+    if let Err(e) = try_send(conn, args) {
+        panic!("{e}");
+    }
+}
+
+fn try_send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) -> Result<(), String> {
     let mut buf = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         let a = a.as_ref();
@@ -190,33 +199,68 @@ fn send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) {
         buf.extend_from_slice(a);
         buf.extend_from_slice(b"\r\n");
     }
-    conn.get_mut().write_all(&buf).expect("write");
+    conn.get_mut()
+        .write_all(&buf)
+        .map_err(|e| format!("redis-server: cannot send `{}`: {e}", show_cmd(args)))
+}
+
+fn show_cmd<S: AsRef<[u8]>>(args: &[S]) -> String {
+    args.first()
+        .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+        .unwrap_or_default()
 }
 
 fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
+    match try_read_reply(r) {
+        Ok(reply) => reply,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// One reply, or a message saying why there is none (connection closed, garbled reply)
+/// instead of a panic deep inside the parsing.
+fn try_read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
     let mut line = String::new();
-    r.read_line(&mut line).expect("read reply");
-    let body = line.trim_end_matches("\r\n").to_string();
-    let (t, rest) = body.split_at(1);
+    let n = r
+        .read_line(&mut line)
+        .map_err(|e| format!("redis-server: cannot read reply: {e}"))?;
+    if n == 0 {
+        return Err("redis-server closed the connection before replying".into());
+    }
+    let body = line.trim_end_matches("\r\n");
+    let Some(t) = body.chars().next() else {
+        return Err(format!("redis-server sent an empty reply line {line:?}"));
+    };
+    let rest = &body[t.len_utf8()..];
+    let int = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| format!("redis-server sent a bad length/integer in {line:?}"))
+    };
     match t {
-        "+" => Reply::Status(rest.into()),
-        "-" => Reply::Error(rest.into()),
-        ":" => Reply::Int(rest.parse().unwrap()),
-        "$" => {
-            let n: i64 = rest.parse().unwrap();
+        '+' => Ok(Reply::Status(rest.into())),
+        '-' => Ok(Reply::Error(rest.into())),
+        ':' => Ok(Reply::Int(int(rest)?)),
+        '$' => {
+            let n = int(rest)?;
             if n < 0 {
-                return Reply::Bulk(None);
+                return Ok(Reply::Bulk(None));
             }
             let mut b = vec![0; n as usize + 2];
-            r.read_exact(&mut b).unwrap();
+            r.read_exact(&mut b)
+                .map_err(|e| format!("redis-server: bulk reply of {n} bytes cut short: {e}"))?;
             b.truncate(n as usize);
-            Reply::Bulk(Some(b))
+            Ok(Reply::Bulk(Some(b)))
         }
-        "*" => {
-            let n: i64 = rest.parse().unwrap();
-            Reply::Array((0..n.max(0)).map(|_| read_reply(r)).collect())
+        '*' => {
+            let n = int(rest)?;
+            (0..n.max(0))
+                .map(|_| try_read_reply(r))
+                .collect::<Result<_, _>>()
+                .map(Reply::Array)
         }
-        other => panic!("unexpected reply type {other:?}"),
+        other => Err(format!(
+            "redis-server sent an unexpected reply type {other:?} in {line:?}"
+        )),
     }
 }
 

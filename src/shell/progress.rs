@@ -29,11 +29,13 @@ impl Default for Bars {
 
 impl Progress for Bars {
     fn task(&self, label: &str, total: u64) -> Box<dyn ProgressTask> {
-        let bar = if total == 0 {
+        // Join the group before anything draws: a bar draws on its own (to stderr) at its
+        // first prefix or tick, and that frame would stay behind on the screen.
+        let bar = self.multi.add(if total == 0 {
             ProgressBar::new_spinner()
         } else {
             ProgressBar::new(total)
-        };
+        });
         let style = if total == 0 {
             ProgressStyle::with_template("{spinner} {prefix} {msg}")
         } else {
@@ -46,21 +48,33 @@ impl Progress for Bars {
         }
         bar.set_prefix(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
-        Box::new(BarTask(self.multi.add(bar)))
+        Box::new(BarTask {
+            bar,
+            spinner: total == 0,
+        })
     }
 }
 
-struct BarTask(ProgressBar);
+struct BarTask {
+    bar: ProgressBar,
+    /// A spinner only says that work is going on; the reply says how it ended, so it goes
+    /// when done. A bar's last line (counts, elapsed time) stays as the record.
+    spinner: bool,
+}
 
 impl ProgressTask for BarTask {
     fn set_position(&self, done: u64) {
-        self.0.set_position(done);
+        self.bar.set_position(done);
     }
     fn set_message(&self, message: &str) {
-        self.0.set_message(message.to_string());
+        self.bar.set_message(message.to_string());
     }
     fn finish(&self, verdict: &str) {
-        self.0.finish_with_message(verdict.to_string());
+        if self.spinner {
+            self.bar.finish_and_clear();
+        } else {
+            self.bar.finish_with_message(verdict.to_string());
+        }
     }
 }
 

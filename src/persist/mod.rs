@@ -25,6 +25,7 @@ mod intset;
 mod listpack;
 mod lzf;
 mod manifest;
+mod prefetch;
 mod rdb;
 #[cfg(test)]
 mod rdb_tests;
@@ -66,12 +67,16 @@ pub fn check_paths(paths: &[PathBuf], opts: &CheckOptions) -> Vec<FileReport> {
     let results: Mutex<Vec<Option<FileReport>>> = Mutex::new(vec![None; paths.len()]);
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let report = check_path(path, opts);
-                if let Ok(mut r) = results.lock() {
-                    r[i] = Some(report);
+            s.spawn(|| {
+                // Every core already reads a file: no read-ahead thread on top.
+                prefetch::disable_on_this_thread();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let report = check_path(path, opts);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(report);
+                    }
                 }
             });
         }

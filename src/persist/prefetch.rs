@@ -1,0 +1,214 @@
+//! Read-ahead on a second core: a thread `read()`s the file into a small ring of buffers
+//! while the parsing thread parses, so the kernel's copy out of the page cache no longer
+//! sits on the parser's path.
+//!
+//! Buffers go round two bounded channels (filled → parser, spent → reader thread), so at
+//! most `RING` of them exist and memory stays bounded whatever the file size. Each buffer
+//! keeps `HEAD` bytes of headroom in front of its data: the parser copies the unconsumed
+//! tail of the previous buffer there, so a record straddling two chunks is still one
+//! contiguous slice.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use super::source::BUF_SIZE;
+
+/// Room in front of a chunk for the previous chunk's unconsumed tail: `Source::fill` never
+/// asks for more than `BUF_SIZE` bytes, so the tail is always shorter.
+pub(crate) const HEAD: usize = BUF_SIZE;
+/// Bytes read per chunk.
+const CHUNK: usize = 2 << 20;
+/// Buffers in the ring: one being parsed, the rest being filled or waiting.
+const RING: usize = 3;
+/// Files smaller than this are read directly: a thread is not worth starting.
+const MIN_LEN: u64 = 8 << 20;
+
+/// A filled buffer: data in `buf[HEAD..HEAD + len]`.
+pub(crate) struct Chunk {
+    pub buf: Vec<u8>,
+    pub len: usize,
+}
+
+/// What the reader thread sends: a chunk, or the I/O error that ended the data.
+type Msg = Result<Chunk, String>;
+
+pub(crate) struct Prefetch {
+    filled: Receiver<Msg>,
+    spent: SyncSender<Vec<u8>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+thread_local! {
+    /// Set on threads that already share the cores with other files being checked.
+    static NO_PREFETCH: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Turns read-ahead off on this thread (for `check_paths`' workers, which already keep
+/// every core busy with one file each).
+pub(crate) fn disable_on_this_thread() {
+    NO_PREFETCH.with(|c| c.set(true));
+}
+
+impl Prefetch {
+    /// Starts reading `file` (positioned at offset 0) up to `limit` bytes on its own thread;
+    /// `None` when that is not worth it or not possible (then read directly).
+    pub fn start(file: &File, limit: u64) -> Option<Prefetch> {
+        if limit < MIN_LEN || NO_PREFETCH.with(|c| c.get()) {
+            return None;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 {
+            return None;
+        }
+        let file = file.try_clone().ok()?;
+        let (filled_tx, filled) = mpsc::sync_channel::<Msg>(RING);
+        let (spent, spent_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
+        for _ in 0..RING {
+            spent.send(vec![0; HEAD + CHUNK]).ok()?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("persist-read".into())
+            .spawn(move || read_ahead(file, limit, &filled_tx, &spent_rx))
+            .ok()?;
+        Some(Prefetch {
+            filled,
+            spent,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next chunk; `None` at the end of the data (or the reader thread's end).
+    pub fn next(&mut self) -> Option<Msg> {
+        self.filled.recv().ok()
+    }
+
+    /// Hands a buffer back for refilling.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.len() == HEAD + CHUNK {
+            let _ = self.spent.try_send(buf);
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Closing both channels makes the reader thread stop at its next send or receive.
+        let (dead_tx, _) = mpsc::sync_channel(0);
+        self.spent = dead_tx;
+        let (_, dead_rx) = mpsc::sync_channel(0);
+        self.filled = dead_rx;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_ahead(mut file: File, limit: u64, filled: &SyncSender<Msg>, spent: &Receiver<Vec<u8>>) {
+    let mut offset = 0u64;
+    while offset < limit {
+        let Ok(mut buf) = spent.recv() else { return };
+        // Never read past the limit: the file may be growing under us.
+        let want = (CHUNK as u64).min(limit - offset) as usize;
+        let mut len = 0;
+        let mut error = None;
+        while len < want {
+            match file.read(&mut buf[HEAD + len..HEAD + want]) {
+                Ok(0) => break,
+                Ok(k) => len += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        offset += len as u64;
+        if len > 0 && filled.send(Ok(Chunk { buf, len })).is_err() {
+            return;
+        }
+        if let Some(e) = error {
+            let _ = filled.send(Err(e));
+            return;
+        }
+        if len < want {
+            return; // the file is shorter than when it was opened
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::source::{crc64, Source};
+    use super::*;
+
+    fn file_of(data: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, data).unwrap();
+        std::io::Seek::rewind(&mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn records_straddling_chunks_read_the_same_with_read_ahead() {
+        let n = MIN_LEN as usize + 3 * CHUNK + 12_345;
+        let data: Vec<u8> = (0..n).map(|i| (i * 31 + i / 7) as u8).collect();
+        let mut src = Source::open_file(file_of(&data), n as u64);
+        src.start_crc();
+        // Steps of odd sizes, some as big as a whole `fill` may ask, cross every boundary.
+        let mut at = 0;
+        for step in [1, BUF_SIZE - 1, 3, BUF_SIZE, 17, BUF_SIZE - 9]
+            .iter()
+            .cycle()
+        {
+            let k = (*step).min(n - at);
+            assert_eq!(src.offset(), at as u64);
+            assert_eq!(src.bytes(k).unwrap(), &data[at..at + k]);
+            at += k;
+            if at == n {
+                break;
+            }
+        }
+        assert!(src.at_end());
+        assert_eq!(src.crc(), crc64(&data));
+        assert!(src.u8().is_err());
+    }
+
+    #[test]
+    fn a_file_truncated_while_read_ends_at_its_real_length() {
+        let data = vec![5u8; MIN_LEN as usize + CHUNK + 100];
+        let claimed = data.len() as u64 + 3 * CHUNK as u64;
+        let mut src = Source::open_file(file_of(&data), claimed);
+        src.skip(data.len() as u64 - 10).unwrap();
+        let err = src.bytes(20).unwrap_err();
+        assert!(
+            format!("{err:?}").contains(&data.len().to_string()),
+            "{err:?}"
+        );
+        assert_eq!(src.offset(), data.len() as u64 - 10);
+        src.skip(10).unwrap();
+        assert!(src.at_end());
+    }
+
+    #[test]
+    fn dropping_a_source_midway_stops_the_reader_thread() {
+        let data = vec![1u8; MIN_LEN as usize + 5 * CHUNK];
+        for _ in 0..20 {
+            let mut src = Source::open_file(file_of(&data), data.len() as u64);
+            src.bytes(10).unwrap();
+        }
+    }
+
+    #[test]
+    fn no_read_ahead_on_threads_that_opt_out() {
+        let f = file_of(&vec![0u8; MIN_LEN as usize]);
+        std::thread::spawn(move || {
+            disable_on_this_thread();
+            assert!(Prefetch::start(&f, MIN_LEN).is_none());
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -11,8 +11,11 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
+
+use crc_fast::{CrcAlgorithm, Digest};
 
 use super::source::BUF_SIZE;
 
@@ -26,10 +29,14 @@ const RING: usize = 3;
 /// Files smaller than this are read directly: a thread is not worth starting.
 const MIN_LEN: u64 = 8 << 20;
 
-/// A filled buffer: data in `buf[HEAD..HEAD + len]`.
+/// A filled buffer: data in `buf[HEAD..HEAD + len]`, from file offset `start`.
 pub(crate) struct Chunk {
     pub buf: Vec<u8>,
     pub len: usize,
+    start: u64,
+    /// CRC-64 of the file's bytes before `start`: the reader thread runs the checksum too,
+    /// so the parser only finishes it from the nearest chunk start.
+    crc_before: Digest,
 }
 
 /// What the reader thread sends: a chunk, or the I/O error that ended the data.
@@ -39,6 +46,10 @@ pub(crate) struct Prefetch {
     filled: Receiver<Msg>,
     spent: SyncSender<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
+    /// For the rare CRC asked for inside bytes no longer buffered.
+    file: File,
+    /// (start, CRC before it) of the current chunk and the one before.
+    marks: [Option<(u64, Digest)>; 2],
 }
 
 thread_local! {
@@ -63,6 +74,7 @@ impl Prefetch {
         if cores < 2 {
             return None;
         }
+        let reader = file.try_clone().ok()?;
         let file = file.try_clone().ok()?;
         let (filled_tx, filled) = mpsc::sync_channel::<Msg>(RING);
         let (spent, spent_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
@@ -71,18 +83,43 @@ impl Prefetch {
         }
         let thread = std::thread::Builder::new()
             .name("persist-read".into())
-            .spawn(move || read_ahead(file, limit, &filled_tx, &spent_rx))
+            .spawn(move || read_ahead(reader, limit, &filled_tx, &spent_rx))
             .ok()?;
         Some(Prefetch {
             filled,
             spent,
             thread: Some(thread),
+            file,
+            marks: [None, None],
         })
     }
 
     /// The next chunk; `None` at the end of the data (or the reader thread's end).
     pub fn next(&mut self) -> Option<Msg> {
-        self.filled.recv().ok()
+        let msg = self.filled.recv().ok()?;
+        if let Ok(c) = &msg {
+            self.marks = [Some((c.start, c.crc_before)), self.marks[0]];
+        }
+        Some(msg)
+    }
+
+    /// CRC-64 of the file's bytes before offset `at`; `buffered` holds the bytes from
+    /// offset `from` on. `None` when no chunk has been received yet.
+    pub fn crc_at(&self, at: u64, buffered: &[u8], from: u64) -> Option<u64> {
+        if at == 0 {
+            return Some(Digest::new(CrcAlgorithm::Crc64Redis).finalize());
+        }
+        let (start, mut digest) = self.marks.iter().flatten().find(|(s, _)| *s <= at)?;
+        if *start >= from && at - from <= buffered.len() as u64 {
+            digest.update(&buffered[(start - from) as usize..(at - from) as usize]);
+        } else {
+            // Only when the parser asks while still inside the previous chunk's tail: read
+            // those bytes (less than a chunk) again.
+            let mut bytes = vec![0; usize::try_from(at - start).ok()?];
+            self.file.read_exact_at(&mut bytes, *start).ok()?;
+            digest.update(&bytes);
+        }
+        Some(digest.finalize())
     }
 
     /// Hands a buffer back for refilling.
@@ -108,6 +145,7 @@ impl Drop for Prefetch {
 
 fn read_ahead(mut file: File, limit: u64, filled: &SyncSender<Msg>, spent: &Receiver<Vec<u8>>) {
     let mut offset = 0u64;
+    let mut crc = Digest::new(CrcAlgorithm::Crc64Redis);
     while offset < limit {
         let Ok(mut buf) = spent.recv() else { return };
         // Never read past the limit: the file may be growing under us.
@@ -125,8 +163,15 @@ fn read_ahead(mut file: File, limit: u64, filled: &SyncSender<Msg>, spent: &Rece
                 }
             }
         }
+        let chunk = Chunk {
+            start: offset,
+            crc_before: crc,
+            buf,
+            len,
+        };
+        crc.update(&chunk.buf[HEAD..HEAD + len]);
         offset += len as u64;
-        if len > 0 && filled.send(Ok(Chunk { buf, len })).is_err() {
+        if len > 0 && filled.send(Ok(chunk)).is_err() {
             return;
         }
         if let Some(e) = error {
@@ -174,6 +219,28 @@ mod tests {
         assert!(src.at_end());
         assert_eq!(src.crc(), crc64(&data));
         assert!(src.u8().is_err());
+    }
+
+    #[test]
+    fn the_crc_from_the_reader_thread_is_exact_anywhere() {
+        let n = MIN_LEN as usize + 100;
+        let data: Vec<u8> = (0..n).map(|i| (i * 13 + i / 251) as u8).collect();
+        let mut src = Source::open_file(file_of(&data), n as u64);
+        src.start_crc();
+        assert_eq!(src.crc(), crc64(b""));
+        src.skip(CHUNK as u64 - 10).unwrap();
+        // Refilled but still inside the first chunk's tail: bytes read again from the file.
+        src.peek(100).unwrap();
+        assert_eq!(src.crc(), crc64(&data[..CHUNK - 10]));
+        src.skip(50).unwrap();
+        assert_eq!(src.crc(), crc64(&data[..CHUNK + 40]));
+        src.skip(3 * CHUNK as u64 + 7).unwrap();
+        assert_eq!(src.crc(), crc64(&data[..4 * CHUNK + 47]));
+        src.stop_crc();
+        src.start_crc();
+        src.skip(5).unwrap();
+        // Not from the file's start: the parser runs it itself.
+        assert_eq!(src.crc(), crc64(&data[4 * CHUNK + 47..4 * CHUNK + 52]));
     }
 
     #[test]

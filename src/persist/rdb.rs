@@ -103,15 +103,13 @@ impl<'a, R: Read> Rdb<'a, R> {
         let mut db_keys = 0u64;
         let mut expire: Option<i64> = None;
         let result = loop {
+            // The bulk of most files: string keys with string values, already buffered, no
+            // expiry, no one asking for keys. Runs of them go through one tight loop.
+            if expire.is_none() && self.visitor.is_none() {
+                db_keys += self.skip_string_records();
+            }
             let record = self.src.offset();
             let t = self.src.u8()?;
-            // The bulk of most files: a plain string key with a plain string value, both
-            // already buffered, no expiry, no one asking for keys.
-            if t == 0 && expire.is_none() && self.visitor.is_none() && self.skip_two_short_strings()
-            {
-                db_keys += 1;
-                continue;
-            }
             let step = match t {
                 0xff => break self.trailer(),
                 0xfe => {
@@ -385,33 +383,27 @@ impl<'a, R: Read> Rdb<'a, R> {
         Ok(n)
     }
 
-    /// Skips a string, checking its encoding (and, for LZF, its decompressed length).
-    /// Skips two plain strings if both are wholly buffered; consumes nothing otherwise.
+    /// Skips whole string records (type 0, key, value) while each is wholly buffered and
+    /// needs no check beyond `buffered_string_end`'s; returns how many. Consumes nothing
+    /// of a record it does not take, so the careful path sees it from its type byte.
     #[inline]
-    fn skip_two_short_strings(&mut self) -> bool {
+    fn skip_string_records(&mut self) -> u64 {
         let b = self.src.buffered();
         let mut at = 0;
-        for _ in 0..2 {
-            let Some(&first) = b.get(at) else {
-                return false;
+        let mut n = 0;
+        while b.get(at) == Some(&0) {
+            let Some(end) = buffered_string_end(b, at + 1).and_then(|k| buffered_string_end(b, k))
+            else {
+                break;
             };
-            let (header, n) = match first >> 6 {
-                0 => (1, usize::from(first & 0x3f)),
-                1 => match b.get(at + 1) {
-                    Some(&second) => (2, (usize::from(first & 0x3f) << 8) | usize::from(second)),
-                    None => return false,
-                },
-                _ => return false,
-            };
-            at += header + n;
-        }
-        if at > b.len() {
-            return false;
+            at = end;
+            n += 1;
         }
         self.src.consume(at);
-        true
+        n
     }
 
+    /// Skips a string, checking its encoding (and, for LZF, its decompressed length).
     #[inline]
     pub fn skip_string(&mut self) -> Result<u64, ParseError> {
         // Fast path: a plain string with a 6- or 14-bit length, wholly in the buffer.
@@ -536,6 +528,24 @@ impl<'a, R: Read> Rdb<'a, R> {
             ParseError::corrupt(at.start + f.at as u64, f.expected)
         }
     }
+}
+
+/// Where the string starting at `b[at]` ends, when it is wholly in `b`: plain with a 6- or
+/// 14-bit length, an int8/16/32, or LZF as `lzf_buffered` takes it. `None` for anything
+/// else, which the careful path then reads (and reports faults in).
+#[inline(always)]
+fn buffered_string_end(b: &[u8], at: usize) -> Option<usize> {
+    let first = *b.get(at)?;
+    let end = match first {
+        0x00..=0x3f => at + 1 + usize::from(first),
+        0x40..=0x7f => at + 2 + ((usize::from(first & 0x3f) << 8) | usize::from(*b.get(at + 1)?)),
+        0xc0 => at + 2,
+        0xc1 => at + 3,
+        0xc2 => at + 5,
+        0xc3 => at + lzf_buffered(&b[at..])?.0,
+        _ => return None,
+    };
+    (end <= b.len()).then_some(end)
 }
 
 /// A valid LZF string (after its 0xc3 marker) wholly in `b`, with 6- or 14-bit lengths:

@@ -217,3 +217,28 @@ fn versions_and_faults() {
     res.unwrap();
     assert_eq!(out.keys_per_db.get(&0), Some(&1));
 }
+
+#[test]
+fn buffered_fast_paths_keep_counts_and_fault_offsets() {
+    // String records with int-encoded and LZF values go through the tight loop.
+    let lzf = [0xc3, 4, 3, 2, b'a', b'b', b'c'];
+    let mut body = vec![
+        0, 1, b'k', 0xc0, 7, 0, 2, b'k', b'2', 0xc2, 1, 2, 3, 4, 0, 1, b'z',
+    ];
+    body.extend(lzf);
+    let out = ok(b"REDIS0010", &body);
+    assert_eq!(out.keys_per_db.get(&0), Some(&3));
+    // A listpack checked in place: a fault names its file offset.
+    let mut lp = listpack(&[Str(b"a"), Int(1)]);
+    let bad = lp.len() - 2;
+    lp[bad] ^= 0x40;
+    let mut body = vec![20, 1, b'k'];
+    body.extend(blob(&lp));
+    let (res, _) = run(&rdb(b"REDIS0011", &body));
+    assert_eq!(res.unwrap_err().offset, (9 + 3 + 2 + bad) as u64);
+    // An empty quicklist node is named as such, not as a short listpack.
+    let (res, _) = run(&rdb(b"REDIS0011", &[18, 1, b'k', 1, 2, 0]));
+    let e = res.unwrap_err();
+    assert_eq!(e.offset, 14);
+    assert!(e.expected.contains("a non-empty quicklist node"), "{e:?}");
+}

@@ -37,6 +37,8 @@ pub(crate) struct Source<R> {
     crc: Option<Digest>,
     /// `buf[..crc_pos]` has been fed to the CRC.
     crc_pos: usize,
+    /// The CRC runs from the file's start on the read-ahead thread (`crc` stays `None`).
+    crc_in_feed: bool,
     /// An I/O error that ended the data early; reported instead of a truncation.
     io_error: Option<String>,
     /// Read-ahead on another thread; `inner` is not read when this is set.
@@ -74,6 +76,7 @@ impl<R: Read> Source<R> {
             limit,
             crc: None,
             crc_pos: 0,
+            crc_in_feed: false,
             io_error: None,
             feed: None,
         }
@@ -95,18 +98,32 @@ impl<R: Read> Source<R> {
 
     /// Starts a CRC over every byte consumed from now on.
     pub fn start_crc(&mut self) {
-        self.crc = Some(Digest::new(CrcAlgorithm::Crc64Redis));
+        self.crc_in_feed = self.feed.is_some() && self.offset() == 0;
+        self.crc = (!self.crc_in_feed).then(|| Digest::new(CrcAlgorithm::Crc64Redis));
         self.crc_pos = self.pos;
     }
 
     /// The CRC of the bytes consumed since `start_crc`.
     pub fn crc(&mut self) -> u64 {
+        if self.crc_in_feed {
+            let at = self.offset();
+            let from = self.base.wrapping_add(self.crc_pos as u64);
+            let buffered = &self.buf[self.crc_pos..self.end];
+            if let Some(c) = self
+                .feed
+                .as_ref()
+                .and_then(|f| f.crc_at(at, buffered, from))
+            {
+                return c;
+            }
+        }
         self.feed_crc();
         self.crc.as_ref().map(|d| d.finalize()).unwrap_or(0)
     }
 
     pub fn stop_crc(&mut self) {
         self.crc = None;
+        self.crc_in_feed = false;
     }
 
     fn feed_crc(&mut self) {
@@ -180,6 +197,8 @@ impl<R: Read> Source<R> {
                     feed.recycle(std::mem::replace(&mut self.buf, buf));
                     self.base = at.wrapping_sub(start as u64);
                     self.pos = start;
+                    // Bytes before the tail are gone: with the CRC in the feed, `crc_pos`
+                    // only marks where the buffer's file bytes begin.
                     self.crc_pos = start;
                     self.end = HEAD + chunk.len;
                 }

@@ -204,8 +204,11 @@ fn check_lengths<R: Read>(src: &mut Source<R>, clen: u64, ulen: u64) -> Result<(
 /// `false` (with `out` in any state) when the input is not valid or decodes to another
 /// length.
 fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
+    // Room past the end for whole `SLACK`-byte copies: most runs are short, and a fixed
+    // size copies in two vector moves where an exact one called `memmove`.
+    const SLACK: usize = 32;
     out.clear();
-    out.resize(ulen, 0);
+    out.resize(ulen + SLACK, 0);
     let mut ip = 0usize;
     let mut op = 0usize;
     while ip < input.len() {
@@ -213,10 +216,13 @@ fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
         ip += 1;
         if ctrl < 32 {
             let n = ctrl + 1;
-            let (Some(lit), Some(dst)) = (input.get(ip..ip + n), out.get_mut(op..op + n)) else {
+            if n > ulen - op || n > input.len() - ip {
                 return false;
-            };
-            dst.copy_from_slice(lit);
+            }
+            match input.get(ip..ip + SLACK) {
+                Some(lit) => out[op..op + SLACK].copy_from_slice(lit),
+                None => out[op..op + n].copy_from_slice(&input[ip..ip + n]),
+            }
             ip += n;
             op += n;
         } else {
@@ -238,7 +244,11 @@ fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
                 return false;
             }
             let from = op - dist;
-            if dist >= len {
+            if dist >= SLACK && len <= SLACK {
+                let mut run = [0u8; SLACK];
+                run.copy_from_slice(&out[from..from + SLACK]);
+                out[op..op + SLACK].copy_from_slice(&run);
+            } else if dist >= len {
                 out.copy_within(from..from + len, op);
             } else {
                 // Overlapping: a run repeating the last `dist` bytes, byte by byte.
@@ -249,6 +259,7 @@ fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
             op += len;
         }
     }
+    out.truncate(ulen);
     op == ulen
 }
 
@@ -301,6 +312,24 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         decompress(&mut src, c.len() as u64, ulen, &mut out, keep)?;
         Ok(out)
+    }
+
+    #[test]
+    fn decodes_short_long_and_overlapping_runs_near_the_ends() {
+        let mut input = vec![7];
+        input.extend_from_slice(b"abcdefgh");
+        // dist 8 len 8; dist 1 len 40 (overlapping); dist 56 len 10 (from the start).
+        input.extend_from_slice(&[0xc0, 7, 0xe0, 31, 0, 0xe0, 1, 55]);
+        let mut want = b"abcdefghabcdefgh".to_vec();
+        want.extend_from_slice(&[b'h'; 40]);
+        want.extend_from_slice(b"abcdefghab");
+        let mut out = Vec::new();
+        assert!(decode_all(&input, want.len(), &mut out));
+        assert_eq!(out, want);
+        assert!(!decode_all(&input, want.len() - 1, &mut out));
+        assert!(!decode_all(&input, want.len() + 1, &mut out));
+        assert!(!decode_all(&input[..5], 4, &mut out));
+        assert_eq!(lengths_in(&input), Some(want.len() as u64));
     }
 
     #[test]

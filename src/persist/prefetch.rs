@@ -23,9 +23,9 @@ use super::source::BUF_SIZE;
 /// asks for more than `BUF_SIZE` bytes, so the tail is always shorter.
 pub(crate) const HEAD: usize = BUF_SIZE;
 /// Bytes read per chunk.
-const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 512 << 10;
 /// Buffers in the ring: one being parsed, the rest being filled or waiting.
-const RING: usize = 8;
+const RING: usize = 6;
 /// Files smaller than this are read directly: a thread is not worth starting.
 const MIN_LEN: u64 = 8 << 20;
 

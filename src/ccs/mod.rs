@@ -1,5 +1,6 @@
 //! The cluster configuration store (CCS): what the cluster should be.
 
+pub mod layout;
 pub mod model;
 pub mod store;
 

@@ -10,10 +10,11 @@ use crate::server::{
 };
 
 use super::cancel::Cancel;
-use super::dirs::{db_dirs, numbered_entries};
+use super::dirs::db_dirs;
 use super::lifecycle::start_all;
 use super::placement::place;
 use super::{shard_addr, DbError, SETUP_TIMEOUT};
+use crate::ccs::layout::id_dirs;
 
 pub const MAX_SHARDS: u32 = 128;
 
@@ -124,11 +125,9 @@ fn largest_id_on_disk(cluster: &Cluster) -> Option<Id> {
     cluster
         .nodes
         .values()
-        .flat_map(|n| numbered_entries(&n.persistent_path.join("redis"), "db-"))
+        .flat_map(|n| id_dirs(&n.persistent_path.join("redis"), "db-"))
         .flat_map(|(db, path)| {
-            let shards = numbered_entries(&path, "shard-")
-                .into_iter()
-                .map(|(id, _)| id);
+            let shards = id_dirs(&path, "shard-").into_iter().map(|(id, _)| id);
             std::iter::once(db).chain(shards)
         })
         .max()

@@ -1,21 +1,8 @@
-//! Where databases keep their data on a node: `<persistent path>/redis/db-<id>/shard-<id>`.
+//! Where a database keeps its data on its nodes: `<persistent path>/redis/db-<id>`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::ccs::{Cluster, Database, Id};
-
-/// Entries of `dir` named `<prefix><id>`, with their ids; none if `dir` cannot be read.
-pub(super) fn numbered_entries(dir: &Path, prefix: &str) -> Vec<(Id, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| {
-            let id = e.file_name().to_str()?.strip_prefix(prefix)?.parse().ok()?;
-            Some((id, e.path()))
-        })
-        .collect()
-}
+use crate::ccs::{Cluster, Database};
 
 /// `<persistent path>/redis/db-<id>` on every node the database uses, each once.
 pub(super) fn db_dirs(cluster: &Cluster, db: &Database) -> Vec<PathBuf> {

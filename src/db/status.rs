@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
 use crate::server::{probe, ShardProbe};
 
-use super::dirs::numbered_entries;
 use super::{endpoint, shard_addr};
+use crate::ccs::layout::id_dirs;
 
 /// A shard that does not answer within this is shown down.
 pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -293,8 +293,8 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
         .collect();
     let mut rows = Vec::new();
     for node in cluster.nodes.values() {
-        for (db_id, db_dir) in numbered_entries(&node.persistent_path.join("redis"), "db-") {
-            for (shard_id, dir) in numbered_entries(&db_dir, "shard-") {
+        for (db_id, db_dir) in id_dirs(&node.persistent_path.join("redis"), "db-") {
+            for (shard_id, dir) in id_dirs(&db_dir, "shard-") {
                 if known.contains(&(db_id, shard_id)) {
                     continue;
                 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::ccs::layout::id_dirs;
 use crate::ccs::{Id, ShardIdentity, SHARD_IDENTITY_FILE};
 
 /// How deep below a given path to look for node roots (directories holding `redis/`), so
@@ -30,33 +31,6 @@ pub enum IdentityRead {
     Missing,
     /// Unreadable or not an identity document: the reason, for the report.
     Bad(String),
-}
-
-/// `db-<n>` / `shard-<n>`: the id in a directory name, if it is one of ours.
-fn id_in_name(name: &str, prefix: &str) -> Option<Id> {
-    let digits = name.strip_prefix(prefix)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// Sorted subdirectories of `dir` whose names carry an id with `prefix`; unreadable
-/// directories simply yield nothing (the caller reports paths it cannot read up front).
-fn id_dirs(dir: &Path, prefix: &str) -> Vec<(Id, PathBuf)> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(Id, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .filter_map(|e| {
-            let id = id_in_name(e.file_name().to_str()?, prefix)?;
-            Some((id, e.path()))
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 pub fn read_identity(dir: &Path) -> IdentityRead {
@@ -242,15 +216,6 @@ pub fn backup_generation(path: &Path, cluster_id: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_in_names() {
-        assert_eq!(id_in_name("db-12", "db-"), Some(12));
-        assert_eq!(id_in_name("db-", "db-"), None);
-        assert_eq!(id_in_name("db-1x", "db-"), None);
-        assert_eq!(id_in_name("db-+1", "db-"), None);
-        assert_eq!(id_in_name("shard-3", "db-"), None);
-    }
 
     #[test]
     fn largest_keeps_first_of_ties() {

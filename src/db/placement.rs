@@ -40,12 +40,22 @@ pub fn place(
             }
         }
     }
+    // What each address's shards hold: client ports, and bus ports of cluster shards.
     let mut reserved_by_addr: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
-    for (addr, port) in used.keys() {
-        reserved_by_addr
-            .entry(addr.clone())
-            .or_default()
-            .insert(*port);
+    for db in cluster.databases.values() {
+        let held = if db.config.shards > 1 {
+            PortNeed::WithBus
+        } else {
+            PortNeed::Plain
+        };
+        for s in &db.shards {
+            if let Some(node) = cluster.nodes.get(&s.node) {
+                reserved_by_addr
+                    .entry(node.addr.clone())
+                    .or_default()
+                    .extend(held.ports(s.port));
+            }
+        }
     }
 
     let first_addr = cluster.nodes[&nodes[0]].addr.clone();
@@ -66,7 +76,7 @@ pub fn place(
             Some(p) => p,
             None => pick_port(n, taken, need)?,
         };
-        taken.insert(p);
+        taken.extend(need.ports(p));
         Ok::<u16, DbError>(p)
     };
     for i in 0..config.shards as usize {
@@ -172,6 +182,30 @@ mod tests {
             let ports: BTreeSet<u16> = db.shards.iter().map(|s| s.port).collect();
             assert_eq!(ports.len(), 6, "loopback nodes never share a port");
         }
+    }
+
+    #[test]
+    fn no_port_is_another_shards_bus_port() {
+        // node:2's range starts where node:1's bus ports are, on the same address.
+        let mut c = cluster(2);
+        let lo = c.nodes[&1].port_range.lo + 10000;
+        c.nodes.get_mut(&2).unwrap().port_range = PortRange { lo, hi: lo + 49 };
+        let first = place(&mut c, config(2, false), None).unwrap();
+        c.databases.insert(first.id, first);
+        let second = place(&mut c, config(3, false), None).unwrap();
+        let all: Vec<&Shard> = c
+            .databases
+            .values()
+            .flat_map(|d| &d.shards)
+            .chain(&second.shards)
+            .collect();
+        let held: Vec<u16> = all.iter().flat_map(|s| [s.port, s.port + 10000]).collect();
+        let distinct: BTreeSet<u16> = held.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            held.len(),
+            "client and bus ports overlap: {held:?}"
+        );
     }
 
     #[test]

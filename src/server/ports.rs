@@ -19,6 +19,18 @@ pub enum PortNeed {
     WithBus,
 }
 
+impl PortNeed {
+    /// The ports a shard on `port` holds: its client port, and its bus port for a
+    /// cluster shard (none past 65535: such a port is never free for a cluster shard).
+    pub fn ports(self, port: u16) -> impl Iterator<Item = u16> {
+        let bus = match self {
+            PortNeed::Plain => None,
+            PortNeed::WithBus => port.checked_add(CLUSTER_BUS_OFFSET),
+        };
+        std::iter::once(port).chain(bus)
+    }
+}
+
 /// Whether `port` (and its bus port when needed) can be bound on `addr` right now.
 /// Probing by binding sees listeners on the wildcard address too.
 pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
@@ -32,15 +44,17 @@ pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
     }
 }
 
-/// The lowest port of the node's range that no shard in `reserved` uses and that is
-/// free on the node's address.
+/// The lowest port of the node's range whose ports (client, and bus when needed) no
+/// shard in `reserved` holds and that is free on the node's address. Shards started
+/// together are not listening yet, so only `reserved` keeps a new shard's client port
+/// off a sibling's bus port.
 pub fn pick_port(
     node: &Node,
     reserved: &BTreeSet<u16>,
     need: PortNeed,
 ) -> Result<u16, ServerError> {
     (node.port_range.lo..=node.port_range.hi)
-        .filter(|p| !reserved.contains(p))
+        .filter(|&p| need.ports(p).all(|q| !reserved.contains(&q)))
         .find(|&p| port_is_free(&node.addr, p, need))
         .ok_or_else(|| ServerError::NoFreePort {
             node: node.id,

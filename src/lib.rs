@@ -16,11 +16,14 @@
 //! - [`cmd`]: the commands, one file per family, the registry, and `apply`.
 //! - [`persist`]: the persistence file reader: validates RDB and AOF files byte by byte,
 //!   at close to disk speed, in bounded memory.
+//! - [`error`]: the error kinds every layer's errors have (`usage`, `not_found`, ...),
+//!   which decide the exit status and the JSON `kind`.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod ccs;
 pub mod cmd;
 pub mod db;
+pub mod error;
 pub mod lang;
 pub mod persist;
 pub mod recovery;

@@ -2,14 +2,15 @@
 
 use std::process::ExitCode;
 
-use lazarus::shell::{self, Args, EXIT_FAILED, EXIT_USAGE};
+use lazarus::error::DomainError;
+use lazarus::shell::{self, Args, EXIT_FAILED};
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(e) => {
             eprintln!("lazarus: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(e.kind().exit_code());
         }
     };
     match run(args) {

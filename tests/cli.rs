@@ -197,3 +197,82 @@ fn home_from_the_environment_and_a_corrupt_ccs() {
         "{ torn"
     );
 }
+
+/// Every failing command's `--json` document says its error's kind (which decides the
+/// exit status: 2 for `usage`, 1 for the rest) and lists the next steps as `hints`.
+/// `interrupted` (Ctrl-C) and `internal` (a bug) cannot be caused on purpose here; the
+/// unit tests of `shell` cover them.
+#[test]
+fn json_errors_carry_their_kind() {
+    let lz = Lazarus::new();
+    let fail = |args: &[&str], code: i32| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let docs = lz.cmd(all).run().fails(code).json();
+        let doc = docs.last().cloned().expect("a JSON document");
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert!(doc["error"].is_string() && doc["hints"].is_array(), "{doc}");
+        doc
+    };
+    let doc = fail(&["info", "cluster"], 1);
+    assert_eq!(doc["kind"], "not_found");
+    assert!(doc["hints"][0]
+        .as_str()
+        .unwrap()
+        .contains("cluster create name"));
+
+    let doc = fail(&["create", "db", "3abc"], 2);
+    assert_eq!(doc["kind"], "usage");
+    assert_eq!(doc["span"], serde_json::json!([10, 14]));
+    let doc = fail(&["info", "clustr"], 2);
+    assert_eq!(doc["kind"], "usage");
+    assert_eq!(doc["hints"], serde_json::json!(["did you mean `cluster`?"]));
+
+    let blocker = lz.path("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let under_file = format!("{}/sub", blocker.display());
+    let doc = fail(
+        &[
+            "cluster",
+            "create",
+            "name",
+            "k",
+            "persistent_path",
+            &under_file,
+        ],
+        1,
+    );
+    assert_eq!(doc["kind"], "io");
+
+    lz.run("cluster create name k").ok();
+    let doc = fail(&["cluster", "create", "name", "again"], 1);
+    assert_eq!(doc["kind"], "conflict");
+    assert_eq!(
+        doc["hints"],
+        serde_json::json!(["use another `--home` to make a new one"])
+    );
+    assert_eq!(fail(&["info", "node", "9"], 1)["kind"], "not_found");
+
+    let doc = fail(
+        &[
+            "--redis-server",
+            "/no/such/redis-server",
+            "create",
+            "db",
+            "c",
+        ],
+        1,
+    );
+    assert_eq!(doc["kind"], "unavailable");
+
+    let bad = lz.path("bad.rdb");
+    std::fs::write(&bad, b"REDIS0011\xfe\x00garbage").unwrap();
+    let doc = fail(&["check", "file", bad.to_str().unwrap()], 1);
+    assert_eq!(doc["kind"], "damaged");
+    assert!(
+        doc["result"].is_object(),
+        "the report is still there: {doc}"
+    );
+    std::fs::write(lz.path("ccs.json"), "{ torn").unwrap();
+    assert_eq!(fail(&["info", "cluster"], 1)["kind"], "damaged");
+}

@@ -2,6 +2,7 @@
 
 pub mod layout;
 pub mod model;
+pub mod names;
 pub mod store;
 
 pub use model::*;

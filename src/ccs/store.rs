@@ -43,6 +43,28 @@ pub enum StoreError {
     },
 }
 
+impl crate::error::DomainError for StoreError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            StoreError::Corrupt { .. } | StoreError::Format { .. } => ErrorKind::Damaged,
+            StoreError::Locked { .. } => ErrorKind::Unavailable,
+            StoreError::Home { .. }
+            | StoreError::Read { .. }
+            | StoreError::Write { .. }
+            | StoreError::Lock { .. }
+            | StoreError::Backup { .. } => ErrorKind::Io,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            StoreError::Locked { .. } => vec!["try again when it finishes".into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The CCS of one home directory.
 #[derive(Clone, Debug)]
 pub struct Store {

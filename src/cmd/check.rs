@@ -78,7 +78,7 @@ impl CheckCommand {
             CheckCommand::Fix { path, dest } => {
                 let report = run_check(path.clone(), None).await?;
                 if report.verdict == Verdict::Ok {
-                    return Err(CommandError::Refused(format!(
+                    return Err(CommandError::conflict(format!(
                         "`{}` is ok: nothing to fix",
                         path.display()
                     )));
@@ -86,8 +86,7 @@ impl CheckCommand {
                 let outcome =
                     tokio::task::spawn_blocking(move || persist::fix_truncated(&report, &dest))
                         .await
-                        .map_err(|e| CommandError::Failed(format!("check failed: {e}")))?
-                        .map_err(|e| CommandError::Refused(e.to_string()))?;
+                        .map_err(|e| CommandError::internal(format!("check failed: {e}")))??;
                 Ok(Reply::message(format!(
                     "wrote `{}`: kept {} of {} bytes of `{}` (cut at its last complete record); the original is unchanged",
                     outcome.dest.display(),
@@ -104,7 +103,7 @@ impl CheckCommand {
 async fn run_check(path: PathBuf, slots: Option<SlotRange>) -> Result<FileReport, CommandError> {
     tokio::task::spawn_blocking(move || persist::check_path(&path, &CheckOptions { slots }))
         .await
-        .map_err(|e| CommandError::Failed(format!("check failed: {e}")))
+        .map_err(|e| CommandError::internal(format!("check failed: {e}")))
 }
 
 fn age(created: i64) -> String {
@@ -195,7 +194,16 @@ fn render(r: &FileReport) -> Reply {
         Verdict::Ok => reply,
         // A bad file fails the command (exit status 1, a script stops), as
         // redis-check-rdb does, after the whole report.
-        bad => reply.failed(format!("`{}` is {bad}", r.path.display())),
+        bad => {
+            let message = format!("`{}` is {bad}", r.path.display());
+            reply.failed(match bad {
+                Verdict::Unreadable if std::fs::symlink_metadata(&r.path).is_err() => {
+                    CommandError::not_found(message)
+                }
+                Verdict::Unreadable => CommandError::io(message),
+                _ => CommandError::damaged(message),
+            })
+        }
     }
 }
 

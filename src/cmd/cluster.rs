@@ -34,7 +34,7 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
         Element::Keyword("cluster"),
         Element::Keyword("create"),
         Element::Options(&[
-            Opt::required("name", "name", ValueKind::Word),
+            Opt::required("name", "name", ValueKind::ClusterName),
             Opt::optional("cluster_id", "id", ValueKind::Integer),
             Opt::optional("persistent_path", "path", ValueKind::Path),
             Opt::optional("addr", "ip", ValueKind::Ip),
@@ -53,7 +53,6 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
 
 fn build_create(m: &Match) -> Result<Command, ParseError> {
     let name: String = m.req("name")?;
-    check_name(&name).map_err(|e| ParseError::new(m.span_of("name"), e))?;
     let cluster_id = m.opt("cluster_id");
     if cluster_id == Some(0) {
         return Err(ParseError::new(
@@ -67,22 +66,6 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         persistent_path: m.opt("persistent_path"),
         addr: m.opt("addr"),
     }))
-}
-
-/// Cluster and database names: letters, digits, `-`, `_`, `.`; at most 64 bytes.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a valid name: use 1-64 letters, digits, `-`, `_` or `.`"
-        ))
-    }
 }
 
 impl ClusterCommand {
@@ -108,12 +91,13 @@ fn create(
 ) -> Result<Reply, CommandError> {
     let lock = ctx.store.lock()?;
     if let Some(existing) = lock.load()? {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::conflict(format!(
             "a cluster already exists in `{}`: `{}` (cluster_id {}); use another `--home` to make a new one",
             ctx.store.home().display(),
             existing.name,
             existing.cluster_id
-        )));
+        ))
+        .hinted("use another `--home` to make a new one"));
     }
     let mut cluster: Cluster = default_local_cluster(ctx.store.home());
     cluster.name = name;

@@ -62,13 +62,13 @@ impl Context {
 
     /// The stored cluster, or an error telling how to make one (for read-only commands).
     pub fn cluster(&self) -> Result<Cluster, CommandError> {
-        self.store.load()?.ok_or(CommandError::NoCluster)
+        self.store.load()?.ok_or_else(CommandError::no_cluster)
     }
 
     /// Locks the store and loads the cluster, which must exist.
     pub fn lock_cluster(&self) -> Result<(StoreLock, Cluster), CommandError> {
         let lock = self.store.lock()?;
-        let cluster = lock.load()?.ok_or(CommandError::NoCluster)?;
+        let cluster = lock.load()?.ok_or_else(CommandError::no_cluster)?;
         Ok((lock, cluster))
     }
 

@@ -11,7 +11,7 @@ use super::{
 use crate::ccs::{Cluster, Database, DbConfig, Persistence};
 use crate::db::{self, CreateDb, DbError, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
-use crate::server::{RedisServer, ServerError};
+use crate::server::RedisServer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbCommand {
@@ -65,7 +65,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
         elements: &[
             Element::Keyword("create"),
             Element::Keyword("db"),
-            Element::Arg("name", ValueKind::Word),
+            Element::Arg("name", ValueKind::DbName),
             Element::Options(&[
                 Opt::optional("shards", "n", ValueKind::Integer),
                 Opt::optional("replication", "mode", ValueKind::Choice(ENABLED)),
@@ -115,7 +115,6 @@ pub static SYNTAX: &[CommandSyntax] = &[
 
 fn build_create(m: &Match) -> Result<Command, ParseError> {
     let name: String = m.req("name")?;
-    super::cluster::check_name(&name).map_err(|e| ParseError::new(m.span_of("name"), e))?;
     let shards = match m.opt::<u64>("shards") {
         Some(n) if n == 0 || n > u64::from(MAX_SHARDS) => {
             return Err(ParseError::new(
@@ -142,26 +141,12 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
     })))
 }
 
-impl From<DbError> for CommandError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Server(ServerError::StartFailed { .. })
-            | DbError::Server(ServerError::Redis { .. })
-            | DbError::Server(ServerError::Timeout { .. })
-            | DbError::Server(ServerError::Cluster(_))
-            | DbError::Server(ServerError::Io { .. })
-            | DbError::Server(ServerError::Version { .. })
-            | DbError::RestartIncomplete { .. }
-            | DbError::Interrupted(_) => CommandError::Failed(e.to_string()),
-            _ => CommandError::Refused(e.to_string()),
-        }
-    }
-}
-
 /// The `redis-server` to run: `--redis-server`, then the CCS's, then PATH.
 pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
-    RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
-        .map_err(|e| CommandError::Refused(e.to_string()))
+    Ok(RedisServer::locate(
+        ctx.redis_server.as_deref(),
+        cluster.redis_server.as_deref(),
+    )?)
 }
 
 /// A database's JSON shape in replies: never its password.
@@ -202,7 +187,7 @@ fn resolve_ref(cluster: &Cluster, r: &DbRef) -> Result<String, CommandError> {
             } else {
                 format!("databases: {}", known.join(", "))
             };
-            Err(CommandError::Refused(format!(
+            Err(CommandError::not_found(format!(
                 "there is no database {r} ({known})"
             )))
         }

@@ -69,7 +69,7 @@ impl HelpCommand {
             if let Some(s) = nearest(self.topic.first().map_or("", String::as_str), firsts) {
                 message.push_str(&format!(", did you mean `{s}`?"));
             }
-            return Err(CommandError::Refused(message));
+            return Err(CommandError::not_found(message));
         }
         // Usage on its own (wrapped) lines, the summary indented under it: long forms such
         // as `create db` stay readable in 80 columns.

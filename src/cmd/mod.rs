@@ -38,12 +38,10 @@ pub mod status;
 use std::fmt;
 use std::sync::OnceLock;
 
-use thiserror::Error;
-
 pub use context::{Context, NoProgress, Progress, ProgressTask};
 pub use reply::{Block, Reply, Table};
 
-use crate::ccs::StoreError;
+use crate::error::{DomainError, ErrorKind};
 pub use crate::lang::matcher::Match;
 pub use crate::lang::syntax::{Element, Opt};
 use crate::lang::Syntax;
@@ -66,19 +64,106 @@ pub enum Command {
     Exit,
 }
 
-/// Why a command failed. Operator mistakes say what was wrong; nothing was changed.
-#[derive(Debug, Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("this home has no cluster yet: make one with `cluster create name <name>` or bring one back with `cluster recover filename <path>`")]
-    NoCluster,
-    /// The operator asked for something that cannot be done; the message says why.
-    #[error("{0}")]
-    Refused(String),
-    /// Something outside Lazarus failed (a file, a process).
-    #[error("{0}")]
-    Failed(String),
+/// Why a command failed: its [`ErrorKind`] (which decides the exit status and the JSON
+/// `kind`), the message (what was wrong, naming the wrong thing), and hints (next steps
+/// the message suggests). One `From` per layer's error chooses the kind; a command's own
+/// refusals use the kind constructors ([`CommandError::conflict`], ...), with
+/// [`CommandError::hinted`] for a next step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandError {
+    kind: ErrorKind,
+    message: String,
+    hints: Vec<String>,
+}
+
+impl CommandError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> CommandError {
+        CommandError {
+            kind,
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::Usage, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::Conflict, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn damaged(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::Damaged, message)
+    }
+
+    pub fn io(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::Io, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorKind::Internal, message)
+    }
+
+    /// `this home has no cluster yet: make one with ...`.
+    pub fn no_cluster() -> CommandError {
+        CommandError::not_found(format!("this home has no cluster yet: {NO_CLUSTER_HINT}"))
+            .hinted(NO_CLUSTER_HINT)
+    }
+
+    /// Adds a next step. The message should already say it in its own words; the hint is
+    /// that step alone, for scripts.
+    pub fn hinted(mut self, hint: impl Into<String>) -> CommandError {
+        self.hints.push(hint.into());
+        self
+    }
+
+    /// The same error with `context: ` before its message (kind and hints kept).
+    pub fn context(mut self, context: impl fmt::Display) -> CommandError {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn hints(&self) -> &[String] {
+        &self.hints
+    }
+}
+
+const NO_CLUSTER_HINT: &str = "make one with `cluster create name <name>` or bring one back with `cluster recover filename <path>`";
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Every layer's error becomes a command error of its own kind, with its hints.
+impl<E: DomainError> From<E> for CommandError {
+    fn from(e: E) -> CommandError {
+        CommandError {
+            kind: e.kind(),
+            message: e.to_string(),
+            hints: e.hints(),
+        }
+    }
 }
 
 /// Every command form, in matching order.
@@ -144,7 +229,7 @@ impl fmt::Display for Command {
 /// `there is no node:7 (nodes: 1, 2)`.
 pub(crate) fn no_such_node(cluster: &crate::ccs::Cluster, id: crate::ccs::Id) -> CommandError {
     let ids: Vec<String> = cluster.nodes.keys().map(|id| id.to_string()).collect();
-    CommandError::Refused(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
+    CommandError::not_found(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
 }
 
 #[cfg(test)]

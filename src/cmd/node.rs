@@ -123,7 +123,7 @@ fn add(
         .values()
         .find(|n| n.persistent_path == persistent_path)
     {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::conflict(format!(
             "persistent path `{}` is already node:{}'s",
             persistent_path.display(),
             other.id
@@ -132,7 +132,7 @@ fn add(
     let port_range = match port_range {
         Some(range) => {
             if let Some(other) = overlapping(&cluster, &addr, range) {
-                return Err(CommandError::Refused(format!(
+                return Err(CommandError::conflict(format!(
                     "port range `{range}` overlaps node:{}'s `{}` on {addr}",
                     other.id, other.port_range
                 )));
@@ -140,9 +140,10 @@ fn add(
             range
         }
         None => free_port_range(&cluster, &addr).ok_or_else(|| {
-            CommandError::Refused(format!(
+            CommandError::conflict(format!(
                 "no free port range of 1000 ports left on {addr}: give one with `port_range <lo>-<hi>`"
             ))
+            .hinted("give one with `port_range <lo>-<hi>`")
         })?,
     };
     prepare_persistent_path(&persistent_path)?;
@@ -177,7 +178,7 @@ fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
         return Err(no_such_node(&cluster, id));
     }
     if id == cluster.local_node {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::conflict(format!(
             "node:{id} is this machine's node and cannot be removed"
         )));
     }
@@ -192,10 +193,11 @@ fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
         })
         .collect();
     if !holding.is_empty() {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::conflict(format!(
             "node:{id} holds shards: {}; delete or move their databases first",
             holding.join(", ")
-        )));
+        ))
+        .hinted("delete or move their databases first"));
     }
     cluster.nodes.remove(&id);
     lock.save(&mut cluster)?;
@@ -208,28 +210,28 @@ fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, Comman
         return Err(no_such_node(&cluster, id));
     }
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        CommandError::Refused(match e.kind() {
-            std::io::ErrorKind::NotFound => format!("recovery path `{shown}` does not exist"),
-            std::io::ErrorKind::PermissionDenied => {
-                format!("recovery path `{shown}` is not accessible to this user")
-            }
-            _ => format!("recovery path `{shown}` cannot be used: {e}"),
-        })
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CommandError::not_found(format!("recovery path `{shown}` does not exist"))
+        }
+        std::io::ErrorKind::PermissionDenied => CommandError::io(format!(
+            "recovery path `{shown}` is not accessible to this user"
+        )),
+        _ => CommandError::io(format!("recovery path `{shown}` cannot be used: {e}")),
     })?;
     if !meta.is_dir() {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::conflict(format!(
             "recovery path `{shown}` is not a directory"
         )));
     }
     // Readable means we can list it; the files inside are checked by `recover list`.
     std::fs::read_dir(path).map_err(|_| {
-        CommandError::Refused(format!(
+        CommandError::io(format!(
             "recovery path `{shown}` is not readable by this user"
         ))
     })?;
     let path = path.canonicalize().map_err(|e| {
-        CommandError::Refused(format!("recovery path `{shown}` cannot be resolved: {e}"))
+        CommandError::io(format!("recovery path `{shown}` cannot be resolved: {e}"))
     })?;
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
@@ -252,16 +254,15 @@ pub fn node_json(node: &Node) -> serde_json::Value {
 /// `path` made absolute against the current directory, so a script's relative paths mean
 /// the same thing later.
 pub fn absolute(path: &Path) -> Result<PathBuf, CommandError> {
-    std::path::absolute(path).map_err(|e| {
-        CommandError::Refused(format!("path `{}` cannot be used: {e}", path.display()))
-    })
+    std::path::absolute(path)
+        .map_err(|e| CommandError::io(format!("path `{}` cannot be used: {e}", path.display())))
 }
 
 /// Creates a persistent path (and parents) before it is recorded, so a bad path fails the
 /// command instead of the next write.
 pub fn prepare_persistent_path(path: &Path) -> Result<(), CommandError> {
     std::fs::create_dir_all(path).map_err(|e| {
-        CommandError::Refused(format!(
+        CommandError::io(format!(
             "persistent path `{}` cannot be created: {e}",
             path.display()
         ))

@@ -7,6 +7,8 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::json;
 
+use crate::error::ErrorKind;
+
 use super::{Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, ValueKind};
 use crate::ccs::{Cluster, DbState, Id};
 use crate::lang::DbRef;
@@ -115,8 +117,10 @@ impl RecoverCommand {
 }
 
 fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
-    RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
-        .map_err(|e| CommandError::Failed(e.to_string()))
+    Ok(RedisServer::locate(
+        ctx.redis_server.as_deref(),
+        cluster.redis_server.as_deref(),
+    )?)
 }
 
 fn pending(cluster: &Cluster) -> Vec<Id> {
@@ -146,7 +150,7 @@ async fn list(ctx: &Context) -> Result<Reply, CommandError> {
     let mut plan = RecoveryPlan::default();
     while let Some(joined) = set.join_next().await {
         plan.databases
-            .push(joined.map_err(|e| CommandError::Failed(e.to_string()))?);
+            .push(joined.map_err(|e| CommandError::internal(e.to_string()))?);
         task.set_position(plan.databases.len() as u64);
     }
     task.finish("done");
@@ -275,14 +279,14 @@ async fn recover(
         let (rec, shared, id) = (rec.clone(), shared.clone(), *id);
         set.spawn(async move {
             let result = recover_db(rec, shared, id, &|stage| task.set_message(stage)).await;
-            (id, result.map_err(|e| e.to_string()), task)
+            (id, result.map_err(CommandError::from), task)
         });
     }
 
-    let mut outcomes: Vec<(Id, Result<Recovered, String>)> = Vec::new();
+    let mut outcomes: Vec<(Id, Result<Recovered, CommandError>)> = Vec::new();
     let (mut ok, mut failed) = (0, 0);
     while let Some(joined) = set.join_next().await {
-        let (id, result, task) = joined.map_err(|e| CommandError::Failed(e.to_string()))?;
+        let (id, result, task) = joined.map_err(|e| CommandError::internal(e.to_string()))?;
         // Each success is recorded at once, so a shell killed later keeps it.
         let result = result.and_then(|r| activate(&lock, &mut cluster, &r).map(|_| r));
         match &result {
@@ -321,7 +325,8 @@ async fn recover(
             .filter_map(|(id, r)| r.as_ref().err().map(|e| json!({
                 "id": id,
                 "name": cluster.databases[id].config.name,
-                "reason": e,
+                "reason": e.message(),
+                "kind": e.kind(),
             })))
             .collect::<Vec<_>>(),
     });
@@ -333,7 +338,15 @@ async fn recover(
     if failed > 0 {
         // The whole report, then a failed line: exit status 1, a script stops here.
         let total = ok + failed;
-        return Ok(reply.failed(format!("{failed} of {total} databases failed to recover; fix what the lines above name and run it again")));
+        // The first failure's kind stands for the command's.
+        let kind = outcomes
+            .iter()
+            .find_map(|(_, r)| r.as_ref().err())
+            .map_or(ErrorKind::Internal, CommandError::kind);
+        return Ok(reply.failed(
+            CommandError::new(kind, format!("{failed} of {total} databases failed to recover; fix what the lines above name and run it again"))
+                .hinted("fix what the lines above name and run it again"),
+        ));
     }
     Ok(reply)
 }
@@ -353,7 +366,7 @@ fn no_such_db(cluster: &Cluster, given: &DbRef) -> CommandError {
             .min(),
         DbRef::Id(_) => None,
     };
-    CommandError::Refused(match near {
+    CommandError::not_found(match near {
         Some((_, n)) => format!("there is no database `{given}`, did you mean `{n}`?"),
         None if names.is_empty() => format!("there is no database `{given}`: the cluster has none"),
         None => format!(
@@ -412,20 +425,20 @@ fn activate(
     lock: &crate::ccs::StoreLock,
     cluster: &mut Cluster,
     r: &Recovered,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     let mut next = cluster.clone();
-    let db = next
-        .databases
-        .get_mut(&r.id)
-        .ok_or_else(|| format!("db:{} vanished from the configuration", r.id))?;
+    let db = next.databases.get_mut(&r.id).ok_or_else(|| {
+        CommandError::internal(format!("db:{} vanished from the configuration", r.id))
+    })?;
     db.state = DbState::Active;
     for shard in &mut db.shards {
         if let Some((_, pid)) = r.pids.iter().find(|(id, _)| *id == shard.id) {
             shard.pid = Some(*pid);
         }
     }
-    lock.save(&mut next)
-        .map_err(|e| format!("recovered, but the configuration could not be saved: {e}"))?;
+    lock.save(&mut next).map_err(|e| {
+        CommandError::from(e).context("recovered, but the configuration could not be saved")
+    })?;
     *cluster = next;
     clear_markers(cluster, &cluster.databases[&r.id]);
     Ok(())

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::CommandError;
+
 /// A command's result. The library builds it; the renderer prints it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reply {
@@ -13,7 +15,7 @@ pub struct Reply {
     pub exit: bool,
     /// The command ran, but what it found is a failure (a bad file under `check file`):
     /// the reply is still printed in full, then this error, and the line fails.
-    pub failure: Option<String>,
+    pub failure: Option<CommandError>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +58,8 @@ impl Reply {
     }
 
     /// Marks the reply as a failure (see [`Reply::failure`]).
-    pub fn failed(mut self, error: impl Into<String>) -> Reply {
-        self.failure = Some(error.into());
+    pub fn failed(mut self, error: CommandError) -> Reply {
+        self.failure = Some(error);
         self
     }
 

@@ -72,23 +72,7 @@ pub async fn create_db_with(
 
 async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
     let name = &req.config.name;
-    let bad = |reason| DbError::BadName {
-        name: name.clone(),
-        reason,
-    };
-    if name.is_empty() || name.len() > 64 {
-        return Err(bad("it must have 1 to 64 characters"));
-    }
-    // A leading letter keeps names apart from ids (`3`, `db:3`).
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err(bad("it must start with a letter"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(bad("only letters, digits, `-`, `_` and `.` are allowed"));
-    }
+    crate::ccs::names::check_db_name(name).map_err(DbError::BadName)?;
     if cluster.database_by_name(name).is_some() {
         return Err(DbError::NameTaken(name.clone()));
     }

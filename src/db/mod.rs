@@ -34,8 +34,9 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum DbError {
     #[error("database name `{0}` is already used")]
     NameTaken(String),
-    #[error("bad database name `{name}`: {reason}")]
-    BadName { name: String, reason: &'static str },
+    /// The message of [`crate::ccs::names::check_db_name`].
+    #[error("{0}")]
+    BadName(String),
     #[error("no database `{0}`")]
     NoSuchDb(String),
     #[error("no node:{0} in the cluster")]
@@ -74,6 +75,48 @@ pub enum DbError {
     Interrupted(String),
     #[error(transparent)]
     Server(#[from] ServerError),
+}
+
+impl crate::error::DomainError for DbError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            DbError::BadName(_) | DbError::BadShards { .. } | DbError::BadSyncSource { .. } => {
+                ErrorKind::Usage
+            }
+            DbError::NoSuchDb(_) | DbError::NoSuchNode(_) => ErrorKind::NotFound,
+            DbError::NameTaken(_)
+            | DbError::TooFewNodes { .. }
+            | DbError::PortReserved { .. }
+            | DbError::ShardDirExists(_)
+            | DbError::PendingRecovery { .. } => ErrorKind::Conflict,
+            DbError::RestartIncomplete { cause, .. } => cause.kind(),
+            DbError::Interrupted(_) => ErrorKind::Interrupted,
+            DbError::Server(e) => e.kind(),
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            DbError::TooFewNodes { .. } => vec!["add a node with `node add`".into()],
+            DbError::PendingRecovery { name, .. } => {
+                vec![format!(
+                    "run `recover db {}` first",
+                    crate::lang::quote(name)
+                )]
+            }
+            DbError::RestartIncomplete { name, cause, .. } => {
+                let mut hints = cause.hints();
+                hints.push(format!(
+                    "fix the cause and run `restart db {}` again",
+                    crate::lang::quote(name)
+                ));
+                hints
+            }
+            DbError::Server(e) => e.hints(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 fn shard_list(ids: &[Id]) -> String {

@@ -60,6 +60,21 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Command text that does not parse is always a usage error; the nearest keyword is its
+/// hint.
+impl crate::error::DomainError for ParseError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Usage
+    }
+
+    fn hints(&self) -> Vec<String> {
+        self.suggestion
+            .iter()
+            .map(|s| format!("did you mean `{s}`?"))
+            .collect()
+    }
+}
+
 /// The candidate closest to `word`, if any is close enough to be a likely typo.
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let word = word.to_ascii_lowercase();

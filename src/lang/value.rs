@@ -18,8 +18,12 @@ use super::lexer::quote;
 /// What an argument accepts. Drives parsing, usage text and completion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueKind {
-    /// Any word: names, rack ids.
+    /// Any word: rack ids.
     Word,
+    /// A cluster name ([`crate::ccs::names::check_cluster_name`]).
+    ClusterName,
+    /// A database name ([`crate::ccs::names::check_db_name`]).
+    DbName,
     /// A non-negative integer.
     Integer,
     /// Bytes, with an optional unit: `1gb`, `512mb`, `100kb`, `4096`.
@@ -103,6 +107,7 @@ impl ValueKind {
     pub fn describe(self) -> String {
         match self {
             ValueKind::Word => "a word".into(),
+            ValueKind::ClusterName | ValueKind::DbName => "a name".into(),
             ValueKind::Integer => "a number".into(),
             ValueKind::Size => "a size such as `512mb` or `1gb`".into(),
             ValueKind::Port => "a port (1-65535)".into(),
@@ -129,6 +134,14 @@ impl ValueKind {
         }
         let value = match self {
             ValueKind::Word => Value::Word(text.to_string()),
+            ValueKind::ClusterName => {
+                crate::ccs::names::check_cluster_name(text)?;
+                Value::Word(text.to_string())
+            }
+            ValueKind::DbName => {
+                crate::ccs::names::check_db_name(text)?;
+                Value::Word(text.to_string())
+            }
             ValueKind::Secret => Value::Secret(text.to_string()),
             ValueKind::Path => Value::Path(PathBuf::from(text)),
             ValueKind::Integer => Value::Integer(whole(integer, text).ok_or_else(bad)?),

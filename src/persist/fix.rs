@@ -21,6 +21,27 @@ pub enum FixError {
     Io { path: PathBuf, source: io::Error },
 }
 
+impl crate::error::DomainError for FixError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            FixError::NotFixable { .. } | FixError::DestExists(_) | FixError::DestIsSource(_) => {
+                ErrorKind::Conflict
+            }
+            FixError::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            FixError::DestExists(_) | FixError::DestIsSource(_) => {
+                vec!["choose a new path".into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct FixOutcome {
     /// What was written (a file, or a directory for a multi-part AOF).

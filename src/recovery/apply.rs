@@ -83,6 +83,32 @@ pub enum RecoverError {
     Internal(String),
 }
 
+impl crate::error::DomainError for RecoverError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            RecoverError::Blocked(_) | RecoverError::KeyCount { .. } => ErrorKind::Damaged,
+            RecoverError::ShardDirTaken(_) => ErrorKind::Conflict,
+            RecoverError::Io { .. } => ErrorKind::Io,
+            RecoverError::Copy(e) => e.kind(),
+            RecoverError::Server(e) => e.kind(),
+            RecoverError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            RecoverError::ShardDirTaken(_) => vec![
+                "move the files away (or point the node's recovery path at them) and run again"
+                    .into(),
+            ],
+            RecoverError::Copy(e) => e.hints(),
+            RecoverError::Server(e) => e.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// A database brought back, for the caller to record and report.
 #[derive(Serialize, Clone, Debug)]
 pub struct Recovered {

@@ -29,6 +29,27 @@ pub enum CopyError {
     InsideRecoveryPath { dir: PathBuf, recovery: PathBuf },
 }
 
+impl crate::error::DomainError for CopyError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            CopyError::Read { .. } | CopyError::Write { .. } | CopyError::Mismatch { .. } => {
+                ErrorKind::Io
+            }
+            CopyError::InsideRecoveryPath { .. } => ErrorKind::Conflict,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            CopyError::InsideRecoveryPath { .. } => {
+                vec!["give the node a persistent path outside its recovery path".into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What a copy brought over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Copied {

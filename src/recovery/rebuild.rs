@@ -140,6 +140,44 @@ pub enum RebuildError {
     BadPath { path: PathBuf, reason: String },
 }
 
+impl crate::error::DomainError for RebuildError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            RebuildError::BackupUnreadable { .. } => ErrorKind::Io,
+            RebuildError::BackupInvalid { .. } | RebuildError::BackupFormat { .. } => {
+                ErrorKind::Damaged
+            }
+            RebuildError::UnknownNode { .. } | RebuildError::NoIdentities { .. } => {
+                ErrorKind::NotFound
+            }
+            RebuildError::ForeignBackup { .. }
+            | RebuildError::NewerBackup { .. }
+            | RebuildError::AllocTooSmall { .. }
+            | RebuildError::ClusterExists { .. }
+            | RebuildError::BackupTarget { .. } => ErrorKind::Conflict,
+            RebuildError::RecoveryPath { .. } | RebuildError::BadPath { .. } => ErrorKind::Io,
+            RebuildError::Store(e) => e.kind(),
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            RebuildError::NewerBackup { newer, .. } => vec![
+                format!("recover from `{}`", newer.display()),
+                "move it aside to recover from the older one".into(),
+            ],
+            RebuildError::AllocTooSmall { conflict, .. } => vec![format!(
+                "give an alloc_id above {} or leave it out",
+                conflict.id
+            )],
+            RebuildError::ClusterExists { .. } => vec!["use another `--home`".into()],
+            RebuildError::Store(e) => e.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Picks the allocator: above every id found in use. A given value at or below the
 /// largest would hand out an id twice, so it is refused rather than raised silently.
 pub fn choose_alloc_id(

@@ -64,6 +64,32 @@ pub enum ServerError {
     Cluster(String),
 }
 
+impl crate::error::DomainError for ServerError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ServerError::Io { .. } => ErrorKind::Io,
+            ServerError::PortTaken { .. } | ServerError::NoFreePort { .. } => ErrorKind::Conflict,
+            ServerError::NotFound { .. }
+            | ServerError::Version { .. }
+            | ServerError::StartFailed { .. }
+            | ServerError::Redis { .. }
+            | ServerError::Timeout { .. }
+            | ServerError::Cluster(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            ServerError::NotFound { .. } => vec![
+                "install it with `apt-get install redis-server`".into(),
+                "give its path with `--redis-server <path>`".into(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
 fn tail_suffix(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()

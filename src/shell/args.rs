@@ -41,6 +41,19 @@ pub enum UsageError {
     FileAndCommand,
 }
 
+impl crate::error::DomainError for UsageError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Usage
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            UsageError::UnknownFlag(_) => vec!["see `lazarus --help`".into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
 pub const USAGE: &str = "\
 lazarus: an rladmin-style admin and recovery shell for Redis OSS / Valkey clusters
 

@@ -16,10 +16,11 @@ use anyhow::Context as _;
 pub use args::{Args, Mode, UsageError, USAGE};
 
 use crate::ccs::Store;
-use crate::cmd::{self, Context, NoProgress};
+use crate::cmd::{self, CommandError, Context, NoProgress};
+use crate::error::ErrorKind;
 use crate::lang::{self, complete, quote};
 
-/// Exit statuses.
+/// Exit statuses. A failed command's is its error's kind's ([`ErrorKind::exit_code`]).
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -29,18 +30,15 @@ pub const EXIT_USAGE: u8 = 2;
 pub enum Outcome {
     Done,
     Exit,
-    /// Nothing ran: the line did not parse.
-    ParseError,
-    /// The command ran and failed.
-    Failed,
+    /// The line did not parse (kind `usage`: nothing ran), or the command ran and failed.
+    Failed(ErrorKind),
 }
 
 impl Outcome {
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Done | Outcome::Exit => EXIT_OK,
-            Outcome::Failed => EXIT_FAILED,
-            Outcome::ParseError => EXIT_USAGE,
+            Outcome::Failed(kind) => kind.exit_code(),
         }
     }
 }
@@ -117,16 +115,13 @@ impl Session {
             Err(e) => {
                 // Secrets never reach the output, not even inside an error.
                 let shown = lang::mask(cmd::registry(), line);
+                let error = CommandError::from(e.clone());
                 if self.json {
-                    let doc = render::json_error(
-                        shown.trim(),
-                        &e.to_string(),
-                        Some((e.span.start, e.span.end)),
-                    );
+                    let doc = render::json_error(shown.trim(), &error, Some(e.span.clone()));
                     let _ = writeln!(out, "{doc}");
                 }
                 let _ = writeln!(err, "{lazarus} {at}{}", e.render(&shown));
-                return Outcome::ParseError;
+                return Outcome::Failed(error.kind());
             }
         };
         let text = lang::redact(cmd::registry(), &command.to_string());
@@ -139,7 +134,7 @@ impl Session {
             .runtime
             .block_on(interruptible(task, cancel, err))
             .unwrap_or_else(|e| {
-                Err(cmd::CommandError::Failed(format!(
+                Err(CommandError::internal(format!(
                     "internal error while running `{text}`: {e}"
                 )))
             });
@@ -155,7 +150,7 @@ impl Session {
                 let _ = out.flush();
                 if let Some(error) = &reply.failure {
                     let _ = writeln!(err, "{lazarus} {at}{error}");
-                    Outcome::Failed
+                    Outcome::Failed(error.kind())
                 } else if reply.exit {
                     Outcome::Exit
                 } else {
@@ -164,10 +159,10 @@ impl Session {
             }
             Err(e) => {
                 if self.json {
-                    let _ = writeln!(out, "{}", render::json_error(&text, &e.to_string(), None));
+                    let _ = writeln!(out, "{}", render::json_error(&text, &e, None));
                 }
                 let _ = writeln!(err, "{lazarus} {at}{e}");
-                Outcome::Failed
+                Outcome::Failed(e.kind())
             }
         }
     }

@@ -4,7 +4,9 @@
 use comfy_table::{presets, ContentArrangement, Table as Grid};
 use serde_json::{json, Value};
 
-use crate::cmd::{Block, Reply, Table};
+use std::ops::Range;
+
+use crate::cmd::{Block, CommandError, Reply, Table};
 
 /// A reply as people read it.
 pub fn text(reply: &Reply) -> String {
@@ -43,7 +45,8 @@ fn grid(table: &Table) -> String {
     }
 }
 
-/// `{"command": "...", "ok": true, "result": ..., "messages": [...]}`.
+/// `{"command": "...", "ok": true, "result": ..., "messages": [...]}`; a reply marked
+/// failed adds its error as [`json_error`] does.
 pub fn json_ok(command: &str, reply: &Reply) -> Value {
     let mut doc = json!({
         "command": command,
@@ -52,18 +55,26 @@ pub fn json_ok(command: &str, reply: &Reply) -> Value {
         "messages": reply.lines(),
     });
     if let Some(error) = &reply.failure {
-        doc["error"] = json!(error);
+        add_error(&mut doc, error);
     }
     doc
 }
 
-/// `{"command": "...", "ok": false, "error": "..."}`; parse errors add `"span": [s, e]`.
-pub fn json_error(command: &str, error: &str, span: Option<(usize, usize)>) -> Value {
-    let mut doc = json!({ "command": command, "ok": false, "error": error });
-    if let Some((s, e)) = span {
-        doc["span"] = json!([s, e]);
+/// `{"command": "...", "ok": false, "error": "...", "kind": "not_found", "hints": [...]}`;
+/// parse errors add `"span": [s, e]`.
+pub fn json_error(command: &str, error: &CommandError, span: Option<Range<usize>>) -> Value {
+    let mut doc = json!({ "command": command, "ok": false });
+    add_error(&mut doc, error);
+    if let Some(span) = span {
+        doc["span"] = json!([span.start, span.end]);
     }
     doc
+}
+
+fn add_error(doc: &mut Value, error: &CommandError) {
+    doc["error"] = json!(error.message());
+    doc["kind"] = json!(error.kind());
+    doc["hints"] = json!(error.hints());
 }
 
 #[cfg(test)]
@@ -81,5 +92,18 @@ mod tests {
          node:1  127.0.0.1
         Done.
         ");
+    }
+
+    /// The two kinds no end-to-end test can cause on purpose.
+    #[test]
+    fn interrupted_and_internal_errors_in_json() {
+        let interrupted = CommandError::from(crate::db::DbError::Interrupted("c".into()));
+        let doc = json_error("create db c", &interrupted, None);
+        assert_eq!(doc["kind"], "interrupted");
+        assert_eq!(doc["hints"], json!([]));
+        let internal = CommandError::internal("internal error while running `status`: panic");
+        let doc = json_error("status", &internal, None);
+        assert_eq!(doc["kind"], "internal");
+        assert!(doc.get("span").is_none());
     }
 }

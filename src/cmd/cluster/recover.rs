@@ -10,9 +10,9 @@ use super::super::{
     Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply, Table,
     ValueKind,
 };
-use super::{check_name, ClusterCommand};
+use super::ClusterCommand;
 use crate::lang::quote;
-use crate::recovery::rebuild::{self, FromBackup, FromIdentities, RebuildError, RecoverRequest};
+use crate::recovery::rebuild::{self, FromBackup, FromIdentities, RecoverRequest};
 
 pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
     elements: &[
@@ -48,7 +48,7 @@ pub(super) const FROM_IDENTITIES: CommandSyntax = CommandSyntax {
             Opt::optional("node_uid", "node", ValueKind::Node),
             Opt::optional("persistent_path", "path", ValueKind::Path),
             Opt::optional("addr", "ip", ValueKind::Ip),
-            Opt::optional("name", "name", ValueKind::Word),
+            Opt::optional("name", "name", ValueKind::ClusterName),
             Opt::optional("alloc_id", "n", ValueKind::Integer),
         ]),
     ],
@@ -75,9 +75,6 @@ fn build_from_backup(m: &Match) -> Result<Command, ParseError> {
 
 fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
     let name: Option<String> = m.opt("name");
-    if let Some(name) = &name {
-        check_name(name).map_err(|e| ParseError::new(m.span_of("name"), e))?;
-    }
     Ok(Command::Cluster(ClusterCommand::Recover(
         RecoverRequest::Identities(FromIdentities {
             cluster_id: m.req("cluster_id")?,
@@ -93,10 +90,7 @@ fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
 /// `cluster recover ...`: stores the rebuilt configuration and says what was chosen,
 /// what was left out, and what to do next.
 pub(super) fn apply(ctx: &Context, req: &RecoverRequest) -> Result<Reply, CommandError> {
-    let rebuilt = rebuild::recover(&ctx.store, req).map_err(|e| match e {
-        RebuildError::Store(e) => CommandError::Store(e),
-        e => CommandError::Refused(e.to_string()),
-    })?;
+    let rebuilt = rebuild::recover(&ctx.store, req)?;
     let cluster = &rebuilt.cluster;
     let from = match req {
         RecoverRequest::Backup(_) => "its CCS backup".to_string(),

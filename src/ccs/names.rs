@@ -31,7 +31,7 @@ pub fn check_db_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{name}` is not a valid database name: use 1-64 letters, digits, `-`, `_` or `.`, starting with a letter"
+            "`{name}` is not a valid database name: use 1-64 letters, digits, `-`, `_` or `.`; it must start with a letter"
         ))
     }
 }
@@ -53,7 +53,7 @@ mod tests {
         check_cluster_name("3abc").unwrap();
         assert_eq!(
             check_db_name("3abc").unwrap_err(),
-            "`3abc` is not a valid database name: use 1-64 letters, digits, `-`, `_` or `.`, starting with a letter"
+            "`3abc` is not a valid database name: use 1-64 letters, digits, `-`, `_` or `.`; it must start with a letter"
         );
     }
 }

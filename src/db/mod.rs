@@ -81,11 +81,12 @@ impl crate::error::DomainError for DbError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            DbError::BadName(_) | DbError::BadShards { .. } | DbError::BadSyncSource { .. } => {
-                ErrorKind::Usage
-            }
+            DbError::BadName(_) | DbError::BadShards { .. } => ErrorKind::Usage,
             DbError::NoSuchDb(_) | DbError::NoSuchNode(_) => ErrorKind::NotFound,
-            DbError::NameTaken(_)
+            // Its form was checked when the line was parsed: what is left is where it
+            // points (itself, a sharded database, nothing answering).
+            DbError::BadSyncSource { .. }
+            | DbError::NameTaken(_)
             | DbError::TooFewNodes { .. }
             | DbError::PortReserved { .. }
             | DbError::ShardDirExists(_)

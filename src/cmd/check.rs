@@ -156,11 +156,11 @@ fn render(r: &FileReport) -> Reply {
         ("bytes", r.bytes.to_string()),
         (
             "keys",
-            format!(
-                "{}{}",
-                r.keys,
-                if r.keys_exact { "" } else { " (estimate)" }
-            ),
+            match (&r.keys_estimate_why, r.keys_exact) {
+                (Some(why), false) => format!("{} (estimate: {why})", r.keys),
+                (None, false) => format!("{} (estimate)", r.keys),
+                _ => r.keys.to_string(),
+            },
         ),
     ]);
     let dbs: Vec<String> = r

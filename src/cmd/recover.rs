@@ -403,6 +403,12 @@ fn success_text(r: &Recovered) -> String {
     if !kinds.is_empty() {
         text.push_str(&format!(" ({} keys from {})", r.keys, kinds.join(" and ")));
     }
+    if !r.unverified.is_empty() {
+        text.push_str(&format!(
+            "; key count not verified for {}",
+            r.unverified.join("; ")
+        ));
+    }
     if !r.empty.is_empty() {
         let shards: Vec<String> = r.empty.iter().map(|s| format!("redis:{s}")).collect();
         text.push_str(&format!(

@@ -7,12 +7,14 @@
 //! touch. Only when there are such commands does a second pass learn which of those keys
 //! the base holds and replay the commands over them. See [`super::aof_keys`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 
-use super::aof_keys::{self, Class, Effect, Replay, TRACK_CAP};
+use super::aof_keys::{self, Class, Effect, Ttl};
+use super::aof_replay::{DbCounts, Replay};
 use super::error::{FaultKind, ParseError};
+use super::fp_set::FpSet;
 use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
 use super::resp::{Command, RespReader};
 use super::source::Source;
@@ -123,11 +125,14 @@ pub(crate) struct FirstPass<'a> {
     pub slots: Option<&'a mut SlotCheck>,
     pub base: Option<RdbOutcome>,
     /// Keys per db counted from a RESP base (by runs of the same key).
-    pub resp_base: BTreeMap<u32, u64>,
-    pub resp_expires: (u64, u64),
-    pub touched: HashSet<u64>,
+    pub resp_base: BTreeMap<u32, DbCounts>,
+    pub touched: FpSet,
+    /// More keys touched than the set holds: counts not exact.
+    pub full: bool,
     pub replay_needed: bool,
     pub exact: bool,
+    /// The first command that made the count inexact, and why.
+    pub inexact_why: Option<String>,
     now_ms: i64,
     db: u32,
     /// The key of the previous base command (a rewrite emits each key's commands together).
@@ -141,10 +146,11 @@ impl<'a> FirstPass<'a> {
             slots,
             base: None,
             resp_base: BTreeMap::new(),
-            resp_expires: (0, 0),
-            touched: HashSet::new(),
+            touched: FpSet::default(),
+            full: false,
             replay_needed: false,
             exact: true,
+            inexact_why: None,
             now_ms,
             db: 0,
             last_key: None,
@@ -166,26 +172,34 @@ impl<'a> FirstPass<'a> {
                     self.exact = false;
                     return;
                 };
+                let counts = self.resp_base.entry(self.db).or_default();
                 if self.last_key.as_deref() != Some(key) {
                     let last = self.last_key.get_or_insert_with(Vec::new);
                     last.clear();
                     last.extend_from_slice(key);
-                    *self.resp_base.entry(self.db).or_default() += 1;
+                    counts.keys += 1;
                     if let Some(s) = self.slots.as_deref_mut() {
                         s.check(key);
                     }
                 }
-                if cmd
-                    .arg(0)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(b"pexpireat"))
-                {
-                    self.resp_expires.0 += 1;
-                    if parse_i64(cmd.arg(2)).is_some_and(|ms| ms < self.now_ms) {
-                        self.resp_expires.1 += 1;
-                    }
+                // A rewrite gives each key with a TTL one `PEXPIREAT key ms` after its data.
+                if let Some(ttl) = base_ttl(class, cmd, self.now_ms) {
+                    counts.expires += 1;
+                    counts.expired += u64::from(ttl == Ttl::Past);
                 }
             }
         }
+    }
+}
+
+/// The TTL a base (rewrite output) command sets: its `PEXPIREAT key ms`.
+fn base_ttl(class: Class, cmd: &Command<'_>, now_ms: i64) -> Option<Ttl> {
+    match class {
+        Class::Expire {
+            ms: true,
+            abs: true,
+        } => parse_i64(cmd.arg(2)).map(|ms| Ttl::at(ms, now_ms)),
+        _ => None,
     }
 }
 
@@ -206,49 +220,53 @@ impl AofSink for FirstPass<'_> {
         if let Some(s) = self.slots.as_deref_mut() {
             for i in aof_keys::written_keys(class, cmd.argc) {
                 if let Some(key) = cmd.arg(i) {
-                    if !self.touched.contains(&aof_keys::fingerprint(key)) {
+                    if !self.touched.contains(aof_keys::fingerprint(key)) {
                         s.check(key);
                     }
                 }
             }
         }
-        aof_keys::effects(class, cmd, &mut self.effects);
+        aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
         for e in &self.effects {
-            match *e {
-                Effect::Create(k)
-                | Effect::CreateIn(k, _)
-                | Effect::Remove(k)
-                | Effect::Move(k, _) => {
-                    if self.touched.len() < TRACK_CAP {
-                        self.touched.insert(k);
-                    } else if !self.touched.contains(&k) {
-                        self.exact = false;
+            match e {
+                Effect::Inexact => {
+                    self.exact = false;
+                    if self.inexact_why.is_none() {
+                        let name = cmd.arg(0).map(String::from_utf8_lossy).unwrap_or_default();
+                        self.inexact_why = Some(format!(
+                            "the AOF's `{}` commands (and maybe others) may delete keys as a side \
+                             effect, or have arguments the reader does not follow",
+                            name.to_ascii_uppercase()
+                        ));
                     }
-                    self.replay_needed = true;
                 }
-                Effect::FlushDb | Effect::FlushAll | Effect::SwapDb(..) => {
-                    self.replay_needed = true
+                Effect::Select(_) | Effect::AllAbsent(_) => {}
+                _ => self.replay_needed = true,
+            }
+            for k in e.keys().into_iter().flatten() {
+                if self.touched.insert(k).is_none() {
+                    self.full = true;
+                    self.exact = false;
                 }
-                Effect::Inexact => self.exact = false,
-                Effect::Select(_) => {}
             }
         }
     }
 }
 
-/// Pass two: which touched keys the base holds, then the incr commands replayed.
+/// Pass two: which touched keys the base holds (and their TTLs), then the incr commands
+/// replayed.
 pub(crate) struct SecondPass<'a> {
-    pub touched: &'a HashSet<u64>,
-    pub replay: Replay,
+    pub replay: Replay<'a>,
+    now_ms: i64,
     db: u32,
     effects: Vec<Effect>,
 }
 
 impl<'a> SecondPass<'a> {
-    pub fn new(touched: &'a HashSet<u64>, base_counts: BTreeMap<u32, u64>) -> Self {
+    pub fn new(touched: &'a FpSet, base_counts: BTreeMap<u32, DbCounts>, now_ms: i64) -> Self {
         SecondPass {
-            touched,
-            replay: Replay::new(base_counts, HashMap::new()),
+            replay: Replay::new(touched, base_counts),
+            now_ms,
             db: 0,
             effects: Vec::new(),
         }
@@ -256,11 +274,10 @@ impl<'a> SecondPass<'a> {
 }
 
 impl KeyVisitor for SecondPass<'_> {
-    fn key(&mut self, db: u32, key: &[u8], _expire_ms: Option<i64>) {
-        let fp = aof_keys::fingerprint(key);
-        if self.touched.contains(&fp) {
-            self.replay.live.entry(db).or_default().insert(fp);
-        }
+    fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        let ttl = expire_ms.map_or(Ttl::None, |ms| Ttl::at(ms, self.now_ms));
+        self.replay
+            .base_key(db, aof_keys::fingerprint(key), Some(ttl));
     }
 }
 
@@ -282,17 +299,16 @@ impl AofSink for SecondPass<'_> {
                 Class::Keyless | Class::Multi | Class::Exec => {}
                 _ => {
                     if let Some(key) = base_key(class, cmd) {
-                        let db = self.db;
-                        self.key(db, key, None);
+                        let ttl = base_ttl(class, cmd, self.now_ms);
+                        self.replay
+                            .base_key(self.db, aof_keys::fingerprint(key), ttl);
                     }
                 }
             }
             return;
         }
-        aof_keys::effects(class, cmd, &mut self.effects);
-        for e in &self.effects {
-            self.replay.apply(e);
-        }
+        aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
+        self.replay.apply_all(&self.effects);
     }
 }
 

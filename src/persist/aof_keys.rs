@@ -1,18 +1,21 @@
-//! What an AOF command does to the key set, for counting the keys an AOF leaves.
+//! What an AOF command does to the key set and to keys' expiries, for counting the keys
+//! an AOF leaves and how many of them carry a TTL.
 //!
-//! Keys are tracked as 64-bit fingerprints, and only keys that incremental commands touch,
-//! so memory stays bounded however big the base is. Commands that may delete a key as a
-//! side effect (popping the last element, an empty `*STORE` result, ...) or that this
-//! table does not know make the count inexact rather than wrong-and-confident.
-
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::Hasher;
+//! Keys are named by 64-bit fingerprints ([`super::fp_set`]). Commands that may delete a
+//! key as a side effect (popping the last element, an empty `*STORE` result, ...), or
+//! whose arguments this table cannot read as the server would, make the count inexact
+//! rather than wrong-and-confident. An AOF holds only commands that succeeded when they
+//! were written, and replaying it repeats them from the same state, so conditions
+//! (`NX`, `XX`, `GT`, ...) are judged against the replayed state.
 
 use super::resp::Command;
 
-/// Distinct keys tracked before giving up on an exact count (about 20 MB of fingerprints).
-pub(crate) const TRACK_CAP: usize = 1 << 20;
+pub(crate) use super::fp_set::fingerprint;
+
+/// Logical databases a server has unless configured otherwise (`databases 16`), as the
+/// shards Lazarus starts run: `SELECT 16` fails there, and so does loading an RDB that
+/// holds a database numbered 16 or more.
+pub(crate) const DATABASES: u32 = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Class {
@@ -25,18 +28,42 @@ pub(crate) enum Class {
     FlushDb,
     FlushAll,
     SwapDb,
-    /// Creates (or keeps) the key in argument 1.
+    /// Creates the key in argument 1, or changes it keeping its TTL.
     Create1,
-    /// MSET / MSETNX: keys at 1, 3, 5, ...
-    CreateOdd,
     /// XGROUP <sub> <key>: keeps or creates the key in argument 2.
     Create2,
+    /// SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL].
+    Set,
+    /// SETNX key value.
+    SetNx,
+    /// SETEX / PSETEX key ttl value (`ms`: PSETEX).
+    SetEx {
+        ms: bool,
+    },
+    /// GETSET key value: a new value, no TTL.
+    GetSet,
+    /// GETEX key [EX|PX|EXAT|PXAT n|PERSIST].
+    GetEx,
+    /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key n [NX|XX|GT|LT].
+    Expire {
+        ms: bool,
+        abs: bool,
+    },
+    Persist,
+    /// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f].
+    Restore,
+    /// MSET: keys at 1, 3, 5, ...
+    Mset,
+    /// MSETNX: all or none of them.
+    MsetNx,
     /// DEL / UNLINK: every argument is a key removed.
     RemoveAll,
     /// GETDEL: removes argument 1.
     Remove1,
     /// RENAME / RENAMENX src dst.
-    Rename,
+    Rename {
+        nx: bool,
+    },
     /// MOVE key db.
     Move,
     /// COPY src dst [DB n] [REPLACE].
@@ -60,18 +87,42 @@ pub(crate) fn classify(name: &[u8]) -> Class {
         b"flushdb" => FlushDb,
         b"flushall" => FlushAll,
         b"swapdb" => SwapDb,
-        b"set" | b"setnx" | b"setex" | b"psetex" | b"getset" | b"append" | b"incr" | b"decr"
-        | b"incrby" | b"decrby" | b"incrbyfloat" | b"setrange" | b"setbit" | b"bitfield"
-        | b"hset" | b"hmset" | b"hsetnx" | b"hincrby" | b"hincrbyfloat" | b"sadd" | b"zadd"
-        | b"zincrby" | b"lpush" | b"rpush" | b"lpushx" | b"rpushx" | b"linsert" | b"lset"
-        | b"xadd" | b"xsetid" | b"xclaim" | b"xautoclaim" | b"xack" | b"xtrim" | b"xdel"
-        | b"pfadd" | b"pfmerge" | b"geoadd" | b"restore" | b"restore-asking" | b"expire"
-        | b"pexpire" | b"expireat" | b"pexpireat" | b"persist" | b"getex" => Create1,
-        b"mset" | b"msetnx" => CreateOdd,
+        b"set" => Set,
+        b"setnx" => SetNx,
+        b"setex" => SetEx { ms: false },
+        b"psetex" => SetEx { ms: true },
+        b"getset" => GetSet,
+        b"getex" => GetEx,
+        b"expire" => Expire {
+            ms: false,
+            abs: false,
+        },
+        b"pexpire" => Expire {
+            ms: true,
+            abs: false,
+        },
+        b"expireat" => Expire {
+            ms: false,
+            abs: true,
+        },
+        b"pexpireat" => Expire {
+            ms: true,
+            abs: true,
+        },
+        b"persist" => Persist,
+        b"restore" | b"restore-asking" => Restore,
+        b"append" | b"incr" | b"decr" | b"incrby" | b"decrby" | b"incrbyfloat" | b"setrange"
+        | b"setbit" | b"bitfield" | b"hset" | b"hmset" | b"hsetnx" | b"hincrby"
+        | b"hincrbyfloat" | b"sadd" | b"zadd" | b"zincrby" | b"lpush" | b"rpush" | b"lpushx"
+        | b"rpushx" | b"linsert" | b"lset" | b"xadd" | b"xsetid" | b"xclaim" | b"xautoclaim"
+        | b"xack" | b"xtrim" | b"xdel" | b"pfadd" | b"pfmerge" | b"geoadd" => Create1,
+        b"mset" => Mset,
+        b"msetnx" => MsetNx,
         b"xgroup" => Create2,
         b"del" | b"unlink" => RemoveAll,
         b"getdel" => Remove1,
-        b"rename" | b"renamenx" => Rename,
+        b"rename" => Rename { nx: false },
+        b"renamenx" => Rename { nx: true },
         b"move" => Move,
         b"copy" => Copy,
         b"lpop" | b"rpop" | b"blpop" | b"brpop" | b"lrem" | b"ltrim" | b"srem" | b"spop"
@@ -80,7 +131,7 @@ pub(crate) fn classify(name: &[u8]) -> Class {
         | b"sdiffstore" | b"zunionstore" | b"zinterstore" | b"zdiffstore" | b"zrangestore"
         | b"geosearchstore" | b"georadius" | b"georadiusbymember" | b"sort" | b"lmpop"
         | b"zmpop" | b"blmpop" | b"bzmpop" | b"hgetdel" | b"hexpire" | b"hpexpire"
-        | b"hexpireat" | b"hpexpireat" => Maybe1,
+        | b"hexpireat" | b"hpexpireat" | b"hpersist" | b"hgetex" | b"hsetex" => Maybe1,
         b"bitop" | b"smove" | b"lmove" | b"blmove" | b"rpoplpush" | b"brpoplpush" => Maybe2,
         _ => Unknown,
     }
@@ -91,23 +142,79 @@ pub(crate) fn wants(class: Class, i: usize) -> bool {
     use Class::*;
     match class {
         Keyless | Multi | Exec | Unknown | FlushDb | FlushAll => false,
-        Select | Create1 | Remove1 | Maybe1 => i == 1,
-        Copy => true,
-        SwapDb | Rename | Move | Maybe2 => i <= 2,
-        CreateOdd => i % 2 == 1,
+        Select | Create1 | Remove1 | Maybe1 | SetNx | GetSet | Persist => i == 1,
+        // Not the value.
+        Set => i != 2,
+        Restore => i != 3,
+        SetEx { .. } => i <= 2,
+        GetEx | Expire { .. } | Copy | RemoveAll => true,
+        SwapDb | Rename { .. } | Move | Maybe2 => i <= 2,
+        Mset | MsetNx => i % 2 == 1,
         Create2 => i == 2,
-        RemoveAll => true,
     }
-}
-
-pub(crate) fn fingerprint(key: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(key);
-    h.finish()
 }
 
 fn parse_db(arg: Option<&[u8]>) -> Option<u32> {
     std::str::from_utf8(arg?).ok()?.parse().ok()
+}
+
+/// A decimal number as the server reads one (no sign but `-`, no spaces).
+fn parse_num(arg: Option<&[u8]>) -> Option<i64> {
+    let a = arg?;
+    if a.first() == Some(&b'+') {
+        return None;
+    }
+    std::str::from_utf8(a).ok()?.parse().ok()
+}
+
+/// A key's expiry, as the count needs it: none, or passed or not when the check runs.
+/// Relative expiries count from the load, which is later than the check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ttl {
+    None,
+    Future,
+    Past,
+}
+
+impl Ttl {
+    /// A TTL at unix milliseconds `ms`.
+    pub fn at(ms: i64, now_ms: i64) -> Ttl {
+        if ms < now_ms {
+            Ttl::Past
+        } else {
+            Ttl::Future
+        }
+    }
+
+    /// A TTL `n` seconds or milliseconds after the load; `abs`: at `n` (unix time).
+    fn of(n: i64, ms: bool, abs: bool, now_ms: i64) -> Option<Ttl> {
+        let n = if ms { n } else { n.checked_mul(1000)? };
+        Some(if abs {
+            Ttl::at(n, now_ms)
+        } else if n > 0 {
+            Ttl::Future
+        } else {
+            Ttl::Past
+        })
+    }
+}
+
+/// When a write applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum When {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+/// The condition of an EXPIRE: `NX`, `XX`, `GT`, `LT` or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cond {
+    Always,
+    Nx,
+    Xx,
+    Gt,
+    Lt,
 }
 
 /// An effect on the key set, in terms of key fingerprints.
@@ -117,162 +224,251 @@ pub(crate) enum Effect {
     FlushDb,
     FlushAll,
     SwapDb(u32, u32),
-    Create(u64),
+    /// Creates the key, or changes it keeping its TTL.
+    Touch(u64),
+    /// A new value: the key's TTL becomes `ttl` (`None` for KEEPTTL: kept).
+    Write(u64, When, Option<Ttl>),
+    /// The key's TTL set (`Ttl::None`: PERSIST), when the key exists.
+    Expire(u64, Cond, Ttl),
     Remove(u64),
-    /// Remove from the current db, create in another.
+    /// RENAME / RENAMENX (`true`) from, to: the key keeps its TTL.
+    Rename(u64, u64, bool),
+    /// Remove from the current db, create in another (unless the key is there).
     Move(u64, u32),
-    /// Create in a given db.
-    CreateIn(u64, u32),
+    /// COPY from, to, into db, replace: the copy keeps the TTL.
+    Copy(u64, u64, Option<u32>, bool),
+    /// The next `n` effects (writes) apply only if none of their keys exists (MSETNX).
+    AllAbsent(usize),
     /// The command's effect on the key set cannot be known from it alone.
     Inexact,
 }
 
-/// Turns a command into effects (pushed into `out`, reused by the caller).
-pub(crate) fn effects(class: Class, cmd: &Command<'_>, out: &mut Vec<Effect>) {
+impl Effect {
+    /// The fingerprints of the keys this effect names.
+    pub fn keys(&self) -> [Option<u64>; 2] {
+        match *self {
+            Effect::Touch(k)
+            | Effect::Write(k, ..)
+            | Effect::Expire(k, ..)
+            | Effect::Remove(k)
+            | Effect::Move(k, _) => [Some(k), None],
+            Effect::Rename(a, b, _) | Effect::Copy(a, b, ..) => [Some(a), Some(b)],
+            _ => [None, None],
+        }
+    }
+}
+
+/// SET's options: when it applies and the TTL it leaves; `None` when they are not
+/// options the server takes (its syntax error is no write, but this reader may be wrong).
+fn set_options(cmd: &Command<'_>, now_ms: i64) -> Option<(When, Option<Ttl>)> {
+    let mut when = When::Always;
+    let mut ttl = Some(Ttl::None);
+    let mut i = 3;
+    while i < cmd.argc {
+        let opt = cmd.arg(i)?.to_ascii_lowercase();
+        match opt.as_slice() {
+            b"nx" => when = When::IfAbsent,
+            b"xx" => when = When::IfPresent,
+            b"get" => {}
+            b"keepttl" => ttl = None,
+            b"ex" | b"px" | b"exat" | b"pxat" => {
+                i += 1;
+                let n = parse_num(cmd.arg(i))?;
+                if n <= 0 {
+                    return None;
+                }
+                let (ms, abs) = (opt[0] == b'p', opt.ends_with(b"at"));
+                ttl = Some(Ttl::of(n, ms, abs, now_ms)?);
+            }
+            _ => return None,
+        }
+        i += 1;
+    }
+    Some((when, ttl))
+}
+
+/// GETEX's options: the TTL it sets (`Ttl::None` for PERSIST), `Some(None)` for none.
+fn getex_options(cmd: &Command<'_>, now_ms: i64) -> Option<Option<Ttl>> {
+    match cmd.argc {
+        2 => Some(None),
+        3 if cmd.arg(2)?.eq_ignore_ascii_case(b"persist") => Some(Some(Ttl::None)),
+        4 => {
+            let opt = cmd.arg(2)?.to_ascii_lowercase();
+            if !matches!(opt.as_slice(), b"ex" | b"px" | b"exat" | b"pxat") {
+                return None;
+            }
+            let n = parse_num(cmd.arg(3))?;
+            if n <= 0 {
+                return None;
+            }
+            Ttl::of(n, opt[0] == b'p', opt.ends_with(b"at"), now_ms).map(Some)
+        }
+        _ => None,
+    }
+}
+
+fn expire_cond(cmd: &Command<'_>) -> Option<Cond> {
+    match cmd.argc {
+        3 => Some(Cond::Always),
+        4 => match cmd.arg(3)?.to_ascii_lowercase().as_slice() {
+            b"nx" => Some(Cond::Nx),
+            b"xx" => Some(Cond::Xx),
+            b"gt" => Some(Cond::Gt),
+            b"lt" => Some(Cond::Lt),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// RESTORE's options: when it applies and the TTL it leaves.
+fn restore_options(cmd: &Command<'_>, now_ms: i64) -> Option<(When, Ttl)> {
+    let ttl = parse_num(cmd.arg(2))?;
+    if ttl < 0 {
+        return None;
+    }
+    let (mut replace, mut abs) = (false, false);
+    let mut i = 4;
+    while i < cmd.argc {
+        match cmd.arg(i)?.to_ascii_lowercase().as_slice() {
+            b"replace" => replace = true,
+            b"absttl" => abs = true,
+            b"idletime" | b"freq" => {
+                i += 1;
+                parse_num(cmd.arg(i))?;
+            }
+            _ => return None,
+        }
+        i += 1;
+    }
+    let when = if replace {
+        When::Always
+    } else {
+        When::IfAbsent
+    };
+    let ttl = if ttl == 0 {
+        Ttl::None
+    } else {
+        Ttl::of(ttl, true, abs, now_ms)?
+    };
+    Some((when, ttl))
+}
+
+/// Turns a command into effects (pushed into `out`, reused by the caller). `now_ms`: when
+/// the check runs, against which absolute expiries are judged.
+pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Vec<Effect>) {
     use Class::*;
     out.clear();
     let fp = |i: usize| cmd.arg(i).map(fingerprint);
-    let push_or_inexact = |e: Option<Effect>, out: &mut Vec<Effect>| match e {
-        Some(e) => out.push(e),
-        None => out.push(Effect::Inexact),
-    };
+    let push = |e: Option<Effect>, out: &mut Vec<Effect>| out.push(e.unwrap_or(Effect::Inexact));
     match class {
         Keyless | Multi | Exec => {}
         Unknown => out.push(Effect::Inexact),
-        Select => push_or_inexact(parse_db(cmd.arg(1)).map(Effect::Select), out),
+        Select => push(parse_db(cmd.arg(1)).map(Effect::Select), out),
         FlushDb => out.push(Effect::FlushDb),
         FlushAll => out.push(Effect::FlushAll),
         SwapDb => match (parse_db(cmd.arg(1)), parse_db(cmd.arg(2))) {
             (Some(a), Some(b)) => out.push(Effect::SwapDb(a, b)),
             _ => out.push(Effect::Inexact),
         },
-        Create1 => push_or_inexact(fp(1).map(Effect::Create), out),
-        Create2 => push_or_inexact(fp(2).map(Effect::Create), out),
-        CreateOdd => {
+        Create1 => push(fp(1).map(Effect::Touch), out),
+        Create2 => push(fp(2).map(Effect::Touch), out),
+        Set => push(
+            fp(1)
+                .zip(set_options(cmd, now_ms))
+                .map(|(k, (when, ttl))| Effect::Write(k, when, ttl)),
+            out,
+        ),
+        SetNx => push(
+            fp(1).map(|k| Effect::Write(k, When::IfAbsent, Some(Ttl::None))),
+            out,
+        ),
+        GetSet => push(
+            fp(1).map(|k| Effect::Write(k, When::Always, Some(Ttl::None))),
+            out,
+        ),
+        SetEx { ms } => {
+            let ttl = parse_num(cmd.arg(2))
+                .filter(|&n| n > 0)
+                .and_then(|n| Ttl::of(n, ms, false, now_ms));
+            push(
+                fp(1)
+                    .zip(ttl)
+                    .map(|(k, t)| Effect::Write(k, When::Always, Some(t))),
+                out,
+            )
+        }
+        GetEx => match (fp(1), getex_options(cmd, now_ms)) {
+            (Some(_), Some(None)) => {}
+            (Some(k), Some(Some(t))) => out.push(Effect::Expire(k, Cond::Always, t)),
+            _ => out.push(Effect::Inexact),
+        },
+        Expire { ms, abs } => {
+            let ttl = parse_num(cmd.arg(2)).and_then(|n| Ttl::of(n, ms, abs, now_ms));
+            match (fp(1), ttl, expire_cond(cmd)) {
+                (Some(k), Some(t), Some(c)) => out.push(Effect::Expire(k, c, t)),
+                _ => out.push(Effect::Inexact),
+            }
+        }
+        Persist => push(
+            fp(1).map(|k| Effect::Expire(k, Cond::Always, Ttl::None)),
+            out,
+        ),
+        Restore => push(
+            fp(1)
+                .zip(restore_options(cmd, now_ms))
+                .map(|(k, (when, ttl))| Effect::Write(k, when, Some(ttl))),
+            out,
+        ),
+        Mset | MsetNx => {
+            if class == MsetNx {
+                out.push(Effect::AllAbsent(cmd.argc / 2));
+            }
             for i in (1..cmd.argc).step_by(2) {
-                push_or_inexact(fp(i).map(Effect::Create), out);
+                push(
+                    fp(i).map(|k| Effect::Write(k, When::Always, Some(Ttl::None))),
+                    out,
+                );
             }
         }
         RemoveAll => {
             for i in 1..cmd.argc {
-                push_or_inexact(fp(i).map(Effect::Remove), out);
+                push(fp(i).map(Effect::Remove), out);
             }
         }
-        Remove1 => push_or_inexact(fp(1).map(Effect::Remove), out),
-        Rename => {
-            push_or_inexact(fp(1).map(Effect::Remove), out);
-            push_or_inexact(fp(2).map(Effect::Create), out);
-        }
+        Remove1 => push(fp(1).map(Effect::Remove), out),
+        Rename { nx } => push(fp(1).zip(fp(2)).map(|(a, b)| Effect::Rename(a, b, nx)), out),
         Move => match (fp(1), parse_db(cmd.arg(2))) {
             (Some(k), Some(db)) => out.push(Effect::Move(k, db)),
             _ => out.push(Effect::Inexact),
         },
         Copy => {
-            let mut db = None;
+            let (mut db, mut replace, mut ok) = (None, false, true);
             let mut i = 3;
             while i < cmd.argc {
-                if cmd.arg(i).is_some_and(|a| a.eq_ignore_ascii_case(b"db")) {
-                    db = parse_db(cmd.arg(i + 1));
-                    if db.is_none() {
-                        out.push(Effect::Inexact);
+                match cmd.arg(i).map(<[u8]>::to_ascii_lowercase).as_deref() {
+                    Some(b"db") => {
+                        i += 1;
+                        db = parse_db(cmd.arg(i));
+                        ok &= db.is_some();
                     }
+                    Some(b"replace") => replace = true,
+                    _ => ok = false,
                 }
                 i += 1;
             }
-            match (fp(2), db) {
-                (Some(k), Some(db)) => out.push(Effect::CreateIn(k, db)),
-                (Some(k), None) => out.push(Effect::Create(k)),
+            match (fp(1), fp(2), ok) {
+                (Some(a), Some(b), true) => out.push(Effect::Copy(a, b, db, replace)),
                 _ => out.push(Effect::Inexact),
             }
         }
         Maybe1 => {
-            push_or_inexact(fp(1).map(Effect::Create), out);
+            push(fp(1).map(Effect::Touch), out);
             out.push(Effect::Inexact);
         }
         Maybe2 => {
-            push_or_inexact(fp(2).map(Effect::Create), out);
+            push(fp(2).map(Effect::Touch), out);
             out.push(Effect::Inexact);
-        }
-    }
-}
-
-/// Keys per database as the AOF's commands are replayed: counts start from the base's,
-/// and membership is known for every key the incremental part touches.
-#[derive(Debug, Default)]
-pub(crate) struct Replay {
-    pub db: u32,
-    pub counts: BTreeMap<u32, u64>,
-    pub live: HashMap<u32, HashSet<u64>>,
-    pub exact: bool,
-}
-
-impl Replay {
-    pub fn new(counts: BTreeMap<u32, u64>, live: HashMap<u32, HashSet<u64>>) -> Self {
-        Replay {
-            db: 0,
-            counts,
-            live,
-            exact: true,
-        }
-    }
-
-    fn create(&mut self, db: u32, k: u64) {
-        if self.live.entry(db).or_default().insert(k) {
-            *self.counts.entry(db).or_default() += 1;
-        }
-    }
-
-    fn remove(&mut self, db: u32, k: u64) -> bool {
-        let gone = self.live.get_mut(&db).is_some_and(|s| s.remove(&k));
-        if gone {
-            if let Some(c) = self.counts.get_mut(&db) {
-                *c = c.saturating_sub(1);
-                if *c == 0 {
-                    self.counts.remove(&db);
-                }
-            }
-        }
-        gone
-    }
-
-    pub fn apply(&mut self, e: &Effect) {
-        match *e {
-            Effect::Select(db) => self.db = db,
-            Effect::FlushDb => {
-                self.counts.remove(&self.db);
-                self.live.remove(&self.db);
-            }
-            Effect::FlushAll => {
-                self.counts.clear();
-                self.live.clear();
-            }
-            Effect::SwapDb(a, b) => {
-                let (ca, cb) = (self.counts.remove(&a), self.counts.remove(&b));
-                let (la, lb) = (self.live.remove(&a), self.live.remove(&b));
-                if let Some(c) = ca {
-                    self.counts.insert(b, c);
-                }
-                if let Some(c) = cb {
-                    self.counts.insert(a, c);
-                }
-                if let Some(l) = la {
-                    self.live.insert(b, l);
-                }
-                if let Some(l) = lb {
-                    self.live.insert(a, l);
-                }
-            }
-            Effect::Create(k) => self.create(self.db, k),
-            Effect::CreateIn(k, db) => self.create(db, k),
-            Effect::Remove(k) => {
-                self.remove(self.db, k);
-            }
-            Effect::Move(k, db) => {
-                if self.remove(self.db, k) {
-                    self.create(db, k);
-                }
-            }
-            Effect::Inexact => self.exact = false,
         }
     }
 }
@@ -281,9 +477,18 @@ impl Replay {
 pub(crate) fn written_keys(class: Class, argc: usize) -> impl Iterator<Item = usize> {
     use Class::*;
     let (from, step) = match class {
-        Create1 | Maybe1 => (1, argc),
-        Create2 | Rename | Copy | Maybe2 => (2, argc),
-        CreateOdd => (1, 2),
+        Create1
+        | Maybe1
+        | Set
+        | SetNx
+        | SetEx { .. }
+        | GetSet
+        | GetEx
+        | Expire { .. }
+        | Persist
+        | Restore => (1, argc),
+        Create2 | Rename { .. } | Copy | Maybe2 => (2, argc),
+        Mset | MsetNx => (1, 2),
         _ => (argc, 1),
     };
     (from..argc).step_by(step.max(1))
@@ -294,38 +499,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replay_counts_keys_through_selects_flushes_swaps_and_moves() {
-        let mut r = Replay::new(BTreeMap::from([(0, 5)]), HashMap::new());
-        for e in [
-            Effect::Create(1),
-            Effect::Create(1),
-            Effect::Create(2),
-            Effect::Remove(2),
-            Effect::Remove(99),
-            Effect::Select(3),
-            Effect::Create(7),
-            Effect::Move(7, 4),
-            Effect::SwapDb(0, 4),
-        ] {
-            r.apply(&e);
-        }
-        assert_eq!(r.counts, BTreeMap::from([(0, 1), (4, 6)]));
-        r.apply(&Effect::Select(4));
-        r.apply(&Effect::FlushDb);
-        assert_eq!(r.counts, BTreeMap::from([(0, 1)]));
-        assert!(r.exact);
-    }
-
-    #[test]
     fn classifies_the_commands_an_aof_holds() {
-        assert_eq!(classify(b"set"), Class::Create1);
+        assert_eq!(classify(b"set"), Class::Set);
         assert_eq!(classify(b"del"), Class::RemoveAll);
         assert_eq!(classify(b"lpop"), Class::Maybe1);
         assert_eq!(classify(b"frobnicate"), Class::Unknown);
-        assert_eq!(
-            written_keys(Class::CreateOdd, 5).collect::<Vec<_>>(),
-            [1, 3]
-        );
+        assert_eq!(written_keys(Class::Mset, 5).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(written_keys(Class::Create1, 3).collect::<Vec<_>>(), [1]);
         assert_eq!(written_keys(Class::RemoveAll, 3).count(), 0);
     }

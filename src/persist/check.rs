@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::aof::{self, FirstPass, Part, SecondPass};
-use super::aof_keys::TRACK_CAP;
+use super::aof_replay::DbCounts;
 use super::error::{FaultKind, ParseError};
+use super::fp_set::MAX_KEYS;
 use super::manifest::{self, PartType};
 use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
 use super::report::{CheckOptions, FileKind, FileReport, Verdict};
@@ -108,7 +109,47 @@ fn take_rdb(report: &mut FileReport, out: &RdbOutcome) {
     }
     report.expires = out.expires;
     report.expired = out.expired;
+    report.expires_per_db = per_db(out.expires_per_db.iter().map(|(&db, e)| (db, e.0)));
+    report.expired_per_db = per_db(out.expires_per_db.iter().map(|(&db, e)| (db, e.1)));
     report.warnings.extend(out.warnings.iter().cloned());
+}
+
+fn per_db(counts: impl Iterator<Item = (u32, u64)>) -> BTreeMap<u32, u64> {
+    counts.filter(|&(_, n)| n > 0).collect()
+}
+
+/// An RDB's keys and TTLs per database, as an AOF replay starts from them.
+fn db_counts(out: &RdbOutcome) -> BTreeMap<u32, DbCounts> {
+    let mut counts: BTreeMap<u32, DbCounts> = out
+        .keys_per_db
+        .iter()
+        .map(|(&db, &keys)| {
+            let (expires, expired) = out.expires_per_db.get(&db).copied().unwrap_or_default();
+            (
+                db,
+                DbCounts {
+                    keys,
+                    expires,
+                    expired,
+                },
+            )
+        })
+        .collect();
+    for (&db, &(expires, expired)) in &out.expires_per_db {
+        let c = counts.entry(db).or_default();
+        c.expires = expires;
+        c.expired = expired;
+    }
+    counts
+}
+
+/// Keys and TTL counts of an AOF into the report.
+fn set_aof_counts(report: &mut FileReport, counts: &BTreeMap<u32, DbCounts>) {
+    set_counts(report, counts.iter().map(|(&db, c)| (db, c.keys)).collect());
+    report.expires_per_db = per_db(counts.iter().map(|(&db, c)| (db, c.expires)));
+    report.expired_per_db = per_db(counts.iter().map(|(&db, c)| (db, c.expired)));
+    report.expires = report.expires_per_db.values().sum();
+    report.expired = report.expired_per_db.values().sum();
 }
 
 fn set_counts(report: &mut FileReport, counts: BTreeMap<u32, u64>) {
@@ -292,38 +333,44 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
             let newest_write = report.created;
             take_rdb(report, out);
             report.created = report.created.max(newest_write);
-            out.keys_per_db.clone()
+            db_counts(out)
         }
-        None => {
-            (report.expires, report.expired) = first.resp_expires;
-            first.resp_base.clone()
-        }
+        None => std::mem::take(&mut first.resp_base),
     };
     let mut exact = first.exact;
-    let (replay_needed, touched) = (first.replay_needed, std::mem::take(&mut first.touched));
+    let mut why = first.inexact_why.take();
+    let (replay_needed, full) = (first.replay_needed, first.full);
+    let touched = std::mem::take(&mut first.touched);
     drop(first);
-    if matches!(report.verdict, Verdict::Ok | Verdict::Truncated) && replay_needed {
-        if touched.len() >= TRACK_CAP {
-            exact = false;
-            report
-                .warnings
-                .push(format!("more than {TRACK_CAP} keys touched by incremental commands: key counts are estimates"));
-        } else {
-            let mut second = SecondPass::new(&touched, counts.clone());
-            for part in &parts[..walked] {
-                if aof::walk(part, &mut second, now).is_err() {
-                    exact = false;
-                }
+    if full {
+        let w = format!(
+            "more than {MAX_KEYS} distinct keys touched by incremental commands (the most the \
+             reader tracks, in 512 MiB): key and TTL counts are estimates"
+        );
+        why = Some(w.clone());
+        report.warnings.push(w);
+    } else if matches!(report.verdict, Verdict::Ok | Verdict::Truncated) && replay_needed {
+        let mut second = SecondPass::new(&touched, counts.clone(), now);
+        for part in &parts[..walked] {
+            if aof::walk(part, &mut second, now).is_err() {
+                exact = false;
             }
-            exact &= second.replay.exact;
-            counts = second.replay.counts;
         }
+        if !second.replay.exact && why.is_none() {
+            why = Some("the AOF selects a database a default server does not have (16)".into());
+        }
+        exact &= second.replay.exact;
+        counts = second.replay.counts();
     }
     if !matches!(report.verdict, Verdict::Ok | Verdict::Truncated) {
         exact = false;
+        why = Some(format!("the file is {}", report.verdict));
     }
     report.keys_exact = exact;
-    set_counts(report, counts);
+    if !exact {
+        report.keys_estimate_why = why.or_else(|| Some("the AOF could not be replayed".into()));
+    }
+    set_aof_counts(report, &counts);
     take_slots(report, slots);
 }
 

@@ -8,19 +8,23 @@
 //! - `source`: the byte source (a 1 MiB buffer filled by `read`), offsets, running CRC-64.
 //! - `rdb`, `rdb_value`, `stream`: the RDB format, values and streams.
 //! - `lzf`, `listpack`, `ziplist`, `intset`, `zipmap`: encodings inside values.
-//! - `aof`, `resp`, `manifest`, `aof_keys`: AOF files, their records and key counting.
+//! - `aof`, `resp`, `manifest`, `aof_keys`, `aof_replay`: AOF files, their records, and
+//!   key and TTL counting by replay.
+//! - `fp_set`: 64-bit key fingerprints in a flat table (exact counts in bounded memory).
 //! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
 //! - `fix`: a truncated AOF's good prefix, copied elsewhere.
 //!
 //! Memory stays bounded whatever the file: the 1 MiB buffer, blobs up to 32 MiB (bigger
-//! ones are only skipped, with a warning), and for AOF key counting up to 2^20 key
-//! fingerprints.
+//! ones are only skipped, with a warning), and for AOF key counting up to 58.7 million key
+//! fingerprints (512 MiB at most; 8-21 bytes a key: see `fp_set`).
 
 mod aof;
 mod aof_keys;
+mod aof_replay;
 mod check;
 mod error;
 mod fix;
+mod fp_set;
 mod intset;
 mod listpack;
 mod lzf;

@@ -39,6 +39,8 @@ pub(crate) struct RdbOutcome {
     pub keys_per_db: BTreeMap<u32, u64>,
     pub expires: u64,
     pub expired: u64,
+    /// Keys with a TTL, and those passed, per logical database.
+    pub expires_per_db: BTreeMap<u32, (u64, u64)>,
     /// Empty collections Redis drops while loading; not counted as keys.
     pub empty_skipped: u64,
     /// AUX `aof-base` said this RDB is the base of a multi-part AOF.
@@ -317,10 +319,12 @@ impl<'a, R: Read> Rdb<'a, R> {
         let present = self.value(t, type_at)?;
         if present {
             if let Some(ms) = expire {
+                let passed = u64::from(ms < self.now_ms);
                 self.out.expires += 1;
-                if ms < self.now_ms {
-                    self.out.expired += 1;
-                }
+                self.out.expired += passed;
+                let per_db = self.out.expires_per_db.entry(db).or_default();
+                per_db.0 += 1;
+                per_db.1 += passed;
             }
         } else {
             self.out.empty_skipped += 1;

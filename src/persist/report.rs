@@ -86,13 +86,21 @@ pub struct FileReport {
     /// replaying it leaves (see `keys_exact`).
     pub keys_per_db: BTreeMap<u32, u64>,
     pub keys: u64,
-    /// Whether `keys` is exact. Always for an RDB; for an AOF, false when a command could
-    /// delete keys as a side effect, or too many keys were touched to track.
+    /// Whether `keys` (and the expiry counts) are exact. Always for an RDB; for an AOF,
+    /// false when a command could delete keys as a side effect, or more keys were touched
+    /// than the fingerprint set holds (58.7 million: see `warnings`).
     pub keys_exact: bool,
+    /// Why `keys` is not exact, when it is not.
+    pub keys_estimate_why: Option<String>,
     /// Keys with an expiry, and those whose expiry had passed when the check ran (a
-    /// master loading an RDB drops them). For an AOF these come from its base only.
+    /// master loading an RDB drops them; one loading an AOF loads them and its expiry
+    /// cycle removes them soon after). For an AOF, followed through every command that
+    /// sets, keeps or clears a TTL; relative TTLs count from the load, so never as passed.
     pub expires: u64,
     pub expired: u64,
+    /// The same per logical database (databases with none left out).
+    pub expires_per_db: BTreeMap<u32, u64>,
+    pub expired_per_db: BTreeMap<u32, u64>,
     pub keys_outside_slots: u64,
     pub outside_examples: Vec<String>,
     /// Bytes read: the file, or all the files an AOF directory's manifest names.
@@ -116,8 +124,11 @@ impl FileReport {
             keys_per_db: BTreeMap::new(),
             keys: 0,
             keys_exact: true,
+            keys_estimate_why: None,
             expires: 0,
             expired: 0,
+            expires_per_db: BTreeMap::new(),
+            expired_per_db: BTreeMap::new(),
             keys_outside_slots: 0,
             outside_examples: Vec::new(),
             bytes: 0,

@@ -71,13 +71,18 @@ pub enum RecoverError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Server(#[from] ServerError),
-    #[error("redis:{shard} loaded {loaded} keys in db {logical}, the files hold {expected} ({expires} with a TTL)")]
+    #[error("redis:{shard} loaded {loaded} keys in db {logical}, expected {low} to {high}: the {kind} `{}` holds {expected} there, {expires} with a TTL, {expired} of them already expired when checked", path.display())]
     KeyCount {
         shard: Id,
         logical: u32,
         loaded: u64,
         expected: u64,
         expires: u64,
+        expired: u64,
+        low: u64,
+        high: u64,
+        kind: SourceKind,
+        path: PathBuf,
     },
     #[error("{0}")]
     Internal(String),
@@ -122,6 +127,8 @@ pub struct Recovered {
     /// Master shards that came back empty because none of their files was found.
     pub empty: Vec<Id>,
     pub only_configuration: bool,
+    /// Masters whose loaded key count was not compared with the files, and why.
+    pub unverified: Vec<String>,
     /// The sync source the database follows again.
     pub sync_source: Option<SyncSource>,
 }

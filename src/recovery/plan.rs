@@ -386,7 +386,11 @@ impl Inspect<'_> {
             keys: report.keys,
             keys_exact: report.keys_exact,
             keys_per_db: report.keys_per_db,
+            keys_estimate_why: report.keys_estimate_why,
             expires: report.expires,
+            expired: report.expired,
+            expires_per_db: report.expires_per_db,
+            expired_per_db: report.expired_per_db,
             bytes: report.bytes,
             written,
         })

@@ -26,8 +26,15 @@ pub struct SourceCheck {
     pub keys: u64,
     /// False when the reader could not follow an AOF's key set exactly.
     pub keys_exact: bool,
+    /// Why `keys` is only an estimate, when it is.
+    pub keys_estimate_why: Option<String>,
     /// Keys carrying a TTL: they may expire between validation and load.
     pub expires: u64,
+    /// Of those, already passed when checked: an RDB's are dropped on load.
+    pub expired: u64,
+    /// The same per logical database.
+    pub expires_per_db: BTreeMap<u32, u64>,
+    pub expired_per_db: BTreeMap<u32, u64>,
     pub keys_outside_slots: u64,
     pub outside_examples: Vec<String>,
     pub bytes: u64,
@@ -88,7 +95,12 @@ pub struct Source {
     pub keys: u64,
     pub keys_exact: bool,
     pub keys_per_db: BTreeMap<u32, u64>,
+    /// Why `keys` is only an estimate, when it is.
+    pub keys_estimate_why: Option<String>,
     pub expires: u64,
+    pub expired: u64,
+    pub expires_per_db: BTreeMap<u32, u64>,
+    pub expired_per_db: BTreeMap<u32, u64>,
     pub bytes: u64,
     /// Unix seconds of the newest data in it; what "freshest" compares.
     pub written: i64,

@@ -1,0 +1,414 @@
+//! Replaying an AOF's incremental commands over the keys they touch: keys per database,
+//! and how many carry a TTL and how many of those had passed when the check ran.
+//!
+//! Counts start from the base's. Every key an incremental command names is in one
+//! [`FpSet`] (filled by the first pass); its state in each database is two bits at its
+//! slot: absent, alive without TTL, with a TTL still ahead, with a TTL passed. So the
+//! memory is that of the set plus 2 bits a slot for each database used.
+
+use std::collections::BTreeMap;
+
+use super::aof_keys::{Cond, Effect, Ttl, When, DATABASES};
+use super::fp_set::{FpSet, SlotStates};
+
+const ABSENT: u8 = 0;
+const LIVE: u8 = 1;
+const FUTURE: u8 = 2;
+const PAST: u8 = 3;
+
+fn state_of(ttl: Ttl) -> u8 {
+    match ttl {
+        Ttl::None => LIVE,
+        Ttl::Future => FUTURE,
+        Ttl::Past => PAST,
+    }
+}
+
+/// Keys of one database: all of them (expired or not: a server loading an AOF keeps
+/// expired keys until its expiry cycle removes them), those with a TTL, those whose TTL
+/// had passed when the check ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DbCounts {
+    pub keys: u64,
+    pub expires: u64,
+    pub expired: u64,
+}
+
+impl DbCounts {
+    fn add(&mut self, state: u8, sign: bool) {
+        let (keys, expires, expired) = (
+            u64::from(state != ABSENT),
+            u64::from(state >= FUTURE),
+            u64::from(state == PAST),
+        );
+        if sign {
+            self.keys += keys;
+            self.expires += expires;
+            self.expired += expired;
+        } else {
+            self.keys = self.keys.saturating_sub(keys);
+            self.expires = self.expires.saturating_sub(expires);
+            self.expired = self.expired.saturating_sub(expired);
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Db {
+    counts: DbCounts,
+    states: SlotStates,
+}
+
+pub(crate) struct Replay<'t> {
+    touched: &'t FpSet,
+    db: u32,
+    dbs: BTreeMap<u32, Db>,
+    pub exact: bool,
+}
+
+impl<'t> Replay<'t> {
+    pub fn new(touched: &'t FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
+        Replay {
+            touched,
+            db: 0,
+            dbs: base
+                .into_iter()
+                .map(|(db, counts)| {
+                    (
+                        db,
+                        Db {
+                            counts,
+                            states: SlotStates::default(),
+                        },
+                    )
+                })
+                .collect(),
+            exact: true,
+        }
+    }
+
+    pub fn counts(&self) -> BTreeMap<u32, DbCounts> {
+        self.dbs
+            .iter()
+            .filter(|(_, d)| d.counts.keys > 0)
+            .map(|(&db, d)| (db, d.counts))
+            .collect()
+    }
+
+    fn get(&self, db: u32, slot: usize) -> u8 {
+        self.dbs.get(&db).map_or(ABSENT, |d| d.states.get(slot))
+    }
+
+    fn put(&mut self, db: u32, slot: usize, state: u8) {
+        let slots = self.touched.slots();
+        let d = self.dbs.entry(db).or_default();
+        let old = d.states.set(slots, slot, state);
+        d.counts.add(old, false);
+        d.counts.add(state, true);
+    }
+
+    fn slot(&mut self, fp: u64) -> Option<usize> {
+        let s = self.touched.find(fp);
+        if s.is_none() {
+            self.exact = false;
+        }
+        s
+    }
+
+    /// A key the base holds (already in the base's counts): its state, when an
+    /// incremental command touches it. A later command of a RESP base for the same key
+    /// (`ttl` None) leaves a TTL set by an earlier one.
+    pub fn base_key(&mut self, db: u32, fp: u64, ttl: Option<Ttl>) {
+        let Some(slot) = self.touched.find(fp) else {
+            return;
+        };
+        let slots = self.touched.slots();
+        let d = self.dbs.entry(db).or_default();
+        match ttl {
+            Some(t) => {
+                d.states.set(slots, slot, state_of(t));
+            }
+            None if d.states.get(slot) == ABSENT => {
+                d.states.set(slots, slot, LIVE);
+            }
+            None => {}
+        }
+    }
+
+    /// Applies one command's effects.
+    pub fn apply_all(&mut self, effects: &[Effect]) {
+        let mut i = 0;
+        while i < effects.len() {
+            if let Effect::AllAbsent(n) = effects[i] {
+                let group = &effects[i + 1..(i + 1 + n).min(effects.len())];
+                let db = self.db;
+                let present = group.iter().any(|e| {
+                    e.keys()[0]
+                        .and_then(|k| self.touched.find(k))
+                        .is_some_and(|s| self.get(db, s) != ABSENT)
+                });
+                if present {
+                    i += 1 + n;
+                    continue;
+                }
+            } else {
+                self.apply(&effects[i]);
+            }
+            i += 1;
+        }
+    }
+
+    fn apply(&mut self, e: &Effect) {
+        let db = self.db;
+        match *e {
+            // The server refuses a database it does not have and the command is no write
+            // (SELECT then leaves the current one); `databases` may differ from 16, so
+            // the count is no longer sure.
+            Effect::Select(n) if n < DATABASES => self.db = n,
+            Effect::SwapDb(a, b) if a < DATABASES && b < DATABASES => {
+                let (da, dbb) = (self.dbs.remove(&a), self.dbs.remove(&b));
+                if let Some(d) = da {
+                    self.dbs.insert(b, d);
+                }
+                if let Some(d) = dbb {
+                    self.dbs.insert(a, d);
+                }
+            }
+            Effect::Select(_) | Effect::SwapDb(..) | Effect::Inexact => self.exact = false,
+            Effect::FlushDb => {
+                self.dbs.remove(&db);
+            }
+            Effect::FlushAll => self.dbs.clear(),
+            Effect::AllAbsent(_) => {}
+            Effect::Touch(k) => {
+                if let Some(s) = self.slot(k) {
+                    if self.get(db, s) == ABSENT {
+                        self.put(db, s, LIVE);
+                    }
+                }
+            }
+            Effect::Write(k, when, ttl) => {
+                let Some(s) = self.slot(k) else { return };
+                let old = self.get(db, s);
+                let applies = match when {
+                    When::Always => true,
+                    When::IfAbsent => old == ABSENT,
+                    When::IfPresent => old != ABSENT,
+                };
+                if applies {
+                    let new = match ttl {
+                        Some(t) => state_of(t),
+                        None => old.max(LIVE),
+                    };
+                    self.put(db, s, new);
+                }
+            }
+            Effect::Expire(k, cond, ttl) => {
+                let Some(s) = self.slot(k) else { return };
+                let old = self.get(db, s);
+                if old == ABSENT {
+                    return;
+                }
+                let new = state_of(ttl);
+                // Passed (PAST) is earlier than ahead (FUTURE); no TTL is never earlier.
+                let result = match cond {
+                    Cond::Always => new,
+                    Cond::Nx if old == LIVE => new,
+                    Cond::Xx if old != LIVE => new,
+                    Cond::Nx | Cond::Xx => old,
+                    Cond::Gt if old == LIVE => old,
+                    Cond::Gt if old == FUTURE || new == FUTURE => FUTURE,
+                    Cond::Gt => PAST,
+                    Cond::Lt if old == LIVE => new,
+                    Cond::Lt if old == PAST || new == PAST => PAST,
+                    Cond::Lt => FUTURE,
+                };
+                self.put(db, s, result);
+            }
+            Effect::Remove(k) => {
+                if let Some(s) = self.slot(k) {
+                    self.put(db, s, ABSENT);
+                }
+            }
+            Effect::Rename(a, b, nx) => {
+                let (Some(sa), Some(sb)) = (self.slot(a), self.slot(b)) else {
+                    return;
+                };
+                let state = self.get(db, sa);
+                if state == ABSENT || sa == sb || (nx && self.get(db, sb) != ABSENT) {
+                    return;
+                }
+                self.put(db, sa, ABSENT);
+                self.put(db, sb, state);
+            }
+            Effect::Move(k, to) => {
+                if to >= DATABASES {
+                    self.exact = false;
+                    return;
+                }
+                let Some(s) = self.slot(k) else { return };
+                let state = self.get(db, s);
+                if to == db || state == ABSENT || self.get(to, s) != ABSENT {
+                    return;
+                }
+                self.put(db, s, ABSENT);
+                self.put(to, s, state);
+            }
+            Effect::Copy(a, b, to, replace) => {
+                let to = to.unwrap_or(db);
+                if to >= DATABASES {
+                    self.exact = false;
+                    return;
+                }
+                let (Some(sa), Some(sb)) = (self.slot(a), self.slot(b)) else {
+                    return;
+                };
+                let state = self.get(db, sa);
+                let same = sa == sb && to == db;
+                if state == ABSENT || same || (!replace && self.get(to, sb) != ABSENT) {
+                    return;
+                }
+                self.put(to, sb, state);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::aof_keys::effects;
+    use crate::persist::resp::RespReader;
+    use crate::persist::source::Source;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn resp(cmds: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in cmds {
+            let parts: Vec<&str> = c.split(' ').collect();
+            out.extend(format!("*{}\r\n", parts.len()).bytes());
+            for p in parts {
+                out.extend(format!("${}\r\n{p}\r\n", p.len()).bytes());
+            }
+        }
+        out
+    }
+
+    /// Replays `cmds` over an empty base; the counts of db 0 and whether exact.
+    fn replay(cmds: &[&str]) -> (BTreeMap<u32, DbCounts>, bool) {
+        let data = resp(cmds);
+        let mut touched = FpSet::default();
+        let mut out = Vec::new();
+        let mut all = Vec::new();
+        let mut src = Source::new(&data[..], 0, data.len() as u64);
+        let mut r = RespReader::new(&mut src);
+        while let Some(c) = r.next_command().unwrap() {
+            effects(c.class, &c, NOW, &mut out);
+            for e in &out {
+                for k in e.keys().into_iter().flatten() {
+                    touched.insert(k);
+                }
+            }
+            all.push(std::mem::take(&mut out));
+        }
+        let mut rep = Replay::new(&touched, BTreeMap::new());
+        for e in &all {
+            rep.apply_all(e);
+        }
+        (rep.counts(), rep.exact)
+    }
+
+    fn db0(keys: u64, expires: u64, expired: u64) -> BTreeMap<u32, DbCounts> {
+        BTreeMap::from([(
+            0,
+            DbCounts {
+                keys,
+                expires,
+                expired,
+            },
+        )])
+    }
+
+    #[test]
+    fn follows_ttls_through_every_command_that_sets_keeps_or_clears_one() {
+        let past = NOW - 1000;
+        let future = NOW + 3_600_000;
+        let cmds = [
+            format!("SET a v PXAT {past}"),
+            format!("SET b v PXAT {future}"),
+            "SET c v".into(),
+            "EXPIRE c 100".into(),
+            "SETEX d 100 v".into(),
+            "PSETEX e 100 v".into(),
+            "PERSIST e".into(),
+            "SET b v KEEPTTL".into(),
+            "SET d v".into(),
+            format!("PEXPIREAT f {future}"),
+            "SET g v".into(),
+            format!("GETEX g PXAT {past}"),
+            "SET h v EX 10".into(),
+            "RENAME h h2".into(),
+            "SET i v".into(),
+            "COPY g i2".into(),
+            "EXPIRE i 10 XX".into(),
+            "EXPIRE i 10 NX".into(),
+            format!("PEXPIREAT c {past} GT"),
+            "SET j v NX".into(),
+            format!("SET j v PXAT {past} NX"),
+            "INCR j".into(),
+            "MSETNX j 1 k 2".into(),
+            "MSETNX k 1 l 2".into(),
+            "MOVE b 3".into(),
+        ];
+        let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        let (counts, exact) = replay(&cmds);
+        assert!(exact);
+        // a(past) c(future) d() e() g(past) h2(future) i(future) i2(past) j() k() l()
+        let mut want = db0(11, 6, 3);
+        want.insert(
+            3,
+            DbCounts {
+                keys: 1,
+                expires: 1,
+                expired: 0,
+            },
+        );
+        assert_eq!(counts, want);
+    }
+
+    #[test]
+    fn counts_keys_through_selects_flushes_swaps_and_moves() {
+        let (counts, exact) = replay(&[
+            "SET a 1",
+            "SET a 1",
+            "SET b 1",
+            "DEL b missing",
+            "SELECT 3",
+            "SET c 1",
+            "MOVE c 4",
+            "SWAPDB 0 4",
+            "SELECT 0",
+            "FLUSHDB",
+            "SELECT 4",
+            "EXPIRE missing 10",
+            "GETEX missing PERSIST",
+        ]);
+        assert!(exact);
+        assert_eq!(
+            counts,
+            BTreeMap::from([(
+                4,
+                DbCounts {
+                    keys: 1,
+                    expires: 0,
+                    expired: 0
+                }
+            )])
+        );
+        let (_, exact) = replay(&["SELECT 99", "SET a 1"]);
+        assert!(!exact);
+        let (_, exact) = replay(&["SET a 1 EX notanumber"]);
+        assert!(!exact);
+    }
+}

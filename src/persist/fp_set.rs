@@ -1,0 +1,175 @@
+//! A set of 64-bit key fingerprints in one flat open-addressing table, and a 2-bit state
+//! per table slot: the memory behind exact AOF key counts and duplicate-key checks.
+//!
+//! Memory, documented because it is the bound: 8 bytes a slot, slots a power of two kept
+//! at most 3/4 full (7/8 at the largest size), so 8-21 bytes a key; at most
+//! [`MAX_SLOTS`] slots (512 MiB) hold [`MAX_KEYS`] (58.7 million) keys. Growing doubles
+//! the table, so for a moment the old half is alive too. [`SlotStates`] add 2 bits a slot
+//! (16 MiB at the largest size) per user.
+//!
+//! Two different keys share a fingerprint with probability about n²/2^65 (7·10^-5 for
+//! 50 million keys); such a pair is counted as one key.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::Hasher;
+
+/// The largest table: 2^26 slots of 8 bytes.
+pub(crate) const MAX_SLOTS: usize = 1 << 26;
+/// Keys the largest table holds (7/8 of its slots).
+pub(crate) const MAX_KEYS: usize = MAX_SLOTS / 8 * 7;
+const FIRST_SLOTS: usize = 1 << 10;
+
+/// The fingerprint of a key (SipHash with fixed keys: the same key, the same value).
+pub(crate) fn fingerprint(key: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write(key);
+    h.finish()
+}
+
+/// Fingerprints, each at a slot index that stays put until the table grows.
+pub(crate) struct FpSet {
+    /// 0 marks an empty slot; a fingerprint of 0 is stored as 1.
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl Default for FpSet {
+    fn default() -> Self {
+        FpSet {
+            slots: vec![0; FIRST_SLOTS],
+            len: 0,
+        }
+    }
+}
+
+fn stored(fp: u64) -> u64 {
+    fp.max(1)
+}
+
+impl FpSet {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Slots in the table: the range of indices [`find`](Self::find) returns.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    #[inline]
+    fn probe(&self, fp: u64) -> (usize, bool) {
+        let mask = self.slots.len() - 1;
+        // SipHash output is uniform: its high bits are as good a position as any.
+        let mut i = (fp >> 32) as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => return (i, false),
+                s if s == fp => return (i, true),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// The slot holding `fp`, if it is in the set.
+    #[inline]
+    pub fn find(&self, fp: u64) -> Option<usize> {
+        match self.probe(stored(fp)) {
+            (i, true) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn contains(&self, fp: u64) -> bool {
+        self.find(fp).is_some()
+    }
+
+    /// Adds `fp`: `Some(true)` when it is new, `Some(false)` when it was there, `None`
+    /// when the set is full ([`MAX_KEYS`]) and `fp` is not in it.
+    #[inline]
+    pub fn insert(&mut self, fp: u64) -> Option<bool> {
+        let fp = stored(fp);
+        let (mut i, found) = self.probe(fp);
+        if found {
+            return Some(false);
+        }
+        let n = self.slots.len();
+        if (self.len + 1) * 4 > n * 3 {
+            if n < MAX_SLOTS {
+                self.grow();
+                i = self.probe(fp).0;
+            } else if self.len + 1 > MAX_KEYS {
+                return None;
+            }
+        }
+        self.slots[i] = fp;
+        self.len += 1;
+        Some(true)
+    }
+
+    fn grow(&mut self) {
+        let bigger = vec![0; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, bigger);
+        for fp in old.into_iter().filter(|&s| s != 0) {
+            let (i, _) = self.probe(fp);
+            self.slots[i] = fp;
+        }
+    }
+}
+
+/// Two bits for each slot of an [`FpSet`] (which must no longer grow), all 0 at first.
+#[derive(Default, Clone)]
+pub(crate) struct SlotStates {
+    words: Vec<u64>,
+}
+
+impl SlotStates {
+    #[inline]
+    pub fn get(&self, slot: usize) -> u8 {
+        self.words
+            .get(slot / 32)
+            .map_or(0, |w| ((w >> ((slot % 32) * 2)) & 3) as u8)
+    }
+
+    /// Sets the state of `slot` (of a table of `slots` slots); returns the old one.
+    #[inline]
+    pub fn set(&mut self, slots: usize, slot: usize, state: u8) -> u8 {
+        if self.words.is_empty() {
+            if state == 0 {
+                return 0;
+            }
+            self.words = vec![0; slots.div_ceil(32)];
+        }
+        let shift = (slot % 32) * 2;
+        let w = &mut self.words[slot / 32];
+        let old = ((*w >> shift) & 3) as u8;
+        *w = (*w & !(3 << shift)) | (u64::from(state & 3) << shift);
+        old
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_many_fingerprints_at_stable_slots() {
+        let mut s = FpSet::default();
+        for k in 0..100_000u64 {
+            assert_eq!(s.insert(fingerprint(&k.to_le_bytes())), Some(true));
+        }
+        assert_eq!(s.insert(fingerprint(&7u64.to_le_bytes())), Some(false));
+        assert_eq!(s.len(), 100_000);
+        assert!(s.slots() >= 100_000 * 4 / 3);
+        assert!(!s.contains(fingerprint(b"absent")));
+        // Zero is a fingerprint like any other.
+        assert_eq!(s.insert(0), Some(true));
+        assert!(s.contains(0));
+        let i = s.find(fingerprint(&5u64.to_le_bytes())).unwrap();
+        let mut st = SlotStates::default();
+        assert_eq!(st.set(s.slots(), i, 3), 0);
+        assert_eq!(st.get(i), 3);
+        assert_eq!(st.get(i + 1), 0);
+        assert_eq!(st.set(s.slots(), i, 1), 3);
+    }
+}

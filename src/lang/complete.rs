@@ -1,5 +1,7 @@
-//! Completion, hints and history redaction: pure functions of (registry, cluster, line,
-//! cursor), shared by the REPL and the shell completion scripts.
+//! Completion, hints and history redaction: functions of (registry, cluster, line,
+//! cursor), shared by the REPL and the shell completion scripts. All are pure except path
+//! completion ([`ValueKind::Path`]), which lists the directory being typed on this
+//! machine's disk.
 
 use std::path::Path;
 

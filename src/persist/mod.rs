@@ -5,7 +5,9 @@
 //! - [`check_path`] / [`check_paths`]: the entry points; a path is an RDB, a single-file
 //!   AOF (told apart by content) or an `appendonlydir/`. They never panic and never write.
 //! - `report`: [`FileReport`] and its parts, serialisable for `--json`.
-//! - `source`: the byte source (a 1 MiB buffer filled by `read`), offsets, running CRC-64.
+//! - `source`: the byte source (a 1 MiB buffer), offsets, running CRC-64; files from
+//!   8 MiB up are filled by `prefetch`, a read-ahead thread on a second core handing over
+//!   512 KiB chunks from a ring of 6 (which also runs the CRC); smaller ones by `read`.
 //! - `rdb`, `rdb_value`, `stream`: the RDB format, values and streams.
 //! - `lzf`, `listpack`, `ziplist`, `intset`, `zipmap`: encodings inside values.
 //! - `aof`, `resp`, `manifest`, `aof_keys`, `aof_replay`: AOF files, their records, and
@@ -14,9 +16,10 @@
 //! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
 //! - `fix`: a truncated AOF's good prefix, copied elsewhere.
 //!
-//! Memory stays bounded whatever the file: the 1 MiB buffer, blobs up to 32 MiB (bigger
-//! ones are only skipped, with a warning), and for AOF key counting up to 58.7 million key
-//! fingerprints (512 MiB at most; 8-21 bytes a key: see `fp_set`).
+//! Memory stays bounded whatever the file: the 1 MiB buffer (with read-ahead, the ring's
+//! chunks, each with 1 MiB of headroom for a record straddling two), blobs up to 32 MiB
+//! (bigger ones are only skipped, with a warning), and for AOF key counting up to 58.7
+//! million key fingerprints (512 MiB at most; 8-21 bytes a key: see `fp_set`).
 
 mod aof;
 mod aof_keys;

@@ -54,7 +54,114 @@ impl crate::error::DomainError for UsageError {
     }
 }
 
-pub const USAGE: &str = "\
+/// One of the binary's flags. [`FLAGS`] drives parsing ([`Args::parse`]), the usage text
+/// ([`usage`]) and completion ([`flag_candidates`], [`skip_flags`]), so they never
+/// disagree.
+pub struct Flag {
+    pub long: &'static str,
+    pub short: Option<&'static str>,
+    /// The value's placeholder (`dir`), for a flag that takes one.
+    pub value: Option<&'static str>,
+    /// Lines of help text.
+    pub help: &'static [&'static str],
+    /// Records the flag (and its value) in the arguments.
+    set: fn(&mut Args, Option<String>),
+}
+
+impl Flag {
+    /// `-f, --file <script>`.
+    fn spelling(&self) -> String {
+        let mut text = String::new();
+        if let Some(short) = self.short {
+            text.push_str(short);
+            text.push_str(", ");
+        }
+        text.push_str(self.long);
+        if let Some(value) = self.value {
+            text.push_str(&format!(" <{value}>"));
+        }
+        text
+    }
+
+    fn is(&self, word: &str) -> bool {
+        word == self.long || self.short == Some(word)
+    }
+}
+
+fn value(v: Option<String>) -> PathBuf {
+    v.unwrap_or_default().into()
+}
+
+/// The binary's flags, in the order the usage text lists them.
+pub static FLAGS: &[Flag] = &[
+    Flag {
+        long: "--json",
+        short: None,
+        value: None,
+        help: &["print each command's result as one JSON document"],
+        set: |a, _| a.json = true,
+    },
+    Flag {
+        long: "--home",
+        short: None,
+        value: Some("dir"),
+        help: &[
+            "where the cluster configuration lives (env LAZARUS_HOME;",
+            "default: the user's data directory)",
+        ],
+        set: |a, v| a.home = Some(value(v)),
+    },
+    Flag {
+        long: "--file",
+        short: Some("-f"),
+        value: Some("script"),
+        help: &["run a script: one command a line, `#` comments"],
+        set: |a, v| a.file = Some(value(v)),
+    },
+    Flag {
+        long: "--continue-on-error",
+        short: None,
+        value: None,
+        help: &["in a script, run the remaining lines after a failure"],
+        set: |a, _| a.continue_on_error = true,
+    },
+    Flag {
+        long: "--redis-server",
+        short: None,
+        value: Some("path"),
+        help: &["the redis-server binary to run shards with"],
+        set: |a, v| a.redis_server = Some(value(v)),
+    },
+    Flag {
+        long: "--help",
+        short: Some("-h"),
+        value: None,
+        help: &["this text; `lazarus help` lists the commands"],
+        set: |a, _| a.mode = Mode::Usage,
+    },
+    Flag {
+        long: "--version",
+        short: Some("-V"),
+        value: None,
+        help: &["the version"],
+        set: |a, _| a.mode = Mode::Version,
+    },
+];
+
+/// The flag `word` names (`--home`, `-f`, or `--home=/x` with its inline value).
+fn find_flag(word: &str) -> Option<(&'static Flag, Option<String>)> {
+    let (name, inline) = match word.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+        _ => (word, None),
+    };
+    FLAGS.iter().find(|f| f.is(name)).map(|f| (f, inline))
+}
+
+/// `lazarus --help`.
+pub fn usage() -> String {
+    const WIDTH: usize = 23;
+    let mut text = String::from(
+        "\
 lazarus: an rladmin-style admin and recovery shell for Redis OSS / Valkey clusters
 
 usage:
@@ -63,15 +170,55 @@ usage:
   lazarus [flags] --file <script>  run a script: one command a line, `#` comments
 
 flags:
-  --json                 print each command's result as one JSON document
-  --home <dir>           where the cluster configuration lives (env LAZARUS_HOME;
-                         default: the user's data directory)
-  --continue-on-error    in a script, run the remaining lines after a failure
-  --redis-server <path>  the redis-server binary to run shards with
-  -h, --help             this text; `lazarus help` lists the commands
-  -V, --version          the version
+",
+    );
+    for flag in FLAGS {
+        let spelling = flag.spelling();
+        for (i, line) in flag.help.iter().enumerate() {
+            let left = if i == 0 { spelling.as_str() } else { "" };
+            text.push_str(&format!("  {left:WIDTH$}{line}\n"));
+        }
+    }
+    text.push_str(
+        "\nexit status: 0 all commands succeeded, 1 a command failed, 2 usage or parse error",
+    );
+    text
+}
 
-exit status: 0 all commands succeeded, 1 a command failed, 2 usage or parse error";
+/// Every spelling of every flag that starts with `partial`, for completion.
+pub fn flag_candidates(partial: &str) -> Vec<String> {
+    FLAGS
+        .iter()
+        .flat_map(|f| f.short.into_iter().chain([f.long]))
+        .filter(|s| s.starts_with(partial))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many of `words` are leading flags (with their values), and the `--home` they
+/// give: completion skips them to reach the command. The last word is never skipped:
+/// it is the one being completed.
+pub fn skip_flags(words: &[String]) -> (usize, Option<PathBuf>) {
+    let mut home = None;
+    let mut i = 0;
+    while i + 1 < words.len() && words[i].starts_with('-') {
+        let Some((flag, inline)) = find_flag(&words[i]) else {
+            i += 1;
+            continue;
+        };
+        let takes_next = flag.value.is_some() && inline.is_none();
+        let value = if takes_next {
+            words.get(i + 1).cloned()
+        } else {
+            inline
+        };
+        if flag.long == "--home" {
+            home = value.map(PathBuf::from);
+        }
+        i += if takes_next { 2 } else { 1 };
+    }
+    (i.min(words.len()), home)
+}
 
 impl Args {
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
@@ -85,24 +232,19 @@ impl Args {
         let mut parsed = Args::default();
         let mut rest = words.into_iter();
         while let Some(word) = rest.next() {
-            let (flag, inline) = match word.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (word.clone(), None),
-            };
-            let mut value = |name: &str| match inline.clone() {
-                Some(v) => Ok(v),
-                None => rest
-                    .next()
-                    .ok_or_else(|| UsageError::MissingValue(name.to_string())),
-            };
-            match flag.as_str() {
-                "--json" => parsed.json = true,
-                "--continue-on-error" => parsed.continue_on_error = true,
-                "--home" => parsed.home = Some(value("--home")?.into()),
-                "--redis-server" => parsed.redis_server = Some(value("--redis-server")?.into()),
-                "--file" | "-f" => parsed.file = Some(value("--file")?.into()),
-                "-h" | "--help" => parsed.mode = Mode::Usage,
-                "-V" | "--version" => parsed.mode = Mode::Version,
+            if let Some((flag, inline)) = find_flag(&word) {
+                let value = match (flag.value, inline) {
+                    (None, _) => None,
+                    (Some(_), Some(v)) => Some(v),
+                    (Some(_), None) => Some(
+                        rest.next()
+                            .ok_or_else(|| UsageError::MissingValue(flag.long.to_string()))?,
+                    ),
+                };
+                (flag.set)(&mut parsed, value);
+                continue;
+            }
+            match word.as_str() {
                 "--" => {
                     parsed.mode = Mode::OneShot(rest.collect());
                     break;
@@ -116,7 +258,8 @@ impl Args {
                     break;
                 }
                 f if f.starts_with('-') && f.len() > 1 && !f.starts_with("-1") => {
-                    return Err(UsageError::UnknownFlag(f.to_string()))
+                    let name = f.split_once('=').map_or(f, |(name, _)| name);
+                    return Err(UsageError::UnknownFlag(name.to_string()));
                 }
                 _ => {
                     let mut command = vec![word];
@@ -163,5 +306,55 @@ mod tests {
             Mode::Complete(vec!["node".into(), "".into()])
         );
         assert_eq!(parse(&[]).unwrap().mode, Mode::Session);
+    }
+
+    #[test]
+    fn every_flag_in_the_table_parses_in_each_spelling() {
+        for flag in FLAGS {
+            let spellings = flag.short.into_iter().chain([flag.long]);
+            for spelling in spellings {
+                let mut words = vec![spelling.to_string()];
+                if flag.value.is_some() {
+                    words.push("/v".into());
+                }
+                let args = Args::parse(words.iter().map(OsString::from))
+                    .unwrap_or_else(|e| panic!("{spelling}: {e}"));
+                assert_ne!(args, Args::default(), "{spelling} changed nothing");
+            }
+            if flag.value.is_some() {
+                let inline = format!("{}=/v", flag.long);
+                assert_ne!(parse(&[&inline]).unwrap(), Args::default(), "{inline}");
+                assert_eq!(
+                    parse(&[flag.long]),
+                    Err(UsageError::MissingValue(flag.long.into()))
+                );
+            }
+        }
+        assert_eq!(parse(&["-f", "s.txt"]).unwrap().file, Some("s.txt".into()));
+    }
+
+    #[test]
+    fn completion_reads_the_table() {
+        assert_eq!(flag_candidates("-f"), ["-f"]);
+        assert_eq!(flag_candidates("--f"), ["--file"]);
+        let all = flag_candidates("-");
+        for flag in FLAGS {
+            assert!(all.contains(&flag.long.to_string()), "{}", flag.long);
+        }
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            skip_flags(&words(&["--json", "--home", "/h", "-f", "x", "node", ""])),
+            (5, Some("/h".into()))
+        );
+        assert_eq!(
+            skip_flags(&words(&["--home=/h", "info", ""])),
+            (1, Some("/h".into()))
+        );
+        assert_eq!(skip_flags(&words(&["--ho"])), (0, None));
+    }
+
+    #[test]
+    fn usage_lists_every_flag() {
+        insta::assert_snapshot!(usage());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-pub use args::{Args, Mode, UsageError, USAGE};
+pub use args::{usage, Args, Mode, UsageError, FLAGS};
 
 use crate::ccs::Store;
 use crate::cmd::{self, CommandError, Context, NoProgress};
@@ -223,35 +223,13 @@ async fn interruptible<T>(
 /// Candidates for the last of `words` (the word being typed, possibly empty), one a line,
 /// for the shell completion scripts. Leading flags are skipped (`--home` is honoured);
 /// a partial flag completes to the flags.
-pub fn complete_words(mut home: Option<PathBuf>, words: &[String]) -> Vec<String> {
-    const FLAGS: &[&str] = &[
-        "--continue-on-error",
-        "--file",
-        "--help",
-        "--home",
-        "--json",
-        "--redis-server",
-        "--version",
-    ];
-    let mut i = 0;
-    while i + 1 < words.len() && words[i].starts_with('-') {
-        let takes_value = matches!(
-            words[i].as_str(),
-            "--home" | "--redis-server" | "--file" | "-f"
-        );
-        if words[i] == "--home" {
-            home = Some(PathBuf::from(&words[i + 1]));
-        }
-        i += if takes_value { 2 } else { 1 };
-    }
-    let words = &words[i.min(words.len())..];
+pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
+    let (skipped, flag_home) = args::skip_flags(words);
+    let home = flag_home.or(home);
+    let words = &words[skipped..];
     if let [partial] = words {
         if partial.starts_with('-') {
-            return FLAGS
-                .iter()
-                .filter(|f| f.starts_with(partial.as_str()))
-                .map(|f| f.to_string())
-                .collect();
+            return args::flag_candidates(partial);
         }
     }
     let cluster = resolve_home(home)
@@ -271,7 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut out = io::stdout().lock();
     match &args.mode {
         Mode::Usage => {
-            writeln!(out, "{USAGE}")?;
+            writeln!(out, "{}", usage())?;
             return Ok(EXIT_OK);
         }
         Mode::Version => {

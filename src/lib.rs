@@ -18,6 +18,7 @@
 //!   at close to disk speed, in bounded memory.
 //! - [`error`]: the error kinds every layer's errors have (`usage`, `not_found`, ...),
 //!   which decide the exit status and the JSON `kind`.
+//! - [`secret`]: [`secret::Secret`], a password that prints and serialises as `***`.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod ccs;
@@ -27,5 +28,6 @@ pub mod error;
 pub mod lang;
 pub mod persist;
 pub mod recovery;
+pub mod secret;
 pub mod server;
 pub mod shell;

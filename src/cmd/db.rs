@@ -11,6 +11,7 @@ use super::{
 use crate::ccs::{Cluster, Database, DbConfig, Persistence};
 use crate::db::{self, CreateDb, DbError, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
+use crate::secret::Secret;
 use crate::server::RedisServer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct CreateDbArgs {
     pub persistence: Option<Persistence>,
     pub memory: Option<u64>,
     pub port: Option<u16>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub sync_source: Option<HostPort>,
 }
 
@@ -51,7 +52,7 @@ impl CreateDbArgs {
             replication: self.replication.unwrap_or(false),
             persistence: self.persistence.unwrap_or(Persistence::Aof),
             memory: self.memory,
-            password: self.password.clone(),
+            password: self.password.as_ref().map(|pw| pw.expose().to_string()),
             sync_source: self.sync_source.as_ref().map(|hp| hp.to_string()),
         }
     }
@@ -341,9 +342,9 @@ impl fmt::Display for CreateDbArgs {
         if let Some(p) = self.port {
             write!(f, " port {p}")?;
         }
-        // The shell redacts this before anything is shown or stored.
+        // Prints `***`: canonical text is shown and stored, never the password.
         if let Some(pw) = &self.password {
-            write!(f, " password {}", quote(pw))?;
+            write!(f, " password {pw}")?;
         }
         if let Some(s) = &self.sync_source {
             write!(f, " sync_source {s}")?;

@@ -19,7 +19,8 @@
 //!    read with `ctx.cluster()`, change with `ctx.lock_cluster()` /
 //!    `ctx.lock_or_default_cluster()` then `lock.save(&mut cluster)`; validate everything
 //!    before the first change. Return lines/tables for people and `.data(..)` for
-//!    `--json`; never print, never put a secret in a reply. Long work reports through
+//!    `--json`; never print, never put a secret in a reply (a password is a
+//!    [`crate::secret::Secret`] in the AST: it prints as `***`). Long work reports through
 //!    `ctx.progress`.
 //! 5. Add the new lines to `grammar/examples.txt` (valid and invalid) and the form to
 //!    `grammar/lazarus.ebnf`.
@@ -287,6 +288,19 @@ mod tests {
         assert_eq!(c("delete db o"), ["orders"]);
         assert_eq!(c("restart db db:"), ["db:7", "db:9"]);
         assert!(c("delete db ").contains(&"cache".to_string()));
+    }
+
+    #[test]
+    fn canonical_text_never_holds_a_password() {
+        let command = super::parse("create db x password \"hunter 2\"")
+            .unwrap()
+            .unwrap();
+        assert_eq!(command.to_string(), "create db x password ***");
+        assert!(!format!("{command:?}").contains("hunter"));
+        let super::Command::Db(super::db::DbCommand::Create(args)) = command else {
+            panic!("not create db")
+        };
+        assert_eq!(args.password.unwrap().expose(), "hunter 2");
     }
 
     #[test]

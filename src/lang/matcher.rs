@@ -68,7 +68,8 @@ macro_rules! from_value {
     };
 }
 
-from_value!(String, Value::Word(s) | Value::Secret(s) => s.clone(), Value::Choice(c) => c.to_string());
+from_value!(String, Value::Word(s) => s.clone(), Value::Choice(c) => c.to_string());
+from_value!(crate::secret::Secret, Value::Secret(s) => s.clone());
 from_value!(u64, Value::Integer(n) | Value::Size(n) | Value::Node(n) => *n);
 from_value!(u16, Value::Port(p) => *p);
 from_value!(PortRange, Value::PortRange(r) => *r);

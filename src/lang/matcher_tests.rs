@@ -15,7 +15,7 @@ enum Ast {
     RecoverDb(DbRef, bool),
     RecoverDbConfigOnly(String),
     Check(Option<SlotRange>),
-    Create(Option<String>),
+    Create(Option<crate::secret::Secret>),
 }
 
 fn status(m: &Match) -> Result<Ast, super::ParseError> {
@@ -145,7 +145,10 @@ fn valid_lines() {
             "check slots 0-100",
             Ast::Check(Some(SlotRange { start: 0, end: 100 })),
         ),
-        ("create password \"p w\"", Ast::Create(Some("p w".into()))),
+        (
+            "create password \"p w\"",
+            Ast::Create(Some(crate::secret::Secret::new("p w"))),
+        ),
     ];
     for (line, ast) in cases {
         assert_eq!(p(line), ast, "{line}");

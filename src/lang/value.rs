@@ -12,6 +12,7 @@ use nom::sequence::{preceded, separated_pair};
 use nom::IResult;
 
 use crate::ccs::{Id, PortRange, SlotRange, SLOT_COUNT};
+use crate::secret::Secret;
 
 use super::lexer::quote;
 
@@ -98,7 +99,7 @@ pub enum Value {
     Path(PathBuf),
     Node(Id),
     Database(DbRef),
-    Secret(String),
+    Secret(Secret),
     Choice(&'static str),
 }
 
@@ -142,7 +143,7 @@ impl ValueKind {
                 crate::ccs::names::check_db_name(text)?;
                 Value::Word(text.to_string())
             }
-            ValueKind::Secret => Value::Secret(text.to_string()),
+            ValueKind::Secret => Value::Secret(Secret::new(text)),
             ValueKind::Path => Value::Path(PathBuf::from(text)),
             ValueKind::Integer => Value::Integer(whole(integer, text).ok_or_else(bad)?),
             ValueKind::Size => Value::Size(whole(size, text).ok_or_else(bad)?),
@@ -191,7 +192,8 @@ impl fmt::Display for Value {
     /// Canonical command text for the value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Word(w) | Value::Secret(w) => f.write_str(&quote(w)),
+            Value::Word(w) => f.write_str(&quote(w)),
+            Value::Secret(s) => write!(f, "{s}"),
             Value::Integer(n) => write!(f, "{n}"),
             Value::Size(n) => f.write_str(&format_size(*n)),
             Value::Port(p) => write!(f, "{p}"),

@@ -5,12 +5,13 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-
-use super::{Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, ValueKind};
+use super::{
+    Command, CommandError, CommandSyntax, Context, Element, Opt, Render, Reply, Table, Text,
+    ValueKind,
+};
 use crate::ccs::SlotRange;
 use crate::lang::lexer::quote;
-use crate::persist::{self, CheckOptions, FileReport, Verdict};
+use crate::persist::{self, CheckOptions, FileReport, FixOutcome, Verdict};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckCommand {
@@ -73,7 +74,7 @@ impl CheckCommand {
                 let task = ctx.progress.task(&format!("check {}", path.display()), 0);
                 let report = run_check(path, slots).await?;
                 task.finish(&report.verdict.to_string());
-                Ok(render(&report))
+                reply(&report)
             }
             CheckCommand::Fix { path, dest } => {
                 let report = run_check(path.clone(), None).await?;
@@ -87,14 +88,7 @@ impl CheckCommand {
                     tokio::task::spawn_blocking(move || persist::fix_truncated(&report, &dest))
                         .await
                         .map_err(|e| CommandError::internal(format!("check failed: {e}")))??;
-                Ok(Reply::message(format!(
-                    "wrote `{}`: kept {} of {} bytes of `{}` (cut at its last complete record); the original is unchanged",
-                    outcome.dest.display(),
-                    outcome.kept_len,
-                    outcome.original_len,
-                    outcome.truncated_file.display()
-                ))
-                .data(outcome))
+                Reply::of(&outcome)
             }
         }
     }
@@ -119,8 +113,79 @@ fn age(created: i64) -> String {
     }
 }
 
-/// The report as a table of fields (and JSON), the verdict first.
-fn render(r: &FileReport) -> Reply {
+/// The report, failed when the file is not ok.
+fn reply(r: &FileReport) -> Result<Reply, CommandError> {
+    let reply = Reply::of(r)?;
+    Ok(match r.verdict {
+        Verdict::Ok => reply,
+        // A bad file fails the command (exit status 1, a script stops), as
+        // redis-check-rdb does, after the whole report.
+        bad => {
+            let message = format!("`{}` is {bad}", r.path.display());
+            reply.failed(match bad {
+                Verdict::Unreadable if std::fs::symlink_metadata(&r.path).is_err() => {
+                    CommandError::not_found(message)
+                }
+                Verdict::Unreadable => CommandError::io(message),
+                _ => CommandError::damaged(message),
+            })
+        }
+    })
+}
+
+/// `check file`: the report as a table of fields, the verdict first.
+impl Render for FileReport {
+    fn render(&self, text: &mut Text) {
+        text.table(report_table(self));
+    }
+}
+
+/// `check file ... fix`.
+impl Render for FixOutcome {
+    fn render(&self, text: &mut Text) {
+        text.line(format!(
+            "wrote `{}`: kept {} of {} bytes of `{}` (cut at its last complete record); the original is unchanged",
+            self.dest.display(),
+            self.kept_len,
+            self.original_len,
+            self.truncated_file.display()
+        ));
+    }
+}
+
+/// A report for the snapshot tests: an RDB, or with another verdict a truncated AOF.
+#[cfg(test)]
+pub(crate) fn report_fixture(verdict: Verdict) -> FileReport {
+    use crate::persist::{Fault, FileKind};
+    let kind = if verdict == Verdict::Ok {
+        FileKind::Rdb
+    } else {
+        FileKind::AofSingle
+    };
+    let mut r = FileReport::new(PathBuf::from("/data/dump.rdb"), kind);
+    r.verdict = verdict;
+    r.rdb_version = Some(11);
+    r.server_version = Some("7.0.15".into());
+    r.keys_per_db = [(0, 1000), (3, 2)].into();
+    r.keys = 1002;
+    r.expires = 10;
+    r.expired = 1;
+    r.bytes = 65536;
+    if verdict != Verdict::Ok {
+        r.path = PathBuf::from("/data/appendonly.aof");
+        r.fault = Some(Fault {
+            file: r.path.clone(),
+            offset: 960,
+            expected: "`*<count>\\r\\n` (a RESP array), found the end of the file".into(),
+        });
+        r.valid_len = Some(960);
+        r.keys_exact = false;
+        r.rdb_version = None;
+    }
+    r
+}
+
+fn report_table(r: &FileReport) -> Table {
     let na = || "N/A".to_string();
     let mut fields = vec![
         ("path", r.path.display().to_string()),
@@ -188,23 +253,7 @@ fn render(r: &FileReport) -> Reply {
     for w in &r.warnings {
         fields.push(("warning", w.clone()));
     }
-    let table = Table::fields(fields).titled("FILE");
-    let reply = Reply::new().table(table).data(json!(r));
-    match r.verdict {
-        Verdict::Ok => reply,
-        // A bad file fails the command (exit status 1, a script stops), as
-        // redis-check-rdb does, after the whole report.
-        bad => {
-            let message = format!("`{}` is {bad}", r.path.display());
-            reply.failed(match bad {
-                Verdict::Unreadable if std::fs::symlink_metadata(&r.path).is_err() => {
-                    CommandError::not_found(message)
-                }
-                Verdict::Unreadable => CommandError::io(message),
-                _ => CommandError::damaged(message),
-            })
-        }
-    }
+    Table::fields(fields).titled("FILE")
 }
 
 impl fmt::Display for CheckCommand {

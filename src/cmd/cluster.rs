@@ -7,13 +7,13 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{
-    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply,
-    ValueKind,
+    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Render, Reply,
+    Text, ValueKind,
 };
-use crate::ccs::{default_local_cluster, store::random_cluster_id, Cluster};
+use crate::ccs::{default_local_cluster, store::random_cluster_id, Cluster, Id};
 use crate::lang::quote;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,21 +115,36 @@ fn create(
     super::node::prepare_persistent_path(&node.persistent_path)?;
     let node = node.clone();
     lock.save(&mut cluster)?;
-    Ok(Reply::message(format!(
-        "Created cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
-        cluster.name,
-        cluster.cluster_id,
-        node.id,
-        node.addr,
-        node.persistent_path.display()
-    ))
-    .data(json!({
-        "name": cluster.name,
-        "cluster_id": cluster.cluster_id,
-        "node": node.id,
-        "addr": node.addr,
-        "persistent_path": node.persistent_path,
-    })))
+    Reply::of(&ClusterCreated {
+        name: cluster.name.clone(),
+        cluster_id: cluster.cluster_id,
+        node: node.id,
+        addr: node.addr,
+        persistent_path: node.persistent_path,
+    })
+}
+
+/// `cluster create`: the cluster and its first node.
+#[derive(Serialize)]
+pub struct ClusterCreated {
+    pub name: String,
+    pub cluster_id: u64,
+    pub node: Id,
+    pub addr: String,
+    pub persistent_path: PathBuf,
+}
+
+impl Render for ClusterCreated {
+    fn render(&self, text: &mut Text) {
+        text.line(format!(
+            "Created cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
+            self.name,
+            self.cluster_id,
+            self.node,
+            self.addr,
+            self.persistent_path.display()
+        ));
+    }
 }
 
 impl fmt::Display for ClusterCommand {

@@ -2,14 +2,14 @@
 
 use std::fmt;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{
-    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply,
-    ValueKind,
+    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Render, Reply,
+    Text, ValueKind,
 };
-use crate::ccs::{Cluster, Database, DbConfig, Persistence};
-use crate::db::{self, CreateDb, DbError, MAX_SHARDS};
+use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Persistence, Role};
+use crate::db::{self, CreateDb, DbError, DeleteOutcome, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
 use crate::secret::Secret;
 use crate::server::RedisServer;
@@ -150,24 +150,125 @@ pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServ
     )?)
 }
 
-/// A database's JSON shape in replies: never its password.
-pub fn db_json(cluster: &Cluster, d: &Database) -> serde_json::Value {
-    json!({
-        "id": d.id,
-        "name": d.config.name,
-        "endpoint": db::endpoint(cluster, d),
-        "shard_count": d.config.shards,
-        "replication": d.config.replication,
-        "persistence": d.config.persistence,
-        "memory": d.config.memory,
-        "password": d.config.password.is_some(),
-        "sync_source": d.config.sync_source,
-        "state": d.state,
-        "shards": d.shards.iter().map(|s| json!({
-            "id": s.id, "node": s.node, "role": s.role, "master": s.master,
-            "slots": s.slots.map(|r| r.to_string()), "port": s.port, "pid": s.pid,
-        })).collect::<Vec<_>>(),
-    })
+/// A database as `create db` and `restart db` show it: never its password, only whether
+/// it has one.
+#[derive(Clone, Debug, Serialize)]
+pub struct DbView {
+    pub id: Id,
+    pub name: String,
+    pub endpoint: String,
+    pub shard_count: u32,
+    pub replication: bool,
+    pub persistence: Persistence,
+    pub memory: Option<u64>,
+    pub password: bool,
+    pub sync_source: Option<String>,
+    pub state: DbState,
+    pub shards: Vec<ShardView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardView {
+    pub id: Id,
+    pub node: Id,
+    pub role: Role,
+    pub master: Option<Id>,
+    /// `start-end`.
+    pub slots: Option<String>,
+    pub port: u16,
+    pub pid: Option<u32>,
+}
+
+impl DbView {
+    pub fn new(cluster: &Cluster, d: &Database) -> DbView {
+        DbView {
+            id: d.id,
+            name: d.config.name.clone(),
+            endpoint: db::endpoint(cluster, d),
+            shard_count: d.config.shards,
+            replication: d.config.replication,
+            persistence: d.config.persistence,
+            memory: d.config.memory,
+            password: d.config.password.is_some(),
+            sync_source: d.config.sync_source.clone(),
+            state: d.state,
+            shards: d
+                .shards
+                .iter()
+                .map(|s| ShardView {
+                    id: s.id,
+                    node: s.node,
+                    role: s.role,
+                    master: s.master,
+                    slots: s.slots.map(|r| r.to_string()),
+                    port: s.port,
+                    pid: s.pid,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `create db`: the database made.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct DbCreated(pub DbView);
+
+impl Render for DbCreated {
+    fn render(&self, text: &mut Text) {
+        let d = &self.0;
+        text.line(format!(
+            "Created db:{} `{}`: {} shard{}{}, persistence {}. Endpoint: {}",
+            d.id,
+            d.name,
+            d.shard_count,
+            plural(d.shard_count as usize),
+            if d.replication { " with replicas" } else { "" },
+            d.persistence,
+            d.endpoint
+        ));
+    }
+}
+
+/// `restart db`: the database running again.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct DbRestarted(pub DbView);
+
+impl Render for DbRestarted {
+    fn render(&self, text: &mut Text) {
+        let d = &self.0;
+        text.line(format!(
+            "Restarted db:{} `{}`: {} shard{} running. Endpoint: {}",
+            d.id,
+            d.name,
+            d.shards.len(),
+            plural(d.shards.len()),
+            d.endpoint
+        ));
+    }
+}
+
+/// `delete db`.
+impl Render for DeleteOutcome {
+    fn render(&self, text: &mut Text) {
+        text.line(format!(
+            "Deleted db:{} `{}`: stopped {} shard{}.",
+            self.id,
+            self.name,
+            self.stopped,
+            plural(self.stopped)
+        ));
+        for dir in &self.purged {
+            text.line(format!("Removed `{}`.", dir.display()));
+        }
+        for dir in &self.kept {
+            text.line(format!(
+                "Kept its data in `{}` (use `purge` to delete it).",
+                dir.display()
+            ));
+        }
+    }
 }
 
 fn resolve_ref(cluster: &Cluster, r: &DbRef) -> Result<String, CommandError> {
@@ -239,24 +340,7 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
     }
     task.finish("created");
     let d = &cluster.databases[&id];
-    let mut reply = Reply::new();
-    if let Some(note) = created {
-        reply = reply.line(note);
-    }
-    let masters = d.config.shards;
-    Ok(reply
-        .line(format!(
-            "Created db:{id} `{name}`: {masters} shard{}{}, persistence {}. Endpoint: {}",
-            plural(masters as usize),
-            if d.config.replication {
-                " with replicas"
-            } else {
-                ""
-            },
-            d.config.persistence,
-            db::endpoint(&cluster, d)
-        ))
-        .data(db_json(&cluster, d)))
+    Ok(Reply::of(&DbCreated(DbView::new(&cluster, d)))?.note(created))
 }
 
 async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
@@ -264,23 +348,7 @@ async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandE
     let name = resolve_ref(&cluster, r)?;
     let out = db::delete_db(&mut cluster, &name, purge).await?;
     lock.save(&mut cluster)?;
-    let mut reply = Reply::message(format!(
-        "Deleted db:{} `{}`: stopped {} shard{}.",
-        out.id,
-        out.name,
-        out.stopped,
-        plural(out.stopped)
-    ));
-    for dir in &out.purged {
-        reply = reply.line(format!("Removed `{}`.", dir.display()));
-    }
-    for dir in &out.kept {
-        reply = reply.line(format!(
-            "Kept its data in `{}` (use `purge` to delete it).",
-            dir.display()
-        ));
-    }
-    Ok(reply.data(out))
+    Reply::of(&out)
 }
 
 async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
@@ -297,14 +365,7 @@ async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     }
     let id = res?;
     lock.save(&mut cluster)?;
-    let d = &cluster.databases[&id];
-    Ok(Reply::message(format!(
-        "Restarted db:{id} `{name}`: {} shard{} running. Endpoint: {}",
-        d.shards.len(),
-        plural(d.shards.len()),
-        db::endpoint(&cluster, d)
-    ))
-    .data(db_json(&cluster, d)))
+    Reply::of(&DbRestarted(DbView::new(&cluster, &cluster.databases[&id])))
 }
 
 impl fmt::Display for DbCommand {

@@ -3,9 +3,11 @@
 
 use std::fmt;
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::{registry, Command, CommandError, CommandSyntax, Context, Element, Reply};
+use super::{
+    registry, Command, CommandError, CommandSyntax, Context, Element, Render, Reply, Text,
+};
 use crate::lang::error::nearest;
 use crate::lang::quote;
 
@@ -52,55 +54,96 @@ pub static SYNTAX: &[CommandSyntax] = &[
 
 impl HelpCommand {
     pub async fn apply(self, _ctx: &Context) -> Result<Reply, CommandError> {
+        Reply::of(&Help::new(self.topic)?)
+    }
+}
+
+impl Help {
+    /// The forms whose leading keywords start with `topic` (every form when it is empty).
+    pub fn new(topic: Vec<String>) -> Result<Help, CommandError> {
         let matching: Vec<&CommandSyntax> = registry()
             .iter()
             .copied()
             .filter(|s| {
                 let words = s.leading_keywords();
-                self.topic.len() <= words.len()
-                    && self.topic.iter().zip(&words).all(|(t, w)| t == w)
+                topic.len() <= words.len() && topic.iter().zip(&words).all(|(t, w)| t == w)
             })
             .collect();
         if matching.is_empty() {
             let firsts = registry()
                 .iter()
                 .filter_map(|s| s.leading_keywords().first().copied());
-            let mut message = format!("no command starts with `{}`", self.topic.join(" "));
-            if let Some(s) = nearest(self.topic.first().map_or("", String::as_str), firsts) {
+            let mut message = format!("no command starts with `{}`", topic.join(" "));
+            let near = nearest(topic.first().map_or("", String::as_str), firsts);
+            if let Some(s) = &near {
                 message.push_str(&format!(", did you mean `{s}`?"));
             }
-            return Err(CommandError::not_found(message));
+            let error = CommandError::not_found(message);
+            return Err(match near {
+                Some(s) => error.hinted(format!("did you mean `{s}`?")),
+                None => error,
+            });
         }
+        Ok(Help {
+            forms: matching
+                .iter()
+                .map(|s| HelpForm {
+                    usage: s.usage(),
+                    summary: s.summary,
+                    examples: s.examples,
+                    group: s.leading_keywords().first().copied(),
+                })
+                .collect(),
+            examples: !topic.is_empty(),
+        })
+    }
+}
+
+/// `help [command...]`: the forms asked for.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Help {
+    pub forms: Vec<HelpForm>,
+    /// Show the examples (`help <command>`) rather than the general tip.
+    #[serde(skip)]
+    pub examples: bool,
+}
+
+#[derive(Serialize)]
+pub struct HelpForm {
+    pub usage: String,
+    pub summary: &'static str,
+    pub examples: &'static [&'static str],
+    /// The first keyword: forms are shown in groups by it.
+    #[serde(skip)]
+    pub group: Option<&'static str>,
+}
+
+impl Render for Help {
+    fn render(&self, text: &mut Text) {
         // Usage on its own (wrapped) lines, the summary indented under it: long forms such
         // as `create db` stay readable in 80 columns.
-        let mut reply = Reply::new();
         let mut group = None;
-        for s in &matching {
-            let first = s.leading_keywords().first().copied();
-            if group.is_some() && group != first {
-                reply = reply.line("");
+        for form in &self.forms {
+            if group.is_some() && group != form.group {
+                text.line("");
             }
-            group = first;
-            for line in wrap_usage(&s.usage(), 88) {
-                reply = reply.line(line);
+            group = form.group;
+            for line in wrap_usage(&form.usage, 88) {
+                text.line(line);
             }
-            reply = reply.line(format!("        {}", s.summary));
+            text.line(format!("        {}", form.summary));
         }
-        if !self.topic.is_empty() {
-            reply = reply.line("").line("Examples:");
-            for e in matching.iter().flat_map(|s| s.examples.iter()) {
-                reply = reply.line(format!("  {e}"));
+        if self.examples {
+            text.line("").line("Examples:");
+            for e in self.forms.iter().flat_map(|f| f.examples.iter()) {
+                text.line(format!("  {e}"));
             }
         } else {
-            reply = reply.line("").line(
+            text.line("").line(
                 "`help <command>` shows examples; Tab completes; [x] is optional, a|b one of, <v> a value.",
             );
         }
-        let data: Vec<_> = matching
-            .iter()
-            .map(|s| json!({ "usage": s.usage(), "summary": s.summary, "examples": s.examples }))
-            .collect();
-        Ok(reply.data(data))
     }
 }
 

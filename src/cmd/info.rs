@@ -2,13 +2,16 @@
 
 use std::fmt;
 
-use serde_json::json;
+use std::path::PathBuf;
 
-use super::node::node_json;
+use serde::Serialize;
+
+use super::node::NodeView;
 use super::{
-    no_such_node, Command, CommandError, CommandSyntax, Context, Element, Reply, Table, ValueKind,
+    no_such_node, Command, CommandError, CommandSyntax, Context, Element, Render, Reply, Table,
+    Text, ValueKind,
 };
-use crate::ccs::Id;
+use crate::ccs::{Cluster, Id, Node};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InfoCommand {
@@ -41,97 +44,138 @@ impl InfoCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
         let cluster = ctx.cluster()?;
         match self {
-            InfoCommand::Cluster => {
-                let fields = Table::fields([
-                    ("name", cluster.name.clone()),
-                    ("cluster_id", cluster.cluster_id.to_string()),
-                    ("alloc_id", cluster.alloc_id.to_string()),
-                    ("generation", cluster.generation.to_string()),
-                    ("local node", format!("node:{}", cluster.local_node)),
-                    ("nodes", cluster.nodes.len().to_string()),
-                    ("databases", cluster.databases.len().to_string()),
-                    (
-                        "redis-server",
-                        cluster
-                            .redis_server
-                            .as_ref()
-                            .map_or("PATH".to_string(), |p| p.display().to_string()),
-                    ),
-                    ("ccs", ctx.store.ccs_path().display().to_string()),
-                ])
-                .titled("CLUSTER");
-                let mut nodes = Table::new([
-                    "node",
-                    "addr",
-                    "persistent path",
-                    "recovery path",
-                    "ports",
-                    "rack",
-                ])
-                .titled("NODES");
-                for node in cluster.nodes.values() {
-                    nodes.row([
-                        format!("node:{}", node.id),
-                        node.addr.clone(),
-                        node.persistent_path.display().to_string(),
-                        node.recovery_path
-                            .as_ref()
-                            .map_or(NA.to_string(), |p| p.display().to_string()),
-                        node.port_range.to_string(),
-                        node.rack_id.clone().unwrap_or_else(|| NA.to_string()),
-                    ]);
-                }
-                let data = json!({
-                    "name": cluster.name,
-                    "cluster_id": cluster.cluster_id,
-                    "alloc_id": cluster.alloc_id,
-                    "generation": cluster.generation,
-                    "local_node": cluster.local_node,
-                    "redis_server": cluster.redis_server,
-                    "ccs": ctx.store.ccs_path(),
-                    "nodes": cluster.nodes.values().map(node_json).collect::<Vec<_>>(),
-                    "databases": cluster.databases.keys().collect::<Vec<_>>(),
-                });
-                Ok(Reply::new().table(fields).table(nodes).data(data))
-            }
+            InfoCommand::Cluster => Reply::of(&ClusterInfo::new(&cluster, ctx.store.ccs_path())),
             InfoCommand::Node(id) => {
                 let node = cluster
                     .nodes
                     .get(&id)
                     .ok_or_else(|| no_such_node(&cluster, id))?;
-                let shards = cluster
-                    .databases
-                    .values()
-                    .flat_map(|db| &db.shards)
-                    .filter(|s| s.node == id)
-                    .count();
-                let table = Table::fields([
-                    ("node", format!("node:{}", node.id)),
-                    ("addr", node.addr.clone()),
-                    (
-                        "persistent path",
-                        node.persistent_path.display().to_string(),
-                    ),
-                    (
-                        "recovery path",
-                        node.recovery_path
-                            .as_ref()
-                            .map_or(NA.to_string(), |p| p.display().to_string()),
-                    ),
-                    ("port range", node.port_range.to_string()),
-                    (
-                        "rack id",
-                        node.rack_id.clone().unwrap_or_else(|| NA.to_string()),
-                    ),
-                    ("shards", shards.to_string()),
-                ])
-                .titled(format!("NODE:{id}"));
-                let mut data = node_json(node);
-                data["shards"] = json!(shards);
-                Ok(Reply::new().table(table).data(data))
+                Reply::of(&NodeInfo::new(&cluster, node))
             }
         }
     }
+}
+
+/// `info cluster`: the stored configuration.
+#[derive(Serialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub cluster_id: u64,
+    pub alloc_id: Id,
+    pub generation: u64,
+    pub local_node: Id,
+    pub redis_server: Option<PathBuf>,
+    pub ccs: PathBuf,
+    pub nodes: Vec<NodeView>,
+    pub databases: Vec<Id>,
+}
+
+impl ClusterInfo {
+    pub fn new(cluster: &Cluster, ccs: PathBuf) -> ClusterInfo {
+        ClusterInfo {
+            name: cluster.name.clone(),
+            cluster_id: cluster.cluster_id,
+            alloc_id: cluster.alloc_id,
+            generation: cluster.generation,
+            local_node: cluster.local_node,
+            redis_server: cluster.redis_server.clone(),
+            ccs,
+            nodes: cluster.nodes.values().map(NodeView::from).collect(),
+            databases: cluster.databases.keys().copied().collect(),
+        }
+    }
+}
+
+impl Render for ClusterInfo {
+    fn render(&self, text: &mut Text) {
+        let fields = Table::fields([
+            ("name", self.name.clone()),
+            ("cluster_id", self.cluster_id.to_string()),
+            ("alloc_id", self.alloc_id.to_string()),
+            ("generation", self.generation.to_string()),
+            ("local node", format!("node:{}", self.local_node)),
+            ("nodes", self.nodes.len().to_string()),
+            ("databases", self.databases.len().to_string()),
+            (
+                "redis-server",
+                self.redis_server
+                    .as_ref()
+                    .map_or("PATH".to_string(), |p| p.display().to_string()),
+            ),
+            ("ccs", self.ccs.display().to_string()),
+        ])
+        .titled("CLUSTER");
+        let mut nodes = Table::new([
+            "node",
+            "addr",
+            "persistent path",
+            "recovery path",
+            "ports",
+            "rack",
+        ])
+        .titled("NODES");
+        for node in &self.nodes {
+            nodes.row([
+                format!("node:{}", node.id),
+                node.addr.clone(),
+                node.persistent_path.display().to_string(),
+                or_na(node.recovery_path.as_ref().map(|p| p.display().to_string())),
+                node.port_range.clone(),
+                or_na(node.rack_id.clone()),
+            ]);
+        }
+        text.table(fields).table(nodes);
+    }
+}
+
+/// `info node <id>`: the node, and how many shards it holds.
+#[derive(Serialize)]
+pub struct NodeInfo {
+    #[serde(flatten)]
+    pub node: NodeView,
+    pub shards: usize,
+}
+
+impl NodeInfo {
+    pub fn new(cluster: &Cluster, node: &Node) -> NodeInfo {
+        let shards = cluster
+            .databases
+            .values()
+            .flat_map(|db| &db.shards)
+            .filter(|s| s.node == node.id)
+            .count();
+        NodeInfo {
+            node: NodeView::from(node),
+            shards,
+        }
+    }
+}
+
+impl Render for NodeInfo {
+    fn render(&self, text: &mut Text) {
+        let node = &self.node;
+        let table = Table::fields([
+            ("node", format!("node:{}", node.id)),
+            ("addr", node.addr.clone()),
+            (
+                "persistent path",
+                node.persistent_path.display().to_string(),
+            ),
+            (
+                "recovery path",
+                or_na(node.recovery_path.as_ref().map(|p| p.display().to_string())),
+            ),
+            ("port range", node.port_range.clone()),
+            ("rack id", or_na(node.rack_id.clone())),
+            ("shards", self.shards.to_string()),
+        ])
+        .titled(format!("NODE:{}", node.id));
+        text.table(table);
+    }
+}
+
+fn or_na(value: Option<String>) -> String {
+    value.unwrap_or_else(|| NA.to_string())
 }
 
 impl fmt::Display for InfoCommand {

@@ -18,8 +18,10 @@
 //! 4. `apply(self, ctx: &Context) -> Result<Reply, CommandError>` (async) does the work:
 //!    read with `ctx.cluster()`, change with `ctx.lock_cluster()` /
 //!    `ctx.lock_or_default_cluster()` then `lock.save(&mut cluster)`; validate everything
-//!    before the first change. Return lines/tables for people and `.data(..)` for
-//!    `--json`; never print, never put a secret in a reply (a password is a
+//!    before the first change. Return `Reply::of(&result)`: `result` is the command's
+//!    own `#[derive(Serialize)]` type (the `--json` `result`) implementing [`Render`] (the
+//!    lines and tables people read), so text and JSON come from one value; add its
+//!    snapshot to `render_tests.rs`. Never print, never put a secret in a reply (a password is a
 //!    [`crate::secret::Secret`] in the AST: it prints as `***`). Long work reports through
 //!    `ctx.progress`.
 //! 5. Add the new lines to `grammar/examples.txt` (valid and invalid) and the form to
@@ -33,6 +35,8 @@ pub mod help;
 pub mod info;
 pub mod node;
 pub mod recover;
+#[cfg(test)]
+mod render_tests;
 mod reply;
 pub mod status;
 
@@ -40,7 +44,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 pub use context::{Context, NoProgress, Progress, ProgressTask};
-pub use reply::{Block, Reply, Table};
+pub use reply::{Block, Render, Reply, Table, Text};
 
 use crate::error::{DomainError, ErrorKind};
 pub use crate::lang::matcher::Match;

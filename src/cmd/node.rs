@@ -4,11 +4,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{
     no_such_node, Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError,
-    Reply, ValueKind,
+    Render, Reply, Text, ValueKind,
 };
 use crate::ccs::{Cluster, Id, Node, PortRange};
 use crate::lang::quote;
@@ -158,18 +158,50 @@ fn add(
     };
     cluster.nodes.insert(id, node.clone());
     lock.save(&mut cluster)?;
-    let mut reply = Reply::new();
-    if let Some(note) = created {
-        reply = reply.line(note);
-    }
-    Ok(reply
-        .line(format!(
-            "Added node:{id} on {}, persistent path `{}`, ports {}.",
+    Ok(Reply::of(&NodeAdded(NodeView::from(&node)))?.note(created))
+}
+
+/// `node add`: the node added.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct NodeAdded(pub NodeView);
+
+impl Render for NodeAdded {
+    fn render(&self, text: &mut Text) {
+        let node = &self.0;
+        text.line(format!(
+            "Added node:{} on {}, persistent path `{}`, ports {}.",
+            node.id,
             node.addr,
             node.persistent_path.display(),
             node.port_range
-        ))
-        .data(node_json(&node)))
+        ));
+    }
+}
+
+/// `node <id> remove`.
+#[derive(Serialize)]
+pub struct NodeRemoved {
+    pub removed: Id,
+}
+
+impl Render for NodeRemoved {
+    fn render(&self, text: &mut Text) {
+        text.line(format!("Removed node:{}.", self.removed));
+    }
+}
+
+/// `node <id> recovery_path set <path>`.
+#[derive(Serialize)]
+pub struct RecoveryPathSet {
+    pub node: Id,
+    pub recovery_path: PathBuf,
+}
+
+impl Render for RecoveryPathSet {
+    fn render(&self, text: &mut Text) {
+        text.line("Updated successfully.");
+    }
 }
 
 fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
@@ -201,7 +233,7 @@ fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
     }
     cluster.nodes.remove(&id);
     lock.save(&mut cluster)?;
-    Ok(Reply::message(format!("Removed node:{id}.")).data(json!({ "removed": id })))
+    Reply::of(&NodeRemoved { removed: id })
 }
 
 fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
@@ -236,19 +268,36 @@ fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, Comman
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
     lock.save(&mut cluster)?;
-    Ok(Reply::message("Updated successfully.").data(json!({ "node": id, "recovery_path": path })))
+    Reply::of(&RecoveryPathSet {
+        node: id,
+        recovery_path: path,
+    })
 }
 
-/// The node's JSON shape in replies (`info node`, `node add`).
-pub fn node_json(node: &Node) -> serde_json::Value {
-    json!({
-        "id": node.id,
-        "addr": node.addr,
-        "persistent_path": node.persistent_path,
-        "recovery_path": node.recovery_path,
-        "port_range": node.port_range.to_string(),
-        "rack_id": node.rack_id,
-    })
+/// A node as every reply shows it (`node add`, `info cluster`, `info node`, `cluster
+/// recover`): one shape everywhere.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeView {
+    pub id: Id,
+    pub addr: String,
+    pub persistent_path: PathBuf,
+    pub recovery_path: Option<PathBuf>,
+    /// `lo-hi`.
+    pub port_range: String,
+    pub rack_id: Option<String>,
+}
+
+impl From<&Node> for NodeView {
+    fn from(node: &Node) -> NodeView {
+        NodeView {
+            id: node.id,
+            addr: node.addr.clone(),
+            persistent_path: node.persistent_path.clone(),
+            recovery_path: node.recovery_path.clone(),
+            port_range: node.port_range.to_string(),
+            rack_id: node.rack_id.clone(),
+        }
+    }
 }
 
 /// `path` made absolute against the current directory, so a script's relative paths mean

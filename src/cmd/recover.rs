@@ -1,15 +1,19 @@
 //! `recover ...`: what the old files can bring back (`recover list`), and bringing
 //! databases back from them (`recover all`, `recover db`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::ErrorKind;
 
-use super::{Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, ValueKind};
+use super::{
+    Command, CommandError, CommandSyntax, Context, Element, Opt, Render, Reply, Table, Text,
+    ValueKind,
+};
 use crate::ccs::{Cluster, DbState, Id};
 use crate::lang::DbRef;
 use crate::recovery::apply::{clear_markers, recover_db, Recovered, Recovery};
@@ -136,7 +140,7 @@ async fn list(ctx: &Context) -> Result<Reply, CommandError> {
     let cluster = ctx.cluster()?;
     let ids = pending(&cluster);
     if ids.is_empty() {
-        return Ok(Reply::message(NOTHING_PENDING).data(RecoveryPlan::default()));
+        return Reply::of(&PlanReport::new(RecoveryPlan::default()));
     }
     let rec = Arc::new(Recovery::new(locate_server(ctx, &cluster)?, false));
     let task = ctx.progress.task("validating files", ids.len() as u64);
@@ -155,11 +159,39 @@ async fn list(ctx: &Context) -> Result<Reply, CommandError> {
     }
     task.finish("done");
     plan.databases.sort_by_key(|d| d.id);
-    Ok(render_plan(&plan))
+    Reply::of(&PlanReport::new(plan))
 }
 
-fn render_plan(plan: &RecoveryPlan) -> Reply {
-    let now = unix_now();
+/// `recover list`: the plan of every database pending recovery.
+#[derive(Serialize)]
+pub struct PlanReport {
+    #[serde(flatten)]
+    pub plan: RecoveryPlan,
+    /// When the plan was made: the files' ages are shown from it.
+    #[serde(skip)]
+    pub now: i64,
+}
+
+impl PlanReport {
+    pub fn new(plan: RecoveryPlan) -> PlanReport {
+        PlanReport {
+            plan,
+            now: unix_now(),
+        }
+    }
+}
+
+impl Render for PlanReport {
+    fn render(&self, text: &mut Text) {
+        if self.plan.databases.is_empty() {
+            text.line(NOTHING_PENDING);
+            return;
+        }
+        render_plan(&self.plan, self.now, text);
+    }
+}
+
+fn render_plan(plan: &RecoveryPlan, now: i64, text: &mut Text) {
     let mut table = Table::new([
         "DB:ID",
         "NAME",
@@ -187,11 +219,10 @@ fn render_plan(plan: &RecoveryPlan) -> Reply {
         ]);
         lines.extend(shard_lines(db, now));
     }
-    let mut reply = Reply::new().table(table);
+    text.table(table);
     for line in lines {
-        reply = reply.line(line);
+        text.line(line);
     }
-    reply.data(plan)
 }
 
 fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
@@ -304,51 +335,78 @@ async fn recover(
         outcomes.push((id, result));
     }
     overall.finish(&tally(ok, failed));
-    outcomes.sort_by_key(|(id, _)| *id);
-
-    let mut lines = Vec::new();
-    for (id, result) in &outcomes {
-        let name = &cluster.databases[id].config.name;
-        lines.push(match result {
-            Ok(r) => format!("db:{id} `{name}`: {}", success_text(r)),
-            Err(e) => format!("db:{id} `{name}`: failed: {e}"),
-        });
-    }
-    lines.push(format!(
-        "{ok} recovered, {failed} failed, in {:.1}s",
-        started.elapsed().as_secs_f64()
-    ));
-    let data = json!({
-        "recovered": outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()).collect::<Vec<_>>(),
-        "failed": outcomes
+    let mut report = RecoverReport {
+        recovered: Vec::new(),
+        failed: Vec::new(),
+        names: outcomes
             .iter()
-            .filter_map(|(id, r)| r.as_ref().err().map(|e| json!({
-                "id": id,
-                "name": cluster.databases[id].config.name,
-                "reason": e.message(),
-                "kind": e.kind(),
-            })))
-            .collect::<Vec<_>>(),
-    });
-    let mut reply = Reply::new();
-    for line in lines {
-        reply = reply.line(line);
+            .map(|(id, _)| (*id, cluster.databases[id].config.name.clone()))
+            .collect(),
+        elapsed: started.elapsed(),
+    };
+    for (id, result) in outcomes {
+        match result {
+            Ok(r) => report.recovered.push(r),
+            Err(e) => report.failed.push(FailedDb {
+                id,
+                name: report.names[&id].clone(),
+                reason: e.message().to_string(),
+                kind: e.kind(),
+            }),
+        }
     }
-    let reply = reply.data(data);
-    if failed > 0 {
-        // The whole report, then a failed line: exit status 1, a script stops here.
-        let total = ok + failed;
-        // The first failure's kind stands for the command's.
-        let kind = outcomes
-            .iter()
-            .find_map(|(_, r)| r.as_ref().err())
-            .map_or(ErrorKind::Internal, CommandError::kind);
+    report.recovered.sort_by_key(|r| r.id);
+    report.failed.sort_by_key(|f| f.id);
+    let reply = Reply::of(&report)?;
+    if let Some(first) = report.failed.first() {
+        // The whole report, then a failed line: exit status 1, a script stops here. The
+        // first failure's kind stands for the command's.
+        let total = report.recovered.len() + report.failed.len();
         return Ok(reply.failed(
-            CommandError::new(kind, format!("{failed} of {total} databases failed to recover; fix what the lines above name and run it again"))
+            CommandError::new(first.kind, format!("{} of {total} databases failed to recover; fix what the lines above name and run it again", report.failed.len()))
                 .hinted("fix what the lines above name and run it again"),
         ));
     }
     Ok(reply)
+}
+
+/// `recover all`, `recover db`: what came back and what did not.
+#[derive(Serialize)]
+pub struct RecoverReport {
+    pub recovered: Vec<Recovered>,
+    pub failed: Vec<FailedDb>,
+    /// Every database tried, by id: the lines name them.
+    #[serde(skip)]
+    pub names: BTreeMap<Id, String>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// A database that did not come back, and why.
+#[derive(Serialize)]
+pub struct FailedDb {
+    pub id: Id,
+    pub name: String,
+    pub reason: String,
+    pub kind: ErrorKind,
+}
+
+impl Render for RecoverReport {
+    fn render(&self, text: &mut Text) {
+        for (id, name) in &self.names {
+            if let Some(r) = self.recovered.iter().find(|r| r.id == *id) {
+                text.line(format!("db:{id} `{name}`: {}", success_text(r)));
+            } else if let Some(f) = self.failed.iter().find(|f| f.id == *id) {
+                text.line(format!("db:{id} `{name}`: failed: {}", f.reason));
+            }
+        }
+        text.line(format!(
+            "{} recovered, {} failed, in {:.1}s",
+            self.recovered.len(),
+            self.failed.len(),
+            self.elapsed.as_secs_f64()
+        ));
+    }
 }
 
 /// `there is no database `ordres`, did you mean `orders`?` (or the names there are).

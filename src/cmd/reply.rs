@@ -1,8 +1,34 @@
-//! What a command returns: lines and tables for people, a JSON value for scripts.
+//! What a command returns: a typed result ([`Render`]) that is both the JSON value for
+//! scripts and, rendered, the lines and tables for people.
 
 use serde::Serialize;
 
 use super::CommandError;
+
+/// A command's typed result: `Serialize` gives the `result` of `--json`, [`Render::render`]
+/// the text people read, both from the one value, so they cannot disagree. Snapshot
+/// tests pin both for every command.
+pub trait Render: Serialize {
+    fn render(&self, text: &mut Text);
+}
+
+/// The lines and tables a [`Render`] result renders into.
+#[derive(Default)]
+pub struct Text {
+    blocks: Vec<Block>,
+}
+
+impl Text {
+    pub fn line(&mut self, text: impl Into<String>) -> &mut Text {
+        self.blocks.push(Block::Line(text.into()));
+        self
+    }
+
+    pub fn table(&mut self, table: Table) -> &mut Text {
+        self.blocks.push(Block::Table(table));
+        self
+    }
+}
 
 /// A command's result. The library builds it; the renderer prints it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,19 +67,31 @@ impl Reply {
         Reply::new().line(text)
     }
 
+    /// The reply of a typed result: its JSON and its text from the one value. A result
+    /// that cannot be serialised is an internal error, never a silent `null`.
+    pub fn of(outcome: &impl Render) -> Result<Reply, CommandError> {
+        let data = serde_json::to_value(outcome).map_err(|e| {
+            CommandError::internal(format!("the command's result cannot be serialised: {e}"))
+        })?;
+        let mut text = Text::default();
+        outcome.render(&mut text);
+        Ok(Reply {
+            blocks: text.blocks,
+            data,
+            ..Reply::default()
+        })
+    }
+
     pub fn line(mut self, text: impl Into<String>) -> Reply {
         self.blocks.push(Block::Line(text.into()));
         self
     }
 
-    pub fn table(mut self, table: Table) -> Reply {
-        self.blocks.push(Block::Table(table));
-        self
-    }
-
-    /// Sets the JSON result; `value` must not contain secrets.
-    pub fn data(mut self, value: impl Serialize) -> Reply {
-        self.data = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    /// A line shown before the result's own (such as the default cluster being made).
+    pub fn note(mut self, note: Option<String>) -> Reply {
+        if let Some(note) = note {
+            self.blocks.insert(0, Block::Line(note));
+        }
         self
     }
 

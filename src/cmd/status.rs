@@ -3,9 +3,14 @@
 
 use std::fmt;
 
-use super::{Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, ValueKind};
+use serde::Serialize;
+
+use super::{
+    Command, CommandError, CommandSyntax, Context, Element, Opt, Render, Reply, Table, Text,
+    ValueKind,
+};
 use crate::ccs::SlotRange;
-use crate::db::{self, StatusReport, STATUS_TIMEOUT};
+use crate::db::{self, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, STATUS_TIMEOUT};
 use crate::server::RedisServer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,38 +79,56 @@ impl StatusCommand {
         if self.issues_only {
             report = report.issues_only();
         }
-        let want = |t: StatusTable| self.table.is_none() || self.table == Some(t);
-        let mut reply = Reply::new();
-        let mut data = serde_json::Map::new();
-        if want(StatusTable::Nodes) {
-            reply = reply.table(nodes_table(&report, self.extra_all));
-            data.insert(
-                "nodes".into(),
-                serde_json::to_value(&report.nodes).unwrap_or_default(),
-            );
+        Reply::of(&Status::new(report, self.table, self.extra_all))
+    }
+}
+
+/// `status`: the tables asked for (the others left out of the JSON too), their rows with
+/// the `extra all` columns.
+#[derive(Serialize)]
+pub struct Status {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub databases: Option<Vec<DatabaseRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<EndpointRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<ShardRow>>,
+    /// Text shows the `extra all` columns (JSON always has them).
+    #[serde(skip)]
+    pub extra_all: bool,
+}
+
+impl Status {
+    /// `table`: the one asked for, or all four.
+    pub fn new(report: StatusReport, table: Option<StatusTable>, extra_all: bool) -> Status {
+        let want = |t: StatusTable| table.is_none() || table == Some(t);
+        Status {
+            nodes: want(StatusTable::Nodes).then_some(report.nodes),
+            databases: want(StatusTable::Databases).then_some(report.databases),
+            endpoints: want(StatusTable::Endpoints).then_some(report.endpoints),
+            shards: want(StatusTable::Shards).then_some(report.shards),
+            extra_all,
         }
-        if want(StatusTable::Databases) {
-            reply = reply.table(databases_table(&report, self.extra_all));
-            data.insert(
-                "databases".into(),
-                serde_json::to_value(&report.databases).unwrap_or_default(),
-            );
+    }
+}
+
+impl Render for Status {
+    fn render(&self, text: &mut Text) {
+        let extra = self.extra_all;
+        if let Some(rows) = &self.nodes {
+            text.table(nodes_table(rows, extra));
         }
-        if want(StatusTable::Endpoints) {
-            reply = reply.table(endpoints_table(&report, self.extra_all));
-            data.insert(
-                "endpoints".into(),
-                serde_json::to_value(&report.endpoints).unwrap_or_default(),
-            );
+        if let Some(rows) = &self.databases {
+            text.table(databases_table(rows, extra));
         }
-        if want(StatusTable::Shards) {
-            reply = reply.table(shards_table(&report, self.extra_all));
-            data.insert(
-                "shards".into(),
-                serde_json::to_value(&report.shards).unwrap_or_default(),
-            );
+        if let Some(rows) = &self.endpoints {
+            text.table(endpoints_table(rows, extra));
         }
-        Ok(reply.data(serde_json::Value::Object(data)))
+        if let Some(rows) = &self.shards {
+            text.table(shards_table(rows, extra));
+        }
     }
 }
 
@@ -125,7 +148,7 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn nodes_table(r: &StatusReport, extra: bool) -> Table {
+fn nodes_table(rows: &[NodeRow], extra: bool) -> Table {
     let mut header = vec![
         "NODE:ID", "ROLE", "ADDRESS", "SHARDS", "CORES", "FREE_RAM", "VERSION", "STATUS",
     ];
@@ -133,7 +156,7 @@ fn nodes_table(r: &StatusReport, extra: bool) -> Table {
         header.extend(["PERSISTENT_PATH", "PORT_RANGE"]);
     }
     let mut t = Table::new(header).titled("CLUSTER NODES");
-    for n in &r.nodes {
+    for n in rows {
         let mut row = vec![
             format!("{}node:{}", if n.local { "*" } else { "" }, n.id),
             n.role.to_string(),
@@ -152,7 +175,7 @@ fn nodes_table(r: &StatusReport, extra: bool) -> Table {
     t
 }
 
-fn databases_table(r: &StatusReport, extra: bool) -> Table {
+fn databases_table(rows: &[DatabaseRow], extra: bool) -> Table {
     let mut header = vec![
         "DB:ID",
         "NAME",
@@ -168,7 +191,7 @@ fn databases_table(r: &StatusReport, extra: bool) -> Table {
         header.extend(["MEMORY_LIMIT", "KEYS", "SYNC_SOURCE"]);
     }
     let mut t = Table::new(header).titled("DATABASES");
-    for d in &r.databases {
+    for d in rows {
         let mut row = vec![
             format!("db:{}", d.id),
             d.name.clone(),
@@ -192,13 +215,13 @@ fn databases_table(r: &StatusReport, extra: bool) -> Table {
     t
 }
 
-fn endpoints_table(r: &StatusReport, extra: bool) -> Table {
+fn endpoints_table(rows: &[EndpointRow], extra: bool) -> Table {
     let mut header = vec!["DB:ID", "NAME", "ID", "NODE", "ROLE", "SSL"];
     if extra {
         header.extend(["ADDRESS", "STATUS"]);
     }
     let mut t = Table::new(header).titled("ENDPOINTS");
-    for e in &r.endpoints {
+    for e in rows {
         let mut row = vec![
             format!("db:{}", e.db_id),
             e.name.clone(),
@@ -215,7 +238,7 @@ fn endpoints_table(r: &StatusReport, extra: bool) -> Table {
     t
 }
 
-fn shards_table(r: &StatusReport, extra: bool) -> Table {
+fn shards_table(rows: &[ShardRow], extra: bool) -> Table {
     let mut header = vec![
         "DB:ID",
         "NAME",
@@ -230,7 +253,7 @@ fn shards_table(r: &StatusReport, extra: bool) -> Table {
         header.extend(["PORT", "PID", "KEYS", "DETAIL"]);
     }
     let mut t = Table::new(header).titled("SHARDS");
-    for s in &r.shards {
+    for s in rows {
         let mut row = vec![
             format!("db:{}", s.db_id),
             s.name.clone(),

@@ -85,7 +85,10 @@ mod tests {
     fn tables_and_lines() {
         let mut table = Table::new(["node", "addr"]).titled("NODES");
         table.row(["node:1", "127.0.0.1"]);
-        let reply = Reply::new().table(table).line("Done.");
+        let reply = Reply {
+            blocks: vec![Block::Table(table), Block::Line("Done.".into())],
+            ..Reply::default()
+        };
         insta::assert_snapshot!(text(&reply), @r"
         NODES:
          NODE    ADDR

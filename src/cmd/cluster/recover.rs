@@ -4,15 +4,19 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde::Serialize;
 
+use super::super::node::NodeView;
 use super::super::{
-    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Reply, Table,
-    ValueKind,
+    Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Render, Reply,
+    Table, Text, ValueKind,
 };
 use super::ClusterCommand;
+use crate::ccs::{DbState, Id, Persistence};
 use crate::lang::quote;
-use crate::recovery::rebuild::{self, FromBackup, FromIdentities, RecoverRequest};
+use crate::recovery::rebuild::{
+    self, FromBackup, FromIdentities, IdSighting, Rebuilt, RecoverRequest,
+};
 
 pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
     elements: &[
@@ -91,124 +95,165 @@ fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
 /// what was left out, and what to do next.
 pub(super) fn apply(ctx: &Context, req: &RecoverRequest) -> Result<Reply, CommandError> {
     let rebuilt = rebuild::recover(&ctx.store, req)?;
-    let cluster = &rebuilt.cluster;
     let from = match req {
-        RecoverRequest::Backup(_) => "its CCS backup".to_string(),
-        RecoverRequest::Identities(_) => "its shard identity files".to_string(),
+        RecoverRequest::Backup(_) => "its CCS backup",
+        RecoverRequest::Identities(_) => "its shard identity files",
     };
-    let mut reply = Reply::message(format!(
-        "Recovered cluster `{}` (cluster_id {}) from {from}: {} node(s), {} database(s) pending recovery; this machine is node:{}.",
-        cluster.name,
-        cluster.cluster_id,
-        cluster.nodes.len(),
-        cluster.databases.len(),
-        cluster.local_node
-    ));
-    let alloc = &rebuilt.alloc;
-    reply = reply.line(match (&alloc.largest, alloc.given) {
-        (Some(l), true) => format!(
-            "alloc_id {} (given): above the largest id in use, {} ({l}).",
-            alloc.alloc_id, l.id
-        ),
-        (Some(l), false) => format!(
-            "alloc_id {}: the largest id in use is {} ({l}); {} above it.",
-            alloc.alloc_id,
-            l.id,
-            rebuild::ALLOC_MARGIN
-        ),
-        (None, _) => format!("alloc_id {}: no id found in use.", alloc.alloc_id),
-    });
-    for note in &rebuilt.notes {
-        reply = reply.line(format!("note: {note}"));
+    Reply::of(&ClusterRecovered::new(&rebuilt, from))
+}
+
+/// `cluster recover`: the configuration brought back, the allocator chosen, what was
+/// decided on the operator's behalf and what was left out.
+#[derive(Serialize)]
+pub struct ClusterRecovered {
+    pub name: String,
+    pub cluster_id: u64,
+    pub local_node: Id,
+    pub alloc_id: Id,
+    pub alloc_id_given: bool,
+    pub largest_id_in_use: Option<IdSighting>,
+    pub nodes: Vec<NodeView>,
+    pub databases: Vec<RecoveredDb>,
+    pub notes: Vec<String>,
+    pub problems: Vec<String>,
+    /// What it was rebuilt from (`its CCS backup`).
+    #[serde(skip)]
+    pub from: &'static str,
+}
+
+/// A database brought back into the configuration, pending recovery.
+#[derive(Serialize)]
+pub struct RecoveredDb {
+    pub id: Id,
+    pub name: String,
+    pub state: DbState,
+    pub shard_count: u32,
+    pub replication: bool,
+    pub persistence: Persistence,
+    pub port: u16,
+}
+
+impl ClusterRecovered {
+    pub fn new(rebuilt: &Rebuilt, from: &'static str) -> ClusterRecovered {
+        let cluster = &rebuilt.cluster;
+        ClusterRecovered {
+            name: cluster.name.clone(),
+            cluster_id: cluster.cluster_id,
+            local_node: cluster.local_node,
+            alloc_id: rebuilt.alloc.alloc_id,
+            alloc_id_given: rebuilt.alloc.given,
+            largest_id_in_use: rebuilt.alloc.largest.clone(),
+            nodes: cluster.nodes.values().map(NodeView::from).collect(),
+            databases: cluster
+                .databases
+                .values()
+                .map(|db| RecoveredDb {
+                    id: db.id,
+                    name: db.config.name.clone(),
+                    state: db.state,
+                    shard_count: db.config.shards,
+                    replication: db.config.replication,
+                    persistence: db.config.persistence,
+                    port: db.port,
+                })
+                .collect(),
+            notes: rebuilt.notes.clone(),
+            problems: rebuilt.problems.clone(),
+            from,
+        }
     }
-    for problem in &rebuilt.problems {
-        reply = reply.line(format!("warning: {problem}"));
-    }
-    let mut nodes =
-        Table::new(["NODE:ID", "ADDRESS", "PERSISTENT_PATH", "RECOVERY_PATH"]).titled("NODES");
-    for node in cluster.nodes.values() {
-        let local = if node.id == cluster.local_node {
-            "*"
-        } else {
-            ""
-        };
-        nodes.row([
-            format!("{local}node:{}", node.id),
-            node.addr.clone(),
-            node.persistent_path.display().to_string(),
-            node.recovery_path
-                .as_ref()
-                .map_or("N/A".to_string(), |p| p.display().to_string()),
-        ]);
-    }
-    let mut dbs = Table::new([
-        "DB:ID",
-        "NAME",
-        "SHARDS",
-        "REPLICATION",
-        "PERSISTENCE",
-        "PORT",
-        "STATUS",
-    ])
-    .titled("DATABASES");
-    for db in cluster.databases.values() {
-        dbs.row([
-            format!("db:{}", db.id),
-            db.config.name.clone(),
-            db.config.shards.to_string(),
-            if db.config.replication {
-                "enabled"
-            } else {
-                "disabled"
+}
+
+impl Render for ClusterRecovered {
+    fn render(&self, text: &mut Text) {
+        text.line(format!(
+            "Recovered cluster `{}` (cluster_id {}) from {}: {} node(s), {} database(s) pending recovery; this machine is node:{}.",
+            self.name,
+            self.cluster_id,
+            self.from,
+            self.nodes.len(),
+            self.databases.len(),
+            self.local_node
+        ));
+        text.line(match (&self.largest_id_in_use, self.alloc_id_given) {
+            (Some(l), true) => format!(
+                "alloc_id {} (given): above the largest id in use, {} ({l}).",
+                self.alloc_id, l.id
+            ),
+            (Some(l), false) => format!(
+                "alloc_id {}: the largest id in use is {} ({l}); {} above it.",
+                self.alloc_id,
+                l.id,
+                rebuild::ALLOC_MARGIN
+            ),
+            (None, _) => format!("alloc_id {}: no id found in use.", self.alloc_id),
+        });
+        for note in &self.notes {
+            text.line(format!("note: {note}"));
+        }
+        for problem in &self.problems {
+            text.line(format!("warning: {problem}"));
+        }
+        let mut nodes =
+            Table::new(["NODE:ID", "ADDRESS", "PERSISTENT_PATH", "RECOVERY_PATH"]).titled("NODES");
+        for node in &self.nodes {
+            let local = if node.id == self.local_node { "*" } else { "" };
+            nodes.row([
+                format!("{local}node:{}", node.id),
+                node.addr.clone(),
+                node.persistent_path.display().to_string(),
+                node.recovery_path
+                    .as_ref()
+                    .map_or("N/A".to_string(), |p| p.display().to_string()),
+            ]);
+        }
+        text.table(nodes);
+        if !self.databases.is_empty() {
+            let mut dbs = Table::new([
+                "DB:ID",
+                "NAME",
+                "SHARDS",
+                "REPLICATION",
+                "PERSISTENCE",
+                "PORT",
+                "STATUS",
+            ])
+            .titled("DATABASES");
+            for db in &self.databases {
+                dbs.row([
+                    format!("db:{}", db.id),
+                    db.name.clone(),
+                    db.shard_count.to_string(),
+                    if db.replication {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    }
+                    .to_string(),
+                    db.persistence.to_string(),
+                    db.port.to_string(),
+                    db.state.to_string(),
+                ]);
             }
-            .to_string(),
-            db.config.persistence.to_string(),
-            db.port.to_string(),
-            db.state.to_string(),
-        ]);
+            text.table(dbs);
+        }
+        let missing: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.recovery_path.is_none())
+            .map(|n| format!("`node {} recovery_path set <path>`", n.id))
+            .collect();
+        text.line(if self.databases.is_empty() {
+            "No databases to recover.".to_string()
+        } else if missing.is_empty() {
+            "Next: `recover list` to check the files, then `recover all`.".to_string()
+        } else {
+            format!(
+                "Next: say where the old files are ({}), `recover list` to check them, then `recover all`.",
+                missing.join(", ")
+            )
+        });
     }
-    let missing: Vec<String> = cluster
-        .nodes
-        .values()
-        .filter(|n| n.recovery_path.is_none())
-        .map(|n| format!("`node {} recovery_path set <path>`", n.id))
-        .collect();
-    let next = if cluster.databases.is_empty() {
-        "No databases to recover.".to_string()
-    } else if missing.is_empty() {
-        "Next: `recover list` to check the files, then `recover all`.".to_string()
-    } else {
-        format!(
-            "Next: say where the old files are ({}), `recover list` to check them, then `recover all`.",
-            missing.join(", ")
-        )
-    };
-    let data = json!({
-        "name": cluster.name,
-        "cluster_id": cluster.cluster_id,
-        "local_node": cluster.local_node,
-        "alloc_id": alloc.alloc_id,
-        "alloc_id_given": alloc.given,
-        "largest_id_in_use": alloc.largest,
-        "nodes": cluster.nodes.values().map(|n| json!({
-            "id": n.id,
-            "addr": n.addr,
-            "persistent_path": n.persistent_path,
-            "recovery_path": n.recovery_path,
-        })).collect::<Vec<_>>(),
-        "databases": cluster.databases.values().map(|db| json!({
-            "id": db.id,
-            "name": db.config.name,
-            "state": db.state,
-        })).collect::<Vec<_>>(),
-        "notes": rebuilt.notes,
-        "problems": rebuilt.problems,
-    });
-    reply = reply.table(nodes);
-    if !cluster.databases.is_empty() {
-        reply = reply.table(dbs);
-    }
-    Ok(reply.line(next).data(data))
 }
 
 /// Canonical text of `cluster recover ...`.

@@ -1,0 +1,340 @@
+//! Snapshots of every command's result, text and JSON together, built from fixtures: the
+//! two renderings come from one value, and these pin both (no servers are started).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::check::report_fixture;
+use super::cluster::ClusterCreated;
+use super::db::{DbCreated, DbRestarted, DbView};
+use super::help::Help;
+use super::info::{ClusterInfo, NodeInfo};
+use super::node::{NodeAdded, NodeRemoved, NodeView, RecoveryPathSet};
+use super::recover::{FailedDb, PlanReport, RecoverReport};
+use super::status::Status;
+use super::{Render, Reply};
+use crate::ccs::{
+    default_local_cluster, Cluster, Database, DbConfig, DbState, Node, Persistence, PortRange,
+    Role, Shard, SlotRange,
+};
+use crate::db::{DatabaseRow, DeleteOutcome, EndpointRow, NodeRow, ShardRow, StatusReport};
+use crate::error::ErrorKind;
+use crate::persist::{FixOutcome, Verdict};
+use crate::recovery::apply::{Recovered, SyncSource};
+use crate::recovery::plan::{DbPlan, DbStatus, Outcome, Reason, RecoveryPlan, ShardPlan};
+
+/// The text a person reads, then the `result` of `--json`.
+fn both(outcome: &impl Render) -> String {
+    let reply = Reply::of(outcome).expect("serialises");
+    format!(
+        "{}---- json ----\n{}",
+        crate::shell::render::text(&reply),
+        serde_json::to_string_pretty(&reply.data).unwrap()
+    )
+}
+
+/// Two nodes, a sharded database with replicas on both.
+fn cluster() -> Cluster {
+    let mut c = default_local_cluster(Path::new("/h"));
+    c.name = "prod".into();
+    c.cluster_id = 42;
+    let id = c.allocate_id();
+    c.nodes.insert(
+        id,
+        Node {
+            id,
+            addr: "127.0.0.2".into(),
+            persistent_path: "/srv/n2".into(),
+            recovery_path: Some("/mnt/old-n2".into()),
+            port_range: PortRange {
+                lo: 31000,
+                hi: 31999,
+            },
+            rack_id: Some("r2".into()),
+        },
+    );
+    let db = c.allocate_id();
+    let config = DbConfig {
+        name: "orders".into(),
+        shards: 2,
+        replication: true,
+        persistence: Persistence::Aof,
+        memory: Some(1 << 30),
+        password: Some("hunter2".into()),
+        sync_source: None,
+    };
+    let halves = [
+        SlotRange {
+            start: 0,
+            end: 8191,
+        },
+        SlotRange {
+            start: 8192,
+            end: 16383,
+        },
+    ];
+    let mut shards = Vec::new();
+    for (i, slots) in halves.into_iter().enumerate() {
+        let master = c.allocate_id();
+        let (m_node, r_node) = if i == 0 { (1, 2) } else { (2, 1) };
+        shards.push(Shard {
+            id: master,
+            node: m_node,
+            role: Role::Master,
+            master: None,
+            slots: Some(slots),
+            port: 30000 + i as u16,
+            pid: Some(1000 + master as u32),
+        });
+        let replica = c.allocate_id();
+        shards.push(Shard {
+            id: replica,
+            node: r_node,
+            role: Role::Replica,
+            master: Some(master),
+            slots: Some(slots),
+            port: 31000 + i as u16,
+            pid: None,
+        });
+    }
+    c.databases.insert(
+        db,
+        Database {
+            id: db,
+            config,
+            port: 30000,
+            state: DbState::Active,
+            shards,
+        },
+    );
+    c
+}
+
+#[test]
+fn cluster_create() {
+    insta::assert_snapshot!(both(&ClusterCreated {
+        name: "prod".into(),
+        cluster_id: 42,
+        node: 1,
+        addr: "127.0.0.1".into(),
+        persistent_path: "/h/nodes/1".into(),
+    }));
+}
+
+#[test]
+fn info_cluster_and_node() {
+    let c = cluster();
+    insta::assert_snapshot!(
+        "info_cluster",
+        both(&ClusterInfo::new(&c, "/h/ccs.json".into()))
+    );
+    insta::assert_snapshot!("info_node", both(&NodeInfo::new(&c, &c.nodes[&2])));
+}
+
+#[test]
+fn node_add_remove_recovery_path() {
+    let c = cluster();
+    insta::assert_snapshot!("node_add", both(&NodeAdded(NodeView::from(&c.nodes[&2]))));
+    insta::assert_snapshot!("node_remove", both(&NodeRemoved { removed: 2 }));
+    insta::assert_snapshot!(
+        "node_recovery_path_set",
+        both(&RecoveryPathSet {
+            node: 2,
+            recovery_path: "/mnt/old-n2".into(),
+        })
+    );
+}
+
+#[test]
+fn create_restart_delete_db() {
+    let c = cluster();
+    let view = DbView::new(&c, &c.databases[&3]);
+    let created = both(&DbCreated(view.clone()));
+    assert!(!created.contains("hunter2"), "{created}");
+    insta::assert_snapshot!("create_db", created);
+    insta::assert_snapshot!("restart_db", both(&DbRestarted(view)));
+    insta::assert_snapshot!(
+        "delete_db",
+        both(&DeleteOutcome {
+            id: 3,
+            name: "orders".into(),
+            stopped: 4,
+            purged: Vec::new(),
+            kept: vec!["/h/nodes/1/redis/db-3".into(), "/srv/n2/redis/db-3".into()],
+        })
+    );
+}
+
+#[test]
+fn help_forms() {
+    let forms = |topic: &[&str]| Help::new(topic.iter().map(|w| w.to_string()).collect());
+    insta::assert_snapshot!("help_node", both(&forms(&["node"]).unwrap()));
+}
+
+#[test]
+fn status_tables() {
+    let report = StatusReport {
+        nodes: vec![NodeRow {
+            id: 1,
+            local: true,
+            role: "master",
+            address: "127.0.0.1".into(),
+            shards: 2,
+            cores: 2,
+            free_ram: 3 << 30,
+            total_ram: 8 << 30,
+            version: Some("7.0.15".into()),
+            status: "OK".into(),
+            persistent_path: "/h/nodes/1".into(),
+            port_range: "30000-30999".into(),
+        }],
+        databases: vec![DatabaseRow {
+            id: 3,
+            name: "orders".into(),
+            kind: "redis",
+            status: "degraded".into(),
+            shards: 2,
+            placement: "dense",
+            replication: true,
+            persistence: "aof".into(),
+            endpoint: "127.0.0.1:30000".into(),
+            memory_limit: Some(1 << 30),
+            sync_source: None,
+            keys: 1200,
+        }],
+        endpoints: vec![EndpointRow {
+            db_id: 3,
+            name: "orders".into(),
+            id: "endpoint:3:1".into(),
+            node: 1,
+            role: "single",
+            ssl: false,
+            address: "127.0.0.1:30000".into(),
+            status: "OK".into(),
+        }],
+        shards: vec![ShardRow {
+            db_id: 3,
+            name: "orders".into(),
+            id: 5,
+            node: 2,
+            role: Role::Replica,
+            live_role: None,
+            slots: Some(SlotRange {
+                start: 0,
+                end: 8191,
+            }),
+            used_memory: None,
+            status: "DOWN".into(),
+            port: 31000,
+            pid: None,
+            keys: None,
+            detail: Some("connection refused".into()),
+        }],
+    };
+    insta::assert_snapshot!(
+        "status_all",
+        both(&Status::new(report.clone(), None, false))
+    );
+    insta::assert_snapshot!(
+        "status_shards_extra_all",
+        both(&Status::new(
+            report,
+            Some(super::status::StatusTable::Shards),
+            true
+        ))
+    );
+}
+
+#[test]
+fn recover_list() {
+    insta::assert_snapshot!(
+        "recover_list_nothing",
+        both(&PlanReport {
+            plan: RecoveryPlan::default(),
+            now: 0,
+        })
+    );
+    let plan = RecoveryPlan {
+        databases: vec![DbPlan {
+            id: 3,
+            name: "orders".into(),
+            shards: 1,
+            replication: true,
+            persistence: Persistence::Aof,
+            status: DbStatus::MissingFiles,
+            shard_plans: vec![
+                ShardPlan {
+                    shard: 4,
+                    node: 1,
+                    role: Role::Master,
+                    master: None,
+                    slots: None,
+                    outcome: Outcome::Missing {
+                        reason: Reason::LocationNotFound {
+                            path: "/mnt/old-n1/redis/db-3/shard-4".into(),
+                        },
+                    },
+                    set_aside: Vec::new(),
+                },
+                ShardPlan {
+                    shard: 5,
+                    node: 2,
+                    role: Role::Replica,
+                    master: Some(4),
+                    slots: None,
+                    outcome: Outcome::Replica,
+                    set_aside: Vec::new(),
+                },
+            ],
+        }],
+    };
+    insta::assert_snapshot!("recover_list", both(&PlanReport { plan, now: 0 }));
+}
+
+#[test]
+fn recover_all() {
+    let report = RecoverReport {
+        recovered: vec![Recovered {
+            id: 3,
+            pids: vec![(4, 1004)],
+            keys: 0,
+            sources: Vec::new(),
+            empty: vec![4],
+            only_configuration: false,
+            unverified: Vec::new(),
+            sync_source: Some(SyncSource {
+                endpoint: "10.0.0.9:6379".into(),
+                answers: false,
+                synced: false,
+            }),
+        }],
+        failed: vec![FailedDb {
+            id: 7,
+            name: "cache".into(),
+            reason: "redis:8 loaded 1 keys in db 0, the files hold 2 (0 with a TTL)".into(),
+            kind: ErrorKind::Damaged,
+        }],
+        names: BTreeMap::from([(3, "orders".into()), (7, "cache".into())]),
+        elapsed: Duration::from_millis(1250),
+    };
+    insta::assert_snapshot!(both(&report));
+}
+
+#[test]
+fn check_file_and_fix() {
+    insta::assert_snapshot!("check_file_ok", both(&report_fixture(Verdict::Ok)));
+    insta::assert_snapshot!(
+        "check_file_truncated",
+        both(&report_fixture(Verdict::Truncated))
+    );
+    insta::assert_snapshot!(
+        "check_file_fix",
+        both(&FixOutcome {
+            dest: PathBuf::from("/tmp/fixed.aof"),
+            truncated_file: PathBuf::from("/data/appendonly.aof"),
+            original_len: 1000,
+            kept_len: 960,
+        })
+    );
+}

@@ -21,9 +21,9 @@
 //!    before the first change. Return `Reply::of(&result)`: `result` is the command's
 //!    own `#[derive(Serialize)]` type (the `--json` `result`) implementing [`Render`] (the
 //!    lines and tables people read), so text and JSON come from one value; add its
-//!    snapshot to `render_tests.rs`. Never print, never put a secret in a reply (a password is a
-//!    [`crate::secret::Secret`] in the AST: it prints as `***`). Long work reports through
-//!    `ctx.progress`.
+//!    snapshot to `render_tests.rs`. Never print, never put a secret in a reply (a
+//!    password is a [`crate::secret::Secret`] in the AST: it prints as `***`). Long work
+//!    reports through `ctx.progress`; errors are [`CommandError`]s of a kind.
 //! 5. Add the new lines to `grammar/examples.txt` (valid and invalid) and the form to
 //!    `grammar/lazarus.ebnf`.
 

@@ -272,28 +272,7 @@ impl Render for DeleteOutcome {
 }
 
 fn resolve_ref(cluster: &Cluster, r: &DbRef) -> Result<String, CommandError> {
-    let text = match r {
-        DbRef::Id(id) => format!("db:{id}"),
-        DbRef::Name(name) => name.clone(),
-    };
-    match db::resolve(cluster, &text) {
-        Ok(d) => Ok(d.config.name.clone()),
-        Err(_) => {
-            let known: Vec<String> = cluster
-                .databases
-                .values()
-                .map(|d| format!("db:{} `{}`", d.id, d.config.name))
-                .collect();
-            let known = if known.is_empty() {
-                "there are none".to_string()
-            } else {
-                format!("databases: {}", known.join(", "))
-            };
-            Err(CommandError::not_found(format!(
-                "there is no database {r} ({known})"
-            )))
-        }
-    }
+    Ok(super::resolve_db(cluster, r)?.config.name.clone())
 }
 
 /// `""` for one, `"s"` for any other count.

@@ -237,6 +237,50 @@ pub(crate) fn no_such_node(cluster: &crate::ccs::Cluster, id: crate::ccs::Id) ->
     CommandError::not_found(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
 }
 
+/// The database `given` names, or the one "no such database" error: the nearest name
+/// when one is close (`did you mean`), else the databases there are.
+pub(crate) fn resolve_db<'a>(
+    cluster: &'a crate::ccs::Cluster,
+    given: &crate::lang::DbRef,
+) -> Result<&'a crate::ccs::Database, CommandError> {
+    use crate::lang::DbRef;
+    let found = match given {
+        DbRef::Id(id) => cluster.databases.get(id),
+        DbRef::Name(name) => cluster.database_by_name(name),
+    };
+    found.ok_or_else(|| {
+        let names = cluster.databases.values().map(|d| d.config.name.as_str());
+        let near = match given {
+            DbRef::Name(name) => names
+                .clone()
+                .map(|n| (strsim::levenshtein(name, n), n))
+                .filter(|(d, _)| *d <= 2)
+                .min(),
+            DbRef::Id(_) => None,
+        };
+        match near {
+            Some((_, n)) => CommandError::not_found(format!(
+                "there is no database `{given}`, did you mean `{n}`?"
+            ))
+            .hinted(format!("did you mean `{n}`?")),
+            None if cluster.databases.is_empty() => CommandError::not_found(format!(
+                "there is no database `{given}`: the cluster has none"
+            )),
+            None => {
+                let known: Vec<String> = cluster
+                    .databases
+                    .values()
+                    .map(|d| format!("db:{} `{}`", d.id, d.config.name))
+                    .collect();
+                CommandError::not_found(format!(
+                    "there is no database `{given}` (databases: {})",
+                    known.join(", ")
+                ))
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::registry;
@@ -305,6 +349,51 @@ mod tests {
             panic!("not create db")
         };
         assert_eq!(args.password.unwrap().expose(), "hunter 2");
+    }
+
+    #[test]
+    fn no_such_database_is_worded_once() {
+        use crate::lang::DbRef;
+        let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        let err = |c: &crate::ccs::Cluster, r: DbRef| super::resolve_db(c, &r).unwrap_err();
+        assert_eq!(
+            err(&cluster, DbRef::Id(9)).to_string(),
+            "there is no database `db:9`: the cluster has none"
+        );
+        let db = crate::ccs::Database {
+            id: 3,
+            config: crate::ccs::DbConfig {
+                name: "orders".into(),
+                shards: 1,
+                replication: false,
+                persistence: crate::ccs::Persistence::Aof,
+                memory: None,
+                password: None,
+                sync_source: None,
+            },
+            port: 30000,
+            state: crate::ccs::DbState::Active,
+            shards: Vec::new(),
+        };
+        cluster.databases.insert(3, db);
+        let near = err(&cluster, DbRef::Name("ordres".into()));
+        assert_eq!(
+            near.to_string(),
+            "there is no database `ordres`, did you mean `orders`?"
+        );
+        assert_eq!(near.kind(), crate::error::ErrorKind::NotFound);
+        assert_eq!(near.hints(), ["did you mean `orders`?"]);
+        assert_eq!(
+            err(&cluster, DbRef::Id(9)).to_string(),
+            "there is no database `db:9` (databases: db:3 `orders`)"
+        );
+        assert_eq!(
+            super::resolve_db(&cluster, &DbRef::Id(3))
+                .unwrap()
+                .config
+                .name,
+            "orders"
+        );
     }
 
     #[test]

@@ -276,11 +276,7 @@ async fn recover(
     let targets = match &which {
         None => pending(&cluster),
         Some(r) => {
-            let db = match r {
-                DbRef::Id(id) => cluster.databases.get(id),
-                DbRef::Name(name) => cluster.database_by_name(name),
-            }
-            .ok_or_else(|| no_such_db(&cluster, r))?;
+            let db = super::resolve_db(&cluster, r)?;
             if db.state == DbState::Active {
                 return Ok(Reply::message(format!(
                     "db:{} `{}` is already active: nothing to recover",
@@ -407,31 +403,6 @@ impl Render for RecoverReport {
             self.elapsed.as_secs_f64()
         ));
     }
-}
-
-/// `there is no database `ordres`, did you mean `orders`?` (or the names there are).
-fn no_such_db(cluster: &Cluster, given: &DbRef) -> CommandError {
-    let names: Vec<&str> = cluster
-        .databases
-        .values()
-        .map(|d| d.config.name.as_str())
-        .collect();
-    let near = match given {
-        DbRef::Name(name) => names
-            .iter()
-            .map(|n| (strsim::levenshtein(name, n), *n))
-            .filter(|(d, _)| *d <= 2)
-            .min(),
-        DbRef::Id(_) => None,
-    };
-    CommandError::not_found(match near {
-        Some((_, n)) => format!("there is no database `{given}`, did you mean `{n}`?"),
-        None if names.is_empty() => format!("there is no database `{given}`: the cluster has none"),
-        None => format!(
-            "there is no database `{given}` (databases: {})",
-            names.join(", ")
-        ),
-    })
 }
 
 fn tally(ok: usize, failed: usize) -> String {

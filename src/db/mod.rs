@@ -37,7 +37,7 @@ pub enum DbError {
     /// The message of [`crate::ccs::names::check_db_name`].
     #[error("{0}")]
     BadName(String),
-    #[error("no database `{0}`")]
+    #[error("there is no database `{0}`")]
     NoSuchDb(String),
     #[error("no node:{0} in the cluster")]
     NoSuchNode(Id),

@@ -2,7 +2,7 @@
 
 pub mod layout;
 pub mod model;
-pub mod names;
+pub mod rules;
 pub mod store;
 
 pub use model::*;

@@ -107,7 +107,7 @@ fn create(
         .get_mut(&cluster.local_node)
         .expect("the default cluster has its local node");
     if let Some(path) = persistent_path {
-        node.persistent_path = super::node::absolute(&path)?;
+        node.persistent_path = crate::ccs::rules::absolute("persistent path", &path)?;
     }
     if let Some(addr) = addr {
         node.addr = addr.to_string();

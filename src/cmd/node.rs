@@ -10,7 +10,7 @@ use super::{
     no_such_node, Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError,
     Render, Reply, Text, ValueKind,
 };
-use crate::ccs::{Cluster, Id, Node, PortRange};
+use crate::ccs::{rules, Cluster, Id, Node, PortRange};
 use crate::lang::quote;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +116,7 @@ fn add(
     rack_id: Option<String>,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
-    let persistent_path = absolute(persistent_path)?;
+    let persistent_path = rules::absolute("persistent path", persistent_path)?;
     let addr = addr.to_string();
     if let Some(other) = cluster
         .nodes
@@ -241,30 +241,7 @@ fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, Comman
     if !cluster.nodes.contains_key(&id) {
         return Err(no_such_node(&cluster, id));
     }
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            CommandError::not_found(format!("recovery path `{shown}` does not exist"))
-        }
-        std::io::ErrorKind::PermissionDenied => CommandError::io(format!(
-            "recovery path `{shown}` is not accessible to this user"
-        )),
-        _ => CommandError::io(format!("recovery path `{shown}` cannot be used: {e}")),
-    })?;
-    if !meta.is_dir() {
-        return Err(CommandError::conflict(format!(
-            "recovery path `{shown}` is not a directory"
-        )));
-    }
-    // Readable means we can list it; the files inside are checked by `recover list`.
-    std::fs::read_dir(path).map_err(|_| {
-        CommandError::io(format!(
-            "recovery path `{shown}` is not readable by this user"
-        ))
-    })?;
-    let path = path.canonicalize().map_err(|e| {
-        CommandError::io(format!("recovery path `{shown}` cannot be resolved: {e}"))
-    })?;
+    let path = rules::recovery_path(path)?;
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
     lock.save(&mut cluster)?;
@@ -298,13 +275,6 @@ impl From<&Node> for NodeView {
             rack_id: node.rack_id.clone(),
         }
     }
-}
-
-/// `path` made absolute against the current directory, so a script's relative paths mean
-/// the same thing later.
-pub fn absolute(path: &Path) -> Result<PathBuf, CommandError> {
-    std::path::absolute(path)
-        .map_err(|e| CommandError::io(format!("path `{}` cannot be used: {e}", path.display())))
 }
 
 /// Creates a persistent path (and parents) before it is recorded, so a bad path fails the

@@ -72,7 +72,7 @@ pub async fn create_db_with(
 
 async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
     let name = &req.config.name;
-    crate::ccs::names::check_db_name(name).map_err(DbError::BadName)?;
+    crate::ccs::rules::check_db_name(name).map_err(DbError::BadName)?;
     if cluster.database_by_name(name).is_some() {
         return Err(DbError::NameTaken(name.clone()));
     }

@@ -34,7 +34,7 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum DbError {
     #[error("database name `{0}` is already used")]
     NameTaken(String),
-    /// The message of [`crate::ccs::names::check_db_name`].
+    /// The message of [`crate::ccs::rules::check_db_name`].
     #[error("{0}")]
     BadName(String),
     #[error("there is no database `{0}`")]

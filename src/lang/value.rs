@@ -21,9 +21,9 @@ use super::lexer::quote;
 pub enum ValueKind {
     /// Any word: rack ids.
     Word,
-    /// A cluster name ([`crate::ccs::names::check_cluster_name`]).
+    /// A cluster name ([`crate::ccs::rules::check_cluster_name`]).
     ClusterName,
-    /// A database name ([`crate::ccs::names::check_db_name`]).
+    /// A database name ([`crate::ccs::rules::check_db_name`]).
     DbName,
     /// A non-negative integer.
     Integer,
@@ -136,11 +136,11 @@ impl ValueKind {
         let value = match self {
             ValueKind::Word => Value::Word(text.to_string()),
             ValueKind::ClusterName => {
-                crate::ccs::names::check_cluster_name(text)?;
+                crate::ccs::rules::check_cluster_name(text)?;
                 Value::Word(text.to_string())
             }
             ValueKind::DbName => {
-                crate::ccs::names::check_db_name(text)?;
+                crate::ccs::rules::check_db_name(text)?;
                 Value::Word(text.to_string())
             }
             ValueKind::Secret => Value::Secret(Secret::new(text)),
@@ -151,10 +151,7 @@ impl ValueKind {
             ValueKind::PortRange => {
                 let (lo, hi) =
                     whole(|i| separated_pair(port, char('-'), port)(i), text).ok_or_else(bad)?;
-                if lo > hi {
-                    return Err(format!("port range `{text}` ends before it starts"));
-                }
-                Value::PortRange(PortRange { lo, hi })
+                Value::PortRange(crate::ccs::rules::port_range(lo, hi)?)
             }
             ValueKind::SlotRange => {
                 let (start, end) =

@@ -138,6 +138,8 @@ pub enum RebuildError {
     Store(#[from] StoreError),
     #[error("`{}` is not a usable path: {reason}", path.display())]
     BadPath { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Path(#[from] crate::ccs::rules::PathError),
 }
 
 impl crate::error::DomainError for RebuildError {
@@ -158,6 +160,7 @@ impl crate::error::DomainError for RebuildError {
             | RebuildError::BackupTarget { .. } => ErrorKind::Conflict,
             RebuildError::RecoveryPath { .. } | RebuildError::BadPath { .. } => ErrorKind::Io,
             RebuildError::Store(e) => e.kind(),
+            RebuildError::Path(e) => e.kind(),
         }
     }
 
@@ -207,10 +210,7 @@ pub fn choose_alloc_id(
 /// Makes a path absolute without touching the disk beyond the current directory, so the
 /// CCS never records a path that means something else from another directory.
 pub(crate) fn absolute(path: &Path) -> Result<PathBuf, RebuildError> {
-    std::path::absolute(path).map_err(|e| RebuildError::BadPath {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    Ok(crate::ccs::rules::absolute("path", path)?)
 }
 
 pub(crate) fn node_list(ids: impl Iterator<Item = Id>) -> String {

@@ -2,7 +2,6 @@
 //! survived.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::ccs::{Cluster, Id, Node, PortRange, ShardIdentity, CCS_FORMAT, SHARD_IDENTITY_FILE};
@@ -31,12 +30,9 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
     let mut given = Vec::new();
     for path in &req.recovery_paths {
         let path = absolute(path)?;
-        if let Err(e) = fs::read_dir(&path) {
-            return Err(RebuildError::RecoveryPath {
-                path,
-                reason: e.to_string(),
-            });
-        }
+        // The rule `node <id> recovery_path set` applies; the path is kept as given
+        // (absolute), not resolved.
+        crate::ccs::rules::recovery_path(&path)?;
         given.push(path);
     }
     if given.is_empty() {

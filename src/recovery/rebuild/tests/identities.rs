@@ -233,9 +233,10 @@ fn unreadable_identities_and_bad_paths_are_reported() {
     let e = from_ids(vec![missing.clone()], &tmp.path().join("home"))
         .unwrap_err()
         .to_string();
+    // The rule of `node <id> recovery_path set`, worded the same.
     assert!(
         e.starts_with(&format!(
-            "recovery path `{}` cannot be used: ",
+            "recovery path `{}` does not exist",
             missing.display()
         )),
         "{e}"

@@ -1,0 +1,166 @@
+//! The rules for names, port ranges and paths, in one place. The language checks names
+//! and port ranges when a line is parsed (with a span under the value) and the operations
+//! check them again with the same functions before they change anything. Whether a path
+//! exists and can be read is a question for the moment of use (the disk changes between
+//! parsing and applying), so paths are only checked at apply time, by the functions here.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::PortRange;
+use crate::error::{DomainError, ErrorKind};
+
+/// At most this many bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+fn name_chars_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Cluster names: 1-64 letters, digits, `-`, `_` or `.`.
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    if name_chars_ok(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use 1-64 letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}
+
+/// Database names: as cluster names, and starting with a letter, so a name is never read
+/// as an id (`3`, `db:3`).
+pub fn check_db_name(name: &str) -> Result<(), String> {
+    if name_chars_ok(name) && name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid database name: use 1-64 letters, digits, `-`, `_` or `.`; it must start with a letter"
+        ))
+    }
+}
+
+/// `lo-hi` ports: both 1-65535 (a `u16` that is not 0), `lo` not above `hi`.
+pub fn port_range(lo: u16, hi: u16) -> Result<PortRange, String> {
+    if lo == 0 || hi == 0 {
+        return Err(format!("port range `{lo}-{hi}`: ports are 1-65535"));
+    }
+    if lo > hi {
+        return Err(format!("port range `{lo}-{hi}` ends before it starts"));
+    }
+    Ok(PortRange { lo, hi })
+}
+
+/// A path that cannot be used for what it was given for.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("{what} `{}` does not exist", path.display())]
+    NotFound { what: &'static str, path: PathBuf },
+    #[error("{what} `{}` is not accessible to this user", path.display())]
+    NotAccessible { what: &'static str, path: PathBuf },
+    #[error("{what} `{}` is not a directory", path.display())]
+    NotADirectory { what: &'static str, path: PathBuf },
+    #[error("{what} `{}` is not readable by this user", path.display())]
+    Unreadable { what: &'static str, path: PathBuf },
+    #[error("{what} `{}` cannot be used: {source}", path.display())]
+    Unusable {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl DomainError for PathError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PathError::NotFound { .. } => ErrorKind::NotFound,
+            PathError::NotADirectory { .. } => ErrorKind::Conflict,
+            PathError::NotAccessible { .. }
+            | PathError::Unreadable { .. }
+            | PathError::Unusable { .. } => ErrorKind::Io,
+        }
+    }
+}
+
+/// `path` made absolute against the current directory (without touching the disk), so a
+/// script's relative paths mean the same thing later. `what` names the path in errors.
+pub fn absolute(what: &'static str, path: &Path) -> Result<PathBuf, PathError> {
+    std::path::absolute(path).map_err(|source| PathError::Unusable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A recovery path: an existing directory this user can list, returned canonical. The
+/// files inside are checked by `recover list`.
+pub fn recovery_path(path: &Path) -> Result<PathBuf, PathError> {
+    const WHAT: &str = "recovery path";
+    let at = || path.to_path_buf();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => PathError::NotFound {
+            what: WHAT,
+            path: at(),
+        },
+        io::ErrorKind::PermissionDenied => PathError::NotAccessible {
+            what: WHAT,
+            path: at(),
+        },
+        _ => PathError::Unusable {
+            what: WHAT,
+            path: at(),
+            source: e,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(PathError::NotADirectory {
+            what: WHAT,
+            path: at(),
+        });
+    }
+    std::fs::read_dir(path).map_err(|_| PathError::Unreadable {
+        what: WHAT,
+        path: at(),
+    })?;
+    path.canonicalize().map_err(|source| PathError::Unusable {
+        what: WHAT,
+        path: at(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_ports_and_paths() {
+        for ok in ["prod", "a", "db-1_x.y", &"a".repeat(64)] {
+            check_cluster_name(ok).unwrap();
+            check_db_name(ok).unwrap();
+        }
+        for bad in ["", "bad name", "x/y", &"a".repeat(65)] {
+            check_cluster_name(bad).unwrap_err();
+            check_db_name(bad).unwrap_err();
+        }
+        check_cluster_name("3abc").unwrap();
+        assert!(port_range(2, 1).is_err() && port_range(0, 1).is_err());
+        assert_eq!(port_range(1, 1).unwrap(), PortRange { lo: 1, hi: 1 });
+        let missing = recovery_path(Path::new("/no/such/dir")).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "recovery path `/no/such/dir` does not exist"
+        );
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let file = recovery_path(Path::new("/proc/self/status")).unwrap_err();
+        assert_eq!(file.kind(), ErrorKind::Conflict);
+        assert_eq!(
+            check_db_name("3abc").unwrap_err(),
+            "`3abc` is not a valid database name: use 1-64 letters, digits, `-`, `_` or `.`; it must start with a letter"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! `cluster ...`: making a cluster (`cluster create`) or bringing one back (`cluster
 //! recover`, in [`recover`]).
 
-mod recover;
+pub mod recover;
 
 use std::fmt;
 use std::net::IpAddr;

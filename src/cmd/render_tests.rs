@@ -338,3 +338,35 @@ fn check_file_and_fix() {
         })
     );
 }
+
+#[test]
+fn cluster_recover() {
+    use super::cluster::recover::{ClusterRecovered, RecoveredDb};
+    use crate::recovery::rebuild::{IdSighting, SightingKind};
+    let c = cluster();
+    insta::assert_snapshot!(both(&ClusterRecovered {
+        name: "prod".into(),
+        cluster_id: 42,
+        local_node: 1,
+        alloc_id: 121,
+        alloc_id_given: false,
+        largest_id_in_use: Some(IdSighting {
+            id: 21,
+            what: SightingKind::ShardDir,
+            path: "/mnt/old-n2/redis/db-3/shard-21".into(),
+        }),
+        nodes: c.nodes.values().map(NodeView::from).collect(),
+        databases: vec![RecoveredDb {
+            id: 3,
+            name: "orders".into(),
+            state: DbState::PendingRecovery,
+            shard_count: 2,
+            replication: true,
+            persistence: Persistence::Aof,
+            port: 30000,
+        }],
+        notes: vec!["node:2's recovery path is its old persistent path `/srv/n2`".into()],
+        problems: vec!["`/mnt/x/lazarus-shard.json` belongs to cluster_id 7: left out".into()],
+        from: "its CCS backup",
+    }));
+}

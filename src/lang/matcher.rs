@@ -156,6 +156,12 @@ impl Walk {
 }
 
 /// Matches `tokens` against one syntax.
+///
+/// Long (~150 lines) on purpose: one loop over the tokens with one `match` over the
+/// element kinds, sharing the state of an `Options` element (used keys, the option
+/// awaiting its value, a repeating option) and the expectations carried over from skipped
+/// optional pieces. Split apart, every arm would take and return all of that state; what
+/// comes after the last token is [`what_next`].
 pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
     let elements = syntax.elements;
     let mut items = Vec::new();
@@ -295,6 +301,45 @@ pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
     }
 
     // All tokens fit: say what may or must come next.
+    let state = Rest {
+        from: i,
+        awaiting,
+        used: &used,
+        repeating,
+    };
+    let (next, missing, more_optional) = what_next(syntax, tokens, state);
+    Walk {
+        items,
+        failure: None,
+        next,
+        missing,
+        more_optional,
+    }
+}
+
+/// Where a walk that took every token stopped: the next element, and the state inside an
+/// `Options` element.
+struct Rest<'a> {
+    from: usize,
+    awaiting: Option<&'a Opt>,
+    used: &'a [&'static str],
+    repeating: Option<&'a Opt>,
+}
+
+/// After the last token: what may come next, the required pieces still missing (as usage
+/// text), and whether optional pieces could follow.
+fn what_next<T>(
+    syntax: &Syntax<T>,
+    tokens: &[Token],
+    rest: Rest<'_>,
+) -> (Vec<Expect>, Vec<String>, bool) {
+    let Rest {
+        from: i,
+        awaiting,
+        used,
+        repeating,
+    } = rest;
+    let elements = syntax.elements;
     let mut next = Vec::new();
     let mut missing = Vec::new();
     let mut more_optional = false;
@@ -332,7 +377,7 @@ pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
                 }
             }
             Element::Options(opts) => {
-                let used_here: &[&str] = if first { &used } else { &[] };
+                let used_here: &[&str] = if first { used } else { &[] };
                 if !blocked {
                     if let Some((name, kind)) = repeating.filter(|_| first).and_then(|o| o.value) {
                         next.push(Expect::Value(name, kind));
@@ -361,13 +406,7 @@ pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
         }
         first = false;
     }
-    Walk {
-        items,
-        failure: None,
-        next,
-        missing,
-        more_optional,
-    }
+    (next, missing, more_optional)
 }
 
 fn unused<'a>(opts: &'a [Opt], used: &'a [&'static str]) -> impl Iterator<Item = &'a Opt> {

@@ -200,8 +200,9 @@ fn home_from_the_environment_and_a_corrupt_ccs() {
 
 /// Every failing command's `--json` document says its error's kind (which decides the
 /// exit status: 2 for `usage`, 1 for the rest) and lists the next steps as `hints`.
-/// `interrupted` (Ctrl-C) and `internal` (a bug) cannot be caused on purpose here; the
-/// unit tests of `shell` cover them.
+/// `interrupted` (Ctrl-C) needs a command that runs long enough: the databases suite's
+/// `ctrl_c_during_create_rolls_back` checks it; `internal` (a bug) cannot be caused on
+/// purpose, the unit tests of `shell::render` cover its JSON.
 #[test]
 fn json_errors_carry_their_kind() {
     let lz = Lazarus::new();

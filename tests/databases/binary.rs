@@ -180,7 +180,7 @@ fn ctrl_c_during_create_rolls_back() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
         .arg("--home")
         .arg(lz.home())
-        .args(["create", "db", "stuck", "sync_source", &addr])
+        .args(["--json", "create", "db", "stuck", "sync_source", &addr])
         .env_remove("LAZARUS_HOME")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -197,6 +197,11 @@ fn ctrl_c_during_create_rolls_back() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("was rolled back"), "{stderr}");
+    // The error kind `interrupted`, through the real binary.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(doc["kind"], "interrupted", "{doc}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(guard.pids().is_empty());
     assert_eq!(shard_dirs(lz.home()), 0);
     assert!(!lz.path("ccs.json").exists());

@@ -203,7 +203,7 @@ fn check_lengths<R: Read>(src: &mut Source<R>, clen: u64, ulen: u64) -> Result<(
 /// Decodes a complete LZF input into `out`, which ends holding exactly `ulen` bytes;
 /// `false` (with `out` in any state) when the input is not valid or decodes to another
 /// length.
-fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
+pub(crate) fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
     // Room past the end for whole `SLACK`-byte copies: most runs are short, and a fixed
     // size copies in two vector moves where an exact one called `memmove`.
     const SLACK: usize = 32;

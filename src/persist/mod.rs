@@ -15,6 +15,10 @@
 //! - `fp_set`: 64-bit key fingerprints in a flat table (exact counts in bounded memory).
 //! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
 //! - `fix`: a truncated AOF's good prefix, copied elsewhere.
+//! - `value`, `value_decode`, `entries`, `dump`: values decoded into one canonical
+//!   [`Value`] (or a [`ValueSink`]), from a whole RDB ([`read_rdb`]) or a DUMP payload
+//!   ([`decode_dump`]), and encoded back as a payload `RESTORE` takes ([`encode_dump`]).
+//! - `digest`: the order-independent content digest per slot ([`digest_of_rdb`]).
 //!
 //! Memory stays bounded whatever the file: the 1 MiB buffer (with read-ahead, the ring's
 //! chunks, each with 1 MiB of headroom for a record straddling two), blobs up to 32 MiB
@@ -25,6 +29,9 @@ mod aof;
 mod aof_keys;
 mod aof_replay;
 mod check;
+mod digest;
+mod dump;
+mod entries;
 mod error;
 mod fix;
 mod fp_set;
@@ -42,6 +49,8 @@ mod resp;
 mod slot;
 mod source;
 mod stream;
+mod value;
+mod value_decode;
 mod ziplist;
 mod zipmap;
 
@@ -49,12 +58,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+pub use digest::{
+    digest_of_rdb, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey, KeyState,
+    SettledDigest, SlotSum, ValueHasher,
+};
+pub use dump::{decode_dump, dump_header, encode_dump, DecodeError, EncodeError};
+pub use entries::{rdb_entries, read_rdb, EntryVisitor, RdbEntry, RdbHeader, RdbReadError};
+pub use value::{
+    module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,
+    StreamId, Value, ValueBuilder, ValueSink,
+};
 pub use fix::{fix_truncated, FixError, FixOutcome};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::key_slot;
 pub use source::crc64;
 
+pub(crate) use dump::decode_dump_into;
 pub(crate) use slot::SlotCheck;
+pub(crate) use value_decode::Scratch;
 
 /// Checks one RDB file, single-file AOF or AOF directory. Never panics, never writes.
 pub fn check_path(path: &Path, opts: &CheckOptions) -> FileReport {

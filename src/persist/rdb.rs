@@ -167,7 +167,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         }
     }
 
-    fn header(&mut self) -> Result<(), ParseError> {
+    pub fn header(&mut self) -> Result<(), ParseError> {
         let magic: [u8; 9] = self.src.array()?;
         let (valkey, digits) = if &magic[..5] == b"REDIS" {
             (false, &magic[5..])
@@ -199,7 +199,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         Ok(())
     }
 
-    fn trailer(&mut self) -> Result<(), ParseError> {
+    pub fn trailer(&mut self) -> Result<(), ParseError> {
         if self.out.version < 5 {
             return Ok(());
         }
@@ -219,7 +219,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         Ok(())
     }
 
-    fn aux(&mut self) -> Result<(), ParseError> {
+    pub fn aux(&mut self) -> Result<(), ParseError> {
         let mut name = Vec::new();
         self.string_into(&mut name, AUX_CAP)?;
         let mut value = Vec::new();
@@ -241,7 +241,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         Ok(())
     }
 
-    fn module_aux(&mut self) -> Result<(), ParseError> {
+    pub fn module_aux(&mut self) -> Result<(), ParseError> {
         self.len()?; // module id
         let at = self.src.offset();
         let when_op = self.len()?;
@@ -279,7 +279,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         }
     }
 
-    fn function_pre_ga(&mut self) -> Result<(), ParseError> {
+    pub fn function_pre_ga(&mut self) -> Result<(), ParseError> {
         self.skip_string()?; // name
         self.skip_string()?; // engine
         if self.len()? != 0 {

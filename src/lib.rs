@@ -19,6 +19,8 @@
 //! - [`error`]: the error kinds every layer's errors have (`usage`, `not_found`, ...),
 //!   which decide the exit status and the JSON `kind`.
 //! - [`secret`]: [`secret::Secret`], a password that prints and serialises as `***`.
+//! - [`verify`]: proof of content: the digest of persistence files against the digest of
+//!   a live database (SCAN + DUMP decoded by the same reader), naming the keys that differ.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod ccs;
@@ -31,3 +33,4 @@ pub mod recovery;
 pub mod secret;
 pub mod server;
 pub mod shell;
+pub mod verify;

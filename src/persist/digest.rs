@@ -105,7 +105,8 @@ impl ValueSink for ValueHasher {
             score
         };
         self.scratch.clear();
-        self.scratch.extend_from_slice(&score.to_bits().to_le_bytes());
+        self.scratch
+            .extend_from_slice(&score.to_bits().to_le_bytes());
         self.scratch.extend_from_slice(member);
         self.add();
     }
@@ -304,6 +305,11 @@ impl DigestBuilder {
             db: 0,
             expire_ms: None,
         }
+    }
+
+    /// The slots whose keys are kept one by one.
+    pub fn detail_slots(&self) -> &BTreeSet<u16> {
+        &self.detail_slots
     }
 
     /// The hash of one key from its parts.

@@ -41,7 +41,12 @@ pub enum EncodeError {
 /// The RDB version a DUMP payload says it was written with, and its value's type byte.
 pub fn dump_header(payload: &[u8]) -> Option<(u8, u16)> {
     let n = payload.len();
-    (n >= 11).then(|| (payload[0], u16::from_le_bytes([payload[n - 10], payload[n - 9]])))
+    (n >= 11).then(|| {
+        (
+            payload[0],
+            u16::from_le_bytes([payload[n - 10], payload[n - 9]]),
+        )
+    })
 }
 
 /// Decodes a DUMP payload into its value, after checking the CRC-64 trailer.
@@ -91,7 +96,10 @@ pub(crate) fn decode_dump_into<S: ValueSink>(
     if input.at != n - 10 {
         return Err(DecodeError {
             offset: input.at as u64,
-            expected: format!("the RDB version trailer, not {} more byte(s)", n - 10 - input.at),
+            expected: format!(
+                "the RDB version trailer, not {} more byte(s)",
+                n - 10 - input.at
+            ),
             unsupported: false,
         });
     }
@@ -229,7 +237,10 @@ fn stream_node(entries: &[super::value::StreamEntry], master: super::value::Stre
     lp.int(0);
     for e in entries {
         let same = e.fields.len() == master_fields.len()
-            && e.fields.iter().zip(&master_fields).all(|((f, _), m)| f == m);
+            && e.fields
+                .iter()
+                .zip(&master_fields)
+                .all(|((f, _), m)| f == m);
         lp.int(if same { 2 } else { 0 });
         lp.int(e.id.ms.wrapping_sub(master.ms) as i64);
         lp.int(e.id.seq.wrapping_sub(master.seq) as i64);
@@ -361,7 +372,10 @@ mod tests {
         }]));
         let entries: Vec<StreamEntry> = (0..250u64)
             .map(|i| StreamEntry {
-                id: StreamId { ms: 1000 + i, seq: i % 3 },
+                id: StreamId {
+                    ms: 1000 + i,
+                    seq: i % 3,
+                },
                 fields: if i % 7 == 0 {
                     vec![(b"other".to_vec(), i.to_string().into_bytes())]
                 } else {
@@ -410,7 +424,19 @@ mod tests {
 
     #[test]
     fn listpack_integers_of_every_width_decode_back() {
-        for v in [0i64, 127, 128, -1, 4095, -4096, 4096, 40000, -40000, 1 << 30, 1 << 40] {
+        for v in [
+            0i64,
+            127,
+            128,
+            -1,
+            4095,
+            -4096,
+            4096,
+            40000,
+            -40000,
+            1 << 30,
+            1 << 40,
+        ] {
             let mut lp = Listpack::default();
             lp.int(v);
             lp.str(&vec![b'q'; 5000]);

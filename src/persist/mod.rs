@@ -64,14 +64,14 @@ pub use digest::{
 };
 pub use dump::{decode_dump, dump_header, encode_dump, DecodeError, EncodeError};
 pub use entries::{rdb_entries, read_rdb, EntryVisitor, RdbEntry, RdbHeader, RdbReadError};
-pub use value::{
-    module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,
-    StreamId, Value, ValueBuilder, ValueSink,
-};
 pub use fix::{fix_truncated, FixError, FixOutcome};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::key_slot;
 pub use source::crc64;
+pub use value::{
+    module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,
+    StreamId, Value, ValueBuilder, ValueSink,
+};
 
 pub(crate) use dump::decode_dump_into;
 pub(crate) use slot::SlotCheck;

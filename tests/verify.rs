@@ -1,0 +1,358 @@
+//! Proof of content against real servers: the digest of an RDB equals the digest of the
+//! server that wrote it and of servers that loaded it with other encodings (and Valkey),
+//! DUMP payloads rebuilt from the file are accepted by RESTORE and digest the same, and
+//! deliberate differences are each named.
+
+mod persist_support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lazarus::persist::{self, encode_dump, rdb_entries, DigestOptions, Value};
+use lazarus::server::ShardAddr;
+use lazarus::verify::{self, Difference};
+use persist_support::{args, Reply, Server};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn addr(s: &Server) -> ShardAddr {
+    ShardAddr {
+        host: "127.0.0.1".into(),
+        port: s.port,
+        password: None,
+    }
+}
+
+/// Every type in small and big encodings, in dbs 0 and 3, with TTLs far off and soon.
+fn populate(s: &mut Server) {
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    let big = "v".repeat(20_000);
+    for db in [0u32, 3] {
+        cmds.push(args(&["SELECT", &db.to_string()]));
+        let p = format!("d{db}");
+        for i in 0..20 {
+            cmds.push(args(&[
+                "SET",
+                &format!("{p}:int:{i}"),
+                &(i * 1000 - 7).to_string(),
+            ]));
+            cmds.push(args(&[
+                "SET",
+                &format!("{p}:str:{i}"),
+                &format!("value-{i}"),
+            ]));
+        }
+        cmds.push(args(&["SET", &format!("{p}:lzf"), &big]));
+        cmds.push(args(&["SET", &format!("{p}:bin"), "a\u{0}\u{1}\u{ff}b"]));
+        for i in 0..5 {
+            cmds.push(args(&[
+                "RPUSH",
+                &format!("{p}:list:small"),
+                &format!("e{i}"),
+                &(i * 100).to_string(),
+            ]));
+            cmds.push(args(&[
+                "HSET",
+                &format!("{p}:hash:small"),
+                &format!("f{i}"),
+                &(i * 7).to_string(),
+            ]));
+            cmds.push(args(&[
+                "SADD",
+                &format!("{p}:set:ints"),
+                &(i - 2).to_string(),
+            ]));
+            cmds.push(args(&["SADD", &format!("{p}:set:small"), &format!("m{i}")]));
+            cmds.push(args(&[
+                "ZADD",
+                &format!("{p}:zset:small"),
+                &format!("{i}.25"),
+                &format!("z{i}"),
+            ]));
+        }
+        cmds.push(args(&[
+            "ZADD",
+            &format!("{p}:zset:small"),
+            "-inf",
+            "low",
+            "inf",
+            "high",
+        ]));
+        for i in 0..600 {
+            cmds.push(args(&[
+                "RPUSH",
+                &format!("{p}:list:big"),
+                &format!("element-{i}"),
+            ]));
+            cmds.push(args(&[
+                "HSET",
+                &format!("{p}:hash:big"),
+                &format!("field-{i}"),
+                &format!("v{i}"),
+            ]));
+            cmds.push(args(&[
+                "SADD",
+                &format!("{p}:set:big"),
+                &format!("member-{i}"),
+            ]));
+            cmds.push(args(&[
+                "SADD",
+                &format!("{p}:set:bigints"),
+                &(i * 3).to_string(),
+            ]));
+            cmds.push(args(&[
+                "ZADD",
+                &format!("{p}:zset:big"),
+                &format!("{}", i as f64 / 3.0),
+                &format!("m{i}"),
+            ]));
+        }
+        cmds.push(args(&["RPUSH", &format!("{p}:list:plain"), "a", &big, "b"]));
+        cmds.push(args(&["PFADD", &format!("{p}:hll"), "a", "b", "c"]));
+        let st = format!("{p}:stream");
+        for i in 0..150 {
+            if i % 3 == 0 {
+                cmds.push(args(&["XADD", &st, "*", "other", &i.to_string()]));
+            } else {
+                cmds.push(args(&["XADD", &st, "*", "f", &i.to_string(), "g", "x"]));
+            }
+        }
+        cmds.push(args(&["XDEL", &st, "0-1"]));
+        cmds.push(args(&["XGROUP", "CREATE", &st, "grp", "0"]));
+        cmds.push(args(&["XGROUP", "CREATE", &st, "idle", "$"]));
+        cmds.push(args(&[
+            "XREADGROUP",
+            "GROUP",
+            "grp",
+            "alice",
+            "COUNT",
+            "5",
+            "STREAMS",
+            &st,
+            ">",
+        ]));
+        cmds.push(args(&[
+            "XREADGROUP",
+            "GROUP",
+            "grp",
+            "bob",
+            "COUNT",
+            "3",
+            "STREAMS",
+            &st,
+            ">",
+        ]));
+        for i in 0..5 {
+            cmds.push(args(&["SET", &format!("{p}:ttl:{i}"), "x", "EX", "100000"]));
+            cmds.push(args(&["SET", &format!("{p}:soon:{i}"), "y", "EX", "600"]));
+        }
+    }
+    cmds.push(args(&["SELECT", "0"]));
+    s.batch(&cmds);
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn saved(config: &[(&str, &str)]) -> (Server, PathBuf) {
+    let mut s = Server::start(config);
+    populate(&mut s);
+    assert_eq!(s.cmd(&["SAVE"]).text(), "OK");
+    let path = s.file("dump.rdb");
+    (s, path)
+}
+
+/// A server started on a copy of `rdb`.
+fn loaded(rdb: &PathBuf, config: &[(&str, &str)], binary: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
+    match binary {
+        None => Server::start_in(dir, config),
+        Some(b) => Server::start_with(b, dir, config),
+    }
+}
+
+fn assert_equal(files: &[PathBuf], s: &Server) -> verify::Comparison {
+    let rt = rt();
+    let c = rt
+        .block_on(verify::verify_content(files, &[addr(s)], TIMEOUT))
+        .unwrap();
+    assert!(c.equal, "{c:#?}");
+    assert!(c.files.keys > 0);
+    c
+}
+
+/// Hash tables, skiplists and one-element quicklist nodes instead of listpacks/intsets.
+const BIG_ENCODINGS: &[(&str, &str)] = &[
+    ("hash-max-listpack-entries", "0"),
+    ("set-max-intset-entries", "0"),
+    ("zset-max-listpack-entries", "0"),
+    ("list-max-listpack-size", "1"),
+];
+
+#[test]
+fn the_file_digest_equals_the_server_digest_for_every_type_and_encoding() {
+    let (mut s, rdb) = saved(&[]);
+    for (key, enc) in [
+        ("d0:hash:small", "listpack"),
+        ("d0:set:ints", "intset"),
+        ("d0:zset:small", "listpack"),
+        ("d0:list:big", "quicklist"),
+        ("d0:hash:big", "hashtable"),
+        ("d0:zset:big", "skiplist"),
+        ("d0:set:big", "hashtable"),
+    ] {
+        assert_eq!(s.cmd(&["OBJECT", "ENCODING", key]).text(), enc, "{key}");
+    }
+    let c = assert_equal(std::slice::from_ref(&rdb), &s);
+    assert_eq!(c.files.digest, c.server.digest);
+    // 2 dbs × (20 ints, 20 strings, lzf, bin, 5 small + 5 big collections, plain list,
+    // hll, stream, 10 TTL keys).
+    assert_eq!(c.files.keys, 2 * (40 + 2 + 10 + 1 + 1 + 1 + 10));
+    // The same data written with the big encodings digests the same.
+    let (big, big_rdb) = saved(BIG_ENCODINGS);
+    let c2 = assert_equal(std::slice::from_ref(&big_rdb), &big);
+    assert_eq!(c2.files.keys, c.files.keys);
+    // Loaded by a server that re-encodes (small → big) while loading.
+    let mut reencoded = loaded(&rdb, BIG_ENCODINGS, None);
+    assert_eq!(
+        reencoded
+            .cmd(&["OBJECT", "ENCODING", "d0:hash:small"])
+            .text(),
+        "hashtable"
+    );
+    assert_equal(std::slice::from_ref(&rdb), &reencoded);
+    // Uncompressed strings digest the same as LZF ones.
+    let (plain, plain_rdb) = saved(&[("rdbcompression", "no")]);
+    let c3 = assert_equal(std::slice::from_ref(&plain_rdb), &plain);
+    assert_eq!(c3.files.keys, c.files.keys);
+}
+
+#[test]
+fn valkey_files_and_servers_digest_the_same_as_redis() {
+    let Some(valkey) = persist_support::valkey_server() else {
+        eprintln!("no valkey-server: skipped");
+        return;
+    };
+    let (_s, rdb) = saved(&[]);
+    // Valkey loading Redis' RDB 10.
+    let v = loaded(&rdb, &[], Some(&valkey));
+    let c = assert_equal(std::slice::from_ref(&rdb), &v);
+    // Valkey's own RDB 11 (listpack sets, streams with active times).
+    let mut v = v;
+    assert_eq!(v.cmd(&["SAVE"]).text(), "OK");
+    let own = v.file("dump.rdb");
+    let c2 = assert_equal(std::slice::from_ref(&own), &v);
+    assert_eq!(c.files.digest, c2.files.digest);
+    let head = std::fs::read(&own).unwrap();
+    assert_eq!(&head[..9], b"REDIS0011", "Valkey 8 writes RDB 11");
+}
+
+#[test]
+fn payloads_rebuilt_from_the_file_restore_and_digest_the_same() {
+    let (_s, rdb) = saved(&[]);
+    let mut target = Server::start(&[]);
+    let entries = rdb_entries(&rdb).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in &entries {
+        kinds.insert(e.value.kind());
+        let payload = encode_dump(&e.value).unwrap();
+        assert_eq!(persist::decode_dump(&payload).unwrap(), e.value);
+        target.cmd(&["SELECT", &e.db.to_string()]);
+        let ttl = e.expire_ms.map_or("0".to_string(), |t| t.to_string());
+        let mut cmd: Vec<&[u8]> = vec![b"RESTORE", &e.key, ttl.as_bytes(), &payload];
+        if e.expire_ms.is_some() {
+            cmd.push(b"ABSTTL");
+        }
+        let r = target.cmd(&cmd);
+        assert_eq!(
+            r,
+            Reply::Status("OK".into()),
+            "{}",
+            String::from_utf8_lossy(&e.key)
+        );
+    }
+    assert_eq!(kinds.len(), 6, "{kinds:?}");
+    assert_equal(std::slice::from_ref(&rdb), &target);
+    // And the server's own DUMP of each key decodes to the value in the file.
+    target.cmd(&["SELECT", "0"]);
+    for e in entries.iter().filter(|e| e.db == 0) {
+        let Reply::Bulk(Some(p)) = target.cmd(&[&b"DUMP"[..], &e.key]) else {
+            panic!("no DUMP of {:?}", e.key)
+        };
+        let v = persist::decode_dump(&p).unwrap();
+        if let (Value::Stream(a), Value::Stream(b)) = (&v, &e.value) {
+            assert_eq!(a.entries, b.entries);
+        } else if matches!(v, Value::String(_) | Value::List(_)) {
+            assert_eq!(v, e.value);
+        } else {
+            assert_eq!(v.kind(), e.value.kind());
+        }
+    }
+}
+
+#[test]
+fn deliberate_differences_are_each_named() {
+    let (_s, rdb) = saved(&[]);
+    let mut s = loaded(&rdb, &[], None);
+    s.cmd(&["SET", "d0:str:3", "changed"]);
+    s.cmd(&["DEL", "d0:hash:big"]);
+    s.cmd(&["EXPIRE", "d0:str:4", "5000"]);
+    s.cmd(&["SET", "d0:new", "added"]);
+    s.cmd(&["HSET", "d0:hash:small", "f1", "other"]);
+    let rt = rt();
+    let c = rt
+        .block_on(verify::verify_content(
+            std::slice::from_ref(&rdb),
+            &[addr(&s)],
+            TIMEOUT,
+        ))
+        .unwrap();
+    assert!(!c.equal);
+    let named: Vec<(String, Difference)> = c
+        .differences
+        .iter()
+        .map(|d| (d.key.clone(), d.difference))
+        .collect();
+    for want in [
+        ("d0:str:3", Difference::DifferentValue),
+        ("d0:hash:big", Difference::Missing),
+        ("d0:str:4", Difference::DifferentTtl),
+        ("d0:new", Difference::Extra),
+        ("d0:hash:small", Difference::DifferentValue),
+    ] {
+        assert!(
+            named.contains(&(want.0.to_string(), want.1)),
+            "{want:?} not in {named:?}"
+        );
+    }
+    assert_eq!(named.len(), 5, "{named:?}");
+}
+
+#[test]
+fn keys_that_expire_between_the_file_and_the_check_are_counted_apart() {
+    let mut s = Server::start(&[]);
+    s.cmd(&["SET", "stays", "1"]);
+    s.cmd(&["SET", "goes", "1", "PX", "300"]);
+    assert_eq!(s.cmd(&["SAVE"]).text(), "OK");
+    let rdb = s.file("dump.rdb");
+    let early =
+        verify::digest_of_files(std::slice::from_ref(&rdb), &DigestOptions::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let rt = rt();
+    let server = rt
+        .block_on(verify::digest_of_server(
+            &addr(&s),
+            &DigestOptions::default(),
+            TIMEOUT,
+        ))
+        .unwrap();
+    let c = verify::compare(&early, &server.digest, None);
+    assert!(c.equal, "{c:#?}");
+    assert_eq!((c.files.keys, c.expired), (1, 1));
+}

@@ -356,3 +356,126 @@ fn keys_that_expire_between_the_file_and_the_check_are_counted_apart() {
     assert!(c.equal, "{c:#?}");
     assert_eq!((c.files.keys, c.expired), (1, 1));
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// `verify db` through the binary on a two-shard Redis Cluster database: verified after a
+/// save, then each deliberate difference named, and the JSON carrying digest and keys.
+#[test]
+fn verify_db_proves_a_running_database_and_names_what_differs() {
+    let lz = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.run(&format!(
+        "cluster create name t persistent_path {}",
+        lz.path("n1").display()
+    ))
+    .ok();
+    // A port range of its own: other test binaries use the default one.
+    let mut doc = lz.ccs();
+    let lo = 23000 + (rand::random::<u16>() % 100) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    lz.run("create db shop shards 2 persistence snapshot").ok();
+    let db_id = lz.ccs()["databases"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let ports: Vec<u16> = lz.ccs()["databases"][&db_id]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["port"].as_u64().unwrap() as u16)
+        .collect();
+    let client = redis::cluster::ClusterClient::new(
+        ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut c = client.get_connection().unwrap();
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(format!("h{i}"))
+            .arg("f")
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("t")
+        .arg("x")
+        .arg("EX")
+        .arg(9999)
+        .query(&mut c)
+        .unwrap();
+    for p in &ports {
+        let mut m = redis::Client::open(format!("redis://127.0.0.1:{p}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query(&mut m).unwrap();
+    }
+    let dir = lz.path("n1").join("redis").join(format!("db-{db_id}"));
+    let line = format!("verify db shop against {}", dir.display());
+    lz.run(&line)
+        .ok()
+        .stdout_has("content verified: 401 keys, digest ");
+    let _: () = redis::cmd("SET")
+        .arg("k7")
+        .arg("changed")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg("h9").query(&mut c).unwrap();
+    let _: () = redis::cmd("EXPIRE")
+        .arg("k8")
+        .arg(5000)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("added")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let out = lz.run(&line).fails(1).stdout_has("content differs");
+    for (key, what) in [
+        ("k7", "different value"),
+        ("h9", "missing"),
+        ("k8", "different TTL"),
+        ("added", "extra"),
+    ] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(&format!(" {key} ")) && l.contains(what)),
+            "{key} {what}:\n{}",
+            out.stdout
+        );
+    }
+    let json = lz
+        .cmd([
+            "--json",
+            "verify",
+            "db",
+            "shop",
+            "against",
+            &dir.display().to_string(),
+        ])
+        .run()
+        .json();
+    let r = &json[0]["result"];
+    assert_eq!(r["equal"], false);
+    assert_eq!(r["differences"].as_array().unwrap().len(), 4, "{r}");
+    assert_eq!(r["files"]["keys"], 401);
+    assert_eq!(r["files_read"].as_array().unwrap().len(), 2);
+    lz.run("delete db shop purge").ok();
+}

@@ -39,6 +39,7 @@ pub mod recover;
 mod render_tests;
 mod reply;
 pub mod status;
+pub mod verify;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -65,6 +66,7 @@ pub enum Command {
     Db(db::DbCommand),
     Status(status::StatusCommand),
     Check(check::CheckCommand),
+    Verify(verify::VerifyCommand),
     Help(help::HelpCommand),
     Exit,
 }
@@ -183,6 +185,7 @@ pub fn registry() -> &'static [&'static CommandSyntax] {
             db::SYNTAX,
             status::SYNTAX,
             check::SYNTAX,
+            verify::SYNTAX,
             help::SYNTAX,
         ]
         .into_iter()
@@ -206,6 +209,7 @@ impl Command {
             Command::Db(c) => c.apply(ctx).await,
             Command::Status(c) => c.apply(ctx).await,
             Command::Check(c) => c.apply(ctx).await,
+            Command::Verify(c) => c.apply(ctx).await,
             Command::Help(c) => c.apply(ctx).await,
             Command::Exit => Ok(Reply {
                 exit: true,
@@ -225,6 +229,7 @@ impl fmt::Display for Command {
             Command::Db(c) => c.fmt(f),
             Command::Status(c) => c.fmt(f),
             Command::Check(c) => c.fmt(f),
+            Command::Verify(c) => c.fmt(f),
             Command::Help(c) => c.fmt(f),
             Command::Exit => f.write_str("exit"),
         }

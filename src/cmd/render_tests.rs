@@ -370,3 +370,58 @@ fn cluster_recover() {
         from: "its CCS backup",
     }));
 }
+
+#[test]
+fn verify_db() {
+    use super::verify::VerifyOutcome;
+    use crate::persist::SettledDigest;
+    use crate::verify::{Comparison, Difference, KeyDifference};
+    let settled = |keys, digest| SettledDigest {
+        keys,
+        expired: 0,
+        digest,
+        slots: Vec::new(),
+    };
+    let equal = VerifyOutcome {
+        db: "orders".into(),
+        against: PathBuf::from("/old/redis/db-2"),
+        files_read: vec![
+            PathBuf::from("/old/redis/db-2/shard-3/dump.rdb"),
+            PathBuf::from("/old/redis/db-2/shard-4/dump.rdb"),
+        ],
+        comparison: Comparison {
+            equal: true,
+            files: settled(1000, 0xfeed),
+            server: settled(1000, 0xfeed),
+            expired: 2,
+            differing_slots: Vec::new(),
+            slot_count_mismatches: Vec::new(),
+            differences: Vec::new(),
+        },
+    };
+    insta::assert_snapshot!("verify_db_equal", both(&equal));
+    let mut differs = equal;
+    differs.comparison = Comparison {
+        equal: false,
+        files: settled(1000, 0xfeed),
+        server: settled(1001, 0xbeef),
+        expired: 0,
+        differing_slots: vec![12, 866],
+        slot_count_mismatches: Vec::new(),
+        differences: vec![
+            KeyDifference {
+                db: 0,
+                key: "user:1".into(),
+                difference: Difference::DifferentValue,
+                detail: "a hash whose content differs".into(),
+            },
+            KeyDifference {
+                db: 0,
+                key: "new\\x00key".into(),
+                difference: Difference::Extra,
+                detail: "string without TTL".into(),
+            },
+        ],
+    };
+    insta::assert_snapshot!("verify_db_differs", both(&differs));
+}

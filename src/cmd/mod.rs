@@ -211,10 +211,7 @@ impl Command {
             Command::Check(c) => c.apply(ctx).await,
             Command::Verify(c) => c.apply(ctx).await,
             Command::Help(c) => c.apply(ctx).await,
-            Command::Exit => Ok(Reply {
-                exit: true,
-                ..Reply::default()
-            }),
+            Command::Exit => Ok(Reply::exit()),
         }
     }
 }

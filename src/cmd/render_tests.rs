@@ -30,7 +30,7 @@ fn both(outcome: &impl Render) -> String {
     format!(
         "{}---- json ----\n{}",
         crate::shell::render::text(&reply),
-        serde_json::to_string_pretty(&reply.data).unwrap()
+        serde_json::to_string_pretty(reply.data()).unwrap()
     )
 }
 

@@ -30,18 +30,20 @@ impl Text {
     }
 }
 
-/// A command's result. The library builds it; the renderer prints it.
+/// A command's result. The library builds it; the renderer prints it. Its fields are
+/// private: text and data come from one [`Render`] value ([`Reply::of`]), or a reply is
+/// only a message ([`Reply::message`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reply {
-    pub blocks: Vec<Block>,
+    blocks: Vec<Block>,
     /// The machine-readable result (`result` in `--json` output); `Null` when the
     /// command's lines say everything.
-    pub data: serde_json::Value,
+    data: serde_json::Value,
     /// The session should end (`exit`, `quit`).
-    pub exit: bool,
+    exit: bool,
     /// The command ran, but what it found is a failure (a bad file under `check file`):
     /// the reply is still printed in full, then this error, and the line fails.
-    pub failure: Option<CommandError>,
+    failure: Option<CommandError>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,10 +97,38 @@ impl Reply {
         self
     }
 
-    /// Marks the reply as a failure (see [`Reply::failure`]).
+    /// Marks the reply as a failure: the command ran, but what it found is one (a bad
+    /// file under `check file`); the reply is still printed in full, then this error, and
+    /// the line fails.
     pub fn failed(mut self, error: CommandError) -> Reply {
         self.failure = Some(error);
         self
+    }
+
+    /// The reply of `exit`: no output, the session ends.
+    pub fn exit() -> Reply {
+        Reply {
+            exit: true,
+            ..Reply::default()
+        }
+    }
+
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The `result` of `--json`.
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
+    pub fn ends_session(&self) -> bool {
+        self.exit
+    }
+
+    /// See [`Reply::failed`].
+    pub fn failure(&self) -> Option<&CommandError> {
+        self.failure.as_ref()
     }
 
     /// The plain lines, in order (the `messages` of the JSON output).

@@ -142,17 +142,17 @@ impl Session {
         match result {
             Ok(reply) => {
                 if self.json {
-                    if !reply.exit {
+                    if !reply.ends_session() {
                         let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
                     }
                 } else {
                     let _ = write!(out, "{}", render::text(&reply));
                 }
                 let _ = out.flush();
-                if let Some(error) = &reply.failure {
+                if let Some(error) = reply.failure() {
                     let _ = writeln!(err, "{lazarus} {at}{error}");
                     Outcome::Failed(error.kind())
-                } else if reply.exit {
+                } else if reply.ends_session() {
                     Outcome::Exit
                 } else {
                     Outcome::Done

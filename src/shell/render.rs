@@ -11,7 +11,7 @@ use crate::cmd::{Block, CommandError, Reply, Table};
 /// A reply as people read it.
 pub fn text(reply: &Reply) -> String {
     let mut out = String::new();
-    for block in &reply.blocks {
+    for block in reply.blocks() {
         match block {
             Block::Line(line) => {
                 out.push_str(line);
@@ -50,11 +50,11 @@ fn grid(table: &Table) -> String {
 pub fn json_ok(command: &str, reply: &Reply) -> Value {
     let mut doc = json!({
         "command": command,
-        "ok": reply.failure.is_none(),
-        "result": reply.data,
+        "ok": reply.failure().is_none(),
+        "result": reply.data(),
         "messages": reply.lines(),
     });
-    if let Some(error) = &reply.failure {
+    if let Some(error) = reply.failure() {
         add_error(&mut doc, error);
     }
     doc
@@ -85,10 +85,17 @@ mod tests {
     fn tables_and_lines() {
         let mut table = Table::new(["node", "addr"]).titled("NODES");
         table.row(["node:1", "127.0.0.1"]);
-        let reply = Reply {
-            blocks: vec![Block::Table(table), Block::Line("Done.".into())],
-            ..Reply::default()
-        };
+        #[derive(serde::Serialize)]
+        struct Shown {
+            #[serde(skip)]
+            table: Table,
+        }
+        impl crate::cmd::Render for Shown {
+            fn render(&self, text: &mut crate::cmd::Text) {
+                text.table(self.table.clone()).line("Done.");
+            }
+        }
+        let reply = Reply::of(&Shown { table }).unwrap();
         insta::assert_snapshot!(text(&reply), @r"
         NODES:
          NODE    ADDR

@@ -9,7 +9,9 @@ fn round_trip(line: &str) -> Command {
         .unwrap_or_else(|e| panic!("`{line}` should parse:\n{}", e.render(line)))
         .unwrap_or_else(|| panic!("`{line}` is blank"));
     let canonical = command.to_string();
-    let again = parse(&canonical)
+    // A password prints as `***`, which is refused as a value (it was hidden in history):
+    // parse it back with a stand-in.
+    let again = parse(&canonical.replace("***", "stand-in"))
         .unwrap_or_else(|e| {
             panic!(
                 "canonical `{canonical}` of `{line}` should parse:\n{}",

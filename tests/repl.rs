@@ -63,3 +63,54 @@ fn tab_completes_and_history_has_no_password() {
     let mode = std::fs::metadata(&history).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Issue 9 items 9-11: pasted lines run one by one (typed ahead or bracketed paste); a
+/// mistyped key does not leak its value into history or the error echo; `***` recalled
+/// from history is never taken as a password.
+#[test]
+fn pasted_lines_each_run_and_a_typo_does_not_leak_a_password() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name t").ok();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
+    command
+        .arg("--home")
+        .arg(lz.home())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    shell.expect("lazarus:t> ").unwrap();
+
+    // Typed ahead in one write: both run, in order.
+    shell.send("info cluster\rinfo node 1\r").unwrap();
+    shell.expect("CLUSTER:").unwrap();
+    shell.expect("NODE:1").unwrap();
+    // A bracketed paste of two lines, then Enter.
+    shell
+        .send("\x1b[200~help status\nhelp info\n\x1b[201~\r")
+        .unwrap();
+    shell.expect("status [nodes").unwrap();
+    shell.expect("info cluster").unwrap();
+
+    shell.send("create db x passwrd hunter5\r").unwrap();
+    shell.expect("create db x passwrd ***").unwrap();
+    shell.send("create db y password ***\r").unwrap();
+    shell
+        .expect("the password was hidden in history: type it again")
+        .unwrap();
+    // The echo of a failed line masks with a fixed width, never the secret's length.
+    shell
+        .send("create db x password longsecret1 port abc\r")
+        .unwrap();
+    shell.expect("create db x password *** port abc").unwrap();
+    shell.send("exit\r").unwrap();
+    shell.expect(expectrl::Eof).unwrap();
+
+    let text = std::fs::read_to_string(lz.path("history")).unwrap();
+    assert!(!text.contains("hunter5"), "{text}");
+    assert!(!text.contains("longsecret1"), "{text}");
+    assert!(text.contains("\nhelp status\n"), "{text}");
+    assert!(text.contains("\nhelp info\n"), "{text}");
+    // Nothing was created with `***` as its password.
+    assert!(lz.ccs()["databases"].as_array().map_or(true, |d| d.is_empty()));
+}

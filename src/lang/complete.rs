@@ -3,6 +3,7 @@
 //! completion ([`ValueKind::Path`]), which lists the directory being typed on this
 //! machine's disk.
 
+use std::ops::Range;
 use std::path::Path;
 
 use super::lexer::{lex_lenient, quote, Token};
@@ -153,24 +154,82 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
     Some(format!("{sep}{text}"))
 }
 
+/// What hides a value: fixed width, so it never tells a secret's length.
+pub const MASK: &str = "***";
+
 /// The line with every secret value (the value after a key whose kind is
 /// [`ValueKind::Secret`], and after `password`) replaced by `***`, for the history file. Works on lines that do
 /// not parse, too.
 pub fn redact<T>(registry: &[&Syntax<T>], line: &str) -> String {
-    replace_secrets(registry, line, |_| "***".to_string())
+    hide(registry, line, None).text
 }
 
-/// The line with every secret's bytes replaced by `*`, keeping byte positions, so an
-/// error's caret still points at the right word.
-pub fn mask<T>(registry: &[&Syntax<T>], line: &str) -> String {
-    replace_secrets(registry, line, |secret| "*".repeat(secret.len()))
+/// A line as it may be shown or kept: secrets, and for a line that failed to parse every
+/// word after the fault, replaced by [`MASK`]; `span` is the fault's span in `text`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hidden {
+    pub text: String,
+    pub span: Range<usize>,
 }
 
-fn replace_secrets<T>(
-    registry: &[&Syntax<T>],
-    line: &str,
-    replace: impl Fn(&str) -> String,
-) -> String {
+/// The line with every secret hidden; with `fault` (the span where parsing failed) also
+/// every word after the fault, since a mistyped key (`passwrd hunter5`) no longer marks
+/// its value as secret. The fault's span is moved to the hidden text, so an error's caret
+/// still points at the right word.
+pub fn hide<T>(registry: &[&Syntax<T>], line: &str, fault: Option<Range<usize>>) -> Hidden {
+    let mut ranges = secret_ranges(registry, line);
+    let (tokens, _) = lex_lenient(line);
+    if let Some(fault) = &fault {
+        let after = fault.end.max(fault.start + 1);
+        ranges.extend(
+            tokens
+                .iter()
+                .filter(|t| t.span.start >= after)
+                .map(|t| t.span.clone()),
+        );
+    }
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut merged: Vec<Range<usize>> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    // Where an offset of `line` lands in the hidden text: a position inside a hidden
+    // range goes to its start (`at_end`: its end).
+    let map = |pos: usize, at_end: bool| {
+        let mut shift: isize = 0;
+        for r in &merged {
+            if pos >= r.end {
+                shift += MASK.len() as isize - r.len() as isize;
+            } else if pos > r.start {
+                let new_start = (r.start as isize + shift) as usize;
+                return if at_end {
+                    new_start + MASK.len()
+                } else {
+                    new_start
+                };
+            } else {
+                break;
+            }
+        }
+        (pos as isize + shift) as usize
+    };
+    let mut text = String::new();
+    let mut last = 0;
+    for r in &merged {
+        text.push_str(&line[last..r.start]);
+        text.push_str(MASK);
+        last = r.end;
+    }
+    text.push_str(&line[last..]);
+    let span = fault.map_or(0..0, |f| map(f.start, false)..map(f.end, true));
+    Hidden { text, span }
+}
+
+/// Byte ranges of the secret values in `line`.
+fn secret_ranges<T>(registry: &[&Syntax<T>], line: &str) -> Vec<Range<usize>> {
     // `password` is always secret, even before a command declares it.
     let secret_keys: Vec<&str> = std::iter::once("password")
         .chain(
@@ -188,24 +247,26 @@ fn replace_secrets<T>(
         )
         .collect();
     let (tokens, _) = lex_lenient(line);
-    let mut out = String::new();
-    let mut last = 0;
-    for pair in tokens.windows(2) {
-        if secret_keys.iter().any(|k| pair[0].is_keyword(k)) {
-            out.push_str(&line[last..pair[1].span.start]);
-            out.push_str(&replace(&line[pair[1].span.clone()]));
-            last = pair[1].span.end;
-        }
-    }
-    out.push_str(&line[last..]);
+    let mut ranges: Vec<Range<usize>> = tokens
+        .windows(2)
+        .filter(|pair| secret_keys.iter().any(|k| pair[0].is_keyword(k)))
+        .map(|pair| pair[1].span.clone())
+        .collect();
     // A key inside a quoted word (an unterminated quote swallows the rest of the line) is
     // not a token of its own: also hide the word after any key seen as plain text.
-    mask_after_words(&out, &secret_keys, &replace)
+    let words = whitespace_words(line);
+    for pair in words.windows(2) {
+        let key = line[pair[0].clone()].trim_matches(|c| c == '"' || c == '\'');
+        if secret_keys.iter().any(|k| key.eq_ignore_ascii_case(k)) {
+            ranges.push(pair[1].clone());
+        }
+    }
+    ranges
 }
 
-fn mask_after_words(text: &str, keys: &[&str], replace: &impl Fn(&str) -> String) -> String {
-    // Whitespace-separated words with their byte ranges.
-    let mut words: Vec<(usize, usize)> = Vec::new();
+/// Whitespace-separated words with their byte ranges.
+fn whitespace_words(text: &str) -> Vec<Range<usize>> {
+    let mut words = Vec::new();
     let mut start = None;
     for (i, c) in text
         .char_indices()
@@ -213,27 +274,14 @@ fn mask_after_words(text: &str, keys: &[&str], replace: &impl Fn(&str) -> String
     {
         match (c.is_whitespace(), start) {
             (true, Some(s)) => {
-                words.push((s, i));
+                words.push(s..i);
                 start = None;
             }
             (false, None) => start = Some(i),
             _ => {}
         }
     }
-    let mut out = String::new();
-    let mut last = 0;
-    for pair in words.windows(2) {
-        let key = text[pair[0].0..pair[0].1].trim_matches(|c| c == '"' || c == '\'');
-        let (s, e) = pair[1];
-        let value = &text[s..e];
-        if keys.iter().any(|k| key.eq_ignore_ascii_case(k)) && !value.chars().all(|c| c == '*') {
-            out.push_str(&text[last..s]);
-            out.push_str(&replace(value));
-            last = e;
-        }
-    }
-    out.push_str(&text[last..]);
-    out
+    words
 }
 
 /// Splits the tokens into the finished ones and the word being typed (empty after a

@@ -1,7 +1,7 @@
 //! Table-driven tests of the matcher on a made-up registry that uses every element kind
 //! the real commands need (choices, flags, repeated options, alternatives).
 
-use super::complete::{complete, hint, redact};
+use super::complete::{complete, hide, hint, redact};
 use super::matcher::Match;
 use super::parse::parse;
 use super::syntax::{Element, Opt, Syntax};
@@ -211,4 +211,26 @@ fn secrets_are_redacted() {
     assert_eq!(r("creat password hunter2"), "creat password ***");
     assert_eq!(r("create password \"unterminated"), "create password ***");
     assert_eq!(r("status"), "status");
+}
+
+#[test]
+fn a_failed_line_hides_every_word_after_the_fault_with_fixed_width_masks() {
+    let reg = registry();
+    // `passwrd` is a typo: its value is not known to be secret, but it follows the fault.
+    let line = "create passwrd hunter5 more";
+    let h = hide(&reg, line, Some(7..14));
+    assert_eq!(h.text, "create passwrd *** ***");
+    assert_eq!(&h.text[h.span.clone()], "passwrd");
+    // A fault after a secret: the caret moves with the shorter mask.
+    let line = "create password longsecret12 bogus x";
+    let h = hide(&reg, line, Some(29..34));
+    assert_eq!(h.text, "create password *** bogus ***");
+    assert_eq!(&h.text[h.span.clone()], "bogus");
+    // The fault is the secret itself: the caret is under the mask.
+    let h = hide(&reg, "create password abcdefgh", Some(16..24));
+    assert_eq!(&h.text[h.span.clone()], "***");
+    // At the end of the line.
+    let line = "create password abcdefgh";
+    let h = hide(&reg, line, Some(line.len()..line.len()));
+    assert_eq!(h.span, h.text.len()..h.text.len());
 }

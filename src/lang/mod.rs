@@ -11,7 +11,7 @@ pub mod parse;
 pub mod syntax;
 pub mod value;
 
-pub use complete::{complete, hint, mask, redact, Completion};
+pub use complete::{complete, hide, hint, redact, Completion, Hidden, MASK};
 pub use error::ParseError;
 pub use lexer::{lex, quote, Token};
 pub use matcher::Match;

@@ -143,6 +143,11 @@ impl ValueKind {
                 crate::ccs::rules::check_db_name(text)?;
                 Value::Word(text.to_string())
             }
+            // `***` is how a password reads in history and output: recalled from
+            // history, it must not become the password.
+            ValueKind::Secret if text.chars().all(|c| c == '*') => {
+                return Err("the password was hidden in history: type it again".into())
+            }
             ValueKind::Secret => Value::Secret(Secret::new(text)),
             ValueKind::Path => Value::Path(PathBuf::from(text)),
             ValueKind::Integer => Value::Integer(whole(integer, text).ok_or_else(bad)?),

@@ -113,14 +113,17 @@ impl Session {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
             Err(e) => {
-                // Secrets never reach the output, not even inside an error.
-                let shown = lang::mask(cmd::registry(), line);
-                let error = CommandError::from(e.clone());
+                // Secrets never reach the output, not even inside an error; nor does a
+                // word after the fault (`passwrd hunter5`: a typo hides a secret's key).
+                let shown = lang::hide(cmd::registry(), line, Some(e.span.clone()));
+                let mut at_shown = e.clone();
+                at_shown.span = shown.span.clone();
+                let error = CommandError::from(e);
                 if self.json {
-                    let doc = render::json_error(shown.trim(), &error, Some(e.span.clone()));
+                    let doc = render::json_error(&shown.text, &error, Some(shown.span));
                     let _ = writeln!(out, "{doc}");
                 }
-                let _ = writeln!(err, "{lazarus} {at}{}", e.render(&shown));
+                let _ = writeln!(err, "{lazarus} {at}{}", at_shown.render(&shown.text));
                 return Outcome::Failed(error.kind());
             }
         };

@@ -137,15 +137,25 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
             *helper.cluster.borrow_mut() = cluster.ok().flatten();
         }
         match editor.readline(&prompt) {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(lang::redact(cmd::registry(), &line));
-                    if history_ok {
-                        let _ = editor.append_history(&history);
-                        let _ = fs::set_permissions(&history, fs::Permissions::from_mode(0o600));
+            Ok(text) => {
+                // A paste of several lines arrives as one text (bracketed paste): each
+                // line is its own command, in order.
+                let mut exit = false;
+                for line in text.split(['\n', '\r']) {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(history_entry(line));
+                        if history_ok {
+                            let _ = editor.append_history(&history);
+                            let _ =
+                                fs::set_permissions(&history, fs::Permissions::from_mode(0o600));
+                        }
+                    }
+                    if session.run_line(line, None, &mut out, &mut err) == Outcome::Exit {
+                        exit = true;
+                        break;
                     }
                 }
-                if session.run_line(&line, None, &mut out, &mut err) == Outcome::Exit {
+                if exit {
                     break;
                 }
             }
@@ -156,6 +166,13 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// The line as the history keeps it: secrets hidden, and for a line that does not parse
+/// every word after the fault too (a mistyped `passwrd` no longer marks its value secret).
+fn history_entry(line: &str) -> String {
+    let fault = cmd::parse(line).err().map(|e| e.span);
+    lang::hide(cmd::registry(), line, fault).text
 }
 
 /// Creates the history file with mode 0600 before anything is written to it.

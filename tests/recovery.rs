@@ -260,12 +260,8 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     let identity = old_shard_dir(&old, "foreign").join(SHARD_IDENTITY_FILE);
     let text = std::fs::read_to_string(&identity).unwrap();
     let text = text.replace(
-        &format!("\"cluster_id\": {}", old.cluster_id),
-        "\"cluster_id\": 4242",
-    );
-    let text = text.replace(
-        &format!("\"cluster_id\":{}", old.cluster_id),
-        "\"cluster_id\":4242",
+        &format!("\"cluster_id\": \"{}\"", old.cluster_id),
+        "\"cluster_id\": \"4242\"",
     );
     std::fs::write(&identity, text).unwrap();
 

@@ -214,7 +214,7 @@ fn identity_files_rebuild_the_configuration_and_refuse_foreign_ones() {
     rt.block_on(fill(&old));
     let contents = rt.block_on(picture(&old));
     wreck(&w);
-    let cluster_id = before["cluster_id"].as_u64().unwrap().to_string();
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
     // No backup survives anywhere.
     fs::remove_dir_all(w.path("n1/ccs")).unwrap();
     fs::remove_dir_all(w.path("n2/ccs")).unwrap();
@@ -233,7 +233,10 @@ fn identity_files_rebuild_the_configuration_and_refuse_foreign_ones() {
     );
     w.ok("other", &["create", "db", "alien", "persistence", "aof"]);
     w.guard.kill_all();
-    let other_id = stored(&w, "other")["cluster_id"].as_u64().unwrap();
+    let other_id = stored(&w, "other")["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let e = w.fails(
         "home",

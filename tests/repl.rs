@@ -112,5 +112,7 @@ fn pasted_lines_each_run_and_a_typo_does_not_leak_a_password() {
     assert!(text.contains("\nhelp status\n"), "{text}");
     assert!(text.contains("\nhelp info\n"), "{text}");
     // Nothing was created with `***` as its password.
-    assert!(lz.ccs()["databases"].as_array().map_or(true, |d| d.is_empty()));
+    assert!(lz.ccs()["databases"]
+        .as_array()
+        .map_or(true, |d| d.is_empty()));
 }

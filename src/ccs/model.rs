@@ -25,6 +25,7 @@ pub const SLOT_COUNT: u16 = 16384;
 pub struct Cluster {
     pub format: u32,
     pub name: String,
+    #[serde(with = "cluster_id_text")]
     pub cluster_id: u64,
     /// The next id to hand out; always above every id ever allocated.
     pub alloc_id: Id,
@@ -245,6 +246,7 @@ pub struct Shard {
 /// cluster configuration when no CCS backup survives.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ShardIdentity {
+    #[serde(with = "cluster_id_text")]
     pub cluster_id: u64,
     pub cluster_name: String,
     pub db_id: Id,
@@ -267,9 +269,66 @@ pub struct ShardIdentity {
     pub node_port_range: Option<PortRange>,
 }
 
+/// A `cluster_id` in JSON is a string: a bare 64-bit number is rounded by `jq` and
+/// JavaScript (as etcd writes its 64-bit ids). Files written before read as numbers.
+pub mod cluster_id_text {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&id.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = u64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a cluster_id: a 64-bit number, as a string or a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+                u64::try_from(v).map_err(|_| E::custom(format!("cluster_id {v} is negative")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                v.parse()
+                    .map_err(|_| E::custom(format!("cluster_id `{v}` is not a 64-bit number")))
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+
+    /// The `cluster_id` of a JSON document read loosely (a string, or a number in files
+    /// written before).
+    pub fn of(doc: &serde_json::Value) -> Option<u64> {
+        match doc.get("cluster_id")? {
+            serde_json::Value::String(s) => s.parse().ok(),
+            v => v.as_u64(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_id_is_a_string_in_json_and_old_numbers_still_read() {
+        #[derive(Serialize, Deserialize)]
+        struct Doc {
+            #[serde(with = "cluster_id_text")]
+            cluster_id: u64,
+        }
+        let big = u64::MAX - 1;
+        let json = serde_json::to_string(&Doc { cluster_id: big }).unwrap();
+        assert_eq!(json, format!("{{\"cluster_id\":\"{big}\"}}"));
+        let old: Doc = serde_json::from_str(&format!("{{\"cluster_id\":{big}}}")).unwrap();
+        assert_eq!(old.cluster_id, big);
+        assert!(serde_json::from_str::<Doc>("{\"cluster_id\":\"x1\"}").is_err());
+    }
 
     #[test]
     fn database_round_trips_through_json() {

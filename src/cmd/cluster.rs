@@ -128,6 +128,7 @@ fn create(
 #[derive(Serialize)]
 pub struct ClusterCreated {
     pub name: String,
+    #[serde(with = "crate::ccs::model::cluster_id_text")]
     pub cluster_id: u64,
     pub node: Id,
     pub addr: String,

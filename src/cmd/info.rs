@@ -60,6 +60,7 @@ impl InfoCommand {
 #[derive(Serialize)]
 pub struct ClusterInfo {
     pub name: String,
+    #[serde(with = "crate::ccs::model::cluster_id_text")]
     pub cluster_id: u64,
     pub alloc_id: Id,
     pub generation: u64,

@@ -180,11 +180,15 @@ pub fn hide<T>(registry: &[&Syntax<T>], line: &str, fault: Option<Range<usize>>)
     let mut ranges = secret_ranges(registry, line);
     let (tokens, _) = lex_lenient(line);
     if let Some(fault) = &fault {
+        // After the fault only the language's own words stay readable: every value is
+        // hidden, since a mistyped key no longer marks its value as secret.
+        let words = keywords(registry);
         let after = fault.end.max(fault.start + 1);
         ranges.extend(
             tokens
                 .iter()
                 .filter(|t| t.span.start >= after)
+                .filter(|t| t.quoted || !words.iter().any(|w| t.text.eq_ignore_ascii_case(w)))
                 .map(|t| t.span.clone()),
         );
     }
@@ -226,6 +230,30 @@ pub fn hide<T>(registry: &[&Syntax<T>], line: &str, fault: Option<Range<usize>>)
     text.push_str(&line[last..]);
     let span = fault.map_or(0..0, |f| map(f.start, false)..map(f.end, true));
     Hidden { text, span }
+}
+
+/// Every fixed word of the language: keywords, choices and option keys.
+fn keywords<T>(registry: &[&Syntax<T>]) -> Vec<&'static str> {
+    let mut words = Vec::new();
+    for e in registry.iter().flat_map(|s| s.elements.iter()) {
+        match e {
+            Element::Keyword(k) => words.push(*k),
+            Element::Choice { words: w, .. } => words.extend_from_slice(w),
+            Element::Options(opts) => {
+                for o in opts.iter() {
+                    words.push(o.key);
+                    if let Some((_, ValueKind::Choice(w))) = o.value {
+                        words.extend_from_slice(w);
+                    }
+                }
+            }
+            Element::Arg(_, ValueKind::Choice(w)) => words.extend_from_slice(w),
+            Element::Arg(..) | Element::Rest(_) => {}
+        }
+    }
+    words.sort_unstable();
+    words.dedup();
+    words
 }
 
 /// Byte ranges of the secret values in `line`.

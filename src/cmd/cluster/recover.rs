@@ -107,6 +107,7 @@ pub(super) fn apply(ctx: &Context, req: &RecoverRequest) -> Result<Reply, Comman
 #[derive(Serialize)]
 pub struct ClusterRecovered {
     pub name: String,
+    #[serde(with = "crate::ccs::model::cluster_id_text")]
     pub cluster_id: u64,
     pub local_node: Id,
     pub alloc_id: Id,

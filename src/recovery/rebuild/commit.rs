@@ -60,7 +60,7 @@ fn check_backup_targets(cluster: &Cluster) -> Result<(), RebuildError> {
         };
         let doc: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| refuse(format!("it is not a CCS document ({e})")))?;
-        let id = doc.get("cluster_id").and_then(|v| v.as_u64());
+        let id = crate::ccs::model::cluster_id_text::of(&doc);
         if id != Some(cluster.cluster_id) {
             return Err(refuse(match id {
                 Some(id) => format!("it holds the configuration of cluster_id {id}"),

@@ -199,7 +199,7 @@ impl IdScan {
 fn backup_field(path: &Path, cluster_id: u64, field: &str) -> Option<u64> {
     let bytes = fs::read(path).ok()?;
     let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    if doc.get("cluster_id")?.as_u64()? != cluster_id {
+    if crate::ccs::model::cluster_id_text::of(&doc)? != cluster_id {
         return None;
     }
     doc.get(field)?.as_u64()

@@ -76,10 +76,29 @@ impl StatusCommand {
                 .ok()
                 .map(|s| s.version);
         let mut report = db::status(&cluster, version.as_deref(), STATUS_TIMEOUT).await;
+        // A shard that does not answer fails the command (exit 1), whichever tables are
+        // shown, so a script can trust `status`.
+        let down: Vec<String> = report
+            .shards
+            .iter()
+            .filter(|s| s.status == "DOWN")
+            .map(|s| format!("redis:{} of `{}`", s.id, s.name))
+            .collect();
         if self.issues_only {
             report = report.issues_only();
         }
-        Reply::of(&Status::new(report, self.table, self.extra_all))
+        let reply = Reply::of(&Status::new(report, self.table, self.extra_all))?;
+        if down.is_empty() {
+            return Ok(reply);
+        }
+        Ok(reply.failed(
+            CommandError::unavailable(format!(
+                "{} shard(s) down: {}",
+                down.len(),
+                down.join(", ")
+            ))
+            .hinted("start them again with `restart db <db>`; `status shards` says why"),
+        ))
     }
 }
 

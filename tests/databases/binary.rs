@@ -80,13 +80,19 @@ fn commands_create_kill_restart_and_refuse() {
 
     let pid = guard.pids()[0];
     kill(&guard, pid);
-    lz.run("status shards issues_only").ok().stdout_has("DOWN");
+    // A shard down fails `status` (exit 1), whichever table is asked for.
+    lz.run("status shards issues_only")
+        .fails(1)
+        .stdout_has("DOWN")
+        .stderr_has("1 shard(s) down: redis:");
+    lz.run("status nodes").fails(1);
     let doc = lz
         .cmd(["--json", "status", "issues_only"])
         .run()
-        .ok()
+        .fails(1)
         .json();
     assert_eq!(doc[0]["result"]["databases"][0]["status"], "down");
+    assert_eq!(doc[0]["kind"], "unavailable");
 
     lz.run("restart db cache").ok().stdout_has("Restarted db:");
     let mut k = client.get_connection().unwrap();

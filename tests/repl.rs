@@ -114,5 +114,5 @@ fn pasted_lines_each_run_and_a_typo_does_not_leak_a_password() {
     // Nothing was created with `***` as its password.
     assert!(lz.ccs()["databases"]
         .as_array()
-        .map_or(true, |d| d.is_empty()));
+        .is_none_or(|d| d.is_empty()));
 }

@@ -92,12 +92,8 @@ impl StatusCommand {
             return Ok(reply);
         }
         Ok(reply.failed(
-            CommandError::unavailable(format!(
-                "{} shard(s) down: {}",
-                down.len(),
-                down.join(", ")
-            ))
-            .hinted("start them again with `restart db <db>`; `status shards` says why"),
+            CommandError::unavailable(format!("{} shard(s) down: {}", down.len(), down.join(", ")))
+                .hinted("start them again with `restart db <db>`; `status shards` says why"),
         ))
     }
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use super::aof_keys::{self, Class, Effect, Ttl};
 use super::aof_replay::{DbCounts, Replay};
+use super::commands;
 use super::error::{FaultKind, ParseError};
 use super::fp_set::FpSet;
 use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
@@ -87,6 +88,10 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
         match resp.next_command() {
             Ok(None) => break,
             Ok(Some(cmd)) => {
+                if let Err(expected) = commands::check(&cmd) {
+                    out.fault = Some(ParseError::corrupt(start, expected));
+                    break;
+                }
                 let class = cmd.class;
                 match class {
                     Class::Multi => multi_start = Some(start),

@@ -8,10 +8,7 @@
 //! (16 MiB at the largest size) per user.
 //!
 //! Two different keys share a fingerprint with probability about n²/2^65 (7·10^-5 for
-//! 50 million keys); such a pair is counted as one key.
-
-use std::collections::hash_map::DefaultHasher;
-use std::hash::Hasher;
+//! 50 million keys); such a pair is counted as one key (or, in an RDB, as a duplicate).
 
 /// The largest table: 2^26 slots of 8 bytes.
 pub(crate) const MAX_SLOTS: usize = 1 << 26;
@@ -19,11 +16,38 @@ pub(crate) const MAX_SLOTS: usize = 1 << 26;
 pub(crate) const MAX_KEYS: usize = MAX_SLOTS / 8 * 7;
 const FIRST_SLOTS: usize = 1 << 10;
 
-/// The fingerprint of a key (SipHash with fixed keys: the same key, the same value).
+/// The fingerprint of a key: 8 bytes at a time through a 64×64→128-bit multiply folded
+/// back to 64 bits, then a final mix. Not keyed: keys chosen to collide could make two
+/// distinct keys count as one (or look duplicated); the same key always gives the same value.
+#[inline]
 pub(crate) fn fingerprint(key: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(key);
-    h.finish()
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
+    const K2: u64 = 0x8ebc_6af0_9c88_c6e3;
+    #[inline(always)]
+    fn fold(a: u64, b: u64) -> u64 {
+        let r = u128::from(a).wrapping_mul(u128::from(b));
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+    let mut h = (key.len() as u64) ^ K2;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = fold(h ^ u64::from_le_bytes(w), K1) ^ K0;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = fold(h ^ u64::from_le_bytes(w), K0 ^ rest.len() as u64) ^ K1;
+    }
+    // murmur3's finaliser: every input bit reaches every output bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Fingerprints, each at a slot index that stays put until the table grows.
@@ -78,6 +102,19 @@ impl FpSet {
             (i, true) => Some(i),
             _ => None,
         }
+    }
+
+    /// Empties the set (a small one keeps its table; a big one gives it back).
+    pub fn clear(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        if self.slots.len() > FIRST_SLOTS * 16 {
+            self.slots = vec![0; FIRST_SLOTS];
+        } else {
+            self.slots.fill(0);
+        }
+        self.len = 0;
     }
 
     pub fn contains(&self, fp: u64) -> bool {

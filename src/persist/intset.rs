@@ -1,4 +1,5 @@
-//! Intset blobs (sets of integers): width, length, and strictly ascending members.
+//! Intset blobs (sets of integers): width and length; members out of order are only a
+//! warning, as the server loads them.
 
 use super::error::{BlobFault, BlobResult};
 
@@ -28,22 +29,28 @@ pub fn validate(is: &[u8]) -> BlobResult<u32> {
     if count == 0 {
         return Err(BlobFault::new(4, "an intset with at least one member"));
     }
+    Ok(count)
+}
+
+/// Where the first member not above the one before it is: the server loads such an
+/// intset (it checks order only with `sanitize-dump-payload yes`), but its binary search
+/// may then miss members.
+pub fn disorder(is: &[u8]) -> Option<usize> {
+    let width = u32::from_le_bytes(is.get(..4)?.try_into().ok()?) as usize;
     let mut prev: Option<i64> = None;
-    for (i, m) in body.chunks_exact(width).enumerate() {
+    for (i, m) in is.get(8..)?.chunks_exact(width.max(1)).enumerate() {
         let v = match width {
             2 => i64::from(i16::from_le_bytes([m[0], m[1]])),
             4 => i64::from(i32::from_le_bytes([m[0], m[1], m[2], m[3]])),
-            _ => i64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]),
+            8 => i64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]),
+            _ => return None,
         };
         if prev.is_some_and(|p| p >= v) {
-            return Err(BlobFault::new(
-                8 + i * width,
-                "intset members in strictly ascending order",
-            ));
+            return Some(8 + i * width);
         }
         prev = Some(v);
     }
-    Ok(count)
+    None
 }
 
 #[cfg(test)]
@@ -63,7 +70,9 @@ mod tests {
     fn checks_width_length_and_order() {
         assert_eq!(validate(&build(2, &[-5, 1, 300])).unwrap(), 3);
         assert_eq!(validate(&build(8, &[1, 1 << 40])).unwrap(), 2);
-        assert_eq!(validate(&build(4, &[3, 2])).unwrap_err().at, 12);
+        assert_eq!(validate(&build(4, &[3, 2])).unwrap(), 2);
+        assert_eq!(disorder(&build(4, &[3, 2])), Some(12));
+        assert_eq!(disorder(&build(4, &[2, 3])), None);
         assert_eq!(validate(&build(3, &[1])).unwrap_err().at, 0);
         let mut short = build(2, &[1, 2]);
         short.pop();

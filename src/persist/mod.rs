@@ -12,6 +12,7 @@
 //! - `lzf`, `listpack`, `ziplist`, `intset`, `zipmap`: encodings inside values.
 //! - `aof`, `resp`, `manifest`, `aof_keys`, `aof_replay`: AOF files, their records, and
 //!   key and TTL counting by replay.
+//! - `commands`: the commands (and arities) Redis 7.0 and Valkey 8.1 know, for AOF records.
 //! - `fp_set`: 64-bit key fingerprints in a flat table (exact counts in bounded memory).
 //! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
 //! - `fix`: a truncated AOF's good prefix, copied elsewhere.
@@ -32,6 +33,7 @@ mod check;
 mod digest;
 mod dump;
 mod entries;
+mod commands;
 mod error;
 mod fix;
 mod fp_set;

@@ -3,8 +3,11 @@
 //!
 //! Values are checked in [`super::rdb_value`] without building any Redis object.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+
+use super::aof_keys::DATABASES;
+use super::fp_set::{fingerprint, FpSet, MAX_KEYS};
 
 use super::error::{BlobFault, ParseError};
 use super::lzf;
@@ -75,6 +78,16 @@ pub(crate) struct Rdb<'a, R> {
     pub blob: Vec<u8>,
     window: Vec<u8>,
     key: Vec<u8>,
+    /// A member of a hash-table set or sorted set, and the fingerprints of those seen in
+    /// the current value: the server refuses a repeated one.
+    pub member: Vec<u8>,
+    pub members: FpSet,
+    /// Fingerprints of the keys of the current database, and of the others seen: the
+    /// server stops at a key twice in one database. 8-21 bytes a key (see `fp_set`).
+    keys_seen: FpSet,
+    other_dbs: HashMap<u32, FpSet>,
+    /// Function library names: the server refuses one loaded twice.
+    libraries: FpSet,
     visitor: Option<&'a mut dyn KeyVisitor>,
     now_ms: i64,
 }
@@ -91,6 +104,11 @@ impl<'a, R: Read> Rdb<'a, R> {
             blob: Vec::new(),
             window: Vec::new(),
             key: Vec::new(),
+            member: Vec::new(),
+            members: FpSet::default(),
+            keys_seen: FpSet::default(),
+            other_dbs: HashMap::new(),
+            libraries: FpSet::default(),
             visitor,
             now_ms,
         }
@@ -117,9 +135,24 @@ impl<'a, R: Read> Rdb<'a, R> {
                 0xfe => {
                     self.flush_db(db, &mut db_keys);
                     let n = self.len()?;
-                    db = u32::try_from(n).map_err(|_| {
-                        ParseError::corrupt(record + 1, format!("a database number, not {n}"))
-                    })?;
+                    if n >= u64::from(DATABASES) {
+                        break Err(ParseError::unsupported(
+                            record + 1,
+                            format!(
+                                "a database number below {DATABASES} (a server's default \
+                                 `databases`, as Lazarus starts them; it refuses the file), not {n}"
+                            ),
+                        ));
+                    }
+                    let next = n as u32;
+                    if next != db {
+                        let seen = self.other_dbs.remove(&next).unwrap_or_default();
+                        let old = std::mem::replace(&mut self.keys_seen, seen);
+                        if old.slots() > 0 {
+                            self.other_dbs.insert(db, old);
+                        }
+                    }
+                    db = next;
                     Ok(())
                 }
                 0xfd => {
@@ -137,7 +170,7 @@ impl<'a, R: Read> Rdb<'a, R> {
                 0xf8 => self.len().map(drop),
                 0xf7 => self.module_aux(),
                 0xf6 => self.function_pre_ga(),
-                0xf5 => self.skip_string().map(drop),
+                0xf5 => self.function_library(record + 1),
                 0xf4 => (0..3).try_for_each(|_| self.len().map(drop)),
                 _ => {
                     let kept = self.key_value(t, record, db, expire);
@@ -242,7 +275,8 @@ impl<'a, R: Read> Rdb<'a, R> {
     }
 
     pub fn module_aux(&mut self) -> Result<(), ParseError> {
-        self.len()?; // module id
+        let id_at = self.src.offset();
+        let id = self.len()?;
         let at = self.src.offset();
         let when_op = self.len()?;
         if when_op != 2 {
@@ -252,7 +286,8 @@ impl<'a, R: Read> Rdb<'a, R> {
             ));
         }
         self.len()?;
-        self.module_opcodes()
+        self.module_opcodes()?;
+        Err(needs_module(id_at, id, "module data (AUX)"))
     }
 
     /// A module value serialised with annotations: typed items up to the EOF opcode.
@@ -296,27 +331,29 @@ impl<'a, R: Read> Rdb<'a, R> {
         db: u32,
         expire: Option<i64>,
     ) -> Result<bool, ParseError> {
-        if self.visitor.is_some() {
-            let mut key = std::mem::take(&mut self.key);
-            let at = self.src.offset();
-            let kept = self.string_into(&mut key, KEY_CAP);
-            match kept {
-                Ok(true) => {
-                    if let Some(v) = self.visitor.as_mut() {
-                        v.key(db, &key, expire);
-                    }
+        let mut key = std::mem::take(&mut self.key);
+        let at = self.src.offset();
+        let kept = self.string_into(&mut key, KEY_CAP);
+        let mut fp = None;
+        match kept {
+            Ok(true) => {
+                fp = Some(fingerprint(&key));
+                if let Some(v) = self.visitor.as_mut() {
+                    v.key(db, &key, expire);
                 }
-                Ok(false) => self
-                    .out
-                    .warn(format!("key at offset {at} too long to check its slot")),
-                Err(_) => {}
             }
-            self.key = key;
-            kept?;
-        } else {
-            self.skip_string()?;
+            Ok(false) => self.out.warn(format!(
+                "key at offset {at} too long to check its slot or whether it is repeated"
+            )),
+            Err(_) => {}
         }
+        self.key = key;
+        kept?;
         let present = self.value(t, type_at)?;
+        // An empty collection is dropped before the server looks for a duplicate.
+        if let (Some(fp), true) = (fp, present) {
+            self.new_key(db, fp, at)?;
+        }
         if present {
             if let Some(ms) = expire {
                 let passed = u64::from(ms < self.now_ms);
@@ -388,23 +425,110 @@ impl<'a, R: Read> Rdb<'a, R> {
     }
 
     /// Skips whole string records (type 0, key, value) while each is wholly buffered and
-    /// needs no check beyond `buffered_string_end`'s; returns how many. Consumes nothing
-    /// of a record it does not take, so the careful path sees it from its type byte.
+    /// needs no check beyond `buffered_string_end`'s and a key not seen before; returns how
+    /// many. Consumes nothing of a record it does not take, so the careful path sees it
+    /// from its type byte (and reports any fault in it).
     #[inline]
     fn skip_string_records(&mut self) -> u64 {
         let b = self.src.buffered();
         let mut at = 0;
         let mut n = 0;
         while b.get(at) == Some(&0) {
-            let Some(end) = buffered_string_end(b, at + 1).and_then(|k| buffered_string_end(b, k))
-            else {
+            let Some((key_end, fp)) = buffered_key(b, at + 1) else {
                 break;
             };
+            let Some(end) = buffered_string_end(b, key_end) else {
+                break;
+            };
+            if self.keys_seen.insert(fp) != Some(true) {
+                break;
+            }
             at = end;
             n += 1;
         }
         self.src.consume(at);
         n
+    }
+
+    /// Records a key of database `db` (at `at`): a repeat is a fault, as for the server.
+    fn new_key(&mut self, db: u32, fp: u64, at: u64) -> Result<(), ParseError> {
+        match self.keys_seen.insert(fp) {
+            Some(true) => Ok(()),
+            Some(false) => Err(ParseError::corrupt(
+                at,
+                format!(
+                    "a key not already in database {db} (the server stops at \"RDB has duplicated key\")"
+                ),
+            )),
+            None => {
+                self.out.warn(format!(
+                    "more than {MAX_KEYS} keys in database {db}: later ones not checked for repeats"
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// A member of a hash-table set or sorted set (at `at`): its fingerprint, or `None`
+    /// (after a warning) when too long to hold; a repeat in the same value is a fault.
+    pub fn member(&mut self, what: &str) -> Result<(), ParseError> {
+        let at = self.src.offset();
+        let mut m = std::mem::take(&mut self.member);
+        let kept = self.string_into(&mut m, BLOB_CAP);
+        let fp = fingerprint(&m);
+        self.member = m;
+        if !kept? {
+            self.out.warn(format!(
+                "{what} at offset {at} too long to check for repeats"
+            ));
+            return Ok(());
+        }
+        match self.members.insert(fp) {
+            Some(false) => Err(ParseError::corrupt(
+                at,
+                format!("a {what} not already in this value (the server refuses repeats)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A function library (RDB 10+), its code starting at `at`: the `#!lua name=<name>`
+    /// header the server reads before anything else, a name of letters, digits and `_`,
+    /// not loaded twice. The Lua body is not compiled here: a library the server cannot
+    /// compile, or that registers no function or one already registered, passes.
+    fn function_library(&mut self, at: u64) -> Result<(), ParseError> {
+        let mut code = std::mem::take(&mut self.window);
+        let kept = self.string_into(&mut code, BLOB_CAP);
+        let r = kept.map(|kept| {
+            if kept {
+                Some(library_name(&code))
+            } else {
+                None
+            }
+        });
+        self.window = code;
+        match r? {
+            None => self
+                .out
+                .warn(format!("function library at offset {at} too big to check")),
+            Some(Err(e)) => return Err(ParseError::corrupt(at, e)),
+            Some(Ok(name)) => {
+                if self.libraries.insert(fingerprint(name.as_bytes())) == Some(false) {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a function library not loaded before, not `{name}` again (the \
+                             server refuses: \"Library already exists\")"
+                        ),
+                    ));
+                }
+                self.out.warn(format!(
+                    "function library `{name}`: its header and name are checked, its Lua code \
+                     is not compiled (the server compiles it on load)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Skips a string, checking its encoding (and, for LZF, its decompressed length).
@@ -577,4 +701,92 @@ fn lzf_buffered(b: &[u8]) -> Option<(usize, u64)> {
     let ulen = short_len()?;
     let input = b.get(at..at + clen)?;
     (ulen > 0 && lzf::lengths_in(input)? == ulen as u64).then_some((at + clen, ulen as u64))
+}
+
+/// A string key at `b[at]` wholly in `b` (plain with a 6- or 14-bit length, or an
+/// int8/16/32): where it ends and its fingerprint (of the decimal text for an integer, as
+/// the server holds it). `None` for anything else (LZF, ...), left to the careful path.
+#[inline(always)]
+fn buffered_key(b: &[u8], at: usize) -> Option<(usize, u64)> {
+    let first = *b.get(at)?;
+    let (start, end) = match first {
+        0x00..=0x3f => (at + 1, at + 1 + usize::from(first)),
+        0x40..=0x7f => (
+            at + 2,
+            at + 2 + ((usize::from(first & 0x3f) << 8) | usize::from(*b.get(at + 1)?)),
+        ),
+        0xc0..=0xc2 => {
+            let v = match first {
+                0xc0 => i64::from(*b.get(at + 1)? as i8),
+                0xc1 => i64::from(i16::from_le_bytes(b.get(at + 1..at + 3)?.try_into().ok()?)),
+                _ => i64::from(i32::from_le_bytes(b.get(at + 1..at + 5)?.try_into().ok()?)),
+            };
+            let len = [2, 3, 5][usize::from(first - 0xc0)];
+            return Some((at + len, fingerprint(v.to_string().as_bytes())));
+        }
+        _ => return None,
+    };
+    Some((end, fingerprint(b.get(start..end)?)))
+}
+
+/// The name in a function library's `#!<engine> name=<name>` first line, as the server
+/// reads it; `Err`: what was expected.
+fn library_name(code: &[u8]) -> Result<String, String> {
+    let why = |w: &str| format!("a function library whose first line is `#!lua name=<name>` ({w})");
+    if !code.starts_with(b"#!") {
+        return Err(why("the server refuses: \"Missing library metadata\""));
+    }
+    let line = code
+        .iter()
+        .position(|&c| c == b'\n')
+        .map(|n| &code[..n])
+        .ok_or_else(|| why("no newline after the header"))?;
+    let line = String::from_utf8_lossy(&line[2..]);
+    let mut parts = line.split_ascii_whitespace();
+    let engine = parts.next().unwrap_or_default();
+    if !engine.eq_ignore_ascii_case("lua") {
+        return Err(why(&format!(
+            "the engine `{engine}` is not one the server has"
+        )));
+    }
+    let mut name = None;
+    for part in parts {
+        match part.get(..5) {
+            Some(p) if p.eq_ignore_ascii_case("name=") && name.is_none() => {
+                name = Some(part[5..].to_string())
+            }
+            _ => {
+                return Err(why(&format!(
+                    "`{part}` is not a metadata field the server takes"
+                )))
+            }
+        }
+    }
+    let name = name.ok_or_else(|| why("no `name=`"))?;
+    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return Err(why(&format!(
+            "library names are letters, digits and `_`, not `{name}`"
+        )));
+    }
+    Ok(name)
+}
+
+/// A module's name from its 64-bit type id (9 characters of 6 bits, then 10 bits of
+/// encoding version), as the server names it in its refusal.
+pub(crate) fn module_name(id: u64) -> String {
+    const CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..9)
+        .map(|i| char::from(CHARS[((id >> (64 - 6 * (i + 1))) & 63) as usize]))
+        .collect()
+}
+
+/// The fault of module data: the servers Lazarus starts load no modules.
+pub(crate) fn needs_module(at: u64, id: u64, what: &str) -> ParseError {
+    ParseError::unsupported(
+        at,
+        format!(
+            "no {what} of module `{}`: the servers Lazarus starts load no modules, and refuse it",
+            module_name(id)
+        ),
+    )
 }

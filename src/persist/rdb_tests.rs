@@ -107,23 +107,7 @@ fn every_opcode_and_old_encoding() {
             .chain(&[0x01])
             .chain(&s(&ziplist(&[b"x"]))),
     );
-    // Module value (id, then typed items up to EOF), module AUX, functions, slot info.
-    b.extend(
-        [0x07]
-            .iter()
-            .chain(&s(b"mod"))
-            .chain(&[0x10, 0x02, 0x05, 0x05]),
-    );
-    b.extend(
-        s(b"hello")
-            .iter()
-            .chain(&[0x04])
-            .chain(&[0u8; 8])
-            .chain(&[0x03])
-            .chain(&[0u8; 4])
-            .chain(&[0x00]),
-    );
-    b.extend([0xf7, 0x10, 0x02, 0x02, 0x05, 0x01, 0x2a, 0x00]);
+    // Functions, slot info.
     b.extend([0xf5].iter().chain(&s(b"#!lua name=x\nreturn 1")));
     b.extend(
         [0xf6]
@@ -138,7 +122,7 @@ fn every_opcode_and_old_encoding() {
     // Empty list: dropped by Redis, not counted.
     b.extend([0x01].iter().chain(&s(b"empty")).chain(&[0x00]));
     let out = ok(b"REDIS0009", &b);
-    assert_eq!(out.keys_per_db.get(&0), Some(&11));
+    assert_eq!(out.keys_per_db.get(&0), Some(&10));
     assert_eq!(out.empty_skipped, 1);
     assert_eq!((out.expires, out.expired), (1, 1));
     assert_eq!(out.server_version.as_deref(), Some("6.2.0"));
@@ -201,6 +185,27 @@ fn versions_and_faults() {
     // Pre-GA module values cannot be parsed without the module.
     let (res, _) = run(&rdb(b"REDIS0010", &[6, 1, b'k', 0]));
     assert_eq!(res.unwrap_err().kind, FaultKind::Unsupported);
+    // Module values and module AUX: the servers Lazarus starts have no modules.
+    let mut module = vec![0x07];
+    module.extend(s(b"mod").iter().chain(&[0x10, 0x02, 0x05, 0x05]));
+    module.extend(
+        s(b"hello")
+            .iter()
+            .chain(&[0x04])
+            .chain(&[0u8; 8])
+            .chain(&[0x00]),
+    );
+    let (res, _) = run(&rdb(b"REDIS0010", &module));
+    let e = res.unwrap_err();
+    assert_eq!(e.kind, FaultKind::Unsupported);
+    assert!(e.expected.contains("module `AAAAAAAAA`"), "{e:?}");
+    // As the server names it: "no matching module type 'EjRWeJCrz'".
+    assert_eq!(super::rdb::module_name(0x1234567890abcdef), "EjRWeJCrz");
+    let (res, _) = run(&rdb(
+        b"REDIS0010",
+        &[0xf7, 0x10, 0x02, 0x02, 0x05, 0x01, 0x2a, 0x00],
+    ));
+    assert_eq!(res.unwrap_err().kind, FaultKind::Unsupported);
     // A quicklist2 node container other than plain (1) or packed (2).
     let (res, _) = run(&rdb(b"REDIS0010", &[18, 1, b'k', 1, 3, 0]));
     assert_eq!(res.unwrap_err().offset, 13);
@@ -241,4 +246,105 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
     let e = res.unwrap_err();
     assert_eq!(e.offset, 14);
     assert!(e.expected.contains("a non-empty quicklist node"), "{e:?}");
+}
+
+/// What redis-server refuses to load although every byte is well-formed (issue 18; the
+/// same files go through a real server in tests/persist_refusals.rs).
+#[test]
+fn what_the_server_refuses_is_refused() {
+    let refused = |magic: &[u8], body: &[u8], what: &str| {
+        let (res, _) = run(&rdb(magic, body));
+        let e = res.expect_err(what);
+        assert!(e.expected.contains(what), "{what}: {e:?}");
+        e
+    };
+    let string = |k: &[u8]| [&[0u8][..], &s(k), &s(b"v")].concat();
+    // The same key twice in a database, through the fast loop and the careful path.
+    refused(
+        b"REDIS0010",
+        &[string(b"k"), string(b"k")].concat(),
+        "not already in database 0",
+    );
+    let int_key = [0u8, 0xc0, 12, 1, b'v'];
+    refused(
+        b"REDIS0010",
+        &[string(b"12"), int_key.to_vec()].concat(),
+        "duplicated key",
+    );
+    // ... but once per database is fine, and an empty collection is dropped first.
+    let ok_body = [
+        string(b"k"),
+        vec![0xfe, 1],
+        string(b"k"),
+        vec![0xfe, 0],
+        vec![1],
+        s(b"k"),
+        vec![0],
+    ]
+    .concat();
+    assert_eq!(ok(b"REDIS0010", &ok_body).keys_per_db.len(), 2);
+    // A hash-table set or sorted set member twice; a NaN score.
+    let set = [&[2u8][..], &s(b"s"), &[2], &s(b"a"), &s(b"a")].concat();
+    refused(b"REDIS0010", &set, "set member not already");
+    let zset = [
+        &[5u8][..],
+        &s(b"z"),
+        &[2],
+        &s(b"a"),
+        &1f64.to_le_bytes(),
+        &s(b"a"),
+        &2f64.to_le_bytes(),
+    ]
+    .concat();
+    refused(b"REDIS0010", &zset, "sorted set member not already");
+    let nan = [
+        &[5u8][..],
+        &s(b"z"),
+        &[1],
+        &s(b"a"),
+        &f64::NAN.to_le_bytes(),
+    ]
+    .concat();
+    refused(b"REDIS0010", &nan, "not NaN");
+    refused(
+        b"REDIS0009",
+        &[&[3u8][..], &s(b"z"), &[1], &s(b"a"), &[253]].concat(),
+        "not NaN",
+    );
+    refused(
+        b"REDIS0009",
+        &[&[3u8][..], &s(b"z"), &[1], &s(b"a"), &s(b"nan")].concat(),
+        "not NaN",
+    );
+    // A database the server does not have.
+    let e = refused(
+        b"REDIS0010",
+        &[&[0xfe, 16][..], &string(b"k")].concat(),
+        "below 16",
+    );
+    assert_eq!(e.kind, FaultKind::Unsupported);
+    ok(b"REDIS0010", &[&[0xfe, 15][..], &string(b"k")].concat());
+    // A type newer than the file's version.
+    let lp = listpack(&[Str(b"a")]);
+    refused(
+        b"REDIS0010",
+        &[&[20u8][..], &s(b"s"), &blob(&lp)].concat(),
+        "first in RDB 11",
+    );
+    // Function libraries: header, engine, name rules, twice.
+    let lib = |code: &[u8]| [&[0xf5u8][..], &s(code)].concat();
+    refused(b"REDIS0010", &lib(b"return 1"), "Missing library metadata");
+    refused(b"REDIS0010", &lib(b"#!js name=x\nreturn 1"), "engine `js`");
+    refused(b"REDIS0010", &lib(b"#!lua name=a-b\nreturn 1"), "not `a-b`");
+    refused(b"REDIS0010", &lib(b"#!lua nom=x\nreturn 1"), "`nom=x`");
+    refused(
+        b"REDIS0010",
+        &[lib(b"#!lua name=x\n1"), lib(b"#!LUA name=x\n2")].concat(),
+        "not `x` again",
+    );
+    let out = ok(b"REDIS0010", &lib(b"#!lua name=x\nreturn 1"));
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.contains("Lua code is not compiled")));
 }

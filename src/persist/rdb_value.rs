@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use super::error::{BlobResult, ParseError};
-use super::rdb::{BlobAt, Rdb};
+use super::rdb::{needs_module, BlobAt, Rdb};
 use super::{intset, listpack, stream, ziplist, zipmap};
 
 /// Which checker a blob goes through.
@@ -22,14 +22,35 @@ impl<R: Read> Rdb<'_, R> {
     /// Redis skips when loading).
     pub fn value(&mut self, t: u8, at: u64) -> Result<bool, ParseError> {
         let valkey = self.out.valkey;
+        let since = first_version(t, valkey);
+        if self.out.version < since {
+            return Err(ParseError::corrupt(
+                at,
+                format!(
+                    "a value type RDB {} has, not {t} (first in RDB {since}: a server of that \
+                     file's version refuses it)",
+                    self.out.version
+                ),
+            ));
+        }
         match t {
             0 => self.skip_string().map(|_| true),
-            // Linked list and hash-table set: plain strings.
-            1 | 2 => self.strings(1),
+            // Linked list: plain strings.
+            1 => self.strings(1),
+            // Hash-table set: members the server refuses to see twice.
+            2 => {
+                let n = self.count(1)?;
+                self.members.clear();
+                for _ in 0..n {
+                    self.member("set member")?;
+                }
+                Ok(n > 0)
+            }
             3 => {
                 let n = self.count(2)?;
+                self.members.clear();
                 for _ in 0..n {
-                    self.skip_string()?;
+                    self.member("sorted set member")?;
                     self.old_double()?;
                 }
                 Ok(n > 0)
@@ -37,9 +58,14 @@ impl<R: Read> Rdb<'_, R> {
             4 => self.strings(2),
             5 => {
                 let n = self.count(9)?;
+                self.members.clear();
                 for _ in 0..n {
-                    self.skip_string()?;
-                    self.src.skip(8)?;
+                    self.member("sorted set member")?;
+                    let at = self.src.offset();
+                    let score = f64::from_le_bytes(self.src.array()?);
+                    if score.is_nan() {
+                        return Err(nan_score(at));
+                    }
                 }
                 Ok(n > 0)
             }
@@ -48,8 +74,10 @@ impl<R: Read> Rdb<'_, R> {
                 "a module value in the final format, not a 4.0 release-candidate one",
             )),
             7 => {
-                self.len()?; // module id
-                self.module_opcodes().map(|_| true)
+                let id_at = self.src.offset();
+                let id = self.len()?;
+                self.module_opcodes()?;
+                Err(needs_module(id_at, id, "value"))
             }
             9 => self.one_blob(Blob::Zipmap),
             10 => self.one_blob(Blob::Ziplist(1)),
@@ -108,9 +136,25 @@ impl<R: Read> Rdb<'_, R> {
     /// A sorted-set score before RDB 8: a length byte, then that many ASCII bytes
     /// (253, 254, 255 mean NaN, +inf, -inf).
     fn old_double(&mut self) -> Result<(), ParseError> {
+        let at = self.src.offset();
         let n = self.src.u8()?;
-        if n < 253 {
-            self.src.skip(u64::from(n))?;
+        match n {
+            253 => return Err(nan_score(at)),
+            254 | 255 => {}
+            _ => {
+                let mut text = [0u8; 252];
+                let text = &mut text[..usize::from(n)];
+                for b in text.iter_mut() {
+                    *b = self.src.u8()?;
+                }
+                // The server reads it with `%lg`: "nan", "-nan", "NaN(...)" are NaN.
+                let t = String::from_utf8_lossy(text)
+                    .trim_start()
+                    .to_ascii_lowercase();
+                if t.trim_start_matches(['-', '+']).starts_with("nan") {
+                    return Err(nan_score(at));
+                }
+            }
         }
         Ok(())
     }
@@ -140,7 +184,14 @@ impl<R: Read> Rdb<'_, R> {
             if header > 0 && n > 0 && header + n <= b.len() {
                 let start = self.src.offset() + header as u64;
                 let r = validate(kind, &b[header..header + n]);
+                let disorder = match (kind, &r) {
+                    (Blob::Intset, Ok(_)) => intset::disorder(&b[header..header + n]),
+                    _ => None,
+                };
                 self.src.consume(header + n);
+                if let Some(at) = disorder {
+                    self.intset_disorder(start + at as u64);
+                }
                 return match r {
                     Ok(count) => Ok(Some(count)),
                     Err(f) => Err(self.blob_fault(
@@ -157,11 +208,27 @@ impl<R: Read> Rdb<'_, R> {
             (Some(_), Some(node)) if self.blob.is_empty() => {
                 Err(ParseError::corrupt(node, "a non-empty quicklist node"))
             }
-            (Some(at), _) => validate(kind, &self.blob)
-                .map(Some)
-                .map_err(|f| self.blob_fault(at, f)),
+            (Some(at), _) => {
+                let count = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
+                if let (Blob::Intset, Some(i)) = (kind, intset::disorder(&self.blob)) {
+                    let offset = if at.compressed {
+                        at.start
+                    } else {
+                        at.start + i as u64
+                    };
+                    self.intset_disorder(offset);
+                }
+                Ok(Some(count))
+            }
             (None, _) => Ok(None),
         }
+    }
+
+    fn intset_disorder(&mut self, at: u64) {
+        self.out.warn(format!(
+            "loads, but the intset member at offset {at} is not above the one before it \
+             (the server checks order only with sanitize-dump-payload; SISMEMBER may miss members)"
+        ));
     }
 
     /// A list as nodes: ziplists (RDB 7-9), or plain/packed listpack nodes (RDB 10+).
@@ -211,5 +278,27 @@ fn validate(kind: Blob, b: &[u8]) -> BlobResult<u32> {
         Blob::Ziplist(tuple) => ziplist::validate(b, tuple),
         Blob::Intset => intset::validate(b),
         Blob::Listpack(tuple) => listpack::validate(b, tuple),
+    }
+}
+
+fn nan_score(at: u64) -> ParseError {
+    ParseError::corrupt(
+        at,
+        "a sorted set score that is a number, not NaN (the server refuses it)",
+    )
+}
+
+/// The first RDB version with value type `t` (1 for the oldest, whose versions vary).
+fn first_version(t: u8, valkey: bool) -> u32 {
+    match t {
+        0..=13 => 1,
+        14 => 7,
+        15 => 9,
+        16..=19 => 10,
+        20 | 21 => 11,
+        22 if valkey => 80,
+        22..=25 if !valkey => 12,
+        // Types no version has: `value` names them.
+        _ => 1,
     }
 }

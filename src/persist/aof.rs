@@ -16,7 +16,7 @@ use super::aof_replay::{DbCounts, Replay};
 use super::commands;
 use super::error::{FaultKind, ParseError};
 use super::fp_set::FpSet;
-use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
+use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
 use super::resp::{Command, RespReader};
 use super::source::Source;
 use super::SlotCheck;
@@ -65,7 +65,12 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
     if has_rdb {
         let visitor = sink.rdb_visitor();
         let mut rdb = Rdb::new(&mut src, visitor, now_ms);
-        let r = rdb.run();
+        let mut r = rdb.run();
+        if r.is_ok() {
+            if let Some((db, fp)) = rdb.repeated_key() {
+                r = Err(find_repeated_key(&part.path, db, fp, now_ms));
+            }
+        }
         let outcome = std::mem::take(&mut rdb.out);
         sink.rdb(outcome);
         if let Err(e) = r {

@@ -12,7 +12,7 @@ use super::aof_replay::DbCounts;
 use super::error::{FaultKind, ParseError};
 use super::fp_set::MAX_KEYS;
 use super::manifest::{self, PartType};
-use super::rdb::{KeyVisitor, Rdb, RdbOutcome};
+use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
 use super::report::{CheckOptions, FileKind, FileReport, Verdict};
 use super::slot::SlotCheck;
 use super::source::Source;
@@ -178,8 +178,14 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut src = Source::open_file(file.0, file.1);
     let mut slots = opts.slots.map(SlotCheck::new);
     let visitor = slots.as_mut().map(|s| s as &mut dyn KeyVisitor);
-    let mut rdb = Rdb::new(&mut src, visitor, now_ms());
-    let result = rdb.run();
+    let now = now_ms();
+    let mut rdb = Rdb::new(&mut src, visitor, now);
+    let mut result = rdb.run();
+    if result.is_ok() {
+        if let Some((db, fp)) = rdb.repeated_key() {
+            result = Err(find_repeated_key(path, db, fp, now));
+        }
+    }
     let out = std::mem::take(&mut rdb.out);
     take_rdb(&mut report, &out);
     set_counts(&mut report, out.keys_per_db);

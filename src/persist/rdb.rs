@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use super::aof_keys::DATABASES;
-use super::fp_set::{fingerprint, FpSet, MAX_KEYS};
+use super::fp_set::{fingerprint, FpRuns, FpSet, MAX_RUN_KEYS};
 
 use super::error::{BlobFault, ParseError};
 use super::lzf;
@@ -83,9 +83,13 @@ pub(crate) struct Rdb<'a, R> {
     pub member: Vec<u8>,
     pub members: FpSet,
     /// Fingerprints of the keys of the current database, and of the others seen: the
-    /// server stops at a key twice in one database. 8-21 bytes a key (see `fp_set`).
-    keys_seen: FpSet,
-    other_dbs: HashMap<u32, FpSet>,
+    /// server stops at a key twice in one database. 8 bytes a key (see `fp_set`).
+    keys_seen: FpRuns,
+    other_dbs: HashMap<u32, FpRuns>,
+    /// Set to hunt a repeated key found by a first run: (db, fingerprint, seen once).
+    pub hunt: Option<(u32, u64, bool)>,
+    runs_full_warned: bool,
+    current_db: u32,
     /// Function library names: the server refuses one loaded twice.
     libraries: FpSet,
     visitor: Option<&'a mut dyn KeyVisitor>,
@@ -106,8 +110,11 @@ impl<'a, R: Read> Rdb<'a, R> {
             key: Vec::new(),
             member: Vec::new(),
             members: FpSet::default(),
-            keys_seen: FpSet::default(),
+            keys_seen: FpRuns::default(),
             other_dbs: HashMap::new(),
+            hunt: None,
+            runs_full_warned: false,
+            current_db: 0,
             libraries: FpSet::default(),
             visitor,
             now_ms,
@@ -125,7 +132,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         let result = loop {
             // The bulk of most files: string keys with string values, already buffered, no
             // expiry, no one asking for keys. Runs of them go through one tight loop.
-            if expire.is_none() && self.visitor.is_none() {
+            if expire.is_none() && self.visitor.is_none() && self.hunt.is_none() {
                 db_keys += self.skip_string_records();
             }
             let record = self.src.offset();
@@ -148,9 +155,7 @@ impl<'a, R: Read> Rdb<'a, R> {
                     if next != db {
                         let seen = self.other_dbs.remove(&next).unwrap_or_default();
                         let old = std::mem::replace(&mut self.keys_seen, seen);
-                        if old.slots() > 0 {
-                            self.other_dbs.insert(db, old);
-                        }
+                        self.other_dbs.insert(db, old);
                     }
                     db = next;
                     Ok(())
@@ -164,7 +169,10 @@ impl<'a, R: Read> Rdb<'a, R> {
                     expire = Some(i64::from_le_bytes(self.src.array()?));
                     Ok(())
                 }
-                0xfb => self.len().and_then(|_| self.len()).map(drop),
+                0xfb => self.len().and_then(|n| {
+                    self.keys_seen.reserve(n);
+                    self.len().map(drop)
+                }),
                 0xfa => self.aux(),
                 0xf9 => self.src.u8().map(drop),
                 0xf8 => self.len().map(drop),
@@ -190,6 +198,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             }
         };
         self.flush_db(db, &mut db_keys);
+        self.current_db = db;
         result
     }
 
@@ -440,7 +449,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             let Some(end) = buffered_string_end(b, key_end) else {
                 break;
             };
-            if self.keys_seen.insert(fp) != Some(true) {
+            if !self.keys_seen.push(fp) {
                 break;
             }
             at = end;
@@ -450,23 +459,43 @@ impl<'a, R: Read> Rdb<'a, R> {
         n
     }
 
-    /// Records a key of database `db` (at `at`): a repeat is a fault, as for the server.
+    /// Records a key of database `db` (at `at`), or, hunting, finds the repeated one.
     fn new_key(&mut self, db: u32, fp: u64, at: u64) -> Result<(), ParseError> {
-        match self.keys_seen.insert(fp) {
-            Some(true) => Ok(()),
-            Some(false) => Err(ParseError::corrupt(
-                at,
-                format!(
-                    "a key not already in database {db} (the server stops at \"RDB has duplicated key\")"
-                ),
-            )),
-            None => {
-                self.out.warn(format!(
-                    "more than {MAX_KEYS} keys in database {db}: later ones not checked for repeats"
-                ));
-                Ok(())
+        if let Some((hunt_db, hunt_fp, seen)) = self.hunt.as_mut() {
+            if *hunt_db == db && *hunt_fp == fp {
+                if *seen {
+                    let key = String::from_utf8_lossy(&self.key[..self.key.len().min(64)])
+                        .escape_debug()
+                        .to_string();
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a key not already in database {db}, not `{key}` again (the server \
+                             stops at \"RDB has duplicated key\")"
+                        ),
+                    ));
+                }
+                *seen = true;
             }
+            return Ok(());
         }
+        if !self.keys_seen.push(fp) && !self.runs_full_warned {
+            self.runs_full_warned = true;
+            self.out.warn(format!(
+                "more than {MAX_RUN_KEYS} keys in database {db}: later ones not checked for repeats"
+            ));
+        }
+        Ok(())
+    }
+
+    /// After a whole file: a database holding a key twice, as (db, fingerprint). The
+    /// caller runs the file again with `hunt` set to name it and its offset.
+    pub fn repeated_key(&mut self) -> Option<(u32, u64)> {
+        let mut dbs: Vec<(u32, FpRuns)> = self.other_dbs.drain().collect();
+        dbs.push((self.current_db, std::mem::take(&mut self.keys_seen)));
+        dbs.sort_by_key(|d| d.0);
+        dbs.into_iter()
+            .find_map(|(db, mut runs)| runs.repeat().map(|fp| (db, fp)))
     }
 
     /// A member of a hash-table set or sorted set (at `at`): its fingerprint, or `None`
@@ -701,6 +730,33 @@ fn lzf_buffered(b: &[u8]) -> Option<(usize, u64)> {
     let ulen = short_len()?;
     let input = b.get(at..at + clen)?;
     (ulen > 0 && lzf::lengths_in(input)? == ulen as u64).then_some((at + clen, ulen as u64))
+}
+
+/// Runs an RDB (the file at `path`, or an AOF's preamble) again to name the key a first
+/// run found twice in database `db`, and where the second one is.
+pub(crate) fn find_repeated_key(
+    path: &std::path::Path,
+    db: u32,
+    fp: u64,
+    now_ms: i64,
+) -> ParseError {
+    let fallback = || {
+        ParseError::corrupt(
+            0,
+            format!("a key at most once in database {db} (the server stops at \"RDB has duplicated key\")"),
+        )
+    };
+    let Ok(file) = std::fs::File::open(path) else {
+        return fallback();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut src = Source::open_file(file, len);
+    let mut rdb = Rdb::new(&mut src, None, now_ms);
+    rdb.hunt = Some((db, fp, false));
+    match rdb.run() {
+        Err(e) if e.expected.contains("duplicated key") => e,
+        _ => fallback(),
+    }
 }
 
 /// A string key at `b[at]` wholly in `b` (plain with a 6- or 14-bit length, or an

@@ -32,8 +32,18 @@ fn rdb(magic: &[u8], body: &[u8]) -> Vec<u8> {
 fn run(bytes: &[u8]) -> (Result<(), super::error::ParseError>, RdbOutcome) {
     let mut src = Source::new(bytes, 0, bytes.len() as u64);
     let mut r = Rdb::new(&mut src, None, 200_000);
-    let res = r.run();
-    (res, std::mem::take(&mut r.out))
+    let mut res = r.run();
+    let repeated = if res.is_ok() { r.repeated_key() } else { None };
+    let out = std::mem::take(&mut r.out);
+    if let Some((db, fp)) = repeated {
+        // As check.rs does: a second run names the repeated key.
+        let mut src = Source::new(bytes, 0, bytes.len() as u64);
+        let mut r = Rdb::new(&mut src, None, 200_000);
+        r.hunt = Some((db, fp, false));
+        res = r.run();
+        assert!(res.is_err(), "the hunt finds the repeat");
+    }
+    (res, out)
 }
 
 fn ok(magic: &[u8], body: &[u8]) -> RdbOutcome {

@@ -54,7 +54,7 @@ fn listpack(items: &[&[u8]]) -> Vec<u8> {
 /// What redis-server (and valkey-server) did with it, and what the reader says.
 fn judge(name: &str, file: &[u8], aof: bool) -> (Vec<(String, Load)>, FileReport) {
     let mut servers = vec![std::path::PathBuf::from("redis-server")];
-    servers.extend(valkey_server());
+    servers.extend(valkey_server().map(std::path::PathBuf::from));
     let mut verdicts = Vec::new();
     let mut report = None;
     for server in servers {

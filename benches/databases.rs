@@ -55,6 +55,7 @@ async fn main() {
         redis_server: None,
         nodes: BTreeMap::new(),
         databases: BTreeMap::new(),
+        backups: Default::default(),
     };
     c.nodes.insert(
         1,

@@ -21,8 +21,11 @@
 //! - [`secret`]: [`secret::Secret`], a password that prints and serialises as `***`.
 //! - [`verify`]: proof of content: the digest of persistence files against the digest of
 //!   a live database (SCAN + DUMP decoded by the same reader), naming the keys that differ.
+//! - [`backup`]: backups: consistent cuts of a database pulled over the Redis protocol,
+//!   checked as they stream, sealed by a manifest; repositories, locks, `due`, `keep`.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
+pub mod backup;
 pub mod ccs;
 pub mod cmd;
 pub mod db;

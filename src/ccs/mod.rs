@@ -1,9 +1,11 @@
 //! The cluster configuration store (CCS): what the cluster should be.
 
+pub mod backups;
 pub mod layout;
 pub mod model;
 pub mod rules;
 pub mod store;
 
+pub use backups::*;
 pub use model::*;
 pub use store::{default_local_cluster, Store, StoreError, StoreLock};

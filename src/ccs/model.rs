@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::backups::Backups;
+
 /// Node, database and shard ids all come from one allocator and are never reused.
 pub type Id = u64;
 
@@ -39,6 +41,9 @@ pub struct Cluster {
     pub nodes: BTreeMap<Id, Node>,
     #[serde(default)]
     pub databases: BTreeMap<Id, Database>,
+    /// Backup tasks, their runs' history, restore tasks.
+    #[serde(default, skip_serializing_if = "Backups::is_empty")]
+    pub backups: Backups,
 }
 
 impl Cluster {

@@ -192,6 +192,7 @@ pub fn default_local_cluster(home: &Path) -> Cluster {
         redis_server: None,
         nodes: Default::default(),
         databases: Default::default(),
+        backups: Default::default(),
     };
     let id = cluster.allocate_id();
     cluster.local_node = id;

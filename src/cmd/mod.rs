@@ -27,6 +27,7 @@
 //! 5. Add the new lines to `grammar/examples.txt` (valid and invalid) and the form to
 //!    `grammar/lazarus.ebnf`.
 
+pub mod backup;
 pub mod check;
 pub mod cluster;
 mod context;
@@ -67,6 +68,7 @@ pub enum Command {
     Status(status::StatusCommand),
     Check(check::CheckCommand),
     Verify(verify::VerifyCommand),
+    Backup(backup::BackupCommand),
     Help(help::HelpCommand),
     Exit,
 }
@@ -186,6 +188,7 @@ pub fn registry() -> &'static [&'static CommandSyntax] {
             status::SYNTAX,
             check::SYNTAX,
             verify::SYNTAX,
+            backup::SYNTAX,
             help::SYNTAX,
         ]
         .into_iter()
@@ -210,6 +213,7 @@ impl Command {
             Command::Status(c) => c.apply(ctx).await,
             Command::Check(c) => c.apply(ctx).await,
             Command::Verify(c) => c.apply(ctx).await,
+            Command::Backup(c) => c.apply(ctx).await,
             Command::Help(c) => c.apply(ctx).await,
             Command::Exit => Ok(Reply::exit()),
         }
@@ -227,6 +231,7 @@ impl fmt::Display for Command {
             Command::Status(c) => c.fmt(f),
             Command::Check(c) => c.fmt(f),
             Command::Verify(c) => c.fmt(f),
+            Command::Backup(c) => c.fmt(f),
             Command::Help(c) => c.fmt(f),
             Command::Exit => f.write_str("exit"),
         }

@@ -135,6 +135,7 @@ mod tests {
             redis_server: None,
             nodes: BTreeMap::new(),
             databases: BTreeMap::new(),
+            backups: Default::default(),
         };
         for _ in 0..nodes {
             let id = c.allocate_id();

@@ -211,6 +211,47 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     report
 }
 
+/// Checks an RDB arriving as a byte stream (a replication transfer): the same passes as
+/// for a file, `name` standing for the file in the report. `len` is the stream's length
+/// when it is known up front; without it the stream's end is where `reader` returns 0.
+pub(crate) fn check_rdb_reader<R: Read>(
+    name: &Path,
+    reader: R,
+    len: Option<u64>,
+    opts: &CheckOptions,
+) -> FileReport {
+    let mut report = FileReport::new(name.to_path_buf(), FileKind::Rdb);
+    let mut src = Source::new(reader, 0, len.unwrap_or(u64::MAX));
+    let mut slots = opts.slots.map(SlotCheck::new);
+    let visitor = slots.as_mut().map(|s| s as &mut dyn KeyVisitor);
+    let mut rdb = Rdb::new(&mut src, visitor, now_ms());
+    let result = rdb.run();
+    let out = std::mem::take(&mut rdb.out);
+    take_rdb(&mut report, &out);
+    set_counts(&mut report, out.keys_per_db);
+    take_slots(&mut report, slots);
+    match result {
+        Err(e) => {
+            let e = e.into_inner();
+            let expected = match src.io_error() {
+                Some(io) => format!("{} (reading the stream failed: {io})", e.expected),
+                None => e.expected,
+            };
+            report.fail(verdict_of(e.kind), name.to_path_buf(), e.offset, expected)
+        }
+        Ok(()) => {
+            if !src.at_end() {
+                report.warnings.push(format!(
+                    "bytes after the end of the RDB at offset {}, ignored by Redis",
+                    src.offset()
+                ));
+            }
+        }
+    }
+    report.bytes = src.offset();
+    report
+}
+
 fn check_single_aof(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut report = FileReport::new(path.to_path_buf(), FileKind::AofSingle);
     let parts = [Part {

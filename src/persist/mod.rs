@@ -84,6 +84,18 @@ pub fn check_path(path: &Path, opts: &CheckOptions) -> FileReport {
     check::check(path, opts)
 }
 
+/// Checks an RDB arriving as a stream (a replication transfer) while it arrives; `len`
+/// when the stream's length is known up front. Never panics; reads `reader` to the RDB's
+/// end (and one byte further, to see whether anything follows).
+pub fn check_rdb_stream<R: std::io::Read>(
+    name: &Path,
+    reader: R,
+    len: Option<u64>,
+    opts: &CheckOptions,
+) -> FileReport {
+    check::check_rdb_reader(name, reader, len, opts)
+}
+
 /// Checks several paths at once on all cores; reports come back in the order given.
 pub fn check_paths(paths: &[PathBuf], opts: &CheckOptions) -> Vec<FileReport> {
     let workers = std::thread::available_parallelism()

@@ -31,6 +31,7 @@ pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
         redis_server: None,
         nodes: BTreeMap::new(),
         databases: BTreeMap::new(),
+        backups: Default::default(),
     };
     for (i, addr) in addrs.iter().enumerate() {
         let id = c.allocate_id();

@@ -187,6 +187,7 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
         redis_server: None,
         nodes,
         databases,
+        backups: Default::default(),
     };
     Ok(Rebuilt {
         cluster,

@@ -84,6 +84,7 @@ pub(super) fn sample(root: &Path) -> Cluster {
         redis_server: None,
         nodes: [(1, node(1, root)), (2, node2(root))].into(),
         databases: Default::default(),
+        backups: Default::default(),
     };
     cluster.databases.insert(
         3,

@@ -1,0 +1,310 @@
+//! Backups: runs of a database taken on purpose, each a cluster-consistent cut pulled over
+//! the Redis protocol, checked by the reader as it streams, sealed by a manifest.
+//!
+//! # Layout
+//! - `take`: one run (the write pause, the snapshots, the manifest).
+//! - `snapshot`: one shard's snapshot over `REPLCONF rdb-only` + `SYNC`.
+//! - `repo`: [`Repository`], where runs live, and its layout.
+//! - `manifest`: [`Manifest`], written last, checksummed.
+//! - here: run ids, the locks that keep runs of a task from overlapping, finding runs
+//!   whose shell died, `due` and `keep`.
+
+mod manifest;
+mod repo;
+mod snapshot;
+mod take;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
+pub use repo::{PartFile, Repository, RunDir};
+pub use take::{take, RunSpec, FORKS_PER_NODE};
+
+use crate::ccs::{BackupRun, BackupTask, Cluster, RunStatus};
+
+/// The write pause a run may take when its task says nothing.
+pub const DEFAULT_MAX_PAUSE_MS: u64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `<yyyymmdd>-<hhmmss>-<n>` (UTC), `n` from the cluster's id allocator.
+pub fn new_run_id(cluster: &mut Cluster) -> String {
+    let n = cluster.allocate_id();
+    let (date, time) = utc(now_ms() / 1000);
+    format!("{}-{}-{n}", date.replace('-', ""), time.replace(':', ""))
+}
+
+/// `("2026-12-04", "03:50:12")` of unix seconds.
+pub fn utc(secs: i64) -> (String, String) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
+}
+
+/// `2026-12-04 03:50:12Z` of unix milliseconds.
+pub fn format_time(ms: i64) -> String {
+    let (d, t) = utc(ms.div_euclid(1000));
+    format!("{d} {t}Z")
+}
+
+/// An exclusive lock on a file under `<home>/locks/`, held until dropped; the OS drops it
+/// when the process dies, which is how a dead run is told from a running one.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// `Ok(None)` when another process holds it.
+    pub fn try_take(home: &Path, name: &str) -> Result<Option<RunLock>, String> {
+        let dir = home.join("locks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(format!("cannot lock `{}`: {e}", path.display())),
+        }
+    }
+
+    pub fn task(home: &Path, task: &str) -> Result<Option<RunLock>, String> {
+        RunLock::try_take(home, &format!("task-{task}"))
+    }
+
+    pub fn run(home: &Path, run: &str) -> Result<Option<RunLock>, String> {
+        RunLock::try_take(home, &format!("run-{run}"))
+    }
+}
+
+/// Marks `interrupted` every `running` run whose shell is gone (its run lock is free),
+/// removing what it left in its repository. Returns whether anything changed.
+pub fn sweep_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
+    let mut changed = false;
+    for run in cluster.backups.runs.iter_mut() {
+        if run.status != RunStatus::Running {
+            continue;
+        }
+        let Ok(Some(_lock)) = RunLock::run(home, &run.id) else {
+            continue;
+        };
+        let _ = Repository::local(&run.path).remove(&run.id);
+        run.status = RunStatus::Interrupted;
+        run.reason = Some("the shell running it died; its partial files were removed".to_string());
+        changed = true;
+        let _ = std::fs::remove_file(home.join("locks").join(format!("run-{}.lock", run.id)));
+    }
+    changed
+}
+
+/// Whether a task is due at `now_ms`: it has an interval and no succeeded run started
+/// within it.
+pub fn is_due(task: &BackupTask, runs: &[BackupRun], now_ms: i64) -> bool {
+    let Some(every) = task.every else {
+        return false;
+    };
+    let last = runs
+        .iter()
+        .filter(|r| r.task.as_deref() == Some(&task.name) && r.status == RunStatus::Succeeded)
+        .map(|r| r.started)
+        .max();
+    match last {
+        None => true,
+        Some(started) => now_ms - started >= (every as i64) * 1000,
+    }
+}
+
+/// The runs `keep` lets go, oldest first: succeeded runs beyond the newest `keep`, and
+/// failed or interrupted runs older than the oldest kept one. Never the newest succeeded.
+pub fn prune_plan(task: &BackupTask, runs: &[BackupRun]) -> Vec<String> {
+    let Some(keep) = task.keep else {
+        return Vec::new();
+    };
+    let keep = keep.max(1) as usize;
+    let mine: Vec<&BackupRun> = runs
+        .iter()
+        .filter(|r| r.task.as_deref() == Some(&task.name))
+        .collect();
+    let mut succeeded: Vec<&BackupRun> = mine
+        .iter()
+        .copied()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .collect();
+    succeeded.sort_by_key(|r| std::cmp::Reverse(r.started));
+    let Some(oldest_kept) = succeeded.iter().take(keep).map(|r| r.started).min() else {
+        return Vec::new();
+    };
+    let mut out: Vec<&BackupRun> = succeeded.iter().skip(keep).copied().collect();
+    out.extend(mine.iter().copied().filter(|r| {
+        matches!(r.status, RunStatus::Failed | RunStatus::Interrupted) && r.started < oldest_kept
+    }));
+    out.sort_by_key(|r| r.started);
+    out.into_iter().map(|r| r.id.clone()).collect()
+}
+
+/// Checks a repository path for a task or a run: it must lie outside every shard
+/// directory (`<persistent_path>/redis`) and every recovery path, and be writable (it is
+/// made when missing). Returns it absolute.
+pub fn check_repository(cluster: &Cluster, path: &Path) -> Result<PathBuf, String> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .map_err(|e| format!("cannot resolve `{}`: {e}", path.display()))?
+    };
+    let resolved = resolve_existing_prefix(&abs);
+    for node in cluster.nodes.values() {
+        let shards = resolve_existing_prefix(&node.persistent_path.join("redis"));
+        if resolved.starts_with(&shards) {
+            return Err(format!(
+                "`{}` is inside node:{}'s shard directories `{}`: choose a path outside them",
+                path.display(),
+                node.id,
+                shards.display()
+            ));
+        }
+        if let Some(rp) = &node.recovery_path {
+            let rp = resolve_existing_prefix(rp);
+            if resolved.starts_with(&rp) {
+                return Err(format!(
+                    "`{}` is inside node:{}'s recovery path `{}`: choose a path outside it",
+                    path.display(),
+                    node.id,
+                    rp.display()
+                ));
+            }
+        }
+    }
+    Repository::local(&abs).prepare()?;
+    Ok(abs)
+}
+
+/// `path` with its longest existing prefix canonicalised (symlinks resolved).
+fn resolve_existing_prefix(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for name in rest.into_iter().rev() {
+        out.push(name);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, task: &str, started: i64, status: RunStatus) -> BackupRun {
+        BackupRun {
+            id: id.into(),
+            task: Some(task.into()),
+            db: 1,
+            db_name: "d".into(),
+            path: "/r".into(),
+            started,
+            took_ms: None,
+            status,
+            reason: None,
+            keys: 0,
+            bytes: 0,
+            server_version: None,
+            pause_us: None,
+        }
+    }
+
+    fn task(keep: Option<u32>, every: Option<u64>) -> BackupTask {
+        BackupTask {
+            name: "t".into(),
+            db: 1,
+            path: "/r".into(),
+            keep,
+            every,
+            max_pause_ms: 1000,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), ("1970-01-01".into(), "00:00:00".into()));
+        assert_eq!(utc(1_796_356_212), ("2026-12-04".into(), "03:50:12".into()));
+        assert_eq!(utc(951_782_400).0, "2000-02-29");
+    }
+
+    #[test]
+    fn keep_never_lets_the_newest_succeeded_run_go() {
+        use RunStatus::*;
+        let runs = vec![
+            run("a", "t", 1, Succeeded),
+            run("b", "t", 2, Failed),
+            run("c", "t", 3, Succeeded),
+            run("d", "t", 4, Interrupted),
+            run("e", "t", 5, Succeeded),
+            run("x", "other", 0, Succeeded),
+        ];
+        assert_eq!(prune_plan(&task(Some(2), None), &runs), ["a", "b"]);
+        assert_eq!(
+            prune_plan(&task(Some(1), None), &runs),
+            ["a", "b", "c", "d"]
+        );
+        assert!(prune_plan(&task(None, None), &runs).is_empty());
+        let only_failed = vec![run("f", "t", 1, Failed)];
+        assert!(prune_plan(&task(Some(1), None), &only_failed).is_empty());
+    }
+
+    #[test]
+    fn due_after_the_interval_since_the_last_success() {
+        use RunStatus::*;
+        let t = task(None, Some(60));
+        assert!(is_due(&t, &[], 0));
+        let runs = vec![
+            run("a", "t", 1_000, Succeeded),
+            run("b", "t", 50_000, Failed),
+        ];
+        assert!(!is_due(&t, &runs, 60_000));
+        assert!(is_due(&t, &runs, 61_000));
+        assert!(!is_due(&task(None, None), &[], 0));
+    }
+}

@@ -1,0 +1,326 @@
+//! One shard's snapshot over the replication protocol, as `redis-cli --rdb` takes it:
+//! `REPLCONF capa eof`, `REPLCONF rdb-only 1`, then `SYNC`. The server forks and streams
+//! its RDB (diskless: `$EOF:<40-byte mark>` ... mark; from disk: `$<len>` ...); the bytes
+//! go to a temporary file, through SHA-256, and through the reader, in one pass.
+//!
+//! Blocking I/O on its own thread: the reader is synchronous and pulls the bytes.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::persist::{check_rdb_stream, CheckOptions, FileReport};
+
+use super::repo::PartFile;
+
+const MARK_LEN: usize = 40;
+const CHUNK: usize = 1 << 20;
+/// A transfer that sends nothing for this long is dead (the fork streams continuously).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection set up for `SYNC` (authenticated, capabilities sent), ready to start the
+/// snapshot inside the write pause.
+pub struct SnapshotConn {
+    reader: BufReader<TcpStream>,
+    addr: String,
+}
+
+/// How the server frames the payload.
+#[derive(Clone, Debug)]
+pub enum Framing {
+    /// `$<len>`: a disk-based transfer of a known length.
+    Len(u64),
+    /// `$EOF:<mark>`: diskless, ends with the mark.
+    Mark([u8; MARK_LEN]),
+}
+
+/// What streaming a snapshot produced.
+pub struct Streamed {
+    pub report: FileReport,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl SnapshotConn {
+    /// Connects, authenticates and announces an RDB-only replica with EOF-mark support.
+    pub fn open(
+        host: &str,
+        port: u16,
+        password: Option<&str>,
+        timeout: Duration,
+    ) -> Result<SnapshotConn, String> {
+        let addr = format!("{host}:{port}");
+        let sock = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("`{addr}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("`{addr}`: no address"))?;
+        let stream =
+            TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("`{addr}`: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| format!("`{addr}`: {e}"))?;
+        let mut conn = SnapshotConn {
+            reader: BufReader::with_capacity(CHUNK, stream),
+            addr,
+        };
+        if let Some(pw) = password {
+            conn.command(&["AUTH", pw], "AUTH")?;
+        }
+        conn.command(&["REPLCONF", "capa", "eof"], "REPLCONF capa eof")?;
+        conn.command(&["REPLCONF", "rdb-only", "1"], "REPLCONF rdb-only 1")?;
+        Ok(conn)
+    }
+
+    /// Sends one command and expects `+...`; `what` names it in errors (never the args,
+    /// which may hold a password).
+    fn command(&mut self, args: &[&str], what: &str) -> Result<(), String> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.reader
+            .get_mut()
+            .write_all(&out)
+            .map_err(|e| format!("`{}`: {what}: {e}", self.addr))?;
+        let line = self
+            .line()
+            .map_err(|e| format!("`{}`: {what}: {e}", self.addr))?;
+        if line.starts_with('+') {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}`: {what} answered `{}`",
+                self.addr,
+                line.trim()
+            ))
+        }
+    }
+
+    fn line(&mut self) -> io::Result<String> {
+        let mut buf = Vec::new();
+        self.reader.read_until(b'\n', &mut buf)?;
+        if buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Sends `SYNC` and waits (until `deadline`) for the payload's header: its arrival
+    /// means the server has forked, so the snapshot is of the data as it was then.
+    pub fn start(&mut self, deadline: Instant) -> Result<Framing, String> {
+        let addr = self.addr.clone();
+        let fail = |e: String| format!("`{addr}`: SYNC: {e}");
+        self.reader
+            .get_mut()
+            .write_all(b"SYNC\r\n")
+            .map_err(|e| fail(e.to_string()))?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(fail("the snapshot did not start in time".into()));
+            }
+            let _ = self.reader.get_ref().set_read_timeout(Some(left));
+            let line = match self.line() {
+                Ok(l) => l,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(fail("the snapshot did not start in time".into()))
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            };
+            // Keep-alive newlines while a disk-based save runs.
+            if line == "\n" || line == "\r\n" {
+                continue;
+            }
+            let line = line.trim_end();
+            if let Some(mark) = line.strip_prefix("$EOF:") {
+                let mark: [u8; MARK_LEN] = mark
+                    .as_bytes()
+                    .try_into()
+                    .map_err(|_| fail(format!("a bad EOF mark `{line}`")))?;
+                return Ok(Framing::Mark(mark));
+            }
+            if let Some(len) = line.strip_prefix('$').and_then(|n| n.parse().ok()) {
+                return Ok(Framing::Len(len));
+            }
+            if line.starts_with("+FULLRESYNC") {
+                continue;
+            }
+            return Err(fail(format!("answered `{line}`")));
+        }
+    }
+
+    /// Streams the payload into `file`, hashing it and checking it with the reader as it
+    /// comes; `on_bytes` hears the running total. The file is not synced or renamed here.
+    pub fn stream(
+        self,
+        framing: Framing,
+        name: &Path,
+        file: &mut PartFile,
+        opts: &CheckOptions,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<Streamed, String> {
+        let _ = self.reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT));
+        let addr = self.addr.clone();
+        let len = match framing {
+            Framing::Len(n) => Some(n),
+            Framing::Mark(_) => None,
+        };
+        let mut tee = Tee {
+            conn: self.reader,
+            framing,
+            held: Vec::with_capacity(CHUNK + MARK_LEN),
+            ready: 0,
+            pos: 0,
+            done: false,
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+            write_error: None,
+            read_error: None,
+            on_bytes,
+        };
+        let report = check_rdb_stream(name, &mut tee, len, opts);
+        // Whatever the reader left (it stops at the RDB's end), the file gets it all.
+        if tee.write_error.is_none() && tee.read_error.is_none() {
+            let mut sink = vec![0u8; 64 * 1024];
+            while !tee.done {
+                match tee.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(e) = tee.write_error.take() {
+            return Err(format!("cannot write `{}`: {e}", tee.file.path().display()));
+        }
+        if let Some(e) = tee.read_error.take() {
+            return Err(format!(
+                "`{addr}`: the transfer broke after {} bytes: {e}",
+                tee.bytes
+            ));
+        }
+        let sha256 = hex(&tee.hasher.finalize_reset());
+        Ok(Streamed {
+            report,
+            bytes: tee.bytes,
+            sha256,
+        })
+    }
+}
+
+/// The payload as the reader sees it: socket bytes minus the framing, written to the file
+/// and hashed on the way.
+struct Tee<'a> {
+    conn: BufReader<TcpStream>,
+    framing: Framing,
+    /// Received bytes; `held[pos..ready]` are payload not yet handed out, `held[ready..]`
+    /// may still be the EOF mark.
+    held: Vec<u8>,
+    ready: usize,
+    pos: usize,
+    done: bool,
+    file: &'a mut PartFile,
+    hasher: Sha256,
+    bytes: u64,
+    write_error: Option<io::Error>,
+    read_error: Option<io::Error>,
+    on_bytes: &'a mut dyn FnMut(u64),
+}
+
+impl Tee<'_> {
+    /// Receives the next chunk; the payload part of it becomes `held[pos..ready]`.
+    fn receive(&mut self) -> io::Result<()> {
+        // Keep only what may still be the mark.
+        self.held.drain(..self.ready);
+        self.pos = 0;
+        self.ready = 0;
+        let want = match self.framing {
+            Framing::Len(left) => (left as usize).min(CHUNK),
+            Framing::Mark(_) => CHUNK,
+        };
+        let start = self.held.len();
+        self.held.resize(start + want, 0);
+        let n = loop {
+            match self.conn.read(&mut self.held[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.held.truncate(start);
+                    return Err(e);
+                }
+            }
+        };
+        self.held.truncate(start + n);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection before the end of the snapshot",
+            ));
+        }
+        match &mut self.framing {
+            Framing::Len(left) => {
+                *left -= n as u64;
+                self.ready = self.held.len();
+                self.done = *left == 0;
+            }
+            Framing::Mark(mark) => {
+                if self.held.ends_with(&mark[..]) {
+                    self.ready = self.held.len() - MARK_LEN;
+                    self.held.truncate(self.ready);
+                    self.done = true;
+                } else {
+                    self.ready = self.held.len().saturating_sub(MARK_LEN);
+                }
+            }
+        }
+        let payload = &self.held[..self.ready];
+        self.hasher.update(payload);
+        if let Err(e) = self.file.write_all(payload) {
+            return Err(self.write_error.insert(e).kind().into());
+        }
+        self.bytes += payload.len() as u64;
+        (self.on_bytes)(self.bytes);
+        Ok(())
+    }
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.ready {
+            if self.done || self.write_error.is_some() || self.read_error.is_some() {
+                return Ok(0);
+            }
+            if let Err(e) = self.receive() {
+                if self.write_error.is_none() {
+                    self.read_error = Some(io::Error::new(e.kind(), e.to_string()));
+                }
+                return Err(e);
+            }
+        }
+        let n = out.len().min(self.ready - self.pos);
+        out[..n].copy_from_slice(&self.held[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,459 @@
+//! Taking one run: a consistent cut of every master (one short write pause in which every
+//! snapshot's fork is confirmed), each snapshot streamed over the replication protocol
+//! into the repository and checked by the reader, then the manifest, last.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::ccs::{Cluster, Database, Id, Role, Shard};
+use crate::cmd::Progress;
+use crate::persist::{CheckOptions, Verdict};
+use crate::server::{connect, info, ShardAddr};
+
+use super::manifest::{Manifest, ShardEntry, MANIFEST_FORMAT};
+use super::repo::Repository;
+use super::snapshot::{Framing, SnapshotConn};
+use super::{now_ms, BackupError};
+
+/// Forks a node runs at once for backups of different databases.
+pub const FORKS_PER_NODE: usize = 2;
+const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for a save or AOF rewrite already running before the pause.
+const CHILD_WAIT: Duration = Duration::from_secs(30);
+
+/// What one run is asked to do.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub run: String,
+    pub task: Option<String>,
+    pub repo: Repository,
+    pub max_pause: Duration,
+}
+
+/// A master and the shard its snapshot is taken from (a replica when it has one).
+struct Source {
+    master: Shard,
+    from: Shard,
+    addr: ShardAddr,
+    master_addr: ShardAddr,
+    engine: String,
+    version: String,
+}
+
+fn addr_of(cluster: &Cluster, db: &Database, s: &Shard) -> Result<ShardAddr, BackupError> {
+    let node = cluster
+        .nodes
+        .get(&s.node)
+        .ok_or_else(|| BackupError::Failed(format!("node:{} is not in the cluster", s.node)))?;
+    Ok(ShardAddr {
+        host: node.addr.clone(),
+        port: s.port,
+        password: db.config.password.clone(),
+    })
+}
+
+/// Takes a run of `db` into `spec.repo`: on success the run's directory holds every
+/// shard's file and the manifest; on failure nothing of it is left.
+pub async fn take(
+    cluster: &Cluster,
+    db: &Database,
+    spec: &RunSpec,
+    progress: &dyn Progress,
+) -> Result<Manifest, BackupError> {
+    let started = now_ms();
+    let mut sources = Vec::new();
+    for m in db.masters() {
+        let from = db
+            .shards
+            .iter()
+            .find(|s| s.role == Role::Replica && s.master == Some(m.id))
+            .unwrap_or(m);
+        sources.push(Source {
+            master: m.clone(),
+            from: from.clone(),
+            addr: addr_of(cluster, db, from)?,
+            master_addr: addr_of(cluster, db, m)?,
+            engine: String::new(),
+            version: String::new(),
+        });
+    }
+    if sources.is_empty() {
+        return Err(BackupError::Failed(format!(
+            "db:{} `{}` has no master shard",
+            db.id, db.config.name
+        )));
+    }
+    let _permits = fork_permits(&sources).await;
+    let mut restore_conf = Vec::new();
+    let prepared = prepare(&mut sources, &mut restore_conf).await;
+    let result = match prepared {
+        Ok(()) => cut_and_stream(cluster, db, spec, &sources, started, progress).await,
+        Err(e) => Err(e),
+    };
+    for (addr, key, value) in restore_conf {
+        let _ = config_set(&addr, key, &value).await;
+    }
+    result
+}
+
+/// Versions, no save running, and diskless transfers that start at once.
+async fn prepare(
+    sources: &mut [Source],
+    restore_conf: &mut Vec<(ShardAddr, &'static str, String)>,
+) -> Result<(), BackupError> {
+    for s in sources.iter_mut() {
+        let down = |e: crate::server::ServerError| {
+            BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
+        };
+        let i = info(&s.addr, "server", SETUP_TIMEOUT).await.map_err(down)?;
+        let valkey = i.get("server_name") == Some("valkey") || i.get("valkey_version").is_some();
+        s.engine = if valkey { "valkey" } else { "redis" }.into();
+        s.version = i
+            .get(if valkey {
+                "valkey_version"
+            } else {
+                "redis_version"
+            })
+            .unwrap_or("unknown")
+            .to_string();
+        let deadline = Instant::now() + CHILD_WAIT;
+        loop {
+            let p = info(&s.addr, "persistence", SETUP_TIMEOUT)
+                .await
+                .map_err(down)?;
+            let busy = p.get("rdb_bgsave_in_progress") == Some("1")
+                || p.get("aof_rewrite_in_progress") == Some("1");
+            if !busy {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(BackupError::Failed(format!(
+                    "redis:{} kept saving (a save or AOF rewrite) for {}s: no snapshot can start",
+                    s.from.id,
+                    CHILD_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (key, want) in [
+            ("repl-diskless-sync", "yes"),
+            ("repl-diskless-sync-delay", "0"),
+        ] {
+            let have = config_get(&s.addr, key).await.map_err(down)?;
+            if have != want {
+                config_set(&s.addr, key, want).await.map_err(down)?;
+                restore_conf.push((s.addr.clone(), key, have));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn config_get(addr: &ShardAddr, key: &str) -> Result<String, crate::server::ServerError> {
+    let mut con = connect(addr, SETUP_TIMEOUT).await?;
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .map_err(|e| addr.err(e))?;
+    Ok(v.get(1).cloned().unwrap_or_default())
+}
+
+async fn config_set(
+    addr: &ShardAddr,
+    key: &str,
+    value: &str,
+) -> Result<(), crate::server::ServerError> {
+    let mut con = connect(addr, SETUP_TIMEOUT).await?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| addr.err(e))
+}
+
+async fn cut_and_stream(
+    cluster: &Cluster,
+    db: &Database,
+    spec: &RunSpec,
+    sources: &[Source],
+    started: i64,
+    progress: &dyn Progress,
+) -> Result<Manifest, BackupError> {
+    spec.repo.prepare().map_err(BackupError::Failed)?;
+    let run_dir = spec.repo.begin(&spec.run).map_err(BackupError::Failed)?;
+
+    // Everything that can be done before the pause is: connections, AUTH, REPLCONF.
+    let mut conns = Vec::new();
+    for s in sources {
+        let a = s.addr.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            SnapshotConn::open(&a.host, a.port, a.password.as_deref(), SETUP_TIMEOUT)
+        })
+        .await
+        .map_err(|e| BackupError::Failed(e.to_string()))?
+        .map_err(|e| BackupError::Failed(format!("redis:{}: {e}", s.from.id)))?;
+        conns.push(conn);
+    }
+    let mut masters = Vec::new();
+    for s in sources {
+        let con = connect(&s.master_addr, SETUP_TIMEOUT).await.map_err(|e| {
+            BackupError::Failed(format!("redis:{} does not answer: {e}", s.master.id))
+        })?;
+        masters.push(con);
+    }
+
+    // The cut.
+    let bound = spec.max_pause;
+    let t0 = Instant::now();
+    let deadline = t0 + bound;
+    let pause_ms = bound.as_millis().max(1).to_string();
+    // One after another: each a round trip on loopback or a LAN.
+    let mut paused = Vec::new();
+    for con in masters.iter_mut() {
+        paused.push(
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(&pause_ms)
+                .arg("WRITE")
+                .query_async::<()>(con)
+                .await,
+        );
+    }
+    let mut cut = Ok(());
+    if let Some((i, e)) = paused
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+    {
+        cut = Err(format!(
+            "redis:{}: CLIENT PAUSE failed: {e}",
+            sources[i].master.id
+        ));
+    }
+    if cut.is_ok() {
+        cut = replicas_caught_up(sources, &mut masters, deadline).await;
+    }
+    let streams = match cut {
+        Ok(()) => start_all(conns, sources, deadline).await,
+        Err(e) => Err(e),
+    };
+    for con in masters.iter_mut() {
+        let _ = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async::<()>(con)
+            .await;
+    }
+    let pause = t0.elapsed();
+    let streams = streams.map_err(|e| {
+        BackupError::Failed(format!(
+            "no consistent cut within the {} ms write pause: {e}",
+            bound.as_millis()
+        ))
+    })?;
+
+    // Every snapshot streams at once, each on its own thread.
+    let mut handles = Vec::new();
+    for ((conn, framing), s) in streams.into_iter().zip(sources) {
+        let name = format!("shard-{}.rdb", s.master.id);
+        let mut part = run_dir.create(&name).map_err(BackupError::Failed)?;
+        let opts = CheckOptions {
+            slots: s.master.slots.filter(|_| db.config.shards > 1),
+        };
+        let task = progress.task(
+            &format!("backup {} redis:{}", db.config.name, s.master.id),
+            0,
+        );
+        let (master, from) = (s.master.id, s.from.id);
+        let shown = Path::new(&name).to_path_buf();
+        handles.push(tokio::task::spawn_blocking(move || {
+            let shard_started = now_ms();
+            let mut last = Instant::now();
+            let mut on_bytes = |n: u64| {
+                if last.elapsed() > Duration::from_millis(100) {
+                    task.set_position(n);
+                    last = Instant::now();
+                }
+            };
+            let res = conn.stream(framing, &shown, &mut part, &opts, &mut on_bytes);
+            let res = res.and_then(|streamed| {
+                let r = &streamed.report;
+                if r.verdict != Verdict::Ok {
+                    let why = r
+                        .fault
+                        .as_ref()
+                        .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "the snapshot of redis:{from} is {}{why}",
+                        r.verdict
+                    ));
+                }
+                if r.keys_outside_slots > 0 {
+                    return Err(format!(
+                        "the snapshot of redis:{from} holds {} key(s) outside its slots (e.g. {})",
+                        r.keys_outside_slots,
+                        r.outside_examples.join(", ")
+                    ));
+                }
+                part.commit()?;
+                Ok(streamed)
+            });
+            task.finish(if res.is_ok() { "done" } else { "failed" });
+            (master, from, shard_started, res)
+        }));
+    }
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for (h, s) in handles.into_iter().zip(sources) {
+        match h.await {
+            Ok((master, from, shard_started, Ok(st))) => entries.push(ShardEntry {
+                shard: master,
+                taken_from: from,
+                slots: s.master.slots,
+                file: format!("shard-{master}.rdb"),
+                bytes: st.bytes,
+                sha256: st.sha256,
+                rdb_version: st.report.rdb_version.unwrap_or(0),
+                engine: s.engine.clone(),
+                server_version: s.version.clone(),
+                keys_per_db: st.report.keys_per_db.clone(),
+                keys: st.report.keys,
+                expires: st.report.expires,
+                started: shard_started,
+                finished: now_ms(),
+            }),
+            Ok((_, _, _, Err(e))) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(BackupError::Failed(errors.join("; ")));
+    }
+    let mut config = db.config.clone();
+    config.password = None;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        run: spec.run.clone(),
+        task: spec.task.clone(),
+        cluster_id: cluster.cluster_id,
+        cluster_name: cluster.name.clone(),
+        db_id: db.id,
+        db: config,
+        password_set: db.config.password.is_some(),
+        started,
+        finished: now_ms(),
+        pause_ms: (pause.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        max_pause_ms: bound.as_millis() as u64,
+        shards: entries,
+        checksum: String::new(),
+    };
+    run_dir.seal(&manifest).map_err(BackupError::Failed)?;
+    Ok(manifest)
+}
+
+/// Waits (until `deadline`) for every replica a snapshot is taken from to have every
+/// write its master took before the pause.
+async fn replicas_caught_up(
+    sources: &[Source],
+    masters: &mut [redis::aio::MultiplexedConnection],
+    deadline: Instant,
+) -> Result<(), String> {
+    for (s, con) in sources.iter().zip(masters.iter_mut()) {
+        if s.from.id == s.master.id {
+            continue;
+        }
+        let text: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(con)
+            .await
+            .map_err(|e| format!("redis:{}: {e}", s.master.id))?;
+        let target = crate::server::Info::parse(&text)
+            .get_u64("master_repl_offset")
+            .unwrap_or(0);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "replica redis:{} did not catch up with redis:{} in time",
+                    s.from.id, s.master.id
+                ));
+            }
+            let i = info(&s.addr, "replication", left)
+                .await
+                .map_err(|e| format!("redis:{}: {e}", s.from.id))?;
+            let have = i.get_u64("slave_repl_offset").unwrap_or(0);
+            if have >= target && i.get("master_link_status") == Some("up") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Sends `SYNC` on every connection at once and waits (until `deadline`) for each fork.
+async fn start_all(
+    conns: Vec<SnapshotConn>,
+    sources: &[Source],
+    deadline: Instant,
+) -> Result<Vec<(SnapshotConn, Framing)>, String> {
+    let mut handles = Vec::new();
+    for (mut conn, s) in conns.into_iter().zip(sources) {
+        let id = s.from.id;
+        handles.push(tokio::task::spawn_blocking(move || {
+            conn.start(deadline)
+                .map(|f| (conn, f))
+                .map_err(|e| format!("redis:{id}: {e}"))
+        }));
+    }
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(Ok(x)) => ok.push(x),
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Permits for the forks this run needs on each node: at most [`FORKS_PER_NODE`] backup
+/// forks run on a node, except that one run may need more at once for its cut (then it
+/// takes the node's every permit). Taken in node order, so runs never deadlock.
+async fn fork_permits(sources: &[Source]) -> Vec<OwnedSemaphorePermit> {
+    static NODES: OnceLock<Mutex<HashMap<Id, Arc<Semaphore>>>> = OnceLock::new();
+    let mut need: BTreeMap<Id, u32> = BTreeMap::new();
+    for s in sources {
+        *need.entry(s.from.node).or_default() += 1;
+    }
+    let mut permits = Vec::new();
+    for (node, n) in need {
+        let sem = {
+            let mut map = NODES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.entry(node)
+                .or_insert_with(|| Arc::new(Semaphore::new(FORKS_PER_NODE)))
+                .clone()
+        };
+        let n = n.min(FORKS_PER_NODE as u32);
+        if let Ok(p) = sem.acquire_many_owned(n).await {
+            permits.push(p);
+        }
+    }
+    permits
+}

@@ -11,8 +11,9 @@ use crate::backup::{
     self, format_time, is_due, prune_plan, sweep_interrupted, Manifest, Repository, RunLock,
     RunSpec, DEFAULT_MAX_PAUSE_MS,
 };
-use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, StoreError, StoreLock};
+use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, StoreLock};
 use crate::cmd::{CommandError, Context, Reply, Table};
+use crate::error::ErrorKind;
 use crate::lang::DbRef;
 
 impl BackupCommand {
@@ -28,13 +29,12 @@ impl BackupCommand {
             } => {
                 let (lock, mut cluster) = locked(ctx).await?;
                 if cluster.backups.tasks.contains_key(&name) {
-                    return Err(CommandError::Refused(format!(
+                    return Err(CommandError::conflict(format!(
                         "there is already a backup task `{name}`"
                     )));
                 }
                 let db = resolve_db(&cluster, &db)?;
-                let path =
-                    backup::check_repository(&cluster, &path).map_err(CommandError::Refused)?;
+                let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let task = BackupTask {
                     name: name.clone(),
                     db,
@@ -58,9 +58,9 @@ impl BackupCommand {
                 let cluster = ctx.cluster()?;
                 let t = find_task(&cluster, &task)?.clone();
                 let Some(_task_lock) =
-                    RunLock::task(ctx.store.home(), &task).map_err(CommandError::Failed)?
+                    RunLock::task(ctx.store.home(), &task).map_err(CommandError::io)?
                 else {
-                    return Err(CommandError::Refused(format!(
+                    return Err(CommandError::conflict(format!(
                         "backup task `{task}` is already running"
                     )));
                 };
@@ -74,8 +74,7 @@ impl BackupCommand {
             } => {
                 let cluster = ctx.cluster()?;
                 let id = resolve_db(&cluster, &db)?;
-                let path =
-                    backup::check_repository(&cluster, &path).map_err(CommandError::Refused)?;
+                let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let pause = max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms);
                 let run = run_once(ctx, None, id, &path, pause).await?;
                 run_reply(run)
@@ -102,11 +101,21 @@ async fn locked(ctx: &Context) -> Result<(StoreLock, Cluster), CommandError> {
                 }
                 return Ok((lock, cluster));
             }
-            Err(CommandError::Store(StoreError::Locked { .. })) if Instant::now() < deadline => {
+            Err(e) if e.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A repository path that cannot be used: inside shard data or a recovery path is a
+/// conflict, the rest the file system's refusal.
+fn repo_error(why: String) -> CommandError {
+    if why.contains(" is inside ") {
+        CommandError::conflict(why)
+    } else {
+        CommandError::io(why)
     }
 }
 
@@ -123,7 +132,7 @@ fn resolve_db(cluster: &Cluster, r: &DbRef) -> Result<Id, CommandError> {
                 .values()
                 .map(|d| format!("db:{} `{}`", d.id, d.config.name))
                 .collect();
-            CommandError::Refused(format!(
+            CommandError::not_found(format!(
                 "there is no database {r} ({})",
                 if known.is_empty() {
                     "there are none".to_string()
@@ -142,7 +151,7 @@ fn find_task<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a BackupTask, Com
             .keys()
             .map(|k| format!("`{k}`"))
             .collect();
-        CommandError::Refused(format!(
+        CommandError::not_found(format!(
             "there is no backup task `{name}` ({})",
             if known.is_empty() {
                 "there are none: make one with `backup task create`".to_string()
@@ -168,17 +177,17 @@ async fn run_once(
         .databases
         .get(&db_id)
         .cloned()
-        .ok_or_else(|| CommandError::Refused(format!("db:{db_id} no longer exists")))?;
+        .ok_or_else(|| CommandError::not_found(format!("db:{db_id} no longer exists")))?;
     if db.state == DbState::PendingRecovery {
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::conflict(format!(
             "db:{} `{}` is pending recovery: recover it before backing it up",
             db.id, db.config.name
         )));
     }
     let id = backup::new_run_id(&mut cluster);
     let run_lock = RunLock::run(&home, &id)
-        .map_err(CommandError::Failed)?
-        .ok_or_else(|| CommandError::Failed(format!("run `{id}` is locked by another shell")))?;
+        .map_err(CommandError::io)?
+        .ok_or_else(|| CommandError::conflict(format!("run `{id}` is locked by another shell")))?;
     let started = backup::now_ms();
     cluster.backups.runs.push(BackupRun {
         id: id.clone(),
@@ -210,7 +219,7 @@ async fn run_once(
 
     let (lock, mut cluster) = locked(ctx).await?;
     let Some(run) = cluster.backups.run_mut(&id) else {
-        return Err(CommandError::Failed(format!(
+        return Err(CommandError::internal(format!(
             "run `{id}` vanished from the configuration"
         )));
     };
@@ -243,7 +252,7 @@ async fn run_once(
     let _ = std::fs::remove_file(home.join("locks").join(format!("run-{id}.lock")));
     match outcome {
         Ok(_) => Ok(run),
-        Err(e) => Err(CommandError::Failed(format!(
+        Err(e) => Err(CommandError::unavailable(format!(
             "backup run `{id}` of db:{} `{}` failed: {e}",
             db.id, db.config.name
         ))),
@@ -447,16 +456,15 @@ async fn prune(ctx: &Context, name: &str, dry_run: bool) -> Result<Reply, Comman
         let problems = remove_runs(&mut cluster, &gone);
         lock.save(&mut cluster)?;
         if !problems.is_empty() {
-            return Err(CommandError::Failed(problems.join("; ")));
+            return Err(CommandError::io(problems.join("; ")));
         }
     }
     Ok(reply.data(json!({"dry_run": dry_run, "runs": gone})))
 }
 
 async fn delete(ctx: &Context, name: &str, purge: bool) -> Result<Reply, CommandError> {
-    let Some(_task_lock) = RunLock::task(ctx.store.home(), name).map_err(CommandError::Failed)?
-    else {
-        return Err(CommandError::Refused(format!(
+    let Some(_task_lock) = RunLock::task(ctx.store.home(), name).map_err(CommandError::io)? else {
+        return Err(CommandError::conflict(format!(
             "backup task `{name}` is running: delete it when the run ends"
         )));
     };
@@ -483,7 +491,7 @@ async fn delete(ctx: &Context, name: &str, purge: bool) -> Result<Reply, Command
     }
     lock.save(&mut cluster)?;
     if !problems.is_empty() {
-        return Err(CommandError::Failed(problems.join("; ")));
+        return Err(CommandError::io(problems.join("; ")));
     }
     Ok(reply.data(json!({"deleted": name, "purged": purge, "runs": ids})))
 }
@@ -499,7 +507,7 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
             .take(5)
             .map(|r| format!("`{}`", r.id))
             .collect();
-        return Err(CommandError::Refused(format!(
+        return Err(CommandError::not_found(format!(
             "there is no backup run `{id}` ({})",
             if recent.is_empty() {
                 "there are none".to_string()
@@ -509,7 +517,7 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
         )));
     };
     let m: Manifest = Repository::local(&run.path).manifest(id).map_err(|e| {
-        CommandError::Failed(format!(
+        CommandError::damaged(format!(
             "backup run `{id}` is not a restore point ({}): {e}",
             run.status
         ))
@@ -631,7 +639,7 @@ async fn due(ctx: &Context) -> Result<Reply, CommandError> {
     if failed.is_empty() {
         Ok(reply)
     } else {
-        Ok(reply.failed(format!(
+        Ok(reply.failed(CommandError::unavailable(format!(
             "backup task{} {} failed",
             if failed.len() == 1 { "" } else { "s" },
             failed
@@ -639,6 +647,6 @@ async fn due(ctx: &Context) -> Result<Reply, CommandError> {
                 .map(|n| format!("`{n}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )))
+        ))))
     }
 }

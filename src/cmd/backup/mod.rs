@@ -118,7 +118,7 @@ fn interval(
 
 fn task_name(m: &Match, key: &str) -> Result<String, ParseError> {
     let name: String = m.req(key)?;
-    super::cluster::check_name(&name).map_err(|e| ParseError::new(m.span_of(key), e))?;
+    crate::ccs::names::check_cluster_name(&name).map_err(|e| ParseError::new(m.span_of(key), e))?;
     Ok(name)
 }
 

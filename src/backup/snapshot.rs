@@ -8,7 +8,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -116,33 +116,21 @@ impl SnapshotConn {
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
-    /// Sends `SYNC` and waits (until `deadline`) for the payload's header: its arrival
-    /// means the server has forked, so the snapshot is of the data as it was then.
-    pub fn start(&mut self, deadline: Instant) -> Result<Framing, String> {
-        let addr = self.addr.clone();
-        let fail = |e: String| format!("`{addr}`: SYNC: {e}");
+    /// Sends `SYNC`: the server forks (at once: diskless, no delay) and streams.
+    pub fn send_sync(&mut self) -> Result<(), String> {
         self.reader
             .get_mut()
             .write_all(b"SYNC\r\n")
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| format!("`{}`: SYNC: {e}", self.addr))
+    }
+
+    /// Reads the payload's header (after keep-alive newlines): its framing.
+    pub fn header(&mut self) -> Result<Framing, String> {
+        let addr = self.addr.clone();
+        let fail = |e: String| format!("`{addr}`: SYNC: {e}");
+        let _ = self.reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT));
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(fail("the snapshot did not start in time".into()));
-            }
-            let _ = self.reader.get_ref().set_read_timeout(Some(left));
-            let line = match self.line() {
-                Ok(l) => l,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(fail("the snapshot did not start in time".into()))
-                }
-                Err(e) => return Err(fail(e.to_string())),
-            };
+            let line = self.line().map_err(|e| fail(e.to_string()))?;
             // Keep-alive newlines while a disk-based save runs.
             if line == "\n" || line == "\r\n" {
                 continue;
@@ -168,14 +156,13 @@ impl SnapshotConn {
     /// Streams the payload into `file`, hashing it and checking it with the reader as it
     /// comes; `on_bytes` hears the running total. The file is not synced or renamed here.
     pub fn stream(
-        self,
-        framing: Framing,
+        mut self,
         name: &Path,
         file: &mut PartFile,
         opts: &CheckOptions,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<Streamed, String> {
-        let _ = self.reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT));
+        let framing = self.header()?;
         let addr = self.addr.clone();
         let len = match framing {
             Framing::Len(n) => Some(n),

@@ -16,7 +16,7 @@ use crate::server::{connect, info, ShardAddr};
 
 use super::manifest::{Manifest, ShardEntry, MANIFEST_FORMAT};
 use super::repo::Repository;
-use super::snapshot::{Framing, SnapshotConn};
+use super::snapshot::SnapshotConn;
 use super::{now_ms, BackupError};
 
 /// Forks a node runs at once for backups of different databases.
@@ -210,6 +210,14 @@ async fn cut_and_stream(
         masters.push(con);
     }
 
+    let mut source_cons = Vec::new();
+    for s in sources {
+        let con = connect(&s.addr, SETUP_TIMEOUT).await.map_err(|e| {
+            BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
+        })?;
+        source_cons.push(con);
+    }
+
     // The cut.
     let bound = spec.max_pause;
     let t0 = Instant::now();
@@ -241,10 +249,17 @@ async fn cut_and_stream(
     if cut.is_ok() {
         cut = replicas_caught_up(sources, &mut masters, deadline).await;
     }
-    let streams = match cut {
-        Ok(()) => start_all(conns, sources, deadline).await,
-        Err(e) => Err(e),
-    };
+    let mut forks_before = Vec::new();
+    if cut.is_ok() {
+        cut = fork_all(
+            &mut conns,
+            sources,
+            &mut source_cons,
+            deadline,
+            &mut forks_before,
+        )
+        .await;
+    }
     for con in masters.iter_mut() {
         let _ = redis::cmd("CLIENT")
             .arg("UNPAUSE")
@@ -252,7 +267,7 @@ async fn cut_and_stream(
             .await;
     }
     let pause = t0.elapsed();
-    let streams = streams.map_err(|e| {
+    cut.map_err(|e| {
         BackupError::Failed(format!(
             "no consistent cut within the {} ms write pause: {e}",
             bound.as_millis()
@@ -261,7 +276,7 @@ async fn cut_and_stream(
 
     // Every snapshot streams at once, each on its own thread.
     let mut handles = Vec::new();
-    for ((conn, framing), s) in streams.into_iter().zip(sources) {
+    for (conn, s) in conns.into_iter().zip(sources) {
         let name = format!("shard-{}.rdb", s.master.id);
         let mut part = run_dir.create(&name).map_err(BackupError::Failed)?;
         let opts = CheckOptions {
@@ -282,7 +297,9 @@ async fn cut_and_stream(
                     last = Instant::now();
                 }
             };
-            let res = conn.stream(framing, &shown, &mut part, &opts, &mut on_bytes);
+            let res = conn
+                .stream(&shown, &mut part, &opts, &mut on_bytes)
+                .map_err(|e| format!("the snapshot of redis:{from} failed: {e}"));
             let res = res.and_then(|streamed| {
                 let r = &streamed.report;
                 if r.verdict != Verdict::Ok {
@@ -336,6 +353,25 @@ async fn cut_and_stream(
     }
     if !errors.is_empty() {
         return Err(BackupError::Failed(errors.join("; ")));
+    }
+    // Redis runs one child at a time: if no other fork happened since `SYNC`, the fork
+    // seen inside the pause was this snapshot's.
+    for ((s, con), before) in sources
+        .iter()
+        .zip(source_cons.iter_mut())
+        .zip(&forks_before)
+    {
+        let now = total_forks(con).await.map_err(|e| {
+            BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
+        })?;
+        if now != before + 1 {
+            return Err(BackupError::Failed(format!(
+                "redis:{} forked {} times while its snapshot was taken (another save or \
+                 replica sync ran): the snapshot may not be of the cut; run again",
+                s.from.id,
+                now - before
+            )));
+        }
     }
     let mut config = db.config.clone();
     config.password = None;
@@ -399,35 +435,66 @@ async fn replicas_caught_up(
     Ok(())
 }
 
-/// Sends `SYNC` on every connection at once and waits (until `deadline`) for each fork.
-async fn start_all(
-    conns: Vec<SnapshotConn>,
+/// Sends `SYNC` on every connection and waits (until `deadline`) until each server has
+/// forked for it (`total_forks` up by one): from then on each snapshot is of the data as
+/// it is inside the pause.
+async fn fork_all(
+    conns: &mut [SnapshotConn],
     sources: &[Source],
+    cons: &mut [redis::aio::MultiplexedConnection],
     deadline: Instant,
-) -> Result<Vec<(SnapshotConn, Framing)>, String> {
-    let mut handles = Vec::new();
-    for (mut conn, s) in conns.into_iter().zip(sources) {
-        let id = s.from.id;
-        handles.push(tokio::task::spawn_blocking(move || {
-            conn.start(deadline)
-                .map(|f| (conn, f))
-                .map_err(|e| format!("redis:{id}: {e}"))
-        }));
+    before: &mut Vec<u64>,
+) -> Result<(), String> {
+    for (s, con) in sources.iter().zip(cons.iter_mut()) {
+        before.push(
+            total_forks(con)
+                .await
+                .map_err(|e| format!("redis:{}: {e}", s.from.id))?,
+        );
     }
-    let mut ok = Vec::new();
-    let mut errors = Vec::new();
-    for h in handles {
-        match h.await {
-            Ok(Ok(x)) => ok.push(x),
-            Ok(Err(e)) => errors.push(e),
-            Err(e) => errors.push(e.to_string()),
+    for (s, conn) in sources.iter().zip(conns.iter_mut()) {
+        conn.send_sync()
+            .map_err(|e| format!("redis:{}: {e}", s.from.id))?;
+    }
+    let mut waiting: Vec<usize> = (0..sources.len()).collect();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for i in waiting {
+            let n = total_forks(&mut cons[i])
+                .await
+                .map_err(|e| format!("redis:{}: {e}", sources[i].from.id))?;
+            if n == before[i] {
+                still.push(i);
+            }
         }
+        waiting = still;
+        if waiting.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let ids: Vec<String> = waiting
+                .iter()
+                .map(|&i| format!("redis:{}", sources[i].from.id))
+                .collect();
+            return Err(format!(
+                "{} did not fork for its snapshot in time",
+                ids.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    if errors.is_empty() {
-        Ok(ok)
-    } else {
-        Err(errors.join("; "))
-    }
+    Ok(())
+}
+
+async fn total_forks(con: &mut redis::aio::MultiplexedConnection) -> Result<u64, String> {
+    let text: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(con)
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::server::Info::parse(&text)
+        .get_u64("total_forks")
+        .ok_or_else(|| "INFO stats has no `total_forks`".to_string())
 }
 
 /// Permits for the forks this run needs on each node: at most [`FORKS_PER_NODE`] backup

@@ -64,7 +64,7 @@ impl BackupCommand {
                         "backup task `{task}` is already running"
                     )));
                 };
-                let run = run_once(ctx, Some(&t), t.db, &t.path, t.max_pause_ms).await?;
+                let run = run_once(ctx, Some(&t), t.db, &t.path, t.max_pause_ms, false).await?;
                 run_reply(run)
             }
             BackupCommand::Db {
@@ -76,7 +76,7 @@ impl BackupCommand {
                 let id = resolve_db(&cluster, &db)?;
                 let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let pause = max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms);
-                let run = run_once(ctx, None, id, &path, pause).await?;
+                let run = run_once(ctx, None, id, &path, pause, false).await?;
                 run_reply(run)
             }
             BackupCommand::TaskList => list(ctx).await,
@@ -163,13 +163,15 @@ fn find_task<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a BackupTask, Com
 }
 
 /// One run: recorded `running` first, taken without the CCS lock, recorded again at the
-/// end with its outcome; a task's `keep` is applied after a success.
+/// end with its outcome. With `apply_keep` (scheduled runs, `backup due`) the task's
+/// `keep` is applied after a success; runs by hand leave that to `backup task prune`.
 async fn run_once(
     ctx: &Context,
     task: Option<&BackupTask>,
     db_id: Id,
     path: &std::path::Path,
     max_pause_ms: u64,
+    apply_keep: bool,
 ) -> Result<BackupRun, CommandError> {
     let home = ctx.store.home().to_path_buf();
     let (lock, mut cluster) = locked(ctx).await?;
@@ -241,7 +243,7 @@ async fn run_once(
         }
     }
     let run = run.clone();
-    if let (Some(t), Ok(_)) = (task, &outcome) {
+    if let (Some(t), Ok(_), true) = (task, &outcome, apply_keep) {
         if let Some(current) = cluster.backups.tasks.get(&t.name).cloned() {
             let gone = prune_plan(&current, &cluster.backups.runs);
             remove_runs(&mut cluster, &gone);
@@ -601,7 +603,7 @@ async fn due(ctx: &Context) -> Result<Reply, CommandError> {
             if !is_due(&t, &fresh.backups.runs, backup::now_ms()) {
                 return (name, "not due (ran meanwhile)".into(), None, true);
             }
-            let res = run_once(&ctx, Some(&t), t.db, &t.path, t.max_pause_ms).await;
+            let res = run_once(&ctx, Some(&t), t.db, &t.path, t.max_pause_ms, true).await;
             drop(lock);
             match res {
                 Ok(run) => (name, "succeeded".into(), Some(run), true),

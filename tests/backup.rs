@@ -1,0 +1,525 @@
+//! End to end: backup runs of databases on real redis-server processes, through the real
+//! binary; each run's files loaded into fresh servers and compared with the source.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::data::{contents, diff};
+use common::procs::ProcessGuard;
+use common::world::{build, config, slot_tag, test_cluster};
+use common::Lazarus;
+use lazarus::ccs::{Cluster, Persistence, Store};
+use lazarus::db::shard_addr;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn install(lz: &Lazarus, cluster: &Cluster) {
+    let mut c = cluster.clone();
+    let lock = Store::new(lz.home().to_path_buf()).lock().unwrap();
+    lock.save(&mut c).unwrap();
+}
+
+/// A fresh `redis-server` loading `rdb` (under the test's root, so the guard stops it).
+fn serve(root: &Path, rdb: &Path) -> u16 {
+    let dir = root.join(format!("fresh-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(rdb, dir.join("dump.rdb")).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args([
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--dbfilename",
+            "dump.rdb",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| {
+                redis::cmd("INFO")
+                    .arg("persistence")
+                    .query::<String>(&mut c)
+            })
+            .is_ok_and(|i| i.contains("loading:0"));
+        if ok {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fresh server on {port} never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The run's manifest, through `backup show --json`.
+fn manifest(lz: &Lazarus, run: &str) -> serde_json::Value {
+    let docs = lz.cmd(["--json", "backup", "show", run]).run().ok().json();
+    docs[0]["result"].clone()
+}
+
+fn run_id(out: &common::Output) -> String {
+    out.json()[0]["result"]["id"].as_str().unwrap().to_string()
+}
+
+fn history(lz: &Lazarus, task: &str) -> Vec<serde_json::Value> {
+    let docs = lz
+        .cmd(["--json", "backup", "task", "history", task])
+        .run()
+        .ok()
+        .json();
+    docs[0]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// Files under `dir`, recursively, relative names.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Evidence 1: a 3-shard database under a writer that writes sequence numbers to keys on
+/// the three shards in turn; the run, loaded into fresh servers, holds exactly the numbers
+/// 1..=n for some n: no later number without every earlier one.
+#[test]
+fn a_cut_under_a_steady_writer_is_one_point_in_time() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut c,
+        vec![config("seq", 3, false, Persistence::Disabled)],
+    ));
+    install(&lz, &c);
+    let db = c.database_by_name("seq").unwrap().clone();
+    let targets: Vec<(u16, String)> = db
+        .masters()
+        .map(|m| {
+            let a = shard_addr(&c, &db, m.id).unwrap();
+            (a.port, slot_tag(m.slots.unwrap().start))
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, written) = (stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let mut cons: Vec<redis::Connection> = targets
+                .iter()
+                .map(|(port, _)| {
+                    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                        .unwrap()
+                        .get_connection()
+                        .unwrap()
+                })
+                .collect();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let i = (n % 3) as usize;
+                let key = format!("{{{}}}:seq:{n}", targets[i].1);
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(n)
+                    .query(&mut cons[i])
+                    .unwrap();
+                written.store(n, Ordering::Relaxed);
+            }
+        })
+    };
+    while written.load(Ordering::Relaxed) < 300 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let repo = lz.path("repo");
+    let out = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "seq",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+    let id = run_id(&out);
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+
+    let m = manifest(&lz, &id);
+    assert_eq!(m["shards"].as_array().unwrap().len(), 3);
+    assert!(m["pause_ms"].as_f64().unwrap() < 1000.0, "{m}");
+    let mut seen = BTreeSet::new();
+    for s in m["shards"].as_array().unwrap() {
+        let file = repo.join(&id).join(s["file"].as_str().unwrap());
+        let port = serve(lz.home(), &file);
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*:seq:*").query(&mut con).unwrap();
+        for k in keys {
+            seen.insert(k.rsplit(':').next().unwrap().parse::<u64>().unwrap());
+        }
+        let dbsize: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(dbsize, s["keys"].as_u64().unwrap(), "keys of {s}");
+    }
+    let max = *seen.iter().next_back().unwrap();
+    assert!(max >= 300, "the cut has {max} writes");
+    let missing: Vec<u64> = (1..=max).filter(|n| !seen.contains(n)).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "write {max} is in the cut but not {missing:?}"
+    );
+}
+
+/// Evidence 2: a replicated database (taken from its replica), persistence disabled,
+/// logical databases 0 and 3, every value type, a stream with a consumer group, TTLs.
+#[test]
+fn a_replicated_database_is_taken_from_its_replica_with_every_type() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 2);
+    rt.block_on(build(
+        &mut c,
+        vec![config("rep", 1, true, Persistence::Disabled)],
+    ));
+    install(&lz, &c);
+    let db = c.database_by_name("rep").unwrap().clone();
+    let master = db.masters().next().unwrap().clone();
+    let replica = db
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap();
+    let a = shard_addr(&c, &db, master.id).unwrap();
+    let before = rt.block_on(contents(&a.host, a.port));
+    assert!(before.keys().any(|(n, _)| *n == 3));
+
+    let repo = lz.path("repo");
+    let out = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "rep",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+    let id = run_id(&out);
+    let m = manifest(&lz, &id);
+    let s = &m["shards"][0];
+    assert_eq!(s["shard"].as_u64(), Some(master.id));
+    assert_eq!(s["taken_from"].as_u64(), Some(replica.id), "{m}");
+    assert_eq!(
+        s["keys_per_db"]["3"].as_u64(),
+        Some(before.keys().filter(|k| k.0 == 3).count() as u64)
+    );
+    assert!(s["expires"].as_u64().unwrap() >= 2);
+    assert_eq!(m["db"]["replication"], true);
+    assert!(m.get("password").is_none());
+    let port = serve(lz.home(), &repo.join(&id).join(s["file"].as_str().unwrap()));
+    let after = rt.block_on(contents("127.0.0.1", port));
+    let d = diff(&before, &after);
+    assert!(d.is_empty(), "{d:?}");
+}
+
+/// Makes the server's snapshot child slow (`rdb-key-save-delay`, µs per key), so a run
+/// can be caught in the middle.
+fn slow_snapshots(port: u16, micros: u64) {
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdb-key-save-delay")
+        .arg(micros)
+        .query(&mut con)
+        .unwrap();
+}
+
+fn spawn_lazarus(lz: &Lazarus, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_partial(repo: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files_under(repo).iter().any(|f| f.ends_with(".partial")) {
+        assert!(
+            Instant::now() < deadline,
+            "no run started in {}",
+            repo.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn no_partials(repo: &Path) {
+    let left: Vec<String> = files_under(repo)
+        .into_iter()
+        .filter(|f| f.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "partial files left: {left:?}");
+}
+
+/// Evidence 3: a path that is not writable, a full disk, the shell killed mid-run, two
+/// `backup due` at once, a shard killed mid-run. Each: a reason in history, no partial
+/// files, the earlier run intact.
+#[test]
+fn failed_runs_leave_nothing_half_made_and_say_why() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(&mut c, vec![config("f", 1, false, Persistence::Aof)]));
+    install(&lz, &c);
+    let db = c.database_by_name("f").unwrap().clone();
+    let a = shard_addr(&c, &db, db.masters().next().unwrap().id).unwrap();
+    let repo = lz.path("repo");
+    let repo_s = repo.to_str().unwrap().to_string();
+    lz.run(&format!(
+        "backup task create name t db f path {repo_s} every 1h"
+    ))
+    .ok();
+    let good = run_id(&lz.cmd(["--json", "backup", "task", "run", "t"]).run().ok());
+    let sealed = std::fs::read(repo.join(&good).join("manifest.json")).unwrap();
+    let intact = |lz: &Lazarus| {
+        assert_eq!(
+            std::fs::read(repo.join(&good).join("manifest.json")).unwrap(),
+            sealed
+        );
+        lz.run(&format!("backup show {good}")).ok();
+    };
+
+    // A repository that stopped being a writable directory.
+    let gone = lz.path("gone");
+    lz.run(&format!(
+        "backup task create name w db f path {}",
+        gone.display()
+    ))
+    .ok();
+    std::fs::remove_dir(&gone).unwrap();
+    std::fs::write(&gone, b"now a file").unwrap();
+    lz.run("backup task run w").fails(1).stderr_has("gone");
+    let h = history(&lz, "w");
+    assert_eq!(h[0]["status"], "failed");
+    assert!(h[0]["reason"].as_str().unwrap().contains("gone"), "{h:?}");
+
+    // A full disk: a 64 KiB tmpfs (skipped where mounting is not allowed).
+    let small = lz.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if mounted {
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{}", a.port))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let big: String = (0..300_000)
+            .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+            .collect();
+        let _: () = redis::cmd("SET")
+            .arg("big:incompressible")
+            .arg(&big)
+            .query(&mut con)
+            .unwrap();
+        lz.run(&format!(
+            "backup task create name full db f path {}",
+            small.display()
+        ))
+        .ok();
+        lz.run("backup task run full")
+            .fails(1)
+            .stderr_has("No space left on device");
+        let h = history(&lz, "full");
+        assert!(
+            h[0]["reason"].as_str().unwrap().contains("No space left"),
+            "{h:?}"
+        );
+        assert!(files_under(&small).is_empty(), "{:?}", files_under(&small));
+        let _ = Command::new("umount").arg(&small).status();
+        let _: () = redis::cmd("DEL")
+            .arg("big:incompressible")
+            .query(&mut con)
+            .unwrap();
+    } else {
+        eprintln!("skipped the full-disk case: cannot mount a tmpfs here");
+    }
+    intact(&lz);
+
+    // The shell killed mid-run: found `interrupted` by the next command.
+    slow_snapshots(a.port, 20_000);
+    let mut child = spawn_lazarus(&lz, &["backup", "task", "run", "t"]);
+    wait_for_partial(&repo);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let h = history(&lz, "t");
+    let last = h.last().unwrap();
+    assert_eq!(last["status"], "interrupted", "{h:?}");
+    no_partials(&repo);
+    assert_eq!(
+        std::fs::read_dir(&repo).unwrap().count(),
+        1,
+        "{:?}",
+        files_under(&repo)
+    );
+    intact(&lz);
+
+    // Two `backup due` at once run the task once. (It is due: the last success is over an
+    // hour old as far as the configuration says.)
+    let runs_before = history(&lz, "t").len();
+    {
+        let store = Store::new(lz.home().to_path_buf());
+        let lock = store.lock().unwrap();
+        let mut cl = lock.load().unwrap().unwrap();
+        for r in cl.backups.runs.iter_mut() {
+            r.started -= 2 * 3600 * 1000;
+        }
+        lock.save(&mut cl).unwrap();
+    }
+    let one = spawn_lazarus(&lz, &["backup", "due"]);
+    let two = spawn_lazarus(&lz, &["backup", "due"]);
+    let outs = [
+        one.wait_with_output().unwrap(),
+        two.wait_with_output().unwrap(),
+    ];
+    let text: Vec<String> = outs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .collect();
+    let ran = text.iter().filter(|t| t.contains("succeeded")).count();
+    assert_eq!(ran, 1, "{text:?}");
+    assert_eq!(history(&lz, "t").len(), runs_before + 1);
+
+    // A shard killed mid-run.
+    let child = spawn_lazarus(&lz, &["backup", "task", "run", "t"]);
+    wait_for_partial(&repo);
+    let pid: i32 = std::fs::read_to_string(c.nodes[&1].persistent_path.join(format!(
+        "redis/db-{}/shard-{}/redis.pid",
+        db.id, db.shards[0].id
+    )))
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let h = history(&lz, "t");
+    let last = h.last().unwrap();
+    assert_eq!(last["status"], "failed", "{h:?}");
+    let why = last["reason"].as_str().unwrap();
+    assert!(
+        why.contains("broke") || why.contains("closed the connection"),
+        "{last}"
+    );
+    no_partials(&repo);
+    intact(&lz);
+}
+
+/// Evidence 4: `keep` and `prune` (with `dry_run`), `every` with `backup due`.
+#[test]
+fn keep_prune_and_due() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut c,
+        vec![config("k", 1, false, Persistence::Snapshot)],
+    ));
+    install(&lz, &c);
+    let repo: PathBuf = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name k db k path {} keep 2 every 1h",
+        repo.display()
+    ))
+    .ok();
+    lz.run("backup due").ok().stdout_has("succeeded");
+    lz.run("backup due").ok().stdout_has("not due");
+    lz.run("backup task run k").ok();
+    lz.run("backup task run k").ok();
+    let ids: Vec<String> = history(&lz, "k")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    lz.run("backup task prune k dry_run")
+        .ok()
+        .stdout_has("Would remove")
+        .stdout_has(&ids[0]);
+    assert!(repo.join(&ids[0]).is_dir());
+    lz.run("backup task prune k").ok().stdout_has(&ids[0]);
+    assert!(!repo.join(&ids[0]).exists());
+    assert!(repo.join(&ids[1]).is_dir() && repo.join(&ids[2]).is_dir());
+    assert_eq!(history(&lz, "k").len(), 2);
+    lz.run("backup task prune k")
+        .ok()
+        .stdout_has("Nothing to prune");
+    lz.run("backup task delete k")
+        .ok()
+        .stdout_has("Kept its 2 run(s)");
+    assert!(repo.join(&ids[2]).join("manifest.json").is_file());
+    lz.run(&format!("backup show {}", ids[2])).ok();
+}

@@ -4,15 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::BackupCommand;
 use crate::backup::{
-    self, format_time, is_due, prune_plan, sweep_interrupted, Manifest, Repository, RunLock,
-    RunSpec, DEFAULT_MAX_PAUSE_MS,
+    self, is_due, prune_plan, sweep_interrupted, Manifest, Repository, RunLock, RunSpec,
+    DEFAULT_MAX_PAUSE_MS,
 };
 use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, StoreLock};
-use crate::cmd::{CommandError, Context, Reply, Table};
+use crate::cmd::{CommandError, Context, Reply};
+
+use super::view::{
+    Deleted, Due, DueRow, History, ManifestView, Pruned, PrunedRun, RunView, TaskCreated, TaskList,
+    TaskRow,
+};
 use crate::error::ErrorKind;
 use crate::lang::DbRef;
 
@@ -46,13 +49,8 @@ impl BackupCommand {
                 };
                 cluster.backups.tasks.insert(name.clone(), task.clone());
                 lock.save(&mut cluster)?;
-                Ok(Reply::message(format!(
-                    "Created backup task `{name}`: db:{} `{}` to `{}`.",
-                    db,
-                    cluster.databases[&db].config.name,
-                    task.path.display()
-                ))
-                .data(task))
+                let db_name = cluster.databases[&db].config.name.clone();
+                Reply::of(&TaskCreated { task, db_name })
             }
             BackupCommand::TaskRun { task } => {
                 let cluster = ctx.cluster()?;
@@ -65,7 +63,7 @@ impl BackupCommand {
                     )));
                 };
                 let run = run_once(ctx, Some(&t), t.db, &t.path, t.max_pause_ms, false).await?;
-                run_reply(run)
+                Reply::of(&RunView::new(run))
             }
             BackupCommand::Db {
                 db,
@@ -77,7 +75,7 @@ impl BackupCommand {
                 let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let pause = max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms);
                 let run = run_once(ctx, None, id, &path, pause, false).await?;
-                run_reply(run)
+                Reply::of(&RunView::new(run))
             }
             BackupCommand::TaskList => list(ctx).await,
             BackupCommand::TaskHistory { task } => history(ctx, &task).await,
@@ -279,31 +277,6 @@ fn remove_runs(cluster: &mut Cluster, ids: &[String]) -> Vec<String> {
     problems
 }
 
-fn run_json(run: &BackupRun) -> serde_json::Value {
-    let mut v = serde_json::to_value(run).unwrap_or_default();
-    v["run_dir"] = json!(run.path.join(&run.id));
-    v
-}
-
-fn run_reply(run: BackupRun) -> Result<Reply, CommandError> {
-    let pause = run
-        .pause_us
-        .map(|us| format!(", write pause {:.1} ms", us as f64 / 1000.0))
-        .unwrap_or_default();
-    Ok(Reply::message(format!(
-        "Backup run `{}` of db:{} `{}` succeeded: {} key{}, {} bytes in {:.1}s{pause}, in `{}`.",
-        run.id,
-        run.db,
-        run.db_name,
-        run.keys,
-        if run.keys == 1 { "" } else { "s" },
-        run.bytes,
-        run.took_ms.unwrap_or(0) as f64 / 1000.0,
-        run.path.join(&run.id).display()
-    ))
-    .data(run_json(&run)))
-}
-
 /// A succeeded run whose manifest is gone or damaged is no restore point: history shows
 /// it as failed, with why.
 fn effective(run: &BackupRun) -> (RunStatus, Option<String>) {
@@ -319,52 +292,32 @@ fn effective(run: &BackupRun) -> (RunStatus, Option<String>) {
 async fn list(ctx: &Context) -> Result<Reply, CommandError> {
     let cluster = swept(ctx).await?;
     let now = backup::now_ms();
-    let mut table = Table::new([
-        "TASK", "DB", "PATH", "KEEP", "EVERY", "LAST RUN", "STATUS", "DUE",
-    ]);
-    let mut data = Vec::new();
+    let mut rows = Vec::new();
     for t in cluster.backups.tasks.values() {
         let last = cluster
             .backups
             .runs
             .iter()
             .filter(|r| r.task.as_deref() == Some(&t.name))
-            .max_by_key(|r| r.started);
+            .max_by_key(|r| r.started)
+            .map(|r| {
+                let mut r = r.clone();
+                (r.status, r.reason) = effective(&r);
+                RunView::new(r)
+            });
         let db = cluster
             .databases
             .get(&t.db)
             .map(|d| format!("db:{} {}", d.id, d.config.name))
             .unwrap_or_else(|| format!("db:{} (deleted)", t.db));
-        let due = is_due(t, &cluster.backups.runs, now);
-        table.row([
-            t.name.clone(),
+        rows.push(TaskRow {
+            task: t.clone(),
             db,
-            t.path.display().to_string(),
-            t.keep.map_or("all".into(), |k| k.to_string()),
-            t.every
-                .map_or("-".into(), |s| super::Interval { ms: s * 1000 }.to_string()),
-            last.map_or("-".into(), |r| {
-                format!("{} {}", r.id, format_time(r.started))
-            }),
-            last.map_or("-".into(), |r| effective(r).0.to_string()),
-            if t.every.is_none() {
-                "-".into()
-            } else if due {
-                "now".into()
-            } else {
-                "no".into()
-            },
-        ]);
-        data.push(json!({
-            "task": t, "last_run": last.map(run_json), "due": due,
-        }));
+            last_run: last,
+            due: is_due(t, &cluster.backups.runs, now),
+        });
     }
-    if data.is_empty() {
-        return Ok(
-            Reply::message("No backup tasks (make one with `backup task create`).").data(json!([])),
-        );
-    }
-    Ok(Reply::new().table(table).data(data))
+    Reply::of(&TaskList(rows))
 }
 
 /// The stored cluster with dead runs marked `interrupted` (saved when any were).
@@ -394,74 +347,47 @@ async fn history(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
     if !known_task && runs.is_empty() {
         find_task(&cluster, name)?;
     }
-    let mut table = Table::new([
-        "RUN", "STARTED", "TOOK", "STATUS", "KEYS", "BYTES", "SERVER", "PATH",
-    ]);
-    let mut data = Vec::new();
-    for r in &runs {
-        let (status, reason) = effective(r);
-        let shown = match &reason {
-            Some(why) if status != RunStatus::Succeeded => format!("{status}: {why}"),
-            _ => status.to_string(),
-        };
-        table.row([
-            r.id.clone(),
-            format_time(r.started),
-            r.took_ms
-                .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
-            shown,
-            r.keys.to_string(),
-            r.bytes.to_string(),
-            r.server_version.clone().unwrap_or_else(|| "-".into()),
-            r.path.join(&r.id).display().to_string(),
-        ]);
-        let mut v = run_json(r);
-        v["status"] = json!(status);
-        v["reason"] = json!(reason);
-        data.push(v);
-    }
-    if runs.is_empty() {
-        return Ok(
-            Reply::message(format!("Backup task `{name}` has no runs yet.")).data(json!([])),
-        );
-    }
-    Ok(Reply::new()
-        .table(table.titled(format!("backup task `{name}`")))
-        .data(data))
+    let runs = runs
+        .into_iter()
+        .map(|r| {
+            let mut r = r.clone();
+            (r.status, r.reason) = effective(&r);
+            RunView::new(r)
+        })
+        .collect();
+    Reply::of(&History {
+        runs,
+        task: name.to_string(),
+    })
 }
 
 async fn prune(ctx: &Context, name: &str, dry_run: bool) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = locked(ctx).await?;
     let task = find_task(&cluster, name)?.clone();
     let gone = prune_plan(&task, &cluster.backups.runs);
-    if gone.is_empty() {
-        return Ok(Reply::message(format!(
-            "Nothing to prune: backup task `{name}` keeps {}.",
-            task.keep
-                .map_or("every run".into(), |k| format!("{k} succeeded run(s)"))
-        ))
-        .data(json!({"dry_run": dry_run, "runs": []})));
-    }
-    let mut reply = Reply::new();
-    for id in &gone {
-        if let Some(r) = cluster.backups.run(id) {
-            reply = reply.line(format!(
-                "{} `{}` ({}, {})",
-                if dry_run { "Would remove" } else { "Removed" },
-                r.path.join(id).display(),
-                r.status,
-                format_time(r.started)
-            ));
-        }
-    }
-    if !dry_run {
+    let runs = gone
+        .iter()
+        .filter_map(|id| cluster.backups.run(id))
+        .map(|r| PrunedRun {
+            id: r.id.clone(),
+            run_dir: r.path.join(&r.id),
+            status: r.status,
+            started: r.started,
+        })
+        .collect();
+    if !dry_run && !gone.is_empty() {
         let problems = remove_runs(&mut cluster, &gone);
         lock.save(&mut cluster)?;
         if !problems.is_empty() {
             return Err(CommandError::io(problems.join("; ")));
         }
     }
-    Ok(reply.data(json!({"dry_run": dry_run, "runs": gone})))
+    Reply::of(&Pruned {
+        task: name.to_string(),
+        dry_run,
+        runs,
+        keep: task.keep,
+    })
 }
 
 async fn delete(ctx: &Context, name: &str, purge: bool) -> Result<Reply, CommandError> {
@@ -480,22 +406,19 @@ async fn delete(ctx: &Context, name: &str, purge: bool) -> Result<Reply, Command
         .filter(|r| r.task.as_deref() == Some(name))
         .map(|r| r.id.clone())
         .collect();
-    let mut reply = Reply::message(format!("Deleted backup task `{name}`."));
     let mut problems = Vec::new();
     if purge {
         problems = remove_runs(&mut cluster, &ids);
-        reply = reply.line(format!("Removed its {} run(s).", ids.len()));
-    } else if !ids.is_empty() {
-        reply = reply.line(format!(
-            "Kept its {} run(s) (`backup show <run>`; `purge` removes them).",
-            ids.len()
-        ));
     }
     lock.save(&mut cluster)?;
     if !problems.is_empty() {
         return Err(CommandError::io(problems.join("; ")));
     }
-    Ok(reply.data(json!({"deleted": name, "purged": purge, "runs": ids})))
+    Reply::of(&Deleted {
+        deleted: name.to_string(),
+        purged: purge,
+        runs: ids,
+    })
 }
 
 fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
@@ -524,52 +447,7 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
             run.status
         ))
     })?;
-    let fields = Table::fields([
-        ("run", m.run.clone()),
-        ("task", m.task.clone().unwrap_or_else(|| "-".into())),
-        ("cluster", format!("{} ({})", m.cluster_name, m.cluster_id)),
-        ("database", format!("db:{} `{}`", m.db_id, m.db.name)),
-        (
-            "configuration",
-            format!(
-                "{} shard(s), replication {}, persistence {}",
-                m.db.shards,
-                if m.db.replication {
-                    "enabled"
-                } else {
-                    "disabled"
-                },
-                m.db.persistence
-            ),
-        ),
-        ("started", format_time(m.started)),
-        ("finished", format_time(m.finished)),
-        (
-            "write pause",
-            format!("{:.2} ms (bound {} ms)", m.pause_ms, m.max_pause_ms),
-        ),
-        ("keys", m.keys().to_string()),
-        ("bytes", m.bytes().to_string()),
-        ("manifest checksum", m.checksum.clone()),
-    ]);
-    let mut shards = Table::new([
-        "SHARD", "FROM", "SLOTS", "FILE", "BYTES", "SHA256", "RDB", "SERVER", "KEYS", "EXPIRES",
-    ]);
-    for s in &m.shards {
-        shards.row([
-            format!("redis:{}", s.shard),
-            format!("redis:{}", s.taken_from),
-            s.slots.map_or("all".into(), |r| r.to_string()),
-            s.file.clone(),
-            s.bytes.to_string(),
-            s.sha256.clone(),
-            s.rdb_version.to_string(),
-            format!("{} {}", s.engine, s.server_version),
-            s.keys.to_string(),
-            s.expires.to_string(),
-        ]);
-    }
-    Ok(Reply::new().table(fields).table(shards).data(&m))
+    Reply::of(&ManifestView(m))
 }
 
 /// Runs every due task, different tasks at once; a task another shell is running is
@@ -618,37 +496,28 @@ async fn due(ctx: &Context) -> Result<Reply, CommandError> {
         }
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut table = Table::new(["TASK", "OUTCOME", "RUN"]);
-    let mut data = Vec::new();
-    let mut failed = Vec::new();
-    for (name, outcome, run, ok) in &rows {
-        table.row([
-            name.clone(),
-            outcome.clone(),
-            run.as_ref().map_or("-".into(), |r| r.id.clone()),
-        ]);
-        data.push(
-            json!({"task": name, "outcome": outcome, "ok": ok, "run": run.as_ref().map(run_json)}),
-        );
-        if !ok {
-            failed.push(name.clone());
-        }
-    }
-    if rows.is_empty() {
-        return Ok(Reply::message("No backup tasks.").data(json!([])));
-    }
-    let reply = Reply::new().table(table).data(data);
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.3)
+        .map(|r| format!("`{}`", r.0))
+        .collect();
+    let rows = rows
+        .into_iter()
+        .map(|(task, outcome, run, ok)| DueRow {
+            task,
+            outcome,
+            ok,
+            run: run.map(RunView::new),
+        })
+        .collect();
+    let reply = Reply::of(&Due(rows))?;
     if failed.is_empty() {
         Ok(reply)
     } else {
         Ok(reply.failed(CommandError::unavailable(format!(
             "backup task{} {} failed",
             if failed.len() == 1 { "" } else { "s" },
-            failed
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            failed.join(", ")
         ))))
     }
 }

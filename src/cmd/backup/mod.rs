@@ -2,6 +2,7 @@
 //! manifests, `keep` and `prune`, and one-off runs of a database.
 
 mod apply;
+mod view;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -118,7 +119,7 @@ fn interval(
 
 fn task_name(m: &Match, key: &str) -> Result<String, ParseError> {
     let name: String = m.req(key)?;
-    crate::ccs::names::check_cluster_name(&name).map_err(|e| ParseError::new(m.span_of(key), e))?;
+    crate::ccs::rules::check_cluster_name(&name).map_err(|e| ParseError::new(m.span_of(key), e))?;
     Ok(name)
 }
 

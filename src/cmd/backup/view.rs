@@ -1,0 +1,315 @@
+//! The `backup` commands' typed results: each is the `--json` `result` and renders its
+//! own text.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::backup::{format_time, Manifest};
+use crate::ccs::{BackupRun, BackupTask, RunStatus};
+use crate::cmd::{Render, Table, Text};
+
+use super::Interval;
+
+/// `backup task create`.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct TaskCreated {
+    pub task: BackupTask,
+    #[serde(skip)]
+    pub db_name: String,
+}
+
+impl Render for TaskCreated {
+    fn render(&self, text: &mut Text) {
+        text.line(format!(
+            "Created backup task `{}`: db:{} `{}` to `{}`.",
+            self.task.name,
+            self.task.db,
+            self.db_name,
+            self.task.path.display()
+        ));
+    }
+}
+
+/// A run, with where its files are.
+#[derive(Serialize, Clone)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: BackupRun,
+    pub run_dir: PathBuf,
+}
+
+impl RunView {
+    pub fn new(run: BackupRun) -> RunView {
+        RunView {
+            run_dir: run.path.join(&run.id),
+            run,
+        }
+    }
+}
+
+/// `backup task run`, `backup db`: the run that succeeded.
+impl Render for RunView {
+    fn render(&self, text: &mut Text) {
+        let r = &self.run;
+        let pause = r
+            .pause_us
+            .map(|us| format!(", write pause {:.1} ms", us as f64 / 1000.0))
+            .unwrap_or_default();
+        text.line(format!(
+            "Backup run `{}` of db:{} `{}` succeeded: {} key{}, {} bytes in {:.1}s{pause}, in `{}`.",
+            r.id,
+            r.db,
+            r.db_name,
+            r.keys,
+            if r.keys == 1 { "" } else { "s" },
+            r.bytes,
+            r.took_ms.unwrap_or(0) as f64 / 1000.0,
+            self.run_dir.display()
+        ));
+    }
+}
+
+#[derive(Serialize)]
+pub struct TaskRow {
+    pub task: BackupTask,
+    /// `db:<id> <name>`, or `(deleted)`.
+    pub db: String,
+    pub last_run: Option<RunView>,
+    pub due: bool,
+}
+
+/// `backup task list`.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct TaskList(pub Vec<TaskRow>);
+
+impl Render for TaskList {
+    fn render(&self, text: &mut Text) {
+        if self.0.is_empty() {
+            text.line("No backup tasks (make one with `backup task create`).");
+            return;
+        }
+        let mut table = Table::new([
+            "TASK", "DB", "PATH", "KEEP", "EVERY", "LAST RUN", "STATUS", "DUE",
+        ]);
+        for row in &self.0 {
+            let t = &row.task;
+            let last = row.last_run.as_ref().map(|v| &v.run);
+            table.row([
+                t.name.clone(),
+                row.db.clone(),
+                t.path.display().to_string(),
+                t.keep.map_or("all".into(), |k| k.to_string()),
+                t.every
+                    .map_or("-".into(), |s| Interval { ms: s * 1000 }.to_string()),
+                last.map_or("-".into(), |r| {
+                    format!("{} {}", r.id, format_time(r.started))
+                }),
+                last.map_or("-".into(), |r| r.status.to_string()),
+                match (t.every, row.due) {
+                    (None, _) => "-".into(),
+                    (_, true) => "now".into(),
+                    _ => "no".into(),
+                },
+            ]);
+        }
+        text.table(table);
+    }
+}
+
+/// `backup task history`.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct History {
+    pub runs: Vec<RunView>,
+    #[serde(skip)]
+    pub task: String,
+}
+
+impl Render for History {
+    fn render(&self, text: &mut Text) {
+        if self.runs.is_empty() {
+            text.line(format!("Backup task `{}` has no runs yet.", self.task));
+            return;
+        }
+        let mut table = Table::new([
+            "RUN", "STARTED", "TOOK", "STATUS", "KEYS", "BYTES", "SERVER", "PATH",
+        ]);
+        for v in &self.runs {
+            let r = &v.run;
+            let status = match &r.reason {
+                Some(why) if r.status != RunStatus::Succeeded => format!("{}: {why}", r.status),
+                _ => r.status.to_string(),
+            };
+            table.row([
+                r.id.clone(),
+                format_time(r.started),
+                r.took_ms
+                    .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+                status,
+                r.keys.to_string(),
+                r.bytes.to_string(),
+                r.server_version.clone().unwrap_or_else(|| "-".into()),
+                v.run_dir.display().to_string(),
+            ]);
+        }
+        text.table(table.titled(format!("backup task `{}`", self.task)));
+    }
+}
+
+/// `backup show`.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct ManifestView(pub Manifest);
+
+impl Render for ManifestView {
+    fn render(&self, text: &mut Text) {
+        let m = &self.0;
+        text.table(Table::fields([
+            ("run", m.run.clone()),
+            ("task", m.task.clone().unwrap_or_else(|| "-".into())),
+            ("cluster", format!("{} ({})", m.cluster_name, m.cluster_id)),
+            ("database", format!("db:{} `{}`", m.db_id, m.db.name)),
+            (
+                "configuration",
+                format!(
+                    "{} shard(s), replication {}, persistence {}",
+                    m.db.shards,
+                    if m.db.replication {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    m.db.persistence
+                ),
+            ),
+            ("started", format_time(m.started)),
+            ("finished", format_time(m.finished)),
+            (
+                "write pause",
+                format!("{:.2} ms (bound {} ms)", m.pause_ms, m.max_pause_ms),
+            ),
+            ("keys", m.keys().to_string()),
+            ("bytes", m.bytes().to_string()),
+            ("manifest checksum", m.checksum.clone()),
+        ]));
+        let mut shards = Table::new([
+            "SHARD", "FROM", "SLOTS", "FILE", "BYTES", "SHA256", "RDB", "SERVER", "KEYS", "EXPIRES",
+        ]);
+        for s in &m.shards {
+            shards.row([
+                format!("redis:{}", s.shard),
+                format!("redis:{}", s.taken_from),
+                s.slots.map_or("all".into(), |r| r.to_string()),
+                s.file.clone(),
+                s.bytes.to_string(),
+                s.sha256.clone(),
+                s.rdb_version.to_string(),
+                format!("{} {}", s.engine, s.server_version),
+                s.keys.to_string(),
+                s.expires.to_string(),
+            ]);
+        }
+        text.table(shards);
+    }
+}
+
+#[derive(Serialize)]
+pub struct PrunedRun {
+    pub id: String,
+    pub run_dir: PathBuf,
+    pub status: RunStatus,
+    pub started: i64,
+}
+
+/// `backup task prune`.
+#[derive(Serialize)]
+pub struct Pruned {
+    pub task: String,
+    pub dry_run: bool,
+    pub runs: Vec<PrunedRun>,
+    /// What `keep` says, for the text when nothing goes.
+    #[serde(skip)]
+    pub keep: Option<u32>,
+}
+
+impl Render for Pruned {
+    fn render(&self, text: &mut Text) {
+        if self.runs.is_empty() {
+            text.line(format!(
+                "Nothing to prune: backup task `{}` keeps {}.",
+                self.task,
+                self.keep
+                    .map_or("every run".into(), |k| format!("{k} succeeded run(s)"))
+            ));
+        }
+        for r in &self.runs {
+            text.line(format!(
+                "{} `{}` ({}, {})",
+                if self.dry_run {
+                    "Would remove"
+                } else {
+                    "Removed"
+                },
+                r.run_dir.display(),
+                r.status,
+                format_time(r.started)
+            ));
+        }
+    }
+}
+
+/// `backup task delete`.
+#[derive(Serialize)]
+pub struct Deleted {
+    pub deleted: String,
+    pub purged: bool,
+    pub runs: Vec<String>,
+}
+
+impl Render for Deleted {
+    fn render(&self, text: &mut Text) {
+        text.line(format!("Deleted backup task `{}`.", self.deleted));
+        if self.purged {
+            text.line(format!("Removed its {} run(s).", self.runs.len()));
+        } else if !self.runs.is_empty() {
+            text.line(format!(
+                "Kept its {} run(s) (`backup show <run>`; `purge` removes them).",
+                self.runs.len()
+            ));
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DueRow {
+    pub task: String,
+    pub outcome: String,
+    pub ok: bool,
+    pub run: Option<RunView>,
+}
+
+/// `backup due`.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Due(pub Vec<DueRow>);
+
+impl Render for Due {
+    fn render(&self, text: &mut Text) {
+        if self.0.is_empty() {
+            text.line("No backup tasks.");
+            return;
+        }
+        let mut table = Table::new(["TASK", "OUTCOME", "RUN"]);
+        for r in &self.0 {
+            table.row([
+                r.task.clone(),
+                r.outcome.clone(),
+                r.run.as_ref().map_or("-".into(), |v| v.run.id.clone()),
+            ]);
+        }
+        text.table(table);
+    }
+}

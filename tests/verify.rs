@@ -479,3 +479,38 @@ fn verify_db_proves_a_running_database_and_names_what_differs() {
     assert_eq!(r["files_read"].as_array().unwrap().len(), 2);
     lz.run("delete db shop purge").ok();
 }
+
+/// The RDB files of Redis' own test suite (tests/assets/*.rdb: zipmap, ziplist, intset and
+/// quicklist encodings from old versions) digest the same as a server that loaded each.
+/// They are not shipped here: point `LAZARUS_REDIS_PEER_RDBS` at a directory of them.
+#[test]
+fn redis_peer_files_digest_the_same_as_the_server_that_loaded_them() {
+    let Some(dir) = std::env::var_os("LAZARUS_REDIS_PEER_RDBS") else {
+        eprintln!("LAZARUS_REDIS_PEER_RDBS not set: skipped");
+        return;
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for f in files {
+        let s = loaded(&f, &[], None);
+        let c = rt()
+            .block_on(verify::verify_content(
+                std::slice::from_ref(&f),
+                &[addr(&s)],
+                TIMEOUT,
+            ))
+            .unwrap();
+        assert!(c.equal, "{}: {c:#?}", f.display());
+        eprintln!(
+            "{}: {} keys, digest {}",
+            f.display(),
+            c.files.keys,
+            c.files.hex()
+        );
+    }
+}

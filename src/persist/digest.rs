@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed, xxh3_64, Xxh3};
 
 use super::entries::{read_rdb, EntryVisitor, RdbReadError};
 use super::slot::key_slot;
@@ -45,19 +45,19 @@ impl ValueHasher {
         self.kind
     }
 
-    /// The hash of the value fed since `begin`.
+    /// The hash of the value fed since `begin` (the key's hash adds its kind).
     pub fn finish(&self) -> u128 {
-        let mut b = [0u8; 41];
-        b[0] = self.kind as u8;
-        b[1..9].copy_from_slice(&self.n.to_le_bytes());
-        b[9..25].copy_from_slice(&self.sum.to_le_bytes());
-        b[25..41].copy_from_slice(&self.ordered.digest128().to_le_bytes());
-        xxh3_128(&b)
-    }
-
-    fn add(&mut self) {
-        self.sum = self.sum.wrapping_add(xxh3_128(&self.scratch));
-        self.n += 1;
+        match self.kind {
+            // `sum` is the hash of the bytes.
+            Kind::String => self.sum,
+            Kind::List | Kind::Stream => self.ordered.digest128() ^ u128::from(self.n),
+            Kind::Set | Kind::SortedSet | Kind::Hash => {
+                let mut b = [0u8; 24];
+                b[..8].copy_from_slice(&self.n.to_le_bytes());
+                b[8..].copy_from_slice(&self.sum.to_le_bytes());
+                xxh3_128(&b)
+            }
+        }
     }
 }
 
@@ -75,24 +75,25 @@ impl ValueSink for ValueHasher {
         self.kind = kind;
         self.n = 0;
         self.sum = 0;
-        self.ordered.reset();
+        if matches!(kind, Kind::List | Kind::Stream) {
+            self.ordered.reset();
+        }
     }
 
+    /// A string comes whole, in one call.
     fn string(&mut self, s: &[u8]) {
-        self.ordered.update(s);
-        self.n += s.len() as u64;
+        self.sum = xxh3_128(s);
+        self.n = s.len() as u64;
     }
 
     fn item(&mut self, s: &[u8]) {
         if self.kind == Kind::List {
             self.ordered.update(&(s.len() as u64).to_le_bytes());
             self.ordered.update(s);
-            self.n += 1;
         } else {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(s);
-            self.add();
+            self.sum = self.sum.wrapping_add(xxh3_128(s));
         }
+        self.n += 1;
     }
 
     fn scored(&mut self, member: &[u8], score: f64) {
@@ -104,22 +105,18 @@ impl ValueSink for ValueHasher {
         } else {
             score
         };
-        self.scratch.clear();
-        self.scratch
-            .extend_from_slice(&score.to_bits().to_le_bytes());
-        self.scratch.extend_from_slice(member);
-        self.add();
+        let h = xxh3_128_with_seed(member, score.to_bits());
+        self.sum = self.sum.wrapping_add(h);
+        self.n += 1;
     }
 
     fn field(&mut self, field: &[u8], value: &[u8], expire_ms: Option<i64>) {
-        self.scratch.clear();
-        put(&mut self.scratch, field);
-        self.scratch.extend_from_slice(value);
+        let mut seed = xxh3_64(field);
         if let Some(e) = expire_ms {
-            self.scratch.push(1);
-            self.scratch.extend_from_slice(&e.to_le_bytes());
+            seed = seed.rotate_left(1) ^ xxh3_64(&e.to_le_bytes());
         }
-        self.add();
+        self.sum = self.sum.wrapping_add(xxh3_128_with_seed(value, seed));
+        self.n += 1;
     }
 
     /// A stream's entries, length, last ID and groups (by name) with their pending
@@ -312,18 +309,18 @@ impl DigestBuilder {
         &self.detail_slots
     }
 
-    /// The hash of one key from its parts.
-    pub fn key_hash(db: u32, key: &[u8], kind: Kind, value: u128, expire_ms: Option<i64>) -> u128 {
-        let mut b = Vec::with_capacity(key.len() + 48);
-        b.extend_from_slice(&db.to_le_bytes());
-        put(&mut b, key);
-        b.push(kind as u8);
-        b.extend_from_slice(&value.to_le_bytes());
+    /// The hash of one key: its name hashed with a seed made of its database, kind,
+    /// value hash and expiry.
+    fn key_hash(db: u32, key: &[u8], kind: Kind, value: u128, expire_ms: Option<i64>) -> u128 {
+        let mut b = [0u8; 30];
+        b[..16].copy_from_slice(&value.to_le_bytes());
+        b[16..20].copy_from_slice(&db.to_le_bytes());
+        b[20] = kind as u8;
         if let Some(e) = expire_ms {
-            b.push(1);
-            b.extend_from_slice(&e.to_le_bytes());
+            b[21] = 1;
+            b[22..30].copy_from_slice(&e.to_le_bytes());
         }
-        xxh3_128(&b)
+        xxh3_128_with_seed(key, xxh3_64(&b))
     }
 
     /// Adds a whole key whose value hash is already known.

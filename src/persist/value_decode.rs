@@ -23,6 +23,13 @@ pub(crate) trait Input {
     fn string(&mut self, out: &mut Vec<u8>) -> Result<(), ParseError>;
     fn u8(&mut self) -> Result<u8, ParseError>;
     fn array<const N: usize>(&mut self) -> Result<[u8; N], ParseError>;
+    /// A string handed to `f` where it lies when it can be (no copy), else through `buf`.
+    #[inline]
+    fn with_string<F: FnOnce(&[u8])>(&mut self, buf: &mut Vec<u8>, f: F) -> Result<(), ParseError> {
+        self.string(buf)?;
+        f(buf);
+        Ok(())
+    }
 }
 
 impl<R: Read> Input for Rdb<'_, R> {
@@ -43,6 +50,26 @@ impl<R: Read> Input for Rdb<'_, R> {
     }
     fn array<const N: usize>(&mut self) -> Result<[u8; N], ParseError> {
         self.src.array()
+    }
+    #[inline]
+    fn with_string<F: FnOnce(&[u8])>(&mut self, buf: &mut Vec<u8>, f: F) -> Result<(), ParseError> {
+        // Most strings: a 6- or 14-bit length, wholly in the read buffer.
+        let b = self.src.buffered();
+        if let Some(&first) = b.first() {
+            let (header, n) = match first >> 6 {
+                0 => (1, usize::from(first & 0x3f)),
+                1 if b.len() >= 2 => (2, (usize::from(first & 0x3f) << 8) | usize::from(b[1])),
+                _ => (0, 0),
+            };
+            if header > 0 && header + n <= b.len() {
+                f(&b[header..header + n]);
+                self.src.consume(header + n);
+                return Ok(());
+            }
+        }
+        self.string(buf)?;
+        f(buf);
+        Ok(())
     }
 }
 
@@ -251,17 +278,15 @@ pub(crate) fn decode<I: Input, S: ValueSink>(
     let at = input.offset();
     match t {
         0 => {
-            input.string(&mut sc.a)?;
             sink.begin(Kind::String, 1);
-            sink.string(&sc.a);
+            input.with_string(&mut sc.a, |s| sink.string(s))?;
             Ok(true)
         }
         1 | 2 => {
             let n = input.count(1)?;
             sink.begin(if t == 1 { Kind::List } else { Kind::Set }, n);
             for _ in 0..n {
-                input.string(&mut sc.a)?;
-                sink.item(&sc.a);
+                input.with_string(&mut sc.a, |s| sink.item(s))?;
             }
             Ok(n > 0)
         }

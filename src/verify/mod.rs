@@ -355,15 +355,8 @@ pub async fn verify_content(
     masters: &[crate::server::ShardAddr],
     timeout: std::time::Duration,
 ) -> Result<Comparison, VerifyError> {
-    let owned = files.to_vec();
-    let file_digest =
-        tokio::task::spawn_blocking(move || digest_of_files(&owned, &DigestOptions::default()))
-            .await
-            .map_err(|e| VerifyError::Server {
-                addr: "digest".into(),
-                reason: e.to_string(),
-            })??;
-    let server = digest_of_masters(masters, &DigestOptions::default(), timeout).await?;
+    let (file_digest, server) =
+        both_digests(files, masters, &DigestOptions::default(), timeout).await?;
     let mut c = compare(&file_digest, &server.digest, server.slot_counts.as_deref());
     if c.equal {
         return Ok(c);
@@ -372,19 +365,30 @@ pub async fn verify_content(
         detail_slots: slots_to_detail(&c),
         ..DigestOptions::default()
     };
-    let owned = files.to_vec();
-    let o = opts.clone();
-    let mut file_detail = tokio::task::spawn_blocking(move || digest_of_files(&owned, &o))
-        .await
-        .map_err(|e| VerifyError::Server {
-            addr: "digest".into(),
-            reason: e.to_string(),
-        })??;
-    let server_detail = digest_of_masters(masters, &opts, timeout).await?;
+    let (mut file_detail, server_detail) = both_digests(files, masters, &opts, timeout).await?;
     // Judge expiries at the first pass's instant, as the sums were.
     file_detail.taken_at_ms = file_digest.taken_at_ms.max(server.digest.taken_at_ms);
     c.differences = differences(&file_detail, &server_detail.digest, DIFFERENCES_SHOWN);
     Ok(c)
+}
+
+/// The files' digest and the servers', the files read on a blocking thread while the
+/// servers are scanned.
+async fn both_digests(
+    files: &[PathBuf],
+    masters: &[crate::server::ShardAddr],
+    opts: &DigestOptions,
+    timeout: std::time::Duration,
+) -> Result<(ContentDigest, ServerDigest), VerifyError> {
+    let owned = files.to_vec();
+    let o = opts.clone();
+    let from_files = tokio::task::spawn_blocking(move || digest_of_files(&owned, &o));
+    let (f, s) = tokio::join!(from_files, digest_of_masters(masters, opts, timeout));
+    let f = f.map_err(|e| VerifyError::Server {
+        addr: "digest".into(),
+        reason: e.to_string(),
+    })??;
+    Ok((f, s?))
 }
 
 /// The digest of several masters together (a database's shards).

@@ -16,7 +16,7 @@ use crate::persist::{
 use crate::server::{connect, info, ShardAddr};
 
 /// Keys asked per SCAN (and so DUMPed per round trip).
-const BATCH: usize = 1000;
+const BATCH: usize = 4000;
 
 /// A shard's digest, with its own per-slot key counts when it is a cluster member.
 #[derive(Clone, Debug)]

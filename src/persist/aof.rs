@@ -15,7 +15,7 @@ use super::aof_keys::{self, Class, Effect, Ttl};
 use super::aof_replay::{DbCounts, Replay};
 use super::commands;
 use super::error::{FaultKind, ParseError};
-use super::fp_set::FpSet;
+use super::fp_set::{FpRuns, FpSet};
 use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
 use super::resp::{Command, RespReader};
 use super::source::Source;
@@ -37,6 +37,8 @@ pub(crate) struct Walked {
     /// End of the RDB preamble, when there is one.
     pub rdb_end: Option<u64>,
     pub fault: Option<ParseError>,
+    /// Bytes the server reads past without looking that are not what Redis writes.
+    pub warning: Option<String>,
 }
 
 /// What the walk of the files tells whoever listens.
@@ -56,6 +58,7 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
         valid_len: 0,
         rdb_end: None,
         fault: None,
+        warning: None,
     };
     let n = len.min(6) as usize;
     let has_rdb = src
@@ -114,6 +117,14 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
             }
         }
     }
+    if let Some((at, what)) = resp.first_lenient {
+        out.warning = Some(format!(
+            "loads, but `{}` has {} place(s) the server reads past without looking, first \
+             at offset {at}: {what}",
+            part.path.display(),
+            resp.lenient
+        ));
+    }
     if let Some(io) = resp.src.io_error() {
         out.fault = Some(ParseError::corrupt(
             resp.src.offset(),
@@ -136,6 +147,9 @@ pub(crate) struct FirstPass<'a> {
     pub base: Option<RdbOutcome>,
     /// Keys per db counted from a RESP base (by runs of the same key).
     pub resp_base: BTreeMap<u32, DbCounts>,
+    /// The keys of a RESP base per db: a rewrite emits each key's commands together, but
+    /// a damaged file may not, so runs are only where to look; these count them exactly.
+    resp_base_keys: BTreeMap<u32, FpRuns>,
     pub touched: FpSet,
     /// More keys touched than the set holds: counts not exact.
     pub full: bool,
@@ -156,6 +170,7 @@ impl<'a> FirstPass<'a> {
             slots,
             base: None,
             resp_base: BTreeMap::new(),
+            resp_base_keys: BTreeMap::new(),
             touched: FpSet::default(),
             full: false,
             replay_needed: false,
@@ -188,6 +203,10 @@ impl<'a> FirstPass<'a> {
                     last.clear();
                     last.extend_from_slice(key);
                     counts.keys += 1;
+                    let runs = self.resp_base_keys.entry(self.db).or_default();
+                    if !runs.push(aof_keys::fingerprint(key)) {
+                        self.exact = false;
+                    }
                     if let Some(s) = self.slots.as_deref_mut() {
                         s.check(key);
                     }
@@ -199,6 +218,17 @@ impl<'a> FirstPass<'a> {
                 }
             }
         }
+    }
+}
+
+impl FirstPass<'_> {
+    /// A RESP base's counts per db, each key counted once however its commands lie.
+    pub fn take_resp_base(&mut self) -> BTreeMap<u32, DbCounts> {
+        let mut counts = std::mem::take(&mut self.resp_base);
+        for (db, mut runs) in std::mem::take(&mut self.resp_base_keys) {
+            counts.entry(db).or_default().keys = runs.distinct();
+        }
+        counts
     }
 }
 

@@ -368,6 +368,7 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
         };
         report.bytes += w.len;
         walked = i + 1;
+        report.warnings.extend(w.warning);
         if let Some(f) = w.fault {
             fail_part(report, part, last, f, w.valid_len);
             break;
@@ -382,7 +383,7 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
             report.created = report.created.max(newest_write);
             db_counts(out)
         }
-        None => std::mem::take(&mut first.resp_base),
+        None => first.take_resp_base(),
     };
     let mut exact = first.exact;
     let mut why = first.inexact_why.take();

@@ -195,6 +195,17 @@ impl FpRuns {
         true
     }
 
+    /// How many different fingerprints were pushed (sorts the runs).
+    pub fn distinct(&mut self) -> u64 {
+        let mut n = 0;
+        for r in &mut self.runs {
+            r.sort_unstable();
+            r.dedup();
+            n += r.len() as u64;
+        }
+        n
+    }
+
     /// A fingerprint pushed twice, if any (sorts the runs).
     pub fn repeat(&mut self) -> Option<u64> {
         for r in &mut self.runs {

@@ -7,8 +7,8 @@ use super::aof_keys::{self, Class};
 use super::error::ParseError;
 use super::source::Source;
 
-/// Longest `*N` / `$N` header line accepted (digits of a 64-bit number plus CRLF).
-const HEADER_MAX: usize = 32;
+/// Longest header line the server's loader reads in one go (fgets into 1024 bytes).
+const LINE_MAX: usize = 1023;
 /// Longest annotation line accepted.
 const ANNOTATION_MAX: usize = 4096;
 /// Arguments held in memory (command names, keys, numbers); longer ones are only skipped.
@@ -37,6 +37,11 @@ pub(crate) struct RespReader<'a, R> {
     spans: Vec<Option<(usize, usize)>>,
     /// The class found by the fast path.
     class: Class,
+    /// Bytes the server's loader reads past without looking (a header's tail after its
+    /// number, the two bytes after a bulk string) that are not what Redis writes: how
+    /// many, and the first one's offset and what was there.
+    pub lenient: u64,
+    pub first_lenient: Option<(u64, &'static str)>,
 }
 
 impl<'a, R: Read> RespReader<'a, R> {
@@ -47,6 +52,8 @@ impl<'a, R: Read> RespReader<'a, R> {
             arena: Vec::new(),
             spans: Vec::new(),
             class: Class::Unknown,
+            lenient: 0,
+            first_lenient: None,
         }
     }
 
@@ -142,11 +149,8 @@ impl<'a, R: Read> RespReader<'a, R> {
             let b = self.src.buffered();
             if let Some((header, len)) = header_in(b, b'$') {
                 let total = header + len + 2;
-                if total <= b.len() {
-                    if &b[header + len..total] != b"\r\n" {
-                        let at = self.src.offset() + (header + len) as u64;
-                        return Err(ParseError::corrupt(at, "CRLF after a bulk string"));
-                    }
+                // Anything else (a cut, bytes other than CRLF) goes the careful way.
+                if total <= b.len() && &b[header + len..total] == b"\r\n" {
                     if len <= ARG_CAP && (i <= 1 || aof_keys::wants(class, i)) {
                         let s = self.arena.len();
                         self.arena.extend_from_slice(&b[header..header + len]);
@@ -177,7 +181,7 @@ impl<'a, R: Read> RespReader<'a, R> {
             }
             let at = self.src.offset();
             if self.src.bytes(2)? != b"\r\n" {
-                return Err(ParseError::corrupt(at, "CRLF after a bulk string"));
+                self.note_lenient(at, "two bytes other than CRLF after a bulk string");
             }
         }
         Ok(Some(Command {
@@ -198,6 +202,9 @@ impl<'a, R: Read> RespReader<'a, R> {
         self.header_slow(prefix)
     }
 
+    /// A header line as the server's loader reads it: up to `\n` (fgets into 1024 bytes),
+    /// the prefix, then the number `atoi`/`strtol` find (leading spaces, a sign, digits;
+    /// none is 0); anything after it is ignored, and noted here.
     fn header_slow(&mut self, prefix: u8) -> Result<u64, ParseError> {
         let at = self.src.offset();
         let what = if prefix == b'*' {
@@ -205,20 +212,53 @@ impl<'a, R: Read> RespReader<'a, R> {
         } else {
             "a bulk string header `$<length>`"
         };
-        let complete = self.src.line(HEADER_MAX, &mut self.line)?;
+        let complete = self.src.line(LINE_MAX, &mut self.line)?;
         let l = &self.line;
-        let ok = complete
-            && l.len() >= 4
-            && l[0] == prefix
-            && l.ends_with(b"\r\n")
-            && l[1..l.len() - 2].iter().all(u8::is_ascii_digit);
-        if !ok {
+        if !complete || l.first() != Some(&prefix) {
             return Err(ParseError::corrupt(at, what));
         }
-        std::str::from_utf8(&l[1..l.len() - 2])
+        let exact = l.len() >= 4
+            && l.ends_with(b"\r\n")
+            && l[1..l.len() - 2].iter().all(u8::is_ascii_digit);
+        let mut rest = &l[1..];
+        while let Some((c, tail)) = rest.split_first() {
+            if !c.is_ascii_whitespace() && *c != 0x0b {
+                break;
+            }
+            rest = tail;
+        }
+        let negative = rest.first() == Some(&b'-');
+        if matches!(rest.first(), Some(b'-' | b'+')) {
+            rest = &rest[1..];
+        }
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        let n: u64 = match std::str::from_utf8(&rest[..digits])
             .ok()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| ParseError::corrupt(at, what))
+            .filter(|d| !d.is_empty())
+        {
+            None => 0,
+            Some(d) => d.parse().map_err(|_| ParseError::corrupt(at, what))?,
+        };
+        // The server refuses `*0` and below; a negative length would make it allocate
+        // some 2^64 bytes.
+        if negative && n > 0 || (prefix == b'*' && n == 0) {
+            return Err(ParseError::corrupt(at, what));
+        }
+        if !exact {
+            self.note_lenient(
+                at,
+                "a header with bytes the server ignores after its number",
+            );
+        }
+        Ok(n)
+    }
+
+    #[cold]
+    fn note_lenient(&mut self, at: u64, what: &'static str) {
+        self.lenient += 1;
+        if self.first_lenient.is_none() {
+            self.first_lenient = Some((at, what));
+        }
     }
 }
 
@@ -295,8 +335,15 @@ mod tests {
             (e.kind, e.offset),
             (super::super::error::FaultKind::Corrupt, 23)
         );
-        let e = all(b"*1\r\n$2\r\nabXY").unwrap_err();
-        assert_eq!(e.offset, 10);
+        // The server reads the two bytes after a bulk string without looking at them.
+        assert_eq!(all(b"*1\r\n$2\r\nabXY").unwrap(), [[b"ab".to_vec()]]);
+        // And a header's number as atoi does.
+        assert_eq!(
+            all(b"*1 x\r\n$2junk\r\nab\r\n").unwrap(),
+            [[b"ab".to_vec()]]
+        );
+        assert!(all(b"*0\r\n").is_err());
+        assert!(all(b"*1\r\n$-2\r\nab\r\n").is_err());
         let e = all(b"*1\r\n%2\r\nab\r\n").unwrap_err();
         assert_eq!(e.offset, 4);
     }

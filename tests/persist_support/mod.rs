@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod differential;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -346,9 +348,10 @@ pub fn judge_load(server: &Path, dir: &Path, aof: bool, limit: Duration) -> Load
         }
         let exited = matches!(process.0.try_wait(), Ok(Some(_)));
         // An exit before anyone could connect may be a port taken meanwhile: the log says.
+        // The log stays for the caller to read why; a retry starts a new one.
         let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-        let _ = std::fs::remove_file(dir.join("server.log"));
         if exited && !connected && log.contains("Address already in use") {
+            let _ = std::fs::remove_file(dir.join("server.log"));
             continue;
         }
         return Load::Refused;

@@ -1,0 +1,85 @@
+//! The differential campaign at scale (issues 9 and 18): mutants of files redis-server 7.0
+//! wrote (RDB of every type, AOF with and without an RDB preamble), each judged by
+//! redis-server 7.0 and valkey-server 8.1 loading it and by the reader. Prints, per
+//! engine: agreements, truncated AOFs the server loads in part (the reader says
+//! `truncated`, with the length to keep), false alarms (the reader refuses what the
+//! server loads), false ok (the failure this hunts), libraries whose Lua does not compile
+//! (a known limit: the reader warns it does not compile Lua), and wrong exact key counts.
+//!
+//! Run: `cargo bench --bench differential` (`DIFF_MUTANTS`, default 20000; `DIFF_SEED`;
+//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures).
+
+#[path = "../tests/persist_support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use support::differential::{campaign, seeds, Engine};
+
+fn main() {
+    let n: u64 = std::env::var("DIFF_MUTANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let seed: u64 = std::env::var("DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_0018);
+    let mut engines = vec![Engine::new(
+        "redis-server 7.0",
+        PathBuf::from("redis-server"),
+    )];
+    match support::valkey_server() {
+        Some(v) => engines.push(Engine::new("valkey-server 8.1", PathBuf::from(v))),
+        None => println!("note: no valkey-server (LAZARUS_VALKEY_SERVER unset): redis-server only"),
+    }
+    let started = Instant::now();
+    let seeds = seeds();
+    println!(
+        "{n} mutants of {} seeds ({}), seed {seed:#x}",
+        seeds.len(),
+        seeds
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // In chunks, so a long run reports as it goes.
+    let chunk = 1000.min(n.max(1));
+    let mut done = 0;
+    let mut totals: Vec<(String, [u64; 7])> =
+        engines.iter().map(|e| (e.name.clone(), [0; 7])).collect();
+    while done < n {
+        let k = chunk.min(n - done);
+        let tallies = campaign(k, seed.wrapping_add(done), &mut engines, &seeds);
+        done += k;
+        for ((name, sum), (_, t)) in totals.iter_mut().zip(&tallies) {
+            let add = [
+                t.mutants,
+                t.agree,
+                t.stricter_truncated,
+                t.false_alarm,
+                t.false_ok,
+                t.lua_not_compiled,
+                t.key_mismatch,
+            ];
+            for (s, a) in sum.iter_mut().zip(add) {
+                *s += a;
+            }
+            for f in &t.failures {
+                println!("  FAILURE {name}: {f}");
+            }
+            for a in t.alarms.iter().take(3) {
+                println!("  alarm {name}: {a}");
+            }
+        }
+        for (name, s) in &totals {
+            println!(
+                "{name}: {} mutants: {} agree, {} truncated AOFs the server loads in part, {} false alarms, {} false ok, {} Lua not compiled, {} key mismatches ({:.0} s)",
+                s[0], s[1], s[2], s[3], s[4], s[5], s[6],
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

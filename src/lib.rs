@@ -23,6 +23,8 @@
 //!   a live database (SCAN + DUMP decoded by the same reader), naming the keys that differ.
 //! - [`backup`]: backups: consistent cuts of a database pulled over the Redis protocol,
 //!   checked as they stream, sealed by a manifest; repositories, locks, `due`, `keep`.
+//! - [`restore`]: restore tasks' work: verify a run against its target, then fence,
+//!   stage, swap, load, check, re-form, unfence, and roll back on failure.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod backup;
@@ -33,6 +35,7 @@ pub mod error;
 pub mod lang;
 pub mod persist;
 pub mod recovery;
+pub mod restore;
 pub mod secret;
 pub mod server;
 pub mod shell;

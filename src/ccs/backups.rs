@@ -155,6 +155,12 @@ pub struct RestoreTask {
     pub state: RestoreState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last verify's checks, one line each (`ok manifest: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    /// Whether `start` created the database (it did not exist).
+    #[serde(default)]
+    pub created_db: bool,
     /// The step a running (or stopped) restore is at, for `show` and `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,

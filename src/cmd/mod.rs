@@ -39,6 +39,7 @@ pub mod recover;
 #[cfg(test)]
 mod render_tests;
 mod reply;
+pub mod restore;
 pub mod status;
 pub mod verify;
 
@@ -69,6 +70,7 @@ pub enum Command {
     Check(check::CheckCommand),
     Verify(verify::VerifyCommand),
     Backup(backup::BackupCommand),
+    Restore(restore::RestoreCommand),
     Help(help::HelpCommand),
     Exit,
 }
@@ -189,6 +191,7 @@ pub fn registry() -> &'static [&'static CommandSyntax] {
             check::SYNTAX,
             verify::SYNTAX,
             backup::SYNTAX,
+            restore::SYNTAX,
             help::SYNTAX,
         ]
         .into_iter()
@@ -214,6 +217,7 @@ impl Command {
             Command::Check(c) => c.apply(ctx).await,
             Command::Verify(c) => c.apply(ctx).await,
             Command::Backup(c) => c.apply(ctx).await,
+            Command::Restore(c) => c.apply(ctx).await,
             Command::Help(c) => c.apply(ctx).await,
             Command::Exit => Ok(Reply::exit()),
         }
@@ -232,6 +236,7 @@ impl fmt::Display for Command {
             Command::Check(c) => c.fmt(f),
             Command::Verify(c) => c.fmt(f),
             Command::Backup(c) => c.fmt(f),
+            Command::Restore(c) => c.fmt(f),
             Command::Help(c) => c.fmt(f),
             Command::Exit => f.write_str("exit"),
         }

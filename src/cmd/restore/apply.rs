@@ -1,0 +1,554 @@
+//! What the `restore task` commands do. A task's state lives in the CCS; `start` holds the
+//! task's lock (`<home>/locks/restore-<task>.lock`) while it runs, so a task found
+//! `running` with its lock free was cut short (`interrupted`).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::RestoreCommand;
+use crate::backup::{now_ms, Manifest, Repository, RunLock};
+use crate::ccs::{Cluster, RestoreState, RestoreTask, RunStatus, StoreLock};
+use crate::cmd::{CommandError, Context, Render, Reply, Table, Text};
+use crate::error::ErrorKind;
+use crate::lang::DbRef;
+use crate::restore::{self, RestoreSpec, VerifyReport};
+use crate::server::RedisServer;
+
+/// A restore task as shown, with its last verify's checks.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct TaskView {
+    pub task: RestoreTask,
+    #[serde(skip)]
+    pub headline: Option<String>,
+}
+
+impl Render for TaskView {
+    fn render(&self, text: &mut Text) {
+        let t = &self.task;
+        if let Some(h) = &self.headline {
+            text.line(h.clone());
+        }
+        let mut fields = vec![
+            ("task", t.name.clone()),
+            ("database", t.db.clone()),
+            ("backup", format!("{} in `{}`", t.run, t.path.display())),
+            ("force", t.force.to_string()),
+            ("state", t.state.to_string()),
+        ];
+        if let Some(step) = &t.step {
+            fields.push(("step", step.clone()));
+        }
+        if let Some(r) = &t.reason {
+            fields.push(("reason", r.clone()));
+        }
+        text.table(Table::fields(fields));
+        for c in &t.checks {
+            text.line(c.clone());
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct TaskList(pub Vec<RestoreTask>);
+
+impl Render for TaskList {
+    fn render(&self, text: &mut Text) {
+        if self.0.is_empty() {
+            text.line("No restore tasks (make one with `restore task create`).");
+            return;
+        }
+        let mut t = Table::new(["TASK", "DB", "BACKUP", "STATE", "REASON"]);
+        for r in &self.0 {
+            t.row([
+                r.name.clone(),
+                r.db.clone(),
+                r.run.clone(),
+                r.state.to_string(),
+                r.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        text.table(t);
+    }
+}
+
+#[derive(Serialize)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
+impl Render for Deleted {
+    fn render(&self, text: &mut Text) {
+        text.line(format!("Deleted restore task `{}`.", self.deleted));
+    }
+}
+
+impl RestoreCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            RestoreCommand::Create {
+                name,
+                db,
+                backup,
+                force,
+                allow_newer_server,
+            } => create(ctx, name, db, backup, force, allow_newer_server).await,
+            RestoreCommand::Verify { task } => verify(ctx, &task).await,
+            RestoreCommand::Start { task } => start(ctx, &task, false).await,
+            RestoreCommand::Retry { task } => start(ctx, &task, true).await,
+            RestoreCommand::List => {
+                let (_, cluster) = locked(ctx).await?;
+                Reply::of(&TaskList(
+                    cluster.backups.restores.values().cloned().collect(),
+                ))
+            }
+            RestoreCommand::Show { task } => {
+                let (_, cluster) = locked(ctx).await?;
+                let t = find(&cluster, &task)?.clone();
+                Reply::of(&TaskView {
+                    task: t,
+                    headline: None,
+                })
+            }
+            RestoreCommand::Delete { task } => {
+                let Some(_l) = lock_task(ctx, &task)? else {
+                    return Err(running(&task));
+                };
+                let (lock, mut cluster) = locked(ctx).await?;
+                find(&cluster, &task)?;
+                cluster.backups.restores.remove(&task);
+                lock.save(&mut cluster)?;
+                Reply::of(&Deleted { deleted: task })
+            }
+        }
+    }
+}
+
+fn running(task: &str) -> CommandError {
+    CommandError::conflict(format!(
+        "restore task `{task}` is running in another shell: see `restore task show {task}`"
+    ))
+}
+
+fn lock_task(ctx: &Context, task: &str) -> Result<Option<RunLock>, CommandError> {
+    RunLock::try_take(ctx.store.home(), &format!("restore-{task}")).map_err(CommandError::io)
+}
+
+/// The CCS lock (waiting while another shell holds it briefly), with restore tasks whose
+/// shell died marked `interrupted`.
+async fn locked(ctx: &Context) -> Result<(StoreLock, Cluster), CommandError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ctx.lock_cluster() {
+            Ok((lock, mut cluster)) => {
+                let mut changed = crate::backup::sweep_interrupted(&mut cluster, ctx.store.home());
+                for t in cluster.backups.restores.values_mut() {
+                    if t.state != RestoreState::Running {
+                        continue;
+                    }
+                    if let Ok(Some(_l)) =
+                        RunLock::try_take(ctx.store.home(), &format!("restore-{}", t.name))
+                    {
+                        t.state = RestoreState::Interrupted;
+                        t.reason = Some(format!(
+                            "the shell running it died while {}; `restore task retry {}` puts the old data back and starts again",
+                            t.step.as_deref().unwrap_or("starting"),
+                            t.name
+                        ));
+                        changed = true;
+                    }
+                }
+                if changed {
+                    lock.save(&mut cluster)?;
+                }
+                return Ok((lock, cluster));
+            }
+            Err(e) if e.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, CommandError> {
+    cluster.backups.restores.get(name).ok_or_else(|| {
+        let known: Vec<String> = cluster
+            .backups
+            .restores
+            .keys()
+            .map(|k| format!("`{k}`"))
+            .collect();
+        CommandError::not_found(format!(
+            "there is no restore task `{name}` ({})",
+            if known.is_empty() {
+                "there are none".into()
+            } else {
+                format!("tasks: {}", known.join(", "))
+            }
+        ))
+    })
+}
+
+async fn create(
+    ctx: &Context,
+    name: String,
+    db: DbRef,
+    backup: String,
+    force: bool,
+    allow_newer_server: bool,
+) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = locked(ctx).await?;
+    if cluster.backups.restores.contains_key(&name) {
+        return Err(CommandError::conflict(format!(
+            "there is already a restore task `{name}`"
+        )));
+    }
+    let (db_name, existing) = match &db {
+        DbRef::Id(id) => match cluster.databases.get(id) {
+            Some(d) => (d.config.name.clone(), Some(d.id)),
+            None => {
+                return Err(CommandError::not_found(format!(
+                    "there is no db:{id}; to recreate a deleted database, name it"
+                )))
+            }
+        },
+        DbRef::Name(n) => (n.clone(), cluster.database_by_name(n).map(|d| d.id)),
+    };
+    if existing.is_none() {
+        crate::ccs::rules::check_db_name(&db_name).map_err(CommandError::usage)?;
+    }
+    let succeeded = |r: &&crate::ccs::BackupRun| r.status == RunStatus::Succeeded;
+    let run = if backup == "latest" {
+        cluster
+            .backups
+            .runs
+            .iter()
+            .filter(succeeded)
+            .filter(|r| r.db_name == db_name || Some(r.db) == existing)
+            .filter(|r| Repository::local(&r.path).manifest(&r.id).is_ok())
+            .max_by_key(|r| r.started)
+            .ok_or_else(|| {
+                CommandError::not_found(format!(
+                    "there is no succeeded backup run of `{db_name}` with a valid manifest"
+                ))
+            })?
+    } else {
+        cluster.backups.run(&backup).ok_or_else(|| {
+            CommandError::not_found(format!(
+                "there is no backup run `{backup}` (see `backup task history <task>`)"
+            ))
+        })?
+    };
+    let task = RestoreTask {
+        name: name.clone(),
+        db: db_name,
+        run: run.id.clone(),
+        path: run.path.clone(),
+        target_path: None,
+        force,
+        allow_newer_server,
+        state: RestoreState::Created,
+        reason: None,
+        checks: Vec::new(),
+        created_db: false,
+        step: None,
+        created: now_ms() / 1000,
+        finished: None,
+    };
+    cluster.backups.restores.insert(name.clone(), task.clone());
+    lock.save(&mut cluster)?;
+    Reply::of(&TaskView {
+        headline: Some(format!(
+            "Created restore task `{name}`: db `{}` to backup run `{}`{}.",
+            task.db,
+            task.run,
+            if existing.is_none() {
+                " (the database does not exist: `start` recreates it)"
+            } else {
+                ""
+            }
+        )),
+        task,
+    })
+}
+
+fn spec(t: &RestoreTask) -> RestoreSpec {
+    RestoreSpec {
+        repo: Repository::local(&t.path),
+        run: t.run.clone(),
+        force: t.force,
+        allow_newer_server: t.allow_newer_server,
+    }
+}
+
+fn server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
+    RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
+        .map_err(|e| CommandError::unavailable(e.to_string()))
+}
+
+async fn run_verify(
+    ctx: &Context,
+    cluster: &Cluster,
+    t: &RestoreTask,
+) -> Result<(VerifyReport, Option<Manifest>), CommandError> {
+    let db = cluster.database_by_name(&t.db);
+    let server = server(ctx, cluster)?;
+    Ok(restore::verify(cluster, db, &spec(t), &server).await)
+}
+
+fn check_lines(v: &VerifyReport) -> Vec<String> {
+    v.checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{:<6} {}: {}",
+                if c.ok { "ok" } else { "FAILED" },
+                c.check,
+                c.detail
+            )
+        })
+        .collect()
+}
+
+/// Records a verify on the task; returns the task as stored.
+async fn record_verify(
+    ctx: &Context,
+    name: &str,
+    v: &VerifyReport,
+) -> Result<RestoreTask, CommandError> {
+    let (lock, mut cluster) = locked(ctx).await?;
+    let t = cluster
+        .backups
+        .restores
+        .get_mut(name)
+        .ok_or_else(|| CommandError::not_found(format!("restore task `{name}` was deleted")))?;
+    t.checks = check_lines(v);
+    if v.ok() {
+        t.state = RestoreState::Verified;
+        t.reason = None;
+    } else {
+        t.state = RestoreState::VerifyFailed;
+        t.reason = v.reason();
+    }
+    let t = t.clone();
+    lock.save(&mut cluster)?;
+    Ok(t)
+}
+
+fn refuse_done(t: &RestoreTask) -> Result<(), CommandError> {
+    match t.state {
+        RestoreState::Succeeded => Err(CommandError::conflict(format!(
+            "restore task `{}` already succeeded: create a new task to restore again",
+            t.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
+    let Some(_l) = lock_task(ctx, name)? else {
+        return Err(running(name));
+    };
+    let (_, cluster) = locked(ctx).await?;
+    let t = find(&cluster, name)?.clone();
+    refuse_done(&t)?;
+    let (v, _) = run_verify(ctx, &cluster, &t).await?;
+    let t = record_verify(ctx, name, &v).await?;
+    let reply = Reply::of(&TaskView {
+        headline: None,
+        task: t,
+    })?;
+    Ok(if v.ok() {
+        reply
+    } else {
+        reply.failed(CommandError::damaged(format!(
+            "restore task `{name}` failed verify: {}",
+            v.reason().unwrap_or_default()
+        )))
+    })
+}
+
+async fn set_state(
+    ctx: &Context,
+    name: &str,
+    state: RestoreState,
+    step: Option<String>,
+    reason: Option<String>,
+    created_db: Option<bool>,
+) -> Result<RestoreTask, CommandError> {
+    let (lock, mut cluster) = locked(ctx).await?;
+    let t = cluster
+        .backups
+        .restores
+        .get_mut(name)
+        .ok_or_else(|| CommandError::not_found(format!("restore task `{name}` was deleted")))?;
+    t.state = state;
+    t.step = step;
+    t.reason = reason;
+    if let Some(c) = created_db {
+        t.created_db = c;
+    }
+    if matches!(state, RestoreState::Succeeded | RestoreState::Failed) {
+        t.finished = Some(now_ms() / 1000);
+    }
+    let t = t.clone();
+    lock.save(&mut cluster)?;
+    Ok(t)
+}
+
+async fn start(ctx: &Context, name: &str, retry: bool) -> Result<Reply, CommandError> {
+    let Some(_l) = lock_task(ctx, name)? else {
+        return Err(running(name));
+    };
+    let (_, cluster) = locked(ctx).await?;
+    let t = find(&cluster, name)?.clone();
+    refuse_done(&t)?;
+    let retrying = matches!(t.state, RestoreState::Failed | RestoreState::Interrupted);
+    if retry && !retrying {
+        return Err(CommandError::conflict(format!(
+            "restore task `{name}` is {}: `retry` follows a failed or interrupted start (use `restore task start {name}`)",
+            t.state
+        )));
+    }
+    if !retry && retrying {
+        return Err(CommandError::conflict(format!(
+            "restore task `{name}` is {}: use `restore task retry {name}`",
+            t.state
+        )));
+    }
+    let server = server(ctx, &cluster)?;
+    if retry {
+        if let Some(db) = cluster.database_by_name(&t.db) {
+            set_state(
+                ctx,
+                name,
+                RestoreState::Running,
+                Some("putting the old data back".into()),
+                None,
+                None,
+            )
+            .await?;
+            if let Err(e) = restore::roll_back(&cluster, db, &server).await {
+                set_state(
+                    ctx,
+                    name,
+                    RestoreState::Failed,
+                    None,
+                    Some(format!("putting the old data back failed: {e}")),
+                    None,
+                )
+                .await?;
+                return Err(CommandError::unavailable(format!(
+                    "restore task `{name}`: putting the old data back failed: {e}"
+                )));
+            }
+        }
+    }
+
+    let (v, manifest) = run_verify(ctx, &cluster, &t).await?;
+    let recorded = record_verify(ctx, name, &v).await?;
+    let Some(m) = manifest.filter(|_| v.ok()) else {
+        let reply = Reply::of(&TaskView {
+            headline: None,
+            task: recorded,
+        })?;
+        return Ok(reply.failed(CommandError::damaged(format!(
+            "restore task `{name}` failed verify: {}",
+            v.reason().unwrap_or_default()
+        ))));
+    };
+
+    // A database that no longer exists is recreated from the manifest first.
+    let mut created_db = t.created_db;
+    if cluster.database_by_name(&t.db).is_none() {
+        set_state(
+            ctx,
+            name,
+            RestoreState::Running,
+            Some("creating the database".into()),
+            None,
+            None,
+        )
+        .await?;
+        let (lock, mut c) = locked(ctx).await?;
+        let mut config = m.db.clone();
+        config.name = t.db.clone();
+        config.password = None;
+        let req = crate::db::CreateDb { config, port: None };
+        match crate::db::create_db_with(&mut c, &server, req, &ctx.cancel).await {
+            Ok(_) => {
+                lock.save(&mut c)?;
+                created_db = true;
+            }
+            Err(e) => {
+                drop(lock);
+                let why = format!("creating db `{}` failed: {e}", t.db);
+                set_state(
+                    ctx,
+                    name,
+                    RestoreState::Failed,
+                    None,
+                    Some(why.clone()),
+                    None,
+                )
+                .await?;
+                return Err(CommandError::unavailable(why));
+            }
+        }
+    }
+    let cluster = ctx.cluster()?;
+    let db = cluster
+        .database_by_name(&t.db)
+        .cloned()
+        .ok_or_else(|| CommandError::internal(format!("db `{}` vanished", t.db)))?;
+
+    set_state(
+        ctx,
+        name,
+        RestoreState::Running,
+        Some("starting".into()),
+        None,
+        Some(created_db),
+    )
+    .await?;
+    let progress = ctx
+        .progress
+        .task(&format!("restore {} to {}", t.db, t.run), 0);
+    let store = ctx.store.clone();
+    let task_name = name.to_string();
+    let step = move |s: &str| {
+        progress.set_message(s);
+        // Best effort, so `restore task show` in another shell sees the step.
+        if let Ok(lock) = store.lock() {
+            if let Ok(Some(mut c)) = lock.load() {
+                if let Some(t) = c.backups.restores.get_mut(&task_name) {
+                    t.step = Some(s.to_string());
+                    let _ = lock.save(&mut c);
+                }
+            }
+        }
+    };
+    let res = restore::start(&cluster, &db, &m, &spec(&t), &server, &step).await;
+    match res {
+        Ok(keys) => {
+            let t = set_state(ctx, name, RestoreState::Succeeded, None, None, None).await?;
+            Reply::of(&TaskView {
+                headline: Some(format!(
+                    "Restored db:{} `{}` to backup run `{}`: {keys} keys; clients can connect again.",
+                    db.id, db.config.name, t.run
+                )),
+                task: t,
+            })
+        }
+        Err(e) => {
+            set_state(ctx, name, RestoreState::Failed, None, Some(e.clone()), None).await?;
+            Err(
+                CommandError::unavailable(format!("restore task `{name}` failed: {e}"))
+                    .hinted(format!("fix the cause and run `restore task retry {name}`")),
+            )
+        }
+    }
+}

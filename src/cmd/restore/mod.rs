@@ -1,0 +1,170 @@
+//! `restore task ...`: restore tasks: a database (or one to recreate) and a backup run,
+//! verified before anything changes, started, retried after a failure, never run again
+//! after success.
+
+mod apply;
+
+use std::fmt;
+
+use super::{Command, CommandSyntax, Element, Match, Opt, ParseError, ValueKind};
+use crate::lang::{quote, DbRef};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreCommand {
+    /// `restore task create name <task> db <db> backup <run|latest> [force]
+    /// [allow_newer_server]`
+    Create {
+        name: String,
+        db: DbRef,
+        backup: String,
+        force: bool,
+        allow_newer_server: bool,
+    },
+    Verify {
+        task: String,
+    },
+    Start {
+        task: String,
+    },
+    Retry {
+        task: String,
+    },
+    List,
+    Show {
+        task: String,
+    },
+    Delete {
+        task: String,
+    },
+}
+
+fn task_name(m: &Match, key: &str) -> Result<String, ParseError> {
+    let name: String = m.req(key)?;
+    crate::ccs::rules::check_cluster_name(&name).map_err(|e| ParseError::new(m.span_of(key), e))?;
+    Ok(name)
+}
+
+macro_rules! task_form {
+    ($word:literal, $variant:ident, $summary:literal, $example:literal) => {
+        CommandSyntax {
+            elements: &[
+                Element::Keyword("restore"),
+                Element::Keyword("task"),
+                Element::Keyword($word),
+                Element::Arg("task", ValueKind::Word),
+            ],
+            summary: $summary,
+            examples: &[$example],
+            build: |m| {
+                Ok(Command::Restore(RestoreCommand::$variant {
+                    task: task_name(m, "task")?,
+                }))
+            },
+        }
+    };
+}
+
+pub static SYNTAX: &[CommandSyntax] = &[
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("restore"),
+            Element::Keyword("task"),
+            Element::Keyword("create"),
+            Element::Options(&[
+                Opt::required("name", "task", ValueKind::Word),
+                Opt::required("db", "db", ValueKind::Database),
+                Opt::required("backup", "run|latest", ValueKind::Word),
+                Opt::flag("force"),
+                Opt::flag("allow_newer_server"),
+            ]),
+        ],
+        summary: "a restore task: a database (or one to recreate) and the backup run to bring back",
+        examples: &[
+            "restore task create name undo db orders backup latest",
+            "restore task create name r1 db db:3 backup 20261204-035012-17 force",
+        ],
+        build: |m| {
+            Ok(Command::Restore(RestoreCommand::Create {
+                name: task_name(m, "name")?,
+                db: m.req("db")?,
+                backup: m.req("backup")?,
+                force: m.has("force"),
+                allow_newer_server: m.has("allow_newer_server"),
+            }))
+        },
+    },
+    task_form!(
+        "verify",
+        Verify,
+        "check a restore task before anything changes: files, versions, target, memory, paths",
+        "restore task verify undo"
+    ),
+    task_form!(
+        "start",
+        Start,
+        "verify, then replace the database's data with the backup's (clients fenced meanwhile)",
+        "restore task start undo"
+    ),
+    task_form!(
+        "retry",
+        Retry,
+        "after a failed or interrupted start: put things back as they were and start again",
+        "restore task retry undo"
+    ),
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("restore"),
+            Element::Keyword("task"),
+            Element::Keyword("list"),
+        ],
+        summary: "every restore task and its state",
+        examples: &["restore task list"],
+        build: |_| Ok(Command::Restore(RestoreCommand::List)),
+    },
+    task_form!(
+        "show",
+        Show,
+        "a restore task: its state, the step it is at, its last verify",
+        "restore task show undo"
+    ),
+    task_form!(
+        "delete",
+        Delete,
+        "remove a restore task (not while it runs)",
+        "restore task delete undo"
+    ),
+];
+
+impl fmt::Display for RestoreCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreCommand::Create {
+                name,
+                db,
+                backup,
+                force,
+                allow_newer_server,
+            } => {
+                write!(
+                    f,
+                    "restore task create name {} db {db} backup {}",
+                    quote(name),
+                    quote(backup)
+                )?;
+                if *force {
+                    f.write_str(" force")?;
+                }
+                if *allow_newer_server {
+                    f.write_str(" allow_newer_server")?;
+                }
+                Ok(())
+            }
+            RestoreCommand::Verify { task } => write!(f, "restore task verify {}", quote(task)),
+            RestoreCommand::Start { task } => write!(f, "restore task start {}", quote(task)),
+            RestoreCommand::Retry { task } => write!(f, "restore task retry {}", quote(task)),
+            RestoreCommand::List => f.write_str("restore task list"),
+            RestoreCommand::Show { task } => write!(f, "restore task show {}", quote(task)),
+            RestoreCommand::Delete { task } => write!(f, "restore task delete {}", quote(task)),
+        }
+    }
+}

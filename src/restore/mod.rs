@@ -1,0 +1,746 @@
+//! Restoring a database to a backup run: the checks before anything changes (`verify`),
+//! then the replacement (`start`): fence clients, stage the run's files beside the old
+//! data, swap them in, load, check key counts against the manifest, re-form replicas and
+//! the Redis Cluster, unfence, and only then remove the old data. Any failure before the
+//! unfence puts the old data back and serving ([`roll_back`]).
+//!
+//! Same shard count only: a run of N shards restores into a database of N shards with
+//! the same slot ranges (restoring into another shard count needs RESTORE payloads built
+//! from the run's values).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::backup::{Manifest, Repository};
+use crate::ccs::{Cluster, Database, Id, Persistence, Role};
+use crate::persist::{check_path, max_rdb_version_for, CheckOptions, Verdict};
+use crate::server::{
+    connect, info, set_persistence, shard_pid, start_shard, stop_shard, ConfOptions, RedisServer,
+    ShardAddr, StartOptions,
+};
+
+/// Where a shard's old data waits while the restore runs, inside its directory.
+pub const OLD_DIR: &str = ".lazarus-restore-old";
+/// A run's file staged beside the shard's data before the swap.
+pub const STAGED: &str = ".lazarus-restore.rdb";
+/// The fence password while a shard is fenced (mode 0600, beside its redis.conf which
+/// holds the real one), so a restore cut short can unfence a shard it did not restart.
+pub const FENCE_FILE: &str = ".lazarus-fence";
+const TIMEOUT: Duration = Duration::from_secs(10);
+const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One check of `verify`, as printed.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What `verify` found.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub checks: Vec<Check>,
+    /// Keys the database holds now (what `force` replaces).
+    pub keys_now: u64,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    fn add(&mut self, check: &str, ok: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            check: check.into(),
+            ok,
+            detail: detail.into(),
+        });
+    }
+
+    /// The first failed check, for the task's reason.
+    pub fn reason(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.check, c.detail))
+            .collect();
+        (!failed.is_empty()).then(|| failed.join("; "))
+    }
+}
+
+/// What a restore is asked to do.
+#[derive(Clone, Debug)]
+pub struct RestoreSpec {
+    pub repo: Repository,
+    pub run: String,
+    pub force: bool,
+    pub allow_newer_server: bool,
+}
+
+/// The `major.minor` of a version string.
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.split('.').map(|n| n.trim().parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// The checks before anything changes. `db` is the target database when it exists;
+/// `server` the `redis-server` that will load the files.
+pub async fn verify(
+    cluster: &Cluster,
+    db: Option<&Database>,
+    spec: &RestoreSpec,
+    server: &RedisServer,
+) -> (VerifyReport, Option<Manifest>) {
+    let mut v = VerifyReport::default();
+    let run_dir = spec.repo.run_path(&spec.run);
+    let m = match spec.repo.manifest(&spec.run) {
+        Ok(m) => {
+            v.add(
+                "manifest",
+                true,
+                format!(
+                    "`{}` is complete and matches its checksum",
+                    run_dir.display()
+                ),
+            );
+            m
+        }
+        Err(e) => {
+            v.add("manifest", false, e.to_string());
+            return (v, None);
+        }
+    };
+
+    // Every file: present, its sha256, the reader.
+    for s in &m.shards {
+        let path = run_dir.join(&s.file);
+        let what = format!("file {}", s.file);
+        let sum = match sha256_file(&path) {
+            Ok(sum) => sum,
+            Err(e) => {
+                v.add(&what, false, format!("`{}`: {e}", path.display()));
+                continue;
+            }
+        };
+        if sum != s.sha256 {
+            v.add(
+                &what,
+                false,
+                format!(
+                    "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
+                    path.display(),
+                    s.sha256
+                ),
+            );
+            continue;
+        }
+        let opts = CheckOptions {
+            slots: s.slots.filter(|_| m.db.shards > 1),
+        };
+        let p = path.clone();
+        let report = tokio::task::spawn_blocking(move || check_path(&p, &opts))
+            .await
+            .ok();
+        match report {
+            Some(r) if r.verdict == Verdict::Ok && r.keys == s.keys => v.add(
+                &what,
+                true,
+                format!(
+                    "sha256 matches; the reader read it through: {} keys",
+                    r.keys
+                ),
+            ),
+            Some(r) if r.verdict == Verdict::Ok => v.add(
+                &what,
+                false,
+                format!(
+                    "the reader counts {} keys, the manifest says {}",
+                    r.keys, s.keys
+                ),
+            ),
+            Some(r) => {
+                let at = r
+                    .fault
+                    .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
+                    .unwrap_or_default();
+                v.add(
+                    &what,
+                    false,
+                    format!("`{}` is {}{at}", path.display(), r.verdict),
+                );
+            }
+            None => v.add(&what, false, "the reader did not finish"),
+        }
+    }
+
+    // The server that will load them.
+    let target_version = match db {
+        Some(d) => running_version(cluster, d).await,
+        None => None,
+    }
+    .unwrap_or_else(|| server.version.clone());
+    let can_load = max_rdb_version_for(&target_version);
+    let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
+    match can_load {
+        Some(max) if newest <= max => v.add(
+            "rdb version",
+            true,
+            format!("server {target_version} loads RDB version {max} and older; the run has {newest}"),
+        ),
+        Some(max) => v.add(
+            "rdb version",
+            false,
+            format!("the run's files are RDB version {newest}, server {target_version} loads up to {max}"),
+        ),
+        None => v.add("rdb version", false, format!("cannot tell what server `{target_version}` loads")),
+    }
+    let backup_version = m
+        .shards
+        .first()
+        .map(|s| s.server_version.clone())
+        .unwrap_or_default();
+    match (major_minor(&backup_version), major_minor(&target_version)) {
+        (Some(b), Some(t)) if b == t => v.add(
+            "engine version",
+            true,
+            format!("backup {backup_version}, server {target_version}"),
+        ),
+        (Some(b), Some(t)) if t > b && spec.allow_newer_server => v.add(
+            "engine version",
+            true,
+            format!("backup {backup_version}, server {target_version} (newer, allowed)"),
+        ),
+        _ => v.add(
+            "engine version",
+            false,
+            format!(
+                "backup {backup_version}, server {target_version}: major.minor differ (`allow_newer_server` takes a newer server)"
+            ),
+        ),
+    }
+
+    let Some(db) = db else {
+        v.add(
+            "target",
+            true,
+            format!(
+                "the database does not exist: it will be created from the manifest ({} shard(s), replication {}, persistence {})",
+                m.db.shards,
+                if m.db.replication { "enabled" } else { "disabled" },
+                m.db.persistence
+            ),
+        );
+        return (v, Some(m));
+    };
+    let masters: Vec<_> = db.masters().collect();
+    let same_layout = masters.len() == m.shards.len()
+        && m.shards.iter().all(|s| {
+            masters
+                .iter()
+                .any(|d| d.slots == s.slots || (db.config.shards == 1 && m.db.shards == 1))
+        });
+    v.add(
+        "shards",
+        same_layout,
+        if same_layout {
+            format!("{} shard(s) with the same slot ranges", masters.len())
+        } else {
+            format!(
+                "the run has {} shard(s), db:{} has {}: restoring into another shard count is not supported yet",
+                m.shards.len(),
+                db.id,
+                masters.len()
+            )
+        },
+    );
+    let mut keys_now = 0;
+    let mut down = Vec::new();
+    for s in &masters {
+        match crate::db::shard_addr(cluster, db, s.id) {
+            Some(a) => match info(&a, "keyspace", TIMEOUT).await {
+                Ok(i) => keys_now += i.keys(),
+                Err(e) => down.push(format!("redis:{}: {e}", s.id)),
+            },
+            None => down.push(format!("redis:{} has no node", s.id)),
+        }
+    }
+    v.keys_now = keys_now;
+    if !down.is_empty() {
+        v.add(
+            "target",
+            false,
+            format!("shards do not answer: {}", down.join("; ")),
+        );
+    } else if keys_now == 0 {
+        v.add(
+            "target",
+            true,
+            format!("db:{} `{}` holds no keys", db.id, db.config.name),
+        );
+    } else if spec.force {
+        v.add(
+            "target",
+            true,
+            format!("db:{} holds {keys_now} keys: `force` replaces them", db.id),
+        );
+    } else {
+        v.add(
+            "target",
+            false,
+            format!(
+                "db:{} `{}` holds {keys_now} keys: `force` would replace them",
+                db.id, db.config.name
+            ),
+        );
+    }
+    let bytes = m.bytes();
+    match db.config.memory {
+        Some(limit) if bytes > limit => v.add(
+            "memory",
+            false,
+            format!("the run's files hold {bytes} bytes, more than the memory limit of {limit}"),
+        ),
+        Some(limit) => v.add(
+            "memory",
+            true,
+            format!("{bytes} bytes of files within the limit of {limit} (in memory it takes more)"),
+        ),
+        None => v.add("memory", true, "no memory limit"),
+    }
+    let mut problems = Vec::new();
+    for s in &db.shards {
+        if let Some(node) = cluster.nodes.get(&s.node) {
+            let dir = node.shard_dir(db.id, s.id);
+            if let Err(e) = writable(&dir) {
+                problems.push(format!("`{}`: {e}", dir.display()));
+            } else if let Some(free) = free_bytes(&dir) {
+                if free < bytes.saturating_mul(2) {
+                    problems.push(format!(
+                        "`{}` has {free} bytes free, the restore needs about {}",
+                        dir.display(),
+                        bytes * 2
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        v.add(
+            "target path",
+            true,
+            "every shard directory is writable with room for the files",
+        );
+    } else {
+        v.add("target path", false, problems.join("; "));
+    }
+    (v, Some(m))
+}
+
+async fn running_version(cluster: &Cluster, db: &Database) -> Option<String> {
+    let m = db.masters().next()?;
+    let a = crate::db::shard_addr(cluster, db, m.id)?;
+    let i = info(&a, "server", TIMEOUT).await.ok()?;
+    i.get("valkey_version")
+        .or(i.get("redis_version"))
+        .map(str::to_string)
+}
+
+fn writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".lazarus-probe.{}", std::process::id()));
+    std::fs::write(&probe, b"probe")?;
+    std::fs::remove_file(&probe)
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A password no client knows, set while data is replaced.
+fn fence_password() -> String {
+    (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect()
+}
+
+fn dir_of(cluster: &Cluster, db: &Database, shard: Id) -> Result<PathBuf, String> {
+    let s = db
+        .shards
+        .iter()
+        .find(|s| s.id == shard)
+        .ok_or_else(|| format!("redis:{shard} is not in db:{}", db.id))?;
+    let node = cluster
+        .nodes
+        .get(&s.node)
+        .ok_or_else(|| format!("node:{} is not in the cluster", s.node))?;
+    Ok(node.shard_dir(db.id, shard))
+}
+
+/// The data files of a shard directory (what is moved aside and back).
+const DATA: [&str; 3] = ["dump.rdb", "appendonlydir", "appendonly.aof"];
+
+/// Replaces `db`'s data with the run's. `step` hears each step's name (for `show` from
+/// another shell). On failure before the unfence the old data is put back and serving.
+pub async fn start(
+    cluster: &Cluster,
+    db: &Database,
+    m: &Manifest,
+    spec: &RestoreSpec,
+    server: &RedisServer,
+    step: &(dyn Fn(&str) + Send + Sync),
+) -> Result<u64, String> {
+    let fence = fence_password();
+    let mut fenced = db.clone();
+    fenced.config.password = Some(fence.clone());
+    let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;
+    match res {
+        Ok(keys) => {
+            step("removing the old data");
+            for s in &db.shards {
+                if let Ok(dir) = dir_of(cluster, db, s.id) {
+                    let _ = std::fs::remove_dir_all(dir.join(OLD_DIR));
+                    let _ = std::fs::remove_file(dir.join(STAGED));
+                }
+            }
+            Ok(keys)
+        }
+        Err(e) => {
+            step("putting the old data back");
+            match roll_back(cluster, db, server).await {
+                Ok(()) => Err(format!("{e}; the old data is back in place and serving")),
+                Err(r) => Err(format!(
+                    "{e}; putting the old data back failed too: {r} (it is kept in `{OLD_DIR}` of each shard directory)"
+                )),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn replace(
+    cluster: &Cluster,
+    db: &Database,
+    fenced: &Database,
+    fence: &str,
+    m: &Manifest,
+    spec: &RestoreSpec,
+    server: &RedisServer,
+    step: &(dyn Fn(&str) + Send + Sync),
+) -> Result<u64, String> {
+    // Which master gets which file: same slots (or the one shard).
+    let mut files: BTreeMap<Id, (PathBuf, &crate::backup::ShardEntry)> = BTreeMap::new();
+    for d in db.masters() {
+        let e = m
+            .shards
+            .iter()
+            .find(|s| s.slots == d.slots || (db.config.shards == 1 && m.shards.len() == 1))
+            .ok_or_else(|| format!("no file of the run for redis:{}'s slots", d.id))?;
+        files.insert(d.id, (spec.repo.run_path(&spec.run).join(&e.file), e));
+    }
+
+    step("staging the run's files beside the data");
+    for (&id, (file, e)) in &files {
+        let dir = dir_of(cluster, db, id)?;
+        let staged = dir.join(STAGED);
+        let (f, s) = (file.clone(), staged.clone());
+        let sum = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            std::fs::copy(&f, &s)?;
+            std::fs::File::open(&s)?.sync_all()?;
+            sha256_file(&s)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            format!(
+                "cannot stage `{}` in `{}`: {e}",
+                file.display(),
+                dir.display()
+            )
+        })?;
+        if sum != e.sha256 {
+            return Err(format!(
+                "the staged copy `{}` does not match its sha256",
+                staged.display()
+            ));
+        }
+    }
+
+    step("fencing clients");
+    for s in &db.shards {
+        let a = crate::db::shard_addr(cluster, db, s.id)
+            .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+        let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
+        crate::ccs::store::write_atomic(&file, fence.as_bytes())
+            .map_err(|e| format!("`{}`: {e}", file.display()))?;
+        fence_shard(&a, fence)
+            .await
+            .map_err(|e| format!("redis:{}: {e}", s.id))?;
+    }
+
+    step("stopping the shards");
+    for s in &db.shards {
+        let dir = dir_of(cluster, db, s.id)?;
+        if db.config.persistence == Persistence::Disabled && s.role == Role::Master {
+            // Its only copy is in memory: keep it on disk until the restore succeeds.
+            let mut a = crate::db::shard_addr(cluster, db, s.id)
+                .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+            a.password = Some(fence.to_string());
+            save(&a)
+                .await
+                .map_err(|e| format!("redis:{}: SAVE: {e}", s.id))?;
+        }
+        stop_shard(&dir)
+            .await
+            .map_err(|e| format!("redis:{}: {e}", s.id))?;
+    }
+
+    step("swapping the data");
+    for s in &db.shards {
+        let dir = dir_of(cluster, db, s.id)?;
+        let old = dir.join(OLD_DIR);
+        std::fs::create_dir_all(&old).map_err(|e| format!("`{}`: {e}", old.display()))?;
+        for name in DATA {
+            let from = dir.join(name);
+            if from.exists() && !old.join(name).exists() {
+                std::fs::rename(&from, old.join(name))
+                    .map_err(|e| format!("`{}`: {e}", from.display()))?;
+            }
+        }
+        if s.role == Role::Master {
+            std::fs::rename(dir.join(STAGED), dir.join("dump.rdb"))
+                .map_err(|e| format!("`{}`: {e}", dir.display()))?;
+        }
+    }
+
+    step("loading");
+    let load = StartOptions {
+        conf: ConfOptions {
+            appendonly: Some(false),
+            standalone: true,
+        },
+        timeout: LOAD_TIMEOUT,
+    };
+    for s in fenced.masters() {
+        start_shard(server, cluster, fenced, s, &load)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+
+    step("checking key counts");
+    let mut keys = 0;
+    for s in fenced.masters() {
+        let a = crate::db::shard_addr(cluster, fenced, s.id)
+            .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+        let (_, e) = &files[&s.id];
+        let ks = info(&a, "keyspace", TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (&logical, &expected) in &e.keys_per_db {
+            let loaded = ks
+                .get(&format!("db{logical}"))
+                .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            let low = expected.saturating_sub(e.expires);
+            if loaded > expected || loaded < low {
+                return Err(format!(
+                    "redis:{} loaded {loaded} keys in db {logical}, the run has {expected} ({} with a TTL)",
+                    s.id, e.expires
+                ));
+            }
+        }
+        keys += ks.keys();
+        set_persistence(&a, db.config.persistence, LOAD_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+
+    step("re-forming replicas and the cluster");
+    let normal = StartOptions {
+        conf: ConfOptions::default(),
+        timeout: LOAD_TIMEOUT,
+    };
+    for s in fenced.shards.iter().filter(|s| s.role == Role::Replica) {
+        start_shard(server, cluster, fenced, s, &normal)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    crate::db::wire(cluster, fenced)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    step("unfencing");
+    for s in &fenced.shards {
+        let a = crate::db::shard_addr(cluster, fenced, s.id)
+            .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+        unfence_shard(&a, db.config.password.as_deref())
+            .await
+            .map_err(|e| format!("redis:{}: {e}", s.id))?;
+        let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join(FENCE_FILE));
+    }
+    if db.config.persistence == Persistence::Disabled {
+        // A database without persistence starts empty after a restart, as before.
+        for s in db.masters() {
+            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join("dump.rdb"));
+        }
+    }
+    Ok(keys)
+}
+
+async fn fence_shard(a: &ShardAddr, fence: &str) -> Result<(), String> {
+    let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
+    let e = |e: redis::RedisError| e.to_string();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(fence)
+        .arg("masterauth")
+        .arg(fence)
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(e)?;
+    for kind in ["normal", "pubsub"] {
+        let _: Result<redis::Value, _> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg(kind)
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut con)
+            .await;
+    }
+    Ok(())
+}
+
+async fn unfence_shard(a: &ShardAddr, password: Option<&str>) -> Result<(), String> {
+    let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
+    let e = |e: redis::RedisError| e.to_string();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password.unwrap_or(""))
+        .arg("masterauth")
+        .arg(password.unwrap_or(""))
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(e)?;
+    redis::cmd("CONFIG")
+        .arg("REWRITE")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(e)
+}
+
+async fn save(a: &ShardAddr) -> Result<(), String> {
+    let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
+    redis::cmd("SAVE")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Puts every shard's old data back (where a restore moved it aside) and starts the
+/// database as it was configured. Safe to run again; does nothing to a shard whose data
+/// was never moved.
+pub async fn roll_back(
+    cluster: &Cluster,
+    db: &Database,
+    server: &RedisServer,
+) -> Result<(), String> {
+    let mut touched = false;
+    for s in &db.shards {
+        let dir = dir_of(cluster, db, s.id)?;
+        let old = dir.join(OLD_DIR);
+        let _ = std::fs::remove_file(dir.join(STAGED));
+        if !old.is_dir() {
+            continue;
+        }
+        touched = true;
+        stop_shard(&dir).await.map_err(|e| e.to_string())?;
+        for name in DATA {
+            if old.join(name).exists() {
+                let here = dir.join(name);
+                if here.is_dir() {
+                    let _ = std::fs::remove_dir_all(&here);
+                } else {
+                    let _ = std::fs::remove_file(&here);
+                }
+                std::fs::rename(old.join(name), &here)
+                    .map_err(|e| format!("`{}`: {e}", here.display()))?;
+            } else if s.role == Role::Master && name == "dump.rdb" {
+                // The restored file must not load in place of what was there.
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    // A shard whose data stayed: unfenced in place (a restart would lose the memory of
+    // a database without persistence); one not running, or restarted above, started.
+    for role in [Role::Master, Role::Replica] {
+        for s in db.shards.iter().filter(|s| s.role == role) {
+            let dir = dir_of(cluster, db, s.id)?;
+            let a = crate::db::shard_addr(cluster, db, s.id)
+                .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+            if !touched && shard_pid(&dir).is_some() {
+                if let Ok(fence) = std::fs::read_to_string(dir.join(FENCE_FILE)) {
+                    let mut fenced = a.clone();
+                    fenced.password = Some(fence);
+                    if unfence_shard(&fenced, db.config.password.as_deref())
+                        .await
+                        .is_ok()
+                    {
+                        let _ = std::fs::remove_file(dir.join(FENCE_FILE));
+                        continue;
+                    }
+                }
+                if info(&a, "server", Duration::from_secs(2)).await.is_ok() {
+                    continue;
+                }
+            }
+            stop_shard(&dir).await.map_err(|e| e.to_string())?;
+            let opts = StartOptions {
+                conf: ConfOptions::default(),
+                timeout: LOAD_TIMEOUT,
+            };
+            start_shard(server, cluster, db, s, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_file(dir.join(FENCE_FILE));
+        }
+    }
+    crate::db::wire(cluster, db)
+        .await
+        .map_err(|e| e.to_string())?;
+    if db.config.persistence == Persistence::Disabled && touched {
+        for s in db.masters() {
+            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join("dump.rdb"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! End to end: restore tasks on real redis-server processes through the real binary:
+//! backup, accident, restore; verify's refusals; a shard that cannot start and a shell
+//! killed mid-restore; a deleted database recreated from its backup.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::data::{contents, diff, write_sample, Contents};
+use common::procs::ProcessGuard;
+use common::world::{build, config, test_cluster};
+use common::Lazarus;
+use lazarus::backup::Manifest;
+use lazarus::ccs::{Cluster, DbConfig, Persistence, Store};
+use lazarus::db::shard_addr;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn install(lz: &Lazarus, cluster: &Cluster) {
+    let mut c = cluster.clone();
+    let lock = Store::new(lz.home().to_path_buf()).lock().unwrap();
+    lock.save(&mut c).unwrap();
+}
+
+fn with_password(mut c: DbConfig, pw: &str) -> DbConfig {
+    c.password = Some(pw.into());
+    c
+}
+
+/// What a database's masters hold, through the password.
+fn picture(rt: &tokio::runtime::Runtime, lz: &Lazarus, name: &str) -> Contents {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let db = c.database_by_name(name).unwrap();
+    let mut all = Contents::new();
+    for m in db.masters() {
+        let a = shard_addr(&c, db, m.id).unwrap();
+        let port = a.port;
+        all.extend(rt.block_on(async {
+            // The test helpers connect without a password: lift it for the reading.
+            let mut con = redis::Client::open(format!(
+                "redis://:{}@127.0.0.1:{port}",
+                a.password.clone().unwrap_or_default()
+            ))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("requirepass")
+                .arg("")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let out = contents("127.0.0.1", port).await;
+            if let Some(pw) = &a.password {
+                let mut con = common::data::connect("127.0.0.1", port, 0).await;
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("requirepass")
+                    .arg(pw)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+            out
+        }));
+    }
+    all
+}
+
+fn assert_same(a: &Contents, b: &Contents, what: &str) {
+    let d = diff(a, b);
+    assert!(d.is_empty(), "{what}: {d:?}");
+}
+
+/// The accident: values changed, keys deleted, new keys written (set B).
+fn accident(rt: &tokio::runtime::Runtime, port: u16, pw: Option<&str>) {
+    rt.block_on(async {
+        let url = match pw {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}"),
+            None => format!("redis://127.0.0.1:{port}"),
+        };
+        let mut con = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*:s:*")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            if i % 2 == 0 {
+                let _: () = redis::cmd("DEL")
+                    .arg(k)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            } else {
+                let _: () = redis::cmd("SET")
+                    .arg(k)
+                    .arg("changed")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+        }
+        write_sample(&mut con, "setb", 10).await;
+    });
+}
+
+fn port_of(lz: &Lazarus, name: &str) -> u16 {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    c.database_by_name(name).unwrap().port
+}
+
+/// Evidence 1, 3 and 5 (replicated): a piped runbook takes a backup, an accident
+/// happens, a restore task brings back exactly the backed-up state at the same endpoint;
+/// while it runs no new client can read; `start` after success is refused.
+#[test]
+fn a_piped_runbook_backs_up_and_undoes_an_accident() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 2);
+    rt.block_on(build(
+        &mut c,
+        vec![config("rep", 1, true, Persistence::Snapshot)],
+    ));
+    // The password is set after the data went in (the helpers write without one).
+    let db = c.database_by_name("rep").unwrap().clone();
+    for s in &db.shards {
+        let a = shard_addr(&c, &db, s.id).unwrap();
+        rt.block_on(async {
+            let mut con = common::data::connect(&a.host, a.port, 0).await;
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("requirepass")
+                .arg("pw")
+                .arg("masterauth")
+                .arg("pw")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        });
+    }
+    let id = db.id;
+    c.databases.get_mut(&id).unwrap().config = with_password(db.config.clone(), "pw");
+    install(&lz, &c);
+    let before = picture(&rt, &lz, "rep");
+    let repo = lz.path("repo");
+    lz.script(&format!(
+        "# nightly\nbackup task create name nightly db rep path {}\nbackup task run nightly\n",
+        repo.display()
+    ))
+    .ok();
+    let port = port_of(&lz, "rep");
+    accident(&rt, port, Some("pw"));
+    assert!(!diff(&before, &picture(&rt, &lz, "rep")).is_empty());
+
+    lz.script("restore task create name undo db rep backup latest\nrestore task verify undo\n")
+        .fails(1)
+        .stdout_has("`force` would replace them");
+    lz.run("restore task create name undo2 db rep backup latest force")
+        .ok();
+    // Poll as a client while the restore runs: reads succeed before the fence and after
+    // the unfence, never in between.
+    let child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["restore", "task", "start", "undo2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        let got = redis::Client::open(format!("redis://:pw@127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut c| {
+                redis::cmd("GET")
+                    .arg("setb:s:0")
+                    .query::<Option<String>>(&mut c)
+            });
+        let tag = match got {
+            Ok(Some(_)) => 'B', // set B still there: old data
+            Ok(None) => 'A',    // restored
+            Err(_) => 'x',
+        };
+        if seen.last() != Some(&tag) {
+            seen.push(tag);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: String = seen.iter().collect();
+    assert!(text.contains('x'), "clients were never fenced: {text}");
+    assert!(
+        !text.contains("xB") && !text.contains("Ax"),
+        "old data served after the fence, or the new before the unfence: {text}"
+    );
+    let after = picture(&rt, &lz, "rep");
+    assert_same(&before, &after, "after the restore");
+    lz.run("restore task start undo2")
+        .fails(1)
+        .stderr_has("create a new task");
+    lz.run("restore task retry undo2")
+        .fails(1)
+        .stderr_has("create a new task");
+    // The replica follows the restored master.
+    let c2 = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let d2 = c2.database_by_name("rep").unwrap();
+    let r = d2.shards.iter().find(|s| s.master.is_some()).unwrap();
+    let ra = shard_addr(&c2, d2, r.id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut rc = redis::Client::open(format!("redis://:pw@127.0.0.1:{}", ra.port))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let n: u64 = redis::cmd("DBSIZE").query(&mut rc).unwrap_or(0);
+        let want = before.keys().filter(|k| k.0 == 0).count() as u64;
+        if n == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica has {n} keys, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn reseal(path: &Path, edit: impl FnOnce(&mut Manifest)) {
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut m);
+    m.write(path).unwrap();
+}
+
+/// Evidence 2: verify names each reason and changes nothing.
+#[test]
+fn verify_refuses_damaged_missing_and_unloadable_runs() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(&mut c, vec![config("v", 1, false, Persistence::Aof)]));
+    install(&lz, &c);
+    let repo = lz.path("repo");
+    let run = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "v",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = repo.join(&run);
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .unwrap();
+    let good = std::fs::read(&file).unwrap();
+    let manifest = dir.join("manifest.json");
+    let sealed = std::fs::read(&manifest).unwrap();
+    lz.run(&format!(
+        "restore task create name t db v backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task verify t")
+        .ok()
+        .stdout_has("ok     target");
+
+    // One flipped byte, sha256 left alone.
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    std::fs::write(&file, &bad).unwrap();
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has("the file was changed or damaged");
+    // The same, with the sha256 (and the manifest's own checksum) updated: the reader.
+    let sum = lazarus::restore::sha256_file(&file).unwrap();
+    reseal(&manifest, |m| m.shards[0].sha256 = sum);
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has("FAILED file");
+    // The manifest edited by hand: its checksum.
+    std::fs::write(&file, &good).unwrap();
+    let text = String::from_utf8(sealed.clone())
+        .unwrap()
+        .replace("\"keys\": ", "\"keys\":  ");
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["shards"][0]["keys"] = serde_json::json!(1);
+    std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has("does not match its checksum");
+    std::fs::write(&manifest, &sealed).unwrap();
+    // A missing file.
+    std::fs::remove_file(&file).unwrap();
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has("No such file");
+    std::fs::write(&file, &good).unwrap();
+    // An RDB version this server cannot load.
+    reseal(&manifest, |m| m.shards[0].rdb_version = 99);
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has("the run's files are RDB version 99");
+    std::fs::write(&manifest, &sealed).unwrap();
+    // Keys and no force.
+    lz.run(&format!("restore task create name nf db v backup {run}"))
+        .ok();
+    lz.run("restore task verify nf")
+        .fails(1)
+        .stdout_has("`force` would replace them");
+    let json = lz
+        .cmd(["--json", "restore", "task", "show", "nf"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(json[0]["result"]["state"], "verify_failed");
+    lz.run("restore task verify t").ok();
+}
+
+/// Evidence 4 and 5: a shard that cannot start mid-restore (the old data serves again,
+/// `retry` finishes), the shell killed mid-restore (`interrupted`, `retry` finishes), a
+/// deleted database recreated from its backup.
+#[test]
+fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(&mut c, vec![config("f", 1, false, Persistence::Aof)]));
+    install(&lz, &c);
+    let repo = lz.path("repo");
+    let backed = picture(&rt, &lz, "f");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    let port = port_of(&lz, "f");
+    accident(&rt, port, None);
+    let changed = picture(&rt, &lz, "f");
+
+    // A redis-server that refuses the restore's loading start (`appendonly no`).
+    let wrapper = lz.path("picky-redis-server");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nif [ -f \"$1\" ] && grep -q '^appendonly no' \"$1\"; then echo 'refusing to load' >&2; exit 1; fi\nexec redis-server \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    lz.run("restore task create name r db f backup latest force")
+        .ok();
+    lz.cmd([
+        "--redis-server",
+        wrapper.to_str().unwrap(),
+        "restore",
+        "task",
+        "start",
+        "r",
+    ])
+    .run()
+    .fails(1)
+    .stderr_has("the old data is back in place and serving");
+    assert_same(&changed, &picture(&rt, &lz, "f"), "after the failed start");
+    let json = lz
+        .cmd(["--json", "restore", "task", "show", "r"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(json[0]["result"]["state"], "failed");
+    lz.run("restore task start r").fails(1).stderr_has("retry");
+    lz.run("restore task retry r").ok();
+    assert_same(&backed, &picture(&rt, &lz, "f"), "after retry");
+
+    // The shell killed mid-restore.
+    accident(&rt, port, None);
+    lz.run("restore task create name k db f backup latest force")
+        .ok();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["restore", "task", "start", "k"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ccs = std::fs::read_to_string(lz.path("ccs.json")).unwrap_or_default();
+        if ccs.contains("\"step\": \"stopping the shards\"")
+            || ccs.contains("\"step\": \"swapping the data\"")
+            || ccs.contains("\"step\": \"loading\"")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restore never got going");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let json = lz
+        .cmd(["--json", "restore", "task", "show", "k"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(json[0]["result"]["state"], "interrupted", "{}", json[0]);
+    lz.run("restore task retry k").ok();
+    assert_same(
+        &backed,
+        &picture(&rt, &lz, "f"),
+        "after retry of the interrupted",
+    );
+
+    // A deleted database, recreated from its backup.
+    lz.run("delete db f purge").ok();
+    lz.run("restore task create name again db f backup latest")
+        .ok();
+    lz.run("restore task start again").ok();
+    assert_same(&backed, &picture(&rt, &lz, "f"), "recreated");
+}

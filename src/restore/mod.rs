@@ -8,6 +8,8 @@
 //! the same slot ranges (restoring into another shard count needs RESTORE payloads built
 //! from the run's values).
 
+mod reshard;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -239,26 +241,36 @@ pub async fn verify(
         return (v, Some(m));
     };
     let masters: Vec<_> = db.masters().collect();
-    let same_layout = masters.len() == m.shards.len()
-        && m.shards.iter().all(|s| {
-            masters
-                .iter()
-                .any(|d| d.slots == s.slots || (db.config.shards == 1 && m.db.shards == 1))
-        });
-    v.add(
-        "shards",
-        same_layout,
-        if same_layout {
-            format!("{} shard(s) with the same slot ranges", masters.len())
-        } else {
+    let same = same_layout(db, &m);
+    let other_dbs: Vec<u32> = m
+        .shards
+        .iter()
+        .flat_map(|s| s.keys_per_db.keys().copied())
+        .filter(|&n| n != 0)
+        .collect();
+    if same {
+        v.add(
+            "shards",
+            true,
             format!(
-                "the run has {} shard(s), db:{} has {}: restoring into another shard count is not supported yet",
-                m.shards.len(),
-                db.id,
+                "{} shard(s) with the same slot ranges: the files are loaded as they are",
                 masters.len()
-            )
-        },
-    );
+            ),
+        );
+    } else if db.config.shards > 1 && !other_dbs.is_empty() {
+        v.add(
+            "shards",
+            false,
+            format!(
+                "the run has keys in logical db {}; db:{} is a Redis Cluster (db 0 only)",
+                other_dbs[0], db.id
+            ),
+        );
+    } else if spec.force {
+        v.add("shards", false, format!("the run has {} shard(s), db:{} has {}: keys are restored one by one, which needs an empty database (`force` is for the same shard layout)", m.shards.len(), db.id, masters.len()));
+    } else {
+        v.add("shards", true, format!("the run has {} shard(s), db:{} has {}: every key is routed by its slot and written with RESTORE ... ABSTTL", m.shards.len(), db.id, masters.len()));
+    }
     let mut keys_now = 0;
     let mut down = Vec::new();
     for s in &masters {
@@ -342,6 +354,23 @@ pub async fn verify(
     (v, Some(m))
 }
 
+/// Whether the run's files can be loaded as they are: the same number of masters with the
+/// same slot ranges (or one shard into one).
+pub fn same_layout(db: &Database, m: &Manifest) -> bool {
+    let masters: Vec<_> = db.masters().collect();
+    if masters.len() != m.shards.len() {
+        return false;
+    }
+    if db.config.shards == 1 && m.db.shards == 1 {
+        return true;
+    }
+    db.config.shards > 1
+        && m.db.shards > 1
+        && m.shards
+            .iter()
+            .all(|s| masters.iter().any(|d| d.slots == s.slots))
+}
+
 async fn running_version(cluster: &Cluster, db: &Database) -> Option<String> {
     let m = db.masters().next()?;
     let a = crate::db::shard_addr(cluster, db, m.id)?;
@@ -418,6 +447,9 @@ pub async fn start(
     let fence = fence_password();
     let mut fenced = db.clone();
     fenced.config.password = Some(fence.clone());
+    if !same_layout(db, m) {
+        return by_key(cluster, db, &fence, m, spec, step).await;
+    }
     let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;
     match res {
         Ok(keys) => {
@@ -611,6 +643,88 @@ async fn replace(
         }
     }
     Ok(keys)
+}
+
+/// Restores a run into another shard layout key by key; the database was verified empty,
+/// so a failure empties it again.
+async fn by_key(
+    cluster: &Cluster,
+    db: &Database,
+    fence: &str,
+    m: &Manifest,
+    spec: &RestoreSpec,
+    step: &(dyn Fn(&str) + Send + Sync),
+) -> Result<u64, String> {
+    step("fencing clients");
+    let mut fenced_shards = Vec::new();
+    let mut res = Ok(0);
+    for s in &db.shards {
+        let a = crate::db::shard_addr(cluster, db, s.id)
+            .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+        let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
+        crate::ccs::store::write_atomic(&file, fence.as_bytes())
+            .map_err(|e| format!("`{}`: {e}", file.display()))?;
+        if let Err(e) = fence_shard(&a, fence).await {
+            res = Err(format!("redis:{}: {e}", s.id));
+            break;
+        }
+        fenced_shards.push((s.id, a, file));
+    }
+    if res.is_ok() {
+        step("restoring keys");
+        let targets = reshard::targets(cluster, db, fence)?;
+        let files: Vec<PathBuf> = m
+            .shards
+            .iter()
+            .map(|s| spec.repo.run_path(&spec.run).join(&s.file))
+            .collect();
+        let cluster_mode = db.config.shards > 1;
+        res = tokio::task::spawn_blocking(move || {
+            reshard::write_all(&files, &targets, cluster_mode, &|_| {})
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    }
+    if res.is_ok() {
+        step("checking key counts");
+        let mut keys = 0;
+        for t in reshard::targets(cluster, db, fence)? {
+            match info(&t.addr, "keyspace", TIMEOUT).await {
+                Ok(i) => keys += i.keys(),
+                Err(e) => {
+                    res = Err(e.to_string());
+                    break;
+                }
+            }
+        }
+        let (expected, expires) = (m.keys(), m.shards.iter().map(|s| s.expires).sum::<u64>());
+        if res.is_ok() && (keys > expected || keys < expected.saturating_sub(expires)) {
+            res = Err(format!(
+                "the database holds {keys} keys after the restore, the run has {expected} ({expires} with a TTL)"
+            ));
+        } else if res.is_ok() {
+            res = Ok(keys);
+        }
+    }
+    if res.is_err() {
+        step("emptying the database again");
+        for t in reshard::targets(cluster, db, fence)? {
+            if let Ok(mut con) = connect(&t.addr, TIMEOUT).await {
+                let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
+            }
+        }
+    }
+    step("unfencing");
+    for (id, a, file) in fenced_shards {
+        let mut f = a.clone();
+        f.password = Some(fence.to_string());
+        unfence_shard(&f, db.config.password.as_deref())
+            .await
+            .map_err(|e| format!("redis:{id}: {e}"))?;
+        let _ = std::fs::remove_file(file);
+    }
+    res
 }
 
 async fn fence_shard(a: &ShardAddr, fence: &str) -> Result<(), String> {

@@ -399,3 +399,38 @@ fn ttls_are_followed_through_the_aof_and_match_what_the_server_keeps() {
     }
     assert_eq!(keys, r.keys - r.expired);
 }
+
+/// Past 2^20 distinct keys (the old tracking cap) the count stays exact: 1.1 million keys
+/// set by incremental commands, some deleted, some given a TTL, in a legacy AOF.
+#[test]
+fn counts_stay_exact_past_a_million_keys() {
+    let n = 1_100_000u32;
+    let mut aof = Vec::with_capacity(n as usize * 40);
+    for i in 0..n {
+        let k = format!("key:{i}");
+        aof.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n$1\r\nv\r\n", k.len()).as_bytes(),
+        );
+    }
+    for i in (0..n).step_by(10) {
+        let k = format!("key:{i}");
+        aof.extend_from_slice(format!("*2\r\n$3\r\nDEL\r\n${}\r\n{k}\r\n", k.len()).as_bytes());
+    }
+    for i in (1..n).step_by(10) {
+        let k = format!("key:{i}");
+        aof.extend_from_slice(
+            format!(
+                "*3\r\n$9\r\nPEXPIREAT\r\n${}\r\n{k}\r\n$13\r\n9999999999999\r\n",
+                k.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("appendonly.aof");
+    fs::write(&path, &aof).unwrap();
+    let r = check(&path);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert!(r.keys_exact, "{:?}", r.keys_estimate_why);
+    assert_eq!((r.keys, r.expires, r.expired), (990_000, 110_000, 0));
+}

@@ -361,3 +361,37 @@ fn lzf_strings_are_decompressed_and_length_checked() {
     let off = r.fault.unwrap().offset as usize;
     assert!(off > key && off < key + 400, "{off}");
 }
+
+/// A file checked twice in one run is read once, while unchanged (issue 16); a file
+/// written since, or written just now, is read again.
+#[test]
+fn unchanged_files_are_validated_once_per_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("dump.rdb");
+    let mut s = Server::start(&[]);
+    s.cmd(&["SET", "k", "v"]);
+    s.cmd(&["SAVE"]);
+    fs::copy(s.file("dump.rdb"), &path).unwrap();
+    let opts = CheckOptions::default();
+    // Just written: never remembered.
+    assert!(!check_path(&path, &opts).from_cache);
+    assert!(!check_path(&path, &opts).from_cache);
+    // Older than the racy window: remembered.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let first = check_path(&path, &opts);
+    assert!(!first.from_cache);
+    let again = check_path(&path, &opts);
+    assert!(again.from_cache);
+    assert_eq!((again.verdict, again.keys), (first.verdict, first.keys));
+    // Any write changes the ctime: read again.
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes).unwrap();
+    assert!(!check_path(&path, &opts).from_cache);
+}

@@ -253,6 +253,12 @@ fn report_table(r: &FileReport) -> Table {
     for w in &r.warnings {
         fields.push(("warning", w.clone()));
     }
+    if r.from_cache {
+        fields.push((
+            "validated",
+            "earlier in this run; unchanged since (device, inode, size, mtime, ctime)".into(),
+        ));
+    }
     Table::fields(fields).titled("FILE")
 }
 

@@ -192,6 +192,8 @@ impl<'a> FirstPass<'a> {
                 self.last_key = None;
             }
             Class::Keyless | Class::Multi | Class::Exec => {}
+            // A group of a stream the base made before (or of none: then no key).
+            Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
             _ => {
                 let Some(key) = base_key(class, cmd) else {
                     self.exact = false;
@@ -337,6 +339,7 @@ impl AofSink for SecondPass<'_> {
                     }
                 }
                 Class::Keyless | Class::Multi | Class::Exec => {}
+                Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
                 _ => {
                     if let Some(key) = base_key(class, cmd) {
                         let ttl = base_ttl(class, cmd, self.now_ms);

@@ -30,7 +30,7 @@ pub(crate) enum Class {
     SwapDb,
     /// Creates the key in argument 1, or changes it keeping its TTL.
     Create1,
-    /// XGROUP <sub> <key>: keeps or creates the key in argument 2.
+    /// XGROUP <sub> <key> ...: creates the key in argument 2 only with MKSTREAM.
     Create2,
     /// SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL].
     Set,
@@ -150,7 +150,7 @@ pub(crate) fn wants(class: Class, i: usize) -> bool {
         GetEx | Expire { .. } | Copy | RemoveAll => true,
         SwapDb | Rename { .. } | Move | Maybe2 => i <= 2,
         Mset | MsetNx => i % 2 == 1,
-        Create2 => i == 2,
+        Create2 => i >= 2,
     }
 }
 
@@ -354,6 +354,14 @@ fn restore_options(cmd: &Command<'_>, now_ms: i64) -> Option<(When, Ttl)> {
     Some((when, ttl))
 }
 
+/// Whether an XGROUP creates its stream: `XGROUP CREATE key group id MKSTREAM ...`.
+pub(crate) fn xgroup_creates(cmd: &Command<'_>) -> bool {
+    (3..cmd.argc).any(|i| {
+        cmd.arg(i)
+            .is_some_and(|a| a.eq_ignore_ascii_case(b"mkstream"))
+    })
+}
+
 /// Turns a command into effects (pushed into `out`, reused by the caller). `now_ms`: when
 /// the check runs, against which absolute expiries are judged.
 pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Vec<Effect>) {
@@ -372,7 +380,9 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             _ => out.push(Effect::Inexact),
         },
         Create1 => push(fp(1).map(Effect::Touch), out),
-        Create2 => push(fp(2).map(Effect::Touch), out),
+        Create2 if xgroup_creates(cmd) => push(fp(2).map(Effect::Touch), out),
+        // Any other XGROUP needs the stream to exist, and leaves it.
+        Create2 => {}
         Set => push(
             fp(1)
                 .zip(set_options(cmd, now_ms))

@@ -53,8 +53,11 @@ pub(crate) fn parse(text: &[u8]) -> Result<Manifest, ParseError> {
         let line = std::str::from_utf8(raw)
             .map_err(|_| bad("UTF-8 text".into()))?
             .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+        // The server stops at a blank line: "Invalid AOF manifest file format".
         if line.is_empty() {
-            continue;
+            return Err(bad(
+                "a `file ...` line, not a blank one (the server refuses the manifest)".into(),
+            ));
         }
         let args = split_args(line).ok_or_else(|| bad("balanced quotes".into()))?;
         if args.len() < 6 || args.len() % 2 != 0 {
@@ -220,6 +223,7 @@ mod tests {
             ("file \"b seq 2 type i\n", 2),
             ("file c seq 1 type b\n", 2),
             ("file ../c seq 1 type i\n", 2),
+            ("\n", 2),
         ] {
             let text = format!("{good}{bad}");
             let e = parse(text.as_bytes()).unwrap_err();

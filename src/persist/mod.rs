@@ -13,6 +13,7 @@
 //! - `aof`, `resp`, `manifest`, `aof_keys`, `aof_replay`: AOF files, their records, and
 //!   key and TTL counting by replay.
 //! - `commands`: the commands (and arities) Redis 7.0 and Valkey 8.1 know, for AOF records.
+//! - `cache`: reports remembered for the process by file identity (no second read).
 //! - `fp_set`: 64-bit key fingerprints in a flat table (exact counts in bounded memory).
 //! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
 //! - `fix`: a truncated AOF's good prefix, copied elsewhere.
@@ -29,6 +30,7 @@
 mod aof;
 mod aof_keys;
 mod aof_replay;
+mod cache;
 mod check;
 mod commands;
 mod digest;
@@ -80,8 +82,16 @@ pub(crate) use slot::SlotCheck;
 pub(crate) use value_decode::Scratch;
 
 /// Checks one RDB file, single-file AOF or AOF directory. Never panics, never writes.
+/// A path checked before in this process whose files are unchanged (same device, inode,
+/// size, mtime and ctime) is not read again: its report comes back with `from_cache`.
 pub fn check_path(path: &Path, opts: &CheckOptions) -> FileReport {
-    check::check(path, opts)
+    if let Some(r) = cache::lookup(path, opts) {
+        return r;
+    }
+    let ids = cache::before(path);
+    let r = check::check(path, opts);
+    cache::store(path, opts, ids, &r);
+    r
 }
 
 /// Checks an RDB arriving as a stream (a replication transfer) while it arrives; `len`

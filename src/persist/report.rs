@@ -109,6 +109,9 @@ pub struct FileReport {
     pub valid_len: Option<u64>,
     /// Things worth knowing that do not make the file bad (bounded).
     pub warnings: Vec<String>,
+    /// Checked earlier in this run (this shell or script) and unchanged since: same
+    /// device, inode, size, mtime and ctime (ns) of every file; not read again.
+    pub from_cache: bool,
 }
 
 impl FileReport {
@@ -134,6 +137,7 @@ impl FileReport {
             bytes: 0,
             valid_len: None,
             warnings: Vec::new(),
+            from_cache: false,
         }
     }
 

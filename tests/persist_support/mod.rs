@@ -309,6 +309,13 @@ pub fn judge_load(server: &Path, dir: &Path, aof: bool, limit: Duration) -> Load
             .arg("--dir")
             .arg(dir)
             .args(["--logfile", "server.log"]);
+        // Gone with the harness even when it is killed (its drops never run then).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let Ok(child) = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
             panic!("{} must be installed", server.display());
         };

@@ -348,14 +348,19 @@ fn keyspace(info: &str) -> BTreeMap<u32, u64> {
 pub struct Engine {
     pub name: String,
     pub binary: PathBuf,
+    /// The newest RDB version it loads: recovery refuses newer files for it before any
+    /// load (`max_rdb_version_for`), so those count as refused by the reader too.
+    pub max_rdb: u32,
     reloader: Option<Reloader>,
 }
 
 impl Engine {
+    /// `name` names the engine and its version (`redis-server 7.0`, `valkey-server 8.1`).
     pub fn new(name: &str, binary: PathBuf) -> Engine {
         Engine {
             name: name.into(),
             binary,
+            max_rdb: lazarus::persist::max_rdb_version_for(name).unwrap_or(10),
             reloader: None,
         }
     }
@@ -488,13 +493,14 @@ pub fn judge(
         let copy = tempfile::tempdir().unwrap();
         materialize(kind, files, copy.path());
         let (load, log) = e.judge(kind, copy.path());
-        outcomes.push(compare(&report, &load, &log, &e.name));
+        outcomes.push(compare(&report, &load, &log, e));
     }
     (report, outcomes)
 }
 
-fn compare(r: &FileReport, load: &Load, log: &str, engine: &str) -> Outcome {
-    let ok = r.verdict == Verdict::Ok;
+fn compare(r: &FileReport, load: &Load, log: &str, e: &Engine) -> Outcome {
+    let engine = &e.name;
+    let ok = r.verdict == Verdict::Ok && r.rdb_version.is_none_or(|v| v <= e.max_rdb);
     let lua_warned = r
         .warnings
         .iter()

@@ -5,7 +5,9 @@ pub mod layout;
 pub mod model;
 pub mod rules;
 pub mod store;
+pub mod validate;
 
 pub use backups::*;
 pub use model::*;
 pub use store::{default_local_cluster, Store, StoreError, StoreLock};
+pub use validate::{validate, Invalid, MAX_ID};

@@ -48,9 +48,15 @@ pub struct Cluster {
 
 impl Cluster {
     /// Hands out the next id. Ids are never reused, even after the entity is gone.
+    ///
+    /// Ids stay at or below [`super::MAX_ID`] (2^53, exact in every JSON reader). Past it
+    /// the allocator stops moving, so what it hands out is out of range and the save that
+    /// would commit it is refused by [`super::validate`]: never a wrapped or reused id.
     pub fn allocate_id(&mut self) -> Id {
         let id = self.alloc_id;
-        self.alloc_id += 1;
+        if id <= super::MAX_ID {
+            self.alloc_id = id + 1;
+        }
         id
     }
 

@@ -27,6 +27,13 @@ pub enum StoreError {
     },
     #[error("`{path}` has format {found}, this lazarus reads up to {CCS_FORMAT}")]
     Format { path: PathBuf, found: u32 },
+    #[error("`{path}` is not a sound cluster configuration, left untouched: {fault}")]
+    Invalid {
+        path: PathBuf,
+        fault: super::validate::Invalid,
+    },
+    #[error("the cluster configuration was not saved: {0}")]
+    Unsound(super::validate::Invalid),
     #[error("cannot write `{path}`: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("cannot lock `{path}`: {source}")]
@@ -47,7 +54,10 @@ impl crate::error::DomainError for StoreError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            StoreError::Corrupt { .. } | StoreError::Format { .. } => ErrorKind::Damaged,
+            StoreError::Corrupt { .. } | StoreError::Format { .. } | StoreError::Invalid { .. } => {
+                ErrorKind::Damaged
+            }
+            StoreError::Unsound(_) => ErrorKind::Conflict,
             StoreError::Locked { .. } => ErrorKind::Unavailable,
             StoreError::Home { .. }
             | StoreError::Read { .. }
@@ -69,6 +79,9 @@ impl crate::error::DomainError for StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     home: PathBuf,
+    /// The command this store serves, as its canonical text (secrets already `***`): what
+    /// the lock stamp names for another process to show.
+    command: Option<String>,
 }
 
 /// Proof of holding the home's exclusive lock; released on drop.
@@ -81,7 +94,18 @@ pub struct StoreLock {
 
 impl Store {
     pub fn new(home: PathBuf) -> Store {
-        Store { home }
+        Store {
+            home,
+            command: None,
+        }
+    }
+
+    /// The same store, stamping its lock with `command` (canonical text, secrets hidden).
+    pub fn for_command(&self, command: &str) -> Store {
+        Store {
+            home: self.home.clone(),
+            command: Some(command.to_string()),
+        }
     }
 
     pub fn home(&self) -> &Path {
@@ -127,9 +151,9 @@ impl Store {
             }
             Err(TryLockError::Error(source)) => return Err(lock_err(source)),
         }
-        // Say who holds it, for the error another process will show.
-        let args: Vec<String> = std::env::args().collect();
-        let stamp = format!("{}\n{}\n", std::process::id(), args.join(" "));
+        // Say who holds it, for the error another process will show: never the process's
+        // arguments, which may hold a password; the canonical command hides it.
+        let stamp = Stamp::now(self.command.as_deref()).to_text();
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(stamp.as_bytes()))
@@ -156,7 +180,12 @@ impl StoreLock {
     /// Commits `cluster`: bumps its generation, replaces the home's document atomically,
     /// then writes the same document to every node's `ccs/` directory.
     pub fn save(&self, cluster: &mut Cluster) -> Result<(), StoreError> {
-        cluster.generation += 1;
+        let before = cluster.generation;
+        cluster.generation = before.saturating_add(1);
+        if let Err(fault) = super::validate::validate(cluster) {
+            cluster.generation = before;
+            return Err(StoreError::Unsound(fault));
+        }
         let mut text = serde_json::to_vec_pretty(cluster).expect("the model always serializes");
         text.push(b'\n');
         let saved = self.home.join(CCS_FILE);
@@ -221,7 +250,7 @@ pub fn random_cluster_id() -> u64 {
 }
 
 fn load_file(path: &Path) -> Result<Option<Cluster>, StoreError> {
-    let text = match fs::read(path) {
+    let text = match super::validate::read_document(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -244,12 +273,15 @@ fn load_file(path: &Path) -> Result<Option<Cluster>, StoreError> {
             });
         }
     }
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|source| StoreError::Corrupt {
-            path: path.to_owned(),
-            source,
-        })
+    let cluster: Cluster = serde_json::from_slice(&text).map_err(|source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    super::validate::validate(&cluster).map_err(|fault| StoreError::Invalid {
+        path: path.to_owned(),
+        fault,
+    })?;
+    Ok(Some(cluster))
 }
 
 /// Temp file, fsync, rename over the target, fsync the directory: a crash leaves either
@@ -257,7 +289,11 @@ fn load_file(path: &Path) -> Result<Option<Cluster>, StoreError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    remove_stale_temps(dir, name);
+    // pid and a counter: unique across processes and across threads of this one.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -277,12 +313,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+/// Removes `.<name>.tmp.<pid>[.<n>]` files left by a writer killed mid-save (they may hold
+/// a password); a temp file whose pid still runs is another writer's, and stays.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Ok(pid) = rest.split('.').next().unwrap_or("").parse::<u32>() else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
     }
-    fs::create_dir_all(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// A directory only this user can enter (0700), whoever made it and however: a directory
+/// found with wider permissions is narrowed, since what goes in holds secrets.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.is_dir() {
+        fs::create_dir_all(dir)?;
+    }
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// The holder's stamp; it may be a moment away from being written, so wait a little for it.
@@ -300,13 +363,67 @@ fn read_stamp(file: &mut File) -> String {
     String::new()
 }
 
+/// Who holds the lock: written into `ccs.lock` while it is held, one field a line.
+struct Stamp {
+    pid: u32,
+    host: String,
+    /// Unix seconds.
+    since: u64,
+    command: Option<String>,
+}
+
+impl Stamp {
+    fn now(command: Option<&str>) -> Stamp {
+        Stamp {
+            pid: std::process::id(),
+            host: host_name(),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            command: command.map(|c| c.replace(['\n', '\r'], " ")),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}\n",
+            self.pid,
+            self.host,
+            self.since,
+            self.command.as_deref().unwrap_or("")
+        )
+    }
+}
+
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn describe_holder(stamp: &str) -> String {
     let mut lines = stamp.lines();
-    match (lines.next(), lines.next()) {
-        (Some(pid), Some(cmd)) if !pid.is_empty() => format!("pid {pid} (`{cmd}`)"),
-        (Some(pid), None) if !pid.is_empty() => format!("pid {pid}"),
-        _ => "another process".to_string(),
+    let (Some(pid), host, since, cmd) = (lines.next(), lines.next(), lines.next(), lines.next())
+    else {
+        return "another process".to_string();
+    };
+    if pid.is_empty() {
+        return "another process".to_string();
     }
+    let mut who = format!("pid {pid}");
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        who.push_str(&format!(" on {host}"));
+    }
+    if let Some(since) = since.and_then(|s| s.parse::<u64>().ok()) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(since, |d| d.as_secs());
+        who.push_str(&format!(" for {}s", now.saturating_sub(since)));
+    }
+    if let Some(cmd) = cmd.filter(|c| !c.is_empty()) {
+        who.push_str(&format!(" (`{cmd}`)"));
+    }
+    who
 }
 
 #[cfg(test)]
@@ -339,6 +456,54 @@ mod tests {
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_lock_stamp_names_the_command_without_its_secrets() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned()).for_command("create db s password ***");
+        let _held = store.lock().unwrap();
+        let stamp = fs::read_to_string(home.path().join(LOCK_FILE)).unwrap();
+        assert!(stamp.ends_with("create db s password ***\n"), "{stamp}");
+        let err = Store::new(home.path().to_owned()).lock().unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("(`create db s password ***`)"), "{err}");
+    }
+
+    #[test]
+    fn a_killed_writers_temp_files_are_removed_and_dirs_narrowed() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned());
+        let mut cluster = default_local_cluster(home.path());
+        let backup_dir = home.path().join("nodes/1/ccs");
+        fs::create_dir_all(&backup_dir).unwrap();
+        fs::set_permissions(&backup_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        // pid 2^22 + 1 is above Linux's pid_max: never a live process.
+        let stale = home.path().join(".ccs.json.tmp.4194305");
+        fs::write(&stale, "password").unwrap();
+        store.lock().unwrap().save(&mut cluster).unwrap();
+        assert!(!stale.exists());
+        let mode = fs::metadata(&backup_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn an_unsound_configuration_is_never_saved() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned());
+        let mut cluster = default_local_cluster(home.path());
+        cluster.alloc_id = crate::ccs::MAX_ID + 1;
+        let node = cluster.allocate_id();
+        let mut second = cluster.nodes[&1].clone();
+        second.id = node;
+        cluster.nodes.insert(node, second);
+        let err = store.lock().unwrap().save(&mut cluster).unwrap_err();
+        assert!(
+            err.to_string().contains("outside 1..=9007199254740992"),
+            "{err}"
+        );
+        assert_eq!(cluster.generation, 0);
+        assert_eq!(store.load().unwrap(), None);
     }
 
     #[test]

@@ -124,6 +124,11 @@ pub enum RebuildError {
     )]
     AllocTooSmall { requested: Id, conflict: IdSighting },
     #[error(
+        "alloc_id {requested} leaves no room: ids stay at or below {} (2^53, so every JSON reader holds them exactly)",
+        crate::ccs::MAX_ID
+    )]
+    AllocTooLarge { requested: Id },
+    #[error(
         "a cluster already exists in `{}`: `{name}` (cluster_id {cluster_id}); `cluster recover` needs a home with no cluster (use another `--home`)",
         home.display()
     )]
@@ -156,6 +161,7 @@ impl crate::error::DomainError for RebuildError {
             RebuildError::ForeignBackup { .. }
             | RebuildError::NewerBackup { .. }
             | RebuildError::AllocTooSmall { .. }
+            | RebuildError::AllocTooLarge { .. }
             | RebuildError::ClusterExists { .. }
             | RebuildError::BackupTarget { .. } => ErrorKind::Conflict,
             RebuildError::RecoveryPath { .. } | RebuildError::BadPath { .. } => ErrorKind::Io,
@@ -200,6 +206,12 @@ pub fn choose_alloc_id(
         }
         None => floor.saturating_add(ALLOC_MARGIN),
     };
+    // An allocator past the limit would hand out ids no JSON reader holds, or wrap.
+    if alloc_id > crate::ccs::MAX_ID {
+        return Err(RebuildError::AllocTooLarge {
+            requested: alloc_id,
+        });
+    }
     Ok(AllocChoice {
         alloc_id,
         given: given.is_some(),

@@ -131,6 +131,7 @@ impl Session {
         let text = command.to_string();
         // A task of its own, so that even a panicking command leaves the session alive.
         let mut ctx = self.ctx.clone();
+        ctx.store = ctx.store.for_command(&text);
         ctx.cancel = Default::default();
         let cancel = ctx.cancel.clone();
         let task = self.runtime.spawn(async move { command.apply(&ctx).await });

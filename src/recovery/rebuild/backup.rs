@@ -2,7 +2,6 @@
 //! recovered on, checked against what the disks show.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::ccs::{Cluster, DbState, CCS_FORMAT};
@@ -25,10 +24,11 @@ fn backup_file(path: &Path) -> PathBuf {
 /// Reads and validates a CCS backup: syntax (with line and column), format version, shape,
 /// and that every shard sits on a node the backup lists.
 pub fn read_backup(path: &Path) -> Result<Cluster, RebuildError> {
-    let bytes = fs::read(path).map_err(|e| RebuildError::BackupUnreadable {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let bytes =
+        crate::ccs::validate::read_document(path).map_err(|e| RebuildError::BackupUnreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let invalid = |reason: String| RebuildError::BackupInvalid {
         path: path.to_path_buf(),
         reason,
@@ -47,16 +47,7 @@ pub fn read_backup(path: &Path) -> Result<Cluster, RebuildError> {
         Some(_) => {}
     }
     let cluster: Cluster = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-    for db in cluster.databases.values() {
-        for shard in &db.shards {
-            if !cluster.nodes.contains_key(&shard.node) {
-                return Err(invalid(format!(
-                    "shard `redis:{}` of `db:{}` is on `node:{}`, which the backup does not list",
-                    shard.id, db.id, shard.node
-                )));
-            }
-        }
-    }
+    crate::ccs::validate(&cluster).map_err(|fault| invalid(fault.to_string()))?;
     Ok(cluster)
 }
 

@@ -115,10 +115,7 @@ fn backup_errors_name_the_file_and_the_fault() {
     cluster.nodes.remove(&2);
     fs::write(&file, serde_json::to_vec(&cluster).unwrap()).unwrap();
     let e = err(&file);
-    assert!(
-        e.contains("`node:2`, which the backup does not list"),
-        "{e}"
-    );
+    assert!(e.contains(".node: node:2 is not among the nodes"), "{e}");
 }
 
 #[test]

@@ -1,0 +1,105 @@
+//! Hostile input to the configuration store: extreme ids, unsound documents, files that
+//! are not documents. Each is refused promptly with the fault named, and nothing changes.
+
+mod common;
+
+use common::Lazarus;
+
+/// A cluster made in one home, its node backup given to `cluster recover` in another.
+fn backup_of_a_new_cluster() -> (Lazarus, std::path::PathBuf) {
+    let old = Lazarus::new();
+    old.run("cluster create name prod").ok();
+    let backup = old.path("nodes/1/ccs/ccs.json");
+    assert!(backup.is_file());
+    (old, backup)
+}
+
+#[test]
+fn an_alloc_id_without_room_is_refused_naming_the_limit() {
+    let (_old, backup) = backup_of_a_new_cluster();
+    let lz = Lazarus::new();
+    let line = format!(
+        "cluster recover filename {} alloc_id 18446744073709551614",
+        backup.display()
+    );
+    lz.run(&line)
+        .fails(1)
+        .stderr_has("leaves no room: ids stay at or below 9007199254740992 (2^53");
+    assert!(!lz.path("ccs.json").exists(), "nothing stored");
+    // At the limit itself there is no room either: the next id would be out of range.
+    let line = format!(
+        "cluster recover filename {} alloc_id 9007199254740993",
+        backup.display()
+    );
+    lz.run(&line).fails(1).stderr_has("leaves no room");
+}
+
+#[test]
+fn a_hostile_backup_is_refused_with_the_path_of_its_fault() {
+    let (old, backup) = backup_of_a_new_cluster();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
+    type Breaker = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Breaker, &str)> = vec![
+        (
+            Box::new(|d| d["generation"] = serde_json::json!(u64::MAX)),
+            "generation: 18446744073709551615 is above the limit",
+        ),
+        (
+            Box::new(|d| d["nodes"]["1"]["addr"] = "not-an-ip".into()),
+            "nodes[1].addr: `not-an-ip` is not an IP address",
+        ),
+        (
+            Box::new(|d| d["nodes"]["1"]["persistent_path"] = "relative/dir".into()),
+            "nodes[1].persistent_path: `relative/dir` is not absolute",
+        ),
+    ];
+    let hostile = old.path("hostile.json");
+    for (breaker, expected) in &cases {
+        let mut d = doc.clone();
+        breaker(&mut d);
+        std::fs::write(&hostile, serde_json::to_vec(&d).unwrap()).unwrap();
+        let lz = Lazarus::new();
+        lz.run(&format!("cluster recover filename {}", hostile.display()))
+            .fails(1)
+            .stderr_has(expected);
+        assert!(!lz.path("ccs.json").exists(), "nothing stored");
+    }
+    // The home's own document is held to the same rules.
+    doc["local_node"] = serde_json::json!(7);
+    let lz = Lazarus::new();
+    std::fs::write(lz.path("ccs.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = lz.cmd(["--json", "info", "cluster"]).run().fails(1);
+    let json = out.json().pop().expect("a JSON document");
+    assert_eq!(json["kind"], "damaged", "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("local_node: node:7 is not among the nodes"),
+        "{json}"
+    );
+}
+
+#[test]
+fn files_that_are_not_documents_are_refused_before_reading() {
+    let lz = Lazarus::new();
+    let fifo = lz.path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    lz.run(&format!("cluster recover filename {}", fifo.display()))
+        .fails(1)
+        .stderr_has("not a regular file: a FIFO");
+    lz.run("cluster recover filename /dev/zero")
+        .fails(1)
+        .stderr_has("not a regular file: a character device");
+    let sparse = lz.path("sparse.json");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    lz.run(&format!("cluster recover filename {}", sparse.display()))
+        .fails(1)
+        .stderr_has("is not a CCS document (at most 64 MiB)");
+    assert!(!lz.path("ccs.json").exists());
+}

@@ -90,6 +90,9 @@ fn files_that_are_not_documents_are_refused_before_reading() {
     lz.run(&format!("cluster recover filename {}", fifo.display()))
         .fails(1)
         .stderr_has("not a regular file: a FIFO");
+    lz.run(&format!("check file {}", fifo.display()))
+        .fails(1)
+        .stdout_has("not a regular file: a FIFO");
     lz.run("cluster recover filename /dev/zero")
         .fails(1)
         .stderr_has("not a regular file: a character device");

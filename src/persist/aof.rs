@@ -8,7 +8,6 @@
 //! the base holds and replay the commands over them. See [`super::aof_keys`].
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::PathBuf;
 
 use super::aof_keys::{self, Class, Effect, Ttl};
@@ -50,7 +49,7 @@ pub(crate) trait AofSink {
 
 /// Walks one file: its RDB preamble (if any), then its commands.
 pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io::Result<Walked> {
-    let file = File::open(&part.path)?;
+    let file = super::open::open_regular(&part.path)?;
     let len = file.metadata()?.len();
     let mut src = Source::open_file(file, len);
     let mut out = Walked {

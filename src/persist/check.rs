@@ -67,7 +67,7 @@ pub(crate) fn check(path: &Path, opts: &CheckOptions) -> FileReport {
         }
     }
     let mut head = [0u8; 6];
-    let n = File::open(path).and_then(|mut f| read_head(&mut f, &mut head));
+    let n = super::open::open_regular(path).and_then(|mut f| read_head(&mut f, &mut head));
     let n = match n {
         Ok(n) => n,
         Err(e) => {
@@ -167,13 +167,14 @@ fn take_slots(report: &mut FileReport, slots: Option<SlotCheck>) {
 fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut report = FileReport::new(path.to_path_buf(), FileKind::Rdb);
     report.created = mtime(path);
-    let file = match File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
-        Ok(f) => f,
-        Err(e) => {
-            unreadable(&mut report, path, &e);
-            return report;
-        }
-    };
+    let file =
+        match super::open::open_regular(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+            Ok(f) => f,
+            Err(e) => {
+                unreadable(&mut report, path, &e);
+                return report;
+            }
+        };
     report.bytes = file.1;
     let mut src = Source::open_file(file.0, file.1);
     let mut slots = opts.slots.map(SlotCheck::new);
@@ -294,7 +295,7 @@ fn check_dir(dir: &Path, opts: &CheckOptions) -> FileReport {
             return report;
         }
     };
-    let text = match File::open(&manifest_path).and_then(|f| {
+    let text = match super::open::open_regular(&manifest_path).and_then(|f| {
         let mut v = Vec::new();
         f.take(MANIFEST_CAP + 1).read_to_end(&mut v).map(|_| v)
     }) {

@@ -2,7 +2,6 @@
 //! [`ValueSink`]. The opcode loop mirrors the validator's; every value is decoded, none
 //! skipped, and the CRC-64 trailer is still checked.
 
-use std::fs::File;
 use std::path::Path;
 
 use super::dump::DecodeError;
@@ -30,7 +29,7 @@ pub struct RdbHeader {
 /// Reads every key of the RDB at `path` into `visitor`. Stops at the first fault, whose
 /// offset is the file's.
 pub fn read_rdb<V: EntryVisitor>(path: &Path, visitor: &mut V) -> Result<RdbHeader, RdbReadError> {
-    let file = File::open(path).map_err(|e| RdbReadError::Io(e.to_string()))?;
+    let file = super::open::open_regular(path).map_err(|e| RdbReadError::Io(e.to_string()))?;
     let len = file
         .metadata()
         .map_err(|e| RdbReadError::Io(e.to_string()))?

@@ -43,6 +43,7 @@ mod intset;
 mod listpack;
 mod lzf;
 mod manifest;
+mod open;
 mod prefetch;
 mod rdb;
 #[cfg(test)]

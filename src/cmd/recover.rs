@@ -16,7 +16,7 @@ use super::{
 };
 use crate::ccs::{Cluster, DbState, Id};
 use crate::lang::DbRef;
-use crate::recovery::apply::{clear_markers, recover_db, Recovered, Recovery};
+use crate::recovery::apply::{clear_markers, recover_db, Proof, Recovered, Recovery};
 use crate::recovery::plan::{format_age, DbPlan, Outcome, RecoveryPlan};
 use crate::server::RedisServer;
 
@@ -24,10 +24,26 @@ use crate::server::RedisServer;
 pub enum RecoverCommand {
     /// `recover list`
     List,
-    /// `recover all [only_configuration]`
-    All { only_configuration: bool },
-    /// `recover db <db> [only_configuration]` (also `recover db only_configuration <db>`)
-    Db { db: DbRef, only_configuration: bool },
+    /// `recover all [only_configuration] [verify counts|content]`
+    All {
+        only_configuration: bool,
+        counts_only: bool,
+    },
+    /// `recover db <db> [only_configuration] [verify counts|content]` (also `recover db
+    /// only_configuration <db>`)
+    Db {
+        db: DbRef,
+        only_configuration: bool,
+        counts_only: bool,
+    },
+}
+
+/// `verify counts` keeps only the key counts; `verify content` (the default) also proves
+/// the content.
+const PROOFS: &[&str] = &["content", "counts"];
+
+fn counts_only(m: &super::Match) -> bool {
+    m.opt::<String>("verify").is_some_and(|v| v == "counts")
 }
 
 pub static SYNTAX: &[CommandSyntax] = &[
@@ -41,13 +57,21 @@ pub static SYNTAX: &[CommandSyntax] = &[
         elements: &[
             Element::Keyword("recover"),
             Element::Keyword("all"),
-            Element::Options(&[Opt::flag("only_configuration")]),
+            Element::Options(&[
+                Opt::flag("only_configuration"),
+                Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
+            ]),
         ],
-        summary: "bring every database in recovery state back, in parallel",
-        examples: &["recover all", "recover all only_configuration"],
+        summary: "bring every database in recovery state back, in parallel, and prove the content",
+        examples: &[
+            "recover all",
+            "recover all only_configuration",
+            "recover all verify counts",
+        ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::All {
                 only_configuration: m.has("only_configuration"),
+                counts_only: counts_only(m),
             }))
         },
     },
@@ -64,6 +88,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Ok(Command::Recover(RecoverCommand::Db {
                 db: m.req("db")?,
                 only_configuration: true,
+                counts_only: false,
             }))
         },
     },
@@ -72,14 +97,22 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Keyword("recover"),
             Element::Keyword("db"),
             Element::Arg("db", ValueKind::Database),
-            Element::Options(&[Opt::flag("only_configuration")]),
+            Element::Options(&[
+                Opt::flag("only_configuration"),
+                Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
+            ]),
         ],
-        summary: "bring one database back from its files (or only its configuration)",
-        examples: &["recover db db:3", "recover db orders only_configuration"],
+        summary: "bring one database back from its files (or only its configuration) and prove the content",
+        examples: &[
+            "recover db db:3",
+            "recover db orders only_configuration",
+            "recover db orders verify counts",
+        ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::Db {
                 db: m.req("db")?,
                 only_configuration: m.has("only_configuration"),
+                counts_only: counts_only(m),
             }))
         },
     },
@@ -88,16 +121,31 @@ pub static SYNTAX: &[CommandSyntax] = &[
 impl fmt::Display for RecoverCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flag = |on: bool| if on { " only_configuration" } else { "" };
+        let counts = |on: bool| if on { " verify counts" } else { "" };
         match self {
             RecoverCommand::List => f.write_str("recover list"),
-            RecoverCommand::All { only_configuration } => {
-                write!(f, "recover all{}", flag(*only_configuration))
+            RecoverCommand::All {
+                only_configuration,
+                counts_only,
+            } => {
+                write!(
+                    f,
+                    "recover all{}{}",
+                    flag(*only_configuration),
+                    counts(*counts_only)
+                )
             }
             RecoverCommand::Db {
                 db,
                 only_configuration,
+                counts_only,
             } => {
-                write!(f, "recover db {db}{}", flag(*only_configuration))
+                write!(
+                    f,
+                    "recover db {db}{}{}",
+                    flag(*only_configuration),
+                    counts(*counts_only)
+                )
             }
         }
     }
@@ -109,13 +157,15 @@ impl RecoverCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
         match self {
             RecoverCommand::List => list(ctx).await,
-            RecoverCommand::All { only_configuration } => {
-                recover(ctx, None, only_configuration).await
-            }
+            RecoverCommand::All {
+                only_configuration,
+                counts_only,
+            } => recover(ctx, None, only_configuration, counts_only).await,
             RecoverCommand::Db {
                 db,
                 only_configuration,
-            } => recover(ctx, Some(db), only_configuration).await,
+                counts_only,
+            } => recover(ctx, Some(db), only_configuration, counts_only).await,
         }
     }
 }
@@ -271,6 +321,7 @@ async fn recover(
     ctx: &Context,
     which: Option<DbRef>,
     only_configuration: bool,
+    counts_only: bool,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let targets = match &which {
@@ -289,10 +340,11 @@ async fn recover(
     if targets.is_empty() {
         return Ok(Reply::message(NOTHING_PENDING));
     }
-    let rec = Arc::new(Recovery::new(
-        locate_server(ctx, &cluster)?,
-        only_configuration,
-    ));
+    let mut rec = Recovery::new(locate_server(ctx, &cluster)?, only_configuration);
+    if counts_only {
+        rec.proof = Proof::Counts;
+    }
+    let rec = Arc::new(rec);
     let shared = Arc::new(cluster.clone());
     let started = Instant::now();
     let overall = ctx.progress.task("recovering", targets.len() as u64);
@@ -402,6 +454,20 @@ impl Render for RecoverReport {
             self.failed.len(),
             self.elapsed.as_secs_f64()
         ));
+        // The proof comes last: `content verified: N keys, digest <hex>`.
+        let proved: Vec<&Recovered> = self
+            .recovered
+            .iter()
+            .filter(|r| r.content.is_some())
+            .collect();
+        for r in &proved {
+            let line = r.content.as_ref().map_or("", |c| c.line());
+            if proved.len() == 1 && self.names.len() == 1 {
+                text.line(line);
+            } else {
+                text.line(format!("db:{} `{}`: {line}", r.id, self.names[&r.id]));
+            }
+        }
     }
 }
 

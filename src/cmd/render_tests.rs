@@ -308,6 +308,12 @@ fn recover_all() {
                 answers: false,
                 synced: false,
             }),
+            content: Some(crate::recovery::apply::ContentProof::Verified {
+                keys: 0,
+                digest: "0".repeat(32),
+                expired: 0,
+                line: format!("content verified: 0 keys, digest {}", "0".repeat(32)),
+            }),
         }],
         failed: vec![FailedDb {
             id: 7,

@@ -147,40 +147,6 @@ impl VerifyCommand {
     }
 }
 
-/// The verdict line `recover` also prints, and the differing keys as a table.
-pub fn verdict_line(c: &Comparison) -> String {
-    let expired = match c.expired {
-        0 => String::new(),
-        n => format!(" ({n} expired since the files were written, counted apart)"),
-    };
-    if c.equal {
-        format!(
-            "content verified: {} keys, digest {}{expired}",
-            c.server.keys,
-            c.server.hex()
-        )
-    } else {
-        let first: Vec<String> = c
-            .differences
-            .iter()
-            .take(5)
-            .map(|d| format!("`{}` ({})", d.key, d.difference))
-            .collect();
-        format!(
-            "content differs: files {} keys digest {}, server {} keys digest {}{}{expired}",
-            c.files.keys,
-            c.files.hex(),
-            c.server.keys,
-            c.server.hex(),
-            if first.is_empty() {
-                String::new()
-            } else {
-                format!("; first differing keys: {}", first.join(", "))
-            }
-        )
-    }
-}
-
 impl Render for VerifyOutcome {
     fn render(&self, text: &mut Text) {
         text.line(format!(
@@ -189,7 +155,7 @@ impl Render for VerifyOutcome {
             self.files_read.len(),
             self.against.display()
         ));
-        text.line(verdict_line(&self.comparison));
+        text.line(self.comparison.verdict());
         let c = &self.comparison;
         if !c.differences.is_empty() {
             let mut t = Table::new(["KEY", "DB", "DIFFERENCE", "DETAIL"]).titled("DIFFERING KEYS");

@@ -807,3 +807,130 @@ fn stream_node(lp: &[u8], master: StreamId, out: &mut Vec<StreamEntry>) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::dump::decode_dump;
+    use super::super::value::{HashField, Value};
+
+    /// A DUMP payload of type `t` holding `blob` as one plain string, checksum off.
+    fn payload(t: u8, blob: &[u8]) -> Vec<u8> {
+        let mut p = vec![t];
+        assert!(blob.len() < 1 << 14);
+        p.push(0x40 | (blob.len() >> 8) as u8);
+        p.push(blob.len() as u8);
+        p.extend_from_slice(blob);
+        p.extend_from_slice(&6u16.to_le_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p
+    }
+
+    /// A ziplist of short strings and one 16-bit and one immediate integer.
+    fn ziplist(items: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut prev = 0usize;
+        let mut tail = 10;
+        let mut entries: Vec<Vec<u8>> = items
+            .iter()
+            .map(|s| {
+                let mut e = vec![s.len() as u8];
+                e.extend_from_slice(s);
+                e
+            })
+            .collect();
+        entries.push(vec![0xc0, 0x39, 0x30]); // int16 12345
+        entries.push(vec![0xf1 + 7]); // immediate 7
+        for e in &entries {
+            tail = 10 + body.len();
+            body.push(prev as u8);
+            body.extend_from_slice(e);
+            prev = e.len() + 1;
+        }
+        let mut zl = ((10 + body.len() + 1) as u32).to_le_bytes().to_vec();
+        zl.extend_from_slice(&(tail as u32).to_le_bytes());
+        zl.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        zl.extend_from_slice(&body);
+        zl.push(0xff);
+        zl
+    }
+
+    fn strings(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn old_encodings_decode_to_the_canonical_value() {
+        // Zipmap hash (Redis 2.4): {"foo" => "bar"} with a free byte, {"a" => ""}.
+        let zm = [
+            2, 3, b'f', b'o', b'o', 3, 1, b'b', b'a', b'r', 0, 1, b'a', 0, 0, 0xff,
+        ];
+        let field = |f: &str, v: &str| HashField {
+            field: f.into(),
+            value: v.into(),
+            expire_ms: None,
+        };
+        assert_eq!(
+            decode_dump(&payload(9, &zm)).unwrap(),
+            Value::Hash(vec![field("foo", "bar"), field("a", "")])
+        );
+        // Ziplist list (type 10) and ziplist hash (type 13).
+        let zl = ziplist(&[b"x", b"yy"]);
+        assert_eq!(
+            decode_dump(&payload(10, &zl)).unwrap(),
+            Value::List(strings(&["x", "yy", "12345", "7"]))
+        );
+        assert_eq!(
+            decode_dump(&payload(13, &zl)).unwrap(),
+            Value::Hash(vec![field("x", "yy"), field("12345", "7")])
+        );
+        // Ziplist sorted set (type 12): scores as strings or integers.
+        let zz = ziplist(&[b"m", b"1.5"]);
+        assert_eq!(
+            decode_dump(&payload(12, &zz)).unwrap(),
+            Value::SortedSet(vec![(b"m".to_vec(), 1.5), (b"12345".to_vec(), 7.0)])
+        );
+        // Intset of 16-bit members.
+        let mut is = 2u32.to_le_bytes().to_vec();
+        is.extend_from_slice(&3u32.to_le_bytes());
+        for v in [-5i16, 1, 300] {
+            is.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            decode_dump(&payload(11, &is)).unwrap(),
+            Value::Set(strings(&["-5", "1", "300"]))
+        );
+        // Quicklist of ziplists (type 14): nodes in order.
+        let mut ql = vec![14, 2];
+        for node in [ziplist(&[b"a"]), ziplist(&[b"b"])] {
+            ql.push(node.len() as u8);
+            ql.extend_from_slice(&node);
+        }
+        ql.extend_from_slice(&7u16.to_le_bytes());
+        ql.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            decode_dump(&ql).unwrap(),
+            Value::List(strings(&["a", "12345", "7", "b", "12345", "7"]))
+        );
+        // Damage inside a blob is refused, not decoded.
+        let mut bad = zl.clone();
+        bad[11] = 9;
+        assert!(decode_dump(&payload(10, &bad)).is_err());
+    }
+
+    #[test]
+    fn a_module_value_is_refused_with_the_module_name() {
+        let cs = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut id = 0u64;
+        for c in b"ReJSON-RL" {
+            id = (id << 6) | cs.iter().position(|x| x == c).unwrap() as u64;
+        }
+        id = (id << 10) | 3;
+        let mut p = vec![7, 0x81];
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&9u16.to_le_bytes());
+        p.extend_from_slice(&[0; 8]);
+        let e = decode_dump(&p).unwrap_err();
+        assert!(e.unsupported && e.expected.contains("`ReJSON-RL`"), "{e}");
+    }
+}

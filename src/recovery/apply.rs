@@ -38,6 +38,44 @@ pub struct Recovery {
     pub load_timeout: Duration,
     /// Bounds cluster formation, replica sync and persistence switches.
     pub setup_timeout: Duration,
+    /// What is proved after the load: key counts always, content by default.
+    pub proof: Proof,
+}
+
+/// How far a recovery proves the data that came back is the data the files held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Proof {
+    /// Key counts and the content digest, key by key.
+    #[default]
+    Content,
+    /// Key counts only (`verify counts`, for very large databases).
+    Counts,
+}
+
+/// What the content proof found for a recovered database.
+#[derive(Serialize, Clone, Debug)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ContentProof {
+    Verified {
+        keys: u64,
+        digest: String,
+        /// Keys that expired between the files and the check, counted apart.
+        expired: u64,
+        line: String,
+    },
+    NotVerified {
+        reason: String,
+        line: String,
+    },
+}
+
+impl ContentProof {
+    /// `content verified: N keys, digest <hex>` or why it was not.
+    pub fn line(&self) -> &str {
+        match self {
+            ContentProof::Verified { line, .. } | ContentProof::NotVerified { line, .. } => line,
+        }
+    }
 }
 
 impl Recovery {
@@ -50,6 +88,7 @@ impl Recovery {
             only_configuration,
             load_timeout: Duration::from_secs(3600),
             setup_timeout: Duration::from_secs(120),
+            proof: Proof::Content,
         }
     }
 
@@ -84,6 +123,9 @@ pub enum RecoverError {
         kind: SourceKind,
         path: PathBuf,
     },
+    /// The loaded data is not what the files hold: the verdict names the first keys.
+    #[error("{0}")]
+    ContentDiffers(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -92,7 +134,9 @@ impl crate::error::DomainError for RecoverError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            RecoverError::Blocked(_) | RecoverError::KeyCount { .. } => ErrorKind::Damaged,
+            RecoverError::Blocked(_)
+            | RecoverError::KeyCount { .. }
+            | RecoverError::ContentDiffers(_) => ErrorKind::Damaged,
             RecoverError::ShardDirTaken(_) => ErrorKind::Conflict,
             RecoverError::Io { .. } => ErrorKind::Io,
             RecoverError::Copy(e) => e.kind(),
@@ -131,6 +175,8 @@ pub struct Recovered {
     pub unverified: Vec<String>,
     /// The sync source the database follows again.
     pub sync_source: Option<SyncSource>,
+    /// The content proof, when one was asked for and there was data to prove.
+    pub content: Option<ContentProof>,
 }
 
 #[derive(Serialize, Clone, Debug)]

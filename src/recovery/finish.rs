@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use super::apply::{RecoverError, Recovered, Recovery, SyncSource};
+use super::apply::{ContentProof, Proof, RecoverError, Recovered, Recovery, SyncSource};
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
 use crate::server::{
     connect, form_cluster, info, parse_host_port, replicate, set_persistence, start_shard,
     wait_in_sync, ClusterMember, ConfOptions, MemberRole, ServerError, ShardAddr, StartOptions,
 };
+use crate::verify::{self, VerifyError};
 
 /// After the masters loaded: check, switch persistence, replicas, slot map, sync source.
 pub(super) async fn finish(
@@ -43,6 +44,7 @@ pub(super) async fn finish(
 
     let mut keys = 0;
     let mut unverified = Vec::new();
+    let mut content = None;
     if !rec.only_configuration {
         stage("checking key counts");
         for (shard, source) in &sources {
@@ -51,6 +53,10 @@ pub(super) async fn finish(
                 let why = source.keys_estimate_why.as_deref().unwrap_or("an estimate");
                 unverified.push(format!("redis:{shard}: {why}"));
             }
+        }
+        if rec.proof == Proof::Content {
+            stage("verifying content");
+            content = Some(prove_content(rec, cluster, db, &sources).await?);
         }
         stage("switching to the configured persistence");
         for shard in db.masters() {
@@ -145,6 +151,59 @@ pub(super) async fn finish(
         only_configuration: rec.only_configuration,
         unverified,
         sync_source,
+        content,
+    })
+}
+
+/// The content digest of the sources against the loaded masters (before replicas start
+/// and before the configured persistence rewrites anything). A difference fails the
+/// recovery, naming the first keys; a source whose content cannot be digested (an AOF
+/// with commands after its base, a module's value) leaves the proof to the key counts,
+/// and says so.
+async fn prove_content(
+    rec: &Recovery,
+    cluster: &Cluster,
+    db: &Database,
+    sources: &[(Id, Source)],
+) -> Result<ContentProof, RecoverError> {
+    let not_verified = |reason: String| ContentProof::NotVerified {
+        line: format!("content not verified: {reason}"),
+        reason,
+    };
+    if sources.is_empty() {
+        return Ok(not_verified("no files were loaded".into()));
+    }
+    let mut files = Vec::new();
+    for (_, s) in sources {
+        match verify::source_file(&s.path) {
+            Ok(f) => files.push(f),
+            Err(VerifyError::AofCommands(p)) => {
+                return Ok(not_verified(format!(
+                    "`{}` is an AOF with commands after its base, whose content is not digested (key counts were checked)",
+                    p.display()
+                )))
+            }
+            Err(e) => return Ok(not_verified(e.to_string())),
+        }
+    }
+    let masters = db
+        .masters()
+        .map(|m| addr(cluster, db, m.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A proof that cannot run (a module's value, a server that stops answering) leaves
+    // the data loaded and says why; only data that differs fails the recovery.
+    let c = match verify::verify_content(&files, &masters, rec.setup_timeout).await {
+        Ok(c) => c,
+        Err(e) => return Ok(not_verified(e.to_string())),
+    };
+    if !c.equal {
+        return Err(RecoverError::ContentDiffers(c.verdict()));
+    }
+    Ok(ContentProof::Verified {
+        keys: c.server.keys,
+        digest: c.server.hex(),
+        expired: c.expired,
+        line: c.verdict(),
     })
 }
 

@@ -74,6 +74,43 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, VerifyError> {
     Ok(out)
 }
 
+/// The RDB a recovery source stands for: an RDB itself; the base RDB of an
+/// `appendonlydir/` whose incremental files are empty. An AOF with commands is refused:
+/// its content would need the commands replayed.
+pub fn source_file(path: &Path) -> Result<PathBuf, VerifyError> {
+    if path.is_file() {
+        let mut head = [0u8; 6];
+        let is_rdb = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && (head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"));
+        return if is_rdb {
+            Ok(path.to_path_buf())
+        } else {
+            Err(VerifyError::AofCommands(path.to_path_buf()))
+        };
+    }
+    let io = |e: std::io::Error| VerifyError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut base = None;
+    let mut commands = false;
+    for e in std::fs::read_dir(path).map_err(io)? {
+        let p = e.map_err(io)?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".base.rdb") {
+            base = Some(p.clone());
+        } else if name.ends_with(".aof") && p.metadata().map(|m| m.len()).unwrap_or(0) > 0 {
+            commands = true;
+        }
+    }
+    match (base, commands) {
+        (Some(b), false) => Ok(b),
+        _ => Err(VerifyError::AofCommands(path.to_path_buf())),
+    }
+}
+
 fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyError> {
     let io = |e: std::io::Error| VerifyError::File {
         path: dir.to_path_buf(),
@@ -81,25 +118,8 @@ fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyE
     };
     let aof = dir.join("appendonlydir");
     if aof.is_dir() {
-        let mut base = None;
-        let mut commands = false;
-        for e in std::fs::read_dir(&aof).map_err(io)? {
-            let p = e.map_err(io)?.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".base.rdb") {
-                base = Some(p.clone());
-            } else if name.ends_with(".aof") && p.metadata().map(|m| m.len()).unwrap_or(0) > 0 {
-                commands = true;
-            }
-        }
-        match (base, commands) {
-            (Some(b), false) => {
-                out.push(b);
-                return Ok(());
-            }
-            _ if !dir.join("dump.rdb").is_file() => return Err(VerifyError::AofCommands(aof)),
-            _ => return Err(VerifyError::AofCommands(aof)),
-        }
+        out.push(source_file(&aof)?);
+        return Ok(());
     }
     if dir.join("dump.rdb").is_file() {
         out.push(dir.join("dump.rdb"));
@@ -263,6 +283,42 @@ pub fn compare(
         differing_slots,
         slot_count_mismatches,
         differences: Vec::new(),
+    }
+}
+
+impl Comparison {
+    /// One line: `content verified: N keys, digest <hex>`, or what differs and the first
+    /// keys that do.
+    pub fn verdict(&self) -> String {
+        let expired = match self.expired {
+            0 => String::new(),
+            n => format!(" ({n} expired since the files were written, counted apart)"),
+        };
+        if self.equal {
+            return format!(
+                "content verified: {} keys, digest {}{expired}",
+                self.server.keys,
+                self.server.hex()
+            );
+        }
+        let first: Vec<String> = self
+            .differences
+            .iter()
+            .take(5)
+            .map(|d| format!("`{}` ({})", d.key, d.difference))
+            .collect();
+        format!(
+            "content differs: files {} keys digest {}, server {} keys digest {}{}{expired}",
+            self.files.keys,
+            self.files.hex(),
+            self.server.keys,
+            self.server.hex(),
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!("; first differing keys: {}", first.join(", "))
+            }
+        )
     }
 }
 

@@ -299,6 +299,83 @@ fn row(name: &str, r: &Run, bytes: u64, keys: u64) {
     );
 }
 
+/// The shapes operators really have (issue 16), built once: an RDB of 5 M small keys
+/// (`DEBUG POPULATE`), and an AOF of 5 M small commands (values of at most 32 bytes; SET,
+/// HSET, RPUSH, SADD, ZADD, INCR, PEXPIREAT, DEL and MULTI/EXEC blocks), as a single file.
+fn build_small(dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = dir.join("small");
+    fs::create_dir_all(&dir).unwrap();
+    let rdb = dir.join("dump.rdb");
+    let aof = dir.join("appendonly.aof");
+    if !rdb.exists() {
+        let tmp = tempfile::tempdir_in(&dir).unwrap();
+        let mut s = Server::start_in(tmp, &[("enable-debug-command", "yes")]);
+        s.cmd(&["DEBUG", "POPULATE", "5000000", "key", "10"]);
+        s.cmd(&["SAVE"]);
+        fs::rename(s.file("dump.rdb"), &rdb).unwrap();
+    }
+    if !aof.exists() {
+        let mut rng = XorShift(0x16);
+        let mut next = |n: u64| {
+            rng.0 ^= rng.0 << 13;
+            rng.0 ^= rng.0 >> 7;
+            rng.0 ^= rng.0 << 17;
+            rng.0 % n
+        };
+        let mut out = Vec::with_capacity(210 << 20);
+        let mut put = |args: &[&str]| {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args {
+                out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+            }
+        };
+        put(&["SELECT", "0"]);
+        let mut n = 0;
+        while n < 5_000_000 {
+            let k = next(600_000);
+            let v = "x".repeat(1 + next(31) as usize);
+            match next(100) {
+                0..=34 => put(&["SET", &format!("s:{k}"), &v]),
+                35..=49 => put(&[
+                    "HSET",
+                    &format!("h:{}", k % 50_000),
+                    &format!("f{}", next(20)),
+                    &v,
+                ]),
+                50..=59 => put(&["RPUSH", &format!("l:{}", k % 30_000), &v]),
+                60..=69 => put(&[
+                    "SADD",
+                    &format!("z:{}", k % 30_000),
+                    &format!("m{}", next(100)),
+                ]),
+                70..=77 => put(&[
+                    "ZADD",
+                    &format!("q:{}", k % 30_000),
+                    &next(1000).to_string(),
+                    &format!("m{}", next(100)),
+                ]),
+                78..=85 => put(&["INCR", &format!("c:{}", k % 100_000)]),
+                86..=91 => put(&[
+                    "PEXPIREAT",
+                    &format!("s:{k}"),
+                    &(1_800_000_000_000 + k).to_string(),
+                ]),
+                92..=95 => put(&["DEL", &format!("s:{k}")]),
+                _ => {
+                    put(&["MULTI"]);
+                    put(&["SET", &format!("s:{k}"), &v]);
+                    put(&["INCR", &format!("c:{}", k % 100_000)]);
+                    put(&["EXEC"]);
+                    n += 3;
+                }
+            }
+            n += 1;
+        }
+        fs::write(&aof, out).unwrap();
+    }
+    (rdb, aof)
+}
+
 fn header() {
     println!(
         "  {:<30} {:>8} {:>8} {:>7} {:>7} {:>11} {:>10}",
@@ -327,12 +404,28 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
-    let (rdb, aof) = build_data(&data_dir(), gb);
+    // BENCH_READER_SHAPES=small: only the small-key RDB and small-command AOF.
+    let only_small = std::env::var("BENCH_READER_SHAPES").is_ok_and(|v| v == "small");
+    let (small_rdb, small_aof) = build_small(&data_dir());
+    let mut shapes = vec![
+        ("RDB of 5 M small keys", small_rdb, "redis-check-rdb"),
+        ("AOF of 5 M small commands", small_aof, "redis-check-aof"),
+    ];
+    let (rdb, aof) = if only_small {
+        (PathBuf::new(), PathBuf::new())
+    } else {
+        build_data(&data_dir(), gb)
+    };
+    if !only_small {
+        shapes.insert(
+            0,
+            ("AOF (RESP, multi-part)", aof.clone(), "redis-check-aof"),
+        );
+        shapes.insert(0, ("RDB", rdb.clone(), "redis-check-rdb"));
+    }
     let me = std::env::current_exe().unwrap();
-    for (label, path, tool) in [
-        ("RDB", &rdb, "redis-check-rdb"),
-        ("AOF (RESP, multi-part)", &aof, "redis-check-aof"),
-    ] {
+    for (label, path, tool) in &shapes {
+        let path = &path;
         let bytes = size_of(path);
         // Warm the page cache, and learn the key count.
         let report = check_path(path, &CheckOptions::default());
@@ -363,12 +456,16 @@ fn main() {
         let ours = measure_median(me.as_os_str(), [OsStr::new("--check"), path.as_os_str()]);
         row("lazarus persist::check_path", &ours, bytes, keys);
         println!(
-            "  reader vs {tool}: {:.1}x faster (wall), {:.1}x (cpu); vs cat: {:.0}% of its throughput (wall), {:.0}% (cpu)",
+            "  reader vs {tool}: {:.1}x faster (wall), {:.1}x (cpu); vs cat: {:.0}% of its throughput (wall), {:.0}% (cpu); {:.0} ns cpu a key",
             theirs.secs / ours.secs,
             theirs.cpu / ours.cpu,
             100.0 * cat.secs / ours.secs,
             100.0 * cat.cpu / ours.cpu,
+            ours.cpu * 1e9 / keys.max(1) as f64,
         );
+    }
+    if only_small {
+        return;
     }
     // Several files at once use all cores.
     let many = vec![rdb.clone(), aof.clone()];

@@ -193,6 +193,8 @@ impl<'a> FirstPass<'a> {
             Class::Keyless | Class::Multi | Class::Exec => {}
             // A group of a stream the base made before (or of none: then no key).
             Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
+            // Only changes a key made before (or none).
+            Class::Existing1 => {}
             _ => {
                 let Some(key) = base_key(class, cmd) else {
                     self.exact = false;
@@ -339,6 +341,7 @@ impl AofSink for SecondPass<'_> {
                 }
                 Class::Keyless | Class::Multi | Class::Exec => {}
                 Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
+                Class::Existing1 => {}
                 _ => {
                     if let Some(key) = base_key(class, cmd) {
                         let ttl = base_ttl(class, cmd, self.now_ms);

@@ -30,6 +30,9 @@ pub(crate) enum Class {
     SwapDb,
     /// Creates the key in argument 1, or changes it keeping its TTL.
     Create1,
+    /// Changes the key in argument 1 only if it exists (LPUSHX, XACK, ...): the key set
+    /// stays as it is.
+    Existing1,
     /// XGROUP <sub> <key> ...: creates the key in argument 2 only with MKSTREAM.
     Create2,
     /// SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL].
@@ -113,9 +116,10 @@ pub(crate) fn classify(name: &[u8]) -> Class {
         b"restore" | b"restore-asking" => Restore,
         b"append" | b"incr" | b"decr" | b"incrby" | b"decrby" | b"incrbyfloat" | b"setrange"
         | b"setbit" | b"bitfield" | b"hset" | b"hmset" | b"hsetnx" | b"hincrby"
-        | b"hincrbyfloat" | b"sadd" | b"zadd" | b"zincrby" | b"lpush" | b"rpush" | b"lpushx"
-        | b"rpushx" | b"linsert" | b"lset" | b"xadd" | b"xsetid" | b"xclaim" | b"xautoclaim"
-        | b"xack" | b"xtrim" | b"xdel" | b"pfadd" | b"pfmerge" | b"geoadd" => Create1,
+        | b"hincrbyfloat" | b"sadd" | b"zadd" | b"zincrby" | b"lpush" | b"rpush" | b"xadd"
+        | b"pfadd" | b"pfmerge" | b"geoadd" => Create1,
+        b"lpushx" | b"rpushx" | b"linsert" | b"lset" | b"xsetid" | b"xclaim" | b"xautoclaim"
+        | b"xack" | b"xtrim" | b"xdel" => Existing1,
         b"mset" => Mset,
         b"msetnx" => MsetNx,
         b"xgroup" => Create2,
@@ -142,7 +146,7 @@ pub(crate) fn wants(class: Class, i: usize) -> bool {
     use Class::*;
     match class {
         Keyless | Multi | Exec | Unknown | FlushDb | FlushAll => false,
-        Select | Create1 | Remove1 | Maybe1 | SetNx | GetSet | Persist => i == 1,
+        Select | Create1 | Existing1 | Remove1 | Maybe1 | SetNx | GetSet | Persist => i == 1,
         // Not the value.
         Set => i != 2,
         Restore => i != 3,
@@ -258,6 +262,15 @@ impl Effect {
     }
 }
 
+/// A short option lowercased into `buf`; `None` when longer than it.
+fn lower<'b>(opt: &[u8], buf: &'b mut [u8; 8]) -> Option<&'b [u8]> {
+    let b = buf.get_mut(..opt.len())?;
+    for (d, s) in b.iter_mut().zip(opt) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(b)
+}
+
 /// SET's options: when it applies and the TTL it leaves; `None` when they are not
 /// options the server takes (its syntax error is no write, but this reader may be wrong).
 fn set_options(cmd: &Command<'_>, now_ms: i64) -> Option<(When, Option<Ttl>)> {
@@ -265,19 +278,20 @@ fn set_options(cmd: &Command<'_>, now_ms: i64) -> Option<(When, Option<Ttl>)> {
     let mut ttl = Some(Ttl::None);
     let mut i = 3;
     while i < cmd.argc {
-        let opt = cmd.arg(i)?.to_ascii_lowercase();
-        match opt.as_slice() {
+        let mut buf = [0u8; 8];
+        let opt = lower(cmd.arg(i)?, &mut buf)?;
+        match opt {
             b"nx" => when = When::IfAbsent,
             b"xx" => when = When::IfPresent,
             b"get" => {}
             b"keepttl" => ttl = None,
             b"ex" | b"px" | b"exat" | b"pxat" => {
+                let (ms, abs) = (opt[0] == b'p', opt.ends_with(b"at"));
                 i += 1;
                 let n = parse_num(cmd.arg(i))?;
                 if n <= 0 {
                     return None;
                 }
-                let (ms, abs) = (opt[0] == b'p', opt.ends_with(b"at"));
                 ttl = Some(Ttl::of(n, ms, abs, now_ms)?);
             }
             _ => return None,
@@ -370,7 +384,7 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
     let fp = |i: usize| cmd.arg(i).map(fingerprint);
     let push = |e: Option<Effect>, out: &mut Vec<Effect>| out.push(e.unwrap_or(Effect::Inexact));
     match class {
-        Keyless | Multi | Exec => {}
+        Keyless | Multi | Exec | Existing1 => {}
         Unknown => out.push(Effect::Inexact),
         Select => push(parse_db(cmd.arg(1)).map(Effect::Select), out),
         FlushDb => out.push(Effect::FlushDb),
@@ -488,6 +502,7 @@ pub(crate) fn written_keys(class: Class, argc: usize) -> impl Iterator<Item = us
     use Class::*;
     let (from, step) = match class {
         Create1
+        | Existing1
         | Maybe1
         | Set
         | SetNx

@@ -392,7 +392,8 @@ impl Engine {
             kind == SeedKind::AofDir,
             Duration::from_secs(10),
         );
-        let log = fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        let log = String::from_utf8_lossy(&fs::read(dir.join("server.log")).unwrap_or_default())
+            .into_owned();
         (load, log)
     }
 }

@@ -116,3 +116,28 @@ fn pasted_lines_each_run_and_a_typo_does_not_leak_a_password() {
         .as_array()
         .is_none_or(|d| d.is_empty()));
 }
+
+#[test]
+fn on_a_dumb_terminal_ctrl_c_abandons_the_line_and_the_shell_goes_on() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name t").ok();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
+    command.arg("--home").arg(lz.home()).env("TERM", "dumb");
+    let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    shell.expect("lazarus:t> ").unwrap();
+    shell.send("info clusterXYZ").unwrap();
+    shell.send("\x03").unwrap();
+    shell.expect("lazarus:t> ").unwrap();
+    shell.send("info cluster\r").unwrap();
+    shell.expect("CLUSTER:").unwrap();
+    shell.expect("lazarus:t> ").unwrap();
+    // Again after a command has run (its own Ctrl-C watch must not take the line's over).
+    shell.send("info nodeXYZ").unwrap();
+    shell.send("\x03").unwrap();
+    shell.expect("lazarus:t> ").unwrap();
+    shell.send("info node 1\r").unwrap();
+    shell.expect("NODE:1").unwrap();
+    shell.send("exit\r").unwrap();
+    shell.expect(expectrl::Eof).unwrap();
+}

@@ -110,6 +110,9 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
         .history_ignore_dups(true)?
         .max_history_size(10_000)?
         .build();
+    if line_editing_unsupported() {
+        return run_plain(session);
+    }
     let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)?;
     editor.set_helper(Some(ShellHelper {
         cluster: RefCell::new(None),
@@ -166,6 +169,96 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Terminals rustyline cannot drive (it then reads plain lines, and Ctrl-C would kill the
+/// shell): rustyline's own list.
+fn line_editing_unsupported() -> bool {
+    std::env::var("TERM").is_ok_and(|t| matches!(t.as_str(), "dumb" | "cons25" | "emacs"))
+}
+
+/// The shell on a terminal without line editing (`TERM=dumb`): plain lines, no completion,
+/// and Ctrl-C abandons the line being typed instead of ending the shell.
+fn run_plain(session: &Session) -> anyhow::Result<u8> {
+    let interrupted = catch_sigint();
+    let mut out = io::stdout();
+    let mut err = io::stderr();
+    let _ = writeln!(
+        out,
+        "Lazarus {}: the Redis cluster recovery shell (no line editing on this terminal). `help` lists commands, `exit` leaves.",
+        env!("CARGO_PKG_VERSION")
+    );
+    loop {
+        let prompt = match session.ctx.store.load() {
+            Ok(Some(c)) => format!("lazarus:{}> ", c.name),
+            _ => "lazarus> ".to_string(),
+        };
+        let _ = write!(out, "{prompt}");
+        let _ = out.flush();
+        match read_line_interruptible(interrupted) {
+            Ok(Some(line)) => {
+                if session.run_line(&line, None, &mut out, &mut err) == Outcome::Exit {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // Ctrl-C: the terminal dropped what was typed; start a fresh line.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                let _ = writeln!(out);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Installs a SIGINT handler without `SA_RESTART`, so a blocked `read` returns `EINTR`
+/// (std's readers retry on it, which would swallow Ctrl-C); the flag says one arrived.
+fn catch_sigint() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_sigint(_: libc::c_int) {
+        FLAG.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigint as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        action.sa_flags = 0;
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+    &FLAG
+}
+
+/// One line from stdin (without its newline); `None` at end of input; `Interrupted` when
+/// Ctrl-C arrived while reading.
+fn read_line_interruptible(
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> io::Result<Option<String>> {
+    use std::sync::atomic::Ordering;
+    interrupted.store(false, Ordering::SeqCst);
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reads at most one byte into a live one-byte buffer.
+        let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted && !interrupted.load(Ordering::SeqCst) {
+                continue;
+            }
+            return Err(e);
+        }
+        if interrupted.swap(false, Ordering::SeqCst) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        match (n, byte[0]) {
+            (0, _) if line.is_empty() => return Ok(None),
+            (0, _) | (_, b'\n') => return Ok(Some(String::from_utf8_lossy(&line).into_owned())),
+            _ => line.push(byte[0]),
+        }
+    }
 }
 
 /// The line as the history keeps it: secrets hidden, and for a line that does not parse

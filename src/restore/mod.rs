@@ -123,10 +123,22 @@ pub async fn verify(
     for s in &m.shards {
         let path = run_dir.join(&s.file);
         let what = format!("file {}", s.file);
-        let sum = match sha256_file(&path) {
-            Ok(sum) => sum,
-            Err(e) => {
+        let opts = CheckOptions {
+            slots: s.slots.filter(|_| m.db.shards > 1),
+        };
+        // The sha256 and the reader's pass over the file at once, on two threads.
+        let (p1, p2) = (path.clone(), path.clone());
+        let sum = tokio::task::spawn_blocking(move || sha256_file(&p1));
+        let read = tokio::task::spawn_blocking(move || check_path(&p2, &opts));
+        let (sum, report) = (sum.await, read.await.ok());
+        let sum = match sum {
+            Ok(Ok(sum)) => sum,
+            Ok(Err(e)) => {
                 v.add(&what, false, format!("`{}`: {e}", path.display()));
+                continue;
+            }
+            Err(e) => {
+                v.add(&what, false, e.to_string());
                 continue;
             }
         };
@@ -142,13 +154,6 @@ pub async fn verify(
             );
             continue;
         }
-        let opts = CheckOptions {
-            slots: s.slots.filter(|_| m.db.shards > 1),
-        };
-        let p = path.clone();
-        let report = tokio::task::spawn_blocking(move || check_path(&p, &opts))
-            .await
-            .ok();
         match report {
             Some(r) if r.verdict == Verdict::Ok && r.keys == s.keys => v.add(
                 &what,

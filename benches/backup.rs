@@ -1,0 +1,451 @@
+//! Benchmark (not a test) of backups and restores, printing side by side:
+//! 1. `lazarus backup db` of a ≥1 GB database against `redis-cli --rdb` of the same
+//!    database in the same run (target: at most 1.2×, validation included);
+//! 2. the write pause of 3-shard runs (target: under 100 ms);
+//! 3. `restore task start` of that ≥1 GB single-shard run against a bare `redis-server`
+//!    loading the same RDB (target: at most 1.2×);
+//! 4. a 3-shard run restored into 1 shard (keys by RESTORE): keys per second, against
+//!    `redis-cli --pipe` of the same keys and values.
+//!
+//! Run: `cargo bench --bench backup` (release build; the binary is timed as an operator
+//! runs it). `LAZARUS_BENCH_MB` sizes the big database (default 1100),
+//! `LAZARUS_BENCH_RUNS` the runs per figure (median; default 3), `LAZARUS_BENCH_ONLY` one
+//! of `big`, `pause`, `reshard`.
+
+#[allow(dead_code)]
+#[path = "../tests/common/data.rs"]
+mod data;
+#[allow(dead_code)]
+#[path = "../tests/common/procs.rs"]
+mod procs;
+#[allow(dead_code)]
+#[path = "../tests/common/world.rs"]
+mod world;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lazarus::ccs::{Cluster, Persistence, Store};
+use lazarus::db::{create_db, shard_addr, CreateDb};
+use procs::ProcessGuard;
+use rand::RngCore;
+use world::{config, server, test_cluster};
+
+fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn lazarus(home: &Path, args: &[&str]) -> (Duration, String) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("lazarus runs");
+    let took = started.elapsed();
+    if !out.status.success() {
+        panic!(
+            "lazarus {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (took, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn install(home: &Path, cluster: &Cluster) {
+    let mut c = cluster.clone();
+    Store::new(home.to_path_buf())
+        .lock()
+        .unwrap()
+        .save(&mut c)
+        .unwrap();
+}
+
+/// `mb` MB of 1 KB incompressible strings (and a hash per thousand keys) into every
+/// master of the database, spread by hash tags over their slots.
+async fn fill(cluster: &Cluster, name: &str, mb: u64) {
+    let db = cluster.database_by_name(name).unwrap();
+    let mut pool = vec![0u8; 8 << 20];
+    rand::thread_rng().fill_bytes(&mut pool);
+    let masters: Vec<_> = db.masters().collect();
+    let per = mb * 1024 / masters.len() as u64;
+    for m in masters {
+        let a = shard_addr(cluster, db, m.id).unwrap();
+        let tag = match m.slots {
+            Some(s) if db.config.shards > 1 => format!("{{{}}}", world::slot_tag(s.start)),
+            _ => String::new(),
+        };
+        let mut con = data::connect(&a.host, a.port, 0).await;
+        let batch = 2000;
+        let mut i = 0;
+        while i < per {
+            let mut pipe = redis::pipe();
+            for k in i..(i + batch).min(per) {
+                let off = (k as usize * 997) % (pool.len() - 1024);
+                pipe.cmd("SET")
+                    .arg(format!("{tag}key:{k}"))
+                    .arg(&pool[off..off + 1024])
+                    .ignore();
+                if k % 1000 == 0 {
+                    pipe.cmd("HSET")
+                        .arg(format!("{tag}h:{k}"))
+                        .arg("a")
+                        .arg(k)
+                        .ignore();
+                }
+            }
+            let _: () = pipe.query_async(&mut con).await.unwrap();
+            i += batch;
+        }
+    }
+}
+
+fn redis_cli_rdb(port: u16, file: &Path) -> Duration {
+    let started = Instant::now();
+    let st = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--rdb"])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    started.elapsed()
+}
+
+/// A bare redis-server on `dir/dump.rdb`: from spawn until it has loaded.
+fn bare_server(dir: &Path, port: u16) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(server().path)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "no", "--dbfilename", "dump.rdb"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let took = loop {
+        if let Ok(mut con) = client.get_connection() {
+            let info: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut con);
+            if info.is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0")) {
+                break started.elapsed();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    took
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_id(stdout: &str) -> String {
+    stdout
+        .split('`')
+        .nth(1)
+        .expect("a run id in the reply")
+        .to_string()
+}
+
+fn big(root: &Path, rt: &tokio::runtime::Runtime) {
+    let mb = env_num("LAZARUS_BENCH_MB", 1100);
+    let runs = env_num("LAZARUS_BENCH_RUNS", 3);
+    std::fs::create_dir_all(root).unwrap();
+    let guard = ProcessGuard::new(root);
+    let mut c = test_cluster(root, 1);
+    rt.block_on(async {
+        create_db(
+            &mut c,
+            &server(),
+            CreateDb {
+                config: config("big", 1, false, Persistence::Disabled),
+                port: None,
+            },
+        )
+        .await
+        .unwrap();
+        fill(&c, "big", mb).await;
+    });
+    let home = root.join("home");
+    install(&home, &c);
+    let port = c.database_by_name("big").unwrap().port;
+    let repo = root.join("repo");
+
+    let (mut cli, mut ours) = (Vec::new(), Vec::new());
+    let mut last_run = String::new();
+    for run in 0..runs {
+        let file = root.join(format!("cli{run}.rdb"));
+        cli.push(redis_cli_rdb(port, &file));
+        let size = std::fs::metadata(&file).unwrap().len();
+        std::fs::remove_file(&file).unwrap();
+        let (took, out) = lazarus(
+            &home,
+            &["backup", "db", "big", "path", repo.to_str().unwrap()],
+        );
+        ours.push(took);
+        let id = run_id(&out);
+        if !last_run.is_empty() {
+            let _ = std::fs::remove_dir_all(repo.join(&last_run));
+        }
+        last_run = id;
+        println!(
+            "  run {run}: lazarus backup db {}   redis-cli --rdb {}   ({:.2} GB)",
+            secs(ours[run as usize]),
+            secs(cli[run as usize]),
+            size as f64 / 1e9
+        );
+    }
+    let (o, r) = (median(ours), median(cli));
+    println!(
+        "backup db, {mb} MB database (median of {runs}):  lazarus {}   redis-cli --rdb {}   ratio {:.2}x",
+        secs(o),
+        secs(r),
+        o.as_secs_f64() / r.as_secs_f64()
+    );
+
+    // Restore of that run: `restore task start` against a bare server loading the file.
+    let rdb = std::fs::read_dir(repo.join(&last_run))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .unwrap();
+    let (mut bare, mut restores) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let dir = root.join(format!("bare{run}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&rdb, dir.join("dump.rdb")).unwrap();
+        bare.push(bare_server(&dir, free_port()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Into an empty database, as the bare server loads into an empty one.
+        let task = format!("r{run}");
+        let target = format!("empty{run}");
+        lazarus(&home, &["create", "db", &target, "persistence", "disabled"]);
+        lazarus(
+            &home,
+            &["restore", "task", "create", "name", &task, "db", &target, "backup", &last_run],
+        );
+        let (took, _) = lazarus(&home, &["restore", "task", "start", &task]);
+        restores.push(took);
+        lazarus(&home, &["delete", "db", &target, "purge"]);
+        println!(
+            "  run {run}: lazarus restore task start {}   bare redis-server {}",
+            secs(restores[run as usize]),
+            secs(bare[run as usize])
+        );
+    }
+    let (o, b) = (median(restores), median(bare));
+    println!(
+        "restore, {:.2} GB single-shard run (median of {runs}):  lazarus {}   bare redis-server {}   ratio {:.2}x",
+        std::fs::metadata(&rdb).unwrap().len() as f64 / 1e9,
+        secs(o),
+        secs(b),
+        o.as_secs_f64() / b.as_secs_f64()
+    );
+    drop(guard);
+}
+
+fn pause(root: &Path, rt: &tokio::runtime::Runtime) {
+    let mb = env_num("LAZARUS_BENCH_PAUSE_MB", 300);
+    let runs = env_num("LAZARUS_BENCH_RUNS", 3).max(5);
+    std::fs::create_dir_all(root).unwrap();
+    let guard = ProcessGuard::new(root);
+    let mut c = test_cluster(root, 1);
+    rt.block_on(async {
+        create_db(
+            &mut c,
+            &server(),
+            CreateDb {
+                config: config("three", 3, false, Persistence::Disabled),
+                port: None,
+            },
+        )
+        .await
+        .unwrap();
+        fill(&c, "three", mb).await;
+    });
+    let home = root.join("home");
+    install(&home, &c);
+    let repo = root.join("repo");
+    let mut pauses = Vec::new();
+    for _ in 0..runs {
+        let (_, out) = lazarus(
+            &home,
+            &["backup", "db", "three", "path", repo.to_str().unwrap()],
+        );
+        let id = run_id(&out);
+        let (_, json) = lazarus(&home, &["--json", "backup", "show", &id]);
+        let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        let ms = v["result"]["pause_ms"].as_f64().unwrap();
+        pauses.push(Duration::from_secs_f64(ms / 1000.0));
+        let _ = std::fs::remove_dir_all(repo.join(&id));
+    }
+    let shown: Vec<String> = pauses
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+        .collect();
+    println!(
+        "write pause, 3-shard database of {mb} MB ({runs} runs, ms): {}   median {:.1} ms",
+        shown.join(" "),
+        median(pauses).as_secs_f64() * 1000.0
+    );
+    drop(guard);
+}
+
+fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
+    let keys = env_num("LAZARUS_BENCH_KEYS", 1_000_000);
+    std::fs::create_dir_all(root).unwrap();
+    let guard = ProcessGuard::new(root);
+    let mut c = test_cluster(root, 1);
+    let value = vec![b'v'; 100];
+    rt.block_on(async {
+        for (name, shards) in [("three", 3), ("one", 1)] {
+            create_db(
+                &mut c,
+                &server(),
+                CreateDb {
+                    config: config(name, shards, false, Persistence::Disabled),
+                    port: None,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let db = c.database_by_name("three").unwrap();
+        for m in db.masters() {
+            let a = shard_addr(&c, db, m.id).unwrap();
+            let mut con = data::connect(&a.host, a.port, 0).await;
+            let slots = m.slots.unwrap();
+            let mut pipe = redis::pipe();
+            let mut n = 0;
+            for k in 0..keys {
+                let key = format!("key:{k}");
+                if !slots.contains(lazarus::persist::key_slot(key.as_bytes())) {
+                    continue;
+                }
+                pipe.cmd("SET").arg(&key).arg(&value).ignore();
+                n += 1;
+                if n % 5000 == 0 {
+                    let _: () = pipe.query_async(&mut con).await.unwrap();
+                    pipe = redis::pipe();
+                }
+            }
+            let _: () = pipe.query_async(&mut con).await.unwrap();
+        }
+    });
+    let home = root.join("home");
+    install(&home, &c);
+    let repo = root.join("repo");
+    let (_, out) = lazarus(
+        &home,
+        &["backup", "db", "three", "path", repo.to_str().unwrap()],
+    );
+    let id = run_id(&out);
+    lazarus(
+        &home,
+        &["restore", "task", "create", "name", "into-one", "db", "one", "backup", &id],
+    );
+    let (ours, _) = lazarus(&home, &["restore", "task", "start", "into-one"]);
+
+    // The same keys and values by `redis-cli --pipe` into a fresh server.
+    let proto = root.join("proto.resp");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&proto).unwrap());
+        for k in 0..keys {
+            let key = format!("key:{k}");
+            write!(
+                f,
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+                key.len(),
+                value.len()
+            )
+            .unwrap();
+            f.write_all(&value).unwrap();
+            f.write_all(b"\r\n").unwrap();
+        }
+    }
+    let dir = root.join("pipe");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut child = Command::new(server().path)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    while client.get_connection().is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let st = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(std::fs::File::open(&proto).unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pipe_took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "restore 3 shards into 1, {keys} keys: lazarus restore task start {} ({:.0} keys/s, whole task)   redis-cli --pipe {} ({:.0} keys/s)",
+        secs(ours),
+        keys as f64 / ours.as_secs_f64(),
+        secs(pipe_took),
+        keys as f64 / pipe_took.as_secs_f64()
+    );
+    drop(guard);
+}
+
+fn main() {
+    let base = std::env::var_os("LAZARUS_BENCH_DIR").map(std::path::PathBuf::from);
+    let tmp = match &base {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .unwrap();
+    let root = tmp.path().to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let only = std::env::var("LAZARUS_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "pause" {
+        pause(&root.join("pause"), &rt);
+    }
+    if only.is_empty() || only == "reshard" {
+        reshard(&root.join("reshard"), &rt);
+    }
+    if only.is_empty() || only == "big" {
+        big(&root.join("big"), &rt);
+    }
+}

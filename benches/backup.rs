@@ -134,7 +134,14 @@ fn redis_cli_rdb(port: u16, file: &Path) -> Duration {
 fn bare_server(dir: &Path, port: u16) -> Duration {
     let started = Instant::now();
     let mut child = Command::new(server().path)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
         .args(["--appendonly", "no", "--dbfilename", "dump.rdb"])
         .arg("--dir")
         .arg(dir)
@@ -248,7 +255,9 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         lazarus(&home, &["create", "db", &target, "persistence", "disabled"]);
         lazarus(
             &home,
-            &["restore", "task", "create", "name", &task, "db", &target, "backup", &last_run],
+            &[
+                "restore", "task", "create", "name", &task, "db", &target, "backup", &last_run,
+            ],
         );
         let (took, _) = lazarus(&home, &["restore", "task", "start", &task]);
         restores.push(took);
@@ -368,7 +377,9 @@ fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
     let id = run_id(&out);
     lazarus(
         &home,
-        &["restore", "task", "create", "name", "into-one", "db", "one", "backup", &id],
+        &[
+            "restore", "task", "create", "name", "into-one", "db", "one", "backup", &id,
+        ],
     );
     let (ours, _) = lazarus(&home, &["restore", "task", "start", "into-one"]);
 
@@ -393,7 +404,14 @@ fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let mut child = Command::new(server().path)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
         .args(["--appendonly", "no"])
         .arg("--dir")
         .arg(&dir)

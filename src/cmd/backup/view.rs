@@ -313,3 +313,150 @@ impl Render for Due {
         text.table(table);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::backup::ShardEntry;
+    use crate::ccs::{DbConfig, Persistence, SlotRange};
+    use crate::cmd::Reply;
+
+    fn both(outcome: &impl Render) -> String {
+        let reply = Reply::of(outcome).expect("serialises");
+        format!(
+            "{}---- json ----\n{}",
+            crate::shell::render::text(&reply),
+            serde_json::to_string_pretty(reply.data()).unwrap()
+        )
+    }
+
+    fn task() -> BackupTask {
+        BackupTask {
+            name: "nightly".into(),
+            db: 3,
+            path: "/backups/orders".into(),
+            keep: Some(7),
+            every: Some(86_400),
+            max_pause_ms: 1000,
+            created: 1_796_356_212,
+        }
+    }
+
+    fn run(id: &str, status: RunStatus, reason: Option<&str>) -> RunView {
+        RunView::new(BackupRun {
+            id: id.into(),
+            task: Some("nightly".into()),
+            db: 3,
+            db_name: "orders".into(),
+            path: "/backups/orders".into(),
+            started: 1_796_356_212_000,
+            took_ms: Some(2150),
+            status,
+            reason: reason.map(str::to_string),
+            keys: 1200,
+            bytes: 48_213,
+            server_version: Some("redis 7.0.15".into()),
+            pause_us: Some(4200),
+        })
+    }
+
+    #[test]
+    fn backup_results() {
+        insta::assert_snapshot!(
+            "task_created",
+            both(&TaskCreated {
+                task: task(),
+                db_name: "orders".into()
+            })
+        );
+        insta::assert_snapshot!(
+            "run",
+            both(&run("20261204-035012-17", RunStatus::Succeeded, None))
+        );
+        insta::assert_snapshot!(
+            "history",
+            both(&History {
+                runs: vec![
+                    run("20261204-035012-17", RunStatus::Succeeded, None),
+                    run(
+                        "20261205-035012-20",
+                        RunStatus::Failed,
+                        Some("redis:4 does not answer")
+                    ),
+                ],
+                task: "nightly".into(),
+            })
+        );
+        insta::assert_snapshot!(
+            "task_list",
+            both(&TaskList(vec![TaskRow {
+                task: task(),
+                db: "db:3 orders".into(),
+                last_run: Some(run("20261204-035012-17", RunStatus::Succeeded, None)),
+                due: false,
+            }]))
+        );
+        let m = Manifest {
+            format: 1,
+            run: "20261204-035012-17".into(),
+            task: Some("nightly".into()),
+            cluster_id: 42,
+            cluster_name: "prod".into(),
+            db_id: 3,
+            db: DbConfig {
+                name: "orders".into(),
+                shards: 2,
+                replication: true,
+                persistence: Persistence::Aof,
+                memory: None,
+                password: None,
+                sync_source: None,
+            },
+            password_set: true,
+            started: 1_796_356_212_000,
+            finished: 1_796_356_214_150,
+            pause_ms: 4.2,
+            max_pause_ms: 1000,
+            shards: vec![ShardEntry {
+                shard: 4,
+                taken_from: 6,
+                slots: Some(SlotRange {
+                    start: 0,
+                    end: 8191,
+                }),
+                file: "shard-4.rdb".into(),
+                bytes: 24_000,
+                sha256: "ab".repeat(32),
+                rdb_version: 10,
+                engine: "redis".into(),
+                server_version: "7.0.15".into(),
+                keys_per_db: BTreeMap::from([(0, 600)]),
+                keys: 600,
+                expires: 2,
+                started: 1_796_356_212_000,
+                finished: 1_796_356_214_000,
+            }],
+            checksum: "cd".repeat(32),
+        };
+        insta::assert_snapshot!("manifest", both(&ManifestView(m)));
+        insta::assert_snapshot!(
+            "due",
+            both(&Due(vec![
+                DueRow {
+                    task: "hourly".into(),
+                    outcome: "not due".into(),
+                    ok: true,
+                    run: None
+                },
+                DueRow {
+                    task: "nightly".into(),
+                    outcome: "succeeded".into(),
+                    ok: true,
+                    run: Some(run("20261204-035012-17", RunStatus::Succeeded, None)),
+                },
+            ]))
+        );
+    }
+}

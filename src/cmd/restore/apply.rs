@@ -552,3 +552,48 @@ async fn start(ctx: &Context, name: &str, retry: bool) -> Result<Reply, CommandE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(outcome: &impl Render) -> String {
+        let reply = Reply::of(outcome).expect("serialises");
+        format!(
+            "{}---- json ----\n{}",
+            crate::shell::render::text(&reply),
+            serde_json::to_string_pretty(reply.data()).unwrap()
+        )
+    }
+
+    #[test]
+    fn restore_results() {
+        let task = RestoreTask {
+            name: "undo".into(),
+            db: "orders".into(),
+            run: "20261204-035012-17".into(),
+            path: "/backups/orders".into(),
+            target_path: None,
+            force: false,
+            allow_newer_server: false,
+            state: RestoreState::VerifyFailed,
+            reason: Some("target: db:3 `orders` holds 12 keys: `force` would replace them".into()),
+            checks: vec![
+                "ok     manifest: `/backups/orders/20261204-035012-17` is complete and matches its checksum".into(),
+                "FAILED target: db:3 `orders` holds 12 keys: `force` would replace them".into(),
+            ],
+            created_db: false,
+            step: None,
+            created: 1_796_356_212,
+            finished: None,
+        };
+        insta::assert_snapshot!(
+            "task",
+            both(&TaskView {
+                task: task.clone(),
+                headline: None
+            })
+        );
+        insta::assert_snapshot!("list", both(&TaskList(vec![task])));
+    }
+}

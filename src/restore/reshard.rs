@@ -35,8 +35,50 @@ pub fn targets(cluster: &Cluster, db: &Database, fence: &str) -> Result<Vec<Targ
         .collect()
 }
 
+/// Sends full pipelines to one master on its own thread, so decoding the next keys
+/// overlaps the round trip.
+struct Sender {
+    tx: Option<std::sync::mpsc::SyncSender<(redis::Pipeline, usize)>>,
+    thread: Option<std::thread::JoinHandle<Result<u64, String>>>,
+}
+
+impl Sender {
+    fn start(mut con: redis::Connection) -> Sender {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(redis::Pipeline, usize)>(2);
+        let thread = std::thread::spawn(move || {
+            let mut written = 0u64;
+            for (pipe, n) in rx {
+                pipe.query::<Vec<redis::Value>>(&mut con)
+                    .map_err(|e| e.to_string())?;
+                written += n as u64;
+            }
+            Ok(written)
+        });
+        Sender {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether the pipeline was taken (false: the thread stopped on an error).
+    fn send(&mut self, pipe: redis::Pipeline, n: usize) -> bool {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((pipe, n)).is_ok())
+    }
+
+    fn finish(&mut self) -> Result<u64, String> {
+        drop(self.tx.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("a writer thread panicked".into()),
+            None => Ok(0),
+        }
+    }
+}
+
 struct Writer {
-    cons: Vec<redis::Connection>,
+    senders: Vec<Sender>,
     pipes: Vec<(redis::Pipeline, usize, Option<u32>)>,
     slots: Vec<SlotRange>,
     cluster_mode: bool,
@@ -51,17 +93,19 @@ impl Writer {
         if self.error.is_some() {
             return;
         }
+        // The next pipeline goes on the same connection: its db stays selected.
         let (pipe, n, _) = &mut self.pipes[i];
         if *n == 0 {
             return;
         }
-        let res: Result<Vec<redis::Value>, _> = pipe.query(&mut self.cons[i]);
-        match res {
-            Ok(_) => self.written += *n as u64,
-            Err(e) => self.error = Some(e.to_string()),
+        let full = std::mem::replace(pipe, redis::pipe());
+        let count = std::mem::take(n);
+        if !self.senders[i].send(full, count) {
+            self.error = Some(match self.senders[i].finish() {
+                Err(e) => e,
+                Ok(_) => "a writer stopped".into(),
+            });
         }
-        *pipe = redis::pipe();
-        *n = 0;
     }
 }
 
@@ -148,15 +192,15 @@ pub fn write_all(
     for t in targets {
         let client = redis::Client::open(t.addr.connection_info())
             .map_err(|e| format!("{}: {e}", t.addr))?;
-        cons.push(
+        cons.push(Sender::start(
             client
                 .get_connection()
                 .map_err(|e| format!("{}: {e}", t.addr))?,
-        );
+        ));
     }
     let mut w = Writer {
         pipes: (0..cons.len()).map(|_| (redis::pipe(), 0, None)).collect(),
-        cons,
+        senders: cons,
         slots: targets.iter().map(|t| t.slots).collect(),
         cluster_mode,
         builder: ValueBuilder::default(),
@@ -164,16 +208,29 @@ pub fn write_all(
         written: 0,
         error: None,
     };
+    let mut result = Ok(());
     for f in files {
-        read_rdb(f, &mut w).map_err(|e| format!("`{}`: {e}", f.display()))?;
-        if let Some(e) = &w.error {
-            return Err(e.clone());
+        if let Err(e) = read_rdb(f, &mut w) {
+            result = Err(format!("`{}`: {e}", f.display()));
+            break;
+        }
+        if w.error.is_some() {
+            break;
         }
         on_keys(w.written);
     }
     for i in 0..targets.len() {
         w.flush(i);
     }
+    for s in &mut w.senders {
+        match s.finish() {
+            Ok(n) => w.written += n,
+            Err(e) => {
+                w.error.get_or_insert(e);
+            }
+        }
+    }
+    result?;
     match w.error {
         Some(e) => Err(e),
         None => Ok(w.written),

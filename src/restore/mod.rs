@@ -87,6 +87,7 @@ pub struct RestoreSpec {
 
 /// The `major.minor` of a version string.
 fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let v = v.rsplit(' ').next()?;
     let mut it = v.split('.').map(|n| n.trim().parse::<u32>().ok());
     Some((it.next()??, it.next()??))
 }
@@ -210,7 +211,7 @@ pub async fn verify(
     let backup_version = m
         .shards
         .first()
-        .map(|s| s.server_version.clone())
+        .map(|s| format!("{} {}", s.engine, s.server_version))
         .unwrap_or_default();
     match (major_minor(&backup_version), major_minor(&target_version)) {
         (Some(b), Some(t)) if b == t => v.add(
@@ -381,8 +382,8 @@ async fn running_version(cluster: &Cluster, db: &Database) -> Option<String> {
     let a = crate::db::shard_addr(cluster, db, m.id)?;
     let i = info(&a, "server", TIMEOUT).await.ok()?;
     i.get("valkey_version")
-        .or(i.get("redis_version"))
-        .map(str::to_string)
+        .map(|v| format!("valkey {v}"))
+        .or(i.get("redis_version").map(str::to_string))
 }
 
 fn writable(dir: &Path) -> std::io::Result<()> {

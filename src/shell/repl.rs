@@ -180,7 +180,6 @@ fn line_editing_unsupported() -> bool {
 /// The shell on a terminal without line editing (`TERM=dumb`): plain lines, no completion,
 /// and Ctrl-C abandons the line being typed instead of ending the shell.
 fn run_plain(session: &Session) -> anyhow::Result<u8> {
-    let interrupted = catch_sigint();
     let mut out = io::stdout();
     let mut err = io::stderr();
     let _ = writeln!(
@@ -193,9 +192,14 @@ fn run_plain(session: &Session) -> anyhow::Result<u8> {
             Ok(Some(c)) => format!("lazarus:{}> ", c.name),
             _ => "lazarus> ".to_string(),
         };
+        // Watched from before the prompt shows, so a quick Ctrl-C is never the default
+        // (which ends the process); given back before the command runs.
+        let watch = SigintWatch::start();
         let _ = write!(out, "{prompt}");
         let _ = out.flush();
-        match read_line_interruptible(interrupted) {
+        let read = read_line_interruptible();
+        drop(watch);
+        match read {
             Ok(Some(line)) => {
                 if session.run_line(&line, None, &mut out, &mut err) == Outcome::Exit {
                     break;
@@ -212,46 +216,85 @@ fn run_plain(session: &Session) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Installs a SIGINT handler without `SA_RESTART`, so a blocked `read` returns `EINTR`
-/// (std's readers retry on it, which would swallow Ctrl-C); the flag says one arrived.
-fn catch_sigint() -> &'static std::sync::atomic::AtomicBool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static FLAG: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_sigint(_: libc::c_int) {
-        FLAG.store(true, Ordering::SeqCst);
+/// Set by [`SigintWatch`]'s handler.
+static SIGINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// While alive, SIGINT is caught by a handler without `SA_RESTART`, so a blocked `read`
+/// returns `EINTR` (std's readers retry on it, which would swallow Ctrl-C). Dropping it
+/// puts back the handler that was there: the one a running command watches Ctrl-C with.
+struct SigintWatch {
+    previous: libc::sigaction,
+}
+
+impl SigintWatch {
+    fn start() -> SigintWatch {
+        extern "C" fn on_sigint(_: libc::c_int) {
+            SIGINT.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        SIGINT.store(false, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; both
+        // structs are valid for the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigint as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = 0;
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGINT, &action, &mut previous);
+            SigintWatch { previous }
+        }
     }
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigint as *const () as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        action.sa_flags = 0;
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+}
+
+impl Drop for SigintWatch {
+    fn drop(&mut self) {
+        // SAFETY: restores the action saved by `start`.
+        unsafe {
+            libc::sigaction(libc::SIGINT, &self.previous, std::ptr::null_mut());
+        }
     }
-    &FLAG
 }
 
 /// One line from stdin (without its newline); `None` at end of input; `Interrupted` when
-/// Ctrl-C arrived while reading.
-fn read_line_interruptible(
-    interrupted: &std::sync::atomic::AtomicBool,
-) -> io::Result<Option<String>> {
+/// Ctrl-C arrived while reading (under a [`SigintWatch`]).
+fn read_line_interruptible() -> io::Result<Option<String>> {
     use std::sync::atomic::Ordering;
-    interrupted.store(false, Ordering::SeqCst);
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
+        // A signal landing between a check of the flag and a blocking read would be
+        // missed: wait in short polls and look at the flag between them.
+        if SIGINT.swap(false, Ordering::SeqCst) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let mut fd = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut fd, 1, 100) } {
+            0 => continue,
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            _ => {}
+        }
         // SAFETY: reads at most one byte into a live one-byte buffer.
         let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
+        if SIGINT.swap(false, Ordering::SeqCst) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted && !interrupted.load(Ordering::SeqCst) {
+            if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
-        }
-        if interrupted.swap(false, Ordering::SeqCst) {
-            return Err(io::ErrorKind::Interrupted.into());
         }
         match (n, byte[0]) {
             (0, _) if line.is_empty() => return Ok(None),

@@ -598,10 +598,46 @@ async fn replace(
         },
         timeout: LOAD_TIMEOUT,
     };
+    // Every master loads at once; the step says how far they are.
+    let mut loads = Vec::new();
     for s in fenced.masters() {
-        start_shard(server, cluster, fenced, s, &load)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (server, cluster, fenced, s, load) = (
+            server.clone(),
+            cluster.clone(),
+            fenced.clone(),
+            s.clone(),
+            load.clone(),
+        );
+        loads.push(tokio::spawn(async move {
+            start_shard(&server, &cluster, &fenced, &s, &load)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+    }
+    let addrs: Vec<ShardAddr> = fenced
+        .masters()
+        .filter_map(|s| crate::db::shard_addr(cluster, fenced, s.id))
+        .collect();
+    let total = m.bytes();
+    while !loads.iter().all(|h| h.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut loaded = 0;
+        for a in &addrs {
+            if let Ok(i) = info(a, "persistence", Duration::from_millis(200)).await {
+                loaded += match i.get("loading") {
+                    Some("1") => i.get_u64("loading_loaded_bytes").unwrap_or(0),
+                    _ => total / addrs.len().max(1) as u64,
+                };
+            }
+        }
+        step(&format!(
+            "loading: {} of {} MB",
+            loaded.min(total) >> 20,
+            total >> 20
+        ));
+    }
+    for h in loads {
+        h.await.map_err(|e| e.to_string())??;
     }
 
     step("checking key counts");
@@ -699,12 +735,23 @@ async fn by_key(
             .map(|s| spec.repo.run_path(&spec.run).join(&s.file))
             .collect();
         let cluster_mode = db.config.shards > 1;
-        res = tokio::task::spawn_blocking(move || {
-            reshard::write_all(&files, &targets, cluster_mode, &|_| {})
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = done.clone();
+        let mut writing = tokio::task::spawn_blocking(move || {
+            reshard::write_all(&files, &targets, cluster_mode, &|n| {
+                counter.store(n, std::sync::atomic::Ordering::Relaxed)
+            })
+        });
+        let total = m.keys();
+        res = loop {
+            tokio::select! {
+                r = &mut writing => break r.map_err(|e| e.to_string()).and_then(|r| r),
+                () = tokio::time::sleep(Duration::from_millis(500)) => step(&format!(
+                    "restoring keys: {} of {total}",
+                    done.load(std::sync::atomic::Ordering::Relaxed)
+                )),
+            }
+        };
     }
     if res.is_ok() {
         step("checking key counts");

@@ -77,8 +77,11 @@ impl Sender {
     }
 }
 
-struct Writer {
+struct Writer<'a> {
     senders: Vec<Sender>,
+    /// Keys handed to the senders so far, for progress.
+    queued: u64,
+    on_keys: &'a (dyn Fn(u64) + Sync),
     pipes: Vec<(redis::Pipeline, usize, Option<u32>)>,
     slots: Vec<SlotRange>,
     cluster_mode: bool,
@@ -88,7 +91,7 @@ struct Writer {
     error: Option<String>,
 }
 
-impl Writer {
+impl Writer<'_> {
     fn flush(&mut self, i: usize) {
         if self.error.is_some() {
             return;
@@ -100,6 +103,8 @@ impl Writer {
         }
         let full = std::mem::replace(pipe, redis::pipe());
         let count = std::mem::take(n);
+        self.queued += count as u64;
+        (self.on_keys)(self.queued);
         if !self.senders[i].send(full, count) {
             self.error = Some(match self.senders[i].finish() {
                 Err(e) => e,
@@ -109,7 +114,7 @@ impl Writer {
     }
 }
 
-impl ValueSink for Writer {
+impl ValueSink for Writer<'_> {
     fn begin(&mut self, kind: Kind, n: u64) {
         self.builder.begin(kind, n)
     }
@@ -130,7 +135,7 @@ impl ValueSink for Writer {
     }
 }
 
-impl EntryVisitor for Writer {
+impl EntryVisitor for Writer<'_> {
     fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
         self.head = Some((db, key.to_vec(), expire_ms));
     }
@@ -186,7 +191,7 @@ pub fn write_all(
     files: &[PathBuf],
     targets: &[Target],
     cluster_mode: bool,
-    on_keys: &dyn Fn(u64),
+    on_keys: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, String> {
     let mut cons = Vec::new();
     for t in targets {
@@ -201,6 +206,8 @@ pub fn write_all(
     let mut w = Writer {
         pipes: (0..cons.len()).map(|_| (redis::pipe(), 0, None)).collect(),
         senders: cons,
+        queued: 0,
+        on_keys,
         slots: targets.iter().map(|t| t.slots).collect(),
         cluster_mode,
         builder: ValueBuilder::default(),
@@ -217,7 +224,6 @@ pub fn write_all(
         if w.error.is_some() {
             break;
         }
-        on_keys(w.written);
     }
     for i in 0..targets.len() {
         w.flush(i);

@@ -335,7 +335,19 @@ pub async fn verify(
     for s in &db.shards {
         if let Some(node) = cluster.nodes.get(&s.node) {
             let dir = node.shard_dir(db.id, s.id);
-            if let Err(e) = writable(&dir) {
+            let canon = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            let inside = cluster.nodes.values().find_map(|n| {
+                let rp = n.recovery_path.as_ref()?;
+                let rp = std::fs::canonicalize(rp).unwrap_or_else(|_| rp.clone());
+                canon.starts_with(&rp).then(|| (n.id, rp))
+            });
+            if let Some((node_id, rp)) = inside {
+                problems.push(format!(
+                    "`{}` lies inside node:{node_id}'s recovery path `{}`: restoring there could overwrite the files recovery reads",
+                    dir.display(),
+                    rp.display()
+                ));
+            } else if let Err(e) = writable(&dir) {
                 problems.push(format!("`{}`: {e}", dir.display()));
             } else if let Some(free) = free_bytes(&dir) {
                 if free < bytes.saturating_mul(2) {

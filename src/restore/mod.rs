@@ -339,7 +339,7 @@ pub async fn verify(
             let inside = cluster.nodes.values().find_map(|n| {
                 let rp = n.recovery_path.as_ref()?;
                 let rp = std::fs::canonicalize(rp).unwrap_or_else(|_| rp.clone());
-                canon.starts_with(&rp).then(|| (n.id, rp))
+                canon.starts_with(&rp).then_some((n.id, rp))
             });
             if let Some((node_id, rp)) = inside {
                 problems.push(format!(

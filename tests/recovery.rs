@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::data::{contents, diff};
+use common::engine::{engines, Engine};
 use common::procs::ProcessGuard;
 use common::world::{after_disaster, build, config, picture, test_cluster};
 use common::Lazarus;
@@ -59,10 +60,19 @@ fn assert_same(before: &common::data::Contents, after: &common::data::Contents, 
 /// replaced and their old disks mounted elsewhere. One piped script brings it all back.
 #[test]
 fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
+    for engine in engines() {
+        engine.announce("a_piped_runbook_brings_the_whole_cluster_back_identical");
+        runbook(&engine);
+    }
+}
+
+fn runbook(engine: &Engine) {
     let lz = Lazarus::new();
     let guard = ProcessGuard::new(lz.home());
     let rt = runtime();
     let mut old = test_cluster(lz.home(), 2);
+    // The cluster's binary travels in its CCS backups, so the recovery runs it too.
+    old.redis_server = engine.path.clone();
     rt.block_on(build(
         &mut old,
         vec![
@@ -517,4 +527,98 @@ fn only_configuration_takes_the_data_of_the_sync_source() {
         .stdout_has("EMPTY");
     assert!(now_in("plain").is_empty());
     drop(guard);
+}
+
+/// Files written by one engine recovered by the other: Redis 7.0's onto Valkey 8.1 load
+/// (Valkey reads every older RDB version), content identical; Valkey 8.1's onto Redis 7.0
+/// are refused as incompatible, naming the versions, and nothing is started.
+#[test]
+fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers() {
+    let Some(valkey) = Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let valkey_bin = valkey.path.clone().unwrap();
+    for (from, to) in [(Engine::redis(), valkey.clone()), (valkey, Engine::redis())] {
+        eprintln!("files of {} recovered by {}", from.name, to.name);
+        let lz = Lazarus::new();
+        let guard = ProcessGuard::new(lz.home());
+        let rt = runtime();
+        let mut old = test_cluster(lz.home(), 1);
+        old.redis_server = from.path.clone();
+        rt.block_on(build(
+            &mut old,
+            vec![
+                config("snap", 1, false, Persistence::Snapshot),
+                config("aof", 1, false, Persistence::Aof),
+            ],
+        ));
+        install_at(&lz.path("oldhome"), &old);
+        let before = rt.block_on(picture(&old));
+        guard.kill_all();
+        std::fs::remove_dir_all(lz.path("oldhome")).unwrap();
+        std::fs::rename(lz.path("old/node1"), lz.path("disk1")).unwrap();
+        let d1 = lz.path("disk1");
+        lz.run(&format!(
+            "cluster recover filename {}/ccs/ccs.json node_uid 1",
+            d1.display()
+        ))
+        .ok();
+        lz.run(&format!("node 1 recovery_path set {}", d1.display()))
+            .ok();
+        let target: Vec<String> = match &to.path {
+            Some(p) => vec!["--redis-server".into(), p.display().to_string()],
+            None => {
+                // The recovered CCS names Valkey (the old cluster's binary): point it back.
+                let redis = which_redis();
+                vec!["--redis-server".into(), redis.display().to_string()]
+            }
+        };
+        let run = |words: &[&str]| {
+            let mut args = target.clone();
+            args.extend(words.iter().map(|w| w.to_string()));
+            lz.cmd(args).run()
+        };
+        if to.name == "valkey" {
+            let out = run(&["recover", "all"]).ok();
+            assert_eq!(
+                out.stdout.matches("Completed successfully").count(),
+                2,
+                "{}",
+                out.stdout
+            );
+            let after = rt.block_on(picture(&stored(&lz)));
+            for (shard, was) in &before {
+                assert_same(was, &after[shard], &format!("redis:{shard} on valkey"));
+            }
+            // Valkey runs them now.
+            let pid = stored(&lz).databases.values().next().unwrap().shards[0]
+                .pid
+                .unwrap();
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+            assert_eq!(exe, std::fs::canonicalize(&valkey_bin).unwrap());
+        } else {
+            let out = run(&["recover", "list"]);
+            assert!(
+                out.stdout.contains("incompatible"),
+                "{}\n{}",
+                out.stdout,
+                out.stderr
+            );
+            let out = run(&["recover", "all"]).fails(1);
+            assert!(
+                !out.stdout.contains("Completed successfully"),
+                "{}",
+                out.stdout
+            );
+            assert_eq!(state(&lz, "snap"), DbState::PendingRecovery);
+        }
+        drop(guard);
+    }
+}
+
+fn which_redis() -> PathBuf {
+    lazarus::server::RedisServer::locate(None, None)
+        .expect("redis-server on PATH")
+        .path
 }

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod data;
+pub mod engine;
 pub mod procs;
 pub mod world;
 

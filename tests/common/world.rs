@@ -68,7 +68,9 @@ pub fn server() -> RedisServer {
 /// Creates the databases and fills every master with sample data (logical dbs 0 and 3
 /// outside cluster mode); snapshot databases are saved.
 pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
-    let server = server();
+    // The cluster's own binary (a test on Valkey sets it), else the one on PATH.
+    let server = RedisServer::locate(None, cluster.redis_server.as_deref())
+        .expect("the cluster's redis-server");
     for config in configs {
         create_db(cluster, &server, CreateDb { config, port: None })
             .await

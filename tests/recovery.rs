@@ -597,6 +597,19 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
                 .unwrap();
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
             assert_eq!(exe, std::fs::canonicalize(&valkey_bin).unwrap());
+            // `status` names the engine by its own version, not the Redis one it mimics.
+            let status = run(&["--json", "status", "shards"])
+                .ok()
+                .json()
+                .pop()
+                .unwrap();
+            let shards = status["result"]["shards"].as_array().unwrap();
+            assert!(
+                shards
+                    .iter()
+                    .all(|s| s["engine"].as_str().unwrap().starts_with("valkey 8.")),
+                "{status}"
+            );
         } else {
             let out = run(&["recover", "list"]);
             assert!(

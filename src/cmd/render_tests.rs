@@ -229,6 +229,7 @@ fn status_tables() {
             port: 31000,
             pid: None,
             keys: None,
+            engine: None,
             detail: Some("connection refused".into()),
         }],
     };

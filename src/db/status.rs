@@ -78,6 +78,8 @@ pub struct ShardRow {
     pub port: u16,
     pub pid: Option<u32>,
     pub keys: Option<u64>,
+    /// What answered: `redis 7.0.15`, `valkey 8.1.8`.
+    pub engine: Option<String>,
     /// Why the shard is not OK.
     pub detail: Option<String>,
 }
@@ -175,11 +177,24 @@ pub async fn status(
                     .map(|p| p as u32)
                     .or(s.pid),
                 keys: p.filter(|p| p.up).map(|p| p.info.keys()),
+                engine: p.filter(|p| p.up).and_then(|p| p.info.engine()),
                 detail,
             });
         }
+        // Shards of one database on different engines or versions: replication and
+        // the cluster bus between them are not something either engine promises.
+        let engines: std::collections::BTreeSet<String> = report
+            .shards
+            .iter()
+            .filter(|r| r.db_id == db.id)
+            .filter_map(|r| r.engine.clone())
+            .collect();
         let status = match db.state {
             DbState::PendingRecovery => db.state.to_string(),
+            DbState::Active if all_ok && engines.len() > 1 => format!(
+                "active, mixed engines: {}",
+                engines.into_iter().collect::<Vec<_>>().join(", ")
+            ),
             DbState::Active if all_ok => "active".to_string(),
             DbState::Active if ok_masters == 0 => "down".to_string(),
             // Some master or replica unanswered: part of the key space or of its copies
@@ -254,7 +269,7 @@ fn node_rows(
         let live_version = shards
             .iter()
             .filter_map(|id| probes.get(id))
-            .find_map(|p| p.info.get("redis_version").map(str::to_string));
+            .find_map(|p| p.info.engine());
         let status = if node.persistent_path.is_dir() {
             OK.to_string()
         } else {
@@ -320,6 +335,7 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
                     port: identity.as_ref().map_or(0, |i| i.port),
                     pid: Some(pid),
                     keys: None,
+                    engine: None,
                     detail: Some(format!(
                         "pid {pid} runs in `{}`, which the configuration does not know (left \
                          by a create that was killed?): stop it with `kill {pid}`",

@@ -106,6 +106,16 @@ impl Info {
         self.get(key)?.parse().ok()
     }
 
+    /// The engine and its own version: `valkey 8.1.8` (Valkey also reports
+    /// `redis_version:7.2.4` for compatibility: its own is `valkey_version`), `redis 7.0.15`.
+    pub fn engine(&self) -> Option<String> {
+        if let Some(v) = self.get("valkey_version") {
+            return Some(format!("valkey {v}"));
+        }
+        let name = self.get("server_name").unwrap_or("redis");
+        self.get("redis_version").map(|v| format!("{name} {v}"))
+    }
+
     /// Keys of db0 (`db0:keys=12,expires=0,avg_ttl=0`).
     pub fn keys(&self) -> u64 {
         self.0
@@ -196,6 +206,11 @@ mod tests {
             "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=12,expires=1,avg_ttl=0\r\ndb3:keys=2,expires=0,avg_ttl=0\r\n",
         );
         assert_eq!(i.get("redis_version"), Some("7.0.15"));
+        assert_eq!(i.engine().as_deref(), Some("redis 7.0.15"));
+        let valkey = Info::parse(
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.1.8\r\n",
+        );
+        assert_eq!(valkey.engine().as_deref(), Some("valkey 8.1.8"));
         assert_eq!(i.keys(), 14);
         assert_eq!(i.get_u64("nope"), None);
     }

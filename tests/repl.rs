@@ -10,18 +10,24 @@ use std::time::Duration;
 use common::Lazarus;
 use expectrl::{Expect, Session};
 
-#[test]
-fn tab_completes_and_history_has_no_password() {
-    let lz = Lazarus::new();
+/// The shell on a pseudo-terminal of type `term`, on a home with cluster `t`.
+fn shell_on(lz: &Lazarus, term: &str) -> expectrl::session::OsSession {
     lz.run("cluster create name t").ok();
     let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
     command
         .arg("--home")
         .arg(lz.home())
-        .env("TERM", "xterm")
+        .env("TERM", term)
         .env("NO_COLOR", "1");
     let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
     shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    shell
+}
+
+#[test]
+fn tab_completes_and_history_has_no_password() {
+    let lz = Lazarus::new();
+    let mut shell = shell_on(&lz, "xterm");
     shell.expect("Lazarus").unwrap();
     shell.expect("lazarus:t> ").unwrap();
 
@@ -70,15 +76,7 @@ fn tab_completes_and_history_has_no_password() {
 #[test]
 fn pasted_lines_each_run_and_a_typo_does_not_leak_a_password() {
     let lz = Lazarus::new();
-    lz.run("cluster create name t").ok();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
-    command
-        .arg("--home")
-        .arg(lz.home())
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1");
-    let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    let mut shell = shell_on(&lz, "xterm");
     shell.expect("lazarus:t> ").unwrap();
 
     // Typed ahead in one write: both run, in order.
@@ -120,11 +118,7 @@ fn pasted_lines_each_run_and_a_typo_does_not_leak_a_password() {
 #[test]
 fn on_a_dumb_terminal_ctrl_c_abandons_the_line_and_the_shell_goes_on() {
     let lz = Lazarus::new();
-    lz.run("cluster create name t").ok();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
-    command.arg("--home").arg(lz.home()).env("TERM", "dumb");
-    let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
-    shell.set_expect_timeout(Some(Duration::from_secs(20)));
+    let mut shell = shell_on(&lz, "dumb");
     shell.expect("lazarus:t> ").unwrap();
     shell.send("info clusterXYZ").unwrap();
     shell.send("\x03").unwrap();

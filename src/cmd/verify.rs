@@ -33,10 +33,11 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
         Element::Keyword("against"),
         Element::Arg("path", ValueKind::Path),
     ],
-    summary: "prove a running database holds what an RDB (or a directory of shard files) holds, key by key",
+    summary: "prove a running database holds what an RDB, a directory of shard files or a backup run holds, key by key",
     examples: &[
         "verify db orders against /var/lib/lazarus/redis/db-2",
         "verify db db:3 against /backups/dump.rdb",
+        "verify db orders against /backups/orders/20261204T0300Z",
     ],
     build: |m| {
         Ok(Command::Verify(VerifyCommand::Db {

@@ -54,7 +54,8 @@ pub enum VerifyError {
 
 /// The RDB files a path stands for: a file itself; in a directory, for each directory
 /// holding data (itself and below, three levels down), the base RDB of its
-/// `appendonlydir/` when that AOF has no commands after it, else its `dump.rdb`.
+/// `appendonlydir/` when that AOF has no commands after it, else its `dump.rdb`, else
+/// every `*.rdb` in it (a backup run's `shard-<id>.rdb` files).
 pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, VerifyError> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -123,6 +124,17 @@ fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyE
     }
     if dir.join("dump.rdb").is_file() {
         out.push(dir.join("dump.rdb"));
+        return Ok(());
+    }
+    // A backup run (`shard-<id>.rdb` beside its manifest), or any directory of RDBs.
+    let mut rdbs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "rdb"))
+        .collect();
+    if !rdbs.is_empty() {
+        rdbs.sort();
+        out.extend(rdbs);
         return Ok(());
     }
     if depth >= 3 {
@@ -494,4 +506,57 @@ async fn futures_join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Ou
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_files_finds_shard_dirs_backup_runs_and_aof_bases() {
+        let t = tempfile::tempdir().unwrap();
+        let rdb = b"REDIS0010\xff";
+        // A database's shard directories: one RDB, one AOF with an empty incr file.
+        let s1 = t.path().join("db-1/shard-2");
+        std::fs::create_dir_all(&s1).unwrap();
+        std::fs::write(s1.join("dump.rdb"), rdb).unwrap();
+        let aof = t.path().join("db-1/shard-3/appendonlydir");
+        std::fs::create_dir_all(&aof).unwrap();
+        std::fs::write(aof.join("appendonly.aof.1.base.rdb"), rdb).unwrap();
+        std::fs::write(aof.join("appendonly.aof.1.incr.aof"), b"").unwrap();
+        let found = data_files(&t.path().join("db-1")).unwrap();
+        assert_eq!(
+            found,
+            vec![s1.join("dump.rdb"), aof.join("appendonly.aof.1.base.rdb")]
+        );
+        // With commands after the base, its content is not digested.
+        std::fs::write(
+            aof.join("appendonly.aof.1.incr.aof"),
+            b"*1\r\n$4\r\nPING\r\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            data_files(&t.path().join("db-1")),
+            Err(VerifyError::AofCommands(_))
+        ));
+        // A backup run.
+        let run = t.path().join("run-1");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("manifest.json"), b"{}").unwrap();
+        for s in ["shard-4.rdb", "shard-3.rdb"] {
+            std::fs::write(run.join(s), rdb).unwrap();
+        }
+        assert_eq!(
+            data_files(&run).unwrap(),
+            vec![run.join("shard-3.rdb"), run.join("shard-4.rdb")]
+        );
+        assert!(matches!(
+            data_files(&t.path().join("nothing")),
+            Err(VerifyError::File { .. })
+        ));
+        assert!(matches!(
+            source_file(&aof.join("appendonly.aof.1.incr.aof")),
+            Err(VerifyError::AofCommands(_))
+        ));
+    }
 }

@@ -180,7 +180,12 @@ fn loaded(rdb: &PathBuf, config: &[(&str, &str)], binary: Option<&str>) -> Serve
 fn assert_equal(files: &[PathBuf], s: &Server) -> verify::Comparison {
     let rt = rt();
     let c = rt
-        .block_on(verify::verify_content(files, &[addr(s)], TIMEOUT))
+        .block_on(verify::verify_content(
+            files,
+            &[addr(s)],
+            &DigestOptions::default(),
+            TIMEOUT,
+        ))
         .unwrap();
     assert!(c.equal, "{c:#?}");
     assert!(c.files.keys > 0);
@@ -227,6 +232,31 @@ fn the_file_digest_equals_the_server_digest_for_every_type_and_encoding() {
         "hashtable"
     );
     assert_equal(std::slice::from_ref(&rdb), &reencoded);
+    // DUMP payloads without LZF (as recovery asks of its own servers) digest the same, and
+    // the server's setting is put back.
+    let lifted = DigestOptions {
+        uncompressed_dumps: true,
+        ..DigestOptions::default()
+    };
+    let c4 = rt()
+        .block_on(verify::verify_content(
+            std::slice::from_ref(&rdb),
+            &[addr(&s)],
+            &lifted,
+            TIMEOUT,
+        ))
+        .unwrap();
+    assert!(c4.equal && c4.server.digest == c.server.digest, "{c4:#?}");
+    assert_eq!(
+        s.cmd(&["CONFIG", "GET", "rdbcompression"]).text(),
+        format!(
+            "{:?}",
+            [
+                Reply::Bulk(Some(b"rdbcompression".to_vec())),
+                Reply::Bulk(Some(b"yes".to_vec()))
+            ]
+        )
+    );
     // Uncompressed strings digest the same as LZF ones.
     let (plain, plain_rdb) = saved(&[("rdbcompression", "no")]);
     let c3 = assert_equal(std::slice::from_ref(&plain_rdb), &plain);
@@ -310,6 +340,7 @@ fn deliberate_differences_are_each_named() {
         .block_on(verify::verify_content(
             std::slice::from_ref(&rdb),
             &[addr(&s)],
+            &DigestOptions::default(),
             TIMEOUT,
         ))
         .unwrap();
@@ -502,6 +533,7 @@ fn redis_peer_files_digest_the_same_as_the_server_that_loaded_them() {
             .block_on(verify::verify_content(
                 std::slice::from_ref(&f),
                 &[addr(&s)],
+                &DigestOptions::default(),
                 TIMEOUT,
             ))
             .unwrap();

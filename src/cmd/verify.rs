@@ -107,7 +107,8 @@ impl VerifyCommand {
             ),
             0,
         );
-        let comparison = verify::verify_content(&files, &masters, REPLY_TIMEOUT).await;
+        let comparison =
+            verify::verify_content(&files, &masters, &Default::default(), REPLY_TIMEOUT).await;
         let comparison = match comparison {
             Ok(c) => c,
             Err(e) => {

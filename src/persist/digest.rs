@@ -275,6 +275,10 @@ pub struct DigestOptions {
     pub horizon_ms: Option<i64>,
     /// Slots whose keys are kept one by one, to name differences.
     pub detail_slots: BTreeSet<u16>,
+    /// A live server may skip LZF on its DUMP payloads while it is scanned (`CONFIG SET
+    /// rdbcompression no`, put back after): only for servers Lazarus itself started and no
+    /// client uses yet, as in a recovery before the database goes active.
+    pub uncompressed_dumps: bool,
 }
 
 const DEFAULT_HORIZON_MS: i64 = 3_600_000;

@@ -421,17 +421,17 @@ pub fn differences(
 pub async fn verify_content(
     files: &[PathBuf],
     masters: &[crate::server::ShardAddr],
+    base: &DigestOptions,
     timeout: std::time::Duration,
 ) -> Result<Comparison, VerifyError> {
-    let (file_digest, server) =
-        both_digests(files, masters, &DigestOptions::default(), timeout).await?;
+    let (file_digest, server) = both_digests(files, masters, base, timeout).await?;
     let mut c = compare(&file_digest, &server.digest, server.slot_counts.as_deref());
     if c.equal {
         return Ok(c);
     }
     let opts = DigestOptions {
         detail_slots: slots_to_detail(&c),
-        ..DigestOptions::default()
+        ..base.clone()
     };
     let (mut file_detail, server_detail) = both_digests(files, masters, &opts, timeout).await?;
     // Judge expiries at the first pass's instant, as the sums were.

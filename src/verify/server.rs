@@ -70,18 +70,52 @@ pub async fn digest_of_server(
         .get("cluster_enabled")
         == Some("1");
     let mut con = connect(addr, timeout).await.map_err(|e| err(addr, e))?;
-    let mut b = DigestBuilder::new(now_ms(), opts);
-    let mut scanned = 0;
-    for db in dbs {
-        if db != 0 || !cluster {
-            redis::cmd("SELECT")
-                .arg(db)
-                .query_async::<()>(&mut con)
+    // Compressing every payload is most of a server's work on big incompressible values.
+    let compression = if opts.uncompressed_dumps {
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("rdbcompression")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| err(addr, e))?;
+        let was = got.get(1).cloned();
+        if was.as_deref() == Some("yes") {
+            set_compression(&mut con, "no")
                 .await
                 .map_err(|e| err(addr, e))?;
         }
-        scanned += scan_db(addr, &mut con, db, &mut b).await?;
+        was
+    } else {
+        None
+    };
+    let mut b = DigestBuilder::new(now_ms(), opts);
+    let mut scanned = 0;
+    let mut scan = Ok(());
+    for db in dbs {
+        if db != 0 || !cluster {
+            if let Err(e) = redis::cmd("SELECT")
+                .arg(db)
+                .query_async::<()>(&mut con)
+                .await
+            {
+                scan = Err(err(addr, e));
+                break;
+            }
+        }
+        match scan_db(addr, &mut con, db, &mut b).await {
+            Ok(n) => scanned += n,
+            Err(e) => {
+                scan = Err(e);
+                break;
+            }
+        }
     }
+    if compression.as_deref() == Some("yes") {
+        set_compression(&mut con, "yes")
+            .await
+            .map_err(|e| err(addr, e))?;
+    }
+    scan?;
     let slot_counts = if cluster {
         Some(count_slots(addr, &mut con).await?)
     } else {
@@ -94,6 +128,18 @@ pub async fn digest_of_server(
         slot_counts,
         scanned,
     })
+}
+
+async fn set_compression(
+    con: &mut MultiplexedConnection,
+    value: &str,
+) -> Result<(), redis::RedisError> {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdbcompression")
+        .arg(value)
+        .query_async::<()>(con)
+        .await
 }
 
 async fn count_slots(

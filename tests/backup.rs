@@ -13,23 +13,9 @@ use std::time::{Duration, Instant};
 use common::data::{contents, diff};
 use common::procs::ProcessGuard;
 use common::world::{build, config, slot_tag, test_cluster};
-use common::Lazarus;
-use lazarus::ccs::{Cluster, Persistence, Store};
+use common::{runtime, Lazarus};
+use lazarus::ccs::{Persistence, Store};
 use lazarus::db::shard_addr;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn install(lz: &Lazarus, cluster: &Cluster) {
-    let mut c = cluster.clone();
-    let lock = Store::new(lz.home().to_path_buf()).lock().unwrap();
-    lock.save(&mut c).unwrap();
-}
 
 /// A fresh `redis-server` loading `rdb` (under the test's root, so the guard stops it).
 fn serve(root: &Path, rdb: &Path) -> u16 {
@@ -134,7 +120,7 @@ fn a_cut_under_a_steady_writer_is_one_point_in_time() {
         &mut c,
         vec![config("seq", 3, false, Persistence::Disabled)],
     ));
-    install(&lz, &c);
+    lz.install(&c);
     let db = c.database_by_name("seq").unwrap().clone();
     let targets: Vec<(u16, String)> = db
         .masters()
@@ -230,7 +216,7 @@ fn a_replicated_database_is_taken_from_its_replica_with_every_type() {
         &mut c,
         vec![config("rep", 1, true, Persistence::Disabled)],
     ));
-    install(&lz, &c);
+    lz.install(&c);
     let db = c.database_by_name("rep").unwrap().clone();
     let master = db.masters().next().unwrap().clone();
     let replica = db
@@ -329,7 +315,7 @@ fn failed_runs_leave_nothing_half_made_and_say_why() {
     let rt = runtime();
     let mut c = test_cluster(lz.home(), 1);
     rt.block_on(build(&mut c, vec![config("f", 1, false, Persistence::Aof)]));
-    install(&lz, &c);
+    lz.install(&c);
     let db = c.database_by_name("f").unwrap().clone();
     let a = shard_addr(&c, &db, db.masters().next().unwrap().id).unwrap();
     let repo = lz.path("repo");
@@ -489,7 +475,7 @@ fn keep_prune_and_due() {
         &mut c,
         vec![config("k", 1, false, Persistence::Snapshot)],
     ));
-    install(&lz, &c);
+    lz.install(&c);
     let repo: PathBuf = lz.path("repo");
     lz.run(&format!(
         "backup task create name k db k path {} keep 2 every 1h",

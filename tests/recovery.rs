@@ -12,24 +12,11 @@ use common::data::{contents, diff};
 use common::engine::{engines, Engine};
 use common::procs::ProcessGuard;
 use common::world::{after_disaster, build, config, picture, test_cluster};
-use common::Lazarus;
+use common::{runtime, Lazarus};
 use lazarus::ccs::{shard_dir_under, Cluster, DbState, Persistence, Store, SHARD_IDENTITY_FILE};
 use lazarus::db::shard_addr;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Writes `cluster` as the home's CCS: what `cluster recover` and `node recovery_path set`
-/// leave behind.
-fn install(lz: &Lazarus, cluster: &Cluster) {
-    install_at(lz.home(), cluster);
-}
-
+/// Writes `cluster` as the CCS of the home at `home` (an old shell's, in the drills).
 fn install_at(home: &Path, cluster: &Cluster) {
     let mut c = cluster.clone();
     let lock = Store::new(home.to_path_buf()).lock().unwrap();
@@ -297,7 +284,7 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     std::fs::write(&identity, text).unwrap();
 
     let new = after_disaster(&old, lz.home());
-    install(&lz, &new);
+    lz.install(&new);
     let list = lz.run("recover list").ok();
     let line = |name: &str| {
         let db = new.database_by_name(name).unwrap();
@@ -402,7 +389,7 @@ fn an_interrupted_recovery_is_finished_by_running_it_again() {
     let before = rt.block_on(picture(&old));
     guard.kill_all();
     let new = after_disaster(&old, lz.home());
-    install(&lz, &new);
+    lz.install(&new);
 
     // Kill the shell once a shard server runs in a new directory: a server left running,
     // a shard directory half-filled, nothing marked active.
@@ -496,7 +483,7 @@ fn only_configuration_takes_the_data_of_the_sync_source() {
     });
     guard.kill_all();
     let new = after_disaster(&old, lz.home());
-    install(&lz, &new);
+    lz.install(&new);
     let now_in = |name: &str| {
         let db = new.database_by_name(name).unwrap();
         let a = shard_addr(&new, db, db.shards[0].id).unwrap();

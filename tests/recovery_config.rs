@@ -13,6 +13,7 @@ use std::process::Stdio;
 
 use common::data;
 use common::procs::ProcessGuard;
+use common::runtime;
 use common::world::{picture, save_snapshots, slot_tag};
 use lazarus::ccs::{Cluster, DbState};
 use lazarus::db::shard_addr;
@@ -435,14 +436,6 @@ fn bad_backups_are_refused_naming_the_file() {
     );
     assert!(e.starts_with("cannot read the CCS backup"), "{e}");
     assert!(!w.path("home/ccs.json").exists());
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Sample data in every master (a hash tag per slot range for the cluster database),

@@ -11,24 +11,10 @@ use std::time::{Duration, Instant};
 use common::data::{contents, diff, write_sample, Contents};
 use common::procs::ProcessGuard;
 use common::world::{build, config, test_cluster};
-use common::Lazarus;
+use common::{runtime, Lazarus};
 use lazarus::backup::Manifest;
-use lazarus::ccs::{Cluster, DbConfig, Persistence, Store};
+use lazarus::ccs::{DbConfig, Persistence, Store};
 use lazarus::db::shard_addr;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn install(lz: &Lazarus, cluster: &Cluster) {
-    let mut c = cluster.clone();
-    let lock = Store::new(lz.home().to_path_buf()).lock().unwrap();
-    lock.save(&mut c).unwrap();
-}
 
 fn with_password(mut c: DbConfig, pw: &str) -> DbConfig {
     c.password = Some(pw.into());
@@ -160,7 +146,7 @@ fn a_piped_runbook_backs_up_and_undoes_an_accident() {
     }
     let id = db.id;
     c.databases.get_mut(&id).unwrap().config = with_password(db.config.clone(), "pw");
-    install(&lz, &c);
+    lz.install(&c);
     let before = picture(&rt, &lz, "rep");
     let repo = lz.path("repo");
     lz.script(&format!(
@@ -266,7 +252,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     let rt = runtime();
     let mut c = test_cluster(lz.home(), 1);
     rt.block_on(build(&mut c, vec![config("v", 1, false, Persistence::Aof)]));
-    install(&lz, &c);
+    lz.install(&c);
     let repo = lz.path("repo");
     let run = lz
         .cmd([
@@ -359,7 +345,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
         .stdout_has("recovery path");
     let mut c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
     c.nodes.get_mut(&1).unwrap().recovery_path = None;
-    install(&lz, &c);
+    lz.install(&c);
     lz.run("restore task verify t").ok();
 }
 
@@ -373,7 +359,7 @@ fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
     let rt = runtime();
     let mut c = test_cluster(lz.home(), 1);
     rt.block_on(build(&mut c, vec![config("f", 1, false, Persistence::Aof)]));
-    install(&lz, &c);
+    lz.install(&c);
     let repo = lz.path("repo");
     let backed = picture(&rt, &lz, "f");
     lz.run(&format!("backup db f path {}", repo.display())).ok();
@@ -489,7 +475,7 @@ fn three_shards_restore_into_one_and_into_five() {
         ))
         .unwrap();
     }
-    install(&lz, &c);
+    lz.install(&c);
     let before = picture(&rt, &lz, "three");
     let repo = lz.path("repo");
     let run = lz

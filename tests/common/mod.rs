@@ -20,6 +20,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// A tokio runtime for the library calls end-to-end tests make (building clusters,
+/// reading servers).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A temporary home; every run gets `--home` pointing at it.
 pub struct Lazarus {
     home: tempfile::TempDir,
@@ -70,6 +80,16 @@ impl Lazarus {
     /// A script on stdin (not a terminal).
     pub fn script(&self, text: &str) -> Output {
         self.cmd(Vec::<String>::new()).stdin(text).run()
+    }
+
+    /// Stores `cluster` as this home's CCS (what `cluster recover` and `node recovery_path
+    /// set` leave behind), through the store's own lock and save.
+    pub fn install(&self, cluster: &lazarus::ccs::Cluster) {
+        let mut c = cluster.clone();
+        let lock = lazarus::ccs::Store::new(self.home().to_path_buf())
+            .lock()
+            .unwrap();
+        lock.save(&mut c).unwrap();
     }
 
     /// The stored CCS document.

@@ -106,3 +106,99 @@ fn files_that_are_not_documents_are_refused_before_reading() {
         .stderr_has("is not a CCS document (at most 64 MiB)");
     assert!(!lz.path("ccs.json").exists());
 }
+
+/// A cluster in `lz`'s home with one node at `n1` and a port range of its own.
+fn cluster_with_own_ports(lz: &Lazarus) {
+    lz.run(&format!(
+        "cluster create name t persistent_path {}",
+        lz.path("n1").display()
+    ))
+    .ok();
+    let mut doc = lz.ccs();
+    let lo = 23000 + (rand::random::<u16>() % 100) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+}
+
+/// The one shard directory's files of a single-shard database.
+fn shard_file(lz: &Lazarus, name: &str) -> std::path::PathBuf {
+    let dbs = lz.path("n1/redis");
+    let db = std::fs::read_dir(&dbs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let shard = std::fs::read_dir(db)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    shard.join(name)
+}
+
+#[test]
+fn a_server_binary_that_never_returns_is_named_not_waited_for() {
+    use std::os::unix::fs::PermissionsExt;
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    cluster_with_own_ports(&lz);
+    // Answers `--version` like redis-server, then never daemonizes nor answers.
+    let fake = lz.path("redis-server");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Redis server v=7.0.15'; exit 0; }\nexec sleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = std::time::Instant::now();
+    lz.cmd([
+        "--redis-server",
+        fake.to_str().unwrap(),
+        "create",
+        "db",
+        "x",
+    ])
+    .run()
+    .fails(1)
+    .stderr_has("did not return within 10s (killed)");
+    assert!(started.elapsed() < std::time::Duration::from_secs(40));
+}
+
+#[test]
+fn a_rewritten_redis_conf_stays_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    cluster_with_own_ports(&lz);
+    lz.run("create db s password hunter2secret").ok();
+    let port = lz.ccs()["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    // Recovery (sync source, persistence) makes the server rewrite its own redis.conf.
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &port.to_string(),
+            "--no-auth-warning",
+            "-a",
+            "hunter2secret",
+        ])
+        .args(["CONFIG", "REWRITE"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "{out:?}"
+    );
+    let conf = shard_file(&lz, "redis.conf");
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", conf.display());
+    lz.run("delete db s").ok();
+}

@@ -183,8 +183,8 @@ fn copy_file(from: &Path, to: &Path) -> Result<u64, CopyError> {
             Ok(_) => write_err(e),
         }
     })?;
-    // The original may be read-only (or unreadable by others); the copy is the server's.
-    fs::set_permissions(to, fs::Permissions::from_mode(0o644)).map_err(write_err)?;
+    // The original may be read-only; the copy is the server's, and holds the keys: owner only.
+    fs::set_permissions(to, fs::Permissions::from_mode(0o600)).map_err(write_err)?;
     verify_copy(from, to, expected, bytes)?;
     fs::File::open(to)
         .and_then(|f| f.sync_all())

@@ -1,7 +1,9 @@
 //! Finding `redis-server` and reading its version.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::ServerError;
 
@@ -53,19 +55,50 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// How long `redis-server --version` may take: it prints and exits at once, so a binary
+/// still running after this is not a server (a wrapper that hangs, a wrong program).
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn read_version(path: &Path) -> Result<String, ServerError> {
-    let out = Command::new(path)
-        .arg("--version")
-        .output()
-        .map_err(|e| ServerError::Version {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).ok_or_else(|| ServerError::Version {
+    read_version_within(path, VERSION_TIMEOUT)
+}
+
+/// Runs `<path> --version` and waits at most `deadline` for it to exit; a binary that
+/// does not is killed and named.
+fn read_version_within(path: &Path, deadline: Duration) -> Result<String, ServerError> {
+    let fail = |reason: String| ServerError::Version {
         path: path.to_path_buf(),
-        reason: format!("unexpected output `{}`", text.trim()),
-    })
+        reason,
+    };
+    let mut child = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    let until = Instant::now() + deadline;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "`--version` did not answer within {}s (killed)",
+                    deadline.as_secs_f32()
+                )));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = stdout.take(64 * 1024).read_to_end(&mut out);
+    }
+    let text = String::from_utf8_lossy(&out);
+    parse_version(&text).ok_or_else(|| fail(format!("unexpected output `{}`", text.trim())))
 }
 
 /// `Redis server v=7.0.15 sha=...` (Valkey prints `Valkey server v=...`).
@@ -90,6 +123,22 @@ mod tests {
             Some("8.0.1".into())
         );
         assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn a_binary_that_never_answers_is_killed_and_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("redis-server");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 600\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let err = read_version_within(&script, Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(err.contains("did not answer within 0.3s"), "{err}");
+        assert!(err.contains(script.to_str().unwrap()), "{err}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// How long a freshly started server may run without a pidfile before a missing process
 /// counts as dead (it writes the pidfile within milliseconds of binding).
 const PIDLESS_GRACE: Duration = Duration::from_millis(200);
+/// How long the launcher may run before it daemonizes (it forks and exits at once).
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
 // A snapshot database saves on SIGTERM; killing it mid-save would lose that snapshot.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -87,15 +89,42 @@ pub async fn start_shard(
     )?;
     let _ = std::fs::remove_file(dir.join(PID_FILE));
 
-    let out = tokio::process::Command::new(&server.path)
+    let mut launcher = tokio::process::Command::new(&server.path);
+    launcher
         .arg(&conf_path)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
-        .await
-        .map_err(|e| failed(format!("cannot run `{}`: {e}", server.path.display()), None))?;
+        .kill_on_drop(true);
+    // What the server writes later (CONFIG REWRITE's new redis.conf, RDB and AOF files)
+    // holds the password or the keys: owner only, whatever the shell's umask.
+    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        launcher.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    // `daemonize yes`: the launcher forks and exits at once. One that does not exit is not
+    // a server starting; it is killed and named rather than waited for forever.
+    let launch_deadline = LAUNCH_TIMEOUT.min(opts.timeout);
+    let out = match tokio::time::timeout(launch_deadline, launcher.output()).await {
+        Ok(out) => {
+            out.map_err(|e| failed(format!("cannot run `{}`: {e}", server.path.display()), None))?
+        }
+        Err(_) => {
+            return Err(failed(
+                format!(
+                    "`{} {}` did not return within {}s (killed); a redis-server daemonizes at once",
+                    server.path.display(),
+                    conf_path.display(),
+                    launch_deadline.as_secs_f32()
+                ),
+                Some(&dir),
+            ))
+        }
+    };
     if !out.status.success() {
         let mut reason = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if reason.is_empty() {
@@ -112,7 +141,8 @@ pub async fn start_shard(
         port: shard.port,
         password: db.config.password.clone(),
     };
-    let deadline = Instant::now() + opts.timeout;
+    let mut deadline = Instant::now() + opts.timeout;
+    let mut loaded_bytes: Option<String> = None;
     let pidless_grace = Instant::now() + PIDLESS_GRACE;
     let mut pid = None;
     loop {
@@ -135,6 +165,15 @@ pub async fn start_shard(
                 if i.get("loading") == Some("0") {
                     return Ok(p);
                 }
+                // A server that reports loading progress keeps its wait alive: the
+                // deadline bounds a stall, not the size of the data.
+                let now_loaded = i.get("loading_loaded_bytes").map(str::to_string);
+                if now_loaded.is_some() && now_loaded != loaded_bytes {
+                    if loaded_bytes.is_some() {
+                        deadline = Instant::now() + opts.timeout;
+                    }
+                    loaded_bytes = now_loaded;
+                }
             }
         }
         if Instant::now() >= deadline {
@@ -143,7 +182,10 @@ pub async fn start_shard(
                 let _ = stop_pid(p, Duration::from_secs(2)).await;
             }
             return Err(failed(
-                format!("it did not answer within {}s", opts.timeout.as_secs_f32()),
+                format!(
+                    "it did not answer (or made no loading progress) within {}s",
+                    opts.timeout.as_secs_f32()
+                ),
                 Some(&dir),
             ));
         }

@@ -8,6 +8,9 @@
 //! - [`recovery`]: disaster recovery: planning from the old files under recovery paths,
 //!   copying them, and bringing databases back; rebuilding the configuration itself
 //!   (`cluster recover`).
+//! - [`host`]: the host seam: [`host::Host`] (files, processes, system figures of a
+//!   node) with [`host::LocalHost`] for this machine; paths on a node are
+//!   [`host::NodePath`]s.
 //! - [`server`]: real `redis-server` shards: the binary, redis.conf, start/stop, ports,
 //!   Redis Cluster formation, replication, INFO probes.
 //! - [`db`]: database operations on live shards: create, delete, restart, `status`.
@@ -32,6 +35,7 @@ pub mod ccs;
 pub mod cmd;
 pub mod db;
 pub mod error;
+pub mod host;
 pub mod lang;
 pub mod persist;
 pub mod recovery;

@@ -253,10 +253,10 @@ fn node_rows(
     probes: &BTreeMap<Id, ShardProbe>,
     server_version: Option<&str>,
 ) -> Vec<NodeRow> {
-    let (free_ram, total_ram) = meminfo();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // Every node is this machine until nodes live elsewhere (`crate::host::Hosts`).
+    let memory = crate::host::local::memory();
+    let (free_ram, total_ram) = (memory.available, memory.total);
+    let cores = crate::host::local::cores();
     let mut rows = Vec::new();
     for node in cluster.nodes.values() {
         let shards: Vec<Id> = cluster
@@ -377,18 +377,4 @@ fn shard_status(role: Role, p: &ShardProbe) -> (String, Option<String>) {
         );
     }
     (OK.to_string(), None)
-}
-
-/// (MemAvailable, MemTotal) in bytes from /proc/meminfo; zeros when unreadable.
-fn meminfo() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
-    };
-    (field("MemAvailable:"), field("MemTotal:"))
 }

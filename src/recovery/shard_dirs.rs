@@ -79,9 +79,7 @@ pub(super) async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), Rec
 pub(super) async fn kill_leftover(dir: &Path) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while let Some(pid) = shard_pid(dir) {
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGKILL);
-        }
+        let _ = crate::host::local::send_signal(pid, crate::host::Signal::Kill);
         while is_running(pid) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -1,6 +1,5 @@
 //! A shard's `redis.conf` and identity file, derived from (node, database, shard).
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity, SHARD_IDENTITY_FILE};
@@ -183,21 +182,9 @@ pub fn write_identity(dir: &Path, identity: &ShardIdentity) -> Result<(), Server
     write_private(&dir.join(SHARD_IDENTITY_FILE), &json)
 }
 
+/// Mode 0600, atomically: see [`crate::host::Host::write_private`].
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| ServerError::io(path, e))
+    crate::host::local::write_private(path, bytes).map_err(|e| ServerError::io(path, e))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! shard also needs its bus port (port + 10000).
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 
 use crate::ccs::Node;
 
@@ -34,8 +33,8 @@ impl PortNeed {
 /// Whether `port` (and its bus port when needed) can be bound on `addr` right now.
 /// Probing by binding sees listeners on the wildcard address too.
 pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
-    let can_bind = |p: u16| TcpListener::bind((addr, p)).is_ok();
-    if port == 0 || !can_bind(port) {
+    let can_bind = |p: u16| crate::host::local::port_free(addr, p);
+    if !can_bind(port) {
         return false;
     }
     match need {
@@ -77,6 +76,7 @@ pub fn require_free(addr: &str, port: u16, need: PortNeed) -> Result<(), ServerE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn a_listening_port_is_not_free() {

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::ccs::{Cluster, Database, Shard};
+use crate::host::{local, Signal};
 
 use super::client::{info, ShardAddr};
 use super::conf::{
@@ -265,12 +266,14 @@ pub async fn stop_shard(dir: &Path) -> Result<bool, ServerError> {
 
 /// SIGTERM, wait up to `grace`, then SIGKILL.
 pub async fn stop_pid(pid: u32, grace: Duration) -> Result<(), ServerError> {
-    let signal = |sig| unsafe { libc::kill(pid as libc::pid_t, sig) };
-    signal(libc::SIGTERM);
+    let signal = |sig| {
+        let _ = local::send_signal(pid, sig);
+    };
+    signal(Signal::Term);
     let deadline = Instant::now() + grace;
     while is_running(pid) {
         if Instant::now() >= deadline {
-            signal(libc::SIGKILL);
+            signal(Signal::Kill);
             let hard = Instant::now() + Duration::from_secs(5);
             while is_running(pid) {
                 if Instant::now() >= hard {
@@ -293,17 +296,13 @@ pub async fn stop_pid(pid: u32, grace: Duration) -> Result<(), ServerError> {
 /// any live process working in `dir` (a pidfile someone removed must not hide a server).
 pub fn shard_pid(dir: &Path) -> Option<u32> {
     let dir = std::fs::canonicalize(dir).ok()?;
-    let works_in = |pid: u32| {
-        is_running(pid)
-            && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
-    };
-    if let Some(pid) = read_pid(&dir).filter(|&p| works_in(p)) {
+    if let Some(pid) = read_pid(&dir).filter(|&p| local::is_alive_in_dir(p, &dir)) {
         return Some(pid);
     }
     // Without a pidfile only a server counts: an operator's shell may sit in the dir too.
     let is_server = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.starts_with("redis-server") || c.starts_with("valkey-server"))
+        local::process_name(pid)
+            .is_some_and(|c| c.starts_with("redis-server") || c.starts_with("valkey-server"))
     };
     pids_working_in(&dir)
         .into_iter()
@@ -312,17 +311,7 @@ pub fn shard_pid(dir: &Path) -> Option<u32> {
 
 /// Live processes whose working directory is `dir`, whatever their name.
 fn pids_working_in(dir: &Path) -> Vec<u32> {
-    let (Ok(dir), Ok(procs)) = (std::fs::canonicalize(dir), std::fs::read_dir("/proc")) else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
-                && is_running(pid)
-        })
-        .collect()
+    local::pids_in_dir(dir)
 }
 
 pub fn read_pid(dir: &Path) -> Option<u32> {
@@ -335,13 +324,7 @@ pub fn read_pid(dir: &Path) -> Option<u32> {
 
 /// Alive and not a zombie (a container's init may not reap promptly).
 pub fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    local::is_alive(pid)
 }
 
 /// The last `lines` lines of the shard's log, for error messages.

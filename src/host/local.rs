@@ -1,0 +1,335 @@
+//! [`LocalHost`]: this machine, through `std::fs`, `/proc`, local processes and local
+//! sockets.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::Stdio;
+
+use super::{DirEntry, FileKind, Host, HostResult, Memory, Metadata, Signal, Spawn, SpawnOutput};
+
+/// This machine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalHost;
+
+#[async_trait::async_trait]
+impl Host for LocalHost {
+    fn name(&self) -> String {
+        "local".into()
+    }
+
+    async fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
+        fs::read(path)
+    }
+
+    async fn write_private(&self, path: &Path, bytes: &[u8]) -> HostResult<()> {
+        write_private(path, bytes)
+    }
+
+    async fn create_private_dir(&self, path: &Path) -> HostResult<()> {
+        create_private_dir(path)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
+        fs::rename(from, to)
+    }
+
+    async fn symlink(&self, target: &Path, link: &Path) -> HostResult<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    async fn list(&self, dir: &Path) -> HostResult<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type().map(kind_of).unwrap_or(FileKind::Other);
+            out.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                kind,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn metadata(&self, path: &Path) -> HostResult<Metadata> {
+        let m = fs::symlink_metadata(path)?;
+        Ok(Metadata {
+            kind: kind_of(m.file_type()),
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
+    }
+
+    async fn remove(&self, path: &Path) -> HostResult<()> {
+        remove(path)
+    }
+
+    async fn copy(&self, from: &Path, to: &Path) -> HostResult<u64> {
+        copy_tree(from, to)
+    }
+
+    async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput> {
+        let out = tokio::process::Command::new(&spawn.program)
+            .args(&spawn.args)
+            .current_dir(&spawn.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await?;
+        Ok(SpawnOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    async fn signal(&self, pid: u32, signal: Signal) -> HostResult<()> {
+        send_signal(pid, signal)
+    }
+
+    async fn is_alive(&self, pid: u32) -> bool {
+        is_alive(pid)
+    }
+
+    async fn is_alive_in_dir(&self, pid: u32, dir: &Path) -> bool {
+        is_alive_in_dir(pid, dir)
+    }
+
+    async fn pids_in_dir(&self, dir: &Path) -> Vec<u32> {
+        pids_in_dir(dir)
+    }
+
+    async fn process_name(&self, pid: u32) -> Option<String> {
+        process_name(pid)
+    }
+
+    async fn cores(&self) -> usize {
+        cores()
+    }
+
+    async fn memory(&self) -> Memory {
+        memory()
+    }
+
+    async fn port_free(&self, addr: &str, port: u16) -> bool {
+        port_free(addr, port)
+    }
+}
+
+// The synchronous forms below serve callers that are not async yet (status rows, the
+// pid of a shard read while building a reply); they are this machine's only code for
+// each operation, which the trait methods above wrap.
+
+fn kind_of(t: fs::FileType) -> FileKind {
+    if t.is_symlink() {
+        FileKind::Symlink
+    } else if t.is_dir() {
+        FileKind::Dir
+    } else if t.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    }
+}
+
+/// See [`Host::write_private`]. The temporary name is unique per process and call, so two
+/// writers never share one, and it is removed when anything fails.
+pub fn write_private(path: &Path, bytes: &[u8]) -> HostResult<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// See [`Host::create_private_dir`].
+pub fn create_private_dir(path: &Path) -> HostResult<()> {
+    fs::create_dir_all(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+/// See [`Host::remove`].
+pub fn remove(path: &Path) -> HostResult<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> HostResult<u64> {
+    let m = fs::symlink_metadata(from)?;
+    if !m.is_dir() {
+        return fs::copy(from, to);
+    }
+    fs::create_dir_all(to)?;
+    let mut total = 0;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        total += copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(total)
+}
+
+/// See [`Host::signal`].
+pub fn send_signal(pid: u32, signal: Signal) -> HostResult<()> {
+    let sig = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    let err = std::io::Error::last_os_error();
+    if rc == 0 || err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Alive and not a zombie (a container's init may not reap promptly).
+pub fn is_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// See [`Host::is_alive_in_dir`].
+pub fn is_alive_in_dir(pid: u32, dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return false;
+    };
+    works_in(pid, &dir) && is_alive(pid)
+}
+
+fn works_in(pid: u32, canonical_dir: &Path) -> bool {
+    fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == canonical_dir)
+}
+
+/// See [`Host::pids_in_dir`].
+pub fn pids_in_dir(dir: &Path) -> Vec<u32> {
+    let (Ok(dir), Ok(procs)) = (fs::canonicalize(dir), fs::read_dir("/proc")) else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| works_in(pid, &dir) && is_alive(pid))
+        .collect()
+}
+
+/// See [`Host::process_name`].
+pub fn process_name(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
+/// See [`Host::cores`].
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// See [`Host::memory`]: from /proc/meminfo; zeros when unreadable.
+pub fn memory() -> Memory {
+    let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    Memory {
+        available: field("MemAvailable:"),
+        total: field("MemTotal:"),
+    }
+}
+
+/// See [`Host::port_free`]. Probing by binding sees listeners on the wildcard address too.
+pub fn port_free(addr: &str, port: u16) -> bool {
+    port != 0 && TcpListener::bind((addr, port)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn atomic_private_write_leaves_no_temp_and_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lazarus-shard.json");
+        let host = LocalHost;
+        host.write_private(&path, b"one").await.unwrap();
+        host.write_private(&path, b"two").await.unwrap();
+        assert_eq!(host.read(&path).await.unwrap(), b"two");
+        let names: Vec<String> = host
+            .list(dir.path())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["lazarus-shard.json"]);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[tokio::test]
+    async fn this_process_runs_in_its_own_cwd() {
+        let host = LocalHost;
+        let me = std::process::id();
+        let cwd = std::env::current_dir().unwrap();
+        assert!(host.is_alive(me).await);
+        assert!(host.is_alive_in_dir(me, &cwd).await);
+        assert!(host.pids_in_dir(&cwd).await.contains(&me));
+        let other = tempfile::tempdir().unwrap();
+        assert!(!host.is_alive_in_dir(me, other.path()).await);
+        host.signal(u32::MAX >> 2, Signal::Term).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn remove_and_copy_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        fs::create_dir_all(a.join("sub")).unwrap();
+        fs::write(a.join("sub/f"), b"12345").unwrap();
+        let host = LocalHost;
+        assert_eq!(host.copy(&a, &dir.path().join("b")).await.unwrap(), 5);
+        host.remove(&a).await.unwrap();
+        host.remove(&a).await.unwrap();
+        assert!(host.metadata(&a).await.is_err());
+        let m = host.metadata(&dir.path().join("b/sub/f")).await.unwrap();
+        assert_eq!((m.kind, m.len), (FileKind::File, 5));
+    }
+}

@@ -1,0 +1,177 @@
+//! The host seam: every file, process and system operation Lazarus performs on a node
+//! goes through [`Host`], so a node reached over SSH (or any other transport) is one more
+//! implementation and no caller changes. [`LocalHost`] is this machine.
+//!
+//! Paths that belong to a node travel as [`NodePath`]; [`Hosts`] answers which [`Host`]
+//! serves a node.
+
+pub mod local;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use local::LocalHost;
+
+/// A node's id, as the CCS numbers nodes.
+pub type NodeId = u64;
+
+/// A path on one node: meaningless without the node it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodePath {
+    pub node: NodeId,
+    pub path: PathBuf,
+}
+
+impl NodePath {
+    pub fn new(node: NodeId, path: impl Into<PathBuf>) -> Self {
+        NodePath {
+            node,
+            path: path.into(),
+        }
+    }
+
+    pub fn join(&self, part: impl AsRef<Path>) -> NodePath {
+        NodePath::new(self.node, self.path.join(part))
+    }
+}
+
+impl fmt::Display for NodePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node:{} `{}`", self.node, self.path.display())
+    }
+}
+
+/// What [`Host::metadata`] tells about a path (never following a final symlink).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: FileKind,
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// One entry of [`Host::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub kind: FileKind,
+}
+
+/// A program to start detached: it must outlive the shell (servers daemonize).
+#[derive(Clone, Debug)]
+pub struct Spawn {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+/// How a detached start ended: the launcher's exit (a daemonizing server forks and exits).
+#[derive(Clone, Debug)]
+pub struct SpawnOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Asks for an orderly exit (a server persists first).
+    Term,
+    /// Ends the process now.
+    Kill,
+}
+
+/// Memory of a host in bytes: (available, total); zeros when unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub available: u64,
+    pub total: u64,
+}
+
+pub type HostResult<T> = std::io::Result<T>;
+
+/// The operations Lazarus performs on a node. Methods are async so that a remote host can
+/// answer over the network; a local implementation may block briefly (file metadata).
+///
+/// Every path is one on this host; [`Hosts`] maps a [`NodePath`] to the right host.
+#[async_trait::async_trait]
+pub trait Host: Send + Sync + fmt::Debug {
+    /// A short name for messages (`local`, `ssh://db1`).
+    fn name(&self) -> String;
+
+    // --- files ---
+    async fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
+    /// Replaces `path` atomically with `bytes`, mode 0600: a unique temporary name in the
+    /// same directory, fsync of the file, rename, fsync of the directory. A reader sees
+    /// the old content or the new one, never a mix, and a crash keeps one of them.
+    async fn write_private(&self, path: &Path, bytes: &[u8]) -> HostResult<()>;
+    /// Creates `path` and its parents, the last one owner-only (0700): shard data holds
+    /// passwords and keys.
+    async fn create_private_dir(&self, path: &Path) -> HostResult<()>;
+    async fn rename(&self, from: &Path, to: &Path) -> HostResult<()>;
+    async fn symlink(&self, target: &Path, link: &Path) -> HostResult<()>;
+    /// Entries of a directory, sorted by name.
+    async fn list(&self, dir: &Path) -> HostResult<Vec<DirEntry>>;
+    async fn metadata(&self, path: &Path) -> HostResult<Metadata>;
+    /// Removes a file, a symlink or a whole directory tree; a missing path is no error.
+    async fn remove(&self, path: &Path) -> HostResult<()>;
+    /// Copies a file or a directory tree; returns the bytes copied.
+    async fn copy(&self, from: &Path, to: &Path) -> HostResult<u64>;
+
+    // --- processes ---
+    /// Runs a program that detaches itself (a daemonizing server) and waits for the
+    /// launcher to exit.
+    async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput>;
+    /// Sends a signal; a process that is gone is no error.
+    async fn signal(&self, pid: u32, signal: Signal) -> HostResult<()>;
+    /// Alive and not a zombie.
+    async fn is_alive(&self, pid: u32) -> bool;
+    /// Whether `pid` is alive with `dir` as its working directory: a pid proven to be
+    /// the process of that directory, not a reused one.
+    async fn is_alive_in_dir(&self, pid: u32, dir: &Path) -> bool;
+    /// Live processes working in `dir`, whatever their name.
+    async fn pids_in_dir(&self, dir: &Path) -> Vec<u32>;
+    /// The name of a process's program (`redis-server`), when known.
+    async fn process_name(&self, pid: u32) -> Option<String>;
+
+    // --- system ---
+    async fn cores(&self) -> usize;
+    async fn memory(&self) -> Memory;
+    /// Whether `port` can be bound on `addr` right now (a listener on the wildcard
+    /// address counts as taken).
+    async fn port_free(&self, addr: &str, port: u16) -> bool;
+}
+
+/// Which [`Host`] serves each node. Today every node's paths are on this machine.
+#[derive(Clone, Debug)]
+pub struct Hosts {
+    local: Arc<dyn Host>,
+}
+
+impl Default for Hosts {
+    fn default() -> Self {
+        Hosts::local()
+    }
+}
+
+impl Hosts {
+    pub fn local() -> Self {
+        Hosts {
+            local: Arc::new(LocalHost),
+        }
+    }
+
+    /// The host that serves `node`.
+    pub fn of(&self, _node: NodeId) -> Arc<dyn Host> {
+        self.local.clone()
+    }
+}

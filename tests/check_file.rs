@@ -37,14 +37,21 @@ fn check_file_reports_and_json() {
             "0-100",
         ])
         .run()
-        .ok()
+        .fails(1)
         .json();
     let r = &docs[0]["result"];
-    assert_eq!(r["verdict"], "ok");
+    // `foo` hashes to slot 12182: outside keys make the verdict, and fail the command.
+    assert_eq!(r["verdict"], "keys_outside_slots");
     assert_eq!(r["keys"], 1);
     assert_eq!(r["rdb_version"], 10);
-    // `foo` hashes to slot 12182.
     assert_eq!(r["keys_outside_slots"], 1);
+    lz.run(&format!("check file {} slots 12000-12999", rdb.display()))
+        .ok()
+        .stdout_has("ok");
+    lz.run(&format!("check file {} slots 0-100", rdb.display()))
+        .fails(1)
+        .stdout_has("keys outside slots")
+        .stderr_has("holds 1 key(s) outside the slots checked");
 
     let mut bad = tiny_rdb();
     let n = bad.len();
@@ -65,10 +72,6 @@ fn check_file_reports_and_json() {
     assert_eq!(docs[0]["ok"], false);
     assert_eq!(docs[0]["result"]["verdict"], "corrupt");
     assert!(docs[0]["error"].as_str().unwrap().contains("is corrupt"));
-    lz.run(&format!("check file {}", lz.path("missing.rdb").display()))
-        .fails(1)
-        .stdout_has("unreadable")
-        .stderr_has("is unreadable");
     // A script stops at a bad file, unless told to go on.
     let script = format!(
         "check file {}\ncheck file {}\n",
@@ -78,13 +81,37 @@ fn check_file_reports_and_json() {
     lz.script(&script)
         .fails(1)
         .stdout_has("corrupt")
-        .stdout_lacks("unreadable");
+        .stderr_lacks("no such file");
     lz.cmd(["--continue-on-error"])
         .stdin(&script)
         .run()
         .fails(1)
         .stdout_has("corrupt")
-        .stdout_has("unreadable");
+        .stderr_has("no such file");
+}
+
+/// Issue 9 item 13: what is not persistence is said so, with no report table.
+#[test]
+fn not_a_persistence_file_or_no_such_file() {
+    let lz = Lazarus::new();
+    let dir = lz.path("somedir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+    let conf = lz.path("redis.conf");
+    std::fs::write(&conf, "# Redis configuration\nport 6379\n").unwrap();
+    for (path, says) in [
+        (dir.clone(), "is not a persistence file: a directory"),
+        (conf.clone(), "is not a persistence file: it starts with"),
+    ] {
+        lz.run(&format!("check file {}", path.display()))
+            .fails(1)
+            .stderr_has(says)
+            .stdout_lacks("verdict");
+    }
+    lz.run(&format!("check file {}", lz.path("nope.rdb").display()))
+        .fails(1)
+        .stderr_has("no such file")
+        .stdout_lacks("verdict");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! redis-check-rdb and redis-check-aof that never changes the file it reads.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{
@@ -71,8 +71,12 @@ impl CheckCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
         match self {
             CheckCommand::File { path, slots } => {
+                is_persistence_path(&path)?;
                 let task = ctx.progress.task(&format!("check {}", path.display()), 0);
-                let report = run_check(path, slots).await?;
+                let mut report = run_check(path, slots).await?;
+                if report.verdict == Verdict::Ok && report.keys_outside_slots > 0 {
+                    report.verdict = Verdict::KeysOutsideSlots;
+                }
                 task.finish(&report.verdict.to_string());
                 reply(&report)
             }
@@ -91,6 +95,63 @@ impl CheckCommand {
                 Reply::of(&outcome)
             }
         }
+    }
+}
+
+/// Refuses, before any report, a path that is missing or is plainly not persistence:
+/// a directory with no AOF in it, a file that starts with neither the RDB magic nor an
+/// AOF record (`redis.conf`). A file named `*.rdb` or `*.aof`, or an `appendonlydir`, is
+/// judged by the reader, so a damaged one is called corrupt with its fault.
+fn is_persistence_path(path: &Path) -> Result<(), CommandError> {
+    let shown = quote(&path.to_string_lossy());
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CommandError::not_found(format!("no such file {shown}")))
+        }
+        // Permission and other faults: the reader reports them with the file.
+        Err(_) => return Ok(()),
+    };
+    let not_persistence = |why: &str| {
+        Err(
+            CommandError::conflict(format!("{shown} is not a persistence file: {why}"))
+                .hinted("check an RDB (`dump.rdb`), an AOF or an `appendonlydir`"),
+        )
+    };
+    if meta.is_dir() {
+        let named_aof_dir = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("appendonly"));
+        let holds_aof = std::fs::read_dir(path).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".manifest") || name.ends_with(".aof") || name.ends_with(".rdb")
+            })
+        });
+        if named_aof_dir || holds_aof {
+            return Ok(());
+        }
+        return not_persistence("a directory with no AOF manifest or AOF files in it");
+    }
+    let named = path
+        .extension()
+        .is_some_and(|e| e == "rdb" || e == "aof" || e == "manifest");
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    let looks = head.is_empty()
+        || head.starts_with(b"REDIS")
+        || head.starts_with(b"VALKEY")
+        || (head.first() == Some(&b'*') && head.get(1).is_some_and(u8::is_ascii_digit))
+        || head.starts_with(b"#TS:");
+    if named || looks {
+        Ok(())
+    } else {
+        not_persistence(
+            "it starts with neither the RDB magic (`REDIS`, `VALKEY`) nor an AOF record",
+        )
     }
 }
 
@@ -127,6 +188,11 @@ fn reply(r: &FileReport) -> Result<Reply, CommandError> {
                     CommandError::not_found(message)
                 }
                 Verdict::Unreadable => CommandError::io(message),
+                Verdict::KeysOutsideSlots => CommandError::conflict(format!(
+                    "`{}` holds {} key(s) outside the slots checked",
+                    r.path.display(),
+                    r.keys_outside_slots
+                )),
                 _ => CommandError::damaged(message),
             })
         }

@@ -36,6 +36,9 @@ pub enum Verdict {
     UnsupportedVersion,
     /// Missing, not permitted, or not a file this reader knows how to read.
     Unreadable,
+    /// Valid, but holds keys whose hash slot is outside the range it was checked
+    /// against (`check file ... slots a-b`).
+    KeysOutsideSlots,
 }
 
 impl fmt::Display for Verdict {
@@ -46,6 +49,7 @@ impl fmt::Display for Verdict {
             Verdict::Corrupt => "corrupt",
             Verdict::UnsupportedVersion => "unsupported version",
             Verdict::Unreadable => "unreadable",
+            Verdict::KeysOutsideSlots => "keys outside slots",
         })
     }
 }

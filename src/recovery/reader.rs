@@ -15,7 +15,9 @@ impl From<&FileReport> for SourceCheck {
     fn from(r: &FileReport) -> SourceCheck {
         SourceCheck {
             verdict: match r.verdict {
-                Verdict::Ok => CheckVerdict::Ok,
+                // Planning weighs keys outside a shard's slots itself
+                // (`keys_outside_slots`).
+                Verdict::Ok | Verdict::KeysOutsideSlots => CheckVerdict::Ok,
                 Verdict::Truncated => CheckVerdict::Truncated,
                 // Permissions are checked before the reader runs, so what is left here is
                 // a file of no format the reader knows: corruption, with its fault.

@@ -207,6 +207,15 @@ impl Output {
         self
     }
 
+    pub fn stderr_lacks(self, text: &str) -> Output {
+        assert!(
+            !self.stderr.contains(text),
+            "stderr has {text:?}\n{}",
+            self.show()
+        );
+        self
+    }
+
     pub fn stderr_has(self, text: &str) -> Output {
         assert!(
             self.stderr.contains(text),

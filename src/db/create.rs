@@ -1,18 +1,19 @@
 //! `create db`: validate, place, start every shard, wire the cluster / replicas / sync
 //! source, and roll everything back when any step fails.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::ccs::{Cluster, Database, DbConfig, Id, Role};
 use crate::server::{
     form_cluster, parse_host_port, replicate, stop_pid, ClusterMember, MemberRole, RedisServer,
-    StartOptions,
+    ServerError, StartOptions,
 };
 
 use super::cancel::Cancel;
 use super::dirs::db_dirs;
 use super::lifecycle::start_all;
-use super::placement::place;
+use super::placement::place_avoiding;
 use super::{shard_addr, DbError, SETUP_TIMEOUT};
 use crate::ccs::layout::id_dirs;
 
@@ -47,28 +48,52 @@ pub async fn create_db_with(
     cancel: &Cancel,
 ) -> Result<Id, DbError> {
     validate(cluster, &req).await?;
-    let mut scratch = cluster.clone();
-    // Ids on disk count as allocated: an interrupted create leaves its directories
-    // without saving the allocator, and must not make every later create collide.
-    if let Some(largest) = largest_id_on_disk(&scratch) {
-        scratch.alloc_id = scratch.alloc_id.max(largest + 1);
-    }
-    let mut db = place(&mut scratch, req.config, req.port)?;
-    let dirs = db_dirs(&scratch, &db);
-    if let Some(existing) = dirs.iter().find(|d| d.exists()) {
-        return Err(DbError::ShardDirExists(existing.clone()));
-    }
+    // Ports Lazarus picked itself that another process took between the probe and the
+    // server binding them: the next attempt keeps off them. A port the operator gave is
+    // never substituted.
+    let mut lost: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    let mut attempt = 1;
+    loop {
+        let mut scratch = cluster.clone();
+        // Ids on disk count as allocated: an interrupted create leaves its directories
+        // without saving the allocator, and must not make every later create collide.
+        if let Some(largest) = largest_id_on_disk(&scratch) {
+            scratch.alloc_id = scratch.alloc_id.max(largest + 1);
+        }
+        let mut db = place_avoiding(&mut scratch, req.config.clone(), req.port, &lost)?;
+        let dirs = db_dirs(&scratch, &db);
+        if let Some(existing) = dirs.iter().find(|d| d.exists()) {
+            return Err(DbError::ShardDirExists(existing.clone()));
+        }
 
-    let result = bring_up(&scratch, server, &mut db, cancel).await;
-    if let Err(e) = result {
-        roll_back(&db, &dirs).await;
-        return Err(e);
+        if let Err(e) = bring_up(&scratch, server, &mut db, cancel).await {
+            roll_back(&db, &dirs).await;
+            if let DbError::Server(ServerError::PortLost { shard, port, .. }) = &e {
+                let picked = req.port != Some(*port);
+                let addr = db
+                    .shards
+                    .iter()
+                    .find(|s| s.id == *shard)
+                    .and_then(|s| scratch.nodes.get(&s.node))
+                    .map(|n| n.addr.clone());
+                if let (true, Some(addr), true) = (picked, addr, attempt < PORT_ATTEMPTS) {
+                    lost.entry(addr).or_default().insert(*port);
+                    attempt += 1;
+                    continue;
+                }
+            }
+            return Err(e);
+        }
+        let id = db.id;
+        scratch.databases.insert(id, db);
+        *cluster = scratch;
+        return Ok(id);
     }
-    let id = db.id;
-    scratch.databases.insert(id, db);
-    *cluster = scratch;
-    Ok(id)
 }
+
+/// How many times `create db` places its shards when ports it picked are taken by
+/// someone else before its servers bind them.
+const PORT_ATTEMPTS: u32 = 4;
 
 async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
     let name = &req.config.name;

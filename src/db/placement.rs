@@ -18,6 +18,17 @@ pub fn place(
     config: DbConfig,
     port: Option<u16>,
 ) -> Result<Database, DbError> {
+    place_avoiding(cluster, config, port, &BTreeMap::new())
+}
+
+/// [`place`] that also keeps off `avoid` (ports by address), e.g. ports another process
+/// took between the probe and a server binding them.
+pub fn place_avoiding(
+    cluster: &mut Cluster,
+    config: DbConfig,
+    port: Option<u16>,
+    avoid: &BTreeMap<String, BTreeSet<u16>>,
+) -> Result<Database, DbError> {
     let nodes: Vec<Id> = cluster.nodes.keys().copied().collect();
     if nodes.is_empty() {
         return Err(DbError::TooFewNodes { have: 0 });
@@ -41,7 +52,7 @@ pub fn place(
         }
     }
     // What each address's shards hold: client ports, and bus ports of cluster shards.
-    let mut reserved_by_addr: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    let mut reserved_by_addr: BTreeMap<String, BTreeSet<u16>> = avoid.clone();
     for db in cluster.databases.values() {
         let held = if db.config.shards > 1 {
             PortNeed::WithBus
@@ -207,6 +218,16 @@ mod tests {
             held.len(),
             "client and bus ports overlap: {held:?}"
         );
+    }
+
+    #[test]
+    fn ports_lost_to_another_process_are_avoided() {
+        let mut c = cluster(1);
+        let first = place(&mut c.clone(), config(1, false), None).unwrap().port;
+        let addr = c.nodes[&1].addr.clone();
+        let avoid = BTreeMap::from([(addr, BTreeSet::from([first]))]);
+        let again = place_avoiding(&mut c, config(1, false), None, &avoid).unwrap();
+        assert_ne!(again.port, first);
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub enum ServerError {
         reason: String,
         log_tail: String,
     },
+    /// The port was free at the probe and taken by someone else before the server bound
+    /// it: a caller that picked the port itself may pick another and try again.
+    #[error("shard redis:{shard} failed to start: port `{port}` (or its bus port) was taken after the probe: `Address already in use`{}", tail_suffix(.log_tail))]
+    PortLost {
+        shard: u64,
+        port: u16,
+        log_tail: String,
+    },
     #[error("`{addr}`: {reason}")]
     Redis { addr: String, reason: String },
     #[error("timed out after {}s waiting for {what}", .after.as_secs_f32())]
@@ -73,6 +81,7 @@ impl crate::error::DomainError for ServerError {
             ServerError::NotFound { .. }
             | ServerError::Version { .. }
             | ServerError::StartFailed { .. }
+            | ServerError::PortLost { .. }
             | ServerError::Redis { .. }
             | ServerError::Timeout { .. }
             | ServerError::Cluster(_) => ErrorKind::Unavailable,

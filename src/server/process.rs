@@ -155,7 +155,17 @@ pub async fn start_shard(
             // nodes.conf). Waiting out the timeout would only hide that.
             if pid.is_none() && Instant::now() >= pidless_grace && pids_working_in(&dir).is_empty()
             {
-                return Err(failed(early_exit_reason(&dir, shard.port), Some(&dir)));
+                if log_tail(&dir, 5).contains("Address already in use") {
+                    return Err(ServerError::PortLost {
+                        shard: shard.id,
+                        port: shard.port,
+                        log_tail: log_tail(&dir, 15),
+                    });
+                }
+                return Err(failed(
+                    "it exited before writing its pidfile".into(),
+                    Some(&dir),
+                ));
             }
         }
         if let Some(p) = pid {
@@ -191,17 +201,6 @@ pub async fn start_shard(
             ));
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Why a server exited before writing its pidfile, from its log's last lines.
-fn early_exit_reason(dir: &Path, port: u16) -> String {
-    if log_tail(dir, 5).contains("Address already in use") {
-        format!(
-            "port `{port}` (or its bus port) was taken after the probe: `Address already in use`"
-        )
-    } else {
-        "it exited before writing its pidfile".into()
     }
 }
 

@@ -202,3 +202,38 @@ fn a_rewritten_redis_conf_stays_owner_only() {
     assert_eq!(mode, 0o600, "{}", conf.display());
     lz.run("delete db s").ok();
 }
+
+#[test]
+fn a_backup_that_cannot_be_written_leaves_no_database_behind() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    cluster_with_own_ports(&lz);
+    // A second node whose `ccs/` cannot be made (as on a full or read-only disk).
+    let mut doc = lz.ccs();
+    let mut n2 = doc["nodes"]["1"].clone();
+    n2["id"] = 2.into();
+    n2["persistent_path"] = lz.path("n2").to_str().unwrap().into();
+    doc["nodes"]["2"] = n2;
+    doc["alloc_id"] = 3.into();
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    std::fs::create_dir_all(lz.path("n2")).unwrap();
+    std::fs::write(lz.path("n2/ccs"), "not a directory").unwrap();
+    lz.run("create db x")
+        .fails(1)
+        .stderr_has("was not saved (every copy is as it was)");
+    let after = lz.ccs();
+    assert_eq!(after["databases"], serde_json::json!({}), "{after}");
+    assert_eq!(after["generation"], doc["generation"], "{after}");
+    assert!(
+        !lz.path("n1/ccs/ccs.json").exists() || {
+            let b: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(lz.path("n1/ccs/ccs.json")).unwrap())
+                    .unwrap();
+            b["databases"] == serde_json::json!({})
+        }
+    );
+    // Once the disk is back the same name is free.
+    std::fs::remove_file(lz.path("n2/ccs")).unwrap();
+    lz.run("create db x").ok();
+    lz.run("delete db x").ok();
+}

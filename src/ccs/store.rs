@@ -40,6 +40,8 @@ pub enum StoreError {
     Lock { path: PathBuf, source: io::Error },
     #[error("the cluster configuration is being changed by {holder}; try again when it finishes")]
     Locked { holder: String },
+    #[error("the cluster configuration was not saved (every copy is as it was): its backup to `{path}` could not be written: {source}")]
+    NotSaved { path: PathBuf, source: io::Error },
     #[error(
         "the configuration was saved to `{saved}`, but its backup to `{path}` failed: {source}"
     )]
@@ -63,6 +65,7 @@ impl crate::error::DomainError for StoreError {
             | StoreError::Read { .. }
             | StoreError::Write { .. }
             | StoreError::Lock { .. }
+            | StoreError::NotSaved { .. }
             | StoreError::Backup { .. } => ErrorKind::Io,
         }
     }
@@ -189,22 +192,62 @@ impl StoreLock {
         let mut text = serde_json::to_vec_pretty(cluster).expect("the model always serializes");
         text.push(b'\n');
         let saved = self.home.join(CCS_FILE);
-        write_atomic(&saved, &text).map_err(|source| StoreError::Write {
-            path: saved.clone(),
-            source,
-        })?;
+        // All or nothing: every copy (the home's and each node's backup) is written and
+        // synced beside its place first; only when all are down does any replace the old
+        // one. A full disk on one node leaves every copy as it was, so the caller's roll
+        // back (a create db's shards) matches what is stored.
+        let mut prepared: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let discard = |prepared: &[(PathBuf, PathBuf)]| {
+            for (tmp, _) in prepared {
+                let _ = fs::remove_file(tmp);
+            }
+        };
+        match prepare_atomic(&saved, &text) {
+            Ok(tmp) => prepared.push((tmp, saved.clone())),
+            Err(source) => {
+                cluster.generation = before;
+                return Err(StoreError::Write {
+                    path: saved.clone(),
+                    source,
+                });
+            }
+        }
         for node in cluster.nodes.values() {
             let dir = node.ccs_backup_dir();
             let path = dir.join(CCS_FILE);
-            create_private_dir(&dir)
-                .and_then(|()| write_atomic(&path, &text))
-                .map_err(|source| StoreError::Backup {
+            match create_private_dir(&dir).and_then(|()| prepare_atomic(&path, &text)) {
+                Ok(tmp) => prepared.push((tmp, path)),
+                Err(source) => {
+                    discard(&prepared);
+                    cluster.generation = before;
+                    return Err(StoreError::NotSaved { path, source });
+                }
+            }
+        }
+        let mut pending = prepared.into_iter();
+        if let Some((tmp, path)) = pending.next() {
+            if let Err(source) = commit_atomic(&tmp, &path) {
+                let rest: Vec<_> = pending.collect();
+                discard(&rest);
+                let _ = fs::remove_file(&tmp);
+                cluster.generation = before;
+                return Err(StoreError::Write { path, source });
+            }
+        }
+        // The home's copy is the configuration now; a rename failing past here (no space
+        // is needed for it) leaves a backup one generation behind, and says so.
+        let mut failed = None;
+        for (tmp, path) in pending {
+            if let Err(source) = commit_atomic(&tmp, &path) {
+                let _ = fs::remove_file(&tmp);
+                failed.get_or_insert(StoreError::Backup {
                     saved: saved.clone(),
                     path,
                     source,
-                })?;
+                });
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -287,6 +330,16 @@ fn load_file(path: &Path) -> Result<Option<Cluster>, StoreError> {
 /// Temp file, fsync, rename over the target, fsync the directory: a crash leaves either
 /// the old document or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = prepare_atomic(path, bytes)?;
+    let result = commit_atomic(&tmp, path);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `bytes` to a private temp file beside `path` and syncs it; `path` is untouched.
+fn prepare_atomic(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     remove_stale_temps(dir, name);
@@ -302,15 +355,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        file.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Puts a prepared temp file in `path`'s place and syncs the directory.
+fn commit_atomic(tmp: &Path, path: &Path) -> io::Result<()> {
+    fs::rename(tmp, path)?;
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Removes `.<name>.tmp.<pid>[.<n>]` files left by a writer killed mid-save (they may hold

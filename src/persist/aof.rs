@@ -195,6 +195,15 @@ impl<'a> FirstPass<'a> {
             Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
             // Only changes a key made before (or none).
             Class::Existing1 => {}
+            // Refused by the server (a score that is no number, ...): no key from it.
+            Class::ZAdd if !aof_keys::zadd_ok(cmd) => {
+                self.exact = false;
+                self.inexact_why.get_or_insert_with(|| {
+                    "a ZADD the server refuses (a score that is no number): it loads \
+                     without it, as this count does"
+                        .into()
+                });
+            }
             _ => {
                 let Some(key) = base_key(class, cmd) else {
                     self.exact = false;
@@ -342,6 +351,7 @@ impl AofSink for SecondPass<'_> {
                 Class::Keyless | Class::Multi | Class::Exec => {}
                 Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
                 Class::Existing1 => {}
+                Class::ZAdd if !aof_keys::zadd_ok(cmd) => {}
                 _ => {
                     if let Some(key) = base_key(class, cmd) {
                         let ttl = base_ttl(class, cmd, self.now_ms);

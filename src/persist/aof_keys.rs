@@ -30,6 +30,9 @@ pub(crate) enum Class {
     SwapDb,
     /// Creates the key in argument 1, or changes it keeping its TTL.
     Create1,
+    /// ZADD key [options] score member ...: creates the key in argument 1 when every
+    /// score is a number (the server refuses the whole command otherwise).
+    ZAdd,
     /// Changes the key in argument 1 only if it exists (LPUSHX, XACK, ...): the key set
     /// stays as it is.
     Existing1,
@@ -116,10 +119,11 @@ pub(crate) fn classify(name: &[u8]) -> Class {
         b"restore" | b"restore-asking" => Restore,
         b"append" | b"incr" | b"decr" | b"incrby" | b"decrby" | b"incrbyfloat" | b"setrange"
         | b"setbit" | b"bitfield" | b"hset" | b"hmset" | b"hsetnx" | b"hincrby"
-        | b"hincrbyfloat" | b"sadd" | b"zadd" | b"zincrby" | b"lpush" | b"rpush" | b"xadd"
-        | b"pfadd" | b"pfmerge" | b"geoadd" => Create1,
+        | b"hincrbyfloat" | b"sadd" | b"zincrby" | b"lpush" | b"rpush" | b"xadd" | b"pfadd"
+        | b"pfmerge" | b"geoadd" => Create1,
         b"lpushx" | b"rpushx" | b"linsert" | b"lset" | b"xsetid" | b"xclaim" | b"xautoclaim"
         | b"xack" | b"xtrim" | b"xdel" => Existing1,
+        b"zadd" => ZAdd,
         b"mset" => Mset,
         b"msetnx" => MsetNx,
         b"xgroup" => Create2,
@@ -151,7 +155,7 @@ pub(crate) fn wants(class: Class, i: usize) -> bool {
         Set => i != 2,
         Restore => i != 3,
         SetEx { .. } => i <= 2,
-        GetEx | Expire { .. } | Copy | RemoveAll => true,
+        GetEx | Expire { .. } | Copy | RemoveAll | ZAdd => true,
         SwapDb | Rename { .. } | Move | Maybe2 => i <= 2,
         Mset | MsetNx => i % 2 == 1,
         Create2 => i >= 2,
@@ -368,6 +372,49 @@ fn restore_options(cmd: &Command<'_>, now_ms: i64) -> Option<(When, Ttl)> {
     Some((when, ttl))
 }
 
+/// Whether a command with field-value pairs has them whole (HSET, HMSET: the server
+/// refuses an odd count at run time).
+fn pairs_ok(cmd: &Command<'_>) -> bool {
+    match cmd.arg(0).map(|n| n.len()) {
+        Some(4 | 5)
+            if cmd.arg(0).is_some_and(|n| {
+                n.eq_ignore_ascii_case(b"hset") || n.eq_ignore_ascii_case(b"hmset")
+            }) =>
+        {
+            cmd.argc.is_multiple_of(2)
+        }
+        _ => true,
+    }
+}
+
+/// Whether a ZADD's scores are all numbers as the server reads them (no NaN), after its
+/// options; `false` also when a score was too long to hold.
+pub(crate) fn zadd_ok(cmd: &Command<'_>) -> bool {
+    let mut i = 2;
+    while i < cmd.argc {
+        match cmd.arg(i) {
+            Some(a)
+                if [&b"nx"[..], b"xx", b"gt", b"lt", b"ch", b"incr"]
+                    .iter()
+                    .any(|o| a.eq_ignore_ascii_case(o)) =>
+            {
+                i += 1
+            }
+            _ => break,
+        }
+    }
+    if i >= cmd.argc || !(cmd.argc - i).is_multiple_of(2) {
+        return false;
+    }
+    (i..cmd.argc).step_by(2).all(|j| {
+        cmd.arg(j)
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .filter(|t| !t.starts_with(|c: char| c.is_ascii_whitespace()))
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(|v| !v.is_nan())
+    })
+}
+
 /// Whether an XGROUP creates its stream: `XGROUP CREATE key group id MKSTREAM ...`.
 pub(crate) fn xgroup_creates(cmd: &Command<'_>) -> bool {
     (3..cmd.argc).any(|i| {
@@ -393,7 +440,11 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             (Some(a), Some(b)) => out.push(Effect::SwapDb(a, b)),
             _ => out.push(Effect::Inexact),
         },
-        Create1 => push(fp(1).map(Effect::Touch), out),
+        Create1 if pairs_ok(cmd) => push(fp(1).map(Effect::Touch), out),
+        ZAdd if zadd_ok(cmd) => push(fp(1).map(Effect::Touch), out),
+        // A command the server refuses changes nothing; this reader may judge it less
+        // well than the server, so the count is only an estimate.
+        Create1 | ZAdd => out.push(Effect::Inexact),
         Create2 if xgroup_creates(cmd) => push(fp(2).map(Effect::Touch), out),
         // Any other XGROUP needs the stream to exist, and leaves it.
         Create2 => {}
@@ -444,6 +495,7 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
                 .map(|(k, (when, ttl))| Effect::Write(k, when, Some(ttl))),
             out,
         ),
+        Mset | MsetNx if cmd.argc.is_multiple_of(2) => out.push(Effect::Inexact),
         Mset | MsetNx => {
             if class == MsetNx {
                 out.push(Effect::AllAbsent(cmd.argc / 2));
@@ -502,6 +554,7 @@ pub(crate) fn written_keys(class: Class, argc: usize) -> impl Iterator<Item = us
     use Class::*;
     let (from, step) = match class {
         Create1
+        | ZAdd
         | Existing1
         | Maybe1
         | Set

@@ -410,5 +410,18 @@ mod tests {
         assert!(!exact);
         let (_, exact) = replay(&["SET a 1 EX notanumber"]);
         assert!(!exact);
+        // Commands the server refuses at run time create nothing: not followed exactly.
+        let (counts, exact) = replay(&["ZADD z NX 1 m 2.5 n", "ZADD y inf m", "XACK s g 1-1"]);
+        assert!(exact);
+        assert_eq!(counts, db0(2, 0, 0));
+        for bad in [
+            "ZADD z notanumber m",
+            "ZADD z nan m",
+            "ZADD z 1",
+            "HSET h f",
+            "MSET a 1 b",
+        ] {
+            assert!(!replay(&[bad]).1, "{bad}");
+        }
     }
 }

@@ -18,7 +18,7 @@ pub type Id = u64;
 pub const CCS_FORMAT: u32 = 1;
 
 /// Name of the identity file written into every shard directory.
-pub const SHARD_IDENTITY_FILE: &str = "lazarus-shard.json";
+pub use crate::server::shard_dir::IDENTITY_FILE as SHARD_IDENTITY_FILE;
 
 /// Number of hash slots in a Redis Cluster.
 pub const SLOT_COUNT: u16 = 16384;
@@ -93,9 +93,7 @@ impl Node {
 /// `<root>/redis/db-<db>/shard-<shard>`: the layout of shard data under a persistent
 /// path, and so under a recovery path.
 pub fn shard_dir_under(root: &Path, db: Id, shard: Id) -> PathBuf {
-    root.join("redis")
-        .join(format!("db-{db}"))
-        .join(format!("shard-{shard}"))
+    crate::server::shard_dir::shard_path_under(root, db, shard)
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

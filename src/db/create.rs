@@ -16,6 +16,7 @@ use super::lifecycle::start_all;
 use super::placement::place_avoiding;
 use super::{shard_addr, DbError, SETUP_TIMEOUT};
 use crate::ccs::layout::id_dirs;
+use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
 
 pub const MAX_SHARDS: u32 = 128;
 
@@ -134,9 +135,9 @@ fn largest_id_on_disk(cluster: &Cluster) -> Option<Id> {
     cluster
         .nodes
         .values()
-        .flat_map(|n| id_dirs(&n.persistent_path.join("redis"), "db-"))
+        .flat_map(|n| id_dirs(&n.persistent_path.join(REDIS_DIR), DB_PREFIX))
         .flat_map(|(db, path)| {
-            let shards = id_dirs(&path, "shard-").into_iter().map(|(id, _)| id);
+            let shards = id_dirs(&path, SHARD_PREFIX).into_iter().map(|(id, _)| id);
             std::iter::once(db).chain(shards)
         })
         .max()

@@ -10,11 +10,7 @@ pub(super) fn db_dirs(cluster: &Cluster, db: &Database) -> Vec<PathBuf> {
         .shards
         .iter()
         .filter_map(|s| cluster.nodes.get(&s.node))
-        .map(|n| {
-            n.persistent_path
-                .join("redis")
-                .join(format!("db-{}", db.id))
-        })
+        .map(|n| crate::server::shard_dir::db_dir_under(&n.persistent_path, db.id))
         .collect();
     dirs.sort();
     dirs.dedup();

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
-use crate::server::{probe, ShardProbe};
+use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
+use crate::server::{probe, ShardDir, ShardProbe};
 
 use super::{endpoint, shard_addr};
 use crate::ccs::layout::id_dirs;
@@ -308,18 +309,16 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
         .collect();
     let mut rows = Vec::new();
     for node in cluster.nodes.values() {
-        for (db_id, db_dir) in id_dirs(&node.persistent_path.join("redis"), "db-") {
-            for (shard_id, dir) in id_dirs(&db_dir, "shard-") {
+        for (db_id, db_dir) in id_dirs(&node.persistent_path.join(REDIS_DIR), DB_PREFIX) {
+            for (shard_id, dir) in id_dirs(&db_dir, SHARD_PREFIX) {
                 if known.contains(&(db_id, shard_id)) {
                     continue;
                 }
-                let Some(pid) = crate::server::shard_pid(&dir) else {
+                let dir = ShardDir::at(node.id, dir);
+                let Some(pid) = dir.pid() else {
                     continue;
                 };
-                let identity: Option<crate::ccs::ShardIdentity> =
-                    std::fs::read(dir.join(crate::ccs::SHARD_IDENTITY_FILE))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok());
+                let identity: Option<crate::ccs::ShardIdentity> = dir.read_identity().found();
                 rows.push(ShardRow {
                     db_id,
                     name: identity
@@ -339,7 +338,7 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
                     detail: Some(format!(
                         "pid {pid} runs in `{}`, which the configuration does not know (left \
                          by a create that was killed?): stop it with `kill {pid}`",
-                        dir.display()
+                        dir.path().display()
                     )),
                 });
             }

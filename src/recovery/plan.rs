@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -16,10 +15,11 @@ use super::reason::io_reason;
 pub use super::reason::Reason;
 use super::source::readable_mtime;
 pub use super::source::{CheckVerdict, Checker, Source, SourceCheck, SourceKind};
+use crate::server::IdentityRead;
 
 use crate::ccs::{
     shard_dir_under, Cluster, Database, DbState, Id, Persistence, Role, Shard, ShardIdentity,
-    SlotRange, SHARD_IDENTITY_FILE,
+    SlotRange,
 };
 
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
@@ -274,16 +274,14 @@ impl Inspect<'_> {
     }
 
     fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
-        let path = dir.join(SHARD_IDENTITY_FILE);
-        let text = match fs::read(&path) {
-            Ok(text) => text,
+        let shard_dir = crate::server::ShardDir::at(shard.node, dir);
+        let path = shard_dir.identity_file();
+        let identity: ShardIdentity = match shard_dir.read_identity() {
+            IdentityRead::Found(identity) => identity,
             // Older or hand-copied trees may lack it: the layout already names the shard.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-            Err(e) => return Some(io_reason(&path, e, false)),
-        };
-        let identity: ShardIdentity = match serde_json::from_slice(&text) {
-            Ok(identity) => identity,
-            Err(e) => {
+            IdentityRead::Missing => return None,
+            IdentityRead::Unreadable(e) => return Some(io_reason(&path, e, false)),
+            IdentityRead::Corrupt(text, e) => {
                 return Some(Reason::Corrupted {
                     file: path,
                     offset: json_offset(&text, e.line(), e.column()),

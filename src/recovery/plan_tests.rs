@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::ccs::{DbConfig, Node, PortRange};
+use crate::ccs::{DbConfig, Node, PortRange, SHARD_IDENTITY_FILE};
 
 const CLUSTER_ID: u64 = 0xC0FFEE;
 

@@ -3,27 +3,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::apply::RecoverError;
 use super::copy::ensure_outside;
 use crate::ccs::{Cluster, Database, Shard};
-use crate::server::{is_running, shard_pid};
+use crate::server::ShardDir;
 
-/// Left in a shard directory while recovery fills it: its presence says the data files
-/// there are recovery's own, so a later run may replace them.
-pub const MARKER_FILE: &str = "lazarus-recovering";
-
-/// Files a shard directory holds data in; anything else there is configuration or logs.
-const DATA_FILES: &[&str] = &[
-    "dump.rdb",
-    "appendonlydir",
-    "appendonly.aof",
-    "nodes.conf",
-    ".dump.rdb.lazarus-tmp",
-    ".appendonlydir.lazarus-tmp",
-    ".appendonly.aof.lazarus-tmp",
-];
+use crate::server::shard_dir::DATA_FILES;
+pub use crate::server::shard_dir::MARKER_FILE;
 
 pub(super) fn shard_dir(cluster: &Cluster, db: &Database, shard: &Shard) -> PathBuf {
     match cluster.nodes.get(&shard.node) {
@@ -77,16 +64,8 @@ pub(super) async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), Rec
 /// A server caught while daemonizing is two processes (the one started and the daemon it
 /// forks), so this goes on until none is left working in `dir`.
 pub(super) async fn kill_leftover(dir: &Path) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Some(pid) = shard_pid(dir) {
-        let _ = crate::host::local::send_signal(pid, crate::host::Signal::Kill);
-        while is_running(pid) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return;
-        }
-    }
+    // The directory's node does not matter while every node is this machine.
+    ShardDir::at(0, dir).kill().await;
 }
 
 /// Removes the recovery markers of a database once it is recorded active.

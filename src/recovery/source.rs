@@ -71,9 +71,9 @@ impl SourceKind {
     /// The name the source takes inside a shard directory.
     pub fn file_name(self) -> &'static str {
         match self {
-            SourceKind::AofDir => "appendonlydir",
-            SourceKind::AofFile => "appendonly.aof",
-            SourceKind::Rdb => "dump.rdb",
+            SourceKind::AofDir => crate::server::shard_dir::AOF_DIR,
+            SourceKind::AofFile => crate::server::shard_dir::AOF_FILE,
+            SourceKind::Rdb => crate::server::shard_dir::RDB_FILE,
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity, SHARD_IDENTITY_FILE};
+use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity};
 
-use super::process::{LOG_FILE, PID_FILE};
+use super::shard_dir::{AOF_DIR, IDENTITY_FILE, LOG_FILE, PID_FILE, RDB_FILE};
 use super::ServerError;
 
 /// Short enough that a lost shard is noticed quickly on loopback clusters, long enough
@@ -80,8 +80,8 @@ pub fn render_conf(
     line("daemonize", "yes");
     line("pidfile", &quote(&dir.join(PID_FILE).to_string_lossy()));
     line("logfile", &quote(&dir.join(LOG_FILE).to_string_lossy()));
-    line("dbfilename", "dump.rdb");
-    line("appenddirname", "appendonlydir");
+    line("dbfilename", RDB_FILE);
+    line("appenddirname", AOF_DIR);
     let (save, appendonly) = persistence_settings(db.config.persistence);
     line("save", &quote(save));
     line("appendonly", yes_no(opts.appendonly.unwrap_or(appendonly)));
@@ -179,7 +179,7 @@ pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIde
 /// because the database configuration carries its password.
 pub fn write_identity(dir: &Path, identity: &ShardIdentity) -> Result<(), ServerError> {
     let json = serde_json::to_vec_pretty(identity).expect("identity serializes");
-    write_private(&dir.join(SHARD_IDENTITY_FILE), &json)
+    write_private(&dir.join(IDENTITY_FILE), &json)
 }
 
 /// Mode 0600, atomically: see [`crate::host::Host::write_private`].

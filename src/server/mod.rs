@@ -10,6 +10,7 @@ mod cluster;
 mod conf;
 mod ports;
 mod process;
+pub mod shard_dir;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use process::{
     is_running, log_tail, parse_host_port, read_pid, shard_pid, start_shard, stop_pid, stop_shard,
     upstream_of, StartOptions, LOG_FILE, PID_FILE,
 };
+pub use shard_dir::{IdentityRead, ShardDir};
 
 /// How long a shard may take to start answering when nothing says otherwise.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

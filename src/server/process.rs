@@ -16,9 +16,7 @@ use super::conf::{
 use super::ports::{require_free, PortNeed};
 use super::{RedisServer, ServerError, START_TIMEOUT};
 
-pub const PID_FILE: &str = "redis.pid";
-pub const LOG_FILE: &str = "redis.log";
-pub const CONF_FILE: &str = "redis.conf";
+pub use super::shard_dir::{CONF_FILE, LOG_FILE, PID_FILE};
 
 const POLL: Duration = Duration::from_millis(20);
 /// How long a freshly started server may run without a pidfile before a missing process

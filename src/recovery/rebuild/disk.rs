@@ -33,15 +33,15 @@ pub enum IdentityRead {
     Bad(String),
 }
 
+/// Through the one reader of identity files, [`crate::server::ShardDir::read_identity`].
 pub fn read_identity(dir: &Path) -> IdentityRead {
-    let path = dir.join(SHARD_IDENTITY_FILE);
-    match fs::read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => IdentityRead::Missing,
-        Err(e) => IdentityRead::Bad(e.to_string()),
-        Ok(bytes) => match serde_json::from_slice::<ShardIdentity>(&bytes) {
-            Ok(identity) => IdentityRead::Found(Box::new(identity)),
-            Err(e) => IdentityRead::Bad(e.to_string()),
-        },
+    use crate::server::IdentityRead as Read;
+    // The directory's node does not matter while every node is this machine.
+    match crate::server::ShardDir::at(0, dir).read_identity::<ShardIdentity>() {
+        Read::Found(identity) => IdentityRead::Found(Box::new(identity)),
+        Read::Missing => IdentityRead::Missing,
+        Read::Unreadable(e) => IdentityRead::Bad(e.to_string()),
+        Read::Corrupt(_, e) => IdentityRead::Bad(e.to_string()),
     }
 }
 

@@ -1,0 +1,241 @@
+//! [`ShardDir`]: the one owner of a shard directory's layout and of the files and process
+//! in it. `<persistent path>/redis/db-<db>/shard-<shard>/` holds `redis.conf`,
+//! `redis.pid`, `redis.log`, the data (`dump.rdb`, `appendonlydir`), the identity file
+//! `lazarus-shard.json` (the last resort of `cluster recover`) and, while recovery fills
+//! it, the `lazarus-recovering` marker. Nothing else spells these names.
+//!
+//! A `ShardDir` knows nothing of the CCS: `db` (and recovery) build it from the CCS, and
+//! the identity document is whatever serialisable type the caller gives.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::host::{local, NodeId, NodePath};
+
+/// Under a persistent (or recovery) path: the directory of all shard data.
+pub const REDIS_DIR: &str = "redis";
+/// `db-<id>`: a database's directory under [`REDIS_DIR`].
+pub const DB_PREFIX: &str = "db-";
+/// `shard-<id>`: a shard's directory under its database's.
+pub const SHARD_PREFIX: &str = "shard-";
+pub const CONF_FILE: &str = "redis.conf";
+pub const PID_FILE: &str = "redis.pid";
+pub const LOG_FILE: &str = "redis.log";
+pub const RDB_FILE: &str = "dump.rdb";
+pub const AOF_DIR: &str = "appendonlydir";
+/// The single-file AOF of servers before Redis 7.
+pub const AOF_FILE: &str = "appendonly.aof";
+pub const NODES_CONF: &str = "nodes.conf";
+/// The shard's identity document: who it belongs to, written atomically beside its data.
+pub const IDENTITY_FILE: &str = "lazarus-shard.json";
+/// Left in a shard directory while recovery fills it: its presence says the data files
+/// there are recovery's own, so a later run may replace them.
+pub const MARKER_FILE: &str = "lazarus-recovering";
+
+/// Files a shard directory holds data in (with recovery's temporary copies of them);
+/// anything else there is configuration or logs.
+pub const DATA_FILES: &[&str] = &[
+    RDB_FILE,
+    AOF_DIR,
+    AOF_FILE,
+    NODES_CONF,
+    ".dump.rdb.lazarus-tmp",
+    ".appendonlydir.lazarus-tmp",
+    ".appendonly.aof.lazarus-tmp",
+];
+
+/// `<root>/redis/db-<db>`.
+pub fn db_dir_under(root: &Path, db: u64) -> PathBuf {
+    root.join(REDIS_DIR).join(format!("{DB_PREFIX}{db}"))
+}
+
+/// `<root>/redis/db-<db>/shard-<shard>`.
+pub fn shard_path_under(root: &Path, db: u64, shard: u64) -> PathBuf {
+    db_dir_under(root, db).join(format!("{SHARD_PREFIX}{shard}"))
+}
+
+/// One shard's directory on one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardDir {
+    at: NodePath,
+}
+
+/// What reading an identity file found: one reader, each caller decides what a missing
+/// or damaged file means for it.
+#[derive(Debug)]
+pub enum IdentityRead<T> {
+    Found(T),
+    Missing,
+    Unreadable(io::Error),
+    /// Not an identity document: the bytes (for an offset) and the parse error.
+    Corrupt(Vec<u8>, serde_json::Error),
+}
+
+impl<T> IdentityRead<T> {
+    pub fn found(self) -> Option<T> {
+        match self {
+            IdentityRead::Found(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl ShardDir {
+    /// `<root>/redis/db-<db>/shard-<shard>` on `node`.
+    pub fn under(node: NodeId, root: &Path, db: u64, shard: u64) -> ShardDir {
+        ShardDir::at(node, shard_path_under(root, db, shard))
+    }
+
+    /// A shard directory found on disk (a walk of `redis/`, a recovery path).
+    pub fn at(node: NodeId, path: impl Into<PathBuf>) -> ShardDir {
+        ShardDir {
+            at: NodePath::new(node, path),
+        }
+    }
+
+    pub fn node_path(&self) -> &NodePath {
+        &self.at
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.at.path
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.at.path.join(CONF_FILE)
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.at.path.join(PID_FILE)
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.at.path.join(LOG_FILE)
+    }
+
+    pub fn identity_file(&self) -> PathBuf {
+        self.at.path.join(IDENTITY_FILE)
+    }
+
+    pub fn marker_file(&self) -> PathBuf {
+        self.at.path.join(MARKER_FILE)
+    }
+
+    /// Creates the directory (and its parents), owner only: its files hold the password
+    /// and the keys.
+    pub fn prepare(&self) -> io::Result<()> {
+        local::create_private_dir(self.path())
+    }
+
+    /// Writes the identity file atomically (unique temporary name, fsync of the file and
+    /// of the directory, rename), mode 0600: the same guarantees as the CCS's own write.
+    pub fn write_identity<T: Serialize>(&self, identity: &T) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(identity).map_err(io::Error::other)?;
+        local::write_private(&self.identity_file(), &json)
+    }
+
+    /// Reads the identity file: the one reader of it.
+    pub fn read_identity<T: DeserializeOwned>(&self) -> IdentityRead<T> {
+        match std::fs::read(self.identity_file()) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => IdentityRead::Missing,
+            Err(e) => IdentityRead::Unreadable(e),
+            Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
+                Ok(identity) => IdentityRead::Found(identity),
+                Err(e) => IdentityRead::Corrupt(bytes, e),
+            },
+        }
+    }
+
+    /// The pid of the server running in this directory, proven by its working directory.
+    pub fn pid(&self) -> Option<u32> {
+        super::process::shard_pid(self.path())
+    }
+
+    /// Stops the server running here (SIGTERM, waiting for it to save and exit). Returns
+    /// whether one was running.
+    pub async fn stop(&self) -> Result<bool, super::ServerError> {
+        super::process::stop_shard(self.path()).await
+    }
+
+    /// Kills every server running here, without the orderly shutdown that saves first:
+    /// for data about to be replaced. A server caught while daemonizing is two processes,
+    /// so this goes on until none is left (or 10 seconds pass).
+    pub async fn kill(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Some(pid) = self.pid() {
+            let _ = local::send_signal(pid, crate::host::Signal::Kill);
+            while local::is_alive(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+
+    /// The last `lines` lines of the server's log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        super::process::log_tail(self.path(), lines)
+    }
+
+    /// The data files present in the directory (see [`DATA_FILES`]).
+    pub fn data_files(&self) -> Vec<PathBuf> {
+        DATA_FILES
+            .iter()
+            .map(|f| self.at.path.join(f))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .collect()
+    }
+
+    /// Whether recovery's marker is here (the data is recovery's own).
+    pub fn has_marker(&self) -> bool {
+        self.marker_file().exists()
+    }
+
+    /// Leaves recovery's marker, naming this process.
+    pub fn set_marker(&self) -> io::Result<()> {
+        std::fs::write(self.marker_file(), format!("pid {}\n", std::process::id()))
+    }
+
+    /// Removes recovery's marker; a missing one is no error.
+    pub fn clear_marker(&self) -> io::Result<()> {
+        local::remove(&self.marker_file())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_identity_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = ShardDir::under(1, t.path(), 3, 4);
+        assert_eq!(dir.path(), t.path().join("redis/db-3/shard-4"));
+        dir.prepare().unwrap();
+        assert!(matches!(
+            dir.read_identity::<serde_json::Value>(),
+            IdentityRead::Missing
+        ));
+        dir.write_identity(&serde_json::json!({"shard_id": 4}))
+            .unwrap();
+        let back: serde_json::Value = dir.read_identity().found().unwrap();
+        assert_eq!(back["shard_id"], 4);
+        std::fs::write(dir.identity_file(), b"{").unwrap();
+        assert!(matches!(
+            dir.read_identity::<serde_json::Value>(),
+            IdentityRead::Corrupt(..)
+        ));
+        assert!(dir.data_files().is_empty());
+        std::fs::write(dir.path().join(RDB_FILE), b"x").unwrap();
+        assert_eq!(dir.data_files(), [dir.path().join(RDB_FILE)]);
+        dir.set_marker().unwrap();
+        assert!(dir.has_marker());
+        dir.clear_marker().unwrap();
+        dir.clear_marker().unwrap();
+        assert!(!dir.has_marker());
+    }
+}

@@ -56,6 +56,7 @@ async fn main() {
         nodes: BTreeMap::new(),
         databases: BTreeMap::new(),
         backups: Default::default(),
+        tls: None,
     };
     c.nodes.insert(
         1,

@@ -28,6 +28,8 @@
 //!   checked as they stream, sealed by a manifest; repositories, locks, `due`, `keep`.
 //! - [`restore`]: restore tasks' work: verify a run against its target, then fence,
 //!   stage, swap, load, check, re-form, unfence, and roll back on failure.
+//! - [`tls`]: TLS material: the check of the CA, certificate and key before anything is
+//!   stored, and their installation into each node's persistent path.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
 
 pub mod backup;
@@ -43,4 +45,5 @@ pub mod restore;
 pub mod secret;
 pub mod server;
 pub mod shell;
+pub mod tls;
 pub mod verify;

@@ -44,6 +44,9 @@ pub struct Cluster {
     /// Backup tasks, their runs' history, restore tasks.
     #[serde(default, skip_serializing_if = "Backups::is_empty")]
     pub backups: Backups,
+    /// The cluster's TLS material (`cluster tls set`): paths and fingerprints only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Cluster {
@@ -62,6 +65,57 @@ impl Cluster {
 
     pub fn database_by_name(&self, name: &str) -> Option<&Database> {
         self.databases.values().find(|db| db.config.name == name)
+    }
+}
+
+/// The cluster's TLS material as the CCS records it: where each file came from and its
+/// fingerprint, never its contents. The files themselves live in every node's persistent
+/// path (`tls/<material_id>/`), copied there by `cluster tls set`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cacert: TlsFile,
+    pub cert: TlsFile,
+    pub key: TlsFile,
+    /// The certificate's `notAfter`, unix seconds.
+    pub cert_not_after: i64,
+    /// `false` only when the operator wrote `tls_verify off`; `status` flags it.
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TlsConfig {
+    /// Names the material's directory on every node: changes when any file changes, so
+    /// a rotation gives shards new paths to load.
+    pub fn material_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for file in [&self.cacert, &self.cert, &self.key] {
+            hash.update(file.sha256.as_bytes());
+        }
+        hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// One TLS file: the path the operator gave, and the sha256 of its DER contents.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TlsFile {
+    pub source: PathBuf,
+    pub sha256: String,
+}
+
+impl TlsFile {
+    pub fn of(source: &Path, sha256: String) -> TlsFile {
+        TlsFile {
+            source: source.to_path_buf(),
+            sha256,
+        }
     }
 }
 

@@ -265,6 +265,7 @@ pub fn default_local_cluster(home: &Path) -> Cluster {
         nodes: Default::default(),
         databases: Default::default(),
         backups: Default::default(),
+        tls: None,
     };
     let id = cluster.allocate_id();
     cluster.local_node = id;

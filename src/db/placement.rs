@@ -147,6 +147,7 @@ mod tests {
             nodes: BTreeMap::new(),
             databases: BTreeMap::new(),
             backups: Default::default(),
+            tls: None,
         };
         for _ in 0..nodes {
             let id = c.allocate_id();

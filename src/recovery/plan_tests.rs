@@ -116,6 +116,7 @@ fn cluster_at(root: &Path) -> Cluster {
         nodes: [(1, node(1)), (2, node(2))].into(),
         databases: dbs.into_iter().map(|d| (d.id, d)).collect(),
         backups: Default::default(),
+        tls: None,
     }
 }
 

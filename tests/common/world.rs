@@ -32,6 +32,7 @@ pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
         nodes: BTreeMap::new(),
         databases: BTreeMap::new(),
         backups: Default::default(),
+        tls: None,
     };
     for (i, addr) in addrs.iter().enumerate() {
         let id = c.allocate_id();

@@ -188,6 +188,7 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
         nodes,
         databases,
         backups: Default::default(),
+        tls: None,
     };
     Ok(Rebuilt {
         cluster,

@@ -85,6 +85,7 @@ pub(super) fn sample(root: &Path) -> Cluster {
         nodes: [(1, node(1, root)), (2, node2(root))].into(),
         databases: Default::default(),
         backups: Default::default(),
+        tls: None,
     };
     cluster.databases.insert(
         3,

@@ -1,0 +1,90 @@
+//! Installing checked material into a node's persistent path: `tls/<id>/ca.crt`,
+//! `cert.crt`, `key.pem` (files 0600, directories 0700) and `tls/current.json`, the
+//! record without contents, so that the node's disk alone brings the material back.
+//! `<id>` is derived from the fingerprints, so a rotation writes a new directory and a
+//! shard told the new paths (`CONFIG SET tls-cert-file ...`) really reloads.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Material, TlsError};
+use crate::ccs::TlsConfig;
+
+/// The directory under a persistent path that holds TLS material.
+pub const TLS_DIR: &str = "tls";
+/// The record of the current material in [`TLS_DIR`] (paths and fingerprints only).
+pub const CURRENT_FILE: &str = "current.json";
+
+/// Where `record`'s files live under `persistent_path`.
+pub fn installed_dir(persistent_path: &Path, record: &TlsConfig) -> PathBuf {
+    persistent_path.join(TLS_DIR).join(record.material_id())
+}
+
+/// Copies `material` under `persistent_path` and records it as current there. Returns
+/// the directory holding the three files. A failure leaves no half-written directory.
+pub fn install(persistent_path: &Path, material: &Material) -> Result<PathBuf, TlsError> {
+    let root = persistent_path.join(TLS_DIR);
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Install { path, source }
+    };
+    private_dir(&root).map_err(err(&root))?;
+    let dir = installed_dir(persistent_path, &material.record);
+    let staging = root.join(format!(".staging-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    let written = (|| {
+        private_dir(&staging)?;
+        private_file(&staging.join("ca.crt"), &material.cacert_pem)?;
+        private_file(&staging.join("cert.crt"), &material.cert_pem)?;
+        private_file(&staging.join("key.pem"), &material.key_pem)?;
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::rename(&staging, &dir)?;
+        let record = serde_json::to_vec_pretty(&material.record).map_err(std::io::Error::other)?;
+        let tmp = root.join(format!(".{CURRENT_FILE}.tmp"));
+        private_file(&tmp, &record)?;
+        fs::rename(&tmp, root.join(CURRENT_FILE))?;
+        fs::File::open(&root)?.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(TlsError::Install { path: root, source });
+    }
+    Ok(dir)
+}
+
+/// Removes material directories under `persistent_path` other than `keep`'s: after a
+/// rotation every running shard has been told the new paths.
+pub fn remove_other_material(persistent_path: &Path, keep: &TlsConfig) -> std::io::Result<()> {
+    let root = persistent_path.join(TLS_DIR);
+    let keep = keep.material_id();
+    for entry in fs::read_dir(&root)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_dir() && name.to_str() != Some(keep.as_str()) {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    // An existing directory keeps its mode through `create`: narrow it.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+fn private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

@@ -1,0 +1,192 @@
+//! The material check and installation against real certificates made by `rcgen`.
+
+#[path = "../../tests/common/certs.rs"]
+mod certs;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::*;
+use certs::{write_files, Ca, Files};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn paths(f: &Files) -> MaterialPaths {
+    MaterialPaths {
+        cacert: f.cacert.clone(),
+        cert: f.cert.clone(),
+        key: f.key.clone(),
+    }
+}
+
+fn refused(f: &Files) -> String {
+    check(&paths(f), now()).unwrap_err().to_string()
+}
+
+#[test]
+fn good_material_passes_and_is_recorded_by_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let f = ca.write(dir.path(), "");
+    let m = check(&paths(&f), now()).unwrap();
+    assert_eq!(m.record.cert.source, f.cert);
+    assert_eq!(m.record.cacert.sha256.len(), 64);
+    assert!(m.record.cert_not_after > now());
+    assert!(m.record.verify);
+    // The record holds no key bytes.
+    let json = serde_json::to_string(&m.record).unwrap();
+    let key = std::fs::read_to_string(&f.key).unwrap();
+    let body: String = key.lines().nth(1).unwrap().into();
+    assert!(!json.contains(&body), "{json}");
+    assert!(!format!("{m:?}").contains(&body));
+}
+
+#[test]
+fn expired_certificate_is_named_with_its_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.expired_leaf();
+    let f = write_files(dir.path(), "", &ca.pem(), &cert, &key);
+    let e = refused(&f);
+    assert_eq!(
+        e,
+        format!("`cert` file `{}` expired on 2021-06-30 00:00:00 UTC", f.cert.display())
+    );
+}
+
+#[test]
+fn key_of_another_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, _) = ca.leaf();
+    let (_, other_key) = ca.leaf();
+    let f = write_files(dir.path(), "", &ca.pem(), &cert, &other_key);
+    assert_eq!(
+        refused(&f),
+        format!(
+            "`key` file `{}` is not the key of the certificate in `{}`",
+            f.key.display(),
+            f.cert.display()
+        )
+    );
+}
+
+#[test]
+fn world_readable_key_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Ca::new("test CA").write(dir.path(), "");
+    std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = check(&paths(&f), now()).unwrap_err();
+    assert!(e.to_string().contains("is readable by others (mode 0644)"), "{e}");
+    assert_eq!(e.hints(), vec![format!("chmod 600 {}", f.key.display())]);
+    // Group-readable (a `ssl-cert` group) is allowed.
+    std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    check(&paths(&f), now()).unwrap();
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Ca::new("test CA").write(dir.path(), "");
+    f.cacert = dir.path().join("nope.crt");
+    let e = check(&paths(&f), now()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.to_string(),
+        format!("`cacert` file `{}` does not exist", f.cacert.display())
+    );
+}
+
+#[test]
+fn certificate_of_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let other = Ca::new("other CA");
+    let (cert, key) = other.leaf();
+    let f = write_files(dir.path(), "", &ca.pem(), &cert, &key);
+    let e = refused(&f);
+    assert!(
+        e.starts_with(&format!(
+            "`cert` file `{}` is not signed by the CA in `{}`",
+            f.cert.display(),
+            f.cacert.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_forged_issuer_name_does_not_pass_the_signature_check() {
+    // Another CA with the very same name: only the signature tells them apart.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let impostor = Ca::new("test CA");
+    let (cert, key) = impostor.leaf();
+    let f = write_files(dir.path(), "", &ca.pem(), &cert, &key);
+    assert!(refused(&f).contains("is not signed by the CA"));
+}
+
+#[test]
+fn server_only_certificate_is_refused_for_the_client_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf_with(|p| {
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let f = write_files(dir.path(), "", &ca.pem(), &cert, &key);
+    assert!(refused(&f).contains("cannot serve as a client certificate"));
+}
+
+#[test]
+fn not_pem_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Ca::new("test CA").write(dir.path(), "");
+    std::fs::write(&f.cert, "hello").unwrap();
+    assert_eq!(
+        refused(&f),
+        format!("`cert` file `{}` holds no PEM certificate", f.cert.display())
+    );
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn install_writes_private_files_and_a_rotation_gets_a_new_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node1");
+    let ca = Ca::new("test CA");
+    let f = ca.write(&dir.path().join("in"), "");
+    let m = check(&paths(&f), now()).unwrap();
+    let at = install(&node, &m).unwrap();
+    assert_eq!(at, installed_dir(&node, &m.record));
+    assert_eq!(mode(&node.join(TLS_DIR)), 0o700);
+    assert_eq!(mode(&at), 0o700);
+    for file in ["ca.crt", "cert.crt", "key.pem"] {
+        assert_eq!(mode(&at.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(std::fs::read(at.join("key.pem")).unwrap(), std::fs::read(&f.key).unwrap());
+    let current: crate::ccs::TlsConfig =
+        serde_json::from_slice(&std::fs::read(node.join("tls/current.json")).unwrap()).unwrap();
+    assert_eq!(current, m.record);
+
+    let f2 = ca.write(&dir.path().join("in2"), "");
+    let m2 = check(&paths(&f2), now()).unwrap();
+    let at2 = install(&node, &m2).unwrap();
+    assert_ne!(at, at2);
+    remove_other_material(&node, &m2.record).unwrap();
+    assert!(!at.exists() && at2.exists());
+}
+
+#[test]
+fn utc_dates() {
+    assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    assert_eq!(utc(1_625_011_199), "2021-06-29 23:59:59 UTC");
+}

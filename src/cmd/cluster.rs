@@ -2,6 +2,7 @@
 //! recover`, in [`recover`]).
 
 pub mod recover;
+pub mod tls;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,6 +28,8 @@ pub enum ClusterCommand {
     },
     /// `cluster recover filename <path> ...` / `cluster recover cluster_id <id> ...`
     Recover(crate::recovery::rebuild::RecoverRequest),
+    /// `cluster tls set cacert <path> cert <path> key <path> [tls_verify on|off]`
+    TlsSet(tls::TlsSet),
 }
 
 pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
@@ -49,6 +52,7 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
 },
     recover::FROM_BACKUP,
     recover::FROM_IDENTITIES,
+    tls::SET,
 ];
 
 fn build_create(m: &Match) -> Result<Command, ParseError> {
@@ -78,6 +82,7 @@ impl ClusterCommand {
                 addr,
             } => create(ctx, name, cluster_id, persistent_path, addr),
             ClusterCommand::Recover(req) => recover::apply(ctx, &req),
+            ClusterCommand::TlsSet(req) => tls::apply(ctx, req),
         }
     }
 }
@@ -170,6 +175,7 @@ impl fmt::Display for ClusterCommand {
                 Ok(())
             }
             ClusterCommand::Recover(req) => recover::fmt(req, f),
+            ClusterCommand::TlsSet(req) => tls::fmt(req, f),
         }
     }
 }

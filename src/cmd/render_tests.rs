@@ -123,6 +123,19 @@ fn cluster_create() {
 }
 
 #[test]
+fn cluster_tls_set() {
+    insta::assert_snapshot!(both(&super::cluster::tls::TlsSetDone {
+        rotated: true,
+        material_id: "0123456789abcdef".into(),
+        cert_not_after: "2027-12-04 00:00:00 UTC".into(),
+        cacert_sha256: "aa".repeat(32),
+        cert_sha256: "bb".repeat(32),
+        verify: false,
+        nodes: vec![1, 2],
+    }));
+}
+
+#[test]
 fn info_cluster_and_node() {
     let c = cluster();
     insta::assert_snapshot!(

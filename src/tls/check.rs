@@ -173,13 +173,12 @@ fn validity(
     der: &CertificateDer<'_>,
     now: i64,
 ) -> Result<i64, TlsError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
-        TlsError::BadCertificate {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::BadCertificate {
             what,
             path: path.to_path_buf(),
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     let validity = cert.validity();
     let not_after = validity.not_after.timestamp();
     if now > not_after {
@@ -240,13 +239,12 @@ fn signed_by_ca(
             path: paths.cacert.clone(),
             detail: format!("not usable as a trust anchor: {e}"),
         })?;
-    let end_entity = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| {
-        TlsError::BadCertificate {
+    let end_entity =
+        webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| TlsError::BadCertificate {
             what: "cert",
             path: paths.cert.clone(),
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     let algs = rustls::crypto::ring::default_provider()
         .signature_verification_algorithms
         .all;

@@ -55,7 +55,10 @@ fn expired_certificate_is_named_with_its_date() {
     let e = refused(&f);
     assert_eq!(
         e,
-        format!("`cert` file `{}` expired on 2021-06-30 00:00:00 UTC", f.cert.display())
+        format!(
+            "`cert` file `{}` expired on 2021-06-30 00:00:00 UTC",
+            f.cert.display()
+        )
     );
 }
 
@@ -82,7 +85,10 @@ fn world_readable_key_is_refused_before_it_is_read() {
     let f = Ca::new("test CA").write(dir.path(), "");
     std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = check(&paths(&f), now()).unwrap_err();
-    assert!(e.to_string().contains("is readable by others (mode 0644)"), "{e}");
+    assert!(
+        e.to_string().contains("is readable by others (mode 0644)"),
+        "{e}"
+    );
     assert_eq!(e.hints(), vec![format!("chmod 600 {}", f.key.display())]);
     // Group-readable (a `ssl-cert` group) is allowed.
     std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -149,7 +155,10 @@ fn not_pem_is_named() {
     std::fs::write(&f.cert, "hello").unwrap();
     assert_eq!(
         refused(&f),
-        format!("`cert` file `{}` holds no PEM certificate", f.cert.display())
+        format!(
+            "`cert` file `{}` holds no PEM certificate",
+            f.cert.display()
+        )
     );
 }
 
@@ -171,7 +180,10 @@ fn install_writes_private_files_and_a_rotation_gets_a_new_directory() {
     for file in ["ca.crt", "cert.crt", "key.pem"] {
         assert_eq!(mode(&at.join(file)), 0o600, "{file}");
     }
-    assert_eq!(std::fs::read(at.join("key.pem")).unwrap(), std::fs::read(&f.key).unwrap());
+    assert_eq!(
+        std::fs::read(at.join("key.pem")).unwrap(),
+        std::fs::read(&f.key).unwrap()
+    );
     let current: crate::ccs::TlsConfig =
         serde_json::from_slice(&std::fs::read(node.join("tls/current.json")).unwrap()).unwrap();
     assert_eq!(current, m.record);

@@ -55,7 +55,9 @@ impl Ca {
 
     pub fn leaf_with(&self, edit: impl FnOnce(&mut CertificateParams)) -> (String, String) {
         let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "lazarus shard");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "lazarus shard");
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

@@ -11,6 +11,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod data;
 pub mod engine;
 pub mod procs;

@@ -4,6 +4,7 @@
 //! only their paths and fingerprints ([`crate::ccs::TlsConfig`]), never their contents.
 
 mod check;
+mod client;
 mod install;
 #[cfg(test)]
 mod tests;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use crate::error::{DomainError, ErrorKind};
 
 pub use check::{check, fingerprint, utc, Material};
+pub use client::ClientTls;
 pub use install::{install, installed_dir, remove_other_material, TLS_DIR};
 
 /// The operator's three files, as `cluster tls set cacert <path> cert <path> key <path>`

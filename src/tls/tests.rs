@@ -202,3 +202,144 @@ fn utc_dates() {
     assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
     assert_eq!(utc(1_625_011_199), "2021-06-29 23:59:59 UTC");
 }
+
+/// A real TLS-only redis-server (`port 0`, `tls-port`, mutual TLS), stopped on drop.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_server(dir: &Path, f: &Files) -> TlsServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&f.cert)
+        .arg("--tls-key-file")
+        .arg(&f.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&f.cacert)
+        .args([
+            "--tls-auth-clients",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    let server = TlsServer { child, port };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server
+}
+
+fn client_of(f: &Files, verify: bool) -> ClientTls {
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    ClientTls::from_pem(read(&f.cacert), read(&f.cert), read(&f.key), verify).unwrap()
+}
+
+async fn ping(addr: redis::ConnectionAddr) -> Result<String, String> {
+    let info = redis::ConnectionInfo {
+        addr,
+        redis: Default::default(),
+    };
+    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    let t = std::time::Duration::from_secs(3);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(t)
+                .set_response_timeout(t),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Lazarus's client against a real TLS-only, mutual-TLS redis-server: the cluster's
+/// material reads and writes; a client certificate of another CA and a plain connection
+/// are refused.
+#[test]
+fn client_speaks_mutual_tls_to_a_tls_only_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let f = ca.write(&dir.path().join("m"), "");
+    let server = tls_server(dir.path(), &f);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let good = client_of(&f, true);
+    assert!(good.verifies());
+    assert_eq!(
+        rt.block_on(ping(good.addr("127.0.0.1", server.port)))
+            .unwrap(),
+        "v"
+    );
+
+    // A client certificate from another CA (trusting the right CA): the server refuses.
+    let other = Ca::new("other CA");
+    let (cert, key) = other.leaf();
+    let foreign = write_files(&dir.path().join("o"), "", &ca.pem(), &cert, &key);
+    let refused = rt.block_on(ping(
+        client_of(&foreign, true).addr("127.0.0.1", server.port),
+    ));
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Lazarus trusting only another CA refuses the server's certificate.
+    let wrong_root = write_files(
+        &dir.path().join("r"),
+        "",
+        &other.pem(),
+        &std::fs::read_to_string(&f.cert).unwrap(),
+        &std::fs::read_to_string(&f.key).unwrap(),
+    );
+    let refused = rt.block_on(ping(
+        client_of(&wrong_root, true).addr("127.0.0.1", server.port),
+    ));
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Plain text on the TLS port is no conversation.
+    let plain = rt.block_on(ping(redis::ConnectionAddr::Tcp(
+        "127.0.0.1".into(),
+        server.port,
+    )));
+    assert!(plain.is_err(), "{plain:?}");
+}

@@ -6,6 +6,7 @@
 mod check;
 mod client;
 mod install;
+mod server;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +17,7 @@ use crate::error::{DomainError, ErrorKind};
 pub use check::{check, fingerprint, utc, Material};
 pub use client::ClientTls;
 pub use install::{install, installed_dir, remove_other_material, TLS_DIR};
+pub use server::ShardTls;
 
 /// The operator's three files, as `cluster tls set cacert <path> cert <path> key <path>`
 /// names them.

@@ -222,31 +222,14 @@ fn tls_server(dir: &Path, f: &Files) -> TlsServer {
         .local_addr()
         .unwrap()
         .port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--tls-cert-file")
-        .arg(&f.cert)
-        .arg("--tls-key-file")
-        .arg(&f.key)
-        .arg("--tls-ca-cert-file")
-        .arg(&f.cacert)
-        .args([
-            "--tls-auth-clients",
-            "yes",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
+    let shard = ShardTls::new(f.cert.parent().unwrap());
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    cmd.arg("--dir").arg(dir);
+    for (key, value) in shard.conf_settings(port, false) {
+        cmd.arg(format!("--{key}")).arg(value);
+    }
+    let child = cmd
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server runs");
@@ -342,4 +325,56 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
         server.port,
     )));
     assert!(plain.is_err(), "{plain:?}");
+}
+
+/// Rotation without a restart: the running shard takes new material (a new CA too) by
+/// `CONFIG SET`; clients of the new CA are then served, clients of the old refused.
+#[test]
+fn a_running_shard_takes_rotated_material() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = Ca::new("old CA");
+    let old = write_files(
+        &dir.path().join("old"),
+        "",
+        &old_ca.pem(),
+        &old_ca.leaf().0,
+        "",
+    );
+    // write_files wrote an empty key: write a matching leaf instead.
+    let (cert, key) = old_ca.leaf();
+    let old = write_files(old.cert.parent().unwrap(), "", &old_ca.pem(), &cert, &key);
+    let server = tls_server(dir.path(), &old);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let old_client = client_of(&old, true);
+    assert_eq!(
+        rt.block_on(ping(old_client.addr("127.0.0.1", server.port)))
+            .unwrap(),
+        "v"
+    );
+
+    let new_ca = Ca::new("new CA");
+    let new = new_ca.write(&dir.path().join("new"), "");
+    let rotation = ShardTls::new(new.cert.parent().unwrap()).rotation();
+    rt.block_on(async {
+        let mut con = redis::Client::open(redis::ConnectionInfo {
+            addr: old_client.addr("127.0.0.1", server.port),
+            redis: Default::default(),
+        })
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+        rotation.query_async::<()>(&mut con).await.unwrap();
+    });
+    let new_client = client_of(&new, true);
+    assert_eq!(
+        rt.block_on(ping(new_client.addr("127.0.0.1", server.port)))
+            .unwrap(),
+        "v"
+    );
+    let refused = rt.block_on(ping(old_client.addr("127.0.0.1", server.port)));
+    assert!(refused.is_err(), "{refused:?}");
 }

@@ -1,6 +1,8 @@
 //! The cluster configuration store (CCS): what the cluster should be.
 
 pub mod backups;
+#[cfg(test)]
+pub mod fixtures;
 pub mod layout;
 pub mod model;
 pub mod rules;

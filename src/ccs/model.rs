@@ -395,28 +395,15 @@ mod tests {
 
     #[test]
     fn database_round_trips_through_json() {
+        use crate::ccs::fixtures::{database, db_config, master};
         let db = Database {
-            id: 3,
-            config: DbConfig {
-                name: "cache".into(),
-                shards: 1,
-                replication: false,
-                persistence: Persistence::Aof,
-                memory: None,
-                password: None,
-                sync_source: None,
-            },
-            port: 30001,
             state: DbState::PendingRecovery,
-            shards: vec![Shard {
-                id: 4,
-                node: 1,
-                role: Role::Master,
-                master: None,
-                slots: None,
-                port: 30001,
-                pid: None,
-            }],
+            ..database(
+                3,
+                db_config("cache", 1, false),
+                30001,
+                vec![master(4, 1, 30001)],
+            )
         };
         let json = serde_json::to_string(&db).unwrap();
         assert_eq!(serde_json::from_str::<Database>(&json).unwrap(), db);

@@ -297,52 +297,25 @@ impl Ids {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ccs::{default_local_cluster, DbConfig, DbState, Persistence, Shard, SlotRange};
+    use crate::ccs::{default_local_cluster, fixtures};
 
     /// A valid two-shard replicated database on the default cluster.
     fn cluster() -> Cluster {
         let mut c = default_local_cluster(Path::new("/h"));
         let db = c.allocate_id();
         let (m1, m2, r1) = (c.allocate_id(), c.allocate_id(), c.allocate_id());
-        let shard = |id, role, master, slots| Shard {
-            id,
-            node: 1,
-            role,
-            master,
-            slots: Some(slots),
-            port: 30000 + id as u16,
-            pid: None,
+        let shard = |id, role, master, slots| {
+            fixtures::shard(id, 1, role, master, Some(slots), 30000 + id as u16)
         };
-        let lo = SlotRange {
-            start: 0,
-            end: 8191,
-        };
-        let hi = SlotRange {
-            start: 8192,
-            end: 16383,
-        };
-        c.databases.insert(
-            db,
-            Database {
-                id: db,
-                config: DbConfig {
-                    name: "orders".into(),
-                    shards: 2,
-                    replication: true,
-                    persistence: Persistence::Aof,
-                    memory: None,
-                    password: None,
-                    sync_source: None,
-                },
-                port: 30003,
-                state: DbState::Active,
-                shards: vec![
-                    shard(m1, Role::Master, None, lo),
-                    shard(m2, Role::Master, None, hi),
-                    shard(r1, Role::Replica, Some(m1), lo),
-                ],
-            },
-        );
+        let (lo, hi) = (fixtures::slots(0, 8191), fixtures::slots(8192, 16383));
+        let shards = vec![
+            shard(m1, Role::Master, None, lo),
+            shard(m2, Role::Master, None, hi),
+            shard(r1, Role::Replica, Some(m1), lo),
+        ];
+        let config = fixtures::db_config("orders", 2, true);
+        c.databases
+            .insert(db, fixtures::database(db, config, 30003, shards));
         c
     }
 

@@ -133,7 +133,8 @@ pub fn place_avoiding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ccs::{Node, Persistence, PortRange, CCS_FORMAT};
+    use crate::ccs::{Node, PortRange, CCS_FORMAT};
+    use std::path::Path;
 
     fn cluster(nodes: u64) -> Cluster {
         let mut c = Cluster {
@@ -155,12 +156,9 @@ mod tests {
             c.nodes.insert(
                 id,
                 Node {
-                    id,
-                    addr: "127.0.0.1".into(),
                     persistent_path: format!("/nonexistent/{id}").into(),
-                    recovery_path: None,
                     port_range: PortRange { lo, hi: lo + 49 },
-                    rack_id: None,
+                    ..crate::ccs::fixtures::node(id, Path::new("/"))
                 },
             );
         }
@@ -168,15 +166,7 @@ mod tests {
     }
 
     fn config(shards: u32, replication: bool) -> DbConfig {
-        DbConfig {
-            name: "d".into(),
-            shards,
-            replication,
-            persistence: Persistence::Aof,
-            memory: None,
-            password: None,
-            sync_source: None,
-        }
+        crate::ccs::fixtures::db_config("d", shards, replication)
     }
 
     #[test]

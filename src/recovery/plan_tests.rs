@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::ccs::{DbConfig, Node, PortRange, SHARD_IDENTITY_FILE};
+use crate::ccs::{fixtures, Node, SHARD_IDENTITY_FILE};
 
 const CLUSTER_ID: u64 = 0xC0FFEE;
 
@@ -57,31 +57,14 @@ fn fake_check(path: &Path, slots: Option<SlotRange>) -> SourceCheck {
 /// on node 1).
 fn cluster_at(root: &Path) -> Cluster {
     let node = |id: Id| Node {
-        id,
-        addr: "127.0.0.1".into(),
         persistent_path: root.join(format!("new{id}")),
         recovery_path: Some(root.join(format!("old{id}"))),
-        port_range: PortRange::DEFAULT,
-        rack_id: None,
+        ..fixtures::node(id, root)
     };
-    let shard = |id, node, role, master, slots| Shard {
-        id,
-        node,
-        role,
-        master,
-        slots,
-        port: 30000 + id as u16,
-        pid: None,
+    let shard = |id, node, role, master, slots| {
+        fixtures::shard(id, node, role, master, slots, 30000 + id as u16)
     };
-    let config = |name: &str, shards, replication| DbConfig {
-        name: name.into(),
-        shards,
-        replication,
-        persistence: Persistence::Aof,
-        memory: None,
-        password: None,
-        sync_source: None,
-    };
+    let config = fixtures::db_config;
     let half = |start, end| Some(SlotRange { start, end });
     let dbs = [
         Database {

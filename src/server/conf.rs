@@ -190,41 +190,20 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ccs::{DbConfig, DbState, PortRange, Role};
+    use crate::ccs::{fixtures, DbConfig};
 
     fn sample(persistence: Persistence, shards: u32, password: Option<&str>) -> (Node, Database) {
         let node = Node {
-            id: 1,
-            addr: "127.0.0.1".into(),
             persistent_path: "/data/n 1".into(),
-            recovery_path: None,
-            port_range: PortRange::DEFAULT,
-            rack_id: None,
+            ..fixtures::node(1, Path::new("/"))
         };
-        let shard = Shard {
-            id: 3,
-            node: 1,
-            role: Role::Master,
-            master: None,
-            slots: None,
-            port: 30001,
-            pid: None,
+        let config = DbConfig {
+            persistence,
+            memory: Some(1 << 20),
+            password: password.map(str::to_string),
+            ..fixtures::db_config("cache", shards, false)
         };
-        let db = Database {
-            id: 2,
-            config: DbConfig {
-                name: "cache".into(),
-                shards,
-                replication: false,
-                persistence,
-                memory: Some(1 << 20),
-                password: password.map(str::to_string),
-                sync_source: None,
-            },
-            port: 30001,
-            state: DbState::Active,
-            shards: vec![shard],
-        };
+        let db = fixtures::database(2, config, 30001, vec![fixtures::master(3, 1, 30001)]);
         (node, db)
     }
 

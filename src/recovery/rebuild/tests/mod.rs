@@ -8,9 +8,10 @@ mod store;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::ccs::fixtures;
 use crate::ccs::{
-    Cluster, Database, DbConfig, DbState, Node, Persistence, PortRange, Role, Shard, ShardIdentity,
-    SlotRange, CCS_FORMAT, SHARD_IDENTITY_FILE,
+    Cluster, Database, DbConfig, DbState, Node, PortRange, Role, Shard, ShardIdentity, SlotRange,
+    CCS_FORMAT, SHARD_IDENTITY_FILE,
 };
 
 use super::*;
@@ -18,14 +19,7 @@ use super::*;
 pub(super) const CID: u64 = 0xfeed_beef;
 
 pub(super) fn node(id: Id, root: &Path) -> Node {
-    Node {
-        id,
-        addr: "127.0.0.1".into(),
-        persistent_path: root.join(format!("n{id}")),
-        recovery_path: None,
-        port_range: PortRange::DEFAULT,
-        rack_id: None,
-    }
+    fixtures::node(id, root)
 }
 
 /// node:2 on its own address and port range, as `node add` may make it.
@@ -40,6 +34,7 @@ pub(super) fn node2(root: &Path) -> Node {
     }
 }
 
+/// A shard that ran (pid 4242).
 pub(super) fn shard(
     id: Id,
     node: Id,
@@ -49,26 +44,13 @@ pub(super) fn shard(
     port: u16,
 ) -> Shard {
     Shard {
-        id,
-        node,
-        role,
-        master,
-        slots,
-        port,
         pid: Some(4242),
+        ..fixtures::shard(id, node, role, master, slots, port)
     }
 }
 
 pub(super) fn config(name: &str, shards: u32, replication: bool) -> DbConfig {
-    DbConfig {
-        name: name.into(),
-        shards,
-        replication,
-        persistence: Persistence::Aof,
-        memory: None,
-        password: None,
-        sync_source: None,
-    }
+    fixtures::db_config(name, shards, replication)
 }
 
 /// Two nodes; `cache` (db:3) a master on node:1 with a replica on node:2; `orders` (db:6)

@@ -88,5 +88,6 @@ pub fn cluster(cluster_id: u64, alloc_id: Id, nodes: Vec<Node>) -> Cluster {
         nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
         databases: Default::default(),
         backups: Default::default(),
+        tls: None,
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::ccs::fixtures;
 use crate::ccs::{
     Cluster, Database, DbConfig, DbState, Node, PortRange, Role, Shard, ShardIdentity, SlotRange,
-    CCS_FORMAT, SHARD_IDENTITY_FILE,
+    SHARD_IDENTITY_FILE,
 };
 
 use super::*;
@@ -57,17 +57,8 @@ pub(super) fn config(name: &str, shards: u32, replication: bool) -> DbConfig {
 /// three masters across the nodes. alloc_id 10.
 pub(super) fn sample(root: &Path) -> Cluster {
     let mut cluster = Cluster {
-        format: CCS_FORMAT,
-        name: "prod".into(),
-        cluster_id: CID,
-        alloc_id: 10,
         generation: 7,
-        local_node: 1,
-        redis_server: None,
-        nodes: [(1, node(1, root)), (2, node2(root))].into(),
-        databases: Default::default(),
-        backups: Default::default(),
-        tls: None,
+        ..fixtures::cluster(CID, 10, vec![node(1, root), node2(root)])
     };
     cluster.databases.insert(
         3,

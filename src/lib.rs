@@ -21,6 +21,8 @@
 //!   at close to disk speed, in bounded memory.
 //! - [`error`]: the error kinds every layer's errors have (`usage`, `not_found`, ...),
 //!   which decide the exit status and the JSON `kind`.
+//! - [`endpoint`]: [`endpoint::Endpoint`], `host:port` as one type from the parser
+//!   through the CCS to the Redis connection.
 //! - [`secret`]: [`secret::Secret`], a password that prints and serialises as `***`.
 //! - [`verify`]: proof of content: the digest of persistence files against the digest of
 //!   a live database (SCAN + DUMP decoded by the same reader), naming the keys that differ.
@@ -36,6 +38,7 @@ pub mod backup;
 pub mod ccs;
 pub mod cmd;
 pub mod db;
+pub mod endpoint;
 pub mod error;
 pub mod host;
 pub mod lang;

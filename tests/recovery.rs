@@ -467,7 +467,7 @@ fn only_configuration_takes_the_data_of_the_sync_source() {
         let server = common::world::server();
         for name in ["early", "late"] {
             let mut follower = config(name, 1, false, Persistence::Snapshot);
-            follower.sync_source = Some(endpoint.clone());
+            follower.sync_source = Some(endpoint.parse().unwrap());
             let req = lazarus::db::CreateDb {
                 config: follower,
                 port: None,

@@ -228,7 +228,7 @@ pub struct DbConfig {
     pub password: Option<String>,
     /// `host:port` of another database this one replicates from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_source: Option<String>,
+    pub sync_source: Option<crate::endpoint::Endpoint>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -53,7 +53,7 @@ impl CreateDbArgs {
             persistence: self.persistence.unwrap_or(Persistence::Aof),
             memory: self.memory,
             password: self.password.as_ref().map(|pw| pw.expose().to_string()),
-            sync_source: self.sync_source.as_ref().map(|hp| hp.to_string()),
+            sync_source: self.sync_source.clone(),
         }
     }
 }
@@ -190,7 +190,7 @@ impl DbView {
             persistence: d.config.persistence,
             memory: d.config.memory,
             password: d.config.password.is_some(),
-            sync_source: d.config.sync_source.clone(),
+            sync_source: d.config.sync_source.as_ref().map(ToString::to_string),
             state: d.state,
             shards: d
                 .shards

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::ccs::{Cluster, Database, DbConfig, Id, Role};
 use crate::server::{
-    form_cluster, parse_host_port, replicate, stop_pid, ClusterMember, MemberRole, RedisServer,
-    ServerError, StartOptions,
+    form_cluster, replicate, stop_pid, ClusterMember, MemberRole, RedisServer, ServerError,
+    StartOptions,
 };
 
 use super::cancel::Cancel;
@@ -111,7 +111,7 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
     }
     if let Some(source) = &req.config.sync_source {
         let bad = |reason: &str| DbError::BadSyncSource {
-            given: source.clone(),
+            given: source.to_string(),
             reason: reason.to_string(),
         };
         if shards > 1 {
@@ -119,8 +119,7 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
                 "a sync source needs a single-shard database (Redis Cluster shards cannot `REPLICAOF`)",
             ));
         }
-        let (host, port) = parse_host_port(source).ok_or_else(|| bad("expected `host:port`"))?;
-        let reach = tokio::net::TcpStream::connect((host.as_str(), port));
+        let reach = tokio::net::TcpStream::connect((source.host.as_str(), source.port));
         match tokio::time::timeout(Duration::from_secs(2), reach).await {
             Ok(Ok(_)) => {}
             _ => return Err(bad("nothing answers there")),
@@ -203,8 +202,8 @@ pub async fn wire(cluster: &Cluster, db: &Database) -> Result<(), DbError> {
         return Ok(());
     }
     if let Some(source) = &db.config.sync_source {
-        if let (Some((host, port)), Some(master)) = (parse_host_port(source), db.masters().next()) {
-            replicate(&addr(master.id), &host, port, SETUP_TIMEOUT).await?;
+        if let Some(master) = db.masters().next() {
+            replicate(&addr(master.id), &source.host, source.port, SETUP_TIMEOUT).await?;
         }
     }
     for s in db.shards.iter().filter(|s| s.role == Role::Replica) {

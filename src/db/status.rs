@@ -236,7 +236,7 @@ pub async fn status(
             persistence: db.config.persistence.to_string(),
             endpoint,
             memory_limit: db.config.memory,
-            sync_source: db.config.sync_source.clone(),
+            sync_source: db.config.sync_source.as_ref().map(ToString::to_string),
             keys,
         });
     }

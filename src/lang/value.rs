@@ -68,22 +68,8 @@ impl fmt::Display for DbRef {
     }
 }
 
-/// `host:port`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+/// `host:port`: the one [`Endpoint`] type.
+pub use crate::endpoint::Endpoint as HostPort;
 
 /// A parsed argument value.
 #[derive(Clone, Debug, PartialEq, Eq)]

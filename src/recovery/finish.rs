@@ -8,8 +8,8 @@ use super::apply::{ContentProof, Proof, RecoverError, Recovered, Recovery, SyncS
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
 use crate::server::{
-    connect, form_cluster, info, parse_host_port, replicate, set_persistence, start_shard,
-    wait_in_sync, ClusterMember, ConfOptions, MemberRole, ServerError, ShardAddr, StartOptions,
+    connect, form_cluster, info, replicate, set_persistence, start_shard, wait_in_sync,
+    ClusterMember, ConfOptions, MemberRole, ServerError, ShardAddr, StartOptions,
 };
 use crate::verify::{self, VerifyError};
 
@@ -96,10 +96,9 @@ pub(super) async fn finish(
 
     let mut sync_source = None;
     let mut synced = false;
-    if let (Some(text), true) = (&db.config.sync_source, db.config.shards == 1) {
+    if let (Some(source), true) = (&db.config.sync_source, db.config.shards == 1) {
         stage("attaching to the sync source");
-        let (host, port) = parse_host_port(text)
-            .ok_or_else(|| RecoverError::Internal(format!("bad sync_source `{text}`")))?;
+        let (host, port) = (source.host.clone(), source.port);
         // A source that does not answer (down, or itself still waiting for recovery) is
         // followed anyway; waiting for it could take forever.
         let answers = tokio::time::timeout(
@@ -135,7 +134,7 @@ pub(super) async fn finish(
                 .map_err(redis_err)?;
         }
         sync_source = Some(SyncSource {
-            endpoint: text.clone(),
+            endpoint: source.to_string(),
             answers,
             synced,
         });

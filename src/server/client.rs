@@ -8,6 +8,7 @@ use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo
 use serde::Serialize;
 
 use super::ServerError;
+use crate::endpoint::Endpoint;
 
 /// Where a shard listens and how to authenticate. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,16 +31,12 @@ impl std::fmt::Display for ShardAddr {
 }
 
 impl ShardAddr {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.host.clone(), self.port)
+    }
+
     pub fn connection_info(&self) -> ConnectionInfo {
-        ConnectionInfo {
-            addr: ConnectionAddr::Tcp(self.host.clone(), self.port),
-            redis: RedisConnectionInfo {
-                db: 0,
-                username: None,
-                password: self.password.clone(),
-                protocol: ProtocolVersion::RESP2,
-            },
-        }
+        connection_info(&self.endpoint(), self.password.clone())
     }
 
     pub(crate) fn err(&self, reason: impl std::fmt::Display) -> ServerError {
@@ -47,6 +44,20 @@ impl ShardAddr {
             addr: self.to_string(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// The one place a Redis connection's settings are built from an [`Endpoint`] (TLS goes
+/// here when it comes).
+pub fn connection_info(endpoint: &Endpoint, password: Option<String>) -> ConnectionInfo {
+    ConnectionInfo {
+        addr: ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port),
+        redis: RedisConnectionInfo {
+            db: 0,
+            username: None,
+            password,
+            protocol: ProtocolVersion::RESP2,
+        },
     }
 }
 

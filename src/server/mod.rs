@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use binary::RedisServer;
-pub use client::{connect, info, probe, Info, ShardAddr, ShardProbe};
+pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe};
 pub use cluster::{
     even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
 };
@@ -25,8 +25,8 @@ pub use conf::{
 };
 pub use ports::{pick_port, port_is_free, require_free, PortNeed};
 pub use process::{
-    is_running, log_tail, parse_host_port, read_pid, shard_pid, start_shard, stop_pid, stop_shard,
-    upstream_of, StartOptions, LOG_FILE, PID_FILE,
+    is_running, log_tail, read_pid, shard_pid, start_shard, stop_pid, stop_shard, upstream_of,
+    StartOptions, LOG_FILE, PID_FILE,
 };
 pub use shard_dir::{IdentityRead, ShardDir};
 

@@ -220,7 +220,8 @@ pub fn upstream_of(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<Up
             })
         }
         None => {
-            let (host, port) = parse_host_port(db.config.sync_source.as_deref()?)?;
+            let source = db.config.sync_source.as_ref()?;
+            let (host, port) = (source.host.clone(), source.port);
             let source = cluster.databases.values().find(|other| {
                 other.port == port
                     && other
@@ -236,16 +237,6 @@ pub fn upstream_of(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<Up
             })
         }
     }
-}
-
-/// `host:port` (an IPv6 host in brackets: `[::1]:6379`).
-pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_string(), port.parse().ok().filter(|p| *p != 0)?))
 }
 
 /// Stops the shard whose directory is `dir`, if it runs. Returns whether it was running.

@@ -125,7 +125,7 @@ async fn replicated_and_sync_source() {
     // Its own password; it authenticates to the source with the source's (from the CCS).
     let mut cfg = config("mirror", 1, Persistence::Disabled);
     cfg.password = Some("other pw".into());
-    cfg.sync_source = Some(db::endpoint(&w.c, &d));
+    cfg.sync_source = Some(db::endpoint(&w.c, &d).parse().unwrap());
     w.create(cfg).await;
     let mut m = w.con("mirror").await;
     assert_eq!(m.get::<_, String>("fed").await.unwrap(), "yes");
@@ -150,9 +150,14 @@ async fn refusals_leave_everything_as_it_was() {
     let mut repl = config("repl", 1, Persistence::Aof);
     repl.replication = true;
     let mut bad_source = config("fed", 1, Persistence::Aof);
-    bad_source.sync_source = Some("127.0.0.1:notaport".into());
+    // A `host:port` that does not parse cannot be built (`Endpoint`); one nobody listens
+    // on is refused by create.
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    bad_source.sync_source = Some(lazarus::endpoint::Endpoint::new("127.0.0.1", closed_port));
     let mut sharded_source = config("fed", 2, Persistence::Aof);
-    sharded_source.sync_source = Some(db::endpoint(&w.c, &w.c.databases[&one]));
+    sharded_source.sync_source = Some(db::endpoint(&w.c, &w.c.databases[&one]).parse().unwrap());
     let on_port = |config, port| CreateDb {
         config,
         port: Some(port),
@@ -177,7 +182,7 @@ async fn refusals_leave_everything_as_it_was() {
             any_port(config("9lives", 1, Persistence::Aof)),
             "start with a letter",
         ),
-        (any_port(bad_source), "host:port"),
+        (any_port(bad_source), "nothing answers there"),
         (any_port(sharded_source), "single-shard"),
     ];
     for (req, expected) in cases {
@@ -402,7 +407,7 @@ async fn interrupted_create_rolls_back() {
     let before = w.c.clone();
     let (_source, addr) = silent_source();
     let mut cfg = config("stuck", 1, Persistence::Aof);
-    cfg.sync_source = Some(addr);
+    cfg.sync_source = Some(addr.parse().unwrap());
     let cancel = db::Cancel::default();
     let req = CreateDb {
         config: cfg,

@@ -125,6 +125,12 @@ fn bad_material_is_refused_and_nothing_is_stored() {
             .unwrap()
             .to_string()
     };
+    let info = lz.cmd(["--json", "info", "cluster"]).run().ok().json();
+    let view = &info[0]["result"]["tls"];
+    assert_eq!(view["material_id"], id.as_str());
+    assert_eq!(view["cert_sha256"], tls["cert"]["sha256"]);
+    assert_eq!(view["verify"], true);
+    assert_eq!(view["expires_soon"], false);
     for node in [lz.path("nodes/1"), n2.clone()] {
         let at = node.join("tls").join(&id);
         assert_eq!(mode(&node.join("tls")), 0o700);

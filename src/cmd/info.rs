@@ -69,6 +69,42 @@ pub struct ClusterInfo {
     pub ccs: PathBuf,
     pub nodes: Vec<NodeView>,
     pub databases: Vec<Id>,
+    /// The cluster's TLS material (`cluster tls set`), by fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsView>,
+}
+
+/// `info cluster`'s view of the TLS material: never a file's contents.
+#[derive(Serialize)]
+pub struct TlsView {
+    pub material_id: String,
+    pub cacert: PathBuf,
+    pub cacert_sha256: String,
+    pub cert: PathBuf,
+    pub cert_sha256: String,
+    pub cert_not_after: String,
+    /// The certificate expires within 30 days.
+    pub expires_soon: bool,
+    /// `false`: the operator wrote `tls_verify off`.
+    pub verify: bool,
+}
+
+impl TlsView {
+    fn new(tls: &crate::ccs::TlsConfig) -> TlsView {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        TlsView {
+            material_id: tls.material_id(),
+            cacert: tls.cacert.source.clone(),
+            cacert_sha256: tls.cacert.sha256.clone(),
+            cert: tls.cert.source.clone(),
+            cert_sha256: tls.cert.sha256.clone(),
+            cert_not_after: crate::tls::utc(tls.cert_not_after),
+            expires_soon: tls.cert_not_after - now < 30 * 86_400,
+            verify: tls.verify,
+        }
+    }
 }
 
 impl ClusterInfo {
@@ -83,8 +119,23 @@ impl ClusterInfo {
             ccs,
             nodes: cluster.nodes.values().map(NodeView::from).collect(),
             databases: cluster.databases.keys().copied().collect(),
+            tls: cluster.tls.as_ref().map(TlsView::new),
         }
     }
+}
+
+fn tls_summary(t: &TlsView) -> String {
+    let mut s = format!(
+        "material {}, certificate valid until {}",
+        t.material_id, t.cert_not_after
+    );
+    if t.expires_soon {
+        s.push_str(" (expires within 30 days)");
+    }
+    if !t.verify {
+        s.push_str(", tls_verify off");
+    }
+    s
 }
 
 impl Render for ClusterInfo {
@@ -104,6 +155,10 @@ impl Render for ClusterInfo {
                     .map_or("PATH".to_string(), |p| p.display().to_string()),
             ),
             ("ccs", self.ccs.display().to_string()),
+            (
+                "tls",
+                self.tls.as_ref().map_or("none".to_string(), tls_summary),
+            ),
         ])
         .titled("CLUSTER");
         let mut nodes = Table::new([

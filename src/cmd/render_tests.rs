@@ -39,6 +39,13 @@ fn cluster() -> Cluster {
     let mut c = default_local_cluster(Path::new("/h"));
     c.name = "prod".into();
     c.cluster_id = 42;
+    c.tls = Some(crate::ccs::TlsConfig {
+        cacert: crate::ccs::TlsFile::of(Path::new("/etc/tls/ca.crt"), "aa".repeat(32)),
+        cert: crate::ccs::TlsFile::of(Path::new("/etc/tls/redis.crt"), "bb".repeat(32)),
+        key: crate::ccs::TlsFile::of(Path::new("/etc/tls/redis.key"), "cc".repeat(32)),
+        cert_not_after: 4_102_444_800,
+        verify: false,
+    });
     let id = c.allocate_id();
     c.nodes.insert(
         id,

@@ -12,7 +12,10 @@
 //!   node) with [`host::LocalHost`] for this machine; paths on a node are
 //!   [`host::NodePath`]s.
 //! - [`server`]: real `redis-server` shards: the binary, redis.conf, start/stop, ports,
-//!   Redis Cluster formation, replication, INFO probes.
+//!   Redis Cluster formation, replication, INFO probes; [`server::ShardDir`] owns a shard
+//!   directory's layout (`redis/db-N/shard-N`, its files, the identity file, recovery's
+//!   marker) and the one identity reader; [`server::connection_info`] builds every Redis
+//!   connection from an [`endpoint::Endpoint`].
 //! - [`db`]: database operations on live shards: create, delete, restart, `status`.
 //! - [`lang`]: the command language: lexer, typed values, syntax specs, the matcher, parse
 //!   errors, completion and hints.

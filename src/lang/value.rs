@@ -68,7 +68,7 @@ impl fmt::Display for DbRef {
     }
 }
 
-/// `host:port`: the one [`Endpoint`] type.
+/// `host:port`: the one [`crate::endpoint::Endpoint`] type.
 pub use crate::endpoint::Endpoint as HostPort;
 
 /// A parsed argument value.

@@ -17,11 +17,22 @@ use common::{runtime, Lazarus};
 use lazarus::ccs::{Persistence, Store};
 use lazarus::db::shard_addr;
 
-/// A fresh `redis-server` loading `rdb` (under the test's root, so the guard stops it).
+/// A fresh `redis-server` loading `rdb` (under the test's root, so the guard stops it);
+/// a run's `.zst` file is opened with the `zstd` CLI first (runs are compressed by default).
 fn serve(root: &Path, rdb: &Path) -> u16 {
     let dir = root.join(format!("fresh-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(rdb, dir.join("dump.rdb")).unwrap();
+    if rdb.extension().is_some_and(|e| e == "zst") {
+        let ok = Command::new("zstd")
+            .args(["-q", "-d", "-o"])
+            .arg(dir.join("dump.rdb"))
+            .arg(rdb)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "zstd -d {}", rdb.display());
+    } else {
+        std::fs::copy(rdb, dir.join("dump.rdb")).unwrap();
+    }
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

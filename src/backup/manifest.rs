@@ -9,7 +9,12 @@ use sha2::{Digest, Sha256};
 
 use crate::ccs::{DbConfig, Id, SlotRange};
 
+use super::codec::Compression;
 use super::snapshot::hex;
+
+fn stored_plain() -> Compression {
+    Compression::None
+}
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Bumped when the manifest's shape changes incompatibly.
@@ -49,10 +54,21 @@ pub struct ShardEntry {
     pub taken_from: Id,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotRange>,
-    /// File name inside the run's directory.
+    /// File name inside the run's directory (as stored: `.zst`, `.age` when so).
     pub file: String,
+    /// The plain RDB's size and SHA-256.
     pub bytes: u64,
     pub sha256: String,
+    /// How the file is stored; absent in runs written before compression existed.
+    #[serde(default = "stored_plain", skip_serializing_if = "Compression::is_none")]
+    pub compression: Compression,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// The stored file's size and SHA-256 when it differs from the plain RDB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_sha256: Option<String>,
     pub rdb_version: u32,
     /// `redis` or `valkey`.
     pub engine: String,
@@ -94,6 +110,15 @@ impl Manifest {
 
     pub fn bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.bytes).sum()
+    }
+
+    /// What the run's files take in the repository.
+    pub fn stored_bytes(&self) -> u64 {
+        self.shards.iter().map(ShardEntry::stored_size).sum()
+    }
+
+    pub fn encrypted(&self) -> bool {
+        self.shards.iter().any(|s| s.encrypted)
     }
 
     /// Seals (sets `checksum`) and writes atomically.
@@ -139,5 +164,20 @@ impl Manifest {
             return Err(ManifestError::Checksum(shown));
         }
         Ok(m)
+    }
+}
+
+impl ShardEntry {
+    /// Whether the stored file is the plain RDB itself.
+    pub fn is_plain(&self) -> bool {
+        self.compression.is_none() && !self.encrypted
+    }
+
+    pub fn stored_size(&self) -> u64 {
+        self.stored_bytes.unwrap_or(self.bytes)
+    }
+
+    pub fn stored_digest(&self) -> &str {
+        self.stored_sha256.as_deref().unwrap_or(&self.sha256)
     }
 }

@@ -9,6 +9,7 @@
 //! - here: run ids, the locks that keep runs of a task from overlapping, finding runs
 //!   whose shell died, `due` and `keep`.
 
+mod codec;
 mod manifest;
 mod repo;
 mod snapshot;
@@ -18,6 +19,10 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use codec::{
+    hashing_reader, open_local, stored_name, Codec, Compression, DigestSlot, Identities,
+    Recipients, StoredDigest,
+};
 pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
 pub use repo::{PartFile, Repository, RunDir};
 pub use take::{take, RunSpec, FORKS_PER_NODE};
@@ -263,6 +268,8 @@ mod tests {
             every,
             max_pause_ms: 1000,
             created: 0,
+            compress: Default::default(),
+            encrypt: None,
         }
     }
 

@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::codec::{Compression, Encoder, Recipients, StoredDigest};
 use super::manifest::{Manifest, ManifestError, MANIFEST_FILE};
 
 /// A repository of backup runs.
@@ -33,7 +34,7 @@ pub struct RunDir {
 pub struct PartFile {
     tmp: PathBuf,
     path: PathBuf,
-    file: io::BufWriter<File>,
+    file: Encoder<io::BufWriter<File>>,
 }
 
 impl Repository {
@@ -107,8 +108,14 @@ impl RunDir {
         &self.dir
     }
 
-    /// A file of the run, written under a temporary name until [`PartFile::commit`].
-    pub fn create(&self, name: &str) -> Result<PartFile, String> {
+    /// A file of the run, written under a temporary name until [`PartFile::commit`],
+    /// compressed and encrypted as asked on the way.
+    pub fn create(
+        &self,
+        name: &str,
+        compress: Compression,
+        recipients: Option<&Recipients>,
+    ) -> Result<PartFile, String> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.partial"));
         let file = OpenOptions::new()
@@ -117,11 +124,13 @@ impl RunDir {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| format!("cannot create `{}`: {e}", tmp.display()))?;
-        Ok(PartFile {
-            tmp,
-            path,
-            file: io::BufWriter::with_capacity(1 << 20, file),
-        })
+        let file = Encoder::new(
+            io::BufWriter::with_capacity(1 << 20, file),
+            compress,
+            recipients,
+        )
+        .map_err(|e| format!("cannot start `{}`: {e}", path.display()))?;
+        Ok(PartFile { tmp, path, file })
     }
 
     /// Writes the manifest, last: from now on the run is a restore point.
@@ -149,17 +158,19 @@ impl PartFile {
         &self.path
     }
 
-    /// Flushes, fsyncs, renames into place and fsyncs the directory.
-    pub fn commit(self) -> Result<(), String> {
+    /// Ends the compression and encryption, flushes, fsyncs, renames into place and
+    /// fsyncs the directory. Returns the stored bytes' size and sha256.
+    pub fn commit(self) -> Result<StoredDigest, String> {
         let fail = |e: io::Error| format!("cannot write `{}`: {e}", self.path.display());
-        let file = self.file.into_inner().map_err(|e| fail(e.into_error()))?;
+        let (file, digest) = self.file.finish().map_err(fail)?;
+        let file = file.into_inner().map_err(|e| fail(e.into_error()))?;
         file.sync_all().map_err(fail)?;
         drop(file);
         fs::rename(&self.tmp, &self.path).map_err(fail)?;
         if let Some(dir) = self.path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
         }
-        Ok(())
+        Ok(digest)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::cmd::Progress;
 use crate::persist::{CheckOptions, Verdict};
 use crate::server::{connect, info, ShardAddr};
 
+use super::codec::{stored_name, Codec, Recipients};
 use super::manifest::{Manifest, ShardEntry, MANIFEST_FORMAT};
 use super::repo::Repository;
 use super::snapshot::SnapshotConn;
@@ -32,6 +33,7 @@ pub struct RunSpec {
     pub task: Option<String>,
     pub repo: Repository,
     pub max_pause: Duration,
+    pub codec: Codec,
 }
 
 /// A master and the shard its snapshot is taken from (a replica when it has one).
@@ -187,6 +189,11 @@ async fn cut_and_stream(
     started: i64,
     progress: &dyn Progress,
 ) -> Result<Manifest, BackupError> {
+    let recipients = match &spec.codec.encrypt {
+        Some(path) => Some(Recipients::load(path).map_err(BackupError::Failed)?),
+        None => None,
+    };
+    let (compress, encrypted) = (spec.codec.compress, recipients.is_some());
     spec.repo.prepare().map_err(BackupError::Failed)?;
     let run_dir = spec.repo.begin(&spec.run).map_err(BackupError::Failed)?;
 
@@ -278,7 +285,13 @@ async fn cut_and_stream(
     let mut handles = Vec::new();
     for (conn, s) in conns.into_iter().zip(sources) {
         let name = format!("shard-{}.rdb", s.master.id);
-        let mut part = run_dir.create(&name).map_err(BackupError::Failed)?;
+        let mut part = run_dir
+            .create(
+                &stored_name(&name, compress, encrypted),
+                compress,
+                recipients.as_ref(),
+            )
+            .map_err(BackupError::Failed)?;
         let opts = CheckOptions {
             slots: s.master.slots.filter(|_| db.config.shards > 1),
         };
@@ -320,8 +333,8 @@ async fn cut_and_stream(
                         r.outside_examples.join(", ")
                     ));
                 }
-                part.commit()?;
-                Ok(streamed)
+                let stored = part.commit()?;
+                Ok((streamed, stored))
             });
             task.finish(if res.is_ok() { "done" } else { "failed" });
             (master, from, shard_started, res)
@@ -331,13 +344,17 @@ async fn cut_and_stream(
     let mut errors = Vec::new();
     for (h, s) in handles.into_iter().zip(sources) {
         match h.await {
-            Ok((master, from, shard_started, Ok(st))) => entries.push(ShardEntry {
+            Ok((master, from, shard_started, Ok((st, stored)))) => entries.push(ShardEntry {
                 shard: master,
                 taken_from: from,
                 slots: s.master.slots,
-                file: format!("shard-{master}.rdb"),
+                file: stored_name(&format!("shard-{master}.rdb"), compress, encrypted),
                 bytes: st.bytes,
                 sha256: st.sha256,
+                compression: compress,
+                encrypted,
+                stored_bytes: (compress.is_zstd() || encrypted).then_some(stored.bytes),
+                stored_sha256: (compress.is_zstd() || encrypted).then_some(stored.sha256),
                 rdb_version: st.report.rdb_version.unwrap_or(0),
                 engine: s.engine.clone(),
                 server_version: s.version.clone(),

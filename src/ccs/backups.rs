@@ -54,6 +54,12 @@ pub struct BackupTask {
     pub max_pause_ms: u64,
     /// Unix seconds.
     pub created: i64,
+    /// How run files are compressed; tasks made before compression existed: zstd.
+    #[serde(default, skip_serializing_if = "Compression::is_zstd")]
+    pub compress: Compression,
+    /// The age recipients file runs are encrypted to (public keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,4 +174,35 @@ pub struct RestoreTask {
     pub created: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<i64>,
+    /// The age identity file that opens encrypted runs (its path; never its contents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+}
+
+/// How a backup run's files are compressed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    None,
+}
+
+impl Compression {
+    pub fn is_none(&self) -> bool {
+        *self == Compression::None
+    }
+
+    pub fn is_zstd(&self) -> bool {
+        *self == Compression::Zstd
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        })
+    }
 }

@@ -17,9 +17,9 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::backup::{Manifest, Repository};
+use crate::backup::{open_local, Identities, Manifest, Repository, ShardEntry};
 use crate::ccs::{Cluster, Database, Id, Persistence, Role};
-use crate::persist::{check_path, max_rdb_version_for, CheckOptions, Verdict};
+use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
     connect, info, set_persistence, shard_pid, start_shard, stop_shard, ConfOptions, RedisServer,
     ShardAddr, StartOptions,
@@ -83,6 +83,8 @@ pub struct RestoreSpec {
     pub run: String,
     pub force: bool,
     pub allow_newer_server: bool,
+    /// The age identity file for encrypted runs.
+    pub identity: Option<PathBuf>,
 }
 
 /// The `major.minor` of a version string.
@@ -127,6 +129,27 @@ pub async fn verify(
         let opts = CheckOptions {
             slots: s.slots.filter(|_| m.db.shards > 1),
         };
+        if !s.is_plain() {
+            let (e, p, identity) = (s.clone(), path.clone(), spec.identity.clone());
+            let res = tokio::task::spawn_blocking(move || {
+                read_stored(&p, &e, identity.as_deref(), &opts)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            match res {
+                Ok(keys) => v.add(
+                    &what,
+                    true,
+                    format!(
+                        "stored and plain sha256 match; decoded{} and read through: {keys} keys",
+                        if s.encrypted { " (decrypted)" } else { "" }
+                    ),
+                ),
+                Err(e) => v.add(&what, false, e),
+            }
+            continue;
+        }
         // The sha256 and the reader's pass over the file at once, on two threads.
         let (p1, p2) = (path.clone(), path.clone());
         let sum = tokio::task::spawn_blocking(move || sha256_file(&p1));
@@ -414,6 +437,115 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Reads a stored (compressed, encrypted) file through: the stored sha256 and size, the
+/// plain RDB's sha256 and size, and the reader's pass over it. The number of keys.
+fn read_stored(
+    path: &Path,
+    e: &ShardEntry,
+    identity: Option<&Path>,
+    opts: &CheckOptions,
+) -> Result<u64, String> {
+    let shown = path.display();
+    let (plain, stored) = open_plain(path, e, identity)?;
+    let (mut reader, plain_digest) = crate::backup::hashing_reader(plain);
+    let report = check_rdb_stream(path, &mut reader, Some(e.bytes), opts);
+    // The rest (the age tag, zstd's end) is read for the digests.
+    std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(|err| format!("`{shown}` cannot be decoded: {err}"))?;
+    let stored = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let plain = plain_digest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(stored) = stored else {
+        return Err(format!("`{shown}` was not read to its end"));
+    };
+    if stored.sha256 != e.stored_digest() || stored.bytes != e.stored_size() {
+        return Err(format!(
+            "`{shown}` has sha256 {} ({} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
+            stored.sha256,
+            stored.bytes,
+            e.stored_digest(),
+            e.stored_size()
+        ));
+    }
+    if report.verdict != Verdict::Ok {
+        let at = report
+            .fault
+            .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
+            .unwrap_or_default();
+        return Err(format!(
+            "`{shown}` decodes to an RDB that is {}{at}",
+            report.verdict
+        ));
+    }
+    match plain {
+        Some(p) if p.sha256 == e.sha256 && p.bytes == e.bytes => {}
+        _ => {
+            return Err(format!(
+                "`{shown}` decodes to an RDB whose sha256 is not the manifest's"
+            ))
+        }
+    }
+    if report.keys != e.keys {
+        return Err(format!(
+            "the reader counts {} keys, the manifest says {}",
+            report.keys, e.keys
+        ));
+    }
+    Ok(report.keys)
+}
+
+/// A stored file as its plain RDB stream, and where its stored digest lands.
+fn open_plain(
+    path: &Path,
+    e: &ShardEntry,
+    identity: Option<&Path>,
+) -> Result<(Box<dyn std::io::Read + Send>, crate::backup::DigestSlot), String> {
+    let ids = match identity {
+        Some(p) if e.encrypted => Some(Identities::load(p)?),
+        _ => None,
+    };
+    open_local(path, e.compression, e.encrypted, ids.as_ref())
+}
+
+/// Writes the plain RDB of a stored file to `dest` (synced), checking the plain size and
+/// sha256 against the manifest. Blocking.
+fn decode_to(
+    path: &Path,
+    e: &ShardEntry,
+    identity: Option<&Path>,
+    dest: &Path,
+) -> Result<u64, String> {
+    let (plain, _) = open_plain(path, e, identity)?;
+    let (mut reader, digest) = crate::backup::hashing_reader(plain);
+    let _ = std::fs::remove_file(dest);
+    let mut out = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(dest).map_err(|err| format!("`{}`: {err}", dest.display()))?,
+    );
+    std::io::copy(&mut reader, &mut out).map_err(|err| {
+        format!(
+            "cannot decode `{}` into `{}`: {err}",
+            path.display(),
+            dest.display()
+        )
+    })?;
+    let f = out
+        .into_inner()
+        .map_err(|err| format!("`{}`: {}", dest.display(), err.error()))?;
+    f.sync_all()
+        .map_err(|err| format!("`{}`: {err}", dest.display()))?;
+    let d = digest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match d {
+        Some(d) if d.sha256 == e.sha256 && d.bytes == e.bytes => Ok(d.bytes),
+        _ => Err(format!(
+            "`{}` decodes to an RDB whose sha256 is not the manifest's",
+            path.display()
+        )),
+    }
+}
+
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
@@ -520,6 +652,13 @@ async fn replace(
         let staged = dir.join(STAGED);
         let (f, s) = (file.clone(), staged.clone());
         let persistence = db.config.persistence;
+        if !e.is_plain() {
+            let (entry, identity) = ((*e).clone(), spec.identity.clone());
+            tokio::task::spawn_blocking(move || decode_to(&f, &entry, identity.as_deref(), &s))
+                .await
+                .map_err(|e| e.to_string())??;
+            continue;
+        }
         // The copy is checked by length here and by the server's own CRC-64 check when
         // it loads (a bad copy fails the load, and the old data comes back). Only a
         // snapshot database keeps the file as its durable copy: it is synced; an AOF
@@ -723,6 +862,38 @@ async fn by_key(
     spec: &RestoreSpec,
     step: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<u64, String> {
+    // Encoded files are decoded beside the first master's data first, before any fence.
+    step("decoding the run's files");
+    let mut files: Vec<PathBuf> = Vec::new();
+    let scratch = db
+        .masters()
+        .next()
+        .map(|s| dir_of(cluster, db, s.id))
+        .transpose()?;
+    for (i, s) in m.shards.iter().enumerate() {
+        let stored = spec.repo.run_path(&spec.run).join(&s.file);
+        match (&scratch, s.is_plain()) {
+            (Some(dir), false) => {
+                let dest = dir.join(format!(".lazarus-restore-{i}.rdb"));
+                let (e, d, identity) = (s.clone(), dest.clone(), spec.identity.clone());
+                tokio::task::spawn_blocking(move || {
+                    decode_to(&stored, &e, identity.as_deref(), &d)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                files.push(dest);
+            }
+            _ => files.push(stored),
+        }
+    }
+    let decoded: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".lazarus-restore-"))
+        })
+        .cloned()
+        .collect();
     step("fencing clients");
     let mut fenced_shards = Vec::new();
     let mut res = Ok(0);
@@ -741,14 +912,10 @@ async fn by_key(
     if res.is_ok() {
         step("restoring keys");
         let targets = reshard::targets(cluster, db, fence)?;
-        let files: Vec<PathBuf> = m
-            .shards
-            .iter()
-            .map(|s| spec.repo.run_path(&spec.run).join(&s.file))
-            .collect();
         let cluster_mode = db.config.shards > 1;
         let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = done.clone();
+        let files = files.clone();
         let mut writing = tokio::task::spawn_blocking(move || {
             reshard::write_all(&files, &targets, cluster_mode, &|n| {
                 counter.store(n, std::sync::atomic::Ordering::Relaxed)
@@ -785,6 +952,9 @@ async fn by_key(
         } else if res.is_ok() {
             res = Ok(keys);
         }
+    }
+    for f in &decoded {
+        let _ = std::fs::remove_file(f);
     }
     if res.is_err() {
         step("emptying the database again");

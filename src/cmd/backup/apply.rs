@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::BackupCommand;
 use crate::backup::{
-    self, is_due, prune_plan, sweep_interrupted, Manifest, Repository, RunLock, RunSpec,
-    DEFAULT_MAX_PAUSE_MS,
+    self, is_due, prune_plan, sweep_interrupted, Codec, Manifest, Recipients, Repository, RunLock,
+    RunSpec, DEFAULT_MAX_PAUSE_MS,
 };
 use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, StoreLock};
 use crate::cmd::{CommandError, Context, Reply};
@@ -29,7 +29,10 @@ impl BackupCommand {
                 keep,
                 every,
                 max_pause,
+                compress,
+                encrypt,
             } => {
+                let encrypt = recipients_file(encrypt)?;
                 let (lock, mut cluster) = locked(ctx).await?;
                 if cluster.backups.tasks.contains_key(&name) {
                     return Err(CommandError::conflict(format!(
@@ -46,6 +49,8 @@ impl BackupCommand {
                     every: every.map(|e| e.secs()),
                     max_pause_ms: max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms),
                     created: backup::now_ms() / 1000,
+                    compress,
+                    encrypt,
                 };
                 cluster.backups.tasks.insert(name.clone(), task.clone());
                 lock.save(&mut cluster)?;
@@ -62,19 +67,32 @@ impl BackupCommand {
                         "backup task `{task}` is already running"
                     )));
                 };
-                let run = run_once(ctx, Some(&t), t.db, &t.path, t.max_pause_ms, false).await?;
+                let run = run_once(
+                    ctx,
+                    Some(&t),
+                    t.db,
+                    &t.path,
+                    t.max_pause_ms,
+                    codec(&t),
+                    false,
+                )
+                .await?;
                 Reply::of(&RunView::new(run))
             }
             BackupCommand::Db {
                 db,
                 path,
                 max_pause,
+                compress,
+                encrypt,
             } => {
+                let encrypt = recipients_file(encrypt)?;
                 let cluster = ctx.cluster()?;
                 let id = resolve_db(&cluster, &db)?;
                 let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let pause = max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms);
-                let run = run_once(ctx, None, id, &path, pause, false).await?;
+                let codec = Codec { compress, encrypt };
+                let run = run_once(ctx, None, id, &path, pause, codec, false).await?;
                 Reply::of(&RunView::new(run))
             }
             BackupCommand::TaskList => list(ctx).await,
@@ -84,6 +102,26 @@ impl BackupCommand {
             BackupCommand::Show { run } => show(ctx, &run),
             BackupCommand::Due => due(ctx).await,
         }
+    }
+}
+
+/// The recipients file made absolute, checked to hold at least one age public key.
+fn recipients_file(
+    path: Option<std::path::PathBuf>,
+) -> Result<Option<std::path::PathBuf>, CommandError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let abs = std::path::absolute(&path)
+        .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", path.display())))?;
+    Recipients::load(&abs).map_err(CommandError::not_found)?;
+    Ok(Some(abs))
+}
+
+fn codec(t: &BackupTask) -> Codec {
+    Codec {
+        compress: t.compress,
+        encrypt: t.encrypt.clone(),
     }
 }
 
@@ -169,6 +207,7 @@ async fn run_once(
     db_id: Id,
     path: &std::path::Path,
     max_pause_ms: u64,
+    codec: Codec,
     apply_keep: bool,
 ) -> Result<BackupRun, CommandError> {
     let home = ctx.store.home().to_path_buf();
@@ -212,6 +251,7 @@ async fn run_once(
         task: task.map(|t| t.name.clone()),
         repo: Repository::local(path),
         max_pause: Duration::from_millis(max_pause_ms),
+        codec,
     };
     let clock = Instant::now();
     let outcome = backup::take(&cluster, &db, &spec, ctx.progress.as_ref()).await;
@@ -481,7 +521,16 @@ async fn due(ctx: &Context) -> Result<Reply, CommandError> {
             if !is_due(&t, &fresh.backups.runs, backup::now_ms()) {
                 return (name, "not due (ran meanwhile)".into(), None, true);
             }
-            let res = run_once(&ctx, Some(&t), t.db, &t.path, t.max_pause_ms, true).await;
+            let res = run_once(
+                &ctx,
+                Some(&t),
+                t.db,
+                &t.path,
+                t.max_pause_ms,
+                codec(&t),
+                true,
+            )
+            .await;
             drop(lock);
             match res {
                 Ok(run) => (name, "succeeded".into(), Some(run), true),

@@ -8,7 +8,29 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::{Command, CommandSyntax, Element, Match, Opt, ParseError, ValueKind};
+use crate::backup::Compression;
 use crate::lang::{quote, DbRef};
+
+const COMPRESS: &[&str] = &["zstd", "none"];
+
+fn compress(m: &Match) -> Compression {
+    match m.opt::<String>("compress").as_deref() {
+        Some("none") => Compression::None,
+        _ => Compression::Zstd,
+    }
+}
+
+/// ` compress none` / ` encrypt <file>` as the command is printed back.
+fn codec_words(compress: Compression, encrypt: &Option<PathBuf>) -> String {
+    let mut out = String::new();
+    if compress.is_none() {
+        out.push_str(" compress none");
+    }
+    if let Some(e) = encrypt {
+        out.push_str(&format!(" encrypt {}", quote(&e.to_string_lossy())));
+    }
+    out
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackupCommand {
@@ -21,6 +43,8 @@ pub enum BackupCommand {
         keep: Option<u32>,
         every: Option<Interval>,
         max_pause: Option<Interval>,
+        compress: Compression,
+        encrypt: Option<PathBuf>,
     },
     /// `backup task run <task>`
     TaskRun { task: String },
@@ -32,11 +56,14 @@ pub enum BackupCommand {
     TaskPrune { task: String, dry_run: bool },
     /// `backup task delete <task> [purge]`
     TaskDelete { task: String, purge: bool },
-    /// `backup db <db> path <dir> [max_pause <interval>]`
+    /// `backup db <db> path <dir> [max_pause <interval>] [compress zstd|none]
+    /// [encrypt <recipients file>]`
     Db {
         db: DbRef,
         path: PathBuf,
         max_pause: Option<Interval>,
+        compress: Compression,
+        encrypt: Option<PathBuf>,
     },
     /// `backup show <run>`
     Show { run: String },
@@ -140,6 +167,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::optional("keep", "n", ValueKind::Integer),
                 Opt::optional("every", "interval", ValueKind::Word),
                 Opt::optional("max_pause", "interval", ValueKind::Word),
+                Opt::optional("compress", "zstd|none", ValueKind::Choice(COMPRESS)),
+                Opt::optional("encrypt", "recipients file", ValueKind::Path),
             ]),
         ],
         summary:
@@ -147,6 +176,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
         examples: &[
             "backup task create name nightly db orders path /backups/orders keep 7 every 1d",
             "backup task create name hourly db db:3 path /backups/db3 every 1h max_pause 500ms",
+            "backup task create name offsite db orders path /backups/o encrypt /etc/lazarus/recipients.txt",
         ],
         build: |m| {
             let keep = match m.opt::<u64>("keep") {
@@ -166,6 +196,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 keep,
                 every: interval(m, "every", 60_000, 366 * 86_400_000)?,
                 max_pause: interval(m, "max_pause", PAUSE_MIN_MS, PAUSE_MAX_MS)?,
+                compress: compress(m),
+                encrypt: m.opt("encrypt"),
             }))
         },
     },
@@ -257,18 +289,24 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Options(&[
                 Opt::required("path", "dir", ValueKind::Path),
                 Opt::optional("max_pause", "interval", ValueKind::Word),
+                Opt::optional("compress", "zstd|none", ValueKind::Choice(COMPRESS)),
+                Opt::optional("encrypt", "recipients file", ValueKind::Path),
             ]),
         ],
         summary: "one backup run of a database now, without a task",
         examples: &[
             "backup db orders path /backups/once",
             "backup db db:3 path /b max_pause 2s",
+            "backup db orders path /b compress none",
+            "backup db orders path /b encrypt /etc/lazarus/recipients.txt",
         ],
         build: |m| {
             Ok(Command::Backup(BackupCommand::Db {
                 db: m.req("db")?,
                 path: m.req("path")?,
                 max_pause: interval(m, "max_pause", PAUSE_MIN_MS, PAUSE_MAX_MS)?,
+                compress: compress(m),
+                encrypt: m.opt("encrypt"),
             }))
         },
     },
@@ -301,6 +339,8 @@ impl fmt::Display for BackupCommand {
                 keep,
                 every,
                 max_pause,
+                compress,
+                encrypt,
             } => {
                 write!(
                     f,
@@ -317,7 +357,7 @@ impl fmt::Display for BackupCommand {
                 if let Some(p) = max_pause {
                     write!(f, " max_pause {p}")?;
                 }
-                Ok(())
+                f.write_str(&codec_words(*compress, encrypt))
             }
             BackupCommand::TaskRun { task } => write!(f, "backup task run {}", quote(task)),
             BackupCommand::TaskList => f.write_str("backup task list"),
@@ -342,12 +382,14 @@ impl fmt::Display for BackupCommand {
                 db,
                 path: dir,
                 max_pause,
+                compress,
+                encrypt,
             } => {
                 write!(f, "backup db {db} path {}", path(dir))?;
                 if let Some(p) = max_pause {
                     write!(f, " max_pause {p}")?;
                 }
-                Ok(())
+                f.write_str(&codec_words(*compress, encrypt))
             }
             BackupCommand::Show { run } => write!(f, "backup show {}", quote(run)),
             BackupCommand::Due => f.write_str("backup due"),

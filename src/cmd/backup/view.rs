@@ -341,6 +341,8 @@ mod tests {
             every: Some(86_400),
             max_pause_ms: 1000,
             created: 1_796_356_212,
+            compress: Default::default(),
+            encrypt: None,
         }
     }
 
@@ -429,6 +431,10 @@ mod tests {
                 file: "shard-4.rdb".into(),
                 bytes: 24_000,
                 sha256: "ab".repeat(32),
+                compression: crate::backup::Compression::None,
+                encrypted: false,
+                stored_bytes: None,
+                stored_sha256: None,
                 rdb_version: 10,
                 engine: "redis".into(),
                 server_version: "7.0.15".into(),

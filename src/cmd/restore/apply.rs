@@ -94,7 +94,8 @@ impl RestoreCommand {
                 backup,
                 force,
                 allow_newer_server,
-            } => create(ctx, name, db, backup, force, allow_newer_server).await,
+                identity,
+            } => create(ctx, name, db, backup, force, allow_newer_server, identity).await,
             RestoreCommand::Verify { task } => verify(ctx, &task).await,
             RestoreCommand::Start { task } => start(ctx, &task, false).await,
             RestoreCommand::Retry { task } => start(ctx, &task, true).await,
@@ -199,7 +200,17 @@ async fn create(
     backup: String,
     force: bool,
     allow_newer_server: bool,
+    identity: Option<std::path::PathBuf>,
 ) -> Result<Reply, CommandError> {
+    let identity = match identity {
+        Some(p) => {
+            let abs = std::path::absolute(&p)
+                .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?;
+            crate::backup::Identities::load(&abs).map_err(CommandError::not_found)?;
+            Some(abs)
+        }
+        None => None,
+    };
     let (lock, mut cluster) = locked(ctx).await?;
     if cluster.backups.restores.contains_key(&name) {
         return Err(CommandError::conflict(format!(
@@ -257,6 +268,7 @@ async fn create(
         step: None,
         created: now_ms() / 1000,
         finished: None,
+        identity,
     };
     cluster.backups.restores.insert(name.clone(), task.clone());
     lock.save(&mut cluster)?;
@@ -281,6 +293,7 @@ fn spec(t: &RestoreTask) -> RestoreSpec {
         run: t.run.clone(),
         force: t.force,
         allow_newer_server: t.allow_newer_server,
+        identity: t.identity.clone(),
     }
 }
 
@@ -584,6 +597,7 @@ mod tests {
             ],
             created_db: false,
             step: None,
+            identity: None,
             created: 1_796_356_212,
             finished: None,
         };

@@ -19,6 +19,7 @@ pub enum RestoreCommand {
         backup: String,
         force: bool,
         allow_newer_server: bool,
+        identity: Option<std::path::PathBuf>,
     },
     Verify {
         task: String,
@@ -76,12 +77,14 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::required("backup", "run|latest", ValueKind::Word),
                 Opt::flag("force"),
                 Opt::flag("allow_newer_server"),
+                Opt::optional("identity", "age identity file", ValueKind::Path),
             ]),
         ],
         summary: "a restore task: a database (or one to recreate) and the backup run to bring back",
         examples: &[
             "restore task create name undo db orders backup latest",
             "restore task create name r1 db db:3 backup 20261204-035012-17 force",
+            "restore task create name r2 db orders backup latest identity /root/.age/lazarus.key",
         ],
         build: |m| {
             Ok(Command::Restore(RestoreCommand::Create {
@@ -90,6 +93,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 backup: m.req("backup")?,
                 force: m.has("force"),
                 allow_newer_server: m.has("allow_newer_server"),
+                identity: m.opt("identity"),
             }))
         },
     },
@@ -144,6 +148,7 @@ impl fmt::Display for RestoreCommand {
                 backup,
                 force,
                 allow_newer_server,
+                identity,
             } => {
                 write!(
                     f,
@@ -156,6 +161,9 @@ impl fmt::Display for RestoreCommand {
                 }
                 if *allow_newer_server {
                     f.write_str(" allow_newer_server")?;
+                }
+                if let Some(i) = identity {
+                    write!(f, " identity {}", quote(&i.to_string_lossy()))?;
                 }
                 Ok(())
             }

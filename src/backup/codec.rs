@@ -1,0 +1,356 @@
+//! How a run's files are stored: zstd-compressed (the default) and optionally encrypted
+//! with age to the recipients of a file, both as streams (bounded memory). The manifest
+//! records the sha256 of the stored bytes and of the plain RDB; reading a stored file back
+//! checks the stored digest as it goes.
+//!
+//! Stored files are named `shard-<id>.rdb`, `.rdb.zst`, `.rdb.age` or `.rdb.zst.age`.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use crate::ccs::Compression;
+use sha2::{Digest, Sha256};
+
+use super::snapshot::hex;
+
+/// zstd's level for runs: fast enough to keep up with a replication stream.
+const ZSTD_LEVEL: i32 = 3;
+
+/// How a run's files are written: compression, and the age recipients file to encrypt to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Codec {
+    pub compress: Compression,
+    pub encrypt: Option<PathBuf>,
+}
+
+/// Recipients loaded from a recipients file (one `age1...` public key a line; `#`
+/// comments and blank lines ignored).
+pub struct Recipients(Vec<age::x25519::Recipient>);
+
+impl Recipients {
+    pub fn load(path: &Path) -> Result<Recipients, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the age recipients file `{}`: {e}",
+                path.display()
+            )
+        })?;
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let r = line.parse::<age::x25519::Recipient>().map_err(|_| {
+                format!(
+                    "the age recipients file `{}` line {} is not an age public key (`age1...`)",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            out.push(r);
+        }
+        if out.is_empty() {
+            return Err(format!(
+                "the age recipients file `{}` names no recipient",
+                path.display()
+            ));
+        }
+        Ok(Recipients(out))
+    }
+}
+
+/// The stored name of a run's file.
+pub fn stored_name(plain: &str, compress: Compression, encrypted: bool) -> String {
+    let mut name = plain.to_string();
+    if compress.is_zstd() {
+        name.push_str(".zst");
+    }
+    if encrypted {
+        name.push_str(".age");
+    }
+    name
+}
+
+/// What a finished stored file is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The bottom of a writer stack: counts and hashes the stored bytes.
+pub struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    pub fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn finish(self) -> (W, StoredDigest) {
+        (
+            self.inner,
+            StoredDigest {
+                bytes: self.bytes,
+                sha256: hex(&self.hasher.finalize()),
+            },
+        )
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Plain bytes in, stored bytes out: zstd, then age, then the hashing sink.
+pub enum Encoder<W: Write> {
+    Plain(Hashing<W>),
+    Zstd(zstd::stream::write::Encoder<'static, Hashing<W>>),
+    Age(age::stream::StreamWriter<Hashing<W>>),
+    ZstdAge(zstd::stream::write::Encoder<'static, age::stream::StreamWriter<Hashing<W>>>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(
+        sink: W,
+        compress: Compression,
+        recipients: Option<&Recipients>,
+    ) -> io::Result<Self> {
+        let sink = Hashing::new(sink);
+        let age = |sink: Hashing<W>, r: &Recipients| -> io::Result<_> {
+            let e = age::Encryptor::with_recipients(r.0.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            e.wrap_output(sink)
+        };
+        Ok(match (compress, recipients) {
+            (Compression::None, None) => Encoder::Plain(sink),
+            (Compression::Zstd, None) => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?)
+            }
+            (Compression::None, Some(r)) => Encoder::Age(age(sink, r)?),
+            (Compression::Zstd, Some(r)) => Encoder::ZstdAge(zstd::stream::write::Encoder::new(
+                age(sink, r)?,
+                ZSTD_LEVEL,
+            )?),
+        })
+    }
+
+    /// Ends every layer; the sink and what was stored.
+    pub fn finish(self) -> io::Result<(W, StoredDigest)> {
+        let hashing = match self {
+            Encoder::Plain(h) => h,
+            Encoder::Zstd(z) => z.finish()?,
+            Encoder::Age(a) => a.finish()?,
+            Encoder::ZstdAge(z) => z.finish()?.finish()?,
+        };
+        Ok(hashing.finish())
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Zstd(w) => w.write(buf),
+            Encoder::Age(w) => w.write(buf),
+            Encoder::ZstdAge(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Zstd(w) => w.flush(),
+            Encoder::Age(w) => w.flush(),
+            Encoder::ZstdAge(w) => w.flush(),
+        }
+    }
+}
+
+/// A reader that counts and hashes what passes through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    sink: std::sync::Arc<std::sync::Mutex<Option<StoredDigest>>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        if n == 0 && !buf.is_empty() {
+            let digest = StoredDigest {
+                bytes: self.bytes,
+                sha256: hex(&self.hasher.clone().finalize()),
+            };
+            *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+        }
+        Ok(n)
+    }
+}
+
+/// Where the digest of a stream appears once it has been read to its end.
+pub type DigestSlot = std::sync::Arc<std::sync::Mutex<Option<StoredDigest>>>;
+
+pub fn hashing_reader<R: Read>(inner: R) -> (HashingReader<R>, DigestSlot) {
+    let slot: DigestSlot = Default::default();
+    (
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+            sink: slot.clone(),
+        },
+        slot,
+    )
+}
+
+/// Identities loaded from an age identity file (`AGE-SECRET-KEY-1...` lines). The file's
+/// contents are never shown in any message.
+pub struct Identities {
+    path: PathBuf,
+    keys: Vec<Box<dyn age::Identity>>,
+}
+
+impl Identities {
+    pub fn load(path: &Path) -> Result<Identities, String> {
+        let shown = path.display();
+        let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned())
+            .map_err(|e| format!("cannot read the age identity file `{shown}`: {e}"))?;
+        let keys = file
+            .into_identities()
+            .map_err(|_| format!("the age identity file `{shown}` holds no usable identity"))?;
+        if keys.is_empty() {
+            return Err(format!("the age identity file `{shown}` holds no identity"));
+        }
+        Ok(Identities {
+            path: path.to_path_buf(),
+            keys,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The plain RDB of a stored stream: age-decrypted (with `identities`) and
+/// zstd-decompressed as it is read.
+pub fn decoder<'a, R: Read + Send + 'a>(
+    stored: R,
+    compress: Compression,
+    encrypted: bool,
+    identities: Option<&Identities>,
+    what: &str,
+) -> Result<Box<dyn Read + Send + 'a>, String> {
+    let decrypted: Box<dyn Read + Send + 'a> = if encrypted {
+        let Some(ids) = identities else {
+            return Err(format!(
+                "{what} is encrypted: the restore needs `identity <file>`"
+            ));
+        };
+        let d = age::Decryptor::new(BufReader::new(stored))
+            .map_err(|e| format!("{what} is not an age file: {e}"))?;
+        let r = d
+            .decrypt(ids.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
+            .map_err(|e| match e {
+                age::DecryptError::NoMatchingKeys => format!(
+                    "the identity file `{}` does not open {what} (wrong identity: no key matches its recipients)",
+                    ids.path.display()
+                ),
+                e => format!("{what} cannot be decrypted: {e}"),
+            })?;
+        Box::new(r)
+    } else {
+        Box::new(stored)
+    };
+    Ok(match compress {
+        Compression::None => decrypted,
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(decrypted)
+                .map_err(|e| format!("{what}: cannot start zstd: {e}"))?,
+        ),
+    })
+}
+
+/// Opens a local stored file as its plain stream; the stored digest lands in the slot
+/// once the stream is read to its end.
+pub fn open_local<'a>(
+    path: &Path,
+    compress: Compression,
+    encrypted: bool,
+    identities: Option<&Identities>,
+) -> Result<(Box<dyn Read + Send + 'a>, DigestSlot), String> {
+    let file = File::open(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    let (r, slot) = hashing_reader(BufReader::with_capacity(1 << 20, file));
+    let what = format!("`{}`", path.display());
+    Ok((decoder(r, compress, encrypted, identities, &what)?, slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_codec_round_trips_and_hashes_what_it_stores() {
+        let key = age::x25519::Identity::generate();
+        let dir = tempfile::tempdir().unwrap();
+        let rfile = dir.path().join("r.txt");
+        std::fs::write(&rfile, format!("# team\n{}\n", key.to_public())).unwrap();
+        let ifile = dir.path().join("i.txt");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&ifile, format!("{}\n", key.to_string().expose_secret())).unwrap();
+        let recipients = Recipients::load(&rfile).unwrap();
+        let ids = Identities::load(&ifile).unwrap();
+        let plain: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for compress in [Compression::None, Compression::Zstd] {
+            for enc in [false, true] {
+                let mut e = Encoder::new(Vec::new(), compress, enc.then_some(&recipients)).unwrap();
+                e.write_all(&plain).unwrap();
+                let (stored, digest) = e.finish().unwrap();
+                assert_eq!(digest.bytes, stored.len() as u64);
+                assert_eq!(digest.sha256, hex(&Sha256::digest(&stored)));
+                let (r, slot) = hashing_reader(&stored[..]);
+                let mut d = decoder(r, compress, enc, Some(&ids), "x").unwrap();
+                let mut back = Vec::new();
+                d.read_to_end(&mut back).unwrap();
+                assert_eq!(back, plain, "{compress} {enc}");
+                drop(d);
+                assert_eq!(slot.lock().unwrap().clone(), Some(digest));
+            }
+        }
+        let other = age::x25519::Identity::generate();
+        std::fs::write(&ifile, format!("{}\n", other.to_string().expose_secret())).unwrap();
+        let wrong = Identities::load(&ifile).unwrap();
+        let mut e = Encoder::new(Vec::new(), Compression::Zstd, Some(&recipients)).unwrap();
+        e.write_all(b"x").unwrap();
+        let (stored, _) = e.finish().unwrap();
+        let err = decoder(&stored[..], Compression::Zstd, true, Some(&wrong), "`f`")
+            .err()
+            .unwrap();
+        assert!(err.contains("wrong identity"), "{err}");
+        assert!(err.contains("i.txt"), "{err}");
+    }
+}

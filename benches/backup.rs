@@ -212,7 +212,15 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         std::fs::remove_file(&file).unwrap();
         let (took, out) = lazarus(
             &home,
-            &["backup", "db", "big", "path", repo.to_str().unwrap()],
+            &[
+                "backup",
+                "db",
+                "big",
+                "path",
+                repo.to_str().unwrap(),
+                "compress",
+                "none",
+            ],
         );
         ours.push(took);
         let id = run_id(&out);
@@ -305,7 +313,15 @@ fn pause(root: &Path, rt: &tokio::runtime::Runtime) {
     for _ in 0..runs {
         let (_, out) = lazarus(
             &home,
-            &["backup", "db", "three", "path", repo.to_str().unwrap()],
+            &[
+                "backup",
+                "db",
+                "three",
+                "path",
+                repo.to_str().unwrap(),
+                "compress",
+                "none",
+            ],
         );
         let id = run_id(&out);
         let (_, json) = lazarus(&home, &["--json", "backup", "show", &id]);
@@ -372,7 +388,15 @@ fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
     let repo = root.join("repo");
     let (_, out) = lazarus(
         &home,
-        &["backup", "db", "three", "path", repo.to_str().unwrap()],
+        &[
+            "backup",
+            "db",
+            "three",
+            "path",
+            repo.to_str().unwrap(),
+            "compress",
+            "none",
+        ],
     );
     let id = run_id(&out);
     lazarus(

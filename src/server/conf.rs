@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity};
 
-use super::shard_dir::{AOF_DIR, IDENTITY_FILE, LOG_FILE, PID_FILE, RDB_FILE};
+use super::shard_dir::{AOF_DIR, LOG_FILE, PID_FILE, RDB_FILE};
 use super::ServerError;
 
 /// Short enough that a lost shard is noticed quickly on loopback clusters, long enough
@@ -173,13 +173,6 @@ pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIde
         node_addr: cluster.nodes.get(&shard.node).map(|n| n.addr.clone()),
         node_port_range: cluster.nodes.get(&shard.node).map(|n| n.port_range),
     }
-}
-
-/// Writes `lazarus-shard.json` into `dir` atomically (temp file, fsync, rename), mode 0600
-/// because the database configuration carries its password.
-pub fn write_identity(dir: &Path, identity: &ShardIdentity) -> Result<(), ServerError> {
-    let json = serde_json::to_vec_pretty(identity).expect("identity serializes");
-    write_private(&dir.join(IDENTITY_FILE), &json)
 }
 
 /// Mode 0600, atomically: see [`crate::host::Host::write_private`].

@@ -20,9 +20,7 @@ pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardPr
 pub use cluster::{
     even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
 };
-pub use conf::{
-    identity_for, render_conf, write_identity, ConfOptions, Upstream, CLUSTER_NODE_TIMEOUT_MS,
-};
+pub use conf::{identity_for, render_conf, ConfOptions, Upstream, CLUSTER_NODE_TIMEOUT_MS};
 pub use ports::{pick_port, port_is_free, require_free, PortNeed};
 pub use process::{
     is_running, log_tail, read_pid, shard_pid, start_shard, stop_pid, stop_shard, upstream_of,

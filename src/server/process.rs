@@ -10,13 +10,12 @@ use crate::ccs::{Cluster, Database, Shard};
 use crate::host::{local, Signal};
 
 use super::client::{info, ShardAddr};
-use super::conf::{
-    identity_for, render_conf, write_identity, write_private, ConfOptions, Upstream,
-};
+use super::conf::{identity_for, render_conf, write_private, ConfOptions, Upstream};
 use super::ports::{require_free, PortNeed};
+use super::shard_dir::ShardDir;
 use super::{RedisServer, ServerError, START_TIMEOUT};
 
-pub use super::shard_dir::{CONF_FILE, LOG_FILE, PID_FILE};
+pub use super::shard_dir::{LOG_FILE, PID_FILE};
 
 const POLL: Duration = Duration::from_millis(20);
 /// How long a freshly started server may run without a pidfile before a missing process
@@ -61,15 +60,11 @@ pub async fn start_shard(
         .nodes
         .get(&shard.node)
         .ok_or_else(|| failed(format!("node:{} is not in the cluster", shard.node), None))?;
-    let dir = node.shard_dir(db.id, shard.id);
-    std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+    let shard_dir = ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
+    let dir = shard_dir.path().to_path_buf();
     // The conf, identity file and data hold the password and the keys: owner only.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| ServerError::io(&dir, e))?;
-    }
-    if let Some(pid) = shard_pid(&dir) {
+    shard_dir.prepare().map_err(|e| ServerError::io(&dir, e))?;
+    if let Some(pid) = shard_dir.pid() {
         return Err(failed(format!("it already runs as pid {pid}"), None));
     }
     let need = if db.config.shards > 1 {
@@ -80,13 +75,15 @@ pub async fn start_shard(
     require_free(&node.addr, shard.port, need)?;
 
     let upstream = upstream_of(cluster, db, shard);
-    write_identity(&dir, &identity_for(cluster, db, shard))?;
-    let conf_path = dir.join(CONF_FILE);
+    shard_dir
+        .write_identity(&identity_for(cluster, db, shard))
+        .map_err(|e| ServerError::io(shard_dir.identity_file(), e))?;
+    let conf_path = shard_dir.conf();
     write_private(
         &conf_path,
         render_conf(node, db, shard, upstream.as_ref(), &opts.conf).as_bytes(),
     )?;
-    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    let _ = std::fs::remove_file(shard_dir.pid_file());
 
     let mut launcher = tokio::process::Command::new(&server.path);
     launcher

@@ -69,7 +69,7 @@ pub(crate) fn parse(text: &[u8]) -> Result<Manifest, ParseError> {
         for pair in args.chunks(2) {
             match pair[0].as_str() {
                 "file" => name = Some(pair[1].clone()),
-                "seq" => seq = pair[1].parse::<u64>().ok(),
+                "seq" => seq = pair[1].parse::<u64>().ok().filter(|&n| n > 0), // the server refuses 0
                 "type" => kind = Some(pair[1].clone()),
                 _ => {} // Newer Redis may add keys; it ignores unknown ones too.
             }
@@ -224,6 +224,7 @@ mod tests {
             ("file c seq 1 type b\n", 2),
             ("file ../c seq 1 type i\n", 2),
             ("\n", 2),
+            ("file b seq 0 type i\n", 2),
         ] {
             let text = format!("{good}{bad}");
             let e = parse(text.as_bytes()).unwrap_err();

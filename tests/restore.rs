@@ -646,6 +646,26 @@ fn an_encrypted_compressed_run_restores_and_a_wrong_identity_is_named() {
         "restored from the encrypted run",
     );
 
+    // A new home with no cluster at all lists the repository's runs; a run with a file
+    // gone is listed as not restorable, naming it.
+    let fresh = Lazarus::new();
+    outputs.push(
+        fresh
+            .run(&format!("backup list path {} db enc", repo.display()))
+            .ok()
+            .stdout_has(&run)
+            .stdout_has("yes"),
+    );
+    std::fs::remove_file(repo.join(&run).join(&m.shards[0].file)).unwrap();
+    let listed = fresh
+        .cmd(["--json", "backup", "list", "path", repo.to_str().unwrap()])
+        .run()
+        .ok();
+    let doc = &listed.json()[0]["result"]["runs"][0];
+    assert_eq!(doc["restorable"], false, "{doc}");
+    assert!(doc["why"].as_str().unwrap().contains("is missing"), "{doc}");
+    assert_eq!(doc["encrypted"], true, "{doc}");
+    outputs.push(listed);
     let ccs = std::fs::read_to_string(lz.home().join("ccs.json")).unwrap_or_default();
     for text in outputs
         .iter()

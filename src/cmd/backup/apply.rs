@@ -13,8 +13,8 @@ use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, StoreLo
 use crate::cmd::{CommandError, Context, Reply};
 
 use super::view::{
-    Deleted, Due, DueRow, History, ManifestView, Pruned, PrunedRun, RunView, TaskCreated, TaskList,
-    TaskRow,
+    Deleted, Due, DueRow, History, ManifestView, Pruned, PrunedRun, RepoList, RepoRun, RunView,
+    TaskCreated, TaskList, TaskRow,
 };
 use crate::error::ErrorKind;
 use crate::lang::DbRef;
@@ -100,6 +100,7 @@ impl BackupCommand {
             BackupCommand::TaskPrune { task, dry_run } => prune(ctx, &task, dry_run).await,
             BackupCommand::TaskDelete { task, purge } => delete(ctx, &task, purge).await,
             BackupCommand::Show { run } => show(ctx, &run),
+            BackupCommand::List { path, db } => repository_list(&path, db.as_deref()),
             BackupCommand::Due => due(ctx).await,
         }
     }
@@ -488,6 +489,51 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
         ))
     })?;
     Reply::of(&ManifestView(m))
+}
+
+/// Every run directory of a repository, read from the repository alone (no cluster
+/// needed): its manifest's summary, or why it is not restorable (no or a bad manifest, a
+/// file missing or of the wrong size).
+fn repository_list(path: &std::path::Path, db: Option<&str>) -> Result<Reply, CommandError> {
+    if !path.is_dir() {
+        return Err(CommandError::not_found(format!(
+            "there is no repository at `{}`",
+            path.display()
+        )));
+    }
+    let repo = Repository::local(path);
+    let mut rows = Vec::new();
+    for run in repo.runs() {
+        let row = match repo.manifest(&run) {
+            Ok(m) => {
+                if db.is_some_and(|d| d != m.db.name) {
+                    continue;
+                }
+                let dir = repo.run_path(&run);
+                let problem = m.shards.iter().find_map(|s| {
+                    let f = dir.join(&s.file);
+                    match std::fs::metadata(&f) {
+                        Err(_) => Some(format!("`{}` is missing", f.display())),
+                        Ok(md) if md.len() != s.stored_size() => Some(format!(
+                            "`{}` has {} bytes, the manifest says {}",
+                            f.display(),
+                            md.len(),
+                            s.stored_size()
+                        )),
+                        Ok(_) => None,
+                    }
+                });
+                RepoRun::of(run, Some(&m), problem)
+            }
+            // Which database it held is unknown: listed whatever `db` asks.
+            Err(e) => RepoRun::of(run, None, Some(e.to_string())),
+        };
+        rows.push(row);
+    }
+    Reply::of(&RepoList {
+        path: path.to_path_buf(),
+        runs: rows,
+    })
 }
 
 /// Runs every due task, different tasks at once; a task another shell is running is

@@ -67,6 +67,8 @@ pub enum BackupCommand {
     },
     /// `backup show <run>`
     Show { run: String },
+    /// `backup list path <repository> [db <name>]`
+    List { path: PathBuf, db: Option<String> },
     /// `backup due`
     Due,
 }
@@ -321,6 +323,27 @@ pub static SYNTAX: &[CommandSyntax] = &[
         build: |m| Ok(Command::Backup(BackupCommand::Show { run: m.req("run")? })),
     },
     CommandSyntax {
+        elements: &[
+            Element::Keyword("backup"),
+            Element::Keyword("list"),
+            Element::Options(&[
+                Opt::required("path", "dir", ValueKind::Path),
+                Opt::optional("db", "name", ValueKind::Word),
+            ]),
+        ],
+        summary: "every run found in a repository, whichever cluster wrote it (no cluster needed)",
+        examples: &[
+            "backup list path /backups/orders",
+            "backup list path /mnt/offsite db orders",
+        ],
+        build: |m| {
+            Ok(Command::Backup(BackupCommand::List {
+                path: m.req("path")?,
+                db: m.opt("db"),
+            }))
+        },
+    },
+    CommandSyntax {
         elements: &[Element::Keyword("backup"), Element::Keyword("due")],
         summary: "run every backup task whose interval has passed (for cron or a systemd timer)",
         examples: &["backup due"],
@@ -392,6 +415,13 @@ impl fmt::Display for BackupCommand {
                 f.write_str(&codec_words(*compress, encrypt))
             }
             BackupCommand::Show { run } => write!(f, "backup show {}", quote(run)),
+            BackupCommand::List { path: dir, db } => {
+                write!(f, "backup list path {}", path(dir))?;
+                if let Some(d) = db {
+                    write!(f, " db {}", quote(d))?;
+                }
+                Ok(())
+            }
             BackupCommand::Due => f.write_str("backup due"),
         }
     }

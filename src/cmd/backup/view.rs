@@ -261,6 +261,98 @@ impl Render for Pruned {
     }
 }
 
+/// One run found in a repository.
+#[derive(Serialize)]
+pub struct RepoRun {
+    pub run: String,
+    pub restorable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    pub cluster_name: Option<String>,
+    pub cluster_id: Option<u64>,
+    pub db: Option<String>,
+    pub taken_at: Option<i64>,
+    pub keys: Option<u64>,
+    pub bytes: Option<u64>,
+    pub stored_bytes: Option<u64>,
+    pub engine: Option<String>,
+    pub encrypted: Option<bool>,
+    pub compression: Option<String>,
+}
+
+impl RepoRun {
+    pub fn of(run: String, m: Option<&Manifest>, why: Option<String>) -> RepoRun {
+        RepoRun {
+            run,
+            restorable: why.is_none(),
+            why,
+            cluster_name: m.map(|m| m.cluster_name.clone()),
+            cluster_id: m.map(|m| m.cluster_id),
+            db: m.map(|m| m.db.name.clone()),
+            taken_at: m.map(|m| m.started),
+            keys: m.map(Manifest::keys),
+            bytes: m.map(Manifest::bytes),
+            stored_bytes: m.map(Manifest::stored_bytes),
+            engine: m.and_then(|m| {
+                m.shards
+                    .first()
+                    .map(|s| format!("{} {}", s.engine, s.server_version))
+            }),
+            encrypted: m.map(Manifest::encrypted),
+            compression: m.and_then(|m| m.shards.first().map(|s| s.compression.to_string())),
+        }
+    }
+}
+
+/// `backup list path <repository>`.
+#[derive(Serialize)]
+pub struct RepoList {
+    pub path: PathBuf,
+    pub runs: Vec<RepoRun>,
+}
+
+impl Render for RepoList {
+    fn render(&self, text: &mut Text) {
+        if self.runs.is_empty() {
+            text.line(format!("No backup runs in `{}`.", self.path.display()));
+            return;
+        }
+        let mut table = Table::new([
+            "RUN",
+            "CLUSTER",
+            "DB",
+            "TAKEN AT",
+            "KEYS",
+            "BYTES",
+            "ENGINE",
+            "ENCRYPTED",
+            "RESTORABLE",
+        ]);
+        let dash = || "-".to_string();
+        for r in &self.runs {
+            table.row([
+                r.run.clone(),
+                match (&r.cluster_name, r.cluster_id) {
+                    (Some(n), Some(id)) => format!("{n} ({id})"),
+                    _ => dash(),
+                },
+                r.db.clone().unwrap_or_else(dash),
+                r.taken_at.map_or_else(dash, format_time),
+                r.keys.map_or_else(dash, |k| k.to_string()),
+                r.bytes.map_or_else(dash, |b| b.to_string()),
+                r.engine.clone().unwrap_or_else(dash),
+                r.encrypted
+                    .map_or_else(dash, |e| if e { "yes" } else { "no" }.to_string()),
+                match &r.why {
+                    None => "yes".to_string(),
+                    Some(w) => format!("no: {w}"),
+                },
+            ]);
+        }
+        text.table(table);
+    }
+}
+
 /// `backup task delete`.
 #[derive(Serialize)]
 pub struct Deleted {

@@ -20,7 +20,7 @@ use super::finish::finish;
 use super::plan::{likely_sources, plan_db, DbPlan, Outcome, Source, SourceCheck, SourceKind};
 use super::reader::reader_check;
 pub use super::shard_dirs::{clear_markers, MARKER_FILE};
-use super::shard_dirs::{kill_leftover, prepare_dir, shard_dir};
+use super::shard_dirs::{prepare_dir, record_started, shard_dir, stop_own_leftover};
 use crate::ccs::{Cluster, Database, Id, SlotRange};
 use crate::server::{start_shard, ConfOptions, RedisServer, ServerError, StartOptions};
 
@@ -104,6 +104,8 @@ pub enum RecoverError {
     Blocked(Vec<String>),
     #[error("shard directory `{}` already holds data files recovery did not write: move them away (or point the node's recovery path at them) and run again", .0.display())]
     ShardDirTaken(PathBuf),
+    #[error("a server recovery did not start (pid {pid}) runs in shard directory `{}`: recovery never stops it; if it serves this database, it is live (see `status`), else stop it yourself and run again", dir.display())]
+    ServerNotOurs { dir: PathBuf, pid: u32 },
     #[error("`{}`: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -137,7 +139,9 @@ impl crate::error::DomainError for RecoverError {
             RecoverError::Blocked(_)
             | RecoverError::KeyCount { .. }
             | RecoverError::ContentDiffers(_) => ErrorKind::Damaged,
-            RecoverError::ShardDirTaken(_) => ErrorKind::Conflict,
+            RecoverError::ShardDirTaken(_) | RecoverError::ServerNotOurs { .. } => {
+                ErrorKind::Conflict
+            }
             RecoverError::Io { .. } => ErrorKind::Io,
             RecoverError::Copy(e) => e.kind(),
             RecoverError::Server(e) => e.kind(),
@@ -208,8 +212,9 @@ pub async fn recover_db(
     let result = recover_in(&rec, &cluster, &db, &dirs, stage).await;
     if result.is_err() {
         // Leave no half-recovered shard running: a re-run starts from the files again.
+        // Only servers this recovery started are stopped; any other is left alone.
         for dir in &dirs {
-            kill_leftover(dir).await;
+            let _ = stop_own_leftover(dir).await;
         }
     }
     result
@@ -239,7 +244,6 @@ async fn recover_in(
             // choice (rare: a corrupted freshest file, or an RDB copied without its
             // times).
             for dir in dirs {
-                kill_leftover(dir).await;
                 prepare_dir(cluster, dir).await?;
             }
             match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
@@ -381,6 +385,7 @@ async fn start_masters(
         );
         starts.spawn(async move {
             let pid = start_shard(&server, &cluster, &db, &shard, &opts).await?;
+            record_started(&shard_dir(&cluster, &db, &shard), pid);
             Ok::<_, ServerError>((shard.id, pid))
         });
     }

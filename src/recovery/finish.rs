@@ -76,10 +76,9 @@ pub(super) async fn finish(
             conf: ConfOptions::default(),
             timeout: rec.load_timeout,
         };
-        pids.push((
-            shard.id,
-            start_shard(&rec.server, cluster, db, shard, &opts).await?,
-        ));
+        let pid = start_shard(&rec.server, cluster, db, shard, &opts).await?;
+        super::shard_dirs::record_started(&super::shard_dirs::shard_dir(cluster, db, shard), pid);
+        pids.push((shard.id, pid));
     }
     if db.config.shards > 1 {
         stage("forming the cluster");

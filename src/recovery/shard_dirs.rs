@@ -3,11 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::apply::RecoverError;
 use super::copy::ensure_outside;
 use crate::ccs::{Cluster, Database, Shard};
-use crate::server::ShardDir;
+use crate::server::{is_running, shard_pid};
 
 use crate::server::shard_dir::DATA_FILES;
 pub use crate::server::shard_dir::MARKER_FILE;
@@ -38,7 +39,7 @@ pub(super) async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), Rec
     if has_data && !dir.join(MARKER_FILE).exists() {
         return Err(RecoverError::ShardDirTaken(dir.to_path_buf()));
     }
-    kill_leftover(dir).await;
+    stop_own_leftover(dir).await?;
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     fs::write(
         dir.join(MARKER_FILE),
@@ -57,15 +58,68 @@ pub(super) async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), Rec
     Ok(())
 }
 
-/// Kills a server an earlier, interrupted attempt left running in `dir`. Its data is
-/// about to be replaced from the recovery path, so there is no point in the orderly
-/// shutdown that would first save it.
+/// Notes in the shard directory's marker that recovery started server `pid` there, so a
+/// later run (or this one, failing) may stop it: recovery stops only what it started.
+pub(super) fn record_started(dir: &Path, pid: u32) {
+    use std::io::Write;
+    let marker = dir.join(MARKER_FILE);
+    if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&marker) {
+        let _ = writeln!(f, "server {pid}");
+        let _ = f.sync_all();
+    }
+}
+
+/// Whether recovery started server `pid` in `dir`: the directory carries recovery's
+/// marker and either the marker names the pid, or the server wrote its pidfile (naming
+/// it) after the marker was made (a run killed between the start and the note).
+fn started_by_recovery(dir: &Path, pid: u32) -> bool {
+    let marker = dir.join(MARKER_FILE);
+    let Ok(text) = fs::read_to_string(&marker) else {
+        return false;
+    };
+    if text.lines().any(|l| {
+        l.strip_prefix("server ")
+            .and_then(|p| p.trim().parse().ok())
+            == Some(pid)
+    }) {
+        return true;
+    }
+    let pidfile = dir.join(crate::server::PID_FILE);
+    let written_after = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    crate::server::read_pid(dir) == Some(pid)
+        && matches!(
+            (written_after(&marker), written_after(&pidfile)),
+            (Some(m), Some(p)) if p >= m
+        )
+}
+
+/// Stops, cleanly (SIGTERM, then waits), a server that recovery itself started in `dir`
+/// in this run or an earlier, interrupted one. A server recovery did not start is never
+/// touched: it is reported as [`RecoverError::ServerNotOurs`].
 ///
 /// A server caught while daemonizing is two processes (the one started and the daemon it
 /// forks), so this goes on until none is left working in `dir`.
-pub(super) async fn kill_leftover(dir: &Path) {
-    // The directory's node does not matter while every node is this machine.
-    ShardDir::at(0, dir).kill().await;
+pub(super) async fn stop_own_leftover(dir: &Path) -> Result<(), RecoverError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Some(pid) = shard_pid(dir) {
+        if !started_by_recovery(dir, pid) {
+            return Err(RecoverError::ServerNotOurs {
+                dir: dir.to_path_buf(),
+                pid,
+            });
+        }
+        let _ = crate::host::local::send_signal(pid, crate::host::Signal::Term);
+        while is_running(pid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RecoverError::Internal(format!(
+                "server pid {pid} that recovery started in `{}` did not stop within 20 s",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Removes the recovery markers of a database once it is recorded active.

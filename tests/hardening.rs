@@ -200,6 +200,9 @@ fn a_rewritten_redis_conf_stays_owner_only() {
     let conf = shard_file(&lz, "redis.conf");
     let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", conf.display());
+    // Committed: the identity file lost the `creating` mark its create wrote.
+    let identity = std::fs::read_to_string(shard_file(&lz, "lazarus-shard.json")).unwrap();
+    assert!(!identity.contains("creating"), "{identity}");
     lz.run("delete db s").ok();
 }
 

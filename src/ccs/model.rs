@@ -330,6 +330,11 @@ pub struct ShardIdentity {
     pub node_addr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port_range: Option<PortRange>,
+    /// Written by a `create db` that has not committed yet: its shards started, the
+    /// configuration not yet saved everywhere. Cleared once it is; a rebuild from
+    /// identity files leaves a database still marked out (its create never finished).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
 }
 
 /// A `cluster_id` in JSON is a string: a bare 64-bit number is rounded by `jq` and

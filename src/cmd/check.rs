@@ -133,6 +133,11 @@ fn is_persistence_path(path: &Path) -> Result<(), CommandError> {
         }
         return not_persistence("a directory with no AOF manifest or AOF files in it");
     }
+    if !meta.is_file() {
+        // A FIFO or a device: opening it could block forever; the reader refuses it by
+        // what it is (`not a regular file: a FIFO`) without opening it.
+        return Ok(());
+    }
     let named = path
         .extension()
         .is_some_and(|e| e == "rdb" || e == "aof" || e == "manifest");

@@ -317,7 +317,11 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
         task.finish("failed");
         return Err(e.into());
     }
+    // Committed: the identity files lose their `creating` mark. Failing that, the
+    // database stands, but a rebuild from identity files alone would leave it out.
+    let unmarked = db::mark_created(&cluster, id);
     task.finish("created");
+    unmarked?;
     let d = &cluster.databases[&id];
     Ok(Reply::of(&DbCreated(DbView::new(&cluster, d)))?.note(created))
 }

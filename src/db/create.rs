@@ -153,7 +153,11 @@ async fn bring_up(
     }
     // Starts are not raced: a start dropped half-way could leave a server nobody tracks.
     // A new shard has no data to load, so they are quick.
-    let started = start_all(server, cluster, db, &StartOptions::default()).await;
+    let opts = StartOptions {
+        creating: true,
+        ..StartOptions::default()
+    };
+    let started = start_all(server, cluster, db, &opts).await;
     let mut first_err = None;
     for (shard_id, res) in started {
         match res {
@@ -175,6 +179,24 @@ async fn bring_up(
         res = wire(cluster, db) => res,
         () = cancel.tripped() => Err(interrupted),
     }
+}
+
+/// Clears the `creating` mark from the identity files of `db_id`'s shards, once the
+/// configuration holding the database is saved. A file that cannot be rewritten is
+/// returned: a rebuild from identity files alone would leave the database out.
+pub fn mark_created(cluster: &Cluster, db_id: Id) -> Result<(), crate::server::ServerError> {
+    let Some(db) = cluster.databases.get(&db_id) else {
+        return Ok(());
+    };
+    for shard in &db.shards {
+        if let Some(node) = cluster.nodes.get(&shard.node) {
+            let dir =
+                crate::server::ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
+            dir.write_identity(&crate::server::identity_for(cluster, db, shard))
+                .map_err(|e| crate::server::ServerError::io(dir.identity_file(), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Joins the shards up: the Redis Cluster for a sharded database, otherwise replicas to

@@ -20,7 +20,7 @@ use crate::ccs::{Cluster, Database, Id};
 use crate::server::{ServerError, ShardAddr};
 
 pub use cancel::Cancel;
-pub use create::{create_db, create_db_with, wire, CreateDb, MAX_SHARDS};
+pub use create::{create_db, create_db_with, mark_created, wire, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, restart_db, DeleteOutcome};
 pub use placement::place;
 pub use status::{

@@ -376,6 +376,7 @@ async fn start_masters(
                 standalone: !rec.only_configuration,
             },
             timeout: rec.load_timeout,
+            creating: false,
         };
         let (server, cluster, db, shard) = (
             rec.server.clone(),

@@ -75,6 +75,7 @@ pub(super) async fn finish(
         let opts = StartOptions {
             conf: ConfOptions::default(),
             timeout: rec.load_timeout,
+            creating: false,
         };
         let pid = start_shard(&rec.server, cluster, db, shard, &opts).await?;
         super::shard_dirs::record_started(&super::shard_dirs::shard_dir(cluster, db, shard), pid);

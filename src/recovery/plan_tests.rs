@@ -156,6 +156,7 @@ impl World {
             db: d.config.clone(),
             node_addr: None,
             node_port_range: None,
+            creating: false,
         };
         let path = self.dir(node, db, shard).join(SHARD_IDENTITY_FILE);
         fs::create_dir_all(path.parent().unwrap()).unwrap();

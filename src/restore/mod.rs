@@ -748,6 +748,7 @@ async fn replace(
             standalone: true,
         },
         timeout: LOAD_TIMEOUT,
+        creating: false,
     };
     // Every master loads at once; the step says how far they are.
     let mut loads = Vec::new();
@@ -824,6 +825,7 @@ async fn replace(
     let normal = StartOptions {
         conf: ConfOptions::default(),
         timeout: LOAD_TIMEOUT,
+        creating: false,
     };
     for s in fenced.shards.iter().filter(|s| s.role == Role::Replica) {
         start_shard(server, cluster, fenced, s, &normal)
@@ -1090,6 +1092,7 @@ pub async fn roll_back(
             let opts = StartOptions {
                 conf: ConfOptions::default(),
                 timeout: LOAD_TIMEOUT,
+                creating: false,
             };
             start_shard(server, cluster, db, s, &opts)
                 .await

@@ -31,6 +31,9 @@ pub struct StartOptions {
     pub conf: ConfOptions,
     /// How long the server may take to answer and finish loading its data.
     pub timeout: Duration,
+    /// A new database's shard: its identity file carries the `creating` mark until the
+    /// configuration holding it is saved ([`crate::db::mark_created`]).
+    pub creating: bool,
 }
 
 impl Default for StartOptions {
@@ -38,6 +41,7 @@ impl Default for StartOptions {
         StartOptions {
             conf: ConfOptions::default(),
             timeout: START_TIMEOUT,
+            creating: false,
         }
     }
 }
@@ -75,8 +79,10 @@ pub async fn start_shard(
     require_free(&node.addr, shard.port, need)?;
 
     let upstream = upstream_of(cluster, db, shard);
+    let mut identity = identity_for(cluster, db, shard);
+    identity.creating = opts.creating;
     shard_dir
-        .write_identity(&identity_for(cluster, db, shard))
+        .write_identity(&identity)
         .map_err(|e| ServerError::io(shard_dir.identity_file(), e))?;
     let conf_path = shard_dir.conf();
     write_private(

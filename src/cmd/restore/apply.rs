@@ -492,8 +492,9 @@ async fn start(ctx: &Context, name: &str, retry: bool) -> Result<Reply, CommandE
         config.password = None;
         let req = crate::db::CreateDb { config, port: None };
         match crate::db::create_db_with(&mut c, &server, req, &ctx.cancel).await {
-            Ok(_) => {
+            Ok(id) => {
                 lock.save(&mut c)?;
+                crate::db::mark_created(&c, id)?;
                 created_db = true;
             }
             Err(e) => {

@@ -243,6 +243,17 @@ fn collect(
                 foreign.insert(identity.cluster_id);
                 continue;
             }
+            if identity.creating {
+                // Its create never committed: the database was rolled back or interrupted
+                // before any configuration held it (its ids stay allocated).
+                problems.push(format!(
+                    "`{}` is marked `creating`: `db:{}` `{}` was never committed; left out, its files are untouched",
+                    file.display(),
+                    identity.db_id,
+                    identity.db.name
+                ));
+                continue;
+            }
             if identity.db_id != dir.db || identity.shard_id != dir.shard {
                 problems.push(format!(
                     "`{}` names `db:{}` shard `redis:{}`, not the directory's: skipped",

@@ -176,6 +176,7 @@ fn slot_gaps_and_overlaps_are_found() {
         db: config("x", 2, false),
         node_addr: None,
         node_port_range: None,
+        creating: false,
     };
     let (a, b) = (ident(2, 0, 8000), ident(3, 8001, 16383));
     assert_eq!(databases::incomplete(2, &[&a, &b]), None);
@@ -313,4 +314,39 @@ fn unreadable_directories_are_reported() {
         problems.contains(&format!("cannot read `{}`", locked.display())),
         "{problems}"
     );
+}
+
+#[test]
+fn a_database_whose_create_never_committed_is_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    // `cache` (db:3) was being created when everything stopped: its shards are marked.
+    for s in &cluster.databases[&3].shards {
+        let file = cluster.nodes[&s.node]
+            .shard_dir(3, s.id)
+            .join(SHARD_IDENTITY_FILE);
+        let mut identity: ShardIdentity =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        identity.creating = true;
+        std::fs::write(&file, serde_json::to_vec(&identity).unwrap()).unwrap();
+    }
+    let roots = vec![tmp.path().join("n1"), tmp.path().join("n2")];
+    let rebuilt = from_ids(roots, &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt
+            .cluster
+            .databases
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![6]
+    );
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("is marked `creating`: `db:3` `cache` was never committed; left out"),
+        "{problems}"
+    );
+    // Its ids are never handed out again.
+    assert_eq!(rebuilt.alloc.largest.unwrap().id, 9);
 }

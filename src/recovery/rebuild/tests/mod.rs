@@ -119,6 +119,7 @@ pub(super) fn write_disks(cluster: &Cluster) {
                 db: db.config.clone(),
                 node_addr: Some(cluster.nodes[&s.node].addr.clone()),
                 node_port_range: Some(cluster.nodes[&s.node].port_range),
+                creating: false,
             };
             fs::write(
                 dir.join(SHARD_IDENTITY_FILE),

@@ -79,6 +79,7 @@ pub use value::{
 };
 
 pub(crate) use dump::decode_dump_into;
+pub use open::open_regular;
 pub(crate) use slot::SlotCheck;
 pub(crate) use value_decode::Scratch;
 

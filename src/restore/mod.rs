@@ -548,7 +548,8 @@ fn decode_to(
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    // Only a regular file: a FIFO planted in a run directory would block here for ever.
+    let mut f = crate::persist::open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -37,7 +37,7 @@ pub mod info;
 pub mod node;
 pub mod recover;
 #[cfg(test)]
-mod render_tests;
+pub(crate) mod render_tests;
 mod reply;
 pub mod restore;
 pub mod status;

@@ -24,8 +24,9 @@ use crate::persist::{FixOutcome, Verdict};
 use crate::recovery::apply::{Recovered, SyncSource};
 use crate::recovery::plan::{DbPlan, DbStatus, Outcome, Reason, RecoveryPlan, ShardPlan};
 
-/// The text a person reads, then the `result` of `--json`.
-fn both(outcome: &impl Render) -> String {
+/// The text a person reads, then the `result` of `--json`: what every command's snapshot
+/// pins.
+pub(crate) fn both(outcome: &impl Render) -> String {
     let reply = Reply::of(outcome).expect("serialises");
     format!(
         "{}---- json ----\n{}",

@@ -413,16 +413,8 @@ mod tests {
     use super::*;
     use crate::backup::ShardEntry;
     use crate::ccs::{DbConfig, Persistence, SlotRange};
-    use crate::cmd::Reply;
 
-    fn both(outcome: &impl Render) -> String {
-        let reply = Reply::of(outcome).expect("serialises");
-        format!(
-            "{}---- json ----\n{}",
-            crate::shell::render::text(&reply),
-            serde_json::to_string_pretty(reply.data()).unwrap()
-        )
-    }
+    use crate::cmd::render_tests::both;
 
     fn task() -> BackupTask {
         BackupTask {

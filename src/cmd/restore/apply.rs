@@ -571,14 +571,7 @@ async fn start(ctx: &Context, name: &str, retry: bool) -> Result<Reply, CommandE
 mod tests {
     use super::*;
 
-    fn both(outcome: &impl Render) -> String {
-        let reply = Reply::of(outcome).expect("serialises");
-        format!(
-            "{}---- json ----\n{}",
-            crate::shell::render::text(&reply),
-            serde_json::to_string_pretty(reply.data()).unwrap()
-        )
-    }
+    use crate::cmd::render_tests::both;
 
     #[test]
     fn restore_results() {

@@ -112,16 +112,9 @@ async fn prepare(
             BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
         };
         let i = info(&s.addr, "server", SETUP_TIMEOUT).await.map_err(down)?;
-        let valkey = i.get("server_name") == Some("valkey") || i.get("valkey_version").is_some();
-        s.engine = if valkey { "valkey" } else { "redis" }.into();
-        s.version = i
-            .get(if valkey {
-                "valkey_version"
-            } else {
-                "redis_version"
-            })
-            .unwrap_or("unknown")
-            .to_string();
+        let (engine, version) = i.engine_version().unwrap_or(("redis", "unknown"));
+        s.engine = engine.into();
+        s.version = version.to_string();
         let deadline = Instant::now() + CHILD_WAIT;
         loop {
             let p = info(&s.addr, "persistence", SETUP_TIMEOUT)

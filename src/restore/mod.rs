@@ -416,9 +416,11 @@ async fn running_version(cluster: &Cluster, db: &Database) -> Option<String> {
     let m = db.masters().next()?;
     let a = crate::db::shard_addr(cluster, db, m.id)?;
     let i = info(&a, "server", TIMEOUT).await.ok()?;
-    i.get("valkey_version")
-        .map(|v| format!("valkey {v}"))
-        .or(i.get("redis_version").map(str::to_string))
+    // Redis as its bare version, as `redis-server --version` gives it; Valkey named.
+    i.engine_version().map(|(engine, v)| match engine {
+        "valkey" => format!("valkey {v}"),
+        _ => v.to_string(),
+    })
 }
 
 fn writable(dir: &Path) -> std::io::Result<()> {

@@ -120,11 +120,19 @@ impl Info {
     /// The engine and its own version: `valkey 8.1.8` (Valkey also reports
     /// `redis_version:7.2.4` for compatibility: its own is `valkey_version`), `redis 7.0.15`.
     pub fn engine(&self) -> Option<String> {
+        self.engine_version().map(|(e, v)| format!("{e} {v}"))
+    }
+
+    /// The engine (`redis` or `valkey`) and its own version, apart.
+    pub fn engine_version(&self) -> Option<(&'static str, &str)> {
         if let Some(v) = self.get("valkey_version") {
-            return Some(format!("valkey {v}"));
+            return Some(("valkey", v));
         }
-        let name = self.get("server_name").unwrap_or("redis");
-        self.get("redis_version").map(|v| format!("{name} {v}"))
+        let engine = match self.get("server_name") {
+            Some("valkey") => "valkey",
+            _ => "redis",
+        };
+        self.get("redis_version").map(|v| (engine, v))
     }
 
     /// Keys of db0 (`db0:keys=12,expires=0,avg_ttl=0`).

@@ -160,22 +160,6 @@ impl ShardDir {
         super::process::stop_shard(self.path()).await
     }
 
-    /// Kills every server running here, without the orderly shutdown that saves first:
-    /// for data about to be replaced. A server caught while daemonizing is two processes,
-    /// so this goes on until none is left (or 10 seconds pass).
-    pub async fn kill(&self) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while let Some(pid) = self.pid() {
-            let _ = local::send_signal(pid, crate::host::Signal::Kill);
-            while local::is_alive(pid) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                break;
-            }
-        }
-    }
-
     /// The last `lines` lines of the server's log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         super::process::log_tail(self.path(), lines)

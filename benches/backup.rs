@@ -18,6 +18,7 @@ mod data;
 #[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
+mod support;
 #[allow(dead_code)]
 #[path = "../tests/common/world.rs"]
 mod world;
@@ -27,56 +28,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lazarus::ccs::{Cluster, Persistence, Store};
+use lazarus::ccs::{Cluster, Persistence};
 use lazarus::db::{create_db, shard_addr, CreateDb};
 use procs::ProcessGuard;
 use rand::RngCore;
+use support::{bare_server, env_num, install, lazarus, median, secs};
 use world::{config, server, test_cluster};
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn lazarus(home: &Path, args: &[&str]) -> (Duration, String) {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("lazarus runs");
-    let took = started.elapsed();
-    if !out.status.success() {
-        panic!(
-            "lazarus {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    (took, String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn install(home: &Path, cluster: &Cluster) {
-    let mut c = cluster.clone();
-    Store::new(home.to_path_buf())
-        .lock()
-        .unwrap()
-        .save(&mut c)
-        .unwrap();
-}
 
 /// `mb` MB of 1 KB incompressible strings (and a hash per thousand keys) into every
 /// master of the database, spread by hash tags over their slots.
@@ -128,39 +85,6 @@ fn redis_cli_rdb(port: u16, file: &Path) -> Duration {
         .unwrap();
     assert!(st.success());
     started.elapsed()
-}
-
-/// A bare redis-server on `dir/dump.rdb`: from spawn until it has loaded.
-fn bare_server(dir: &Path, port: u16) -> Duration {
-    let started = Instant::now();
-    let mut child = Command::new(server().path)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--dbfilename", "dump.rdb"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let took = loop {
-        if let Ok(mut con) = client.get_connection() {
-            let info: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut con);
-            if info.is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0")) {
-                break started.elapsed();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    took
 }
 
 fn free_port() -> u16 {
@@ -255,7 +179,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         let dir = root.join(format!("bare{run}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&rdb, dir.join("dump.rdb")).unwrap();
-        bare.push(bare_server(&dir, free_port()));
+        bare.push(bare_server(&server().path, &dir, free_port()));
         std::fs::remove_dir_all(&dir).unwrap();
         // Into an empty database, as the bare server loads into an empty one.
         let task = format!("r{run}");

@@ -13,59 +13,20 @@ mod data;
 #[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
+mod support;
 #[allow(dead_code)]
 #[path = "../tests/common/world.rs"]
 mod world;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lazarus::ccs::{Cluster, Persistence, Store};
+use lazarus::ccs::{Cluster, Persistence};
 use lazarus::db::{create_db, shard_addr, CreateDb};
 use procs::ProcessGuard;
 use rand::RngCore;
+use support::{bare_server, env_num, install, lazarus, median, secs};
 use world::{after_disaster, config, server, test_cluster};
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn lazarus(home: &Path, args: &[&str]) -> Duration {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("lazarus runs");
-    let took = started.elapsed();
-    if !out.status.success() {
-        panic!(
-            "lazarus {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    took
-}
-
-fn install(home: &Path, cluster: &Cluster) {
-    let mut c = cluster.clone();
-    Store::new(home.to_path_buf())
-        .lock()
-        .unwrap()
-        .save(&mut c)
-        .unwrap();
-}
 
 /// Fills the database's first master with `mb` MB of 1 KB incompressible strings and a
 /// hash per thousand keys, then saves it.
@@ -102,42 +63,6 @@ async fn fill(cluster: &Cluster, name: &str, mb: u64) {
     let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
 }
 
-/// A bare redis-server on `dir/dump.rdb`: seconds from spawn until it has loaded.
-fn bare_server(dir: &Path, port: u16) -> Duration {
-    let started = Instant::now();
-    let mut child = Command::new(server().path)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .args(["--dbfilename", "dump.rdb", "--logfile", "bare.log"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let took = loop {
-        if let Ok(mut con) = client.get_connection() {
-            let info: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut con);
-            // Exactly `loading:0`: `async_loading:0` is there from the start.
-            if info.is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0")) {
-                break started.elapsed();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    took
-}
-
 fn big(root: &Path, rt: &tokio::runtime::Runtime) {
     let mb = env_num("LAZARUS_BENCH_MB", 1100);
     std::fs::create_dir_all(root).unwrap();
@@ -172,7 +97,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         let bare_dir = root.join(format!("bare{run}"));
         std::fs::create_dir_all(&bare_dir).unwrap();
         std::fs::copy(&rdb, bare_dir.join("dump.rdb")).unwrap();
-        bares.push(bare_server(&bare_dir, shard.port));
+        bares.push(bare_server(&server.path, &bare_dir, shard.port));
         if std::env::var_os("LAZARUS_BENCH_KEEP").is_none() {
             std::fs::remove_dir_all(&bare_dir).unwrap();
         }
@@ -184,7 +109,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         let extra = std::env::var("LAZARUS_BENCH_RECOVER_ARGS").unwrap_or_default();
         let mut args = vec!["recover", "db", "big"];
         args.extend(extra.split_whitespace());
-        ours.push(lazarus(&home, &args));
+        ours.push(lazarus(&home, &args).0);
         guard.kill_all();
         if std::env::var_os("LAZARUS_BENCH_KEEP").is_none() {
             std::fs::remove_dir_all(&new_root).unwrap();
@@ -204,11 +129,6 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         ours.as_secs_f64() / bare.as_secs_f64()
     );
     drop(guard);
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn many(root: &Path, rt: &tokio::runtime::Runtime) {
@@ -246,7 +166,7 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
 
     let all_root = root.join("all");
     install(&root.join("home-all"), &after_disaster(&old, &all_root));
-    let parallel = lazarus(&root.join("home-all"), &["recover", "all"]);
+    let parallel = lazarus(&root.join("home-all"), &["recover", "all"]).0;
     guard.kill_all();
 
     let seq_root = root.join("seq");
@@ -254,7 +174,7 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
     install(&home, &after_disaster(&old, &seq_root));
     let mut sequential = Duration::ZERO;
     for i in 0..n {
-        sequential += lazarus(&home, &["recover", "db", &format!("db{i}")]);
+        sequential += lazarus(&home, &["recover", "db", &format!("db{i}")]).0;
     }
     guard.kill_all();
     println!(

@@ -1,0 +1,94 @@
+//! What the end-to-end benchmarks share: knobs from the environment, medians, the binary
+//! timed as an operator runs it, and the anchor every load is compared with (a bare
+//! `redis-server` loading a `dump.rdb`).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lazarus::ccs::{Cluster, Store};
+
+pub fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `lazarus --home <home> <args>`: how long it took and what it printed; a failure ends
+/// the benchmark with its output.
+pub fn lazarus(home: &Path, args: &[&str]) -> (Duration, String) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("lazarus runs");
+    let took = started.elapsed();
+    if !out.status.success() {
+        panic!(
+            "lazarus {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (took, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Stores `cluster` as the CCS of `home`.
+pub fn install(home: &Path, cluster: &Cluster) {
+    let mut c = cluster.clone();
+    Store::new(home.to_path_buf())
+        .lock()
+        .unwrap()
+        .save(&mut c)
+        .unwrap();
+}
+
+/// A bare `server` on `dir/dump.rdb`: from spawn until it has loaded.
+pub fn bare_server(server: &Path, dir: &Path, port: u16) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(server)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--dbfilename", "dump.rdb", "--logfile", "bare.log"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let took = loop {
+        if let Ok(mut con) = client.get_connection() {
+            let info: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut con);
+            // Exactly `loading:0`: `async_loading:0` is there from the start.
+            if info.is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0")) {
+                break started.elapsed();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    took
+}

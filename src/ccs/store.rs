@@ -3,10 +3,12 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use crate::host::local;
 
 use super::model::{Cluster, Node, PortRange, CCS_FORMAT};
 
@@ -128,7 +130,7 @@ impl Store {
     /// Takes the exclusive lock without waiting; when another process holds it, the error
     /// names that process.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
-        create_private_dir(&self.home).map_err(|source| StoreError::Home {
+        local::create_private_dir(&self.home).map_err(|source| StoreError::Home {
             path: self.home.clone(),
             source,
         })?;
@@ -202,7 +204,7 @@ impl StoreLock {
                 let _ = fs::remove_file(tmp);
             }
         };
-        match prepare_atomic(&saved, &text) {
+        match local::prepare_private(&saved, &text) {
             Ok(tmp) => prepared.push((tmp, saved.clone())),
             Err(source) => {
                 cluster.generation = before;
@@ -215,7 +217,9 @@ impl StoreLock {
         for node in cluster.nodes.values() {
             let dir = node.ccs_backup_dir();
             let path = dir.join(CCS_FILE);
-            match create_private_dir(&dir).and_then(|()| prepare_atomic(&path, &text)) {
+            match local::create_private_dir(&dir)
+                .and_then(|()| local::prepare_private(&path, &text))
+            {
                 Ok(tmp) => prepared.push((tmp, path)),
                 Err(source) => {
                     discard(&prepared);
@@ -226,7 +230,7 @@ impl StoreLock {
         }
         let mut pending = prepared.into_iter();
         if let Some((tmp, path)) = pending.next() {
-            if let Err(source) = commit_atomic(&tmp, &path) {
+            if let Err(source) = local::commit_private(&tmp, &path) {
                 let rest: Vec<_> = pending.collect();
                 discard(&rest);
                 let _ = fs::remove_file(&tmp);
@@ -238,7 +242,7 @@ impl StoreLock {
         // is needed for it) leaves a backup one generation behind, and says so.
         let mut failed = None;
         for (tmp, path) in pending {
-            if let Err(source) = commit_atomic(&tmp, &path) {
+            if let Err(source) = local::commit_private(&tmp, &path) {
                 let _ = fs::remove_file(&tmp);
                 failed.get_or_insert(StoreError::Backup {
                     saved: saved.clone(),
@@ -329,83 +333,9 @@ fn load_file(path: &Path) -> Result<Option<Cluster>, StoreError> {
 }
 
 /// Temp file, fsync, rename over the target, fsync the directory: a crash leaves either
-/// the old document or the new one, never half of one.
+/// the old document or the new one, never half of one ([`local::write_private`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = prepare_atomic(path, bytes)?;
-    let result = commit_atomic(&tmp, path);
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Writes `bytes` to a private temp file beside `path` and syncs it; `path` is untouched.
-fn prepare_atomic(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    remove_stale_temps(dir, name);
-    // pid and a counter: unique across processes and across threads of this one.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Puts a prepared temp file in `path`'s place and syncs the directory.
-fn commit_atomic(tmp: &Path, path: &Path) -> io::Result<()> {
-    fs::rename(tmp, path)?;
-    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
-/// Removes `.<name>.tmp.<pid>[.<n>]` files left by a writer killed mid-save (they may hold
-/// a password); a temp file whose pid still runs is another writer's, and stays.
-fn remove_stale_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp.");
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let Ok(pid) = rest.split('.').next().unwrap_or("").parse::<u32>() else {
-            continue;
-        };
-        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-        if !alive {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// A directory only this user can enter (0700), whoever made it and however: a directory
-/// found with wider permissions is narrowed, since what goes in holds secrets.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if !dir.is_dir() {
-        fs::create_dir_all(dir)?;
-    }
-    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
+    local::write_private(path, bytes)
 }
 
 /// The holder's stamp; it may be a moment away from being written, so wait a little for it.
@@ -488,6 +418,8 @@ fn describe_holder(stamp: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

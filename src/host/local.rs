@@ -136,19 +136,29 @@ fn kind_of(t: fs::FileType) -> FileKind {
     }
 }
 
-/// See [`Host::write_private`]. The temporary name is unique per process and call, so two
-/// writers never share one, and it is removed when anything fails.
+/// See [`Host::write_private`]: [`prepare_private`] then [`commit_private`].
 pub fn write_private(path: &Path, bytes: &[u8]) -> HostResult<()> {
+    let tmp = prepare_private(path, bytes)?;
+    commit_private(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// The first half of an atomic private write: `bytes` in a 0600 temporary file beside
+/// `path`, synced; `path` itself untouched. The temporary name is unique per process and
+/// call (`.<name>.tmp.<pid>.<n>`), so two writers never share one; it is removed when
+/// anything fails, and one left by a writer that was killed is removed by the next.
+/// Split from [`commit_private`] so a caller can prepare several files before replacing
+/// any (the CCS and its node backups: all or nothing).
+pub fn prepare_private(path: &Path, bytes: &[u8]) -> HostResult<std::path::PathBuf> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale_temps(dir, &name);
     let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut file = OpenOptions::new()
@@ -157,13 +167,46 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> HostResult<()> {
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        file.sync_all()
     };
     write().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
-    })
+    })?;
+    Ok(tmp)
+}
+
+/// The second half: the prepared file takes `path`'s place, and the directory is synced.
+pub fn commit_private(tmp: &Path, path: &Path) -> HostResult<()> {
+    fs::rename(tmp, path)?;
+    File::open(parent_dir(path))?.sync_all()
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes `.<name>.tmp.<pid>[.<n>]` files left by a writer killed mid-write (they may hold
+/// a password); a temporary file whose pid still runs is another writer's, and stays.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Ok(pid) = rest.split('.').next().unwrap_or("").parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !is_alive(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// See [`Host::create_private_dir`].

@@ -617,7 +617,7 @@ pub async fn start(
         }
         Err(e) => {
             step("putting the old data back");
-            match roll_back(cluster, db, server).await {
+            match roll_back(cluster, db, server, false).await {
                 Ok(()) => Err(format!("{e}; the old data is back in place and serving")),
                 Err(r) => Err(format!(
                     "{e}; putting the old data back failed too: {r} (it is kept in `{OLD_DIR}` of each shard directory)"
@@ -1033,13 +1033,34 @@ async fn save(a: &ShardAddr) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The steps of a start that come before any shard is stopped. A start cut short at one
+/// of these left every shard running (fenced at most); at any other step a shard may be
+/// stopped, or still shutting down from the SIGTERM it was sent.
+const BEFORE_STOP: [&str; 5] = [
+    "staging the run's files beside the data",
+    "fencing clients",
+    "decoding the run's files",
+    "restoring keys",
+    "emptying the database again",
+];
+
+/// Whether a start that reached `step` may have stopped a shard: its retry then restarts
+/// every shard rather than trust one that still answers (it may be shutting down).
+pub fn may_have_stopped(step: Option<&str>) -> bool {
+    step.is_some_and(|s| !BEFORE_STOP.contains(&s))
+}
+
 /// Puts every shard's old data back (where a restore moved it aside) and starts the
 /// database as it was configured. Safe to run again; does nothing to a shard whose data
-/// was never moved.
+/// was never moved. `restart` (a start cut short after it began stopping shards) restarts
+/// every shard instead of unfencing one that answers: a server that received the
+/// restore's SIGTERM still answers until it exits. A database without persistence saves
+/// first, so its memory survives the restart.
 pub async fn roll_back(
     cluster: &Cluster,
     db: &Database,
     server: &RedisServer,
+    restart: bool,
 ) -> Result<(), String> {
     let mut touched = false;
     for s in &db.shards {
@@ -1075,7 +1096,20 @@ pub async fn roll_back(
             let dir = dir_of(cluster, db, s.id)?;
             let a = crate::db::shard_addr(cluster, db, s.id)
                 .ok_or_else(|| format!("redis:{} has no node", s.id))?;
-            if !touched && shard_pid(&dir).is_some() {
+            let running = shard_pid(&dir).is_some();
+            if restart && running && db.config.persistence == Persistence::Disabled {
+                // Its only copy may be its memory: on disk before the restart (the
+                // restart loads it; it is removed below). A server already shutting
+                // down refuses, and the restore saved it before sending the SIGTERM.
+                let mut saving = a.clone();
+                if let Ok(fence) = std::fs::read_to_string(dir.join(FENCE_FILE)) {
+                    saving.password = Some(fence);
+                }
+                if save(&saving).await.is_err() {
+                    let _ = save(&a).await;
+                }
+            }
+            if !touched && !restart && running {
                 if let Ok(fence) = std::fs::read_to_string(dir.join(FENCE_FILE)) {
                     let mut fenced = a.clone();
                     fenced.password = Some(fence);
@@ -1106,10 +1140,30 @@ pub async fn roll_back(
     crate::db::wire(cluster, db)
         .await
         .map_err(|e| e.to_string())?;
-    if db.config.persistence == Persistence::Disabled && touched {
+    if db.config.persistence == Persistence::Disabled && (touched || restart) {
         for s in db.masters() {
             let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join("dump.rdb"));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_have_stopped;
+
+    #[test]
+    fn a_start_cut_short_after_fencing_restarts_every_shard_on_retry() {
+        assert!(!may_have_stopped(None));
+        assert!(!may_have_stopped(Some("fencing clients")));
+        assert!(!may_have_stopped(Some("restoring keys")));
+        for step in [
+            "stopping the shards",
+            "loading: 3 of 10 MB",
+            "unfencing",
+            "putting the old data back",
+        ] {
+            assert!(may_have_stopped(Some(step)), "{step}");
+        }
+    }
 }

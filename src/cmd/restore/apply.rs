@@ -435,6 +435,7 @@ async fn start(ctx: &Context, name: &str, retry: bool) -> Result<Reply, CommandE
     let server = server(ctx, &cluster)?;
     if retry {
         if let Some(db) = cluster.database_by_name(&t.db) {
+            let restart = restore::may_have_stopped(t.step.as_deref());
             set_state(
                 ctx,
                 name,
@@ -444,7 +445,7 @@ async fn start(ctx: &Context, name: &str, retry: bool) -> Result<Reply, CommandE
                 None,
             )
             .await?;
-            if let Err(e) = restore::roll_back(&cluster, db, &server).await {
+            if let Err(e) = restore::roll_back(&cluster, db, &server, restart).await {
                 set_state(
                     ctx,
                     name,

@@ -150,6 +150,9 @@ pub(crate) struct FirstPass<'a> {
     /// a damaged file may not, so runs are only where to look; these count them exactly.
     resp_base_keys: BTreeMap<u32, FpRuns>,
     pub touched: FpSet,
+    /// The replay as the commands come, when the files hold no base key before the first
+    /// incremental command: no second pass. `None` until that first command.
+    pub live: Option<Replay>,
     /// More keys touched than the set holds: counts not exact.
     pub full: bool,
     pub replay_needed: bool,
@@ -171,6 +174,7 @@ impl<'a> FirstPass<'a> {
             resp_base: BTreeMap::new(),
             resp_base_keys: BTreeMap::new(),
             touched: FpSet::default(),
+            live: None,
             full: false,
             replay_needed: false,
             exact: true,
@@ -234,6 +238,15 @@ impl<'a> FirstPass<'a> {
 }
 
 impl FirstPass<'_> {
+    /// No key in what the files held before the first incremental command.
+    fn base_is_empty(&self) -> bool {
+        self.resp_base.values().all(|c| c.keys == 0)
+            && self
+                .base
+                .as_ref()
+                .is_none_or(|b| b.keys_per_db.values().all(|&n| n == 0))
+    }
+
     /// A RESP base's counts per db, each key counted once however its commands lie.
     pub fn take_resp_base(&mut self) -> BTreeMap<u32, DbCounts> {
         let mut counts = std::mem::take(&mut self.resp_base);
@@ -261,6 +274,12 @@ impl AofSink for FirstPass<'_> {
     }
 
     fn rdb(&mut self, outcome: RdbOutcome) {
+        if self.live.is_some() && outcome.keys_per_db.values().any(|&n| n > 0) {
+            // An RDB after incremental commands: not a layout Redis writes.
+            self.exact = false;
+            self.inexact_why
+                .get_or_insert_with(|| "an RDB preamble after incremental commands".into());
+        }
         self.base = Some(outcome);
     }
 
@@ -268,11 +287,19 @@ impl AofSink for FirstPass<'_> {
         if base {
             return self.base_command(class, cmd);
         }
+        if self.live.is_none() && self.base_is_empty() {
+            self.live = Some(Replay::growing());
+        }
         // Slot-check each written key once: the first time it is touched.
         if let Some(s) = self.slots.as_deref_mut() {
             for i in aof_keys::written_keys(class, cmd.argc) {
                 if let Some(key) = cmd.arg(i) {
-                    if !self.touched.contains(aof_keys::fingerprint(key)) {
+                    let fp = aof_keys::fingerprint(key);
+                    let known = match &self.live {
+                        Some(r) => r.knows(fp),
+                        None => self.touched.contains(fp),
+                    };
+                    if !known {
                         s.check(key);
                     }
                 }
@@ -295,6 +322,16 @@ impl AofSink for FirstPass<'_> {
                 Effect::Select(_) | Effect::AllAbsent(_) => {}
                 _ => self.replay_needed = true,
             }
+        }
+        if let Some(r) = &mut self.live {
+            r.apply_all(&self.effects);
+            if r.full {
+                self.full = true;
+                self.exact = false;
+            }
+            return;
+        }
+        for e in &self.effects {
             for k in e.keys().into_iter().flatten() {
                 if self.touched.insert(k).is_none() {
                     self.full = true;
@@ -307,15 +344,15 @@ impl AofSink for FirstPass<'_> {
 
 /// Pass two: which touched keys the base holds (and their TTLs), then the incr commands
 /// replayed.
-pub(crate) struct SecondPass<'a> {
-    pub replay: Replay<'a>,
+pub(crate) struct SecondPass {
+    pub replay: Replay,
     now_ms: i64,
     db: u32,
     effects: Vec<Effect>,
 }
 
-impl<'a> SecondPass<'a> {
-    pub fn new(touched: &'a FpSet, base_counts: BTreeMap<u32, DbCounts>, now_ms: i64) -> Self {
+impl SecondPass {
+    pub fn new(touched: FpSet, base_counts: BTreeMap<u32, DbCounts>, now_ms: i64) -> Self {
         SecondPass {
             replay: Replay::new(touched, base_counts),
             now_ms,
@@ -325,7 +362,7 @@ impl<'a> SecondPass<'a> {
     }
 }
 
-impl KeyVisitor for SecondPass<'_> {
+impl KeyVisitor for SecondPass {
     fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
         let ttl = expire_ms.map_or(Ttl::None, |ms| Ttl::at(ms, self.now_ms));
         self.replay
@@ -333,7 +370,7 @@ impl KeyVisitor for SecondPass<'_> {
     }
 }
 
-impl AofSink for SecondPass<'_> {
+impl AofSink for SecondPass {
     fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor> {
         Some(self)
     }

@@ -2,9 +2,13 @@
 //! and how many carry a TTL and how many of those had passed when the check ran.
 //!
 //! Counts start from the base's. Every key an incremental command names is in one
-//! [`FpSet`] (filled by the first pass); its state in each database is two bits at its
-//! slot: absent, alive without TTL, with a TTL still ahead, with a TTL passed. So the
-//! memory is that of the set plus 2 bits a slot for each database used.
+//! [`FpSet`]; its state in each database is two bits at its slot: absent, alive without
+//! TTL, with a TTL still ahead, with a TTL passed. So the memory is that of the set plus
+//! 2 bits a slot for each database used.
+//!
+//! Two ways to fill the set: by a first pass over the files (then the base's keys among
+//! them are learnt in a second pass, before the commands are replayed), or, when the base
+//! holds no key, as the commands come ([`Replay::growing`]): one pass.
 
 use std::collections::BTreeMap;
 
@@ -59,17 +63,25 @@ struct Db {
     states: SlotStates,
 }
 
-pub(crate) struct Replay<'t> {
-    touched: &'t FpSet,
+pub(crate) struct Replay {
+    touched: FpSet,
+    /// Keys are added as commands name them (no base keys to learn first).
+    grows: bool,
     db: u32,
     dbs: BTreeMap<u32, Db>,
     pub exact: bool,
+    /// A growing replay met more keys than the set holds.
+    pub full: bool,
 }
 
-impl<'t> Replay<'t> {
-    pub fn new(touched: &'t FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
+impl Replay {
+    /// A replay over a base whose keys among `touched` are given by
+    /// [`base_key`](Self::base_key) before any command.
+    pub fn new(touched: FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
         Replay {
             touched,
+            grows: false,
+            full: false,
             db: 0,
             dbs: base
                 .into_iter()
@@ -85,6 +97,20 @@ impl<'t> Replay<'t> {
                 .collect(),
             exact: true,
         }
+    }
+
+    /// A replay over a base that holds no key: every key starts absent and is added when
+    /// a command names it.
+    pub fn growing() -> Self {
+        Replay {
+            grows: true,
+            ..Replay::new(FpSet::default(), BTreeMap::new())
+        }
+    }
+
+    /// Whether a command has named this key.
+    pub fn knows(&self, fp: u64) -> bool {
+        self.touched.contains(fp)
     }
 
     pub fn counts(&self) -> BTreeMap<u32, DbCounts> {
@@ -107,12 +133,39 @@ impl<'t> Replay<'t> {
         d.counts.add(state, true);
     }
 
+    /// The slot of a key a command makes (adding it, when the replay grows).
     fn slot(&mut self, fp: u64) -> Option<usize> {
+        if self.grows {
+            let s = self.touched.insert(fp).and_then(|_| self.touched.find(fp));
+            if s.is_none() {
+                self.full = true;
+                self.exact = false;
+            }
+            return s;
+        }
         let s = self.touched.find(fp);
         if s.is_none() {
             self.exact = false;
         }
         s
+    }
+
+    /// The slot of a key a command needs to exist: a growing replay has never seen a key
+    /// it does not know, so that key is absent (and stays out of the set).
+    fn existing(&mut self, fp: u64) -> Option<usize> {
+        if self.grows {
+            return self.touched.find(fp);
+        }
+        self.slot(fp)
+    }
+
+    /// Room for the keys of `effects`, so that no slot moves while they apply.
+    fn make_room(&mut self, effects: &[Effect]) {
+        if let Some(old) = self.touched.reserve(effects.len() * 2) {
+            for d in self.dbs.values_mut() {
+                d.states = d.states.moved(&old, &self.touched);
+            }
+        }
     }
 
     /// A key the base holds (already in the base's counts): its state, when an
@@ -137,6 +190,9 @@ impl<'t> Replay<'t> {
 
     /// Applies one command's effects.
     pub fn apply_all(&mut self, effects: &[Effect]) {
+        if self.grows {
+            self.make_room(effects);
+        }
         let mut i = 0;
         while i < effects.len() {
             if let Effect::AllAbsent(n) = effects[i] {
@@ -204,7 +260,7 @@ impl<'t> Replay<'t> {
                 }
             }
             Effect::Expire(k, cond, ttl) => {
-                let Some(s) = self.slot(k) else { return };
+                let Some(s) = self.existing(k) else { return };
                 let old = self.get(db, s);
                 if old == ABSENT {
                     return;
@@ -226,16 +282,18 @@ impl<'t> Replay<'t> {
                 self.put(db, s, result);
             }
             Effect::Remove(k) => {
-                if let Some(s) = self.slot(k) {
+                if let Some(s) = self.existing(k) {
                     self.put(db, s, ABSENT);
                 }
             }
             Effect::Rename(a, b, nx) => {
-                let (Some(sa), Some(sb)) = (self.slot(a), self.slot(b)) else {
+                let Some(sa) = self.existing(a) else { return };
+                if self.get(db, sa) == ABSENT {
                     return;
-                };
+                }
+                let Some(sb) = self.slot(b) else { return };
                 let state = self.get(db, sa);
-                if state == ABSENT || sa == sb || (nx && self.get(db, sb) != ABSENT) {
+                if sa == sb || (nx && self.get(db, sb) != ABSENT) {
                     return;
                 }
                 self.put(db, sa, ABSENT);
@@ -246,7 +304,7 @@ impl<'t> Replay<'t> {
                     self.exact = false;
                     return;
                 }
-                let Some(s) = self.slot(k) else { return };
+                let Some(s) = self.existing(k) else { return };
                 let state = self.get(db, s);
                 if to == db || state == ABSENT || self.get(to, s) != ABSENT {
                     return;
@@ -260,12 +318,14 @@ impl<'t> Replay<'t> {
                     self.exact = false;
                     return;
                 }
-                let (Some(sa), Some(sb)) = (self.slot(a), self.slot(b)) else {
+                let Some(sa) = self.existing(a) else { return };
+                if self.get(db, sa) == ABSENT {
                     return;
-                };
+                }
+                let Some(sb) = self.slot(b) else { return };
                 let state = self.get(db, sa);
                 let same = sa == sb && to == db;
-                if state == ABSENT || same || (!replace && self.get(to, sb) != ABSENT) {
+                if same || (!replace && self.get(to, sb) != ABSENT) {
                     return;
                 }
                 self.put(to, sb, state);
@@ -312,10 +372,15 @@ mod tests {
             }
             all.push(std::mem::take(&mut out));
         }
-        let mut rep = Replay::new(&touched, BTreeMap::new());
+        let mut rep = Replay::new(touched, BTreeMap::new());
+        // The one-pass replay, filling its set as it goes, counts the same.
+        let mut growing = Replay::growing();
         for e in &all {
             rep.apply_all(e);
+            growing.apply_all(e);
         }
+        assert_eq!(growing.counts(), rep.counts(), "{cmds:?}");
+        assert_eq!(growing.exact, rep.exact, "{cmds:?}");
         (rep.counts(), rep.exact)
     }
 
@@ -375,6 +440,29 @@ mod tests {
             },
         );
         assert_eq!(counts, want);
+    }
+
+    #[test]
+    fn a_growing_replay_keeps_every_state_while_its_set_grows() {
+        // Enough keys to grow the set many times, in two databases, with TTLs and
+        // removals spread over the whole run.
+        let mut cmds = Vec::new();
+        for i in 0..20_000 {
+            cmds.push(format!("SET k{i} v"));
+            if i % 3 == 0 {
+                cmds.push(format!("EXPIRE k{} 100", i / 2));
+            }
+            if i % 5 == 0 {
+                cmds.push(format!("DEL k{}", i / 3));
+            }
+            if i % 7 == 0 {
+                cmds.push(format!("MOVE k{} 2", i / 4));
+            }
+        }
+        let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        let (counts, exact) = replay(&cmds);
+        assert!(exact);
+        assert!(counts[&0].keys > 10_000, "{counts:?}");
     }
 
     #[test]

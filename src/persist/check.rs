@@ -390,6 +390,7 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
     let mut why = first.inexact_why.take();
     let (replay_needed, full) = (first.replay_needed, first.full);
     let touched = std::mem::take(&mut first.touched);
+    let live = first.live.take();
     drop(first);
     if full {
         let w = format!(
@@ -398,8 +399,15 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
         );
         why = Some(w.clone());
         report.warnings.push(w);
+    } else if let Some(replay) = live {
+        // Replayed in the one pass: the files held no key before the first command.
+        if !replay.exact && why.is_none() {
+            why = Some("the AOF selects a database a default server does not have (16)".into());
+        }
+        exact &= replay.exact;
+        counts = replay.counts();
     } else if matches!(report.verdict, Verdict::Ok | Verdict::Truncated) && replay_needed {
-        let mut second = SecondPass::new(&touched, counts.clone(), now);
+        let mut second = SecondPass::new(touched, counts.clone(), now);
         for part in &parts[..walked] {
             if aof::walk(part, &mut second, now).is_err() {
                 exact = false;

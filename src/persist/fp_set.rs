@@ -144,13 +144,28 @@ impl FpSet {
         Some(true)
     }
 
-    fn grow(&mut self) {
+    fn grow(&mut self) -> Vec<u64> {
         let bigger = vec![0; self.slots.len() * 2];
         let old = std::mem::replace(&mut self.slots, bigger);
-        for fp in old.into_iter().filter(|&s| s != 0) {
+        for &fp in old.iter().filter(|&&s| s != 0) {
             let (i, _) = self.probe(fp);
             self.slots[i] = fp;
         }
+        old
+    }
+
+    /// Makes room for `n` more fingerprints without growing during their inserts (as far
+    /// as [`MAX_SLOTS`] allows), so slot indices stay put meanwhile. When the table grew,
+    /// returns the old one: whoever keeps per-slot data moves it (`old[i]` was at `i`).
+    pub fn reserve(&mut self, n: usize) -> Option<Vec<u64>> {
+        let mut old: Option<Vec<u64>> = None;
+        while (self.len + n) * 4 > self.slots.len() * 3 && self.slots.len() < MAX_SLOTS {
+            let before = self.grow();
+            // Two doublings at once: the first table is the one the caller's data is
+            // indexed by.
+            old.get_or_insert(before);
+        }
+        old
     }
 }
 
@@ -218,13 +233,32 @@ impl FpRuns {
     }
 }
 
-/// Two bits for each slot of an [`FpSet`] (which must no longer grow), all 0 at first.
+/// Two bits for each slot of an [`FpSet`], all 0 at first. When the set grows, its
+/// owner moves them with [`SlotStates::moved`].
 #[derive(Default, Clone)]
 pub(crate) struct SlotStates {
     words: Vec<u64>,
 }
 
 impl SlotStates {
+    /// These states in `set`'s table, given the table they were indexed by (`old`, as
+    /// [`FpSet::reserve`] returned it).
+    pub fn moved(&self, old: &[u64], set: &FpSet) -> SlotStates {
+        let mut out = SlotStates::default();
+        if self.words.is_empty() {
+            return out;
+        }
+        for (i, &fp) in old.iter().enumerate() {
+            let state = self.get(i);
+            if fp != 0 && state != 0 {
+                if let (i, true) = set.probe(fp) {
+                    out.set(set.slots(), i, state);
+                }
+            }
+        }
+        out
+    }
+
     #[inline]
     pub fn get(&self, slot: usize) -> u8 {
         self.words

@@ -108,6 +108,16 @@ impl Replay {
         }
     }
 
+    /// Prefetches the slots of `effects`' keys, for an [`apply_all`](Self::apply_all) of
+    /// them a few commands later.
+    pub fn prefetch(&self, effects: &[Effect]) {
+        for e in effects {
+            for k in e.keys().into_iter().flatten() {
+                self.touched.prefetch(k);
+            }
+        }
+    }
+
     /// Whether a command has named this key.
     pub fn knows(&self, fp: u64) -> bool {
         self.touched.contains(fp)
@@ -136,7 +146,7 @@ impl Replay {
     /// The slot of a key a command makes (adding it, when the replay grows).
     fn slot(&mut self, fp: u64) -> Option<usize> {
         if self.grows {
-            let s = self.touched.insert(fp).and_then(|_| self.touched.find(fp));
+            let s = self.touched.insert_at(fp).map(|(s, _)| s);
             if s.is_none() {
                 self.full = true;
                 self.exact = false;

@@ -388,9 +388,9 @@ fn check_parts(parts: &[Part], opts: &CheckOptions, report: &mut FileReport) {
     };
     let mut exact = first.exact;
     let mut why = first.inexact_why.take();
+    let live = first.take_live();
     let (replay_needed, full) = (first.replay_needed, first.full);
     let touched = std::mem::take(&mut first.touched);
-    let live = first.live.take();
     drop(first);
     if full {
         let w = format!(

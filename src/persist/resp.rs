@@ -60,11 +60,11 @@ impl<'a, R: Read> RespReader<'a, R> {
     /// The next command, skipping annotations; `None` at the end of the file. Only the
     /// arguments its class needs (names, keys, numbers) are held in memory.
     pub fn next_command(&mut self) -> Result<Option<Command<'_>>, ParseError> {
-        if let Some(argc) = self.command_in_buffer() {
+        if let Some((argc, len)) = self.command_in_buffer() {
             return Ok(Some(Command {
                 argc,
                 class: self.class,
-                arena: &self.arena,
+                arena: self.src.behind(len),
                 spans: &self.spans,
             }));
         }
@@ -73,15 +73,15 @@ impl<'a, R: Read> RespReader<'a, R> {
 
     /// The common case in one pass over the buffer: a whole, well-formed command already
     /// buffered. `None` (having consumed nothing) sends anything else down the careful
-    /// path, which also finds and places any fault.
+    /// path, which also finds and places any fault. Its arguments are not copied: the
+    /// spans point into the bytes just consumed; returns the count and their length.
     #[inline]
-    fn command_in_buffer(&mut self) -> Option<usize> {
+    fn command_in_buffer(&mut self) -> Option<(usize, usize)> {
         let b = self.src.buffered();
         let (mut at, argc) = header_in(b, b'*')?;
         if argc == 0 {
             return None;
         }
-        self.arena.clear();
         self.spans.clear();
         let mut class = Class::Unknown;
         for i in 0..argc {
@@ -92,9 +92,7 @@ impl<'a, R: Read> RespReader<'a, R> {
                 return None;
             }
             if len <= ARG_CAP && (i <= 1 || aof_keys::wants(class, i)) {
-                let s = self.arena.len();
-                self.arena.extend_from_slice(&b[data..end]);
-                self.spans.push(Some((s, self.arena.len())));
+                self.spans.push(Some((data, end)));
                 if i == 0 {
                     class = classify_name(&b[data..end]);
                 }
@@ -105,7 +103,7 @@ impl<'a, R: Read> RespReader<'a, R> {
         }
         self.src.consume(at);
         self.class = class;
-        Some(argc)
+        Some((argc, at))
     }
 
     fn next_command_slow(&mut self) -> Result<Option<Command<'_>>, ParseError> {

@@ -283,6 +283,12 @@ impl<R: Read> Source<R> {
         &self.buf[self.pos..self.end]
     }
 
+    /// The last `n` bytes consumed, while they are still buffered (no read since).
+    #[inline]
+    pub fn behind(&self, n: usize) -> &[u8] {
+        &self.buf[self.pos - n..self.pos]
+    }
+
     #[inline]
     pub fn consume(&mut self, n: usize) {
         debug_assert!(self.pos + n <= self.end);

@@ -22,6 +22,7 @@ fn config(name: &str, shards: u32) -> DbConfig {
         memory: None,
         password: None,
         sync_source: None,
+        tls: false,
     }
 }
 

@@ -209,11 +209,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     println!("  (redis-server load: {:.2} s)", t.elapsed().as_secs_f64());
-    let addr = ShardAddr {
-        host: "127.0.0.1".into(),
-        port: s.port,
-        password: None,
-    };
+    let addr = ShardAddr::plain("127.0.0.1", s.port, None);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

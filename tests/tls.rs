@@ -4,9 +4,16 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use common::certs::{write_files, Ca, Files};
-use common::Lazarus;
+use common::data::{connect_at, contents_at, write_sample, Contents};
+use common::procs::ProcessGuard;
+use common::world::{slot_tag, test_cluster};
+use common::{runtime, Lazarus};
+use lazarus::ccs::{Cluster, Store};
+use lazarus::db::shard_addr;
+use lazarus::server::{probe, ShardAddr};
 
 fn set_line(f: &Files) -> String {
     format!(
@@ -141,4 +148,198 @@ fn bad_material_is_refused_and_nothing_is_stored() {
             key_pem
         );
     }
+}
+
+fn stored(lz: &Lazarus) -> Cluster {
+    Store::new(lz.home().to_path_buf()).load().unwrap().unwrap()
+}
+
+/// Every master's content, read over the database's own transport (TLS for a TLS one).
+fn picture(rt: &tokio::runtime::Runtime, lz: &Lazarus, name: &str) -> Contents {
+    let c = stored(lz);
+    let db = c.database_by_name(name).unwrap();
+    let mut all = Contents::new();
+    for m in db.masters() {
+        let a = shard_addr(&c, db, m.id).unwrap();
+        assert!(a.is_tls(), "redis:{} is reached over TLS", m.id);
+        all.extend(rt.block_on(contents_at(&a)));
+    }
+    all
+}
+
+/// Each master of the TLS database `name` refuses plain text and a certificate of
+/// another CA, and answers `redis-cli --tls` with the cluster's files.
+fn tls_only(rt: &tokio::runtime::Runtime, lz: &Lazarus, name: &str, good: &Files, foreign: &Files) {
+    let c = stored(lz);
+    let db = c.database_by_name(name).unwrap();
+    for s in &db.shards {
+        let a = shard_addr(&c, db, s.id).unwrap();
+        let plain = ShardAddr::plain(a.host.clone(), a.port, None);
+        let p = rt.block_on(probe(&plain, false, Duration::from_secs(2)));
+        assert!(!p.up, "redis:{} answered plain text", s.id);
+        let cli = |f: &Files| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(&f.cacert)
+                .arg("--cert")
+                .arg(&f.cert)
+                .arg("--key")
+                .arg(&f.key)
+                .args(["-h", "127.0.0.1", "-p", &a.port.to_string(), "PING"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(cli(good), "PONG", "redis:{}", s.id);
+        assert_ne!(
+            cli(foreign),
+            "PONG",
+            "redis:{} took another CA's client",
+            s.id
+        );
+    }
+}
+
+/// Issue 12, evidence 1, 2 and 4, and rotation: a 3-shard TLS-only database (Redis
+/// Cluster over TLS) is written and read over TLS, refuses plain text and foreign
+/// certificates, is backed up, loses every process and the home, comes back with
+/// `cluster recover` + `recover all` TLS-only with the same data, is restored from its
+/// backup, and takes rotated material while running.
+#[test]
+fn a_tls_database_survives_the_drill_over_tls() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    lz.install(&test_cluster(lz.home(), 1));
+    let ca = Ca::new("lazarus test CA");
+    let good = ca.write(&lz.path("in"), "");
+    let foreign = Ca::new("other CA").write(&lz.path("in"), "foreign-");
+    lz.run(&set_line(&good)).ok();
+    let out = lz.run("create db sec shards 3").ok();
+    assert!(
+        out.stdout.contains("Endpoint: rediss://127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+
+    // Data in through Lazarus's own TLS client, a slot tag per master.
+    let c = stored(&lz);
+    let db = c.database_by_name("sec").unwrap();
+    assert!(db.config.tls);
+    for m in db.masters() {
+        let a = shard_addr(&c, db, m.id).unwrap();
+        let tag = format!("{{{}}}", slot_tag(m.slots.unwrap().start));
+        rt.block_on(async {
+            let mut con = connect_at(&a, 0).await;
+            write_sample(&mut con, &tag, 10).await;
+        });
+    }
+    let before = picture(&rt, &lz, "sec");
+    assert!(!before.is_empty());
+    tls_only(&rt, &lz, "sec", &good, &foreign);
+    let status = lz.cmd(["--json", "status"]).run().ok().json();
+    let endpoint = &status[0]["result"]["endpoints"][0];
+    assert_eq!(endpoint["ssl"], true, "{endpoint}");
+    assert!(endpoint["cert_expires"].as_str().is_some(), "{endpoint}");
+    for s in status[0]["result"]["shards"].as_array().unwrap() {
+        assert_eq!(s["status"], "OK", "{s}");
+    }
+    lz.run("status issues_only")
+        .ok()
+        .stdout_lacks("redis:")
+        .stdout_lacks("endpoint:");
+    lz.run("status endpoints").ok().stdout_has("Yes");
+
+    // A backup over TLS (the snapshot stream is TLS too).
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db sec path {}", repo.display()))
+        .ok();
+
+    // The disaster: every process killed, the home lost; the old disk mounted elsewhere.
+    guard.kill_all();
+    std::fs::remove_file(lz.path("ccs.json")).unwrap();
+    std::fs::rename(lz.path("old/node1"), lz.path("disk1")).unwrap();
+    let script = format!(
+        "cluster recover filename {d}/ccs/ccs.json node_uid 1 persistent_path {n}\n\
+         node 1 recovery_path set {d}\n\
+         recover all\n",
+        d = lz.path("disk1").display(),
+        n = lz.path("new1").display()
+    );
+    let out = lz.script(&script).ok();
+    assert!(
+        out.stdout.contains("Completed successfully"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(picture(&rt, &lz, "sec"), before, "recovered over TLS");
+    tls_only(&rt, &lz, "sec", &good, &foreign);
+    lz.run("status").ok();
+
+    // The backup restores over TLS, after an accident.
+    {
+        let c = stored(&lz);
+        let db = c.database_by_name("sec").unwrap();
+        let m = db.masters().next().unwrap();
+        let a = shard_addr(&c, db, m.id).unwrap();
+        rt.block_on(async {
+            let mut con = connect_at(&a, 0).await;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            for k in keys {
+                let _: () = redis::cmd("DEL")
+                    .arg(k)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    assert_ne!(picture(&rt, &lz, "sec"), before);
+    lz.run(&format!(
+        "restore task create name undo db sec backup latest force"
+    ))
+    .ok();
+    lz.run("restore task start undo").ok();
+    assert_eq!(picture(&rt, &lz, "sec"), before, "restored over TLS");
+    tls_only(&rt, &lz, "sec", &good, &foreign);
+
+    // Rotation while running: a new CA and certificate, taken by every shard without a
+    // restart; the old material is then refused.
+    let c = stored(&lz);
+    let pids: Vec<_> = c
+        .database_by_name("sec")
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| s.pid)
+        .collect();
+    let next = Ca::new("next CA").write(&lz.path("in"), "next-");
+    let out = lz.run(&set_line(&next)).ok();
+    assert!(out.stdout.contains("Rotated"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("took the new material").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    let c = stored(&lz);
+    let after: Vec<_> = c
+        .database_by_name("sec")
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| s.pid)
+        .collect();
+    assert_eq!(pids, after, "no shard restarted");
+    tls_only(&rt, &lz, "sec", &next, &good);
+    assert_eq!(
+        picture(&rt, &lz, "sec"),
+        before,
+        "read with the rotated material"
+    );
+    lz.run("status issues_only").ok().stdout_lacks("redis:");
 }

@@ -16,11 +16,7 @@ use persist_support::{args, Reply, Server};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn addr(s: &Server) -> ShardAddr {
-    ShardAddr {
-        host: "127.0.0.1".into(),
-        port: s.port,
-        password: None,
-    }
+    ShardAddr::plain("127.0.0.1", s.port, None)
 }
 
 /// Every type in small and big encodings, in dbs 0 and 3, with TTLs far off and soon.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::persist::{check_rdb_stream, CheckOptions, FileReport};
+use crate::server::{ShardAddr, Transport};
 
 use super::repo::PartFile;
 
@@ -24,7 +25,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection set up for `SYNC` (authenticated, capabilities sent), ready to start the
 /// snapshot inside the write pause.
 pub struct SnapshotConn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     addr: String,
 }
 
@@ -45,13 +46,11 @@ pub struct Streamed {
 }
 
 impl SnapshotConn {
-    /// Connects, authenticates and announces an RDB-only replica with EOF-mark support.
-    pub fn open(
-        host: &str,
-        port: u16,
-        password: Option<&str>,
-        timeout: Duration,
-    ) -> Result<SnapshotConn, String> {
+    /// Connects (over TLS when the shard speaks it), authenticates and announces an
+    /// RDB-only replica with EOF-mark support.
+    pub fn open(shard: &ShardAddr, timeout: Duration) -> Result<SnapshotConn, String> {
+        let (host, port) = (shard.host.as_str(), shard.port);
+        let password = shard.password.as_deref();
         let addr = format!("{host}:{port}");
         let sock = (host, port)
             .to_socket_addrs()
@@ -65,6 +64,19 @@ impl SnapshotConn {
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .map_err(|e| format!("`{addr}`: {e}"))?;
+        let stream = match &shard.transport {
+            Transport::Plain => Stream::Plain(stream),
+            Transport::Tls(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("`{addr}`: {e}"))?;
+                let conn = rustls::ClientConnection::new(tls.rustls_config(), name)
+                    .map_err(|e| format!("`{addr}`: {e}"))?;
+                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+            }
+            Transport::TlsUnavailable(why) => {
+                return Err(format!("`{addr}`: the database speaks TLS but {why}"))
+            }
+        };
         let mut conn = SnapshotConn {
             reader: BufReader::with_capacity(CHUNK, stream),
             addr,
@@ -128,7 +140,11 @@ impl SnapshotConn {
     pub fn header(&mut self) -> Result<Framing, String> {
         let addr = self.addr.clone();
         let fail = |e: String| format!("`{addr}`: SYNC: {e}");
-        let _ = self.reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT));
+        let _ = self
+            .reader
+            .get_ref()
+            .tcp()
+            .set_read_timeout(Some(IDLE_TIMEOUT));
         loop {
             let line = self.line().map_err(|e| fail(e.to_string()))?;
             // Keep-alive newlines while a disk-based save runs.
@@ -212,10 +228,50 @@ impl SnapshotConn {
     }
 }
 
+/// The socket, plain or wrapped in TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// The payload as the reader sees it: socket bytes minus the framing, written to the file
 /// and hashed on the way.
 struct Tee<'a> {
-    conn: BufReader<TcpStream>,
+    conn: BufReader<Stream>,
     framing: Framing,
     /// Received bytes; `held[pos..ready]` are payload not yet handed out, `held[ready..]`
     /// may still be the EOF mark.

@@ -51,11 +51,7 @@ fn addr_of(cluster: &Cluster, db: &Database, s: &Shard) -> Result<ShardAddr, Bac
         .nodes
         .get(&s.node)
         .ok_or_else(|| BackupError::Failed(format!("node:{} is not in the cluster", s.node)))?;
-    Ok(ShardAddr {
-        host: node.addr.clone(),
-        port: s.port,
-        password: db.config.password.clone(),
-    })
+    Ok(ShardAddr::of(cluster, db, &node.addr, s.port))
 }
 
 /// Takes a run of `db` into `spec.repo`: on success the run's directory holds every
@@ -194,12 +190,10 @@ async fn cut_and_stream(
     let mut conns = Vec::new();
     for s in sources {
         let a = s.addr.clone();
-        let conn = tokio::task::spawn_blocking(move || {
-            SnapshotConn::open(&a.host, a.port, a.password.as_deref(), SETUP_TIMEOUT)
-        })
-        .await
-        .map_err(|e| BackupError::Failed(e.to_string()))?
-        .map_err(|e| BackupError::Failed(format!("redis:{}: {e}", s.from.id)))?;
+        let conn = tokio::task::spawn_blocking(move || SnapshotConn::open(&a, SETUP_TIMEOUT))
+            .await
+            .map_err(|e| BackupError::Failed(e.to_string()))?
+            .map_err(|e| BackupError::Failed(format!("redis:{}: {e}", s.from.id)))?;
         conns.push(conn);
     }
     let mut masters = Vec::new();

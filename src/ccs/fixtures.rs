@@ -19,6 +19,7 @@ pub fn db_config(name: &str, shards: u32, replication: bool) -> DbConfig {
         memory: None,
         password: None,
         sync_source: None,
+        tls: false,
     }
 }
 

@@ -229,6 +229,10 @@ pub struct DbConfig {
     /// `host:port` of another database this one replicates from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_source: Option<crate::endpoint::Endpoint>,
+    /// The shards listen only on TLS, replicate and (sharded) form their cluster over
+    /// it, with the cluster's TLS material ([`Cluster::tls`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -82,7 +82,7 @@ impl ClusterCommand {
                 addr,
             } => create(ctx, name, cluster_id, persistent_path, addr),
             ClusterCommand::Recover(req) => recover::apply(ctx, &req),
-            ClusterCommand::TlsSet(req) => tls::apply(ctx, req),
+            ClusterCommand::TlsSet(req) => tls::apply(ctx, req).await,
         }
     }
 }

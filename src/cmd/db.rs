@@ -29,8 +29,8 @@ pub enum DbCommand {
 }
 
 /// `create db <name> [shards <n>] [replication enabled|disabled] [persistence ...]
-/// [memory <size>] [port <n>] [password <pw>] [sync_source <host:port>]`: `None` for
-/// what the line left out.
+/// [memory <size>] [port <n>] [password <pw>] [sync_source <host:port>]
+/// [tls enabled|disabled]`: `None` for what the line left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateDbArgs {
     pub name: String,
@@ -41,11 +41,13 @@ pub struct CreateDbArgs {
     pub port: Option<u16>,
     pub password: Option<Secret>,
     pub sync_source: Option<HostPort>,
+    pub tls: Option<bool>,
 }
 
 impl CreateDbArgs {
-    /// The database's configuration, defaults filled in.
-    fn config(&self) -> DbConfig {
+    /// The database's configuration, defaults filled in: TLS when the cluster has TLS
+    /// material (`cluster_tls`) and the line does not say otherwise.
+    fn config(&self, cluster_tls: bool) -> DbConfig {
         DbConfig {
             name: self.name.clone(),
             shards: self.shards.unwrap_or(1),
@@ -54,6 +56,7 @@ impl CreateDbArgs {
             memory: self.memory,
             password: self.password.as_ref().map(|pw| pw.expose().to_string()),
             sync_source: self.sync_source.clone(),
+            tls: self.tls.unwrap_or(cluster_tls),
         }
     }
 }
@@ -75,6 +78,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::optional("port", "n", ValueKind::Port),
                 Opt::optional("password", "pw", ValueKind::Secret),
                 Opt::optional("sync_source", "host:port", ValueKind::HostPort),
+                Opt::optional("tls", "mode", ValueKind::Choice(ENABLED)),
             ]),
         ],
         summary: "create a database: start its shards and print its endpoint",
@@ -83,6 +87,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "create db orders shards 3 persistence snapshot memory 1gb",
             "create db sessions replication enabled persistence aof port 31000",
             "create db mirror sync_source 127.0.0.1:30000 persistence disabled",
+            "create db secure shards 3 tls enabled",
         ],
         build: build_create,
     },
@@ -139,6 +144,7 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         port: m.opt("port"),
         password: m.opt("password"),
         sync_source: m.opt("sync_source"),
+        tls: m.opt::<&str>("tls").map(|t| t == "enabled"),
     })))
 }
 
@@ -301,7 +307,7 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
     let task = ctx.progress.task(&format!("create db {name}"), 0);
     task.set_message("starting shards");
     let req = CreateDb {
-        config: args.config(),
+        config: args.config(cluster.tls.is_some()),
         port: args.port,
     };
     let id = match db::create_db_with(&mut cluster, &server, req, &ctx.cancel).await {
@@ -392,6 +398,9 @@ impl fmt::Display for CreateDbArgs {
         }
         if let Some(s) = &self.sync_source {
             write!(f, " sync_source {s}")?;
+        }
+        if let Some(t) = self.tls {
+            write!(f, " tls {}", if t { "enabled" } else { "disabled" })?;
         }
         Ok(())
     }

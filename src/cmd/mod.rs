@@ -334,6 +334,7 @@ mod tests {
                 memory: None,
                 password: None,
                 sync_source: None,
+                tls: false,
             };
             let db = Database {
                 id,
@@ -382,6 +383,7 @@ mod tests {
                 memory: None,
                 password: None,
                 sync_source: None,
+                tls: false,
             },
             port: 30000,
             state: crate::ccs::DbState::Active,

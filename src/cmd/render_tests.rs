@@ -71,6 +71,7 @@ fn cluster() -> Cluster {
         memory: Some(1 << 30),
         password: Some("hunter2".into()),
         sync_source: None,
+        tls: false,
     };
     let halves = [
         SlotRange {
@@ -233,6 +234,8 @@ fn status_tables() {
             ssl: false,
             address: "127.0.0.1:30000".into(),
             status: "OK".into(),
+            cert_expires: None,
+            tls_issue: None,
         }],
         shards: vec![ShardRow {
             db_id: 3,
@@ -252,6 +255,8 @@ fn status_tables() {
             keys: None,
             engine: None,
             detail: Some("connection refused".into()),
+            tls: false,
+            tls_issue: None,
         }],
     };
     insta::assert_snapshot!(

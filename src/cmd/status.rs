@@ -81,7 +81,7 @@ impl StatusCommand {
         let down: Vec<String> = report
             .shards
             .iter()
-            .filter(|s| s.status == "DOWN")
+            .filter(|s| s.status == "DOWN" || s.status == db::TLS_REFUSED)
             .map(|s| format!("redis:{} of `{}`", s.id, s.name))
             .collect();
         if self.issues_only {
@@ -232,8 +232,13 @@ fn databases_table(rows: &[DatabaseRow], extra: bool) -> Table {
 
 fn endpoints_table(rows: &[EndpointRow], extra: bool) -> Table {
     let mut header = vec!["DB:ID", "NAME", "ID", "NODE", "ROLE", "SSL"];
+    // The certificate column only where some endpoint speaks TLS.
+    let tls = rows.iter().any(|e| e.ssl);
     if extra {
         header.extend(["ADDRESS", "STATUS"]);
+        if tls {
+            header.push("CERT_EXPIRES");
+        }
     }
     let mut t = Table::new(header).titled("ENDPOINTS");
     for e in rows {
@@ -247,6 +252,16 @@ fn endpoints_table(rows: &[EndpointRow], extra: bool) -> Table {
         ];
         if extra {
             row.extend([e.address.clone(), e.status.clone()]);
+            if tls {
+                let mut cert = e.cert_expires.clone().unwrap_or_else(|| "N/A".into());
+                if let Some(issue) = &e.tls_issue {
+                    cert = format!("{cert} ({issue})");
+                }
+                row.push(cert);
+            }
+        } else if let Some(issue) = &e.tls_issue {
+            // Shown even without `extra all`: it needs the operator.
+            row[5] = format!("Yes ({issue})");
         }
         t.row(row);
     }
@@ -284,7 +299,11 @@ fn shards_table(rows: &[ShardRow], extra: bool) -> Table {
                 s.port.to_string(),
                 s.pid.map_or("N/A".into(), |p| p.to_string()),
                 s.keys.map_or("N/A".into(), |k| k.to_string()),
-                s.detail.clone().unwrap_or_default(),
+                [s.detail.as_deref(), s.tls_issue.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; "),
             ]);
         }
         t.row(row);

@@ -109,6 +109,9 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
             max: MAX_SHARDS,
         });
     }
+    if req.config.tls && cluster.tls.is_none() {
+        return Err(DbError::NoTlsMaterial);
+    }
     if let Some(source) = &req.config.sync_source {
         let bad = |reason: &str| DbError::BadSyncSource {
             given: source.to_string(),

@@ -24,7 +24,8 @@ pub use create::{create_db, create_db_with, mark_created, wire, CreateDb, MAX_SH
 pub use lifecycle::{delete_db, restart_db, DeleteOutcome};
 pub use placement::place;
 pub use status::{
-    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, STATUS_TIMEOUT,
+    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,
+    STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.
@@ -54,6 +55,11 @@ pub enum DbError {
     BadSyncSource { given: String, reason: String },
     #[error("shard directory `{0}` already exists: its id is taken on disk")]
     ShardDirExists(PathBuf),
+    #[error(
+        "`tls enabled` needs the cluster's TLS material: run `cluster tls set cacert <path> \
+         cert <path> key <path>` first"
+    )]
+    NoTlsMaterial,
     #[error("db:{id} `{name}` is pending recovery: run `recover db {name}` first")]
     PendingRecovery { id: Id, name: String },
     #[error(
@@ -90,6 +96,7 @@ impl crate::error::DomainError for DbError {
             | DbError::TooFewNodes { .. }
             | DbError::PortReserved { .. }
             | DbError::ShardDirExists(_)
+            | DbError::NoTlsMaterial
             | DbError::PendingRecovery { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
@@ -145,14 +152,11 @@ pub fn resolve<'a>(cluster: &'a Cluster, text: &str) -> Result<&'a Database, DbE
 pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<ShardAddr> {
     let shard = db.shards.iter().find(|s| s.id == shard_id)?;
     let node = cluster.nodes.get(&shard.node)?;
-    Some(ShardAddr {
-        host: node.addr.clone(),
-        port: shard.port,
-        password: db.config.password.clone(),
-    })
+    Some(ShardAddr::of(cluster, db, &node.addr, shard.port))
 }
 
-/// The database's endpoint: its first master's address and the endpoint port.
+/// The database's endpoint: its first master's address and the endpoint port,
+/// `rediss://` before it when the database speaks TLS.
 pub fn endpoint(cluster: &Cluster, db: &Database) -> String {
     let host = db
         .masters()
@@ -160,5 +164,7 @@ pub fn endpoint(cluster: &Cluster, db: &Database) -> String {
         .and_then(|s| cluster.nodes.get(&s.node))
         .map(|n| n.addr.as_str())
         .unwrap_or("?");
-    format!("{host}:{}", db.port)
+    crate::endpoint::Endpoint::new(host, db.port)
+        .with_tls(db.config.tls)
+        .to_string()
 }

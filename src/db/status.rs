@@ -17,6 +17,10 @@ use crate::ccs::layout::id_dirs;
 pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub const OK: &str = "OK";
+/// A certificate expiring within this many days is an issue.
+pub const CERT_WARN_DAYS: i64 = 30;
+/// A TLS shard whose handshake fails.
+pub const TLS_REFUSED: &str = "TLS REFUSED";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -62,6 +66,13 @@ pub struct EndpointRow {
     pub ssl: bool,
     pub address: String,
     pub status: String,
+    /// A TLS endpoint's certificate expiry (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_expires: Option<String>,
+    /// What is wrong with its TLS though it answers: a certificate expiring within
+    /// [`CERT_WARN_DAYS`], `tls_verify off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_issue: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -83,6 +94,13 @@ pub struct ShardRow {
     pub engine: Option<String>,
     /// Why the shard is not OK.
     pub detail: Option<String>,
+    /// It listens only on TLS.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// What is wrong with its TLS though it answers: it serves other material than the
+    /// cluster's current one (a rotation it did not take).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_issue: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -98,8 +116,10 @@ impl StatusReport {
     pub fn issues_only(mut self) -> StatusReport {
         self.nodes.retain(|r| r.status != OK);
         self.databases.retain(|r| r.status != "active");
-        self.endpoints.retain(|r| r.status != OK);
-        self.shards.retain(|r| r.status != OK);
+        self.endpoints
+            .retain(|r| r.status != OK || r.tls_issue.is_some());
+        self.shards
+            .retain(|r| r.status != OK || r.tls_issue.is_some());
         self
     }
 }
@@ -139,6 +159,15 @@ pub async fn status(
     timeout: Duration,
 ) -> StatusReport {
     let probes = probe_all(cluster, timeout).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // The material every TLS shard should serve, as installed on its node.
+    let current_dir = |node: Id| {
+        let record = cluster.tls.as_ref()?;
+        let node = cluster.nodes.get(&node)?;
+        Some(crate::tls::installed_dir(&node.persistent_path, record))
+    };
 
     let mut report = StatusReport::default();
     for db in cluster.databases.values() {
@@ -149,9 +178,19 @@ pub async fn status(
             let p = probes.get(&s.id);
             let (status, detail) = match (db.state, p) {
                 (DbState::PendingRecovery, _) => ("PENDING RECOVERY".to_string(), None),
-                (_, Some(p)) => shard_status(s.role, p),
+                (_, Some(p)) => shard_status(s.role, p, db.config.tls),
                 (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
             };
+            let tls_issue = p
+                .and_then(|p| p.tls_cert_file.as_deref())
+                .zip(current_dir(s.node))
+                .filter(|(file, dir)| !std::path::Path::new(file).starts_with(dir))
+                .map(|(file, _)| {
+                    format!(
+                        "serves `{file}`, not the cluster's current material: run `cluster \
+                         tls set` again"
+                    )
+                });
             if status == OK {
                 if s.role == Role::Master {
                     ok_masters += 1;
@@ -180,6 +219,8 @@ pub async fn status(
                 keys: p.filter(|p| p.up).map(|p| p.info.keys()),
                 engine: p.filter(|p| p.up).and_then(|p| p.info.engine()),
                 detail,
+                tls: db.config.tls,
+                tls_issue,
             });
         }
         // Shards of one database on different engines or versions: replication and
@@ -207,6 +248,7 @@ pub async fn status(
         nodes.dedup();
         let endpoint_node = db.masters().next().map(|s| s.node).unwrap_or(0);
         let endpoint = endpoint(cluster, db);
+        let cert = cluster.tls.as_ref().filter(|_| db.config.tls);
         report.endpoints.push(EndpointRow {
             db_id: db.id,
             name: db.config.name.clone(),
@@ -217,13 +259,15 @@ pub async fn status(
             } else {
                 "single"
             },
-            ssl: false,
+            ssl: db.config.tls,
             address: endpoint.clone(),
             status: match db.masters().next().and_then(|m| probes.get(&m.id)) {
                 Some(p) if p.up => OK.to_string(),
                 _ if db.state == DbState::PendingRecovery => db.state.to_string(),
                 _ => "DOWN".to_string(),
             },
+            cert_expires: cert.map(|t| crate::tls::utc(t.cert_not_after)),
+            tls_issue: cert.and_then(|t| endpoint_tls_issue(t, now)),
         });
         report.databases.push(DatabaseRow {
             id: db.id,
@@ -335,6 +379,8 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
                     pid: Some(pid),
                     keys: None,
                     engine: None,
+                    tls: identity.as_ref().is_some_and(|i| i.db.tls),
+                    tls_issue: None,
                     detail: Some(format!(
                         "pid {pid} runs in `{}`, which the configuration does not know (left \
                          by a create that was killed?): stop it with `kill {pid}`",
@@ -347,8 +393,47 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
     rows
 }
 
-fn shard_status(role: Role, p: &ShardProbe) -> (String, Option<String>) {
+/// A TLS endpoint's certificate expiring within [`CERT_WARN_DAYS`] (or expired), or the
+/// operator's `tls_verify off`.
+fn endpoint_tls_issue(t: &crate::ccs::TlsConfig, now: i64) -> Option<String> {
+    let left = t.cert_not_after - now;
+    if left <= 0 {
+        return Some(format!(
+            "certificate expired on {}",
+            crate::tls::utc(t.cert_not_after)
+        ));
+    }
+    if left < CERT_WARN_DAYS * 86_400 {
+        return Some(format!(
+            "certificate expires on {} (in {} days): rotate it with `cluster tls set`",
+            crate::tls::utc(t.cert_not_after),
+            left / 86_400
+        ));
+    }
+    (!t.verify).then(|| "tls_verify off: the shards' certificates are not checked".to_string())
+}
+
+/// Whether a probe's error is the TLS handshake failing (a certificate refused either
+/// way, a shard that does not speak TLS), rather than nothing answering.
+fn tls_refused(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    [
+        "certificate",
+        "handshake",
+        "tls",
+        "alert",
+        "peer sent no certificates",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
+}
+
+fn shard_status(role: Role, p: &ShardProbe, tls: bool) -> (String, Option<String>) {
     if !p.up {
+        let error = p.error.clone().unwrap_or_default();
+        if tls && tls_refused(&error) {
+            return (TLS_REFUSED.to_string(), Some(error));
+        }
         return ("DOWN".to_string(), p.error.clone());
     }
     if p.info.get("loading") == Some("1") {

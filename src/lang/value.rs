@@ -274,6 +274,10 @@ fn size(input: &str) -> IResult<&str, u64> {
 }
 
 fn host_port(input: &str) -> IResult<&str, HostPort> {
+    let (input, tls) = match input.strip_prefix(crate::endpoint::TLS_SCHEME) {
+        Some(rest) => (rest, true),
+        None => (input.strip_prefix("redis://").unwrap_or(input), false),
+    };
     let v6 = nom::sequence::delimited(
         tag("["),
         take_while1(|c: char| c.is_ascii_hexdigit() || c == ':' || c == '.'),
@@ -282,13 +286,7 @@ fn host_port(input: &str) -> IResult<&str, HostPort> {
     let name = take_while1(|c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
     let (rest, (host, port)) =
         separated_pair(nom::branch::alt((v6, name)), char(':'), port)(input)?;
-    Ok((
-        rest,
-        HostPort {
-            host: host.to_string(),
-            port,
-        },
-    ))
+    Ok((rest, HostPort::new(host, port).with_tls(tls)))
 }
 
 #[cfg(test)]
@@ -310,6 +308,11 @@ mod tests {
             (ValueKind::Ip, "::1", "::1"),
             (ValueKind::HostPort, "10.0.0.1:6379", "10.0.0.1:6379"),
             (ValueKind::HostPort, "[::1]:6379", "[::1]:6379"),
+            (
+                ValueKind::HostPort,
+                "rediss://10.0.0.1:6380",
+                "rediss://10.0.0.1:6380",
+            ),
             (
                 ValueKind::HostPort,
                 "redis-a.local:7000",

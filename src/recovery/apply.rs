@@ -112,6 +112,11 @@ pub enum RecoverError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("node:{node}: {source}")]
+    Tls {
+        node: Id,
+        source: crate::tls::TlsError,
+    },
     #[error("redis:{shard} loaded {loaded} keys in db {logical}, expected {low} to {high}: the {kind} `{}` holds {expected} there, {expires} with a TTL, {expired} of them already expired when checked", path.display())]
     KeyCount {
         shard: Id,
@@ -145,6 +150,7 @@ impl crate::error::DomainError for RecoverError {
             RecoverError::Io { .. } => ErrorKind::Io,
             RecoverError::Copy(e) => e.kind(),
             RecoverError::Server(e) => e.kind(),
+            RecoverError::Tls { source, .. } => source.kind(),
             RecoverError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -230,6 +236,24 @@ async fn recover_in(
     stage("preparing shard directories");
     for dir in dirs {
         prepare_dir(cluster, dir).await?;
+    }
+    if let (true, Some(record)) = (db.config.tls, &cluster.tls) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let nodes: std::collections::BTreeSet<Id> = db.shards.iter().map(|s| s.node).collect();
+        for id in nodes {
+            let Some(node) = cluster.nodes.get(&id) else {
+                continue;
+            };
+            crate::tls::install_from_recovery_path(
+                &node.persistent_path,
+                node.recovery_path.as_deref(),
+                record,
+                now,
+            )
+            .map_err(|source| RecoverError::Tls { node: id, source })?;
+        }
     }
     if rec.only_configuration {
         stage("starting shards");

@@ -195,8 +195,8 @@ pub fn write_all(
 ) -> Result<u64, String> {
     let mut cons = Vec::new();
     for t in targets {
-        let client = redis::Client::open(t.addr.connection_info())
-            .map_err(|e| format!("{}: {e}", t.addr))?;
+        let info = t.addr.connection_info().map_err(|e| e.to_string())?;
+        let client = redis::Client::open(info).map_err(|e| format!("{}: {e}", t.addr))?;
         cons.push(Sender::start(
             client
                 .get_connection()

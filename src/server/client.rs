@@ -8,14 +8,29 @@ use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo
 use serde::Serialize;
 
 use super::ServerError;
+use crate::ccs::{Cluster, Database};
 use crate::endpoint::Endpoint;
+use crate::tls::ClientTls;
 
-/// Where a shard listens and how to authenticate. `Debug` hides the password.
+/// Where a shard listens, how to authenticate, and whether it speaks TLS. `Debug` hides
+/// the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ShardAddr {
     pub host: String,
     pub port: u16,
     pub password: Option<String>,
+    pub transport: Transport,
+}
+
+/// How Lazarus reaches a shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    /// TLS with the cluster's client material.
+    Tls(ClientTls),
+    /// The database speaks only TLS but the material could not be loaded: every
+    /// connection fails with this reason rather than trying plain text.
+    TlsUnavailable(String),
 }
 
 impl std::fmt::Debug for ShardAddr {
@@ -31,12 +46,50 @@ impl std::fmt::Display for ShardAddr {
 }
 
 impl ShardAddr {
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint::new(self.host.clone(), self.port)
+    /// A shard reached in plain text.
+    pub fn plain(host: impl Into<String>, port: u16, password: Option<String>) -> ShardAddr {
+        ShardAddr {
+            host: host.into(),
+            port,
+            password,
+            transport: Transport::Plain,
+        }
     }
 
-    pub fn connection_info(&self) -> ConnectionInfo {
-        connection_info(&self.endpoint(), self.password.clone())
+    /// A shard of `db` at `host:port`: with the database's password, over TLS with the
+    /// cluster's material when the database speaks TLS. Every shard address of a
+    /// database in the CCS is made here.
+    pub fn of(cluster: &Cluster, db: &Database, host: &str, port: u16) -> ShardAddr {
+        ShardAddr {
+            host: host.to_string(),
+            port,
+            password: db.config.password.clone(),
+            transport: Transport::of(cluster, db.config.tls),
+        }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.host.clone(), self.port).with_tls(self.is_tls())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        !matches!(self.transport, Transport::Plain)
+    }
+
+    /// The connection settings; fails only for a TLS shard whose material is missing.
+    pub fn connection_info(&self) -> Result<ConnectionInfo, ServerError> {
+        let tls = match &self.transport {
+            Transport::Plain => None,
+            Transport::Tls(t) => Some(t),
+            Transport::TlsUnavailable(why) => {
+                return Err(self.err(format!("the database speaks TLS but {why}")))
+            }
+        };
+        Ok(connection_info(
+            &self.endpoint(),
+            self.password.clone(),
+            tls,
+        ))
     }
 
     pub(crate) fn err(&self, reason: impl std::fmt::Display) -> ServerError {
@@ -47,11 +100,43 @@ impl ShardAddr {
     }
 }
 
-/// The one place a Redis connection's settings are built from an [`Endpoint`] (TLS goes
-/// here when it comes).
-pub fn connection_info(endpoint: &Endpoint, password: Option<String>) -> ConnectionInfo {
+impl Transport {
+    /// TLS with `cluster`'s material when `tls`, else plain.
+    pub fn of(cluster: &Cluster, tls: bool) -> Transport {
+        if !tls {
+            return Transport::Plain;
+        }
+        match ClientTls::of_cluster(cluster) {
+            Ok(Some(c)) => Transport::Tls(c),
+            Ok(None) => Transport::TlsUnavailable(
+                "the cluster has no TLS material (`cluster tls set`)".into(),
+            ),
+            Err(e) => Transport::TlsUnavailable(e.to_string()),
+        }
+    }
+}
+
+/// The one place a Redis connection's settings are built from an [`Endpoint`]: over TLS
+/// with `tls`'s material when the endpoint speaks TLS (`rediss://`). A TLS endpoint
+/// without material is addressed with TLS and the system's defaults, which a shard
+/// asking for client certificates refuses: the error names that.
+pub fn connection_info(
+    endpoint: &Endpoint,
+    password: Option<String>,
+    tls: Option<&ClientTls>,
+) -> ConnectionInfo {
+    let addr = match (endpoint.tls, tls) {
+        (true, Some(t)) => t.addr(&endpoint.host, endpoint.port),
+        (true, None) => ConnectionAddr::TcpTls {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            insecure: false,
+            tls_params: None,
+        },
+        (false, _) => ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port),
+    };
     ConnectionInfo {
-        addr: ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port),
+        addr,
         redis: RedisConnectionInfo {
             db: 0,
             username: None,
@@ -66,7 +151,7 @@ pub async fn connect(
     addr: &ShardAddr,
     timeout: Duration,
 ) -> Result<MultiplexedConnection, ServerError> {
-    let client = redis::Client::open(addr.connection_info()).map_err(|e| addr.err(e))?;
+    let client = redis::Client::open(addr.connection_info()?).map_err(|e| addr.err(e))?;
     client
         .get_multiplexed_async_connection_with_config(
             &redis::AsyncConnectionConfig::new()
@@ -165,6 +250,10 @@ pub struct ShardProbe {
     /// `cluster_state` from CLUSTER INFO, for cluster shards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_state: Option<String>,
+    /// The certificate file a TLS shard serves (`CONFIG GET tls-cert-file`): which
+    /// material it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -192,13 +281,25 @@ pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardP
         } else {
             None
         };
-        Ok::<_, ServerError>((Info::parse(&text), state))
+        let cert_file = if addr.is_tls() {
+            let kv: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("tls-cert-file")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| addr.err(e))?;
+            kv.into_iter().nth(1)
+        } else {
+            None
+        };
+        Ok::<_, ServerError>((Info::parse(&text), state, cert_file))
     };
     match tokio::time::timeout(timeout, run).await {
-        Ok(Ok((info, cluster_state))) => ShardProbe {
+        Ok(Ok((info, cluster_state, tls_cert_file))) => ShardProbe {
             up: true,
             info,
             cluster_state,
+            tls_cert_file,
             error: None,
         },
         Ok(Err(e)) => down(e.to_string()),
@@ -211,6 +312,7 @@ fn down(error: String) -> ShardProbe {
         up: false,
         info: Info::default(),
         cluster_state: None,
+        tls_cert_file: None,
         error: Some(error),
     }
 }
@@ -236,11 +338,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_password() {
-        let a = ShardAddr {
-            host: "127.0.0.1".into(),
-            port: 1,
-            password: Some("s3cret".into()),
-        };
+        let a = ShardAddr::plain("127.0.0.1", 1, Some("s3cret".into()));
         assert!(!format!("{a:?}").contains("s3cret"));
     }
 }

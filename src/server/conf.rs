@@ -4,6 +4,8 @@ use std::path::Path;
 
 use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity};
 
+use crate::tls::ShardTls;
+
 use super::shard_dir::{AOF_DIR, LOG_FILE, PID_FILE, RDB_FILE};
 use super::ServerError;
 
@@ -42,6 +44,8 @@ pub struct Upstream {
     pub host: String,
     pub port: u16,
     pub password: Option<String>,
+    /// It speaks only TLS: the shard replicates from it over TLS.
+    pub tls: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -53,12 +57,15 @@ impl std::fmt::Debug for Upstream {
 /// The whole `redis.conf` of a shard. Holds the password when the database has one, so
 /// it is written with mode 0600 and never shown. `replicaof` is the master a standalone
 /// shard follows (its master shard, or the database's sync source), kept in the file so
-/// a restarted replica comes back as a replica.
+/// a restarted replica comes back as a replica. `tls` is the cluster's material as
+/// installed on the shard's node: a TLS database's shard listens only on TLS with it, and
+/// a plain one uses it to replicate from a source that speaks TLS.
 pub fn render_conf(
     node: &Node,
     db: &Database,
     shard: &Shard,
     upstream: Option<&Upstream>,
+    tls: Option<&ShardTls>,
     opts: &ConfOptions,
 ) -> String {
     let dir = node.shard_dir(db.id, shard.id);
@@ -75,7 +82,23 @@ pub fn render_conf(
     );
     line("dir", &quote(&dir.to_string_lossy()));
     line("bind", &quote(&node.addr));
-    line("port", &shard.port.to_string());
+    let sharded = db.config.shards > 1;
+    match tls {
+        Some(tls) if db.config.tls => {
+            for (key, value) in tls.conf_settings(shard.port, sharded) {
+                line(key, &quote(&value));
+            }
+        }
+        _ => {
+            line("port", &shard.port.to_string());
+            if let Some(tls) = tls.filter(|_| upstream.is_some_and(|u| u.tls)) {
+                for (key, value) in tls.file_settings() {
+                    line(key, &quote(&value));
+                }
+                line("tls-replication", "yes");
+            }
+        }
+    }
     line("protected-mode", "no");
     line("daemonize", "yes");
     line("pidfile", &quote(&dir.join(PID_FILE).to_string_lossy()));
@@ -117,7 +140,7 @@ pub fn render_conf(
     if announce {
         line("replica-announce-ip", &quote(&node.addr));
     }
-    if db.config.shards > 1 {
+    if sharded {
         line("cluster-enabled", "yes");
         line("cluster-config-file", "nodes.conf");
         line("cluster-node-timeout", &CLUSTER_NODE_TIMEOUT_MS.to_string());
@@ -204,7 +227,14 @@ mod tests {
     #[test]
     fn aof_conf_has_everysec_and_no_schedule() {
         let (node, db) = sample(Persistence::Aof, 1, None);
-        let c = render_conf(&node, &db, &db.shards[0], None, &ConfOptions::default());
+        let c = render_conf(
+            &node,
+            &db,
+            &db.shards[0],
+            None,
+            None,
+            &ConfOptions::default(),
+        );
         assert!(c.contains("dir \"/data/n 1/redis/db-2/shard-3\"\n"), "{c}");
         assert!(c.contains("appendonly yes\n"));
         assert!(c.contains("appendfsync everysec\n"));
@@ -218,7 +248,14 @@ mod tests {
     #[test]
     fn snapshot_cluster_conf_with_password() {
         let (node, db) = sample(Persistence::Snapshot, 3, Some("p\"w"));
-        let c = render_conf(&node, &db, &db.shards[0], None, &ConfOptions::default());
+        let c = render_conf(
+            &node,
+            &db,
+            &db.shards[0],
+            None,
+            None,
+            &ConfOptions::default(),
+        );
         assert!(c.contains("save \"3600 1 300 100 60 10000\"\n"), "{c}");
         assert!(c.contains("appendonly no\n"));
         assert!(c.contains("cluster-enabled yes\n"));
@@ -239,8 +276,9 @@ mod tests {
             host: "10.0.0.1".into(),
             port: 30000,
             password: Some("theirs".into()),
+            tls: false,
         };
-        let c = render_conf(&node, &db, &db.shards[0], Some(&up), &opts);
+        let c = render_conf(&node, &db, &db.shards[0], Some(&up), None, &opts);
         assert!(c.contains("appendonly no\n"), "{c}");
         assert!(!c.contains("replicaof"), "{c}");
         let c = render_conf(
@@ -248,9 +286,37 @@ mod tests {
             &db,
             &db.shards[0],
             Some(&up),
+            None,
             &ConfOptions::default(),
         );
         assert!(c.contains("replicaof \"10.0.0.1\" 30000\n"), "{c}");
         assert!(c.contains("masterauth \"theirs\"\n"), "{c}");
+        assert!(!c.contains("tls"), "{c}");
+    }
+
+    #[test]
+    fn tls_database_listens_only_on_tls() {
+        let (node, mut db) = sample(Persistence::Aof, 3, None);
+        db.config.tls = true;
+        let tls = ShardTls::new(Path::new("/data/n 1/tls/ab"));
+        let opts = ConfOptions::default();
+        let c = render_conf(&node, &db, &db.shards[0], None, Some(&tls), &opts);
+        for want in [
+            "port \"0\"\n",
+            "tls-port \"30001\"\n",
+            "tls-cert-file \"/data/n 1/tls/ab/cert.crt\"\n",
+            "tls-key-file \"/data/n 1/tls/ab/key.pem\"\n",
+            "tls-ca-cert-file \"/data/n 1/tls/ab/ca.crt\"\n",
+            "tls-replication \"yes\"\n",
+            "tls-cluster \"yes\"\n",
+            "tls-auth-clients \"yes\"\n",
+        ] {
+            assert!(c.contains(want), "{want} in {c}");
+        }
+        assert!(!c.contains("port 30001"), "{c}");
+        // A plain database keeps its plain port even when the cluster has material.
+        db.config.tls = false;
+        let c = render_conf(&node, &db, &db.shards[0], None, Some(&tls), &opts);
+        assert!(c.contains("port 30001\n") && !c.contains("tls"), "{c}");
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use binary::RedisServer;
-pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe};
+pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe, Transport};
 pub use cluster::{
     even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
 };

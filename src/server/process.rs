@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::ccs::{Cluster, Database, Shard};
 use crate::host::{local, Signal};
+use crate::tls::{self, ShardTls};
 
 use super::client::{info, ShardAddr};
 use super::conf::{identity_for, render_conf, write_private, ConfOptions, Upstream};
@@ -79,6 +80,17 @@ pub async fn start_shard(
     require_free(&node.addr, shard.port, need)?;
 
     let upstream = upstream_of(cluster, db, shard);
+    let tls = cluster
+        .tls
+        .as_ref()
+        .map(|r| ShardTls::new(&tls::installed_dir(&node.persistent_path, r)));
+    if db.config.tls && tls.is_none() {
+        return Err(failed(
+            "the database speaks TLS but the cluster has no TLS material (`cluster tls set`)"
+                .into(),
+            None,
+        ));
+    }
     let mut identity = identity_for(cluster, db, shard);
     identity.creating = opts.creating;
     shard_dir
@@ -87,7 +99,7 @@ pub async fn start_shard(
     let conf_path = shard_dir.conf();
     write_private(
         &conf_path,
-        render_conf(node, db, shard, upstream.as_ref(), &opts.conf).as_bytes(),
+        render_conf(node, db, shard, upstream.as_ref(), tls.as_ref(), &opts.conf).as_bytes(),
     )?;
     let _ = std::fs::remove_file(shard_dir.pid_file());
 
@@ -138,11 +150,7 @@ pub async fn start_shard(
         ));
     }
 
-    let addr = ShardAddr {
-        host: node.addr.clone(),
-        port: shard.port,
-        password: db.config.password.clone(),
-    };
+    let addr = ShardAddr::of(cluster, db, &node.addr, shard.port);
     let mut deadline = Instant::now() + opts.timeout;
     let mut loaded_bytes: Option<String> = None;
     let pidless_grace = Instant::now() + PIDLESS_GRACE;
@@ -220,11 +228,12 @@ pub fn upstream_of(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<Up
                 host: node.addr.clone(),
                 port: m.port,
                 password: db.config.password.clone(),
+                tls: db.config.tls,
             })
         }
         None => {
             let source = db.config.sync_source.as_ref()?;
-            let (host, port) = (source.host.clone(), source.port);
+            let (host, port, tls) = (source.host.clone(), source.port, source.tls);
             let source = cluster.databases.values().find(|other| {
                 other.port == port
                     && other
@@ -237,6 +246,7 @@ pub fn upstream_of(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<Up
                 host,
                 port,
                 password: source.and_then(|s| s.config.password.clone()),
+                tls: source.map_or(tls, |s| s.config.tls),
             })
         }
     }

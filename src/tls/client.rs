@@ -3,18 +3,37 @@
 //! into a connection template; every shard's address is a copy of it (no re-reading, no
 //! re-parsing per connection). Insecure only when the operator wrote `tls_verify off`.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use redis::{ClientTlsConfig, ConnectionAddr, ConnectionInfo, TlsCertificates};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::TlsError;
+use crate::ccs::Cluster;
 
 /// The client side of the cluster's TLS material, ready to address any shard.
 #[derive(Clone)]
 pub struct ClientTls {
     /// A `TcpTls` address whose parsed parameters every shard's address copies.
     template: ConnectionAddr,
+    /// The same material as a rustls configuration, for the connections Lazarus speaks
+    /// the protocol on itself (a backup's `SYNC` stream).
+    rustls: Arc<rustls::ClientConfig>,
+    /// The sha256 of the three PEM inputs and the verify flag: two clients with equal
+    /// ids present the same certificate and trust the same CA.
+    id: String,
 }
+
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &ClientTls) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for ClientTls {}
 
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +69,8 @@ impl ClientTls {
         key: Vec<u8>,
         verify: bool,
     ) -> Result<ClientTls, String> {
+        let rustls = rustls_config(&cacert, &cert, &key, verify)?;
+        let id = super::fingerprint(&[&cacert[..], &cert, &key, &[u8::from(verify)]].concat());
         let info = ConnectionInfo {
             addr: ConnectionAddr::TcpTls {
                 host: "127.0.0.1".into(),
@@ -72,7 +93,51 @@ impl ClientTls {
         .map_err(|e| e.to_string())?;
         Ok(ClientTls {
             template: client.get_connection_info().addr.clone(),
+            rustls: Arc::new(rustls),
+            id,
         })
+    }
+
+    /// The client material of `cluster` as installed on its local node, when the cluster
+    /// has TLS material. Parsed once per process and material: every later call (each
+    /// `status`, each shard) shares it.
+    pub fn of_cluster(cluster: &Cluster) -> Result<Option<ClientTls>, TlsError> {
+        let Some(record) = &cluster.tls else {
+            return Ok(None);
+        };
+        // The local node's copy; after a disaster, any node's that is already back.
+        let local = cluster.nodes.get(&cluster.local_node);
+        let dirs: Vec<PathBuf> = local
+            .into_iter()
+            .chain(cluster.nodes.values())
+            .map(|n| super::installed_dir(&n.persistent_path, record))
+            .collect();
+        let Some(first) = dirs.first() else {
+            return Ok(None);
+        };
+        let dir = dirs
+            .iter()
+            .find(|d| d.join("key.pem").is_file())
+            .unwrap_or(first)
+            .clone();
+        static LOADED: OnceLock<Mutex<HashMap<(PathBuf, bool), ClientTls>>> = OnceLock::new();
+        let loaded = LOADED.get_or_init(Default::default);
+        let key = (dir, record.verify);
+        if let Some(c) = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Some(c.clone()));
+        }
+        let client = ClientTls::load(&key.0, record.verify)?;
+        loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, client.clone());
+        Ok(Some(client))
+    }
+
+    /// The rustls configuration of the same material (CA as the only root, the
+    /// certificate presented).
+    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.rustls.clone()
     }
 
     /// The address of a shard at `host:port`, over TLS.
@@ -91,5 +156,87 @@ impl ClientTls {
     /// `false` when the operator wrote `tls_verify off`.
     pub fn verifies(&self) -> bool {
         !matches!(self.template, ConnectionAddr::TcpTls { insecure: true, .. })
+    }
+}
+
+/// A rustls client configuration: `cacert` the only root, `cert`/`key` presented.
+fn rustls_config(
+    cacert: &[u8],
+    cert: &[u8],
+    key: &[u8],
+    verify: bool,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(cacert) {
+        roots
+            .add(c.map_err(|e| format!("CA certificate: {e}"))?)
+            .map_err(|e| format!("CA certificate: {e}"))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("key: {e}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut config = builder
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    if !verify {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(NoVerification(provider)));
+    }
+    Ok(config)
+}
+
+/// `tls_verify off`: the operator's explicit choice; `status` flags it.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Material, TlsError};
+use super::{check, Material, MaterialPaths, TlsError};
 use crate::ccs::TlsConfig;
 
 /// The directory under a persistent path that holds TLS material.
@@ -54,6 +54,51 @@ pub fn install(persistent_path: &Path, material: &Material) -> Result<PathBuf, T
         return Err(TlsError::Install { path: root, source });
     }
     Ok(dir)
+}
+
+/// Makes sure `record`'s material is under `persistent_path`. A node replaced after a
+/// disaster has a fresh persistent path: the material comes from its old disk (the
+/// `recovery_path`'s `tls/<material_id>/`), checked again as `cluster tls set` checks
+/// it, and must be the very material the CCS records. Returns whether it was installed.
+pub fn install_from_recovery_path(
+    persistent_path: &Path,
+    recovery_path: Option<&Path>,
+    record: &TlsConfig,
+    now: i64,
+) -> Result<bool, TlsError> {
+    // Databases recover in parallel, and `install` stages in one directory per process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if installed_dir(persistent_path, record)
+        .join("key.pem")
+        .is_file()
+    {
+        return Ok(false);
+    }
+    let old = recovery_path.map(|r| installed_dir(r, record));
+    let Some(old) = old.filter(|d| d.is_dir()) else {
+        return Err(TlsError::NotInstalled {
+            id: record.material_id(),
+            path: persistent_path.join(TLS_DIR),
+        });
+    };
+    let paths = MaterialPaths {
+        cacert: old.join("ca.crt"),
+        cert: old.join("cert.crt"),
+        key: old.join("key.pem"),
+    };
+    let mut material = check(&paths, now)?;
+    material.record.verify = record.verify;
+    if material.record.material_id() != record.material_id() {
+        return Err(TlsError::NotInstalled {
+            id: record.material_id(),
+            path: persistent_path.join(TLS_DIR),
+        });
+    }
+    // Keep the operator's source paths in the record written beside the files.
+    material.record = record.clone();
+    install(persistent_path, &material)?;
+    Ok(true)
 }
 
 /// Removes material directories under `persistent_path` other than `keep`'s: after a

@@ -16,7 +16,9 @@ use crate::error::{DomainError, ErrorKind};
 
 pub use check::{check, fingerprint, utc, Material};
 pub use client::ClientTls;
-pub use install::{install, installed_dir, remove_other_material, TLS_DIR};
+pub use install::{
+    install, install_from_recovery_path, installed_dir, remove_other_material, TLS_DIR,
+};
 pub use server::ShardTls;
 
 /// The operator's three files, as `cluster tls set cacert <path> cert <path> key <path>`
@@ -94,6 +96,12 @@ pub enum TlsError {
         usage: &'static str,
         detail: String,
     },
+    #[error(
+        "the cluster's TLS material `{id}` is not in `{}` nor on the node's recovery path: \
+         give it again with `cluster tls set cacert <path> cert <path> key <path>`",
+        path.display()
+    )]
+    NotInstalled { id: String, path: PathBuf },
     #[error("cannot install the TLS material into `{}`: {source}", path.display())]
     Install {
         path: PathBuf,
@@ -104,7 +112,7 @@ pub enum TlsError {
 impl DomainError for TlsError {
     fn kind(&self) -> ErrorKind {
         match self {
-            TlsError::Missing { .. } => ErrorKind::NotFound,
+            TlsError::Missing { .. } | TlsError::NotInstalled { .. } => ErrorKind::NotFound,
             TlsError::Unreadable { .. } | TlsError::Install { .. } => ErrorKind::Io,
             _ => ErrorKind::Usage,
         }

@@ -7,11 +7,20 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
+use lazarus::server::ShardAddr;
+
 /// (logical db, key) -> (the value, normalised; has a TTL)
 pub type Contents = BTreeMap<(u32, Vec<u8>), (Vec<u8>, bool)>;
 
 pub async fn connect(host: &str, port: u16, logical: u32) -> MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://{host}:{port}/{logical}")).unwrap();
+    connect_at(&ShardAddr::plain(host, port, None), logical).await
+}
+
+/// A connection to `addr` (over TLS when it speaks TLS), on logical database `logical`.
+pub async fn connect_at(addr: &ShardAddr, logical: u32) -> MultiplexedConnection {
+    let mut info = addr.connection_info().unwrap();
+    info.redis.db = i64::from(logical);
+    let client = redis::Client::open(info).unwrap();
     tokio::time::timeout(
         Duration::from_secs(5),
         client.get_multiplexed_async_connection(),
@@ -99,7 +108,12 @@ pub async fn write_sample(con: &mut MultiplexedConnection, tag: &str, n: usize) 
 /// Every key of every logical database of the server at `host:port`, as a
 /// representation independent of encoding and of hash-table order.
 pub async fn contents(host: &str, port: u16) -> Contents {
-    let mut con = connect(host, port, 0).await;
+    contents_at(&ShardAddr::plain(host, port, None)).await
+}
+
+/// [`contents`] of the shard at `addr`, over TLS when it speaks TLS.
+pub async fn contents_at(addr: &ShardAddr) -> Contents {
+    let mut con = connect_at(addr, 0).await;
     let keyspace: String = redis::cmd("INFO")
         .arg("keyspace")
         .query_async(&mut con)
@@ -111,7 +125,7 @@ pub async fn contents(host: &str, port: u16) -> Contents {
         .collect();
     let mut out = Contents::new();
     for logical in dbs {
-        let mut con = connect(host, port, logical).await;
+        let mut con = connect_at(addr, logical).await;
         let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
             .arg("*")
             .query_async(&mut con)

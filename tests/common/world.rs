@@ -59,6 +59,7 @@ pub fn config(name: &str, shards: u32, replication: bool, persistence: Persisten
         memory: None,
         password: None,
         sync_source: None,
+        tls: false,
     }
 }
 

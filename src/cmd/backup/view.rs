@@ -499,6 +499,7 @@ mod tests {
                 memory: None,
                 password: None,
                 sync_source: None,
+                tls: false,
             },
             password_set: true,
             started: 1_796_356_212_000,

@@ -12,8 +12,9 @@ use super::super::{
     Text, ValueKind,
 };
 use super::ClusterCommand;
-use crate::ccs::{rules, Id};
+use crate::ccs::{rules, Cluster, DbState, Id};
 use crate::lang::quote;
+use crate::server::{connect, ShardAddr};
 use crate::tls::{self, MaterialPaths};
 
 const ON_OFF: &[&str] = &["on", "off"];
@@ -57,7 +58,7 @@ fn build_set(m: &Match) -> Result<Command, ParseError> {
     })))
 }
 
-pub(super) fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandError> {
+pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandError> {
     let lock = ctx.store.lock()?;
     let Some(mut cluster) = lock.load()? else {
         return Err(CommandError::no_cluster());
@@ -88,9 +89,26 @@ pub(super) fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandError> {
             }
         }
     }
+    let before = cluster.clone();
     cluster.tls = Some(material.record.clone());
     lock.save(&mut cluster)?;
-    Reply::of(&TlsSetDone {
+    let shards = if rotated {
+        rotate(&before, &cluster).await
+    } else {
+        Vec::new()
+    };
+    // Once every running shard serves the new files, the old ones are nobody's.
+    if shards.iter().all(|s| s.error.is_none()) {
+        for node in cluster.nodes.values() {
+            let _ = tls::remove_other_material(&node.persistent_path, &material.record);
+        }
+    }
+    let missed: Vec<String> = shards
+        .iter()
+        .filter(|s| s.error.is_some())
+        .map(|s| format!("redis:{}", s.shard))
+        .collect();
+    let reply = Reply::of(&TlsSetDone {
         rotated,
         material_id: material.record.material_id(),
         cert_not_after: tls::utc(material.record.cert_not_after),
@@ -98,7 +116,89 @@ pub(super) fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandError> {
         cert_sha256: material.record.cert.sha256.clone(),
         verify: material.record.verify,
         nodes: installed.into_iter().map(|(id, _)| id).collect(),
-    })
+        shards,
+    })?;
+    if missed.is_empty() {
+        return Ok(reply);
+    }
+    Ok(reply.failed(
+        CommandError::unavailable(format!(
+            "{} shard(s) did not take the new material: {}",
+            missed.len(),
+            missed.join(", ")
+        ))
+        .hinted("`status shards extra all` says why; `restart db <db>` starts them with it"),
+    ))
+}
+
+/// Tells every running shard of every active TLS database of `after` to serve its
+/// node's new material (one `CONFIG SET` of the three files, then `CONFIG REWRITE`), at
+/// once. Lazarus still speaks to them with the material of `before`, which they hold
+/// until they take the new one.
+async fn rotate(before: &Cluster, after: &Cluster) -> Vec<ShardRotation> {
+    let Some(record) = &after.tls else {
+        return Vec::new();
+    };
+    let mut tasks = Vec::new();
+    for db in after.databases.values() {
+        if !db.config.tls || db.state != DbState::Active {
+            continue;
+        }
+        for s in &db.shards {
+            let Some(node) = after.nodes.get(&s.node) else {
+                continue;
+            };
+            let addr = ShardAddr::of(before, db, &node.addr, s.port);
+            let shard = tls::ShardTls::new(&tls::installed_dir(&node.persistent_path, record));
+            let (db_id, shard_id) = (db.id, s.id);
+            tasks.push(tokio::spawn(async move {
+                let set = async {
+                    let mut con = connect(&addr, ROTATE_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    shard
+                        .rotation()
+                        .query_async::<()>(&mut con)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    redis::cmd("CONFIG")
+                        .arg("REWRITE")
+                        .query_async::<()>(&mut con)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                let error = match tokio::time::timeout(ROTATE_TIMEOUT, set).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some(format!("no answer within {}s", ROTATE_TIMEOUT.as_secs())),
+                };
+                ShardRotation {
+                    db: db_id,
+                    shard: shard_id,
+                    error,
+                }
+            }));
+        }
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            out.push(r);
+        }
+    }
+    out
+}
+
+const ROTATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One shard told to serve rotated material.
+#[derive(Serialize)]
+pub struct ShardRotation {
+    pub db: Id,
+    pub shard: Id,
+    /// Why it did not take them; `None`: it serves them now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn unix_now() -> i64 {
@@ -120,6 +220,8 @@ pub struct TlsSetDone {
     pub verify: bool,
     /// Nodes whose persistent path holds the files.
     pub nodes: Vec<Id>,
+    /// On a rotation, every running shard of a TLS database: whether it took them.
+    pub shards: Vec<ShardRotation>,
 }
 
 impl Render for TlsSetDone {
@@ -136,6 +238,28 @@ impl Render for TlsSetDone {
         text.line(format!("certificate sha256 {}", self.cert_sha256));
         if !self.verify {
             text.line("tls_verify off: Lazarus does not check the shards' certificates.");
+        }
+        let took: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|s| s.error.is_none())
+            .map(|s| format!("redis:{}", s.shard))
+            .collect();
+        if !took.is_empty() {
+            text.line(format!(
+                "{} took the new material without a restart.",
+                took.join(", ")
+            ));
+        }
+        for s in self.shards.iter().filter(|s| s.error.is_some()) {
+            text.line(format!(
+                "redis:{} of db:{} did not take it: {}; it serves the old material until \
+                 `restart db db:{}` (or `cluster tls set` again)",
+                s.shard,
+                s.db,
+                s.error.as_deref().unwrap_or_default(),
+                s.db
+            ));
         }
     }
 }

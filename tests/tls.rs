@@ -299,10 +299,8 @@ fn a_tls_database_survives_the_drill_over_tls() {
         });
     }
     assert_ne!(picture(&rt, &lz, "sec"), before);
-    lz.run(&format!(
-        "restore task create name undo db sec backup latest force"
-    ))
-    .ok();
+    lz.run("restore task create name undo db sec backup latest force")
+        .ok();
     lz.run("restore task start undo").ok();
     assert_eq!(picture(&rt, &lz, "sec"), before, "restored over TLS");
     tls_only(&rt, &lz, "sec", &good, &foreign);

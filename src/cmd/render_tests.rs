@@ -141,6 +141,18 @@ fn cluster_tls_set() {
         cert_sha256: "bb".repeat(32),
         verify: false,
         nodes: vec![1, 2],
+        shards: vec![
+            super::cluster::tls::ShardRotation {
+                db: 3,
+                shard: 4,
+                error: None,
+            },
+            super::cluster::tls::ShardRotation {
+                db: 3,
+                shard: 5,
+                error: Some("no answer within 5s".into()),
+            },
+        ],
     }));
 }
 

@@ -210,7 +210,7 @@ fn a_tls_database_survives_the_drill_over_tls() {
     let lz = Lazarus::new();
     let guard = ProcessGuard::new(lz.home());
     let rt = runtime();
-    lz.install(&test_cluster(lz.home(), 1));
+    lz.install(&test_cluster(lz.home(), 2));
     let ca = Ca::new("lazarus test CA");
     let good = ca.write(&lz.path("in"), "");
     let foreign = Ca::new("other CA").write(&lz.path("in"), "foreign-");
@@ -221,6 +221,10 @@ fn a_tls_database_survives_the_drill_over_tls() {
         "{}",
         out.stdout
     );
+
+    // A replicated one: the replica follows its master over TLS.
+    lz.run("create db rep replication enabled persistence snapshot")
+        .ok();
 
     // Data in through Lazarus's own TLS client, a slot tag per master.
     let c = stored(&lz);
@@ -234,9 +238,42 @@ fn a_tls_database_survives_the_drill_over_tls() {
             write_sample(&mut con, &tag, 10).await;
         });
     }
+    {
+        let db = c.database_by_name("rep").unwrap();
+        let m = db.masters().next().unwrap();
+        let a = shard_addr(&c, db, m.id).unwrap();
+        rt.block_on(async {
+            let mut con = connect_at(&a, 0).await;
+            write_sample(&mut con, "rep", 10).await;
+        });
+    }
     let before = picture(&rt, &lz, "sec");
-    assert!(!before.is_empty());
+    let rep_before = picture(&rt, &lz, "rep");
+    assert!(!before.is_empty() && !rep_before.is_empty());
     tls_only(&rt, &lz, "sec", &good, &foreign);
+    tls_only(&rt, &lz, "rep", &good, &foreign);
+    // The replica's copy, read over TLS, is the master's.
+    {
+        let c = stored(&lz);
+        let db = c.database_by_name("rep").unwrap();
+        let r = db.shards.iter().find(|s| s.master.is_some()).unwrap();
+        let a = shard_addr(&c, db, r.id).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rt.block_on(contents_at(&a)) != rep_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica never caught up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        rt.block_on(async {
+            for s in &db.shards {
+                let a = shard_addr(&c, db, s.id).unwrap();
+                let mut con = connect_at(&a, 0).await;
+                let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+            }
+        });
+    }
     let status = lz.cmd(["--json", "status"]).run().ok().json();
     let endpoint = &status[0]["result"]["endpoints"][0];
     assert_eq!(endpoint["ssl"], true, "{endpoint}");
@@ -340,4 +377,33 @@ fn a_tls_database_survives_the_drill_over_tls() {
         "read with the rotated material"
     );
     lz.run("status issues_only").ok().stdout_lacks("redis:");
+}
+
+/// `cluster create` takes the material as `cluster tls set` does; `tls enabled` without
+/// material is refused before any shard starts.
+#[test]
+fn cluster_create_takes_material_and_tls_needs_it() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name t").ok();
+    lz.run("create db x tls enabled")
+        .fails(1)
+        .stderr_has("`tls enabled` needs the cluster's TLS material");
+    assert!(lz.ccs()["databases"]
+        .as_object()
+        .is_none_or(|d| d.is_empty()));
+
+    let lz = Lazarus::new();
+    let f = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    lz.run(&format!(
+        "cluster create name t cacert {} cert {} key {}",
+        f.cacert.display(),
+        f.cert.display(),
+        f.key.display()
+    ))
+    .ok()
+    .stdout_has("TLS material");
+    assert_eq!(
+        lz.ccs()["tls"]["cert"]["source"],
+        f.cert.display().to_string()
+    );
 }

@@ -16,18 +16,25 @@ use super::{
 };
 use crate::ccs::{default_local_cluster, store::random_cluster_id, Cluster, Id};
 use crate::lang::quote;
+use crate::tls::MaterialPaths;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClusterCommand {
-    /// `cluster create name <name> [cluster_id <id>] [persistent_path <path>] [addr <ip>]`
+    /// `cluster create name <name> [cluster_id <id>] [persistent_path <path>] [addr <ip>]
+    /// [cacert <path> cert <path> key <path>]`
     Create {
         name: String,
         cluster_id: Option<u64>,
         persistent_path: Option<PathBuf>,
         addr: Option<IpAddr>,
+        tls: Option<MaterialPaths>,
     },
-    /// `cluster recover filename <path> ...` / `cluster recover cluster_id <id> ...`
-    Recover(crate::recovery::rebuild::RecoverRequest),
+    /// `cluster recover filename <path> ...` / `cluster recover cluster_id <id> ...`, with
+    /// the cluster's TLS material when the old one is not to be used
+    Recover(
+        crate::recovery::rebuild::RecoverRequest,
+        Option<MaterialPaths>,
+    ),
     /// `cluster tls set cacert <path> cert <path> key <path> [tls_verify on|off]`
     TlsSet(tls::TlsSet),
 }
@@ -41,12 +48,16 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
             Opt::optional("cluster_id", "id", ValueKind::Integer),
             Opt::optional("persistent_path", "path", ValueKind::Path),
             Opt::optional("addr", "ip", ValueKind::Ip),
+            Opt::optional("cacert", "path", ValueKind::Path),
+            Opt::optional("cert", "path", ValueKind::Path),
+            Opt::optional("key", "path", ValueKind::Path),
         ]),
     ],
     summary: "create a cluster whose node:1 is this machine",
     examples: &[
         "cluster create name prod",
         "cluster create name prod cluster_id 42 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1",
+        "cluster create name prod cacert /etc/lazarus/ca.crt cert /etc/lazarus/redis.crt key /etc/lazarus/redis.key",
     ],
     build: build_create,
 },
@@ -69,6 +80,7 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         cluster_id,
         persistent_path: m.opt("persistent_path"),
         addr: m.opt("addr"),
+        tls: tls::material_opts(m)?,
     }))
 }
 
@@ -80,8 +92,9 @@ impl ClusterCommand {
                 cluster_id,
                 persistent_path,
                 addr,
-            } => create(ctx, name, cluster_id, persistent_path, addr),
-            ClusterCommand::Recover(req) => recover::apply(ctx, &req),
+                tls,
+            } => create(ctx, name, cluster_id, persistent_path, addr, tls),
+            ClusterCommand::Recover(req, tls) => recover::apply(ctx, &req, tls.as_ref()).await,
             ClusterCommand::TlsSet(req) => tls::apply(ctx, req).await,
         }
     }
@@ -93,6 +106,7 @@ fn create(
     cluster_id: Option<u64>,
     persistent_path: Option<PathBuf>,
     addr: Option<IpAddr>,
+    tls_paths: Option<MaterialPaths>,
 ) -> Result<Reply, CommandError> {
     let lock = ctx.store.lock()?;
     if let Some(existing) = lock.load()? {
@@ -119,6 +133,11 @@ fn create(
     }
     super::node::prepare_persistent_path(&node.persistent_path)?;
     let node = node.clone();
+    if let Some(paths) = &tls_paths {
+        let material = tls::checked(paths, None)?;
+        tls::install_everywhere(&cluster, &material)?;
+        cluster.tls = Some(material.record);
+    }
     lock.save(&mut cluster)?;
     Reply::of(&ClusterCreated {
         name: cluster.name.clone(),
@@ -126,6 +145,7 @@ fn create(
         node: node.id,
         addr: node.addr,
         persistent_path: node.persistent_path,
+        tls_material: cluster.tls.as_ref().map(|t| t.material_id()),
     })
 }
 
@@ -138,6 +158,9 @@ pub struct ClusterCreated {
     pub node: Id,
     pub addr: String,
     pub persistent_path: PathBuf,
+    /// The TLS material installed (`cacert`/`cert`/`key` given), by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_material: Option<String>,
 }
 
 impl Render for ClusterCreated {
@@ -150,6 +173,11 @@ impl Render for ClusterCreated {
             self.addr,
             self.persistent_path.display()
         ));
+        if let Some(id) = &self.tls_material {
+            text.line(format!(
+                "TLS material {id} installed: new databases speak TLS only."
+            ));
+        }
     }
 }
 
@@ -161,6 +189,7 @@ impl fmt::Display for ClusterCommand {
                 cluster_id,
                 persistent_path,
                 addr,
+                tls: tls_paths,
             } => {
                 write!(f, "cluster create name {}", quote(name))?;
                 if let Some(id) = cluster_id {
@@ -172,9 +201,18 @@ impl fmt::Display for ClusterCommand {
                 if let Some(addr) = addr {
                     write!(f, " addr {addr}")?;
                 }
+                if let Some(paths) = tls_paths {
+                    tls::fmt_material(paths, f)?;
+                }
                 Ok(())
             }
-            ClusterCommand::Recover(req) => recover::fmt(req, f),
+            ClusterCommand::Recover(req, tls_paths) => {
+                recover::fmt(req, f)?;
+                if let Some(paths) = tls_paths {
+                    tls::fmt_material(paths, f)?;
+                }
+                Ok(())
+            }
             ClusterCommand::TlsSet(req) => tls::fmt(req, f),
         }
     }

@@ -128,6 +128,7 @@ fn cluster_create() {
         node: 1,
         addr: "127.0.0.1".into(),
         persistent_path: "/h/nodes/1".into(),
+        tls_material: None,
     }));
 }
 

@@ -122,6 +122,12 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
                 "a sync source needs a single-shard database (Redis Cluster shards cannot `REPLICAOF`)",
             ));
         }
+        if source.tls && cluster.tls.is_none() {
+            return Err(bad(
+                "a `rediss://` source needs the cluster's TLS material (`cluster tls set`) to \
+                 replicate over TLS",
+            ));
+        }
         let reach = tokio::net::TcpStream::connect((source.host.as_str(), source.port));
         match tokio::time::timeout(Duration::from_secs(2), reach).await {
             Ok(Ok(_)) => {}

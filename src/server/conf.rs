@@ -85,7 +85,12 @@ pub fn render_conf(
     let sharded = db.config.shards > 1;
     match tls {
         Some(tls) if db.config.tls => {
-            for (key, value) in tls.conf_settings(shard.port, sharded) {
+            for (key, mut value) in tls.conf_settings(shard.port, sharded) {
+                // A master following a plain sync source replicates from it in plain
+                // text; its own replicas follow it over TLS.
+                if key == "tls-replication" && upstream.is_some_and(|u| !u.tls) {
+                    value = "no".into();
+                }
                 line(key, &quote(&value));
             }
         }

@@ -17,6 +17,7 @@ use crate::lang::quote;
 use crate::recovery::rebuild::{
     self, FromBackup, FromIdentities, IdSighting, Rebuilt, RecoverRequest,
 };
+use crate::tls::MaterialPaths;
 
 pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
     elements: &[
@@ -30,6 +31,9 @@ pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
             Opt::optional("addr", "ip", ValueKind::Ip),
             Opt::optional("cluster_id", "id", ValueKind::Integer),
             Opt::optional("alloc_id", "n", ValueKind::Integer),
+            Opt::optional("cacert", "path", ValueKind::Path),
+            Opt::optional("cert", "path", ValueKind::Path),
+            Opt::optional("key", "path", ValueKind::Path),
         ]),
     ],
     summary: "bring the configuration back from a node's CCS backup, databases pending recovery",
@@ -37,6 +41,7 @@ pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
         "cluster recover filename /mnt/old-node1/ccs/ccs.json",
         "cluster recover filename /mnt/old-node1/ccs/ccs.json node_uid 1 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1 alloc_id 500",
         "cluster recover filename \"/mnt/old disk/ccs\" cluster_id 42 node_uid node:2",
+        "cluster recover filename /mnt/old-node1/ccs cacert /etc/lazarus/ca.crt cert /etc/lazarus/redis.crt key /etc/lazarus/redis.key",
     ],
     build: build_from_backup,
 };
@@ -54,6 +59,9 @@ pub(super) const FROM_IDENTITIES: CommandSyntax = CommandSyntax {
             Opt::optional("addr", "ip", ValueKind::Ip),
             Opt::optional("name", "name", ValueKind::ClusterName),
             Opt::optional("alloc_id", "n", ValueKind::Integer),
+            Opt::optional("cacert", "path", ValueKind::Path),
+            Opt::optional("cert", "path", ValueKind::Path),
+            Opt::optional("key", "path", ValueKind::Path),
         ]),
     ],
     summary: "no backup left: rebuild the configuration from the shard identity files",
@@ -74,6 +82,7 @@ fn build_from_backup(m: &Match) -> Result<Command, ParseError> {
             cluster_id: m.opt("cluster_id"),
             alloc_id: m.opt("alloc_id"),
         }),
+        super::tls::material_opts(m)?,
     )))
 }
 
@@ -89,12 +98,36 @@ fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
             name,
             alloc_id: m.opt("alloc_id"),
         }),
+        super::tls::material_opts(m)?,
     )))
 }
 /// `cluster recover ...`: stores the rebuilt configuration and says what was chosen,
-/// what was left out, and what to do next.
-pub(super) fn apply(ctx: &Context, req: &RecoverRequest) -> Result<Reply, CommandError> {
-    let rebuilt = rebuild::recover(&ctx.store, req)?;
+/// what was left out, and what to do next. TLS material given with it is checked before
+/// anything is stored, then installed on every node and recorded as the cluster's (the
+/// old material's copies on the old disks are then not needed).
+pub(super) async fn apply(
+    ctx: &Context,
+    req: &RecoverRequest,
+    tls_paths: Option<&MaterialPaths>,
+) -> Result<Reply, CommandError> {
+    let material = tls_paths
+        .map(|p| super::tls::checked(p, None))
+        .transpose()?;
+    let mut rebuilt = rebuild::recover(&ctx.store, req)?;
+    if let Some(mut material) = material {
+        let lock = ctx.store.lock()?;
+        let mut cluster = lock.load()?.ok_or_else(CommandError::no_cluster)?;
+        if let Some(old) = &cluster.tls {
+            material.record.verify = old.verify;
+        }
+        super::tls::install_everywhere(&cluster, &material)?;
+        cluster.tls = Some(material.record.clone());
+        lock.save(&mut cluster)?;
+        rebuilt.notes.push(format!(
+            "TLS material {} installed on every node",
+            material.record.material_id()
+        ));
+    }
     let from = match req {
         RecoverRequest::Backup(_) => "its CCS backup",
         RecoverRequest::Identities(_) => "its shard identity files",

@@ -63,32 +63,9 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
     let Some(mut cluster) = lock.load()? else {
         return Err(CommandError::no_cluster());
     };
-    let paths = MaterialPaths {
-        cacert: rules::absolute("cacert", &req.paths.cacert)?,
-        cert: rules::absolute("cert", &req.paths.cert)?,
-        key: rules::absolute("key", &req.paths.key)?,
-    };
-    let mut material = tls::check(&paths, unix_now())?;
-    material.record.verify = req.verify.unwrap_or(true);
+    let material = checked(&req.paths, req.verify)?;
     let rotated = cluster.tls.is_some();
-
-    // Every node gets the files before the CCS names them; a node that cannot take them
-    // undoes the others' new directories, and nothing is recorded.
-    let mut installed: Vec<(Id, PathBuf)> = Vec::new();
-    for node in cluster.nodes.values() {
-        let fresh = !tls::installed_dir(&node.persistent_path, &material.record).exists();
-        match tls::install(&node.persistent_path, &material) {
-            Ok(dir) => installed.push((node.id, if fresh { dir } else { PathBuf::new() })),
-            Err(e) => {
-                for (_, dir) in &installed {
-                    if !dir.as_os_str().is_empty() {
-                        let _ = std::fs::remove_dir_all(dir);
-                    }
-                }
-                return Err(CommandError::from(e).context(format!("node:{}", node.id)));
-            }
-        }
-    }
+    let installed = install_everywhere(&cluster, &material)?;
     let before = cluster.clone();
     cluster.tls = Some(material.record.clone());
     lock.save(&mut cluster)?;
@@ -115,7 +92,7 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
         cacert_sha256: material.record.cacert.sha256.clone(),
         cert_sha256: material.record.cert.sha256.clone(),
         verify: material.record.verify,
-        nodes: installed.into_iter().map(|(id, _)| id).collect(),
+        nodes: installed,
         shards,
     })?;
     if missed.is_empty() {
@@ -199,6 +176,88 @@ pub struct ShardRotation {
     /// Why it did not take them; `None`: it serves them now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The operator's files made absolute and checked (`cluster tls set`, `cluster create`,
+/// `cluster recover`); nothing is written.
+pub(super) fn checked(
+    paths: &MaterialPaths,
+    verify: Option<bool>,
+) -> Result<tls::Material, CommandError> {
+    let paths = MaterialPaths {
+        cacert: rules::absolute("cacert", &paths.cacert)?,
+        cert: rules::absolute("cert", &paths.cert)?,
+        key: rules::absolute("key", &paths.key)?,
+    };
+    let mut material = tls::check(&paths, unix_now())?;
+    material.record.verify = verify.unwrap_or(true);
+    Ok(material)
+}
+
+/// Copies `material` into every node's persistent path before the CCS names it; a node
+/// that cannot take it undoes the others' new directories. Returns the nodes.
+pub(super) fn install_everywhere(
+    cluster: &Cluster,
+    material: &tls::Material,
+) -> Result<Vec<Id>, CommandError> {
+    let mut installed: Vec<(Id, PathBuf)> = Vec::new();
+    for node in cluster.nodes.values() {
+        let fresh = !tls::installed_dir(&node.persistent_path, &material.record).exists();
+        match tls::install(&node.persistent_path, material) {
+            Ok(dir) => installed.push((node.id, if fresh { dir } else { PathBuf::new() })),
+            Err(e) => {
+                for (_, dir) in &installed {
+                    if !dir.as_os_str().is_empty() {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                }
+                return Err(CommandError::from(e).context(format!("node:{}", node.id)));
+            }
+        }
+    }
+    Ok(installed.into_iter().map(|(id, _)| id).collect())
+}
+
+/// `cacert <path> cert <path> key <path>` of `cluster create` / `cluster recover`: all
+/// three or none.
+pub(super) fn material_opts(m: &Match) -> Result<Option<MaterialPaths>, ParseError> {
+    let given: Vec<&str> = ["cacert", "cert", "key"]
+        .into_iter()
+        .filter(|k| m.has(k))
+        .collect();
+    if given.is_empty() {
+        return Ok(None);
+    }
+    if given.len() < 3 {
+        let missing: Vec<String> = ["cacert", "cert", "key"]
+            .into_iter()
+            .filter(|k| !given.contains(k))
+            .map(|k| format!("`{k}`"))
+            .collect();
+        return Err(ParseError::new(
+            m.span_of(given[0]),
+            format!(
+                "`cacert`, `cert` and `key` go together: missing {}",
+                missing.join(" and ")
+            ),
+        ));
+    }
+    Ok(Some(MaterialPaths {
+        cacert: m.req("cacert")?,
+        cert: m.req("cert")?,
+        key: m.req("key")?,
+    }))
+}
+
+/// ` cacert <path> cert <path> key <path>`, as the canonical text prints them.
+pub(super) fn fmt_material(paths: &MaterialPaths, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(
+        f,
+        " cacert {} cert {} key {}",
+        quote(&paths.cacert.to_string_lossy()),
+        quote(&paths.cert.to_string_lossy()),
+        quote(&paths.key.to_string_lossy())
+    )
 }
 
 fn unix_now() -> i64 {

@@ -33,7 +33,7 @@ use lazarus::db::{create_db, shard_addr, CreateDb};
 use procs::ProcessGuard;
 use rand::RngCore;
 use support::{bare_server, env_num, install, lazarus, median, secs};
-use world::{config, server, test_cluster};
+use world::{config, redis, server, test_cluster};
 
 /// `mb` MB of 1 KB incompressible strings (and a hash per thousand keys) into every
 /// master of the database, spread by hash tags over their slots.
@@ -179,7 +179,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         let dir = root.join(format!("bare{run}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&rdb, dir.join("dump.rdb")).unwrap();
-        bare.push(bare_server(&server().path, &dir, free_port()));
+        bare.push(bare_server(&redis().path, &dir, free_port()));
         std::fs::remove_dir_all(&dir).unwrap();
         // Into an empty database, as the bare server loads into an empty one.
         let task = format!("r{run}");
@@ -351,7 +351,7 @@ fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
     let dir = root.join("pipe");
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let mut child = Command::new(server().path)
+    let mut child = Command::new(redis().path)
         .args([
             "--port",
             &port.to_string(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lazarus::ccs::{Cluster, DbConfig, Node, Persistence, PortRange, CCS_FORMAT};
 use lazarus::db::{self, CreateDb};
-use lazarus::server::RedisServer;
+use lazarus::server::{RedisServer, Servers};
 
 fn config(name: &str, shards: u32) -> DbConfig {
     DbConfig {
@@ -45,7 +45,7 @@ fn summary(mut v: Vec<Duration>) -> String {
 async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = procs::ProcessGuard::new(tmp.path());
-    let srv = RedisServer::locate(None, None).expect("redis-server installed");
+    let srv = Servers::from(RedisServer::locate(None, None).expect("redis-server installed"));
     let mut c = Cluster {
         format: CCS_FORMAT,
         name: "bench".into(),
@@ -71,9 +71,11 @@ async fn main() {
                 hi: 21400,
             },
             rack_id: None,
+            redis_server: None,
         },
     );
-    println!("redis-server {} at {}", srv.version, srv.path.display());
+    let one = srv.for_node(1).unwrap();
+    println!("redis-server {} at {}", one.version, one.path.display());
 
     let mut one = Vec::new();
     for i in 0..5 {
@@ -129,7 +131,12 @@ async fn main() {
     let mut lat = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        let report = db::status(&c, Some(&srv.version), db::STATUS_TIMEOUT).await;
+        let report = db::status(
+            &c,
+            Some(&srv.for_node(1).unwrap().version),
+            db::STATUS_TIMEOUT,
+        )
+        .await;
         lat.push(t.elapsed());
         assert!(report.shards.iter().all(|s| s.status == "OK"));
     }

@@ -97,7 +97,11 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         let bare_dir = root.join(format!("bare{run}"));
         std::fs::create_dir_all(&bare_dir).unwrap();
         std::fs::copy(&rdb, bare_dir.join("dump.rdb")).unwrap();
-        bares.push(bare_server(&server.path, &bare_dir, shard.port));
+        bares.push(bare_server(
+            &server.for_node(shard.node).unwrap().path,
+            &bare_dir,
+            shard.port,
+        ));
         if std::env::var_os("LAZARUS_BENCH_KEEP").is_none() {
             std::fs::remove_dir_all(&bare_dir).unwrap();
         }

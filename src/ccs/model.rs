@@ -132,6 +132,27 @@ pub struct Node {
     pub port_range: PortRange,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack_id: Option<String>,
+    /// The binary this node's shards run (`node add ... redis_server <path>`); `None`:
+    /// the cluster's, else the one on PATH. `--redis-server` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_server: Option<NodeServer>,
+}
+
+/// A node's own server binary as it was checked when set: path, engine, version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NodeServer {
+    pub path: PathBuf,
+    /// `redis` or `valkey`.
+    pub engine: String,
+    /// What `--version` said when it was set (`8.1.8`).
+    pub version: String,
+}
+
+impl NodeServer {
+    /// `valkey 8.1.8 (/opt/valkey/bin/valkey-server)`.
+    pub fn describe(&self) -> String {
+        format!("{} {} ({})", self.engine, self.version, self.path.display())
+    }
 }
 
 impl Node {

@@ -21,13 +21,14 @@ use crate::tls::MaterialPaths;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClusterCommand {
     /// `cluster create name <name> [cluster_id <id>] [persistent_path <path>] [addr <ip>]
-    /// [cacert <path> cert <path> key <path>]`
+    /// [cacert <path> cert <path> key <path>] [redis_server <path>]`
     Create {
         name: String,
         cluster_id: Option<u64>,
         persistent_path: Option<PathBuf>,
         addr: Option<IpAddr>,
         tls: Option<MaterialPaths>,
+        redis_server: Option<PathBuf>,
     },
     /// `cluster recover filename <path> ...` / `cluster recover cluster_id <id> ...`, with
     /// the cluster's TLS material when the old one is not to be used
@@ -51,11 +52,13 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
             Opt::optional("cacert", "path", ValueKind::Path),
             Opt::optional("cert", "path", ValueKind::Path),
             Opt::optional("key", "path", ValueKind::Path),
+            Opt::optional("redis_server", "path", ValueKind::Path),
         ]),
     ],
     summary: "create a cluster whose node:1 is this machine",
     examples: &[
         "cluster create name prod",
+        "cluster create name prod redis_server /opt/valkey/bin/valkey-server",
         "cluster create name prod cluster_id 42 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1",
         "cluster create name prod cacert /etc/lazarus/ca.crt cert /etc/lazarus/redis.crt key /etc/lazarus/redis.key",
     ],
@@ -81,6 +84,7 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         persistent_path: m.opt("persistent_path"),
         addr: m.opt("addr"),
         tls: tls::material_opts(m)?,
+        redis_server: m.opt("redis_server"),
     }))
 }
 
@@ -93,7 +97,8 @@ impl ClusterCommand {
                 persistent_path,
                 addr,
                 tls,
-            } => create(ctx, name, cluster_id, persistent_path, addr, tls),
+                redis_server,
+            } => create(ctx, name, cluster_id, persistent_path, addr, tls, redis_server),
             ClusterCommand::Recover(req, tls) => recover::apply(ctx, &req, tls.as_ref()).await,
             ClusterCommand::TlsSet(req) => tls::apply(ctx, req).await,
         }
@@ -107,7 +112,12 @@ fn create(
     persistent_path: Option<PathBuf>,
     addr: Option<IpAddr>,
     tls_paths: Option<MaterialPaths>,
+    redis_server: Option<PathBuf>,
 ) -> Result<Reply, CommandError> {
+    let redis_server = redis_server
+        .as_deref()
+        .map(super::node::check_redis_server)
+        .transpose()?;
     let lock = ctx.store.lock()?;
     if let Some(existing) = lock.load()? {
         return Err(CommandError::conflict(format!(
@@ -131,6 +141,7 @@ fn create(
     if let Some(addr) = addr {
         node.addr = addr.to_string();
     }
+    node.redis_server = redis_server;
     super::node::prepare_persistent_path(&node.persistent_path)?;
     let node = node.clone();
     if let Some(paths) = &tls_paths {
@@ -146,6 +157,7 @@ fn create(
         addr: node.addr,
         persistent_path: node.persistent_path,
         tls_material: cluster.tls.as_ref().map(|t| t.material_id()),
+        redis_server: node.redis_server,
     })
 }
 
@@ -161,17 +173,23 @@ pub struct ClusterCreated {
     /// The TLS material installed (`cacert`/`cert`/`key` given), by id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_material: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_server: Option<crate::ccs::NodeServer>,
 }
 
 impl Render for ClusterCreated {
     fn render(&self, text: &mut Text) {
         text.line(format!(
-            "Created cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
+            "Created cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`{}.",
             self.name,
             self.cluster_id,
             self.node,
             self.addr,
-            self.persistent_path.display()
+            self.persistent_path.display(),
+            self.redis_server
+                .as_ref()
+                .map(|s| format!(", engine {}", s.describe()))
+                .unwrap_or_default()
         ));
         if let Some(id) = &self.tls_material {
             text.line(format!(
@@ -190,6 +208,7 @@ impl fmt::Display for ClusterCommand {
                 persistent_path,
                 addr,
                 tls: tls_paths,
+                redis_server,
             } => {
                 write!(f, "cluster create name {}", quote(name))?;
                 if let Some(id) = cluster_id {
@@ -200,6 +219,9 @@ impl fmt::Display for ClusterCommand {
                 }
                 if let Some(addr) = addr {
                     write!(f, " addr {addr}")?;
+                }
+                if let Some(path) = redis_server {
+                    write!(f, " redis_server {}", quote(&path.to_string_lossy()))?;
                 }
                 if let Some(paths) = tls_paths {
                     tls::fmt_material(paths, f)?;

@@ -12,7 +12,7 @@ use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Persistence, Role};
 use crate::db::{self, CreateDb, DbError, DeleteOutcome, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
 use crate::secret::Secret;
-use crate::server::RedisServer;
+use crate::server::Servers;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbCommand {
@@ -148,12 +148,10 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
     })))
 }
 
-/// The `redis-server` to run: `--redis-server`, then the CCS's, then PATH.
-pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
-    Ok(RedisServer::locate(
-        ctx.redis_server.as_deref(),
-        cluster.redis_server.as_deref(),
-    )?)
+/// The binaries to run, per node: `--redis-server`, then each node's own, then the
+/// CCS's, then PATH.
+pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
+    Ok(Servers::locate(ctx.redis_server.as_deref(), cluster)?)
 }
 
 /// A database as `create db` and `restart db` show it: never its password, only whether

@@ -223,6 +223,12 @@ impl Render for NodeInfo {
             ),
             ("port range", node.port_range.clone()),
             ("rack id", or_na(node.rack_id.clone())),
+            (
+                "redis-server",
+                node.redis_server
+                    .as_ref()
+                    .map_or("the cluster's".to_string(), |s| s.describe()),
+            ),
             ("shards", self.shards.to_string()),
         ])
         .titled(format!("NODE:{}", node.id));

@@ -307,7 +307,10 @@ mod tests {
         );
         assert_eq!(h("node ad").as_deref(), Some("d"));
         assert_eq!(h("info cluster"), None);
-        assert_eq!(h("node 2").as_deref(), Some(" remove | recovery_path"));
+        assert_eq!(
+            h("node 2").as_deref(),
+            Some(" redis_server | remove | recovery_path")
+        );
     }
 
     #[test]

@@ -10,18 +10,23 @@ use super::{
     no_such_node, Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError,
     Render, Reply, Text, ValueKind,
 };
-use crate::ccs::{rules, Cluster, Id, Node, PortRange};
+use crate::ccs::{rules, Cluster, Id, Node, NodeServer, PortRange};
 use crate::lang::quote;
+use crate::server::RedisServer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeCommand {
-    /// `node add addr <ip> persistent_path <path> [port_range <lo>-<hi>] [rack_id <id>]`
+    /// `node add addr <ip> persistent_path <path> [port_range <lo>-<hi>] [rack_id <id>]
+    /// [redis_server <path>]`
     Add {
         addr: IpAddr,
         persistent_path: PathBuf,
         port_range: Option<PortRange>,
         rack_id: Option<String>,
+        redis_server: Option<PathBuf>,
     },
+    /// `node <node> redis_server set <path>`
+    SetRedisServer { node: Id, path: PathBuf },
     /// `node <node> remove`
     Remove { node: Id },
     /// `node <node> recovery_path set <path>`
@@ -38,14 +43,33 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::required("persistent_path", "path", ValueKind::Path),
                 Opt::optional("port_range", "lo-hi", ValueKind::PortRange),
                 Opt::optional("rack_id", "id", ValueKind::Word),
+                Opt::optional("redis_server", "path", ValueKind::Path),
             ]),
         ],
-        summary: "add a node: a persistent path and a port range on an address",
+        summary: "add a node: a persistent path and a port range on an address, and the server binary its shards run",
         examples: &[
             "node add addr 127.0.0.1 persistent_path /var/lib/lazarus/node2",
             "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 32000-32999 rack_id r2",
+            "node add addr 127.0.0.1 persistent_path /srv/n4 redis_server /opt/valkey/bin/valkey-server",
         ],
         build: build_add,
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("node"),
+            Element::Arg("node", ValueKind::Node),
+            Element::Keyword("redis_server"),
+            Element::Keyword("set"),
+            Element::Arg("path", ValueKind::Path),
+        ],
+        summary: "set the redis-server or valkey-server binary a node's shards run (from their next start)",
+        examples: &["node 2 redis_server set /opt/valkey/bin/valkey-server"],
+        build: |m| {
+            Ok(Command::Node(NodeCommand::SetRedisServer {
+                node: m.req("node")?,
+                path: m.req("path")?,
+            }))
+        },
     },
     CommandSyntax {
         elements: &[
@@ -90,6 +114,7 @@ fn build_add(m: &Match) -> Result<Command, ParseError> {
         persistent_path: m.req("persistent_path")?,
         port_range: m.opt("port_range"),
         rack_id,
+        redis_server: m.opt("redis_server"),
     }))
 }
 
@@ -101,7 +126,16 @@ impl NodeCommand {
                 persistent_path,
                 port_range,
                 rack_id,
-            } => add(ctx, addr, &persistent_path, port_range, rack_id),
+                redis_server,
+            } => add(
+                ctx,
+                addr,
+                &persistent_path,
+                port_range,
+                rack_id,
+                redis_server.as_deref(),
+            ),
+            NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path),
             NodeCommand::Remove { node } => remove(ctx, node),
             NodeCommand::SetRecoveryPath { node, path } => set_recovery_path(ctx, node, &path),
         }
@@ -114,7 +148,9 @@ fn add(
     persistent_path: &Path,
     port_range: Option<PortRange>,
     rack_id: Option<String>,
+    redis_server: Option<&Path>,
 ) -> Result<Reply, CommandError> {
+    let redis_server = redis_server.map(check_redis_server).transpose()?;
     let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
     let persistent_path = rules::absolute("persistent path", persistent_path)?;
     let addr = addr.to_string();
@@ -155,10 +191,57 @@ fn add(
         recovery_path: None,
         port_range,
         rack_id,
+        redis_server,
     };
     cluster.nodes.insert(id, node.clone());
     lock.save(&mut cluster)?;
     Ok(Reply::of(&NodeAdded(NodeView::from(&node)))?.note(created))
+}
+
+/// Checks a node's server binary before it is recorded: an absolute path to a file that
+/// runs and answers `--version` as redis-server or valkey-server.
+pub fn check_redis_server(path: &Path) -> Result<NodeServer, CommandError> {
+    let path = rules::absolute("redis_server", path)?;
+    let server = RedisServer::at(&path).map_err(|e| {
+        let message = format!("`redis_server` `{}`: {e}", path.display());
+        match e {
+            crate::server::ServerError::NotFound { .. } => CommandError::not_found(message),
+            _ => CommandError::usage(message),
+        }
+    })?;
+    Ok(NodeServer {
+        path,
+        engine: server.engine.to_string(),
+        version: server.version,
+    })
+}
+
+fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
+    let server = check_redis_server(path)?;
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let Some(node) = cluster.nodes.get_mut(&id) else {
+        return Err(no_such_node(&cluster, id));
+    };
+    node.redis_server = Some(server);
+    let view = NodeView::from(&*node);
+    lock.save(&mut cluster)?;
+    Reply::of(&RedisServerSet(view))
+}
+
+/// `node <id> redis_server set`: the node with its new binary.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct RedisServerSet(pub NodeView);
+
+impl Render for RedisServerSet {
+    fn render(&self, text: &mut Text) {
+        let server = self.0.redis_server.as_ref().expect("just set");
+        text.line(format!(
+            "node:{} runs its shards with {} from their next start.",
+            self.0.id,
+            server.describe()
+        ));
+    }
 }
 
 /// `node add`: the node added.
@@ -170,11 +253,15 @@ impl Render for NodeAdded {
     fn render(&self, text: &mut Text) {
         let node = &self.0;
         text.line(format!(
-            "Added node:{} on {}, persistent path `{}`, ports {}.",
+            "Added node:{} on {}, persistent path `{}`, ports {}{}.",
             node.id,
             node.addr,
             node.persistent_path.display(),
-            node.port_range
+            node.port_range,
+            node.redis_server
+                .as_ref()
+                .map(|s| format!(", engine {}", s.describe()))
+                .unwrap_or_default()
         ));
     }
 }
@@ -262,6 +349,9 @@ pub struct NodeView {
     /// `lo-hi`.
     pub port_range: String,
     pub rack_id: Option<String>,
+    /// The node's own server binary, engine and version; `None`: the cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_server: Option<NodeServer>,
 }
 
 impl From<&Node> for NodeView {
@@ -273,6 +363,7 @@ impl From<&Node> for NodeView {
             recovery_path: node.recovery_path.clone(),
             port_range: node.port_range.to_string(),
             rack_id: node.rack_id.clone(),
+            redis_server: node.redis_server.clone(),
         }
     }
 }
@@ -312,6 +403,7 @@ impl fmt::Display for NodeCommand {
                 persistent_path,
                 port_range,
                 rack_id,
+                redis_server,
             } => {
                 write!(
                     f,
@@ -324,8 +416,16 @@ impl fmt::Display for NodeCommand {
                 if let Some(rack) = rack_id {
                     write!(f, " rack_id {}", quote(rack))?;
                 }
+                if let Some(path) = redis_server {
+                    write!(f, " redis_server {}", quote(&path.to_string_lossy()))?;
+                }
                 Ok(())
             }
+            NodeCommand::SetRedisServer { node, path } => write!(
+                f,
+                "node {node} redis_server set {}",
+                quote(&path.to_string_lossy())
+            ),
             NodeCommand::Remove { node } => write!(f, "node {node} remove"),
             NodeCommand::SetRecoveryPath { node, path } => write!(
                 f,

@@ -18,7 +18,7 @@ use crate::ccs::{Cluster, DbState, Id};
 use crate::lang::DbRef;
 use crate::recovery::apply::{clear_markers, recover_db, Proof, Recovered, Recovery};
 use crate::recovery::plan::{format_age, DbPlan, Outcome, RecoveryPlan};
-use crate::server::RedisServer;
+use crate::server::Servers;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecoverCommand {
@@ -170,11 +170,8 @@ impl RecoverCommand {
     }
 }
 
-fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
-    Ok(RedisServer::locate(
-        ctx.redis_server.as_deref(),
-        cluster.redis_server.as_deref(),
-    )?)
+fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
+    Ok(Servers::locate(ctx.redis_server.as_deref(), cluster)?)
 }
 
 fn pending(cluster: &Cluster) -> Vec<Id> {

@@ -60,6 +60,7 @@ fn cluster() -> Cluster {
                 hi: 31999,
             },
             rack_id: Some("r2".into()),
+            redis_server: None,
         },
     );
     let db = c.allocate_id();
@@ -129,6 +130,7 @@ fn cluster_create() {
         addr: "127.0.0.1".into(),
         persistent_path: "/h/nodes/1".into(),
         tls_material: None,
+        redis_server: None,
     }));
 }
 

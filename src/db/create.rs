@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::ccs::{Cluster, Database, DbConfig, Id, Role};
 use crate::server::{
-    form_cluster, replicate, stop_pid, ClusterMember, MemberRole, RedisServer, ServerError,
+    form_cluster, replicate, stop_pid, ClusterMember, MemberRole, ServerError, Servers,
     StartOptions,
 };
 
@@ -33,7 +33,7 @@ pub struct CreateDb {
 /// untouched. Returns the new database's id.
 pub async fn create_db(
     cluster: &mut Cluster,
-    server: &RedisServer,
+    server: &Servers,
     req: CreateDb,
 ) -> Result<Id, DbError> {
     create_db_with(cluster, server, req, &Cancel::default()).await
@@ -44,7 +44,7 @@ pub async fn create_db(
 /// to running shards and can be dropped at any point.
 pub async fn create_db_with(
     cluster: &mut Cluster,
-    server: &RedisServer,
+    server: &Servers,
     req: CreateDb,
     cancel: &Cancel,
 ) -> Result<Id, DbError> {
@@ -153,7 +153,7 @@ fn largest_id_on_disk(cluster: &Cluster) -> Option<Id> {
 
 async fn bring_up(
     cluster: &Cluster,
-    server: &RedisServer,
+    server: &Servers,
     db: &mut Database,
     cancel: &Cancel,
 ) -> Result<(), DbError> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role};
-use crate::server::{shard_pid, start_shard, stop_shard, RedisServer, ServerError, StartOptions};
+use crate::server::{shard_pid, start_shard, stop_shard, ServerError, Servers, StartOptions};
 
 use super::create::wire;
 use super::dirs::db_dirs;
@@ -13,7 +13,7 @@ use super::{resolve, DbError};
 
 /// Starts the given shards of `db` at once; one result per shard, in order.
 pub(crate) async fn start_some(
-    server: &RedisServer,
+    server: &Servers,
     cluster: &Cluster,
     db: &Database,
     shards: &[Id],
@@ -47,7 +47,7 @@ pub(crate) async fn start_some(
 
 /// Starts every shard of `db` at once.
 pub(crate) async fn start_all(
-    server: &RedisServer,
+    server: &Servers,
     cluster: &Cluster,
     db: &Database,
     opts: &StartOptions,
@@ -134,7 +134,7 @@ pub async fn delete_db(
 /// [`DbError::RestartIncomplete`]: the caller saves the CCS in that case too.
 pub async fn restart_db(
     cluster: &mut Cluster,
-    server: &RedisServer,
+    server: &Servers,
     which: &str,
 ) -> Result<Id, DbError> {
     let mut db = resolve(cluster, which)?.clone();
@@ -172,11 +172,7 @@ pub async fn restart_db(
 /// Stops every shard, then starts every shard not running (masters first: a replica up
 /// first only retries, a master up first lets its replica sync at once), then wires them.
 /// One shard failing does not keep the others down.
-async fn stop_and_start(
-    cluster: &Cluster,
-    server: &RedisServer,
-    db: &Database,
-) -> Result<(), DbError> {
+async fn stop_and_start(cluster: &Cluster, server: &Servers, db: &Database) -> Result<(), DbError> {
     let mut first_err = stop_all(cluster, db).await.err();
     let opts = StartOptions::default();
     for role in [Role::Master, Role::Replica] {

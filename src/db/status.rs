@@ -291,7 +291,7 @@ pub async fn status(
 }
 
 /// One row per node: its shards, this machine's cores and memory, the `redis-server`
-/// version a live shard reports (else `server_version`), whether its persistent path is
+/// version a live shard reports (else the node's own binary's, else `server_version`), whether its persistent path is
 /// there.
 fn node_rows(
     cluster: &Cluster,
@@ -333,7 +333,12 @@ fn node_rows(
             cores,
             free_ram,
             total_ram,
-            version: live_version.or_else(|| server_version.map(str::to_string)),
+            version: live_version
+                .or_else(|| {
+                    let own = node.redis_server.as_ref()?;
+                    Some(format!("{} {}", own.engine, own.version))
+                })
+                .or_else(|| server_version.map(str::to_string)),
             status,
             persistent_path: node.persistent_path.display().to_string(),
             port_range: node.port_range.to_string(),

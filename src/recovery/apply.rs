@@ -22,7 +22,7 @@ use super::reader::reader_check;
 pub use super::shard_dirs::{clear_markers, MARKER_FILE};
 use super::shard_dirs::{prepare_dir, record_started, shard_dir, stop_own_leftover};
 use crate::ccs::{Cluster, Database, Id, SlotRange};
-use crate::server::{start_shard, ConfOptions, RedisServer, ServerError, StartOptions};
+use crate::server::{start_shard, ConfOptions, ServerError, Servers, StartOptions};
 
 /// Validates one candidate source (the real reader, or a stand-in in tests).
 pub type CheckFn = fn(&Path, Option<SlotRange>) -> SourceCheck;
@@ -30,8 +30,7 @@ pub type CheckFn = fn(&Path, Option<SlotRange>) -> SourceCheck;
 /// What every database's recovery in one command shares.
 #[derive(Clone, Debug)]
 pub struct Recovery {
-    pub server: RedisServer,
-    pub max_rdb: Option<u32>,
+    pub server: Servers,
     pub check: CheckFn,
     pub only_configuration: bool,
     /// Bounds a shard's load of its data (and a full sync from a sync source).
@@ -79,11 +78,9 @@ impl ContentProof {
 }
 
 impl Recovery {
-    pub fn new(server: RedisServer, only_configuration: bool) -> Recovery {
-        let max_rdb = crate::persist::max_rdb_version_for(&server.version);
+    pub fn new(server: Servers, only_configuration: bool) -> Recovery {
         Recovery {
             server,
-            max_rdb,
             check: reader_check,
             only_configuration,
             load_timeout: Duration::from_secs(3600),
@@ -94,7 +91,13 @@ impl Recovery {
 
     /// Plans one database against its files (reads them all: call off the async threads).
     pub fn plan(&self, cluster: &Cluster, db: &Database) -> DbPlan {
-        plan_db(cluster, db, self.max_rdb, &self.server.version, &self.check)
+        // The files must load on the oldest engine among the database's nodes.
+        let oldest = self.server.oldest_of(db.shards.iter().map(|s| s.node));
+        let (max_rdb, label) = match oldest {
+            Some(s) => (s.max_rdb(), s.label()),
+            None => (None, "unknown".to_string()),
+        };
+        plan_db(cluster, db, max_rdb, &label, &self.check)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct FromBackup {
     /// When given, the backup must belong to this cluster.
     pub cluster_id: Option<u64>,
     pub alloc_id: Option<Id>,
+    /// The server binary this machine's node runs its shards with.
+    pub redis_server: Option<PathBuf>,
 }
 
 /// `cluster recover cluster_id <id> recovery_path <path>... ...`
@@ -50,6 +52,8 @@ pub struct FromIdentities {
     pub addr: Option<IpAddr>,
     pub name: Option<String>,
     pub alloc_id: Option<Id>,
+    /// The server binary this machine's node runs its shards with.
+    pub redis_server: Option<PathBuf>,
 }
 
 /// A rebuilt configuration and what the operator must know about how it was made.

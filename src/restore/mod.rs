@@ -21,7 +21,7 @@ use crate::backup::{open_local, Identities, Manifest, Repository, ShardEntry};
 use crate::ccs::{Cluster, Database, Id, Persistence, Role};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
-    connect, info, set_persistence, shard_pid, start_shard, stop_shard, ConfOptions, RedisServer,
+    connect, info, set_persistence, shard_pid, start_shard, stop_shard, ConfOptions, Servers,
     ShardAddr, StartOptions,
 };
 
@@ -100,7 +100,7 @@ pub async fn verify(
     cluster: &Cluster,
     db: Option<&Database>,
     spec: &RestoreSpec,
-    server: &RedisServer,
+    server: &Servers,
 ) -> (VerifyReport, Option<Manifest>) {
     let mut v = VerifyReport::default();
     let run_dir = spec.repo.run_path(&spec.run);
@@ -215,7 +215,18 @@ pub async fn verify(
         Some(d) => running_version(cluster, d).await,
         None => None,
     }
-    .unwrap_or_else(|| server.version.clone());
+    .or_else(|| {
+        // Not running: the binary its shards' nodes run (every node's when it is new).
+        let nodes: Vec<Id> = match db {
+            Some(d) => d.shards.iter().map(|s| s.node).collect(),
+            None => cluster.nodes.keys().copied().collect(),
+        };
+        server.oldest_of(nodes).map(|s| match s.engine {
+            "valkey" => s.label(),
+            _ => s.version.clone(),
+        })
+    })
+    .unwrap_or_default();
     let can_load = max_rdb_version_for(&target_version);
     let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
     match can_load {
@@ -594,7 +605,7 @@ pub async fn start(
     db: &Database,
     m: &Manifest,
     spec: &RestoreSpec,
-    server: &RedisServer,
+    server: &Servers,
     step: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<u64, String> {
     let fence = fence_password();
@@ -635,7 +646,7 @@ async fn replace(
     fence: &str,
     m: &Manifest,
     spec: &RestoreSpec,
-    server: &RedisServer,
+    server: &Servers,
     step: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<u64, String> {
     // Which master gets which file: same slots (or the one shard).
@@ -1059,7 +1070,7 @@ pub fn may_have_stopped(step: Option<&str>) -> bool {
 pub async fn roll_back(
     cluster: &Cluster,
     db: &Database,
-    server: &RedisServer,
+    server: &Servers,
     restart: bool,
 ) -> Result<(), String> {
     let mut touched = false;

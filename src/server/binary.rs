@@ -1,11 +1,14 @@
-//! Finding `redis-server` and reading its version.
+//! Finding `redis-server` (or `valkey-server`) and reading its engine and version; the
+//! binaries a cluster's shards run with, per node ([`Servers`]).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::ServerError;
+use crate::ccs::{Cluster, Id};
 
 /// A `redis-server` executable and the version it reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub struct RedisServer {
     pub path: PathBuf,
     /// As printed by `redis-server --version` (`v=7.0.15`): `7.0.15`.
     pub version: String,
+    /// `redis` or `valkey`, from the first word `--version` prints.
+    pub engine: &'static str,
 }
 
 impl RedisServer {
@@ -24,20 +29,129 @@ impl RedisServer {
         ccs_path: Option<&Path>,
     ) -> Result<RedisServer, ServerError> {
         let path = match override_path.or(ccs_path) {
-            Some(given) => {
-                if !given.is_file() {
-                    return Err(ServerError::NotFound {
-                        tried: format!("`{}` does not exist", given.display()),
-                    });
-                }
-                given.to_path_buf()
-            }
+            Some(given) => given.to_path_buf(),
             None => find_on_path("redis-server").ok_or_else(|| ServerError::NotFound {
                 tried: "not on PATH".to_string(),
             })?,
         };
-        let version = read_version(&path)?;
-        Ok(RedisServer { path, version })
+        RedisServer::at(&path)
+    }
+
+    /// The binary at `path`, checked: it runs, answers `--version` as `Redis server v=..`
+    /// or `Valkey server v=..`, and so is one of the engines shards can run.
+    pub fn at(path: &Path) -> Result<RedisServer, ServerError> {
+        if !path.is_file() {
+            return Err(ServerError::NotFound {
+                tried: format!("`{}` does not exist", path.display()),
+            });
+        }
+        let (engine, version) = read_version(path)?;
+        Ok(RedisServer {
+            path: path.to_path_buf(),
+            version,
+            engine,
+        })
+    }
+
+    /// `redis 7.0.15`, `valkey 8.1.8`: what `status` shows, and what
+    /// [`crate::persist::max_rdb_version_for`] reads.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.engine, self.version)
+    }
+
+    /// The newest RDB version this server loads.
+    pub fn max_rdb(&self) -> Option<u32> {
+        crate::persist::max_rdb_version_for(&self.label())
+    }
+}
+
+/// The binaries a cluster's shards run with: `--redis-server` for every node when given,
+/// else each node's own (`node add ... redis_server <path>`), else the cluster's, else
+/// the `redis-server` on PATH. Each distinct path is checked once.
+#[derive(Clone, Debug)]
+pub struct Servers {
+    /// Nodes with a binary of their own (or every node, under `--redis-server`).
+    nodes: BTreeMap<Id, RedisServer>,
+    /// For nodes with none of their own; `None` when no node needs it.
+    fallback: Option<RedisServer>,
+}
+
+impl From<RedisServer> for Servers {
+    /// The one binary for every node.
+    fn from(server: RedisServer) -> Servers {
+        Servers {
+            nodes: BTreeMap::new(),
+            fallback: Some(server),
+        }
+    }
+}
+
+impl Servers {
+    /// Finds and checks every node's binary. A node's own binary that no longer runs is
+    /// an error naming the node: never a silent fall back to another engine.
+    pub fn locate(override_path: Option<&Path>, cluster: &Cluster) -> Result<Servers, ServerError> {
+        if let Some(path) = override_path {
+            return Ok(Servers::from(RedisServer::locate(Some(path), None)?));
+        }
+        let mut checked: BTreeMap<PathBuf, RedisServer> = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        let mut needs_fallback = cluster.nodes.is_empty();
+        for node in cluster.nodes.values() {
+            let Some(own) = &node.redis_server else {
+                needs_fallback = true;
+                continue;
+            };
+            let server = match checked.get(&own.path) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = RedisServer::at(&own.path).map_err(|e| ServerError::NodeBinary {
+                        node: node.id,
+                        path: own.path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    checked.insert(own.path.clone(), s.clone());
+                    s
+                }
+            };
+            nodes.insert(node.id, server);
+        }
+        let fallback = if needs_fallback {
+            Some(RedisServer::locate(None, cluster.redis_server.as_deref())?)
+        } else {
+            None
+        };
+        Ok(Servers { nodes, fallback })
+    }
+
+    /// The binary shards on `node` run.
+    pub fn for_node(&self, node: Id) -> Result<&RedisServer, ServerError> {
+        self.nodes
+            .get(&node)
+            .or(self.fallback.as_ref())
+            .ok_or_else(|| ServerError::NotFound {
+                tried: format!("node:{node} has no `redis_server` and none was located"),
+            })
+    }
+
+    /// The binaries `nodes` run with, each once.
+    pub fn of_nodes(&self, nodes: impl IntoIterator<Item = Id>) -> Vec<&RedisServer> {
+        let mut out: Vec<&RedisServer> = Vec::new();
+        for node in nodes {
+            if let Ok(s) = self.for_node(node) {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// The server among `nodes`' binaries that loads the oldest RDB version: what files
+    /// for shards on those nodes must be loadable by.
+    pub fn oldest_of(&self, nodes: impl IntoIterator<Item = Id>) -> Option<&RedisServer> {
+        self.of_nodes(nodes)
+            .into_iter()
+            .min_by_key(|s| s.max_rdb().unwrap_or(0))
     }
 }
 
@@ -59,13 +173,16 @@ fn is_executable(path: &Path) -> bool {
 /// still running after this is not a server (a wrapper that hangs, a wrong program).
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn read_version(path: &Path) -> Result<String, ServerError> {
+fn read_version(path: &Path) -> Result<(&'static str, String), ServerError> {
     read_version_within(path, VERSION_TIMEOUT)
 }
 
 /// Runs `<path> --version` and waits at most `deadline` for it to exit; a binary that
 /// does not is killed and named.
-fn read_version_within(path: &Path, deadline: Duration) -> Result<String, ServerError> {
+fn read_version_within(
+    path: &Path,
+    deadline: Duration,
+) -> Result<(&'static str, String), ServerError> {
     let fail = |reason: String| ServerError::Version {
         path: path.to_path_buf(),
         reason,
@@ -98,14 +215,24 @@ fn read_version_within(path: &Path, deadline: Duration) -> Result<String, Server
         let _ = stdout.take(64 * 1024).read_to_end(&mut out);
     }
     let text = String::from_utf8_lossy(&out);
-    parse_version(&text).ok_or_else(|| fail(format!("unexpected output `{}`", text.trim())))
+    parse_version(&text).ok_or_else(|| {
+        fail(format!(
+            "it is neither redis-server nor valkey-server: `--version` printed `{}`",
+            text.trim()
+        ))
+    })
 }
 
-/// `Redis server v=7.0.15 sha=...` (Valkey prints `Valkey server v=...`).
-fn parse_version(text: &str) -> Option<String> {
-    text.split_whitespace()
-        .find_map(|word| word.strip_prefix("v="))
-        .map(str::to_string)
+/// `Redis server v=7.0.15 sha=...` or `Valkey server v=8.1.8 ...`: the engine and version.
+fn parse_version(text: &str) -> Option<(&'static str, String)> {
+    let mut words = text.split_whitespace();
+    let engine = match (words.next()?, words.next()?) {
+        ("Redis", "server") => "redis",
+        ("Valkey", "server") => "valkey",
+        _ => return None,
+    };
+    let version = words.find_map(|word| word.strip_prefix("v="))?;
+    Some((engine, version.to_string()))
 }
 
 #[cfg(test)]
@@ -116,13 +243,14 @@ mod tests {
     fn parses_redis_and_valkey_versions() {
         assert_eq!(
             parse_version("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0"),
-            Some("7.0.15".into())
+            Some(("redis", "7.0.15".into()))
         );
         assert_eq!(
             parse_version("Valkey server v=8.0.1 sha=0 malloc=libc bits=64"),
-            Some("8.0.1".into())
+            Some(("valkey", "8.0.1".into()))
         );
         assert_eq!(parse_version("garbage"), None);
+        assert_eq!(parse_version("KeyDB server v=6.3.4"), None);
     }
 
     #[test]

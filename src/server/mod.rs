@@ -15,7 +15,7 @@ pub mod shard_dir;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use binary::RedisServer;
+pub use binary::{RedisServer, Servers};
 pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe, Transport};
 pub use cluster::{
     even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
@@ -40,6 +40,12 @@ pub enum ServerError {
     NotFound { tried: String },
     #[error("cannot read the version of `{path}`: {reason}")]
     Version { path: PathBuf, reason: String },
+    #[error("node:{node}'s `redis_server` `{path}` no longer runs ({reason}): set it again with `node {node} redis_server set <path>`, or override it with `--redis-server <path>`")]
+    NodeBinary {
+        node: u64,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("`{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -80,6 +86,7 @@ impl crate::error::DomainError for ServerError {
             ServerError::PortTaken { .. } | ServerError::NoFreePort { .. } => ErrorKind::Conflict,
             ServerError::NotFound { .. }
             | ServerError::Version { .. }
+            | ServerError::NodeBinary { .. }
             | ServerError::StartFailed { .. }
             | ServerError::PortLost { .. }
             | ServerError::Redis { .. }

@@ -14,7 +14,7 @@ use super::client::{info, ShardAddr};
 use super::conf::{identity_for, render_conf, write_private, ConfOptions, Upstream};
 use super::ports::{require_free, PortNeed};
 use super::shard_dir::ShardDir;
-use super::{RedisServer, ServerError, START_TIMEOUT};
+use super::{ServerError, Servers, START_TIMEOUT};
 
 pub use super::shard_dir::{LOG_FILE, PID_FILE};
 
@@ -50,7 +50,7 @@ impl Default for StartOptions {
 /// Writes the shard's directory, identity file and redis.conf, starts the server detached,
 /// and waits until it answers and has finished loading its data. Returns its pid.
 pub async fn start_shard(
-    server: &RedisServer,
+    servers: &Servers,
     cluster: &Cluster,
     db: &Database,
     shard: &Shard,
@@ -65,6 +65,7 @@ pub async fn start_shard(
         .nodes
         .get(&shard.node)
         .ok_or_else(|| failed(format!("node:{} is not in the cluster", shard.node), None))?;
+    let server = servers.for_node(node.id)?;
     let shard_dir = ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
     let dir = shard_dir.path().to_path_buf();
     // The conf, identity file and data hold the password and the keys: owner only.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use lazarus::ccs::{Cluster, DbConfig, DbState, Id, Node, Persistence, PortRange, CCS_FORMAT};
 use lazarus::db::{create_db, shard_addr, CreateDb};
-use lazarus::server::RedisServer;
+use lazarus::server::{RedisServer, Servers};
 
 use super::data::{connect, contents, write_sample, Contents};
 
@@ -44,6 +44,7 @@ pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
             recovery_path: None,
             port_range: PortRange { lo, hi: lo + 29 },
             rack_id: None,
+            redis_server: None,
         };
         c.nodes.insert(id, node);
     }
@@ -63,16 +64,21 @@ pub fn config(name: &str, shards: u32, replication: bool, persistence: Persisten
     }
 }
 
-pub fn server() -> RedisServer {
+/// The `redis-server` on PATH.
+pub fn redis() -> RedisServer {
     RedisServer::locate(None, None).expect("redis-server installed")
+}
+
+/// The `redis-server` on PATH, for every node.
+pub fn server() -> Servers {
+    Servers::from(redis())
 }
 
 /// Creates the databases and fills every master with sample data (logical dbs 0 and 3
 /// outside cluster mode); snapshot databases are saved.
 pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
     // The cluster's own binary (a test on Valkey sets it), else the one on PATH.
-    let server = RedisServer::locate(None, cluster.redis_server.as_deref())
-        .expect("the cluster's redis-server");
+    let server = Servers::locate(None, cluster).expect("the cluster's redis-server");
     for config in configs {
         create_db(cluster, &server, CreateDb { config, port: None })
             .await

@@ -253,3 +253,98 @@ fn failed_restart_is_recorded() {
     lz.run("delete db parts purge").ok();
     assert!(guard.pids().is_empty());
 }
+
+/// Each node runs its own engine: `node add ... redis_server <valkey>` is checked and
+/// recorded with its version, the shards placed on that node run Valkey while node:1's run
+/// Redis, `status` flags the mix, and `--redis-server` overrides every node's binary.
+#[test]
+fn each_node_runs_its_own_engine() {
+    let Some(valkey) = common::engine::Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let valkey_bin = valkey.path.clone().unwrap();
+    let redis_bin = common::world::redis().path;
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    // Not a server: refused before anything is made.
+    lz.run("cluster create name t redis_server /bin/true")
+        .fails(2)
+        .stderr_has("neither redis-server nor valkey-server");
+    assert!(!lz.path("ccs.json").exists());
+    lz.run(&format!(
+        "cluster create name t redis_server {}",
+        redis_bin.display()
+    ))
+    .ok()
+    .stdout_has("engine redis 7.");
+    let lo = own_port_range(&lz);
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} redis_server /nonexistent/valkey-server",
+        lz.path("node2").display()
+    ))
+    .fails(1)
+    .stderr_has("/nonexistent/valkey-server");
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} port_range {}-{} redis_server {}",
+        lz.path("node2").display(),
+        lo + 30,
+        lo + 59,
+        valkey_bin.display()
+    ))
+    .ok()
+    .stdout_has("engine valkey 8.");
+    let doc = lz.ccs();
+    assert_eq!(doc["nodes"]["2"]["redis_server"]["engine"], "valkey");
+    assert_eq!(doc["nodes"]["1"]["redis_server"]["engine"], "redis");
+
+    lz.run("create db mix shards 2 persistence disabled").ok();
+    let exe_of = |pid: u64| std::fs::canonicalize(format!("/proc/{pid}/exe")).unwrap();
+    let shards = || -> Vec<(u64, std::path::PathBuf)> {
+        let doc = lz.ccs();
+        let db = doc["databases"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        db["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["node"].as_u64().unwrap(),
+                    exe_of(s["pid"].as_u64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    let ran = shards();
+    assert_eq!(ran.len(), 2);
+    for (node, exe) in &ran {
+        let want = if *node == 2 { &valkey_bin } else { &redis_bin };
+        assert_eq!(exe, &std::fs::canonicalize(want).unwrap(), "node:{node}");
+    }
+    lz.run("status databases issues_only")
+        .ok()
+        .stdout_has("mixed engines");
+
+    // `--redis-server` stays the override: every shard runs it after a restart.
+    lz.cmd([
+        "--redis-server",
+        redis_bin.to_str().unwrap(),
+        "restart",
+        "db",
+        "mix",
+    ])
+    .run()
+    .ok();
+    let canon = std::fs::canonicalize(&redis_bin).unwrap();
+    assert!(shards().iter().all(|(_, exe)| exe == &canon));
+    lz.run("status databases issues_only")
+        .ok()
+        .stdout_lacks("mixed engines");
+    lz.run("delete db mix purge").ok();
+    assert!(guard.pids().is_empty());
+}

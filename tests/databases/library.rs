@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lazarus::ccs::Persistence;
 use lazarus::db::{self, CreateDb, DbError};
-use lazarus::server::RedisServer;
+use lazarus::server::{RedisServer, Servers};
 use redis::AsyncCommands;
 
 use super::{cluster_round_trip, config, shard_dirs, silent_source, World};
@@ -196,10 +196,11 @@ async fn refusals_leave_everything_as_it_was() {
     }
 
     // A server that cannot start: the whole create is rolled back, log tail shown.
-    let broken = RedisServer {
+    let broken = Servers::from(RedisServer {
         path: "/bin/false".into(),
         version: "7.0.15".into(),
-    };
+        engine: "redis",
+    });
     let err = db::create_db(
         &mut w.c,
         &broken,
@@ -218,10 +219,11 @@ async fn refusals_leave_everything_as_it_was() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let fake = RedisServer {
+    let fake = Servers::from(RedisServer {
         path: script,
         version: "7.0.15".into(),
-    };
+        engine: "redis",
+    });
     let err = db::create_db(
         &mut w.c,
         &fake,

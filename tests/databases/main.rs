@@ -13,14 +13,14 @@ use std::time::Duration;
 use common::procs::ProcessGuard;
 use lazarus::ccs::{Cluster, DbConfig, Id, Persistence};
 use lazarus::db::{self, CreateDb, StatusReport};
-use lazarus::server::RedisServer;
+use lazarus::server::Servers;
 use redis::AsyncCommands;
 
 /// A test cluster in its own tempdir with a `redis-server` to run; every process started
 /// under the tempdir is killed when it drops.
 struct World {
     c: Cluster,
-    srv: RedisServer,
+    srv: Servers,
     // Dropped before `tmp`: the shards are killed before their directories go.
     guard: ProcessGuard,
     tmp: tempfile::TempDir,

@@ -34,6 +34,7 @@ pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
             Opt::optional("cacert", "path", ValueKind::Path),
             Opt::optional("cert", "path", ValueKind::Path),
             Opt::optional("key", "path", ValueKind::Path),
+            Opt::optional("redis_server", "path", ValueKind::Path),
         ]),
     ],
     summary: "bring the configuration back from a node's CCS backup, databases pending recovery",
@@ -42,6 +43,7 @@ pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
         "cluster recover filename /mnt/old-node1/ccs/ccs.json node_uid 1 persistent_path /var/lib/lazarus/node1 addr 127.0.0.1 alloc_id 500",
         "cluster recover filename \"/mnt/old disk/ccs\" cluster_id 42 node_uid node:2",
         "cluster recover filename /mnt/old-node1/ccs cacert /etc/lazarus/ca.crt cert /etc/lazarus/redis.crt key /etc/lazarus/redis.key",
+        "cluster recover filename /mnt/old-node1/ccs redis_server /opt/valkey/bin/valkey-server",
     ],
     build: build_from_backup,
 };
@@ -62,6 +64,7 @@ pub(super) const FROM_IDENTITIES: CommandSyntax = CommandSyntax {
             Opt::optional("cacert", "path", ValueKind::Path),
             Opt::optional("cert", "path", ValueKind::Path),
             Opt::optional("key", "path", ValueKind::Path),
+            Opt::optional("redis_server", "path", ValueKind::Path),
         ]),
     ],
     summary: "no backup left: rebuild the configuration from the shard identity files",
@@ -81,6 +84,7 @@ fn build_from_backup(m: &Match) -> Result<Command, ParseError> {
             addr: m.opt("addr"),
             cluster_id: m.opt("cluster_id"),
             alloc_id: m.opt("alloc_id"),
+            redis_server: m.opt("redis_server"),
         }),
         super::tls::material_opts(m)?,
     )))
@@ -97,6 +101,7 @@ fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
             addr: m.opt("addr"),
             name,
             alloc_id: m.opt("alloc_id"),
+            redis_server: m.opt("redis_server"),
         }),
         super::tls::material_opts(m)?,
     )))
@@ -113,7 +118,15 @@ pub(super) async fn apply(
     let material = tls_paths
         .map(|p| super::tls::checked(p, None))
         .transpose()?;
-    let mut rebuilt = rebuild::recover(&ctx.store, req)?;
+    let given = match req {
+        RecoverRequest::Backup(b) => b.redis_server.as_deref(),
+        RecoverRequest::Identities(r) => r.redis_server.as_deref(),
+    };
+    // Checked before anything is written.
+    let server = given
+        .map(super::super::node::check_redis_server)
+        .transpose()?;
+    let mut rebuilt = rebuild::recover(&ctx.store, req, server)?;
     if let Some(mut material) = material {
         let lock = ctx.store.lock()?;
         let mut cluster = lock.load()?.ok_or_else(CommandError::no_cluster)?;
@@ -311,6 +324,9 @@ pub(super) fn fmt(req: &RecoverRequest, f: &mut fmt::Formatter<'_>) -> fmt::Resu
             if let Some(id) = b.alloc_id {
                 write!(f, " alloc_id {id}")?;
             }
+            if let Some(p) = &b.redis_server {
+                write!(f, " redis_server {}", path(p))?;
+            }
         }
         RecoverRequest::Identities(r) => {
             write!(
@@ -335,6 +351,9 @@ pub(super) fn fmt(req: &RecoverRequest, f: &mut fmt::Formatter<'_>) -> fmt::Resu
             }
             if let Some(id) = r.alloc_id {
                 write!(f, " alloc_id {id}")?;
+            }
+            if let Some(p) = &r.redis_server {
+                write!(f, " redis_server {}", path(p))?;
             }
         }
     }

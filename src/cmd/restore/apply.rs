@@ -13,7 +13,7 @@ use crate::cmd::{CommandError, Context, Render, Reply, Table, Text};
 use crate::error::ErrorKind;
 use crate::lang::DbRef;
 use crate::restore::{self, RestoreSpec, VerifyReport};
-use crate::server::RedisServer;
+use crate::server::Servers;
 
 /// A restore task as shown, with its last verify's checks.
 #[derive(Serialize)]
@@ -297,8 +297,8 @@ fn spec(t: &RestoreTask) -> RestoreSpec {
     }
 }
 
-fn server(ctx: &Context, cluster: &Cluster) -> Result<RedisServer, CommandError> {
-    RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
+fn server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
+    Servers::locate(ctx.redis_server.as_deref(), cluster)
         .map_err(|e| CommandError::unavailable(e.to_string()))
 }
 

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::ccs::{Cluster, Store};
+use crate::ccs::{Cluster, NodeServer, Store};
 
 use super::{from_backup, from_identities, FromBackup, FromIdentities, RebuildError, Rebuilt};
 
@@ -16,8 +16,13 @@ pub enum RecoverRequest {
 }
 
 /// Rebuilds the configuration and stores it in `store`'s home, which must hold no cluster.
-/// The store writes the home's document and every node's `ccs/` backup.
-pub fn recover(store: &Store, req: &RecoverRequest) -> Result<Rebuilt, RebuildError> {
+/// The store writes the home's document and every node's `ccs/` backup. `local_server`
+/// (checked by the caller) becomes this machine's node's binary.
+pub fn recover(
+    store: &Store,
+    req: &RecoverRequest,
+    local_server: Option<NodeServer>,
+) -> Result<Rebuilt, RebuildError> {
     let lock = store.lock()?;
     if let Some(existing) = lock.load()? {
         return Err(RebuildError::ClusterExists {
@@ -30,6 +35,16 @@ pub fn recover(store: &Store, req: &RecoverRequest) -> Result<Rebuilt, RebuildEr
         RecoverRequest::Backup(req) => from_backup(req)?,
         RecoverRequest::Identities(req) => from_identities(req, store.home())?,
     };
+    if let Some(server) = local_server {
+        let local = rebuilt.cluster.local_node;
+        if let Some(node) = rebuilt.cluster.nodes.get_mut(&local) {
+            rebuilt.notes.push(format!(
+                "`node:{local}` runs its shards with {}",
+                server.describe()
+            ));
+            node.redis_server = Some(server);
+        }
+    }
     // The store writes the home first and the node backups after: make sure every backup
     // directory can exist before the home is written, so a bad path changes nothing.
     for node in rebuilt.cluster.nodes.values() {

@@ -15,7 +15,7 @@ fn recover_stores_into_an_empty_home_only() {
         persistent_path: Some(tmp.path().join("new1")),
         ..Default::default()
     });
-    let rebuilt = recover(&store, &req).unwrap();
+    let rebuilt = recover(&store, &req, None).unwrap();
     let stored = store.load().unwrap().unwrap();
     assert_eq!(stored, rebuilt.cluster);
     assert_eq!(stored.generation, 8);
@@ -30,7 +30,7 @@ fn recover_stores_into_an_empty_home_only() {
     let old: Cluster = serde_json::from_slice(&fs::read(backup_of(&cluster, 1)).unwrap()).unwrap();
     assert_eq!(old, cluster);
 
-    let e = recover(&store, &req).unwrap_err().to_string();
+    let e = recover(&store, &req, None).unwrap_err().to_string();
     assert!(
         e.starts_with("a cluster already exists in") && e.contains("`prod`"),
         "{e}"
@@ -53,7 +53,7 @@ fn recover_never_replaces_a_foreign_or_newer_node_backup() {
         persistent_path: Some(tmp.path().join("other/n1")),
         ..Default::default()
     });
-    let e = recover(&store, &req).unwrap_err().to_string();
+    let e = recover(&store, &req, None).unwrap_err().to_string();
     assert!(
         e.ends_with("it holds the configuration of cluster_id 77"),
         "{e}"
@@ -70,7 +70,7 @@ fn recover_never_replaces_a_foreign_or_newer_node_backup() {
         recovery_paths: vec![tmp.path().join("n1"), tmp.path().join("n2")],
         ..Default::default()
     });
-    let e = recover(&store, &req).unwrap_err().to_string();
+    let e = recover(&store, &req, None).unwrap_err().to_string();
     assert!(
         e.contains("newer backup of this cluster (generation 7, recovering 0): recover from it with `cluster recover filename"),
         "{e}"
@@ -93,7 +93,7 @@ fn recover_refuses_a_persistent_path_that_cannot_exist() {
         persistent_path: Some(file.join("under")),
         ..Default::default()
     });
-    let e = recover(&store, &req).unwrap_err().to_string();
+    let e = recover(&store, &req, None).unwrap_err().to_string();
     assert!(
         e.contains("is not a usable path: cannot create it for `node:1`"),
         "{e}"

@@ -98,7 +98,15 @@ impl ClusterCommand {
                 addr,
                 tls,
                 redis_server,
-            } => create(ctx, name, cluster_id, persistent_path, addr, tls, redis_server),
+            } => create(
+                ctx,
+                name,
+                cluster_id,
+                persistent_path,
+                addr,
+                tls,
+                redis_server,
+            ),
             ClusterCommand::Recover(req, tls) => recover::apply(ctx, &req, tls.as_ref()).await,
             ClusterCommand::TlsSet(req) => tls::apply(ctx, req).await,
         }

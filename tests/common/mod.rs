@@ -15,6 +15,7 @@ pub mod certs;
 pub mod data;
 pub mod engine;
 pub mod procs;
+pub mod sshd;
 pub mod world;
 
 use std::io::Write;

@@ -33,6 +33,9 @@
 //!   checked as they stream, sealed by a manifest; repositories, locks, `due`, `keep`.
 //! - [`restore`]: restore tasks' work: verify a run against its target, then fence,
 //!   stage, swap, load, check, re-form, unfence, and roll back on failure.
+//! - [`replay`]: keys decoded from RDB files written into live masters as `RESTORE`
+//!   commands, routed by slot, pipelined: files of another shard count (restore), or of
+//!   an RDB version the server cannot load (`recover ... replay`).
 //! - [`tls`]: TLS material: the check of the CA, certificate and key before anything is
 //!   stored, and their installation into each node's persistent path.
 //! - [`shell`]: the sessions (REPL, one-shot, script), flags, rendering of replies.
@@ -47,6 +50,7 @@ pub mod host;
 pub mod lang;
 pub mod persist;
 pub mod recovery;
+pub mod replay;
 pub mod restore;
 pub mod secret;
 pub mod server;

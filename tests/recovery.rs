@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -542,6 +543,7 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
         ));
         install_at(&lz.path("oldhome"), &old);
         let before = rt.block_on(picture(&old));
+        let expiries_before = rt.block_on(expiries(&old, "snap"));
         guard.kill_all();
         std::fs::remove_dir_all(lz.path("oldhome")).unwrap();
         std::fs::rename(lz.path("old/node1"), lz.path("disk1")).unwrap();
@@ -605,6 +607,7 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
                 out.stdout,
                 out.stderr
             );
+            assert!(out.stdout.contains("`replay` can write"), "{}", out.stdout);
             let out = run(&["recover", "all"]).fails(1);
             assert!(
                 !out.stdout.contains("Completed successfully"),
@@ -612,9 +615,67 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
                 out.stdout
             );
             assert_eq!(state(&lz, "snap"), DbState::PendingRecovery);
+            // `replay`: the snapshot's keys written as commands into Redis 7.0, every
+            // value identical, type by type, and every expiry to the millisecond. The
+            // AOF (an RDB 11 base) is not replayable and stays refused, saying so.
+            let out = run(&["recover", "db", "snap", "replay"]).ok();
+            assert!(
+                out.stdout.contains("snapshot replayed as commands"),
+                "{}",
+                out.stdout
+            );
+            assert!(out.stdout.contains("content verified"), "{}", out.stdout);
+            let now = stored(&lz);
+            let snap = now.database_by_name("snap").unwrap();
+            let shard = snap.shards[0].id;
+            let after = rt.block_on(common::data::contents_at(
+                &shard_addr(&now, snap, shard).unwrap(),
+            ));
+            assert_same(&before[&shard], &after, "snap replayed onto redis");
+            let recorded = rt.block_on(expiries(&now, "snap"));
+            assert!(!recorded.is_empty());
+            assert_eq!(
+                recorded, expiries_before,
+                "expiry times differ after replay"
+            );
+            let pid = snap.shards[0].pid.unwrap();
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+            assert_eq!(exe, std::fs::canonicalize(which_redis()).unwrap());
+            run(&["recover", "db", "aof", "replay"])
+                .fails(1)
+                .stderr_has("an AOF is not replayable yet");
         }
         drop(guard);
     }
+}
+
+/// Every key with a TTL in database `name`'s masters: its absolute expiry in ms
+/// (`PEXPIRETIME`), by logical db and key.
+async fn expiries(c: &Cluster, name: &str) -> BTreeMap<(u32, Vec<u8>), i64> {
+    let db = c.database_by_name(name).unwrap();
+    let mut out = BTreeMap::new();
+    for m in db.masters() {
+        let a = shard_addr(c, db, m.id).unwrap();
+        for logical in 0..16u32 {
+            let mut con = common::data::connect_at(&a, logical).await;
+            let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            for key in keys {
+                let at: i64 = redis::cmd("PEXPIRETIME")
+                    .arg(&key)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                if at > 0 {
+                    out.insert((logical, key), at);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn which_redis() -> PathBuf {

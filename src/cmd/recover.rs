@@ -24,17 +24,19 @@ use crate::server::Servers;
 pub enum RecoverCommand {
     /// `recover list`
     List,
-    /// `recover all [only_configuration] [verify counts|content]`
+    /// `recover all [only_configuration] [verify counts|content] [replay]`
     All {
         only_configuration: bool,
         counts_only: bool,
+        replay: bool,
     },
-    /// `recover db <db> [only_configuration] [verify counts|content]` (also `recover db
-    /// only_configuration <db>`)
+    /// `recover db <db> [only_configuration] [verify counts|content] [replay]` (also
+    /// `recover db only_configuration <db>`)
     Db {
         db: DbRef,
         only_configuration: bool,
         counts_only: bool,
+        replay: bool,
     },
 }
 
@@ -60,6 +62,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Options(&[
                 Opt::flag("only_configuration"),
                 Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
+                Opt::flag("replay"),
             ]),
         ],
         summary: "bring every database in recovery state back, in parallel, and prove the content",
@@ -67,11 +70,13 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "recover all",
             "recover all only_configuration",
             "recover all verify counts",
+            "recover all replay",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::All {
                 only_configuration: m.has("only_configuration"),
                 counts_only: counts_only(m),
+                replay: m.has("replay"),
             }))
         },
     },
@@ -89,6 +94,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 db: m.req("db")?,
                 only_configuration: true,
                 counts_only: false,
+                replay: false,
             }))
         },
     },
@@ -100,19 +106,22 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Options(&[
                 Opt::flag("only_configuration"),
                 Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
+                Opt::flag("replay"),
             ]),
         ],
-        summary: "bring one database back from its files (or only its configuration) and prove the content",
+        summary: "bring one database back from its files (or only its configuration) and prove the content; `replay` writes files too new for the server as commands",
         examples: &[
             "recover db db:3",
             "recover db orders only_configuration",
             "recover db orders verify counts",
+            "recover db orders replay",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::Db {
                 db: m.req("db")?,
                 only_configuration: m.has("only_configuration"),
                 counts_only: counts_only(m),
+                replay: m.has("replay"),
             }))
         },
     },
@@ -122,29 +131,34 @@ impl fmt::Display for RecoverCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flag = |on: bool| if on { " only_configuration" } else { "" };
         let counts = |on: bool| if on { " verify counts" } else { "" };
+        let replayed = |on: bool| if on { " replay" } else { "" };
         match self {
             RecoverCommand::List => f.write_str("recover list"),
             RecoverCommand::All {
                 only_configuration,
                 counts_only,
+                replay,
             } => {
                 write!(
                     f,
-                    "recover all{}{}",
+                    "recover all{}{}{}",
                     flag(*only_configuration),
-                    counts(*counts_only)
+                    counts(*counts_only),
+                    replayed(*replay)
                 )
             }
             RecoverCommand::Db {
                 db,
                 only_configuration,
                 counts_only,
+                replay,
             } => {
                 write!(
                     f,
-                    "recover db {db}{}{}",
+                    "recover db {db}{}{}{}",
                     flag(*only_configuration),
-                    counts(*counts_only)
+                    counts(*counts_only),
+                    replayed(*replay)
                 )
             }
         }
@@ -160,12 +174,14 @@ impl RecoverCommand {
             RecoverCommand::All {
                 only_configuration,
                 counts_only,
-            } => recover(ctx, None, only_configuration, counts_only).await,
+                replay,
+            } => recover(ctx, None, only_configuration, counts_only, replay).await,
             RecoverCommand::Db {
                 db,
                 only_configuration,
                 counts_only,
-            } => recover(ctx, Some(db), only_configuration, counts_only).await,
+                replay,
+            } => recover(ctx, Some(db), only_configuration, counts_only, replay).await,
         }
     }
 }
@@ -292,8 +308,9 @@ fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
                     format!("~{}", source.keys)
                 };
                 lines.push(format!(
-                    "{head}: ready: {} `{}`{copy}, {keys} keys, {} old",
+                    "{head}: ready: {}{} `{}`{copy}, {keys} keys, {} old",
                     source.kind,
+                    if source.replay { " to replay" } else { "" },
                     source.path.display(),
                     format_age(source.age_secs(now))
                 ));
@@ -319,6 +336,7 @@ async fn recover(
     which: Option<DbRef>,
     only_configuration: bool,
     counts_only: bool,
+    replay: bool,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let targets = match &which {
@@ -341,6 +359,7 @@ async fn recover(
     if counts_only {
         rec.proof = Proof::Counts;
     }
+    rec.replay = replay;
     let rec = Arc::new(rec);
     let shared = Arc::new(cluster.clone());
     let started = Instant::now();
@@ -489,7 +508,14 @@ fn success_text(r: &Recovered) -> String {
         };
     }
     let mut text = String::from("Completed successfully");
-    let mut kinds: Vec<String> = r.sources.iter().map(|(_, s)| s.kind.to_string()).collect();
+    let mut kinds: Vec<String> = r
+        .sources
+        .iter()
+        .map(|(_, s)| match s.replay {
+            true => format!("{} replayed as commands", s.kind),
+            false => s.kind.to_string(),
+        })
+        .collect();
     kinds.sort();
     kinds.dedup();
     if !kinds.is_empty() {

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use super::copy::{copy_source, copy_to_temp, install_copy, CopyError};
 use super::finish::finish;
-use super::plan::{likely_sources, plan_db, DbPlan, Outcome, Source, SourceCheck, SourceKind};
+use super::plan::{likely_sources, plan_db_with, DbPlan, Outcome, Source, SourceCheck, SourceKind};
 use super::reader::reader_check;
 pub use super::shard_dirs::{clear_markers, MARKER_FILE};
 use super::shard_dirs::{prepare_dir, record_started, shard_dir, stop_own_leftover};
@@ -39,6 +39,9 @@ pub struct Recovery {
     pub setup_timeout: Duration,
     /// What is proved after the load: key counts always, content by default.
     pub proof: Proof,
+    /// RDB files newer than the target server loads are replayed (their keys written as
+    /// commands into masters started empty) instead of refused.
+    pub replay: bool,
 }
 
 /// How far a recovery proves the data that came back is the data the files held.
@@ -86,6 +89,7 @@ impl Recovery {
             load_timeout: Duration::from_secs(3600),
             setup_timeout: Duration::from_secs(120),
             proof: Proof::Content,
+            replay: false,
         }
     }
 
@@ -97,7 +101,7 @@ impl Recovery {
             Some(s) => (s.max_rdb(), s.label()),
             None => (None, "unknown".to_string()),
         };
-        plan_db(cluster, db, max_rdb, &label, &self.check)
+        plan_db_with(cluster, db, max_rdb, &label, &self.check, self.replay)
     }
 }
 
@@ -133,6 +137,12 @@ pub enum RecoverError {
         kind: SourceKind,
         path: PathBuf,
     },
+    #[error("redis:{shard}: replaying `{}` failed: {reason}", path.display())]
+    Replay {
+        shard: Id,
+        path: PathBuf,
+        reason: String,
+    },
     /// The loaded data is not what the files hold: the verdict names the first keys.
     #[error("{0}")]
     ContentDiffers(String),
@@ -145,6 +155,7 @@ impl crate::error::DomainError for RecoverError {
         use crate::error::ErrorKind;
         match self {
             RecoverError::Blocked(_)
+            | RecoverError::Replay { .. }
             | RecoverError::KeyCount { .. }
             | RecoverError::ContentDiffers(_) => ErrorKind::Damaged,
             RecoverError::ShardDirTaken(_) | RecoverError::ServerNotOurs { .. } => {
@@ -263,7 +274,17 @@ async fn recover_in(
         let pids = start_masters(rec, cluster, db, &BTreeMap::new()).await?;
         return finish(rec, cluster, db, None, pids, stage).await;
     }
-    let guess = likely_sources(cluster, db);
+    let guess = if rec.replay {
+        // A file to replay must not be started on: validation decides first.
+        stage("validating");
+        let (r, c, d) = (rec.clone(), cluster.clone(), db.clone());
+        let plan = tokio::task::spawn_blocking(move || r.plan(&c, &d))
+            .await
+            .map_err(|e| RecoverError::Internal(e.to_string()))?;
+        chosen(&plan)
+    } else {
+        likely_sources(cluster, db)
+    };
     let (plan, pids) = match load_masters(rec, cluster, db, &guess, stage).await? {
         Loaded::Done(plan, pids) => (plan, pids),
         Loaded::Chose(plan) => {
@@ -283,7 +304,45 @@ async fn recover_in(
             }
         }
     };
+    replay_masters(cluster, db, &plan, stage).await?;
     finish(rec, cluster, db, Some(&plan), pids, stage).await
+}
+
+/// Writes the keys of every source to replay into its master (started empty), as
+/// `RESTORE ... ABSTTL` of payloads in the oldest encodings that carry each value.
+async fn replay_masters(
+    cluster: &Cluster,
+    db: &Database,
+    plan: &DbPlan,
+    stage: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), RecoverError> {
+    for s in &plan.shard_plans {
+        let Outcome::Ready { source } = &s.outcome else {
+            continue;
+        };
+        if !source.replay {
+            continue;
+        }
+        stage(&format!("replaying `{}`", source.path.display()));
+        let addr = crate::db::shard_addr(cluster, db, s.shard)
+            .ok_or_else(|| RecoverError::Internal(format!("redis:{} has no node", s.shard)))?;
+        let target = crate::replay::Target {
+            slots: crate::ccs::SlotRange::ALL,
+            addr,
+        };
+        let (path, cluster_mode) = (source.path.clone(), db.config.shards > 1);
+        tokio::task::spawn_blocking(move || {
+            crate::replay::write_all(&[path], &[target], cluster_mode, &|_| {})
+        })
+        .await
+        .map_err(|e| RecoverError::Internal(e.to_string()))?
+        .map_err(|e| RecoverError::Replay {
+            shard: s.shard,
+            path: source.path.clone(),
+            reason: e,
+        })?;
+    }
+    Ok(())
 }
 
 /// What each master loads: the kind and path of its source.
@@ -293,7 +352,10 @@ fn chosen(plan: &DbPlan) -> Picks {
     plan.shard_plans
         .iter()
         .filter_map(|s| match &s.outcome {
-            Outcome::Ready { source } => Some((s.shard, (source.kind, source.path.clone()))),
+            // A replayed source is not loaded: its master starts empty.
+            Outcome::Ready { source } if !source.replay => {
+                Some((s.shard, (source.kind, source.path.clone())))
+            }
             _ => None,
         })
         .collect()

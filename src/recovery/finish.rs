@@ -61,9 +61,10 @@ pub(super) async fn finish(
         stage("switching to the configured persistence");
         for shard in db.masters() {
             let a = addr(cluster, db, shard.id)?;
-            let from_aof = source_of(shard.id).is_some_and(|s| s.kind.is_aof());
+            // Loaded from an AOF or replayed: no dump.rdb holds the data yet.
+            let unsnapshotted = source_of(shard.id).is_some_and(|s| s.kind.is_aof() || s.replay);
             set_persistence(&a, db.config.persistence, rec.load_timeout).await?;
-            if from_aof && db.config.persistence == Persistence::Snapshot {
+            if unsnapshotted && db.config.persistence == Persistence::Snapshot {
                 // With the AOF off, only a snapshot holds the data across a restart.
                 snapshot(&a, rec.load_timeout).await?;
             }

@@ -135,12 +135,26 @@ pub fn plan_db(
     server: &str,
     check: &Checker,
 ) -> DbPlan {
+    plan_db_with(cluster, db, max_rdb, server, check, false)
+}
+
+/// [`plan_db`], and with `replay` an RDB too new for the server is a source to replay
+/// (its keys written as commands) rather than a refusal.
+pub fn plan_db_with(
+    cluster: &Cluster,
+    db: &Database,
+    max_rdb: Option<u32>,
+    server: &str,
+    check: &Checker,
+    replay: bool,
+) -> DbPlan {
     let ctx = Inspect {
         cluster,
         db,
         max_rdb,
         server,
         check,
+        replay,
     };
     let shard_plans: Vec<ShardPlan> = db
         .shards
@@ -185,6 +199,7 @@ struct Inspect<'a> {
     max_rdb: Option<u32>,
     server: &'a str,
     check: &'a Checker<'a>,
+    replay: bool,
 }
 
 impl Inspect<'_> {
@@ -327,6 +342,7 @@ impl Inspect<'_> {
                     rdb_version: report.rdb_version.unwrap_or(0),
                     max: self.max_rdb,
                     server: self.server.to_string(),
+                    replayable: None,
                 })
             }
             CheckVerdict::Truncated | CheckVerdict::Corrupt => {
@@ -352,14 +368,22 @@ impl Inspect<'_> {
                 });
             }
         }
+        let mut replay = false;
         if let Some(v) = report.rdb_version {
             if self.max_rdb.is_none_or(|max| v > max) {
-                return Err(Reason::Incompatible {
-                    file: path.to_path_buf(),
-                    rdb_version: v,
-                    max: self.max_rdb,
-                    server: self.server.to_string(),
-                });
+                // A whole RDB the reader decoded is replayable; an AOF (its base and its
+                // commands) is not yet.
+                let replayable = kind == SourceKind::Rdb;
+                if !(replayable && self.replay) {
+                    return Err(Reason::Incompatible {
+                        file: path.to_path_buf(),
+                        rdb_version: v,
+                        max: self.max_rdb,
+                        server: self.server.to_string(),
+                        replayable: Some(replayable),
+                    });
+                }
+                replay = true;
             }
         }
         if report.keys_outside_slots > 0 {
@@ -391,6 +415,7 @@ impl Inspect<'_> {
             expired_per_db: report.expired_per_db,
             bytes: report.bytes,
             written,
+            replay,
         })
     }
 }

@@ -334,7 +334,7 @@ fn too_new_files_and_stray_keys_are_refused() {
     let plan = w.plan();
     let r = reason(shard(&plan, 6, 7)).to_string();
     assert!(
-        r.contains("RDB version 11, redis-server 7.0.15 loads up to 10"),
+        r.contains("RDB version 11, 7.0.15 loads up to 10; `replay` can write"),
         "{r}"
     );
     assert!(matches!(

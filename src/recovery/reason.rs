@@ -48,6 +48,9 @@ pub enum Reason {
         rdb_version: u32,
         max: Option<u32>,
         server: String,
+        /// `Some(true)`: an RDB the reader decodes whole, which `replay` can write as
+        /// commands; `Some(false)`: an AOF, which `replay` does not take yet.
+        replayable: Option<bool>,
     },
     Foreign {
         path: PathBuf,
@@ -109,18 +112,35 @@ impl fmt::Display for Reason {
                 file.display(),
                 source.display()
             ),
-            Reason::Incompatible { file, rdb_version, max, server } => match max {
-                Some(max) => write!(
-                    f,
-                    "incompatible: `{}` is RDB version {rdb_version}, redis-server {server} loads up to {max}",
-                    file.display()
-                ),
-                None => write!(
-                    f,
-                    "incompatible: `{}` is RDB version {rdb_version}, unknown to redis-server {server}",
-                    file.display()
-                ),
-            },
+            Reason::Incompatible {
+                file,
+                rdb_version,
+                max,
+                server,
+                replayable,
+            } => {
+                match max {
+                    Some(max) => write!(
+                        f,
+                        "incompatible: `{}` is RDB version {rdb_version}, {server} loads up to {max}",
+                        file.display()
+                    ),
+                    None => write!(
+                        f,
+                        "incompatible: `{}` is RDB version {rdb_version}, unknown to {server}",
+                        file.display()
+                    ),
+                }?;
+                match replayable {
+                    Some(true) => f.write_str(
+                        "; `replay` can write its keys as commands instead (`recover db <db> replay`)",
+                    ),
+                    Some(false) => f.write_str(
+                        "; an AOF is not replayable yet: only a snapshot (`dump.rdb`) can be replayed",
+                    ),
+                    None => Ok(()),
+                }
+            }
             Reason::Foreign { path, detail } => {
                 write!(f, "foreign: `{}` {detail}", path.display())
             }

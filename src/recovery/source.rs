@@ -104,6 +104,10 @@ pub struct Source {
     pub bytes: u64,
     /// Unix seconds of the newest data in it; what "freshest" compares.
     pub written: i64,
+    /// An RDB newer than the target server loads: its keys are decoded and written as
+    /// commands (`replay`) into a master started empty, instead of the file being loaded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 impl Source {

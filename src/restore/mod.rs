@@ -8,8 +8,6 @@
 //! the same slot ranges (restoring into another shard count needs RESTORE payloads built
 //! from the run's values).
 
-mod reshard;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -927,13 +925,13 @@ async fn by_key(
     }
     if res.is_ok() {
         step("restoring keys");
-        let targets = reshard::targets(cluster, db, fence)?;
+        let targets = crate::replay::targets(cluster, db, fence)?;
         let cluster_mode = db.config.shards > 1;
         let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = done.clone();
         let files = files.clone();
         let mut writing = tokio::task::spawn_blocking(move || {
-            reshard::write_all(&files, &targets, cluster_mode, &|n| {
+            crate::replay::write_all(&files, &targets, cluster_mode, &|n| {
                 counter.store(n, std::sync::atomic::Ordering::Relaxed)
             })
         });
@@ -951,7 +949,7 @@ async fn by_key(
     if res.is_ok() {
         step("checking key counts");
         let mut keys = 0;
-        for t in reshard::targets(cluster, db, fence)? {
+        for t in crate::replay::targets(cluster, db, fence)? {
             match info(&t.addr, "keyspace", TIMEOUT).await {
                 Ok(i) => keys += i.keys(),
                 Err(e) => {
@@ -974,7 +972,7 @@ async fn by_key(
     }
     if res.is_err() {
         step("emptying the database again");
-        for t in reshard::targets(cluster, db, fence)? {
+        for t in crate::replay::targets(cluster, db, fence)? {
             if let Ok(mut con) = connect(&t.addr, TIMEOUT).await {
                 let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
             }

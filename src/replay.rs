@@ -1,8 +1,9 @@
-//! A run of N shards into a database of M: every key of every run file decoded by the
-//! reader, routed by its hash slot to the master that owns it, and written with
-//! `RESTORE key <abs ms> <payload> ABSTTL` (the payload encoded from the decoded value:
-//! RDB value encoding, version, CRC-64), in pipelined batches per master. The database
-//! was verified empty, so a key that exists is an error (`BUSYKEY`), never overwritten.
+//! Replay: every key of RDB files decoded by the reader, routed by its hash slot to the
+//! master that owns it, and written with `RESTORE key <abs ms> <payload> ABSTTL` (the
+//! payload encoded from the decoded value in the oldest RDB types that carry it, so Redis
+//! 7.0 takes what Valkey 8 or Redis 7.4 wrote), in pipelined batches per master. Restore
+//! uses it for a run of N shards into M, recovery for files newer than the server loads.
+//! The target is empty, so a key that exists is an error (`BUSYKEY`), never overwritten.
 
 use std::path::PathBuf;
 

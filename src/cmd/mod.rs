@@ -418,7 +418,7 @@ mod tests {
         let line = "node 2 recovery_path sett /x";
         let err: ParseError = super::parse(line).unwrap_err();
         insta::assert_snapshot!(err.render(line), @r"
-        unexpected `sett`, did you mean `set`?
+        unexpected `sett`, expected `set` or `clear`, did you mean `set`?
           node 2 recovery_path sett /x
                                ^^^^
         ");

@@ -1,4 +1,4 @@
-//! `node ...`: adding and removing nodes, setting a node's recovery path.
+//! `node ...`: adding and removing nodes, setting and clearing a node's recovery path.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -31,6 +31,8 @@ pub enum NodeCommand {
     Remove { node: Id },
     /// `node <node> recovery_path set <path>`
     SetRecoveryPath { node: Id, path: PathBuf },
+    /// `node <node> recovery_path clear`
+    ClearRecoveryPath { node: Id },
 }
 
 pub static SYNTAX: &[CommandSyntax] = &[
@@ -105,6 +107,21 @@ pub static SYNTAX: &[CommandSyntax] = &[
             }))
         },
     },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("node"),
+            Element::Arg("node", ValueKind::Node),
+            Element::Keyword("recovery_path"),
+            Element::Keyword("clear"),
+        ],
+        summary: "forget a node's recovery path, so no later recovery reads its old files",
+        examples: &["node 1 recovery_path clear", "node node:2 recovery_path clear"],
+        build: |m| {
+            Ok(Command::Node(NodeCommand::ClearRecoveryPath {
+                node: m.req("node")?,
+            }))
+        },
+    },
 ];
 
 fn build_add(m: &Match) -> Result<Command, ParseError> {
@@ -138,6 +155,7 @@ impl NodeCommand {
             NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path),
             NodeCommand::Remove { node } => remove(ctx, node),
             NodeCommand::SetRecoveryPath { node, path } => set_recovery_path(ctx, node, &path),
+            NodeCommand::ClearRecoveryPath { node } => clear_recovery_path(ctx, node),
         }
     }
 }
@@ -291,6 +309,27 @@ impl Render for RecoveryPathSet {
     }
 }
 
+/// `node <id> recovery_path clear`: what was forgotten.
+#[derive(Serialize)]
+pub struct RecoveryPathCleared {
+    pub node: Id,
+    /// The path the node had, if it had one.
+    pub was: Option<PathBuf>,
+}
+
+impl Render for RecoveryPathCleared {
+    fn render(&self, text: &mut Text) {
+        text.line(match &self.was {
+            Some(p) => format!(
+                "node:{} no longer has a recovery path (was `{}`).",
+                self.node,
+                p.display()
+            ),
+            None => format!("node:{} had no recovery path.", self.node),
+        });
+    }
+}
+
 fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     if !cluster.nodes.contains_key(&id) {
@@ -329,6 +368,14 @@ fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, Comman
         return Err(no_such_node(&cluster, id));
     }
     let path = rules::recovery_path(path)?;
+    if let Some((other, why)) = live_path(&cluster, &path) {
+        return Err(CommandError::conflict(format!(
+            "recovery path `{}` {why} node:{other}'s persistent path `{}`, where its shards write: recovery would read files a live server rewrites, and write its copies among them; give the path of the old files (a copy or the old disk)",
+            path.display(),
+            cluster.nodes[&other].persistent_path.display()
+        ))
+        .hinted("give the path of the old files (a copy or the old disk)"));
+    }
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
     lock.save(&mut cluster)?;
@@ -336,6 +383,38 @@ fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, Comman
         node: id,
         recovery_path: path,
     })
+}
+
+/// The node whose persistent path `path` (canonical) is, lies in, or holds, and how.
+fn live_path(cluster: &Cluster, path: &Path) -> Option<(Id, &'static str)> {
+    cluster.nodes.values().find_map(|n| {
+        let pp = n
+            .persistent_path
+            .canonicalize()
+            .unwrap_or_else(|_| n.persistent_path.clone());
+        let why = if path == pp {
+            "is"
+        } else if path.starts_with(&pp) {
+            "lies inside"
+        } else if pp.starts_with(path) {
+            "holds"
+        } else {
+            return None;
+        };
+        Some((n.id, why))
+    })
+}
+
+fn clear_recovery_path(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let Some(node) = cluster.nodes.get_mut(&id) else {
+        return Err(no_such_node(&cluster, id));
+    };
+    let was = node.recovery_path.take();
+    if was.is_some() {
+        lock.save(&mut cluster)?;
+    }
+    Reply::of(&RecoveryPathCleared { node: id, was })
 }
 
 /// A node as every reply shows it (`node add`, `info cluster`, `info node`, `cluster
@@ -432,6 +511,9 @@ impl fmt::Display for NodeCommand {
                 "node {node} recovery_path set {}",
                 quote(&path.to_string_lossy())
             ),
+            NodeCommand::ClearRecoveryPath { node } => {
+                write!(f, "node {node} recovery_path clear")
+            }
         }
     }
 }

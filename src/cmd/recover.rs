@@ -379,11 +379,15 @@ async fn recover(
     }
 
     let mut outcomes: Vec<(Id, Result<Recovered, CommandError>)> = Vec::new();
+    let mut cleared = Vec::new();
     let (mut ok, mut failed) = (0, 0);
     while let Some(joined) = set.join_next().await {
         let (id, result, task) = joined.map_err(|e| CommandError::internal(e.to_string()))?;
         // Each success is recorded at once, so a shell killed later keeps it.
-        let result = result.and_then(|r| activate(&lock, &mut cluster, &r).map(|_| r));
+        let result = result.and_then(|r| {
+            cleared.extend(activate(&lock, &mut cluster, &r)?);
+            Ok(r)
+        });
         match &result {
             Ok(_) => {
                 ok += 1;
@@ -407,6 +411,7 @@ async fn recover(
             .map(|(id, _)| (*id, cluster.databases[id].config.name.clone()))
             .collect(),
         elapsed: started.elapsed(),
+        cleared,
     };
     for (id, result) in outcomes {
         match result {
@@ -444,6 +449,16 @@ pub struct RecoverReport {
     pub names: BTreeMap<Id, String>,
     #[serde(skip)]
     pub elapsed: Duration,
+    /// Recovery paths forgotten because every database that read from them is back.
+    pub cleared: Vec<ClearedPath>,
+}
+
+/// A node's recovery path, cleared once the recovery that used it completed: a later
+/// incident must not bring its old files back.
+#[derive(Serialize, Clone, Debug)]
+pub struct ClearedPath {
+    pub node: Id,
+    pub recovery_path: std::path::PathBuf,
 }
 
 /// A database that did not come back, and why.
@@ -470,6 +485,13 @@ impl Render for RecoverReport {
             self.failed.len(),
             self.elapsed.as_secs_f64()
         ));
+        for c in &self.cleared {
+            text.line(format!(
+                "node:{} recovery path `{}` cleared: every database recovered from it is back",
+                c.node,
+                c.recovery_path.display()
+            ));
+        }
         // The proof comes last: `content verified: N keys, digest <hex>`.
         let proved: Vec<&Recovered> = self
             .recovered
@@ -543,13 +565,14 @@ fn success_text(r: &Recovered) -> String {
     text
 }
 
-/// Marks a recovered database active, with its shards' pids, and saves the CCS.
-/// Left unchanged when saving fails.
+/// Marks a recovered database active, with its shards' pids, and clears the recovery
+/// path of every node no database pending recovery still has shards on; saves the CCS.
+/// Left unchanged when saving fails. Returns the recovery paths cleared.
 fn activate(
     lock: &crate::ccs::StoreLock,
     cluster: &mut Cluster,
     r: &Recovered,
-) -> Result<(), CommandError> {
+) -> Result<Vec<ClearedPath>, CommandError> {
     let mut next = cluster.clone();
     let db = next.databases.get_mut(&r.id).ok_or_else(|| {
         CommandError::internal(format!("db:{} vanished from the configuration", r.id))
@@ -560,12 +583,30 @@ fn activate(
             shard.pid = Some(*pid);
         }
     }
+    let waiting: std::collections::BTreeSet<Id> = next
+        .databases
+        .values()
+        .filter(|d| d.state == DbState::PendingRecovery)
+        .flat_map(|d| d.shards.iter().map(|s| s.node))
+        .collect();
+    let mut cleared = Vec::new();
+    for node in next.nodes.values_mut() {
+        if waiting.contains(&node.id) {
+            continue;
+        }
+        if let Some(path) = node.recovery_path.take() {
+            cleared.push(ClearedPath {
+                node: node.id,
+                recovery_path: path,
+            });
+        }
+    }
     lock.save(&mut next).map_err(|e| {
         CommandError::from(e).context("recovered, but the configuration could not be saved")
     })?;
     *cluster = next;
     clear_markers(cluster, &cluster.databases[&r.id]);
-    Ok(())
+    Ok(cleared)
 }
 
 fn unix_now() -> i64 {

@@ -365,6 +365,10 @@ fn recover_all() {
         }],
         names: BTreeMap::from([(3, "orders".into()), (7, "cache".into())]),
         elapsed: Duration::from_millis(1250),
+        cleared: vec![crate::cmd::recover::ClearedPath {
+            node: 1,
+            recovery_path: PathBuf::from("/mnt/old-n1"),
+        }],
     };
     insta::assert_snapshot!(both(&report));
 }

@@ -63,6 +63,45 @@ fn fresh_sibling(path: &Path) -> Option<PathBuf> {
         .find(|p| !p.join("redis").exists())
 }
 
+/// The paths of one node's lives: `path` with every `-recovered`, `-recovered-<n>`
+/// suffix taken off, and each sibling [`fresh_sibling`] made from it or from one of them,
+/// that exists.
+pub(super) fn recovered_family(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let mut base = name.as_str();
+    loop {
+        let stripped = base.strip_suffix("-recovered").or_else(|| {
+            let (head, n) = base.rsplit_once("-recovered-")?;
+            n.parse::<u32>().ok().map(|_| head)
+        });
+        match stripped {
+            Some(head) if !head.is_empty() => base = head,
+            _ => break,
+        }
+    }
+    let mut out = Vec::new();
+    let mut next = vec![path.with_file_name(base)];
+    while let Some(p) = next.pop() {
+        if out.len() >= 64 || !p.is_dir() {
+            continue;
+        }
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        next.push(p.with_file_name(format!("{name}-recovered")));
+        for n in 2..100 {
+            let sibling = p.with_file_name(format!("{name}-recovered-{n}"));
+            if !sibling.is_dir() {
+                break;
+            }
+            next.push(sibling);
+        }
+        out.push(p);
+    }
+    out
+}
+
 /// Shard directories of this cluster that the backup does not know: made after it was
 /// written. Their ids are avoided by the allocator; the operator should know they exist.
 fn unknown_shards(cluster: &Cluster, root: &Path, problems: &mut Vec<String>) {
@@ -135,8 +174,20 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
             }
         }
         let old_has_data = old.join("redis").is_dir();
-        let recorded = node.recovery_path.clone().filter(|r| r.is_dir());
-        if old_has_data && !given_path && recorded.is_none() {
+        // A recovery path belongs to the recovery that set it: carried into another
+        // incident it would bring that one's old files back over newer data.
+        if let Some(carried) = node.recovery_path.take() {
+            // Still looked at for ids in use and newer backups.
+            roots.insert(carried.clone());
+            if !(old_has_data && carried == old) {
+                notes.push(format!(
+                    "`node:{}` recovery path `{}` (an earlier recovery's) is not carried over",
+                    node.id,
+                    carried.display()
+                ));
+            }
+        }
+        if old_has_data && !given_path {
             // Recovering in place would have redis-server rewrite the only copy of the
             // old files: recover into a fresh sibling and read from the old path.
             if let Some(fresh) = fresh_sibling(&old) {
@@ -148,25 +199,15 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
                 node.persistent_path = fresh;
             }
         }
-        match (&recorded, &node.recovery_path) {
-            (Some(_), _) => {}
-            _ if old_has_data && !overlaps(&old, &node.persistent_path) => {
-                notes.push(format!(
-                    "`node:{}` recovery path set to `{}`, its old persistent path, which still holds shard data",
-                    node.id,
-                    old.display()
-                ));
-                node.recovery_path = Some(old.clone());
-            }
-            (None, Some(r)) => notes.push(format!(
-                "`node:{}` keeps its recorded recovery path `{}`, which does not exist now: set one with `node {} recovery_path set <path>`",
+        if old_has_data && !overlaps(&old, &node.persistent_path) {
+            notes.push(format!(
+                "`node:{}` recovery path set to `{}`, its old persistent path, which still holds shard data",
                 node.id,
-                r.display(),
-                node.id
-            )),
-            (None, None) => {}
+                old.display()
+            ));
+            node.recovery_path = Some(old.clone());
         }
-        if old_has_data && overlaps(&old, &node.persistent_path) && recorded.is_none() {
+        if old_has_data && overlaps(&old, &node.persistent_path) {
             problems.push(format!(
                 "`node:{}` persistent path `{}` still holds the old shard data: recovering into it would rewrite those files; copy them elsewhere and point `node {} recovery_path set` at the copy",
                 node.id,
@@ -179,14 +220,18 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
         roots.extend(node.recovery_path.clone());
     }
     for root in roots.iter().filter(|r| r.is_dir()) {
-        scan.scan_root(root, cluster.cluster_id);
         unknown_shards(&cluster, root, &mut problems);
-        if let Some(generation) =
-            disk::backup_generation(&root.join("ccs").join("ccs.json"), cluster.cluster_id)
-        {
-            if generation > cluster.generation {
+    }
+    // A node recovered before lived on in the `-recovered` sibling Lazarus made for it:
+    // its backups there are newer than the ones left at the old path.
+    let family: BTreeSet<PathBuf> = roots.iter().flat_map(|r| recovered_family(r)).collect();
+    for root in roots.iter().chain(&family).filter(|r| r.is_dir()) {
+        scan.scan_root(root, cluster.cluster_id);
+        let backup = root.join("ccs").join("ccs.json");
+        if let Some(generation) = disk::backup_generation(&backup, cluster.cluster_id) {
+            if generation > cluster.generation && backup != path {
                 return Err(RebuildError::NewerBackup {
-                    newer: root.join("ccs").join("ccs.json"),
+                    newer: backup,
                     newer_generation: generation,
                     given: path,
                     given_generation: cluster.generation,

@@ -278,7 +278,8 @@ fn in_place_persistent_paths_move_aside_unless_given() {
         "{:?}",
         rebuilt.problems
     );
-    // A recorded recovery path that exists is kept, and the persistent path with it.
+    // A recorded recovery path (an earlier recovery's) is never carried over: the node
+    // recovers from its old persistent path, into a fresh sibling.
     let mut with_rp = cluster.clone();
     fs::create_dir_all(tmp.path().join("copy2")).unwrap();
     with_rp.nodes.get_mut(&2).unwrap().recovery_path = Some(tmp.path().join("copy2"));
@@ -292,6 +293,44 @@ fn in_place_persistent_paths_move_aside_unless_given() {
     let n2 = &rebuilt.cluster.nodes[&2];
     assert_eq!(
         (n2.persistent_path.clone(), n2.recovery_path.clone()),
-        (tmp.path().join("n2"), Some(tmp.path().join("copy2")))
+        (tmp.path().join("n2-recovered"), Some(tmp.path().join("n2")))
+    );
+    assert!(
+        rebuilt.notes.iter().any(|n| n.contains(&format!(
+            "recovery path `{}` (an earlier recovery's) is not carried over",
+            tmp.path().join("copy2").display()
+        ))),
+        "{:?}",
+        rebuilt.notes
+    );
+}
+
+#[test]
+fn a_newer_backup_in_a_recovered_sibling_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    write_disks(&cluster);
+    // node:1 was recovered before, into `n1-recovered`, and lived on there.
+    let later = tmp.path().join("n1-recovered");
+    fs::create_dir_all(later.join("redis")).unwrap();
+    fs::create_dir_all(later.join("ccs")).unwrap();
+    cluster.generation = 11;
+    fs::write(
+        later.join("ccs/ccs.json"),
+        serde_json::to_vec(&cluster).unwrap(),
+    )
+    .unwrap();
+    let e = from_backup(&FromBackup {
+        filename: backup_of(&cluster, 1),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, RebuildError::NewerBackup { newer, newer_generation: 11, .. } if *newer == later.join("ccs/ccs.json")),
+        "{e}"
+    );
+    assert_eq!(
+        super::super::backup::recovered_family(&tmp.path().join("n1-recovered")),
+        vec![tmp.path().join("n1"), later.clone()]
     );
 }

@@ -53,7 +53,11 @@ fn bash_completion_uses_the_binary() {
     assert_eq!(bash_complete(&lz, "lazarus node "), ["add", "1", "2"]);
     assert_eq!(
         bash_complete(&lz, "lazarus node 2 "),
-        ["recovery_path", "remove"]
+        ["recovery_path", "redis_server", "remove"]
+    );
+    assert_eq!(
+        bash_complete(&lz, "lazarus node 2 recovery_path "),
+        ["clear", "set"]
     );
     assert_eq!(bash_complete(&lz, "lazarus info node node:"), ["1", "2"]);
     assert_eq!(bash_complete(&lz, "lazarus --json info c"), ["cluster"]);

@@ -44,7 +44,10 @@ fn a_second_cluster_recover_takes_the_newest_backup_and_no_old_recovery_path() {
         ))
         .ok();
     let recovered = first.path("n1-recovered");
-    assert_eq!(node1(&second)["persistent_path"], recovered.display().to_string());
+    assert_eq!(
+        node1(&second)["persistent_path"],
+        recovered.display().to_string()
+    );
     second
         .run(&format!("node 1 recovery_path set {}", disk.display()))
         .ok();
@@ -92,7 +95,10 @@ fn a_second_cluster_recover_takes_the_newest_backup_and_no_old_recovery_path() {
             "recovery path `{}` is node:1's persistent path",
             live.display()
         ));
-    assert_eq!(node1(&third)["recovery_path"], recovered.display().to_string());
+    assert_eq!(
+        node1(&third)["recovery_path"],
+        recovered.display().to_string()
+    );
 
     // And a recovery path can be forgotten.
     third

@@ -200,6 +200,11 @@ fn a_piped_runbook_backs_up_and_undoes_an_accident() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("content verified: "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let text: String = seen.iter().collect();
     assert!(text.contains('x'), "clients were never fenced: {text}");
     assert!(
@@ -402,7 +407,9 @@ fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
         .json();
     assert_eq!(json[0]["result"]["state"], "failed");
     lz.run("restore task start r").fails(1).stderr_has("retry");
-    lz.run("restore task retry r").ok();
+    lz.run("restore task retry r")
+        .ok()
+        .stdout_has("content verified: ");
     assert_same(&backed, &picture(&rt, &lz, "f"), "after retry");
 
     // The shell killed mid-restore.
@@ -438,7 +445,9 @@ fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
         .ok()
         .json();
     assert_eq!(json[0]["result"]["state"], "interrupted", "{}", json[0]);
-    lz.run("restore task retry k").ok();
+    lz.run("restore task retry k")
+        .ok()
+        .stdout_has("content verified: ");
     assert_same(
         &backed,
         &picture(&rt, &lz, "f"),
@@ -449,7 +458,9 @@ fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
     lz.run("delete db f purge").ok();
     lz.run("restore task create name again db f backup latest")
         .ok();
-    lz.run("restore task start again").ok();
+    lz.run("restore task start again verify counts")
+        .ok()
+        .stdout_has("content not verified: `verify counts`");
     assert_same(&backed, &picture(&rt, &lz, "f"), "recreated");
 }
 
@@ -503,7 +514,9 @@ fn three_shards_restore_into_one_and_into_five() {
         lz.run(&format!("restore task verify to-{name}"))
             .ok()
             .stdout_has("RESTORE ... ABSTTL");
-        lz.run(&format!("restore task start to-{name}")).ok();
+        lz.run(&format!("restore task start to-{name}"))
+            .ok()
+            .stdout_has("content verified: ");
         assert_same(&before, &picture(&rt, &lz, name), name);
     }
     // Into a database that holds keys: refused by verify, nothing written.
@@ -639,7 +652,11 @@ fn an_encrypted_compressed_run_restores_and_a_wrong_identity_is_named() {
         .ok(),
     );
     outputs.push(lz.run("restore task verify right").ok());
-    outputs.push(lz.run("restore task start right").ok());
+    outputs.push(
+        lz.run("restore task start right")
+            .ok()
+            .stdout_has("content verified: "),
+    );
     assert_same(
         &before,
         &picture(&rt, &lz, "enc"),

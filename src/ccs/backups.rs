@@ -177,6 +177,21 @@ pub struct RestoreTask {
     /// The age identity file that opens encrypted runs (its path; never its contents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<PathBuf>,
+    /// The content proof of the last successful start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentCheck>,
+}
+
+/// A restore's content proof: the digest of the run's files equals the live database's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ContentCheck {
+    pub keys: u64,
+    pub digest: String,
+    /// Keys of the run that expired before the check (counted apart).
+    #[serde(default)]
+    pub expired: u64,
+    /// `content verified: N keys, digest <hex>`.
+    pub line: String,
 }
 
 /// How a backup run's files are compressed.

@@ -83,6 +83,19 @@ pub struct RestoreSpec {
     pub allow_newer_server: bool,
     /// The age identity file for encrypted runs.
     pub identity: Option<PathBuf>,
+    /// Only key counts after the load, no content proof (`verify counts`).
+    pub counts_only: bool,
+    /// The files' sha256 and reader pass are left to the staging, which hashes and reads
+    /// each file once as it copies it (`start` into the same shard layout).
+    pub defer_file_checks: bool,
+}
+
+/// What a finished restore brought back.
+#[derive(Clone, Debug)]
+pub struct Restored {
+    pub keys: u64,
+    /// The content proof, unless the restore was asked for counts only.
+    pub content: Option<crate::verify::Comparison>,
 }
 
 /// The `major.minor` of a version string.
@@ -121,9 +134,18 @@ pub async fn verify(
     };
 
     // Every file: present, its sha256, the reader.
+    let defer = spec.defer_file_checks && db.is_some_and(|d| same_layout(d, &m));
     for s in &m.shards {
         let path = run_dir.join(&s.file);
         let what = format!("file {}", s.file);
+        if defer {
+            v.add(
+                &what,
+                true,
+                "its sha256 and the reader's pass run once, as it is staged",
+            );
+            continue;
+        }
         let opts = CheckOptions {
             slots: s.slots.filter(|_| m.db.shards > 1),
         };
@@ -520,15 +542,17 @@ fn open_plain(
     open_local(path, e.compression, e.encrypted, ids.as_ref())
 }
 
-/// Writes the plain RDB of a stored file to `dest` (synced), checking the plain size and
-/// sha256 against the manifest. Blocking.
+/// Writes the plain RDB of a stored file to `dest` in one pass over it, checking the
+/// stored and the plain sizes and sha256 against the manifest; synced when `sync`.
+/// Blocking.
 fn decode_to(
     path: &Path,
     e: &ShardEntry,
     identity: Option<&Path>,
     dest: &Path,
+    sync: bool,
 ) -> Result<u64, String> {
-    let (plain, _) = open_plain(path, e, identity)?;
+    let (plain, stored) = open_plain(path, e, identity)?;
     let (mut reader, digest) = crate::backup::hashing_reader(plain);
     let _ = std::fs::remove_file(dest);
     let mut out = std::io::BufWriter::with_capacity(
@@ -545,8 +569,25 @@ fn decode_to(
     let f = out
         .into_inner()
         .map_err(|err| format!("`{}`: {}", dest.display(), err.error()))?;
-    f.sync_all()
-        .map_err(|err| format!("`{}`: {err}", dest.display()))?;
+    if sync {
+        f.sync_all()
+            .map_err(|err| format!("`{}`: {err}", dest.display()))?;
+    }
+    let stored = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match stored {
+        Some(s) if s.sha256 == e.stored_digest() && s.bytes == e.stored_size() => {}
+        Some(s) => {
+            return Err(format!(
+                "`{}` has sha256 {} ({} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
+                path.display(),
+                s.sha256,
+                s.bytes,
+                e.stored_digest(),
+                e.stored_size()
+            ))
+        }
+        None => return Err(format!("`{}` was not read to its end", path.display())),
+    }
     let d = digest.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match d {
         Some(d) if d.sha256 == e.sha256 && d.bytes == e.bytes => Ok(d.bytes),
@@ -605,7 +646,7 @@ pub async fn start(
     spec: &RestoreSpec,
     server: &Servers,
     step: &(dyn Fn(&str) + Send + Sync),
-) -> Result<u64, String> {
+) -> Result<Restored, String> {
     let fence = fence_password();
     let mut fenced = db.clone();
     fenced.config.password = Some(fence.clone());
@@ -614,7 +655,7 @@ pub async fn start(
     }
     let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;
     match res {
-        Ok(keys) => {
+        Ok(restored) => {
             step("removing the old data");
             for s in &db.shards {
                 if let Ok(dir) = dir_of(cluster, db, s.id) {
@@ -622,7 +663,7 @@ pub async fn start(
                     let _ = std::fs::remove_file(dir.join(STAGED));
                 }
             }
-            Ok(keys)
+            Ok(restored)
         }
         Err(e) => {
             step("putting the old data back");
@@ -646,7 +687,7 @@ async fn replace(
     spec: &RestoreSpec,
     server: &Servers,
     step: &(dyn Fn(&str) + Send + Sync),
-) -> Result<u64, String> {
+) -> Result<Restored, String> {
     // Which master gets which file: same slots (or the one shard).
     let mut files: BTreeMap<Id, (PathBuf, &crate::backup::ShardEntry)> = BTreeMap::new();
     for d in db.masters() {
@@ -664,46 +705,40 @@ async fn replace(
         let staged = dir.join(STAGED);
         let (f, s) = (file.clone(), staged.clone());
         let persistence = db.config.persistence;
-        if !e.is_plain() {
-            let (entry, identity) = ((*e).clone(), spec.identity.clone());
-            tokio::task::spawn_blocking(move || decode_to(&f, &entry, identity.as_deref(), &s))
-                .await
-                .map_err(|e| e.to_string())??;
-            continue;
-        }
-        // The copy is checked by length here and by the server's own CRC-64 check when
-        // it loads (a bad copy fails the load, and the old data comes back). Only a
-        // snapshot database keeps the file as its durable copy: it is synced; an AOF
-        // database writes (and syncs) its own AOF from what it loaded; a database without
-        // persistence gets a hard link when it can (the server only reads the file, which
-        // is removed once loaded, and never writes it in place).
-        let len = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            let _ = std::fs::remove_file(&s);
-            if persistence == Persistence::Disabled && std::fs::hard_link(&f, &s).is_ok() {
-                return Ok(std::fs::metadata(&s)?.len());
+        let (entry, identity) = ((*e).clone(), spec.identity.clone());
+        // One pass per file: read, hashed (stored and plain sha256 against the manifest)
+        // and written; the reader's pass is the content digest taken while the servers
+        // load, and the server's own CRC-64 check. Only a snapshot database keeps the
+        // file as its durable copy: it is synced; an AOF database writes (and syncs) its
+        // own AOF from what it loaded; a database without persistence gets a hard link
+        // when it can (the server only reads the file, which is removed once loaded, and
+        // never writes it in place), hashed through the link.
+        tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            if persistence == Persistence::Disabled && entry.is_plain() {
+                let _ = std::fs::remove_file(&s);
+                if std::fs::hard_link(&f, &s).is_ok() {
+                    let sum = sha256_file(&s).map_err(|err| format!("`{}`: {err}", s.display()))?;
+                    if sum != entry.sha256 {
+                        return Err(format!(
+                            "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
+                            f.display(),
+                            entry.sha256
+                        ));
+                    }
+                    return Ok(entry.bytes);
+                }
             }
-            let n = std::fs::copy(&f, &s)?;
-            if persistence == Persistence::Snapshot {
-                std::fs::File::open(&s)?.sync_all()?;
-            }
-            Ok(n)
+            decode_to(
+                &f,
+                &entry,
+                identity.as_deref(),
+                &s,
+                persistence == Persistence::Snapshot,
+            )
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            format!(
-                "cannot stage `{}` in `{}`: {e}",
-                file.display(),
-                dir.display()
-            )
-        })?;
-        if len != e.bytes {
-            return Err(format!(
-                "the staged copy `{}` has {len} bytes, the manifest says {}",
-                staged.display(),
-                e.bytes
-            ));
-        }
+        .map_err(|e| format!("cannot stage it in `{}`: {e}", dir.display()))?;
     }
 
     step("fencing clients");
@@ -752,6 +787,18 @@ async fn replace(
                 .map_err(|e| format!("`{}`: {e}", dir.display()))?;
         }
     }
+    // The files' content digest is taken while the servers load them (the reader's pass
+    // over each file, once).
+    let loaded_files = db
+        .masters()
+        .map(|s| dir_of(cluster, db, s.id).map(|d| d.join("dump.rdb")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let file_digest = (!spec.counts_only).then(|| {
+        let f = loaded_files.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::verify::digest_of_files(&f, &crate::persist::DigestOptions::default())
+        })
+    });
 
     step("loading");
     let load = StartOptions {
@@ -828,7 +875,9 @@ async fn replace(
             }
         }
         keys += ks.keys();
-        set_persistence(&a, db.config.persistence, LOAD_TIMEOUT)
+    }
+    for a in &addrs {
+        set_persistence(a, db.config.persistence, LOAD_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -848,6 +897,19 @@ async fn replace(
         .await
         .map_err(|e| e.to_string())?;
 
+    // Once the cluster is formed (a cluster shard answers no DUMP before), still fenced.
+    let content = match file_digest {
+        Some(digest) => {
+            step("proving content");
+            let digest = digest
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Some(prove(&loaded_files, Some(digest), &addrs).await?)
+        }
+        None => None,
+    };
+
     step("unfencing");
     for s in &fenced.shards {
         let a = crate::db::shard_addr(cluster, fenced, s.id)
@@ -863,7 +925,33 @@ async fn replace(
             let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join("dump.rdb"));
         }
     }
-    Ok(keys)
+    Ok(Restored { keys, content })
+}
+
+/// The content proof of a restore: the files' digest (taken already, or now) against the
+/// fenced masters'. A difference is an error naming the first keys that differ.
+async fn prove(
+    files: &[PathBuf],
+    file_digest: Option<crate::persist::ContentDigest>,
+    masters: &[ShardAddr],
+) -> Result<crate::verify::Comparison, String> {
+    // The shards are fenced: no client reads them while their DUMPs skip LZF.
+    let opts = crate::persist::DigestOptions {
+        uncompressed_dumps: true,
+        ..Default::default()
+    };
+    let c = match file_digest {
+        Some(d) => {
+            crate::verify::verify_content_against(files, d, masters, &opts, LOAD_TIMEOUT).await
+        }
+        None => crate::verify::verify_content(files, masters, &opts, LOAD_TIMEOUT).await,
+    }
+    .map_err(|e| format!("the content proof could not run: {e}"))?;
+    if c.equal {
+        Ok(c)
+    } else {
+        Err(c.verdict())
+    }
 }
 
 /// Restores a run into another shard layout key by key; the database was verified empty,
@@ -875,7 +963,7 @@ async fn by_key(
     m: &Manifest,
     spec: &RestoreSpec,
     step: &(dyn Fn(&str) + Send + Sync),
-) -> Result<u64, String> {
+) -> Result<Restored, String> {
     // Encoded files are decoded beside the first master's data first, before any fence.
     step("decoding the run's files");
     let mut files: Vec<PathBuf> = Vec::new();
@@ -891,7 +979,7 @@ async fn by_key(
                 let dest = dir.join(format!(".lazarus-restore-{i}.rdb"));
                 let (e, d, identity) = (s.clone(), dest.clone(), spec.identity.clone());
                 tokio::task::spawn_blocking(move || {
-                    decode_to(&stored, &e, identity.as_deref(), &d)
+                    decode_to(&stored, &e, identity.as_deref(), &d, false)
                 })
                 .await
                 .map_err(|e| e.to_string())??;
@@ -967,6 +1055,18 @@ async fn by_key(
             res = Ok(keys);
         }
     }
+    let mut content = None;
+    if res.is_ok() && !spec.counts_only {
+        step("proving content");
+        let masters: Vec<ShardAddr> = reshard::targets(cluster, db, fence)?
+            .into_iter()
+            .map(|t| t.addr)
+            .collect();
+        match prove(&files, None, &masters).await {
+            Ok(c) => content = Some(c),
+            Err(e) => res = Err(e),
+        }
+    }
     for f in &decoded {
         let _ = std::fs::remove_file(f);
     }
@@ -987,7 +1087,7 @@ async fn by_key(
             .map_err(|e| format!("redis:{id}: {e}"))?;
         let _ = std::fs::remove_file(file);
     }
-    res
+    res.map(|keys| Restored { keys, content })
 }
 
 async fn fence_shard(a: &ShardAddr, fence: &str) -> Result<(), String> {

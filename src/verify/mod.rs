@@ -425,6 +425,30 @@ pub async fn verify_content(
     timeout: std::time::Duration,
 ) -> Result<Comparison, VerifyError> {
     let (file_digest, server) = both_digests(files, masters, base, timeout).await?;
+    finish_proof(files, masters, base, timeout, file_digest, server).await
+}
+
+/// As [`verify_content`], with the files' digest already taken (a restore digests its
+/// staged files while the servers load them).
+pub async fn verify_content_against(
+    files: &[PathBuf],
+    file_digest: ContentDigest,
+    masters: &[crate::server::ShardAddr],
+    base: &DigestOptions,
+    timeout: std::time::Duration,
+) -> Result<Comparison, VerifyError> {
+    let server = digest_of_masters(masters, base, timeout).await?;
+    finish_proof(files, masters, base, timeout, file_digest, server).await
+}
+
+async fn finish_proof(
+    files: &[PathBuf],
+    masters: &[crate::server::ShardAddr],
+    base: &DigestOptions,
+    timeout: std::time::Duration,
+    file_digest: ContentDigest,
+    server: ServerDigest,
+) -> Result<Comparison, VerifyError> {
     let mut c = compare(&file_digest, &server.digest, server.slot_counts.as_deref());
     if c.equal {
         return Ok(c);

@@ -24,11 +24,15 @@ pub enum RestoreCommand {
     Verify {
         task: String,
     },
+    /// `restore task start <task> [verify counts|content]`
     Start {
         task: String,
+        counts_only: bool,
     },
+    /// `restore task retry <task> [verify counts|content]`
     Retry {
         task: String,
+        counts_only: bool,
     },
     List,
     Show {
@@ -64,6 +68,32 @@ macro_rules! task_form {
         }
     };
 }
+
+/// `start` and `retry`: a task, and the proof (`verify content`, the default, or
+/// `verify counts`).
+macro_rules! start_form {
+    ($word:literal, $variant:ident, $summary:literal, $example:literal, $example2:literal) => {
+        CommandSyntax {
+            elements: &[
+                Element::Keyword("restore"),
+                Element::Keyword("task"),
+                Element::Keyword($word),
+                Element::Arg("task", ValueKind::Word),
+                Element::Options(&[Opt::optional("verify", "proof", ValueKind::Choice(PROOFS))]),
+            ],
+            summary: $summary,
+            examples: &[$example, $example2],
+            build: |m| {
+                Ok(Command::Restore(RestoreCommand::$variant {
+                    task: task_name(m, "task")?,
+                    counts_only: m.opt::<String>("verify").is_some_and(|v| v == "counts"),
+                }))
+            },
+        }
+    };
+}
+
+const PROOFS: &[&str] = &["content", "counts"];
 
 pub static SYNTAX: &[CommandSyntax] = &[
     CommandSyntax {
@@ -103,17 +133,19 @@ pub static SYNTAX: &[CommandSyntax] = &[
         "check a restore task before anything changes: files, versions, target, memory, paths",
         "restore task verify undo"
     ),
-    task_form!(
+    start_form!(
         "start",
         Start,
-        "verify, then replace the database's data with the backup's (clients fenced meanwhile)",
-        "restore task start undo"
+        "verify, then replace the database's data with the backup's (clients fenced meanwhile) and prove its content (`verify counts`: key counts only)",
+        "restore task start undo",
+        "restore task start undo verify counts"
     ),
-    task_form!(
+    start_form!(
         "retry",
         Retry,
         "after a failed or interrupted start: put things back as they were and start again",
-        "restore task retry undo"
+        "restore task retry undo",
+        "restore task retry undo verify content"
     ),
     CommandSyntax {
         elements: &[
@@ -168,8 +200,18 @@ impl fmt::Display for RestoreCommand {
                 Ok(())
             }
             RestoreCommand::Verify { task } => write!(f, "restore task verify {}", quote(task)),
-            RestoreCommand::Start { task } => write!(f, "restore task start {}", quote(task)),
-            RestoreCommand::Retry { task } => write!(f, "restore task retry {}", quote(task)),
+            RestoreCommand::Start { task, counts_only } => write!(
+                f,
+                "restore task start {}{}",
+                quote(task),
+                if *counts_only { " verify counts" } else { "" }
+            ),
+            RestoreCommand::Retry { task, counts_only } => write!(
+                f,
+                "restore task retry {}{}",
+                quote(task),
+                if *counts_only { " verify counts" } else { "" }
+            ),
             RestoreCommand::List => f.write_str("restore task list"),
             RestoreCommand::Show { task } => write!(f, "restore task show {}", quote(task)),
             RestoreCommand::Delete { task } => write!(f, "restore task delete {}", quote(task)),

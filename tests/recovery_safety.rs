@@ -33,10 +33,9 @@ fn foreign_server(dir: &std::path::Path) -> Child {
     child
 }
 
-#[test]
-fn a_failed_recover_never_stops_a_server_it_did_not_start() {
-    let a = Lazarus::new();
-    let guard = ProcessGuard::new(a.home());
+/// A one-node cluster in `a`'s home (node:1 at `<home>/n1`, ports at random) with a
+/// snapshot database `cache`; returns n1.
+fn home_with_cache(a: &Lazarus) -> std::path::PathBuf {
     let n1 = a.path("n1");
     a.run(&format!(
         "cluster create name c persistent_path {}",
@@ -48,6 +47,77 @@ fn a_failed_recover_never_stops_a_server_it_did_not_start() {
     doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
     std::fs::write(a.path("ccs.json"), doc.to_string()).unwrap();
     a.run("create db cache persistence snapshot").ok();
+    n1
+}
+
+fn redis_cli(port: u64, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 9 item 3: only the home is lost, the shards still serve. `cluster recover`
+/// adopts the database as it runs (node path, pids), `status` shows it active, `recover`
+/// never recovers over it; a home that recorded it pending adopts it at `recover list`.
+#[test]
+fn a_live_database_is_adopted_not_recovered() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    let port = a.ccs()["databases"]["2"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        redis_cli(port, &["SET", "written", "after the backup"]),
+        "OK"
+    );
+    let pids = guard.pids();
+
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok()
+    .stdout_has("db:2 `cache`: its shards answer from")
+    .stdout_has("adopted as active");
+    let ccs = b.ccs();
+    assert_eq!(ccs["databases"]["2"]["state"], "active");
+    assert_eq!(
+        ccs["nodes"]["1"]["persistent_path"].as_str().unwrap(),
+        n1.display().to_string()
+    );
+    assert!(ccs["nodes"]["1"]["recovery_path"].is_null());
+    b.run("status databases").ok().stdout_has("active");
+    b.run("recover list")
+        .ok()
+        .stdout_has("No recoverable databases found");
+    b.run("recover all").ok();
+
+    // A home that recorded it pending (an older rebuild) adopts it before any recovery.
+    let mut doc = b.ccs();
+    doc["databases"]["2"]["state"] = "pending_recovery".into();
+    std::fs::write(b.path("ccs.json"), doc.to_string()).unwrap();
+    b.run("recover list")
+        .ok()
+        .stdout_has("adopted as active")
+        .stdout_has("No recoverable databases found");
+    assert_eq!(b.ccs()["databases"]["2"]["state"], "active");
+
+    assert_eq!(redis_cli(port, &["GET", "written"]), "after the backup");
+    assert_eq!(guard.pids(), pids, "a live shard was restarted or stopped");
+}
+
+#[test]
+fn a_failed_recover_never_stops_a_server_it_did_not_start() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    // The database's own server is gone (else the recovery would adopt it).
+    guard.kill_all();
 
     // The home is lost; the configuration comes back from the node's backup.
     let b = Lazarus::new();

@@ -17,6 +17,7 @@ use super::{
 use crate::ccs::{Cluster, DbState, Id};
 use crate::lang::DbRef;
 use crate::recovery::apply::{clear_markers, recover_db, Proof, Recovered, Recovery};
+use crate::recovery::live::{self, Adopted};
 use crate::recovery::plan::{format_age, DbPlan, Outcome, RecoveryPlan};
 use crate::server::Servers;
 
@@ -199,11 +200,51 @@ fn pending(cluster: &Cluster) -> Vec<Id> {
         .collect()
 }
 
+/// Adopts the databases pending recovery whose shards answer as themselves (see
+/// [`crate::recovery::live`]), saving the configuration when any is. Under `lock` when
+/// the caller holds it.
+async fn adopt_live(
+    ctx: &Context,
+    held: Option<(&crate::ccs::StoreLock, &mut Cluster)>,
+) -> Result<Vec<Adopted>, CommandError> {
+    let probe_of = |c: &Cluster| (c.clone(), pending(c));
+    let (snapshot, ids) = match &held {
+        Some((_, c)) => probe_of(c),
+        None => probe_of(&ctx.cluster()?),
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let answers = live::probe(&snapshot, &ids).await;
+    if !answers.values().any(|a| a.live()) {
+        return Ok(Vec::new());
+    }
+    let save = |lock: &crate::ccs::StoreLock, cluster: &mut Cluster| {
+        let mut next = cluster.clone();
+        let adopted = live::adopt(&mut next, &answers, &mut Vec::new());
+        if !adopted.is_empty() {
+            lock.save(&mut next)?;
+            *cluster = next;
+        }
+        Ok::<_, CommandError>(adopted)
+    };
+    match held {
+        Some((lock, cluster)) => save(lock, cluster),
+        None => {
+            let (lock, mut cluster) = ctx.lock_cluster()?;
+            save(&lock, &mut cluster)
+        }
+    }
+}
+
 async fn list(ctx: &Context) -> Result<Reply, CommandError> {
+    let adopted = adopt_live(ctx, None).await?;
     let cluster = ctx.cluster()?;
     let ids = pending(&cluster);
     if ids.is_empty() {
-        return Reply::of(&PlanReport::new(RecoveryPlan::default()));
+        let mut report = PlanReport::new(RecoveryPlan::default());
+        report.adopted = adopted;
+        return Reply::of(&report);
     }
     let rec = Arc::new(Recovery::new(locate_server(ctx, &cluster)?, false));
     let task = ctx.progress.task("validating files", ids.len() as u64);
@@ -222,7 +263,9 @@ async fn list(ctx: &Context) -> Result<Reply, CommandError> {
     }
     task.finish("done");
     plan.databases.sort_by_key(|d| d.id);
-    Reply::of(&PlanReport::new(plan))
+    let mut report = PlanReport::new(plan);
+    report.adopted = adopted;
+    Reply::of(&report)
 }
 
 /// `recover list`: the plan of every database pending recovery.
@@ -230,6 +273,10 @@ async fn list(ctx: &Context) -> Result<Reply, CommandError> {
 pub struct PlanReport {
     #[serde(flatten)]
     pub plan: RecoveryPlan,
+    /// Databases that were pending recovery but whose shards answer: adopted, not
+    /// recovered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<Adopted>,
     /// When the plan was made: the files' ages are shown from it.
     #[serde(skip)]
     pub now: i64,
@@ -239,6 +286,7 @@ impl PlanReport {
     pub fn new(plan: RecoveryPlan) -> PlanReport {
         PlanReport {
             plan,
+            adopted: Vec::new(),
             now: unix_now(),
         }
     }
@@ -246,6 +294,9 @@ impl PlanReport {
 
 impl Render for PlanReport {
     fn render(&self, text: &mut Text) {
+        for a in &self.adopted {
+            text.line(a.line());
+        }
         if self.plan.databases.is_empty() {
             text.line(NOTHING_PENDING);
             return;
@@ -339,10 +390,14 @@ async fn recover(
     replay: bool,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
+    let adopted = adopt_live(ctx, Some((&lock, &mut cluster))).await?;
     let targets = match &which {
         None => pending(&cluster),
         Some(r) => {
             let db = super::resolve_db(&cluster, r)?;
+            if let Some(a) = adopted.iter().find(|a| a.id == db.id) {
+                return Ok(Reply::message(a.line()));
+            }
             if db.state == DbState::Active {
                 return Ok(Reply::message(format!(
                     "db:{} `{}` is already active: nothing to recover",
@@ -353,7 +408,11 @@ async fn recover(
         }
     };
     if targets.is_empty() {
-        return Ok(Reply::message(NOTHING_PENDING));
+        let mut reply = Reply::new();
+        for a in &adopted {
+            reply = reply.line(a.line());
+        }
+        return Ok(reply.line(NOTHING_PENDING));
     }
     let mut rec = Recovery::new(locate_server(ctx, &cluster)?, only_configuration);
     if counts_only {
@@ -404,6 +463,7 @@ async fn recover(
     }
     overall.finish(&tally(ok, failed));
     let mut report = RecoverReport {
+        adopted,
         recovered: Vec::new(),
         failed: Vec::new(),
         names: outcomes
@@ -442,6 +502,9 @@ async fn recover(
 /// `recover all`, `recover db`: what came back and what did not.
 #[derive(Serialize)]
 pub struct RecoverReport {
+    /// Databases found live and adopted instead of recovered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<Adopted>,
     pub recovered: Vec<Recovered>,
     pub failed: Vec<FailedDb>,
     /// Every database tried, by id: the lines name them.
@@ -472,6 +535,9 @@ pub struct FailedDb {
 
 impl Render for RecoverReport {
     fn render(&self, text: &mut Text) {
+        for a in &self.adopted {
+            text.line(a.line());
+        }
         for (id, name) in &self.names {
             if let Some(r) = self.recovered.iter().find(|r| r.id == *id) {
                 text.line(format!("db:{id} `{name}`: {}", success_text(r)));

@@ -292,10 +292,7 @@ fn status_tables() {
 fn recover_list() {
     insta::assert_snapshot!(
         "recover_list_nothing",
-        both(&PlanReport {
-            plan: RecoveryPlan::default(),
-            now: 0,
-        })
+        both(&PlanReport::new(RecoveryPlan::default()))
     );
     let plan = RecoveryPlan {
         databases: vec![DbPlan {
@@ -331,12 +328,19 @@ fn recover_list() {
             ],
         }],
     };
-    insta::assert_snapshot!("recover_list", both(&PlanReport { plan, now: 0 }));
+    insta::assert_snapshot!(
+        "recover_list",
+        both(&PlanReport {
+            now: 0,
+            ..PlanReport::new(plan)
+        })
+    );
 }
 
 #[test]
 fn recover_all() {
     let report = RecoverReport {
+        adopted: Vec::new(),
         recovered: vec![Recovered {
             id: 3,
             pids: vec![(4, 1004)],

@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod copy;
 mod finish;
+pub mod live;
 pub mod plan;
 mod reader;
 mod reason;

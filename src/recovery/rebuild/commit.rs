@@ -35,6 +35,7 @@ pub fn recover(
         RecoverRequest::Backup(req) => from_backup(req)?,
         RecoverRequest::Identities(req) => from_identities(req, store.home())?,
     };
+    adopt_live(&mut rebuilt);
     if let Some(server) = local_server {
         let local = rebuilt.cluster.local_node;
         if let Some(node) = rebuilt.cluster.nodes.get_mut(&local) {
@@ -56,6 +57,43 @@ pub fn recover(
     check_backup_targets(&rebuilt.cluster)?;
     lock.save(&mut rebuilt.cluster)?;
     Ok(rebuilt)
+}
+
+/// Databases whose shards still run (only the home was lost) are adopted as they are,
+/// never left for a recovery over them (see [`crate::recovery::live`]).
+fn adopt_live(rebuilt: &mut Rebuilt) {
+    let ids: Vec<_> = rebuilt.cluster.databases.keys().copied().collect();
+    let answers = crate::recovery::live::probe_blocking(&rebuilt.cluster, &ids);
+    let mut notes = Vec::new();
+    let adopted = crate::recovery::live::adopt(&mut rebuilt.cluster, &answers, &mut notes);
+    if adopted.is_empty() {
+        return;
+    }
+    // What the rebuild decided for a node whose shards run is replaced by where they run.
+    let kept: Vec<String> = rebuilt
+        .cluster
+        .nodes
+        .keys()
+        .filter(|id| {
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("`node:{id}` ")))
+        })
+        .map(|id| format!("`node:{id}` "))
+        .collect();
+    rebuilt
+        .notes
+        .retain(|n| !kept.iter().any(|k| n.starts_with(k.as_str())));
+    rebuilt
+        .problems
+        .retain(|n| !kept.iter().any(|k| n.starts_with(k.as_str())));
+    rebuilt.notes.extend(notes);
+    rebuilt.notes.extend(adopted.iter().map(|a| a.line()));
+    for (db, shard, what) in crate::recovery::live::others(&answers) {
+        rebuilt
+            .problems
+            .push(format!("db:{db} redis:{shard}: {what}"));
+    }
 }
 
 /// Refuses to store when a node's `ccs/ccs.json` would replace a document that is not an

@@ -1058,7 +1058,7 @@ async fn by_key(
     let mut content = None;
     if res.is_ok() && !spec.counts_only {
         step("proving content");
-        let masters: Vec<ShardAddr> = reshard::targets(cluster, db, fence)?
+        let masters: Vec<ShardAddr> = crate::replay::targets(cluster, db, fence)?
             .into_iter()
             .map(|t| t.addr)
             .collect();

@@ -151,15 +151,45 @@ pub async fn connect(
     addr: &ShardAddr,
     timeout: Duration,
 ) -> Result<MultiplexedConnection, ServerError> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout);
+    if let Transport::Tls(tls) = &addr.transport {
+        return tokio::time::timeout(timeout, connect_tls(addr, tls, config))
+            .await
+            .map_err(|_| addr.err(format!("no answer within {}ms", timeout.as_millis())))?;
+    }
     let client = redis::Client::open(addr.connection_info()?).map_err(|e| addr.err(e))?;
     client
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(timeout)
-                .set_response_timeout(timeout),
-        )
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| addr.err(e))
+}
+
+/// A TLS connection over the process's one rustls configuration of the cluster's
+/// material (see [`ClientTls::rustls_config`]): a handshake per shard, nothing re-read
+/// or re-parsed.
+async fn connect_tls(
+    addr: &ShardAddr,
+    tls: &ClientTls,
+    config: redis::AsyncConnectionConfig,
+) -> Result<MultiplexedConnection, ServerError> {
+    let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .map_err(|e| addr.err(e))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
+        .map_err(|e| addr.err(format!("`{}` is not a TLS server name: {e}", addr.host)))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.rustls_config())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| addr.err(format!("TLS handshake: {e}")))?;
+    let info = addr.connection_info()?;
+    let (con, driver) = MultiplexedConnection::new_with_config(&info.redis, stream, config)
+        .await
+        .map_err(|e| addr.err(e))?;
+    tokio::spawn(driver);
+    Ok(con)
 }
 
 /// Runs one command on a fresh connection, all within `timeout`.

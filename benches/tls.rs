@@ -1,0 +1,148 @@
+//! Benchmark (not a test): `status` over TLS shards against the same number of plain
+//! shards, in one run, interleaved. Issue 12's target: TLS costs at most 1.5x.
+//!
+//! Run: `cargo bench --bench tls` (`BENCH_TLS_SHARDS=100`, `BENCH_TLS_RUNS=9`)
+
+#[path = "../tests/common/certs.rs"]
+mod certs;
+#[path = "../tests/common/procs.rs"]
+mod procs;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lazarus::ccs::{Cluster, DbConfig, Node, Persistence, PortRange, CCS_FORMAT};
+use lazarus::db::{self, CreateDb};
+use lazarus::server::RedisServer;
+use lazarus::tls::{self, MaterialPaths};
+
+fn cluster(root: &Path, name: &str, lo: u16, hi: u16) -> Cluster {
+    let mut c = Cluster {
+        format: CCS_FORMAT,
+        name: name.into(),
+        cluster_id: 1,
+        alloc_id: 2,
+        generation: 0,
+        local_node: 1,
+        redis_server: None,
+        nodes: BTreeMap::new(),
+        databases: BTreeMap::new(),
+        backups: Default::default(),
+        tls: None,
+    };
+    c.nodes.insert(
+        1,
+        Node {
+            id: 1,
+            addr: "127.0.0.1".into(),
+            persistent_path: root.join(name).join("node1"),
+            recovery_path: None,
+            port_range: PortRange { lo, hi },
+            rack_id: None,
+        },
+    );
+    c
+}
+
+fn config(name: String, tls: bool) -> DbConfig {
+    DbConfig {
+        name,
+        shards: 1,
+        replication: false,
+        persistence: Persistence::Disabled,
+        memory: None,
+        password: None,
+        sync_source: None,
+        tls,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn fill(c: &mut Cluster, srv: &RedisServer, shards: u64, tls: bool) {
+    for i in 0..shards {
+        let req = CreateDb {
+            config: config(format!("db{i}"), tls),
+            port: None,
+        };
+        db::create_db(c, srv, req).await.unwrap();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let shards = support::env_num("BENCH_TLS_SHARDS", 100);
+    let runs = support::env_num("BENCH_TLS_RUNS", 9) as usize;
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = procs::ProcessGuard::new(tmp.path());
+    let srv = RedisServer::locate(None, None).expect("redis-server installed");
+    println!(
+        "redis-server {} at {}; {shards} shards each side, {runs} runs",
+        srv.version,
+        srv.path.display()
+    );
+
+    // The material, made now and checked and installed as `cluster tls set` does.
+    let files = certs::Ca::new("bench CA").write(&tmp.path().join("in"), "");
+    let paths = MaterialPaths {
+        cacert: files.cacert.clone(),
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let material = tls::check(&paths, now).unwrap();
+
+    let base = 21000 + (rand::random::<u16>() % 20) * 400;
+    let mut plain = cluster(tmp.path(), "plain", base, base + 199);
+    let mut secure = cluster(tmp.path(), "tls", base + 200, base + 399);
+    tls::install(&secure.nodes[&1].persistent_path, &material).unwrap();
+    secure.tls = Some(material.record.clone());
+    let t = Instant::now();
+    fill(&mut plain, &srv, shards, false).await;
+    fill(&mut secure, &srv, shards, true).await;
+    println!("({} shards started in {:.1} s)", 2 * shards, t.elapsed().as_secs_f64());
+
+    // The library call (probes only), then the whole binary as an operator runs it
+    // (process start, CCS load, the PEM parsed once, probes, tables). Interleaved, so a
+    // busy moment of the shared machine falls on both sides alike.
+    let mut lib = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (c, out) in [(&plain, &mut lib.0), (&secure, &mut lib.1)] {
+            let t = Instant::now();
+            let report = db::status(c, Some(&srv.version), db::STATUS_TIMEOUT).await;
+            out.push(t.elapsed());
+            assert!(
+                report.shards.iter().all(|s| s.status == "OK"),
+                "{:?}",
+                report.shards.iter().find(|s| s.status != "OK")
+            );
+        }
+    }
+    let homes = [tmp.path().join("home-plain"), tmp.path().join("home-tls")];
+    support::install(&homes[0], &plain);
+    support::install(&homes[1], &secure);
+    let mut bin = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (home, out) in [(&homes[0], &mut bin.0), (&homes[1], &mut bin.1)] {
+            let (took, text) = support::lazarus(home, &["status", "endpoints"]);
+            assert!(!text.contains("DOWN"), "{text}");
+            out.push(took);
+        }
+    }
+    for (what, (p, t)) in [("library db::status", lib), ("`lazarus status`", bin)] {
+        let (p, t) = (support::median(p), support::median(t));
+        println!(
+            "{what}: plain {}  tls {}  ratio {:.2}x (median of {runs}; target <= 1.5x)",
+            ms(p),
+            ms(t),
+            t.as_secs_f64() / p.as_secs_f64()
+        );
+    }
+}

@@ -107,7 +107,11 @@ async fn main() {
     let t = Instant::now();
     fill(&mut plain, &srv, shards, false).await;
     fill(&mut secure, &srv, shards, true).await;
-    println!("({} shards started in {:.1} s)", 2 * shards, t.elapsed().as_secs_f64());
+    println!(
+        "({} shards started in {:.1} s)",
+        2 * shards,
+        t.elapsed().as_secs_f64()
+    );
 
     // The library call (probes only), then the whole binary as an operator runs it
     // (process start, CCS load, the PEM parsed once, probes, tables). Interleaved, so a

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lazarus::ccs::{Cluster, DbConfig, Node, Persistence, PortRange, CCS_FORMAT};
 use lazarus::db::{self, CreateDb};
-use lazarus::server::RedisServer;
+use lazarus::server::{RedisServer, Servers};
 use lazarus::tls::{self, MaterialPaths};
 
 fn cluster(root: &Path, name: &str, lo: u16, hi: u16) -> Cluster {
@@ -41,6 +41,7 @@ fn cluster(root: &Path, name: &str, lo: u16, hi: u16) -> Cluster {
             recovery_path: None,
             port_range: PortRange { lo, hi },
             rack_id: None,
+            redis_server: None,
         },
     );
     c
@@ -63,7 +64,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn fill(c: &mut Cluster, srv: &RedisServer, shards: u64, tls: bool) {
+async fn fill(c: &mut Cluster, srv: &Servers, shards: u64, tls: bool) {
     for i in 0..shards {
         let req = CreateDb {
             config: config(format!("db{i}"), tls),
@@ -105,8 +106,9 @@ async fn main() {
     tls::install(&secure.nodes[&1].persistent_path, &material).unwrap();
     secure.tls = Some(material.record.clone());
     let t = Instant::now();
-    fill(&mut plain, &srv, shards, false).await;
-    fill(&mut secure, &srv, shards, true).await;
+    let servers = Servers::from(srv.clone());
+    fill(&mut plain, &servers, shards, false).await;
+    fill(&mut secure, &servers, shards, true).await;
     println!(
         "({} shards started in {:.1} s)",
         2 * shards,

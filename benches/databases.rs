@@ -71,6 +71,7 @@ async fn main() {
                 hi: 21400,
             },
             rack_id: None,
+            ssh: None,
             redis_server: None,
         },
     );

@@ -121,6 +121,7 @@ fn main() {
                 recovery_path: None,
                 port_range: PortRange::DEFAULT,
                 rack_id: None,
+                ssh: None,
                 redis_server: None,
             },
         );

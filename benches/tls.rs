@@ -42,6 +42,7 @@ fn cluster(root: &Path, name: &str, lo: u16, hi: u16) -> Cluster {
             port_range: PortRange { lo, hi },
             rack_id: None,
             redis_server: None,
+            ssh: None,
         },
     );
     c

@@ -30,3 +30,189 @@ fn the_test_hosts_answer_over_ssh_with_strict_host_keys() {
     known.stop();
     assert!(!lab.ssh(&known, "true").status.success());
 }
+
+/// Every operation of the host seam, over SSH, on a real sshd: files (atomic private
+/// writes), a daemonized redis-server bound to the host's address, its pid found by its
+/// directory, its port seen taken, a signal, the host's cores and memory.
+#[test]
+fn ssh_host_does_what_the_local_host_does() {
+    use lazarus::host::{FileKind, Host, Signal, Spawn, SshHost, SshTarget};
+    use std::os::unix::fs::PermissionsExt;
+
+    let lab = SshLab::new();
+    let remote = lab.host();
+    std::env::set_var(lazarus::host::ssh::CONFIG_ENV, lab.config());
+    let target: SshTarget = remote.target().parse().unwrap();
+    let host = SshHost::new(target).unwrap();
+    let dir = remote.path("n1/shard");
+    common::runtime().block_on(async {
+        host.connect().await.unwrap();
+        host.create_private_dir(&dir).await.unwrap();
+        let file = dir.join("it's a file.json");
+        host.write_private(&file, b"one").await.unwrap();
+        host.write_private(&file, b"two").await.unwrap();
+        assert_eq!(host.read(&file).await.unwrap(), b"two");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<String> = host
+            .list(&dir)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["it's a file.json"], "no temporary file left");
+        let m = host.metadata(&file).await.unwrap();
+        assert_eq!((m.kind, m.len), (FileKind::File, 3));
+        assert!(m.modified.is_some());
+        let missing = host.read(&dir.join("nope")).await.unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(host.copy(&dir, &remote.path("n1/copy")).await.unwrap(), 3);
+        host.rename(&remote.path("n1/copy"), &remote.path("n1/moved"))
+            .await
+            .unwrap();
+        host.remove(&remote.path("n1/moved")).await.unwrap();
+        host.remove(&remote.path("n1/moved")).await.unwrap();
+        assert!(host.metadata(&remote.path("n1/moved")).await.is_err());
+
+        assert!(host.cores().await >= 1);
+        assert!(host.memory().await.total > 0);
+
+        let port = std::net::TcpListener::bind((remote.addr.as_str(), 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(host.port_free(&remote.addr, port).await);
+        let server = which("redis-server");
+        let out = host
+            .spawn_detached(&Spawn {
+                program: server,
+                args: [
+                    "--daemonize",
+                    "yes",
+                    "--bind",
+                    &remote.addr,
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                ]
+                .map(String::from)
+                .to_vec(),
+                cwd: dir.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(out.success, "{out:?}");
+        let mut pids = Vec::new();
+        for _ in 0..100 {
+            pids = host.pids_in_dir(&dir).await;
+            if !pids.is_empty() && !host.port_free(&remote.addr, port).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(pids.len(), 1, "{pids:?}");
+        assert!(!host.port_free(&remote.addr, port).await);
+        assert!(host.is_alive_in_dir(pids[0], &dir).await);
+        assert!(!host.is_alive_in_dir(pids[0], &remote.path("n1")).await);
+        assert_eq!(
+            host.process_name(pids[0]).await.as_deref(),
+            Some("redis-server")
+        );
+        host.signal(pids[0], Signal::Term).await.unwrap();
+        for _ in 0..100 {
+            if !host.is_alive(pids[0]).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(!host.is_alive(pids[0]).await);
+        host.signal(pids[0], Signal::Term).await.unwrap();
+    });
+}
+
+fn which(name: &str) -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} on PATH"))
+}
+
+/// `node add ... ssh`: a host with a known key, a usable path and a redis-server is
+/// stored with its server's version; an unknown host key (with the `ssh-keyscan` line to
+/// review), a missing redis-server and an unreachable host are refused, nothing stored.
+#[test]
+fn node_add_over_ssh_checks_the_host_before_storing() {
+    let lab = SshLab::new();
+    let lz = common::Lazarus::new();
+    let config = lab.config();
+    let run = |line: String| {
+        let words: Vec<String> = lazarus::lang::lex(&line)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        lz.cmd(words)
+            .env("LAZARUS_SSH_CONFIG", config.to_str().unwrap())
+            .run()
+    };
+    let add = |host: &common::sshd::SshHost, extra: &str| {
+        format!(
+            "node add addr {} persistent_path {} ssh {}{extra}",
+            host.addr,
+            host.path("node").display(),
+            host.target()
+        )
+    };
+    lz.run("cluster create name remote").ok();
+
+    let mut unknown = lab.host_unknown();
+    let out = run(add(&unknown, "")).fails(1);
+    let line = format!("[{}]:{} ssh-ed25519 ", unknown.addr, unknown.port);
+    assert!(out.stderr.contains("is not known here"), "{}", out.stderr);
+    assert!(out
+        .stderr
+        .contains(&format!("ssh-keyscan -p {} {}", unknown.port, unknown.addr)));
+    assert!(
+        out.stderr.contains(&line),
+        "the line to review\n{}",
+        out.stderr
+    );
+    unknown.stop();
+
+    let mut host = lab.host();
+    run(add(&host, " redis_server /nonexistent/redis-server"))
+        .fails(1)
+        .stderr_has("`redis_server` `/nonexistent/redis-server` does not run on");
+    assert_eq!(lz.ccs()["nodes"].as_object().map(|n| n.len()), Some(1));
+
+    let out = run(add(&host, &format!(" ssh_key {}", lab.key().display())))
+        .ok()
+        .stdout_has(&format!("over ssh to `{}`", host.target()));
+    assert!(out.stdout.contains("engine redis "), "{}", out.stdout);
+    let nodes = lz.ccs()["nodes"].clone();
+    let node = nodes
+        .as_object()
+        .unwrap()
+        .values()
+        .next_back()
+        .unwrap()
+        .clone();
+    assert_eq!(node["ssh"]["host"], host.addr.as_str());
+    assert_eq!(node["ssh"]["port"], host.port);
+    assert_eq!(node["ssh"]["key"], lab.key().to_str().unwrap());
+    assert_eq!(node["redis_server"]["engine"], "redis");
+    assert!(host.path("node").is_dir());
+
+    host.stop();
+    let again = format!(
+        "node add addr {} persistent_path {} ssh {}",
+        host.addr,
+        host.path("other").display(),
+        host.target()
+    );
+    run(again).fails(1).stderr_has("does not answer over ssh");
+    assert_eq!(lz.ccs()["nodes"].as_object().map(|n| n.len()), Some(2));
+}

@@ -32,6 +32,7 @@ pub fn node(id: Id, root: &Path) -> Node {
         recovery_path: None,
         port_range: PortRange::DEFAULT,
         rack_id: None,
+        ssh: None,
         redis_server: None,
     }
 }

@@ -136,6 +136,10 @@ pub struct Node {
     /// the cluster's, else the one on PATH. `--redis-server` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_server: Option<NodeServer>,
+    /// How to reach the node's machine (`node add ... ssh <[user@]host[:port]>`); `None`:
+    /// this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<crate::host::SshTarget>,
 }
 
 /// A node's own server binary as it was checked when set: path, engine, version.

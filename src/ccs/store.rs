@@ -282,6 +282,7 @@ pub fn default_local_cluster(home: &Path) -> Cluster {
             recovery_path: None,
             port_range: PortRange::DEFAULT,
             rack_id: None,
+            ssh: None,
             redis_server: None,
         },
     );

@@ -1,5 +1,7 @@
 //! `node ...`: adding and removing nodes, setting and clearing a node's recovery path.
 
+mod remote;
+
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,19 +13,22 @@ use super::{
     Render, Reply, Text, ValueKind,
 };
 use crate::ccs::{rules, Cluster, Id, Node, NodeServer, PortRange};
+use crate::host::SshTarget;
 use crate::lang::quote;
 use crate::server::RedisServer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeCommand {
     /// `node add addr <ip> persistent_path <path> [port_range <lo>-<hi>] [rack_id <id>]
-    /// [redis_server <path>]`
+    /// [redis_server <path>] [ssh <[user@]host[:port]> [ssh_key <path>]]`
     Add {
         addr: IpAddr,
         persistent_path: PathBuf,
         port_range: Option<PortRange>,
         rack_id: Option<String>,
         redis_server: Option<PathBuf>,
+        /// The node's machine over SSH; `None`: this machine. Its `key` is `ssh_key`.
+        ssh: Option<SshTarget>,
     },
     /// `node <node> redis_server set <path>`
     SetRedisServer { node: Id, path: PathBuf },
@@ -46,13 +51,17 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::optional("port_range", "lo-hi", ValueKind::PortRange),
                 Opt::optional("rack_id", "id", ValueKind::Word),
                 Opt::optional("redis_server", "path", ValueKind::Path),
+                Opt::optional("ssh", "[user@]host[:port]", ValueKind::SshTarget),
+                Opt::optional("ssh_key", "path", ValueKind::Path),
             ]),
         ],
-        summary: "add a node: a persistent path and a port range on an address, and the server binary its shards run",
+        summary: "add a node: a persistent path and a port range on an address (on another machine with `ssh`), and the server binary its shards run",
         examples: &[
             "node add addr 127.0.0.1 persistent_path /var/lib/lazarus/node2",
             "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 32000-32999 rack_id r2",
             "node add addr 127.0.0.1 persistent_path /srv/n4 redis_server /opt/valkey/bin/valkey-server",
+            "node add addr 10.0.0.12 persistent_path /var/lib/lazarus ssh ops@db2",
+            "node add addr 10.0.0.13 persistent_path /srv/n5 ssh root@10.0.0.13:2222 ssh_key /root/.ssh/lazarus redis_server /usr/local/bin/redis-server",
         ],
         build: build_add,
     },
@@ -126,12 +135,25 @@ pub static SYNTAX: &[CommandSyntax] = &[
 
 fn build_add(m: &Match) -> Result<Command, ParseError> {
     let rack_id: Option<String> = m.opt("rack_id");
+    let mut ssh: Option<SshTarget> = m.opt("ssh");
+    let key: Option<PathBuf> = m.opt("ssh_key");
+    match (&mut ssh, key) {
+        (Some(target), key) => target.key = key,
+        (None, Some(_)) => {
+            return Err(ParseError::new(
+                m.span.clone(),
+                "`ssh_key` is the key for `ssh <[user@]host[:port]>`, which is missing".into(),
+            ))
+        }
+        (None, None) => {}
+    }
     Ok(Command::Node(NodeCommand::Add {
         addr: m.req("addr")?,
         persistent_path: m.req("persistent_path")?,
         port_range: m.opt("port_range"),
         rack_id,
         redis_server: m.opt("redis_server"),
+        ssh,
     }))
 }
 
@@ -144,14 +166,19 @@ impl NodeCommand {
                 port_range,
                 rack_id,
                 redis_server,
-            } => add(
-                ctx,
-                addr,
-                &persistent_path,
-                port_range,
-                rack_id,
-                redis_server.as_deref(),
-            ),
+                ssh,
+            } => {
+                add(
+                    ctx,
+                    addr,
+                    &persistent_path,
+                    port_range,
+                    rack_id,
+                    redis_server.as_deref(),
+                    ssh,
+                )
+                .await
+            }
             NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path),
             NodeCommand::Remove { node } => remove(ctx, node),
             NodeCommand::SetRecoveryPath { node, path } => set_recovery_path(ctx, node, &path),
@@ -160,17 +187,30 @@ impl NodeCommand {
     }
 }
 
-fn add(
+async fn add(
     ctx: &Context,
     addr: IpAddr,
     persistent_path: &Path,
     port_range: Option<PortRange>,
     rack_id: Option<String>,
     redis_server: Option<&Path>,
+    mut ssh: Option<SshTarget>,
 ) -> Result<Reply, CommandError> {
-    let redis_server = redis_server.map(check_redis_server).transpose()?;
-    let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
     let persistent_path = rules::absolute("persistent path", persistent_path)?;
+    // A remote node is checked there before anything is locked or stored: the host
+    // answers with a known key, the path is usable, a server binary runs.
+    let redis_server = match &mut ssh {
+        Some(target) => {
+            if let Some(key) = &target.key {
+                target.key = Some(rules::absolute("ssh_key", key)?);
+            }
+            let host = remote::RemoteCheck::connect(target).await?;
+            host.persistent_path(&persistent_path).await?;
+            Some(host.redis_server(redis_server).await?)
+        }
+        None => redis_server.map(check_redis_server).transpose()?,
+    };
+    let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
     let addr = addr.to_string();
     if let Some(other) = cluster
         .nodes
@@ -200,7 +240,9 @@ fn add(
             .hinted("give one with `port_range <lo>-<hi>`")
         })?,
     };
-    prepare_persistent_path(&persistent_path)?;
+    if ssh.is_none() {
+        prepare_persistent_path(&persistent_path)?;
+    }
     let id = cluster.allocate_id();
     let node = Node {
         id,
@@ -210,6 +252,7 @@ fn add(
         port_range,
         rack_id,
         redis_server,
+        ssh,
     };
     cluster.nodes.insert(id, node.clone());
     lock.save(&mut cluster)?;
@@ -271,9 +314,13 @@ impl Render for NodeAdded {
     fn render(&self, text: &mut Text) {
         let node = &self.0;
         text.line(format!(
-            "Added node:{} on {}, persistent path `{}`, ports {}{}.",
+            "Added node:{} on {}{}, persistent path `{}`, ports {}{}.",
             node.id,
             node.addr,
+            node.ssh
+                .as_ref()
+                .map(|t| format!(" (over ssh to `{t}`)"))
+                .unwrap_or_default(),
             node.persistent_path.display(),
             node.port_range,
             node.redis_server
@@ -431,6 +478,9 @@ pub struct NodeView {
     /// The node's own server binary, engine and version; `None`: the cluster's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_server: Option<NodeServer>,
+    /// `[user@]host[:port]` of a node on another machine; absent: this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
 }
 
 impl From<&Node> for NodeView {
@@ -443,6 +493,7 @@ impl From<&Node> for NodeView {
             port_range: node.port_range.to_string(),
             rack_id: node.rack_id.clone(),
             redis_server: node.redis_server.clone(),
+            ssh: node.ssh.as_ref().map(|t| t.to_string()),
         }
     }
 }
@@ -483,6 +534,7 @@ impl fmt::Display for NodeCommand {
                 port_range,
                 rack_id,
                 redis_server,
+                ssh,
             } => {
                 write!(
                     f,
@@ -497,6 +549,12 @@ impl fmt::Display for NodeCommand {
                 }
                 if let Some(path) = redis_server {
                     write!(f, " redis_server {}", quote(&path.to_string_lossy()))?;
+                }
+                if let Some(target) = ssh {
+                    write!(f, " ssh {}", quote(&target.to_string()))?;
+                    if let Some(key) = &target.key {
+                        write!(f, " ssh_key {}", quote(&key.to_string_lossy()))?;
+                    }
                 }
                 Ok(())
             }

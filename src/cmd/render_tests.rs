@@ -61,6 +61,7 @@ fn cluster() -> Cluster {
             },
             rack_id: Some("r2".into()),
             redis_server: None,
+            ssh: None,
         },
     );
     let db = c.allocate_id();

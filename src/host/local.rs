@@ -71,6 +71,22 @@ impl Host for LocalHost {
         copy_tree(from, to)
     }
 
+    async fn run(&self, program: &Path, args: &[String]) -> HostResult<SpawnOutput> {
+        let out = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        Ok(SpawnOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput> {
         let out = tokio::process::Command::new(&spawn.program)
             .args(&spawn.args)
@@ -181,7 +197,7 @@ pub fn commit_private(tmp: &Path, path: &Path) -> HostResult<()> {
     File::open(parent_dir(path))?.sync_all()
 }
 
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -304,7 +320,11 @@ pub fn cores() -> usize {
 
 /// See [`Host::memory`]: from /proc/meminfo; zeros when unreadable.
 pub fn memory() -> Memory {
-    let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    parse_meminfo(&fs::read_to_string("/proc/meminfo").unwrap_or_default())
+}
+
+/// Available and total memory from `/proc/meminfo` text (any host's).
+pub(crate) fn parse_meminfo(text: &str) -> Memory {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))

@@ -6,6 +6,7 @@
 //! serves a node.
 
 pub mod local;
+pub mod ssh;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use local::LocalHost;
+pub use ssh::{SshError, SshHost, SshTarget};
 
 /// A node's id, as the CCS numbers nodes.
 pub type NodeId = u64;
@@ -128,6 +130,8 @@ pub trait Host: Send + Sync + fmt::Debug {
     async fn copy(&self, from: &Path, to: &Path) -> HostResult<u64>;
 
     // --- processes ---
+    /// Runs a program to its end (no shell) and returns what it printed.
+    async fn run(&self, program: &Path, args: &[String]) -> HostResult<SpawnOutput>;
     /// Runs a program that detaches itself (a daemonizing server) and waits for the
     /// launcher to exit.
     async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput>;
@@ -151,10 +155,12 @@ pub trait Host: Send + Sync + fmt::Debug {
     async fn port_free(&self, addr: &str, port: u16) -> bool;
 }
 
-/// Which [`Host`] serves each node. Today every node's paths are on this machine.
+/// Which [`Host`] serves each node: this machine, or the node's machine over SSH (one
+/// [`SshHost`], so one connection, per distinct target).
 #[derive(Clone, Debug)]
 pub struct Hosts {
     local: Arc<dyn Host>,
+    remote: std::collections::BTreeMap<NodeId, Arc<dyn Host>>,
 }
 
 impl Default for Hosts {
@@ -167,11 +173,43 @@ impl Hosts {
     pub fn local() -> Self {
         Hosts {
             local: Arc::new(LocalHost),
+            remote: Default::default(),
         }
     }
 
+    /// Hosts for `nodes`: those with an SSH target are reached over SSH, the others are
+    /// this machine. Nothing connects until an operation needs it.
+    pub fn for_nodes<'a>(
+        nodes: impl IntoIterator<Item = (NodeId, Option<&'a SshTarget>)>,
+    ) -> std::io::Result<Self> {
+        let mut hosts = Hosts::local();
+        let mut by_target: std::collections::BTreeMap<SshTarget, Arc<dyn Host>> =
+            Default::default();
+        for (node, target) in nodes {
+            let Some(target) = target else { continue };
+            let host = match by_target.get(target) {
+                Some(h) => h.clone(),
+                None => {
+                    let h: Arc<dyn Host> = Arc::new(SshHost::new(target.clone())?);
+                    by_target.insert(target.clone(), h.clone());
+                    h
+                }
+            };
+            hosts.remote.insert(node, host);
+        }
+        Ok(hosts)
+    }
+
     /// The host that serves `node`.
-    pub fn of(&self, _node: NodeId) -> Arc<dyn Host> {
-        self.local.clone()
+    pub fn of(&self, node: NodeId) -> Arc<dyn Host> {
+        self.remote
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| self.local.clone())
+    }
+
+    /// Whether `node` is on another machine.
+    pub fn is_remote(&self, node: NodeId) -> bool {
+        self.remote.contains_key(&node)
     }
 }

@@ -76,6 +76,7 @@ from_value!(PortRange, Value::PortRange(r) => *r);
 from_value!(SlotRange, Value::SlotRange(r) => *r);
 from_value!(std::net::IpAddr, Value::Ip(ip) => *ip);
 from_value!(HostPort, Value::HostPort(hp) => hp.clone());
+from_value!(crate::host::SshTarget, Value::SshTarget(t) => t.clone());
 from_value!(std::path::PathBuf, Value::Path(p) => p.clone());
 from_value!(DbRef, Value::Database(db) => db.clone());
 from_value!(&'static str, Value::Choice(c) => *c);

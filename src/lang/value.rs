@@ -39,6 +39,8 @@ pub enum ValueKind {
     Ip,
     /// `host:port` (`[v6]:port` for IPv6).
     HostPort,
+    /// `[user@]host[:port]`: a machine reached over SSH.
+    SshTarget,
     /// A file or directory; completes from the file system.
     Path,
     /// `node:2` or `2`; completes from the CCS.
@@ -82,6 +84,7 @@ pub enum Value {
     SlotRange(SlotRange),
     Ip(IpAddr),
     HostPort(HostPort),
+    SshTarget(crate::host::SshTarget),
     Path(PathBuf),
     Node(Id),
     Database(DbRef),
@@ -102,6 +105,7 @@ impl ValueKind {
             ValueKind::SlotRange => "a slot range such as `0-8191` (slots 0-16383)".into(),
             ValueKind::Ip => "an IP address".into(),
             ValueKind::HostPort => "`host:port`".into(),
+            ValueKind::SshTarget => "`[user@]host[:port]`".into(),
             ValueKind::Path => "a path".into(),
             ValueKind::Node => "a node id such as `node:2` or `2`".into(),
             ValueKind::Database => "a database (`db:3`, `3` or its name)".into(),
@@ -154,6 +158,7 @@ impl ValueKind {
             }
             ValueKind::Ip => Value::Ip(text.parse().map_err(|_| bad())?),
             ValueKind::HostPort => Value::HostPort(whole(host_port, text).ok_or_else(bad)?),
+            ValueKind::SshTarget => Value::SshTarget(text.parse()?),
             ValueKind::Node => Value::Node(
                 whole(|i| preceded(opt(tag_no_case("node:")), integer)(i), text).ok_or_else(bad)?,
             ),
@@ -189,6 +194,7 @@ impl fmt::Display for Value {
             Value::SlotRange(r) => write!(f, "{r}"),
             Value::Ip(ip) => write!(f, "{ip}"),
             Value::HostPort(hp) => write!(f, "{hp}"),
+            Value::SshTarget(t) => f.write_str(&quote(&t.to_string())),
             Value::Path(p) => f.write_str(&quote(&p.to_string_lossy())),
             Value::Node(id) => write!(f, "node:{id}"),
             Value::Database(db) => write!(f, "{db}"),

@@ -53,6 +53,19 @@ impl RedisServer {
         })
     }
 
+    /// A node's binary on another machine, as recorded when it was checked there.
+    pub fn recorded(own: &crate::ccs::NodeServer) -> RedisServer {
+        RedisServer {
+            path: own.path.clone(),
+            version: own.version.clone(),
+            engine: if own.engine == "valkey" {
+                "valkey"
+            } else {
+                "redis"
+            },
+        }
+    }
+
     /// `redis 7.0.15`, `valkey 8.1.8`: what `status` shows, and what
     /// [`crate::persist::max_rdb_version_for`] reads.
     pub fn label(&self) -> String {
@@ -101,6 +114,11 @@ impl Servers {
                 needs_fallback = true;
                 continue;
             };
+            if node.ssh.is_some() {
+                // On another machine: as `node add` checked it there, not run here.
+                nodes.insert(node.id, RedisServer::recorded(own));
+                continue;
+            }
             let server = match checked.get(&own.path) {
                 Some(s) => s.clone(),
                 None => {
@@ -224,7 +242,7 @@ fn read_version_within(
 }
 
 /// `Redis server v=7.0.15 sha=...` or `Valkey server v=8.1.8 ...`: the engine and version.
-fn parse_version(text: &str) -> Option<(&'static str, String)> {
+pub(crate) fn parse_version(text: &str) -> Option<(&'static str, String)> {
     let mut words = text.split_whitespace();
     let engine = match (words.next()?, words.next()?) {
         ("Redis", "server") => "redis",

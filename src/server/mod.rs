@@ -15,6 +15,7 @@ pub mod shard_dir;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub(crate) use binary::parse_version;
 pub use binary::{RedisServer, Servers};
 pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe, Transport};
 pub use cluster::{

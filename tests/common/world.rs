@@ -44,6 +44,7 @@ pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
             recovery_path: None,
             port_range: PortRange { lo, hi: lo + 29 },
             rack_id: None,
+            ssh: None,
             redis_server: None,
         };
         c.nodes.insert(id, node);

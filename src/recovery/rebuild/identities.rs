@@ -150,6 +150,7 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
                 recovery_path: Some(root.clone()),
                 port_range,
                 rack_id: None,
+                ssh: None,
                 redis_server: None,
             },
         );

@@ -152,3 +152,48 @@ fn a_failed_recover_never_stops_a_server_it_did_not_start() {
     }
     assert_eq!(std::fs::read(&theirs).unwrap(), b"not recovery's");
 }
+
+/// Issue 9 item 7: a power loss with the home intact. `recover list` points to `restart
+/// all`, which brings every database back from its own files; `restart db` takes several.
+#[test]
+fn after_a_power_loss_restart_all_brings_every_database_back() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    home_with_cache(&a);
+    a.run("create db orders persistence snapshot").ok();
+    let ports: Vec<u64> = a.ccs()["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|d| d["shards"][0]["port"].as_u64().unwrap())
+        .collect();
+    for port in &ports {
+        assert_eq!(redis_cli(*port, &["SET", "k", "kept"]), "OK");
+        assert_eq!(redis_cli(*port, &["SAVE"]), "OK");
+    }
+    guard.kill_all();
+
+    a.run("recover list")
+        .ok()
+        .stdout_has("No recoverable databases found")
+        .stdout_has("2 databases are down but not pending recovery (`cache`, `orders`)")
+        .stdout_has("`restart all`");
+    a.run("restart all")
+        .ok()
+        .stdout_has("Restarted db:2 `cache`")
+        .stdout_has("2 restarted, 0 failed");
+    for port in &ports {
+        assert_eq!(redis_cli(*port, &["GET", "k"]), "kept");
+    }
+    a.run("restart all")
+        .ok()
+        .stdout_has("Already running, left alone: `cache`, `orders`")
+        .stdout_has("0 restarted");
+    a.run("restart db cache orders")
+        .ok()
+        .stdout_has("2 restarted, 0 failed");
+    a.run("restart db cache nosuch")
+        .fails(1)
+        .stderr_has("nosuch");
+    a.run("status databases").ok();
+}

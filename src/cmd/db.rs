@@ -22,10 +22,12 @@ pub enum DbCommand {
         db: DbRef,
         purge: bool,
     },
-    /// `restart db <db>`
+    /// `restart db <db>...`
     Restart {
-        db: DbRef,
+        dbs: Vec<DbRef>,
     },
+    /// `restart all`: every active database with a shard not running.
+    RestartAll,
 }
 
 /// `create db <name> [shards <n>] [replication enabled|disabled] [persistence ...]
@@ -111,11 +113,17 @@ pub static SYNTAX: &[CommandSyntax] = &[
         elements: &[
             Element::Keyword("restart"),
             Element::Keyword("db"),
-            Element::Arg("db", ValueKind::Database),
+            Element::Args("db", ValueKind::Database),
         ],
-        summary: "restart a database's shards with the data their persistence kept",
-        examples: &["restart db cache", "restart db db:3"],
-        build: |m| Ok(Command::Db(DbCommand::Restart { db: m.req("db")? })),
+        summary: "restart databases' shards with the data their persistence kept",
+        examples: &["restart db cache", "restart db db:3", "restart db cache orders db:7"],
+        build: |m| Ok(Command::Db(DbCommand::Restart { dbs: m.all("db") })),
+    },
+    CommandSyntax {
+        elements: &[Element::Keyword("restart"), Element::Keyword("all")],
+        summary: "start every database with a shard down (after a power loss), from the data its persistence kept; running ones are left alone",
+        examples: &["restart all"],
+        build: |_| Ok(Command::Db(DbCommand::RestartAll)),
     },
 ];
 
@@ -293,7 +301,9 @@ impl DbCommand {
         match self {
             DbCommand::Create(args) => create(ctx, args).await,
             DbCommand::Delete { db, purge } => delete(ctx, &db, purge).await,
-            DbCommand::Restart { db } => restart(ctx, &db).await,
+            DbCommand::Restart { dbs } if dbs.len() == 1 => restart(ctx, &dbs[0]).await,
+            DbCommand::Restart { dbs } => super::restart::several(ctx, Some(&dbs)).await,
+            DbCommand::RestartAll => super::restart::several(ctx, None).await,
         }
     }
 }
@@ -366,7 +376,14 @@ impl fmt::Display for DbCommand {
                 }
                 Ok(())
             }
-            DbCommand::Restart { db } => write!(f, "restart db {db}"),
+            DbCommand::Restart { dbs } => {
+                f.write_str("restart db")?;
+                for db in dbs {
+                    write!(f, " {db}")?;
+                }
+                Ok(())
+            }
+            DbCommand::RestartAll => f.write_str("restart all"),
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod recover;
 #[cfg(test)]
 pub(crate) mod render_tests;
 mod reply;
+pub mod restart;
 pub mod restore;
 pub mod status;
 pub mod verify;

@@ -244,6 +244,7 @@ async fn list(ctx: &Context) -> Result<Reply, CommandError> {
     if ids.is_empty() {
         let mut report = PlanReport::new(RecoveryPlan::default());
         report.adopted = adopted;
+        report.down = down_names(&cluster);
         return Reply::of(&report);
     }
     let rec = Arc::new(Recovery::new(locate_server(ctx, &cluster)?, false));
@@ -277,6 +278,9 @@ pub struct PlanReport {
     /// recovered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<Adopted>,
+    /// Active databases with a shard not running: down, not lost (`restart all`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub down: Vec<String>,
     /// When the plan was made: the files' ages are shown from it.
     #[serde(skip)]
     pub now: i64,
@@ -287,6 +291,7 @@ impl PlanReport {
         PlanReport {
             plan,
             adopted: Vec::new(),
+            down: Vec::new(),
             now: unix_now(),
         }
     }
@@ -299,6 +304,9 @@ impl Render for PlanReport {
         }
         if self.plan.databases.is_empty() {
             text.line(NOTHING_PENDING);
+            if let Some(hint) = down_hint(&self.down) {
+                text.line(hint);
+            }
             return;
         }
         render_plan(&self.plan, self.now, text);
@@ -412,7 +420,11 @@ async fn recover(
         for a in &adopted {
             reply = reply.line(a.line());
         }
-        return Ok(reply.line(NOTHING_PENDING));
+        reply = reply.line(NOTHING_PENDING);
+        if let Some(hint) = down_hint(&down_names(&cluster)) {
+            reply = reply.line(hint);
+        }
+        return Ok(reply);
     }
     let mut rec = Recovery::new(locate_server(ctx, &cluster)?, only_configuration);
     if counts_only {
@@ -673,6 +685,31 @@ fn activate(
     *cluster = next;
     clear_markers(cluster, &cluster.databases[&r.id]);
     Ok(cleared)
+}
+
+/// Names of the active databases with a shard not running.
+fn down_names(cluster: &Cluster) -> Vec<String> {
+    crate::db::not_running(cluster)
+        .iter()
+        .map(|id| cluster.databases[id].config.name.clone())
+        .collect()
+}
+
+/// Where to go when nothing is pending but databases are down (a power loss with the
+/// home intact): their data is in place, `restart all` brings them back.
+fn down_hint(down: &[String]) -> Option<String> {
+    if down.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = down.iter().map(|n| format!("`{n}`")).collect();
+    Some(format!(
+        "{} database{} down but not pending recovery ({}): {} data is in place; bring {} back with `restart all`",
+        down.len(),
+        if down.len() == 1 { " is" } else { "s are" },
+        names.join(", "),
+        if down.len() == 1 { "its" } else { "their" },
+        if down.len() == 1 { "it" } else { "them" },
+    ))
 }
 
 fn unix_now() -> i64 {

@@ -169,6 +169,23 @@ pub async fn restart_db(
         })
 }
 
+/// Active databases with a shard whose server is not running in its directory: what
+/// `restart all` brings back (after a power loss, every one).
+pub fn not_running(cluster: &Cluster) -> Vec<Id> {
+    cluster
+        .databases
+        .values()
+        .filter(|db| db.state == DbState::Active)
+        .filter(|db| {
+            db.shards.iter().any(|s| {
+                let dir = cluster.nodes.get(&s.node).map(|n| n.shard_dir(db.id, s.id));
+                dir.is_none_or(|d| shard_pid(&d).is_none())
+            })
+        })
+        .map(|db| db.id)
+        .collect()
+}
+
 /// Stops every shard, then starts every shard not running (masters first: a replica up
 /// first only retries, a master up first lets its replica sync at once), then wires them.
 /// One shard failing does not keep the others down.

@@ -21,7 +21,7 @@ use crate::server::{ServerError, ShardAddr};
 
 pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, wire, CreateDb, MAX_SHARDS};
-pub use lifecycle::{delete_db, restart_db, DeleteOutcome};
+pub use lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};
 pub use placement::place;
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,

@@ -247,8 +247,10 @@ fn keywords<T>(registry: &[&Syntax<T>]) -> Vec<&'static str> {
                     }
                 }
             }
-            Element::Arg(_, ValueKind::Choice(w)) => words.extend_from_slice(w),
-            Element::Arg(..) | Element::Rest(_) => {}
+            Element::Arg(_, ValueKind::Choice(w)) | Element::Args(_, ValueKind::Choice(w)) => {
+                words.extend_from_slice(w)
+            }
+            Element::Arg(..) | Element::Args(..) | Element::Rest(_) => {}
         }
     }
     words.sort_unstable();

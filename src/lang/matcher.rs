@@ -171,6 +171,8 @@ pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
     let mut used: Vec<&'static str> = Vec::new();
     let mut awaiting: Option<&Opt> = None;
     let mut repeating: Option<&Opt> = None;
+    // Values an `Args` element has taken so far.
+    let mut args_taken = 0usize;
     // What optional pieces just skipped would have accepted: part of a failure's
     // "expected" at the same token.
     let mut carry: Vec<Expect> = Vec::new();
@@ -228,6 +230,28 @@ pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
                 Ok(value) => {
                     items.push(item(name, Some(value), token));
                     i += 1;
+                }
+                Err(detail) => {
+                    return fail(
+                        items,
+                        t,
+                        vec![Expect::Value(name, kind)],
+                        Some(detail),
+                        &mut carry,
+                    );
+                }
+            },
+            Element::Args(name, kind) => match kind.parse(&token.text) {
+                // Stays on the element: more values may follow.
+                Ok(value) => {
+                    items.push(item(name, Some(value), token));
+                    args_taken += 1;
+                }
+                Err(_) if args_taken > 0 => {
+                    carry.push(Expect::Value(name, kind));
+                    args_taken = 0;
+                    i += 1;
+                    continue;
                 }
                 Err(detail) => {
                     return fail(
@@ -307,6 +331,7 @@ pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
         awaiting,
         used: &used,
         repeating,
+        args_taken,
     };
     let (next, missing, more_optional) = what_next(syntax, tokens, state);
     Walk {
@@ -325,6 +350,8 @@ struct Rest<'a> {
     awaiting: Option<&'a Opt>,
     used: &'a [&'static str],
     repeating: Option<&'a Opt>,
+    /// Values taken by the `Args` element at `from`, if it is one.
+    args_taken: usize,
 }
 
 /// After the last token: what may come next, the required pieces still missing (as usage
@@ -339,6 +366,7 @@ fn what_next<T>(
         awaiting,
         used,
         repeating,
+        args_taken,
     } = rest;
     let elements = syntax.elements;
     let mut next = Vec::new();
@@ -364,6 +392,16 @@ fn what_next<T>(
                     next.push(Expect::Value(name, kind));
                 }
                 missing.push(placeholder(name, kind));
+            }
+            Element::Args(name, kind) => {
+                if !blocked {
+                    next.push(Expect::Value(name, kind));
+                }
+                if first && args_taken > 0 {
+                    more_optional = true;
+                } else {
+                    missing.push(placeholder(name, kind));
+                }
             }
             Element::Choice {
                 words, optional, ..

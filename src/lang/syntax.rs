@@ -24,6 +24,8 @@ pub enum Element {
     Keyword(&'static str),
     /// A positional value: `<name>`.
     Arg(&'static str, ValueKind),
+    /// One or more positional values of one kind: `<name>...` (`restart db a b`).
+    Args(&'static str, ValueKind),
     /// One of fixed words (`[nodes|databases]` when optional). Found in the match under
     /// `name`, as `Value::Choice`.
     Choice {
@@ -107,6 +109,7 @@ impl fmt::Display for Element {
         match self {
             Element::Keyword(k) => f.write_str(k),
             Element::Arg(name, kind) => f.write_str(&placeholder(name, *kind)),
+            Element::Args(name, kind) => write!(f, "{}...", placeholder(name, *kind)),
             Element::Choice {
                 words, optional, ..
             } => {

@@ -1,0 +1,147 @@
+//! `restart db <db>...` of several databases and `restart all`: each database restarted
+//! in turn from the data its persistence kept, the configuration saved after each, one
+//! failure not keeping the others down.
+
+use serde::Serialize;
+
+use super::db::{redis_server, DbView};
+use super::{CommandError, Context, Render, Reply, Text};
+use crate::ccs::{DbState, Id};
+use crate::db::{self, DbError};
+use crate::error::ErrorKind;
+use crate::lang::DbRef;
+
+/// `restart db a b`, `restart all`: what runs again, what was left alone and what failed.
+#[derive(Serialize)]
+pub struct RestartReport {
+    pub restarted: Vec<DbView>,
+    /// `restart all`: active databases whose every shard already runs.
+    pub running: Vec<String>,
+    /// `restart all`: databases pending recovery, which `recover` brings back.
+    pub pending_recovery: Vec<String>,
+    pub failed: Vec<RestartFailed>,
+}
+
+#[derive(Serialize)]
+pub struct RestartFailed {
+    pub id: Id,
+    pub name: String,
+    pub reason: String,
+    pub kind: ErrorKind,
+}
+
+impl Render for RestartReport {
+    fn render(&self, text: &mut Text) {
+        for d in &self.restarted {
+            text.line(format!(
+                "Restarted db:{} `{}`: {} shard{} running. Endpoint: {}",
+                d.id,
+                d.name,
+                d.shards.len(),
+                if d.shards.len() == 1 { "" } else { "s" },
+                d.endpoint
+            ));
+        }
+        for f in &self.failed {
+            text.line(format!("db:{} `{}`: failed: {}", f.id, f.name, f.reason));
+        }
+        if !self.running.is_empty() {
+            text.line(format!(
+                "Already running, left alone: {}",
+                names(&self.running)
+            ));
+        }
+        if !self.pending_recovery.is_empty() {
+            text.line(format!(
+                "Pending recovery, not restarted (see `recover list`): {}",
+                names(&self.pending_recovery)
+            ));
+        }
+        text.line(format!(
+            "{} restarted, {} failed",
+            self.restarted.len(),
+            self.failed.len()
+        ));
+    }
+}
+
+fn names(list: &[String]) -> String {
+    let quoted: Vec<String> = list.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
+}
+
+/// Restarts `which` (every named database, all resolved before the first restart), or
+/// with `None` every active database with a shard not running.
+pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let mut report = RestartReport {
+        restarted: Vec::new(),
+        running: Vec::new(),
+        pending_recovery: Vec::new(),
+        failed: Vec::new(),
+    };
+    let targets: Vec<Id> = match which {
+        Some(refs) => {
+            let mut ids = Vec::new();
+            for r in refs {
+                let id = super::resolve_db(&cluster, r)?.id;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids
+        }
+        None => {
+            let down = db::not_running(&cluster);
+            for d in cluster.databases.values() {
+                match d.state {
+                    DbState::PendingRecovery => report.pending_recovery.push(d.config.name.clone()),
+                    DbState::Active if !down.contains(&d.id) => {
+                        report.running.push(d.config.name.clone())
+                    }
+                    DbState::Active => {}
+                }
+            }
+            down
+        }
+    };
+    let server = redis_server(ctx, &cluster)?;
+    let overall = ctx.progress.task("restarting", targets.len() as u64);
+    for (n, id) in targets.iter().enumerate() {
+        let name = cluster.databases[id].config.name.clone();
+        overall.set_message(&format!("db:{id} {name}"));
+        let res = db::restart_db(&mut cluster, &server, &format!("db:{id}")).await;
+        // A partial restart records which shards run: saved either way.
+        if matches!(res, Ok(_) | Err(DbError::RestartIncomplete { .. })) {
+            lock.save(&mut cluster)?;
+        }
+        match res {
+            Ok(_) => report
+                .restarted
+                .push(DbView::new(&cluster, &cluster.databases[id])),
+            Err(e) => {
+                let e = CommandError::from(e);
+                report.failed.push(RestartFailed {
+                    id: *id,
+                    name,
+                    reason: e.message().to_string(),
+                    kind: e.kind(),
+                });
+            }
+        }
+        overall.set_position(n as u64 + 1);
+    }
+    overall.finish("done");
+    let reply = Reply::of(&report)?;
+    match report.failed.first() {
+        Some(first) => Ok(reply.failed(CommandError::new(
+            first.kind,
+            format!(
+                "{} of {} databases failed to restart",
+                report.failed.len(),
+                targets.len()
+            ),
+        ))),
+        None => Ok(reply),
+    }
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::data::{contents, diff};
+use common::engine::{engines, Engine};
 use common::procs::ProcessGuard;
 use common::world::{build, config, slot_tag, test_cluster};
 use common::{runtime, Lazarus};
@@ -20,6 +21,11 @@ use lazarus::db::shard_addr;
 /// A fresh `redis-server` loading `rdb` (under the test's root, so the guard stops it);
 /// a run's `.zst` file is opened with the `zstd` CLI first (runs are compressed by default).
 fn serve(root: &Path, rdb: &Path) -> u16 {
+    serve_with(Path::new("redis-server"), root, rdb)
+}
+
+/// [`serve`] with the server binary `bin` (the engine that wrote the file).
+fn serve_with(bin: &Path, root: &Path, rdb: &Path) -> u16 {
     let dir = root.join(format!("fresh-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).unwrap();
     if rdb.extension().is_some_and(|e| e == "zst") {
@@ -37,7 +43,7 @@ fn serve(root: &Path, rdb: &Path) -> u16 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    Command::new("redis-server")
+    Command::new(bin)
         .args([
             "--port",
             &port.to_string(),
@@ -216,13 +222,22 @@ fn a_cut_under_a_steady_writer_is_one_point_in_time() {
 }
 
 /// Evidence 2: a replicated database (taken from its replica), persistence disabled,
-/// logical databases 0 and 3, every value type, a stream with a consumer group, TTLs.
+/// logical databases 0 and 3, every value type, a stream with a consumer group, TTLs; on
+/// each engine (the run's file loaded back by the engine that wrote it).
 #[test]
 fn a_replicated_database_is_taken_from_its_replica_with_every_type() {
+    for engine in engines() {
+        engine.announce("a_replicated_database_is_taken_from_its_replica_with_every_type");
+        replicated_every_type(&engine);
+    }
+}
+
+fn replicated_every_type(engine: &Engine) {
     let lz = Lazarus::new();
     let _guard = ProcessGuard::new(lz.home());
     let rt = runtime();
     let mut c = test_cluster(lz.home(), 2);
+    c.redis_server = engine.path.clone();
     rt.block_on(build(
         &mut c,
         vec![config("rep", 1, true, Persistence::Disabled)],
@@ -263,7 +278,12 @@ fn a_replicated_database_is_taken_from_its_replica_with_every_type() {
     assert!(s["expires"].as_u64().unwrap() >= 2);
     assert_eq!(m["db"]["replication"], true);
     assert!(m.get("password").is_none());
-    let port = serve(lz.home(), &repo.join(&id).join(s["file"].as_str().unwrap()));
+    assert_eq!(s["engine"], engine.name, "{m}");
+    let port = serve_with(
+        &engine.server().path,
+        lz.home(),
+        &repo.join(&id).join(s["file"].as_str().unwrap()),
+    );
     let after = rt.block_on(contents("127.0.0.1", port));
     let d = diff(&before, &after);
     assert!(d.is_empty(), "{d:?}");

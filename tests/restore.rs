@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::data::{contents, diff, write_sample, Contents};
+use common::engine::{engines, Engine};
 use common::procs::ProcessGuard;
 use common::world::{build, config, test_cluster};
 use common::{runtime, Lazarus};
@@ -116,13 +117,21 @@ fn port_of(lz: &Lazarus, name: &str) -> u16 {
 
 /// Evidence 1, 3 and 5 (replicated): a piped runbook takes a backup, an accident
 /// happens, a restore task brings back exactly the backed-up state at the same endpoint;
-/// while it runs no new client can read; `start` after success is refused.
+/// while it runs no new client can read; `start` after success is refused. On each engine.
 #[test]
 fn a_piped_runbook_backs_up_and_undoes_an_accident() {
+    for engine in engines() {
+        engine.announce("a_piped_runbook_backs_up_and_undoes_an_accident");
+        runbook_undoes_an_accident(&engine);
+    }
+}
+
+fn runbook_undoes_an_accident(engine: &Engine) {
     let lz = Lazarus::new();
     let _guard = ProcessGuard::new(lz.home());
     let rt = runtime();
     let mut c = test_cluster(lz.home(), 2);
+    c.redis_server = engine.path.clone();
     rt.block_on(build(
         &mut c,
         vec![config("rep", 1, true, Persistence::Snapshot)],
@@ -695,4 +704,49 @@ fn an_encrypted_compressed_run_restores_and_a_wrong_identity_is_named() {
             assert!(!text.contains(s.as_str()), "a secret key leaked: {text}");
         }
     }
+}
+
+/// A Valkey 8.1 run (RDB 11) restored onto Redis 7.0: verify says the files need
+/// `replay`; a task with `replay` writes every key as RESTORE into the recreated
+/// database, whose shards now run Redis, with every value and expiry identical.
+#[test]
+fn a_valkey_run_is_replayed_onto_redis() {
+    let Some(valkey) = Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    c.redis_server = valkey.path.clone();
+    rt.block_on(build(
+        &mut c,
+        vec![config("v", 1, false, Persistence::Snapshot)],
+    ));
+    lz.install(&c);
+    let before = picture(&rt, &lz, "v");
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db v path {}", repo.display())).ok();
+    lz.run("delete db v purge").ok();
+    assert!(guard.pids().is_empty());
+    let redis = common::world::redis().path;
+    lz.run(&format!("node 1 redis_server set {}", redis.display()))
+        .ok()
+        .stdout_has("redis 7.");
+    lz.script("restore task create name down db v backup latest\nrestore task verify down\n")
+        .fails(1)
+        .stdout_has("create the task with `replay`");
+    lz.run("restore task create name down2 db v backup latest replay")
+        .ok();
+    lz.run("restore task verify down2")
+        .ok()
+        .stdout_has("replayed key by key");
+    lz.run("restore task start down2").ok();
+    let after = picture(&rt, &lz, "v");
+    assert_same(&before, &after, "valkey run replayed onto redis");
+    let c2 = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let pid = c2.database_by_name("v").unwrap().shards[0].pid.unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, std::fs::canonicalize(&redis).unwrap());
 }

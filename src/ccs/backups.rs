@@ -158,6 +158,10 @@ pub struct RestoreTask {
     pub force: bool,
     #[serde(default)]
     pub allow_newer_server: bool,
+    /// Files of an RDB version the target's server cannot load are replayed (every key
+    /// written as `RESTORE`) instead of refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
     pub state: RestoreState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -81,6 +81,8 @@ pub struct RestoreSpec {
     pub run: String,
     pub force: bool,
     pub allow_newer_server: bool,
+    /// Files the target's server cannot load are replayed key by key (`RESTORE`).
+    pub replay: bool,
     /// The age identity file for encrypted runs.
     pub identity: Option<PathBuf>,
     /// Only key counts after the load, no content proof (`verify counts`).
@@ -231,34 +233,25 @@ pub async fn verify(
     }
 
     // The server that will load them.
-    let target_version = match db {
-        Some(d) => running_version(cluster, d).await,
-        None => None,
-    }
-    .or_else(|| {
-        // Not running: the binary its shards' nodes run (every node's when it is new).
-        let nodes: Vec<Id> = match db {
-            Some(d) => d.shards.iter().map(|s| s.node).collect(),
-            None => cluster.nodes.keys().copied().collect(),
-        };
-        server.oldest_of(nodes).map(|s| match s.engine {
-            "valkey" => s.label(),
-            _ => s.version.clone(),
-        })
-    })
-    .unwrap_or_default();
+    let target_version = target_version(cluster, db, server).await;
     let can_load = max_rdb_version_for(&target_version);
     let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
+    let replays = can_load.is_some_and(|max| newest > max) && spec.replay;
     match can_load {
         Some(max) if newest <= max => v.add(
             "rdb version",
             true,
             format!("server {target_version} loads RDB version {max} and older; the run has {newest}"),
         ),
+        Some(max) if spec.replay => v.add(
+            "rdb version",
+            true,
+            format!("the run's files are RDB version {newest}, server {target_version} loads up to {max}: `replay` writes every key as RESTORE in encodings it loads (module values and hash-field TTLs are refused)"),
+        ),
         Some(max) => v.add(
             "rdb version",
             false,
-            format!("the run's files are RDB version {newest}, server {target_version} loads up to {max}"),
+            format!("the run's files are RDB version {newest}, server {target_version} loads up to {max}: create the task with `replay` to write its keys as commands instead"),
         ),
         None => v.add("rdb version", false, format!("cannot tell what server `{target_version}` loads")),
     }
@@ -268,6 +261,11 @@ pub async fn verify(
         .map(|s| format!("{} {}", s.engine, s.server_version))
         .unwrap_or_default();
     match (major_minor(&backup_version), major_minor(&target_version)) {
+        _ if replays => v.add(
+            "engine version",
+            true,
+            format!("backup {backup_version}, server {target_version}: replayed key by key"),
+        ),
         (Some(b), Some(t)) if b == t => v.add(
             "engine version",
             true,
@@ -308,7 +306,9 @@ pub async fn verify(
         .flat_map(|s| s.keys_per_db.keys().copied())
         .filter(|&n| n != 0)
         .collect();
-    if same {
+    if replays && spec.force {
+        v.add("shards", false, "`replay` writes keys one by one, which needs an empty database: it cannot be combined with `force`".to_string());
+    } else if same && !replays {
         v.add(
             "shards",
             true,
@@ -424,6 +424,46 @@ pub async fn verify(
         v.add("target path", false, problems.join("; "));
     }
     (v, Some(m))
+}
+
+/// The server that will load a run into `db` (`None`: a database to create), as verify
+/// names it: Redis bare (`7.0.15`), Valkey named (`valkey 8.1.8`). The running one's
+/// when it answers, else the oldest binary among its nodes (every node's when new).
+async fn target_version(cluster: &Cluster, db: Option<&Database>, server: &Servers) -> String {
+    if let Some(v) = match db {
+        Some(d) => running_version(cluster, d).await,
+        None => None,
+    } {
+        return v;
+    }
+    let nodes: Vec<Id> = match db {
+        Some(d) => d.shards.iter().map(|s| s.node).collect(),
+        None => cluster.nodes.keys().copied().collect(),
+    };
+    server
+        .oldest_of(nodes)
+        .map(|s| match s.engine {
+            "valkey" => s.label(),
+            _ => s.version.clone(),
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `start` replays the run key by key: asked to, and its files are newer than
+/// the target's server loads.
+async fn needs_replay(
+    cluster: &Cluster,
+    db: &Database,
+    m: &Manifest,
+    spec: &RestoreSpec,
+    server: &Servers,
+) -> bool {
+    if !spec.replay {
+        return false;
+    }
+    let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
+    let target = target_version(cluster, Some(db), server).await;
+    max_rdb_version_for(&target).is_none_or(|max| newest > max)
 }
 
 /// Whether the run's files can be loaded as they are: the same number of masters with the
@@ -650,7 +690,7 @@ pub async fn start(
     let fence = fence_password();
     let mut fenced = db.clone();
     fenced.config.password = Some(fence.clone());
-    if !same_layout(db, m) {
+    if !same_layout(db, m) || needs_replay(cluster, db, m, spec, server).await {
         return by_key(cluster, db, &fence, m, spec, step).await;
     }
     let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;

@@ -94,8 +94,12 @@ impl RestoreCommand {
                 backup,
                 force,
                 allow_newer_server,
+                replay,
                 identity,
-            } => create(ctx, name, db, backup, force, allow_newer_server, identity).await,
+            } => {
+                let flags = (force, allow_newer_server, replay);
+                create(ctx, name, db, backup, flags, identity).await
+            }
             RestoreCommand::Verify { task } => verify(ctx, &task).await,
             RestoreCommand::Start { task, counts_only } => {
                 start(ctx, &task, false, counts_only).await
@@ -202,8 +206,7 @@ async fn create(
     name: String,
     db: DbRef,
     backup: String,
-    force: bool,
-    allow_newer_server: bool,
+    (force, allow_newer_server, replay): (bool, bool, bool),
     identity: Option<std::path::PathBuf>,
 ) -> Result<Reply, CommandError> {
     let identity = match identity {
@@ -265,6 +268,7 @@ async fn create(
         target_path: None,
         force,
         allow_newer_server,
+        replay,
         state: RestoreState::Created,
         reason: None,
         checks: Vec::new(),
@@ -298,6 +302,7 @@ fn spec(t: &RestoreTask) -> RestoreSpec {
         run: t.run.clone(),
         force: t.force,
         allow_newer_server: t.allow_newer_server,
+        replay: t.replay,
         identity: t.identity.clone(),
         counts_only: false,
         defer_file_checks: false,
@@ -631,6 +636,7 @@ mod tests {
             target_path: None,
             force: false,
             allow_newer_server: false,
+            replay: false,
             state: RestoreState::VerifyFailed,
             reason: Some("target: db:3 `orders` holds 12 keys: `force` would replace them".into()),
             checks: vec![

@@ -12,13 +12,14 @@ use crate::lang::{quote, DbRef};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestoreCommand {
     /// `restore task create name <task> db <db> backup <run|latest> [force]
-    /// [allow_newer_server]`
+    /// [allow_newer_server] [replay]`
     Create {
         name: String,
         db: DbRef,
         backup: String,
         force: bool,
         allow_newer_server: bool,
+        replay: bool,
         identity: Option<std::path::PathBuf>,
     },
     Verify {
@@ -107,6 +108,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::required("backup", "run|latest", ValueKind::Word),
                 Opt::flag("force"),
                 Opt::flag("allow_newer_server"),
+                Opt::flag("replay"),
                 Opt::optional("identity", "age identity file", ValueKind::Path),
             ]),
         ],
@@ -115,6 +117,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "restore task create name undo db orders backup latest",
             "restore task create name r1 db db:3 backup 20261204-035012-17 force",
             "restore task create name r2 db orders backup latest identity /root/.age/lazarus.key",
+            "restore task create name down db orders backup latest replay",
         ],
         build: |m| {
             Ok(Command::Restore(RestoreCommand::Create {
@@ -123,6 +126,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 backup: m.req("backup")?,
                 force: m.has("force"),
                 allow_newer_server: m.has("allow_newer_server"),
+                replay: m.has("replay"),
                 identity: m.opt("identity"),
             }))
         },
@@ -180,6 +184,7 @@ impl fmt::Display for RestoreCommand {
                 backup,
                 force,
                 allow_newer_server,
+                replay,
                 identity,
             } => {
                 write!(
@@ -193,6 +198,9 @@ impl fmt::Display for RestoreCommand {
                 }
                 if *allow_newer_server {
                     f.write_str(" allow_newer_server")?;
+                }
+                if *replay {
+                    f.write_str(" replay")?;
                 }
                 if let Some(i) = identity {
                     write!(f, " identity {}", quote(&i.to_string_lossy()))?;

@@ -65,7 +65,7 @@ impl DomainError for VerifyError {
             VerifyError::File { path, .. } if !path.exists() => ErrorKind::NotFound,
             VerifyError::NoFiles(_) => ErrorKind::NotFound,
             VerifyError::File { .. } | VerifyError::Key { .. } => ErrorKind::Damaged,
-            VerifyError::AofCommands(_) | VerifyError::Server { .. } => ErrorKind::Unavailable,
+            VerifyError::AofNotReplayed(_) | VerifyError::Server { .. } => ErrorKind::Unavailable,
         }
     }
 }

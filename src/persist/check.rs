@@ -264,7 +264,7 @@ fn check_single_aof(path: &Path, opts: &CheckOptions) -> FileReport {
 }
 
 /// Finds the manifest of an `appendonlydir/`: the one `*.manifest` file in it.
-fn find_manifest(dir: &Path) -> Result<PathBuf, String> {
+pub(super) fn find_manifest(dir: &Path) -> Result<PathBuf, String> {
     let entries = fs::read_dir(dir).map_err(|e| format!("a readable directory ({e})"))?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())

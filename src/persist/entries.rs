@@ -113,7 +113,7 @@ pub fn rdb_entries(path: &Path) -> Result<Vec<RdbEntry>, RdbReadError> {
     Ok(c.out)
 }
 
-fn walk<R: std::io::Read, V: EntryVisitor>(
+pub(super) fn walk<R: std::io::Read, V: EntryVisitor>(
     rdb: &mut Rdb<'_, R>,
     v: &mut V,
 ) -> Result<(), super::error::ParseError> {

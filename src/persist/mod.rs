@@ -21,6 +21,8 @@
 //!   [`Value`] (or a [`ValueSink`]), from a whole RDB ([`read_rdb`]) or a DUMP payload
 //!   ([`decode_dump`]), and encoded back as a payload `RESTORE` takes ([`encode_dump`]).
 //! - `digest`: the order-independent content digest per slot ([`digest_of_rdb`]).
+//! - `aof_content`: an AOF's base and commands replayed into canonical values for the
+//!   same digest ([`digest_of_aof`]; the one part that holds a data set in memory).
 //!
 //! Memory stays bounded whatever the file: the 1 MiB buffer (with read-ahead, the ring's
 //! chunks, each with 1 MiB of headroom for a record straddling two), blobs up to 32 MiB
@@ -28,6 +30,7 @@
 //! million key fingerprints (512 MiB at most; 8-21 bytes a key: see `fp_set`).
 
 mod aof;
+mod aof_content;
 mod aof_keys;
 mod aof_replay;
 mod cache;
@@ -63,6 +66,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+pub use aof_content::{digest_of_aof, AofContentError};
 pub use digest::{
     digest_of_rdb, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey, KeyState,
     SettledDigest, SlotSum, ValueHasher,

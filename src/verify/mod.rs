@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //! - [`digest_of_files`]: RDB files (or directories holding them) → one [`ContentDigest`],
-//!   files read in parallel. An AOF directory counts when its base is an RDB and its
-//!   incremental files are empty; AOF commands are not replayed (refused, saying so).
+//!   files read in parallel. An AOF (an `appendonlydir/` or one file) is replayed into
+//!   values ([`crate::persist::digest_of_aof`]); one whose incremental files are empty is
+//!   read as its base RDB. A command the replay does not know is refused, naming it.
 //! - [`digest_of_server`] (in `server`): SCAN + DUMP + PEXPIRETIME in pipelined batches,
 //!   every payload decoded by the same decoder as the files; CLUSTER COUNTKEYSINSLOT for
 //!   per-slot counts on a cluster shard.
@@ -28,7 +29,8 @@ use thiserror::Error;
 pub use server::{digest_of_server, ServerDigest};
 
 use crate::persist::{
-    digest_of_rdb, ContentDigest, DigestOptions, KeyState, RdbReadError, SettledDigest,
+    digest_of_aof, digest_of_rdb, AofContentError, ContentDigest, DigestOptions, KeyState,
+    RdbReadError, SettledDigest,
 };
 
 /// Differing keys named in a report.
@@ -38,8 +40,9 @@ pub const DIFFERENCES_SHOWN: usize = 100;
 pub enum VerifyError {
     #[error("`{path}`: {reason}")]
     File { path: PathBuf, reason: String },
-    #[error("`{0}` holds an AOF with commands after its base: a content digest from AOF commands is not computed (use `verify counts`)")]
-    AofCommands(PathBuf),
+    /// An AOF command the replay does not model: the content is not digested.
+    #[error("{0}: its content digest is not computed (use `verify counts`)")]
+    AofNotReplayed(String),
     #[error("`{0}` holds no RDB file and no appendonlydir")]
     NoFiles(PathBuf),
     #[error("{addr}: {reason}")]
@@ -75,21 +78,12 @@ pub fn data_files(path: &Path) -> Result<Vec<PathBuf>, VerifyError> {
     Ok(out)
 }
 
-/// The RDB a recovery source stands for: an RDB itself; the base RDB of an
-/// `appendonlydir/` whose incremental files are empty. An AOF with commands is refused:
-/// its content would need the commands replayed.
+/// The file a recovery source stands for: an RDB or an AOF file itself; the base RDB of
+/// an `appendonlydir/` whose incremental files are empty, else the directory (its
+/// commands are replayed).
 pub fn source_file(path: &Path) -> Result<PathBuf, VerifyError> {
     if path.is_file() {
-        let mut head = [0u8; 6];
-        let is_rdb = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-            .is_ok()
-            && (head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"));
-        return if is_rdb {
-            Ok(path.to_path_buf())
-        } else {
-            Err(VerifyError::AofCommands(path.to_path_buf()))
-        };
+        return Ok(path.to_path_buf());
     }
     let io = |e: std::io::Error| VerifyError::File {
         path: path.to_path_buf(),
@@ -108,7 +102,7 @@ pub fn source_file(path: &Path) -> Result<PathBuf, VerifyError> {
     }
     match (base, commands) {
         (Some(b), false) => Ok(b),
-        _ => Err(VerifyError::AofCommands(path.to_path_buf())),
+        _ => Ok(path.to_path_buf()),
     }
 }
 
@@ -152,6 +146,16 @@ fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyE
     Ok(())
 }
 
+/// Whether `path` is an RDB file (by its first bytes); an AOF file or directory is not.
+fn is_rdb(path: &Path) -> bool {
+    let mut head = [0u8; 6];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+        && (head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"))
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -165,6 +169,15 @@ pub fn digest_of_files(
 ) -> Result<ContentDigest, VerifyError> {
     let now = now_ms();
     let one = |p: &PathBuf| {
+        if !is_rdb(p) {
+            return digest_of_aof(p, now, opts).map_err(|e| match e {
+                AofContentError::NotReplayed { .. } => VerifyError::AofNotReplayed(e.to_string()),
+                e => VerifyError::File {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                },
+            });
+        }
         digest_of_rdb(p, now, opts).map_err(|e| VerifyError::File {
             path: p.clone(),
             reason: match e {
@@ -553,16 +566,16 @@ mod tests {
             found,
             vec![s1.join("dump.rdb"), aof.join("appendonly.aof.1.base.rdb")]
         );
-        // With commands after the base, its content is not digested.
+        // With commands after the base, the directory is replayed.
         std::fs::write(
             aof.join("appendonly.aof.1.incr.aof"),
             b"*1\r\n$4\r\nPING\r\n",
         )
         .unwrap();
-        assert!(matches!(
-            data_files(&t.path().join("db-1")),
-            Err(VerifyError::AofCommands(_))
-        ));
+        assert_eq!(
+            data_files(&t.path().join("db-1")).unwrap(),
+            vec![s1.join("dump.rdb"), aof.clone()]
+        );
         // A backup run.
         let run = t.path().join("run-1");
         std::fs::create_dir_all(&run).unwrap();
@@ -578,9 +591,7 @@ mod tests {
             data_files(&t.path().join("nothing")),
             Err(VerifyError::File { .. })
         ));
-        assert!(matches!(
-            source_file(&aof.join("appendonly.aof.1.incr.aof")),
-            Err(VerifyError::AofCommands(_))
-        ));
+        let incr = aof.join("appendonly.aof.1.incr.aof");
+        assert_eq!(source_file(&incr).unwrap(), incr);
     }
 }

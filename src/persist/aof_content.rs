@@ -1,0 +1,881 @@
+//! The content of an AOF for the content digest: its base (an RDB preamble or RESP
+//! commands) and its incremental commands replayed, in order, into canonical values, as
+//! the server's loader would apply them (no expiry while loading: a key whose TTL passed
+//! stays until the digest settles it).
+//!
+//! The replay knows the write commands Redis 7 and Valkey 8 propagate for strings, keys,
+//! hashes, lists, sets and sorted sets (relative TTLs arrive as `PEXPIREAT` / `SET ...
+//! PXAT`). A command it does not know (a stream's, a HyperLogLog's, a bit operation)
+//! stops the digest with [`AofContentError::NotReplayed`] naming it: the caller then leaves
+//! the proof to the key counts and says why, rather than guess.
+//!
+//! Every key is held in memory while the files are replayed: the digest of an AOF costs
+//! about the memory of its data set.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::digest::{ContentDigest, DigestBuilder, DigestOptions};
+use super::entries::EntryVisitor;
+use super::rdb::Rdb;
+use super::source::Source;
+use super::value::{Kind, Value, ValueBuilder, ValueSink};
+
+/// Why an AOF's content digest was not taken.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AofContentError {
+    #[error("`{path}`: cannot read it: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("`{path}` at offset {offset}: {reason}")]
+    Format {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// A command the replay does not model.
+    #[error("`{path}` at offset {offset}: {reason}")]
+    NotReplayed {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Val {
+    Str(Vec<u8>),
+    List(VecDeque<Vec<u8>>),
+    Set(HashSet<Vec<u8>>),
+    ZSet(HashMap<Vec<u8>, f64>),
+    Hash(HashMap<Vec<u8>, Vec<u8>>),
+    /// What the replay keeps as the base held it (a stream, a hash with field TTLs): any
+    /// command on it is not replayed.
+    Other(Value),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    val: Val,
+    expire: Option<i64>,
+}
+
+type Db = HashMap<Vec<u8>, Entry>;
+
+/// The keyspace an AOF builds.
+#[derive(Default)]
+struct Keyspace {
+    dbs: HashMap<u32, Db>,
+    db: u32,
+    /// Commands of an open MULTI, applied at its EXEC (dropped when the file ends first,
+    /// as the loader does).
+    multi: Option<Vec<Vec<Vec<u8>>>>,
+}
+
+fn from_value(v: Value) -> Val {
+    match v {
+        Value::String(s) => Val::Str(s),
+        Value::List(l) => Val::List(l.into()),
+        Value::Set(s) => Val::Set(s.into_iter().collect()),
+        Value::SortedSet(z) => Val::ZSet(z.into_iter().collect()),
+        Value::Hash(h) if h.iter().all(|f| f.expire_ms.is_none()) => {
+            Val::Hash(h.into_iter().map(|f| (f.field, f.value)).collect())
+        }
+        other => Val::Other(other),
+    }
+}
+
+/// Takes an RDB base's keys into the keyspace.
+struct BaseLoader<'a> {
+    ks: &'a mut Keyspace,
+    b: ValueBuilder,
+    head: Option<(u32, Vec<u8>, Option<i64>)>,
+}
+
+impl ValueSink for BaseLoader<'_> {
+    fn begin(&mut self, kind: Kind, n: u64) {
+        self.b.begin(kind, n)
+    }
+    fn string(&mut self, s: &[u8]) {
+        self.b.string(s)
+    }
+    fn item(&mut self, s: &[u8]) {
+        self.b.item(s)
+    }
+    fn scored(&mut self, m: &[u8], s: f64) {
+        self.b.scored(m, s)
+    }
+    fn field(&mut self, f: &[u8], v: &[u8], e: Option<i64>) {
+        self.b.field(f, v, e)
+    }
+    fn stream(&mut self, s: &super::value::Stream) {
+        self.b.stream(s)
+    }
+}
+
+impl EntryVisitor for BaseLoader<'_> {
+    fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        self.head = Some((db, key.to_vec(), expire_ms));
+    }
+    fn end_key(&mut self, present: bool) {
+        let value = self.b.take();
+        if let (true, Some((db, key, expire)), Some(value)) = (present, self.head.take(), value) {
+            self.ks.dbs.entry(db).or_default().insert(
+                key,
+                Entry {
+                    val: from_value(value),
+                    expire,
+                },
+            );
+        }
+    }
+}
+
+/// The digest of the AOF at `path`: an `appendonlydir/` (its manifest's files in order) or
+/// one AOF file (a legacy `appendonly.aof`, maybe with an RDB preamble).
+pub fn digest_of_aof(
+    path: &Path,
+    now_ms: i64,
+    opts: &DigestOptions,
+) -> Result<ContentDigest, AofContentError> {
+    let parts = if path.is_dir() {
+        aof_dir_files(path)?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut ks = Keyspace::default();
+    for p in &parts {
+        replay_file(p, &mut ks)?;
+    }
+    let mut b = DigestBuilder::new(now_ms, opts);
+    for (db, keys) in &ks.dbs {
+        for (key, e) in keys {
+            b.start_key(*db, key, e.expire);
+            feed(&e.val, &mut b);
+            b.end_key(true);
+        }
+    }
+    Ok(b.digest)
+}
+
+fn feed<S: ValueSink>(v: &Val, sink: &mut S) {
+    match v {
+        Val::Str(s) => {
+            sink.begin(Kind::String, 1);
+            sink.string(s);
+        }
+        Val::List(l) => {
+            sink.begin(Kind::List, l.len() as u64);
+            l.iter().for_each(|i| sink.item(i));
+        }
+        Val::Set(s) => {
+            sink.begin(Kind::Set, s.len() as u64);
+            s.iter().for_each(|i| sink.item(i));
+        }
+        Val::ZSet(z) => {
+            sink.begin(Kind::SortedSet, z.len() as u64);
+            z.iter().for_each(|(m, s)| sink.scored(m, *s));
+        }
+        Val::Hash(h) => {
+            sink.begin(Kind::Hash, h.len() as u64);
+            h.iter().for_each(|(f, v)| sink.field(f, v, None));
+        }
+        Val::Other(v) => v.feed(sink),
+    }
+}
+
+/// The files of an `appendonlydir/` in replay order: its base, then its incr files.
+fn aof_dir_files(dir: &Path) -> Result<Vec<PathBuf>, AofContentError> {
+    let io = |path: &Path, reason: String| AofContentError::Io {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let manifest = super::check::find_manifest(dir).map_err(|e| io(dir, e))?;
+    let mut text = Vec::new();
+    super::open::open_regular(&manifest)
+        .and_then(|f| f.take(16 << 20).read_to_end(&mut text))
+        .map_err(|e| io(&manifest, e.to_string()))?;
+    let m = super::manifest::parse(&text).map_err(|e| {
+        let e = e.into_inner();
+        AofContentError::Format {
+            path: manifest.clone(),
+            offset: e.offset,
+            reason: format!("expected {}", e.expected),
+        }
+    })?;
+    Ok(m.base
+        .iter()
+        .chain(&m.incrs)
+        .map(|e| dir.join(&e.name))
+        .collect())
+}
+
+fn replay_file(path: &Path, ks: &mut Keyspace) -> Result<(), AofContentError> {
+    let file = super::open::open_regular(path).map_err(|e| AofContentError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut src = Source::open_file(file, len);
+    let format = |offset: u64, reason: String| AofContentError::Format {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let head = src
+        .peek(len.min(6) as usize)
+        .map(|h| h.to_vec())
+        .unwrap_or_default();
+    if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
+        let mut rdb = Rdb::new(&mut src, None, 0);
+        let mut loader = BaseLoader {
+            ks,
+            b: ValueBuilder::default(),
+            head: None,
+        };
+        super::entries::walk(&mut rdb, &mut loader).map_err(|e| {
+            format(
+                e.offset,
+                format!("in the RDB preamble: expected {}", e.expected),
+            )
+        })?;
+    }
+    let mut line = Vec::new();
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let at = src.offset();
+        if src.at_end() {
+            break;
+        }
+        if !read_command(&mut src, &mut line, &mut args).map_err(|r| format(at, r))? {
+            continue;
+        }
+        ks.command(&args)
+            .map_err(|reason| AofContentError::NotReplayed {
+                path: path.to_path_buf(),
+                offset: at,
+                reason,
+            })?;
+    }
+    // A MULTI the file ends inside is not applied.
+    ks.multi = None;
+    Ok(())
+}
+
+/// Reads one RESP command into `args`; false for an annotation line (`#TS:...`).
+fn read_command<R: Read>(
+    src: &mut Source<R>,
+    line: &mut Vec<u8>,
+    args: &mut Vec<Vec<u8>>,
+) -> Result<bool, String> {
+    let number = |line: &[u8], tag: u8| -> Result<u64, String> {
+        let body = line
+            .strip_prefix(&[tag])
+            .map(|l| {
+                l.strip_suffix(b"\r\n")
+                    .or(l.strip_suffix(b"\n"))
+                    .unwrap_or(l)
+            })
+            .ok_or_else(|| format!("expected `{}`", tag as char))?;
+        std::str::from_utf8(body)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| format!("expected a number after `{}`", tag as char))
+    };
+    if !src.line(4096, line).map_err(|e| e.expected.clone())? {
+        return Err("a complete line".into());
+    }
+    if line.first() == Some(&b'#') {
+        return Ok(false);
+    }
+    let argc = number(line, b'*')?;
+    args.truncate(argc as usize);
+    args.resize_with(argc as usize, Vec::new);
+    for a in args.iter_mut() {
+        if !src.line(4096, line).map_err(|e| e.expected.clone())? {
+            return Err("a complete line".into());
+        }
+        let n = number(line, b'$')?;
+        a.clear();
+        src.copy_to(n, a).map_err(|e| e.expected.clone())?;
+        src.skip(2).map_err(|e| e.expected.clone())?;
+    }
+    Ok(argc > 0)
+}
+
+fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
+}
+
+fn int(a: &[u8]) -> Result<i64, String> {
+    std::str::from_utf8(a)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("`{}` is not an integer", String::from_utf8_lossy(a)))
+}
+
+fn float(a: &[u8]) -> Result<f64, String> {
+    let s = std::str::from_utf8(a).map_err(|_| "a score is not a number".to_string())?;
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_nan() {
+        return Err(format!("`{s}` is not a number"));
+    }
+    Ok(v)
+}
+
+/// A list index as Redis reads it (negative from the end), clamped into `0..=len`.
+fn index(i: i64, len: usize) -> i64 {
+    if i < 0 {
+        len as i64 + i
+    } else {
+        i
+    }
+}
+
+fn wrong_type(cmd: &str) -> String {
+    format!("`{cmd}` on a key of another type (a command the server refused is not in an AOF)")
+}
+
+impl Keyspace {
+    fn db(&mut self) -> &mut Db {
+        self.dbs.entry(self.db).or_default()
+    }
+
+    fn command(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
+        let name = upper(&args[0]);
+        match name.as_str() {
+            "MULTI" => {
+                self.multi = Some(Vec::new());
+                return Ok(());
+            }
+            "EXEC" => {
+                for c in self.multi.take().unwrap_or_default() {
+                    self.apply(&c)?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        if let Some(m) = self.multi.as_mut() {
+            m.push(args.to_vec());
+            return Ok(());
+        }
+        self.apply(args)
+    }
+
+    fn apply(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
+        let name = upper(&args[0]);
+        let arg = |i: usize| -> Result<&[u8], String> {
+            args.get(i)
+                .map(Vec::as_slice)
+                .ok_or_else(|| format!("`{name}` with too few arguments"))
+        };
+        let n = args.len();
+        match name.as_str() {
+            "SELECT" => self.db = u32::try_from(int(arg(1)?)?).map_err(|e| e.to_string())?,
+            "PING" => {}
+            "SET" => {
+                let (key, val) = (arg(1)?, arg(2)?);
+                let (mut nx, mut xx, mut keep) = (false, false, false);
+                let mut expire = None;
+                let mut i = 3;
+                while i < n {
+                    match upper(&args[i]).as_str() {
+                        "NX" => nx = true,
+                        "XX" => xx = true,
+                        "GET" => {}
+                        "KEEPTTL" => keep = true,
+                        "PXAT" => {
+                            i += 1;
+                            expire = Some(int(arg(i)?)?);
+                        }
+                        "EXAT" => {
+                            i += 1;
+                            expire = Some(int(arg(i)?)?.saturating_mul(1000));
+                        }
+                        o => return Err(format!("`SET ... {o}` (a relative TTL) is not replayed")),
+                    }
+                    i += 1;
+                }
+                let db = self.db();
+                let exists = db.contains_key(key);
+                if (nx && exists) || (xx && !exists) {
+                    return Ok(());
+                }
+                let old = db.get(key).and_then(|e| e.expire);
+                db.insert(
+                    key.to_vec(),
+                    Entry {
+                        val: Val::Str(val.to_vec()),
+                        expire: if keep { old } else { expire },
+                    },
+                );
+            }
+            "SETNX" => {
+                let db = self.db();
+                if !db.contains_key(arg(1)?) {
+                    db.insert(arg(1)?.to_vec(), str_entry(arg(2)?));
+                }
+            }
+            "GETSET" => {
+                self.db().insert(arg(1)?.to_vec(), str_entry(arg(2)?));
+            }
+            "MSET" | "MSETNX" => {
+                let pairs: Vec<_> = args[1..].chunks(2).collect();
+                let db = self.db();
+                if name == "MSETNX" && pairs.iter().any(|p| db.contains_key(&p[0])) {
+                    return Ok(());
+                }
+                for p in pairs {
+                    let v = p.get(1).ok_or("`MSET` with an odd number of arguments")?;
+                    db.insert(p[0].clone(), str_entry(v));
+                }
+            }
+            "APPEND" | "SETRANGE" => {
+                let key = arg(1)?;
+                let e = self
+                    .db()
+                    .entry(key.to_vec())
+                    .or_insert_with(|| str_entry(b""));
+                let Val::Str(s) = &mut e.val else {
+                    return Err(wrong_type(&name));
+                };
+                if name == "APPEND" {
+                    s.extend_from_slice(arg(2)?);
+                } else {
+                    let off = usize::try_from(int(arg(2)?)?).map_err(|e| e.to_string())?;
+                    let v = arg(3)?;
+                    if s.len() < off + v.len() {
+                        s.resize(off + v.len(), 0);
+                    }
+                    s[off..off + v.len()].copy_from_slice(v);
+                }
+            }
+            "INCR" | "DECR" | "INCRBY" | "DECRBY" => {
+                let by = match name.as_str() {
+                    "INCR" => 1,
+                    "DECR" => -1,
+                    "INCRBY" => int(arg(2)?)?,
+                    _ => int(arg(2)?)?.checked_neg().ok_or("`DECRBY` out of range")?,
+                };
+                let e = self
+                    .db()
+                    .entry(arg(1)?.to_vec())
+                    .or_insert_with(|| str_entry(b"0"));
+                let Val::Str(s) = &mut e.val else {
+                    return Err(wrong_type(&name));
+                };
+                let v = int(s)?.checked_add(by).ok_or("an increment out of range")?;
+                *s = v.to_string().into_bytes();
+            }
+            "DEL" | "UNLINK" | "GETDEL" => {
+                let db = self.db();
+                for k in &args[1..] {
+                    db.remove(k);
+                }
+            }
+            "PEXPIREAT" | "EXPIREAT" => {
+                let mut at = int(arg(2)?)?;
+                if name == "EXPIREAT" {
+                    at = at.saturating_mul(1000);
+                }
+                let cond = args.get(3).map(|a| upper(a));
+                if let Some(e) = self.db().get_mut(arg(1)?) {
+                    let apply = match (cond.as_deref(), e.expire) {
+                        (None, _) => true,
+                        (Some("NX"), old) => old.is_none(),
+                        (Some("XX"), old) => old.is_some(),
+                        (Some("GT"), old) => old.is_some_and(|o| at > o),
+                        (Some("LT"), old) => old.is_none_or(|o| at < o),
+                        (Some(o), _) => return Err(format!("`{name} ... {o}` is not replayed")),
+                    };
+                    if apply {
+                        e.expire = Some(at);
+                    }
+                }
+            }
+            "PERSIST" => {
+                if let Some(e) = self.db().get_mut(arg(1)?) {
+                    e.expire = None;
+                }
+            }
+            "RENAME" | "RENAMENX" => {
+                let (from, to) = (arg(1)?, arg(2)?);
+                let db = self.db();
+                if name == "RENAMENX" && db.contains_key(to) {
+                    return Ok(());
+                }
+                if let Some(e) = db.remove(from) {
+                    db.insert(to.to_vec(), e);
+                }
+            }
+            "COPY" => {
+                let (from, to) = (arg(1)?.to_vec(), arg(2)?.to_vec());
+                let (mut dest_db, mut replace) = (self.db, false);
+                let mut i = 3;
+                while i < n {
+                    match upper(&args[i]).as_str() {
+                        "REPLACE" => replace = true,
+                        "DB" => {
+                            i += 1;
+                            dest_db = u32::try_from(int(arg(i)?)?).map_err(|e| e.to_string())?;
+                        }
+                        o => return Err(format!("`COPY ... {o}` is not replayed")),
+                    }
+                    i += 1;
+                }
+                let Some(e) = self.db().get(&from).cloned() else {
+                    return Ok(());
+                };
+                let dest = self.dbs.entry(dest_db).or_default();
+                if replace || !dest.contains_key(&to) {
+                    dest.insert(to, e);
+                }
+            }
+            "MOVE" => {
+                let key = arg(1)?.to_vec();
+                let to = u32::try_from(int(arg(2)?)?).map_err(|e| e.to_string())?;
+                if self.dbs.get(&to).is_some_and(|d| d.contains_key(&key)) {
+                    return Ok(());
+                }
+                if let Some(e) = self.db().remove(&key) {
+                    self.dbs.entry(to).or_default().insert(key, e);
+                }
+            }
+            "SWAPDB" => {
+                let a = u32::try_from(int(arg(1)?)?).map_err(|e| e.to_string())?;
+                let b = u32::try_from(int(arg(2)?)?).map_err(|e| e.to_string())?;
+                let da = self.dbs.remove(&a).unwrap_or_default();
+                let db = self.dbs.remove(&b).unwrap_or_default();
+                self.dbs.insert(a, db);
+                self.dbs.insert(b, da);
+            }
+            "FLUSHDB" => {
+                self.db().clear();
+            }
+            "FLUSHALL" => self.dbs.clear(),
+            "HSET" | "HMSET" | "HSETNX" => {
+                let key = arg(1)?;
+                if !(n - 2).is_multiple_of(2) || n < 4 {
+                    return Err(format!("`{name}` with an odd number of arguments"));
+                }
+                let h = self.hash(key, &name)?;
+                for p in args[2..].chunks(2) {
+                    if name == "HSETNX" && h.contains_key(&p[0]) {
+                        continue;
+                    }
+                    h.insert(p[0].clone(), p[1].clone());
+                }
+            }
+            "HDEL" => {
+                let key = arg(1)?;
+                if let Some(e) = self.db().get_mut(key) {
+                    let Val::Hash(h) = &mut e.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    for f in &args[2..] {
+                        h.remove(f);
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            "HINCRBY" => {
+                let (key, field, by) = (arg(1)?, arg(2)?, int(arg(3)?)?);
+                let h = self.hash(key, &name)?;
+                let v = h.entry(field.to_vec()).or_insert_with(|| b"0".to_vec());
+                let new = int(v)?.checked_add(by).ok_or("an increment out of range")?;
+                *v = new.to_string().into_bytes();
+            }
+            "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" => {
+                let key = arg(1)?;
+                if name.ends_with('X') && !self.db().contains_key(key) {
+                    return Ok(());
+                }
+                let l = self.list(key, &name)?;
+                for v in &args[2..] {
+                    if name.starts_with('L') {
+                        l.push_front(v.clone());
+                    } else {
+                        l.push_back(v.clone());
+                    }
+                }
+            }
+            "LPOP" | "RPOP" => {
+                let key = arg(1)?;
+                let count = match args.get(2) {
+                    Some(c) => usize::try_from(int(c)?).map_err(|e| e.to_string())?,
+                    None => 1,
+                };
+                if let Some(e) = self.db().get_mut(key) {
+                    let Val::List(l) = &mut e.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    for _ in 0..count {
+                        if name == "LPOP" {
+                            l.pop_front();
+                        } else {
+                            l.pop_back();
+                        }
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            "LSET" => {
+                let (key, i, v) = (arg(1)?, int(arg(2)?)?, arg(3)?);
+                let l = self.list(key, &name)?;
+                let i = index(i, l.len());
+                match usize::try_from(i).ok().and_then(|i| l.get_mut(i)) {
+                    Some(x) => *x = v.to_vec(),
+                    None => return Err("`LSET` out of range".into()),
+                }
+            }
+            "LREM" => {
+                let (key, count, v) = (arg(1)?, int(arg(2)?)?, arg(3)?.to_vec());
+                if let Some(e) = self.db().get_mut(key) {
+                    let Val::List(l) = &mut e.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    let mut left = if count == 0 {
+                        usize::MAX
+                    } else {
+                        count.unsigned_abs() as usize
+                    };
+                    if count >= 0 {
+                        let mut i = 0;
+                        while i < l.len() && left > 0 {
+                            if l[i] == v {
+                                l.remove(i);
+                                left -= 1;
+                            } else {
+                                i += 1;
+                            }
+                        }
+                    } else {
+                        let mut i = l.len();
+                        while i > 0 && left > 0 {
+                            i -= 1;
+                            if l[i] == v {
+                                l.remove(i);
+                                left -= 1;
+                            }
+                        }
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            "LTRIM" => {
+                let (key, s, e) = (arg(1)?, int(arg(2)?)?, int(arg(3)?)?);
+                if let Some(x) = self.db().get_mut(key) {
+                    let Val::List(l) = &mut x.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    let len = l.len() as i64;
+                    let s = index(s, l.len()).max(0);
+                    let e = index(e, l.len()).min(len - 1);
+                    if s > e || s >= len {
+                        l.clear();
+                    } else {
+                        l.truncate(e as usize + 1);
+                        l.drain(..s as usize);
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            "LINSERT" => {
+                let (key, pos, pivot, v) = (arg(1)?, upper(arg(2)?), arg(3)?, arg(4)?);
+                if let Some(x) = self.db().get_mut(key) {
+                    let Val::List(l) = &mut x.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    if let Some(i) = l.iter().position(|e| e == pivot) {
+                        l.insert(if pos == "AFTER" { i + 1 } else { i }, v.to_vec());
+                    }
+                }
+            }
+            "LMOVE" | "RPOPLPUSH" => {
+                let (from, to) = (arg(1)?.to_vec(), arg(2)?.to_vec());
+                let (wf, wt) = if name == "RPOPLPUSH" {
+                    ("RIGHT".to_string(), "LEFT".to_string())
+                } else {
+                    (upper(arg(3)?), upper(arg(4)?))
+                };
+                let popped = match self.db().get_mut(&from) {
+                    Some(Entry {
+                        val: Val::List(l), ..
+                    }) => {
+                        if wf == "LEFT" {
+                            l.pop_front()
+                        } else {
+                            l.pop_back()
+                        }
+                    }
+                    Some(_) => return Err(wrong_type(&name)),
+                    None => None,
+                };
+                self.drop_if_empty(&from);
+                if let Some(v) = popped {
+                    let l = self.list(&to, &name)?;
+                    if wt == "LEFT" {
+                        l.push_front(v);
+                    } else {
+                        l.push_back(v);
+                    }
+                }
+            }
+            "SADD" => {
+                let s = self.set(arg(1)?, &name)?;
+                for m in &args[2..] {
+                    s.insert(m.clone());
+                }
+            }
+            "SREM" => {
+                let key = arg(1)?;
+                if let Some(e) = self.db().get_mut(key) {
+                    let Val::Set(s) = &mut e.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    for m in &args[2..] {
+                        s.remove(m);
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            "SMOVE" => {
+                let (from, to, m) = (arg(1)?.to_vec(), arg(2)?.to_vec(), arg(3)?.to_vec());
+                let moved = match self.db().get_mut(&from) {
+                    Some(Entry {
+                        val: Val::Set(s), ..
+                    }) => s.remove(&m),
+                    Some(_) => return Err(wrong_type(&name)),
+                    None => false,
+                };
+                self.drop_if_empty(&from);
+                if moved {
+                    self.set(&to, &name)?.insert(m);
+                }
+            }
+            "ZADD" => {
+                let key = arg(1)?;
+                let (mut nx, mut xx, mut gt, mut lt, mut incr) =
+                    (false, false, false, false, false);
+                let mut i = 2;
+                while i < n {
+                    match upper(&args[i]).as_str() {
+                        "NX" => nx = true,
+                        "XX" => xx = true,
+                        "GT" => gt = true,
+                        "LT" => lt = true,
+                        "CH" => {}
+                        "INCR" => incr = true,
+                        _ => break,
+                    }
+                    i += 1;
+                }
+                if !(n - i).is_multiple_of(2) || n == i {
+                    return Err("`ZADD` with an odd number of score/member arguments".into());
+                }
+                let exists = self.db().contains_key(key);
+                if xx && !exists {
+                    return Ok(());
+                }
+                let z = self.zset(key, &name)?;
+                for p in args[i..].chunks(2) {
+                    let score = float(&p[0])?;
+                    let old = z.get(&p[1]).copied();
+                    let new = match (old, incr) {
+                        (Some(o), true) => o + score,
+                        _ => score,
+                    };
+                    let ok = match old {
+                        None => !xx,
+                        Some(o) => !nx && (!gt || new > o) && (!lt || new < o),
+                    };
+                    if ok && !new.is_nan() {
+                        z.insert(p[1].clone(), new);
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            "ZINCRBY" => {
+                let (key, by, m) = (arg(1)?, float(arg(2)?)?, arg(3)?);
+                let z = self.zset(key, &name)?;
+                let s = z.entry(m.to_vec()).or_insert(0.0);
+                *s += by;
+            }
+            "ZREM" => {
+                let key = arg(1)?;
+                if let Some(e) = self.db().get_mut(key) {
+                    let Val::ZSet(z) = &mut e.val else {
+                        return Err(wrong_type(&name));
+                    };
+                    for m in &args[2..] {
+                        z.remove(m);
+                    }
+                }
+                self.drop_if_empty(key);
+            }
+            other => return Err(format!("`{other}` is not replayed")),
+        }
+        Ok(())
+    }
+
+    fn drop_if_empty(&mut self, key: &[u8]) {
+        let db = self.db();
+        let empty = match db.get(key).map(|e| &e.val) {
+            Some(Val::List(l)) => l.is_empty(),
+            Some(Val::Set(s)) => s.is_empty(),
+            Some(Val::ZSet(z)) => z.is_empty(),
+            Some(Val::Hash(h)) => h.is_empty(),
+            _ => false,
+        };
+        if empty {
+            db.remove(key);
+        }
+    }
+
+    fn slot(&mut self, key: &[u8], make: fn() -> Val) -> &mut Val {
+        &mut self
+            .db()
+            .entry(key.to_vec())
+            .or_insert_with(|| Entry {
+                val: make(),
+                expire: None,
+            })
+            .val
+    }
+
+    fn hash(&mut self, key: &[u8], cmd: &str) -> Result<&mut HashMap<Vec<u8>, Vec<u8>>, String> {
+        match self.slot(key, || Val::Hash(HashMap::new())) {
+            Val::Hash(h) => Ok(h),
+            _ => Err(wrong_type(cmd)),
+        }
+    }
+
+    fn list(&mut self, key: &[u8], cmd: &str) -> Result<&mut VecDeque<Vec<u8>>, String> {
+        match self.slot(key, || Val::List(VecDeque::new())) {
+            Val::List(l) => Ok(l),
+            _ => Err(wrong_type(cmd)),
+        }
+    }
+
+    fn set(&mut self, key: &[u8], cmd: &str) -> Result<&mut HashSet<Vec<u8>>, String> {
+        match self.slot(key, || Val::Set(HashSet::new())) {
+            Val::Set(s) => Ok(s),
+            _ => Err(wrong_type(cmd)),
+        }
+    }
+
+    fn zset(&mut self, key: &[u8], cmd: &str) -> Result<&mut HashMap<Vec<u8>, f64>, String> {
+        match self.slot(key, || Val::ZSet(HashMap::new())) {
+            Val::ZSet(z) => Ok(z),
+            _ => Err(wrong_type(cmd)),
+        }
+    }
+}
+
+fn str_entry(v: &[u8]) -> Entry {
+    Entry {
+        val: Val::Str(v.to_vec()),
+        expire: None,
+    }
+}

@@ -197,3 +197,56 @@ fn after_a_power_loss_restart_all_brings_every_database_back() {
         .stderr_has("nosuch");
     a.run("status databases").ok();
 }
+
+/// Issue 18 item 3b: the freshest copy the reader accepts is refused by the server (here
+/// a wrapper refusing every AOF start): the master loads the next copy, its RDB, and the
+/// result line says which copy it used and why the first was rejected.
+#[test]
+fn a_copy_the_server_refuses_falls_back_to_the_next_one() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    a.run("create db sess persistence aof").ok();
+    let port = a.ccs()["databases"]["4"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(redis_cli(port, &["SET", "in_both", "1"]), "OK");
+    assert_eq!(redis_cli(port, &["SAVE"]), "OK");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(redis_cli(port, &["SET", "aof_only", "1"]), "OK");
+    std::thread::sleep(Duration::from_millis(1100));
+    guard.kill_all();
+
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let wrapper = b.path("aof-refusing-redis-server");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nif [ -f \"$1\" ] && grep -q '^appendonly yes' \"$1\"; then echo 'refusing the AOF' >&2; exit 1; fi\nexec redis-server \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    b.cmd([
+        "--redis-server",
+        wrapper.to_str().unwrap(),
+        "recover",
+        "db",
+        "sess",
+        "verify",
+        "counts",
+    ])
+    .run()
+    .ok()
+    .stdout_has("db:4 `sess`: Completed successfully (1 keys from snapshot)")
+    .stdout_has("redis:5 loaded snapshot `")
+    .stdout_has("the server refused AOF `");
+    assert_eq!(redis_cli(port, &["GET", "in_both"]), "1");
+}

@@ -621,6 +621,9 @@ fn success_text(r: &Recovered) -> String {
     if !kinds.is_empty() {
         text.push_str(&format!(" ({} keys from {})", r.keys, kinds.join(" and ")));
     }
+    for fallback in &r.fallbacks {
+        text.push_str(&format!("; {fallback}"));
+    }
     if !r.unverified.is_empty() {
         text.push_str(&format!(
             "; key count not verified for {}",

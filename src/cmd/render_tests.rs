@@ -316,6 +316,7 @@ fn recover_list() {
                         },
                     },
                     set_aside: Vec::new(),
+                    alternates: Vec::new(),
                 },
                 ShardPlan {
                     shard: 5,
@@ -325,6 +326,7 @@ fn recover_list() {
                     slots: None,
                     outcome: Outcome::Replica,
                     set_aside: Vec::new(),
+                    alternates: Vec::new(),
                 },
             ],
         }],
@@ -361,6 +363,7 @@ fn recover_all() {
                 expired: 0,
                 line: format!("content verified: 0 keys, digest {}", "0".repeat(32)),
             }),
+            fallbacks: Vec::new(),
         }],
         failed: vec![FailedDb {
             id: 7,

@@ -146,6 +146,8 @@ pub enum RecoverError {
     /// The loaded data is not what the files hold: the verdict names the first keys.
     #[error("{0}")]
     ContentDiffers(String),
+    #[error("redis:{shard}: the server refused every copy the reader accepts: {}", refused.join("; "))]
+    AllRefused { shard: Id, refused: Vec<String> },
     #[error("{0}")]
     Internal(String),
 }
@@ -155,6 +157,7 @@ impl crate::error::DomainError for RecoverError {
         use crate::error::ErrorKind;
         match self {
             RecoverError::Blocked(_)
+            | RecoverError::AllRefused { .. }
             | RecoverError::Replay { .. }
             | RecoverError::KeyCount { .. }
             | RecoverError::ContentDiffers(_) => ErrorKind::Damaged,
@@ -201,6 +204,10 @@ pub struct Recovered {
     pub sync_source: Option<SyncSource>,
     /// The content proof, when one was asked for and there was data to prove.
     pub content: Option<ContentProof>,
+    /// Masters that loaded another copy than the chosen one, which their server
+    /// refused: which copy each used, and why the first was rejected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -285,8 +292,8 @@ async fn recover_in(
     } else {
         likely_sources(cluster, db)
     };
-    let (plan, pids) = match load_masters(rec, cluster, db, &guess, stage).await? {
-        Loaded::Done(plan, pids) => (plan, pids),
+    let (plan, results) = match load_masters(rec, cluster, db, &guess, stage).await? {
+        Loaded::Done(plan, results) => (plan, results),
         Loaded::Chose(plan) => {
             // Validation chose other files than the quick guess: start over with its
             // choice (rare: a corrupted freshest file, or an RDB copied without its
@@ -295,7 +302,7 @@ async fn recover_in(
                 prepare_dir(cluster, dir).await?;
             }
             match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
-                Loaded::Done(plan, pids) => (plan, pids),
+                Loaded::Done(plan, results) => (plan, results),
                 Loaded::Chose(_) => {
                     return Err(RecoverError::Internal(
                         "the files changed while recovery read them: run it again".into(),
@@ -304,8 +311,107 @@ async fn recover_in(
             }
         }
     };
+    let (plan, pids, fallbacks) = fall_back(rec, cluster, db, plan, results, stage).await?;
     replay_masters(cluster, db, &plan, stage).await?;
-    finish(rec, cluster, db, Some(&plan), pids, stage).await
+    let mut recovered = finish(rec, cluster, db, Some(&plan), pids, stage).await?;
+    recovered.fallbacks = fallbacks;
+    Ok(recovered)
+}
+
+/// Each master whose server refused its chosen copy (the reader can call ok what the
+/// server will not load) is started again on the next copy the reader accepts, freshest
+/// first: its replica's files, the other format. The plan then names the copy used;
+/// each fallback is described for the result line. With no copy left the master's
+/// first refusal is the error.
+async fn fall_back(
+    rec: &Arc<Recovery>,
+    cluster: &Arc<Cluster>,
+    db: &Database,
+    mut plan: DbPlan,
+    results: Vec<(Id, Result<u32, ServerError>)>,
+    stage: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(DbPlan, Vec<(Id, u32)>, Vec<String>), RecoverError> {
+    let mut pids = Vec::new();
+    let mut notes = Vec::new();
+    for (id, result) in results {
+        let first_err = match result {
+            Ok(pid) => {
+                pids.push((id, pid));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let (Some(sp), Some(shard)) = (
+            plan.shard_plans.iter_mut().find(|s| s.shard == id),
+            db.shards.iter().find(|s| s.id == id),
+        ) else {
+            return Err(first_err.into());
+        };
+        let Outcome::Ready { source: first } = &sp.outcome else {
+            return Err(first_err.into());
+        };
+        let first = first.clone();
+        let why = first_line(&first_err.to_string());
+        let dir = shard_dir(cluster, db, shard);
+        let mut refused = vec![format!("{} ({why})", describe(&first, id))];
+        let mut started = None;
+        for next in std::mem::take(&mut sp.alternates) {
+            if started.is_some() || next.replay {
+                continue;
+            }
+            stage(&format!(
+                "redis:{id}: the server refused its copy, loading {}",
+                describe(&next, id)
+            ));
+            stop_own_leftover(&dir).await?;
+            prepare_dir(cluster, &dir).await?;
+            let (kind, path, to) = (next.kind, next.path.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || copy_source(&path, kind, &to))
+                .await
+                .map_err(|e| RecoverError::Internal(e.to_string()))??;
+            let picks: Picks = [(id, (next.kind, next.path.clone()))].into();
+            match start_each(rec, cluster, db, &picks, Some(id)).await.pop() {
+                Some((_, Ok(pid))) => started = Some((pid, next)),
+                Some((_, Err(e))) => refused.push(format!(
+                    "{} ({})",
+                    describe(&next, id),
+                    first_line(&e.to_string())
+                )),
+                None => {}
+            }
+        }
+        let Some((pid, used)) = started else {
+            if refused.len() == 1 {
+                return Err(first_err.into());
+            }
+            return Err(RecoverError::AllRefused { shard: id, refused });
+        };
+        notes.push(format!(
+            "redis:{id} loaded {}: the server refused {}",
+            describe(&used, id),
+            refused.join(", then ")
+        ));
+        sp.outcome = Outcome::Ready { source: used };
+        pids.push((id, pid));
+    }
+    Ok((plan, pids, notes))
+}
+
+/// `aof `<path>``, with `(replica redis:N's copy)` when it is not the master's own.
+fn describe(source: &Source, master: Id) -> String {
+    let mut text = format!("{} `{}`", source.kind, source.path.display());
+    if source.from_shard != master {
+        text.push_str(&format!(" (replica redis:{}'s copy)", source.from_shard));
+    }
+    text
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(300) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_string(),
+    }
 }
 
 /// Writes the keys of every source to replay into its master (started empty), as
@@ -362,8 +468,9 @@ fn chosen(plan: &DbPlan) -> Picks {
 }
 
 enum Loaded {
-    /// Validation agreed with what was loaded.
-    Done(DbPlan, Vec<(Id, u32)>),
+    /// Validation agreed with what was loaded: each master's pid, or why its server
+    /// did not load.
+    Done(DbPlan, Vec<(Id, Result<u32, ServerError>)>),
     /// Validation chose other sources; nothing loaded may stay.
     Chose(DbPlan),
 }
@@ -387,7 +494,7 @@ async fn load_masters(
         tokio::task::spawn_blocking(move || r.plan(&c, &d))
     };
     let mut copies = tokio::task::JoinSet::new();
-    let mut started = Ok(Vec::new());
+    let mut started: Result<Vec<(Id, Result<u32, ServerError>)>, RecoverError> = Ok(Vec::new());
     for (id, (kind, path)) in picks {
         let Some(shard) = db.shards.iter().find(|s| s.id == *id) else {
             continue;
@@ -412,7 +519,7 @@ async fn load_masters(
         }
     }
     if started.is_ok() {
-        started = start_masters(rec, cluster, db, picks).await;
+        started = Ok(start_each(rec, cluster, db, picks, None).await);
     }
     // Validation's verdict first: it names a bad file better than a failed start does.
     let plan = planning
@@ -442,9 +549,9 @@ async fn load_masters(
     if chosen(&plan) != *picks {
         return Ok(Loaded::Chose(plan));
     }
-    let pids = started?;
+    let results = started?;
     copied?;
-    Ok(Loaded::Done(plan, pids))
+    Ok(Loaded::Done(plan, results))
 }
 
 /// Starts every master: with `appendonly` matching its pick (a server started with
@@ -456,8 +563,23 @@ async fn start_masters(
     db: &Database,
     picks: &Picks,
 ) -> Result<Vec<(Id, u32)>, RecoverError> {
+    let mut pids = Vec::new();
+    for (id, result) in start_each(rec, cluster, db, picks, None).await {
+        pids.push((id, result?));
+    }
+    Ok(pids)
+}
+
+/// [`start_masters`], each master's own outcome (or only master `only`'s).
+async fn start_each(
+    rec: &Recovery,
+    cluster: &Cluster,
+    db: &Database,
+    picks: &Picks,
+    only: Option<Id>,
+) -> Vec<(Id, Result<u32, ServerError>)> {
     let mut starts = tokio::task::JoinSet::new();
-    for shard in db.masters() {
+    for shard in db.masters().filter(|s| only.is_none_or(|id| s.id == id)) {
         let opts = StartOptions {
             conf: ConfOptions {
                 appendonly: picks.get(&shard.id).map(|(kind, _)| kind.is_aof()),
@@ -474,24 +596,19 @@ async fn start_masters(
             shard.clone(),
         );
         starts.spawn(async move {
-            let pid = start_shard(&server, &cluster, &db, &shard, &opts).await?;
-            record_started(&shard_dir(&cluster, &db, &shard), pid);
-            Ok::<_, ServerError>((shard.id, pid))
+            let started = start_shard(&server, &cluster, &db, &shard, &opts).await;
+            if let Ok(pid) = started {
+                record_started(&shard_dir(&cluster, &db, &shard), pid);
+            }
+            (shard.id, started)
         });
     }
-    let mut pids = Vec::new();
-    let mut first_err = None;
+    let mut out = Vec::new();
     while let Some(joined) = starts.join_next().await {
-        match joined
-            .map_err(|e| RecoverError::Internal(e.to_string()))
-            .and_then(|r| Ok(r?))
-        {
-            Ok(pid) => pids.push(pid),
-            Err(e) => first_err = first_err.or(Some(e)),
+        if let Ok(result) = joined {
+            out.push(result);
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(pids),
-    }
+    out.sort_by_key(|(id, _)| *id);
+    out
 }

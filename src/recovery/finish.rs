@@ -152,6 +152,7 @@ pub(super) async fn finish(
         unverified,
         sync_source,
         content,
+        fallbacks: Vec::new(),
     })
 }
 

@@ -49,6 +49,10 @@ pub struct ShardPlan {
     /// snapshot, or the master's own files when a replica's copy is used).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<Reason>,
+    /// Other copies the reader accepts, freshest first: what recovery loads next when the
+    /// server refuses the chosen one (the reader may call ok what the server refuses).
+    #[serde(skip)]
+    pub alternates: Vec<Source>,
 }
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,8 +164,8 @@ pub fn plan_db_with(
         .shards
         .iter()
         .map(|shard| {
-            let (outcome, set_aside) = match shard.role {
-                Role::Replica => (Outcome::Replica, Vec::new()),
+            let (outcome, set_aside, alternates) = match shard.role {
+                Role::Replica => (Outcome::Replica, Vec::new(), Vec::new()),
                 Role::Master => ctx.choose_for_master(shard),
             };
             ShardPlan {
@@ -172,6 +176,7 @@ pub fn plan_db_with(
                 slots: shard.slots,
                 outcome,
                 set_aside,
+                alternates,
             }
         })
         .collect();
@@ -203,38 +208,35 @@ struct Inspect<'a> {
 }
 
 impl Inspect<'_> {
-    fn choose_for_master(&self, master: &Shard) -> (Outcome, Vec<Reason>) {
+    fn choose_for_master(&self, master: &Shard) -> (Outcome, Vec<Reason>, Vec<Source>) {
         let copies = std::iter::once(master).chain(
             self.db
                 .shards
                 .iter()
                 .filter(|s| s.role == Role::Replica && s.master == Some(master.id)),
         );
-        let mut best: Option<Source> = None;
+        let mut valid: Vec<Source> = Vec::new();
         let mut set_aside = Vec::new();
         for shard in copies {
             let (found, rejected) = self.inspect_shard_dir(shard, master.slots);
             set_aside.extend(rejected);
-            if let Some(source) = found {
-                // Ties go to the earlier candidate: the master's own files.
-                if best.as_ref().is_none_or(|b| source.written > b.written) {
-                    best = Some(source);
-                }
-            }
+            valid.extend(found);
         }
-        match best {
-            Some(source) => {
-                // That some copy is absent is no news once another one is used.
-                set_aside.retain(|r| !r.is_absence());
-                (Outcome::Ready { source }, set_aside)
-            }
-            None => {
-                // Lead with what most needs the operator: a refusal before an absence.
-                let lead = set_aside.iter().position(|r| !r.is_absence()).unwrap_or(0);
-                let reason = set_aside.remove(lead);
-                (Outcome::Missing { reason }, set_aside)
-            }
+        // The freshest; ties go to the earlier candidate (the master's own files, the AOF
+        // before the RDB). The others stay, freshest first, for a server that refuses it.
+        let mut order: Vec<usize> = (0..valid.len()).collect();
+        order.sort_by_key(|i| (std::cmp::Reverse(valid[*i].written), *i));
+        let mut ranked: Vec<Source> = order.into_iter().map(|i| valid[i].clone()).collect();
+        if ranked.is_empty() {
+            // Lead with what most needs the operator: a refusal before an absence.
+            let lead = set_aside.iter().position(|r| !r.is_absence()).unwrap_or(0);
+            let reason = set_aside.remove(lead);
+            return (Outcome::Missing { reason }, set_aside, Vec::new());
         }
+        let source = ranked.remove(0);
+        // That some copy is absent is no news once another one is used.
+        set_aside.retain(|r| !r.is_absence());
+        (Outcome::Ready { source }, set_aside, ranked)
     }
 
     /// The best valid source in one shard directory, and every candidate refused there.
@@ -242,50 +244,47 @@ impl Inspect<'_> {
         &self,
         shard: &Shard,
         slots: Option<SlotRange>,
-    ) -> (Option<Source>, Vec<Reason>) {
+    ) -> (Vec<Source>, Vec<Reason>) {
         let Some(node) = self.cluster.nodes.get(&shard.node) else {
-            return (None, vec![Reason::NoRecoveryPath { node: shard.node }]);
+            return (
+                Vec::new(),
+                vec![Reason::NoRecoveryPath { node: shard.node }],
+            );
         };
         let Some(root) = node.recovery_path.as_deref() else {
-            return (None, vec![Reason::NoRecoveryPath { node: node.id }]);
+            return (Vec::new(), vec![Reason::NoRecoveryPath { node: node.id }]);
         };
         if let Err(e) = fs::metadata(root) {
-            return (None, vec![io_reason(root, e, true)]);
+            return (Vec::new(), vec![io_reason(root, e, true)]);
         }
         let dir = shard_dir_under(root, self.db.id, shard.id);
         if let Err(e) = fs::read_dir(&dir) {
-            return (None, vec![io_reason(&dir, e, false)]);
+            return (Vec::new(), vec![io_reason(&dir, e, false)]);
         }
         if let Some(reason) = self.check_identity(&dir, shard) {
-            return (None, vec![reason]);
+            return (Vec::new(), vec![reason]);
         }
         let mut rejected = Vec::new();
-        let mut best: Option<Source> = None;
+        let mut found: Vec<Source> = Vec::new();
         for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
             let path = dir.join(kind.file_name());
             if fs::symlink_metadata(&path).is_err() {
                 continue;
             }
             // An appendonlydir makes a leftover appendonly.aof irrelevant to Redis 7.
-            if kind == SourceKind::AofFile
-                && best.as_ref().is_some_and(|b| b.kind == SourceKind::AofDir)
-            {
+            if kind == SourceKind::AofFile && found.iter().any(|b| b.kind == SourceKind::AofDir) {
                 continue;
             }
+            // AOF comes first, so on a tie the AOF (the more complete log) is chosen.
             match self.candidate(kind, &path, shard.id, slots) {
-                Ok(source) => {
-                    // AOF comes first, so on a tie the AOF (the more complete log) stays.
-                    if best.as_ref().is_none_or(|b| source.written > b.written) {
-                        best = Some(source);
-                    }
-                }
+                Ok(source) => found.push(source),
                 Err(reason) => rejected.push(reason),
             }
         }
-        if best.is_none() && rejected.is_empty() {
+        if found.is_empty() && rejected.is_empty() {
             rejected.push(Reason::FileMissing { dir });
         }
-        (best, rejected)
+        (found, rejected)
     }
 
     fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {

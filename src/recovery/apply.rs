@@ -328,7 +328,7 @@ async fn fall_back(
     cluster: &Arc<Cluster>,
     db: &Database,
     mut plan: DbPlan,
-    results: Vec<(Id, Result<u32, ServerError>)>,
+    results: Starts,
     stage: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(DbPlan, Vec<(Id, u32)>, Vec<String>), RecoverError> {
     let mut pids = Vec::new();
@@ -467,10 +467,13 @@ fn chosen(plan: &DbPlan) -> Picks {
         .collect()
 }
 
+/// Each master's pid, or why its server did not start.
+type Starts = Vec<(Id, Result<u32, ServerError>)>;
+
 enum Loaded {
     /// Validation agreed with what was loaded: each master's pid, or why its server
     /// did not load.
-    Done(DbPlan, Vec<(Id, Result<u32, ServerError>)>),
+    Done(DbPlan, Starts),
     /// Validation chose other sources; nothing loaded may stay.
     Chose(DbPlan),
 }
@@ -494,7 +497,7 @@ async fn load_masters(
         tokio::task::spawn_blocking(move || r.plan(&c, &d))
     };
     let mut copies = tokio::task::JoinSet::new();
-    let mut started: Result<Vec<(Id, Result<u32, ServerError>)>, RecoverError> = Ok(Vec::new());
+    let mut started: Result<Starts, RecoverError> = Ok(Vec::new());
     for (id, (kind, path)) in picks {
         let Some(shard) = db.shards.iter().find(|s| s.id == *id) else {
             continue;
@@ -577,7 +580,7 @@ async fn start_each(
     db: &Database,
     picks: &Picks,
     only: Option<Id>,
-) -> Vec<(Id, Result<u32, ServerError>)> {
+) -> Starts {
     let mut starts = tokio::task::JoinSet::new();
     for shard in db.masters().filter(|s| only.is_none_or(|id| s.id == id)) {
         let opts = StartOptions {

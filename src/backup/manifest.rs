@@ -121,13 +121,18 @@ impl Manifest {
         self.shards.iter().any(|s| s.encrypted)
     }
 
-    /// Seals (sets `checksum`) and writes atomically.
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+    /// The sealed document (`checksum` set), as written.
+    pub fn sealed_bytes(&self) -> Vec<u8> {
         let mut sealed = self.clone();
         sealed.checksum = self.digest();
         let mut text = serde_json::to_vec_pretty(&sealed).expect("a manifest always serialises");
         text.push(b'\n');
-        crate::ccs::store::write_atomic(path, &text)
+        text
+    }
+
+    /// Seals (sets `checksum`) and writes atomically.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        crate::ccs::store::write_atomic(path, &self.sealed_bytes())
     }
 
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
@@ -144,11 +149,16 @@ impl Manifest {
                 })
             }
         };
+        Manifest::parse(&text, shown)
+    }
+
+    /// A manifest's bytes, checked; `shown` names where they came from.
+    pub fn parse(text: &[u8], shown: String) -> Result<Manifest, ManifestError> {
         #[derive(Deserialize)]
         struct Header {
             format: u32,
         }
-        if let Ok(h) = serde_json::from_slice::<Header>(&text) {
+        if let Ok(h) = serde_json::from_slice::<Header>(text) {
             if h.format > MANIFEST_FORMAT {
                 return Err(ManifestError::Format {
                     path: shown,
@@ -156,7 +166,7 @@ impl Manifest {
                 });
             }
         }
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| ManifestError::Unreadable {
+        let m: Manifest = serde_json::from_slice(text).map_err(|e| ManifestError::Unreadable {
             path: shown.clone(),
             reason: e.to_string(),
         })?;

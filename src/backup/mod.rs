@@ -12,6 +12,7 @@
 mod codec;
 mod manifest;
 mod repo;
+mod s3;
 mod snapshot;
 mod take;
 
@@ -20,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use codec::{
-    hashing_reader, open_local, stored_name, Codec, Compression, DigestSlot, Identities,
+    decoder, hashing_reader, open_local, stored_name, Codec, Compression, DigestSlot, Identities,
     Recipients, StoredDigest,
 };
 pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
-pub use repo::{PartFile, Repository, RunDir};
+pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
 use crate::ccs::{BackupRun, BackupTask, Cluster, RunStatus};
@@ -125,7 +126,9 @@ pub fn sweep_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
         let Ok(Some(_lock)) = RunLock::run(home, &run.id) else {
             continue;
         };
-        let _ = Repository::local(&run.path).remove(&run.id);
+        if let Ok(repo) = Repository::open(&run.path) {
+            let _ = repo.remove(&run.id);
+        }
         run.status = RunStatus::Interrupted;
         run.reason = Some("the shell running it died; its partial files were removed".to_string());
         changed = true;
@@ -181,8 +184,14 @@ pub fn prune_plan(task: &BackupTask, runs: &[BackupRun]) -> Vec<String> {
 
 /// Checks a repository path for a task or a run: it must lie outside every shard
 /// directory (`<persistent_path>/redis`) and every recovery path, and be writable (it is
-/// made when missing). Returns it absolute.
+/// made when missing). Returns it absolute. A repository URL is checked reachable and
+/// writable.
 pub fn check_repository(cluster: &Cluster, path: &Path) -> Result<PathBuf, String> {
+    if is_url(path) {
+        // Off this machine: no shard directory can hold it. Reachable and writable now.
+        Repository::open(path)?.prepare()?;
+        return Ok(path.to_path_buf());
+    }
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -6,54 +6,171 @@
 //! <repository>/<run id>/manifest.json       written last: the run is a restore point
 //! ```
 //!
-//! Only local directories today; `ssh://` and `s3://` repositories keep the same layout
-//! (the operations below are the whole surface a kind must offer).
+//! Kinds: a local directory, and `s3://bucket/prefix` (see [`super::s3`]); in object
+//! storage a file is a multipart upload that exists only once completed, so there is no
+//! `.partial` name.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::codec::{Compression, Encoder, Recipients, StoredDigest};
 use super::manifest::{Manifest, ManifestError, MANIFEST_FILE};
+use super::s3::{S3Repo, S3Writer};
 
 /// A repository of backup runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Repository {
-    root: PathBuf,
+pub enum Repository {
+    Local { root: PathBuf },
+    S3(S3Repo),
 }
 
 /// A run's files while it is written. Dropping it without [`RunDir::seal`] removes it.
 #[derive(Debug)]
 pub struct RunDir {
-    dir: PathBuf,
+    repo: Repository,
+    run: String,
     sealed: bool,
 }
 
-/// One file of a run under its temporary name.
+/// Where a run's file goes: a local temporary file or an object storage upload.
+enum Sink {
+    Local(io::BufWriter<File>),
+    S3(S3Writer),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Local(f) => f.write(buf),
+            Sink::S3(u) => u.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Local(f) => f.flush(),
+            Sink::S3(u) => u.flush(),
+        }
+    }
+}
+
+/// One file of a run while it is written (under a temporary name when local).
 pub struct PartFile {
-    tmp: PathBuf,
+    tmp: Option<PathBuf>,
     path: PathBuf,
-    file: Encoder<io::BufWriter<File>>,
+    file: Encoder<Sink>,
+}
+
+/// A run's file where it is stored: a path, or an object.
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    repo: Repository,
+    run: String,
+    name: String,
+}
+
+impl fmt::Display for StoredFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repo {
+            Repository::Local { root } => {
+                write!(f, "{}", root.join(&self.run).join(&self.name).display())
+            }
+            Repository::S3(s) => f.write_str(&s.shown(&self.run, &self.name)),
+        }
+    }
+}
+
+impl StoredFile {
+    /// The file's path when it is on this machine.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        match &self.repo {
+            Repository::Local { root } => Some(root.join(&self.run).join(&self.name)),
+            Repository::S3(_) => None,
+        }
+    }
+
+    /// The stored bytes as a stream. Blocking.
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, String> {
+        match &self.repo {
+            Repository::Local { .. } => {
+                let path = self.local_path().expect("a local file has a path");
+                let f =
+                    crate::persist::open_regular(&path).map_err(|e| format!("`{self}`: {e}"))?;
+                Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+            }
+            Repository::S3(s) => Ok(Box::new(s.open_file(&self.run, &self.name)?)),
+        }
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Repository::Local { root } => write!(f, "{}", root.display()),
+            Repository::S3(s) => f.write_str(s.url()),
+        }
+    }
+}
+
+/// Whether a `path` value names a repository URL rather than a local directory.
+pub fn is_url(location: &Path) -> bool {
+    let s = location.to_string_lossy();
+    s.starts_with("s3://") || s.starts_with("ssh://")
 }
 
 impl Repository {
     pub fn local(root: impl Into<PathBuf>) -> Repository {
-        Repository { root: root.into() }
+        Repository::Local { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The repository a task's or run's `path` names: `s3://bucket/prefix` or a local
+    /// directory.
+    pub fn open(location: &Path) -> Result<Repository, String> {
+        let s = location.to_string_lossy();
+        if s.starts_with("s3://") {
+            return Ok(Repository::S3(S3Repo::open(&s)?));
+        }
+        if s.starts_with("ssh://") {
+            return Err(format!(
+                "`{s}`: `ssh://` repositories are not supported yet (use a local directory or `s3://bucket/prefix`)"
+            ));
+        }
+        Ok(Repository::local(location))
     }
 
-    pub fn run_path(&self, run: &str) -> PathBuf {
-        self.root.join(run)
+    pub fn is_local(&self) -> bool {
+        matches!(self, Repository::Local { .. })
+    }
+
+    /// A run's location as shown.
+    pub fn run_shown(&self, run: &str) -> String {
+        match self {
+            Repository::Local { root } => root.join(run).display().to_string(),
+            Repository::S3(s) => format!("{}/{run}", s.url()),
+        }
+    }
+
+    /// A file of a run.
+    pub fn file(&self, run: &str, name: &str) -> StoredFile {
+        StoredFile {
+            repo: self.clone(),
+            run: run.to_string(),
+            name: name.to_string(),
+        }
     }
 
     /// Makes the directory if needed and proves it writable (a file created, synced and
-    /// removed).
-    pub fn prepare(&self) -> Result<(), String> {
-        let root = &self.root;
+    /// removed). Returns the repository's clock minus this machine's in milliseconds
+    /// (0 for a local directory).
+    pub fn prepare(&self) -> Result<i64, String> {
+        let root = match self {
+            Repository::Local { root } => root,
+            Repository::S3(s) => return s.prepare(),
+        };
         fs::create_dir_all(root).map_err(|e| format!("cannot create `{}`: {e}", root.display()))?;
         let probe = root.join(format!(".lazarus-probe.{}", std::process::id()));
         let res = File::create(&probe).and_then(|mut f| {
@@ -61,51 +178,103 @@ impl Repository {
             f.sync_all()
         });
         let _ = fs::remove_file(&probe);
-        res.map_err(|e| format!("`{}` is not writable: {e}", root.display()))
+        res.map_err(|e| format!("`{}` is not writable: {e}", root.display()))?;
+        Ok(0)
     }
 
     /// Starts a run's directory; it must not exist yet.
     pub fn begin(&self, run: &str) -> Result<RunDir, String> {
-        let dir = self.run_path(run);
-        // The run holds the database's data: owner only.
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        Ok(RunDir { dir, sealed: false })
+        match self {
+            Repository::Local { root } => {
+                let dir = root.join(run);
+                // The run holds the database's data: owner only.
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+            }
+            Repository::S3(s) => {
+                if !s.objects(run)?.is_empty() {
+                    return Err(format!("`{}` already holds objects", self.run_shown(run)));
+                }
+            }
+        }
+        Ok(RunDir {
+            repo: self.clone(),
+            run: run.to_string(),
+            sealed: false,
+        })
     }
 
     /// The run's manifest, checked (complete, self-checksum matches).
     pub fn manifest(&self, run: &str) -> Result<Manifest, ManifestError> {
-        Manifest::read(&self.run_path(run).join(MANIFEST_FILE))
+        match self {
+            Repository::Local { root } => Manifest::read(&root.join(run).join(MANIFEST_FILE)),
+            Repository::S3(s) => {
+                let shown = s.shown(run, MANIFEST_FILE);
+                match s.get_small(run, MANIFEST_FILE) {
+                    Ok(Some(bytes)) => Manifest::parse(&bytes, shown),
+                    Ok(None) => Err(ManifestError::Missing(shown)),
+                    Err(reason) => Err(ManifestError::Unreadable {
+                        path: shown,
+                        reason,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The files of a run and their sizes.
+    pub fn objects(&self, run: &str) -> Result<BTreeMap<String, u64>, String> {
+        match self {
+            Repository::Local { root } => {
+                let dir = root.join(run);
+                let entries =
+                    fs::read_dir(&dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+                Ok(entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let md = e.metadata().ok().filter(|m| m.is_file())?;
+                        Some((e.file_name().to_str()?.to_string(), md.len()))
+                    })
+                    .collect())
+            }
+            Repository::S3(s) => s.objects(run),
+        }
     }
 
     /// Removes a run's directory and everything in it.
     pub fn remove(&self, run: &str) -> io::Result<()> {
-        match fs::remove_dir_all(self.run_path(run)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
+        match self {
+            Repository::Local { root } => match fs::remove_dir_all(root.join(run)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            },
+            Repository::S3(s) => s.remove(run),
         }
     }
 
     /// The run directories found, sorted (by time, as run ids are).
-    pub fn runs(&self) -> Vec<String> {
-        let mut out: Vec<String> = fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| !n.starts_with('.'))
-            .collect();
+    pub fn runs(&self) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = match self {
+            Repository::Local { root } => fs::read_dir(root)
+                .map_err(|e| format!("there is no repository at `{}`: {e}", root.display()))?
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Repository::S3(s) => s.runs()?,
+        };
         out.sort();
-        out
+        Ok(out)
     }
 }
 
 impl RunDir {
-    pub fn path(&self) -> &Path {
-        &self.dir
+    /// The run's location, as shown.
+    pub fn shown(&self) -> String {
+        self.repo.run_shown(&self.run)
     }
 
     /// A file of the run, written under a temporary name until [`PartFile::commit`],
@@ -116,29 +285,42 @@ impl RunDir {
         compress: Compression,
         recipients: Option<&Recipients>,
     ) -> Result<PartFile, String> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.partial"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| format!("cannot create `{}`: {e}", tmp.display()))?;
-        let file = Encoder::new(
-            io::BufWriter::with_capacity(1 << 20, file),
-            compress,
-            recipients,
-        )
-        .map_err(|e| format!("cannot start `{}`: {e}", path.display()))?;
+        let (tmp, path, sink) = match &self.repo {
+            Repository::Local { root } => {
+                let dir = root.join(&self.run);
+                let path = dir.join(name);
+                let tmp = dir.join(format!(".{name}.partial"));
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| format!("cannot create `{}`: {e}", tmp.display()))?;
+                let sink = Sink::Local(io::BufWriter::with_capacity(1 << 20, file));
+                (Some(tmp), path, sink)
+            }
+            Repository::S3(s) => (
+                None,
+                PathBuf::from(s.shown(&self.run, name)),
+                Sink::S3(s.create_file(&self.run, name)?),
+            ),
+        };
+        let file = Encoder::new(sink, compress, recipients)
+            .map_err(|e| format!("cannot start `{}`: {e}", path.display()))?;
         Ok(PartFile { tmp, path, file })
     }
 
     /// Writes the manifest, last: from now on the run is a restore point.
     pub fn seal(mut self, manifest: &Manifest) -> Result<(), String> {
-        let path = self.dir.join(MANIFEST_FILE);
-        manifest
-            .write(&path)
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        match &self.repo {
+            Repository::Local { root } => {
+                let path = root.join(&self.run).join(MANIFEST_FILE);
+                manifest
+                    .write(&path)
+                    .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            }
+            Repository::S3(s) => s.put_small(&self.run, MANIFEST_FILE, manifest.sealed_bytes())?,
+        }
         self.sealed = true;
         Ok(())
     }
@@ -147,7 +329,7 @@ impl RunDir {
 impl Drop for RunDir {
     fn drop(&mut self) {
         if !self.sealed {
-            let _ = fs::remove_dir_all(&self.dir);
+            let _ = self.repo.remove(&self.run);
         }
     }
 }
@@ -159,16 +341,24 @@ impl PartFile {
     }
 
     /// Ends the compression and encryption, flushes, fsyncs, renames into place and
-    /// fsyncs the directory. Returns the stored bytes' size and sha256.
+    /// fsyncs the directory (completes the upload in object storage). Returns the stored
+    /// bytes' size and sha256.
     pub fn commit(self) -> Result<StoredDigest, String> {
         let fail = |e: io::Error| format!("cannot write `{}`: {e}", self.path.display());
-        let (file, digest) = self.file.finish().map_err(fail)?;
-        let file = file.into_inner().map_err(|e| fail(e.into_error()))?;
-        file.sync_all().map_err(fail)?;
-        drop(file);
-        fs::rename(&self.tmp, &self.path).map_err(fail)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+        let (sink, digest) = self.file.finish().map_err(fail)?;
+        match sink {
+            Sink::S3(up) => up.finish().map_err(fail)?,
+            Sink::Local(file) => {
+                let file = file.into_inner().map_err(|e| fail(e.into_error()))?;
+                file.sync_all().map_err(fail)?;
+                drop(file);
+                if let Some(tmp) = &self.tmp {
+                    fs::rename(tmp, &self.path).map_err(fail)?;
+                }
+                if let Some(dir) = self.path.parent() {
+                    File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+                }
+            }
         }
         Ok(digest)
     }

@@ -184,6 +184,9 @@ pub struct RestoreTask {
     /// The content proof of the last successful start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<ContentCheck>,
+    /// The run was written by another cluster, and the operator said so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_other_cluster: bool,
 }
 
 /// A restore's content proof: the digest of the run's files equals the live database's.

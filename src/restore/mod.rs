@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::backup::{open_local, Identities, Manifest, Repository, ShardEntry};
+use crate::backup::{
+    decoder, hashing_reader, Identities, Manifest, Repository, ShardEntry, StoredFile,
+};
 use crate::ccs::{Cluster, Database, Id, Persistence, Role};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
@@ -90,6 +92,8 @@ pub struct RestoreSpec {
     /// The files' sha256 and reader pass are left to the staging, which hashes and reads
     /// each file once as it copies it (`start` into the same shard layout).
     pub defer_file_checks: bool,
+    /// The run may be another cluster's.
+    pub from_other_cluster: bool,
 }
 
 /// What a finished restore brought back.
@@ -98,6 +102,45 @@ pub struct Restored {
     pub keys: u64,
     /// The content proof, unless the restore was asked for counts only.
     pub content: Option<crate::verify::Comparison>,
+}
+
+/// How far the clocks of this machine and a repository may be apart: run ids, `latest`
+/// and retention all go by time.
+pub const CLOCK_SKEW_MS: i64 = 5_000;
+
+/// The clients connected to a shard (address, and name when set), this connection and
+/// replication links left out.
+async fn client_list(a: &ShardAddr) -> Result<Vec<String>, String> {
+    let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
+    let text: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    let me: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let field = |k: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            };
+            if field("id")?.parse::<i64>().ok()? == me {
+                return None;
+            }
+            let addr = field("addr")?;
+            Some(match field("name").filter(|n| !n.is_empty()) {
+                Some(n) => format!("{addr} ({n})"),
+                None => addr.to_string(),
+            })
+        })
+        .collect())
 }
 
 /// The `major.minor` of a version string.
@@ -116,16 +159,13 @@ pub async fn verify(
     server: &Servers,
 ) -> (VerifyReport, Option<Manifest>) {
     let mut v = VerifyReport::default();
-    let run_dir = spec.repo.run_path(&spec.run);
+    let run_dir = spec.repo.run_shown(&spec.run);
     let m = match spec.repo.manifest(&spec.run) {
         Ok(m) => {
             v.add(
                 "manifest",
                 true,
-                format!(
-                    "`{}` is complete and matches its checksum",
-                    run_dir.display()
-                ),
+                format!("`{run_dir}` is complete and matches its checksum"),
             );
             m
         }
@@ -134,11 +174,55 @@ pub async fn verify(
             return (v, None);
         }
     };
+    if m.cluster_id != cluster.cluster_id {
+        let both = format!(
+            "written by cluster `{}` (id {}), restored into cluster `{}` (id {})",
+            m.cluster_name, m.cluster_id, cluster.name, cluster.cluster_id
+        );
+        if spec.from_other_cluster {
+            v.add("cluster", true, format!("{both}: `from_other_cluster`"));
+        } else {
+            v.add(
+                "cluster",
+                false,
+                format!("{both}: add `from_other_cluster` to restore another cluster's run"),
+            );
+        }
+    }
+    if !spec.repo.is_local() {
+        let repo = spec.repo.clone();
+        let skew = tokio::task::spawn_blocking(move || repo.prepare())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        match skew {
+            Ok(ms) if ms.abs() <= CLOCK_SKEW_MS => v.add(
+                "clock",
+                true,
+                format!(
+                    "`{}` is reachable; its clock and this machine's agree within {} s",
+                    spec.repo,
+                    CLOCK_SKEW_MS / 1000
+                ),
+            ),
+            Ok(ms) => v.add(
+                "clock",
+                false,
+                format!(
+                    "the clock of `{}` is {:+.1} s from this machine's (more than {} s): fix NTP first, `latest` and retention go by time",
+                    spec.repo,
+                    ms as f64 / 1000.0,
+                    CLOCK_SKEW_MS / 1000
+                ),
+            ),
+            Err(e) => v.add("repository", false, e),
+        }
+    }
 
     // Every file: present, its sha256, the reader.
     let defer = spec.defer_file_checks && db.is_some_and(|d| same_layout(d, &m));
     for s in &m.shards {
-        let path = run_dir.join(&s.file);
+        let stored = spec.repo.file(&spec.run, &s.file);
         let what = format!("file {}", s.file);
         if defer {
             v.add(
@@ -151,8 +235,9 @@ pub async fn verify(
         let opts = CheckOptions {
             slots: s.slots.filter(|_| m.db.shards > 1),
         };
-        if !s.is_plain() {
-            let (e, p, identity) = (s.clone(), path.clone(), spec.identity.clone());
+        let local = stored.local_path().filter(|_| s.is_plain());
+        let Some(path) = local else {
+            let (e, p, identity) = (s.clone(), stored.clone(), spec.identity.clone());
             let res = tokio::task::spawn_blocking(move || {
                 read_stored(&p, &e, identity.as_deref(), &opts)
             })
@@ -171,7 +256,7 @@ pub async fn verify(
                 Err(e) => v.add(&what, false, e),
             }
             continue;
-        }
+        };
         // The sha256 and the reader's pass over the file at once, on two threads.
         let (p1, p2) = (path.clone(), path.clone());
         let sum = tokio::task::spawn_blocking(move || sha256_file(&p1));
@@ -299,6 +384,29 @@ pub async fn verify(
         return (v, Some(m));
     };
     let masters: Vec<_> = db.masters().collect();
+    let mut clients = Vec::new();
+    for s in &db.shards {
+        if let Some(a) = crate::db::shard_addr(cluster, db, s.id) {
+            if let Ok(list) = client_list(&a).await {
+                clients.extend(list.into_iter().map(|c| format!("{c} on redis:{}", s.id)));
+            }
+        }
+    }
+    if clients.is_empty() {
+        v.add("clients", true, "no client is connected to the database");
+    } else {
+        let shown: Vec<&str> = clients.iter().take(10).map(String::as_str).collect();
+        v.add(
+            "clients",
+            true,
+            format!(
+                "the restore will disconnect {} client(s): {}{}",
+                clients.len(),
+                shown.join(", "),
+                if clients.len() > 10 { ", ..." } else { "" }
+            ),
+        );
+    }
     let same = same_layout(db, &m);
     let other_dbs: Vec<u32> = m
         .shards
@@ -513,15 +621,15 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 /// Reads a stored (compressed, encrypted) file through: the stored sha256 and size, the
 /// plain RDB's sha256 and size, and the reader's pass over it. The number of keys.
 fn read_stored(
-    path: &Path,
+    file: &StoredFile,
     e: &ShardEntry,
     identity: Option<&Path>,
     opts: &CheckOptions,
 ) -> Result<u64, String> {
-    let shown = path.display();
-    let (plain, stored) = open_plain(path, e, identity)?;
+    let shown = file.to_string();
+    let (plain, stored) = open_plain(file, e, identity)?;
     let (mut reader, plain_digest) = crate::backup::hashing_reader(plain);
-    let report = check_rdb_stream(path, &mut reader, Some(e.bytes), opts);
+    let report = check_rdb_stream(Path::new(&shown), &mut reader, Some(e.bytes), opts);
     // The rest (the age tag, zstd's end) is read for the digests.
     std::io::copy(&mut reader, &mut std::io::sink())
         .map_err(|err| format!("`{shown}` cannot be decoded: {err}"))?;
@@ -571,7 +679,7 @@ fn read_stored(
 
 /// A stored file as its plain RDB stream, and where its stored digest lands.
 fn open_plain(
-    path: &Path,
+    file: &StoredFile,
     e: &ShardEntry,
     identity: Option<&Path>,
 ) -> Result<(Box<dyn std::io::Read + Send>, crate::backup::DigestSlot), String> {
@@ -579,14 +687,19 @@ fn open_plain(
         Some(p) if e.encrypted => Some(Identities::load(p)?),
         _ => None,
     };
-    open_local(path, e.compression, e.encrypted, ids.as_ref())
+    let (stored, slot) = hashing_reader(file.open()?);
+    let what = format!("`{file}`");
+    Ok((
+        decoder(stored, e.compression, e.encrypted, ids.as_ref(), &what)?,
+        slot,
+    ))
 }
 
 /// Writes the plain RDB of a stored file to `dest` in one pass over it, checking the
 /// stored and the plain sizes and sha256 against the manifest; synced when `sync`.
 /// Blocking.
 fn decode_to(
-    path: &Path,
+    path: &StoredFile,
     e: &ShardEntry,
     identity: Option<&Path>,
     dest: &Path,
@@ -599,13 +712,8 @@ fn decode_to(
         1 << 20,
         std::fs::File::create(dest).map_err(|err| format!("`{}`: {err}", dest.display()))?,
     );
-    std::io::copy(&mut reader, &mut out).map_err(|err| {
-        format!(
-            "cannot decode `{}` into `{}`: {err}",
-            path.display(),
-            dest.display()
-        )
-    })?;
+    std::io::copy(&mut reader, &mut out)
+        .map_err(|err| format!("cannot decode `{}` into `{}`: {err}", path, dest.display()))?;
     let f = out
         .into_inner()
         .map_err(|err| format!("`{}`: {}", dest.display(), err.error()))?;
@@ -619,21 +727,21 @@ fn decode_to(
         Some(s) => {
             return Err(format!(
                 "`{}` has sha256 {} ({} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
-                path.display(),
+                path,
                 s.sha256,
                 s.bytes,
                 e.stored_digest(),
                 e.stored_size()
             ))
         }
-        None => return Err(format!("`{}` was not read to its end", path.display())),
+        None => return Err(format!("`{}` was not read to its end", path)),
     }
     let d = digest.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match d {
         Some(d) if d.sha256 == e.sha256 && d.bytes == e.bytes => Ok(d.bytes),
         _ => Err(format!(
             "`{}` decodes to an RDB whose sha256 is not the manifest's",
-            path.display()
+            path
         )),
     }
 }
@@ -729,23 +837,24 @@ async fn replace(
     step: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Restored, String> {
     // Which master gets which file: same slots (or the one shard).
-    let mut files: BTreeMap<Id, (PathBuf, &crate::backup::ShardEntry)> = BTreeMap::new();
+    let mut files: BTreeMap<Id, (StoredFile, &crate::backup::ShardEntry)> = BTreeMap::new();
     for d in db.masters() {
         let e = m
             .shards
             .iter()
             .find(|s| s.slots == d.slots || (db.config.shards == 1 && m.shards.len() == 1))
             .ok_or_else(|| format!("no file of the run for redis:{}'s slots", d.id))?;
-        files.insert(d.id, (spec.repo.run_path(&spec.run).join(&e.file), e));
+        files.insert(d.id, (spec.repo.file(&spec.run, &e.file), e));
     }
 
     step("staging the run's files beside the data");
     for (&id, (file, e)) in &files {
         let dir = dir_of(cluster, db, id)?;
         let staged = dir.join(STAGED);
-        let (f, s) = (file.clone(), staged.clone());
+        let s = staged.clone();
         let persistence = db.config.persistence;
         let (entry, identity) = ((*e).clone(), spec.identity.clone());
+        let (f, local) = (file.clone(), file.local_path());
         // One pass per file: read, hashed (stored and plain sha256 against the manifest)
         // and written; the reader's pass is the content digest taken while the servers
         // load, and the server's own CRC-64 check. Only a snapshot database keeps the
@@ -754,14 +863,16 @@ async fn replace(
         // when it can (the server only reads the file, which is removed once loaded, and
         // never writes it in place), hashed through the link.
         tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            if persistence == Persistence::Disabled && entry.is_plain() {
+            if let (Persistence::Disabled, true, Some(local)) =
+                (persistence, entry.is_plain(), &local)
+            {
                 let _ = std::fs::remove_file(&s);
-                if std::fs::hard_link(&f, &s).is_ok() {
+                if std::fs::hard_link(local, &s).is_ok() {
                     let sum = sha256_file(&s).map_err(|err| format!("`{}`: {err}", s.display()))?;
                     if sum != entry.sha256 {
                         return Err(format!(
                             "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
-                            f.display(),
+                            local.display(),
                             entry.sha256
                         ));
                     }
@@ -1013,9 +1124,10 @@ async fn by_key(
         .map(|s| dir_of(cluster, db, s.id))
         .transpose()?;
     for (i, s) in m.shards.iter().enumerate() {
-        let stored = spec.repo.run_path(&spec.run).join(&s.file);
-        match (&scratch, s.is_plain()) {
-            (Some(dir), false) => {
+        let stored = spec.repo.file(&spec.run, &s.file);
+        match (&scratch, stored.local_path().filter(|_| s.is_plain())) {
+            (_, Some(path)) => files.push(path),
+            (Some(dir), None) => {
                 let dest = dir.join(format!(".lazarus-restore-{i}.rdb"));
                 let (e, d, identity) = (s.clone(), dest.clone(), spec.identity.clone());
                 tokio::task::spawn_blocking(move || {
@@ -1025,7 +1137,11 @@ async fn by_key(
                 .map_err(|e| e.to_string())??;
                 files.push(dest);
             }
-            _ => files.push(stored),
+            (None, None) => {
+                return Err(
+                    "the database has no master shard to decode the run's files beside".into(),
+                )
+            }
         }
     }
     let decoded: Vec<PathBuf> = files

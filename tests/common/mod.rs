@@ -15,6 +15,7 @@ pub mod certs;
 pub mod data;
 pub mod engine;
 pub mod procs;
+pub mod s3;
 pub mod sshd;
 pub mod world;
 
@@ -35,6 +36,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A temporary home; every run gets `--home` pointing at it.
 pub struct Lazarus {
     home: tempfile::TempDir,
+    /// Set on every run (`with_env`).
+    env: Vec<(String, String)>,
 }
 
 impl Default for Lazarus {
@@ -47,7 +50,14 @@ impl Lazarus {
     pub fn new() -> Lazarus {
         Lazarus {
             home: tempfile::tempdir().expect("a temp dir"),
+            env: Vec::new(),
         }
+    }
+
+    /// Every run of this home gets these environment variables.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Lazarus {
+        self.env = env;
+        self
     }
 
     pub fn home(&self) -> &Path {
@@ -65,7 +75,7 @@ impl Lazarus {
             args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
             home: self.home.path().to_path_buf(),
             stdin: None,
-            env: Vec::new(),
+            env: self.env.clone(),
         }
     }
 

@@ -247,10 +247,11 @@ async fn run_once(
     lock.save(&mut cluster)?;
     drop(lock);
 
+    let repo = Repository::open(path).map_err(repo_error)?;
     let spec = RunSpec {
         run: id.clone(),
         task: task.map(|t| t.name.clone()),
-        repo: Repository::local(path),
+        repo,
         max_pause: Duration::from_millis(max_pause_ms),
         codec,
     };
@@ -305,11 +306,12 @@ fn remove_runs(cluster: &mut Cluster, ids: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     for id in ids {
         if let Some(run) = cluster.backups.run(id) {
-            if let Err(e) = Repository::local(&run.path).remove(id) {
-                problems.push(format!(
-                    "cannot remove `{}`: {e}",
-                    run.path.join(id).display()
-                ));
+            let removed = Repository::open(&run.path).and_then(|repo| {
+                repo.remove(id)
+                    .map_err(|e| format!("cannot remove `{}`: {e}", repo.run_shown(id)))
+            });
+            if let Err(e) = removed {
+                problems.push(e);
                 continue;
             }
         }
@@ -324,9 +326,12 @@ fn effective(run: &BackupRun) -> (RunStatus, Option<String>) {
     if run.status != RunStatus::Succeeded {
         return (run.status, run.reason.clone());
     }
-    match Repository::local(&run.path).manifest(&run.id) {
+    match Repository::open(&run.path)
+        .map_err(|e| e.to_string())
+        .and_then(|repo| repo.manifest(&run.id).map_err(|e| e.to_string()))
+    {
         Ok(_) => (RunStatus::Succeeded, None),
-        Err(e) => (RunStatus::Failed, Some(e.to_string())),
+        Err(e) => (RunStatus::Failed, Some(e)),
     }
 }
 
@@ -482,7 +487,8 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
             }
         )));
     };
-    let m: Manifest = Repository::local(&run.path).manifest(id).map_err(|e| {
+    let repo = Repository::open(&run.path).map_err(repo_error)?;
+    let m: Manifest = repo.manifest(id).map_err(|e| {
         CommandError::damaged(format!(
             "backup run `{id}` is not a restore point ({}): {e}",
             run.status
@@ -495,34 +501,35 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
 /// needed): its manifest's summary, or why it is not restorable (no or a bad manifest, a
 /// file missing or of the wrong size).
 fn repository_list(path: &std::path::Path, db: Option<&str>) -> Result<Reply, CommandError> {
-    if !path.is_dir() {
-        return Err(CommandError::not_found(format!(
-            "there is no repository at `{}`",
-            path.display()
-        )));
-    }
-    let repo = Repository::local(path);
+    let repo = Repository::open(path).map_err(repo_error)?;
+    let runs = repo.runs().map_err(|e| {
+        if repo.is_local() {
+            CommandError::not_found(format!("there is no repository at `{}`", path.display()))
+        } else {
+            CommandError::unavailable(e)
+        }
+    })?;
     let mut rows = Vec::new();
-    for run in repo.runs() {
+    for run in runs {
         let row = match repo.manifest(&run) {
             Ok(m) => {
                 if db.is_some_and(|d| d != m.db.name) {
                     continue;
                 }
-                let dir = repo.run_path(&run);
-                let problem = m.shards.iter().find_map(|s| {
-                    let f = dir.join(&s.file);
-                    match std::fs::metadata(&f) {
-                        Err(_) => Some(format!("`{}` is missing", f.display())),
-                        Ok(md) if md.len() != s.stored_size() => Some(format!(
-                            "`{}` has {} bytes, the manifest says {}",
-                            f.display(),
-                            md.len(),
-                            s.stored_size()
-                        )),
-                        Ok(_) => None,
-                    }
-                });
+                let problem = match repo.objects(&run) {
+                    Err(e) => Some(e),
+                    Ok(found) => m.shards.iter().find_map(|s| {
+                        let f = repo.file(&run, &s.file);
+                        match found.get(&s.file) {
+                            None => Some(format!("`{f}` is missing")),
+                            Some(&len) if len != s.stored_size() => Some(format!(
+                                "`{f}` has {len} bytes, the manifest says {}",
+                                s.stored_size()
+                            )),
+                            Some(_) => None,
+                        }
+                    }),
+                };
                 RepoRun::of(run, Some(&m), problem)
             }
             // Which database it held is unknown: listed whatever `db` asks.

@@ -96,8 +96,14 @@ impl RestoreCommand {
                 allow_newer_server,
                 replay,
                 identity,
+                from_other_cluster,
             } => {
-                let flags = (force, allow_newer_server, replay);
+                let flags = CreateFlags {
+                    force,
+                    allow_newer_server,
+                    replay,
+                    from_other_cluster,
+                };
                 create(ctx, name, db, backup, flags, identity).await
             }
             RestoreCommand::Verify { task } => verify(ctx, &task).await,
@@ -201,14 +207,68 @@ fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, Command
     })
 }
 
+struct CreateFlags {
+    force: bool,
+    allow_newer_server: bool,
+    replay: bool,
+    from_other_cluster: bool,
+}
+
+/// `<location>/<run>` or `<location>/latest` of any repository: the run id and the
+/// repository, its manifest read (the newest restorable run of `db_name` for `latest`).
+fn run_in_repository(
+    location: &str,
+    run: &str,
+    db_name: &str,
+) -> Result<(String, std::path::PathBuf, Manifest), CommandError> {
+    let mut path = std::path::PathBuf::from(location);
+    if !crate::backup::is_url(&path) {
+        path = std::path::absolute(&path)
+            .map_err(|e| CommandError::io(format!("cannot resolve `{location}`: {e}")))?;
+    }
+    let repo = Repository::open(&path).map_err(CommandError::usage)?;
+    if run == "latest" {
+        let runs = repo.runs().map_err(CommandError::not_found)?;
+        let newest = runs.iter().rev().find_map(|r| {
+            let m = repo.manifest(r).ok()?;
+            (m.db.name == db_name).then(|| (r.clone(), m))
+        });
+        let Some((run, m)) = newest else {
+            return Err(CommandError::not_found(format!(
+                "`{}` holds no restorable run of `{db_name}` (see `backup list path {}`)",
+                repo,
+                quote_path(&path)
+            )));
+        };
+        return Ok((run, path, m));
+    }
+    let m = repo.manifest(run).map_err(|e| {
+        CommandError::damaged(format!(
+            "`{}` is not a restore point: {e}",
+            repo.run_shown(run)
+        ))
+    })?;
+    Ok((run.to_string(), path, m))
+}
+
+fn quote_path(p: &std::path::Path) -> String {
+    crate::lang::quote(&p.to_string_lossy())
+}
+
 async fn create(
     ctx: &Context,
     name: String,
     db: DbRef,
     backup: String,
-    (force, allow_newer_server, replay): (bool, bool, bool),
+    flags: CreateFlags,
     identity: Option<std::path::PathBuf>,
 ) -> Result<Reply, CommandError> {
+    let CreateFlags {
+        force,
+        allow_newer_server,
+        replay,
+        from_other_cluster,
+    } = flags;
     let identity = match identity {
         Some(p) => {
             let abs = std::path::absolute(&p)
@@ -238,33 +298,24 @@ async fn create(
     if existing.is_none() {
         crate::ccs::rules::check_db_name(&db_name).map_err(CommandError::usage)?;
     }
-    let succeeded = |r: &&crate::ccs::BackupRun| r.status == RunStatus::Succeeded;
-    let run = if backup == "latest" {
-        cluster
-            .backups
-            .runs
-            .iter()
-            .filter(succeeded)
-            .filter(|r| r.db_name == db_name || Some(r.db) == existing)
-            .filter(|r| Repository::local(&r.path).manifest(&r.id).is_ok())
-            .max_by_key(|r| r.started)
-            .ok_or_else(|| {
-                CommandError::not_found(format!(
-                    "there is no succeeded backup run of `{db_name}` with a valid manifest"
-                ))
-            })?
+    let (run_id, run_path) = if let Some((location, run)) = backup.rsplit_once('/') {
+        let (run, path, m) = run_in_repository(location, run, &db_name)?;
+        if m.cluster_id != cluster.cluster_id && !from_other_cluster {
+            return Err(CommandError::conflict(format!(
+                "run `{run}` was written by cluster `{}` (id {}), not by this cluster `{}` (id {}): add `from_other_cluster` to restore it here",
+                m.cluster_name, m.cluster_id, cluster.name, cluster.cluster_id
+            )));
+        }
+        (run, path)
     } else {
-        cluster.backups.run(&backup).ok_or_else(|| {
-            CommandError::not_found(format!(
-                "there is no backup run `{backup}` (see `backup task history <task>`)"
-            ))
-        })?
+        let run = own_run(&cluster, &backup, &db_name, existing)?;
+        (run.id.clone(), run.path.clone())
     };
     let task = RestoreTask {
         name: name.clone(),
         db: db_name,
-        run: run.id.clone(),
-        path: run.path.clone(),
+        run: run_id,
+        path: run_path,
         target_path: None,
         force,
         allow_newer_server,
@@ -278,6 +329,7 @@ async fn create(
         finished: None,
         identity,
         content: None,
+        from_other_cluster,
     };
     cluster.backups.restores.insert(name.clone(), task.clone());
     lock.save(&mut cluster)?;
@@ -296,9 +348,41 @@ async fn create(
     })
 }
 
-fn spec(t: &RestoreTask) -> RestoreSpec {
-    RestoreSpec {
-        repo: Repository::local(&t.path),
+/// A run of this cluster's own tasks: its id, or `latest` of the database.
+fn own_run<'a>(
+    cluster: &'a Cluster,
+    backup: &str,
+    db_name: &str,
+    existing: Option<crate::ccs::Id>,
+) -> Result<&'a crate::ccs::BackupRun, CommandError> {
+    let succeeded = |r: &&crate::ccs::BackupRun| r.status == RunStatus::Succeeded;
+    let run = if backup == "latest" {
+        cluster
+            .backups
+            .runs
+            .iter()
+            .filter(succeeded)
+            .filter(|r| r.db_name == db_name || Some(r.db) == existing)
+            .filter(|r| Repository::open(&r.path).is_ok_and(|repo| repo.manifest(&r.id).is_ok()))
+            .max_by_key(|r| r.started)
+            .ok_or_else(|| {
+                CommandError::not_found(format!(
+                    "there is no succeeded backup run of `{db_name}` with a valid manifest"
+                ))
+            })?
+    } else {
+        cluster.backups.run(&backup).ok_or_else(|| {
+            CommandError::not_found(format!(
+                "there is no backup run `{backup}` (see `backup task history <task>`)"
+            ))
+        })?
+    };
+    Ok(run)
+}
+
+fn spec(t: &RestoreTask) -> Result<RestoreSpec, CommandError> {
+    Ok(RestoreSpec {
+        repo: Repository::open(&t.path).map_err(CommandError::usage)?,
         run: t.run.clone(),
         force: t.force,
         allow_newer_server: t.allow_newer_server,
@@ -306,7 +390,8 @@ fn spec(t: &RestoreTask) -> RestoreSpec {
         identity: t.identity.clone(),
         counts_only: false,
         defer_file_checks: false,
-    }
+        from_other_cluster: t.from_other_cluster,
+    })
 }
 
 fn server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
@@ -381,7 +466,7 @@ async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
     let (_, cluster) = locked(ctx).await?;
     let t = find(&cluster, name)?.clone();
     refuse_done(&t)?;
-    let (v, _) = run_verify(ctx, &cluster, &t, &spec(&t)).await?;
+    let (v, _) = run_verify(ctx, &cluster, &t, &spec(&t)?).await?;
     let t = record_verify(ctx, name, &v).await?;
     let reply = Reply::of(&TaskView {
         headline: None,
@@ -501,7 +586,7 @@ async fn start(
     let spec = RestoreSpec {
         counts_only,
         defer_file_checks: true,
-        ..spec(&t)
+        ..spec(&t)?
     };
     let (v, manifest) = run_verify(ctx, &cluster, &t, &spec).await?;
     let recorded = record_verify(ctx, name, &v).await?;
@@ -646,6 +731,7 @@ mod tests {
             created_db: false,
             step: None,
             identity: None,
+            from_other_cluster: false,
             created: 1_796_356_212,
             finished: None,
             content: None,

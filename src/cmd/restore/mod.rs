@@ -21,6 +21,7 @@ pub enum RestoreCommand {
         allow_newer_server: bool,
         replay: bool,
         identity: Option<std::path::PathBuf>,
+        from_other_cluster: bool,
     },
     Verify {
         task: String,
@@ -105,11 +106,12 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Options(&[
                 Opt::required("name", "task", ValueKind::Word),
                 Opt::required("db", "db", ValueKind::Database),
-                Opt::required("backup", "run|latest", ValueKind::Word),
+                Opt::required("backup", "run|latest|repository/run", ValueKind::Word),
                 Opt::flag("force"),
                 Opt::flag("allow_newer_server"),
                 Opt::flag("replay"),
                 Opt::optional("identity", "age identity file", ValueKind::Path),
+                Opt::flag("from_other_cluster"),
             ]),
         ],
         summary: "a restore task: a database (or one to recreate) and the backup run to bring back",
@@ -118,6 +120,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "restore task create name r1 db db:3 backup 20261204-035012-17 force",
             "restore task create name r2 db orders backup latest identity /root/.age/lazarus.key",
             "restore task create name down db orders backup latest replay",
+            "restore task create name move db orders backup s3://offsite/lazarus/latest from_other_cluster",
+            "restore task create name r3 db orders backup /mnt/offsite/20261204-035012-17",
         ],
         build: |m| {
             Ok(Command::Restore(RestoreCommand::Create {
@@ -128,6 +132,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 allow_newer_server: m.has("allow_newer_server"),
                 replay: m.has("replay"),
                 identity: m.opt("identity"),
+                from_other_cluster: m.has("from_other_cluster"),
             }))
         },
     },
@@ -186,6 +191,7 @@ impl fmt::Display for RestoreCommand {
                 allow_newer_server,
                 replay,
                 identity,
+                from_other_cluster,
             } => {
                 write!(
                     f,
@@ -204,6 +210,9 @@ impl fmt::Display for RestoreCommand {
                 }
                 if let Some(i) = identity {
                     write!(f, " identity {}", quote(&i.to_string_lossy()))?;
+                }
+                if *from_other_cluster {
+                    f.write_str(" from_other_cluster")?;
                 }
                 Ok(())
             }

@@ -1,0 +1,413 @@
+//! `s3://bucket/prefix` repositories: S3-compatible object storage through `object_store`.
+//!
+//! Endpoint, region and credentials come from the environment the way every S3 tool
+//! takes them (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_PROFILE` from `~/.aws`); nothing of
+//! them is stored or shown. Files go up as multipart uploads with a bounded number of
+//! parts in flight and come down as streams: a run is never held whole in memory.
+//!
+//! The rest of the backup code is synchronous (snapshots stream on their own threads), so
+//! every request runs on one small runtime of its own and callers wait for it: from a
+//! worker of a multi-threaded runtime through `block_in_place`, from anywhere else
+//! directly.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, OnceLock};
+
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+
+/// Each part of a multipart upload (S3's minimum is 5 MiB).
+const PART_BYTES: usize = 8 << 20;
+/// Parts uploading at once per file: memory per file is about `PART_BYTES` times this.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// One `s3://bucket/prefix`.
+#[derive(Clone)]
+pub struct S3Repo {
+    url: String,
+    bucket: String,
+    prefix: String,
+    store: Arc<AmazonS3>,
+}
+
+impl std::fmt::Debug for S3Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl PartialEq for S3Repo {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for S3Repo {}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lazarus-s3")
+            .enable_all()
+            .build()
+            .expect("the object storage runtime starts")
+    })
+}
+
+/// Runs `f` on the object storage runtime and waits for it, from any thread.
+pub(crate) fn block<F>(f: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => runtime().block_on(f),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime().block_on(f))
+        }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| runtime().block_on(f))
+                .join()
+                .expect("the object storage thread does not panic")
+        }),
+    }
+}
+
+/// `s3://bucket/prefix` split: `(bucket, prefix)`, the prefix without its slashes.
+pub fn parse_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("`{url}` is not an `s3://bucket/prefix` URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(ok) {
+        return Err(format!(
+            "`{bucket}` in `{url}` is not a bucket name (3 to 63 of a-z 0-9 . -)"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+        return Err(format!(
+            "`{url}` has an empty, `.` or `..` part in its prefix"
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// The profile's keys from `~/.aws/credentials` and its region from `~/.aws/config`
+/// (only what the environment does not give).
+fn profile_settings(b: AmazonS3Builder) -> AmazonS3Builder {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(home) = env("HOME") else { return b };
+    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    let section = |file: &str, name: &str| -> BTreeMap<String, String> {
+        let path = env(file).unwrap_or_else(|| format!("{home}/.aws/{}", file_name(file)));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut inside = false;
+        let mut out = BTreeMap::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                let h = h.trim();
+                inside = h == name || h.strip_prefix("profile ").map(str::trim) == Some(name);
+            } else if let (true, Some((k, v))) = (inside, line.split_once('=')) {
+                out.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+        out
+    };
+    fn file_name(var: &str) -> &'static str {
+        if var == "AWS_SHARED_CREDENTIALS_FILE" {
+            "credentials"
+        } else {
+            "config"
+        }
+    }
+    let mut b = b;
+    if env("AWS_ACCESS_KEY_ID").is_none() {
+        let creds = section("AWS_SHARED_CREDENTIALS_FILE", &profile);
+        if let (Some(k), Some(s)) = (
+            creds.get("aws_access_key_id"),
+            creds.get("aws_secret_access_key"),
+        ) {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+            if let Some(t) = creds.get("aws_session_token") {
+                b = b.with_token(t);
+            }
+        }
+    }
+    let config = section("AWS_CONFIG_FILE", &profile);
+    if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+        if let Some(r) = config.get("region") {
+            b = b.with_region(r);
+        }
+    }
+    if env("AWS_ENDPOINT_URL").is_none() && env("AWS_ENDPOINT").is_none() {
+        if let Some(e) = config.get("endpoint_url") {
+            b = b.with_endpoint(e);
+        }
+    }
+    b
+}
+
+fn io_err(e: object_store::Error) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl S3Repo {
+    pub fn open(url: &str) -> Result<S3Repo, String> {
+        let (bucket, prefix) = parse_url(url)?;
+        let mut b = profile_settings(AmazonS3Builder::from_env()).with_bucket_name(&bucket);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .or_else(|_| std::env::var("AWS_ENDPOINT"))
+            .unwrap_or_default();
+        if endpoint.starts_with("http://") {
+            b = b.with_allow_http(true);
+        }
+        let store = b.build().map_err(|e| format!("cannot open `{url}`: {e}"))?;
+        let url = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        Ok(S3Repo {
+            url,
+            bucket,
+            prefix,
+            store: Arc::new(store),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn key(&self, parts: &[&str]) -> ObjectPath {
+        let mut all: Vec<&str> = self.prefix.split('/').filter(|p| !p.is_empty()).collect();
+        all.extend(parts.iter().copied());
+        ObjectPath::from_iter(all)
+    }
+
+    /// `s3://bucket/prefix/<run>/<name>`, as shown.
+    pub fn shown(&self, run: &str, name: &str) -> String {
+        format!("{}/{run}/{name}", self.url)
+    }
+
+    /// Writes and removes a probe object: the bucket exists and the credentials may
+    /// write. Returns the storage's clock minus this machine's, in milliseconds (from the
+    /// probe's `Last-Modified`, whole seconds).
+    pub fn prepare(&self) -> Result<i64, String> {
+        let probe = self.key(&[&format!(".lazarus-probe.{}", std::process::id())]);
+        let store = self.store.clone();
+        let res = block(async move {
+            let before = super::now_ms();
+            store.put(&probe, PutPayload::from_static(b"probe")).await?;
+            let meta = store.head(&probe).await;
+            let after = super::now_ms();
+            let _ = store.delete(&probe).await;
+            let meta = meta?;
+            let theirs = meta.last_modified.timestamp_millis();
+            // Last-Modified has whole seconds: compare with the interval it may lie in.
+            let skew = if theirs + 999 < before {
+                theirs + 999 - before
+            } else if theirs > after {
+                theirs - after
+            } else {
+                0
+            };
+            Ok::<i64, object_store::Error>(skew)
+        });
+        res.map_err(|e| format!("`{}` is not writable: {e}", self.url))
+    }
+
+    /// The run's objects and their sizes (names inside the run).
+    pub fn objects(&self, run: &str) -> Result<BTreeMap<String, u64>, String> {
+        let dir = self.key(&[run]);
+        let store = self.store.clone();
+        let found = block(async move {
+            let mut out = BTreeMap::new();
+            let mut s = store.list(Some(&dir));
+            while let Some(m) = s.next().await {
+                let m = m?;
+                if let Some(name) = m.location.filename() {
+                    out.insert(name.to_string(), m.size);
+                }
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        found.map_err(|e| format!("cannot list `{}/{run}`: {e}", self.url))
+    }
+
+    /// The run "directories" under the prefix.
+    pub fn runs(&self) -> Result<Vec<String>, String> {
+        let prefix = (!self.prefix.is_empty()).then(|| self.key(&[]));
+        let store = self.store.clone();
+        let listed = block(async move { store.list_with_delimiter(prefix.as_ref()).await });
+        let listed = listed.map_err(|e| format!("cannot list `{}`: {e}", self.url))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect())
+    }
+
+    /// An object's bytes (small ones: manifests); `Ok(None)` when it is not there.
+    pub fn get_small(&self, run: &str, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let key = self.key(&[run, name]);
+        let store = self.store.clone();
+        let got = block(async move {
+            match store.get(&key).await {
+                Ok(r) => r.bytes().await.map(|b| Some(b.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        got.map_err(|e| format!("cannot read `{}`: {e}", self.shown(run, name)))
+    }
+
+    pub fn put_small(&self, run: &str, name: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let key = self.key(&[run, name]);
+        let store = self.store.clone();
+        block(async move { store.put(&key, PutPayload::from(bytes)).await })
+            .map(|_| ())
+            .map_err(|e| format!("cannot write `{}`: {e}", self.shown(run, name)))
+    }
+
+    /// Removes every object of a run.
+    pub fn remove(&self, run: &str) -> io::Result<()> {
+        let dir = self.key(&[run]);
+        let store = self.store.clone();
+        block(async move {
+            let mut s = store.list(Some(&dir));
+            while let Some(m) = s.next().await {
+                store.delete(&m?.location).await?;
+            }
+            Ok::<(), object_store::Error>(())
+        })
+        .map_err(io_err)
+    }
+
+    /// A file of a run as a stream.
+    pub fn open_file(&self, run: &str, name: &str) -> Result<S3Reader, String> {
+        let key = self.key(&[run, name]);
+        let store = self.store.clone();
+        let got = block(async move { store.get(&key).await });
+        match got {
+            Ok(r) => Ok(S3Reader {
+                stream: r.into_stream(),
+                buf: bytes::Bytes::new(),
+            }),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(format!("`{}` is missing", self.shown(run, name)))
+            }
+            Err(e) => Err(format!("cannot read `{}`: {e}", self.shown(run, name))),
+        }
+    }
+
+    /// A multipart upload of a run's file.
+    pub fn create_file(&self, run: &str, name: &str) -> Result<S3Writer, String> {
+        let key = self.key(&[run, name]);
+        let store = self.store.clone();
+        let up = block(async move { store.put_multipart(&key).await })
+            .map_err(|e| format!("cannot start `{}`: {e}", self.shown(run, name)))?;
+        Ok(S3Writer {
+            up: Some(WriteMultipart::new_with_chunk_size(up, PART_BYTES)),
+        })
+    }
+}
+
+/// The body of a GET, read as it arrives.
+pub struct S3Reader {
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    buf: bytes::Bytes,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.buf.is_empty() {
+            let stream = &mut self.stream;
+            match block(async move { stream.next().await }) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(io_err(e)),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        let _ = self.buf.split_to(n);
+        Ok(n)
+    }
+}
+
+/// A multipart upload as a writer; dropped before [`S3Writer::finish`], it is aborted.
+pub struct S3Writer {
+    up: Option<WriteMultipart>,
+}
+
+impl S3Writer {
+    /// Completes the upload: only now is the object there.
+    pub fn finish(mut self) -> io::Result<()> {
+        let up = self.up.take().expect("an upload finishes once");
+        block(async move { up.finish().await })
+            .map(|_| ())
+            .map_err(io_err)
+    }
+}
+
+impl Write for S3Writer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let up = self
+            .up
+            .as_mut()
+            .expect("an upload is written before it finishes");
+        // At most PARTS_IN_FLIGHT parts uploading: the writer waits, memory stays bounded.
+        block(async { up.wait_for_capacity(PARTS_IN_FLIGHT).await }).map_err(io_err)?;
+        let _rt = runtime().enter();
+        up.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if let Some(up) = self.up.take() {
+            let _ = block(async move { up.abort().await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("s3://my-bucket/a/b/").unwrap(),
+            ("my-bucket".into(), "a/b".into())
+        );
+        assert_eq!(
+            parse_url("s3://bkt").unwrap(),
+            ("bkt".into(), String::new())
+        );
+        assert!(parse_url("s3://B/x").unwrap_err().contains("bucket name"));
+        assert!(parse_url("s3://bkt/a/../b").is_err());
+        assert!(parse_url("/x").is_err());
+    }
+}

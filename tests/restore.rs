@@ -749,6 +749,8 @@ fn a_valkey_run_is_replayed_onto_redis() {
     let pid = c2.database_by_name("v").unwrap().shards[0].pid.unwrap();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe, std::fs::canonicalize(&redis).unwrap());
+}
+
 /// Issue 19, evidence 1, 2 and 5 over `s3://` (a real S3 server, moto): a 3-shard
 /// database backed up compressed and encrypted; its machine then lost (servers killed,
 /// disks removed); a new cluster on a fresh home lists the repository and restores the run

@@ -889,7 +889,7 @@ async fn replace(
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot stage it in `{}`: {e}", dir.display()))?;
+        .map_err(|e| format!("cannot stage `{file}` in `{}`: {e}", dir.display()))?;
     }
 
     step("fencing clients");

@@ -165,7 +165,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Options(&[
                 Opt::required("name", "task", ValueKind::Word),
                 Opt::required("db", "db", ValueKind::Database),
-                Opt::required("path", "dir", ValueKind::Path),
+                Opt::required("path", "dir|url", ValueKind::Path),
                 Opt::optional("keep", "n", ValueKind::Integer),
                 Opt::optional("every", "interval", ValueKind::Word),
                 Opt::optional("max_pause", "interval", ValueKind::Word),
@@ -289,7 +289,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Keyword("db"),
             Element::Arg("db", ValueKind::Database),
             Element::Options(&[
-                Opt::required("path", "dir", ValueKind::Path),
+                Opt::required("path", "dir|url", ValueKind::Path),
                 Opt::optional("max_pause", "interval", ValueKind::Word),
                 Opt::optional("compress", "zstd|none", ValueKind::Choice(COMPRESS)),
                 Opt::optional("encrypt", "recipients file", ValueKind::Path),
@@ -327,7 +327,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Keyword("backup"),
             Element::Keyword("list"),
             Element::Options(&[
-                Opt::required("path", "dir", ValueKind::Path),
+                Opt::required("path", "dir|url", ValueKind::Path),
                 Opt::optional("db", "name", ValueKind::Word),
             ]),
         ],

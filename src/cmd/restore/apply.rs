@@ -371,7 +371,7 @@ fn own_run<'a>(
                 ))
             })?
     } else {
-        cluster.backups.run(&backup).ok_or_else(|| {
+        cluster.backups.run(backup).ok_or_else(|| {
             CommandError::not_found(format!(
                 "there is no backup run `{backup}` (see `backup task history <task>`)"
             ))

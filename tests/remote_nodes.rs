@@ -216,3 +216,95 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
     run(again).fails(1).stderr_has("does not answer over ssh");
     assert_eq!(lz.ccs()["nodes"].as_object().map(|n| n.len()), Some(2));
 }
+
+/// A database over this machine and a host reached by SSH: its shards there run on that
+/// host (bound to its address, working under its disk), data written through a cluster
+/// client reads back, `status` reports the host's own rows, `restart db` and `delete db
+/// purge` reach its processes and files.
+#[test]
+fn a_database_spans_this_machine_and_an_ssh_host() {
+    let lab = SshLab::new();
+    let host = lab.host();
+    let lz = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    let config = lab.config();
+    let run = |line: &str| {
+        let words: Vec<String> = lazarus::lang::lex(line)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        lz.cmd(words)
+            .env("LAZARUS_SSH_CONFIG", config.to_str().unwrap())
+            .run()
+    };
+    let base = 21000 + (rand::random::<u16>() % 100) * 60;
+    run(&format!(
+        "cluster create name span persistent_path {} addr 127.0.0.1",
+        lz.path("n1").display()
+    ))
+    .ok();
+    run(&format!(
+        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
+        host.addr,
+        host.path("n2").display(),
+        host.target(),
+        base + 30,
+        base + 59
+    ))
+    .ok();
+    run("create db spread shards 2 replication enabled persistence snapshot").ok();
+
+    let status = run("--json status").ok().json();
+    let result = &status[0]["result"];
+    let shards = result["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 4, "{result}");
+    assert!(shards.iter().all(|s| s["status"] == "OK"), "{result}");
+    let remote: Vec<&serde_json::Value> = shards.iter().filter(|s| s["node"] == 2).collect();
+    assert_eq!(remote.len(), 2, "{result}");
+    let node2 = result["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == 2)
+        .unwrap();
+    assert_eq!(node2["status"], "OK", "{node2}");
+    assert!(node2["cores"].as_u64().unwrap() >= 1, "{node2}");
+    assert!(node2["total_ram"].as_u64().unwrap() > 0, "{node2}");
+    // The host's shards run there: under its disk, answering on its address.
+    assert_eq!(host.pids().len(), 2, "{:?}", host.pids());
+    let port = remote[0]["port"].as_u64().unwrap() as u16;
+    std::net::TcpStream::connect((host.addr.as_str(), port)).expect("bound to the host's address");
+
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    common::runtime().block_on(async {
+        let client = redis::cluster::ClusterClient::new(vec![endpoint]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        for i in 0..50 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        let v: i64 = redis::cmd("GET")
+            .arg("k42")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(v, 42);
+    });
+
+    run("restart db spread").ok();
+    let status = run("--json status").ok().json();
+    for s in status[0]["result"]["shards"].as_array().unwrap() {
+        assert_eq!(s["status"], "OK", "{s}");
+    }
+    assert_eq!(host.pids().len(), 2);
+
+    run("delete db spread purge").ok();
+    assert!(host.pids().is_empty(), "{:?}", host.pids());
+    let left = std::fs::read_dir(host.path("n2/redis")).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "the database's directory on the host is purged");
+}

@@ -159,6 +159,13 @@ impl NodeServer {
     }
 }
 
+impl Cluster {
+    /// The machine of every node: this one, or over SSH (one connection per target).
+    pub fn hosts(&self) -> std::io::Result<crate::host::Hosts> {
+        crate::host::Hosts::for_nodes(self.nodes.values().map(|n| (n.id, n.ssh.as_ref())))
+    }
+}
+
 impl Node {
     pub fn ccs_backup_dir(&self) -> PathBuf {
         self.persistent_path.join("ccs")

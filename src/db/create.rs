@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::ccs::{Cluster, Database, DbConfig, Id, Role};
 use crate::server::{
-    form_cluster, replicate, stop_pid, ClusterMember, MemberRole, ServerError, Servers,
+    form_cluster, replicate, stop_pid_on, ClusterMember, MemberRole, ServerError, Servers,
     StartOptions,
 };
 
@@ -63,12 +63,14 @@ pub async fn create_db_with(
         }
         let mut db = place_avoiding(&mut scratch, req.config.clone(), req.port, &lost)?;
         let dirs = db_dirs(&scratch, &db);
-        if let Some(existing) = dirs.iter().find(|d| d.exists()) {
-            return Err(DbError::ShardDirExists(existing.clone()));
+        for dir in &dirs {
+            if server.host(dir.node).metadata(&dir.path).await.is_ok() {
+                return Err(DbError::ShardDirExists(dir.path.clone()));
+            }
         }
 
         if let Err(e) = bring_up(&scratch, server, &mut db, cancel).await {
-            roll_back(&db, &dirs).await;
+            roll_back(server, &db, &dirs).await;
             if let DbError::Server(ServerError::PortLost { shard, port, .. }) = &e {
                 let picked = req.port != Some(*port);
                 let addr = db
@@ -244,23 +246,25 @@ pub async fn wire(cluster: &Cluster, db: &Database) -> Result<(), DbError> {
     Ok(())
 }
 
-async fn roll_back(db: &Database, dirs: &[std::path::PathBuf]) {
+async fn roll_back(server: &Servers, db: &Database, dirs: &[crate::host::NodePath]) {
     for s in &db.shards {
         if let Some(pid) = s.pid {
-            let _ = stop_pid(pid, Duration::from_millis(200)).await;
+            let _ = stop_pid_on(&*server.host(s.node), pid, Duration::from_millis(200)).await;
         }
     }
     // Shards whose pid was not recorded (a failed wire step has all of them; a failed
     // start may leave one running): any server still running in our new dirs goes too.
     for dir in dirs {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if let Some(pid) = crate::server::shard_pid(&e.path()) {
-                    let _ = stop_pid(pid, Duration::from_millis(200)).await;
+        let host = server.host(dir.node);
+        if let Ok(entries) = host.list(&dir.path).await {
+            for e in entries {
+                let shard = dir.path.join(&e.name);
+                if let Some(pid) = crate::server::shard_pid_on(&*host, &shard).await {
+                    let _ = stop_pid_on(&*host, pid, Duration::from_millis(200)).await;
                 }
             }
         }
         // These directories did not exist before this create: removing them loses nothing.
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = host.remove(&dir.path).await;
     }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role};
-use crate::server::{shard_pid, start_shard, stop_shard, ServerError, Servers, StartOptions};
+use crate::host::Hosts;
+use crate::server::{shard_pid_on, start_shard, stop_shard_on, ServerError, Servers, StartOptions};
 
 use super::create::wire;
 use super::dirs::db_dirs;
@@ -57,12 +58,15 @@ pub(crate) async fn start_all(
 }
 
 /// Stops every shard of `db` at once; returns how many were running.
-async fn stop_all(cluster: &Cluster, db: &Database) -> Result<usize, DbError> {
+async fn stop_all(cluster: &Cluster, hosts: &Hosts, db: &Database) -> Result<usize, DbError> {
     let mut tasks = Vec::new();
     for s in &db.shards {
         if let Some(node) = cluster.nodes.get(&s.node) {
             let dir = node.shard_dir(db.id, s.id);
-            tasks.push(tokio::spawn(async move { stop_shard(&dir).await }));
+            let host = hosts.of(node.id);
+            tasks.push(tokio::spawn(
+                async move { stop_shard_on(&*host, &dir).await },
+            ));
         }
     }
     let mut stopped = 0;
@@ -86,6 +90,15 @@ async fn stop_all(cluster: &Cluster, db: &Database) -> Result<usize, DbError> {
     }
 }
 
+/// The machine of every node of `cluster`.
+pub(crate) fn hosts_of(cluster: &Cluster) -> Result<Hosts, DbError> {
+    cluster.hosts().map_err(|e| {
+        DbError::Server(ServerError::Cluster(format!(
+            "no private directory for ssh connections: {e}"
+        )))
+    })
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct DeleteOutcome {
     pub id: Id,
@@ -105,15 +118,21 @@ pub async fn delete_db(
     purge: bool,
 ) -> Result<DeleteOutcome, DbError> {
     let db = resolve(cluster, which)?.clone();
-    let stopped = stop_all(cluster, &db).await?;
-    let dirs = db_dirs(cluster, &db);
+    let hosts = hosts_of(cluster)?;
+    let stopped = stop_all(cluster, &hosts, &db).await?;
     let (mut purged, mut kept) = (Vec::new(), Vec::new());
-    for dir in dirs.into_iter().filter(|d| d.exists()) {
+    for dir in db_dirs(cluster, &db) {
+        let host = hosts.of(dir.node);
+        if host.metadata(&dir.path).await.is_err() {
+            continue;
+        }
         if purge {
-            std::fs::remove_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
-            purged.push(dir);
+            host.remove(&dir.path)
+                .await
+                .map_err(|e| ServerError::io(&dir.path, e))?;
+            purged.push(dir.path);
         } else {
-            kept.push(dir);
+            kept.push(dir.path);
         }
     }
     cluster.databases.remove(&db.id);
@@ -148,8 +167,10 @@ pub async fn restart_db(
     // Whatever happened, record what runs now: stale pids would hide the truth.
     let (mut running, mut down) = (Vec::new(), Vec::new());
     for s in &mut db.shards {
-        let dir = cluster.nodes.get(&s.node).map(|n| n.shard_dir(db.id, s.id));
-        s.pid = dir.and_then(|d| shard_pid(&d));
+        s.pid = match cluster.nodes.get(&s.node) {
+            Some(n) => shard_pid_on(&*server.host(n.id), &n.shard_dir(db.id, s.id)).await,
+            None => None,
+        };
         if s.pid.is_some() {
             running.push(s.id);
         } else {
@@ -190,19 +211,21 @@ pub fn not_running(cluster: &Cluster) -> Vec<Id> {
 /// first only retries, a master up first lets its replica sync at once), then wires them.
 /// One shard failing does not keep the others down.
 async fn stop_and_start(cluster: &Cluster, server: &Servers, db: &Database) -> Result<(), DbError> {
-    let mut first_err = stop_all(cluster, db).await.err();
+    let hosts = hosts_of(cluster)?;
+    let mut first_err = stop_all(cluster, &hosts, db).await.err();
     let opts = StartOptions::default();
     for role in [Role::Master, Role::Replica] {
-        let ids: Vec<Id> = db
-            .shards
-            .iter()
-            .filter(|s| s.role == role)
-            .filter(|s| {
-                let dir = cluster.nodes.get(&s.node).map(|n| n.shard_dir(db.id, s.id));
-                dir.is_some_and(|d| shard_pid(&d).is_none())
-            })
-            .map(|s| s.id)
-            .collect();
+        let mut ids: Vec<Id> = Vec::new();
+        for s in db.shards.iter().filter(|s| s.role == role) {
+            if let Some(n) = cluster.nodes.get(&s.node) {
+                if shard_pid_on(&*hosts.of(n.id), &n.shard_dir(db.id, s.id))
+                    .await
+                    .is_none()
+                {
+                    ids.push(s.id);
+                }
+            }
+        }
         for (_, res) in start_some(server, cluster, db, &ids, &opts).await {
             if let Err(e) = res {
                 first_err.get_or_insert(e.into());

@@ -286,22 +286,78 @@ pub async fn status(
     }
 
     report.shards.extend(orphans(cluster));
-    report.nodes = node_rows(cluster, &probes, server_version);
+    report.nodes = node_rows(cluster, &probes, server_version).await;
     report
 }
 
-/// One row per node: its shards, this machine's cores and memory, the `redis-server`
-/// version a live shard reports (else the node's own binary's, else `server_version`), whether its persistent path is
-/// there.
-fn node_rows(
+/// What a node's own machine says: cores, memory, whether the persistent path is there.
+struct NodeFacts {
+    cores: usize,
+    memory: crate::host::Memory,
+    /// `OK`, or why not.
+    status: String,
+}
+
+/// Asks every node's machine at once (one SSH connection per host): a slow or lost host
+/// delays only its own row, never beyond `HOST_TIMEOUT`.
+async fn node_facts(cluster: &Cluster) -> BTreeMap<Id, NodeFacts> {
+    const HOST_TIMEOUT: Duration = Duration::from_secs(15);
+    let hosts = cluster.hosts().unwrap_or_default();
+    let mut tasks = Vec::new();
+    for node in cluster.nodes.values() {
+        let host = hosts.of(node.id);
+        let path = node.persistent_path.clone();
+        tasks.push((
+            node.id,
+            tokio::spawn(async move {
+                let ask = async {
+                    let (cores, memory, meta) =
+                        tokio::join!(host.cores(), host.memory(), host.metadata(&path));
+                    let status = match meta {
+                        Ok(m) if m.kind == crate::host::FileKind::Dir => OK.to_string(),
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            format!("{} does not answer: {e}", host.name())
+                        }
+                        _ => format!("persistent path `{}` missing", path.display()),
+                    };
+                    NodeFacts {
+                        cores,
+                        memory,
+                        status,
+                    }
+                };
+                tokio::time::timeout(HOST_TIMEOUT, ask)
+                    .await
+                    .unwrap_or_else(|_| NodeFacts {
+                        cores: 0,
+                        memory: Default::default(),
+                        status: format!(
+                            "{} did not answer within {}s",
+                            host.name(),
+                            HOST_TIMEOUT.as_secs()
+                        ),
+                    })
+            }),
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (id, task) in tasks {
+        if let Ok(facts) = task.await {
+            out.insert(id, facts);
+        }
+    }
+    out
+}
+
+/// One row per node: its shards, its machine's cores and memory, the `redis-server`
+/// version a live shard reports (else the node's own binary's, else `server_version`),
+/// whether its persistent path is there.
+async fn node_rows(
     cluster: &Cluster,
     probes: &BTreeMap<Id, ShardProbe>,
     server_version: Option<&str>,
 ) -> Vec<NodeRow> {
-    // Every node is this machine until nodes live elsewhere (`crate::host::Hosts`).
-    let memory = crate::host::local::memory();
-    let (free_ram, total_ram) = (memory.available, memory.total);
-    let cores = crate::host::local::cores();
+    let facts = node_facts(cluster).await;
     let mut rows = Vec::new();
     for node in cluster.nodes.values() {
         let shards: Vec<Id> = cluster
@@ -315,13 +371,9 @@ fn node_rows(
             .iter()
             .filter_map(|id| probes.get(id))
             .find_map(|p| p.info.engine());
-        let status = if node.persistent_path.is_dir() {
-            OK.to_string()
-        } else {
-            format!(
-                "persistent path `{}` missing",
-                node.persistent_path.display()
-            )
+        let (cores, memory, status) = match facts.get(&node.id) {
+            Some(f) => (f.cores, f.memory, f.status.clone()),
+            None => (0, Default::default(), "not probed".to_string()),
         };
         let local = node.id == cluster.local_node;
         rows.push(NodeRow {
@@ -331,8 +383,8 @@ fn node_rows(
             address: node.addr.clone(),
             shards: shards.len(),
             cores,
-            free_ram,
-            total_ram,
+            free_ram: memory.available,
+            total_ram: memory.total,
             version: live_version
                 .or_else(|| {
                     let own = node.redis_server.as_ref()?;
@@ -357,7 +409,9 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
         .flat_map(|d| d.shards.iter().map(move |s| (d.id, s.id)))
         .collect();
     let mut rows = Vec::new();
-    for node in cluster.nodes.values() {
+    // Only this machine's directories are walked: over SSH that is a round trip per
+    // directory, for servers that are Lazarus's own leftovers.
+    for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
         for (db_id, db_dir) in id_dirs(&node.persistent_path.join(REDIS_DIR), DB_PREFIX) {
             for (shard_id, dir) in id_dirs(&db_dir, SHARD_PREFIX) {
                 if known.contains(&(db_id, shard_id)) {

@@ -20,6 +20,10 @@ impl Host for LocalHost {
         "local".into()
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     async fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
         fs::read(path)
     }

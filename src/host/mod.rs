@@ -110,6 +110,11 @@ pub trait Host: Send + Sync + fmt::Debug {
     /// A short name for messages (`local`, `ssh://db1`).
     fn name(&self) -> String;
 
+    /// This machine (a local process can be set up before it runs).
+    fn is_local(&self) -> bool {
+        false
+    }
+
     // --- files ---
     async fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
     /// Replaces `path` atomically with `bytes`, mode 0600: a unique temporary name in the

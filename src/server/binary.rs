@@ -83,6 +83,8 @@ impl RedisServer {
 /// the `redis-server` on PATH. Each distinct path is checked once.
 #[derive(Clone, Debug)]
 pub struct Servers {
+    /// The machine each node's shards run on (this one, or over SSH).
+    hosts: crate::host::Hosts,
     /// Nodes with a binary of their own (or every node, under `--redis-server`).
     nodes: BTreeMap<Id, RedisServer>,
     /// For nodes with none of their own; `None` when no node needs it.
@@ -93,6 +95,7 @@ impl From<RedisServer> for Servers {
     /// The one binary for every node.
     fn from(server: RedisServer) -> Servers {
         Servers {
+            hosts: crate::host::Hosts::local(),
             nodes: BTreeMap::new(),
             fallback: Some(server),
         }
@@ -103,8 +106,13 @@ impl Servers {
     /// Finds and checks every node's binary. A node's own binary that no longer runs is
     /// an error naming the node: never a silent fall back to another engine.
     pub fn locate(override_path: Option<&Path>, cluster: &Cluster) -> Result<Servers, ServerError> {
+        let hosts = cluster.hosts().map_err(|e| ServerError::NotFound {
+            tried: format!("no private directory for ssh connections: {e}"),
+        })?;
         if let Some(path) = override_path {
-            return Ok(Servers::from(RedisServer::locate(Some(path), None)?));
+            let mut servers = Servers::from(RedisServer::locate(Some(path), None)?);
+            servers.hosts = hosts;
+            return Ok(servers);
         }
         let mut checked: BTreeMap<PathBuf, RedisServer> = BTreeMap::new();
         let mut nodes = BTreeMap::new();
@@ -138,7 +146,16 @@ impl Servers {
         } else {
             None
         };
-        Ok(Servers { nodes, fallback })
+        Ok(Servers {
+            hosts,
+            nodes,
+            fallback,
+        })
+    }
+
+    /// The machine `node`'s shards run on.
+    pub fn host(&self, node: Id) -> std::sync::Arc<dyn crate::host::Host> {
+        self.hosts.of(node)
     }
 
     /// The binary shards on `node` run.

@@ -1,13 +1,10 @@
 //! A shard's `redis.conf` and identity file, derived from (node, database, shard).
 
-use std::path::Path;
-
 use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity};
 
 use crate::tls::ShardTls;
 
 use super::shard_dir::{AOF_DIR, LOG_FILE, PID_FILE, RDB_FILE};
-use super::ServerError;
 
 /// Short enough that a lost shard is noticed quickly on loopback clusters, long enough
 /// not to flap under load.
@@ -204,14 +201,10 @@ pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIde
     }
 }
 
-/// Mode 0600, atomically: see [`crate::host::Host::write_private`].
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    crate::host::local::write_private(path, bytes).map_err(|e| ServerError::io(path, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use crate::ccs::{fixtures, DbConfig};
 
     fn sample(persistence: Persistence, shards: u32, password: Option<&str>) -> (Node, Database) {

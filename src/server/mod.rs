@@ -24,7 +24,8 @@ pub use cluster::{
 pub use conf::{identity_for, render_conf, ConfOptions, Upstream, CLUSTER_NODE_TIMEOUT_MS};
 pub use ports::{pick_port, port_is_free, require_free, PortNeed};
 pub use process::{
-    is_running, log_tail, read_pid, shard_pid, start_shard, stop_pid, stop_shard, upstream_of,
+    is_running, log_tail, log_tail_on, read_pid, read_pid_on, require_free_on, shard_pid,
+    shard_pid_on, start_shard, stop_pid, stop_pid_on, stop_shard, stop_shard_on, upstream_of,
     StartOptions, LOG_FILE, PID_FILE,
 };
 pub use shard_dir::{IdentityRead, ShardDir};

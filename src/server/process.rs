@@ -7,12 +7,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::ccs::{Cluster, Database, Shard};
-use crate::host::{local, Signal};
+use crate::host::{local, Host, Signal, Spawn, SpawnOutput};
 use crate::tls::{self, ShardTls};
 
 use super::client::{info, ShardAddr};
-use super::conf::{identity_for, render_conf, write_private, ConfOptions, Upstream};
-use super::ports::{require_free, PortNeed};
+use super::conf::{identity_for, render_conf, ConfOptions, Upstream};
+use super::ports::PortNeed;
 use super::shard_dir::ShardDir;
 use super::{ServerError, Servers, START_TIMEOUT};
 
@@ -48,7 +48,8 @@ impl Default for StartOptions {
 }
 
 /// Writes the shard's directory, identity file and redis.conf, starts the server detached,
-/// and waits until it answers and has finished loading its data. Returns its pid.
+/// and waits until it answers and has finished loading its data. Returns its pid. Every
+/// file and process operation goes to the node's own machine ([`Servers::host`]).
 pub async fn start_shard(
     servers: &Servers,
     cluster: &Cluster,
@@ -56,29 +57,38 @@ pub async fn start_shard(
     shard: &Shard,
     opts: &StartOptions,
 ) -> Result<u32, ServerError> {
-    let failed = |reason: String, dir: Option<&Path>| ServerError::StartFailed {
+    let failed = |reason: String, log_tail: String| ServerError::StartFailed {
         shard: shard.id,
         reason,
-        log_tail: dir.map(|d| log_tail(d, 15)).unwrap_or_default(),
+        log_tail,
     };
-    let node = cluster
-        .nodes
-        .get(&shard.node)
-        .ok_or_else(|| failed(format!("node:{} is not in the cluster", shard.node), None))?;
+    let node = cluster.nodes.get(&shard.node).ok_or_else(|| {
+        failed(
+            format!("node:{} is not in the cluster", shard.node),
+            String::new(),
+        )
+    })?;
     let server = servers.for_node(node.id)?;
+    let host = servers.host(node.id);
+    let host = &*host;
     let shard_dir = ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
     let dir = shard_dir.path().to_path_buf();
     // The conf, identity file and data hold the password and the keys: owner only.
-    shard_dir.prepare().map_err(|e| ServerError::io(&dir, e))?;
-    if let Some(pid) = shard_dir.pid() {
-        return Err(failed(format!("it already runs as pid {pid}"), None));
+    host.create_private_dir(&dir)
+        .await
+        .map_err(|e| ServerError::io(&dir, e))?;
+    if let Some(pid) = shard_pid_on(host, &dir).await {
+        return Err(failed(
+            format!("it already runs as pid {pid}"),
+            String::new(),
+        ));
     }
     let need = if db.config.shards > 1 {
         PortNeed::WithBus
     } else {
         PortNeed::Plain
     };
-    require_free(&node.addr, shard.port, need)?;
+    require_free_on(host, &node.addr, shard.port, need).await?;
 
     let upstream = upstream_of(cluster, db, shard);
     let tls = cluster
@@ -89,45 +99,42 @@ pub async fn start_shard(
         return Err(failed(
             "the database speaks TLS but the cluster has no TLS material (`cluster tls set`)"
                 .into(),
-            None,
+            String::new(),
         ));
     }
     let mut identity = identity_for(cluster, db, shard);
     identity.creating = opts.creating;
-    shard_dir
-        .write_identity(&identity)
+    let identity = serde_json::to_vec_pretty(&identity)
+        .map_err(|e| ServerError::io(&dir, std::io::Error::other(e)))?;
+    host.write_private(&shard_dir.identity_file(), &identity)
+        .await
         .map_err(|e| ServerError::io(shard_dir.identity_file(), e))?;
     let conf_path = shard_dir.conf();
-    write_private(
-        &conf_path,
-        render_conf(node, db, shard, upstream.as_ref(), tls.as_ref(), &opts.conf).as_bytes(),
-    )?;
-    let _ = std::fs::remove_file(shard_dir.pid_file());
+    let conf = render_conf(node, db, shard, upstream.as_ref(), tls.as_ref(), &opts.conf);
+    host.write_private(&conf_path, conf.as_bytes())
+        .await
+        .map_err(|e| ServerError::io(&conf_path, e))?;
+    let _ = host.remove(&shard_dir.pid_file()).await;
 
-    let mut launcher = tokio::process::Command::new(&server.path);
-    launcher
-        .arg(&conf_path)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // What the server writes later (CONFIG REWRITE's new redis.conf, RDB and AOF files)
-    // holds the password or the keys: owner only, whatever the shell's umask.
-    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        launcher.pre_exec(|| {
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
     // `daemonize yes`: the launcher forks and exits at once. One that does not exit is not
     // a server starting; it is killed and named rather than waited for forever.
     let launch_deadline = LAUNCH_TIMEOUT.min(opts.timeout);
-    let out = match tokio::time::timeout(launch_deadline, launcher.output()).await {
-        Ok(out) => {
-            out.map_err(|e| failed(format!("cannot run `{}`: {e}", server.path.display()), None))?
-        }
+    let launched = tokio::time::timeout(
+        launch_deadline,
+        launch(host, &server.path, &conf_path, &dir),
+    )
+    .await;
+    let out = match launched {
+        Ok(out) => out.map_err(|e| {
+            failed(
+                format!(
+                    "cannot run `{}` on {}: {e}",
+                    server.path.display(),
+                    host.name()
+                ),
+                String::new(),
+            )
+        })?,
         Err(_) => {
             return Err(failed(
                 format!(
@@ -136,18 +143,18 @@ pub async fn start_shard(
                     conf_path.display(),
                     launch_deadline.as_secs_f32()
                 ),
-                Some(&dir),
+                log_tail_on(host, &dir, 15).await,
             ))
         }
     };
-    if !out.status.success() {
-        let mut reason = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.success {
+        let mut reason = out.stderr.trim().to_string();
         if reason.is_empty() {
-            reason = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            reason = out.stdout.trim().to_string();
         }
         return Err(failed(
             format!("`redis-server` exited: {reason}"),
-            Some(&dir),
+            log_tail_on(host, &dir, 15).await,
         ));
     }
 
@@ -158,29 +165,32 @@ pub async fn start_shard(
     let mut pid = None;
     loop {
         if pid.is_none() {
-            pid = read_pid(&dir);
+            pid = read_pid_on(host, &dir).await;
             // The launcher exits once the server has forked, and the server writes its
             // pidfile only after binding its ports: no pidfile and no process (of any name:
             // the binary may be renamed) working in the dir means it died early (a port taken since the probe, a corrupt
             // nodes.conf). Waiting out the timeout would only hide that.
-            if pid.is_none() && Instant::now() >= pidless_grace && pids_working_in(&dir).is_empty()
+            if pid.is_none()
+                && Instant::now() >= pidless_grace
+                && host.pids_in_dir(&dir).await.is_empty()
             {
-                if log_tail(&dir, 5).contains("Address already in use") {
+                let tail = log_tail_on(host, &dir, 15).await;
+                if tail.contains("Address already in use") {
                     return Err(ServerError::PortLost {
                         shard: shard.id,
                         port: shard.port,
-                        log_tail: log_tail(&dir, 15),
+                        log_tail: tail,
                     });
                 }
-                return Err(failed(
-                    "it exited before writing its pidfile".into(),
-                    Some(&dir),
-                ));
+                return Err(failed("it exited before writing its pidfile".into(), tail));
             }
         }
         if let Some(p) = pid {
-            if !is_running(p) {
-                return Err(failed("it exited during startup".into(), Some(&dir)));
+            if !host.is_alive(p).await {
+                return Err(failed(
+                    "it exited during startup".into(),
+                    log_tail_on(host, &dir, 15).await,
+                ));
             }
             if let Ok(i) = info(&addr, "persistence", POLL * 10).await {
                 if i.get("loading") == Some("0") {
@@ -200,18 +210,60 @@ pub async fn start_shard(
         if Instant::now() >= deadline {
             if let Some(p) = pid {
                 // Leave nothing half-started behind: the caller rolls back.
-                let _ = stop_pid(p, Duration::from_secs(2)).await;
+                let _ = stop_pid_on(host, p, Duration::from_secs(2)).await;
             }
             return Err(failed(
                 format!(
                     "it did not answer (or made no loading progress) within {}s",
                     opts.timeout.as_secs_f32()
                 ),
-                Some(&dir),
+                log_tail_on(host, &dir, 15).await,
             ));
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Runs the server's launcher in its directory on `host`. Here, with umask 077 set in the
+/// child: what the server writes later (CONFIG REWRITE's new redis.conf, RDB and AOF files)
+/// holds the password or the keys, whatever the shell's umask. Elsewhere the host's own
+/// detached spawn does the same.
+async fn launch(
+    host: &dyn Host,
+    program: &Path,
+    conf: &Path,
+    dir: &Path,
+) -> std::io::Result<SpawnOutput> {
+    if !host.is_local() {
+        return host
+            .spawn_detached(&Spawn {
+                program: program.to_path_buf(),
+                args: vec![conf.to_string_lossy().into_owned()],
+                cwd: dir.to_path_buf(),
+            })
+            .await;
+    }
+    let mut launcher = tokio::process::Command::new(program);
+    launcher
+        .arg(conf)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        launcher.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let out = launcher.output().await?;
+    Ok(SpawnOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// The master a standalone shard follows: a replica its master shard; a master the
@@ -314,6 +366,92 @@ pub fn shard_pid(dir: &Path) -> Option<u32> {
 /// Live processes whose working directory is `dir`, whatever their name.
 fn pids_working_in(dir: &Path) -> Vec<u32> {
     local::pids_in_dir(dir)
+}
+
+/// [`shard_pid`] on any host.
+pub async fn shard_pid_on(host: &dyn Host, dir: &Path) -> Option<u32> {
+    if let Some(pid) = read_pid_on(host, dir).await {
+        if host.is_alive_in_dir(pid, dir).await {
+            return Some(pid);
+        }
+    }
+    for pid in host.pids_in_dir(dir).await {
+        let name = host.process_name(pid).await.unwrap_or_default();
+        if name.starts_with("redis-server") || name.starts_with("valkey-server") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// [`read_pid`] on any host.
+pub async fn read_pid_on(host: &dyn Host, dir: &Path) -> Option<u32> {
+    let bytes = host.read(&dir.join(PID_FILE)).await.ok()?;
+    String::from_utf8_lossy(&bytes).trim().parse().ok()
+}
+
+/// [`stop_shard`] on any host.
+pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerError> {
+    match shard_pid_on(host, dir).await {
+        Some(pid) => {
+            stop_pid_on(host, pid, STOP_TIMEOUT).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// [`stop_pid`] on any host.
+pub async fn stop_pid_on(host: &dyn Host, pid: u32, grace: Duration) -> Result<(), ServerError> {
+    let _ = host.signal(pid, Signal::Term).await;
+    let deadline = Instant::now() + grace;
+    while host.is_alive(pid).await {
+        if Instant::now() >= deadline {
+            let _ = host.signal(pid, Signal::Kill).await;
+            let hard = Instant::now() + Duration::from_secs(5);
+            while host.is_alive(pid).await {
+                if Instant::now() >= hard {
+                    return Err(ServerError::Timeout {
+                        what: format!("pid {pid} on {} to exit after SIGKILL", host.name()),
+                        after: Duration::from_secs(5),
+                    });
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// [`log_tail`] on any host.
+pub async fn log_tail_on(host: &dyn Host, dir: &Path, lines: usize) -> String {
+    let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(16 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// [`require_free`] on any host.
+pub async fn require_free_on(
+    host: &dyn Host,
+    addr: &str,
+    port: u16,
+    need: PortNeed,
+) -> Result<(), ServerError> {
+    for p in need.ports(port) {
+        if !host.port_free(addr, p).await {
+            return Err(ServerError::PortTaken {
+                addr: addr.to_string(),
+                port,
+            });
+        }
+    }
+    Ok(())
 }
 
 pub fn read_pid(dir: &Path) -> Option<u32> {

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role};
 use crate::host::Hosts;
-use crate::server::{shard_pid_on, start_shard, stop_shard_on, ServerError, Servers, StartOptions};
+use crate::server::{
+    shard_pid, shard_pid_on, start_shard, stop_shard_on, ServerError, Servers, StartOptions,
+};
 
 use super::create::wire;
 use super::dirs::db_dirs;
@@ -198,13 +200,24 @@ pub fn not_running(cluster: &Cluster) -> Vec<Id> {
         .values()
         .filter(|db| db.state == DbState::Active)
         .filter(|db| {
-            db.shards.iter().any(|s| {
-                let dir = cluster.nodes.get(&s.node).map(|n| n.shard_dir(db.id, s.id));
-                dir.is_none_or(|d| shard_pid(&d).is_none())
+            db.shards.iter().any(|s| match cluster.nodes.get(&s.node) {
+                None => true,
+                Some(n) if n.ssh.is_none() => shard_pid(&n.shard_dir(db.id, s.id)).is_none(),
+                // On another machine: whether its port answers (a pid there is a round
+                // trip this synchronous check does not make).
+                Some(n) => !answers(&n.addr, s.port),
             })
         })
         .map(|db| db.id)
         .collect()
+}
+
+fn answers(addr: &str, port: u16) -> bool {
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let to = std::net::SocketAddr::new(ip, port);
+    std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(1)).is_ok()
 }
 
 /// Stops every shard, then starts every shard not running (masters first: a replica up

@@ -204,8 +204,8 @@ pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::ccs::{fixtures, DbConfig};
+    use std::path::Path;
 
     fn sample(persistence: Persistence, shards: u32, password: Option<&str>) -> (Node, Database) {
         let node = Node {

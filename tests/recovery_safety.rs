@@ -250,3 +250,45 @@ fn a_copy_the_server_refuses_falls_back_to_the_next_one() {
     .stdout_has("the server refused AOF `");
     assert_eq!(redis_cli(port, &["GET", "in_both"]), "1");
 }
+
+/// Issue 9 item 8: another program holds a database's stored port. Recovery says so and
+/// leaves it alone; `recover db <db> port <n>` moves the endpoint and says so.
+#[test]
+fn a_taken_port_is_left_alone_and_recover_db_port_moves_the_database() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    let old = a.ccs()["databases"]["2"]["port"].as_u64().unwrap();
+    assert_eq!(redis_cli(old, &["SET", "k", "moved"]), "OK");
+    assert_eq!(redis_cli(old, &["SAVE"]), "OK");
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    // Another program takes the port meanwhile.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", old as u16)).unwrap();
+    b.run("recover db cache")
+        .fails(1)
+        .stdout_has("is already in use: another program holds it; move the database with `recover db cache port <free port>`");
+    let free = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    b.run(&format!("recover db cache port {old}"))
+        .fails(2)
+        .stderr_has("already");
+    b.run(&format!("recover db cache port {free} verify counts"))
+        .ok()
+        .stdout_has(&format!(
+            "db:2 `cache`: endpoint moved from port {old} (held by another program, left alone) to port {free}"
+        ))
+        .stdout_has("Completed successfully");
+    assert_eq!(redis_cli(free as u64, &["GET", "k"]), "moved");
+    assert_eq!(b.ccs()["databases"]["2"]["port"], free);
+    assert!(squatter.local_addr().is_ok());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", old as u16)).is_ok());
+}

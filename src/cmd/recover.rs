@@ -31,13 +31,16 @@ pub enum RecoverCommand {
         counts_only: bool,
         replay: bool,
     },
-    /// `recover db <db> [only_configuration] [verify counts|content] [replay]` (also
+    /// `recover db <db> [only_configuration] [verify counts|content] [replay] [port <n>]` (also
     /// `recover db only_configuration <db>`)
     Db {
         db: DbRef,
         only_configuration: bool,
         counts_only: bool,
         replay: bool,
+        /// Moves the endpoint (the first master's port) here first: the stored port is
+        /// taken by another program.
+        port: Option<u16>,
     },
 }
 
@@ -96,6 +99,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 only_configuration: true,
                 counts_only: false,
                 replay: false,
+                port: None,
             }))
         },
     },
@@ -108,14 +112,16 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::flag("only_configuration"),
                 Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
                 Opt::flag("replay"),
+                Opt::optional("port", "n", ValueKind::Port),
             ]),
         ],
-        summary: "bring one database back from its files (or only its configuration) and prove the content; `replay` writes files too new for the server as commands",
+        summary: "bring one database back from its files (or only its configuration) and prove the content; `replay` writes files too new for the server as commands; `port` moves its endpoint off a port another program holds",
         examples: &[
             "recover db db:3",
             "recover db orders only_configuration",
             "recover db orders verify counts",
             "recover db orders replay",
+            "recover db orders port 31007",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::Db {
@@ -123,6 +129,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 only_configuration: m.has("only_configuration"),
                 counts_only: counts_only(m),
                 replay: m.has("replay"),
+                port: m.opt("port"),
             }))
         },
     },
@@ -153,6 +160,7 @@ impl fmt::Display for RecoverCommand {
                 only_configuration,
                 counts_only,
                 replay,
+                port,
             } => {
                 write!(
                     f,
@@ -160,7 +168,11 @@ impl fmt::Display for RecoverCommand {
                     flag(*only_configuration),
                     counts(*counts_only),
                     replayed(*replay)
-                )
+                )?;
+                if let Some(p) = port {
+                    write!(f, " port {p}")?;
+                }
+                Ok(())
             }
         }
     }
@@ -182,7 +194,17 @@ impl RecoverCommand {
                 only_configuration,
                 counts_only,
                 replay,
-            } => recover(ctx, Some(db), only_configuration, counts_only, replay).await,
+                port,
+            } => {
+                recover(
+                    ctx,
+                    Some((db, port)),
+                    only_configuration,
+                    counts_only,
+                    replay,
+                )
+                .await
+            }
         }
     }
 }
@@ -392,16 +414,17 @@ fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
 
 async fn recover(
     ctx: &Context,
-    which: Option<DbRef>,
+    which: Option<(DbRef, Option<u16>)>,
     only_configuration: bool,
     counts_only: bool,
     replay: bool,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let adopted = adopt_live(ctx, Some((&lock, &mut cluster))).await?;
+    let mut moved = Vec::new();
     let targets = match &which {
         None => pending(&cluster),
-        Some(r) => {
+        Some((r, port)) => {
             let db = super::resolve_db(&cluster, r)?;
             if let Some(a) = adopted.iter().find(|a| a.id == db.id) {
                 return Ok(Reply::message(a.line()));
@@ -412,7 +435,11 @@ async fn recover(
                     db.id, db.config.name
                 )));
             }
-            vec![db.id]
+            let id = db.id;
+            if let Some(port) = port {
+                moved.push(move_endpoint(&lock, &mut cluster, id, *port)?);
+            }
+            vec![id]
         }
     };
     if targets.is_empty() {
@@ -476,6 +503,7 @@ async fn recover(
     overall.finish(&tally(ok, failed));
     let mut report = RecoverReport {
         adopted,
+        moved,
         recovered: Vec::new(),
         failed: Vec::new(),
         names: outcomes
@@ -488,12 +516,23 @@ async fn recover(
     for (id, result) in outcomes {
         match result {
             Ok(r) => report.recovered.push(r),
-            Err(e) => report.failed.push(FailedDb {
-                id,
-                name: report.names[&id].clone(),
-                reason: e.message().to_string(),
-                kind: e.kind(),
-            }),
+            Err(e) => {
+                let name = report.names[&id].clone();
+                let mut reason = e.message().to_string();
+                if reason.contains("is already in use") {
+                    // Another program holds a stored port: recovery never touches it.
+                    reason.push_str(&format!(
+                        ": another program holds it; move the database with `recover db {} port <free port>`",
+                        crate::lang::quote(&name)
+                    ));
+                }
+                report.failed.push(FailedDb {
+                    id,
+                    name,
+                    reason,
+                    kind: e.kind(),
+                })
+            }
         }
     }
     report.recovered.sort_by_key(|r| r.id);
@@ -514,6 +553,9 @@ async fn recover(
 /// `recover all`, `recover db`: what came back and what did not.
 #[derive(Serialize)]
 pub struct RecoverReport {
+    /// Endpoints moved before the recovery (`port`), each as a line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<String>,
     /// Databases found live and adopted instead of recovered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<Adopted>,
@@ -547,6 +589,9 @@ pub struct FailedDb {
 
 impl Render for RecoverReport {
     fn render(&self, text: &mut Text) {
+        for line in &self.moved {
+            text.line(line);
+        }
         for a in &self.adopted {
             text.line(a.line());
         }
@@ -688,6 +733,89 @@ fn activate(
     *cluster = next;
     clear_markers(cluster, &cluster.databases[&r.id]);
     Ok(cleared)
+}
+
+/// `recover db <db> port <n>`: the database's endpoint (the shard listening on its port,
+/// else its first master) moves to `port`, which must be free on that node and held by no
+/// other shard of the configuration (nor its bus port); saved before the recovery starts.
+/// Whatever holds the old port is never touched.
+fn move_endpoint(
+    lock: &crate::ccs::StoreLock,
+    cluster: &mut Cluster,
+    id: Id,
+    port: u16,
+) -> Result<String, CommandError> {
+    use crate::server::{port_is_free, PortNeed};
+    let db = &cluster.databases[&id];
+    let need = if db.config.shards > 1 {
+        PortNeed::WithBus
+    } else {
+        PortNeed::Plain
+    };
+    let shard = db
+        .shards
+        .iter()
+        .find(|s| s.port == db.port)
+        .or_else(|| db.masters().next())
+        .ok_or_else(|| CommandError::internal(format!("db:{id} has no shard")))?
+        .clone();
+    let addr = cluster
+        .nodes
+        .get(&shard.node)
+        .map(|n| n.addr.clone())
+        .ok_or_else(|| CommandError::internal(format!("redis:{} has no node", shard.id)))?;
+    let old = db.port;
+    let name = db.config.name.clone();
+    if port == old {
+        return Err(CommandError::usage(format!(
+            "`port {port}` is db:{id} `{name}`'s port already: give another one"
+        )));
+    }
+    let wanted: Vec<u16> = need.ports(port).collect();
+    for other in cluster.databases.values() {
+        let other_need = if other.config.shards > 1 {
+            PortNeed::WithBus
+        } else {
+            PortNeed::Plain
+        };
+        for s in &other.shards {
+            let same_addr = cluster.nodes.get(&s.node).is_some_and(|n| n.addr == addr);
+            if s.id != shard.id
+                && same_addr
+                && other_need.ports(s.port).any(|p| wanted.contains(&p))
+            {
+                return Err(CommandError::conflict(format!(
+                    "`port {port}` is held by redis:{} of db:{} `{}` in the configuration: give another one",
+                    s.id, other.id, other.config.name
+                )));
+            }
+        }
+    }
+    if !port_is_free(&addr, port, need) {
+        return Err(CommandError::conflict(format!(
+            "`port {port}` on `{addr}` is in use: give a free one"
+        )));
+    }
+    let held = if port_is_free(&addr, old, need) {
+        ""
+    } else {
+        " (held by another program, left alone)"
+    };
+    let mut next = cluster.clone();
+    let db = next
+        .databases
+        .get_mut(&id)
+        .ok_or_else(|| CommandError::internal(format!("db:{id} vanished")))?;
+    db.port = port;
+    if let Some(s) = db.shards.iter_mut().find(|s| s.id == shard.id) {
+        s.port = port;
+    }
+    lock.save(&mut next)?;
+    *cluster = next;
+    Ok(format!(
+        "db:{id} `{name}`: endpoint moved from port {old}{held} to port {port} (redis:{})",
+        shard.id
+    ))
 }
 
 /// Names of the active databases with a shard not running.

@@ -343,6 +343,7 @@ fn recover_list() {
 #[test]
 fn recover_all() {
     let report = RecoverReport {
+        moved: Vec::new(),
         adopted: Vec::new(),
         recovered: vec![Recovered {
             id: 3,

@@ -915,3 +915,67 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
         }
     }
 }
+
+/// Issue 19, evidence 3: a forced restore over live data first takes a safety backup of
+/// it into the task's repository and records it on the task; that run restores to the
+/// content the forced restore replaced.
+#[test]
+fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
+    let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut c,
+        vec![config("live", 1, false, Persistence::Disabled)],
+    ));
+    lz.install(&c);
+    let repo = lz.path("repo");
+    let old = picture(&rt, &lz, "live");
+    let run = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "live",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    accident(&rt, port_of(&lz, "live"), None);
+    let live = picture(&rt, &lz, "live");
+    assert!(!diff(&old, &live).is_empty());
+    lz.run(&format!(
+        "restore task create name back db live backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task start back")
+        .ok()
+        .stdout_has("safety backup of the data replaced");
+    assert_same(&old, &picture(&rt, &lz, "live"), "the forced restore");
+    let doc = lz
+        .cmd(["--json", "restore", "task", "show", "back"])
+        .run()
+        .ok()
+        .json();
+    let at = doc[0]["result"]["safety_backup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(at.starts_with(repo.to_str().unwrap()), "{at}");
+    lz.run(&format!(
+        "restore task create name undo db live backup {at} force"
+    ))
+    .ok();
+    lz.run("restore task start undo").ok();
+    assert_same(
+        &live,
+        &picture(&rt, &lz, "live"),
+        "the safety backup restored",
+    );
+}

@@ -187,6 +187,16 @@ pub struct RestoreTask {
     /// The run was written by another cluster, and the operator said so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_other_cluster: bool,
+    /// Where the safety backup of a forced restore goes (the task's repository when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_path: Option<PathBuf>,
+    /// The operator asked for no safety backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_safety_backup: bool,
+    /// `<repository>/<run>` of the safety backup `start` took of the data it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_backup: Option<String>,
 }
 
 /// A restore's content proof: the digest of the run's files equals the live database's.

@@ -199,6 +199,25 @@ fn find_task<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a BackupTask, Com
     })
 }
 
+/// A one-off run of a database into `path` (a directory or URL): the safety backup a
+/// forced restore takes of the data it is about to replace. Compressed, not encrypted
+/// (the restore holds an identity, not the recipients).
+pub(crate) async fn safety_run(
+    ctx: &Context,
+    db_id: Id,
+    path: &std::path::Path,
+) -> Result<BackupRun, CommandError> {
+    let path = {
+        let cluster = ctx.cluster()?;
+        backup::check_repository(&cluster, path).map_err(repo_error)?
+    };
+    let codec = Codec {
+        compress: Default::default(),
+        encrypt: None,
+    };
+    run_once(ctx, None, db_id, &path, DEFAULT_MAX_PAUSE_MS, codec, false).await
+}
+
 /// One run: recorded `running` first, taken without the CCS lock, recorded again at the
 /// end with its outcome. With `apply_keep` (scheduled runs, `backup due`) the task's
 /// `keep` is applied after a success; runs by hand leave that to `backup task prune`.

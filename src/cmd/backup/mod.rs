@@ -2,6 +2,8 @@
 //! manifests, `keep` and `prune`, and one-off runs of a database.
 
 mod apply;
+
+pub(crate) use apply::safety_run;
 mod view;
 
 use std::fmt;

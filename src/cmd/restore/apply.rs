@@ -40,6 +40,9 @@ impl Render for TaskView {
         if let Some(step) = &t.step {
             fields.push(("step", step.clone()));
         }
+        if let Some(at) = &t.safety_backup {
+            fields.push(("safety backup", at.clone()));
+        }
         if let Some(r) = &t.reason {
             fields.push(("reason", r.clone()));
         }
@@ -97,12 +100,16 @@ impl RestoreCommand {
                 replay,
                 identity,
                 from_other_cluster,
+                safety_path,
+                no_safety_backup,
             } => {
                 let flags = CreateFlags {
                     force,
                     allow_newer_server,
                     replay,
                     from_other_cluster,
+                    safety_path,
+                    no_safety_backup,
                 };
                 create(ctx, name, db, backup, flags, identity).await
             }
@@ -212,6 +219,8 @@ struct CreateFlags {
     allow_newer_server: bool,
     replay: bool,
     from_other_cluster: bool,
+    safety_path: Option<std::path::PathBuf>,
+    no_safety_backup: bool,
 }
 
 /// `<location>/<run>` or `<location>/latest` of any repository: the run id and the
@@ -268,7 +277,16 @@ async fn create(
         allow_newer_server,
         replay,
         from_other_cluster,
+        safety_path,
+        no_safety_backup,
     } = flags;
+    let safety_path = match safety_path {
+        Some(p) if !crate::backup::is_url(&p) => Some(
+            std::path::absolute(&p)
+                .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?,
+        ),
+        p => p,
+    };
     let identity = match identity {
         Some(p) => {
             let abs = std::path::absolute(&p)
@@ -330,6 +348,9 @@ async fn create(
         identity,
         content: None,
         from_other_cluster,
+        safety_path,
+        no_safety_backup,
+        safety_backup: None,
     };
     cluster.backups.restores.insert(name.clone(), task.clone());
     lock.save(&mut cluster)?;
@@ -499,6 +520,15 @@ async fn record_content(
     Ok(t)
 }
 
+async fn record_safety(ctx: &Context, name: &str, at: &str) -> Result<(), CommandError> {
+    let (lock, mut cluster) = locked(ctx).await?;
+    if let Some(t) = cluster.backups.restores.get_mut(name) {
+        t.safety_backup = Some(at.to_string());
+        lock.save(&mut cluster)?;
+    }
+    Ok(())
+}
+
 async fn set_state(
     ctx: &Context,
     name: &str,
@@ -601,6 +631,56 @@ async fn start(
         ))));
     };
 
+    // Live data about to be replaced is backed up first, or nothing starts.
+    let mut safety_line = String::new();
+    if let (Some(db), true) = (cluster.database_by_name(&t.db), v.keys_now > 0) {
+        if t.no_safety_backup {
+            safety_line = format!(
+                "\nno safety backup of the {} keys replaced (`no_safety_backup`)",
+                v.keys_now
+            );
+        } else if let Some(done) = &t.safety_backup {
+            safety_line = format!("\nsafety backup (taken by an earlier start): {done}");
+        } else {
+            let to = t.safety_path.clone().unwrap_or_else(|| t.path.clone());
+            set_state(
+                ctx,
+                name,
+                RestoreState::Running,
+                Some(format!(
+                    "safety backup of the {} keys it replaces",
+                    v.keys_now
+                )),
+                None,
+                None,
+            )
+            .await?;
+            match crate::cmd::backup::safety_run(ctx, db.id, &to).await {
+                Ok(run) => {
+                    let at = format!("{}/{}", to.display(), run.id);
+                    record_safety(ctx, name, &at).await?;
+                    safety_line = format!("\nsafety backup of the data replaced: {at}");
+                }
+                Err(e) => {
+                    let why = format!(
+                        "the safety backup into `{}` failed, nothing was changed (`no_safety_backup` skips it): {e}",
+                        to.display(),
+                    );
+                    set_state(
+                        ctx,
+                        name,
+                        RestoreState::Failed,
+                        None,
+                        Some(why.clone()),
+                        None,
+                    )
+                    .await?;
+                    return Err(CommandError::unavailable(why));
+                }
+            }
+        }
+    }
+
     // A database that no longer exists is recreated from the manifest first.
     let mut created_db = t.created_db;
     if cluster.database_by_name(&t.db).is_none() {
@@ -689,7 +769,7 @@ async fn start(
             };
             Reply::of(&TaskView {
                 headline: Some(format!(
-                    "Restored db:{} `{}` to backup run `{}`: {} keys; clients can connect again.\n{proof}",
+                    "Restored db:{} `{}` to backup run `{}`: {} keys; clients can connect again.\n{proof}{safety_line}",
                     db.id, db.config.name, t.run, restored.keys
                 )),
                 task: t,
@@ -732,6 +812,9 @@ mod tests {
             step: None,
             identity: None,
             from_other_cluster: false,
+            safety_path: None,
+            no_safety_backup: false,
+            safety_backup: None,
             created: 1_796_356_212,
             finished: None,
             content: None,

@@ -22,6 +22,8 @@ pub enum RestoreCommand {
         replay: bool,
         identity: Option<std::path::PathBuf>,
         from_other_cluster: bool,
+        safety_path: Option<std::path::PathBuf>,
+        no_safety_backup: bool,
     },
     Verify {
         task: String,
@@ -112,6 +114,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::flag("replay"),
                 Opt::optional("identity", "age identity file", ValueKind::Path),
                 Opt::flag("from_other_cluster"),
+                Opt::optional("safety_path", "dir|url", ValueKind::Path),
+                Opt::flag("no_safety_backup"),
             ]),
         ],
         summary: "a restore task: a database (or one to recreate) and the backup run to bring back",
@@ -122,6 +126,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "restore task create name down db orders backup latest replay",
             "restore task create name move db orders backup s3://offsite/lazarus/latest from_other_cluster",
             "restore task create name r3 db orders backup /mnt/offsite/20261204-035012-17",
+            "restore task create name r4 db orders backup latest force safety_path s3://offsite/safety",
         ],
         build: |m| {
             Ok(Command::Restore(RestoreCommand::Create {
@@ -133,6 +138,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 replay: m.has("replay"),
                 identity: m.opt("identity"),
                 from_other_cluster: m.has("from_other_cluster"),
+                safety_path: m.opt("safety_path"),
+                no_safety_backup: m.has("no_safety_backup"),
             }))
         },
     },
@@ -192,6 +199,8 @@ impl fmt::Display for RestoreCommand {
                 replay,
                 identity,
                 from_other_cluster,
+                safety_path,
+                no_safety_backup,
             } => {
                 write!(
                     f,
@@ -213,6 +222,12 @@ impl fmt::Display for RestoreCommand {
                 }
                 if *from_other_cluster {
                     f.write_str(" from_other_cluster")?;
+                }
+                if let Some(p) = safety_path {
+                    write!(f, " safety_path {}", quote(&p.to_string_lossy()))?;
+                }
+                if *no_safety_backup {
+                    f.write_str(" no_safety_backup")?;
                 }
                 Ok(())
             }

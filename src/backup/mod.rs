@@ -265,6 +265,7 @@ mod tests {
             bytes: 0,
             server_version: None,
             pause_us: None,
+            safety_for: None,
         }
     }
 

@@ -111,6 +111,9 @@ pub struct BackupRun {
     pub server_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_us: Option<u64>,
+    /// The restore task this run is the safety backup of: `latest` passes it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_for: Option<String>,
 }
 
 /// A restore task's state: created → verified | verify failed → running → succeeded |

@@ -262,6 +262,7 @@ async fn run_once(
         bytes: 0,
         server_version: None,
         pause_us: None,
+        safety_for: None,
     });
     lock.save(&mut cluster)?;
     drop(lock);

@@ -445,6 +445,7 @@ mod tests {
             bytes: 48_213,
             server_version: Some("redis 7.0.15".into()),
             pause_us: Some(4200),
+            safety_for: None,
         })
     }
 

@@ -383,6 +383,7 @@ fn own_run<'a>(
             .runs
             .iter()
             .filter(succeeded)
+            .filter(|r| r.safety_for.is_none())
             .filter(|r| r.db_name == db_name || Some(r.db) == existing)
             .filter(|r| Repository::open(&r.path).is_ok_and(|repo| repo.manifest(&r.id).is_ok()))
             .max_by_key(|r| r.started)
@@ -520,12 +521,17 @@ async fn record_content(
     Ok(t)
 }
 
-async fn record_safety(ctx: &Context, name: &str, at: &str) -> Result<(), CommandError> {
+/// Records the safety backup on the task, and marks the run as one (`latest` passes
+/// it over: it holds the data the restore replaced, not a chosen restore point).
+async fn record_safety(ctx: &Context, name: &str, run: &str, at: &str) -> Result<(), CommandError> {
     let (lock, mut cluster) = locked(ctx).await?;
+    if let Some(r) = cluster.backups.run_mut(run) {
+        r.safety_for = Some(name.to_string());
+    }
     if let Some(t) = cluster.backups.restores.get_mut(name) {
         t.safety_backup = Some(at.to_string());
-        lock.save(&mut cluster)?;
     }
+    lock.save(&mut cluster)?;
     Ok(())
 }
 
@@ -658,7 +664,7 @@ async fn start(
             match crate::cmd::backup::safety_run(ctx, db.id, &to).await {
                 Ok(run) => {
                     let at = format!("{}/{}", to.display(), run.id);
-                    record_safety(ctx, name, &at).await?;
+                    record_safety(ctx, name, &run.id, &at).await?;
                     safety_line = format!("\nsafety backup of the data replaced: {at}");
                 }
                 Err(e) => {

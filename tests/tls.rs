@@ -150,6 +150,13 @@ fn bad_material_is_refused_and_nothing_is_stored() {
     }
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
 fn stored(lz: &Lazarus) -> Cluster {
     Store::new(lz.home().to_path_buf()).load().unwrap().unwrap()
 }
@@ -342,41 +349,76 @@ fn a_tls_database_survives_the_drill_over_tls() {
     assert_eq!(picture(&rt, &lz, "sec"), before, "restored over TLS");
     tls_only(&rt, &lz, "sec", &good, &foreign);
 
-    // Rotation while running: a new CA and certificate, taken by every shard without a
-    // restart; the old material is then refused.
-    let c = stored(&lz);
-    let pids: Vec<_> = c
-        .database_by_name("sec")
-        .unwrap()
-        .shards
-        .iter()
-        .map(|s| s.pid)
-        .collect();
-    let next = Ca::new("next CA").write(&lz.path("in"), "next-");
+    // Rotation while running: a new CA and a certificate expiring in 10 days, taken by
+    // every shard without a restart (the same pids answer); the old material is then
+    // refused, and the near expiry is an issue.
+    let live_pids = || -> Vec<serde_json::Value> {
+        let json = lz.cmd(["--json", "status", "shards"]).run().ok().json();
+        json[0]["result"]["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["pid"].clone())
+            .collect()
+    };
+    let pids = live_pids();
+    let next_ca = Ca::new("next CA");
+    let soon = lazarus::tls::utc(now() + 10 * 86_400);
+    let ymd: Vec<i32> = soon[..10].split('-').map(|n| n.parse().unwrap()).collect();
+    let (cert, key) = next_ca.leaf_with(|p| {
+        p.not_after = rcgen::date_time_ymd(ymd[0], ymd[1] as u8, ymd[2] as u8);
+    });
+    let next = write_files(&lz.path("in"), "next-", &next_ca.pem(), &cert, &key);
     let out = lz.run(&set_line(&next)).ok();
     assert!(out.stdout.contains("Rotated"), "{}", out.stdout);
-    assert_eq!(
-        out.stdout.matches("took the new material").count(),
-        1,
-        "{}",
-        out.stdout
-    );
-    let c = stored(&lz);
-    let after: Vec<_> = c
-        .database_by_name("sec")
-        .unwrap()
-        .shards
-        .iter()
-        .map(|s| s.pid)
-        .collect();
-    assert_eq!(pids, after, "no shard restarted");
+    let took = out
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("took the new material without a restart."))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert_eq!(took.matches("redis:").count(), 5, "every shard: {took}");
+    assert_eq!(live_pids(), pids, "no shard restarted");
     tls_only(&rt, &lz, "sec", &next, &good);
+    tls_only(&rt, &lz, "rep", &next, &good);
     assert_eq!(
         picture(&rt, &lz, "sec"),
         before,
         "read with the rotated material"
     );
-    lz.run("status issues_only").ok().stdout_lacks("redis:");
+    let issues = lz.run("status issues_only").ok();
+    assert!(!issues.stdout.contains("redis:"), "{}", issues.stdout);
+    assert_eq!(
+        issues.stdout.matches("certificate expires on").count(),
+        2,
+        "{}",
+        issues.stdout
+    );
+
+    // A shard that refuses Lazarus's certificate (told another CA) is an issue, and
+    // `status` fails; `restart db` brings it back on the cluster's material.
+    let c = stored(&lz);
+    let db = c.database_by_name("sec").unwrap();
+    let victim = db.masters().next().unwrap().id;
+    let a = shard_addr(&c, db, victim).unwrap();
+    rt.block_on(async {
+        let mut con = connect_at(&a, 0).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("tls-ca-cert-file")
+            .arg(foreign.cacert.to_str().unwrap())
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+    let out = lz.run("status shards extra all issues_only").fails(1);
+    assert!(
+        out.stdout.contains("TLS REFUSED") && out.stdout.contains(&format!("redis:{victim}")),
+        "{}",
+        out.stdout
+    );
+    lz.run("restart db sec").ok();
+    lz.run("status").ok();
+    assert_eq!(picture(&rt, &lz, "sec"), before, "after the restart");
 }
 
 /// `cluster create` takes the material as `cluster tls set` does; `tls enabled` without

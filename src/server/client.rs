@@ -180,10 +180,40 @@ async fn connect_tls(
     let _ = tcp.set_nodelay(true);
     let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
         .map_err(|e| addr.err(format!("`{}` is not a TLS server name: {e}", addr.host)))?;
-    let stream = tokio_rustls::TlsConnector::from(tls.rustls_config())
+    let mut stream = tokio_rustls::TlsConnector::from(tls.rustls_config())
         .connect(name, tcp)
         .await
         .map_err(|e| addr.err(format!("TLS handshake: {e}")))?;
+    // In TLS 1.3 the server judges the client's certificate after the client has
+    // finished: its refusal (an alert, then a close) comes with the first reply. A PING
+    // here names it, where the connection's driver would only see a closed stream. Any
+    // reply (`+PONG`, or `-NOAUTH` before AUTH) means the session was accepted.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let refused = |e: std::io::Error| {
+            addr.err(format!(
+                "TLS session refused (Lazarus's certificate not accepted?): {e}"
+            ))
+        };
+        stream
+            .write_all(b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .map_err(refused)?;
+        let mut first = [0u8; 1];
+        let n = stream.read(&mut first).await.map_err(refused)?;
+        if n == 0 {
+            return Err(refused(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // The rest of the reply line.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.last() != Some(&b'\n') {
+            if stream.read(&mut byte).await.map_err(refused)? == 0 {
+                return Err(refused(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            line.push(byte[0]);
+        }
+    }
     let info = addr.connection_info()?;
     let (con, driver) = MultiplexedConnection::new_with_config(&info.redis, stream, config)
         .await

@@ -105,12 +105,15 @@ impl ClientTls {
         let Some(record) = &cluster.tls else {
             return Ok(None);
         };
-        // The local node's copy; after a disaster, any node's that is already back.
+        // The local node's copy; after a disaster, any node's that is already back, or
+        // one on an old disk (a recovery path), which live shards may still be using.
         let local = cluster.nodes.get(&cluster.local_node);
         let dirs: Vec<PathBuf> = local
             .into_iter()
             .chain(cluster.nodes.values())
-            .map(|n| super::installed_dir(&n.persistent_path, record))
+            .flat_map(|n| [Some(&n.persistent_path), n.recovery_path.as_ref()])
+            .flatten()
+            .map(|p| super::installed_dir(p, record))
             .collect();
         let Some(first) = dirs.first() else {
             return Ok(None);

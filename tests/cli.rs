@@ -278,3 +278,15 @@ fn json_errors_carry_their_kind() {
     std::fs::write(lz.path("ccs.json"), "{ torn").unwrap();
     assert_eq!(fail(&["info", "cluster"], 1)["kind"], "damaged");
 }
+
+/// Issue 9 item 15: a memory limit an empty server already exceeds is refused with the
+/// reason, before anything is made.
+#[test]
+fn a_memory_limit_below_an_empty_server_is_refused() {
+    let lz = Lazarus::new();
+    lz.run("create db tiny memory 1kb")
+        .fails(2)
+        .stderr_has("`memory` of 1024 bytes is below what an empty server needs")
+        .stderr_has("give at least 4mb");
+    assert!(!lz.path("ccs.json").exists(), "nothing may be made");
+}

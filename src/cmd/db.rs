@@ -129,6 +129,12 @@ pub static SYNTAX: &[CommandSyntax] = &[
 
 fn build_create(m: &Match) -> Result<Command, ParseError> {
     let name: String = m.req("name")?;
+    if let Some(given) = m.opt::<u64>("memory").filter(|m| *m < db::MIN_MEMORY) {
+        return Err(ParseError::new(
+            m.span_of("memory"),
+            db::memory_too_small(given),
+        ));
+    }
     let shards = match m.opt::<u64>("shards") {
         Some(n) if n == 0 || n > u64::from(MAX_SHARDS) => {
             return Err(ParseError::new(

@@ -111,6 +111,9 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
             max: MAX_SHARDS,
         });
     }
+    if let Some(given) = req.config.memory.filter(|m| *m < super::MIN_MEMORY) {
+        return Err(DbError::MemoryTooSmall { given });
+    }
     if req.config.tls && cluster.tls.is_none() {
         return Err(DbError::NoTlsMaterial);
     }

@@ -44,6 +44,8 @@ pub enum DbError {
     NoSuchNode(Id),
     #[error("shards must be between 1 and {max}, not {given}")]
     BadShards { given: u32, max: u32 },
+    #[error("{}", memory_too_small(*.given))]
+    MemoryTooSmall { given: u64 },
     #[error(
         "replication needs at least 2 nodes, the cluster has {have}: a replica never runs \
          on its master's node (add one with `node add`)"
@@ -87,7 +89,9 @@ impl crate::error::DomainError for DbError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            DbError::BadName(_) | DbError::BadShards { .. } => ErrorKind::Usage,
+            DbError::BadName(_) | DbError::BadShards { .. } | DbError::MemoryTooSmall { .. } => {
+                ErrorKind::Usage
+            }
             DbError::NoSuchDb(_) | DbError::NoSuchNode(_) => ErrorKind::NotFound,
             // Its form was checked when the line was parsed: what is left is where it
             // points (itself, a sharded database, nothing answering).
@@ -133,6 +137,19 @@ fn shard_list(ids: &[Id]) -> String {
     }
     let names: Vec<String> = ids.iter().map(|id| format!("redis:{id}")).collect();
     names.join(", ")
+}
+
+/// The least `memory` a database may be given: an empty redis-server already uses about
+/// 0.9 MB (`used_memory` of Redis 7.0 at start), and needs room beyond that for client
+/// buffers, a replica's output buffer and the replication backlog; below this every
+/// write would fail with OOM.
+pub const MIN_MEMORY: u64 = 4 << 20;
+
+/// Why a memory limit is refused (the parser and `create db` say the same).
+pub fn memory_too_small(given: u64) -> String {
+    format!(
+        "`memory` of {given} bytes is below what an empty server needs: redis-server uses about 1 MB before any key, plus client and replication buffers; give at least 4mb"
+    )
 }
 
 /// Finds a database by `db:<id>`, `<id>` or name.

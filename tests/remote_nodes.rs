@@ -206,6 +206,24 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
     assert_eq!(node["redis_server"]["engine"], "redis");
     assert!(host.path("node").is_dir());
 
+    // A recovery path is checked on the node's machine.
+    run(format!(
+        "node 2 recovery_path set {}",
+        host.path("old").display()
+    ))
+    .fails(1)
+    .stderr_has("does not exist on");
+    std::fs::create_dir_all(host.path("old")).unwrap();
+    run(format!(
+        "node 2 recovery_path set {}",
+        host.path("old").display()
+    ))
+    .ok();
+    assert_eq!(
+        lz.ccs()["nodes"]["2"]["recovery_path"],
+        host.path("old").canonicalize().unwrap().to_str().unwrap()
+    );
+
     host.stop();
     let again = format!(
         "node add addr {} persistent_path {} ssh {}",

@@ -181,7 +181,9 @@ impl NodeCommand {
             }
             NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path),
             NodeCommand::Remove { node } => remove(ctx, node),
-            NodeCommand::SetRecoveryPath { node, path } => set_recovery_path(ctx, node, &path),
+            NodeCommand::SetRecoveryPath { node, path } => {
+                set_recovery_path(ctx, node, &path).await
+            }
             NodeCommand::ClearRecoveryPath { node } => clear_recovery_path(ctx, node),
         }
     }
@@ -409,12 +411,22 @@ fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
     Reply::of(&NodeRemoved { removed: id })
 }
 
-fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
+async fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
-    if !cluster.nodes.contains_key(&id) {
+    let Some(node) = cluster.nodes.get(&id) else {
         return Err(no_such_node(&cluster, id));
-    }
-    let path = rules::recovery_path(path)?;
+    };
+    // The path is checked where the node's files are: on its own machine.
+    let path = match &node.ssh {
+        Some(target) => {
+            let path = rules::absolute("recovery path", path)?;
+            remote::RemoteCheck::connect(target)
+                .await?
+                .recovery_path(&path)
+                .await?
+        }
+        None => rules::recovery_path(path)?,
+    };
     if let Some((other, why)) = live_path(&cluster, &path) {
         return Err(CommandError::conflict(format!(
             "recovery path `{}` {why} node:{other}'s persistent path `{}`, where its shards write: recovery would read files a live server rewrites, and write its copies among them; give the path of the old files (a copy or the old disk)",

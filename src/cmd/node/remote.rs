@@ -2,7 +2,7 @@
 //! it answers with a known host key, the persistent path is usable there, and a
 //! `redis-server` (or `valkey-server`) runs there, whose engine and version are recorded.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::CommandError;
@@ -58,6 +58,36 @@ impl RemoteCheck {
             )));
         }
         Ok(())
+    }
+
+    /// A recovery path there: an existing, readable directory; its canonical form.
+    pub async fn recovery_path(&self, path: &Path) -> Result<PathBuf, CommandError> {
+        let p = sh_quote(&path.to_string_lossy());
+        let script = format!(
+            "[ -e {p} ] || exit 3\n[ -d {p} ] || exit 4\ncd -- {p} && ls -a >/dev/null && pwd -P"
+        );
+        let out = self
+            .host
+            .sh(&script, None)
+            .await
+            .map_err(|e| CommandError::unavailable(e.to_string()))?;
+        let target = self.host.target();
+        let shown = path.display();
+        match out.status.code() {
+            Some(0) => Ok(PathBuf::from(
+                String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
+            )),
+            Some(3) => Err(CommandError::not_found(format!(
+                "recovery path `{shown}` does not exist on `{target}`"
+            ))),
+            Some(4) => Err(CommandError::usage(format!(
+                "recovery path `{shown}` on `{target}` is not a directory"
+            ))),
+            _ => Err(CommandError::io(format!(
+                "recovery path `{shown}` on `{target}` cannot be read: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        }
     }
 
     /// The server binary there: `given`, else the `redis-server` on the PATH of a login

@@ -5,12 +5,17 @@
 //! 3. `restore task start` of that ≥1 GB single-shard run against a bare `redis-server`
 //!    loading the same RDB (target: at most 1.2×);
 //! 4. a 3-shard run restored into 1 shard (keys by RESTORE): keys per second, against
-//!    `redis-cli --pipe` of the same keys and values.
+//!    `redis-cli --pipe` of the same keys and values;
+//! 5. (`s3`) backup and restore of a ≥1 GB database through an `s3://` repository on a
+//!    loopback S3 server (moto, as the tests use it) against a local directory repository
+//!    of the same data in the same run, both with the default codec (zstd): target at
+//!    most 1.3× each, and the peak RSS of each `lazarus` process (target under 256 MB).
 //!
 //! Run: `cargo bench --bench backup` (release build; the binary is timed as an operator
 //! runs it). `LAZARUS_BENCH_MB` sizes the big database (default 1100),
 //! `LAZARUS_BENCH_RUNS` the runs per figure (median; default 3), `LAZARUS_BENCH_ONLY` one
-//! of `big`, `pause`, `reshard`.
+//! of `big`, `pause`, `reshard`, `s3` (`LAZARUS_BENCH_S3_MB`, default 1100; needs moto,
+//! see `.ci/run`).
 
 #[allow(dead_code)]
 #[path = "../tests/common/data.rs"]
@@ -18,6 +23,9 @@ mod data;
 #[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
+#[allow(dead_code)]
+#[path = "../tests/common/s3.rs"]
+mod s3;
 mod support;
 #[allow(dead_code)]
 #[path = "../tests/common/world.rs"]
@@ -32,7 +40,7 @@ use lazarus::ccs::{Cluster, Persistence};
 use lazarus::db::{create_db, shard_addr, CreateDb};
 use procs::ProcessGuard;
 use rand::RngCore;
-use support::{bare_server, env_num, install, lazarus, median, secs};
+use support::{bare_server, env_num, install, lazarus, lazarus_rss, median, secs};
 use world::{config, redis, server, test_cluster};
 
 /// `mb` MB of 1 KB incompressible strings (and a hash per thousand keys) into every
@@ -391,6 +399,90 @@ fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
     drop(guard);
 }
 
+/// Section 5: an `s3://` repository against a local directory, same data, same run.
+fn s3_against_local(root: &Path, rt: &tokio::runtime::Runtime) {
+    let mb = env_num("LAZARUS_BENCH_S3_MB", 1100);
+    let runs = env_num("LAZARUS_BENCH_RUNS", 3);
+    let Some(s3) = s3::S3Server::start("bench") else {
+        return;
+    };
+    // The spawned binary takes the endpoint and credentials from the environment.
+    for (k, v) in s3.env() {
+        std::env::set_var(k, v);
+    }
+    std::fs::create_dir_all(root).unwrap();
+    let guard = ProcessGuard::new(root);
+    let mut c = test_cluster(root, 1);
+    rt.block_on(async {
+        create_db(
+            &mut c,
+            &server(),
+            CreateDb {
+                config: config("big", 1, false, Persistence::Disabled),
+                port: None,
+            },
+        )
+        .await
+        .unwrap();
+        fill(&c, "big", mb).await;
+    });
+    let home = root.join("home");
+    install(&home, &c);
+    let dir = root.join("repo");
+    let url = "s3://bench/lazarus";
+    let (mut lb, mut sb, mut lr, mut sr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rss = [0u64; 4];
+    for run in 0..runs {
+        let mut one = |repo: &str, times: &mut Vec<Duration>, rt_: &mut Vec<Duration>, k: usize| {
+            let (took, out, kb) = lazarus_rss(&home, &["backup", "db", "big", "path", repo]);
+            times.push(took);
+            rss[k] = rss[k].max(kb);
+            let id = run_id(&out);
+            let target = format!("e{run}{k}");
+            let task = format!("t{run}{k}");
+            lazarus(&home, &["create", "db", &target, "persistence", "disabled"]);
+            let at = format!("{repo}/{id}");
+            lazarus(
+                &home,
+                &[
+                    "restore", "task", "create", "name", &task, "db", &target, "backup", &at,
+                ],
+            );
+            let (took, _, kb) = lazarus_rss(&home, &["restore", "task", "start", &task]);
+            rt_.push(took);
+            rss[k + 1] = rss[k + 1].max(kb);
+            lazarus(&home, &["delete", "db", &target, "purge"]);
+        };
+        one(dir.to_str().unwrap(), &mut lb, &mut lr, 0);
+        one(url, &mut sb, &mut sr, 2);
+        println!(
+            "  run {run}: backup local {}  s3 {}   restore local {}  s3 {}",
+            secs(lb[run as usize]),
+            secs(sb[run as usize]),
+            secs(lr[run as usize]),
+            secs(sr[run as usize])
+        );
+    }
+    let (lb, sb, lr, sr) = (median(lb), median(sb), median(lr), median(sr));
+    println!(
+        "s3:// against a local directory, {mb} MB database (median of {runs}): backup {} vs {} ratio {:.2}x; restore {} vs {} ratio {:.2}x",
+        secs(sb),
+        secs(lb),
+        sb.as_secs_f64() / lb.as_secs_f64(),
+        secs(sr),
+        secs(lr),
+        sr.as_secs_f64() / lr.as_secs_f64()
+    );
+    println!(
+        "peak RSS of lazarus: backup local {} MB, s3 {} MB; restore local {} MB, s3 {} MB",
+        rss[0] / 1024,
+        rss[2] / 1024,
+        rss[1] / 1024,
+        rss[3] / 1024
+    );
+    drop(guard);
+}
+
 fn main() {
     let base = std::env::var_os("LAZARUS_BENCH_DIR").map(std::path::PathBuf::from);
     let tmp = match &base {
@@ -413,5 +505,8 @@ fn main() {
     }
     if only.is_empty() || only == "big" {
         big(&root.join("big"), &rt);
+    }
+    if only.is_empty() || only == "s3" {
+        s3_against_local(&root.join("s3"), &rt);
     }
 }

@@ -92,3 +92,44 @@ pub fn bare_server(server: &Path, dir: &Path, port: u16) -> Duration {
     let _ = child.wait();
     took
 }
+
+/// As [`lazarus`], with the process's peak resident memory (KiB, from `wait4`).
+// The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+pub fn lazarus_rss(home: &Path, args: &[&str]) -> (Duration, String, u64) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lazarus runs");
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let took = started.elapsed();
+    assert_eq!(r, pid, "wait4");
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        panic!("lazarus {args:?} failed:\n{out}{err}");
+    }
+    (took, out, usage.ru_maxrss as u64)
+}

@@ -122,6 +122,15 @@ impl S3Server {
     }
 }
 
+/// A small runtime of its own for each call (this file is also used by benches, without
+/// the rest of the test harness).
+fn small_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 impl S3Server {
     /// A client of the server with the test credentials, for reaching past the binary
     /// (damaging a run, reading a manifest).
@@ -141,7 +150,7 @@ impl S3Server {
         use object_store::ObjectStore;
         let store = self.store(bucket);
         let key = object_store::path::Path::from(key);
-        super::runtime().block_on(async move {
+        small_runtime().block_on(async move {
             store
                 .get(&key)
                 .await
@@ -157,14 +166,14 @@ impl S3Server {
         use object_store::ObjectStore;
         let store = self.store(bucket);
         let key = object_store::path::Path::from(key);
-        super::runtime().block_on(async move { store.put(&key, bytes.into()).await.unwrap() });
+        small_runtime().block_on(async move { store.put(&key, bytes.into()).await.unwrap() });
     }
 
     pub fn delete(&self, bucket: &str, key: &str) {
         use object_store::ObjectStore;
         let store = self.store(bucket);
         let key = object_store::path::Path::from(key);
-        super::runtime().block_on(async move { store.delete(&key).await.unwrap() });
+        small_runtime().block_on(async move { store.delete(&key).await.unwrap() });
     }
 }
 

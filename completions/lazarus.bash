@@ -3,18 +3,43 @@
 # Install: source this file from ~/.bashrc, or copy it to
 # /usr/share/bash-completion/completions/lazarus (or ~/.local/share/bash-completion/completions/lazarus).
 
+# Splits $1 into the array __lazarus_words as the shell reads it: whitespace separates
+# words; backslash escapes, '...' and "..." keep spaces inside one word (unquoted here).
+__lazarus_split() {
+    local line="$1" word="" quote="" c i started=0
+    __lazarus_words=()
+    for ((i = 0; i < ${#line}; i++)); do
+        c="${line:i:1}"
+        if [[ -n "$quote" ]]; then
+            if [[ "$c" == "$quote" ]]; then
+                quote=""
+            elif [[ "$c" == "\\" && "$quote" == '"' && $((i + 1)) -lt ${#line} ]]; then
+                i=$((i + 1)); word+="${line:i:1}"
+            else
+                word+="$c"
+            fi
+        elif [[ "$c" == "\\" ]]; then
+            i=$((i + 1)); word+="${line:i:1}"; started=1
+        elif [[ "$c" == "'" || "$c" == '"' ]]; then
+            quote="$c"; started=1
+        elif [[ "$c" == [[:space:]] ]]; then
+            if ((started)); then __lazarus_words+=("$word"); fi
+            word=""; started=0
+        else
+            word+="$c"; started=1
+        fi
+    done
+    __lazarus_words+=("$word")
+}
+
 _lazarus() {
     local line="${COMP_LINE:0:COMP_POINT}"
-    local -a words
-    # Split like the shell language: whitespace-separated; a trailing space starts a new word.
-    read -r -a words <<< "$line"
-    if [[ -z "$line" || "$line" =~ [[:space:]]$ ]]; then
-        words+=("")
-    fi
-    local cur="${words[${#words[@]}-1]}"
+    local -a __lazarus_words
+    __lazarus_split "$line"
+    local cur="${__lazarus_words[${#__lazarus_words[@]}-1]}"
     local IFS=$'\n'
     local -a candidates
-    candidates=($(command lazarus complete -- "${words[@]:1}" 2>/dev/null))
+    candidates=($(command lazarus complete -- "${__lazarus_words[@]:1}" 2>/dev/null))
     # bash splits words at ':' (node:2, db:3); offer only the part after the last one.
     if [[ "$cur" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
         local prefix="${cur%"${cur##*:}"}"
@@ -23,7 +48,12 @@ _lazarus() {
             candidates[$i]="${candidates[$i]#"$prefix"}"
         done
     fi
-    COMPREPLY=("${candidates[@]}")
+    # Candidates come back plain: escape them the shell's way (a space as `\ `).
+    COMPREPLY=()
+    local c
+    for c in "${candidates[@]}"; do
+        COMPREPLY+=("$(printf '%q' "$c")")
+    done
     # A directory stays open for the rest of its path.
     if [[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == */ ]]; then
         compopt -o nospace 2>/dev/null

@@ -4,8 +4,10 @@
 function __lazarus_complete
     set -l words (commandline -opc)
     set -e words[1]
-    # Quoted, so an empty current word is still passed (as "").
-    set -l cur (commandline -ct)
+    # The word being completed as typed, its quoting removed (`/mnt/old\ disk` is the
+    # path `/mnt/old disk`); quoted below, so an empty word is still passed (as "").
+    # Candidates come back plain: fish escapes them its own way.
+    set -l cur (commandline -ct | string unescape)
     command lazarus complete -- $words "$cur" 2>/dev/null
 end
 

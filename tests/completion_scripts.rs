@@ -69,3 +69,96 @@ fn bash_completion_uses_the_binary() {
         [format!("{}/ccs/", dir.display())]
     );
 }
+
+/// PATH with the test's binary first, for the scripts' `command lazarus`.
+fn path_with_binary() -> String {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_lazarus"))
+        .parent()
+        .unwrap();
+    format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap())
+}
+
+/// What completions/_lazarus hands to `compadd` for `line` (zsh's words as `(z)` splits
+/// them), each argument a line; `compadd` and `compdef` are stand-ins that record.
+fn zsh_complete(lz: &Lazarus, line: &str) -> Vec<String> {
+    let program = r#"compdef() { : }
+compadd() { local a; for a in "$@"; do print -r -- "$a"; done }
+source "$SCRIPT"
+words=("${(@z)LINE}")
+[[ "$LINE" == *" " ]] && words+=("")
+CURRENT=${#words}
+_lazarus || true"#;
+    let out = Command::new("zsh")
+        .args(["-f", "-c", program])
+        .env(
+            "SCRIPT",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/completions/_lazarus"),
+        )
+        .env("LINE", line)
+        .env("LAZARUS_HOME", lz.home())
+        .env("PATH", path_with_binary())
+        .output()
+        .expect("zsh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .filter(|a| !["--", "-S", ""].contains(&a.as_str()))
+        .collect()
+}
+
+/// What fish offers for `line` with completions/lazarus.fish (`complete -C`).
+fn fish_complete(lz: &Lazarus, line: &str) -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/completions/lazarus.fish");
+    let out = Command::new("fish")
+        .args(["--no-config", "-c", "source $SCRIPT; complete -C $LINE"])
+        .env("SCRIPT", script)
+        .env("LINE", line)
+        .env("LAZARUS_HOME", lz.home())
+        .env("PATH", path_with_binary())
+        .output()
+        .expect("fish runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Issue 9 item 17: a path with a space completes in bash, zsh and fish, escaped each
+/// shell's own way (bash's `\ `, compadd and fish quoting plain candidates themselves),
+/// and zsh and fish complete keywords and live values like bash.
+#[test]
+fn paths_with_spaces_complete_in_bash_zsh_and_fish() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name b").ok();
+    let dir = lz.path("old disk");
+    std::fs::create_dir_all(dir.join("ccs")).unwrap();
+    let shown = dir.display().to_string();
+    let escaped = shown.replace(' ', "\\ ");
+    let typed = format!("lazarus node 1 recovery_path set {escaped}/cc");
+    let want = format!("{shown}/ccs/");
+    assert_eq!(bash_complete(&lz, &typed), [want.replace(' ', "\\ ")]);
+    assert_eq!(
+        bash_complete(
+            &lz,
+            &format!("lazarus node 1 recovery_path set \"{shown}/cc")
+        ),
+        [want.replace(' ', "\\ ")]
+    );
+    assert_eq!(zsh_complete(&lz, &typed), vec![want.clone()]);
+    assert_eq!(fish_complete(&lz, &typed), vec![want]);
+    assert_eq!(zsh_complete(&lz, "lazarus node "), ["add", "1"]);
+    assert_eq!(fish_complete(&lz, "lazarus node "), ["1", "add"]);
+    assert_eq!(fish_complete(&lz, "lazarus info c"), ["cluster"]);
+}

@@ -244,9 +244,37 @@ pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
         Some((last, done)) => (last.as_str(), done),
         None => ("", &[][..]),
     };
+    // The shells hand over words already unquoted: quote them the language's way (the
+    // word being completed as an open quote, so the completer sees one unfinished word),
+    // and hand the candidates back unquoted, for each shell to escape its own way.
     let mut line: String = done.iter().map(|w| quote(w) + " ").collect();
-    line.push_str(partial);
-    complete(cmd::registry(), cluster.as_ref(), &line, line.len()).candidates
+    let quoted = quote(partial);
+    match quoted.strip_suffix('"').filter(|_| quoted != partial) {
+        Some(open) => line.push_str(open),
+        None => line.push_str(partial),
+    }
+    complete(cmd::registry(), cluster.as_ref(), &line, line.len())
+        .candidates
+        .into_iter()
+        .map(|c| unquote_candidate(&c))
+        .collect()
+}
+
+/// A candidate as plain text: the language's `"..."` quoting (closed or not) removed.
+fn unquote_candidate(candidate: &str) -> String {
+    let Some(body) = candidate.strip_prefix('"') else {
+        return candidate.to_string();
+    };
+    let body = body.strip_suffix('"').unwrap_or(body);
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs the binary's chosen mode; returns the exit status.

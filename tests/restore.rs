@@ -525,10 +525,29 @@ fn three_shards_restore_into_one_and_into_five() {
         lz.run(&format!("restore task verify to-{name}"))
             .ok()
             .stdout_has("RESTORE ... ABSTTL");
+        // An ACL user besides the default one: fenced (turned off) while the keys are
+        // written, turned on again after.
+        let port = port_of(&lz, name);
+        let acl = |args: &[&str]| -> redis::RedisResult<redis::Value> {
+            let mut con =
+                redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()?;
+            redis::cmd(args[0]).arg(&args[1..]).query(&mut con)
+        };
+        if name == "one" {
+            acl(&["ACL", "SETUSER", "app", "on", ">apppw", "~*", "+@all"]).unwrap();
+        }
         lz.run(&format!("restore task start to-{name}"))
             .ok()
             .stdout_has("content verified: ");
         assert_same(&before, &picture(&rt, &lz, name), name);
+        if name == "one" {
+            let mut app = redis::Client::open(format!("redis://app:apppw@127.0.0.1:{port}"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let n: u64 = redis::cmd("DBSIZE").query(&mut app).unwrap();
+            assert!(n > 0);
+        }
     }
     // Into a database that holds keys: refused by verify, nothing written.
     lz.run(&format!(

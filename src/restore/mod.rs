@@ -897,9 +897,7 @@ async fn replace(
         let a = crate::db::shard_addr(cluster, db, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
         let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
-        crate::ccs::store::write_atomic(&file, fence.as_bytes())
-            .map_err(|e| format!("`{}`: {e}", file.display()))?;
-        fence_shard(&a, fence)
+        fence_shard(&a, fence, &file)
             .await
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
     }
@@ -1065,10 +1063,11 @@ async fn replace(
     for s in &fenced.shards {
         let a = crate::db::shard_addr(cluster, fenced, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
-        unfence_shard(&a, db.config.password.as_deref())
+        let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
+        unfence_shard(&a, db.config.password.as_deref(), Some(&file))
             .await
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
-        let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join(FENCE_FILE));
+        let _ = std::fs::remove_file(file);
     }
     if db.config.persistence == Persistence::Disabled {
         // A database without persistence starts empty after a restart, as before.
@@ -1159,9 +1158,7 @@ async fn by_key(
         let a = crate::db::shard_addr(cluster, db, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
         let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
-        crate::ccs::store::write_atomic(&file, fence.as_bytes())
-            .map_err(|e| format!("`{}`: {e}", file.display()))?;
-        if let Err(e) = fence_shard(&a, fence).await {
+        if let Err(e) = fence_shard(&a, fence, &file).await {
             res = Err(format!("redis:{}: {e}", s.id));
             break;
         }
@@ -1238,7 +1235,7 @@ async fn by_key(
     for (id, a, file) in fenced_shards {
         let mut f = a.clone();
         f.password = Some(fence.to_string());
-        unfence_shard(&f, db.config.password.as_deref())
+        unfence_shard(&f, db.config.password.as_deref(), Some(&file))
             .await
             .map_err(|e| format!("redis:{id}: {e}"))?;
         let _ = std::fs::remove_file(file);
@@ -1246,9 +1243,75 @@ async fn by_key(
     res.map(|keys| Restored { keys, content })
 }
 
-async fn fence_shard(a: &ShardAddr, fence: &str) -> Result<(), String> {
+/// The fence password (first line of a shard's fence file).
+fn read_fence(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().next().map(str::to_string)
+}
+
+/// The ACL users a fence turned off (the fence file's lines after the password).
+fn fenced_users(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .map(|t| t.lines().skip(1).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The users of `ACL LIST` other than `default`: (name, enabled).
+async fn acl_users(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> Result<Vec<(String, bool)>, String> {
+    let lines: Vec<String> = redis::cmd("ACL")
+        .arg("LIST")
+        .query_async(con)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(lines
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("user")).then_some(())?;
+            let name = w.next()?.to_string();
+            let on = l.split_whitespace().any(|x| x == "on");
+            (name != "default").then_some((name, on))
+        })
+        .collect())
+}
+
+/// Fences a shard: no client can authenticate, as the default user (a password no one
+/// knows) or as any other ACL user (turned off), and every client is closed. The fence
+/// file (the password, then the users turned off) is written first, so a restore cut
+/// short can undo the fence.
+async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), String> {
     let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
     let e = |e: redis::RedisError| e.to_string();
+    let mut users: Vec<String> = acl_users(&mut con)
+        .await?
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| n)
+        .collect();
+    // Users a fence of an earlier, cut-short start turned off are still to be turned on.
+    for u in fenced_users(file) {
+        if !users.contains(&u) {
+            users.push(u);
+        }
+    }
+    let mut text = fence.to_string();
+    for u in &users {
+        text.push('\n');
+        text.push_str(u);
+    }
+    crate::ccs::store::write_atomic(file, text.as_bytes())
+        .map_err(|e| format!("`{}`: {e}", file.display()))?;
+    for u in &users {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(u)
+            .arg("off")
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(e)?;
+    }
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("requirepass")
@@ -1271,9 +1334,28 @@ async fn fence_shard(a: &ShardAddr, fence: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn unfence_shard(a: &ShardAddr, password: Option<&str>) -> Result<(), String> {
+/// Lifts a shard's fence: the ACL users its fence file names (those the server still
+/// has) are turned on again, the default user's password put back.
+async fn unfence_shard(
+    a: &ShardAddr,
+    password: Option<&str>,
+    file: Option<&Path>,
+) -> Result<(), String> {
     let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
     let e = |e: redis::RedisError| e.to_string();
+    let off = file.map(fenced_users).unwrap_or_default();
+    if !off.is_empty() {
+        let present = acl_users(&mut con).await?;
+        for (u, _) in present.iter().filter(|(u, _)| off.contains(u)) {
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(u)
+                .arg("on")
+                .query_async::<()>(&mut con)
+                .await
+                .map_err(e)?;
+        }
+    }
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("requirepass")
@@ -1367,7 +1449,7 @@ pub async fn roll_back(
                 // restart loads it; it is removed below). A server already shutting
                 // down refuses, and the restore saved it before sending the SIGTERM.
                 let mut saving = a.clone();
-                if let Ok(fence) = std::fs::read_to_string(dir.join(FENCE_FILE)) {
+                if let Some(fence) = read_fence(&dir.join(FENCE_FILE)) {
                     saving.password = Some(fence);
                 }
                 if save(&saving).await.is_err() {
@@ -1375,10 +1457,11 @@ pub async fn roll_back(
                 }
             }
             if !touched && !restart && running {
-                if let Ok(fence) = std::fs::read_to_string(dir.join(FENCE_FILE)) {
+                if let Some(fence) = read_fence(&dir.join(FENCE_FILE)) {
                     let mut fenced = a.clone();
                     fenced.password = Some(fence);
-                    if unfence_shard(&fenced, db.config.password.as_deref())
+                    let file = dir.join(FENCE_FILE);
+                    if unfence_shard(&fenced, db.config.password.as_deref(), Some(&file))
                         .await
                         .is_ok()
                     {

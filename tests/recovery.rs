@@ -329,19 +329,27 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     let out = lz.run("recover all").fails(1);
     let text = format!("{}{}", out.stdout, out.stderr);
     assert!(text.contains("`good`: Completed successfully"), "{text}");
+    // No files found is no reason to come back EMPTY unasked (issue 9 item 4).
     assert!(
-        text.contains("`gone`: Completed successfully") && text.contains("EMPTY"),
+        text.contains("`gone`: failed: ")
+            && text.contains("the database stays pending recovery")
+            && text.contains("`recover db gone allow_empty`"),
         "{text}"
     );
-    for name in ["flipped", "truncated", "toonew", "foreign"] {
+    for name in ["flipped", "truncated", "toonew", "foreign", "gone"] {
         assert!(text.contains(&format!("`{name}`: failed: ")), "{text}");
         assert_eq!(state(&lz, name), DbState::PendingRecovery, "{name}");
     }
-    assert!(out.stdout.contains("2 recovered, 4 failed"), "{text}");
+    assert!(out.stdout.contains("1 recovered, 5 failed"), "{text}");
     assert!(
-        out.stderr.contains("4 of 6 databases failed to recover"),
+        out.stderr.contains("5 of 6 databases failed to recover"),
         "{text}"
     );
+    lz.run("recover db gone allow_empty")
+        .ok()
+        .stdout_has("`gone`: Completed successfully")
+        .stdout_has("WARNING: came back EMPTY");
+    assert_eq!(state(&lz, "gone"), DbState::Active);
     // Run again for scripts: only the damaged ones are left, and they fail again.
     let json = lz.cmd(["--json", "recover", "all"]).run().fails(1).json();
     assert_eq!(json[0]["ok"], false, "{json:?}");

@@ -111,3 +111,132 @@ fn a_second_cluster_recover_takes_the_newest_backup_and_no_old_recovery_path() {
         .ok()
         .stdout_has("node:1 had no recovery path");
 }
+
+/// Sets one key in `db` of the cluster stored in `lz`'s home, and saves a snapshot.
+fn write_and_save(lz: &Lazarus, db: &str, key: &str) {
+    let ccs = lz.ccs();
+    let port = ccs["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|d| d["name"] == db)
+        .unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    common::runtime().block_on(async {
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+    });
+}
+
+fn has_key(lz: &Lazarus, db: &str, key: &str) -> bool {
+    let ccs = lz.ccs();
+    let port = ccs["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|d| d["name"] == db)
+        .unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    common::runtime().block_on(async {
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
+        let n: u64 = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        n == 1
+    })
+}
+
+/// The second incident: after a first recovery, the node lives on and takes
+/// writes; the home is lost again. The first incident's files are refused as older than
+/// what the node wrote since, and the newest files come back.
+#[test]
+fn a_second_incident_never_brings_the_first_ones_files_back() {
+    let first = Lazarus::new();
+    let guard = common::procs::ProcessGuard::new(first.home());
+    let n1 = first.path("n1");
+    first
+        .run(&format!(
+            "cluster create name c persistent_path {}",
+            n1.display()
+        ))
+        .ok();
+    let mut doc = first.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    fs::write(first.path("ccs.json"), doc.to_string()).unwrap();
+    first.run("create db cache persistence snapshot").ok();
+    write_and_save(&first, "cache", "early");
+
+    // Incident 1: every shard killed, the home lost.
+    guard.kill_all();
+    let second = Lazarus::new();
+    second
+        .run(&format!(
+            "cluster recover filename {}",
+            n1.join("ccs/ccs.json").display()
+        ))
+        .ok();
+    assert_eq!(node1(&second)["recovery_path"], n1.display().to_string());
+    second
+        .run("recover all")
+        .ok()
+        .stdout_has(&format!("node:1 recovery path `{}` cleared", n1.display()));
+    assert!(node1(&second).get("recovery_path").is_none());
+    // The node lives on in `n1-recovered` and takes writes (a second later: times on
+    // disk are compared by the second).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write_and_save(&second, "cache", "late");
+
+    // Incident 2.
+    guard.kill_all();
+    let third = Lazarus::new();
+    let recovered = first.path("n1-recovered");
+    third
+        .run(&format!(
+            "cluster recover filename {}",
+            recovered.join("ccs/ccs.json").display()
+        ))
+        .ok();
+    assert_eq!(
+        node1(&third)["recovery_path"],
+        recovered.display().to_string()
+    );
+    // The operator points the node at the first incident's files: refused as stale.
+    third
+        .run(&format!("node 1 recovery_path set {}", n1.display()))
+        .ok();
+    let list = third.run("recover list").ok();
+    assert!(
+        list.stdout.contains("missing files: stale: `")
+            && list
+                .stdout
+                .contains(&format!("older than `{}", recovered.display())),
+        "{}",
+        list.stdout
+    );
+    third
+        .run("recover all")
+        .fails(1)
+        .stdout_has("`cache`: failed: redis:")
+        .stdout_has("stale: ")
+        .stdout_has("`recover db cache allow_stale`");
+    // From the newest files, the writes since the first incident come back.
+    third
+        .run(&format!("node 1 recovery_path set {}", recovered.display()))
+        .ok();
+    third.run("recover list").ok().stdout_has("ready: snapshot");
+    third.run("recover all").ok();
+    assert!(has_key(&third, "cache", "late"));
+    assert!(has_key(&third, "cache", "early"));
+    drop(guard);
+}

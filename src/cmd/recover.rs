@@ -25,14 +25,16 @@ use crate::server::Servers;
 pub enum RecoverCommand {
     /// `recover list`
     List,
-    /// `recover all [only_configuration] [verify counts|content] [replay]`
+    /// `recover all [only_configuration] [verify counts|content] [replay] [allow_empty]
+    /// [allow_stale]`
     All {
         only_configuration: bool,
         counts_only: bool,
         replay: bool,
+        allow: Allow,
     },
-    /// `recover db <db> [only_configuration] [verify counts|content] [replay] [port <n>]` (also
-    /// `recover db only_configuration <db>`)
+    /// `recover db <db> [only_configuration] [verify counts|content] [replay] [port <n>]
+    /// [allow_empty] [allow_stale]` (also `recover db only_configuration <db>`)
     Db {
         db: DbRef,
         only_configuration: bool,
@@ -41,7 +43,39 @@ pub enum RecoverCommand {
         /// Moves the endpoint (the first master's port) here first: the stored port is
         /// taken by another program.
         port: Option<u16>,
+        allow: Allow,
     },
+}
+
+/// What the operator accepts that recovery otherwise refuses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// Masters whose files were not found come back EMPTY (`allow_empty`).
+    pub empty: bool,
+    /// Sources older than data Lazarus knows the database had load anyway
+    /// (`allow_stale`).
+    pub stale: bool,
+}
+
+impl Allow {
+    fn of(m: &super::Match) -> Allow {
+        Allow {
+            empty: m.has("allow_empty"),
+            stale: m.has("allow_stale"),
+        }
+    }
+}
+
+impl fmt::Display for Allow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.empty {
+            f.write_str(" allow_empty")?;
+        }
+        if self.stale {
+            f.write_str(" allow_stale")?;
+        }
+        Ok(())
+    }
 }
 
 /// `verify counts` keeps only the key counts; `verify content` (the default) also proves
@@ -67,6 +101,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::flag("only_configuration"),
                 Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
                 Opt::flag("replay"),
+                Opt::flag("allow_empty"),
+                Opt::flag("allow_stale"),
             ]),
         ],
         summary: "bring every database in recovery state back, in parallel, and prove the content",
@@ -75,12 +111,14 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "recover all only_configuration",
             "recover all verify counts",
             "recover all replay",
+            "recover all allow_empty",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::All {
                 only_configuration: m.has("only_configuration"),
                 counts_only: counts_only(m),
                 replay: m.has("replay"),
+                allow: Allow::of(m),
             }))
         },
     },
@@ -100,6 +138,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 counts_only: false,
                 replay: false,
                 port: None,
+                allow: Allow::default(),
             }))
         },
     },
@@ -113,6 +152,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
                 Opt::flag("replay"),
                 Opt::optional("port", "n", ValueKind::Port),
+                Opt::flag("allow_empty"),
+                Opt::flag("allow_stale"),
             ]),
         ],
         summary: "bring one database back from its files (or only its configuration) and prove the content; `replay` writes files too new for the server as commands; `port` moves its endpoint off a port another program holds",
@@ -122,6 +163,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "recover db orders verify counts",
             "recover db orders replay",
             "recover db orders port 31007",
+            "recover db orders allow_stale",
+            "recover db orders allow_empty allow_stale",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::Db {
@@ -130,6 +173,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 counts_only: counts_only(m),
                 replay: m.has("replay"),
                 port: m.opt("port"),
+                allow: Allow::of(m),
             }))
         },
     },
@@ -146,10 +190,11 @@ impl fmt::Display for RecoverCommand {
                 only_configuration,
                 counts_only,
                 replay,
+                allow,
             } => {
                 write!(
                     f,
-                    "recover all{}{}{}",
+                    "recover all{}{}{}{allow}",
                     flag(*only_configuration),
                     counts(*counts_only),
                     replayed(*replay)
@@ -161,10 +206,11 @@ impl fmt::Display for RecoverCommand {
                 counts_only,
                 replay,
                 port,
+                allow,
             } => {
                 write!(
                     f,
-                    "recover db {db}{}{}{}",
+                    "recover db {db}{}{}{}{allow}",
                     flag(*only_configuration),
                     counts(*counts_only),
                     replayed(*replay)
@@ -188,13 +234,15 @@ impl RecoverCommand {
                 only_configuration,
                 counts_only,
                 replay,
-            } => recover(ctx, None, only_configuration, counts_only, replay).await,
+                allow,
+            } => recover(ctx, None, only_configuration, counts_only, replay, allow).await,
             RecoverCommand::Db {
                 db,
                 only_configuration,
                 counts_only,
                 replay,
                 port,
+                allow,
             } => {
                 recover(
                     ctx,
@@ -202,6 +250,7 @@ impl RecoverCommand {
                     only_configuration,
                     counts_only,
                     replay,
+                    allow,
                 )
                 .await
             }
@@ -418,6 +467,7 @@ async fn recover(
     only_configuration: bool,
     counts_only: bool,
     replay: bool,
+    allow: Allow,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let adopted = adopt_live(ctx, Some((&lock, &mut cluster))).await?;
@@ -458,6 +508,8 @@ async fn recover(
         rec.proof = Proof::Counts;
     }
     rec.replay = replay;
+    rec.allow_empty = allow.empty;
+    rec.allow_stale = allow.stale;
     let rec = Arc::new(rec);
     let shared = Arc::new(cluster.clone());
     let started = Instant::now();

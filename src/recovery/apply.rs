@@ -42,6 +42,12 @@ pub struct Recovery {
     /// RDB files newer than the target server loads are replayed (their keys written as
     /// commands into masters started empty) instead of refused.
     pub replay: bool,
+    /// A database with a master whose files were not found comes back with that master
+    /// EMPTY (`allow_empty`) instead of staying pending recovery.
+    pub allow_empty: bool,
+    /// A source older than data Lazarus knows the database had is loaded anyway
+    /// (`allow_stale`).
+    pub allow_stale: bool,
 }
 
 /// How far a recovery proves the data that came back is the data the files held.
@@ -90,6 +96,8 @@ impl Recovery {
             setup_timeout: Duration::from_secs(120),
             proof: Proof::Content,
             replay: false,
+            allow_empty: false,
+            allow_stale: false,
         }
     }
 
@@ -101,7 +109,15 @@ impl Recovery {
             Some(s) => (s.max_rdb(), s.label()),
             None => (None, "unknown".to_string()),
         };
-        plan_db_with(cluster, db, max_rdb, &label, &self.check, self.replay)
+        plan_db_with(
+            cluster,
+            db,
+            max_rdb,
+            &label,
+            &self.check,
+            self.replay,
+            self.allow_stale,
+        )
     }
 }
 
@@ -109,6 +125,10 @@ impl Recovery {
 pub enum RecoverError {
     #[error("{}", .0.join("; "))]
     Blocked(Vec<String>),
+    /// Masters none of whose files were found: the database stays pending recovery
+    /// unless the operator asks for them EMPTY.
+    #[error("{}: the database stays pending recovery; find the files (`node <id> recovery_path set <path>`, then `recover list`), or bring it back with {} EMPTY: `recover db {db} allow_empty`", lines.join("; "), if lines.len() == 1 { "that shard" } else { "those shards" })]
+    NoFiles { db: String, lines: Vec<String> },
     #[error("shard directory `{}` already holds data files recovery did not write: move them away (or point the node's recovery path at them) and run again", .0.display())]
     ShardDirTaken(PathBuf),
     #[error("a server recovery did not start (pid {pid}) runs in shard directory `{}`: recovery never stops it; if it serves this database, it is live (see `status`), else stop it yourself and run again", dir.display())]
@@ -156,6 +176,7 @@ impl crate::error::DomainError for RecoverError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
+            RecoverError::NoFiles { .. } => ErrorKind::NotFound,
             RecoverError::Blocked(_)
             | RecoverError::AllRefused { .. }
             | RecoverError::Replay { .. }
@@ -177,6 +198,10 @@ impl crate::error::DomainError for RecoverError {
             RecoverError::ShardDirTaken(_) => vec![
                 "move the files away (or point the node's recovery path at them) and run again"
                     .into(),
+            ],
+            RecoverError::NoFiles { db, .. } => vec![
+                "find the files: `node <id> recovery_path set <path>`, then `recover list`".into(),
+                format!("bring it back with those shards EMPTY: `recover db {db} allow_empty`"),
             ],
             RecoverError::Copy(e) => e.hints(),
             RecoverError::Server(e) => e.hints(),
@@ -548,6 +573,22 @@ async fn load_masters(
         .collect();
     if !blocking.is_empty() {
         return Err(RecoverError::Blocked(blocking));
+    }
+    if !rec.allow_empty {
+        let lines: Vec<String> = plan
+            .shard_plans
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                Outcome::Missing { reason } => Some(format!("redis:{}: {reason}", s.shard)),
+                _ => None,
+            })
+            .collect();
+        if !lines.is_empty() {
+            return Err(RecoverError::NoFiles {
+                db: db.config.name.clone(),
+                lines,
+            });
+        }
     }
     if chosen(&plan) != *picks {
         return Ok(Loaded::Chose(plan));

@@ -139,7 +139,7 @@ pub fn plan_db(
     server: &str,
     check: &Checker,
 ) -> DbPlan {
-    plan_db_with(cluster, db, max_rdb, server, check, false)
+    plan_db_with(cluster, db, max_rdb, server, check, false, false)
 }
 
 /// [`plan_db`], and with `replay` an RDB too new for the server is a source to replay
@@ -151,6 +151,7 @@ pub fn plan_db_with(
     server: &str,
     check: &Checker,
     replay: bool,
+    allow_stale: bool,
 ) -> DbPlan {
     let ctx = Inspect {
         cluster,
@@ -159,6 +160,7 @@ pub fn plan_db_with(
         server,
         check,
         replay,
+        allow_stale,
     };
     let shard_plans: Vec<ShardPlan> = db
         .shards
@@ -205,6 +207,20 @@ struct Inspect<'a> {
     server: &'a str,
     check: &'a Checker<'a>,
     replay: bool,
+    /// Load a source older than data Lazarus knows the database had (`allow_stale`).
+    allow_stale: bool,
+}
+
+/// The newest data Lazarus knows a master's shard had, apart from the recovery path: a
+/// source older than it would bring back an old state and lose every write since.
+#[derive(Default)]
+struct Known {
+    /// Files of the shard (or a replica's) in its node's persistent path, or in one of the
+    /// node's earlier lives (the `-recovered` siblings recovery made): newest
+    /// modification time, and the file.
+    files: Option<(i64, PathBuf)>,
+    /// The newest succeeded backup run of the database: its start, and its id.
+    backup: Option<(i64, String)>,
 }
 
 impl Inspect<'_> {
@@ -217,8 +233,13 @@ impl Inspect<'_> {
         );
         let mut valid: Vec<Source> = Vec::new();
         let mut set_aside = Vec::new();
+        let known = if self.allow_stale {
+            Known::default()
+        } else {
+            self.known(master)
+        };
         for shard in copies {
-            let (found, rejected) = self.inspect_shard_dir(shard, master.slots);
+            let (found, rejected) = self.inspect_shard_dir(shard, master.slots, &known);
             set_aside.extend(rejected);
             valid.extend(found);
         }
@@ -244,6 +265,7 @@ impl Inspect<'_> {
         &self,
         shard: &Shard,
         slots: Option<SlotRange>,
+        known: &Known,
     ) -> (Vec<Source>, Vec<Reason>) {
         let Some(node) = self.cluster.nodes.get(&shard.node) else {
             return (
@@ -276,7 +298,10 @@ impl Inspect<'_> {
                 continue;
             }
             // AOF comes first, so on a tie the AOF (the more complete log) is chosen.
-            match self.candidate(kind, &path, shard.id, slots) {
+            match self
+                .candidate(kind, &path, shard.id, slots)
+                .and_then(|source| stale(source, known, self.db))
+            {
                 Ok(source) => found.push(source),
                 Err(reason) => rejected.push(reason),
             }
@@ -285,6 +310,59 @@ impl Inspect<'_> {
             rejected.push(Reason::FileMissing { dir });
         }
         (found, rejected)
+    }
+
+    /// What Lazarus knows of `master`'s data outside the recovery paths.
+    fn known(&self, master: &Shard) -> Known {
+        let copies = std::iter::once(master).chain(
+            self.db
+                .shards
+                .iter()
+                .filter(|s| s.role == Role::Replica && s.master == Some(master.id)),
+        );
+        let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut files: Option<(i64, PathBuf)> = None;
+        for shard in copies {
+            let Some(node) = self.cluster.nodes.get(&shard.node) else {
+                continue;
+            };
+            let recovery = node.recovery_path.as_deref().map(canon);
+            let mut lives = crate::recovery::rebuild::recovered_family(&node.persistent_path);
+            lives.push(node.persistent_path.clone());
+            lives.sort();
+            lives.dedup();
+            for root in lives {
+                let root = canon(&root);
+                if recovery
+                    .as_ref()
+                    .is_some_and(|r| root.starts_with(r) || r.starts_with(&root))
+                {
+                    continue;
+                }
+                let dir = shard_dir_under(&root, self.db.id, shard.id);
+                // Recovery's own copies (a run cut short) are no newer data.
+                if dir.join(crate::server::shard_dir::MARKER_FILE).exists() {
+                    continue;
+                }
+                for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
+                    let path = dir.join(kind.file_name());
+                    if let Ok(written) = readable_mtime(&path) {
+                        if files.as_ref().is_none_or(|f| written > f.0) {
+                            files = Some((written, path));
+                        }
+                    }
+                }
+            }
+        }
+        let backup = self
+            .cluster
+            .backups
+            .runs
+            .iter()
+            .filter(|r| r.db == self.db.id && r.status == crate::ccs::RunStatus::Succeeded)
+            .max_by_key(|r| r.started)
+            .map(|r| (r.started / 1000, r.id.clone()));
+        Known { files, backup }
     }
 
     fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
@@ -417,6 +495,46 @@ impl Inspect<'_> {
             replay,
         })
     }
+}
+
+/// Refuses a valid source older than what Lazarus knows the database had: files written
+/// since in the node's persistent paths (compared by modification time, as they are
+/// measured), or a succeeded backup run taken after an RDB's cut.
+fn stale(source: Source, known: &Known, db: &Database) -> Result<Source, Reason> {
+    let next_anyway = format!(
+        "or load it anyway with `recover db {} allow_stale`",
+        db.config.name
+    );
+    if let Some((newer, path)) = &known.files {
+        let mtime = readable_mtime(&source.path).unwrap_or(source.written);
+        if mtime < *newer {
+            return Err(Reason::Stale {
+                file: source.path,
+                newer: format!("`{}`", path.display()),
+                older_by: newer - mtime,
+                next: format!(
+                    "recover from the newer files (point the node's recovery path at the directory that holds `redis/`), {next_anyway}"
+                ),
+            });
+        }
+    }
+    // An RDB is a cut at its `ctime`: a backup run after it may hold writes it lacks. An
+    // AOF is appended to on every write, so one last written before the run holds
+    // everything the run does.
+    if let Some((at, run)) = known.backup.as_ref().filter(|_| !source.kind.is_aof()) {
+        if source.written < *at {
+            return Err(Reason::Stale {
+                file: source.path,
+                newer: format!("backup run `{run}`"),
+                older_by: at - source.written,
+                next: format!(
+                    "restore that run (`restore task create name <task> db {} backup {run}`), {next_anyway}",
+                    db.config.name
+                ),
+            });
+        }
+    }
+    Ok(source)
 }
 
 fn fault_file(report: &SourceCheck, path: &Path) -> PathBuf {

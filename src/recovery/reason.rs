@@ -62,6 +62,16 @@ pub enum Reason {
         slots: SlotRange,
         examples: Vec<String>,
     },
+    /// Valid, but older than data Lazarus knows the database had (`newer`): loading it
+    /// would bring an old state back and lose every write since.
+    Stale {
+        file: PathBuf,
+        newer: String,
+        /// Seconds.
+        older_by: i64,
+        /// What to do instead.
+        next: String,
+    },
 }
 
 impl Reason {
@@ -144,6 +154,12 @@ impl fmt::Display for Reason {
             Reason::Foreign { path, detail } => {
                 write!(f, "foreign: `{}` {detail}", path.display())
             }
+            Reason::Stale { file, newer, older_by, next } => write!(
+                f,
+                "stale: `{}` is {} older than {newer}, data this database had later: {next}",
+                file.display(),
+                super::plan::format_age(*older_by)
+            ),
             Reason::KeysOutsideSlots { file, count, slots, examples } => {
                 write!(f, "keys outside the shard's slots {slots}: `{}` holds {count}", file.display())?;
                 if !examples.is_empty() {

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Id, StoreError};
 
-pub use backup::{from_backup, read_backup};
+pub use backup::{from_backup, read_backup, recovered_family};
 pub use commit::{recover, RecoverRequest};
 pub use disk::{IdSighting, SightingKind};
 pub use identities::from_identities;

@@ -292,3 +292,56 @@ fn a_taken_port_is_left_alone_and_recover_db_port_moves_the_database() {
     assert!(squatter.local_addr().is_ok());
     assert!(std::net::TcpStream::connect(("127.0.0.1", old as u16)).is_ok());
 }
+
+/// Issue 8: Ctrl-C during `recover` really stops it: the databases not yet back stay
+/// pending recovery (the run says it was interrupted) and running it again resumes.
+#[test]
+fn ctrl_c_stops_a_recovery_and_a_rerun_resumes_it() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    // A server that takes long to start: the recovery is still at work when Ctrl-C comes.
+    let slow = b.path("slow-redis-server");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ -f \"$1\" ] && sleep 4\nexec redis-server \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(b.home())
+        .args(["--redis-server", slow.to_str().unwrap(), "recover", "all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = Instant::now();
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        asked.elapsed() < Duration::from_millis(2500),
+        "recover went on after Ctrl-C"
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stdout.contains("interrupted before it finished"),
+        "{stdout}"
+    );
+    assert_eq!(b.ccs()["databases"]["2"]["state"], "pending_recovery");
+    std::thread::sleep(Duration::from_millis(3000));
+    b.run("recover all verify counts")
+        .ok()
+        .stdout_has("Completed successfully");
+}

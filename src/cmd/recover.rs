@@ -531,8 +531,24 @@ async fn recover(
     let mut outcomes: Vec<(Id, Result<Recovered, CommandError>)> = Vec::new();
     let mut cleared = Vec::new();
     let (mut ok, mut failed) = (0, 0);
-    while let Some(joined) = set.join_next().await {
+    let mut remaining: std::collections::BTreeSet<Id> = targets.iter().copied().collect();
+    loop {
+        // Ctrl-C: every database not yet back is stopped where it is (its own servers
+        // stopped, its shard directories keeping recovery's marker) and stays pending, so
+        // running `recover` again resumes it; those already back stay recorded.
+        let joined = tokio::select! {
+            joined = set.join_next() => match joined {
+                Some(joined) => joined,
+                None => break,
+            },
+            _ = ctx.cancel.tripped() => {
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+                break;
+            }
+        };
         let (id, result, task) = joined.map_err(|e| CommandError::internal(e.to_string()))?;
+        remaining.remove(&id);
         // Each success is recorded at once, so a shell killed later keeps it.
         let result = result.and_then(|r| {
             cleared.extend(activate(&lock, &mut cluster, &r)?);
@@ -551,6 +567,16 @@ async fn recover(
         overall.set_position((ok + failed) as u64);
         overall.set_message(&tally(ok, failed));
         outcomes.push((id, result));
+    }
+    for id in &remaining {
+        crate::recovery::apply::stop_leftovers(&shared, *id).await;
+        outcomes.push((
+            *id,
+            Err(CommandError::new(
+                ErrorKind::Interrupted,
+                "interrupted before it finished: it stays pending recovery; run `recover` again to resume",
+            )),
+        ));
     }
     overall.finish(&tally(ok, failed));
     let mut report = RecoverReport {

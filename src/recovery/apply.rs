@@ -272,6 +272,17 @@ pub async fn recover_db(
     result
 }
 
+/// After an interrupted recovery of `db_id`: stops the servers this recovery started in
+/// its shard directories (proved by the marker and pid), nothing else.
+pub async fn stop_leftovers(cluster: &Cluster, db_id: Id) {
+    let Some(db) = cluster.databases.get(&db_id) else {
+        return;
+    };
+    for shard in &db.shards {
+        let _ = stop_own_leftover(&shard_dir(cluster, db, shard)).await;
+    }
+}
+
 async fn recover_in(
     rec: &Arc<Recovery>,
     cluster: &Arc<Cluster>,

@@ -300,6 +300,9 @@ fn ctrl_c_stops_a_recovery_and_a_rerun_resumes_it() {
     let a = Lazarus::new();
     let guard = ProcessGuard::new(a.home());
     let n1 = home_with_cache(&a);
+    let port = a.ccs()["databases"]["2"]["port"].as_u64().unwrap();
+    assert_eq!(redis_cli(port, &["SET", "k", "v"]), "OK");
+    assert_eq!(redis_cli(port, &["SAVE"]), "OK");
     guard.kill_all();
     let b = Lazarus::new();
     b.run(&format!(

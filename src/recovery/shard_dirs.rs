@@ -93,6 +93,10 @@ fn started_by_recovery(dir: &Path, pid: u32) -> bool {
         )
 }
 
+/// How long a server found working in a marked shard directory without its pidfile is
+/// given to write it (it writes it once its ports are bound, within milliseconds).
+const PIDFILE_GRACE: Duration = Duration::from_secs(3);
+
 /// Stops, cleanly (SIGTERM, then waits), a server that recovery itself started in `dir`
 /// in this run or an earlier, interrupted one. A server recovery did not start is never
 /// touched: it is reported as [`RecoverError::ServerNotOurs`].
@@ -102,6 +106,19 @@ fn started_by_recovery(dir: &Path, pid: u32) -> bool {
 pub(super) async fn stop_own_leftover(dir: &Path) -> Result<(), RecoverError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while let Some(pid) = shard_pid(dir) {
+        // A server still daemonizing has not written its pidfile yet (a run killed just
+        // after the launch): it gets a moment to, so that it can be judged by it.
+        let settle = tokio::time::Instant::now() + PIDFILE_GRACE;
+        while dir.join(MARKER_FILE).exists()
+            && crate::server::read_pid(dir) != Some(pid)
+            && is_running(pid)
+            && tokio::time::Instant::now() < settle
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if shard_pid(dir) != Some(pid) && tokio::time::Instant::now() < deadline {
+            continue;
+        }
         if !started_by_recovery(dir, pid) {
             return Err(RecoverError::ServerNotOurs {
                 dir: dir.to_path_buf(),

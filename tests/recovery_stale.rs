@@ -240,3 +240,71 @@ fn a_second_incident_never_brings_the_first_ones_files_back() {
     assert!(has_key(&third, "cache", "early"));
     drop(guard);
 }
+
+/// A deleted database never comes back from its identity files (issue 9 item 6).
+#[test]
+fn a_deleted_database_does_not_come_back_from_its_identity_files() {
+    let first = Lazarus::new();
+    let guard = common::procs::ProcessGuard::new(first.home());
+    let n1 = first.path("n1");
+    first
+        .run(&format!(
+            "cluster create name c persistent_path {}",
+            n1.display()
+        ))
+        .ok();
+    let mut doc = first.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    fs::write(first.path("ccs.json"), doc.to_string()).unwrap();
+    first.run("create db kept persistence snapshot").ok();
+    first.run("create db gone persistence snapshot").ok();
+    first.run("delete db gone").ok();
+    let cluster_id = first.ccs()["cluster_id"].as_str().unwrap().to_string();
+    guard.kill_all();
+    // No backup survives: only the identity files.
+    fs::remove_dir_all(n1.join("ccs")).unwrap();
+
+    let second = Lazarus::new();
+    let out = second
+        .run(&format!(
+            "cluster recover cluster_id {cluster_id} recovery_path {}",
+            n1.display()
+        ))
+        .ok()
+        .stdout_has("is marked `deleted`");
+    let dbs = second.ccs()["databases"].clone();
+    let names: Vec<&str> = dbs
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kept"], "{}", out.stdout);
+
+    // An identity file not marked (written before marks existed): the node's CCS
+    // backup, newer than the database, records the deletion.
+    first.run("delete db kept").ok();
+    let kept_id = dbs.as_object().unwrap().keys().next().unwrap().clone();
+    for entry in fs::read_dir(n1.join(format!("redis/db-{kept_id}"))).unwrap() {
+        let file = entry.unwrap().path().join("lazarus-shard.json");
+        let text = fs::read_to_string(&file).unwrap();
+        fs::write(
+            &file,
+            text.replace("\"deleted\": true", "\"deleted\": false"),
+        )
+        .unwrap();
+    }
+    let third = Lazarus::new();
+    third
+        .run(&format!(
+            "cluster recover cluster_id {cluster_id} recovery_path {}",
+            n1.display()
+        ))
+        .ok()
+        .stdout_has("is not in the newest CCS backup found");
+    assert!(third.ccs()["databases"]
+        .as_object()
+        .is_none_or(|d| d.is_empty()));
+    drop(guard);
+}

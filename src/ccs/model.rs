@@ -371,6 +371,10 @@ pub struct ShardIdentity {
     /// identity files leaves a database still marked out (its create never finished).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creating: bool,
+    /// Written by `delete db` (without `purge`) into the shard directories it keeps: a
+    /// rebuild from identity files leaves a deleted database out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// A `cluster_id` in JSON is a string: a bare 64-bit number is rounded by `jq` and

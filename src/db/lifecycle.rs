@@ -137,6 +137,29 @@ pub async fn delete_db(
             kept.push(dir.path);
         }
     }
+    // The directories kept still hold identity files: marked, so a rebuild from them
+    // never brings the database back.
+    for shard in &db.shards {
+        let Some(node) = cluster.nodes.get(&shard.node) else {
+            continue;
+        };
+        let dir = crate::server::ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
+        if !kept.iter().any(|k| dir.path().starts_with(k)) {
+            continue;
+        }
+        let file = dir.identity_file();
+        let host = hosts.of(node.id);
+        if host.metadata(&file).await.is_err() {
+            continue;
+        }
+        let mut identity = crate::server::identity_for(cluster, &db, shard);
+        identity.deleted = true;
+        let json = serde_json::to_vec_pretty(&identity)
+            .map_err(|e| ServerError::io(&file, std::io::Error::other(e)))?;
+        host.write_private(&file, &json)
+            .await
+            .map_err(|e| ServerError::io(&file, e))?;
+    }
     cluster.databases.remove(&db.id);
     Ok(DeleteOutcome {
         id: db.id,

@@ -157,6 +157,7 @@ impl World {
             node_addr: None,
             node_port_range: None,
             creating: false,
+            deleted: false,
         };
         let path = self.dir(node, db, shard).join(SHARD_IDENTITY_FILE);
         fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -198,6 +198,7 @@ pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIde
         node_addr: cluster.nodes.get(&shard.node).map(|n| n.addr.clone()),
         node_port_range: cluster.nodes.get(&shard.node).map(|n| n.port_range),
         creating: false,
+        deleted: false,
     }
 }
 

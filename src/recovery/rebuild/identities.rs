@@ -156,7 +156,22 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
         );
     }
 
-    let databases = super::databases::databases(&found, &mut problems);
+    let mut databases = super::databases::databases(&found, &mut problems);
+    // The newest CCS backup on these disks knows which databases were deleted (its
+    // allocator had handed their ids out, its list no longer holds them).
+    if let Some((backup, alloc_id, listed)) = newest_backup(&all_roots, req.cluster_id) {
+        databases.retain(|id, db| {
+            let deleted = *id < alloc_id && !listed.contains(id);
+            if deleted {
+                problems.push(format!(
+                    "`db:{id}` `{}` is not in the newest CCS backup found, `{}`, which was written after it existed: it was deleted; left out, its files are untouched",
+                    db.config.name,
+                    backup.display()
+                ));
+            }
+            !deleted
+        });
+    }
     let name = req.name.clone().unwrap_or_else(|| {
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for f in &found {
@@ -198,6 +213,36 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
         notes,
         problems,
     })
+}
+
+/// The newest (highest generation) CCS backup of `cluster_id` in `<root>/ccs/` under
+/// `roots`: its path, its allocator and the databases it lists. Read loosely, as ids are.
+fn newest_backup(roots: &[PathBuf], cluster_id: u64) -> Option<(PathBuf, Id, BTreeSet<Id>)> {
+    let mut best: Option<(u64, PathBuf, Id, BTreeSet<Id>)> = None;
+    for root in roots {
+        let path = root.join("ccs").join("ccs.json");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if crate::ccs::model::cluster_id_text::of(&doc) != Some(cluster_id) {
+            continue;
+        }
+        let (Some(generation), Some(alloc_id), Some(dbs)) = (
+            doc.get("generation").and_then(|v| v.as_u64()),
+            doc.get("alloc_id").and_then(|v| v.as_u64()),
+            doc.get("databases").and_then(|v| v.as_object()),
+        ) else {
+            continue;
+        };
+        let listed = dbs.keys().filter_map(|k| k.parse().ok()).collect();
+        if best.as_ref().is_none_or(|b| generation > b.0) {
+            best = Some((generation, path, alloc_id, listed));
+        }
+    }
+    best.map(|(_, path, alloc, listed)| (path, alloc, listed))
 }
 
 /// Identity files of `cluster_id` under `roots`; everything else is reported and left
@@ -250,6 +295,15 @@ fn collect(
                 // before any configuration held it (its ids stay allocated).
                 problems.push(format!(
                     "`{}` is marked `creating`: `db:{}` `{}` was never committed; left out, its files are untouched",
+                    file.display(),
+                    identity.db_id,
+                    identity.db.name
+                ));
+                continue;
+            }
+            if identity.deleted {
+                problems.push(format!(
+                    "`{}` is marked `deleted`: `db:{}` `{}` was deleted; left out, its files are untouched",
                     file.display(),
                     identity.db_id,
                     identity.db.name

@@ -177,6 +177,7 @@ fn slot_gaps_and_overlaps_are_found() {
         node_addr: None,
         node_port_range: None,
         creating: false,
+        deleted: false,
     };
     let (a, b) = (ident(2, 0, 8000), ident(3, 8001, 16383));
     assert_eq!(databases::incomplete(2, &[&a, &b]), None);

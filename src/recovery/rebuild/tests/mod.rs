@@ -120,6 +120,7 @@ pub(super) fn write_disks(cluster: &Cluster) {
                 node_addr: Some(cluster.nodes[&s.node].addr.clone()),
                 node_port_range: Some(cluster.nodes[&s.node].port_range),
                 creating: false,
+                deleted: false,
             };
             fs::write(
                 dir.join(SHARD_IDENTITY_FILE),

@@ -281,6 +281,12 @@ fn a_deleted_database_does_not_come_back_from_its_identity_files() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["kept"], "{}", out.stdout);
+    // The rebuilt node's persistent path lies beside its recovery path, outside the
+    // home: losing the home again loses no data (issue 9 item 15).
+    assert_eq!(
+        node1(&second)["persistent_path"],
+        first.path("n1-recovered").display().to_string()
+    );
 
     // An identity file not marked (written before marks existed): the node's CCS
     // backup, newer than the database, records the deletion.
@@ -295,6 +301,8 @@ fn a_deleted_database_does_not_come_back_from_its_identity_files() {
         )
         .unwrap();
     }
+    // (The second home's node, never used, is set aside with its backup.)
+    fs::remove_dir_all(first.path("n1-recovered")).unwrap();
     let third = Lazarus::new();
     third
         .run(&format!(

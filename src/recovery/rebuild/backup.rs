@@ -53,7 +53,7 @@ pub fn read_backup(path: &Path) -> Result<Cluster, RebuildError> {
 
 /// `<path>-recovered` (or `-recovered-2`, ...): the first sibling of `path` that holds no
 /// shard data yet.
-fn fresh_sibling(path: &Path) -> Option<PathBuf> {
+pub(super) fn fresh_sibling(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_string_lossy().into_owned();
     (1..100)
         .map(|n| match n {

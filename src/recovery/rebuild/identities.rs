@@ -116,6 +116,9 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
     for (&id, root) in &node_roots {
         let persistent_path = match (&req.persistent_path, id == local) {
             (Some(p), true) => absolute(p)?,
+            // Beside its recovery path, outside the home: losing the home again never
+            // loses the data recovered into it.
+            _ if beside(root).is_some() => beside(root).expect("checked"),
             _ => {
                 let mut p = home.join("nodes").join(id.to_string());
                 if all_roots.iter().any(|r| overlaps(r, &p)) {
@@ -243,6 +246,14 @@ fn newest_backup(roots: &[PathBuf], cluster_id: u64) -> Option<(PathBuf, Id, BTr
         }
     }
     best.map(|(_, path, alloc, listed)| (path, alloc, listed))
+}
+
+/// `<root>-recovered` (or the next free one), when its parent directory can be written.
+fn beside(root: &Path) -> Option<PathBuf> {
+    let fresh = super::backup::fresh_sibling(root)?;
+    let parent = fresh.parent()?;
+    let writable = std::fs::metadata(parent).is_ok_and(|m| !m.permissions().readonly());
+    writable.then_some(fresh)
 }
 
 /// Identity files of `cluster_id` under `roots`; everything else is reported and left

@@ -33,7 +33,11 @@ fn identities_rebuild_nodes_and_databases() {
     for id in [1, 2] {
         let n = &c.nodes[&id];
         assert_eq!(n.recovery_path, Some(tmp.path().join(format!("n{id}"))));
-        assert_eq!(n.persistent_path, home.join(format!("nodes/{id}")));
+        // Beside its recovery path, outside the home (issue 9 item 15).
+        assert_eq!(
+            n.persistent_path,
+            tmp.path().join(format!("n{id}-recovered"))
+        );
         // Address and port range as the identity files recorded them.
         assert_eq!(n.addr, cluster.nodes[&id].addr);
         assert_eq!(n.port_range, cluster.nodes[&id].port_range);

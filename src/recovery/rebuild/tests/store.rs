@@ -62,7 +62,7 @@ fn recover_never_replaces_a_foreign_or_newer_node_backup() {
 
     // Rebuilt from identity files, node:1 would store its backup where a backup of this
     // cluster already is (the home lost only its ccs.json).
-    let target = tmp.path().join("home/nodes/1/ccs/ccs.json");
+    let target = tmp.path().join("n1-recovered/ccs/ccs.json");
     fs::create_dir_all(target.parent().unwrap()).unwrap();
     fs::write(&target, serde_json::to_vec(&cluster).unwrap()).unwrap();
     let req = RecoverRequest::Identities(FromIdentities {

@@ -1372,12 +1372,23 @@ async fn unfence_shard(
         .map_err(e)
 }
 
+/// SAVE, waiting out a background save already running (a backup's SYNC, the safety
+/// backup's, forks one): the server refuses SAVE until that child is done.
 async fn save(a: &ShardAddr) -> Result<(), String> {
     let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
-    redis::cmd("SAVE")
-        .query_async::<()>(&mut con)
-        .await
-        .map_err(|e| e.to_string())
+    let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
+    loop {
+        match redis::cmd("SAVE").query_async::<()>(&mut con).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.to_string().contains("already in progress")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// The steps of a start that come before any shard is stopped. A start cut short at one

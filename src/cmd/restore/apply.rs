@@ -535,6 +535,15 @@ async fn record_safety(ctx: &Context, name: &str, run: &str, at: &str) -> Result
     Ok(())
 }
 
+/// Records the task `failed` with `reason`, and the error that says so (or the error
+/// of recording it).
+async fn failed(ctx: &Context, name: &str, reason: String, message: String) -> CommandError {
+    match set_state(ctx, name, RestoreState::Failed, None, Some(reason), None).await {
+        Ok(_) => CommandError::unavailable(message),
+        Err(e) => e,
+    }
+}
+
 async fn set_state(
     ctx: &Context,
     name: &str,
@@ -602,18 +611,14 @@ async fn start(
             )
             .await?;
             if let Err(e) = restore::roll_back(&cluster, db, &server, restart).await {
-                set_state(
+                let why = format!("putting the old data back failed: {e}");
+                return Err(failed(
                     ctx,
                     name,
-                    RestoreState::Failed,
-                    None,
-                    Some(format!("putting the old data back failed: {e}")),
-                    None,
+                    why.clone(),
+                    format!("restore task `{name}`: {why}"),
                 )
-                .await?;
-                return Err(CommandError::unavailable(format!(
-                    "restore task `{name}`: putting the old data back failed: {e}"
-                )));
+                .await);
             }
         }
     }
@@ -672,16 +677,7 @@ async fn start(
                         "the safety backup into `{}` failed, nothing was changed (`no_safety_backup` skips it): {e}",
                         to.display(),
                     );
-                    set_state(
-                        ctx,
-                        name,
-                        RestoreState::Failed,
-                        None,
-                        Some(why.clone()),
-                        None,
-                    )
-                    .await?;
-                    return Err(CommandError::unavailable(why));
+                    return Err(failed(ctx, name, why.clone(), why).await);
                 }
             }
         }
@@ -713,16 +709,7 @@ async fn start(
             Err(e) => {
                 drop(lock);
                 let why = format!("creating db `{}` failed: {e}", t.db);
-                set_state(
-                    ctx,
-                    name,
-                    RestoreState::Failed,
-                    None,
-                    Some(why.clone()),
-                    None,
-                )
-                .await?;
-                return Err(CommandError::unavailable(why));
+                return Err(failed(ctx, name, why.clone(), why).await);
             }
         }
     }

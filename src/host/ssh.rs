@@ -159,6 +159,31 @@ impl fmt::Debug for SshHost {
 }
 
 impl SshHost {
+    /// Runs `script` (which ends in `exec <program>`) with `args` quoted after it and no
+    /// input; what it printed. A failure of ssh itself is an error naming the host.
+    async fn exec(&self, mut script: String, args: &[String]) -> HostResult<SpawnOutput> {
+        for arg in args {
+            script.push(' ');
+            script.push_str(&sh_quote(arg));
+        }
+        script.push_str(" </dev/null");
+        let out = self.sh(&script, None).await?;
+        if out.status.code() == Some(SSH_FAILED) {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!(
+                    "ssh to `{}` failed: {}",
+                    self.target,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        Ok(SpawnOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
     /// A host to reach; nothing is connected yet. `LAZARUS_SSH_CONFIG` is read here.
     pub fn new(target: SshTarget) -> io::Result<SshHost> {
         use std::os::unix::fs::DirBuilderExt;
@@ -517,32 +542,12 @@ impl Host for SshHost {
     }
 
     async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput> {
-        let mut script = format!(
+        let script = format!(
             "cd -- {} || exit 1\numask 077\nexec {}",
             q(&spawn.cwd),
             q(&spawn.program)
         );
-        for arg in &spawn.args {
-            script.push(' ');
-            script.push_str(&sh_quote(arg));
-        }
-        script.push_str(" </dev/null");
-        let out = self.sh(&script, None).await?;
-        if out.status.code() == Some(SSH_FAILED) {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!(
-                    "ssh to `{}` failed: {}",
-                    self.target,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
-        }
-        Ok(SpawnOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        self.exec(script, &spawn.args).await
     }
 
     async fn signal(&self, pid: u32, signal: Signal) -> HostResult<()> {
@@ -624,28 +629,7 @@ impl Host for SshHost {
     }
 
     async fn run(&self, program: &Path, args: &[String]) -> HostResult<SpawnOutput> {
-        let mut script = format!("exec {}", q(program));
-        for arg in args {
-            script.push(' ');
-            script.push_str(&sh_quote(arg));
-        }
-        script.push_str(" </dev/null");
-        let out = self.sh(&script, None).await?;
-        if out.status.code() == Some(SSH_FAILED) {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!(
-                    "ssh to `{}` failed: {}",
-                    self.target,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
-        }
-        Ok(SpawnOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        self.exec(format!("exec {}", q(program)), args).await
     }
 }
 

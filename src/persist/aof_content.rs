@@ -17,10 +17,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::digest::{ContentDigest, DigestBuilder, DigestOptions};
-use super::entries::EntryVisitor;
+use super::entries::{EntryVisitor, WholeEntries};
 use super::rdb::Rdb;
 use super::source::Source;
-use super::value::{Kind, Value, ValueBuilder, ValueSink};
+use super::value::{Kind, Value, ValueSink};
 
 /// Why an AOF's content digest was not taken.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -82,52 +82,6 @@ fn from_value(v: Value) -> Val {
             Val::Hash(h.into_iter().map(|f| (f.field, f.value)).collect())
         }
         other => Val::Other(other),
-    }
-}
-
-/// Takes an RDB base's keys into the keyspace.
-struct BaseLoader<'a> {
-    ks: &'a mut Keyspace,
-    b: ValueBuilder,
-    head: Option<(u32, Vec<u8>, Option<i64>)>,
-}
-
-impl ValueSink for BaseLoader<'_> {
-    fn begin(&mut self, kind: Kind, n: u64) {
-        self.b.begin(kind, n)
-    }
-    fn string(&mut self, s: &[u8]) {
-        self.b.string(s)
-    }
-    fn item(&mut self, s: &[u8]) {
-        self.b.item(s)
-    }
-    fn scored(&mut self, m: &[u8], s: f64) {
-        self.b.scored(m, s)
-    }
-    fn field(&mut self, f: &[u8], v: &[u8], e: Option<i64>) {
-        self.b.field(f, v, e)
-    }
-    fn stream(&mut self, s: &super::value::Stream) {
-        self.b.stream(s)
-    }
-}
-
-impl EntryVisitor for BaseLoader<'_> {
-    fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
-        self.head = Some((db, key.to_vec(), expire_ms));
-    }
-    fn end_key(&mut self, present: bool) {
-        let value = self.b.take();
-        if let (true, Some((db, key, expire)), Some(value)) = (present, self.head.take(), value) {
-            self.ks.dbs.entry(db).or_default().insert(
-                key,
-                Entry {
-                    val: from_value(value),
-                    expire,
-                },
-            );
-        }
     }
 }
 
@@ -228,11 +182,16 @@ fn replay_file(path: &Path, ks: &mut Keyspace) -> Result<(), AofContentError> {
         .unwrap_or_default();
     if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
         let mut rdb = Rdb::new(&mut src, None, 0);
-        let mut loader = BaseLoader {
-            ks,
-            b: ValueBuilder::default(),
-            head: None,
-        };
+        // The base's keys go into the keyspace.
+        let mut loader = WholeEntries::new(|e| {
+            ks.dbs.entry(e.db).or_default().insert(
+                e.key,
+                Entry {
+                    val: from_value(e.value),
+                    expire: e.expire_ms,
+                },
+            );
+        });
         super::entries::walk(&mut rdb, &mut loader).map_err(|e| {
             format(
                 e.offset,

@@ -64,53 +64,66 @@ pub struct RdbEntry {
 /// Every key of an RDB with its value, in file order (whole values in memory: for small
 /// files, tests and replays of a few keys; digests use [`read_rdb`]).
 pub fn rdb_entries(path: &Path) -> Result<Vec<RdbEntry>, RdbReadError> {
-    #[derive(Default)]
-    struct Collect {
-        b: ValueBuilder,
-        head: Option<(u32, Vec<u8>, Option<i64>)>,
-        out: Vec<RdbEntry>,
-    }
-    impl ValueSink for Collect {
-        fn begin(&mut self, kind: super::value::Kind, n: u64) {
-            self.b.begin(kind, n)
-        }
-        fn string(&mut self, s: &[u8]) {
-            self.b.string(s)
-        }
-        fn item(&mut self, s: &[u8]) {
-            self.b.item(s)
-        }
-        fn scored(&mut self, m: &[u8], s: f64) {
-            self.b.scored(m, s)
-        }
-        fn field(&mut self, f: &[u8], v: &[u8], e: Option<i64>) {
-            self.b.field(f, v, e)
-        }
-        fn stream(&mut self, s: &super::value::Stream) {
-            self.b.stream(s)
+    let mut out = Vec::new();
+    read_rdb(path, &mut WholeEntries::new(|e| out.push(e)))?;
+    Ok(out)
+}
+
+/// An [`EntryVisitor`] that builds each key's whole value and hands `f` the entry (an
+/// empty collection, which Redis drops when loading, is not handed over).
+pub(crate) struct WholeEntries<F: FnMut(RdbEntry)> {
+    b: ValueBuilder,
+    head: Option<(u32, Vec<u8>, Option<i64>)>,
+    f: F,
+}
+
+impl<F: FnMut(RdbEntry)> WholeEntries<F> {
+    pub fn new(f: F) -> Self {
+        WholeEntries {
+            b: ValueBuilder::default(),
+            head: None,
+            f,
         }
     }
-    impl EntryVisitor for Collect {
-        fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
-            self.head = Some((db, key.to_vec(), expire_ms));
-        }
-        fn end_key(&mut self, present: bool) {
-            let value = self.b.take();
-            if let (true, Some((db, key, expire_ms)), Some(value)) =
-                (present, self.head.take(), value)
-            {
-                self.out.push(RdbEntry {
-                    db,
-                    key,
-                    value,
-                    expire_ms,
-                });
-            }
+}
+
+impl<F: FnMut(RdbEntry)> ValueSink for WholeEntries<F> {
+    fn begin(&mut self, kind: super::value::Kind, n: u64) {
+        self.b.begin(kind, n)
+    }
+    fn string(&mut self, s: &[u8]) {
+        self.b.string(s)
+    }
+    fn item(&mut self, s: &[u8]) {
+        self.b.item(s)
+    }
+    fn scored(&mut self, m: &[u8], s: f64) {
+        self.b.scored(m, s)
+    }
+    fn field(&mut self, f: &[u8], v: &[u8], e: Option<i64>) {
+        self.b.field(f, v, e)
+    }
+    fn stream(&mut self, s: &super::value::Stream) {
+        self.b.stream(s)
+    }
+}
+
+impl<F: FnMut(RdbEntry)> EntryVisitor for WholeEntries<F> {
+    fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        self.head = Some((db, key.to_vec(), expire_ms));
+    }
+    fn end_key(&mut self, present: bool) {
+        let value = self.b.take();
+        if let (true, Some((db, key, expire_ms)), Some(value)) = (present, self.head.take(), value)
+        {
+            (self.f)(RdbEntry {
+                db,
+                key,
+                value,
+                expire_ms,
+            });
         }
     }
-    let mut c = Collect::default();
-    read_rdb(path, &mut c)?;
-    Ok(c.out)
 }
 
 pub(super) fn walk<R: std::io::Read, V: EntryVisitor>(

@@ -81,9 +81,23 @@ pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
     // The cluster's own binary (a test on Valkey sets it), else the one on PATH.
     let server = Servers::locate(None, cluster).expect("the cluster's redis-server");
     for config in configs {
-        create_db(cluster, &server, CreateDb { config, port: None })
-            .await
-            .unwrap();
+        // Tests run in parallel on random port blocks: another test's server may take a
+        // port between placement and start. create_db leaves nothing behind when it
+        // fails, so placing again picks another free port.
+        let mut attempts = 0;
+        loop {
+            let req = CreateDb {
+                config: config.clone(),
+                port: None,
+            };
+            match create_db(cluster, &server, req).await {
+                Ok(_) => break,
+                Err(e) if attempts < 4 && format!("{e:?}").contains("PortTaken") => {
+                    attempts += 1;
+                }
+                Err(e) => panic!("create_db: {e:?}"),
+            }
+        }
     }
     for db in cluster.databases.values() {
         for (i, m) in db.masters().enumerate() {

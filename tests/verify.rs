@@ -507,6 +507,151 @@ fn verify_db_proves_a_running_database_and_names_what_differs() {
     lz.run("delete db shop purge").ok();
 }
 
+/// `verify db ... against` a backup run: by run id, `latest`, the run's directory and
+/// `<repository>/<run|latest>`, compressed (the default) and age-encrypted; a key changed
+/// after the run is named, an encrypted run without its identity is refused naming
+/// `identity`, and a wrong identity is named.
+#[test]
+fn verify_db_against_backup_runs_compressed_and_encrypted() {
+    use std::process::Command;
+    let lz = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.run(&format!(
+        "cluster create name t persistent_path {}",
+        lz.path("n1").display()
+    ))
+    .ok();
+    let mut doc = lz.ccs();
+    let lo = 23000 + (rand::random::<u16>() % 100) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    lz.run("create db shop persistence disabled").ok();
+    let port = lz.ccs()["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for i in 0..50 {
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .cmd("HSET")
+            .arg(format!("h{i}"))
+            .arg("f")
+            .arg(i)
+            .cmd("ZADD")
+            .arg(format!("z{i}"))
+            .arg(i)
+            .arg("m")
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("t")
+        .arg("x")
+        .arg("EX")
+        .arg(9999)
+        .query(&mut c)
+        .unwrap();
+    let keygen = |name: &str| {
+        let key = lz.path(name);
+        assert!(Command::new("age-keygen")
+            .arg("-o")
+            .arg(&key)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success());
+        key
+    };
+    let (key, other) = (keygen("key.txt"), keygen("other.txt"));
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    let recipients = lz.path("recipients.txt");
+    std::fs::write(&recipients, public).unwrap();
+    let repo = lz.path("repo");
+    let run_of = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "backup",
+            "db",
+            "shop",
+            "path",
+            repo.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        lz.cmd(args).run().ok().json()[0]["result"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let zstd = run_of(&[]);
+    let encrypted = run_of(&["encrypt", recipients.to_str().unwrap()]);
+    let verified = "content verified: 151 keys, digest ";
+    let key_arg = format!("identity {}", key.display());
+    for (against, extra) in [
+        (zstd.clone(), ""),
+        (repo.join(&zstd).display().to_string(), ""),
+        (format!("{}/{zstd}", repo.display()), ""),
+        (encrypted.clone(), key_arg.as_str()),
+        ("latest".to_string(), key_arg.as_str()),
+        (format!("{}/latest", repo.display()), key_arg.as_str()),
+    ] {
+        let out = lz
+            .run(&format!("verify db shop against {against} {extra}"))
+            .ok()
+            .stdout_has(verified);
+        assert!(
+            out.stdout.contains("against backup run `"),
+            "{}",
+            out.stdout
+        );
+    }
+    lz.run("verify db shop against latest")
+        .fails(2)
+        .stderr_has("is encrypted: add `identity");
+    lz.run(&format!(
+        "verify db shop against {encrypted} identity {}",
+        other.display()
+    ))
+    .fails(1)
+    .stderr_has("wrong identity");
+    lz.run("verify db shop against 20991231-000000-1")
+        .fails(1)
+        .stderr_has("no backup run of this cluster");
+    let _: () = redis::cmd("SET")
+        .arg("k7")
+        .arg("changed")
+        .query(&mut c)
+        .unwrap();
+    let json = lz
+        .cmd(["--json", "verify", "db", "shop", "against", &zstd])
+        .run()
+        .json();
+    let r = &json[0]["result"];
+    assert_eq!(r["equal"], false, "{r}");
+    assert_eq!(r["run"]["id"], zstd.as_str());
+    assert_eq!(r["differences"][0]["key"], "k7");
+    assert_eq!(r["differences"][0]["difference"], "different_value");
+    assert!(
+        r["files_read"][0].as_str().unwrap().ends_with(".rdb.zst"),
+        "{r}"
+    );
+    lz.run("delete db shop").ok();
+}
+
 /// The RDB files of Redis' own test suite (tests/assets/*.rdb: zipmap, ziplist, intset and
 /// quicklist encodings from old versions) digest the same as a server that loaded each.
 /// They are not shipped here: point `LAZARUS_REDIS_PEER_RDBS` at a directory of them.

@@ -6,11 +6,14 @@
 //! - `snapshot`: one shard's snapshot over `REPLCONF rdb-only` + `SYNC`.
 //! - `repo`: [`Repository`], where runs live, and its layout.
 //! - `manifest`: [`Manifest`], written last, checksummed.
+//! - `plain`: [`PlainRead`], a run's stored file read back as its plain RDB, checked
+//!   against the manifest.
 //! - here: run ids, the locks that keep runs of a task from overlapping, finding runs
 //!   whose shell died, `due` and `keep`.
 
 mod codec;
 mod manifest;
+mod plain;
 mod repo;
 mod s3;
 mod snapshot;
@@ -25,6 +28,7 @@ pub use codec::{
     Recipients, StoredDigest,
 };
 pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
+pub use plain::PlainRead;
 pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 

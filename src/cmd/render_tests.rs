@@ -446,9 +446,10 @@ fn verify_db() {
     let equal = VerifyOutcome {
         db: "orders".into(),
         against: PathBuf::from("/old/redis/db-2"),
+        run: None,
         files_read: vec![
-            PathBuf::from("/old/redis/db-2/shard-3/dump.rdb"),
-            PathBuf::from("/old/redis/db-2/shard-4/dump.rdb"),
+            "/old/redis/db-2/shard-3/dump.rdb".into(),
+            "/old/redis/db-2/shard-4/dump.rdb".into(),
         ],
         comparison: Comparison {
             equal: true,
@@ -485,4 +486,12 @@ fn verify_db() {
         ],
     };
     insta::assert_snapshot!("verify_db_differs", both(&differs));
+    let mut run = differs;
+    run.against = PathBuf::from("s3://offsite/lazarus/latest");
+    run.run = Some(super::verify::RunRead {
+        id: "20261204-030012-17".into(),
+        repository: "s3://offsite/lazarus".into(),
+    });
+    run.files_read = vec!["s3://offsite/lazarus/20261204-030012-17/shard-3.rdb.zst.age".into()];
+    insta::assert_snapshot!("verify_db_against_run", both(&run));
 }

@@ -405,3 +405,15 @@ pub fn digest_of_rdb(
     read_rdb(path, &mut b)?;
     Ok(b.digest)
 }
+
+/// The digest of one RDB arriving as a stream, taken at `now_ms`.
+pub fn digest_of_rdb_stream<R: std::io::Read>(
+    reader: R,
+    len: Option<u64>,
+    now_ms: i64,
+    opts: &DigestOptions,
+) -> Result<ContentDigest, RdbReadError> {
+    let mut b = DigestBuilder::new(now_ms, opts);
+    super::entries::read_rdb_stream(reader, len, &mut b)?;
+    Ok(b.digest)
+}

@@ -43,6 +43,27 @@ pub fn read_rdb<V: EntryVisitor>(path: &Path, visitor: &mut V) -> Result<RdbHead
     })
 }
 
+/// Reads every key of an RDB arriving as a stream (a backup run's file, decompressed and
+/// decrypted as it is read) into `visitor`; `len` when the stream's length is known.
+pub fn read_rdb_stream<R: std::io::Read, V: EntryVisitor>(
+    reader: R,
+    len: Option<u64>,
+    visitor: &mut V,
+) -> Result<RdbHeader, RdbReadError> {
+    let mut src = Source::new(reader, 0, len.unwrap_or(u64::MAX));
+    let mut rdb = Rdb::new(&mut src, None, 0);
+    let walked = walk(&mut rdb, visitor);
+    let header = RdbHeader {
+        version: rdb.out.version,
+        valkey: rdb.out.valkey,
+    };
+    if let (Err(_), Some(io)) = (&walked, src.io_error()) {
+        return Err(RdbReadError::Io(io.to_string()));
+    }
+    walked.map_err(|e| RdbReadError::Format(e.into()))?;
+    Ok(header)
+}
+
 /// Why a file could not be read key by key.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RdbReadError {

@@ -68,11 +68,13 @@ use std::sync::Mutex;
 
 pub use aof_content::{digest_of_aof, AofContentError};
 pub use digest::{
-    digest_of_rdb, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey, KeyState,
-    SettledDigest, SlotSum, ValueHasher,
+    digest_of_rdb, digest_of_rdb_stream, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey,
+    KeyState, SettledDigest, SlotSum, ValueHasher,
 };
 pub use dump::{decode_dump, dump_header, encode_dump, DecodeError, EncodeError};
-pub use entries::{rdb_entries, read_rdb, EntryVisitor, RdbEntry, RdbHeader, RdbReadError};
+pub use entries::{
+    rdb_entries, read_rdb, read_rdb_stream, EntryVisitor, RdbEntry, RdbHeader, RdbReadError,
+};
 pub use fix::{fix_truncated, FixError, FixOutcome};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::key_slot;

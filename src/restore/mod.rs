@@ -15,9 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::backup::{
-    decoder, hashing_reader, Identities, Manifest, Repository, ShardEntry, StoredFile,
-};
+use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, Role};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
@@ -626,30 +624,13 @@ fn read_stored(
     identity: Option<&Path>,
     opts: &CheckOptions,
 ) -> Result<u64, String> {
-    let shown = file.to_string();
-    let (plain, stored) = open_plain(file, e, identity)?;
-    let (mut reader, plain_digest) = crate::backup::hashing_reader(plain);
-    let report = check_rdb_stream(Path::new(&shown), &mut reader, Some(e.bytes), opts);
+    let mut plain = PlainRead::open(file, e, identity)?;
+    let shown = plain.shown().to_string();
+    let report = check_rdb_stream(Path::new(&shown), &mut plain, Some(e.bytes), opts);
     // The rest (the age tag, zstd's end) is read for the digests.
-    std::io::copy(&mut reader, &mut std::io::sink())
+    std::io::copy(&mut plain, &mut std::io::sink())
         .map_err(|err| format!("`{shown}` cannot be decoded: {err}"))?;
-    let stored = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let plain = plain_digest
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let Some(stored) = stored else {
-        return Err(format!("`{shown}` was not read to its end"));
-    };
-    if stored.sha256 != e.stored_digest() || stored.bytes != e.stored_size() {
-        return Err(format!(
-            "`{shown}` has sha256 {} ({} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
-            stored.sha256,
-            stored.bytes,
-            e.stored_digest(),
-            e.stored_size()
-        ));
-    }
+    plain.check_stored()?;
     if report.verdict != Verdict::Ok {
         let at = report
             .fault
@@ -660,14 +641,7 @@ fn read_stored(
             report.verdict
         ));
     }
-    match plain {
-        Some(p) if p.sha256 == e.sha256 && p.bytes == e.bytes => {}
-        _ => {
-            return Err(format!(
-                "`{shown}` decodes to an RDB whose sha256 is not the manifest's"
-            ))
-        }
-    }
+    plain.finish()?;
     if report.keys != e.keys {
         return Err(format!(
             "the reader counts {} keys, the manifest says {}",
@@ -675,24 +649,6 @@ fn read_stored(
         ));
     }
     Ok(report.keys)
-}
-
-/// A stored file as its plain RDB stream, and where its stored digest lands.
-fn open_plain(
-    file: &StoredFile,
-    e: &ShardEntry,
-    identity: Option<&Path>,
-) -> Result<(Box<dyn std::io::Read + Send>, crate::backup::DigestSlot), String> {
-    let ids = match identity {
-        Some(p) if e.encrypted => Some(Identities::load(p)?),
-        _ => None,
-    };
-    let (stored, slot) = hashing_reader(file.open()?);
-    let what = format!("`{file}`");
-    Ok((
-        decoder(stored, e.compression, e.encrypted, ids.as_ref(), &what)?,
-        slot,
-    ))
 }
 
 /// Writes the plain RDB of a stored file to `dest` in one pass over it, checking the
@@ -705,14 +661,13 @@ fn decode_to(
     dest: &Path,
     sync: bool,
 ) -> Result<u64, String> {
-    let (plain, stored) = open_plain(path, e, identity)?;
-    let (mut reader, digest) = crate::backup::hashing_reader(plain);
+    let mut plain = PlainRead::open(path, e, identity)?;
     let _ = std::fs::remove_file(dest);
     let mut out = std::io::BufWriter::with_capacity(
         1 << 20,
         std::fs::File::create(dest).map_err(|err| format!("`{}`: {err}", dest.display()))?,
     );
-    std::io::copy(&mut reader, &mut out)
+    std::io::copy(&mut plain, &mut out)
         .map_err(|err| format!("cannot decode `{}` into `{}`: {err}", path, dest.display()))?;
     let f = out
         .into_inner()
@@ -721,29 +676,7 @@ fn decode_to(
         f.sync_all()
             .map_err(|err| format!("`{}`: {err}", dest.display()))?;
     }
-    let stored = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match stored {
-        Some(s) if s.sha256 == e.stored_digest() && s.bytes == e.stored_size() => {}
-        Some(s) => {
-            return Err(format!(
-                "`{}` has sha256 {} ({} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
-                path,
-                s.sha256,
-                s.bytes,
-                e.stored_digest(),
-                e.stored_size()
-            ))
-        }
-        None => return Err(format!("`{}` was not read to its end", path)),
-    }
-    let d = digest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match d {
-        Some(d) if d.sha256 == e.sha256 && d.bytes == e.bytes => Ok(d.bytes),
-        _ => Err(format!(
-            "`{}` decodes to an RDB whose sha256 is not the manifest's",
-            path
-        )),
-    }
+    plain.finish()
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {

@@ -28,9 +28,10 @@ use thiserror::Error;
 
 pub use server::{digest_of_server, ServerDigest};
 
+use crate::backup::{PlainRead, ShardEntry, StoredFile};
 use crate::persist::{
-    digest_of_aof, digest_of_rdb, AofContentError, ContentDigest, DigestOptions, KeyState,
-    RdbReadError, SettledDigest,
+    digest_of_aof, digest_of_rdb, digest_of_rdb_stream, AofContentError, ContentDigest,
+    DigestOptions, KeyState, RdbReadError, SettledDigest,
 };
 
 /// Differing keys named in a report.
@@ -162,37 +163,100 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What a digest is taken of: a file (or an AOF directory) on this machine, or a backup
+/// run's stored file, read back through its compression and encryption from wherever
+/// its repository is and checked against the run's manifest as it is read.
+#[derive(Clone, Debug)]
+pub enum DataSource {
+    Path(PathBuf),
+    Stored {
+        file: StoredFile,
+        entry: Box<ShardEntry>,
+        /// The age identity file an encrypted run needs.
+        identity: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Display for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataSource::Path(p) => write!(f, "{}", p.display()),
+            DataSource::Stored { file, .. } => write!(f, "{file}"),
+        }
+    }
+}
+
+impl DataSource {
+    fn digest(&self, now: i64, opts: &DigestOptions) -> Result<ContentDigest, VerifyError> {
+        let (file, entry, identity) = match self {
+            DataSource::Path(p) => return digest_of_path(p, now, opts),
+            DataSource::Stored {
+                file,
+                entry,
+                identity,
+            } => (file, entry, identity),
+        };
+        let fail = |reason: String| VerifyError::File {
+            path: PathBuf::from(file.to_string()),
+            reason,
+        };
+        let mut plain = PlainRead::open(file, entry, identity.as_deref()).map_err(fail)?;
+        let len = plain.plain_len();
+        let digest = digest_of_rdb_stream(&mut plain, Some(len), now, opts);
+        // A file that differs from its manifest is named as such, before what the reader
+        // made of it.
+        plain.finish().map_err(fail)?;
+        digest.map_err(|e| {
+            fail(match e {
+                RdbReadError::Io(s) => s,
+                RdbReadError::Format(d) => d.to_string(),
+            })
+        })
+    }
+}
+
+fn digest_of_path(p: &Path, now: i64, opts: &DigestOptions) -> Result<ContentDigest, VerifyError> {
+    if !is_rdb(p) {
+        return digest_of_aof(p, now, opts).map_err(|e| match e {
+            AofContentError::NotReplayed { .. } => VerifyError::AofNotReplayed(e.to_string()),
+            e => VerifyError::File {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            },
+        });
+    }
+    digest_of_rdb(p, now, opts).map_err(|e| VerifyError::File {
+        path: p.to_path_buf(),
+        reason: match e {
+            RdbReadError::Io(s) => s,
+            RdbReadError::Format(d) => d.to_string(),
+        },
+    })
+}
+
 /// The digest of several RDB files together (a database's shards), read in parallel.
 pub fn digest_of_files(
     files: &[PathBuf],
     opts: &DigestOptions,
 ) -> Result<ContentDigest, VerifyError> {
+    let sources: Vec<DataSource> = files.iter().cloned().map(DataSource::Path).collect();
+    digest_of_sources(&sources, opts)
+}
+
+/// The digest of several sources together (a database's shards), read in parallel.
+pub fn digest_of_sources(
+    files: &[DataSource],
+    opts: &DigestOptions,
+) -> Result<ContentDigest, VerifyError> {
     let now = now_ms();
-    let one = |p: &PathBuf| {
-        if !is_rdb(p) {
-            return digest_of_aof(p, now, opts).map_err(|e| match e {
-                AofContentError::NotReplayed { .. } => VerifyError::AofNotReplayed(e.to_string()),
-                e => VerifyError::File {
-                    path: p.clone(),
-                    reason: e.to_string(),
-                },
-            });
-        }
-        digest_of_rdb(p, now, opts).map_err(|e| VerifyError::File {
-            path: p.clone(),
-            reason: match e {
-                RdbReadError::Io(s) => s,
-                RdbReadError::Format(d) => d.to_string(),
-            },
-        })
-    };
+    let one = |p: &DataSource| p.digest(now, opts);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len());
     let results: Vec<Result<ContentDigest, VerifyError>> = if workers <= 1 {
         files.iter().map(one).collect()
     } else {
-        let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(workers)).collect();
+        let chunks: Vec<&[DataSource]> = files.chunks(files.len().div_ceil(workers)).collect();
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
@@ -437,8 +501,19 @@ pub async fn verify_content(
     base: &DigestOptions,
     timeout: std::time::Duration,
 ) -> Result<Comparison, VerifyError> {
-    let (file_digest, server) = both_digests(files, masters, base, timeout).await?;
-    finish_proof(files, masters, base, timeout, file_digest, server).await
+    let sources: Vec<DataSource> = files.iter().cloned().map(DataSource::Path).collect();
+    verify_sources(&sources, masters, base, timeout).await
+}
+
+/// As [`verify_content`], of any [`DataSource`]s (a backup run's stored files).
+pub async fn verify_sources(
+    sources: &[DataSource],
+    masters: &[crate::server::ShardAddr],
+    base: &DigestOptions,
+    timeout: std::time::Duration,
+) -> Result<Comparison, VerifyError> {
+    let (file_digest, server) = both_digests(sources, masters, base, timeout).await?;
+    finish_proof(sources, masters, base, timeout, file_digest, server).await
 }
 
 /// As [`verify_content`], with the files' digest already taken (a restore digests its
@@ -451,11 +526,12 @@ pub async fn verify_content_against(
     timeout: std::time::Duration,
 ) -> Result<Comparison, VerifyError> {
     let server = digest_of_masters(masters, base, timeout).await?;
-    finish_proof(files, masters, base, timeout, file_digest, server).await
+    let sources: Vec<DataSource> = files.iter().cloned().map(DataSource::Path).collect();
+    finish_proof(&sources, masters, base, timeout, file_digest, server).await
 }
 
 async fn finish_proof(
-    files: &[PathBuf],
+    files: &[DataSource],
     masters: &[crate::server::ShardAddr],
     base: &DigestOptions,
     timeout: std::time::Duration,
@@ -480,14 +556,14 @@ async fn finish_proof(
 /// The files' digest and the servers', the files read on a blocking thread while the
 /// servers are scanned.
 async fn both_digests(
-    files: &[PathBuf],
+    files: &[DataSource],
     masters: &[crate::server::ShardAddr],
     opts: &DigestOptions,
     timeout: std::time::Duration,
 ) -> Result<(ContentDigest, ServerDigest), VerifyError> {
     let owned = files.to_vec();
     let o = opts.clone();
-    let from_files = tokio::task::spawn_blocking(move || digest_of_files(&owned, &o));
+    let from_files = tokio::task::spawn_blocking(move || digest_of_sources(&owned, &o));
     let (f, s) = tokio::join!(from_files, digest_of_masters(masters, opts, timeout));
     let f = f.map_err(|e| VerifyError::Server {
         addr: "digest".into(),

@@ -225,7 +225,7 @@ struct CreateFlags {
 
 /// `<location>/<run>` or `<location>/latest` of any repository: the run id and the
 /// repository, its manifest read (the newest restorable run of `db_name` for `latest`).
-fn run_in_repository(
+pub(crate) fn run_in_repository(
     location: &str,
     run: &str,
     db_name: &str,
@@ -370,7 +370,7 @@ async fn create(
 }
 
 /// A run of this cluster's own tasks: its id, or `latest` of the database.
-fn own_run<'a>(
+pub(crate) fn own_run<'a>(
     cluster: &'a Cluster,
     backup: &str,
     db_name: &str,

@@ -4,6 +4,8 @@
 
 mod apply;
 
+pub(crate) use apply::{own_run, run_in_repository};
+
 use std::fmt;
 
 use super::{Command, CommandSyntax, Element, Match, Opt, ParseError, ValueKind};

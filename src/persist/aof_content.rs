@@ -9,9 +9,10 @@
 //! stops the digest with [`AofContentError::NotReplayed`] naming it: the caller then leaves
 //! the proof to the key counts and says why, rather than guess.
 //!
-//! Every key is held in memory while the files are replayed: the digest of an AOF costs
-//! about the memory of its data set.
+//! Only the keys the incremental commands name are held in memory while the files are
+//! replayed (see [`digest_of_aof`]); the base's other keys are digested as they stream.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,22 +88,41 @@ fn from_value(v: Value) -> Val {
 
 /// The digest of the AOF at `path`: an `appendonlydir/` (its manifest's files in order) or
 /// one AOF file (a legacy `appendonly.aof`, maybe with an RDB preamble).
+///
+/// Memory is bounded by what the incremental files name, not by the data set: when an
+/// RDB base is followed by incremental files, those are read first for the keys their
+/// commands name; every other key of the base goes straight into the digest as it is
+/// read, and only the named ones are held and replayed. A `FLUSHALL`, `FLUSHDB` or
+/// `SWAPDB`, a RESP base or a legacy file holds every key.
 pub fn digest_of_aof(
     path: &Path,
     now_ms: i64,
     opts: &DigestOptions,
 ) -> Result<ContentDigest, AofContentError> {
-    let parts = if path.is_dir() {
-        aof_dir_files(path)?
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut ks = Keyspace::default();
-    for p in &parts {
-        replay_file(p, &mut ks)?;
-    }
+    let parts = aof_parts(path)?;
+    let held = held_keys(&parts)?;
     let mut b = DigestBuilder::new(now_ms, opts);
-    for (db, keys) in &ks.dbs {
+    let ks = RefCell::new(Keyspace::default());
+    for p in &parts {
+        let mut whole = WholeEntries::new(|e| {
+            ks.borrow_mut().dbs.entry(e.db).or_default().insert(
+                e.key,
+                Entry {
+                    val: from_value(e.value),
+                    expire: e.expire_ms,
+                },
+            );
+        });
+        let mut split = Split {
+            held: held.as_ref(),
+            digest: &mut b,
+            whole: &mut whole,
+            holding: true,
+        };
+        read_aof_file(p, &mut split, &mut |args, _| ks.borrow_mut().command(args))?;
+        ks.borrow_mut().multi = None;
+    }
+    for (db, keys) in &ks.borrow().dbs {
         for (key, e) in keys {
             b.start_key(*db, key, e.expire);
             feed(&e.val, &mut b);
@@ -110,6 +130,191 @@ pub fn digest_of_aof(
         }
     }
     Ok(b.digest)
+}
+
+/// A base's keys: those in `held` (all, with no set) built whole to be replayed, every
+/// other one digested as it is read.
+struct Split<'a, W: EntryVisitor> {
+    held: Option<&'a HashSet<Vec<u8>>>,
+    digest: &'a mut DigestBuilder,
+    whole: &'a mut W,
+    holding: bool,
+}
+
+impl<W: EntryVisitor> Split<'_, W> {
+    fn sink(&mut self) -> &mut dyn ValueSink {
+        if self.holding {
+            self.whole
+        } else {
+            self.digest
+        }
+    }
+}
+
+impl<W: EntryVisitor> ValueSink for Split<'_, W> {
+    fn begin(&mut self, kind: Kind, n: u64) {
+        self.sink().begin(kind, n)
+    }
+    fn string(&mut self, s: &[u8]) {
+        self.sink().string(s)
+    }
+    fn item(&mut self, s: &[u8]) {
+        self.sink().item(s)
+    }
+    fn scored(&mut self, m: &[u8], sc: f64) {
+        self.sink().scored(m, sc)
+    }
+    fn field(&mut self, f: &[u8], v: &[u8], e: Option<i64>) {
+        self.sink().field(f, v, e)
+    }
+    fn stream(&mut self, st: &super::value::Stream) {
+        self.sink().stream(st)
+    }
+}
+
+impl<W: EntryVisitor> EntryVisitor for Split<'_, W> {
+    fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        self.holding = self.held.is_none_or(|h| h.contains(key));
+        if self.holding {
+            self.whole.start_key(db, key, expire_ms)
+        } else {
+            self.digest.start_key(db, key, expire_ms)
+        }
+    }
+    fn end_key(&mut self, present: bool) {
+        if self.holding {
+            self.whole.end_key(present)
+        } else {
+            self.digest.end_key(present)
+        }
+    }
+}
+
+/// Commands whose one key is their first argument (the rest are values): their values
+/// are not held as key names.
+const FIRST_ARG_KEY: &[&str] = &[
+    "SET",
+    "SETNX",
+    "SETEX",
+    "PSETEX",
+    "GETSET",
+    "GETDEL",
+    "GETEX",
+    "APPEND",
+    "SETRANGE",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "DECRBY",
+    "INCRBYFLOAT",
+    "PEXPIREAT",
+    "EXPIREAT",
+    "PEXPIRE",
+    "EXPIRE",
+    "PERSIST",
+    "HSET",
+    "HMSET",
+    "HSETNX",
+    "HDEL",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "LPUSH",
+    "RPUSH",
+    "LPUSHX",
+    "RPUSHX",
+    "LPOP",
+    "RPOP",
+    "LSET",
+    "LREM",
+    "LTRIM",
+    "LINSERT",
+    "SADD",
+    "SREM",
+    "SPOP",
+    "ZADD",
+    "ZREM",
+    "ZINCRBY",
+    "ZREMRANGEBYSCORE",
+    "ZREMRANGEBYRANK",
+    "ZREMRANGEBYLEX",
+    "ZPOPMIN",
+    "ZPOPMAX",
+    "XADD",
+    "XDEL",
+    "XTRIM",
+    "XCLAIM",
+    "XAUTOCLAIM",
+    "XACK",
+    "XSETID",
+    "PFADD",
+    "SETBIT",
+];
+
+/// The key names the commands after an RDB base name, or `None` when every key must be
+/// held: no RDB base followed by incremental files, or a command that empties or swaps
+/// whole databases. Names only (every db): a superset is safe, only memory.
+fn held_keys(parts: &[PathBuf]) -> Result<Option<HashSet<Vec<u8>>>, AofContentError> {
+    if parts.len() < 2 || !starts_as_rdb(&parts[0]) {
+        return Ok(None);
+    }
+    let mut names = HashSet::new();
+    let mut whole = false;
+    for p in &parts[1..] {
+        read_aof_file(p, &mut Ignore, &mut |args, _| {
+            let name = upper(&args[0]);
+            match name.as_str() {
+                "FLUSHALL" | "FLUSHDB" | "SWAPDB" => whole = true,
+                "SELECT" | "MULTI" | "EXEC" | "PING" => {}
+                "MSET" | "MSETNX" => {
+                    names.extend(args[1..].iter().step_by(2).cloned());
+                }
+                n if FIRST_ARG_KEY.contains(&n) => {
+                    names.extend(args.get(1).cloned());
+                }
+                _ => names.extend(args[1..].iter().cloned()),
+            }
+            Ok(())
+        })?;
+        if whole {
+            return Ok(None);
+        }
+    }
+    Ok(Some(names))
+}
+
+fn starts_as_rdb(path: &Path) -> bool {
+    let mut head = [0u8; 6];
+    super::open::open_regular(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && (head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"))
+}
+
+/// A visitor that keeps nothing (the keys of a part read only for its commands).
+struct Ignore;
+
+impl ValueSink for Ignore {
+    fn begin(&mut self, _: Kind, _: u64) {}
+    fn string(&mut self, _: &[u8]) {}
+    fn item(&mut self, _: &[u8]) {}
+    fn scored(&mut self, _: &[u8], _: f64) {}
+    fn field(&mut self, _: &[u8], _: &[u8], _: Option<i64>) {}
+    fn stream(&mut self, _: &super::value::Stream) {}
+}
+
+impl EntryVisitor for Ignore {
+    fn start_key(&mut self, _: u32, _: &[u8], _: Option<i64>) {}
+    fn end_key(&mut self, _: bool) {}
+}
+
+/// The files of the AOF at `path` in load order: an `appendonlydir/`'s base then its
+/// incremental files, or the one file.
+pub fn aof_parts(path: &Path) -> Result<Vec<PathBuf>, AofContentError> {
+    if path.is_dir() {
+        aof_dir_files(path)
+    } else {
+        Ok(vec![path.to_path_buf()])
+    }
 }
 
 fn feed<S: ValueSink>(v: &Val, sink: &mut S) {
@@ -164,7 +369,15 @@ fn aof_dir_files(dir: &Path) -> Result<Vec<PathBuf>, AofContentError> {
         .collect())
 }
 
-fn replay_file(path: &Path, ks: &mut Keyspace) -> Result<(), AofContentError> {
+/// Reads one AOF file: its RDB preamble, when it starts with one (a base, or a legacy
+/// file's preamble), into `base`, then each command in order to `command` with its
+/// offset. An error `command` returns stops the read as
+/// [`AofContentError::NotReplayed`] at that command.
+pub fn read_aof_file<V: EntryVisitor>(
+    path: &Path,
+    base: &mut V,
+    command: &mut dyn FnMut(&[Vec<u8>], u64) -> Result<(), String>,
+) -> Result<(), AofContentError> {
     let file = super::open::open_regular(path).map_err(|e| AofContentError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -182,17 +395,7 @@ fn replay_file(path: &Path, ks: &mut Keyspace) -> Result<(), AofContentError> {
         .unwrap_or_default();
     if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
         let mut rdb = Rdb::new(&mut src, None, 0);
-        // The base's keys go into the keyspace.
-        let mut loader = WholeEntries::new(|e| {
-            ks.dbs.entry(e.db).or_default().insert(
-                e.key,
-                Entry {
-                    val: from_value(e.value),
-                    expire: e.expire_ms,
-                },
-            );
-        });
-        super::entries::walk(&mut rdb, &mut loader).map_err(|e| {
+        super::entries::walk(&mut rdb, base).map_err(|e| {
             format(
                 e.offset,
                 format!("in the RDB preamble: expected {}", e.expected),
@@ -209,19 +412,15 @@ fn replay_file(path: &Path, ks: &mut Keyspace) -> Result<(), AofContentError> {
         if !read_command(&mut src, &mut line, &mut args).map_err(|r| format(at, r))? {
             continue;
         }
-        ks.command(&args)
-            .map_err(|reason| AofContentError::NotReplayed {
-                path: path.to_path_buf(),
-                offset: at,
-                reason,
-            })?;
+        command(&args, at).map_err(|reason| AofContentError::NotReplayed {
+            path: path.to_path_buf(),
+            offset: at,
+            reason,
+        })?;
     }
-    // A MULTI the file ends inside is not applied.
-    ks.multi = None;
     Ok(())
 }
 
-/// Reads one RESP command into `args`; false for an annotation line (`#TS:...`).
 fn read_command<R: Read>(
     src: &mut Source<R>,
     line: &mut Vec<u8>,

@@ -369,6 +369,9 @@ fn aof_dir_files(dir: &Path) -> Result<Vec<PathBuf>, AofContentError> {
         .collect())
 }
 
+/// Told each command of an AOF (its arguments, its offset); an error stops the read.
+pub type OnCommand<'a> = dyn FnMut(&[Vec<u8>], u64) -> Result<(), String> + 'a;
+
 /// Reads one AOF file: its RDB preamble, when it starts with one (a base, or a legacy
 /// file's preamble), into `base`, then each command in order to `command` with its
 /// offset. An error `command` returns stops the read as
@@ -376,7 +379,7 @@ fn aof_dir_files(dir: &Path) -> Result<Vec<PathBuf>, AofContentError> {
 pub fn read_aof_file<V: EntryVisitor>(
     path: &Path,
     base: &mut V,
-    command: &mut dyn FnMut(&[Vec<u8>], u64) -> Result<(), String>,
+    command: &mut OnCommand<'_>,
 ) -> Result<(), AofContentError> {
     let file = super::open::open_regular(path).map_err(|e| AofContentError::Io {
         path: path.to_path_buf(),

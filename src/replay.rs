@@ -4,12 +4,21 @@
 //! 7.0 takes what Valkey 8 or Redis 7.4 wrote), in pipelined batches per master. Restore
 //! uses it for a run of N shards into M, recovery for files newer than the server loads.
 //! The target is empty, so a key that exists is an error (`BUSYKEY`), never overwritten.
+//!
+//! An AOF (an `appendonlydir/` or an `*.aof` file) replays into one master: the keys of
+//! its RDB base as above, then its incremental commands as the AOF holds them, in order
+//! and on the same connection, each file starting in db 0 as the server's loader does (a
+//! `MULTI` left open at a file's end is discarded, as the loader drops it). The commands
+//! are the writes the old server propagated, deterministic (absolute expiries, script
+//! effects), so the target applies what the old one did.
 
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 
 use crate::ccs::{Cluster, Database, SlotRange};
 use crate::persist::{
-    encode_dump, key_slot, read_rdb, EntryVisitor, Kind, Stream, ValueBuilder, ValueSink,
+    aof_parts, encode_dump, key_slot, read_aof_file, read_rdb, EntryVisitor, Kind, Stream,
+    ValueBuilder, ValueSink,
 };
 use crate::server::ShardAddr;
 
@@ -90,9 +99,60 @@ struct Writer<'a> {
     head: Option<(u32, Vec<u8>, Option<i64>)>,
     written: u64,
     error: Option<String>,
+    /// The db an AOF's commands run in (its `SELECT`s), and whether a `MULTI` is open.
+    aof_db: u32,
+    in_multi: bool,
 }
 
 impl Writer<'_> {
+    /// One AOF command, as the file holds it, to the one master.
+    fn command(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        match name.as_str() {
+            "SELECT" => {
+                let db = args
+                    .get(1)
+                    .and_then(|a| std::str::from_utf8(a).ok())
+                    .and_then(|a| a.parse::<u32>().ok())
+                    .ok_or("`SELECT` without a db number")?;
+                if self.cluster_mode && db != 0 {
+                    return Err(format!("`SELECT {db}`: a Redis Cluster has only db 0"));
+                }
+                self.aof_db = db;
+                return Ok(());
+            }
+            "MULTI" => self.in_multi = true,
+            "EXEC" | "DISCARD" => self.in_multi = false,
+            _ => {}
+        }
+        let (pipe, n, selected) = &mut self.pipes[0];
+        if *selected != Some(self.aof_db) {
+            pipe.cmd("SELECT").arg(self.aof_db).ignore();
+            *selected = Some(self.aof_db);
+        }
+        let mut cmd = redis::Cmd::new();
+        for a in args {
+            cmd.arg(a.as_slice());
+        }
+        pipe.add_command(cmd);
+        *n += 1;
+        if *n >= BATCH {
+            self.flush(0);
+        }
+        Ok(())
+    }
+
+    /// A file of an AOF ends: the next starts in db 0, and an open `MULTI` is dropped.
+    fn end_of_aof_file(&mut self) {
+        if self.in_multi {
+            self.pipes[0].0.cmd("DISCARD").ignore();
+            self.in_multi = false;
+        }
+        self.aof_db = 0;
+    }
     fn flush(&mut self, i: usize) {
         if self.error.is_some() {
             return;
@@ -186,8 +246,39 @@ impl EntryVisitor for Writer<'_> {
     }
 }
 
-/// Writes every key of `files` into `targets`; returns how many were written. Blocking:
-/// run it on a blocking thread.
+/// Whether `path` is an AOF: an `appendonlydir/`, or a file named `*.aof` (a legacy AOF
+/// may start with an RDB preamble).
+fn is_aof(path: &Path) -> bool {
+    path.is_dir() || path.extension().is_some_and(|e| e == "aof")
+}
+
+/// Writes an AOF into the one target: its base's keys, then its commands.
+fn write_aof<'a>(path: &Path, w: Writer<'a>) -> (Writer<'a>, Result<(), String>) {
+    let parts = match aof_parts(path) {
+        Ok(p) => p,
+        Err(e) => return (w, Err(e.to_string())),
+    };
+    let cell = RefCell::new(w);
+    let mut result = Ok(());
+    for part in &parts {
+        let read = read_aof_file(part, &mut &cell, &mut |args, _| {
+            cell.borrow_mut().command(args)
+        });
+        cell.borrow_mut().end_of_aof_file();
+        if let Err(e) = read {
+            result = Err(e.to_string());
+            break;
+        }
+        if cell.borrow().error.is_some() {
+            break;
+        }
+    }
+    (cell.into_inner(), result)
+}
+
+/// Writes every key of `files` into `targets` (an AOF: its keys and commands, into one
+/// target); returns how many keys and commands were written. Blocking: run it on a
+/// blocking thread.
 pub fn write_all(
     files: &[PathBuf],
     targets: &[Target],
@@ -215,10 +306,27 @@ pub fn write_all(
         head: None,
         written: 0,
         error: None,
+        aof_db: 0,
+        in_multi: false,
     };
     let mut result = Ok(());
     for f in files {
-        if let Err(e) = read_rdb(f, &mut w) {
+        if is_aof(f) {
+            if targets.len() != 1 {
+                result = Err(format!(
+                    "`{}` is an AOF: it replays into one master, not {}",
+                    f.display(),
+                    targets.len()
+                ));
+                break;
+            }
+            let (back, r) = write_aof(f, w);
+            w = back;
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        } else if let Err(e) = read_rdb(f, &mut w) {
             result = Err(format!("`{}`: {e}", f.display()));
             break;
         }

@@ -552,8 +552,10 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
             ],
         ));
         install_at(&lz.path("oldhome"), &old);
+        rt.block_on(rewrite_then_write(&old, "aof"));
         let before = rt.block_on(picture(&old));
         let expiries_before = rt.block_on(expiries(&old, "snap"));
+        let aof_expiries_before = rt.block_on(expiries(&old, "aof"));
         guard.kill_all();
         std::fs::remove_dir_all(lz.path("oldhome")).unwrap();
         std::fs::rename(lz.path("old/node1"), lz.path("disk1")).unwrap();
@@ -626,8 +628,7 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
             );
             assert_eq!(state(&lz, "snap"), DbState::PendingRecovery);
             // `replay`: the snapshot's keys written as commands into Redis 7.0, every
-            // value identical, type by type, and every expiry to the millisecond. The
-            // AOF (an RDB 11 base) is not replayable and stays refused, saying so.
+            // value identical, type by type, and every expiry to the millisecond.
             let out = run(&["recover", "db", "snap", "replay"]).ok();
             assert!(
                 out.stdout.contains("snapshot replayed as commands"),
@@ -651,12 +652,89 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
             let pid = snap.shards[0].pid.unwrap();
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
             assert_eq!(exe, std::fs::canonicalize(which_redis()).unwrap());
-            run(&["recover", "db", "aof", "replay"])
-                .fails(1)
-                .stderr_has("an AOF is not replayable yet");
+            // The AOF: its RDB 11/12 base's keys as RESTOREs, then its incremental
+            // commands as they are, proven against the files' digest.
+            let out = run(&["recover", "db", "aof", "replay"]).ok();
+            assert!(
+                out.stdout.contains("AOF replayed as commands"),
+                "{}",
+                out.stdout
+            );
+            assert!(out.stdout.contains("content verified"), "{}", out.stdout);
+            let now = stored(&lz);
+            let aof = now.database_by_name("aof").unwrap();
+            let shard = aof.shards[0].id;
+            let after = rt.block_on(common::data::contents_at(
+                &shard_addr(&now, aof, shard).unwrap(),
+            ));
+            assert_same(&before[&shard], &after, "aof replayed onto redis");
+            let recorded = rt.block_on(expiries(&now, "aof"));
+            assert_eq!(
+                recorded, aof_expiries_before,
+                "expiry times differ after the AOF replay"
+            );
         }
         drop(guard);
     }
+}
+
+/// Rewrites the AOF of database `name`'s one master (its keys go into an RDB base), then
+/// changes some of them and adds others, so the AOF holds both a base and commands.
+async fn rewrite_then_write(c: &Cluster, name: &str) {
+    let db = c.database_by_name(name).unwrap();
+    let a = shard_addr(c, db, db.shards[0].id).unwrap();
+    let mut con = common::data::connect_at(&a, 0).await;
+    let _: redis::Value = redis::cmd("BGREWRITEAOF")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the AOF rewrite did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tag = format!("{name}0");
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg(format!("{tag}:s:1"))
+        .arg("changed")
+        .cmd("HDEL")
+        .arg(format!("{tag}:h"))
+        .arg("f1")
+        .cmd("PEXPIRE")
+        .arg(format!("{tag}:l"))
+        .arg(86_400_000)
+        .cmd("DEL")
+        .arg(format!("{tag}:s:2"))
+        .cmd("ZINCRBY")
+        .arg(format!("{tag}:z"))
+        .arg(2)
+        .arg("one")
+        .atomic()
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut three = common::data::connect_at(&a, 3).await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("after-rewrite")
+        .arg("x")
+        .arg("PX")
+        .arg(5_000_000)
+        .cmd("RPUSH")
+        .arg(format!("{tag}:l"))
+        .arg("e")
+        .query_async(&mut three)
+        .await
+        .unwrap();
 }
 
 /// Every key with a TTL in database `name`'s masters: its absolute expiry in ms

@@ -369,6 +369,38 @@ fn aof_dir_files(dir: &Path) -> Result<Vec<PathBuf>, AofContentError> {
         .collect())
 }
 
+/// A visitor shared between [`read_aof_file`]'s base and its command callback: each call
+/// borrows it for that call only.
+impl<V: ValueSink> ValueSink for &RefCell<V> {
+    fn begin(&mut self, kind: Kind, n: u64) {
+        self.borrow_mut().begin(kind, n)
+    }
+    fn string(&mut self, s: &[u8]) {
+        self.borrow_mut().string(s)
+    }
+    fn item(&mut self, s: &[u8]) {
+        self.borrow_mut().item(s)
+    }
+    fn scored(&mut self, m: &[u8], sc: f64) {
+        self.borrow_mut().scored(m, sc)
+    }
+    fn field(&mut self, f: &[u8], v: &[u8], e: Option<i64>) {
+        self.borrow_mut().field(f, v, e)
+    }
+    fn stream(&mut self, st: &super::value::Stream) {
+        self.borrow_mut().stream(st)
+    }
+}
+
+impl<V: EntryVisitor> EntryVisitor for &RefCell<V> {
+    fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        self.borrow_mut().start_key(db, key, expire_ms)
+    }
+    fn end_key(&mut self, present: bool) {
+        self.borrow_mut().end_key(present)
+    }
+}
+
 /// Told each command of an AOF (its arguments, its offset); an error stops the read.
 pub type OnCommand<'a> = dyn FnMut(&[Vec<u8>], u64) -> Result<(), String> + 'a;
 

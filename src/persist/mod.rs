@@ -66,7 +66,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub use aof_content::{digest_of_aof, AofContentError};
+pub use aof_content::{aof_parts, digest_of_aof, read_aof_file, AofContentError, OnCommand};
 pub use digest::{
     digest_of_rdb, digest_of_rdb_stream, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey,
     KeyState, SettledDigest, SlotSum, ValueHasher,

@@ -419,7 +419,7 @@ impl Inspect<'_> {
                     rdb_version: report.rdb_version.unwrap_or(0),
                     max: self.max_rdb,
                     server: self.server.to_string(),
-                    replayable: None,
+                    replayable: false,
                 })
             }
             CheckVerdict::Truncated | CheckVerdict::Corrupt => {
@@ -448,16 +448,15 @@ impl Inspect<'_> {
         let mut replay = false;
         if let Some(v) = report.rdb_version {
             if self.max_rdb.is_none_or(|max| v > max) {
-                // A whole RDB the reader decoded is replayable; an AOF (its base and its
-                // commands) is not yet.
-                let replayable = kind == SourceKind::Rdb;
-                if !(replayable && self.replay) {
+                // A whole RDB the reader decoded is replayable, and so is an AOF: its
+                // base's keys, then its commands as they are.
+                if !self.replay {
                     return Err(Reason::Incompatible {
                         file: path.to_path_buf(),
                         rdb_version: v,
                         max: self.max_rdb,
                         server: self.server.to_string(),
-                        replayable: Some(replayable),
+                        replayable: true,
                     });
                 }
                 replay = true;

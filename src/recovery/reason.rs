@@ -48,9 +48,9 @@ pub enum Reason {
         rdb_version: u32,
         max: Option<u32>,
         server: String,
-        /// `Some(true)`: an RDB the reader decodes whole, which `replay` can write as
-        /// commands; `Some(false)`: an AOF, which `replay` does not take yet.
-        replayable: Option<bool>,
+        /// The reader decodes it whole, so `replay` can write it as commands (an RDB's
+        /// keys; an AOF's base keys and then its commands).
+        replayable: bool,
     },
     Foreign {
         path: PathBuf,
@@ -142,13 +142,10 @@ impl fmt::Display for Reason {
                     ),
                 }?;
                 match replayable {
-                    Some(true) => f.write_str(
+                    true => f.write_str(
                         "; `replay` can write its keys as commands instead (`recover db <db> replay`)",
                     ),
-                    Some(false) => f.write_str(
-                        "; an AOF is not replayable yet: only a snapshot (`dump.rdb`) can be replayed",
-                    ),
-                    None => Ok(()),
+                    false => Ok(()),
                 }
             }
             Reason::Foreign { path, detail } => {

@@ -326,3 +326,168 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
     let left = std::fs::read_dir(host.path("n2/redis")).map_or(0, |d| d.count());
     assert_eq!(left, 0, "the database's directory on the host is purged");
 }
+
+/// One-shot runs of `lz` that reach the lab's hosts.
+fn runner<'a>(lz: &'a common::Lazarus, lab: &'a SshLab) -> impl Fn(&str) -> common::Output + 'a {
+    move |line: &str| {
+        let words: Vec<String> = lazarus::lang::lex(line)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        lz.cmd(words)
+            .env("LAZARUS_SSH_CONFIG", lab.config().to_str().unwrap())
+            .run()
+    }
+}
+
+/// Every file under `root` with its length: what recovery must leave as it was.
+fn tree(root: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut next = vec![root.to_path_buf()];
+    while let Some(dir) = next.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                next.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, m.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Writes `k0..k{n}` through a cluster client at `endpoint`, or reads them back.
+fn keys(endpoint: &str, n: u32, write: bool) -> Vec<Option<String>> {
+    common::runtime().block_on(async {
+        let client = redis::cluster::ClusterClient::new(vec![endpoint.to_string()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let key = format!("k{i}");
+            if write {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(format!("v{i}"))
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            } else {
+                out.push(
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut con)
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+        out
+    })
+}
+
+fn kill9(pids: &[u32]) {
+    for pid in pids {
+        // SAFETY: kill(2) takes plain integers; these are servers this test started.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// The drill across hosts: a replicated 2-shard database over this machine and an SSH
+/// host; every shard killed, the home lost, the old disks moved aside on each machine;
+/// `cluster recover` from the local node's CCS backup, a recovery path per node (the
+/// remote one checked there), `recover list` validating the remote files where they lie
+/// (by this binary shipped there, checked by hash), `recover all` copying them on that
+/// host into its new shard directories: the data is back, the originals untouched.
+#[test]
+fn recovery_reads_and_copies_files_on_the_ssh_host() {
+    let lab = SshLab::new();
+    let host = lab.host();
+    let disks = tempfile::tempdir().unwrap();
+    let local = |rel: &str| disks.path().join(rel);
+    let old = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(disks.path());
+    let run = runner(&old, &lab);
+    let base = 21000 + (rand::random::<u16>() % 100) * 60;
+    run(&format!(
+        "cluster create name drill persistent_path {} addr 127.0.0.1",
+        local("n1").display(),
+    ))
+    .ok();
+    run(&format!(
+        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
+        host.addr,
+        host.path("n2").display(),
+        host.target(),
+        base + 30,
+        base + 59
+    ))
+    .ok();
+    run("create db spread shards 2 replication enabled persistence aof").ok();
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    keys(&endpoint, 60, true);
+    let want = keys(&endpoint, 60, false);
+    assert!(want.iter().all(Option::is_some));
+    // AOF writes reach the file before the reply; give everysec's fsync a moment anyway.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+
+    // The disaster: every shard on both machines, the home, the disks moved aside.
+    kill9(&host.pids());
+    kill9(&common::procs::pids_under(disks.path()));
+    drop(run);
+    drop(old);
+    std::fs::rename(local("n1"), local("disk1")).unwrap();
+    std::fs::rename(host.path("n2"), host.path("disk2")).unwrap();
+    let remote_before = tree(&host.path("disk2"));
+
+    let lz = common::Lazarus::new();
+    let run = runner(&lz, &lab);
+    run(&format!(
+        "cluster recover filename {} node_uid 1",
+        local("disk1/ccs/ccs.json").display()
+    ))
+    .ok();
+    run(&format!(
+        "node 1 recovery_path set {}",
+        local("disk1").display()
+    ))
+    .ok();
+    run(&format!(
+        "node 2 recovery_path set {}",
+        host.path("disk2").display()
+    ))
+    .ok();
+    let list = run("recover list").ok();
+    assert!(list.stdout.contains("ready"), "{}", list.stdout);
+    assert!(!list.stdout.contains("missing files"), "{}", list.stdout);
+    // The remote files were read there, by this binary shipped beside the node's data.
+    let shipped: Vec<_> = std::fs::read_dir(host.path("n2/.lazarus/bin"))
+        .expect("the reader shipped to the host")
+        .flatten()
+        .collect();
+    assert_eq!(shipped.len(), 1, "{shipped:?}");
+
+    let out = run("recover all").ok();
+    assert!(
+        out.stdout.contains("Completed successfully"),
+        "{}",
+        out.stdout
+    );
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
+    assert_eq!(host.pids().len(), 2, "the host's shards run there again");
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    assert_eq!(keys(&endpoint, 60, false), want);
+    // New shard directories on the host hold the copies; the originals are untouched.
+    assert!(host.path("n2/redis").is_dir());
+    assert_eq!(tree(&host.path("disk2")), remote_before);
+    run("delete db spread").ok();
+}

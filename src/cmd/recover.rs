@@ -286,7 +286,10 @@ async fn adopt_live(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let answers = live::probe(&snapshot, &ids).await;
+    let hosts = snapshot
+        .hosts()
+        .map_err(|e| CommandError::io(format!("cannot reach the nodes' hosts: {e}")))?;
+    let answers = live::probe(&hosts, &snapshot, &ids).await;
     if !answers.values().any(|a| a.live()) {
         return Ok(Vec::new());
     }
@@ -554,6 +557,9 @@ async fn recover(
             cleared.extend(activate(&lock, &mut cluster, &r)?);
             Ok(r)
         });
+        if let Ok(r) = &result {
+            clear_markers(rec.server.hosts(), &cluster, &cluster.databases[&r.id]).await;
+        }
         match &result {
             Ok(_) => {
                 ok += 1;
@@ -569,7 +575,7 @@ async fn recover(
         outcomes.push((id, result));
     }
     for id in &remaining {
-        crate::recovery::apply::stop_leftovers(&shared, *id).await;
+        crate::recovery::apply::stop_leftovers(rec.server.hosts(), &shared, *id).await;
         outcomes.push((
             *id,
             Err(CommandError::new(
@@ -809,7 +815,6 @@ fn activate(
         CommandError::from(e).context("recovered, but the configuration could not be saved")
     })?;
     *cluster = next;
-    clear_markers(cluster, &cluster.databases[&r.id]);
     Ok(cleared)
 }
 

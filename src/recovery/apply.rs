@@ -15,13 +15,17 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::copy::{copy_source, copy_to_temp, install_copy, CopyError};
+use super::copy::on_host::{copy_source, copy_to_temp, install_copy};
+use super::copy::CopyError;
 use super::finish::finish;
-use super::plan::{likely_sources, plan_db_with, DbPlan, Outcome, Source, SourceCheck, SourceKind};
+use super::plan::{
+    likely_sources, plan_db_on, DbPlan, Disk, Outcome, Source, SourceCheck, SourceKind,
+};
 use super::reader::reader_check;
 pub use super::shard_dirs::{clear_markers, MARKER_FILE};
 use super::shard_dirs::{prepare_dir, record_started, shard_dir, stop_own_leftover};
 use crate::ccs::{Cluster, Database, Id, SlotRange};
+use crate::host::Host;
 use crate::server::{start_shard, ConfOptions, ServerError, Servers, StartOptions};
 
 /// Validates one candidate source (the real reader, or a stand-in in tests).
@@ -109,7 +113,8 @@ impl Recovery {
             Some(s) => (s.max_rdb(), s.label()),
             None => (None, "unknown".to_string()),
         };
-        plan_db_with(
+        plan_db_on(
+            &self.disk(cluster),
             cluster,
             db,
             max_rdb,
@@ -118,6 +123,16 @@ impl Recovery {
             self.replay,
             self.allow_stale,
         )
+    }
+
+    /// Where planning reads each node's files (call within the runtime).
+    pub fn disk(&self, cluster: &Cluster) -> Disk {
+        Disk::new(self.server.hosts().clone(), cluster)
+    }
+
+    /// The host that serves `node`.
+    pub fn host(&self, node: Id) -> Arc<dyn Host> {
+        self.server.host(node)
     }
 }
 
@@ -256,30 +271,34 @@ pub async fn recover_db(
         .get(&db_id)
         .ok_or_else(|| RecoverError::Internal(format!("no db:{db_id}")))?
         .clone();
-    let dirs: Vec<PathBuf> = db
+    let dirs: Vec<ShardPlace> = db
         .shards
         .iter()
-        .map(|s| shard_dir(&cluster, &db, s))
+        .map(|s| (rec.host(s.node), shard_dir(&cluster, &db, s)))
         .collect();
     let result = recover_in(&rec, &cluster, &db, &dirs, stage).await;
     if result.is_err() {
         // Leave no half-recovered shard running: a re-run starts from the files again.
         // Only servers this recovery started are stopped; any other is left alone.
-        for dir in &dirs {
-            let _ = stop_own_leftover(dir).await;
+        for (host, dir) in &dirs {
+            let _ = stop_own_leftover(&**host, dir).await;
         }
     }
     result
 }
 
+/// A shard directory on its node's host.
+type ShardPlace = (Arc<dyn Host>, PathBuf);
+
 /// After an interrupted recovery of `db_id`: stops the servers this recovery started in
 /// its shard directories (proved by the marker and pid), nothing else.
-pub async fn stop_leftovers(cluster: &Cluster, db_id: Id) {
+pub async fn stop_leftovers(hosts: &crate::host::Hosts, cluster: &Cluster, db_id: Id) {
     let Some(db) = cluster.databases.get(&db_id) else {
         return;
     };
     for shard in &db.shards {
-        let _ = stop_own_leftover(&shard_dir(cluster, db, shard)).await;
+        let host = hosts.of(shard.node);
+        let _ = stop_own_leftover(&*host, &shard_dir(cluster, db, shard)).await;
     }
 }
 
@@ -287,12 +306,13 @@ async fn recover_in(
     rec: &Arc<Recovery>,
     cluster: &Arc<Cluster>,
     db: &Database,
-    dirs: &[PathBuf],
+    dirs: &[ShardPlace],
     stage: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Recovered, RecoverError> {
     stage("preparing shard directories");
-    for dir in dirs {
-        prepare_dir(cluster, dir).await?;
+    let hosts = rec.server.hosts();
+    for (host, dir) in dirs {
+        prepare_dir(hosts, &**host, cluster, dir).await?;
     }
     if let (true, Some(record)) = (db.config.tls, &cluster.tls) {
         let now = std::time::SystemTime::now()
@@ -326,7 +346,10 @@ async fn recover_in(
             .map_err(|e| RecoverError::Internal(e.to_string()))?;
         chosen(&plan)
     } else {
-        likely_sources(cluster, db)
+        let (r, c, d) = (rec.clone(), cluster.clone(), db.clone());
+        tokio::task::spawn_blocking(move || likely_sources(&r.disk(&c), &c, &d))
+            .await
+            .map_err(|e| RecoverError::Internal(e.to_string()))?
     };
     let (plan, results) = match load_masters(rec, cluster, db, &guess, stage).await? {
         Loaded::Done(plan, results) => (plan, results),
@@ -334,8 +357,8 @@ async fn recover_in(
             // Validation chose other files than the quick guess: start over with its
             // choice (rare: a corrupted freshest file, or an RDB copied without its
             // times).
-            for dir in dirs {
-                prepare_dir(cluster, dir).await?;
+            for (host, dir) in dirs {
+                prepare_dir(hosts, &**host, cluster, dir).await?;
             }
             match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
                 Loaded::Done(plan, results) => (plan, results),
@@ -389,6 +412,7 @@ async fn fall_back(
         let first = first.clone();
         let why = first_line(&first_err.to_string());
         let dir = shard_dir(cluster, db, shard);
+        let host = rec.host(shard.node);
         let mut refused = vec![format!("{} ({why})", describe(&first, id))];
         let mut started = None;
         for next in std::mem::take(&mut sp.alternates) {
@@ -399,12 +423,9 @@ async fn fall_back(
                 "redis:{id}: the server refused its copy, loading {}",
                 describe(&next, id)
             ));
-            stop_own_leftover(&dir).await?;
-            prepare_dir(cluster, &dir).await?;
-            let (kind, path, to) = (next.kind, next.path.clone(), dir.clone());
-            tokio::task::spawn_blocking(move || copy_source(&path, kind, &to))
-                .await
-                .map_err(|e| RecoverError::Internal(e.to_string()))??;
+            stop_own_leftover(&*host, &dir).await?;
+            prepare_dir(rec.server.hosts(), &*host, cluster, &dir).await?;
+            copy_source(&*host, &next.path, next.kind, &dir).await?;
             let picks: Picks = [(id, (next.kind, next.path.clone()))].into();
             match start_each(rec, cluster, db, &picks, Some(id)).await.pop() {
                 Some((_, Ok(pid))) => started = Some((pid, next)),
@@ -539,22 +560,21 @@ async fn load_masters(
             continue;
         };
         let (kind, path, dir) = (*kind, path.clone(), shard_dir(cluster, db, shard));
+        let host = rec.host(shard.node);
         if kind == SourceKind::Rdb {
             let link = dir.join(kind.file_name());
-            if let Err(source) = std::os::unix::fs::symlink(&path, &link) {
+            if let Err(source) = host.symlink(&path, &link).await {
                 started = Err(RecoverError::Io { path: link, source });
                 break;
             }
-            copies.spawn_blocking(move || copy_to_temp(&path, kind, &dir).map(|_| (kind, dir)));
-        } else {
-            let copied = tokio::task::spawn_blocking(move || copy_source(&path, kind, &dir)).await;
-            if let Err(e) = copied
-                .map_err(|e| RecoverError::Internal(e.to_string()))
-                .and_then(|r| Ok(r?))
-            {
-                started = Err(e);
-                break;
-            }
+            copies.spawn(async move {
+                copy_to_temp(&*host, &path, kind, &dir)
+                    .await
+                    .map(|_| (kind, dir, host))
+            });
+        } else if let Err(e) = copy_source(&*host, &path, kind, &dir).await {
+            started = Err(e.into());
+            break;
         }
     }
     if started.is_ok() {
@@ -570,8 +590,8 @@ async fn load_masters(
             .map_err(|e| RecoverError::Internal(e.to_string()))
             .and_then(|r| Ok(r?));
         match done {
-            Ok((kind, dir)) if copied.is_ok() => {
-                copied = install_copy(kind, &dir).map_err(Into::into)
+            Ok((kind, dir, host)) if copied.is_ok() => {
+                copied = install_copy(&*host, kind, &dir).await.map_err(Into::into)
             }
             Ok(_) => {}
             Err(e) => copied = copied.and(Err(e)),
@@ -653,7 +673,8 @@ async fn start_each(
         starts.spawn(async move {
             let started = start_shard(&server, &cluster, &db, &shard, &opts).await;
             if let Ok(pid) = started {
-                record_started(&shard_dir(&cluster, &db, &shard), pid);
+                let host = server.host(shard.node);
+                record_started(&*host, &shard_dir(&cluster, &db, &shard), pid).await;
             }
             (shard.id, started)
         });

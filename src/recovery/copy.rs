@@ -246,6 +246,166 @@ fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The same steps on any host: this machine's through `std::fs` (the kernel copies, and
+/// sampled blocks are compared), another host's with one `sh` script there, so the data
+/// never leaves that machine (lengths compared, files and directory synced).
+pub mod on_host {
+    use std::path::{Path, PathBuf};
+
+    use super::{Copied, CopyError, SourceKind};
+    use crate::host::Host;
+
+    fn arg(p: &Path) -> String {
+        p.to_string_lossy().into_owned()
+    }
+
+    /// Runs `script` with `sh` on `host`, `args` as `$1`...; its stdout.
+    async fn sh(host: &dyn Host, script: &str, args: &[String]) -> Result<String, String> {
+        let mut all = vec!["-c".to_string(), script.to_string(), "sh".to_string()];
+        all.extend_from_slice(args);
+        match host.run(Path::new("sh"), &all).await {
+            Ok(out) if out.success => Ok(out.stdout),
+            Ok(out) => Err(out.stderr.trim().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// [`super::ensure_outside`] on the shard directory's host.
+    pub async fn ensure_outside(
+        host: &dyn Host,
+        shard_dir: &Path,
+        recovery: &Path,
+    ) -> Result<(), CopyError> {
+        if host.is_local() {
+            return super::ensure_outside(shard_dir, recovery);
+        }
+        // `readlink -m` resolves what exists and keeps the rest as written.
+        let out = sh(
+            host,
+            "exec readlink -m -- \"$1\" \"$2\"",
+            &[arg(shard_dir), arg(recovery)],
+        )
+        .await
+        .unwrap_or_default();
+        let mut lines = out.lines().map(PathBuf::from);
+        let (dir, recovery) = match (lines.next(), lines.next()) {
+            (Some(d), Some(r)) => (d, r),
+            _ => (shard_dir.to_path_buf(), recovery.to_path_buf()),
+        };
+        if dir.starts_with(&recovery) {
+            return Err(CopyError::InsideRecoveryPath {
+                dir: shard_dir.to_path_buf(),
+                recovery,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`super::copy_to_temp`] on `host`.
+    pub async fn copy_to_temp(
+        host: &dyn Host,
+        source: &Path,
+        kind: SourceKind,
+        shard_dir: &Path,
+    ) -> Result<Copied, CopyError> {
+        if host.is_local() {
+            let (source, dir) = (source.to_path_buf(), shard_dir.to_path_buf());
+            return tokio::task::spawn_blocking(move || super::copy_to_temp(&source, kind, &dir))
+                .await
+                .map_err(|e| CopyError::Write {
+                    path: shard_dir.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        }
+        let tmp = super::temp_name(kind, shard_dir);
+        // Plain files only (an appendonlydir's manifest names plain files); each copy
+        // owner-only, its length compared with the original's, then synced.
+        let script = r#"set -e
+umask 077
+src=$1 tmp=$2 dir=$3 kind=$4
+[ -e "$src" ] || { echo "cannot read $src: no such file or directory" >&2; exit 1; }
+mkdir -p -- "$dir"
+rm -rf -- "$tmp"
+one() {
+  cp -- "$1" "$2"
+  chmod 600 -- "$2"
+  a=$(stat -c %s -- "$1"); b=$(stat -c %s -- "$2")
+  [ "$a" = "$b" ] || { echo "the copy $2 has $b bytes, not $a" >&2; exit 1; }
+  echo "$a"
+}
+if [ "$kind" = dir ]; then
+  mkdir -m 755 -- "$tmp"
+  for f in "$src"/* "$src"/.[!.]*; do
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    one "$f" "$tmp/${f##*/}"
+  done
+  sync -- "$tmp"/* "$tmp" 2>/dev/null || sync
+else
+  one "$src" "$tmp"
+  sync -- "$tmp"
+fi"#;
+        let kind_arg = if kind == SourceKind::AofDir {
+            "dir"
+        } else {
+            "file"
+        };
+        let out = sh(
+            host,
+            script,
+            &[arg(source), arg(&tmp), arg(shard_dir), kind_arg.into()],
+        )
+        .await
+        .map_err(|why| CopyError::Write {
+            path: tmp.clone(),
+            source: std::io::Error::other(format!("on {}: {why}", host.name())),
+        })?;
+        let sizes: Vec<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        Ok(Copied {
+            files: sizes.len(),
+            bytes: sizes.iter().sum(),
+        })
+    }
+
+    /// [`super::install_copy`] on `host`.
+    pub async fn install_copy(
+        host: &dyn Host,
+        kind: SourceKind,
+        shard_dir: &Path,
+    ) -> Result<(), CopyError> {
+        if host.is_local() {
+            return super::install_copy(kind, shard_dir);
+        }
+        let (tmp, target) = (
+            super::temp_name(kind, shard_dir),
+            shard_dir.join(kind.file_name()),
+        );
+        let script = r#"set -e
+tmp=$1 target=$2 dir=$3
+if [ -d "$tmp" ] && [ ! -L "$tmp" ]; then rm -rf -- "$target"; fi
+mv -f -T -- "$tmp" "$target"
+sync -- "$dir""#;
+        sh(host, script, &[arg(&tmp), arg(&target), arg(shard_dir)])
+            .await
+            .map(|_| ())
+            .map_err(|why| CopyError::Write {
+                path: target,
+                source: std::io::Error::other(format!("on {}: {why}", host.name())),
+            })
+    }
+
+    /// [`super::copy_source`] on `host`.
+    pub async fn copy_source(
+        host: &dyn Host,
+        source: &Path,
+        kind: SourceKind,
+        shard_dir: &Path,
+    ) -> Result<Copied, CopyError> {
+        let copied = copy_to_temp(host, source, kind, shard_dir).await?;
+        install_copy(host, kind, shard_dir).await?;
+        Ok(copied)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,7 +79,13 @@ pub(super) async fn finish(
             creating: false,
         };
         let pid = start_shard(&rec.server, cluster, db, shard, &opts).await?;
-        super::shard_dirs::record_started(&super::shard_dirs::shard_dir(cluster, db, shard), pid);
+        let host = rec.server.host(shard.node);
+        super::shard_dirs::record_started(
+            &*host,
+            &super::shard_dirs::shard_dir(cluster, db, shard),
+            pid,
+        )
+        .await;
         pids.push((shard.id, pid));
     }
     if db.config.shards > 1 {

@@ -17,8 +17,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, ShardIdentity};
+use crate::host::{Host, Hosts};
 use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
-use crate::server::{info, ShardDir};
+use crate::server::{info, IdentityRead, ShardDir};
 
 /// A shard that does not answer within this is taken as not running.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -38,6 +39,10 @@ pub enum ShardAnswer {
 #[derive(Clone, Debug, Default)]
 pub struct DbAnswers {
     pub shards: BTreeMap<Id, ShardAnswer>,
+    /// Shard directories, under a root some live shard of the same node answered from,
+    /// that hold this database's shard (its identity file and data files), read on the
+    /// node's host: where a database that does not answer is down in place.
+    pub in_place: BTreeSet<PathBuf>,
 }
 
 impl DbAnswers {
@@ -89,8 +94,23 @@ impl Adopted {
     }
 }
 
+/// Whether `dir` on `host` holds `shard` of `db` of this cluster, with data files.
+async fn holds_shard(host: &dyn Host, cluster_id: u64, db: Id, shard: Id, dir: &Path) -> bool {
+    let Ok(bytes) = host.read(&ShardDir::at(0, dir).identity_file()).await else {
+        return false;
+    };
+    let ours = IdentityRead::<ShardIdentity>::parse(bytes)
+        .found()
+        .is_some_and(|i| i.cluster_id == cluster_id && i.db_id == db && i.shard_id == shard);
+    let mut has_data = false;
+    for f in crate::server::shard_dir::DATA_FILES {
+        has_data |= host.metadata(&dir.join(f)).await.is_ok();
+    }
+    ours && has_data
+}
+
 /// Asks one shard who it is.
-async fn ask(cluster: &Cluster, db: &Database, shard: Id) -> ShardAnswer {
+async fn ask(hosts: &Hosts, cluster: &Cluster, db: &Database, shard: Id) -> ShardAnswer {
     let Some(addr) = crate::db::shard_addr(cluster, db, shard) else {
         return ShardAnswer::Silent;
     };
@@ -134,12 +154,16 @@ async fn ask(cluster: &Cluster, db: &Database, shard: Id) -> ShardAnswer {
         .find(|s| s.id == shard)
         .map_or(0, |s| s.node);
     let shard_dir = ShardDir::at(node, dir);
-    if shard_dir.has_marker() {
+    let host = hosts.of(node);
+    if host.metadata(&shard_dir.marker_file()).await.is_ok() {
         // A recovery cut short started it: not a database that runs, but recovery's own
         // unfinished work, which the next recovery takes over.
         return ShardAnswer::Silent;
     }
-    let identity: Option<ShardIdentity> = shard_dir.read_identity().found();
+    let identity: Option<ShardIdentity> = match host.read(&shard_dir.identity_file()).await {
+        Ok(bytes) => IdentityRead::parse(bytes).found(),
+        Err(_) => None,
+    };
     match identity {
         Some(i)
             if i.cluster_id == cluster.cluster_id
@@ -159,8 +183,10 @@ async fn ask(cluster: &Cluster, db: &Database, shard: Id) -> ShardAnswer {
     }
 }
 
-/// Asks every shard of each of `dbs` at once.
-pub async fn probe(cluster: &Cluster, dbs: &[Id]) -> BTreeMap<Id, DbAnswers> {
+/// Asks every shard of each of `dbs` at once, each node's files read on its host; then,
+/// for the databases that did not answer, looks for their shard directories under the
+/// roots live shards answered from.
+pub async fn probe(hosts: &Hosts, cluster: &Cluster, dbs: &[Id]) -> BTreeMap<Id, DbAnswers> {
     let shared = std::sync::Arc::new(cluster.clone());
     let mut asks = tokio::task::JoinSet::new();
     for id in dbs {
@@ -168,9 +194,9 @@ pub async fn probe(cluster: &Cluster, dbs: &[Id]) -> BTreeMap<Id, DbAnswers> {
             continue;
         };
         for s in &db.shards {
-            let (cluster, db_id, shard) = (shared.clone(), db.id, s.id);
+            let (cluster, db_id, shard, hosts) = (shared.clone(), db.id, s.id, hosts.clone());
             asks.spawn(async move {
-                let answer = ask(&cluster, &cluster.databases[&db_id], shard).await;
+                let answer = ask(&hosts, &cluster, &cluster.databases[&db_id], shard).await;
                 (db_id, shard, answer)
             });
         }
@@ -181,18 +207,44 @@ pub async fn probe(cluster: &Cluster, dbs: &[Id]) -> BTreeMap<Id, DbAnswers> {
             out.entry(db).or_default().shards.insert(shard, answer);
         }
     }
+    // Each node's roots, as any live shard of it reports them.
+    let mut roots: BTreeMap<Id, BTreeSet<PathBuf>> = BTreeMap::new();
+    for (db_id, a) in &out {
+        let Some(db) = cluster.databases.get(db_id) else {
+            continue;
+        };
+        for s in &db.shards {
+            if let Some(ShardAnswer::Ours { root, .. }) = a.shards.get(&s.id) {
+                roots.entry(s.node).or_default().insert(root.clone());
+            }
+        }
+    }
+    for (db_id, a) in out.iter_mut().filter(|(_, a)| !a.live()) {
+        let Some(db) = cluster.databases.get(db_id) else {
+            continue;
+        };
+        for s in &db.shards {
+            let host = hosts.of(s.node);
+            for root in roots.get(&s.node).into_iter().flatten() {
+                let dir = crate::ccs::shard_dir_under(root, db.id, s.id);
+                if holds_shard(&*host, cluster.cluster_id, db.id, s.id, &dir).await {
+                    a.in_place.insert(dir);
+                }
+            }
+        }
+    }
     out
 }
 
 /// [`probe`] from code that is not async (`cluster recover`): on a thread of its own.
-pub fn probe_blocking(cluster: &Cluster, dbs: &[Id]) -> BTreeMap<Id, DbAnswers> {
+pub fn probe_blocking(hosts: &Hosts, cluster: &Cluster, dbs: &[Id]) -> BTreeMap<Id, DbAnswers> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map(|rt| rt.block_on(probe(cluster, dbs)))
+                    .map(|rt| rt.block_on(probe(hosts, cluster, dbs)))
                     .unwrap_or_default()
             })
             .join()
@@ -280,7 +332,6 @@ pub fn adopt(
     }
     // Down in place: every shard directory where the (kept) node path says, holding this
     // shard's identity.
-    let cluster_id = cluster.cluster_id;
     for db in cluster.databases.values_mut() {
         if db.state != DbState::PendingRecovery
             || !db.shards.iter().all(|s| moved.contains_key(&s.node))
@@ -292,12 +343,10 @@ pub fn adopt(
             .iter()
             .map(|s| crate::ccs::shard_dir_under(&moved[&s.node], db.id, s.id))
             .collect();
-        let in_place = db.shards.iter().zip(&paths).all(|(s, dir)| {
-            let identity: Option<ShardIdentity> = ShardDir::at(s.node, dir).read_identity().found();
-            identity.is_some_and(|i| {
-                i.cluster_id == cluster_id && i.db_id == db.id && i.shard_id == s.id
-            }) && !ShardDir::at(s.node, dir).data_files().is_empty()
-        });
+        let found = answers.get(&db.id).map(|a| &a.in_place);
+        let in_place = paths
+            .iter()
+            .all(|dir| found.is_some_and(|f| f.contains(dir)));
         if in_place {
             db.state = DbState::Active;
             adopted.push(Adopted {

@@ -13,11 +13,13 @@
 
 pub mod apply;
 pub mod copy;
+mod files;
 mod finish;
 pub mod live;
 pub mod plan;
 mod reader;
 mod reason;
 pub mod rebuild;
+mod remote_check;
 mod shard_dirs;
 mod source;

@@ -6,14 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use super::files::Disk;
 use super::reason::io_reason;
 pub use super::reason::Reason;
-use super::source::readable_mtime;
 pub use super::source::{CheckVerdict, Checker, Source, SourceCheck, SourceKind};
 use crate::server::IdentityRead;
 
@@ -153,7 +152,32 @@ pub fn plan_db_with(
     replay: bool,
     allow_stale: bool,
 ) -> DbPlan {
+    plan_db_on(
+        &Disk::local(),
+        cluster,
+        db,
+        max_rdb,
+        server,
+        check,
+        replay,
+        allow_stale,
+    )
+}
+
+/// [`plan_db_with`], reading each node's files where they lie (`disk`).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_db_on(
+    disk: &Disk,
+    cluster: &Cluster,
+    db: &Database,
+    max_rdb: Option<u32>,
+    server: &str,
+    check: &Checker,
+    replay: bool,
+    allow_stale: bool,
+) -> DbPlan {
     let ctx = Inspect {
+        disk,
         cluster,
         db,
         max_rdb,
@@ -201,6 +225,7 @@ pub fn plan_db_with(
 }
 
 struct Inspect<'a> {
+    disk: &'a Disk,
     cluster: &'a Cluster,
     db: &'a Database,
     max_rdb: Option<u32>,
@@ -276,13 +301,15 @@ impl Inspect<'_> {
         let Some(root) = node.recovery_path.as_deref() else {
             return (Vec::new(), vec![Reason::NoRecoveryPath { node: node.id }]);
         };
-        if let Err(e) = fs::metadata(root) {
+        let disk = self.disk;
+        if let Err(e) = disk.stat(node.id, root) {
             return (Vec::new(), vec![io_reason(root, e, true)]);
         }
         let dir = shard_dir_under(root, self.db.id, shard.id);
-        if let Err(e) = fs::read_dir(&dir) {
-            return (Vec::new(), vec![io_reason(&dir, e, false)]);
-        }
+        let names = match disk.list(node.id, &dir) {
+            Ok(names) => names,
+            Err(e) => return (Vec::new(), vec![io_reason(&dir, e, false)]),
+        };
         if let Some(reason) = self.check_identity(&dir, shard) {
             return (Vec::new(), vec![reason]);
         }
@@ -290,7 +317,7 @@ impl Inspect<'_> {
         let mut found: Vec<Source> = Vec::new();
         for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
             let path = dir.join(kind.file_name());
-            if fs::symlink_metadata(&path).is_err() {
+            if !names.iter().any(|n| n == kind.file_name()) {
                 continue;
             }
             // An appendonlydir makes a leftover appendonly.aof irrelevant to Redis 7.
@@ -299,8 +326,8 @@ impl Inspect<'_> {
             }
             // AOF comes first, so on a tie the AOF (the more complete log) is chosen.
             match self
-                .candidate(kind, &path, shard.id, slots)
-                .and_then(|source| stale(source, known, self.db))
+                .candidate(kind, &path, shard, slots)
+                .and_then(|source| stale(disk, shard.node, source, known, self.db))
             {
                 Ok(source) => found.push(source),
                 Err(reason) => rejected.push(reason),
@@ -320,14 +347,15 @@ impl Inspect<'_> {
                 .iter()
                 .filter(|s| s.role == Role::Replica && s.master == Some(master.id)),
         );
-        let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let disk = self.disk;
         let mut files: Option<(i64, PathBuf)> = None;
         for shard in copies {
             let Some(node) = self.cluster.nodes.get(&shard.node) else {
                 continue;
             };
+            let canon = |p: &Path| disk.canonical(node.id, p);
             let recovery = node.recovery_path.as_deref().map(canon);
-            let mut lives = crate::recovery::rebuild::recovered_family(&node.persistent_path);
+            let mut lives = disk.recovered_family(node.id, &node.persistent_path);
             lives.push(node.persistent_path.clone());
             lives.sort();
             lives.dedup();
@@ -341,12 +369,21 @@ impl Inspect<'_> {
                 }
                 let dir = shard_dir_under(&root, self.db.id, shard.id);
                 // Recovery's own copies (a run cut short) are no newer data.
-                if dir.join(crate::server::shard_dir::MARKER_FILE).exists() {
+                let Ok(names) = disk.list(node.id, &dir) else {
+                    continue;
+                };
+                if names
+                    .iter()
+                    .any(|n| n == crate::server::shard_dir::MARKER_FILE)
+                {
                     continue;
                 }
                 for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
+                    if !names.iter().any(|n| n == kind.file_name()) {
+                        continue;
+                    }
                     let path = dir.join(kind.file_name());
-                    if let Ok(written) = readable_mtime(&path) {
+                    if let Ok(written) = disk.readable_mtime(node.id, &path) {
                         if files.as_ref().is_none_or(|f| written > f.0) {
                             files = Some((written, path));
                         }
@@ -368,7 +405,12 @@ impl Inspect<'_> {
     fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
         let shard_dir = crate::server::ShardDir::at(shard.node, dir);
         let path = shard_dir.identity_file();
-        let identity: ShardIdentity = match shard_dir.read_identity() {
+        let read = match self.disk.read(shard.node, &path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IdentityRead::Missing,
+            Err(e) => IdentityRead::Unreadable(e),
+            Ok(bytes) => IdentityRead::parse(bytes),
+        };
+        let identity: ShardIdentity = match read {
             IdentityRead::Found(identity) => identity,
             // Older or hand-copied trees may lack it: the layout already names the shard.
             IdentityRead::Missing => return None,
@@ -406,11 +448,12 @@ impl Inspect<'_> {
         &self,
         kind: SourceKind,
         path: &Path,
-        from_shard: Id,
+        shard: &Shard,
         slots: Option<SlotRange>,
     ) -> Result<Source, Reason> {
-        let written_fs = readable_mtime(path)?;
-        let report = (self.check)(path, slots);
+        let from_shard = shard.id;
+        let written_fs = self.disk.readable_mtime(shard.node, path)?;
+        let report = self.disk.check(shard.node, path, slots, self.check);
         match report.verdict {
             CheckVerdict::Ok => {}
             CheckVerdict::UnsupportedVersion => {
@@ -499,13 +542,21 @@ impl Inspect<'_> {
 /// Refuses a valid source older than what Lazarus knows the database had: files written
 /// since in the node's persistent paths (compared by modification time, as they are
 /// measured), or a succeeded backup run taken after an RDB's cut.
-fn stale(source: Source, known: &Known, db: &Database) -> Result<Source, Reason> {
+fn stale(
+    disk: &Disk,
+    node: Id,
+    source: Source,
+    known: &Known,
+    db: &Database,
+) -> Result<Source, Reason> {
     let next_anyway = format!(
         "or load it anyway with `recover db {} allow_stale`",
         db.config.name
     );
     if let Some((newer, path)) = &known.files {
-        let mtime = readable_mtime(&source.path).unwrap_or(source.written);
+        let mtime = disk
+            .readable_mtime(node, &source.path)
+            .unwrap_or(source.written);
         if mtime < *newer {
             return Err(Reason::Stale {
                 file: source.path,
@@ -547,7 +598,11 @@ fn fault_file(report: &SourceCheck, path: &Path) -> PathBuf {
 /// Without reading the files through: per master, the source the plan will choose if it
 /// is valid (the freshest candidate by modification time, AOF on a tie, the master's own
 /// files before a replica's copy). Recovery starts loading this while validation runs.
-pub fn likely_sources(cluster: &Cluster, db: &Database) -> BTreeMap<Id, (SourceKind, PathBuf)> {
+pub fn likely_sources(
+    disk: &Disk,
+    cluster: &Cluster,
+    db: &Database,
+) -> BTreeMap<Id, (SourceKind, PathBuf)> {
     let mut out = BTreeMap::new();
     for master in db.masters() {
         let copies = std::iter::once(master).chain(
@@ -565,13 +620,17 @@ pub fn likely_sources(cluster: &Cluster, db: &Database) -> BTreeMap<Id, (SourceK
                 continue;
             };
             let dir = shard_dir_under(root, db.id, shard.id);
-            let has_dir = dir.join(SourceKind::AofDir.file_name()).is_dir();
+            let present = disk.list(shard.node, &dir).unwrap_or_default();
+            let has_dir = disk.is_dir(shard.node, &dir.join(SourceKind::AofDir.file_name()));
             for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
                 if kind == SourceKind::AofFile && has_dir {
                     continue;
                 }
+                if !present.iter().any(|n| n == kind.file_name()) {
+                    continue;
+                }
                 let path = dir.join(kind.file_name());
-                let Ok(written) = readable_mtime(&path) else {
+                let Ok(written) = disk.readable_mtime(shard.node, &path) else {
                     continue;
                 };
                 if best.as_ref().is_none_or(|b| written > b.0) {

@@ -1,14 +1,15 @@
 //! The new shard directories recovery fills: never inside a recovery path, and
-//! refilled from scratch when an earlier attempt was cut short.
+//! refilled from scratch when an earlier attempt was cut short. Every operation goes
+//! through the [`Host`] of the shard's node.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::apply::RecoverError;
-use super::copy::ensure_outside;
+use super::copy::on_host::ensure_outside as ensure_outside_on;
 use crate::ccs::{Cluster, Database, Shard};
-use crate::server::{is_running, shard_pid};
+use crate::host::{Host, Hosts, Signal};
+use crate::server::{read_pid_on, shard_pid_on};
 
 use crate::server::shard_dir::DATA_FILES;
 pub use crate::server::shard_dir::MARKER_FILE;
@@ -20,64 +21,76 @@ pub(super) fn shard_dir(cluster: &Cluster, db: &Database, shard: &Shard) -> Path
     }
 }
 
-/// Readies a shard directory for recovery's files: it must not lie in a recovery path,
-/// and any data in it must be recovery's own from an earlier, interrupted run (then the
-/// server it may have left running is stopped and the data removed).
-pub(super) async fn prepare_dir(cluster: &Cluster, dir: &Path) -> Result<(), RecoverError> {
+/// Readies a shard directory for recovery's files: it must not lie in a recovery path
+/// on its host, and any data in it must be recovery's own from an earlier, interrupted
+/// run (then the server it may have left running is stopped and the data removed).
+pub(super) async fn prepare_dir(
+    hosts: &Hosts,
+    host: &dyn Host,
+    cluster: &Cluster,
+    dir: &Path,
+) -> Result<(), RecoverError> {
     for node in cluster.nodes.values() {
+        // Only recovery paths on the same machine can hold this directory.
+        if hosts.of(node.id).name() != host.name() {
+            continue;
+        }
         if let Some(recovery) = &node.recovery_path {
-            ensure_outside(dir, recovery)?;
+            ensure_outside_on(host, dir, recovery).await?;
         }
     }
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| RecoverError::Io { path, source }
     };
-    let has_data = DATA_FILES
-        .iter()
-        .any(|f| fs::symlink_metadata(dir.join(f)).is_ok());
-    if has_data && !dir.join(MARKER_FILE).exists() {
+    // One listing answers every question about what is there.
+    let present: Vec<String> = match host.list(dir).await {
+        Ok(entries) => entries.into_iter().map(|e| e.name).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(RecoverError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let has = |name: &str| present.iter().any(|p| p == name);
+    let marker = dir.join(MARKER_FILE);
+    if DATA_FILES.iter().any(|f| has(f)) && !has(MARKER_FILE) {
         return Err(RecoverError::ShardDirTaken(dir.to_path_buf()));
     }
-    stop_own_leftover(dir).await?;
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    fs::write(
-        dir.join(MARKER_FILE),
-        format!("pid {}\n", std::process::id()),
-    )
-    .map_err(io_err(dir))?;
-    for name in DATA_FILES {
+    stop_own_leftover(host, dir).await?;
+    host.create_private_dir(dir).await.map_err(io_err(dir))?;
+    host.write_private(&marker, format!("pid {}\n", std::process::id()).as_bytes())
+        .await
+        .map_err(io_err(dir))?;
+    for name in DATA_FILES.iter().filter(|f| has(f)) {
         let path = dir.join(name);
-        let removed = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
-            Ok(_) => fs::remove_file(&path),
-            Err(_) => Ok(()),
-        };
-        removed.map_err(io_err(&path))?;
+        host.remove(&path).await.map_err(io_err(&path))?;
     }
     Ok(())
 }
 
 /// Notes in the shard directory's marker that recovery started server `pid` there, so a
 /// later run (or this one, failing) may stop it: recovery stops only what it started.
-pub(super) fn record_started(dir: &Path, pid: u32) {
-    use std::io::Write;
+pub(super) async fn record_started(host: &dyn Host, dir: &Path, pid: u32) {
     let marker = dir.join(MARKER_FILE);
-    if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&marker) {
-        let _ = writeln!(f, "server {pid}");
-        let _ = f.sync_all();
-    }
+    let Ok(mut text) = host.read(&marker).await else {
+        return;
+    };
+    text.extend_from_slice(format!("server {pid}\n").as_bytes());
+    let _ = host.write_private(&marker, &text).await;
 }
 
 /// Whether recovery started server `pid` in `dir`: the directory carries recovery's
 /// marker and either the marker names the pid, or the server wrote its pidfile (naming
 /// it) after the marker was made (a run killed between the start and the note).
-fn started_by_recovery(dir: &Path, pid: u32) -> bool {
+async fn started_by_recovery(host: &dyn Host, dir: &Path, pid: u32) -> bool {
     let marker = dir.join(MARKER_FILE);
-    let Ok(text) = fs::read_to_string(&marker) else {
+    let Ok(text) = host.read(&marker).await else {
         return false;
     };
-    if text.lines().any(|l| {
+    if String::from_utf8_lossy(&text).lines().any(|l| {
         l.strip_prefix("server ")
             .and_then(|p| p.trim().parse().ok())
             == Some(pid)
@@ -85,10 +98,10 @@ fn started_by_recovery(dir: &Path, pid: u32) -> bool {
         return true;
     }
     let pidfile = dir.join(crate::server::PID_FILE);
-    let written_after = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    crate::server::read_pid(dir) == Some(pid)
+    let written = |m: std::io::Result<crate::host::Metadata>| m.ok().and_then(|m| m.modified);
+    read_pid_on(host, dir).await == Some(pid)
         && matches!(
-            (written_after(&marker), written_after(&pidfile)),
+            (written(host.metadata(&marker).await), written(host.metadata(&pidfile).await)),
             (Some(m), Some(p)) if p >= m
         )
 }
@@ -103,36 +116,38 @@ const PIDFILE_GRACE: Duration = Duration::from_secs(3);
 ///
 /// A server caught while daemonizing is two processes (the one started and the daemon it
 /// forks), so this goes on until none is left working in `dir`.
-pub(super) async fn stop_own_leftover(dir: &Path) -> Result<(), RecoverError> {
+pub(super) async fn stop_own_leftover(host: &dyn Host, dir: &Path) -> Result<(), RecoverError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while let Some(pid) = shard_pid(dir) {
+    let marker = dir.join(MARKER_FILE);
+    while let Some(pid) = shard_pid_on(host, dir).await {
         // A server still daemonizing has not written its pidfile yet (a run killed just
         // after the launch): it gets a moment to, so that it can be judged by it.
         let settle = tokio::time::Instant::now() + PIDFILE_GRACE;
-        while dir.join(MARKER_FILE).exists()
-            && crate::server::read_pid(dir) != Some(pid)
-            && is_running(pid)
+        while host.metadata(&marker).await.is_ok()
+            && read_pid_on(host, dir).await != Some(pid)
+            && host.is_alive(pid).await
             && tokio::time::Instant::now() < settle
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if shard_pid(dir) != Some(pid) && tokio::time::Instant::now() < deadline {
+        if shard_pid_on(host, dir).await != Some(pid) && tokio::time::Instant::now() < deadline {
             continue;
         }
-        if !started_by_recovery(dir, pid) {
+        if !started_by_recovery(host, dir, pid).await {
             return Err(RecoverError::ServerNotOurs {
                 dir: dir.to_path_buf(),
                 pid,
             });
         }
-        let _ = crate::host::local::send_signal(pid, crate::host::Signal::Term);
-        while is_running(pid) && tokio::time::Instant::now() < deadline {
+        let _ = host.signal(pid, Signal::Term).await;
+        while host.is_alive(pid).await && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(RecoverError::Internal(format!(
-                "server pid {pid} that recovery started in `{}` did not stop within 20 s",
-                dir.display()
+                "server pid {pid} that recovery started in `{}` on {} did not stop within 20 s",
+                dir.display(),
+                host.name()
             )));
         }
     }
@@ -140,8 +155,11 @@ pub(super) async fn stop_own_leftover(dir: &Path) -> Result<(), RecoverError> {
 }
 
 /// Removes the recovery markers of a database once it is recorded active.
-pub fn clear_markers(cluster: &Cluster, db: &Database) {
+pub async fn clear_markers(hosts: &Hosts, cluster: &Cluster, db: &Database) {
     for shard in &db.shards {
-        let _ = fs::remove_file(shard_dir(cluster, db, shard).join(MARKER_FILE));
+        let host = hosts.of(shard.node);
+        let _ = host
+            .remove(&shard_dir(cluster, db, shard).join(MARKER_FILE))
+            .await;
     }
 }

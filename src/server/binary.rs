@@ -154,6 +154,11 @@ impl Servers {
     }
 
     /// The machine `node`'s shards run on.
+    /// Which host serves each node.
+    pub fn hosts(&self) -> &crate::host::Hosts {
+        &self.hosts
+    }
+
     pub fn host(&self, node: Id) -> std::sync::Arc<dyn crate::host::Host> {
         self.hosts.of(node)
     }

@@ -74,6 +74,16 @@ pub enum IdentityRead<T> {
     Corrupt(Vec<u8>, serde_json::Error),
 }
 
+impl<T: DeserializeOwned> IdentityRead<T> {
+    /// An identity file's bytes, read on whichever host holds it.
+    pub fn parse(bytes: Vec<u8>) -> IdentityRead<T> {
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(identity) => IdentityRead::Found(identity),
+            Err(e) => IdentityRead::Corrupt(bytes, e),
+        }
+    }
+}
+
 impl<T> IdentityRead<T> {
     pub fn found(self) -> Option<T> {
         match self {
@@ -142,10 +152,7 @@ impl ShardDir {
         match std::fs::read(self.identity_file()) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => IdentityRead::Missing,
             Err(e) => IdentityRead::Unreadable(e),
-            Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
-                Ok(identity) => IdentityRead::Found(identity),
-                Err(e) => IdentityRead::Corrupt(bytes, e),
-            },
+            Ok(bytes) => IdentityRead::parse(bytes),
         }
     }
 

@@ -63,7 +63,9 @@ pub fn recover(
 /// never left for a recovery over them (see [`crate::recovery::live`]).
 fn adopt_live(rebuilt: &mut Rebuilt) {
     let ids: Vec<_> = rebuilt.cluster.databases.keys().copied().collect();
-    let answers = crate::recovery::live::probe_blocking(&rebuilt.cluster, &ids);
+    // A host that cannot be set up answers as this machine would not: nothing adopted.
+    let hosts = rebuilt.cluster.hosts().unwrap_or_default();
+    let answers = crate::recovery::live::probe_blocking(&hosts, &rebuilt.cluster, &ids);
     let mut notes = Vec::new();
     let adopted = crate::recovery::live::adopt(&mut rebuilt.cluster, &answers, &mut notes);
     if adopted.is_empty() {

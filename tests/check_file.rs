@@ -1,8 +1,10 @@
 //! End to end: `lazarus check file ...` one-shot and `--json`, and `check file ... fix`.
 
 mod common;
+mod persist_support;
 
 use common::Lazarus;
+use persist_support::Server;
 
 /// A minimal valid RDB 10: one AUX field, db 0 with one string key, EOF, CRC-64.
 fn tiny_rdb() -> Vec<u8> {
@@ -157,4 +159,54 @@ fn fix_writes_a_truncated_aofs_good_prefix_elsewhere() {
     ))
     .fails(1)
     .stderr_has("already exists");
+}
+
+/// `check file` names the engine and version that wrote a file, in text and JSON: an RDB
+/// and an AOF directory (its RDB base) from redis-server, and from valkey-server when
+/// there is one (Valkey writes `redis-ver` 7.2.4 beside its own `valkey-ver`).
+#[test]
+fn check_file_names_the_engine_that_wrote_the_file() {
+    let lz = Lazarus::new();
+    let mut engines = vec![("redis", None)];
+    match persist_support::valkey_server() {
+        Some(v) => engines.push(("valkey", Some(v))),
+        None => eprintln!("engine valkey: not tested (no valkey-server)"),
+    }
+    for (engine, binary) in engines {
+        eprintln!("engine {engine}");
+        let config = [("appendonly", "yes"), ("appendfsync", "always")];
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = match &binary {
+            Some(b) => Server::start_with(b, dir, &config),
+            None => Server::start_in(dir, &config),
+        };
+        s.cmd(&["SET", "k", "v"]);
+        s.cmd(&["SAVE"]);
+        s.cmd(&["BGREWRITEAOF"]);
+        s.wait_persistence();
+        for file in [s.path().join("dump.rdb"), s.path().join("appendonlydir")] {
+            let shown = file.display().to_string();
+            let out = lz.run(&format!("check file {shown}")).ok();
+            let line = out
+                .stdout
+                .lines()
+                .find(|l| l.contains("written by"))
+                .unwrap_or_else(|| panic!("{}", out.stdout))
+                .to_string();
+            let docs = lz
+                .cmd(["--json", "check", "file", &shown])
+                .run()
+                .ok()
+                .json();
+            let r = &docs[0]["result"];
+            assert_eq!(r["engine"], engine, "{shown}: {r}");
+            let version = r["server_version"].as_str().unwrap();
+            assert!(
+                line.contains(&format!("{engine} {version}")),
+                "{shown}: {line}"
+            );
+            let major = if engine == "valkey" { "8." } else { "7." };
+            assert!(version.starts_with(major), "{shown}: {version}");
+        }
+    }
 }

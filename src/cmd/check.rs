@@ -237,6 +237,7 @@ pub(crate) fn report_fixture(verdict: Verdict) -> FileReport {
     r.verdict = verdict;
     r.rdb_version = Some(11);
     r.server_version = Some("7.0.15".into());
+    r.engine = Some("redis");
     r.keys_per_db = [(0, 1000), (3, 2)].into();
     r.keys = 1002;
     r.expires = 10;
@@ -282,8 +283,9 @@ fn report_table(r: &FileReport) -> Table {
             r.rdb_version.map_or_else(na, |v| v.to_string()),
         ),
         (
-            "server version",
-            r.server_version.clone().unwrap_or_else(na),
+            "written by",
+            r.writer()
+                .unwrap_or_else(|| "unknown (no `redis-ver` or `valkey-ver` field)".into()),
         ),
         (
             "created",

@@ -104,6 +104,13 @@ fn read_head(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 fn take_rdb(report: &mut FileReport, out: &RdbOutcome) {
     report.rdb_version = Some(out.version);
     report.server_version.clone_from(&out.server_version);
+    report.engine = if out.valkey || out.valkey_aux {
+        Some("valkey")
+    } else if out.server_version.is_some() {
+        Some("redis")
+    } else {
+        None
+    };
     if out.created.is_some() {
         report.created = out.created;
     }

@@ -38,6 +38,9 @@ pub(crate) struct RdbOutcome {
     pub version: u32,
     pub valkey: bool,
     pub server_version: Option<String>,
+    /// AUX `valkey-ver` was present: Valkey wrote the file (it also writes `redis-ver`
+    /// 7.2.4, for compatibility).
+    pub valkey_aux: bool,
     pub created: Option<i64>,
     pub keys_per_db: BTreeMap<u32, u64>,
     pub expires: u64,
@@ -275,7 +278,10 @@ impl<'a, R: Read> Rdb<'a, R> {
             b"redis-ver" if self.out.server_version.is_none() => {
                 self.out.server_version = Some(text)
             }
-            b"valkey-ver" => self.out.server_version = Some(text),
+            b"valkey-ver" => {
+                self.out.server_version = Some(text);
+                self.out.valkey_aux = true;
+            }
             b"ctime" => self.out.created = text.parse().ok(),
             b"aof-base" => self.out.aof_base = text == "1",
             _ => {}

@@ -178,6 +178,17 @@ fn redis_7_4_hash_ttl_types_and_valkey_9_hashes() {
     assert_eq!(out.version, 80);
     assert_eq!(out.server_version.as_deref(), Some("9.0.0"));
     assert_eq!(out.keys_per_db.get(&0), Some(&1));
+    // The report names the writer: the magic alone says Valkey.
+    let r = super::check_rdb_stream(
+        std::path::Path::new("v.rdb"),
+        &rdb(b"VALKEY080", &[])[..],
+        None,
+        &Default::default(),
+    );
+    assert_eq!(
+        (r.engine, r.writer()),
+        (Some("valkey"), Some("valkey".into()))
+    );
 }
 
 #[test]

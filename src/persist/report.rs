@@ -83,6 +83,10 @@ pub struct FileReport {
     pub rdb_version: Option<u32>,
     /// AUX `redis-ver` / `valkey-ver`.
     pub server_version: Option<String>,
+    /// The engine that wrote the RDB (or the AOF's RDB base): `valkey` for a `VALKEY`
+    /// magic or a `valkey-ver` field, `redis` for a `redis-ver` field alone; unknown for
+    /// a file with neither (RDB before version 7, a RESP-only AOF).
+    pub engine: Option<&'static str>,
     /// Unix seconds: AUX `ctime` of an RDB, else the newest file's modification time.
     pub created: Option<i64>,
     /// Keys per logical database. For an RDB: every key it holds (including those already
@@ -119,6 +123,16 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// Who wrote the file: `valkey 8.1.1`, `redis 7.0.15`, or `valkey` (magic, no
+    /// version field); `None` when the file does not say.
+    pub fn writer(&self) -> Option<String> {
+        match (self.engine, &self.server_version) {
+            (Some(e), Some(v)) => Some(format!("{e} {v}")),
+            (Some(e), None) => Some(e.to_string()),
+            (None, _) => None,
+        }
+    }
+
     pub(crate) fn new(path: PathBuf, kind: FileKind) -> Self {
         FileReport {
             path,
@@ -127,6 +141,7 @@ impl FileReport {
             fault: None,
             rdb_version: None,
             server_version: None,
+            engine: None,
             created: None,
             keys_per_db: BTreeMap::new(),
             keys: 0,

@@ -223,6 +223,16 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
         lz.ccs()["nodes"]["2"]["recovery_path"],
         host.path("old").canonicalize().unwrap().to_str().unwrap()
     );
+    // So is a new server binary: over ssh, named with the host.
+    run("node 2 redis_server set /nonexistent/redis-server".into())
+        .fails(1)
+        .stderr_has(&format!("does not run on `{}`", host.target()));
+    run(format!(
+        "node 2 redis_server set {}",
+        which("redis-server").display()
+    ))
+    .ok();
+    assert_eq!(lz.ccs()["nodes"]["2"]["redis_server"]["engine"], "redis");
 
     host.stop();
     let again = format!(

@@ -179,7 +179,7 @@ impl NodeCommand {
                 )
                 .await
             }
-            NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path),
+            NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path).await,
             NodeCommand::Remove { node } => remove(ctx, node),
             NodeCommand::SetRecoveryPath { node, path } => {
                 set_recovery_path(ctx, node, &path).await
@@ -279,8 +279,18 @@ pub fn check_redis_server(path: &Path) -> Result<NodeServer, CommandError> {
     })
 }
 
-fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
-    let server = check_redis_server(path)?;
+async fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {
+    // The binary is checked where the node's shards run: on its own machine.
+    let target = ctx.cluster()?.nodes.get(&id).and_then(|n| n.ssh.clone());
+    let server = match &target {
+        Some(target) => {
+            remote::RemoteCheck::connect(target)
+                .await?
+                .redis_server(Some(path))
+                .await?
+        }
+        None => check_redis_server(path)?,
+    };
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let Some(node) = cluster.nodes.get_mut(&id) else {
         return Err(no_such_node(&cluster, id));

@@ -525,29 +525,63 @@ fn three_shards_restore_into_one_and_into_five() {
         lz.run(&format!("restore task verify to-{name}"))
             .ok()
             .stdout_has("RESTORE ... ABSTTL");
-        // An ACL user besides the default one: fenced (turned off) while the keys are
-        // written, turned on again after.
         let port = port_of(&lz, name);
-        let acl = |args: &[&str]| -> redis::RedisResult<redis::Value> {
-            let mut con =
-                redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()?;
-            redis::cmd(args[0]).arg(&args[1..]).query(&mut con)
+        if name == "five" {
+            lz.run(&format!("restore task start to-{name}"))
+                .ok()
+                .stdout_has("content verified: ");
+            assert_same(&before, &picture(&rt, &lz, name), name);
+            continue;
+        }
+        // An ACL user besides the default one: while the keys are written it cannot
+        // authenticate (the fence turns it off), and after the restore it can.
+        let app = || -> redis::RedisResult<u64> {
+            let mut con = redis::Client::open(format!("redis://app:apppw@127.0.0.1:{port}"))?
+                .get_connection_with_timeout(Duration::from_millis(200))?;
+            redis::cmd("DBSIZE").query(&mut con)
         };
-        if name == "one" {
-            acl(&["ACL", "SETUSER", "app", "on", ">apppw", "~*", "+@all"]).unwrap();
+        let mut admin = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("ACL")
+            .arg(&["SETUSER", "app", "on", ">apppw", "~*", "+@all"][..])
+            .query::<()>(&mut admin)
+            .unwrap();
+        assert_eq!(app().unwrap(), 0, "the app user works before the restore");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+            .arg("--home")
+            .arg(lz.home())
+            .args(["restore", "task", "start", &format!("to-{name}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // 'o': the user authenticates; 'x': refused.
+        let mut seen = Vec::new();
+        while child.try_wait().unwrap().is_none() {
+            let tag = if app().is_ok() { 'o' } else { 'x' };
+            if seen.last() != Some(&tag) {
+                seen.push(tag);
+            }
         }
-        lz.run(&format!("restore task start to-{name}"))
-            .ok()
-            .stdout_has("content verified: ");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("content verified: "),
+            "{stdout}"
+        );
+        let text: String = seen.iter().collect();
+        assert!(
+            text.contains('x') && !text.contains("xox"),
+            "the app user was never fenced, or was let in during the fence: {text}"
+        );
+        assert!(
+            app().unwrap() > 0,
+            "the app user is not let in after the restore"
+        );
         assert_same(&before, &picture(&rt, &lz, name), name);
-        if name == "one" {
-            let mut app = redis::Client::open(format!("redis://app:apppw@127.0.0.1:{port}"))
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let n: u64 = redis::cmd("DBSIZE").query(&mut app).unwrap();
-            assert!(n > 0);
-        }
     }
     // Into a database that holds keys: refused by verify, nothing written.
     lz.run(&format!(

@@ -144,6 +144,158 @@ impl fmt::Display for RestoreState {
     }
 }
 
+/// The step a restore's `start` (or `retry`) is at: recorded in the CCS for `restore task
+/// show` from another shell and for `retry`, which must know whether a shard may already
+/// have been stopped. Stored as its text (what `show` prints); a text no step reads back as
+/// (written by another version) is [`RestoreStep::Unrecognised`], which `retry` treats as
+/// the worst case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreStep {
+    Starting,
+    /// A safety backup of the keys a forced start replaces (taken before anything
+    /// changes).
+    SafetyBackup(u64),
+    Staging,
+    Decoding,
+    Fencing,
+    Stopping,
+    Swapping,
+    /// Masters loading the staged files: MB loaded of the total, once known.
+    Loading(Option<(u64, u64)>),
+    /// Keys written by `RESTORE` (another shard layout): done of the total, once known.
+    RestoringKeys(Option<(u64, u64)>),
+    CheckingCounts,
+    Reforming,
+    Proving,
+    Unfencing,
+    RemovingOld,
+    PuttingBack,
+    Emptying,
+    Unrecognised,
+}
+
+impl RestoreStep {
+    /// Whether a start that reached this step may have stopped a shard (or sent it the
+    /// SIGTERM it may still be answering through): its retry then restarts every shard
+    /// rather than trust one that answers. The steps before `Stopping` leave every shard
+    /// running, fenced at most; a restore into another shard layout never stops one.
+    pub fn may_have_stopped(self) -> bool {
+        match self {
+            RestoreStep::Starting
+            | RestoreStep::SafetyBackup(_)
+            | RestoreStep::Staging
+            | RestoreStep::Decoding
+            | RestoreStep::Fencing
+            | RestoreStep::RestoringKeys(_)
+            | RestoreStep::Emptying => false,
+            RestoreStep::Stopping
+            | RestoreStep::Swapping
+            | RestoreStep::Loading(_)
+            | RestoreStep::CheckingCounts
+            | RestoreStep::Reforming
+            | RestoreStep::Proving
+            | RestoreStep::Unfencing
+            | RestoreStep::RemovingOld
+            | RestoreStep::PuttingBack
+            | RestoreStep::Unrecognised => true,
+        }
+    }
+
+    /// Every step without its figures, in the order a start goes through them.
+    const NAMED: [RestoreStep; 17] = [
+        RestoreStep::Starting,
+        RestoreStep::SafetyBackup(0),
+        RestoreStep::Staging,
+        RestoreStep::Decoding,
+        RestoreStep::Fencing,
+        RestoreStep::Stopping,
+        RestoreStep::Swapping,
+        RestoreStep::Loading(None),
+        RestoreStep::RestoringKeys(None),
+        RestoreStep::CheckingCounts,
+        RestoreStep::Reforming,
+        RestoreStep::Proving,
+        RestoreStep::Unfencing,
+        RestoreStep::RemovingOld,
+        RestoreStep::PuttingBack,
+        RestoreStep::Emptying,
+        RestoreStep::Unrecognised,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            RestoreStep::Starting => "starting",
+            RestoreStep::SafetyBackup(_) => "safety backup",
+            RestoreStep::Staging => "staging the run's files beside the data",
+            RestoreStep::Decoding => "decoding the run's files",
+            RestoreStep::Fencing => "fencing clients",
+            RestoreStep::Stopping => "stopping the shards",
+            RestoreStep::Swapping => "swapping the data",
+            RestoreStep::Loading(_) => "loading",
+            RestoreStep::RestoringKeys(_) => "restoring keys",
+            RestoreStep::CheckingCounts => "checking key counts",
+            RestoreStep::Reforming => "re-forming replicas and the cluster",
+            RestoreStep::Proving => "proving content",
+            RestoreStep::Unfencing => "unfencing",
+            RestoreStep::RemovingOld => "removing the old data",
+            RestoreStep::PuttingBack => "putting the old data back",
+            RestoreStep::Emptying => "emptying the database again",
+            RestoreStep::Unrecognised => "a step this version does not know",
+        }
+    }
+}
+
+impl fmt::Display for RestoreStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let RestoreStep::SafetyBackup(keys) = self {
+            return write!(f, "safety backup of the {keys} keys it replaces");
+        }
+        f.write_str(self.name())?;
+        match self {
+            RestoreStep::Loading(Some((done, total))) => write!(f, ": {done} of {total} MB"),
+            RestoreStep::RestoringKeys(Some((done, total))) => write!(f, ": {done} of {total}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl From<&str> for RestoreStep {
+    fn from(text: &str) -> RestoreStep {
+        if let Some(keys) = text
+            .strip_prefix("safety backup of the ")
+            .and_then(|t| t.strip_suffix(" keys it replaces"))
+            .and_then(|n| n.parse().ok())
+        {
+            return RestoreStep::SafetyBackup(keys);
+        }
+        let (name, figures) = text.split_once(": ").unwrap_or((text, ""));
+        let Some(step) = RestoreStep::NAMED.into_iter().find(|s| s.name() == name) else {
+            return RestoreStep::Unrecognised;
+        };
+        let pair = || {
+            let (done, total) = figures.trim_end_matches(" MB").split_once(" of ")?;
+            Some((done.parse().ok()?, total.parse().ok()?))
+        };
+        match step {
+            RestoreStep::Loading(_) => RestoreStep::Loading(pair()),
+            RestoreStep::RestoringKeys(_) => RestoreStep::RestoringKeys(pair()),
+            s => s,
+        }
+    }
+}
+
+impl Serialize for RestoreStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RestoreStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RestoreStep, D::Error> {
+        Ok(RestoreStep::from(String::deserialize(d)?.as_str()))
+    }
+}
+
 /// `restore task create name <task> db <db> backup <run|latest> [target_path <dir>]
 /// [force]`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -176,7 +328,7 @@ pub struct RestoreTask {
     pub created_db: bool,
     /// The step a running (or stopped) restore is at, for `show` and `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<RestoreStep>,
     /// Unix seconds.
     pub created: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,5 +391,53 @@ impl std::fmt::Display for Compression {
             Compression::Zstd => "zstd",
             Compression::None => "none",
         })
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::RestoreStep;
+
+    #[test]
+    fn every_step_reads_back_from_its_text() {
+        for step in RestoreStep::NAMED
+            .into_iter()
+            .filter(|s| *s != RestoreStep::SafetyBackup(0))
+            .chain([
+                RestoreStep::SafetyBackup(12),
+                RestoreStep::Loading(Some((3, 10))),
+                RestoreStep::RestoringKeys(Some((7, 9))),
+            ])
+        {
+            assert_eq!(RestoreStep::from(step.to_string().as_str()), step, "{step}");
+            let json = serde_json::to_string(&step).unwrap();
+            assert_eq!(serde_json::from_str::<RestoreStep>(&json).unwrap(), step);
+        }
+        assert_eq!(
+            RestoreStep::from("loading: 3 of 10 MB"),
+            RestoreStep::Loading(Some((3, 10)))
+        );
+        assert_eq!(RestoreStep::from("warming up"), RestoreStep::Unrecognised);
+    }
+
+    #[test]
+    fn a_start_cut_short_after_fencing_restarts_every_shard_on_retry() {
+        for step in [
+            RestoreStep::Starting,
+            RestoreStep::Staging,
+            RestoreStep::Fencing,
+            RestoreStep::RestoringKeys(None),
+        ] {
+            assert!(!step.may_have_stopped(), "{step}");
+        }
+        for step in [
+            RestoreStep::Stopping,
+            RestoreStep::Loading(Some((3, 10))),
+            RestoreStep::Unfencing,
+            RestoreStep::PuttingBack,
+            RestoreStep::Unrecognised,
+        ] {
+            assert!(step.may_have_stopped(), "{step}");
+        }
     }
 }

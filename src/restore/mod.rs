@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
-use crate::ccs::{Cluster, Database, Id, Persistence, Role};
+use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
     connect, info, set_persistence, shard_pid, start_shard, stop_shard, ConfOptions, Servers,
@@ -726,7 +726,7 @@ pub async fn start(
     m: &Manifest,
     spec: &RestoreSpec,
     server: &Servers,
-    step: &(dyn Fn(&str) + Send + Sync),
+    step: &(dyn Fn(RestoreStep) + Send + Sync),
 ) -> Result<Restored, String> {
     let fence = fence_password();
     let mut fenced = db.clone();
@@ -737,7 +737,7 @@ pub async fn start(
     let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;
     match res {
         Ok(restored) => {
-            step("removing the old data");
+            step(RestoreStep::RemovingOld);
             for s in &db.shards {
                 if let Ok(dir) = dir_of(cluster, db, s.id) {
                     let _ = std::fs::remove_dir_all(dir.join(OLD_DIR));
@@ -747,7 +747,7 @@ pub async fn start(
             Ok(restored)
         }
         Err(e) => {
-            step("putting the old data back");
+            step(RestoreStep::PuttingBack);
             match roll_back(cluster, db, server, false).await {
                 Ok(()) => Err(format!("{e}; the old data is back in place and serving")),
                 Err(r) => Err(format!(
@@ -767,7 +767,7 @@ async fn replace(
     m: &Manifest,
     spec: &RestoreSpec,
     server: &Servers,
-    step: &(dyn Fn(&str) + Send + Sync),
+    step: &(dyn Fn(RestoreStep) + Send + Sync),
 ) -> Result<Restored, String> {
     // Which master gets which file: same slots (or the one shard).
     let mut files: BTreeMap<Id, (StoredFile, &crate::backup::ShardEntry)> = BTreeMap::new();
@@ -780,7 +780,7 @@ async fn replace(
         files.insert(d.id, (spec.repo.file(&spec.run, &e.file), e));
     }
 
-    step("staging the run's files beside the data");
+    step(RestoreStep::Staging);
     for (&id, (file, e)) in &files {
         let dir = dir_of(cluster, db, id)?;
         let staged = dir.join(STAGED);
@@ -825,7 +825,7 @@ async fn replace(
         .map_err(|e| format!("cannot stage `{file}` in `{}`: {e}", dir.display()))?;
     }
 
-    step("fencing clients");
+    step(RestoreStep::Fencing);
     for s in &db.shards {
         let a = crate::db::shard_addr(cluster, db, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
@@ -835,7 +835,7 @@ async fn replace(
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
     }
 
-    step("stopping the shards");
+    step(RestoreStep::Stopping);
     for s in &db.shards {
         let dir = dir_of(cluster, db, s.id)?;
         if db.config.persistence == Persistence::Disabled && s.role == Role::Master {
@@ -852,7 +852,7 @@ async fn replace(
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
     }
 
-    step("swapping the data");
+    step(RestoreStep::Swapping);
     for s in &db.shards {
         let dir = dir_of(cluster, db, s.id)?;
         let old = dir.join(OLD_DIR);
@@ -882,7 +882,7 @@ async fn replace(
         })
     });
 
-    step("loading");
+    step(RestoreStep::Loading(None));
     let load = StartOptions {
         conf: ConfOptions {
             appendonly: Some(false),
@@ -923,17 +923,16 @@ async fn replace(
                 };
             }
         }
-        step(&format!(
-            "loading: {} of {} MB",
+        step(RestoreStep::Loading(Some((
             loaded.min(total) >> 20,
-            total >> 20
-        ));
+            total >> 20,
+        ))));
     }
     for h in loads {
         h.await.map_err(|e| e.to_string())??;
     }
 
-    step("checking key counts");
+    step(RestoreStep::CheckingCounts);
     let mut keys = 0;
     for s in fenced.masters() {
         let a = crate::db::shard_addr(cluster, fenced, s.id)
@@ -964,7 +963,7 @@ async fn replace(
             .map_err(|e| e.to_string())?;
     }
 
-    step("re-forming replicas and the cluster");
+    step(RestoreStep::Reforming);
     let normal = StartOptions {
         conf: ConfOptions::default(),
         timeout: LOAD_TIMEOUT,
@@ -982,7 +981,7 @@ async fn replace(
     // Once the cluster is formed (a cluster shard answers no DUMP before), still fenced.
     let content = match file_digest {
         Some(digest) => {
-            step("proving content");
+            step(RestoreStep::Proving);
             let digest = digest
                 .await
                 .map_err(|e| e.to_string())?
@@ -992,7 +991,7 @@ async fn replace(
         None => None,
     };
 
-    step("unfencing");
+    step(RestoreStep::Unfencing);
     for s in &fenced.shards {
         let a = crate::db::shard_addr(cluster, fenced, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
@@ -1045,10 +1044,10 @@ async fn by_key(
     fence: &str,
     m: &Manifest,
     spec: &RestoreSpec,
-    step: &(dyn Fn(&str) + Send + Sync),
+    step: &(dyn Fn(RestoreStep) + Send + Sync),
 ) -> Result<Restored, String> {
     // Encoded files are decoded beside the first master's data first, before any fence.
-    step("decoding the run's files");
+    step(RestoreStep::Decoding);
     let mut files: Vec<PathBuf> = Vec::new();
     let scratch = db
         .masters()
@@ -1084,7 +1083,7 @@ async fn by_key(
         })
         .cloned()
         .collect();
-    step("fencing clients");
+    step(RestoreStep::Fencing);
     let mut fenced_shards = Vec::new();
     let mut res = Ok(0);
     for s in &db.shards {
@@ -1098,7 +1097,7 @@ async fn by_key(
         fenced_shards.push((s.id, a, file));
     }
     if res.is_ok() {
-        step("restoring keys");
+        step(RestoreStep::RestoringKeys(None));
         let targets = crate::replay::targets(cluster, db, fence)?;
         let cluster_mode = db.config.shards > 1;
         let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -1113,15 +1112,15 @@ async fn by_key(
         res = loop {
             tokio::select! {
                 r = &mut writing => break r.map_err(|e| e.to_string()).and_then(|r| r),
-                () = tokio::time::sleep(Duration::from_millis(500)) => step(&format!(
-                    "restoring keys: {} of {total}",
-                    done.load(std::sync::atomic::Ordering::Relaxed)
-                )),
+                () = tokio::time::sleep(Duration::from_millis(500)) => step(RestoreStep::RestoringKeys(Some((
+                    done.load(std::sync::atomic::Ordering::Relaxed),
+                    total,
+                )))),
             }
         };
     }
     if res.is_ok() {
-        step("checking key counts");
+        step(RestoreStep::CheckingCounts);
         let mut keys = 0;
         for t in crate::replay::targets(cluster, db, fence)? {
             match info(&t.addr, "keyspace", TIMEOUT).await {
@@ -1143,7 +1142,7 @@ async fn by_key(
     }
     let mut content = None;
     if res.is_ok() && !spec.counts_only {
-        step("proving content");
+        step(RestoreStep::Proving);
         let masters: Vec<ShardAddr> = crate::replay::targets(cluster, db, fence)?
             .into_iter()
             .map(|t| t.addr)
@@ -1157,14 +1156,14 @@ async fn by_key(
         let _ = std::fs::remove_file(f);
     }
     if res.is_err() {
-        step("emptying the database again");
+        step(RestoreStep::Emptying);
         for t in crate::replay::targets(cluster, db, fence)? {
             if let Ok(mut con) = connect(&t.addr, TIMEOUT).await {
                 let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
             }
         }
     }
-    step("unfencing");
+    step(RestoreStep::Unfencing);
     for (id, a, file) in fenced_shards {
         let mut f = a.clone();
         f.password = Some(fence.to_string());
@@ -1324,23 +1323,6 @@ async fn save(a: &ShardAddr) -> Result<(), String> {
     }
 }
 
-/// The steps of a start that come before any shard is stopped. A start cut short at one
-/// of these left every shard running (fenced at most); at any other step a shard may be
-/// stopped, or still shutting down from the SIGTERM it was sent.
-const BEFORE_STOP: [&str; 5] = [
-    "staging the run's files beside the data",
-    "fencing clients",
-    "decoding the run's files",
-    "restoring keys",
-    "emptying the database again",
-];
-
-/// Whether a start that reached `step` may have stopped a shard: its retry then restarts
-/// every shard rather than trust one that still answers (it may be shutting down).
-pub fn may_have_stopped(step: Option<&str>) -> bool {
-    step.is_some_and(|s| !BEFORE_STOP.contains(&s))
-}
-
 /// Puts every shard's old data back (where a restore moved it aside) and starts the
 /// database as it was configured. Safe to run again; does nothing to a shard whose data
 /// was never moved. `restart` (a start cut short after it began stopping shards) restarts
@@ -1438,24 +1420,4 @@ pub async fn roll_back(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::may_have_stopped;
-
-    #[test]
-    fn a_start_cut_short_after_fencing_restarts_every_shard_on_retry() {
-        assert!(!may_have_stopped(None));
-        assert!(!may_have_stopped(Some("fencing clients")));
-        assert!(!may_have_stopped(Some("restoring keys")));
-        for step in [
-            "stopping the shards",
-            "loading: 3 of 10 MB",
-            "unfencing",
-            "putting the old data back",
-        ] {
-            assert!(may_have_stopped(Some(step)), "{step}");
-        }
-    }
 }

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::RestoreCommand;
 use crate::backup::{now_ms, Manifest, Repository, RunLock};
-use crate::ccs::{Cluster, ContentCheck, RestoreState, RestoreTask, RunStatus, StoreLock};
+use crate::ccs::{
+    Cluster, ContentCheck, RestoreState, RestoreStep, RestoreTask, RunStatus, StoreLock,
+};
 use crate::cmd::{CommandError, Context, Render, Reply, Table, Text};
 use crate::error::ErrorKind;
 use crate::lang::DbRef;
@@ -38,7 +40,7 @@ impl Render for TaskView {
             ("state", t.state.to_string()),
         ];
         if let Some(step) = &t.step {
-            fields.push(("step", step.clone()));
+            fields.push(("step", step.to_string()));
         }
         if let Some(at) = &t.safety_backup {
             fields.push(("safety backup", at.clone()));
@@ -176,7 +178,7 @@ async fn locked(ctx: &Context) -> Result<(StoreLock, Cluster), CommandError> {
                         t.state = RestoreState::Interrupted;
                         t.reason = Some(format!(
                             "the shell running it died while {}; `restore task retry {}` puts the old data back and starts again",
-                            t.step.as_deref().unwrap_or("starting"),
+                            t.step.unwrap_or(RestoreStep::Starting),
                             t.name
                         ));
                         changed = true;
@@ -548,7 +550,7 @@ async fn set_state(
     ctx: &Context,
     name: &str,
     state: RestoreState,
-    step: Option<String>,
+    step: Option<RestoreStep>,
     reason: Option<String>,
     created_db: Option<bool>,
 ) -> Result<RestoreTask, CommandError> {
@@ -600,12 +602,12 @@ async fn start(
     let server = server(ctx, &cluster)?;
     if retry {
         if let Some(db) = cluster.database_by_name(&t.db) {
-            let restart = restore::may_have_stopped(t.step.as_deref());
+            let restart = t.step.is_some_and(RestoreStep::may_have_stopped);
             set_state(
                 ctx,
                 name,
                 RestoreState::Running,
-                Some("putting the old data back".into()),
+                Some(RestoreStep::PuttingBack),
                 None,
                 None,
             )
@@ -658,10 +660,7 @@ async fn start(
                 ctx,
                 name,
                 RestoreState::Running,
-                Some(format!(
-                    "safety backup of the {} keys it replaces",
-                    v.keys_now
-                )),
+                Some(RestoreStep::SafetyBackup(v.keys_now)),
                 None,
                 None,
             )
@@ -723,7 +722,7 @@ async fn start(
         ctx,
         name,
         RestoreState::Running,
-        Some("starting".into()),
+        Some(RestoreStep::Starting),
         None,
         Some(created_db),
     )
@@ -733,13 +732,13 @@ async fn start(
         .task(&format!("restore {} to {}", t.db, t.run), 0);
     let store = ctx.store.clone();
     let task_name = name.to_string();
-    let step = move |s: &str| {
-        progress.set_message(s);
+    let step = move |s: RestoreStep| {
+        progress.set_message(&s.to_string());
         // Best effort, so `restore task show` in another shell sees the step.
         if let Ok(lock) = store.lock() {
             if let Ok(Some(mut c)) = lock.load() {
                 if let Some(t) = c.backups.restores.get_mut(&task_name) {
-                    t.step = Some(s.to_string());
+                    t.step = Some(s);
                     let _ = lock.save(&mut c);
                 }
             }

@@ -348,3 +348,84 @@ fn ctrl_c_stops_a_recovery_and_a_rerun_resumes_it() {
         .ok()
         .stdout_has("Completed successfully");
 }
+
+/// Issue 9 item 8b: the free-port fallback is never silent. A script must say `free_port`;
+/// the interactive shell asks, naming the port it would take, and moves nothing on a no.
+#[test]
+fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
+    use expectrl::Expect;
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    a.run("create db two persistence snapshot").ok();
+    let port = |l: &Lazarus, name: &str| {
+        let doc = l.ccs();
+        let dbs = doc["databases"].as_object().unwrap();
+        let db = dbs.values().find(|d| d["name"] == name).unwrap();
+        db["port"].as_u64().unwrap()
+    };
+    let (cache, two) = (port(&a, "cache"), port(&a, "two"));
+    assert_eq!(redis_cli(cache, &["SET", "k", "kept"]), "OK");
+    assert_eq!(redis_cli(cache, &["SAVE"]), "OK");
+    assert_eq!(redis_cli(two, &["SAVE"]), "OK");
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let _squat: Vec<std::net::TcpListener> = [cache, two]
+        .iter()
+        .map(|p| std::net::TcpListener::bind(("127.0.0.1", *p as u16)).unwrap())
+        .collect();
+
+    // A script without `free_port`: refused, nothing moved, the way named.
+    b.run("recover db two verify counts")
+        .fails(1)
+        .stdout_has("is already in use: another program holds it")
+        .stdout_has("`recover db two free_port`");
+    assert_eq!(port(&b, "two"), two);
+
+    // The interactive shell asks; a no changes nothing, a yes moves and recovers.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lazarus"));
+    command
+        .arg("--home")
+        .arg(b.home())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let mut shell = expectrl::Session::spawn(command).expect("spawn the shell on a pty");
+    shell.set_expect_timeout(Some(Duration::from_secs(60)));
+    shell.expect("> ").unwrap();
+    shell.send("recover db cache verify counts\r").unwrap();
+    shell
+        .expect(format!(" from port {cache} to port "))
+        .unwrap();
+    shell.expect("[y/N] ").unwrap();
+    shell.send("n\r").unwrap();
+    shell.expect("not run: `recover db cache").unwrap();
+    assert_eq!(port(&b, "cache"), cache);
+    shell.send("recover db cache verify counts\r").unwrap();
+    shell.expect("[y/N] ").unwrap();
+    shell.send("y\r").unwrap();
+    shell
+        .expect(format!(
+            "endpoint moved from port {cache} (held by another program, left alone) to port "
+        ))
+        .unwrap();
+    shell.expect("Completed successfully").unwrap();
+    shell.send("exit\r").unwrap();
+    shell.expect(expectrl::Eof).unwrap();
+    let moved = port(&b, "cache");
+    assert_ne!(moved, cache);
+    assert_eq!(redis_cli(moved, &["GET", "k"]), "kept");
+
+    // A script with `free_port`: moved, and said.
+    b.run("recover all free_port verify counts")
+        .ok()
+        .stdout_has(&format!(
+            "`two`: endpoint moved from port {two} (held by another program, left alone) to port "
+        ))
+        .stdout_has("Completed successfully");
+    assert_ne!(port(&b, "two"), two);
+}

@@ -48,7 +48,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 pub use context::{Context, NoProgress, Progress, ProgressTask};
-pub use reply::{Block, Render, Reply, Table, Text};
+pub use reply::{Block, Offer, Render, Reply, Table, Text};
 
 use crate::error::{DomainError, ErrorKind};
 pub use crate::lang::matcher::Match;

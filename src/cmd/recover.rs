@@ -55,6 +55,10 @@ pub struct Allow {
     /// Sources older than data Lazarus knows the database had load anyway
     /// (`allow_stale`).
     pub stale: bool,
+    /// A shard whose stored port another program holds moves to a free port of its
+    /// node's range, and the reply says so (`free_port`): the script's explicit consent
+    /// to what the interactive shell asks for.
+    pub free_port: bool,
 }
 
 impl Allow {
@@ -62,6 +66,7 @@ impl Allow {
         Allow {
             empty: m.has("allow_empty"),
             stale: m.has("allow_stale"),
+            free_port: m.has("free_port"),
         }
     }
 }
@@ -73,6 +78,9 @@ impl fmt::Display for Allow {
         }
         if self.stale {
             f.write_str(" allow_stale")?;
+        }
+        if self.free_port {
+            f.write_str(" free_port")?;
         }
         Ok(())
     }
@@ -103,15 +111,17 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::flag("replay"),
                 Opt::flag("allow_empty"),
                 Opt::flag("allow_stale"),
+                Opt::flag("free_port"),
             ]),
         ],
-        summary: "bring every database in recovery state back, in parallel, and prove the content",
+        summary: "bring every database in recovery state back, in parallel, and prove the content; `free_port` moves a shard off a port another program holds",
         examples: &[
             "recover all",
             "recover all only_configuration",
             "recover all verify counts",
             "recover all replay",
             "recover all allow_empty",
+            "recover all free_port",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::All {
@@ -154,9 +164,10 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::optional("port", "n", ValueKind::Port),
                 Opt::flag("allow_empty"),
                 Opt::flag("allow_stale"),
+                Opt::flag("free_port"),
             ]),
         ],
-        summary: "bring one database back from its files (or only its configuration) and prove the content; `replay` writes files too new for the server as commands; `port` moves its endpoint off a port another program holds",
+        summary: "bring one database back from its files (or only its configuration) and prove the content; `replay` writes files too new for the server as commands; `port` moves its endpoint off a port another program holds, `free_port` moves each such shard to a free port of its node",
         examples: &[
             "recover db db:3",
             "recover db orders only_configuration",
@@ -165,6 +176,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "recover db orders port 31007",
             "recover db orders allow_stale",
             "recover db orders allow_empty allow_stale",
+            "recover db orders free_port",
         ],
         build: |m| {
             Ok(Command::Recover(RecoverCommand::Db {
@@ -495,6 +507,19 @@ async fn recover(
             vec![id]
         }
     };
+    if allow.free_port {
+        for &id in &targets {
+            for m in taken_ports(&cluster, id) {
+                let to = m.to.ok_or_else(|| {
+                    CommandError::conflict(format!(
+                        "db:{id}: port {} of redis:{} is held by another program and node:{} has no free port left in its range: widen the range or give `port <n>`",
+                        m.from, m.shard, m.node
+                    ))
+                })?;
+                moved.push(move_shard(&lock, &mut cluster, id, m.shard, to)?);
+            }
+        }
+    }
     if targets.is_empty() {
         let mut reply = Reply::new();
         for a in &adopted {
@@ -506,6 +531,18 @@ async fn recover(
         }
         return Ok(reply);
     }
+    // The command an offer to move a database off a taken port runs: this one's flags.
+    let retry = RecoverCommand::Db {
+        db: DbRef::Id(0),
+        only_configuration,
+        counts_only,
+        replay,
+        port: None,
+        allow: Allow {
+            free_port: true,
+            ..allow
+        },
+    };
     let mut rec = Recovery::new(locate_server(ctx, &cluster)?, only_configuration);
     if counts_only {
         rec.proof = Proof::Counts;
@@ -597,18 +634,27 @@ async fn recover(
         elapsed: started.elapsed(),
         cleared,
     };
+    let mut offers = Vec::new();
     for (id, result) in outcomes {
         match result {
             Ok(r) => report.recovered.push(r),
             Err(e) => {
                 let name = report.names[&id].clone();
                 let mut reason = e.message().to_string();
-                if reason.contains("is already in use") {
-                    // Another program holds a stored port: recovery never touches it.
+                let taken = taken_ports(&cluster, id);
+                if !taken.is_empty() {
+                    // Another program holds a stored port: recovery never touches it,
+                    // and moves the database only when the operator says so.
+                    let quoted = crate::lang::quote(&name);
+                    if reason.contains("is already in use") {
+                        reason.push_str(": another program holds it");
+                    }
                     reason.push_str(&format!(
-                        ": another program holds it; move the database with `recover db {} port <free port>`",
-                        crate::lang::quote(&name)
+                        "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
                     ));
+                    if let Some(offer) = port_offer(&cluster, id, &taken, &retry) {
+                        offers.push(offer);
+                    }
                 }
                 report.failed.push(FailedDb {
                     id,
@@ -621,7 +667,10 @@ async fn recover(
     }
     report.recovered.sort_by_key(|r| r.id);
     report.failed.sort_by_key(|f| f.id);
-    let reply = Reply::of(&report)?;
+    let mut reply = Reply::of(&report)?;
+    for (question, command) in offers {
+        reply = reply.offer(question, command);
+    }
     if let Some(first) = report.failed.first() {
         // The whole report, then a failed line: exit status 1, a script stops here. The
         // first failure's kind stands for the command's.
@@ -819,35 +868,61 @@ fn activate(
 }
 
 /// `recover db <db> port <n>`: the database's endpoint (the shard listening on its port,
-/// else its first master) moves to `port`, which must be free on that node and held by no
-/// other shard of the configuration (nor its bus port); saved before the recovery starts.
-/// Whatever holds the old port is never touched.
+/// else its first master) moves to `port` (see [`move_shard`]).
 fn move_endpoint(
     lock: &crate::ccs::StoreLock,
     cluster: &mut Cluster,
     id: Id,
     port: u16,
 ) -> Result<String, CommandError> {
-    use crate::server::{port_is_free, PortNeed};
     let db = &cluster.databases[&id];
-    let need = if db.config.shards > 1 {
-        PortNeed::WithBus
-    } else {
-        PortNeed::Plain
-    };
     let shard = db
         .shards
         .iter()
         .find(|s| s.port == db.port)
         .or_else(|| db.masters().next())
         .ok_or_else(|| CommandError::internal(format!("db:{id} has no shard")))?
+        .id;
+    move_shard(lock, cluster, id, shard, port)
+}
+
+/// The ports a shard of `db` holds on its address: its client port, and its bus port in
+/// a cluster.
+fn need_of(db: &crate::ccs::Database) -> crate::server::PortNeed {
+    if db.config.shards > 1 {
+        crate::server::PortNeed::WithBus
+    } else {
+        crate::server::PortNeed::Plain
+    }
+}
+
+/// Shard `shard` of db `id` moves to `port` (the database's endpoint with it when it is
+/// the endpoint shard), which must be free on its node and held by no other shard of the
+/// configuration (nor its bus port); saved before the recovery starts. Whatever holds the
+/// old port is never touched.
+fn move_shard(
+    lock: &crate::ccs::StoreLock,
+    cluster: &mut Cluster,
+    id: Id,
+    shard: Id,
+    port: u16,
+) -> Result<String, CommandError> {
+    use crate::server::port_is_free;
+    let db = &cluster.databases[&id];
+    let need = need_of(db);
+    let shard = db
+        .shards
+        .iter()
+        .find(|s| s.id == shard)
+        .ok_or_else(|| CommandError::internal(format!("db:{id} has no redis:{shard}")))?
         .clone();
     let addr = cluster
         .nodes
         .get(&shard.node)
         .map(|n| n.addr.clone())
         .ok_or_else(|| CommandError::internal(format!("redis:{} has no node", shard.id)))?;
-    let old = db.port;
+    let old = shard.port;
+    let endpoint = old == db.port;
     let name = db.config.name.clone();
     if port == old {
         return Err(CommandError::usage(format!(
@@ -856,11 +931,7 @@ fn move_endpoint(
     }
     let wanted: Vec<u16> = need.ports(port).collect();
     for other in cluster.databases.values() {
-        let other_need = if other.config.shards > 1 {
-            PortNeed::WithBus
-        } else {
-            PortNeed::Plain
-        };
+        let other_need = need_of(other);
         for s in &other.shards {
             let same_addr = cluster.nodes.get(&s.node).is_some_and(|n| n.addr == addr);
             if s.id != shard.id
@@ -889,15 +960,113 @@ fn move_endpoint(
         .databases
         .get_mut(&id)
         .ok_or_else(|| CommandError::internal(format!("db:{id} vanished")))?;
-    db.port = port;
+    if endpoint {
+        db.port = port;
+    }
     if let Some(s) = db.shards.iter_mut().find(|s| s.id == shard.id) {
         s.port = port;
     }
     lock.save(&mut next)?;
     *cluster = next;
-    Ok(format!(
-        "db:{id} `{name}`: endpoint moved from port {old}{held} to port {port} (redis:{})",
-        shard.id
+    Ok(if endpoint {
+        format!(
+            "db:{id} `{name}`: endpoint moved from port {old}{held} to port {port} (redis:{})",
+            shard.id
+        )
+    } else {
+        format!(
+            "db:{id} `{name}`: redis:{} moved from port {old}{held} to port {port}",
+            shard.id
+        )
+    })
+}
+
+/// A shard whose stored port another program holds, and the port `free_port` would move
+/// it to (none: its node's range has no free port left).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PortMove {
+    shard: Id,
+    node: Id,
+    from: u16,
+    to: Option<u16>,
+}
+
+/// The shards of db `id` on this machine whose stored port (or bus port) cannot be bound
+/// now, each with the lowest port of its node's range that is free and that no shard of
+/// the configuration holds (nor a move before it). Shards on other hosts are probed
+/// there when they start, not here.
+fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
+    use crate::server::{pick_port, port_is_free};
+    let Some(db) = cluster.databases.get(&id) else {
+        return Vec::new();
+    };
+    let need = need_of(db);
+    let mut reserved: BTreeMap<String, std::collections::BTreeSet<u16>> = BTreeMap::new();
+    for other in cluster.databases.values() {
+        for s in &other.shards {
+            if let Some(n) = cluster.nodes.get(&s.node) {
+                reserved
+                    .entry(n.addr.clone())
+                    .or_default()
+                    .extend(need_of(other).ports(s.port));
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for s in &db.shards {
+        let Some(node) = cluster.nodes.get(&s.node).filter(|n| n.ssh.is_none()) else {
+            continue;
+        };
+        if port_is_free(&node.addr, s.port, need) {
+            continue;
+        }
+        let held = reserved.entry(node.addr.clone()).or_default();
+        let to = pick_port(node, held, need).ok();
+        if let Some(p) = to {
+            held.extend(need.ports(p));
+        }
+        moves.push(PortMove {
+            shard: s.id,
+            node: node.id,
+            from: s.port,
+            to,
+        });
+    }
+    moves
+}
+
+/// The question the interactive shell asks before moving db `id` off ports another
+/// program holds, and the command it runs on `yes`: `template` with `free_port`, for
+/// this database. None when no free port is left to offer.
+fn port_offer(
+    cluster: &Cluster,
+    id: Id,
+    taken: &[PortMove],
+    template: &RecoverCommand,
+) -> Option<(String, String)> {
+    let db = cluster.databases.get(&id)?;
+    let moves = taken
+        .iter()
+        .map(|m| {
+            m.to.map(|to| format!("redis:{} from port {} to port {to}", m.shard, m.from))
+        })
+        .collect::<Option<Vec<String>>>()?;
+    let mut command = template.clone();
+    if let RecoverCommand::Db { db: which, .. } = &mut command {
+        *which = DbRef::Name(db.config.name.clone());
+    }
+    Some((
+        format!(
+            "db:{id} `{}`: another program holds {}; move {} and recover it again?",
+            db.config.name,
+            if taken.len() == 1 {
+                "a stored port"
+            } else {
+                "stored ports"
+            },
+            moves.join(", ")
+        ),
+        command.to_string(),
     ))
 }
 

@@ -44,6 +44,17 @@ pub struct Reply {
     /// The command ran, but what it found is a failure (a bad file under `check file`):
     /// the reply is still printed in full, then this error, and the line fails.
     failure: Option<CommandError>,
+    /// Follow-up commands the interactive shell offers, each after a yes to its question
+    /// (a script or `--json` never runs them: it must say so in its own command).
+    offers: Vec<Offer>,
+}
+
+/// A follow-up the interactive shell asks about after a command: `question` (ends with
+/// `?`), and the canonical `command` it runs on a yes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub question: String,
+    pub command: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +114,21 @@ impl Reply {
     pub fn failed(mut self, error: CommandError) -> Reply {
         self.failure = Some(error);
         self
+    }
+
+    /// Offers `command` to the interactive shell, which asks `question` first (see
+    /// [`Offer`]).
+    pub fn offer(mut self, question: impl Into<String>, command: impl Into<String>) -> Reply {
+        self.offers.push(Offer {
+            question: question.into(),
+            command: command.into(),
+        });
+        self
+    }
+
+    /// See [`Reply::offer`].
+    pub fn offers(&self) -> &[Offer] {
+        &self.offers
     }
 
     /// The reply of `exit`: no output, the session ends.

@@ -52,6 +52,8 @@ pub struct Session {
     pub colour: bool,
     /// Colour on stderr (the `lazarus:` of errors).
     pub err_colour: bool,
+    /// The last command's offers ([`cmd::Offer`]), for the interactive shell to ask about.
+    offers: std::cell::RefCell<Vec<cmd::Offer>>,
 }
 
 /// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory.
@@ -92,6 +94,7 @@ impl Session {
             json: args.json,
             colour: !no_colour && io::stdout().is_terminal(),
             err_colour: !no_colour && io::stderr().is_terminal(),
+            offers: Default::default(),
         })
     }
 
@@ -145,6 +148,7 @@ impl Session {
             });
         match result {
             Ok(reply) => {
+                *self.offers.borrow_mut() = reply.offers().to_vec();
                 if self.json {
                     if !reply.ends_session() {
                         let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
@@ -170,6 +174,12 @@ impl Session {
                 Outcome::Failed(e.kind())
             }
         }
+    }
+
+    /// The follow-ups the last command offered (taken: asked about once). Only the
+    /// interactive shell asks; scripts and one-shot commands never run them.
+    pub fn take_offers(&self) -> Vec<cmd::Offer> {
+        std::mem::take(&mut *self.offers.borrow_mut())
     }
 
     /// Runs a script: `#` comments and blank lines skipped; stops at the first failure

@@ -153,7 +153,8 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
                                 fs::set_permissions(&history, fs::Permissions::from_mode(0o600));
                         }
                     }
-                    if session.run_line(line, None, &mut out, &mut err) == Outcome::Exit {
+                    let mut ask = |q: &str| editor.readline(q).ok();
+                    if run_offering(session, line, &mut out, &mut err, &mut ask) {
                         exit = true;
                         break;
                     }
@@ -169,6 +170,36 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Runs `line`, then each follow-up it offers ([`cmd::Offer`]: moving a database off a
+/// port another program holds) that the operator answers yes to; `ask` shows a question
+/// and reads the answer (None: end of input, taken as no). Nothing an offer does runs
+/// without that yes. Returns whether the session ends.
+fn run_offering(
+    session: &Session,
+    line: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    ask: &mut dyn FnMut(&str) -> Option<String>,
+) -> bool {
+    if session.run_line(line, None, out, err) == Outcome::Exit {
+        return true;
+    }
+    let mut offers = std::collections::VecDeque::from(session.take_offers());
+    while let Some(offer) = offers.pop_front() {
+        let answer = ask(&format!("{} [y/N] ", offer.question)).unwrap_or_default();
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            let _ = writeln!(out, "not run: `{}`", offer.command);
+            continue;
+        }
+        let _ = writeln!(out, "running `{}`", offer.command);
+        if session.run_line(&offer.command, None, out, err) == Outcome::Exit {
+            return true;
+        }
+        offers.extend(session.take_offers());
+    }
+    false
 }
 
 /// Terminals rustyline cannot drive (it then reads plain lines, and Ctrl-C would kill the
@@ -201,7 +232,13 @@ fn run_plain(session: &Session) -> anyhow::Result<u8> {
         drop(watch);
         match read {
             Ok(Some(line)) => {
-                if session.run_line(&line, None, &mut out, &mut err) == Outcome::Exit {
+                let mut ask = |q: &str| {
+                    let mut out = io::stdout();
+                    let _ = write!(out, "{q}");
+                    let _ = out.flush();
+                    read_line_interruptible().ok().flatten()
+                };
+                if run_offering(session, &line, &mut out, &mut err, &mut ask) {
                     break;
                 }
             }

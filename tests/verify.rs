@@ -814,4 +814,18 @@ fn an_aof_whose_commands_touch_few_base_keys_digests_the_same() {
     let aof = s.path().join("appendonlydir");
     let c = assert_equal(std::slice::from_ref(&aof), &s);
     assert_eq!(c.files.keys, 900 - 1 + 1 + 1, "{c:#?}");
+    // The same as one legacy file: the RDB preamble, then the commands.
+    let mut legacy = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&aof)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with("manifest"))
+        .collect();
+    names.sort_by_key(|p| !p.to_string_lossy().ends_with(".base.rdb"));
+    for p in names {
+        legacy.extend(std::fs::read(p).unwrap());
+    }
+    let file = s.path().join("appendonly.aof");
+    std::fs::write(&file, legacy).unwrap();
+    assert_eq!(assert_equal(&[file], &s).files.keys, 901);
 }

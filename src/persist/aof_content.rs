@@ -90,10 +90,10 @@ fn from_value(v: Value) -> Val {
 /// one AOF file (a legacy `appendonly.aof`, maybe with an RDB preamble).
 ///
 /// Memory is bounded by what the incremental files name, not by the data set: when an
-/// RDB base is followed by incremental files, those are read first for the keys their
-/// commands name; every other key of the base goes straight into the digest as it is
-/// read, and only the named ones are held and replayed. A `FLUSHALL`, `FLUSHDB` or
-/// `SWAPDB`, a RESP base or a legacy file holds every key.
+/// RDB base (or a legacy file's RDB preamble) is followed by commands, those are read
+/// first for the keys they name; every other key of the base goes straight into the
+/// digest as it is read, and only the named ones are held and replayed. A `FLUSHALL`,
+/// `FLUSHDB` or `SWAPDB`, or an AOF of commands alone, holds every key.
 pub fn digest_of_aof(
     path: &Path,
     now_ms: i64,
@@ -251,15 +251,17 @@ const FIRST_ARG_KEY: &[&str] = &[
 ];
 
 /// The key names the commands after an RDB base name, or `None` when every key must be
-/// held: no RDB base followed by incremental files, or a command that empties or swaps
-/// whole databases. Names only (every db): a superset is safe, only memory.
+/// held: no RDB base, or a command that empties or swaps whole databases. Names only (every db): a superset is safe, only memory.
 fn held_keys(parts: &[PathBuf]) -> Result<Option<HashSet<Vec<u8>>>, AofContentError> {
-    if parts.len() < 2 || !starts_as_rdb(&parts[0]) {
+    if parts.is_empty() || !starts_as_rdb(&parts[0]) {
         return Ok(None);
     }
+    // A legacy file's commands follow its preamble (read past, its keys not kept); a
+    // base file holds none.
+    let with_commands = if parts.len() == 1 { parts } else { &parts[1..] };
     let mut names = HashSet::new();
     let mut whole = false;
-    for p in &parts[1..] {
+    for p in with_commands {
         read_aof_file(p, &mut Ignore, &mut |args, _| {
             let name = upper(&args[0]);
             match name.as_str() {

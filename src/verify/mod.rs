@@ -147,10 +147,12 @@ fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyE
     Ok(())
 }
 
-/// Whether `path` is an RDB file (by its first bytes); an AOF file or directory is not.
+/// Whether `path` is an RDB file (by its first bytes); an AOF file or directory is not,
+/// nor a legacy `*.aof` whose RDB preamble commands follow.
 fn is_rdb(path: &Path) -> bool {
     let mut head = [0u8; 6];
     path.is_file()
+        && path.extension().is_none_or(|e| e != "aof")
         && std::fs::File::open(path)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
             .is_ok()

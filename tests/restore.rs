@@ -955,6 +955,27 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
     );
     outputs.push(fresh.run("restore task start move").ok());
     assert_same(&before, &picture(&rt, &fresh, "mig"), "restored from s3://");
+    // `verify db` proves the restored database against the run where it lies, read
+    // through zstd and age; the run with an object gone is named.
+    outputs.push(
+        fresh
+            .run(&format!(
+                "verify db mig against {url}/{good} identity {}",
+                key.display()
+            ))
+            .ok()
+            .stdout_has(&format!("against backup run `{good}` in `{url}`"))
+            .stdout_has("content verified: "),
+    );
+    outputs.push(
+        fresh
+            .run(&format!(
+                "verify db mig against {url}/latest identity {}",
+                key.display()
+            ))
+            .fails(1)
+            .stderr_has(gone.as_str()),
+    );
 
     let ccs = std::fs::read_to_string(fresh.home().join("ccs.json")).unwrap_or_default();
     let old_ccs = std::fs::read_to_string(lz.home().join("ccs.json")).unwrap_or_default();

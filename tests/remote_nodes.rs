@@ -501,3 +501,56 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     assert_eq!(tree(&host.path("disk2")), remote_before);
     run("delete db spread").ok();
 }
+
+/// CCS backups are written to every node's disk through its host: the SSH node's copy
+/// follows every save; once its host no longer answers, saves go on (a lost machine
+/// must not stop the cluster's changes) and its copy stays as it was.
+#[test]
+fn ccs_backups_reach_the_ssh_node_and_a_lost_host_does_not_stop_saves() {
+    let lab = SshLab::new();
+    let mut host = lab.host();
+    let lz = common::Lazarus::new();
+    let run = runner(&lz, &lab);
+    run(&format!(
+        "cluster create name backups persistent_path {} addr 127.0.0.1",
+        lz.path("n1").display()
+    ))
+    .ok();
+    run(&format!(
+        "node add addr {} persistent_path {} ssh {}",
+        host.addr,
+        host.path("n2").display(),
+        host.target()
+    ))
+    .ok();
+    let generation = |path: &std::path::Path| -> u64 {
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    let remote = host.path("n2/ccs/ccs.json");
+    let home = lz.path("ccs.json");
+    assert_eq!(generation(&remote), generation(&home));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&remote).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::create_dir_all(lz.path("old1")).unwrap();
+    run(&format!(
+        "node 1 recovery_path set {}",
+        lz.path("old1").display()
+    ))
+    .ok();
+    assert_eq!(generation(&remote), generation(&home));
+
+    host.stop();
+    let before = generation(&remote);
+    run("node 1 recovery_path clear").ok();
+    assert_eq!(generation(&home), before + 1, "the save went on");
+    assert_eq!(
+        generation(&remote),
+        before,
+        "the lost host's copy is as it was"
+    );
+    assert_eq!(generation(&lz.path("n1/ccs/ccs.json")), before + 1);
+}

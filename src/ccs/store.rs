@@ -214,7 +214,21 @@ impl StoreLock {
                 });
             }
         }
-        for node in cluster.nodes.values() {
+        // Nodes on other hosts: written there through each node's host, beside their
+        // place too, before anything is committed.
+        let remote = match prepare_remote(cluster, &text) {
+            Ok(remote) => remote,
+            Err(e) => {
+                discard(&prepared);
+                cluster.generation = before;
+                return Err(e);
+            }
+        };
+        let discard = |prepared: &[(PathBuf, PathBuf)]| {
+            discard(prepared);
+            discard_remote(&remote);
+        };
+        for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
             let dir = node.ccs_backup_dir();
             let path = dir.join(CCS_FILE);
             match local::create_private_dir(&dir)
@@ -251,8 +265,127 @@ impl StoreLock {
                 });
             }
         }
+        if let Err((path, source)) = commit_remote(&remote) {
+            failed.get_or_insert(StoreError::Backup {
+                saved: saved.clone(),
+                path,
+                source,
+            });
+        }
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// A CCS backup written beside its place on another host: (host, temporary, final path).
+type RemoteCopy = (std::sync::Arc<dyn crate::host::Host>, PathBuf, PathBuf);
+
+/// Runs `work` to its end on a runtime of its own, on a thread of its own: the store is
+/// called from plain code and from async tasks alike.
+fn on_hosts<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the nodes' hosts")
+                    .block_on(work)
+            })
+            .join()
+            .expect("the hosts' thread")
+    })
+}
+
+/// The host cannot be reached at all (as opposed to refusing the write).
+fn unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Writes `text` beside `ccs/ccs.json` on every node on another host, all hosts at once.
+/// A host that does not answer keeps its older backup (a machine that cannot be reached
+/// cannot serve a recovery either, and the next save there refreshes it); one that
+/// answers and cannot take the file leaves every copy as it was.
+fn prepare_remote(cluster: &Cluster, text: &[u8]) -> Result<Vec<RemoteCopy>, StoreError> {
+    let nodes: Vec<&Node> = cluster.nodes.values().filter(|n| n.ssh.is_some()).collect();
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hosts = crate::host::Hosts::for_nodes(nodes.iter().map(|n| (n.id, n.ssh.as_ref())))
+        .map_err(|source| StoreError::NotSaved {
+            path: nodes[0].ccs_backup_dir(),
+            source,
+        })?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let writes = nodes.iter().map(|node| {
+        let host = hosts.of(node.id);
+        let dir = node.ccs_backup_dir();
+        let path = dir.join(CCS_FILE);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{CCS_FILE}.tmp.{}.{n}", std::process::id()));
+        async move {
+            let written = match host.create_private_dir(&dir).await {
+                Ok(()) => host.write_private(&tmp, text).await,
+                Err(e) => Err(e),
+            };
+            (host, tmp, path, written)
+        }
+    });
+    let results = on_hosts(futures::future::join_all(writes));
+    let mut prepared = Vec::new();
+    let mut failed = None;
+    for (host, tmp, path, written) in results {
+        match written {
+            Ok(()) => prepared.push((host, tmp, path)),
+            Err(e) if unreachable(&e) => {}
+            Err(source) => {
+                failed.get_or_insert(StoreError::NotSaved {
+                    path: PathBuf::from(format!("{}:{}", host.name(), path.display())),
+                    source,
+                });
+            }
+        }
+    }
+    match failed {
+        None => Ok(prepared),
+        Some(e) => {
+            discard_remote(&prepared);
+            Err(e)
+        }
+    }
+}
+
+fn discard_remote(prepared: &[RemoteCopy]) {
+    if prepared.is_empty() {
+        return;
+    }
+    on_hosts(futures::future::join_all(
+        prepared.iter().map(|(host, tmp, _)| host.remove(tmp)),
+    ));
+}
+
+/// The prepared remote copies take their places; the first failure, if any.
+fn commit_remote(prepared: &[RemoteCopy]) -> Result<(), (PathBuf, io::Error)> {
+    if prepared.is_empty() {
+        return Ok(());
+    }
+    let results = on_hosts(futures::future::join_all(prepared.iter().map(
+        |(host, tmp, path)| async move {
+            let done = host.rename(tmp, path).await;
+            if done.is_err() {
+                let _ = host.remove(tmp).await;
+            }
+            (host.name(), path, done)
+        },
+    )));
+    for (name, path, done) in results {
+        if let Err(e) = done {
+            return Err((PathBuf::from(format!("{name}:{}", path.display())), e));
+        }
+    }
+    Ok(())
 }
 
 /// The cluster a home gets when a command needs one and none was created: `local`, with

@@ -188,19 +188,9 @@ impl Hosts {
         nodes: impl IntoIterator<Item = (NodeId, Option<&'a SshTarget>)>,
     ) -> std::io::Result<Self> {
         let mut hosts = Hosts::local();
-        let mut by_target: std::collections::BTreeMap<SshTarget, Arc<dyn Host>> =
-            Default::default();
         for (node, target) in nodes {
             let Some(target) = target else { continue };
-            let host = match by_target.get(target) {
-                Some(h) => h.clone(),
-                None => {
-                    let h: Arc<dyn Host> = Arc::new(SshHost::new(target.clone())?);
-                    by_target.insert(target.clone(), h.clone());
-                    h
-                }
-            };
-            hosts.remote.insert(node, host);
+            hosts.remote.insert(node, shared_ssh(target)?);
         }
         Ok(hosts)
     }
@@ -217,4 +207,24 @@ impl Hosts {
     pub fn is_remote(&self, node: NodeId) -> bool {
         self.remote.contains_key(&node)
     }
+}
+
+/// The [`SshHost`] of `target` alive in this process, or a new one: every [`Hosts`] made
+/// while another is in use shares its connection (the CCS's save and a command's
+/// servers, say). The connection closes when the last user drops it.
+fn shared_ssh(target: &SshTarget) -> std::io::Result<Arc<dyn Host>> {
+    use std::sync::{Mutex, OnceLock, Weak};
+    type Live = Mutex<std::collections::BTreeMap<SshTarget, Weak<SshHost>>>;
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    let mut live = LIVE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    live.retain(|_, host| host.strong_count() > 0);
+    if let Some(host) = live.get(target).and_then(Weak::upgrade) {
+        return Ok(host);
+    }
+    let host = Arc::new(SshHost::new(target.clone())?);
+    live.insert(target.clone(), Arc::downgrade(&host));
+    Ok(host)
 }

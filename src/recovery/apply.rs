@@ -371,7 +371,7 @@ async fn recover_in(
         }
     };
     let (plan, pids, fallbacks) = fall_back(rec, cluster, db, plan, results, stage).await?;
-    replay_masters(cluster, db, &plan, stage).await?;
+    replay_masters(rec.server.hosts(), cluster, db, &plan, stage).await?;
     let mut recovered = finish(rec, cluster, db, Some(&plan), pids, stage).await?;
     recovered.fallbacks = fallbacks;
     Ok(recovered)
@@ -474,6 +474,7 @@ fn first_line(text: &str) -> String {
 /// Writes the keys of every source to replay into its master (started empty), as
 /// `RESTORE ... ABSTTL` of payloads in the oldest encodings that carry each value.
 async fn replay_masters(
+    hosts: &crate::host::Hosts,
     cluster: &Cluster,
     db: &Database,
     plan: &DbPlan,
@@ -485,6 +486,20 @@ async fn replay_masters(
         };
         if !source.replay {
             continue;
+        }
+        let node = db
+            .shards
+            .iter()
+            .find(|x| x.id == source.from_shard)
+            .map(|x| x.node);
+        if let Some(node) = node.filter(|n| hosts.is_remote(*n)) {
+            return Err(RecoverError::Replay {
+                shard: s.shard,
+                path: source.path.clone(),
+                reason: format!(
+                    "it lies on node:{node}'s host, and replay reads files on this machine only: copy it here and point a local node's recovery path at it"
+                ),
+            });
         }
         stage(&format!("replaying `{}`", source.path.display()));
         let addr = crate::db::shard_addr(cluster, db, s.shard)

@@ -182,6 +182,19 @@ async fn prove_content(
     }
     let mut files = Vec::new();
     for (_, s) in sources {
+        let node = db
+            .shards
+            .iter()
+            .find(|x| x.id == s.from_shard)
+            .map(|x| x.node);
+        if let Some(node) = node.filter(|n| rec.server.hosts().is_remote(*n)) {
+            // The digest reads the files here; the node's files stay on its host.
+            return Ok(not_verified(format!(
+                "`{}` lies on node:{node}'s host ({}), and the content digest reads files on this machine only; the key counts were checked",
+                s.path.display(),
+                rec.server.host(node).name()
+            )));
+        }
         match verify::source_file(&s.path) {
             Ok(f) => files.push(f),
             Err(e) => return Ok(not_verified(e.to_string())),

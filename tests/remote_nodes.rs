@@ -423,12 +423,14 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     let old = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(disks.path());
     let run = runner(&old, &lab);
-    let base = 21000 + (rand::random::<u16>() % 100) * 60;
-    run(&format!(
-        "cluster create name drill persistent_path {} addr 127.0.0.1",
-        local("n1").display(),
-    ))
-    .ok();
+    // This machine's node on a port range of its own (tests run side by side), low
+    // enough that its cluster bus ports (+10000) stay below the ephemeral ports
+    // (32768 up) that this test's many client connections take on 127.0.0.1.
+    let mut cluster = common::world::test_cluster(disks.path(), 1);
+    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
+    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
+    let base = lo + 30;
+    old.install(&cluster);
     run(&format!(
         "node add addr {} persistent_path {} ssh {} port_range {}-{}",
         host.addr,
@@ -453,7 +455,7 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     kill9(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
-    std::fs::rename(local("n1"), local("disk1")).unwrap();
+    std::fs::rename(local("old/node1"), local("disk1")).unwrap();
     std::fs::rename(host.path("n2"), host.path("disk2")).unwrap();
     let remote_before = tree(&host.path("disk2"));
 

@@ -14,8 +14,10 @@
 //! Run: `cargo bench --bench backup` (release build; the binary is timed as an operator
 //! runs it). `LAZARUS_BENCH_MB` sizes the big database (default 1100),
 //! `LAZARUS_BENCH_RUNS` the runs per figure (median; default 3), `LAZARUS_BENCH_ONLY` one
-//! of `big`, `pause`, `reshard`, `s3` (`LAZARUS_BENCH_S3_MB`, default 1100; needs moto,
-//! see `.ci/run`).
+//! of `big`, `restore` (3. alone: one untimed backup), `pause`, `reshard`, `s3`
+//! (`LAZARUS_BENCH_S3_MB`, default 1100; needs moto, see `.ci/run`).
+//! `LAZARUS_BENCH_STEPS=1` prints where each restore's time went: the steps it records
+//! in the CCS (for `restore task show`), read every 10 ms while it runs.
 
 #[allow(dead_code)]
 #[path = "../tests/common/data.rs"]
@@ -111,7 +113,53 @@ fn run_id(stdout: &str) -> String {
         .to_string()
 }
 
-fn big(root: &Path, rt: &tokio::runtime::Runtime) {
+/// `lazarus restore task start <task>`, timed; with `LAZARUS_BENCH_STEPS=1` each step the
+/// task records in the CCS is printed with the time it was first seen.
+fn timed_restore(home: &Path, task: &str) -> Duration {
+    if std::env::var_os("LAZARUS_BENCH_STEPS").is_none() {
+        return lazarus(home, &["restore", "task", "start", task]).0;
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (done, ccs, task) = (done.clone(), home.join("ccs.json"), task.to_string());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut seen: Vec<(Duration, String)> = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let step = std::fs::read(&ccs)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| {
+                        v["backups"]["restores"][&task]["step"]
+                            .as_str()
+                            .map(|s| s.split(':').next().unwrap_or(s).to_string())
+                    });
+                if let Some(step) = step {
+                    if seen.last().is_none_or(|(_, last)| *last != step) {
+                        seen.push((started.elapsed(), step));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            seen.push((started.elapsed(), "done".into()));
+            seen
+        })
+    };
+    let took = lazarus(home, &["restore", "task", "start", task]).0;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watch.join().unwrap();
+    for pair in seen.windows(2) {
+        println!(
+            "    {:>7}  {:>6} ms  {}",
+            secs(pair[0].0),
+            (pair[1].0 - pair[0].0).as_millis(),
+            pair[0].1
+        );
+    }
+    took
+}
+
+fn big(root: &Path, rt: &tokio::runtime::Runtime, restore_only: bool) {
     let mb = env_num("LAZARUS_BENCH_MB", 1100);
     let runs = env_num("LAZARUS_BENCH_RUNS", 3);
     std::fs::create_dir_all(root).unwrap();
@@ -137,7 +185,23 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
 
     let (mut cli, mut ours) = (Vec::new(), Vec::new());
     let mut last_run = String::new();
-    for run in 0..runs {
+    for run in 0..if restore_only { 1 } else { runs } {
+        if restore_only {
+            let (_, out) = lazarus(
+                &home,
+                &[
+                    "backup",
+                    "db",
+                    "big",
+                    "path",
+                    repo.to_str().unwrap(),
+                    "compress",
+                    "none",
+                ],
+            );
+            last_run = run_id(&out);
+            break;
+        }
         let file = root.join(format!("cli{run}.rdb"));
         cli.push(redis_cli_rdb(port, &file));
         let size = std::fs::metadata(&file).unwrap().len();
@@ -167,13 +231,15 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
             size as f64 / 1e9
         );
     }
-    let (o, r) = (median(ours), median(cli));
-    println!(
+    if !restore_only {
+        let (o, r) = (median(ours), median(cli));
+        println!(
         "backup db, {mb} MB database (median of {runs}):  lazarus {}   redis-cli --rdb {}   ratio {:.2}x",
         secs(o),
         secs(r),
         o.as_secs_f64() / r.as_secs_f64()
     );
+    }
 
     // Restore of that run: `restore task start` against a bare server loading the file.
     let rdb = std::fs::read_dir(repo.join(&last_run))
@@ -199,8 +265,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
                 "restore", "task", "create", "name", &task, "db", &target, "backup", &last_run,
             ],
         );
-        let (took, _) = lazarus(&home, &["restore", "task", "start", &task]);
-        restores.push(took);
+        restores.push(timed_restore(&home, &task));
         lazarus(&home, &["delete", "db", &target, "purge"]);
         println!(
             "  run {run}: lazarus restore task start {}   bare redis-server {}",
@@ -503,8 +568,8 @@ fn main() {
     if only.is_empty() || only == "reshard" {
         reshard(&root.join("reshard"), &rt);
     }
-    if only.is_empty() || only == "big" {
-        big(&root.join("big"), &rt);
+    if only.is_empty() || only == "big" || only == "restore" {
+        big(&root.join("big"), &rt, only == "restore");
     }
     if only.is_empty() || only == "s3" {
         s3_against_local(&root.join("s3"), &rt);

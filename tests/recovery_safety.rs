@@ -429,3 +429,71 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
         .stdout_has("Completed successfully");
     assert_ne!(port(&b, "two"), two);
 }
+
+/// Issue 9 item 4b: a database that came back EMPTY (its files not found then, and the
+/// operator said `allow_empty`) gets the files found since with `recover db <db>
+/// from_files`, proved; a database that took a write since is refused, and so is one that
+/// did not come back empty.
+#[test]
+fn files_found_after_an_empty_comeback_fill_it_while_it_took_no_write() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    a.run("create db two persistence snapshot").ok();
+    let port = |l: &Lazarus, name: &str| {
+        let doc = l.ccs();
+        let dbs = doc["databases"].as_object().unwrap();
+        let db = dbs.values().find(|d| d["name"] == name).unwrap();
+        db["port"].as_u64().unwrap()
+    };
+    let (cache, two) = (port(&a, "cache"), port(&a, "two"));
+    for (p, key) in [(cache, "k"), (two, "t")] {
+        assert_eq!(redis_cli(p, &["SET", key, "from the files"]), "OK");
+        assert_eq!(redis_cli(p, &["SET", &format!("{key}2"), "2"]), "OK");
+        assert_eq!(redis_cli(p, &["SAVE"]), "OK");
+    }
+    guard.kill_all();
+    // The home is lost, and the node's data is not reachable yet.
+    let found = a.path("found");
+    std::fs::create_dir_all(&found).unwrap();
+    std::fs::rename(n1.join("redis"), found.join("redis")).unwrap();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    // Its disk is not mounted yet: an empty mount point.
+    let mount = a.path("mnt");
+    std::fs::create_dir_all(&mount).unwrap();
+    b.run(&format!("node 1 recovery_path set {}", mount.display()))
+        .ok();
+    b.run("recover all allow_empty verify counts")
+        .ok()
+        .stdout_has("came back EMPTY");
+    assert_eq!(redis_cli(cache, &["DBSIZE"]), "0");
+
+    // The files are still missing: nothing is written, it stays EMPTY.
+    b.run("recover db cache from_files")
+        .fails(1)
+        .stderr_has("nothing was written: find the files");
+    b.run(&format!("node 1 recovery_path set {}", found.display()))
+        .ok();
+    // A write since the comeback (even one deleted since): refused.
+    assert_eq!(redis_cli(two, &["SET", "new", "1"]), "OK");
+    assert_eq!(redis_cli(two, &["DEL", "new"]), "1");
+    b.run("recover db two from_files")
+        .fails(1)
+        .stderr_has("has taken 2 writes since it came back EMPTY");
+    assert_eq!(redis_cli(two, &["DBSIZE"]), "0");
+
+    b.run("recover db cache from_files")
+        .ok()
+        .stdout_has("filled from snapshot `")
+        .stdout_has("2 keys")
+        .stdout_has("content verified: 2 keys");
+    assert_eq!(redis_cli(cache, &["GET", "k"]), "from the files");
+    b.run("recover db cache from_files")
+        .fails(1)
+        .stderr_has("did not come back EMPTY");
+}

@@ -54,6 +54,7 @@ pub fn shard(
         slots,
         port,
         pid: None,
+        empty_since: None,
     }
 }
 

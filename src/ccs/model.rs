@@ -339,6 +339,11 @@ pub struct Shard {
     /// Pid of the last process started for this shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// A master that came back EMPTY from a recovery (`allow_empty`: none of its files
+    /// were found), since when (Unix seconds). `recover db <db> from_files` fills it
+    /// while it has taken no write since, and clears this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_since: Option<i64>,
 }
 
 /// Written as `lazarus-shard.json` into every shard directory: enough to rebuild the

@@ -45,6 +45,14 @@ pub enum RecoverCommand {
         port: Option<u16>,
         allow: Allow,
     },
+    /// `recover db <db> from_files [verify counts|content] [allow_stale]`: the files
+    /// found since loaded into the masters a recovery brought back EMPTY, while they have
+    /// taken no write since.
+    FromFiles {
+        db: DbRef,
+        counts_only: bool,
+        allow_stale: bool,
+    },
 }
 
 /// What the operator accepts that recovery otherwise refuses.
@@ -157,6 +165,30 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Keyword("recover"),
             Element::Keyword("db"),
             Element::Arg("db", ValueKind::Database),
+            Element::Keyword("from_files"),
+            Element::Options(&[
+                Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
+                Opt::flag("allow_stale"),
+            ]),
+        ],
+        summary: "load the files found since into the masters a recovery brought back EMPTY (`allow_empty`), while they have taken no write since, and prove the content",
+        examples: &[
+            "recover db orders from_files",
+            "recover db orders from_files verify counts allow_stale",
+        ],
+        build: |m| {
+            Ok(Command::Recover(RecoverCommand::FromFiles {
+                db: m.req("db")?,
+                counts_only: counts_only(m),
+                allow_stale: m.has("allow_stale"),
+            }))
+        },
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("recover"),
+            Element::Keyword("db"),
+            Element::Arg("db", ValueKind::Database),
             Element::Options(&[
                 Opt::flag("only_configuration"),
                 Opt::optional("verify", "proof", ValueKind::Choice(PROOFS)),
@@ -198,6 +230,16 @@ impl fmt::Display for RecoverCommand {
         let replayed = |on: bool| if on { " replay" } else { "" };
         match self {
             RecoverCommand::List => f.write_str("recover list"),
+            RecoverCommand::FromFiles {
+                db,
+                counts_only,
+                allow_stale,
+            } => write!(
+                f,
+                "recover db {db} from_files{}{}",
+                counts(*counts_only),
+                if *allow_stale { " allow_stale" } else { "" }
+            ),
             RecoverCommand::All {
                 only_configuration,
                 counts_only,
@@ -242,6 +284,11 @@ impl RecoverCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
         match self {
             RecoverCommand::List => list(ctx).await,
+            RecoverCommand::FromFiles {
+                db,
+                counts_only,
+                allow_stale,
+            } => super::recover_files::from_files(ctx, db, counts_only, allow_stale).await,
             RecoverCommand::All {
                 only_configuration,
                 counts_only,
@@ -270,7 +317,7 @@ impl RecoverCommand {
     }
 }
 
-fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
+pub(super) fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
     Ok(Servers::locate(ctx.redis_server.as_deref(), cluster)?)
 }
 
@@ -837,10 +884,16 @@ fn activate(
         CommandError::internal(format!("db:{} vanished from the configuration", r.id))
     })?;
     db.state = DbState::Active;
+    // Masters that came back EMPTY are marked, so that the files found later can still
+    // be loaded into them (`recover db <db> from_files`) while they take no write.
+    let empty_all = r.only_configuration && r.sync_source.is_none();
     for shard in &mut db.shards {
         if let Some((_, pid)) = r.pids.iter().find(|(id, _)| *id == shard.id) {
             shard.pid = Some(*pid);
         }
+        let empty =
+            shard.role == crate::ccs::Role::Master && (empty_all || r.empty.contains(&shard.id));
+        shard.empty_since = empty.then(unix_now);
     }
     let waiting: std::collections::BTreeSet<Id> = next
         .databases

@@ -97,6 +97,7 @@ fn cluster() -> Cluster {
             slots: Some(slots),
             port: 30000 + i as u16,
             pid: Some(1000 + master as u32),
+            empty_since: None,
         });
         let replica = c.allocate_id();
         shards.push(Shard {
@@ -107,6 +108,7 @@ fn cluster() -> Cluster {
             slots: Some(slots),
             port: 31000 + i as u16,
             pid: None,
+            empty_since: None,
         });
     }
     c.databases.insert(

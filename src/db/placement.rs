@@ -104,6 +104,7 @@ pub fn place_avoiding(
             slots: (config.shards > 1).then(|| slots[i]),
             port: p,
             pid: None,
+            empty_since: None,
         });
     }
     if config.replication {
@@ -119,6 +120,7 @@ pub fn place_avoiding(
                 slots: master.slots,
                 port: p,
                 pid: None,
+                empty_since: None,
             };
             shards.push(replica);
         }

@@ -52,6 +52,8 @@ pub struct Recovery {
     /// A source older than data Lazarus knows the database had is loaded anyway
     /// (`allow_stale`).
     pub allow_stale: bool,
+    /// Plans for `recover db <db> from_files`: see [`super::plan::plan_db_on`].
+    pub refill: bool,
 }
 
 /// How far a recovery proves the data that came back is the data the files held.
@@ -102,6 +104,7 @@ impl Recovery {
             replay: false,
             allow_empty: false,
             allow_stale: false,
+            refill: false,
         }
     }
 
@@ -122,6 +125,7 @@ impl Recovery {
             &self.check,
             self.replay,
             self.allow_stale,
+            self.refill,
         )
     }
 

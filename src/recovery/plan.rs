@@ -161,10 +161,13 @@ pub fn plan_db_with(
         check,
         replay,
         allow_stale,
+        false,
     )
 }
 
-/// [`plan_db_with`], reading each node's files where they lie (`disk`).
+/// [`plan_db_with`], reading each node's files where they lie (`disk`). `refill`: the
+/// database is live and its current shard directories hold what came back EMPTY
+/// (`recover db <db> from_files`), no newer data a source must beat.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_db_on(
     disk: &Disk,
@@ -175,6 +178,7 @@ pub fn plan_db_on(
     check: &Checker,
     replay: bool,
     allow_stale: bool,
+    refill: bool,
 ) -> DbPlan {
     let ctx = Inspect {
         disk,
@@ -185,6 +189,7 @@ pub fn plan_db_on(
         check,
         replay,
         allow_stale,
+        refill,
     };
     let shard_plans: Vec<ShardPlan> = db
         .shards
@@ -234,6 +239,8 @@ struct Inspect<'a> {
     replay: bool,
     /// Load a source older than data Lazarus knows the database had (`allow_stale`).
     allow_stale: bool,
+    /// See [`plan_db_on`].
+    refill: bool,
 }
 
 /// The newest data Lazarus knows a master's shard had, apart from the recovery path: a
@@ -356,7 +363,9 @@ impl Inspect<'_> {
             let canon = |p: &Path| disk.canonical(node.id, p);
             let recovery = node.recovery_path.as_deref().map(canon);
             let mut lives = disk.recovered_family(node.id, &node.persistent_path);
-            lives.push(node.persistent_path.clone());
+            if !self.refill {
+                lives.push(node.persistent_path.clone());
+            }
             lives.sort();
             lives.dedup();
             for root in lives {

@@ -696,7 +696,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// A password no client knows, set while data is replaced.
-fn fence_password() -> String {
+pub fn fence_password() -> String {
     (0..4)
         .map(|_| format!("{:016x}", rand::random::<u64>()))
         .collect()
@@ -1213,7 +1213,7 @@ async fn acl_users(
 /// knows) or as any other ACL user (turned off), and every client is closed. The fence
 /// file (the password, then the users turned off) is written first, so a restore cut
 /// short can undo the fence.
-async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), String> {
+pub async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), String> {
     let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
     let e = |e: redis::RedisError| e.to_string();
     let mut users: Vec<String> = acl_users(&mut con)
@@ -1268,7 +1268,7 @@ async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), Stri
 
 /// Lifts a shard's fence: the ACL users its fence file names (those the server still
 /// has) are turned on again, the default user's password put back.
-async fn unfence_shard(
+pub async fn unfence_shard(
     a: &ShardAddr,
     password: Option<&str>,
     file: Option<&Path>,

@@ -77,6 +77,7 @@ pub(super) fn databases(found: &[Found], problems: &mut Vec<String>) -> BTreeMap
                     slots: f.identity.slots,
                     port: f.identity.port,
                     pid: None,
+                    empty_since: None,
                 })
                 .collect(),
         };

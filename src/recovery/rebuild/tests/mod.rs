@@ -45,6 +45,7 @@ pub(super) fn shard(
 ) -> Shard {
     Shard {
         pid: Some(4242),
+        empty_since: None,
         ..fixtures::shard(id, node, role, master, slots, port)
     }
 }

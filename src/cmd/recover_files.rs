@@ -1,0 +1,355 @@
+//! `recover db <db> from_files`: a database a recovery brought back with masters EMPTY
+//! (`allow_empty`, its files not found then) gets the files found since, as long as those
+//! masters have taken no write: their keys are written into the live masters (fenced, as
+//! a restore fences), counted and proved against the files. The masters that came back
+//! with data are not touched.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::recover::locate_server;
+use super::{CommandError, Context, Render, Reply, Text};
+use crate::ccs::{Cluster, Database, DbState, Id, Shard};
+use crate::lang::DbRef;
+use crate::recovery::apply::Recovery;
+use crate::recovery::plan::{Outcome, Source};
+use crate::server::{connect, info, ShardAddr};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds the content proof of one master.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What `from_files` loaded.
+#[derive(Serialize)]
+pub struct Filled {
+    pub id: Id,
+    pub name: String,
+    /// Each master filled: its id, the source, the keys it holds now.
+    pub masters: Vec<FilledMaster>,
+    /// The content proof's line per master (`content verified: ...`), when one ran.
+    pub proofs: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct FilledMaster {
+    pub shard: Id,
+    pub source: Source,
+    pub keys: u64,
+}
+
+impl Render for Filled {
+    fn render(&self, text: &mut Text) {
+        for m in &self.masters {
+            text.line(format!(
+                "db:{} `{}`: redis:{} filled from {} `{}`: {} keys",
+                self.id,
+                self.name,
+                m.shard,
+                m.source.kind,
+                m.source.path.display(),
+                m.keys
+            ));
+        }
+        for p in &self.proofs {
+            text.line(p.clone());
+        }
+    }
+}
+
+pub async fn from_files(
+    ctx: &Context,
+    given: DbRef,
+    counts_only: bool,
+    allow_stale: bool,
+) -> Result<Reply, CommandError> {
+    let (lock, cluster) = ctx.lock_cluster()?;
+    let db = super::resolve_db(&cluster, &given)?.clone();
+    let name = db.config.name.clone();
+    if db.state != DbState::Active {
+        return Err(CommandError::conflict(format!(
+            "db:{} `{name}` is not back yet: bring it back with `recover db {}`",
+            db.id,
+            crate::lang::quote(&name)
+        )));
+    }
+    let empty: Vec<Shard> = db
+        .masters()
+        .filter(|s| s.empty_since.is_some())
+        .cloned()
+        .collect();
+    if empty.is_empty() {
+        return Err(CommandError::conflict(format!(
+            "db:{} `{name}` did not come back EMPTY: `from_files` only fills masters a recovery brought back without their files (`allow_empty`); to replace live data, restore a backup (`restore task create`)",
+            db.id
+        )));
+    }
+    for s in &empty {
+        if cluster.nodes.get(&s.node).is_some_and(|n| n.ssh.is_some()) {
+            return Err(CommandError::usage(format!(
+                "redis:{} is on node:{}, another host: `from_files` reads the files on this machine",
+                s.id, s.node
+            )));
+        }
+        untouched(&cluster, &db, s).await?;
+    }
+
+    let mut rec = Recovery::new(locate_server(ctx, &cluster)?, false);
+    // Every source is written key by key, so a file newer than the server loads is fine.
+    rec.replay = true;
+    rec.allow_stale = allow_stale;
+    rec.refill = true;
+    let plan = {
+        let (c, d) = (cluster.clone(), db.clone());
+        tokio::task::spawn_blocking(move || rec.plan(&c, &d))
+            .await
+            .map_err(|e| CommandError::internal(e.to_string()))?
+    };
+    let mut sources = Vec::new();
+    let mut missing = Vec::new();
+    for s in &empty {
+        match plan
+            .shard_plans
+            .iter()
+            .find(|p| p.shard == s.id)
+            .map(|p| &p.outcome)
+        {
+            Some(Outcome::Ready { source }) => sources.push((s.clone(), source.clone())),
+            Some(Outcome::Missing { reason }) => missing.push(format!("redis:{}: {reason}", s.id)),
+            _ => missing.push(format!("redis:{}: not planned", s.id)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CommandError::not_found(format!(
+            "db:{} `{name}`: {}; nothing was written: find the files (`node <id> recovery_path set <path>`, then `recover list`) and run it again",
+            db.id,
+            missing.join("; ")
+        )));
+    }
+
+    let fence = crate::restore::fence_password();
+    let mut filled = Filled {
+        id: db.id,
+        name: name.clone(),
+        masters: Vec::new(),
+        proofs: Vec::new(),
+    };
+    for (shard, source) in &sources {
+        let task = ctx
+            .progress
+            .task(&format!("db:{} redis:{} from files", db.id, shard.id), 0);
+        let result = fill(&cluster, &db, shard, source, &fence, counts_only).await;
+        match result {
+            Ok((keys, proof)) => {
+                task.finish("filled");
+                filled.masters.push(FilledMaster {
+                    shard: shard.id,
+                    source: source.clone(),
+                    keys,
+                });
+                filled.proofs.extend(proof);
+            }
+            Err(e) => {
+                task.finish("failed");
+                let done: Vec<String> = filled
+                    .masters
+                    .iter()
+                    .map(|m| format!("redis:{}", m.shard))
+                    .collect();
+                let _ = record(&lock, &cluster, db.id, &done_ids(&filled));
+                let kept = if done.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} filled before it, and kept)", done.join(", "))
+                };
+                return Err(CommandError::damaged(format!(
+                    "db:{} `{name}`: redis:{}: {e}; it is EMPTY again, as before{kept}",
+                    db.id, shard.id
+                )));
+            }
+        }
+    }
+    record(&lock, &cluster, db.id, &done_ids(&filled))?;
+    Reply::of(&filled)
+}
+
+fn done_ids(filled: &Filled) -> Vec<Id> {
+    filled.masters.iter().map(|m| m.shard).collect()
+}
+
+/// The masters filled are no longer EMPTY: their marks go, and so does the recovery path
+/// of every node no database pending recovery, nor a master still EMPTY, reads from.
+fn record(
+    lock: &crate::ccs::StoreLock,
+    cluster: &Cluster,
+    id: Id,
+    filled: &[Id],
+) -> Result<(), CommandError> {
+    if filled.is_empty() {
+        return Ok(());
+    }
+    let mut next = cluster.clone();
+    if let Some(db) = next.databases.get_mut(&id) {
+        for s in db.shards.iter_mut().filter(|s| filled.contains(&s.id)) {
+            s.empty_since = None;
+        }
+    }
+    let waiting: std::collections::BTreeSet<Id> = next
+        .databases
+        .values()
+        .flat_map(|d| {
+            d.shards
+                .iter()
+                .filter(move |s| d.state == DbState::PendingRecovery || s.empty_since.is_some())
+                .map(|s| s.node)
+        })
+        .collect();
+    let used: std::collections::BTreeSet<Id> = cluster.databases[&id]
+        .shards
+        .iter()
+        .filter(|s| filled.contains(&s.id))
+        .map(|s| s.node)
+        .collect();
+    for node in next.nodes.values_mut() {
+        if used.contains(&node.id) && !waiting.contains(&node.id) {
+            node.recovery_path = None;
+        }
+    }
+    lock.save(&mut next).map_err(|e| {
+        CommandError::from(e).context("filled, but the configuration could not be saved")
+    })
+}
+
+fn addr_of(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, CommandError> {
+    crate::db::shard_addr(cluster, db, shard)
+        .ok_or_else(|| CommandError::internal(format!("redis:{shard} has no node")))
+}
+
+/// Refuses a master that holds a key or may have taken a write since it came back
+/// EMPTY: a change not saved yet, or a save after that moment (a write since, saved).
+async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), CommandError> {
+    let since = s.empty_since.unwrap_or(0);
+    let a = addr_of(cluster, db, s.id)?;
+    let ask = |section: &'static str| {
+        let a = a.clone();
+        async move {
+            info(&a, section, TIMEOUT).await.map_err(|e| {
+                CommandError::unavailable(format!(
+                    "redis:{} does not answer ({e}): `from_files` fills a running master; bring it up first (`restart db {}`)",
+                    s.id,
+                    crate::lang::quote(&db.config.name)
+                ))
+            })
+        }
+    };
+    let keys = ask("keyspace").await?.keys();
+    let persistence = ask("persistence").await?;
+    let changes = persistence
+        .get_u64("rdb_changes_since_last_save")
+        .unwrap_or(0);
+    let saved = persistence.get_u64("rdb_last_save_time").unwrap_or(0) as i64;
+    let refuse = |what: String| {
+        Err(CommandError::conflict(format!(
+            "db:{} `{}`: redis:{} {what} since it came back EMPTY: `from_files` never mixes files into data written since; nothing was written",
+            db.id, db.config.name, s.id
+        )))
+    };
+    if keys > 0 {
+        return refuse(format!("holds {keys} keys"));
+    }
+    if changes > 0 {
+        return refuse(format!("has taken {changes} writes"));
+    }
+    if saved > since {
+        return refuse(format!(
+            "saved its data {}s after it came back, so it may have taken writes",
+            saved - since
+        ));
+    }
+    Ok(())
+}
+
+/// Fences the master, writes the source's keys into it, checks the count and (unless
+/// `counts_only`) proves the content, then unfences. On failure the master is emptied
+/// again (it held nothing, and no client could write while fenced) and unfenced.
+async fn fill(
+    cluster: &Cluster,
+    db: &Database,
+    shard: &Shard,
+    source: &Source,
+    fence: &str,
+    counts_only: bool,
+) -> Result<(u64, Option<String>), String> {
+    let a = crate::db::shard_addr(cluster, db, shard.id)
+        .ok_or_else(|| format!("redis:{} has no node", shard.id))?;
+    let node = cluster
+        .nodes
+        .get(&shard.node)
+        .ok_or_else(|| format!("node:{} is not in the cluster", shard.node))?;
+    let file = node
+        .shard_dir(db.id, shard.id)
+        .join(crate::restore::FENCE_FILE);
+    crate::restore::fence_shard(&a, fence, &file).await?;
+    let mut fenced = a.clone();
+    fenced.password = Some(fence.to_string());
+    let result = write_and_check(db, shard, source, &fenced, counts_only).await;
+    if result.is_err() {
+        if let Ok(mut con) = connect(&fenced, TIMEOUT).await {
+            let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
+        }
+    }
+    crate::restore::unfence_shard(&fenced, db.config.password.as_deref(), Some(&file)).await?;
+    let _ = std::fs::remove_file(&file);
+    result
+}
+
+async fn write_and_check(
+    db: &Database,
+    shard: &Shard,
+    source: &Source,
+    fenced: &ShardAddr,
+    counts_only: bool,
+) -> Result<(u64, Option<String>), String> {
+    let target = crate::replay::Target {
+        slots: shard.slots.unwrap_or(crate::ccs::SlotRange::ALL),
+        addr: fenced.clone(),
+    };
+    let (path, cluster_mode) = (source.path.clone(), db.config.shards > 1);
+    tokio::task::spawn_blocking(move || {
+        crate::replay::write_all(&[path], &[target], cluster_mode, &|_| {})
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("writing `{}` failed: {e}", source.path.display()))?;
+    let keys = info(fenced, "keyspace", TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?
+        .keys();
+    let low = source.keys.saturating_sub(source.expires);
+    if source.keys_exact && (keys > source.keys || keys < low) {
+        return Err(format!(
+            "it holds {keys} keys after the write, the {} `{}` holds {} ({} with a TTL)",
+            source.kind,
+            source.path.display(),
+            source.keys,
+            source.expires
+        ));
+    }
+    if counts_only {
+        return Ok((keys, None));
+    }
+    let files = vec![crate::verify::source_file(&source.path).map_err(|e| e.to_string())?];
+    // Fenced: no client reads while the DUMPs skip LZF.
+    let opts = crate::persist::DigestOptions {
+        uncompressed_dumps: true,
+        ..Default::default()
+    };
+    let c =
+        crate::verify::verify_content(&files, std::slice::from_ref(fenced), &opts, PROOF_TIMEOUT)
+            .await
+            .map_err(|e| format!("the content proof could not run: {e}"))?;
+    if !c.equal {
+        return Err(c.verdict());
+    }
+    Ok((keys, Some(c.verdict())))
+}

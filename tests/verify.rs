@@ -829,3 +829,43 @@ fn an_aof_whose_commands_touch_few_base_keys_digests_the_same() {
     std::fs::write(&file, legacy).unwrap();
     assert_eq!(assert_equal(&[file], &s).files.keys, 901);
 }
+
+/// Replay writes every key of a file (strings as `SET ... NX PXAT`, the rest as
+/// `RESTORE ... ABSTTL`) into an empty server, digesting the same as the file; into a
+/// server that already holds one of its keys it stops, saying so, and overwrites nothing.
+#[test]
+fn replay_writes_a_file_and_never_overwrites_a_key() {
+    let (_src, rdb) = saved(&[]);
+    let mut empty = Server::start(&[]);
+    let target = |s: &Server| lazarus::replay::Target {
+        slots: lazarus::ccs::SlotRange::ALL,
+        addr: addr(s),
+    };
+    let written = lazarus::replay::write_all(
+        std::slice::from_ref(&rdb),
+        &[target(&empty)],
+        false,
+        &|_| {},
+    )
+    .unwrap();
+    assert!(written > 0);
+    assert_equal(std::slice::from_ref(&rdb), &empty);
+    for key in ["d0:str:1", "d0:hash:small"] {
+        let mut busy = Server::start(&[]);
+        let value = busy.cmd(&["SET", key, "mine"]).text();
+        assert_eq!(value, "OK");
+        let err = lazarus::replay::write_all(
+            std::slice::from_ref(&rdb),
+            &[target(&busy)],
+            false,
+            &|_| {},
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("already exists") || err.contains("BUSYKEY"),
+            "{key}: {err}"
+        );
+        assert_eq!(busy.cmd(&["GET", key]).text(), "mine");
+    }
+    empty.cmd(&["PING"]);
+}

@@ -1,4 +1,5 @@
-//! The digest of a live shard: SCAN, then DUMP and PEXPIRETIME of each key, in pipelined
+//! The digest of a live shard: SCAN, then DUMP and PEXPIRETIME of each key (DUMP alone in
+//! a db whose INFO keyspace says `expires=0`), in pipelined
 //! batches (the next batch's SCAN rides with this batch's DUMPs, and a batch is decoded
 //! while the next one is on the wire); CLUSTER COUNTKEYSINSLOT on a cluster shard.
 
@@ -59,10 +60,16 @@ pub async fn digest_of_server(
     let keyspace = info(addr, "keyspace", timeout)
         .await
         .map_err(|e| err(addr, e))?;
-    let dbs: Vec<u32> = keyspace
+    // Each db, and whether any of its keys has a TTL (`expires=0`: no PEXPIRETIME asked,
+    // a third of the round's commands).
+    let dbs: Vec<(u32, bool)> = keyspace
         .0
-        .keys()
-        .filter_map(|k| k.strip_prefix("db")?.parse().ok())
+        .iter()
+        .filter_map(|(k, v)| {
+            let db = k.strip_prefix("db")?.parse().ok()?;
+            let expires = !v.split(',').any(|f| f == "expires=0");
+            Some((db, expires))
+        })
         .collect();
     let cluster = info(addr, "cluster", timeout)
         .await
@@ -91,7 +98,7 @@ pub async fn digest_of_server(
     let mut b = DigestBuilder::new(now_ms(), opts);
     let mut scanned = 0;
     let mut scan = Ok(());
-    for db in dbs {
+    for (db, expires) in dbs {
         if db != 0 || !cluster {
             if let Err(e) = redis::cmd("SELECT")
                 .arg(db)
@@ -102,7 +109,7 @@ pub async fn digest_of_server(
                 break;
             }
         }
-        match scan_db(addr, &mut con, db, &mut b).await {
+        match scan_db(addr, &mut con, db, expires, &mut b).await {
             Ok(n) => scanned += n,
             Err(e) => {
                 scan = Err(e);
@@ -155,13 +162,14 @@ async fn count_slots(
         .map_err(|e| err(addr, format!("CLUSTER COUNTKEYSINSLOT: {e}")))
 }
 
-/// One round's DUMP and PEXPIRETIME replies with their keys.
+/// One round's DUMP (and PEXPIRETIME) replies with their keys.
 type Dumped = (Vec<Vec<u8>>, Vec<Reply>);
 
 async fn scan_db(
     addr: &ShardAddr,
     con: &mut MultiplexedConnection,
     db: u32,
+    expires: bool,
     b: &mut DigestBuilder,
 ) -> Result<u64, VerifyError> {
     let mut seen: HashSet<u64> = HashSet::new();
@@ -174,7 +182,7 @@ async fn scan_db(
     loop {
         if cursor.is_none() && to_dump.is_empty() {
             if let Some(d) = dumped.take() {
-                fold(addr, db, d, b, &mut sc)?;
+                fold(addr, db, expires, d, b, &mut sc)?;
             }
             return Ok(scanned);
         }
@@ -184,12 +192,14 @@ async fn scan_db(
         }
         for k in &to_dump {
             p.cmd("DUMP").arg(k);
-            p.cmd("PEXPIRETIME").arg(k);
+            if expires {
+                p.cmd("PEXPIRETIME").arg(k);
+            }
         }
         let previous = dumped.take();
         let (reply, folded) = tokio::join!(p.query_async::<Vec<Reply>>(con), async {
             match previous {
-                Some(d) => fold(addr, db, d, b, &mut sc),
+                Some(d) => fold(addr, db, expires, d, b, &mut sc),
                 None => Ok(()),
             }
         });
@@ -244,13 +254,19 @@ fn parse_scan(r: Option<Reply>) -> Option<(u64, Vec<Vec<u8>>)> {
 fn fold(
     addr: &ShardAddr,
     db: u32,
+    expires: bool,
     (keys, replies): Dumped,
     b: &mut DigestBuilder,
     sc: &mut Scratch,
 ) -> Result<(), VerifyError> {
     let mut it = replies.into_iter();
     for key in keys {
-        let (dump, ttl) = (it.next(), it.next());
+        let dump = it.next();
+        let ttl = if expires {
+            it.next()
+        } else {
+            Some(Reply::Int(-1))
+        };
         let expire_ms = match ttl {
             Some(Reply::Int(-1)) => None,
             Some(Reply::Int(t)) if t >= 0 => Some(t),

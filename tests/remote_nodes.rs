@@ -556,3 +556,84 @@ fn ccs_backups_reach_the_ssh_node_and_a_lost_host_does_not_stop_saves() {
     );
     assert_eq!(generation(&lz.path("n1/ccs/ccs.json")), before + 1);
 }
+
+/// TLS material reaches a node over SSH: `node add` copies the cluster's material there
+/// (directories 0700, files 0600), a TLS database's replica runs on it with that
+/// material, and a rotation (`cluster tls set`) installs the new material there too.
+#[test]
+fn tls_material_is_copied_to_the_ssh_node() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = SshLab::new();
+    let host = lab.host();
+    let lz = common::Lazarus::new();
+    let disks = tempfile::tempdir().unwrap();
+    let _guard = common::procs::ProcessGuard::new(disks.path());
+    let run = runner(&lz, &lab);
+    let mut cluster = common::world::test_cluster(disks.path(), 1);
+    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
+    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
+    lz.install(&cluster);
+    let ca = common::certs::Ca::new("lazarus test CA");
+    let leaf = |n: &str| {
+        let (cert, key) = ca.leaf_with(|p| {
+            p.subject_alt_names
+                .push(rcgen::SanType::IpAddress(host.addr.parse().unwrap()))
+        });
+        common::certs::write_files(&lz.path("in"), n, &ca.pem(), &cert, &key)
+    };
+    let set = |f: &common::certs::Files| {
+        format!(
+            "cluster tls set cacert {} cert {} key {}",
+            f.cacert.display(),
+            f.cert.display(),
+            f.key.display()
+        )
+    };
+    run(&set(&leaf("a-"))).ok();
+    run(&format!(
+        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
+        host.addr,
+        host.path("n2").display(),
+        host.target(),
+        lo + 30,
+        lo + 59
+    ))
+    .ok();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let material = |ccs: &serde_json::Value| -> std::path::PathBuf {
+        let tls = host.path("n2/tls");
+        let current: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tls.join("current.json")).unwrap())
+                .unwrap();
+        assert_eq!(current["cert"]["sha256"], ccs["tls"]["cert"]["sha256"]);
+        let dirs: Vec<_> = std::fs::read_dir(&tls)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
+    };
+    let dir = material(&lz.ccs());
+    assert_eq!(mode(&host.path("n2/tls")), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+    for f in ["ca.crt", "cert.crt", "key.pem"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+
+    run("create db secure shards 1 replication enabled tls enabled").ok();
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
+    assert!(shards.iter().any(|s| s["node"] == 2), "{shards:?}");
+
+    run(&set(&leaf("b-"))).ok();
+    let rotated = material(&lz.ccs());
+    assert_ne!(rotated, dir, "the new material has its own directory there");
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
+    run("delete db secure").ok();
+}

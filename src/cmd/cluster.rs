@@ -154,7 +154,9 @@ fn create(
     let node = node.clone();
     if let Some(paths) = &tls_paths {
         let material = tls::checked(paths, None)?;
-        tls::install_everywhere(&cluster, &material)?;
+        // A new cluster's one node is this machine.
+        crate::tls::install(&node.persistent_path, &material)
+            .map_err(|e| CommandError::from(e).context(format!("node:{}", node.id)))?;
         cluster.tls = Some(material.record);
     }
     lock.save(&mut cluster)?;

@@ -257,6 +257,25 @@ async fn add(
         ssh,
     };
     cluster.nodes.insert(id, node.clone());
+    if cluster.tls.is_some() {
+        // The cluster's TLS shards need the material on every node: copied from this
+        // machine's copy before the node is recorded.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let material = crate::tls::material_here(&cluster, now).map_err(|e| {
+            CommandError::from(e).context("the cluster's TLS material for the new node")
+        })?;
+        let installed = match &node.ssh {
+            Some(target) => {
+                let host = crate::host::SshHost::new(target.clone())
+                    .map_err(|e| CommandError::io(format!("ssh to `{target}`: {e}")))?;
+                crate::tls::install_on(&host, &node.persistent_path, &material).await
+            }
+            None => crate::tls::install(&node.persistent_path, &material),
+        };
+        installed.map_err(|e| CommandError::from(e).context(format!("node:{id}")))?;
+    }
     lock.save(&mut cluster)?;
     Ok(Reply::of(&NodeAdded(NodeView::from(&node)))?.note(created))
 }

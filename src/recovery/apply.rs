@@ -327,13 +327,24 @@ async fn recover_in(
             let Some(node) = cluster.nodes.get(&id) else {
                 continue;
             };
-            crate::tls::install_from_recovery_path(
-                &node.persistent_path,
-                node.recovery_path.as_deref(),
-                record,
-                now,
-            )
-            .map_err(|source| RecoverError::Tls { node: id, source })?;
+            let installed = if hosts.is_remote(id) {
+                crate::tls::install_from_recovery_path_on(
+                    &*hosts.of(id),
+                    &node.persistent_path,
+                    node.recovery_path.as_deref(),
+                    record,
+                    now,
+                )
+                .await
+            } else {
+                crate::tls::install_from_recovery_path(
+                    &node.persistent_path,
+                    node.recovery_path.as_deref(),
+                    record,
+                    now,
+                )
+            };
+            installed.map_err(|source| RecoverError::Tls { node: id, source })?;
         }
     }
     if rec.only_configuration {

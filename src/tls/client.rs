@@ -108,9 +108,11 @@ impl ClientTls {
         // The local node's copy; after a disaster, any node's that is already back, or
         // one on an old disk (a recovery path), which live shards may still be using.
         let local = cluster.nodes.get(&cluster.local_node);
+        // Only this machine's disks: a node over SSH keeps its copy on its own host.
         let dirs: Vec<PathBuf> = local
             .into_iter()
             .chain(cluster.nodes.values())
+            .filter(|n| n.ssh.is_none())
             .flat_map(|n| [Some(&n.persistent_path), n.recovery_path.as_ref()])
             .flatten()
             .map(|p| super::installed_dir(p, record))

@@ -56,6 +56,134 @@ pub fn install(persistent_path: &Path, material: &Material) -> Result<PathBuf, T
     Ok(dir)
 }
 
+/// [`install`] on a node's host: the same layout and modes (directories 0700, files 0600,
+/// each file written atomically), staged under a temporary name and renamed into place,
+/// `current.json` last. For a node on another machine the bytes travel over its host's
+/// connection; nothing is written on this machine.
+pub async fn install_on(
+    host: &dyn crate::host::Host,
+    persistent_path: &Path,
+    material: &Material,
+) -> Result<PathBuf, TlsError> {
+    let root = persistent_path.join(TLS_DIR);
+    let dir = installed_dir(persistent_path, &material.record);
+    let staging = root.join(format!(".staging-{}", std::process::id()));
+    let written = async {
+        host.create_private_dir(&root).await?;
+        host.remove(&staging).await?;
+        host.create_private_dir(&staging).await?;
+        host.write_private(&staging.join("ca.crt"), &material.cacert_pem)
+            .await?;
+        host.write_private(&staging.join("cert.crt"), &material.cert_pem)
+            .await?;
+        host.write_private(&staging.join("key.pem"), &material.key_pem)
+            .await?;
+        host.remove(&dir).await?;
+        host.rename(&staging, &dir).await?;
+        let record = serde_json::to_vec_pretty(&material.record).map_err(std::io::Error::other)?;
+        host.write_private(&root.join(CURRENT_FILE), &record).await
+    }
+    .await;
+    if let Err(source) = written {
+        let _ = host.remove(&staging).await;
+        return Err(TlsError::Install { path: root, source });
+    }
+    Ok(dir)
+}
+
+/// The cluster's current material as installed on a node of this machine (checked again,
+/// and the very material the CCS records): what a node added later receives.
+pub fn material_here(cluster: &crate::ccs::Cluster, now: i64) -> Result<Material, TlsError> {
+    let record = cluster.tls.as_ref().ok_or_else(|| TlsError::NotInstalled {
+        id: "(none)".into(),
+        path: PathBuf::from(TLS_DIR),
+    })?;
+    let mut last = None;
+    for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
+        let dir = installed_dir(&node.persistent_path, record);
+        let paths = MaterialPaths {
+            cacert: dir.join("ca.crt"),
+            cert: dir.join("cert.crt"),
+            key: dir.join("key.pem"),
+        };
+        match check(&paths, now) {
+            Ok(mut material) if material.record.material_id() == record.material_id() => {
+                material.record = record.clone();
+                return Ok(material);
+            }
+            Ok(_) => {}
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| TlsError::NotInstalled {
+        id: record.material_id(),
+        path: PathBuf::from(TLS_DIR),
+    }))
+}
+
+/// [`install_from_recovery_path`] for a node on another machine: the old disk's copy is
+/// read there, checked here (in a private temporary directory) as `cluster tls set`
+/// checks it, must be the very material the CCS records, and is installed there.
+pub async fn install_from_recovery_path_on(
+    host: &dyn crate::host::Host,
+    persistent_path: &Path,
+    recovery_path: Option<&Path>,
+    record: &TlsConfig,
+    now: i64,
+) -> Result<bool, TlsError> {
+    let not_installed = || TlsError::NotInstalled {
+        id: record.material_id(),
+        path: persistent_path.join(TLS_DIR),
+    };
+    if host
+        .metadata(&installed_dir(persistent_path, record).join("key.pem"))
+        .await
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    let old = recovery_path
+        .map(|r| installed_dir(r, record))
+        .ok_or_else(not_installed)?;
+    // The key is checked from a directory only this user can enter, removed after.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let here = std::env::temp_dir().join(format!(
+        "lazarus-tls-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let checked = async {
+        let local_err = |source| TlsError::Install {
+            path: here.clone(),
+            source,
+        };
+        private_dir(&here).map_err(local_err)?;
+        for name in ["ca.crt", "cert.crt", "key.pem"] {
+            let bytes = host
+                .read(&old.join(name))
+                .await
+                .map_err(|_| not_installed())?;
+            private_file(&here.join(name), &bytes).map_err(local_err)?;
+        }
+        let paths = MaterialPaths {
+            cacert: here.join("ca.crt"),
+            cert: here.join("cert.crt"),
+            key: here.join("key.pem"),
+        };
+        check(&paths, now)
+    }
+    .await;
+    let _ = fs::remove_dir_all(&here);
+    let mut material = checked?;
+    material.record.verify = record.verify;
+    if material.record.material_id() != record.material_id() {
+        return Err(not_installed());
+    }
+    material.record = record.clone();
+    install_on(host, persistent_path, &material).await?;
+    Ok(true)
+}
+
 /// Makes sure `record`'s material is under `persistent_path`. A node replaced after a
 /// disaster has a fresh persistent path: the material comes from its old disk (the
 /// `recovery_path`'s `tls/<material_id>/`), checked again as `cluster tls set` checks
@@ -111,6 +239,22 @@ pub fn remove_other_material(persistent_path: &Path, keep: &TlsConfig) -> std::i
         let name = entry.file_name();
         if entry.file_type()?.is_dir() && name.to_str() != Some(keep.as_str()) {
             fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// [`remove_other_material`] on a node's host.
+pub async fn remove_other_material_on(
+    host: &dyn crate::host::Host,
+    persistent_path: &Path,
+    keep: &TlsConfig,
+) -> std::io::Result<()> {
+    let root = persistent_path.join(TLS_DIR);
+    let keep = keep.material_id();
+    for entry in host.list(&root).await? {
+        if entry.kind == crate::host::FileKind::Dir && entry.name != keep {
+            host.remove(&root.join(&entry.name)).await?;
         }
     }
     Ok(())

@@ -17,7 +17,8 @@ use crate::error::{DomainError, ErrorKind};
 pub use check::{check, fingerprint, utc, Material};
 pub use client::ClientTls;
 pub use install::{
-    install, install_from_recovery_path, installed_dir, remove_other_material, TLS_DIR,
+    install, install_from_recovery_path, install_from_recovery_path_on, install_on, installed_dir,
+    material_here, remove_other_material, remove_other_material_on, TLS_DIR,
 };
 pub use server::ShardTls;
 

@@ -133,7 +133,7 @@ pub(super) async fn apply(
         if let Some(old) = &cluster.tls {
             material.record.verify = old.verify;
         }
-        super::tls::install_everywhere(&cluster, &material)?;
+        super::tls::install_everywhere(&cluster, &material).await?;
         cluster.tls = Some(material.record.clone());
         lock.save(&mut cluster)?;
         rebuilt.notes.push(format!(

@@ -65,7 +65,7 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
     };
     let material = checked(&req.paths, req.verify)?;
     let rotated = cluster.tls.is_some();
-    let installed = install_everywhere(&cluster, &material)?;
+    let installed = install_everywhere(&cluster, &material).await?;
     let before = cluster.clone();
     cluster.tls = Some(material.record.clone());
     lock.save(&mut cluster)?;
@@ -76,7 +76,17 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
     };
     // Once every running shard serves the new files, the old ones are nobody's.
     if shards.iter().all(|s| s.error.is_none()) {
+        let hosts = cluster.hosts().unwrap_or_default();
         for node in cluster.nodes.values() {
+            if hosts.is_remote(node.id) {
+                let _ = tls::remove_other_material_on(
+                    &*hosts.of(node.id),
+                    &node.persistent_path,
+                    &material.record,
+                )
+                .await;
+                continue;
+            }
             let _ = tls::remove_other_material(&node.persistent_path, &material.record);
         }
     }
@@ -196,19 +206,29 @@ pub(super) fn checked(
 
 /// Copies `material` into every node's persistent path before the CCS names it; a node
 /// that cannot take it undoes the others' new directories. Returns the nodes.
-pub(super) fn install_everywhere(
+pub(super) async fn install_everywhere(
     cluster: &Cluster,
     material: &tls::Material,
 ) -> Result<Vec<Id>, CommandError> {
+    let hosts = cluster
+        .hosts()
+        .map_err(|e| CommandError::io(format!("cannot reach the nodes' hosts: {e}")))?;
     let mut installed: Vec<(Id, PathBuf)> = Vec::new();
     for node in cluster.nodes.values() {
-        let fresh = !tls::installed_dir(&node.persistent_path, &material.record).exists();
-        match tls::install(&node.persistent_path, material) {
+        let host = hosts.of(node.id);
+        let dir = tls::installed_dir(&node.persistent_path, &material.record);
+        let fresh = host.metadata(&dir).await.is_err();
+        let done = if hosts.is_remote(node.id) {
+            tls::install_on(&*host, &node.persistent_path, material).await
+        } else {
+            tls::install(&node.persistent_path, material)
+        };
+        match done {
             Ok(dir) => installed.push((node.id, if fresh { dir } else { PathBuf::new() })),
             Err(e) => {
-                for (_, dir) in &installed {
+                for (id, dir) in &installed {
                     if !dir.as_os_str().is_empty() {
-                        let _ = std::fs::remove_dir_all(dir);
+                        let _ = hosts.of(*id).remove(dir).await;
                     }
                 }
                 return Err(CommandError::from(e).context(format!("node:{}", node.id)));

@@ -406,7 +406,8 @@ pub(crate) fn check(cmd: &Command<'_>) -> Result<(), String> {
         return Err("a command name a server knows, not one of over 64 KiB".into());
     };
     let mut buf = [0u8; 32];
-    let Some((arities, container)) = lower(name, &mut buf).and_then(arity) else {
+    // The reader looked the name up as it read it.
+    let Some((arities, container)) = cmd.arity else {
         return Err(format!(
             "a command Redis or Valkey knows, not `{}` (the server stops loading at \"Unknown command\")",
             show(name)
@@ -416,8 +417,8 @@ pub(crate) fn check(cmd: &Command<'_>) -> Result<(), String> {
     if container && argc >= 2 {
         let sub = cmd.arg(1).unwrap_or_default();
         let mut sub_buf = [0u8; 32];
-        let Some(sub_arities) =
-            lower(sub, &mut sub_buf).and_then(|s| sub_arity(&buf[..name.len()], s))
+        let name_lower = lower(name, &mut buf).unwrap_or_default();
+        let Some(sub_arities) = lower(sub, &mut sub_buf).and_then(|s| sub_arity(name_lower, s))
         else {
             return Err(format!(
                 "a subcommand of `{}` a server knows, not `{}`",

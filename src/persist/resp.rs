@@ -4,6 +4,7 @@
 use std::io::Read;
 
 use super::aof_keys::{self, Class};
+use super::commands;
 use super::error::ParseError;
 use super::source::Source;
 
@@ -19,6 +20,8 @@ pub(crate) const ARG_CAP: usize = 64 << 10;
 pub(crate) struct Command<'a> {
     pub argc: usize,
     pub class: Class,
+    /// The name's arities and whether it takes a subcommand, when a server knows it.
+    pub arity: Arity,
     arena: &'a [u8],
     spans: &'a [Option<(usize, usize)>],
 }
@@ -35,8 +38,9 @@ pub(crate) struct RespReader<'a, R> {
     line: Vec<u8>,
     arena: Vec<u8>,
     spans: Vec<Option<(usize, usize)>>,
-    /// The class found by the fast path.
-    class: Class,
+    /// What the fast path found of the name.
+    name: NameInfo,
+    names: NameCache,
     /// Bytes the server's loader reads past without looking (a header's tail after its
     /// number, the two bytes after a bulk string) that are not what Redis writes: how
     /// many, and the first one's offset and what was there.
@@ -51,7 +55,8 @@ impl<'a, R: Read> RespReader<'a, R> {
             line: Vec::new(),
             arena: Vec::new(),
             spans: Vec::new(),
-            class: Class::Unknown,
+            name: NameInfo::UNKNOWN,
+            names: NameCache::default(),
             lenient: 0,
             first_lenient: None,
         }
@@ -63,7 +68,8 @@ impl<'a, R: Read> RespReader<'a, R> {
         if let Some((argc, len)) = self.command_in_buffer() {
             return Ok(Some(Command {
                 argc,
-                class: self.class,
+                class: self.name.class,
+                arity: self.name.arity,
                 arena: self.src.behind(len),
                 spans: &self.spans,
             }));
@@ -83,7 +89,7 @@ impl<'a, R: Read> RespReader<'a, R> {
             return None;
         }
         self.spans.clear();
-        let mut class = Class::Unknown;
+        let mut name = NameInfo::UNKNOWN;
         for i in 0..argc {
             let (header, len) = header_in(b.get(at..)?, b'$')?;
             let data = at + header;
@@ -91,10 +97,10 @@ impl<'a, R: Read> RespReader<'a, R> {
             if b.get(end..end + 2)? != b"\r\n" {
                 return None;
             }
-            if len <= ARG_CAP && (i <= 1 || aof_keys::wants(class, i)) {
+            if len <= ARG_CAP && (i <= 1 || aof_keys::wants(name.class, i)) {
                 self.spans.push(Some((data, end)));
                 if i == 0 {
-                    class = classify_name(&b[data..end]);
+                    name = self.names.get(&b[data..end]);
                 }
             } else {
                 self.spans.push(None);
@@ -102,7 +108,7 @@ impl<'a, R: Read> RespReader<'a, R> {
             at = end + 2;
         }
         self.src.consume(at);
-        self.class = class;
+        self.name = name;
         Some((argc, at))
     }
 
@@ -141,7 +147,7 @@ impl<'a, R: Read> RespReader<'a, R> {
         self.src.check_len(argc.saturating_mul(6), "command")?;
         self.arena.clear();
         self.spans.clear();
-        let mut class = Class::Unknown;
+        let mut name = NameInfo::UNKNOWN;
         for i in 0..argc as usize {
             // Fast path: `$<len>\r\n<data>\r\n` wholly in the buffer.
             let b = self.src.buffered();
@@ -149,12 +155,12 @@ impl<'a, R: Read> RespReader<'a, R> {
                 let total = header + len + 2;
                 // Anything else (a cut, bytes other than CRLF) goes the careful way.
                 if total <= b.len() && &b[header + len..total] == b"\r\n" {
-                    if len <= ARG_CAP && (i <= 1 || aof_keys::wants(class, i)) {
+                    if len <= ARG_CAP && (i <= 1 || aof_keys::wants(name.class, i)) {
                         let s = self.arena.len();
                         self.arena.extend_from_slice(&b[header..header + len]);
                         self.spans.push(Some((s, self.arena.len())));
                         if i == 0 {
-                            class = classify_name(&self.arena[s..]);
+                            name = self.names.get(&self.arena[s..]);
                         }
                     } else {
                         self.spans.push(None);
@@ -165,13 +171,13 @@ impl<'a, R: Read> RespReader<'a, R> {
             }
             let len = self.header(b'$')?;
             // The name, and a container's subcommand (or the key): commands::check.
-            let hold = len <= ARG_CAP as u64 && (i <= 1 || aof_keys::wants(class, i));
+            let hold = len <= ARG_CAP as u64 && (i <= 1 || aof_keys::wants(name.class, i));
             if hold {
                 let s = self.arena.len();
                 self.src.copy_to(len, &mut self.arena)?;
                 self.spans.push(Some((s, self.arena.len())));
                 if i == 0 {
-                    class = classify_name(&self.arena[s..]);
+                    name = self.names.get(&self.arena[s..]);
                 }
             } else {
                 self.src.skip(len)?;
@@ -184,7 +190,8 @@ impl<'a, R: Read> RespReader<'a, R> {
         }
         Ok(Some(Command {
             argc: argc as usize,
-            class,
+            class: name.class,
+            arity: name.arity,
             arena: &self.arena,
             spans: &self.spans,
         }))
@@ -274,6 +281,92 @@ fn header_in(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
         i += 1;
     }
     (i > 1 && i + 1 < b.len() && b[i] == b'\r' && b[i + 1] == b'\n').then_some((i + 2, n))
+}
+
+/// A command name's arities and whether it takes a subcommand ([`commands::arity`]);
+/// `None` for a name no server knows.
+pub(crate) type Arity = Option<(&'static [i32], bool)>;
+
+/// What the reader needs of a command name.
+#[derive(Clone, Copy)]
+struct NameInfo {
+    class: Class,
+    arity: Arity,
+}
+
+impl NameInfo {
+    const UNKNOWN: NameInfo = NameInfo {
+        class: Class::Unknown,
+        arity: None,
+    };
+
+    fn of(name: &[u8]) -> NameInfo {
+        let mut lower = [0u8; 32];
+        let arity = lower.get_mut(..name.len()).and_then(|l| {
+            for (d, s) in l.iter_mut().zip(name) {
+                *d = s.to_ascii_lowercase();
+            }
+            commands::arity(l)
+        });
+        NameInfo {
+            class: classify_name(name),
+            arity,
+        }
+    }
+}
+
+/// The names met lately, by their exact bytes (names of up to 16): an AOF repeats a
+/// handful of names, each always in the same case, so a hit skips the lowercasing and
+/// the match against every name the two tables hold (a tenth of the parse of small
+/// commands). Two places a name may sit; a clash only costs a lookup.
+struct NameCache {
+    /// The name's bytes as two zero-padded words and its length (`u8::MAX`: empty).
+    slots: Box<[(u64, u64, u8, NameInfo); NAME_SLOTS]>,
+}
+
+const NAME_SLOTS: usize = 256;
+
+impl Default for NameCache {
+    fn default() -> Self {
+        NameCache {
+            slots: Box::new([(0, 0, u8::MAX, NameInfo::UNKNOWN); NAME_SLOTS]),
+        }
+    }
+}
+
+/// Up to 8 bytes as a little-endian word, zero above them.
+#[inline(always)]
+fn word(b: &[u8]) -> u64 {
+    match b.len() {
+        0 => 0,
+        8.. => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        _ => super::fp_set::tail_word(b),
+    }
+}
+
+impl NameCache {
+    #[inline]
+    fn get(&mut self, name: &[u8]) -> NameInfo {
+        if name.len() > 16 {
+            return NameInfo::of(name);
+        }
+        let (w0, w1) = (word(name), word(name.get(8..).unwrap_or_default()));
+        let len = name.len() as u8;
+        let h = (w0 ^ w1.rotate_left(29) ^ u64::from(len)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let i = (h >> 56) as usize % NAME_SLOTS;
+        let j = (i + 1) % NAME_SLOTS;
+        for k in [i, j] {
+            let slot = &self.slots[k];
+            if slot.0 == w0 && slot.1 == w1 && slot.2 == len {
+                return slot.3;
+            }
+        }
+        let info = NameInfo::of(name);
+        // The first place unless taken, then the second (whatever it held).
+        let k = if self.slots[i].2 == u8::MAX { i } else { j };
+        self.slots[k] = (w0, w1, len, info);
+        info
+    }
 }
 
 /// The class of a command name, case-insensitively.

@@ -230,6 +230,36 @@ fn rdbs_the_server_refuses_are_not_ok() {
     );
 }
 
+/// A listpack entry whose back-length is not its length: the servers load it (they read
+/// listpacks forwards and check back-lengths only with `sanitize-dump-payload yes`), so
+/// the reader says ok, and warns where it is and what to do about it (the first
+/// differential campaign counted ~212 of these as false alarms per engine).
+#[test]
+fn a_wrong_listpack_back_length_loads_with_a_warning() {
+    let mut lp = listpack(&[b"f", b"v", b"g", b"w"]);
+    // The back-length of the second entry ("v": 2 bytes long).
+    let at = 6 + 3 + 2;
+    assert_eq!(lp[at], 2);
+    lp[at] = 5;
+    let body = [&[16u8][..], &s(b"h"), &s(&lp)].concat();
+    let file = rdb(10, &body);
+    let (loads, r) = judge("hash listpack with a wrong back-length", &file, false);
+    for (who, load) in &loads {
+        let want = std::collections::BTreeMap::from([(0, 1)]);
+        assert_eq!(*load, Load::Loaded(want), "{who}");
+    }
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    // The blob's first byte is at 9 (magic) + 1 (type) + 2 (key) + 1 (its length).
+    let offset = format!("back-length at offset {}", 9 + 1 + 2 + 1 + at);
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("loads, but")
+            && w.contains(&offset)
+            && w.contains("way forward")),
+        "{:?}",
+        r.warnings
+    );
+}
+
 /// A stream with two consumer groups and two consumers, written by the server, then made
 /// to repeat a name (same length, CRC-64 recomputed).
 #[test]

@@ -1,5 +1,9 @@
 //! Listpack blobs (hashes, sets, sorted sets, list nodes and stream nodes since Redis 7):
 //! header, every entry's encoding and back-length, element count and terminator.
+//!
+//! A wrong back-length is noted, not refused: a server loading the file reads entries
+//! forwards only and never looks at one (without `sanitize-dump-payload yes`), so it
+//! loads; only walking backwards (RPOP, negative indexes, reverse ranges) would read it.
 
 use super::error::{BlobFault, BlobResult};
 
@@ -29,6 +33,8 @@ pub struct Entries<'a> {
     lp: &'a [u8],
     at: usize,
     seen: u32,
+    /// Where the first wrong back-length is.
+    bad_back: Option<usize>,
 }
 
 /// Checks the header and returns a walker over the entries.
@@ -54,6 +60,7 @@ pub fn entries(lp: &[u8]) -> BlobResult<Entries<'_>> {
         lp,
         at: HEADER,
         seen: 0,
+        bad_back: None,
     })
 }
 
@@ -61,6 +68,11 @@ impl<'a> Entries<'a> {
     /// Offset of the next entry within the blob.
     pub fn offset(&self) -> usize {
         self.at
+    }
+
+    /// The offset of the first entry so far whose back-length is not its length.
+    pub fn bad_back(&self) -> Option<usize> {
+        self.bad_back
     }
 
     /// The next entry, `None` at the terminator (after checking the element count).
@@ -167,11 +179,8 @@ impl<'a> Entries<'a> {
         } else {
             decode_backlen(&lp[back_at..back_at + back]) == Some(len as u64)
         };
-        if !back_ok {
-            return Err(BlobFault::new(
-                back_at,
-                format!("listpack entry back-length {len}"),
-            ));
+        if !back_ok && self.bad_back.is_none() {
+            self.bad_back = Some(back_at);
         }
         self.at = back_at + back;
         self.seen += 1;
@@ -206,6 +215,12 @@ fn decode_backlen(bytes: &[u8]) -> Option<u64> {
 /// Checks a listpack whose entries come in tuples of `tuple` (2 for hash and sorted-set
 /// pairs, 3 for hash fields with TTLs) and returns the number of entries.
 pub fn validate(lp: &[u8], tuple: u32) -> BlobResult<u32> {
+    validate_noting(lp, tuple).map(|(n, _)| n)
+}
+
+/// [`validate`], also saying where the first wrong back-length is (see the module's
+/// note: the server loads it).
+pub fn validate_noting(lp: &[u8], tuple: u32) -> BlobResult<(u32, Option<usize>)> {
     let mut it = entries(lp)?;
     skip_short_entries(&mut it);
     let mut n = it.seen;
@@ -218,7 +233,7 @@ pub fn validate(lp: &[u8], tuple: u32) -> BlobResult<u32> {
             format!("a listpack of {tuple}-entry tuples, not {n} entries"),
         ));
     }
-    Ok(n)
+    Ok((n, it.bad_back))
 }
 
 /// Walks the entries most listpacks are made of (7- and 13-bit integers, strings under
@@ -332,8 +347,9 @@ pub(crate) mod tests {
         bad[4] = 3;
         assert_eq!(validate(&bad, 1).unwrap_err().at, 4);
         let mut bad = lp.clone();
-        bad[10] = 9; // back-length of "abc"
-        assert_eq!(validate(&bad, 1).unwrap_err().at, 10);
+        bad[10] = 9; // back-length of "abc": loads, noted
+        assert_eq!(validate_noting(&bad, 1).unwrap(), (2, Some(10)));
+        assert_eq!(validate_noting(&lp, 1).unwrap(), (2, None));
         let mut bad = lp.clone();
         bad[6] = 0x8f; // string longer than the blob
         assert!(validate(&bad, 1).is_err());

@@ -92,6 +92,8 @@ pub(crate) struct Rdb<'a, R> {
     /// Set to hunt a repeated key found by a first run: (db, fingerprint, seen once).
     pub hunt: Option<(u32, u64, bool)>,
     runs_full_warned: bool,
+    /// A wrong listpack back-length was already noted.
+    pub bad_back_warned: bool,
     current_db: u32,
     /// Function library names: the server refuses one loaded twice.
     libraries: FpSet,
@@ -117,6 +119,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             other_dbs: HashMap::new(),
             hunt: None,
             runs_full_warned: false,
+            bad_back_warned: false,
             current_db: 0,
             libraries: FpSet::default(),
             visitor,

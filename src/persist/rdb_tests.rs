@@ -255,13 +255,30 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
     let out = ok(b"REDIS0010", &body);
     assert_eq!(out.keys_per_db.get(&0), Some(&3));
     // A listpack checked in place: a fault names its file offset.
-    let mut lp = listpack(&[Str(b"a"), Int(1)]);
-    let bad = lp.len() - 2;
-    lp[bad] ^= 0x40;
+    let lp = listpack(&[Str(b"a"), Int(1)]);
+    let mut bad_count = lp.clone();
+    bad_count[4] = 3;
     let mut body = vec![20, 1, b'k'];
-    body.extend(blob(&lp));
+    body.extend(blob(&bad_count));
     let (res, _) = run(&rdb(b"REDIS0011", &body));
-    assert_eq!(res.unwrap_err().offset, (9 + 3 + 2 + bad) as u64);
+    assert_eq!(res.unwrap_err().offset, (9 + 3 + 2 + 4) as u64);
+    // A wrong back-length loads (the server never reads one on load): a warning names
+    // its file offset and the way forward.
+    let mut bad_back = lp;
+    let at = bad_back.len() - 2;
+    bad_back[at] ^= 0x40;
+    let mut body = vec![20, 1, b'k'];
+    body.extend(blob(&bad_back));
+    let (res, out) = run(&rdb(b"REDIS0011", &body));
+    res.unwrap();
+    let w = format!("back-length at offset {}", 9 + 3 + 2 + at);
+    assert!(
+        out.warnings
+            .iter()
+            .any(|x| x.contains(&w) && x.contains("way forward")),
+        "{:?}",
+        out.warnings
+    );
     // An empty quicklist node is named as such, not as a short listpack.
     let (res, _) = run(&rdb(b"REDIS0011", &[18, 1, b'k', 1, 2, 0]));
     let e = res.unwrap_err();

@@ -184,6 +184,7 @@ impl<R: Read> Rdb<'_, R> {
             if header > 0 && n > 0 && header + n <= b.len() {
                 let start = self.src.offset() + header as u64;
                 let r = validate(kind, &b[header..header + n]);
+                let bad_back = r.as_ref().ok().and_then(|&(_, at)| at);
                 let disorder = match (kind, &r) {
                     (Blob::Intset, Ok(_)) => intset::disorder(&b[header..header + n]),
                     _ => None,
@@ -192,8 +193,11 @@ impl<R: Read> Rdb<'_, R> {
                 if let Some(at) = disorder {
                     self.intset_disorder(start + at as u64);
                 }
+                if let Some(at) = bad_back {
+                    self.bad_back_length(start + at as u64);
+                }
                 return match r {
-                    Ok(count) => Ok(Some(count)),
+                    Ok((count, _)) => Ok(Some(count)),
                     Err(f) => Err(self.blob_fault(
                         BlobAt {
                             start,
@@ -209,7 +213,15 @@ impl<R: Read> Rdb<'_, R> {
                 Err(ParseError::corrupt(node, "a non-empty quicklist node"))
             }
             (Some(at), _) => {
-                let count = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
+                let (count, bad_back) =
+                    validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
+                if let Some(i) = bad_back {
+                    self.bad_back_length(if at.compressed {
+                        at.start
+                    } else {
+                        at.start + i as u64
+                    });
+                }
                 if let (Blob::Intset, Some(i)) = (kind, intset::disorder(&self.blob)) {
                     let offset = if at.compressed {
                         at.start
@@ -228,6 +240,18 @@ impl<R: Read> Rdb<'_, R> {
         self.out.warn(format!(
             "loads, but the intset member at offset {at} is not above the one before it \
              (the server checks order only with sanitize-dump-payload; SISMEMBER may miss members)"
+        ));
+    }
+
+    /// A listpack entry's back-length (at `at`, or in the compressed blob there) is not
+    /// its length: the server loads it, reading forwards; said once a file, with what to do.
+    pub(crate) fn bad_back_length(&mut self, at: u64) {
+        if self.bad_back_warned {
+            return;
+        }
+        self.bad_back_warned = true;
+        self.out.warn(format!(
+            "loads, but the listpack entry back-length at offset {at} (and maybe others) is              not its entry's length: the server reads listpacks forwards on load and never              checks it (only with sanitize-dump-payload yes), but reading that value              backwards (RPOP, LINDEX or LRANGE with negative indexes, ZREVRANGE, XREVRANGE)              may return wrong data or crash the server; way forward: recover from this file,              then rewrite the damaged key from a forward read (LRANGE 0 -1, HGETALL,              ZRANGE 0 -1 WITHSCORES, XRANGE - +; DEL; write it again), or recover from a              copy without it"
         ));
     }
 
@@ -271,13 +295,14 @@ impl<R: Read> Rdb<'_, R> {
     }
 }
 
-/// Checks a blob of the given kind; its entry count.
-fn validate(kind: Blob, b: &[u8]) -> BlobResult<u32> {
+/// Checks a blob of the given kind; its entry count, and where a listpack's first wrong
+/// back-length is (which the server loads).
+fn validate(kind: Blob, b: &[u8]) -> BlobResult<(u32, Option<usize>)> {
     match kind {
-        Blob::Zipmap => zipmap::validate(b),
-        Blob::Ziplist(tuple) => ziplist::validate(b, tuple),
-        Blob::Intset => intset::validate(b),
-        Blob::Listpack(tuple) => listpack::validate(b, tuple),
+        Blob::Zipmap => zipmap::validate(b).map(|n| (n, None)),
+        Blob::Ziplist(tuple) => ziplist::validate(b, tuple).map(|n| (n, None)),
+        Blob::Intset => intset::validate(b).map(|n| (n, None)),
+        Blob::Listpack(tuple) => listpack::validate_noting(b, tuple),
     }
 }
 

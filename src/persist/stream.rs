@@ -23,7 +23,14 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
             return Err(ParseError::corrupt(at, "a 16-byte stream node ID"));
         }
         if let Some(b) = rdb.blob()? {
-            validate_node(&rdb.blob).map_err(|f| rdb.blob_fault(b, f))?;
+            let bad_back = validate_node(&rdb.blob).map_err(|f| rdb.blob_fault(b, f))?;
+            if let Some(i) = bad_back {
+                rdb.bad_back_length(if b.compressed {
+                    b.start
+                } else {
+                    b.start + i as u64
+                });
+            }
         }
     }
     // Length, last ID; then (v2+) first ID, max deleted ID, entries added.
@@ -119,8 +126,9 @@ fn int((at, e): (usize, LpEntry<'_>), what: &str) -> BlobResult<i64> {
 }
 
 /// One stream node: a master entry (count, deleted, field names, 0), then entries of
-/// flags, ID deltas, fields or values, and their own element count.
-pub fn validate_node(lp: &[u8]) -> BlobResult<()> {
+/// flags, ID deltas, fields or values, and their own element count. Returns where the
+/// first wrong back-length is (the server loads it: see `listpack`).
+pub fn validate_node(lp: &[u8]) -> BlobResult<Option<usize>> {
     let mut it = listpack::entries(lp)?;
     let mut next = |what: &str| take(&mut it, what);
     let count = int(next("entry count")?, "entry count")?;
@@ -177,7 +185,7 @@ pub fn validate_node(lp: &[u8]) -> BlobResult<()> {
             format!("a stream node of {count} live and {deleted} deleted entries, not {seen}"),
         ));
     }
-    Ok(())
+    Ok(it.bad_back())
 }
 
 #[cfg(test)]

@@ -274,7 +274,7 @@ impl FpRuns {
 /// buckets (as `sort_run`), then each bucket into a small hash table that stays in the
 /// first-level cache. Sorting the buckets instead cost a third of the whole parse of an
 /// RDB of small keys.
-fn run_repeat(run: &mut Vec<u64>, scratch: &mut Vec<u64>, table: &mut Vec<u64>) -> Option<u64> {
+fn run_repeat(run: &mut [u64], scratch: &mut Vec<u64>, table: &mut Vec<u64>) -> Option<u64> {
     if run.len() < 1024 {
         run.sort_unstable();
         return run.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);

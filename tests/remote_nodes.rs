@@ -637,3 +637,55 @@ fn tls_material_is_copied_to_the_ssh_node() {
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
     run("delete db secure").ok();
 }
+
+/// Backups of a database with a master on an SSH host: the cut is pulled over the Redis
+/// protocol from every master wherever it runs, and the run holds every key. A restore
+/// task into it is refused at verify, naming the shards on the other host, before
+/// anything changes.
+#[test]
+fn a_backup_reaches_shards_on_the_ssh_host_and_a_restore_there_is_refused() {
+    let lab = SshLab::new();
+    let host = lab.host();
+    let lz = common::Lazarus::new();
+    let disks = tempfile::tempdir().unwrap();
+    let _guard = common::procs::ProcessGuard::new(disks.path());
+    let run = runner(&lz, &lab);
+    let mut cluster = common::world::test_cluster(disks.path(), 1);
+    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
+    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
+    lz.install(&cluster);
+    run(&format!(
+        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
+        host.addr,
+        host.path("n2").display(),
+        host.target(),
+        lo + 30,
+        lo + 59
+    ))
+    .ok();
+    run("create db spread shards 2 persistence snapshot").ok();
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(shards.iter().any(|s| s["node"] == 2), "{shards:?}");
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    keys(&endpoint, 60, true);
+
+    let repo = disks.path().join("repo");
+    let out = run(&format!("--json backup db spread path {}", repo.display())).ok();
+    let id = out.json()[0]["result"]["id"].as_str().unwrap().to_string();
+    let m = run(&format!("--json backup show {id}")).ok().json()[0]["result"].clone();
+    let entries = m["shards"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{m}");
+    let total: u64 = entries.iter().map(|s| s["keys"].as_u64().unwrap()).sum();
+    assert_eq!(total, 60, "{m}");
+
+    run(&format!(
+        "restore task create name back db spread backup {id} force"
+    ))
+    .ok();
+    run("restore task verify back")
+        .fails(1)
+        .stderr_has("run on other hosts");
+    assert_eq!(keys(&endpoint, 60, false).iter().flatten().count(), 60);
+    run("delete db spread").ok();
+}

@@ -217,6 +217,31 @@ pub async fn verify(
         }
     }
 
+    // A restore stages files in the shard directories and stops, swaps and starts the
+    // servers on this machine: shards on other hosts are refused before anything
+    // changes, naming them.
+    if let Some(db) = db {
+        let remote: Vec<String> = db
+            .shards
+            .iter()
+            .filter_map(|s| {
+                let n = cluster.nodes.get(&s.node)?;
+                let target = n.ssh.as_ref()?;
+                Some(format!("redis:{} on node:{} (ssh `{target}`)", s.id, n.id))
+            })
+            .collect();
+        if !remote.is_empty() {
+            v.add(
+                "hosts",
+                false,
+                format!(
+                    "restore tasks replace shards on this machine only, and {} run on other hosts: restore into a database whose shards are all on this machine, then move it",
+                    remote.join(", ")
+                ),
+            );
+        }
+    }
+
     // Every file: present, its sha256, the reader.
     let defer = spec.defer_file_checks && db.is_some_and(|d| same_layout(d, &m));
     for s in &m.shards {

@@ -23,6 +23,7 @@ fn config(name: &str, shards: u32) -> DbConfig {
         password: None,
         sync_source: None,
         tls: false,
+        tls_auth_clients_optional: false,
     }
 }
 

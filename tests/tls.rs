@@ -430,11 +430,15 @@ fn cluster_create_takes_material_and_tls_needs_it() {
     lz.run("create db x tls enabled")
         .fails(1)
         .stderr_has("`tls enabled` needs the cluster's TLS material");
+    lz.run("create db x tls_auth_clients optional")
+        .fails(1)
+        .stderr_has("`tls_auth_clients optional` is for a TLS database");
     assert!(lz.ccs()["databases"]
         .as_object()
         .is_none_or(|d| d.is_empty()));
 
     let lz = Lazarus::new();
+    let _guard = ProcessGuard::new(lz.home());
     let f = Ca::new("lazarus test CA").write(&lz.path("in"), "");
     lz.run(&format!(
         "cluster create name t cacert {} cert {} key {}",
@@ -448,4 +452,29 @@ fn cluster_create_takes_material_and_tls_needs_it() {
         lz.ccs()["tls"]["cert"]["source"],
         f.cert.display().to_string()
     );
+
+    // Clients need a certificate signed by the CA, unless `tls_auth_clients optional`.
+    lz.run("create db strict persistence disabled").ok();
+    lz.run("create db public persistence disabled tls_auth_clients optional")
+        .ok();
+    let c = stored(&lz);
+    assert!(
+        c.database_by_name("public")
+            .unwrap()
+            .config
+            .tls_auth_clients_optional
+    );
+    let ping_without_certificate = |name: &str| {
+        let port = c.database_by_name(name).unwrap().port;
+        let out = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(&f.cacert)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ping_without_certificate("public"), "PONG");
+    assert_ne!(ping_without_certificate("strict"), "PONG");
+    lz.run("status").ok();
 }

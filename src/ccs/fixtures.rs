@@ -20,6 +20,7 @@ pub fn db_config(name: &str, shards: u32, replication: bool) -> DbConfig {
         password: None,
         sync_source: None,
         tls: false,
+        tls_auth_clients_optional: false,
     }
 }
 

@@ -265,6 +265,11 @@ pub struct DbConfig {
     /// it, with the cluster's TLS material ([`Cluster::tls`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// `tls_auth_clients optional`: clients of a TLS database need no certificate (the
+    /// shards still present theirs, and present them to each other); by default a
+    /// client needs one signed by the cluster's CA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_auth_clients_optional: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

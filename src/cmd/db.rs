@@ -32,7 +32,8 @@ pub enum DbCommand {
 
 /// `create db <name> [shards <n>] [replication enabled|disabled] [persistence ...]
 /// [memory <size>] [port <n>] [password <pw>] [sync_source <host:port>]
-/// [tls enabled|disabled]`: `None` for what the line left out.
+/// [tls enabled|disabled] [tls_auth_clients required|optional]`: `None` for what the
+/// line left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateDbArgs {
     pub name: String,
@@ -44,6 +45,8 @@ pub struct CreateDbArgs {
     pub password: Option<Secret>,
     pub sync_source: Option<HostPort>,
     pub tls: Option<bool>,
+    /// `tls_auth_clients optional`: `Some(true)`; `required`: `Some(false)`.
+    pub tls_auth_clients_optional: Option<bool>,
 }
 
 impl CreateDbArgs {
@@ -59,11 +62,13 @@ impl CreateDbArgs {
             password: self.password.as_ref().map(|pw| pw.expose().to_string()),
             sync_source: self.sync_source.clone(),
             tls: self.tls.unwrap_or(cluster_tls),
+            tls_auth_clients_optional: self.tls_auth_clients_optional.unwrap_or(false),
         }
     }
 }
 
 const ENABLED: &[&str] = &["enabled", "disabled"];
+const AUTH_CLIENTS: &[&str] = &["required", "optional"];
 const PERSISTENCE: &[&str] = &["aof", "snapshot", "disabled"];
 
 pub static SYNTAX: &[CommandSyntax] = &[
@@ -81,6 +86,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::optional("password", "pw", ValueKind::Secret),
                 Opt::optional("sync_source", "host:port", ValueKind::HostPort),
                 Opt::optional("tls", "mode", ValueKind::Choice(ENABLED)),
+                Opt::optional("tls_auth_clients", "mode", ValueKind::Choice(AUTH_CLIENTS)),
             ]),
         ],
         summary: "create a database: start its shards and print its endpoint",
@@ -90,6 +96,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "create db sessions replication enabled persistence aof port 31000",
             "create db mirror sync_source 127.0.0.1:30000 persistence disabled",
             "create db secure shards 3 tls enabled",
+            "create db public tls enabled tls_auth_clients optional",
         ],
         build: build_create,
     },
@@ -144,6 +151,14 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         }
         n => n.map(|n| n as u32),
     };
+    let tls = m.opt::<&str>("tls").map(|t| t == "enabled");
+    let tls_auth_clients_optional = m.opt::<&str>("tls_auth_clients").map(|a| a == "optional");
+    if tls == Some(false) && tls_auth_clients_optional.is_some() {
+        return Err(ParseError::new(
+            m.span_of("tls_auth_clients"),
+            "`tls_auth_clients` is for a TLS database, and this one has `tls disabled`".into(),
+        ));
+    }
     let persistence = m.opt::<&str>("persistence").map(|p| match p {
         "aof" => Persistence::Aof,
         "snapshot" => Persistence::Snapshot,
@@ -158,7 +173,8 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         port: m.opt("port"),
         password: m.opt("password"),
         sync_source: m.opt("sync_source"),
-        tls: m.opt::<&str>("tls").map(|t| t == "enabled"),
+        tls,
+        tls_auth_clients_optional,
     })))
 }
 
@@ -422,6 +438,10 @@ impl fmt::Display for CreateDbArgs {
         }
         if let Some(t) = self.tls {
             write!(f, " tls {}", if t { "enabled" } else { "disabled" })?;
+        }
+        if let Some(o) = self.tls_auth_clients_optional {
+            let mode = if o { "optional" } else { "required" };
+            write!(f, " tls_auth_clients {mode}")?;
         }
         Ok(())
     }

@@ -340,6 +340,7 @@ mod tests {
                 password: None,
                 sync_source: None,
                 tls: false,
+                tls_auth_clients_optional: false,
             };
             let db = Database {
                 id,
@@ -389,6 +390,7 @@ mod tests {
                 password: None,
                 sync_source: None,
                 tls: false,
+                tls_auth_clients_optional: false,
             },
             port: 30000,
             state: crate::ccs::DbState::Active,

@@ -74,6 +74,7 @@ fn cluster() -> Cluster {
         password: Some("hunter2".into()),
         sync_source: None,
         tls: false,
+        tls_auth_clients_optional: false,
     };
     let halves = [
         SlotRange {

@@ -117,6 +117,9 @@ async fn validate(cluster: &Cluster, req: &CreateDb) -> Result<(), DbError> {
     if req.config.tls && cluster.tls.is_none() {
         return Err(DbError::NoTlsMaterial);
     }
+    if req.config.tls_auth_clients_optional && !req.config.tls {
+        return Err(DbError::AuthClientsWithoutTls);
+    }
     if let Some(source) = &req.config.sync_source {
         let bad = |reason: &str| DbError::BadSyncSource {
             given: source.to_string(),

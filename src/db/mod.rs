@@ -62,6 +62,11 @@ pub enum DbError {
          cert <path> key <path>` first"
     )]
     NoTlsMaterial,
+    #[error(
+        "`tls_auth_clients optional` is for a TLS database, and this one speaks plain text: \
+         the cluster has no TLS material (`cluster tls set`)"
+    )]
+    AuthClientsWithoutTls,
     #[error("db:{id} `{name}` is pending recovery: run `recover db {name}` first")]
     PendingRecovery { id: Id, name: String },
     #[error(
@@ -101,6 +106,7 @@ impl crate::error::DomainError for DbError {
             | DbError::PortReserved { .. }
             | DbError::ShardDirExists(_)
             | DbError::NoTlsMaterial
+            | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,

@@ -91,10 +91,10 @@ pub async fn start_shard(
     require_free_on(host, &node.addr, shard.port, need).await?;
 
     let upstream = upstream_of(cluster, db, shard);
-    let tls = cluster
-        .tls
-        .as_ref()
-        .map(|r| ShardTls::new(&tls::installed_dir(&node.persistent_path, r)));
+    let tls = cluster.tls.as_ref().map(|r| ShardTls {
+        auth_clients_optional: db.config.tls_auth_clients_optional,
+        ..ShardTls::new(&tls::installed_dir(&node.persistent_path, r))
+    });
     if db.config.tls && tls.is_none() {
         return Err(failed(
             "the database speaks TLS but the cluster has no TLS material (`cluster tls set`)"

@@ -62,6 +62,7 @@ pub fn config(name: &str, shards: u32, replication: bool, persistence: Persisten
         password: None,
         sync_source: None,
         tls: false,
+        tls_auth_clients_optional: false,
     }
 }
 

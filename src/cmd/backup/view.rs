@@ -501,6 +501,7 @@ mod tests {
                 password: None,
                 sync_source: None,
                 tls: false,
+                tls_auth_clients_optional: false,
             },
             password_set: true,
             started: 1_796_356_212_000,

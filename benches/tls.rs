@@ -1,7 +1,8 @@
 //! Benchmark (not a test): `status` over TLS shards against the same number of plain
 //! shards, in one run, interleaved. Issue 12's target: TLS costs at most 1.5x.
 //!
-//! Run: `cargo bench --bench tls` (`BENCH_TLS_SHARDS=100`, `BENCH_TLS_RUNS=9`)
+//! Run: `cargo bench --bench tls` (`BENCH_TLS_SHARDS=100`, `BENCH_TLS_RUNS=9`;
+//! `BENCH_TLS_CPU=1` also prints each library call's own CPU time, apart from the shards')
 
 #[path = "../tests/common/certs.rs"]
 mod certs;
@@ -58,6 +59,7 @@ fn config(name: String, tls: bool) -> DbConfig {
         password: None,
         sync_source: None,
         tls,
+        tls_auth_clients_optional: false,
     }
 }
 
@@ -123,8 +125,12 @@ async fn main() {
     for _ in 0..runs {
         for (c, out) in [(&plain, &mut lib.0), (&secure, &mut lib.1)] {
             let t = Instant::now();
+            let cpu0 = cpu();
             let report = db::status(c, Some(&srv.version), db::STATUS_TIMEOUT).await;
             out.push(t.elapsed());
+            if std::env::var("BENCH_TLS_CPU").is_ok() {
+                println!("wall {:?} own cpu {:?}", t.elapsed(), cpu() - cpu0);
+            }
             assert!(
                 report.shards.iter().all(|s| s.status == "OK"),
                 "{:?}",
@@ -152,4 +158,11 @@ async fn main() {
             t.as_secs_f64() / p.as_secs_f64()
         );
     }
+}
+
+fn cpu() -> Duration {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
 use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
-use crate::server::{probe, ShardDir, ShardProbe};
+use crate::server::{probe, ShardAddr, ShardDir, ShardProbe, Transport};
 
-use super::{endpoint, shard_addr};
+use super::endpoint;
 use crate::ccs::layout::id_dirs;
 
 /// A shard that does not answer within this is shown down.
@@ -19,7 +19,9 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const OK: &str = "OK";
 /// A certificate expiring within this many days is an issue.
 pub const CERT_WARN_DAYS: i64 = 30;
-/// A TLS shard whose handshake fails.
+/// A TLS shard that would not hold a TLS conversation (the probe's
+/// [`crate::server::ServerError::TlsRefused`]): the handshake failed either way, or
+/// Lazarus has no material to speak TLS with.
 pub const TLS_REFUSED: &str = "TLS REFUSED";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -124,22 +126,43 @@ impl StatusReport {
     }
 }
 
-/// Every shard of every active database probed at once, each within `timeout`; a shard
-/// whose probe task failed is left out.
+/// Probes in flight at once: more only queue for the same two or four cores (a TLS
+/// handshake is work on both ends) while each one's `timeout` runs, and hold a socket
+/// each.
+pub const PROBES_AT_ONCE: usize = 64;
+
+/// Every shard of every active database probed, [`PROBES_AT_ONCE`] at a time on the
+/// runtime's threads, each within `timeout` counted from its own start; a shard whose
+/// probe task failed is left out. The cluster's TLS client material is resolved once
+/// for all of them.
 async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardProbe> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PROBES_AT_ONCE));
+    let active = || {
+        cluster
+            .databases
+            .values()
+            .filter(|db| db.state == DbState::Active)
+    };
+    let tls = match active().any(|db| db.config.tls) {
+        true => Transport::of(cluster, true),
+        false => Transport::Plain,
+    };
     let mut tasks = Vec::new();
-    for db in cluster.databases.values() {
-        if db.state != DbState::Active {
-            continue;
-        }
+    for db in active() {
         for s in &db.shards {
-            if let Some(addr) = shard_addr(cluster, db, s.id) {
-                let is_cluster = db.config.shards > 1;
-                tasks.push((
-                    s.id,
-                    tokio::spawn(async move { probe(&addr, is_cluster, timeout).await }),
-                ));
-            }
+            let Some(node) = cluster.nodes.get(&s.node) else {
+                continue;
+            };
+            let addr = ShardAddr::with_tls(db, &node.addr, s.port, &tls);
+            let is_cluster = db.config.shards > 1;
+            let permits = permits.clone();
+            tasks.push((
+                s.id,
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    probe(&addr, is_cluster, timeout).await
+                }),
+            ));
         }
     }
     let mut probes = BTreeMap::new();
@@ -472,26 +495,10 @@ fn endpoint_tls_issue(t: &crate::ccs::TlsConfig, now: i64) -> Option<String> {
     (!t.verify).then(|| "tls_verify off: the shards' certificates are not checked".to_string())
 }
 
-/// Whether a probe's error is the TLS handshake failing (a certificate refused either
-/// way, a shard that does not speak TLS), rather than nothing answering.
-fn tls_refused(error: &str) -> bool {
-    let e = error.to_ascii_lowercase();
-    [
-        "certificate",
-        "handshake",
-        "tls",
-        "alert",
-        "peer sent no certificates",
-    ]
-    .iter()
-    .any(|w| e.contains(w))
-}
-
 fn shard_status(role: Role, p: &ShardProbe, tls: bool) -> (String, Option<String>) {
     if !p.up {
-        let error = p.error.clone().unwrap_or_default();
-        if tls && tls_refused(&error) {
-            return (TLS_REFUSED.to_string(), Some(error));
+        if tls && p.tls_refused {
+            return (TLS_REFUSED.to_string(), p.error.clone());
         }
         return ("DOWN".to_string(), p.error.clone());
     }

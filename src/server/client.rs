@@ -60,11 +60,25 @@ impl ShardAddr {
     /// cluster's material when the database speaks TLS. Every shard address of a
     /// database in the CCS is made here.
     pub fn of(cluster: &Cluster, db: &Database, host: &str, port: u16) -> ShardAddr {
+        let tls = match db.config.tls {
+            true => Transport::of(cluster, true),
+            false => Transport::Plain,
+        };
+        ShardAddr::with_tls(db, host, port, &tls)
+    }
+
+    /// As [`ShardAddr::of`], with the cluster's TLS transport resolved beforehand
+    /// ([`Transport::of`]): a command addressing many shards resolves it once. `tls` is
+    /// used only when the database speaks TLS.
+    pub fn with_tls(db: &Database, host: &str, port: u16, tls: &Transport) -> ShardAddr {
         ShardAddr {
             host: host.to_string(),
             port,
             password: db.config.password.clone(),
-            transport: Transport::of(cluster, db.config.tls),
+            transport: match db.config.tls {
+                true => tls.clone(),
+                false => Transport::Plain,
+            },
         }
     }
 
@@ -82,7 +96,7 @@ impl ShardAddr {
             Transport::Plain => None,
             Transport::Tls(t) => Some(t),
             Transport::TlsUnavailable(why) => {
-                return Err(self.err(format!("the database speaks TLS but {why}")))
+                return Err(self.tls_refused(format!("the database speaks TLS but {why}")))
             }
         };
         Ok(connection_info(
@@ -94,6 +108,13 @@ impl ShardAddr {
 
     pub(crate) fn err(&self, reason: impl std::fmt::Display) -> ServerError {
         ServerError::Redis {
+            addr: self.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn tls_refused(&self, reason: impl std::fmt::Display) -> ServerError {
+        ServerError::TlsRefused {
             addr: self.to_string(),
             reason: reason.to_string(),
         }
@@ -183,7 +204,7 @@ async fn connect_tls(
     let mut stream = tokio_rustls::TlsConnector::from(tls.rustls_config())
         .connect(name, tcp)
         .await
-        .map_err(|e| addr.err(format!("TLS handshake: {e}")))?;
+        .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?;
     // In TLS 1.3 the server judges the client's certificate after the client has
     // finished: its refusal (an alert, then a close) comes with the first reply. A PING
     // here names it, where the connection's driver would only see a closed stream. Any
@@ -191,7 +212,7 @@ async fn connect_tls(
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let refused = |e: std::io::Error| {
-            addr.err(format!(
+            addr.tls_refused(format!(
                 "TLS session refused (Lazarus's certificate not accepted?): {e}"
             ))
         };
@@ -314,40 +335,49 @@ pub struct ShardProbe {
     /// material it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert_file: Option<String>,
+    /// The shard would not hold a TLS conversation ([`ServerError::TlsRefused`]): it is
+    /// there, but refuses (or is refused) rather than not answering.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_refused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// Asks a shard for its figures; a shard that does not answer within `timeout` is down.
+/// Asks a shard for its figures in one round trip (INFO, then CLUSTER INFO for a
+/// cluster shard and the served certificate for a TLS one, pipelined); a shard that does
+/// not answer within `timeout` is down.
 pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardProbe {
     let run = async {
         let mut con = connect(addr, timeout).await?;
-        let text: String = redis::cmd("INFO")
+        let mut pipe = redis::pipe();
+        pipe.cmd("INFO")
             .arg("server")
             .arg("memory")
             .arg("persistence")
             .arg("replication")
-            .arg("keyspace")
-            .query_async(&mut con)
+            .arg("keyspace");
+        if cluster {
+            pipe.cmd("CLUSTER").arg("INFO");
+        }
+        if addr.is_tls() {
+            pipe.cmd("CONFIG").arg("GET").arg("tls-cert-file");
+        }
+        let mut replies = pipe
+            .query_async::<Vec<redis::Value>>(&mut con)
             .await
-            .map_err(|e| addr.err(e))?;
+            .map_err(|e| addr.err(e))?
+            .into_iter();
+        let mut next = || replies.next().unwrap_or(redis::Value::Nil);
+        let parse = |e: redis::RedisError| addr.err(e);
+        let text: String = redis::from_redis_value(&next()).map_err(parse)?;
         let state = if cluster {
-            let ci: String = redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query_async(&mut con)
-                .await
-                .map_err(|e| addr.err(e))?;
+            let ci: String = redis::from_redis_value(&next()).map_err(parse)?;
             Info::parse(&ci).get("cluster_state").map(str::to_string)
         } else {
             None
         };
         let cert_file = if addr.is_tls() {
-            let kv: Vec<String> = redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("tls-cert-file")
-                .query_async(&mut con)
-                .await
-                .map_err(|e| addr.err(e))?;
+            let kv: Vec<String> = redis::from_redis_value(&next()).map_err(parse)?;
             kv.into_iter().nth(1)
         } else {
             None
@@ -360,19 +390,21 @@ pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardP
             info,
             cluster_state,
             tls_cert_file,
+            tls_refused: false,
             error: None,
         },
-        Ok(Err(e)) => down(e.to_string()),
-        Err(_) => down(format!("no answer within {}ms", timeout.as_millis())),
+        Ok(Err(e)) => down(e.to_string(), matches!(e, ServerError::TlsRefused { .. })),
+        Err(_) => down(format!("no answer within {}ms", timeout.as_millis()), false),
     }
 }
 
-fn down(error: String) -> ShardProbe {
+fn down(error: String, tls_refused: bool) -> ShardProbe {
     ShardProbe {
         up: false,
         info: Info::default(),
         cluster_state: None,
         tls_cert_file: None,
+        tls_refused,
         error: Some(error),
     }
 }

@@ -74,6 +74,13 @@ pub enum ServerError {
     },
     #[error("`{addr}`: {reason}")]
     Redis { addr: String, reason: String },
+    /// A TLS shard that would not hold a TLS conversation: its handshake failed (it
+    /// refused Lazarus's certificate, Lazarus refused its, it does not speak TLS) or it
+    /// closed the session at the first request; or Lazarus has no material to speak TLS
+    /// with. Typed apart from [`ServerError::Redis`] so `status` says `TLS REFUSED`,
+    /// not `DOWN`.
+    #[error("`{addr}`: {reason}")]
+    TlsRefused { addr: String, reason: String },
     #[error("timed out after {}s waiting for {what}", .after.as_secs_f32())]
     Timeout { what: String, after: Duration },
     #[error("redis cluster: {0}")]
@@ -92,6 +99,7 @@ impl crate::error::DomainError for ServerError {
             | ServerError::StartFailed { .. }
             | ServerError::PortLost { .. }
             | ServerError::Redis { .. }
+            | ServerError::TlsRefused { .. }
             | ServerError::Timeout { .. }
             | ServerError::Cluster(_) => ErrorKind::Unavailable,
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use redis::{ClientTlsConfig, ConnectionAddr, ConnectionInfo, TlsCertificates};
+use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -182,26 +183,109 @@ fn rustls_config(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("key: {e}"))?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let verifier: Arc<dyn ServerCertVerifier> = if verify {
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("CA certificate: {e}"))?;
+        Arc::new(ChainCheckedOnce {
+            inner: webpki,
+            checked: Mutex::default(),
+        })
+    } else {
+        Arc::new(NoVerification(provider.clone()))
+    };
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let mut config = builder
-        .with_root_certificates(roots)
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| e.to_string())?;
-    if !verify {
-        config
-            .dangerous()
-            .set_certificate_verifier(Arc::new(NoVerification(provider)));
+        .map_err(|e| e.to_string())
+}
+
+/// The CA's check of a shard's certificate chain, remembered until the certificate
+/// expires: every shard of a cluster presents the same certificate, so a `status` over a
+/// hundred shards checks its chain once, not a hundred times. What is remembered is the
+/// exact chain and the name it was checked for; each handshake's own signature (the
+/// proof that the shard holds the key) is still checked every time.
+#[derive(Debug)]
+struct ChainCheckedOnce {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Chain and server name -> the end certificate's `notAfter` (Unix seconds).
+    checked: Mutex<HashMap<Vec<u8>, u64>>,
+}
+
+/// At most this many remembered chains (a rotation or a foreign shard adds one).
+const CHECKED_CHAINS: usize = 64;
+
+impl ServerCertVerifier for ChainCheckedOnce {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let mut key = server_name.to_str().as_bytes().to_vec();
+        for c in std::iter::once(end_entity).chain(intermediates) {
+            key.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            key.extend_from_slice(c);
+        }
+        let checked = |m: &Mutex<HashMap<Vec<u8>, u64>>| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .is_some_and(|not_after| now.as_secs() < *not_after)
+        };
+        if checked(&self.checked) {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        let verified =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity) {
+            let not_after = cert.validity().not_after.timestamp().max(0) as u64;
+            let mut map = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            if map.len() >= CHECKED_CHAINS {
+                map.clear();
+            }
+            map.insert(key, not_after);
+        }
+        Ok(verified)
     }
-    Ok(config)
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// `tls_verify off`: the operator's explicit choice; `status` flags it.
 #[derive(Debug)]
 struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
 
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
         &self,
         _: &CertificateDer<'_>,

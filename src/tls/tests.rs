@@ -305,6 +305,29 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
         client_of(&foreign, true).addr("127.0.0.1", server.port),
     ));
     assert!(refused.is_err(), "{refused:?}");
+    // `status`'s probe says so by type, apart from a port where nothing listens.
+    let probe_with = |port: u16, f: &Files| {
+        let addr = crate::server::ShardAddr {
+            host: "127.0.0.1".into(),
+            port,
+            password: None,
+            transport: crate::server::Transport::Tls(client_of(f, true)),
+        };
+        rt.block_on(crate::server::probe(
+            &addr,
+            false,
+            std::time::Duration::from_secs(3),
+        ))
+    };
+    let p = probe_with(server.port, &foreign);
+    assert!(!p.up && p.tls_refused, "{p:?}");
+    let p = probe_with(server.port, &f);
+    assert!(p.up && !p.tls_refused, "{p:?}");
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = nothing.local_addr().unwrap().port();
+    drop(nothing);
+    let p = probe_with(port, &f);
+    assert!(!p.up && !p.tls_refused, "{p:?}");
 
     // Lazarus trusting only another CA refuses the server's certificate.
     let wrong_root = write_files(
@@ -377,4 +400,58 @@ fn a_running_shard_takes_rotated_material() {
     );
     let refused = rt.block_on(ping(old_client.addr("127.0.0.1", server.port)));
     assert!(refused.is_err(), "{refused:?}");
+}
+
+/// The synchronous redis-rs writer of replay (N→M restore, `recover ... replay`) builds
+/// its TLS through redis-rs, apart from the async connections: it writes every key of
+/// an RDB into a TLS-only, mutual-TLS server with the cluster's material, and reads the
+/// same back.
+#[test]
+fn replay_writes_into_a_tls_only_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Ca::new("test CA").write(&dir.path().join("m"), "");
+    let server = tls_server(dir.path(), &f);
+    let addr = crate::server::ShardAddr {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        password: None,
+        transport: crate::server::Transport::Tls(client_of(&f, true)),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = std::time::Duration::from_secs(3);
+    let run = |cmd: &redis::Cmd| -> redis::Value {
+        rt.block_on(async {
+            let mut con = crate::server::connect(&addr, t).await.unwrap();
+            cmd.query_async(&mut con).await.unwrap()
+        })
+    };
+    // The RDB the server itself writes, then an empty server to replay it into.
+    for i in 0..50 {
+        run(redis::cmd("SET").arg(format!("k{i}")).arg(i));
+    }
+    run(redis::cmd("RPUSH").arg("list").arg("a").arg("b"));
+    run(&redis::cmd("SAVE"));
+    let rdb = dir.path().join("saved.rdb");
+    std::fs::rename(dir.path().join("dump.rdb"), &rdb).unwrap();
+    run(&redis::cmd("FLUSHALL"));
+
+    let target = crate::replay::Target {
+        slots: crate::ccs::SlotRange::ALL,
+        addr: addr.clone(),
+    };
+    let written = crate::replay::write_all(&[rdb], &[target], false, &|_| {}).unwrap();
+    assert_eq!(written, 51);
+    let get = |k: &str| run(redis::cmd("GET").arg(k));
+    assert_eq!(get("k7"), redis::Value::BulkString(b"7".to_vec()));
+    assert_eq!(
+        run(redis::cmd("LRANGE").arg("list").arg(0).arg(-1)),
+        redis::Value::Array(vec![
+            redis::Value::BulkString(b"a".to_vec()),
+            redis::Value::BulkString(b"b".to_vec())
+        ])
+    );
+    assert_eq!(run(&redis::cmd("DBSIZE")), redis::Value::Int(51));
 }

@@ -1053,3 +1053,104 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
         "the safety backup restored",
     );
 }
+
+/// Issue 19 over `ssh://` (a real sshd on another loopback address, the operator's own
+/// OpenSSH with strict host keys): a 3-shard database backed up into a directory on that
+/// host; a home with no cluster lists the run; a new cluster on a fresh home restores it
+/// `from_other_cluster` with identical content. An unreachable host, an unknown host key
+/// and a missing directory are each named.
+#[test]
+fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
+    let lab = common::sshd::SshLab::new();
+    let far = lab.host();
+    let env = vec![(
+        lazarus::host::ssh::CONFIG_ENV.to_string(),
+        lab.config().display().to_string(),
+    )];
+    let lz = Lazarus::new().with_env(env.clone());
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut c,
+        vec![config("mig", 3, false, Persistence::Disabled)],
+    ));
+    lz.install(&c);
+    let before = picture(&rt, &lz, "mig");
+    let dir = far.path("backups/prod");
+    let url = format!("ssh://{}{}", far.target(), dir.display());
+    let out = lz
+        .cmd(["--json", "backup", "db", "mig", "path", &url])
+        .run()
+        .ok();
+    let run = out.json()[0]["result"]["id"].as_str().unwrap().to_string();
+    // On the host: the run's files and its manifest, nothing half-written.
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(&run))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&"manifest.json".to_string()), "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+    // The machine is lost: its servers and its disks.
+    guard.kill_all();
+    for n in c.nodes.values() {
+        std::fs::remove_dir_all(&n.persistent_path).unwrap();
+    }
+
+    // A home with no cluster at all lists the run.
+    let bare = Lazarus::new().with_env(env.clone());
+    let listed = bare
+        .cmd(["--json", "backup", "list", "path", &url])
+        .run()
+        .ok();
+    let runs = listed.json()[0]["result"]["runs"].clone();
+    assert_eq!(runs[0]["restorable"], true, "{runs}");
+    assert_eq!(runs[0]["run"], run.as_str(), "{runs}");
+
+    // Each failure names what failed.
+    bare.run(&format!("backup list path {url}/nope"))
+        .fails(1)
+        .stderr_has(&format!("{url}/nope"))
+        .stderr_has("no such directory");
+    let closed = std::net::TcpListener::bind((far.addr.as_str(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = format!("ssh://{}@{}:{closed}/x", far.user, far.addr);
+    bare.run(&format!("backup list path {gone}"))
+        .fails(1)
+        .stderr_has(&format!("{}:{closed}", far.addr))
+        .stderr_has("does not answer over ssh");
+    let stranger = lab.host_unknown();
+    bare.run(&format!("backup list path ssh://{}/x", stranger.target()))
+        .fails(1)
+        .stderr_has(&stranger.target())
+        .stderr_has("host key");
+
+    // A new cluster on a fresh home restores it.
+    let fresh = Lazarus::new().with_env(env);
+    let _fresh_guard = ProcessGuard::new(fresh.home());
+    let mut new = test_cluster(fresh.home(), 1);
+    new.name = "newprod".into();
+    fresh.install(&new);
+    fresh
+        .run(&format!(
+            "restore task create name move db mig backup {url}/latest from_other_cluster"
+        ))
+        .ok();
+    fresh
+        .run("restore task verify move")
+        .ok()
+        .stdout_has("clock")
+        .stdout_has(&url);
+    fresh.run("restore task start move").ok();
+    assert_same(
+        &before,
+        &picture(&rt, &fresh, "mig"),
+        "restored from ssh://",
+    );
+}

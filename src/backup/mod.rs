@@ -4,7 +4,8 @@
 //! # Layout
 //! - `take`: one run (the write pause, the snapshots, the manifest).
 //! - `snapshot`: one shard's snapshot over `REPLCONF rdb-only` + `SYNC`.
-//! - `repo`: [`Repository`], where runs live, and its layout.
+//! - `repo`: [`Repository`], where runs live, and its layout; `s3` and `remote` its
+//!   `s3://` and `ssh://` kinds.
 //! - `manifest`: [`Manifest`], written last, checksummed.
 //! - `plain`: [`PlainRead`], a run's stored file read back as its plain RDB, checked
 //!   against the manifest.
@@ -14,13 +15,16 @@
 mod codec;
 mod manifest;
 mod plain;
+mod remote;
 mod repo;
 mod s3;
 mod snapshot;
 mod take;
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use codec::{
@@ -29,6 +33,7 @@ pub use codec::{
 };
 pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
 pub use plain::PlainRead;
+pub use remote::RunsError;
 pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
@@ -41,6 +46,42 @@ pub const DEFAULT_MAX_PAUSE_MS: u64 = 1000;
 pub enum BackupError {
     #[error("{0}")]
     Failed(String),
+}
+
+/// The runtime remote repositories' requests run on: the backup code around them is
+/// synchronous (snapshots stream on their own threads), so every request is made here
+/// and its caller waits, from a worker of a multi-threaded runtime through
+/// `block_in_place`, from anywhere else directly.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lazarus-repo")
+            .enable_all()
+            .build()
+            .expect("the repositories' runtime starts")
+    })
+}
+
+/// Runs `f` on the repositories' runtime and waits for it, from any thread.
+pub(crate) fn block<F>(f: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => runtime().block_on(f),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime().block_on(f))
+        }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| runtime().block_on(f))
+                .join()
+                .expect("the repositories' thread does not panic")
+        }),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

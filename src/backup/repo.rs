@@ -6,9 +6,11 @@
 //! <repository>/<run id>/manifest.json       written last: the run is a restore point
 //! ```
 //!
-//! Kinds: a local directory, and `s3://bucket/prefix` (see [`super::s3`]); in object
-//! storage a file is a multipart upload that exists only once completed, so there is no
-//! `.partial` name.
+//! Kinds: a local directory; `ssh://[user@]host[:port]/dir` (see [`super::remote`]), a
+//! directory on another machine through the host seam, its files streamed to a
+//! temporary name there and renamed when whole; and `s3://bucket/prefix` (see
+//! [`super::s3`]): in object storage a file is a multipart upload that exists only once
+//! completed, so there is no `.partial` name.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,12 +21,15 @@ use std::path::{Path, PathBuf};
 
 use super::codec::{Compression, Encoder, Recipients, StoredDigest};
 use super::manifest::{Manifest, ManifestError, MANIFEST_FILE};
+use super::remote::{RemoteRepo, RunsError};
 use super::s3::{S3Repo, S3Writer};
+use crate::host::FileSink;
 
 /// A repository of backup runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Repository {
     Local { root: PathBuf },
+    Ssh(RemoteRepo),
     S3(S3Repo),
 }
 
@@ -36,9 +41,11 @@ pub struct RunDir {
     sealed: bool,
 }
 
-/// Where a run's file goes: a local temporary file or an object storage upload.
+/// Where a run's file goes: a local temporary file, a stream to another host, or an
+/// object storage upload.
 enum Sink {
     Local(io::BufWriter<File>),
+    Host(Box<dyn FileSink>),
     S3(S3Writer),
 }
 
@@ -46,6 +53,7 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::Local(f) => f.write(buf),
+            Sink::Host(f) => f.write(buf),
             Sink::S3(u) => u.write(buf),
         }
     }
@@ -53,6 +61,7 @@ impl Write for Sink {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::Local(f) => f.flush(),
+            Sink::Host(f) => f.flush(),
             Sink::S3(u) => u.flush(),
         }
     }
@@ -79,6 +88,7 @@ impl fmt::Display for StoredFile {
             Repository::Local { root } => {
                 write!(f, "{}", root.join(&self.run).join(&self.name).display())
             }
+            Repository::Ssh(r) => f.write_str(&r.shown(&self.run, &self.name)),
             Repository::S3(s) => f.write_str(&s.shown(&self.run, &self.name)),
         }
     }
@@ -89,7 +99,7 @@ impl StoredFile {
     pub fn local_path(&self) -> Option<PathBuf> {
         match &self.repo {
             Repository::Local { root } => Some(root.join(&self.run).join(&self.name)),
-            Repository::S3(_) => None,
+            Repository::Ssh(_) | Repository::S3(_) => None,
         }
     }
 
@@ -102,6 +112,10 @@ impl StoredFile {
                     crate::persist::open_regular(&path).map_err(|e| format!("`{self}`: {e}"))?;
                 Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
             }
+            Repository::Ssh(r) => Ok(Box::new(io::BufReader::with_capacity(
+                1 << 20,
+                r.open_file(&self.run, &self.name)?,
+            ))),
             Repository::S3(s) => Ok(Box::new(s.open_file(&self.run, &self.name)?)),
         }
     }
@@ -111,6 +125,7 @@ impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Repository::Local { root } => write!(f, "{}", root.display()),
+            Repository::Ssh(r) => f.write_str(r.url()),
             Repository::S3(s) => f.write_str(s.url()),
         }
     }
@@ -127,17 +142,15 @@ impl Repository {
         Repository::Local { root: root.into() }
     }
 
-    /// The repository a task's or run's `path` names: `s3://bucket/prefix` or a local
-    /// directory.
+    /// The repository a task's or run's `path` names: `ssh://[user@]host[:port]/dir`,
+    /// `s3://bucket/prefix` or a local directory. Nothing is reached yet.
     pub fn open(location: &Path) -> Result<Repository, String> {
         let s = location.to_string_lossy();
         if s.starts_with("s3://") {
             return Ok(Repository::S3(S3Repo::open(&s)?));
         }
         if s.starts_with("ssh://") {
-            return Err(format!(
-                "`{s}`: `ssh://` repositories are not supported yet (use a local directory or `s3://bucket/prefix`)"
-            ));
+            return Ok(Repository::Ssh(RemoteRepo::open(&s)?));
         }
         Ok(Repository::local(location))
     }
@@ -150,6 +163,7 @@ impl Repository {
     pub fn run_shown(&self, run: &str) -> String {
         match self {
             Repository::Local { root } => root.join(run).display().to_string(),
+            Repository::Ssh(r) => format!("{}/{run}", r.url()),
             Repository::S3(s) => format!("{}/{run}", s.url()),
         }
     }
@@ -169,6 +183,7 @@ impl Repository {
     pub fn prepare(&self) -> Result<i64, String> {
         let root = match self {
             Repository::Local { root } => root,
+            Repository::Ssh(r) => return r.prepare(),
             Repository::S3(s) => return s.prepare(),
         };
         fs::create_dir_all(root).map_err(|e| format!("cannot create `{}`: {e}", root.display()))?;
@@ -193,6 +208,7 @@ impl Repository {
                     .create(&dir)
                     .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
             }
+            Repository::Ssh(r) => r.begin(run)?,
             Repository::S3(s) => {
                 if !s.objects(run)?.is_empty() {
                     return Err(format!("`{}` already holds objects", self.run_shown(run)));
@@ -210,9 +226,14 @@ impl Repository {
     pub fn manifest(&self, run: &str) -> Result<Manifest, ManifestError> {
         match self {
             Repository::Local { root } => Manifest::read(&root.join(run).join(MANIFEST_FILE)),
-            Repository::S3(s) => {
-                let shown = s.shown(run, MANIFEST_FILE);
-                match s.get_small(run, MANIFEST_FILE) {
+            Repository::Ssh(_) | Repository::S3(_) => {
+                let shown = self.file(run, MANIFEST_FILE).to_string();
+                let got = match self {
+                    Repository::Ssh(r) => r.get_small(run, MANIFEST_FILE),
+                    Repository::S3(s) => s.get_small(run, MANIFEST_FILE),
+                    Repository::Local { .. } => unreachable!("handled above"),
+                };
+                match got {
                     Ok(Some(bytes)) => Manifest::parse(&bytes, shown),
                     Ok(None) => Err(ManifestError::Missing(shown)),
                     Err(reason) => Err(ManifestError::Unreadable {
@@ -239,6 +260,7 @@ impl Repository {
                     })
                     .collect())
             }
+            Repository::Ssh(r) => r.objects(run),
             Repository::S3(s) => s.objects(run),
         }
     }
@@ -250,21 +272,28 @@ impl Repository {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 r => r,
             },
+            Repository::Ssh(r) => r.remove(run),
             Repository::S3(s) => s.remove(run),
         }
     }
 
     /// The run directories found, sorted (by time, as run ids are).
-    pub fn runs(&self) -> Result<Vec<String>, String> {
+    pub fn runs(&self) -> Result<Vec<String>, RunsError> {
         let mut out: Vec<String> = match self {
             Repository::Local { root } => fs::read_dir(root)
-                .map_err(|e| format!("there is no repository at `{}`: {e}", root.display()))?
+                .map_err(|e| {
+                    RunsError::Missing(format!(
+                        "there is no repository at `{}`: {e}",
+                        root.display()
+                    ))
+                })?
                 .flatten()
                 .filter(|e| e.path().is_dir())
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
                 .filter(|n| !n.starts_with('.'))
                 .collect(),
-            Repository::S3(s) => s.runs()?,
+            Repository::Ssh(r) => r.runs()?,
+            Repository::S3(s) => s.runs().map_err(RunsError::Unreachable)?,
         };
         out.sort();
         Ok(out)
@@ -299,6 +328,11 @@ impl RunDir {
                 let sink = Sink::Local(io::BufWriter::with_capacity(1 << 20, file));
                 (Some(tmp), path, sink)
             }
+            Repository::Ssh(r) => (
+                None,
+                PathBuf::from(r.shown(&self.run, name)),
+                Sink::Host(r.create_file(&self.run, name)?),
+            ),
             Repository::S3(s) => (
                 None,
                 PathBuf::from(s.shown(&self.run, name)),
@@ -319,6 +353,7 @@ impl RunDir {
                     .write(&path)
                     .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
             }
+            Repository::Ssh(r) => r.put_small(&self.run, MANIFEST_FILE, manifest.sealed_bytes())?,
             Repository::S3(s) => s.put_small(&self.run, MANIFEST_FILE, manifest.sealed_bytes())?,
         }
         self.sealed = true;
@@ -348,6 +383,7 @@ impl PartFile {
         let (sink, digest) = self.file.finish().map_err(fail)?;
         match sink {
             Sink::S3(up) => up.finish().map_err(fail)?,
+            Sink::Host(up) => up.finish().map_err(fail)?,
             Sink::Local(file) => {
                 let file = file.into_inner().map_err(|e| fail(e.into_error()))?;
                 file.sync_all().map_err(fail)?;

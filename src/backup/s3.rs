@@ -7,14 +7,13 @@
 //! parts in flight and come down as streams: a run is never held whole in memory.
 //!
 //! The rest of the backup code is synchronous (snapshots stream on their own threads), so
-//! every request runs on one small runtime of its own and callers wait for it: from a
-//! worker of a multi-threaded runtime through `block_in_place`, from anywhere else
-//! directly.
+//! every request runs through [`super::block`].
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use super::{block, runtime};
 
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -48,38 +47,6 @@ impl PartialEq for S3Repo {
 }
 
 impl Eq for S3Repo {}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lazarus-s3")
-            .enable_all()
-            .build()
-            .expect("the object storage runtime starts")
-    })
-}
-
-/// Runs `f` on the object storage runtime and waits for it, from any thread.
-pub(crate) fn block<F>(f: F) -> F::Output
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Err(_) => runtime().block_on(f),
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| runtime().block_on(f))
-        }
-        Ok(_) => std::thread::scope(|s| {
-            s.spawn(|| runtime().block_on(f))
-                .join()
-                .expect("the object storage thread does not panic")
-        }),
-    }
-}
 
 /// `s3://bucket/prefix` split: `(bucket, prefix)`, the prefix without its slashes.
 pub fn parse_url(url: &str) -> Result<(String, String), String> {

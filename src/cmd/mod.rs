@@ -295,6 +295,15 @@ pub(crate) fn resolve_db<'a>(
     })
 }
 
+impl From<crate::backup::RunsError> for CommandError {
+    fn from(e: crate::backup::RunsError) -> CommandError {
+        match e {
+            crate::backup::RunsError::Missing(m) => CommandError::not_found(m),
+            crate::backup::RunsError::Unreachable(m) => CommandError::unavailable(m),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::registry;

@@ -8,7 +8,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::Stdio;
 
-use super::{DirEntry, FileKind, Host, HostResult, Memory, Metadata, Signal, Spawn, SpawnOutput};
+use super::{
+    DirEntry, FileKind, FileSink, Host, HostResult, Memory, Metadata, Signal, Spawn, SpawnOutput,
+};
 
 /// This machine.
 #[derive(Clone, Copy, Debug, Default)]
@@ -48,10 +50,14 @@ impl Host for LocalHost {
         let mut out = Vec::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
-            let kind = entry.file_type().map(kind_of).unwrap_or(FileKind::Other);
+            let md = entry.metadata().ok();
             out.push(DirEntry {
                 name: entry.file_name().to_string_lossy().into_owned(),
-                kind,
+                kind: md
+                    .as_ref()
+                    .map(|m| kind_of(m.file_type()))
+                    .unwrap_or(FileKind::Other),
+                len: md.map_or(0, |m| m.len()),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -73,6 +79,31 @@ impl Host for LocalHost {
 
     async fn copy(&self, from: &Path, to: &Path) -> HostResult<u64> {
         copy_tree(from, to)
+    }
+
+    async fn open_stream(&self, path: &Path) -> HostResult<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(File::open(path)?))
+    }
+
+    async fn create_stream(&self, path: &Path) -> HostResult<Box<dyn FileSink>> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent_dir(path).join(format!(".{name}.partial.{}.{n}", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        Ok(Box::new(LocalSink {
+            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            tmp,
+            path: path.to_path_buf(),
+            done: false,
+        }))
     }
 
     async fn run(&self, program: &Path, args: &[String]) -> HostResult<SpawnOutput> {
@@ -137,6 +168,52 @@ impl Host for LocalHost {
 
     async fn port_free(&self, addr: &str, port: u16) -> bool {
         port_free(addr, port)
+    }
+}
+
+/// [`Host::create_stream`] here: a temporary file, renamed into place by `finish`.
+struct LocalSink {
+    file: Option<std::io::BufWriter<File>>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    done: bool,
+}
+
+impl LocalSink {
+    fn file(&mut self) -> &mut std::io::BufWriter<File> {
+        self.file
+            .as_mut()
+            .expect("a sink is written before it finishes")
+    }
+}
+
+impl Write for LocalSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file().flush()
+    }
+}
+
+impl FileSink for LocalSink {
+    fn finish(mut self: Box<Self>) -> HostResult<()> {
+        let file = self.file.take().expect("a sink finishes once");
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        commit_private(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for LocalSink {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 

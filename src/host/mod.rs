@@ -66,6 +66,16 @@ pub enum FileKind {
 pub struct DirEntry {
     pub name: String,
     pub kind: FileKind,
+    /// Bytes, for a file (what `stat` says of anything else).
+    pub len: u64,
+}
+
+/// A new file written as a stream ([`Host::create_stream`]): blocking writes, for a
+/// blocking thread.
+pub trait FileSink: std::io::Write + Send {
+    /// Flushes and syncs the bytes, then puts the file at its path (renamed over from its
+    /// temporary name, the directory synced): only now does the file exist. Blocking.
+    fn finish(self: Box<Self>) -> HostResult<()>;
 }
 
 /// A program to start detached: it must outlive the shell (servers daemonize).
@@ -133,6 +143,13 @@ pub trait Host: Send + Sync + fmt::Debug {
     async fn remove(&self, path: &Path) -> HostResult<()>;
     /// Copies a file or a directory tree; returns the bytes copied.
     async fn copy(&self, from: &Path, to: &Path) -> HostResult<u64>;
+    /// A file's bytes as a blocking stream (read it on a blocking thread): a file of any
+    /// size, never held whole in memory. A missing file may show only at the first read.
+    async fn open_stream(&self, path: &Path) -> HostResult<Box<dyn std::io::Read + Send>>;
+    /// A new file at `path`, mode 0600, written as a blocking stream under a temporary
+    /// name beside it: only [`FileSink::finish`] puts it at `path`, and one dropped
+    /// unfinished leaves nothing there.
+    async fn create_stream(&self, path: &Path) -> HostResult<Box<dyn FileSink>>;
 
     // --- processes ---
     /// Runs a program to its end (no shell) and returns what it printed.

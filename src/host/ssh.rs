@@ -10,7 +10,7 @@
 //! for tests and for operators who keep Lazarus's hosts apart.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{DirEntry, FileKind, Host, HostResult, Memory, Metadata, Signal, Spawn, SpawnOutput};
+use super::{
+    DirEntry, FileKind, FileSink, Host, HostResult, Memory, Metadata, Signal, Spawn, SpawnOutput,
+};
 
 /// The environment variable naming an ssh_config file to use instead of `~/.ssh/config`.
 pub const CONFIG_ENV: &str = "LAZARUS_SSH_CONFIG";
@@ -215,28 +217,61 @@ impl SshHost {
         self.control_dir.join("cm")
     }
 
+    /// The options every call shares, up to (not including) the destination.
+    fn ssh_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut push = |a: &dyn AsRef<std::ffi::OsStr>| args.push(a.as_ref().to_os_string());
+        if let Some(config) = &self.config {
+            push(&"-F");
+            push(config);
+        }
+        for o in [
+            "BatchMode=yes".to_string(),
+            "StrictHostKeyChecking=yes".to_string(),
+            format!("ConnectTimeout={CONNECT_TIMEOUT_S}"),
+            "ServerAliveInterval=5".to_string(),
+            "ServerAliveCountMax=3".to_string(),
+            format!("ControlPath={}", self.socket().display()),
+        ] {
+            push(&"-o");
+            push(&o);
+        }
+        if let Some(key) = &self.target.key {
+            push(&"-i");
+            push(key);
+            push(&"-o");
+            push(&"IdentitiesOnly=yes");
+        }
+        if let Some(port) = self.target.port {
+            push(&"-p");
+            push(&port.to_string());
+        }
+        if let Some(user) = &self.target.user {
+            push(&"-l");
+            push(user);
+        }
+        args
+    }
+
     /// `ssh` with the options every call shares, up to (not including) the destination.
     fn ssh(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("ssh");
-        if let Some(config) = &self.config {
-            cmd.arg("-F").arg(config);
-        }
-        cmd.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-            .arg("-o")
-            .arg(format!("ConnectTimeout={CONNECT_TIMEOUT_S}"))
-            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
-            .arg("-o")
-            .arg(format!("ControlPath={}", self.socket().display()));
-        if let Some(key) = &self.target.key {
-            cmd.arg("-i").arg(key).args(["-o", "IdentitiesOnly=yes"]);
-        }
-        if let Some(port) = self.target.port {
-            cmd.arg("-p").arg(port.to_string());
-        }
-        if let Some(user) = &self.target.user {
-            cmd.arg("-l").arg(user);
-        }
+        cmd.args(self.ssh_args());
         cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+
+    /// A blocking `ssh` running `script` there through the master connection (or a
+    /// connection of its own when the master has gone), for the streams, which are read
+    /// and written on blocking threads.
+    fn ssh_blocking(&self, script: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args(self.ssh_args())
+            .args(["-o", "ControlMaster=no", "--", &self.target.host])
+            .arg(format!("sh -c {}", sh_quote(script)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         cmd
     }
 
@@ -364,19 +399,15 @@ impl SshHost {
     /// [`SshHost::sh`], its stdout when the script succeeded, else the error it names.
     async fn sh_ok(&self, script: &str, stdin: Option<&[u8]>) -> io::Result<Vec<u8>> {
         let out = self.sh(script, stdin).await?;
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         match out.status.code() {
             Some(0) => Ok(out.stdout),
-            Some(MISSING) => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no such file or directory on {}", self.name()),
-            )),
-            Some(SSH_FAILED) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!("ssh to `{}` failed: {stderr}", self.target),
-            )),
-            _ => Err(io::Error::other(format!("on {}: {stderr}", self.name()))),
+            code => Err(self.failure(code, &out.stderr)),
         }
+    }
+
+    /// The error of a script that exited with `code` after printing `stderr`.
+    fn failure(&self, code: Option<i32>, stderr: &[u8]) -> io::Error {
+        Failure::of(self).error(code, stderr)
     }
 
     async fn sh_true(&self, script: &str) -> bool {
@@ -404,6 +435,152 @@ impl Drop for SshHost {
                 .status();
         }
         let _ = std::fs::remove_dir_all(&self.control_dir);
+    }
+}
+
+/// What [`SshHost::failure`] needs, owned, for the streams that outlive the call.
+#[derive(Clone)]
+struct Failure {
+    name: String,
+    target: String,
+}
+
+impl Failure {
+    fn of(host: &SshHost) -> Failure {
+        Failure {
+            name: host.name(),
+            target: host.target.to_string(),
+        }
+    }
+
+    fn error(&self, code: Option<i32>, stderr: &[u8]) -> io::Error {
+        let stderr = String::from_utf8_lossy(stderr).trim().to_string();
+        match code {
+            Some(MISSING) => io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such file or directory on {}", self.name),
+            ),
+            Some(SSH_FAILED) => io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("ssh to `{}` failed: {stderr}", self.target),
+            ),
+            _ => io::Error::other(format!("on {}: {stderr}", self.name)),
+        }
+    }
+}
+
+/// `cat` of a file there, read as it arrives; its exit status is checked at the end.
+struct SshReader {
+    child: std::process::Child,
+    out: std::process::ChildStdout,
+    ended: bool,
+    failure: Failure,
+}
+
+impl io::Read for SshReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.out.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.ended {
+            self.ended = true;
+            let status = self.child.wait()?;
+            if !status.success() {
+                let mut stderr = Vec::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_end(&mut stderr);
+                }
+                return Err(self.failure.error(status.code(), &stderr));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for SshReader {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `cat > <temporary name>` there, fed as written; `finish` syncs it and renames it
+/// into place with a second command, so a stream cut short never takes the file's name.
+struct SshSink {
+    child: Option<std::process::Child>,
+    stdin: Option<io::BufWriter<std::process::ChildStdin>>,
+    commit: std::process::Command,
+    cleanup: std::process::Command,
+    failure: Failure,
+    done: bool,
+}
+
+impl SshSink {
+    /// Waits for `cat` after its input ended: why it failed, when it did.
+    fn end(&mut self) -> io::Result<()> {
+        self.stdin.take();
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let status = child.wait()?;
+        if status.success() {
+            return Ok(());
+        }
+        let mut stderr = Vec::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        Err(self.failure.error(status.code(), &stderr))
+    }
+
+    fn stdin(&mut self) -> &mut io::BufWriter<std::process::ChildStdin> {
+        self.stdin
+            .as_mut()
+            .expect("a sink is written before it finishes")
+    }
+}
+
+impl io::Write for SshSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.stdin().write(buf) {
+            // `cat` there stopped (a full disk, a lost connection): its reason, not EPIPE.
+            Err(e) => Err(self.end().err().unwrap_or(e)),
+            ok => ok,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.stdin().flush() {
+            Err(e) => Err(self.end().err().unwrap_or(e)),
+            ok => ok,
+        }
+    }
+}
+
+impl FileSink for SshSink {
+    fn finish(mut self: Box<Self>) -> HostResult<()> {
+        io::Write::flush(&mut *self)?;
+        self.end()?;
+        let out = self.commit.output()?;
+        if !out.status.success() {
+            return Err(self.failure.error(out.status.code(), &out.stderr));
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for SshSink {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.stdin.take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.cleanup.output();
     }
 }
 
@@ -478,7 +655,7 @@ impl Host for SshHost {
 
     async fn list(&self, dir: &Path) -> HostResult<Vec<DirEntry>> {
         let script = format!(
-            "[ -d {d} ] || exit {MISSING}\nexec find {d} -mindepth 1 -maxdepth 1 -printf '%y/%f\\0'",
+            "[ -d {d} ] || exit {MISSING}\nexec find {d} -mindepth 1 -maxdepth 1 -printf '%y/%s/%f\\0'",
             d = q(dir)
         );
         let out = self.sh_ok(&script, None).await?;
@@ -487,10 +664,12 @@ impl Host for SshHost {
             .filter(|e| !e.is_empty())
             .filter_map(|e| {
                 let text = String::from_utf8_lossy(e);
-                let (kind, name) = text.split_once('/')?;
+                let (kind, rest) = text.split_once('/')?;
+                let (len, name) = rest.split_once('/')?;
                 Some(DirEntry {
                     name: name.to_string(),
                     kind: kind_of(kind),
+                    len: len.parse().unwrap_or(0),
                 })
             })
             .collect();
@@ -539,6 +718,48 @@ impl Host for SshHost {
             .lines()
             .filter_map(|l| l.trim().parse::<u64>().ok())
             .sum())
+    }
+
+    async fn open_stream(&self, path: &Path) -> HostResult<Box<dyn io::Read + Send>> {
+        self.connect().await?;
+        let script = format!("[ -f {p} ] || exit {MISSING}\nexec cat -- {p}", p = q(path));
+        let mut child = self.ssh_blocking(&script).stdout(Stdio::piped()).spawn()?;
+        let out = child.stdout.take().expect("stdout is piped");
+        Ok(Box::new(SshReader {
+            child,
+            out,
+            ended: false,
+            failure: Failure::of(self),
+        }))
+    }
+
+    async fn create_stream(&self, path: &Path) -> HostResult<Box<dyn FileSink>> {
+        self.connect().await?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = super::local::parent_dir(path);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.partial.{}.{n}", std::process::id()));
+        // noclobber: the temporary name is ours alone.
+        let script = format!("umask 077\nset -C\nexec cat > {}", q(&tmp));
+        let mut child = self.ssh_blocking(&script).stdin(Stdio::piped()).spawn()?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        Ok(Box::new(SshSink {
+            child: Some(child),
+            stdin: Some(io::BufWriter::with_capacity(256 << 10, stdin)),
+            commit: self.ssh_blocking(&format!(
+                "sync -- {t} && mv -f -- {t} {p} && sync -- {d}",
+                t = q(&tmp),
+                p = q(path),
+                d = q(dir)
+            )),
+            cleanup: self.ssh_blocking(&format!("rm -f -- {}", q(&tmp))),
+            failure: Failure::of(self),
+            done: false,
+        }))
     }
 
     async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput> {

@@ -522,13 +522,7 @@ fn show(ctx: &Context, id: &str) -> Result<Reply, CommandError> {
 /// file missing or of the wrong size).
 fn repository_list(path: &std::path::Path, db: Option<&str>) -> Result<Reply, CommandError> {
     let repo = Repository::open(path).map_err(repo_error)?;
-    let runs = repo.runs().map_err(|e| {
-        if repo.is_local() {
-            CommandError::not_found(format!("there is no repository at `{}`", path.display()))
-        } else {
-            CommandError::unavailable(e)
-        }
-    })?;
+    let runs = repo.runs().map_err(CommandError::from)?;
     let mut rows = Vec::new();
     for run in runs {
         let row = match repo.manifest(&run) {

@@ -303,6 +303,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "backup db db:3 path /b max_pause 2s",
             "backup db orders path /b compress none",
             "backup db orders path /b encrypt /etc/lazarus/recipients.txt",
+            "backup db orders path ssh://backup@vault:2222/srv/lazarus",
         ],
         build: |m| {
             Ok(Command::Backup(BackupCommand::Db {
@@ -337,6 +338,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
         examples: &[
             "backup list path /backups/orders",
             "backup list path /mnt/offsite db orders",
+            "backup list path ssh://backup@vault/srv/lazarus",
         ],
         build: |m| {
             Ok(Command::Backup(BackupCommand::List {

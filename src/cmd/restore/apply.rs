@@ -239,7 +239,7 @@ pub(crate) fn run_in_repository(
     }
     let repo = Repository::open(&path).map_err(CommandError::usage)?;
     if run == "latest" {
-        let runs = repo.runs().map_err(CommandError::not_found)?;
+        let runs = repo.runs().map_err(CommandError::from)?;
         let newest = runs.iter().rev().find_map(|r| {
             let m = repo.manifest(r).ok()?;
             (m.db.name == db_name).then(|| (r.clone(), m))

@@ -35,6 +35,7 @@ pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_
 pub use plain::PlainRead;
 pub use remote::RunsError;
 pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
+pub use snapshot::SnapshotConn;
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
 use crate::ccs::{BackupRun, BackupTask, Cluster, RunStatus};

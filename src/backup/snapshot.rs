@@ -191,8 +191,8 @@ impl SnapshotConn {
             ready: 0,
             pos: 0,
             done: false,
-            file,
-            hasher: Sha256::new(),
+            file: Some(file),
+            hasher: Some(Sha256::new()),
             bytes: 0,
             write_error: None,
             read_error: None,
@@ -211,7 +211,8 @@ impl SnapshotConn {
             }
         }
         if let Some(e) = tee.write_error.take() {
-            return Err(format!("cannot write `{}`: {e}", tee.file.path().display()));
+            let path = tee.file.as_ref().map(|f| f.path().display().to_string());
+            return Err(format!("cannot write `{}`: {e}", path.unwrap_or_default()));
         }
         if let Some(e) = tee.read_error.take() {
             return Err(format!(
@@ -219,11 +220,55 @@ impl SnapshotConn {
                 tee.bytes
             ));
         }
-        let sha256 = hex(&tee.hasher.finalize_reset());
+        let sha256 = hex(&tee.hasher.take().unwrap_or_default().finalize());
         Ok(Streamed {
             report,
             bytes: tee.bytes,
             sha256,
+        })
+    }
+
+    /// Reads the payload into a content digest (no file, no hash): the server's own
+    /// serialisation of what it holds, read by the same reader as the files.
+    pub fn digest(
+        mut self,
+        now_ms: i64,
+        opts: &crate::persist::DigestOptions,
+    ) -> Result<crate::persist::ContentDigest, String> {
+        let framing = self.header()?;
+        let addr = self.addr.clone();
+        let len = match framing {
+            Framing::Len(n) => Some(n),
+            Framing::Mark(_) => None,
+        };
+        let mut on_bytes = |_| {};
+        let mut tee = Tee {
+            conn: self.reader,
+            framing,
+            held: Vec::with_capacity(CHUNK + MARK_LEN),
+            ready: 0,
+            pos: 0,
+            done: false,
+            file: None,
+            hasher: None,
+            bytes: 0,
+            write_error: None,
+            read_error: None,
+            on_bytes: &mut on_bytes,
+        };
+        let digest = crate::persist::digest_of_rdb_stream(&mut tee, len, now_ms, opts);
+        if let Some(e) = tee.read_error.take() {
+            return Err(format!(
+                "`{addr}`: the snapshot broke after {} bytes: {e}",
+                tee.bytes
+            ));
+        }
+        digest.map_err(|e| {
+            let why = match e {
+                crate::persist::RdbReadError::Io(s) => s,
+                crate::persist::RdbReadError::Format(d) => d.to_string(),
+            };
+            format!("`{addr}`: its snapshot: {why}")
         })
     }
 }
@@ -279,8 +324,9 @@ struct Tee<'a> {
     ready: usize,
     pos: usize,
     done: bool,
-    file: &'a mut PartFile,
-    hasher: Sha256,
+    /// Where the payload is written (none: only read).
+    file: Option<&'a mut PartFile>,
+    hasher: Option<Sha256>,
     bytes: u64,
     write_error: Option<io::Error>,
     read_error: Option<io::Error>,
@@ -334,8 +380,10 @@ impl Tee<'_> {
             }
         }
         let payload = &self.held[..self.ready];
-        self.hasher.update(payload);
-        if let Err(e) = self.file.write_all(payload) {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(payload);
+        }
+        if let Some(Err(e)) = self.file.as_mut().map(|f| f.write_all(payload)) {
             return Err(self.write_error.insert(e).kind().into());
         }
         self.bytes += payload.len() as u64;

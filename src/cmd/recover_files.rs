@@ -342,6 +342,7 @@ async fn write_and_check(
     // Fenced: no client reads while the DUMPs skip LZF.
     let opts = crate::persist::DigestOptions {
         uncompressed_dumps: true,
+        server_snapshot: true,
         ..Default::default()
     };
     let c =

@@ -279,6 +279,11 @@ pub struct DigestOptions {
     /// rdbcompression no`, put back after): only for servers Lazarus itself started and no
     /// client uses yet, as in a recovery before the database goes active.
     pub uncompressed_dumps: bool,
+    /// A live server is read from its own snapshot (`SYNC`: it forks and streams its RDB,
+    /// read by the same reader as the files) instead of SCAN + DUMP of every key: far
+    /// cheaper for both sides, but a fork: only for servers no client writes to (fenced,
+    /// or not serving yet).
+    pub server_snapshot: bool,
 }
 
 const DEFAULT_HORIZON_MS: i64 = 3_600_000;

@@ -209,6 +209,7 @@ async fn prove_content(
     // The shards are Lazarus' own and no client has the endpoint yet.
     let opts = crate::persist::DigestOptions {
         uncompressed_dumps: true,
+        server_snapshot: true,
         ..Default::default()
     };
     let c = match verify::verify_content(&files, &masters, &opts, rec.setup_timeout).await {

@@ -1045,6 +1045,7 @@ async fn prove(
     // The shards are fenced: no client reads them while their DUMPs skip LZF.
     let opts = crate::persist::DigestOptions {
         uncompressed_dumps: true,
+        server_snapshot: true,
         ..Default::default()
     };
     let c = match file_digest {

@@ -95,6 +95,27 @@ pub async fn digest_of_server(
     } else {
         None
     };
+    if opts.server_snapshot {
+        let digest = snapshot_digest(addr, opts, timeout).await;
+        if compression.as_deref() == Some("yes") {
+            set_compression(&mut con, "yes")
+                .await
+                .map_err(|e| err(addr, e))?;
+        }
+        // Its instant is the fork's (taken as the stream began).
+        let digest = digest?;
+        let slot_counts = if cluster {
+            Some(count_slots(addr, &mut con).await?)
+        } else {
+            None
+        };
+        let settled = digest.settle(digest.taken_at_ms);
+        return Ok(ServerDigest {
+            scanned: settled.keys + settled.expired,
+            digest,
+            slot_counts,
+        });
+    }
     let mut b = DigestBuilder::new(now_ms(), opts);
     let mut scanned = 0;
     let mut scan = Ok(());
@@ -135,6 +156,39 @@ pub async fn digest_of_server(
         slot_counts,
         scanned,
     })
+}
+
+/// The digest of the server's own snapshot: `SYNC` as an RDB-only replica, the stream
+/// read by the reader as it comes (on a blocking thread).
+async fn snapshot_digest(
+    addr: &ShardAddr,
+    opts: &DigestOptions,
+    timeout: Duration,
+) -> Result<ContentDigest, VerifyError> {
+    let (a, o) = (addr.clone(), opts.clone());
+    let digest = tokio::task::spawn_blocking(move || {
+        let mut conn = crate::backup::SnapshotConn::open(&a, timeout)?;
+        conn.send_sync()?;
+        conn.digest(now_ms(), &o)
+    })
+    .await
+    .map_err(|e| err(addr, e))?
+    .map_err(|e| err(addr, e))?;
+    // The fork outlives the stream by up to a cron tick: whatever saves next (a
+    // persistence switch) would find a "background save already in progress".
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let i = info(addr, "persistence", timeout)
+            .await
+            .map_err(|e| err(addr, e))?;
+        if i.get("rdb_bgsave_in_progress") != Some("1") {
+            return Ok(digest);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(err(addr, "its snapshot's fork did not end"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn set_compression(

@@ -365,6 +365,41 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     c.nodes.get_mut(&1).unwrap().recovery_path = None;
     lz.install(&c);
     lz.run("restore task verify t").ok();
+
+    // `target_path`: never the backup's path, never inside a recovery path; a good one
+    // stages the files and is left empty.
+    lz.run(&format!(
+        "restore task create name in-repo db v backup {run} force target_path {}",
+        repo.join(&run).display()
+    ))
+    .ok();
+    lz.run("restore task verify in-repo")
+        .fails(1)
+        .stdout_has("overlap: give a directory apart from the backups");
+    let rp = lz.path("old-disk");
+    std::fs::create_dir_all(rp.join("staging")).unwrap();
+    lz.run(&format!("node 1 recovery_path set {}", rp.display()))
+        .ok();
+    lz.run(&format!(
+        "restore task create name in-rp db v backup {run} force target_path {}",
+        rp.join("staging").display()
+    ))
+    .ok();
+    lz.run("restore task verify in-rp")
+        .fails(1)
+        .stdout_has("recovery path");
+    lz.run("node 1 recovery_path clear").ok();
+    let staging = lz.path("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    lz.run(&format!(
+        "restore task create name staged db v backup {run} force target_path {}",
+        staging.display()
+    ))
+    .ok();
+    lz.run("restore task start staged")
+        .ok()
+        .stdout_has("content verified: ");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
 }
 
 /// Evidence 4 and 5: a shard that cannot start mid-restore (the old data serves again,

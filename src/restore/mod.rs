@@ -92,6 +92,9 @@ pub struct RestoreSpec {
     pub defer_file_checks: bool,
     /// The run may be another cluster's.
     pub from_other_cluster: bool,
+    /// Where the run's files are staged (decoded) before they replace the data (default:
+    /// beside the data, in each shard directory): `target_path`.
+    pub target_path: Option<PathBuf>,
 }
 
 /// What a finished restore brought back.
@@ -393,6 +396,12 @@ pub async fn verify(
         ),
     }
 
+    if let Some(tp) = &spec.target_path {
+        match check_target_path(cluster, spec, tp, m.bytes()) {
+            Ok(detail) => v.add("target path", true, detail),
+            Err(why) => v.add("target path", false, why),
+        }
+    }
     let Some(db) = db else {
         v.add(
             "target",
@@ -625,6 +634,58 @@ async fn running_version(cluster: &Cluster, db: &Database) -> Option<String> {
     })
 }
 
+/// `target_path`: a writable directory with room for the run's files, not the backup's
+/// own path (nor inside it, nor holding it), and outside every node's recovery path
+/// (nor holding one): staging there must never touch a backup or the files recovery reads.
+fn check_target_path(
+    cluster: &Cluster,
+    spec: &RestoreSpec,
+    tp: &Path,
+    bytes: u64,
+) -> Result<String, String> {
+    let canon = std::fs::canonicalize(tp).map_err(|e| format!("`{}`: {e}", tp.display()))?;
+    if !canon.is_dir() {
+        return Err(format!("`{}` is not a directory", tp.display()));
+    }
+    let overlap = |other: &Path| {
+        let o = std::fs::canonicalize(other).unwrap_or_else(|_| other.to_path_buf());
+        canon.starts_with(&o) || o.starts_with(&canon)
+    };
+    if let crate::backup::Repository::Local { root: repo } = &spec.repo {
+        let run = repo.join(&spec.run);
+        if overlap(repo) || overlap(&run) {
+            return Err(format!(
+                "`{}` and the backup's path `{}` overlap: give a directory apart from the backups",
+                tp.display(),
+                repo.display()
+            ));
+        }
+    }
+    for n in cluster.nodes.values() {
+        if let Some(rp) = n.recovery_path.as_deref().filter(|rp| overlap(rp)) {
+            return Err(format!(
+                "`{}` and node:{}'s recovery path `{}` overlap: staging there could overwrite the files recovery reads",
+                tp.display(),
+                n.id,
+                rp.display()
+            ));
+        }
+    }
+    writable(&canon).map_err(|e| format!("`{}`: {e}", tp.display()))?;
+    if let Some(free) = free_bytes(&canon) {
+        if free < bytes {
+            return Err(format!(
+                "`{}` has {free} bytes free, the run's files need {bytes}",
+                tp.display()
+            ));
+        }
+    }
+    Ok(format!(
+        "the run's files are staged in `{}` (writable, room for {bytes} bytes), apart from the backups and every recovery path",
+        tp.display()
+    ))
+}
+
 fn writable(dir: &Path) -> std::io::Result<()> {
     let probe = dir.join(format!(".lazarus-probe.{}", std::process::id()));
     std::fs::write(&probe, b"probe")?;
@@ -740,6 +801,41 @@ fn dir_of(cluster: &Cluster, db: &Database, shard: Id) -> Result<PathBuf, String
     Ok(node.shard_dir(db.id, shard))
 }
 
+/// Where a master's file of the run is staged: in `target_path` when the task names one,
+/// else beside its data.
+fn staged_path(target_path: Option<&Path>, db: Id, shard: Id, dir: &Path) -> PathBuf {
+    match target_path {
+        Some(tp) => tp.join(format!(".lazarus-restore-db{db}-shard{shard}.rdb")),
+        None => dir.join(STAGED),
+    }
+}
+
+/// Moves a staged file into shard directory `dir` as its `dump.rdb`: a rename, or on
+/// another filesystem (a `target_path` apart from the data) a copy under the staging name,
+/// synced, then renamed into place.
+fn move_into(staged: &Path, dir: &Path) -> Result<(), String> {
+    let dump = dir.join("dump.rdb");
+    match std::fs::rename(staged, &dump) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let tmp = dir.join(STAGED);
+            let copy = || -> std::io::Result<()> {
+                std::fs::copy(staged, &tmp)?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &dump)
+            };
+            copy().map_err(|e| format!("`{}` into `{}`: {e}", staged.display(), dir.display()))?;
+            let _ = std::fs::remove_file(staged);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "`{}` into `{}`: {e}",
+            staged.display(),
+            dir.display()
+        )),
+    }
+}
+
 /// The data files of a shard directory (what is moved aside and back).
 const DATA: [&str; 3] = ["dump.rdb", "appendonlydir", "appendonly.aof"];
 
@@ -760,6 +856,12 @@ pub async fn start(
         return by_key(cluster, db, &fence, m, spec, step).await;
     }
     let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;
+    // What `target_path` staged and was not moved into place.
+    for s in db.masters() {
+        if let (Some(tp), Ok(dir)) = (&spec.target_path, dir_of(cluster, db, s.id)) {
+            let _ = std::fs::remove_file(staged_path(Some(tp), db.id, s.id, &dir));
+        }
+    }
     match res {
         Ok(restored) => {
             step(RestoreStep::RemovingOld);
@@ -808,7 +910,7 @@ async fn replace(
     step(RestoreStep::Staging);
     for (&id, (file, e)) in &files {
         let dir = dir_of(cluster, db, id)?;
-        let staged = dir.join(STAGED);
+        let staged = staged_path(spec.target_path.as_deref(), db.id, id, &dir);
         let s = staged.clone();
         let persistence = db.config.persistence;
         let (entry, identity) = ((*e).clone(), spec.identity.clone());
@@ -890,8 +992,8 @@ async fn replace(
             }
         }
         if s.role == Role::Master {
-            std::fs::rename(dir.join(STAGED), dir.join("dump.rdb"))
-                .map_err(|e| format!("`{}`: {e}", dir.display()))?;
+            let staged = staged_path(spec.target_path.as_deref(), db.id, s.id, &dir);
+            move_into(&staged, &dir)?;
         }
     }
     // The files' content digest is taken while the servers load them (the reader's pass
@@ -1075,17 +1177,20 @@ async fn by_key(
     // Encoded files are decoded beside the first master's data first, before any fence.
     step(RestoreStep::Decoding);
     let mut files: Vec<PathBuf> = Vec::new();
-    let scratch = db
-        .masters()
-        .next()
-        .map(|s| dir_of(cluster, db, s.id))
-        .transpose()?;
+    let scratch = match &spec.target_path {
+        Some(tp) => Some(tp.clone()),
+        None => db
+            .masters()
+            .next()
+            .map(|s| dir_of(cluster, db, s.id))
+            .transpose()?,
+    };
     for (i, s) in m.shards.iter().enumerate() {
         let stored = spec.repo.file(&spec.run, &s.file);
         match (&scratch, stored.local_path().filter(|_| s.is_plain())) {
             (_, Some(path)) => files.push(path),
             (Some(dir), None) => {
-                let dest = dir.join(format!(".lazarus-restore-{i}.rdb"));
+                let dest = dir.join(format!(".lazarus-restore-db{}-{i}.rdb", db.id));
                 let (e, d, identity) = (s.clone(), dest.clone(), spec.identity.clone());
                 tokio::task::spawn_blocking(move || {
                     decode_to(&stored, &e, identity.as_deref(), &d, false)

@@ -36,6 +36,13 @@ impl Render for TaskView {
             ("task", t.name.clone()),
             ("database", t.db.clone()),
             ("backup", format!("{} in `{}`", t.run, t.path.display())),
+            (
+                "target path",
+                t.target_path.as_ref().map_or_else(
+                    || "the shard directories".to_string(),
+                    |p| format!("`{}` (staging)", p.display()),
+                ),
+            ),
             ("force", t.force.to_string()),
             ("state", t.state.to_string()),
         ];
@@ -97,6 +104,7 @@ impl RestoreCommand {
                 name,
                 db,
                 backup,
+                target_path,
                 force,
                 allow_newer_server,
                 replay,
@@ -106,6 +114,7 @@ impl RestoreCommand {
                 no_safety_backup,
             } => {
                 let flags = CreateFlags {
+                    target_path,
                     force,
                     allow_newer_server,
                     replay,
@@ -217,6 +226,7 @@ fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, Command
 }
 
 struct CreateFlags {
+    target_path: Option<std::path::PathBuf>,
     force: bool,
     allow_newer_server: bool,
     replay: bool,
@@ -275,6 +285,7 @@ async fn create(
     identity: Option<std::path::PathBuf>,
 ) -> Result<Reply, CommandError> {
     let CreateFlags {
+        target_path,
         force,
         allow_newer_server,
         replay,
@@ -288,6 +299,15 @@ async fn create(
                 .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?,
         ),
         p => p,
+    };
+    // Where the run's files are staged; checked by verify (a writable directory, apart
+    // from the backups and every recovery path).
+    let target_path = match target_path {
+        Some(p) => Some(
+            std::path::absolute(&p)
+                .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?,
+        ),
+        None => None,
     };
     let identity = match identity {
         Some(p) => {
@@ -336,7 +356,7 @@ async fn create(
         db: db_name,
         run: run_id,
         path: run_path,
-        target_path: None,
+        target_path,
         force,
         allow_newer_server,
         replay,
@@ -415,6 +435,7 @@ fn spec(t: &RestoreTask) -> Result<RestoreSpec, CommandError> {
         counts_only: false,
         defer_file_checks: false,
         from_other_cluster: t.from_other_cluster,
+        target_path: t.target_path.clone(),
     })
 }
 

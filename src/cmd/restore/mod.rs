@@ -13,12 +13,13 @@ use crate::lang::{quote, DbRef};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestoreCommand {
-    /// `restore task create name <task> db <db> backup <run|latest> [force]
-    /// [allow_newer_server] [replay]`
+    /// `restore task create name <task> db <db> backup <run|latest> [target_path <dir>]
+    /// [force] [allow_newer_server] [replay]`
     Create {
         name: String,
         db: DbRef,
         backup: String,
+        target_path: Option<std::path::PathBuf>,
         force: bool,
         allow_newer_server: bool,
         replay: bool,
@@ -111,6 +112,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::required("name", "task", ValueKind::Word),
                 Opt::required("db", "db", ValueKind::Database),
                 Opt::required("backup", "run|latest|repository/run", ValueKind::Word),
+                Opt::optional("target_path", "dir", ValueKind::Path),
                 Opt::flag("force"),
                 Opt::flag("allow_newer_server"),
                 Opt::flag("replay"),
@@ -129,12 +131,14 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "restore task create name move db orders backup s3://offsite/lazarus/latest from_other_cluster",
             "restore task create name r3 db orders backup /mnt/offsite/20261204-035012-17",
             "restore task create name r4 db orders backup latest force safety_path s3://offsite/safety",
+            "restore task create name r5 db orders backup latest target_path /mnt/staging",
         ],
         build: |m| {
             Ok(Command::Restore(RestoreCommand::Create {
                 name: task_name(m, "name")?,
                 db: m.req("db")?,
                 backup: m.req("backup")?,
+                target_path: m.opt("target_path"),
                 force: m.has("force"),
                 allow_newer_server: m.has("allow_newer_server"),
                 replay: m.has("replay"),
@@ -196,6 +200,7 @@ impl fmt::Display for RestoreCommand {
                 name,
                 db,
                 backup,
+                target_path,
                 force,
                 allow_newer_server,
                 replay,
@@ -210,6 +215,9 @@ impl fmt::Display for RestoreCommand {
                     quote(name),
                     quote(backup)
                 )?;
+                if let Some(p) = target_path {
+                    write!(f, " target_path {}", quote(&p.to_string_lossy()))?;
+                }
                 if *force {
                     f.write_str(" force")?;
                 }

@@ -245,3 +245,22 @@ fn shared_ssh(target: &SshTarget) -> std::io::Result<Arc<dyn Host>> {
     live.insert(target.clone(), Arc::downgrade(&host));
     Ok(host)
 }
+
+/// Operations in flight at once on each host over SSH (`--max-concurrency`); 0 until set.
+static MAX_CONCURRENCY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Bounds the operations in flight on each host reached from now on.
+pub fn set_max_concurrency(n: usize) {
+    MAX_CONCURRENCY.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Operations in flight at once on each other host: `--max-concurrency`, else twice this
+/// machine's cores. Each is one `ssh` process here and one session there (sshd allows 10
+/// per connection by default, `MaxSessions`), so a wide fan-out waits its turn instead of
+/// being refused.
+pub fn max_concurrency() -> usize {
+    match MAX_CONCURRENCY.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => 2 * local::cores().max(1),
+        n => n,
+    }
+}

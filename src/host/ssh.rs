@@ -152,6 +152,8 @@ pub struct SshHost {
     config: Option<PathBuf>,
     control_dir: PathBuf,
     master: tokio::sync::Mutex<Option<Result<(), String>>>,
+    /// Sessions in flight on this host ([`super::max_concurrency`]).
+    slots: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for SshHost {
@@ -206,6 +208,7 @@ impl SshHost {
             config,
             control_dir,
             master: tokio::sync::Mutex::new(None),
+            slots: tokio::sync::Semaphore::new(super::max_concurrency()),
         })
     }
 
@@ -373,6 +376,11 @@ impl SshHost {
     /// 255 when ssh failed.
     pub async fn sh(&self, script: &str, stdin: Option<&[u8]>) -> io::Result<std::process::Output> {
         self.connect().await?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| io::Error::other("the host's session slots are closed"))?;
         let mut cmd = self.ssh();
         // The login shell there (bash, zsh, fish) only starts `sh`: quoted for any of them.
         cmd.args(["-o", "ControlMaster=no", "--", &self.target.host])

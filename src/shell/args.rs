@@ -11,6 +11,10 @@ pub struct Args {
     pub home: Option<PathBuf>,
     pub continue_on_error: bool,
     pub redis_server: Option<PathBuf>,
+    /// `--max-concurrency <n>`: operations in flight at once on each other host.
+    pub max_concurrency: Option<usize>,
+    /// Its text until it is checked.
+    max_concurrency_text: Option<String>,
     pub file: Option<PathBuf>,
     pub mode: Mode,
 }
@@ -39,6 +43,8 @@ pub enum UsageError {
     NotUtf8(String),
     #[error("`--file` runs a script: give it without a command")]
     FileAndCommand,
+    #[error("`--max-concurrency` takes a number from 1 to 1024, not `{0}`")]
+    BadConcurrency(String),
 }
 
 impl crate::error::DomainError for UsageError {
@@ -131,6 +137,16 @@ pub static FLAGS: &[Flag] = &[
         value: Some("path"),
         help: &["the redis-server binary to run shards with"],
         set: |a, v| a.redis_server = Some(value(v)),
+    },
+    Flag {
+        long: "--max-concurrency",
+        short: None,
+        value: Some("n"),
+        help: &[
+            "operations in flight at once on each node's host over ssh",
+            "(default: twice this machine's cores)",
+        ],
+        set: |a, v| a.max_concurrency_text = v,
     },
     Flag {
         long: "--help",
@@ -242,6 +258,14 @@ impl Args {
                     ),
                 };
                 (flag.set)(&mut parsed, value);
+                if let Some(text) = parsed.max_concurrency_text.take() {
+                    parsed.max_concurrency = Some(
+                        text.parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=1024).contains(n))
+                            .ok_or(UsageError::BadConcurrency(text))?,
+                    );
+                }
                 continue;
             }
             match word.as_str() {
@@ -285,6 +309,22 @@ mod tests {
     }
 
     #[test]
+    fn max_concurrency_is_a_number() {
+        assert_eq!(
+            parse(&["--max-concurrency", "8", "status"]).unwrap().max_concurrency,
+            Some(8)
+        );
+        assert_eq!(
+            parse(&["--max-concurrency=0"]),
+            Err(UsageError::BadConcurrency("0".into()))
+        );
+        assert_eq!(
+            parse(&["--max-concurrency", "many"]),
+            Err(UsageError::BadConcurrency("many".into()))
+        );
+    }
+
+    #[test]
     fn flags_then_command() {
         let args = parse(&["--json", "--home=/h", "info", "cluster", "--json"]).unwrap();
         assert!(args.json);
@@ -311,18 +351,20 @@ mod tests {
     #[test]
     fn every_flag_in_the_table_parses_in_each_spelling() {
         for flag in FLAGS {
+            // A value the flag takes: a number for the one that counts.
+            let v = if flag.value == Some("n") { "4" } else { "/v" };
             let spellings = flag.short.into_iter().chain([flag.long]);
             for spelling in spellings {
                 let mut words = vec![spelling.to_string()];
                 if flag.value.is_some() {
-                    words.push("/v".into());
+                    words.push(v.into());
                 }
                 let args = Args::parse(words.iter().map(OsString::from))
                     .unwrap_or_else(|e| panic!("{spelling}: {e}"));
                 assert_ne!(args, Args::default(), "{spelling} changed nothing");
             }
             if flag.value.is_some() {
-                let inline = format!("{}=/v", flag.long);
+                let inline = format!("{}={v}", flag.long);
                 assert_ne!(parse(&[&inline]).unwrap(), Args::default(), "{inline}");
                 assert_eq!(
                     parse(&[flag.long]),

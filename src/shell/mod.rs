@@ -75,6 +75,9 @@ impl Session {
         let mut ctx = Context::new(Store::new(home));
         ctx.json = args.json;
         ctx.redis_server = args.redis_server.clone();
+        if let Some(n) = args.max_concurrency {
+            crate::host::set_max_concurrency(n);
+        }
         ctx.progress = if args.json {
             Arc::new(NoProgress)
         } else if io::stderr().is_terminal() {

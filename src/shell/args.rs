@@ -311,7 +311,9 @@ mod tests {
     #[test]
     fn max_concurrency_is_a_number() {
         assert_eq!(
-            parse(&["--max-concurrency", "8", "status"]).unwrap().max_concurrency,
+            parse(&["--max-concurrency", "8", "status"])
+                .unwrap()
+                .max_concurrency,
             Some(8)
         );
         assert_eq!(

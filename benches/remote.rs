@@ -173,6 +173,7 @@ fn main() {
                         password: None,
                         sync_source: None,
                         tls: false,
+                        tls_auth_clients_optional: false,
                     },
                     port,
                     state: DbState::Active,

@@ -1189,3 +1189,71 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
         "restored from ssh://",
     );
 }
+
+/// Issue 19: an `s3://` repository whose credentials and region come only from
+/// `AWS_PROFILE`'s sections of a credentials file and a config file (no key in the
+/// environment), as `~/.aws` gives them: a run is written and listed, and neither key
+/// appears in any output or in the CCS.
+#[test]
+fn s3_credentials_come_from_an_aws_profile() {
+    let Some(s3) = common::s3::S3Server::start("profiled") else {
+        return;
+    };
+    let aws = tempfile::tempdir().unwrap();
+    let (creds, conf) = (aws.path().join("credentials"), aws.path().join("config"));
+    std::fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[offsite]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            common::s3::ACCESS_KEY,
+            common::s3::SECRET_KEY
+        ),
+    )
+    .unwrap();
+    std::fs::write(&conf, "[profile offsite]\nregion = us-east-1\n").unwrap();
+    let mut env: Vec<(String, String)> = s3
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k == "AWS_ENDPOINT_URL")
+        .collect();
+    for (k, v) in [
+        ("AWS_PROFILE", "offsite".to_string()),
+        ("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string()),
+        ("AWS_CONFIG_FILE", conf.display().to_string()),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    let lz = Lazarus::new().with_env(env);
+    let _guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut c,
+        vec![config("p", 1, false, Persistence::Disabled)],
+    ));
+    lz.install(&c);
+    let url = "s3://profiled/lazarus";
+    let mut outputs = vec![lz.run(&format!("backup db p path {url}")).ok()];
+    let run = lz.ccs()["backups"]["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!s3
+        .get("profiled", &format!("lazarus/{run}/manifest.json"))
+        .is_empty());
+    outputs.push(
+        lz.run(&format!("backup list path {url}"))
+            .ok()
+            .stdout_has(&run),
+    );
+    let ccs = lz.ccs().to_string();
+    for text in outputs
+        .iter()
+        .flat_map(|o| [o.stdout.clone(), o.stderr.clone()])
+        .chain([ccs])
+    {
+        for s in [common::s3::ACCESS_KEY, common::s3::SECRET_KEY] {
+            assert!(!text.contains(s), "a credential leaked: {text}");
+        }
+    }
+}

@@ -1027,7 +1027,8 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
 
 /// Issue 19, evidence 3: a forced restore over live data first takes a safety backup of
 /// it into the task's repository and records it on the task; that run restores to the
-/// content the forced restore replaced.
+/// content the forced restore replaced. The run restored is encrypted, so the safety
+/// backup is too, to the task's identity: the same identity opens it.
 #[test]
 fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
     let lz = Lazarus::new();
@@ -1040,6 +1041,21 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
     ));
     lz.install(&c);
     let repo = lz.path("repo");
+    let key = lz.path("key.txt");
+    assert!(Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let recipients = lz.path("recipients.txt");
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    std::fs::write(&recipients, public.stdout).unwrap();
     let old = picture(&rt, &lz, "live");
     let run = lz
         .cmd([
@@ -1049,6 +1065,8 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
             "live",
             "path",
             repo.to_str().unwrap(),
+            "encrypt",
+            recipients.to_str().unwrap(),
         ])
         .run()
         .ok()
@@ -1060,7 +1078,8 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
     let live = picture(&rt, &lz, "live");
     assert!(!diff(&old, &live).is_empty());
     lz.run(&format!(
-        "restore task create name back db live backup {run} force"
+        "restore task create name back db live backup {run} force identity {}",
+        key.display()
     ))
     .ok();
     lz.run("restore task start back")
@@ -1077,8 +1096,23 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
         .unwrap()
         .to_string();
     assert!(at.starts_with(repo.to_str().unwrap()), "{at}");
+    let safety = at.rsplit('/').next().unwrap();
+    let listed = lz
+        .cmd(["--json", "backup", "list", "path", repo.to_str().unwrap()])
+        .run()
+        .ok()
+        .json();
+    let row = listed[0]["result"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run"] == safety)
+        .unwrap()
+        .clone();
+    assert_eq!(row["encrypted"], true, "{row}");
     lz.run(&format!(
-        "restore task create name undo db live backup {at} force"
+        "restore task create name undo db live backup {at} force identity {}",
+        key.display()
     ))
     .ok();
     lz.run("restore task start undo").ok();

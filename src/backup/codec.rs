@@ -25,7 +25,9 @@ pub struct Codec {
 }
 
 /// Recipients loaded from a recipients file (one `age1...` public key a line; `#`
-/// comments and blank lines ignored).
+/// comments and blank lines ignored). An age identity file (`AGE-SECRET-KEY-1...` lines)
+/// gives its identities' public keys: what a safety backup is encrypted to, so that the
+/// identity that opens the run restored opens the safety backup too.
 pub struct Recipients(Vec<age::x25519::Recipient>);
 
 impl Recipients {
@@ -40,6 +42,17 @@ impl Recipients {
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with("AGE-SECRET-KEY-1") {
+                let id = line.parse::<age::x25519::Identity>().map_err(|_| {
+                    format!(
+                        "the age identity file `{}` line {} is not an age identity",
+                        path.display(),
+                        i + 1
+                    )
+                })?;
+                out.push(id.to_public());
                 continue;
             }
             let r = line.parse::<age::x25519::Recipient>().map_err(|_| {

@@ -200,20 +200,33 @@ fn find_task<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a BackupTask, Com
 }
 
 /// A one-off run of a database into `path` (a directory or URL): the safety backup a
-/// forced restore takes of the data it is about to replace. Compressed, not encrypted
-/// (the restore holds an identity, not the recipients).
+/// forced restore takes of the data it is about to replace. Compressed; encrypted to the
+/// public keys of the task's `identity` when it has one (the run restored was encrypted),
+/// else to the recipients of an encrypting backup task of the database.
 pub(crate) async fn safety_run(
     ctx: &Context,
     db_id: Id,
     path: &std::path::Path,
+    identity: Option<&std::path::Path>,
 ) -> Result<BackupRun, CommandError> {
-    let path = {
+    let (path, encrypt) = {
         let cluster = ctx.cluster()?;
-        backup::check_repository(&cluster, path).map_err(repo_error)?
+        // Encrypted to the identity that opens the run restored (its public keys), else
+        // as the database's own backups are: never in the clear where they are not.
+        let encrypt = identity.map(std::path::Path::to_path_buf).or_else(|| {
+            cluster
+                .backups
+                .tasks
+                .values()
+                .filter(|t| t.db == db_id)
+                .find_map(|t| t.encrypt.clone())
+        });
+        let path = backup::check_repository(&cluster, path).map_err(repo_error)?;
+        (path, encrypt)
     };
     let codec = Codec {
         compress: Default::default(),
-        encrypt: None,
+        encrypt,
     };
     run_once(ctx, None, db_id, &path, DEFAULT_MAX_PAUSE_MS, codec, false).await
 }

@@ -686,7 +686,7 @@ async fn start(
                 None,
             )
             .await?;
-            match crate::cmd::backup::safety_run(ctx, db.id, &to).await {
+            match crate::cmd::backup::safety_run(ctx, db.id, &to, t.identity.as_deref()).await {
                 Ok(run) => {
                     let at = format!("{}/{}", to.display(), run.id);
                     record_safety(ctx, name, &run.id, &at).await?;

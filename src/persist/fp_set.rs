@@ -111,20 +111,17 @@ impl FpSet {
         }
     }
 
+    /// The slot where `fp`'s probe starts (where it most often is).
+    #[inline]
+    pub fn home(&self, fp: u64) -> usize {
+        (stored(fp) >> 32) as usize & (self.slots.len() - 1)
+    }
+
     /// Asks the CPU to bring `fp`'s home slot into cache: a lookup soon after finds it
     /// there instead of waiting for memory.
     #[inline]
     pub fn prefetch(&self, fp: u64) {
-        let i = (stored(fp) >> 32) as usize & (self.slots.len() - 1);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint: it reads nothing and cannot fault; the address
-        // is inside the table anyway.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(i).cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
+        prefetch(&self.slots, self.home(fp));
     }
 
     /// The slot holding `fp`, if it is in the set.
@@ -353,6 +350,22 @@ fn sort_run(run: &mut Vec<u64>, scratch: &mut Vec<u64>) {
     std::mem::swap(run, scratch);
 }
 
+/// Asks the CPU to bring `v[i]` into cache, when `i` is inside `v`.
+#[inline(always)]
+fn prefetch<T>(v: &[T], i: usize) {
+    if let Some(p) = v.get(i) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it reads nothing and cannot fault; the address
+        // is that of an element anyway.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(p).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+}
+
 /// Two bits for each slot of an [`FpSet`], all 0 at first. When the set grows, its
 /// owner moves them with [`SlotStates::moved`].
 #[derive(Default, Clone)]
@@ -377,6 +390,12 @@ impl SlotStates {
             }
         }
         out
+    }
+
+    /// Brings the state of `slot` into cache (see [`FpSet::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, slot: usize) {
+        prefetch(&self.words, slot / 32);
     }
 
     #[inline]

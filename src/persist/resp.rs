@@ -100,7 +100,13 @@ impl<'a, R: Read> RespReader<'a, R> {
             if len <= ARG_CAP && (i <= 1 || aof_keys::wants(name.class, i)) {
                 self.spans.push(Some((data, end)));
                 if i == 0 {
-                    name = self.names.get(&b[data..end]);
+                    name = match b.get(data..data + 16) {
+                        Some(wide) if len <= 16 => {
+                            let wide: &[u8; 16] = wide.try_into().ok()?;
+                            self.names.get_wide(wide, len)
+                        }
+                        _ => self.names.get(&b[data..end]),
+                    };
                 }
             } else {
                 self.spans.push(None);
@@ -351,6 +357,29 @@ impl NameCache {
             return NameInfo::of(name);
         }
         let (w0, w1) = (word(name), word(name.get(8..).unwrap_or_default()));
+        self.lookup(w0, w1, name)
+    }
+
+    /// [`get`](Self::get) for a name of at most 16 bytes at the start of `wide`: two
+    /// loads and masks, where `word` branched on the length (names of an AOF vary in
+    /// length command by command, and the branches missed).
+    #[inline(always)]
+    fn get_wide(&mut self, wide: &[u8; 16], len: usize) -> NameInfo {
+        let mask = |n: usize| {
+            if n >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * n)) - 1
+            }
+        };
+        let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *wide;
+        let w0 = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]) & mask(len);
+        let w1 = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]) & mask(len.saturating_sub(8));
+        self.lookup(w0, w1, &wide[..len.min(16)])
+    }
+
+    #[inline(always)]
+    fn lookup(&mut self, w0: u64, w1: u64, name: &[u8]) -> NameInfo {
         let len = name.len() as u8;
         let h = (w0 ^ w1.rotate_left(29) ^ u64::from(len)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let i = (h >> 56) as usize % NAME_SLOTS;
@@ -361,10 +390,16 @@ impl NameCache {
                 return slot.3;
             }
         }
+        self.miss(i, j, w0, w1, name)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn miss(&mut self, i: usize, j: usize, w0: u64, w1: u64, name: &[u8]) -> NameInfo {
         let info = NameInfo::of(name);
         // The first place unless taken, then the second (whatever it held).
         let k = if self.slots[i].2 == u8::MAX { i } else { j };
-        self.slots[k] = (w0, w1, len, info);
+        self.slots[k] = (w0, w1, name.len() as u8, info);
         info
     }
 }
@@ -408,6 +443,31 @@ mod tests {
         assert_eq!(cmds[1][1], b"k");
         // Values are only skipped.
         assert_eq!(cmds[1][2], b"?");
+    }
+
+    #[test]
+    fn names_are_known_however_they_are_read() {
+        let mut c = NameCache::default();
+        let mut wide = [b'x'; 16];
+        for name in [
+            &b"SET"[..],
+            b"set",
+            b"PEXPIREAT",
+            b"s",
+            b"",
+            b"GEORADIUSBYMEMBE",
+            b"SeT",
+        ] {
+            wide[..name.len()].copy_from_slice(name);
+            for _ in 0..2 {
+                let (a, b) = (c.get(name), c.get_wide(&wide, name.len()));
+                assert_eq!(a.class, b.class, "{name:?}");
+                assert_eq!(a.class, classify_name(name), "{name:?}");
+                assert_eq!(a.arity.is_some(), b.arity.is_some(), "{name:?}");
+            }
+        }
+        assert_eq!(c.get(b"SET").class, Class::Set);
+        assert_eq!(c.get(b"SETX").class, Class::Unknown);
     }
 
     #[test]

@@ -187,9 +187,9 @@ pub async fn connect(
         .map_err(|e| addr.err(e))
 }
 
-/// A TLS connection over the process's one rustls configuration of the cluster's
-/// material (see [`ClientTls::rustls_config`]): a handshake per shard, nothing re-read
-/// or re-parsed.
+/// A TLS connection with the cluster's material, parsed once per process (see
+/// [`ClientTls::shard_config`]): a full handshake the first time this process talks to
+/// the shard, a resumed one after, nothing re-read or re-parsed.
 async fn connect_tls(
     addr: &ShardAddr,
     tls: &ClientTls,
@@ -201,44 +201,24 @@ async fn connect_tls(
     let _ = tcp.set_nodelay(true);
     let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
         .map_err(|e| addr.err(format!("`{}` is not a TLS server name: {e}", addr.host)))?;
-    let mut stream = tokio_rustls::TlsConnector::from(tls.rustls_config())
+    let stream = tokio_rustls::TlsConnector::from(tls.shard_config(&addr.host, addr.port))
         .connect(name, tcp)
         .await
         .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?;
-    // In TLS 1.3 the server judges the client's certificate after the client has
-    // finished: its refusal (an alert, then a close) comes with the first reply. A PING
-    // here names it, where the connection's driver would only see a closed stream. Any
-    // reply (`+PONG`, or `-NOAUTH` before AUTH) means the session was accepted.
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let refused = |e: std::io::Error| {
-            addr.tls_refused(format!(
-                "TLS session refused (Lazarus's certificate not accepted?): {e}"
-            ))
-        };
-        stream
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
-            .await
-            .map_err(refused)?;
-        let mut first = [0u8; 1];
-        let n = stream.read(&mut first).await.map_err(refused)?;
-        if n == 0 {
-            return Err(refused(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        // The rest of the reply line.
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while line.last() != Some(&b'\n') {
-            if stream.read(&mut byte).await.map_err(refused)? == 0 {
-                return Err(refused(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-            line.push(byte[0]);
-        }
-    }
     let info = addr.connection_info()?;
+    // In TLS 1.3 the server judges the client's certificate after the client has
+    // finished: its refusal (an alert, then a close) breaks the first exchange, the
+    // connection's setup (redis-rs' `CLIENT SETINFO`). A failure there at the I/O level,
+    // after a handshake that went through, is that refusal; a reply (`-NOAUTH`, a wrong
+    // password) means the session was accepted. No round trip of its own for this.
     let (con, driver) = MultiplexedConnection::new_with_config(&info.redis, stream, config)
         .await
-        .map_err(|e| addr.err(e))?;
+        .map_err(|e| match e.kind() {
+            redis::ErrorKind::IoError => addr.tls_refused(format!(
+                "TLS session refused (Lazarus's certificate not accepted?): {e}"
+            )),
+            _ => addr.err(e),
+        })?;
     tokio::spawn(driver);
     Ok(con)
 }

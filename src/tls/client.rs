@@ -23,6 +23,9 @@ pub struct ClientTls {
     /// The same material as a rustls configuration, for the connections Lazarus speaks
     /// the protocol on itself (a backup's `SYNC` stream).
     rustls: Arc<rustls::ClientConfig>,
+    /// One configuration per shard (`host`, `port`), each with its own session store:
+    /// see [`ClientTls::shard_config`].
+    per_shard: Arc<Mutex<HashMap<(String, u16), Arc<rustls::ClientConfig>>>>,
     /// The sha256 of the three PEM inputs and the verify flag: two clients with equal
     /// ids present the same certificate and trust the same CA.
     id: String,
@@ -95,6 +98,7 @@ impl ClientTls {
         Ok(ClientTls {
             template: client.get_connection_info().addr.clone(),
             rustls: Arc::new(rustls),
+            per_shard: Arc::default(),
             id,
         })
     }
@@ -144,6 +148,24 @@ impl ClientTls {
     /// certificate presented).
     pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
         self.rustls.clone()
+    }
+
+    /// The configuration for the shard at `host:port`: the same material, with a session
+    /// store of that shard's own. rustls keeps sessions by server name alone, and every
+    /// shard on a machine has the same name (its address): with one store, a shard
+    /// would be offered another shard's ticket, which its server cannot read, and no
+    /// handshake would ever resume. Per shard, a process that talks to a shard again
+    /// (the shell's next `status`) resumes its session (no certificate signed or checked
+    /// on either side) instead of a full handshake.
+    pub fn shard_config(&self, host: &str, port: u16) -> Arc<rustls::ClientConfig> {
+        let mut map = self.per_shard.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((host.to_string(), port))
+            .or_insert_with(|| {
+                let mut config = (*self.rustls).clone();
+                config.resumption = rustls::client::Resumption::in_memory_sessions(4);
+                Arc::new(config)
+            })
+            .clone()
     }
 
     /// The address of a shard at `host:port`, over TLS.

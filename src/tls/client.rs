@@ -15,6 +15,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::TlsError;
 use crate::ccs::Cluster;
 
+/// A shard's `host` and `port` -> its configuration (see [`ClientTls::shard_config`]).
+type ShardConfigs = HashMap<(String, u16), Arc<rustls::ClientConfig>>;
+
 /// The client side of the cluster's TLS material, ready to address any shard.
 #[derive(Clone)]
 pub struct ClientTls {
@@ -25,7 +28,7 @@ pub struct ClientTls {
     rustls: Arc<rustls::ClientConfig>,
     /// One configuration per shard (`host`, `port`), each with its own session store:
     /// see [`ClientTls::shard_config`].
-    per_shard: Arc<Mutex<HashMap<(String, u16), Arc<rustls::ClientConfig>>>>,
+    per_shard: Arc<Mutex<ShardConfigs>>,
     /// The sha256 of the three PEM inputs and the verify flag: two clients with equal
     /// ids present the same certificate and trust the same CA.
     id: String,

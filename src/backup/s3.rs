@@ -16,8 +16,9 @@ use std::sync::Arc;
 use super::{block, runtime};
 
 use futures::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
+use object_store::ClientConfigKey;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
 /// Each part of a multipart upload (S3's minimum is 5 MiB).
@@ -124,6 +125,9 @@ fn profile_settings(b: AmazonS3Builder) -> AmazonS3Builder {
     b
 }
 
+/// How long one request may take, the completion of a large multipart upload included.
+const REQUEST_TIMEOUT: &str = "15m";
+
 fn io_err(e: object_store::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -131,7 +135,16 @@ fn io_err(e: object_store::Error) -> io::Error {
 impl S3Repo {
     pub fn open(url: &str) -> Result<S3Repo, String> {
         let (bucket, prefix) = parse_url(url)?;
-        let mut b = profile_settings(AmazonS3Builder::from_env()).with_bucket_name(&bucket);
+        let mut b = profile_settings(AmazonS3Builder::from_env())
+            .with_bucket_name(&bucket)
+            // The default 30 s per request is too short for completing a multipart upload
+            // of a large run: the store assembles the parts before it answers. Timed out,
+            // the client aborts an upload the store may already have completed, and
+            // reports only the abort's `NoSuchUpload`.
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                REQUEST_TIMEOUT,
+            );
         let endpoint = std::env::var("AWS_ENDPOINT_URL")
             .or_else(|_| std::env::var("AWS_ENDPOINT"))
             .unwrap_or_default();

@@ -305,10 +305,6 @@ impl Render for DeleteOutcome {
     }
 }
 
-fn resolve_ref(cluster: &Cluster, r: &DbRef) -> Result<String, CommandError> {
-    Ok(super::resolve_db(cluster, r)?.config.name.clone())
-}
-
 /// `""` for one, `"s"` for any other count.
 fn plural(n: usize) -> &'static str {
     if n == 1 {
@@ -349,7 +345,7 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
     };
     if let Err(e) = lock.save(&mut cluster) {
         // Unrecorded shards would run unseen: take them down again.
-        let _ = db::delete_db(&mut cluster, &format!("db:{id}"), true).await;
+        let _ = db::delete_db(&mut cluster, id, true).await;
         task.finish("failed");
         return Err(e.into());
     }
@@ -364,18 +360,19 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
 
 async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
-    let name = resolve_ref(&cluster, r)?;
-    let out = db::delete_db(&mut cluster, &name, purge).await?;
+    let id = r.resolve(&cluster)?.id;
+    let out = db::delete_db(&mut cluster, id, purge).await?;
     lock.save(&mut cluster)?;
     Reply::of(&out)
 }
 
 async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
-    let name = resolve_ref(&cluster, r)?;
+    let db = r.resolve(&cluster)?;
+    let (id, name) = (db.id, db.config.name.clone());
     let server = redis_server(ctx, &cluster)?;
     let task = ctx.progress.task(&format!("restart db {name}"), 0);
-    let res = db::restart_db(&mut cluster, &server, &name).await;
+    let res = db::restart_db(&mut cluster, &server, id).await;
     task.finish(if res.is_ok() { "restarted" } else { "failed" });
     if let Err(e @ DbError::RestartIncomplete { .. }) = res {
         // The cluster now says which shards run: keep that, not stale pids.

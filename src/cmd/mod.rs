@@ -251,50 +251,6 @@ pub(crate) fn no_such_node(cluster: &crate::ccs::Cluster, id: crate::ccs::Id) ->
     CommandError::not_found(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
 }
 
-/// The database `given` names, or the one "no such database" error: the nearest name
-/// when one is close (`did you mean`), else the databases there are.
-pub(crate) fn resolve_db<'a>(
-    cluster: &'a crate::ccs::Cluster,
-    given: &crate::lang::DbRef,
-) -> Result<&'a crate::ccs::Database, CommandError> {
-    use crate::lang::DbRef;
-    let found = match given {
-        DbRef::Id(id) => cluster.databases.get(id),
-        DbRef::Name(name) => cluster.database_by_name(name),
-    };
-    found.ok_or_else(|| {
-        let names = cluster.databases.values().map(|d| d.config.name.as_str());
-        let near = match given {
-            DbRef::Name(name) => names
-                .clone()
-                .map(|n| (strsim::levenshtein(name, n), n))
-                .filter(|(d, _)| *d <= 2)
-                .min(),
-            DbRef::Id(_) => None,
-        };
-        match near {
-            Some((_, n)) => CommandError::not_found(format!(
-                "there is no database `{given}`, did you mean `{n}`?"
-            ))
-            .hinted(format!("did you mean `{n}`?")),
-            None if cluster.databases.is_empty() => CommandError::not_found(format!(
-                "there is no database `{given}`: the cluster has none"
-            )),
-            None => {
-                let known: Vec<String> = cluster
-                    .databases
-                    .values()
-                    .map(|d| format!("db:{} `{}`", d.id, d.config.name))
-                    .collect();
-                CommandError::not_found(format!(
-                    "there is no database `{given}` (databases: {})",
-                    known.join(", ")
-                ))
-            }
-        }
-    })
-}
-
 impl From<crate::backup::RunsError> for CommandError {
     fn from(e: crate::backup::RunsError) -> CommandError {
         match e {
@@ -383,7 +339,9 @@ mod tests {
     fn no_such_database_is_worded_once() {
         use crate::lang::DbRef;
         let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
-        let err = |c: &crate::ccs::Cluster, r: DbRef| super::resolve_db(c, &r).unwrap_err();
+        let err = |c: &crate::ccs::Cluster, r: DbRef| {
+            super::CommandError::from(r.resolve(c).unwrap_err())
+        };
         assert_eq!(
             err(&cluster, DbRef::Id(9)).to_string(),
             "there is no database `db:9`: the cluster has none"
@@ -418,10 +376,7 @@ mod tests {
             "there is no database `db:9` (databases: db:3 `orders`)"
         );
         assert_eq!(
-            super::resolve_db(&cluster, &DbRef::Id(3))
-                .unwrap()
-                .config
-                .name,
+            DbRef::Id(3).resolve(&cluster).unwrap().config.name,
             "orders"
         );
     }

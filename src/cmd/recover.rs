@@ -537,7 +537,7 @@ async fn recover(
     let targets = match &which {
         None => pending(&cluster),
         Some((r, port)) => {
-            let db = super::resolve_db(&cluster, r)?;
+            let db = r.resolve(&cluster)?;
             if let Some(a) = adopted.iter().find(|a| a.id == db.id) {
                 return Ok(Reply::message(a.line()));
             }

@@ -64,7 +64,7 @@ pub async fn from_files(
     allow_stale: bool,
 ) -> Result<Reply, CommandError> {
     let (lock, cluster) = ctx.lock_cluster()?;
-    let db = super::resolve_db(&cluster, &given)?.clone();
+    let db = given.resolve(&cluster)?.clone();
     let name = db.config.name.clone();
     if db.state != DbState::Active {
         return Err(CommandError::conflict(format!(

@@ -84,7 +84,7 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
         Some(refs) => {
             let mut ids = Vec::new();
             for r in refs {
-                let id = super::resolve_db(&cluster, r)?.id;
+                let id = r.resolve(&cluster)?.id;
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
@@ -110,7 +110,7 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
     for (n, id) in targets.iter().enumerate() {
         let name = cluster.databases[id].config.name.clone();
         overall.set_message(&format!("db:{id} {name}"));
-        let res = db::restart_db(&mut cluster, &server, &format!("db:{id}")).await;
+        let res = db::restart_db(&mut cluster, &server, *id).await;
         // A partial restart records which shards run: saved either way.
         if matches!(res, Ok(_) | Err(DbError::RestartIncomplete { .. })) {
             lock.save(&mut cluster)?;

@@ -227,7 +227,7 @@ impl VerifyCommand {
             identity,
         } = self;
         let cluster = ctx.cluster()?;
-        let database = super::resolve_db(&cluster, &db)?;
+        let database = db.resolve(&cluster)?;
         let masters: Vec<_> = database
             .masters()
             .filter_map(|s| crate::db::shard_addr(&cluster, database, s.id))

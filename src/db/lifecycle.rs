@@ -12,7 +12,7 @@ use crate::server::{
 
 use super::create::wire;
 use super::dirs::db_dirs;
-use super::{resolve, DbError};
+use super::{database, DbError};
 
 /// Starts the given shards of `db` at once; one result per shard, in order.
 pub(crate) async fn start_some(
@@ -116,10 +116,10 @@ pub struct DeleteOutcome {
 /// unless `purge`.
 pub async fn delete_db(
     cluster: &mut Cluster,
-    which: &str,
+    id: Id,
     purge: bool,
 ) -> Result<DeleteOutcome, DbError> {
-    let db = resolve(cluster, which)?.clone();
+    let db = database(cluster, id)?.clone();
     let hosts = hosts_of(cluster)?;
     let stopped = stop_all(cluster, &hosts, &db).await?;
     let (mut purged, mut kept) = (Vec::new(), Vec::new());
@@ -176,12 +176,8 @@ pub async fn delete_db(
 /// A restart that fails part-way still starts every shard it can and records in
 /// `cluster` which shards run (their pids) and which do not, then returns
 /// [`DbError::RestartIncomplete`]: the caller saves the CCS in that case too.
-pub async fn restart_db(
-    cluster: &mut Cluster,
-    server: &Servers,
-    which: &str,
-) -> Result<Id, DbError> {
-    let mut db = resolve(cluster, which)?.clone();
+pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Result<Id, DbError> {
+    let mut db = database(cluster, id)?.clone();
     if db.state == DbState::PendingRecovery {
         return Err(DbError::PendingRecovery {
             id: db.id,

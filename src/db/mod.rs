@@ -38,8 +38,8 @@ pub enum DbError {
     /// The message of [`crate::ccs::rules::check_db_name`].
     #[error("{0}")]
     BadName(String),
-    #[error("there is no database `{0}`")]
-    NoSuchDb(String),
+    #[error("there is no db:{0}")]
+    NoSuchDb(Id),
     #[error("no node:{0} in the cluster")]
     NoSuchNode(Id),
     #[error("shards must be between 1 and {max}, not {given}")]
@@ -158,17 +158,10 @@ pub fn memory_too_small(given: u64) -> String {
     )
 }
 
-/// Finds a database by `db:<id>`, `<id>` or name.
-pub fn resolve<'a>(cluster: &'a Cluster, text: &str) -> Result<&'a Database, DbError> {
-    let by_id = text
-        .strip_prefix("db:")
-        .unwrap_or(text)
-        .parse::<Id>()
-        .ok()
-        .and_then(|id| cluster.databases.get(&id));
-    by_id
-        .or_else(|| cluster.database_by_name(text))
-        .ok_or_else(|| DbError::NoSuchDb(text.to_string()))
+/// The database `id` names. Commands resolve what the operator typed once, with
+/// [`crate::lang::DbRef::resolve`]; the library takes the id.
+pub fn database(cluster: &Cluster, id: Id) -> Result<&Database, DbError> {
+    cluster.databases.get(&id).ok_or(DbError::NoSuchDb(id))
 }
 
 /// Where a shard of `db` listens, with the database's password.

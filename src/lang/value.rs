@@ -70,6 +70,87 @@ impl fmt::Display for DbRef {
     }
 }
 
+impl DbRef {
+    /// The database this names in `cluster`: the one place a reference is resolved, so
+    /// every command says "no such database" the same way.
+    pub fn resolve<'a>(
+        &self,
+        cluster: &'a crate::ccs::Cluster,
+    ) -> Result<&'a crate::ccs::Database, NoSuchDatabase> {
+        let found = match self {
+            DbRef::Id(id) => cluster.databases.get(id),
+            DbRef::Name(name) => cluster.database_by_name(name),
+        };
+        found.ok_or_else(|| {
+            let near = match self {
+                DbRef::Name(name) => cluster
+                    .databases
+                    .values()
+                    .map(|d| (strsim::levenshtein(name, &d.config.name), &d.config.name))
+                    .filter(|(d, _)| *d <= 2)
+                    .min()
+                    .map(|(_, n)| n.clone()),
+                DbRef::Id(_) => None,
+            };
+            NoSuchDatabase {
+                given: self.clone(),
+                near,
+                known: cluster
+                    .databases
+                    .values()
+                    .map(|d| (d.id, d.config.name.clone()))
+                    .collect(),
+            }
+        })
+    }
+}
+
+/// A [`DbRef`] that names no database: the nearest name when one is close (`did you
+/// mean`), else the databases there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoSuchDatabase {
+    given: DbRef,
+    near: Option<String>,
+    known: Vec<(Id, String)>,
+}
+
+impl fmt::Display for NoSuchDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let given = &self.given;
+        match (&self.near, self.known.is_empty()) {
+            (Some(near), _) => write!(f, "there is no database `{given}`, did you mean `{near}`?"),
+            (None, true) => write!(f, "there is no database `{given}`: the cluster has none"),
+            (None, false) => {
+                let known: Vec<String> = self
+                    .known
+                    .iter()
+                    .map(|(id, name)| format!("db:{id} `{name}`"))
+                    .collect();
+                write!(
+                    f,
+                    "there is no database `{given}` (databases: {})",
+                    known.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for NoSuchDatabase {}
+
+impl crate::error::DomainError for NoSuchDatabase {
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::NotFound
+    }
+
+    fn hints(&self) -> Vec<String> {
+        self.near
+            .iter()
+            .map(|n| format!("did you mean `{n}`?"))
+            .collect()
+    }
+}
+
 /// `host:port`: the one [`crate::endpoint::Endpoint`] type.
 pub use crate::endpoint::Endpoint as HostPort;
 

@@ -34,7 +34,8 @@ async fn single_shard_aof_survives_kill_and_restart() {
     assert_eq!(report.shards[0].status, "DOWN");
     assert_eq!(report.databases[0].status, "down");
 
-    db::restart_db(&mut w.c, &w.srv, "cache").await.unwrap();
+    let target = id_of(&w.c, "cache");
+    db::restart_db(&mut w.c, &w.srv, target).await.unwrap();
     let mut k = w.con("cache").await;
     assert_eq!(k.get::<_, i64>("answer").await.unwrap(), 42);
     let report = w.status().await;
@@ -42,9 +43,7 @@ async fn single_shard_aof_survives_kill_and_restart() {
 
     // A removed pidfile does not hide the server from `delete`.
     std::fs::remove_file(dir.join("redis.pid")).unwrap();
-    let out = db::delete_db(&mut w.c, &format!("db:{id}"), false)
-        .await
-        .unwrap();
+    let out = db::delete_db(&mut w.c, id, false).await.unwrap();
     assert_eq!(out.stopped, 1);
     assert!(w.guard.pids().is_empty());
     assert!(
@@ -71,14 +70,16 @@ async fn three_shard_snapshot_cluster() {
     let report = w.status().await.issues_only();
     assert_eq!(report.databases[0].status, "degraded");
     assert_eq!(report.shards.len(), 1);
-    db::restart_db(&mut w.c, &w.srv, "sharded").await.unwrap();
+    let target = id_of(&w.c, "sharded");
+    db::restart_db(&mut w.c, &w.srv, target).await.unwrap();
     let report = w.status().await;
     assert_eq!(report.databases[0].status, "active", "{report:?}");
     let mut k = client.get_async_connection().await.unwrap();
     let _: () = k.set("after", 1).await.unwrap();
     assert_eq!(w.guard.pids().len(), 3);
 
-    let out = db::delete_db(&mut w.c, "sharded", true).await.unwrap();
+    let target = id_of(&w.c, "sharded");
+    let out = db::delete_db(&mut w.c, target, true).await.unwrap();
     assert_eq!(out.stopped, 3);
     assert_eq!(out.purged.len(), 1);
     assert_eq!(shard_dirs(w.root()), 0);
@@ -306,7 +307,8 @@ async fn cluster_across_loopback_addresses() {
     cluster_round_trip(&endpoint, 50).await;
     let report = w.status().await;
     assert_eq!(report.databases[0].status, "active", "{report:?}");
-    db::delete_db(&mut w.c, "spread", true).await.unwrap();
+    let target = id_of(&w.c, "spread");
+    db::delete_db(&mut w.c, target, true).await.unwrap();
     assert!(w.guard.pids().is_empty());
 }
 
@@ -373,7 +375,8 @@ async fn restart_that_fails_part_way_records_what_runs() {
     std::fs::write(dir_b.join("nodes.conf"), "garbage\n").unwrap();
 
     let started = std::time::Instant::now();
-    let err = db::restart_db(&mut w.c, &w.srv, "parts").await.unwrap_err();
+    let target = id_of(&w.c, "parts");
+    let err = db::restart_db(&mut w.c, &w.srv, target).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -394,10 +397,12 @@ async fn restart_that_fails_part_way_records_what_runs() {
 
     // With the cause fixed, the advised `restart db` brings the whole database back.
     std::fs::write(dir_b.join("nodes.conf"), good).unwrap();
-    db::restart_db(&mut w.c, &w.srv, "parts").await.unwrap();
+    let target = id_of(&w.c, "parts");
+    db::restart_db(&mut w.c, &w.srv, target).await.unwrap();
     let report = w.status().await;
     assert_eq!(report.databases[0].status, "active", "{report:?}");
-    db::delete_db(&mut w.c, "parts", true).await.unwrap();
+    let target = id_of(&w.c, "parts");
+    db::delete_db(&mut w.c, target, true).await.unwrap();
     assert!(w.guard.pids().is_empty());
 }
 
@@ -438,4 +443,9 @@ async fn interrupted_create_rolls_back() {
     assert_eq!(w.c, before);
     assert_eq!(shard_dirs(w.root()), 0);
     assert!(w.guard.pids().is_empty());
+}
+
+/// The id of the database called `name` (the library takes ids; commands resolve names).
+fn id_of(c: &lazarus::ccs::Cluster, name: &str) -> lazarus::ccs::Id {
+    c.database_by_name(name).expect("database").id
 }

@@ -17,7 +17,6 @@ use super::view::{
     TaskCreated, TaskList, TaskRow,
 };
 use crate::error::ErrorKind;
-use crate::lang::DbRef;
 
 impl BackupCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
@@ -39,7 +38,7 @@ impl BackupCommand {
                         "there is already a backup task `{name}`"
                     )));
                 }
-                let db = resolve_db(&cluster, &db)?;
+                let db = db.resolve(&cluster)?.id;
                 let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let task = BackupTask {
                     name: name.clone(),
@@ -88,7 +87,7 @@ impl BackupCommand {
             } => {
                 let encrypt = recipients_file(encrypt)?;
                 let cluster = ctx.cluster()?;
-                let id = resolve_db(&cluster, &db)?;
+                let id = db.resolve(&cluster)?.id;
                 let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let pause = max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms);
                 let codec = Codec { compress, encrypt };
@@ -154,30 +153,6 @@ fn repo_error(why: String) -> CommandError {
     } else {
         CommandError::io(why)
     }
-}
-
-fn resolve_db(cluster: &Cluster, r: &DbRef) -> Result<Id, CommandError> {
-    let text = match r {
-        DbRef::Id(id) => format!("db:{id}"),
-        DbRef::Name(n) => n.clone(),
-    };
-    crate::db::resolve(cluster, &text)
-        .map(|d| d.id)
-        .map_err(|_| {
-            let known: Vec<String> = cluster
-                .databases
-                .values()
-                .map(|d| format!("db:{} `{}`", d.id, d.config.name))
-                .collect();
-            CommandError::not_found(format!(
-                "there is no database {r} ({})",
-                if known.is_empty() {
-                    "there are none".to_string()
-                } else {
-                    format!("databases: {}", known.join(", "))
-                }
-            ))
-        })
 }
 
 fn find_task<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a BackupTask, CommandError> {

@@ -26,6 +26,8 @@
 //!   which decide the exit status and the JSON `kind`.
 //! - [`endpoint`]: [`endpoint::Endpoint`], `host:port` as one type from the parser
 //!   through the CCS to the Redis connection.
+//! - [`progress`]: [`progress::Progress`], how long work reports without printing (the
+//!   binary draws it).
 //! - [`secret`]: [`secret::Secret`], a password that prints and serialises as `***`.
 //! - [`verify`]: proof of content: the digest of persistence files against the digest of
 //!   a live database (SCAN + DUMP decoded by the same reader), naming the keys that differ.
@@ -49,6 +51,7 @@ pub mod error;
 pub mod host;
 pub mod lang;
 pub mod persist;
+pub mod progress;
 pub mod recovery;
 pub mod replay;
 pub mod restore;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ccs::{Cluster, Database, Id, Role, Shard};
-use crate::cmd::Progress;
 use crate::persist::{CheckOptions, Verdict};
+use crate::progress::Progress;
 use crate::server::{connect, info, ShardAddr};
 
 use super::codec::{stored_name, Codec, Recipients};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::ccs::{default_local_cluster, Cluster, Store, StoreLock};
 
 use super::CommandError;
+use crate::progress::{NoProgress, Progress};
 
 /// Everything `apply` may use. The library never prints: long work reports through
 /// `progress`, results come back as a [`super::Reply`].
@@ -19,34 +20,6 @@ pub struct Context {
     pub progress: Arc<dyn Progress>,
     /// Tripped on Ctrl-C; `create db` checks it and rolls back.
     pub cancel: crate::db::Cancel,
-}
-
-/// Reports long-running work (the binary draws bars on a terminal, lines otherwise).
-pub trait Progress: Send + Sync {
-    /// Starts a piece of work named `label` with `total` steps (0 when unknown).
-    fn task(&self, label: &str, total: u64) -> Box<dyn ProgressTask>;
-}
-
-pub trait ProgressTask: Send + Sync {
-    fn set_position(&self, done: u64);
-    fn set_message(&self, message: &str);
-    /// Ends the task with a short verdict (`recovered`, `failed: ...`).
-    fn finish(&self, verdict: &str);
-}
-
-/// Discards progress: for tests and `--json`.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn task(&self, _label: &str, _total: u64) -> Box<dyn ProgressTask> {
-        Box::new(NoProgress)
-    }
-}
-
-impl ProgressTask for NoProgress {
-    fn set_position(&self, _done: u64) {}
-    fn set_message(&self, _message: &str) {}
-    fn finish(&self, _verdict: &str) {}
 }
 
 impl Context {

@@ -48,7 +48,8 @@ pub mod verify;
 use std::fmt;
 use std::sync::OnceLock;
 
-pub use context::{Context, NoProgress, Progress, ProgressTask};
+pub use crate::progress::{NoProgress, Progress, ProgressTask};
+pub use context::Context;
 pub use reply::{Block, Offer, Render, Reply, Table, Text};
 
 use crate::error::{DomainError, ErrorKind};

@@ -5,7 +5,6 @@
 //!
 //! Stored files are named `shard-<id>.rdb`, `.rdb.zst`, `.rdb.age` or `.rdb.zst.age`.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -304,20 +303,6 @@ pub fn decoder<'a, R: Read + Send + 'a>(
                 .map_err(|e| format!("{what}: cannot start zstd: {e}"))?,
         ),
     })
-}
-
-/// Opens a local stored file as its plain stream; the stored digest lands in the slot
-/// once the stream is read to its end.
-pub fn open_local<'a>(
-    path: &Path,
-    compress: Compression,
-    encrypted: bool,
-    identities: Option<&Identities>,
-) -> Result<(Box<dyn Read + Send + 'a>, DigestSlot), String> {
-    let file = File::open(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
-    let (r, slot) = hashing_reader(BufReader::with_capacity(1 << 20, file));
-    let what = format!("`{}`", path.display());
-    Ok((decoder(r, compress, encrypted, identities, &what)?, slot))
 }
 
 #[cfg(test)]

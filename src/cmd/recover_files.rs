@@ -280,8 +280,7 @@ async fn fill(
     fence: &str,
     counts_only: bool,
 ) -> Result<(u64, Option<String>), String> {
-    let a = crate::db::shard_addr(cluster, db, shard.id)
-        .ok_or_else(|| format!("redis:{} has no node", shard.id))?;
+    let a = addr_of(cluster, db, shard.id).map_err(|e| e.to_string())?;
     let node = cluster
         .nodes
         .get(&shard.node)

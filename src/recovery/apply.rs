@@ -19,7 +19,7 @@ use super::copy::on_host::{copy_source, copy_to_temp, install_copy};
 use super::copy::CopyError;
 use super::finish::finish;
 use super::plan::{
-    likely_sources, plan_db_on, DbPlan, Disk, Outcome, Source, SourceCheck, SourceKind,
+    likely_sources, plan_db_on, DbPlan, Disk, Inspect, Outcome, Source, SourceCheck, SourceKind,
 };
 use super::reader::reader_check;
 pub use super::shard_dirs::{clear_markers, MARKER_FILE};
@@ -52,7 +52,7 @@ pub struct Recovery {
     /// A source older than data Lazarus knows the database had is loaded anyway
     /// (`allow_stale`).
     pub allow_stale: bool,
-    /// Plans for `recover db <db> from_files`: see [`super::plan::plan_db_on`].
+    /// Plans for `recover db <db> from_files`: see [`super::plan::Inspect::refill`].
     pub refill: bool,
 }
 
@@ -116,17 +116,17 @@ impl Recovery {
             Some(s) => (s.max_rdb(), s.label()),
             None => (None, "unknown".to_string()),
         };
-        plan_db_on(
-            &self.disk(cluster),
+        plan_db_on(&Inspect {
+            disk: &self.disk(cluster),
             cluster,
             db,
             max_rdb,
-            &label,
-            &self.check,
-            self.replay,
-            self.allow_stale,
-            self.refill,
-        )
+            server: &label,
+            check: &self.check,
+            replay: self.replay,
+            allow_stale: self.allow_stale,
+            refill: self.refill,
+        })
     }
 
     /// Where planning reads each node's files (call within the runtime).

@@ -152,8 +152,8 @@ pub fn plan_db_with(
     replay: bool,
     allow_stale: bool,
 ) -> DbPlan {
-    plan_db_on(
-        &Disk::local(),
+    plan_db_on(&Inspect {
+        disk: &Disk::local(),
         cluster,
         db,
         max_rdb,
@@ -161,36 +161,14 @@ pub fn plan_db_with(
         check,
         replay,
         allow_stale,
-        false,
-    )
+        refill: false,
+    })
 }
 
-/// [`plan_db_with`], reading each node's files where they lie (`disk`). `refill`: the
-/// database is live and its current shard directories hold what came back EMPTY
-/// (`recover db <db> from_files`), no newer data a source must beat.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_db_on(
-    disk: &Disk,
-    cluster: &Cluster,
-    db: &Database,
-    max_rdb: Option<u32>,
-    server: &str,
-    check: &Checker,
-    replay: bool,
-    allow_stale: bool,
-    refill: bool,
-) -> DbPlan {
-    let ctx = Inspect {
-        disk,
-        cluster,
-        db,
-        max_rdb,
-        server,
-        check,
-        replay,
-        allow_stale,
-        refill,
-    };
+/// [`plan_db_with`], with every option of the inspection spelled out: `disk` reads each
+/// node's files where they lie.
+pub fn plan_db_on(ctx: &Inspect) -> DbPlan {
+    let db = ctx.db;
     let shard_plans: Vec<ShardPlan> = db
         .shards
         .iter()
@@ -229,18 +207,24 @@ pub fn plan_db_on(
     }
 }
 
-struct Inspect<'a> {
-    disk: &'a Disk,
-    cluster: &'a Cluster,
-    db: &'a Database,
-    max_rdb: Option<u32>,
-    server: &'a str,
-    check: &'a Checker<'a>,
-    replay: bool,
+/// What planning one database reads and how it judges (see [`plan_db_on`]).
+pub struct Inspect<'a> {
+    /// Where each node's files are read.
+    pub disk: &'a Disk,
+    pub cluster: &'a Cluster,
+    pub db: &'a Database,
+    /// The newest RDB version the oldest engine among the database's nodes loads.
+    pub max_rdb: Option<u32>,
+    /// That engine's label, for the reasons a file is refused.
+    pub server: &'a str,
+    pub check: &'a Checker<'a>,
+    /// An RDB too new for the server is a source to replay rather than a refusal.
+    pub replay: bool,
     /// Load a source older than data Lazarus knows the database had (`allow_stale`).
-    allow_stale: bool,
-    /// See [`plan_db_on`].
-    refill: bool,
+    pub allow_stale: bool,
+    /// The database is live and its current shard directories hold what came back EMPTY
+    /// (`recover db <db> from_files`), no newer data a source must beat.
+    pub refill: bool,
 }
 
 /// The newest data Lazarus knows a master's shard had, apart from the recovery path: a

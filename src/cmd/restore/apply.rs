@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::RestoreCommand;
+use super::{CreateFlags, RestoreCommand};
 use crate::backup::{now_ms, Manifest, Repository, RunLock};
 use crate::ccs::{
     Cluster, ContentCheck, RestoreState, RestoreStep, RestoreTask, RunStatus, StoreLock,
@@ -104,26 +104,9 @@ impl RestoreCommand {
                 name,
                 db,
                 backup,
-                target_path,
-                force,
-                allow_newer_server,
-                replay,
                 identity,
-                from_other_cluster,
-                safety_path,
-                no_safety_backup,
-            } => {
-                let flags = CreateFlags {
-                    target_path,
-                    force,
-                    allow_newer_server,
-                    replay,
-                    from_other_cluster,
-                    safety_path,
-                    no_safety_backup,
-                };
-                create(ctx, name, db, backup, flags, identity).await
-            }
+                flags,
+            } => create(ctx, name, db, backup, flags, identity).await,
             RestoreCommand::Verify { task } => verify(ctx, &task).await,
             RestoreCommand::Start { task, counts_only } => {
                 start(ctx, &task, false, counts_only).await
@@ -223,16 +206,6 @@ fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, Command
             }
         ))
     })
-}
-
-struct CreateFlags {
-    target_path: Option<std::path::PathBuf>,
-    force: bool,
-    allow_newer_server: bool,
-    replay: bool,
-    from_other_cluster: bool,
-    safety_path: Option<std::path::PathBuf>,
-    no_safety_backup: bool,
 }
 
 /// `<location>/<run>` or `<location>/latest` of any repository: the run id and the

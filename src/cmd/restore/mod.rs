@@ -19,14 +19,8 @@ pub enum RestoreCommand {
         name: String,
         db: DbRef,
         backup: String,
-        target_path: Option<std::path::PathBuf>,
-        force: bool,
-        allow_newer_server: bool,
-        replay: bool,
         identity: Option<std::path::PathBuf>,
-        from_other_cluster: bool,
-        safety_path: Option<std::path::PathBuf>,
-        no_safety_backup: bool,
+        flags: CreateFlags,
     },
     Verify {
         task: String,
@@ -48,6 +42,19 @@ pub enum RestoreCommand {
     Delete {
         task: String,
     },
+}
+
+/// The options of `restore task create` that the task keeps as given: held by the AST
+/// and handed to the task's creation as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateFlags {
+    pub target_path: Option<std::path::PathBuf>,
+    pub force: bool,
+    pub allow_newer_server: bool,
+    pub replay: bool,
+    pub from_other_cluster: bool,
+    pub safety_path: Option<std::path::PathBuf>,
+    pub no_safety_backup: bool,
 }
 
 fn task_name(m: &Match, key: &str) -> Result<String, ParseError> {
@@ -138,14 +145,16 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 name: task_name(m, "name")?,
                 db: m.req("db")?,
                 backup: m.req("backup")?,
-                target_path: m.opt("target_path"),
-                force: m.has("force"),
-                allow_newer_server: m.has("allow_newer_server"),
-                replay: m.has("replay"),
                 identity: m.opt("identity"),
-                from_other_cluster: m.has("from_other_cluster"),
-                safety_path: m.opt("safety_path"),
-                no_safety_backup: m.has("no_safety_backup"),
+                flags: CreateFlags {
+                    target_path: m.opt("target_path"),
+                    force: m.has("force"),
+                    allow_newer_server: m.has("allow_newer_server"),
+                    replay: m.has("replay"),
+                    from_other_cluster: m.has("from_other_cluster"),
+                    safety_path: m.opt("safety_path"),
+                    no_safety_backup: m.has("no_safety_backup"),
+                },
             }))
         },
     },
@@ -200,14 +209,17 @@ impl fmt::Display for RestoreCommand {
                 name,
                 db,
                 backup,
-                target_path,
-                force,
-                allow_newer_server,
-                replay,
                 identity,
-                from_other_cluster,
-                safety_path,
-                no_safety_backup,
+                flags:
+                    CreateFlags {
+                        target_path,
+                        force,
+                        allow_newer_server,
+                        replay,
+                        from_other_cluster,
+                        safety_path,
+                        no_safety_backup,
+                    },
             } => {
                 write!(
                     f,

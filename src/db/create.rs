@@ -1,20 +1,17 @@
-//! `create db`: validate, place, start every shard, wire the cluster / replicas / sync
-//! source, and roll everything back when any step fails.
+//! `create db`: validate, place, bring the shards up ([`super::bringup`]), and roll
+//! everything back when any step fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::ccs::{Cluster, Database, DbConfig, Id, Role};
-use crate::server::{
-    form_cluster, replicate, stop_pid_on, ClusterMember, MemberRole, ServerError, Servers,
-    StartOptions,
-};
+use crate::ccs::{Cluster, Database, DbConfig, Id};
+use crate::server::{stop_pid_on, ServerError, Servers, StartOptions};
 
+use super::bringup::BringUp;
 use super::cancel::Cancel;
 use super::dirs::db_dirs;
-use super::lifecycle::start_all;
 use super::placement::place_avoiding;
-use super::{shard_addr, DbError, SETUP_TIMEOUT};
+use super::DbError;
 use crate::ccs::layout::id_dirs;
 use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
 
@@ -174,7 +171,9 @@ async fn bring_up(
         creating: true,
         ..StartOptions::default()
     };
-    let started = start_all(server, cluster, db, &opts).await;
+    let all: Vec<Id> = db.shards.iter().map(|s| s.id).collect();
+    // Masters and replicas at once: a replica up first only retries its master.
+    let started = BringUp::new(cluster, db).start(server, &all, &opts).await;
     let mut first_err = None;
     for (shard_id, res) in started {
         match res {
@@ -192,8 +191,9 @@ async fn bring_up(
         return Err(e.into());
     }
     let interrupted = DbError::Interrupted(db.config.name.clone());
+    let up = BringUp::new(cluster, db);
     tokio::select! {
-        res = wire(cluster, db) => res,
+        res = up.wire() => Ok(res?),
         () = cancel.tripped() => Err(interrupted),
     }
 }
@@ -212,42 +212,6 @@ pub fn mark_created(cluster: &Cluster, db_id: Id) -> Result<(), crate::server::S
             dir.write_identity(&crate::server::identity_for(cluster, db, shard))
                 .map_err(|e| crate::server::ServerError::io(dir.identity_file(), e))?;
         }
-    }
-    Ok(())
-}
-
-/// Joins the shards up: the Redis Cluster for a sharded database, otherwise replicas to
-/// their master and the master to the sync source (already in each redis.conf; this waits
-/// until the links are up and the first sync is done).
-pub async fn wire(cluster: &Cluster, db: &Database) -> Result<(), DbError> {
-    let addr = |id: Id| shard_addr(cluster, db, id).expect("placed shard has a node");
-    if db.config.shards > 1 {
-        let members: Vec<ClusterMember> = db
-            .shards
-            .iter()
-            .map(|s| ClusterMember {
-                addr: addr(s.id),
-                role: match (s.role, s.master) {
-                    (Role::Replica, Some(m)) => MemberRole::Replica {
-                        of: db.shards.iter().position(|x| x.id == m).unwrap_or(0),
-                    },
-                    _ => MemberRole::Master {
-                        slots: s.slots.unwrap_or(crate::ccs::SlotRange::ALL),
-                    },
-                },
-            })
-            .collect();
-        form_cluster(&members, SETUP_TIMEOUT).await?;
-        return Ok(());
-    }
-    if let Some(source) = &db.config.sync_source {
-        if let Some(master) = db.masters().next() {
-            replicate(&addr(master.id), &source.host, source.port, SETUP_TIMEOUT).await?;
-        }
-    }
-    for s in db.shards.iter().filter(|s| s.role == Role::Replica) {
-        let master = addr(s.master.unwrap_or(db.shards[0].id));
-        replicate(&addr(s.id), &master.host, master.port, SETUP_TIMEOUT).await?;
     }
     Ok(())
 }

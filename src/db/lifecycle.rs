@@ -1,4 +1,4 @@
-//! `delete db` and `restart db`, and starting a database's shards concurrently.
+//! `delete db` and `restart db` (its bring-up is [`super::bringup`]'s).
 
 use std::path::PathBuf;
 
@@ -6,58 +6,11 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role};
 use crate::host::Hosts;
-use crate::server::{
-    shard_pid, shard_pid_on, start_shard, stop_shard_on, ServerError, Servers, StartOptions,
-};
+use crate::server::{shard_pid, shard_pid_on, stop_shard_on, ServerError, Servers, StartOptions};
 
-use super::create::wire;
+use super::bringup::BringUp;
 use super::dirs::db_dirs;
 use super::{database, DbError};
-
-/// Starts the given shards of `db` at once; one result per shard, in order.
-pub(crate) async fn start_some(
-    server: &Servers,
-    cluster: &Cluster,
-    db: &Database,
-    shards: &[Id],
-    opts: &StartOptions,
-) -> Vec<(Id, Result<u32, ServerError>)> {
-    let mut tasks = Vec::new();
-    for &id in shards {
-        let (server, cluster, db, opts) =
-            (server.clone(), cluster.clone(), db.clone(), opts.clone());
-        tasks.push((
-            id,
-            tokio::spawn(async move {
-                let shard = db.shards.iter().find(|s| s.id == id).expect("shard of db");
-                start_shard(&server, &cluster, &db, shard, &opts).await
-            }),
-        ));
-    }
-    let mut out = Vec::new();
-    for (id, task) in tasks {
-        let res = task.await.unwrap_or_else(|e| {
-            Err(ServerError::StartFailed {
-                shard: id,
-                reason: format!("start task failed: {e}"),
-                log_tail: String::new(),
-            })
-        });
-        out.push((id, res));
-    }
-    out
-}
-
-/// Starts every shard of `db` at once.
-pub(crate) async fn start_all(
-    server: &Servers,
-    cluster: &Cluster,
-    db: &Database,
-    opts: &StartOptions,
-) -> Vec<(Id, Result<u32, ServerError>)> {
-    let ids: Vec<Id> = db.shards.iter().map(|s| s.id).collect();
-    start_some(server, cluster, db, &ids, opts).await
-}
 
 /// Stops every shard of `db` at once; returns how many were running.
 async fn stop_all(cluster: &Cluster, hosts: &Hosts, db: &Database) -> Result<usize, DbError> {
@@ -246,6 +199,7 @@ async fn stop_and_start(cluster: &Cluster, server: &Servers, db: &Database) -> R
     let hosts = hosts_of(cluster)?;
     let mut first_err = stop_all(cluster, &hosts, db).await.err();
     let opts = StartOptions::default();
+    let up = BringUp::new(cluster, db);
     for role in [Role::Master, Role::Replica] {
         let mut ids: Vec<Id> = Vec::new();
         for s in db.shards.iter().filter(|s| s.role == role) {
@@ -258,7 +212,7 @@ async fn stop_and_start(cluster: &Cluster, server: &Servers, db: &Database) -> R
                 }
             }
         }
-        for (_, res) in start_some(server, cluster, db, &ids, &opts).await {
+        for (_, res) in up.start(server, &ids, &opts).await {
             if let Err(e) = res {
                 first_err.get_or_insert(e.into());
             }
@@ -266,6 +220,6 @@ async fn stop_and_start(cluster: &Cluster, server: &Servers, db: &Database) -> R
     }
     match first_err {
         Some(e) => Err(e),
-        None => wire(cluster, db).await,
+        None => Ok(up.wire().await?),
     }
 }

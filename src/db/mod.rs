@@ -1,11 +1,14 @@
-//! Database operations on live shards: create (placement, start, cluster, replicas,
-//! sync source, roll back on failure), delete, restart, and the `status` probes.
+//! Database operations on live shards: the one bring-up pipeline ([`bringup`]: masters,
+//! load check, persistence, replicas, cluster slots or replication, sync source) that
+//! create, restart, recovery and restore share; create (placement, bring-up, roll back on
+//! failure), delete, restart, and the `status` probes.
 //!
 //! Every operation takes the cluster by `&mut` and changes it only when it succeeds, so a
 //! caller that saves the CCS after success and not after failure leaves it as it was.
 //! One exception: a restart that fails part-way records which shards run
 //! ([`DbError::RestartIncomplete`]), and the caller saves that too.
 
+pub mod bringup;
 mod cancel;
 mod create;
 mod dirs;
@@ -19,8 +22,9 @@ use std::time::Duration;
 use crate::ccs::{Cluster, Database, Id};
 use crate::server::{ServerError, ShardAddr};
 
+pub use bringup::{wire, BringUp, SourceStep, SyncSource, Timeouts};
 pub use cancel::Cancel;
-pub use create::{create_db, create_db_with, mark_created, wire, CreateDb, MAX_SHARDS};
+pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};
 pub use placement::place;
 pub use status::{

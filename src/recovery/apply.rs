@@ -254,14 +254,8 @@ pub struct Recovered {
     pub fallbacks: Vec<String>,
 }
 
-#[derive(Serialize, Clone, Debug)]
-pub struct SyncSource {
-    pub endpoint: String,
-    /// It accepted a connection when recovery re-attached the database.
-    pub answers: bool,
-    /// The database waited for and completed a full sync from it.
-    pub synced: bool,
-}
+/// The sync source a recovered database follows again.
+pub use crate::db::SyncSource;
 
 /// Recovers one database of `cluster`. `stage` hears each step as it starts.
 pub async fn recover_db(

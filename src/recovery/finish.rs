@@ -1,16 +1,16 @@
-//! The end of a database's recovery, once its masters have loaded: key counts checked,
-//! the configured persistence switched on, replicas and the slot map restored, and the
-//! sync source re-attached.
+//! The end of a database's recovery, once its masters have loaded: key counts and content
+//! checked (recovery's own load check), then the rest of the bring-up pipeline
+//! ([`crate::db::bringup`]): the configured persistence, replicas, the slot map or
+//! replication, and the sync source re-attached.
 
 use std::time::Duration;
 
-use super::apply::{ContentProof, Proof, RecoverError, Recovered, Recovery, SyncSource};
+use super::apply::{ContentProof, Proof, RecoverError, Recovered, Recovery};
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
-use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
-use crate::server::{
-    connect, form_cluster, info, replicate, set_persistence, start_shard, wait_in_sync,
-    ClusterMember, ConfOptions, MemberRole, ServerError, ShardAddr, StartOptions,
-};
+use super::shard_dirs::{record_started, shard_dir};
+use crate::ccs::{Cluster, Database, Id, Role};
+use crate::db::{BringUp, SourceStep, Timeouts};
+use crate::server::{info, ConfOptions, ShardAddr, StartOptions};
 use crate::verify;
 
 /// After the masters loaded: check, switch persistence, replicas, slot map, sync source.
@@ -36,11 +36,11 @@ pub(super) async fn finish(
         .masters()
         .filter_map(|m| source_of(m.id).map(|s| (m.id, s)))
         .collect();
-    let replicas: Vec<&Shard> = db
-        .shards
-        .iter()
-        .filter(|s| s.role == Role::Replica)
-        .collect();
+    let up = BringUp::new(cluster, db).with_timeouts(Timeouts {
+        form: rec.setup_timeout.max(rec.load_timeout),
+        sync: rec.load_timeout,
+        persist: rec.load_timeout,
+    });
 
     let mut keys = 0;
     let mut unverified = Vec::new();
@@ -59,93 +59,52 @@ pub(super) async fn finish(
             content = Some(prove_content(rec, cluster, db, &sources).await?);
         }
         stage("switching to the configured persistence");
-        for shard in db.masters() {
-            let a = addr(cluster, db, shard.id)?;
-            // Loaded from an AOF or replayed: no dump.rdb holds the data yet.
-            let unsnapshotted = source_of(shard.id).is_some_and(|s| s.kind.is_aof() || s.replay);
-            set_persistence(&a, db.config.persistence, rec.load_timeout).await?;
-            if unsnapshotted && db.config.persistence == Persistence::Snapshot {
-                // With the AOF off, only a snapshot holds the data across a restart.
-                snapshot(&a, rec.load_timeout).await?;
-            }
-        }
+        // Loaded from an AOF or replayed: no dump.rdb holds the data yet.
+        let unsnapshotted: Vec<Id> = sources
+            .iter()
+            .filter(|(_, s)| s.kind.is_aof() || s.replay)
+            .map(|(id, _)| *id)
+            .collect();
+        up.switch_persistence(&unsnapshotted).await?;
     }
 
     stage("starting replicas");
-    for shard in &replicas {
-        let opts = StartOptions {
-            conf: ConfOptions::default(),
-            timeout: rec.load_timeout,
-            creating: false,
-        };
-        let pid = start_shard(&rec.server, cluster, db, shard, &opts).await?;
-        let host = rec.server.host(shard.node);
-        super::shard_dirs::record_started(
-            &*host,
-            &super::shard_dirs::shard_dir(cluster, db, shard),
-            pid,
-        )
-        .await;
-        pids.push((shard.id, pid));
+    let opts = StartOptions {
+        conf: ConfOptions::default(),
+        timeout: rec.load_timeout,
+        creating: false,
+    };
+    let mut first_err = None;
+    for (id, started) in up.start(&rec.server, &up.ids(Role::Replica), &opts).await {
+        match started {
+            Ok(pid) => {
+                // Recorded at once: a failure after stops only servers recovery started.
+                if let Some(shard) = db.shards.iter().find(|s| s.id == id) {
+                    let host = rec.server.host(shard.node);
+                    record_started(&*host, &shard_dir(cluster, db, shard), pid).await;
+                }
+                pids.push((id, pid));
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e.into());
     }
     if db.config.shards > 1 {
         stage("forming the cluster");
-        form_cluster(
-            &members(cluster, db)?,
-            rec.setup_timeout.max(rec.load_timeout),
-        )
-        .await?;
-    } else {
-        for shard in &replicas {
-            wait_in_sync(&addr(cluster, db, shard.id)?, rec.load_timeout).await?;
-        }
     }
-
-    let mut sync_source = None;
-    let mut synced = false;
-    if let (Some(source), true) = (&db.config.sync_source, db.config.shards == 1) {
+    up.link().await?;
+    if db.config.sync_source.is_some() && db.config.shards == 1 {
         stage("attaching to the sync source");
-        let (host, port) = (source.host.clone(), source.port);
-        // A source that does not answer (down, or itself still waiting for recovery) is
-        // followed anyway; waiting for it could take forever.
-        let answers = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect((host.as_str(), port)),
-        )
-        .await
-        .is_ok_and(|c| c.is_ok());
-        for master in db.masters() {
-            let a = addr(cluster, db, master.id)?;
-            let mut con = connect(&a, rec.setup_timeout).await?;
-            let redis_err = |e: redis::RedisError| ServerError::Redis {
-                addr: a.to_string(),
-                reason: e.to_string(),
-            };
-            if answers && rec.only_configuration {
-                // The source's data is the database's data: wait for the full sync.
-                replicate(&a, &host, port, rec.load_timeout).await?;
-                synced = true;
-            } else {
-                redis::cmd("REPLICAOF")
-                    .arg(&host)
-                    .arg(port)
-                    .query_async::<()>(&mut con)
-                    .await
-                    .map_err(redis_err)?;
-            }
-            // Kept in redis.conf, so a restarted shard follows the source again.
-            redis::cmd("CONFIG")
-                .arg("REWRITE")
-                .query_async::<()>(&mut con)
-                .await
-                .map_err(redis_err)?;
-        }
-        sync_source = Some(SyncSource {
-            endpoint: source.to_string(),
-            answers,
-            synced,
-        });
     }
+    let sync_source = up
+        .attach_source(SourceStep::Reattach {
+            full_sync: rec.only_configuration,
+        })
+        .await?;
 
     let empty = plan.map(|p| p.empty_masters()).unwrap_or_default();
     Ok(Recovered {
@@ -232,31 +191,6 @@ fn addr(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, Recove
         .ok_or_else(|| RecoverError::Internal(format!("redis:{shard} has no node")))
 }
 
-fn members(cluster: &Cluster, db: &Database) -> Result<Vec<ClusterMember>, RecoverError> {
-    let masters: Vec<&Shard> = db.masters().collect();
-    let mut members = Vec::new();
-    for m in &masters {
-        let slots = m
-            .slots
-            .ok_or_else(|| RecoverError::Internal(format!("redis:{} has no slots", m.id)))?;
-        members.push(ClusterMember {
-            addr: addr(cluster, db, m.id)?,
-            role: MemberRole::Master { slots },
-        });
-    }
-    for r in db.shards.iter().filter(|s| s.role == Role::Replica) {
-        let of = masters
-            .iter()
-            .position(|m| Some(m.id) == r.master)
-            .ok_or_else(|| RecoverError::Internal(format!("redis:{} follows no master", r.id)))?;
-        members.push(ClusterMember {
-            addr: addr(cluster, db, r.id)?,
-            role: MemberRole::Replica { of },
-        });
-    }
-    Ok(members)
-}
-
 /// Compares what a master loaded with what the reader counted in its source, db by db.
 /// The server holds at most the keys alive at load: an RDB's passed TTLs are dropped on
 /// load, an AOF's are loaded and removed by the expiry cycle soon after. It holds at least
@@ -310,46 +244,4 @@ async fn check_keys(a: &ShardAddr, shard: Id, source: &Source) -> Result<u64, Re
         }
     }
     Ok(total)
-}
-
-/// BGSAVE and wait for it to succeed.
-async fn snapshot(a: &ShardAddr, timeout: Duration) -> Result<(), RecoverError> {
-    let before = info(a, "persistence", Duration::from_secs(10))
-        .await?
-        .get_u64("rdb_last_save_time");
-    let mut con = connect(a, Duration::from_secs(10)).await?;
-    let redis_err = |e: redis::RedisError| ServerError::Redis {
-        addr: a.to_string(),
-        reason: e.to_string(),
-    };
-    redis::cmd("BGSAVE")
-        .query_async::<()>(&mut con)
-        .await
-        .map_err(redis_err)?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let i = info(a, "persistence", Duration::from_secs(10)).await?;
-        if i.get("rdb_bgsave_in_progress") == Some("0") {
-            if i.get("rdb_last_bgsave_status") != Some("ok") {
-                return Err(ServerError::Redis {
-                    addr: a.to_string(),
-                    reason: "BGSAVE failed".into(),
-                }
-                .into());
-            }
-            if i.get_u64("rdb_last_save_time") != before
-                || i.get_u64("rdb_changes_since_last_save") == Some(0)
-            {
-                return Ok(());
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ServerError::Timeout {
-                what: format!("`{a}` to save a snapshot"),
-                after: timeout,
-            }
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

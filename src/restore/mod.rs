@@ -17,10 +17,11 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
+use crate::db::{BringUp, Timeouts};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
-    connect, info, set_persistence, shard_pid, start_shard, stop_shard, ConfOptions, Servers,
-    ShardAddr, StartOptions,
+    connect, info, shard_pid, start_shard, stop_shard, ConfOptions, Servers, ShardAddr,
+    StartOptions,
 };
 
 /// Where a shard's old data waits while the restore runs, inside its directory.
@@ -1084,11 +1085,16 @@ async fn replace(
         }
         keys += ks.keys();
     }
-    for a in &addrs {
-        set_persistence(a, db.config.persistence, LOAD_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    // The rest of the bring-up pipeline: persistence, replicas (one at a time: a failure
+    // leaves the fewest servers for the roll-back), the slot map or replication, the sync
+    // source.
+    let up = BringUp::new(cluster, fenced).with_timeouts(Timeouts {
+        persist: LOAD_TIMEOUT,
+        ..Timeouts::all(crate::db::SETUP_TIMEOUT)
+    });
+    up.switch_persistence(&[])
+        .await
+        .map_err(|e| e.to_string())?;
 
     step(RestoreStep::Reforming);
     let normal = StartOptions {
@@ -1096,14 +1102,12 @@ async fn replace(
         timeout: LOAD_TIMEOUT,
         creating: false,
     };
-    for s in fenced.shards.iter().filter(|s| s.role == Role::Replica) {
-        start_shard(server, cluster, fenced, s, &normal)
-            .await
-            .map_err(|e| e.to_string())?;
+    for id in up.ids(Role::Replica) {
+        if let Some((_, Err(e))) = up.start(server, &[id], &normal).await.pop() {
+            return Err(e.to_string());
+        }
     }
-    crate::db::wire(cluster, fenced)
-        .await
-        .map_err(|e| e.to_string())?;
+    up.wire().await.map_err(|e| e.to_string())?;
 
     // Once the cluster is formed (a cluster shard answers no DUMP before), still fenced.
     let content = match file_digest {

@@ -255,6 +255,56 @@ pub async fn replicate(
     wait_in_sync(replica, timeout).await
 }
 
+/// Makes `addr` follow `host:port` and keeps that in its redis.conf (CONFIG REWRITE), so a
+/// restarted server follows it again. With `wait`, also waits until the link is up and
+/// the first sync done ([`replicate`]); without, returns once the server was told, so a
+/// source that does not answer (down, or itself still coming back) is followed anyway.
+pub async fn follow(
+    addr: &ShardAddr,
+    host: &str,
+    port: u16,
+    wait: Option<Duration>,
+) -> Result<(), ServerError> {
+    match wait {
+        Some(timeout) => replicate(addr, host, port, timeout).await?,
+        None => {
+            let cmd = redis::cmd("REPLICAOF").arg(host).arg(port).clone();
+            query::<()>(addr, &cmd, CMD_TIMEOUT).await?;
+        }
+    }
+    query::<()>(addr, redis::cmd("CONFIG").arg("REWRITE"), CMD_TIMEOUT).await
+}
+
+/// Takes a snapshot (BGSAVE) and waits until it succeeded: the data is in `dump.rdb`.
+pub async fn save_snapshot(addr: &ShardAddr, timeout: Duration) -> Result<(), ServerError> {
+    let before = info(addr, "persistence", CMD_TIMEOUT)
+        .await?
+        .get_u64("rdb_last_save_time");
+    query::<()>(addr, &redis::cmd("BGSAVE"), CMD_TIMEOUT).await?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let i = info(addr, "persistence", CMD_TIMEOUT).await?;
+        if i.get("rdb_bgsave_in_progress") == Some("0") {
+            // A failed save fails at once: waiting would not mend it.
+            if i.get("rdb_last_bgsave_status") != Some("ok") {
+                return Err(addr.err("BGSAVE failed"));
+            }
+            if i.get_u64("rdb_last_save_time") != before
+                || i.get_u64("rdb_changes_since_last_save") == Some(0)
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(ServerError::Timeout {
+                what: format!("`{addr}` to save a snapshot"),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until a replica's link to its master is up and no sync is in progress.
 pub async fn wait_in_sync(replica: &ShardAddr, timeout: Duration) -> Result<(), ServerError> {
     poll_until(

@@ -19,7 +19,8 @@ pub(crate) use binary::parse_version;
 pub use binary::{RedisServer, Servers};
 pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe, Transport};
 pub use cluster::{
-    even_slots, form_cluster, replicate, set_persistence, wait_in_sync, ClusterMember, MemberRole,
+    even_slots, follow, form_cluster, replicate, save_snapshot, set_persistence, wait_in_sync,
+    ClusterMember, MemberRole,
 };
 pub use conf::{identity_for, render_conf, ConfOptions, Upstream, CLUSTER_NODE_TIMEOUT_MS};
 pub use ports::{pick_port, port_is_free, require_free, PortNeed};

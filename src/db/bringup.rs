@@ -1,0 +1,279 @@
+//! Bringing a database's shards up: the one pipeline `create db`, `restart db`, recovery
+//! and restore tasks share. Its steps, in this order:
+//! 1. masters start ([`BringUp::start`]; each caller says how: new and empty, as
+//!    configured, on the files recovery chose, fenced for a restore);
+//! 2. what they loaded is checked (the caller's counts: the reader's of the files, the
+//!    backup's manifest);
+//! 3. the configured persistence is switched on ([`BringUp::switch_persistence`]) when they
+//!    loaded with another;
+//! 4. replicas start ([`BringUp::start`] again);
+//! 5. the shards are linked ([`BringUp::link`]): the Redis Cluster slot map for a sharded
+//!    database, else each replica following its master;
+//! 6. the sync source ([`BringUp::attach_source`]).
+//!
+//! Each step checks what is in place before acting, so the pipeline can be run again on
+//! shards it already brought up. The Redis commands behind the steps are
+//! [`crate::server`]'s; nothing here speaks the protocol itself.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
+use crate::server::{
+    follow, form_cluster, replicate, save_snapshot, set_persistence, start_shard, wait_in_sync,
+    ClusterMember, MemberRole, ServerError, Servers, ShardAddr, StartOptions,
+};
+
+use super::{shard_addr, SETUP_TIMEOUT};
+
+/// One database's bring-up: where its shards are, and how long each kind of wait may
+/// take.
+#[derive(Clone, Copy)]
+pub struct BringUp<'a> {
+    pub cluster: &'a Cluster,
+    pub db: &'a Database,
+    pub timeouts: Timeouts,
+}
+
+/// Bounds on the pipeline's waits (a shard's own start is bounded by its
+/// [`StartOptions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Redis Cluster formation (every node met, `cluster_state:ok`, replicas in sync).
+    pub form: Duration,
+    /// A replica's first sync with its master, and a waited-for full sync from the sync
+    /// source.
+    pub sync: Duration,
+    /// The switch to the configured persistence (an AOF rewrite, a snapshot).
+    pub persist: Duration,
+}
+
+impl Timeouts {
+    /// Every wait bounded by `t`.
+    pub fn all(t: Duration) -> Timeouts {
+        Timeouts {
+            form: t,
+            sync: t,
+            persist: t,
+        }
+    }
+}
+
+/// How the sync source is attached ([`BringUp::attach_source`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceStep {
+    /// The database's data is the source's: wait for the link and the first sync (a
+    /// new, restarted or restored database).
+    Sync,
+    /// The database loaded its own data first and follows the source again, kept in its
+    /// redis.conf (recovery). A source that does not answer is followed anyway; with
+    /// `full_sync` (`only_configuration`: the source's data is the database's) one that
+    /// answers is waited for.
+    Reattach { full_sync: bool },
+}
+
+/// The sync source a database follows after its bring-up.
+#[derive(Serialize, Clone, Debug)]
+pub struct SyncSource {
+    pub endpoint: String,
+    /// It accepted a connection when the database was attached.
+    pub answers: bool,
+    /// The database waited for and completed a full sync from it.
+    pub synced: bool,
+}
+
+/// Each shard's pid, or why its server did not start.
+pub type Starts = Vec<(Id, Result<u32, ServerError>)>;
+
+impl<'a> BringUp<'a> {
+    /// The bring-up of `db` with the waits of `create db` and `restart db`.
+    pub fn new(cluster: &'a Cluster, db: &'a Database) -> BringUp<'a> {
+        BringUp {
+            cluster,
+            db,
+            timeouts: Timeouts::all(SETUP_TIMEOUT),
+        }
+    }
+
+    pub fn with_timeouts(self, timeouts: Timeouts) -> BringUp<'a> {
+        BringUp { timeouts, ..self }
+    }
+
+    /// Where shard `id` listens, with the database's password.
+    pub fn addr(&self, id: Id) -> Result<ShardAddr, ServerError> {
+        shard_addr(self.cluster, self.db, id)
+            .ok_or_else(|| ServerError::Cluster(format!("redis:{id} has no node")))
+    }
+
+    /// Steps 1 and 4: starts the shards `ids` at once, each with `opts`; one result per
+    /// shard, in order. Starts are never dropped half-way (each runs to its end in a task
+    /// of its own): a start cut short could leave a server nobody tracks.
+    pub async fn start(&self, server: &Servers, ids: &[Id], opts: &StartOptions) -> Starts {
+        let mut tasks = Vec::new();
+        for &id in ids {
+            let (server, cluster, db, opts) = (
+                server.clone(),
+                self.cluster.clone(),
+                self.db.clone(),
+                opts.clone(),
+            );
+            tasks.push((
+                id,
+                tokio::spawn(async move {
+                    let shard = db.shards.iter().find(|s| s.id == id).expect("shard of db");
+                    start_shard(&server, &cluster, &db, shard, &opts).await
+                }),
+            ));
+        }
+        let mut out = Vec::new();
+        for (id, task) in tasks {
+            let res = task.await.unwrap_or_else(|e| {
+                Err(ServerError::StartFailed {
+                    shard: id,
+                    reason: format!("start task failed: {e}"),
+                    log_tail: String::new(),
+                })
+            });
+            out.push((id, res));
+        }
+        out
+    }
+
+    /// The ids of the database's shards of `role`.
+    pub fn ids(&self, role: Role) -> Vec<Id> {
+        self.db
+            .shards
+            .iter()
+            .filter(|s| s.role == role)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Step 3: every master switches to the configured persistence (written to its
+    /// redis.conf). A master in `unsnapshotted` (loaded from an AOF, or replayed: no
+    /// dump.rdb holds its data) also takes a snapshot when the AOF is off, since only a
+    /// snapshot then holds the data across a restart.
+    pub async fn switch_persistence(&self, unsnapshotted: &[Id]) -> Result<(), ServerError> {
+        let persistence = self.db.config.persistence;
+        for shard in self.db.masters() {
+            let a = self.addr(shard.id)?;
+            set_persistence(&a, persistence, self.timeouts.persist).await?;
+            if unsnapshotted.contains(&shard.id) && persistence == Persistence::Snapshot {
+                save_snapshot(&a, self.timeouts.persist).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 5: the Redis Cluster for a sharded database (slots assigned, nodes met,
+    /// replicas following); otherwise each replica follows its master and has synced.
+    pub async fn link(&self) -> Result<(), ServerError> {
+        if self.db.config.shards > 1 {
+            return form_cluster(&self.members()?, self.timeouts.form).await;
+        }
+        for s in self.replicas() {
+            let master = self.addr(s.master.unwrap_or(self.db.shards[0].id))?;
+            replicate(
+                &self.addr(s.id)?,
+                &master.host,
+                master.port,
+                self.timeouts.sync,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Step 6: the masters follow the database's sync source (a single-shard database's
+    /// only; Redis Cluster shards cannot `REPLICAOF`). None when it has none.
+    pub async fn attach_source(&self, step: SourceStep) -> Result<Option<SyncSource>, ServerError> {
+        let Some(source) = self.db.config.sync_source.as_ref() else {
+            return Ok(None);
+        };
+        if self.db.config.shards > 1 {
+            return Ok(None);
+        }
+        let (host, port) = (source.host.as_str(), source.port);
+        let (answers, wait) = match step {
+            SourceStep::Sync => (true, true),
+            SourceStep::Reattach { full_sync } => {
+                let answers = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect((host, port)),
+                )
+                .await
+                .is_ok_and(|c| c.is_ok());
+                (answers, answers && full_sync)
+            }
+        };
+        for master in self.db.masters() {
+            let a = self.addr(master.id)?;
+            match step {
+                // Already in redis.conf (or meant to be the data): no rewrite.
+                SourceStep::Sync => replicate(&a, host, port, self.timeouts.sync).await?,
+                SourceStep::Reattach { .. } => {
+                    follow(&a, host, port, wait.then_some(self.timeouts.sync)).await?
+                }
+            }
+        }
+        if wait {
+            // A master's full sync from its source drops its replicas' links: they
+            // sync again from the data it now holds.
+            for s in self.replicas() {
+                wait_in_sync(&self.addr(s.id)?, self.timeouts.sync).await?;
+            }
+        }
+        Ok(Some(SyncSource {
+            endpoint: source.to_string(),
+            answers,
+            synced: wait,
+        }))
+    }
+
+    /// Steps 5 and 6 as a new, restarted or restored database needs them: linked, then
+    /// synced from its source.
+    pub async fn wire(&self) -> Result<(), ServerError> {
+        self.link().await?;
+        self.attach_source(SourceStep::Sync).await?;
+        Ok(())
+    }
+
+    fn replicas(&self) -> impl Iterator<Item = &'a Shard> {
+        self.db.shards.iter().filter(|s| s.role == Role::Replica)
+    }
+
+    /// The Redis Cluster of a sharded database: each master with its slot range, each
+    /// replica following its master (by index in the list).
+    fn members(&self) -> Result<Vec<ClusterMember>, ServerError> {
+        let shards = &self.db.shards;
+        let mut members = Vec::with_capacity(shards.len());
+        for s in shards {
+            let role = match s.role {
+                Role::Master => MemberRole::Master {
+                    slots: s.slots.ok_or_else(|| {
+                        ServerError::Cluster(format!("redis:{} has no slots", s.id))
+                    })?,
+                },
+                Role::Replica => MemberRole::Replica {
+                    of: shards
+                        .iter()
+                        .position(|m| Some(m.id) == s.master)
+                        .ok_or_else(|| {
+                            ServerError::Cluster(format!("redis:{} follows no master", s.id))
+                        })?,
+                },
+            };
+            members.push(ClusterMember {
+                addr: self.addr(s.id)?,
+                role,
+            });
+        }
+        Ok(members)
+    }
+}
+
+/// Steps 5 and 6 of `db` with the waits of `create db` ([`BringUp::wire`]).
+pub async fn wire(cluster: &Cluster, db: &Database) -> Result<(), super::DbError> {
+    Ok(BringUp::new(cluster, db).wire().await?)
+}

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -14,11 +13,14 @@ use super::{
     Command, CommandError, CommandSyntax, Context, Element, Opt, Render, Reply, Table, Text,
     ValueKind,
 };
-use crate::ccs::{Cluster, DbState, Id};
+use crate::ccs::{Cluster, Id};
 use crate::lang::DbRef;
-use crate::recovery::apply::{clear_markers, recover_db, Proof, Recovered, Recovery};
-use crate::recovery::live::{self, Adopted};
+use crate::recovery::apply::{Proof, Recovered};
+use crate::recovery::live::Adopted;
 use crate::recovery::plan::{format_age, DbPlan, Outcome, RecoveryPlan};
+use crate::recovery::ports::PortMove;
+pub use crate::recovery::run::ClearedPath;
+use crate::recovery::run::{self, RecoverOutcome, RecoverRequest};
 use crate::server::Servers;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,82 +323,24 @@ pub(super) fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<Servers,
     Ok(Servers::locate(ctx.redis_server.as_deref(), cluster)?)
 }
 
-fn pending(cluster: &Cluster) -> Vec<Id> {
-    cluster
-        .databases
-        .values()
-        .filter(|db| db.state == DbState::PendingRecovery)
-        .map(|db| db.id)
-        .collect()
-}
-
-/// Adopts the databases pending recovery whose shards answer as themselves (see
-/// [`crate::recovery::live`]), saving the configuration when any is. Under `lock` when
-/// the caller holds it.
-async fn adopt_live(
-    ctx: &Context,
-    held: Option<(&crate::ccs::StoreLock, &mut Cluster)>,
-) -> Result<Vec<Adopted>, CommandError> {
-    let probe_of = |c: &Cluster| (c.clone(), pending(c));
-    let (snapshot, ids) = match &held {
-        Some((_, c)) => probe_of(c),
-        None => probe_of(&ctx.cluster()?),
-    };
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let hosts = snapshot
-        .hosts()
-        .map_err(|e| CommandError::io(format!("cannot reach the nodes' hosts: {e}")))?;
-    let answers = live::probe(&hosts, &snapshot, &ids).await;
-    if !answers.values().any(|a| a.live()) {
-        return Ok(Vec::new());
-    }
-    let save = |lock: &crate::ccs::StoreLock, cluster: &mut Cluster| {
-        let mut next = cluster.clone();
-        let adopted = live::adopt(&mut next, &answers, &mut Vec::new());
-        if !adopted.is_empty() {
-            lock.save(&mut next)?;
-            *cluster = next;
-        }
-        Ok::<_, CommandError>(adopted)
-    };
-    match held {
-        Some((lock, cluster)) => save(lock, cluster),
-        None => {
-            let (lock, mut cluster) = ctx.lock_cluster()?;
-            save(&lock, &mut cluster)
-        }
-    }
-}
-
 async fn list(ctx: &Context) -> Result<Reply, CommandError> {
-    let adopted = adopt_live(ctx, None).await?;
+    // Probed without the lock; locked only to record what answered.
+    let adopted = match run::live_answers(&ctx.cluster()?).await? {
+        Some(answers) => {
+            let (lock, mut cluster) = ctx.lock_cluster()?;
+            run::adopt(&lock, &mut cluster, &answers)?
+        }
+        None => Vec::new(),
+    };
     let cluster = ctx.cluster()?;
-    let ids = pending(&cluster);
+    let ids = run::pending(&cluster);
     if ids.is_empty() {
         let mut report = PlanReport::new(RecoveryPlan::default());
         report.adopted = adopted;
-        report.down = down_names(&cluster);
+        report.down = run::down(&cluster);
         return Reply::of(&report);
     }
-    let rec = Arc::new(Recovery::new(locate_server(ctx, &cluster)?, false));
-    let task = ctx.progress.task("validating files", ids.len() as u64);
-    let shared = Arc::new(cluster);
-    // Databases are validated in parallel: each is a full read of its files.
-    let mut set = tokio::task::JoinSet::new();
-    for id in ids {
-        let (rec, cluster) = (rec.clone(), shared.clone());
-        set.spawn_blocking(move || rec.plan(&cluster, &cluster.databases[&id]));
-    }
-    let mut plan = RecoveryPlan::default();
-    while let Some(joined) = set.join_next().await {
-        plan.databases
-            .push(joined.map_err(|e| CommandError::internal(e.to_string()))?);
-        task.set_position(plan.databases.len() as u64);
-    }
-    task.finish("done");
-    plan.databases.sort_by_key(|d| d.id);
+    let plan = run::plan(&cluster, &ids, ctx.redis_server.as_deref(), &*ctx.progress).await?;
     let mut report = PlanReport::new(plan);
     report.adopted = adopted;
     Reply::of(&report)
@@ -532,52 +476,50 @@ async fn recover(
     allow: Allow,
 ) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
-    let adopted = adopt_live(ctx, Some((&lock, &mut cluster))).await?;
-    let mut moved = Vec::new();
-    let targets = match &which {
-        None => pending(&cluster),
-        Some((r, port)) => {
-            let db = r.resolve(&cluster)?;
-            if let Some(a) = adopted.iter().find(|a| a.id == db.id) {
-                return Ok(Reply::message(a.line()));
-            }
-            if db.state == DbState::Active {
-                return Ok(Reply::message(format!(
-                    "db:{} `{}` is already active: nothing to recover",
-                    db.id, db.config.name
-                )));
-            }
-            let id = db.id;
-            if let Some(port) = port {
-                moved.push(move_endpoint(&lock, &mut cluster, id, *port)?);
-            }
-            vec![id]
-        }
+    let (db, port) = match &which {
+        Some((r, port)) => (Some(r.resolve(&cluster)?.id), *port),
+        None => (None, None),
     };
-    if allow.free_port {
-        for &id in &targets {
-            for m in taken_ports(&cluster, id) {
-                let to = m.to.ok_or_else(|| {
-                    CommandError::conflict(format!(
-                        "db:{id}: port {} of redis:{} is held by another program and node:{} has no free port left in its range: widen the range or give `port <n>`",
-                        m.from, m.shard, m.node
-                    ))
-                })?;
-                moved.push(move_shard(&lock, &mut cluster, id, m.shard, to)?);
+    let req = RecoverRequest {
+        db,
+        port,
+        free_port: allow.free_port,
+        only_configuration,
+        proof: if counts_only {
+            Proof::Counts
+        } else {
+            Proof::Content
+        },
+        replay,
+        allow_empty: allow.empty,
+        allow_stale: allow.stale,
+        redis_server: ctx.redis_server.clone(),
+    };
+    let outcome = run::recover(&lock, &mut cluster, req, &*ctx.progress, &ctx.cancel).await?;
+    let (adopted, moved, run) = match outcome {
+        RecoverOutcome::Adopted(a) => return Ok(Reply::message(a.line())),
+        RecoverOutcome::AlreadyActive { id, name } => {
+            return Ok(Reply::message(format!(
+                "db:{id} `{name}` is already active: nothing to recover"
+            )))
+        }
+        RecoverOutcome::NothingPending { adopted, down } => {
+            let mut reply = Reply::new();
+            for a in &adopted {
+                reply = reply.line(a.line());
             }
+            reply = reply.line(NOTHING_PENDING);
+            if let Some(hint) = down_hint(&down) {
+                reply = reply.line(hint);
+            }
+            return Ok(reply);
         }
-    }
-    if targets.is_empty() {
-        let mut reply = Reply::new();
-        for a in &adopted {
-            reply = reply.line(a.line());
-        }
-        reply = reply.line(NOTHING_PENDING);
-        if let Some(hint) = down_hint(&down_names(&cluster)) {
-            reply = reply.line(hint);
-        }
-        return Ok(reply);
-    }
+        RecoverOutcome::Ran {
+            adopted,
+            moved,
+            run,
+        } => (adopted, moved, run),
+    };
     // The command an offer to move a database off a taken port runs: this one's flags.
     let retry = RecoverCommand::Db {
         db: DbRef::Id(0),
@@ -590,127 +532,49 @@ async fn recover(
             ..allow
         },
     };
-    let mut rec = Recovery::new(locate_server(ctx, &cluster)?, only_configuration);
-    if counts_only {
-        rec.proof = Proof::Counts;
-    }
-    rec.replay = replay;
-    rec.allow_empty = allow.empty;
-    rec.allow_stale = allow.stale;
-    let rec = Arc::new(rec);
-    let shared = Arc::new(cluster.clone());
-    let started = Instant::now();
-    let overall = ctx.progress.task("recovering", targets.len() as u64);
-    overall.set_message(&tally(0, 0));
-
-    let mut set = tokio::task::JoinSet::new();
-    for id in &targets {
-        let task = ctx
-            .progress
-            .task(&format!("db:{id} {}", cluster.databases[id].config.name), 0);
-        let (rec, shared, id) = (rec.clone(), shared.clone(), *id);
-        set.spawn(async move {
-            let result = recover_db(rec, shared, id, &|stage| task.set_message(stage)).await;
-            (id, result.map_err(CommandError::from), task)
-        });
-    }
-
-    let mut outcomes: Vec<(Id, Result<Recovered, CommandError>)> = Vec::new();
-    let mut cleared = Vec::new();
-    let (mut ok, mut failed) = (0, 0);
-    let mut remaining: std::collections::BTreeSet<Id> = targets.iter().copied().collect();
-    loop {
-        // Ctrl-C: every database not yet back is stopped where it is (its own servers
-        // stopped, its shard directories keeping recovery's marker) and stays pending, so
-        // running `recover` again resumes it; those already back stay recorded.
-        let joined = tokio::select! {
-            joined = set.join_next() => match joined {
-                Some(joined) => joined,
-                None => break,
-            },
-            _ = ctx.cancel.tripped() => {
-                set.abort_all();
-                while set.join_next().await.is_some() {}
-                break;
-            }
-        };
-        let (id, result, task) = joined.map_err(|e| CommandError::internal(e.to_string()))?;
-        remaining.remove(&id);
-        // Each success is recorded at once, so a shell killed later keeps it.
-        let result = result.and_then(|r| {
-            cleared.extend(activate(&lock, &mut cluster, &r)?);
-            Ok(r)
-        });
-        if let Ok(r) = &result {
-            clear_markers(rec.server.hosts(), &cluster, &cluster.databases[&r.id]).await;
-        }
-        match &result {
-            Ok(_) => {
-                ok += 1;
-                task.finish("recovered");
-            }
-            Err(e) => {
-                failed += 1;
-                task.finish(&format!("failed: {e}"));
-            }
-        }
-        overall.set_position((ok + failed) as u64);
-        overall.set_message(&tally(ok, failed));
-        outcomes.push((id, result));
-    }
-    for id in &remaining {
-        crate::recovery::apply::stop_leftovers(rec.server.hosts(), &shared, *id).await;
-        outcomes.push((
-            *id,
-            Err(CommandError::new(
-                ErrorKind::Interrupted,
-                "interrupted before it finished: it stays pending recovery; run `recover` again to resume",
-            )),
-        ));
-    }
-    overall.finish(&tally(ok, failed));
     let mut report = RecoverReport {
         adopted,
         moved,
         recovered: Vec::new(),
         failed: Vec::new(),
-        names: outcomes
+        names: run
+            .outcomes
             .iter()
-            .map(|(id, _)| (*id, cluster.databases[id].config.name.clone()))
+            .map(|o| (o.id, o.name.clone()))
             .collect(),
-        elapsed: started.elapsed(),
-        cleared,
+        elapsed: run.elapsed,
+        cleared: run.cleared,
     };
     let mut offers = Vec::new();
-    for (id, result) in outcomes {
-        match result {
-            Ok(r) => report.recovered.push(r),
-            Err(e) => {
-                let name = report.names[&id].clone();
-                let mut reason = e.message().to_string();
-                let taken = taken_ports(&cluster, id);
-                if !taken.is_empty() {
-                    // Another program holds a stored port: recovery never touches it,
-                    // and moves the database only when the operator says so.
-                    let quoted = crate::lang::quote(&name);
-                    if reason.contains("is already in use") {
-                        reason.push_str(": another program holds it");
-                    }
-                    reason.push_str(&format!(
-                        "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
-                    ));
-                    if let Some(offer) = port_offer(&cluster, id, &taken, &retry) {
-                        offers.push(offer);
-                    }
-                }
-                report.failed.push(FailedDb {
-                    id,
-                    name,
-                    reason,
-                    kind: e.kind(),
-                })
+    for o in run.outcomes {
+        let e = match o.result {
+            Ok(r) => {
+                report.recovered.push(r);
+                continue;
+            }
+            Err(e) => CommandError::from(e),
+        };
+        let mut reason = e.message().to_string();
+        if !o.taken.is_empty() {
+            // Another program holds a stored port: recovery never touches it, and
+            // moves the database only when the operator says so.
+            let quoted = crate::lang::quote(&o.name);
+            if reason.contains("is already in use") {
+                reason.push_str(": another program holds it");
+            }
+            reason.push_str(&format!(
+                "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
+            ));
+            if let Some(offer) = port_offer(o.id, &o.name, &o.taken, &retry) {
+                offers.push(offer);
             }
         }
+        report.failed.push(FailedDb {
+            id: o.id,
+            name: o.name,
+            reason,
+            kind: e.kind(),
+        })
     }
     report.recovered.sort_by_key(|r| r.id);
     report.failed.sort_by_key(|f| f.id);
@@ -748,14 +612,6 @@ pub struct RecoverReport {
     pub elapsed: Duration,
     /// Recovery paths forgotten because every database that read from them is back.
     pub cleared: Vec<ClearedPath>,
-}
-
-/// A node's recovery path, cleared once the recovery that used it completed: a later
-/// incident must not bring its old files back.
-#[derive(Serialize, Clone, Debug)]
-pub struct ClearedPath {
-    pub node: Id,
-    pub recovery_path: std::path::PathBuf,
 }
 
 /// A database that did not come back, and why.
@@ -810,10 +666,6 @@ impl Render for RecoverReport {
             }
         }
     }
-}
-
-fn tally(ok: usize, failed: usize) -> String {
-    format!("[ {ok} recovered | {failed} failed ]")
 }
 
 fn success_text(r: &Recovered) -> String {
@@ -871,233 +723,15 @@ fn success_text(r: &Recovered) -> String {
     text
 }
 
-/// Marks a recovered database active, with its shards' pids, and clears the recovery
-/// path of every node no database pending recovery still has shards on; saves the CCS.
-/// Left unchanged when saving fails. Returns the recovery paths cleared.
-fn activate(
-    lock: &crate::ccs::StoreLock,
-    cluster: &mut Cluster,
-    r: &Recovered,
-) -> Result<Vec<ClearedPath>, CommandError> {
-    let mut next = cluster.clone();
-    let db = next.databases.get_mut(&r.id).ok_or_else(|| {
-        CommandError::internal(format!("db:{} vanished from the configuration", r.id))
-    })?;
-    db.state = DbState::Active;
-    // Masters that came back EMPTY are marked, so that the files found later can still
-    // be loaded into them (`recover db <db> from_files`) while they take no write.
-    let empty_all = r.only_configuration && r.sync_source.is_none();
-    for shard in &mut db.shards {
-        if let Some((_, pid)) = r.pids.iter().find(|(id, _)| *id == shard.id) {
-            shard.pid = Some(*pid);
-        }
-        let empty =
-            shard.role == crate::ccs::Role::Master && (empty_all || r.empty.contains(&shard.id));
-        shard.empty_since = empty.then(unix_now);
-    }
-    let waiting: std::collections::BTreeSet<Id> = next
-        .databases
-        .values()
-        .filter(|d| d.state == DbState::PendingRecovery)
-        .flat_map(|d| d.shards.iter().map(|s| s.node))
-        .collect();
-    let mut cleared = Vec::new();
-    for node in next.nodes.values_mut() {
-        if waiting.contains(&node.id) {
-            continue;
-        }
-        if let Some(path) = node.recovery_path.take() {
-            cleared.push(ClearedPath {
-                node: node.id,
-                recovery_path: path,
-            });
-        }
-    }
-    lock.save(&mut next).map_err(|e| {
-        CommandError::from(e).context("recovered, but the configuration could not be saved")
-    })?;
-    *cluster = next;
-    Ok(cleared)
-}
-
-/// `recover db <db> port <n>`: the database's endpoint (the shard listening on its port,
-/// else its first master) moves to `port` (see [`move_shard`]).
-fn move_endpoint(
-    lock: &crate::ccs::StoreLock,
-    cluster: &mut Cluster,
-    id: Id,
-    port: u16,
-) -> Result<String, CommandError> {
-    let db = &cluster.databases[&id];
-    let shard = db
-        .shards
-        .iter()
-        .find(|s| s.port == db.port)
-        .or_else(|| db.masters().next())
-        .ok_or_else(|| CommandError::internal(format!("db:{id} has no shard")))?
-        .id;
-    move_shard(lock, cluster, id, shard, port)
-}
-
-/// The ports a shard of `db` holds on its address: its client port, and its bus port in
-/// a cluster.
-fn need_of(db: &crate::ccs::Database) -> crate::server::PortNeed {
-    if db.config.shards > 1 {
-        crate::server::PortNeed::WithBus
-    } else {
-        crate::server::PortNeed::Plain
-    }
-}
-
-/// Shard `shard` of db `id` moves to `port` (the database's endpoint with it when it is
-/// the endpoint shard), which must be free on its node and held by no other shard of the
-/// configuration (nor its bus port); saved before the recovery starts. Whatever holds the
-/// old port is never touched.
-fn move_shard(
-    lock: &crate::ccs::StoreLock,
-    cluster: &mut Cluster,
-    id: Id,
-    shard: Id,
-    port: u16,
-) -> Result<String, CommandError> {
-    use crate::server::port_is_free;
-    let db = &cluster.databases[&id];
-    let need = need_of(db);
-    let shard = db
-        .shards
-        .iter()
-        .find(|s| s.id == shard)
-        .ok_or_else(|| CommandError::internal(format!("db:{id} has no redis:{shard}")))?
-        .clone();
-    let addr = cluster
-        .nodes
-        .get(&shard.node)
-        .map(|n| n.addr.clone())
-        .ok_or_else(|| CommandError::internal(format!("redis:{} has no node", shard.id)))?;
-    let old = shard.port;
-    let endpoint = old == db.port;
-    let name = db.config.name.clone();
-    if port == old {
-        return Err(CommandError::usage(format!(
-            "`port {port}` is db:{id} `{name}`'s port already: give another one"
-        )));
-    }
-    let wanted: Vec<u16> = need.ports(port).collect();
-    for other in cluster.databases.values() {
-        let other_need = need_of(other);
-        for s in &other.shards {
-            let same_addr = cluster.nodes.get(&s.node).is_some_and(|n| n.addr == addr);
-            if s.id != shard.id
-                && same_addr
-                && other_need.ports(s.port).any(|p| wanted.contains(&p))
-            {
-                return Err(CommandError::conflict(format!(
-                    "`port {port}` is held by redis:{} of db:{} `{}` in the configuration: give another one",
-                    s.id, other.id, other.config.name
-                )));
-            }
-        }
-    }
-    if !port_is_free(&addr, port, need) {
-        return Err(CommandError::conflict(format!(
-            "`port {port}` on `{addr}` is in use: give a free one"
-        )));
-    }
-    let held = if port_is_free(&addr, old, need) {
-        ""
-    } else {
-        " (held by another program, left alone)"
-    };
-    let mut next = cluster.clone();
-    let db = next
-        .databases
-        .get_mut(&id)
-        .ok_or_else(|| CommandError::internal(format!("db:{id} vanished")))?;
-    if endpoint {
-        db.port = port;
-    }
-    if let Some(s) = db.shards.iter_mut().find(|s| s.id == shard.id) {
-        s.port = port;
-    }
-    lock.save(&mut next)?;
-    *cluster = next;
-    Ok(if endpoint {
-        format!(
-            "db:{id} `{name}`: endpoint moved from port {old}{held} to port {port} (redis:{})",
-            shard.id
-        )
-    } else {
-        format!(
-            "db:{id} `{name}`: redis:{} moved from port {old}{held} to port {port}",
-            shard.id
-        )
-    })
-}
-
-/// A shard whose stored port another program holds, and the port `free_port` would move
-/// it to (none: its node's range has no free port left).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PortMove {
-    shard: Id,
-    node: Id,
-    from: u16,
-    to: Option<u16>,
-}
-
-/// The shards of db `id` on this machine whose stored port (or bus port) cannot be bound
-/// now, each with the lowest port of its node's range that is free and that no shard of
-/// the configuration holds (nor a move before it). Shards on other hosts are probed
-/// there when they start, not here.
-fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
-    use crate::server::{pick_port, port_is_free};
-    let Some(db) = cluster.databases.get(&id) else {
-        return Vec::new();
-    };
-    let need = need_of(db);
-    let mut reserved: BTreeMap<String, std::collections::BTreeSet<u16>> = BTreeMap::new();
-    for other in cluster.databases.values() {
-        for s in &other.shards {
-            if let Some(n) = cluster.nodes.get(&s.node) {
-                reserved
-                    .entry(n.addr.clone())
-                    .or_default()
-                    .extend(need_of(other).ports(s.port));
-            }
-        }
-    }
-    let mut moves = Vec::new();
-    for s in &db.shards {
-        let Some(node) = cluster.nodes.get(&s.node).filter(|n| n.ssh.is_none()) else {
-            continue;
-        };
-        if port_is_free(&node.addr, s.port, need) {
-            continue;
-        }
-        let held = reserved.entry(node.addr.clone()).or_default();
-        let to = pick_port(node, held, need).ok();
-        if let Some(p) = to {
-            held.extend(need.ports(p));
-        }
-        moves.push(PortMove {
-            shard: s.id,
-            node: node.id,
-            from: s.port,
-            to,
-        });
-    }
-    moves
-}
-
 /// The question the interactive shell asks before moving db `id` off ports another
 /// program holds, and the command it runs on `yes`: `template` with `free_port`, for
 /// this database. None when no free port is left to offer.
 fn port_offer(
-    cluster: &Cluster,
     id: Id,
+    name: &str,
     taken: &[PortMove],
     template: &RecoverCommand,
 ) -> Option<(String, String)> {
-    let db = cluster.databases.get(&id)?;
     let moves = taken
         .iter()
         .map(|m| {
@@ -1106,12 +740,11 @@ fn port_offer(
         .collect::<Option<Vec<String>>>()?;
     let mut command = template.clone();
     if let RecoverCommand::Db { db: which, .. } = &mut command {
-        *which = DbRef::Name(db.config.name.clone());
+        *which = DbRef::Name(name.to_string());
     }
     Some((
         format!(
-            "db:{id} `{}`: another program holds {}; move {} and recover it again?",
-            db.config.name,
+            "db:{id} `{name}`: another program holds {}; move {} and recover it again?",
             if taken.len() == 1 {
                 "a stored port"
             } else {
@@ -1121,14 +754,6 @@ fn port_offer(
         ),
         command.to_string(),
     ))
-}
-
-/// Names of the active databases with a shard not running.
-fn down_names(cluster: &Cluster) -> Vec<String> {
-    crate::db::not_running(cluster)
-        .iter()
-        .map(|id| cluster.databases[id].config.name.clone())
-        .collect()
 }
 
 /// Where to go when nothing is pending but databases are down (a power loss with the
@@ -1149,7 +774,7 @@ fn down_hint(down: &[String]) -> Option<String> {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }

@@ -8,8 +8,11 @@
 //!   recovery paths (`source`) or why there is none (`reason`); only reads.
 //! - [`copy`]: copies a source into a new shard directory, checked, under a temporary name.
 //! - [`apply`]: one database's data recovery: validation, copy and load side by side,
-//!   `shard_dirs` to (re)fill the new directories, `finish` for key counts, persistence,
-//!   replicas, the slot map and the sync source.
+//!   `shard_dirs` to (re)fill the new directories, `finish` for key counts and the rest
+//!   of the bring-up pipeline ([`crate::db::bringup`]).
+//! - [`run`]: the service behind `recover all` / `recover db`: adoption of live
+//!   databases, port moves ([`ports`]), the databases recovered in parallel, each success
+//!   recorded and saved at once, Ctrl-C stopping what is not back yet.
 
 pub mod apply;
 pub mod copy;
@@ -17,9 +20,11 @@ mod files;
 mod finish;
 pub mod live;
 pub mod plan;
+pub mod ports;
 mod reader;
 mod reason;
 pub mod rebuild;
 mod remote_check;
+pub mod run;
 mod shard_dirs;
 mod source;

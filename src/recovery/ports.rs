@@ -1,0 +1,241 @@
+//! Moving a database pending recovery off a port another program holds: `recover db <db>
+//! port <n>` (its endpoint) and `free_port` (each shard whose stored port is taken, to the
+//! lowest free port of its node's range). Whatever holds the old port is never touched;
+//! each move is saved before the recovery starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ccs::{Cluster, Database, Id, StoreError, StoreLock};
+use crate::error::{DomainError, ErrorKind};
+use crate::server::{pick_port, port_is_free, PortNeed};
+
+/// Why a shard was not moved.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error("`port {port}` is db:{db} `{name}`'s port already: give another one")]
+    Unchanged { port: u16, db: Id, name: String },
+    #[error("`port {port}` is held by redis:{shard} of db:{db} `{name}` in the configuration: give another one")]
+    Reserved {
+        port: u16,
+        shard: Id,
+        db: Id,
+        name: String,
+    },
+    #[error("`port {port}` on `{addr}` is in use: give a free one")]
+    InUse { port: u16, addr: String },
+    #[error("db:{db}: port {from} of redis:{shard} is held by another program and node:{node} has no free port left in its range: widen the range or give `port <n>`")]
+    NoFreePort {
+        db: Id,
+        shard: Id,
+        node: Id,
+        from: u16,
+    },
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DomainError for MoveError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            MoveError::Unchanged { .. } => ErrorKind::Usage,
+            MoveError::Reserved { .. } | MoveError::InUse { .. } | MoveError::NoFreePort { .. } => {
+                ErrorKind::Conflict
+            }
+            MoveError::Internal(_) => ErrorKind::Internal,
+            MoveError::Store(e) => e.kind(),
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            MoveError::Store(e) => e.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `recover db <db> port <n>`: the database's endpoint (the shard listening on its port,
+/// else its first master) moves to `port` (see [`move_shard`]).
+pub fn move_endpoint(
+    lock: &StoreLock,
+    cluster: &mut Cluster,
+    id: Id,
+    port: u16,
+) -> Result<String, MoveError> {
+    let db = &cluster.databases[&id];
+    let shard = db
+        .shards
+        .iter()
+        .find(|s| s.port == db.port)
+        .or_else(|| db.masters().next())
+        .ok_or_else(|| MoveError::Internal(format!("db:{id} has no shard")))?
+        .id;
+    move_shard(lock, cluster, id, shard, port)
+}
+
+/// `free_port`: every shard of db `id` whose stored port another program holds moves to
+/// the port [`taken_ports`] picked for it. Returns one line per move.
+pub fn move_taken(
+    lock: &StoreLock,
+    cluster: &mut Cluster,
+    id: Id,
+) -> Result<Vec<String>, MoveError> {
+    let mut moved = Vec::new();
+    for m in taken_ports(cluster, id) {
+        let to = m.to.ok_or(MoveError::NoFreePort {
+            db: id,
+            shard: m.shard,
+            node: m.node,
+            from: m.from,
+        })?;
+        moved.push(move_shard(lock, cluster, id, m.shard, to)?);
+    }
+    Ok(moved)
+}
+
+/// The ports a shard of `db` holds on its address: its client port, and its bus port in
+/// a cluster.
+fn need_of(db: &Database) -> PortNeed {
+    if db.config.shards > 1 {
+        PortNeed::WithBus
+    } else {
+        PortNeed::Plain
+    }
+}
+
+/// Shard `shard` of db `id` moves to `port` (the database's endpoint with it when it is
+/// the endpoint shard), which must be free on its node and held by no other shard of the
+/// configuration (nor its bus port); saved before the recovery starts. Whatever holds the
+/// old port is never touched.
+pub fn move_shard(
+    lock: &StoreLock,
+    cluster: &mut Cluster,
+    id: Id,
+    shard: Id,
+    port: u16,
+) -> Result<String, MoveError> {
+    let db = &cluster.databases[&id];
+    let need = need_of(db);
+    let shard = db
+        .shards
+        .iter()
+        .find(|s| s.id == shard)
+        .ok_or_else(|| MoveError::Internal(format!("db:{id} has no redis:{shard}")))?
+        .clone();
+    let addr = cluster
+        .nodes
+        .get(&shard.node)
+        .map(|n| n.addr.clone())
+        .ok_or_else(|| MoveError::Internal(format!("redis:{} has no node", shard.id)))?;
+    let old = shard.port;
+    let endpoint = old == db.port;
+    let name = db.config.name.clone();
+    if port == old {
+        return Err(MoveError::Unchanged { port, db: id, name });
+    }
+    let wanted: Vec<u16> = need.ports(port).collect();
+    for other in cluster.databases.values() {
+        let other_need = need_of(other);
+        for s in &other.shards {
+            let same_addr = cluster.nodes.get(&s.node).is_some_and(|n| n.addr == addr);
+            if s.id != shard.id
+                && same_addr
+                && other_need.ports(s.port).any(|p| wanted.contains(&p))
+            {
+                return Err(MoveError::Reserved {
+                    port,
+                    shard: s.id,
+                    db: other.id,
+                    name: other.config.name.clone(),
+                });
+            }
+        }
+    }
+    if !port_is_free(&addr, port, need) {
+        return Err(MoveError::InUse { port, addr });
+    }
+    let held = if port_is_free(&addr, old, need) {
+        ""
+    } else {
+        " (held by another program, left alone)"
+    };
+    let mut next = cluster.clone();
+    let db = next
+        .databases
+        .get_mut(&id)
+        .ok_or_else(|| MoveError::Internal(format!("db:{id} vanished")))?;
+    if endpoint {
+        db.port = port;
+    }
+    if let Some(s) = db.shards.iter_mut().find(|s| s.id == shard.id) {
+        s.port = port;
+    }
+    lock.save(&mut next)?;
+    *cluster = next;
+    Ok(if endpoint {
+        format!(
+            "db:{id} `{name}`: endpoint moved from port {old}{held} to port {port} (redis:{})",
+            shard.id
+        )
+    } else {
+        format!(
+            "db:{id} `{name}`: redis:{} moved from port {old}{held} to port {port}",
+            shard.id
+        )
+    })
+}
+
+/// A shard whose stored port another program holds, and the port `free_port` would move
+/// it to (none: its node's range has no free port left).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMove {
+    pub shard: Id,
+    pub node: Id,
+    pub from: u16,
+    pub to: Option<u16>,
+}
+
+/// The shards of db `id` on this machine whose stored port (or bus port) cannot be bound
+/// now, each with the lowest port of its node's range that is free and that no shard of
+/// the configuration holds (nor a move before it). Shards on other hosts are probed
+/// there when they start, not here.
+pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
+    let Some(db) = cluster.databases.get(&id) else {
+        return Vec::new();
+    };
+    let need = need_of(db);
+    let mut reserved: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    for other in cluster.databases.values() {
+        for s in &other.shards {
+            if let Some(n) = cluster.nodes.get(&s.node) {
+                reserved
+                    .entry(n.addr.clone())
+                    .or_default()
+                    .extend(need_of(other).ports(s.port));
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for s in &db.shards {
+        let Some(node) = cluster.nodes.get(&s.node).filter(|n| n.ssh.is_none()) else {
+            continue;
+        };
+        if port_is_free(&node.addr, s.port, need) {
+            continue;
+        }
+        let held = reserved.entry(node.addr.clone()).or_default();
+        let to = pick_port(node, held, need).ok();
+        if let Some(p) = to {
+            held.extend(need.ports(p));
+        }
+        moves.push(PortMove {
+            shard: s.id,
+            node: node.id,
+            from: s.port,
+            to,
+        });
+    }
+    moves
+}

@@ -51,7 +51,7 @@ fn addr_of(cluster: &Cluster, db: &Database, s: &Shard) -> Result<ShardAddr, Bac
         .nodes
         .get(&s.node)
         .ok_or_else(|| BackupError::Failed(format!("node:{} is not in the cluster", s.node)))?;
-    Ok(ShardAddr::of(cluster, db, &node.addr, s.port))
+    Ok(cluster.shard_addr(db, &node.addr, s.port))
 }
 
 /// Takes a run of `db` into `spec.repo`: on success the run's directory holds every

@@ -8,6 +8,7 @@ pub mod model;
 pub mod rules;
 pub mod store;
 pub mod validate;
+mod wire;
 
 pub use backups::*;
 pub use model::*;

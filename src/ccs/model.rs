@@ -20,8 +20,9 @@ pub const CCS_FORMAT: u32 = 1;
 /// Name of the identity file written into every shard directory.
 pub use crate::server::shard_dir::IDENTITY_FILE as SHARD_IDENTITY_FILE;
 
-/// Number of hash slots in a Redis Cluster.
-pub const SLOT_COUNT: u16 = 16384;
+/// Hash slots, and how a shard persists: the server layer's own values, which the
+/// document records as they are.
+pub use crate::server::{Persistence, SlotRange, SLOT_COUNT};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Cluster {
@@ -68,56 +69,7 @@ impl Cluster {
     }
 }
 
-/// The cluster's TLS material as the CCS records it: where each file came from and its
-/// fingerprint, never its contents. The files themselves live in every node's persistent
-/// path (`tls/<material_id>/`), copied there by `cluster tls set`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct TlsConfig {
-    pub cacert: TlsFile,
-    pub cert: TlsFile,
-    pub key: TlsFile,
-    /// The certificate's `notAfter`, unix seconds.
-    pub cert_not_after: i64,
-    /// `false` only when the operator wrote `tls_verify off`; `status` flags it.
-    #[serde(default = "yes")]
-    pub verify: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl TlsConfig {
-    /// Names the material's directory on every node: changes when any file changes, so
-    /// a rotation gives shards new paths to load.
-    pub fn material_id(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
-        for file in [&self.cacert, &self.cert, &self.key] {
-            hash.update(file.sha256.as_bytes());
-        }
-        hash.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-}
-
-/// One TLS file: the path the operator gave, and the sha256 of its DER contents.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct TlsFile {
-    pub source: PathBuf,
-    pub sha256: String,
-}
-
-impl TlsFile {
-    pub fn of(source: &Path, sha256: String) -> TlsFile {
-        TlsFile {
-            source: source.to_path_buf(),
-            sha256,
-        }
-    }
-}
+pub use crate::tls::{TlsConfig, TlsFile};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Node {
@@ -205,24 +157,6 @@ impl fmt::Display for PortRange {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Persistence {
-    Aof,
-    Snapshot,
-    Disabled,
-}
-
-impl fmt::Display for Persistence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Persistence::Aof => "aof",
-            Persistence::Snapshot => "snapshot",
-            Persistence::Disabled => "disabled",
-        })
-    }
-}
-
 /// What the configuration says a database should be doing. Whether its processes really
 /// run is asked of them (`status`), never stored.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,30 +236,6 @@ impl fmt::Display for Role {
             Role::Master => "master",
             Role::Replica => "replica",
         })
-    }
-}
-
-/// Inclusive hash-slot range `start..=end`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlotRange {
-    pub start: u16,
-    pub end: u16,
-}
-
-impl SlotRange {
-    pub const ALL: SlotRange = SlotRange {
-        start: 0,
-        end: SLOT_COUNT - 1,
-    };
-
-    pub fn contains(&self, slot: u16) -> bool {
-        (self.start..=self.end).contains(&slot)
-    }
-}
-
-impl fmt::Display for SlotRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start, self.end)
     }
 }
 

@@ -79,25 +79,7 @@ pub fn read_document(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `a FIFO`, `a directory`, ...: what a path is when it is not a regular file.
-pub fn describe_type(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
-}
+pub use crate::host::local::describe_type;
 
 /// Every invariant the code relies on; the first broken one, by its JSON path.
 pub fn validate(c: &Cluster) -> Result<(), Invalid> {

@@ -181,7 +181,7 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
 /// The binaries to run, per node: `--redis-server`, then each node's own, then the
 /// CCS's, then PATH.
 pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
-    Ok(Servers::locate(ctx.redis_server.as_deref(), cluster)?)
+    Ok(cluster.servers(ctx.redis_server.as_deref())?)
 }
 
 /// A database as `create db` and `restart db` show it: never its password, only whether

@@ -263,9 +263,11 @@ async fn add(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let material = crate::tls::material_here(&cluster, now).map_err(|e| {
-            CommandError::from(e).context("the cluster's TLS material for the new node")
-        })?;
+        let material =
+            crate::tls::material_here(cluster.tls.as_ref(), cluster.local_persistent_paths(), now)
+                .map_err(|e| {
+                    CommandError::from(e).context("the cluster's TLS material for the new node")
+                })?;
         let installed = match &node.ssh {
             Some(target) => {
                 let host = crate::host::SshHost::new(target.clone())

@@ -320,7 +320,7 @@ impl RecoverCommand {
 }
 
 pub(super) fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
-    Ok(Servers::locate(ctx.redis_server.as_deref(), cluster)?)
+    Ok(cluster.servers(ctx.redis_server.as_deref())?)
 }
 
 async fn list(ctx: &Context) -> Result<Reply, CommandError> {

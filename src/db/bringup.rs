@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::shard::start_shard;
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
 use crate::server::{
-    follow, form_cluster, replicate, save_snapshot, set_persistence, start_shard, wait_in_sync,
-    ClusterMember, MemberRole, ServerError, Servers, ShardAddr, StartOptions,
+    follow, form_cluster, replicate, save_snapshot, set_persistence, wait_in_sync, ClusterMember,
+    MemberRole, ServerError, Servers, ShardAddr, StartOptions,
 };
 
 use super::{shard_addr, SETUP_TIMEOUT};

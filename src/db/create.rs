@@ -209,7 +209,7 @@ pub fn mark_created(cluster: &Cluster, db_id: Id) -> Result<(), crate::server::S
         if let Some(node) = cluster.nodes.get(&shard.node) {
             let dir =
                 crate::server::ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
-            dir.write_identity(&crate::server::identity_for(cluster, db, shard))
+            dir.write_identity(&cluster.identity_of(db, shard))
                 .map_err(|e| crate::server::ServerError::io(dir.identity_file(), e))?;
         }
     }

@@ -105,7 +105,7 @@ pub async fn delete_db(
         if host.metadata(&file).await.is_err() {
             continue;
         }
-        let mut identity = crate::server::identity_for(cluster, &db, shard);
+        let mut identity = cluster.identity_of(&db, shard);
         identity.deleted = true;
         let json = serde_json::to_vec_pretty(&identity)
             .map_err(|e| ServerError::io(&file, std::io::Error::other(e)))?;

@@ -14,6 +14,7 @@ mod create;
 mod dirs;
 mod lifecycle;
 mod placement;
+mod shard;
 mod status;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};
 pub use placement::place;
+pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,
     STATUS_TIMEOUT, TLS_REFUSED,
@@ -172,7 +174,7 @@ pub fn database(cluster: &Cluster, id: Id) -> Result<&Database, DbError> {
 pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<ShardAddr> {
     let shard = db.shards.iter().find(|s| s.id == shard_id)?;
     let node = cluster.nodes.get(&shard.node)?;
-    Some(ShardAddr::of(cluster, db, &node.addr, shard.port))
+    Some(cluster.shard_addr(db, &node.addr, shard.port))
 }
 
 /// The database's endpoint: its first master's address and the endpoint port,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Role, Shard};
-use crate::server::{even_slots, pick_port, require_free, PortNeed};
+use crate::server::{even_slots, require_free, PortNeed};
 
 use super::DbError;
 
@@ -87,7 +87,7 @@ pub fn place_avoiding(
         let taken = reserved_by_addr.entry(n.addr.clone()).or_default();
         let p = match fixed {
             Some(p) => p,
-            None => pick_port(n, taken, need)?,
+            None => n.pick_port(taken, need)?,
         };
         taken.extend(need.ports(p));
         Ok::<u16, DbError>(p)

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
 use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
-use crate::server::{probe, ShardAddr, ShardDir, ShardProbe, Transport};
+use crate::server::{probe, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
 use crate::ccs::layout::id_dirs;
@@ -144,7 +144,7 @@ async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardPr
             .filter(|db| db.state == DbState::Active)
     };
     let tls = match active().any(|db| db.config.tls) {
-        true => Transport::of(cluster, true),
+        true => cluster.transport(true),
         false => Transport::Plain,
     };
     let mut tasks = Vec::new();
@@ -153,7 +153,7 @@ async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardPr
             let Some(node) = cluster.nodes.get(&s.node) else {
                 continue;
             };
-            let addr = ShardAddr::with_tls(db, &node.addr, s.port, &tls);
+            let addr = db.shard_addr(&node.addr, s.port, &tls);
             let is_cluster = db.config.shards > 1;
             let permits = permits.clone();
             tasks.push((

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::report::{CheckOptions, FileReport};
-use crate::ccs::SlotRange;
+use super::slot::SlotRange;
 
 const CACHE_CAP: usize = 1024;
 /// Files modified this recently are not remembered.

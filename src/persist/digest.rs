@@ -14,8 +14,8 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed, xxh3_64, Xxh3};
 
 use super::entries::{read_rdb, EntryVisitor, RdbReadError};
 use super::slot::key_slot;
+use super::slot::SLOT_COUNT;
 use super::value::{Kind, Stream, StreamId, ValueSink};
-use crate::ccs::SLOT_COUNT;
 
 /// Hashes one value in canonical form: lists in order; set members, sorted-set members
 /// with their scores, and hash fields with their values as a sum, so their order (which

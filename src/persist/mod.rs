@@ -77,7 +77,7 @@ pub use entries::{
 };
 pub use fix::{fix_truncated, FixError, FixOutcome};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
-pub use slot::key_slot;
+pub use slot::{key_slot, SlotRange, SLOT_COUNT};
 pub use source::crc64;
 pub use value::{
     module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,

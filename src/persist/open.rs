@@ -14,7 +14,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
             io::ErrorKind::InvalidInput,
             format!(
                 "not a regular file: {}",
-                crate::ccs::validate::describe_type(&meta.file_type())
+                crate::host::local::describe_type(&meta.file_type())
             ),
         ));
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::ccs::SlotRange;
+use super::slot::SlotRange;
 
 #[derive(Clone, Debug, Default)]
 pub struct CheckOptions {

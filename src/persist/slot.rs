@@ -4,7 +4,34 @@
 use crc::{Crc, CRC_16_XMODEM};
 
 use super::rdb::KeyVisitor;
-use crate::ccs::{SlotRange, SLOT_COUNT};
+use serde::{Deserialize, Serialize};
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOT_COUNT: u16 = 16384;
+
+/// Inclusive hash-slot range `start..=end`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl SlotRange {
+    pub const ALL: SlotRange = SlotRange {
+        start: 0,
+        end: SLOT_COUNT - 1,
+    };
+
+    pub fn contains(&self, slot: u16) -> bool {
+        (self.start..=self.end).contains(&slot)
+    }
+}
+
+impl std::fmt::Display for SlotRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
 
 static CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
 

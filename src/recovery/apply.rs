@@ -25,8 +25,9 @@ use super::reader::reader_check;
 pub use super::shard_dirs::{clear_markers, MARKER_FILE};
 use super::shard_dirs::{prepare_dir, record_started, shard_dir, stop_own_leftover};
 use crate::ccs::{Cluster, Database, Id, SlotRange};
+use crate::db::start_shard;
 use crate::host::Host;
-use crate::server::{start_shard, ConfOptions, ServerError, Servers, StartOptions};
+use crate::server::{ConfOptions, ServerError, Servers, StartOptions};
 
 /// Validates one candidate source (the real reader, or a stand-in in tests).
 pub type CheckFn = fn(&Path, Option<SlotRange>) -> SourceCheck;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ccs::{Cluster, Database, Id, StoreError, StoreLock};
 use crate::error::{DomainError, ErrorKind};
-use crate::server::{pick_port, port_is_free, PortNeed};
+use crate::server::{port_is_free, PortNeed};
 
 /// Why a shard was not moved.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +226,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
             continue;
         }
         let held = reserved.entry(node.addr.clone()).or_default();
-        let to = pick_port(node, held, need).ok();
+        let to = node.pick_port(held, need).ok();
         if let Some(p) = to {
             held.extend(need.ports(p));
         }

@@ -22,7 +22,7 @@ use crate::ccs::{Cluster, DbState, Id, Role, StoreError, StoreLock};
 use crate::db::Cancel;
 use crate::error::{DomainError, ErrorKind};
 use crate::progress::Progress;
-use crate::server::{ServerError, Servers};
+use crate::server::ServerError;
 
 /// Why one database of a run did not come back, or why the run could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -156,10 +156,7 @@ pub async fn plan(
     redis_server: Option<&std::path::Path>,
     progress: &dyn Progress,
 ) -> Result<super::plan::RecoveryPlan, RunError> {
-    let rec = Arc::new(Recovery::new(
-        Servers::locate(redis_server, cluster)?,
-        false,
-    ));
+    let rec = Arc::new(Recovery::new(cluster.servers(redis_server)?, false));
     let task = progress.task("validating files", ids.len() as u64);
     let shared = Arc::new(cluster.clone());
     let mut set = tokio::task::JoinSet::new();
@@ -267,7 +264,7 @@ pub async fn recover(
         let down = down(cluster);
         return Ok(RecoverOutcome::NothingPending { adopted, down });
     }
-    let server = Servers::locate(req.redis_server.as_deref(), cluster)?;
+    let server = cluster.servers(req.redis_server.as_deref())?;
     let mut rec = Recovery::new(server, req.only_configuration);
     rec.proof = req.proof;
     rec.replay = req.replay;

@@ -17,11 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
-use crate::db::{BringUp, Timeouts};
+use crate::db::{start_shard, BringUp, Timeouts};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{
-    connect, info, shard_pid, start_shard, stop_shard, ConfOptions, Servers, ShardAddr,
-    StartOptions,
+    connect, info, shard_pid, stop_shard, ConfOptions, Servers, ShardAddr, StartOptions,
 };
 
 /// Where a shard's old data waits while the restore runs, inside its directory.

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::ServerError;
-use crate::ccs::{Cluster, Id};
+type Id = u64;
 
 /// A `redis-server` executable and the version it reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,11 +54,11 @@ impl RedisServer {
     }
 
     /// A node's binary on another machine, as recorded when it was checked there.
-    pub fn recorded(own: &crate::ccs::NodeServer) -> RedisServer {
+    pub fn recorded(path: &Path, engine: &str, version: &str) -> RedisServer {
         RedisServer {
-            path: own.path.clone(),
-            version: own.version.clone(),
-            engine: if own.engine == "valkey" {
+            path: path.to_path_buf(),
+            version: version.to_string(),
+            engine: if engine == "valkey" {
                 "valkey"
             } else {
                 "redis"
@@ -76,6 +76,17 @@ impl RedisServer {
     pub fn max_rdb(&self) -> Option<u32> {
         crate::persist::max_rdb_version_for(&self.label())
     }
+}
+
+/// The binary a node's configuration names.
+#[derive(Clone, Debug)]
+pub enum NodeBinary {
+    /// None of its own: the cluster's, or the one on PATH.
+    Default,
+    /// Its own, on this machine: checked by running it.
+    Here(PathBuf),
+    /// Its own, on another machine: as recorded when it was checked there.
+    Remote(RedisServer),
 }
 
 /// The binaries a cluster's shards run with: `--redis-server` for every node when given,
@@ -103,52 +114,59 @@ impl From<RedisServer> for Servers {
 }
 
 impl Servers {
-    /// Finds and checks every node's binary. A node's own binary that no longer runs is
-    /// an error naming the node: never a silent fall back to another engine.
-    pub fn locate(override_path: Option<&Path>, cluster: &Cluster) -> Result<Servers, ServerError> {
-        let hosts = cluster.hosts().map_err(|e| ServerError::NotFound {
-            tried: format!("no private directory for ssh connections: {e}"),
-        })?;
+    /// Finds and checks every node's binary: `nodes` as the CCS records them, `hosts`
+    /// their machines, `fallback_path` the cluster's own binary for nodes without one. A
+    /// node's own binary that no longer runs is an error naming the node: never a silent
+    /// fall back to another engine.
+    pub fn locate(
+        override_path: Option<&Path>,
+        hosts: crate::host::Hosts,
+        fallback_path: Option<&Path>,
+        nodes: &[(u64, NodeBinary)],
+    ) -> Result<Servers, ServerError> {
         if let Some(path) = override_path {
             let mut servers = Servers::from(RedisServer::locate(Some(path), None)?);
             servers.hosts = hosts;
             return Ok(servers);
         }
         let mut checked: BTreeMap<PathBuf, RedisServer> = BTreeMap::new();
-        let mut nodes = BTreeMap::new();
-        let mut needs_fallback = cluster.nodes.is_empty();
-        for node in cluster.nodes.values() {
-            let Some(own) = &node.redis_server else {
-                needs_fallback = true;
-                continue;
+        let mut found = BTreeMap::new();
+        let mut needs_fallback = nodes.is_empty();
+        for (node, binary) in nodes {
+            let path = match binary {
+                NodeBinary::Default => {
+                    needs_fallback = true;
+                    continue;
+                }
+                NodeBinary::Remote(recorded) => {
+                    // On another machine: as `node add` checked it there, not run here.
+                    found.insert(*node, recorded.clone());
+                    continue;
+                }
+                NodeBinary::Here(path) => path,
             };
-            if node.ssh.is_some() {
-                // On another machine: as `node add` checked it there, not run here.
-                nodes.insert(node.id, RedisServer::recorded(own));
-                continue;
-            }
-            let server = match checked.get(&own.path) {
+            let server = match checked.get(path) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = RedisServer::at(&own.path).map_err(|e| ServerError::NodeBinary {
-                        node: node.id,
-                        path: own.path.clone(),
+                    let s = RedisServer::at(path).map_err(|e| ServerError::NodeBinary {
+                        node: *node,
+                        path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                    checked.insert(own.path.clone(), s.clone());
+                    checked.insert(path.clone(), s.clone());
                     s
                 }
             };
-            nodes.insert(node.id, server);
+            found.insert(*node, server);
         }
         let fallback = if needs_fallback {
-            Some(RedisServer::locate(None, cluster.redis_server.as_deref())?)
+            Some(RedisServer::locate(None, fallback_path)?)
         } else {
             None
         };
         Ok(Servers {
             hosts,
-            nodes,
+            nodes: found,
             fallback,
         })
     }

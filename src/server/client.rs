@@ -8,7 +8,6 @@ use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo
 use serde::Serialize;
 
 use super::ServerError;
-use crate::ccs::{Cluster, Database};
 use crate::endpoint::Endpoint;
 use crate::tls::ClientTls;
 
@@ -56,26 +55,21 @@ impl ShardAddr {
         }
     }
 
-    /// A shard of `db` at `host:port`: with the database's password, over TLS with the
-    /// cluster's material when the database speaks TLS. Every shard address of a
-    /// database in the CCS is made here.
-    pub fn of(cluster: &Cluster, db: &Database, host: &str, port: u16) -> ShardAddr {
-        let tls = match db.config.tls {
-            true => Transport::of(cluster, true),
-            false => Transport::Plain,
-        };
-        ShardAddr::with_tls(db, host, port, &tls)
-    }
-
-    /// As [`ShardAddr::of`], with the cluster's TLS transport resolved beforehand
-    /// ([`Transport::of`]): a command addressing many shards resolves it once. `tls` is
-    /// used only when the database speaks TLS.
-    pub fn with_tls(db: &Database, host: &str, port: u16, tls: &Transport) -> ShardAddr {
+    /// A shard at `host:port` with `password`: over `tls` when the database speaks TLS
+    /// (`speaks_tls`), else in plain text. The CCS makes every shard address of a
+    /// database through this (`Cluster::shard_addr`).
+    pub fn of_database(
+        host: &str,
+        port: u16,
+        password: Option<String>,
+        speaks_tls: bool,
+        tls: &Transport,
+    ) -> ShardAddr {
         ShardAddr {
             host: host.to_string(),
             port,
-            password: db.config.password.clone(),
-            transport: match db.config.tls {
+            password,
+            transport: match speaks_tls {
                 true => tls.clone(),
                 false => Transport::Plain,
             },
@@ -117,22 +111,6 @@ impl ShardAddr {
         ServerError::TlsRefused {
             addr: self.to_string(),
             reason: reason.to_string(),
-        }
-    }
-}
-
-impl Transport {
-    /// TLS with `cluster`'s material when `tls`, else plain.
-    pub fn of(cluster: &Cluster, tls: bool) -> Transport {
-        if !tls {
-            return Transport::Plain;
-        }
-        match ClientTls::of_cluster(cluster) {
-            Ok(Some(c)) => Transport::Tls(c),
-            Ok(None) => Transport::TlsUnavailable(
-                "the cluster has no TLS material (`cluster tls set`)".into(),
-            ),
-            Err(e) => Transport::TlsUnavailable(e.to_string()),
         }
     }
 }

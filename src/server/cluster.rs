@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::ccs::{Persistence, SlotRange, SLOT_COUNT};
+pub use crate::persist::{SlotRange, SLOT_COUNT};
 
 use super::client::{info, query, ShardAddr};
-use super::conf::persistence_settings;
+use super::conf::{persistence_settings, Persistence};
 use super::ServerError;
 
 const POLL: Duration = Duration::from_millis(25);

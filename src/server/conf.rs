@@ -1,10 +1,10 @@
-//! A shard's `redis.conf` and identity file, derived from (node, database, shard).
+//! A shard's `redis.conf`, from the plain values of [`ShardConf`].
 
-use crate::ccs::{Cluster, Database, Node, Persistence, Shard, ShardIdentity};
+use serde::{Deserialize, Serialize};
 
 use crate::tls::ShardTls;
 
-use super::shard_dir::{AOF_DIR, LOG_FILE, PID_FILE, RDB_FILE};
+use super::shard_dir::{ShardDir, AOF_DIR, NODES_CONF, RDB_FILE};
 
 /// Short enough that a lost shard is noticed quickly on loopback clusters, long enough
 /// not to flap under load.
@@ -23,6 +23,25 @@ pub struct ConfOptions {
     /// Start without `replicaof` even when the shard follows a master or a sync source:
     /// recovery loads a shard's own files first and re-attaches it afterwards.
     pub standalone: bool,
+}
+
+/// How a shard persists its data: an append-only file, snapshots, or not at all.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Persistence {
+    Aof,
+    Snapshot,
+    Disabled,
+}
+
+impl std::fmt::Display for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Persistence::Aof => "aof",
+            Persistence::Snapshot => "snapshot",
+            Persistence::Disabled => "disabled",
+        })
+    }
 }
 
 /// The `save` and `appendonly` values of a persistence policy.
@@ -51,21 +70,50 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// Everything a shard's `redis.conf` is made of, as plain values (the database layer
+/// builds it from the CCS). `tls` is the cluster's material as installed on the shard's
+/// node: a shard that speaks TLS (`speaks_tls`) listens only on TLS with it, and a plain
+/// one uses it to replicate from an upstream that speaks TLS.
+#[derive(Clone)]
+pub struct ShardConf {
+    /// `db:N redis:N`, for the header comment.
+    pub label: String,
+    pub dir: ShardDir,
+    /// The node's address: shards bind to it and announce it.
+    pub bind: String,
+    pub port: u16,
+    /// A Redis Cluster member (the database has more than one shard).
+    pub sharded: bool,
+    pub speaks_tls: bool,
+    pub persistence: Persistence,
+    /// `maxmemory` in bytes; `None` means no limit.
+    pub memory: Option<u64>,
+    pub password: Option<String>,
+    /// The master a standalone shard follows (its master shard, or the database's sync
+    /// source), kept in the file so a restarted replica comes back as a replica.
+    pub upstream: Option<Upstream>,
+    pub tls: Option<ShardTls>,
+    pub opts: ConfOptions,
+}
+
 /// The whole `redis.conf` of a shard. Holds the password when the database has one, so
-/// it is written with mode 0600 and never shown. `replicaof` is the master a standalone
-/// shard follows (its master shard, or the database's sync source), kept in the file so
-/// a restarted replica comes back as a replica. `tls` is the cluster's material as
-/// installed on the shard's node: a TLS database's shard listens only on TLS with it, and
-/// a plain one uses it to replicate from a source that speaks TLS.
-pub fn render_conf(
-    node: &Node,
-    db: &Database,
-    shard: &Shard,
-    upstream: Option<&Upstream>,
-    tls: Option<&ShardTls>,
-    opts: &ConfOptions,
-) -> String {
-    let dir = node.shard_dir(db.id, shard.id);
+/// it is written with mode 0600 and never shown.
+pub fn render_conf(conf: &ShardConf) -> String {
+    let ShardConf {
+        label,
+        dir,
+        bind,
+        port,
+        sharded,
+        speaks_tls,
+        persistence,
+        memory,
+        password,
+        upstream,
+        tls,
+        opts,
+    } = conf;
+    let (upstream, tls, sharded) = (upstream.as_ref(), tls.as_ref(), *sharded);
     let mut c = String::new();
     let mut line = |key: &str, value: &str| {
         c.push_str(key);
@@ -73,16 +121,12 @@ pub fn render_conf(
         c.push_str(value);
         c.push('\n');
     };
-    line(
-        "# written by lazarus for",
-        &format!("db:{} redis:{}", db.id, shard.id),
-    );
-    line("dir", &quote(&dir.to_string_lossy()));
-    line("bind", &quote(&node.addr));
-    let sharded = db.config.shards > 1;
+    line("# written by lazarus for", label);
+    line("dir", &quote(&dir.path().to_string_lossy()));
+    line("bind", &quote(bind));
     match tls {
-        Some(tls) if db.config.tls => {
-            for (key, mut value) in tls.conf_settings(shard.port, sharded) {
+        Some(tls) if *speaks_tls => {
+            for (key, mut value) in tls.conf_settings(*port, sharded) {
                 // A master following a plain sync source replicates from it in plain
                 // text; its own replicas follow it over TLS.
                 if key == "tls-replication" && upstream.is_some_and(|u| !u.tls) {
@@ -92,7 +136,7 @@ pub fn render_conf(
             }
         }
         _ => {
-            line("port", &shard.port.to_string());
+            line("port", &port.to_string());
             if let Some(tls) = tls.filter(|_| upstream.is_some_and(|u| u.tls)) {
                 for (key, value) in tls.file_settings() {
                     line(key, &quote(&value));
@@ -103,24 +147,24 @@ pub fn render_conf(
     }
     line("protected-mode", "no");
     line("daemonize", "yes");
-    line("pidfile", &quote(&dir.join(PID_FILE).to_string_lossy()));
-    line("logfile", &quote(&dir.join(LOG_FILE).to_string_lossy()));
+    line("pidfile", &quote(&dir.pid_file().to_string_lossy()));
+    line("logfile", &quote(&dir.log().to_string_lossy()));
     line("dbfilename", RDB_FILE);
     line("appenddirname", AOF_DIR);
-    let (save, appendonly) = persistence_settings(db.config.persistence);
+    let (save, appendonly) = persistence_settings(*persistence);
     line("save", &quote(save));
     line("appendonly", yes_no(opts.appendonly.unwrap_or(appendonly)));
     line("appendfsync", "everysec");
     line("aof-use-rdb-preamble", "yes");
-    line("maxmemory", &db.config.memory.unwrap_or(0).to_string());
-    if let Some(pw) = &db.config.password {
+    line("maxmemory", &memory.unwrap_or(0).to_string());
+    if let Some(pw) = password {
         line("requirepass", &quote(pw));
     }
     // A sync source may want another password than the database's own; cluster replicas
     // and standalone replicas authenticate to masters of the same database.
     let masterauth = match upstream {
-        Some(u) => u.password.as_ref().or(db.config.password.as_ref()),
-        None => db.config.password.as_ref(),
+        Some(u) => u.password.as_ref().or(password.as_ref()),
+        None => password.as_ref(),
     };
     if let Some(pw) = masterauth {
         line("masterauth", &quote(pw));
@@ -135,19 +179,18 @@ pub fn render_conf(
     // unless the node announces one. Outgoing connections to another loopback address
     // (127.0.0.2) leave from 127.0.0.1, so without this a peer records the wrong address
     // and the cluster never finishes meeting; on multi-homed hosts the same happens.
-    let announce = node
-        .addr
+    let announce = bind
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| !ip.is_unspecified());
     if announce {
-        line("replica-announce-ip", &quote(&node.addr));
+        line("replica-announce-ip", &quote(bind));
     }
     if sharded {
         line("cluster-enabled", "yes");
-        line("cluster-config-file", "nodes.conf");
+        line("cluster-config-file", NODES_CONF);
         line("cluster-node-timeout", &CLUSTER_NODE_TIMEOUT_MS.to_string());
         if announce {
-            line("cluster-announce-ip", &quote(&node.addr));
+            line("cluster-announce-ip", &quote(bind));
         }
     }
     c
@@ -180,142 +223,4 @@ fn quote(value: &str) -> String {
     }
     out.push('"');
     out
-}
-
-pub fn identity_for(cluster: &Cluster, db: &Database, shard: &Shard) -> ShardIdentity {
-    ShardIdentity {
-        cluster_id: cluster.cluster_id,
-        cluster_name: cluster.name.clone(),
-        db_id: db.id,
-        shard_id: shard.id,
-        node_id: shard.node,
-        role: shard.role,
-        master: shard.master,
-        slots: shard.slots,
-        port: shard.port,
-        db_port: db.port,
-        db: db.config.clone(),
-        node_addr: cluster.nodes.get(&shard.node).map(|n| n.addr.clone()),
-        node_port_range: cluster.nodes.get(&shard.node).map(|n| n.port_range),
-        creating: false,
-        deleted: false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ccs::{fixtures, DbConfig};
-    use std::path::Path;
-
-    fn sample(persistence: Persistence, shards: u32, password: Option<&str>) -> (Node, Database) {
-        let node = Node {
-            persistent_path: "/data/n 1".into(),
-            ..fixtures::node(1, Path::new("/"))
-        };
-        let config = DbConfig {
-            persistence,
-            memory: Some(1 << 20),
-            password: password.map(str::to_string),
-            ..fixtures::db_config("cache", shards, false)
-        };
-        let db = fixtures::database(2, config, 30001, vec![fixtures::master(3, 1, 30001)]);
-        (node, db)
-    }
-
-    #[test]
-    fn aof_conf_has_everysec_and_no_schedule() {
-        let (node, db) = sample(Persistence::Aof, 1, None);
-        let c = render_conf(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            None,
-            &ConfOptions::default(),
-        );
-        assert!(c.contains("dir \"/data/n 1/redis/db-2/shard-3\"\n"), "{c}");
-        assert!(c.contains("appendonly yes\n"));
-        assert!(c.contains("appendfsync everysec\n"));
-        assert!(c.contains("save \"\"\n"));
-        assert!(c.contains("maxmemory 1048576\n"));
-        assert!(c.contains("daemonize yes\n"));
-        assert!(!c.contains("cluster-enabled"));
-        assert!(!c.contains("requirepass"));
-    }
-
-    #[test]
-    fn snapshot_cluster_conf_with_password() {
-        let (node, db) = sample(Persistence::Snapshot, 3, Some("p\"w"));
-        let c = render_conf(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            None,
-            &ConfOptions::default(),
-        );
-        assert!(c.contains("save \"3600 1 300 100 60 10000\"\n"), "{c}");
-        assert!(c.contains("appendonly no\n"));
-        assert!(c.contains("cluster-enabled yes\n"));
-        assert!(c.contains("cluster-config-file nodes.conf\n"));
-        assert!(c.contains("cluster-announce-ip \"127.0.0.1\"\n"), "{c}");
-        assert!(c.contains("requirepass \"p\\\"w\"\n"));
-        assert!(c.contains("masterauth \"p\\\"w\"\n"));
-    }
-
-    #[test]
-    fn appendonly_override_wins() {
-        let (node, db) = sample(Persistence::Aof, 1, None);
-        let opts = ConfOptions {
-            appendonly: Some(false),
-            standalone: true,
-        };
-        let up = Upstream {
-            host: "10.0.0.1".into(),
-            port: 30000,
-            password: Some("theirs".into()),
-            tls: false,
-        };
-        let c = render_conf(&node, &db, &db.shards[0], Some(&up), None, &opts);
-        assert!(c.contains("appendonly no\n"), "{c}");
-        assert!(!c.contains("replicaof"), "{c}");
-        let c = render_conf(
-            &node,
-            &db,
-            &db.shards[0],
-            Some(&up),
-            None,
-            &ConfOptions::default(),
-        );
-        assert!(c.contains("replicaof \"10.0.0.1\" 30000\n"), "{c}");
-        assert!(c.contains("masterauth \"theirs\"\n"), "{c}");
-        assert!(!c.contains("tls"), "{c}");
-    }
-
-    #[test]
-    fn tls_database_listens_only_on_tls() {
-        let (node, mut db) = sample(Persistence::Aof, 3, None);
-        db.config.tls = true;
-        let tls = ShardTls::new(Path::new("/data/n 1/tls/ab"));
-        let opts = ConfOptions::default();
-        let c = render_conf(&node, &db, &db.shards[0], None, Some(&tls), &opts);
-        for want in [
-            "port \"0\"\n",
-            "tls-port \"30001\"\n",
-            "tls-cert-file \"/data/n 1/tls/ab/cert.crt\"\n",
-            "tls-key-file \"/data/n 1/tls/ab/key.pem\"\n",
-            "tls-ca-cert-file \"/data/n 1/tls/ab/ca.crt\"\n",
-            "tls-replication \"yes\"\n",
-            "tls-cluster \"yes\"\n",
-            "tls-auth-clients \"yes\"\n",
-        ] {
-            assert!(c.contains(want), "{want} in {c}");
-        }
-        assert!(!c.contains("port 30001"), "{c}");
-        // A plain database keeps its plain port even when the cluster has material.
-        db.config.tls = false;
-        let c = render_conf(&node, &db, &db.shards[0], None, Some(&tls), &opts);
-        assert!(c.contains("port 30001\n") && !c.contains("tls"), "{c}");
-    }
 }

@@ -2,7 +2,8 @@
 //! Redis Cluster formation, replication and the INFO figures `status` shows.
 //!
 //! Everything here talks to real processes; nothing is simulated. The database
-//! operations (`crate::db`) and recovery build on these pieces.
+//! layers above build on these pieces; they give plain values (addresses, ports, a
+//! shard's [`ShardConf`]), never the cluster configuration itself.
 
 mod binary;
 mod client;
@@ -16,17 +17,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use binary::parse_version;
-pub use binary::{RedisServer, Servers};
+pub use binary::{NodeBinary, RedisServer, Servers};
 pub use client::{connect, connection_info, info, probe, Info, ShardAddr, ShardProbe, Transport};
 pub use cluster::{
     even_slots, follow, form_cluster, replicate, save_snapshot, set_persistence, wait_in_sync,
-    ClusterMember, MemberRole,
+    ClusterMember, MemberRole, SlotRange, SLOT_COUNT,
 };
-pub use conf::{identity_for, render_conf, ConfOptions, Upstream, CLUSTER_NODE_TIMEOUT_MS};
+pub use conf::{
+    render_conf, ConfOptions, Persistence, ShardConf, Upstream, CLUSTER_NODE_TIMEOUT_MS,
+};
 pub use ports::{pick_port, port_is_free, require_free, PortNeed};
 pub use process::{
     is_running, log_tail, log_tail_on, read_pid, read_pid_on, require_free_on, shard_pid,
-    shard_pid_on, start_shard, stop_pid, stop_pid_on, stop_shard, stop_shard_on, upstream_of,
+    shard_pid_on, start_shard, stop_pid, stop_pid_on, stop_shard, stop_shard_on, ShardStart,
     StartOptions, LOG_FILE, PID_FILE,
 };
 pub use shard_dir::{IdentityRead, ShardDir};

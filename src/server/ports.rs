@@ -2,8 +2,7 @@
 //! shard also needs its bus port (port + 10000).
 
 use std::collections::BTreeSet;
-
-use crate::ccs::Node;
+use std::ops::RangeInclusive;
 
 use super::ServerError;
 
@@ -43,23 +42,27 @@ pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
     }
 }
 
-/// The lowest port of the node's range whose ports (client, and bus when needed) no
-/// shard in `reserved` holds and that is free on the node's address. Shards started
-/// together are not listening yet, so only `reserved` keeps a new shard's client port
-/// off a sibling's bus port.
+/// The lowest port of a node's range (`node`, on `addr`) whose ports (client, and bus
+/// when needed) no shard in `reserved` holds and that is free on the node's address.
+/// Shards started together are not listening yet, so only `reserved` keeps a new shard's
+/// client port off a sibling's bus port. A node on another machine (`remote`) is probed
+/// there when its shard starts ([`super::require_free_on`]): its address may not even
+/// exist here.
 pub fn pick_port(
-    node: &Node,
+    node: u64,
+    addr: &str,
+    range: RangeInclusive<u16>,
+    remote: bool,
     reserved: &BTreeSet<u16>,
     need: PortNeed,
 ) -> Result<u16, ServerError> {
-    (node.port_range.lo..=node.port_range.hi)
+    range
+        .clone()
         .filter(|&p| need.ports(p).all(|q| !reserved.contains(&q)))
-        // A node on another machine is probed there when its shard starts
-        // ([`super::require_free_on`]): its address may not even exist here.
-        .find(|&p| node.ssh.is_some() || port_is_free(&node.addr, p, need))
+        .find(|&p| remote || port_is_free(addr, p, need))
         .ok_or_else(|| ServerError::NoFreePort {
-            node: node.id,
-            range: node.port_range.to_string(),
+            node,
+            range: format!("{}-{}", range.start(), range.end()),
         })
 }
 

@@ -6,14 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::ccs::{Cluster, Database, Shard};
 use crate::host::{local, Host, Signal, Spawn, SpawnOutput};
-use crate::tls::{self, ShardTls};
 
 use super::client::{info, ShardAddr};
-use super::conf::{identity_for, render_conf, ConfOptions, Upstream};
+use super::conf::{render_conf, ConfOptions, ShardConf};
 use super::ports::PortNeed;
-use super::shard_dir::ShardDir;
 use super::{ServerError, Servers, START_TIMEOUT};
 
 pub use super::shard_dir::{LOG_FILE, PID_FILE};
@@ -33,7 +30,7 @@ pub struct StartOptions {
     /// How long the server may take to answer and finish loading its data.
     pub timeout: Duration,
     /// A new database's shard: its identity file carries the `creating` mark until the
-    /// configuration holding it is saved ([`crate::db::mark_created`]).
+    /// configuration holding it is saved.
     pub creating: bool,
 }
 
@@ -47,31 +44,38 @@ impl Default for StartOptions {
     }
 }
 
+/// One shard to start, as plain values: the database layer builds it from the CCS.
+#[derive(Clone)]
+pub struct ShardStart {
+    pub shard: u64,
+    /// The node it runs on: its binary and its machine ([`Servers`]).
+    pub node: u64,
+    /// Its `redis.conf`, which also names its directory, address and port.
+    pub conf: ShardConf,
+    /// The identity file's bytes.
+    pub identity: Vec<u8>,
+    /// How to reach it once started.
+    pub addr: ShardAddr,
+}
+
 /// Writes the shard's directory, identity file and redis.conf, starts the server detached,
 /// and waits until it answers and has finished loading its data. Returns its pid. Every
 /// file and process operation goes to the node's own machine ([`Servers::host`]).
 pub async fn start_shard(
     servers: &Servers,
-    cluster: &Cluster,
-    db: &Database,
-    shard: &Shard,
-    opts: &StartOptions,
+    start: &ShardStart,
+    timeout: Duration,
 ) -> Result<u32, ServerError> {
+    let shard = start.shard;
     let failed = |reason: String, log_tail: String| ServerError::StartFailed {
-        shard: shard.id,
+        shard,
         reason,
         log_tail,
     };
-    let node = cluster.nodes.get(&shard.node).ok_or_else(|| {
-        failed(
-            format!("node:{} is not in the cluster", shard.node),
-            String::new(),
-        )
-    })?;
-    let server = servers.for_node(node.id)?;
-    let host = servers.host(node.id);
+    let server = servers.for_node(start.node)?;
+    let host = servers.host(start.node);
     let host = &*host;
-    let shard_dir = ShardDir::under(node.id, &node.persistent_path, db.id, shard.id);
+    let shard_dir = &start.conf.dir;
     let dir = shard_dir.path().to_path_buf();
     // The conf, identity file and data hold the password and the keys: owner only.
     host.create_private_dir(&dir)
@@ -83,34 +87,17 @@ pub async fn start_shard(
             String::new(),
         ));
     }
-    let need = if db.config.shards > 1 {
+    let need = if start.conf.sharded {
         PortNeed::WithBus
     } else {
         PortNeed::Plain
     };
-    require_free_on(host, &node.addr, shard.port, need).await?;
-
-    let upstream = upstream_of(cluster, db, shard);
-    let tls = cluster.tls.as_ref().map(|r| ShardTls {
-        auth_clients_optional: db.config.tls_auth_clients_optional,
-        ..ShardTls::new(&tls::installed_dir(&node.persistent_path, r))
-    });
-    if db.config.tls && tls.is_none() {
-        return Err(failed(
-            "the database speaks TLS but the cluster has no TLS material (`cluster tls set`)"
-                .into(),
-            String::new(),
-        ));
-    }
-    let mut identity = identity_for(cluster, db, shard);
-    identity.creating = opts.creating;
-    let identity = serde_json::to_vec_pretty(&identity)
-        .map_err(|e| ServerError::io(&dir, std::io::Error::other(e)))?;
-    host.write_private(&shard_dir.identity_file(), &identity)
+    require_free_on(host, &start.conf.bind, start.conf.port, need).await?;
+    host.write_private(&shard_dir.identity_file(), &start.identity)
         .await
         .map_err(|e| ServerError::io(shard_dir.identity_file(), e))?;
     let conf_path = shard_dir.conf();
-    let conf = render_conf(node, db, shard, upstream.as_ref(), tls.as_ref(), &opts.conf);
+    let conf = render_conf(&start.conf);
     host.write_private(&conf_path, conf.as_bytes())
         .await
         .map_err(|e| ServerError::io(&conf_path, e))?;
@@ -118,7 +105,7 @@ pub async fn start_shard(
 
     // `daemonize yes`: the launcher forks and exits at once. One that does not exit is not
     // a server starting; it is killed and named rather than waited for forever.
-    let launch_deadline = LAUNCH_TIMEOUT.min(opts.timeout);
+    let launch_deadline = LAUNCH_TIMEOUT.min(timeout);
     let launched = tokio::time::timeout(
         launch_deadline,
         launch(host, &server.path, &conf_path, &dir),
@@ -158,8 +145,8 @@ pub async fn start_shard(
         ));
     }
 
-    let addr = ShardAddr::of(cluster, db, &node.addr, shard.port);
-    let mut deadline = Instant::now() + opts.timeout;
+    let addr = &start.addr;
+    let mut deadline = Instant::now() + timeout;
     let mut loaded_bytes: Option<String> = None;
     let pidless_grace = Instant::now() + PIDLESS_GRACE;
     let mut pid = None;
@@ -177,8 +164,8 @@ pub async fn start_shard(
                 let tail = log_tail_on(host, &dir, 15).await;
                 if tail.contains("Address already in use") {
                     return Err(ServerError::PortLost {
-                        shard: shard.id,
-                        port: shard.port,
+                        shard,
+                        port: start.conf.port,
                         log_tail: tail,
                     });
                 }
@@ -192,7 +179,7 @@ pub async fn start_shard(
                     log_tail_on(host, &dir, 15).await,
                 ));
             }
-            if let Ok(i) = info(&addr, "persistence", POLL * 10).await {
+            if let Ok(i) = info(addr, "persistence", POLL * 10).await {
                 if i.get("loading") == Some("0") {
                     return Ok(p);
                 }
@@ -201,7 +188,7 @@ pub async fn start_shard(
                 let now_loaded = i.get("loading_loaded_bytes").map(str::to_string);
                 if now_loaded.is_some() && now_loaded != loaded_bytes {
                     if loaded_bytes.is_some() {
-                        deadline = Instant::now() + opts.timeout;
+                        deadline = Instant::now() + timeout;
                     }
                     loaded_bytes = now_loaded;
                 }
@@ -215,7 +202,7 @@ pub async fn start_shard(
             return Err(failed(
                 format!(
                     "it did not answer (or made no loading progress) within {}s",
-                    opts.timeout.as_secs_f32()
+                    timeout.as_secs_f32()
                 ),
                 log_tail_on(host, &dir, 15).await,
             ));
@@ -264,45 +251,6 @@ async fn launch(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
-}
-
-/// The master a standalone shard follows: a replica its master shard; a master the
-/// database's sync source, with that database's password when the CCS knows it. Cluster
-/// shards follow through CLUSTER REPLICATE instead.
-pub fn upstream_of(cluster: &Cluster, db: &Database, shard: &Shard) -> Option<Upstream> {
-    if db.config.shards > 1 {
-        return None;
-    }
-    match shard.master {
-        Some(master) => {
-            let m = db.shards.iter().find(|s| s.id == master)?;
-            let node = cluster.nodes.get(&m.node)?;
-            Some(Upstream {
-                host: node.addr.clone(),
-                port: m.port,
-                password: db.config.password.clone(),
-                tls: db.config.tls,
-            })
-        }
-        None => {
-            let source = db.config.sync_source.as_ref()?;
-            let (host, port, tls) = (source.host.clone(), source.port, source.tls);
-            let source = cluster.databases.values().find(|other| {
-                other.port == port
-                    && other
-                        .masters()
-                        .next()
-                        .and_then(|m| cluster.nodes.get(&m.node))
-                        .is_some_and(|n| n.addr == host)
-            });
-            Some(Upstream {
-                host,
-                port,
-                password: source.and_then(|s| s.config.password.clone()),
-                tls: source.map_or(tls, |s| s.config.tls),
-            })
-        }
-    }
 }
 
 /// Stops the shard whose directory is `dir`, if it runs. Returns whether it was running.

@@ -14,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use sha2::{Digest, Sha256};
 
 use super::{MaterialPaths, TlsError};
-use crate::ccs::{TlsConfig, TlsFile};
+use super::{TlsConfig, TlsFile};
 
 /// Checked material: the files' bytes as read (to install them unchanged) and the record
 /// the CCS keeps. The key's bytes stay here, never in a reply, a log or the CCS.

@@ -12,8 +12,8 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::TlsConfig;
 use super::TlsError;
-use crate::ccs::Cluster;
 
 /// A shard's `host` and `port` -> its configuration (see [`ClientTls::shard_config`]).
 type ShardConfigs = HashMap<(String, u16), Arc<rustls::ClientConfig>>;
@@ -106,24 +106,20 @@ impl ClientTls {
         })
     }
 
-    /// The client material of `cluster` as installed on its local node, when the cluster
-    /// has TLS material. Parsed once per process and material: every later call (each
-    /// `status`, each shard) shares it.
-    pub fn of_cluster(cluster: &Cluster) -> Result<Option<ClientTls>, TlsError> {
-        let Some(record) = &cluster.tls else {
+    /// The client material as installed under the first of `dirs` (each a persistent or
+    /// recovery path of a node on this machine, best first) that holds it, when the
+    /// cluster has TLS material (`record`). Parsed once per process and material: every
+    /// later call (each `status`, each shard) shares it.
+    pub fn installed(
+        record: Option<&TlsConfig>,
+        roots: impl IntoIterator<Item = PathBuf>,
+    ) -> Result<Option<ClientTls>, TlsError> {
+        let Some(record) = record else {
             return Ok(None);
         };
-        // The local node's copy; after a disaster, any node's that is already back, or
-        // one on an old disk (a recovery path), which live shards may still be using.
-        let local = cluster.nodes.get(&cluster.local_node);
-        // Only this machine's disks: a node over SSH keeps its copy on its own host.
-        let dirs: Vec<PathBuf> = local
+        let dirs: Vec<PathBuf> = roots
             .into_iter()
-            .chain(cluster.nodes.values())
-            .filter(|n| n.ssh.is_none())
-            .flat_map(|n| [Some(&n.persistent_path), n.recovery_path.as_ref()])
-            .flatten()
-            .map(|p| super::installed_dir(p, record))
+            .map(|p| super::installed_dir(&p, record))
             .collect();
         let Some(first) = dirs.first() else {
             return Ok(None);

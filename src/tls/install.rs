@@ -9,8 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::TlsConfig;
 use super::{check, Material, MaterialPaths, TlsError};
-use crate::ccs::TlsConfig;
 
 /// The directory under a persistent path that holds TLS material.
 pub const TLS_DIR: &str = "tls";
@@ -91,16 +91,21 @@ pub async fn install_on(
     Ok(dir)
 }
 
-/// The cluster's current material as installed on a node of this machine (checked again,
-/// and the very material the CCS records): what a node added later receives.
-pub fn material_here(cluster: &crate::ccs::Cluster, now: i64) -> Result<Material, TlsError> {
-    let record = cluster.tls.as_ref().ok_or_else(|| TlsError::NotInstalled {
+/// The cluster's current material (`record`) as installed under one of `roots` (the
+/// persistent paths of this machine's nodes), checked again, and the very material the
+/// CCS records: what a node added later receives.
+pub fn material_here(
+    record: Option<&TlsConfig>,
+    roots: impl IntoIterator<Item = PathBuf>,
+    now: i64,
+) -> Result<Material, TlsError> {
+    let record = record.ok_or_else(|| TlsError::NotInstalled {
         id: "(none)".into(),
         path: PathBuf::from(TLS_DIR),
     })?;
     let mut last = None;
-    for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
-        let dir = installed_dir(&node.persistent_path, record);
+    for root in roots {
+        let dir = installed_dir(&root, record);
         let paths = MaterialPaths {
             cacert: dir.join("ca.crt"),
             cert: dir.join("cert.crt"),

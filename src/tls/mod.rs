@@ -1,11 +1,12 @@
 //! TLS material: the cluster's CA certificate, certificate and key. [`check`] reads and
 //! judges the operator's files before anything is stored; [`install`] copies them into a
 //! node's persistent path, so that a node's disk alone brings them back. The CCS keeps
-//! only their paths and fingerprints ([`crate::ccs::TlsConfig`]), never their contents.
+//! only their paths and fingerprints ([`TlsConfig`]), never their contents.
 
 mod check;
 mod client;
 mod install;
+mod record;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ pub use install::{
     install, install_from_recovery_path, install_from_recovery_path_on, install_on, installed_dir,
     material_here, remove_other_material, remove_other_material_on, TLS_DIR,
 };
+pub use record::{TlsConfig, TlsFile};
 pub use server::ShardTls;
 
 /// The operator's three files, as `cluster tls set cacert <path> cert <path> key <path>`

@@ -80,7 +80,7 @@ pub fn server() -> Servers {
 /// outside cluster mode); snapshot databases are saved.
 pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
     // The cluster's own binary (a test on Valkey sets it), else the one on PATH.
-    let server = Servers::locate(None, cluster).expect("the cluster's redis-server");
+    let server = cluster.servers(None).expect("the cluster's redis-server");
     for config in configs {
         // Tests run in parallel on random port blocks: another test's server may take a
         // port between placement and start. create_db leaves nothing behind when it

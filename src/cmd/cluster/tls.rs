@@ -14,7 +14,7 @@ use super::super::{
 use super::ClusterCommand;
 use crate::ccs::{rules, Cluster, DbState, Id};
 use crate::lang::quote;
-use crate::server::{connect, ShardAddr};
+use crate::server::connect;
 use crate::tls::{self, MaterialPaths};
 
 const ON_OFF: &[&str] = &["on", "off"];
@@ -135,7 +135,7 @@ async fn rotate(before: &Cluster, after: &Cluster) -> Vec<ShardRotation> {
             let Some(node) = after.nodes.get(&s.node) else {
                 continue;
             };
-            let addr = ShardAddr::of(before, db, &node.addr, s.port);
+            let addr = before.shard_addr(db, &node.addr, s.port);
             let shard = tls::ShardTls::new(&tls::installed_dir(&node.persistent_path, record));
             let (db_id, shard_id) = (db.id, s.id);
             tasks.push(tokio::spawn(async move {

@@ -413,7 +413,8 @@ fn spec(t: &RestoreTask) -> Result<RestoreSpec, CommandError> {
 }
 
 fn server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
-    Servers::locate(ctx.redis_server.as_deref(), cluster)
+    cluster
+        .servers(ctx.redis_server.as_deref())
         .map_err(|e| CommandError::unavailable(e.to_string()))
 }
 

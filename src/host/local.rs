@@ -425,6 +425,26 @@ pub fn port_free(addr: &str, port: u16) -> bool {
     port != 0 && TcpListener::bind((addr, port)).is_ok()
 }
 
+/// `a FIFO`, `a directory`, ...: what a path is when it is not a regular file.
+pub fn describe_type(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,25 +495,5 @@ mod tests {
         assert!(host.metadata(&a).await.is_err());
         let m = host.metadata(&dir.path().join("b/sub/f")).await.unwrap();
         assert_eq!((m.kind, m.len), (FileKind::File, 5));
-    }
-}
-
-/// `a FIFO`, `a directory`, ...: what a path is when it is not a regular file.
-pub fn describe_type(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
     }
 }

@@ -247,7 +247,11 @@ pub fn check_repository(cluster: &Cluster, path: &Path) -> Result<PathBuf, Strin
     };
     let resolved = resolve_existing_prefix(&abs);
     for node in cluster.nodes.values() {
-        let shards = resolve_existing_prefix(&node.persistent_path.join("redis"));
+        let shards = resolve_existing_prefix(
+            &node
+                .persistent_path
+                .join(crate::server::shard_dir::REDIS_DIR),
+        );
         if resolved.starts_with(&shards) {
             return Err(format!(
                 "`{}` is inside node:{}'s shard directories `{}`: choose a path outside them",

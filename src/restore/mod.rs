@@ -19,6 +19,7 @@ use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
 use crate::db::{start_shard, BringUp, Timeouts};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
+use crate::server::shard_dir;
 use crate::server::{
     connect, info, shard_pid, stop_shard, ConfOptions, Servers, ShardAddr, StartOptions,
 };
@@ -810,11 +811,11 @@ fn staged_path(target_path: Option<&Path>, db: Id, shard: Id, dir: &Path) -> Pat
     }
 }
 
-/// Moves a staged file into shard directory `dir` as its `dump.rdb`: a rename, or on
+/// Moves a staged file into shard directory `dir` as its RDB file: a rename, or on
 /// another filesystem (a `target_path` apart from the data) a copy under the staging name,
 /// synced, then renamed into place.
 fn move_into(staged: &Path, dir: &Path) -> Result<(), String> {
-    let dump = dir.join("dump.rdb");
+    let dump = dir.join(shard_dir::RDB_FILE);
     match std::fs::rename(staged, &dump) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
@@ -837,7 +838,7 @@ fn move_into(staged: &Path, dir: &Path) -> Result<(), String> {
 }
 
 /// The data files of a shard directory (what is moved aside and back).
-const DATA: [&str; 3] = ["dump.rdb", "appendonlydir", "appendonly.aof"];
+const DATA: [&str; 3] = [shard_dir::RDB_FILE, shard_dir::AOF_DIR, shard_dir::AOF_FILE];
 
 /// Replaces `db`'s data with the run's. `step` hears each step's name (for `show` from
 /// another shell). On failure before the unfence the old data is put back and serving.
@@ -1000,7 +1001,7 @@ async fn replace(
     // over each file, once).
     let loaded_files = db
         .masters()
-        .map(|s| dir_of(cluster, db, s.id).map(|d| d.join("dump.rdb")))
+        .map(|s| dir_of(cluster, db, s.id).map(|d| d.join(shard_dir::RDB_FILE)))
         .collect::<Result<Vec<_>, _>>()?;
     let file_digest = (!spec.counts_only).then(|| {
         let f = loaded_files.clone();
@@ -1134,7 +1135,7 @@ async fn replace(
     if db.config.persistence == Persistence::Disabled {
         // A database without persistence starts empty after a restart, as before.
         for s in db.masters() {
-            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join("dump.rdb"));
+            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join(shard_dir::RDB_FILE));
         }
     }
     Ok(Restored { keys, content })
@@ -1489,7 +1490,7 @@ pub async fn roll_back(
                 }
                 std::fs::rename(old.join(name), &here)
                     .map_err(|e| format!("`{}`: {e}", here.display()))?;
-            } else if s.role == Role::Master && name == "dump.rdb" {
+            } else if s.role == Role::Master && name == shard_dir::RDB_FILE {
                 // The restored file must not load in place of what was there.
                 let _ = std::fs::remove_file(dir.join(name));
             }
@@ -1550,7 +1551,7 @@ pub async fn roll_back(
         .map_err(|e| e.to_string())?;
     if db.config.persistence == Persistence::Disabled && (touched || restart) {
         for s in db.masters() {
-            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join("dump.rdb"));
+            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join(shard_dir::RDB_FILE));
         }
     }
     Ok(())

@@ -18,6 +18,7 @@
 
 mod server;
 
+use crate::server::shard_dir;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -112,13 +113,13 @@ fn collect(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), VerifyE
         path: dir.to_path_buf(),
         reason: e.to_string(),
     };
-    let aof = dir.join("appendonlydir");
+    let aof = dir.join(shard_dir::AOF_DIR);
     if aof.is_dir() {
         out.push(source_file(&aof)?);
         return Ok(());
     }
-    if dir.join("dump.rdb").is_file() {
-        out.push(dir.join("dump.rdb"));
+    if dir.join(shard_dir::RDB_FILE).is_file() {
+        out.push(dir.join(shard_dir::RDB_FILE));
         return Ok(());
     }
     // A backup run (`shard-<id>.rdb` beside its manifest), or any directory of RDBs.

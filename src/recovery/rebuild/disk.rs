@@ -3,6 +3,7 @@
 //!
 //! Only reads. Files under a recovery path are the operator's last copy of the data.
 
+use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,8 +49,8 @@ pub fn read_identity(dir: &Path) -> IdentityRead {
 /// Every shard directory under `root/redis/`, in id order.
 pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
     let mut out = Vec::new();
-    for (db, db_dir) in id_dirs(&root.join("redis"), "db-") {
-        for (shard, dir) in id_dirs(&db_dir, "shard-") {
+    for (db, db_dir) in id_dirs(&root.join(REDIS_DIR), DB_PREFIX) {
+        for (shard, dir) in id_dirs(&db_dir, SHARD_PREFIX) {
             let identity = read_identity(&dir);
             out.push(ShardDir {
                 dir,
@@ -65,11 +66,11 @@ pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
 /// Directories under `root/redis/` that cannot be listed, and why: any shard below them is
 /// invisible, which the operator must hear about rather than find missing later.
 pub fn unreadable_dirs(root: &Path) -> Vec<(PathBuf, String)> {
-    let redis = root.join("redis");
+    let redis = root.join(REDIS_DIR);
     if let Err(e) = fs::read_dir(&redis) {
         return vec![(redis, e.to_string())];
     }
-    id_dirs(&redis, "db-")
+    id_dirs(&redis, DB_PREFIX)
         .into_iter()
         .filter_map(|(_, dir)| fs::read_dir(&dir).err().map(|e| (dir, e.to_string())))
         .collect()
@@ -182,7 +183,7 @@ impl IdScan {
             self.see(shard.shard, SightingKind::ShardDir, &shard.dir);
         }
         // A database directory whose shard directories are gone still used its id.
-        for (db, db_dir) in id_dirs(&root.join("redis"), "db-") {
+        for (db, db_dir) in id_dirs(&root.join(REDIS_DIR), DB_PREFIX) {
             self.see(db, SightingKind::DbDir, &db_dir);
         }
         let backup = root.join("ccs").join("ccs.json");

@@ -640,10 +640,11 @@ fn tls_material_is_copied_to_the_ssh_node() {
 
 /// Backups of a database with a master on an SSH host: the cut is pulled over the Redis
 /// protocol from every master wherever it runs, and the run holds every key. A restore
-/// task into it is refused at verify, naming the shards on the other host, before
-/// anything changes.
+/// task puts it back across hosts: staged on the SSH node through its host, fenced,
+/// swapped, loaded there and proved by content. `target_path` (a directory of this
+/// machine) is refused for shards on the other host before anything changes.
 #[test]
-fn a_backup_reaches_shards_on_the_ssh_host_and_a_restore_there_is_refused() {
+fn a_backup_reaches_shards_on_the_ssh_host_and_restores_there() {
     let lab = SshLab::new();
     let host = lab.host();
     let lz = common::Lazarus::new();
@@ -679,13 +680,57 @@ fn a_backup_reaches_shards_on_the_ssh_host_and_a_restore_there_is_refused() {
     let total: u64 = entries.iter().map(|s| s["keys"].as_u64().unwrap()).sum();
     assert_eq!(total, 60, "{m}");
 
+    // After the backup every key changes (on both hosts), and one more is written.
+    common::runtime().block_on(async {
+        let client = redis::cluster::ClusterClient::new(vec![endpoint.clone()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        for i in 0..60 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg("changed")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        let _: () = redis::cmd("SET")
+            .arg("after-the-backup")
+            .arg(1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+
+    let staging = disks.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    run(&format!(
+        "restore task create name here db spread backup {id} force target_path {}",
+        staging.display()
+    ))
+    .ok();
+    run("restore task verify here")
+        .fails(1)
+        .stderr_has("is a directory of this machine");
+
     run(&format!(
         "restore task create name back db spread backup {id} force"
     ))
     .ok();
-    run("restore task verify back")
-        .fails(1)
-        .stderr_has("run on other hosts");
-    assert_eq!(keys(&endpoint, 60, false).iter().flatten().count(), 60);
+    run("restore task verify back").ok();
+    run("restore task start back")
+        .ok()
+        .stdout_has("content verified: ");
+    let back = keys(&endpoint, 60, false);
+    let want: Vec<Option<String>> = (0..60).map(|i| Some(format!("v{i}"))).collect();
+    assert_eq!(back, want);
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
+    assert_eq!(host.pids().len(), 1, "{:?}", host.pids());
+    // Nothing of the restore is left on the SSH node's disk.
+    let left: Vec<(String, u64)> = tree(&host.path("n2/redis"))
+        .into_iter()
+        .filter(|(p, _)| p.contains(".lazarus-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     run("delete db spread").ok();
 }

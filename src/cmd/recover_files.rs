@@ -285,9 +285,7 @@ async fn fill(
         .nodes
         .get(&shard.node)
         .ok_or_else(|| format!("node:{} is not in the cluster", shard.node))?;
-    let file = node
-        .shard_dir(db.id, shard.id)
-        .join(crate::restore::FENCE_FILE);
+    let file = crate::restore::FenceFile::local(&node.shard_dir(db.id, shard.id));
     crate::restore::fence_shard(&a, fence, &file).await?;
     let mut fenced = a.clone();
     fenced.password = Some(fence.to_string());
@@ -298,7 +296,7 @@ async fn fill(
         }
     }
     crate::restore::unfence_shard(&fenced, db.config.password.as_deref(), Some(&file)).await?;
-    let _ = std::fs::remove_file(&file);
+    file.remove().await;
     result
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,10 +19,11 @@ use sha2::{Digest, Sha256};
 use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
 use crate::db::{start_shard, BringUp, Timeouts};
+use crate::host::{Host, LocalHost};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::shard_dir;
 use crate::server::{
-    connect, info, shard_pid, stop_shard, ConfOptions, Servers, ShardAddr, StartOptions,
+    connect, info, shard_pid_on, stop_shard_on, ConfOptions, Servers, ShardAddr, StartOptions,
 };
 
 /// Where a shard's old data waits while the restore runs, inside its directory.
@@ -221,25 +223,28 @@ pub async fn verify(
         }
     }
 
-    // A restore stages files in the shard directories and stops, swaps and starts the
-    // servers on this machine: shards on other hosts are refused before anything
-    // changes, naming them.
-    if let Some(db) = db {
+    // `target_path` is a directory of this machine: it stages the files of shards on this
+    // machine only; shards on other hosts stage beside their data, through their host.
+    if let (Some(db), Some(tp)) = (db, &spec.target_path) {
         let remote: Vec<String> = db
-            .shards
-            .iter()
-            .filter_map(|s| {
-                let n = cluster.nodes.get(&s.node)?;
-                let target = n.ssh.as_ref()?;
-                Some(format!("redis:{} on node:{} (ssh `{target}`)", s.id, n.id))
+            .masters()
+            .filter(|s| server.hosts().is_remote(s.node))
+            .map(|s| {
+                format!(
+                    "redis:{} on node:{} ({})",
+                    s.id,
+                    s.node,
+                    server.host(s.node).name()
+                )
             })
             .collect();
         if !remote.is_empty() {
             v.add(
-                "hosts",
+                "target path",
                 false,
                 format!(
-                    "restore tasks replace shards on this machine only, and {} run on other hosts: restore into a database whose shards are all on this machine, then move it",
+                    "`{}` is a directory of this machine, and {} run on other hosts: leave `target_path` out to stage each file beside its shard's data",
+                    tp.display(),
                     remote.join(", ")
                 ),
             );
@@ -528,31 +533,11 @@ pub async fn verify(
     }
     let mut problems = Vec::new();
     for s in &db.shards {
-        if let Some(node) = cluster.nodes.get(&s.node) {
-            let dir = node.shard_dir(db.id, s.id);
-            let canon = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-            let inside = cluster.nodes.values().find_map(|n| {
-                let rp = n.recovery_path.as_ref()?;
-                let rp = std::fs::canonicalize(rp).unwrap_or_else(|_| rp.clone());
-                canon.starts_with(&rp).then_some((n.id, rp))
-            });
-            if let Some((node_id, rp)) = inside {
-                problems.push(format!(
-                    "`{}` lies inside node:{node_id}'s recovery path `{}`: restoring there could overwrite the files recovery reads",
-                    dir.display(),
-                    rp.display()
-                ));
-            } else if let Err(e) = writable(&dir) {
-                problems.push(format!("`{}`: {e}", dir.display()));
-            } else if let Some(free) = free_bytes(&dir) {
-                if free < bytes.saturating_mul(2) {
-                    problems.push(format!(
-                        "`{}` has {free} bytes free, the restore needs about {}",
-                        dir.display(),
-                        bytes * 2
-                    ));
-                }
-            }
+        let Ok(place) = Place::of(cluster, db, server, s.id) else {
+            continue;
+        };
+        if let Some(problem) = place.unfit(cluster, server, bytes).await {
+            problems.push(problem);
         }
     }
     if problems.is_empty() {
@@ -802,6 +787,168 @@ fn dir_of(cluster: &Cluster, db: &Database, shard: Id) -> Result<PathBuf, String
     Ok(node.shard_dir(db.id, shard))
 }
 
+/// A shard's directory and the host it lies on: every file and process operation of a
+/// restore goes through the host, so a shard on another machine restores as one here.
+#[derive(Clone, Debug)]
+struct Place {
+    host: Arc<dyn Host>,
+    dir: PathBuf,
+}
+
+impl Place {
+    fn of(cluster: &Cluster, db: &Database, server: &Servers, shard: Id) -> Result<Place, String> {
+        let dir = dir_of(cluster, db, shard)?;
+        let node = db
+            .shards
+            .iter()
+            .find(|s| s.id == shard)
+            .map_or(0, |s| s.node);
+        Ok(Place {
+            host: server.host(node),
+            dir,
+        })
+    }
+
+    fn fence_file(&self) -> FenceFile {
+        FenceFile {
+            host: self.host.clone(),
+            path: self.dir.join(FENCE_FILE),
+        }
+    }
+
+    /// The names in `dir` (of this host); none when it is missing.
+    async fn names(&self, dir: &Path) -> Result<Vec<String>, String> {
+        match self.host.list(dir).await {
+            Ok(entries) => Ok(entries.into_iter().map(|e| e.name).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("`{}`: {e}", dir.display())),
+        }
+    }
+
+    /// Removes a file or tree here; what is already gone is no error, and a failure
+    /// leaves only clutter (the caller's cleanup).
+    async fn remove(&self, path: &Path) {
+        let _ = self.host.remove(path).await;
+    }
+
+    /// Why this shard directory cannot take a restore of `bytes`: inside a recovery path
+    /// on its machine, not writable, or without room for the files beside the old data.
+    async fn unfit(&self, cluster: &Cluster, server: &Servers, bytes: u64) -> Option<String> {
+        // Only this machine's paths can be resolved here; another host's are compared as
+        // the CCS holds them.
+        let local = self.host.is_local();
+        let canon = |p: &Path| match local {
+            true => std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()),
+            false => p.to_path_buf(),
+        };
+        let dir = canon(&self.dir);
+        let name = self.host.name();
+        let inside = cluster
+            .nodes
+            .values()
+            .filter(|n| server.host(n.id).name() == name)
+            .find_map(|n| {
+                let rp = canon(n.recovery_path.as_ref()?);
+                dir.starts_with(&rp).then_some((n.id, rp))
+            });
+        if let Some((node_id, rp)) = inside {
+            return Some(format!(
+                "`{}` lies inside node:{node_id}'s recovery path `{}`: restoring there could overwrite the files recovery reads",
+                self.dir.display(),
+                rp.display()
+            ));
+        }
+        let probe = self
+            .dir
+            .join(format!(".lazarus-probe.{}", std::process::id()));
+        let written = match self.host.write_private(&probe, b"probe").await {
+            Ok(()) => self.host.remove(&probe).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            return Some(format!("`{}`: {e}", self.dir.display()));
+        }
+        match self.free_bytes().await {
+            Some(free) if free < bytes.saturating_mul(2) => Some(format!(
+                "`{}`{} has {free} bytes free, the restore needs about {}",
+                self.dir.display(),
+                if local {
+                    String::new()
+                } else {
+                    format!(" on {name}")
+                },
+                bytes * 2
+            )),
+            _ => None,
+        }
+    }
+
+    /// Bytes free for this directory's file system (`df` there, on another host).
+    async fn free_bytes(&self) -> Option<u64> {
+        if self.host.is_local() {
+            return free_bytes(&self.dir);
+        }
+        let args = ["-Pk".into(), "--".into(), self.dir.display().to_string()];
+        let out = self.host.run(Path::new("df"), &args).await.ok()?;
+        let line = out.stdout.lines().nth(1).filter(|_| out.success)?;
+        let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+/// A shard's fence file, on the shard's host: the fence password, then the ACL users the
+/// fence turned off, one a line.
+#[derive(Clone, Debug)]
+pub struct FenceFile {
+    host: Arc<dyn Host>,
+    path: PathBuf,
+}
+
+impl FenceFile {
+    /// The fence file of the shard directory `dir` on `host`.
+    pub fn in_dir(host: Arc<dyn Host>, dir: &Path) -> FenceFile {
+        FenceFile {
+            host,
+            path: dir.join(FENCE_FILE),
+        }
+    }
+
+    /// The fence file of a shard directory on this machine.
+    pub fn local(dir: &Path) -> FenceFile {
+        FenceFile::in_dir(Arc::new(LocalHost), dir)
+    }
+
+    async fn text(&self) -> Option<String> {
+        let bytes = self.host.read(&self.path).await.ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// The fence password (the first line).
+    pub async fn password(&self) -> Option<String> {
+        self.text().await?.lines().next().map(str::to_string)
+    }
+
+    /// The ACL users a fence turned off (the lines after the password).
+    async fn users(&self) -> Vec<String> {
+        self.text()
+            .await
+            .map(|t| t.lines().skip(1).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    async fn write(&self, text: &str) -> Result<(), String> {
+        self.host
+            .write_private(&self.path, text.as_bytes())
+            .await
+            .map_err(|e| format!("`{}`: {e}", self.path.display()))
+    }
+
+    /// Removes the file; a missing one is no error.
+    pub async fn remove(&self) {
+        let _ = self.host.remove(&self.path).await;
+    }
+}
+
 /// Where a master's file of the run is staged: in `target_path` when the task names one,
 /// else beside its data.
 fn staged_path(target_path: Option<&Path>, db: Id, shard: Id, dir: &Path) -> PathBuf {
@@ -811,10 +958,26 @@ fn staged_path(target_path: Option<&Path>, db: Id, shard: Id, dir: &Path) -> Pat
     }
 }
 
-/// Moves a staged file into shard directory `dir` as its RDB file: a rename, or on
-/// another filesystem (a `target_path` apart from the data) a copy under the staging name,
-/// synced, then renamed into place.
-fn move_into(staged: &Path, dir: &Path) -> Result<(), String> {
+/// Moves a staged file into its shard directory as its `dump.rdb`: a rename on the shard's
+/// host (another host's file is staged beside its data).
+async fn move_into(place: &Place, staged: &Path) -> Result<(), String> {
+    if place.host.is_local() {
+        return move_into_local(staged, &place.dir);
+    }
+    let dump = place.dir.join(shard_dir::RDB_FILE);
+    place.host.rename(staged, &dump).await.map_err(|e| {
+        format!(
+            "`{}` into `{}` on {}: {e}",
+            staged.display(),
+            place.dir.display(),
+            place.host.name()
+        )
+    })
+}
+
+/// [`move_into`] on this machine: a rename, or on another filesystem (a `target_path`
+/// apart from the data) a copy under the staging name, synced, then renamed into place.
+fn move_into_local(staged: &Path, dir: &Path) -> Result<(), String> {
     let dump = dir.join(shard_dir::RDB_FILE);
     match std::fs::rename(staged, &dump) {
         Ok(()) => Ok(()),
@@ -837,6 +1000,35 @@ fn move_into(staged: &Path, dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Stages a run's file on another host: decoded here and streamed there, its stored and
+/// plain sizes and sha256 checked against the manifest as it passes. The file takes its
+/// name (synced) only when every check passed; a failed one leaves nothing.
+async fn stage_remote(
+    place: &Place,
+    staged: &Path,
+    file: &StoredFile,
+    e: &ShardEntry,
+    identity: Option<PathBuf>,
+) -> Result<u64, String> {
+    let mut sink = place
+        .host
+        .create_stream(staged)
+        .await
+        .map_err(|err| format!("`{}`: {err}", staged.display()))?;
+    let (f, e) = (file.clone(), e.clone());
+    let shown = staged.display().to_string();
+    tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let mut plain = PlainRead::open(&f, &e, identity.as_deref())?;
+        std::io::copy(&mut plain, &mut sink)
+            .map_err(|err| format!("cannot decode `{f}` into `{shown}`: {err}"))?;
+        let bytes = plain.finish()?;
+        sink.finish().map_err(|err| format!("`{shown}`: {err}"))?;
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// The data files of a shard directory (what is moved aside and back).
 const DATA: [&str; 3] = [shard_dir::RDB_FILE, shard_dir::AOF_DIR, shard_dir::AOF_FILE];
 
@@ -854,7 +1046,7 @@ pub async fn start(
     let mut fenced = db.clone();
     fenced.config.password = Some(fence.clone());
     if !same_layout(db, m) || needs_replay(cluster, db, m, spec, server).await {
-        return by_key(cluster, db, &fence, m, spec, step).await;
+        return by_key(cluster, db, &fence, m, spec, server, step).await;
     }
     let res = replace(cluster, db, &fenced, &fence, m, spec, server, step).await;
     // What `target_path` staged and was not moved into place.
@@ -867,9 +1059,9 @@ pub async fn start(
         Ok(restored) => {
             step(RestoreStep::RemovingOld);
             for s in &db.shards {
-                if let Ok(dir) = dir_of(cluster, db, s.id) {
-                    let _ = std::fs::remove_dir_all(dir.join(OLD_DIR));
-                    let _ = std::fs::remove_file(dir.join(STAGED));
+                if let Ok(place) = Place::of(cluster, db, server, s.id) {
+                    place.remove(&place.dir.join(OLD_DIR)).await;
+                    place.remove(&place.dir.join(STAGED)).await;
                 }
             }
             Ok(restored)
@@ -910,7 +1102,23 @@ async fn replace(
 
     step(RestoreStep::Staging);
     for (&id, (file, e)) in &files {
-        let dir = dir_of(cluster, db, id)?;
+        let place = Place::of(cluster, db, server, id)?;
+        let dir = place.dir.clone();
+        if !place.host.is_local() {
+            if let Some(tp) = &spec.target_path {
+                return Err(format!("`{}` is a directory of this machine and redis:{id} runs on {}: leave `target_path` out", tp.display(), place.host.name()));
+            }
+            stage_remote(&place, &dir.join(STAGED), file, e, spec.identity.clone())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot stage `{file}` in `{}` on {}: {e}",
+                        dir.display(),
+                        place.host.name()
+                    )
+                })?;
+            continue;
+        }
         let staged = staged_path(spec.target_path.as_deref(), db.id, id, &dir);
         let s = staged.clone();
         let persistence = db.config.persistence;
@@ -957,7 +1165,7 @@ async fn replace(
     for s in &db.shards {
         let a = crate::db::shard_addr(cluster, db, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
-        let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
+        let file = Place::of(cluster, db, server, s.id)?.fence_file();
         fence_shard(&a, fence, &file)
             .await
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
@@ -965,7 +1173,7 @@ async fn replace(
 
     step(RestoreStep::Stopping);
     for s in &db.shards {
-        let dir = dir_of(cluster, db, s.id)?;
+        let place = Place::of(cluster, db, server, s.id)?;
         if db.config.persistence == Persistence::Disabled && s.role == Role::Master {
             // Its only copy is in memory: keep it on disk until the restore succeeds.
             let mut a = crate::db::shard_addr(cluster, db, s.id)
@@ -975,38 +1183,63 @@ async fn replace(
                 .await
                 .map_err(|e| format!("redis:{}: SAVE: {e}", s.id))?;
         }
-        stop_shard(&dir)
+        stop_shard_on(&*place.host, &place.dir)
             .await
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
     }
 
     step(RestoreStep::Swapping);
     for s in &db.shards {
-        let dir = dir_of(cluster, db, s.id)?;
-        let old = dir.join(OLD_DIR);
-        std::fs::create_dir_all(&old).map_err(|e| format!("`{}`: {e}", old.display()))?;
+        let place = Place::of(cluster, db, server, s.id)?;
+        let (dir, old) = (&place.dir, place.dir.join(OLD_DIR));
+        let at = |e: std::io::Error, p: &Path| format!("`{}`: {e}", p.display());
+        place
+            .host
+            .create_private_dir(&old)
+            .await
+            .map_err(|e| at(e, &old))?;
+        // One listing of each directory answers what is to be moved aside.
+        let (here, kept) = (place.names(dir).await?, place.names(&old).await?);
         for name in DATA {
-            let from = dir.join(name);
-            if from.exists() && !old.join(name).exists() {
-                std::fs::rename(&from, old.join(name))
-                    .map_err(|e| format!("`{}`: {e}", from.display()))?;
+            if here.iter().any(|n| n == name) && !kept.iter().any(|n| n == name) {
+                let from = dir.join(name);
+                place
+                    .host
+                    .rename(&from, &old.join(name))
+                    .await
+                    .map_err(|e| at(e, &from))?;
             }
         }
         if s.role == Role::Master {
-            let staged = staged_path(spec.target_path.as_deref(), db.id, s.id, &dir);
-            move_into(&staged, &dir)?;
+            let staged = match place.host.is_local() {
+                true => staged_path(spec.target_path.as_deref(), db.id, s.id, dir),
+                false => dir.join(STAGED),
+            };
+            move_into(&place, &staged).await?;
         }
     }
     // The files' content digest is taken while the servers load them (the reader's pass
-    // over each file, once).
-    let loaded_files = db
-        .masters()
-        .map(|s| dir_of(cluster, db, s.id).map(|d| d.join(shard_dir::RDB_FILE)))
-        .collect::<Result<Vec<_>, _>>()?;
+    // over each file, once): a file on this machine where it was loaded from, one on
+    // another host from the run's own file, which staging proved to be the same bytes.
+    let mut sources = Vec::new();
+    for s in db.masters() {
+        let place = Place::of(cluster, db, server, s.id)?;
+        sources.push(match place.host.is_local() {
+            true => crate::verify::DataSource::Path(place.dir.join(shard_dir::RDB_FILE)),
+            false => {
+                let (file, e) = &files[&s.id];
+                crate::verify::DataSource::Stored {
+                    file: file.clone(),
+                    entry: Box::new((*e).clone()),
+                    identity: spec.identity.clone(),
+                }
+            }
+        });
+    }
     let file_digest = (!spec.counts_only).then(|| {
-        let f = loaded_files.clone();
+        let f = sources.clone();
         tokio::task::spawn_blocking(move || {
-            crate::verify::digest_of_files(&f, &crate::persist::DigestOptions::default())
+            crate::verify::digest_of_sources(&f, &crate::persist::DigestOptions::default())
         })
     });
 
@@ -1117,7 +1350,7 @@ async fn replace(
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            Some(prove(&loaded_files, Some(digest), &addrs).await?)
+            Some(prove(&sources, Some(digest), &addrs).await?)
         }
         None => None,
     };
@@ -1126,16 +1359,17 @@ async fn replace(
     for s in &fenced.shards {
         let a = crate::db::shard_addr(cluster, fenced, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
-        let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
+        let file = Place::of(cluster, db, server, s.id)?.fence_file();
         unfence_shard(&a, db.config.password.as_deref(), Some(&file))
             .await
             .map_err(|e| format!("redis:{}: {e}", s.id))?;
-        let _ = std::fs::remove_file(file);
+        file.remove().await;
     }
     if db.config.persistence == Persistence::Disabled {
         // A database without persistence starts empty after a restart, as before.
         for s in db.masters() {
-            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join(shard_dir::RDB_FILE));
+            let place = Place::of(cluster, db, server, s.id)?;
+            place.remove(&place.dir.join(shard_dir::RDB_FILE)).await;
         }
     }
     Ok(Restored { keys, content })
@@ -1144,7 +1378,7 @@ async fn replace(
 /// The content proof of a restore: the files' digest (taken already, or now) against the
 /// fenced masters'. A difference is an error naming the first keys that differ.
 async fn prove(
-    files: &[PathBuf],
+    files: &[crate::verify::DataSource],
     file_digest: Option<crate::persist::ContentDigest>,
     masters: &[ShardAddr],
 ) -> Result<crate::verify::Comparison, String> {
@@ -1156,9 +1390,9 @@ async fn prove(
     };
     let c = match file_digest {
         Some(d) => {
-            crate::verify::verify_content_against(files, d, masters, &opts, LOAD_TIMEOUT).await
+            crate::verify::verify_sources_against(files, d, masters, &opts, LOAD_TIMEOUT).await
         }
-        None => crate::verify::verify_content(files, masters, &opts, LOAD_TIMEOUT).await,
+        None => crate::verify::verify_sources(files, masters, &opts, LOAD_TIMEOUT).await,
     }
     .map_err(|e| format!("the content proof could not run: {e}"))?;
     if c.equal {
@@ -1176,18 +1410,35 @@ async fn by_key(
     fence: &str,
     m: &Manifest,
     spec: &RestoreSpec,
+    server: &Servers,
     step: &(dyn Fn(RestoreStep) + Send + Sync),
 ) -> Result<Restored, String> {
-    // Encoded files are decoded beside the first master's data first, before any fence.
+    // Encoded files are decoded beside the first master's data first, before any fence:
+    // the keys are read here and written over the network, so when that master is on
+    // another host they are decoded into a private directory of this machine instead.
     step(RestoreStep::Decoding);
     let mut files: Vec<PathBuf> = Vec::new();
-    let scratch = match &spec.target_path {
-        Some(tp) => Some(tp.clone()),
-        None => db
-            .masters()
-            .next()
-            .map(|s| dir_of(cluster, db, s.id))
-            .transpose()?,
+    let first = db
+        .masters()
+        .next()
+        .map(|s| Place::of(cluster, db, server, s.id))
+        .transpose()?;
+    let mut own_scratch = None;
+    let scratch = match (&spec.target_path, first) {
+        (Some(tp), _) => Some(tp.clone()),
+        (None, Some(p)) if p.host.is_local() => Some(p.dir),
+        (None, Some(_)) => {
+            let d = std::env::temp_dir().join(format!(
+                "lazarus-restore-{}-db{}",
+                std::process::id(),
+                db.id
+            ));
+            crate::host::local::create_private_dir(&d)
+                .map_err(|e| format!("`{}`: {e}", d.display()))?;
+            own_scratch = Some(d.clone());
+            Some(d)
+        }
+        (None, None) => None,
     };
     for (i, s) in m.shards.iter().enumerate() {
         let stored = spec.repo.file(&spec.run, &s.file);
@@ -1224,7 +1475,7 @@ async fn by_key(
     for s in &db.shards {
         let a = crate::db::shard_addr(cluster, db, s.id)
             .ok_or_else(|| format!("redis:{} has no node", s.id))?;
-        let file = dir_of(cluster, db, s.id)?.join(FENCE_FILE);
+        let file = Place::of(cluster, db, server, s.id)?.fence_file();
         if let Err(e) = fence_shard(&a, fence, &file).await {
             res = Err(format!("redis:{}: {e}", s.id));
             break;
@@ -1282,13 +1533,21 @@ async fn by_key(
             .into_iter()
             .map(|t| t.addr)
             .collect();
-        match prove(&files, None, &masters).await {
+        let sources: Vec<crate::verify::DataSource> = files
+            .iter()
+            .cloned()
+            .map(crate::verify::DataSource::Path)
+            .collect();
+        match prove(&sources, None, &masters).await {
             Ok(c) => content = Some(c),
             Err(e) => res = Err(e),
         }
     }
     for f in &decoded {
         let _ = std::fs::remove_file(f);
+    }
+    if let Some(d) = own_scratch {
+        let _ = std::fs::remove_dir_all(d);
     }
     if res.is_err() {
         step(RestoreStep::Emptying);
@@ -1305,22 +1564,9 @@ async fn by_key(
         unfence_shard(&f, db.config.password.as_deref(), Some(&file))
             .await
             .map_err(|e| format!("redis:{id}: {e}"))?;
-        let _ = std::fs::remove_file(file);
+        file.remove().await;
     }
     res.map(|keys| Restored { keys, content })
-}
-
-/// The fence password (first line of a shard's fence file).
-fn read_fence(file: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().next().map(str::to_string)
-}
-
-/// The ACL users a fence turned off (the fence file's lines after the password).
-fn fenced_users(file: &Path) -> Vec<String> {
-    std::fs::read_to_string(file)
-        .map(|t| t.lines().skip(1).map(str::to_string).collect())
-        .unwrap_or_default()
 }
 
 /// The users of `ACL LIST` other than `default`: (name, enabled).
@@ -1348,7 +1594,7 @@ async fn acl_users(
 /// knows) or as any other ACL user (turned off), and every client is closed. The fence
 /// file (the password, then the users turned off) is written first, so a restore cut
 /// short can undo the fence.
-pub async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), String> {
+pub async fn fence_shard(a: &ShardAddr, fence: &str, file: &FenceFile) -> Result<(), String> {
     let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
     let e = |e: redis::RedisError| e.to_string();
     let mut users: Vec<String> = acl_users(&mut con)
@@ -1358,7 +1604,7 @@ pub async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), 
         .map(|(n, _)| n)
         .collect();
     // Users a fence of an earlier, cut-short start turned off are still to be turned on.
-    for u in fenced_users(file) {
+    for u in file.users().await {
         if !users.contains(&u) {
             users.push(u);
         }
@@ -1368,8 +1614,7 @@ pub async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), 
         text.push('\n');
         text.push_str(u);
     }
-    crate::ccs::store::write_atomic(file, text.as_bytes())
-        .map_err(|e| format!("`{}`: {e}", file.display()))?;
+    file.write(&text).await?;
     for u in &users {
         redis::cmd("ACL")
             .arg("SETUSER")
@@ -1406,11 +1651,14 @@ pub async fn fence_shard(a: &ShardAddr, fence: &str, file: &Path) -> Result<(), 
 pub async fn unfence_shard(
     a: &ShardAddr,
     password: Option<&str>,
-    file: Option<&Path>,
+    file: Option<&FenceFile>,
 ) -> Result<(), String> {
     let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
     let e = |e: redis::RedisError| e.to_string();
-    let off = file.map(fenced_users).unwrap_or_default();
+    let off = match file {
+        Some(f) => f.users().await,
+        None => Vec::new(),
+    };
     if !off.is_empty() {
         let present = acl_users(&mut con).await?;
         for (u, _) in present.iter().filter(|(u, _)| off.contains(u)) {
@@ -1472,45 +1720,48 @@ pub async fn roll_back(
 ) -> Result<(), String> {
     let mut touched = false;
     for s in &db.shards {
-        let dir = dir_of(cluster, db, s.id)?;
-        let old = dir.join(OLD_DIR);
-        let _ = std::fs::remove_file(dir.join(STAGED));
-        if !old.is_dir() {
-            continue;
-        }
+        let place = Place::of(cluster, db, server, s.id)?;
+        let (dir, old) = (&place.dir, place.dir.join(OLD_DIR));
+        place.remove(&dir.join(STAGED)).await;
+        let kept = match place.host.metadata(&old).await {
+            Ok(m) if m.kind == crate::host::FileKind::Dir => place.names(&old).await?,
+            _ => continue,
+        };
         touched = true;
-        stop_shard(&dir).await.map_err(|e| e.to_string())?;
+        stop_shard_on(&*place.host, dir)
+            .await
+            .map_err(|e| e.to_string())?;
         for name in DATA {
-            if old.join(name).exists() {
-                let here = dir.join(name);
-                if here.is_dir() {
-                    let _ = std::fs::remove_dir_all(&here);
-                } else {
-                    let _ = std::fs::remove_file(&here);
-                }
-                std::fs::rename(old.join(name), &here)
+            let here = dir.join(name);
+            if kept.iter().any(|k| k == name) {
+                place.remove(&here).await;
+                place
+                    .host
+                    .rename(&old.join(name), &here)
+                    .await
                     .map_err(|e| format!("`{}`: {e}", here.display()))?;
             } else if s.role == Role::Master && name == shard_dir::RDB_FILE {
                 // The restored file must not load in place of what was there.
-                let _ = std::fs::remove_file(dir.join(name));
+                place.remove(&here).await;
             }
         }
-        let _ = std::fs::remove_dir_all(&old);
+        place.remove(&old).await;
     }
     // A shard whose data stayed: unfenced in place (a restart would lose the memory of
     // a database without persistence); one not running, or restarted above, started.
     for role in [Role::Master, Role::Replica] {
         for s in db.shards.iter().filter(|s| s.role == role) {
-            let dir = dir_of(cluster, db, s.id)?;
+            let place = Place::of(cluster, db, server, s.id)?;
+            let fence_file = place.fence_file();
             let a = crate::db::shard_addr(cluster, db, s.id)
                 .ok_or_else(|| format!("redis:{} has no node", s.id))?;
-            let running = shard_pid(&dir).is_some();
+            let running = shard_pid_on(&*place.host, &place.dir).await.is_some();
             if restart && running && db.config.persistence == Persistence::Disabled {
                 // Its only copy may be its memory: on disk before the restart (the
                 // restart loads it; it is removed below). A server already shutting
                 // down refuses, and the restore saved it before sending the SIGTERM.
                 let mut saving = a.clone();
-                if let Some(fence) = read_fence(&dir.join(FENCE_FILE)) {
+                if let Some(fence) = fence_file.password().await {
                     saving.password = Some(fence);
                 }
                 if save(&saving).await.is_err() {
@@ -1518,15 +1769,14 @@ pub async fn roll_back(
                 }
             }
             if !touched && !restart && running {
-                if let Some(fence) = read_fence(&dir.join(FENCE_FILE)) {
+                if let Some(fence) = fence_file.password().await {
                     let mut fenced = a.clone();
                     fenced.password = Some(fence);
-                    let file = dir.join(FENCE_FILE);
-                    if unfence_shard(&fenced, db.config.password.as_deref(), Some(&file))
+                    if unfence_shard(&fenced, db.config.password.as_deref(), Some(&fence_file))
                         .await
                         .is_ok()
                     {
-                        let _ = std::fs::remove_file(dir.join(FENCE_FILE));
+                        fence_file.remove().await;
                         continue;
                     }
                 }
@@ -1534,7 +1784,9 @@ pub async fn roll_back(
                     continue;
                 }
             }
-            stop_shard(&dir).await.map_err(|e| e.to_string())?;
+            stop_shard_on(&*place.host, &place.dir)
+                .await
+                .map_err(|e| e.to_string())?;
             let opts = StartOptions {
                 conf: ConfOptions::default(),
                 timeout: LOAD_TIMEOUT,
@@ -1543,7 +1795,7 @@ pub async fn roll_back(
             start_shard(server, cluster, db, s, &opts)
                 .await
                 .map_err(|e| e.to_string())?;
-            let _ = std::fs::remove_file(dir.join(FENCE_FILE));
+            fence_file.remove().await;
         }
     }
     crate::db::wire(cluster, db)
@@ -1551,7 +1803,8 @@ pub async fn roll_back(
         .map_err(|e| e.to_string())?;
     if db.config.persistence == Persistence::Disabled && (touched || restart) {
         for s in db.masters() {
-            let _ = std::fs::remove_file(dir_of(cluster, db, s.id)?.join(shard_dir::RDB_FILE));
+            let place = Place::of(cluster, db, server, s.id)?;
+            place.remove(&place.dir.join(shard_dir::RDB_FILE)).await;
         }
     }
     Ok(())

@@ -519,18 +519,17 @@ pub async fn verify_sources(
     finish_proof(sources, masters, base, timeout, file_digest, server).await
 }
 
-/// As [`verify_content`], with the files' digest already taken (a restore digests its
+/// As [`verify_sources`], with the sources' digest already taken (a restore digests its
 /// staged files while the servers load them).
-pub async fn verify_content_against(
-    files: &[PathBuf],
+pub async fn verify_sources_against(
+    sources: &[DataSource],
     file_digest: ContentDigest,
     masters: &[crate::server::ShardAddr],
     base: &DigestOptions,
     timeout: std::time::Duration,
 ) -> Result<Comparison, VerifyError> {
     let server = digest_of_masters(masters, base, timeout).await?;
-    let sources: Vec<DataSource> = files.iter().cloned().map(DataSource::Path).collect();
-    finish_proof(&sources, masters, base, timeout, file_digest, server).await
+    finish_proof(sources, masters, base, timeout, file_digest, server).await
 }
 
 async fn finish_proof(

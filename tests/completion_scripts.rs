@@ -161,4 +161,13 @@ fn paths_with_spaces_complete_in_bash_zsh_and_fish() {
     assert_eq!(zsh_complete(&lz, "lazarus node "), ["add", "1"]);
     assert_eq!(fish_complete(&lz, "lazarus node "), ["1", "add"]);
     assert_eq!(fish_complete(&lz, "lazarus info c"), ["cluster"]);
+    // The binary's flags come from its one table: every spelling, `-f` included, in
+    // every shell; a flag's value is skipped to reach the command.
+    for shell in [bash_complete, zsh_complete, fish_complete] {
+        let flags = shell(&lz, "lazarus -");
+        for want in ["-f", "--file", "--json", "--home", "--max-concurrency", "-V"] {
+            assert!(flags.iter().any(|f| f == want), "{want} in {flags:?}");
+        }
+        assert_eq!(shell(&lz, "lazarus -f x.txt --js"), ["--json"]);
+    }
 }

@@ -165,7 +165,14 @@ fn paths_with_spaces_complete_in_bash_zsh_and_fish() {
     // every shell; a flag's value is skipped to reach the command.
     for shell in [bash_complete, zsh_complete, fish_complete] {
         let flags = shell(&lz, "lazarus -");
-        for want in ["-f", "--file", "--json", "--home", "--max-concurrency", "-V"] {
+        for want in [
+            "-f",
+            "--file",
+            "--json",
+            "--home",
+            "--max-concurrency",
+            "-V",
+        ] {
             assert!(flags.iter().any(|f| f == want), "{want} in {flags:?}");
         }
         assert_eq!(shell(&lz, "lazarus -f x.txt --js"), ["--json"]);

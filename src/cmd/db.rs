@@ -9,10 +9,9 @@ use super::{
     Text, ValueKind,
 };
 use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Persistence, Role};
-use crate::db::{self, CreateDb, DbError, DeleteOutcome, MAX_SHARDS};
+use crate::db::{self, CreateDb, DeleteOutcome, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
 use crate::secret::Secret;
-use crate::server::Servers;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbCommand {
@@ -178,12 +177,6 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
     })))
 }
 
-/// The binaries to run, per node: `--redis-server`, then each node's own, then the
-/// CCS's, then PATH.
-pub(crate) fn redis_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
-    Ok(cluster.servers(ctx.redis_server.as_deref())?)
-}
-
 /// A database as `create db` and `restart db` show it: never its password, only whether
 /// it has one.
 #[derive(Clone, Debug, Serialize)]
@@ -328,32 +321,19 @@ impl DbCommand {
 
 async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError> {
     let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
-    let server = redis_server(ctx, &cluster)?;
-    let name = &args.name;
-    let task = ctx.progress.task(&format!("create db {name}"), 0);
-    task.set_message("starting shards");
     let req = CreateDb {
         config: args.config(cluster.tls.is_some()),
         port: args.port,
     };
-    let id = match db::create_db_with(&mut cluster, &server, req, &ctx.cancel).await {
-        Ok(id) => id,
-        Err(e) => {
-            task.finish("failed");
-            return Err(e.into());
-        }
-    };
-    if let Err(e) = lock.save(&mut cluster) {
-        // Unrecorded shards would run unseen: take them down again.
-        let _ = db::delete_db(&mut cluster, id, true).await;
-        task.finish("failed");
-        return Err(e.into());
-    }
-    // Committed: the identity files lose their `creating` mark. Failing that, the
-    // database stands, but a rebuild from identity files alone would leave it out.
-    let unmarked = db::mark_created(&cluster, id);
-    task.finish("created");
-    unmarked?;
+    let id = db::service::create(
+        &lock,
+        &mut cluster,
+        ctx.redis_server.as_deref(),
+        req,
+        &*ctx.progress,
+        &ctx.cancel,
+    )
+    .await?;
     let d = &cluster.databases[&id];
     Ok(Reply::of(&DbCreated(DbView::new(&cluster, d)))?.note(created))
 }
@@ -361,26 +341,14 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
 async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
-    let out = db::delete_db(&mut cluster, id, purge).await?;
-    lock.save(&mut cluster)?;
-    Reply::of(&out)
+    Reply::of(&db::service::delete(&lock, &mut cluster, id, purge).await?)
 }
 
 async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
-    let db = r.resolve(&cluster)?;
-    let (id, name) = (db.id, db.config.name.clone());
-    let server = redis_server(ctx, &cluster)?;
-    let task = ctx.progress.task(&format!("restart db {name}"), 0);
-    let res = db::restart_db(&mut cluster, &server, id).await;
-    task.finish(if res.is_ok() { "restarted" } else { "failed" });
-    if let Err(e @ DbError::RestartIncomplete { .. }) = res {
-        // The cluster now says which shards run: keep that, not stale pids.
-        lock.save(&mut cluster)?;
-        return Err(e.into());
-    }
-    let id = res?;
-    lock.save(&mut cluster)?;
+    let id = r.resolve(&cluster)?.id;
+    let server = ctx.redis_server.as_deref();
+    let id = db::service::restart(&lock, &mut cluster, server, id, &*ctx.progress).await?;
     Reply::of(&DbRestarted(DbView::new(&cluster, &cluster.databases[&id])))
 }
 

@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use super::db::{redis_server, DbView};
+use super::db::DbView;
 use super::{CommandError, Context, Render, Reply, Text};
-use crate::ccs::{DbState, Id};
-use crate::db::{self, DbError};
+use crate::ccs::Id;
+use crate::db;
 use crate::error::ErrorKind;
 use crate::lang::DbRef;
 
@@ -74,13 +74,7 @@ fn names(list: &[String]) -> String {
 /// with `None` every active database with a shard not running.
 pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
-    let mut report = RestartReport {
-        restarted: Vec::new(),
-        running: Vec::new(),
-        pending_recovery: Vec::new(),
-        failed: Vec::new(),
-    };
-    let targets: Vec<Id> = match which {
+    let which = match which {
         Some(refs) => {
             let mut ids = Vec::new();
             for r in refs {
@@ -89,49 +83,35 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
                     ids.push(id);
                 }
             }
-            ids
+            Some(ids)
         }
-        None => {
-            let down = db::not_running(&cluster);
-            for d in cluster.databases.values() {
-                match d.state {
-                    DbState::PendingRecovery => report.pending_recovery.push(d.config.name.clone()),
-                    DbState::Active if !down.contains(&d.id) => {
-                        report.running.push(d.config.name.clone())
-                    }
-                    DbState::Active => {}
-                }
-            }
-            down
-        }
+        None => None,
     };
-    let server = redis_server(ctx, &cluster)?;
-    let overall = ctx.progress.task("restarting", targets.len() as u64);
-    for (n, id) in targets.iter().enumerate() {
-        let name = cluster.databases[id].config.name.clone();
-        overall.set_message(&format!("db:{id} {name}"));
-        let res = db::restart_db(&mut cluster, &server, *id).await;
-        // A partial restart records which shards run: saved either way.
-        if matches!(res, Ok(_) | Err(DbError::RestartIncomplete { .. })) {
-            lock.save(&mut cluster)?;
-        }
-        match res {
-            Ok(_) => report
-                .restarted
-                .push(DbView::new(&cluster, &cluster.databases[id])),
-            Err(e) => {
+    let server = ctx.redis_server.as_deref();
+    let run =
+        db::service::restart_several(&lock, &mut cluster, server, which, &*ctx.progress).await?;
+    let report = RestartReport {
+        restarted: run
+            .restarted
+            .iter()
+            .map(|id| DbView::new(&cluster, &cluster.databases[id]))
+            .collect(),
+        running: run.running,
+        pending_recovery: run.pending_recovery,
+        failed: run
+            .failed
+            .into_iter()
+            .map(|(id, name, e)| {
                 let e = CommandError::from(e);
-                report.failed.push(RestartFailed {
-                    id: *id,
+                RestartFailed {
+                    id,
                     name,
                     reason: e.message().to_string(),
                     kind: e.kind(),
-                });
-            }
-        }
-        overall.set_position(n as u64 + 1);
-    }
-    overall.finish("done");
+                }
+            })
+            .collect(),
+    };
     let reply = Reply::of(&report)?;
     match report.failed.first() {
         Some(first) => Ok(reply.failed(CommandError::new(
@@ -139,7 +119,7 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
             format!(
                 "{} of {} databases failed to restart",
                 report.failed.len(),
-                targets.len()
+                run.tried.len()
             ),
         ))),
         None => Ok(reply),

@@ -1,7 +1,9 @@
 //! Database operations on live shards: the one bring-up pipeline ([`bringup`]: masters,
 //! load check, persistence, replicas, cluster slots or replication, sync source) that
 //! create, restart, recovery and restore share; create (placement, bring-up, roll back on
-//! failure), delete, restart, and the `status` probes.
+//! failure), delete, restart, and the `status` probes. [`service`] holds the operator
+//! actions (`create db`, `restart`, `delete db`) as the commands call them: under the
+//! lock, with progress, saved, a typed result.
 //!
 //! Every operation takes the cluster by `&mut` and changes it only when it succeeds, so a
 //! caller that saves the CCS after success and not after failure leaves it as it was.
@@ -14,6 +16,7 @@ mod create;
 mod dirs;
 mod lifecycle;
 mod placement;
+pub mod service;
 mod shard;
 mod status;
 
@@ -94,6 +97,8 @@ pub enum DbError {
     Interrupted(String),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Store(#[from] crate::ccs::StoreError),
 }
 
 impl crate::error::DomainError for DbError {
@@ -117,6 +122,7 @@ impl crate::error::DomainError for DbError {
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
             DbError::Server(e) => e.kind(),
+            DbError::Store(e) => e.kind(),
         }
     }
 
@@ -138,6 +144,7 @@ impl crate::error::DomainError for DbError {
                 hints
             }
             DbError::Server(e) => e.hints(),
+            DbError::Store(e) => e.hints(),
             _ => Vec::new(),
         }
     }

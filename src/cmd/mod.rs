@@ -36,7 +36,6 @@ pub mod help;
 pub mod info;
 pub mod node;
 pub mod recover;
-mod recover_files;
 #[cfg(test)]
 pub(crate) mod render_tests;
 mod reply;

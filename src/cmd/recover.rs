@@ -13,15 +13,15 @@ use super::{
     Command, CommandError, CommandSyntax, Context, Element, Opt, Render, Reply, Table, Text,
     ValueKind,
 };
-use crate::ccs::{Cluster, Id};
+use crate::ccs::Id;
 use crate::lang::DbRef;
 use crate::recovery::apply::{Proof, Recovered};
+use crate::recovery::from_files::{self, Filled};
 use crate::recovery::live::Adopted;
 use crate::recovery::plan::{format_age, DbPlan, Outcome, RecoveryPlan};
 use crate::recovery::ports::PortMove;
 pub use crate::recovery::run::ClearedPath;
 use crate::recovery::run::{self, RecoverOutcome, RecoverRequest};
-use crate::server::Servers;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecoverCommand {
@@ -290,7 +290,7 @@ impl RecoverCommand {
                 db,
                 counts_only,
                 allow_stale,
-            } => super::recover_files::from_files(ctx, db, counts_only, allow_stale).await,
+            } => from_files(ctx, db, counts_only, allow_stale).await,
             RecoverCommand::All {
                 only_configuration,
                 counts_only,
@@ -319,8 +319,47 @@ impl RecoverCommand {
     }
 }
 
-pub(super) fn locate_server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
-    Ok(cluster.servers(ctx.redis_server.as_deref())?)
+async fn from_files(
+    ctx: &Context,
+    given: DbRef,
+    counts_only: bool,
+    allow_stale: bool,
+) -> Result<Reply, CommandError> {
+    let (lock, cluster) = ctx.lock_cluster()?;
+    let id = given.resolve(&cluster)?.id;
+    let server = ctx.redis_server.as_deref();
+    let progress = &*ctx.progress;
+    Reply::of(
+        &from_files::from_files(
+            &lock,
+            &cluster,
+            id,
+            server,
+            counts_only,
+            allow_stale,
+            progress,
+        )
+        .await?,
+    )
+}
+
+impl Render for Filled {
+    fn render(&self, text: &mut Text) {
+        for m in &self.masters {
+            text.line(format!(
+                "db:{} `{}`: redis:{} filled from {} `{}`: {} keys",
+                self.id,
+                self.name,
+                m.shard,
+                m.source.kind,
+                m.source.path.display(),
+                m.keys
+            ));
+        }
+        for p in &self.proofs {
+            text.line(p.clone());
+        }
+    }
 }
 
 async fn list(ctx: &Context) -> Result<Reply, CommandError> {

@@ -10,6 +10,8 @@
 //! - [`apply`]: one database's data recovery: validation, copy and load side by side,
 //!   `shard_dirs` to (re)fill the new directories, `finish` for key counts and the rest
 //!   of the bring-up pipeline ([`crate::db::bringup`]).
+//! - [`from_files`]: `recover db <db> from_files`, masters that came back EMPTY filled
+//!   from the files found since.
 //! - [`run`]: the service behind `recover all` / `recover db`: adoption of live
 //!   databases, port moves ([`ports`]), the databases recovered in parallel, each success
 //!   recorded and saved at once, Ctrl-C stopping what is not back yet.
@@ -18,6 +20,7 @@ pub mod apply;
 pub mod copy;
 mod files;
 mod finish;
+pub mod from_files;
 pub mod live;
 pub mod plan;
 pub mod ports;

@@ -4,17 +4,87 @@
 //! a restore fences), counted and proved against the files. The masters that came back
 //! with data are not touched.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::recover::locate_server;
-use super::{CommandError, Context, Render, Reply, Text};
-use crate::ccs::{Cluster, Database, DbState, Id, Shard};
-use crate::lang::DbRef;
-use crate::recovery::apply::Recovery;
-use crate::recovery::plan::{Outcome, Source};
-use crate::server::{connect, info, ShardAddr};
+use super::apply::Recovery;
+use super::plan::{Outcome, Source};
+use crate::ccs::{Cluster, Database, DbState, Id, Shard, StoreError, StoreLock};
+use crate::error::{DomainError, ErrorKind};
+use crate::progress::Progress;
+use crate::server::{connect, info, ServerError, ShardAddr};
+
+/// Why `from_files` wrote nothing, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    #[error("db:{id} `{name}` is not back yet: bring it back with `recover db {}`", crate::lang::quote(.name))]
+    NotBack { id: Id, name: String },
+    #[error("db:{id} `{name}` did not come back EMPTY: `from_files` only fills masters a recovery brought back without their files (`allow_empty`); to replace live data, restore a backup (`restore task create`)")]
+    NotEmpty { id: Id, name: String },
+    #[error("redis:{shard} is on node:{node}, another host: `from_files` reads the files on this machine")]
+    Remote { shard: Id, node: Id },
+    #[error("redis:{shard} does not answer ({reason}): `from_files` fills a running master; bring it up first (`restart db {}`)", crate::lang::quote(.name))]
+    NotAnswering {
+        shard: Id,
+        name: String,
+        reason: ServerError,
+    },
+    #[error("db:{id} `{name}`: redis:{shard} {what} since it came back EMPTY: `from_files` never mixes files into data written since; nothing was written")]
+    Touched {
+        id: Id,
+        name: String,
+        shard: Id,
+        what: String,
+    },
+    #[error("db:{id} `{name}`: {}; nothing was written: find the files (`node <id> recovery_path set <path>`, then `recover list`) and run it again", .missing.join("; "))]
+    Missing {
+        id: Id,
+        name: String,
+        missing: Vec<String>,
+    },
+    #[error("db:{id} `{name}`: redis:{shard}: {reason}; it is EMPTY again, as before{kept}")]
+    Failed {
+        id: Id,
+        name: String,
+        shard: Id,
+        reason: String,
+        /// ` (redis:N filled before it, and kept)`, or nothing.
+        kept: String,
+    },
+    #[error("filled, but the configuration could not be saved: {0}")]
+    NotSaved(StoreError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DomainError for FillError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FillError::NotBack { .. } | FillError::NotEmpty { .. } | FillError::Touched { .. } => {
+                ErrorKind::Conflict
+            }
+            FillError::Remote { .. } => ErrorKind::Usage,
+            FillError::NotAnswering { .. } => ErrorKind::Unavailable,
+            FillError::Missing { .. } => ErrorKind::NotFound,
+            FillError::Failed { .. } => ErrorKind::Damaged,
+            FillError::NotSaved(e) => e.kind(),
+            FillError::Server(e) => e.kind(),
+            FillError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            FillError::NotSaved(e) => e.hints(),
+            FillError::Server(e) => e.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds the content proof of one master.
@@ -38,40 +108,26 @@ pub struct FilledMaster {
     pub keys: u64,
 }
 
-impl Render for Filled {
-    fn render(&self, text: &mut Text) {
-        for m in &self.masters {
-            text.line(format!(
-                "db:{} `{}`: redis:{} filled from {} `{}`: {} keys",
-                self.id,
-                self.name,
-                m.shard,
-                m.source.kind,
-                m.source.path.display(),
-                m.keys
-            ));
-        }
-        for p in &self.proofs {
-            text.line(p.clone());
-        }
-    }
-}
-
+/// `recover db <db> from_files`, under `lock` (the command's): fills db `id`'s masters
+/// that came back EMPTY from the files found since, one after another, and records each
+/// filled one. `counts_only`: key counts, no content proof.
 pub async fn from_files(
-    ctx: &Context,
-    given: DbRef,
+    lock: &StoreLock,
+    cluster: &Cluster,
+    id: Id,
+    redis_server: Option<&Path>,
     counts_only: bool,
     allow_stale: bool,
-) -> Result<Reply, CommandError> {
-    let (lock, cluster) = ctx.lock_cluster()?;
-    let db = given.resolve(&cluster)?.clone();
+    progress: &dyn Progress,
+) -> Result<Filled, FillError> {
+    let db = cluster
+        .databases
+        .get(&id)
+        .ok_or_else(|| FillError::Internal(format!("db:{id} vanished")))?
+        .clone();
     let name = db.config.name.clone();
     if db.state != DbState::Active {
-        return Err(CommandError::conflict(format!(
-            "db:{} `{name}` is not back yet: bring it back with `recover db {}`",
-            db.id,
-            crate::lang::quote(&name)
-        )));
+        return Err(FillError::NotBack { id: db.id, name });
     }
     let empty: Vec<Shard> = db
         .masters()
@@ -79,22 +135,19 @@ pub async fn from_files(
         .cloned()
         .collect();
     if empty.is_empty() {
-        return Err(CommandError::conflict(format!(
-            "db:{} `{name}` did not come back EMPTY: `from_files` only fills masters a recovery brought back without their files (`allow_empty`); to replace live data, restore a backup (`restore task create`)",
-            db.id
-        )));
+        return Err(FillError::NotEmpty { id: db.id, name });
     }
     for s in &empty {
         if cluster.nodes.get(&s.node).is_some_and(|n| n.ssh.is_some()) {
-            return Err(CommandError::usage(format!(
-                "redis:{} is on node:{}, another host: `from_files` reads the files on this machine",
-                s.id, s.node
-            )));
+            return Err(FillError::Remote {
+                shard: s.id,
+                node: s.node,
+            });
         }
-        untouched(&cluster, &db, s).await?;
+        untouched(cluster, &db, s).await?;
     }
 
-    let mut rec = Recovery::new(locate_server(ctx, &cluster)?, false);
+    let mut rec = Recovery::new(cluster.servers(redis_server)?, false);
     // Every source is written key by key, so a file newer than the server loads is fine.
     rec.replay = true;
     rec.allow_stale = allow_stale;
@@ -103,7 +156,7 @@ pub async fn from_files(
         let (c, d) = (cluster.clone(), db.clone());
         tokio::task::spawn_blocking(move || rec.plan(&c, &d))
             .await
-            .map_err(|e| CommandError::internal(e.to_string()))?
+            .map_err(|e| FillError::Internal(e.to_string()))?
     };
     let mut sources = Vec::new();
     let mut missing = Vec::new();
@@ -120,11 +173,11 @@ pub async fn from_files(
         }
     }
     if !missing.is_empty() {
-        return Err(CommandError::not_found(format!(
-            "db:{} `{name}`: {}; nothing was written: find the files (`node <id> recovery_path set <path>`, then `recover list`) and run it again",
-            db.id,
-            missing.join("; ")
-        )));
+        return Err(FillError::Missing {
+            id: db.id,
+            name,
+            missing,
+        });
     }
 
     let fence = crate::restore::fence_password();
@@ -135,10 +188,8 @@ pub async fn from_files(
         proofs: Vec::new(),
     };
     for (shard, source) in &sources {
-        let task = ctx
-            .progress
-            .task(&format!("db:{} redis:{} from files", db.id, shard.id), 0);
-        let result = fill(&cluster, &db, shard, source, &fence, counts_only).await;
+        let task = progress.task(&format!("db:{} redis:{} from files", db.id, shard.id), 0);
+        let result = fill(cluster, &db, shard, source, &fence, counts_only).await;
         match result {
             Ok((keys, proof)) => {
                 task.finish("filled");
@@ -156,21 +207,24 @@ pub async fn from_files(
                     .iter()
                     .map(|m| format!("redis:{}", m.shard))
                     .collect();
-                let _ = record(&lock, &cluster, db.id, &done_ids(&filled));
+                let _ = record(lock, cluster, db.id, &done_ids(&filled));
                 let kept = if done.is_empty() {
                     String::new()
                 } else {
                     format!(" ({} filled before it, and kept)", done.join(", "))
                 };
-                return Err(CommandError::damaged(format!(
-                    "db:{} `{name}`: redis:{}: {e}; it is EMPTY again, as before{kept}",
-                    db.id, shard.id
-                )));
+                return Err(FillError::Failed {
+                    id: db.id,
+                    name,
+                    shard: shard.id,
+                    reason: e,
+                    kept,
+                });
             }
         }
     }
-    record(&lock, &cluster, db.id, &done_ids(&filled))?;
-    Reply::of(&filled)
+    record(lock, cluster, db.id, &done_ids(&filled))?;
+    Ok(filled)
 }
 
 fn done_ids(filled: &Filled) -> Vec<Id> {
@@ -179,12 +233,7 @@ fn done_ids(filled: &Filled) -> Vec<Id> {
 
 /// The masters filled are no longer EMPTY: their marks go, and so does the recovery path
 /// of every node no database pending recovery, nor a master still EMPTY, reads from.
-fn record(
-    lock: &crate::ccs::StoreLock,
-    cluster: &Cluster,
-    id: Id,
-    filled: &[Id],
-) -> Result<(), CommandError> {
+fn record(lock: &StoreLock, cluster: &Cluster, id: Id, filled: &[Id]) -> Result<(), FillError> {
     if filled.is_empty() {
         return Ok(());
     }
@@ -215,31 +264,29 @@ fn record(
             node.recovery_path = None;
         }
     }
-    lock.save(&mut next).map_err(|e| {
-        CommandError::from(e).context("filled, but the configuration could not be saved")
-    })
+    lock.save(&mut next).map_err(FillError::NotSaved)
 }
 
-fn addr_of(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, CommandError> {
+fn addr_of(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, FillError> {
     crate::db::shard_addr(cluster, db, shard)
-        .ok_or_else(|| CommandError::internal(format!("redis:{shard} has no node")))
+        .ok_or_else(|| FillError::Internal(format!("redis:{shard} has no node")))
 }
 
 /// Refuses a master that holds a key or may have taken a write since it came back
 /// EMPTY: a change not saved yet, or a save after that moment (a write since, saved).
-async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), CommandError> {
+async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), FillError> {
     let since = s.empty_since.unwrap_or(0);
     let a = addr_of(cluster, db, s.id)?;
     let ask = |section: &'static str| {
         let a = a.clone();
         async move {
-            info(&a, section, TIMEOUT).await.map_err(|e| {
-                CommandError::unavailable(format!(
-                    "redis:{} does not answer ({e}): `from_files` fills a running master; bring it up first (`restart db {}`)",
-                    s.id,
-                    crate::lang::quote(&db.config.name)
-                ))
-            })
+            info(&a, section, TIMEOUT)
+                .await
+                .map_err(|reason| FillError::NotAnswering {
+                    shard: s.id,
+                    name: db.config.name.clone(),
+                    reason,
+                })
         }
     };
     let keys = ask("keyspace").await?.keys();
@@ -249,10 +296,12 @@ async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), Co
         .unwrap_or(0);
     let saved = persistence.get_u64("rdb_last_save_time").unwrap_or(0) as i64;
     let refuse = |what: String| {
-        Err(CommandError::conflict(format!(
-            "db:{} `{}`: redis:{} {what} since it came back EMPTY: `from_files` never mixes files into data written since; nothing was written",
-            db.id, db.config.name, s.id
-        )))
+        Err(FillError::Touched {
+            id: db.id,
+            name: db.config.name.clone(),
+            shard: s.id,
+            what,
+        })
     };
     if keys > 0 {
         return refuse(format!("holds {keys} keys"));

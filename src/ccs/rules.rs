@@ -1,4 +1,4 @@
-//! The rules for names, port ranges and paths, in one place. The language checks names
+//! The rules for names, port ranges and paths (a node's among the others'), in one place. The language checks names
 //! and port ranges when a line is parsed (with a span under the value) and the operations
 //! check them again with the same functions before they change anything. Whether a path
 //! exists and can be read is a question for the moment of use (the disk changes between
@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::PortRange;
+use super::{Cluster, Id, PortRange};
 use crate::error::{DomainError, ErrorKind};
 
 /// At most this many bytes.
@@ -131,6 +131,125 @@ pub fn recovery_path(path: &Path) -> Result<PathBuf, PathError> {
         path: at(),
         source,
     })
+}
+
+/// Where a node may not go: its persistent path, port range or recovery path collides with
+/// another node's.
+#[derive(Debug, thiserror::Error)]
+pub enum NodePlaceError {
+    #[error("persistent path `{}` is already node:{node}'s", path.display())]
+    PathTaken { path: PathBuf, node: Id },
+    #[error("port range `{range}` overlaps node:{node}'s `{theirs}` on {addr}")]
+    RangeOverlaps {
+        range: PortRange,
+        node: Id,
+        theirs: PortRange,
+        addr: String,
+    },
+    #[error(
+        "no free port range of 1000 ports left on {addr}: give one with `port_range <lo>-<hi>`"
+    )]
+    NoFreeRange { addr: String },
+    #[error("recovery path `{}` {how} node:{node}'s persistent path `{}`, where its shards write: recovery would read files a live server rewrites, and write its copies among them; give the path of the old files (a copy or the old disk)", path.display(), persistent_path.display())]
+    RecoveryPathLive {
+        path: PathBuf,
+        /// `is`, `lies inside` or `holds`.
+        how: &'static str,
+        node: Id,
+        persistent_path: PathBuf,
+    },
+}
+
+impl DomainError for NodePlaceError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Conflict
+    }
+
+    fn hints(&self) -> Vec<String> {
+        match self {
+            NodePlaceError::NoFreeRange { .. } => {
+                vec!["give one with `port_range <lo>-<hi>`".into()]
+            }
+            NodePlaceError::RecoveryPathLive { .. } => {
+                vec!["give the path of the old files (a copy or the old disk)".into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A new node's place on `addr`: its persistent path no other node's, and its port range
+/// (`given`, which must overlap no other node's on the same address, else the first free
+/// block of 1000 ports from 30000 up). Returns the range.
+pub fn new_node_place(
+    cluster: &Cluster,
+    addr: &str,
+    persistent_path: &Path,
+    given: Option<PortRange>,
+) -> Result<PortRange, NodePlaceError> {
+    if let Some(other) = cluster
+        .nodes
+        .values()
+        .find(|n| n.persistent_path == persistent_path)
+    {
+        return Err(NodePlaceError::PathTaken {
+            path: persistent_path.to_path_buf(),
+            node: other.id,
+        });
+    }
+    let overlapping = |range: PortRange| {
+        cluster
+            .nodes
+            .values()
+            .find(|n| n.addr == addr && n.port_range.lo <= range.hi && range.lo <= n.port_range.hi)
+    };
+    match given {
+        Some(range) => match overlapping(range) {
+            Some(other) => Err(NodePlaceError::RangeOverlaps {
+                range,
+                node: other.id,
+                theirs: other.port_range,
+                addr: addr.to_string(),
+            }),
+            None => Ok(range),
+        },
+        None => (0u16..35)
+            .find_map(|k| {
+                let lo = 30000 + k * 1000;
+                let range = PortRange { lo, hi: lo + 999 };
+                overlapping(range).is_none().then_some(range)
+            })
+            .ok_or_else(|| NodePlaceError::NoFreeRange {
+                addr: addr.to_string(),
+            }),
+    }
+}
+
+/// A recovery path (canonical) must lie apart from every node's persistent path: not it,
+/// not inside it, not holding it.
+pub fn recovery_path_apart(cluster: &Cluster, path: &Path) -> Result<(), NodePlaceError> {
+    for n in cluster.nodes.values() {
+        let pp = n
+            .persistent_path
+            .canonicalize()
+            .unwrap_or_else(|_| n.persistent_path.clone());
+        let how = if path == pp {
+            "is"
+        } else if path.starts_with(&pp) {
+            "lies inside"
+        } else if pp.starts_with(path) {
+            "holds"
+        } else {
+            continue;
+        };
+        return Err(NodePlaceError::RecoveryPathLive {
+            path: path.to_path_buf(),
+            how,
+            node: n.id,
+            persistent_path: n.persistent_path.clone(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

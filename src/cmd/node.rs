@@ -12,7 +12,7 @@ use super::{
     no_such_node, Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError,
     Render, Reply, Text, ValueKind,
 };
-use crate::ccs::{rules, Cluster, Id, Node, NodeServer, PortRange};
+use crate::ccs::{rules, Id, Node, NodeServer, PortRange};
 use crate::host::SshTarget;
 use crate::lang::quote;
 use crate::server::RedisServer;
@@ -214,34 +214,7 @@ async fn add(
     };
     let (lock, mut cluster, created) = ctx.lock_or_default_cluster()?;
     let addr = addr.to_string();
-    if let Some(other) = cluster
-        .nodes
-        .values()
-        .find(|n| n.persistent_path == persistent_path)
-    {
-        return Err(CommandError::conflict(format!(
-            "persistent path `{}` is already node:{}'s",
-            persistent_path.display(),
-            other.id
-        )));
-    }
-    let port_range = match port_range {
-        Some(range) => {
-            if let Some(other) = overlapping(&cluster, &addr, range) {
-                return Err(CommandError::conflict(format!(
-                    "port range `{range}` overlaps node:{}'s `{}` on {addr}",
-                    other.id, other.port_range
-                )));
-            }
-            range
-        }
-        None => free_port_range(&cluster, &addr).ok_or_else(|| {
-            CommandError::conflict(format!(
-                "no free port range of 1000 ports left on {addr}: give one with `port_range <lo>-<hi>`"
-            ))
-            .hinted("give one with `port_range <lo>-<hi>`")
-        })?,
-    };
+    let port_range = rules::new_node_place(&cluster, &addr, &persistent_path, port_range)?;
     if ssh.is_none() {
         prepare_persistent_path(&persistent_path)?;
     }
@@ -458,40 +431,13 @@ async fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, 
         }
         None => rules::recovery_path(path)?,
     };
-    if let Some((other, why)) = live_path(&cluster, &path) {
-        return Err(CommandError::conflict(format!(
-            "recovery path `{}` {why} node:{other}'s persistent path `{}`, where its shards write: recovery would read files a live server rewrites, and write its copies among them; give the path of the old files (a copy or the old disk)",
-            path.display(),
-            cluster.nodes[&other].persistent_path.display()
-        ))
-        .hinted("give the path of the old files (a copy or the old disk)"));
-    }
+    rules::recovery_path_apart(&cluster, &path)?;
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
     lock.save(&mut cluster)?;
     Reply::of(&RecoveryPathSet {
         node: id,
         recovery_path: path,
-    })
-}
-
-/// The node whose persistent path `path` (canonical) is, lies in, or holds, and how.
-fn live_path(cluster: &Cluster, path: &Path) -> Option<(Id, &'static str)> {
-    cluster.nodes.values().find_map(|n| {
-        let pp = n
-            .persistent_path
-            .canonicalize()
-            .unwrap_or_else(|_| n.persistent_path.clone());
-        let why = if path == pp {
-            "is"
-        } else if path.starts_with(&pp) {
-            "lies inside"
-        } else if pp.starts_with(path) {
-            "holds"
-        } else {
-            return None;
-        };
-        Some((n.id, why))
     })
 }
 
@@ -549,22 +495,6 @@ pub fn prepare_persistent_path(path: &Path) -> Result<(), CommandError> {
             "persistent path `{}` cannot be created: {e}",
             path.display()
         ))
-    })
-}
-
-fn overlapping<'a>(cluster: &'a Cluster, addr: &str, range: PortRange) -> Option<&'a Node> {
-    cluster
-        .nodes
-        .values()
-        .find(|n| n.addr == addr && n.port_range.lo <= range.hi && range.lo <= n.port_range.hi)
-}
-
-/// The first block of 1000 ports from 30000 up that no node on `addr` uses.
-fn free_port_range(cluster: &Cluster, addr: &str) -> Option<PortRange> {
-    (0u16..35).find_map(|k| {
-        let lo = 30000 + k * 1000;
-        let range = PortRange { lo, hi: lo + 999 };
-        overlapping(cluster, addr, range).is_none().then_some(range)
     })
 }
 

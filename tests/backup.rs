@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::data::{contents, diff};
 use common::engine::{engines, Engine};
-use common::procs::ProcessGuard;
-use common::world::{build, config, slot_tag, test_cluster};
-use common::{runtime, Lazarus};
+use common::world::slot_tag;
+use common::{Lazarus, World};
 use lazarus::ccs::{Persistence, Store};
 use lazarus::db::shard_addr;
 
@@ -129,15 +128,9 @@ fn files_under(dir: &Path) -> Vec<String> {
 /// 1..=n for some n: no later number without every earlier one.
 #[test]
 fn a_cut_under_a_steady_writer_is_one_point_in_time() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("seq", 3, false, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .db("seq", 3, false, Persistence::Disabled)
+        .installed();
     let db = c.database_by_name("seq").unwrap().clone();
     let targets: Vec<(u16, String)> = db
         .masters()
@@ -233,16 +226,10 @@ fn a_replicated_database_is_taken_from_its_replica_with_every_type() {
 }
 
 fn replicated_every_type(engine: &Engine) {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 2);
-    c.redis_server = engine.path.clone();
-    rt.block_on(build(
-        &mut c,
-        vec![config("rep", 1, true, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, _guard, rt, c) = World::with(2)
+        .redis_server(engine.path.clone())
+        .db("rep", 1, true, Persistence::Disabled)
+        .installed();
     let db = c.database_by_name("rep").unwrap().clone();
     let master = db.masters().next().unwrap().clone();
     let replica = db
@@ -341,12 +328,9 @@ fn no_partials(repo: &Path) {
 /// files, the earlier run intact.
 #[test]
 fn failed_runs_leave_nothing_half_made_and_say_why() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(&mut c, vec![config("f", 1, false, Persistence::Aof)]));
-    lz.install(&c);
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
     let db = c.database_by_name("f").unwrap().clone();
     let a = shard_addr(&c, &db, db.masters().next().unwrap().id).unwrap();
     let repo = lz.path("repo");
@@ -498,15 +482,9 @@ fn failed_runs_leave_nothing_half_made_and_say_why() {
 /// Evidence 4: `keep` and `prune` (with `dry_run`), `every` with `backup due`.
 #[test]
 fn keep_prune_and_due() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("k", 1, false, Persistence::Snapshot)],
-    ));
-    lz.install(&c);
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("k", 1, false, Persistence::Snapshot)
+        .installed();
     let repo: PathBuf = lz.path("repo");
     lz.run(&format!(
         "backup task create name k db k path {} keep 2 every 1h",

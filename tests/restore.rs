@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::data::{contents, diff, write_sample, Contents};
 use common::engine::{engines, Engine};
 use common::procs::ProcessGuard;
-use common::world::{build, config, test_cluster};
-use common::{runtime, Lazarus};
+use common::world::{config, test_cluster};
+use common::{Lazarus, World};
 use lazarus::backup::Manifest;
 use lazarus::ccs::{DbConfig, Persistence, Store};
 use lazarus::db::shard_addr;
@@ -127,15 +127,10 @@ fn a_piped_runbook_backs_up_and_undoes_an_accident() {
 }
 
 fn runbook_undoes_an_accident(engine: &Engine) {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 2);
-    c.redis_server = engine.path.clone();
-    rt.block_on(build(
-        &mut c,
-        vec![config("rep", 1, true, Persistence::Snapshot)],
-    ));
+    let World(lz, _guard, rt, mut c) = World::with(2)
+        .redis_server(engine.path.clone())
+        .db("rep", 1, true, Persistence::Snapshot)
+        .build();
     // The password is set after the data went in (the helpers write without one).
     let db = c.database_by_name("rep").unwrap().clone();
     for s in &db.shards {
@@ -261,12 +256,9 @@ fn reseal(path: &Path, edit: impl FnOnce(&mut Manifest)) {
 /// Evidence 2: verify names each reason and changes nothing.
 #[test]
 fn verify_refuses_damaged_missing_and_unloadable_runs() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(&mut c, vec![config("v", 1, false, Persistence::Aof)]));
-    lz.install(&c);
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("v", 1, false, Persistence::Aof)
+        .installed();
     let repo = lz.path("repo");
     let run = lz
         .cmd([
@@ -407,12 +399,9 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
 /// deleted database recreated from its backup.
 #[test]
 fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(&mut c, vec![config("f", 1, false, Persistence::Aof)]));
-    lz.install(&c);
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
     let repo = lz.path("repo");
     let backed = picture(&rt, &lz, "f");
     lz.run(&format!("backup db f path {}", repo.display())).ok();
@@ -514,14 +503,9 @@ fn failed_and_interrupted_restores_come_back_and_retry_finishes() {
 /// the same content, every key routed to the master owning its slot.
 #[test]
 fn three_shards_restore_into_one_and_into_five() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("three", 3, false, Persistence::Disabled)],
-    ));
+    let World(lz, _guard, rt, mut c) = World::with(1)
+        .db("three", 3, false, Persistence::Disabled)
+        .build();
     let server = common::world::server();
     for (name, shards) in [("one", 1), ("five", 5)] {
         rt.block_on(lazarus::db::create_db(
@@ -634,15 +618,9 @@ fn three_shards_restore_into_one_and_into_five() {
 /// the CCS.
 #[test]
 fn an_encrypted_compressed_run_restores_and_a_wrong_identity_is_named() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("enc", 3, false, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("enc", 3, false, Persistence::Disabled)
+        .installed();
     let keygen = |name: &str| -> (std::path::PathBuf, String) {
         let key = lz.path(name);
         let ok = Command::new("age-keygen")
@@ -803,16 +781,10 @@ fn a_valkey_run_is_replayed_onto_redis() {
         eprintln!("engine valkey: not tested (no valkey-server)");
         return;
     };
-    let lz = Lazarus::new();
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    c.redis_server = valkey.path.clone();
-    rt.block_on(build(
-        &mut c,
-        vec![config("v", 1, false, Persistence::Snapshot)],
-    ));
-    lz.install(&c);
+    let World(lz, guard, rt, _c) = World::with(1)
+        .redis_server(valkey.path.clone())
+        .db("v", 1, false, Persistence::Snapshot)
+        .installed();
     let before = picture(&rt, &lz, "v");
     let repo = lz.path("repo");
     lz.run(&format!("backup db v path {}", repo.display())).ok();
@@ -851,15 +823,10 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
         return;
     };
     let keys = tempfile::tempdir().unwrap();
-    let lz = Lazarus::new().with_env(s3.env());
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("mig", 3, false, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, guard, rt, c) = World::with(1)
+        .env(s3.env())
+        .db("mig", 3, false, Persistence::Disabled)
+        .installed();
     let key = keys.path().join("key.txt");
     assert!(Command::new("age-keygen")
         .arg("-o")
@@ -1031,15 +998,9 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
 /// backup is too, to the task's identity: the same identity opens it.
 #[test]
 fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
-    let lz = Lazarus::new();
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("live", 1, false, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("live", 1, false, Persistence::Disabled)
+        .installed();
     let repo = lz.path("repo");
     let key = lz.path("key.txt");
     assert!(Command::new("age-keygen")
@@ -1136,15 +1097,10 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
         lazarus::host::ssh::CONFIG_ENV.to_string(),
         lab.config().display().to_string(),
     )];
-    let lz = Lazarus::new().with_env(env.clone());
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("mig", 3, false, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, guard, rt, c) = World::with(1)
+        .env(env.clone())
+        .db("mig", 3, false, Persistence::Disabled)
+        .installed();
     let before = picture(&rt, &lz, "mig");
     let dir = far.path("backups/prod");
     let url = format!("ssh://{}{}", far.target(), dir.display());
@@ -1257,15 +1213,10 @@ fn s3_credentials_come_from_an_aws_profile() {
     ] {
         env.push((k.to_string(), v));
     }
-    let lz = Lazarus::new().with_env(env);
-    let _guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![config("p", 1, false, Persistence::Disabled)],
-    ));
-    lz.install(&c);
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .env(env)
+        .db("p", 1, false, Persistence::Disabled)
+        .installed();
     let url = "s3://profiled/lazarus";
     let mut outputs = vec![lz.run(&format!("backup db p path {url}")).ok()];
     let run = lz.ccs()["backups"]["runs"][0]["id"]

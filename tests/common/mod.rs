@@ -256,3 +256,81 @@ impl Output {
             .collect()
     }
 }
+
+/// One test's world: a home, the guard that stops every process started under it, a
+/// runtime, and the cluster built by [`WorldBuilder::build`]. Destructured in this order
+/// (`let World(lz, _guard, rt, mut c) = ...`), the guard stops the shards before the home
+/// is removed.
+pub struct World(
+    pub Lazarus,
+    pub procs::ProcessGuard,
+    pub tokio::runtime::Runtime,
+    pub lazarus::ccs::Cluster,
+);
+
+/// What a test's cluster holds: loopback nodes, databases filled with sample data
+/// ([`world::build`]), the home's environment and the cluster's binary.
+pub struct WorldBuilder {
+    nodes: u64,
+    env: Vec<(String, String)>,
+    redis_server: Option<std::path::PathBuf>,
+    dbs: Vec<lazarus::ccs::DbConfig>,
+}
+
+impl World {
+    /// `nodes` loopback nodes ([`world::test_cluster`]) in a new home.
+    pub fn with(nodes: u64) -> WorldBuilder {
+        WorldBuilder {
+            nodes,
+            env: Vec::new(),
+            redis_server: None,
+            dbs: Vec::new(),
+        }
+    }
+}
+
+impl WorldBuilder {
+    /// Every run of the home gets these environment variables.
+    pub fn env(mut self, env: Vec<(String, String)>) -> WorldBuilder {
+        self.env = env;
+        self
+    }
+
+    /// The cluster's binary (`None`: the one on PATH).
+    pub fn redis_server(mut self, path: Option<std::path::PathBuf>) -> WorldBuilder {
+        self.redis_server = path;
+        self
+    }
+
+    /// A database ([`world::config`]), created and filled with sample data.
+    pub fn db(
+        mut self,
+        name: &str,
+        shards: u32,
+        replication: bool,
+        persistence: lazarus::ccs::Persistence,
+    ) -> WorldBuilder {
+        self.dbs
+            .push(world::config(name, shards, replication, persistence));
+        self
+    }
+
+    /// Builds the cluster, its databases running; not yet the home's CCS.
+    pub fn build(self) -> World {
+        let lz = Lazarus::new().with_env(self.env);
+        let guard = procs::ProcessGuard::new(lz.home());
+        let rt = runtime();
+        let mut cluster = world::test_cluster(lz.home(), self.nodes);
+        cluster.redis_server = self.redis_server;
+        rt.block_on(world::build(&mut cluster, self.dbs));
+        World(lz, guard, rt, cluster)
+    }
+
+    /// Builds the cluster and stores it as the home's CCS, as `cluster create` and
+    /// `create db` would have.
+    pub fn installed(self) -> World {
+        let world = self.build();
+        world.0.install(&world.3);
+        world
+    }
+}

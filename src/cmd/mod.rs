@@ -293,27 +293,10 @@ mod tests {
 
     #[test]
     fn completion_offers_databases_from_the_cluster() {
-        use crate::ccs::{Database, DbConfig, DbState, Persistence};
+        use crate::ccs::fixtures::{database, db_config};
         let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
         for (id, name) in [(7, "orders"), (9, "cache")] {
-            let config = DbConfig {
-                name: name.into(),
-                shards: 1,
-                replication: false,
-                persistence: Persistence::Aof,
-                memory: None,
-                password: None,
-                sync_source: None,
-                tls: false,
-                tls_auth_clients_optional: false,
-            };
-            let db = Database {
-                id,
-                config,
-                port: 30000,
-                state: DbState::Active,
-                shards: Vec::new(),
-            };
+            let db = database(id, db_config(name, 1, false), 30000, Vec::new());
             cluster.databases.insert(id, db);
         }
         let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
@@ -346,23 +329,8 @@ mod tests {
             err(&cluster, DbRef::Id(9)).to_string(),
             "there is no database `db:9`: the cluster has none"
         );
-        let db = crate::ccs::Database {
-            id: 3,
-            config: crate::ccs::DbConfig {
-                name: "orders".into(),
-                shards: 1,
-                replication: false,
-                persistence: crate::ccs::Persistence::Aof,
-                memory: None,
-                password: None,
-                sync_source: None,
-                tls: false,
-                tls_auth_clients_optional: false,
-            },
-            port: 30000,
-            state: crate::ccs::DbState::Active,
-            shards: Vec::new(),
-        };
+        use crate::ccs::fixtures::{database, db_config};
+        let db = database(3, db_config("orders", 1, false), 30000, Vec::new());
         cluster.databases.insert(3, db);
         let near = err(&cluster, DbRef::Name("ordres".into()));
         assert_eq!(

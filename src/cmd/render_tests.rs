@@ -51,7 +51,6 @@ fn cluster() -> Cluster {
     c.nodes.insert(
         id,
         Node {
-            id,
             addr: "127.0.0.2".into(),
             persistent_path: "/srv/n2".into(),
             recovery_path: Some("/mnt/old-n2".into()),
@@ -60,21 +59,14 @@ fn cluster() -> Cluster {
                 hi: 31999,
             },
             rack_id: Some("r2".into()),
-            redis_server: None,
-            ssh: None,
+            ..crate::ccs::fixtures::node(id, Path::new("/"))
         },
     );
     let db = c.allocate_id();
     let config = DbConfig {
-        name: "orders".into(),
-        shards: 2,
-        replication: true,
-        persistence: Persistence::Aof,
         memory: Some(1 << 30),
         password: Some("hunter2".into()),
-        sync_source: None,
-        tls: false,
-        tls_auth_clients_optional: false,
+        ..crate::ccs::fixtures::db_config("orders", 2, true)
     };
     let halves = [
         SlotRange {

@@ -137,23 +137,11 @@ pub fn place_avoiding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ccs::{Node, PortRange, CCS_FORMAT};
+    use crate::ccs::{Node, PortRange};
     use std::path::Path;
 
     fn cluster(nodes: u64) -> Cluster {
-        let mut c = Cluster {
-            format: CCS_FORMAT,
-            name: "t".into(),
-            cluster_id: 7,
-            alloc_id: 1,
-            generation: 0,
-            local_node: 1,
-            redis_server: None,
-            nodes: BTreeMap::new(),
-            databases: BTreeMap::new(),
-            backups: Default::default(),
-            tls: None,
-        };
+        let mut c = crate::ccs::fixtures::cluster(7, 1, Vec::new());
         for _ in 0..nodes {
             let id = c.allocate_id();
             let lo = 23000 + 50 * id as u16;

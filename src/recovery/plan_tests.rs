@@ -89,17 +89,9 @@ fn cluster_at(root: &Path) -> Cluster {
         },
     ];
     Cluster {
-        format: crate::ccs::CCS_FORMAT,
         name: "c".into(),
-        cluster_id: CLUSTER_ID,
-        alloc_id: 9,
-        generation: 1,
-        local_node: 1,
-        redis_server: None,
-        nodes: [(1, node(1)), (2, node(2))].into(),
         databases: dbs.into_iter().map(|d| (d.id, d)).collect(),
-        backups: Default::default(),
-        tls: None,
+        ..fixtures::cluster(CLUSTER_ID, 9, vec![node(1), node(2)])
     }
 }
 

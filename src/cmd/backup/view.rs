@@ -412,7 +412,7 @@ mod tests {
 
     use super::*;
     use crate::backup::ShardEntry;
-    use crate::ccs::{DbConfig, Persistence, SlotRange};
+    use crate::ccs::SlotRange;
 
     use crate::cmd::render_tests::both;
 
@@ -492,17 +492,7 @@ mod tests {
             cluster_id: 42,
             cluster_name: "prod".into(),
             db_id: 3,
-            db: DbConfig {
-                name: "orders".into(),
-                shards: 2,
-                replication: true,
-                persistence: Persistence::Aof,
-                memory: None,
-                password: None,
-                sync_source: None,
-                tls: false,
-                tls_auth_clients_optional: false,
-            },
+            db: crate::ccs::fixtures::db_config("orders", 2, true),
             password_set: true,
             started: 1_796_356_212_000,
             finished: 1_796_356_214_150,

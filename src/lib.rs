@@ -2,21 +2,32 @@
 //! databases.
 //!
 //! # Layout
+//! The layers, each importing only those below it: [`shell`]; [`cmd`]; [`restore`] and
+//! [`recovery`]; [`replay`], [`verify`], [`db`] and [`backup`]; [`lang`] and [`ccs`];
+//! [`server`]; [`persist`] and [`tls`]; [`host`], [`error`], [`endpoint`], [`secret`],
+//! [`progress`]. A `cmd` file parses, resolves, calls one service function and renders
+//! (README.md's "Where each operator action lives" names the function of every command).
+//!
 //! - [`ccs`]: the cluster configuration store: the serde model of a cluster (nodes,
 //!   databases, shards, the id allocator) and its atomic, locked storage with per-node
-//!   backups.
+//!   backups; `ccs/wire.rs` makes the server layer's plain values (shard addresses,
+//!   transports, identity files, binaries, port picks) from the model.
 //! - [`recovery`]: disaster recovery: planning from the old files under recovery paths,
-//!   copying them, and bringing databases back; rebuilding the configuration itself
-//!   (`cluster recover`).
+//!   copying them, and bringing databases back (the services `recovery::run::recover` /
+//!   `recover_all`, `recovery::from_files`); rebuilding the configuration itself
+//!   (`cluster recover`, `recovery::rebuild`).
 //! - [`host`]: the host seam: [`host::Host`] (files, processes, system figures of a
 //!   node) with [`host::LocalHost`] for this machine; paths on a node are
 //!   [`host::NodePath`]s.
-//! - [`server`]: real `redis-server` shards: the binary, redis.conf, start/stop, ports,
+//! - [`server`]: real `redis-server` shards, from plain values and never the CCS: the
+//!   binary, redis.conf ([`server::ShardConf`]), start/stop ([`server::ShardStart`]), ports,
 //!   Redis Cluster formation, replication, INFO probes; [`server::ShardDir`] owns a shard
 //!   directory's layout (`redis/db-N/shard-N`, its files, the identity file, recovery's
 //!   marker) and the one identity reader; [`server::connection_info`] builds every Redis
 //!   connection from an [`endpoint::Endpoint`].
-//! - [`db`]: database operations on live shards: create, delete, restart, `status`.
+//! - [`db`]: database operations on live shards: the services create, delete, restart
+//!   (`db::service`), the one bring-up pipeline create, restart, recovery and restore share
+//!   (`db::BringUp`), a shard's start from the model ([`db::start_shard`]), `status`.
 //! - [`lang`]: the command language: lexer, typed values, syntax specs, the matcher, parse
 //!   errors, completion and hints.
 //! - [`cmd`]: the commands, one file per family, the registry, and `apply`.

@@ -384,7 +384,7 @@ pub async fn log_tail_on(host: &dyn Host, dir: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// [`require_free`] on any host.
+/// [`super::require_free`] on any host.
 pub async fn require_free_on(
     host: &dyn Host,
     addr: &str,

@@ -571,6 +571,33 @@ async fn recover(
             ..allow
         },
     };
+    let (mut report, offers) = report_of(adopted, moved, run, &retry);
+    report.recovered.sort_by_key(|r| r.id);
+    report.failed.sort_by_key(|f| f.id);
+    let mut reply = Reply::of(&report)?;
+    for (question, command) in offers {
+        reply = reply.offer(question, command);
+    }
+    if let Some(first) = report.failed.first() {
+        // The whole report, then a failed line: exit status 1, a script stops here. The
+        // first failure's kind stands for the command's.
+        let total = report.recovered.len() + report.failed.len();
+        return Ok(reply.failed(
+            CommandError::new(first.kind, format!("{} of {total} databases failed to recover; fix what the lines above name and run it again", report.failed.len()))
+                .hinted("fix what the lines above name and run it again"),
+        ));
+    }
+    Ok(reply)
+}
+
+/// The report of a run, and the offers to move a database off ports another program
+/// holds (the command `retry` with `free_port` for it).
+fn report_of(
+    adopted: Vec<Adopted>,
+    moved: Vec<String>,
+    run: run::RecoverRun,
+    retry: &RecoverCommand,
+) -> (RecoverReport, Vec<(String, String)>) {
     let mut report = RecoverReport {
         adopted,
         moved,
@@ -604,7 +631,7 @@ async fn recover(
             reason.push_str(&format!(
                 "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
             ));
-            if let Some(offer) = port_offer(o.id, &o.name, &o.taken, &retry) {
+            if let Some(offer) = port_offer(o.id, &o.name, &o.taken, retry) {
                 offers.push(offer);
             }
         }
@@ -615,22 +642,7 @@ async fn recover(
             kind: e.kind(),
         })
     }
-    report.recovered.sort_by_key(|r| r.id);
-    report.failed.sort_by_key(|f| f.id);
-    let mut reply = Reply::of(&report)?;
-    for (question, command) in offers {
-        reply = reply.offer(question, command);
-    }
-    if let Some(first) = report.failed.first() {
-        // The whole report, then a failed line: exit status 1, a script stops here. The
-        // first failure's kind stands for the command's.
-        let total = report.recovered.len() + report.failed.len();
-        return Ok(reply.failed(
-            CommandError::new(first.kind, format!("{} of {total} databases failed to recover; fix what the lines above name and run it again", report.failed.len()))
-                .hinted("fix what the lines above name and run it again"),
-        ));
-    }
-    Ok(reply)
+    (report, offers)
 }
 
 /// `recover all`, `recover db`: what came back and what did not.

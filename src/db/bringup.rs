@@ -108,10 +108,12 @@ impl<'a> BringUp<'a> {
     }
 
     /// Steps 1 and 4: starts the shards `ids` at once, each with `opts`; one result per
-    /// shard, in order. Starts are never dropped half-way (each runs to its end in a task
-    /// of its own): a start cut short could leave a server nobody tracks.
+    /// shard, in order. Dropped (Ctrl-C during a recovery), the starts under way are
+    /// dropped with it: a recovery's marker lets the re-run stop a server whose start was
+    /// cut short. `create db` and `restart` never drop it (a server started by a dropped
+    /// start would run with nothing to say it is theirs).
     pub async fn start(&self, server: &Servers, ids: &[Id], opts: &StartOptions) -> Starts {
-        let mut tasks = Vec::new();
+        let mut starts = tokio::task::JoinSet::new();
         for &id in ids {
             let (server, cluster, db, opts) = (
                 server.clone(),
@@ -119,26 +121,33 @@ impl<'a> BringUp<'a> {
                 self.db.clone(),
                 opts.clone(),
             );
-            tasks.push((
-                id,
-                tokio::spawn(async move {
-                    let shard = db.shards.iter().find(|s| s.id == id).expect("shard of db");
-                    start_shard(&server, &cluster, &db, shard, &opts).await
-                }),
-            ));
-        }
-        let mut out = Vec::new();
-        for (id, task) in tasks {
-            let res = task.await.unwrap_or_else(|e| {
-                Err(ServerError::StartFailed {
-                    shard: id,
-                    reason: format!("start task failed: {e}"),
-                    log_tail: String::new(),
-                })
+            starts.spawn(async move {
+                let shard = db.shards.iter().find(|s| s.id == id).expect("shard of db");
+                (id, start_shard(&server, &cluster, &db, shard, &opts).await)
             });
-            out.push((id, res));
         }
-        out
+        let mut done = std::collections::BTreeMap::new();
+        let mut lost = String::new();
+        while let Some(joined) = starts.join_next().await {
+            match joined {
+                Ok((id, result)) => {
+                    done.insert(id, result);
+                }
+                Err(e) => lost = e.to_string(),
+            }
+        }
+        ids.iter()
+            .map(|&id| {
+                let result = done.remove(&id).unwrap_or_else(|| {
+                    Err(ServerError::StartFailed {
+                        shard: id,
+                        reason: format!("start task failed: {lost}"),
+                        log_tail: String::new(),
+                    })
+                });
+                (id, result)
+            })
+            .collect()
     }
 
     /// The ids of the database's shards of `role`.

@@ -69,30 +69,7 @@ pub(super) async fn finish(
     }
 
     stage("starting replicas");
-    let opts = StartOptions {
-        conf: ConfOptions::default(),
-        timeout: rec.load_timeout,
-        creating: false,
-    };
-    let mut first_err = None;
-    for (id, started) in up.start(&rec.server, &up.ids(Role::Replica), &opts).await {
-        match started {
-            Ok(pid) => {
-                // Recorded at once: a failure after stops only servers recovery started.
-                if let Some(shard) = db.shards.iter().find(|s| s.id == id) {
-                    let host = rec.server.host(shard.node);
-                    record_started(&*host, &shard_dir(cluster, db, shard), pid).await;
-                }
-                pids.push((id, pid));
-            }
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e.into());
-    }
+    pids.extend(start_replicas(rec, &up).await?);
     if db.config.shards > 1 {
         stage("forming the cluster");
     }
@@ -119,6 +96,38 @@ pub(super) async fn finish(
         content,
         fallbacks: Vec::new(),
     })
+}
+
+/// Step 4 of the bring-up for a recovery: the replicas start (each syncs from its
+/// master), each recorded in its directory's marker as soon as it runs, so a failure
+/// after stops only servers recovery started.
+async fn start_replicas(rec: &Recovery, up: &BringUp<'_>) -> Result<Vec<(Id, u32)>, RecoverError> {
+    let opts = StartOptions {
+        conf: ConfOptions::default(),
+        timeout: rec.load_timeout,
+        creating: false,
+    };
+    let (cluster, db) = (up.cluster, up.db);
+    let mut pids = Vec::new();
+    let mut first_err = None;
+    for (id, started) in up.start(&rec.server, &up.ids(Role::Replica), &opts).await {
+        match started {
+            Ok(pid) => {
+                if let Some(shard) = db.shards.iter().find(|s| s.id == id) {
+                    let host = rec.server.host(shard.node);
+                    record_started(&*host, &shard_dir(cluster, db, shard), pid).await;
+                }
+                pids.push((id, pid));
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e.into()),
+        None => Ok(pids),
+    }
 }
 
 /// The content digest of the sources against the loaded masters (before replicas start

@@ -147,38 +147,7 @@ pub async fn from_files(
         untouched(cluster, &db, s).await?;
     }
 
-    let mut rec = Recovery::new(cluster.servers(redis_server)?, false);
-    // Every source is written key by key, so a file newer than the server loads is fine.
-    rec.replay = true;
-    rec.allow_stale = allow_stale;
-    rec.refill = true;
-    let plan = {
-        let (c, d) = (cluster.clone(), db.clone());
-        tokio::task::spawn_blocking(move || rec.plan(&c, &d))
-            .await
-            .map_err(|e| FillError::Internal(e.to_string()))?
-    };
-    let mut sources = Vec::new();
-    let mut missing = Vec::new();
-    for s in &empty {
-        match plan
-            .shard_plans
-            .iter()
-            .find(|p| p.shard == s.id)
-            .map(|p| &p.outcome)
-        {
-            Some(Outcome::Ready { source }) => sources.push((s.clone(), source.clone())),
-            Some(Outcome::Missing { reason }) => missing.push(format!("redis:{}: {reason}", s.id)),
-            _ => missing.push(format!("redis:{}: not planned", s.id)),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(FillError::Missing {
-            id: db.id,
-            name,
-            missing,
-        });
-    }
+    let sources = sources_of(cluster, &db, &empty, redis_server, allow_stale).await?;
 
     let fence = crate::restore::fence_password();
     let mut filled = Filled {
@@ -225,6 +194,51 @@ pub async fn from_files(
     }
     record(lock, cluster, db.id, &done_ids(&filled))?;
     Ok(filled)
+}
+
+/// The source each EMPTY master is filled from (validation's choice among the files
+/// found since), or which have none.
+async fn sources_of(
+    cluster: &Cluster,
+    db: &Database,
+    empty: &[Shard],
+    redis_server: Option<&Path>,
+    allow_stale: bool,
+) -> Result<Vec<(Shard, Source)>, FillError> {
+    let mut rec = Recovery::new(cluster.servers(redis_server)?, false);
+    // Every source is written key by key, so a file newer than the server loads is fine.
+    rec.replay = true;
+    rec.allow_stale = allow_stale;
+    rec.refill = true;
+    let plan = {
+        let (c, d) = (cluster.clone(), db.clone());
+        tokio::task::spawn_blocking(move || rec.plan(&c, &d))
+            .await
+            .map_err(|e| FillError::Internal(e.to_string()))?
+    };
+    let mut sources = Vec::new();
+    let mut missing = Vec::new();
+    for s in empty {
+        match plan
+            .shard_plans
+            .iter()
+            .find(|p| p.shard == s.id)
+            .map(|p| &p.outcome)
+        {
+            Some(Outcome::Ready { source }) => sources.push((s.clone(), source.clone())),
+            Some(Outcome::Missing { reason }) => missing.push(format!("redis:{}: {reason}", s.id)),
+            _ => missing.push(format!("redis:{}: not planned", s.id)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(FillError::Missing {
+            id: db.id,
+            name: db.config.name.clone(),
+            missing,
+        });
+    }
+
+    Ok(sources)
 }
 
 fn done_ids(filled: &Filled) -> Vec<Id> {

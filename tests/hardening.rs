@@ -107,19 +107,6 @@ fn files_that_are_not_documents_are_refused_before_reading() {
     assert!(!lz.path("ccs.json").exists());
 }
 
-/// A cluster in `lz`'s home with one node at `n1` and a port range of its own.
-fn cluster_with_own_ports(lz: &Lazarus) {
-    lz.run(&format!(
-        "cluster create name t persistent_path {}",
-        lz.path("n1").display()
-    ))
-    .ok();
-    let mut doc = lz.ccs();
-    let lo = 23000 + (rand::random::<u16>() % 100) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
-}
-
 /// The one shard directory's files of a single-shard database.
 fn shard_file(lz: &Lazarus, name: &str) -> std::path::PathBuf {
     let dbs = lz.path("n1/redis");
@@ -143,7 +130,7 @@ fn a_server_binary_that_never_returns_is_named_not_waited_for() {
     use std::os::unix::fs::PermissionsExt;
     let lz = Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    cluster_with_own_ports(&lz);
+    lz.create_cluster("t");
     // Answers `--version` like redis-server, then never daemonizes nor answers.
     let fake = lz.path("redis-server");
     std::fs::write(
@@ -171,7 +158,7 @@ fn a_rewritten_redis_conf_stays_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let lz = Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    cluster_with_own_ports(&lz);
+    lz.create_cluster("t");
     lz.run("create db s password hunter2secret").ok();
     let port = lz.ccs()["databases"]
         .as_object()
@@ -210,7 +197,7 @@ fn a_rewritten_redis_conf_stays_owner_only() {
 fn a_backup_that_cannot_be_written_leaves_no_database_behind() {
     let lz = Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    cluster_with_own_ports(&lz);
+    lz.create_cluster("t");
     // A second node whose `ccs/` cannot be made (as on a full or read-only disk).
     let mut doc = lz.ccs();
     let mut n2 = doc["nodes"]["1"].clone();

@@ -13,7 +13,7 @@ use common::data::{contents, diff};
 use common::engine::{engines, Engine};
 use common::procs::ProcessGuard;
 use common::world::{after_disaster, build, config, picture, test_cluster};
-use common::{runtime, Lazarus};
+use common::{runtime, Lazarus, World};
 use lazarus::ccs::{shard_dir_under, Cluster, DbState, Persistence, Store, SHARD_IDENTITY_FILE};
 use lazarus::db::shard_addr;
 
@@ -55,21 +55,14 @@ fn a_piped_runbook_brings_the_whole_cluster_back_identical() {
 }
 
 fn runbook(engine: &Engine) {
-    let lz = Lazarus::new();
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut old = test_cluster(lz.home(), 2);
     // The cluster's binary travels in its CCS backups, so the recovery runs it too.
-    old.redis_server = engine.path.clone();
-    rt.block_on(build(
-        &mut old,
-        vec![
-            config("aof", 1, false, Persistence::Aof),
-            config("snap", 1, false, Persistence::Snapshot),
-            config("sharded", 3, false, Persistence::Aof),
-            config("replicated", 1, true, Persistence::Snapshot),
-        ],
-    ));
+    let World(lz, guard, rt, old) = World::with(2)
+        .redis_server(engine.path.clone())
+        .db("aof", 1, false, Persistence::Aof)
+        .db("snap", 1, false, Persistence::Snapshot)
+        .db("sharded", 3, false, Persistence::Aof)
+        .db("replicated", 1, true, Persistence::Snapshot)
+        .build();
     // The old shell's home wrote its CCS backups to every node.
     install_at(&lz.path("oldhome"), &old);
     let before = rt.block_on(picture(&old));
@@ -386,17 +379,10 @@ fn new_only(c: &Cluster, names: &[&str]) -> Cluster {
 
 #[test]
 fn an_interrupted_recovery_is_finished_by_running_it_again() {
-    let lz = Lazarus::new();
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut old = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut old,
-        vec![
-            config("first", 1, false, Persistence::Aof),
-            config("second", 1, false, Persistence::Snapshot),
-        ],
-    ));
+    let World(lz, guard, rt, old) = World::with(1)
+        .db("first", 1, false, Persistence::Aof)
+        .db("second", 1, false, Persistence::Snapshot)
+        .build();
     let before = rt.block_on(picture(&old));
     guard.kill_all();
     let new = after_disaster(&old, lz.home());
@@ -461,17 +447,10 @@ fn an_interrupted_recovery_is_finished_by_running_it_again() {
 
 #[test]
 fn only_configuration_takes_the_data_of_the_sync_source() {
-    let lz = Lazarus::new();
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut old = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut old,
-        vec![
-            config("source", 1, false, Persistence::Snapshot),
-            config("plain", 1, false, Persistence::Aof),
-        ],
-    ));
+    let World(lz, guard, rt, mut old) = World::with(1)
+        .db("source", 1, false, Persistence::Snapshot)
+        .db("plain", 1, false, Persistence::Aof)
+        .build();
     let src = old.database_by_name("source").unwrap().clone();
     let endpoint = format!("127.0.0.1:{}", src.port);
     rt.block_on(async {
@@ -539,18 +518,11 @@ fn files_move_from_redis_to_valkey_and_newer_files_are_refused_by_older_servers(
     let valkey_bin = valkey.path.clone().unwrap();
     for (from, to) in [(Engine::redis(), valkey.clone()), (valkey, Engine::redis())] {
         eprintln!("files of {} recovered by {}", from.name, to.name);
-        let lz = Lazarus::new();
-        let guard = ProcessGuard::new(lz.home());
-        let rt = runtime();
-        let mut old = test_cluster(lz.home(), 1);
-        old.redis_server = from.path.clone();
-        rt.block_on(build(
-            &mut old,
-            vec![
-                config("snap", 1, false, Persistence::Snapshot),
-                config("aof", 1, false, Persistence::Aof),
-            ],
-        ));
+        let World(lz, guard, rt, old) = World::with(1)
+            .redis_server(from.path.clone())
+            .db("snap", 1, false, Persistence::Snapshot)
+            .db("aof", 1, false, Persistence::Aof)
+            .build();
         install_at(&lz.path("oldhome"), &old);
         rt.block_on(rewrite_then_write(&old, "aof"));
         let before = rt.block_on(picture(&old));

@@ -36,16 +36,7 @@ fn foreign_server(dir: &std::path::Path) -> Child {
 /// A one-node cluster in `a`'s home (node:1 at `<home>/n1`, ports at random) with a
 /// snapshot database `cache`; returns n1.
 fn home_with_cache(a: &Lazarus) -> std::path::PathBuf {
-    let n1 = a.path("n1");
-    a.run(&format!(
-        "cluster create name c persistent_path {}",
-        n1.display()
-    ))
-    .ok();
-    let mut doc = a.ccs();
-    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    std::fs::write(a.path("ccs.json"), doc.to_string()).unwrap();
+    let n1 = a.create_cluster("c");
     a.run("create db cache persistence snapshot").ok();
     n1
 }

@@ -163,17 +163,7 @@ fn has_key(lz: &Lazarus, db: &str, key: &str) -> bool {
 fn a_second_incident_never_brings_the_first_ones_files_back() {
     let first = Lazarus::new();
     let guard = common::procs::ProcessGuard::new(first.home());
-    let n1 = first.path("n1");
-    first
-        .run(&format!(
-            "cluster create name c persistent_path {}",
-            n1.display()
-        ))
-        .ok();
-    let mut doc = first.ccs();
-    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    fs::write(first.path("ccs.json"), doc.to_string()).unwrap();
+    let n1 = first.create_cluster("c");
     first.run("create db cache persistence snapshot").ok();
     write_and_save(&first, "cache", "early");
 
@@ -246,17 +236,7 @@ fn a_second_incident_never_brings_the_first_ones_files_back() {
 fn a_deleted_database_does_not_come_back_from_its_identity_files() {
     let first = Lazarus::new();
     let guard = common::procs::ProcessGuard::new(first.home());
-    let n1 = first.path("n1");
-    first
-        .run(&format!(
-            "cluster create name c persistent_path {}",
-            n1.display()
-        ))
-        .ok();
-    let mut doc = first.ccs();
-    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    fs::write(first.path("ccs.json"), doc.to_string()).unwrap();
+    let n1 = first.create_cluster("c");
     first.run("create db kept persistence snapshot").ok();
     first.run("create db gone persistence snapshot").ok();
     first.run("delete db gone").ok();

@@ -393,16 +393,7 @@ mod common;
 fn verify_db_proves_a_running_database_and_names_what_differs() {
     let lz = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    lz.run(&format!(
-        "cluster create name t persistent_path {}",
-        lz.path("n1").display()
-    ))
-    .ok();
-    // A port range of its own: other test binaries use the default one.
-    let mut doc = lz.ccs();
-    let lo = 23000 + (rand::random::<u16>() % 100) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    lz.create_cluster("t");
     lz.run("create db shop shards 2 persistence snapshot").ok();
     let db_id = lz.ccs()["databases"]
         .as_object()
@@ -516,15 +507,7 @@ fn verify_db_against_backup_runs_compressed_and_encrypted() {
     use std::process::Command;
     let lz = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    lz.run(&format!(
-        "cluster create name t persistent_path {}",
-        lz.path("n1").display()
-    ))
-    .ok();
-    let mut doc = lz.ccs();
-    let lo = 23000 + (rand::random::<u16>() % 100) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
+    lz.create_cluster("t");
     lz.run("create db shop persistence disabled").ok();
     let port = lz.ccs()["databases"]
         .as_object()

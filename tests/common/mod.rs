@@ -104,6 +104,23 @@ impl Lazarus {
         lock.save(&mut c).unwrap();
     }
 
+    /// `cluster create name <name>` through the binary, node:1 at `<home>/n1` on a port
+    /// range of its own (tests run side by side; the default range is left to the
+    /// binary's own tests); returns node:1's persistent path.
+    pub fn create_cluster(&self, name: &str) -> PathBuf {
+        let n1 = self.path("n1");
+        self.run(&format!(
+            "cluster create name {name} persistent_path {}",
+            n1.display()
+        ))
+        .ok();
+        let mut doc = self.ccs();
+        let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+        doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+        std::fs::write(self.path("ccs.json"), doc.to_string()).unwrap();
+        n1
+    }
+
     /// The stored CCS document.
     pub fn ccs(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.path("ccs.json")).expect("a ccs.json");

@@ -46,7 +46,10 @@ impl Outcome {
 /// A store, a runtime, and how to print.
 pub struct Session {
     pub ctx: Context,
-    runtime: tokio::runtime::Runtime,
+    /// Taken only when the session ends (see the `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+    /// A command of this session was interrupted (Ctrl-C).
+    interrupted: std::cell::Cell<bool>,
     pub json: bool,
     /// Colour on stdout (hints in the REPL).
     pub colour: bool,
@@ -93,7 +96,8 @@ impl Session {
         let no_colour = args.json || std::env::var_os("NO_COLOR").is_some();
         Ok(Session {
             ctx,
-            runtime,
+            runtime: Some(runtime),
+            interrupted: Default::default(),
             json: args.json,
             colour: !no_colour && io::stdout().is_terminal(),
             err_colour: !no_colour && io::stderr().is_terminal(),
@@ -140,15 +144,20 @@ impl Session {
         ctx.store = ctx.store.for_command(&text);
         ctx.cancel = Default::default();
         let cancel = ctx.cancel.clone();
-        let task = self.runtime.spawn(async move { command.apply(&ctx).await });
-        let result = self
+        let runtime = self
             .runtime
-            .block_on(interruptible(task, cancel, err))
-            .unwrap_or_else(|e| {
-                Err(CommandError::internal(format!(
-                    "internal error while running `{text}`: {e}"
-                )))
-            });
+            .as_ref()
+            .expect("the runtime lives as long as the session");
+        let task = runtime.spawn(async move { command.apply(&ctx).await });
+        let result = runtime.block_on(interruptible(task, cancel.clone(), err));
+        if cancel.is_tripped() {
+            self.interrupted.set(true);
+        }
+        let result = result.unwrap_or_else(|e| {
+            Err(CommandError::internal(format!(
+                "internal error while running `{text}`: {e}"
+            )))
+        });
         match result {
             Ok(reply) => {
                 *self.offers.borrow_mut() = reply.offers().to_vec();
@@ -214,6 +223,19 @@ impl Session {
             }
         }
         Ok(status)
+    }
+}
+
+impl Drop for Session {
+    /// After a Ctrl-C, what the interrupted command left running on blocking threads (a
+    /// file being validated or copied by a recovery) must not hold the exit: the runtime
+    /// is let go without waiting for it. That work is the command's own and a re-run
+    /// redoes it (a recovery's temporary copies are data files its re-run clears). Without
+    /// an interruption, the runtime ends as usual.
+    fn drop(&mut self) {
+        if let (true, Some(runtime)) = (self.interrupted.get(), self.runtime.take()) {
+            runtime.shutdown_background();
+        }
     }
 }
 

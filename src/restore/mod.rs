@@ -1252,29 +1252,22 @@ async fn replace(
         timeout: LOAD_TIMEOUT,
         creating: false,
     };
-    // Every master loads at once; the step says how far they are.
-    let mut loads = Vec::new();
-    for s in fenced.masters() {
-        let (server, cluster, fenced, s, load) = (
-            server.clone(),
-            cluster.clone(),
-            fenced.clone(),
-            s.clone(),
-            load.clone(),
-        );
-        loads.push(tokio::spawn(async move {
-            start_shard(&server, &cluster, &fenced, &s, &load)
-                .await
-                .map_err(|e| e.to_string())
-        }));
-    }
+    // Every master loads at once (step 1 of the bring-up pipeline); the step says how
+    // far they are.
+    let loading = BringUp::new(cluster, fenced);
+    let masters = loading.ids(Role::Master);
+    let starting = loading.start(server, &masters, &load);
+    tokio::pin!(starting);
     let addrs: Vec<ShardAddr> = fenced
         .masters()
         .filter_map(|s| crate::db::shard_addr(cluster, fenced, s.id))
         .collect();
     let total = m.bytes();
-    while !loads.iter().all(|h| h.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = loop {
+        tokio::select! {
+            started = &mut starting => break started,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
         let mut loaded = 0;
         for a in &addrs {
             if let Ok(i) = info(a, "persistence", Duration::from_millis(200)).await {
@@ -1288,9 +1281,9 @@ async fn replace(
             loaded.min(total) >> 20,
             total >> 20,
         ))));
-    }
-    for h in loads {
-        h.await.map_err(|e| e.to_string())??;
+    };
+    for (_, result) in started {
+        result.map_err(|e| e.to_string())?;
     }
 
     step(RestoreStep::CheckingCounts);

@@ -3,7 +3,6 @@
 pub mod backups;
 #[cfg(test)]
 pub mod fixtures;
-pub mod layout;
 pub mod model;
 pub mod rules;
 pub mod store;

@@ -12,8 +12,7 @@ use super::cancel::Cancel;
 use super::dirs::db_dirs;
 use super::placement::place_avoiding;
 use super::DbError;
-use crate::ccs::layout::id_dirs;
-use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
+use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
 
 pub const MAX_SHARDS: u32 = 128;
 
@@ -148,9 +147,9 @@ fn largest_id_on_disk(cluster: &Cluster) -> Option<Id> {
     cluster
         .nodes
         .values()
-        .flat_map(|n| id_dirs(&n.persistent_path.join(REDIS_DIR), DB_PREFIX))
+        .flat_map(|n| db_dirs_in(&n.persistent_path))
         .flat_map(|(db, path)| {
-            let shards = id_dirs(&path, SHARD_PREFIX).into_iter().map(|(id, _)| id);
+            let shards = shard_dirs_in(&path).into_iter().map(|(id, _)| id);
             std::iter::once(db).chain(shards)
         })
         .max()

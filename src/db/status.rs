@@ -7,11 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
-use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
+use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
 use crate::server::{probe, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
-use crate::ccs::layout::id_dirs;
 
 /// A shard that does not answer within this is shown down.
 pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -435,8 +434,8 @@ fn orphans(cluster: &Cluster) -> Vec<ShardRow> {
     // Only this machine's directories are walked: over SSH that is a round trip per
     // directory, for servers that are Lazarus's own leftovers.
     for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
-        for (db_id, db_dir) in id_dirs(&node.persistent_path.join(REDIS_DIR), DB_PREFIX) {
-            for (shard_id, dir) in id_dirs(&db_dir, SHARD_PREFIX) {
+        for (db_id, db_dir) in db_dirs_in(&node.persistent_path) {
+            for (shard_id, dir) in shard_dirs_in(&db_dir) {
                 if known.contains(&(db_id, shard_id)) {
                     continue;
                 }

@@ -2,7 +2,8 @@
 //! in it. `<persistent path>/redis/db-<db>/shard-<shard>/` holds `redis.conf`,
 //! `redis.pid`, `redis.log`, the data (`dump.rdb`, `appendonlydir`), the identity file
 //! `lazarus-shard.json` (the last resort of `cluster recover`) and, while recovery fills
-//! it, the `lazarus-recovering` marker. Nothing else spells these names.
+//! it, the `lazarus-recovering` marker. Nothing else spells these names; the walkers
+//! [`db_dirs_in`] and [`shard_dirs_in`] are how everyone else finds them on a disk.
 //!
 //! A `ShardDir` knows nothing of the CCS: `db` (and recovery) build it from the CCS, and
 //! the identity document is whatever serialisable type the caller gives.
@@ -55,6 +56,45 @@ pub fn db_dir_under(root: &Path, db: u64) -> PathBuf {
 /// `<root>/redis/db-<db>/shard-<shard>`.
 pub fn shard_path_under(root: &Path, db: u64, shard: u64) -> PathBuf {
     db_dir_under(root, db).join(format!("{SHARD_PREFIX}{shard}"))
+}
+
+/// Every database directory under a persistent (or recovery) path,
+/// `<root>/redis/db-<id>`, in id order; an unreadable directory yields nothing (callers
+/// that must report it check it themselves). Read on this machine.
+pub fn db_dirs_in(root: &Path) -> Vec<(u64, PathBuf)> {
+    id_dirs(&root.join(REDIS_DIR), DB_PREFIX)
+}
+
+/// Every shard directory of a database directory, `<db dir>/shard-<id>`, in id order.
+pub fn shard_dirs_in(db_dir: &Path) -> Vec<(u64, PathBuf)> {
+    id_dirs(db_dir, SHARD_PREFIX)
+}
+
+/// `db-<n>` / `shard-<n>`: the id in a directory name, if it is one of ours.
+fn id_in_name(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Sorted subdirectories of `dir` whose names carry an id with `prefix`; an unreadable
+/// directory yields nothing (callers that must report it check it themselves).
+fn id_dirs(dir: &Path, prefix: &str) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| {
+            let id = id_in_name(e.file_name().to_str()?, prefix)?;
+            Some((id, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// One shard's directory on one node.
@@ -200,6 +240,15 @@ impl ShardDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_in_names() {
+        assert_eq!(id_in_name("db-12", "db-"), Some(12));
+        assert_eq!(id_in_name("db-", "db-"), None);
+        assert_eq!(id_in_name("db-1x", "db-"), None);
+        assert_eq!(id_in_name("db-+1", "db-"), None);
+        assert_eq!(id_in_name("shard-3", "db-"), None);
+    }
 
     #[test]
     fn layout_and_identity_round_trip() {

@@ -3,14 +3,13 @@
 //!
 //! Only reads. Files under a recovery path are the operator's last copy of the data.
 
-use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
+use crate::server::shard_dir::{db_dirs_in, shard_dirs_in, REDIS_DIR};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::ccs::layout::id_dirs;
 use crate::ccs::{Id, ShardIdentity, SHARD_IDENTITY_FILE};
 
 /// How deep below a given path to look for node roots (directories holding `redis/`), so
@@ -49,8 +48,8 @@ pub fn read_identity(dir: &Path) -> IdentityRead {
 /// Every shard directory under `root/redis/`, in id order.
 pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
     let mut out = Vec::new();
-    for (db, db_dir) in id_dirs(&root.join(REDIS_DIR), DB_PREFIX) {
-        for (shard, dir) in id_dirs(&db_dir, SHARD_PREFIX) {
+    for (db, db_dir) in db_dirs_in(root) {
+        for (shard, dir) in shard_dirs_in(&db_dir) {
             let identity = read_identity(&dir);
             out.push(ShardDir {
                 dir,
@@ -70,7 +69,7 @@ pub fn unreadable_dirs(root: &Path) -> Vec<(PathBuf, String)> {
     if let Err(e) = fs::read_dir(&redis) {
         return vec![(redis, e.to_string())];
     }
-    id_dirs(&redis, DB_PREFIX)
+    db_dirs_in(root)
         .into_iter()
         .filter_map(|(_, dir)| fs::read_dir(&dir).err().map(|e| (dir, e.to_string())))
         .collect()
@@ -183,7 +182,7 @@ impl IdScan {
             self.see(shard.shard, SightingKind::ShardDir, &shard.dir);
         }
         // A database directory whose shard directories are gone still used its id.
-        for (db, db_dir) in id_dirs(&root.join(REDIS_DIR), DB_PREFIX) {
+        for (db, db_dir) in db_dirs_in(root) {
             self.see(db, SightingKind::DbDir, &db_dir);
         }
         let backup = root.join("ccs").join("ccs.json");

@@ -224,9 +224,10 @@ fn main() {
     }
     let status = support::median(times);
     println!(
-        "status over {shards} shards on {hosts_n} hosts: median {} of {runs} (load average {})",
+        "status over {shards} shards on {hosts_n} hosts: median {} of {runs} (load average {}); {} ssh sessions",
         support::secs(status),
-        load_average()
+        load_average(),
+        ssh_sessions(&home, &with(&["status"]))
     );
 
     // The disaster: every shard stopped, each host's disk moved aside, every database
@@ -274,4 +275,26 @@ fn main() {
         load_average(),
         support::secs(started.elapsed())
     );
+    println!(
+        "recover list: {} ssh sessions (round trips) for {shards} databases",
+        ssh_sessions(&home, &with(&["recover", "list"]))
+    );
+}
+
+/// How many ssh sessions (each at least one round trip) one run of `args` starts, as
+/// the binary reports them under `LAZARUS_SSH_SESSIONS`.
+fn ssh_sessions(home: &Path, args: &[String]) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("LAZARUS_SSH_SESSIONS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("lazarus runs");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("lazarus: ssh sessions: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }

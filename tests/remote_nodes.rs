@@ -545,13 +545,32 @@ fn ccs_backups_reach_the_ssh_node_and_a_lost_host_does_not_stop_saves() {
     .ok();
     assert_eq!(generation(&remote), generation(&home));
 
-    host.stop();
+    // A host that hangs (connections accepted, never answered) is one that cannot be
+    // reached: it keeps its older copy and the save goes on once ssh gives up on it.
+    std::fs::create_dir_all(lz.path("old2")).unwrap();
+    host.freeze();
     let before = generation(&remote);
-    run("node 1 recovery_path clear").ok();
+    run(&format!(
+        "node 1 recovery_path set {}",
+        lz.path("old2").display()
+    ))
+    .ok();
+    host.thaw();
     assert_eq!(generation(&home), before + 1, "the save went on");
     assert_eq!(
         generation(&remote),
         before,
+        "the hung host's copy is as it was"
+    );
+
+    host.stop();
+    let before = generation(&home);
+    let remote_before = generation(&remote);
+    run("node 1 recovery_path clear").ok();
+    assert_eq!(generation(&home), before + 1, "the save went on");
+    assert_eq!(
+        generation(&remote),
+        remote_before,
         "the lost host's copy is as it was"
     );
     assert_eq!(generation(&lz.path("n1/ccs/ccs.json")), before + 1);

@@ -296,13 +296,9 @@ fn on_hosts<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
     })
 }
 
-/// The host cannot be reached at all (as opposed to refusing the write).
-fn unreachable(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted
-    )
-}
+/// How long a save waits for one other host's copy: past it the host counts as one that
+/// does not answer (it keeps its older copy), so a hung host never holds a save.
+const REMOTE_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Writes `text` beside `ccs/ccs.json` on every node on another host, all hosts at once.
 /// A host that does not answer keeps its older backup (a machine that cannot be reached
@@ -326,9 +322,17 @@ fn prepare_remote(cluster: &Cluster, text: &[u8]) -> Result<Vec<RemoteCopy>, Sto
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".{CCS_FILE}.tmp.{}.{n}", std::process::id()));
         async move {
-            let written = match host.create_private_dir(&dir).await {
-                Ok(()) => host.write_private(&tmp, text).await,
-                Err(e) => Err(e),
+            let write = async {
+                host.create_private_dir(&dir).await?;
+                host.write_private(&tmp, text).await
+            };
+            let written = match tokio::time::timeout(REMOTE_SAVE_TIMEOUT, write).await {
+                Ok(written) => written,
+                Err(_) => Err(crate::host::SshError::Unreachable {
+                    target: host.name(),
+                    reason: format!("no answer within {} s", REMOTE_SAVE_TIMEOUT.as_secs()),
+                }
+                .into()),
             };
             (host, tmp, path, written)
         }
@@ -339,7 +343,7 @@ fn prepare_remote(cluster: &Cluster, text: &[u8]) -> Result<Vec<RemoteCopy>, Sto
     for (host, tmp, path, written) in results {
         match written {
             Ok(()) => prepared.push((host, tmp, path)),
-            Err(e) if unreachable(&e) => {}
+            Err(e) if crate::host::unreachable(&e) => {}
             Err(source) => {
                 failed.get_or_insert(StoreError::NotSaved {
                     path: PathBuf::from(format!("{}:{}", host.name(), path.display())),
@@ -373,16 +377,23 @@ fn commit_remote(prepared: &[RemoteCopy]) -> Result<(), (PathBuf, io::Error)> {
     }
     let results = on_hosts(futures::future::join_all(prepared.iter().map(
         |(host, tmp, path)| async move {
-            let done = host.rename(tmp, path).await;
+            let done = match tokio::time::timeout(REMOTE_SAVE_TIMEOUT, host.rename(tmp, path)).await
+            {
+                Ok(done) => done,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            };
             if done.is_err() {
-                let _ = host.remove(tmp).await;
+                let _ = tokio::time::timeout(REMOTE_SAVE_TIMEOUT, host.remove(tmp)).await;
             }
             (host.name(), path, done)
         },
     )));
     for (name, path, done) in results {
-        if let Err(e) = done {
-            return Err((PathBuf::from(format!("{name}:{}", path.display())), e));
+        match done {
+            // Lost since its copy was written: it keeps its older one.
+            Err(e) if crate::host::unreachable(&e) => {}
+            Err(e) => return Err((PathBuf::from(format!("{name}:{}", path.display())), e)),
+            Ok(()) => {}
         }
     }
     Ok(())

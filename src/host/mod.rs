@@ -246,6 +246,26 @@ fn shared_ssh(target: &SshTarget) -> std::io::Result<Arc<dyn Host>> {
     Ok(host)
 }
 
+/// Whether `e` says the host could not be reached (or not safely: an unknown or changed
+/// host key), as opposed to a host that answered and refused: by the error's type (an
+/// [`SshError`] inside it, or a network kind), never by its words.
+pub fn unreachable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    if e.get_ref().is_some_and(|inner| inner.is::<SshError>()) {
+        return true;
+    }
+    matches!(
+        e.kind(),
+        K::TimedOut
+            | K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+    )
+}
+
 /// Operations in flight at once on each host over SSH (`--max-concurrency`); 0 until set.
 static MAX_CONCURRENCY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -262,5 +282,34 @@ pub fn max_concurrency() -> usize {
     match MAX_CONCURRENCY.load(std::sync::atomic::Ordering::Relaxed) {
         0 => 2 * local::cores().max(1),
         n => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_host_is_told_by_type_not_words() {
+        use std::io::{Error, ErrorKind};
+        let dropped: Error = SshError::Dropped {
+            target: "db1".into(),
+            reason: "refused".into(),
+        }
+        .into();
+        assert!(unreachable(&dropped));
+        let timed_out: Error = SshError::Unreachable {
+            target: "db1".into(),
+            reason: "no answer within 30 s".into(),
+        }
+        .into();
+        assert!(unreachable(&timed_out));
+        assert!(unreachable(&Error::from(ErrorKind::TimedOut)));
+        assert!(unreachable(&Error::from(ErrorKind::HostUnreachable)));
+        // Words alone say nothing: a host that answered and refused is no lost host.
+        assert!(!unreachable(&Error::other(
+            "ssh to `db1` failed: connection refused"
+        )));
+        assert!(!unreachable(&Error::from(ErrorKind::PermissionDenied)));
     }
 }

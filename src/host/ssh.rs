@@ -129,6 +129,10 @@ pub enum SshError {
     ChangedHostKey { target: String, reason: String },
     #[error("`{target}` does not answer over ssh: {reason}")]
     Unreachable { target: String, reason: String },
+    /// An operation's `ssh` failed (exit 255): the connection dropped or could not be
+    /// made again; the host may be gone.
+    #[error("ssh to `{target}` failed: {reason}")]
+    Dropped { target: String, reason: String },
 }
 
 fn scan_lines(scan: &str) -> String {
@@ -140,9 +144,23 @@ fn scan_lines(scan: &str) -> String {
 }
 
 impl From<SshError> for io::Error {
+    /// The [`SshError`] stays inside, typed: [`super::unreachable`] finds it there.
     fn from(e: SshError) -> io::Error {
-        io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string())
+        let kind = match e {
+            SshError::Dropped { .. } => io::ErrorKind::ConnectionAborted,
+            _ => io::ErrorKind::ConnectionRefused,
+        };
+        io::Error::new(kind, e)
     }
+}
+
+/// `ssh` processes this process started (each a round trip): what speed work counts.
+static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many `ssh` processes (sessions, each at least one round trip) this process has
+/// started so far.
+pub fn sessions() -> u64 {
+    SESSIONS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A node's machine over SSH. Cheap to share (`Arc`); the master connection opens at the
@@ -173,14 +191,11 @@ impl SshHost {
         script.push_str(" </dev/null");
         let out = self.sh(&script, None).await?;
         if out.status.code() == Some(SSH_FAILED) {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!(
-                    "ssh to `{}` failed: {}",
-                    self.target,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
+            return Err(SshError::Dropped {
+                target: self.target.to_string(),
+                reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            }
+            .into());
         }
         Ok(SpawnOutput {
             success: out.status.success(),
@@ -258,6 +273,7 @@ impl SshHost {
 
     /// `ssh` with the options every call shares, up to (not including) the destination.
     fn ssh(&self) -> tokio::process::Command {
+        SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(self.ssh_args());
         cmd.stdin(Stdio::null()).kill_on_drop(true);
@@ -268,6 +284,7 @@ impl SshHost {
     /// connection of its own when the master has gone), for the streams, which are read
     /// and written on blocking threads.
     fn ssh_blocking(&self, script: &str) -> std::process::Command {
+        SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cmd = std::process::Command::new("ssh");
         cmd.args(self.ssh_args())
             .args(["-o", "ControlMaster=no", "--", &self.target.host])
@@ -391,12 +408,22 @@ impl SshHost {
             cmd.stdin(Stdio::piped());
         }
         let mut child = cmd.spawn()?;
+        let mut fed = Ok(());
         if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(bytes).await?;
-            pipe.shutdown().await?;
+            fed = match pipe.write_all(bytes).await {
+                Ok(()) => pipe.shutdown().await,
+                Err(e) => Err(e),
+            };
             drop(pipe);
         }
         let out = child.wait_with_output().await?;
+        // A pipe that broke because ssh itself failed is that failure (the caller sees
+        // exit 255); any other is the script's refusal to read.
+        if let Err(e) = fed {
+            if out.status.code() != Some(SSH_FAILED) {
+                return Err(e);
+            }
+        }
         if out.status.code() == Some(SSH_FAILED) {
             // The master may have died (host restarted): reconnect next time.
             *self.master.lock().await = None;
@@ -468,10 +495,11 @@ impl Failure {
                 io::ErrorKind::NotFound,
                 format!("no such file or directory on {}", self.name),
             ),
-            Some(SSH_FAILED) => io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!("ssh to `{}` failed: {stderr}", self.target),
-            ),
+            Some(SSH_FAILED) => SshError::Dropped {
+                target: self.target.clone(),
+                reason: stderr,
+            }
+            .into(),
             _ => io::Error::other(format!("on {}: {stderr}", self.name)),
         }
     }

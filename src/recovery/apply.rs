@@ -111,6 +111,12 @@ impl Recovery {
 
     /// Plans one database against its files (reads them all: call off the async threads).
     pub fn plan(&self, cluster: &Cluster, db: &Database) -> DbPlan {
+        self.plan_on(&self.disk(cluster), cluster, db)
+    }
+
+    /// [`Recovery::plan`] reading through `disk`, shared by the databases of one command
+    /// (what it read ahead serves them all).
+    pub fn plan_on(&self, disk: &Disk, cluster: &Cluster, db: &Database) -> DbPlan {
         // The files must load on the oldest engine among the database's nodes.
         let oldest = self.server.oldest_of(db.shards.iter().map(|s| s.node));
         let (max_rdb, label) = match oldest {
@@ -118,7 +124,7 @@ impl Recovery {
             None => (None, "unknown".to_string()),
         };
         plan_db_on(&Inspect {
-            disk: &self.disk(cluster),
+            disk,
             cluster,
             db,
             max_rdb,

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use super::reason::{io_reason, Reason};
 use super::remote_check::RemoteReaders;
-use super::source::{readable_mtime, Checker, SourceCheck};
+use super::source::{readable_mtime, Checker, SourceCheck, SourceKind};
 use crate::ccs::{Cluster, SlotRange};
 use crate::host::{FileKind, Host, Hosts, NodeId};
 
@@ -28,6 +28,17 @@ pub struct Disk {
     scans: Mutex<Scans>,
     /// Canonical forms asked of remote nodes.
     canonical: Mutex<BTreeMap<(NodeId, PathBuf), PathBuf>>,
+    /// Files of remote nodes read ahead ([`Disk::prefetch`]): the identity files.
+    files: Mutex<BTreeMap<(NodeId, PathBuf), Vec<u8>>>,
+    /// Checks made ahead on remote nodes, by file and slot range.
+    checks: Mutex<BTreeMap<CheckKey, SourceCheck>>,
+}
+
+/// A remote check's file and slot range.
+type CheckKey = (NodeId, PathBuf, Option<(u16, u16)>);
+
+fn check_key(node: NodeId, path: &Path, slots: Option<SlotRange>) -> CheckKey {
+    (node, path.to_path_buf(), slots.map(|s| (s.start, s.end)))
 }
 
 /// Remote directories scanned, and what was under them.
@@ -71,6 +82,8 @@ impl Disk {
             readers: RemoteReaders::new(BTreeMap::new()),
             scans: Default::default(),
             canonical: Default::default(),
+            files: Default::default(),
+            checks: Default::default(),
         }
     }
 
@@ -88,6 +101,8 @@ impl Disk {
             handle: tokio::runtime::Handle::try_current().ok(),
             scans: Default::default(),
             canonical: Default::default(),
+            files: Default::default(),
+            checks: Default::default(),
         }
     }
 
@@ -143,6 +158,7 @@ impl Disk {
             None => std::fs::metadata(path).map(|_| ()),
             Some((host, rt)) => match self.seen(node, path, 0) {
                 Some(Some(_)) => Ok(()),
+                _ if self.absent(node, path) => Err(io::ErrorKind::NotFound.into()),
                 _ => rt.block_on(host.metadata(path)).map(|_| ()),
             },
         }
@@ -160,6 +176,7 @@ impl Disk {
                     .into_iter()
                     .map(|(name, _)| name)
                     .collect()),
+                _ if self.absent(node, dir) => Err(io::ErrorKind::NotFound.into()),
                 _ => Ok(rt
                     .block_on(host.list(dir))?
                     .into_iter()
@@ -198,9 +215,166 @@ impl Disk {
     }
 
     pub fn read(&self, node: NodeId, path: &Path) -> io::Result<Vec<u8>> {
-        match self.remote(node) {
-            None => std::fs::read(path),
-            Some((host, rt)) => rt.block_on(host.read(path)),
+        let Some((host, rt)) = self.remote(node) else {
+            return std::fs::read(path);
+        };
+        let key = (node, path.to_path_buf());
+        if let Some(bytes) = lock(&self.files).get(&key) {
+            return Ok(bytes.clone());
+        }
+        // A file a scan did not see is not there: no round trip to be told so.
+        if self.absent(node, path) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        rt.block_on(host.read(path))
+    }
+
+    /// Whether a scan covered `path` and did not see it while it could look into the
+    /// directory above it: it is not there. (Under a directory it could not read, the
+    /// host is asked, for the right error.)
+    fn absent(&self, node: NodeId, path: &Path) -> bool {
+        // Up to the nearest directory a scan saw: every level below it unseen.
+        for at in path.ancestors() {
+            match self.seen_if_scanned(node, at) {
+                None => return false,
+                Some(None) => continue,
+                Some(Some(s)) => return at != path && s.kind == FileKind::Dir && s.readable,
+            }
+        }
+        false
+    }
+
+    /// What a scan already made says of `path`; `None` when no scan covered it.
+    fn seen_if_scanned(&self, node: NodeId, path: &Path) -> Option<Option<Seen>> {
+        let scans = lock(&self.scans);
+        scans
+            .roots
+            .iter()
+            .any(|(n, root, depth)| *n == node && covers(root, *depth, path, 0))
+            .then(|| scans.entries.get(&(node, path.to_path_buf())).copied())
+    }
+
+    /// Reads ahead what planning databases `ids` will ask of every remote node: one
+    /// round trip per node for its recovery path, persistent path and that path's
+    /// `-recovered` siblings (every entry to a shard directory's files, the canonical
+    /// forms, the identity files' text), then the reader over every candidate file
+    /// there in one batch per node ([`RemoteReaders::check_many`]). Planning then asks
+    /// nothing more of the hosts, except where something changed or failed here (it
+    /// asks the host directly, as without this). Call from within the runtime.
+    pub async fn prefetch(&self, cluster: &Cluster, ids: &[crate::ccs::Id]) {
+        let nodes: Vec<&crate::ccs::Node> = cluster
+            .nodes
+            .values()
+            .filter(|n| self.hosts.is_remote(n.id))
+            .collect();
+        futures::future::join_all(nodes.iter().map(|n| self.read_ahead(n))).await;
+        futures::future::join_all(nodes.iter().map(|n| self.check_ahead(cluster, n, ids))).await;
+    }
+
+    /// [`Disk::prefetch`]'s one round trip to `node`.
+    async fn read_ahead(&self, node: &crate::ccs::Node) {
+        let host = self.hosts.of(node.id);
+        let pp = &node.persistent_path;
+        let (Some(parent), Some(name)) = (pp.parent(), pp.file_name()) else {
+            return;
+        };
+        let base = family_base(&name.to_string_lossy()).to_string();
+        let rp = node.recovery_path.clone().unwrap_or_default();
+        let args = [
+            "-c".to_string(),
+            READ_AHEAD.to_string(),
+            "sh".into(),
+            DEEP.to_string(),
+            path_arg(&rp),
+            path_arg(pp),
+            path_arg(parent),
+            base.clone(),
+        ];
+        let Ok(out) = host.run(Path::new("sh"), &args).await else {
+            return;
+        };
+        if !out.success {
+            return;
+        }
+        let ahead = parse_read_ahead(&out.stdout);
+        let mut scans = lock(&self.scans);
+        for (p, seen) in ahead.entries {
+            scans.entries.insert((node.id, p), seen);
+        }
+        let mut roots = vec![(pp.clone(), DEEP), (parent.to_path_buf(), 1)];
+        if node.recovery_path.is_some() {
+            roots.push((rp.clone(), DEEP));
+        }
+        // The siblings the script scanned: `<base>-recovered*` directories.
+        let siblings: Vec<PathBuf> = scans
+            .entries
+            .iter()
+            .filter(|((n, p), s)| {
+                *n == node.id
+                    && s.kind == FileKind::Dir
+                    && p.parent() == Some(parent)
+                    && p.file_name().is_some_and(|f| {
+                        f.to_string_lossy()
+                            .starts_with(&format!("{base}-recovered"))
+                    })
+            })
+            .map(|((_, p), _)| p.clone())
+            .collect();
+        roots.extend(siblings.into_iter().map(|p| (p, DEEP)));
+        for (root, depth) in roots {
+            scans.roots.push((node.id, root, depth));
+        }
+        drop(scans);
+        let mut canonical = lock(&self.canonical);
+        for (p, c) in ahead.canonical {
+            canonical.insert((node.id, p), c);
+        }
+        drop(canonical);
+        let mut files = lock(&self.files);
+        for (p, bytes) in ahead.identities {
+            files.insert((node.id, p), bytes);
+        }
+    }
+
+    /// [`Disk::prefetch`]'s checks on `node`: every candidate file of the databases `ids`
+    /// under its recovery path, as planning will name them.
+    async fn check_ahead(
+        &self,
+        cluster: &Cluster,
+        node: &crate::ccs::Node,
+        ids: &[crate::ccs::Id],
+    ) {
+        let Some(root) = node.recovery_path.as_deref() else {
+            return;
+        };
+        let mut wanted = Vec::new();
+        for db in ids.iter().filter_map(|id| cluster.databases.get(id)) {
+            for shard in db.shards.iter().filter(|s| s.node == node.id) {
+                let master = match shard.master {
+                    Some(m) => db.shards.iter().find(|s| s.id == m).unwrap_or(shard),
+                    None => shard,
+                };
+                let dir = crate::ccs::shard_dir_under(root, db.id, shard.id);
+                if self.seen_if_scanned(node.id, &dir).is_none() {
+                    continue;
+                }
+                let present = self.seen_children(node.id, &dir);
+                let has = |f: &str| present.iter().any(|(n, s)| n == f && s.readable);
+                for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
+                    if kind == SourceKind::AofFile && has(SourceKind::AofDir.file_name()) {
+                        continue;
+                    }
+                    if has(kind.file_name()) {
+                        wanted.push((dir.join(kind.file_name()), master.slots));
+                    }
+                }
+            }
+        }
+        let host = self.hosts.of(node.id);
+        let checks = self.readers.check_many(node.id, &*host, &wanted).await;
+        let mut made = lock(&self.checks);
+        for ((path, slots), check) in wanted.into_iter().zip(checks) {
+            made.insert(check_key(node.id, &path, slots), check);
         }
     }
 
@@ -322,7 +496,12 @@ impl Disk {
     ) -> SourceCheck {
         match self.remote(node) {
             None => local(path, slots),
-            Some((host, rt)) => rt.block_on(self.readers.check(node, &*host, path, slots)),
+            Some((host, rt)) => {
+                if let Some(made) = lock(&self.checks).remove(&check_key(node, path, slots)) {
+                    return made;
+                }
+                rt.block_on(self.readers.check(node, &*host, path, slots))
+            }
         }
     }
 }
@@ -342,31 +521,94 @@ async fn scan(host: &dyn Host, root: &Path, depth: usize) -> io::Result<Vec<(Pat
     if !out.success {
         return Err(io::Error::other(out.stderr));
     }
-    Ok(out
-        .stdout
-        .split('\0')
-        .filter_map(|rec| {
-            let (head, path) = rec.split_once(' ').map(|(a, b)| (a.to_string(), b))?;
-            let (mtime, path) = path.split_once(' ')?;
-            let mut chars = head.chars();
-            let readable = chars.next()? == 'r';
-            let kind = match chars.next()? {
-                'f' => FileKind::File,
-                'd' => FileKind::Dir,
-                'l' => FileKind::Symlink,
-                _ => FileKind::Other,
-            };
-            let mtime = mtime.parse::<f64>().map_or(0, |s| s as i64);
-            Some((
-                PathBuf::from(path),
-                Seen {
-                    kind,
-                    mtime,
-                    readable,
-                },
-            ))
-        })
-        .collect())
+    Ok(out.stdout.split('\0').filter_map(parse_seen).collect())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How deep [`Disk::prefetch`] scans a persistent or recovery path: `redis/db-N/shard-N/`,
+/// its `appendonlydir/`, and that directory's files.
+const DEEP: usize = SCAN_DEPTH + 3;
+
+/// [`Disk::prefetch`]'s script: `$1` depth, `$2` recovery path (may be empty), `$3`
+/// persistent path, `$4` its parent, `$5` the family's base name. Scans as [`scan`] does
+/// (the parent one level only), then `#canon <path>` NUL `<canonical>` records, then
+/// after `#identities` the identity files under the recovery path: path NUL text NUL.
+const READ_AHEAD: &str = r#"d=$1; rp=$2; pp=$3; par=$4; base=$5
+scan() { [ -e "$1" ] || return 0; find -H "$1" -maxdepth "$2" \( -readable -printf 'r' -o -printf '-' \) -printf '%y %T@ %p\0'; }
+canon() { printf '#canon %s\0%s\0' "$1" "$(readlink -f -- "$1")"; }
+if [ -n "$rp" ]; then scan "$rp" "$d"; canon "$rp"; fi
+scan "$pp" "$d"; canon "$pp"
+scan "$par" 1
+for s in "$par/$base"-recovered*; do [ -d "$s" ] && { scan "$s" "$d"; canon "$s"; }; done
+printf '#identities\0'
+if [ -n "$rp" ] && [ -d "$rp" ]; then
+  find -H "$rp" -maxdepth 4 -name lazarus-shard.json -type f -readable -print0 |
+    xargs -0 -r sh -c 'for f; do printf "%s\0" "$f"; cat -- "$f"; printf "\0"; done' sh
+fi
+exit 0"#;
+
+/// What [`READ_AHEAD`] printed.
+#[derive(Default)]
+struct ReadAhead {
+    entries: Vec<(PathBuf, Seen)>,
+    canonical: Vec<(PathBuf, PathBuf)>,
+    identities: Vec<(PathBuf, Vec<u8>)>,
+}
+
+fn parse_read_ahead(out: &str) -> ReadAhead {
+    let mut ahead = ReadAhead::default();
+    let mut records = out.split('\0');
+    while let Some(rec) = records.next() {
+        if rec == "#identities" {
+            while let (Some(path), Some(text)) = (records.next(), records.next()) {
+                if path.is_empty() {
+                    break;
+                }
+                ahead
+                    .identities
+                    .push((PathBuf::from(path), text.as_bytes().to_vec()));
+            }
+            break;
+        }
+        if let Some(path) = rec.strip_prefix("#canon ") {
+            if let Some(c) = records.next().filter(|c| !c.is_empty()) {
+                ahead
+                    .canonical
+                    .push((PathBuf::from(path), PathBuf::from(c)));
+            }
+            continue;
+        }
+        if let Some(entry) = parse_seen(rec) {
+            ahead.entries.push(entry);
+        }
+    }
+    ahead
+}
+
+/// One record of a scan: `<r|-><kind> <mtime> <path>`.
+fn parse_seen(rec: &str) -> Option<(PathBuf, Seen)> {
+    let (head, rest) = rec.split_once(' ')?;
+    let (mtime, path) = rest.split_once(' ')?;
+    let mut chars = head.chars();
+    let readable = chars.next()? == 'r';
+    let kind = match chars.next()? {
+        'f' => FileKind::File,
+        'd' => FileKind::Dir,
+        'l' => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    let mtime = mtime.parse::<f64>().map_or(0, |s| s as i64);
+    Some((
+        PathBuf::from(path),
+        Seen {
+            kind,
+            mtime,
+            readable,
+        },
+    ))
 }
 
 fn path_arg(path: &Path) -> String {
@@ -396,6 +638,23 @@ fn is_recovered_of(name: &str, base: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_ahead_reads_back_entries_canonical_forms_and_identities() {
+        let out = "rd 1700000000.5 /r\0rf 1700000001.0 /r/redis/db-1/shard-2/dump.rdb\0-f 3 /r/x\0\
+                   #canon /r\0/real/r\0#identities\0/r/redis/db-1/shard-2/lazarus-shard.json\0{\"a\":1}\0";
+        let a = parse_read_ahead(out);
+        assert_eq!(a.entries.len(), 3);
+        assert_eq!(a.entries[1].1.mtime, 1700000001);
+        assert!(a.entries[1].1.readable && !a.entries[2].1.readable);
+        assert_eq!(a.entries[0].1.kind, FileKind::Dir);
+        assert_eq!(
+            a.canonical,
+            [(PathBuf::from("/r"), PathBuf::from("/real/r"))]
+        );
+        assert_eq!(a.identities.len(), 1);
+        assert_eq!(a.identities[0].1, b"{\"a\":1}");
+    }
 
     #[test]
     fn recovered_siblings_are_named_by_their_base() {

@@ -42,35 +42,36 @@ impl RemoteReaders {
         path: &Path,
         slots: Option<SlotRange>,
     ) -> SourceCheck {
-        let cant = |why: String| SourceCheck {
-            verdict: CheckVerdict::Corrupt,
-            fault: Some((
-                path.to_path_buf(),
-                0,
-                format!("a file Lazarus could check on {} ({why})", host.name()),
-            )),
-            ..SourceCheck::default()
-        };
+        let files = [(path.to_path_buf(), slots)];
+        self.check_many(node, host, &files).await.remove(0)
+    }
+
+    /// `check file --json` of every file in `files` on `host`, in their order: split into
+    /// at most [`crate::host::max_concurrency`] batches run at once, each batch one
+    /// session there that runs the reader on its files in turn, so a node's candidates
+    /// cost a round trip, not one each.
+    pub async fn check_many(
+        &self,
+        node: NodeId,
+        host: &dyn Host,
+        files: &[(PathBuf, Option<SlotRange>)],
+    ) -> Vec<SourceCheck> {
+        if files.is_empty() {
+            return Vec::new();
+        }
         let binary = match self.binary(node, host).await {
             Ok(b) => b,
-            Err(why) => return cant(why),
+            Err(why) => return files.iter().map(|(p, _)| cant(host, p, &why)).collect(),
         };
-        let mut args: Vec<String> = vec![
-            "--json".into(),
-            "check".into(),
-            "file".into(),
-            path.to_string_lossy().into_owned(),
-        ];
-        if let Some(s) = slots {
-            args.extend(["slots".into(), s.to_string()]);
-        }
-        match host.run(&binary, &args).await {
-            Err(e) => cant(e.to_string()),
-            Ok(out) => match parse_report(&out.stdout) {
-                Ok(check) => check,
-                Err(why) => cant(format!("{why}; it said: {}", out.stderr.trim())),
-            },
-        }
+        let batches = crate::host::max_concurrency().clamp(1, files.len());
+        let runs = files
+            .chunks(files.len().div_ceil(batches))
+            .map(|chunk| run_batch(host, &binary, chunk));
+        futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The path of this binary on `host`, shipped there if it is not yet.
@@ -88,6 +89,69 @@ impl RemoteReaders {
         shipped.insert(host.name(), path.clone());
         Ok(path)
     }
+}
+
+/// A candidate the reader could not check on `host`: refused as corrupt, saying why.
+fn cant(host: &dyn Host, path: &Path, why: &str) -> SourceCheck {
+    SourceCheck {
+        verdict: CheckVerdict::Corrupt,
+        fault: Some((
+            path.to_path_buf(),
+            0,
+            format!("a file Lazarus could check on {} ({why})", host.name()),
+        )),
+        ..SourceCheck::default()
+    }
+}
+
+/// Runs the reader (`$1`) on each (file, slots) pair after it, a NUL after each report.
+const BATCH: &str = r#"b=$1; shift
+while [ $# -ge 2 ]; do
+  if [ -n "$2" ]; then "$b" --json check file "$1" slots "$2"; else "$b" --json check file "$1"; fi
+  printf '\0'
+  shift 2
+done"#;
+
+/// One session on `host` checking `files` in turn with the shipped `binary`.
+async fn run_batch(
+    host: &dyn Host,
+    binary: &Path,
+    files: &[(PathBuf, Option<SlotRange>)],
+) -> Vec<SourceCheck> {
+    let mut args = vec![
+        "-c".to_string(),
+        BATCH.to_string(),
+        "sh".into(),
+        binary.to_string_lossy().into_owned(),
+    ];
+    for (path, slots) in files {
+        args.push(path.to_string_lossy().into_owned());
+        args.push(slots.map(|s| s.to_string()).unwrap_or_default());
+    }
+    let out = match host.run(Path::new("sh"), &args).await {
+        Ok(out) => out,
+        Err(e) => {
+            let why = e.to_string();
+            return files.iter().map(|(p, _)| cant(host, p, &why)).collect();
+        }
+    };
+    let mut reports = out.stdout.split('\0');
+    files
+        .iter()
+        .map(|(path, _)| match reports.next().map(parse_report) {
+            Some(Ok(check)) => check,
+            Some(Err(why)) => cant(
+                host,
+                path,
+                &format!("{why}; it said: {}", out.stderr.trim()),
+            ),
+            None => cant(
+                host,
+                path,
+                &format!("no report; it said: {}", out.stderr.trim()),
+            ),
+        })
+        .collect()
 }
 
 /// This process's binary and its SHA-256 (hex), read once.

@@ -159,10 +159,14 @@ pub async fn plan(
     let rec = Arc::new(Recovery::new(cluster.servers(redis_server)?, false));
     let task = progress.task("validating files", ids.len() as u64);
     let shared = Arc::new(cluster.clone());
+    // One disk for the whole command: each remote node is scanned and its candidates
+    // checked in one batch, not once per database.
+    let disk = Arc::new(rec.disk(cluster));
+    disk.prefetch(cluster, ids).await;
     let mut set = tokio::task::JoinSet::new();
     for &id in ids {
-        let (rec, cluster) = (rec.clone(), shared.clone());
-        set.spawn_blocking(move || rec.plan(&cluster, &cluster.databases[&id]));
+        let (rec, cluster, disk) = (rec.clone(), shared.clone(), disk.clone());
+        set.spawn_blocking(move || rec.plan_on(&disk, &cluster, &cluster.databases[&id]));
     }
     let mut plan = super::plan::RecoveryPlan::default();
     while let Some(joined) = set.join_next().await {

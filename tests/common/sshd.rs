@@ -215,6 +215,28 @@ impl SshHost {
         self.guard.as_ref().map(|g| g.pids()).unwrap_or_default()
     }
 
+    /// The host hangs: its sshd (and every session it runs) is frozen, so connections
+    /// are accepted and never answered, until [`SshHost::thaw`].
+    pub fn freeze(&self) {
+        self.signal_sshd(libc::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal_sshd(libc::SIGCONT);
+    }
+
+    fn signal_sshd(&self, signal: libc::c_int) {
+        if let Some(child) = &self.sshd {
+            let sessions = descendants(child.id());
+            for pid in std::iter::once(child.id()).chain(sessions) {
+                // SAFETY: kill(2) takes plain integers; these are this host's sshd.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, signal);
+                }
+            }
+        }
+    }
+
     /// The host is lost: its sshd and every process under it stop (its disk stays).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.sshd.take() {

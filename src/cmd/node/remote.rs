@@ -28,7 +28,9 @@ impl RemoteCheck {
             SshError::UnknownHostKey { .. } => CommandError::unavailable(e.to_string())
                 .hinted("review the key, add it to your known_hosts, then run `node add` again"),
             SshError::ChangedHostKey { .. } => CommandError::conflict(e.to_string()),
-            SshError::Unreachable { .. } => CommandError::unavailable(e.to_string()),
+            SshError::Unreachable { .. } | SshError::Dropped { .. } => {
+                CommandError::unavailable(e.to_string())
+            }
         })?;
         Ok(RemoteCheck { host })
     }

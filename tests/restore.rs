@@ -1242,3 +1242,142 @@ fn s3_credentials_come_from_an_aws_profile() {
         }
     }
 }
+
+/// Issue 19: two databases in one restore task, on the new machine after a disaster: a
+/// home with no cluster gets the default local one from `restore task create` (nothing is
+/// stored while the run's cluster is not acknowledged); a task whose second database fails
+/// verify starts neither; `db all` restores both, identical, and never runs again.
+#[test]
+fn two_databases_restore_in_one_task_into_a_home_with_no_cluster() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let rt = runtime();
+    let mut c = test_cluster(lz.home(), 1);
+    rt.block_on(build(
+        &mut c,
+        vec![
+            config("orders", 1, false, Persistence::Disabled),
+            config("sessions", 1, false, Persistence::Disabled),
+        ],
+    ));
+    lz.install(&c);
+    let before = [picture(&rt, &lz, "orders"), picture(&rt, &lz, "sessions")];
+    let repo = lz.path("offsite");
+    for db in ["orders", "sessions"] {
+        lz.run(&format!(
+            "backup db {db} path {} compress none",
+            repo.display()
+        ))
+        .ok();
+    }
+    // A copy of the repository whose `sessions` run has one byte flipped.
+    let damaged = lz.path("damaged");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&repo)
+        .arg(&damaged)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let file = std::fs::read_dir(&damaged)
+        .unwrap()
+        .flatten()
+        .map(|run| run.path())
+        .filter(|run| {
+            std::fs::read_to_string(run.join("manifest.json")).is_ok_and(|m| m.contains("sessions"))
+        })
+        .flat_map(|run| std::fs::read_dir(run).unwrap().flatten().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+
+    // The machine is lost.
+    guard.kill_all();
+    for n in c.nodes.values() {
+        std::fs::remove_dir_all(&n.persistent_path).unwrap();
+    }
+
+    let fresh = Lazarus::new();
+    let _fresh_guard = ProcessGuard::new(fresh.home());
+    // Without `from_other_cluster`: refused, and the home stays without a cluster.
+    fresh
+        .run(&format!(
+            "restore task create name bad db orders,sessions backup {}/latest",
+            damaged.display()
+        ))
+        .fails(1)
+        .stderr_has("from_other_cluster");
+    assert!(!fresh.path("ccs.json").exists());
+    fresh
+        .run(&format!(
+            "restore task create name bad db orders,sessions backup {}/latest from_other_cluster",
+            damaged.display()
+        ))
+        .ok()
+        .stdout_has("Created the default local cluster")
+        .stdout_has("`bad.orders`")
+        .stdout_has("`bad.sessions`");
+    // Shards of this test on ports of their own, not the default range.
+    let mut doc = fresh.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    let node = doc["local_node"].to_string();
+    doc["nodes"][&node]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(fresh.path("ccs.json"), doc.to_string()).unwrap();
+    fresh
+        .run("restore task start bad")
+        .fails(1)
+        .stdout_has("bad.sessions")
+        .stderr_has("none of its databases started")
+        .stderr_has("`bad.sessions`");
+    let listed = fresh.cmd(["--json", "status", "databases"]).run().ok();
+    assert!(
+        !listed.stdout.contains("orders"),
+        "nothing may start: {}",
+        listed.stdout
+    );
+    fresh
+        .run("restore task delete bad.orders")
+        .fails(1)
+        .stderr_has("delete `bad`");
+    fresh.run("restore task delete bad").ok();
+
+    // Every database of the repository, each its newest run, in one task.
+    fresh
+        .run(&format!(
+            "restore task create name move db all backup {}/latest from_other_cluster",
+            repo.display()
+        ))
+        .ok()
+        .stdout_lacks("Created the default local cluster")
+        .stdout_has("2 databases");
+    let out = fresh
+        .cmd(["--json", "restore", "task", "start", "move"])
+        .run()
+        .ok();
+    let tasks = out.json()[0]["result"]["tasks"].clone();
+    assert_eq!(tasks.as_array().unwrap().len(), 2, "{tasks}");
+    for t in tasks.as_array().unwrap() {
+        assert_eq!(t["state"], "succeeded", "{t}");
+        assert!(
+            t["content"]["line"]
+                .as_str()
+                .unwrap()
+                .starts_with("content verified"),
+            "{t}"
+        );
+    }
+    assert_same(&before[0], &picture(&rt, &fresh, "orders"), "orders");
+    assert_same(&before[1], &picture(&rt, &fresh, "sessions"), "sessions");
+    fresh
+        .run("restore task start move")
+        .fails(1)
+        .stderr_has("already succeeded");
+    fresh
+        .run("restore task show move")
+        .ok()
+        .stdout_has("move.orders")
+        .stdout_has("move.sessions");
+}

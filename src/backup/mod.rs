@@ -85,6 +85,52 @@ where
     }
 }
 
+/// A remote clock reading `theirs` (in ms, true time within `theirs..=theirs + grain`)
+/// taken between this machine's `before` and `after`: how far it is outside that
+/// interval, signed (0 when inside).
+pub(crate) fn skew(theirs: i64, grain: i64, before: i64, after: i64) -> i64 {
+    if theirs + grain < before {
+        theirs + grain - before
+    } else if theirs > after {
+        theirs - after
+    } else {
+        0
+    }
+}
+
+/// An HTTP `Date` (`Fri, 04 Dec 2026 13:05:00 GMT`, RFC 9110's IMF-fixdate) in Unix ms.
+pub(crate) fn http_date_ms(text: &str) -> Option<i64> {
+    let mut parts = text.split_whitespace();
+    let (_weekday, day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if zone != "GMT" {
+        return None;
+    }
+    let day: i64 = day.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's `days_from_civil`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + m) * 60_000 + s * 1000)
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -299,6 +345,24 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_read_as_unix_ms() {
+        assert_eq!(http_date_ms("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date_ms("Fri, 04 Dec 2026 13:05:07 GMT"),
+            Some(1_796_389_507_000)
+        );
+        assert_eq!(
+            http_date_ms("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599_000)
+        );
+        assert_eq!(http_date_ms("Fri, 04 Dec 2026 13:05:07 CET"), None);
+        assert_eq!(http_date_ms("yesterday"), None);
+        assert_eq!(skew(1_000, 999, 1_500, 1_600), 0);
+        assert_eq!(skew(1_000, 0, 1_500, 1_600), -500);
+        assert_eq!(skew(2_000, 999, 1_500, 1_600), 400);
+    }
 
     fn run(id: &str, task: &str, started: i64, status: RunStatus) -> BackupRun {
         BackupRun {

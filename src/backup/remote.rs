@@ -134,21 +134,16 @@ impl RemoteRepo {
             }
             host.write_private(&probe, b"probe").await?;
             host.remove(&probe).await?;
-            let before = super::now_ms();
-            let date = host.run(Path::new("date"), &["+%s%3N".into()]).await?;
-            let after = super::now_ms();
-            let theirs: i64 = date.stdout.trim().parse().map_err(|_| {
-                io::Error::other(format!("`date +%s%3N` said `{}`", date.stdout.trim()))
-            })?;
-            Ok(if theirs < before {
-                theirs - before
-            } else if theirs > after {
-                theirs - after
-            } else {
-                0
-            })
+            host_clock(&host).await
         })
         .map_err(|e| self.fail("cannot write to", e))
+    }
+
+    /// The host's clock minus this machine's in milliseconds, from `date` there; nothing
+    /// is written.
+    pub fn clock_skew(&self) -> Result<i64, String> {
+        let host = self.host.clone();
+        block(async move { host_clock(&host).await }).map_err(|e| self.fail("cannot reach", e))
     }
 
     /// Makes the run's directory, owner only; it must not exist yet.
@@ -277,6 +272,18 @@ impl From<RunsError> for String {
     fn from(e: RunsError) -> String {
         e.to_string()
     }
+}
+
+/// `host`'s clock minus this machine's in milliseconds, from `date +%s%3N` there.
+async fn host_clock(host: &Arc<dyn Host>) -> io::Result<i64> {
+    let before = super::now_ms();
+    let date = host.run(Path::new("date"), &["+%s%3N".into()]).await?;
+    let after = super::now_ms();
+    let theirs: i64 =
+        date.stdout.trim().parse().map_err(|_| {
+            io::Error::other(format!("`date +%s%3N` said `{}`", date.stdout.trim()))
+        })?;
+    Ok(super::skew(theirs, 0, before, after))
 }
 
 #[cfg(test)]

@@ -197,6 +197,16 @@ impl Repository {
         Ok(0)
     }
 
+    /// The repository's clock minus this machine's in milliseconds (0 for a local
+    /// directory), read without writing anything: restoring needs only read access.
+    pub fn clock_skew(&self) -> Result<i64, String> {
+        match self {
+            Repository::Local { .. } => Ok(0),
+            Repository::Ssh(r) => r.clock_skew(),
+            Repository::S3(s) => s.clock_skew(),
+        }
+    }
+
     /// Starts a run's directory; it must not exist yet.
     pub fn begin(&self, run: &str) -> Result<RunDir, String> {
         match self {

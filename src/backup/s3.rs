@@ -33,6 +33,8 @@ pub struct S3Repo {
     bucket: String,
     prefix: String,
     store: Arc<AmazonS3>,
+    /// The bucket's HTTP address (path style), for reading the storage's clock.
+    bucket_url: String,
 }
 
 impl std::fmt::Debug for S3Repo {
@@ -151,6 +153,15 @@ impl S3Repo {
         if endpoint.starts_with("http://") {
             b = b.with_allow_http(true);
         }
+        let bucket_url = match b.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+            Some(e) => format!("{}/{bucket}", e.trim_end_matches('/')),
+            None => {
+                let region = b
+                    .get_config_value(&AmazonS3ConfigKey::Region)
+                    .unwrap_or_else(|| "us-east-1".into());
+                format!("https://s3.{region}.amazonaws.com/{bucket}")
+            }
+        };
         let store = b.build().map_err(|e| format!("cannot open `{url}`: {e}"))?;
         let url = if prefix.is_empty() {
             format!("s3://{bucket}")
@@ -162,6 +173,7 @@ impl S3Repo {
             bucket,
             prefix,
             store: Arc::new(store),
+            bucket_url,
         })
     }
 
@@ -197,18 +209,35 @@ impl S3Repo {
             let after = super::now_ms();
             let _ = store.delete(&probe).await;
             let meta = meta?;
+            // Last-Modified has whole seconds.
             let theirs = meta.last_modified.timestamp_millis();
-            // Last-Modified has whole seconds: compare with the interval it may lie in.
-            let skew = if theirs + 999 < before {
-                theirs + 999 - before
-            } else if theirs > after {
-                theirs - after
-            } else {
-                0
-            };
-            Ok::<i64, object_store::Error>(skew)
+            Ok::<i64, object_store::Error>(super::skew(theirs, 999, before, after))
         });
         res.map_err(|e| format!("`{}` is not writable: {e}", self.url))
+    }
+
+    /// The storage's clock minus this machine's, in milliseconds, without writing: the
+    /// `Date` header (whole seconds) of an unsigned `HEAD` of the bucket, which every S3
+    /// server answers (mostly `403`) with its own time.
+    pub fn clock_skew(&self) -> Result<i64, String> {
+        let url = self.bucket_url.clone();
+        let res = block(async move {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?;
+            let before = super::now_ms();
+            let resp = client.head(&url).send().await?;
+            let after = super::now_ms();
+            Ok::<_, reqwest::Error>((resp.headers().get("date").cloned(), before, after))
+        });
+        let (date, before, after) =
+            res.map_err(|e| format!("`{}` does not answer: {e}", self.url))?;
+        let theirs = date
+            .as_ref()
+            .and_then(|d| d.to_str().ok())
+            .and_then(super::http_date_ms)
+            .ok_or_else(|| format!("`{}` sent no readable `Date` header", self.url))?;
+        Ok(super::skew(theirs, 999, before, after))
     }
 
     /// The run's objects and their sizes (names inside the run).

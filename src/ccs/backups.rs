@@ -35,6 +35,15 @@ impl Backups {
     pub fn run_mut(&mut self, id: &str) -> Option<&mut BackupRun> {
         self.runs.iter_mut().find(|r| r.id == id)
     }
+
+    /// The tasks of the restore task `group` (one per database, in name order); empty
+    /// when no task has that group.
+    pub fn restore_group(&self, group: &str) -> Vec<&RestoreTask> {
+        self.restores
+            .values()
+            .filter(|t| t.group.as_deref() == Some(group))
+            .collect()
+    }
 }
 
 /// `backup task create name <task> db <db> path <dir> [keep <n>] [every <interval>]`.
@@ -352,6 +361,10 @@ pub struct RestoreTask {
     /// `<repository>/<run>` of the safety backup `start` took of the data it replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_backup: Option<String>,
+    /// The task restoring several databases this one is part of (`<group>.<db>` is this
+    /// task's name): verified with the others before any starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A restore's content proof: the digest of the run's files equals the live database's.

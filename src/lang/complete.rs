@@ -388,6 +388,21 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             }
             out
         }
+        ValueKind::Databases => {
+            // The names typed so far stay; the one after the last comma completes.
+            let (done, last) = match partial.rfind(',') {
+                Some(i) => partial.split_at(i + 1),
+                None => ("", partial),
+            };
+            let mut out: Vec<String> = value_candidates(ValueKind::Database, cluster, last)
+                .into_iter()
+                .map(|c| format!("{done}{c}"))
+                .collect();
+            if done.is_empty() && starts_with_ignore_case("all", partial) {
+                out.push("all".into());
+            }
+            out
+        }
         ValueKind::Path => path_candidates(partial),
         _ => Vec::new(),
     }

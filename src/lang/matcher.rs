@@ -6,7 +6,7 @@ use std::ops::Range;
 use super::error::ParseError;
 use super::lexer::Token;
 use super::syntax::{placeholder, Element, Opt, Syntax};
-use super::value::{DbRef, HostPort, Value, ValueKind};
+use super::value::{DbRef, DbSet, HostPort, Value, ValueKind};
 use crate::ccs::{PortRange, SlotRange};
 
 /// What a syntax accepts at some position.
@@ -79,6 +79,7 @@ from_value!(HostPort, Value::HostPort(hp) => hp.clone());
 from_value!(crate::host::SshTarget, Value::SshTarget(t) => t.clone());
 from_value!(std::path::PathBuf, Value::Path(p) => p.clone());
 from_value!(DbRef, Value::Database(db) => db.clone());
+from_value!(DbSet, Value::Databases(set) => set.clone());
 from_value!(&'static str, Value::Choice(c) => *c);
 
 impl Match {

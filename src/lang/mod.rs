@@ -17,4 +17,4 @@ pub use lexer::{lex, quote, Token};
 pub use matcher::Match;
 pub use parse::parse;
 pub use syntax::{Element, Opt, Syntax};
-pub use value::{DbRef, HostPort, NoSuchDatabase, Value, ValueKind};
+pub use value::{DbRef, DbSet, HostPort, NoSuchDatabase, Value, ValueKind};

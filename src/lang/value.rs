@@ -47,6 +47,8 @@ pub enum ValueKind {
     Node,
     /// `db:3`, `3` or a database name; completes from the CCS.
     Database,
+    /// Databases separated by commas (`orders,db:3`), or `all`.
+    Databases,
     /// A password: never written to history, never printed back in full.
     Secret,
     /// One of fixed words, such as `enabled|disabled`.
@@ -66,6 +68,65 @@ impl fmt::Display for DbRef {
         match self {
             DbRef::Id(id) => write!(f, "db:{id}"),
             DbRef::Name(name) => f.write_str(&quote(name)),
+        }
+    }
+}
+
+/// Several databases named at once: `orders,sessions`, or `all` (what `all` covers is
+/// the command's to say).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbSet {
+    All,
+    Some(Vec<DbRef>),
+}
+
+impl DbSet {
+    /// `all`, or references separated by commas: none empty, none twice.
+    fn parse(text: &str) -> Result<DbSet, String> {
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(DbSet::All);
+        }
+        let mut refs: Vec<DbRef> = Vec::new();
+        for part in text.split(',') {
+            if part.is_empty() {
+                return Err(format!(
+                    "`{text}` has an empty database name: separate names with single commas"
+                ));
+            }
+            let Value::Database(r) = ValueKind::Database.parse(part)? else {
+                unreachable!("a database parses as a database")
+            };
+            if refs.contains(&r) {
+                return Err(format!("`{text}` names {r} twice"));
+            }
+            refs.push(r);
+        }
+        Ok(DbSet::Some(refs))
+    }
+
+    /// The one database this names, if it names exactly one.
+    pub fn single(&self) -> Option<&DbRef> {
+        match self {
+            DbSet::Some(refs) if refs.len() == 1 => refs.first(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DbSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbSet::All => f.write_str("all"),
+            DbSet::Some(refs) => {
+                for (i, r) in refs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -169,6 +230,7 @@ pub enum Value {
     Path(PathBuf),
     Node(Id),
     Database(DbRef),
+    Databases(DbSet),
     Secret(Secret),
     Choice(&'static str),
 }
@@ -190,6 +252,9 @@ impl ValueKind {
             ValueKind::Path => "a path".into(),
             ValueKind::Node => "a node id such as `node:2` or `2`".into(),
             ValueKind::Database => "a database (`db:3`, `3` or its name)".into(),
+            ValueKind::Databases => {
+                "databases separated by commas (`orders,db:3`), or `all`".into()
+            }
             ValueKind::Secret => "a password".into(),
             ValueKind::Choice(words) => one_of(words),
         }
@@ -250,6 +315,7 @@ impl ValueKind {
                     None => DbRef::Name(text.to_string()),
                 },
             ),
+            ValueKind::Databases => Value::Databases(DbSet::parse(text)?),
             ValueKind::Choice(words) => Value::Choice(
                 words
                     .iter()
@@ -279,6 +345,7 @@ impl fmt::Display for Value {
             Value::Path(p) => f.write_str(&quote(&p.to_string_lossy())),
             Value::Node(id) => write!(f, "node:{id}"),
             Value::Database(db) => write!(f, "{db}"),
+            Value::Databases(set) => write!(f, "{set}"),
             Value::Choice(c) => f.write_str(c),
         }
     }
@@ -410,6 +477,9 @@ mod tests {
             (ValueKind::Database, "db:3", "db:3"),
             (ValueKind::Database, "3", "db:3"),
             (ValueKind::Database, "orders", "orders"),
+            (ValueKind::Databases, "orders", "orders"),
+            (ValueKind::Databases, "orders,3,DB:4", "orders,db:3,db:4"),
+            (ValueKind::Databases, "ALL", "all"),
             (ValueKind::Path, "/a b/c", "\"/a b/c\""),
             (
                 ValueKind::Choice(&["enabled", "disabled"]),
@@ -457,6 +527,17 @@ mod tests {
             (
                 ValueKind::Database,
                 "db:x",
+                "`db:x` is not a database (`db:3`, `3` or its name)",
+            ),
+            (
+                ValueKind::Databases,
+                "orders,,x",
+                "`orders,,x` has an empty database name: separate names with single commas",
+            ),
+            (ValueKind::Databases, "a,3,db:3", "`a,3,db:3` names db:3 twice"),
+            (
+                ValueKind::Databases,
+                "a,db:x",
                 "`db:x` is not a database (`db:3`, `3` or its name)",
             ),
             (ValueKind::HostPort, "host", "`host` is not `host:port`"),

@@ -195,7 +195,7 @@ pub async fn verify(
     }
     if !spec.repo.is_local() {
         let repo = spec.repo.clone();
-        let skew = tokio::task::spawn_blocking(move || repo.prepare())
+        let skew = tokio::task::spawn_blocking(move || repo.clock_skew())
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);

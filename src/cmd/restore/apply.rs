@@ -13,7 +13,7 @@ use crate::ccs::{
 };
 use crate::cmd::{CommandError, Context, Render, Reply, Table, Text};
 use crate::error::ErrorKind;
-use crate::lang::DbRef;
+use crate::lang::{DbRef, DbSet};
 use crate::restore::{self, RestoreSpec, VerifyReport};
 use crate::server::Servers;
 
@@ -107,12 +107,28 @@ impl RestoreCommand {
                 identity,
                 flags,
             } => create(ctx, name, db, backup, flags, identity).await,
+            RestoreCommand::Verify { task } if is_group(ctx, &task)? => {
+                super::group::verify(ctx, &task).await
+            }
             RestoreCommand::Verify { task } => verify(ctx, &task).await,
+            RestoreCommand::Start { task, counts_only } if is_group(ctx, &task)? => {
+                super::group::start(ctx, &task, false, counts_only).await
+            }
             RestoreCommand::Start { task, counts_only } => {
                 start(ctx, &task, false, counts_only).await
             }
+            RestoreCommand::Retry { task, counts_only } if is_group(ctx, &task)? => {
+                super::group::start(ctx, &task, true, counts_only).await
+            }
             RestoreCommand::Retry { task, counts_only } => {
                 start(ctx, &task, true, counts_only).await
+            }
+            RestoreCommand::Show { task } if is_group(ctx, &task)? => {
+                let (_, cluster) = locked(ctx).await?;
+                Reply::of(&super::group::GroupView::of(&cluster, &task, None))
+            }
+            RestoreCommand::Delete { task } if is_group(ctx, &task)? => {
+                super::group::delete(ctx, &task).await
             }
             RestoreCommand::List => {
                 let (_, cluster) = locked(ctx).await?;
@@ -133,7 +149,11 @@ impl RestoreCommand {
                     return Err(running(&task));
                 };
                 let (lock, mut cluster) = locked(ctx).await?;
-                find(&cluster, &task)?;
+                if let Some(group) = &find(&cluster, &task)?.group {
+                    return Err(CommandError::conflict(format!(
+                        "restore task `{task}` is part of `{group}`: delete `{group}`"
+                    )));
+                }
                 cluster.backups.restores.remove(&task);
                 lock.save(&mut cluster)?;
                 Reply::of(&Deleted { deleted: task })
@@ -142,19 +162,26 @@ impl RestoreCommand {
     }
 }
 
-fn running(task: &str) -> CommandError {
+/// Whether `task` names a task of several databases (a group of tasks `<task>.<db>`).
+fn is_group(ctx: &Context, task: &str) -> Result<bool, CommandError> {
+    Ok(ctx.store.load()?.is_some_and(|c| {
+        !c.backups.restores.contains_key(task) && !c.backups.restore_group(task).is_empty()
+    }))
+}
+
+pub(super) fn running(task: &str) -> CommandError {
     CommandError::conflict(format!(
         "restore task `{task}` is running in another shell: see `restore task show {task}`"
     ))
 }
 
-fn lock_task(ctx: &Context, task: &str) -> Result<Option<RunLock>, CommandError> {
+pub(super) fn lock_task(ctx: &Context, task: &str) -> Result<Option<RunLock>, CommandError> {
     RunLock::try_take(ctx.store.home(), &format!("restore-{task}")).map_err(CommandError::io)
 }
 
 /// The CCS lock (waiting while another shell holds it briefly), with restore tasks whose
 /// shell died marked `interrupted`.
-async fn locked(ctx: &Context) -> Result<(StoreLock, Cluster), CommandError> {
+pub(super) async fn locked(ctx: &Context) -> Result<(StoreLock, Cluster), CommandError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match ctx.lock_cluster() {
@@ -189,7 +216,7 @@ async fn locked(ctx: &Context) -> Result<(StoreLock, Cluster), CommandError> {
     }
 }
 
-fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, CommandError> {
+pub(super) fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, CommandError> {
     cluster.backups.restores.get(name).ok_or_else(|| {
         let known: Vec<String> = cluster
             .backups
@@ -208,6 +235,19 @@ fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask, Command
     })
 }
 
+/// The repository at `location` (a URL, or a directory made absolute).
+pub(super) fn open_location(
+    location: &str,
+) -> Result<(std::path::PathBuf, Repository), CommandError> {
+    let mut path = std::path::PathBuf::from(location);
+    if !crate::backup::is_url(&path) {
+        path = std::path::absolute(&path)
+            .map_err(|e| CommandError::io(format!("cannot resolve `{location}`: {e}")))?;
+    }
+    let repo = Repository::open(&path).map_err(CommandError::usage)?;
+    Ok((path, repo))
+}
+
 /// `<location>/<run>` or `<location>/latest` of any repository: the run id and the
 /// repository, its manifest read (the newest restorable run of `db_name` for `latest`).
 pub(crate) fn run_in_repository(
@@ -215,12 +255,7 @@ pub(crate) fn run_in_repository(
     run: &str,
     db_name: &str,
 ) -> Result<(String, std::path::PathBuf, Manifest), CommandError> {
-    let mut path = std::path::PathBuf::from(location);
-    if !crate::backup::is_url(&path) {
-        path = std::path::absolute(&path)
-            .map_err(|e| CommandError::io(format!("cannot resolve `{location}`: {e}")))?;
-    }
-    let repo = Repository::open(&path).map_err(CommandError::usage)?;
+    let (path, repo) = open_location(location)?;
     if run == "latest" {
         let runs = repo.runs().map_err(CommandError::from)?;
         let newest = runs.iter().rev().find_map(|r| {
@@ -249,55 +284,57 @@ fn quote_path(p: &std::path::Path) -> String {
     crate::lang::quote(&p.to_string_lossy())
 }
 
-async fn create(
-    ctx: &Context,
-    name: String,
-    db: DbRef,
-    backup: String,
-    flags: CreateFlags,
+/// The paths `restore task create` was given, made absolute (the task may be started
+/// from another directory); the identity file is checked to open.
+fn absolute_flags(
+    mut flags: CreateFlags,
     identity: Option<std::path::PathBuf>,
-) -> Result<Reply, CommandError> {
-    let CreateFlags {
-        target_path,
-        force,
-        allow_newer_server,
-        replay,
-        from_other_cluster,
-        safety_path,
-        no_safety_backup,
-    } = flags;
-    let safety_path = match safety_path {
-        Some(p) if !crate::backup::is_url(&p) => Some(
-            std::path::absolute(&p)
-                .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?,
-        ),
-        p => p,
+) -> Result<(CreateFlags, Option<std::path::PathBuf>), CommandError> {
+    let abs = |p: &std::path::Path| {
+        std::path::absolute(p)
+            .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))
     };
+    if let Some(p) = flags.safety_path.take() {
+        flags.safety_path = Some(if crate::backup::is_url(&p) {
+            p
+        } else {
+            abs(&p)?
+        });
+    }
     // Where the run's files are staged; checked by verify (a writable directory, apart
     // from the backups and every recovery path).
-    let target_path = match target_path {
-        Some(p) => Some(
-            std::path::absolute(&p)
-                .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?,
-        ),
-        None => None,
-    };
+    if let Some(p) = flags.target_path.take() {
+        flags.target_path = Some(abs(&p)?);
+    }
     let identity = match identity {
         Some(p) => {
-            let abs = std::path::absolute(&p)
-                .map_err(|e| CommandError::io(format!("cannot resolve `{}`: {e}", p.display())))?;
+            let abs = abs(&p)?;
             crate::backup::Identities::load(&abs).map_err(CommandError::not_found)?;
             Some(abs)
         }
         None => None,
     };
-    let (lock, mut cluster) = locked(ctx).await?;
-    if cluster.backups.restores.contains_key(&name) {
-        return Err(CommandError::conflict(format!(
-            "there is already a restore task `{name}`"
-        )));
-    }
-    let (db_name, existing) = match &db {
+    Ok((flags, identity))
+}
+
+/// The database one task restores and the run it restores it to.
+pub(super) struct Pick {
+    pub db_name: String,
+    /// The database's id when it exists (else `start` recreates it).
+    pub existing: Option<crate::ccs::Id>,
+    pub run: String,
+    pub path: std::path::PathBuf,
+}
+
+/// Resolves `db` and `backup` (a run id or `latest` of this cluster's runs, or
+/// `<repository>/<run|latest>`) for one task.
+pub(super) fn pick(
+    cluster: &Cluster,
+    db: &DbRef,
+    backup: &str,
+    from_other_cluster: bool,
+) -> Result<Pick, CommandError> {
+    let (db_name, existing) = match db {
         DbRef::Id(id) => match cluster.databases.get(id) {
             Some(d) => (d.config.name.clone(), Some(d.id)),
             None => {
@@ -311,7 +348,7 @@ async fn create(
     if existing.is_none() {
         crate::ccs::rules::check_db_name(&db_name).map_err(CommandError::usage)?;
     }
-    let (run_id, run_path) = if let Some((location, run)) = backup.rsplit_once('/') {
+    let (run, path) = if let Some((location, run)) = backup.rsplit_once('/') {
         let (run, path, m) = run_in_repository(location, run, &db_name)?;
         if m.cluster_id != cluster.cluster_id && !from_other_cluster {
             return Err(CommandError::conflict(format!(
@@ -321,18 +358,34 @@ async fn create(
         }
         (run, path)
     } else {
-        let run = own_run(&cluster, &backup, &db_name, existing)?;
+        let run = own_run(cluster, backup, &db_name, existing)?;
         (run.id.clone(), run.path.clone())
     };
-    let task = RestoreTask {
-        name: name.clone(),
-        db: db_name,
-        run: run_id,
-        path: run_path,
-        target_path,
-        force,
-        allow_newer_server,
-        replay,
+    Ok(Pick {
+        db_name,
+        existing,
+        run,
+        path,
+    })
+}
+
+/// A new task restoring `pick`, in `group` when it is one of several.
+pub(super) fn new_task(
+    name: String,
+    pick: Pick,
+    flags: &CreateFlags,
+    identity: Option<std::path::PathBuf>,
+    group: Option<String>,
+) -> RestoreTask {
+    RestoreTask {
+        name,
+        db: pick.db_name,
+        run: pick.run,
+        path: pick.path,
+        target_path: flags.target_path.clone(),
+        force: flags.force,
+        allow_newer_server: flags.allow_newer_server,
+        replay: flags.replay,
         state: RestoreState::Created,
         reason: None,
         checks: Vec::new(),
@@ -342,14 +395,60 @@ async fn create(
         finished: None,
         identity,
         content: None,
-        from_other_cluster,
-        safety_path,
-        no_safety_backup,
+        from_other_cluster: flags.from_other_cluster,
+        safety_path: flags.safety_path.clone(),
+        no_safety_backup: flags.no_safety_backup,
         safety_backup: None,
+        group,
+    }
+}
+
+/// The CCS to create a task in. A task taking its run from a repository may be created
+/// in a home with no cluster at all (the new machine after a disaster): the default local
+/// cluster is made for it, saved only with the task; the line saying so comes back.
+pub(super) async fn create_locked(
+    ctx: &Context,
+    backup: &str,
+) -> Result<(StoreLock, Cluster, Option<String>), CommandError> {
+    if backup.contains('/') && ctx.store.load()?.is_none() {
+        return ctx.lock_or_default_cluster();
+    }
+    let (lock, cluster) = locked(ctx).await?;
+    Ok((lock, cluster, None))
+}
+
+/// Refuses a task name already taken by a task or by a task of several databases.
+pub(super) fn name_free(cluster: &Cluster, name: &str) -> Result<(), CommandError> {
+    if cluster.backups.restores.contains_key(name)
+        || !cluster.backups.restore_group(name).is_empty()
+    {
+        return Err(CommandError::conflict(format!(
+            "there is already a restore task `{name}`"
+        )));
+    }
+    Ok(())
+}
+
+async fn create(
+    ctx: &Context,
+    name: String,
+    db: DbSet,
+    backup: String,
+    flags: CreateFlags,
+    identity: Option<std::path::PathBuf>,
+) -> Result<Reply, CommandError> {
+    let (flags, identity) = absolute_flags(flags, identity)?;
+    let Some(db) = db.single() else {
+        return super::group::create(ctx, name, &db, &backup, &flags, identity).await;
     };
+    let (lock, mut cluster, made) = create_locked(ctx, &backup).await?;
+    name_free(&cluster, &name)?;
+    let pick = pick(&cluster, db, &backup, flags.from_other_cluster)?;
+    let existing = pick.existing;
+    let task = new_task(name.clone(), pick, &flags, identity, None);
     cluster.backups.restores.insert(name.clone(), task.clone());
     lock.save(&mut cluster)?;
-    Reply::of(&TaskView {
+    Ok(Reply::of(&TaskView {
         headline: Some(format!(
             "Created restore task `{name}`: db `{}` to backup run `{}`{}.",
             task.db,
@@ -361,7 +460,8 @@ async fn create(
             }
         )),
         task,
-    })
+    })?
+    .note(made))
 }
 
 /// A run of this cluster's own tasks: its id, or `latest` of the database.
@@ -397,7 +497,7 @@ pub(crate) fn own_run<'a>(
     Ok(run)
 }
 
-fn spec(t: &RestoreTask) -> Result<RestoreSpec, CommandError> {
+pub(super) fn spec(t: &RestoreTask) -> Result<RestoreSpec, CommandError> {
     Ok(RestoreSpec {
         repo: Repository::open(&t.path).map_err(CommandError::usage)?,
         run: t.run.clone(),
@@ -418,7 +518,7 @@ fn server(ctx: &Context, cluster: &Cluster) -> Result<Servers, CommandError> {
         .map_err(|e| CommandError::unavailable(e.to_string()))
 }
 
-async fn run_verify(
+pub(super) async fn run_verify(
     ctx: &Context,
     cluster: &Cluster,
     t: &RestoreTask,
@@ -444,7 +544,7 @@ fn check_lines(v: &VerifyReport) -> Vec<String> {
 }
 
 /// Records a verify on the task; returns the task as stored.
-async fn record_verify(
+pub(super) async fn record_verify(
     ctx: &Context,
     name: &str,
     v: &VerifyReport,
@@ -468,7 +568,7 @@ async fn record_verify(
     Ok(t)
 }
 
-fn refuse_done(t: &RestoreTask) -> Result<(), CommandError> {
+pub(super) fn refuse_done(t: &RestoreTask) -> Result<(), CommandError> {
     match t.state {
         RestoreState::Succeeded => Err(CommandError::conflict(format!(
             "restore task `{}` already succeeded: create a new task to restore again",
@@ -478,7 +578,11 @@ fn refuse_done(t: &RestoreTask) -> Result<(), CommandError> {
     }
 }
 
-async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
+/// Verifies task `name` under its lock and records the verdict on it.
+pub(super) async fn verify_one(
+    ctx: &Context,
+    name: &str,
+) -> Result<(RestoreTask, VerifyReport), CommandError> {
     let Some(_l) = lock_task(ctx, name)? else {
         return Err(running(name));
     };
@@ -487,6 +591,11 @@ async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
     refuse_done(&t)?;
     let (v, _) = run_verify(ctx, &cluster, &t, &spec(&t)?).await?;
     let t = record_verify(ctx, name, &v).await?;
+    Ok((t, v))
+}
+
+async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
+    let (t, v) = verify_one(ctx, name).await?;
     let reply = Reply::of(&TaskView {
         headline: None,
         task: t,
@@ -569,7 +678,7 @@ async fn set_state(
     Ok(t)
 }
 
-async fn start(
+pub(super) async fn start(
     ctx: &Context,
     name: &str,
     retry: bool,
@@ -802,6 +911,7 @@ mod tests {
             safety_path: None,
             no_safety_backup: false,
             safety_backup: None,
+            group: None,
             created: 1_796_356_212,
             finished: None,
             content: None,

@@ -3,21 +3,23 @@
 //! after success.
 
 mod apply;
+mod group;
 
 pub(crate) use apply::{own_run, run_in_repository};
 
 use std::fmt;
 
 use super::{Command, CommandSyntax, Element, Match, Opt, ParseError, ValueKind};
-use crate::lang::{quote, DbRef};
+use crate::lang::{quote, DbSet};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestoreCommand {
-    /// `restore task create name <task> db <db> backup <run|latest> [target_path <dir>]
-    /// [force] [allow_newer_server] [replay]`
+    /// `restore task create name <task> db <db>[,<db>...]|all backup <run|latest>
+    /// [target_path <dir>] [force] [allow_newer_server] [replay]`; several databases make
+    /// one task of a task per database (`<task>.<db>`), verified together.
     Create {
         name: String,
-        db: DbRef,
+        db: DbSet,
         backup: String,
         identity: Option<std::path::PathBuf>,
         flags: CreateFlags,
@@ -117,7 +119,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Keyword("create"),
             Element::Options(&[
                 Opt::required("name", "task", ValueKind::Word),
-                Opt::required("db", "db", ValueKind::Database),
+                Opt::required("db", "db[,db...]|all", ValueKind::Databases),
                 Opt::required("backup", "run|latest|repository/run", ValueKind::Word),
                 Opt::optional("target_path", "dir", ValueKind::Path),
                 Opt::flag("force"),
@@ -129,7 +131,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::flag("no_safety_backup"),
             ]),
         ],
-        summary: "a restore task: a database (or one to recreate) and the backup run to bring back",
+        summary: "a restore task: a database (or one to recreate, or several: `db a,b`, `db all`) and the backup run to bring back",
         examples: &[
             "restore task create name undo db orders backup latest",
             "restore task create name r1 db db:3 backup 20261204-035012-17 force",
@@ -139,6 +141,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "restore task create name r3 db orders backup /mnt/offsite/20261204-035012-17",
             "restore task create name r4 db orders backup latest force safety_path s3://offsite/safety",
             "restore task create name r5 db orders backup latest target_path /mnt/staging",
+            "restore task create name both db orders,sessions backup latest force",
+            "restore task create name moveall db all backup s3://offsite/lazarus/latest from_other_cluster",
         ],
         build: |m| {
             Ok(Command::Restore(RestoreCommand::Create {

@@ -1249,18 +1249,10 @@ fn s3_credentials_come_from_an_aws_profile() {
 /// verify starts neither; `db all` restores both, identical, and never runs again.
 #[test]
 fn two_databases_restore_in_one_task_into_a_home_with_no_cluster() {
-    let lz = Lazarus::new();
-    let guard = ProcessGuard::new(lz.home());
-    let rt = runtime();
-    let mut c = test_cluster(lz.home(), 1);
-    rt.block_on(build(
-        &mut c,
-        vec![
-            config("orders", 1, false, Persistence::Disabled),
-            config("sessions", 1, false, Persistence::Disabled),
-        ],
-    ));
-    lz.install(&c);
+    let World(lz, guard, rt, c) = World::with(1)
+        .db("orders", 1, false, Persistence::Disabled)
+        .db("sessions", 1, false, Persistence::Disabled)
+        .installed();
     let before = [picture(&rt, &lz, "orders"), picture(&rt, &lz, "sessions")];
     let repo = lz.path("offsite");
     for db in ["orders", "sessions"] {

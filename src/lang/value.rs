@@ -534,7 +534,11 @@ mod tests {
                 "orders,,x",
                 "`orders,,x` has an empty database name: separate names with single commas",
             ),
-            (ValueKind::Databases, "a,3,db:3", "`a,3,db:3` names db:3 twice"),
+            (
+                ValueKind::Databases,
+                "a,3,db:3",
+                "`a,3,db:3` names db:3 twice",
+            ),
             (
                 ValueKind::Databases,
                 "a,db:x",

@@ -2,8 +2,8 @@
 //! and restore tasks share. Its steps, in this order:
 //! 1. masters start ([`BringUp::start`]; each caller says how: new and empty, as
 //!    configured, on the files recovery chose, fenced for a restore);
-//! 2. what they loaded is checked (the caller's counts: the reader's of the files, the
-//!    backup's manifest);
+//! 2. what they loaded is checked ([`BringUp::check_loaded`], against the caller's
+//!    counts: the reader's of the files, the backup's manifest);
 //! 3. the configured persistence is switched on ([`BringUp::switch_persistence`]) when they
 //!    loaded with another;
 //! 4. replicas start ([`BringUp::start`] again);
@@ -22,11 +22,14 @@ use serde::Serialize;
 use super::shard::start_shard;
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
 use crate::server::{
-    follow, form_cluster, replicate, save_snapshot, set_persistence, wait_in_sync, ClusterMember,
-    MemberRole, ServerError, Servers, ShardAddr, StartOptions,
+    follow, form_cluster, info, replicate, save_snapshot, set_persistence, wait_in_sync,
+    ClusterMember, MemberRole, ServerError, Servers, ShardAddr, StartOptions,
 };
 
 use super::{shard_addr, SETUP_TIMEOUT};
+
+/// Bounds the INFO of a load check.
+const KEYSPACE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One database's bring-up: where its shards are, and how long each kind of wait may
 /// take.
@@ -86,6 +89,29 @@ pub struct SyncSource {
 
 /// Each shard's pid, or why its server did not start.
 pub type Starts = Vec<(Id, Result<u32, ServerError>)>;
+
+/// What a master must hold once loaded (step 2), per logical database: at least `low`,
+/// at most `high` keys. Logical databases not listed must be empty when `others_empty`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyBounds {
+    pub per_db: std::collections::BTreeMap<u32, (u64, u64)>,
+    pub others_empty: bool,
+}
+
+/// Why a loaded master failed its load check.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCheckError {
+    /// It holds `loaded` keys in logical database `logical`, outside `low..=high`.
+    #[error("loaded {loaded} keys in db {logical}, expected {low} to {high}")]
+    Count {
+        logical: u32,
+        loaded: u64,
+        low: u64,
+        high: u64,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
 
 impl<'a> BringUp<'a> {
     /// The bring-up of `db` with the waits of `create db` and `restart db`.
@@ -158,6 +184,43 @@ impl<'a> BringUp<'a> {
             .filter(|s| s.role == role)
             .map(|s| s.id)
             .collect()
+    }
+
+    /// Step 2: what master `id` loaded against `bounds`, logical database by logical
+    /// database. Returns the keys it holds in all.
+    pub async fn check_loaded(&self, id: Id, bounds: &KeyBounds) -> Result<u64, LoadCheckError> {
+        let keyspace = info(&self.addr(id)?, "keyspace", KEYSPACE_TIMEOUT).await?;
+        let loaded_in = |logical: u32| -> u64 {
+            keyspace
+                .get(&format!("db{logical}"))
+                .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let mut logical: Vec<u32> = bounds.per_db.keys().copied().collect();
+        if bounds.others_empty {
+            logical.extend(
+                keyspace
+                    .0
+                    .keys()
+                    .filter_map(|k| k.strip_prefix("db")?.parse::<u32>().ok()),
+            );
+        }
+        logical.sort_unstable();
+        logical.dedup();
+        for n in logical {
+            let (low, high) = bounds.per_db.get(&n).copied().unwrap_or((0, 0));
+            let loaded = loaded_in(n);
+            if loaded > high || loaded < low {
+                return Err(LoadCheckError::Count {
+                    logical: n,
+                    loaded,
+                    low,
+                    high,
+                });
+            }
+        }
+        Ok(keyspace.keys())
     }
 
     /// Step 3: every master switches to the configured persistence (written to its

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::ccs::{Cluster, Database, Id};
 use crate::server::{ServerError, ShardAddr};
 
-pub use bringup::{wire, BringUp, SourceStep, SyncSource, Timeouts};
+pub use bringup::{wire, BringUp, KeyBounds, LoadCheckError, SourceStep, SyncSource, Timeouts};
 pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};

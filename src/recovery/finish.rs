@@ -3,14 +3,12 @@
 //! ([`crate::db::bringup`]): the configured persistence, replicas, the slot map or
 //! replication, and the sync source re-attached.
 
-use std::time::Duration;
-
 use super::apply::{ContentProof, Proof, RecoverError, Recovered, Recovery};
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
 use super::shard_dirs::{record_started, shard_dir};
 use crate::ccs::{Cluster, Database, Id, Role};
-use crate::db::{BringUp, SourceStep, Timeouts};
-use crate::server::{info, ConfOptions, ShardAddr, StartOptions};
+use crate::db::{BringUp, KeyBounds, LoadCheckError, SourceStep, Timeouts};
+use crate::server::{ConfOptions, ShardAddr, StartOptions};
 use crate::verify;
 
 /// After the masters loaded: check, switch persistence, replicas, slot map, sync source.
@@ -48,7 +46,7 @@ pub(super) async fn finish(
     if !rec.only_configuration {
         stage("checking key counts");
         for (shard, source) in &sources {
-            keys += check_keys(&addr(cluster, db, *shard)?, *shard, source).await?;
+            keys += check_keys(&up, *shard, source).await?;
             if !source.keys_exact {
                 let why = source.keys_estimate_why.as_deref().unwrap_or("an estimate");
                 unverified.push(format!("redis:{shard}: {why}"));
@@ -200,57 +198,46 @@ fn addr(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, Recove
         .ok_or_else(|| RecoverError::Internal(format!("redis:{shard} has no node")))
 }
 
-/// Compares what a master loaded with what the reader counted in its source, db by db.
-/// The server holds at most the keys alive at load: an RDB's passed TTLs are dropped on
-/// load, an AOF's are loaded and removed by the expiry cycle soon after. It holds at least
-/// those with no TTL: any TTL may pass between the check and the count. An estimate
-/// (`keys_exact` false) is not compared; the caller says so.
-async fn check_keys(a: &ShardAddr, shard: Id, source: &Source) -> Result<u64, RecoverError> {
-    let keyspace = info(a, "keyspace", Duration::from_secs(10)).await?;
-    let loaded_in = |logical: u32| -> u64 {
-        keyspace
-            .get(&format!("db{logical}"))
-            .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+/// Step 2 of the bring-up for a recovery: what a master loaded against what the reader
+/// counted in its source, db by db. The server holds at most the keys alive at load: an
+/// RDB's passed TTLs are dropped on load, an AOF's are loaded and removed by the expiry
+/// cycle soon after. It holds at least those with no TTL: any TTL may pass between the
+/// check and the count. A logical database the source does not have must be empty. An
+/// estimate (`keys_exact` false) is not compared; the caller says so.
+async fn check_keys(up: &BringUp<'_>, shard: Id, source: &Source) -> Result<u64, RecoverError> {
+    let mut bounds = KeyBounds {
+        others_empty: source.keys_exact,
+        ..KeyBounds::default()
     };
-    let total = keyspace.keys();
-    if !source.keys_exact {
-        return Ok(total);
-    }
-    let mut logical: Vec<u32> = source.keys_per_db.keys().copied().collect();
-    logical.extend(
-        keyspace
-            .0
-            .keys()
-            .filter_map(|k| k.strip_prefix("db")?.parse::<u32>().ok()),
-    );
-    logical.sort_unstable();
-    logical.dedup();
-    for n in logical {
-        let expected = source.keys_per_db.get(&n).copied().unwrap_or(0);
-        let expires = source.expires_per_db.get(&n).copied().unwrap_or(0);
-        let expired = source.expired_per_db.get(&n).copied().unwrap_or(0);
-        let high = match source.kind {
-            SourceKind::Rdb => expected.saturating_sub(expired),
-            SourceKind::AofDir | SourceKind::AofFile => expected,
-        };
-        let low = expected.saturating_sub(expires);
-        let loaded = loaded_in(n);
-        if loaded > high || loaded < low {
-            return Err(RecoverError::KeyCount {
-                shard,
-                logical: n,
-                loaded,
-                expected,
-                expires,
-                expired,
-                low,
-                high,
-                kind: source.kind,
-                path: source.path.clone(),
-            });
+    let of = |m: &std::collections::BTreeMap<u32, u64>, n: u32| m.get(&n).copied().unwrap_or(0);
+    if source.keys_exact {
+        for (&n, &expected) in &source.keys_per_db {
+            let high = match source.kind {
+                SourceKind::Rdb => expected.saturating_sub(of(&source.expired_per_db, n)),
+                SourceKind::AofDir | SourceKind::AofFile => expected,
+            };
+            let low = expected.saturating_sub(of(&source.expires_per_db, n));
+            bounds.per_db.insert(n, (low, high));
         }
     }
-    Ok(total)
+    up.check_loaded(shard, &bounds).await.map_err(|e| match e {
+        LoadCheckError::Count {
+            logical,
+            loaded,
+            low,
+            high,
+        } => RecoverError::KeyCount {
+            shard,
+            logical,
+            loaded,
+            expected: of(&source.keys_per_db, logical),
+            expires: of(&source.expires_per_db, logical),
+            expired: of(&source.expired_per_db, logical),
+            low,
+            high,
+            kind: source.kind,
+            path: source.path.clone(),
+        },
+        LoadCheckError::Server(e) => e.into(),
+    })
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
-use crate::db::{start_shard, BringUp, Timeouts};
+use crate::db::{start_shard, BringUp, KeyBounds, LoadCheckError, Timeouts};
 use crate::host::{Host, LocalHost};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::shard_dir;
@@ -1289,27 +1289,30 @@ async fn replace(
     step(RestoreStep::CheckingCounts);
     let mut keys = 0;
     for s in fenced.masters() {
-        let a = crate::db::shard_addr(cluster, fenced, s.id)
-            .ok_or_else(|| format!("redis:{} has no node", s.id))?;
         let (_, e) = &files[&s.id];
-        let ks = info(&a, "keyspace", TIMEOUT)
+        let bounds = KeyBounds {
+            per_db: e
+                .keys_per_db
+                .iter()
+                .map(|(&n, &expected)| (n, (expected.saturating_sub(e.expires), expected)))
+                .collect(),
+            others_empty: false,
+        };
+        keys += loading
+            .check_loaded(s.id, &bounds)
             .await
-            .map_err(|e| e.to_string())?;
-        for (&logical, &expected) in &e.keys_per_db {
-            let loaded = ks
-                .get(&format!("db{logical}"))
-                .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
-            let low = expected.saturating_sub(e.expires);
-            if loaded > expected || loaded < low {
-                return Err(format!(
-                    "redis:{} loaded {loaded} keys in db {logical}, the run has {expected} ({} with a TTL)",
+            .map_err(|err| match err {
+                LoadCheckError::Count {
+                    logical,
+                    loaded,
+                    high,
+                    ..
+                } => format!(
+                    "redis:{} loaded {loaded} keys in db {logical}, the run has {high} ({} with a TTL)",
                     s.id, e.expires
-                ));
-            }
-        }
-        keys += ks.keys();
+                ),
+                LoadCheckError::Server(e) => e.to_string(),
+            })?;
     }
     // The rest of the bring-up pipeline: persistence, replicas (one at a time: a failure
     // leaves the fewest servers for the roll-back), the slot map or replication, the sync

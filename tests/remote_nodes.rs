@@ -255,32 +255,14 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
     let host = lab.host();
     let lz = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    let config = lab.config();
-    let run = |line: &str| {
-        let words: Vec<String> = lazarus::lang::lex(line)
-            .unwrap()
-            .into_iter()
-            .map(|t| t.text)
-            .collect();
-        lz.cmd(words)
-            .env("LAZARUS_SSH_CONFIG", config.to_str().unwrap())
-            .run()
-    };
+    let run = runner(&lz, &lab);
     let base = 21000 + (rand::random::<u16>() % 100) * 60;
     run(&format!(
         "cluster create name span persistent_path {} addr 127.0.0.1",
         lz.path("n1").display()
     ))
     .ok();
-    run(&format!(
-        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
-        host.addr,
-        host.path("n2").display(),
-        host.target(),
-        base + 30,
-        base + 59
-    ))
-    .ok();
+    add_ssh_node(&run, &host, base + 30);
     run("create db spread shards 2 replication enabled persistence snapshot").ok();
 
     let status = run("--json status").ok().json();
@@ -349,6 +331,31 @@ fn runner<'a>(lz: &'a common::Lazarus, lab: &'a SshLab) -> impl Fn(&str) -> comm
             .env("LAZARUS_SSH_CONFIG", lab.config().to_str().unwrap())
             .run()
     }
+}
+
+/// This machine's node:1 with its data under `disks` on a port range of its own (tests
+/// run side by side), low enough that its cluster bus ports (+10000) stay below the
+/// ephemeral ports (32768 up) a test's many client connections take on 127.0.0.1; stored
+/// as `lz`'s CCS. Returns the range's first port.
+fn local_node_on(lz: &common::Lazarus, disks: &std::path::Path) -> u16 {
+    let mut cluster = common::world::test_cluster(disks, 1);
+    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
+    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
+    lz.install(&cluster);
+    lo
+}
+
+/// `node add` of the lab host as node:2 (`<host>/n2`), ports `lo..=lo+29`.
+fn add_ssh_node(run: &impl Fn(&str) -> common::Output, host: &common::sshd::SshHost, lo: u16) {
+    run(&format!(
+        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
+        host.addr,
+        host.path("n2").display(),
+        host.target(),
+        lo,
+        lo + 29
+    ))
+    .ok();
 }
 
 /// Every file under `root` with its length: what recovery must leave as it was.
@@ -423,23 +430,8 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     let old = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(disks.path());
     let run = runner(&old, &lab);
-    // This machine's node on a port range of its own (tests run side by side), low
-    // enough that its cluster bus ports (+10000) stay below the ephemeral ports
-    // (32768 up) that this test's many client connections take on 127.0.0.1.
-    let mut cluster = common::world::test_cluster(disks.path(), 1);
-    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
-    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
-    let base = lo + 30;
-    old.install(&cluster);
-    run(&format!(
-        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
-        host.addr,
-        host.path("n2").display(),
-        host.target(),
-        base + 30,
-        base + 59
-    ))
-    .ok();
+    let base = local_node_on(&old, disks.path()) + 30;
+    add_ssh_node(&run, &host, base + 30);
     run("create db spread shards 2 replication enabled persistence aof").ok();
     let status = run("--json status shards").ok().json();
     let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
@@ -588,10 +580,7 @@ fn tls_material_is_copied_to_the_ssh_node() {
     let disks = tempfile::tempdir().unwrap();
     let _guard = common::procs::ProcessGuard::new(disks.path());
     let run = runner(&lz, &lab);
-    let mut cluster = common::world::test_cluster(disks.path(), 1);
-    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
-    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
-    lz.install(&cluster);
+    let lo = local_node_on(&lz, disks.path());
     let ca = common::certs::Ca::new("lazarus test CA");
     let leaf = |n: &str| {
         let (cert, key) = ca.leaf_with(|p| {
@@ -609,15 +598,7 @@ fn tls_material_is_copied_to_the_ssh_node() {
         )
     };
     run(&set(&leaf("a-"))).ok();
-    run(&format!(
-        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
-        host.addr,
-        host.path("n2").display(),
-        host.target(),
-        lo + 30,
-        lo + 59
-    ))
-    .ok();
+    add_ssh_node(&run, &host, lo + 30);
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let material = |ccs: &serde_json::Value| -> std::path::PathBuf {
         let tls = host.path("n2/tls");
@@ -670,19 +651,8 @@ fn a_backup_reaches_shards_on_the_ssh_host_and_restores_there() {
     let disks = tempfile::tempdir().unwrap();
     let _guard = common::procs::ProcessGuard::new(disks.path());
     let run = runner(&lz, &lab);
-    let mut cluster = common::world::test_cluster(disks.path(), 1);
-    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
-    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
-    lz.install(&cluster);
-    run(&format!(
-        "node add addr {} persistent_path {} ssh {} port_range {}-{}",
-        host.addr,
-        host.path("n2").display(),
-        host.target(),
-        lo + 30,
-        lo + 59
-    ))
-    .ok();
+    let lo = local_node_on(&lz, disks.path());
+    add_ssh_node(&run, &host, lo + 30);
     run("create db spread shards 2 persistence snapshot").ok();
     let status = run("--json status shards").ok().json();
     let shards = status[0]["result"]["shards"].as_array().unwrap().clone();

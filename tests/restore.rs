@@ -1071,6 +1071,27 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
         .unwrap()
         .clone();
     assert_eq!(row["encrypted"], true, "{row}");
+    assert_eq!(row["safety_for"], "back", "{row}");
+    // The repository's `latest` is the restore point chosen, never the safety backup.
+    let picked = lz
+        .cmd([
+            "--json",
+            "restore",
+            "task",
+            "create",
+            "name",
+            "again",
+            "db",
+            "live",
+            "backup",
+            &format!("{}/latest", repo.display()),
+            "force",
+        ])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(picked[0]["result"]["run"], run.as_str(), "{picked:?}");
+    lz.run("restore task delete again").ok();
     lz.run(&format!(
         "restore task create name undo db live backup {at} force identity {}",
         key.display()

@@ -26,6 +26,10 @@ pub struct Manifest {
     pub run: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// The restore task whose forced start took this run of the data it was about to
+    /// replace: a safety backup, never the `latest` restore point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_for: Option<String>,
     pub cluster_id: u64,
     pub cluster_name: String,
     pub db_id: Id,

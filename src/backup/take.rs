@@ -31,6 +31,8 @@ const CHILD_WAIT: Duration = Duration::from_secs(30);
 pub struct RunSpec {
     pub run: String,
     pub task: Option<String>,
+    /// The restore task this run is the safety backup of.
+    pub safety_for: Option<String>,
     pub repo: Repository,
     pub max_pause: Duration,
     pub codec: Codec,
@@ -383,6 +385,7 @@ async fn cut_and_stream(
         format: MANIFEST_FORMAT,
         run: spec.run.clone(),
         task: spec.task.clone(),
+        safety_for: spec.safety_for.clone(),
         cluster_id: cluster.cluster_id,
         cluster_name: cluster.name.clone(),
         db_id: db.id,

@@ -68,7 +68,7 @@ impl BackupCommand {
                 };
                 let run = run_once(
                     ctx,
-                    Some(&t),
+                    Origin::Task(&t),
                     t.db,
                     &t.path,
                     t.max_pause_ms,
@@ -91,7 +91,7 @@ impl BackupCommand {
                 let path = backup::check_repository(&cluster, &path).map_err(repo_error)?;
                 let pause = max_pause.map_or(DEFAULT_MAX_PAUSE_MS, |p| p.ms);
                 let codec = Codec { compress, encrypt };
-                let run = run_once(ctx, None, id, &path, pause, codec, false).await?;
+                let run = run_once(ctx, Origin::Once, id, &path, pause, codec, false).await?;
                 Reply::of(&RunView::new(run))
             }
             BackupCommand::TaskList => list(ctx).await,
@@ -180,6 +180,7 @@ fn find_task<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a BackupTask, Com
 /// else to the recipients of an encrypting backup task of the database.
 pub(crate) async fn safety_run(
     ctx: &Context,
+    restore_task: &str,
     db_id: Id,
     path: &std::path::Path,
     identity: Option<&std::path::Path>,
@@ -203,7 +204,44 @@ pub(crate) async fn safety_run(
         compress: Default::default(),
         encrypt,
     };
-    run_once(ctx, None, db_id, &path, DEFAULT_MAX_PAUSE_MS, codec, false).await
+    let origin = Origin::Safety(restore_task);
+    run_once(
+        ctx,
+        origin,
+        db_id,
+        &path,
+        DEFAULT_MAX_PAUSE_MS,
+        codec,
+        false,
+    )
+    .await
+}
+
+/// Why a run is taken.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// A backup task's run.
+    Task(&'a BackupTask),
+    /// `backup db`: a run by hand.
+    Once,
+    /// The safety backup of a restore task's forced start.
+    Safety(&'a str),
+}
+
+impl<'a> Origin<'a> {
+    fn task(self) -> Option<&'a BackupTask> {
+        match self {
+            Origin::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn safety_for(self) -> Option<String> {
+        match self {
+            Origin::Safety(restore_task) => Some(restore_task.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// One run: recorded `running` first, taken without the CCS lock, recorded again at the
@@ -211,13 +249,14 @@ pub(crate) async fn safety_run(
 /// `keep` is applied after a success; runs by hand leave that to `backup task prune`.
 async fn run_once(
     ctx: &Context,
-    task: Option<&BackupTask>,
+    origin: Origin<'_>,
     db_id: Id,
     path: &std::path::Path,
     max_pause_ms: u64,
     codec: Codec,
     apply_keep: bool,
 ) -> Result<BackupRun, CommandError> {
+    let task = origin.task();
     let home = ctx.store.home().to_path_buf();
     let (lock, mut cluster) = locked(ctx).await?;
     let db = cluster
@@ -250,7 +289,7 @@ async fn run_once(
         bytes: 0,
         server_version: None,
         pause_us: None,
-        safety_for: None,
+        safety_for: origin.safety_for(),
     });
     lock.save(&mut cluster)?;
     drop(lock);
@@ -259,6 +298,7 @@ async fn run_once(
     let spec = RunSpec {
         run: id.clone(),
         task: task.map(|t| t.name.clone()),
+        safety_for: origin.safety_for(),
         repo,
         max_pause: Duration::from_millis(max_pause_ms),
         codec,
@@ -578,7 +618,7 @@ async fn due(ctx: &Context) -> Result<Reply, CommandError> {
             }
             let res = run_once(
                 &ctx,
-                Some(&t),
+                Origin::Task(&t),
                 t.db,
                 &t.path,
                 t.max_pause_ms,

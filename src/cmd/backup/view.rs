@@ -278,6 +278,9 @@ pub struct RepoRun {
     pub engine: Option<String>,
     pub encrypted: Option<bool>,
     pub compression: Option<String>,
+    /// The restore task whose forced start took this run (a safety backup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_for: Option<String>,
 }
 
 impl RepoRun {
@@ -300,6 +303,7 @@ impl RepoRun {
             }),
             encrypted: m.map(Manifest::encrypted),
             compression: m.and_then(|m| m.shards.first().map(|s| s.compression.to_string())),
+            safety_for: m.and_then(|m| m.safety_for.clone()),
         }
     }
 }
@@ -343,9 +347,11 @@ impl Render for RepoList {
                 r.engine.clone().unwrap_or_else(dash),
                 r.encrypted
                     .map_or_else(dash, |e| if e { "yes" } else { "no" }.to_string()),
-                match &r.why {
-                    None => "yes".to_string(),
-                    Some(w) => format!("no: {w}"),
+                match (&r.why, &r.safety_for) {
+                    (None, None) => "yes".to_string(),
+                    // Restorable by its id, never picked as `latest`.
+                    (None, Some(t)) => format!("yes (safety backup of restore task `{t}`)"),
+                    (Some(w), _) => format!("no: {w}"),
                 },
             ]);
         }
@@ -489,6 +495,7 @@ mod tests {
             format: 1,
             run: "20261204-035012-17".into(),
             task: Some("nightly".into()),
+            safety_for: None,
             cluster_id: 42,
             cluster_name: "prod".into(),
             db_id: 3,

@@ -258,9 +258,10 @@ pub(crate) fn run_in_repository(
     let (path, repo) = open_location(location)?;
     if run == "latest" {
         let runs = repo.runs().map_err(CommandError::from)?;
+        // A safety backup holds the data a restore replaced, not a chosen restore point.
         let newest = runs.iter().rev().find_map(|r| {
             let m = repo.manifest(r).ok()?;
-            (m.db.name == db_name).then(|| (r.clone(), m))
+            (m.db.name == db_name && m.safety_for.is_none()).then(|| (r.clone(), m))
         });
         let Some((run, m)) = newest else {
             return Err(CommandError::not_found(format!(
@@ -769,7 +770,8 @@ pub(super) async fn start(
                 None,
             )
             .await?;
-            match crate::cmd::backup::safety_run(ctx, db.id, &to, t.identity.as_deref()).await {
+            match crate::cmd::backup::safety_run(ctx, name, db.id, &to, t.identity.as_deref()).await
+            {
                 Ok(run) => {
                     let at = format!("{}/{}", to.display(), run.id);
                     record_safety(ctx, name, &run.id, &at).await?;

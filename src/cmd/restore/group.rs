@@ -82,7 +82,9 @@ fn databases_with_runs(cluster: &Cluster, backup: &str) -> Result<Vec<String>, C
             let (path, repo) = open_location(location)?;
             for run in repo.runs().map_err(CommandError::from)? {
                 if let Ok(m) = repo.manifest(&run) {
-                    names.insert(m.db.name);
+                    if m.safety_for.is_none() {
+                        names.insert(m.db.name);
+                    }
                 }
             }
             format!("`{}`", path.display())

@@ -484,6 +484,13 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
         "{}",
         out.stdout
     );
+    // The remote masters' AOFs were streamed through their host to the digest here.
+    assert!(out.stdout.contains("content verified: "), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("content not verified"),
+        "{}",
+        out.stdout
+    );
     let status = run("--json status shards").ok().json();
     let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");

@@ -166,12 +166,20 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What a digest is taken of: a file (or an AOF directory) on this machine, or a backup
+/// What a digest is taken of: a file (or an AOF directory) on this machine, an RDB file on
+/// another host (streamed through its [`crate::host::Host`] to this reader), or a backup
 /// run's stored file, read back through its compression and encryption from wherever
 /// its repository is and checked against the run's manifest as it is read.
 #[derive(Clone, Debug)]
 pub enum DataSource {
     Path(PathBuf),
+    /// An RDB file on a node of another host; `runtime` opens its stream (the digest runs
+    /// on threads of its own).
+    Remote {
+        host: std::sync::Arc<dyn crate::host::Host>,
+        path: PathBuf,
+        runtime: tokio::runtime::Handle,
+    },
     Stored {
         file: StoredFile,
         entry: Box<ShardEntry>,
@@ -184,6 +192,9 @@ impl std::fmt::Display for DataSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DataSource::Path(p) => write!(f, "{}", p.display()),
+            DataSource::Remote { host, path, .. } => {
+                write!(f, "{} on {}", path.display(), host.name())
+            }
             DataSource::Stored { file, .. } => write!(f, "{file}"),
         }
     }
@@ -193,6 +204,11 @@ impl DataSource {
     fn digest(&self, now: i64, opts: &DigestOptions) -> Result<ContentDigest, VerifyError> {
         let (file, entry, identity) = match self {
             DataSource::Path(p) => return digest_of_path(p, now, opts),
+            DataSource::Remote {
+                host,
+                path,
+                runtime,
+            } => return digest_of_remote(&**host, path, runtime, now, opts),
             DataSource::Stored {
                 file,
                 entry,
@@ -216,6 +232,98 @@ impl DataSource {
             })
         })
     }
+}
+
+/// The digest of a file on another host: an RDB's bytes streamed through the host (`cat`
+/// there) into the same reader, never stored here; an AOF directory (a manifest and its
+/// parts, read as a whole) streamed into a private directory here, digested, removed.
+/// Blocking.
+fn digest_of_remote(
+    host: &dyn crate::host::Host,
+    path: &Path,
+    runtime: &tokio::runtime::Handle,
+    now: i64,
+    opts: &DigestOptions,
+) -> Result<ContentDigest, VerifyError> {
+    let fail = |reason: String| VerifyError::File {
+        path: path.to_path_buf(),
+        reason: format!("{reason} (on {})", host.name()),
+    };
+    let meta = runtime
+        .block_on(host.metadata(path))
+        .map_err(|e| fail(e.to_string()))?;
+    let is_dir = meta.kind == crate::host::FileKind::Dir;
+    if is_dir || path.extension().is_some_and(|e| e == "aof") {
+        return digest_fetched(host, path, is_dir, runtime, now, opts).map_err(fail);
+    }
+    let len = meta.len;
+    let stream = runtime
+        .block_on(host.open_stream(path))
+        .map_err(|e| fail(e.to_string()))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, stream);
+    digest_of_rdb_stream(reader, Some(len), now, opts).map_err(|e| {
+        fail(match e {
+            RdbReadError::Io(s) => s,
+            RdbReadError::Format(d) => d.to_string(),
+        })
+    })
+}
+
+/// [`digest_of_remote`] of an AOF (a directory, or one file): fetched into a private
+/// directory of this machine (0700, removed after), then read as a local one.
+fn digest_fetched(
+    host: &dyn crate::host::Host,
+    dir: &Path,
+    is_dir: bool,
+    runtime: &tokio::runtime::Handle,
+    now: i64,
+    opts: &DigestOptions,
+) -> Result<ContentDigest, String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("lazarus-digest-{}-{n}", std::process::id()));
+    let name = dir.file_name().unwrap_or_default();
+    let local = scratch.join(name);
+    let fetch = || -> Result<(), String> {
+        let (into, from, names) = if is_dir {
+            crate::host::local::create_private_dir(&local).map_err(|e| e.to_string())?;
+            let entries = runtime
+                .block_on(host.list(dir))
+                .map_err(|e| e.to_string())?;
+            let files = entries
+                .into_iter()
+                .filter(|e| e.kind == crate::host::FileKind::File)
+                .map(|e| e.name)
+                .collect::<Vec<_>>();
+            (local.clone(), dir.to_path_buf(), files)
+        } else {
+            crate::host::local::create_private_dir(&scratch).map_err(|e| e.to_string())?;
+            let parent = dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+            (
+                scratch.clone(),
+                parent,
+                vec![name.to_string_lossy().into_owned()],
+            )
+        };
+        for e in &names {
+            let mut stream = runtime
+                .block_on(host.open_stream(&from.join(e)))
+                .map_err(|err| format!("`{e}`: {err}"))?;
+            let to = into.join(e);
+            let mut out =
+                std::fs::File::create(&to).map_err(|err| format!("`{}`: {err}", to.display()))?;
+            std::io::copy(&mut stream, &mut out).map_err(|err| format!("`{e}`: {err}"))?;
+        }
+        Ok(())
+    };
+    let res = fetch().and_then(|()| {
+        digest_of_path(&local, now, opts).map_err(|e| match e {
+            VerifyError::File { reason, .. } => reason,
+            e => e.to_string(),
+        })
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    res
 }
 
 fn digest_of_path(p: &Path, now: i64, opts: &DigestOptions) -> Result<ContentDigest, VerifyError> {

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{CreateFlags, RestoreCommand};
+use super::CreateFlags;
 use crate::backup::{now_ms, Manifest, Repository, RunLock};
 use crate::ccs::{
     Cluster, ContentCheck, RestoreState, RestoreStep, RestoreTask, RunStatus, StoreLock,
 };
 use crate::cmd::{CommandError, Context, Render, Reply, Table, Text};
 use crate::error::ErrorKind;
-use crate::lang::{DbRef, DbSet};
+use crate::lang::DbRef;
 use crate::restore::{self, RestoreSpec, VerifyReport};
 use crate::server::Servers;
 
@@ -95,78 +95,6 @@ impl Render for Deleted {
     fn render(&self, text: &mut Text) {
         text.line(format!("Deleted restore task `{}`.", self.deleted));
     }
-}
-
-impl RestoreCommand {
-    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
-        match self {
-            RestoreCommand::Create {
-                name,
-                db,
-                backup,
-                identity,
-                flags,
-            } => create(ctx, name, db, backup, flags, identity).await,
-            RestoreCommand::Verify { task } if is_group(ctx, &task)? => {
-                super::group::verify(ctx, &task).await
-            }
-            RestoreCommand::Verify { task } => verify(ctx, &task).await,
-            RestoreCommand::Start { task, counts_only } if is_group(ctx, &task)? => {
-                super::group::start(ctx, &task, false, counts_only).await
-            }
-            RestoreCommand::Start { task, counts_only } => {
-                start(ctx, &task, false, counts_only).await
-            }
-            RestoreCommand::Retry { task, counts_only } if is_group(ctx, &task)? => {
-                super::group::start(ctx, &task, true, counts_only).await
-            }
-            RestoreCommand::Retry { task, counts_only } => {
-                start(ctx, &task, true, counts_only).await
-            }
-            RestoreCommand::Show { task } if is_group(ctx, &task)? => {
-                let (_, cluster) = locked(ctx).await?;
-                Reply::of(&super::group::GroupView::of(&cluster, &task, None))
-            }
-            RestoreCommand::Delete { task } if is_group(ctx, &task)? => {
-                super::group::delete(ctx, &task).await
-            }
-            RestoreCommand::List => {
-                let (_, cluster) = locked(ctx).await?;
-                Reply::of(&TaskList(
-                    cluster.backups.restores.values().cloned().collect(),
-                ))
-            }
-            RestoreCommand::Show { task } => {
-                let (_, cluster) = locked(ctx).await?;
-                let t = find(&cluster, &task)?.clone();
-                Reply::of(&TaskView {
-                    task: t,
-                    headline: None,
-                })
-            }
-            RestoreCommand::Delete { task } => {
-                let Some(_l) = lock_task(ctx, &task)? else {
-                    return Err(running(&task));
-                };
-                let (lock, mut cluster) = locked(ctx).await?;
-                if let Some(group) = &find(&cluster, &task)?.group {
-                    return Err(CommandError::conflict(format!(
-                        "restore task `{task}` is part of `{group}`: delete `{group}`"
-                    )));
-                }
-                cluster.backups.restores.remove(&task);
-                lock.save(&mut cluster)?;
-                Reply::of(&Deleted { deleted: task })
-            }
-        }
-    }
-}
-
-/// Whether `task` names a task of several databases (a group of tasks `<task>.<db>`).
-fn is_group(ctx: &Context, task: &str) -> Result<bool, CommandError> {
-    Ok(ctx.store.load()?.is_some_and(|c| {
-        !c.backups.restores.contains_key(task) && !c.backups.restore_group(task).is_empty()
-    }))
 }
 
 pub(super) fn running(task: &str) -> CommandError {
@@ -287,7 +215,7 @@ fn quote_path(p: &std::path::Path) -> String {
 
 /// The paths `restore task create` was given, made absolute (the task may be started
 /// from another directory); the identity file is checked to open.
-fn absolute_flags(
+pub(super) fn absolute_flags(
     mut flags: CreateFlags,
     identity: Option<std::path::PathBuf>,
 ) -> Result<(CreateFlags, Option<std::path::PathBuf>), CommandError> {
@@ -430,18 +358,15 @@ pub(super) fn name_free(cluster: &Cluster, name: &str) -> Result<(), CommandErro
     Ok(())
 }
 
-async fn create(
+pub(super) async fn create(
     ctx: &Context,
     name: String,
-    db: DbSet,
+    db: &DbRef,
     backup: String,
     flags: CreateFlags,
     identity: Option<std::path::PathBuf>,
 ) -> Result<Reply, CommandError> {
     let (flags, identity) = absolute_flags(flags, identity)?;
-    let Some(db) = db.single() else {
-        return super::group::create(ctx, name, &db, &backup, &flags, identity).await;
-    };
     let (lock, mut cluster, made) = create_locked(ctx, &backup).await?;
     name_free(&cluster, &name)?;
     let pick = pick(&cluster, db, &backup, flags.from_other_cluster)?;
@@ -595,7 +520,7 @@ pub(super) async fn verify_one(
     Ok((t, v))
 }
 
-async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
+pub(super) async fn verify(ctx: &Context, name: &str) -> Result<Reply, CommandError> {
     let (t, v) = verify_one(ctx, name).await?;
     let reply = Reply::of(&TaskView {
         headline: None,

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::apply::{
-    create_locked, find, lock_task, locked, name_free, new_task, open_location, pick, running,
-    start as start_one, verify_one, Deleted,
+    absolute_flags, create_locked, find, lock_task, locked, name_free, new_task, open_location,
+    pick, running, start as start_one, verify_one, Deleted,
 };
 use super::CreateFlags;
 use crate::ccs::{Cluster, RestoreState, RestoreTask, RunStatus};
@@ -112,9 +112,11 @@ pub(super) async fn create(
     name: String,
     dbs: &DbSet,
     backup: &str,
-    flags: &CreateFlags,
+    flags: CreateFlags,
     identity: Option<std::path::PathBuf>,
 ) -> Result<Reply, CommandError> {
+    let (flags, identity) = absolute_flags(flags, identity)?;
+    let flags = &flags;
     if backup != "latest" && !backup.ends_with("/latest") {
         return Err(CommandError::usage(format!(
             "`backup {backup}` is one run of one database: several databases take `latest` or `<repository>/latest` (each database's newest run)"

@@ -7,6 +7,9 @@ mod group;
 
 pub(crate) use apply::{own_run, run_in_repository};
 
+use super::{CommandError, Context, Reply};
+use apply::{create, find, lock_task, locked, running, start, verify, Deleted, TaskList, TaskView};
+
 use std::fmt;
 
 use super::{Command, CommandSyntax, Element, Match, Opt, ParseError, ValueKind};
@@ -275,4 +278,79 @@ impl fmt::Display for RestoreCommand {
             RestoreCommand::Delete { task } => write!(f, "restore task delete {}", quote(task)),
         }
     }
+}
+
+impl RestoreCommand {
+    pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        match self {
+            RestoreCommand::Create {
+                name,
+                db,
+                backup,
+                identity,
+                flags,
+            } => match db.single() {
+                Some(one) => create(ctx, name, one, backup, flags, identity).await,
+                None => group::create(ctx, name, &db, &backup, flags, identity).await,
+            },
+            RestoreCommand::Verify { task } if is_group(ctx, &task)? => {
+                group::verify(ctx, &task).await
+            }
+            RestoreCommand::Verify { task } => verify(ctx, &task).await,
+            RestoreCommand::Start { task, counts_only } if is_group(ctx, &task)? => {
+                group::start(ctx, &task, false, counts_only).await
+            }
+            RestoreCommand::Start { task, counts_only } => {
+                start(ctx, &task, false, counts_only).await
+            }
+            RestoreCommand::Retry { task, counts_only } if is_group(ctx, &task)? => {
+                group::start(ctx, &task, true, counts_only).await
+            }
+            RestoreCommand::Retry { task, counts_only } => {
+                start(ctx, &task, true, counts_only).await
+            }
+            RestoreCommand::Show { task } if is_group(ctx, &task)? => {
+                let (_, cluster) = locked(ctx).await?;
+                Reply::of(&group::GroupView::of(&cluster, &task, None))
+            }
+            RestoreCommand::Delete { task } if is_group(ctx, &task)? => {
+                group::delete(ctx, &task).await
+            }
+            RestoreCommand::List => {
+                let (_, cluster) = locked(ctx).await?;
+                Reply::of(&TaskList(
+                    cluster.backups.restores.values().cloned().collect(),
+                ))
+            }
+            RestoreCommand::Show { task } => {
+                let (_, cluster) = locked(ctx).await?;
+                let t = find(&cluster, &task)?.clone();
+                Reply::of(&TaskView {
+                    task: t,
+                    headline: None,
+                })
+            }
+            RestoreCommand::Delete { task } => {
+                let Some(_l) = lock_task(ctx, &task)? else {
+                    return Err(running(&task));
+                };
+                let (lock, mut cluster) = locked(ctx).await?;
+                if let Some(group) = &find(&cluster, &task)?.group {
+                    return Err(CommandError::conflict(format!(
+                        "restore task `{task}` is part of `{group}`: delete `{group}`"
+                    )));
+                }
+                cluster.backups.restores.remove(&task);
+                lock.save(&mut cluster)?;
+                Reply::of(&Deleted { deleted: task })
+            }
+        }
+    }
+}
+
+/// Whether `task` names a task of several databases (a group of tasks `<task>.<db>`).
+fn is_group(ctx: &Context, task: &str) -> Result<bool, CommandError> {
+    Ok(ctx.store.load()?.is_some_and(|c| {
+        !c.backups.restores.contains_key(task) && !c.backups.restore_group(task).is_empty()
+    }))
 }

@@ -639,9 +639,21 @@ fn tls_material_is_copied_to_the_ssh_node() {
     run(&set(&leaf("b-"))).ok();
     let rotated = material(&lz.ccs());
     assert_ne!(rotated, dir, "the new material has its own directory there");
-    let status = run("--json status shards").ok().json();
+    let status = run("--json status").ok().json();
     let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
+    let endpoint = status[0]["result"]["endpoints"][0].clone();
+    assert!(endpoint["cert_expires"].is_string(), "{endpoint}");
+    assert!(endpoint["tls_issue"].is_null(), "{endpoint}");
+    // The expiry is read on each node, not from the record: a node whose installed
+    // certificate is damaged is named (its running servers keep the one they loaded).
+    std::fs::write(rotated.join("cert.crt"), "not a certificate").unwrap();
+    let status = run("--json status endpoints").ok().json();
+    let issue = status[0]["result"]["endpoints"][0]["tls_issue"].to_string();
+    assert!(
+        issue.contains("node:2's certificate") && issue.contains("holds no certificate"),
+        "{issue}"
+    );
     run("delete db secure").ok();
 }
 

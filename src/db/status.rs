@@ -180,7 +180,8 @@ pub async fn status(
     server_version: Option<&str>,
     timeout: Duration,
 ) -> StatusReport {
-    let probes = probe_all(cluster, timeout).await;
+    // The shards and the nodes' machines at once.
+    let (probes, facts) = tokio::join!(probe_all(cluster, timeout), node_facts(cluster));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -288,8 +289,11 @@ pub async fn status(
                 _ if db.state == DbState::PendingRecovery => db.state.to_string(),
                 _ => "DOWN".to_string(),
             },
-            cert_expires: cert.map(|t| crate::tls::utc(t.cert_not_after)),
-            tls_issue: cert.and_then(|t| endpoint_tls_issue(t, now)),
+            cert_expires: cert.map(|t| crate::tls::utc(served(t, &nodes, &facts).0.cert_not_after)),
+            tls_issue: cert.and_then(|t| {
+                let (served, problem) = served(t, &nodes, &facts);
+                problem.or_else(|| endpoint_tls_issue(&served, now))
+            }),
         });
         report.databases.push(DatabaseRow {
             id: db.id,
@@ -308,7 +312,7 @@ pub async fn status(
     }
 
     report.shards.extend(orphans(cluster));
-    report.nodes = node_rows(cluster, &probes, server_version).await;
+    report.nodes = node_rows(cluster, &probes, &facts, server_version);
     report
 }
 
@@ -318,6 +322,43 @@ struct NodeFacts {
     memory: crate::host::Memory,
     /// `OK`, or why not.
     status: String,
+    /// With TLS: the expiry of the certificate installed on the node, read there (not
+    /// the record's), or why it could not be read.
+    cert_not_after: Option<Result<i64, String>>,
+}
+
+/// The cluster's TLS record as `nodes` serve it: the earliest expiry read on their disks
+/// (the record's when none could be read), and what is wrong with a node's copy.
+fn served(
+    record: &crate::ccs::TlsConfig,
+    nodes: &[Id],
+    facts: &BTreeMap<Id, NodeFacts>,
+) -> (crate::ccs::TlsConfig, Option<String>) {
+    let mut served = record.clone();
+    let mut problem = None;
+    let mut earliest: Option<i64> = None;
+    for node in nodes {
+        match facts.get(node).and_then(|f| f.cert_not_after.as_ref()) {
+            Some(Ok(t)) => {
+                earliest = Some(earliest.map_or(*t, |e| e.min(*t)));
+                if *t != record.cert_not_after {
+                    problem.get_or_insert(format!(
+                        "node:{node}'s certificate expires on {}, the cluster's on {}: run `cluster tls set` again",
+                        crate::tls::utc(*t),
+                        crate::tls::utc(record.cert_not_after)
+                    ));
+                }
+            }
+            Some(Err(why)) => {
+                problem.get_or_insert(format!("node:{node}'s certificate: {why}"));
+            }
+            None => {}
+        }
+    }
+    if let Some(t) = earliest {
+        served.cert_not_after = t;
+    }
+    (served, problem)
 }
 
 /// Asks every node's machine at once (one SSH connection per host): a slow or lost host
@@ -329,12 +370,29 @@ async fn node_facts(cluster: &Cluster) -> BTreeMap<Id, NodeFacts> {
     for node in cluster.nodes.values() {
         let host = hosts.of(node.id);
         let path = node.persistent_path.clone();
+        let cert = cluster
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::installed_dir(&node.persistent_path, t).join("cert.crt"));
         tasks.push((
             node.id,
             tokio::spawn(async move {
                 let ask = async {
-                    let (cores, memory, meta) =
-                        tokio::join!(host.cores(), host.memory(), host.metadata(&path));
+                    let read_cert = async {
+                        let cert = cert.as_ref()?;
+                        Some(match host.read(cert).await {
+                            Ok(pem) => crate::tls::cert_not_after(&pem).ok_or_else(|| {
+                                format!(
+                                    "`{}` on {} holds no certificate",
+                                    cert.display(),
+                                    host.name()
+                                )
+                            }),
+                            Err(e) => Err(format!("`{}` on {}: {e}", cert.display(), host.name())),
+                        })
+                    };
+                    let (cores, memory, meta, cert_not_after) =
+                        tokio::join!(host.cores(), host.memory(), host.metadata(&path), read_cert);
                     let status = match meta {
                         Ok(m) if m.kind == crate::host::FileKind::Dir => OK.to_string(),
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -346,6 +404,7 @@ async fn node_facts(cluster: &Cluster) -> BTreeMap<Id, NodeFacts> {
                         cores,
                         memory,
                         status,
+                        cert_not_after,
                     }
                 };
                 tokio::time::timeout(HOST_TIMEOUT, ask)
@@ -358,6 +417,7 @@ async fn node_facts(cluster: &Cluster) -> BTreeMap<Id, NodeFacts> {
                             host.name(),
                             HOST_TIMEOUT.as_secs()
                         ),
+                        cert_not_after: None,
                     })
             }),
         ));
@@ -374,12 +434,12 @@ async fn node_facts(cluster: &Cluster) -> BTreeMap<Id, NodeFacts> {
 /// One row per node: its shards, its machine's cores and memory, the `redis-server`
 /// version a live shard reports (else the node's own binary's, else `server_version`),
 /// whether its persistent path is there.
-async fn node_rows(
+fn node_rows(
     cluster: &Cluster,
     probes: &BTreeMap<Id, ShardProbe>,
+    facts: &BTreeMap<Id, NodeFacts>,
     server_version: Option<&str>,
 ) -> Vec<NodeRow> {
-    let facts = node_facts(cluster).await;
     let mut rows = Vec::new();
     for node in cluster.nodes.values() {
         let shards: Vec<Id> = cluster

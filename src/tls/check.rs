@@ -167,6 +167,13 @@ fn pem_detail(e: rustls_pki_types::pem::Error) -> String {
 
 /// The certificate's `notAfter` (unix seconds), or the error naming the date it expired
 /// or becomes valid.
+/// The expiry (unix seconds) of the first certificate in `pem`, as installed on a node.
+pub fn cert_not_after(pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 fn validity(
     what: &'static str,
     path: &Path,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use crate::error::{DomainError, ErrorKind};
 
-pub use check::{check, fingerprint, utc, Material};
+pub use check::{cert_not_after, check, fingerprint, utc, Material};
 pub use client::ClientTls;
 pub use install::{
     install, install_from_recovery_path, install_from_recovery_path_on, install_on, installed_dir,

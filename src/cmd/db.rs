@@ -8,9 +8,11 @@ use super::{
     Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Render, Reply,
     Text, ValueKind,
 };
-use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Persistence, Role};
+use crate::ccs::{DbConfig, Persistence};
 use crate::db::{self, CreateDb, DeleteOutcome, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
+
+pub use super::db_view::{DbView, ShardView};
 use crate::secret::Secret;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,65 +177,6 @@ fn build_create(m: &Match) -> Result<Command, ParseError> {
         tls,
         tls_auth_clients_optional,
     })))
-}
-
-/// A database as `create db` and `restart db` show it: never its password, only whether
-/// it has one.
-#[derive(Clone, Debug, Serialize)]
-pub struct DbView {
-    pub id: Id,
-    pub name: String,
-    pub endpoint: String,
-    pub shard_count: u32,
-    pub replication: bool,
-    pub persistence: Persistence,
-    pub memory: Option<u64>,
-    pub password: bool,
-    pub sync_source: Option<String>,
-    pub state: DbState,
-    pub shards: Vec<ShardView>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ShardView {
-    pub id: Id,
-    pub node: Id,
-    pub role: Role,
-    pub master: Option<Id>,
-    /// `start-end`.
-    pub slots: Option<String>,
-    pub port: u16,
-    pub pid: Option<u32>,
-}
-
-impl DbView {
-    pub fn new(cluster: &Cluster, d: &Database) -> DbView {
-        DbView {
-            id: d.id,
-            name: d.config.name.clone(),
-            endpoint: db::endpoint(cluster, d),
-            shard_count: d.config.shards,
-            replication: d.config.replication,
-            persistence: d.config.persistence,
-            memory: d.config.memory,
-            password: d.config.password.is_some(),
-            sync_source: d.config.sync_source.as_ref().map(ToString::to_string),
-            state: d.state,
-            shards: d
-                .shards
-                .iter()
-                .map(|s| ShardView {
-                    id: s.id,
-                    node: s.node,
-                    role: s.role,
-                    master: s.master,
-                    slots: s.slots.map(|r| r.to_string()),
-                    port: s.port,
-                    pid: s.pid,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// `create db`: the database made.

@@ -32,6 +32,7 @@ pub mod check;
 pub mod cluster;
 mod context;
 pub mod db;
+pub mod db_view;
 pub mod help;
 pub mod info;
 pub mod node;

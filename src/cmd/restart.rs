@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::db::DbView;
+use super::db_view::DbView;
 use super::{CommandError, Context, Render, Reply, Text};
 use crate::ccs::Id;
 use crate::db;

@@ -110,6 +110,26 @@ fn accident(rt: &tokio::runtime::Runtime, port: u16, pw: Option<&str>) {
     });
 }
 
+/// An age identity file and the recipients file of its public key, made in `dir`.
+fn age_pair(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (key, recipients) = (dir.join("key.txt"), dir.join("recipients.txt"));
+    assert!(Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    std::fs::write(&recipients, public.stdout).unwrap();
+    (key, recipients)
+}
+
 fn port_of(lz: &Lazarus, name: &str) -> u16 {
     let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
     c.database_by_name(name).unwrap().port
@@ -1106,7 +1126,7 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
 }
 
 /// Issue 19 over `ssh://` (a real sshd on another loopback address, the operator's own
-/// OpenSSH with strict host keys): a 3-shard database backed up into a directory on that
+/// OpenSSH with strict host keys): a 3-shard database backed up, compressed and encrypted, into a directory on that
 /// host; a home with no cluster lists the run; a new cluster on a fresh home restores it
 /// `from_other_cluster` with identical content. An unreachable host, an unknown host key
 /// and a missing directory are each named.
@@ -1123,10 +1143,20 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
         .db("mig", 3, false, Persistence::Disabled)
         .installed();
     let before = picture(&rt, &lz, "mig");
+    let (key, recipients) = age_pair(&lz.path("keys"));
     let dir = far.path("backups/prod");
     let url = format!("ssh://{}{}", far.target(), dir.display());
     let out = lz
-        .cmd(["--json", "backup", "db", "mig", "path", &url])
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "mig",
+            "path",
+            &url,
+            "encrypt",
+            recipients.to_str().unwrap(),
+        ])
         .run()
         .ok();
     let run = out.json()[0]["result"]["id"].as_str().unwrap().to_string();
@@ -1185,7 +1215,8 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
     fresh.install(&new);
     fresh
         .run(&format!(
-            "restore task create name move db mig backup {url}/latest from_other_cluster"
+            "restore task create name move db mig backup {url}/latest from_other_cluster identity {}",
+            key.display()
         ))
         .ok();
     fresh

@@ -49,34 +49,9 @@ impl SnapshotConn {
     /// Connects (over TLS when the shard speaks it), authenticates and announces an
     /// RDB-only replica with EOF-mark support.
     pub fn open(shard: &ShardAddr, timeout: Duration) -> Result<SnapshotConn, String> {
-        let (host, port) = (shard.host.as_str(), shard.port);
         let password = shard.password.as_deref();
-        let addr = format!("{host}:{port}");
-        let sock = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("`{addr}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{addr}`: no address"))?;
-        let stream =
-            TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("`{addr}`: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(|e| format!("`{addr}`: {e}"))?;
-        let stream = match &shard.transport {
-            Transport::Plain => Stream::Plain(stream),
-            Transport::Tls(tls) => {
-                let name = rustls_pki_types::ServerName::try_from(host.to_string())
-                    .map_err(|e| format!("`{addr}`: {e}"))?;
-                let conn = rustls::ClientConnection::new(tls.rustls_config(), name)
-                    .map_err(|e| format!("`{addr}`: {e}"))?;
-                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
-            }
-            Transport::TlsUnavailable(why) => {
-                return Err(format!("`{addr}`: the database speaks TLS but {why}"))
-            }
-        };
+        let addr = format!("{}:{}", shard.host, shard.port);
+        let stream = connect_stream(shard, timeout)?;
         let mut conn = SnapshotConn {
             reader: BufReader::with_capacity(CHUNK, stream),
             addr,
@@ -273,8 +248,57 @@ impl SnapshotConn {
     }
 }
 
+/// A blocking connection to `shard` (over TLS when it speaks it), with `timeout` for
+/// connecting and for every read and write; nothing sent yet.
+pub(crate) fn connect_stream(shard: &ShardAddr, timeout: Duration) -> Result<Stream, String> {
+    let (host, port) = (shard.host.as_str(), shard.port);
+    let addr = format!("{host}:{port}");
+    let sock = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("`{addr}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{addr}`: no address"))?;
+    let stream =
+        TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("`{addr}`: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    // A snapshot or a round of DUMP replies arrives in bulk: a deep receive buffer lets
+    // the server write on while this side is busy reading (the kernel caps it at
+    // net.core.rmem_max; failing to raise it is harmless).
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: a valid socket, a c_int option value of the size passed.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| format!("`{addr}`: {e}"))?;
+    Ok(match &shard.transport {
+        Transport::Plain => Stream::Plain(stream),
+        Transport::Tls(tls) => {
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| format!("`{addr}`: {e}"))?;
+            let conn = rustls::ClientConnection::new(tls.rustls_config(), name)
+                .map_err(|e| format!("`{addr}`: {e}"))?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+        }
+        Transport::TlsUnavailable(why) => {
+            return Err(format!("`{addr}`: the database speaks TLS but {why}"))
+        }
+    })
+}
+
 /// The socket, plain or wrapped in TLS.
-enum Stream {
+pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }

@@ -16,6 +16,7 @@
 //! Digests are sums per hash slot, so the union of a database's shards can be compared
 //! whatever the shard count on either side.
 
+mod scan;
 mod server;
 
 use crate::server::shard_dir;

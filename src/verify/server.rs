@@ -1,23 +1,15 @@
 //! The digest of a live shard: SCAN, then DUMP and PEXPIRETIME of each key (DUMP alone in
-//! a db whose INFO keyspace says `expires=0`), in pipelined
-//! batches (the next batch's SCAN rides with this batch's DUMPs, and a batch is decoded
-//! while the next one is on the wire); CLUSTER COUNTKEYSINSLOT on a cluster shard.
+//! a db whose INFO keyspace says `expires=0`), a round ahead on one raw connection
+//! ([`super::scan`]); CLUSTER COUNTKEYSINSLOT on a cluster shard.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::Value as Reply;
-use xxhash_rust::xxh3::xxh3_64;
 
+use super::scan::RawConn;
 use super::{now_ms, VerifyError};
-use crate::persist::{
-    decode_dump_into, key_slot, ContentDigest, DigestBuilder, DigestOptions, Scratch,
-};
+use crate::persist::{ContentDigest, DigestBuilder, DigestOptions};
 use crate::server::{connect, info, ShardAddr};
-
-/// Keys asked per SCAN (and so DUMPed per round trip).
-const BATCH: usize = 4000;
 
 /// A shard's digest, with its own per-slot key counts when it is a cluster member.
 #[derive(Clone, Debug)]
@@ -116,34 +108,28 @@ pub async fn digest_of_server(
             slot_counts,
         });
     }
-    let mut b = DigestBuilder::new(now_ms(), opts);
-    let mut scanned = 0;
-    let mut scan = Ok(());
-    for (db, expires) in dbs {
-        if db != 0 || !cluster {
-            if let Err(e) = redis::cmd("SELECT")
-                .arg(db)
-                .query_async::<()>(&mut con)
-                .await
-            {
-                scan = Err(err(addr, e));
-                break;
+    let (a, o) = (addr.clone(), opts.clone());
+    let scan = tokio::task::spawn_blocking(move || -> Result<(DigestBuilder, u64), VerifyError> {
+        let mut b = DigestBuilder::new(now_ms(), &o);
+        let mut raw = RawConn::open(&a, timeout)?;
+        let mut scanned = 0;
+        for (db, expires) in dbs {
+            if db != 0 || !cluster {
+                raw.simple(&[b"SELECT", db.to_string().as_bytes()], "SELECT")?;
             }
+            scanned += raw.scan_db(db, expires, &mut b)?;
         }
-        match scan_db(addr, &mut con, db, expires, &mut b).await {
-            Ok(n) => scanned += n,
-            Err(e) => {
-                scan = Err(e);
-                break;
-            }
-        }
-    }
+        Ok((b, scanned))
+    })
+    .await
+    .map_err(|e| err(addr, e))
+    .and_then(|r| r);
     if compression.as_deref() == Some("yes") {
         set_compression(&mut con, "yes")
             .await
             .map_err(|e| err(addr, e))?;
     }
-    scan?;
+    let (b, scanned) = scan?;
     let slot_counts = if cluster {
         Some(count_slots(addr, &mut con).await?)
     } else {
@@ -214,136 +200,4 @@ async fn count_slots(
     p.query_async::<Vec<u64>>(con)
         .await
         .map_err(|e| err(addr, format!("CLUSTER COUNTKEYSINSLOT: {e}")))
-}
-
-/// One round's DUMP (and PEXPIRETIME) replies with their keys.
-type Dumped = (Vec<Vec<u8>>, Vec<Reply>);
-
-async fn scan_db(
-    addr: &ShardAddr,
-    con: &mut MultiplexedConnection,
-    db: u32,
-    expires: bool,
-    b: &mut DigestBuilder,
-) -> Result<u64, VerifyError> {
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut cursor: Option<u64> = Some(0);
-    let mut to_dump: Vec<Vec<u8>> = Vec::new();
-    let mut dumped: Option<Dumped> = None;
-    let mut sc = Scratch::default();
-    let detail_only = !b.detail_slots().is_empty();
-    let mut scanned = 0u64;
-    loop {
-        if cursor.is_none() && to_dump.is_empty() {
-            if let Some(d) = dumped.take() {
-                fold(addr, db, expires, d, b, &mut sc)?;
-            }
-            return Ok(scanned);
-        }
-        let mut p = redis::pipe();
-        if let Some(c) = cursor {
-            p.cmd("SCAN").arg(c).arg("COUNT").arg(BATCH);
-        }
-        for k in &to_dump {
-            p.cmd("DUMP").arg(k);
-            if expires {
-                p.cmd("PEXPIRETIME").arg(k);
-            }
-        }
-        let previous = dumped.take();
-        let (reply, folded) = tokio::join!(p.query_async::<Vec<Reply>>(con), async {
-            match previous {
-                Some(d) => fold(addr, db, expires, d, b, &mut sc),
-                None => Ok(()),
-            }
-        });
-        folded?;
-        let mut replies = reply.map_err(|e| err(addr, e))?.into_iter();
-        let keys = std::mem::take(&mut to_dump);
-        if cursor.is_some() {
-            let (next, found) = parse_scan(replies.next())
-                .ok_or_else(|| err(addr, "a SCAN reply of a cursor and keys"))?;
-            cursor = (next != 0).then_some(next);
-            for k in found {
-                if seen.insert(xxh3_64(&k)) {
-                    scanned += 1;
-                    if !detail_only || b.detail_slots().contains(&key_slot(&k)) {
-                        to_dump.push(k);
-                    }
-                }
-            }
-        }
-        if !keys.is_empty() {
-            dumped = Some((keys, replies.collect()));
-        }
-    }
-}
-
-fn parse_scan(r: Option<Reply>) -> Option<(u64, Vec<Vec<u8>>)> {
-    let Some(Reply::Array(mut parts)) = r else {
-        return None;
-    };
-    if parts.len() != 2 {
-        return None;
-    }
-    let keys = parts.pop()?;
-    let cursor = match parts.pop()? {
-        Reply::BulkString(c) => std::str::from_utf8(&c).ok()?.parse().ok()?,
-        _ => return None,
-    };
-    let Reply::Array(keys) = keys else {
-        return None;
-    };
-    let keys = keys
-        .into_iter()
-        .filter_map(|k| match k {
-            Reply::BulkString(k) => Some(k),
-            _ => None,
-        })
-        .collect();
-    Some((cursor, keys))
-}
-
-/// Decodes one round's payloads into the digest.
-fn fold(
-    addr: &ShardAddr,
-    db: u32,
-    expires: bool,
-    (keys, replies): Dumped,
-    b: &mut DigestBuilder,
-    sc: &mut Scratch,
-) -> Result<(), VerifyError> {
-    let mut it = replies.into_iter();
-    for key in keys {
-        let dump = it.next();
-        let ttl = if expires {
-            it.next()
-        } else {
-            Some(Reply::Int(-1))
-        };
-        let expire_ms = match ttl {
-            Some(Reply::Int(-1)) => None,
-            Some(Reply::Int(t)) if t >= 0 => Some(t),
-            // -2: gone (expired) since SCAN listed it.
-            _ => {
-                b.digest.vanished += 1;
-                continue;
-            }
-        };
-        let Some(Reply::BulkString(payload)) = dump else {
-            b.digest.vanished += 1;
-            continue;
-        };
-        let present =
-            decode_dump_into(&payload, &mut b.hasher, sc).map_err(|e| VerifyError::Key {
-                addr: addr.to_string(),
-                key: String::from_utf8_lossy(&key).into_owned(),
-                reason: format!("its DUMP payload: {e}"),
-            })?;
-        if present {
-            let (kind, value) = (b.hasher.kind(), b.hasher.finish());
-            b.add(db, &key, kind, value, expire_ms);
-        }
-    }
-    Ok(())
 }

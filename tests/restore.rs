@@ -1425,3 +1425,40 @@ fn two_databases_restore_in_one_task_into_a_home_with_no_cluster() {
         .stdout_has("move.orders")
         .stdout_has("move.sessions");
 }
+
+/// A file staged by hard link is hashed while the server loads it: one changed after
+/// `verify` fails `start`, is named as changed, and the old data serves again.
+#[test]
+fn a_run_file_changed_after_verify_fails_start_and_the_old_data_serves() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("l", 1, false, Persistence::Disabled)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup db l path {} compress none",
+        repo.display()
+    ))
+    .ok();
+    accident(&rt, port_of(&lz, "l"), None);
+    let changed = picture(&rt, &lz, "l");
+    lz.run("restore task create name t db l backup latest force")
+        .ok();
+    lz.run("restore task verify t").ok();
+    let file = std::fs::read_dir(&repo)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .unwrap();
+    let mut bad = std::fs::read(&file).unwrap();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    std::fs::write(&file, &bad).unwrap();
+    lz.run("restore task start t")
+        .fails(1)
+        .stderr_has("the file was changed or damaged")
+        .stderr_has("the old data is back in place and serving");
+    assert_same(&changed, &picture(&rt, &lz, "l"), "after the failed start");
+}

@@ -36,7 +36,7 @@ pub use plain::PlainRead;
 pub use remote::RunsError;
 pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
 pub use snapshot::SnapshotConn;
-pub(crate) use snapshot::{connect_stream, Stream};
+pub(crate) use snapshot::{connect_stream, hex, Stream};
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
 use crate::ccs::{BackupRun, BackupTask, Cluster, RunStatus};

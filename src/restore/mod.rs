@@ -1101,6 +1101,8 @@ async fn replace(
     }
 
     step(RestoreStep::Staging);
+    // Files staged by hard link, unread: their sha256 is checked while the server loads.
+    let mut unread: BTreeMap<Id, (PathBuf, String)> = BTreeMap::new();
     for (&id, (file, e)) in &files {
         let place = Place::of(cluster, db, server, id)?;
         let dir = place.dir.clone();
@@ -1130,22 +1132,17 @@ async fn replace(
         // file as its durable copy: it is synced; an AOF database writes (and syncs) its
         // own AOF from what it loaded; a database without persistence gets a hard link
         // when it can (the server only reads the file, which is removed once loaded, and
-        // never writes it in place), hashed through the link.
-        tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        // never writes it in place), hashed through the link in the reader's pass while
+        // the server loads it: one pass over the file, on the core the load leaves free.
+        // A file that differs from the manifest then fails the load step, and the old
+        // data is put back as for any failure after the stop.
+        let deferred = tokio::task::spawn_blocking(move || -> Result<Option<PathBuf>, String> {
             if let (Persistence::Disabled, true, Some(local)) =
                 (persistence, entry.is_plain(), &local)
             {
                 let _ = std::fs::remove_file(&s);
                 if std::fs::hard_link(local, &s).is_ok() {
-                    let sum = sha256_file(&s).map_err(|err| format!("`{}`: {err}", s.display()))?;
-                    if sum != entry.sha256 {
-                        return Err(format!(
-                            "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
-                            local.display(),
-                            entry.sha256
-                        ));
-                    }
-                    return Ok(entry.bytes);
+                    return Ok(Some(local.clone()));
                 }
             }
             decode_to(
@@ -1155,10 +1152,14 @@ async fn replace(
                 &s,
                 persistence == Persistence::Snapshot,
             )
+            .map(|_| None)
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot stage `{file}` in `{}`: {e}", dir.display()))?;
+        if let Some(local) = deferred {
+            unread.insert(id, (local, e.sha256.clone()));
+        }
     }
 
     step(RestoreStep::Fencing);
@@ -1220,7 +1221,8 @@ async fn replace(
     }
     // The files' content digest is taken while the servers load them (the reader's pass
     // over each file, once): a file on this machine where it was loaded from, one on
-    // another host from the run's own file, which staging proved to be the same bytes.
+    // another host from the run's own file, which staging proved to be the same bytes;
+    // a file staged unread is hashed in the same pass.
     let mut sources = Vec::new();
     for s in db.masters() {
         let place = Place::of(cluster, db, server, s.id)?;
@@ -1236,11 +1238,14 @@ async fn replace(
             }
         });
     }
-    let file_digest = (!spec.counts_only).then(|| {
-        let f = sources.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::verify::digest_of_sources(&f, &crate::persist::DigestOptions::default())
-        })
+    let checks: Vec<(crate::verify::DataSource, Option<(PathBuf, String)>)> = db
+        .masters()
+        .zip(&sources)
+        .map(|(s, f)| (f.clone(), unread.get(&s.id).cloned()))
+        .collect();
+    let file_check = tokio::task::spawn_blocking({
+        let digest = !spec.counts_only;
+        move || check_loaded(&checks, digest)
     });
 
     step(RestoreStep::Loading(None));
@@ -1282,8 +1287,19 @@ async fn replace(
             total >> 20,
         ))));
     };
+    let mut loaded = Ok(());
     for (_, result) in started {
-        result.map_err(|e| e.to_string())?;
+        if let Err(e) = result {
+            loaded = loaded.and(Err(e.to_string()));
+        }
+    }
+    if let Err(e) = loaded {
+        // A file that differs from its manifest is named as such, before what the server
+        // made of it.
+        return Err(match file_check.await.map_err(|e| e.to_string()) {
+            Ok(Err(changed)) | Err(changed) => changed,
+            Ok(Ok(_)) => e,
+        });
     }
 
     step(RestoreStep::CheckingCounts);
@@ -1339,13 +1355,10 @@ async fn replace(
     up.wire().await.map_err(|e| e.to_string())?;
 
     // Once the cluster is formed (a cluster shard answers no DUMP before), still fenced.
-    let content = match file_digest {
+    let checked = file_check.await.map_err(|e| e.to_string())??;
+    let content = match checked {
         Some(digest) => {
             step(RestoreStep::Proving);
-            let digest = digest
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
             Some(prove(&sources, Some(digest), &addrs).await?)
         }
         None => None,
@@ -1369,6 +1382,69 @@ async fn replace(
         }
     }
     Ok(Restored { keys, content })
+}
+
+/// The files a restore loads, read while the servers load them, their shards' files on
+/// parallel threads: each file's digest (when `digest`), and for a file staged by hard
+/// link, unread (`Some((backup file, manifest sha256))`), its sha256 in the same pass.
+/// Blocking.
+fn check_loaded(
+    files: &[(crate::verify::DataSource, Option<(PathBuf, String)>)],
+    digest: bool,
+) -> Result<Option<crate::persist::ContentDigest>, String> {
+    let opts = crate::persist::DigestOptions::default();
+    let one = |(source, unread): &(crate::verify::DataSource, Option<(PathBuf, String)>)| {
+        let path = match (source, unread) {
+            (crate::verify::DataSource::Path(p), Some(_)) => p,
+            _ => {
+                return match digest {
+                    true => crate::verify::digest_of_sources(std::slice::from_ref(source), &opts)
+                        .map(Some)
+                        .map_err(|e| e.to_string()),
+                    false => Ok(None),
+                }
+            }
+        };
+        let (sum, d) = crate::verify::sha256_and_digest(path, digest.then_some(&opts))
+            .map_err(|e| e.to_string())?;
+        if let Some((from, expected)) = unread.as_ref().filter(|(_, x)| *x != sum) {
+            return Err(format!(
+                "`{}` has sha256 {sum}, the manifest says {expected}: the file was changed or damaged",
+                from.display()
+            ));
+        }
+        d.transpose().map_err(|e| e.to_string())
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, files.len().max(1));
+    let results: Vec<Result<Option<crate::persist::ContentDigest>, String>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .chunks(files.len().div_ceil(workers).max(1))
+                .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![Err("a file check panicked".into())])
+                })
+                .collect()
+        });
+    let mut total: Option<crate::persist::ContentDigest> = None;
+    for r in results {
+        if let Some(d) = r? {
+            match total.as_mut() {
+                Some(t) => t.merge(d),
+                None => total = Some(d),
+            }
+        }
+    }
+    Ok(match (digest, total) {
+        (true, None) => Some(crate::persist::ContentDigest::new(crate::verify::now_ms())),
+        (_, t) => t,
+    })
 }
 
 /// The content proof of a restore: the files' digest (taken already, or now) against the

@@ -346,6 +346,52 @@ fn digest_of_path(p: &Path, now: i64, opts: &DigestOptions) -> Result<ContentDig
     })
 }
 
+/// Hashes what it hands on.
+struct Sha256Read<R> {
+    inner: R,
+    sha: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Sha256Read<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.sha, &buf[..n]);
+        Ok(n)
+    }
+}
+
+/// An RDB file's sha256 (hex), and its digest when `digest` asks for one, in one pass
+/// over its bytes: a restore checks a file it staged by hard link, unread, while the
+/// server loads it. The sha256 covers every byte, whatever the reader made of them: a
+/// damaged file is told by its sha256 before any reader error.
+pub fn sha256_and_digest(
+    path: &Path,
+    digest: Option<&DigestOptions>,
+) -> Result<(String, Option<Result<ContentDigest, VerifyError>>), VerifyError> {
+    let io = |e: std::io::Error| VerifyError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let f = crate::persist::open_regular(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    let mut r = Sha256Read {
+        inner: std::io::BufReader::with_capacity(1 << 20, f),
+        sha: <sha2::Sha256 as sha2::Digest>::new(),
+    };
+    let d = digest.map(|opts| {
+        digest_of_rdb_stream(&mut r, Some(len), now_ms(), opts).map_err(|e| VerifyError::File {
+            path: path.to_path_buf(),
+            reason: match e {
+                RdbReadError::Io(s) => s,
+                RdbReadError::Format(d) => d.to_string(),
+            },
+        })
+    });
+    // The reader stops at the RDB's end (or at damage): the rest is hashed too.
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(io)?;
+    Ok((crate::backup::hex(&sha2::Digest::finalize(r.sha)), d))
+}
+
 /// The digest of several RDB files together (a database's shards), read in parallel.
 pub fn digest_of_files(
     files: &[PathBuf],

@@ -260,6 +260,40 @@ fn a_wrong_listpack_back_length_loads_with_a_warning() {
     );
 }
 
+/// A listpack whose header element count is not its number of entries: the servers check
+/// only the total bytes and the terminator on load and take the count as the size, so
+/// the file loads (the reader says ok and warns where and what to do); a count under one
+/// pair makes the server drop the hash as empty, and the reader's key count leaves it out
+/// too (most of the second campaign's false alarms were these).
+#[test]
+fn a_wrong_listpack_element_count_loads_with_a_warning() {
+    for (declared, keys) in [(6u16, 1u64), (1, 0)] {
+        let mut lp = listpack(&[b"f", b"v", b"g", b"w"]);
+        lp[4..6].copy_from_slice(&declared.to_le_bytes());
+        let body = [&[16u8][..], &s(b"h"), &s(&lp), &string(b"k")].concat();
+        let file = rdb(10, &body);
+        let (loads, r) = judge("hash listpack with a wrong element count", &file, false);
+        for (who, load) in &loads {
+            let want = std::collections::BTreeMap::from([(0, keys + 1)]);
+            assert_eq!(*load, Load::Loaded(want), "{who}: count {declared}");
+        }
+        assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+        assert!(r.keys_exact);
+        assert_eq!(r.keys_per_db.get(&0), Some(&(keys + 1)), "count {declared}");
+        let offset = format!(
+            "element count at offset {} is {declared} where it holds 4",
+            9 + 1 + 2 + 1 + 4
+        );
+        assert!(
+            r.warnings.iter().any(|w| w.starts_with("loads, but")
+                && w.contains(&offset)
+                && w.contains("way forward")),
+            "{:?}",
+            r.warnings
+        );
+    }
+}
+
 /// A stream with two consumer groups and two consumers, written by the server, then made
 /// to repeat a name (same length, CRC-64 recomputed).
 #[test]

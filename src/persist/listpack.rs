@@ -4,6 +4,9 @@
 //! A wrong back-length is noted, not refused: a server loading the file reads entries
 //! forwards only and never looks at one (without `sanitize-dump-payload yes`), so it
 //! loads; only walking backwards (RPOP, negative indexes, reverse ranges) would read it.
+//! A wrong header element count is noted too: the server checks only the total bytes and
+//! the terminator on load, and takes the header's count as the size (`lpLength`), so a
+//! count under one element or pair makes it drop the key as empty.
 
 use super::error::{BlobFault, BlobResult};
 
@@ -35,6 +38,8 @@ pub struct Entries<'a> {
     seen: u32,
     /// Where the first wrong back-length is.
     bad_back: Option<usize>,
+    /// The header's element count, when it is not the number of entries.
+    bad_count: Option<u16>,
 }
 
 /// Checks the header and returns a walker over the entries.
@@ -61,6 +66,7 @@ pub fn entries(lp: &[u8]) -> BlobResult<Entries<'_>> {
         at: HEADER,
         seen: 0,
         bad_back: None,
+        bad_count: None,
     })
 }
 
@@ -75,7 +81,13 @@ impl<'a> Entries<'a> {
         self.bad_back
     }
 
-    /// The next entry, `None` at the terminator (after checking the element count).
+    /// The header's element count once the walk reached the terminator, when it is not
+    /// the number of entries (the server loads it: see the module's note).
+    pub fn bad_count(&self) -> Option<u16> {
+        self.bad_count
+    }
+
+    /// The next entry, `None` at the terminator (noting a wrong element count).
     pub fn next_entry(&mut self) -> BlobResult<Option<LpEntry<'a>>> {
         let lp = self.lp;
         let start = self.at;
@@ -89,13 +101,7 @@ impl<'a> Entries<'a> {
             }
             let declared = u16::from_le_bytes([lp[4], lp[5]]);
             if declared != COUNT_UNKNOWN && u32::from(declared) != self.seen {
-                return Err(BlobFault::new(
-                    4,
-                    format!(
-                        "listpack element count {declared} to match its {} entries",
-                        self.seen
-                    ),
-                ));
+                self.bad_count = Some(declared);
             }
             return Ok(None);
         }
@@ -215,12 +221,22 @@ fn decode_backlen(bytes: &[u8]) -> Option<u64> {
 /// Checks a listpack whose entries come in tuples of `tuple` (2 for hash and sorted-set
 /// pairs, 3 for hash fields with TTLs) and returns the number of entries.
 pub fn validate(lp: &[u8], tuple: u32) -> BlobResult<u32> {
-    validate_noting(lp, tuple).map(|(n, _)| n)
+    validate_noting(lp, tuple).map(|n| n.entries)
 }
 
-/// [`validate`], also saying where the first wrong back-length is (see the module's
-/// note: the server loads it).
-pub fn validate_noting(lp: &[u8], tuple: u32) -> BlobResult<(u32, Option<usize>)> {
+/// What [`validate_noting`] found: the entries, and what the server loads without checking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Noted {
+    pub entries: u32,
+    /// Offset of the first wrong back-length.
+    pub bad_back: Option<usize>,
+    /// The header's element count, when it is not `entries`.
+    pub bad_count: Option<u16>,
+}
+
+/// [`validate`], also saying where the first wrong back-length is and whether the header's
+/// element count is wrong (see the module's note: the server loads both).
+pub fn validate_noting(lp: &[u8], tuple: u32) -> BlobResult<Noted> {
     let mut it = entries(lp)?;
     skip_short_entries(&mut it);
     let mut n = it.seen;
@@ -233,7 +249,11 @@ pub fn validate_noting(lp: &[u8], tuple: u32) -> BlobResult<(u32, Option<usize>)
             format!("a listpack of {tuple}-entry tuples, not {n} entries"),
         ));
     }
-    Ok((n, it.bad_back))
+    Ok(Noted {
+        entries: n,
+        bad_back: it.bad_back,
+        bad_count: it.bad_count,
+    })
 }
 
 /// Walks the entries most listpacks are made of (7- and 13-bit integers, strings under
@@ -343,13 +363,21 @@ pub(crate) mod tests {
         let mut bad = lp.clone();
         bad[0] += 1;
         assert_eq!(validate(&bad, 1).unwrap_err().at, 0);
+        let noted = |entries, bad_back, bad_count| Noted {
+            entries,
+            bad_back,
+            bad_count,
+        };
         let mut bad = lp.clone();
-        bad[4] = 3;
-        assert_eq!(validate(&bad, 1).unwrap_err().at, 4);
+        bad[4] = 3; // element count: loads (the server takes it as the size), noted
+        assert_eq!(validate_noting(&bad, 1).unwrap(), noted(2, None, Some(3)));
+        bad[4] = 0xff;
+        bad[5] = 0xff; // "count unknown": the server counts the entries
+        assert_eq!(validate_noting(&bad, 1).unwrap(), noted(2, None, None));
         let mut bad = lp.clone();
         bad[10] = 9; // back-length of "abc": loads, noted
-        assert_eq!(validate_noting(&bad, 1).unwrap(), (2, Some(10)));
-        assert_eq!(validate_noting(&lp, 1).unwrap(), (2, None));
+        assert_eq!(validate_noting(&bad, 1).unwrap(), noted(2, Some(10), None));
+        assert_eq!(validate_noting(&lp, 1).unwrap(), noted(2, None, None));
         let mut bad = lp.clone();
         bad[6] = 0x8f; // string longer than the blob
         assert!(validate(&bad, 1).is_err());

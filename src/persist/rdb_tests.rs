@@ -260,8 +260,37 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
     bad_count[4] = 3;
     let mut body = vec![20, 1, b'k'];
     body.extend(blob(&bad_count));
-    let (res, _) = run(&rdb(b"REDIS0011", &body));
-    assert_eq!(res.unwrap_err().offset, (9 + 3 + 2 + 4) as u64);
+    let (res, out) = run(&rdb(b"REDIS0011", &body));
+    res.unwrap();
+    // A wrong element count loads (the server checks only total bytes and terminator,
+    // then takes the count as the size): a warning names its offset and the way forward.
+    let w = format!(
+        "element count at offset {} is 3 where it holds 2",
+        9 + 3 + 2 + 4
+    );
+    assert!(
+        out.warnings
+            .iter()
+            .any(|x| x.contains(&w) && x.contains("way forward")),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(out.keys_per_db.get(&0), Some(&1));
+    // A count of 0: the server drops the key as empty, so it is not counted.
+    bad_count[4] = 0;
+    let mut body = vec![20, 1, b'k'];
+    body.extend(blob(&bad_count));
+    let (res, out) = run(&rdb(b"REDIS0011", &body));
+    res.unwrap();
+    assert_eq!(out.keys_per_db.get(&0).copied().unwrap_or(0), 0);
+    assert_eq!(out.empty_skipped, 1);
+    assert!(
+        out.warnings
+            .iter()
+            .any(|x| x.contains("is 0 where it holds 2")),
+        "{:?}",
+        out.warnings
+    );
     // A wrong back-length loads (the server never reads one on load): a warning names
     // its file offset and the way forward.
     let mut bad_back = lp;

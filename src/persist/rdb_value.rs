@@ -184,7 +184,8 @@ impl<R: Read> Rdb<'_, R> {
             if header > 0 && n > 0 && header + n <= b.len() {
                 let start = self.src.offset() + header as u64;
                 let r = validate(kind, &b[header..header + n]);
-                let bad_back = r.as_ref().ok().and_then(|&(_, at)| at);
+                let bad_back = r.as_ref().ok().and_then(|c| c.bad_back);
+                let bad_count = r.as_ref().ok().and_then(|c| c.bad_count);
                 let disorder = match (kind, &r) {
                     (Blob::Intset, Ok(_)) => intset::disorder(&b[header..header + n]),
                     _ => None,
@@ -196,8 +197,11 @@ impl<R: Read> Rdb<'_, R> {
                 if let Some(at) = bad_back {
                     self.bad_back_length(start + at as u64);
                 }
+                if let Some((declared, real)) = bad_count {
+                    self.bad_element_count(start + 4, declared, real);
+                }
                 return match r {
-                    Ok((count, _)) => Ok(Some(count)),
+                    Ok(c) => Ok(Some(c.entries)),
                     Err(f) => Err(self.blob_fault(
                         BlobAt {
                             start,
@@ -213,14 +217,21 @@ impl<R: Read> Rdb<'_, R> {
                 Err(ParseError::corrupt(node, "a non-empty quicklist node"))
             }
             (Some(at), _) => {
-                let (count, bad_back) =
-                    validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
-                if let Some(i) = bad_back {
+                let c = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
+                if let Some(i) = c.bad_back {
                     self.bad_back_length(if at.compressed {
                         at.start
                     } else {
                         at.start + i as u64
                     });
+                }
+                if let Some((declared, real)) = c.bad_count {
+                    let offset = if at.compressed {
+                        at.start
+                    } else {
+                        at.start + 4
+                    };
+                    self.bad_element_count(offset, declared, real);
                 }
                 if let (Blob::Intset, Some(i)) = (kind, intset::disorder(&self.blob)) {
                     let offset = if at.compressed {
@@ -230,7 +241,7 @@ impl<R: Read> Rdb<'_, R> {
                     };
                     self.intset_disorder(offset);
                 }
-                Ok(Some(count))
+                Ok(Some(c.entries))
             }
             (None, _) => Ok(None),
         }
@@ -251,7 +262,32 @@ impl<R: Read> Rdb<'_, R> {
         }
         self.bad_back_warned = true;
         self.out.warn(format!(
-            "loads, but the listpack entry back-length at offset {at} (and maybe others) is              not its entry's length: the server reads listpacks forwards on load and never              checks it (only with sanitize-dump-payload yes), but reading that value              backwards (RPOP, LINDEX or LRANGE with negative indexes, ZREVRANGE, XREVRANGE)              may return wrong data or crash the server; way forward: recover from this file,              then rewrite the damaged key from a forward read (LRANGE 0 -1, HGETALL,              ZRANGE 0 -1 WITHSCORES, XRANGE - +; DEL; write it again), or recover from a              copy without it"
+            "loads, but the listpack entry back-length at offset {at} (and maybe others) is \
+             not its entry's length: the server reads listpacks forwards on load and never \
+             checks it (only with sanitize-dump-payload yes), but reading that value \
+             backwards (RPOP, LINDEX or LRANGE with negative indexes, ZREVRANGE, XREVRANGE) \
+             may return wrong data or crash the server; way forward: recover from this file, \
+             then rewrite the damaged key from a forward read (LRANGE 0 -1, HGETALL, \
+             ZRANGE 0 -1 WITHSCORES, XRANGE - +; DEL; write it again), or recover from a \
+             copy without it"
+        ));
+    }
+
+    /// A listpack's header element count (at `at`, or in the compressed blob there) is
+    /// `declared` where it holds `real` entries: the server loads it without checking and
+    /// takes the header as the size. Said for each one: under one element or pair the
+    /// key (or the list node) is dropped, which the key counts here already leave out.
+    pub(crate) fn bad_element_count(&mut self, at: u64, declared: u16, real: u32) {
+        self.out.warn(format!(
+            "loads, but the listpack element count at offset {at} is {declared} where it \
+             holds {real} entries: the server checks it only with sanitize-dump-payload yes \
+             and takes it as the size, so HLEN, SCARD, ZCARD or LLEN report it, and a count \
+             under one element (a pair for hashes and sorted sets) makes the server drop the \
+             key as empty or lose that list node (the key counts here already leave such a \
+             key out); way forward: recover from this file, then rewrite the key from a \
+             forward read (HGETALL, SMEMBERS, ZRANGE 0 -1 WITHSCORES; DEL; write it again; \
+             a list's LRANGE goes by the count too: check that LRANGE 0 -1 returns all \
+             {real} of that node's entries), or recover from a copy without it"
         ));
     }
 
@@ -297,13 +333,36 @@ impl<R: Read> Rdb<'_, R> {
 
 /// Checks a blob of the given kind; its entry count, and where a listpack's first wrong
 /// back-length is (which the server loads).
-fn validate(kind: Blob, b: &[u8]) -> BlobResult<(u32, Option<usize>)> {
+fn validate(kind: Blob, b: &[u8]) -> BlobResult<Checked> {
+    let plain = |entries| Checked {
+        entries,
+        bad_back: None,
+        bad_count: None,
+    };
     match kind {
-        Blob::Zipmap => zipmap::validate(b).map(|n| (n, None)),
-        Blob::Ziplist(tuple) => ziplist::validate(b, tuple).map(|n| (n, None)),
-        Blob::Intset => intset::validate(b).map(|n| (n, None)),
-        Blob::Listpack(tuple) => listpack::validate_noting(b, tuple),
+        Blob::Zipmap => zipmap::validate(b).map(plain),
+        Blob::Ziplist(tuple) => ziplist::validate(b, tuple).map(plain),
+        Blob::Intset => intset::validate(b).map(plain),
+        Blob::Listpack(tuple) => listpack::validate_noting(b, tuple).map(|n| Checked {
+            // The server takes the header's count as the size, in whole tuples: under one
+            // tuple it drops the key (or the list node) as empty.
+            entries: match n.bad_count {
+                Some(declared) => u32::from(declared) / tuple * tuple,
+                None => n.entries,
+            },
+            bad_back: n.bad_back,
+            bad_count: n.bad_count.map(|d| (d, n.entries)),
+        }),
     }
+}
+
+/// A blob as the server will load it: its entries (for a listpack whose header count is
+/// wrong, the count the server takes), where a listpack's first wrong back-length is, and
+/// a wrong header count with the entries really there.
+struct Checked {
+    entries: u32,
+    bad_back: Option<usize>,
+    bad_count: Option<(u16, u32)>,
 }
 
 fn nan_score(at: u64) -> ParseError {

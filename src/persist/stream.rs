@@ -179,6 +179,12 @@ pub fn validate_node(lp: &[u8]) -> BlobResult<Option<usize>> {
         }
         seen += 1;
     }
+    if let Some(declared) = it.bad_count() {
+        return Err(BlobFault::new(
+            4,
+            format!("listpack element count {declared} to match its entries"),
+        ));
+    }
     if seen == 0 || seen != count.saturating_add(deleted) {
         return Err(BlobFault::new(
             6,

@@ -4,6 +4,8 @@
 //! A wrong back-length is noted, not refused: a server loading the file reads entries
 //! forwards only and never looks at one (without `sanitize-dump-payload yes`), so it
 //! loads; only walking backwards (RPOP, negative indexes, reverse ranges) would read it.
+//! The first entry's is the exception: `lpFirst` checks that entry whole, and the load
+//! calls it (the differential campaign found the server's assertion there).
 //! A wrong header element count is noted too: the server checks only the total bytes and
 //! the terminator on load, and takes the header's count as the size (`lpLength`), so a
 //! count under one element or pair makes it drop the key as empty.
@@ -185,6 +187,15 @@ impl<'a> Entries<'a> {
         } else {
             decode_backlen(&lp[back_at..back_at + back]) == Some(len as u64)
         };
+        if !back_ok && self.seen == 0 {
+            // The server's lpFirst checks the first entry whole, back-length included, and
+            // the load calls it (stream nodes, list nodes, conversions): it stops there.
+            return Err(BlobFault::new(
+                back_at,
+                "the first listpack entry's back-length to be its length (the server checks \
+                 the first entry on load)",
+            ));
+        }
         if !back_ok && self.bad_back.is_none() {
             self.bad_back = Some(back_at);
         }
@@ -375,8 +386,11 @@ pub(crate) mod tests {
         bad[5] = 0xff; // "count unknown": the server counts the entries
         assert_eq!(validate_noting(&bad, 1).unwrap(), noted(2, None, None));
         let mut bad = lp.clone();
-        bad[10] = 9; // back-length of "abc": loads, noted
-        assert_eq!(validate_noting(&bad, 1).unwrap(), noted(2, Some(10), None));
+        bad[12] = 9; // back-length of 7: loads, noted
+        assert_eq!(validate_noting(&bad, 1).unwrap(), noted(2, Some(12), None));
+        let mut bad = lp.clone();
+        bad[10] = 9; // back-length of "abc", the first entry: the server's lpFirst asserts
+        assert_eq!(validate(&bad, 1).unwrap_err().at, 10);
         assert_eq!(validate_noting(&lp, 1).unwrap(), noted(2, None, None));
         let mut bad = lp.clone();
         bad[6] = 0x8f; // string longer than the blob

@@ -218,6 +218,18 @@ impl<'a> FirstPass<'a> {
                     self.exact = false;
                     return;
                 };
+                // A rewrite writes `PEXPIREAT key ms` right after the key's data; one on any
+                // other key (a damaged file) makes no key: the server applies it only to a
+                // key that exists, which this count cannot tell.
+                if matches!(class, Class::Expire { .. }) && self.last_key.as_deref() != Some(key) {
+                    self.exact = false;
+                    self.inexact_why.get_or_insert_with(|| {
+                        "an expiry on a key the rewrite did not just write (a rewrite never \
+                         writes one): the server applies it only to a key that exists"
+                            .into()
+                    });
+                    return;
+                }
                 let counts = self.resp_base.entry(self.db).or_default();
                 if self.last_key.as_deref() != Some(key) {
                     let last = self.last_key.get_or_insert_with(Vec::new);

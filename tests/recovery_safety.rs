@@ -263,7 +263,10 @@ fn a_taken_port_is_left_alone_and_recover_db_port_moves_the_database() {
     let squatter = std::net::TcpListener::bind(("127.0.0.1", old as u16)).unwrap();
     b.run("recover db cache")
         .fails(1)
-        .stdout_has("is already in use: another program holds it; move the database with `recover db cache port <free port>`");
+        .stdout_has(&format!(
+            "is already in use; another program holds port {old} of redis:"
+        ))
+        .stdout_has("; move the database with `recover db cache port <free port>`");
     let free = std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
         .local_addr()
@@ -374,7 +377,9 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
     // A script without `free_port`: refused, nothing moved, the way named.
     b.run("recover db two verify counts")
         .fails(1)
-        .stdout_has("is already in use: another program holds it")
+        .stdout_has(&format!(
+            "is already in use; another program holds port {two} of redis:"
+        ))
         .stdout_has("`recover db two free_port`");
     assert_eq!(port(&b, "two"), two);
 
@@ -487,4 +492,50 @@ fn files_found_after_an_empty_comeback_fill_it_while_it_took_no_write() {
     b.run("recover db cache from_files")
         .fails(1)
         .stderr_has("did not come back EMPTY");
+}
+
+/// Issue 9 (review): whether a start failed on a taken port is the host's port probe's
+/// answer, not the log's words. A shard's log is appended across its lives: an old bind
+/// failure in its tail says nothing about a start that fails for another reason (here a
+/// corrupt `nodes.conf`) while every port is free.
+#[test]
+fn an_old_bind_failure_in_the_log_is_not_a_taken_port() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.path("n1");
+    a.run(&format!(
+        "cluster create name c persistent_path {}",
+        n1.display()
+    ))
+    .ok();
+    let mut doc = a.ccs();
+    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
+    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    std::fs::write(a.path("ccs.json"), doc.to_string()).unwrap();
+    a.run("create db two shards 2 persistence snapshot").ok();
+    guard.kill_all();
+    let shard = a.ccs()["databases"]["2"]["shards"][0]["id"]
+        .as_u64()
+        .unwrap();
+    let dir = n1.join(format!("redis/db-2/shard-{shard}"));
+    std::fs::write(dir.join("nodes.conf"), "not a cluster configuration\n").unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("redis.log"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut log,
+        b"1:M 01 Jan 2026 00:00:00.000 # Warning: Could not create server TCP listening socket 127.0.0.1:1: bind: Address already in use\n",
+    )
+    .unwrap();
+    let out = a.run("restart db two").fails(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        !text.contains("taken after the probe"),
+        "a free port called taken: {text}"
+    );
+    assert!(
+        text.contains(&format!("redis:{shard} failed to start")),
+        "{text}"
+    );
 }

@@ -625,9 +625,13 @@ fn report_of(
             // Another program holds a stored port: recovery never touches it, and
             // moves the database only when the operator says so.
             let quoted = crate::lang::quote(&o.name);
-            if reason.contains("is already in use") {
-                reason.push_str(": another program holds it");
-            }
+            // The port probe says so, not the error's words.
+            let held: Vec<String> = o
+                .taken
+                .iter()
+                .map(|m| format!("port {} of redis:{}", m.from, m.shard))
+                .collect();
+            reason.push_str(&format!("; another program holds {}", held.join(", ")));
             reason.push_str(&format!(
                 "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
             ));

@@ -1,6 +1,7 @@
 //! Talking to a shard: connections with timeouts, INFO parsing, liveness probes.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -100,6 +101,18 @@ impl ShardAddr {
         ))
     }
 
+    /// A failed request to this shard over a connection whose TLS session records
+    /// `refusal` ([`TlsSession`]): the session's own TLS failure, when it recorded one,
+    /// is [`ServerError::TlsRefused`]; anything else is [`ServerError::Redis`].
+    fn request_err(&self, e: redis::RedisError, refusal: &Refusal) -> ServerError {
+        match refusal.as_ref().and_then(|r| r.get()) {
+            Some(tls) => self.tls_refused(format!(
+                "TLS session refused (Lazarus's certificate not accepted?): {tls}"
+            )),
+            None => self.err(e),
+        }
+    }
+
     pub(crate) fn err(&self, reason: impl std::fmt::Display) -> ServerError {
         ServerError::Redis {
             addr: self.to_string(),
@@ -145,11 +158,36 @@ pub fn connection_info(
     }
 }
 
-/// Opens a connection; connecting and every later reply are bounded by `timeout`.
+/// Opens a connection; connecting and every later reply are bounded by `timeout`. A TLS
+/// connection is proved accepted before it is returned (one `PING`): in TLS 1.3 the shard
+/// judges Lazarus's certificate only after the handshake, and its refusal is then a
+/// typed [`ServerError::TlsRefused`] here rather than a broken pipe at the caller's
+/// first request. `status`'s probe, which makes one connection per shard, skips that
+/// round trip and reads the refusal from its own first request.
 pub async fn connect(
     addr: &ShardAddr,
     timeout: Duration,
 ) -> Result<MultiplexedConnection, ServerError> {
+    let (mut con, refusal) = connect_watched(addr, timeout).await?;
+    if refusal.is_some() {
+        redis::cmd("PING")
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(|e| addr.request_err(e, &refusal))?;
+    }
+    Ok(con)
+}
+
+/// What a TLS session recorded when it was ended by a TLS failure (see [`TlsSession`]);
+/// `None` for a plain connection.
+type Refusal = Option<Arc<OnceLock<String>>>;
+
+/// [`connect`] without the proof: the connection, and where its TLS session records a
+/// refusal that a later request's error (a closed connection, to redis-rs) stands for.
+async fn connect_watched(
+    addr: &ShardAddr,
+    timeout: Duration,
+) -> Result<(MultiplexedConnection, Refusal), ServerError> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(timeout);
@@ -159,20 +197,22 @@ pub async fn connect(
             .map_err(|_| addr.err(format!("no answer within {}ms", timeout.as_millis())))?;
     }
     let client = redis::Client::open(addr.connection_info()?).map_err(|e| addr.err(e))?;
-    client
+    let con = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .map_err(|e| addr.err(e))
+        .map_err(|e| addr.err(e))?;
+    Ok((con, None))
 }
 
 /// A TLS connection with the cluster's material, parsed once per process (see
 /// [`ClientTls::shard_config`]): a full handshake the first time this process talks to
-/// the shard, a resumed one after, nothing re-read or re-parsed.
+/// the shard, a resumed one after, nothing re-read or re-parsed. No round trip of its
+/// own after the handshake (redis-rs' `CLIENT SETINFO` is off, see Cargo.toml).
 async fn connect_tls(
     addr: &ShardAddr,
     tls: &ClientTls,
     config: redis::AsyncConnectionConfig,
-) -> Result<MultiplexedConnection, ServerError> {
+) -> Result<(MultiplexedConnection, Refusal), ServerError> {
     let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
         .await
         .map_err(|e| addr.err(e))?;
@@ -183,22 +223,121 @@ async fn connect_tls(
         .connect(name, tcp)
         .await
         .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?;
+    HANDSHAKES.count(stream.get_ref().1.handshake_kind());
     let info = addr.connection_info()?;
-    // In TLS 1.3 the server judges the client's certificate after the client has
-    // finished: its refusal (an alert, then a close) breaks the first exchange, the
-    // connection's setup (redis-rs' `CLIENT SETINFO`). A failure there at the I/O level,
-    // after a handshake that went through, is that refusal; a reply (`-NOAUTH`, a wrong
-    // password) means the session was accepted. No round trip of its own for this.
-    let (con, driver) = MultiplexedConnection::new_with_config(&info.redis, stream, config)
+    let refusal: Arc<OnceLock<String>> = Arc::default();
+    let session = TlsSession {
+        stream,
+        refusal: refusal.clone(),
+    };
+    let refusal = Some(refusal);
+    let (con, driver) = MultiplexedConnection::new_with_config(&info.redis, session, config)
         .await
-        .map_err(|e| match e.kind() {
-            redis::ErrorKind::IoError => addr.tls_refused(format!(
-                "TLS session refused (Lazarus's certificate not accepted?): {e}"
-            )),
-            _ => addr.err(e),
-        })?;
+        .map_err(|e| addr.request_err(e, &refusal))?;
     tokio::spawn(driver);
-    Ok(con)
+    Ok((con, refusal))
+}
+
+/// The TLS stream under a shard connection, which records a TLS failure of its session
+/// by type. In TLS 1.3 the server judges the client's certificate after the client has
+/// finished its handshake: its refusal (an alert, then a close) is the first thing read
+/// after the handshake, often before the first request is even written, and redis-rs
+/// turns it into a closed connection (its I/O errors keep no inner error).
+struct TlsSession {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    /// The first TLS failure seen on the session (an alert the shard sent, a record that
+    /// did not decrypt).
+    refusal: Arc<OnceLock<String>>,
+}
+
+impl TlsSession {
+    fn watch(&self, e: std::io::Error) -> std::io::Error {
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            let _ = self.refusal.set(tls.to_string());
+        }
+        e
+    }
+}
+
+impl tokio::io::AsyncRead for TlsSession {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        r.map_err(|e| self.watch(e))
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsSession {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        r.map_err(|e| self.watch(e))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.stream).poll_flush(cx);
+        r.map_err(|e| self.watch(e))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.stream).poll_shutdown(cx);
+        r.map_err(|e| self.watch(e))
+    }
+}
+
+/// How this process's TLS handshakes with shards went (see [`tls_handshakes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TlsHandshakes {
+    /// Full handshakes: certificates sent, signed and checked on both sides.
+    pub full: u64,
+    /// Full handshakes that first took a HelloRetryRequest round trip (the shard wanted
+    /// another key exchange group than the one offered first).
+    pub retried: u64,
+    /// Resumed from a session of an earlier connection (no certificate on the wire).
+    pub resumed: u64,
+}
+
+struct HandshakeCounts([std::sync::atomic::AtomicU64; 3]);
+
+static HANDSHAKES: HandshakeCounts = HandshakeCounts([
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+]);
+
+impl HandshakeCounts {
+    fn count(&self, kind: Option<rustls::HandshakeKind>) {
+        let i = match kind {
+            Some(rustls::HandshakeKind::Resumed) => 2,
+            Some(rustls::HandshakeKind::FullWithHelloRetryRequest) => 1,
+            _ => 0,
+        };
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The TLS handshakes this process has made with shards so far, by kind: what the
+/// benchmark reports and the tests check (a second `status` resumes; no key exchange
+/// takes a second round trip).
+pub fn tls_handshakes() -> TlsHandshakes {
+    let n = |i: usize| HANDSHAKES.0[i].load(std::sync::atomic::Ordering::Relaxed);
+    TlsHandshakes {
+        full: n(0),
+        retried: n(1),
+        resumed: n(2),
+    }
 }
 
 /// Runs one command on a fresh connection, all within `timeout`.
@@ -208,10 +347,10 @@ pub(crate) async fn query<T: redis::FromRedisValue>(
     timeout: Duration,
 ) -> Result<T, ServerError> {
     let run = async {
-        let mut con = connect(addr, timeout).await?;
+        let (mut con, refusal) = connect_watched(addr, timeout).await?;
         cmd.query_async::<T>(&mut con)
             .await
-            .map_err(|e| addr.err(e))
+            .map_err(|e| addr.request_err(e, &refusal))
     };
     tokio::time::timeout(timeout, run)
         .await
@@ -306,7 +445,7 @@ pub struct ShardProbe {
 /// not answer within `timeout` is down.
 pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardProbe {
     let run = async {
-        let mut con = connect(addr, timeout).await?;
+        let (mut con, refusal) = connect_watched(addr, timeout).await?;
         let mut pipe = redis::pipe();
         pipe.cmd("INFO")
             .arg("server")
@@ -323,7 +462,7 @@ pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardP
         let mut replies = pipe
             .query_async::<Vec<redis::Value>>(&mut con)
             .await
-            .map_err(|e| addr.err(e))?
+            .map_err(|e| addr.request_err(e, &refusal))?
             .into_iter();
         let mut next = || replies.next().unwrap_or(redis::Value::Nil);
         let parse = |e: redis::RedisError| addr.err(e);

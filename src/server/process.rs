@@ -162,7 +162,10 @@ pub async fn start_shard(
                 && host.pids_in_dir(&dir).await.is_empty()
             {
                 let tail = log_tail_on(host, &dir, 15).await;
-                if tail.contains("Address already in use") {
+                // Whether a port was taken, asked of the host's port probe now that no
+                // server of ours holds it: the log is appended across a shard's lives,
+                // so an old bind failure in its tail proves nothing about this one.
+                if port_taken_on(host, &start.conf.bind, start.conf.port, need).await {
                     return Err(ServerError::PortLost {
                         shard,
                         port: start.conf.port,
@@ -384,6 +387,17 @@ pub async fn log_tail_on(host: &dyn Host, dir: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Whether another program holds `port` (or, for `need`, its bus port) on `addr` of
+/// `host`: the host's own port probe, never a server's words.
+pub async fn port_taken_on(host: &dyn Host, addr: &str, port: u16, need: PortNeed) -> bool {
+    for p in need.ports(port) {
+        if !host.port_free(addr, p).await {
+            return true;
+        }
+    }
+    false
+}
+
 /// [`super::require_free`] on any host.
 pub async fn require_free_on(
     host: &dyn Host,
@@ -391,13 +405,11 @@ pub async fn require_free_on(
     port: u16,
     need: PortNeed,
 ) -> Result<(), ServerError> {
-    for p in need.ports(port) {
-        if !host.port_free(addr, p).await {
-            return Err(ServerError::PortTaken {
-                addr: addr.to_string(),
-                port,
-            });
-        }
+    if port_taken_on(host, addr, port, need).await {
+        return Err(ServerError::PortTaken {
+            addr: addr.to_string(),
+            port,
+        });
     }
     Ok(())
 }

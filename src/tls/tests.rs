@@ -323,6 +323,22 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
     assert!(!p.up && p.tls_refused, "{p:?}");
     let p = probe_with(server.port, &f);
     assert!(p.up && !p.tls_refused, "{p:?}");
+    // The same client again (the shell's next `status`): the session resumes, and no
+    // handshake waits for a HelloRetryRequest (the first key exchange group offered is
+    // one the server takes).
+    let same = crate::server::ShardAddr {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        password: None,
+        transport: crate::server::Transport::Tls(good.clone()),
+    };
+    let t = std::time::Duration::from_secs(3);
+    let before = crate::server::tls_handshakes();
+    assert!(rt.block_on(crate::server::probe(&same, false, t)).up);
+    assert!(rt.block_on(crate::server::probe(&same, false, t)).up);
+    let after = crate::server::tls_handshakes();
+    assert!(after.resumed > before.resumed, "{before:?} {after:?}");
+    assert_eq!(after.retried, 0, "{after:?}");
     let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = nothing.local_addr().unwrap().port();
     drop(nothing);

@@ -67,7 +67,8 @@ pub(crate) fn parse(text: &[u8]) -> Result<Manifest, ParseError> {
         }
         let (mut name, mut seq, mut kind) = (None, None, None);
         for pair in args.chunks(2) {
-            match pair[0].as_str() {
+            // The server compares keys with strcasecmp.
+            match pair[0].to_ascii_lowercase().as_str() {
                 "file" => name = Some(pair[1].clone()),
                 "seq" => seq = pair[1].parse::<u64>().ok().filter(|&n| n > 0), // the server refuses 0
                 "type" => kind = Some(pair[1].clone()),
@@ -211,6 +212,10 @@ mod tests {
         assert_eq!(m.incrs.len(), 2);
         assert_eq!(m.incrs[1].name, "odd name.aof");
         assert_eq!(m.incrs[1].line, 3);
+        // Keys in any case, as the server's strcasecmp reads them.
+        let m = parse(b"File a.rdb SEQ 1 tYPe b\nfile b.aof seQ 1 Type i\n").unwrap();
+        assert_eq!(m.base.unwrap().name, "a.rdb");
+        assert_eq!(m.incrs.len(), 1);
     }
 
     #[test]

@@ -847,27 +847,13 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
         .env(s3.env())
         .db("mig", 3, false, Persistence::Disabled)
         .installed();
-    let key = keys.path().join("key.txt");
-    assert!(Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
+    let (key, recipients) = age_pair(keys.path());
     let secret = std::fs::read_to_string(&key)
         .unwrap()
         .lines()
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
         .unwrap()
         .to_string();
-    let recipients = keys.path().join("recipients.txt");
-    let public = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&key)
-        .output()
-        .unwrap();
-    std::fs::write(&recipients, public.stdout).unwrap();
     let before = picture(&rt, &lz, "mig");
     let url = "s3://offsite/lazarus/prod";
     let mut outputs = Vec::new();
@@ -1022,21 +1008,7 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
         .db("live", 1, false, Persistence::Disabled)
         .installed();
     let repo = lz.path("repo");
-    let key = lz.path("key.txt");
-    assert!(Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let recipients = lz.path("recipients.txt");
-    let public = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&key)
-        .output()
-        .unwrap();
-    std::fs::write(&recipients, public.stdout).unwrap();
+    let (key, recipients) = age_pair(&lz.path("keys"));
     let old = picture(&rt, &lz, "live");
     let run = lz
         .cmd([

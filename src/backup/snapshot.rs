@@ -159,21 +159,7 @@ impl SnapshotConn {
             Framing::Len(n) => Some(n),
             Framing::Mark(_) => None,
         };
-        let mut tee = Tee {
-            conn: self.reader,
-            framing,
-            held: Vec::with_capacity(CHUNK + MARK_LEN),
-            scratch: vec![0; CHUNK],
-            ready: 0,
-            pos: 0,
-            done: false,
-            file: Some(file),
-            hasher: Some(Sha256::new()),
-            bytes: 0,
-            write_error: None,
-            read_error: None,
-            on_bytes,
-        };
+        let mut tee = Tee::new(self.reader, framing, Some(file), on_bytes);
         let report = check_rdb_stream(name, &mut tee, len, opts);
         // Whatever the reader left (it stops at the RDB's end), the file gets it all.
         if tee.write_error.is_none() && tee.read_error.is_none() {
@@ -218,21 +204,7 @@ impl SnapshotConn {
             Framing::Mark(_) => None,
         };
         let mut on_bytes = |_| {};
-        let mut tee = Tee {
-            conn: self.reader,
-            framing,
-            held: Vec::with_capacity(CHUNK + MARK_LEN),
-            scratch: vec![0; CHUNK],
-            ready: 0,
-            pos: 0,
-            done: false,
-            file: None,
-            hasher: None,
-            bytes: 0,
-            write_error: None,
-            read_error: None,
-            on_bytes: &mut on_bytes,
-        };
+        let mut tee = Tee::new(self.reader, framing, None, &mut on_bytes);
         let digest = crate::persist::digest_of_rdb_stream(&mut tee, len, now_ms, opts);
         if let Some(e) = tee.read_error.take() {
             return Err(format!(
@@ -363,7 +335,31 @@ struct Tee<'a> {
     on_bytes: &'a mut dyn FnMut(u64),
 }
 
-impl Tee<'_> {
+impl<'a> Tee<'a> {
+    /// A payload read from `conn`; with a `file`, written there and hashed on the way.
+    fn new(
+        conn: BufReader<Stream>,
+        framing: Framing,
+        file: Option<&'a mut PartFile>,
+        on_bytes: &'a mut dyn FnMut(u64),
+    ) -> Tee<'a> {
+        Tee {
+            conn,
+            framing,
+            held: Vec::with_capacity(CHUNK + MARK_LEN),
+            scratch: vec![0; CHUNK],
+            ready: 0,
+            pos: 0,
+            done: false,
+            hasher: file.is_some().then(Sha256::new),
+            file,
+            bytes: 0,
+            write_error: None,
+            read_error: None,
+            on_bytes,
+        }
+    }
+
     /// Receives the next chunk; the payload part of it becomes `held[pos..ready]`.
     fn receive(&mut self) -> io::Result<()> {
         // Keep only what may still be the mark.

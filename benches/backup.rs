@@ -23,6 +23,9 @@
 #[path = "../tests/common/data.rs"]
 mod data;
 #[allow(dead_code)]
+#[path = "../tests/common/ports.rs"]
+mod ports;
+#[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
 #[allow(dead_code)]

@@ -11,6 +11,9 @@
 #[path = "../tests/common/data.rs"]
 mod data;
 #[allow(dead_code)]
+#[path = "../tests/common/ports.rs"]
+mod ports;
+#[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
 mod support;

@@ -102,8 +102,8 @@ impl World {
 /// range), a replicated AOF database `cache` and a 3-shard snapshot cluster database
 /// `orders`. Returns the CCS as stored.
 fn build_with_lazarus(w: &World) -> Value {
-    // Above node:1's default 30000-30999, which `node add` refuses to overlap.
-    let lo = 31000 + (rand::random::<u16>() % 200) * 100;
+    // A block of its own, clear of node:1's default 30000-30999 (`node add` refuses an overlap).
+    let lo = common::ports::block();
     let range = format!("{lo}-{}", lo + 49);
     w.ok(
         "home",

@@ -502,16 +502,7 @@ fn files_found_after_an_empty_comeback_fill_it_while_it_took_no_write() {
 fn an_old_bind_failure_in_the_log_is_not_a_taken_port() {
     let a = Lazarus::new();
     let guard = ProcessGuard::new(a.home());
-    let n1 = a.path("n1");
-    a.run(&format!(
-        "cluster create name c persistent_path {}",
-        n1.display()
-    ))
-    .ok();
-    let mut doc = a.ccs();
-    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
-    std::fs::write(a.path("ccs.json"), doc.to_string()).unwrap();
+    let n1 = a.create_cluster("c");
     a.run("create db two shards 2 persistence snapshot").ok();
     guard.kill_all();
     let shard = a.ccs()["databases"]["2"]["shards"][0]["id"]

@@ -256,13 +256,13 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
     let lz = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
     let run = runner(&lz, &lab);
-    let base = 21000 + (rand::random::<u16>() % 100) * 60;
+    let base = common::ports::block();
     run(&format!(
         "cluster create name span persistent_path {} addr 127.0.0.1",
         lz.path("n1").display()
     ))
     .ok();
-    add_ssh_node(&run, &host, base + 30);
+    add_ssh_node(&run, &host, base + common::ports::NODE_PORTS);
     run("create db spread shards 2 replication enabled persistence snapshot").ok();
 
     let status = run("--json status").ok().json();
@@ -333,14 +333,11 @@ fn runner<'a>(lz: &'a common::Lazarus, lab: &'a SshLab) -> impl Fn(&str) -> comm
     }
 }
 
-/// This machine's node:1 with its data under `disks` on a port range of its own (tests
-/// run side by side), low enough that its cluster bus ports (+10000) stay below the
-/// ephemeral ports (32768 up) a test's many client connections take on 127.0.0.1; stored
-/// as `lz`'s CCS. Returns the range's first port.
+/// This machine's node:1 with its data under `disks` on a port range of its own
+/// ([`common::ports`]), stored as `lz`'s CCS. Returns the range's first port.
 fn local_node_on(lz: &common::Lazarus, disks: &std::path::Path) -> u16 {
-    let mut cluster = common::world::test_cluster(disks, 1);
-    let lo = 21000 + (rand::random::<u16>() % 29) * 60;
-    cluster.nodes.get_mut(&1).unwrap().port_range = lazarus::ccs::PortRange { lo, hi: lo + 29 };
+    let cluster = common::world::test_cluster(disks, 1);
+    let lo = cluster.nodes[&1].port_range.lo;
     lz.install(&cluster);
     lo
 }

@@ -1338,9 +1338,8 @@ fn two_databases_restore_in_one_task_into_a_home_with_no_cluster() {
         .stdout_has("`bad.sessions`");
     // Shards of this test on ports of their own, not the default range.
     let mut doc = fresh.ccs();
-    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
     let node = doc["local_node"].to_string();
-    doc["nodes"][&node]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    doc["nodes"][&node]["port_range"] = common::ports::node_range_json(common::ports::block());
     std::fs::write(fresh.path("ccs.json"), doc.to_string()).unwrap();
     fresh
         .run("restore task start bad")

@@ -102,6 +102,12 @@ pub async fn start_shard(
         .await
         .map_err(|e| ServerError::io(&conf_path, e))?;
     let _ = host.remove(&shard_dir.pid_file()).await;
+    // The log is appended across a shard's lives: what this start wrote begins here.
+    let log_mark = host
+        .metadata(&dir.join(LOG_FILE))
+        .await
+        .map(|m| m.len)
+        .unwrap_or(0);
 
     // `daemonize yes`: the launcher forks and exits at once. One that does not exit is not
     // a server starting; it is killed and named rather than waited for forever.
@@ -162,10 +168,13 @@ pub async fn start_shard(
                 && host.pids_in_dir(&dir).await.is_empty()
             {
                 let tail = log_tail_on(host, &dir, 15).await;
-                // Whether a port was taken, asked of the host's port probe now that no
-                // server of ours holds it: the log is appended across a shard's lives,
-                // so an old bind failure in its tail proves nothing about this one.
-                if port_taken_on(host, &start.conf.bind, start.conf.port, need).await {
+                // A port was taken when the host's probe says so now, or when this start's
+                // own lines (after `log_mark`: an old bind failure proves nothing) say the
+                // bind failed: the holder may have let go since (another program's brief
+                // probe bind), and the next attempt must still keep off the port.
+                if port_taken_on(host, &start.conf.bind, start.conf.port, need).await
+                    || bind_failed_since(host, &dir, log_mark).await
+                {
                     return Err(ServerError::PortLost {
                         shard,
                         port: start.conf.port,
@@ -387,6 +396,18 @@ pub async fn log_tail_on(host: &dyn Host, dir: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Whether the lines a server wrote to its log after byte `mark` say it could not bind
+/// a port (redis-server and valkey-server both write `Address already in use`).
+async fn bind_failed_since(host: &dyn Host, dir: &Path, mark: u64) -> bool {
+    let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
+        return false;
+    };
+    // A log shorter than the mark was replaced: all of it is this start's.
+    let from = usize::try_from(mark).unwrap_or(usize::MAX);
+    let new = bytes.get(from..).unwrap_or(&bytes);
+    String::from_utf8_lossy(new).contains("Address already in use")
+}
+
 /// Whether another program holds `port` (or, for `need`, its bus port) on `addr` of
 /// `host`: the host's own port probe, never a server's words.
 pub async fn port_taken_on(host: &dyn Host, addr: &str, port: u16, need: PortNeed) -> bool {
@@ -437,4 +458,31 @@ pub fn log_tail(dir: &Path, lines: usize) -> String {
     let text = String::from_utf8_lossy(&bytes[start..]);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::local::LocalHost;
+
+    /// Only what a start appended to the shard's log says whether its bind failed: an old
+    /// bind failure before the mark is another life's.
+    #[tokio::test]
+    async fn a_bind_failure_counts_only_after_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(LOG_FILE);
+        let old = "1:M # Could not create server TCP listening socket *:1: bind: Address already in use\n";
+        std::fs::write(&log, old).unwrap();
+        let mark = old.len() as u64;
+        assert!(!bind_failed_since(&LocalHost, dir.path(), mark).await);
+        let mut text = old.to_string();
+        text.push_str(
+            "2:M # Failed listening on port 2 (tcp), aborting. bind: Address already in use\n",
+        );
+        std::fs::write(&log, &text).unwrap();
+        assert!(bind_failed_since(&LocalHost, dir.path(), mark).await);
+        // A log replaced by a shorter one is all this start's.
+        std::fs::write(&log, "3:M bind: Address already in use\n").unwrap();
+        assert!(bind_failed_since(&LocalHost, dir.path(), mark).await);
+    }
 }

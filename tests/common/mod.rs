@@ -14,6 +14,7 @@
 pub mod certs;
 pub mod data;
 pub mod engine;
+pub mod ports;
 pub mod procs;
 pub mod s3;
 pub mod sshd;
@@ -115,8 +116,7 @@ impl Lazarus {
         ))
         .ok();
         let mut doc = self.ccs();
-        let lo = 21000 + (rand::random::<u16>() % 130) * 60;
-        doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+        doc["nodes"]["1"]["port_range"] = ports::node_range_json(ports::block());
         std::fs::write(self.path("ccs.json"), doc.to_string()).unwrap();
         n1
     }

@@ -15,12 +15,11 @@ pub fn test_cluster(root: &Path, nodes: u64) -> Cluster {
     test_cluster_at(root, &vec!["127.0.0.1"; nodes as usize])
 }
 
-/// One node on each of `addrs`, persistent paths `<root>/old/node<id>`, each with a port
-/// range taken at random so that tests running side by side rarely probe the same ports.
-/// Ranges stay in 21000-28999 so that cluster bus ports (+10000) miss the default
-/// 30000-30999.
+/// One node on each of `addrs` (two at most), persistent paths `<root>/old/node<id>`, on
+/// a block of ports of its own ([`super::ports`]).
 pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
-    let base = 21000 + (rand::random::<u16>() % 130) * 60;
+    assert!(addrs.len() as u16 * super::ports::NODE_PORTS <= super::ports::BLOCK_PORTS);
+    let base = super::ports::block();
     let mut c = Cluster {
         format: CCS_FORMAT,
         name: "test".into(),
@@ -36,7 +35,7 @@ pub fn test_cluster_at(root: &Path, addrs: &[&str]) -> Cluster {
     };
     for (i, addr) in addrs.iter().enumerate() {
         let id = c.allocate_id();
-        let lo = base + (i as u16) * 30;
+        let lo = base + (i as u16) * super::ports::NODE_PORTS;
         let node = Node {
             id,
             addr: addr.to_string(),

@@ -21,13 +21,13 @@ fn kill(guard: &ProcessGuard, pid: u32) {
     }
 }
 
-/// Gives node:1 a port range of its own, taken at random, and returns its start. Other
-/// test binaries on this machine use the default range (30000-30999): a port freed by a
-/// kill could be taken before the restart.
+/// Gives node:1 a port range of its own ([`common::ports`]) and returns its start. Other
+/// tests use the default range (30000-30999): a port freed by a kill could be taken
+/// before the restart.
 fn own_port_range(lz: &common::Lazarus) -> u16 {
     let mut doc = lz.ccs();
-    let lo = 21000 + (rand::random::<u16>() % 130) * 60;
-    doc["nodes"]["1"]["port_range"] = serde_json::json!({ "lo": lo, "hi": lo + 29 });
+    let lo = common::ports::block();
+    doc["nodes"]["1"]["port_range"] = common::ports::node_range_json(lo);
     std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
     lo
 }

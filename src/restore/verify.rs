@@ -1,0 +1,615 @@
+//! `verify`: the checks of a restore before anything changes, one step a check
+//! (manifest, cluster, clock, files, versions, target path, clients, shard layout, keys,
+//! memory, shard directories), each adding its lines to the [`VerifyReport`].
+
+use std::path::Path;
+
+use super::{free_bytes, same_layout, sha256_file, Place, RestoreSpec, VerifyReport};
+use super::{CLOCK_SKEW_MS, TIMEOUT};
+use crate::backup::{Manifest, PlainRead, ShardEntry, StoredFile};
+use crate::ccs::{Cluster, Database, Id};
+use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
+use crate::server::{connect, info, Servers, ShardAddr};
+
+/// The checks before anything changes. `db` is the target database when it exists;
+/// `server` the `redis-server` that will load the files.
+pub async fn verify(
+    cluster: &Cluster,
+    db: Option<&Database>,
+    spec: &RestoreSpec,
+    server: &Servers,
+) -> (VerifyReport, Option<Manifest>) {
+    let mut v = Verifying {
+        cluster,
+        spec,
+        server,
+        report: VerifyReport::default(),
+    };
+    let Some(m) = v.manifest() else {
+        return (v.report, None);
+    };
+    v.cluster_of(&m);
+    v.clock().await;
+    v.staging_hosts(db);
+    v.files(db, &m).await;
+    let replays = v.versions(db, &m).await;
+    v.target_path(&m);
+    let Some(db) = db else {
+        v.new_database(&m);
+        return (v.report, Some(m));
+    };
+    v.clients(db).await;
+    v.shards(db, &m, replays);
+    v.keys_now(db).await;
+    v.memory(db, &m);
+    v.shard_dirs(db, m.bytes()).await;
+    (v.report, Some(m))
+}
+
+/// A verify under way: what it checks against, and the checks so far.
+struct Verifying<'a> {
+    cluster: &'a Cluster,
+    spec: &'a RestoreSpec,
+    server: &'a Servers,
+    report: VerifyReport,
+}
+
+impl Verifying<'_> {
+    fn add(&mut self, check: &str, verdict: Result<String, String>) {
+        match verdict {
+            Ok(detail) => self.report.add(check, true, detail),
+            Err(why) => self.report.add(check, false, why),
+        }
+    }
+
+    /// The run's manifest: complete and matching its checksum, or nothing else is checked.
+    fn manifest(&mut self) -> Option<Manifest> {
+        let spec = self.spec;
+        match spec.repo.manifest(&spec.run) {
+            Ok(m) => {
+                let run_dir = spec.repo.run_shown(&spec.run);
+                let detail = format!("`{run_dir}` is complete and matches its checksum");
+                self.report.add("manifest", true, detail);
+                Some(m)
+            }
+            Err(e) => {
+                self.report.add("manifest", false, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Another cluster's run is restored only with `from_other_cluster`.
+    fn cluster_of(&mut self, m: &Manifest) {
+        let cluster = self.cluster;
+        if m.cluster_id == cluster.cluster_id {
+            return;
+        }
+        let both = format!(
+            "written by cluster `{}` (id {}), restored into cluster `{}` (id {})",
+            m.cluster_name, m.cluster_id, cluster.name, cluster.cluster_id
+        );
+        self.add(
+            "cluster",
+            match self.spec.from_other_cluster {
+                true => Ok(format!("{both}: `from_other_cluster`")),
+                false => Err(format!(
+                    "{both}: add `from_other_cluster` to restore another cluster's run"
+                )),
+            },
+        );
+    }
+
+    /// A remote repository answers, and its clock agrees with this machine's.
+    async fn clock(&mut self) {
+        let spec = self.spec;
+        if spec.repo.is_local() {
+            return;
+        }
+        let repo = spec.repo.clone();
+        let skew = tokio::task::spawn_blocking(move || repo.clock_skew())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let limit = CLOCK_SKEW_MS / 1000;
+        match skew {
+            Ok(ms) if ms.abs() <= CLOCK_SKEW_MS => self.add(
+                "clock",
+                Ok(format!(
+                    "`{}` is reachable; its clock and this machine's agree within {limit} s",
+                    spec.repo
+                )),
+            ),
+            Ok(ms) => self.add(
+                "clock",
+                Err(format!(
+                    "the clock of `{}` is {:+.1} s from this machine's (more than {limit} s): fix NTP first, `latest` and retention go by time",
+                    spec.repo,
+                    ms as f64 / 1000.0,
+                )),
+            ),
+            Err(e) => self.add("repository", Err(e)),
+        }
+    }
+
+    /// `target_path` is a directory of this machine: it stages the files of shards on
+    /// this machine only; shards on other hosts stage beside their data, through their
+    /// host.
+    fn staging_hosts(&mut self, db: Option<&Database>) {
+        let (Some(db), Some(tp)) = (db, &self.spec.target_path) else {
+            return;
+        };
+        let server = self.server;
+        let remote: Vec<String> = db
+            .masters()
+            .filter(|s| server.hosts().is_remote(s.node))
+            .map(|s| {
+                format!(
+                    "redis:{} on node:{} ({})",
+                    s.id,
+                    s.node,
+                    server.host(s.node).name()
+                )
+            })
+            .collect();
+        if !remote.is_empty() {
+            self.add(
+                "target path",
+                Err(format!(
+                    "`{}` is a directory of this machine, and {} run on other hosts: leave `target_path` out to stage each file beside its shard's data",
+                    tp.display(),
+                    remote.join(", ")
+                )),
+            );
+        }
+    }
+
+    /// Every file: present, its sha256, the reader's pass; left to the staging when it
+    /// reads each file once anyway (`defer_file_checks` into the same layout).
+    async fn files(&mut self, db: Option<&Database>, m: &Manifest) {
+        let defer = self.spec.defer_file_checks && db.is_some_and(|d| same_layout(d, m));
+        for s in &m.shards {
+            let verdict = match defer {
+                true => Ok("its sha256 and the reader's pass run once, as it is staged".into()),
+                false => self.file(m, s).await,
+            };
+            self.add(&format!("file {}", s.file), verdict);
+        }
+    }
+
+    /// One file of the run, read through: a plain file of this machine directly, any
+    /// other decoded (and decrypted) as it streams.
+    async fn file(&self, m: &Manifest, s: &ShardEntry) -> Result<String, String> {
+        let stored = self.spec.repo.file(&self.spec.run, &s.file);
+        let opts = CheckOptions {
+            slots: s.slots.filter(|_| m.db.shards > 1),
+        };
+        if let Some(path) = stored.local_path().filter(|_| s.is_plain()) {
+            return local_file(&path, s, opts).await;
+        }
+        let (e, identity) = (s.clone(), self.spec.identity.clone());
+        let keys = tokio::task::spawn_blocking(move || {
+            read_stored(&stored, &e, identity.as_deref(), &opts)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)?;
+        Ok(format!(
+            "stored and plain sha256 match; decoded{} and read through: {keys} keys",
+            if s.encrypted { " (decrypted)" } else { "" }
+        ))
+    }
+
+    /// The server that will load the files: the RDB version it loads, and its engine
+    /// against the backup's. Whether the run is replayed key by key (`replay`, and files
+    /// newer than it loads).
+    async fn versions(&mut self, db: Option<&Database>, m: &Manifest) -> bool {
+        let target = target_version(self.cluster, db, self.server).await;
+        let replays = self.rdb_version(m, &target);
+        self.engine_version(m, &target, replays);
+        replays
+    }
+
+    fn rdb_version(&mut self, m: &Manifest, target: &str) -> bool {
+        let can_load = max_rdb_version_for(target);
+        let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
+        let replay = self.spec.replay;
+        self.add(
+            "rdb version",
+            match can_load {
+                Some(max) if newest <= max => Ok(format!(
+                    "server {target} loads RDB version {max} and older; the run has {newest}"
+                )),
+                Some(max) if replay => Ok(format!(
+                    "the run's files are RDB version {newest}, server {target} loads up to {max}: `replay` writes every key as RESTORE in encodings it loads (module values and hash-field TTLs are refused)"
+                )),
+                Some(max) => Err(format!(
+                    "the run's files are RDB version {newest}, server {target} loads up to {max}: create the task with `replay` to write its keys as commands instead"
+                )),
+                None => Err(format!("cannot tell what server `{target}` loads")),
+            },
+        );
+        can_load.is_some_and(|max| newest > max) && replay
+    }
+
+    /// The same engine major.minor, or a newer server with `allow_newer_server`; any
+    /// when the keys are replayed.
+    fn engine_version(&mut self, m: &Manifest, target: &str, replays: bool) {
+        let backup = m
+            .shards
+            .first()
+            .map(|s| format!("{} {}", s.engine, s.server_version))
+            .unwrap_or_default();
+        let verdict = match (major_minor(&backup), major_minor(target)) {
+            _ if replays => Ok(format!(
+                "backup {backup}, server {target}: replayed key by key"
+            )),
+            (Some(b), Some(t)) if b == t => Ok(format!("backup {backup}, server {target}")),
+            (Some(b), Some(t)) if t > b && self.spec.allow_newer_server => Ok(format!(
+                "backup {backup}, server {target} (newer, allowed)"
+            )),
+            _ => Err(format!(
+                "backup {backup}, server {target}: major.minor differ (`allow_newer_server` takes a newer server)"
+            )),
+        };
+        self.add("engine version", verdict);
+    }
+
+    fn target_path(&mut self, m: &Manifest) {
+        if let Some(tp) = &self.spec.target_path {
+            let verdict = check_target_path(self.cluster, self.spec, tp, m.bytes());
+            self.add("target path", verdict);
+        }
+    }
+
+    /// A database that does not exist is created from the manifest.
+    fn new_database(&mut self, m: &Manifest) {
+        self.add(
+            "target",
+            Ok(format!(
+                "the database does not exist: it will be created from the manifest ({} shard(s), replication {}, persistence {})",
+                m.db.shards,
+                if m.db.replication { "enabled" } else { "disabled" },
+                m.db.persistence
+            )),
+        );
+    }
+
+    /// The clients the restore will disconnect (a line to read, never a failure).
+    async fn clients(&mut self, db: &Database) {
+        let mut clients = Vec::new();
+        for s in &db.shards {
+            if let Some(a) = crate::db::shard_addr(self.cluster, db, s.id) {
+                if let Ok(list) = client_list(&a).await {
+                    clients.extend(list.into_iter().map(|c| format!("{c} on redis:{}", s.id)));
+                }
+            }
+        }
+        if clients.is_empty() {
+            self.add(
+                "clients",
+                Ok("no client is connected to the database".into()),
+            );
+            return;
+        }
+        let shown: Vec<&str> = clients.iter().take(10).map(String::as_str).collect();
+        self.add(
+            "clients",
+            Ok(format!(
+                "the restore will disconnect {} client(s): {}{}",
+                clients.len(),
+                shown.join(", "),
+                if clients.len() > 10 { ", ..." } else { "" }
+            )),
+        );
+    }
+
+    /// How the run's shards meet the database's: loaded as they are (same layout), or
+    /// key by key (another layout, or `replay`), which needs an empty database.
+    fn shards(&mut self, db: &Database, m: &Manifest, replays: bool) {
+        let masters = db.masters().count();
+        let other_dbs: Vec<u32> = m
+            .shards
+            .iter()
+            .flat_map(|s| s.keys_per_db.keys().copied())
+            .filter(|&n| n != 0)
+            .collect();
+        let force = self.spec.force;
+        let verdict = if replays && force {
+            Err("`replay` writes keys one by one, which needs an empty database: it cannot be combined with `force`".to_string())
+        } else if same_layout(db, m) && !replays {
+            Ok(format!(
+                "{masters} shard(s) with the same slot ranges: the files are loaded as they are"
+            ))
+        } else if db.config.shards > 1 && !other_dbs.is_empty() {
+            Err(format!(
+                "the run has keys in logical db {}; db:{} is a Redis Cluster (db 0 only)",
+                other_dbs[0], db.id
+            ))
+        } else if force {
+            Err(format!("the run has {} shard(s), db:{} has {masters}: keys are restored one by one, which needs an empty database (`force` is for the same shard layout)", m.shards.len(), db.id))
+        } else {
+            Ok(format!("the run has {} shard(s), db:{} has {masters}: every key is routed by its slot and written with RESTORE ... ABSTTL", m.shards.len(), db.id))
+        };
+        self.add("shards", verdict);
+    }
+
+    /// The keys the database holds now (what `force` replaces); every master must answer.
+    async fn keys_now(&mut self, db: &Database) {
+        let mut keys_now = 0;
+        let mut down = Vec::new();
+        for s in db.masters() {
+            match crate::db::shard_addr(self.cluster, db, s.id) {
+                Some(a) => match info(&a, "keyspace", TIMEOUT).await {
+                    Ok(i) => keys_now += i.keys(),
+                    Err(e) => down.push(format!("redis:{}: {e}", s.id)),
+                },
+                None => down.push(format!("redis:{} has no node", s.id)),
+            }
+        }
+        self.report.keys_now = keys_now;
+        let verdict = if !down.is_empty() {
+            Err(format!("shards do not answer: {}", down.join("; ")))
+        } else if keys_now == 0 {
+            Ok(format!("db:{} `{}` holds no keys", db.id, db.config.name))
+        } else if self.spec.force {
+            Ok(format!(
+                "db:{} holds {keys_now} keys: `force` replaces them",
+                db.id
+            ))
+        } else {
+            Err(format!(
+                "db:{} `{}` holds {keys_now} keys: `force` would replace them",
+                db.id, db.config.name
+            ))
+        };
+        self.add("target", verdict);
+    }
+
+    fn memory(&mut self, db: &Database, m: &Manifest) {
+        let bytes = m.bytes();
+        let verdict = match db.config.memory {
+            Some(limit) if bytes > limit => Err(format!(
+                "the run's files hold {bytes} bytes, more than the memory limit of {limit}"
+            )),
+            Some(limit) => Ok(format!(
+                "{bytes} bytes of files within the limit of {limit} (in memory it takes more)"
+            )),
+            None => Ok("no memory limit".into()),
+        };
+        self.add("memory", verdict);
+    }
+
+    /// Every shard directory takes the files: writable, room for them beside the old
+    /// data, outside every recovery path.
+    async fn shard_dirs(&mut self, db: &Database, bytes: u64) {
+        let mut problems = Vec::new();
+        for s in &db.shards {
+            let Ok(place) = Place::of(self.cluster, db, self.server, s.id) else {
+                continue;
+            };
+            if let Some(problem) = place.unfit(self.cluster, self.server, bytes).await {
+                problems.push(problem);
+            }
+        }
+        self.add(
+            "target path",
+            match problems.is_empty() {
+                true => Ok("every shard directory is writable with room for the files".into()),
+                false => Err(problems.join("; ")),
+            },
+        );
+    }
+}
+
+/// A plain file of the run on this machine: its sha256 and the reader's pass over it at
+/// once, on two threads.
+async fn local_file(path: &Path, s: &ShardEntry, opts: CheckOptions) -> Result<String, String> {
+    let (p1, p2) = (path.to_path_buf(), path.to_path_buf());
+    let sum = tokio::task::spawn_blocking(move || sha256_file(&p1));
+    let read = tokio::task::spawn_blocking(move || check_path(&p2, &opts));
+    let (sum, report) = (sum.await, read.await.ok());
+    let sum = match sum {
+        Ok(Ok(sum)) => sum,
+        Ok(Err(e)) => return Err(format!("`{}`: {e}", path.display())),
+        Err(e) => return Err(e.to_string()),
+    };
+    if sum != s.sha256 {
+        return Err(format!(
+            "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
+            path.display(),
+            s.sha256
+        ));
+    }
+    match report {
+        Some(r) if r.verdict == Verdict::Ok && r.keys == s.keys => Ok(format!(
+            "sha256 matches; the reader read it through: {} keys",
+            r.keys
+        )),
+        Some(r) if r.verdict == Verdict::Ok => Err(format!(
+            "the reader counts {} keys, the manifest says {}",
+            r.keys, s.keys
+        )),
+        Some(r) => {
+            let at = r
+                .fault
+                .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
+                .unwrap_or_default();
+            Err(format!("`{}` is {}{at}", path.display(), r.verdict))
+        }
+        None => Err("the reader did not finish".into()),
+    }
+}
+
+/// The clients connected to a shard (address, and name when set), this connection and
+/// replication links left out.
+async fn client_list(a: &ShardAddr) -> Result<Vec<String>, String> {
+    let mut con = connect(a, TIMEOUT).await.map_err(|e| e.to_string())?;
+    let text: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    let me: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut con)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let field = |k: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            };
+            if field("id")?.parse::<i64>().ok()? == me {
+                return None;
+            }
+            let addr = field("addr")?;
+            Some(match field("name").filter(|n| !n.is_empty()) {
+                Some(n) => format!("{addr} ({n})"),
+                None => addr.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// The `major.minor` of a version string.
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let v = v.rsplit(' ').next()?;
+    let mut it = v.split('.').map(|n| n.trim().parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// The server that will load a run into `db` (`None`: a database to create), as verify
+/// names it: Redis bare (`7.0.15`), Valkey named (`valkey 8.1.8`). The running one's
+/// when it answers, else the oldest binary among its nodes (every node's when new).
+pub(super) async fn target_version(
+    cluster: &Cluster,
+    db: Option<&Database>,
+    server: &Servers,
+) -> String {
+    if let Some(v) = match db {
+        Some(d) => running_version(cluster, d).await,
+        None => None,
+    } {
+        return v;
+    }
+    let nodes: Vec<Id> = match db {
+        Some(d) => d.shards.iter().map(|s| s.node).collect(),
+        None => cluster.nodes.keys().copied().collect(),
+    };
+    server
+        .oldest_of(nodes)
+        .map(|s| match s.engine {
+            "valkey" => s.label(),
+            _ => s.version.clone(),
+        })
+        .unwrap_or_default()
+}
+
+async fn running_version(cluster: &Cluster, db: &Database) -> Option<String> {
+    let m = db.masters().next()?;
+    let a = crate::db::shard_addr(cluster, db, m.id)?;
+    let i = info(&a, "server", TIMEOUT).await.ok()?;
+    // Redis as its bare version, as `redis-server --version` gives it; Valkey named.
+    i.engine_version().map(|(engine, v)| match engine {
+        "valkey" => format!("valkey {v}"),
+        _ => v.to_string(),
+    })
+}
+
+/// `target_path`: a writable directory with room for the run's files, not the backup's
+/// own path (nor inside it, nor holding it), and outside every node's recovery path
+/// (nor holding one): staging there must never touch a backup or the files recovery reads.
+fn check_target_path(
+    cluster: &Cluster,
+    spec: &RestoreSpec,
+    tp: &Path,
+    bytes: u64,
+) -> Result<String, String> {
+    let canon = std::fs::canonicalize(tp).map_err(|e| format!("`{}`: {e}", tp.display()))?;
+    if !canon.is_dir() {
+        return Err(format!("`{}` is not a directory", tp.display()));
+    }
+    let overlap = |other: &Path| {
+        let o = std::fs::canonicalize(other).unwrap_or_else(|_| other.to_path_buf());
+        canon.starts_with(&o) || o.starts_with(&canon)
+    };
+    if let crate::backup::Repository::Local { root: repo } = &spec.repo {
+        let run = repo.join(&spec.run);
+        if overlap(repo) || overlap(&run) {
+            return Err(format!(
+                "`{}` and the backup's path `{}` overlap: give a directory apart from the backups",
+                tp.display(),
+                repo.display()
+            ));
+        }
+    }
+    for n in cluster.nodes.values() {
+        if let Some(rp) = n.recovery_path.as_deref().filter(|rp| overlap(rp)) {
+            return Err(format!(
+                "`{}` and node:{}'s recovery path `{}` overlap: staging there could overwrite the files recovery reads",
+                tp.display(),
+                n.id,
+                rp.display()
+            ));
+        }
+    }
+    writable(&canon).map_err(|e| format!("`{}`: {e}", tp.display()))?;
+    if let Some(free) = free_bytes(&canon) {
+        if free < bytes {
+            return Err(format!(
+                "`{}` has {free} bytes free, the run's files need {bytes}",
+                tp.display()
+            ));
+        }
+    }
+    Ok(format!(
+        "the run's files are staged in `{}` (writable, room for {bytes} bytes), apart from the backups and every recovery path",
+        tp.display()
+    ))
+}
+
+fn writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".lazarus-probe.{}", std::process::id()));
+    std::fs::write(&probe, b"probe")?;
+    std::fs::remove_file(&probe)
+}
+
+/// Reads a stored (compressed, encrypted) file through: the stored sha256 and size, the
+/// plain RDB's sha256 and size, and the reader's pass over it. The number of keys.
+fn read_stored(
+    file: &StoredFile,
+    e: &ShardEntry,
+    identity: Option<&Path>,
+    opts: &CheckOptions,
+) -> Result<u64, String> {
+    let mut plain = PlainRead::open(file, e, identity)?;
+    let shown = plain.shown().to_string();
+    let report = check_rdb_stream(Path::new(&shown), &mut plain, Some(e.bytes), opts);
+    // The rest (the age tag, zstd's end) is read for the digests.
+    std::io::copy(&mut plain, &mut std::io::sink())
+        .map_err(|err| format!("`{shown}` cannot be decoded: {err}"))?;
+    plain.check_stored()?;
+    if report.verdict != Verdict::Ok {
+        let at = report
+            .fault
+            .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
+            .unwrap_or_default();
+        return Err(format!(
+            "`{shown}` decodes to an RDB that is {}{at}",
+            report.verdict
+        ));
+    }
+    plain.finish()?;
+    if report.keys != e.keys {
+        return Err(format!(
+            "the reader counts {} keys, the manifest says {}",
+            report.keys, e.keys
+        ));
+    }
+    Ok(report.keys)
+}

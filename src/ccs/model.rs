@@ -55,7 +55,7 @@ impl Cluster {
     ///
     /// Ids stay at or below [`super::MAX_ID`] (2^53, exact in every JSON reader). Past it
     /// the allocator stops moving, so what it hands out is out of range and the save that
-    /// would commit it is refused by [`super::validate`]: never a wrapped or reused id.
+    /// would commit it is refused by [`super::validate()`]: never a wrapped or reused id.
     pub fn allocate_id(&mut self) -> Id {
         let id = self.alloc_id;
         if id <= super::MAX_ID {

@@ -163,7 +163,7 @@ impl Walk {
 /// element kinds, sharing the state of an `Options` element (used keys, the option
 /// awaiting its value, a repeating option) and the expectations carried over from skipped
 /// optional pieces. Split apart, every arm would take and return all of that state; what
-/// comes after the last token is [`what_next`].
+/// comes after the last token is `what_next`.
 pub fn walk<T>(syntax: &Syntax<T>, tokens: &[Token]) -> Walk {
     let elements = syntax.elements;
     let mut items = Vec::new();

@@ -258,7 +258,7 @@ impl Disk {
     /// round trip per node for its recovery path, persistent path and that path's
     /// `-recovered` siblings (every entry to a shard directory's files, the canonical
     /// forms, the identity files' text), then the reader over every candidate file
-    /// there in one batch per node ([`RemoteReaders::check_many`]). Planning then asks
+    /// there in one batch per node (`RemoteReaders::check_many`). Planning then asks
     /// nothing more of the hosts, except where something changed or failed here (it
     /// asks the host directly, as without this). Call from within the runtime.
     pub async fn prefetch(&self, cluster: &Cluster, ids: &[crate::ccs::Id]) {

@@ -64,7 +64,7 @@ pub(super) fn fresh_sibling(path: &Path) -> Option<PathBuf> {
 }
 
 /// The paths of one node's lives: `path` with every `-recovered`, `-recovered-<n>`
-/// suffix taken off, and each sibling [`fresh_sibling`] made from it or from one of them,
+/// suffix taken off, and each sibling `fresh_sibling` made from it or from one of them,
 /// that exists.
 pub fn recovered_family(path: &Path) -> Vec<PathBuf> {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {

@@ -48,8 +48,8 @@ fn main() {
     // In chunks, so a long run reports as it goes.
     let chunk = 1000.min(n.max(1));
     let mut done = 0;
-    let mut totals: Vec<(String, [u64; 8])> =
-        engines.iter().map(|e| (e.name.clone(), [0; 8])).collect();
+    let mut totals: Vec<(String, [u64; 9])> =
+        engines.iter().map(|e| (e.name.clone(), [0; 9])).collect();
     while done < n {
         let k = chunk.min(n - done);
         let tallies = campaign(k, seed.wrapping_add(done), &mut engines, &seeds);
@@ -64,6 +64,7 @@ fn main() {
                 t.lua_not_compiled,
                 t.key_mismatch,
                 t.expired_between,
+                t.agree_refused,
             ];
             for (s, a) in sum.iter_mut().zip(add) {
                 *s += a;
@@ -77,8 +78,8 @@ fn main() {
         }
         for (name, s) in &totals {
             println!(
-                "{name}: {} mutants: {} agree, {} truncated AOFs the server loads in part, {} false alarms, {} false ok, {} Lua not compiled, {} key mismatches, {} TTLs run out between check and load ({:.0} s)",
-                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+                "{name}: {} mutants: {} agree ({} both refuse), {} truncated AOFs the server loads in part, {} false alarms, {} false ok, {} Lua not compiled, {} key mismatches, {} TTLs run out between check and load ({:.0} s)",
+                s[0], s[1], s[8], s[2], s[3], s[4], s[5], s[6], s[7],
                 started.elapsed().as_secs_f64()
             );
         }

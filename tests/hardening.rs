@@ -227,3 +227,177 @@ fn a_backup_that_cannot_be_written_leaves_no_database_behind() {
     lz.run("create db x").ok();
     lz.run("delete db x").ok();
 }
+
+/// One run of the binary, measured by the kernel: exit code, output, peak resident memory
+/// of that one child (`wait4`'s `ru_maxrss`) and wall time.
+struct Measured {
+    code: i32,
+    output: String,
+    peak_rss: u64,
+    took: std::time::Duration,
+}
+
+/// The whole memory bound the issue sets for reading a hostile file.
+const RSS_BOUND: u64 = 64 << 20;
+
+/// Runs the binary under `lz`'s home with `args`; killed (and the test failed) past 60 s.
+// The child is reaped by `wait4` (which alone reports its own peak memory), not `wait`.
+#[allow(clippy::zombie_processes)]
+fn run_measured(lz: &Lazarus, args: &[&str]) -> Measured {
+    let out = lz.path("measured.out");
+    let file = std::fs::File::create(&out).unwrap();
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(args)
+        .env_remove("LAZARUS_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("the lazarus binary runs");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own unreaped child; status and usage are valid pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            // SAFETY: the child is not reaped yet, so `pid` is still ours.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::wait4(pid, &mut status, 0, &mut usage);
+            }
+            panic!(
+                "lazarus {args:?} still ran after 60 s:\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Measured {
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        output: std::fs::read_to_string(&out).unwrap_or_default(),
+        // Linux counts ru_maxrss in KiB.
+        peak_rss: usage.ru_maxrss as u64 * 1024,
+        took: started.elapsed(),
+    }
+}
+
+/// A 10 GiB sparse file at `name` under the home, starting with `head`.
+fn sparse_file(lz: &Lazarus, name: &str, head: &[u8]) -> std::path::PathBuf {
+    use std::io::Write;
+    let p = lz.path(name);
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(head).unwrap();
+    f.set_len(10 << 30).unwrap();
+    p
+}
+
+/// `check file` and `cluster recover filename` on 10 GiB sparse files and on a FIFO: a
+/// prompt, clear answer in well under 64 MB of memory, whatever the file claims.
+#[test]
+fn huge_and_endless_files_are_judged_promptly_in_bounded_memory() {
+    let lz = Lazarus::new();
+    let fifo = lz.path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // An RDB whose first key's value claims 16 GiB (a 64-bit length), more than the
+    // file's 10 GiB: refused before a byte of it is allocated or read.
+    let mut rdb = b"REDIS0011\x00\x01k\x81".to_vec();
+    rdb.extend_from_slice(&(16u64 << 30).to_be_bytes());
+    let rdb = sparse_file(&lz, "dump.rdb", &rdb);
+    // An AOF whose first record's value claims 20 GB.
+    let aof = sparse_file(
+        &lz,
+        "appendonly.aof",
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000000000\r\n",
+    );
+    let zeros = sparse_file(&lz, "zeros.rdb", b"");
+    // An appendonlydir whose manifest names a FIFO as its base file.
+    let dir = lz.path("appendonlydir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.base.rdb seq 1 type b\n",
+    )
+    .unwrap();
+    let base =
+        std::ffi::CString::new(dir.join("appendonly.aof.1.base.rdb").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string path.
+    assert_eq!(unsafe { libc::mkfifo(base.as_ptr(), 0o600) }, 0);
+    let doc = sparse_file(&lz, "ccs.json.bak", b"{\"name\": \"");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["check".into(), "file".into(), fifo.display().to_string()],
+            "not a regular file: a FIFO",
+        ),
+        (
+            vec![
+                "cluster".into(),
+                "recover".into(),
+                "filename".into(),
+                fifo.display().to_string(),
+            ],
+            "not a regular file: a FIFO",
+        ),
+        (
+            vec!["check".into(), "file".into(), rdb.display().to_string()],
+            "data of 17179869184 byte(s) at offset 21, but the file ends at 10737418240",
+        ),
+        (
+            vec!["check".into(), "file".into(), aof.display().to_string()],
+            "data of 20000000000 byte(s) at offset 34, but the file ends at 10737418240",
+        ),
+        (
+            vec!["check".into(), "file".into(), dir.display().to_string()],
+            "named on line 1 to be a regular file, not a FIFO",
+        ),
+        (
+            vec!["check".into(), "file".into(), zeros.display().to_string()],
+            "corrupt",
+        ),
+        (
+            vec![
+                "cluster".into(),
+                "recover".into(),
+                "filename".into(),
+                doc.display().to_string(),
+            ],
+            "is not a CCS document (at most 64 MiB)",
+        ),
+    ];
+    for (args, expected) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let m = run_measured(&lz, &args);
+        assert_ne!(m.code, 0, "{args:?} passed:\n{}", m.output);
+        assert!(
+            m.output.contains(expected),
+            "{args:?} lacks `{expected}`:\n{}",
+            m.output
+        );
+        assert!(
+            m.peak_rss < RSS_BOUND,
+            "{args:?} peaked at {} MiB",
+            m.peak_rss >> 20
+        );
+        assert!(
+            m.took < std::time::Duration::from_secs(20),
+            "{args:?} took {:?}",
+            m.took
+        );
+        eprintln!("{args:?}: {:?}, peak RSS {} KiB", m.took, m.peak_rss >> 10);
+    }
+    assert!(!lz.path("ccs.json").exists());
+}

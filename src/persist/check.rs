@@ -338,12 +338,21 @@ fn check_dir(dir: &Path, opts: &CheckOptions) -> FileReport {
             } else {
                 "incr"
             };
+            // One that is there but is not a regular file (a FIFO would block the read
+            // forever) is named as what it is.
+            let what = match std::fs::metadata(&path) {
+                Ok(meta) => format!(
+                    "to be a regular file, not {}",
+                    crate::host::local::describe_type(&meta.file_type())
+                ),
+                Err(_) => "to exist".to_string(),
+            };
             report.fail(
                 Verdict::Corrupt,
                 manifest_path,
                 entry.offset,
                 format!(
-                    "the {kind} file `{}` named on line {} to exist",
+                    "the {kind} file `{}` named on line {} {what}",
                     entry.name, entry.line
                 ),
             );

@@ -445,6 +445,61 @@ async fn interrupted_create_rolls_back() {
     assert!(w.guard.pids().is_empty());
 }
 
+/// A shard whose server reports loading progress keeps its start wait alive past the
+/// timeout: the deadline bounds a stall, not the size of the data (issue 18). The real
+/// redis-server, slowed to about 100 µs a key (`key-load-delay`) and reporting progress
+/// every KiB, takes well over the 1 s timeout to load 20,000 keys.
+#[tokio::test]
+async fn a_shard_still_loading_keeps_its_start_wait_alive() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = World::new(1);
+    let id = w.create(config("slow", 1, Persistence::Snapshot)).await;
+    let mut k = w.con("slow").await;
+    let keys = 20_000;
+    let mut pipe = redis::pipe();
+    for i in 0..keys {
+        pipe.set(format!("key{i}"), i).ignore();
+    }
+    let _: () = pipe.query_async(&mut k).await.unwrap();
+    let _: () = redis::cmd("SAVE").query_async(&mut k).await.unwrap();
+    drop(k);
+    w.kill(w.guard.pids()[0]).await;
+
+    let real = crate::common::world::redis();
+    let script = w.root().join("slow-redis-server");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && exec {0} --version\nexec {0} \"$@\" --key-load-delay 100 --loading-process-events-interval-bytes 1024\n",
+            real.path.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let slow = Servers::from(RedisServer {
+        path: script,
+        ..real
+    });
+    let d = w.c.databases[&id].clone();
+    let timeout = Duration::from_secs(1);
+    let opts = lazarus::server::StartOptions {
+        timeout,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    db::start_shard(&slow, &w.c, &d, &d.shards[0], &opts)
+        .await
+        .expect("a shard making loading progress is waited for");
+    let took = started.elapsed();
+    assert!(
+        took > timeout * 2,
+        "loaded in {took:?}: too fast to prove the wait"
+    );
+    let mut k = w.con("slow").await;
+    let n: u64 = redis::cmd("DBSIZE").query_async(&mut k).await.unwrap();
+    assert_eq!(n, keys);
+}
+
 /// The id of the database called `name` (the library takes ids; commands resolve names).
 fn id_of(c: &lazarus::ccs::Cluster, name: &str) -> lazarus::ccs::Id {
     c.database_by_name(name).expect("database").id

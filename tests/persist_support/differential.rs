@@ -400,8 +400,10 @@ impl Engine {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Both ok with the same keys, or both refuse.
+    /// Both ok with the same keys.
     Agree,
+    /// Both refuse (counted in `agree` too, and apart in `agree_refused`).
+    AgreeRefused,
     /// The reader is stricter in a way it says is expected: an AOF it calls truncated,
     /// which the server loads up to its last whole command (`aof-load-truncated`).
     StricterTruncated,
@@ -425,6 +427,8 @@ pub struct Tally {
     pub mutants: u64,
     pub judged: u64,
     pub agree: u64,
+    /// Of `agree`: the mutants both the reader and the server refuse.
+    pub agree_refused: u64,
     pub stricter_truncated: u64,
     pub false_alarm: u64,
     pub false_ok: u64,
@@ -441,6 +445,10 @@ impl Tally {
         self.judged += 1;
         match o {
             Outcome::Agree => self.agree += 1,
+            Outcome::AgreeRefused => {
+                self.agree += 1;
+                self.agree_refused += 1;
+            }
             Outcome::StricterTruncated => self.stricter_truncated += 1,
             Outcome::FalseAlarm(w) => {
                 self.false_alarm += 1;
@@ -558,7 +566,7 @@ fn compare(r: &FileReport, load: &Load, log: &str, e: &Engine) -> Outcome {
                 Outcome::Agree
             }
         }
-        (false, Load::Refused) => Outcome::Agree,
+        (false, Load::Refused) => Outcome::AgreeRefused,
         (false, Load::Loaded(_)) if r.verdict == Verdict::Truncated => Outcome::StricterTruncated,
         (false, Load::Loaded(_)) => Outcome::FalseAlarm(format!(
             "{engine} loads it, the reader says {}: {}",

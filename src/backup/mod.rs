@@ -18,6 +18,7 @@ mod plain;
 mod remote;
 mod repo;
 mod s3;
+pub mod service;
 mod snapshot;
 mod take;
 

@@ -268,6 +268,17 @@ impl std::fmt::Display for RunsError {
     }
 }
 
+impl std::error::Error for RunsError {}
+
+impl crate::error::DomainError for RunsError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            RunsError::Missing(_) => crate::error::ErrorKind::NotFound,
+            RunsError::Unreachable(_) => crate::error::ErrorKind::Unavailable,
+        }
+    }
+}
+
 impl From<RunsError> for String {
     fn from(e: RunsError) -> String {
         e.to_string()

@@ -11,5 +11,5 @@ mod wire;
 
 pub use backups::*;
 pub use model::*;
-pub use store::{default_local_cluster, Store, StoreError, StoreLock};
+pub use store::{default_local_cluster, Store, StoreError, StoreLock, NO_CLUSTER_HINT};
 pub use validate::{validate, Invalid, MAX_ID};

@@ -16,8 +16,13 @@ use super::model::{Cluster, Node, PortRange, CCS_FORMAT};
 pub const CCS_FILE: &str = "ccs.json";
 const LOCK_FILE: &str = "ccs.lock";
 
+/// What to do in a home without a cluster.
+pub const NO_CLUSTER_HINT: &str = "make one with `cluster create name <name>` or bring one back with `cluster recover filename <path>`";
+
 #[derive(Debug, Error)]
 pub enum StoreError {
+    #[error("this home has no cluster yet: {NO_CLUSTER_HINT}")]
+    NoCluster,
     #[error("cannot create the home directory `{path}`: {source}")]
     Home { path: PathBuf, source: io::Error },
     #[error("cannot read `{path}`: {source}")]
@@ -61,6 +66,7 @@ impl crate::error::DomainError for StoreError {
             StoreError::Corrupt { .. } | StoreError::Format { .. } | StoreError::Invalid { .. } => {
                 ErrorKind::Damaged
             }
+            StoreError::NoCluster => ErrorKind::NotFound,
             StoreError::Unsound(_) => ErrorKind::Conflict,
             StoreError::Locked { .. } => ErrorKind::Unavailable,
             StoreError::Home { .. }
@@ -75,6 +81,7 @@ impl crate::error::DomainError for StoreError {
     fn hints(&self) -> Vec<String> {
         match self {
             StoreError::Locked { .. } => vec!["try again when it finishes".into()],
+            StoreError::NoCluster => vec![NO_CLUSTER_HINT.into()],
             _ => Vec::new(),
         }
     }
@@ -125,6 +132,11 @@ impl Store {
     /// file is only ever replaced whole.
     pub fn load(&self) -> Result<Option<Cluster>, StoreError> {
         load_file(&self.ccs_path())
+    }
+
+    /// The stored cluster, which must exist (for reading).
+    pub fn cluster(&self) -> Result<Cluster, StoreError> {
+        self.load()?.ok_or(StoreError::NoCluster)
     }
 
     /// Takes the exclusive lock without waiting; when another process holds it, the error
@@ -180,6 +192,11 @@ impl Drop for StoreLock {
 impl StoreLock {
     pub fn load(&self) -> Result<Option<Cluster>, StoreError> {
         load_file(&self.home.join(CCS_FILE))
+    }
+
+    /// The stored cluster, which must exist.
+    pub fn cluster(&self) -> Result<Cluster, StoreError> {
+        self.load()?.ok_or(StoreError::NoCluster)
     }
 
     /// Commits `cluster`: bumps its generation, replaces the home's document atomically,

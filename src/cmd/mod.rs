@@ -129,8 +129,7 @@ impl CommandError {
 
     /// `this home has no cluster yet: make one with ...`.
     pub fn no_cluster() -> CommandError {
-        CommandError::not_found(format!("this home has no cluster yet: {NO_CLUSTER_HINT}"))
-            .hinted(NO_CLUSTER_HINT)
+        crate::ccs::StoreError::NoCluster.into()
     }
 
     /// Adds a next step. The message should already say it in its own words; the hint is
@@ -158,8 +157,6 @@ impl CommandError {
         &self.hints
     }
 }
-
-const NO_CLUSTER_HINT: &str = "make one with `cluster create name <name>` or bring one back with `cluster recover filename <path>`";
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -250,15 +247,6 @@ impl fmt::Display for Command {
 pub(crate) fn no_such_node(cluster: &crate::ccs::Cluster, id: crate::ccs::Id) -> CommandError {
     let ids: Vec<String> = cluster.nodes.keys().map(|id| id.to_string()).collect();
     CommandError::not_found(format!("there is no node:{id} (nodes: {})", ids.join(", ")))
-}
-
-impl From<crate::backup::RunsError> for CommandError {
-    fn from(e: crate::backup::RunsError) -> CommandError {
-        match e {
-            crate::backup::RunsError::Missing(m) => CommandError::not_found(m),
-            crate::backup::RunsError::Unreachable(m) => CommandError::unavailable(m),
-        }
-    }
 }
 
 #[cfg(test)]

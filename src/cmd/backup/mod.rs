@@ -3,7 +3,6 @@
 
 mod apply;
 
-pub(crate) use apply::safety_run;
 mod view;
 
 use std::fmt;

@@ -695,7 +695,10 @@ pub(super) async fn start(
                 None,
             )
             .await?;
-            match crate::cmd::backup::safety_run(ctx, name, db.id, &to, t.identity.as_deref()).await
+            let (store, progress) = (&ctx.store, ctx.progress.as_ref());
+            let identity = t.identity.as_deref();
+            match crate::backup::service::safety_run(store, progress, name, db.id, &to, identity)
+                .await
             {
                 Ok(run) => {
                     let at = format!("{}/{}", to.display(), run.id);

@@ -447,8 +447,8 @@ async fn interrupted_create_rolls_back() {
 
 /// A shard whose server reports loading progress keeps its start wait alive past the
 /// timeout: the deadline bounds a stall, not the size of the data (issue 18). The real
-/// redis-server, slowed to about 100 µs a key (`key-load-delay`) and reporting progress
-/// every KiB, takes well over the 1 s timeout to load 20,000 keys.
+/// redis-server, slowed to about 250 µs a key (`key-load-delay`) and reporting progress
+/// every KiB, takes more than twice the 2 s timeout to load 20,000 keys.
 #[tokio::test]
 async fn a_shard_still_loading_keeps_its_start_wait_alive() {
     use std::os::unix::fs::PermissionsExt;
@@ -470,7 +470,7 @@ async fn a_shard_still_loading_keeps_its_start_wait_alive() {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\n[ \"$1\" = --version ] && exec {0} --version\nexec {0} \"$@\" --key-load-delay 100 --loading-process-events-interval-bytes 1024\n",
+            "#!/bin/sh\n[ \"$1\" = --version ] && exec {0} --version\nexec {0} \"$@\" --key-load-delay 250 --loading-process-events-interval-bytes 1024\n",
             real.path.display()
         ),
     )
@@ -481,7 +481,7 @@ async fn a_shard_still_loading_keeps_its_start_wait_alive() {
         ..real
     });
     let d = w.c.databases[&id].clone();
-    let timeout = Duration::from_secs(1);
+    let timeout = Duration::from_secs(2);
     let opts = lazarus::server::StartOptions {
         timeout,
         ..Default::default()

@@ -159,14 +159,29 @@ impl Store {
             .mode(0o600)
             .open(&path)
             .map_err(lock_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked {
-                    holder: describe_holder(&read_stamp(&mut file)),
-                });
+        // The holder writes its stamp just after taking the lock and empties it just before
+        // letting go: a stamp not (or no longer) there is one of those moments, so look
+        // again, and try the lock again, for a while before naming no one. On a loaded
+        // machine the holder may wait long for the CPU between the two steps.
+        let deadline = std::time::Instant::now() + STAMP_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    if let Some(stamp) = read_stamp(&mut file) {
+                        return Err(StoreError::Locked {
+                            holder: describe_holder(&stamp),
+                        });
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            holder: describe_holder(""),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(TryLockError::Error(source)) => return Err(lock_err(source)),
             }
-            Err(TryLockError::Error(source)) => return Err(lock_err(source)),
         }
         // Say who holds it, for the error another process will show: never the process's
         // arguments, which may hold a password; the canonical command hides it.
@@ -501,19 +516,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     local::write_private(path, bytes)
 }
 
-/// The holder's stamp; it may be a moment away from being written, so wait a little for it.
-fn read_stamp(file: &mut File) -> String {
-    for _ in 0..20 {
-        let mut stamp = String::new();
-        let read = file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_string(&mut stamp));
-        if read.is_err() || stamp.ends_with('\n') {
-            return stamp;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    String::new()
+/// How long a contender waits for the holder's stamp (or for the lock to come free).
+const STAMP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The holder's stamp when it is whole (every line of [`Stamp::to_text`] written); `None`
+/// while it is being written or after it was emptied.
+fn read_stamp(file: &mut File) -> Option<String> {
+    let mut stamp = String::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_string(&mut stamp))
+        .ok()?;
+    (stamp.matches('\n').count() >= Stamp::LINES).then_some(stamp)
 }
 
 /// Who holds the lock: written into `ccs.lock` while it is held, one field a line.
@@ -536,6 +549,9 @@ impl Stamp {
             command: command.map(|c| c.replace(['\n', '\r'], " ")),
         }
     }
+
+    /// Lines in [`Stamp::to_text`].
+    const LINES: usize = 4;
 
     fn to_text(&self) -> String {
         format!(
@@ -584,6 +600,31 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn a_contender_names_the_holder_or_takes_the_lock_it_let_go() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::new(home.path().to_owned()).for_command("status");
+        let held = store.lock().unwrap();
+        match store.lock() {
+            Err(StoreError::Locked { holder }) => assert!(
+                holder.starts_with(&format!("pid {}", std::process::id()))
+                    && holder.ends_with("(`status`)"),
+                "{holder}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The moment between emptying the stamp and letting go: the contender waits for
+        // the lock instead of naming "another process".
+        held.file.set_len(0).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let taken = store.lock();
+        release.join().unwrap();
+        assert!(taken.is_ok(), "{taken:?}");
+    }
 
     #[test]
     fn save_then_load_round_trips_and_writes_backups() {

@@ -186,6 +186,7 @@ fn main() {
                         port,
                         pid: None,
                         empty_since: None,
+                        loaded_ns: None,
                     }],
                 },
             );

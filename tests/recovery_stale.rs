@@ -182,9 +182,8 @@ fn a_second_incident_never_brings_the_first_ones_files_back() {
         .ok()
         .stdout_has(&format!("node:1 recovery path `{}` cleared", n1.display()));
     assert!(node1(&second).get("recovery_path").is_none());
-    // The node lives on in `n1-recovered` and takes writes (a second later: times on
-    // disk are compared by the second).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The node lives on in `n1-recovered` and takes writes (times on disk are compared
+    // to the nanosecond: no need to wait for the next second).
     write_and_save(&second, "cache", "late");
 
     // Incident 2.
@@ -227,6 +226,136 @@ fn a_second_incident_never_brings_the_first_ones_files_back() {
     third.run("recover list").ok().stdout_has("ready: snapshot");
     third.run("recover all").ok();
     assert!(has_key(&third, "cache", "late"));
+    assert!(has_key(&third, "cache", "early"));
+    drop(guard);
+}
+
+/// The one `dump.rdb` under `root`'s shard directories.
+fn dump_under(root: &Path) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    for db in fs::read_dir(root.join("redis")).unwrap() {
+        for shard in fs::read_dir(db.unwrap().path()).unwrap() {
+            let dump = shard.unwrap().path().join("dump.rdb");
+            if dump.exists() {
+                found.push(dump);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+fn modified_ns(path: &Path) -> i64 {
+    let t = fs::metadata(path).unwrap().modified().unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+/// The CCS records, per master, the written time of the source a recovery loaded, to the
+/// nanosecond: offered again, that very file is ready (not "older" than the copy recovery
+/// made of it); a file written before it, even within the same second, is stale.
+#[test]
+fn the_file_a_recovery_loaded_is_known_to_the_nanosecond() {
+    let first = Lazarus::new();
+    let guard = common::procs::ProcessGuard::new(first.home());
+    let n1 = first.create_cluster("c");
+    first.run("create db cache persistence snapshot").ok();
+    write_and_save(&first, "cache", "early");
+    let loaded = dump_under(&n1);
+
+    // Incident 1: recovered from `n1`; what it loaded is recorded.
+    guard.kill_all();
+    let second = Lazarus::new();
+    second
+        .run(&format!(
+            "cluster recover filename {}",
+            n1.join("ccs/ccs.json").display()
+        ))
+        .ok();
+    second.run("recover all").ok();
+    let shards = second.ccs()["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["shards"]
+        .clone();
+    assert_eq!(
+        shards[0]["loaded_ns"].as_i64(),
+        Some(modified_ns(&loaded)),
+        "{shards}"
+    );
+    // Recovery's copy is as old as its data.
+    let recovered = first.path("n1-recovered");
+    assert_eq!(modified_ns(&dump_under(&recovered)), modified_ns(&loaded));
+
+    // Incident 2, no write in between: the very file loaded the first time is offered
+    // again, and is no older than the copy made of it.
+    guard.kill_all();
+    let third = Lazarus::new();
+    third
+        .run(&format!(
+            "cluster recover filename {}",
+            recovered.join("ccs/ccs.json").display()
+        ))
+        .ok();
+    third
+        .run(&format!("node 1 recovery_path set {}", n1.display()))
+        .ok();
+    third
+        .run("recover list")
+        .ok()
+        .stdout_has("ready: snapshot")
+        .stdout_has("(the very files the last recovery or restore loaded)");
+
+    // A copy written 300 ms before the file loaded (the same second, as likely as not),
+    // while the node's later files are lost: stale by the CCS's record alone.
+    let older = first.path("older");
+    let dump = older.join(loaded.strip_prefix(&n1).unwrap());
+    fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    for entry in fs::read_dir(loaded.parent().unwrap()).unwrap() {
+        let from = entry.unwrap().path();
+        if !from.is_file() {
+            continue;
+        }
+        fs::copy(
+            &from,
+            dump.parent().unwrap().join(from.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let before =
+        fs::metadata(&loaded).unwrap().modified().unwrap() - std::time::Duration::from_millis(300);
+    fs::File::options()
+        .write(true)
+        .open(&dump)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    fs::remove_dir_all(recovered.join("redis")).unwrap();
+    fs::rename(&n1, first.path("n1-away")).unwrap();
+    third
+        .run(&format!("node 1 recovery_path set {}", older.display()))
+        .ok();
+    let list = third.run("recover list").ok();
+    assert!(
+        list.stdout.contains(&format!(
+            "missing files: stale: `{}` is 300 ms older than the files the last recovery or restore loaded into redis:",
+            dump.display()
+        )),
+        "{}",
+        list.stdout
+    );
+    third
+        .run("recover all")
+        .fails(1)
+        .stdout_has("`recover db cache allow_stale`");
+
+    // The file loaded the first time still comes back.
+    fs::rename(first.path("n1-away"), &n1).unwrap();
+    third
+        .run(&format!("node 1 recovery_path set {}", n1.display()))
+        .ok();
+    third.run("recover all").ok();
     assert!(has_key(&third, "cache", "early"));
     drop(guard);
 }

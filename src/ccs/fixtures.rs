@@ -56,6 +56,7 @@ pub fn shard(
         port,
         pid: None,
         empty_since: None,
+        loaded_ns: None,
     }
 }
 

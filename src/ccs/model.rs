@@ -259,6 +259,12 @@ pub struct Shard {
     /// while it has taken no write since, and clears this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empty_since: Option<i64>,
+    /// For a master: the modification time (unix nanoseconds) of the source the last
+    /// recovery or restore loaded into it (the newest file of an `appendonlydir/`). A
+    /// later recovery refuses an older source as stale; one written at this very time is
+    /// that same file. Absent in documents written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_ns: Option<i64>,
 }
 
 /// Written as `lazarus-shard.json` into every shard directory: enough to rebuild the

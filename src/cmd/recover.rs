@@ -483,11 +483,16 @@ fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
                     format!("~{}", source.keys)
                 };
                 lines.push(format!(
-                    "{head}: ready: {}{} `{}`{copy}, {keys} keys, {} old",
+                    "{head}: ready: {}{} `{}`{copy}, {keys} keys, {} old{}",
                     source.kind,
                     if source.replay { " to replay" } else { "" },
                     source.path.display(),
-                    format_age(source.age_secs(now))
+                    format_age(source.age_secs(now)),
+                    if source.loaded_before {
+                        " (the very files the last recovery or restore loaded)"
+                    } else {
+                        ""
+                    }
                 ));
             }
             Outcome::Missing { reason } => lines.push(format!("{head}: missing files: {reason}")),

@@ -91,6 +91,7 @@ fn cluster() -> Cluster {
             port: 30000 + i as u16,
             pid: Some(1000 + master as u32),
             empty_since: None,
+            loaded_ns: None,
         });
         let replica = c.allocate_id();
         shards.push(Shard {
@@ -102,6 +103,7 @@ fn cluster() -> Cluster {
             port: 31000 + i as u16,
             pid: None,
             empty_since: None,
+            loaded_ns: None,
         });
     }
     c.databases.insert(

@@ -105,6 +105,7 @@ pub fn place_avoiding(
             port: p,
             pid: None,
             empty_since: None,
+            loaded_ns: None,
         });
     }
     if config.replication {
@@ -121,6 +122,7 @@ pub fn place_avoiding(
                 port: p,
                 pid: None,
                 empty_since: None,
+                loaded_ns: None,
             };
             shards.push(replica);
         }

@@ -45,6 +45,19 @@ impl fmt::Display for NodePath {
     }
 }
 
+/// A time as `find -printf '%T@'` writes it (`1700000000.1234567890`), to the
+/// nanosecond: a float would round it to about a quarter of a microsecond.
+pub fn parse_find_time(text: &str) -> Option<SystemTime> {
+    let (secs, frac) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let secs: u64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: u32 = digits.parse().ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+}
+
 /// What [`Host::metadata`] tells about a path (never following a final symlink).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metadata {
@@ -311,5 +324,18 @@ mod tests {
             "ssh to `db1` failed: connection refused"
         )));
         assert!(!unreachable(&Error::from(ErrorKind::PermissionDenied)));
+    }
+
+    #[test]
+    fn find_times_are_read_to_the_nanosecond() {
+        let at = |s, n| Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(s, n));
+        assert_eq!(
+            parse_find_time("1700000000.1234567890"),
+            at(1700000000, 123456789)
+        );
+        assert_eq!(parse_find_time("1700000000.5"), at(1700000000, 500000000));
+        assert_eq!(parse_find_time("1700000000"), at(1700000000, 0));
+        assert_eq!(parse_find_time("-1.5"), None);
+        assert_eq!(parse_find_time("1.5e3"), None);
     }
 }

@@ -14,7 +14,7 @@ use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -724,11 +724,7 @@ impl Host for SshHost {
         let bad = || io::Error::other(format!("unexpected metadata on {}: `{out}`", self.name()));
         let kind = kind_of(words.next().ok_or_else(bad)?);
         let len = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
-        let modified = words
-            .next()
-            .and_then(|w| w.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s));
+        let modified = words.next().and_then(super::parse_find_time);
         Ok(Metadata {
             kind,
             len,

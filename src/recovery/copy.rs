@@ -186,8 +186,19 @@ fn copy_file(from: &Path, to: &Path) -> Result<u64, CopyError> {
     // The original may be read-only; the copy is the server's, and holds the keys: owner only.
     fs::set_permissions(to, fs::Permissions::from_mode(0o600)).map_err(write_err)?;
     verify_copy(from, to, expected, bytes)?;
-    fs::File::open(to)
-        .and_then(|f| f.sync_all())
+    // The copy is as old as its data: the next recovery compares these times with the
+    // source this one loaded, and a copy stamped with the moment of copying would make
+    // that very source look older than data the database had.
+    let modified = fs::metadata(from)
+        .and_then(|m| m.modified())
+        .map_err(read_err(from))?;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(to)
+        .and_then(|f| {
+            f.set_modified(modified)?;
+            f.sync_all()
+        })
         .map_err(write_err)?;
     Ok(bytes)
 }
@@ -329,6 +340,7 @@ rm -rf -- "$tmp"
 one() {
   cp -- "$1" "$2"
   chmod 600 -- "$2"
+  touch -r "$1" -- "$2"
   a=$(stat -c %s -- "$1"); b=$(stat -c %s -- "$2")
   [ "$a" = "$b" ] || { echo "the copy $2 has $b bytes, not $a" >&2; exit 1; }
   echo "$a"
@@ -433,6 +445,9 @@ mod tests {
         );
         assert_eq!(fs::read(dst.join("dump.rdb")).unwrap(), data);
         assert_eq!(fs::read(&src).unwrap(), data);
+        // As old as its data, to the nanosecond.
+        let modified = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+        assert_eq!(modified(&dst.join("dump.rdb")), modified(&src));
         assert_eq!(
             fs::metadata(&src).unwrap().permissions().mode() & 0o777,
             0o400

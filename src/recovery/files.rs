@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use super::reason::{io_reason, Reason};
 use super::remote_check::RemoteReaders;
-use super::source::{readable_mtime, Checker, SourceCheck, SourceKind};
+use super::source::{readable_mtime, unix_nanos, Checker, SourceCheck, SourceKind};
 use crate::ccs::{Cluster, SlotRange};
 use crate::host::{FileKind, Host, Hosts, NodeId};
 
@@ -53,6 +52,7 @@ struct Scans {
 #[derive(Clone, Copy)]
 struct Seen {
     kind: FileKind,
+    /// Unix nanoseconds.
     mtime: i64,
     readable: bool,
 }
@@ -378,7 +378,7 @@ impl Disk {
         }
     }
 
-    /// The newest modification time (unix seconds) of a file, or of the files of a
+    /// The newest modification time (unix nanoseconds) of a file, or of the files of a
     /// directory; every file must be readable.
     pub fn readable_mtime(&self, node: NodeId, path: &Path) -> Result<i64, Reason> {
         let Some((host, rt)) = self.remote(node) else {
@@ -407,16 +407,12 @@ impl Disk {
             }
             return Ok(if newest == 0 { top.mtime } else { newest });
         }
-        let secs = |m: &crate::host::Metadata| {
-            m.modified
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64)
-        };
+        let nanos = |m: &crate::host::Metadata| m.modified.map_or(0, unix_nanos);
         let meta = rt
             .block_on(host.metadata(path))
             .map_err(|e| io_reason(path, e, false))?;
         if meta.kind != FileKind::Dir {
-            return Ok(secs(&meta));
+            return Ok(nanos(&meta));
         }
         // The files' times, not the directory's: listing changes are not data.
         let mut newest = 0;
@@ -428,9 +424,9 @@ impl Disk {
             let m = rt
                 .block_on(host.metadata(&file))
                 .map_err(|e| io_reason(&file, e, false))?;
-            newest = newest.max(secs(&m));
+            newest = newest.max(nanos(&m));
         }
-        Ok(if newest == 0 { secs(&meta) } else { newest })
+        Ok(if newest == 0 { nanos(&meta) } else { newest })
     }
 
     /// The canonical form of a path on its node (symlinks resolved), or the path itself.
@@ -600,7 +596,7 @@ fn parse_seen(rec: &str) -> Option<(PathBuf, Seen)> {
         'l' => FileKind::Symlink,
         _ => FileKind::Other,
     };
-    let mtime = mtime.parse::<f64>().map_or(0, |s| s as i64);
+    let mtime = crate::host::parse_find_time(mtime).map_or(0, unix_nanos);
     Some((
         PathBuf::from(path),
         Seen {
@@ -645,7 +641,8 @@ mod tests {
                    #canon /r\0/real/r\0#identities\0/r/redis/db-1/shard-2/lazarus-shard.json\0{\"a\":1}\0";
         let a = parse_read_ahead(out);
         assert_eq!(a.entries.len(), 3);
-        assert_eq!(a.entries[1].1.mtime, 1700000001);
+        assert_eq!(a.entries[0].1.mtime, 1700000000_500000000);
+        assert_eq!(a.entries[1].1.mtime, 1700000001_000000000);
         assert!(a.entries[1].1.readable && !a.entries[2].1.readable);
         assert_eq!(a.entries[0].1.kind, FileKind::Dir);
         assert_eq!(

@@ -241,20 +241,35 @@ async fn sources_of(
     Ok(sources)
 }
 
-fn done_ids(filled: &Filled) -> Vec<Id> {
-    filled.masters.iter().map(|m| m.shard).collect()
+/// Each master filled, and the modification time of the source it took.
+fn done_ids(filled: &Filled) -> Vec<(Id, i64)> {
+    filled
+        .masters
+        .iter()
+        .map(|m| (m.shard, m.source.modified_ns))
+        .collect()
 }
 
-/// The masters filled are no longer EMPTY: their marks go, and so does the recovery path
-/// of every node no database pending recovery, nor a master still EMPTY, reads from.
-fn record(lock: &StoreLock, cluster: &Cluster, id: Id, filled: &[Id]) -> Result<(), FillError> {
-    if filled.is_empty() {
+/// The masters filled are no longer EMPTY: their marks go (and what each loaded is
+/// recorded), and so does the recovery path of every node no database pending recovery,
+/// nor a master still EMPTY, reads from.
+fn record(
+    lock: &StoreLock,
+    cluster: &Cluster,
+    id: Id,
+    done: &[(Id, i64)],
+) -> Result<(), FillError> {
+    if done.is_empty() {
         return Ok(());
     }
+    let filled: Vec<Id> = done.iter().map(|(id, _)| *id).collect();
     let mut next = cluster.clone();
     if let Some(db) = next.databases.get_mut(&id) {
-        for s in db.shards.iter_mut().filter(|s| filled.contains(&s.id)) {
-            s.empty_since = None;
+        for s in db.shards.iter_mut() {
+            if let Some((_, loaded)) = done.iter().find(|(id, _)| *id == s.id) {
+                s.empty_since = None;
+                s.loaded_ns = Some(*loaded);
+            }
         }
     }
     let waiting: std::collections::BTreeSet<Id> = next

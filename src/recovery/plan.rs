@@ -13,6 +13,7 @@ use serde::Serialize;
 pub use super::files::Disk;
 use super::reason::io_reason;
 pub use super::reason::Reason;
+use super::source::nanos_to_secs;
 pub use super::source::{CheckVerdict, Checker, Source, SourceCheck, SourceKind};
 use crate::server::IdentityRead;
 
@@ -229,12 +230,17 @@ pub struct Inspect<'a> {
 
 /// The newest data Lazarus knows a master's shard had, apart from the recovery path: a
 /// source older than it would bring back an old state and lose every write since.
+/// Times of files are unix nanoseconds: two writes within one second are told apart.
 #[derive(Default)]
 struct Known {
     /// Files of the shard (or a replica's) in its node's persistent path, or in one of the
     /// node's earlier lives (the `-recovered` siblings recovery made): newest
     /// modification time, and the file.
     files: Option<(i64, PathBuf)>,
+    /// The modification time of the source the last recovery or restore loaded into the
+    /// master, as the CCS recorded it: the same time is that very file, an older one is
+    /// data from before it.
+    loaded: Option<(i64, Id)>,
     /// The newest succeeded backup run of the database: its start, and its id.
     backup: Option<(i64, String)>,
 }
@@ -392,7 +398,12 @@ impl Inspect<'_> {
             .filter(|r| r.db == self.db.id && r.status == crate::ccs::RunStatus::Succeeded)
             .max_by_key(|r| r.started)
             .map(|r| (r.started / 1000, r.id.clone()));
-        Known { files, backup }
+        let loaded = master.loaded_ns.map(|ns| (ns, master.id));
+        Known {
+            files,
+            backup,
+            loaded,
+        }
     }
 
     fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
@@ -511,7 +522,7 @@ impl Inspect<'_> {
         // An RDB says when it was written; an AOF is as fresh as its last append.
         let written = match (kind, report.created) {
             (SourceKind::Rdb, Some(created)) => created,
-            _ => written_fs,
+            _ => nanos_to_secs(written_fs),
         };
         Ok(Source {
             kind,
@@ -527,18 +538,21 @@ impl Inspect<'_> {
             expired_per_db: report.expired_per_db,
             bytes: report.bytes,
             written,
+            modified_ns: written_fs,
+            loaded_before: false,
             replay,
         })
     }
 }
 
 /// Refuses a valid source older than what Lazarus knows the database had: files written
-/// since in the node's persistent paths (compared by modification time, as they are
+/// since in the node's persistent paths, or the source the last recovery or restore
+/// loaded (both compared by modification time to the nanosecond, as the files are
 /// measured), or a succeeded backup run taken after an RDB's cut.
 fn stale(
     disk: &Disk,
     node: Id,
-    source: Source,
+    mut source: Source,
     known: &Known,
     db: &Database,
 ) -> Result<Source, Reason> {
@@ -546,20 +560,36 @@ fn stale(
         "or load it anyway with `recover db {} allow_stale`",
         db.config.name
     );
+    let mtime = disk
+        .readable_mtime(node, &source.path)
+        .unwrap_or(source.modified_ns);
     if let Some((newer, path)) = &known.files {
-        let mtime = disk
-            .readable_mtime(node, &source.path)
-            .unwrap_or(source.written);
         if mtime < *newer {
             return Err(Reason::Stale {
                 file: source.path,
                 newer: format!("`{}`", path.display()),
-                older_by: newer - mtime,
+                older_by_ms: (newer - mtime) / 1_000_000,
                 next: format!(
                     "recover from the newer files (point the node's recovery path at the directory that holds `redis/`), {next_anyway}"
                 ),
             });
         }
+    }
+    if let Some((loaded, master)) = known.loaded {
+        if mtime < loaded {
+            return Err(Reason::Stale {
+                file: source.path,
+                newer: format!(
+                    "the files the last recovery or restore loaded into redis:{master} (written {})",
+                    crate::backup::format_time(loaded / 1_000_000)
+                ),
+                older_by_ms: (loaded - mtime) / 1_000_000,
+                next: format!(
+                    "recover from those files or newer ones (point the node's recovery path at the directory that holds them), {next_anyway}"
+                ),
+            });
+        }
+        source.loaded_before = mtime == loaded;
     }
     // An RDB is a cut at its `ctime`: a backup run after it may hold writes it lacks. An
     // AOF is appended to on every write, so one last written before the run holds
@@ -569,7 +599,7 @@ fn stale(
             return Err(Reason::Stale {
                 file: source.path,
                 newer: format!("backup run `{run}`"),
-                older_by: at - source.written,
+                older_by_ms: (at - source.written) * 1000,
                 next: format!(
                     "restore that run (`restore task create name <task> db {} backup {run}`), {next_anyway}",
                     db.config.name

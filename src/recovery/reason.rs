@@ -67,8 +67,7 @@ pub enum Reason {
     Stale {
         file: PathBuf,
         newer: String,
-        /// Seconds.
-        older_by: i64,
+        older_by_ms: i64,
         /// What to do instead.
         next: String,
     },
@@ -151,11 +150,15 @@ impl fmt::Display for Reason {
             Reason::Foreign { path, detail } => {
                 write!(f, "foreign: `{}` {detail}", path.display())
             }
-            Reason::Stale { file, newer, older_by, next } => write!(
+            Reason::Stale { file, newer, older_by_ms, next } => write!(
                 f,
                 "stale: `{}` is {} older than {newer}, data this database had later: {next}",
                 file.display(),
-                super::plan::format_age(*older_by)
+                match older_by_ms {
+                    // Written within the same second: still an older state.
+                    ms if *ms < 1000 => format!("{ms} ms"),
+                    ms => super::plan::format_age(ms / 1000),
+                }
             ),
             Reason::KeysOutsideSlots { file, count, slots, examples } => {
                 write!(f, "keys outside the shard's slots {slots}: `{}` holds {count}", file.display())?;

@@ -399,6 +399,10 @@ fn activate(
         }
         let empty = shard.role == Role::Master && (empty_all || r.empty.contains(&shard.id));
         shard.empty_since = empty.then(unix_now);
+        // What it loaded, so that a later recovery knows this data and refuses older.
+        if let Some((_, source)) = r.sources.iter().find(|(id, _)| *id == shard.id) {
+            shard.loaded_ns = Some(source.modified_ns);
+        }
     }
     let waiting: BTreeSet<Id> = next
         .databases

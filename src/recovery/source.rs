@@ -104,6 +104,15 @@ pub struct Source {
     pub bytes: u64,
     /// Unix seconds of the newest data in it; what "freshest" compares.
     pub written: i64,
+    /// Unix nanoseconds of its modification time (its newest file's, for an
+    /// `appendonlydir/`) when it was validated: what the CCS records once it is loaded,
+    /// and what the stale check compares (two writes within a second apart).
+    #[serde(skip)]
+    pub modified_ns: i64,
+    /// The very file the last recovery or restore loaded into this master (its
+    /// modification time is the one the CCS recorded then).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub loaded_before: bool,
     /// An RDB newer than the target server loads: its keys are decoded and written as
     /// commands (`replay`) into a master started empty, instead of the file being loaded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -117,7 +126,7 @@ impl Source {
 }
 
 /// Opens every file of a candidate for reading (so a permission problem is named as such,
-/// not as corruption) and returns the newest modification time, in unix seconds.
+/// not as corruption) and returns the newest modification time, in unix nanoseconds.
 pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
     let meta = fs::metadata(path).map_err(|e| io_reason(path, e, false))?;
     let mut newest = mtime(&meta);
@@ -142,8 +151,19 @@ pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
 }
 
 fn mtime(meta: &fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64)
+    meta.modified().map_or(0, unix_nanos)
 }
+
+/// A time in unix nanoseconds (0 before the epoch): file times compared to the second
+/// tell apart neither two writes within one second nor a copy from its original.
+pub fn unix_nanos(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Nanoseconds to whole seconds.
+pub fn nanos_to_secs(ns: i64) -> i64 {
+    ns.div_euclid(NANOS_PER_SEC)
+}
+
+pub const NANOS_PER_SEC: i64 = 1_000_000_000;

@@ -78,6 +78,7 @@ pub(super) fn databases(found: &[Found], problems: &mut Vec<String>) -> BTreeMap
                     port: f.identity.port,
                     pid: None,
                     empty_since: None,
+                    loaded_ns: None,
                 })
                 .collect(),
         };

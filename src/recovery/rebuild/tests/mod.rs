@@ -46,6 +46,7 @@ pub(super) fn shard(
     Shard {
         pid: Some(4242),
         empty_since: None,
+        loaded_ns: None,
         ..fixtures::shard(id, node, role, master, slots, port)
     }
 }

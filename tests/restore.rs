@@ -246,6 +246,15 @@ fn runbook_undoes_an_accident(engine: &Engine) {
     // The replica follows the restored master.
     let c2 = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
     let d2 = c2.database_by_name("rep").unwrap();
+    // The CCS knows what the master took (the written time of the run's file staged as
+    // its `dump.rdb`): a later recovery refuses files older than it.
+    let master = d2.masters().next().unwrap();
+    let now = lazarus::host::unix_nanos(std::time::SystemTime::now());
+    assert!(
+        master.loaded_ns.is_some_and(|ns| ns > 0 && ns <= now),
+        "{:?}",
+        master.loaded_ns
+    );
     let r = d2.shards.iter().find(|s| s.master.is_some()).unwrap();
     let ra = shard_addr(&c2, d2, r.id).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

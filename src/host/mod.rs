@@ -45,6 +45,13 @@ impl fmt::Display for NodePath {
     }
 }
 
+/// A time in unix nanoseconds (0 before the epoch): file times compared to the second
+/// tell apart neither two writes within one second nor a copy from its original.
+pub fn unix_nanos(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// A time as `find -printf '%T@'` writes it (`1700000000.1234567890`), to the
 /// nanosecond: a float would round it to about a quarter of a microsecond.
 pub fn parse_find_time(text: &str) -> Option<SystemTime> {

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use super::reason::{io_reason, Reason};
 use super::remote_check::RemoteReaders;
-use super::source::{readable_mtime, unix_nanos, Checker, SourceCheck, SourceKind};
+use super::source::{readable_mtime, Checker, SourceCheck, SourceKind};
 use crate::ccs::{Cluster, SlotRange};
-use crate::host::{FileKind, Host, Hosts, NodeId};
+use crate::host::{unix_nanos, FileKind, Host, Hosts, NodeId};
 
 /// Where planning reads each node's files.
 pub struct Disk {

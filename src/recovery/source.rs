@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::reason::{io_reason, Reason};
 use crate::ccs::{Id, SlotRange};
+use crate::host::unix_nanos;
 
 /// What the file reader said of one candidate source (a file or an `appendonlydir/`),
 /// reduced to what planning needs. Kept apart from the reader's own report so planning
@@ -152,13 +152,6 @@ pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
 
 fn mtime(meta: &fs::Metadata) -> i64 {
     meta.modified().map_or(0, unix_nanos)
-}
-
-/// A time in unix nanoseconds (0 before the epoch): file times compared to the second
-/// tell apart neither two writes within one second nor a copy from its original.
-pub fn unix_nanos(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Nanoseconds to whole seconds.

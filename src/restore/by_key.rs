@@ -79,7 +79,14 @@ impl ByKey<'_> {
         }
         (self.step)(RestoreStep::Unfencing);
         self.unfence(fenced).await?;
-        res.map(|keys| Restored { keys, content })
+        // The keys were written now: files from before are older than this data.
+        let written = crate::host::unix_nanos(std::time::SystemTime::now());
+        let loaded_ns = self.db.masters().map(|s| (s.id, written)).collect();
+        res.map(|keys| Restored {
+            keys,
+            content,
+            loaded_ns,
+        })
     }
 
     /// Encoded files are decoded beside the first master's data first, before any fence:

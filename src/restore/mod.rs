@@ -113,6 +113,25 @@ pub struct Restored {
     pub keys: u64,
     /// The content proof, unless the restore was asked for counts only.
     pub content: Option<crate::verify::Comparison>,
+    /// Per master, the written time (unix nanoseconds) of the data it took: its staged
+    /// `dump.rdb`'s modification time (the run's file's own when it was staged by a hard
+    /// link), or the moment the keys were written when a run
+    /// was routed into another shard count. The CCS records it ([`record_loaded`]), so a
+    /// later recovery refuses files from before the restore as stale.
+    pub loaded_ns: Vec<(Id, i64)>,
+}
+
+/// Records in `cluster` what a restore of db `db` loaded into each master (see
+/// [`Restored::loaded_ns`]).
+pub fn record_loaded(cluster: &mut Cluster, db: Id, loaded_ns: &[(Id, i64)]) {
+    let Some(db) = cluster.databases.get_mut(&db) else {
+        return;
+    };
+    for shard in &mut db.shards {
+        if let Some((_, ns)) = loaded_ns.iter().find(|(id, _)| *id == shard.id) {
+            shard.loaded_ns = Some(*ns);
+        }
+    }
 }
 
 /// How far the clocks of this machine and a repository may be apart: run ids, `latest`

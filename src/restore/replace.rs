@@ -54,7 +54,7 @@ impl Replacement<'_> {
         (self.step)(RestoreStep::Stopping);
         self.stop().await?;
         (self.step)(RestoreStep::Swapping);
-        self.swap().await?;
+        let loaded_ns = self.swap().await?;
         let sources = self.sources(&files)?;
         let file_check = self.check_files(&sources, &unread);
         (self.step)(RestoreStep::Loading(None));
@@ -86,7 +86,11 @@ impl Replacement<'_> {
         };
         (self.step)(RestoreStep::Unfencing);
         self.unfence().await?;
-        Ok(Restored { keys, content })
+        Ok(Restored {
+            keys,
+            content,
+            loaded_ns,
+        })
     }
 
     fn place(&self, shard: Id) -> Result<Place, String> {
@@ -232,8 +236,11 @@ impl Replacement<'_> {
     }
 
     /// Each shard's data moved aside into `OLD_DIR` (what an earlier, cut-short start
-    /// moved stays), and each master's staged file moved in as its `dump.rdb`.
-    async fn swap(&self) -> Result<(), String> {
+    /// moved stays), and each master's staged file moved in as its `dump.rdb`: returns
+    /// each master's `dump.rdb` written time (unix nanoseconds, see
+    /// [`Restored::loaded_ns`]).
+    async fn swap(&self) -> Result<Vec<(Id, i64)>, String> {
+        let mut loaded_ns = Vec::new();
         for s in &self.db.shards {
             let place = self.place(s.id)?;
             let (dir, old) = (&place.dir, place.dir.join(OLD_DIR));
@@ -261,9 +268,13 @@ impl Replacement<'_> {
                     false => dir.join(STAGED),
                 };
                 move_into(&place, &staged).await?;
+                let dump = dir.join(shard_dir::RDB_FILE);
+                let meta = place.host.metadata(&dump).await.map_err(|e| at(e, &dump))?;
+                let written = meta.modified.unwrap_or_else(std::time::SystemTime::now);
+                loaded_ns.push((s.id, crate::host::unix_nanos(written)));
             }
         }
-        Ok(())
+        Ok(loaded_ns)
     }
 
     /// What the files' content digest is read from while the servers load them: a file

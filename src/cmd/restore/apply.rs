@@ -781,6 +781,12 @@ pub(super) async fn start(
     let res = restore::start(&cluster, &db, &m, &spec, &server, &step).await;
     match res {
         Ok(restored) => {
+            // What each master took, so that a later recovery refuses older files.
+            {
+                let (lock, mut c) = locked(ctx).await?;
+                restore::record_loaded(&mut c, db.id, &restored.loaded_ns);
+                lock.save(&mut c)?;
+            }
             let content = restored.content.as_ref().map(|c| ContentCheck {
                 keys: c.server.keys,
                 digest: c.server.hex(),

@@ -641,8 +641,8 @@ mod tests {
                    #canon /r\0/real/r\0#identities\0/r/redis/db-1/shard-2/lazarus-shard.json\0{\"a\":1}\0";
         let a = parse_read_ahead(out);
         assert_eq!(a.entries.len(), 3);
-        assert_eq!(a.entries[0].1.mtime, 1700000000_500000000);
-        assert_eq!(a.entries[1].1.mtime, 1700000001_000000000);
+        assert_eq!(a.entries[0].1.mtime, 1_700_000_000_500_000_000);
+        assert_eq!(a.entries[1].1.mtime, 1_700_000_001_000_000_000);
         assert!(a.entries[1].1.readable && !a.entries[2].1.readable);
         assert_eq!(a.entries[0].1.kind, FileKind::Dir);
         assert_eq!(

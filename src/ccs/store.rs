@@ -214,6 +214,19 @@ impl StoreLock {
         self.load()?.ok_or(StoreError::NoCluster)
     }
 
+    /// The stored cluster, or the default local one (not yet saved) when the home has
+    /// none, with the line telling the operator it was made.
+    pub fn cluster_or_default(&self) -> Result<(Cluster, Option<String>), StoreError> {
+        Ok(match self.load()? {
+            Some(cluster) => (cluster, None),
+            None => {
+                let cluster = default_local_cluster(&self.home);
+                let note = default_cluster_note(&cluster);
+                (cluster, Some(note))
+            }
+        })
+    }
+
     /// Commits `cluster`: bumps its generation, replaces the home's document atomically,
     /// then writes the same document to every node's `ccs/` directory.
     pub fn save(&self, cluster: &mut Cluster) -> Result<(), StoreError> {
@@ -433,6 +446,20 @@ fn commit_remote(prepared: &[RemoteCopy]) -> Result<(), (PathBuf, io::Error)> {
 
 /// The cluster a home gets when a command needs one and none was created: `local`, with
 /// node:1 on this machine under `<home>/nodes/1`.
+/// The line telling the operator the default local cluster was made (for a command
+/// that made it, in a home that had none).
+fn default_cluster_note(cluster: &Cluster) -> String {
+    let node = &cluster.nodes[&cluster.local_node];
+    format!(
+        "Created the default local cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
+        cluster.name,
+        cluster.cluster_id,
+        node.id,
+        node.addr,
+        node.persistent_path.display()
+    )
+}
+
 pub fn default_local_cluster(home: &Path) -> Cluster {
     let mut cluster = Cluster {
         format: CCS_FORMAT,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::ccs::{default_local_cluster, Cluster, Store, StoreLock};
+use crate::ccs::{Cluster, Store, StoreLock};
 
 use super::CommandError;
 use crate::progress::{NoProgress, Progress};
@@ -52,21 +52,7 @@ impl Context {
         &self,
     ) -> Result<(StoreLock, Cluster, Option<String>), CommandError> {
         let lock = self.store.lock()?;
-        match lock.load()? {
-            Some(cluster) => Ok((lock, cluster, None)),
-            None => {
-                let cluster = default_local_cluster(self.store.home());
-                let node = &cluster.nodes[&cluster.local_node];
-                let note = format!(
-                    "Created the default local cluster `{}` (cluster_id {}): node:{} on {}, persistent path `{}`.",
-                    cluster.name,
-                    cluster.cluster_id,
-                    node.id,
-                    node.addr,
-                    node.persistent_path.display()
-                );
-                Ok((lock, cluster, Some(note)))
-            }
-        }
+        let (cluster, note) = lock.cluster_or_default()?;
+        Ok((lock, cluster, note))
     }
 }

@@ -191,9 +191,9 @@ fn resolve_against(
     }
     let name = &database.config.name;
     if !shown.contains('/') {
-        let run = super::restore::own_run(cluster, &shown, name, Some(database.id)).map_err(
+        let run = crate::restore::own_run(cluster, &shown, name, Some(database.id)).map_err(
             |e| match shown.as_str() {
-                "latest" => e,
+                "latest" => e.into(),
                 _ => CommandError::not_found(format!(
                     "`{shown}` is no file, no directory and no backup run of this cluster (see `backup task history <task>`)"
                 )),
@@ -214,7 +214,7 @@ fn resolve_against(
             "`{shown}` is no file, no directory and no run of a repository (`{location}` is not a directory)"
         )));
     }
-    let (run, path, m) = super::restore::run_in_repository(location, run, name)?;
+    let (run, path, m) = crate::restore::run_in_repository(location, run, name)?;
     let repo = Repository::open(&path).map_err(CommandError::usage)?;
     run_sources(&repo, &run, &m, identity)
 }

@@ -36,8 +36,16 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 mod by_key;
+mod group;
+mod pick;
 mod replace;
+mod task;
+mod task_error;
 mod verify;
+
+pub use pick::{own_run, run_in_repository};
+pub use task::{CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
+pub use task_error::RestoreTaskError;
 
 use by_key::ByKey;
 use replace::Replacement;

@@ -2,13 +2,11 @@
 //! verified before anything changes, started, retried after a failure, never run again
 //! after success.
 
-mod apply;
-mod group;
-
-pub(crate) use apply::{own_run, run_in_repository};
+mod view;
 
 use super::{CommandError, Context, Reply};
-use apply::{create, find, lock_task, locked, running, start, verify, Deleted, TaskList, TaskView};
+use crate::restore::{CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
+use view::{Deleted, GroupView, TaskList, TaskView};
 
 use std::fmt;
 
@@ -24,7 +22,6 @@ pub enum RestoreCommand {
         name: String,
         db: DbSet,
         backup: String,
-        identity: Option<std::path::PathBuf>,
         flags: CreateFlags,
     },
     Verify {
@@ -47,19 +44,6 @@ pub enum RestoreCommand {
     Delete {
         task: String,
     },
-}
-
-/// The options of `restore task create` that the task keeps as given: held by the AST
-/// and handed to the task's creation as they are.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CreateFlags {
-    pub target_path: Option<std::path::PathBuf>,
-    pub force: bool,
-    pub allow_newer_server: bool,
-    pub replay: bool,
-    pub from_other_cluster: bool,
-    pub safety_path: Option<std::path::PathBuf>,
-    pub no_safety_backup: bool,
 }
 
 fn task_name(m: &Match, key: &str) -> Result<String, ParseError> {
@@ -152,12 +136,12 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 name: task_name(m, "name")?,
                 db: m.req("db")?,
                 backup: m.req("backup")?,
-                identity: m.opt("identity"),
                 flags: CreateFlags {
                     target_path: m.opt("target_path"),
                     force: m.has("force"),
                     allow_newer_server: m.has("allow_newer_server"),
                     replay: m.has("replay"),
+                    identity: m.opt("identity"),
                     from_other_cluster: m.has("from_other_cluster"),
                     safety_path: m.opt("safety_path"),
                     no_safety_backup: m.has("no_safety_backup"),
@@ -216,17 +200,7 @@ impl fmt::Display for RestoreCommand {
                 name,
                 db,
                 backup,
-                identity,
-                flags:
-                    CreateFlags {
-                        target_path,
-                        force,
-                        allow_newer_server,
-                        replay,
-                        from_other_cluster,
-                        safety_path,
-                        no_safety_backup,
-                    },
+                flags,
             } => {
                 write!(
                     f,
@@ -234,31 +208,7 @@ impl fmt::Display for RestoreCommand {
                     quote(name),
                     quote(backup)
                 )?;
-                if let Some(p) = target_path {
-                    write!(f, " target_path {}", quote(&p.to_string_lossy()))?;
-                }
-                if *force {
-                    f.write_str(" force")?;
-                }
-                if *allow_newer_server {
-                    f.write_str(" allow_newer_server")?;
-                }
-                if *replay {
-                    f.write_str(" replay")?;
-                }
-                if let Some(i) = identity {
-                    write!(f, " identity {}", quote(&i.to_string_lossy()))?;
-                }
-                if *from_other_cluster {
-                    f.write_str(" from_other_cluster")?;
-                }
-                if let Some(p) = safety_path {
-                    write!(f, " safety_path {}", quote(&p.to_string_lossy()))?;
-                }
-                if *no_safety_backup {
-                    f.write_str(" no_safety_backup")?;
-                }
-                Ok(())
+                write_flags(f, flags)
             }
             RestoreCommand::Verify { task } => write!(f, "restore task verify {}", quote(task)),
             RestoreCommand::Start { task, counts_only } => write!(
@@ -280,77 +230,159 @@ impl fmt::Display for RestoreCommand {
     }
 }
 
+/// The options of `restore task create`, in canonical order.
+fn write_flags(f: &mut fmt::Formatter<'_>, flags: &CreateFlags) -> fmt::Result {
+    let path = |p: &std::path::Path| quote(&p.to_string_lossy());
+    if let Some(p) = &flags.target_path {
+        write!(f, " target_path {}", path(p))?;
+    }
+    for (on, word) in [
+        (flags.force, " force"),
+        (flags.allow_newer_server, " allow_newer_server"),
+        (flags.replay, " replay"),
+    ] {
+        if on {
+            f.write_str(word)?;
+        }
+    }
+    if let Some(p) = &flags.identity {
+        write!(f, " identity {}", path(p))?;
+    }
+    if flags.from_other_cluster {
+        f.write_str(" from_other_cluster")?;
+    }
+    if let Some(p) = &flags.safety_path {
+        write!(f, " safety_path {}", path(p))?;
+    }
+    if flags.no_safety_backup {
+        f.write_str(" no_safety_backup")?;
+    }
+    Ok(())
+}
+
 impl RestoreCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
+        let tasks = Tasks {
+            store: &ctx.store,
+            redis_server: ctx.redis_server.as_deref(),
+            progress: ctx.progress.as_ref(),
+            cancel: &ctx.cancel,
+        };
         match self {
             RestoreCommand::Create {
                 name,
                 db,
                 backup,
-                identity,
                 flags,
-            } => match db.single() {
-                Some(one) => create(ctx, name, one, backup, flags, identity).await,
-                None => group::create(ctx, name, &db, &backup, flags, identity).await,
-            },
-            RestoreCommand::Verify { task } if is_group(ctx, &task)? => {
-                group::verify(ctx, &task).await
+            } => {
+                let created = match db.single() {
+                    Some(one) => tasks.create(name, one, &backup, flags).await?,
+                    None => tasks.create_group(name, &db, &backup, flags).await?,
+                };
+                created_reply(created)
             }
-            RestoreCommand::Verify { task } => verify(ctx, &task).await,
-            RestoreCommand::Start { task, counts_only } if is_group(ctx, &task)? => {
-                group::start(ctx, &task, false, counts_only).await
+            RestoreCommand::Verify { task } => {
+                let (shown, failure) = tasks.verify(&task).await?;
+                Ok(with_failure(reply(shown, None)?, failure))
             }
             RestoreCommand::Start { task, counts_only } => {
-                start(ctx, &task, false, counts_only).await
-            }
-            RestoreCommand::Retry { task, counts_only } if is_group(ctx, &task)? => {
-                group::start(ctx, &task, true, counts_only).await
+                started_reply(tasks.start(&task, false, counts_only).await?)
             }
             RestoreCommand::Retry { task, counts_only } => {
-                start(ctx, &task, true, counts_only).await
+                started_reply(tasks.start(&task, true, counts_only).await?)
             }
-            RestoreCommand::Show { task } if is_group(ctx, &task)? => {
-                let (_, cluster) = locked(ctx).await?;
-                Reply::of(&group::GroupView::of(&cluster, &task, None))
-            }
-            RestoreCommand::Delete { task } if is_group(ctx, &task)? => {
-                group::delete(ctx, &task).await
-            }
-            RestoreCommand::List => {
-                let (_, cluster) = locked(ctx).await?;
-                Reply::of(&TaskList(
-                    cluster.backups.restores.values().cloned().collect(),
-                ))
-            }
-            RestoreCommand::Show { task } => {
-                let (_, cluster) = locked(ctx).await?;
-                let t = find(&cluster, &task)?.clone();
-                Reply::of(&TaskView {
-                    task: t,
-                    headline: None,
-                })
-            }
+            RestoreCommand::List => Reply::of(&TaskList(tasks.list().await?)),
+            RestoreCommand::Show { task } => reply(tasks.show(&task).await?, None),
             RestoreCommand::Delete { task } => {
-                let Some(_l) = lock_task(ctx, &task)? else {
-                    return Err(running(&task));
-                };
-                let (lock, mut cluster) = locked(ctx).await?;
-                if let Some(group) = &find(&cluster, &task)?.group {
-                    return Err(CommandError::conflict(format!(
-                        "restore task `{task}` is part of `{group}`: delete `{group}`"
-                    )));
-                }
-                cluster.backups.restores.remove(&task);
-                lock.save(&mut cluster)?;
+                tasks.delete(&task).await?;
                 Reply::of(&Deleted { deleted: task })
             }
         }
     }
 }
 
-/// Whether `task` names a task of several databases (a group of tasks `<task>.<db>`).
-fn is_group(ctx: &Context, task: &str) -> Result<bool, CommandError> {
-    Ok(ctx.store.load()?.is_some_and(|c| {
-        !c.backups.restores.contains_key(task) && !c.backups.restore_group(task).is_empty()
-    }))
+/// A task, or a task of several databases, under `headline`.
+fn reply(shown: Shown, headline: Option<String>) -> Result<Reply, CommandError> {
+    match shown {
+        Shown::One(task) => Reply::of(&TaskView {
+            task: *task,
+            headline,
+        }),
+        Shown::Group { group, tasks } => Reply::of(&GroupView {
+            task: group,
+            tasks,
+            headline,
+        }),
+    }
+}
+
+fn with_failure(reply: Reply, failure: Option<crate::restore::RestoreTaskError>) -> Reply {
+    match failure {
+        Some(e) => reply.failed(e.into()),
+        None => reply,
+    }
+}
+
+fn created_reply(created: Created) -> Result<Reply, CommandError> {
+    let headline = match (&created.shown, created.tasks.as_slice()) {
+        (Shown::One(t), _) => format!(
+            "Created restore task `{}`: db `{}` to backup run `{}`{}.",
+            t.name,
+            t.db,
+            t.run,
+            if created.recreates {
+                " (the database does not exist: `start` recreates it)"
+            } else {
+                ""
+            }
+        ),
+        (Shown::Group { group, .. }, tasks) => {
+            let parts: Vec<String> = tasks
+                .iter()
+                .map(|t| format!("`{}` (db `{}` to run `{}`)", t.name, t.db, t.run))
+                .collect();
+            format!(
+                "Created restore task `{group}` of {} databases, all verified before any starts: {}.",
+                parts.len(),
+                parts.join(", ")
+            )
+        }
+    };
+    Ok(reply(created.shown, Some(headline))?.note(created.made))
+}
+
+fn started_reply(started: Started) -> Result<Reply, CommandError> {
+    let headline = match (&started.shown, &started.restored, &started.failure) {
+        (_, _, Some(_)) => None,
+        (Shown::One(t), Some(r), None) => Some(restored_line(t, r)),
+        (Shown::Group { group, tasks }, _, None) => Some(format!(
+            "Restored the {} databases of restore task `{group}`; clients can connect again.",
+            tasks.len()
+        )),
+        (Shown::One(_), None, None) => None,
+    };
+    Ok(with_failure(
+        reply(started.shown, headline)?,
+        started.failure,
+    ))
+}
+
+/// What one database's restore brought back: keys, the proof, the safety backup.
+fn restored_line(t: &crate::ccs::RestoreTask, r: &RestoredDb) -> String {
+    let proof = match &t.content {
+        Some(c) => c.line.clone(),
+        None => "content not verified: `verify counts` checked the key counts only".into(),
+    };
+    let safety = match &r.safety {
+        Safety::None => String::new(),
+        Safety::Skipped(keys) => {
+            format!("\nno safety backup of the {keys} keys replaced (`no_safety_backup`)")
+        }
+        Safety::Earlier(at) => format!("\nsafety backup (taken by an earlier start): {at}"),
+        Safety::Taken(at) => format!("\nsafety backup of the data replaced: {at}"),
+    };
+    format!(
+        "Restored db:{} `{}` to backup run `{}`: {} keys; clients can connect again.\n{proof}{safety}",
+        r.db, r.db_name, t.run, r.keys
+    )
 }

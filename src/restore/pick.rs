@@ -1,0 +1,165 @@
+//! Which run a restore task restores: a run of this cluster's own backups (its id, or
+//! `latest` of a database), or `<repository>/<run|latest>` of any repository.
+
+use std::path::PathBuf;
+
+use super::RestoreTaskError;
+use crate::backup::{Manifest, Repository};
+use crate::ccs::{BackupRun, Cluster, Id, RunStatus};
+use crate::lang::DbRef;
+
+/// The repository at `location` (a URL, or a directory made absolute).
+pub(super) fn open_location(location: &str) -> Result<(PathBuf, Repository), RestoreTaskError> {
+    let mut path = PathBuf::from(location);
+    if !crate::backup::is_url(&path) {
+        path = std::path::absolute(&path).map_err(|error| RestoreTaskError::Resolve {
+            path: PathBuf::from(location),
+            error,
+        })?;
+    }
+    let repo = Repository::open(&path).map_err(RestoreTaskError::Repository)?;
+    Ok((path, repo))
+}
+
+/// `<location>/<run>` or `<location>/latest` of any repository: the run id and the
+/// repository, its manifest read (the newest restorable run of `db_name` for `latest`).
+pub fn run_in_repository(
+    location: &str,
+    run: &str,
+    db_name: &str,
+) -> Result<(String, PathBuf, Manifest), RestoreTaskError> {
+    let (path, repo) = open_location(location)?;
+    if run == "latest" {
+        let runs = repo.runs()?;
+        // A safety backup holds the data a restore replaced, not a chosen restore point.
+        let newest = runs.iter().rev().find_map(|r| {
+            let m = repo.manifest(r).ok()?;
+            (m.db.name == db_name && m.safety_for.is_none()).then(|| (r.clone(), m))
+        });
+        let Some((run, m)) = newest else {
+            return Err(RestoreTaskError::NoRunIn {
+                repo: repo.to_string(),
+                db: db_name.to_string(),
+                path: crate::lang::quote(&path.to_string_lossy()),
+            });
+        };
+        return Ok((run, path, m));
+    }
+    let m = repo
+        .manifest(run)
+        .map_err(|e| RestoreTaskError::NotRestorePoint {
+            run: repo.run_shown(run),
+            error: e.to_string(),
+        })?;
+    Ok((run.to_string(), path, m))
+}
+
+/// A run of this cluster's own backups: its id, or `latest` of the database.
+pub fn own_run<'a>(
+    cluster: &'a Cluster,
+    backup: &str,
+    db_name: &str,
+    existing: Option<Id>,
+) -> Result<&'a BackupRun, RestoreTaskError> {
+    if backup != "latest" {
+        return cluster
+            .backups
+            .run(backup)
+            .ok_or_else(|| RestoreTaskError::NoSuchRun(backup.to_string()));
+    }
+    cluster
+        .backups
+        .runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .filter(|r| r.safety_for.is_none())
+        .filter(|r| r.db_name == db_name || Some(r.db) == existing)
+        .filter(|r| Repository::open(&r.path).is_ok_and(|repo| repo.manifest(&r.id).is_ok()))
+        .max_by_key(|r| r.started)
+        .ok_or_else(|| RestoreTaskError::NoGoodRun(db_name.to_string()))
+}
+
+/// The database one task restores and the run it restores it to.
+pub(super) struct Pick {
+    pub db_name: String,
+    /// The database's id when it exists (else `start` recreates it).
+    pub existing: Option<Id>,
+    pub run: String,
+    pub path: PathBuf,
+}
+
+/// Resolves `db` and `backup` (a run id or `latest` of this cluster's runs, or
+/// `<repository>/<run|latest>`) for one task.
+pub(super) fn pick(
+    cluster: &Cluster,
+    db: &DbRef,
+    backup: &str,
+    from_other_cluster: bool,
+) -> Result<Pick, RestoreTaskError> {
+    let (db_name, existing) = match db {
+        DbRef::Id(id) => match cluster.databases.get(id) {
+            Some(d) => (d.config.name.clone(), Some(d.id)),
+            None => return Err(RestoreTaskError::NoSuchDb(*id)),
+        },
+        DbRef::Name(n) => (n.clone(), cluster.database_by_name(n).map(|d| d.id)),
+    };
+    if existing.is_none() {
+        crate::ccs::rules::check_db_name(&db_name).map_err(RestoreTaskError::BadDbName)?;
+    }
+    let (run, path) = if let Some((location, run)) = backup.rsplit_once('/') {
+        let (run, path, m) = run_in_repository(location, run, &db_name)?;
+        if m.cluster_id != cluster.cluster_id && !from_other_cluster {
+            return Err(RestoreTaskError::OtherCluster {
+                run,
+                from: m.cluster_name,
+                from_id: m.cluster_id,
+                here: cluster.name.clone(),
+                here_id: cluster.cluster_id,
+            });
+        }
+        (run, path)
+    } else {
+        let run = own_run(cluster, backup, &db_name, existing)?;
+        (run.id.clone(), run.path.clone())
+    };
+    Ok(Pick {
+        db_name,
+        existing,
+        run,
+        path,
+    })
+}
+
+/// The names of the databases with a restorable run: in the repository of
+/// `<repository>/latest`, or among this cluster's runs for `latest`.
+pub(super) fn databases_with_runs(
+    cluster: &Cluster,
+    backup: &str,
+) -> Result<Vec<String>, RestoreTaskError> {
+    let mut names = std::collections::BTreeSet::new();
+    let place = match backup.rsplit_once('/') {
+        Some((location, _)) => {
+            let (path, repo) = open_location(location)?;
+            for run in repo.runs()? {
+                if let Ok(m) = repo.manifest(&run) {
+                    if m.safety_for.is_none() {
+                        names.insert(m.db.name);
+                    }
+                }
+            }
+            format!("`{}`", path.display())
+        }
+        None => {
+            for r in &cluster.backups.runs {
+                if r.status == RunStatus::Succeeded && r.safety_for.is_none() {
+                    names.insert(r.db_name.clone());
+                }
+            }
+            "this cluster's backups".to_string()
+        }
+    };
+    if names.is_empty() {
+        return Err(RestoreTaskError::NoRuns(place));
+    }
+    Ok(names.into_iter().collect())
+}

@@ -1,0 +1,777 @@
+//! The services behind `restore task ...`: a task's state lives in the CCS; `start` holds
+//! the task's lock (`<home>/locks/restore-<task>.lock`) while it runs, so a task found
+//! `running` with its lock free was cut short (`interrupted`). A name may also be a task
+//! of several databases ([`super::group`]): each action finds which in the one read of
+//! the CCS it makes anyway.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::pick::{pick, Pick};
+use super::{start, verify, RestoreSpec, RestoreTaskError, VerifyReport};
+use crate::backup::{now_ms, Manifest, Repository, RunLock};
+use crate::ccs::{
+    Cluster, ContentCheck, Id, RestoreState, RestoreStep, RestoreTask, Store, StoreLock,
+};
+use crate::db::Cancel;
+use crate::error::{DomainError, ErrorKind};
+use crate::lang::DbRef;
+use crate::progress::Progress;
+use crate::server::Servers;
+
+type Result<T, E = RestoreTaskError> = std::result::Result<T, E>;
+
+/// The options of `restore task create` that the task keeps as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateFlags {
+    pub target_path: Option<PathBuf>,
+    pub force: bool,
+    pub allow_newer_server: bool,
+    pub replay: bool,
+    /// The age identity file for an encrypted run.
+    pub identity: Option<PathBuf>,
+    pub from_other_cluster: bool,
+    pub safety_path: Option<PathBuf>,
+    pub no_safety_backup: bool,
+}
+
+/// What the restore task services run against: the store (locked and saved step by
+/// step: a restore runs without the CCS lock), `--redis-server`, progress and Ctrl-C.
+pub struct Tasks<'a> {
+    pub store: &'a Store,
+    pub redis_server: Option<&'a Path>,
+    pub progress: &'a dyn Progress,
+    pub cancel: &'a Cancel,
+}
+
+/// A task, or a task of several databases, as stored after an action.
+pub enum Shown {
+    One(Box<RestoreTask>),
+    Group {
+        group: String,
+        tasks: Vec<RestoreTask>,
+    },
+}
+
+/// The safety backup of a start that replaced live data.
+pub enum Safety {
+    /// Nothing was replaced.
+    None,
+    /// `no_safety_backup`: the keys replaced without one.
+    Skipped(u64),
+    /// Taken by an earlier start of the task, at this run.
+    Earlier(String),
+    /// Taken now, at this run.
+    Taken(String),
+}
+
+/// What one database's restore brought back.
+pub struct RestoredDb {
+    pub db: Id,
+    pub db_name: String,
+    pub keys: u64,
+    pub safety: Safety,
+}
+
+/// What `start` / `retry` did: the task(s) as stored; `restored` for one database that
+/// came back; `failure` when verify stopped it before anything changed.
+pub struct Started {
+    pub shown: Shown,
+    pub restored: Option<RestoredDb>,
+    pub failure: Option<RestoreTaskError>,
+}
+
+/// A created task (or the tasks of several databases), with the line saying the default
+/// local cluster was made for it when it was.
+pub struct Created {
+    pub shown: Shown,
+    /// The tasks made, in the order their databases were named.
+    pub tasks: Vec<RestoreTask>,
+    /// The database does not exist: `start` recreates it.
+    pub recreates: bool,
+    pub made: Option<String>,
+}
+
+impl Tasks<'_> {
+    /// `restore task create` of one database.
+    pub async fn create(
+        &self,
+        name: String,
+        db: &DbRef,
+        backup: &str,
+        flags: CreateFlags,
+    ) -> Result<Created> {
+        let flags = absolute_flags(flags)?;
+        let (lock, mut cluster, made) = self.create_locked(backup).await?;
+        name_free(&cluster, &name)?;
+        let pick = pick(&cluster, db, backup, flags.from_other_cluster)?;
+        let recreates = pick.existing.is_none();
+        let task = new_task(name.clone(), pick, &flags, None);
+        cluster.backups.restores.insert(name, task.clone());
+        lock.save(&mut cluster)?;
+        Ok(Created {
+            shown: Shown::One(Box::new(task.clone())),
+            tasks: vec![task],
+            recreates,
+            made,
+        })
+    }
+
+    /// `restore task list`.
+    pub async fn list(&self) -> Result<Vec<RestoreTask>> {
+        let (_, cluster) = self.locked().await?;
+        Ok(cluster.backups.restores.values().cloned().collect())
+    }
+
+    /// `restore task show`.
+    pub async fn show(&self, name: &str) -> Result<Shown> {
+        let (_, cluster) = self.locked().await?;
+        shown(&cluster, name)
+    }
+
+    /// `restore task verify`: the checks recorded on the task (on every task of a group
+    /// not yet restored); `failure` says which failed.
+    pub async fn verify(&self, name: &str) -> Result<(Shown, Option<RestoreTaskError>)> {
+        let Some(_l) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (_, cluster) = self.locked().await?;
+        match shown(&cluster, name)? {
+            Shown::One(t) => {
+                let (t, v) = self.verify_locked(&cluster, *t).await?;
+                let failure = verify_failure(name, &v);
+                Ok((Shown::One(Box::new(t)), failure))
+            }
+            Shown::Group { tasks, .. } => self.verify_group(name, &tasks).await,
+        }
+    }
+
+    /// `restore task start` / `retry` (`retry`: after a failed or interrupted start, the
+    /// old data put back first).
+    pub async fn start(&self, name: &str, retry: bool, counts_only: bool) -> Result<Started> {
+        let Some(_l) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (_, cluster) = self.locked().await?;
+        match shown(&cluster, name)? {
+            Shown::One(t) => self.start_locked(&cluster, *t, retry, counts_only).await,
+            Shown::Group { tasks, .. } => self.start_group(name, tasks, retry, counts_only).await,
+        }
+    }
+
+    /// `restore task delete`: the task (or every task of a group), none running.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let Some(_l) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (lock, mut cluster) = self.locked().await?;
+        let mut held = Vec::new();
+        let names = match shown(&cluster, name)? {
+            Shown::One(t) => match t.group {
+                Some(group) => {
+                    return Err(RestoreTaskError::PartOfGroup {
+                        task: name.to_string(),
+                        group,
+                    })
+                }
+                None => vec![t.name],
+            },
+            Shown::Group { tasks, .. } => {
+                for t in &tasks {
+                    match self.lock_task(&t.name)? {
+                        Some(l) => held.push(l),
+                        None => return Err(RestoreTaskError::Running(t.name.clone())),
+                    }
+                }
+                tasks.into_iter().map(|t| t.name).collect()
+            }
+        };
+        for n in &names {
+            cluster.backups.restores.remove(n);
+        }
+        lock.save(&mut cluster)?;
+        Ok(())
+    }
+
+    pub(super) fn lock_task(&self, task: &str) -> Result<Option<RunLock>> {
+        RunLock::try_take(self.store.home(), &format!("restore-{task}"))
+            .map_err(RestoreTaskError::Lock)
+    }
+
+    /// The CCS lock (waiting while another shell holds it briefly), with backup runs and
+    /// restore tasks whose shell died marked `interrupted`.
+    pub(super) async fn locked(&self) -> Result<(StoreLock, Cluster)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.store.lock().and_then(|l| Ok((l.cluster()?, l))) {
+                Ok((mut cluster, lock)) => {
+                    let home = self.store.home();
+                    let swept = crate::backup::sweep_interrupted(&mut cluster, home);
+                    if mark_interrupted(&mut cluster, home) || swept {
+                        lock.save(&mut cluster)?;
+                    }
+                    return Ok((lock, cluster));
+                }
+                Err(e) if e.kind() == ErrorKind::Unavailable && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The CCS to create a task in. A task taking its run from a repository may be
+    /// created in a home with no cluster at all (the new machine after a disaster): the
+    /// default local cluster is made for it, saved only with the task; the line saying
+    /// so comes back.
+    pub(super) async fn create_locked(
+        &self,
+        backup: &str,
+    ) -> Result<(StoreLock, Cluster, Option<String>)> {
+        if backup.contains('/') && self.store.load()?.is_none() {
+            let lock = self.store.lock()?;
+            let (cluster, made) = lock.cluster_or_default()?;
+            return Ok((lock, cluster, made));
+        }
+        let (lock, cluster) = self.locked().await?;
+        Ok((lock, cluster, None))
+    }
+
+    fn servers(&self, cluster: &Cluster) -> Result<Servers> {
+        cluster
+            .servers(self.redis_server)
+            .map_err(|e| RestoreTaskError::NoServer(e.to_string()))
+    }
+
+    /// Verifies task `t` (its lock held, not yet succeeded) and records the verdict.
+    pub(super) async fn verify_locked(
+        &self,
+        cluster: &Cluster,
+        t: RestoreTask,
+    ) -> Result<(RestoreTask, VerifyReport)> {
+        refuse_done(&t)?;
+        let (v, _) = self.run_verify(cluster, &t, &spec(&t)?).await?;
+        let t = self.record_verify(&t.name, &v).await?;
+        Ok((t, v))
+    }
+
+    /// Verifies task `name` under its own lock and records the verdict.
+    pub(super) async fn verify_one(&self, name: &str) -> Result<(RestoreTask, VerifyReport)> {
+        let Some(_l) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (_, cluster) = self.locked().await?;
+        let t = find(&cluster, name)?.clone();
+        self.verify_locked(&cluster, t).await
+    }
+
+    async fn run_verify(
+        &self,
+        cluster: &Cluster,
+        t: &RestoreTask,
+        spec: &RestoreSpec,
+    ) -> Result<(VerifyReport, Option<Manifest>)> {
+        let db = cluster.database_by_name(&t.db);
+        let server = self.servers(cluster)?;
+        Ok(verify(cluster, db, spec, &server).await)
+    }
+
+    /// Starts task `name` under its own lock.
+    pub(super) async fn start_one(
+        &self,
+        name: &str,
+        retry: bool,
+        counts_only: bool,
+    ) -> Result<Started> {
+        let Some(_l) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (_, cluster) = self.locked().await?;
+        let t = find(&cluster, name)?.clone();
+        self.start_locked(&cluster, t, retry, counts_only).await
+    }
+
+    /// Starts task `t`, its lock held: the old data put back first on `retry`, verified,
+    /// the live data backed up, the database recreated when it is gone, then restored.
+    async fn start_locked(
+        &self,
+        cluster: &Cluster,
+        t: RestoreTask,
+        retry: bool,
+        counts_only: bool,
+    ) -> Result<Started> {
+        refuse_done(&t)?;
+        check_retry(&t, retry)?;
+        let server = self.servers(cluster)?;
+        if retry {
+            self.put_back(cluster, &t, &server).await?;
+        }
+        // Into the same shard layout, each file is hashed and read once, as it is staged.
+        let spec = RestoreSpec {
+            counts_only,
+            defer_file_checks: true,
+            ..spec(&t)?
+        };
+        let (v, manifest) = self.run_verify(cluster, &t, &spec).await?;
+        let recorded = self.record_verify(&t.name, &v).await?;
+        let Some(m) = manifest.filter(|_| v.ok()) else {
+            return Ok(Started {
+                shown: Shown::One(Box::new(recorded)),
+                restored: None,
+                failure: verify_failure(&t.name, &v),
+            });
+        };
+        let safety = self.safety_backup(cluster, &t, v.keys_now).await?;
+        let created_db = self.recreate(cluster, &t, &m, &server).await?;
+        self.restore(&t, &m, &spec, &server, created_db, safety)
+            .await
+    }
+
+    /// `retry`: the old data of a failed or interrupted start back in place and serving.
+    async fn put_back(&self, cluster: &Cluster, t: &RestoreTask, server: &Servers) -> Result<()> {
+        let Some(db) = cluster.database_by_name(&t.db) else {
+            return Ok(());
+        };
+        let restart = t.step.is_some_and(RestoreStep::may_have_stopped);
+        self.set_running(&t.name, RestoreStep::PuttingBack).await?;
+        if let Err(error) = super::roll_back(cluster, db, server, restart).await {
+            let error = RestoreTaskError::PutBackFailed {
+                name: t.name.clone(),
+                error,
+            };
+            return Err(self.failed(&t.name, error).await);
+        }
+        Ok(())
+    }
+
+    /// Live data about to be replaced is backed up first, or nothing starts.
+    async fn safety_backup(
+        &self,
+        cluster: &Cluster,
+        t: &RestoreTask,
+        keys_now: u64,
+    ) -> Result<Safety> {
+        let Some(db) = cluster.database_by_name(&t.db).filter(|_| keys_now > 0) else {
+            return Ok(Safety::None);
+        };
+        if t.no_safety_backup {
+            return Ok(Safety::Skipped(keys_now));
+        }
+        if let Some(done) = &t.safety_backup {
+            return Ok(Safety::Earlier(done.clone()));
+        }
+        let to = t.safety_path.clone().unwrap_or_else(|| t.path.clone());
+        self.set_running(&t.name, RestoreStep::SafetyBackup(keys_now))
+            .await?;
+        let identity = t.identity.as_deref();
+        let run = crate::backup::service::safety_run(
+            self.store,
+            self.progress,
+            &t.name,
+            db.id,
+            &to,
+            identity,
+        )
+        .await;
+        match run {
+            Ok(run) => {
+                let at = format!("{}/{}", to.display(), run.id);
+                self.record_safety(&t.name, &run.id, &at).await?;
+                Ok(Safety::Taken(at))
+            }
+            Err(error) => {
+                let error = RestoreTaskError::SafetyBackupFailed { to, error };
+                Err(self.failed(&t.name, error).await)
+            }
+        }
+    }
+
+    /// A database that no longer exists is recreated from the manifest first. Whether
+    /// the task created its database (now or in an earlier start).
+    async fn recreate(
+        &self,
+        cluster: &Cluster,
+        t: &RestoreTask,
+        m: &Manifest,
+        server: &Servers,
+    ) -> Result<bool> {
+        if cluster.database_by_name(&t.db).is_some() {
+            return Ok(t.created_db);
+        }
+        self.set_running(&t.name, "creating the database".into())
+            .await?;
+        let (lock, mut c) = self.locked().await?;
+        let mut config = m.db.clone();
+        config.name = t.db.clone();
+        config.password = None;
+        let req = crate::db::CreateDb { config, port: None };
+        match crate::db::create_db_with(&mut c, server, req, self.cancel).await {
+            Ok(id) => {
+                lock.save(&mut c)?;
+                crate::db::mark_created(&c, id)?;
+                Ok(true)
+            }
+            Err(e) => {
+                drop(lock);
+                let error = RestoreTaskError::CreateDbFailed {
+                    db: t.db.clone(),
+                    error: e.to_string(),
+                };
+                Err(self.failed(&t.name, error).await)
+            }
+        }
+    }
+
+    /// The restore itself, its steps recorded on the task as it goes; the outcome (and
+    /// the content proof) recorded at the end.
+    async fn restore(
+        &self,
+        t: &RestoreTask,
+        m: &Manifest,
+        spec: &RestoreSpec,
+        server: &Servers,
+        created_db: bool,
+        safety: Safety,
+    ) -> Result<Started> {
+        let name = &t.name;
+        let cluster = self.store.cluster()?;
+        let db = cluster
+            .database_by_name(&t.db)
+            .cloned()
+            .ok_or_else(|| RestoreTaskError::DbVanished(t.db.clone()))?;
+        let step = Some(RestoreStep::Starting);
+        self.set_state(name, RestoreState::Running, step, None, Some(created_db))
+            .await?;
+        let progress = self
+            .progress
+            .task(&format!("restore {} to {}", t.db, t.run), 0);
+        let store = self.store.clone();
+        let task_name = name.clone();
+        let step = move |s: RestoreStep| {
+            progress.set_message(&s.to_string());
+            record_step(&store, &task_name, s);
+        };
+        match start(&cluster, &db, m, spec, server, &step).await {
+            Ok(restored) => {
+                // What each master took, so that a later recovery refuses older files.
+                let (lock, mut c) = self.locked().await?;
+                super::record_loaded(&mut c, db.id, &restored.loaded_ns);
+                lock.save(&mut c)?;
+                drop(lock);
+                let content = restored.content.as_ref().map(|c| ContentCheck {
+                    keys: c.server.keys,
+                    digest: c.server.hex(),
+                    expired: c.expired,
+                    line: c.verdict(),
+                });
+                self.set_state(name, RestoreState::Succeeded, None, None, None)
+                    .await?;
+                let t = self.record_content(name, content).await?;
+                Ok(Started {
+                    shown: Shown::One(Box::new(t)),
+                    restored: Some(RestoredDb {
+                        db: db.id,
+                        db_name: db.config.name.clone(),
+                        keys: restored.keys,
+                        safety,
+                    }),
+                    failure: None,
+                })
+            }
+            Err(error) => {
+                let failed = Some(error.clone());
+                self.set_state(name, RestoreState::Failed, None, failed, None)
+                    .await?;
+                Err(RestoreTaskError::Failed {
+                    name: name.clone(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Changes task `name` as stored (under the CCS lock); the task as saved.
+    async fn update(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut RestoreTask),
+    ) -> Result<RestoreTask> {
+        let (lock, mut cluster) = self.locked().await?;
+        let t = cluster
+            .backups
+            .restores
+            .get_mut(name)
+            .ok_or_else(|| RestoreTaskError::Deleted(name.to_string()))?;
+        change(t);
+        let t = t.clone();
+        lock.save(&mut cluster)?;
+        Ok(t)
+    }
+
+    async fn record_verify(&self, name: &str, v: &VerifyReport) -> Result<RestoreTask> {
+        self.update(name, |t| {
+            t.checks = check_lines(v);
+            (t.state, t.reason) = match v.ok() {
+                true => (RestoreState::Verified, None),
+                false => (RestoreState::VerifyFailed, v.reason()),
+            };
+        })
+        .await
+    }
+
+    async fn record_content(
+        &self,
+        name: &str,
+        content: Option<ContentCheck>,
+    ) -> Result<RestoreTask> {
+        self.update(name, |t| t.content = content).await
+    }
+
+    /// Records the safety backup on the task, and marks the run as one (`latest` passes
+    /// it over: it holds the data the restore replaced, not a chosen restore point).
+    async fn record_safety(&self, name: &str, run: &str, at: &str) -> Result<()> {
+        let (lock, mut cluster) = self.locked().await?;
+        if let Some(r) = cluster.backups.run_mut(run) {
+            r.safety_for = Some(name.to_string());
+        }
+        if let Some(t) = cluster.backups.restores.get_mut(name) {
+            t.safety_backup = Some(at.to_string());
+        }
+        lock.save(&mut cluster)?;
+        Ok(())
+    }
+
+    async fn set_running(&self, name: &str, step: RestoreStep) -> Result<RestoreTask> {
+        self.set_state(name, RestoreState::Running, Some(step), None, None)
+            .await
+    }
+
+    async fn set_state(
+        &self,
+        name: &str,
+        state: RestoreState,
+        step: Option<RestoreStep>,
+        reason: Option<String>,
+        created_db: Option<bool>,
+    ) -> Result<RestoreTask> {
+        self.update(name, |t| {
+            (t.state, t.step, t.reason) = (state, step, reason);
+            if let Some(c) = created_db {
+                t.created_db = c;
+            }
+            if matches!(state, RestoreState::Succeeded | RestoreState::Failed) {
+                t.finished = Some(now_ms() / 1000);
+            }
+        })
+        .await
+    }
+
+    /// Records the task `failed` with `error` as its reason, and returns the error (or
+    /// the error of recording it).
+    async fn failed(&self, name: &str, error: RestoreTaskError) -> RestoreTaskError {
+        // The reason is the cause alone, without the task's name before it.
+        let reason = match &error {
+            RestoreTaskError::PutBackFailed { error, .. } => {
+                format!("putting the old data back failed: {error}")
+            }
+            e => e.to_string(),
+        };
+        match self
+            .set_state(name, RestoreState::Failed, None, Some(reason), None)
+            .await
+        {
+            Ok(_) => error,
+            Err(e) => e,
+        }
+    }
+}
+
+/// Best effort, so `restore task show` in another shell sees the step.
+fn record_step(store: &Store, task: &str, s: RestoreStep) {
+    if let Ok(lock) = store.lock() {
+        if let Ok(Some(mut c)) = lock.load() {
+            if let Some(t) = c.backups.restores.get_mut(task) {
+                t.step = Some(s);
+                let _ = lock.save(&mut c);
+            }
+        }
+    }
+}
+
+/// Marks `running` tasks whose lock is free (their shell died) `interrupted`; whether
+/// any was.
+fn mark_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
+    let mut changed = false;
+    for t in cluster.backups.restores.values_mut() {
+        if t.state != RestoreState::Running {
+            continue;
+        }
+        if let Ok(Some(_l)) = RunLock::try_take(home, &format!("restore-{}", t.name)) {
+            t.state = RestoreState::Interrupted;
+            t.reason = Some(format!(
+                "the shell running it died while {}; `restore task retry {}` puts the old data back and starts again",
+                t.step.unwrap_or(RestoreStep::Starting),
+                t.name
+            ));
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Task `name` as stored, or the tasks of group `name`.
+fn shown(cluster: &Cluster, name: &str) -> Result<Shown> {
+    if let Some(t) = cluster.backups.restores.get(name) {
+        return Ok(Shown::One(Box::new(t.clone())));
+    }
+    let tasks: Vec<RestoreTask> = cluster
+        .backups
+        .restore_group(name)
+        .into_iter()
+        .cloned()
+        .collect();
+    if tasks.is_empty() {
+        return Err(no_such_task(cluster, name));
+    }
+    Ok(Shown::Group {
+        group: name.to_string(),
+        tasks,
+    })
+}
+
+fn no_such_task(cluster: &Cluster, name: &str) -> RestoreTaskError {
+    RestoreTaskError::NoSuchTask {
+        name: name.to_string(),
+        known: cluster.backups.restores.keys().cloned().collect(),
+    }
+}
+
+pub(super) fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTask> {
+    cluster
+        .backups
+        .restores
+        .get(name)
+        .ok_or_else(|| no_such_task(cluster, name))
+}
+
+fn verify_failure(name: &str, v: &VerifyReport) -> Option<RestoreTaskError> {
+    (!v.ok()).then(|| RestoreTaskError::VerifyFailed {
+        name: name.to_string(),
+        reason: v.reason().unwrap_or_default(),
+    })
+}
+
+fn refuse_done(t: &RestoreTask) -> Result<()> {
+    match t.state {
+        RestoreState::Succeeded => Err(RestoreTaskError::AlreadySucceeded(t.name.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// `retry` follows a failed or interrupted start, and only it does.
+fn check_retry(t: &RestoreTask, retry: bool) -> Result<()> {
+    let retrying = matches!(t.state, RestoreState::Failed | RestoreState::Interrupted);
+    let (name, state) = (t.name.clone(), t.state);
+    match (retry, retrying) {
+        (true, false) => Err(RestoreTaskError::NotRetryable { name, state }),
+        (false, true) => Err(RestoreTaskError::MustRetry { name, state }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a task name already taken by a task or by a task of several databases.
+pub(super) fn name_free(cluster: &Cluster, name: &str) -> Result<()> {
+    if cluster.backups.restores.contains_key(name)
+        || !cluster.backups.restore_group(name).is_empty()
+    {
+        return Err(RestoreTaskError::NameTaken(name.to_string()));
+    }
+    Ok(())
+}
+
+/// The paths `restore task create` was given, made absolute (the task may be started
+/// from another directory); the identity file is checked to open.
+pub(super) fn absolute_flags(mut flags: CreateFlags) -> Result<CreateFlags> {
+    let abs = |p: &Path| {
+        std::path::absolute(p).map_err(|error| RestoreTaskError::Resolve {
+            path: p.to_path_buf(),
+            error,
+        })
+    };
+    if let Some(p) = flags.safety_path.take() {
+        flags.safety_path = Some(if crate::backup::is_url(&p) {
+            p
+        } else {
+            abs(&p)?
+        });
+    }
+    // Where the run's files are staged; checked by verify (a writable directory, apart
+    // from the backups and every recovery path).
+    if let Some(p) = flags.target_path.take() {
+        flags.target_path = Some(abs(&p)?);
+    }
+    if let Some(p) = flags.identity.take() {
+        let abs = abs(&p)?;
+        crate::backup::Identities::load(&abs).map_err(RestoreTaskError::Identity)?;
+        flags.identity = Some(abs);
+    }
+    Ok(flags)
+}
+
+/// A new task restoring `pick`, in `group` when it is one of several.
+pub(super) fn new_task(
+    name: String,
+    pick: Pick,
+    flags: &CreateFlags,
+    group: Option<String>,
+) -> RestoreTask {
+    RestoreTask {
+        name,
+        db: pick.db_name,
+        run: pick.run,
+        path: pick.path,
+        target_path: flags.target_path.clone(),
+        force: flags.force,
+        allow_newer_server: flags.allow_newer_server,
+        replay: flags.replay,
+        state: RestoreState::Created,
+        reason: None,
+        checks: Vec::new(),
+        created_db: false,
+        step: None,
+        created: now_ms() / 1000,
+        finished: None,
+        identity: flags.identity.clone(),
+        content: None,
+        from_other_cluster: flags.from_other_cluster,
+        safety_path: flags.safety_path.clone(),
+        no_safety_backup: flags.no_safety_backup,
+        safety_backup: None,
+        group,
+    }
+}
+
+fn spec(t: &RestoreTask) -> Result<RestoreSpec> {
+    Ok(RestoreSpec {
+        repo: Repository::open(&t.path).map_err(RestoreTaskError::Repository)?,
+        run: t.run.clone(),
+        force: t.force,
+        allow_newer_server: t.allow_newer_server,
+        replay: t.replay,
+        identity: t.identity.clone(),
+        counts_only: false,
+        defer_file_checks: false,
+        from_other_cluster: t.from_other_cluster,
+        target_path: t.target_path.clone(),
+    })
+}
+
+fn check_lines(v: &VerifyReport) -> Vec<String> {
+    v.checks
+        .iter()
+        .map(|c| {
+            let verdict = if c.ok { "ok" } else { "FAILED" };
+            format!("{verdict:<6} {}: {}", c.check, c.detail)
+        })
+        .collect()
+}

@@ -371,3 +371,58 @@ fn aof_records_the_server_cannot_run_are_not_ok() {
         true,
     );
 }
+
+/// A hash, sorted set or set listpack over the server's default `*-max-listpack-entries`
+/// (512 fields, 128 members, 128 members) is converted while loading; the conversion walks
+/// every entry whole, so a wrong back-length on any entry stops the load (both servers
+/// assert), where the same damage in a listpack at the limit loads (with the warning).
+/// The reader called the bigger ones ok (a false ok no campaign seed could reach: servers
+/// at their defaults never write such a listpack).
+#[test]
+fn a_wrong_back_length_in_a_listpack_converted_on_load_is_not_ok() {
+    // (type, entries per element, the default limit, RDB version): sets as listpacks
+    // arrive in RDB 11, which only valkey-server 8.1 of the two loads.
+    for (t, tuple, max, version) in [
+        (16u8, 2usize, 512usize, 10u32),
+        (17, 2, 128, 10),
+        (20, 1, 128, 11),
+    ] {
+        for n in [max, max + 1] {
+            let items: Vec<Vec<u8>> = (0..n * tuple).map(|i| i.to_string().into_bytes()).collect();
+            let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+            let mut lp = listpack(&refs);
+            // The back-length of the fourth entry (not the first, which loads refuse anyway).
+            let at = 6 + refs[..3].iter().map(|e| e.len() + 2).sum::<usize>() + 1 + refs[3].len();
+            assert_eq!(usize::from(lp[at]), 1 + refs[3].len());
+            lp[at] += 3;
+            let file = rdb(version, &[&[t][..], &s(b"k"), &s(&lp)].concat());
+            let name = format!("type {t} listpack of {n} elements, a wrong back-length");
+            let (loads, r) = judge(&name, &file, false);
+            for (who, load) in &loads {
+                if version > 10 && !who.contains("valkey") {
+                    continue;
+                }
+                if n > max {
+                    assert_eq!(*load, Load::Refused, "{who}");
+                } else {
+                    assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+                }
+            }
+            if n > max {
+                assert_ne!(r.verdict, Verdict::Ok, "{name}");
+                let fault = r.fault.expect("a fault");
+                assert!(
+                    fault.expected.contains("converts it while loading"),
+                    "{name}: {fault:?}"
+                );
+            } else {
+                assert_eq!(r.verdict, Verdict::Ok, "{name}: {:?}", r.fault);
+                assert!(
+                    r.warnings.iter().any(|w| w.contains("UNLINK")),
+                    "{name}: {:?}",
+                    r.warnings
+                );
+            }
+        }
+    }
+}

@@ -1,11 +1,14 @@
 //! Listpack blobs (hashes, sets, sorted sets, list nodes and stream nodes since Redis 7):
 //! header, every entry's encoding and back-length, element count and terminator.
 //!
-//! A wrong back-length is noted, not refused: a server loading the file reads entries
-//! forwards only and never looks at one (without `sanitize-dump-payload yes`), so it
-//! loads; only walking backwards (RPOP, negative indexes, reverse ranges) would read it.
-//! The first entry's is the exception: `lpFirst` checks that entry whole, and the load
-//! calls it (the differential campaign found the server's assertion there).
+//! A wrong back-length is noted, not refused: a server loading the file does not walk a
+//! small listpack (without `sanitize-dump-payload yes`), so it loads; a later read that
+//! walks past the entry stops the server, forwards too (`lpNext` checks each entry it
+//! reaches whole), which the warning says. The first entry's is refused: `lpFirst` checks
+//! that entry whole, and loads call it (stream nodes: the differential campaign found the
+//! server's assertion there). A listpack the load converts (a hash, sorted set or set
+//! over its `*-max-listpack-entries`) is walked whole, so any wrong back-length in it is
+//! refused (`rdb_value`).
 //! A wrong header element count is noted too: the server checks only the total bytes and
 //! the terminator on load, and takes the header's count as the size (`lpLength`), so a
 //! count under one element or pair makes it drop the key as empty.

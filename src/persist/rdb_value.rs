@@ -17,6 +17,35 @@ enum Blob {
     Listpack(u32),
 }
 
+/// A listpack type the server converts while loading when it holds more than `max`
+/// elements (pairs for hashes and sorted sets), the default of `setting`.
+#[derive(Clone, Copy)]
+struct Convert {
+    what: &'static str,
+    unit: &'static str,
+    setting: &'static str,
+    max: u32,
+}
+
+const HASH_CONVERT: Convert = Convert {
+    what: "hash",
+    unit: "fields",
+    setting: "hash-max-listpack-entries",
+    max: 512,
+};
+const ZSET_CONVERT: Convert = Convert {
+    what: "sorted set",
+    unit: "members",
+    setting: "zset-max-listpack-entries",
+    max: 128,
+};
+const SET_CONVERT: Convert = Convert {
+    what: "set",
+    unit: "members",
+    setting: "set-max-listpack-entries",
+    max: 128,
+};
+
 impl<R: Read> Rdb<'_, R> {
     /// Checks the value of type `t` (its type byte at `at`); `Ok(false)` when it is an empty collection (which
     /// Redis skips when loading).
@@ -85,9 +114,10 @@ impl<R: Read> Rdb<'_, R> {
             12 | 13 => self.one_blob(Blob::Ziplist(2)),
             14 => self.quicklist(false),
             15 | 19 | 21 => stream::check(self, t),
-            16 | 17 => self.one_blob(Blob::Listpack(2)),
+            16 => self.converted_blob(Blob::Listpack(2), HASH_CONVERT),
+            17 => self.converted_blob(Blob::Listpack(2), ZSET_CONVERT),
             18 => self.quicklist(true),
-            20 => self.one_blob(Blob::Listpack(1)),
+            20 => self.converted_blob(Blob::Listpack(1), SET_CONVERT),
             // Valkey 9: hash with per-field expiry (field, value, 8-byte expiry).
             22 if valkey => {
                 let n = self.count(10)?;
@@ -160,9 +190,53 @@ impl<R: Read> Rdb<'_, R> {
     }
 
     fn one_blob(&mut self, kind: Blob) -> Result<bool, ParseError> {
-        match self.checked_blob(kind, None)? {
+        match self.checked_blob(kind, None, None)? {
             Some(n) => Ok(n > 0),
             None => Ok(true),
+        }
+    }
+
+    /// A listpack the server converts while loading when it holds more than the
+    /// setting's default allows: the conversion walks every entry, checking each whole, so
+    /// a wrong back-length there stops the load (an assertion) where a smaller one loads.
+    fn converted_blob(&mut self, kind: Blob, convert: Convert) -> Result<bool, ParseError> {
+        match self.checked_blob(kind, None, Some(convert))? {
+            Some(n) => Ok(n > 0),
+            None => Ok(true),
+        }
+    }
+
+    /// A wrong back-length at `at` in a blob of `entries` entries: a warning, or the fault
+    /// when the server converts (walks) this listpack while loading.
+    fn back_length_fault(
+        &mut self,
+        at: u64,
+        kind: Blob,
+        entries: u32,
+        convert: Option<Convert>,
+    ) -> Result<(), ParseError> {
+        let tuple = match kind {
+            Blob::Listpack(t) => t.max(1),
+            _ => 1,
+        };
+        match convert {
+            Some(c) if entries / tuple > c.max => Err(ParseError::corrupt(
+                at,
+                format!(
+                    "a listpack entry back-length that is its entry's length: this {} has {} \
+                     {}, over the server's default {} ({}), so the server converts it while \
+                     loading, checks every entry and stops on this one",
+                    c.what,
+                    entries / tuple,
+                    c.unit,
+                    c.setting,
+                    c.max
+                ),
+            )),
+            _ => {
+                self.bad_back_length(at);
+                Ok(())
+            }
         }
     }
 
@@ -173,6 +247,7 @@ impl<R: Read> Rdb<'_, R> {
         &mut self,
         kind: Blob,
         nonempty_at: Option<u64>,
+        convert: Option<Convert>,
     ) -> Result<Option<u32>, ParseError> {
         let b = self.src.buffered();
         if let Some(&first) = b.first() {
@@ -194,8 +269,8 @@ impl<R: Read> Rdb<'_, R> {
                 if let Some(at) = disorder {
                     self.intset_disorder(start + at as u64);
                 }
-                if let Some(at) = bad_back {
-                    self.bad_back_length(start + at as u64);
+                if let (Some(at), Ok(c)) = (bad_back, &r) {
+                    self.back_length_fault(start + at as u64, kind, c.entries, convert)?;
                 }
                 if let Some((declared, real)) = bad_count {
                     self.bad_element_count(start + 4, declared, real);
@@ -219,11 +294,12 @@ impl<R: Read> Rdb<'_, R> {
             (Some(at), _) => {
                 let c = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
                 if let Some(i) = c.bad_back {
-                    self.bad_back_length(if at.compressed {
+                    let offset = if at.compressed {
                         at.start
                     } else {
                         at.start + i as u64
-                    });
+                    };
+                    self.back_length_fault(offset, kind, c.entries, convert)?;
                 }
                 if let Some((declared, real)) = c.bad_count {
                     let offset = if at.compressed {
@@ -255,7 +331,10 @@ impl<R: Read> Rdb<'_, R> {
     }
 
     /// A listpack entry's back-length (at `at`, or in the compressed blob there) is not
-    /// its length: the server loads it, reading forwards; said once a file, with what to do.
+    /// its length: the server loads it without checking; said once a file, with what to do.
+    /// Reading the key is another matter: every step of a walk, forwards too, checks the
+    /// entry it reaches whole (`lpNext`), so HGETALL on such a hash stops redis-server 7.0
+    /// (an assertion) and valkey-server 8.1 (a segfault); UNLINK frees it unread.
     pub(crate) fn bad_back_length(&mut self, at: u64) {
         if self.bad_back_warned {
             return;
@@ -263,13 +342,14 @@ impl<R: Read> Rdb<'_, R> {
         self.bad_back_warned = true;
         self.out.warn(format!(
             "loads, but the listpack entry back-length at offset {at} (and maybe others) is \
-             not its entry's length: the server reads listpacks forwards on load and never \
-             checks it (only with sanitize-dump-payload yes), but reading that value \
-             backwards (RPOP, LINDEX or LRANGE with negative indexes, ZREVRANGE, XREVRANGE) \
-             may return wrong data or crash the server; way forward: recover from this file, \
-             then rewrite the damaged key from a forward read (LRANGE 0 -1, HGETALL, \
-             ZRANGE 0 -1 WITHSCORES, XRANGE - +; DEL; write it again), or recover from a \
-             copy without it"
+             not its entry's length: the server does not check it on load (only with \
+             sanitize-dump-payload yes), but a read of that key that walks past it, forwards \
+             or backwards (HGETALL, SMEMBERS, ZRANGE, LRANGE, XRANGE, RPOP, ...), stops the \
+             server (redis-server asserts, valkey-server crashes); way forward: recover from \
+             a copy without it, or recover from this file and remove the damaged key before \
+             any client reads it (UNLINK or DEL free it without reading it; find it with a \
+             SCAN and TYPE, which do not read values either), then write it again from \
+             another source"
         ));
     }
 
@@ -322,7 +402,7 @@ impl<R: Read> Rdb<'_, R> {
             } else {
                 Blob::Ziplist(1)
             };
-            match self.checked_blob(kind, Some(at))? {
+            match self.checked_blob(kind, Some(at), None)? {
                 Some(count) => entries += u64::from(count),
                 None => entries += 1,
             }

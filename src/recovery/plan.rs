@@ -324,7 +324,7 @@ impl Inspect<'_> {
             // AOF comes first, so on a tie the AOF (the more complete log) is chosen.
             match self
                 .candidate(kind, &path, shard, slots)
-                .and_then(|source| stale(disk, shard.node, source, known, self.db))
+                .and_then(|source| stale(source, known, self.db))
             {
                 Ok(source) => found.push(source),
                 Err(reason) => rejected.push(reason),
@@ -549,20 +549,13 @@ impl Inspect<'_> {
 /// since in the node's persistent paths, or the source the last recovery or restore
 /// loaded (both compared by modification time to the nanosecond, as the files are
 /// measured), or a succeeded backup run taken after an RDB's cut.
-fn stale(
-    disk: &Disk,
-    node: Id,
-    mut source: Source,
-    known: &Known,
-    db: &Database,
-) -> Result<Source, Reason> {
+fn stale(mut source: Source, known: &Known, db: &Database) -> Result<Source, Reason> {
     let next_anyway = format!(
         "or load it anyway with `recover db {} allow_stale`",
         db.config.name
     );
-    let mtime = disk
-        .readable_mtime(node, &source.path)
-        .unwrap_or(source.modified_ns);
+    // As validation measured it (an RDB's `written` is its own `ctime`, to the second).
+    let mtime = source.modified_ns;
     if let Some((newer, path)) = &known.files {
         if mtime < *newer {
             return Err(Reason::Stale {

@@ -79,21 +79,24 @@ pub enum BackupTaskError {
 }
 
 fn known_tasks(known: &[String]) -> String {
-    if known.is_empty() {
-        "there are none: make one with `backup task create`".to_string()
-    } else {
-        let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-        format!("tasks: {}", names.join(", "))
-    }
+    listed(
+        "tasks",
+        known,
+        "there are none: make one with `backup task create`",
+    )
 }
 
 fn recent_runs(recent: &[String]) -> String {
-    if recent.is_empty() {
-        "there are none".to_string()
-    } else {
-        let ids: Vec<String> = recent.iter().map(|r| format!("`{r}`")).collect();
-        format!("latest: {}", ids.join(", "))
+    listed("latest", recent, "there are none")
+}
+
+/// `label: `a`, `b`` naming what there is, or `none` when there is nothing.
+pub(crate) fn listed(label: &str, names: &[String], none: &str) -> String {
+    if names.is_empty() {
+        return none.to_string();
     }
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    format!("{label}: {}", names.join(", "))
 }
 
 impl DomainError for BackupTaskError {

@@ -1,5 +1,5 @@
 //! A run restored into another shard layout (or replayed for a server too old to load
-//! its files) key by key, one step a method of [`ByKey`]: decode the run's files here,
+//! its files) key by key, one step a method of [`super::Restoring`]: decode the run's files here,
 //! fence, write every key with RESTORE routed by slot, check the count, prove, unfence.
 //! The database was verified empty, so a failure empties it again.
 
@@ -8,23 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{decode_to, fence_shard, prove, unfence_shard, FenceFile, Place, RestoreSpec};
-use super::{Restored, TIMEOUT};
-use crate::backup::Manifest;
-use crate::ccs::{Cluster, Database, Id, RestoreStep};
-use crate::server::{connect, info, Servers, ShardAddr};
-
-/// One restore key by key: the database (fenced with `fence` while it runs) and the run.
-pub(super) struct ByKey<'a> {
-    pub cluster: &'a Cluster,
-    pub db: &'a Database,
-    pub fence: &'a str,
-    pub m: &'a Manifest,
-    pub spec: &'a RestoreSpec,
-    pub server: &'a Servers,
-    /// Hears each step's name (for `show` from another shell).
-    pub step: &'a (dyn Fn(RestoreStep) + Send + Sync),
-}
+use super::{decode_to, fence_shard, prove, unfence_shard, FenceFile, Place};
+use super::{Restored, Restoring, TIMEOUT};
+use crate::ccs::{Id, RestoreStep};
+use crate::server::{connect, info, ShardAddr};
 
 /// The run's files as plain RDB files of this machine, and what was decoded for them.
 struct Decoded {
@@ -50,12 +37,13 @@ impl Decoded {
     }
 }
 
-impl ByKey<'_> {
-    pub async fn run(&self) -> Result<Restored, String> {
+impl Restoring<'_> {
+    /// Into another shard layout, or replayed: key by key.
+    pub(super) async fn by_key(&self) -> Result<Restored, String> {
         (self.step)(RestoreStep::Decoding);
         let decoded = self.decode().await?;
         (self.step)(RestoreStep::Fencing);
-        let (fenced, mut res) = self.fence().await?;
+        let (fenced, mut res) = self.fence_until_refused().await?;
         if res.is_ok() {
             (self.step)(RestoreStep::RestoringKeys(None));
             res = self.write_keys(&decoded.files).await;
@@ -67,7 +55,7 @@ impl ByKey<'_> {
         let mut content = None;
         if res.is_ok() && !self.spec.counts_only {
             (self.step)(RestoreStep::Proving);
-            match self.prove(&decoded.files).await {
+            match self.prove_keys(&decoded.files).await {
                 Ok(c) => content = Some(c),
                 Err(e) => res = Err(e),
             }
@@ -78,7 +66,7 @@ impl ByKey<'_> {
             self.empty().await?;
         }
         (self.step)(RestoreStep::Unfencing);
-        self.unfence(fenced).await?;
+        self.unfence_fenced(fenced).await?;
         // The keys were written now: files from before are older than this data.
         let written = crate::host::unix_nanos(std::time::SystemTime::now());
         let loaded_ns = self.db.masters().map(|s| (s.id, written)).collect();
@@ -144,7 +132,7 @@ impl ByKey<'_> {
     /// Fences every shard, stopping at the first that refuses: the shards fenced, and
     /// how it went.
     #[allow(clippy::type_complexity)]
-    async fn fence(
+    async fn fence_until_refused(
         &self,
     ) -> Result<(Vec<(Id, ShardAddr, FenceFile)>, Result<u64, String>), String> {
         let mut fenced = Vec::new();
@@ -152,7 +140,7 @@ impl ByKey<'_> {
             let a = crate::db::shard_addr(self.cluster, self.db, s.id)
                 .ok_or_else(|| format!("redis:{} has no node", s.id))?;
             let file = Place::of(self.cluster, self.db, self.server, s.id)?.fence_file();
-            if let Err(e) = fence_shard(&a, self.fence, &file).await {
+            if let Err(e) = fence_shard(&a, &self.fence, &file).await {
                 return Ok((fenced, Err(format!("redis:{}: {e}", s.id))));
             }
             fenced.push((s.id, a, file));
@@ -163,7 +151,7 @@ impl ByKey<'_> {
     /// Every key written with RESTORE into the master owning its slot; the step counts
     /// them.
     async fn write_keys(&self, files: &[PathBuf]) -> Result<u64, String> {
-        let targets = crate::replay::targets(self.cluster, self.db, self.fence)?;
+        let targets = crate::replay::targets(self.cluster, self.db, &self.fence)?;
         let cluster_mode = self.db.config.shards > 1;
         let done = Arc::new(AtomicU64::new(0));
         let counter = done.clone();
@@ -188,7 +176,7 @@ impl ByKey<'_> {
     /// expired).
     async fn count_keys(&self) -> Result<u64, String> {
         let mut keys = 0;
-        for t in crate::replay::targets(self.cluster, self.db, self.fence)? {
+        for t in crate::replay::targets(self.cluster, self.db, &self.fence)? {
             keys += info(&t.addr, "keyspace", TIMEOUT)
                 .await
                 .map_err(|e| e.to_string())?
@@ -204,8 +192,8 @@ impl ByKey<'_> {
         Ok(keys)
     }
 
-    async fn prove(&self, files: &[PathBuf]) -> Result<crate::verify::Comparison, String> {
-        let masters: Vec<ShardAddr> = crate::replay::targets(self.cluster, self.db, self.fence)?
+    async fn prove_keys(&self, files: &[PathBuf]) -> Result<crate::verify::Comparison, String> {
+        let masters: Vec<ShardAddr> = crate::replay::targets(self.cluster, self.db, &self.fence)?
             .into_iter()
             .map(|t| t.addr)
             .collect();
@@ -219,7 +207,7 @@ impl ByKey<'_> {
 
     /// After a failure: the database is empty again, as verify found it.
     async fn empty(&self) -> Result<(), String> {
-        for t in crate::replay::targets(self.cluster, self.db, self.fence)? {
+        for t in crate::replay::targets(self.cluster, self.db, &self.fence)? {
             if let Ok(mut con) = connect(&t.addr, TIMEOUT).await {
                 let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
             }
@@ -227,7 +215,7 @@ impl ByKey<'_> {
         Ok(())
     }
 
-    async fn unfence(&self, fenced: Vec<(Id, ShardAddr, FenceFile)>) -> Result<(), String> {
+    async fn unfence_fenced(&self, fenced: Vec<(Id, ShardAddr, FenceFile)>) -> Result<(), String> {
         for (id, a, file) in fenced {
             let mut f = a.clone();
             f.password = Some(self.fence.to_string());

@@ -47,8 +47,6 @@ pub use pick::{own_run, run_in_repository};
 pub use task::{CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
 pub use task_error::RestoreTaskError;
 
-use by_key::ByKey;
-use replace::Replacement;
 pub use verify::verify;
 
 /// One check of `verify`, as printed.
@@ -499,6 +497,22 @@ async fn stage_remote(
 /// The data files of a shard directory (what is moved aside and back).
 const DATA: [&str; 3] = [shard_dir::RDB_FILE, shard_dir::AOF_DIR, shard_dir::AOF_FILE];
 
+/// One restore under way: the database as configured (`db`) and as it runs while fenced
+/// (`fenced`: the fence password in place of its own), the run, and where it goes. Each
+/// way of restoring is a method ([`Restoring::replace`] into the same shard layout,
+/// [`Restoring::by_key`] otherwise), one step a method.
+struct Restoring<'a> {
+    cluster: &'a Cluster,
+    db: &'a Database,
+    fenced: Database,
+    fence: String,
+    m: &'a Manifest,
+    spec: &'a RestoreSpec,
+    server: &'a Servers,
+    /// Hears each step's name (for `show` from another shell).
+    step: &'a (dyn Fn(RestoreStep) + Send + Sync),
+}
+
 /// Replaces `db`'s data with the run's. `step` hears each step's name (for `show` from
 /// another shell). On failure before the unfence the old data is put back and serving.
 pub async fn start(
@@ -512,31 +526,20 @@ pub async fn start(
     let fence = fence_password();
     let mut fenced = db.clone();
     fenced.config.password = Some(fence.clone());
-    if !same_layout(db, m) || needs_replay(cluster, db, m, spec, server).await {
-        return ByKey {
-            cluster,
-            db,
-            fence: &fence,
-            m,
-            spec,
-            server,
-            step,
-        }
-        .run()
-        .await;
-    }
-    let res = Replacement {
+    let restoring = Restoring {
         cluster,
         db,
-        fenced: &fenced,
-        fence: &fence,
+        fenced,
+        fence,
         m,
         spec,
         server,
         step,
+    };
+    if !same_layout(db, m) || needs_replay(cluster, db, m, spec, server).await {
+        return restoring.by_key().await;
     }
-    .run()
-    .await;
+    let res = restoring.replace().await;
     // What `target_path` staged and was not moved into place.
     for s in db.masters() {
         if let (Some(tp), Ok(dir)) = (&spec.target_path, dir_of(cluster, db, s.id)) {

@@ -1,5 +1,5 @@
 //! The replacement of a database's data by a run of the same shard layout, one step a
-//! method of [`Replacement`]: which file each master takes, stage, fence, stop, swap,
+//! method of [`super::Restoring`]: which file each master takes, stage, fence, stop, swap,
 //! load (the files' digest taken meanwhile), check the key counts, re-form, prove,
 //! unfence. A failure is returned as it is; [`super::start`] puts the old data back.
 
@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use super::{
     decode_to, fence_shard, move_into, prove, save, stage_remote, staged_path, unfence_shard,
-    Place, RestoreSpec, Restored, DATA, LOAD_TIMEOUT, OLD_DIR, STAGED,
+    Place, Restored, Restoring, DATA, LOAD_TIMEOUT, OLD_DIR, STAGED,
 };
-use crate::backup::{Manifest, ShardEntry, StoredFile};
-use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
+use crate::backup::{ShardEntry, StoredFile};
+use crate::ccs::{Database, Id, Persistence, RestoreStep, Role};
 use crate::db::{BringUp, KeyBounds, LoadCheckError, Timeouts};
 use crate::persist::ContentDigest;
-use crate::server::{
-    info, shard_dir, stop_shard_on, ConfOptions, Servers, ShardAddr, StartOptions,
-};
+use crate::server::{info, shard_dir, stop_shard_on, ConfOptions, ShardAddr, StartOptions};
 use crate::verify::DataSource;
 
 /// Which file of the run each master loads.
@@ -30,27 +28,14 @@ type Unread = (PathBuf, String);
 /// The digest of the files loaded, taken on other threads while the servers load them.
 type FileCheck = tokio::task::JoinHandle<Result<Option<ContentDigest>, String>>;
 
-/// One replacement: the database as configured (`db`), as it runs while fenced
-/// (`fenced`: the fence password in place of its own), the run and where it goes.
-pub(super) struct Replacement<'a> {
-    pub cluster: &'a Cluster,
-    pub db: &'a Database,
-    pub fenced: &'a Database,
-    pub fence: &'a str,
-    pub m: &'a Manifest,
-    pub spec: &'a RestoreSpec,
-    pub server: &'a Servers,
-    /// Hears each step's name (for `show` from another shell).
-    pub step: &'a (dyn Fn(RestoreStep) + Send + Sync),
-}
-
-impl Replacement<'_> {
-    pub async fn run(&self) -> Result<Restored, String> {
+impl Restoring<'_> {
+    /// Into the same shard layout: the files loaded as they are.
+    pub(super) async fn replace(&self) -> Result<Restored, String> {
         let files = self.files()?;
         (self.step)(RestoreStep::Staging);
         let unread = self.stage(&files).await?;
         (self.step)(RestoreStep::Fencing);
-        self.fence().await?;
+        self.fence_shards().await?;
         (self.step)(RestoreStep::Stopping);
         self.stop().await?;
         (self.step)(RestoreStep::Swapping);
@@ -58,11 +43,11 @@ impl Replacement<'_> {
         let sources = self.sources(&files)?;
         let file_check = self.check_files(&sources, &unread);
         (self.step)(RestoreStep::Loading(None));
-        let loading = BringUp::new(self.cluster, self.fenced);
+        let loading = BringUp::new(self.cluster, &self.fenced);
         let addrs: Vec<ShardAddr> = self
             .fenced
             .masters()
-            .filter_map(|s| crate::db::shard_addr(self.cluster, self.fenced, s.id))
+            .filter_map(|s| crate::db::shard_addr(self.cluster, &self.fenced, s.id))
             .collect();
         if let Err(e) = self.load(&loading, &addrs).await {
             // A file that differs from its manifest is named as such, before what the
@@ -85,7 +70,7 @@ impl Replacement<'_> {
             None => None,
         };
         (self.step)(RestoreStep::Unfencing);
-        self.unfence().await?;
+        self.unfence_shards().await?;
         Ok(Restored {
             keys,
             content,
@@ -205,11 +190,11 @@ impl Replacement<'_> {
         Ok(linked.map(|local| (local, e.sha256.clone())))
     }
 
-    async fn fence(&self) -> Result<(), String> {
+    async fn fence_shards(&self) -> Result<(), String> {
         for s in &self.db.shards {
             let a = self.addr(self.db, s.id)?;
             let file = self.place(s.id)?.fence_file();
-            fence_shard(&a, self.fence, &file)
+            fence_shard(&a, &self.fence, &file)
                 .await
                 .map_err(|e| format!("redis:{}: {e}", s.id))?;
         }
@@ -383,7 +368,7 @@ impl Replacement<'_> {
     /// leaves the fewest servers for the roll-back), the slot map or replication, the
     /// sync source.
     async fn reform(&self) -> Result<(), String> {
-        let up = BringUp::new(self.cluster, self.fenced).with_timeouts(Timeouts {
+        let up = BringUp::new(self.cluster, &self.fenced).with_timeouts(Timeouts {
             persist: LOAD_TIMEOUT,
             ..Timeouts::all(crate::db::SETUP_TIMEOUT)
         });
@@ -406,10 +391,10 @@ impl Replacement<'_> {
 
     /// Clients may authenticate again; a database without persistence loses the file it
     /// loaded (it starts empty after a restart, as before).
-    async fn unfence(&self) -> Result<(), String> {
+    async fn unfence_shards(&self) -> Result<(), String> {
         let db = self.db;
         for s in &self.fenced.shards {
-            let a = self.addr(self.fenced, s.id)?;
+            let a = self.addr(&self.fenced, s.id)?;
             let file = self.place(s.id)?.fence_file();
             unfence_shard(&a, db.config.password.as_deref(), Some(&file))
                 .await

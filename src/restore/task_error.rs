@@ -127,11 +127,7 @@ pub enum RestoreTaskError {
 }
 
 fn known_tasks(known: &[String]) -> String {
-    if known.is_empty() {
-        return "there are none".into();
-    }
-    let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-    format!("tasks: {}", names.join(", "))
+    crate::backup::service::listed("tasks", known, "there are none")
 }
 
 fn not_started(left: &[String]) -> String {

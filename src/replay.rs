@@ -13,14 +13,20 @@
 //! `MULTI` left open at a file's end is discarded, as the loader drops it). The commands
 //! are the writes the old server propagated, deterministic (absolute expiries, script
 //! effects), so the target applies what the old one did.
+//!
+//! A file on another host ([`ReplayFile::Remote`]) is streamed through that host (an AOF
+//! directory part by part, after its manifest), decoded here as it arrives, never held
+//! whole in memory nor staged on this machine's disk.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::ccs::{Cluster, Database, SlotRange};
+use crate::host::{FileKind, Host};
 use crate::persist::{
-    aof_parts, encode_dump, key_slot, read_aof_file, read_rdb, EntryVisitor, Kind, Stream, Value,
-    ValueBuilder, ValueSink,
+    aof_parts, aof_parts_listed, encode_dump, key_slot, read_aof_file, read_aof_stream, read_rdb,
+    read_rdb_stream, EntryVisitor, Kind, Stream, Value, ValueBuilder, ValueSink,
 };
 use crate::server::ShardAddr;
 
@@ -295,21 +301,86 @@ fn is_aof(path: &Path) -> bool {
     path.is_dir() || path.extension().is_some_and(|e| e == "aof")
 }
 
+/// A file to replay: on this machine, or on another host and read through it.
+#[derive(Clone, Debug)]
+pub enum ReplayFile {
+    Local(PathBuf),
+    Remote {
+        host: Arc<dyn Host>,
+        path: PathBuf,
+        /// The runtime the host's calls run on (the replay runs on a blocking thread).
+        runtime: tokio::runtime::Handle,
+    },
+}
+
+impl ReplayFile {
+    /// `path` on the host that serves `node`: this machine's, or streamed from another.
+    /// Call from within the runtime.
+    pub fn on(hosts: &crate::host::Hosts, node: crate::host::NodeId, path: PathBuf) -> Self {
+        if !hosts.is_remote(node) {
+            return ReplayFile::Local(path);
+        }
+        ReplayFile::Remote {
+            host: hosts.of(node),
+            path,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Names it in messages: the path, and the host when it is another.
+    fn shown(&self) -> String {
+        match self {
+            ReplayFile::Local(p) => format!("`{}`", p.display()),
+            ReplayFile::Remote { host, path, .. } => {
+                format!("`{}` on {}", path.display(), host.name())
+            }
+        }
+    }
+}
+
+/// A remote file's length and a stream of its bytes, read through its host.
+fn open_remote(
+    host: &dyn Host,
+    runtime: &tokio::runtime::Handle,
+    path: &Path,
+) -> Result<(u64, impl std::io::Read), String> {
+    let fail = |e: std::io::Error| format!("`{}` on {}: {e}", path.display(), host.name());
+    let meta = runtime.block_on(host.metadata(path)).map_err(fail)?;
+    let stream = runtime.block_on(host.open_stream(path)).map_err(fail)?;
+    Ok((meta.len, std::io::BufReader::with_capacity(1 << 20, stream)))
+}
+
 /// Writes an AOF into the one target: its base's keys, then its commands.
-fn write_aof<'a>(path: &Path, w: Writer<'a>) -> (Writer<'a>, Result<(), String>) {
-    let parts = match aof_parts(path) {
+fn write_aof<'a>(file: &ReplayFile, w: Writer<'a>) -> (Writer<'a>, Result<(), String>) {
+    let parts = match file {
+        ReplayFile::Local(path) => aof_parts(path).map_err(|e| e.to_string()),
+        ReplayFile::Remote {
+            host,
+            path,
+            runtime,
+        } => remote_aof_parts(&**host, runtime, path),
+    };
+    let parts = match parts {
         Ok(p) => p,
-        Err(e) => return (w, Err(e.to_string())),
+        Err(e) => return (w, Err(e)),
     };
     let cell = RefCell::new(w);
     let mut result = Ok(());
     for part in &parts {
-        let read = read_aof_file(part, &mut &cell, &mut |args, _| {
-            cell.borrow_mut().command(args)
-        });
+        let mut on_command = |args: &[Vec<u8>], _| cell.borrow_mut().command(args);
+        let read = match file {
+            ReplayFile::Local(_) => {
+                read_aof_file(part, &mut &cell, &mut on_command).map_err(|e| e.to_string())
+            }
+            ReplayFile::Remote { host, runtime, .. } => open_remote(&**host, runtime, part)
+                .and_then(|(len, stream)| {
+                    read_aof_stream(stream, len, part, &mut &cell, &mut on_command)
+                        .map_err(|e| format!("{e} (on {})", host.name()))
+                }),
+        };
         cell.borrow_mut().end_of_aof_file();
         if let Err(e) = read {
-            result = Err(e.to_string());
+            result = Err(e);
             break;
         }
         if cell.borrow().error.is_some() {
@@ -319,11 +390,47 @@ fn write_aof<'a>(path: &Path, w: Writer<'a>) -> (Writer<'a>, Result<(), String>)
     (cell.into_inner(), result)
 }
 
+/// The parts of an AOF on another host in load order: an `appendonlydir/`'s (its
+/// listing and manifest asked of the host), or the one file.
+fn remote_aof_parts(
+    host: &dyn Host,
+    runtime: &tokio::runtime::Handle,
+    path: &Path,
+) -> Result<Vec<PathBuf>, String> {
+    let on_host = |e: String| format!("{e} (on {})", host.name());
+    let meta = runtime
+        .block_on(host.metadata(path))
+        .map_err(|e| on_host(format!("`{}`: {e}", path.display())))?;
+    if meta.kind != FileKind::Dir {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let files: Vec<String> = runtime
+        .block_on(host.list(path))
+        .map_err(|e| on_host(format!("`{}`: {e}", path.display())))?
+        .into_iter()
+        .filter(|e| e.kind == FileKind::File)
+        .map(|e| e.name)
+        .collect();
+    aof_parts_listed(path, &files, &mut |m| runtime.block_on(host.read(m)))
+        .map_err(|e| on_host(e.to_string()))
+}
+
 /// Writes every key of `files` into `targets` (an AOF: its keys and commands, into one
 /// target); returns how many keys and commands were written. Blocking: run it on a
 /// blocking thread.
 pub fn write_all(
     files: &[PathBuf],
+    targets: &[Target],
+    cluster_mode: bool,
+    on_keys: &(dyn Fn(u64) + Sync),
+) -> Result<u64, String> {
+    let files: Vec<ReplayFile> = files.iter().cloned().map(ReplayFile::Local).collect();
+    write_files(&files, targets, cluster_mode, on_keys)
+}
+
+/// [`write_all`] of files on any host: one on another host is streamed through it.
+pub fn write_files(
+    files: &[ReplayFile],
     targets: &[Target],
     cluster_mode: bool,
     on_keys: &(dyn Fn(u64) + Sync),
@@ -354,11 +461,24 @@ pub fn write_all(
     };
     let mut result = Ok(());
     for f in files {
-        if is_aof(f) {
+        let aof = match f {
+            ReplayFile::Local(p) => is_aof(p),
+            ReplayFile::Remote {
+                host,
+                path,
+                runtime,
+            } => {
+                path.extension().is_some_and(|e| e == "aof")
+                    || runtime
+                        .block_on(host.metadata(path))
+                        .is_ok_and(|m| m.kind == FileKind::Dir)
+            }
+        };
+        if aof {
             if targets.len() != 1 {
                 result = Err(format!(
-                    "`{}` is an AOF: it replays into one master, not {}",
-                    f.display(),
+                    "{} is an AOF: it replays into one master, not {}",
+                    f.shown(),
                     targets.len()
                 ));
                 break;
@@ -369,9 +489,23 @@ pub fn write_all(
                 result = Err(e);
                 break;
             }
-        } else if let Err(e) = read_rdb(f, &mut w) {
-            result = Err(format!("`{}`: {e}", f.display()));
-            break;
+        } else {
+            let read = match f {
+                ReplayFile::Local(p) => read_rdb(p, &mut w).map(|_| ()).map_err(|e| e.to_string()),
+                ReplayFile::Remote {
+                    host,
+                    path,
+                    runtime,
+                } => open_remote(&**host, runtime, path).and_then(|(len, stream)| {
+                    read_rdb_stream(stream, Some(len), &mut w)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }),
+            };
+            if let Err(e) = read {
+                result = Err(format!("{}: {e}", f.shown()));
+                break;
+            }
         }
         if w.error.is_some() {
             break;

@@ -739,3 +739,191 @@ fn a_backup_reaches_shards_on_the_ssh_host_and_restores_there() {
     assert!(left.is_empty(), "{left:?}");
     run("delete db spread").ok();
 }
+
+/// [`keys`] through a plain client (a database of one shard is no Redis Cluster).
+fn plain_keys(endpoint: &str, n: u32, write: bool) -> Vec<Option<String>> {
+    let mut con = redis::Client::open(endpoint)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        if write {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(format!("v{i}"))
+                .query(&mut con)
+                .unwrap();
+        } else {
+            out.push(
+                redis::cmd("GET")
+                    .arg(format!("k{i}"))
+                    .query(&mut con)
+                    .unwrap(),
+            );
+        }
+    }
+    out
+}
+
+/// The `--json status shards` rows of database `name`.
+fn shards_of(run: &impl Fn(&str) -> common::Output, name: &str) -> Vec<serde_json::Value> {
+    let status = run("--json status shards").ok().json();
+    status[0]["result"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == name)
+        .cloned()
+        .collect()
+}
+
+/// Sets an RDB file's version to 11 (newer than Redis 7.0 loads), its CRC-64 trailer
+/// made again: what a newer server would have written, for these plain strings.
+fn make_rdb_11(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..9], b"REDIS0010", "{}", path.display());
+    bytes[5..9].copy_from_slice(b"0011");
+    let body = bytes.len() - 8;
+    let crc = lazarus::persist::crc64(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Files on the SSH host that recovery cannot load there are written key by key from
+/// here, streamed through the host: `recover db <db> replay` of a replica's snapshot
+/// there newer than the server loads (its master's file lost), and `recover db <db>
+/// from_files` filling a master that came back EMPTY from its AOF directory (manifest
+/// and parts) found on the host since.
+#[test]
+fn replay_and_from_files_stream_the_ssh_hosts_files() {
+    let lab = SshLab::new();
+    let host = lab.host();
+    let disks = tempfile::tempdir().unwrap();
+    let local = |rel: &str| disks.path().join(rel);
+    let old = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(disks.path());
+    let run = runner(&old, &lab);
+    let base = local_node_on(&old, disks.path()) + 30;
+    add_ssh_node(&run, &host, base + 30);
+    // One master here, its replica on the host (replay fills a master before the slot
+    // map of a multi-shard database is formed, so it takes one shard).
+    run("create db snap replication enabled persistence snapshot").ok();
+    run("create db log shards 2 persistence aof").ok();
+    let mut want = std::collections::BTreeMap::new();
+    let mut on_host = std::collections::BTreeMap::new();
+    let mut snap_master = None;
+    for name in ["snap", "log"] {
+        let shards = shards_of(&run, name);
+        let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+        let io = if name == "snap" { plain_keys } else { keys };
+        io(&endpoint, 40, true);
+        want.insert(name, io(&endpoint, 40, false));
+        let remote = shards
+            .iter()
+            .find(|s| s["node"] == 2)
+            .expect("a shard there");
+        on_host.insert(name, (remote["db_id"].clone(), remote["id"].clone()));
+        let here = shards.iter().find(|s| s["node"] == 1).unwrap();
+        if name == "snap" {
+            snap_master = Some((here["db_id"].clone(), here["id"].clone()));
+        }
+    }
+    // The replica has the writes, and AOF's everysec fsync has run.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Only the snapshot database saves: the AOF one has only its AOF.
+    for name in ["snap"] {
+        for s in &shards_of(&run, name) {
+            let addr = if s["node"] == 2 {
+                &host.addr
+            } else {
+                "127.0.0.1"
+            };
+            let url = format!("redis://{addr}:{}", s["port"]);
+            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+        }
+    }
+    kill9(&host.pids());
+    kill9(&common::procs::pids_under(disks.path()));
+    drop(run);
+    drop(old);
+    std::fs::rename(local("old/node1"), local("disk1")).unwrap();
+    std::fs::rename(host.path("n2"), host.path("disk2")).unwrap();
+    let shard_dir = |name: &str| {
+        let (db, shard) = &on_host[name];
+        host.path(&format!("disk2/redis/db-{db}/shard-{shard}"))
+    };
+    // The master's snapshot is lost, the replica's on the host newer than the server
+    // loads; the host's AOF is not found yet.
+    let (db, shard) = snap_master.unwrap();
+    std::fs::remove_file(local(&format!(
+        "disk1/redis/db-{db}/shard-{shard}/dump.rdb"
+    )))
+    .unwrap();
+    make_rdb_11(&shard_dir("snap").join("dump.rdb"));
+    let aof = shard_dir("log").join("appendonlydir");
+    let aside = host.path("aside");
+    std::fs::rename(&aof, &aside).unwrap();
+
+    let lz = common::Lazarus::new();
+    let run = runner(&lz, &lab);
+    run(&format!(
+        "cluster recover filename {} node_uid 1",
+        local("disk1/ccs/ccs.json").display()
+    ))
+    .ok();
+    run(&format!(
+        "node 1 recovery_path set {}",
+        local("disk1").display()
+    ))
+    .ok();
+    run(&format!(
+        "node 2 recovery_path set {}",
+        host.path("disk2").display()
+    ))
+    .ok();
+    run("recover db snap")
+        .fails(1)
+        .stdout_has("`replay` can write");
+    run("recover db snap replay")
+        .ok()
+        .stdout_has("snapshot replayed as commands")
+        .stdout_has("content verified");
+    let shards = shards_of(&run, "snap");
+    assert_eq!(
+        plain_keys(
+            &format!("redis://127.0.0.1:{}", shards[0]["port"]),
+            40,
+            false
+        ),
+        want["snap"]
+    );
+
+    run("recover db log allow_empty verify counts")
+        .ok()
+        .stdout_has("came back EMPTY");
+    // Found: back in place on the host, and its recovery path (cleared once every
+    // database was back) set again.
+    std::fs::rename(&aside, &aof).unwrap();
+    run(&format!(
+        "node 2 recovery_path set {}",
+        host.path("disk2").display()
+    ))
+    .ok();
+    run("recover db log from_files")
+        .ok()
+        .stdout_has("filled from AOF")
+        .stdout_has("content verified");
+    let shards = shards_of(&run, "log");
+    assert_eq!(
+        keys(
+            &format!("redis://127.0.0.1:{}", shards[0]["port"]),
+            40,
+            false
+        ),
+        want["log"]
+    );
+    run("delete db snap").ok();
+    run("delete db log").ok();
+}

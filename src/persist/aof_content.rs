@@ -356,10 +356,42 @@ fn aof_dir_files(dir: &Path) -> Result<Vec<PathBuf>, AofContentError> {
     super::open::open_regular(&manifest)
         .and_then(|f| f.take(16 << 20).read_to_end(&mut text))
         .map_err(|e| io(&manifest, e.to_string()))?;
-    let m = super::manifest::parse(&text).map_err(|e| {
+    parts_of_manifest(dir, &manifest, &text)
+}
+
+/// The parts of the AOF directory `dir` (on any host) in load order, from the names of
+/// the regular files in it and its manifest's text, which `read` is asked for (the
+/// manifest the server itself would pick).
+pub fn aof_parts_listed(
+    dir: &Path,
+    files: &[String],
+    read: &mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<Vec<PathBuf>, AofContentError> {
+    let found = files
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
+        .collect();
+    let manifest = super::check::choose_manifest(found).map_err(|reason| AofContentError::Io {
+        path: dir.to_path_buf(),
+        reason,
+    })?;
+    let text = read(&manifest).map_err(|e| AofContentError::Io {
+        path: manifest.clone(),
+        reason: e.to_string(),
+    })?;
+    parts_of_manifest(dir, &manifest, &text)
+}
+
+fn parts_of_manifest(
+    dir: &Path,
+    manifest: &Path,
+    text: &[u8],
+) -> Result<Vec<PathBuf>, AofContentError> {
+    let m = super::manifest::parse(text).map_err(|e| {
         let e = e.into_inner();
         AofContentError::Format {
-            path: manifest.clone(),
+            path: manifest.to_path_buf(),
             offset: e.offset,
             reason: format!("expected {}", e.expected),
         }
@@ -420,7 +452,36 @@ pub fn read_aof_file<V: EntryVisitor>(
         reason: e.to_string(),
     })?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut src = Source::open_file(file, len);
+    read_aof_source(&mut Source::open_file(file, len), len, path, base, command)
+}
+
+/// [`read_aof_file`] of a file arriving as a stream of `len` bytes (a file on another
+/// host, read through it): never held whole. `path` names it in errors.
+pub fn read_aof_stream<R: Read, V: EntryVisitor>(
+    reader: R,
+    len: u64,
+    path: &Path,
+    base: &mut V,
+    command: &mut OnCommand<'_>,
+) -> Result<(), AofContentError> {
+    let mut src = Source::new(reader, 0, len);
+    let read = read_aof_source(&mut src, len, path, base, command);
+    match (read, src.io_error()) {
+        (Err(AofContentError::Format { .. }), Some(io)) => Err(AofContentError::Io {
+            path: path.to_path_buf(),
+            reason: io.to_string(),
+        }),
+        (read, _) => read,
+    }
+}
+
+fn read_aof_source<R: Read, V: EntryVisitor>(
+    src: &mut Source<R>,
+    len: u64,
+    path: &Path,
+    base: &mut V,
+    command: &mut OnCommand<'_>,
+) -> Result<(), AofContentError> {
     let format = |offset: u64, reason: String| AofContentError::Format {
         path: path.to_path_buf(),
         offset,
@@ -431,7 +492,7 @@ pub fn read_aof_file<V: EntryVisitor>(
         .map(|h| h.to_vec())
         .unwrap_or_default();
     if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
-        let mut rdb = Rdb::new(&mut src, None, 0);
+        let mut rdb = Rdb::new(src, None, 0);
         super::entries::walk(&mut rdb, base).map_err(|e| {
             format(
                 e.offset,
@@ -446,7 +507,7 @@ pub fn read_aof_file<V: EntryVisitor>(
         if src.at_end() {
             break;
         }
-        if !read_command(&mut src, &mut line, &mut args).map_err(|r| format(at, r))? {
+        if !read_command(src, &mut line, &mut args).map_err(|r| format(at, r))? {
             continue;
         }
         command(&args, at).map_err(|reason| AofContentError::NotReplayed {

@@ -273,11 +273,17 @@ fn check_single_aof(path: &Path, opts: &CheckOptions) -> FileReport {
 /// Finds the manifest of an `appendonlydir/`: the one `*.manifest` file in it.
 pub(super) fn find_manifest(dir: &Path) -> Result<PathBuf, String> {
     let entries = fs::read_dir(dir).map_err(|e| format!("a readable directory ({e})"))?;
-    let mut found: Vec<PathBuf> = entries
+    let found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "manifest") && p.is_file())
         .collect();
+    choose_manifest(found)
+}
+
+/// The manifest among the `*.manifest` files of an AOF directory: the one, or
+/// `appendonly.aof.manifest` among several.
+pub(super) fn choose_manifest(mut found: Vec<PathBuf>) -> Result<PathBuf, String> {
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),

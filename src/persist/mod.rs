@@ -66,7 +66,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub use aof_content::{aof_parts, digest_of_aof, read_aof_file, AofContentError, OnCommand};
+pub use aof_content::{
+    aof_parts, aof_parts_listed, digest_of_aof, read_aof_file, read_aof_stream, AofContentError,
+    OnCommand,
+};
 pub use digest::{
     digest_of_rdb, digest_of_rdb_stream, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey,
     KeyState, SettledDigest, SlotSum, ValueHasher,

@@ -508,15 +508,11 @@ async fn replay_masters(
             .iter()
             .find(|x| x.id == source.from_shard)
             .map(|x| x.node);
-        if let Some(node) = node.filter(|n| hosts.is_remote(*n)) {
-            return Err(RecoverError::Replay {
-                shard: s.shard,
-                path: source.path.clone(),
-                reason: format!(
-                    "it lies on node:{node}'s host, and replay reads files on this machine only: copy it here and point a local node's recovery path at it"
-                ),
-            });
-        }
+        // Another host's file is streamed through it, never copied here.
+        let file = match node {
+            Some(node) => crate::replay::ReplayFile::on(hosts, node, source.path.clone()),
+            None => crate::replay::ReplayFile::Local(source.path.clone()),
+        };
         stage(&format!("replaying `{}`", source.path.display()));
         let addr = crate::db::shard_addr(cluster, db, s.shard)
             .ok_or_else(|| RecoverError::Internal(format!("redis:{} has no node", s.shard)))?;
@@ -524,9 +520,9 @@ async fn replay_masters(
             slots: crate::ccs::SlotRange::ALL,
             addr,
         };
-        let (path, cluster_mode) = (source.path.clone(), db.config.shards > 1);
+        let cluster_mode = db.config.shards > 1;
         tokio::task::spawn_blocking(move || {
-            crate::replay::write_all(&[path], &[target], cluster_mode, &|_| {})
+            crate::replay::write_files(&[file], &[target], cluster_mode, &|_| {})
         })
         .await
         .map_err(|e| RecoverError::Internal(e.to_string()))?

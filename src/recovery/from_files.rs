@@ -2,7 +2,8 @@
 //! (`allow_empty`, its files not found then) gets the files found since, as long as those
 //! masters have taken no write: their keys are written into the live masters (fenced, as
 //! a restore fences), counted and proved against the files. The masters that came back
-//! with data are not touched.
+//! with data are not touched. Masters and files on other hosts are filled the same way:
+//! each file is streamed through its host to the writer here, and proved the same.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,8 +14,11 @@ use super::apply::Recovery;
 use super::plan::{Outcome, Source};
 use crate::ccs::{Cluster, Database, DbState, Id, Shard, StoreError, StoreLock};
 use crate::error::{DomainError, ErrorKind};
+use crate::host::Hosts;
 use crate::progress::Progress;
+use crate::replay::ReplayFile;
 use crate::server::{connect, info, ServerError, ShardAddr};
+use crate::verify::DataSource;
 
 /// Why `from_files` wrote nothing, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +27,6 @@ pub enum FillError {
     NotBack { id: Id, name: String },
     #[error("db:{id} `{name}` did not come back EMPTY: `from_files` only fills masters a recovery brought back without their files (`allow_empty`); to replace live data, restore a backup (`restore task create`)")]
     NotEmpty { id: Id, name: String },
-    #[error("redis:{shard} is on node:{node}, another host: `from_files` reads the files on this machine")]
-    Remote { shard: Id, node: Id },
     #[error("redis:{shard} does not answer ({reason}): `from_files` fills a running master; bring it up first (`restart db {}`)", crate::lang::quote(.name))]
     NotAnswering {
         shard: Id,
@@ -67,7 +69,6 @@ impl DomainError for FillError {
             FillError::NotBack { .. } | FillError::NotEmpty { .. } | FillError::Touched { .. } => {
                 ErrorKind::Conflict
             }
-            FillError::Remote { .. } => ErrorKind::Usage,
             FillError::NotAnswering { .. } => ErrorKind::Unavailable,
             FillError::Missing { .. } => ErrorKind::NotFound,
             FillError::Failed { .. } => ErrorKind::Damaged,
@@ -138,14 +139,11 @@ pub async fn from_files(
         return Err(FillError::NotEmpty { id: db.id, name });
     }
     for s in &empty {
-        if cluster.nodes.get(&s.node).is_some_and(|n| n.ssh.is_some()) {
-            return Err(FillError::Remote {
-                shard: s.id,
-                node: s.node,
-            });
-        }
         untouched(cluster, &db, s).await?;
     }
+    let hosts = cluster
+        .hosts()
+        .map_err(|e| FillError::Internal(format!("the nodes' hosts cannot be set up: {e}")))?;
 
     let sources = sources_of(cluster, &db, &empty, redis_server, allow_stale).await?;
 
@@ -158,7 +156,7 @@ pub async fn from_files(
     };
     for (shard, source) in &sources {
         let task = progress.task(&format!("db:{} redis:{} from files", db.id, shard.id), 0);
-        let result = fill(cluster, &db, shard, source, &fence, counts_only).await;
+        let result = fill(&hosts, cluster, &db, shard, source, &fence, counts_only).await;
         match result {
             Ok((keys, proof)) => {
                 task.finish("filled");
@@ -351,6 +349,7 @@ async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), Fi
 /// `counts_only`) proves the content, then unfences. On failure the master is emptied
 /// again (it held nothing, and no client could write while fenced) and unfenced.
 async fn fill(
+    hosts: &Hosts,
     cluster: &Cluster,
     db: &Database,
     shard: &Shard,
@@ -363,11 +362,12 @@ async fn fill(
         .nodes
         .get(&shard.node)
         .ok_or_else(|| format!("node:{} is not in the cluster", shard.node))?;
-    let file = crate::restore::FenceFile::local(&node.shard_dir(db.id, shard.id));
+    let file =
+        crate::restore::FenceFile::in_dir(hosts.of(node.id), &node.shard_dir(db.id, shard.id));
     crate::restore::fence_shard(&a, fence, &file).await?;
     let mut fenced = a.clone();
     fenced.password = Some(fence.to_string());
-    let result = write_and_check(db, shard, source, &fenced, counts_only).await;
+    let result = write_and_check(hosts, db, shard, source, &fenced, counts_only).await;
     if result.is_err() {
         if let Ok(mut con) = connect(&fenced, TIMEOUT).await {
             let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
@@ -379,6 +379,7 @@ async fn fill(
 }
 
 async fn write_and_check(
+    hosts: &Hosts,
     db: &Database,
     shard: &Shard,
     source: &Source,
@@ -389,9 +390,20 @@ async fn write_and_check(
         slots: shard.slots.unwrap_or(crate::ccs::SlotRange::ALL),
         addr: fenced.clone(),
     };
-    let (path, cluster_mode) = (source.path.clone(), db.config.shards > 1);
+    // The node whose old files these are: a file on another host is streamed through it.
+    let from = db
+        .shards
+        .iter()
+        .find(|s| s.id == source.from_shard)
+        .map(|s| s.node)
+        .filter(|n| hosts.is_remote(*n));
+    let file = match from {
+        Some(node) => ReplayFile::on(hosts, node, source.path.clone()),
+        None => ReplayFile::Local(source.path.clone()),
+    };
+    let cluster_mode = db.config.shards > 1;
     tokio::task::spawn_blocking(move || {
-        crate::replay::write_all(&[path], &[target], cluster_mode, &|_| {})
+        crate::replay::write_files(&[file], &[target], cluster_mode, &|_| {})
     })
     .await
     .map_err(|e| e.to_string())?
@@ -413,7 +425,16 @@ async fn write_and_check(
     if counts_only {
         return Ok((keys, None));
     }
-    let files = vec![crate::verify::source_file(&source.path).map_err(|e| e.to_string())?];
+    let files = vec![match from {
+        Some(node) => DataSource::Remote {
+            host: hosts.of(node),
+            path: source.path.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        },
+        None => {
+            DataSource::Path(crate::verify::source_file(&source.path).map_err(|e| e.to_string())?)
+        }
+    }];
     // Fenced: no client reads while the DUMPs skip LZF.
     let opts = crate::persist::DigestOptions {
         uncompressed_dumps: true,
@@ -421,7 +442,7 @@ async fn write_and_check(
         ..Default::default()
     };
     let c =
-        crate::verify::verify_content(&files, std::slice::from_ref(fenced), &opts, PROOF_TIMEOUT)
+        crate::verify::verify_sources(&files, std::slice::from_ref(fenced), &opts, PROOF_TIMEOUT)
             .await
             .map_err(|e| format!("the content proof could not run: {e}"))?;
     if !c.equal {

@@ -353,7 +353,12 @@ impl Inspect<'_> {
             let canon = |p: &Path| disk.canonical(node.id, p);
             let recovery = node.recovery_path.as_deref().map(canon);
             let mut lives = disk.recovered_family(node.id, &node.persistent_path);
-            if !self.refill {
+            if self.refill {
+                // The family holds the current path too: what came back EMPTY (an AOF
+                // server writes its empty AOF at once) is no newer data.
+                let current = canon(&node.persistent_path);
+                lives.retain(|p| canon(p) != current);
+            } else {
                 lives.push(node.persistent_path.clone());
             }
             lives.sort();

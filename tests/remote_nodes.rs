@@ -927,3 +927,95 @@ fn replay_and_from_files_stream_the_ssh_hosts_files() {
     run("delete db snap").ok();
     run("delete db log").ok();
 }
+
+/// No CCS backup given: `cluster recover cluster_id <id>` rebuilds the configuration
+/// from the identity files on this machine's old disk and on the SSH host's
+/// (`recovery_path ssh://host/dir`), read through the host; the node found there is
+/// reached over SSH. A wrong cluster_id and a too-small alloc_id are refused as for a
+/// local disk, naming the remote files; `recover all` then brings the data back on both.
+#[test]
+fn identity_files_on_the_ssh_host_rebuild_the_configuration() {
+    let lab = SshLab::new();
+    let host = lab.host();
+    let disks = tempfile::tempdir().unwrap();
+    let local = |rel: &str| disks.path().join(rel);
+    let old = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(disks.path());
+    let run = runner(&old, &lab);
+    let base = local_node_on(&old, disks.path()) + 30;
+    add_ssh_node(&run, &host, base + 30);
+    run("create db spread shards 2 persistence snapshot").ok();
+    let shards = shards_of(&run, "spread");
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    keys(&endpoint, 30, true);
+    let want = keys(&endpoint, 30, false);
+    for s in &shards {
+        let addr = if s["node"] == 2 {
+            &host.addr
+        } else {
+            "127.0.0.1"
+        };
+        let url = format!("redis://{addr}:{}", s["port"]);
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    }
+    let cluster_id = old.ccs()["cluster_id"].as_str().unwrap().to_string();
+    kill9(&host.pids());
+    kill9(&common::procs::pids_under(disks.path()));
+    drop(run);
+    drop(old);
+    std::fs::rename(local("old/node1"), local("disk1")).unwrap();
+    std::fs::rename(host.path("n2"), host.path("disk2")).unwrap();
+    let remote_before = tree(&host.path("disk2"));
+    let url = format!("ssh://{}{}", host.target(), host.path("disk2").display());
+
+    let lz = common::Lazarus::new();
+    let run = runner(&lz, &lab);
+    run(&format!(
+        "cluster recover cluster_id 999 recovery_path {url}"
+    ))
+    .fails(1)
+    .stderr_has(&format!(
+        "no shard identity file of cluster_id 999 found under `{url}`"
+    ))
+    .stderr_has(&format!("found files of cluster_id {cluster_id} only"));
+    run(&format!(
+        "cluster recover cluster_id {cluster_id} recovery_path {url} alloc_id 2"
+    ))
+    .fails(1)
+    .stderr_has("alloc_id 2 is too small")
+    .stderr_has(&host.path("disk2").display().to_string());
+    assert!(!lz.path("ccs.json").exists(), "nothing stored");
+
+    let out = run(&format!(
+        "cluster recover cluster_id {cluster_id} recovery_path {} {url}",
+        local("disk1").display()
+    ))
+    .ok();
+    assert!(
+        out.stdout.contains("this machine is node:1"),
+        "{}",
+        out.stdout
+    );
+    let ccs = lz.ccs();
+    let node2 = &ccs["nodes"]["2"];
+    assert_eq!(node2["ssh"]["host"], host.addr.as_str(), "{node2}");
+    assert_eq!(
+        node2["recovery_path"],
+        host.path("disk2").display().to_string(),
+        "{node2}"
+    );
+    assert!(ccs["nodes"]["1"]["ssh"].is_null());
+    // The node's new data goes beside its old disk, there; its CCS backup too.
+    let pp = host.path("disk2-recovered");
+    assert_eq!(node2["persistent_path"], pp.display().to_string());
+    assert!(pp.join("ccs/ccs.json").is_file());
+
+    run("recover all").ok().stdout_has("Completed successfully");
+    assert_eq!(host.pids().len(), 1, "the host's shard runs there again");
+    let shards = shards_of(&run, "spread");
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    assert_eq!(keys(&endpoint, 30, false), want);
+    assert_eq!(tree(&host.path("disk2")), remote_before);
+    run("delete db spread").ok();
+}

@@ -34,7 +34,7 @@ pub use codec::{
 };
 pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
 pub use plain::PlainRead;
-pub use remote::RunsError;
+pub use remote::{parse_url as parse_ssh_url, RunsError};
 pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
 pub use snapshot::SnapshotConn;
 pub(crate) use snapshot::{connect_stream, hex, Stream};

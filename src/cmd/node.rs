@@ -1,6 +1,6 @@
 //! `node ...`: adding and removing nodes, setting and clearing a node's recovery path.
 
-mod remote;
+pub(super) mod remote;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -133,6 +133,22 @@ impl Disk {
         Some(scans.entries.get(&(node, path.to_path_buf())).copied())
     }
 
+    /// Scans `path` on a remote node down to `depth` levels now, so questions about what
+    /// lies below it are answered from one `find` (nothing for this machine's nodes).
+    pub fn scan_below(&self, node: NodeId, path: &Path, depth: usize) {
+        let _ = self.seen(node, path, depth.saturating_sub(SCAN_DEPTH));
+    }
+
+    /// The nodes `hosts` reaches, for reading disks only (no file is validated there).
+    /// Call from within the runtime.
+    pub fn of_hosts(hosts: Hosts) -> Disk {
+        Disk {
+            hosts,
+            handle: tokio::runtime::Handle::try_current().ok(),
+            ..Disk::local()
+        }
+    }
+
     /// The scanned entries directly in `dir`.
     fn seen_children(&self, node: NodeId, dir: &Path) -> Vec<(String, Seen)> {
         let scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());

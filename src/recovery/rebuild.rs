@@ -223,6 +223,32 @@ pub fn choose_alloc_id(
     })
 }
 
+/// Runs `f` on a thread of its own inside a runtime of its own: code that is not async
+/// (this module's) asks other hosts through blocking calls on that runtime, which must
+/// not be the caller's (a command's, which may be waiting on this very thread).
+pub(crate) fn off_runtime<T: Send>(
+    f: impl FnOnce() -> Result<T, RebuildError> + Send,
+) -> Result<T, RebuildError> {
+    let failed = |reason: String| RebuildError::BadPath {
+        path: PathBuf::new(),
+        reason: format!("the hosts cannot be reached: {reason}"),
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| failed(e.to_string()))?;
+                let _in = rt.enter();
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(failed("the reading thread panicked".into())))
+    })
+}
+
 /// Makes a path absolute without touching the disk beyond the current directory, so the
 /// CCS never records a path that means something else from another directory.
 pub(crate) fn absolute(path: &Path) -> Result<PathBuf, RebuildError> {

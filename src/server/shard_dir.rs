@@ -71,7 +71,7 @@ pub fn shard_dirs_in(db_dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// `db-<n>` / `shard-<n>`: the id in a directory name, if it is one of ours.
-fn id_in_name(name: &str, prefix: &str) -> Option<u64> {
+pub(crate) fn id_in_name(name: &str, prefix: &str) -> Option<u64> {
     let digits = name.strip_prefix(prefix)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -71,6 +71,7 @@ pub(super) const FROM_IDENTITIES: CommandSyntax = CommandSyntax {
     examples: &[
         "cluster recover cluster_id 42 recovery_path /mnt/old-node1 /mnt/old-node2",
         "cluster recover cluster_id 42 recovery_path /mnt/old name prod node_uid 2 alloc_id 1000",
+        "cluster recover cluster_id 42 recovery_path /mnt/old-node1 ssh://ops@db2/mnt/old-node2",
     ],
     build: build_from_identities,
 };
@@ -126,6 +127,9 @@ pub(super) async fn apply(
     let server = given
         .map(super::super::node::check_redis_server)
         .transpose()?;
+    if let RecoverRequest::Identities(r) = req {
+        check_remote_paths(&r.recovery_paths).await?;
+    }
     let mut rebuilt = rebuild::recover(&ctx.store, req, server)?;
     if let Some(mut material) = material {
         let lock = ctx.store.lock()?;
@@ -146,6 +150,23 @@ pub(super) async fn apply(
         RecoverRequest::Identities(_) => "its shard identity files",
     };
     Reply::of(&ClusterRecovered::new(&rebuilt, from))
+}
+
+/// Each `ssh://[user@]host[:port]/dir` recovery path: the host answers with a known key
+/// (an unknown one is refused with what `ssh-keyscan` sees) and the directory is there
+/// and readable, as `node <id> recovery_path set` checks a node's, before anything is
+/// read or stored.
+async fn check_remote_paths(paths: &[PathBuf]) -> Result<(), CommandError> {
+    for path in paths {
+        let text = path.to_string_lossy();
+        if !text.starts_with("ssh://") {
+            continue;
+        }
+        let (target, dir) = crate::backup::parse_ssh_url(&text).map_err(CommandError::usage)?;
+        let check = super::super::node::remote::RemoteCheck::connect(&target).await?;
+        check.recovery_path(&dir).await?;
+    }
+    Ok(())
 }
 
 /// `cluster recover`: the configuration brought back, the allocator chosen, what was

@@ -2,9 +2,9 @@
 //! never over a node backup that is another cluster's or newer than what is written.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::ccs::{Cluster, NodeServer, Store};
+use crate::ccs::{Cluster, Id, NodeServer, Store};
 
 use super::{from_backup, from_identities, FromBackup, FromIdentities, RebuildError, Rebuilt};
 
@@ -48,13 +48,16 @@ pub fn recover(
     }
     // The store writes the home first and the node backups after: make sure every backup
     // directory can exist before the home is written, so a bad path changes nothing.
-    for node in rebuilt.cluster.nodes.values() {
+    for node in rebuilt.cluster.nodes.values().filter(|n| n.ssh.is_none()) {
         fs::create_dir_all(node.ccs_backup_dir()).map_err(|e| RebuildError::BadPath {
             path: node.persistent_path.clone(),
             reason: format!("cannot create it for `node:{}`: {e}", node.id),
         })?;
     }
-    check_backup_targets(&rebuilt.cluster)?;
+    check_backup_targets(&rebuilt.cluster, false, |_, path| fs::read(path))?;
+    if rebuilt.cluster.nodes.values().any(|n| n.ssh.is_some()) {
+        prepare_remote(&rebuilt.cluster)?;
+    }
     lock.save(&mut rebuilt.cluster)?;
     Ok(rebuilt)
 }
@@ -98,17 +101,49 @@ fn adopt_live(rebuilt: &mut Rebuilt) {
     }
 }
 
+/// [`recover`]'s preparation of the nodes on other hosts, through their hosts: their
+/// backup directories made, what their backups would replace checked.
+fn prepare_remote(cluster: &Cluster) -> Result<(), RebuildError> {
+    super::off_runtime(|| {
+        let hosts = cluster.hosts().map_err(|e| RebuildError::BadPath {
+            path: PathBuf::new(),
+            reason: format!("no private directory for the ssh connections: {e}"),
+        })?;
+        let rt = tokio::runtime::Handle::current();
+        let remote = || cluster.nodes.values().filter(|n| n.ssh.is_some());
+        for node in remote() {
+            rt.block_on(hosts.of(node.id).create_private_dir(&node.ccs_backup_dir()))
+                .map_err(|e| RebuildError::BadPath {
+                    path: node.persistent_path.clone(),
+                    reason: format!(
+                        "cannot create it for `node:{}` on {}: {e}",
+                        node.id,
+                        hosts.of(node.id).name()
+                    ),
+                })?;
+        }
+        check_backup_targets(cluster, true, |node, path| {
+            rt.block_on(hosts.of(node).read(path))
+        })
+    })
+}
+
 /// Refuses to store when a node's `ccs/ccs.json` would replace a document that is not an
 /// older backup of this same cluster: another cluster's configuration, something
-/// unreadable, or a newer backup (which the operator should recover from instead).
-fn check_backup_targets(cluster: &Cluster) -> Result<(), RebuildError> {
-    for node in cluster.nodes.values() {
+/// unreadable, or a newer backup (which the operator should recover from instead). The
+/// nodes on other hosts (`remote`) or those of this machine, read with `read`.
+fn check_backup_targets(
+    cluster: &Cluster,
+    remote: bool,
+    read: impl Fn(Id, &Path) -> std::io::Result<Vec<u8>>,
+) -> Result<(), RebuildError> {
+    for node in cluster.nodes.values().filter(|n| n.ssh.is_some() == remote) {
         let path = node.ccs_backup_dir().join("ccs.json");
         let refuse = |reason: String| RebuildError::BackupTarget {
             path: path.clone(),
             reason,
         };
-        let bytes = match fs::read(&path) {
+        let bytes = match read(node.id, &path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(refuse(e.to_string())),

@@ -2,6 +2,9 @@
 //! and every id they prove was handed out.
 //!
 //! Only reads. Files under a recovery path are the operator's last copy of the data.
+//!
+//! The `*_on` forms read where [`On`] says: this machine (as the plain forms do), or
+//! another host through [`Disk`] (`cluster recover ... recovery_path ssh://host/dir`).
 
 use crate::server::shard_dir::{db_dirs_in, shard_dirs_in, REDIS_DIR};
 use std::fmt;
@@ -11,6 +14,50 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::ccs::{Id, ShardIdentity, SHARD_IDENTITY_FILE};
+use crate::host::NodeId;
+use crate::recovery::files::Disk;
+use crate::server::shard_dir::{id_in_name, DB_PREFIX, SHARD_PREFIX};
+
+/// Where a disk is read: `place` [`HERE`] is this machine; any other is a host of `disk`.
+#[derive(Clone, Copy)]
+pub struct On<'a> {
+    pub disk: &'a Disk,
+    pub place: NodeId,
+}
+
+/// The place of this machine in an [`On`].
+pub const HERE: NodeId = 0;
+
+impl On<'_> {
+    pub fn is_here(&self) -> bool {
+        self.place == HERE
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.disk.is_dir(self.place, path)
+    }
+
+    /// Sorted subdirectories of `dir` named `<prefix><id>`.
+    fn id_dirs(&self, dir: &Path, prefix: &str) -> Vec<(u64, PathBuf)> {
+        let Ok(names) = self.disk.list(self.place, dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(u64, PathBuf)> = names
+            .into_iter()
+            .filter_map(|n| Some((id_in_name(&n, prefix)?, dir.join(n))))
+            .filter(|(_, p)| self.is_dir(p))
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn db_dirs(&self, root: &Path) -> Vec<(u64, PathBuf)> {
+        if self.is_here() {
+            return db_dirs_in(root);
+        }
+        self.id_dirs(&root.join(REDIS_DIR), DB_PREFIX)
+    }
+}
 
 /// How deep below a given path to look for node roots (directories holding `redis/`), so
 /// an operator can name the directory the old nodes' disks are mounted under.
@@ -45,6 +92,34 @@ pub fn read_identity(dir: &Path) -> IdentityRead {
     }
 }
 
+/// [`shard_dirs`] where `on` says.
+pub fn shard_dirs_on(on: On, root: &Path) -> Vec<ShardDir> {
+    if on.is_here() {
+        return shard_dirs(root);
+    }
+    let mut out = Vec::new();
+    for (db, db_dir) in on.db_dirs(root) {
+        for (shard, dir) in on.id_dirs(&db_dir, SHARD_PREFIX) {
+            let identity = match on.disk.read(on.place, &dir.join(SHARD_IDENTITY_FILE)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => IdentityRead::Missing,
+                Err(e) => IdentityRead::Bad(e.to_string()),
+                Ok(bytes) => match crate::server::IdentityRead::parse(bytes) {
+                    crate::server::IdentityRead::Found(i) => IdentityRead::Found(Box::new(i)),
+                    crate::server::IdentityRead::Corrupt(_, e) => IdentityRead::Bad(e.to_string()),
+                    _ => IdentityRead::Missing,
+                },
+            };
+            out.push(ShardDir {
+                dir,
+                db,
+                shard,
+                identity,
+            });
+        }
+    }
+    out
+}
+
 /// Every shard directory under `root/redis/`, in id order.
 pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
     let mut out = Vec::new();
@@ -73,6 +148,55 @@ pub fn unreadable_dirs(root: &Path) -> Vec<(PathBuf, String)> {
         .into_iter()
         .filter_map(|(_, dir)| fs::read_dir(&dir).err().map(|e| (dir, e.to_string())))
         .collect()
+}
+
+/// [`unreadable_dirs`] where `on` says.
+pub fn unreadable_dirs_on(on: On, root: &Path) -> Vec<(PathBuf, String)> {
+    if on.is_here() {
+        return unreadable_dirs(root);
+    }
+    let redis = root.join(REDIS_DIR);
+    if let Err(e) = on.disk.list(on.place, &redis) {
+        return vec![(redis, e.to_string())];
+    }
+    on.db_dirs(root)
+        .into_iter()
+        .filter_map(|(_, dir)| {
+            let listed = on.disk.list(on.place, &dir);
+            listed.err().map(|e| (dir, e.to_string()))
+        })
+        .collect()
+}
+
+/// [`node_roots`] where `on` says: another host's tree is scanned in one go first.
+pub fn node_roots_on(on: On, path: &Path) -> Vec<PathBuf> {
+    if on.is_here() {
+        return node_roots(path);
+    }
+    // Down to the identity files of the deepest root: one `find` answers the walk.
+    on.disk.scan_below(on.place, path, ROOT_SEARCH_DEPTH + 4);
+    fn walk(on: On, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if on.is_dir(&dir.join(REDIS_DIR)) {
+            out.push(dir.to_path_buf());
+            return;
+        }
+        if depth == 0 {
+            return;
+        }
+        let Ok(mut names) = on.disk.list(on.place, dir) else {
+            return;
+        };
+        names.sort();
+        for name in names {
+            let sub = dir.join(name);
+            if on.is_dir(&sub) {
+                walk(on, &sub, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(on, path, ROOT_SEARCH_DEPTH, &mut out);
+    out
 }
 
 /// Node roots at or below `path`: `path` itself when it holds `redis/`, else its
@@ -164,7 +288,17 @@ impl IdScan {
     /// allocator. Shard directories of another cluster are left out: their ids are not
     /// ours to avoid.
     pub fn scan_root(&mut self, root: &Path, cluster_id: u64) {
-        for shard in shard_dirs(root) {
+        self.scan_root_on(None, root, cluster_id)
+    }
+
+    /// [`IdScan::scan_root`] where `on` says (`None`: this machine).
+    pub fn scan_root_on(&mut self, on: Option<On>, root: &Path, cluster_id: u64) {
+        let on = on.filter(|o| !o.is_here());
+        let shards = match on {
+            Some(on) => shard_dirs_on(on, root),
+            None => shard_dirs(root),
+        };
+        for shard in shards {
             if let IdentityRead::Found(identity) = &shard.identity {
                 if identity.cluster_id != cluster_id {
                     continue;
@@ -182,11 +316,19 @@ impl IdScan {
             self.see(shard.shard, SightingKind::ShardDir, &shard.dir);
         }
         // A database directory whose shard directories are gone still used its id.
-        for (db, db_dir) in db_dirs_in(root) {
+        let dbs = match on {
+            Some(on) => on.db_dirs(root),
+            None => db_dirs_in(root),
+        };
+        for (db, db_dir) in dbs {
             self.see(db, SightingKind::DbDir, &db_dir);
         }
         let backup = root.join("ccs").join("ccs.json");
-        if let Some(alloc_id) = backup_alloc_id(&backup, cluster_id) {
+        let alloc_id = match on {
+            Some(on) => backup_field_on(on, &backup, cluster_id, "alloc_id"),
+            None => backup_alloc_id(&backup, cluster_id),
+        };
+        if let Some(alloc_id) = alloc_id {
             if alloc_id > 0 {
                 self.see(alloc_id - 1, SightingKind::Backup, &backup);
             }
@@ -197,8 +339,16 @@ impl IdScan {
 /// A field of a CCS backup of `cluster_id`, read loosely: any format, any shape, so an
 /// older or damaged backup still tells which ids were used.
 fn backup_field(path: &Path, cluster_id: u64, field: &str) -> Option<u64> {
-    let bytes = fs::read(path).ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    field_of(&fs::read(path).ok()?, cluster_id, field)
+}
+
+/// [`backup_field`] of a backup where `on` says.
+pub fn backup_field_on(on: On, path: &Path, cluster_id: u64, field: &str) -> Option<u64> {
+    field_of(&on.disk.read(on.place, path).ok()?, cluster_id, field)
+}
+
+fn field_of(bytes: &[u8], cluster_id: u64, field: &str) -> Option<u64> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     if crate::ccs::model::cluster_id_text::of(&doc)? != cluster_id {
         return None;
     }

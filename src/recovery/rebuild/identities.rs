@@ -1,67 +1,166 @@
 //! The configuration rebuilt from shard identity files alone, for when no CCS backup
-//! survived.
+//! survived. The old disks may be on this machine or on other hosts
+//! (`recovery_path ssh://[user@]host[:port]/dir`): those are read through their host,
+//! and the nodes found there are reached over SSH.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::ccs::{Cluster, Id, Node, PortRange, ShardIdentity, CCS_FORMAT, SHARD_IDENTITY_FILE};
+use crate::host::{Hosts, NodeId, SshTarget};
+use crate::recovery::files::Disk;
 
-use super::disk::{self, IdScan, IdentityRead};
+use super::disk::{self, IdScan, IdentityRead, On, HERE};
 use super::{absolute, choose_alloc_id, overlaps, FromIdentities, RebuildError, Rebuilt};
 
 /// An identity file of our cluster and where it was found.
 pub(super) struct Found {
-    pub root: PathBuf,
+    pub root: Root,
     pub file: PathBuf,
     pub identity: ShardIdentity,
 }
 
-fn quoted_paths(paths: &[PathBuf]) -> String {
-    let list: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+/// A node root (a directory holding `redis/`) and the place it is on: [`HERE`], or the
+/// number of the given recovery path on another host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Root {
+    pub place: NodeId,
+    pub path: PathBuf,
+}
+
+/// The given recovery paths: each with its place, and the SSH target of each place.
+struct Places {
+    given: Vec<Root>,
+    targets: BTreeMap<NodeId, SshTarget>,
+}
+
+impl Places {
+    fn parse(paths: &[PathBuf]) -> Result<Places, RebuildError> {
+        let mut given = Vec::new();
+        let mut targets = BTreeMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let text = path.to_string_lossy();
+            if text.starts_with("ssh://") {
+                let (target, dir) = crate::backup::parse_ssh_url(&text).map_err(|reason| {
+                    RebuildError::RecoveryPath {
+                        path: path.clone(),
+                        reason,
+                    }
+                })?;
+                let place = i as NodeId + 1;
+                targets.insert(place, target);
+                given.push(Root { place, path: dir });
+                continue;
+            }
+            let path = absolute(path)?;
+            // The rule `node <id> recovery_path set` applies; the path is kept as given
+            // (absolute), not resolved.
+            crate::ccs::rules::recovery_path(&path)?;
+            given.push(Root { place: HERE, path });
+        }
+        Ok(Places { given, targets })
+    }
+
+    fn target(&self, place: NodeId) -> Option<&SshTarget> {
+        self.targets.get(&place)
+    }
+
+    /// `path` as the operator names it: with `ssh://host` when it is on another host.
+    fn shown(&self, root: &Root) -> String {
+        match self.target(root.place) {
+            Some(t) => format!("ssh://{t}{}", root.path.display()),
+            None => root.path.display().to_string(),
+        }
+    }
+
+    /// Whether two places are the same machine.
+    fn same_machine(&self, a: NodeId, b: NodeId) -> bool {
+        self.target(a) == self.target(b)
+    }
+}
+
+fn quoted(places: &Places, roots: &[Root]) -> String {
+    let list: Vec<String> = roots
+        .iter()
+        .map(|r| format!("`{}`", places.shown(r)))
+        .collect();
     list.join(", ")
 }
 
 /// Rebuilds the configuration of `req.cluster_id` from the identity files under the
 /// recovery paths (not yet stored). Nodes without a given persistent path get
-/// `<home>/nodes/<id>`, as a new local cluster would.
+/// `<root>-recovered` beside their recovery path, or `<home>/nodes/<id>`, as a new local
+/// cluster would. Recovery paths on other hosts are read through their host, on a
+/// thread of its own (this is called from code that is not async).
 pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, RebuildError> {
+    let places = Places::parse(&req.recovery_paths)?;
+    if places.targets.is_empty() {
+        return rebuild(req, home, &places, &Disk::local());
+    }
+    super::off_runtime(|| {
+        let hosts =
+            Hosts::for_nodes(places.targets.iter().map(|(p, t)| (*p, Some(t)))).map_err(|e| {
+                RebuildError::RecoveryPath {
+                    path: PathBuf::from(places.shown(&places.given[0])),
+                    reason: format!("no private directory for the ssh connection: {e}"),
+                }
+            })?;
+        rebuild(req, home, &places, &Disk::of_hosts(hosts))
+    })
+}
+
+fn rebuild(
+    req: &FromIdentities,
+    home: &Path,
+    places: &Places,
+    disk: &Disk,
+) -> Result<Rebuilt, RebuildError> {
+    let on = |place: NodeId| On { disk, place };
     let mut notes = Vec::new();
     let mut problems = Vec::new();
-    let mut given = Vec::new();
-    for path in &req.recovery_paths {
-        let path = absolute(path)?;
-        // The rule `node <id> recovery_path set` applies; the path is kept as given
-        // (absolute), not resolved.
-        crate::ccs::rules::recovery_path(&path)?;
-        given.push(path);
-    }
+    let given = &places.given;
     if given.is_empty() {
         return Err(RebuildError::RecoveryPath {
             path: PathBuf::new(),
             reason: "no recovery path given".into(),
         });
     }
+    for g in given.iter().filter(|g| g.place != HERE) {
+        if !disk.is_dir(g.place, &g.path) {
+            return Err(RebuildError::RecoveryPath {
+                path: PathBuf::from(places.shown(g)),
+                reason: "it is not a directory there, or the host cannot be read".into(),
+            });
+        }
+    }
 
-    let mut roots: Vec<PathBuf> = Vec::new();
-    for path in &given {
-        let found = disk::node_roots(path);
+    let mut roots: Vec<Root> = Vec::new();
+    for g in given {
+        let found = disk::node_roots_on(on(g.place), &g.path);
         if found.is_empty() {
             problems.push(format!(
                 "no `redis/` directory at or below `{}`: nothing to recover there",
-                path.display()
+                places.shown(g)
             ));
         }
-        for root in found {
-            if !roots.contains(&root) {
-                if &root != path {
-                    notes.push(format!("found node data under `{}`", root.display()));
+        for path in found {
+            let root = Root {
+                place: g.place,
+                path,
+            };
+            let dup = roots
+                .iter()
+                .any(|r| r.path == root.path && places.same_machine(r.place, root.place));
+            if !dup {
+                if root.path != g.path {
+                    notes.push(format!("found node data under `{}`", places.shown(&root)));
                 }
                 roots.push(root);
             }
         }
     }
 
-    let (found, foreign) = collect(&roots, req.cluster_id, &mut problems);
+    let (found, foreign) = collect(disk, &roots, req.cluster_id, &mut problems);
     if found.is_empty() {
         let others = if foreign.is_empty() {
             String::new()
@@ -71,13 +170,13 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
         };
         return Err(RebuildError::NoIdentities {
             cluster_id: req.cluster_id,
-            searched: quoted_paths(&given),
+            searched: quoted(places, given),
             others,
         });
     }
 
     // Nodes: each on the recovery path where its shards were found.
-    let mut node_roots: BTreeMap<Id, PathBuf> = BTreeMap::new();
+    let mut node_roots: BTreeMap<Id, Root> = BTreeMap::new();
     let mut node_ports: BTreeMap<Id, Vec<u16>> = BTreeMap::new();
     let mut recorded: BTreeMap<Id, (Option<String>, Option<PortRange>)> = BTreeMap::new();
     for f in &found {
@@ -94,8 +193,8 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
             }
             Some(root) if root != &f.root => problems.push(format!(
                 "`node:{id}` has shards under both `{}` and `{}`: its recovery path is the first; set another with `node {id} recovery_path set <path>`",
-                root.display(),
-                f.root.display()
+                places.shown(root),
+                places.shown(&f.root)
             )),
             Some(_) => {}
         }
@@ -109,25 +208,48 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
             })
         }
         Some(id) => id,
-        None => *node_roots.keys().next().expect("found is not empty"),
+        // This machine's node: the first found on this machine's disks.
+        None => node_roots
+            .iter()
+            .find(|(_, r)| r.place == HERE)
+            .or_else(|| node_roots.iter().next())
+            .map(|(id, _)| *id)
+            .expect("found is not empty"),
     };
-    let all_roots: Vec<PathBuf> = node_roots.values().cloned().collect();
+    let all_roots: Vec<Root> = node_roots.values().cloned().collect();
+    let overlapping = |place: NodeId, p: &Path| {
+        all_roots
+            .iter()
+            .any(|r| places.same_machine(r.place, place) && overlaps(&r.path, p))
+    };
     let mut nodes = BTreeMap::new();
+    let mut node_places = BTreeMap::new();
     for (&id, root) in &node_roots {
         let persistent_path = match (&req.persistent_path, id == local) {
-            (Some(p), true) => absolute(p)?,
+            (Some(p), true) if root.place == HERE => absolute(p)?,
+            (Some(p), true) => p.clone(),
             // Beside its recovery path, outside the home: losing the home again never
             // loses the data recovered into it.
-            _ if beside(root).is_some() => beside(root).expect("checked"),
-            _ => {
-                let mut p = home.join("nodes").join(id.to_string());
-                if all_roots.iter().any(|r| overlaps(r, &p)) {
-                    p = home.join("nodes").join(format!("{id}-recovered"));
+            _ => match beside(on(root.place), &root.path) {
+                Some(p) => p,
+                None if root.place != HERE => {
+                    return Err(RebuildError::RecoveryPath {
+                        path: PathBuf::from(places.shown(root)),
+                        reason: format!(
+                            "no free `-recovered` directory beside it for `node:{id}`'s new data"
+                        ),
+                    })
                 }
-                absolute(&p)?
-            }
+                None => {
+                    let mut p = home.join("nodes").join(id.to_string());
+                    if overlapping(HERE, &p) {
+                        p = home.join("nodes").join(format!("{id}-recovered"));
+                    }
+                    absolute(&p)?
+                }
+            },
         };
-        if all_roots.iter().any(|r| overlaps(r, &persistent_path)) {
+        if overlapping(root.place, &persistent_path) {
             problems.push(format!(
                 "`node:{id}` persistent path `{}` overlaps a recovery path: recovering into it would rewrite the files recovered from",
                 persistent_path.display()
@@ -139,21 +261,24 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
             _ => recorded_addr.unwrap_or_else(|| "127.0.0.1".to_string()),
         };
         let port_range = covering_range(recorded_range, &node_ports[&id]);
+        let ssh = places.target(root.place).cloned();
         notes.push(format!(
-            "`node:{id}`: address {addr}, persistent path `{}`, recovery path `{}`, ports {port_range}",
+            "`node:{id}`: address {addr}, {}persistent path `{}`, recovery path `{}`, ports {port_range}",
+            ssh.as_ref().map_or(String::new(), |t| format!("on ssh://{t}, ")),
             persistent_path.display(),
-            root.display()
+            root.path.display()
         ));
+        node_places.insert(id, root.place);
         nodes.insert(
             id,
             Node {
                 id,
                 addr,
                 persistent_path,
-                recovery_path: Some(root.clone()),
+                recovery_path: Some(root.path.clone()),
                 port_range,
                 rack_id: None,
-                ssh: None,
+                ssh,
                 redis_server: None,
             },
         );
@@ -162,14 +287,14 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
     let mut databases = super::databases::databases(&found, &mut problems);
     // The newest CCS backup on these disks knows which databases were deleted (its
     // allocator had handed their ids out, its list no longer holds them).
-    if let Some((backup, alloc_id, listed)) = newest_backup(&all_roots, req.cluster_id) {
+    if let Some((backup, alloc_id, listed)) = newest_backup(disk, &all_roots, req.cluster_id) {
         databases.retain(|id, db| {
             let deleted = *id < alloc_id && !listed.contains(id);
             if deleted {
                 problems.push(format!(
                     "`db:{id}` `{}` is not in the newest CCS backup found, `{}`, which was written after it existed: it was deleted; left out, its files are untouched",
                     db.config.name,
-                    backup.display()
+                    places.shown(&backup)
                 ));
             }
             !deleted
@@ -189,11 +314,12 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
 
     let mut scan = IdScan::default();
     for root in &all_roots {
-        scan.scan_root(root, req.cluster_id);
+        scan.scan_root_on(Some(on(root.place)), &root.path, req.cluster_id);
     }
     for node in nodes.values() {
-        if node.persistent_path.is_dir() {
-            scan.scan_root(&node.persistent_path, req.cluster_id);
+        let place = node_places[&node.id];
+        if disk.is_dir(place, &node.persistent_path) {
+            scan.scan_root_on(Some(on(place)), &node.persistent_path, req.cluster_id);
         }
     }
     let alloc = choose_alloc_id(req.alloc_id, scan.largest)?;
@@ -219,12 +345,13 @@ pub fn from_identities(req: &FromIdentities, home: &Path) -> Result<Rebuilt, Reb
 }
 
 /// The newest (highest generation) CCS backup of `cluster_id` in `<root>/ccs/` under
-/// `roots`: its path, its allocator and the databases it lists. Read loosely, as ids are.
-fn newest_backup(roots: &[PathBuf], cluster_id: u64) -> Option<(PathBuf, Id, BTreeSet<Id>)> {
-    let mut best: Option<(u64, PathBuf, Id, BTreeSet<Id>)> = None;
+/// `roots`: where it is, its allocator and the databases it lists. Read loosely, as ids
+/// are.
+fn newest_backup(disk: &Disk, roots: &[Root], cluster_id: u64) -> Option<(Root, Id, BTreeSet<Id>)> {
+    let mut best: Option<(u64, Root, Id, BTreeSet<Id>)> = None;
     for root in roots {
-        let path = root.join("ccs").join("ccs.json");
-        let Ok(bytes) = std::fs::read(&path) else {
+        let path = root.path.join("ccs").join("ccs.json");
+        let Ok(bytes) = disk.read(root.place, &path) else {
             continue;
         };
         let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
@@ -242,14 +369,28 @@ fn newest_backup(roots: &[PathBuf], cluster_id: u64) -> Option<(PathBuf, Id, BTr
         };
         let listed = dbs.keys().filter_map(|k| k.parse().ok()).collect();
         if best.as_ref().is_none_or(|b| generation > b.0) {
-            best = Some((generation, path, alloc_id, listed));
+            let at = Root {
+                place: root.place,
+                path,
+            };
+            best = Some((generation, at, alloc_id, listed));
         }
     }
-    best.map(|(_, path, alloc, listed)| (path, alloc, listed))
+    best.map(|(_, at, alloc, listed)| (at, alloc, listed))
 }
 
-/// `<root>-recovered` (or the next free one), when its parent directory can be written.
-fn beside(root: &Path) -> Option<PathBuf> {
+/// `<root>-recovered` (or the next free one), when its parent directory can be written
+/// (on another host, whether it can is found when the node's directories are made).
+fn beside(on: On, root: &Path) -> Option<PathBuf> {
+    if !on.is_here() {
+        let name = root.file_name()?.to_string_lossy().into_owned();
+        return (1..100)
+            .map(|n| match n {
+                1 => root.with_file_name(format!("{name}-recovered")),
+                n => root.with_file_name(format!("{name}-recovered-{n}")),
+            })
+            .find(|p| !on.disk.exists(on.place, &p.join("redis")));
+    }
     let fresh = super::backup::fresh_sibling(root)?;
     let parent = fresh.parent()?;
     let writable = std::fs::metadata(parent).is_ok_and(|m| !m.permissions().readonly());
@@ -259,7 +400,8 @@ fn beside(root: &Path) -> Option<PathBuf> {
 /// Identity files of `cluster_id` under `roots`; everything else is reported and left
 /// out. Also returns the other cluster ids seen, for the error when none matched.
 fn collect(
-    roots: &[PathBuf],
+    disk: &Disk,
+    roots: &[Root],
     cluster_id: u64,
     problems: &mut Vec<String>,
 ) -> (Vec<Found>, BTreeSet<u64>) {
@@ -267,13 +409,17 @@ fn collect(
     let mut foreign = BTreeSet::new();
     let mut seen: BTreeMap<Id, PathBuf> = BTreeMap::new();
     for root in roots {
-        for (dir, reason) in disk::unreadable_dirs(root) {
+        let on = On {
+            disk,
+            place: root.place,
+        };
+        for (dir, reason) in disk::unreadable_dirs_on(on, &root.path) {
             problems.push(format!(
                 "cannot read `{}`: {reason}; any shard under it is left out",
                 dir.display()
             ));
         }
-        for dir in disk::shard_dirs(root) {
+        for dir in disk::shard_dirs_on(on, &root.path) {
             let file = dir.dir.join(SHARD_IDENTITY_FILE);
             let identity = match dir.identity {
                 IdentityRead::Found(identity) => *identity,

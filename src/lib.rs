@@ -43,9 +43,12 @@
 //! - [`verify`]: proof of content: the digest of persistence files against the digest of
 //!   a live database (SCAN + DUMP decoded by the same reader), naming the keys that differ.
 //! - [`backup`]: backups: consistent cuts of a database pulled over the Redis protocol,
-//!   checked as they stream, sealed by a manifest; repositories, locks, `due`, `keep`.
-//! - [`restore`]: restore tasks' work: verify a run against its target, then fence,
-//!   stage, swap, load, check, re-form, unfence, and roll back on failure.
+//!   checked as they stream, sealed by a manifest; repositories, locks, `due`, `keep`;
+//!   the services of the `backup` commands (`backup::service`).
+//! - [`restore`]: restore tasks: their services (`restore::Tasks`: create, verify,
+//!   start, retry, show, delete, for one database or several); verify a run against its
+//!   target, then fence, stage, swap, load, check, re-form, unfence, and roll back on
+//!   failure.
 //! - [`replay`]: keys decoded from RDB files written into live masters as `RESTORE`
 //!   commands, routed by slot, pipelined: files of another shard count (restore), or of
 //!   an RDB version the server cannot load (`recover ... replay`).

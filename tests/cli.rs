@@ -185,6 +185,26 @@ fn home_from_the_environment_and_a_corrupt_ccs() {
     assert!(out.status.success(), "{out:?}");
     assert!(other.join("ccs.json").is_file());
 
+    // A home that is not UTF-8 is refused before anything is made (it was an `internal`
+    // panic at the first save: the CCS holds its paths as text).
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut bytes = lz.path("home-").into_os_string().into_vec();
+    bytes.push(0xff);
+    let bad = std::ffi::OsStr::from_bytes(&bytes).to_os_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .args(["--json", "cluster", "create", "name", "badhome"])
+        .env("LAZARUS_HOME", &bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("LAZARUS_HOME") && stderr.contains("is not valid UTF-8"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!std::path::Path::new(&bad).exists(), "nothing may be made");
+
     std::fs::write(lz.path("ccs.json"), "{ torn").unwrap();
     lz.run("info cluster").fails(1).stderr_has(&format!(
         "`{}` is corrupt, left untouched",
@@ -203,7 +223,9 @@ fn home_from_the_environment_and_a_corrupt_ccs() {
 /// exit status: 2 for `usage`, 1 for the rest) and lists the next steps as `hints`.
 /// `interrupted` (Ctrl-C) needs a command that runs long enough: the databases suite's
 /// `ctrl_c_during_create_rolls_back` checks it; `internal` (a bug) cannot be caused on
-/// purpose, the unit tests of `shell::render` cover its JSON.
+/// purpose (the one way found, a LAZARUS_HOME that is not UTF-8 panicking at the first
+/// save, is refused now: `home_from_the_environment_and_a_corrupt_ccs`), the unit tests
+/// of `shell::render` cover its JSON.
 #[test]
 fn json_errors_carry_their_kind() {
     let lz = Lazarus::new();

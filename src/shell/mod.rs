@@ -65,6 +65,14 @@ pub fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         return Ok(home);
     }
     if let Some(home) = std::env::var_os("LAZARUS_HOME").filter(|h| !h.is_empty()) {
+        // The configuration holds its paths as text: a home that is not (a flag's value
+        // is refused by the parser) would make the first save fail half way.
+        let home = home.into_string().map_err(|h| {
+            anyhow::anyhow!(
+                "LAZARUS_HOME `{}` is not valid UTF-8: give `--home <dir>` or another LAZARUS_HOME",
+                h.to_string_lossy()
+            )
+        })?;
         return Ok(home.into());
     }
     directories::ProjectDirs::from("", "", "lazarus")

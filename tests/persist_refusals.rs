@@ -426,3 +426,21 @@ fn a_wrong_back_length_in_a_listpack_converted_on_load_is_not_ok() {
         }
     }
 }
+
+/// Look-alikes of faults the servers read past (the campaign's false alarms): every
+/// length that is not a string's is read with the "encoded" mark ignored (0xc2 as a count
+/// is 2, 0xc3 as a database is 3). (Version digits stay strict: redis-server 7.0 reads
+/// `REDIS+010` with atoi and loads it, valkey-server 8.1 refuses it.)
+#[test]
+fn lengths_read_as_the_server_reads_them() {
+    let set = [&[2u8][..], &s(b"s"), &[0xc2], &s(b"a"), &s(b"b")].concat();
+    loaded_by_all("a set count marked encoded", &rdb(10, &set), false);
+    let db = [&[0xfe, 0xc3][..], &string(b"k")].concat();
+    let (loads, r) = judge("a database number marked encoded", &rdb(10, &db), false);
+    for (who, load) in &loads {
+        let want = std::collections::BTreeMap::from([(3, 1)]);
+        assert_eq!(*load, Load::Loaded(want), "{who}");
+    }
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert_eq!(r.keys_per_db.get(&3), Some(&1));
+}

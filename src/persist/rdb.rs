@@ -426,10 +426,11 @@ impl<'a, R: Read> Rdb<'a, R> {
     }
 
     fn len_slow(&mut self) -> Result<u64, ParseError> {
-        let at = self.src.offset();
         match self.read_len()? {
             Len::Plain(n) => Ok(n),
-            Len::Encoded(_) => Err(ParseError::corrupt(at, "a length, not an encoded string")),
+            // The server reads every length that is not a string's with rdbLoadLen(rdb,
+            // NULL), which ignores the "encoded" mark and takes its low six bits.
+            Len::Encoded(n) => Ok(u64::from(n)),
         }
     }
 

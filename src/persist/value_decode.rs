@@ -119,10 +119,10 @@ impl Input for SliceInput<'_> {
         self.at as u64
     }
     fn len(&mut self) -> Result<u64, ParseError> {
-        let at = self.offset();
         match self.read_len()? {
             Len::Plain(n) => Ok(n),
-            Len::Encoded(_) => Err(ParseError::corrupt(at, "a length, not an encoded string")),
+            // As the server's rdbLoadLen(rdb, NULL): the low six bits of an "encoded" mark.
+            Len::Encoded(n) => Ok(u64::from(n)),
         }
     }
     fn count(&mut self, min_bytes: u64) -> Result<u64, ParseError> {

@@ -138,6 +138,42 @@ fn dbsize(port: u16) -> u64 {
     redis::cmd("DBSIZE").query(&mut con).unwrap()
 }
 
+/// The server's CPU seconds so far (user + system), from `INFO cpu`.
+fn server_cpu(port: u16) -> f64 {
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("INFO").arg("cpu").query(&mut con).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim_end().split_once(':')?;
+            matches!(k, "used_cpu_sys" | "used_cpu_user").then(|| v.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// This process's CPU seconds so far (user + system, every thread).
+fn own_cpu() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) };
+    // SAFETY: zeroed, then filled by getrusage.
+    let u = unsafe { u.assume_init() };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// The one-minute load average, as the machine is shared.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
 fn main() {
     let mb = env_num("LAZARUS_BENCH_MB", 1024);
     let runs = env_num("LAZARUS_BENCH_RUNS", 3) as usize;
@@ -179,6 +215,7 @@ fn main() {
 
     // Alternating runs: the writer loading the file natively, then replay into Redis.
     let (mut native, mut replayed) = (Vec::new(), Vec::new());
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let bare = root.path().join(format!("bare{run}"));
         std::fs::create_dir_all(&bare).unwrap();
@@ -194,9 +231,14 @@ fn main() {
             slots: SlotRange::ALL,
             addr: ShardAddr::plain("127.0.0.1", port, None),
         };
+        let (cpu0, server0) = (own_cpu(), server_cpu(port));
         let started = Instant::now();
         let written = write_all(std::slice::from_ref(&rdb), &[t], false, &|_| {}).unwrap();
         let took = started.elapsed();
+        let (cpu, server) = (own_cpu() - cpu0, server_cpu(port) - server0);
+        let per_key = |s: f64| s * 1e6 / keys as f64;
+        ours.push(per_key(cpu));
+        theirs.push(per_key(server));
         assert_eq!(written, keys, "keys written");
         assert_eq!(dbsize(port), keys, "keys in the target");
         replayed.push(took);
@@ -204,11 +246,14 @@ fn main() {
         let _ = target.wait();
         std::fs::remove_dir_all(&empty).unwrap();
         println!(
-            "  run {}: native load {}, replay {} ({:.0} keys/s)",
+            "  run {}: native load {}, replay {} ({:.0} keys/s; CPU per key: lazarus {:.2} us, server {:.2} us; load {})",
             run + 1,
             secs(native[run]),
             secs(took),
-            keys as f64 / took.as_secs_f64()
+            keys as f64 / took.as_secs_f64(),
+            per_key(cpu),
+            per_key(server),
+            load()
         );
     }
     let (n, r) = (median(native), median(replayed));
@@ -221,6 +266,17 @@ fn main() {
         keys as f64 / r.as_secs_f64(),
         size as f64 / 1e6 / r.as_secs_f64(),
         r.as_secs_f64() / n.as_secs_f64()
+    );
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours, theirs) = (mid(ours), mid(theirs));
+    // What one shard would take with a core each for Lazarus and the server: the busier
+    // side's CPU per key bounds it.
+    println!(
+        "CPU per key (medians): lazarus {ours:.2} us, server {theirs:.2} us: {:.0} keys/s with a core each",
+        1e6 / ours.max(theirs)
     );
     drop(guard);
 }

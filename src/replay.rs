@@ -26,12 +26,17 @@ use crate::ccs::{Cluster, Database, SlotRange};
 use crate::host::{FileKind, Host};
 use crate::persist::{
     aof_parts, aof_parts_listed, encode_dump, key_slot, read_aof_file, read_aof_stream, read_rdb,
-    read_rdb_stream, EntryVisitor, Kind, Stream, Value, ValueBuilder, ValueSink,
+    read_rdb_stream, EntryVisitor, Kind, Stream, ValueBuilder, ValueSink,
 };
 use crate::server::ShardAddr;
 
-/// Keys a pipeline carries before it is sent.
-const BATCH: usize = 1000;
+/// Keys (and AOF commands) a batch carries before it is sent, and the bytes past which
+/// it is sent sooner (large values).
+const BATCH: usize = 2000;
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches sent to a master before the replies of the oldest are read: the server always
+/// has the next batch in its socket while we read what it answered.
+const IN_FLIGHT: usize = 3;
 
 /// A master and where it listens (fenced password), by the slots it owns.
 pub struct Target {
@@ -53,58 +58,139 @@ pub fn targets(cluster: &Cluster, db: &Database, fence: &str) -> Result<Vec<Targ
         .collect()
 }
 
-/// A pipeline on its way to a master: the commands, how many keys (and AOF commands) it
-/// writes, and which of its replies answer a `SET ... NX`.
-type Sent = (redis::Pipeline, usize, Vec<usize>);
+/// Appends `n` in decimal.
+fn put_num(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
 
-/// The pipeline being filled for one master.
+/// Appends a RESP array header: a command of `n` arguments follows.
+fn put_command(buf: &mut Vec<u8>, n: usize) {
+    buf.push(b'*');
+    put_num(buf, n as u64);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Appends one argument as a RESP bulk string.
+fn put_arg(buf: &mut Vec<u8>, arg: &[u8]) {
+    buf.reserve(arg.len() + 16);
+    buf.push(b'$');
+    put_num(buf, arg.len() as u64);
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(arg);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Appends one argument, a number, as a RESP bulk string.
+fn put_num_arg(buf: &mut Vec<u8>, n: u64) {
+    let mut digits = Vec::with_capacity(20);
+    put_num(&mut digits, n);
+    put_arg(buf, &digits);
+}
+
+/// A batch of commands on its way to a master, in RESP as the server reads it: how many
+/// replies it asks for, how many keys (and AOF commands) it writes, and which of its
+/// replies answer a `SET ... NX` (a nil one: the key existed).
 #[derive(Default)]
 struct Batch {
-    pipe: redis::Pipeline,
-    /// Commands with a reply (every one but `SELECT` and `DISCARD`).
-    n: usize,
-    /// The db the connection has selected once what is queued has run.
-    selected: Option<u32>,
-    /// Replies (among those `n`) of a `SET ... NX`: a nil one means the key existed.
+    buf: Vec<u8>,
+    replies: usize,
+    written: usize,
     nx: Vec<usize>,
 }
 
-/// Sends full pipelines to one master on its own thread, so decoding the next keys
-/// overlaps the round trip.
+/// The batch being filled for one master.
+#[derive(Default)]
+struct Pending {
+    batch: Batch,
+    /// The db the connection has selected once what is queued has run.
+    selected: Option<u32>,
+}
+
+impl Pending {
+    fn select(&mut self, db: u32) {
+        if self.selected != Some(db) {
+            let b = &mut self.batch;
+            put_command(&mut b.buf, 2);
+            put_arg(&mut b.buf, b"SELECT");
+            put_num_arg(&mut b.buf, u64::from(db));
+            b.replies += 1;
+            self.selected = Some(db);
+        }
+    }
+}
+
+/// Reads the replies of one batch sent on `con`; returns the keys (and commands) it wrote.
+fn replies(con: &mut redis::Connection, sent: &Batch) -> Result<usize, String> {
+    let mut nx = sent.nx.iter().peekable();
+    for i in 0..sent.replies {
+        let is_nx = nx.next_if(|&&j| j == i).is_some();
+        match con.recv_response().map_err(|e| e.to_string())? {
+            redis::Value::ServerError(e) => {
+                return Err(format!("{} {}", e.code(), e.details().unwrap_or_default()))
+            }
+            // `SET ... NX` answers nil where RESTORE would say BUSYKEY.
+            redis::Value::Nil if is_nx => {
+                return Err("a key already exists on the target (`SET ... NX` refused to overwrite it): the target was not empty".into());
+            }
+            _ => {}
+        }
+    }
+    Ok(sent.written)
+}
+
+/// Sends batches to one master on its own thread, so decoding the next keys overlaps the
+/// writes, and reads their replies a few batches behind, so the server never waits for
+/// a round trip. Sent buffers come back through `spent` to be filled again.
 struct Sender {
-    tx: Option<std::sync::mpsc::SyncSender<Sent>>,
+    tx: Option<std::sync::mpsc::SyncSender<Batch>>,
+    spent: std::sync::mpsc::Receiver<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<Result<u64, String>>>,
 }
 
 impl Sender {
     fn start(mut con: redis::Connection) -> Sender {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Sent>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<u8>>();
         let thread = std::thread::spawn(move || {
             let mut written = 0u64;
-            for (pipe, n, nx) in rx {
-                let replies = pipe
-                    .query::<Vec<redis::Value>>(&mut con)
+            let mut in_flight = std::collections::VecDeque::with_capacity(IN_FLIGHT + 1);
+            for mut batch in rx {
+                con.send_packed_command(&batch.buf)
                     .map_err(|e| e.to_string())?;
-                // `SET ... NX` answers nil where RESTORE would say BUSYKEY.
-                if nx
-                    .iter()
-                    .any(|&i| matches!(replies.get(i), Some(redis::Value::Nil)))
-                {
-                    return Err("a key already exists on the target (`SET ... NX` refused to overwrite it): the target was not empty".into());
+                let mut buf = std::mem::take(&mut batch.buf);
+                buf.clear();
+                let _ = spent_tx.send(buf);
+                in_flight.push_back(batch);
+                if in_flight.len() > IN_FLIGHT {
+                    let oldest = in_flight.pop_front().expect("a batch in flight");
+                    written += replies(&mut con, &oldest)? as u64;
                 }
-                written += n as u64;
+            }
+            for b in &in_flight {
+                written += replies(&mut con, b)? as u64;
             }
             Ok(written)
         });
         Sender {
             tx: Some(tx),
+            spent,
             thread: Some(thread),
         }
     }
 
-    /// Whether the pipeline was taken (false: the thread stopped on an error).
-    fn send(&mut self, sent: Sent) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(sent).is_ok())
+    /// Whether the batch was taken (false: the thread stopped on an error).
+    fn send(&mut self, batch: Batch) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok())
     }
 
     fn finish(&mut self) -> Result<u64, String> {
@@ -117,16 +203,26 @@ impl Sender {
     }
 }
 
+/// The key being read: its master, db, expiry, and (a string, written as it is read)
+/// where its `SET` starts in the batch.
+struct Head {
+    target: usize,
+    db: u32,
+    expire: u64,
+    string_at: Option<usize>,
+}
+
 struct Writer<'a> {
     senders: Vec<Sender>,
     /// Keys handed to the senders so far, for progress.
     queued: u64,
     on_keys: &'a (dyn Fn(u64) + Sync),
-    pipes: Vec<Batch>,
+    pipes: Vec<Pending>,
     slots: Vec<SlotRange>,
     cluster_mode: bool,
     builder: ValueBuilder,
-    head: Option<(u32, Vec<u8>, Option<i64>)>,
+    key: Vec<u8>,
+    head: Option<Head>,
     written: u64,
     error: Option<String>,
     /// The db an AOF's commands run in (its `SELECT`s), and whether a `MULTI` is open.
@@ -158,48 +254,60 @@ impl Writer<'_> {
             "EXEC" | "DISCARD" => self.in_multi = false,
             _ => {}
         }
-        let Batch {
-            pipe, n, selected, ..
-        } = &mut self.pipes[0];
-        if *selected != Some(self.aof_db) {
-            pipe.cmd("SELECT").arg(self.aof_db).ignore();
-            *selected = Some(self.aof_db);
-        }
-        let mut cmd = redis::Cmd::new();
+        let p = &mut self.pipes[0];
+        p.select(self.aof_db);
+        let b = &mut p.batch;
+        put_command(&mut b.buf, args.len());
         for a in args {
-            cmd.arg(a.as_slice());
+            put_arg(&mut b.buf, a);
         }
-        pipe.add_command(cmd);
-        *n += 1;
-        if *n >= BATCH {
-            self.flush(0);
-        }
+        b.replies += 1;
+        b.written += 1;
+        self.maybe_flush(0);
         Ok(())
     }
 
     /// A file of an AOF ends: the next starts in db 0, and an open `MULTI` is dropped.
     fn end_of_aof_file(&mut self) {
         if self.in_multi {
-            self.pipes[0].pipe.cmd("DISCARD").ignore();
+            let b = &mut self.pipes[0].batch;
+            put_command(&mut b.buf, 1);
+            put_arg(&mut b.buf, b"DISCARD");
+            b.replies += 1;
             self.in_multi = false;
         }
         self.aof_db = 0;
     }
+
+    fn maybe_flush(&mut self, i: usize) {
+        let b = &self.pipes[i].batch;
+        if b.written >= BATCH || b.buf.len() >= BATCH_BYTES {
+            self.flush(i);
+        }
+    }
+
     fn flush(&mut self, i: usize) {
         if self.error.is_some() {
             return;
         }
-        // The next pipeline goes on the same connection: its db stays selected.
-        let b = &mut self.pipes[i];
-        if b.n == 0 {
+        // The next batch goes on the same connection: its db stays selected.
+        if self.pipes[i].batch.replies == 0 {
             return;
         }
-        let full = std::mem::replace(&mut b.pipe, redis::pipe());
-        let count = std::mem::take(&mut b.n);
-        let nx = std::mem::take(&mut b.nx);
-        self.queued += count as u64;
+        let buf = self.senders[i]
+            .spent
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + (64 << 10)));
+        let full = std::mem::replace(
+            &mut self.pipes[i].batch,
+            Batch {
+                buf,
+                ..Batch::default()
+            },
+        );
+        self.queued += full.written as u64;
         (self.on_keys)(self.queued);
-        if !self.senders[i].send((full, count, nx)) {
+        if !self.senders[i].send(full) {
             self.error = Some(match self.senders[i].finish() {
                 Err(e) => e,
                 Ok(_) => "a writer stopped".into(),
@@ -210,10 +318,30 @@ impl Writer<'_> {
 
 impl ValueSink for Writer<'_> {
     fn begin(&mut self, kind: Kind, n: u64) {
-        self.builder.begin(kind, n)
+        if kind != Kind::String {
+            self.builder.begin(kind, n)
+        }
     }
     fn string(&mut self, s: &[u8]) {
-        self.builder.string(s)
+        // A string as `SET key value NX [PXAT <abs ms>]`, written into the batch as it
+        // is read: no value to build nor payload to encode, and no payload for the server
+        // to check and parse (the commonest type, and most of a replay's time).
+        let Some(h) = &mut self.head else {
+            return;
+        };
+        let p = &mut self.pipes[h.target];
+        p.select(h.db);
+        let b = &mut p.batch;
+        h.string_at = Some(b.buf.len());
+        put_command(&mut b.buf, if h.expire > 0 { 6 } else { 4 });
+        put_arg(&mut b.buf, b"SET");
+        put_arg(&mut b.buf, &self.key);
+        put_arg(&mut b.buf, s);
+        put_arg(&mut b.buf, b"NX");
+        if h.expire > 0 {
+            put_arg(&mut b.buf, b"PXAT");
+            put_num_arg(&mut b.buf, h.expire);
+        }
     }
     fn item(&mut self, s: &[u8]) {
         self.builder.item(s)
@@ -231,67 +359,72 @@ impl ValueSink for Writer<'_> {
 
 impl EntryVisitor for Writer<'_> {
     fn start_key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
-        self.head = Some((db, key.to_vec(), expire_ms));
-    }
-
-    fn end_key(&mut self, present: bool) {
-        let value = self.builder.take();
-        let (Some((db, key, expire)), Some(value), true) = (self.head.take(), value, present)
-        else {
-            return;
-        };
+        self.head = None;
         if self.error.is_some() {
             return;
         }
         if self.cluster_mode && db != 0 {
             self.error = Some(format!(
                 "key `{}` is in logical db {db}: a Redis Cluster has only db 0",
-                String::from_utf8_lossy(&key)
+                String::from_utf8_lossy(key)
             ));
             return;
         }
-        let slot = key_slot(&key);
-        let Some(i) = self.slots.iter().position(|r| r.contains(slot)) else {
+        let slot = key_slot(key);
+        let Some(target) = self.slots.iter().position(|r| r.contains(slot)) else {
             self.error = Some(format!("no master owns slot {slot}"));
             return;
         };
-        let Batch {
-            pipe,
-            n,
-            selected,
-            nx,
-        } = &mut self.pipes[i];
-        if *selected != Some(db) {
-            pipe.cmd("SELECT").arg(db).ignore();
-            *selected = Some(db);
-        }
-        let expire = expire.unwrap_or(0).max(0);
-        if let Value::String(s) = &value {
-            // A string as `SET`: no payload to encode, nor for the server to check and
-            // parse (the commonest type, and most of a replay's time).
-            let cmd = pipe.cmd("SET").arg(&key).arg(s.as_slice()).arg("NX");
-            if expire > 0 {
-                cmd.arg("PXAT").arg(expire);
+        self.key.clear();
+        self.key.extend_from_slice(key);
+        self.head = Some(Head {
+            target,
+            db,
+            expire: expire_ms.unwrap_or(0).max(0) as u64,
+            string_at: None,
+        });
+    }
+
+    fn end_key(&mut self, present: bool) {
+        let value = self.builder.take();
+        let Some(h) = self.head.take() else {
+            return;
+        };
+        let b = &mut self.pipes[h.target].batch;
+        if let Some(at) = h.string_at {
+            if !present {
+                b.buf.truncate(at);
+                return;
             }
-            nx.push(*n);
+            b.nx.push(b.replies);
         } else {
+            let (Some(value), true) = (value, present) else {
+                return;
+            };
             let payload = match encode_dump(&value) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.error = Some(format!("key `{}`: {e}", String::from_utf8_lossy(&key)));
+                    self.error = Some(format!(
+                        "key `{}`: {e}",
+                        String::from_utf8_lossy(&self.key)
+                    ));
                     return;
                 }
             };
-            pipe.cmd("RESTORE")
-                .arg(&key)
-                .arg(expire)
-                .arg(payload)
-                .arg("ABSTTL");
+            let p = &mut self.pipes[h.target];
+            p.select(h.db);
+            let b = &mut p.batch;
+            put_command(&mut b.buf, 5);
+            put_arg(&mut b.buf, b"RESTORE");
+            put_arg(&mut b.buf, &self.key);
+            put_num_arg(&mut b.buf, h.expire);
+            put_arg(&mut b.buf, &payload);
+            put_arg(&mut b.buf, b"ABSTTL");
         }
-        *n += 1;
-        if *n >= BATCH {
-            self.flush(i);
-        }
+        let b = &mut self.pipes[h.target].batch;
+        b.replies += 1;
+        b.written += 1;
+        self.maybe_flush(h.target);
     }
 }
 
@@ -446,13 +579,14 @@ pub fn write_files(
         ));
     }
     let mut w = Writer {
-        pipes: (0..cons.len()).map(|_| Batch::default()).collect(),
+        pipes: (0..cons.len()).map(|_| Pending::default()).collect(),
         senders: cons,
         queued: 0,
         on_keys,
         slots: targets.iter().map(|t| t.slots).collect(),
         cluster_mode,
         builder: ValueBuilder::default(),
+        key: Vec::new(),
         head: None,
         written: 0,
         error: None,

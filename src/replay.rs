@@ -462,10 +462,7 @@ impl EntryVisitor for Writer<'_> {
             let payload = match encode_dump(&value) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.error = Some(format!(
-                        "key `{}`: {e}",
-                        String::from_utf8_lossy(&self.key)
-                    ));
+                    self.error = Some(format!("key `{}`: {e}", String::from_utf8_lossy(&self.key)));
                     return;
                 }
             };

@@ -813,6 +813,64 @@ fn an_aof_whose_commands_touch_few_base_keys_digests_the_same() {
     assert_eq!(assert_equal(&[file], &s).files.keys, 901);
 }
 
+/// Replay into a Redis Cluster master: strings go as one `MSETNX` only while they share
+/// a slot (the cluster refuses a command whose keys are in several), so keys of two hash
+/// tags and of many slots all arrive, digesting the same as the file.
+#[test]
+fn replay_into_a_cluster_master_keeps_each_msetnx_in_one_slot() {
+    let mut src = Server::start(&[]);
+    let mut cmds = Vec::new();
+    for i in 0..300 {
+        cmds.push(args(&["SET", &format!("{{a}}:{i}"), "x"]));
+        cmds.push(args(&["SET", &format!("{{b}}:{i}"), "y"]));
+        cmds.push(args(&["SET", &format!("k:{i}"), &i.to_string()]));
+    }
+    cmds.push(args(&["SET", "t", "1", "PXAT", "4000000000000"]));
+    cmds.push(args(&["HSET", "h", "f", "v"]));
+    for c in &cmds {
+        src.send(c);
+    }
+    for _ in &cmds {
+        src.read();
+    }
+    assert_eq!(src.cmd(&["SAVE"]).text(), "OK");
+    let rdb = src.file("dump.rdb");
+    let mut cluster = Server::start(&[
+        ("cluster-enabled", "yes"),
+        ("cluster-config-file", "nodes.conf"),
+    ]);
+    assert_eq!(
+        cluster
+            .cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+            .text(),
+        "OK"
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !cluster
+        .cmd(&["CLUSTER", "INFO"])
+        .text()
+        .contains("cluster_state:ok")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster state never ok"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let written = lazarus::replay::write_all(
+        std::slice::from_ref(&rdb),
+        &[lazarus::replay::Target {
+            slots: lazarus::ccs::SlotRange::ALL,
+            addr: addr(&cluster),
+        }],
+        true,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(written, 902);
+    assert_equal(std::slice::from_ref(&rdb), &cluster);
+}
+
 /// Replay writes every key of a file (strings as `SET ... NX PXAT`, the rest as
 /// `RESTORE ... ABSTTL`) into an empty server, digesting the same as the file; into a
 /// server that already holds one of its keys it stops, saying so, and overwrites nothing.

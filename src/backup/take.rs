@@ -172,6 +172,8 @@ async fn config_set(
         .map_err(|e| addr.err(e))
 }
 
+/// The cut (one short write pause), every snapshot streamed into the run's directory,
+/// the forks confirmed to be the cut's, and the manifest written last.
 async fn cut_and_stream(
     cluster: &Cluster,
     db: &Database,
@@ -184,113 +186,236 @@ async fn cut_and_stream(
         Some(path) => Some(Recipients::load(path).map_err(BackupError::Failed)?),
         None => None,
     };
-    let (compress, encrypted) = (spec.codec.compress, recipients.is_some());
     spec.repo.prepare().map_err(BackupError::Failed)?;
     let run_dir = spec.repo.begin(&spec.run).map_err(BackupError::Failed)?;
-
-    // Everything that can be done before the pause is: connections, AUTH, REPLCONF.
-    let mut conns = Vec::new();
-    for s in sources {
-        let a = s.addr.clone();
-        let conn = tokio::task::spawn_blocking(move || SnapshotConn::open(&a, SETUP_TIMEOUT))
-            .await
-            .map_err(|e| BackupError::Failed(e.to_string()))?
-            .map_err(|e| BackupError::Failed(format!("redis:{}: {e}", s.from.id)))?;
-        conns.push(conn);
-    }
-    let mut masters = Vec::new();
-    for s in sources {
-        let con = connect(&s.master_addr, SETUP_TIMEOUT).await.map_err(|e| {
-            BackupError::Failed(format!("redis:{} does not answer: {e}", s.master.id))
-        })?;
-        masters.push(con);
-    }
-
-    let mut source_cons = Vec::new();
-    for s in sources {
-        let con = connect(&s.addr, SETUP_TIMEOUT).await.map_err(|e| {
-            BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
-        })?;
-        source_cons.push(con);
-    }
-
-    // The cut.
+    let mut conns = Connections::open(sources).await?;
     let bound = spec.max_pause;
-    let t0 = Instant::now();
-    let deadline = t0 + bound;
-    let pause_ms = bound.as_millis().max(1).to_string();
-    // One after another: each a round trip on loopback or a LAN.
-    let mut paused = Vec::new();
-    for con in masters.iter_mut() {
-        paused.push(
-            redis::cmd("CLIENT")
-                .arg("PAUSE")
-                .arg(&pause_ms)
-                .arg("WRITE")
-                .query_async::<()>(con)
-                .await,
-        );
-    }
-    let mut cut = Ok(());
-    if let Some((i, e)) = paused
-        .iter()
-        .enumerate()
-        .find_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
-    {
-        cut = Err(format!(
-            "redis:{}: CLIENT PAUSE failed: {e}",
-            sources[i].master.id
-        ));
-    }
-    if cut.is_ok() {
-        cut = replicas_caught_up(sources, &mut masters, deadline).await;
-    }
-    let mut forks_before = Vec::new();
-    if cut.is_ok() {
-        cut = fork_all(
-            &mut conns,
-            sources,
-            &mut source_cons,
-            deadline,
-            &mut forks_before,
-        )
-        .await;
-    }
-    for con in masters.iter_mut() {
-        let _ = redis::cmd("CLIENT")
-            .arg("UNPAUSE")
-            .query_async::<()>(con)
-            .await;
-    }
-    let pause = t0.elapsed();
-    cut.map_err(|e| {
-        BackupError::Failed(format!(
-            "no consistent cut within the {} ms write pause: {e}",
-            bound.as_millis()
-        ))
-    })?;
+    let (pause, forks_before) = conns.cut(sources, bound).await?;
+    let streaming = Streaming {
+        db,
+        run_dir: &run_dir,
+        compress: spec.codec.compress,
+        recipients: recipients.as_ref(),
+        progress,
+    };
+    let entries = streaming.stream(conns.snapshots, sources).await?;
+    check_forks(sources, &mut conns.sources, &forks_before).await?;
+    let mut config = db.config.clone();
+    config.password = None;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        run: spec.run.clone(),
+        task: spec.task.clone(),
+        safety_for: spec.safety_for.clone(),
+        cluster_id: cluster.cluster_id,
+        cluster_name: cluster.name.clone(),
+        db_id: db.id,
+        db: config,
+        password_set: db.config.password.is_some(),
+        started,
+        finished: now_ms(),
+        pause_ms: (pause.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        max_pause_ms: bound.as_millis() as u64,
+        shards: entries,
+        checksum: String::new(),
+    };
+    run_dir.seal(&manifest).map_err(BackupError::Failed)?;
+    Ok(manifest)
+}
 
-    // Every snapshot streams at once, each on its own thread.
-    let mut handles = Vec::new();
-    for (conn, s) in conns.into_iter().zip(sources) {
+/// The connections a run needs, opened before the pause: each source's snapshot
+/// connection (AUTH and REPLCONF done), each master's, and each source's for commands.
+struct Connections {
+    snapshots: Vec<SnapshotConn>,
+    masters: Vec<redis::aio::MultiplexedConnection>,
+    sources: Vec<redis::aio::MultiplexedConnection>,
+}
+
+impl Connections {
+    async fn open(sources: &[Source]) -> Result<Connections, BackupError> {
+        let mut snapshots = Vec::new();
+        for s in sources {
+            let a = s.addr.clone();
+            let conn = tokio::task::spawn_blocking(move || SnapshotConn::open(&a, SETUP_TIMEOUT))
+                .await
+                .map_err(|e| BackupError::Failed(e.to_string()))?
+                .map_err(|e| BackupError::Failed(format!("redis:{}: {e}", s.from.id)))?;
+            snapshots.push(conn);
+        }
+        let down =
+            |id: Id| move |e| BackupError::Failed(format!("redis:{id} does not answer: {e}"));
+        let mut masters = Vec::new();
+        for s in sources {
+            let con = connect(&s.master_addr, SETUP_TIMEOUT).await;
+            masters.push(con.map_err(down(s.master.id))?);
+        }
+        let mut cons = Vec::new();
+        for s in sources {
+            let con = connect(&s.addr, SETUP_TIMEOUT).await;
+            cons.push(con.map_err(down(s.from.id))?);
+        }
+        Ok(Connections {
+            snapshots,
+            masters,
+            sources: cons,
+        })
+    }
+
+    /// The cut: every master's writes paused (one after another: each a round trip on
+    /// loopback or a LAN), the replicas caught up, every snapshot's fork seen, the
+    /// writes let go. How long the pause took, and each source's forks before it.
+    async fn cut(
+        &mut self,
+        sources: &[Source],
+        bound: Duration,
+    ) -> Result<(Duration, Vec<u64>), BackupError> {
+        let t0 = Instant::now();
+        let deadline = t0 + bound;
+        let pause_ms = bound.as_millis().max(1).to_string();
+        let mut paused = Vec::new();
+        for con in self.masters.iter_mut() {
+            paused.push(
+                redis::cmd("CLIENT")
+                    .arg("PAUSE")
+                    .arg(&pause_ms)
+                    .arg("WRITE")
+                    .query_async::<()>(con)
+                    .await,
+            );
+        }
+        let mut cut = Ok(());
+        if let Some((i, e)) = paused
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        {
+            cut = Err(format!(
+                "redis:{}: CLIENT PAUSE failed: {e}",
+                sources[i].master.id
+            ));
+        }
+        if cut.is_ok() {
+            cut = replicas_caught_up(sources, &mut self.masters, deadline).await;
+        }
+        let mut forks_before = Vec::new();
+        if cut.is_ok() {
+            cut = fork_all(
+                &mut self.snapshots,
+                sources,
+                &mut self.sources,
+                deadline,
+                &mut forks_before,
+            )
+            .await;
+        }
+        for con in self.masters.iter_mut() {
+            let _ = redis::cmd("CLIENT")
+                .arg("UNPAUSE")
+                .query_async::<()>(con)
+                .await;
+        }
+        let pause = t0.elapsed();
+        cut.map_err(|e| {
+            BackupError::Failed(format!(
+                "no consistent cut within the {} ms write pause: {e}",
+                bound.as_millis()
+            ))
+        })?;
+        Ok((pause, forks_before))
+    }
+}
+
+/// Where and how the snapshots are written.
+struct Streaming<'a> {
+    db: &'a Database,
+    run_dir: &'a super::RunDir,
+    compress: super::Compression,
+    recipients: Option<&'a Recipients>,
+    progress: &'a dyn Progress,
+}
+
+/// What one shard's snapshot thread brings back: its master, the shard it was taken
+/// from, when it started, and the snapshot streamed and stored (or why not).
+type Streamed = (
+    Id,
+    Id,
+    i64,
+    Result<(super::snapshot::Streamed, super::StoredDigest), String>,
+);
+
+impl Streaming<'_> {
+    /// Every snapshot streams at once, each on its own thread, checked by the reader as
+    /// it passes: the manifest's entry of each.
+    async fn stream(
+        &self,
+        conns: Vec<SnapshotConn>,
+        sources: &[Source],
+    ) -> Result<Vec<ShardEntry>, BackupError> {
+        let mut handles = Vec::new();
+        for (conn, s) in conns.into_iter().zip(sources) {
+            handles.push(self.stream_one(conn, s)?);
+        }
+        let (compress, encrypted) = (self.compress, self.recipients.is_some());
+        let mut entries = Vec::new();
+        let mut errors = Vec::new();
+        for (h, s) in handles.into_iter().zip(sources) {
+            match h.await {
+                Ok((master, from, shard_started, Ok((st, stored)))) => entries.push(ShardEntry {
+                    shard: master,
+                    taken_from: from,
+                    slots: s.master.slots,
+                    file: stored_name(&format!("shard-{master}.rdb"), compress, encrypted),
+                    bytes: st.bytes,
+                    sha256: st.sha256,
+                    compression: compress,
+                    encrypted,
+                    stored_bytes: (compress.is_zstd() || encrypted).then_some(stored.bytes),
+                    stored_sha256: (compress.is_zstd() || encrypted).then_some(stored.sha256),
+                    rdb_version: st.report.rdb_version.unwrap_or(0),
+                    engine: s.engine.clone(),
+                    server_version: s.version.clone(),
+                    keys_per_db: st.report.keys_per_db.clone(),
+                    keys: st.report.keys,
+                    expires: st.report.expires,
+                    started: shard_started,
+                    finished: now_ms(),
+                }),
+                Ok((_, _, _, Err(e))) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(BackupError::Failed(errors.join("; ")));
+        }
+        Ok(entries)
+    }
+
+    /// One shard's snapshot, streamed on a thread of its own.
+    fn stream_one(
+        &self,
+        conn: SnapshotConn,
+        s: &Source,
+    ) -> Result<tokio::task::JoinHandle<Streamed>, BackupError> {
+        let (db, compress, encrypted) = (self.db, self.compress, self.recipients.is_some());
         let name = format!("shard-{}.rdb", s.master.id);
-        let mut part = run_dir
+        let mut part = self
+            .run_dir
             .create(
                 &stored_name(&name, compress, encrypted),
                 compress,
-                recipients.as_ref(),
+                self.recipients,
             )
             .map_err(BackupError::Failed)?;
         let opts = CheckOptions {
             slots: s.master.slots.filter(|_| db.config.shards > 1),
         };
-        let task = progress.task(
+        let task = self.progress.task(
             &format!("backup {} redis:{}", db.config.name, s.master.id),
             0,
         );
         let (master, from) = (s.master.id, s.from.id);
         let shown = Path::new(&name).to_path_buf();
-        handles.push(tokio::task::spawn_blocking(move || {
+        Ok(tokio::task::spawn_blocking(move || {
             let shard_started = now_ms();
             let mut last = Instant::now();
             let mut on_bytes = |n: u64| {
@@ -327,46 +452,18 @@ async fn cut_and_stream(
             });
             task.finish(if res.is_ok() { "done" } else { "failed" });
             (master, from, shard_started, res)
-        }));
+        }))
     }
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    for (h, s) in handles.into_iter().zip(sources) {
-        match h.await {
-            Ok((master, from, shard_started, Ok((st, stored)))) => entries.push(ShardEntry {
-                shard: master,
-                taken_from: from,
-                slots: s.master.slots,
-                file: stored_name(&format!("shard-{master}.rdb"), compress, encrypted),
-                bytes: st.bytes,
-                sha256: st.sha256,
-                compression: compress,
-                encrypted,
-                stored_bytes: (compress.is_zstd() || encrypted).then_some(stored.bytes),
-                stored_sha256: (compress.is_zstd() || encrypted).then_some(stored.sha256),
-                rdb_version: st.report.rdb_version.unwrap_or(0),
-                engine: s.engine.clone(),
-                server_version: s.version.clone(),
-                keys_per_db: st.report.keys_per_db.clone(),
-                keys: st.report.keys,
-                expires: st.report.expires,
-                started: shard_started,
-                finished: now_ms(),
-            }),
-            Ok((_, _, _, Err(e))) => errors.push(e),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(BackupError::Failed(errors.join("; ")));
-    }
-    // Redis runs one child at a time: if no other fork happened since `SYNC`, the fork
-    // seen inside the pause was this snapshot's.
-    for ((s, con), before) in sources
-        .iter()
-        .zip(source_cons.iter_mut())
-        .zip(&forks_before)
-    {
+}
+
+/// Redis runs one child at a time: if no other fork happened since `SYNC`, the fork seen
+/// inside the pause was this snapshot's.
+async fn check_forks(
+    sources: &[Source],
+    cons: &mut [redis::aio::MultiplexedConnection],
+    forks_before: &[u64],
+) -> Result<(), BackupError> {
+    for ((s, con), before) in sources.iter().zip(cons.iter_mut()).zip(forks_before) {
         let now = total_forks(con).await.map_err(|e| {
             BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
         })?;
@@ -379,27 +476,7 @@ async fn cut_and_stream(
             )));
         }
     }
-    let mut config = db.config.clone();
-    config.password = None;
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        run: spec.run.clone(),
-        task: spec.task.clone(),
-        safety_for: spec.safety_for.clone(),
-        cluster_id: cluster.cluster_id,
-        cluster_name: cluster.name.clone(),
-        db_id: db.id,
-        db: config,
-        password_set: db.config.password.is_some(),
-        started,
-        finished: now_ms(),
-        pause_ms: (pause.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-        max_pause_ms: bound.as_millis() as u64,
-        shards: entries,
-        checksum: String::new(),
-    };
-    run_dir.seal(&manifest).map_err(BackupError::Failed)?;
-    Ok(manifest)
+    Ok(())
 }
 
 /// Waits (until `deadline`) for every replica a snapshot is taken from to have every

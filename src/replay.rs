@@ -1,11 +1,13 @@
 //! Replay: every key of RDB files decoded by the reader, routed by its hash slot to the
 //! master that owns it, and written with `RESTORE key <abs ms> <payload> ABSTTL` (the
 //! payload encoded from the decoded value in the oldest RDB types that carry it, so Redis
-//! 7.0 takes what Valkey 8 or Redis 7.4 wrote) — a string with `SET key value NX [PXAT
-//! <abs ms>]`, cheaper for both sides —, in pipelined batches per master. Restore
-//! uses it for a run of N shards into M, recovery for files newer than the server loads.
-//! The target is empty, so a key that exists is an error (`BUSYKEY`, or `SET ... NX`'s
-//! nil), never overwritten.
+//! 7.0 takes what Valkey 8 or Redis 7.4 wrote) — strings, cheaper for both sides, as
+//! `MSETNX` of up to 100 keys of one slot, or with an expiry `SET key value NX PXAT
+//! <abs ms>`, written as RESP straight from the reader's bytes —, in pipelined batches per
+//! master whose replies are read a few batches behind. Restore uses it for a run of N
+//! shards into M, recovery for files newer than the server loads. The target is empty, so
+//! a key that exists is an error (`BUSYKEY`, `SET ... NX`'s nil, `MSETNX`'s 0: it writes
+//! none of its keys), never overwritten.
 //!
 //! An AOF (an `appendonlydir/` or an `*.aof` file) replays into one master: the keys of
 //! its RDB base as above, then its incremental commands as the AOF holds them, in order

@@ -1018,4 +1018,12 @@ fn identity_files_on_the_ssh_host_rebuild_the_configuration() {
     assert_eq!(keys(&endpoint, 30, false), want);
     assert_eq!(tree(&host.path("disk2")), remote_before);
     run("delete db spread").ok();
+
+    // The old cluster's CCS backup on the host's old disk, named where it lies.
+    let again = common::Lazarus::new();
+    let run = runner(&again, &lab);
+    run(&format!("cluster recover filename {url}/ccs node_uid 1"))
+        .ok()
+        .stdout_has("from its CCS backup");
+    assert_eq!(again.ccs()["nodes"]["2"]["ssh"]["host"], host.addr.as_str());
 }

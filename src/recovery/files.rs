@@ -149,6 +149,11 @@ impl Disk {
         }
     }
 
+    /// Whether `node` is on another host.
+    pub fn is_remote(&self, node: NodeId) -> bool {
+        self.remote(node).is_some()
+    }
+
     /// The scanned entries directly in `dir`.
     fn seen_children(&self, node: NodeId, dir: &Path) -> Vec<(String, Seen)> {
         let scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());

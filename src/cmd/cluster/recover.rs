@@ -44,6 +44,7 @@ pub(super) const FROM_BACKUP: CommandSyntax = CommandSyntax {
         "cluster recover filename \"/mnt/old disk/ccs\" cluster_id 42 node_uid node:2",
         "cluster recover filename /mnt/old-node1/ccs cacert /etc/lazarus/ca.crt cert /etc/lazarus/redis.crt key /etc/lazarus/redis.key",
         "cluster recover filename /mnt/old-node1/ccs redis_server /opt/valkey/bin/valkey-server",
+        "cluster recover filename ssh://ops@db2/var/lib/lazarus/ccs node_uid 1",
     ],
     build: build_from_backup,
 };

@@ -1,12 +1,15 @@
 //! The configuration from a node's CCS backup: validated, adapted to the machine it is
-//! recovered on, checked against what the disks show.
+//! recovered on, checked against what the disks show. The backup may lie on another
+//! host (`filename ssh://[user@]host[:port]/path`); the disks of nodes on other hosts
+//! are read through their host.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::ccs::{Cluster, DbState, CCS_FORMAT};
+use crate::ccs::{Cluster, DbState, Id, CCS_FORMAT};
+use crate::recovery::files::Disk;
 
-use super::disk::{self, IdScan, SightingKind};
+use super::disk::{self, IdScan, On, SightingKind, HERE};
 use super::{absolute, choose_alloc_id, node_list, overlaps, FromBackup, RebuildError, Rebuilt};
 
 /// The backup file named, or the `ccs.json` inside a named `ccs/` or persistent path.
@@ -29,12 +32,17 @@ pub fn read_backup(path: &Path) -> Result<Cluster, RebuildError> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+    parse_backup(path, &bytes)
+}
+
+/// [`read_backup`] of a backup's bytes read elsewhere; `path` names it.
+fn parse_backup(path: &Path, bytes: &[u8]) -> Result<Cluster, RebuildError> {
     let invalid = |reason: String| RebuildError::BackupInvalid {
         path: path.to_path_buf(),
         reason,
     };
     let doc: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
     match doc.get("format").and_then(|f| f.as_u64()) {
         None => return Err(invalid("no `format` field: not a CCS document".into())),
         Some(found) if found != u64::from(CCS_FORMAT) => {
@@ -46,7 +54,7 @@ pub fn read_backup(path: &Path) -> Result<Cluster, RebuildError> {
         }
         Some(_) => {}
     }
-    let cluster: Cluster = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let cluster: Cluster = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
     crate::ccs::validate(&cluster).map_err(|fault| invalid(fault.to_string()))?;
     Ok(cluster)
 }
@@ -102,10 +110,21 @@ pub fn recovered_family(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// [`fresh_sibling`] on another host.
+pub(super) fn fresh_sibling_on(on: On, path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    (1..100)
+        .map(|n| match n {
+            1 => path.with_file_name(format!("{name}-recovered")),
+            n => path.with_file_name(format!("{name}-recovered-{n}")),
+        })
+        .find(|p| !on.disk.exists(on.place, &p.join("redis")))
+}
+
 /// Shard directories of this cluster that the backup does not know: made after it was
 /// written. Their ids are avoided by the allocator; the operator should know they exist.
-fn unknown_shards(cluster: &Cluster, root: &Path, problems: &mut Vec<String>) {
-    for dir in disk::shard_dirs(root) {
+fn unknown_shards(cluster: &Cluster, on: On, root: &Path, problems: &mut Vec<String>) {
+    for dir in disk::shard_dirs_on(on, root) {
         let disk::IdentityRead::Found(identity) = &dir.identity else {
             continue;
         };
@@ -125,10 +144,86 @@ fn unknown_shards(cluster: &Cluster, root: &Path, problems: &mut Vec<String>) {
     }
 }
 
-/// Rebuilds the configuration from a node's CCS backup (not yet stored).
+/// A backup on another host: the file named, or the `ccs.json` inside a named `ccs/` or
+/// persistent path there; read through the host, as large as a local one may be.
+fn read_remote_backup(url: &str) -> Result<(PathBuf, Cluster), RebuildError> {
+    let unreadable = |reason: String| RebuildError::BackupUnreadable {
+        path: PathBuf::from(url),
+        reason,
+    };
+    let (target, path) = crate::backup::parse_ssh_url(url).map_err(unreadable)?;
+    let hosts = crate::host::Hosts::for_nodes([(1, Some(&target))])
+        .map_err(|e| unreadable(e.to_string()))?;
+    let host = hosts.of(1);
+    let rt = tokio::runtime::Handle::current();
+    let is_file = |p: &Path| {
+        rt.block_on(host.metadata(p))
+            .is_ok_and(|m| m.kind == crate::host::FileKind::File)
+    };
+    let file = [path.join("ccs.json"), path.join("ccs").join("ccs.json")]
+        .into_iter()
+        .find(|p| !is_file(&path) && is_file(p))
+        .unwrap_or(path);
+    let shown = PathBuf::from(format!("ssh://{target}{}", file.display()));
+    let meta = rt
+        .block_on(host.metadata(&file))
+        .map_err(|e| unreadable(e.to_string()))?;
+    if meta.len > crate::ccs::validate::MAX_DOCUMENT_BYTES {
+        return Err(unreadable(format!(
+            "{} bytes: no CCS document is that large",
+            meta.len
+        )));
+    }
+    let bytes = rt
+        .block_on(host.read(&file))
+        .map_err(|e| unreadable(e.to_string()))?;
+    Ok((shown.clone(), parse_backup(&shown, &bytes)?))
+}
+
+/// Rebuilds the configuration from a node's CCS backup (not yet stored). A backup on
+/// another host, or one whose nodes are on other hosts, is read (and those nodes' disks
+/// looked at) through their hosts, on a thread of its own.
 pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
+    let text = req.filename.to_string_lossy().into_owned();
+    if text.starts_with("ssh://") {
+        return super::off_runtime(|| {
+            let (path, cluster) = read_remote_backup(&text)?;
+            adapt_on_hosts(req, path, cluster)
+        });
+    }
     let path = absolute(&backup_file(&req.filename))?;
-    let mut cluster = read_backup(&path)?;
+    let cluster = read_backup(&path)?;
+    if cluster.nodes.values().any(|n| n.ssh.is_some()) {
+        return super::off_runtime(|| adapt_on_hosts(req, path, cluster));
+    }
+    adapt(req, path, cluster, &Disk::local())
+}
+
+fn adapt_on_hosts(
+    req: &FromBackup,
+    path: PathBuf,
+    cluster: Cluster,
+) -> Result<Rebuilt, RebuildError> {
+    let hosts = cluster.hosts().map_err(|e| RebuildError::BadPath {
+        path: PathBuf::new(),
+        reason: format!("no private directory for the ssh connections: {e}"),
+    })?;
+    adapt(req, path, cluster, &Disk::of_hosts(hosts))
+}
+
+/// The backup's configuration adapted to this recovery: `disk` reads each node's disk
+/// where it is.
+fn adapt(
+    req: &FromBackup,
+    path: PathBuf,
+    mut cluster: Cluster,
+    disk: &Disk,
+) -> Result<Rebuilt, RebuildError> {
+    // Where each node's disk is read: this machine, or its host.
+    let on = |node: Id| On {
+        disk,
+        place: if disk.is_remote(node) { node } else { HERE },
+    };
     if let Some(expected) = req.cluster_id.filter(|c| *c != cluster.cluster_id) {
         return Err(RebuildError::ForeignBackup {
             path,
@@ -160,8 +255,9 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
         }
     }
 
-    let mut roots = BTreeSet::new();
+    let mut roots: BTreeSet<(Id, PathBuf)> = BTreeSet::new();
     for node in cluster.nodes.values_mut() {
+        let id = node.id;
         let old = node.persistent_path.clone();
         let mut given_path = false;
         if node.id == local {
@@ -173,12 +269,12 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
                 given_path = true;
             }
         }
-        let old_has_data = old.join("redis").is_dir();
+        let old_has_data = disk.is_dir(on(id).place, &old.join("redis"));
         // A recovery path belongs to the recovery that set it: carried into another
         // incident it would bring that one's old files back over newer data.
         if let Some(carried) = node.recovery_path.take() {
             // Still looked at for ids in use and newer backups.
-            roots.insert(carried.clone());
+            roots.insert((id, carried.clone()));
             if !(old_has_data && carried == old) {
                 notes.push(format!(
                     "`node:{}` recovery path `{}` (an earlier recovery's) is not carried over",
@@ -190,7 +286,11 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
         if old_has_data && !given_path {
             // Recovering in place would have redis-server rewrite the only copy of the
             // old files: recover into a fresh sibling and read from the old path.
-            if let Some(fresh) = fresh_sibling(&old) {
+            let fresh = match on(id).is_here() {
+                true => fresh_sibling(&old),
+                false => fresh_sibling_on(on(id), &old),
+            };
+            if let Some(fresh) = fresh {
                 notes.push(format!(
                     "`node:{}` persistent path is now `{}`: its old one still holds its shard data",
                     node.id,
@@ -215,23 +315,57 @@ pub fn from_backup(req: &FromBackup) -> Result<Rebuilt, RebuildError> {
                 node.id
             ));
         }
-        roots.insert(old);
-        roots.insert(node.persistent_path.clone());
-        roots.extend(node.recovery_path.clone());
+        roots.insert((id, old));
+        roots.insert((id, node.persistent_path.clone()));
+        roots.extend(node.recovery_path.clone().map(|p| (id, p)));
     }
-    for root in roots.iter().filter(|r| r.is_dir()) {
-        unknown_shards(&cluster, root, &mut problems);
+    let is_dir = |(id, r): &&(Id, PathBuf)| disk.is_dir(on(*id).place, r);
+    for (id, root) in roots.iter().filter(is_dir) {
+        unknown_shards(&cluster, on(*id), root, &mut problems);
     }
     // A node recovered before lived on in the `-recovered` sibling Lazarus made for it:
     // its backups there are newer than the ones left at the old path.
-    let family: BTreeSet<PathBuf> = roots.iter().flat_map(|r| recovered_family(r)).collect();
-    for root in roots.iter().chain(&family).filter(|r| r.is_dir()) {
-        scan.scan_root(root, cluster.cluster_id);
+    let family: BTreeSet<(Id, PathBuf)> = roots
+        .iter()
+        .flat_map(|(id, r)| {
+            let lives = match on(*id).is_here() {
+                true => recovered_family(r),
+                false => disk.recovered_family(*id, r),
+            };
+            lives.into_iter().map(|p| (*id, p))
+        })
+        .collect();
+    // The given backup, as the nodes' disks name it (one on another host never is one
+    // of this machine's).
+    let (given_host, given_path) = match crate::backup::parse_ssh_url(&path.to_string_lossy()) {
+        Ok((t, p)) => (Some((t.host, t.port)), p),
+        Err(_) => (None, path.clone()),
+    };
+    let given = |id: Id, backup: &Path| {
+        let host = cluster.nodes.get(&id).and_then(|n| n.ssh.as_ref());
+        let host = host
+            .filter(|_| !on(id).is_here())
+            .map(|t| (t.host.clone(), t.port));
+        backup == given_path && host == given_host
+    };
+    for (id, root) in roots.iter().chain(&family).filter(is_dir) {
+        let on = on(*id);
+        scan.scan_root_on(Some(on), root, cluster.cluster_id);
         let backup = root.join("ccs").join("ccs.json");
-        if let Some(generation) = disk::backup_generation(&backup, cluster.cluster_id) {
-            if generation > cluster.generation && backup != path {
+        let generation = match on.is_here() {
+            true => disk::backup_generation(&backup, cluster.cluster_id),
+            false => disk::backup_field_on(on, &backup, cluster.cluster_id, "generation"),
+        };
+        if let Some(generation) = generation {
+            if generation > cluster.generation && !given(*id, &backup) {
+                let newer = match cluster.nodes.get(id).and_then(|n| n.ssh.as_ref()) {
+                    Some(t) if !on.is_here() => {
+                        PathBuf::from(format!("ssh://{t}{}", backup.display()))
+                    }
+                    _ => backup,
+                };
                 return Err(RebuildError::NewerBackup {
-                    newer: backup,
+                    newer,
                     newer_generation: generation,
                     given: path,
                     given_generation: cluster.generation,

@@ -286,12 +286,7 @@ impl IdScan {
     /// Every id on disk under `root` that belongs to `cluster_id`: directory names,
     /// identity files (shard, database, node and master ids), and `ccs/ccs.json`'s
     /// allocator. Shard directories of another cluster are left out: their ids are not
-    /// ours to avoid.
-    pub fn scan_root(&mut self, root: &Path, cluster_id: u64) {
-        self.scan_root_on(None, root, cluster_id)
-    }
-
-    /// [`IdScan::scan_root`] where `on` says (`None`: this machine).
+    /// ours to avoid. Read where `on` says (`None`: this machine).
     pub fn scan_root_on(&mut self, on: Option<On>, root: &Path, cluster_id: u64) {
         let on = on.filter(|o| !o.is_here());
         let shards = match on {
@@ -385,7 +380,7 @@ mod tests {
         fs::create_dir_all(root.join("redis/db-9")).unwrap();
         fs::create_dir_all(root.join("redis/notes")).unwrap();
         let mut scan = IdScan::default();
-        scan.scan_root(root, 7);
+        scan.scan_root_on(None, root, 7);
         let largest = scan.largest.clone().unwrap();
         assert_eq!(largest.id, 9);
         assert_eq!(largest.what, SightingKind::DbDir);
@@ -396,14 +391,14 @@ mod tests {
             r#"{"cluster_id": 7, "alloc_id": 31}"#,
         )
         .unwrap();
-        scan.scan_root(root, 7);
+        scan.scan_root_on(None, root, 7);
         let largest = scan.largest.clone().unwrap();
         assert_eq!((largest.id, largest.what), (30, SightingKind::Backup));
         assert!(largest.to_string().contains("alloc_id 31"));
 
         // Another cluster's backup proves nothing about our ids.
         let mut other = IdScan::default();
-        other.scan_root(root, 8);
+        other.scan_root_on(None, root, 8);
         assert_eq!(other.largest.unwrap().id, 9);
     }
 

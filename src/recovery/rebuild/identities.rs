@@ -383,13 +383,7 @@ fn newest_backup(disk: &Disk, roots: &[Root], cluster_id: u64) -> Option<(Root, 
 /// (on another host, whether it can is found when the node's directories are made).
 fn beside(on: On, root: &Path) -> Option<PathBuf> {
     if !on.is_here() {
-        let name = root.file_name()?.to_string_lossy().into_owned();
-        return (1..100)
-            .map(|n| match n {
-                1 => root.with_file_name(format!("{name}-recovered")),
-                n => root.with_file_name(format!("{name}-recovered-{n}")),
-            })
-            .find(|p| !on.disk.exists(on.place, &p.join("redis")));
+        return super::backup::fresh_sibling_on(on, root);
     }
     let fresh = super::backup::fresh_sibling(root)?;
     let parent = fresh.parent()?;

@@ -106,6 +106,10 @@ pub struct RestoreSpec {
     /// The files' sha256 and reader pass are left to the staging, which hashes and reads
     /// each file once as it copies it (`start` into the same shard layout).
     pub defer_file_checks: bool,
+    /// The files were read through (sha256 and the reader's pass) by a verify of this
+    /// same command moments before (a group's, before any of its databases started): not
+    /// read again.
+    pub files_read: bool,
     /// The run may be another cluster's.
     pub from_other_cluster: bool,
     /// Where the run's files are staged (decoded) before they replace the data (default:

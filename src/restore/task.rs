@@ -154,7 +154,10 @@ impl Tasks<'_> {
         };
         let (_, cluster) = self.locked().await?;
         match shown(&cluster, name)? {
-            Shown::One(t) => self.start_locked(&cluster, *t, retry, counts_only).await,
+            Shown::One(t) => {
+                self.start_locked(&cluster, *t, retry, counts_only, false)
+                    .await
+            }
             Shown::Group { tasks, .. } => self.start_group(name, tasks, retry, counts_only).await,
         }
     }
@@ -276,19 +279,23 @@ impl Tasks<'_> {
         Ok(verify(cluster, db, spec, &server).await)
     }
 
-    /// Starts task `name` under its own lock.
+    /// Starts task `name` under its own lock. `files_read`: this command's verify (a
+    /// group's, before any of its databases started) has just read its run's files
+    /// through, so its start's verify does not read them again.
     pub(super) async fn start_one(
         &self,
         name: &str,
         retry: bool,
         counts_only: bool,
+        files_read: bool,
     ) -> Result<Started> {
         let Some(_l) = self.lock_task(name)? else {
             return Err(RestoreTaskError::Running(name.to_string()));
         };
         let (_, cluster) = self.locked().await?;
         let t = find(&cluster, name)?.clone();
-        self.start_locked(&cluster, t, retry, counts_only).await
+        self.start_locked(&cluster, t, retry, counts_only, files_read)
+            .await
     }
 
     /// Starts task `t`, its lock held: the old data put back first on `retry`, verified,
@@ -299,6 +306,7 @@ impl Tasks<'_> {
         t: RestoreTask,
         retry: bool,
         counts_only: bool,
+        files_read: bool,
     ) -> Result<Started> {
         refuse_done(&t)?;
         check_retry(&t, retry)?;
@@ -310,6 +318,7 @@ impl Tasks<'_> {
         let spec = RestoreSpec {
             counts_only,
             defer_file_checks: true,
+            files_read,
             ..spec(&t)?
         };
         let (v, manifest) = self.run_verify(cluster, &t, &spec).await?;
@@ -761,6 +770,7 @@ fn spec(t: &RestoreTask) -> Result<RestoreSpec> {
         identity: t.identity.clone(),
         counts_only: false,
         defer_file_checks: false,
+        files_read: false,
         from_other_cluster: t.from_other_cluster,
         target_path: t.target_path.clone(),
     })

@@ -169,9 +169,12 @@ impl Verifying<'_> {
     async fn files(&mut self, db: Option<&Database>, m: &Manifest) {
         let defer = self.spec.defer_file_checks && db.is_some_and(|d| same_layout(d, m));
         for s in &m.shards {
-            let verdict = match defer {
-                true => Ok("its sha256 and the reader's pass run once, as it is staged".into()),
-                false => self.file(m, s).await,
+            let verdict = match (defer, self.spec.files_read) {
+                (true, _) => {
+                    Ok("its sha256 and the reader's pass run once, as it is staged".into())
+                }
+                (false, true) => Ok("read through by the group's verify just before".into()),
+                (false, false) => self.file(m, s).await,
             };
             self.add(&format!("file {}", s.file), verdict);
         }

@@ -256,12 +256,12 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
     let lz = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
     let run = runner(&lz, &lab);
-    let base = common::ports::block();
     run(&format!(
         "cluster create name span persistent_path {} addr 127.0.0.1",
         lz.path("n1").display()
     ))
     .ok();
+    let base = lz.own_port_range();
     add_ssh_node(&run, &host, base + common::ports::NODE_PORTS);
     run("create db spread shards 2 replication enabled persistence snapshot").ok();
 
@@ -514,6 +514,7 @@ fn ccs_backups_reach_the_ssh_node_and_a_lost_host_does_not_stop_saves() {
         lz.path("n1").display()
     ))
     .ok();
+    lz.own_port_range();
     run(&format!(
         "node add addr {} persistent_path {} ssh {}",
         host.addr,
@@ -778,18 +779,6 @@ fn shards_of(run: &impl Fn(&str) -> common::Output, name: &str) -> Vec<serde_jso
         .collect()
 }
 
-/// Sets an RDB file's version to 11 (newer than Redis 7.0 loads), its CRC-64 trailer
-/// made again: what a newer server would have written, for these plain strings.
-fn make_rdb_11(path: &std::path::Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..9], b"REDIS0010", "{}", path.display());
-    bytes[5..9].copy_from_slice(b"0011");
-    let body = bytes.len() - 8;
-    let crc = lazarus::persist::crc64(&bytes[..body]);
-    bytes[body..].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// Files on the SSH host that recovery cannot load there are written key by key from
 /// here, streamed through the host: `recover db <db> replay` of a replica's snapshot
 /// there newer than the server loads (its master's file lost), and `recover db <db>
@@ -861,7 +850,7 @@ fn replay_and_from_files_stream_the_ssh_hosts_files() {
         "disk1/redis/db-{db}/shard-{shard}/dump.rdb"
     )))
     .unwrap();
-    make_rdb_11(&shard_dir("snap").join("dump.rdb"));
+    common::data::make_rdb_11(&shard_dir("snap").join("dump.rdb"));
     let aof = shard_dir("log").join("appendonlydir");
     let aside = host.path("aside");
     std::fs::rename(&aof, &aside).unwrap();

@@ -387,7 +387,9 @@ async fn recover_in(
         }
     };
     let (plan, pids, fallbacks) = fall_back(rec, cluster, db, plan, results, stage).await?;
-    replay_masters(rec.server.hosts(), cluster, db, &plan, stage).await?;
+    if !replays_after_link(db, &plan) {
+        replay_masters(rec.server.hosts(), cluster, db, &plan, stage).await?;
+    }
     let mut recovered = finish(rec, cluster, db, Some(&plan), pids, stage).await?;
     recovered.fallbacks = fallbacks;
     Ok(recovered)
@@ -487,9 +489,20 @@ fn first_line(text: &str) -> String {
     }
 }
 
+/// Whether a database's replay waits for its slot map: a Redis Cluster master takes
+/// writes only for slots it serves (`CLUSTERDOWN` before), so a sharded database's
+/// masters are linked first ([`super::finish`]) and replayed into after.
+pub(super) fn replays_after_link(db: &Database, plan: &DbPlan) -> bool {
+    db.config.shards > 1
+        && plan
+            .shard_plans
+            .iter()
+            .any(|s| matches!(&s.outcome, Outcome::Ready { source } if source.replay))
+}
+
 /// Writes the keys of every source to replay into its master (started empty), as
 /// `RESTORE ... ABSTTL` of payloads in the oldest encodings that carry each value.
-async fn replay_masters(
+pub(super) async fn replay_masters(
     hosts: &crate::host::Hosts,
     cluster: &Cluster,
     db: &Database,

@@ -3,7 +3,9 @@
 //! ([`crate::db::bringup`]): the configured persistence, replicas, the slot map or
 //! replication, and the sync source re-attached.
 
-use super::apply::{ContentProof, Proof, RecoverError, Recovered, Recovery};
+use super::apply::{
+    replay_masters, replays_after_link, ContentProof, Proof, RecoverError, Recovered, Recovery,
+};
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
 use super::shard_dirs::{record_started, shard_dir};
 use crate::ccs::{Cluster, Database, Id, Role};
@@ -40,6 +42,17 @@ pub(super) async fn finish(
         persist: rec.load_timeout,
     });
 
+    // A sharded database replayed into: replicas and the slot map first (the replicas
+    // take the keys through replication), then the keys, then the checks.
+    let replay_late = plan.is_some_and(|p| replays_after_link(db, p));
+    if replay_late {
+        stage("starting replicas");
+        pids.extend(start_replicas(rec, &up).await?);
+        link(&up, db, stage).await?;
+        let plan = plan.expect("a late replay has a plan");
+        replay_masters(rec.server.hosts(), cluster, db, plan, stage).await?;
+    }
+
     let mut keys = 0;
     let mut unverified = Vec::new();
     let mut content = None;
@@ -66,12 +79,11 @@ pub(super) async fn finish(
         up.switch_persistence(&unsnapshotted).await?;
     }
 
-    stage("starting replicas");
-    pids.extend(start_replicas(rec, &up).await?);
-    if db.config.shards > 1 {
-        stage("forming the cluster");
+    if !replay_late {
+        stage("starting replicas");
+        pids.extend(start_replicas(rec, &up).await?);
+        link(&up, db, stage).await?;
     }
-    up.link().await?;
     if db.config.sync_source.is_some() && db.config.shards == 1 {
         stage("attaching to the sync source");
     }
@@ -94,6 +106,19 @@ pub(super) async fn finish(
         content,
         fallbacks: Vec::new(),
     })
+}
+
+/// Steps 5 and 6 of the bring-up: the slot map or replication.
+async fn link(
+    up: &BringUp<'_>,
+    db: &Database,
+    stage: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), RecoverError> {
+    if db.config.shards > 1 {
+        stage("forming the cluster");
+    }
+    up.link().await?;
+    Ok(())
 }
 
 /// Step 4 of the bring-up for a recovery: the replicas start (each syncs from its

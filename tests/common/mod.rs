@@ -115,10 +115,19 @@ impl Lazarus {
             n1.display()
         ))
         .ok();
-        let mut doc = self.ccs();
-        doc["nodes"]["1"]["port_range"] = ports::node_range_json(ports::block());
-        std::fs::write(self.path("ccs.json"), doc.to_string()).unwrap();
+        self.own_port_range();
         n1
+    }
+
+    /// Moves node:1 onto a block of ports of its own ([`ports`]): a cluster made by
+    /// `cluster create` has the default range, which other tests of the binary share (a
+    /// port a killed shard frees can be taken before its restart). Returns its start.
+    pub fn own_port_range(&self) -> u16 {
+        let lo = ports::block();
+        let mut doc = self.ccs();
+        doc["nodes"]["1"]["port_range"] = ports::node_range_json(lo);
+        std::fs::write(self.path("ccs.json"), doc.to_string()).unwrap();
+        lo
     }
 
     /// The stored CCS document.

@@ -21,17 +21,6 @@ fn kill(guard: &ProcessGuard, pid: u32) {
     }
 }
 
-/// Gives node:1 a port range of its own ([`common::ports`]) and returns its start. Other
-/// tests use the default range (30000-30999): a port freed by a kill could be taken
-/// before the restart.
-fn own_port_range(lz: &common::Lazarus) -> u16 {
-    let mut doc = lz.ccs();
-    let lo = common::ports::block();
-    doc["nodes"]["1"]["port_range"] = common::ports::node_range_json(lo);
-    std::fs::write(lz.path("ccs.json"), doc.to_string()).unwrap();
-    lo
-}
-
 /// The `redis://` URL of a database's endpoint, from `--json status databases`.
 fn endpoint_of(lz: &common::Lazarus, name: &str) -> String {
     let doc = lz.cmd(["--json", "status", "databases"]).run().ok().json();
@@ -56,7 +45,7 @@ fn commands_create_kill_restart_and_refuse() {
         .stdout_has("Created the default local cluster")
         .stdout_has("Endpoint: 127.0.0.1:");
     lz.run("delete db first purge").ok();
-    let lo = own_port_range(&lz);
+    let lo = lz.own_port_range();
 
     let out = lz
         .run("create db cache memory 64mb password pw-7f3a")
@@ -220,7 +209,7 @@ fn failed_restart_is_recorded() {
     let lz = common::Lazarus::new();
     let guard = ProcessGuard::new(lz.home());
     lz.run("cluster create name t").ok();
-    own_port_range(&lz);
+    lz.own_port_range();
     lz.run("create db parts shards 2 persistence disabled").ok();
     let shards = |doc: &serde_json::Value| -> Vec<serde_json::Value> {
         let db = doc["databases"]
@@ -278,7 +267,7 @@ fn each_node_runs_its_own_engine() {
     ))
     .ok()
     .stdout_has("engine redis 7.");
-    let lo = own_port_range(&lz);
+    let lo = lz.own_port_range();
     lz.run(&format!(
         "node add addr 127.0.0.1 persistent_path {} redis_server /nonexistent/valkey-server",
         lz.path("node2").display()

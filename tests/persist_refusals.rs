@@ -188,6 +188,26 @@ fn rdbs_the_server_refuses_are_not_ok() {
     ]
     .concat();
     refused_by_all("library twice", &rdb(10, &twice), false, "not `x` again");
+    // A function name the server's rule refuses (the campaign's last false ok: a flip
+    // made `f!`), and one function registered twice.
+    let code = |body: &[u8]| rdb(10, &lib(&[&b"#!lua name=x\n"[..], body].concat()));
+    refused_by_all(
+        "function name",
+        &code(b"redis.register_function('f!', function() return 1 end)"),
+        false,
+        "not `f!`",
+    );
+    refused_by_all(
+        "function twice",
+        &code(b"redis.register_function('f', function() return 1 end)\nredis.register_function{function_name='f', callback=function() return 2 end}"),
+        false,
+        "not `f` again",
+    );
+    loaded_by_all(
+        "function names",
+        &code(b"-- redis.register_function('not run!')\nredis.register_function('f_1', function() return 1 end)\nredis.register_function{function_name=\"G2\", callback=function() return 2 end}"),
+        false,
+    );
     // The file's version (10) has no type 20: Redis 7.0 stops at "Unknown RDB encoding
     // type 20". (Valkey 8.1 loads it: the reader is stricter there, and says why.)
     let set20 = [&[20u8][..], &s(b"s"), &s(&listpack(&[b"a", b"b"]))].concat();

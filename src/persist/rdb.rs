@@ -552,6 +552,9 @@ impl<'a, R: Read> Rdb<'a, R> {
                 .warn(format!("function library at offset {at} too big to check")),
             Some(Err(e)) => return Err(ParseError::corrupt(at, e)),
             Some(Ok(name)) => {
+                if let Err(e) = literal_function_names(&self.window) {
+                    return Err(ParseError::corrupt(at, e));
+                }
                 if self.libraries.insert(fingerprint(name.as_bytes())) == Some(false) {
                     return Err(ParseError::corrupt(
                         at,
@@ -835,6 +838,62 @@ fn library_name(code: &[u8]) -> Result<String, String> {
         )));
     }
     Ok(name)
+}
+
+/// The function names a library registers as plain string literals
+/// (`redis.register_function('name', ...)` or `function_name = 'name'`), each held to the
+/// server's rule (letters, digits and `_`) and registered once; `Err`: what was expected.
+/// Names the code computes, or writes with escapes, and calls in `--` comments are left
+/// to the server, which runs the code.
+fn literal_function_names(code: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(code);
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let line = line.split("--").next().unwrap_or_default();
+        for (i, _) in line.match_indices("register_function") {
+            let rest = line[i + "register_function".len()..].trim_start();
+            let rest = if let Some(r) = rest.strip_prefix('(') {
+                r.trim_start()
+            } else if let Some(r) = rest.strip_prefix('{') {
+                // The table form: its `function_name = '...'` field.
+                match r.find("function_name") {
+                    Some(at) => match r[at + "function_name".len()..]
+                        .trim_start()
+                        .strip_prefix('=')
+                    {
+                        Some(r) => r.trim_start(),
+                        None => continue,
+                    },
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            let Some(end) = rest[1..].find(quote) else {
+                continue;
+            };
+            let name = &rest[1..1 + end];
+            if name.contains('\\') {
+                continue;
+            }
+            if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return Err(format!(
+                    "function names of letters, digits and `_`, not `{name}` (the server \
+                     refuses the library)"
+                ));
+            }
+            if !seen.insert(name.to_string()) {
+                return Err(format!(
+                    "a function registered once, not `{name}` again (the server refuses the \
+                     library: \"Function already exists in the library\")"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A module's name from its 64-bit type id (9 characters of 6 bits, then 10 bits of

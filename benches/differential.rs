@@ -7,7 +7,8 @@
 //! (a known limit: the reader warns it does not compile Lua), and wrong exact key counts.
 //!
 //! Run: `cargo bench --bench differential` (`DIFF_MUTANTS`, default 20000; `DIFF_SEED`;
-//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures).
+//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures, by
+//! default in `target/diff-failures`: a failure cannot be remade from its seed alone).
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;
@@ -33,6 +34,13 @@ fn main() {
     match support::valkey_server() {
         Some(v) => engines.push(Engine::new("valkey-server 8.1", PathBuf::from(v))),
         None => println!("note: no valkey-server (LAZARUS_VALKEY_SERVER unset): redis-server only"),
+    }
+    // Failures are kept unless told where: the seeds are made afresh each run (their
+    // times differ), so a chunk run again does not remake the same mutant.
+    if std::env::var_os("LAZARUS_DIFF_KEEP").is_none() {
+        let keep = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/diff-failures");
+        println!("failures kept in {}", keep.display());
+        std::env::set_var("LAZARUS_DIFF_KEEP", keep);
     }
     let started = Instant::now();
     let seeds = seeds();

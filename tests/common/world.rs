@@ -120,7 +120,8 @@ pub async fn build(cluster: &mut Cluster, configs: Vec<DbConfig>) {
     save_snapshots(cluster).await;
 }
 
-/// SAVE on every shard of every snapshot database (replicas included).
+/// SAVE on every shard of every snapshot database (replicas included); every AOF shard's
+/// buffer written out.
 pub async fn save_snapshots(cluster: &Cluster) {
     // Replicas must have caught up before they save their copy. (WAIT on a fresh
     // connection does not do: it waits only for that connection's own writes.)
@@ -149,6 +150,36 @@ pub async fn save_snapshots(cluster: &Cluster) {
             let a = shard_addr(cluster, db, s.id).unwrap();
             let mut con = connect(&a.host, a.port, 0).await;
             let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+        }
+    }
+    // `appendfsync everysec` answers a write before the AOF has it when an fsync is
+    // still running (a busy disk): the server holds the buffer up to 2 s, and a SIGKILL
+    // then loses writes the test counts on. Wait until every buffer is written.
+    for db in cluster
+        .databases
+        .values()
+        .filter(|d| d.config.persistence == Persistence::Aof)
+    {
+        for s in &db.shards {
+            let a = shard_addr(cluster, db, s.id).unwrap();
+            let mut con = connect(&a.host, a.port, 0).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                if info.lines().any(|l| l.trim() == "aof_buffer_length:0") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis:{} never wrote its AOF buffer",
+                    s.id
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
         }
     }
 }

@@ -51,7 +51,11 @@ pub(crate) trait AofSink {
 pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io::Result<Walked> {
     let file = super::open::open_regular(&part.path)?;
     let len = file.metadata()?.len();
-    let mut src = Source::open_file(file, len);
+    // The read-ahead thread runs the CRC only for an RDB preamble's sake.
+    let mut head = [0u8; 6];
+    let got = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
+    let maybe_rdb = matches!(head.first(), Some(b'R' | b'V')) || got == 0;
+    let mut src = Source::open_file_crc(file, len, maybe_rdb);
     let mut out = Walked {
         len,
         valid_len: 0,

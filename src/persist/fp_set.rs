@@ -16,6 +16,8 @@ pub(crate) const MAX_SLOTS: usize = 1 << 26;
 pub(crate) const MAX_KEYS: usize = MAX_SLOTS / 8 * 7;
 const FIRST_SLOTS: usize = 1 << 10;
 
+use super::words::Words;
+
 /// The fingerprint of a key: 8 bytes at a time through a 64×64→128-bit multiply folded
 /// back to 64 bits, then a final mix. Not keyed: keys chosen to collide could make two
 /// distinct keys count as one (or look duplicated); the same key always gives the same value.
@@ -69,14 +71,14 @@ pub(crate) fn tail_word(rest: &[u8]) -> u64 {
 /// Fingerprints, each at a slot index that stays put until the table grows.
 pub(crate) struct FpSet {
     /// 0 marks an empty slot; a fingerprint of 0 is stored as 1.
-    slots: Vec<u64>,
+    slots: Words,
     len: usize,
 }
 
 impl Default for FpSet {
     fn default() -> Self {
         FpSet {
-            slots: vec![0; FIRST_SLOTS],
+            slots: Words::zeroed(FIRST_SLOTS),
             len: 0,
         }
     }
@@ -139,7 +141,7 @@ impl FpSet {
             return;
         }
         if self.slots.len() > FIRST_SLOTS * 16 {
-            self.slots = vec![0; FIRST_SLOTS];
+            self.slots = Words::zeroed(FIRST_SLOTS);
         } else {
             self.slots.fill(0);
         }
@@ -179,8 +181,8 @@ impl FpSet {
         Some((i, true))
     }
 
-    fn grow(&mut self) -> Vec<u64> {
-        let bigger = vec![0; self.slots.len() * 2];
+    fn grow(&mut self) -> Words {
+        let bigger = Words::zeroed(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, bigger);
         for &fp in old.iter().filter(|&&s| s != 0) {
             let (i, _) = self.probe(fp);
@@ -192,8 +194,8 @@ impl FpSet {
     /// Makes room for `n` more fingerprints without growing during their inserts (as far
     /// as [`MAX_SLOTS`] allows), so slot indices stay put meanwhile. When the table grew,
     /// returns the old one: whoever keeps per-slot data moves it (`old[i]` was at `i`).
-    pub fn reserve(&mut self, n: usize) -> Option<Vec<u64>> {
-        let mut old: Option<Vec<u64>> = None;
+    pub fn reserve(&mut self, n: usize) -> Option<Words> {
+        let mut old: Option<Words> = None;
         while (self.len + n) * 4 > self.slots.len() * 3 && self.slots.len() < MAX_SLOTS {
             let before = self.grow();
             // Two doublings at once: the first table is the one the caller's data is
@@ -205,101 +207,180 @@ impl FpSet {
 }
 
 /// Fingerprints of one database's keys, appended in 256 runs by their top byte and sorted
-/// run by run at the end to find a repeat: 8 bytes a key (plus the runs' spare capacity,
-/// kept small when the file says how many keys to expect), sequential writes only, so
+/// run by run at the end to find a repeat: 8 bytes a key, sequential writes only, so
 /// checking 5 million keys costs ~0.1 s of CPU where a hash table's cache misses cost ~1 s.
 /// At most [`MAX_RUN_KEYS`] keys a database (512 MiB) are kept.
+///
+/// Each run is a chain of blocks of [`BLOCK`] fingerprints, taken in turn from segments
+/// of memory shared by all runs: no run is ever copied to grow, memory is what the keys
+/// take (no spare capacity per run, whatever a file's RESIZEDB hint says), and the
+/// segments after the first are in 2 MiB pages ([`Words`]): one page fault where 4 KiB
+/// pages took 512, which cost a tenth of the check of an RDB of small keys.
 #[derive(Default)]
 pub(crate) struct FpRuns {
-    runs: Vec<Vec<u64>>,
+    /// Memory blocks are taken from, in order: the first small (a database of few keys
+    /// costs little), the others [`SEGMENT`] words.
+    segments: Vec<Words>,
+    /// Per run, where its blocks are: (segment, first word); the last one is being filled.
+    blocks: Vec<Vec<(u32, u32)>>,
+    /// Per run: its block being filled, as (segment, first word, fingerprints in it). A
+    /// run with no block yet shows a full one.
+    cur: Vec<(u32, u32, u32)>,
+    /// The next free block: (segment, first word).
+    next: (u32, u32),
     len: usize,
 }
 
-/// Keys of one database whose repeats are looked for.
+/// Fingerprints of one database whose repeats are looked for.
 pub(crate) const MAX_RUN_KEYS: usize = 1 << 26;
+/// Fingerprints a block (4 KiB).
+const BLOCK: usize = 512;
+/// Words of the first segment: a block for each run.
+const FIRST_SEGMENT: usize = 256 * BLOCK;
+/// Words of every later segment (8 MiB).
+const SEGMENT: usize = 1 << 20;
 
 impl FpRuns {
-    /// Makes room for `n` more keys (RESIZEDB's hint).
-    pub fn reserve(&mut self, n: u64) {
-        let n = n.min(MAX_RUN_KEYS as u64) as usize;
-        if self.runs.is_empty() {
-            self.runs = vec![Vec::new(); 256];
-        }
-        let each = n / 256 + n / 2048 + 8;
-        for r in &mut self.runs {
-            r.reserve(each);
-        }
-    }
-
     /// Adds a fingerprint; `false` when the database already has [`MAX_RUN_KEYS`].
     #[inline]
     pub fn push(&mut self, fp: u64) -> bool {
         if self.len >= MAX_RUN_KEYS {
             return false;
         }
-        if self.runs.is_empty() {
-            self.runs = vec![Vec::new(); 256];
+        let r = (fp >> 56) as usize;
+        let Some(&(seg, at, n)) = self.cur.get(r) else {
+            self.start();
+            return self.push(fp);
+        };
+        if n as usize >= BLOCK {
+            self.new_block(r);
+            return self.push(fp);
         }
-        self.runs[(fp >> 56) as usize].push(fp);
+        if let Some(w) = self
+            .segments
+            .get_mut(seg as usize)
+            .and_then(|s| s.get_mut(at as usize + n as usize))
+        {
+            *w = fp;
+        }
+        self.cur[r].2 = n + 1;
         self.len += 1;
         true
     }
 
-    /// How many different fingerprints were pushed (sorts the runs).
+    #[cold]
+    fn start(&mut self) {
+        self.blocks = vec![Vec::new(); 256];
+        self.cur = vec![(0, 0, BLOCK as u32); 256];
+    }
+
+    /// Gives run `r` a fresh block.
+    #[cold]
+    #[inline(never)]
+    fn new_block(&mut self, r: usize) {
+        let (mut seg, mut at) = self.next;
+        let fits = self
+            .segments
+            .get(seg as usize)
+            .is_some_and(|s| at as usize + BLOCK <= s.len());
+        if !fits {
+            let words = if self.segments.is_empty() {
+                FIRST_SEGMENT
+            } else {
+                SEGMENT
+            };
+            self.segments.push(Words::zeroed(words));
+            seg = (self.segments.len() - 1) as u32;
+            at = 0;
+        }
+        self.blocks[r].push((seg, at));
+        self.cur[r] = (seg, at, 0);
+        self.next = (seg, at + BLOCK as u32);
+    }
+
+    /// Run `r`'s fingerprints, block by block.
+    fn run(&self, r: usize) -> impl Iterator<Item = &[u64]> + Clone + '_ {
+        let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
+        let last = blocks.len().saturating_sub(1);
+        let filled = self.cur.get(r).map_or(0, |c| c.2 as usize);
+        blocks.iter().enumerate().map(move |(i, &(seg, at))| {
+            let n = if i == last { filled.min(BLOCK) } else { BLOCK };
+            let s = &self.segments[seg as usize];
+            &s[at as usize..at as usize + n]
+        })
+    }
+
+    /// Run `r`'s fingerprints in one vector.
+    fn gather(&self, r: usize, out: &mut Vec<u64>) {
+        out.clear();
+        for b in self.run(r) {
+            out.extend_from_slice(b);
+        }
+    }
+
+    /// How many different fingerprints were pushed.
     pub fn distinct(&mut self) -> u64 {
         let mut n = 0;
-        let mut scratch = Vec::new();
-        for r in &mut self.runs {
-            sort_run(r, &mut scratch);
-            r.dedup();
-            n += r.len() as u64;
+        let (mut run, mut scratch) = (Vec::new(), Vec::new());
+        for r in 0..self.blocks.len() {
+            self.gather(r, &mut run);
+            sort_run(&mut run, &mut scratch);
+            run.dedup();
+            n += run.len() as u64;
         }
         n
     }
 
-    /// A fingerprint pushed twice, if any (the runs are left in no useful order).
+    /// A fingerprint pushed twice, if any.
     pub fn repeat(&mut self) -> Option<u64> {
-        let mut scratch = Vec::new();
-        let mut table = Vec::new();
-        self.runs
-            .iter_mut()
-            .find_map(|r| run_repeat(r, &mut scratch, &mut table))
+        let (mut scratch, mut table) = (Vec::new(), Vec::new());
+        (0..self.blocks.len()).find_map(|r| self.run_repeat(r, &mut scratch, &mut table))
+    }
+
+    /// A fingerprint twice in run `r`: one counting pass by the next byte into 256 small
+    /// buckets (as `sort_run`), then each bucket into a small hash table that stays in the
+    /// first-level cache. Sorting the buckets instead cost a third of the whole parse of
+    /// an RDB of small keys.
+    fn run_repeat(&self, r: usize, scratch: &mut Vec<u64>, table: &mut Vec<u64>) -> Option<u64> {
+        let len: usize = self.run(r).map(<[u64]>::len).sum();
+        if len < 1024 {
+            self.gather(r, scratch);
+            scratch.sort_unstable();
+            return scratch.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
+        }
+        let starts = bucket_by_second_byte(self.run(r), len, scratch);
+        starts
+            .windows(2)
+            .find_map(|w| bucket_repeat(&scratch[w[0]..w[1]], table))
     }
 }
 
-/// A fingerprint twice in one run: one counting pass by the next byte into 256 small
-/// buckets (as `sort_run`), then each bucket into a small hash table that stays in the
-/// first-level cache. Sorting the buckets instead cost a third of the whole parse of an
-/// RDB of small keys.
-fn run_repeat(run: &mut [u64], scratch: &mut Vec<u64>, table: &mut Vec<u64>) -> Option<u64> {
-    if run.len() < 1024 {
-        run.sort_unstable();
-        return run.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
-    }
-    let starts = bucket_by_second_byte(run, scratch);
-    starts
-        .windows(2)
-        .find_map(|w| bucket_repeat(&scratch[w[0]..w[1]], table))
-}
-
-/// Scatters `run` into `scratch` by each fingerprint's second byte; where each of the
-/// 256 buckets starts (and, last, where the last ends).
-fn bucket_by_second_byte(run: &[u64], scratch: &mut Vec<u64>) -> [usize; 257] {
+/// Scatters the `len` fingerprints of `parts` into `scratch` by each one's second byte;
+/// where each of the 256 buckets starts (and, last, where the last ends).
+fn bucket_by_second_byte<'a>(
+    parts: impl Iterator<Item = &'a [u64]> + Clone,
+    len: usize,
+    scratch: &mut Vec<u64>,
+) -> [usize; 257] {
     let byte = |fp: u64| ((fp >> 48) & 0xff) as usize;
     let mut starts = [0usize; 257];
-    for &fp in run {
-        starts[byte(fp) + 1] += 1;
+    for part in parts.clone() {
+        for &fp in part {
+            starts[byte(fp) + 1] += 1;
+        }
     }
     for i in 1..257 {
         starts[i] += starts[i - 1];
     }
     scratch.clear();
-    scratch.resize(run.len(), 0);
+    scratch.resize(len, 0);
     let mut at = starts;
-    for &fp in run {
-        let b = byte(fp);
-        scratch[at[b]] = fp;
-        at[b] += 1;
+    for part in parts {
+        for &fp in part {
+            let b = byte(fp);
+            scratch[at[b]] = fp;
+            at[b] += 1;
+        }
     }
     starts
 }
@@ -343,7 +424,7 @@ fn sort_run(run: &mut Vec<u64>, scratch: &mut Vec<u64>) {
         run.sort_unstable();
         return;
     }
-    let starts = bucket_by_second_byte(run, scratch);
+    let starts = bucket_by_second_byte(std::iter::once(&run[..]), run.len(), scratch);
     for w in starts.windows(2) {
         scratch[w[0]..w[1]].sort_unstable();
     }
@@ -464,13 +545,13 @@ mod tests {
             r.push(fingerprint(&(k % 500_000).to_le_bytes()));
         }
         assert_eq!(r.distinct(), 500_000);
-        assert!(r.runs.iter().all(|run| run.windows(2).all(|w| w[0] < w[1])));
+        // Asked again, the same (the runs are not consumed).
+        assert_eq!(r.distinct(), 500_000);
     }
 
     #[test]
     fn runs_find_a_repeat() {
         let mut r = FpRuns::default();
-        r.reserve(1000);
         for k in 0..10_000u64 {
             r.push(fingerprint(&k.to_le_bytes()));
         }

@@ -50,6 +50,8 @@ pub(crate) struct Prefetch {
     file: File,
     /// (start, CRC before it) of the current chunk and the one before.
     marks: [Option<(u64, Digest)>; 2],
+    /// The reader thread runs the CRC (else the chunks' CRCs are meaningless).
+    pub crc: bool,
 }
 
 thread_local! {
@@ -64,9 +66,10 @@ pub(crate) fn disable_on_this_thread() {
 }
 
 impl Prefetch {
-    /// Starts reading `file` (positioned at offset 0) up to `limit` bytes on its own thread;
-    /// `None` when that is not worth it or not possible (then read directly).
-    pub fn start(file: &File, limit: u64) -> Option<Prefetch> {
+    /// Starts reading `file` (positioned at offset 0) up to `limit` bytes on its own thread,
+    /// running the CRC-64 of the data too when `crc`; `None` when that is not worth it or
+    /// not possible (then read directly).
+    pub fn start(file: &File, limit: u64, crc: bool) -> Option<Prefetch> {
         if limit < MIN_LEN || NO_PREFETCH.with(|c| c.get()) {
             return None;
         }
@@ -83,7 +86,7 @@ impl Prefetch {
         }
         let thread = std::thread::Builder::new()
             .name("persist-read".into())
-            .spawn(move || read_ahead(reader, limit, &filled_tx, &spent_rx))
+            .spawn(move || read_ahead(reader, limit, crc, &filled_tx, &spent_rx))
             .ok()?;
         Some(Prefetch {
             filled,
@@ -91,6 +94,7 @@ impl Prefetch {
             thread: Some(thread),
             file,
             marks: [None, None],
+            crc,
         })
     }
 
@@ -143,7 +147,13 @@ impl Drop for Prefetch {
     }
 }
 
-fn read_ahead(mut file: File, limit: u64, filled: &SyncSender<Msg>, spent: &Receiver<Vec<u8>>) {
+fn read_ahead(
+    mut file: File,
+    limit: u64,
+    run_crc: bool,
+    filled: &SyncSender<Msg>,
+    spent: &Receiver<Vec<u8>>,
+) {
     let mut offset = 0u64;
     let mut crc = Digest::new(CrcAlgorithm::Crc64Redis);
     while offset < limit {
@@ -169,7 +179,9 @@ fn read_ahead(mut file: File, limit: u64, filled: &SyncSender<Msg>, spent: &Rece
             buf,
             len,
         };
-        crc.update(&chunk.buf[HEAD..HEAD + len]);
+        if run_crc {
+            crc.update(&chunk.buf[HEAD..HEAD + len]);
+        }
         offset += len as u64;
         if len > 0 && filled.send(Ok(chunk)).is_err() {
             return;
@@ -244,6 +256,18 @@ mod tests {
     }
 
     #[test]
+    fn without_the_reader_threads_crc_the_parser_runs_it() {
+        let n = MIN_LEN as usize + 3 * CHUNK + 5;
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
+        let mut src = Source::open_file_crc(file_of(&data), n as u64, false);
+        src.start_crc();
+        src.skip(CHUNK as u64 + 3).unwrap();
+        assert_eq!(src.crc(), crc64(&data[..CHUNK + 3]));
+        src.skip((n - CHUNK - 3) as u64).unwrap();
+        assert_eq!(src.crc(), crc64(&data));
+    }
+
+    #[test]
     fn a_file_truncated_while_read_ends_at_its_real_length() {
         let data = vec![5u8; MIN_LEN as usize + CHUNK + 100];
         let claimed = data.len() as u64 + 3 * CHUNK as u64;
@@ -273,7 +297,7 @@ mod tests {
         let f = file_of(&vec![0u8; MIN_LEN as usize]);
         std::thread::spawn(move || {
             disable_on_this_thread();
-            assert!(Prefetch::start(&f, MIN_LEN).is_none());
+            assert!(Prefetch::start(&f, MIN_LEN, true).is_none());
         })
         .join()
         .unwrap();

@@ -175,10 +175,8 @@ impl<'a, R: Read> Rdb<'a, R> {
                     expire = Some(i64::from_le_bytes(self.src.array()?));
                     Ok(())
                 }
-                0xfb => self.len().and_then(|n| {
-                    self.keys_seen.reserve(n);
-                    self.len().map(drop)
-                }),
+                // RESIZEDB: only a hint (`keys_seen` takes memory as keys come).
+                0xfb => self.len().and_then(|_| self.len().map(drop)),
                 0xfa => self.aux(),
                 0xf9 => self.src.u8().map(drop),
                 0xf8 => self.len().map(drop),

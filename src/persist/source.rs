@@ -53,7 +53,14 @@ impl Source<File> {
     ///
     /// Big files are read ahead on a second core when one is free (see `prefetch`).
     pub fn open_file(file: File, len: u64) -> Self {
-        match Prefetch::start(&file, len) {
+        Self::open_file_crc(file, len, true)
+    }
+
+    /// [`open_file`](Self::open_file) for a file that may need no CRC from its start
+    /// (`crc` false: an AOF without an RDB preamble): the read-ahead thread then runs none,
+    /// and a CRC asked for all the same is run by the parser.
+    pub fn open_file_crc(file: File, len: u64, crc: bool) -> Self {
+        match Prefetch::start(&file, len, crc) {
             Some(feed) => Source {
                 buf: Vec::new(),
                 feed: Some(feed),
@@ -98,7 +105,7 @@ impl<R: Read> Source<R> {
 
     /// Starts a CRC over every byte consumed from now on.
     pub fn start_crc(&mut self) {
-        self.crc_in_feed = self.feed.is_some() && self.offset() == 0;
+        self.crc_in_feed = self.feed.as_ref().is_some_and(|f| f.crc) && self.offset() == 0;
         self.crc = (!self.crc_in_feed).then(|| Digest::new(CrcAlgorithm::Crc64Redis));
         self.crc_pos = self.pos;
     }

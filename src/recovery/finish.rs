@@ -44,12 +44,11 @@ pub(super) async fn finish(
 
     // A sharded database replayed into: replicas and the slot map first (the replicas
     // take the keys through replication), then the keys, then the checks.
-    let replay_late = plan.is_some_and(|p| replays_after_link(db, p));
-    if replay_late {
+    let late_replay = plan.filter(|p| replays_after_link(db, p));
+    if let Some(plan) = late_replay {
         stage("starting replicas");
         pids.extend(start_replicas(rec, &up).await?);
         link(&up, db, stage).await?;
-        let plan = plan.expect("a late replay has a plan");
         replay_masters(rec.server.hosts(), cluster, db, plan, stage).await?;
     }
 
@@ -79,7 +78,7 @@ pub(super) async fn finish(
         up.switch_persistence(&unsnapshotted).await?;
     }
 
-    if !replay_late {
+    if late_replay.is_none() {
         stage("starting replicas");
         pids.extend(start_replicas(rec, &up).await?);
         link(&up, db, stage).await?;

@@ -245,14 +245,15 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
     assert_eq!(lz.ccs()["nodes"].as_object().map(|n| n.len()), Some(2));
 }
 
-/// A database over this machine and a host reached by SSH: its shards there run on that
-/// host (bound to its address, working under its disk), data written through a cluster
-/// client reads back, `status` reports the host's own rows, `restart db` and `delete db
-/// purge` reach its processes and files.
+/// Issue 13, test 1: three hosts — this machine and two reached by SSH — with a 3-shard
+/// replicated database spread over them: each host's shards run there (bound to its
+/// address, working under its disk), data written through a cluster client reads back,
+/// `status` reports each host's own row, `restart db` and `delete db purge` reach every
+/// host's processes and files.
 #[test]
-fn a_database_spans_this_machine_and_an_ssh_host() {
+fn a_database_spans_this_machine_and_two_ssh_hosts() {
     let lab = SshLab::new();
-    let host = lab.host();
+    let hosts = [lab.host(), lab.host()];
     let lz = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
     let run = runner(&lz, &lab);
@@ -262,31 +263,41 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
     ))
     .ok();
     let base = lz.own_port_range();
-    add_ssh_node(&run, &host, base + common::ports::NODE_PORTS);
-    run("create db spread shards 2 replication enabled persistence snapshot").ok();
+    // Each host binds its own address: one range serves both.
+    for host in &hosts {
+        add_ssh_node(&run, host, base + common::ports::NODE_PORTS);
+    }
+    run("create db spread shards 3 replication enabled persistence snapshot").ok();
 
     let status = run("--json status").ok().json();
     let result = &status[0]["result"];
     let shards = result["shards"].as_array().unwrap();
-    assert_eq!(shards.len(), 4, "{result}");
+    assert_eq!(shards.len(), 6, "{result}");
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{result}");
-    let remote: Vec<&serde_json::Value> = shards.iter().filter(|s| s["node"] == 2).collect();
-    assert_eq!(remote.len(), 2, "{result}");
-    let node2 = result["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == 2)
-        .unwrap();
-    assert_eq!(node2["status"], "OK", "{node2}");
-    assert!(node2["cores"].as_u64().unwrap() >= 1, "{node2}");
-    assert!(node2["total_ram"].as_u64().unwrap() > 0, "{node2}");
-    // The host's shards run there: under its disk, answering on its address.
-    assert_eq!(host.pids().len(), 2, "{:?}", host.pids());
-    let port = remote[0]["port"].as_u64().unwrap() as u16;
-    std::net::TcpStream::connect((host.addr.as_str(), port)).expect("bound to the host's address");
+    let on = |node: u64| -> Vec<&serde_json::Value> {
+        shards.iter().filter(|s| s["node"] == node).collect()
+    };
+    assert!(!on(1).is_empty(), "{result}");
+    for (node, host) in [(2u64, &hosts[0]), (3, &hosts[1])] {
+        let here = on(node);
+        assert!(!here.is_empty(), "node:{node} holds no shard: {result}");
+        let row = result["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == node)
+            .unwrap();
+        assert_eq!(row["status"], "OK", "{row}");
+        assert!(row["cores"].as_u64().unwrap() >= 1, "{row}");
+        assert!(row["total_ram"].as_u64().unwrap() > 0, "{row}");
+        // The host's shards run there: under its disk, answering on its address.
+        assert_eq!(host.pids().len(), here.len(), "{:?}", host.pids());
+        let port = here[0]["port"].as_u64().unwrap() as u16;
+        std::net::TcpStream::connect((host.addr.as_str(), port))
+            .expect("bound to the host's address");
+    }
 
-    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    let endpoint = format!("redis://127.0.0.1:{}", on(1)[0]["port"]);
     common::runtime().block_on(async {
         let client = redis::cluster::ClusterClient::new(vec![endpoint]).unwrap();
         let mut con = client.get_async_connection().await.unwrap();
@@ -298,12 +309,14 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
                 .await
                 .unwrap();
         }
-        let v: i64 = redis::cmd("GET")
-            .arg("k42")
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(v, 42);
+        for i in 0..50 {
+            let v: i64 = redis::cmd("GET")
+                .arg(format!("k{i}"))
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(v, i);
+        }
     });
 
     run("restart db spread").ok();
@@ -311,12 +324,20 @@ fn a_database_spans_this_machine_and_an_ssh_host() {
     for s in status[0]["result"]["shards"].as_array().unwrap() {
         assert_eq!(s["status"], "OK", "{s}");
     }
-    assert_eq!(host.pids().len(), 2);
+    for (node, host) in [(2u64, &hosts[0]), (3, &hosts[1])] {
+        assert_eq!(host.pids().len(), on(node).len(), "node:{node}");
+    }
 
     run("delete db spread purge").ok();
-    assert!(host.pids().is_empty(), "{:?}", host.pids());
-    let left = std::fs::read_dir(host.path("n2/redis")).map_or(0, |d| d.count());
-    assert_eq!(left, 0, "the database's directory on the host is purged");
+    for host in &hosts {
+        assert!(host.pids().is_empty(), "{:?}", host.pids());
+        let left = std::fs::read_dir(host.path("n2/redis")).map_or(0, |d| d.count());
+        assert_eq!(
+            left, 0,
+            "the database's directory on {} is purged",
+            host.addr
+        );
+    }
 }
 
 /// One-shot runs of `lz` that reach the lab's hosts.
@@ -342,7 +363,7 @@ fn local_node_on(lz: &common::Lazarus, disks: &std::path::Path) -> u16 {
     lo
 }
 
-/// `node add` of the lab host as node:2 (`<host>/n2`), ports `lo..=lo+29`.
+/// `node add` of a lab host as the next node (`<host>/n2`), ports `lo..=lo+29`.
 fn add_ssh_node(run: &impl Fn(&str) -> common::Output, host: &common::sshd::SshHost, lo: u16) {
     run(&format!(
         "node add addr {} persistent_path {} ssh {} port_range {}-{}",

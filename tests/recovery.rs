@@ -660,19 +660,15 @@ async fn rewrite_then_write(c: &Cluster, name: &str) {
         .query_async(&mut con)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the AOF rewrite did not end");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::data::wait_for_persistence(
+        &mut con,
+        |info| {
+            info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+        },
+        Duration::from_secs(30),
+        "the AOF rewrite did not end",
+    )
+    .await;
     let tag = format!("{name}0");
     let _: () = redis::pipe()
         .cmd("SET")

@@ -376,6 +376,23 @@ fn add_ssh_node(run: &impl Fn(&str) -> common::Output, host: &common::sshd::SshH
     .ok();
 }
 
+/// The drills' first steps on a new home: `cluster recover` from the CCS backup on this
+/// machine's old disk `disk1`, then node:1's recovery path there and node:2's on its
+/// host's old disk `disk2`.
+fn recover_configuration(
+    run: &impl Fn(&str) -> common::Output,
+    disk1: &std::path::Path,
+    disk2: &std::path::Path,
+) {
+    run(&format!(
+        "cluster recover filename {} node_uid 1",
+        disk1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    run(&format!("node 1 recovery_path set {}", disk1.display())).ok();
+    run(&format!("node 2 recovery_path set {}", disk2.display())).ok();
+}
+
 /// Every file under `root` with its length: what recovery must leave as it was.
 fn tree(root: &std::path::Path) -> Vec<(String, u64)> {
     let mut out = Vec::new();
@@ -471,21 +488,7 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
 
     let lz = common::Lazarus::new();
     let run = runner(&lz, &lab);
-    run(&format!(
-        "cluster recover filename {} node_uid 1",
-        local("disk1/ccs/ccs.json").display()
-    ))
-    .ok();
-    run(&format!(
-        "node 1 recovery_path set {}",
-        local("disk1").display()
-    ))
-    .ok();
-    run(&format!(
-        "node 2 recovery_path set {}",
-        host.path("disk2").display()
-    ))
-    .ok();
+    recover_configuration(&run, &local("disk1"), &host.path("disk2"));
     let list = run("recover list").ok();
     assert!(list.stdout.contains("ready"), "{}", list.stdout);
     assert!(!list.stdout.contains("missing files"), "{}", list.stdout);
@@ -878,21 +881,7 @@ fn replay_and_from_files_stream_the_ssh_hosts_files() {
 
     let lz = common::Lazarus::new();
     let run = runner(&lz, &lab);
-    run(&format!(
-        "cluster recover filename {} node_uid 1",
-        local("disk1/ccs/ccs.json").display()
-    ))
-    .ok();
-    run(&format!(
-        "node 1 recovery_path set {}",
-        local("disk1").display()
-    ))
-    .ok();
-    run(&format!(
-        "node 2 recovery_path set {}",
-        host.path("disk2").display()
-    ))
-    .ok();
+    recover_configuration(&run, &local("disk1"), &host.path("disk2"));
     run("recover db snap")
         .fails(1)
         .stdout_has("`replay` can write");

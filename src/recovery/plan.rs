@@ -414,24 +414,20 @@ impl Inspect<'_> {
     fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
         let shard_dir = crate::server::ShardDir::at(shard.node, dir);
         let path = shard_dir.identity_file();
-        let read = match self.disk.read(shard.node, &path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IdentityRead::Missing,
-            Err(e) => IdentityRead::Unreadable(e),
-            Ok(bytes) => IdentityRead::parse(bytes),
-        };
-        let identity: ShardIdentity = match read {
-            IdentityRead::Found(identity) => identity,
-            // Older or hand-copied trees may lack it: the layout already names the shard.
-            IdentityRead::Missing => return None,
-            IdentityRead::Unreadable(e) => return Some(io_reason(&path, e, false)),
-            IdentityRead::Corrupt(text, e) => {
-                return Some(Reason::Corrupted {
-                    file: path,
-                    offset: json_offset(&text, e.line(), e.column()),
-                    expected: format!("a shard identity document ({e})"),
-                })
-            }
-        };
+        let identity: ShardIdentity =
+            match IdentityRead::from_read(self.disk.read(shard.node, &path)) {
+                IdentityRead::Found(identity) => identity,
+                // Older or hand-copied trees may lack it: the layout already names the shard.
+                IdentityRead::Missing => return None,
+                IdentityRead::Unreadable(e) => return Some(io_reason(&path, e, false)),
+                IdentityRead::Corrupt(text, e) => {
+                    return Some(Reason::Corrupted {
+                        file: path,
+                        offset: json_offset(&text, e.line(), e.column()),
+                        expected: format!("a shard identity document ({e})"),
+                    })
+                }
+            };
         if identity.cluster_id != self.cluster.cluster_id {
             return Some(Reason::Foreign {
                 path,

@@ -122,6 +122,15 @@ impl<T: DeserializeOwned> IdentityRead<T> {
             Err(e) => IdentityRead::Corrupt(bytes, e),
         }
     }
+
+    /// What reading an identity file gave, on whichever host: absent is `Missing`.
+    pub fn from_read(read: io::Result<Vec<u8>>) -> IdentityRead<T> {
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => IdentityRead::Missing,
+            Err(e) => IdentityRead::Unreadable(e),
+            Ok(bytes) => IdentityRead::parse(bytes),
+        }
+    }
 }
 
 impl<T> IdentityRead<T> {
@@ -189,11 +198,7 @@ impl ShardDir {
 
     /// Reads the identity file: the one reader of it.
     pub fn read_identity<T: DeserializeOwned>(&self) -> IdentityRead<T> {
-        match std::fs::read(self.identity_file()) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => IdentityRead::Missing,
-            Err(e) => IdentityRead::Unreadable(e),
-            Ok(bytes) => IdentityRead::parse(bytes),
-        }
+        IdentityRead::from_read(std::fs::read(self.identity_file()))
     }
 
     /// The pid of the server running in this directory, proven by its working directory.

@@ -243,3 +243,26 @@ pub fn make_rdb_11(path: &std::path::Path) {
     bytes[body..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Polls `INFO persistence` on `con` until `done` holds for it; panics naming `what`
+/// after `within`.
+pub async fn wait_for_persistence(
+    con: &mut MultiplexedConnection,
+    done: impl Fn(&str) -> bool,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(con)
+            .await
+            .unwrap();
+        if done(&info) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

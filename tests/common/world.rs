@@ -8,7 +8,7 @@ use lazarus::ccs::{Cluster, DbConfig, DbState, Id, Node, Persistence, PortRange,
 use lazarus::db::{create_db, shard_addr, CreateDb};
 use lazarus::server::{RedisServer, Servers};
 
-use super::data::{connect, contents, write_sample, Contents};
+use super::data::{connect, contents, wait_for_persistence, write_sample, Contents};
 
 /// `nodes` loopback nodes with persistent paths `<root>/old/node<id>`.
 pub fn test_cluster(root: &Path, nodes: u64) -> Cluster {
@@ -163,23 +163,13 @@ pub async fn save_snapshots(cluster: &Cluster) {
         for s in &db.shards {
             let a = shard_addr(cluster, db, s.id).unwrap();
             let mut con = connect(&a.host, a.port, 0).await;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                let info: String = redis::cmd("INFO")
-                    .arg("persistence")
-                    .query_async(&mut con)
-                    .await
-                    .unwrap();
-                if info.lines().any(|l| l.trim() == "aof_buffer_length:0") {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis:{} never wrote its AOF buffer",
-                    s.id
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            wait_for_persistence(
+                &mut con,
+                |info| info.lines().any(|l| l.trim() == "aof_buffer_length:0"),
+                std::time::Duration::from_secs(10),
+                &format!("redis:{} never wrote its AOF buffer", s.id),
+            )
+            .await;
         }
     }
 }

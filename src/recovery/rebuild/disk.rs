@@ -82,9 +82,14 @@ pub enum IdentityRead {
 
 /// Through the one reader of identity files, [`crate::server::ShardDir::read_identity`].
 pub fn read_identity(dir: &Path) -> IdentityRead {
-    use crate::server::IdentityRead as Read;
     // The directory's node does not matter while every node is this machine.
-    match crate::server::ShardDir::at(0, dir).read_identity::<ShardIdentity>() {
+    judged(crate::server::ShardDir::at(0, dir).read_identity())
+}
+
+/// The rebuild's verdict on an identity file as the server layer read it.
+fn judged(read: crate::server::IdentityRead<ShardIdentity>) -> IdentityRead {
+    use crate::server::IdentityRead as Read;
+    match read {
         Read::Found(identity) => IdentityRead::Found(Box::new(identity)),
         Read::Missing => IdentityRead::Missing,
         Read::Unreadable(e) => IdentityRead::Bad(e.to_string()),
@@ -100,15 +105,8 @@ pub fn shard_dirs_on(on: On, root: &Path) -> Vec<ShardDir> {
     let mut out = Vec::new();
     for (db, db_dir) in on.db_dirs(root) {
         for (shard, dir) in on.id_dirs(&db_dir, SHARD_PREFIX) {
-            let identity = match on.disk.read(on.place, &dir.join(SHARD_IDENTITY_FILE)) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => IdentityRead::Missing,
-                Err(e) => IdentityRead::Bad(e.to_string()),
-                Ok(bytes) => match crate::server::IdentityRead::parse(bytes) {
-                    crate::server::IdentityRead::Found(i) => IdentityRead::Found(Box::new(i)),
-                    crate::server::IdentityRead::Corrupt(_, e) => IdentityRead::Bad(e.to_string()),
-                    _ => IdentityRead::Missing,
-                },
-            };
+            let read = on.disk.read(on.place, &dir.join(SHARD_IDENTITY_FILE));
+            let identity = judged(crate::server::IdentityRead::from_read(read));
             out.push(ShardDir {
                 dir,
                 db,

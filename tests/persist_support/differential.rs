@@ -593,7 +593,8 @@ pub fn campaign(n: u64, seed: u64, engines: &mut [Engine], seeds: &[Seed]) -> Ve
                 .iter()
                 .any(|o| matches!(o, Outcome::FalseOk | Outcome::KeyMismatch(_)))
             {
-                let dir = Path::new(&keep).join(format!("mutant-{i}"));
+                // Named by the chunk's seed too: `i` starts again at 0 in every chunk.
+                let dir = Path::new(&keep).join(format!("mutant-{seed}-{i}"));
                 let _ = fs::create_dir_all(&dir);
                 materialize(s.kind, &files, &dir);
                 let _ = fs::write(dir.join("what.txt"), format!("{desc}\n{outcomes:?}\n"));

@@ -353,6 +353,136 @@ fn streams_with_a_repeated_group_or_consumer_are_not_ok() {
     );
 }
 
+/// A stream's pending lists and nodes as the servers check them on load (the third
+/// campaign's false ok: a pending entry owned twice). Both refuse an entry a consumer
+/// owns twice, an ID twice in a group's list, a node ID twice, and a length over 0
+/// without nodes; redis-server 7.0.15 also refuses an entry owned by two consumers,
+/// which valkey-server 8.1 loads (the reader takes the stricter); an unordered group
+/// list without repeats loads.
+#[test]
+fn stream_pending_lists_and_nodes_as_the_servers_check_them() {
+    let mut server = Server::start(&[]);
+    server.batch(&[
+        args(&["XADD", "x", "1-1", "f", "v"]),
+        args(&["XADD", "x", "1-2", "f", "w"]),
+        args(&["XADD", "x", "1-3", "f", "u"]),
+        args(&["XGROUP", "CREATE", "x", "g", "0"]),
+        args(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "2",
+            "STREAMS",
+            "x",
+            ">",
+        ]),
+        args(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c2",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "x",
+            ">",
+        ]),
+    ]);
+    server.cmd(&["SAVE"]);
+    let good = fs::read(server.file("dump.rdb")).unwrap();
+    drop(server);
+    let id = |seq: u8| {
+        let mut b = [0u8; 16];
+        b[7] = 1;
+        b[15] = seq;
+        b
+    };
+    // Where the raw ID 1-seq is, matches not overlapping (1-1 then 1-2 hold 1-1 across
+    // their boundary).
+    let at = |seq: u8| -> Vec<usize> {
+        let mut found: Vec<usize> = Vec::new();
+        for i in 0..good.len() - 15 {
+            if good[i..i + 16] == id(seq) && found.last().is_none_or(|&l| i >= l + 16) {
+                found.push(i);
+            }
+        }
+        found
+    };
+    // Raw IDs in order: the node's ID (1-1), the group's list (1-1, 1-2, 1-3), then
+    // c1's (1-1, 1-2) and c2's (1-3).
+    assert_eq!((at(1).len(), at(2).len(), at(3).len()), (3, 2, 2));
+    let edit = |edits: &[(usize, u8)]| {
+        let mut b = good.clone();
+        for &(i, seq) in edits {
+            b[i..i + 16].copy_from_slice(&id(seq));
+        }
+        let n = b.len() - 8;
+        let crc = crc64(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    loaded_by_all("stream with two consumers", &good, false);
+    refused_by_all(
+        "a pending entry a consumer owns twice",
+        &edit(&[(at(2)[1], 1)]),
+        false,
+        "owned twice",
+    );
+    let (loads, r) = judge(
+        "a pending entry owned by two consumers",
+        &edit(&[(at(3)[1], 1)]),
+        false,
+    );
+    for (who, load) in &loads {
+        if who.contains("valkey") {
+            assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+        } else {
+            assert_eq!(*load, Load::Refused, "{who}");
+        }
+    }
+    let fault = r.fault.expect("a fault");
+    assert!(fault.expected.contains("owned twice"), "{fault:?}");
+    refused_by_all(
+        "a pending entry twice in the group's list",
+        &edit(&[(at(2)[0], 3)]),
+        false,
+        "not already in its group's pending list",
+    );
+    loaded_by_all(
+        "a group's list out of order",
+        &edit(&[(at(1)[1], 5), (at(1)[2], 5)]),
+        false,
+    );
+    // Hand-made nodes of short strings: the same node ID twice, and a length without nodes.
+    let node = listpack(&[b"1", b"0", b"1", b"f", b"0", b"2", b"0", b"0", b"v", b"4"]);
+    let stream = |nodes: &[[u8; 16]], length: u8| {
+        let mut v = [&[19u8][..], &s(b"x"), &[nodes.len() as u8]].concat();
+        for n in nodes {
+            v.extend(s(n));
+            v.extend(s(&node));
+        }
+        // length, last ID, first ID, max deleted ID, entries added, no groups.
+        v.extend([length, 1, 1, 1, 1, 0, 0, length, 0]);
+        rdb(10, &v)
+    };
+    loaded_by_all("a stream node", &stream(&[id(1)], 1), false);
+    refused_by_all(
+        "a stream node ID twice",
+        &stream(&[id(1), id(1)], 2),
+        false,
+        "stream node ID not already",
+    );
+    loaded_by_all("an empty stream", &stream(&[], 0), false);
+    refused_by_all(
+        "a stream length without nodes",
+        &stream(&[], 3),
+        false,
+        "a stream length of 0",
+    );
+}
+
 #[test]
 fn aof_records_the_server_cannot_run_are_not_ok() {
     let aof = |cmds: &[&[&str]]| {

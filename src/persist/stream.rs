@@ -16,11 +16,19 @@ const SAME_FIELDS: i64 = 2;
 pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseError> {
     let nodes = rdb.count(2)?;
     let mut node_id = Vec::with_capacity(16);
+    // The server refuses a node ID seen twice in a stream ("Listpack re-added").
+    let mut node_ids = FpSet::default();
     for _ in 0..nodes {
         let at = rdb.src.offset();
         rdb.string_into(&mut node_id, 16)?;
         if node_id.len() != 16 {
             return Err(ParseError::corrupt(at, "a 16-byte stream node ID"));
+        }
+        if node_ids.insert(fingerprint(&node_id)) == Some(false) {
+            return Err(ParseError::corrupt(
+                at,
+                "a stream node ID not already in this stream (the server refuses a repeat)",
+            ));
         }
         if let Some(b) = rdb.blob()? {
             let bad_back = validate_node(&rdb.blob).map_err(|f| rdb.blob_fault(b, f))?;
@@ -35,11 +43,26 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
     }
     // Length, last ID; then (v2+) first ID, max deleted ID, entries added.
     let meta = if t >= 19 { 8 } else { 3 };
-    for _ in 0..meta {
+    let at = rdb.src.offset();
+    let length = rdb.len()?;
+    if length > 0 && nodes == 0 {
+        return Err(ParseError::corrupt(
+            at,
+            format!(
+                "a stream length of 0 for a stream without nodes, not {length} (the server \
+                 refuses it)"
+            ),
+        ));
+    }
+    for _ in 1..meta {
         rdb.len()?;
     }
     let groups = rdb.count(3)?;
-    let mut pel: Vec<[u8; 16]> = Vec::new();
+    // The group's pending IDs (sorted once read) with where each was, and whether a
+    // consumer owns it yet: the server refuses an ID twice in a group's list, an owned ID
+    // not in it, and one owned twice (by one consumer or two); the order is free.
+    let mut pel: Vec<([u8; 16], u64)> = Vec::new();
+    let mut owned_by: Vec<bool> = Vec::new();
     // The server refuses a group name, or a consumer name in a group, seen twice.
     let mut names = FpSet::default();
     let mut consumer_names = FpSet::default();
@@ -57,17 +80,21 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
             let at = rdb.src.offset();
             let id: [u8; 16] = rdb.src.array()?;
             if hold {
-                if pel.last().is_some_and(|last| *last >= id) {
-                    return Err(ParseError::corrupt(
-                        at,
-                        "pending entries in ascending ID order without duplicates",
-                    ));
-                }
-                pel.push(id);
+                pel.push((id, at));
             }
             rdb.src.skip(8)?; // delivery time
             rdb.len()?; // delivery count
         }
+        pel.sort_unstable();
+        if let Some(w) = pel.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(ParseError::corrupt(
+                w[0].1.max(w[1].1),
+                "a pending entry ID not already in its group's pending list (the server \
+                 refuses a repeat)",
+            ));
+        }
+        owned_by.clear();
+        owned_by.resize(pel.len(), false);
         let consumers = rdb.count(9)?;
         consumer_names.clear();
         for _ in 0..consumers {
@@ -77,11 +104,24 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
             for _ in 0..owned {
                 let at = rdb.src.offset();
                 let id: [u8; 16] = rdb.src.array()?;
-                if hold && pel.binary_search(&id).is_err() {
-                    return Err(ParseError::corrupt(
-                        at,
-                        "a consumer's pending entry that is in its group's pending list",
-                    ));
+                if !hold {
+                    continue;
+                }
+                match pel.binary_search_by(|(p, _)| p.cmp(&id)) {
+                    Err(_) => {
+                        return Err(ParseError::corrupt(
+                            at,
+                            "a consumer's pending entry that is in its group's pending list",
+                        ))
+                    }
+                    Ok(i) if owned_by[i] => {
+                        return Err(ParseError::corrupt(
+                            at,
+                            "a pending entry no consumer of the group already owns (the \
+                             server refuses an entry owned twice)",
+                        ))
+                    }
+                    Ok(i) => owned_by[i] = true,
                 }
             }
         }

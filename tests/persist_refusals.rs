@@ -250,34 +250,259 @@ fn rdbs_the_server_refuses_are_not_ok() {
     );
 }
 
-/// A listpack entry whose back-length is not its length: the servers load it (they read
-/// listpacks forwards and check back-lengths only with `sanitize-dump-payload yes`), so
-/// the reader says ok, and warns where it is and what to do about it (the first
-/// differential campaign counted ~212 of these as false alarms per engine).
+/// Damage inside one key's value that a load without sanitization does not look at (the
+/// campaigns' false alarms: a wrong back-length, a field without its value, an entry
+/// running past the terminator or not parsing, a stream entry's element count or master
+/// terminator): both servers load the file, the key is there, broken. The reader says ok,
+/// counts the keys as the servers do, and warns naming the key, the offset, what is wrong
+/// and the way forward. What the load does check stays corrupt: a stream node's first
+/// entry (`lpFirst`), and any entry of a listpack whose header count is 65535 ("count
+/// them": `lpLength` walks every entry on load).
 #[test]
-fn a_wrong_listpack_back_length_loads_with_a_warning() {
-    let mut lp = listpack(&[b"f", b"v", b"g", b"w"]);
-    // The back-length of the second entry ("v": 2 bytes long).
-    let at = 6 + 3 + 2;
-    assert_eq!(lp[at], 2);
-    lp[at] = 5;
-    let body = [&[16u8][..], &s(b"h"), &s(&lp)].concat();
-    let file = rdb(10, &body);
-    let (loads, r) = judge("hash listpack with a wrong back-length", &file, false);
-    for (who, load) in &loads {
-        let want = std::collections::BTreeMap::from([(0, 1)]);
-        assert_eq!(*load, Load::Loaded(want), "{who}");
+fn damage_the_load_does_not_check_loads_with_a_warning_naming_the_key() {
+    let hash = |lp: &[u8]| [&[16u8][..], &s(b"h"), &s(lp), &string(b"k")].concat();
+    let fvgw = listpack(&[b"f", b"v", b"g", b"w"]);
+    let edit = |lp: &[u8], at: usize, b: u8| {
+        let mut lp = lp.to_vec();
+        lp[at] = b;
+        lp
+    };
+    let unknown = |lp: &[u8]| {
+        let mut lp = lp.to_vec();
+        lp[4..6].copy_from_slice(&[0xff, 0xff]);
+        lp
+    };
+    // Entry i of `fvgw` starts at 6 + 3i, its back-length at 6 + 3i + 2; the blob at 13.
+    let zset = [
+        &[17u8][..],
+        &s(b"z"),
+        &s(&edit(&listpack(&[b"m", b"1", b"n", b"2"]), 15, 0x85)),
+        &string(b"k"),
+    ]
+    .concat();
+    let list = [
+        &[18u8][..],
+        &s(b"l"),
+        &[1, 2],
+        &s(&edit(&listpack(&[b"a", b"b"]), 9, 0xf6)),
+        &string(b"k"),
+    ]
+    .concat();
+    let node = |items: &[&[u8]]| {
+        let lp = listpack(items);
+        let mut v = [&[19u8][..], &s(b"x"), &[1]].concat();
+        v.extend(s(&[[0u8; 7].as_slice(), &[1], &[0; 8]].concat()));
+        v.extend(s(&lp));
+        v.extend([1, 1, 1, 1, 0, 0, 0, 1, 0]);
+        [v, string(b"k")].concat()
+    };
+    let good_node: [&[u8]; 10] = [b"1", b"0", b"1", b"f", b"0", b"2", b"0", b"0", b"v", b"4"];
+    let mut count_5 = good_node;
+    count_5[9] = b"5";
+    let mut term_1 = good_node;
+    term_1[4] = b"1";
+    // (what, body, keys the servers load, the offset and words of the warning).
+    type Case<'a> = (&'a str, Vec<u8>, u64, Option<(u64, &'a str)>);
+    let loads: Vec<Case> = vec![
+        (
+            "hash: a field without its value",
+            hash(&listpack(&[b"f", b"v", b"g"])),
+            2,
+            Some((17, "2-entry tuples, not 3")),
+        ),
+        (
+            "hash: one field, no value: dropped",
+            hash(&listpack(&[b"f"])),
+            1,
+            Some((17, "2-entry tuples, not 1")),
+        ),
+        (
+            "hash: past the terminator",
+            hash(&edit(&fvgw, 15, 0x85)),
+            2,
+            Some((28, "ends before the terminator")),
+        ),
+        (
+            "hash: an encoding no entry has",
+            hash(&edit(&fvgw, 12, 0xf6)),
+            2,
+            Some((25, "encoding, not 0xf6")),
+        ),
+        (
+            "hash: an end mark inside",
+            hash(&edit(&fvgw, 12, 0xff)),
+            2,
+            Some((25, "not 0xff before the end")),
+        ),
+        (
+            "hash: the first back-length",
+            hash(&edit(&fvgw, 8, 5)),
+            2,
+            Some((21, "back-length")),
+        ),
+        (
+            "hash of 65535 entries, a field without its value",
+            hash(&unknown(&listpack(&[b"f", b"v", b"g"]))),
+            2,
+            Some((17, "2-entry tuples, not 3")),
+        ),
+        (
+            "sorted set: past the terminator",
+            zset,
+            2,
+            Some((28, "ends before the terminator")),
+        ),
+        (
+            "list node: an encoding no entry has",
+            list,
+            2,
+            Some((24, "encoding, not 0xf6")),
+        ),
+        ("stream node", node(&good_node), 2, None),
+        (
+            "stream entry element count",
+            node(&count_5),
+            2,
+            Some((64, "stream entry element count 4")),
+        ),
+        (
+            "stream master terminator",
+            node(&term_1),
+            2,
+            Some((49, "master entry terminator 0")),
+        ),
+    ];
+    for (what, body, keys, warned) in loads {
+        let (servers, r) = judge(what, &rdb(10, &body), false);
+        for (who, load) in &servers {
+            let want = std::collections::BTreeMap::from([(0, keys)]);
+            assert_eq!(*load, Load::Loaded(want), "{who}");
+        }
+        assert_eq!(r.verdict, Verdict::Ok, "{what}: {:?}", r.fault);
+        assert!(r.keys_exact);
+        assert_eq!(r.keys_per_db.get(&0), Some(&keys), "{what}");
+        if let Some((at, words)) = warned {
+            let here = format!("is damaged at offset {at} (expected there: ");
+            assert!(
+                r.warnings
+                    .iter()
+                    .any(|w| w.starts_with("loads, but the value of key `")
+                        && w.contains(&here)
+                        && w.contains(words)
+                        && w.contains("way forward")
+                        && w.contains("UNLINK")),
+                "{what}: {:?}",
+                r.warnings
+            );
+        }
     }
-    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
-    // The blob's first byte is at 9 (magic) + 1 (type) + 2 (key) + 1 (its length).
-    let offset = format!("back-length at offset {}", 9 + 1 + 2 + 1 + at);
-    assert!(
-        r.warnings.iter().any(|w| w.starts_with("loads, but")
-            && w.contains(&offset)
-            && w.contains("way forward")),
-        "{:?}",
-        r.warnings
+    let mut first_back = listpack(&good_node);
+    first_back[8] = 5;
+    let refused_node = {
+        let mut v = [&[19u8][..], &s(b"x"), &[1]].concat();
+        v.extend(s(&[[0u8; 7].as_slice(), &[1], &[0; 8]].concat()));
+        v.extend(s(&first_back));
+        v.extend([1, 1, 1, 1, 0, 0, 0, 1, 0]);
+        v
+    };
+    refused_by_all(
+        "stream node: the first entry's back-length",
+        &rdb(10, &refused_node),
+        false,
+        "first listpack entry's back-length",
     );
+    refused_by_all(
+        "hash of 65535 entries, past the terminator",
+        &rdb(10, &hash(&unknown(&edit(&fvgw, 15, 0x85)))),
+        false,
+        "walks every entry while loading to count them",
+    );
+}
+
+/// An AOF whose RDB preamble holds a key damaged where the load does not look, and whose
+/// incr file then runs a command on it (the third campaign's false ok: `HSET hash x y`
+/// after a base whose `hash` was damaged): the server loads the base, then stops on the
+/// command, which walks the value. A key dropped first, then written again, loads; one
+/// renamed carries its damage along.
+#[test]
+fn an_aof_command_on_a_key_its_preamble_holds_damaged_is_not_ok() {
+    let mut lp = listpack(&[b"f", b"v", b"g", b"w"]);
+    lp[15] = 0x85; // the last entry runs past the terminator
+    let base = rdb(
+        10,
+        &[&[16u8][..], &s(b"h"), &s(&lp), &string(b"k")].concat(),
+    );
+    let resp = |cmds: &[&[&str]]| {
+        let mut out = Vec::new();
+        for c in cmds {
+            out.extend(format!("*{}\r\n", c.len()).bytes());
+            for a in *c {
+                out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+            }
+        }
+        out
+    };
+    let mut servers = vec![std::path::PathBuf::from("redis-server")];
+    servers.extend(valkey_server().map(std::path::PathBuf::from));
+    // (what, the incr file's commands, the fault's words when the server stops).
+    type Case<'a> = (&'a str, &'a [&'a [&'a str]], Option<&'a str>);
+    let cases: [Case; 3] = [
+        (
+            "HSET on it",
+            &[&["HSET", "h", "x", "y"]],
+            Some("not `HSET` on key `h` in database 0"),
+        ),
+        (
+            "DEL, then HSET",
+            &[&["DEL", "h"], &["HSET", "h", "x", "y"]],
+            None,
+        ),
+        (
+            "RENAME, then HSET",
+            &[&["RENAME", "h", "h2"], &["HSET", "h2", "x", "y"]],
+            Some("not `HSET` on key `h2` in database 0"),
+        ),
+    ];
+    for (what, cmds, fault) in cases {
+        let mut report = None;
+        for server in &servers {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("appendonlydir");
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("appendonly.aof.1.base.rdb"), &base).unwrap();
+            let mut incr = resp(&[&["SELECT", "0"]]);
+            incr.extend(resp(cmds));
+            fs::write(dir.join("appendonly.aof.1.incr.aof"), incr).unwrap();
+            fs::write(
+                dir.join("appendonly.aof.manifest"),
+                "file appendonly.aof.1.base.rdb seq 1 type b\n\
+                 file appendonly.aof.1.incr.aof seq 1 type i\n",
+            )
+            .unwrap();
+            let r = report.get_or_insert_with(|| check_path(&dir, &CheckOptions::default()));
+            let load = judge_load(server, tmp.path(), true, Duration::from_secs(10));
+            match fault {
+                Some(_) => assert_eq!(load, Load::Refused, "{what} on {}", server.display()),
+                None => assert_eq!(
+                    load,
+                    Load::Loaded(std::collections::BTreeMap::from([(0, 2)])),
+                    "{what} on {}",
+                    server.display()
+                ),
+            }
+            match fault {
+                Some(words) => {
+                    assert_eq!(r.verdict, Verdict::Corrupt, "{what}");
+                    let f = r.fault.as_ref().expect("a fault");
+                    assert!(f.expected.contains(words), "{what}: {f:?}");
+                }
+                None => {
+                    assert_eq!(r.verdict, Verdict::Ok, "{what}: {:?}", r.fault);
+                    assert_eq!(r.keys_per_db.get(&0), Some(&2), "{what}");
+                }
+            }
+        }
+    }
 }
 
 /// A listpack whose header element count is not its number of entries: the servers check

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::aof_damaged::DamagedKeys;
 use super::aof_keys::{self, Class, Effect, Ttl};
 use super::aof_replay::{DbCounts, Replay};
 use super::commands;
@@ -45,12 +46,20 @@ pub(crate) trait AofSink {
     fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor>;
     fn rdb(&mut self, outcome: RdbOutcome);
     fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>);
+    /// A file's walk starts (the server loads each from database 0).
+    fn file_start(&mut self) {}
+    /// The fault when the command reads a key a preamble holds damaged (see
+    /// `aof_damaged`); asked before `command`.
+    fn reads_damaged(&mut self, _class: Class, _cmd: &Command<'_>) -> Option<String> {
+        None
+    }
 }
 
 /// Walks one file: its RDB preamble (if any), then its commands.
 pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io::Result<Walked> {
     let file = super::open::open_regular(&part.path)?;
     let len = file.metadata()?.len();
+    sink.file_start();
     // The read-ahead thread runs the CRC only for an RDB preamble's sake.
     let mut head = [0u8; 6];
     let got = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
@@ -104,6 +113,10 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
                     break;
                 }
                 let class = cmd.class;
+                if let Some(expected) = sink.reads_damaged(class, &cmd) {
+                    out.fault = Some(ParseError::corrupt(start, expected));
+                    break;
+                }
                 match class {
                     Class::Multi => multi_start = Some(start),
                     Class::Exec => multi_start = None,
@@ -169,6 +182,8 @@ pub(crate) struct FirstPass<'a> {
     pub inexact_why: Option<String>,
     now_ms: i64,
     db: u32,
+    /// Keys a preamble holds damaged, followed through the commands.
+    damaged: DamagedKeys,
     /// The key of the previous base command (a rewrite emits each key's commands together).
     last_key: Option<Vec<u8>>,
     effects: Vec<Effect>,
@@ -190,6 +205,7 @@ impl<'a> FirstPass<'a> {
             inexact_why: None,
             now_ms,
             db: 0,
+            damaged: DamagedKeys::default(),
             last_key: None,
             effects: Vec::new(),
         }
@@ -317,7 +333,16 @@ impl AofSink for FirstPass<'_> {
             self.inexact_why
                 .get_or_insert_with(|| "an RDB preamble after incremental commands".into());
         }
+        self.damaged.extend(&outcome.damaged);
         self.base = Some(outcome);
+    }
+
+    fn file_start(&mut self) {
+        self.damaged.file_start();
+    }
+
+    fn reads_damaged(&mut self, class: Class, cmd: &Command<'_>) -> Option<String> {
+        self.damaged.command(class, cmd, self.now_ms)
     }
 
     fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>) {

@@ -270,6 +270,82 @@ pub fn validate_noting(lp: &[u8], tuple: u32) -> BlobResult<Noted> {
     })
 }
 
+/// A listpack as a load without sanitization takes it: [`entries`] checks what the load
+/// checks (total bytes, terminator; a fault there is the `Err`), the entries are walked
+/// up to the first damage the load does not see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shallow {
+    /// The entries walked: all of them when there is no damage, or only `Odd` damage.
+    pub entries: u32,
+    /// The header's element count (`u16::MAX`: too many to count there).
+    pub declared: u16,
+    pub damage: Option<Damage>,
+}
+
+/// Damage inside a listpack that a load without sanitization does not see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub fault: BlobFault,
+    /// Every entry is whole but they are not whole tuples (a field without its value):
+    /// a walk that only counts entries (`lpLength`) passes it.
+    pub odd: bool,
+}
+
+impl Shallow {
+    /// The header's count meant "count them": the load walks every entry (`lpLength`).
+    pub fn count_unknown(&self) -> bool {
+        self.declared == COUNT_UNKNOWN
+    }
+
+    /// The entries the server takes it to hold, in whole tuples: the header's count, or
+    /// the entries walked when the header does not say.
+    pub fn server_entries(&self, tuple: u32) -> u32 {
+        let n = if self.count_unknown() {
+            self.entries
+        } else {
+            u32::from(self.declared)
+        };
+        n / tuple * tuple
+    }
+}
+
+/// See [`Shallow`]: the first damage is the earliest of a wrong back-length, an entry
+/// that does not parse, and (all entries whole) entries that are not whole tuples.
+pub fn validate_shallow(lp: &[u8], tuple: u32) -> BlobResult<Shallow> {
+    let mut it = entries(lp)?;
+    skip_short_entries(&mut it);
+    let mut n = it.seen;
+    let broken = loop {
+        match it.next_entry() {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => break None,
+            Err(f) => break Some(f),
+        }
+    };
+    let bad_back = it.bad_back.map(|at| {
+        BlobFault::new(
+            at,
+            "a listpack entry back-length that is its entry's length",
+        )
+    });
+    let damage = match bad_back.or(broken) {
+        Some(fault) => Some(Damage { fault, odd: false }),
+        None if !n.is_multiple_of(tuple) => Some(Damage {
+            fault: BlobFault::new(
+                4,
+                format!("a listpack of {tuple}-entry tuples, not {n} entries"),
+            ),
+            odd: true,
+        }),
+        None => None,
+    };
+    Ok(Shallow {
+        entries: n,
+        declared: u16::from_le_bytes([lp[4], lp[5]]),
+        damage,
+    })
+}
+
 /// Walks the entries most listpacks are made of (7- and 13-bit integers, strings under
 /// 64 bytes: one-byte back-lengths) in a tight loop, stopping before anything else or any
 /// fault, which `next_entry` then checks and places.

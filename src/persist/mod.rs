@@ -32,6 +32,7 @@
 
 mod aof;
 mod aof_content;
+mod aof_damaged;
 mod aof_keys;
 mod aof_replay;
 mod cache;

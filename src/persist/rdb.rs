@@ -52,6 +52,10 @@ pub(crate) struct RdbOutcome {
     /// AUX `aof-base` said this RDB is the base of a multi-part AOF.
     pub aof_base: bool,
     pub warnings: Vec<String>,
+    /// Keys whose values are damaged where the load does not look (see
+    /// `Rdb::damaged_value`), by (database, fingerprint), with where: the server loads
+    /// them, and stops on a command that reads one (an AOF's after its preamble).
+    pub damaged: HashMap<(u32, u64), u64>,
 }
 
 impl RdbOutcome {
@@ -80,7 +84,7 @@ pub(crate) struct Rdb<'a, R> {
     pub out: RdbOutcome,
     pub blob: Vec<u8>,
     window: Vec<u8>,
-    key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
     /// A member of a hash-table set or sorted set, and the fingerprints of those seen in
     /// the current value: the server refuses a repeated one.
     pub member: Vec<u8>,
@@ -92,8 +96,10 @@ pub(crate) struct Rdb<'a, R> {
     /// Set to hunt a repeated key found by a first run: (db, fingerprint, seen once).
     pub hunt: Option<(u32, u64, bool)>,
     runs_full_warned: bool,
-    /// A wrong listpack back-length was already noted.
-    pub bad_back_warned: bool,
+    /// The database and fingerprint of the key whose value is being read (`None`: a key
+    /// too long to hold), for `damaged_value`.
+    pub value_db: u32,
+    pub value_fp: Option<u64>,
     current_db: u32,
     /// Function library names: the server refuses one loaded twice.
     libraries: FpSet,
@@ -119,7 +125,8 @@ impl<'a, R: Read> Rdb<'a, R> {
             other_dbs: HashMap::new(),
             hunt: None,
             runs_full_warned: false,
-            bad_back_warned: false,
+            value_db: 0,
+            value_fp: None,
             current_db: 0,
             libraries: FpSet::default(),
             visitor,
@@ -365,6 +372,8 @@ impl<'a, R: Read> Rdb<'a, R> {
         }
         self.key = key;
         kept?;
+        self.value_db = db;
+        self.value_fp = fp;
         let present = self.value(t, type_at)?;
         // An empty collection is dropped before the server looks for a duplicate.
         if let (Some(fp), true) = (fp, present) {
@@ -687,14 +696,20 @@ impl<'a, R: Read> Rdb<'a, R> {
     }
 
     pub fn blob_fault(&self, at: BlobAt, f: BlobFault) -> ParseError {
-        if at.compressed {
-            ParseError::corrupt(
-                at.start,
-                format!("{} at byte {} of the LZF-compressed blob", f.expected, f.at),
-            )
-        } else {
-            ParseError::corrupt(at.start + f.at as u64, f.expected)
-        }
+        blob_fault_at(at, &f)
+    }
+}
+
+/// A fault inside a blob read at `at`, placed in the file (a compressed blob's faults
+/// at the blob, naming the byte inside it).
+pub(crate) fn blob_fault_at(at: BlobAt, f: &BlobFault) -> ParseError {
+    if at.compressed {
+        ParseError::corrupt(
+            at.start,
+            format!("{} at byte {} of the LZF-compressed blob", f.expected, f.at),
+        )
+    } else {
+        ParseError::corrupt(at.start + f.at as u64, f.expected.clone())
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::io::Read;
 
-use super::error::{BlobResult, ParseError};
-use super::rdb::{needs_module, BlobAt, Rdb};
+use super::error::{BlobFault, BlobResult, ParseError};
+use super::rdb::{blob_fault_at, needs_module, BlobAt, Rdb};
 use super::{intset, listpack, stream, ziplist, zipmap};
 
 /// Which checker a blob goes through.
@@ -14,7 +14,22 @@ enum Blob {
     Zipmap,
     Ziplist(u32),
     Intset,
+    /// A listpack of tuples of this many entries that a load without sanitization checks
+    /// only for its total bytes and terminator (hash, sorted set, set, list node): damage
+    /// inside loads, and is a warning naming the key (see `Rdb::damaged_value`).
     Listpack(u32),
+    /// A listpack held to every entry (Redis 7.4's hashes with field TTLs, whose load
+    /// this reader has not been checked against): only a wrong back-length is a warning.
+    StrictListpack(u32),
+}
+
+impl Blob {
+    fn tuple(self) -> u32 {
+        match self {
+            Blob::Listpack(t) | Blob::StrictListpack(t) => t.max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// A listpack type the server converts while loading when it holds more than `max`
@@ -145,7 +160,7 @@ impl<R: Read> Rdb<'_, R> {
                 if t == 25 {
                     self.src.skip(8)?;
                 }
-                self.one_blob(Blob::Listpack(3))
+                self.one_blob(Blob::StrictListpack(3))
             }
             _ => Err(ParseError::corrupt(
                 at,
@@ -206,38 +221,47 @@ impl<R: Read> Rdb<'_, R> {
         }
     }
 
-    /// A wrong back-length at `at` in a blob of `entries` entries: a warning, or the fault
-    /// when the server converts (walks) this listpack while loading.
-    fn back_length_fault(
+    /// Judges what a blob's check found beyond its own faults: damage a load without
+    /// sanitization does not see (a warning, or the fault when the load walks the
+    /// entries after all), a wrong header count, an intset out of order. `place` maps a
+    /// fault inside the blob to the file; `blob_at` is where the blob's bytes start.
+    fn judge_blob(
         &mut self,
-        at: u64,
         kind: Blob,
-        entries: u32,
+        c: &Checked,
+        place: &dyn Fn(&BlobFault) -> ParseError,
         convert: Option<Convert>,
     ) -> Result<(), ParseError> {
-        let tuple = match kind {
-            Blob::Listpack(t) => t.max(1),
-            _ => 1,
-        };
-        match convert {
-            Some(c) if entries / tuple > c.max => Err(ParseError::corrupt(
-                at,
-                format!(
-                    "a listpack entry back-length that is its entry's length: this {} has {} \
-                     {}, over the server's default {} ({}), so the server converts it while \
-                     loading, checks every entry and stops on this one",
-                    c.what,
-                    entries / tuple,
-                    c.unit,
-                    c.setting,
-                    c.max
-                ),
-            )),
-            _ => {
-                self.bad_back_length(at);
-                Ok(())
+        if let Some(d) = &c.damage {
+            let e = place(&d.fault);
+            if c.count_unknown && !d.odd {
+                return Err(e.within(
+                    "the listpack's header count is 65535 (\"count them\"), so the server \
+                     walks every entry while loading to count them and stops on this one",
+                ));
             }
+            let tuple = kind.tuple();
+            if let Some(cv) = convert.filter(|cv| c.entries / tuple > cv.max) {
+                return Err(e.within(format_args!(
+                    "this {} has {} {}, over the server's default {} ({}), so the server \
+                     converts it while loading, walks every entry and stops on this one",
+                    cv.what,
+                    c.entries / tuple,
+                    cv.unit,
+                    cv.setting,
+                    cv.max
+                )));
+            }
+            self.damaged_value(e.offset, &e.expected);
+        } else if let Some((declared, real)) = c.bad_count {
+            let e = place(&BlobFault::new(4, ""));
+            self.bad_element_count(e.offset, declared, real);
         }
+        if let Some(at) = c.disorder {
+            let e = place(&BlobFault::new(at, ""));
+            self.intset_disorder(e.offset);
+        }
+        Ok(())
     }
 
     /// Reads and checks a blob: its entry count, `None` when too big to hold. With
@@ -259,32 +283,16 @@ impl<R: Read> Rdb<'_, R> {
             if header > 0 && n > 0 && header + n <= b.len() {
                 let start = self.src.offset() + header as u64;
                 let r = validate(kind, &b[header..header + n]);
-                let bad_back = r.as_ref().ok().and_then(|c| c.bad_back);
-                let bad_count = r.as_ref().ok().and_then(|c| c.bad_count);
-                let disorder = match (kind, &r) {
-                    (Blob::Intset, Ok(_)) => intset::disorder(&b[header..header + n]),
-                    _ => None,
-                };
                 self.src.consume(header + n);
-                if let Some(at) = disorder {
-                    self.intset_disorder(start + at as u64);
-                }
-                if let (Some(at), Ok(c)) = (bad_back, &r) {
-                    self.back_length_fault(start + at as u64, kind, c.entries, convert)?;
-                }
-                if let Some((declared, real)) = bad_count {
-                    self.bad_element_count(start + 4, declared, real);
-                }
-                return match r {
-                    Ok(c) => Ok(Some(c.entries)),
-                    Err(f) => Err(self.blob_fault(
-                        BlobAt {
-                            start,
-                            compressed: false,
-                        },
-                        f,
-                    )),
+                let at = BlobAt {
+                    start,
+                    compressed: false,
                 };
+                let c = r.map_err(|f| self.blob_fault(at, f))?;
+                let place =
+                    |f: &BlobFault| ParseError::corrupt(start + f.at as u64, f.expected.clone());
+                self.judge_blob(kind, &c, &place, convert)?;
+                return Ok(Some(c.entries));
             }
         }
         match (self.blob()?, nonempty_at) {
@@ -293,30 +301,8 @@ impl<R: Read> Rdb<'_, R> {
             }
             (Some(at), _) => {
                 let c = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
-                if let Some(i) = c.bad_back {
-                    let offset = if at.compressed {
-                        at.start
-                    } else {
-                        at.start + i as u64
-                    };
-                    self.back_length_fault(offset, kind, c.entries, convert)?;
-                }
-                if let Some((declared, real)) = c.bad_count {
-                    let offset = if at.compressed {
-                        at.start
-                    } else {
-                        at.start + 4
-                    };
-                    self.bad_element_count(offset, declared, real);
-                }
-                if let (Blob::Intset, Some(i)) = (kind, intset::disorder(&self.blob)) {
-                    let offset = if at.compressed {
-                        at.start
-                    } else {
-                        at.start + i as u64
-                    };
-                    self.intset_disorder(offset);
-                }
+                let place = |f: &BlobFault| blob_fault_at(at, f);
+                self.judge_blob(kind, &c, &place, convert)?;
                 Ok(Some(c.entries))
             }
             (None, _) => Ok(None),
@@ -330,26 +316,31 @@ impl<R: Read> Rdb<'_, R> {
         ));
     }
 
-    /// A listpack entry's back-length (at `at`, or in the compressed blob there) is not
-    /// its length: the server loads it without checking; said once a file, with what to do.
-    /// Reading the key is another matter: every step of a walk, forwards too, checks the
-    /// entry it reaches whole (`lpNext`), so HGETALL on such a hash stops redis-server 7.0
-    /// (an assertion) and valkey-server 8.1 (a segfault); UNLINK frees it unread.
-    pub(crate) fn bad_back_length(&mut self, at: u64) {
-        if self.bad_back_warned {
-            return;
+    /// The value of the key being read is damaged at `at` (`expected`: what should be
+    /// there) where a load without sanitization does not look: the server loads it, and
+    /// the key is there, broken. Said for each key, naming it, with what to do; the key is
+    /// noted so that an AOF command after the preamble that reads it is a fault (the
+    /// server stops there). Reading the key is another matter: every step of a walk,
+    /// forwards too, checks the entry it reaches whole (`lpNext`), so HGETALL on such a
+    /// hash stops redis-server 7.0 (an assertion) and valkey-server 8.1 (a segfault);
+    /// UNLINK frees it unread.
+    pub(crate) fn damaged_value(&mut self, at: u64, expected: &str) {
+        let db = self.value_db;
+        if let Some(fp) = self.value_fp {
+            self.out.damaged.entry((db, fp)).or_insert(at);
         }
-        self.bad_back_warned = true;
+        let key = String::from_utf8_lossy(&self.key[..self.key.len().min(64)]).into_owned();
         self.out.warn(format!(
-            "loads, but the listpack entry back-length at offset {at} (and maybe others) is \
-             not its entry's length: the server does not check it on load (only with \
-             sanitize-dump-payload yes), but a read of that key that walks past it, forwards \
-             or backwards (HGETALL, SMEMBERS, ZRANGE, LRANGE, XRANGE, RPOP, ...), stops the \
-             server (redis-server asserts, valkey-server crashes); way forward: recover from \
-             a copy without it, or recover from this file and remove the damaged key before \
-             any client reads it (UNLINK or DEL free it without reading it; find it with a \
-             SCAN and TYPE, which do not read values either), then write it again from \
-             another source"
+            "loads, but the value of key `{key}` in database {db} is damaged at offset {at} \
+             (expected there: {expected}): the server does not look inside a value while \
+             loading (only with sanitize-dump-payload yes), so the file loads with the key, \
+             but a command that walks the damaged part (HGETALL, HSET, SMEMBERS, ZRANGE, \
+             LRANGE, RPOP, XRANGE, XADD, ...) stops the server (redis-server asserts, \
+             valkey-server crashes) or reads wrong data; way forward: recover from a copy \
+             without it, or recover from this file and UNLINK `{key}` in database {db} \
+             before any client reads it (UNLINK and DEL free it without reading it; SCAN, \
+             TYPE, EXISTS and TTL do not read it either), then write it again from another \
+             source"
         ));
     }
 
@@ -411,38 +402,62 @@ impl<R: Read> Rdb<'_, R> {
     }
 }
 
-/// Checks a blob of the given kind; its entry count, and where a listpack's first wrong
-/// back-length is (which the server loads).
+/// Checks a blob of the given kind: what the server will take it to hold, and what it
+/// loads without seeing.
 fn validate(kind: Blob, b: &[u8]) -> BlobResult<Checked> {
     let plain = |entries| Checked {
         entries,
-        bad_back: None,
-        bad_count: None,
+        ..Checked::default()
     };
     match kind {
         Blob::Zipmap => zipmap::validate(b).map(plain),
         Blob::Ziplist(tuple) => ziplist::validate(b, tuple).map(plain),
-        Blob::Intset => intset::validate(b).map(plain),
-        Blob::Listpack(tuple) => listpack::validate_noting(b, tuple).map(|n| Checked {
-            // The server takes the header's count as the size, in whole tuples: under one
-            // tuple it drops the key (or the list node) as empty.
+        Blob::Intset => intset::validate(b).map(|n| Checked {
+            disorder: intset::disorder(b),
+            ..plain(n)
+        }),
+        Blob::StrictListpack(tuple) => listpack::validate_noting(b, tuple).map(|n| Checked {
             entries: match n.bad_count {
                 Some(declared) => u32::from(declared) / tuple * tuple,
                 None => n.entries,
             },
-            bad_back: n.bad_back,
             bad_count: n.bad_count.map(|d| (d, n.entries)),
+            damage: n.bad_back.map(|at| listpack::Damage {
+                fault: BlobFault::new(
+                    at,
+                    "a listpack entry back-length that is its entry's length",
+                ),
+                odd: false,
+            }),
+            ..Checked::default()
+        }),
+        Blob::Listpack(tuple) => listpack::validate_shallow(b, tuple).map(|sh| {
+            // The server takes the header's count as the size, in whole tuples: under one
+            // tuple it drops the key (or the list node) as empty.
+            let entries = sh.server_entries(tuple);
+            let wrong = !sh.count_unknown() && u32::from(sh.declared) != sh.entries;
+            Checked {
+                entries,
+                bad_count: (sh.damage.is_none() && wrong).then_some((sh.declared, sh.entries)),
+                count_unknown: sh.count_unknown(),
+                damage: sh.damage,
+                disorder: None,
+            }
         }),
     }
 }
 
-/// A blob as the server will load it: its entries (for a listpack whose header count is
-/// wrong, the count the server takes), where a listpack's first wrong back-length is, and
-/// a wrong header count with the entries really there.
+/// A blob as the server will load it: its entries (for a listpack, the count the server
+/// takes, in whole tuples), damage inside it the load does not see, a wrong header
+/// count with the entries really there, an intset member out of order.
+#[derive(Default)]
 struct Checked {
     entries: u32,
-    bad_back: Option<usize>,
     bad_count: Option<(u16, u32)>,
+    damage: Option<listpack::Damage>,
+    /// The listpack's header count is 65535: the load walks every entry to count them.
+    count_unknown: bool,
+    disorder: Option<usize>,
 }
 
 fn nan_score(at: u64) -> ParseError {

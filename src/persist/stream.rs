@@ -5,8 +5,9 @@ use std::io::Read;
 
 use super::error::{BlobFault, BlobResult, ParseError};
 use super::fp_set::{fingerprint, FpSet};
+use super::listpack::Damage;
 use super::listpack::{self, LpEntry};
-use super::rdb::Rdb;
+use super::rdb::{blob_fault_at, Rdb};
 
 /// Entries of one group's pending list held to check consumers' lists against it.
 const PEL_CHECK_CAP: u64 = 1 << 18;
@@ -31,13 +32,12 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
             ));
         }
         if let Some(b) = rdb.blob()? {
-            let bad_back = validate_node(&rdb.blob).map_err(|f| rdb.blob_fault(b, f))?;
-            if let Some(i) = bad_back {
-                rdb.bad_back_length(if b.compressed {
-                    b.start
-                } else {
-                    b.start + i as u64
-                });
+            // A type 15 stream's first node is walked on load (its first ID is looked up):
+            // held to every entry, as before. Type 19+: only the first entry, whole.
+            let damage = validate_node(&rdb.blob, t >= 19).map_err(|f| rdb.blob_fault(b, f))?;
+            if let Some(d) = damage {
+                let e = blob_fault_at(b, &d.fault);
+                rdb.damaged_value(e.offset, &e.expected);
             }
         }
     }
@@ -166,72 +166,97 @@ fn int((at, e): (usize, LpEntry<'_>), what: &str) -> BlobResult<i64> {
 }
 
 /// One stream node: a master entry (count, deleted, field names, 0), then entries of
-/// flags, ID deltas, fields or values, and their own element count. Returns where the
-/// first wrong back-length is (the server loads it: see `listpack`).
-pub fn validate_node(lp: &[u8]) -> BlobResult<Option<usize>> {
+/// flags, ID deltas, fields or values, and their own element count. The load checks the
+/// listpack's total bytes and terminator and its first entry whole (`lpFirst`): a fault
+/// there is the `Err`. With `shallow`, what the load does not look at (the rest) is
+/// returned as damage, the first found; without, only a wrong back-length is.
+pub fn validate_node(lp: &[u8], shallow: bool) -> BlobResult<Option<Damage>> {
     let mut it = listpack::entries(lp)?;
-    let mut next = |what: &str| take(&mut it, what);
-    let count = int(next("entry count")?, "entry count")?;
-    let deleted = int(next("deleted count")?, "deleted count")?;
-    let master_fields = int(next("master field count")?, "master field count")?;
-    if master_fields < 0 || master_fields as u64 > lp.len() as u64 {
-        return Err(BlobFault::new(6, "a plausible stream master field count"));
-    }
-    for _ in 0..master_fields {
-        next("master field")?;
-    }
-    let term = next("master terminator")?;
-    if int(term, "master terminator")? != 0 {
-        return Err(BlobFault::new(
-            term.0,
-            "the stream master entry terminator 0",
-        ));
-    }
-    let mut seen = 0i64;
-    loop {
-        let at = it.offset();
-        let Some(flags) = it.next_entry()? else { break };
-        let flags = int((at, flags), "entry flags")?;
+    let count = take(&mut it, "entry count")?;
+    let mut rest = || -> BlobResult<()> {
+        let count = int(count, "entry count")?;
         let mut next = |what: &str| take(&mut it, what);
-        int(next("entry ID")?, "entry ID")?;
-        int(next("entry ID")?, "entry ID")?;
-        let expect = if flags & SAME_FIELDS != 0 {
-            for _ in 0..master_fields {
-                next("value")?;
-            }
-            master_fields + 3
-        } else {
-            let fields = int(next("field count")?, "field count")?;
-            if fields < 0 || fields as u64 > lp.len() as u64 {
-                return Err(BlobFault::new(at, "a plausible stream entry field count"));
-            }
-            for _ in 0..fields * 2 {
-                next("field or value")?;
-            }
-            fields * 2 + 4
-        };
-        let lp_count = next("entry element count")?;
-        if int(lp_count, "entry element count")? != expect {
+        let deleted = int(next("deleted count")?, "deleted count")?;
+        let master_fields = int(next("master field count")?, "master field count")?;
+        if master_fields < 0 || master_fields as u64 > lp.len() as u64 {
+            return Err(BlobFault::new(6, "a plausible stream master field count"));
+        }
+        for _ in 0..master_fields {
+            next("master field")?;
+        }
+        let term = next("master terminator")?;
+        if int(term, "master terminator")? != 0 {
             return Err(BlobFault::new(
-                lp_count.0,
-                format!("stream entry element count {expect}"),
+                term.0,
+                "the stream master entry terminator 0",
             ));
         }
-        seen += 1;
+        let mut seen = 0i64;
+        loop {
+            let at = it.offset();
+            let Some(flags) = it.next_entry()? else { break };
+            let flags = int((at, flags), "entry flags")?;
+            let mut next = |what: &str| take(&mut it, what);
+            int(next("entry ID")?, "entry ID")?;
+            int(next("entry ID")?, "entry ID")?;
+            let expect = if flags & SAME_FIELDS != 0 {
+                for _ in 0..master_fields {
+                    next("value")?;
+                }
+                master_fields + 3
+            } else {
+                let fields = int(next("field count")?, "field count")?;
+                if fields < 0 || fields as u64 > lp.len() as u64 {
+                    return Err(BlobFault::new(at, "a plausible stream entry field count"));
+                }
+                for _ in 0..fields * 2 {
+                    next("field or value")?;
+                }
+                fields * 2 + 4
+            };
+            let lp_count = next("entry element count")?;
+            if int(lp_count, "entry element count")? != expect {
+                return Err(BlobFault::new(
+                    lp_count.0,
+                    format!("stream entry element count {expect}"),
+                ));
+            }
+            seen += 1;
+        }
+        if let Some(declared) = it.bad_count() {
+            return Err(BlobFault::new(
+                4,
+                format!("listpack element count {declared} to match its entries"),
+            ));
+        }
+        if seen == 0 || seen != count.saturating_add(deleted) {
+            return Err(BlobFault::new(
+                6,
+                format!("a stream node of {count} live and {deleted} deleted entries, not {seen}"),
+            ));
+        }
+        Ok(())
+    };
+    let walked = rest();
+    // A wrong back-length comes before any later fault (the walk goes on past it).
+    let bad_back = it.bad_back().map(|at| Damage {
+        fault: BlobFault::new(
+            at,
+            "a listpack entry back-length that is its entry's length",
+        ),
+        odd: false,
+    });
+    match walked {
+        Err(fault) if bad_back.is_none() => {
+            if shallow {
+                Ok(Some(Damage { fault, odd: false }))
+            } else {
+                Err(fault)
+            }
+        }
+        Err(fault) if !shallow => Err(fault),
+        _ => Ok(bad_back),
     }
-    if let Some(declared) = it.bad_count() {
-        return Err(BlobFault::new(
-            4,
-            format!("listpack element count {declared} to match its entries"),
-        ));
-    }
-    if seen == 0 || seen != count.saturating_add(deleted) {
-        return Err(BlobFault::new(
-            6,
-            format!("a stream node of {count} live and {deleted} deleted entries, not {seen}"),
-        ));
-    }
-    Ok(it.bad_back())
 }
 
 #[cfg(test)]
@@ -263,12 +288,12 @@ mod tests {
             Str(b"w"),
             Int(6),
         ];
-        validate_node(&build(&node)).unwrap();
+        validate_node(&build(&node), false).unwrap();
         let mut bad = node;
         bad[0] = Int(3);
-        assert!(validate_node(&build(&bad)).is_err());
+        assert!(validate_node(&build(&bad), false).is_err());
         let mut bad = node;
         bad[9] = Int(5);
-        assert!(validate_node(&build(&bad)).is_err());
+        assert!(validate_node(&build(&bad), false).is_err());
     }
 }

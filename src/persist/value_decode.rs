@@ -686,7 +686,7 @@ fn decode_stream<I: Input>(input: &mut I, t: u8, sc: &mut Scratch) -> Result<Str
                 .map_err(|_| ParseError::corrupt(at, "a 16-byte stream node ID"))?;
         let at = input.offset();
         input.string(&mut sc.blob)?;
-        stream::validate_node(&sc.blob)
+        stream::validate_node(&sc.blob, false)
             .map_err(|f| fault(f).within(format_args!("in the stream node at {at}")))?;
         stream_node(&sc.blob, StreamId::from_raw(master), &mut s.entries)
             .map_err(|e| e.within(format_args!("in the stream node at {at}")))?;

@@ -1,17 +1,14 @@
 //! Listpack blobs (hashes, sets, sorted sets, list nodes and stream nodes since Redis 7):
 //! header, every entry's encoding and back-length, element count and terminator.
 //!
-//! A wrong back-length is noted, not refused: a server loading the file does not walk a
-//! small listpack (without `sanitize-dump-payload yes`), so it loads; a later read that
-//! walks past the entry stops the server, forwards too (`lpNext` checks each entry it
-//! reaches whole), which the warning says. The first entry's is refused: `lpFirst` checks
-//! that entry whole, and loads call it (stream nodes: the differential campaign found the
-//! server's assertion there). A listpack the load converts (a hash, sorted set or set
-//! over its `*-max-listpack-entries`) is walked whole, so any wrong back-length in it is
-//! refused (`rdb_value`).
-//! A wrong header element count is noted too: the server checks only the total bytes and
-//! the terminator on load, and takes the header's count as the size (`lpLength`), so a
-//! count under one element or pair makes it drop the key as empty.
+//! A load without `sanitize-dump-payload yes` checks only a listpack's total bytes and
+//! terminator (`lpValidateIntegrity` with `deep` 0), and takes the header's element count
+//! as the size (`lpLength`). So damage between them loads, and the key is there, broken:
+//! a later read that walks to it stops the server (`lpNext` checks each entry it reaches
+//! whole). [`validate_shallow`] says what that damage is, for the caller to warn about.
+//! The load does walk the entries in three cases, which stay faults (callers): a stream
+//! node's first entry (`lpFirst`), a header count of 65535 ("count them": `lpLength`
+//! walks), and a hash, sorted set or set over its `*-max-listpack-entries`, converted.
 
 use super::error::{BlobFault, BlobResult};
 

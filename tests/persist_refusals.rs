@@ -804,8 +804,9 @@ fn a_wrong_back_length_in_a_listpack_converted_on_load_is_not_ok() {
 
 /// Look-alikes of faults the servers read past (the campaign's false alarms): every
 /// length that is not a string's is read with the "encoded" mark ignored (0xc2 as a count
-/// is 2, 0xc3 as a database is 3). (Version digits stay strict: redis-server 7.0 reads
-/// `REDIS+010` with atoi and loads it, valkey-server 8.1 refuses it.)
+/// is 2, 0xc3 as a database is 3). A version is read with atoi, as both servers read it:
+/// `REDIS010x` is version 10; but valkey-server 8.1 wants its first digit to be `0`, so
+/// `REDIS+010` and `REDIS 010`, which redis-server 7.0 loads, stay corrupt.
 #[test]
 fn lengths_read_as_the_server_reads_them() {
     let set = [&[2u8][..], &s(b"s"), &[0xc2], &s(b"a"), &s(b"b")].concat();
@@ -818,4 +819,22 @@ fn lengths_read_as_the_server_reads_them() {
     }
     assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
     assert_eq!(r.keys_per_db.get(&3), Some(&1));
+    let version = |digits: &[u8]| {
+        let mut b = [b"REDIS", digits, &string(b"k"), &[0xff]].concat();
+        let crc = crc64(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    };
+    loaded_by_all(
+        "a version with a letter after its digits",
+        &version(b"010x"),
+        false,
+    );
+    let (loads, r) = judge("a version after a sign", &version(b"+010"), false);
+    for (who, load) in &loads {
+        if who.contains("valkey") {
+            assert_eq!(*load, Load::Refused, "{who}");
+        }
+    }
+    assert_eq!(r.verdict, Verdict::Corrupt);
 }

@@ -229,11 +229,29 @@ impl<'a, R: Read> Rdb<'a, R> {
         } else {
             return Err(ParseError::corrupt(0, "the RDB magic `REDIS` or `VALKEY`"));
         };
-        let version = std::str::from_utf8(digits)
+        // Both servers read a `REDIS` version with atoi, so digits then anything load
+        // (`010x` is 10); valkey-server 8.1 also wants the first one to be `0`, where
+        // redis-server 7.0 takes a sign or spaces before them: the stricter is the rule.
+        let run = if valkey {
+            digits.len()
+        } else {
+            digits.iter().take_while(|b| b.is_ascii_digit()).count()
+        };
+        let version = std::str::from_utf8(&digits[..run])
             .ok()
-            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|d| {
+                !d.is_empty()
+                    && d.bytes().all(|b| b.is_ascii_digit())
+                    && (valkey || d.starts_with('0'))
+            })
             .and_then(|d| d.parse::<u32>().ok())
-            .ok_or_else(|| ParseError::corrupt(9 - digits.len() as u64, "an RDB version number"))?;
+            .ok_or_else(|| {
+                ParseError::corrupt(
+                    9 - digits.len() as u64,
+                    "an RDB version number (for `REDIS`, digits from a `0`: valkey-server \
+                     refuses anything else)",
+                )
+            })?;
         self.out.version = version;
         self.out.valkey = valkey;
         let known = if valkey {

@@ -7,7 +7,7 @@
 //! (a known limit: the reader warns it does not compile Lua), and wrong exact key counts.
 //!
 //! Run: `cargo bench --bench differential` (`DIFF_MUTANTS`, default 20000; `DIFF_SEED`;
-//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures, by
+//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures and 5 false alarms a chunk, by
 //! default in `target/diff-failures`: a failure cannot be remade from its seed alone).
 
 #[path = "../tests/persist_support/mod.rs"]

@@ -576,9 +576,13 @@ fn compare(r: &FileReport, load: &Load, log: &str, e: &Engine) -> Outcome {
     }
 }
 
+/// False alarms kept (with `LAZARUS_DIFF_KEEP`) per call of [`campaign`].
+const ALARMS_KEPT: u32 = 5;
+
 /// Runs `n` mutants of the seeds (round robin) with `seed` for the random numbers.
 pub fn campaign(n: u64, seed: u64, engines: &mut [Engine], seeds: &[Seed]) -> Vec<(String, Tally)> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut alarms_kept = 0;
     let mut tallies: Vec<(String, Tally)> = engines
         .iter()
         .map(|e| (e.name.clone(), Tally::default()))
@@ -587,14 +591,20 @@ pub fn campaign(n: u64, seed: u64, engines: &mut [Engine], seeds: &[Seed]) -> Ve
         let s = &seeds[(i as usize) % seeds.len()];
         let (files, desc) = mutate(s, &mut rng);
         let (_, outcomes) = judge(s.kind, &files, engines);
-        // LAZARUS_DIFF_KEEP=<dir>: failures kept there to look at.
+        // LAZARUS_DIFF_KEEP=<dir>: failures kept there to look at, and the first few
+        // false alarms of each run of `n` (`alarm-...`).
         if let Some(keep) = std::env::var_os("LAZARUS_DIFF_KEEP") {
-            if outcomes
+            let failed = outcomes
                 .iter()
-                .any(|o| matches!(o, Outcome::FalseOk | Outcome::KeyMismatch(_)))
-            {
+                .any(|o| matches!(o, Outcome::FalseOk | Outcome::KeyMismatch(_)));
+            let alarm = !failed
+                && alarms_kept < ALARMS_KEPT
+                && outcomes.iter().any(|o| matches!(o, Outcome::FalseAlarm(_)));
+            alarms_kept += u32::from(alarm);
+            if failed || alarm {
                 // Named by the chunk's seed too: `i` starts again at 0 in every chunk.
-                let dir = Path::new(&keep).join(format!("mutant-{seed}-{i}"));
+                let what = if failed { "mutant" } else { "alarm" };
+                let dir = Path::new(&keep).join(format!("{what}-{seed}-{i}"));
                 let _ = fs::create_dir_all(&dir);
                 materialize(s.kind, &files, &dir);
                 let _ = fs::write(dir.join("what.txt"), format!("{desc}\n{outcomes:?}\n"));

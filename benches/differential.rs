@@ -7,8 +7,9 @@
 //! (a known limit: the reader warns it does not compile Lua), and wrong exact key counts.
 //!
 //! Run: `cargo bench --bench differential` (`DIFF_MUTANTS`, default 20000; `DIFF_SEED`;
-//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures and 5 false alarms a chunk, by
-//! default in `target/diff-failures`: a failure cannot be remade from its seed alone).
+//! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures and the
+//! first 5 false alarms of each chunk of 1000, by default in `target/diff-failures`: a
+//! failure cannot be remade from its seed alone).
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;

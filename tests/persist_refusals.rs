@@ -382,6 +382,12 @@ fn damage_the_load_does_not_check_loads_with_a_warning_naming_the_key() {
         assert!(r.keys_exact);
         assert_eq!(r.keys_per_db.get(&0), Some(&keys), "{what}");
         if let Some((at, words)) = warned {
+            let named = format!("in database 0 at offset {at}");
+            assert!(
+                r.damaged_values.iter().any(|d| d.ends_with(&named)),
+                "{what}: {:?}",
+                r.damaged_values
+            );
             let here = format!("is damaged at offset {at} (expected there: ");
             assert!(
                 r.warnings
@@ -503,6 +509,58 @@ fn an_aof_command_on_a_key_its_preamble_holds_damaged_is_not_ok() {
             }
         }
     }
+}
+
+/// An AOF whose RDB preamble holds a key with a negative expire time (the third
+/// campaign's false ok on valkey): valkey-server 8.1 loads an AOF's keys expired or not,
+/// and its first expiry cycle then asserts (`t >= 0`); redis-server 7.0 deletes the key.
+/// The same RDB loaded as a snapshot drops the key as expired on both.
+#[test]
+fn a_negative_expire_time_in_an_aof_preamble_is_not_ok() {
+    let Some(valkey) = valkey_server() else {
+        println!("note: no valkey-server (set LAZARUS_VALKEY_SERVER): skipped");
+        return;
+    };
+    let expiring = [
+        &[0xfcu8][..],
+        &(-5000i64).to_le_bytes(),
+        &string(b"t"),
+        &string(b"k"),
+    ]
+    .concat();
+    let base = rdb(10, &expiring);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("appendonlydir");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("appendonly.aof.1.base.rdb"), &base).unwrap();
+    fs::write(
+        dir.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.base.rdb seq 1 type b\n",
+    )
+    .unwrap();
+    let r = check_path(&dir, &CheckOptions::default());
+    let settle = Duration::from_millis(500);
+    let load = persist_support::judge_load_settled(
+        std::path::Path::new(&valkey),
+        tmp.path(),
+        true,
+        Duration::from_secs(10),
+        settle,
+    );
+    assert_eq!(load, Load::Refused, "valkey-server");
+    assert_eq!(r.verdict, Verdict::Corrupt);
+    let fault = r.fault.expect("a fault");
+    assert!(
+        fault.expected.contains("an expire time of 0 or more"),
+        "{fault:?}"
+    );
+    // As a snapshot: both load it, without the expired key.
+    let (loads, r) = judge("a negative expire time in an RDB", &base, false);
+    for (who, load) in &loads {
+        let want = std::collections::BTreeMap::from([(0, 1)]);
+        assert_eq!(*load, Load::Loaded(want), "{who}");
+    }
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
 }
 
 /// A listpack whose header element count is not its number of entries: the servers check

@@ -323,6 +323,15 @@ fn report_table(r: &FileReport) -> Table {
             ),
         ));
     }
+    if !r.damaged_values.is_empty() {
+        fields.push((
+            "damaged values",
+            format!(
+                "{} (a load does not look inside them; UNLINK each before a client reads it: see the warnings)",
+                r.damaged_values.join(", ")
+            ),
+        ));
+    }
     for w in &r.warnings {
         fields.push(("warning", w.clone()));
     }

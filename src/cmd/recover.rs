@@ -767,6 +767,14 @@ fn success_text(r: &Recovered) -> String {
             r.unverified.join("; ")
         ));
     }
+    if !r.damaged_values.is_empty() {
+        text.push_str(&format!(
+            "; WARNING: loaded with damaged values (the server does not look inside values \
+             while loading; a client read of one stops it): UNLINK each before clients \
+             read them, then write each again from another source: {}",
+            r.damaged_values.join("; ")
+        ));
+    }
     if !r.empty.is_empty() {
         let shards: Vec<String> = r.empty.iter().map(|s| format!("redis:{s}")).collect();
         text.push_str(&format!(

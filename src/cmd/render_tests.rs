@@ -362,6 +362,9 @@ fn recover_all() {
                 line: format!("content verified: 0 keys, digest {}", "0".repeat(32)),
             }),
             fallbacks: Vec::new(),
+            damaged_values: vec![
+                "redis:4: `h` in database 0 at offset 21 of `/mnt/old-n1/redis-4/dump.rdb`".into(),
+            ],
         }],
         failed: vec![FailedDb {
             id: 7,

@@ -80,6 +80,7 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
     if has_rdb {
         let visitor = sink.rdb_visitor();
         let mut rdb = Rdb::new(&mut src, visitor, now_ms);
+        rdb.preamble = true;
         let mut r = rdb.run();
         if r.is_ok() {
             if let Some((db, fp)) = rdb.repeated_key() {

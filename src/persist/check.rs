@@ -119,6 +119,9 @@ fn take_rdb(report: &mut FileReport, out: &RdbOutcome) {
     report.expires_per_db = per_db(out.expires_per_db.iter().map(|(&db, e)| (db, e.0)));
     report.expired_per_db = per_db(out.expires_per_db.iter().map(|(&db, e)| (db, e.1)));
     report.warnings.extend(out.warnings.iter().cloned());
+    report
+        .damaged_values
+        .extend(out.damaged_named.iter().cloned());
 }
 
 fn per_db(counts: impl Iterator<Item = (u32, u64)>) -> BTreeMap<u32, u64> {

@@ -56,9 +56,29 @@ pub(crate) struct RdbOutcome {
     /// `Rdb::damaged_value`), by (database, fingerprint), with where: the server loads
     /// them, and stops on a command that reads one (an AOF's after its preamble).
     pub damaged: HashMap<(u32, u64), u64>,
+    /// The first of them by name: "`key` in database N at offset M".
+    pub damaged_named: Vec<String>,
 }
 
 impl RdbOutcome {
+    /// Notes a key whose value is damaged where the load does not look; false when it
+    /// was already noted (a stream with several damaged nodes).
+    pub fn damaged(&mut self, db: u32, fp: Option<u64>, key: &str, at: u64) -> bool {
+        if let Some(fp) = fp {
+            match self.damaged.entry((db, fp)) {
+                std::collections::hash_map::Entry::Occupied(_) => return false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(at);
+                }
+            }
+        }
+        if self.damaged_named.len() < WARNINGS_CAP {
+            self.damaged_named
+                .push(format!("`{key}` in database {db} at offset {at}"));
+        }
+        true
+    }
+
     pub fn warn(&mut self, w: String) {
         if self.warnings.len() < WARNINGS_CAP {
             self.warnings.push(w);
@@ -100,6 +120,8 @@ pub(crate) struct Rdb<'a, R> {
     /// too long to hold), for `damaged_value`.
     pub value_db: u32,
     pub value_fp: Option<u64>,
+    /// An AOF's RDB preamble: its keys load whether expired or not.
+    pub preamble: bool,
     current_db: u32,
     /// Function library names: the server refuses one loaded twice.
     libraries: FpSet,
@@ -127,6 +149,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             runs_full_warned: false,
             value_db: 0,
             value_fp: None,
+            preamble: false,
             current_db: 0,
             libraries: FpSet::default(),
             visitor,
@@ -174,13 +197,16 @@ impl<'a, R: Read> Rdb<'a, R> {
                     Ok(())
                 }
                 0xfd => {
+                    let at = self.src.offset();
                     let s = i32::from_le_bytes(self.src.array()?);
                     expire = Some(i64::from(s) * 1000);
-                    Ok(())
+                    self.expire_time(at, i64::from(s) * 1000)
                 }
                 0xfc => {
-                    expire = Some(i64::from_le_bytes(self.src.array()?));
-                    Ok(())
+                    let at = self.src.offset();
+                    let ms = i64::from_le_bytes(self.src.array()?);
+                    expire = Some(ms);
+                    self.expire_time(at, ms)
                 }
                 // RESIZEDB: only a hint (`keys_seen` takes memory as keys come).
                 0xfb => self.len().and_then(|_| self.len().map(drop)),
@@ -362,6 +388,23 @@ impl<'a, R: Read> Rdb<'a, R> {
             self.skip_string()?; // description
         }
         self.skip_string().map(drop)
+    }
+
+    /// An expire time at `at`: in an AOF's preamble, whose keys load expired or not, a
+    /// negative one stops valkey-server 8.1 in its expiry cycle right after the load (an
+    /// assertion; redis-server 7.0 deletes the key). A plain RDB's load as a master drops
+    /// it as expired, as the reader counts it.
+    fn expire_time(&self, at: u64, ms: i64) -> Result<(), ParseError> {
+        if self.preamble && ms < 0 {
+            return Err(ParseError::corrupt(
+                at,
+                format!(
+                    "an expire time of 0 or more, not {ms} ms (valkey-server 8.1 loads an \
+                     AOF's keys expired or not, then asserts on a negative one)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads one key and its value; `Ok(false)` for an empty collection Redis would drop.

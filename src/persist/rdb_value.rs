@@ -326,10 +326,10 @@ impl<R: Read> Rdb<'_, R> {
     /// UNLINK frees it unread.
     pub(crate) fn damaged_value(&mut self, at: u64, expected: &str) {
         let db = self.value_db;
-        if let Some(fp) = self.value_fp {
-            self.out.damaged.entry((db, fp)).or_insert(at);
-        }
         let key = String::from_utf8_lossy(&self.key[..self.key.len().min(64)]).into_owned();
+        if !self.out.damaged(db, self.value_fp, &key, at) {
+            return;
+        }
         self.out.warn(format!(
             "loads, but the value of key `{key}` in database {db} is damaged at offset {at} \
              (expected there: {expected}): the server does not look inside a value while \

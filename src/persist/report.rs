@@ -117,6 +117,10 @@ pub struct FileReport {
     pub valid_len: Option<u64>,
     /// Things worth knowing that do not make the file bad (bounded).
     pub warnings: Vec<String>,
+    /// Keys whose values are damaged where a load does not look (the file loads, the key
+    /// is there, and a read that walks to the damage stops the server): "`key` in
+    /// database N at offset M" (the first 16; `warnings` says more of each).
+    pub damaged_values: Vec<String>,
     /// Checked earlier in this run (this shell or script) and unchanged since: same
     /// device, inode, size, mtime and ctime (ns) of every file; not read again.
     pub from_cache: bool,
@@ -156,6 +160,7 @@ impl FileReport {
             bytes: 0,
             valid_len: None,
             warnings: Vec::new(),
+            damaged_values: Vec::new(),
             from_cache: false,
         }
     }

@@ -259,6 +259,11 @@ pub struct Recovered {
     /// refused: which copy each used, and why the first was rejected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// Keys loaded with values damaged where the load does not look, by master
+    /// (`redis:N: `key` in database D at offset O`): a client read of one stops the
+    /// server, so the line says to UNLINK them first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged_values: Vec<String>,
 }
 
 /// The sync source a recovered database follows again.

@@ -93,6 +93,14 @@ pub(super) async fn finish(
         .await?;
 
     let empty = plan.map(|p| p.empty_masters()).unwrap_or_default();
+    let damaged_values = sources
+        .iter()
+        .flat_map(|(shard, s)| {
+            s.damaged_values
+                .iter()
+                .map(move |d| format!("redis:{shard}: {d} of `{}`", s.path.display()))
+        })
+        .collect();
     Ok(Recovered {
         id: db.id,
         pids,
@@ -104,6 +112,7 @@ pub(super) async fn finish(
         sync_source,
         content,
         fallbacks: Vec::new(),
+        damaged_values,
     })
 }
 

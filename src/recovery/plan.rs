@@ -507,6 +507,18 @@ impl Inspect<'_> {
                         replayable: true,
                     });
                 }
+                // The replay decodes every value whole, where a load would not look.
+                if !report.damaged_values.is_empty() {
+                    return Err(Reason::Corrupted {
+                        file: path.to_path_buf(),
+                        offset: 0,
+                        expected: format!(
+                            "values whole enough to replay as commands, not {} (a server \
+                             of its version would load them, broken; a replay decodes them)",
+                            report.damaged_values.join(", ")
+                        ),
+                    });
+                }
                 replay = true;
             }
         }
@@ -538,6 +550,7 @@ impl Inspect<'_> {
             expires_per_db: report.expires_per_db,
             expired_per_db: report.expired_per_db,
             bytes: report.bytes,
+            damaged_values: report.damaged_values,
             written,
             modified_ns: written_fs,
             loaded_before: false,

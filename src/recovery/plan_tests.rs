@@ -31,6 +31,7 @@ fn fake_check(path: &Path, slots: Option<SlotRange>) -> SourceCheck {
             }
             "v" => check.rdb_version = Some(v.parse().unwrap()),
             "created" => check.created = Some(v.parse().unwrap()),
+            "damaged" => check.damaged_values = vec![format!("`{v}` in database 0 at offset 21")],
             "outside" if slots.is_some() => {
                 check.keys_outside_slots = v.parse().unwrap();
                 check.outside_examples = vec!["k1".into()];
@@ -343,6 +344,28 @@ fn too_new_files_and_stray_keys_are_refused() {
     ));
     let blocking: Vec<usize> = plan.databases.iter().map(|d| d.blocking().len()).collect();
     assert_eq!(blocking, vec![1, 2]);
+}
+
+/// A file holding a damaged value (which a load does not look inside) is a source, the
+/// damage carried to the recovery line; but not one to replay, which decodes every value.
+#[test]
+fn damaged_values_load_but_are_not_replayed() {
+    let w = World::new();
+    w.file(1, 6, 7, "dump.rdb", "keys=1 damaged=h", 10);
+    w.file(1, 6, 8, "dump.rdb", "keys=1 v=11 damaged=h", 10);
+    let db = &w.cluster.databases[&6];
+    let plan = plan_db_with(&w.cluster, db, Some(10), "7.0.15", &fake_check, true, false);
+    let loaded = plan.shard_plans.iter().find(|s| s.shard == 7).unwrap();
+    assert_eq!(
+        source(loaded).damaged_values,
+        ["`h` in database 0 at offset 21"]
+    );
+    let replayed = plan.shard_plans.iter().find(|s| s.shard == 8).unwrap();
+    let r = reason(replayed).to_string();
+    assert!(
+        r.contains("whole enough to replay") && r.contains("`h`"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -41,6 +41,7 @@ impl From<&FileReport> for SourceCheck {
             keys_outside_slots: r.keys_outside_slots,
             outside_examples: r.outside_examples.clone(),
             bytes: r.bytes,
+            damaged_values: r.damaged_values.clone(),
         }
     }
 }

@@ -250,6 +250,8 @@ struct Report {
     #[serde(default)]
     outside_examples: Vec<String>,
     bytes: u64,
+    #[serde(default)]
+    damaged_values: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +291,7 @@ fn parse_report(stdout: &str) -> Result<SourceCheck, String> {
         keys_outside_slots: r.keys_outside_slots,
         outside_examples: r.outside_examples,
         bytes: r.bytes,
+        damaged_values: r.damaged_values,
     })
 }
 

@@ -38,6 +38,9 @@ pub struct SourceCheck {
     pub keys_outside_slots: u64,
     pub outside_examples: Vec<String>,
     pub bytes: u64,
+    /// Keys whose values are damaged where a load does not look (see
+    /// `FileReport::damaged_values`): the file loads, the keys are broken.
+    pub damaged_values: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,6 +105,10 @@ pub struct Source {
     pub expires_per_db: BTreeMap<u32, u64>,
     pub expired_per_db: BTreeMap<u32, u64>,
     pub bytes: u64,
+    /// Keys it holds damaged where the load does not look: they load, broken, and the
+    /// recovery line says to UNLINK them before a client reads one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_values: Vec<String>,
     /// Unix seconds of the newest data in it; what "freshest" compares.
     pub written: i64,
     /// Unix nanoseconds of its modification time (its newest file's, for an

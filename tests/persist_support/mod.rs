@@ -302,6 +302,19 @@ pub enum Load {
 /// `dump.rdb` (`aof` false) or `appendonlydir/` (`aof` true), and tells whether it loads.
 /// The process is always stopped before returning.
 pub fn judge_load(server: &Path, dir: &Path, aof: bool, limit: Duration) -> Load {
+    judge_load_settled(server, dir, aof, limit, Duration::ZERO)
+}
+
+/// [`judge_load`], and a server that loaded must still be running `settle` later (its
+/// first cron runs after the load: valkey-server 8.1 asserts there on a negative expire
+/// time an AOF's preamble loaded).
+pub fn judge_load_settled(
+    server: &Path,
+    dir: &Path,
+    aof: bool,
+    limit: Duration,
+    settle: Duration,
+) -> Load {
     for _attempt in 0..3 {
         let port = free_port();
         let mut cmd = Command::new(server);
@@ -340,6 +353,12 @@ pub fn judge_load(server: &Path, dir: &Path, aof: bool, limit: Duration) -> Load
                 match reply {
                     Ok(Reply::Bulk(Some(b))) if !b.windows(9).any(|w| w == b"loading:1") => {
                         let info = String::from_utf8_lossy(&b).into_owned();
+                        if !settle.is_zero() {
+                            std::thread::sleep(settle);
+                            if let Ok(Some(_)) = process.0.try_wait() {
+                                return Load::Refused;
+                            }
+                        }
                         return Load::Loaded(
                             info.lines()
                                 .filter_map(|l| {

@@ -224,7 +224,7 @@ impl<R: Read> Rdb<'_, R> {
     /// Judges what a blob's check found beyond its own faults: damage a load without
     /// sanitization does not see (a warning, or the fault when the load walks the
     /// entries after all), a wrong header count, an intset out of order. `place` maps a
-    /// fault inside the blob to the file; `blob_at` is where the blob's bytes start.
+    /// fault inside the blob to the file.
     fn judge_blob(
         &mut self,
         kind: Blob,
@@ -252,7 +252,20 @@ impl<R: Read> Rdb<'_, R> {
                     cv.max
                 )));
             }
-            self.damaged_value(e.offset, &e.expected);
+            if c.entries == 0 {
+                // Under one element by its header: dropped on load, damage and all.
+                let count = place(&BlobFault::new(4, ""));
+                let key = String::from_utf8_lossy(&self.key[..self.key.len().min(64)]);
+                self.out.warn(format!(
+                    "loads, but the listpack of key `{key}` in database {} is dropped by the \
+                     server as empty (the key, or this node of a list): its header count at \
+                     offset {} is under one element, and the rest is damaged at offset {} \
+                     (expected there: {}); the key counts here leave it out",
+                    self.value_db, count.offset, e.offset, e.expected
+                ));
+            } else {
+                self.damaged_value(e.offset, &e.expected);
+            }
         } else if let Some((declared, real)) = c.bad_count {
             let e = place(&BlobFault::new(4, ""));
             self.bad_element_count(e.offset, declared, real);

@@ -227,6 +227,24 @@ fn set_rdb_version(path: &Path, version: u32) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Writes an RDB 10 holding a hash `h` whose last listpack entry runs past the terminator
+/// (which a load does not look at: the servers load it) and a string `k`.
+fn write_damaged_value_rdb(path: &Path) {
+    let mut lp = vec![19, 0, 0, 0, 4, 0];
+    for item in [b"f", b"v", b"g", b"w"] {
+        lp.extend([0x81, item[0], 2]);
+    }
+    lp.push(0xff);
+    lp[15] = 0x85;
+    let mut b = b"REDIS0010".to_vec();
+    b.extend([16, 1, b'h', lp.len() as u8]);
+    b.extend(&lp);
+    b.extend([0, 1, b'k', 1, b'v', 0xff]);
+    let crc = lazarus::persist::crc64(&b);
+    b.extend(crc.to_le_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
 /// The newest incr file of an appendonlydir.
 fn incr_file(dir: &Path) -> PathBuf {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("appendonlydir"))
@@ -254,6 +272,7 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
             snap("gone"),
             snap("toonew"),
             snap("foreign"),
+            snap("damagedvalue"),
         ],
     ));
     let before = rt.block_on(picture(&old));
@@ -278,6 +297,7 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
         "\"cluster_id\": \"4242\"",
     );
     std::fs::write(&identity, text).unwrap();
+    write_damaged_value_rdb(&old_shard_dir(&old, "damagedvalue").join("dump.rdb"));
 
     let new = after_disaster(&old, lz.home());
     lz.install(&new);
@@ -322,6 +342,13 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     let out = lz.run("recover all").fails(1);
     let text = format!("{}{}", out.stdout, out.stderr);
     assert!(text.contains("`good`: Completed successfully"), "{text}");
+    // A value damaged where the load does not look: it loads, and the line says so.
+    assert!(
+        text.contains("`damagedvalue`: Completed successfully (2 keys from snapshot)")
+            && text.contains("WARNING: loaded with damaged values")
+            && text.contains("`h` in database 0 at offset 28"),
+        "{text}"
+    );
     // No files found is no reason to come back EMPTY unasked (issue 9 item 4).
     assert!(
         text.contains("`gone`: failed: ")
@@ -333,9 +360,9 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
         assert!(text.contains(&format!("`{name}`: failed: ")), "{text}");
         assert_eq!(state(&lz, name), DbState::PendingRecovery, "{name}");
     }
-    assert!(out.stdout.contains("1 recovered, 5 failed"), "{text}");
+    assert!(out.stdout.contains("2 recovered, 5 failed"), "{text}");
     assert!(
-        out.stderr.contains("5 of 6 databases failed to recover"),
+        out.stderr.contains("5 of 7 databases failed to recover"),
         "{text}"
     );
     lz.run("recover db gone allow_empty")

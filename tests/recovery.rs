@@ -313,6 +313,13 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     };
     assert!(line("good").contains("ready: snapshot"), "{}", list.stdout);
     assert!(
+        line("damagedvalue").contains("ready: snapshot")
+            && line("damagedvalue").contains("WARNING: it holds damaged values")
+            && line("damagedvalue").contains("`h` in database 0 at offset 28"),
+        "{}",
+        list.stdout
+    );
+    assert!(
         line("flipped").contains("missing files: corrupted: `"),
         "{}",
         list.stdout

@@ -482,8 +482,17 @@ fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
                 } else {
                     format!("~{}", source.keys)
                 };
+                let damaged = if source.damaged_values.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; WARNING: it holds damaged values, which load (UNLINK each before \
+                         clients read it): {}",
+                        source.damaged_values.join(", ")
+                    )
+                };
                 lines.push(format!(
-                    "{head}: ready: {}{} `{}`{copy}, {keys} keys, {} old{}",
+                    "{head}: ready: {}{} `{}`{copy}, {keys} keys, {} old{}{damaged}",
                     source.kind,
                     if source.replay { " to replay" } else { "" },
                     source.path.display(),

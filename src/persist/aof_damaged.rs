@@ -1,8 +1,9 @@
 //! Keys an AOF's RDB preamble holds damaged where the load does not look (see
 //! `Rdb::damaged_value`), followed through the commands after it: the server loads such a
 //! key, but a command that reads it while the AOF loads walks the damaged value and stops
-//! the server (the third campaign's false ok: `HSET hash x y` in an incr file after a
-//! base whose `hash` was damaged). Commands that only drop, rename, move, copy or expire
+//! the server when it reaches the damage (the third campaign's false ok: `HSET hash x y`
+//! in an incr file after a base whose `hash` was damaged), or else writes into a broken
+//! value; either way the file is not `ok`. Commands that only drop, rename, move, copy or expire
 //! a key do not read its value and carry the damage along.
 
 use std::collections::HashMap;
@@ -73,8 +74,9 @@ impl DamagedKeys {
                     return Some(format!(
                         "a command that does not read a damaged value, not `{}` on key `{}` \
                          in database {}, which the RDB preamble holds damaged at offset {at} \
-                         (the server loads the preamble, then stops on this command, which \
-                         walks the damaged value)",
+                         (the server loads the preamble, then runs this command on the damaged \
+                         value: it stops the server when its walk reaches the damage, or \
+                         writes into a broken value; the reader takes the stricter answer)",
                         name.to_ascii_uppercase(),
                         String::from_utf8_lossy(&key[..key.len().min(64)]),
                         self.db

@@ -197,16 +197,13 @@ impl<'a, R: Read> Rdb<'a, R> {
                     Ok(())
                 }
                 0xfd => {
-                    let at = self.src.offset();
                     let s = i32::from_le_bytes(self.src.array()?);
                     expire = Some(i64::from(s) * 1000);
-                    self.expire_time(at, i64::from(s) * 1000)
+                    Ok(())
                 }
                 0xfc => {
-                    let at = self.src.offset();
-                    let ms = i64::from_le_bytes(self.src.array()?);
-                    expire = Some(ms);
-                    self.expire_time(at, ms)
+                    expire = Some(i64::from_le_bytes(self.src.array()?));
+                    Ok(())
                 }
                 // RESIZEDB: only a hint (`keys_seen` takes memory as keys come).
                 0xfb => self.len().and_then(|_| self.len().map(drop)),
@@ -390,23 +387,6 @@ impl<'a, R: Read> Rdb<'a, R> {
         self.skip_string().map(drop)
     }
 
-    /// An expire time at `at`: in an AOF's preamble, whose keys load expired or not, a
-    /// negative one stops valkey-server 8.1 in its expiry cycle right after the load (an
-    /// assertion; redis-server 7.0 deletes the key). A plain RDB's load as a master drops
-    /// it as expired, as the reader counts it.
-    fn expire_time(&self, at: u64, ms: i64) -> Result<(), ParseError> {
-        if self.preamble && ms < 0 {
-            return Err(ParseError::corrupt(
-                at,
-                format!(
-                    "an expire time of 0 or more, not {ms} ms (valkey-server 8.1 loads an \
-                     AOF's keys expired or not, then asserts on a negative one)"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Reads one key and its value; `Ok(false)` for an empty collection Redis would drop.
     fn key_value(
         &mut self,
@@ -442,6 +422,20 @@ impl<'a, R: Read> Rdb<'a, R> {
         }
         if present {
             if let Some(ms) = expire {
+                // An AOF's preamble loads its keys expired or not: a negative expire time
+                // then stops valkey-server 8.1 in its expiry cycle right after the load (an
+                // assertion; redis-server 7.0 deletes the key). A plain RDB's load as a
+                // master drops the key as expired; an empty collection is dropped anyway.
+                if self.preamble && ms < 0 {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a key with an expire time of 0 or more, not {ms} ms (valkey-server \
+                             8.1 loads an AOF's keys expired or not, then asserts on a negative \
+                             one)"
+                        ),
+                    ));
+                }
                 let passed = u64::from(ms < self.now_ms);
                 self.out.expires += 1;
                 self.out.expired += passed;

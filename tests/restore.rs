@@ -1213,6 +1213,76 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
     );
 }
 
+/// Issue 19: a shard larger than one multipart part (8 MiB) goes up to `s3://` in
+/// several parts (its ETag says how many) and restores byte for byte.
+#[test]
+fn a_shard_of_several_parts_goes_up_to_s3_and_comes_back() {
+    let Some(s3) = common::s3::S3Server::start("parts") else {
+        return;
+    };
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .env(s3.env())
+        .db("big", 1, false, Persistence::Disabled)
+        .installed();
+    // 20 MiB that compression cannot shrink: three parts of 8 MiB.
+    let mut blob = vec![0u8; 20 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in blob.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let port = port_of(&lz, "big");
+    rt.block_on(async {
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("blob")
+            .arg(&blob)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+    let before = picture(&rt, &lz, "big");
+    let url = "s3://parts/lazarus";
+    lz.run(&format!("backup db big path {url}")).ok();
+    let run = lz.ccs()["backups"]["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m: Manifest =
+        serde_json::from_slice(&s3.get("parts", &format!("lazarus/{run}/manifest.json"))).unwrap();
+    let etag = s3.etag("parts", &format!("lazarus/{run}/{}", m.shards[0].file));
+    assert!(etag.ends_with("-3\""), "three parts: {etag}");
+
+    rt.block_on(async {
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg("blob")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+    lz.run(&format!(
+        "restore task create name back db big backup {url}/{run} force"
+    ))
+    .ok();
+    lz.run("restore task start back").ok();
+    assert_same(
+        &before,
+        &picture(&rt, &lz, "big"),
+        "after the restore from s3://",
+    );
+}
+
 /// Issue 19: an `s3://` repository whose credentials and region come only from
 /// `AWS_PROFILE`'s sections of a credentials file and a config file (no key in the
 /// environment), as `~/.aws` gives them: a run is written and listed, and neither key

@@ -19,12 +19,26 @@ use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::ClientConfigKey;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{MultipartUpload, ObjectStore, PutPayload, PutPayloadMut};
 
-/// Each part of a multipart upload (S3's minimum is 5 MiB).
+/// The first parts of a multipart upload (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 << 20;
-/// Parts uploading at once per file: memory per file is about `PART_BYTES` times this.
+/// Parts of one size before the size doubles.
+const PARTS_PER_SIZE: u32 = 1000;
+/// S3's most parts in one upload.
+const MAX_PARTS: u32 = 10_000;
+/// Parts uploading at once per file.
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// The size of part `index` (from 0). A file's size is not known before its snapshot has
+/// been compressed, and S3 takes at most 10,000 parts of 5 MiB to 5 GiB each (the last
+/// may be smaller), so parts start small and double every 1,000: 8 MiB up to 8 GB, 16 MiB
+/// up to 24 GB, ..., 4 GiB for the last thousand; about 8 TiB in all, above S3's 5 TiB
+/// object limit. Memory per file is the part being filled plus [`PARTS_IN_FLIGHT`]
+/// uploading: 24 MiB for files up to 8 GB, three times the current part size after.
+fn part_bytes(index: u32) -> usize {
+    PART_BYTES << (index / PARTS_PER_SIZE).min(9)
+}
 
 /// One `s3://bucket/prefix`.
 #[derive(Clone)]
@@ -332,7 +346,13 @@ impl S3Repo {
         let up = block(async move { store.put_multipart(&key).await })
             .map_err(|e| format!("cannot start `{}`: {e}", self.shown(run, name)))?;
         Ok(S3Writer {
-            up: Some(WriteMultipart::new_with_chunk_size(up, PART_BYTES)),
+            up: Some(GrowingParts {
+                upload: up,
+                part: PutPayloadMut::new(),
+                parts: 0,
+                uploading: tokio::task::JoinSet::new(),
+            }),
+            name: self.shown(run, name),
         })
     }
 }
@@ -360,32 +380,95 @@ impl Read for S3Reader {
     }
 }
 
+/// A multipart upload whose parts grow with the file ([`part_bytes`]).
+struct GrowingParts {
+    upload: Box<dyn MultipartUpload>,
+    /// The part being filled.
+    part: PutPayloadMut,
+    /// Parts handed to S3 so far.
+    parts: u32,
+    uploading: tokio::task::JoinSet<object_store::Result<()>>,
+}
+
+impl GrowingParts {
+    /// Waits until fewer than `max` parts are uploading; the first failure ends the upload.
+    async fn wait_below(&mut self, max: usize) -> object_store::Result<()> {
+        while !self.uploading.is_empty() && self.uploading.len() >= max {
+            if let Some(done) = self.uploading.join_next().await {
+                done.map_err(|e| object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(e),
+                })??;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the filled part to S3 (on the repositories' runtime).
+    fn send(&mut self) {
+        let part = std::mem::take(&mut self.part);
+        let _rt = runtime().enter();
+        self.uploading.spawn(self.upload.put_part(part.freeze()));
+        self.parts += 1;
+    }
+}
+
 /// A multipart upload as a writer; dropped before [`S3Writer::finish`], it is aborted.
 pub struct S3Writer {
-    up: Option<WriteMultipart>,
+    up: Option<GrowingParts>,
+    /// The object, as the operator names it, for errors.
+    name: String,
 }
 
 impl S3Writer {
     /// Completes the upload: only now is the object there.
     pub fn finish(mut self) -> io::Result<()> {
-        let up = self.up.take().expect("an upload finishes once");
-        block(async move { up.finish().await })
-            .map(|_| ())
-            .map_err(io_err)
+        let mut up = self.up.take().expect("an upload finishes once");
+        if !up.part.is_empty() || up.parts == 0 {
+            up.send();
+        }
+        block(async move {
+            up.wait_below(1).await?;
+            match up.upload.complete().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = up.upload.abort().await;
+                    Err(e)
+                }
+            }
+        })
+        .map_err(io_err)
     }
 }
 
 impl Write for S3Writer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let written = buf.len();
         let up = self
             .up
             .as_mut()
             .expect("an upload is written before it finishes");
-        // At most PARTS_IN_FLIGHT parts uploading: the writer waits, memory stays bounded.
-        block(async { up.wait_for_capacity(PARTS_IN_FLIGHT).await }).map_err(io_err)?;
-        let _rt = runtime().enter();
-        up.write(buf);
-        Ok(buf.len())
+        while !buf.is_empty() {
+            if up.parts == MAX_PARTS {
+                return Err(io::Error::other(format!(
+                    "`{}` is too large for one S3 object: it fills {MAX_PARTS} parts (the most \
+                     S3 takes) of up to {} MiB",
+                    self.name,
+                    part_bytes(MAX_PARTS - 1) >> 20
+                )));
+            }
+            let room = part_bytes(up.parts) - up.part.content_length();
+            let (now, later) = buf.split_at(buf.len().min(room));
+            up.part.extend_from_slice(now);
+            buf = later;
+            if up.part.content_length() == part_bytes(up.parts) {
+                // At most PARTS_IN_FLIGHT parts uploading: the writer waits, memory stays
+                // bounded.
+                block(up.wait_below(PARTS_IN_FLIGHT)).map_err(io_err)?;
+                up.send();
+            }
+        }
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -395,15 +478,32 @@ impl Write for S3Writer {
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
-        if let Some(up) = self.up.take() {
-            let _ = block(async move { up.abort().await });
+        if let Some(mut up) = self.up.take() {
+            let _ = block(async move {
+                up.uploading.shutdown().await;
+                up.upload.abort().await
+            });
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::{parse_url, part_bytes, MAX_PARTS, PART_BYTES};
+
+    #[test]
+    fn parts_grow_to_hold_more_than_s3_takes_in_one_object() {
+        assert_eq!(part_bytes(0), PART_BYTES);
+        assert_eq!(part_bytes(999), PART_BYTES);
+        assert_eq!(part_bytes(1000), 2 * PART_BYTES);
+        let last = part_bytes(MAX_PARTS - 1);
+        assert_eq!(last, 4 << 30, "S3 takes parts of up to 5 GiB");
+        let total: u64 = (0..MAX_PARTS).map(|i| part_bytes(i) as u64).sum();
+        assert!(total > 5 << 40, "S3's largest object is 5 TiB: {total}");
+        // Memory stays small for ordinary files: 8 GB in 8 MiB parts.
+        let first_size: u64 = (0..1000).map(|i| part_bytes(i) as u64).sum();
+        assert_eq!(first_size, 1000 * (8 << 20));
+    }
 
     #[test]
     fn urls() {

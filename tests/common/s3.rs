@@ -162,6 +162,17 @@ impl S3Server {
         })
     }
 
+    /// An object's ETag: a multipart upload's ends with `-<parts>`.
+    pub fn etag(&self, bucket: &str, key: &str) -> String {
+        use object_store::ObjectStore;
+        let store = self.store(bucket);
+        let key = object_store::path::Path::from(key);
+        small_runtime()
+            .block_on(async move { store.head(&key).await.unwrap() })
+            .e_tag
+            .unwrap_or_default()
+    }
+
     pub fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
         use object_store::ObjectStore;
         let store = self.store(bucket);

@@ -524,6 +524,109 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     run("delete db spread").ok();
 }
 
+/// Issue 13, test 3: one host lost for good (its sshd and servers gone, its disk moved
+/// away) while this machine's shards and home are lost too: `cluster recover` from this
+/// machine's disk, `node 2 remove` places the lost host's shards here (its master where
+/// its replica's files lie), and `recover all` brings every key back from the replicas'
+/// files on the machine left.
+#[test]
+fn a_host_lost_for_good_comes_back_from_the_replicas_files_on_the_others() {
+    let lab = SshLab::new();
+    let mut host = lab.host();
+    let disks = tempfile::tempdir().unwrap();
+    let local = |rel: &str| disks.path().join(rel);
+    let old = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(disks.path());
+    let run = runner(&old, &lab);
+    let base = local_node_on(&old, disks.path()) + 30;
+    add_ssh_node(&run, &host, base + 30);
+    run("create db spread shards 2 replication enabled persistence aof").ok();
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(
+        shards
+            .iter()
+            .any(|s| s["node"] == 2 && s["role"] == "master"),
+        "a master lives on the host: {shards:?}"
+    );
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    keys(&endpoint, 60, true);
+    let want = keys(&endpoint, 60, false);
+    assert!(want.iter().all(Option::is_some));
+    // Every shard, replicas included, has its writes in its AOF (`everysec` may hold a
+    // write back while an fsync runs).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for s in &shards {
+        let addr = if s["node"] == 2 {
+            host.addr.as_str()
+        } else {
+            "127.0.0.1"
+        };
+        let url = format!("redis://{addr}:{}", s["port"]);
+        common::runtime().block_on(async {
+            let mut con = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            common::data::wait_for_persistence(
+                &mut con,
+                |info| info.contains("aof_buffer_length:0"),
+                std::time::Duration::from_secs(10),
+                "the AOF buffer did not drain",
+            )
+            .await;
+        });
+    }
+
+    // The host is lost for good; this machine's servers and home are lost too.
+    host.stop();
+    std::fs::rename(host.path("n2"), host.path("gone")).unwrap();
+    kill9(&common::procs::pids_under(disks.path()));
+    drop(run);
+    drop(old);
+    std::fs::rename(local("old/node1"), local("disk1")).unwrap();
+
+    let lz = common::Lazarus::new();
+    let run = runner(&lz, &lab);
+    // The lost host does not keep the configuration from coming back: it is said.
+    let recovered = run(&format!(
+        "cluster recover filename {} node_uid 1",
+        local("disk1").join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let said = format!("{}{}", recovered.stdout, recovered.stderr);
+    assert!(said.contains("`node:2` does not answer"), "{said}");
+    assert!(said.contains("`node 2 remove`"), "{said}");
+    run(&format!(
+        "node 1 recovery_path set {}",
+        local("disk1").display()
+    ))
+    .ok();
+    let removed = run("node 2 remove").ok();
+    assert!(
+        removed.stdout.contains("now on node:1"),
+        "{}",
+        removed.stdout
+    );
+    let list = run("recover list").ok();
+    assert!(list.stdout.contains("ready"), "{}", list.stdout);
+    let out = run("recover all").ok();
+    assert!(
+        out.stdout.contains("Completed successfully"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("content verified: "), "{}", out.stdout);
+    let status = run("--json status shards").ok().json();
+    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
+    assert!(shards.iter().all(|s| s["node"] == 1), "{shards:?}");
+    let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
+    assert_eq!(keys(&endpoint, 60, false), want);
+    run("delete db spread").ok();
+}
+
 /// CCS backups are written to every node's disk through its host: the SSH node's copy
 /// follows every save; once its host no longer answers, saves go on (a lost machine
 /// must not stop the cluster's changes) and its copy stays as it was.

@@ -88,7 +88,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Arg("node", ValueKind::Node),
             Element::Keyword("remove"),
         ],
-        summary: "remove a node that holds no shards",
+        summary: "remove a node; a lost one's shards pending recovery go to the nodes left",
         examples: &["node 2 remove", "node node:3 remove"],
         build: |m| {
             Ok(Command::Node(NodeCommand::Remove {
@@ -341,11 +341,32 @@ impl Render for NodeAdded {
 #[derive(Serialize)]
 pub struct NodeRemoved {
     pub removed: Id,
+    /// Its shards, placed on other nodes (a lost node's databases pending recovery).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<crate::recovery::relocate::ShardMove>,
 }
 
 impl Render for NodeRemoved {
     fn render(&self, text: &mut Text) {
         text.line(format!("Removed node:{}.", self.removed));
+        for m in &self.moved {
+            text.line(format!(
+                "redis:{} ({} of db:{} `{}`) now on node:{}, port {}{}",
+                m.shard,
+                m.role,
+                m.db,
+                m.db_name,
+                m.to,
+                m.port,
+                match (m.role, m.beside_master) {
+                    (crate::ccs::Role::Master, _) => {
+                        ": recover takes its data from the freshest files of its own or its replicas' shard directories"
+                    }
+                    (_, true) => ": beside its master, as no other node is left",
+                    (_, false) => "",
+                }
+            ));
+        }
     }
 }
 
@@ -393,26 +414,12 @@ fn remove(ctx: &Context, id: Id) -> Result<Reply, CommandError> {
             "node:{id} is this machine's node and cannot be removed"
         )));
     }
-    let holding: Vec<String> = cluster
-        .databases
-        .values()
-        .flat_map(|db| {
-            db.shards
-                .iter()
-                .filter(|s| s.node == id)
-                .map(|s| format!("redis:{} (db:{})", s.id, db.id))
-        })
-        .collect();
-    if !holding.is_empty() {
-        return Err(CommandError::conflict(format!(
-            "node:{id} holds shards: {}; delete or move their databases first",
-            holding.join(", ")
-        ))
-        .hinted("delete or move their databases first"));
-    }
+    // A node whose machine is gone for good: its shards, all pending recovery, go to the
+    // nodes left (refused, naming them, when a database still runs).
+    let moved = crate::recovery::relocate::relocate(&mut cluster, id)?;
     cluster.nodes.remove(&id);
     lock.save(&mut cluster)?;
-    Reply::of(&NodeRemoved { removed: id })
+    Reply::of(&NodeRemoved { removed: id, moved })
 }
 
 async fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, CommandError> {

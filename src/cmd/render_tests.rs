@@ -171,7 +171,13 @@ fn info_cluster_and_node() {
 fn node_add_remove_recovery_path() {
     let c = cluster();
     insta::assert_snapshot!("node_add", both(&NodeAdded(NodeView::from(&c.nodes[&2]))));
-    insta::assert_snapshot!("node_remove", both(&NodeRemoved { removed: 2 }));
+    insta::assert_snapshot!(
+        "node_remove",
+        both(&NodeRemoved {
+            removed: 2,
+            moved: Vec::new()
+        })
+    );
     insta::assert_snapshot!(
         "node_recovery_path_set",
         both(&RecoveryPathSet {

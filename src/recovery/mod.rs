@@ -27,6 +27,7 @@ pub mod ports;
 mod reader;
 mod reason;
 pub mod rebuild;
+pub mod relocate;
 mod remote_check;
 pub mod run;
 mod shard_dirs;

@@ -56,7 +56,13 @@ pub fn recover(
     }
     check_backup_targets(&rebuilt.cluster, false, |_, path| fs::read(path))?;
     if rebuilt.cluster.nodes.values().any(|n| n.ssh.is_some()) {
-        prepare_remote(&rebuilt.cluster)?;
+        // A host that does not answer (its machine lost) must not keep the configuration
+        // of every other node from coming back: its node is stored, and said so.
+        for (node, target, why) in prepare_remote(&rebuilt.cluster)? {
+            rebuilt.problems.push(format!(
+                "`node:{node}` does not answer ({target}: {why}): its shards cannot recover there; if its machine is lost for good, `node {node} remove` places them on the nodes left"
+            ));
+        }
     }
     lock.save(&mut rebuilt.cluster)?;
     Ok(rebuilt)
@@ -102,30 +108,58 @@ fn adopt_live(rebuilt: &mut Rebuilt) {
 }
 
 /// [`recover`]'s preparation of the nodes on other hosts, through their hosts: their
-/// backup directories made, what their backups would replace checked.
-fn prepare_remote(cluster: &Cluster) -> Result<(), RebuildError> {
+/// backup directories made, what their backups would replace checked. The nodes whose
+/// host does not answer are left out, returned with their target and why; a host that
+/// answers with a wrong host key is refused, never left out.
+fn prepare_remote(cluster: &Cluster) -> Result<Vec<(Id, String, String)>, RebuildError> {
     super::off_runtime(|| {
         let hosts = cluster.hosts().map_err(|e| RebuildError::BadPath {
             path: PathBuf::new(),
             reason: format!("no private directory for the ssh connections: {e}"),
         })?;
         let rt = tokio::runtime::Handle::current();
-        let remote = || cluster.nodes.values().filter(|n| n.ssh.is_some());
-        for node in remote() {
-            rt.block_on(hosts.of(node.id).create_private_dir(&node.ccs_backup_dir()))
-                .map_err(|e| RebuildError::BadPath {
-                    path: node.persistent_path.clone(),
-                    reason: format!(
-                        "cannot create it for `node:{}` on {}: {e}",
-                        node.id,
-                        hosts.of(node.id).name()
-                    ),
-                })?;
+        let mut silent = Vec::new();
+        for node in cluster.nodes.values().filter(|n| n.ssh.is_some()) {
+            let host = hosts.of(node.id);
+            match rt.block_on(host.create_private_dir(&node.ccs_backup_dir())) {
+                Ok(()) => {}
+                Err(e) if does_not_answer(&e) => {
+                    silent.push((node.id, host.name(), e.to_string()));
+                }
+                Err(e) => {
+                    return Err(RebuildError::BadPath {
+                        path: node.persistent_path.clone(),
+                        reason: format!(
+                            "cannot create it for `node:{}` on {}: {e}",
+                            node.id,
+                            host.name()
+                        ),
+                    })
+                }
+            }
         }
         check_backup_targets(cluster, true, |node, path| {
+            if silent.iter().any(|(n, ..)| *n == node) {
+                return Err(std::io::ErrorKind::NotFound.into());
+            }
             rt.block_on(hosts.of(node).read(path))
-        })
+        })?;
+        Ok(silent)
     })
+}
+
+/// The host is down or gone: no connection, or one that dropped. A host that answers with
+/// an unknown or changed host key is not this.
+fn does_not_answer(e: &std::io::Error) -> bool {
+    use crate::host::ssh::SshError;
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<SshError>())
+    {
+        Some(SshError::Unreachable { .. } | SshError::Dropped { .. }) => true,
+        Some(_) => false,
+        None => crate::host::unreachable(e),
+    }
 }
 
 /// Refuses to store when a node's `ccs/ccs.json` would replace a document that is not an

@@ -601,8 +601,10 @@ fn remote_aof_parts(
         .filter(|e| e.kind == FileKind::File)
         .map(|e| e.name)
         .collect();
-    aof_parts_listed(path, &files, &mut |m| runtime.block_on(host.read(m)))
-        .map_err(|e| on_host(e.to_string()))
+    aof_parts_listed(path, &files, &mut |m| {
+        runtime.block_on(host.read_small(m, crate::persist::MANIFEST_CAP))
+    })
+    .map_err(|e| on_host(e.to_string()))
 }
 
 /// Writes every key of `files` into `targets` (an AOF: its keys and commands, into one

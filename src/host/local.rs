@@ -450,6 +450,23 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_small_file_is_read_whole_and_a_big_one_or_a_fifo_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("appendonly.aof.manifest");
+        fs::write(&small, b"file appendonly.aof.1.base.rdb seq 1 type b\n").unwrap();
+        let host = LocalHost;
+        assert!(host.read_small(&small, 64).await.is_ok());
+        let e = host.read_small(&small, 8).await.unwrap_err().to_string();
+        assert!(e.contains("more than the 8"), "{e}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path made just above.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = host.read_small(&fifo, 64).await.unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[tokio::test]
     async fn atomic_private_write_leaves_no_temp_and_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lazarus-shard.json");

@@ -131,6 +131,27 @@ pub struct Memory {
 
 pub type HostResult<T> = std::io::Result<T>;
 
+/// Whether a file that is small by nature may be read whole: a regular file (a FIFO would
+/// never end) of at most `cap` bytes.
+pub fn small_file(path: &Path, regular: bool, len: u64, cap: u64) -> HostResult<()> {
+    if !regular {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{}` is not a regular file", path.display()),
+        ));
+    }
+    if len > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "`{}` holds {len} bytes, more than the {cap} such a file may hold",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The operations Lazarus performs on a node. Methods are async so that a remote host can
 /// answer over the network; a local implementation may block briefly (file metadata).
 ///
@@ -147,6 +168,13 @@ pub trait Host: Send + Sync + fmt::Debug {
 
     // --- files ---
     async fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
+    /// The whole of a file that is small by nature (a manifest): refused unread when it
+    /// holds more than `cap` bytes, so a huge or endless one is never pulled into memory.
+    async fn read_small(&self, path: &Path, cap: u64) -> HostResult<Vec<u8>> {
+        let meta = self.metadata(path).await?;
+        small_file(path, meta.kind == FileKind::File, meta.len, cap)?;
+        self.read(path).await
+    }
     /// Replaces `path` atomically with `bytes`, mode 0600: a unique temporary name in the
     /// same directory, fsync of the file, rename, fsync of the directory. A reader sees
     /// the old content or the new one, never a mix, and a crash keeps one of them.

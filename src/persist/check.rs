@@ -18,7 +18,7 @@ use super::slot::SlotCheck;
 use super::source::Source;
 
 /// Manifests bigger than this are refused rather than read.
-const MANIFEST_CAP: u64 = 16 << 20;
+pub const MANIFEST_CAP: u64 = 16 << 20;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()

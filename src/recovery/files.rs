@@ -60,6 +60,8 @@ struct Seen {
 /// How deep below a directory a scan looks: a shard directory, its `appendonlydir/`,
 /// and that directory's files.
 const SCAN_DEPTH: usize = 2;
+/// The most an identity file or a manifest read whole may hold.
+pub const SMALL_FILE_CAP: u64 = 16 << 20;
 
 /// Whether a scan of `root` to `depth` saw `path` (at `extra` more levels below it).
 fn covers(root: &Path, depth: usize, path: &Path, extra: usize) -> bool {
@@ -235,8 +237,12 @@ impl Disk {
         }
     }
 
+    /// A small file (an identity file): refused unread past [`SMALL_FILE_CAP`] or when
+    /// it is not a regular file (a FIFO would never end).
     pub fn read(&self, node: NodeId, path: &Path) -> io::Result<Vec<u8>> {
         let Some((host, rt)) = self.remote(node) else {
+            let meta = std::fs::metadata(path)?;
+            crate::host::small_file(path, meta.is_file(), meta.len(), SMALL_FILE_CAP)?;
             return std::fs::read(path);
         };
         let key = (node, path.to_path_buf());
@@ -247,7 +253,7 @@ impl Disk {
         if self.absent(node, path) {
             return Err(io::ErrorKind::NotFound.into());
         }
-        rt.block_on(host.read(path))
+        rt.block_on(host.read_small(path, SMALL_FILE_CAP))
     }
 
     /// Whether a scan covered `path` and did not see it while it could look into the

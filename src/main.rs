@@ -17,7 +17,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("lazarus: {e:#}");
-            ExitCode::from(EXIT_FAILED)
+            // A command's own error chooses its exit status (2: usage) wherever it rose.
+            let code = e
+                .downcast_ref::<lazarus::cmd::CommandError>()
+                .map_or(EXIT_FAILED, |c| c.kind().exit_code());
+            ExitCode::from(code)
         }
     }
 }

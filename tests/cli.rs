@@ -197,7 +197,7 @@ fn home_from_the_environment_and_a_corrupt_ccs() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
     assert!(
         stderr.contains("LAZARUS_HOME") && stderr.contains("is not valid UTF-8"),
         "{stderr}"

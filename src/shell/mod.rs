@@ -67,11 +67,12 @@ pub fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(home) = std::env::var_os("LAZARUS_HOME").filter(|h| !h.is_empty()) {
         // The configuration holds its paths as text: a home that is not (a flag's value
         // is refused by the parser) would make the first save fail half way.
+        // A wrong environment is the operator's to fix, as a wrong flag is: exit 2.
         let home = home.into_string().map_err(|h| {
-            anyhow::anyhow!(
+            cmd::CommandError::usage(format!(
                 "LAZARUS_HOME `{}` is not valid UTF-8: give `--home <dir>` or another LAZARUS_HOME",
                 h.to_string_lossy()
-            )
+            ))
         })?;
         return Ok(home.into());
     }

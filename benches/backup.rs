@@ -7,9 +7,11 @@
 //! 4. a 3-shard run restored into 1 shard (keys by RESTORE): keys per second, against
 //!    `redis-cli --pipe` of the same keys and values;
 //! 5. (`s3`) backup and restore of a ≥1 GB database through an `s3://` repository on a
-//!    loopback S3 server (moto, as the tests use it) against a local directory repository
-//!    of the same data in the same run, both with the default codec (zstd): target at
-//!    most 1.3× each, and the peak RSS of each `lazarus` process (target under 256 MB).
+//!    loopback S3 server against a local directory repository of the same data in the
+//!    same run, both with the default codec (zstd): target at most 1.3× each, and the
+//!    peak RSS of each `lazarus` process (target under 256 MB). Against each server found:
+//!    moto (as the tests use it) and s3s-fs (`LAZARUS_S3S_FS` or `PATH`; see
+//!    `tests/common/s3.rs`; `LAZARUS_BENCH_S3_SERVER` keeps one).
 //!
 //! Run: `cargo bench --bench backup` (release build; the binary is timed as an operator
 //! runs it). `LAZARUS_BENCH_MB` sizes the big database (default 1100),
@@ -45,7 +47,9 @@ use lazarus::ccs::{Cluster, Persistence};
 use lazarus::db::{create_db, shard_addr, CreateDb};
 use procs::ProcessGuard;
 use rand::RngCore;
-use support::{bare_server, env_num, install, lazarus, lazarus_rss, median, secs};
+use support::{
+    bare_server, cpu_of, env_num, install, lazarus, lazarus_rss, lazarus_usage, median, secs,
+};
 use world::{config, redis, server, test_cluster};
 
 /// `mb` MB of 1 KB incompressible strings (and a hash per thousand keys) into every
@@ -471,12 +475,20 @@ fn reshard(root: &Path, rt: &tokio::runtime::Runtime) {
 fn s3_against_local(root: &Path, rt: &tokio::runtime::Runtime) {
     let mb = env_num("LAZARUS_BENCH_S3_MB", 1100);
     let runs = env_num("LAZARUS_BENCH_RUNS", 3);
-    let Some(s3) = s3::S3Server::start("bench") else {
+    // Both S3 servers found, one after the other over the same database: moto (as the
+    // tests use it) and s3s-fs, whose own cost on the shared cores is far smaller.
+    // `LAZARUS_BENCH_S3_SERVER=moto|s3s-fs` keeps one.
+    let only = std::env::var("LAZARUS_BENCH_S3_SERVER").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only == name;
+    let mut servers: Vec<(&str, s3::S3Server)> = Vec::new();
+    if wanted("moto") {
+        servers.extend(s3::S3Server::start("bench").map(|s| ("moto", s)));
+    }
+    if wanted("s3s-fs") {
+        servers.extend(s3::S3Server::start_s3s_fs("bench").map(|s| ("s3s-fs", s)));
+    }
+    if servers.is_empty() {
         return;
-    };
-    // The spawned binary takes the endpoint and credentials from the environment.
-    for (k, v) in s3.env() {
-        std::env::set_var(k, v);
     }
     std::fs::create_dir_all(root).unwrap();
     let guard = ProcessGuard::new(root);
@@ -496,44 +508,70 @@ fn s3_against_local(root: &Path, rt: &tokio::runtime::Runtime) {
     });
     let home = root.join("home");
     install(&home, &c);
-    let dir = root.join("repo");
+    for (name, s3) in &servers {
+        // The spawned binary takes the endpoint and credentials from the environment.
+        for (k, v) in s3.env() {
+            std::env::set_var(k, v);
+        }
+        s3_runs(
+            &home,
+            &root.join(format!("repo-{name}")),
+            (name, s3.pid()),
+            mb,
+            runs,
+        );
+    }
+    drop(guard);
+}
+
+/// Section 5's runs against one S3 server: each run backs up to the local directory and to
+/// `s3://`, then restores each into a new database.
+fn s3_runs(home: &Path, dir: &Path, (server, pid): (&str, u32), mb: u64, runs: u64) {
     let url = "s3://bench/lazarus";
     let (mut lb, mut sb, mut lr, mut sr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rss = [0u64; 4];
     for run in 0..runs {
+        // CPU seconds of the backup: Lazarus's and the S3 server's (0 for the local run).
+        let mut cpu = [(0.0, 0.0); 2];
         let mut one = |repo: &str, times: &mut Vec<Duration>, rt_: &mut Vec<Duration>, k: usize| {
-            let (took, out, kb) = lazarus_rss(&home, &["backup", "db", "big", "path", repo]);
+            let before = cpu_of(pid);
+            let (took, out, kb, used) = lazarus_usage(home, &["backup", "db", "big", "path", repo]);
+            cpu[k / 2] = (used, cpu_of(pid) - before);
             times.push(took);
             rss[k] = rss[k].max(kb);
             let id = run_id(&out);
-            let target = format!("e{run}{k}");
-            let task = format!("t{run}{k}");
-            lazarus(&home, &["create", "db", &target, "persistence", "disabled"]);
+            let tag = server.replace('-', "");
+            let target = format!("e{tag}{run}{k}");
+            let task = format!("t{tag}{run}{k}");
+            lazarus(home, &["create", "db", &target, "persistence", "disabled"]);
             let at = format!("{repo}/{id}");
             lazarus(
-                &home,
+                home,
                 &[
                     "restore", "task", "create", "name", &task, "db", &target, "backup", &at,
                 ],
             );
-            let (took, _, kb) = lazarus_rss(&home, &["restore", "task", "start", &task]);
+            let (took, _, kb) = lazarus_rss(home, &["restore", "task", "start", &task]);
             rt_.push(took);
             rss[k + 1] = rss[k + 1].max(kb);
-            lazarus(&home, &["delete", "db", &target, "purge"]);
+            lazarus(home, &["delete", "db", &target, "purge"]);
         };
         one(dir.to_str().unwrap(), &mut lb, &mut lr, 0);
         one(url, &mut sb, &mut sr, 2);
         println!(
-            "  run {run}: backup local {}  s3 {}   restore local {}  s3 {}",
+            "  {server} run {run}: backup local {}  s3 {}   restore local {}  s3 {}   backup CPU: lazarus local {:.2} s, s3 {:.2} s; the S3 server {:.2} s",
             secs(lb[run as usize]),
             secs(sb[run as usize]),
             secs(lr[run as usize]),
-            secs(sr[run as usize])
+            secs(sr[run as usize]),
+            cpu[0].0,
+            cpu[1].0,
+            cpu[1].1
         );
     }
     let (lb, sb, lr, sr) = (median(lb), median(sb), median(lr), median(sr));
     println!(
-        "s3:// against a local directory, {mb} MB database (median of {runs}): backup {} vs {} ratio {:.2}x; restore {} vs {} ratio {:.2}x",
+        "s3:// ({server}) against a local directory, {mb} MB database (median of {runs}): backup {} vs {} ratio {:.2}x; restore {} vs {} ratio {:.2}x",
         secs(sb),
         secs(lb),
         sb.as_secs_f64() / lb.as_secs_f64(),
@@ -542,13 +580,12 @@ fn s3_against_local(root: &Path, rt: &tokio::runtime::Runtime) {
         sr.as_secs_f64() / lr.as_secs_f64()
     );
     println!(
-        "peak RSS of lazarus: backup local {} MB, s3 {} MB; restore local {} MB, s3 {} MB",
+        "peak RSS of lazarus ({server}): backup local {} MB, s3 {} MB; restore local {} MB, s3 {} MB",
         rss[0] / 1024,
         rss[2] / 1024,
         rss[1] / 1024,
         rss[3] / 1024
     );
-    drop(guard);
 }
 
 fn main() {

@@ -97,6 +97,23 @@ pub fn bare_server(server: &Path, dir: &Path, port: u16) -> Duration {
 // The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
 pub fn lazarus_rss(home: &Path, args: &[&str]) -> (Duration, String, u64) {
+    let (took, out, kb, _) = lazarus_usage(home, args);
+    (took, out, kb)
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// As [`lazarus_rss`], with the CPU seconds (user + system) the binary used.
+pub fn lazarus_usage(home: &Path, args: &[&str]) -> (Duration, String, u64, f64) {
     use std::io::Read;
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
@@ -131,5 +148,7 @@ pub fn lazarus_rss(home: &Path, args: &[&str]) -> (Duration, String, u64) {
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         panic!("lazarus {args:?} failed:\n{out}{err}");
     }
-    (took, out, usage.ru_maxrss as u64)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+    (took, out, usage.ru_maxrss as u64, cpu)
 }

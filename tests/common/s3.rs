@@ -5,6 +5,12 @@
 //! Found at `$LAZARUS_MOTO_SERVER`, else `~/.cache/lazarus-ci/moto-5/bin/moto_server`.
 //! Where it is not installed, [`S3Server::start`] says so and returns `None`: the test
 //! prints that it was skipped and why.
+//!
+//! The backup bench also measures against `s3s-fs` (crate `s3s-fs`, a Rust S3 server
+//! over a directory, `cargo install s3s-fs@0.14.1 --locked --features binary`), found at
+//! `$LAZARUS_S3S_FS` or on `PATH` ([`S3Server::start_s3s_fs`]): moto spends seconds of
+//! Python on the same two cores joining a large object's parts, which a real object store
+//! does not charge to the machine taking the backup.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,6 +27,26 @@ pub struct S3Server {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the server takes connections; `false` after 30 s.
+fn answers(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 fn moto_path() -> Option<PathBuf> {
@@ -47,11 +73,7 @@ impl S3Server {
             );
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(moto)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -80,6 +102,47 @@ impl S3Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts `s3s-fs` on a free loopback port over a temporary directory, with the test
+    /// credentials (it checks signatures), and makes `bucket` (a directory of its root).
+    /// `None` when it is not installed.
+    pub fn start_s3s_fs(bucket: &str) -> Option<S3Server> {
+        let bin = std::env::var_os("LAZARUS_S3S_FS")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("PATH").and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|d| d.join("s3s-fs"))
+                        .find(|p| p.is_file())
+                })
+            })
+            .filter(|p| p.is_file())?;
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(bucket)).unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs starts");
+        let server = S3Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        assert!(answers(port), "s3s-fs did not answer in 30 s");
+        Some(server)
+    }
+
+    /// The server's process id (the benches read its CPU time).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn endpoint(&self) -> String {

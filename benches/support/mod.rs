@@ -94,8 +94,6 @@ pub fn bare_server(server: &Path, dir: &Path, port: u16) -> Duration {
 }
 
 /// As [`lazarus`], with the process's peak resident memory (KiB, from `wait4`).
-// The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
 pub fn lazarus_rss(home: &Path, args: &[&str]) -> (Duration, String, u64) {
     let (took, out, kb, _) = lazarus_usage(home, args);
     (took, out, kb)
@@ -113,6 +111,8 @@ pub fn cpu_of(pid: u32) -> f64 {
 }
 
 /// As [`lazarus_rss`], with the CPU seconds (user + system) the binary used.
+// The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 pub fn lazarus_usage(home: &Path, args: &[&str]) -> (Duration, String, u64, f64) {
     use std::io::Read;
     let started = Instant::now();

@@ -328,10 +328,7 @@ impl S3Repo {
         let store = self.store.clone();
         let got = block(async move { store.get(&key).await });
         match got {
-            Ok(r) => Ok(S3Reader {
-                stream: r.into_stream(),
-                buf: bytes::Bytes::new(),
-            }),
+            Ok(r) => Ok(S3Reader::ahead(r.into_stream())),
             Err(object_store::Error::NotFound { .. }) => {
                 Err(format!("`{}` is missing", self.shown(run, name)))
             }
@@ -357,20 +354,60 @@ impl S3Repo {
     }
 }
 
-/// The body of a GET, read as it arrives.
+/// Chunks of a GET's body received ahead of the reader (hyper's chunks are at most a few
+/// hundred KiB, so this bounds the memory ahead to a few MiB).
+const CHUNKS_AHEAD: usize = 32;
+
+/// The body of a GET, received ahead of its reader by a thread of its own (bounded by
+/// [`CHUNKS_AHEAD`]), so the download overlaps the work on what came before it (decoding,
+/// hashing, validating, writing) instead of waiting on each chunk in turn.
 pub struct S3Reader {
-    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    chunks: std::sync::mpsc::Receiver<object_store::Result<bytes::Bytes>>,
     buf: bytes::Bytes,
+    /// The receiving thread, joined when its channel closes: a panic there is an error
+    /// here, never a body that seems to end early.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3Reader {
+    fn ahead(
+        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    ) -> S3Reader {
+        let (tx, chunks) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+        // Not a worker of the runtime: it may block on a full channel. It ends when the
+        // body does, or when the reader is dropped (the send fails).
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                while let Some(chunk) = stream.next().await {
+                    if tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        S3Reader {
+            chunks,
+            buf: bytes::Bytes::new(),
+            thread: Some(thread),
+        }
+    }
 }
 
 impl Read for S3Reader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.buf.is_empty() {
-            let stream = &mut self.stream;
-            match block(async move { stream.next().await }) {
-                None => return Ok(0),
-                Some(Ok(b)) => self.buf = b,
-                Some(Err(e)) => return Err(io_err(e)),
+            match self.chunks.recv() {
+                // The sender is gone: the body ended, unless its thread panicked.
+                Err(_) => {
+                    return match self.thread.take().map(|t| t.join()) {
+                        Some(Err(_)) => Err(io::Error::other(
+                            "the thread receiving an S3 object panicked",
+                        )),
+                        _ => Ok(0),
+                    }
+                }
+                Ok(Ok(b)) => self.buf = b,
+                Ok(Err(e)) => return Err(io_err(e)),
             }
         }
         let n = out.len().min(self.buf.len());

@@ -10,6 +10,13 @@
 //! `LAZARUS_VALKEY_SERVER` for valkey; `LAZARUS_DIFF_KEEP=<dir>` keeps failures and the
 //! first 5 false alarms of each chunk of 1000, by default in `target/diff-failures`: a
 //! failure cannot be remade from its seed alone).
+//!
+//! `DIFF_FLIPS=<seed>:<file>[:<from>-<to>]` (e.g. `aof-preamble-yes:1`, the base RDB of the
+//! AOF with a preamble) runs an exhaustive scan instead: every single-bit flip of those
+//! bytes (by default from 16 bytes before the function library's code to 400 past the
+//! first `SELECTDB` after it), with the CRC-64 recomputed and left alone
+//! (`DIFF_FLIPS_CRC=fix` or `keep` for one), each loaded only when the reader says `ok`
+//! (`DIFF_FLIPS_ALL=1`: all of them).
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;
@@ -17,7 +24,9 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use support::differential::{campaign, seeds, Engine};
+use support::differential::{
+    campaign, flip_scan, library_layout, materialize, seeds, Engine, Seed,
+};
 
 fn main() {
     let n: u64 = std::env::var("DIFF_MUTANTS")
@@ -45,6 +54,18 @@ fn main() {
     }
     let started = Instant::now();
     let seeds = seeds();
+    // DIFF_SEEDS_OUT=<dir>: the seeds written there too, to look at.
+    if let Some(out) = std::env::var_os("DIFF_SEEDS_OUT") {
+        for s in &seeds {
+            let dir = PathBuf::from(&out).join(&s.name);
+            std::fs::create_dir_all(&dir).unwrap();
+            materialize(s.kind, &s.files, &dir);
+        }
+    }
+    if let Ok(spec) = std::env::var("DIFF_FLIPS") {
+        flips(&spec, &seeds, &mut engines, started);
+        return;
+    }
     println!(
         "{n} mutants of {} seeds ({}), seed {seed:#x}",
         seeds.len(),
@@ -90,6 +111,57 @@ fn main() {
                 "{name}: {} mutants: {} agree ({} both refuse), {} truncated AOFs the server loads in part, {} false alarms, {} false ok, {} Lua not compiled, {} key mismatches, {} TTLs run out between check and load ({:.0} s)",
                 s[0], s[1], s[8], s[2], s[3], s[4], s[5], s[6], s[7],
                 started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+fn flips(spec: &str, seeds: &[Seed], engines: &mut [Engine], started: Instant) {
+    let mut parts = spec.split(':');
+    let name = parts.next().unwrap_or_default();
+    let Some(seed) = seeds.iter().find(|s| s.name == name) else {
+        panic!("DIFF_FLIPS: no seed `{name}`");
+    };
+    let file: usize = parts.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    let bytes = &seed.files[file].1;
+    let range = match parts.next().and_then(|r| r.split_once('-')) {
+        Some((a, b)) => a.parse().unwrap()..b.parse().unwrap(),
+        None => {
+            let (code, db) = library_layout(bytes).expect("a function library in the file");
+            code.saturating_sub(16)..db + 400
+        }
+    };
+    println!(
+        "{} {} ({} bytes, library code at {:?}): every bit of bytes {range:?}",
+        seed.name,
+        seed.files[file].0,
+        bytes.len(),
+        library_layout(bytes)
+    );
+    let all = std::env::var_os("DIFF_FLIPS_ALL").is_some();
+    let crc = std::env::var("DIFF_FLIPS_CRC").unwrap_or_default();
+    for fix in [true, false] {
+        if (crc == "fix" && !fix) || (crc == "keep" && fix) {
+            continue;
+        }
+        let scan = flip_scan(seed, file, range.clone(), fix, all, engines);
+        println!(
+            "CRC-64 {}: {} mutants, {} the reader refuses (not loaded)",
+            if fix { "recomputed" } else { "left alone" },
+            scan.mutants,
+            scan.reader_refused_unloaded
+        );
+        for (name, t) in &scan.tallies {
+            for f in &t.failures {
+                println!("  FAILURE {name}: {f}");
+            }
+            for a in &t.alarms {
+                println!("  alarm {name}: {a}");
+            }
+            println!(
+                "{name}: {} loaded: {} agree ({} both refuse), {} truncated, {} false alarms, {} false ok, {} Lua not compiled, {} key mismatches ({:.0} s)",
+                t.judged, t.agree, t.agree_refused, t.stricter_truncated, t.false_alarm, t.false_ok,
+                t.lua_not_compiled, t.key_mismatch, started.elapsed().as_secs_f64()
             );
         }
     }

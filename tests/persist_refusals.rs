@@ -933,3 +933,69 @@ fn lengths_read_as_the_server_reads_them() {
     }
     assert_eq!(r.verdict, Verdict::Corrupt);
 }
+
+/// Opcode 244 (slot info) first came with RDB 12 (redis 7.4); redis-server 7.0 and
+/// valkey-server 8.1 stop at it ("Unknown RDB encoding type 244"), in an RDB and in an AOF's
+/// RDB base alike. The campaigns' two real false ok: an expire opcode (252) with bit 3
+/// flipped, in an AOF's base, its next bytes read as the three lengths slot info holds.
+#[test]
+fn slot_info_in_a_file_before_rdb_12_is_not_ok() {
+    let body = [&[0xfe, 0, 0xf4, 5, 1, 0][..], &string(b"k")].concat();
+    for version in [10, 11] {
+        let file = rdb(version, &body);
+        let (loads, r) = judge(&format!("slot info in RDB {version}"), &file, false);
+        for (who, load) in &loads {
+            // RDB 11: redis-server 7.0 refuses the version itself.
+            assert_eq!(*load, Load::Refused, "{who}");
+        }
+        assert_eq!(r.verdict, Verdict::Corrupt, "RDB {version}: {:?}", r.fault);
+        assert!(r.fault.unwrap().expected.contains("244"));
+        let (loads, r) = judge_base(&format!("slot info in an AOF base of RDB {version}"), &file);
+        for (who, load) in &loads {
+            assert_eq!(*load, Load::Refused, "{who}");
+        }
+        assert_eq!(r.verdict, Verdict::Corrupt, "AOF base: {:?}", r.fault);
+        assert!(r.fault.unwrap().expected.contains("244"));
+    }
+    // The same file without the opcode loads everywhere.
+    let plain = rdb(10, &[&[0xfe, 0][..], &string(b"k")].concat());
+    loaded_by_all("no slot info", &plain, false);
+    let (loads, r) = judge_base("no slot info, an AOF base", &plain);
+    for (who, load) in &loads {
+        assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+    }
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+}
+
+/// [`judge`] for an `appendonlydir/` whose base is the RDB `base` (no incr part's commands).
+fn judge_base(name: &str, base: &[u8]) -> (Vec<(String, Load)>, FileReport) {
+    let mut servers = vec![std::path::PathBuf::from("redis-server")];
+    servers.extend(valkey_server().map(std::path::PathBuf::from));
+    let mut verdicts = Vec::new();
+    let mut report = None;
+    for server in servers {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("appendonlydir");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("appendonly.aof.1.base.rdb"), base).unwrap();
+        fs::write(dir.join("appendonly.aof.1.incr.aof"), b"").unwrap();
+        fs::write(
+            dir.join("appendonly.aof.manifest"),
+            "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+        )
+        .unwrap();
+        if report.is_none() {
+            report = Some(check_path(&dir, &CheckOptions::default()));
+        }
+        let load = judge_load(&server, tmp.path(), true, Duration::from_secs(10));
+        let log = fs::read_to_string(tmp.path().join("server.log")).unwrap_or_default();
+        let why = log
+            .lines()
+            .filter(|l| l.contains('#'))
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        verdicts.push((format!("{name} on {} ({why})", server.display()), load));
+    }
+    (verdicts, report.unwrap())
+}

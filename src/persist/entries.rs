@@ -190,11 +190,7 @@ pub(super) fn walk<R: std::io::Read, V: EntryVisitor>(
             0xf5 => {
                 rdb.skip_string()?;
             }
-            0xf4 => {
-                for _ in 0..3 {
-                    rdb.len()?;
-                }
-            }
+            0xf4 => rdb.slot_info(record)?,
             _ => {
                 rdb.string_into(&mut key, usize::MAX)?;
                 v.start_key(db, &key, expire.take());

@@ -213,7 +213,7 @@ impl<'a, R: Read> Rdb<'a, R> {
                 0xf7 => self.module_aux(),
                 0xf6 => self.function_pre_ga(),
                 0xf5 => self.function_library(record + 1),
-                0xf4 => (0..3).try_for_each(|_| self.len().map(drop)),
+                0xf4 => self.slot_info(record),
                 _ => {
                     let kept = self.key_value(t, record, db, expire);
                     expire = None;
@@ -376,6 +376,27 @@ impl<'a, R: Read> Rdb<'a, R> {
                 }
             }
         }
+    }
+
+    /// Slot info (opcode 244: a slot, its keys and its keys with a TTL), a hint redis 7.4
+    /// and later write from RDB 12 on (and valkey 9 reads, in its `VALKEY080` files). Older
+    /// servers know no opcode 244: redis-server 7.0 and valkey-server 8.1 stop at it
+    /// ("Unknown RDB encoding type 244") whatever the file's version, which is how a flipped
+    /// expire opcode (252) reads in an RDB 10 file.
+    pub fn slot_info(&mut self, record: u64) -> Result<(), ParseError> {
+        let version = self.out.version;
+        if version < 12 {
+            return Err(ParseError::corrupt(
+                record,
+                format!(
+                    "an opcode or value type RDB {version} has, not 244 (slot info, first in RDB \
+                     12: redis-server 7.0-7.2 and valkey-server 8.1 refuse it, \"Unknown RDB \
+                     encoding type 244\"; only redis-server 7.4 and later, which write RDB 12, \
+                     read past it)"
+                ),
+            ));
+        }
+        (0..3).try_for_each(|_| self.len().map(drop))
     }
 
     pub fn function_pre_ga(&mut self) -> Result<(), ParseError> {

@@ -128,7 +128,6 @@ fn every_opcode_and_old_encoding() {
             .chain(&s(b"d"))
             .chain(&s(b"code")),
     );
-    b.extend([0xf4, 0x05, 0x01, 0x00]);
     // Empty list: dropped by Redis, not counted.
     b.extend([0x01].iter().chain(&s(b"empty")).chain(&[0x00]));
     let out = ok(b"REDIS0009", &b);
@@ -401,6 +400,11 @@ fn what_the_server_refuses_is_refused() {
         &[&[20u8][..], &s(b"s"), &blob(&lp)].concat(),
         "first in RDB 11",
     );
+    // Slot info (opcode 244): RDB 12 (redis 7.4) and valkey 9's own version only.
+    let slot_info = [&[0xf4u8, 0x05, 0x01, 0x00][..], &string(b"k")].concat();
+    refused(b"REDIS0011", &slot_info, "not 244");
+    assert_eq!(ok(b"REDIS0012", &slot_info).keys_per_db.get(&0), Some(&1));
+    assert_eq!(ok(b"VALKEY080", &slot_info).keys_per_db.get(&0), Some(&1));
     // Function libraries: header, engine, name rules, twice.
     let lib = |code: &[u8]| [&[0xf5u8][..], &s(code)].concat();
     refused(b"REDIS0010", &lib(b"return 1"), "Missing library metadata");

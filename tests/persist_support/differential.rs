@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::BufReader;
 use std::net::TcpStream;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -516,16 +517,28 @@ pub fn judge(
     let tmp = tempfile::tempdir().unwrap();
     let path = materialize(kind, files, tmp.path());
     let report = check_path(&path, &CheckOptions::default());
+    let outcomes = judge_checked(kind, files, &path, &report, engines);
+    (report, outcomes)
+}
+
+/// Every engine's judgment of a mutant the reader already checked (at `path`).
+fn judge_checked(
+    kind: SeedKind,
+    files: &[(String, Vec<u8>)],
+    path: &Path,
+    report: &FileReport,
+    engines: &mut [Engine],
+) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for e in engines.iter_mut() {
         // Each engine gets its own copy: a server may rewrite an AOF directory it loads.
         let copy = tempfile::tempdir().unwrap();
         materialize(kind, files, copy.path());
         let (load, log) = e.judge(kind, copy.path());
-        let mut outcome = compare(&report, &load, &log, e);
+        let mut outcome = compare(report, &load, &log, e);
         if let (Outcome::KeyMismatch(_), Load::Loaded(keys)) = (&outcome, &load) {
             if report.expires > 0 {
-                let after = check_path(&path, &CheckOptions::default());
+                let after = check_path(path, &CheckOptions::default());
                 if expired_between(keys, &report.keys_per_db, &after.keys_per_db) {
                     outcome = Outcome::ExpiredBetween;
                 }
@@ -533,7 +546,7 @@ pub fn judge(
         }
         outcomes.push(outcome);
     }
-    (report, outcomes)
+    outcomes
 }
 
 /// Whether the server's count of every database lies between the reader's count after the
@@ -630,4 +643,90 @@ pub fn campaign(n: u64, seed: u64, engines: &mut [Engine], seeds: &[Seed]) -> Ve
         }
     }
     tallies
+}
+
+/// Where a seed's file holds its function library: the offset of its `#!lua` code, and of
+/// the first `SELECTDB` after it (an RDB, or an AOF's RDB base).
+pub fn library_layout(bytes: &[u8]) -> Option<(usize, usize)> {
+    let code = bytes.windows(5).position(|w| w == b"#!lua")?;
+    let db = code + bytes[code..].iter().position(|&b| b == 0xfe)?;
+    Some((code, db))
+}
+
+/// What an exhaustive scan of single-bit flips found: the mutants the reader refused
+/// (loaded by no server unless asked: a false ok needs the reader's `ok`), and per engine
+/// the tally of the ones judged.
+pub struct FlipScan {
+    pub mutants: u64,
+    pub reader_refused_unloaded: u64,
+    pub tallies: Vec<(String, Tally)>,
+}
+
+/// Every single-bit flip of the bytes `range` of the seed's file `file`, the CRC-64
+/// trailer of an RDB recomputed when `crc_fix` (and the flip is not in it), each checked
+/// by the reader and, when it says `ok` (or `load_all`), loaded by every engine. False
+/// ok are kept in `LAZARUS_DIFF_KEEP` (`flip-<seed>-<file>-<byte>-<bit>[-crc]`).
+pub fn flip_scan(
+    seed: &Seed,
+    file: usize,
+    range: Range<usize>,
+    crc_fix: bool,
+    load_all: bool,
+    engines: &mut [Engine],
+) -> FlipScan {
+    let mut scan = FlipScan {
+        mutants: 0,
+        reader_refused_unloaded: 0,
+        tallies: engines
+            .iter()
+            .map(|e| (e.name.clone(), Tally::default()))
+            .collect(),
+    };
+    let original = &seed.files[file].1;
+    let fix = crc_fix && original.starts_with(b"REDIS");
+    let body_len = original.len() - if fix { 8 } else { 0 };
+    for at in range.start..range.end.min(original.len()) {
+        for bit in 0..8 {
+            let mut files = seed.files.clone();
+            let bytes = &mut files[file].1;
+            bytes[at] ^= 1 << bit;
+            let fixed = fix && at < body_len;
+            if fixed {
+                let crc = crc64(&bytes[..body_len]);
+                bytes[body_len..].copy_from_slice(&crc.to_le_bytes());
+            }
+            let desc = format!(
+                "{} {}: flip bit {bit} at {at}{}",
+                seed.name,
+                seed.files[file].0,
+                if fixed { ", CRC-64 recomputed" } else { "" }
+            );
+            scan.mutants += 1;
+            let tmp = tempfile::tempdir().unwrap();
+            let path = materialize(seed.kind, &files, tmp.path());
+            let report = check_path(&path, &CheckOptions::default());
+            if report.verdict != Verdict::Ok && !load_all {
+                scan.reader_refused_unloaded += 1;
+                continue;
+            }
+            let outcomes = judge_checked(seed.kind, &files, &path, &report, engines);
+            if outcomes.iter().any(|o| matches!(o, Outcome::FalseOk)) {
+                if let Some(keep) = std::env::var_os("LAZARUS_DIFF_KEEP") {
+                    let dir = Path::new(&keep).join(format!(
+                        "flip-{}-{file}-{at}-{bit}{}",
+                        seed.name,
+                        if fixed { "-crc" } else { "" }
+                    ));
+                    let _ = fs::create_dir_all(&dir);
+                    materialize(seed.kind, &files, &dir);
+                    let _ = fs::write(dir.join("what.txt"), format!("{desc}\n{outcomes:?}\n"));
+                }
+            }
+            for (t, o) in scan.tallies.iter_mut().zip(&outcomes) {
+                t.1.mutants += 1;
+                t.1.add(o, &desc);
+            }
+        }
+    }
+    scan
 }

@@ -209,11 +209,36 @@ fn rdbs_the_server_refuses_are_not_ok() {
         false,
     );
     // The file's version (10) has no type 20: Redis 7.0 stops at "Unknown RDB encoding
-    // type 20". (Valkey 8.1 loads it: the reader is stricter there, and says why.)
+    // type 20". Valkey 8.1 loads it (it checks a type against the types it knows, not the
+    // file's version): the reader is stricter there, and names who does what.
     let set20 = [&[20u8][..], &s(b"s"), &s(&listpack(&[b"a", b"b"]))].concat();
     let (loads, r) = judge("type 20 in RDB 10", &rdb(10, &set20), false);
     assert_eq!(loads[0].1, Load::Refused);
-    assert!(r.fault.unwrap().expected.contains("first in RDB 11"));
+    if let Some((who, load)) = loads.get(1) {
+        assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+    }
+    let expected = r.fault.unwrap().expected;
+    assert!(expected.contains("first in RDB 11"), "{expected}");
+    assert!(
+        expected.contains("redis-server 7.0 refuses it")
+            && expected.contains("valkey-server 8.1 and redis-server 7.2 and later load it"),
+        "{expected}"
+    );
+    // A type both servers know in a file whose header says an older version (a listpack
+    // hash, first in RDB 10, in an RDB 9 file): both load it, so the reader says ok and
+    // warns the header or the byte is damaged.
+    let hash16 = [&[16u8][..], &s(b"h"), &s(&listpack(&[b"f", b"v"]))].concat();
+    let (loads, r) = judge("type 16 in RDB 9", &rdb(9, &hash16), false);
+    for (who, load) in &loads {
+        assert_eq!(*load, Load::Loaded([(0, 1)].into()), "{who}");
+    }
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("first in RDB 10")
+            && w.contains("redis-server 7.0 and valkey-server 8.1 load it")),
+        "{:?}",
+        r.warnings
+    );
 
     // What the servers do load: an intset or listpack holding a value twice, a hash-table
     // hash with a field twice (they check those only with sanitize-dump-payload), a

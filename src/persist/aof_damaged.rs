@@ -74,9 +74,11 @@ impl DamagedKeys {
                     return Some(format!(
                         "a command that does not read a damaged value, not `{}` on key `{}` \
                          in database {}, which the RDB preamble holds damaged at offset {at} \
-                         (the server loads the preamble, then runs this command on the damaged \
-                         value: it stops the server when its walk reaches the damage, or \
-                         writes into a broken value; the reader takes the stricter answer)",
+                         (redis-server 7.0 and valkey-server 8.1 load the preamble, then run \
+                         this command on the damaged value: when its walk reaches the damage \
+                         the server stops; when it does not, the server loads the file with \
+                         the value still broken, the command written into it; the reader \
+                         takes the stricter answer)",
                         name.to_ascii_uppercase(),
                         String::from_utf8_lossy(&key[..key.len().min(64)]),
                         self.db

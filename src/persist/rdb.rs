@@ -116,6 +116,8 @@ pub(crate) struct Rdb<'a, R> {
     /// Set to hunt a repeated key found by a first run: (db, fingerprint, seen once).
     pub hunt: Option<(u32, u64, bool)>,
     runs_full_warned: bool,
+    /// A value type newer than the file's version was met (one warning a file).
+    pub newer_type_warned: bool,
     /// The database and fingerprint of the key whose value is being read (`None`: a key
     /// too long to hold), for `damaged_value`.
     pub value_db: u32,
@@ -147,6 +149,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             other_dbs: HashMap::new(),
             hunt: None,
             runs_full_warned: false,
+            newer_type_warned: false,
             value_db: 0,
             value_fp: None,
             preamble: false,

@@ -400,6 +400,21 @@ fn what_the_server_refuses_is_refused() {
         &[&[20u8][..], &s(b"s"), &blob(&lp)].concat(),
         "first in RDB 11",
     );
+    // One both engines of the day know (16, a listpack hash, first in RDB 10) loads: a
+    // warning says the header or the byte is damaged.
+    let hash = listpack(&[Str(b"f"), Str(b"v")]);
+    let body = [&[16u8][..], &s(b"h"), &blob(&hash)].concat();
+    let out = ok(
+        b"REDIS0009",
+        &[&body[..], &body[..1], &s(b"h2"), &body[2 + 1..]].concat(),
+    );
+    assert_eq!(out.keys_per_db.get(&0), Some(&2));
+    let warned: Vec<_> = out
+        .warnings
+        .iter()
+        .filter(|w| w.contains("first in RDB 10"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", out.warnings);
     // Slot info (opcode 244): RDB 12 (redis 7.4) and valkey 9's own version only.
     let slot_info = [&[0xf4u8, 0x05, 0x01, 0x00][..], &string(b"k")].concat();
     refused(b"REDIS0011", &slot_info, "not 244");

@@ -67,15 +67,50 @@ impl<R: Read> Rdb<'_, R> {
     pub fn value(&mut self, t: u8, at: u64) -> Result<bool, ParseError> {
         let valkey = self.out.valkey;
         let since = first_version(t, valkey);
-        if self.out.version < since {
-            return Err(ParseError::corrupt(
-                at,
-                format!(
-                    "a value type RDB {} has, not {t} (first in RDB {since}: a server of that \
-                     file's version refuses it)",
-                    self.out.version
-                ),
-            ));
+        let version = self.out.version;
+        if version < since {
+            // The servers check a type against the types they know, never against the
+            // file's version: what each one does follows from which types it knows.
+            let stricter = match (t, valkey) {
+                // Known to redis-server 7.0 and valkey-server 8.1 alike: both load it.
+                (0..=19, _) => None,
+                (20 | 21, _) => Some(format!(
+                    "redis-server 7.0 refuses it (\"Unknown RDB encoding type {t}\"); \
+                     valkey-server 8.1 and redis-server 7.2 and later load it: the reader takes \
+                     the stricter answer"
+                )),
+                (_, false) => Some(format!(
+                    "redis-server 7.0-7.2 and valkey-server 8.1 refuse it (\"Unknown RDB \
+                     encoding type {t}\"); only redis-server 7.4 and later, which write RDB 12, \
+                     load it"
+                )),
+                (_, true) => Some(format!(
+                    "redis-server 7.0 and valkey-server 8.1 refuse it (\"Unknown RDB encoding \
+                     type {t}\"); only valkey 9 and later know it"
+                )),
+            };
+            match stricter {
+                Some(who) => {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a value type RDB {version} has, not {t} (first in RDB {since}; the \
+                             header or this byte is damaged: {who})"
+                        ),
+                    ));
+                }
+                None if !self.newer_type_warned => {
+                    self.newer_type_warned = true;
+                    self.out.warn(format!(
+                        "loads, but the value type {t} at offset {at} is first in RDB {since} and \
+                         the header says RDB {version}: the header (or this byte) is damaged; \
+                         redis-server 7.0 and valkey-server 8.1 load it (they check a type \
+                         against the types they know, not the file's version), a server of RDB \
+                         {version} would refuse it"
+                    ));
+                }
+                None => {}
+            }
         }
         match t {
             0 => self.skip_string().map(|_| true),

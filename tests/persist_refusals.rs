@@ -1024,3 +1024,24 @@ fn judge_base(name: &str, base: &[u8]) -> (Vec<(String, Load)>, FileReport) {
     }
     (verdicts, report.unwrap())
 }
+
+/// A function library in the pre-release form (opcode 246, from redis 7.0's release
+/// candidates): valkey-server 8.1 refuses it outright, redis-server 7.0 loads a good one.
+/// The reader takes the stricter answer and names both.
+#[test]
+fn a_pre_release_function_library_is_not_ok() {
+    let code = b"redis.register_function('f', function() return 1 end)";
+    let lib = [&[0xf6u8][..], &s(b"x"), &s(b"LUA"), &[0], &s(code)].concat();
+    let (loads, r) = judge("pre-release library", &rdb(10, &lib), false);
+    assert!(matches!(loads[0].1, Load::Loaded(_)), "{loads:?}");
+    if let Some((who, load)) = loads.get(1) {
+        assert_eq!(*load, Load::Refused, "{who}");
+    }
+    assert_eq!(r.verdict, Verdict::Corrupt, "{:?}", r.fault);
+    let expected = r.fault.unwrap().expected;
+    assert!(
+        expected.contains("valkey-server 8.1 refuses it")
+            && expected.contains("redis-server 7.0 loads it"),
+        "{expected}"
+    );
+}

@@ -186,7 +186,7 @@ pub(super) fn walk<R: std::io::Read, V: EntryVisitor>(
                 rdb.len()?;
             }
             0xf7 => rdb.module_aux()?,
-            0xf6 => rdb.function_pre_ga()?,
+            0xf6 => rdb.function_pre_ga(record)?,
             0xf5 => {
                 rdb.skip_string()?;
             }

@@ -214,7 +214,7 @@ impl<'a, R: Read> Rdb<'a, R> {
                 0xf9 => self.src.u8().map(drop),
                 0xf8 => self.len().map(drop),
                 0xf7 => self.module_aux(),
-                0xf6 => self.function_pre_ga(),
+                0xf6 => self.function_pre_ga(record),
                 0xf5 => self.function_library(record + 1),
                 0xf4 => self.slot_info(record),
                 _ => {
@@ -402,13 +402,30 @@ impl<'a, R: Read> Rdb<'a, R> {
         (0..3).try_for_each(|_| self.len().map(drop))
     }
 
-    pub fn function_pre_ga(&mut self) -> Result<(), ParseError> {
-        self.skip_string()?; // name
+    /// A function library in the pre-release form of redis 7.0's release candidates
+    /// (opcode 246: name, engine, an optional description, code), its opcode at `at`.
+    /// valkey-server 8.1 refuses it outright ("Pre-release function format not supported");
+    /// redis-server 7.0 turns it into a `#!<engine> name=<name>` library and loads it when
+    /// that loads. No released server writes it: the reader takes the stricter answer.
+    pub fn function_pre_ga(&mut self, at: u64) -> Result<(), ParseError> {
+        let mut name = Vec::new();
+        self.string_into(&mut name, AUX_CAP)?;
         self.skip_string()?; // engine
         if self.len()? != 0 {
             self.skip_string()?; // description
         }
-        self.skip_string().map(drop)
+        self.skip_string()?; // code
+        Err(ParseError::corrupt(
+            at,
+            format!(
+                "a function library as released servers write it (opcode 245), not the \
+                 pre-release form of redis 7.0's release candidates (246, library `{}`): \
+                 valkey-server 8.1 refuses it (\"Pre-release function format not \
+                 supported\"); redis-server 7.0 loads it when its engine, name and Lua load; \
+                 the reader takes the stricter answer",
+                String::from_utf8_lossy(&name)
+            ),
+        ))
     }
 
     /// Reads one key and its value; `Ok(false)` for an empty collection Redis would drop.

@@ -119,15 +119,6 @@ fn every_opcode_and_old_encoding() {
     );
     // Functions, slot info.
     b.extend([0xf5].iter().chain(&s(b"#!lua name=x\nreturn 1")));
-    b.extend(
-        [0xf6]
-            .iter()
-            .chain(&s(b"lib"))
-            .chain(&s(b"LUA"))
-            .chain(&[0x01])
-            .chain(&s(b"d"))
-            .chain(&s(b"code")),
-    );
     // Empty list: dropped by Redis, not counted.
     b.extend([0x01].iter().chain(&s(b"empty")).chain(&[0x00]));
     let out = ok(b"REDIS0009", &b);
@@ -420,6 +411,21 @@ fn what_the_server_refuses_is_refused() {
     refused(b"REDIS0011", &slot_info, "not 244");
     assert_eq!(ok(b"REDIS0012", &slot_info).keys_per_db.get(&0), Some(&1));
     assert_eq!(ok(b"VALKEY080", &slot_info).keys_per_db.get(&0), Some(&1));
+    // The pre-release library form (246), which valkey-server 8.1 refuses.
+    let pre_ga = [
+        &[0xf6u8][..],
+        &s(b"lib"),
+        &s(b"LUA"),
+        &[0x01],
+        &s(b"d"),
+        &s(b"code"),
+    ]
+    .concat();
+    refused(
+        b"REDIS0010",
+        &pre_ga,
+        "Pre-release function format not supported",
+    );
     // Function libraries: header, engine, name rules, twice.
     let lib = |code: &[u8]| [&[0xf5u8][..], &s(code)].concat();
     refused(b"REDIS0010", &lib(b"return 1"), "Missing library metadata");

@@ -384,8 +384,9 @@ impl<'a, R: Read> Rdb<'a, R> {
     /// Slot info (opcode 244: a slot, its keys and its keys with a TTL), a hint redis 7.4
     /// and later write from RDB 12 on (and valkey 9 reads, in its `VALKEY080` files). Older
     /// servers know no opcode 244: redis-server 7.0 and valkey-server 8.1 stop at it
-    /// ("Unknown RDB encoding type 244") whatever the file's version, which is how a flipped
-    /// expire opcode (252) reads in an RDB 10 file.
+    /// whatever the file's version (redis-server 7.0 takes it for a value type, reads a key,
+    /// then "Unknown RDB encoding type 244"), which is how a flipped expire opcode (252)
+    /// reads in an RDB 10 file.
     pub fn slot_info(&mut self, record: u64) -> Result<(), ParseError> {
         let version = self.out.version;
         if version < 12 {
@@ -393,9 +394,9 @@ impl<'a, R: Read> Rdb<'a, R> {
                 record,
                 format!(
                     "an opcode or value type RDB {version} has, not 244 (slot info, first in RDB \
-                     12: redis-server 7.0-7.2 and valkey-server 8.1 refuse it, \"Unknown RDB \
-                     encoding type 244\"; only redis-server 7.4 and later, which write RDB 12, \
-                     read past it)"
+                     12: redis-server 7.0-7.2 and valkey-server 8.1 know no opcode 244 and \
+                     refuse the file; only redis-server 7.4 and later, which write RDB 12, read \
+                     past it)"
                 ),
             ));
         }

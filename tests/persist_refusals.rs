@@ -1016,8 +1016,7 @@ fn judge_base(name: &str, base: &[u8]) -> (Vec<(String, Load)>, FileReport) {
         let log = fs::read_to_string(tmp.path().join("server.log")).unwrap_or_default();
         let why = log
             .lines()
-            .filter(|l| l.contains('#'))
-            .last()
+            .rfind(|l| l.contains('#'))
             .unwrap_or_default()
             .to_string();
         verdicts.push((format!("{name} on {} ({why})", server.display()), load));

@@ -188,6 +188,16 @@ fn rdbs_the_server_refuses_are_not_ok() {
     ]
     .concat();
     refused_by_all("library twice", &rdb(10, &twice), false, "not `x` again");
+    // Code that never calls `register_function` (a flip in its name, in the campaigns).
+    refused_by_all(
+        "no function registered",
+        &rdb(
+            10,
+            &lib(b"#!lua name=x\nredis.register_functiom('f', function() return 1 end)"),
+        ),
+        false,
+        "No functions registered",
+    );
     // A function name the server's rule refuses (the campaign's last false ok: a flip
     // made `f!`), and one function registered twice.
     let code = |body: &[u8]| rdb(10, &lib(&[&b"#!lua name=x\n"[..], body].concat()));

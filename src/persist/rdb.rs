@@ -656,9 +656,7 @@ impl<'a, R: Read> Rdb<'a, R> {
                 .warn(format!("function library at offset {at} too big to check")),
             Some(Err(e)) => return Err(ParseError::corrupt(at, e)),
             Some(Ok(name)) => {
-                if let Err(e) = literal_function_names(&self.window) {
-                    return Err(ParseError::corrupt(at, e));
-                }
+                // In the server's order: the name taken, then the code run.
                 if self.libraries.insert(fingerprint(name.as_bytes())) == Some(false) {
                     return Err(ParseError::corrupt(
                         at,
@@ -667,6 +665,9 @@ impl<'a, R: Read> Rdb<'a, R> {
                              server refuses: \"Library already exists\")"
                         ),
                     ));
+                }
+                if let Err(e) = literal_function_names(&self.window) {
+                    return Err(ParseError::corrupt(at, e));
                 }
                 self.out.warn(format!(
                     "function library `{name}`: its header and name are checked, its Lua code \
@@ -958,9 +959,11 @@ fn library_name(code: &[u8]) -> Result<String, String> {
 fn literal_function_names(code: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(code);
     let mut seen = std::collections::BTreeSet::new();
+    let mut calls = 0;
     for line in text.lines() {
         let line = line.split("--").next().unwrap_or_default();
         for (i, _) in line.match_indices("register_function") {
+            calls += 1;
             let rest = line[i + "register_function".len()..].trim_start();
             let rest = if let Some(r) = rest.strip_prefix('(') {
                 r.trim_start()
@@ -1002,6 +1005,15 @@ fn literal_function_names(code: &[u8]) -> Result<(), String> {
                 ));
             }
         }
+    }
+    // A library must register a function; one whose code never names `register_function`
+    // cannot (short of building the name at run time, which no real library does).
+    if calls == 0 {
+        return Err(
+            "a function library that calls `redis.register_function`, not one whose code \
+             never names it (the server refuses: \"No functions registered\")"
+                .into(),
+        );
     }
     Ok(())
 }

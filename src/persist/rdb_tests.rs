@@ -118,7 +118,11 @@ fn every_opcode_and_old_encoding() {
             .chain(&s(&ziplist(&[b"x"]))),
     );
     // Functions, slot info.
-    b.extend([0xf5].iter().chain(&s(b"#!lua name=x\nreturn 1")));
+    b.extend(
+        [0xf5]
+            .iter()
+            .chain(&s(b"#!lua name=x\nredis.register_function('f', f)")),
+    );
     // Empty list: dropped by Redis, not counted.
     b.extend([0x01].iter().chain(&s(b"empty")).chain(&[0x00]));
     let out = ok(b"REDIS0009", &b);
@@ -434,10 +438,22 @@ fn what_the_server_refuses_is_refused() {
     refused(b"REDIS0010", &lib(b"#!lua nom=x\nreturn 1"), "`nom=x`");
     refused(
         b"REDIS0010",
-        &[lib(b"#!lua name=x\n1"), lib(b"#!LUA name=x\n2")].concat(),
+        &[
+            lib(b"#!lua name=x\nredis.register_function('f', f)"),
+            lib(b"#!LUA name=x\n2"),
+        ]
+        .concat(),
         "not `x` again",
     );
-    let out = ok(b"REDIS0010", &lib(b"#!lua name=x\nreturn 1"));
+    refused(
+        b"REDIS0010",
+        &lib(b"#!lua name=x\nreturn 1"),
+        "No functions registered",
+    );
+    let out = ok(
+        b"REDIS0010",
+        &lib(b"#!lua name=x\nredis.register_function('f', f)"),
+    );
     assert!(out
         .warnings
         .iter()

@@ -149,11 +149,13 @@ impl Replay {
     }
 
     /// A replay over a base that holds no key: every key starts absent and is added when
-    /// a command names it.
-    pub fn growing() -> Self {
+    /// a command names it; room for `expected` keys is made at once.
+    pub fn growing(expected: usize) -> Self {
+        let mut touched = FpSet::default();
+        touched.reserve(expected);
         Replay {
             grows: true,
-            ..Replay::new(FpSet::default(), BTreeMap::new())
+            ..Replay::new(touched, BTreeMap::new())
         }
     }
 
@@ -437,7 +439,7 @@ mod tests {
         }
         let mut rep = Replay::new(touched, BTreeMap::new());
         // The one-pass replay, filling its set as it goes, counts the same.
-        let mut growing = Replay::growing();
+        let mut growing = Replay::growing(0);
         for e in &all {
             rep.apply_all(e);
             growing.apply_all(e);

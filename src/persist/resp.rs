@@ -275,8 +275,22 @@ impl<'a, R: Read> RespReader<'a, R> {
 
 /// A `<prefix><digits>\r\n` line at the start of `b`, of at most 18 digits: its length
 /// and number; `None` when it is not (wholly) there, for the careful path to judge.
-#[inline]
+#[inline(always)]
 fn header_in(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
+    // One or two digits, nearly every header of an AOF of small commands: five bytes
+    // looked at once, where the loop below branched digit by digit.
+    if let Some(&[p, d0, x, y, z]) = b.get(..5) {
+        if p != prefix || !d0.is_ascii_digit() {
+            return None;
+        }
+        let d0 = usize::from(d0 - b'0');
+        if x == b'\r' && y == b'\n' {
+            return Some((4, d0));
+        }
+        if x.is_ascii_digit() && y == b'\r' && z == b'\n' {
+            return Some((5, d0 * 10 + usize::from(x - b'0')));
+        }
+    }
     if b.len() < 4 || b[0] != prefix {
         return None;
     }

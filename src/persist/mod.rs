@@ -46,6 +46,7 @@ mod fix;
 mod fp_set;
 mod intset;
 mod listpack;
+mod lua_load;
 mod lzf;
 mod manifest;
 mod open;

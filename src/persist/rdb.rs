@@ -637,8 +637,8 @@ impl<'a, R: Read> Rdb<'a, R> {
 
     /// A function library (RDB 10+), its code starting at `at`: the `#!lua name=<name>`
     /// header the server reads before anything else, a name of letters, digits and `_`,
-    /// not loaded twice. The Lua body is not compiled here: a library the server cannot
-    /// compile, or that registers no function or one already registered, passes.
+    /// not loaded twice, whose Lua code loads as the server loads it (compiled, then run in
+    /// a sandbox to register its functions: see `lua_load`).
     fn function_library(&mut self, at: u64) -> Result<(), ParseError> {
         let mut code = std::mem::take(&mut self.window);
         let kept = self.string_into(&mut code, BLOB_CAP);
@@ -666,13 +666,21 @@ impl<'a, R: Read> Rdb<'a, R> {
                         ),
                     ));
                 }
-                if let Err(e) = literal_function_names(&self.window) {
-                    return Err(ParseError::corrupt(at, e));
+                // The code after the header line (its newline kept, so line numbers are
+                // the server's), loaded as the server loads it.
+                let body = match self.window.iter().position(|&c| c == b'\n') {
+                    Some(n) => &self.window[n..],
+                    None => &[][..],
+                };
+                if let Err(e) = super::lua_load::load_library(body) {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a function library the server can load, not `{name}` (the server \
+                             refuses: \"{e}\")"
+                        ),
+                    ));
                 }
-                self.out.warn(format!(
-                    "function library `{name}`: its header and name are checked, its Lua code \
-                     is not compiled (the server compiles it on load)"
-                ));
             }
         }
         Ok(())
@@ -949,73 +957,6 @@ fn library_name(code: &[u8]) -> Result<String, String> {
         )));
     }
     Ok(name)
-}
-
-/// The function names a library registers as plain string literals
-/// (`redis.register_function('name', ...)` or `function_name = 'name'`), each held to the
-/// server's rule (letters, digits and `_`) and registered once; `Err`: what was expected.
-/// Names the code computes, or writes with escapes, and calls in `--` comments are left
-/// to the server, which runs the code.
-fn literal_function_names(code: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(code);
-    let mut seen = std::collections::BTreeSet::new();
-    let mut calls = 0;
-    for line in text.lines() {
-        let line = line.split("--").next().unwrap_or_default();
-        for (i, _) in line.match_indices("register_function") {
-            calls += 1;
-            let rest = line[i + "register_function".len()..].trim_start();
-            let rest = if let Some(r) = rest.strip_prefix('(') {
-                r.trim_start()
-            } else if let Some(r) = rest.strip_prefix('{') {
-                // The table form: its `function_name = '...'` field.
-                match r.find("function_name") {
-                    Some(at) => match r[at + "function_name".len()..]
-                        .trim_start()
-                        .strip_prefix('=')
-                    {
-                        Some(r) => r.trim_start(),
-                        None => continue,
-                    },
-                    None => continue,
-                }
-            } else {
-                continue;
-            };
-            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
-                continue;
-            };
-            let Some(end) = rest[1..].find(quote) else {
-                continue;
-            };
-            let name = &rest[1..1 + end];
-            if name.contains('\\') {
-                continue;
-            }
-            if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
-                return Err(format!(
-                    "function names of letters, digits and `_`, not `{name}` (the server \
-                     refuses the library)"
-                ));
-            }
-            if !seen.insert(name.to_string()) {
-                return Err(format!(
-                    "a function registered once, not `{name}` again (the server refuses the \
-                     library: \"Function already exists in the library\")"
-                ));
-            }
-        }
-    }
-    // A library must register a function; one whose code never names `register_function`
-    // cannot (short of building the name at run time, which no real library does).
-    if calls == 0 {
-        return Err(
-            "a function library that calls `redis.register_function`, not one whose code \
-             never names it (the server refuses: \"No functions registered\")"
-                .into(),
-        );
-    }
-    Ok(())
 }
 
 /// A module's name from its 64-bit type id (9 characters of 6 bits, then 10 bits of

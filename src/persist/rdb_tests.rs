@@ -118,11 +118,9 @@ fn every_opcode_and_old_encoding() {
             .chain(&s(&ziplist(&[b"x"]))),
     );
     // Functions, slot info.
-    b.extend(
-        [0xf5]
-            .iter()
-            .chain(&s(b"#!lua name=x\nredis.register_function('f', f)")),
-    );
+    b.extend([0xf5].iter().chain(&s(
+        b"#!lua name=x\nredis.register_function('f', function() end)",
+    )));
     // Empty list: dropped by Redis, not counted.
     b.extend([0x01].iter().chain(&s(b"empty")).chain(&[0x00]));
     let out = ok(b"REDIS0009", &b);
@@ -439,7 +437,7 @@ fn what_the_server_refuses_is_refused() {
     refused(
         b"REDIS0010",
         &[
-            lib(b"#!lua name=x\nredis.register_function('f', f)"),
+            lib(b"#!lua name=x\nredis.register_function('f', function() end)"),
             lib(b"#!LUA name=x\n2"),
         ]
         .concat(),
@@ -452,10 +450,12 @@ fn what_the_server_refuses_is_refused() {
     );
     let out = ok(
         b"REDIS0010",
-        &lib(b"#!lua name=x\nredis.register_function('f', f)"),
+        &lib(b"#!lua name=x\nredis.register_function('f', function() end)"),
     );
-    assert!(out
-        .warnings
-        .iter()
-        .any(|w| w.contains("Lua code is not compiled")));
+    assert!(!out.warnings.iter().any(|w| w.contains("function library")));
+    refused(
+        b"REDIS0010",
+        &lib(b"#!lua name=x\nredis.register_function('f', f)"),
+        "nonexistent global variable 'f'",
+    );
 }

@@ -190,11 +190,17 @@ fn rdbs_the_server_refuses_are_not_ok() {
     refused_by_all("library twice", &rdb(10, &twice), false, "not `x` again");
     // Code that never calls `register_function` (a flip in its name, in the campaigns).
     refused_by_all(
-        "no function registered",
+        "misspelt register_function",
         &rdb(
             10,
             &lib(b"#!lua name=x\nredis.register_functiom('f', function() return 1 end)"),
         ),
+        false,
+        "nonexistent global variable 'register_functiom'",
+    );
+    refused_by_all(
+        "no function registered",
+        &rdb(10, &lib(b"#!lua name=x\nlocal x = 1")),
         false,
         "No functions registered",
     );
@@ -205,17 +211,55 @@ fn rdbs_the_server_refuses_are_not_ok() {
         "function name",
         &code(b"redis.register_function('f!', function() return 1 end)"),
         false,
-        "not `f!`",
+        "Function names can only contain letters",
     );
     refused_by_all(
         "function twice",
         &code(b"redis.register_function('f', function() return 1 end)\nredis.register_function{function_name='f', callback=function() return 2 end}"),
         false,
-        "not `f` again",
+        "Function already exists in the library",
     );
     loaded_by_all(
         "function names",
         &code(b"-- redis.register_function('not run!')\nredis.register_function('f_1', function() return 1 end)\nredis.register_function{function_name=\"G2\", callback=function() return 2 end}"),
+        false,
+    );
+    // Code the server compiles and runs at load (issue 18): a syntax error, a runtime
+    // error, a `redis.*` call the load environment lacks, a body that never ends (the
+    // server's 500 ms load timeout; the reader's instruction cap), each refused.
+    refused_by_all(
+        "library syntax error",
+        &code(b"redis.register_function('f', function() return 1 end"),
+        false,
+        "Error compiling function",
+    );
+    refused_by_all(
+        "library runtime error",
+        &code(b"local t = nil\nlocal x = t.field\nredis.register_function('f', function() return 1 end)"),
+        false,
+        "user_function:3: attempt to index",
+    );
+    refused_by_all(
+        "library calls redis.call at load",
+        &code(
+            b"redis.call('SET', 'k', 'v')\nredis.register_function('f', function() return 1 end)",
+        ),
+        false,
+        "nonexistent global variable 'call'",
+    );
+    refused_by_all(
+        "library never ends",
+        &code(b"while true do end\nredis.register_function('f', function() return 1 end)"),
+        false,
+        "FUNCTION LOAD timeout",
+    );
+    loaded_by_all(
+        "library with functions and flags",
+        &code(b"local function get(keys, args) return redis.call('GET', keys[1]) end\n\
+redis.log(redis.LOG_NOTICE, 'loading')\n\
+redis.register_function('get_1', get)\n\
+redis.register_function{function_name='ro', callback=get, flags={'no-writes', 'ALLOW-STALE'}, description='read'}\n\
+redis.register_function{function_name='any', callback=function() return 1 end, flags={'allow-oom', 'no-cluster', 'allow-cross-slot-keys'}}"),
         false,
     );
     // The file's version (10) has no type 20: Redis 7.0 stops at "Unknown RDB encoding

@@ -29,7 +29,7 @@ fn the_reader_never_calls_ok_what_the_server_refuses() {
     let mut failures = Vec::new();
     for (engine, t) in &tallies {
         println!(
-            "{engine}: {} mutants: {} agree, {} truncated AOFs the server loads in part, {} false alarms, {} false ok, {} libraries whose Lua does not compile, {} key mismatches",
+            "{engine}: {} mutants: {} agree, {} truncated AOFs the server loads in part, {} false alarms, {} false ok, {} libraries too big to load whose Lua does not compile, {} key mismatches",
             t.mutants, t.agree, t.stricter_truncated, t.false_alarm, t.false_ok, t.lua_not_compiled, t.key_mismatch
         );
         for a in &t.alarms {

@@ -40,6 +40,7 @@ pub(crate) fn load_library(body: &[u8]) -> Result<Vec<String>, String> {
     let lua = Lua::new_with(StdLib::STRING, LuaOptions::new())
         .map_err(|e| format!("Lua could not be started here: {e}"))?;
     let _ = lua.set_memory_limit(MEMORY_CAP.saturating_add(body.len().saturating_mul(8)));
+    bound_patterns(&lua).map_err(|e| format!("Lua could not be started here: {e}"))?;
     let names: Rc<RefCell<Vec<String>>> = Rc::default();
     let env = environment(&lua, Rc::clone(&names))
         .map_err(|e| format!("Lua could not be started here: {e}"))?;
@@ -79,6 +80,40 @@ pub(crate) fn load_library(body: &[u8]) -> Result<Vec<String>, String> {
         return Err("No functions registered".into());
     }
     Ok(names)
+}
+
+/// Lua 5.1's pattern matcher backtracks in C, where no instruction hook runs: a pattern
+/// of many quantifiers over a long subject could run for hours (on the server too, which
+/// would never finish starting). The string methods that match refuse one whose
+/// worst case (subject length to the power of its quantifiers) passes 10^9 steps.
+fn bound_patterns(lua: &Lua) -> mlua::Result<()> {
+    let string: Table = lua.globals().get("string")?;
+    for name in ["find", "match", "gmatch", "gsub"] {
+        let inner: mlua::Function = string.get(name)?;
+        let bounded = lua.create_function(move |lua, args: mlua::MultiValue| {
+            let text = |i: usize| match args.get(i) {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                Some(Value::Integer(n)) => n.to_string().into_bytes(),
+                Some(Value::Number(n)) => n.to_string().into_bytes(),
+                _ => Vec::new(),
+            };
+            let (subject, pattern) = (text(0), text(1));
+            let quantifiers = pattern
+                .iter()
+                .filter(|c| matches!(c, b'*' | b'+' | b'-' | b'?'))
+                .count();
+            let steps = (subject.len().max(2) as f64).powi(quantifiers.min(64) as i32);
+            if quantifiers > 1 && steps > 1e9 {
+                return Err(raise(
+                    lua,
+                    "a pattern too costly to match here (the reader stops it)",
+                ));
+            }
+            inner.call::<mlua::MultiValue>(args)
+        })?;
+        string.raw_set(name, bounded)?;
+    }
+    Ok(())
 }
 
 /// A Lua error's message without mlua's traceback and wrapping.
@@ -326,6 +361,15 @@ mod tests {
             "memory",
         );
         refused(b"\nlocal x = 1", "No functions registered");
+        refused(
+            b"\nlocal s = ('a'):rep(40)\nlocal x = s:find(('a*'):rep(20) .. 'b')",
+            "too costly",
+        );
+        assert!(load_library(
+            b"\nlocal n = ('f_1'):match('^(%a+)_?%d*$')\n\
+              redis.register_function(n, function() end)"
+        )
+        .is_ok());
         refused(
             b"\nredis.register_function('a-b', function() end)",
             "Function names",

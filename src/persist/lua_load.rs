@@ -113,6 +113,23 @@ fn bound_patterns(lua: &Lua) -> mlua::Result<()> {
         })?;
         string.raw_set(name, bounded)?;
     }
+    // `rep` loops in C as many times as asked, adding nothing for an empty string.
+    let rep: mlua::Function = string.get("rep")?;
+    let bounded = lua.create_function(move |lua, args: mlua::MultiValue| {
+        let n = match args.get(1) {
+            Some(Value::Integer(n)) => *n as f64,
+            Some(Value::Number(n)) => *n,
+            _ => 0.0,
+        };
+        if n > 1e8 {
+            return Err(raise(
+                lua,
+                "a repeat count too big to run here (the reader stops it)",
+            ));
+        }
+        rep.call::<mlua::MultiValue>(args)
+    })?;
+    string.raw_set("rep", bounded)?;
     Ok(())
 }
 
@@ -365,6 +382,7 @@ mod tests {
             b"\nlocal s = ('a'):rep(40)\nlocal x = s:find(('a*'):rep(20) .. 'b')",
             "too costly",
         );
+        refused(b"\nlocal s = (''):rep(1e15)", "too big to run");
         assert!(load_library(
             b"\nlocal n = ('f_1'):match('^(%a+)_?%d*$')\n\
               redis.register_function(n, function() end)"

@@ -47,6 +47,10 @@ pub(crate) fn load_library(body: &[u8]) -> Result<Vec<String>, String> {
     let chunk = lua
         .load(body)
         .set_name("@user_function")
+        // Source text only: Lua 5.1 does not check bytecode, and a crafted binary chunk
+        // escapes any sandbox. The server reads a library's code as text too (its Lua is
+        // patched to refuse binary chunks), so such a library is refused by both.
+        .set_mode(mlua::ChunkMode::Text)
         .set_environment(env);
     let func = chunk
         .into_function()
@@ -338,6 +342,20 @@ fn register_args(args: Vec<Value>) -> mlua::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_chunk_is_refused_never_run() {
+        // A compiled chunk's signature: Lua 5.1 would run its bytecode unchecked.
+        let mut body = b"\n".to_vec();
+        body.extend_from_slice(b"\x1bLua\x51\x00\x01\x04\x08\x04\x08\x00");
+        body.extend_from_slice(&[0u8; 64]);
+        let e = load_library(&body).unwrap_err();
+        assert!(e.starts_with("Error compiling function: "), "{e}");
+        // And with nothing before it: refused for being binary, before any of it is read.
+        let e = load_library(&body[1..]).unwrap_err();
+        assert!(e.starts_with("Error compiling function: "), "{e}");
+        assert!(e.contains("binary"), "{e}");
+    }
 
     #[test]
     fn loads_and_refuses_as_the_server() {

@@ -551,14 +551,7 @@ fn s3_runs(home: &Path, dir: &Path, (server, pid): (&str, u32), mb: u64, runs: u
                     "restore", "task", "create", "name", &task, "db", &target, "backup", &at,
                 ],
             );
-            // With LAZARUS_BENCH_STEPS, where the restore's time went (its RSS not taken).
-            let (took, kb) = match std::env::var_os("LAZARUS_BENCH_STEPS") {
-                Some(_) => (timed_restore(home, &task), 0),
-                None => {
-                    let (took, _, kb) = lazarus_rss(home, &["restore", "task", "start", &task]);
-                    (took, kb)
-                }
-            };
+            let (took, _, kb) = lazarus_rss(home, &["restore", "task", "start", &task]);
             rt_.push(took);
             rss[k + 1] = rss[k + 1].max(kb);
             lazarus(home, &["delete", "db", &target, "purge"]);

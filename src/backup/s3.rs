@@ -19,7 +19,7 @@ use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::ClientConfigKey;
-use object_store::{GetOptions, GetRange, MultipartUpload, ObjectStore, PutPayload, PutPayloadMut};
+use object_store::{MultipartUpload, ObjectStore, PutPayload, PutPayloadMut};
 
 /// The first parts of a multipart upload (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 << 20;
@@ -322,13 +322,13 @@ impl S3Repo {
         .map_err(io_err)
     }
 
-    /// A file of a run as a stream, fetched in ranges ([`S3Reader`]).
+    /// A file of a run as a stream.
     pub fn open_file(&self, run: &str, name: &str) -> Result<S3Reader, String> {
         let key = self.key(&[run, name]);
         let store = self.store.clone();
-        let k = key.clone();
-        match block(async move { store.head(&k).await }) {
-            Ok(meta) => Ok(S3Reader::ranged(self.store.clone(), key, meta)),
+        let got = block(async move { store.get(&key).await });
+        match got {
+            Ok(r) => Ok(S3Reader::ahead(r.into_stream())),
             Err(object_store::Error::NotFound { .. }) => {
                 Err(format!("`{}` is missing", self.shown(run, name)))
             }
@@ -354,91 +354,34 @@ impl S3Repo {
     }
 }
 
-/// The size of each ranged GET of a file.
-const RANGE_BYTES: u64 = 8 << 20;
-/// Ranged GETs of one file under way at once, as S3 tools fetch a large object: one
-/// connection to S3 carries far less than several.
-const RANGES_IN_FLIGHT: usize = 4;
-/// Ranges received and not yet read (memory per file: this plus those in flight, plus
-/// the one being read, each at most [`RANGE_BYTES`]).
-const RANGES_AHEAD: usize = 2;
+/// Chunks of a GET's body received ahead of the reader (hyper's chunks are at most a few
+/// hundred KiB, so this bounds the memory ahead to a few MiB).
+const CHUNKS_AHEAD: usize = 32;
 
-/// A file of a run, fetched by a thread of its own as ranged GETs ([`RANGES_IN_FLIGHT`]
-/// at once, [`RANGES_AHEAD`] kept ready), each checked to be the same version of the
-/// object (`If-Match` its ETag) and of the length asked: the download overlaps the work on
-/// what came before it (decoding, hashing, validating, writing), and memory stays bounded.
+/// The body of a GET, received ahead of its reader by a thread of its own (bounded by
+/// [`CHUNKS_AHEAD`]), so the download overlaps the work on what came before it (decoding,
+/// hashing, validating, writing) instead of waiting on each chunk in turn.
 pub struct S3Reader {
     chunks: std::sync::mpsc::Receiver<object_store::Result<bytes::Bytes>>,
     buf: bytes::Bytes,
-    /// The fetching thread, joined when its channel closes: a panic there is an error
-    /// here, never a file that seems to end early.
+    /// The receiving thread, joined when its channel closes: a panic there is an error
+    /// here, never a body that seems to end early.
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// One range of `key`, of exactly the length asked, from the object version `etag`.
-async fn get_range(
-    store: Arc<AmazonS3>,
-    key: ObjectPath,
-    range: std::ops::Range<u64>,
-    etag: Option<String>,
-) -> object_store::Result<bytes::Bytes> {
-    let want = range.end - range.start;
-    let opts = GetOptions {
-        range: Some(GetRange::Bounded(range)),
-        if_match: etag,
-        ..Default::default()
-    };
-    let got = store.get_opts(&key, opts).await?.bytes().await?;
-    if got.len() as u64 != want {
-        return Err(object_store::Error::Generic {
-            store: "S3",
-            source: format!(
-                "`{key}`: a range of {want} bytes came back with {} bytes",
-                got.len()
-            )
-            .into(),
-        });
-    }
-    Ok(got)
-}
-
 impl S3Reader {
-    fn ranged(store: Arc<AmazonS3>, key: ObjectPath, meta: object_store::ObjectMeta) -> S3Reader {
-        let (tx, chunks) = std::sync::mpsc::sync_channel(RANGES_AHEAD);
-        // Not a worker of the runtime: it may block on a full channel while the ranges
-        // under way go on as tasks of their own. It ends with the file, at the first
-        // failure (sent on), or when the reader is dropped (the send fails).
+    fn ahead(
+        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    ) -> S3Reader {
+        let (tx, chunks) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+        // Not a worker of the runtime: it may block on a full channel. It ends when the
+        // body does, or when the reader is dropped (the send fails).
         let thread = std::thread::spawn(move || {
             runtime().block_on(async move {
-                let mut at = 0;
-                let mut under_way = std::collections::VecDeque::new();
-                loop {
-                    while under_way.len() < RANGES_IN_FLIGHT && at < meta.size {
-                        let end = (at + RANGE_BYTES).min(meta.size);
-                        under_way.push_back(tokio::spawn(get_range(
-                            store.clone(),
-                            key.clone(),
-                            at..end,
-                            meta.e_tag.clone(),
-                        )));
-                        at = end;
-                    }
-                    let Some(next) = under_way.pop_front() else {
-                        break;
-                    };
-                    let got = next.await.unwrap_or_else(|e| {
-                        Err(object_store::Error::Generic {
-                            store: "S3",
-                            source: Box::new(e),
-                        })
-                    });
-                    let failed = got.is_err();
-                    if tx.send(got).is_err() || failed {
+                while let Some(chunk) = stream.next().await {
+                    if tx.send(chunk).is_err() {
                         break;
                     }
-                }
-                for task in under_way {
-                    task.abort();
                 }
             })
         });

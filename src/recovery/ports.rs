@@ -97,7 +97,7 @@ pub fn move_taken(
 
 /// The ports a shard of `db` holds on its address: its client port, and its bus port in
 /// a cluster.
-fn need_of(db: &Database) -> PortNeed {
+pub(crate) fn need_of(db: &Database) -> PortNeed {
     if db.config.shards > 1 {
         PortNeed::WithBus
     } else {
@@ -187,6 +187,23 @@ pub fn move_shard(
     })
 }
 
+/// Every port the configuration's shards hold, by address: client ports, and bus ports
+/// of cluster shards (nodes on one address share its ports).
+pub(crate) fn reserved_by_addr(cluster: &Cluster) -> BTreeMap<String, BTreeSet<u16>> {
+    let mut reserved: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    for db in cluster.databases.values() {
+        for s in &db.shards {
+            if let Some(n) = cluster.nodes.get(&s.node) {
+                reserved
+                    .entry(n.addr.clone())
+                    .or_default()
+                    .extend(need_of(db).ports(s.port));
+            }
+        }
+    }
+    reserved
+}
+
 /// A shard whose stored port another program holds, and the port `free_port` would move
 /// it to (none: its node's range has no free port left).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,17 +223,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
         return Vec::new();
     };
     let need = need_of(db);
-    let mut reserved: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
-    for other in cluster.databases.values() {
-        for s in &other.shards {
-            if let Some(n) = cluster.nodes.get(&s.node) {
-                reserved
-                    .entry(n.addr.clone())
-                    .or_default()
-                    .extend(need_of(other).ports(s.port));
-            }
-        }
-    }
+    let mut reserved = reserved_by_addr(cluster);
     let mut moves = Vec::new();
     for s in &db.shards {
         let Some(node) = cluster.nodes.get(&s.node).filter(|n| n.ssh.is_none()) else {

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role};
 use crate::error::{DomainError, ErrorKind};
-use crate::server::{PortNeed, ServerError};
+use crate::server::ServerError;
+
+use super::ports::{need_of, reserved_by_addr};
 
 /// One shard placed on another node.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -162,34 +164,11 @@ fn place(
             }
         }
     };
-    let need = if db.config.shards > 1 {
-        PortNeed::WithBus
-    } else {
-        PortNeed::Plain
-    };
+    let need = need_of(db);
     let node = &cluster.nodes[&to];
-    // Every port a shard on the node's address holds, bus ports included.
-    let reserved: BTreeSet<u16> = cluster
-        .databases
-        .values()
-        .flat_map(|other| {
-            let need = if other.config.shards > 1 {
-                PortNeed::WithBus
-            } else {
-                PortNeed::Plain
-            };
-            other
-                .shards
-                .iter()
-                .filter(|s| {
-                    cluster
-                        .nodes
-                        .get(&s.node)
-                        .is_some_and(|n| n.addr == node.addr)
-                })
-                .flat_map(move |s| need.ports(s.port))
-        })
-        .collect();
+    let reserved = reserved_by_addr(cluster)
+        .remove(&node.addr)
+        .unwrap_or_default();
     let port = node.pick_port(&reserved, need)?;
     let db = cluster.databases.get_mut(&db_id).expect("listed above");
     if db.port == shard.port {
@@ -281,10 +260,10 @@ mod tests {
         assert!(moves.iter().any(|m| m.shard == 13 && m.beside_master));
     }
 
-    #[test]
-    fn the_endpoint_follows_its_master() {
+    /// Nodes `nodes` and db:20 `one`, a single master redis:21 on node 2, pending recovery.
+    fn one_shard_world(nodes: &[Id]) -> Cluster {
         let root = std::path::Path::new("/nonexistent/relocate");
-        let mut c = cluster(7, 50, vec![node(1, root), node(2, root)]);
+        let mut c = cluster(7, 50, nodes.iter().map(|&n| node(n, root)).collect());
         let mut db = database(
             20,
             db_config("one", 1, false),
@@ -293,6 +272,12 @@ mod tests {
         );
         db.state = DbState::PendingRecovery;
         c.databases.insert(20, db);
+        c
+    }
+
+    #[test]
+    fn the_endpoint_follows_its_master() {
+        let mut c = one_shard_world(&[1, 2]);
         let moves = relocate(&mut c, 2).unwrap();
         assert_eq!(c.databases[&20].port, moves[0].port);
         assert_eq!(c.databases[&20].shards[0].node, 1);
@@ -307,16 +292,7 @@ mod tests {
         assert!(e.contains("db:10 `spread`"), "{e}");
         assert_eq!(c, before);
 
-        let root = std::path::Path::new("/nonexistent/relocate");
-        let mut alone = cluster(7, 50, vec![node(2, root)]);
-        let mut db = database(
-            20,
-            db_config("one", 1, false),
-            30500,
-            vec![master(21, 2, 30500)],
-        );
-        db.state = DbState::PendingRecovery;
-        alone.databases.insert(20, db);
+        let mut alone = one_shard_world(&[2]);
         let before = alone.clone();
         let e = relocate(&mut alone, 2).unwrap_err().to_string();
         assert!(e.contains("redis:21") && e.contains("no other node"), "{e}");

@@ -6,9 +6,11 @@
 mod persist_support;
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lazarus::persist::{check_path, crc64, CheckOptions, FileReport, Verdict};
+use persist_support::differential::read_dir_files;
 use persist_support::{args, judge_load, valkey_server, Load, Server};
 
 /// A plain RDB string (6- or 14-bit length).
@@ -51,16 +53,18 @@ fn listpack(items: &[&[u8]]) -> Vec<u8> {
     lp
 }
 
+/// redis-server, and valkey-server when there is one.
+fn servers() -> Vec<PathBuf> {
+    let mut servers = vec![PathBuf::from("redis-server")];
+    servers.extend(valkey_server().map(PathBuf::from));
+    servers
+}
+
 /// What redis-server (and valkey-server) did with it, and what the reader says.
 fn judge(name: &str, file: &[u8], aof: bool) -> (Vec<(String, Load)>, FileReport) {
-    let mut servers = vec![std::path::PathBuf::from("redis-server")];
-    servers.extend(valkey_server().map(std::path::PathBuf::from));
-    let mut verdicts = Vec::new();
-    let mut report = None;
-    for server in servers {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = if aof {
-            let dir = tmp.path().join("appendonlydir");
+    judge_laid(name, aof, |root| {
+        if aof {
+            let dir = root.join("appendonlydir");
             fs::create_dir(&dir).unwrap();
             fs::write(dir.join("appendonly.aof.1.incr.aof"), file).unwrap();
             fs::write(
@@ -70,16 +74,37 @@ fn judge(name: &str, file: &[u8], aof: bool) -> (Vec<(String, Load)>, FileReport
             .unwrap();
             dir
         } else {
-            tmp.path().join("dump.rdb")
-        };
-        if !aof {
+            let path = root.join("dump.rdb");
             fs::write(&path, file).unwrap();
+            path
         }
+    })
+}
+
+/// What each server did with the files `lay` writes into a fresh directory (returning
+/// what the reader checks: the RDB or the `appendonlydir/`), with the last fault the
+/// server logged, and what the reader says.
+fn judge_laid(
+    name: &str,
+    aof: bool,
+    lay: impl Fn(&Path) -> PathBuf,
+) -> (Vec<(String, Load)>, FileReport) {
+    let mut verdicts = Vec::new();
+    let mut report = None;
+    for server in servers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = lay(tmp.path());
         if report.is_none() {
             report = Some(check_path(&path, &CheckOptions::default()));
         }
         let load = judge_load(&server, tmp.path(), aof, Duration::from_secs(10));
-        verdicts.push((format!("{name} on {}", server.display()), load));
+        let log = fs::read_to_string(tmp.path().join("server.log")).unwrap_or_default();
+        let why = log
+            .lines()
+            .rfind(|l| l.contains('#'))
+            .unwrap_or_default()
+            .to_string();
+        verdicts.push((format!("{name} on {} ({why})", server.display()), load));
     }
     (verdicts, report.unwrap())
 }
@@ -545,8 +570,7 @@ fn an_aof_command_on_a_key_its_preamble_holds_damaged_is_not_ok() {
         }
         out
     };
-    let mut servers = vec![std::path::PathBuf::from("redis-server")];
-    servers.extend(valkey_server().map(std::path::PathBuf::from));
+    let servers = servers();
     // (what, the incr file's commands, the fault's words when the server stops).
     type Case<'a> = (&'a str, &'a [&'a [&'a str]], Option<&'a str>);
     let cases: [Case; 3] = [
@@ -1048,13 +1072,8 @@ fn slot_info_in_a_file_before_rdb_12_is_not_ok() {
 
 /// [`judge`] for an `appendonlydir/` whose base is the RDB `base` (no incr part's commands).
 fn judge_base(name: &str, base: &[u8]) -> (Vec<(String, Load)>, FileReport) {
-    let mut servers = vec![std::path::PathBuf::from("redis-server")];
-    servers.extend(valkey_server().map(std::path::PathBuf::from));
-    let mut verdicts = Vec::new();
-    let mut report = None;
-    for server in servers {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("appendonlydir");
+    judge_laid(name, true, |root| {
+        let dir = root.join("appendonlydir");
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("appendonly.aof.1.base.rdb"), base).unwrap();
         fs::write(dir.join("appendonly.aof.1.incr.aof"), b"").unwrap();
@@ -1063,19 +1082,8 @@ fn judge_base(name: &str, base: &[u8]) -> (Vec<(String, Load)>, FileReport) {
             "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
         )
         .unwrap();
-        if report.is_none() {
-            report = Some(check_path(&dir, &CheckOptions::default()));
-        }
-        let load = judge_load(&server, tmp.path(), true, Duration::from_secs(10));
-        let log = fs::read_to_string(tmp.path().join("server.log")).unwrap_or_default();
-        let why = log
-            .lines()
-            .rfind(|l| l.contains('#'))
-            .unwrap_or_default()
-            .to_string();
-        verdicts.push((format!("{name} on {} ({why})", server.display()), load));
-    }
-    (verdicts, report.unwrap())
+        dir
+    })
 }
 
 /// A function library in the pre-release form (opcode 246, from redis 7.0's release
@@ -1115,16 +1123,7 @@ fn an_expire_opcode_flipped_into_slot_info_in_a_real_aof_base_is_not_ok() {
     s.cmd(&["BGREWRITEAOF"]);
     s.wait_persistence();
     let dir = s.path().join("appendonlydir");
-    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
+    let mut files = read_dir_files(&dir);
     drop(s);
     let base = files
         .iter_mut()
@@ -1141,8 +1140,7 @@ fn an_expire_opcode_flipped_into_slot_info_in_a_real_aof_base_is_not_ok() {
     let body = base.len() - 8;
     let crc = crc64(&base[..body]);
     base[body..].copy_from_slice(&crc.to_le_bytes());
-    let mut servers = vec![std::path::PathBuf::from("redis-server")];
-    servers.extend(valkey_server().map(std::path::PathBuf::from));
+    let servers = servers();
     for server in servers {
         let tmp = tempfile::tempdir().unwrap();
         let copy = tmp.path().join("appendonlydir");

@@ -93,7 +93,8 @@ fn populate(s: &mut Server, scale: usize) {
     ]);
 }
 
-fn read_dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// Every file of `dir`, named, the manifest first.
+pub fn read_dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -465,11 +465,8 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     let old = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(disks.path());
     let run = runner(&old, &lab);
-    let base = local_node_on(&old, disks.path()) + 30;
-    add_ssh_node(&run, &host, base + 30);
-    run("create db spread shards 2 replication enabled persistence aof").ok();
-    let status = run("--json status shards").ok().json();
-    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    spread_over(&run, &old, &host, disks.path());
+    let shards = shards_of(&run, "spread");
     let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
     keys(&endpoint, 60, true);
     let want = keys(&endpoint, 60, false);
@@ -512,8 +509,7 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
         "{}",
         out.stdout
     );
-    let status = run("--json status shards").ok().json();
-    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    let shards = shards_of(&run, "spread");
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
     assert_eq!(host.pids().len(), 2, "the host's shards run there again");
     let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
@@ -538,11 +534,8 @@ fn a_host_lost_for_good_comes_back_from_the_replicas_files_on_the_others() {
     let old = common::Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(disks.path());
     let run = runner(&old, &lab);
-    let base = local_node_on(&old, disks.path()) + 30;
-    add_ssh_node(&run, &host, base + 30);
-    run("create db spread shards 2 replication enabled persistence aof").ok();
-    let status = run("--json status shards").ok().json();
-    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    spread_over(&run, &old, &host, disks.path());
+    let shards = shards_of(&run, "spread");
     assert!(
         shards
             .iter()
@@ -618,8 +611,7 @@ fn a_host_lost_for_good_comes_back_from_the_replicas_files_on_the_others() {
         out.stdout
     );
     assert!(out.stdout.contains("content verified: "), "{}", out.stdout);
-    let status = run("--json status shards").ok().json();
-    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    let shards = shards_of(&run, "spread");
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
     assert!(shards.iter().all(|s| s["node"] == 1), "{shards:?}");
     let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
@@ -855,8 +847,7 @@ fn a_backup_reaches_shards_on_the_ssh_host_and_restores_there() {
     let back = keys(&endpoint, 60, false);
     let want: Vec<Option<String>> = (0..60).map(|i| Some(format!("v{i}"))).collect();
     assert_eq!(back, want);
-    let status = run("--json status shards").ok().json();
-    let shards = status[0]["result"]["shards"].as_array().unwrap().clone();
+    let shards = shards_of(&run, "spread");
     assert!(shards.iter().all(|s| s["status"] == "OK"), "{shards:?}");
     assert_eq!(host.pids().len(), 1, "{:?}", host.pids());
     // Nothing of the restore is left on the SSH node's disk.
@@ -892,6 +883,19 @@ fn plain_keys(endpoint: &str, n: u32, write: bool) -> Vec<Option<String>> {
         }
     }
     out
+}
+
+/// This machine's node on `disks` and the SSH host's, and database `spread` over them: 2
+/// shards, replicated, AOF.
+fn spread_over(
+    run: &impl Fn(&str) -> common::Output,
+    lz: &common::Lazarus,
+    host: &common::sshd::SshHost,
+    disks: &std::path::Path,
+) {
+    let base = local_node_on(lz, disks) + 30;
+    add_ssh_node(run, host, base + 30);
+    run("create db spread shards 2 replication enabled persistence aof").ok();
 }
 
 /// The `--json status shards` rows of database `name`.

@@ -1235,11 +1235,7 @@ fn a_shard_of_several_parts_goes_up_to_s3_and_comes_back() {
     }
     let port = port_of(&lz, "big");
     rt.block_on(async {
-        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
         let _: () = redis::cmd("SET")
             .arg("blob")
             .arg(&blob)
@@ -1260,11 +1256,7 @@ fn a_shard_of_several_parts_goes_up_to_s3_and_comes_back() {
     assert!(etag.ends_with("-3\""), "three parts: {etag}");
 
     rt.block_on(async {
-        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
         let _: () = redis::cmd("DEL")
             .arg("blob")
             .query_async(&mut con)

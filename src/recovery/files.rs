@@ -60,8 +60,9 @@ struct Seen {
 /// How deep below a directory a scan looks: a shard directory, its `appendonlydir/`,
 /// and that directory's files.
 const SCAN_DEPTH: usize = 2;
-/// The most an identity file or a manifest read whole may hold.
-pub const SMALL_FILE_CAP: u64 = 16 << 20;
+/// The most an identity file read whole may hold (an AOF manifest has its own cap,
+/// `persist::MANIFEST_CAP`).
+const SMALL_FILE_CAP: u64 = 16 << 20;
 
 /// Whether a scan of `root` to `depth` saw `path` (at `extra` more levels below it).
 fn covers(root: &Path, depth: usize, path: &Path, extra: usize) -> bool {

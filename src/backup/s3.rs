@@ -47,6 +47,12 @@ pub struct S3Repo {
     bucket: String,
     prefix: String,
     store: Arc<AmazonS3>,
+    /// The same store sending run files' parts with `UNSIGNED-PAYLOAD`: no SHA-256 of every
+    /// part on either side. Their integrity rests where it is checked anyway: the sha256 of
+    /// each stored file is in the manifest, which goes up signed (through `store`), and
+    /// verify and restore check every byte against it; TLS covers them in transit on
+    /// `https://`.
+    bulk: Arc<AmazonS3>,
     /// The bucket's HTTP address (path style), for reading the storage's clock.
     bucket_url: String,
 }
@@ -176,7 +182,9 @@ impl S3Repo {
                 format!("https://s3.{region}.amazonaws.com/{bucket}")
             }
         };
+        let bulk = b.clone().with_unsigned_payload(true).build();
         let store = b.build().map_err(|e| format!("cannot open `{url}`: {e}"))?;
+        let bulk = bulk.map_err(|e| format!("cannot open `{url}`: {e}"))?;
         let url = if prefix.is_empty() {
             format!("s3://{bucket}")
         } else {
@@ -187,6 +195,7 @@ impl S3Repo {
             bucket,
             prefix,
             store: Arc::new(store),
+            bulk: Arc::new(bulk),
             bucket_url,
         })
     }
@@ -336,10 +345,10 @@ impl S3Repo {
         }
     }
 
-    /// A multipart upload of a run's file.
+    /// A multipart upload of a run's file (its parts unsigned: see `bulk`).
     pub fn create_file(&self, run: &str, name: &str) -> Result<S3Writer, String> {
         let key = self.key(&[run, name]);
-        let store = self.store.clone();
+        let store = self.bulk.clone();
         let up = block(async move { store.put_multipart(&key).await })
             .map_err(|e| format!("cannot start `{}`: {e}", self.shown(run, name)))?;
         Ok(S3Writer {

@@ -83,8 +83,11 @@ pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io:
         rdb.preamble = true;
         let mut r = rdb.run();
         if r.is_ok() {
-            if let Some((db, fp)) = rdb.repeated_key() {
-                r = Err(find_repeated_key(&part.path, db, fp, now_ms));
+            let candidates = rdb.repeated_keys();
+            if !candidates.is_empty() {
+                if let Some(e) = find_repeated_key(&part.path, &candidates, now_ms) {
+                    r = Err(e);
+                }
             }
         }
         let outcome = std::mem::take(&mut rdb.out);

@@ -193,8 +193,11 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut rdb = Rdb::new(&mut src, visitor, now);
     let mut result = rdb.run();
     if result.is_ok() {
-        if let Some((db, fp)) = rdb.repeated_key() {
-            result = Err(find_repeated_key(path, db, fp, now));
+        let candidates = rdb.repeated_keys();
+        if !candidates.is_empty() {
+            if let Some(e) = find_repeated_key(path, &candidates, now) {
+                result = Err(e);
+            }
         }
     }
     let out = std::mem::take(&mut rdb.out);

@@ -218,42 +218,60 @@ impl FpSet {
 }
 
 /// Fingerprints of one database's keys, appended in 256 runs by their top byte and sorted
-/// run by run at the end to find a repeat: 8 bytes a key, sequential writes only, so
-/// checking 5 million keys costs ~0.1 s of CPU where a hash table's cache misses cost ~1 s.
-/// At most [`MAX_RUN_KEYS`] keys a database (512 MiB) are kept.
+/// run by run at the end to find a repeat: `W` bytes a key (the top byte is the run's),
+/// sequential writes only, so checking 5 million keys costs ~0.1 s of CPU where a hash
+/// table's cache misses cost ~1 s. At most [`MAX_RUN_KEYS`] keys a database are kept.
 ///
-/// Each run is a chain of blocks of [`BLOCK`] fingerprints, taken in turn from segments
+/// `W` = 8 keeps whole fingerprints (key counts: `distinct`). `W` = 6 keeps their top 56
+/// bits ([`FpRuns::kept`]), three quarters of the memory, whose fresh pages the kernel
+/// zeroes (a quarter of the check of an RDB of small keys): two different keys then share
+/// the kept bits with probability about n²/2^57 (2·10^-4 for 5 million keys), so a repeat
+/// found this way is only a candidate, which the caller confirms on the keys' own bytes.
+///
+/// Each run is a chain of blocks of [`BLOCK_BYTES`], taken in turn from segments
 /// of memory shared by all runs: no run is ever copied to grow, memory is what the keys
 /// take (no spare capacity per run, whatever a file's RESIZEDB hint says), and the
 /// segments after the first are in 2 MiB pages ([`Words`]): one page fault where 4 KiB
 /// pages took 512, which cost a tenth of the check of an RDB of small keys.
 #[derive(Default)]
-pub(crate) struct FpRuns {
+pub(crate) struct FpRuns<const W: usize = 8> {
     /// Memory blocks are taken from, in order: the first small (a database of few keys
     /// costs little), the others [`SEGMENT`] words.
     segments: Vec<Words>,
-    /// Per run, where its blocks are: (segment, first word); the last one is being filled.
+    /// Per run, where its blocks are: (segment, first byte); the last one is being filled.
     blocks: Vec<Vec<(u32, u32)>>,
-    /// Per run: its block being filled, as (segment, first word, fingerprints in it). A
+    /// Per run: its block being filled, as (segment, first byte, fingerprints in it). A
     /// run with no block yet shows a full one.
     cur: Vec<(u32, u32, u32)>,
-    /// The next free block: (segment, first word).
+    /// The next free block: (segment, first byte).
     next: (u32, u32),
     len: usize,
 }
 
 /// Fingerprints of one database whose repeats are looked for.
 pub(crate) const MAX_RUN_KEYS: usize = 1 << 26;
-/// Fingerprints a block (4 KiB).
-const BLOCK: usize = 512;
+/// Bytes a block (4 KiB).
+const BLOCK_BYTES: usize = 4096;
 /// Words of the first segment: a block for each run.
-const FIRST_SEGMENT: usize = 256 * BLOCK;
+const FIRST_SEGMENT: usize = 256 * BLOCK_BYTES / 8;
 /// Words of every later segment (8 MiB).
 const SEGMENT: usize = 1 << 20;
 
-impl FpRuns {
-    /// Adds a fingerprint; `false` when the database already has [`MAX_RUN_KEYS`].
+impl<const W: usize> FpRuns<W> {
+    /// Low bits of a fingerprint not kept (its top `8 + 8·W` bits are).
+    const DROP: u32 = if W >= 7 { 0 } else { (56 - 8 * W) as u32 };
+    /// Fingerprints a block: each is written as 8 bytes, the next overwriting the top
+    /// ones, so the last needs `8 - W` more.
+    const PER_BLOCK: usize = (BLOCK_BYTES - 8 + W) / W;
+
+    /// What of `fp` is kept: the value [`repeats`](Self::repeats) returns for it.
     #[inline]
+    pub fn kept(fp: u64) -> u64 {
+        fp & !((1u64 << Self::DROP) - 1)
+    }
+
+    /// Adds a fingerprint; `false` when the database already has [`MAX_RUN_KEYS`].
+    #[inline(always)]
     pub fn push(&mut self, fp: u64) -> bool {
         if self.len >= MAX_RUN_KEYS {
             return false;
@@ -263,16 +281,20 @@ impl FpRuns {
             self.start();
             return self.push(fp);
         };
-        if n as usize >= BLOCK {
+        if n as usize >= Self::PER_BLOCK {
             self.new_block(r);
             return self.push(fp);
         }
-        if let Some(w) = self
-            .segments
-            .get_mut(seg as usize)
-            .and_then(|s| s.get_mut(at as usize + n as usize))
-        {
-            *w = fp;
+        let off = at as usize + n as usize * W;
+        if let Some(s) = self.segments.get_mut(seg as usize) {
+            let bytes = s.bytes_mut();
+            if let Some(d) = bytes.get_mut(off..off + 8) {
+                d.copy_from_slice(&(fp >> Self::DROP).to_le_bytes());
+            }
+            // 256 runs are 256 streams of writes, more than the hardware follows: each
+            // new cache line of a run waited on memory. Asked for two lines ahead, it is
+            // there long before the run's next keys reach it.
+            prefetch(bytes, off + 128);
         }
         self.cur[r].2 = n + 1;
         self.len += 1;
@@ -282,7 +304,7 @@ impl FpRuns {
     #[cold]
     fn start(&mut self) {
         self.blocks = vec![Vec::new(); 256];
-        self.cur = vec![(0, 0, BLOCK as u32); 256];
+        self.cur = vec![(0, 0, Self::PER_BLOCK as u32); 256];
     }
 
     /// Gives run `r` a fresh block.
@@ -293,7 +315,7 @@ impl FpRuns {
         let fits = self
             .segments
             .get(seg as usize)
-            .is_some_and(|s| at as usize + BLOCK <= s.len());
+            .is_some_and(|s| at as usize + BLOCK_BYTES <= s.len() * 8);
         if !fits {
             let words = if self.segments.is_empty() {
                 FIRST_SEGMENT
@@ -306,30 +328,57 @@ impl FpRuns {
         }
         self.blocks[r].push((seg, at));
         self.cur[r] = (seg, at, 0);
-        self.next = (seg, at + BLOCK as u32);
+        self.next = (seg, at + BLOCK_BYTES as u32);
     }
 
-    /// Run `r`'s fingerprints, block by block.
-    fn run(&self, r: usize) -> impl Iterator<Item = &[u64]> + Clone + '_ {
+    /// Calls `f` with run `r`'s kept fingerprints in order, until it returns `true`.
+    #[inline]
+    fn each(&self, r: usize, mut f: impl FnMut(u64) -> bool) {
         let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
         let last = blocks.len().saturating_sub(1);
         let filled = self.cur.get(r).map_or(0, |c| c.2 as usize);
-        blocks.iter().enumerate().map(move |(i, &(seg, at))| {
-            let n = if i == last { filled.min(BLOCK) } else { BLOCK };
-            let s = &self.segments[seg as usize];
-            &s[at as usize..at as usize + n]
-        })
+        let top = (r as u64) << 56;
+        for (i, &(seg, at)) in blocks.iter().enumerate() {
+            let n = if i == last {
+                filled.min(Self::PER_BLOCK)
+            } else {
+                Self::PER_BLOCK
+            };
+            let at = at as usize;
+            let Some(b) = self.segments[seg as usize].bytes().get(at..at + n * W) else {
+                return;
+            };
+            for c in b.chunks_exact(W) {
+                if f((Self::word(c) << Self::DROP) | top) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The `W` bytes of a stored fingerprint as a number.
+    #[inline(always)]
+    fn word(c: &[u8]) -> u64 {
+        match *c {
+            [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            [a, b, c, d, e, f] => {
+                u64::from(u32::from_le_bytes([a, b, c, d]))
+                    | (u64::from(u16::from_le_bytes([e, f])) << 32)
+            }
+            _ => c.iter().rev().fold(0, |w, &x| (w << 8) | u64::from(x)),
+        }
     }
 
     /// Run `r`'s fingerprints in one vector.
     fn gather(&self, r: usize, out: &mut Vec<u64>) {
         out.clear();
-        for b in self.run(r) {
-            out.extend_from_slice(b);
-        }
+        self.each(r, |fp| {
+            out.push(fp);
+            false
+        });
     }
 
-    /// How many different fingerprints were pushed.
+    /// How many different (kept) fingerprints were pushed.
     pub fn distinct(&mut self) -> u64 {
         let mut n = 0;
         let (mut run, mut scratch) = (Vec::new(), Vec::new());
@@ -342,63 +391,83 @@ impl FpRuns {
         n
     }
 
-    /// A fingerprint pushed twice, if any.
-    pub fn repeat(&mut self) -> Option<u64> {
-        let (mut scratch, mut table) = (Vec::new(), Vec::new());
-        (0..self.blocks.len()).find_map(|r| self.run_repeat(r, &mut scratch, &mut table))
+    /// Up to `max` kept fingerprints pushed more than once: run by run, in a run of
+    /// fewer than 64 smallest first, in a bigger one in the order of their second push.
+    pub fn repeats(&mut self, max: usize) -> Vec<u64> {
+        let (mut scratch, mut table, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..self.blocks.len() {
+            if out.len() >= max {
+                break;
+            }
+            self.run_repeats(r, &mut scratch, &mut table, max, &mut out);
+        }
+        out
     }
 
-    /// A fingerprint twice in run `r`: one pass over its blocks into an open-addressing
+    /// Fingerprints twice in run `r`: one pass over its blocks into an open-addressing
     /// table of at least twice the run's length, which stays in the second-level cache
     /// for the runs of up to some 100,000 keys (a database of 25 million). A counting
     /// pass by the next byte into 256 small buckets first, each then hashed in the
     /// first-level cache, read every fingerprint three times: two thirds of this search.
-    fn run_repeat(&self, r: usize, scratch: &mut Vec<u64>, table: &mut Vec<u64>) -> Option<u64> {
-        let len: usize = self.run(r).map(<[u64]>::len).sum();
+    fn run_repeats(
+        &self,
+        r: usize,
+        scratch: &mut Vec<u64>,
+        table: &mut Vec<u64>,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) {
+        let len = self.run_len(r);
         if len < 64 {
             self.gather(r, scratch);
             scratch.sort_unstable();
-            return scratch.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
-        }
-        table_repeat(self.run(r), len, table)
-    }
-}
-
-/// A value twice among the `len` values of `parts`, through an open-addressing table of
-/// at least twice `len` slots indexed by low bits (the top byte is shared by a whole run).
-fn table_repeat<'a>(
-    parts: impl Iterator<Item = &'a [u64]>,
-    len: usize,
-    table: &mut Vec<u64>,
-) -> Option<u64> {
-    let size = (len * 2).next_power_of_two().max(16);
-    table.clear();
-    table.resize(size, 0);
-    let mask = size - 1;
-    let mut zero = false;
-    for part in parts {
-        for &fp in part {
-            if fp == 0 {
-                if zero {
-                    return Some(0);
+            // Smallest first.
+            for w in scratch.windows(2) {
+                if out.len() < max && w[0] == w[1] && out.last() != Some(&w[0]) {
+                    out.push(w[0]);
                 }
-                zero = true;
-                continue;
             }
-            let mut i = fp as usize & mask;
+            return;
+        }
+        // An open-addressing table of at least twice `len` slots indexed by bits above
+        // the lowest byte (the top byte is shared by the whole run; the lowest may be 0).
+        let size = (len * 2).next_power_of_two().max(16);
+        table.clear();
+        table.resize(size, 0);
+        let mask = size - 1;
+        let mut zero = false;
+        let mut found = |fp: u64| {
+            if !out.contains(&fp) {
+                out.push(fp);
+            }
+            out.len() >= max
+        };
+        self.each(r, |fp| {
+            if fp == 0 {
+                let again = zero;
+                zero = true;
+                return again && found(0);
+            }
+            let mut i = (fp >> 8) as usize & mask;
             loop {
                 match table[i] {
                     0 => {
                         table[i] = fp;
-                        break;
+                        return false;
                     }
-                    s if s == fp => return Some(fp),
+                    s if s == fp => return found(fp),
                     _ => i = (i + 1) & mask,
                 }
             }
-        }
+        });
     }
-    None
+
+    fn run_len(&self, r: usize) -> usize {
+        let blocks = self.blocks.get(r).map_or(0, Vec::len);
+        let filled = self.cur.get(r).map_or(0, |c| c.2 as usize);
+        blocks.saturating_sub(1) * Self::PER_BLOCK
+            + filled.min(Self::PER_BLOCK) * usize::from(blocks > 0)
+    }
 }
 
 /// Scatters the `len` fingerprints of `parts` into `scratch` by each one's second byte;
@@ -555,7 +624,7 @@ mod tests {
 
     #[test]
     fn runs_count_distinct_fingerprints_of_big_runs() {
-        let mut r = FpRuns::default();
+        let mut r = FpRuns::<8>::default();
         for k in 0..600_000u64 {
             r.push(fingerprint(&(k % 500_000).to_le_bytes()));
         }
@@ -566,23 +635,36 @@ mod tests {
 
     #[test]
     fn runs_find_a_repeat() {
-        let mut r = FpRuns::default();
-        for k in 0..10_000u64 {
-            r.push(fingerprint(&k.to_le_bytes()));
+        fn check<const W: usize>() {
+            let fp = |k: u64| FpRuns::<W>::kept(fingerprint(&k.to_le_bytes()));
+            let mut r = FpRuns::<W>::default();
+            for k in 0..10_000u64 {
+                r.push(fingerprint(&k.to_le_bytes()));
+            }
+            assert!(r.repeats(4).is_empty());
+            r.push(fingerprint(&77u64.to_le_bytes()));
+            assert_eq!(r.repeats(4), [fp(77)]);
+            // Runs big enough for the buckets' hash tables, with a zero fingerprint too.
+            let mut r = FpRuns::<W>::default();
+            for k in 0..600_000u64 {
+                r.push(fingerprint(&k.to_le_bytes()));
+            }
+            r.push(0);
+            assert!(r.repeats(4).is_empty());
+            r.push(fingerprint(&599_999u64.to_le_bytes()));
+            assert_eq!(r.repeats(4), [fp(599_999)]);
+            r.push(0);
+            assert_eq!(r.repeats(1), [0]);
+            let both = r.repeats(4);
+            assert_eq!(both.len(), 2);
+            assert!(both.contains(&0) && both.contains(&fp(599_999)));
+            // Kept bits only: fingerprints that differ in their lowest byte are one.
+            let mut r = FpRuns::<W>::default();
+            r.push(0x1234_5678_9abc_de01);
+            r.push(0x1234_5678_9abc_de02);
+            assert_eq!(r.repeats(4).is_empty(), W >= 7);
         }
-        assert_eq!(r.repeat(), None);
-        r.push(fingerprint(&77u64.to_le_bytes()));
-        assert_eq!(r.repeat(), Some(fingerprint(&77u64.to_le_bytes())));
-        // Runs big enough for the buckets' hash tables, with a zero fingerprint too.
-        let mut r = FpRuns::default();
-        for k in 0..600_000u64 {
-            r.push(fingerprint(&k.to_le_bytes()));
-        }
-        r.push(0);
-        assert_eq!(r.repeat(), None);
-        r.push(fingerprint(&599_999u64.to_le_bytes()));
-        assert_eq!(r.repeat(), Some(fingerprint(&599_999u64.to_le_bytes())));
-        r.push(0);
-        assert_eq!(r.repeat(), Some(0));
+        check::<8>();
+        check::<6>();
     }
 }

@@ -85,6 +85,25 @@ impl Words {
     }
 }
 
+impl Words {
+    /// The words as bytes (little-endian on the machines Lazarus runs on).
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        let w: &[u64] = self;
+        // SAFETY: `len` initialised words; a `u64` has no padding and `u8` any alignment.
+        unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), w.len() * 8) }
+    }
+
+    /// The words as bytes, writable.
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let w: &mut [u64] = self;
+        // SAFETY: as in `bytes`; every byte pattern is a valid `u64`, and `&mut self`
+        // makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr().cast::<u8>(), w.len() * 8) }
+    }
+}
+
 impl Drop for Words {
     fn drop(&mut self) {
         if let Some((p, len)) = self.map {

@@ -2,7 +2,8 @@
 //! shards, in one run, interleaved. Issue 12's target: TLS costs at most 1.5x.
 //!
 //! Run: `cargo bench --bench tls` (`BENCH_TLS_SHARDS=100`, `BENCH_TLS_RUNS=9`;
-//! `BENCH_TLS_CPU=1` also prints each library call's own CPU time and the shards' CPU time)
+//! `BENCH_TLS_CPU=1` also prints each call's own CPU time and the shards' CPU time;
+//! `BENCH_TLS_KEY=p256|p384|ed25519` the material's key type, ECDSA P-256 by default)
 
 #[path = "../tests/common/certs.rs"]
 mod certs;
@@ -91,7 +92,15 @@ async fn main() {
     );
 
     // The material, made now and checked and installed as `cluster tls set` does.
-    let files = certs::Ca::new("bench CA").write(&tmp.path().join("in"), "");
+    let key_type = std::env::var("BENCH_TLS_KEY").unwrap_or_else(|_| "p256".into());
+    let alg = match key_type.as_str() {
+        "p256" => &rcgen::PKCS_ECDSA_P256_SHA256,
+        "p384" => &rcgen::PKCS_ECDSA_P384_SHA384,
+        "ed25519" => &rcgen::PKCS_ED25519,
+        other => panic!("BENCH_TLS_KEY {other}: p256, p384 or ed25519"),
+    };
+    println!("key type {key_type}");
+    let files = certs::Ca::of_type("bench CA", alg).write(&tmp.path().join("in"), "");
     let paths = MaterialPaths {
         cacert: files.cacert.clone(),
         cert: files.cert.clone(),
@@ -155,9 +164,20 @@ async fn main() {
     support::install(&homes[1], &secure);
     let mut bin = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        for (home, out) in [(&homes[0], &mut bin.0), (&homes[1], &mut bin.1)] {
+        for (home, c, out) in [
+            (&homes[0], &plain, &mut bin.0),
+            (&homes[1], &secure, &mut bin.1),
+        ] {
+            let shards0 = shards_cpu(c);
             let (took, text) = support::lazarus(home, &["status", "endpoints"]);
             assert!(!text.contains("DOWN"), "{text}");
+            if std::env::var("BENCH_TLS_CPU").is_ok() {
+                println!(
+                    "{} binary wall {took:?} shards' cpu {:?}",
+                    c.name,
+                    shards_cpu(c) - shards0
+                );
+            }
             out.push(took);
         }
     }

@@ -57,6 +57,15 @@ pub fn check(paths: &MaterialPaths, now: i64) -> Result<Material, TlsError> {
     }
     let cert_not_after = validity("cert", &paths.cert, &chain[0], now)?;
 
+    if let PrivateKeyDer::Pkcs8(k) = &key {
+        if pkcs8_v2(k.secret_pkcs8_der()) {
+            return Err(TlsError::KeyShardsCannotLoad {
+                path: paths.key.clone(),
+                detail: "a PKCS#8 v2 key (its public key included, as ring and rcgen write \
+                         Ed25519 keys); write it as PKCS#8 v1, as `openssl genpkey` does",
+            });
+        }
+    }
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
         TlsError::UnsupportedKey {
             path: paths.key.clone(),
@@ -79,6 +88,18 @@ pub fn check(paths: &MaterialPaths, now: i64) -> Result<Material, TlsError> {
         key_pem,
         record,
     })
+}
+
+/// A PKCS#8 v2 document (`OneAsymmetricKey`, version 1): rustls signs with it, but the
+/// shards' OpenSSL 3.0 refuses it ("unsupported"), so a shard given it would not start.
+fn pkcs8_v2(der: &[u8]) -> bool {
+    let body = match der {
+        [0x30, n, rest @ ..] if *n < 0x80 => rest,
+        [0x30, 0x81, _, rest @ ..] => rest,
+        [0x30, 0x82, _, _, rest @ ..] => rest,
+        _ => return false,
+    };
+    body.starts_with(&[0x02, 0x01, 0x01])
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -66,6 +66,8 @@ pub enum TlsError {
     KeyReadableByOthers { path: PathBuf, mode: u32 },
     #[error("`key` file `{}` holds a key this build cannot use: {detail}", path.display())]
     UnsupportedKey { path: PathBuf, detail: String },
+    #[error("`key` file `{}` holds a key redis-server's OpenSSL 3.0 cannot load: {detail}", path.display())]
+    KeyShardsCannotLoad { path: PathBuf, detail: &'static str },
     #[error("`key` file `{}` is not the key of the certificate in `{}`", key.display(), cert.display())]
     KeyMismatch { key: PathBuf, cert: PathBuf },
     #[error("`{what}` file `{}` expired on {not_after}", path.display())]

@@ -366,6 +366,66 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
     assert!(plain.is_err(), "{plain:?}");
 }
 
+/// An Ed25519 key as ring and rcgen write it (PKCS#8 v2) is refused before anything is
+/// stored, naming the file: the shards' OpenSSL 3.0 cannot load it, so none would start.
+#[test]
+fn pkcs8_v2_key_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Ca::of_type("test CA", &rcgen::PKCS_ED25519).write(dir.path(), "");
+    check(&paths(&f), now()).unwrap();
+    let v2 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    std::fs::write(&f.key, v2.serialize_pem()).unwrap();
+    let e = refused(&f);
+    assert!(e.contains(&f.key.display().to_string()), "{e}");
+    assert!(e.contains("PKCS#8 v2"), "{e}");
+}
+
+/// Every key type an operator may choose for the cluster's material (the README compares
+/// what each costs a shard per handshake): the check passes it, and Lazarus's client
+/// speaks mutual TLS with it to a TLS-only shard (signs with the key, checks the shard's
+/// signature), and resumes its session on the next probe.
+#[test]
+fn every_key_type_speaks_mutual_tls() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for alg in [
+        &rcgen::PKCS_ED25519,
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Ca::of_type("test CA", alg).write(&dir.path().join("m"), "");
+        check(&paths(&f), now()).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        let server = tls_server(dir.path(), &f);
+        let client = client_of(&f, true);
+        let got = rt.block_on(ping(client.addr("127.0.0.1", server.port)));
+        assert_eq!(got.as_deref(), Ok("v"), "{alg:?}");
+        let addr = crate::server::ShardAddr {
+            host: "127.0.0.1".into(),
+            port: server.port,
+            password: None,
+            transport: crate::server::Transport::Tls(client),
+        };
+        let t = std::time::Duration::from_secs(3);
+        let before = crate::server::tls_handshakes();
+        assert!(
+            rt.block_on(crate::server::probe(&addr, false, t)).up,
+            "{alg:?}"
+        );
+        assert!(
+            rt.block_on(crate::server::probe(&addr, false, t)).up,
+            "{alg:?}"
+        );
+        let after = crate::server::tls_handshakes();
+        assert!(
+            after.resumed > before.resumed,
+            "{alg:?} {before:?} {after:?}"
+        );
+    }
+}
+
 /// Rotation without a restart: the running shard takes new material (a new CA too) by
 /// `CONFIG SET`; clients of the new CA are then served, clients of the old refused.
 #[test]

@@ -15,6 +15,8 @@ use rcgen::{
 pub struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
+    /// The key type of the CA and of every leaf it makes.
+    alg: &'static rcgen::SignatureAlgorithm,
 }
 
 /// A leaf's three files.
@@ -27,13 +29,20 @@ pub struct Files {
 
 impl Ca {
     pub fn new(name: &str) -> Ca {
+        Ca::of_type(name, &rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    /// A CA whose key, and its leaves' keys, are of type `alg` (ECDSA P-256 or P-384,
+    /// Ed25519: the types `rcgen` can generate with ring).
+    /// Ed25519 keys are written as OpenSSL writes them (PKCS#8 v1, see [`pkcs8_v1`]).
+    pub fn of_type(name: &str, alg: &'static rcgen::SignatureAlgorithm) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
+        let key = new_key(alg);
         let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
+        Ca { cert, key, alg }
     }
 
     pub fn pem(&self) -> String {
@@ -63,7 +72,7 @@ impl Ca {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         edit(&mut params);
-        let key = KeyPair::generate().unwrap();
+        let key = new_key(self.alg);
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert.pem(), key.serialize_pem())
     }
@@ -74,6 +83,29 @@ impl Ca {
         let (cert, key) = self.leaf();
         write_files(dir, prefix, &self.pem(), &cert, &key)
     }
+}
+
+/// A fresh key of type `alg`.
+fn new_key(alg: &'static rcgen::SignatureAlgorithm) -> KeyPair {
+    let key = KeyPair::generate_for(alg).unwrap();
+    if alg != &rcgen::PKCS_ED25519 {
+        return key;
+    }
+    let v1 = pkcs8_v1(&key.serialize_der());
+    KeyPair::from_pkcs8_der_and_sign_algo(&v1.into(), alg).unwrap()
+}
+
+/// An Ed25519 key in PKCS#8 v1 (`version 0`, the seed alone), as `openssl genpkey
+/// -algorithm ed25519` writes it, from ring's PKCS#8 v2 (`version 1`, the public key
+/// appended), which redis-server 7.0's OpenSSL 3.0 cannot read ("unsupported").
+pub fn pkcs8_v1(v2: &[u8]) -> Vec<u8> {
+    const HEAD: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    assert_eq!(&v2[..5], [0x30, 0x51, 0x02, 0x01, 0x01], "ring's PKCS#8 v2");
+    let seed = &v2[16..48];
+    [&HEAD[..], seed].concat()
 }
 
 pub fn write_files(dir: &Path, prefix: &str, ca: &str, cert: &str, key: &str) -> Files {

@@ -219,10 +219,26 @@ async fn connect_tls(
     let _ = tcp.set_nodelay(true);
     let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
         .map_err(|e| addr.err(format!("`{}` is not a TLS server name: {e}", addr.host)))?;
-    let stream = tokio_rustls::TlsConnector::from(tls.shard_config(&addr.host, addr.port))
-        .connect(name, tcp)
+    let stream = match tokio_rustls::TlsConnector::from(tls.shard_config(&addr.host, addr.port))
+        .connect(name.clone(), tcp)
         .await
-        .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?;
+    {
+        Ok(stream) => stream,
+        // A server with `tls-session-caching no` refuses any offer to resume ("session
+        // id context uninitialized", an internal_error alert), yet issues tickets: once
+        // more without resuming, so such a server is not refused every other time.
+        Err(e) if resumption_refused(&e) => {
+            let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
+                .await
+                .map_err(|e| addr.err(e))?;
+            let _ = tcp.set_nodelay(true);
+            tokio_rustls::TlsConnector::from(tls.fresh_config())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?
+        }
+        Err(e) => return Err(addr.tls_refused(format!("TLS handshake: {e}"))),
+    };
     HANDSHAKES.count(stream.get_ref().1.handshake_kind());
     let info = addr.connection_info()?;
     let refusal: Arc<OnceLock<String>> = Arc::default();
@@ -236,6 +252,19 @@ async fn connect_tls(
         .map_err(|e| addr.request_err(e, &refusal))?;
     tokio::spawn(driver);
     Ok((con, refusal))
+}
+
+/// The shard's answer to a handshake that may have offered to resume: an internal_error
+/// alert (OpenSSL's refusal of a session it cannot take back).
+fn resumption_refused(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|t| {
+            matches!(
+                t,
+                rustls::Error::AlertReceived(rustls::AlertDescription::InternalError)
+            )
+        })
 }
 
 /// The TLS stream under a shard connection, which records a TLS failure of its session

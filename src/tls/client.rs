@@ -167,6 +167,14 @@ impl ClientTls {
             .clone()
     }
 
+    /// The same material, offering no session and keeping none: for a shard that
+    /// refused to resume one.
+    pub fn fresh_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut config = (*self.rustls).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        Arc::new(config)
+    }
+
     /// The address of a shard at `host:port`, over TLS.
     pub fn addr(&self, host: &str, port: u16) -> ConnectionAddr {
         let mut addr = self.template.clone();

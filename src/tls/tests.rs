@@ -217,6 +217,10 @@ impl Drop for TlsServer {
 }
 
 fn tls_server(dir: &Path, f: &Files) -> TlsServer {
+    tls_server_with(dir, f, &[])
+}
+
+fn tls_server_with(dir: &Path, f: &Files, extra: &[&str]) -> TlsServer {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -229,6 +233,7 @@ fn tls_server(dir: &Path, f: &Files) -> TlsServer {
     for (key, value) in shard.conf_settings(port, false) {
         cmd.arg(format!("--{key}")).arg(value);
     }
+    cmd.args(extra);
     let child = cmd
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -378,6 +383,31 @@ fn pkcs8_v2_key_is_refused_naming_the_file() {
     let e = refused(&f);
     assert!(e.contains(&f.key.display().to_string()), "{e}");
     assert!(e.contains("PKCS#8 v2"), "{e}");
+}
+
+/// A server with `tls-session-caching no` issues tickets but refuses every offer to
+/// resume one with an alert: Lazarus's client then connects again without resuming, so
+/// probe after probe finds the server up.
+#[test]
+fn a_server_that_refuses_resumption_is_still_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Ca::new("test CA").write(&dir.path().join("m"), "");
+    let server = tls_server_with(dir.path(), &f, &["--tls-session-caching", "no"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = crate::server::ShardAddr {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        password: None,
+        transport: crate::server::Transport::Tls(client_of(&f, true)),
+    };
+    let t = std::time::Duration::from_secs(3);
+    for i in 0..4 {
+        let p = rt.block_on(crate::server::probe(&addr, false, t));
+        assert!(p.up && !p.tls_refused, "probe {i}: {p:?}");
+    }
 }
 
 /// Every key type an operator may choose for the cluster's material (the README compares

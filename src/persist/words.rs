@@ -83,10 +83,9 @@ impl Words {
             vec: Vec::new(),
         })
     }
-}
 
-impl Words {
-    /// The words as bytes (little-endian on the machines Lazarus runs on).
+    /// The words as bytes (their users write and read them as little-endian bytes
+    /// themselves, so the machine's byte order does not matter).
     #[inline]
     pub fn bytes(&self) -> &[u8] {
         let w: &[u64] = self;

@@ -4,7 +4,9 @@
 //! 2. `lazarus recover all` of 20 databases against `recover db` of each, one after another.
 //!
 //! Run: `cargo bench --bench recovery` (release build; the binary is timed as an operator
-//! runs it; `LAZARUS_BENCH_RECOVER_ARGS="verify counts"` leaves out the content proof). `LAZARUS_BENCH_MB` sizes the big database (default 1100), `LAZARUS_BENCH_DBS`
+//! runs it; `LAZARUS_BENCH_RECOVER_ARGS="verify counts"` leaves out the content proof;
+//! `LAZARUS_BENCH_PERSISTENCE=aof` makes the big database's files its AOF twin, a
+//! multi-part AOF of the same data). `LAZARUS_BENCH_MB` sizes the big database (default 1100), `LAZARUS_BENCH_DBS`
 //! and `LAZARUS_BENCH_DB_MB` the many (default 20 of 20 MB).
 
 #[allow(dead_code)]
@@ -68,6 +70,13 @@ async fn fill(cluster: &Cluster, name: &str, mb: u64) {
 
 fn big(root: &Path, rt: &tokio::runtime::Runtime) {
     let mb = env_num("LAZARUS_BENCH_MB", 1100);
+    // `LAZARUS_BENCH_PERSISTENCE=aof`: the same data as a multi-part AOF (the RDB's twin).
+    let aof = std::env::var("LAZARUS_BENCH_PERSISTENCE").is_ok_and(|p| p == "aof");
+    let persistence = if aof {
+        Persistence::Aof
+    } else {
+        Persistence::Snapshot
+    };
     std::fs::create_dir_all(root).unwrap();
     let guard = ProcessGuard::new(root);
     let mut old = test_cluster(root, 1);
@@ -77,7 +86,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
             &mut old,
             &server,
             CreateDb {
-                config: config("big", 1, false, Persistence::Snapshot),
+                config: config("big", 1, false, persistence),
                 port: None,
             },
         )
@@ -88,10 +97,17 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
     guard.kill_all();
     let db = old.database_by_name("big").unwrap();
     let shard = &db.shards[0];
-    let rdb = old.nodes[&shard.node]
+    let data = old.nodes[&shard.node]
         .shard_dir(db.id, shard.id)
-        .join("dump.rdb");
-    let size = std::fs::metadata(&rdb).unwrap().len();
+        .join(if aof { "appendonlydir" } else { "dump.rdb" });
+    let size = if aof {
+        std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    } else {
+        std::fs::metadata(&data).unwrap().len()
+    };
 
     // Alternating runs on the same files; medians, since the machine is shared.
     let runs = env_num("LAZARUS_BENCH_RUNS", 3);
@@ -99,7 +115,13 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
     for run in 0..runs {
         let bare_dir = root.join(format!("bare{run}"));
         std::fs::create_dir_all(&bare_dir).unwrap();
-        std::fs::copy(&rdb, bare_dir.join("dump.rdb")).unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&data)
+            .arg(&bare_dir)
+            .status()
+            .unwrap();
+        assert!(copied.success());
         bares.push(bare_server(
             &server.for_node(shard.node).unwrap().path,
             &bare_dir,
@@ -129,8 +151,9 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
     }
     let (ours, bare) = (median(ours), median(bares));
     println!(
-        "recover db, {:.2} GB RDB (median of {runs}):  lazarus {}   bare redis-server {}   ratio {:.2}x",
+        "recover db, {:.2} GB {} (median of {runs}):  lazarus {}   bare redis-server {}   ratio {:.2}x",
         size as f64 / 1e9,
+        if aof { "AOF" } else { "RDB" },
         secs(ours),
         secs(bare),
         ours.as_secs_f64() / bare.as_secs_f64()
@@ -166,6 +189,14 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
             .unwrap();
             if shards == 1 {
                 fill(&old, &name, mb).await;
+            } else {
+                // Empty, but with its files: recovery refuses a shard without any.
+                let db = old.database_by_name(&name).unwrap();
+                for s in db.masters() {
+                    let a = shard_addr(&old, db, s.id).unwrap();
+                    let mut con = data::connect(&a.host, a.port, 0).await;
+                    let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+                }
             }
         }
     });

@@ -59,6 +59,12 @@ pub fn install(home: &Path, cluster: &Cluster) {
 
 /// A bare `server` on `dir/dump.rdb`: from spawn until it has loaded.
 pub fn bare_server(server: &Path, dir: &Path, port: u16) -> Duration {
+    // A multi-part AOF when the directory holds one, else `dump.rdb`.
+    let aof = if dir.join("appendonlydir").is_dir() {
+        "yes"
+    } else {
+        "no"
+    };
     let started = Instant::now();
     let mut child = Command::new(server)
         .args([
@@ -69,7 +75,7 @@ pub fn bare_server(server: &Path, dir: &Path, port: u16) -> Duration {
             "--save",
             "",
             "--appendonly",
-            "no",
+            aof,
         ])
         .arg("--dir")
         .arg(dir)

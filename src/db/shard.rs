@@ -207,6 +207,22 @@ mod tests {
         let c = render_conf(&conf_for(&node, &db, &db.shards[0], Some(&up), None, &opts));
         assert!(c.contains("appendonly no\n"), "{c}");
         assert!(!c.contains("replicaof"), "{c}");
+        assert!(!c.contains("auto-aof-rewrite"), "{c}");
+        // Loading from an AOF: no rewrite of its own until the checks are done.
+        let loading_aof = ConfOptions {
+            appendonly: Some(true),
+            standalone: true,
+        };
+        let c = render_conf(&conf_for(
+            &node,
+            &db,
+            &db.shards[0],
+            None,
+            None,
+            &loading_aof,
+        ));
+        assert!(c.contains("appendonly yes\n"), "{c}");
+        assert!(c.contains("auto-aof-rewrite-percentage 0\n"), "{c}");
         let c = render_conf(&conf_for(
             &node,
             &db,

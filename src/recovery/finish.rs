@@ -75,7 +75,14 @@ pub(super) async fn finish(
             .filter(|(_, s)| s.kind.is_aof() || s.replay)
             .map(|(id, _)| *id)
             .collect();
-        up.switch_persistence(&unsnapshotted).await?;
+        // Loaded from AOF files with the AOF on (not replayed into it): those files,
+        // copied and synced before the start, hold the data.
+        let aof_loaded: Vec<Id> = sources
+            .iter()
+            .filter(|(_, s)| s.kind.is_aof() && !s.replay)
+            .map(|(id, _)| *id)
+            .collect();
+        up.switch_persistence(&unsnapshotted, &aof_loaded).await?;
     }
 
     if late_replay.is_none() {

@@ -372,7 +372,7 @@ impl Restoring<'_> {
             persist: LOAD_TIMEOUT,
             ..Timeouts::all(crate::db::SETUP_TIMEOUT)
         });
-        up.switch_persistence(&[])
+        up.switch_persistence(&[], &[])
             .await
             .map_err(|e| e.to_string())?;
         (self.step)(RestoreStep::Reforming);

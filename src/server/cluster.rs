@@ -321,10 +321,12 @@ pub async fn wait_in_sync(replica: &ShardAddr, timeout: Duration) -> Result<(), 
 
 /// Switches a running server to `persistence` (CONFIG SET save/appendonly) and writes it
 /// to its redis.conf (CONFIG REWRITE). Turning the AOF on makes the server write a whole
-/// new AOF; this waits until that rewrite is done, so the data is durable on return.
+/// new AOF; with `wait_rewrite` this waits until no rewrite is left, so the data is
+/// durable on return (without: the caller knows the AOF files hold it already).
 pub async fn set_persistence(
     addr: &ShardAddr,
     persistence: Persistence,
+    wait_rewrite: bool,
     timeout: Duration,
 ) -> Result<(), ServerError> {
     let (save, appendonly) = persistence_settings(persistence);
@@ -334,10 +336,13 @@ pub async fn set_persistence(
         .arg(save)
         .arg("appendonly")
         .arg(if appendonly { "yes" } else { "no" })
+        // Held at 0 while a recovery loaded from an AOF (`conf::render_conf`); Redis's default.
+        .arg("auto-aof-rewrite-percentage")
+        .arg("100")
         .clone();
     query::<()>(addr, &cmd, CMD_TIMEOUT).await?;
     query::<()>(addr, redis::cmd("CONFIG").arg("REWRITE"), CMD_TIMEOUT).await?;
-    if appendonly {
+    if appendonly && wait_rewrite {
         poll_until("the AOF rewrite to finish", timeout, || async {
             let i = info(addr, "persistence", CMD_TIMEOUT).await?;
             Ok(i.get("aof_enabled") == Some("1")

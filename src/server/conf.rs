@@ -154,6 +154,13 @@ pub fn render_conf(conf: &ShardConf) -> String {
     let (save, appendonly) = persistence_settings(*persistence);
     line("save", &quote(save));
     line("appendonly", yes_no(opts.appendonly.unwrap_or(appendonly)));
+    if opts.appendonly == Some(true) {
+        // Loading its data from an AOF: the server would start rewriting it by itself
+        // right after the load (the files grew past `auto-aof-rewrite-percentage`), and
+        // its fork would hold up the content proof's snapshot for as long (14 s of a
+        // 1.2 GB AOF). `set_persistence` sets the default (100) back after the checks.
+        line("auto-aof-rewrite-percentage", "0");
+    }
     line("appendfsync", "everysec");
     line("aof-use-rdb-preamble", "yes");
     line("maxmemory", &memory.unwrap_or(0).to_string());

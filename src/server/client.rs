@@ -213,30 +213,14 @@ async fn connect_tls(
     tls: &ClientTls,
     config: redis::AsyncConnectionConfig,
 ) -> Result<(MultiplexedConnection, Refusal), ServerError> {
-    let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
-        .await
-        .map_err(|e| addr.err(e))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
-        .map_err(|e| addr.err(format!("`{}` is not a TLS server name: {e}", addr.host)))?;
-    let stream = match tokio_rustls::TlsConnector::from(tls.shard_config(&addr.host, addr.port))
-        .connect(name.clone(), tcp)
-        .await
-    {
+    let stream = match handshake(addr, tls.shard_config(&addr.host, addr.port)).await? {
         Ok(stream) => stream,
         // A server with `tls-session-caching no` refuses any offer to resume ("session
         // id context uninitialized", an internal_error alert), yet issues tickets: once
         // more without resuming, so such a server is not refused every other time.
-        Err(e) if resumption_refused(&e) => {
-            let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
-                .await
-                .map_err(|e| addr.err(e))?;
-            let _ = tcp.set_nodelay(true);
-            tokio_rustls::TlsConnector::from(tls.fresh_config())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?
-        }
+        Err(e) if resumption_refused(&e) => handshake(addr, tls.fresh_config())
+            .await?
+            .map_err(|e| addr.tls_refused(format!("TLS handshake: {e}")))?,
         Err(e) => return Err(addr.tls_refused(format!("TLS handshake: {e}"))),
     };
     HANDSHAKES.count(stream.get_ref().1.handshake_kind());
@@ -252,6 +236,23 @@ async fn connect_tls(
         .map_err(|e| addr.request_err(e, &refusal))?;
     tokio::spawn(driver);
     Ok((con, refusal))
+}
+
+/// A new TCP connection to the shard and a TLS handshake over it with `config`: the
+/// stream, or the handshake's own error (a failure to connect is the outer error).
+async fn handshake(
+    addr: &ShardAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>, ServerError> {
+    let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .map_err(|e| addr.err(e))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
+        .map_err(|e| addr.err(format!("`{}` is not a TLS server name: {e}", addr.host)))?;
+    Ok(tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await)
 }
 
 /// The shard's answer to a handshake that may have offered to resume: an internal_error

@@ -135,6 +135,17 @@ mod tests {
     use crate::tls::ShardTls;
     use std::path::Path;
 
+    /// The configuration file of `db`'s first shard.
+    fn first_shard_conf(
+        node: &Node,
+        db: &Database,
+        up: Option<&Upstream>,
+        tls: Option<&ShardTls>,
+        opts: &ConfOptions,
+    ) -> String {
+        render_conf(&conf_for(node, db, &db.shards[0], up, tls, opts))
+    }
+
     fn sample(persistence: Persistence, shards: u32, password: Option<&str>) -> (Node, Database) {
         let node = Node {
             persistent_path: "/data/n 1".into(),
@@ -153,14 +164,7 @@ mod tests {
     #[test]
     fn aof_conf_has_everysec_and_no_schedule() {
         let (node, db) = sample(Persistence::Aof, 1, None);
-        let c = render_conf(&conf_for(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            None,
-            &ConfOptions::default(),
-        ));
+        let c = first_shard_conf(&node, &db, None, None, &ConfOptions::default());
         assert!(c.contains("dir \"/data/n 1/redis/db-2/shard-3\"\n"), "{c}");
         assert!(c.contains("appendonly yes\n"));
         assert!(c.contains("appendfsync everysec\n"));
@@ -174,14 +178,7 @@ mod tests {
     #[test]
     fn snapshot_cluster_conf_with_password() {
         let (node, db) = sample(Persistence::Snapshot, 3, Some("p\"w"));
-        let c = render_conf(&conf_for(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            None,
-            &ConfOptions::default(),
-        ));
+        let c = first_shard_conf(&node, &db, None, None, &ConfOptions::default());
         assert!(c.contains("save \"3600 1 300 100 60 10000\"\n"), "{c}");
         assert!(c.contains("appendonly no\n"));
         assert!(c.contains("cluster-enabled yes\n"));
@@ -204,7 +201,7 @@ mod tests {
             password: Some("theirs".into()),
             tls: false,
         };
-        let c = render_conf(&conf_for(&node, &db, &db.shards[0], Some(&up), None, &opts));
+        let c = first_shard_conf(&node, &db, Some(&up), None, &opts);
         assert!(c.contains("appendonly no\n"), "{c}");
         assert!(!c.contains("replicaof"), "{c}");
         assert!(!c.contains("auto-aof-rewrite"), "{c}");
@@ -213,24 +210,10 @@ mod tests {
             appendonly: Some(true),
             standalone: true,
         };
-        let c = render_conf(&conf_for(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            None,
-            &loading_aof,
-        ));
+        let c = first_shard_conf(&node, &db, None, None, &loading_aof);
         assert!(c.contains("appendonly yes\n"), "{c}");
         assert!(c.contains("auto-aof-rewrite-percentage 0\n"), "{c}");
-        let c = render_conf(&conf_for(
-            &node,
-            &db,
-            &db.shards[0],
-            Some(&up),
-            None,
-            &ConfOptions::default(),
-        ));
+        let c = first_shard_conf(&node, &db, Some(&up), None, &ConfOptions::default());
         assert!(c.contains("replicaof \"10.0.0.1\" 30000\n"), "{c}");
         assert!(c.contains("masterauth \"theirs\"\n"), "{c}");
         assert!(!c.contains("tls"), "{c}");
@@ -242,14 +225,7 @@ mod tests {
         db.config.tls = true;
         let tls = ShardTls::new(Path::new("/data/n 1/tls/ab"));
         let opts = ConfOptions::default();
-        let c = render_conf(&conf_for(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            Some(&tls),
-            &opts,
-        ));
+        let c = first_shard_conf(&node, &db, None, Some(&tls), &opts);
         for want in [
             "port \"0\"\n",
             "tls-port \"30001\"\n",
@@ -265,14 +241,7 @@ mod tests {
         assert!(!c.contains("port 30001"), "{c}");
         // A plain database keeps its plain port even when the cluster has material.
         db.config.tls = false;
-        let c = render_conf(&conf_for(
-            &node,
-            &db,
-            &db.shards[0],
-            None,
-            Some(&tls),
-            &opts,
-        ));
+        let c = first_shard_conf(&node, &db, None, Some(&tls), &opts);
         assert!(c.contains("port 30001\n") && !c.contains("tls"), "{c}");
     }
 }

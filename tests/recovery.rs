@@ -180,6 +180,15 @@ fn runbook(engine: &Engine) {
                     assert!(!meta.file_type().is_symlink(), "{}", dir.display());
                 }
             }
+            // An AOF's parts were loaded through links while they were copied: the
+            // copies took the links' places.
+            if let Ok(parts) = std::fs::read_dir(dir.join("appendonlydir")) {
+                for part in parts {
+                    let part = part.unwrap().path();
+                    let meta = std::fs::symlink_metadata(&part).unwrap();
+                    assert!(meta.is_file(), "{}", part.display());
+                }
+            }
             assert!(!dir.join("lazarus-recovering").exists());
         }
     }
@@ -368,6 +377,9 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
         assert_eq!(state(&lz, name), DbState::PendingRecovery, "{name}");
     }
     assert!(out.stdout.contains("2 recovered, 5 failed"), "{text}");
+    // The truncated AOF's parts were loaded through symlinks: the server refused them
+    // (`aof-load-truncated no`) and never cut the original.
+    assert_eq!(std::fs::metadata(&incr).unwrap().len(), len - 7);
     assert!(
         out.stderr.contains("5 of 7 databases failed to recover"),
         "{text}"

@@ -194,6 +194,7 @@ mod tests {
         let opts = ConfOptions {
             appendonly: Some(false),
             standalone: true,
+            ..ConfOptions::default()
         };
         let up = Upstream {
             host: "10.0.0.1".into(),
@@ -209,10 +210,19 @@ mod tests {
         let loading_aof = ConfOptions {
             appendonly: Some(true),
             standalone: true,
+            ..ConfOptions::default()
         };
         let c = first_shard_conf(&node, &db, None, None, &loading_aof);
         assert!(c.contains("appendonly yes\n"), "{c}");
         assert!(c.contains("auto-aof-rewrite-percentage 0\n"), "{c}");
+        assert!(!c.contains("aof-load-truncated"), "{c}");
+        // Loading through symlinks to the original files: refuse, never truncate them.
+        let stand_in = ConfOptions {
+            aof_stand_in: true,
+            ..loading_aof
+        };
+        let c = first_shard_conf(&node, &db, None, None, &stand_in);
+        assert!(c.contains("aof-load-truncated no\n"), "{c}");
         let c = first_shard_conf(&node, &db, Some(&up), None, &ConfOptions::default());
         assert!(c.contains("replicaof \"10.0.0.1\" 30000\n"), "{c}");
         assert!(c.contains("masterauth \"theirs\"\n"), "{c}");

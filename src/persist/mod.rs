@@ -48,7 +48,7 @@ mod intset;
 mod listpack;
 mod lua_load;
 mod lzf;
-mod manifest;
+pub(crate) mod manifest;
 mod open;
 mod prefetch;
 mod rdb;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::copy::on_host::{copy_source, copy_to_temp, install_copy};
-use super::copy::CopyError;
+use super::copy::{adopt_copies, stand_in_aof, CopyError, StandIn};
 use super::finish::finish;
 use super::plan::{
     likely_sources, plan_db_on, DbPlan, Disk, Inspect, Outcome, Source, SourceCheck, SourceKind,
@@ -450,7 +450,10 @@ async fn fall_back(
             prepare_dir(rec.server.hosts(), &*host, cluster, &dir).await?;
             copy_source(&*host, &next.path, next.kind, &dir).await?;
             let picks: Picks = [(id, (next.kind, next.path.clone()))].into();
-            match start_each(rec, cluster, db, &picks, Some(id)).await.pop() {
+            match start_each(rec, cluster, db, &picks, Some(id), &BTreeMap::new())
+                .await
+                .pop()
+            {
                 Some((_, Ok(pid))) => started = Some((pid, next)),
                 Some((_, Err(e))) => refused.push(format!(
                     "{} ({})",
@@ -584,8 +587,10 @@ enum Loaded {
 /// database costs about its server's own load time. An RDB is loaded straight from the
 /// original through a symlink while the copy is made beside it: redis-server only reads
 /// `dump.rdb` at startup and replaces it by rename when it saves, so the original is
-/// never written; the checked copy then takes the symlink's place. An AOF is appended to
-/// in place, so it is copied before its server starts.
+/// never written; the checked copy then takes the symlink's place. A multi-part AOF on
+/// this machine loads the same way through its [`StandIn`] (the server appends only to a
+/// new incr file of its own); any other AOF is appended to in place, so it is copied
+/// before its server starts.
 async fn load_masters(
     rec: &Arc<Recovery>,
     cluster: &Arc<Cluster>,
@@ -599,31 +604,59 @@ async fn load_masters(
         tokio::task::spawn_blocking(move || r.plan(&c, &d))
     };
     let mut copies = tokio::task::JoinSet::new();
+    let mut stand_ins = BTreeMap::new();
     let mut started: Result<Starts, RecoverError> = Ok(Vec::new());
     for (id, (kind, path)) in picks {
         let Some(shard) = db.shards.iter().find(|s| s.id == *id) else {
             continue;
         };
-        let (kind, path, dir) = (*kind, path.clone(), shard_dir(cluster, db, shard));
+        let (id, kind, path, dir) = (*id, *kind, path.clone(), shard_dir(cluster, db, shard));
         let host = rec.host(shard.node);
-        if kind == SourceKind::Rdb {
-            let link = dir.join(kind.file_name());
-            if let Err(source) = host.symlink(&path, &link).await {
-                started = Err(RecoverError::Io { path: link, source });
+        let stand_in = match kind {
+            SourceKind::Rdb => {
+                let link = dir.join(kind.file_name());
+                host.symlink(&path, &link)
+                    .await
+                    .map(|_| true)
+                    .map_err(|source| RecoverError::Io { path: link, source })
+            }
+            // The parts of a multi-part AOF on this machine are linked the same way.
+            SourceKind::AofDir if host.is_local() => {
+                let (p, d) = (path.clone(), dir.clone());
+                match tokio::task::spawn_blocking(move || stand_in_aof(&p, &d)).await {
+                    Ok(Ok(Some(s))) => {
+                        stand_ins.insert(id, s);
+                        Ok(true)
+                    }
+                    Ok(Ok(None)) => Ok(false),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(RecoverError::Internal(e.to_string())),
+                }
+            }
+            _ => Ok(false),
+        };
+        match stand_in {
+            Ok(true) => {
+                copies.spawn(async move {
+                    copy_to_temp(&*host, &path, kind, &dir)
+                        .await
+                        .map(|_| (id, kind, dir, host))
+                });
+            }
+            Ok(false) => {
+                if let Err(e) = copy_source(&*host, &path, kind, &dir).await {
+                    started = Err(e.into());
+                    break;
+                }
+            }
+            Err(e) => {
+                started = Err(e);
                 break;
             }
-            copies.spawn(async move {
-                copy_to_temp(&*host, &path, kind, &dir)
-                    .await
-                    .map(|_| (kind, dir, host))
-            });
-        } else if let Err(e) = copy_source(&*host, &path, kind, &dir).await {
-            started = Err(e.into());
-            break;
         }
     }
-    if started.is_ok() {
-        started = Ok(start_each(rec, cluster, db, picks, None).await);
+    if let Ok(starts) = &mut started {
+        *starts = start_each(rec, cluster, db, picks, None, &stand_ins).await;
     }
     // Validation's verdict first: it names a bad file better than a failed start does.
     let plan = planning
@@ -634,13 +667,33 @@ async fn load_masters(
         let done = joined
             .map_err(|e| RecoverError::Internal(e.to_string()))
             .and_then(|r| Ok(r?));
-        match done {
-            Ok((kind, dir, host)) if copied.is_ok() => {
-                copied = install_copy(&*host, kind, &dir).await.map_err(Into::into)
+        let (id, kind, dir, host) = match done {
+            Ok(done) if copied.is_ok() => done,
+            Ok(_) => continue,
+            Err(e) => {
+                copied = copied.and(Err(e));
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => copied = copied.and(Err(e)),
-        }
+        };
+        let refused = started
+            .as_ref()
+            .is_ok_and(|s| s.iter().any(|(i, r)| *i == id && r.is_err()));
+        copied = match stand_ins.get(&id) {
+            Some(s) if !refused => {
+                let (s, d) = (s.clone(), dir.clone());
+                tokio::task::spawn_blocking(move || adopt_copies(&s, &d))
+                    .await
+                    .map_err(|e| RecoverError::Internal(e.to_string()))
+                    .and_then(|r| Ok(r?))
+            }
+            // A refused stand-in leaves no link behind: the copy takes its place whole,
+            // and the refusal goes on to the fallbacks like any other.
+            Some(_) => match stop_own_leftover(&*host, &dir).await {
+                Ok(_) => install_copy(&*host, kind, &dir).await.map_err(Into::into),
+                Err(e) => Err(e),
+            },
+            None => install_copy(&*host, kind, &dir).await.map_err(Into::into),
+        };
     }
     let blocking: Vec<String> = plan
         .blocking()
@@ -684,19 +737,21 @@ async fn start_masters(
     picks: &Picks,
 ) -> Result<Vec<(Id, u32)>, RecoverError> {
     let mut pids = Vec::new();
-    for (id, result) in start_each(rec, cluster, db, picks, None).await {
+    for (id, result) in start_each(rec, cluster, db, picks, None, &BTreeMap::new()).await {
         pids.push((id, result?));
     }
     Ok(pids)
 }
 
-/// [`start_masters`], each master's own outcome (or only master `only`'s).
+/// [`start_masters`], each master's own outcome (or only master `only`'s); those in
+/// `stand_ins` load their AOF through its [`StandIn`].
 async fn start_each(
     rec: &Recovery,
     cluster: &Cluster,
     db: &Database,
     picks: &Picks,
     only: Option<Id>,
+    stand_ins: &BTreeMap<Id, StandIn>,
 ) -> Starts {
     let mut starts = tokio::task::JoinSet::new();
     for shard in db.masters().filter(|s| only.is_none_or(|id| s.id == id)) {
@@ -705,6 +760,7 @@ async fn start_each(
                 appendonly: picks.get(&shard.id).map(|(kind, _)| kind.is_aof()),
                 // Own data first; the sync source is re-attached after the checks.
                 standalone: !rec.only_configuration,
+                aof_stand_in: stand_ins.contains_key(&shard.id),
             },
             timeout: rec.load_timeout,
             creating: false,

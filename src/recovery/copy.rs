@@ -6,7 +6,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -158,6 +159,123 @@ pub fn install_copy(kind: SourceKind, shard_dir: &Path) -> Result<(), CopyError>
     // A file (or a symlink) is replaced atomically by the rename itself.
     fs::rename(&tmp, &target).map_err(write_err)?;
     sync_dir(shard_dir)
+}
+
+/// The manifest name the shards' `appendfilename` (Redis's default) makes.
+const AOF_MANIFEST: &str = "appendonly.aof.manifest";
+
+/// A multi-part AOF's stand-in in a shard directory: its `appendonlydir/` holds a symlink
+/// to each part the original manifest loads (base, then incrs), a manifest of its own that
+/// lists them and, last, a new empty incr file of its own. The server appends only to the
+/// last incr, so it can load the originals while their copy is made beside it, as an RDB
+/// loads through its symlink; [`adopt_copies`] then puts each part's checked copy in its
+/// symlink's place. The server may also truncate a damaged last part in place: the parts
+/// linked are never last, and the server is started with `aof-load-truncated no` (it
+/// refuses such a file instead, and recovery starts it again on the copy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandIn {
+    /// The parts linked, by name: the copies that replace them.
+    pub parts: Vec<String>,
+}
+
+/// Makes `shard_dir/appendonlydir` the [`StandIn`] of the multi-part AOF in `source`;
+/// `None` (and nothing made) when the directory is not a plain one this can stand in for:
+/// no manifest under the shards' name, one that does not parse (validation names it),
+/// names that would need quoting, a part that is not a regular file.
+pub fn stand_in_aof(source: &Path, shard_dir: &Path) -> Result<Option<StandIn>, CopyError> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CopyError::Write { path, source }
+    };
+    let source = fs::canonicalize(source).map_err(read_err(source))?;
+    let Ok(text) = fs::read(source.join(AOF_MANIFEST)) else {
+        return Ok(None);
+    };
+    let Ok(manifest) = crate::persist::manifest::parse(&text) else {
+        return Ok(None);
+    };
+    let parts: Vec<&crate::persist::manifest::Entry> =
+        manifest.base.iter().chain(&manifest.incrs).collect();
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let next = manifest
+        .incrs
+        .iter()
+        .map(|e| e.seq)
+        .max()
+        .unwrap_or(0)
+        .max(0)
+        + 1;
+    let incr = format!("appendonly.aof.{next}.incr.aof");
+    // The newest of the original files: the stand-in's own files are as old as the data.
+    let mut newest = fs::metadata(source.join(AOF_MANIFEST))
+        .and_then(|m| m.modified())
+        .map_err(read_err(&source))?;
+    for part in &parts {
+        let meta = match fs::symlink_metadata(source.join(&part.name)) {
+            Ok(m) if m.is_file() && plain(&part.name) => m,
+            _ => return Ok(None),
+        };
+        newest = newest.max(meta.modified().map_err(read_err(&source))?);
+    }
+    if parts.is_empty() || source.join(&incr).exists() {
+        return Ok(None);
+    }
+    let dir = shard_dir.join(SourceKind::AofDir.file_name());
+    fs::create_dir_all(shard_dir).map_err(write_err(shard_dir))?;
+    remove_any(&dir).map_err(write_err(&dir))?;
+    fs::create_dir(&dir).map_err(write_err(&dir))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(write_err(&dir))?;
+    let mut listed = String::new();
+    for part in &parts {
+        let link = dir.join(&part.name);
+        std::os::unix::fs::symlink(source.join(&part.name), &link).map_err(write_err(&link))?;
+        let kind = if part.kind == crate::persist::manifest::PartType::Base {
+            'b'
+        } else {
+            'i'
+        };
+        listed.push_str(&format!(
+            "file {} seq {} type {kind}\n",
+            part.name, part.seq
+        ));
+    }
+    listed.push_str(&format!("file {incr} seq {next} type i\n"));
+    for (name, bytes) in [(AOF_MANIFEST, listed.as_bytes()), (incr.as_str(), &[][..])] {
+        let path = dir.join(name);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(write_err(&path))?;
+        (&f).write_all(bytes)
+            .and_then(|_| f.set_modified(newest))
+            .and_then(|_| f.sync_all())
+            .map_err(write_err(&path))?;
+    }
+    sync_dir(&dir)?;
+    Ok(Some(StandIn {
+        parts: parts.iter().map(|p| p.name.clone()).collect(),
+    }))
+}
+
+/// Puts the complete copy [`copy_to_temp`] made of each part of a [`StandIn`] in its
+/// symlink's place (each rename atomic; the server closed the parts once loaded), then
+/// drops the rest of the copy (the original manifest, history files).
+pub fn adopt_copies(stand_in: &StandIn, shard_dir: &Path) -> Result<(), CopyError> {
+    let tmp = temp_name(SourceKind::AofDir, shard_dir);
+    let dir = shard_dir.join(SourceKind::AofDir.file_name());
+    for part in &stand_in.parts {
+        let to = dir.join(part);
+        fs::rename(tmp.join(part), &to).map_err(|source| CopyError::Write { path: to, source })?;
+    }
+    sync_dir(&dir)?;
+    remove_any(&tmp).map_err(|source| CopyError::Write { path: tmp, source })
 }
 
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError {
@@ -498,6 +616,125 @@ mod tests {
         );
         assert!(!dst.join(".appendonlydir.lazarus-tmp").exists());
         assert_eq!(fs::read_dir(&src).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn a_multi_part_aof_stands_in_through_links_then_adopts_its_copies() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("old/appendonlydir");
+        write(&src.join("appendonly.aof.3.base.rdb"), b"REDIS0010base");
+        write(&src.join("appendonly.aof.1.base.rdb"), b"an old base");
+        write(
+            &src.join("appendonly.aof.4.incr.aof"),
+            b"*1\r\n$4\r\nPING\r\n",
+        );
+        write(
+            &src.join("appendonly.aof.5.incr.aof"),
+            b"*1\r\n$4\r\nECHO\r\n",
+        );
+        let manifest = "file appendonly.aof.1.base.rdb seq 1 type h\n\
+                        file appendonly.aof.3.base.rdb seq 3 type b\n\
+                        file appendonly.aof.4.incr.aof seq 4 type i\n\
+                        file appendonly.aof.5.incr.aof seq 5 type i\n";
+        write(&src.join("appendonly.aof.manifest"), manifest.as_bytes());
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for e in fs::read_dir(&src).unwrap() {
+            let f = fs::File::options()
+                .write(true)
+                .open(e.unwrap().path())
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let dst = t.path().join("new/shard-3");
+        write(
+            &dst.join("appendonlydir/appendonly.aof.9.incr.aof"),
+            b"left over",
+        );
+
+        let s = stand_in_aof(&src, &dst).unwrap().expect("a stand-in");
+        assert_eq!(
+            s.parts,
+            [
+                "appendonly.aof.3.base.rdb",
+                "appendonly.aof.4.incr.aof",
+                "appendonly.aof.5.incr.aof"
+            ]
+        );
+        let aof = dst.join("appendonlydir");
+        // The parts it loads are links; the history file and the leftover are not there.
+        for part in &s.parts {
+            let link = fs::read_link(aof.join(part)).unwrap();
+            assert_eq!(link, fs::canonicalize(&src).unwrap().join(part));
+        }
+        assert_eq!(fs::read_dir(&aof).unwrap().count(), 5);
+        // Its own manifest ends with its own empty incr, both as old as the data.
+        assert_eq!(
+            fs::read_to_string(aof.join("appendonly.aof.manifest")).unwrap(),
+            "file appendonly.aof.3.base.rdb seq 3 type b\n\
+             file appendonly.aof.4.incr.aof seq 4 type i\n\
+             file appendonly.aof.5.incr.aof seq 5 type i\n\
+             file appendonly.aof.6.incr.aof seq 6 type i\n"
+        );
+        let own = aof.join("appendonly.aof.6.incr.aof");
+        assert_eq!(fs::read(&own).unwrap(), b"");
+        assert_eq!(fs::metadata(&own).unwrap().modified().unwrap(), old);
+
+        copy_to_temp(&src, SourceKind::AofDir, &dst).unwrap();
+        adopt_copies(&s, &dst).unwrap();
+        for part in &s.parts {
+            let meta = fs::symlink_metadata(aof.join(part)).unwrap();
+            assert!(meta.is_file(), "{part} is still a link");
+            assert_eq!(
+                fs::read(aof.join(part)).unwrap(),
+                fs::read(src.join(part)).unwrap()
+            );
+        }
+        assert_eq!(fs::read(&own).unwrap(), b"");
+        assert!(!temp_name(SourceKind::AofDir, &dst).exists());
+        assert_eq!(
+            fs::read_to_string(src.join("appendonly.aof.manifest")).unwrap(),
+            manifest
+        );
+    }
+
+    #[test]
+    fn an_aof_dir_it_cannot_stand_in_for_is_left_to_the_copy() {
+        let t = tempfile::tempdir().unwrap();
+        let dst = t.path().join("new/shard-3");
+        let case = |name: &str, files: &[(&str, &str)]| {
+            let src = t.path().join(name);
+            for (f, body) in files {
+                write(&src.join(f), body.as_bytes());
+            }
+            assert_eq!(stand_in_aof(&src, &dst).unwrap(), None, "{name}");
+            assert!(!dst.join("appendonlydir").exists(), "{name}");
+        };
+        // Another `appendfilename`, a damaged manifest, a part missing, a name to quote.
+        case(
+            "other",
+            &[
+                (
+                    "other.aof.manifest",
+                    "file other.aof.1.base.rdb seq 1 type b\n",
+                ),
+                ("other.aof.1.base.rdb", "x"),
+            ],
+        );
+        case("damaged", &[("appendonly.aof.manifest", "file\n")]);
+        case(
+            "missing",
+            &[(
+                "appendonly.aof.manifest",
+                "file appendonly.aof.1.base.rdb seq 1 type b\n",
+            )],
+        );
+        case(
+            "quoted",
+            &[
+                ("appendonly.aof.manifest", "file \"a b\" seq 1 type b\n"),
+                ("a b", "x"),
+            ],
+        );
     }
 
     #[test]

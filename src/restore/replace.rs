@@ -304,6 +304,7 @@ impl Restoring<'_> {
             conf: ConfOptions {
                 appendonly: Some(false),
                 standalone: true,
+                ..ConfOptions::default()
             },
             timeout: LOAD_TIMEOUT,
             creating: false,

@@ -339,6 +339,9 @@ pub async fn set_persistence(
         // Held at 0 while a recovery loaded from an AOF (`conf::render_conf`); Redis's default.
         .arg("auto-aof-rewrite-percentage")
         .arg("100")
+        // Held at `no` while a recovery loaded an AOF through symlinks to its originals.
+        .arg("aof-load-truncated")
+        .arg("yes")
         .clone();
     query::<()>(addr, &cmd, CMD_TIMEOUT).await?;
     query::<()>(addr, redis::cmd("CONFIG").arg("REWRITE"), CMD_TIMEOUT).await?;

@@ -23,6 +23,10 @@ pub struct ConfOptions {
     /// Start without `replicaof` even when the shard follows a master or a sync source:
     /// recovery loads a shard's own files first and re-attaches it afterwards.
     pub standalone: bool,
+    /// Loading a multi-part AOF through symlinks to the original files
+    /// ([`crate::recovery::copy::StandIn`]): a damaged part is refused, not truncated in
+    /// place (`aof-load-truncated no`; `set_persistence` puts Redis's default back).
+    pub aof_stand_in: bool,
 }
 
 /// How a shard persists its data: an append-only file, snapshots, or not at all.
@@ -160,6 +164,9 @@ pub fn render_conf(conf: &ShardConf) -> String {
         // its fork would hold up the content proof's snapshot for as long (14 s of a
         // 1.2 GB AOF). `set_persistence` sets the default (100) back after the checks.
         line("auto-aof-rewrite-percentage", "0");
+    }
+    if opts.aof_stand_in {
+        line("aof-load-truncated", "no");
     }
     line("appendfsync", "everysec");
     line("aof-use-rdb-preamble", "yes");

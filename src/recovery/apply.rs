@@ -356,7 +356,7 @@ async fn recover_in(
     if rec.only_configuration {
         stage("starting shards");
         let pids = start_masters(rec, cluster, db, &BTreeMap::new()).await?;
-        return finish(rec, cluster, db, None, pids, stage).await;
+        return finish(rec, cluster, db, None, pids, None, stage).await;
     }
     let guess = if rec.replay {
         // A file to replay must not be started on: validation decides first.
@@ -372,6 +372,8 @@ async fn recover_in(
             .await
             .map_err(|e| RecoverError::Internal(e.to_string()))?
     };
+    // The files' side of the content proof is read while the servers load them.
+    let early = early_digest(rec, db, &guess);
     let (plan, results) = match load_masters(rec, cluster, db, &guess, stage).await? {
         Loaded::Done(plan, results) => (plan, results),
         Loaded::Chose(plan) => {
@@ -395,9 +397,61 @@ async fn recover_in(
     if !replays_after_link(db, &plan) {
         replay_masters(rec.server.hosts(), cluster, db, &plan, stage).await?;
     }
-    let mut recovered = finish(rec, cluster, db, Some(&plan), pids, stage).await?;
+    let mut recovered = finish(rec, cluster, db, Some(&plan), pids, early, stage).await?;
     recovered.fallbacks = fallbacks;
     Ok(recovered)
+}
+
+/// The content digest of the files picked for the masters, taken on a blocking thread
+/// while the servers load them (the load holds one core; validation and the copy leave
+/// room on the others), when the proof will ask for it and every pick is on this
+/// machine. The proof takes it if the masters loaded exactly these picks.
+pub(super) struct EarlyDigest {
+    picks: Picks,
+    digest:
+        tokio::task::JoinHandle<Result<crate::persist::ContentDigest, crate::verify::VerifyError>>,
+}
+
+impl EarlyDigest {
+    /// The digest, if `sources` are the picks it read.
+    pub(super) async fn of(
+        self,
+        sources: &[(Id, Source)],
+    ) -> Option<crate::persist::ContentDigest> {
+        let same = sources.len() == self.picks.len()
+            && sources.iter().all(|(id, s)| {
+                self.picks
+                    .get(id)
+                    .is_some_and(|(kind, path)| *kind == s.kind && *path == s.path)
+            });
+        if !same {
+            return None;
+        }
+        self.digest.await.ok()?.ok()
+    }
+}
+
+fn early_digest(rec: &Recovery, db: &Database, picks: &Picks) -> Option<EarlyDigest> {
+    if rec.proof != Proof::Content || picks.is_empty() {
+        return None;
+    }
+    let mut files = Vec::new();
+    for (id, (_, path)) in picks {
+        let node = db.shards.iter().find(|s| s.id == *id)?.node;
+        if rec.server.hosts().is_remote(node) {
+            return None;
+        }
+        files.push(crate::verify::DataSource::Path(
+            crate::verify::source_file(path).ok()?,
+        ));
+    }
+    let opts = super::finish::proof_options();
+    Some(EarlyDigest {
+        picks: picks.clone(),
+        digest: tokio::task::spawn_blocking(move || {
+            crate::verify::digest_of_sources(&files, &opts)
+        }),
+    })
 }
 
 /// Each master whose server refused its chosen copy (the reader can call ok what the

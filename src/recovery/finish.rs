@@ -4,7 +4,8 @@
 //! replication, and the sync source re-attached.
 
 use super::apply::{
-    replay_masters, replays_after_link, ContentProof, Proof, RecoverError, Recovered, Recovery,
+    replay_masters, replays_after_link, ContentProof, EarlyDigest, Proof, RecoverError, Recovered,
+    Recovery,
 };
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
 use super::shard_dirs::{record_started, shard_dir};
@@ -20,6 +21,7 @@ pub(super) async fn finish(
     db: &Database,
     plan: Option<&DbPlan>,
     mut pids: Vec<(Id, u32)>,
+    early: Option<EarlyDigest>,
     stage: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Recovered, RecoverError> {
     let source_of = |id: Id| -> Option<Source> {
@@ -66,7 +68,7 @@ pub(super) async fn finish(
         }
         if rec.proof == Proof::Content {
             stage("verifying content");
-            content = Some(prove_content(rec, cluster, db, &sources).await?);
+            content = Some(prove_content(rec, cluster, db, &sources, early).await?);
         }
         stage("switching to the configured persistence");
         // Loaded from an AOF or replayed: no dump.rdb holds the data yet.
@@ -178,6 +180,7 @@ async fn prove_content(
     cluster: &Cluster,
     db: &Database,
     sources: &[(Id, Source)],
+    early: Option<EarlyDigest>,
 ) -> Result<ContentProof, RecoverError> {
     let not_verified = |reason: String| ContentProof::NotVerified {
         line: format!("content not verified: {reason}"),
@@ -214,13 +217,18 @@ async fn prove_content(
         .collect::<Result<Vec<_>, _>>()?;
     // A proof that cannot run (a module's value, a server that stops answering) leaves
     // the data loaded and says why; only data that differs fails the recovery.
-    // The shards are Lazarus' own and no client has the endpoint yet.
-    let opts = crate::persist::DigestOptions {
-        uncompressed_dumps: true,
-        server_snapshot: true,
-        ..Default::default()
+    let opts = proof_options();
+    let taken = match early {
+        Some(e) => e.of(sources).await,
+        None => None,
     };
-    let c = match verify::verify_sources(&files, &masters, &opts, rec.setup_timeout).await {
+    let proved = match taken {
+        Some(d) => {
+            verify::verify_sources_against(&files, d, &masters, &opts, rec.setup_timeout).await
+        }
+        None => verify::verify_sources(&files, &masters, &opts, rec.setup_timeout).await,
+    };
+    let c = match proved {
         Ok(c) => c,
         Err(e) => return Ok(not_verified(e.to_string())),
     };
@@ -233,6 +241,16 @@ async fn prove_content(
         expired: c.expired,
         line: c.verdict(),
     })
+}
+
+/// How a recovery's proof reads: the shards are Lazarus's own and no client has the
+/// endpoint yet, so the server's own snapshot, its values not compressed.
+pub(super) fn proof_options() -> crate::persist::DigestOptions {
+    crate::persist::DigestOptions {
+        uncompressed_dumps: true,
+        server_snapshot: true,
+        ..Default::default()
+    }
 }
 
 fn addr(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, RecoverError> {

@@ -7,7 +7,8 @@
 //! runs it; `LAZARUS_BENCH_RECOVER_ARGS="verify counts"` leaves out the content proof;
 //! `LAZARUS_BENCH_PERSISTENCE=aof` makes the big database's files its AOF twin, a
 //! multi-part AOF of the same data). `LAZARUS_BENCH_MB` sizes the big database (default 1100), `LAZARUS_BENCH_DBS`
-//! and `LAZARUS_BENCH_DB_MB` the many (default 20 of 20 MB).
+//! and `LAZARUS_BENCH_DB_MB` the many (default 20 of 20 MB). Each run also prints where
+//! its time went, from the `phases` of the `--json` reply.
 
 #[allow(dead_code)]
 #[path = "../tests/common/data.rs"]
@@ -136,9 +137,11 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         install(&home, &after_disaster(&old, &new_root));
         // `LAZARUS_BENCH_RECOVER_ARGS="verify counts"` times it without the content proof.
         let extra = std::env::var("LAZARUS_BENCH_RECOVER_ARGS").unwrap_or_default();
-        let mut args = vec!["recover", "db", "big"];
+        let mut args = vec!["--json", "recover", "db", "big"];
         args.extend(extra.split_whitespace());
-        ours.push(lazarus(&home, &args).0);
+        let (took, out) = lazarus(&home, &args);
+        ours.push(took);
+        println!("  run {run}: {}", phases(&out));
         guard.kill_all();
         if std::env::var_os("LAZARUS_BENCH_KEEP").is_none() {
             std::fs::remove_dir_all(&new_root).unwrap();
@@ -204,7 +207,8 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
 
     let all_root = root.join("all");
     install(&root.join("home-all"), &after_disaster(&old, &all_root));
-    let parallel = lazarus(&root.join("home-all"), &["recover", "all"]).0;
+    let (parallel, out) = lazarus(&root.join("home-all"), &["--json", "recover", "all"]);
+    println!("  recover all, summed over the databases: {}", phases(&out));
     guard.kill_all();
 
     let seq_root = root.join("seq");
@@ -222,6 +226,35 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
     drop(guard);
+}
+
+/// The `phases` of every database a `--json` recovery reply holds, summed: where the time
+/// went (validation, the copy and the load run at once within a database).
+fn phases(json: &str) -> String {
+    let reply: serde_json::Value = serde_json::from_str(json).expect("a JSON reply");
+    let names = [
+        ("validation", "validation_ms"),
+        ("copy", "copy_ms"),
+        ("load", "load_ms"),
+        ("key counts", "checks_ms"),
+        ("proof", "proof_ms"),
+        ("bring-up", "bring_up_ms"),
+    ];
+    let recovered = reply["result"]["recovered"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    names
+        .iter()
+        .map(|(label, key)| {
+            let ms: u64 = recovered
+                .iter()
+                .map(|r| r["phases"][key].as_u64().unwrap_or(0))
+                .sum();
+            format!("{label} {:.2} s", ms as f64 / 1000.0)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn main() {

@@ -371,6 +371,14 @@ fn recover_all() {
             damaged_values: vec![
                 "redis:4: `h` in database 0 at offset 21 of `/mnt/old-n1/redis-4/dump.rdb`".into(),
             ],
+            phases: crate::recovery::apply::Phases {
+                validation_ms: 700,
+                copy_ms: 900,
+                load_ms: 1100,
+                checks_ms: 2,
+                proof_ms: 1500,
+                bring_up_ms: 40,
+            },
         }],
         failed: vec![FailedDb {
             id: 7,

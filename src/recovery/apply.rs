@@ -264,6 +264,30 @@ pub struct Recovered {
     /// server, so the line says to UNLINK them first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged_values: Vec<String>,
+    /// Where the time went.
+    pub phases: Phases,
+}
+
+/// Where a database's recovery spent its time, in milliseconds. Validation, the copy and
+/// the masters' load run at once, each timed from the moment they all begin (a copy made
+/// before its server starts, as an AOF on another host is, comes first and adds to the
+/// load's wait); the checks, the proof and the rest of the bring-up follow one another.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Phases {
+    pub validation_ms: u64,
+    pub copy_ms: u64,
+    pub load_ms: u64,
+    /// Key counts against the reader's.
+    pub checks_ms: u64,
+    /// The content proof (0 with `verify counts`).
+    pub proof_ms: u64,
+    /// Persistence switched, replicas, slot map, sync source.
+    pub bring_up_ms: u64,
+}
+
+/// Milliseconds since `from`.
+pub(super) fn ms_since(from: std::time::Instant) -> u64 {
+    from.elapsed().as_millis() as u64
 }
 
 /// The sync source a recovered database follows again.
@@ -356,7 +380,7 @@ async fn recover_in(
     if rec.only_configuration {
         stage("starting shards");
         let pids = start_masters(rec, cluster, db, &BTreeMap::new()).await?;
-        return finish(rec, cluster, db, None, pids, None, stage).await;
+        return finish(rec, cluster, db, None, pids, stage).await;
     }
     let guess = if rec.replay {
         // A file to replay must not be started on: validation decides first.
@@ -374,8 +398,8 @@ async fn recover_in(
     };
     // The files' side of the content proof is read while the servers load them.
     let early = early_digest(rec, db, &guess);
-    let (plan, results) = match load_masters(rec, cluster, db, &guess, stage).await? {
-        Loaded::Done(plan, results) => (plan, results),
+    let (plan, results, phases) = match load_masters(rec, cluster, db, &guess, stage).await? {
+        Loaded::Done(plan, results, phases) => (plan, results, phases),
         Loaded::Chose(plan) => {
             // Validation chose other files than the quick guess: start over with its
             // choice (rare: a corrupted freshest file, or an RDB copied without its
@@ -384,7 +408,7 @@ async fn recover_in(
                 prepare_dir(hosts, &**host, cluster, dir).await?;
             }
             match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
-                Loaded::Done(plan, results) => (plan, results),
+                Loaded::Done(plan, results, phases) => (plan, results, phases),
                 Loaded::Chose(_) => {
                     return Err(RecoverError::Internal(
                         "the files changed while recovery read them: run it again".into(),
@@ -397,7 +421,8 @@ async fn recover_in(
     if !replays_after_link(db, &plan) {
         replay_masters(rec.server.hosts(), cluster, db, &plan, stage).await?;
     }
-    let mut recovered = finish(rec, cluster, db, Some(&plan), pids, early, stage).await?;
+    let loaded = Some((&plan, early, phases));
+    let mut recovered = finish(rec, cluster, db, loaded, pids, stage).await?;
     recovered.fallbacks = fallbacks;
     Ok(recovered)
 }
@@ -632,7 +657,7 @@ type Starts = Vec<(Id, Result<u32, ServerError>)>;
 enum Loaded {
     /// Validation agreed with what was loaded: each master's pid, or why its server
     /// did not load.
-    Done(DbPlan, Starts),
+    Done(DbPlan, Starts, Phases),
     /// Validation chose other sources; nothing loaded may stay.
     Chose(DbPlan),
 }
@@ -653,9 +678,11 @@ async fn load_masters(
     stage: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Loaded, RecoverError> {
     stage("validating, copying and loading");
+    let began = std::time::Instant::now();
+    let mut phases = Phases::default();
     let planning = {
         let (r, c, d) = (rec.clone(), cluster.clone(), db.clone());
-        tokio::task::spawn_blocking(move || r.plan(&c, &d))
+        tokio::task::spawn_blocking(move || (r.plan(&c, &d), ms_since(began)))
     };
     let mut copies = tokio::task::JoinSet::new();
     let mut stand_ins = BTreeMap::new();
@@ -694,7 +721,7 @@ async fn load_masters(
                 copies.spawn(async move {
                     copy_to_temp(&*host, &path, kind, &dir)
                         .await
-                        .map(|_| (id, kind, dir, host))
+                        .map(|_| (id, kind, dir, host, ms_since(began)))
                 });
             }
             Ok(false) => {
@@ -702,6 +729,7 @@ async fn load_masters(
                     started = Err(e.into());
                     break;
                 }
+                phases.copy_ms = ms_since(began);
             }
             Err(e) => {
                 started = Err(e);
@@ -711,17 +739,19 @@ async fn load_masters(
     }
     if let Ok(starts) = &mut started {
         *starts = start_each(rec, cluster, db, picks, None, &stand_ins).await;
+        phases.load_ms = ms_since(began);
     }
     // Validation's verdict first: it names a bad file better than a failed start does.
-    let plan = planning
+    let (plan, validated) = planning
         .await
         .map_err(|e| RecoverError::Internal(e.to_string()))?;
+    phases.validation_ms = validated;
     let mut copied = Ok(());
     while let Some(joined) = copies.join_next().await {
         let done = joined
             .map_err(|e| RecoverError::Internal(e.to_string()))
             .and_then(|r| Ok(r?));
-        let (id, kind, dir, host) = match done {
+        let (id, kind, dir, host, took) = match done {
             Ok(done) if copied.is_ok() => done,
             Ok(_) => continue,
             Err(e) => {
@@ -729,6 +759,7 @@ async fn load_masters(
                 continue;
             }
         };
+        phases.copy_ms = phases.copy_ms.max(took);
         let refused = started
             .as_ref()
             .is_ok_and(|s| s.iter().any(|(i, r)| *i == id && r.is_err()));
@@ -778,7 +809,7 @@ async fn load_masters(
     }
     let results = started?;
     copied?;
-    Ok(Loaded::Done(plan, results))
+    Ok(Loaded::Done(plan, results, phases))
 }
 
 /// Starts every master: with `appendonly` matching its pick (a server started with

@@ -3,9 +3,11 @@
 //! ([`crate::db::bringup`]): the configured persistence, replicas, the slot map or
 //! replication, and the sync source re-attached.
 
+use std::time::Instant;
+
 use super::apply::{
-    replay_masters, replays_after_link, ContentProof, EarlyDigest, Proof, RecoverError, Recovered,
-    Recovery,
+    ms_since, replay_masters, replays_after_link, ContentProof, EarlyDigest, Phases, Proof,
+    RecoverError, Recovered, Recovery,
 };
 use super::plan::{DbPlan, Outcome, Source, SourceKind};
 use super::shard_dirs::{record_started, shard_dir};
@@ -19,11 +21,15 @@ pub(super) async fn finish(
     rec: &Recovery,
     cluster: &Cluster,
     db: &Database,
-    plan: Option<&DbPlan>,
+    loaded: Option<(&DbPlan, Option<EarlyDigest>, Phases)>,
     mut pids: Vec<(Id, u32)>,
-    early: Option<EarlyDigest>,
     stage: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Recovered, RecoverError> {
+    let finishing = Instant::now();
+    let (plan, early, mut phases) = match loaded {
+        Some((plan, early, phases)) => (Some(plan), early, phases),
+        None => (None, None, Phases::default()),
+    };
     let source_of = |id: Id| -> Option<Source> {
         plan?
             .shard_plans
@@ -59,6 +65,7 @@ pub(super) async fn finish(
     let mut content = None;
     if !rec.only_configuration {
         stage("checking key counts");
+        let began = Instant::now();
         for (shard, source) in &sources {
             keys += check_keys(&up, *shard, source).await?;
             if !source.keys_exact {
@@ -66,9 +73,12 @@ pub(super) async fn finish(
                 unverified.push(format!("redis:{shard}: {why}"));
             }
         }
+        phases.checks_ms = ms_since(began);
         if rec.proof == Proof::Content {
             stage("verifying content");
+            let began = Instant::now();
             content = Some(prove_content(rec, cluster, db, &sources, early).await?);
+            phases.proof_ms = ms_since(began);
         }
         stage("switching to the configured persistence");
         // Loaded from an AOF or replayed: no dump.rdb holds the data yet.
@@ -110,6 +120,7 @@ pub(super) async fn finish(
                 .map(move |d| format!("redis:{shard}: {d} of `{}`", s.path.display()))
         })
         .collect();
+    phases.bring_up_ms = ms_since(finishing).saturating_sub(phases.checks_ms + phases.proof_ms);
     Ok(Recovered {
         id: db.id,
         pids,
@@ -122,6 +133,7 @@ pub(super) async fn finish(
         content,
         fallbacks: Vec::new(),
         damaged_values,
+        phases,
     })
 }
 

@@ -209,6 +209,15 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
     install(&root.join("home-all"), &after_disaster(&old, &all_root));
     let (parallel, out) = lazarus(&root.join("home-all"), &["--json", "recover", "all"]);
     println!("  recover all, summed over the databases: {}", phases(&out));
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for r in reply["result"]["recovered"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let one = serde_json::json!({ "result": { "recovered": [r.clone()] } });
+        println!("    db:{}: {}", r["id"], phases(&one.to_string()));
+    }
     guard.kill_all();
 
     let seq_root = root.join("seq");

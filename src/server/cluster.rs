@@ -110,7 +110,47 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
         let id: String = query(&m.addr, redis::cmd("CLUSTER").arg("MYID"), CMD_TIMEOUT).await?;
         ids.push(id);
     }
+    // A master that ran a while before it owned slots (a recovery's masters load, are
+    // checked and proved first) counted itself in a minority partition, and once the
+    // cluster is whole waits a rejoin delay of its node timeout (at most 5 s) before it
+    // says `cluster_state:ok`. The forming runs under a short timeout, put back after.
+    set_node_timeout(members, FORMING_NODE_TIMEOUT_MS).await?;
+    let deadline = Instant::now() + timeout;
+    let formed = form(members, &ids, deadline).await;
+    let restored = set_node_timeout(members, super::CLUSTER_NODE_TIMEOUT_MS).await;
+    formed?;
+    restored?;
+    for m in members {
+        if matches!(m.role, MemberRole::Replica { .. }) {
+            wait_in_sync(&m.addr, deadline.saturating_duration_since(Instant::now())).await?;
+        }
+    }
+    Ok(())
+}
 
+/// The node timeout while a cluster forms: its rejoin delay (the timeout, at least 0.5 s)
+/// is what a freshly formed master waits; 1 s leaves a busy node (a fork for its
+/// replica's first sync) time to answer before it is suspected of failing.
+const FORMING_NODE_TIMEOUT_MS: u32 = 1000;
+
+async fn set_node_timeout(members: &[ClusterMember], ms: u32) -> Result<(), ServerError> {
+    for m in members {
+        let cmd = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-node-timeout")
+            .arg(ms)
+            .clone();
+        query::<()>(&m.addr, &cmd, CMD_TIMEOUT).await?;
+    }
+    Ok(())
+}
+
+/// Slots, meetings, replicas, until `cluster_state:ok` on every member.
+async fn form(
+    members: &[ClusterMember],
+    ids: &[String],
+    deadline: Instant,
+) -> Result<(), ServerError> {
     // Distinct config epochs avoid a collision round on fresh nodes; a node that already
     // knows others refuses, which is fine.
     for (i, m) in members.iter().enumerate() {
@@ -123,7 +163,7 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
 
     // Slots go to each master before the nodes meet, as redis-cli does: the handshake
     // then carries every node's slots at once instead of waiting for gossip rounds.
-    for (m, id) in members.iter().zip(&ids) {
+    for (m, id) in members.iter().zip(ids) {
         if let MemberRole::Master { slots } = m.role {
             assign_slots(&m.addr, id, slots).await?;
         }
@@ -135,7 +175,7 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
             .into_iter()
             .map(|n| n.id)
             .collect();
-        for (other, id) in members.iter().zip(&ids).skip(i + 1) {
+        for (other, id) in members.iter().zip(ids).skip(i + 1) {
             if !known.contains(id) {
                 let cmd = redis::cmd("CLUSTER")
                     .arg("MEET")
@@ -146,7 +186,6 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
             }
         }
     }
-    let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
     for m in members {
         poll_until("the cluster nodes to meet", left(), || async {
@@ -183,11 +222,6 @@ pub async fn form_cluster(members: &[ClusterMember], timeout: Duration) -> Resul
             Ok(text.contains("cluster_state:ok"))
         })
         .await?;
-    }
-    for m in members {
-        if matches!(m.role, MemberRole::Replica { .. }) {
-            wait_in_sync(&m.addr, left()).await?;
-        }
     }
     Ok(())
 }

@@ -77,6 +77,20 @@ async fn three_shard_snapshot_cluster() {
     let mut k = client.get_async_connection().await.unwrap();
     let _: () = k.set("after", 1).await.unwrap();
     assert_eq!(w.guard.pids().len(), 3);
+    // The cluster formed again under a short node timeout, and has its own back.
+    for s in &w.c.databases[&id].shards {
+        let a = db::shard_addr(&w.c, &w.c.databases[&id], s.id).unwrap();
+        let mut con = lazarus::server::connect(&a, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("cluster-node-timeout")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(got[1], lazarus::server::CLUSTER_NODE_TIMEOUT_MS.to_string());
+    }
 
     let target = id_of(&w.c, "sharded");
     let out = db::delete_db(&mut w.c, target, true).await.unwrap();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
+use super::beside::beside;
 use super::copy::on_host::{copy_source, copy_to_temp, install_copy};
 use super::copy::{adopt_copies, stand_in_aof, CopyError, StandIn};
 use super::finish::finish;
@@ -473,6 +474,8 @@ fn early_digest(rec: &Recovery, db: &Database, picks: &Picks) -> Option<EarlyDig
     let opts = super::finish::proof_options();
     Some(EarlyDigest {
         picks: picks.clone(),
+        // At the shell's own priority, unlike validation and the copy: the proof waits for
+        // it, and an AOF's takes seconds.
         digest: tokio::task::spawn_blocking(move || {
             crate::verify::digest_of_sources(&files, &opts)
         }),
@@ -682,7 +685,7 @@ async fn load_masters(
     let mut phases = Phases::default();
     let planning = {
         let (r, c, d) = (rec.clone(), cluster.clone(), db.clone());
-        tokio::task::spawn_blocking(move || (r.plan(&c, &d), ms_since(began)))
+        beside(move || (r.plan(&c, &d), ms_since(began)))
     };
     let mut copies = tokio::task::JoinSet::new();
     let mut stand_ins = BTreeMap::new();
@@ -742,9 +745,7 @@ async fn load_masters(
         phases.load_ms = ms_since(began);
     }
     // Validation's verdict first: it names a bad file better than a failed start does.
-    let (plan, validated) = planning
-        .await
-        .map_err(|e| RecoverError::Internal(e.to_string()))?;
+    let (plan, validated) = planning.join().await.map_err(RecoverError::Internal)?;
     phases.validation_ms = validated;
     let mut copied = Ok(());
     while let Some(joined) = copies.join_next().await {

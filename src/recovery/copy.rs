@@ -439,11 +439,13 @@ pub mod on_host {
     ) -> Result<Copied, CopyError> {
         if host.is_local() {
             let (source, dir) = (source.to_path_buf(), shard_dir.to_path_buf());
-            return tokio::task::spawn_blocking(move || super::copy_to_temp(&source, kind, &dir))
+            // Beside the servers' load, lowered (the kernel's copy counts as this thread's).
+            return super::super::beside::beside(move || super::copy_to_temp(&source, kind, &dir))
+                .join()
                 .await
                 .map_err(|e| CopyError::Write {
                     path: shard_dir.to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
+                    source: std::io::Error::other(e),
                 })?;
         }
         let tmp = super::temp_name(kind, shard_dir);

@@ -17,6 +17,7 @@
 //!   recorded and saved at once, Ctrl-C stopping what is not back yet.
 
 pub mod apply;
+mod beside;
 pub mod copy;
 mod files;
 mod finish;

@@ -19,7 +19,8 @@
 //! of `big`, `restore` (3. alone: one untimed backup), `pause`, `reshard`, `s3`
 //! (`LAZARUS_BENCH_S3_MB`, default 1100; needs moto, see `.ci/run`).
 //! `LAZARUS_BENCH_STEPS=1` prints where each restore's time went: the steps it records
-//! in the CCS (for `restore task show`), read every 10 ms while it runs.
+//! in the CCS (for `restore task show`), read every 10 ms while it runs;
+//! `LAZARUS_BENCH_RESTORE_ARGS="verify counts"` restores without the content proof.
 
 #[allow(dead_code)]
 #[path = "../tests/common/data.rs"]
@@ -123,8 +124,12 @@ fn run_id(stdout: &str) -> String {
 /// `lazarus restore task start <task>`, timed; with `LAZARUS_BENCH_STEPS=1` each step the
 /// task records in the CCS is printed with the time it was first seen.
 fn timed_restore(home: &Path, task: &str) -> Duration {
+    // `LAZARUS_BENCH_RESTORE_ARGS="verify counts"` times it without the content proof.
+    let extra = std::env::var("LAZARUS_BENCH_RESTORE_ARGS").unwrap_or_default();
+    let mut args = vec!["restore", "task", "start", task];
+    args.extend(extra.split_whitespace());
     if std::env::var_os("LAZARUS_BENCH_STEPS").is_none() {
-        return lazarus(home, &["restore", "task", "start", task]).0;
+        return lazarus(home, &args).0;
     }
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watch = {
@@ -152,7 +157,7 @@ fn timed_restore(home: &Path, task: &str) -> Duration {
             seen
         })
     };
-    let took = lazarus(home, &["restore", "task", "start", task]).0;
+    let took = lazarus(home, &args).0;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = watch.join().unwrap();
     for pair in seen.windows(2) {

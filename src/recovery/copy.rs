@@ -169,9 +169,10 @@ const AOF_MANIFEST: &str = "appendonly.aof.manifest";
 /// lists them and, last, a new empty incr file of its own. The server appends only to the
 /// last incr, so it can load the originals while their copy is made beside it, as an RDB
 /// loads through its symlink; [`adopt_copies`] then puts each part's checked copy in its
-/// symlink's place. The server may also truncate a damaged last part in place: the parts
-/// linked are never last, and the server is started with `aof-load-truncated no` (it
-/// refuses such a file instead, and recovery starts it again on the copy).
+/// symlink's place. A server may also cut a damaged part short in place
+/// (`aof-load-truncated`): it loads the stand-in with `aof-load-truncated no` and refuses
+/// such a part instead; recovery then puts the whole copy in the stand-in's place and
+/// goes on as after any refusal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StandIn {
     /// The parts linked, by name: the copies that replace them.

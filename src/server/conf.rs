@@ -23,9 +23,9 @@ pub struct ConfOptions {
     /// Start without `replicaof` even when the shard follows a master or a sync source:
     /// recovery loads a shard's own files first and re-attaches it afterwards.
     pub standalone: bool,
-    /// Loading a multi-part AOF through symlinks to the original files
-    /// ([`crate::recovery::copy::StandIn`]): a damaged part is refused, not truncated in
-    /// place (`aof-load-truncated no`; `set_persistence` puts Redis's default back).
+    /// Loading a multi-part AOF through symlinks to the original files (a recovery's
+    /// stand-in): a damaged part is refused, not truncated in place (`aof-load-truncated
+    /// no`; `set_persistence` puts Redis's default back).
     pub aof_stand_in: bool,
 }
 

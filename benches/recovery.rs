@@ -141,7 +141,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         args.extend(extra.split_whitespace());
         let (took, out) = lazarus(&home, &args);
         ours.push(took);
-        println!("  run {run}: {}", phases(&out));
+        println!("  run {run}: {}", phases(&recovered(&out)));
         guard.kill_all();
         if std::env::var_os("LAZARUS_BENCH_KEEP").is_none() {
             std::fs::remove_dir_all(&new_root).unwrap();
@@ -208,15 +208,10 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
     let all_root = root.join("all");
     install(&root.join("home-all"), &after_disaster(&old, &all_root));
     let (parallel, out) = lazarus(&root.join("home-all"), &["--json", "recover", "all"]);
-    println!("  recover all, summed over the databases: {}", phases(&out));
-    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
-    for r in reply["result"]["recovered"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        let one = serde_json::json!({ "result": { "recovered": [r.clone()] } });
-        println!("    db:{}: {}", r["id"], phases(&one.to_string()));
+    let all = recovered(&out);
+    println!("  recover all, summed over the databases: {}", phases(&all));
+    for r in &all {
+        println!("    db:{}: {}", r["id"], phases(std::slice::from_ref(r)));
     }
     guard.kill_all();
 
@@ -237,10 +232,18 @@ fn many(root: &Path, rt: &tokio::runtime::Runtime) {
     drop(guard);
 }
 
-/// The `phases` of every database a `--json` recovery reply holds, summed: where the time
-/// went (validation, the copy and the load run at once within a database).
-fn phases(json: &str) -> String {
+/// The recovered databases of a `--json` recovery reply.
+fn recovered(json: &str) -> Vec<serde_json::Value> {
     let reply: serde_json::Value = serde_json::from_str(json).expect("a JSON reply");
+    reply["result"]["recovered"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The `phases` of `recovered`, summed: where the time went (validation, the copy and the
+/// load run at once within a database).
+fn phases(recovered: &[serde_json::Value]) -> String {
     let names = [
         ("validation", "validation_ms"),
         ("copy", "copy_ms"),
@@ -249,10 +252,6 @@ fn phases(json: &str) -> String {
         ("proof", "proof_ms"),
         ("bring-up", "bring_up_ms"),
     ];
-    let recovered = reply["result"]["recovered"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     names
         .iter()
         .map(|(label, key)| {

@@ -548,6 +548,13 @@ mod tests {
         fs::write(path, bytes).unwrap();
     }
 
+    /// Writes each `(name, bytes)` into `dir`.
+    fn write_files(dir: &Path, files: &[(&str, &[u8])]) {
+        for (name, bytes) in files {
+            write(&dir.join(name), bytes);
+        }
+    }
+
     #[test]
     fn copies_a_file_and_leaves_the_original() {
         let t = tempfile::tempdir().unwrap();
@@ -580,14 +587,16 @@ mod tests {
     fn copies_an_aof_dir_over_a_half_finished_attempt() {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("old/appendonlydir");
-        write(&src.join("appendonly.aof.1.base.rdb"), b"REDIS0010base");
-        write(
-            &src.join("appendonly.aof.1.incr.aof"),
-            b"*1\r\n$4\r\nPING\r\n",
-        );
-        write(
-            &src.join("appendonly.aof.manifest"),
-            b"file appendonly.aof.1.base.rdb seq 1 type b\n",
+        write_files(
+            &src,
+            &[
+                ("appendonly.aof.1.base.rdb", b"REDIS0010base"),
+                ("appendonly.aof.1.incr.aof", b"*1\r\n$4\r\nPING\r\n"),
+                (
+                    "appendonly.aof.manifest",
+                    b"file appendonly.aof.1.base.rdb seq 1 type b\n",
+                ),
+            ],
         );
         let dst = t.path().join("new");
         write(
@@ -625,15 +634,14 @@ mod tests {
     fn a_multi_part_aof_stands_in_through_links_then_adopts_its_copies() {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("old/appendonlydir");
-        write(&src.join("appendonly.aof.3.base.rdb"), b"REDIS0010base");
-        write(&src.join("appendonly.aof.1.base.rdb"), b"an old base");
-        write(
-            &src.join("appendonly.aof.4.incr.aof"),
-            b"*1\r\n$4\r\nPING\r\n",
-        );
-        write(
-            &src.join("appendonly.aof.5.incr.aof"),
-            b"*1\r\n$4\r\nECHO\r\n",
+        write_files(
+            &src,
+            &[
+                ("appendonly.aof.3.base.rdb", b"REDIS0010base"),
+                ("appendonly.aof.1.base.rdb", b"an old base"),
+                ("appendonly.aof.4.incr.aof", b"*1\r\n$4\r\nPING\r\n"),
+                ("appendonly.aof.5.incr.aof", b"*1\r\n$4\r\nECHO\r\n"),
+            ],
         );
         let manifest = "file appendonly.aof.1.base.rdb seq 1 type h\n\
                         file appendonly.aof.3.base.rdb seq 3 type b\n\

@@ -289,6 +289,18 @@ pub struct DigestOptions {
     pub server_snapshot: bool,
 }
 
+impl DigestOptions {
+    /// For a server no client uses: Lazarus's own before its database serves, or one
+    /// fenced for a restore. Read from its own snapshot, its values not compressed.
+    pub fn unserved() -> DigestOptions {
+        DigestOptions {
+            uncompressed_dumps: true,
+            server_snapshot: true,
+            ..Default::default()
+        }
+    }
+}
+
 const DEFAULT_HORIZON_MS: i64 = 3_600_000;
 
 /// Folds keys into a [`ContentDigest`]: `start_key`, the value through [`ValueSink`] (a

@@ -471,7 +471,7 @@ fn early_digest(rec: &Recovery, db: &Database, picks: &Picks) -> Option<EarlyDig
             crate::verify::source_file(path).ok()?,
         ));
     }
-    let opts = super::finish::proof_options();
+    let opts = crate::persist::DigestOptions::unserved();
     Some(EarlyDigest {
         picks: picks.clone(),
         // At the shell's own priority, unlike validation and the copy: the proof waits for

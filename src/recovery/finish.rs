@@ -229,7 +229,8 @@ async fn prove_content(
         .collect::<Result<Vec<_>, _>>()?;
     // A proof that cannot run (a module's value, a server that stops answering) leaves
     // the data loaded and says why; only data that differs fails the recovery.
-    let opts = proof_options();
+    // The shards are Lazarus's own and no client has the endpoint yet.
+    let opts = crate::persist::DigestOptions::unserved();
     let taken = match early {
         Some(e) => e.of(sources).await,
         None => None,
@@ -253,16 +254,6 @@ async fn prove_content(
         expired: c.expired,
         line: c.verdict(),
     })
-}
-
-/// How a recovery's proof reads: the shards are Lazarus's own and no client has the
-/// endpoint yet, so the server's own snapshot, its values not compressed.
-pub(super) fn proof_options() -> crate::persist::DigestOptions {
-    crate::persist::DigestOptions {
-        uncompressed_dumps: true,
-        server_snapshot: true,
-        ..Default::default()
-    }
 }
 
 fn addr(cluster: &Cluster, db: &Database, shard: Id) -> Result<ShardAddr, RecoverError> {

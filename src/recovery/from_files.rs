@@ -436,11 +436,7 @@ async fn write_and_check(
         }
     }];
     // Fenced: no client reads while the DUMPs skip LZF.
-    let opts = crate::persist::DigestOptions {
-        uncompressed_dumps: true,
-        server_snapshot: true,
-        ..Default::default()
-    };
+    let opts = crate::persist::DigestOptions::unserved();
     let c =
         crate::verify::verify_sources(&files, std::slice::from_ref(fenced), &opts, PROOF_TIMEOUT)
             .await

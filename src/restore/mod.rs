@@ -581,11 +581,7 @@ async fn prove(
     masters: &[ShardAddr],
 ) -> Result<crate::verify::Comparison, String> {
     // The shards are fenced: no client reads them while their DUMPs skip LZF.
-    let opts = crate::persist::DigestOptions {
-        uncompressed_dumps: true,
-        server_snapshot: true,
-        ..Default::default()
-    };
+    let opts = crate::persist::DigestOptions::unserved();
     let c = match file_digest {
         Some(d) => {
             crate::verify::verify_sources_against(files, d, masters, &opts, LOAD_TIMEOUT).await

@@ -439,11 +439,12 @@ pub(super) struct EarlyDigest {
 }
 
 impl EarlyDigest {
-    /// The digest, if `sources` are the picks it read.
+    /// The digest, or why the files could not be digested, if `sources` are the picks it
+    /// read (reading them again would only say the same).
     pub(super) async fn of(
         self,
         sources: &[(Id, Source)],
-    ) -> Option<crate::persist::ContentDigest> {
+    ) -> Option<Result<crate::persist::ContentDigest, crate::verify::VerifyError>> {
         let same = sources.len() == self.picks.len()
             && sources.iter().all(|(id, s)| {
                 self.picks
@@ -453,7 +454,7 @@ impl EarlyDigest {
         if !same {
             return None;
         }
-        self.digest.await.ok()?.ok()
+        self.digest.await.ok()
     }
 }
 

@@ -236,9 +236,10 @@ async fn prove_content(
         None => None,
     };
     let proved = match taken {
-        Some(d) => {
+        Some(Ok(d)) => {
             verify::verify_sources_against(&files, d, &masters, &opts, rec.setup_timeout).await
         }
+        Some(Err(e)) => Err(e),
         None => verify::verify_sources(&files, &masters, &opts, rec.setup_timeout).await,
     };
     let c = match proved {

@@ -137,6 +137,8 @@ async fn main() {
             &c,
             Some(&srv.for_node(1).unwrap().version),
             db::STATUS_TIMEOUT,
+            // A new connection to every shard each time, as a one-shot `lazarus status`.
+            &Default::default(),
         )
         .await;
         lat.push(t.elapsed());

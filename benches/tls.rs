@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use lazarus::ccs::{Cluster, DbConfig, Node, Persistence, PortRange, CCS_FORMAT};
 use lazarus::db::{self, CreateDb};
-use lazarus::server::{RedisServer, Servers};
+use lazarus::server::{KeptConnections, RedisServer, Servers};
 use lazarus::tls::{self, MaterialPaths};
 
 fn cluster(root: &Path, name: &str, lo: u16, hi: u16) -> Cluster {
@@ -127,20 +127,40 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    // The library call (probes only), then the whole binary as an operator runs it
-    // (process start, CCS load, the PEM parsed once, probes, tables). Interleaved, so a
-    // busy moment of the shared machine falls on both sides alike.
+    // The library call (probes only): on new connections each time, then as a shell's
+    // later `status` runs, over the connections its first one kept. Then the whole
+    // binary as an operator runs it (process start, CCS load, the PEM parsed once,
+    // probes, tables). Interleaved, so a busy moment of the shared machine falls on both
+    // sides alike.
     let mut lib = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        for (c, out) in [(&plain, &mut lib.0), (&secure, &mut lib.1)] {
+    let mut warm = (Vec::new(), Vec::new());
+    let kept = [KeptConnections::default(), KeptConnections::default()];
+    for run in 0..2 * runs {
+        let kept_now = run >= runs;
+        let outs = match kept_now {
+            false => &mut lib,
+            true => &mut warm,
+        };
+        for (i, c) in [&plain, &secure].into_iter().enumerate() {
+            let fresh = KeptConnections::default();
+            let with = if kept_now { &kept[i] } else { &fresh };
+            if kept_now && with.is_empty() {
+                // The shell's first `status`, which makes the connections it keeps.
+                db::status(c, Some(&srv.version), db::STATUS_TIMEOUT, with).await;
+            }
             let t = Instant::now();
             let (cpu0, shards0) = (cpu(), shards_cpu(c));
-            let report = db::status(c, Some(&srv.version), db::STATUS_TIMEOUT).await;
-            out.push(t.elapsed());
+            let report = db::status(c, Some(&srv.version), db::STATUS_TIMEOUT, with).await;
+            let took = t.elapsed();
+            match i {
+                0 => outs.0.push(took),
+                _ => outs.1.push(took),
+            }
             if std::env::var("BENCH_TLS_CPU").is_ok() {
                 println!(
-                    "{} wall {:?} own cpu {:?} shards' cpu {:?}",
+                    "{}{} wall {:?} own cpu {:?} shards' cpu {:?}",
                     c.name,
+                    if kept_now { " kept" } else { "" },
                     t.elapsed(),
                     cpu() - cpu0,
                     shards_cpu(c) - shards0
@@ -181,7 +201,14 @@ async fn main() {
             out.push(took);
         }
     }
-    for (what, (p, t)) in [("library db::status", lib), ("`lazarus status`", bin)] {
+    for (what, (p, t)) in [
+        ("library db::status, new connections", lib),
+        (
+            "library db::status, a shell's later status (kept connections)",
+            warm,
+        ),
+        ("`lazarus status`", bin),
+    ] {
         let (p, t) = (support::median(p), support::median(t));
         println!(
             "{what}: plain {}  tls {}  ratio {:.2}x (median of {runs}; target <= 1.5x)",

@@ -19,7 +19,7 @@ mod remote;
 mod repo;
 mod s3;
 pub mod service;
-mod snapshot;
+pub(crate) mod snapshot;
 mod take;
 
 use std::fs::{File, OpenOptions, TryLockError};

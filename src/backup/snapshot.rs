@@ -227,6 +227,34 @@ impl SnapshotConn {
 pub(crate) fn connect_stream(shard: &ShardAddr, timeout: Duration) -> Result<Stream, String> {
     let (host, port) = (shard.host.as_str(), shard.port);
     let addr = format!("{host}:{port}");
+    match &shard.transport {
+        Transport::Plain => Ok(Stream::Plain(connect_tcp(&addr, host, port, timeout)?)),
+        Transport::Tls(tls) => {
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| format!("`{addr}`: {e}"))?;
+            let handshake = |config| {
+                let tcp = connect_tcp(&addr, host, port, timeout)?;
+                Ok::<_, String>(tls_handshake(tcp, config, name.clone()))
+            };
+            // As the async client does (`server::client`): this shard's own session
+            // store, and once more without resuming when the shard refuses to resume
+            // (`tls-session-caching no`).
+            match handshake(tls.shard_config(host, port))? {
+                Ok(stream) => Ok(stream),
+                Err(e) if crate::server::resumption_refused(&e) => handshake(tls.fresh_config())?
+                    .map_err(|e| format!("`{addr}`: TLS handshake: {e}")),
+                Err(e) => Err(format!("`{addr}`: TLS handshake: {e}")),
+            }
+        }
+        Transport::TlsUnavailable(why) => {
+            Err(format!("`{addr}`: the database speaks TLS but {why}"))
+        }
+    }
+}
+
+/// A new TCP connection to `host:port` with `timeout` for connecting and for every read
+/// and write.
+fn connect_tcp(addr: &str, host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
     let sock = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("`{addr}`: {e}"))?
@@ -256,19 +284,21 @@ pub(crate) fn connect_stream(shard: &ShardAddr, timeout: Duration) -> Result<Str
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("`{addr}`: {e}"))?;
-    Ok(match &shard.transport {
-        Transport::Plain => Stream::Plain(stream),
-        Transport::Tls(tls) => {
-            let name = rustls_pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| format!("`{addr}`: {e}"))?;
-            let conn = rustls::ClientConnection::new(tls.rustls_config(), name)
-                .map_err(|e| format!("`{addr}`: {e}"))?;
-            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
-        }
-        Transport::TlsUnavailable(why) => {
-            return Err(format!("`{addr}`: the database speaks TLS but {why}"))
-        }
-    })
+    Ok(stream)
+}
+
+/// A TLS handshake over `tcp` with `config`, done before anything is sent: a shard's
+/// refusal to resume is then told from a failure of the conversation.
+fn tls_handshake(
+    mut tcp: TcpStream,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: rustls_pki_types::ServerName<'static>,
+) -> io::Result<Stream> {
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
 }
 
 /// The socket, plain or wrapped in TLS.

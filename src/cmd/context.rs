@@ -20,6 +20,8 @@ pub struct Context {
     pub progress: Arc<dyn Progress>,
     /// Tripped on Ctrl-C; `create db` checks it and rolls back.
     pub cancel: crate::db::Cancel,
+    /// The connections `status` keeps open to the shards for the session's next one.
+    pub connections: crate::server::KeptConnections,
 }
 
 impl Context {
@@ -30,6 +32,7 @@ impl Context {
             redis_server: None,
             progress: Arc::new(NoProgress),
             cancel: Default::default(),
+            connections: Default::default(),
         }
     }
 

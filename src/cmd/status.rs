@@ -75,7 +75,13 @@ impl StatusCommand {
             RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
                 .ok()
                 .map(|s| s.version);
-        let mut report = db::status(&cluster, version.as_deref(), STATUS_TIMEOUT).await;
+        let mut report = db::status(
+            &cluster,
+            version.as_deref(),
+            STATUS_TIMEOUT,
+            &ctx.connections,
+        )
+        .await;
         // A shard that does not answer fails the command (exit 1), whichever tables are
         // shown, so a script can trust `status`.
         let down: Vec<String> = report

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
 use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
-use crate::server::{probe, ShardDir, ShardProbe, Transport};
+use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
 
@@ -131,10 +131,15 @@ impl StatusReport {
 pub const PROBES_AT_ONCE: usize = 64;
 
 /// Every shard of every active database probed, [`PROBES_AT_ONCE`] at a time on the
-/// runtime's threads, each within `timeout` counted from its own start; a shard whose
-/// probe task failed is left out. The cluster's TLS client material is resolved once
-/// for all of them.
-async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardProbe> {
+/// runtime's threads, each within `timeout` counted from its own start, over the
+/// connection `kept` holds to it when it still answers; a shard whose probe task failed
+/// is left out. The cluster's TLS client material is resolved once for all of them.
+/// `kept` then holds the connections to these shards only.
+async fn probe_all(
+    cluster: &Cluster,
+    timeout: Duration,
+    kept: &KeptConnections,
+) -> BTreeMap<Id, ShardProbe> {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PROBES_AT_ONCE));
     let active = || {
         cluster
@@ -147,6 +152,7 @@ async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardPr
         false => Transport::Plain,
     };
     let mut tasks = Vec::new();
+    let mut probed = std::collections::HashSet::new();
     for db in active() {
         for s in &db.shards {
             let Some(node) = cluster.nodes.get(&s.node) else {
@@ -155,11 +161,13 @@ async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardPr
             let addr = db.shard_addr(&node.addr, s.port, &tls);
             let is_cluster = db.config.shards > 1;
             let permits = permits.clone();
+            let kept = kept.clone();
+            probed.insert((addr.host.clone(), addr.port));
             tasks.push((
                 s.id,
                 tokio::spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    probe(&addr, is_cluster, timeout).await
+                    probe_kept(&addr, is_cluster, timeout, &kept).await
                 }),
             ));
         }
@@ -170,18 +178,21 @@ async fn probe_all(cluster: &Cluster, timeout: Duration) -> BTreeMap<Id, ShardPr
             probes.insert(id, p);
         }
     }
+    kept.keep_only(&probed);
     probes
 }
 
-/// Asks every shard of every active database at once, each within `timeout`.
+/// Asks every shard of every active database at once, each within `timeout`, over the
+/// connections `kept` holds from an earlier `status` where they still answer.
 /// `server_version` is the local `redis-server`'s, shown for nodes with no shard up.
 pub async fn status(
     cluster: &Cluster,
     server_version: Option<&str>,
     timeout: Duration,
+    kept: &KeptConnections,
 ) -> StatusReport {
     // The shards and the nodes' machines at once.
-    let (probes, facts) = tokio::join!(probe_all(cluster, timeout), node_facts(cluster));
+    let (probes, facts) = tokio::join!(probe_all(cluster, timeout, kept), node_facts(cluster));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -18,9 +18,10 @@ use std::time::Duration;
 
 pub(crate) use binary::parse_version;
 pub use binary::{NodeBinary, RedisServer, Servers};
+pub(crate) use client::resumption_refused;
 pub use client::{
-    connect, connection_info, info, probe, tls_handshakes, Info, ShardAddr, ShardProbe,
-    TlsHandshakes, Transport,
+    connect, connection_info, info, probe, probe_kept, tls_handshakes, Info, KeptConnections,
+    ShardAddr, ShardProbe, TlsHandshakes, Transport,
 };
 pub use cluster::{
     even_slots, follow, form_cluster, replicate, save_snapshot, set_persistence, wait_in_sync,

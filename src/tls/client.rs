@@ -23,8 +23,8 @@ type ShardConfigs = HashMap<(String, u16), Arc<rustls::ClientConfig>>;
 pub struct ClientTls {
     /// A `TcpTls` address whose parsed parameters every shard's address copies.
     template: ConnectionAddr,
-    /// The same material as a rustls configuration, for the connections Lazarus speaks
-    /// the protocol on itself (a backup's `SYNC` stream).
+    /// The same material as a rustls configuration (CA as the only root, the
+    /// certificate presented), which each shard's own configuration copies.
     rustls: Arc<rustls::ClientConfig>,
     /// One configuration per shard (`host`, `port`), each with its own session store:
     /// see [`ClientTls::shard_config`].
@@ -141,12 +141,6 @@ impl ClientTls {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, client.clone());
         Ok(Some(client))
-    }
-
-    /// The rustls configuration of the same material (CA as the only root, the
-    /// certificate presented).
-    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
-        self.rustls.clone()
     }
 
     /// The configuration for the shard at `host:port`: the same material, with a session

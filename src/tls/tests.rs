@@ -344,6 +344,49 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
     let after = crate::server::tls_handshakes();
     assert!(after.resumed > before.resumed, "{before:?} {after:?}");
     assert_eq!(after.retried, 0, "{after:?}");
+
+    // A shell's probes keep their connection: the second makes none, and one the shard
+    // closed meanwhile is replaced without the probe failing.
+    let accepted = || {
+        let stats = rt.block_on(crate::server::info(&same, "stats", t)).unwrap();
+        stats.get_u64("total_connections_received").unwrap()
+    };
+    let kept = crate::server::KeptConnections::default();
+    let before = accepted();
+    assert!(
+        rt.block_on(crate::server::probe_kept(&same, false, t, &kept))
+            .up
+    );
+    assert!(
+        rt.block_on(crate::server::probe_kept(&same, false, t, &kept))
+            .up
+    );
+    // One kept connection, and the two `INFO` connections of `accepted`.
+    assert_eq!(accepted() - before, 2);
+    assert_eq!(kept.len(), 1);
+    let killed: i64 = rt
+        .block_on(async {
+            let mut con = crate::server::connect(&same, t).await.unwrap();
+            // Every normal client but this one (`SKIPME yes`).
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .query_async(&mut con)
+                .await
+        })
+        .unwrap();
+    assert!(killed >= 1, "{killed}");
+    let p = rt.block_on(crate::server::probe_kept(&same, false, t, &kept));
+    assert!(p.up, "{p:?}");
+    assert_eq!(kept.len(), 1);
+    // Another material (or password) for the same shard is another connection.
+    let with_password = crate::server::ShardAddr {
+        password: Some("x".into()),
+        ..same.clone()
+    };
+    let p = rt.block_on(crate::server::probe_kept(&with_password, false, t, &kept));
+    assert!(!p.up, "a password the shard does not have: {p:?}");
     let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = nothing.local_addr().unwrap().port();
     drop(nothing);
@@ -407,6 +450,16 @@ fn a_server_that_refuses_resumption_is_still_reached() {
     for i in 0..4 {
         let p = rt.block_on(crate::server::probe(&addr, false, t));
         assert!(p.up && !p.tls_refused, "probe {i}: {p:?}");
+    }
+    // So is the blocking connection of backups and proofs (their `SYNC` and DUMP rounds).
+    for i in 0..3 {
+        use std::io::{Read, Write};
+        let mut s = crate::backup::snapshot::connect_stream(&addr, t)
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        s.write_all(b"PING\r\n").unwrap();
+        let mut got = [0u8; 7];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"+PONG\r\n", "connection {i}");
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::procs::ProcessGuard;
 use lazarus::ccs::{Cluster, DbConfig, Id, Persistence};
 use lazarus::db::{self, CreateDb, StatusReport};
-use lazarus::server::Servers;
+use lazarus::server::{KeptConnections, Servers};
 use redis::AsyncCommands;
 
 /// A test cluster in its own tempdir with a `redis-server` to run; every process started
@@ -21,6 +21,9 @@ use redis::AsyncCommands;
 struct World {
     c: Cluster,
     srv: Servers,
+    /// Kept across the test's `status` calls, as a shell keeps them: every kill, restart
+    /// and move below is also a kept connection gone stale.
+    kept: KeptConnections,
     // Dropped before `tmp`: the shards are killed before their directories go.
     guard: ProcessGuard,
     tmp: tempfile::TempDir,
@@ -45,6 +48,7 @@ impl World {
         World {
             c,
             srv: common::world::server(),
+            kept: KeptConnections::default(),
             guard: ProcessGuard::new(tmp.path()),
             tmp,
         }
@@ -62,7 +66,7 @@ impl World {
     }
 
     async fn status(&self) -> StatusReport {
-        db::status(&self.c, None, db::STATUS_TIMEOUT).await
+        db::status(&self.c, None, db::STATUS_TIMEOUT, &self.kept).await
     }
 
     /// SIGKILLs `pid`, as a crash would, and waits until it is gone.

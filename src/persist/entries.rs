@@ -36,11 +36,17 @@ pub fn read_rdb<V: EntryVisitor>(path: &Path, visitor: &mut V) -> Result<RdbHead
         .len();
     let mut src = Source::open_file(file, len);
     let mut rdb = Rdb::new(&mut src, None, 0);
-    walk(&mut rdb, visitor).map_err(|e| RdbReadError::Format(e.into()))?;
-    Ok(RdbHeader {
+    let walked = walk(&mut rdb, visitor);
+    let header = RdbHeader {
         version: rdb.out.version,
         valkey: rdb.out.valkey,
-    })
+    };
+    // A read that failed (or was stopped) is that, not a file cut short.
+    if let (Err(_), Some(io)) = (&walked, src.io_error()) {
+        return Err(RdbReadError::Io(io.to_string()));
+    }
+    walked.map_err(|e| RdbReadError::Format(e.into()))?;
+    Ok(header)
 }
 
 /// Reads every key of an RDB arriving as a stream (a backup run's file, decompressed and

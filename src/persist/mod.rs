@@ -87,6 +87,7 @@ pub use fix::{fix_truncated, FixError, FixOutcome};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::{key_slot, SlotRange, SLOT_COUNT};
 pub use source::crc64;
+pub(crate) use source::{reading_stop, reading_stops_when};
 pub use value::{
     module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,
     StreamId, Value, ValueBuilder, ValueSink,

@@ -4,8 +4,11 @@
 //! Every read is checked against the bytes the file really has, so a length field can
 //! never make the reader allocate or wait for more than the file holds.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crc_fast::{CrcAlgorithm, Digest};
 
@@ -22,6 +25,43 @@ pub(crate) const BUF_SIZE: usize = 1 << 20;
 /// reader's time.
 pub fn crc64(bytes: &[u8]) -> u64 {
     crc_fast::checksum(CrcAlgorithm::Crc64Redis, bytes)
+}
+
+thread_local! {
+    /// Set while this thread reads for someone who may stop waiting ([`reading_stops_when`]).
+    static STOP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with every file it reads on this thread ending early, with an I/O error, at
+/// its next refill (every megabyte at most) once `stop` is set: for work whose result
+/// nobody may wait for any more (a recovery's early digest of files it did not load in
+/// the end), which would otherwise read a big file to its end for nothing and hold the
+/// shell's exit meanwhile. `None` runs `f` as it is. The thread's earlier setting is back
+/// after `f`, also when it panics (threads of a pool run other work next).
+pub(crate) fn reading_stops_when<T>(stop: Option<Arc<AtomicBool>>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Arc<AtomicBool>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            STOP.with(|s| *s.borrow_mut() = before);
+        }
+    }
+    let before = STOP.with(|s| std::mem::replace(&mut *s.borrow_mut(), stop));
+    let _restore = Restore(before);
+    f()
+}
+
+/// This thread's stop signal, for the threads it hands part of its reading to.
+pub(crate) fn reading_stop() -> Option<Arc<AtomicBool>> {
+    STOP.with(|s| s.borrow().clone())
+}
+
+fn reading_stopped() -> bool {
+    STOP.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
 }
 
 pub(crate) struct Source<R> {
@@ -153,6 +193,11 @@ impl<R: Read> Source<R> {
     #[cold]
     fn refill(&mut self, n: usize) -> Result<(), ParseError> {
         if (n as u64) > self.remaining() {
+            return Err(self.eof(n as u64));
+        }
+        if reading_stopped() {
+            self.io_error = Some("stopped: nobody waits for this reading any more".into());
+            self.limit = self.base.wrapping_add(self.end as u64);
             return Err(self.eof(n as u64));
         }
         self.feed_crc();
@@ -402,6 +447,24 @@ mod tests {
         assert!(src.skip(100).is_err());
         assert!(src.at_end());
         assert!(src.u8().is_err());
+    }
+
+    #[test]
+    fn reading_ends_at_the_next_refill_once_stopped_and_only_inside_the_scope() {
+        let data = vec![7u8; 3 * BUF_SIZE];
+        let stop = Arc::new(AtomicBool::new(false));
+        reading_stops_when(Some(stop.clone()), || {
+            let mut src = Source::new(&data[..], 0, data.len() as u64);
+            assert!(src.skip(BUF_SIZE as u64 + 1).is_ok());
+            stop.store(true, Ordering::Relaxed);
+            assert!(src.skip(BUF_SIZE as u64).is_err());
+            assert!(src.io_error().is_some_and(|e| e.contains("stopped")));
+            assert!(reading_stop().is_some());
+        });
+        // Outside the scope the thread reads as before.
+        assert!(reading_stop().is_none());
+        let mut src = Source::new(&data[..], 0, data.len() as u64);
+        assert!(src.skip(data.len() as u64).is_ok());
     }
 
     #[test]

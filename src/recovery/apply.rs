@@ -434,15 +434,27 @@ async fn recover_in(
 /// machine. The proof takes it if the masters loaded exactly these picks.
 pub(super) struct EarlyDigest {
     picks: Picks,
-    digest:
+    digest: Option<
         tokio::task::JoinHandle<Result<crate::persist::ContentDigest, crate::verify::VerifyError>>,
+    >,
+    /// Set when nobody waits for the digest any more: its reading stops within a
+    /// megabyte instead of going on to the files' end (and holding the shell's exit).
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for EarlyDigest {
+    /// Not asked for (other files were loaded), or the recovery failed or was called
+    /// off: the digest's thread stops reading.
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl EarlyDigest {
     /// The digest, or why the files could not be digested, if `sources` are the picks it
     /// read (reading them again would only say the same).
     pub(super) async fn of(
-        self,
+        mut self,
         sources: &[(Id, Source)],
     ) -> Option<Result<crate::persist::ContentDigest, crate::verify::VerifyError>> {
         let same = sources.len() == self.picks.len()
@@ -454,7 +466,7 @@ impl EarlyDigest {
         if !same {
             return None;
         }
-        self.digest.await.ok()
+        self.digest.take()?.await.ok()
     }
 }
 
@@ -473,13 +485,18 @@ fn early_digest(rec: &Recovery, db: &Database, picks: &Picks) -> Option<EarlyDig
         ));
     }
     let opts = crate::persist::DigestOptions::unserved();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
     Some(EarlyDigest {
         picks: picks.clone(),
         // At the shell's own priority, unlike validation and the copy: the proof waits for
         // it, and an AOF's takes seconds.
-        digest: tokio::task::spawn_blocking(move || {
-            crate::verify::digest_of_sources(&files, &opts)
-        }),
+        digest: Some(tokio::task::spawn_blocking(move || {
+            crate::persist::reading_stops_when(Some(stopped), || {
+                crate::verify::digest_of_sources(&files, &opts)
+            })
+        })),
+        stop,
     })
 }
 

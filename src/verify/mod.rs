@@ -415,10 +415,19 @@ pub fn digest_of_sources(
         files.iter().map(one).collect()
     } else {
         let chunks: Vec<&[DataSource]> = files.chunks(files.len().div_ceil(workers)).collect();
+        // Whoever stops this thread's reading stops its workers' too.
+        let stop = crate::persist::reading_stop();
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
-                .map(|c| s.spawn(|| c.iter().map(one).collect::<Vec<_>>()))
+                .map(|c| {
+                    let stop = stop.clone();
+                    s.spawn(|| {
+                        crate::persist::reading_stops_when(stop, || {
+                            c.iter().map(one).collect::<Vec<_>>()
+                        })
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -781,6 +790,25 @@ async fn futures_join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_digest_ends_with_its_reading_on_every_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for i in 0..3 {
+            let p = dir.path().join(format!("dump-{i}.rdb"));
+            let mut bytes = b"REDIS0011".to_vec();
+            bytes.resize(3 << 20, 0);
+            std::fs::write(&p, bytes).unwrap();
+            files.push(DataSource::Path(p));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let opts = crate::persist::DigestOptions::unserved();
+        let got =
+            crate::persist::reading_stops_when(Some(stop), || digest_of_sources(&files, &opts));
+        let e = got.expect_err("stopped before the first byte");
+        assert!(e.to_string().contains("stopped"), "{e}");
+    }
 
     #[test]
     fn data_files_finds_shard_dirs_backup_runs_and_aof_bases() {

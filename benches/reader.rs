@@ -151,7 +151,9 @@ fn build_data(dir: &Path, gb: f64) -> (PathBuf, PathBuf) {
     if rdb.is_file() && aof.is_dir() && !rebuild {
         return (rdb, aof);
     }
-    let _ = fs::remove_dir_all(dir);
+    // Only this shape's files: the small shapes (`small/`, built first) stay.
+    let _ = fs::remove_file(&rdb);
+    let _ = fs::remove_dir_all(&aof);
     fs::create_dir_all(dir).unwrap();
     let tmp = tempfile::tempdir_in(dir).unwrap();
     eprintln!(

@@ -294,6 +294,40 @@ fn a_tls_database_survives_the_drill_over_tls() {
         .stdout_lacks("endpoint:");
     lz.run("status endpoints").ok().stdout_has("Yes");
 
+    // A script's `status` lines ask over the connections its first one made: three of
+    // them are one new connection (one TLS handshake) to each shard, plus the one each
+    // count below makes for itself.
+    let accepted = || -> Vec<u64> {
+        let db = c.database_by_name("sec").unwrap();
+        db.shards
+            .iter()
+            .map(|s| {
+                let a = shard_addr(&c, db, s.id).unwrap();
+                let stats: String = rt.block_on(async {
+                    let mut con = connect_at(&a, 0).await;
+                    redis::cmd("INFO")
+                        .arg("stats")
+                        .query_async(&mut con)
+                        .await
+                        .unwrap()
+                });
+                stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix("total_connections_received:"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let first = accepted();
+    lz.script("status\nstatus\nstatus\n").ok();
+    let then = accepted();
+    for (f, t) in first.iter().zip(&then) {
+        assert_eq!(t - f, 2, "connections before {first:?}, after {then:?}");
+    }
+
     // A backup over TLS (the snapshot stream is TLS too).
     let repo = lz.path("repo");
     lz.run(&format!("backup db sec path {}", repo.display()))

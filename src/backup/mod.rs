@@ -19,7 +19,7 @@ mod remote;
 mod repo;
 mod s3;
 pub mod service;
-pub(crate) mod snapshot;
+mod snapshot;
 mod take;
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -36,8 +36,8 @@ pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_
 pub use plain::PlainRead;
 pub use remote::{parse_url as parse_ssh_url, RunsError};
 pub use repo::{is_url, PartFile, Repository, RunDir, StoredFile};
+pub(crate) use snapshot::hex;
 pub use snapshot::SnapshotConn;
-pub(crate) use snapshot::{connect_stream, hex, Stream};
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
 use crate::ccs::{BackupRun, BackupTask, Cluster, RunStatus};

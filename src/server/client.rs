@@ -257,7 +257,7 @@ async fn handshake(
 
 /// The shard's answer to a handshake that may have offered to resume: an internal_error
 /// alert (OpenSSL's refusal of a session it cannot take back).
-pub(crate) fn resumption_refused(e: &std::io::Error) -> bool {
+pub(super) fn resumption_refused(e: &std::io::Error) -> bool {
     e.get_ref()
         .and_then(|i| i.downcast_ref::<rustls::Error>())
         .is_some_and(|t| {

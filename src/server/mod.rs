@@ -12,13 +12,13 @@ mod conf;
 mod ports;
 mod process;
 pub mod shard_dir;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use binary::parse_version;
 pub use binary::{NodeBinary, RedisServer, Servers};
-pub(crate) use client::resumption_refused;
 pub use client::{
     connect, connection_info, info, probe, probe_kept, tls_handshakes, Info, KeptConnections,
     ShardAddr, ShardProbe, TlsHandshakes, Transport,
@@ -37,6 +37,7 @@ pub use process::{
     StartOptions, LOG_FILE, PID_FILE,
 };
 pub use shard_dir::{IdentityRead, ShardDir};
+pub(crate) use stream::{connect_stream, Stream};
 
 /// How long a shard may take to start answering when nothing says otherwise.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -454,7 +454,7 @@ fn a_server_that_refuses_resumption_is_still_reached() {
     // So is the blocking connection of backups and proofs (their `SYNC` and DUMP rounds).
     for i in 0..3 {
         use std::io::{Read, Write};
-        let mut s = crate::backup::snapshot::connect_stream(&addr, t)
+        let mut s = crate::server::connect_stream(&addr, t)
             .unwrap_or_else(|e| panic!("connection {i}: {e}"));
         s.write_all(b"PING\r\n").unwrap();
         let mut got = [0u8; 7];

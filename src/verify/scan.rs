@@ -13,9 +13,9 @@ use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::VerifyError;
-use crate::backup::{connect_stream, Stream};
 use crate::persist::{decode_dump_into, key_slot, DigestBuilder, Scratch};
 use crate::server::ShardAddr;
+use crate::server::{connect_stream, Stream};
 
 /// Keys asked per SCAN (and so DUMPed per round).
 const BATCH: usize = 4000;

@@ -14,8 +14,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::VerifyError;
 use crate::persist::{decode_dump_into, key_slot, DigestBuilder, Scratch};
-use crate::server::ShardAddr;
-use crate::server::{connect_stream, Stream};
+use crate::server::{connect_stream, ShardAddr, Stream};
 
 /// Keys asked per SCAN (and so DUMPed per round).
 const BATCH: usize = 4000;

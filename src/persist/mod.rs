@@ -84,6 +84,7 @@ pub use entries::{
     rdb_entries, read_rdb, read_rdb_stream, EntryVisitor, RdbEntry, RdbHeader, RdbReadError,
 };
 pub use fix::{fix_truncated, FixError, FixOutcome};
+pub(crate) use rdb::{created_in_head as rdb_created_in_head, HEAD_BYTES as RDB_HEAD_BYTES};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::{key_slot, SlotRange, SLOT_COUNT};
 pub use source::crc64;

@@ -176,6 +176,23 @@ impl Disk {
         }
     }
 
+    /// When the RDB at `path` on this machine says it was written (its `ctime`, read from
+    /// its first bytes); `None` on another host (its time there is the file's) or when
+    /// the file does not say.
+    pub fn rdb_created(&self, node: NodeId, path: &Path) -> Option<i64> {
+        use std::io::Read;
+        if self.remote(node).is_some() {
+            return None;
+        }
+        let mut head = Vec::with_capacity(crate::persist::RDB_HEAD_BYTES);
+        std::fs::File::open(path)
+            .ok()?
+            .take(crate::persist::RDB_HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+            .ok()?;
+        crate::persist::rdb_created_in_head(&head)
+    }
+
     /// A directory (or a file) is there and may be looked into.
     pub fn stat(&self, node: NodeId, path: &Path) -> io::Result<()> {
         match self.remote(node) {

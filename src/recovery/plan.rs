@@ -626,8 +626,9 @@ fn fault_file(report: &SourceCheck, path: &Path) -> PathBuf {
 }
 
 /// Without reading the files through: per master, the source the plan will choose if it
-/// is valid (the freshest candidate by modification time, AOF on a tie, the master's own
-/// files before a replica's copy). Recovery starts loading this while validation runs.
+/// is valid (the freshest candidate as validation dates it: an RDB by the `ctime` in its
+/// header, an AOF by its last write, to the second; AOF on a tie, the master's own files
+/// before a replica's copy). Recovery starts loading this while validation runs.
 pub fn likely_sources(
     disk: &Disk,
     cluster: &Cluster,
@@ -660,9 +661,17 @@ pub fn likely_sources(
                     continue;
                 }
                 let path = dir.join(kind.file_name());
-                let Ok(written) = disk.readable_mtime(shard.node, &path) else {
+                let Ok(modified) = disk.readable_mtime(shard.node, &path) else {
                     continue;
                 };
+                // Ranked as validation ranks them (`inspect`): an RDB by when it says it
+                // was written, in seconds like an AOF's last append, ties to the AOF.
+                // A guess that differs from validation's choice loads the database twice.
+                let written = match kind {
+                    SourceKind::Rdb => disk.rdb_created(shard.node, &path),
+                    _ => None,
+                }
+                .unwrap_or_else(|| nanos_to_secs(modified));
                 if best.as_ref().is_none_or(|b| written > b.0) {
                     best = Some((written, kind, path));
                 }

@@ -464,3 +464,60 @@ fn unreadable_files_are_named_as_permission_denied() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }
+
+/// The first bytes of an RDB that says it was written at `ctime` (seconds).
+fn rdb_head(ctime: u32) -> Vec<u8> {
+    let mut b = b"REDIS0011".to_vec();
+    b.extend([0xfa, 9]);
+    b.extend(b"redis-ver");
+    b.extend([6]);
+    b.extend(b"7.0.15");
+    b.extend([0xfa, 10]);
+    b.extend(b"redis-bits");
+    b.extend([0xc0, 64]);
+    b.extend([0xfa, 5]);
+    b.extend(b"ctime");
+    b.push(0xc2);
+    b.extend(ctime.to_le_bytes());
+    b.extend([0xfe, 0, 0xff]);
+    b
+}
+
+#[test]
+fn an_rdb_is_dated_by_its_own_ctime_as_validation_dates_it() {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    assert_eq!(
+        crate::persist::rdb_created_in_head(&rdb_head(now)),
+        Some(i64::from(now))
+    );
+    assert_eq!(
+        crate::persist::rdb_created_in_head(b"REDIS0011\xfe\x00"),
+        None
+    );
+    assert_eq!(crate::persist::rdb_created_in_head(b"not an rdb"), None);
+
+    // A save that began 100 s ago and ended 5 s ago, after the AOF's last write 50 s
+    // ago: the AOF is the fresher copy (its writes came after the snapshot's point in
+    // time), as validation says; the files' times alone would pick the RDB and make
+    // recovery load twice.
+    let w = World::new();
+    let rdb = w.file(1, 3, 4, "dump.rdb", "", 5);
+    fs::write(&rdb, rdb_head(now - 100)).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&rdb)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(5))
+        .unwrap();
+    w.file(1, 3, 4, "appendonlydir/appendonly.aof.1.incr.aof", "", 50);
+    let db = &w.cluster.databases[&3];
+    let picks = likely_sources(&Disk::local(), &w.cluster, db);
+    assert_eq!(picks[&4].0, SourceKind::AofDir, "{picks:?}");
+    // Saved after the AOF's last write: the RDB.
+    fs::write(&rdb, rdb_head(now - 10)).unwrap();
+    let picks = likely_sources(&Disk::local(), &w.cluster, db);
+    assert_eq!(picks[&4].0, SourceKind::Rdb, "{picks:?}");
+}

@@ -399,30 +399,36 @@ async fn recover_in(
     };
     // The files' side of the content proof is read while the servers load them.
     let early = early_digest(rec, db, &guess);
-    let (plan, results, phases) = match load_masters(rec, cluster, db, &guess, stage).await? {
-        Loaded::Done(plan, results, phases) => (plan, results, phases),
-        Loaded::Chose(plan) => {
-            // Validation chose other files than the quick guess: start over with its
-            // choice (rare: a corrupted freshest file, or an RDB copied without its
-            // times).
-            for (host, dir) in dirs {
-                prepare_dir(hosts, &**host, cluster, dir).await?;
-            }
-            match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
-                Loaded::Done(plan, results, phases) => (plan, results, phases),
-                Loaded::Chose(_) => {
-                    return Err(RecoverError::Internal(
-                        "the files changed while recovery read them: run it again".into(),
-                    ))
+    let (plan, results, phases, copies) =
+        match load_masters(rec, cluster, db, &guess, stage).await? {
+            Loaded::Done(plan, results, phases, copies) => (plan, results, phases, copies),
+            Loaded::Chose(plan) => {
+                // Validation chose other files than the quick guess: start over with its
+                // choice (rare: a corrupted freshest file, or an RDB copied without its
+                // times).
+                for (host, dir) in dirs {
+                    prepare_dir(hosts, &**host, cluster, dir).await?;
+                }
+                match load_masters(rec, cluster, db, &chosen(&plan), stage).await? {
+                    Loaded::Done(plan, results, phases, copies) => (plan, results, phases, copies),
+                    Loaded::Chose(_) => {
+                        return Err(RecoverError::Internal(
+                            "the files changed while recovery read them: run it again".into(),
+                        ))
+                    }
                 }
             }
-        }
-    };
+        };
     let (plan, pids, fallbacks) = fall_back(rec, cluster, db, plan, results, stage).await?;
     if !replays_after_link(db, &plan) {
         replay_masters(rec.server.hosts(), cluster, db, &plan, stage).await?;
     }
-    let loaded = Some((&plan, early, phases));
+    let loaded = Some(LoadedMasters {
+        plan: &plan,
+        early,
+        phases,
+        copies,
+    });
     let mut recovered = finish(rec, cluster, db, loaded, pids, stage).await?;
     recovered.fallbacks = fallbacks;
     Ok(recovered)
@@ -677,8 +683,8 @@ type Starts = Vec<(Id, Result<u32, ServerError>)>;
 
 enum Loaded {
     /// Validation agreed with what was loaded: each master's pid, or why its server
-    /// did not load.
-    Done(DbPlan, Starts, Phases),
+    /// did not load; the copies still being made when every master loaded.
+    Done(DbPlan, Starts, Phases, Copies),
     /// Validation chose other sources; nothing loaded may stay.
     Chose(DbPlan),
 }
@@ -765,40 +771,52 @@ async fn load_masters(
     // Validation's verdict first: it names a bad file better than a failed start does.
     let (plan, validated) = planning.join().await.map_err(RecoverError::Internal)?;
     phases.validation_ms = validated;
-    let mut copied = Ok(());
-    while let Some(joined) = copies.join_next().await {
-        let done = joined
-            .map_err(|e| RecoverError::Internal(e.to_string()))
-            .and_then(|r| Ok(r?));
-        let (id, kind, dir, host, took) = match done {
-            Ok(done) if copied.is_ok() => done,
-            Ok(_) => continue,
-            Err(e) => {
-                copied = copied.and(Err(e));
-                continue;
-            }
-        };
-        phases.copy_ms = phases.copy_ms.max(took);
-        let refused = started
-            .as_ref()
-            .is_ok_and(|s| s.iter().any(|(i, r)| *i == id && r.is_err()));
-        copied = match stand_ins.get(&id) {
-            Some(s) if !refused => {
-                let (s, d) = (s.clone(), dir.clone());
-                tokio::task::spawn_blocking(move || adopt_copies(&s, &d))
-                    .await
-                    .map_err(|e| RecoverError::Internal(e.to_string()))
-                    .and_then(|r| Ok(r?))
-            }
-            // A refused stand-in leaves no link behind: the copy takes its place whole,
-            // and the refusal goes on to the fallbacks like any other.
-            Some(_) => match stop_own_leftover(&*host, &dir).await {
-                Ok(_) => install_copy(&*host, kind, &dir).await.map_err(Into::into),
-                Err(e) => Err(e),
-            },
-            None => install_copy(&*host, kind, &dir).await.map_err(Into::into),
-        };
+    let verdict = verdict(rec, db, &plan);
+    let refused: Vec<Id> = match &started {
+        Ok(starts) => starts
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(id, _)| *id)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut pending = Copies {
+        set: copies,
+        stand_ins,
+    };
+    // Every master loaded what validation chose: the copies may finish during the
+    // checks and the proof (`finish` settles them before anything writes to the shard
+    // directories). Otherwise they are settled now: a refused master's copy takes its
+    // place for the fallbacks, and nothing of a failed attempt may stay half-done.
+    let defer = verdict.is_ok() && chosen(&plan) == *picks && started.is_ok() && refused.is_empty();
+    let copied = match defer {
+        true => Ok(()),
+        false => pending.settle(&refused).await.map(|ms| {
+            phases.copy_ms = phases.copy_ms.max(ms);
+        }),
+    };
+    verdict?;
+    if chosen(&plan) != *picks {
+        return Ok(Loaded::Chose(plan));
     }
+    let results = started?;
+    copied?;
+    Ok(Loaded::Done(plan, results, phases, pending))
+}
+
+/// What `finish` gets of a database whose masters loaded their files.
+pub(super) struct LoadedMasters<'a> {
+    pub plan: &'a DbPlan,
+    /// The files' digest, read while the servers loaded.
+    pub early: Option<EarlyDigest>,
+    pub phases: Phases,
+    /// The files' copies, maybe still being made.
+    pub copies: Copies,
+}
+
+/// Whether validation lets the database come back from `plan`: no file it blocks on, and
+/// a file for every master unless `allow_empty`.
+fn verdict(rec: &Recovery, db: &Database, plan: &DbPlan) -> Result<(), RecoverError> {
     let blocking: Vec<String> = plan
         .blocking()
         .into_iter()
@@ -823,12 +841,59 @@ async fn load_masters(
             });
         }
     }
-    if chosen(&plan) != *picks {
-        return Ok(Loaded::Chose(plan));
+    Ok(())
+}
+
+/// The copies of the masters' files being made beside their servers (the servers read
+/// the originals through symlinks meanwhile), and the AOF stand-ins they replace.
+pub(super) struct Copies {
+    set: tokio::task::JoinSet<Result<CopyDone, CopyError>>,
+    stand_ins: BTreeMap<Id, StandIn>,
+}
+
+/// A finished copy: its shard, kind and directory, the host, and when it finished (ms
+/// since the load began).
+type CopyDone = (Id, SourceKind, PathBuf, Arc<dyn Host>, u64);
+
+impl Copies {
+    /// Waits for every copy and puts each in its place: over the stand-in's links, or
+    /// whole where the server of `refused` would not load its stand-in. The first error
+    /// is the answer, after every copy has ended. Returns when the last copy finished.
+    pub(super) async fn settle(&mut self, refused: &[Id]) -> Result<u64, RecoverError> {
+        let mut copied = Ok(());
+        let mut last = 0;
+        while let Some(joined) = self.set.join_next().await {
+            let done = joined
+                .map_err(|e| RecoverError::Internal(e.to_string()))
+                .and_then(|r| Ok(r?));
+            let (id, kind, dir, host, took) = match done {
+                Ok(done) if copied.is_ok() => done,
+                Ok(_) => continue,
+                Err(e) => {
+                    copied = copied.and(Err(e));
+                    continue;
+                }
+            };
+            last = last.max(took);
+            copied = match self.stand_ins.get(&id) {
+                Some(s) if !refused.contains(&id) => {
+                    let (s, d) = (s.clone(), dir.clone());
+                    tokio::task::spawn_blocking(move || adopt_copies(&s, &d))
+                        .await
+                        .map_err(|e| RecoverError::Internal(e.to_string()))
+                        .and_then(|r| Ok(r?))
+                }
+                // A refused stand-in leaves no link behind: the copy takes its place whole,
+                // and the refusal goes on to the fallbacks like any other.
+                Some(_) => match stop_own_leftover(&*host, &dir).await {
+                    Ok(_) => install_copy(&*host, kind, &dir).await.map_err(Into::into),
+                    Err(e) => Err(e),
+                },
+                None => install_copy(&*host, kind, &dir).await.map_err(Into::into),
+            };
+        }
+        copied.map(|()| last)
     }
-    let results = started?;
-    copied?;
-    Ok(Loaded::Done(plan, results, phases))
 }
 
 /// Starts every master: with `appendonly` matching its pick (a server started with

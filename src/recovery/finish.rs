@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use super::apply::{
-    ms_since, replay_masters, replays_after_link, ContentProof, EarlyDigest, Phases, Proof,
-    RecoverError, Recovered, Recovery,
+    ms_since, replay_masters, replays_after_link, ContentProof, Copies, EarlyDigest, LoadedMasters,
+    Phases, Proof, RecoverError, Recovered, Recovery,
 };
-use super::plan::{DbPlan, Outcome, Source, SourceKind};
+use super::plan::{Outcome, Source, SourceKind};
 use super::shard_dirs::{record_started, shard_dir};
 use crate::ccs::{Cluster, Database, Id, Role};
 use crate::db::{BringUp, KeyBounds, LoadCheckError, SourceStep, Timeouts};
@@ -21,14 +21,14 @@ pub(super) async fn finish(
     rec: &Recovery,
     cluster: &Cluster,
     db: &Database,
-    loaded: Option<(&DbPlan, Option<EarlyDigest>, Phases)>,
+    loaded: Option<LoadedMasters<'_>>,
     mut pids: Vec<(Id, u32)>,
     stage: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Recovered, RecoverError> {
     let finishing = Instant::now();
-    let (plan, early, mut phases) = match loaded {
-        Some((plan, early, phases)) => (Some(plan), early, phases),
-        None => (None, None, Phases::default()),
+    let (plan, early, mut phases, mut copies) = match loaded {
+        Some(l) => (Some(l.plan), l.early, l.phases, Some(l.copies)),
+        None => (None, None, Phases::default(), None),
     };
     let source_of = |id: Id| -> Option<Source> {
         plan?
@@ -54,6 +54,7 @@ pub(super) async fn finish(
     // take the keys through replication), then the keys, then the checks.
     let late_replay = plan.filter(|p| replays_after_link(db, p));
     if let Some(plan) = late_replay {
+        settle(&mut copies, &mut phases).await?;
         stage("starting replicas");
         pids.extend(start_replicas(rec, &up).await?);
         link(&up, db, stage).await?;
@@ -63,23 +64,41 @@ pub(super) async fn finish(
     let mut keys = 0;
     let mut unverified = Vec::new();
     let mut content = None;
+    let mut checked = Ok(());
     if !rec.only_configuration {
         stage("checking key counts");
         let began = Instant::now();
         for (shard, source) in &sources {
-            keys += check_keys(&up, *shard, source).await?;
+            match check_keys(&up, *shard, source).await {
+                Ok(n) => keys += n,
+                Err(e) => {
+                    checked = Err(e);
+                    break;
+                }
+            }
             if !source.keys_exact {
                 let why = source.keys_estimate_why.as_deref().unwrap_or("an estimate");
                 unverified.push(format!("redis:{shard}: {why}"));
             }
         }
         phases.checks_ms = ms_since(began);
-        if rec.proof == Proof::Content {
+        if checked.is_ok() && rec.proof == Proof::Content {
             stage("verifying content");
             let began = Instant::now();
-            content = Some(prove_content(rec, cluster, db, &sources, early).await?);
+            match prove_content(rec, cluster, db, &sources, early).await {
+                Ok(proof) => content = Some(proof),
+                Err(e) => checked = Err(e),
+            }
             phases.proof_ms = ms_since(began);
         }
+    }
+    // The checks and the proof only read the servers: the files' copies were free to
+    // finish meanwhile. They take their places now, before anything writes to the
+    // shard directories, also when a check failed (nothing is left half-done).
+    let copied = settle(&mut copies, &mut phases).await;
+    checked?;
+    copied?;
+    if !rec.only_configuration {
         stage("switching to the configured persistence");
         // Loaded from an AOF or replayed: no dump.rdb holds the data yet.
         let unsnapshotted: Vec<Id> = sources
@@ -135,6 +154,16 @@ pub(super) async fn finish(
         damaged_values,
         phases,
     })
+}
+
+/// Waits for the copies still being made and puts them in their places (see
+/// [`Copies::settle`]); once settled, a second call has nothing to wait for.
+async fn settle(copies: &mut Option<Copies>, phases: &mut Phases) -> Result<(), RecoverError> {
+    if let Some(c) = copies.as_mut() {
+        let last = c.settle(&[]).await?;
+        phases.copy_ms = phases.copy_ms.max(last);
+    }
+    Ok(())
 }
 
 /// Steps 5 and 6 of the bring-up: the slot map or replication.

@@ -123,6 +123,9 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
             .status()
             .unwrap();
         assert!(copied.success());
+        // Each contender starts with the disk quiet: the copy's (and the last run's
+        // removal's) writeback had made the bare loads swing 2.6-5.7 s.
+        unsafe { libc::sync() };
         bares.push(bare_server(
             &server.for_node(shard.node).unwrap().path,
             &bare_dir,
@@ -139,6 +142,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime) {
         let extra = std::env::var("LAZARUS_BENCH_RECOVER_ARGS").unwrap_or_default();
         let mut args = vec!["--json", "recover", "db", "big"];
         args.extend(extra.split_whitespace());
+        unsafe { libc::sync() };
         let (took, out) = lazarus(&home, &args);
         ours.push(took);
         println!("  run {run}: {}", phases(&recovered(&out)));

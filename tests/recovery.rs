@@ -192,6 +192,88 @@ fn runbook(engine: &Engine) {
             assert!(!dir.join("lazarus-recovering").exists());
         }
     }
+
+    // The shard directories' files are hard links to the originals (nothing was copied)
+    // but for the incr file each server appends to, its own. The servers then write,
+    // save and rewrite their AOFs: the old disks stay exactly as they were.
+    use std::os::unix::fs::MetadataExt;
+    let mut linked = 0;
+    for db in new.databases.values() {
+        for s in db.masters() {
+            let dir = new.nodes[&s.node].shard_dir(db.id, s.id);
+            if let Ok(meta) = std::fs::metadata(dir.join("dump.rdb")) {
+                linked += usize::from(meta.nlink() > 1);
+            }
+            let aof = dir.join("appendonlydir");
+            let Ok(manifest) = std::fs::read_to_string(aof.join("appendonly.aof.manifest")) else {
+                continue;
+            };
+            let last_incr = manifest
+                .lines()
+                .filter(|l| l.ends_with("type i"))
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .last()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                std::fs::metadata(aof.join(&last_incr)).unwrap().nlink(),
+                1,
+                "{}",
+                aof.display()
+            );
+            let base = manifest.lines().find(|l| l.ends_with("type b")).unwrap();
+            let base = base.split_whitespace().nth(1).unwrap();
+            assert_eq!(
+                std::fs::metadata(aof.join(base)).unwrap().nlink(),
+                2,
+                "{}",
+                aof.display()
+            );
+            linked += 1;
+        }
+    }
+    assert!(linked >= 6, "{linked} shards' files linked");
+    rt.block_on(async {
+        for db in new.databases.values() {
+            for m in db.masters() {
+                let a = shard_addr(&new, db, m.id).unwrap();
+                let mut con = common::data::connect_at(&a, 0).await;
+                if db.shards.len() == 1 {
+                    let _: () = redis::cmd("SET")
+                        .arg("written-after-recovery")
+                        .arg("x")
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                }
+                let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+                if db.config.persistence == Persistence::Aof {
+                    let _: String = redis::cmd("BGREWRITEAOF")
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    loop {
+                        let info: String = redis::cmd("INFO")
+                            .arg("persistence")
+                            .query_async(&mut con)
+                            .await
+                            .unwrap();
+                        let busy = info.lines().any(|l| {
+                            l.trim_end() == "aof_rewrite_in_progress:1"
+                                || l.trim_end() == "aof_rewrite_scheduled:1"
+                        });
+                        if !busy {
+                            break;
+                        }
+                        assert!(Instant::now() < deadline, "rewrite in time");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    });
+    assert_eq!(tree(&lz.path("disk1"), &lz.path("disk2")), disks_before);
     drop(guard);
 }
 

@@ -1123,7 +1123,26 @@ fn identity_files_on_the_ssh_host_rebuild_the_configuration() {
     let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
     assert_eq!(keys(&endpoint, 30, false), want);
     assert_eq!(tree(&host.path("disk2")), remote_before);
+    // The host's RDB was brought by a hard link there (`ln`), not a copy.
+    let mut rdbs = Vec::new();
+    let mut stack = vec![pp.join("redis")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "dump.rdb") {
+                rdbs.push(p);
+            }
+        }
+    }
+    assert_eq!(rdbs.len(), 1, "{rdbs:?}");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(&rdbs[0]).unwrap()),
+        2
+    );
     run("delete db spread").ok();
+    assert_eq!(tree(&host.path("disk2")), remote_before);
 
     // The old cluster's CCS backup on the host's old disk, named where it lies.
     let again = common::Lazarus::new();

@@ -23,7 +23,7 @@ const RACY_NS: i128 = 2_000_000_000;
 /// (device, inode, size, mtime ns, ctime ns) of one file.
 pub(crate) type FileId = (u64, u64, u64, i128, i128);
 
-fn file_id(m: &fs::Metadata) -> FileId {
+fn raw_id(m: &fs::Metadata) -> FileId {
     (
         m.dev(),
         m.ino(),
@@ -31,6 +31,45 @@ fn file_id(m: &fs::Metadata) -> FileId {
         i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
         i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
     )
+}
+
+/// Per (device, inode): the change time our own link or rename gave a file, and the one
+/// it had before (see [`linked`]).
+static OWN_LINKS: Mutex<Option<HashMap<(u64, u64), (i128, i128)>>> = Mutex::new(None);
+
+/// A file's identity, with a change time that only our own link moved taken back to
+/// what it was: linking changes nothing of the bytes.
+fn file_id(m: &fs::Metadata) -> FileId {
+    let mut id = raw_id(m);
+    if let Ok(links) = OWN_LINKS.lock() {
+        if let Some(&(after, before)) = links.as_ref().and_then(|l| l.get(&(id.0, id.1))) {
+            if id.4 == after {
+                id.4 = before;
+            }
+        }
+    }
+    id
+}
+
+/// Tells the cache that recovery hard-linked a file, or renamed such a link (`before`
+/// and `after` are its metadata either side): both move the file's change time, which
+/// would otherwise make `recover all` read again every file `recover list` just read,
+/// and make a validation running beside the link forget what it read. Only a change of
+/// the change time alone is taken back; any later change to the file shows again.
+pub(crate) fn linked(before: &fs::Metadata, after: &fs::Metadata) {
+    let (b, a) = (raw_id(before), raw_id(after));
+    if (b.0, b.1, b.2, b.3) != (a.0, a.1, a.2, a.3) || b.4 == a.4 {
+        return;
+    }
+    // The identity from before, itself maybe taken back from an earlier link.
+    let was = file_id(before).4;
+    if let Ok(mut links) = OWN_LINKS.lock() {
+        let map = links.get_or_insert_with(HashMap::new);
+        if map.len() >= CACHE_CAP * 16 {
+            map.clear();
+        }
+        map.insert((a.0, a.1), (a.4, was));
+    }
 }
 
 /// The identity of a path: a file's, or a directory's own and every entry's (an AOF

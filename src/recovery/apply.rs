@@ -693,7 +693,8 @@ enum Loaded {
 /// database costs about its server's own load time. An RDB is loaded straight from the
 /// original through a symlink while the copy is made beside it: redis-server only reads
 /// `dump.rdb` at startup and replaces it by rename when it saves, so the original is
-/// never written; the checked copy then takes the symlink's place. A multi-part AOF on
+/// never written; the checked copy (a hard link to the original where it can be, made in
+/// an instant: `copy::bring_file`) then takes the symlink's place. A multi-part AOF on
 /// this machine loads the same way through its [`StandIn`] (the server appends only to a
 /// new incr file of its own); any other AOF is appended to in place, so it is copied
 /// before its server starts.

@@ -1,8 +1,10 @@
-//! Copying a chosen source into a new shard directory: the original is only ever read,
-//! and a copy gets its final name only once complete and checked.
+//! Bringing a chosen source into a new shard directory: the original is only ever read,
+//! and what is brought gets its final name only once complete and checked.
 //!
-//! `std::fs::copy` uses `copy_file_range` on Linux, so the kernel copies (or reflinks, on
-//! filesystems that can) without the data passing through this process.
+//! A file no server writes in place (an RDB, an AOF's base and incr parts) is hard-linked
+//! where it can be ([`bring_file`]); anything else is copied. `std::fs::copy` uses
+//! `copy_file_range` on Linux, so the kernel copies (or reflinks, on filesystems that can)
+//! without the data passing through this process.
 
 use std::fs;
 use std::io;
@@ -131,7 +133,9 @@ pub fn copy_to_temp(
             if !entry.file_type().map_err(read_err(&from))?.is_file() {
                 continue;
             }
-            copied.bytes += copy_file(&from, &tmp.join(entry.file_name()))?;
+            // The manifest is the server's to rewrite; the parts it never writes in place.
+            let link = entry.file_name() != AOF_MANIFEST;
+            copied.bytes += bring_file(&from, &tmp.join(entry.file_name()), link)?;
             copied.files += 1;
         }
         sync_dir(&tmp)?;
@@ -139,7 +143,8 @@ pub fn copy_to_temp(
     } else {
         Ok(Copied {
             files: 1,
-            bytes: copy_file(source, &tmp)?,
+            // The server replaces `dump.rdb` by rename; it appends to `appendonly.aof`.
+            bytes: bring_file(source, &tmp, kind == SourceKind::Rdb)?,
         })
     }
 }
@@ -154,10 +159,12 @@ pub fn install_copy(kind: SourceKind, shard_dir: &Path) -> Result<(), CopyError>
     };
     let tmp = temp_name(kind, shard_dir);
     if kind == SourceKind::AofDir {
+        // The server will append to the last incr file (and may cut it short): its own.
+        unshare_last_incr(&tmp)?;
         remove_any(&target).map_err(write_err)?;
     }
     // A file (or a symlink) is replaced atomically by the rename itself.
-    fs::rename(&tmp, &target).map_err(write_err)?;
+    rename_own(&tmp, &target).map_err(write_err)?;
     sync_dir(shard_dir)
 }
 
@@ -273,7 +280,7 @@ pub fn adopt_copies(stand_in: &StandIn, shard_dir: &Path) -> Result<(), CopyErro
     let dir = shard_dir.join(SourceKind::AofDir.file_name());
     for part in &stand_in.parts {
         let to = dir.join(part);
-        fs::rename(tmp.join(part), &to).map_err(|source| CopyError::Write { path: to, source })?;
+        rename_own(&tmp.join(part), &to).map_err(|source| CopyError::Write { path: to, source })?;
     }
     sync_dir(&dir)?;
     remove_any(&tmp).map_err(|source| CopyError::Write { path: tmp, source })
@@ -282,6 +289,100 @@ pub fn adopt_copies(stand_in: &StandIn, shard_dir: &Path) -> Result<(), CopyErro
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError {
     let path = path.to_path_buf();
     move |source| CopyError::Read { path, source }
+}
+
+/// Brings one file into a shard directory: a hard link to the original when `link` (a
+/// file no server writes in place) and the link can be made, else a checked copy
+/// ([`copy_file`]). Returns its length.
+///
+/// A link costs no time and no space, where a copy of a big file took as long as the
+/// server's load beside it and slowed that load. It is safe because nothing writes such a
+/// file in place: redis-server and valkey-server replace `dump.rdb` by rename when they
+/// save, never write an AOF base again, and append only to the last incr file, which is
+/// either a new one of the shard's own ([`StandIn`]) or unshared before the server gets
+/// it ([`install_copy`]); removing the shard directory (or the server deleting history
+/// files after a rewrite) only removes a name. The original keeps its bytes, mode and
+/// times; the linked file keeps the original's mode and owner, inside the shard
+/// directory that only the owner can enter. Any failure to link (another filesystem,
+/// `fs.protected_hardlinks` for a file of another user) falls back to the copy.
+fn bring_file(from: &Path, to: &Path, link: bool) -> Result<u64, CopyError> {
+    if link {
+        if let Some(bytes) = link_file(from, to)? {
+            return Ok(bytes);
+        }
+    }
+    copy_file(from, to)
+}
+
+/// [`bring_file`]'s link: `None` when it cannot be made (nothing left behind).
+fn link_file(from: &Path, to: &Path) -> Result<Option<u64>, CopyError> {
+    use std::os::unix::fs::MetadataExt;
+    // A symlink is copied through: a link to it would be a symlink in the shard directory.
+    let before = fs::symlink_metadata(from).map_err(read_err(from))?;
+    if !before.is_file() || fs::hard_link(from, to).is_err() {
+        return Ok(None);
+    }
+    let after = fs::symlink_metadata(to).map_err(read_err(to))?;
+    if (after.dev(), after.ino(), after.len()) != (before.dev(), before.ino(), before.len()) {
+        // The original was replaced or written meanwhile: copy what is there now.
+        fs::remove_file(to).map_err(|source| CopyError::Write {
+            path: to.to_path_buf(),
+            source,
+        })?;
+        return Ok(None);
+    }
+    crate::persist::note_own_link(&before, &after);
+    // Durable like a copy: the data (the original's, maybe never synced) and the name
+    // (the directory is synced by the caller).
+    fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| CopyError::Write {
+            path: to.to_path_buf(),
+            source,
+        })?;
+    Ok(Some(after.len()))
+}
+
+/// `fs::rename`, for a file [`bring_file`] may have linked: the rename moves the
+/// original's change time too, which the validation memo is told of.
+fn rename_own(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let before = fs::symlink_metadata(from)?;
+    fs::rename(from, to)?;
+    if before.is_file() && before.nlink() > 1 {
+        if let Ok(after) = fs::symlink_metadata(to) {
+            crate::persist::note_own_link(&before, &after);
+        }
+    }
+    Ok(())
+}
+
+/// Makes the last incr file the manifest in `aof_dir` names a file of its own (a copy)
+/// where [`bring_file`] linked it: the server appends to that one. A manifest that does
+/// not parse unshares every linked file.
+fn unshare_last_incr(aof_dir: &Path) -> Result<(), CopyError> {
+    use std::os::unix::fs::MetadataExt;
+    let names: Vec<String> = match fs::read(aof_dir.join(AOF_MANIFEST))
+        .ok()
+        .and_then(|text| crate::persist::manifest::parse(&text).ok())
+    {
+        Some(m) => m.incrs.last().map(|e| e.name.clone()).into_iter().collect(),
+        None => fs::read_dir(aof_dir)
+            .map_err(read_err(aof_dir))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+    };
+    for name in names {
+        let path = aof_dir.join(&name);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.nlink() > 1 => {}
+            _ => continue,
+        }
+        let own = aof_dir.join(format!(".{name}.lazarus-own"));
+        copy_file(&path, &own)?;
+        fs::rename(&own, &path).map_err(|source| CopyError::Write { path, source })?;
+    }
+    sync_dir(aof_dir)
 }
 
 /// Copies one file, checks the copy, and makes it durable.
@@ -378,7 +479,8 @@ fn remove_any(path: &Path) -> io::Result<()> {
 
 /// The same steps on any host: this machine's through `std::fs` (the kernel copies, and
 /// sampled blocks are compared), another host's with one `sh` script there, so the data
-/// never leaves that machine (lengths compared, files and directory synced).
+/// never leaves that machine (an RDB linked when it can be, else copied; lengths
+/// compared, files and directory synced; an AOF there is always copied).
 pub mod on_host {
     use std::path::{Path, PathBuf};
 
@@ -459,9 +561,11 @@ src=$1 tmp=$2 dir=$3 kind=$4
 mkdir -p -- "$dir"
 rm -rf -- "$tmp"
 one() {
-  cp -- "$1" "$2"
-  chmod 600 -- "$2"
-  touch -r "$1" -- "$2"
+  if [ "$kind" = rdb ] && ln -- "$1" "$2" 2>/dev/null; then :; else
+    cp -- "$1" "$2"
+    chmod 600 -- "$2"
+    touch -r "$1" -- "$2"
+  fi
   a=$(stat -c %s -- "$1"); b=$(stat -c %s -- "$2")
   [ "$a" = "$b" ] || { echo "the copy $2 has $b bytes, not $a" >&2; exit 1; }
   echo "$a"
@@ -477,10 +581,11 @@ else
   one "$src" "$tmp"
   sync -- "$tmp"
 fi"#;
-        let kind_arg = if kind == SourceKind::AofDir {
-            "dir"
-        } else {
-            "file"
+        // An RDB is linked when it can be, as here ([`super::bring_file`]); an AOF copied.
+        let kind_arg = match kind {
+            SourceKind::AofDir => "dir",
+            SourceKind::AofFile => "file",
+            SourceKind::Rdb => "rdb",
         };
         let out = sh(
             host,
@@ -553,6 +658,110 @@ mod tests {
         for (name, bytes) in files {
             write(&dir.join(name), bytes);
         }
+    }
+
+    fn inode(p: &Path) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.ino(), m.nlink())
+    }
+
+    #[test]
+    fn an_rdb_is_linked_a_symlinked_or_single_file_aof_is_copied() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("old/dump.rdb");
+        write(&src, b"REDIS0010 the bytes");
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o644)).unwrap();
+        let dst = t.path().join("new/shard-1");
+        copy_source(&src, SourceKind::Rdb, &dst).unwrap();
+        let (ino, links) = inode(&dst.join("dump.rdb"));
+        assert_eq!((ino, links), (inode(&src).0, 2));
+        // The original's mode is left alone (a copy would be the owner's only).
+        assert_eq!(
+            fs::metadata(&src).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+
+        // Reached through a symlink: copied, never a link to the symlink.
+        let via = t.path().join("old/via.rdb");
+        std::os::unix::fs::symlink(&src, &via).unwrap();
+        let dst = t.path().join("new/shard-2");
+        copy_source(&via, SourceKind::Rdb, &dst).unwrap();
+        let meta = fs::symlink_metadata(dst.join("dump.rdb")).unwrap();
+        assert!(meta.is_file());
+        assert_ne!(inode(&dst.join("dump.rdb")).0, inode(&src).0);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+        // A single-file AOF is appended to in place: always copied.
+        let aof = t.path().join("old/appendonly.aof");
+        write(&aof, b"*1\r\n$4\r\nPING\r\n");
+        let dst = t.path().join("new/shard-3");
+        copy_source(&aof, SourceKind::AofFile, &dst).unwrap();
+        assert_eq!(inode(&aof).1, 1);
+        assert_eq!(
+            fs::read(dst.join("appendonly.aof")).unwrap(),
+            fs::read(&aof).unwrap()
+        );
+    }
+
+    /// On another filesystem (tmpfs under /dev/shm, when there is one) the link cannot be
+    /// made: the file is copied.
+    #[test]
+    fn a_file_on_another_filesystem_is_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm here: the other filesystem's case is not run");
+            return;
+        };
+        if fs::metadata(shm.path()).unwrap().dev() == fs::metadata(t.path()).unwrap().dev() {
+            eprintln!("/dev/shm is on the same filesystem here: the case is not run");
+            return;
+        }
+        let src = shm.path().join("dump.rdb");
+        write(&src, b"REDIS0010 elsewhere");
+        let dst = t.path().join("shard-1");
+        copy_source(&src, SourceKind::Rdb, &dst).unwrap();
+        assert_eq!(inode(&dst.join("dump.rdb")).1, 1);
+        assert_eq!(
+            fs::read(dst.join("dump.rdb")).unwrap(),
+            b"REDIS0010 elsewhere"
+        );
+    }
+
+    /// A validation remembered before the link is still remembered after it (the link
+    /// moved the file's change time, nothing else); a write after it is read again.
+    #[test]
+    fn a_link_keeps_the_validation_remembered() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("old/dump.rdb");
+        let mut rdb = b"REDIS0010\xff".to_vec();
+        let crc = crate::persist::crc64(&rdb);
+        rdb.extend(crc.to_le_bytes());
+        write(&src, &rdb);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let opts = crate::persist::CheckOptions::default();
+        let first = crate::persist::check_path(&src, &opts);
+        assert_eq!(
+            first.verdict,
+            crate::persist::Verdict::Ok,
+            "{:?}",
+            first.fault
+        );
+        assert!(crate::persist::check_path(&src, &opts).from_cache);
+        copy_source(&src, SourceKind::Rdb, &t.path().join("shard-1")).unwrap();
+        assert_eq!(inode(&src).1, 2);
+        assert!(crate::persist::check_path(&src, &opts).from_cache);
+        // Written (same bytes): its change time moves again, not by a link of ours.
+        fs::write(&src, &rdb).unwrap();
+        assert!(!crate::persist::check_path(&src, &opts).from_cache);
     }
 
     #[test]
@@ -628,6 +837,56 @@ mod tests {
         );
         assert!(!dst.join(".appendonlydir.lazarus-tmp").exists());
         assert_eq!(fs::read_dir(&src).unwrap().count(), 3);
+        // The parts are links; the manifest is the shard's own.
+        for name in ["appendonly.aof.1.base.rdb", "appendonly.aof.1.incr.aof"] {
+            assert_eq!(
+                inode(&dst.join("appendonlydir").join(name)),
+                (inode(&src.join(name)).0, 2)
+            );
+        }
+        assert_eq!(inode(&src.join("appendonly.aof.manifest")).1, 1);
+    }
+
+    /// Installed whole, an AOF directory's last incr file (the one its server appends to,
+    /// and may cut short) is a copy of its own; the other parts stay links.
+    #[test]
+    fn an_aof_dir_installed_whole_owns_its_last_incr() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("old/appendonlydir");
+        write_files(
+            &src,
+            &[
+                ("appendonly.aof.1.base.rdb", b"REDIS0010base"),
+                ("appendonly.aof.1.incr.aof", b"*1\r\n$4\r\nPING\r\n"),
+                ("appendonly.aof.2.incr.aof", b"*1\r\n$4\r\nECHO\r\n"),
+                (
+                    "appendonly.aof.manifest",
+                    b"file appendonly.aof.1.base.rdb seq 1 type b\n\
+                      file appendonly.aof.1.incr.aof seq 1 type i\n\
+                      file appendonly.aof.2.incr.aof seq 2 type i\n",
+                ),
+            ],
+        );
+        let last = src.join("appendonly.aof.2.incr.aof");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let dst = t.path().join("new");
+        copy_source(&src, SourceKind::AofDir, &dst).unwrap();
+        let aof = dst.join("appendonlydir");
+        for name in ["appendonly.aof.1.base.rdb", "appendonly.aof.1.incr.aof"] {
+            assert_eq!(inode(&aof.join(name)).1, 2, "{name}");
+        }
+        let own = aof.join("appendonly.aof.2.incr.aof");
+        assert_eq!(inode(&own).1, 1);
+        assert_eq!(inode(&last).1, 1);
+        assert_eq!(fs::read(&own).unwrap(), fs::read(&last).unwrap());
+        assert_eq!(fs::metadata(&own).unwrap().modified().unwrap(), old);
+        assert_eq!(fs::read_dir(&aof).unwrap().count(), 4);
     }
 
     #[test]

@@ -35,7 +35,10 @@ fn raw_id(m: &fs::Metadata) -> FileId {
 
 /// Per (device, inode): the change time our own link or rename gave a file, and the one
 /// it had before (see [`linked`]).
-static OWN_LINKS: Mutex<Option<HashMap<(u64, u64), (i128, i128)>>> = Mutex::new(None);
+static OWN_LINKS: Mutex<Option<HashMap<Inode, (i128, i128)>>> = Mutex::new(None);
+
+/// (device, inode).
+type Inode = (u64, u64);
 
 /// A file's identity, with a change time that only our own link moved taken back to
 /// what it was: linking changes nothing of the bytes.

@@ -212,7 +212,7 @@ fn runbook(engine: &Engine) {
                 .lines()
                 .filter(|l| l.ends_with("type i"))
                 .filter_map(|l| l.split_whitespace().nth(1))
-                .last()
+                .next_back()
                 .unwrap()
                 .to_string();
             assert_eq!(

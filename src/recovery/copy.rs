@@ -561,7 +561,7 @@ src=$1 tmp=$2 dir=$3 kind=$4
 mkdir -p -- "$dir"
 rm -rf -- "$tmp"
 one() {
-  if [ "$kind" = rdb ] && ln -- "$1" "$2" 2>/dev/null; then :; else
+  if [ "$kind" = rdb ] && [ ! -L "$1" ] && ln -- "$1" "$2" 2>/dev/null; then :; else
     cp -- "$1" "$2"
     chmod 600 -- "$2"
     touch -r "$1" -- "$2"

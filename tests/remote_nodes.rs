@@ -514,8 +514,36 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     assert_eq!(host.pids().len(), 2, "the host's shards run there again");
     let endpoint = format!("redis://127.0.0.1:{}", shards[0]["port"]);
     assert_eq!(keys(&endpoint, 60, false), want);
-    // New shard directories on the host hold the copies; the originals are untouched.
+    // New shard directories on the host hold the files, linked there (`ln`) but for the
+    // last incr each server appends to, its own; the originals are untouched.
     assert!(host.path("n2/redis").is_dir());
+    let mut aofs = Vec::new();
+    let mut stack = vec![host.path("n2/redis")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == "appendonlydir") {
+                aofs.push(p);
+            } else if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    assert!(!aofs.is_empty());
+    let links =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(p).unwrap());
+    // (A replica's files are its own, made by its first sync.)
+    let mut linked = 0;
+    for aof in &aofs {
+        let manifest = std::fs::read_to_string(aof.join("appendonly.aof.manifest")).unwrap();
+        let part = |kind: &str| {
+            let line = manifest.lines().rfind(|l| l.ends_with(kind)).unwrap();
+            aof.join(line.split_whitespace().nth(1).unwrap())
+        };
+        linked += usize::from(links(&part("type b")) == 2);
+        assert_eq!(links(&part("type i")), 1, "{}", aof.display());
+    }
+    assert_eq!(linked, 1, "the host's master's base is a link: {aofs:?}");
     assert_eq!(tree(&host.path("disk2")), remote_before);
     run("delete db spread").ok();
 }

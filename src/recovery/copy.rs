@@ -479,8 +479,8 @@ fn remove_any(path: &Path) -> io::Result<()> {
 
 /// The same steps on any host: this machine's through `std::fs` (the kernel copies, and
 /// sampled blocks are compared), another host's with one `sh` script there, so the data
-/// never leaves that machine (an RDB linked when it can be, else copied; lengths
-/// compared, files and directory synced; an AOF there is always copied).
+/// never leaves that machine (linked when it can be, as here, else copied; lengths
+/// compared, files and directory synced).
 pub mod on_host {
     use std::path::{Path, PathBuf};
 
@@ -561,7 +561,7 @@ src=$1 tmp=$2 dir=$3 kind=$4
 mkdir -p -- "$dir"
 rm -rf -- "$tmp"
 one() {
-  if [ "$kind" = rdb ] && [ ! -L "$1" ] && ln -- "$1" "$2" 2>/dev/null; then :; else
+  if [ "$3" = link ] && [ ! -L "$1" ] && ln -- "$1" "$2" 2>/dev/null; then :; else
     cp -- "$1" "$2"
     chmod 600 -- "$2"
     touch -r "$1" -- "$2"
@@ -574,14 +574,20 @@ if [ "$kind" = dir ]; then
   mkdir -m 755 -- "$tmp"
   for f in "$src"/* "$src"/.[!.]*; do
     [ -f "$f" ] && [ ! -L "$f" ] || continue
-    one "$f" "$tmp/${f##*/}"
+    name=${f##*/} how=link
+    [ "$name" = appendonly.aof.manifest ] && how=copy
+    one "$f" "$tmp/$name" "$how"
   done
   sync -- "$tmp"/* "$tmp" 2>/dev/null || sync
+elif [ "$kind" = rdb ]; then
+  one "$src" "$tmp" link
+  sync -- "$tmp"
 else
-  one "$src" "$tmp"
+  one "$src" "$tmp" copy
   sync -- "$tmp"
 fi"#;
-        // An RDB is linked when it can be, as here ([`super::bring_file`]); an AOF copied.
+        // What is linked where it can be, as here ([`super::bring_file`]): an RDB, an
+        // AOF directory's parts; a single-file AOF is copied.
         let kind_arg = match kind {
             SourceKind::AofDir => "dir",
             SourceKind::AofFile => "file",
@@ -617,9 +623,28 @@ fi"#;
             super::temp_name(kind, shard_dir),
             shard_dir.join(kind.file_name()),
         );
+        // An AOF directory's last incr file (the one its server appends to) is made its
+        // own, as `unshare_last_incr` does here; without a manifest, every linked file.
         let script = r#"set -e
+umask 077
 tmp=$1 target=$2 dir=$3
-if [ -d "$tmp" ] && [ ! -L "$tmp" ]; then rm -rf -- "$target"; fi
+if [ -d "$tmp" ] && [ ! -L "$tmp" ]; then
+  m="$tmp/appendonly.aof.manifest"
+  if [ -f "$m" ]; then
+    names=$(awk '{f=""; t=""; for (i = 1; i < NF; i++) { if ($i == "file") f = $(i+1); if ($i == "type") t = $(i+1) } if (t == "i") l = f } END { print l }' "$m")
+  else
+    names=$(cd -- "$tmp" && ls -A)
+  fi
+  for n in $names; do
+    f="$tmp/$n"
+    [ -f "$f" ] && [ ! -L "$f" ] && [ "$(stat -c %h -- "$f")" -gt 1 ] || continue
+    cp -- "$f" "$tmp/.$n.lazarus-own"
+    touch -r "$f" -- "$tmp/.$n.lazarus-own"
+    mv -f -- "$tmp/.$n.lazarus-own" "$f"
+  done
+  sync -- "$tmp"/* "$tmp" 2>/dev/null || sync
+  rm -rf -- "$target"
+fi
 mv -f -T -- "$tmp" "$target"
 sync -- "$dir""#;
         sh(host, script, &[arg(&tmp), arg(&target), arg(shard_dir)])

@@ -233,6 +233,15 @@ fn runbook(engine: &Engine) {
         }
     }
     assert!(linked >= 6, "{linked} shards' files linked");
+    // And the databases' lines said so.
+    assert_eq!(
+        out.stdout
+            .matches("its files are hard links to the recovery path's")
+            .count(),
+        4,
+        "{}",
+        out.stdout
+    );
     rt.block_on(async {
         for db in new.databases.values() {
             for m in db.masters() {

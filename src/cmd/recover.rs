@@ -791,6 +791,12 @@ fn success_text(r: &Recovered) -> String {
             shards.join(", ")
         ));
     }
+    if r.linked {
+        text.push_str(
+            "; its files are hard links to the recovery path's (no copy) until its next \
+             save or AOF rewrite: change the originals only by deleting them",
+        );
+    }
     if let Some(src) = &r.sync_source {
         text.push_str(&format!("; follows `{}` again", src.endpoint));
         if !src.answers {

@@ -371,6 +371,7 @@ fn recover_all() {
             damaged_values: vec![
                 "redis:4: `h` in database 0 at offset 21 of `/mnt/old-n1/redis-4/dump.rdb`".into(),
             ],
+            linked: true,
             phases: crate::recovery::apply::Phases {
                 validation_ms: 700,
                 copy_ms: 900,

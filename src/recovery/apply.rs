@@ -56,6 +56,10 @@ pub struct Recovery {
     pub allow_stale: bool,
     /// Plans for `recover db <db> from_files`: see [`super::plan::Inspect::refill`].
     pub refill: bool,
+    /// Masters whose files were brought as hard links to the originals
+    /// (`copy::bring_file`), which their line says: until each shard's next save, its
+    /// files are the recovery path's.
+    linked: Arc<std::sync::Mutex<std::collections::BTreeSet<Id>>>,
 }
 
 /// How far a recovery proves the data that came back is the data the files held.
@@ -107,7 +111,26 @@ impl Recovery {
             allow_empty: false,
             allow_stale: false,
             refill: false,
+            linked: Arc::default(),
         }
+    }
+
+    /// Notes how master `id`'s files came over (the last bringing decides).
+    fn brought(&self, id: Id, copied: &crate::recovery::copy::Copied) {
+        if let Ok(mut linked) = self.linked.lock() {
+            if copied.linked > 0 {
+                linked.insert(id);
+            } else {
+                linked.remove(&id);
+            }
+        }
+    }
+
+    /// Whether any of `ids` had its files brought as links.
+    pub(super) fn any_linked(&self, ids: impl IntoIterator<Item = Id>) -> bool {
+        self.linked
+            .lock()
+            .is_ok_and(|l| ids.into_iter().any(|id| l.contains(&id)))
     }
 
     /// Plans one database against its files (reads them all: call off the async threads).
@@ -265,6 +288,10 @@ pub struct Recovered {
     /// server, so the line says to UNLINK them first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged_values: Vec<String>,
+    /// Some master's files are hard links to the originals in the recovery path, until
+    /// its next save or AOF rewrite replaces them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linked: bool,
     /// Where the time went.
     pub phases: Phases,
 }
@@ -554,7 +581,8 @@ async fn fall_back(
             ));
             stop_own_leftover(&*host, &dir).await?;
             prepare_dir(rec.server.hosts(), &*host, cluster, &dir).await?;
-            copy_source(&*host, &next.path, next.kind, &dir).await?;
+            let copied = copy_source(&*host, &next.path, next.kind, &dir).await?;
+            rec.brought(id, &copied);
             let picks: Picks = [(id, (next.kind, next.path.clone()))].into();
             match start_each(rec, cluster, db, &picks, Some(id), &BTreeMap::new())
                 .await
@@ -746,16 +774,21 @@ async fn load_masters(
         };
         match stand_in {
             Ok(true) => {
+                let rec = rec.clone();
                 copies.spawn(async move {
-                    copy_to_temp(&*host, &path, kind, &dir)
-                        .await
-                        .map(|_| (id, kind, dir, host, ms_since(began)))
+                    copy_to_temp(&*host, &path, kind, &dir).await.map(|c| {
+                        rec.brought(id, &c);
+                        (id, kind, dir, host, ms_since(began))
+                    })
                 });
             }
             Ok(false) => {
-                if let Err(e) = copy_source(&*host, &path, kind, &dir).await {
-                    started = Err(e.into());
-                    break;
+                match copy_source(&*host, &path, kind, &dir).await {
+                    Ok(c) => rec.brought(id, &c),
+                    Err(e) => {
+                        started = Err(e.into());
+                        break;
+                    }
                 }
                 phases.copy_ms = ms_since(began);
             }

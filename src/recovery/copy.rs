@@ -58,6 +58,8 @@ impl crate::error::DomainError for CopyError {
 pub struct Copied {
     pub files: usize,
     pub bytes: u64,
+    /// Of `files`, those brought as hard links to the originals ([`bring_file`]).
+    pub linked: usize,
 }
 
 /// Size of each block compared between original and copy.
@@ -125,7 +127,11 @@ pub fn copy_to_temp(
         fs::create_dir(&tmp).map_err(write_err(&tmp))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(write_err(&tmp))?;
         let entries = fs::read_dir(source).map_err(read_err(source))?;
-        let mut copied = Copied { files: 0, bytes: 0 };
+        let mut copied = Copied {
+            files: 0,
+            bytes: 0,
+            linked: 0,
+        };
         for entry in entries {
             let entry = entry.map_err(read_err(source))?;
             let from = entry.path();
@@ -135,16 +141,20 @@ pub fn copy_to_temp(
             }
             // The manifest is the server's to rewrite; the parts it never writes in place.
             let link = entry.file_name() != AOF_MANIFEST;
-            copied.bytes += bring_file(&from, &tmp.join(entry.file_name()), link)?;
+            let (bytes, linked) = bring_file(&from, &tmp.join(entry.file_name()), link)?;
+            copied.bytes += bytes;
             copied.files += 1;
+            copied.linked += usize::from(linked);
         }
         sync_dir(&tmp)?;
         Ok(copied)
     } else {
+        // The server replaces `dump.rdb` by rename; it appends to `appendonly.aof`.
+        let (bytes, linked) = bring_file(source, &tmp, kind == SourceKind::Rdb)?;
         Ok(Copied {
             files: 1,
-            // The server replaces `dump.rdb` by rename; it appends to `appendonly.aof`.
-            bytes: bring_file(source, &tmp, kind == SourceKind::Rdb)?,
+            bytes,
+            linked: usize::from(linked),
         })
     }
 }
@@ -293,7 +303,7 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError {
 
 /// Brings one file into a shard directory: a hard link to the original when `link` (a
 /// file no server writes in place) and the link can be made, else a checked copy
-/// ([`copy_file`]). Returns its length.
+/// ([`copy_file`]). Returns its length, and whether it is a link.
 ///
 /// A link costs no time and no space, where a copy of a big file took as long as the
 /// server's load beside it and slowed that load. It is safe because nothing writes such a
@@ -305,13 +315,13 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError {
 /// times; the linked file keeps the original's mode and owner, inside the shard
 /// directory that only the owner can enter. Any failure to link (another filesystem,
 /// `fs.protected_hardlinks` for a file of another user) falls back to the copy.
-fn bring_file(from: &Path, to: &Path, link: bool) -> Result<u64, CopyError> {
+fn bring_file(from: &Path, to: &Path, link: bool) -> Result<(u64, bool), CopyError> {
     if link {
         if let Some(bytes) = link_file(from, to)? {
-            return Ok(bytes);
+            return Ok((bytes, true));
         }
     }
-    copy_file(from, to)
+    Ok((copy_file(from, to)?, false))
 }
 
 /// [`bring_file`]'s link: `None` when it cannot be made (nothing left behind).
@@ -561,14 +571,16 @@ src=$1 tmp=$2 dir=$3 kind=$4
 mkdir -p -- "$dir"
 rm -rf -- "$tmp"
 one() {
+  how=linked
   if [ "$3" = link ] && [ ! -L "$1" ] && ln -- "$1" "$2" 2>/dev/null; then :; else
+    how=copied
     cp -- "$1" "$2"
     chmod 600 -- "$2"
     touch -r "$1" -- "$2"
   fi
   a=$(stat -c %s -- "$1"); b=$(stat -c %s -- "$2")
   [ "$a" = "$b" ] || { echo "the copy $2 has $b bytes, not $a" >&2; exit 1; }
-  echo "$a"
+  echo "$a $how"
 }
 if [ "$kind" = dir ]; then
   mkdir -m 755 -- "$tmp"
@@ -603,10 +615,18 @@ fi"#;
             path: tmp.clone(),
             source: std::io::Error::other(format!("on {}: {why}", host.name())),
         })?;
-        let sizes: Vec<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        // A line a file: its size, and whether it was linked or copied.
+        let files: Vec<(u64, bool)> = out
+            .lines()
+            .filter_map(|l| {
+                let (size, how) = l.trim().split_once(' ')?;
+                Some((size.parse().ok()?, how == "linked"))
+            })
+            .collect();
         Ok(Copied {
-            files: sizes.len(),
-            bytes: sizes.iter().sum(),
+            files: files.len(),
+            bytes: files.iter().map(|f| f.0).sum(),
+            linked: files.iter().filter(|f| f.1).count(),
         })
     }
 
@@ -802,7 +822,8 @@ mod tests {
             copied,
             Copied {
                 files: 1,
-                bytes: data.len() as u64
+                bytes: data.len() as u64,
+                linked: 1,
             }
         );
         assert_eq!(fs::read(dst.join("dump.rdb")).unwrap(), data);

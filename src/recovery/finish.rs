@@ -152,6 +152,7 @@ pub(super) async fn finish(
         content,
         fallbacks: Vec::new(),
         damaged_values,
+        linked: rec.any_linked(db.masters().map(|m| m.id)),
         phases,
     })
 }

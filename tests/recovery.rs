@@ -911,3 +911,54 @@ fn a_sharded_database_is_replayed_once_its_slot_map_is_formed() {
     }
     drop(guard);
 }
+
+/// Issue 16: a file validated earlier in a script is not read again after `recover` has
+/// hard-linked it into a shard directory (the link moves its change time, nothing else),
+/// and the original is untouched; written after, it is read again.
+#[test]
+fn a_file_validated_before_recovery_links_it_is_still_remembered() {
+    let World(lz, guard, rt, old) = World::with(1)
+        .db("snap", 1, false, Persistence::Snapshot)
+        .build();
+    let before = rt.block_on(picture(&old));
+    guard.kill_all();
+    let rdb = old_shard_dir(&old, "snap").join("dump.rdb");
+    let new = after_disaster(&old, lz.home());
+    lz.install(&new);
+    // Files changed in the last 2 s are never remembered: let the save age.
+    std::thread::sleep(Duration::from_millis(2100));
+    let bytes = std::fs::read(&rdb).unwrap();
+    let out = lz
+        .script(&format!(
+            "check file {p}\nrecover db snap\ncheck file {p}\n",
+            p = rdb.display()
+        ))
+        .ok();
+    assert!(
+        out.stdout.contains("Completed successfully"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("its files are hard links to the recovery path's"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout
+            .matches("earlier in this run; unchanged since")
+            .count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&rdb).unwrap().nlink(), 2);
+    assert_eq!(std::fs::read(&rdb).unwrap(), bytes);
+    let after = rt.block_on(picture(&stored(&lz)));
+    for (shard, was) in &before {
+        assert_same(was, &after[shard], &format!("redis:{shard}"));
+    }
+    drop(guard);
+}

@@ -193,8 +193,8 @@ fn runbook(engine: &Engine) {
         }
     }
 
-    // The shard directories' files are hard links to the originals (nothing was copied)
-    // but for the incr file each server appends to, its own. The servers then write,
+    // The shard directories' data files are hard links to the originals but for the incr
+    // file each server appends to, its own (and the manifests, the shard's). The servers then write,
     // save and rewrite their AOFs: the old disks stay exactly as they were.
     use std::os::unix::fs::MetadataExt;
     let mut linked = 0;
@@ -914,7 +914,7 @@ fn a_sharded_database_is_replayed_once_its_slot_map_is_formed() {
 
 /// Issue 16: a file validated earlier in a script is not read again after `recover` has
 /// hard-linked it into a shard directory (the link moves its change time, nothing else),
-/// and the original is untouched; written after, it is read again.
+/// and the original is untouched.
 #[test]
 fn a_file_validated_before_recovery_links_it_is_still_remembered() {
     let World(lz, guard, rt, old) = World::with(1)

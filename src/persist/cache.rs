@@ -34,7 +34,7 @@ fn raw_id(m: &fs::Metadata) -> FileId {
 }
 
 /// Per (device, inode): the change time our own link or rename gave a file, and the one
-/// it had before (see [`linked`]).
+/// it had before (see [`note_own_link`]).
 static OWN_LINKS: Mutex<Option<HashMap<Inode, (i128, i128)>>> = Mutex::new(None);
 
 /// (device, inode).
@@ -59,7 +59,7 @@ fn file_id(m: &fs::Metadata) -> FileId {
 /// would otherwise make `recover all` read again every file `recover list` just read,
 /// and make a validation running beside the link forget what it read. Only a change of
 /// the change time alone is taken back; any later change to the file shows again.
-pub(crate) fn linked(before: &fs::Metadata, after: &fs::Metadata) {
+pub(crate) fn note_own_link(before: &fs::Metadata, after: &fs::Metadata) {
     let (b, a) = (raw_id(before), raw_id(after));
     if (b.0, b.1, b.2, b.3) != (a.0, a.1, a.2, a.3) || b.4 == a.4 {
         return;

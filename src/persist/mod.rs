@@ -74,7 +74,7 @@ pub use aof_content::{
     aof_parts, aof_parts_listed, digest_of_aof, read_aof_file, read_aof_stream, AofContentError,
     OnCommand,
 };
-pub(crate) use cache::linked as note_own_link;
+pub(crate) use cache::note_own_link;
 pub use check::MANIFEST_CAP;
 pub use digest::{
     digest_of_rdb, digest_of_rdb_stream, ContentDigest, DigestBuilder, DigestOptions, ExpiringKey,

@@ -874,7 +874,6 @@ fn lzf_buffered(b: &[u8]) -> Option<(usize, u64)> {
     (ulen > 0 && lzf::lengths_in(input)? == ulen as u64).then_some((at + clen, ulen as u64))
 }
 
-/// Key fingerprints in an RDB's database kept 6 bytes a key (see `fp_set`).
 /// Bytes enough for an RDB's header and its first aux fields (`ctime` is the third a
 /// server writes, some sixty bytes in).
 pub(crate) const HEAD_BYTES: usize = 4096;
@@ -892,6 +891,7 @@ pub(crate) fn created_in_head(head: &[u8]) -> Option<i64> {
     rdb.out.created
 }
 
+/// Key fingerprints in an RDB's database kept 6 bytes a key (see `fp_set`).
 pub(crate) type KeyRuns = FpRuns<6>;
 
 /// Candidates for a repeated key a file's hunt looks at, one run of the file each. All

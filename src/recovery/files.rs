@@ -185,7 +185,7 @@ impl Disk {
             return None;
         }
         let mut head = Vec::with_capacity(crate::persist::RDB_HEAD_BYTES);
-        std::fs::File::open(path)
+        crate::persist::open_regular(path)
             .ok()?
             .take(crate::persist::RDB_HEAD_BYTES as u64)
             .read_to_end(&mut head)

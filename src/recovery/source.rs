@@ -133,7 +133,10 @@ impl Source {
 }
 
 /// Opens every file of a candidate for reading (so a permission problem is named as such,
-/// not as corruption) and returns the newest modification time, in unix nanoseconds.
+/// not as corruption) and returns the newest modification time, in unix nanoseconds. A
+/// candidate that is not a regular file (a FIFO would hold the open forever) is refused
+/// as such; in a directory, only its regular files are opened (validation judges the
+/// ones its manifest names).
 pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
     let meta = fs::metadata(path).map_err(|e| io_reason(path, e, false))?;
     let mut newest = mtime(&meta);
@@ -144,7 +147,9 @@ pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
         for entry in entries {
             let entry = entry.map_err(|e| io_reason(path, e, false))?;
             let file = entry.path();
-            fs::File::open(&file).map_err(|e| io_reason(&file, e, false))?;
+            if fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+                fs::File::open(&file).map_err(|e| io_reason(&file, e, false))?;
+            }
             let meta = entry.metadata().map_err(|e| io_reason(&file, e, false))?;
             newest = newest.max(mtime(&meta));
         }
@@ -152,7 +157,7 @@ pub(crate) fn readable_mtime(path: &Path) -> Result<i64, Reason> {
             newest = mtime(&fs::metadata(path).map_err(|e| io_reason(path, e, false))?);
         }
     } else {
-        fs::File::open(path).map_err(|e| io_reason(path, e, false))?;
+        crate::persist::open_regular(path).map_err(|e| io_reason(path, e, false))?;
     }
     Ok(newest)
 }
@@ -167,3 +172,34 @@ pub fn nanos_to_secs(ns: i64) -> i64 {
 }
 
 pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO where a file should be is refused at once, by what it is (opening it would
+    /// wait for a writer forever); one inside an AOF directory is not opened.
+    #[test]
+    fn a_fifo_candidate_is_refused_without_waiting() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("dump.rdb");
+        let aof = t.path().join("appendonlydir");
+        fs::create_dir(&aof).unwrap();
+        fs::write(aof.join("appendonly.aof.manifest"), b"").unwrap();
+        for p in [fifo.clone(), aof.join("appendonly.aof.1.base.rdb")] {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid C string path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((readable_mtime(&fifo), readable_mtime(&aof)));
+        });
+        let (file, dir) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("answered without waiting for a writer");
+        let reason = file.unwrap_err().to_string();
+        assert!(reason.contains("not a regular file: a FIFO"), "{reason}");
+        assert!(dir.is_ok(), "{dir:?}");
+    }
+}

@@ -1159,3 +1159,127 @@ fn an_expire_opcode_flipped_into_slot_info_in_a_real_aof_base_is_not_ok() {
         assert_eq!(load, Load::Refused, "{}", server.display());
     }
 }
+
+/// A ziplist of short strings (a blob of an RDB before 10).
+fn ziplist(items: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let (mut prev, mut tail) = (0usize, 10usize);
+    for it in items {
+        tail = 10 + body.len();
+        let e = [&[prev as u8, it.len() as u8][..], it].concat();
+        prev = e.len();
+        body.extend_from_slice(&e);
+    }
+    let mut z = ((11 + body.len()) as u32).to_le_bytes().to_vec();
+    z.extend_from_slice(&(tail as u32).to_le_bytes());
+    z.extend_from_slice(&(items.len() as u16).to_le_bytes());
+    z.extend_from_slice(&body);
+    z.push(0xff);
+    z
+}
+
+/// A field (or member) twice in one value: refused where the load puts the value in a
+/// hash table (a big type-4 hash, or one a long value converts, a listpack over its
+/// default limit, the ziplists and zipmaps of old files, which the load checks), loaded
+/// where it keeps a small hash as a listpack unchecked (then the reader says so).
+#[test]
+fn a_field_twice_is_not_ok_where_the_server_builds_a_table() {
+    let hash = |pairs: &[(Vec<u8>, Vec<u8>)]| {
+        let n = pairs.len();
+        let mut b = [&[4u8][..], &s(b"h"), &[0x40 | (n >> 8) as u8, n as u8]].concat();
+        for (f, v) in pairs {
+            b.extend(s(f).iter().chain(&s(v)));
+        }
+        rdb(10, &b)
+    };
+    let field = |i: usize| format!("field-{i}").into_bytes();
+    let mut big: Vec<_> = (0..600).map(|i| (field(i), b"v".to_vec())).collect();
+    big[400].0 = field(17);
+    refused_by_all(
+        "a 600-field hash with a field twice",
+        &hash(&big),
+        false,
+        "Duplicate hash fields detected",
+    );
+    let mut small: Vec<_> = (0..3).map(|i| (field(i), b"v".to_vec())).collect();
+    small.push((field(1), b"w".to_vec()));
+    let (loads, r) = judge("a 4-field hash with a field twice", &hash(&small), false);
+    for (who, load) in &loads {
+        assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+    }
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("holds a field twice")),
+        "{:?}",
+        r.warnings
+    );
+    small.push((field(9), vec![b'x'; 100]));
+    refused_by_all(
+        "a small hash with a field twice, then a long value",
+        &hash(&small),
+        false,
+        "Listpack corruption detected",
+    );
+
+    // Listpacks: over the default limit the load converts them and stops on a repeat.
+    for (t, tuple, max, version) in [
+        (16u8, 2usize, 512usize, 10u32),
+        (17, 2, 128, 10),
+        (20, 1, 128, 11),
+    ] {
+        for n in [max, max + 1] {
+            let mut items: Vec<Vec<u8>> =
+                (0..n * tuple).map(|i| i.to_string().into_bytes()).collect();
+            items[tuple * (n - 1)] = items[0].clone();
+            let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+            let file = rdb(
+                version,
+                &[&[t][..], &s(b"k"), &s(&listpack(&refs))].concat(),
+            );
+            let name = format!("type {t} listpack of {n} elements, one twice");
+            let (loads, r) = judge(&name, &file, false);
+            for (who, load) in &loads {
+                if version > 10 && !who.contains("valkey") {
+                    continue;
+                }
+                if n > max {
+                    assert_eq!(*load, Load::Refused, "{who}");
+                } else {
+                    assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+                }
+            }
+            if n > max {
+                let fault = r.fault.expect("a fault");
+                assert!(
+                    fault.expected.contains("stops on a repeat"),
+                    "{name}: {fault:?}"
+                );
+            } else {
+                assert_eq!(r.verdict, Verdict::Ok, "{name}: {:?}", r.fault);
+            }
+        }
+    }
+
+    // The ziplists of hashes (13) and sorted sets (12), and zipmaps (9): always checked.
+    let zl = ziplist(&[b"f", b"v", b"g", b"v", b"f", b"w"]);
+    refused_by_all(
+        "a ziplist hash with a field twice",
+        &rdb(9, &[&[13u8][..], &s(b"k"), &s(&zl)].concat()),
+        false,
+        "ziplist integrity check failed",
+    );
+    let zl = ziplist(&[b"m", b"1", b"m", b"2"]);
+    refused_by_all(
+        "a ziplist sorted set with a member twice",
+        &rdb(9, &[&[12u8][..], &s(b"k"), &s(&zl)].concat()),
+        false,
+        "ziplist integrity check failed",
+    );
+    let zm = [2, 1, b'f', 1, 0, b'v', 1, b'f', 1, 0, b'w', 0xff];
+    refused_by_all(
+        "a zipmap with a field twice",
+        &rdb(3, &[&[9u8][..], &s(b"k"), &s(&zm)].concat()),
+        false,
+        "zipmap with dup elements",
+    );
+}

@@ -495,3 +495,107 @@ fn a_candidate_that_is_not_a_repeat_passes_the_hunt() {
     let e = find_repeated_key(&path, &[(0, kept(b"a")), (0, kept(b"b"))], 0).unwrap();
     assert!(e.expected.contains("not `b` again"), "{e:?}");
 }
+
+#[test]
+fn a_field_twice_is_refused_where_the_server_builds_a_table() {
+    let refused_at = |magic: &[u8], body: &[u8], what: &str| {
+        let (res, _) = run(&rdb(magic, body));
+        let e = res.expect_err(what);
+        assert!(e.expected.contains(what), "{what}: {e:?}");
+        e.offset
+    };
+    // A hash of field-value pairs (type 4): its length, then the pairs.
+    let hash = |pairs: &[(Vec<u8>, Vec<u8>)]| {
+        let n = pairs.len();
+        let mut b = [&[4u8][..], &s(b"h"), &[0x40 | (n >> 8) as u8, n as u8]].concat();
+        let mut at = Vec::new();
+        for (f, v) in pairs {
+            at.push(9 + b.len() as u64);
+            let enc = |v: &[u8]| if v.len() < 64 { s(v) } else { blob(v) };
+            b.extend(enc(f).iter().chain(&enc(v)));
+        }
+        (b, at)
+    };
+    let field = |i: usize| format!("f{i}").into_bytes();
+    // Over hash-max-listpack-entries (512): a table from the start, a repeat refused.
+    let mut pairs: Vec<_> = (0..600).map(|i| (field(i), b"v".to_vec())).collect();
+    pairs[300].0 = field(7);
+    let (b, at) = hash(&pairs);
+    assert_eq!(
+        refused_at(b"REDIS0010", &b, "Duplicate hash fields detected"),
+        at[300]
+    );
+    // Small, with short values: a listpack, the repeat unchecked; the file loads, said.
+    let small = [
+        (field(1), b"v".to_vec()),
+        (field(2), b"v".to_vec()),
+        (field(1), b"w".to_vec()),
+    ];
+    let (b, at) = hash(&small);
+    let out = ok(b"REDIS0010", &b);
+    assert_eq!(out.keys_per_db.get(&0), Some(&1));
+    let said = format!("holds a field twice (again at offset {})", at[2]);
+    assert!(
+        out.warnings.iter().any(|w| w.contains(&said)),
+        "{:?}",
+        out.warnings
+    );
+    // ... until a long value converts it: the conversion stops on the earlier repeat.
+    let mut long = small.to_vec();
+    long.push((field(3), vec![b'x'; 65]));
+    let (b, at) = hash(&long);
+    assert_eq!(
+        refused_at(b"REDIS0010", &b, "Listpack corruption detected"),
+        at[2]
+    );
+    // Converted by the first pair's long value: the repeat after it meets the table.
+    let (b, at) = hash(&[(field(1), vec![b'x'; 65]), (field(1), b"v".to_vec())]);
+    assert_eq!(
+        refused_at(b"REDIS0010", &b, "Duplicate hash fields detected"),
+        at[1]
+    );
+    // No repeat, however long the values: loads, nothing said.
+    let (b, _) = hash(&[(field(1), vec![b'x'; 65]), (field(2), b"v".to_vec())]);
+    assert!(ok(b"REDIS0010", &b).warnings.is_empty());
+
+    // The ziplist of a hash (13) or sorted set (12), and a zipmap: always checked.
+    let zl = ziplist(&[b"f", b"v", b"g", b"v", b"f", b"w"]);
+    let body = [&[0x0d][..], &s(b"zh"), &s(&zl)].concat();
+    let at = refused_at(b"REDIS0009", &body, "ziplist integrity check failed");
+    // The second `f`: header 10 bytes, then 3-byte entries.
+    assert_eq!(at, 9 + 1 + 3 + 1 + 10 + 4 * 3);
+    let zl = ziplist(&[b"m", b"1", b"m", b"2"]);
+    refused_at(
+        b"REDIS0009",
+        &[&[0x0c][..], &s(b"zz"), &s(&zl)].concat(),
+        "ziplist integrity check failed",
+    );
+    let zm = [2, 1, b'f', 1, 0, b'v', 1, b'f', 1, 0, b'w', 0xff];
+    refused_at(
+        b"REDIS0006",
+        &[&[0x09][..], &s(b"zm"), &s(&zm)].concat(),
+        "Hash zipmap with dup elements",
+    );
+
+    // A listpack hash (16): over 512 pairs the load converts it and stops on a repeat,
+    // an integer entry being the same field as its decimal text; under, it loads.
+    let mut items = vec![Int(5), Str(b"v")];
+    let names: Vec<Vec<u8>> = (0..512).map(field).collect();
+    for n in &names {
+        items.extend([Str(n), Str(b"v")]);
+    }
+    let ok_lp = listpack(&items);
+    ok(
+        b"REDIS0010",
+        &[&[16u8][..], &s(b"lh"), &blob(&ok_lp)].concat(),
+    );
+    items[2 * 300] = Str(b"5");
+    let lp = listpack(&items);
+    refused_at(
+        b"REDIS0010",
+        &[&[16u8][..], &s(b"lh"), &blob(&lp)].concat(),
+        "over the server's default hash-max-listpack-entries (512)",
+    );
+    let lp = listpack(&[Str(b"a"), Str(b"v"), Str(b"a"), Str(b"w")]);
+    ok(b"REDIS0010", &[&[16u8][..], &s(b"lh"), &blob(&lp)].concat());
+}

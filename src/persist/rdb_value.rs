@@ -6,6 +6,7 @@ use std::io::Read;
 
 use super::error::{BlobFault, BlobResult, ParseError};
 use super::rdb::{blob_fault_at, needs_module, BlobAt, Rdb};
+use super::value_decode::{first_repeat, Layout};
 use super::{intset, listpack, stream, ziplist, zipmap};
 
 /// Which checker a blob goes through.
@@ -48,6 +49,9 @@ const HASH_CONVERT: Convert = Convert {
     setting: "hash-max-listpack-entries",
     max: 512,
 };
+/// `hash-max-listpack-value`'s default (redis-server 7.0, valkey-server 8): a field or
+/// value longer than this makes the server convert a hash it loads to a hash table.
+const HASH_MAX_LISTPACK_VALUE: u64 = 64;
 const ZSET_CONVERT: Convert = Convert {
     what: "sorted set",
     unit: "members",
@@ -134,7 +138,7 @@ impl<R: Read> Rdb<'_, R> {
                 }
                 Ok(n > 0)
             }
-            4 => self.strings(2),
+            4 => self.hash_pairs(),
             5 => {
                 let n = self.count(9)?;
                 self.members.clear();
@@ -209,6 +213,70 @@ impl<R: Read> Rdb<'_, R> {
         let n = self.count(per)?;
         for _ in 0..n * per {
             self.skip_string()?;
+        }
+        Ok(n > 0)
+    }
+
+    /// A hash as field-value pairs (type 4), judged as the server loads one: into a hash
+    /// table from the start when it has more fields than `hash-max-listpack-entries`, else
+    /// into a listpack until a field or value longer than `hash-max-listpack-value`
+    /// converts it. The table refuses a field twice ("Duplicate hash fields detected");
+    /// the conversion stops on a repeat among the fields before it (a panic); a listpack
+    /// never converted keeps one, unchecked: the file loads, with that key damaged.
+    fn hash_pairs(&mut self) -> Result<bool, ParseError> {
+        let n = self.count(2)?;
+        self.members.clear();
+        let mut table = n > u64::from(HASH_CONVERT.max);
+        let mut listed_repeat: Option<u64> = None;
+        for _ in 0..n {
+            let at = self.src.offset();
+            let field = self.member_fp("hash field")?;
+            let value_len = self.skip_string()?;
+            let (repeat, long) = match field {
+                Some((fp, len)) => (
+                    self.members.insert(fp) == Some(false),
+                    len > HASH_MAX_LISTPACK_VALUE,
+                ),
+                // Too long to hold: far over the listpack's limit, not checked for repeats.
+                None => (false, true),
+            };
+            if !table && (long || value_len > HASH_MAX_LISTPACK_VALUE) {
+                table = true;
+                if let Some(first) = listed_repeat {
+                    return Err(ParseError::corrupt(
+                        first,
+                        format!(
+                            "a hash field not already in this hash: the field or value at \
+                             offset {at} is longer than the server's default \
+                             hash-max-listpack-value ({HASH_MAX_LISTPACK_VALUE} bytes), so the \
+                             server converts the hash to a table while loading and stops on \
+                             this repeat (\"Listpack corruption detected\")"
+                        ),
+                    ));
+                }
+            }
+            if repeat {
+                if table {
+                    return Err(ParseError::corrupt(
+                        at,
+                        "a hash field not already in this hash (the server refuses repeats: \
+                         \"Duplicate hash fields detected\")",
+                    ));
+                }
+                listed_repeat.get_or_insert(at);
+            }
+        }
+        if let Some(at) = listed_repeat {
+            let key = String::from_utf8_lossy(&self.key[..self.key.len().min(64)]).into_owned();
+            self.out.warn(format!(
+                "loads, but the hash `{key}` in database {} holds a field twice (again at \
+                 offset {at}): the server keeps a hash this small as a listpack without checking, so \
+                 HLEN and HGETALL count that field twice, and a write that converts the hash \
+                 to a table (a field or value over {HASH_MAX_LISTPACK_VALUE} bytes, more than \
+                 {} fields) stops the server; way forward: recover, then rewrite the key \
+                 (HGETALL, DEL, then HSET each field once)",
+                self.value_db, HASH_CONVERT.max
+            ));
         }
         Ok(n > 0)
     }
@@ -340,6 +408,10 @@ impl<R: Read> Rdb<'_, R> {
                 let place =
                     |f: &BlobFault| ParseError::corrupt(start + f.at as u64, f.expected.clone());
                 self.judge_blob(kind, &c, &place, convert)?;
+                let bytes = &self.src.behind(n);
+                if let Some(f) = blob_repeat(kind, bytes, c.entries, convert) {
+                    return Err(place(&f));
+                }
                 return Ok(Some(c.entries));
             }
         }
@@ -351,6 +423,9 @@ impl<R: Read> Rdb<'_, R> {
                 let c = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
                 let place = |f: &BlobFault| blob_fault_at(at, f);
                 self.judge_blob(kind, &c, &place, convert)?;
+                if let Some(f) = blob_repeat(kind, &self.blob, c.entries, convert) {
+                    return Err(place(&f));
+                }
                 Ok(Some(c.entries))
             }
             (None, _) => Ok(None),
@@ -506,6 +581,47 @@ struct Checked {
     /// The listpack's header count is 65535: the load walks every entry to count them.
     count_unknown: bool,
     disorder: Option<usize>,
+}
+
+/// Where the load refuses a blob for a field (or member) it holds twice, and why: the
+/// zipmaps and the hash and sorted-set ziplists of old files, whose load checks every
+/// field, and a listpack the load converts (over its setting's default), whose conversion
+/// stops on a repeat. A listpack the load keeps as it is takes repeats unchecked.
+fn blob_repeat(kind: Blob, b: &[u8], entries: u32, convert: Option<Convert>) -> Option<BlobFault> {
+    let (layout, what) = match kind {
+        Blob::Zipmap => (
+            Layout::Zipmap,
+            "hash field not already in this zipmap (the server refuses repeats: \"Hash zipmap \
+             with dup elements\")"
+                .to_string(),
+        ),
+        Blob::Ziplist(2) => (
+            Layout::Ziplist(2),
+            "field or member not already in this ziplist (the server refuses a hash field or \
+             sorted set member twice: \"ziplist integrity check failed\")"
+                .to_string(),
+        ),
+        Blob::Listpack(tuple) => {
+            let cv = convert.filter(|cv| entries / tuple.max(1) > cv.max)?;
+            (
+                Layout::Listpack(tuple.max(1) as usize),
+                format!(
+                    "{} not already in this {}: it has {} {}, over the server's default {} \
+                     ({}), so the server converts it while loading and stops on a repeat (an \
+                     assertion)",
+                    cv.unit.trim_end_matches('s'),
+                    cv.what,
+                    entries / tuple.max(1),
+                    cv.unit,
+                    cv.setting,
+                    cv.max
+                ),
+            )
+        }
+        _ => return None,
+    };
+    let at = first_repeat(b, layout)?;
+    Some(BlobFault::new(at, format!("a {what}")))
 }
 
 fn nan_score(at: u64) -> ParseError {

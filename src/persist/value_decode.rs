@@ -560,6 +560,80 @@ fn zipmap_pairs<S: ValueSink>(b: &[u8], sink: &mut S) -> Result<u64, ParseError>
     Ok(u64::from(n))
 }
 
+/// How a blob of fields (or members) is laid out, for [`first_repeat`].
+#[derive(Clone, Copy)]
+pub(crate) enum Layout {
+    /// Ziplist entries, the first of every `tuple` a field.
+    Ziplist(usize),
+    /// Listpack entries, the first of every `tuple` a field.
+    Listpack(usize),
+    Zipmap,
+}
+
+/// The offset in `b` (a blob its validator accepted) of the first field, or member, that
+/// an earlier one of the same blob already had, compared as the server compares them
+/// when it puts them in a hash table: integers as their decimal text. By fingerprint (see
+/// `fp_set`): two different fields are taken for one with probability about n²/2^65.
+pub(crate) fn first_repeat(b: &[u8], layout: Layout) -> Option<usize> {
+    let mut seen = super::fp_set::FpSet::default();
+    let mut buf = IntBuf::default();
+    let mut check =
+        |e: Elem<'_>| seen.insert(super::fp_set::fingerprint(e.bytes(&mut buf))) == Some(false);
+    match layout {
+        Layout::Ziplist(tuple) => {
+            let mut walk = ZiplistWalk::new(b);
+            let mut i = 0;
+            loop {
+                let at = walk.at;
+                let e = walk.next()?;
+                if i % tuple == 0 && check(e) {
+                    return Some(at);
+                }
+                i += 1;
+            }
+        }
+        Layout::Listpack(tuple) => {
+            let mut it = listpack::entries(b).ok()?;
+            let mut i = 0;
+            loop {
+                let at = it.offset();
+                let e = it.next_entry().ok()??;
+                if i % tuple == 0 && check(Elem::from(e)) {
+                    return Some(at);
+                }
+                i += 1;
+            }
+        }
+        Layout::Zipmap => {
+            let mut at = 1;
+            let len_at = |at: &mut usize| -> Option<usize> {
+                let first = *b.get(*at)?;
+                if first == 254 {
+                    let v = u32::from_le_bytes(b.get(*at + 1..*at + 5)?.try_into().ok()?);
+                    *at += 5;
+                    Some(v as usize)
+                } else {
+                    *at += 1;
+                    Some(usize::from(first))
+                }
+            };
+            while *b.get(at)? != 0xff {
+                let start = at;
+                let kl = len_at(&mut at)?;
+                let field = b.get(at..at + kl)?;
+                if check(Elem::Str(field)) {
+                    return Some(start);
+                }
+                at += kl;
+                let vl = len_at(&mut at)?;
+                let free = usize::from(*b.get(at)?);
+                at += 1 + vl + free;
+            }
+            None
+        }
+    }
+}
+
 /// Walks a ziplist the reader already validated.
 struct ZiplistWalk<'a> {
     zl: &'a [u8],

@@ -407,12 +407,33 @@ pub(crate) fn zadd_ok(cmd: &Command<'_>) -> bool {
         return false;
     }
     (i..cmd.argc).step_by(2).all(|j| {
+        if cmd.arg(j).is_some_and(plain_decimal) {
+            return true;
+        }
         cmd.arg(j)
             .and_then(|a| std::str::from_utf8(a).ok())
             .filter(|t| !t.starts_with(|c: char| c.is_ascii_whitespace()))
             .and_then(|t| t.parse::<f64>().ok())
             .is_some_and(|v| !v.is_nan())
     })
+}
+
+/// Digits with at most one `.` and an optional leading `-` (`12`, `-0.5`, `3.`): a number,
+/// never NaN, however it parses; the scores of nearly every ZADD, which the float parser
+/// took a twentieth of an AOF's check to read.
+#[inline]
+fn plain_decimal(a: &[u8]) -> bool {
+    let digits = a.strip_prefix(b"-").unwrap_or(a);
+    let mut dot = false;
+    let mut any = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => any = true,
+            b'.' if !dot => dot = true,
+            _ => return false,
+        }
+    }
+    any
 }
 
 /// Whether an XGROUP creates its stream: `XGROUP CREATE key group id MKSTREAM ...`.
@@ -585,5 +606,26 @@ mod tests {
         assert_eq!(written_keys(Class::Mset, 5).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(written_keys(Class::Create1, 3).collect::<Vec<_>>(), [1]);
         assert_eq!(written_keys(Class::RemoveAll, 3).count(), 0);
+    }
+
+    #[test]
+    fn a_plain_decimal_is_a_score_the_parser_takes() {
+        for t in [
+            "12",
+            "-0.5",
+            "3.",
+            ".5",
+            "-.5",
+            "007",
+            "123456789012345678901234567890",
+        ] {
+            assert!(plain_decimal(t.as_bytes()), "{t}");
+            assert!(t.parse::<f64>().is_ok_and(|v| !v.is_nan()), "{t}");
+        }
+        for t in [
+            "", "-", ".", "-.", "1.2.3", "--1", "+1", "1e5", "nan", " 1", "1 ",
+        ] {
+            assert!(!plain_decimal(t.as_bytes()), "{t}");
+        }
     }
 }

@@ -378,15 +378,43 @@ impl<const W: usize> FpRuns<W> {
         });
     }
 
-    /// How many different (kept) fingerprints were pushed.
+    /// How many different (kept) fingerprints were pushed: run by run, each into an
+    /// open-addressing table of at least twice its length, which stays in the
+    /// second-level cache (as [`run_repeats`](Self::run_repeats)); sorting the runs cost
+    /// twice as much, a fourteenth of the check of an AOF of 7 million keys.
     pub fn distinct(&mut self) -> u64 {
         let mut n = 0;
-        let (mut run, mut scratch) = (Vec::new(), Vec::new());
+        let mut table: Vec<u64> = Vec::new();
         for r in 0..self.blocks.len() {
-            self.gather(r, &mut run);
-            sort_run(&mut run, &mut scratch);
-            run.dedup();
-            n += run.len() as u64;
+            let len = self.run_len(r);
+            if len == 0 {
+                continue;
+            }
+            let size = (len * 2).next_power_of_two().max(16);
+            table.clear();
+            table.resize(size, 0);
+            let mask = size - 1;
+            let mut zero = false;
+            self.each(r, |fp| {
+                if fp == 0 {
+                    n += u64::from(!zero);
+                    zero = true;
+                    return false;
+                }
+                // Bits above the lowest byte (the top byte is the run's; the lowest may be 0).
+                let mut i = (fp >> 8) as usize & mask;
+                loop {
+                    match table[i] {
+                        0 => {
+                            table[i] = fp;
+                            n += 1;
+                            return false;
+                        }
+                        s if s == fp => return false,
+                        _ => i = (i + 1) & mask,
+                    }
+                }
+            });
         }
         n
     }
@@ -468,51 +496,6 @@ impl<const W: usize> FpRuns<W> {
         blocks.saturating_sub(1) * Self::PER_BLOCK
             + filled.min(Self::PER_BLOCK) * usize::from(blocks > 0)
     }
-}
-
-/// Scatters the `len` fingerprints of `parts` into `scratch` by each one's second byte;
-/// where each of the 256 buckets starts (and, last, where the last ends).
-fn bucket_by_second_byte<'a>(
-    parts: impl Iterator<Item = &'a [u64]> + Clone,
-    len: usize,
-    scratch: &mut Vec<u64>,
-) -> [usize; 257] {
-    let byte = |fp: u64| ((fp >> 48) & 0xff) as usize;
-    let mut starts = [0usize; 257];
-    for part in parts.clone() {
-        for &fp in part {
-            starts[byte(fp) + 1] += 1;
-        }
-    }
-    for i in 1..257 {
-        starts[i] += starts[i - 1];
-    }
-    scratch.clear();
-    scratch.resize(len, 0);
-    let mut at = starts;
-    for part in parts {
-        for &fp in part {
-            let b = byte(fp);
-            scratch[at[b]] = fp;
-            at[b] += 1;
-        }
-    }
-    starts
-}
-
-/// Sorts one run (fingerprints sharing their top byte): one counting pass by the next
-/// byte, then each of the 256 small buckets by comparison. Fingerprints are uniform, so
-/// the buckets are even; this is ~3x a comparison sort of the whole run.
-fn sort_run(run: &mut Vec<u64>, scratch: &mut Vec<u64>) {
-    if run.len() < 1024 {
-        run.sort_unstable();
-        return;
-    }
-    let starts = bucket_by_second_byte(std::iter::once(&run[..]), run.len(), scratch);
-    for w in starts.windows(2) {
-        scratch[w[0]..w[1]].sort_unstable();
-    }
-    std::mem::swap(run, scratch);
 }
 
 /// Asks the CPU to bring `v[i]` into cache, when `i` is inside `v`.
@@ -631,6 +614,11 @@ mod tests {
         assert_eq!(r.distinct(), 500_000);
         // Asked again, the same (the runs are not consumed).
         assert_eq!(r.distinct(), 500_000);
+        // Zero is a fingerprint like any other, and so is one whose low bits are zero.
+        for fp in [0, 0, 0x100, 0x100] {
+            r.push(fp);
+        }
+        assert_eq!(r.distinct(), 500_002);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - `report`: [`FileReport`] and its parts, serialisable for `--json`.
 //! - `source`: the byte source (a 1 MiB buffer), offsets, running CRC-64; files from
 //!   8 MiB up are filled by `prefetch`, a read-ahead thread on a second core handing over
-//!   512 KiB chunks from a ring of 6 (which also runs the CRC); smaller ones by `read`.
+//!   1 MiB chunks from a ring of 3 (which also runs the CRC); smaller ones by `read`.
 //! - `rdb`, `rdb_value`, `stream`: the RDB format, values and streams.
 //! - `lzf`, `listpack`, `ziplist`, `intset`, `zipmap`: encodings inside values.
 //! - `aof`, `resp`, `manifest`, `aof_keys`, `aof_replay`: AOF files, their records, and

@@ -22,10 +22,12 @@ use super::source::BUF_SIZE;
 /// Room in front of a chunk for the previous chunk's unconsumed tail: `Source::fill` never
 /// asks for more than `BUF_SIZE` bytes, so the tail is always shorter.
 pub(crate) const HEAD: usize = BUF_SIZE;
-/// Bytes read per chunk.
-const CHUNK: usize = 512 << 10;
-/// Buffers in the ring: one being parsed, the rest being filled or waiting.
-const RING: usize = 6;
+/// Bytes read per chunk. Every chunk handed over may wake the other thread, and on this
+/// 2-core VM the wake-ups were a twentieth of a check's CPU with 512 KiB chunks; 1 MiB in
+/// a ring of 3 halved them (7-13% less CPU on the 1 GB files) with the same memory.
+const CHUNK: usize = 1 << 20;
+/// Buffers in the ring: one being parsed, one waiting, one being filled.
+const RING: usize = 3;
 /// Files smaller than this are read directly: a thread is not worth starting.
 const MIN_LEN: u64 = 8 << 20;
 

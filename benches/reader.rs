@@ -3,8 +3,10 @@
 //!
 //! Run: `cargo bench --bench reader` (builds the data once into `target/bench-data/`;
 //! `BENCH_READER_GB=2` for a bigger file, `BENCH_READER_REBUILD=1` to rebuild; every figure is
-//! the median of `BENCH_READER_RUNS` runs, 3 by default).
-//! Each contender runs as a child process: wall time, and peak RSS from `wait4`.
+//! the median of `BENCH_READER_RUNS` runs, 3 by default, taken in turns with the other
+//! contenders; peak memory is the highest of them).
+//! Each contender runs as a child process: wall and CPU time from `wait4`, peak RSS sampled
+//! from `/proc` while it runs.
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;
@@ -245,22 +247,37 @@ where
     }
 }
 
-/// `measure` repeated (`BENCH_READER_RUNS`, 3 by default): the run with the median wall
-/// time, so one run slowed by another process on a shared machine does not decide.
-fn measure_median<I, S>(program: &OsStr, args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+/// Each contender run `BENCH_READER_RUNS` times (3 by default) in turns (the first, the
+/// second, ..., the first again), so that a slow spell of the shared machine falls on all
+/// of them alike; wall and CPU are each the median of their own runs, peak memory the
+/// highest.
+fn measure_rounds(contenders: &[(&OsStr, Vec<std::ffi::OsString>)]) -> Vec<Run> {
     let n = std::env::var("BENCH_READER_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3usize)
         .max(1);
-    let mut runs: Vec<Run> = (0..n).map(|_| measure(program, &args)).collect();
-    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
-    runs.swap_remove(n / 2)
+    let mut runs: Vec<Vec<Run>> = contenders.iter().map(|_| Vec::new()).collect();
+    for _ in 0..n {
+        for (c, (program, args)) in contenders.iter().enumerate() {
+            runs[c].push(measure(program, args));
+        }
+    }
+    runs.into_iter()
+        .map(|rs| {
+            let median = |f: &dyn Fn(&Run) -> f64| {
+                let mut v: Vec<f64> = rs.iter().map(f).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            Run {
+                secs: median(&|r| r.secs),
+                cpu: median(&|r| r.cpu),
+                max_rss_kb: rs.iter().map(|r| r.max_rss_kb).max().unwrap_or(0),
+                ok: rs.iter().all(|r| r.ok),
+            }
+        })
+        .collect()
 }
 
 fn size_of(p: &Path) -> u64 {
@@ -445,18 +462,23 @@ fn main() {
         );
         header();
         let files = files_of(path);
-        // Output goes to /dev/null (the child's stdout).
-        let cat = measure_median(OsStr::new("cat"), &files);
-        row("cat > /dev/null", &cat, bytes, keys);
         let target = if path.is_dir() {
             path.join("appendonly.aof.manifest")
         } else {
             path.to_path_buf()
         };
-        let theirs = measure_median(OsStr::new(tool), [&target]);
-        row(tool, &theirs, bytes, keys);
-        let ours = measure_median(me.as_os_str(), [OsStr::new("--check"), path.as_os_str()]);
-        row("lazarus persist::check_path", &ours, bytes, keys);
+        // Output goes to /dev/null (the child's stdout).
+        let runs = measure_rounds(&[
+            (OsStr::new("cat"), files.iter().map(|f| f.into()).collect()),
+            (OsStr::new(tool), vec![target.into()]),
+            (me.as_os_str(), vec!["--check".into(), path.into()]),
+        ]);
+        let [cat, theirs, ours] = &runs[..] else {
+            unreachable!("three contenders");
+        };
+        row("cat > /dev/null", cat, bytes, keys);
+        row(tool, theirs, bytes, keys);
+        row("lazarus persist::check_path", ours, bytes, keys);
         println!(
             "  reader vs {tool}: {:.1}x faster (wall), {:.1}x (cpu); vs cat: {:.0}% of its throughput (wall), {:.0}% (cpu); {:.0} ns cpu a key",
             theirs.secs / ours.secs,
@@ -473,9 +495,9 @@ fn main() {
     let many = vec![rdb.clone(), aof.clone()];
     let bytes: u64 = many.iter().map(|p| size_of(p)).sum();
     header();
-    let both = measure_median(
-        me.as_os_str(),
-        std::iter::once(PathBuf::from("--check")).chain(many),
-    );
-    row("check_paths(rdb, aof) in parallel", &both, bytes, 0);
+    let args = std::iter::once("--check".into())
+        .chain(many.into_iter().map(|p| p.into()))
+        .collect();
+    let both = measure_rounds(&[(me.as_os_str(), args)]);
+    row("check_paths(rdb, aof) in parallel", &both[0], bytes, 0);
 }

@@ -1275,6 +1275,22 @@ fn a_field_twice_is_not_ok_where_the_server_builds_a_table() {
         false,
         "ziplist integrity check failed",
     );
+    // An intset over set-max-intset-entries (512): converted while loading, asserting.
+    let intset = |n: u16| {
+        let mut is = vec![2, 0, 0, 0];
+        is.extend(u32::from(n).to_le_bytes());
+        for v in 0..n {
+            is.extend((if v == 300 { 299 } else { v }).to_le_bytes());
+        }
+        rdb(10, &[&[11u8][..], &s(b"k"), &s(&is)].concat())
+    };
+    refused_by_all(
+        "an intset of 513 members, one twice",
+        &intset(513),
+        false,
+        "set-max-intset-entries (512)",
+    );
+    loaded_by_all("an intset of 512 members, one twice", &intset(512), false);
     let zm = [2, 1, b'f', 1, 0, b'v', 1, b'f', 1, 0, b'w', 0xff];
     refused_by_all(
         "a zipmap with a field twice",

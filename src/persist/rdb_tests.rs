@@ -598,4 +598,23 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
     );
     let lp = listpack(&[Str(b"a"), Str(b"v"), Str(b"a"), Str(b"w")]);
     ok(b"REDIS0010", &[&[16u8][..], &s(b"lh"), &blob(&lp)].concat());
+
+    // An intset over set-max-intset-entries (512) is converted too; under, a repeat is
+    // only out of order (a warning).
+    let intset = |n: u16| {
+        let mut is = vec![2, 0, 0, 0];
+        is.extend(u32::from(n).to_le_bytes());
+        for v in 0..n {
+            is.extend((if v == 300 { 299 } else { v }).to_le_bytes());
+        }
+        [&[11u8][..], &s(b"is"), &blob(&is)].concat()
+    };
+    let at = refused_at(b"REDIS0010", &intset(513), "set-max-intset-entries (512)");
+    assert_eq!(at, 9 + 1 + 3 + 2 + 8 + 300 * 2);
+    let out = ok(b"REDIS0010", &intset(512));
+    assert!(
+        out.warnings.iter().any(|w| w.contains("not above")),
+        "{:?}",
+        out.warnings
+    );
 }

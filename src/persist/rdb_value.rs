@@ -52,6 +52,8 @@ const HASH_CONVERT: Convert = Convert {
 /// `hash-max-listpack-value`'s default (redis-server 7.0, valkey-server 8): a field or
 /// value longer than this makes the server convert a hash it loads to a hash table.
 const HASH_MAX_LISTPACK_VALUE: u64 = 64;
+/// `set-max-intset-entries`' default: an intset over it is converted while loading.
+const SET_MAX_INTSET_ENTRIES: u32 = 512;
 const ZSET_CONVERT: Convert = Convert {
     what: "sorted set",
     unit: "members",
@@ -585,8 +587,8 @@ struct Checked {
 
 /// Where the load refuses a blob for a field (or member) it holds twice, and why: the
 /// zipmaps and the hash and sorted-set ziplists of old files, whose load checks every
-/// field, and a listpack the load converts (over its setting's default), whose conversion
-/// stops on a repeat. A listpack the load keeps as it is takes repeats unchecked.
+/// field, and a listpack or intset the load converts (over its setting's default), whose
+/// conversion stops on a repeat. One the load keeps as it is takes repeats unchecked.
 fn blob_repeat(kind: Blob, b: &[u8], entries: u32, convert: Option<Convert>) -> Option<BlobFault> {
     let (layout, what) = match kind {
         Blob::Zipmap => (
@@ -600,6 +602,16 @@ fn blob_repeat(kind: Blob, b: &[u8], entries: u32, convert: Option<Convert>) -> 
             "field or member not already in this ziplist (the server refuses a hash field or \
              sorted set member twice: \"ziplist integrity check failed\")"
                 .to_string(),
+        ),
+        // Over set-max-intset-entries the load converts it to a table, asserting that
+        // every member is new.
+        Blob::Intset if entries > SET_MAX_INTSET_ENTRIES => (
+            Layout::Intset,
+            format!(
+                "set member not already in this intset: it has {entries} members, over the \
+                 server's default set-max-intset-entries ({SET_MAX_INTSET_ENTRIES}), so the \
+                 server converts it while loading and stops on a repeat (an assertion)"
+            ),
         ),
         Blob::Listpack(tuple) => {
             let cv = convert.filter(|cv| entries / tuple.max(1) > cv.max)?;

@@ -568,6 +568,7 @@ pub(crate) enum Layout {
     /// Listpack entries, the first of every `tuple` a field.
     Listpack(usize),
     Zipmap,
+    Intset,
 }
 
 /// The offset in `b` (a blob its validator accepted) of the first field, or member, that
@@ -603,6 +604,23 @@ pub(crate) fn first_repeat(b: &[u8], layout: Layout) -> Option<usize> {
                 }
                 i += 1;
             }
+        }
+        Layout::Intset => {
+            let width = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+            for (i, m) in b.get(8..)?.chunks_exact(width.max(1)).enumerate() {
+                let v = match *m {
+                    [x, y] => i64::from(i16::from_le_bytes([x, y])),
+                    [x, y, z, w] => i64::from(i32::from_le_bytes([x, y, z, w])),
+                    [x0, x1, x2, x3, x4, x5, x6, x7] => {
+                        i64::from_le_bytes([x0, x1, x2, x3, x4, x5, x6, x7])
+                    }
+                    _ => return None,
+                };
+                if check(Elem::Int(v)) {
+                    return Some(8 + i * width);
+                }
+            }
+            None
         }
         Layout::Zipmap => {
             let mut at = 1;

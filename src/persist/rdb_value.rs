@@ -410,7 +410,7 @@ impl<R: Read> Rdb<'_, R> {
                 let place =
                     |f: &BlobFault| ParseError::corrupt(start + f.at as u64, f.expected.clone());
                 self.judge_blob(kind, &c, &place, convert)?;
-                let bytes = &self.src.behind(n);
+                let bytes = self.src.behind(n);
                 if let Some(f) = blob_repeat(kind, bytes, c.entries, convert) {
                     return Err(place(&f));
                 }

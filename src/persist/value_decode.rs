@@ -533,31 +533,48 @@ fn intset_members<S: ValueSink>(b: &[u8], sink: &mut S) -> Result<u64, ParseErro
 fn zipmap_pairs<S: ValueSink>(b: &[u8], sink: &mut S) -> Result<u64, ParseError> {
     let n = zipmap::validate(b).map_err(fault)?;
     sink.begin(Kind::Hash, u64::from(n));
-    // Validated: every length and field lies inside the blob.
-    let len_at = |at: &mut usize| -> usize {
-        let first = b[*at];
-        if first == 254 {
-            let v = u32::from_le_bytes([b[*at + 1], b[*at + 2], b[*at + 3], b[*at + 4]]);
-            *at += 5;
-            v as usize
-        } else {
-            *at += 1;
-            usize::from(first)
-        }
-    };
-    let mut at = 1;
-    while b[at] != 0xff {
-        let kl = len_at(&mut at);
-        let field = &b[at..at + kl];
-        at += kl;
-        let vl = len_at(&mut at);
-        let free = usize::from(b[at]);
-        at += 1;
-        let value = &b[at..at + vl];
-        at += vl + free;
+    for (_, field, value) in (ZipmapWalk { zm: b, at: 1 }) {
         sink.field(field, value, None);
     }
     Ok(u64::from(n))
+}
+
+/// Walks a zipmap the reader already validated: each pair's offset, field and value.
+struct ZipmapWalk<'a> {
+    zm: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for ZipmapWalk<'a> {
+    type Item = (usize, &'a [u8], &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.zm;
+        let len_at = |at: &mut usize| -> Option<usize> {
+            let first = *b.get(*at)?;
+            if first == 254 {
+                let v = u32::from_le_bytes(b.get(*at + 1..*at + 5)?.try_into().ok()?);
+                *at += 5;
+                Some(v as usize)
+            } else {
+                *at += 1;
+                Some(usize::from(first))
+            }
+        };
+        let start = self.at;
+        if *b.get(start)? == 0xff {
+            return None;
+        }
+        let mut at = start;
+        let kl = len_at(&mut at)?;
+        let field = b.get(at..at + kl)?;
+        at += kl;
+        let vl = len_at(&mut at)?;
+        let free = usize::from(*b.get(at)?);
+        at += 1;
+        let value = b.get(at..at + vl)?;
+        self.at = at + vl + free;
+        Some((start, field, value))
+    }
 }
 
 /// How a blob of fields (or members) is laid out, for [`first_repeat`].
@@ -622,33 +639,9 @@ pub(crate) fn first_repeat(b: &[u8], layout: Layout) -> Option<usize> {
             }
             None
         }
-        Layout::Zipmap => {
-            let mut at = 1;
-            let len_at = |at: &mut usize| -> Option<usize> {
-                let first = *b.get(*at)?;
-                if first == 254 {
-                    let v = u32::from_le_bytes(b.get(*at + 1..*at + 5)?.try_into().ok()?);
-                    *at += 5;
-                    Some(v as usize)
-                } else {
-                    *at += 1;
-                    Some(usize::from(first))
-                }
-            };
-            while *b.get(at)? != 0xff {
-                let start = at;
-                let kl = len_at(&mut at)?;
-                let field = b.get(at..at + kl)?;
-                if check(Elem::Str(field)) {
-                    return Some(start);
-                }
-                at += kl;
-                let vl = len_at(&mut at)?;
-                let free = usize::from(*b.get(at)?);
-                at += 1 + vl + free;
-            }
-            None
-        }
+        Layout::Zipmap => ZipmapWalk { zm: b, at: 1 }
+            .find(|&(_, field, _)| check(Elem::Str(field)))
+            .map(|(at, _, _)| at),
     }
 }
 
@@ -1002,6 +995,19 @@ mod tests {
         assert_eq!(
             decode_dump(&ql).unwrap(),
             Value::List(strings(&["a", "12345", "7", "b", "12345", "7"]))
+        );
+        // A field twice, once as text and once as an integer entry: the same to the server.
+        let twice = ziplist(&[b"12345", b"v"]);
+        assert_eq!(
+            super::first_repeat(&twice, super::Layout::Ziplist(2)),
+            Some(20)
+        );
+        assert_eq!(super::first_repeat(&zl, super::Layout::Ziplist(2)), None);
+        assert_eq!(super::first_repeat(&zm, super::Layout::Zipmap), None);
+        let zm_twice = [2, 1, b'a', 0, 0, 1, b'a', 1, 0, b'x', 0xff];
+        assert_eq!(
+            super::first_repeat(&zm_twice, super::Layout::Zipmap),
+            Some(5)
         );
         // Damage inside a blob is refused, not decoded.
         let mut bad = zl.clone();

@@ -500,7 +500,7 @@ impl<const W: usize> FpRuns<W> {
 
 /// Asks the CPU to bring `v[i]` into cache, when `i` is inside `v`.
 #[inline(always)]
-fn prefetch<T>(v: &[T], i: usize) {
+pub(crate) fn prefetch<T>(v: &[T], i: usize) {
     if let Some(p) = v.get(i) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint: it reads nothing and cannot fault; the address

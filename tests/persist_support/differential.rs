@@ -57,8 +57,11 @@ fn populate(s: &mut Server, scale: usize) {
             cmds.push(args(&["SADD", "set", &format!("m{i}")]));
             cmds.push(args(&["ZADD", "zset", &i.to_string(), &format!("m{i}")]));
         }
-        for i in 0..200 {
+        // 600 fields: over hash-max-listpack-entries, a hash table (RDB type 4).
+        for i in 0..600 {
             cmds.push(args(&["HSET", "bighash", &format!("field{i}"), "value"]));
+        }
+        for i in 0..200 {
             cmds.push(args(&["SADD", "bigset", &format!("member{i}")]));
             cmds.push(args(&[
                 "ZADD",
@@ -174,7 +177,7 @@ pub fn mutate(seed: &Seed, rng: &mut StdRng) -> (Vec<(String, Vec<u8>)>, String)
     let mut body = bytes[..body_len].to_vec();
     let n = body.len().max(1);
     let desc;
-    match rng.gen_range(0..8) {
+    match rng.gen_range(0..9) {
         0 => {
             let at = rng.gen_range(0..n);
             let bit = rng.gen_range(0..8);
@@ -227,6 +230,22 @@ pub fn mutate(seed: &Seed, rng: &mut StdRng) -> (Vec<(String, Vec<u8>)>, String)
             let to = (at + len).min(body.len());
             body.splice(to..to, chunk);
             desc = format!("repeat {len} at {at}");
+        }
+        7 => {
+            // A digit made another: names end in numbers (`field-7`, `s3`), so this makes a
+            // key, field or member twice more often than any flip.
+            let digits: Vec<usize> = (0..32)
+                .map(|_| rng.gen_range(0..n))
+                .filter(|&at| body.get(at).is_some_and(u8::is_ascii_digit))
+                .collect();
+            match digits.first() {
+                Some(&at) => {
+                    let v = b'0' + rng.gen_range(0..10u8);
+                    body[at] = v;
+                    desc = format!("digit {at} = {}", v as char);
+                }
+                None => desc = "no digit found".into(),
+            }
         }
         _ => {
             // Two flips apart.

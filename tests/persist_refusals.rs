@@ -951,15 +951,30 @@ fn aof_records_the_server_cannot_run_are_not_ok() {
 /// assert), where the same damage in a listpack at the limit loads (with the warning).
 /// The reader called the bigger ones ok (a false ok no campaign seed could reach: servers
 /// at their defaults never write such a listpack).
+/// The listpacks the load converts over their default limit: (type, entries per element,
+/// the limit, RDB version). Sets as listpacks arrive in RDB 11, which only valkey-server
+/// 8.1 of the two loads.
+const CONVERTED_LISTPACKS: [(u8, usize, usize, u32); 3] =
+    [(16, 2, 512, 10), (17, 2, 128, 10), (20, 1, 128, 11)];
+
+/// Every server that knows the file's RDB version loaded a listpack of `n` elements at its
+/// limit `max` and refused one over it.
+fn loads_up_to_the_limit(loads: &[(String, Load)], version: u32, n: usize, max: usize) {
+    for (who, load) in loads {
+        if version > 10 && !who.contains("valkey") {
+            continue;
+        }
+        if n > max {
+            assert_eq!(*load, Load::Refused, "{who}");
+        } else {
+            assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
+        }
+    }
+}
+
 #[test]
 fn a_wrong_back_length_in_a_listpack_converted_on_load_is_not_ok() {
-    // (type, entries per element, the default limit, RDB version): sets as listpacks
-    // arrive in RDB 11, which only valkey-server 8.1 of the two loads.
-    for (t, tuple, max, version) in [
-        (16u8, 2usize, 512usize, 10u32),
-        (17, 2, 128, 10),
-        (20, 1, 128, 11),
-    ] {
+    for (t, tuple, max, version) in CONVERTED_LISTPACKS {
         for n in [max, max + 1] {
             let items: Vec<Vec<u8>> = (0..n * tuple).map(|i| i.to_string().into_bytes()).collect();
             let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
@@ -971,16 +986,7 @@ fn a_wrong_back_length_in_a_listpack_converted_on_load_is_not_ok() {
             let file = rdb(version, &[&[t][..], &s(b"k"), &s(&lp)].concat());
             let name = format!("type {t} listpack of {n} elements, a wrong back-length");
             let (loads, r) = judge(&name, &file, false);
-            for (who, load) in &loads {
-                if version > 10 && !who.contains("valkey") {
-                    continue;
-                }
-                if n > max {
-                    assert_eq!(*load, Load::Refused, "{who}");
-                } else {
-                    assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
-                }
-            }
+            loads_up_to_the_limit(&loads, version, n, max);
             if n > max {
                 assert_ne!(r.verdict, Verdict::Ok, "{name}");
                 let fault = r.fault.expect("a fault");
@@ -1222,11 +1228,7 @@ fn a_field_twice_is_not_ok_where_the_server_builds_a_table() {
     );
 
     // Listpacks: over the default limit the load converts them and stops on a repeat.
-    for (t, tuple, max, version) in [
-        (16u8, 2usize, 512usize, 10u32),
-        (17, 2, 128, 10),
-        (20, 1, 128, 11),
-    ] {
+    for (t, tuple, max, version) in CONVERTED_LISTPACKS {
         for n in [max, max + 1] {
             let mut items: Vec<Vec<u8>> =
                 (0..n * tuple).map(|i| i.to_string().into_bytes()).collect();
@@ -1238,16 +1240,7 @@ fn a_field_twice_is_not_ok_where_the_server_builds_a_table() {
             );
             let name = format!("type {t} listpack of {n} elements, one twice");
             let (loads, r) = judge(&name, &file, false);
-            for (who, load) in &loads {
-                if version > 10 && !who.contains("valkey") {
-                    continue;
-                }
-                if n > max {
-                    assert_eq!(*load, Load::Refused, "{who}");
-                } else {
-                    assert!(matches!(load, Load::Loaded(_)), "{who}: {load:?}");
-                }
-            }
+            loads_up_to_the_limit(&loads, version, n, max);
             if n > max {
                 let fault = r.fault.expect("a fault");
                 assert!(

@@ -109,6 +109,9 @@ pub(crate) struct Rdb<'a, R> {
     /// the current value: the server refuses a repeated one.
     pub member: Vec<u8>,
     pub members: FpSet,
+    /// Fingerprints and offsets of a blob's fields, looked through for a repeat
+    /// (`value_decode::first_repeat`), kept from blob to blob.
+    pub seen: Vec<(u64, usize)>,
     /// Fingerprints of the keys of the current database, and of the others seen: the
     /// server stops at a key twice in one database. 6 bytes a key (see `fp_set`).
     keys_seen: KeyRuns,
@@ -145,6 +148,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             key: Vec::new(),
             member: Vec::new(),
             members: FpSet::default(),
+            seen: Vec::new(),
             keys_seen: KeyRuns::default(),
             other_dbs: HashMap::new(),
             hunt: None,
@@ -648,17 +652,10 @@ impl<'a, R: Read> Rdb<'a, R> {
     /// fingerprinted where it lies: copying each member out first was half this read.
     pub fn member_fp(&mut self, what: &str) -> Result<Option<(u64, u64)>, ParseError> {
         let b = self.src.buffered();
-        if let Some(&first) = b.first() {
-            let (header, n) = match first >> 6 {
-                0 => (1, usize::from(first & 0x3f)),
-                1 if b.len() >= 2 => (2, (usize::from(first & 0x3f) << 8) | usize::from(b[1])),
-                _ => (0, 0),
-            };
-            if let Some(m) = b.get(header..header + n).filter(|_| header > 0) {
-                let fp = fingerprint(m);
-                self.src.consume(header + n);
-                return Ok(Some((fp, n as u64)));
-            }
+        if let Some((header, n)) = buffered_plain(b) {
+            let fp = fingerprint(&b[header..header + n]);
+            self.src.consume(header + n);
+            return Ok(Some((fp, n as u64)));
         }
         let at = self.src.offset();
         let mut m = std::mem::take(&mut self.member);
@@ -730,21 +727,14 @@ impl<'a, R: Read> Rdb<'a, R> {
     pub fn skip_string(&mut self) -> Result<u64, ParseError> {
         // Fast path: a plain string with a 6- or 14-bit length, wholly in the buffer.
         let b = self.src.buffered();
-        if let Some(&first) = b.first() {
-            let (header, n) = match first >> 6 {
-                0 => (1, usize::from(first & 0x3f)),
-                1 if b.len() >= 2 => (2, (usize::from(first & 0x3f) << 8) | usize::from(b[1])),
-                _ => (0, 0),
-            };
-            if header > 0 && header + n <= b.len() {
-                self.src.consume(header + n);
-                return Ok(n as u64);
-            }
-            if first == 0xc3 {
-                if let Some((used, ulen)) = lzf_buffered(b) {
-                    self.src.consume(used);
-                    return Ok(ulen);
-                }
+        if let Some((header, n)) = buffered_plain(b) {
+            self.src.consume(header + n);
+            return Ok(n as u64);
+        }
+        if b.first() == Some(&0xc3) {
+            if let Some((used, ulen)) = lzf_buffered(b) {
+                self.src.consume(used);
+                return Ok(ulen);
             }
         }
         self.skip_string_slow()
@@ -877,29 +867,38 @@ fn buffered_string_end(b: &[u8], at: usize) -> Option<usize> {
     (end <= b.len()).then_some(end)
 }
 
+/// A 6- or 14-bit length at the start of `b` (the forms nearly every string takes): the
+/// bytes of its header and the length.
+#[inline(always)]
+fn short_len(b: &[u8]) -> Option<(usize, usize)> {
+    let first = *b.first()?;
+    match first >> 6 {
+        0 => Some((1, usize::from(first))),
+        1 => Some((
+            2,
+            (usize::from(first & 0x3f) << 8) | usize::from(*b.get(1)?),
+        )),
+        _ => None,
+    }
+}
+
+/// A plain string with a 6- or 14-bit length wholly in `b`: its header's bytes and its
+/// length (the string is `b[header..header + length]`). `None` sends the caller to the
+/// careful path.
+#[inline(always)]
+pub(crate) fn buffered_plain(b: &[u8]) -> Option<(usize, usize)> {
+    let (header, n) = short_len(b)?;
+    (header + n <= b.len()).then_some((header, n))
+}
+
 /// A valid LZF string (after its 0xc3 marker) wholly in `b`, with 6- or 14-bit lengths:
 /// the bytes it takes and its decoded length. `None` sends the caller to the careful path,
 /// which also says where any fault is.
 #[inline]
 fn lzf_buffered(b: &[u8]) -> Option<(usize, u64)> {
-    let mut at = 1;
-    let mut short_len = || {
-        let first = *b.get(at)?;
-        match first >> 6 {
-            0 => {
-                at += 1;
-                Some(usize::from(first))
-            }
-            1 => {
-                let second = *b.get(at + 1)?;
-                at += 2;
-                Some((usize::from(first & 0x3f) << 8) | usize::from(second))
-            }
-            _ => None,
-        }
-    };
-    let clen = short_len()?;
-    let ulen = short_len()?;
+    let (h1, clen) = short_len(b.get(1..)?)?;
+    let (h2, ulen) = short_len(b.get(1 + h1..)?)?;
+    let at = 1 + h1 + h2;
     let input = b.get(at..at + clen)?;
     (ulen > 0 && lzf::lengths_in(input)? == ulen as u64).then_some((at + clen, ulen as u64))
 }

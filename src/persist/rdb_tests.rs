@@ -56,6 +56,14 @@ fn run(bytes: &[u8]) -> (Result<(), super::error::ParseError>, RdbOutcome) {
     (res, out)
 }
 
+/// The fault the file of `body` is refused with, which must say `what`.
+fn refused(magic: &[u8], body: &[u8], what: &str) -> super::error::ParseError {
+    let (res, _) = run(&rdb(magic, body));
+    let e = res.expect_err(what);
+    assert!(e.expected.contains(what), "{what}: {e:?}");
+    e
+}
+
 fn ok(magic: &[u8], body: &[u8]) -> RdbOutcome {
     let (res, out) = run(&rdb(magic, body));
     res.unwrap_or_else(|e| panic!("{e:?}"));
@@ -324,12 +332,6 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
 /// same files go through a real server in tests/persist_refusals.rs).
 #[test]
 fn what_the_server_refuses_is_refused() {
-    let refused = |magic: &[u8], body: &[u8], what: &str| {
-        let (res, _) = run(&rdb(magic, body));
-        let e = res.expect_err(what);
-        assert!(e.expected.contains(what), "{what}: {e:?}");
-        e
-    };
     let string = |k: &[u8]| [&[0u8][..], &s(k), &s(b"v")].concat();
     // The same key twice in a database, through the fast loop and the careful path.
     refused(
@@ -498,12 +500,6 @@ fn a_candidate_that_is_not_a_repeat_passes_the_hunt() {
 
 #[test]
 fn a_field_twice_is_refused_where_the_server_builds_a_table() {
-    let refused_at = |magic: &[u8], body: &[u8], what: &str| {
-        let (res, _) = run(&rdb(magic, body));
-        let e = res.expect_err(what);
-        assert!(e.expected.contains(what), "{what}: {e:?}");
-        e.offset
-    };
     // A hash of field-value pairs (type 4): its length, then the pairs.
     let hash = |pairs: &[(Vec<u8>, Vec<u8>)]| {
         let n = pairs.len();
@@ -522,7 +518,7 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
     pairs[300].0 = field(7);
     let (b, at) = hash(&pairs);
     assert_eq!(
-        refused_at(b"REDIS0010", &b, "Duplicate hash fields detected"),
+        refused(b"REDIS0010", &b, "Duplicate hash fields detected").offset,
         at[300]
     );
     // Small, with short values: a listpack, the repeat unchecked; the file loads, said.
@@ -545,13 +541,13 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
     long.push((field(3), vec![b'x'; 65]));
     let (b, at) = hash(&long);
     assert_eq!(
-        refused_at(b"REDIS0010", &b, "Listpack corruption detected"),
+        refused(b"REDIS0010", &b, "Listpack corruption detected").offset,
         at[2]
     );
     // Converted by the first pair's long value: the repeat after it meets the table.
     let (b, at) = hash(&[(field(1), vec![b'x'; 65]), (field(1), b"v".to_vec())]);
     assert_eq!(
-        refused_at(b"REDIS0010", &b, "Duplicate hash fields detected"),
+        refused(b"REDIS0010", &b, "Duplicate hash fields detected").offset,
         at[1]
     );
     // No repeat, however long the values: loads, nothing said.
@@ -561,17 +557,17 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
     // The ziplist of a hash (13) or sorted set (12), and a zipmap: always checked.
     let zl = ziplist(&[b"f", b"v", b"g", b"v", b"f", b"w"]);
     let body = [&[0x0d][..], &s(b"zh"), &s(&zl)].concat();
-    let at = refused_at(b"REDIS0009", &body, "ziplist integrity check failed");
+    let at = refused(b"REDIS0009", &body, "ziplist integrity check failed").offset;
     // The second `f`: header 10 bytes, then 3-byte entries.
     assert_eq!(at, 9 + 1 + 3 + 1 + 10 + 4 * 3);
     let zl = ziplist(&[b"m", b"1", b"m", b"2"]);
-    refused_at(
+    refused(
         b"REDIS0009",
         &[&[0x0c][..], &s(b"zz"), &s(&zl)].concat(),
         "ziplist integrity check failed",
     );
     let zm = [2, 1, b'f', 1, 0, b'v', 1, b'f', 1, 0, b'w', 0xff];
-    refused_at(
+    refused(
         b"REDIS0006",
         &[&[0x09][..], &s(b"zm"), &s(&zm)].concat(),
         "Hash zipmap with dup elements",
@@ -591,7 +587,7 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
     );
     items[2 * 300] = Str(b"5");
     let lp = listpack(&items);
-    refused_at(
+    refused(
         b"REDIS0010",
         &[&[16u8][..], &s(b"lh"), &blob(&lp)].concat(),
         "over the server's default hash-max-listpack-entries (512)",
@@ -609,7 +605,7 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
         }
         [&[11u8][..], &s(b"is"), &blob(&is)].concat()
     };
-    let at = refused_at(b"REDIS0010", &intset(513), "set-max-intset-entries (512)");
+    let at = refused(b"REDIS0010", &intset(513), "set-max-intset-entries (512)").offset;
     assert_eq!(at, 9 + 1 + 3 + 2 + 8 + 300 * 2);
     let out = ok(b"REDIS0010", &intset(512));
     assert!(

@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use super::error::{BlobFault, BlobResult, ParseError};
-use super::rdb::{blob_fault_at, needs_module, BlobAt, Rdb};
+use super::rdb::{blob_fault_at, buffered_plain, needs_module, BlobAt, Rdb};
 use super::value_decode::{first_repeat, Layout};
 use super::{intset, listpack, stream, ziplist, zipmap};
 
@@ -392,13 +392,8 @@ impl<R: Read> Rdb<'_, R> {
         convert: Option<Convert>,
     ) -> Result<Option<u32>, ParseError> {
         let b = self.src.buffered();
-        if let Some(&first) = b.first() {
-            let (header, n) = match first >> 6 {
-                0 => (1, usize::from(first)),
-                1 if b.len() >= 2 => (2, (usize::from(first & 0x3f) << 8) | usize::from(b[1])),
-                _ => (0, 0),
-            };
-            if header > 0 && n > 0 && header + n <= b.len() {
+        if let Some((header, n)) = buffered_plain(b) {
+            if n > 0 {
                 let start = self.src.offset() + header as u64;
                 let r = validate(kind, &b[header..header + n]);
                 self.src.consume(header + n);
@@ -411,7 +406,7 @@ impl<R: Read> Rdb<'_, R> {
                     |f: &BlobFault| ParseError::corrupt(start + f.at as u64, f.expected.clone());
                 self.judge_blob(kind, &c, &place, convert)?;
                 let bytes = self.src.behind(n);
-                if let Some(f) = blob_repeat(kind, bytes, c.entries, convert) {
+                if let Some(f) = blob_repeat(kind, bytes, c.entries, convert, &mut self.seen) {
                     return Err(place(&f));
                 }
                 return Ok(Some(c.entries));
@@ -425,7 +420,7 @@ impl<R: Read> Rdb<'_, R> {
                 let c = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
                 let place = |f: &BlobFault| blob_fault_at(at, f);
                 self.judge_blob(kind, &c, &place, convert)?;
-                if let Some(f) = blob_repeat(kind, &self.blob, c.entries, convert) {
+                if let Some(f) = blob_repeat(kind, &self.blob, c.entries, convert, &mut self.seen) {
                     return Err(place(&f));
                 }
                 Ok(Some(c.entries))
@@ -589,7 +584,13 @@ struct Checked {
 /// zipmaps and the hash and sorted-set ziplists of old files, whose load checks every
 /// field, and a listpack or intset the load converts (over its setting's default), whose
 /// conversion stops on a repeat. One the load keeps as it is takes repeats unchecked.
-fn blob_repeat(kind: Blob, b: &[u8], entries: u32, convert: Option<Convert>) -> Option<BlobFault> {
+fn blob_repeat(
+    kind: Blob,
+    b: &[u8],
+    entries: u32,
+    convert: Option<Convert>,
+    seen: &mut Vec<(u64, usize)>,
+) -> Option<BlobFault> {
     let (layout, what) = match kind {
         Blob::Zipmap => (
             Layout::Zipmap,
@@ -632,8 +633,19 @@ fn blob_repeat(kind: Blob, b: &[u8], entries: u32, convert: Option<Convert>) -> 
         }
         _ => return None,
     };
-    let at = first_repeat(b, layout)?;
+    if entries < 2 * layout_tuple(layout) {
+        return None; // One field cannot repeat.
+    }
+    let at = first_repeat(b, layout, seen)?;
     Some(BlobFault::new(at, format!("a {what}")))
+}
+
+/// Entries a field takes in `layout`.
+fn layout_tuple(layout: Layout) -> u32 {
+    match layout {
+        Layout::Ziplist(t) | Layout::Listpack(t) => t as u32,
+        Layout::Zipmap | Layout::Intset => 1,
+    }
 }
 
 fn nan_score(at: u64) -> ParseError {

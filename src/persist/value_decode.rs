@@ -6,7 +6,7 @@ use std::io::Read;
 
 use super::error::ParseError;
 use super::listpack::{self, LpEntry};
-use super::rdb::{Len, Rdb};
+use super::rdb::{buffered_plain, Len, Rdb};
 use super::value::{
     module_name, Consumer, ConsumerGroup, Kind, PendingEntry, Stream, StreamEntry, StreamId,
     ValueSink,
@@ -55,17 +55,10 @@ impl<R: Read> Input for Rdb<'_, R> {
     fn with_string<F: FnOnce(&[u8])>(&mut self, buf: &mut Vec<u8>, f: F) -> Result<(), ParseError> {
         // Most strings: a 6- or 14-bit length, wholly in the read buffer.
         let b = self.src.buffered();
-        if let Some(&first) = b.first() {
-            let (header, n) = match first >> 6 {
-                0 => (1, usize::from(first & 0x3f)),
-                1 if b.len() >= 2 => (2, (usize::from(first & 0x3f) << 8) | usize::from(b[1])),
-                _ => (0, 0),
-            };
-            if header > 0 && header + n <= b.len() {
-                f(&b[header..header + n]);
-                self.src.consume(header + n);
-                return Ok(());
-            }
+        if let Some((header, n)) = buffered_plain(b) {
+            f(&b[header..header + n]);
+            self.src.consume(header + n);
+            return Ok(());
         }
         self.string(buf)?;
         f(buf);
@@ -592,21 +585,29 @@ pub(crate) enum Layout {
 /// an earlier one of the same blob already had, compared as the server compares them
 /// when it puts them in a hash table: integers as their decimal text. By fingerprint (see
 /// `fp_set`): two different fields are taken for one with probability about n²/2^65.
-pub(crate) fn first_repeat(b: &[u8], layout: Layout) -> Option<usize> {
-    let mut seen = super::fp_set::FpSet::default();
+/// `seen` is the caller's scratch (fingerprints and offsets, sorted at the end): most
+/// blobs hold a handful of fields, and a fresh hash set for each tripled the check of an
+/// RDB of small ziplist hashes.
+pub(crate) fn first_repeat(
+    b: &[u8],
+    layout: Layout,
+    seen: &mut Vec<(u64, usize)>,
+) -> Option<usize> {
+    seen.clear();
     let mut buf = IntBuf::default();
-    let mut check =
-        |e: Elem<'_>| seen.insert(super::fp_set::fingerprint(e.bytes(&mut buf))) == Some(false);
+    let mut note = |e: Elem<'_>, at: usize| {
+        seen.push((super::fp_set::fingerprint(e.bytes(&mut buf)), at));
+    };
     match layout {
         Layout::Ziplist(tuple) => {
             let mut walk = ZiplistWalk::new(b);
+            let mut at = walk.at;
             let mut i = 0;
-            loop {
-                let at = walk.at;
-                let e = walk.next()?;
-                if i % tuple == 0 && check(e) {
-                    return Some(at);
+            while let Some(e) = walk.next() {
+                if i % tuple == 0 {
+                    note(e, at);
                 }
+                at = walk.at;
                 i += 1;
             }
         }
@@ -615,9 +616,12 @@ pub(crate) fn first_repeat(b: &[u8], layout: Layout) -> Option<usize> {
             let mut i = 0;
             loop {
                 let at = it.offset();
-                let e = it.next_entry().ok()??;
-                if i % tuple == 0 && check(Elem::from(e)) {
-                    return Some(at);
+                // Damage ends the walk: the load's own walk stops there too.
+                let Ok(Some(e)) = it.next_entry() else {
+                    break;
+                };
+                if i % tuple == 0 {
+                    note(Elem::from(e), at);
                 }
                 i += 1;
             }
@@ -633,16 +637,21 @@ pub(crate) fn first_repeat(b: &[u8], layout: Layout) -> Option<usize> {
                     }
                     _ => return None,
                 };
-                if check(Elem::Int(v)) {
-                    return Some(8 + i * width);
-                }
+                note(Elem::Int(v), 8 + i * width);
             }
-            None
         }
-        Layout::Zipmap => ZipmapWalk { zm: b, at: 1 }
-            .find(|&(_, field, _)| check(Elem::Str(field)))
-            .map(|(at, _, _)| at),
+        Layout::Zipmap => {
+            for (at, field, _) in (ZipmapWalk { zm: b, at: 1 }) {
+                note(Elem::Str(field), at);
+            }
+        }
     }
+    // Sorted by fingerprint, then offset: the second of each equal pair is a repeat.
+    seen.sort_unstable();
+    seen.windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| w[1].1)
+        .min()
 }
 
 /// Walks a ziplist the reader already validated.
@@ -999,14 +1008,20 @@ mod tests {
         // A field twice, once as text and once as an integer entry: the same to the server.
         let twice = ziplist(&[b"12345", b"v"]);
         assert_eq!(
-            super::first_repeat(&twice, super::Layout::Ziplist(2)),
+            super::first_repeat(&twice, super::Layout::Ziplist(2), &mut Vec::new()),
             Some(20)
         );
-        assert_eq!(super::first_repeat(&zl, super::Layout::Ziplist(2)), None);
-        assert_eq!(super::first_repeat(&zm, super::Layout::Zipmap), None);
+        assert_eq!(
+            super::first_repeat(&zl, super::Layout::Ziplist(2), &mut Vec::new()),
+            None
+        );
+        assert_eq!(
+            super::first_repeat(&zm, super::Layout::Zipmap, &mut Vec::new()),
+            None
+        );
         let zm_twice = [2, 1, b'a', 0, 0, 1, b'a', 1, 0, b'x', 0xff];
         assert_eq!(
-            super::first_repeat(&zm_twice, super::Layout::Zipmap),
+            super::first_repeat(&zm_twice, super::Layout::Zipmap, &mut Vec::new()),
             Some(5)
         );
         // Damage inside a blob is refused, not decoded.

@@ -230,9 +230,8 @@ impl FpSet {
 ///
 /// Each run is a chain of blocks of [`BLOCK_BYTES`], taken in turn from segments
 /// of memory shared by all runs: no run is ever copied to grow, memory is what the keys
-/// take (no spare capacity per run, whatever a file's RESIZEDB hint says), and the
-/// segments after the first are in 2 MiB pages ([`Words`]): one page fault where 4 KiB
-/// pages took 512, which cost a tenth of the check of an RDB of small keys.
+/// take (no spare capacity per run, whatever a file's RESIZEDB hint says); a segment's
+/// pages are faulted in as its blocks are first written.
 #[derive(Default)]
 pub(crate) struct FpRuns<const W: usize = 8> {
     /// Memory blocks are taken from, in order: the first small (a database of few keys

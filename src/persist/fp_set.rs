@@ -78,7 +78,7 @@ pub(crate) struct FpSet {
 impl Default for FpSet {
     fn default() -> Self {
         FpSet {
-            slots: Words::zeroed(FIRST_SLOTS),
+            slots: Words::zeroed_random(FIRST_SLOTS),
             len: 0,
         }
     }
@@ -141,7 +141,7 @@ impl FpSet {
             return;
         }
         if self.slots.len() > FIRST_SLOTS * 16 {
-            self.slots = Words::zeroed(FIRST_SLOTS);
+            self.slots = Words::zeroed_random(FIRST_SLOTS);
         } else {
             self.slots.fill(0);
         }
@@ -182,7 +182,7 @@ impl FpSet {
     }
 
     fn grow(&mut self) -> Words {
-        let bigger = Words::zeroed(self.slots.len() * 2);
+        let bigger = Words::zeroed_random(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, bigger);
         for &fp in old.iter().filter(|&&s| s != 0) {
             let (i, _) = self.probe(fp);

@@ -15,7 +15,7 @@
 //! - `commands`: the commands (and arities) Redis 7.0 and Valkey 8.1 know, for AOF records.
 //! - `cache`: reports remembered for the process by file identity (no second read).
 //! - `fp_set`: 64-bit key fingerprints in a flat table (exact counts in bounded memory);
-//!   `words`: its big tables' zeroed memory.
+//!   `words`: its big tables' memory (2 MiB pages for those probed at random).
 //! - `slot`: hash slots ([`key_slot`]) and the slot-range check.
 //! - `fix`: a truncated AOF's good prefix, copied elsewhere.
 //! - `value`, `value_decode`, `entries`, `dump`: values decoded into one canonical

@@ -1,41 +1,128 @@
-//! A zeroed array of 64-bit words for the reader's big tables (key fingerprints), readable
-//! and writable as little-endian bytes too.
+//! A zeroed array of 64-bit words for the reader's big tables (key fingerprints), backed
+//! by 2 MiB pages when it is a big table probed at random.
 //!
-//! Plain zeroed memory in 4 KiB pages, faulted in as it is touched. The tables were once
-//! their own mappings marked `MADV_HUGEPAGE`, for fewer TLB misses and page faults; on
-//! this VM a 2 MiB page costs what 2 MiB of 4 KiB pages do only while the kernel holds
-//! free 2 MiB blocks it has just been given back. After a pause of a few seconds (the
-//! hypervisor takes free blocks back) or another program's run, 64 MiB in 2 MiB pages took
-//! 150-200 ms to fault in against 24-32 ms in 4 KiB pages, and a check of the 5 M small-key
-//! RDB run right after `redis-check-rdb` took 0.19 s of CPU in huge pages against 0.12 s
-//! in small ones (0.11 and 0.12 s back to back). No shape of the reader's benchmark was
-//! faster in huge pages, back to back or in turns.
+//! Why: the fingerprint table of an AOF's keys is tens of MiB probed at random, one
+//! probe a command. In 4 KiB pages nearly every probe also missed the TLB, and its page
+//! walk stalled the prefetch meant to hide the miss (a fifth of the whole check of an AOF
+//! of small commands). Such a table ([`Words::zeroed_random`]) is its own anonymous
+//! mapping, marked `MADV_HUGEPAGE` (the kernel's default, `madvise`, gives 2 MiB pages
+//! only to regions that ask): a handful of TLB entries cover it. The kernel may still give
+//! small pages (no free 2 MiB block): only slower.
+//!
+//! Memory written in order ([`Words::zeroed`]: the fingerprint runs of an RDB's keys) is
+//! in 4 KiB pages: it misses the TLB once a page, and a 2 MiB page is not always cheap.
+//! On this VM, after a pause of a few seconds (the hypervisor takes free blocks back) or
+//! another program's run, 64 MiB in 2 MiB pages took 150-200 ms to fault in against
+//! 24-32 ms in 4 KiB pages; the 5 M small-key RDB checked right after `redis-check-rdb`
+//! took 0.19-0.20 s of CPU with its runs in huge pages against 0.11-0.12 s in small ones.
+//!
+//! Memory stays what the words need: the mapping is faulted in as it is touched, rounded
+//! up to 2 MiB, and given back whole when dropped.
 
 use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 
-pub(crate) struct Words(Vec<u64>);
+/// From this size up a table gets its own mapping; below, a plain `Vec`.
+const MAP_FROM: usize = 2 << 20;
+const HUGE: usize = 2 << 20;
+
+pub(crate) struct Words {
+    ptr: NonNull<u64>,
+    len: usize,
+    /// The mapping (start, length) when mapped; else the words live in `vec`.
+    map: Option<(NonNull<libc::c_void>, usize)>,
+    vec: Vec<u64>,
+}
+
+// SAFETY: `Words` owns its memory outright (like a `Vec<u64>`); nothing else points into it.
+unsafe impl Send for Words {}
+// SAFETY: shared access only reads, through `&[u64]`.
+unsafe impl Sync for Words {}
 
 impl Words {
-    /// `n` words, all 0 (a big table is fresh zero pages from the kernel, not written).
+    /// `n` words, all 0, in 2 MiB pages when they are many: for a table probed at random.
+    pub fn zeroed_random(n: usize) -> Words {
+        let bytes = n.saturating_mul(8);
+        if bytes >= MAP_FROM {
+            if let Some(w) = Self::mapped(n, bytes) {
+                return w;
+            }
+        }
+        Self::zeroed(n)
+    }
+
+    /// `n` words, all 0, in 4 KiB pages: for memory written and read in order.
     pub fn zeroed(n: usize) -> Words {
-        Words(vec![0u64; n])
+        let mut vec = vec![0u64; n];
+        Words {
+            ptr: NonNull::new(vec.as_mut_ptr()).unwrap_or(NonNull::dangling()),
+            len: n,
+            map: None,
+            vec,
+        }
+    }
+
+    fn mapped(n: usize, bytes: usize) -> Option<Words> {
+        // Room to start on a 2 MiB boundary, and to end on one.
+        let map_len = bytes.checked_add(2 * HUGE)? & !(HUGE - 1);
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        let start = p as usize;
+        let aligned = (start + HUGE - 1) & !(HUGE - 1);
+        let huge_len = (start + map_len - aligned) & !(HUGE - 1);
+        // SAFETY: the range lies inside the mapping just made. A refusal (a kernel without
+        // transparent huge pages) only leaves small pages.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, huge_len, libc::MADV_HUGEPAGE);
+        }
+        Some(Words {
+            // Anonymous memory reads as zeros: the words are initialised.
+            ptr: NonNull::new(aligned as *mut u64)?,
+            len: n,
+            map: Some((NonNull::new(p)?, map_len)),
+            vec: Vec::new(),
+        })
     }
 
     /// The words as bytes (their users write and read them as little-endian bytes
     /// themselves, so the machine's byte order does not matter).
     #[inline]
     pub fn bytes(&self) -> &[u8] {
+        let w: &[u64] = self;
         // SAFETY: `len` initialised words; a `u64` has no padding and `u8` any alignment.
-        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<u8>(), self.0.len() * 8) }
+        unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), w.len() * 8) }
     }
 
     /// The words as bytes, writable.
     #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let w: &mut [u64] = self;
         // SAFETY: as in `bytes`; every byte pattern is a valid `u64`, and `&mut self`
         // makes this the only access.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.0.len() * 8)
+        unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr().cast::<u8>(), w.len() * 8) }
+    }
+}
+
+impl Drop for Words {
+    fn drop(&mut self) {
+        if let Some((p, len)) = self.map {
+            // SAFETY: the mapping this value made, unmapped once; no slice of it outlives
+            // `self`.
+            unsafe {
+                libc::munmap(p.as_ptr(), len);
+            }
         }
     }
 }
@@ -45,14 +132,23 @@ impl Deref for Words {
 
     #[inline]
     fn deref(&self) -> &[u64] {
-        &self.0
+        if self.map.is_none() {
+            return &self.vec;
+        }
+        // SAFETY: `len` initialised (zero-filled) words at `ptr`, 2 MiB-aligned inside the
+        // mapping, alive as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl DerefMut for Words {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u64] {
-        &mut self.0
+        if self.map.is_none() {
+            return &mut self.vec;
+        }
+        // SAFETY: as in `deref`, and `&mut self` makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -61,20 +157,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_read_zero_and_keep_what_is_written() {
-        for n in [0, 1, 1000, 1 << 20] {
-            let mut w = Words::zeroed(n);
+    fn big_and_small_tables_read_zero_and_keep_what_is_written() {
+        for n in [0, 1, 1000, MAP_FROM / 8, MAP_FROM / 8 * 3 + 5] {
+            let mut w = Words::zeroed_random(n);
             assert_eq!(w.len(), n);
             assert!(w.iter().all(|&x| x == 0));
             for (i, x) in w.iter_mut().enumerate() {
                 *x = i as u64 * 3;
             }
             assert!(w.iter().enumerate().all(|(i, &x)| x == i as u64 * 3));
-            if n > 0 {
-                w.bytes_mut()[0] = 7;
-                assert_eq!(w.bytes()[0], 7);
-                assert_eq!(w[0].to_le_bytes()[0], 7);
-            }
         }
+        assert!(Words::zeroed_random(MAP_FROM).map.is_some());
+        assert!(Words::zeroed(MAP_FROM).map.is_none());
     }
 }

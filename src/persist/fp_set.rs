@@ -72,6 +72,8 @@ pub(crate) fn tail_word(rest: &[u8]) -> u64 {
 pub(crate) struct FpSet {
     /// 0 marks an empty slot; a fingerprint of 0 is stored as 1.
     slots: Words,
+    /// The table is the first `mask + 1` slots (a power of two); the others are all 0.
+    mask: usize,
     len: usize,
 }
 
@@ -79,6 +81,7 @@ impl Default for FpSet {
     fn default() -> Self {
         FpSet {
             slots: Words::zeroed_random(FIRST_SLOTS),
+            mask: FIRST_SLOTS - 1,
             len: 0,
         }
     }
@@ -96,12 +99,12 @@ impl FpSet {
 
     /// Slots in the table: the range of indices [`find`](Self::find) returns.
     pub fn slots(&self) -> usize {
-        self.slots.len()
+        self.mask + 1
     }
 
     #[inline]
     fn probe(&self, fp: u64) -> (usize, bool) {
-        let mask = self.slots.len() - 1;
+        let mask = self.mask;
         // SipHash output is uniform: its high bits are as good a position as any.
         let mut i = (fp >> 32) as usize & mask;
         loop {
@@ -116,7 +119,7 @@ impl FpSet {
     /// The slot where `fp`'s probe starts (where it most often is).
     #[inline]
     pub fn home(&self, fp: u64) -> usize {
-        (stored(fp) >> 32) as usize & (self.slots.len() - 1)
+        (stored(fp) >> 32) as usize & self.mask
     }
 
     /// Asks the CPU to bring `fp`'s home slot into cache: a lookup soon after finds it
@@ -135,17 +138,21 @@ impl FpSet {
         }
     }
 
-    /// Empties the set (a small one keeps its table; a big one gives it back).
-    pub fn clear(&mut self) {
-        if self.len == 0 {
-            return;
+    /// Empties the set for `n` fingerprints to come (a value's members), with a table
+    /// of the slots they need (some, not all, of what it holds: a big one is given back).
+    /// Only the slots in use are zeroed: clearing the whole table before every value of
+    /// a few members cost 1.7% of the check of the mixed RDB.
+    pub fn clear_for(&mut self, n: u64) {
+        if self.len > 0 {
+            if self.slots.len() > FIRST_SLOTS * 16 {
+                self.slots = Words::zeroed_random(FIRST_SLOTS);
+            } else {
+                self.slots[..=self.mask].fill(0);
+            }
+            self.len = 0;
         }
-        if self.slots.len() > FIRST_SLOTS * 16 {
-            self.slots = Words::zeroed_random(FIRST_SLOTS);
-        } else {
-            self.slots.fill(0);
-        }
-        self.len = 0;
+        let want = (n.min(MAX_KEYS as u64) as usize * 4 / 3 + 1).next_power_of_two();
+        self.mask = want.clamp(16, self.slots.len()) - 1;
     }
 
     pub fn contains(&self, fp: u64) -> bool {
@@ -167,7 +174,7 @@ impl FpSet {
         if found {
             return Some((i, false));
         }
-        let n = self.slots.len();
+        let n = self.mask + 1;
         if (self.len + 1) * 4 > n * 3 {
             if n < MAX_SLOTS {
                 self.grow();
@@ -182,7 +189,8 @@ impl FpSet {
     }
 
     fn grow(&mut self) -> Words {
-        let bigger = Words::zeroed_random(self.slots.len() * 2);
+        let bigger = Words::zeroed_random((self.mask + 1) * 2);
+        self.mask = bigger.len() - 1;
         let old = std::mem::replace(&mut self.slots, bigger);
         for &fp in old.iter().filter(|&&s| s != 0) {
             let (i, _) = self.probe(fp);
@@ -198,7 +206,7 @@ impl FpSet {
     pub fn reserve(&mut self, n: usize) -> Option<Words> {
         // Asked before every command of a growing replay: the answer is nearly always
         // that there is room, out of line it cost 2% of the check of small commands.
-        if (self.len + n) * 4 <= self.slots.len() * 3 || self.slots.len() >= MAX_SLOTS {
+        if (self.len + n) * 4 <= self.slots() * 3 || self.slots() >= MAX_SLOTS {
             return None;
         }
         self.grow_for(n)
@@ -207,7 +215,7 @@ impl FpSet {
     #[inline(never)]
     fn grow_for(&mut self, n: usize) -> Option<Words> {
         let mut old: Option<Words> = None;
-        while (self.len + n) * 4 > self.slots.len() * 3 && self.slots.len() < MAX_SLOTS {
+        while (self.len + n) * 4 > self.slots() * 3 && self.slots() < MAX_SLOTS {
             let before = self.grow();
             // Two doublings at once: the first table is the one the caller's data is
             // indexed by.
@@ -583,6 +591,34 @@ mod tests {
         assert_eq!(st.get(i), 3);
         assert_eq!(st.get(i + 1), 0);
         assert_eq!(st.set(s.slots(), i, 1), 3);
+    }
+
+    #[test]
+    fn a_set_cleared_for_a_few_forgets_a_bigger_one_and_still_grows() {
+        let fp = |k: u64| fingerprint(&k.to_le_bytes());
+        let mut s = FpSet::default();
+        s.clear_for(5000);
+        for k in 0..5000 {
+            assert_eq!(s.insert(fp(k)), Some(true));
+        }
+        // A big table is given back, a small one reused: either way nothing stays.
+        for (before, n) in [(5000, 3), (3, 700), (700, 10)] {
+            s.clear_for(n);
+            assert_eq!(s.len(), 0);
+            assert!(
+                (0..before).all(|k| !s.contains(fp(k))),
+                "after {before}, {n}"
+            );
+            // More than announced (a damaged count): the table grows.
+            for k in 0..n * 2 + 40 {
+                assert_eq!(s.insert(fp(k)), Some(true));
+                assert_eq!(s.insert(fp(k)), Some(false));
+            }
+            s.clear_for(0);
+            for k in 0..n {
+                assert_eq!(s.insert(fp(k)), Some(true));
+            }
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl<R: Read> Rdb<'_, R> {
             // Hash-table set: members the server refuses to see twice.
             2 => {
                 let n = self.count(1)?;
-                self.members.clear();
+                self.members.clear_for(n);
                 for _ in 0..n {
                     self.member("set member")?;
                 }
@@ -133,7 +133,7 @@ impl<R: Read> Rdb<'_, R> {
             }
             3 => {
                 let n = self.count(2)?;
-                self.members.clear();
+                self.members.clear_for(n);
                 for _ in 0..n {
                     self.member("sorted set member")?;
                     self.old_double()?;
@@ -143,7 +143,7 @@ impl<R: Read> Rdb<'_, R> {
             4 => self.hash_pairs(),
             5 => {
                 let n = self.count(9)?;
-                self.members.clear();
+                self.members.clear_for(n);
                 for _ in 0..n {
                     self.member("sorted set member")?;
                     let at = self.src.offset();
@@ -227,7 +227,7 @@ impl<R: Read> Rdb<'_, R> {
     /// never converted keeps one, unchecked: the file loads, with that key damaged.
     fn hash_pairs(&mut self) -> Result<bool, ParseError> {
         let n = self.count(2)?;
-        self.members.clear();
+        self.members.clear_for(n);
         let mut table = n > u64::from(HASH_CONVERT.max);
         let mut listed_repeat: Option<u64> = None;
         for _ in 0..n {

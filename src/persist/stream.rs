@@ -96,7 +96,7 @@ pub(crate) fn check<R: Read>(rdb: &mut Rdb<'_, R>, t: u8) -> Result<bool, ParseE
         owned_by.clear();
         owned_by.resize(pel.len(), false);
         let consumers = rdb.count(9)?;
-        consumer_names.clear();
+        consumer_names.clear_for(consumers);
         for _ in 0..consumers {
             unique_name(rdb, &mut consumer_names, "consumer name in this group")?;
             rdb.src.skip(if t >= 21 { 16 } else { 8 })?; // seen (and active) time

@@ -64,6 +64,10 @@ impl<'a, R: Read> RespReader<'a, R> {
 
     /// The next command, skipping annotations; `None` at the end of the file. Only the
     /// arguments its class needs (names, keys, numbers) are held in memory.
+    ///
+    /// Inlined, so the fast path's command reaches the caller in registers rather than
+    /// through a return slot in memory (1-2% of the check of small commands).
+    #[inline(always)]
     pub fn next_command(&mut self) -> Result<Option<Command<'_>>, ParseError> {
         if let Some((argc, len)) = self.command_in_buffer() {
             return Ok(Some(Command {
@@ -71,7 +75,10 @@ impl<'a, R: Read> RespReader<'a, R> {
                 class: self.name.class,
                 arity: self.name.arity,
                 arena: self.src.behind(len),
-                spans: &self.spans,
+                // Sliced by the count in hand: `&self.spans` read the vector's pointer and
+                // length in one 16-byte load, of a length just stored by `push`, which the
+                // CPU cannot forward (a stall on every command).
+                spans: &self.spans[..argc],
             }));
         }
         self.next_command_slow()
@@ -118,6 +125,7 @@ impl<'a, R: Read> RespReader<'a, R> {
         Some((argc, at))
     }
 
+    #[inline(never)]
     fn next_command_slow(&mut self) -> Result<Option<Command<'_>>, ParseError> {
         loop {
             if self.src.at_end() {

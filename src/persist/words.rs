@@ -51,7 +51,8 @@ impl Words {
         Self::zeroed(n)
     }
 
-    /// `n` words, all 0, in 4 KiB pages: for memory written and read in order.
+    /// `n` words, all 0, not asked to be in 2 MiB pages: for memory written and read in
+    /// order.
     pub fn zeroed(n: usize) -> Words {
         let mut vec = vec![0u64; n];
         Words {

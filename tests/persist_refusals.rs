@@ -945,12 +945,6 @@ fn aof_records_the_server_cannot_run_are_not_ok() {
     );
 }
 
-/// A hash, sorted set or set listpack over the server's default `*-max-listpack-entries`
-/// (512 fields, 128 members, 128 members) is converted while loading; the conversion walks
-/// every entry whole, so a wrong back-length on any entry stops the load (both servers
-/// assert), where the same damage in a listpack at the limit loads (with the warning).
-/// The reader called the bigger ones ok (a false ok no campaign seed could reach: servers
-/// at their defaults never write such a listpack).
 /// The listpacks the load converts over their default limit: (type, entries per element,
 /// the limit, RDB version). Sets as listpacks arrive in RDB 11, which only valkey-server
 /// 8.1 of the two loads.
@@ -972,6 +966,12 @@ fn loads_up_to_the_limit(loads: &[(String, Load)], version: u32, n: usize, max: 
     }
 }
 
+/// A hash, sorted set or set listpack over the server's default `*-max-listpack-entries`
+/// (512 fields, 128 members, 128 members) is converted while loading; the conversion walks
+/// every entry whole, so a wrong back-length on any entry stops the load (both servers
+/// assert), where the same damage in a listpack at the limit loads (with the warning).
+/// The reader called the bigger ones ok (a false ok no campaign seed could reach: servers
+/// at their defaults never write such a listpack).
 #[test]
 fn a_wrong_back_length_in_a_listpack_converted_on_load_is_not_ok() {
     for (t, tuple, max, version) in CONVERTED_LISTPACKS {

@@ -32,21 +32,35 @@ pub fn validate(is: &[u8]) -> BlobResult<u32> {
     Ok(count)
 }
 
+/// An intset's members in order, each with its offset in the blob; none when its width is
+/// not 2, 4 or 8 (see [`validate`]).
+pub fn members(is: &[u8]) -> impl Iterator<Item = (usize, i64)> + '_ {
+    let width = is
+        .get(..4)
+        .map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize);
+    let body = is.get(8..).filter(|_| matches!(width, 2 | 4 | 8));
+    body.unwrap_or_default()
+        .chunks_exact(width.max(1))
+        .enumerate()
+        .map(move |(i, m)| {
+            let v = match *m {
+                [a, b] => i64::from(i16::from_le_bytes([a, b])),
+                [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
+                [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
+                _ => unreachable!("a width of 2, 4 or 8"),
+            };
+            (8 + i * width, v)
+        })
+}
+
 /// Where the first member not above the one before it is: the server loads such an
 /// intset (it checks order only with `sanitize-dump-payload yes`), but its binary search
 /// may then miss members.
 pub fn disorder(is: &[u8]) -> Option<usize> {
-    let width = u32::from_le_bytes(is.get(..4)?.try_into().ok()?) as usize;
     let mut prev: Option<i64> = None;
-    for (i, m) in is.get(8..)?.chunks_exact(width.max(1)).enumerate() {
-        let v = match width {
-            2 => i64::from(i16::from_le_bytes([m[0], m[1]])),
-            4 => i64::from(i32::from_le_bytes([m[0], m[1], m[2], m[3]])),
-            8 => i64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]),
-            _ => return None,
-        };
+    for (at, v) in members(is) {
         if prev.is_some_and(|p| p >= v) {
-            return Some(8 + i * width);
+            return Some(at);
         }
         prev = Some(v);
     }

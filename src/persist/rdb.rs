@@ -106,12 +106,10 @@ pub(crate) struct Rdb<'a, R> {
     window: Vec<u8>,
     pub(crate) key: Vec<u8>,
     /// A member of a hash-table set or sorted set, and the fingerprints of those seen in
-    /// the current value: the server refuses a repeated one.
+    /// the current value (or blob: `value_decode::first_repeat`): the server refuses a
+    /// repeated one.
     pub member: Vec<u8>,
     pub members: FpSet,
-    /// Fingerprints and offsets of a blob's fields, looked through for a repeat
-    /// (`value_decode::first_repeat`), kept from blob to blob.
-    pub seen: Vec<(u64, usize)>,
     /// Fingerprints of the keys of the current database, and of the others seen: the
     /// server stops at a key twice in one database. 6 bytes a key (see `fp_set`).
     keys_seen: KeyRuns,
@@ -148,7 +146,6 @@ impl<'a, R: Read> Rdb<'a, R> {
             key: Vec::new(),
             member: Vec::new(),
             members: FpSet::default(),
-            seen: Vec::new(),
             keys_seen: KeyRuns::default(),
             other_dbs: HashMap::new(),
             hunt: None,

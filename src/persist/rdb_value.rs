@@ -5,6 +5,7 @@
 use std::io::Read;
 
 use super::error::{BlobFault, BlobResult, ParseError};
+use super::fp_set::FpSet;
 use super::rdb::{blob_fault_at, buffered_plain, needs_module, BlobAt, Rdb};
 use super::value_decode::{first_repeat, Layout};
 use super::{intset, listpack, stream, ziplist, zipmap};
@@ -406,7 +407,7 @@ impl<R: Read> Rdb<'_, R> {
                     |f: &BlobFault| ParseError::corrupt(start + f.at as u64, f.expected.clone());
                 self.judge_blob(kind, &c, &place, convert)?;
                 let bytes = self.src.behind(n);
-                if let Some(f) = blob_repeat(kind, bytes, c.entries, convert, &mut self.seen) {
+                if let Some(f) = blob_repeat(kind, bytes, c.entries, convert, &mut self.members) {
                     return Err(place(&f));
                 }
                 return Ok(Some(c.entries));
@@ -420,7 +421,9 @@ impl<R: Read> Rdb<'_, R> {
                 let c = validate(kind, &self.blob).map_err(|f| self.blob_fault(at, f))?;
                 let place = |f: &BlobFault| blob_fault_at(at, f);
                 self.judge_blob(kind, &c, &place, convert)?;
-                if let Some(f) = blob_repeat(kind, &self.blob, c.entries, convert, &mut self.seen) {
+                if let Some(f) =
+                    blob_repeat(kind, &self.blob, c.entries, convert, &mut self.members)
+                {
                     return Err(place(&f));
                 }
                 Ok(Some(c.entries))
@@ -589,7 +592,7 @@ fn blob_repeat(
     b: &[u8],
     entries: u32,
     convert: Option<Convert>,
-    seen: &mut Vec<(u64, usize)>,
+    seen: &mut FpSet,
 ) -> Option<BlobFault> {
     let (layout, what) = match kind {
         Blob::Zipmap => (
@@ -633,19 +636,12 @@ fn blob_repeat(
         }
         _ => return None,
     };
-    if entries < 2 * layout_tuple(layout) {
+    let fields = u64::from(entries) / layout.tuple() as u64;
+    if fields < 2 {
         return None; // One field cannot repeat.
     }
-    let at = first_repeat(b, layout, seen)?;
+    let at = first_repeat(b, layout, fields, seen)?;
     Some(BlobFault::new(at, format!("a {what}")))
-}
-
-/// Entries a field takes in `layout`.
-fn layout_tuple(layout: Layout) -> u32 {
-    match layout {
-        Layout::Ziplist(t) | Layout::Listpack(t) => t as u32,
-        Layout::Zipmap | Layout::Intset => 1,
-    }
 }
 
 fn nan_score(at: u64) -> ParseError {

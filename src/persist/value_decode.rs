@@ -5,6 +5,7 @@
 use std::io::Read;
 
 use super::error::ParseError;
+use super::fp_set::{fingerprint, FpSet};
 use super::listpack::{self, LpEntry};
 use super::rdb::{buffered_plain, Len, Rdb};
 use super::value::{
@@ -510,14 +511,8 @@ fn pairs<'a, S: ValueSink>(
 fn intset_members<S: ValueSink>(b: &[u8], sink: &mut S) -> Result<u64, ParseError> {
     let n = intset::validate(b).map_err(fault)?;
     sink.begin(Kind::Set, u64::from(n));
-    let width = b[0] as usize;
     let mut buf = IntBuf::default();
-    for m in b[8..].chunks_exact(width) {
-        let v = match width {
-            2 => i64::from(i16::from_le_bytes([m[0], m[1]])),
-            4 => i64::from(i32::from_le_bytes([m[0], m[1], m[2], m[3]])),
-            _ => i64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]),
-        };
+    for (_, v) in intset::members(b) {
         sink.item(Elem::Int(v).bytes(&mut buf));
     }
     Ok(u64::from(n))
@@ -581,37 +576,47 @@ pub(crate) enum Layout {
     Intset,
 }
 
+impl Layout {
+    /// Entries a field takes.
+    pub fn tuple(self) -> usize {
+        match self {
+            Layout::Ziplist(t) | Layout::Listpack(t) => t,
+            Layout::Zipmap | Layout::Intset => 1,
+        }
+    }
+}
+
 /// The offset in `b` (a blob its validator accepted) of the first field, or member, that
 /// an earlier one of the same blob already had, compared as the server compares them
 /// when it puts them in a hash table: integers as their decimal text. By fingerprint (see
 /// `fp_set`): two different fields are taken for one with probability about n²/2^65.
-/// `seen` is the caller's scratch (fingerprints and offsets, sorted at the end): most
-/// blobs hold a handful of fields, and a fresh hash set for each tripled the check of an
-/// RDB of small ziplist hashes.
+/// `seen` is the caller's member table, cleared for the blob's `fields` (only the slots
+/// they need are zeroed: a fresh table for each blob tripled the check of an RDB of small
+/// ziplist hashes).
 pub(crate) fn first_repeat(
     b: &[u8],
     layout: Layout,
-    seen: &mut Vec<(u64, usize)>,
+    fields: u64,
+    seen: &mut FpSet,
 ) -> Option<usize> {
-    seen.clear();
+    seen.clear_for(fields);
     let mut buf = IntBuf::default();
-    let mut note = |e: Elem<'_>, at: usize| {
-        seen.push((super::fp_set::fingerprint(e.bytes(&mut buf)), at));
-    };
+    let mut again = |e: Elem<'_>| seen.insert(fingerprint(e.bytes(&mut buf))) == Some(false);
+    let tuple = layout.tuple();
     match layout {
-        Layout::Ziplist(tuple) => {
+        Layout::Ziplist(_) => {
             let mut walk = ZiplistWalk::new(b);
             let mut at = walk.at;
             let mut i = 0;
             while let Some(e) = walk.next() {
-                if i % tuple == 0 {
-                    note(e, at);
+                if i % tuple == 0 && again(e) {
+                    return Some(at);
                 }
                 at = walk.at;
                 i += 1;
             }
         }
-        Layout::Listpack(tuple) => {
+        Layout::Listpack(_) => {
             let mut it = listpack::entries(b).ok()?;
             let mut i = 0;
             loop {
@@ -620,38 +625,28 @@ pub(crate) fn first_repeat(
                 let Ok(Some(e)) = it.next_entry() else {
                     break;
                 };
-                if i % tuple == 0 {
-                    note(Elem::from(e), at);
+                if i % tuple == 0 && again(Elem::from(e)) {
+                    return Some(at);
                 }
                 i += 1;
             }
         }
         Layout::Intset => {
-            let width = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
-            for (i, m) in b.get(8..)?.chunks_exact(width.max(1)).enumerate() {
-                let v = match *m {
-                    [x, y] => i64::from(i16::from_le_bytes([x, y])),
-                    [x, y, z, w] => i64::from(i32::from_le_bytes([x, y, z, w])),
-                    [x0, x1, x2, x3, x4, x5, x6, x7] => {
-                        i64::from_le_bytes([x0, x1, x2, x3, x4, x5, x6, x7])
-                    }
-                    _ => return None,
-                };
-                note(Elem::Int(v), 8 + i * width);
+            for (at, v) in intset::members(b) {
+                if again(Elem::Int(v)) {
+                    return Some(at);
+                }
             }
         }
         Layout::Zipmap => {
             for (at, field, _) in (ZipmapWalk { zm: b, at: 1 }) {
-                note(Elem::Str(field), at);
+                if again(Elem::Str(field)) {
+                    return Some(at);
+                }
             }
         }
     }
-    // Sorted by fingerprint, then offset: the second of each equal pair is a repeat.
-    seen.sort_unstable();
-    seen.windows(2)
-        .filter(|w| w[0].0 == w[1].0)
-        .map(|w| w[1].1)
-        .min()
+    None
 }
 
 /// Walks a ziplist the reader already validated.
@@ -1008,20 +1003,35 @@ mod tests {
         // A field twice, once as text and once as an integer entry: the same to the server.
         let twice = ziplist(&[b"12345", b"v"]);
         assert_eq!(
-            super::first_repeat(&twice, super::Layout::Ziplist(2), &mut Vec::new()),
+            super::first_repeat(
+                &twice,
+                super::Layout::Ziplist(2),
+                2,
+                &mut super::FpSet::default()
+            ),
             Some(20)
         );
         assert_eq!(
-            super::first_repeat(&zl, super::Layout::Ziplist(2), &mut Vec::new()),
+            super::first_repeat(
+                &zl,
+                super::Layout::Ziplist(2),
+                3,
+                &mut super::FpSet::default()
+            ),
             None
         );
         assert_eq!(
-            super::first_repeat(&zm, super::Layout::Zipmap, &mut Vec::new()),
+            super::first_repeat(&zm, super::Layout::Zipmap, 2, &mut super::FpSet::default()),
             None
         );
         let zm_twice = [2, 1, b'a', 0, 0, 1, b'a', 1, 0, b'x', 0xff];
         assert_eq!(
-            super::first_repeat(&zm_twice, super::Layout::Zipmap, &mut Vec::new()),
+            super::first_repeat(
+                &zm_twice,
+                super::Layout::Zipmap,
+                2,
+                &mut super::FpSet::default()
+            ),
             Some(5)
         );
         // Damage inside a blob is refused, not decoded.

@@ -175,6 +175,20 @@ fn rdbs_the_server_refuses_are_not_ok() {
     refused_by_all("zset NaN score", &rdb(10, &nan), false, "not NaN");
     let old_nan = [&[3u8][..], &s(b"z"), &[1], &s(b"a"), &[253]].concat();
     refused_by_all("old zset NaN score", &rdb(9, &old_nan), false, "not NaN");
+    // An old score is read with `sscanf %lg`: no number at its start stops the load
+    // ("Unexpected EOF reading RDB file"); a number followed by anything loads.
+    let old_score = |t: &[u8]| [&[3u8][..], &s(b"z"), &[1], &s(b"a"), &s(t)].concat();
+    refused_by_all(
+        "old zset score that is no number",
+        &rdb(9, &old_score(b"value")),
+        false,
+        "reads as a number",
+    );
+    loaded_by_all(
+        "old zset score with a tail",
+        &rdb(9, &old_score(b" -.5e1x")),
+        false,
+    );
     let db16 = [&[0xfe, 16][..], &string(b"k")].concat();
     refused_by_all("SELECTDB 16", &rdb(10, &db16), false, "below 16");
     let module = [

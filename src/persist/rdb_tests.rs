@@ -390,6 +390,23 @@ fn what_the_server_refuses_is_refused() {
         &[&[3u8][..], &s(b"z"), &[1], &s(b"a"), &s(b"nan")].concat(),
         "not NaN",
     );
+    // An old score `sscanf %lg` reads no number from stops the load; one it reads a
+    // number from the start of loads, whatever follows.
+    let old_score = |t: &[u8]| [&[3u8][..], &s(b"z"), &[1], &s(b"a"), &s(t)].concat();
+    for t in [&b"value"[..], b"", b"-", b" .x", b"\x001", b"i"] {
+        refused(b"REDIS0009", &old_score(t), "reads as a number");
+    }
+    for t in [
+        &b"2"[..],
+        b" -.5e1x",
+        b"+7",
+        b"\t1",
+        b"INF",
+        b"-Infinity",
+        b"0x1p3",
+    ] {
+        ok(b"REDIS0009", &old_score(t));
+    }
     // A database the server does not have.
     let e = refused(
         b"REDIS0010",

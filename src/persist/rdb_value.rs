@@ -298,6 +298,16 @@ impl<R: Read> Rdb<'_, R> {
                 for b in text.iter_mut() {
                     *b = self.src.u8()?;
                 }
+                if !scans_as_double(text) {
+                    return Err(ParseError::corrupt(
+                        at,
+                        format!(
+                            "a sorted set score the server reads as a number (`sscanf %lg`; \
+                             it stops the load on anything else), not {:?}",
+                            String::from_utf8_lossy(text)
+                        ),
+                    ));
+                }
                 // The server reads it with `%lg`: "nan", "-nan", "NaN(...)" are NaN.
                 let t = String::from_utf8_lossy(text)
                     .trim_start()
@@ -642,6 +652,29 @@ fn blob_repeat(
     }
     let at = first_repeat(b, layout, fields, seen)?;
     Some(BlobFault::new(at, format!("a {what}")))
+}
+
+/// Whether the servers' `sscanf(text, "%lg")` finds a number at the start of `text` (a C
+/// string: up to its first NUL): after white space and a sign, a digit, a `.` and a digit,
+/// or `inf` or `nan` in any case; what follows the number is ignored.
+fn scans_as_double(text: &[u8]) -> bool {
+    let text = text.split(|&b| b == 0).next().unwrap_or_default();
+    let start = text
+        .iter()
+        .position(|&b| !matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        .unwrap_or(text.len());
+    let rest = &text[start..];
+    let rest = rest
+        .strip_prefix(b"-")
+        .or_else(|| rest.strip_prefix(b"+"))
+        .unwrap_or(rest);
+    match rest {
+        [d, ..] if d.is_ascii_digit() => true,
+        [b'.', d, ..] => d.is_ascii_digit(),
+        _ => rest
+            .get(..3)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"inf") || w.eq_ignore_ascii_case(b"nan")),
+    }
 }
 
 fn nan_score(at: u64) -> ParseError {

@@ -452,7 +452,25 @@ pub fn read_aof_file<V: EntryVisitor>(
         reason: e.to_string(),
     })?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    read_aof_source(&mut Source::open_file(file, len), len, path, base, command)
+    let mut src = Source::open_file(file, len);
+    let read = read_aof_source(&mut src, len, path, base, command);
+    read_failed(read, &src, path)
+}
+
+/// A read whose data ended early or read zeros for a failed read (a mapped file that
+/// shrank) is that read's failure, not the file's format.
+fn read_failed<R: Read>(
+    read: Result<(), AofContentError>,
+    src: &Source<R>,
+    path: &Path,
+) -> Result<(), AofContentError> {
+    match (read, src.io_error()) {
+        (Err(AofContentError::Format { .. }) | Ok(()), Some(io)) => Err(AofContentError::Io {
+            path: path.to_path_buf(),
+            reason: io.to_string(),
+        }),
+        (read, _) => read,
+    }
 }
 
 /// [`read_aof_file`] of a file arriving as a stream of `len` bytes (a file on another
@@ -466,13 +484,7 @@ pub fn read_aof_stream<R: Read, V: EntryVisitor>(
 ) -> Result<(), AofContentError> {
     let mut src = Source::new(reader, 0, len);
     let read = read_aof_source(&mut src, len, path, base, command);
-    match (read, src.io_error()) {
-        (Err(AofContentError::Format { .. }), Some(io)) => Err(AofContentError::Io {
-            path: path.to_path_buf(),
-            reason: io.to_string(),
-        }),
-        (read, _) => read,
-    }
+    read_failed(read, &src, path)
 }
 
 fn read_aof_source<R: Read, V: EntryVisitor>(

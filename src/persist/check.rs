@@ -204,6 +204,13 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     take_rdb(&mut report, &out);
     set_counts(&mut report, out.keys_per_db);
     take_slots(&mut report, slots);
+    // A read that failed, or a mapped file that shrank while it was read (its bytes from
+    // there read as zeros): whatever the parse made of them, the file was not read whole.
+    if let Some(io) = src.io_error() {
+        let expected = format!("readable data (read error: {io})");
+        report.fail(Verdict::Corrupt, path.to_path_buf(), src.offset(), expected);
+        return report;
+    }
     match result {
         Err(e) => {
             let e = e.into_inner();

@@ -41,8 +41,9 @@ pub fn read_rdb<V: EntryVisitor>(path: &Path, visitor: &mut V) -> Result<RdbHead
         version: rdb.out.version,
         valkey: rdb.out.valkey,
     };
-    // A read that failed (or was stopped) is that, not a file cut short.
-    if let (Err(_), Some(io)) = (&walked, src.io_error()) {
+    // A read that failed (or was stopped) is that, not a file cut short; a mapped file
+    // that shrank while it was read may even have parsed (zeros from there on).
+    if let Some(io) = src.io_error() {
         return Err(RdbReadError::Io(io.to_string()));
     }
     walked.map_err(|e| RdbReadError::Format(e.into()))?;

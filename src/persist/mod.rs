@@ -49,6 +49,7 @@ mod listpack;
 mod lua_load;
 mod lzf;
 pub(crate) mod manifest;
+mod mapped;
 mod open;
 mod prefetch;
 mod rdb;

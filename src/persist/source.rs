@@ -13,11 +13,19 @@ use std::sync::Arc;
 use crc_fast::{CrcAlgorithm, Digest};
 
 use super::error::ParseError;
+use super::mapped::Mapped;
 use super::prefetch::{Prefetch, HEAD};
 
 /// Big enough that the per-refill cost vanishes next to the parsing; small enough to stay
 /// far inside the reader's memory budget.
 pub(crate) const BUF_SIZE: usize = 1 << 20;
+
+/// How far a mapped file's window moves at a time: each move gives back the pages behind
+/// the parser and looks for a stop or a cut.
+const MAP_STEP: usize = 1 << 20;
+
+/// What a read that met a page the mapped file no longer had reports.
+const CUT: &str = "the file shrank while it was read (or a page of it could not be read)";
 
 /// CRC-64 of a whole byte slice, as Redis computes it for an RDB file (Jones polynomial,
 /// reflected). `crc-fast` folds with carry-less multiplication (PCLMULQDQ): several times
@@ -64,9 +72,68 @@ fn reading_stopped() -> bool {
     })
 }
 
+/// The bytes a [`Source`] reads from: its own buffer, or the whole file mapped. Reads go
+/// through one pointer and length either way.
+struct Window {
+    ptr: *const u8,
+    len: usize,
+    heap: Vec<u8>,
+    map: Option<Mapped>,
+}
+
+// SAFETY: `ptr` points into `heap` or `map`, which the window owns.
+unsafe impl Send for Window {}
+
+impl Window {
+    fn heap(heap: Vec<u8>) -> Window {
+        Window {
+            ptr: heap.as_ptr(),
+            len: heap.len(),
+            heap,
+            map: None,
+        }
+    }
+
+    fn mapped(map: Mapped) -> Window {
+        let b = map.bytes();
+        Window {
+            ptr: b.as_ptr(),
+            len: b.len(),
+            heap: Vec::new(),
+            map: Some(map),
+        }
+    }
+
+    /// The buffer, to read into (never a mapped window's).
+    fn heap_mut(&mut self) -> &mut [u8] {
+        debug_assert!(self.map.is_none());
+        let b = self.heap.as_mut_slice();
+        self.ptr = b.as_ptr();
+        b
+    }
+
+    /// Puts `heap` in place of the buffer, and returns the buffer.
+    fn swap_heap(&mut self, heap: Vec<u8>) -> Vec<u8> {
+        let old = std::mem::replace(self, Window::heap(heap));
+        old.heap
+    }
+}
+
+impl std::ops::Deref for Window {
+    type Target = [u8];
+
+    #[inline(always)]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` and `len` are those of `heap` or of the mapping, both owned.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
 pub(crate) struct Source<R> {
     inner: R,
-    buf: Vec<u8>,
+    /// Read through `buf[pos..end]`; mapped, `buf` is the whole file, `base` 0 and `end`
+    /// the end of the part handed out so far.
+    buf: Window,
     pos: usize,
     end: usize,
     /// File offset of `buf[0]`, modulo 2^64: with read-ahead, `buf[0]` may lie before
@@ -86,12 +153,10 @@ pub(crate) struct Source<R> {
 }
 
 impl Source<File> {
-    /// A source over a whole file, read through the buffer. Not mapped: `read` measured as
-    /// fast as 16 MiB `mmap` windows here (the page-table work of mapping costs about what
-    /// the copy does), keeps resident memory at the buffer, and a file truncated while it
-    /// is read ends the data early instead of killing the process with SIGBUS.
-    ///
-    /// Big files are read ahead on a second core when one is free (see `prefetch`).
+    /// A source over a whole file. Big files are read ahead on a second core when one is
+    /// free (see `prefetch`: the kernel's copy is then off the parser's core); otherwise
+    /// files of a megabyte or more are mapped (see `mapped`), smaller ones read through the
+    /// buffer.
     pub fn open_file(file: File, len: u64) -> Self {
         Self::open_file_crc(file, len, true)
     }
@@ -100,14 +165,22 @@ impl Source<File> {
     /// (`crc` false: an AOF without an RDB preamble): the read-ahead thread then runs none,
     /// and a CRC asked for all the same is run by the parser.
     pub fn open_file_crc(file: File, len: u64, crc: bool) -> Self {
-        match Prefetch::start(&file, len, crc) {
-            Some(feed) => Source {
-                buf: Vec::new(),
+        if let Some(feed) = Prefetch::start(&file, len, crc) {
+            return Source {
+                buf: Window::heap(Vec::new()),
                 feed: Some(feed),
                 ..Source::new(file, 0, len)
-            },
-            None => Source::new(file, 0, len),
+            };
         }
+        if len >= BUF_SIZE as u64 {
+            if let Some(map) = Mapped::new(&file, len) {
+                return Source {
+                    buf: Window::mapped(map),
+                    ..Source::new(file, 0, len)
+                };
+            }
+        }
+        Source::new(file, 0, len)
     }
 }
 
@@ -116,7 +189,7 @@ impl<R: Read> Source<R> {
     pub fn new(inner: R, start: u64, limit: u64) -> Self {
         Source {
             inner,
-            buf: vec![0; BUF_SIZE],
+            buf: Window::heap(vec![0; BUF_SIZE]),
             pos: 0,
             end: 0,
             base: start,
@@ -139,7 +212,12 @@ impl<R: Read> Source<R> {
         self.limit.saturating_sub(self.offset())
     }
 
+    /// Why the data ended early, when a read failed (or was stopped), or a mapped file
+    /// shrank while it was read.
     pub fn io_error(&self) -> Option<&str> {
+        if self.buf.map.as_ref().is_some_and(Mapped::cut) {
+            return Some(CUT);
+        }
         self.io_error.as_deref()
     }
 
@@ -204,7 +282,20 @@ impl<R: Read> Source<R> {
         if self.feed.is_some() {
             return self.refill_from_feed(n);
         }
-        let buf = &mut self.buf;
+        if let Some(map) = &self.buf.map {
+            // A mapped file: hand out the next part, giving back what lies well behind.
+            if map.cut() {
+                self.limit = self.end as u64;
+                return Err(self.eof(n as u64));
+            }
+            map.release_before(self.pos);
+            let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+            let end = self.pos.saturating_add(n.max(MAP_STEP)).min(limit);
+            map.populate(self.end, end);
+            self.end = end;
+            return Ok(());
+        }
+        let buf = self.buf.heap_mut();
         buf.copy_within(self.pos..self.end, 0);
         self.base += self.pos as u64;
         self.end -= self.pos;
@@ -246,7 +337,7 @@ impl<R: Read> Source<R> {
                     let mut buf = chunk.buf;
                     buf[start..HEAD].copy_from_slice(&self.buf[self.pos..self.end]);
                     let at = self.base.wrapping_add(self.pos as u64);
-                    feed.recycle(std::mem::replace(&mut self.buf, buf));
+                    feed.recycle(self.buf.swap_heap(buf));
                     self.base = at.wrapping_sub(start as u64);
                     self.pos = start;
                     // Bytes before the tail are gone: with the CRC in the feed, `crc_pos`
@@ -432,6 +523,66 @@ mod tests {
         assert!(src.at_end());
         assert_eq!(src.crc(), crc64(&data));
         assert!(src.u8().is_err());
+    }
+
+    /// A file of `data` opened as the reader opens it on a thread with no read-ahead (one
+    /// core, or a worker of `check_paths`): mapped from a megabyte up.
+    fn mapped_source(data: &[u8]) -> (tempfile::NamedTempFile, Source<File>) {
+        super::super::prefetch::disable_on_this_thread();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, data).unwrap();
+        let file = File::open(f.path()).unwrap();
+        let src = Source::open_file(file, data.len() as u64);
+        (f, src)
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_one_read_through_the_buffer() {
+        let mut data: Vec<u8> = (0..5 * MAP_STEP + 17).map(|i| (i * 7) as u8).collect();
+        data[MAP_STEP + 5] = b'\n';
+        let (_f, mut src) = mapped_source(&data);
+        assert!(src.buf.map.is_some());
+        src.start_crc();
+        src.skip(MAP_STEP as u64 - 3).unwrap();
+        // Across the part handed out: still one slice.
+        assert_eq!(src.bytes(10).unwrap(), &data[MAP_STEP - 3..MAP_STEP + 7]);
+        let mut line = Vec::new();
+        assert!(src.line(MAP_STEP, &mut line).unwrap());
+        assert_eq!(
+            &line[..],
+            &data[MAP_STEP + 7..][..data[MAP_STEP + 7..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap()
+                + 1]
+        );
+        let at = src.offset() as usize;
+        let mut v = Vec::new();
+        src.copy_to(2 * MAP_STEP as u64 + 5, &mut v).unwrap();
+        assert_eq!(&v[..], &data[at..at + 2 * MAP_STEP + 5]);
+        assert_eq!(
+            src.behind(5),
+            &data[at + 2 * MAP_STEP..at + 2 * MAP_STEP + 5]
+        );
+        let rest = src.remaining();
+        src.skip(rest).unwrap();
+        assert!(src.at_end());
+        assert_eq!(src.crc(), crc64(&data));
+        assert!(src.u8().is_err());
+        assert!(src.io_error().is_none());
+    }
+
+    #[test]
+    fn a_mapped_file_cut_while_it_is_read_ends_with_a_read_error() {
+        let data = vec![7u8; 6 * MAP_STEP];
+        let (f, mut src) = mapped_source(&data);
+        assert!(src.buf.map.is_some());
+        src.skip(MAP_STEP as u64 + 1).unwrap();
+        f.as_file().set_len(2 * MAP_STEP as u64 + 100).unwrap();
+        // Up to where the reader hands out parts, then the cut is seen.
+        assert!(src.skip(4 * MAP_STEP as u64).is_err());
+        assert_eq!(src.io_error(), Some(CUT));
+        assert!(src.at_end());
     }
 
     #[test]

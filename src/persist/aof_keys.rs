@@ -166,13 +166,31 @@ fn parse_db(arg: Option<&[u8]>) -> Option<u32> {
     std::str::from_utf8(arg?).ok()?.parse().ok()
 }
 
-/// A decimal number as the server reads one (no sign but `-`, no spaces).
+/// A decimal number as the server reads one (no sign but `-`, no spaces), digit by digit:
+/// through `str::parse` it was a twentieth of the check of an AOF of small commands.
 fn parse_num(arg: Option<&[u8]>) -> Option<i64> {
     let a = arg?;
-    if a.first() == Some(&b'+') {
-        return None;
+    let (negative, digits) = match a.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, a),
+    };
+    // 19 digits always fit in a u64; more never fit in an i64 but for leading zeros.
+    if digits.is_empty() || digits.len() > 19 {
+        return std::str::from_utf8(a).ok()?.parse().ok().filter(|_| a[0] != b'+');
     }
-    std::str::from_utf8(a).ok()?.parse().ok()
+    let mut n = 0u64;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    if negative {
+        0i64.checked_sub_unsigned(n)
+    } else {
+        i64::try_from(n).ok()
+    }
 }
 
 /// A key's expiry, as the count needs it: none, or passed or not when the check runs.
@@ -626,6 +644,36 @@ mod tests {
             "", "-", ".", "-.", "1.2.3", "--1", "+1", "1e5", "nan", " 1", "1 ",
         ] {
             assert!(!plain_decimal(t.as_bytes()), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_number_reads_as_the_standard_parser_reads_it_but_for_a_plus() {
+        for t in [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "007",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "00000000000000000000042",
+            "-00000000000000000000042",
+            "",
+            "-",
+            "1a",
+            " 1",
+            "1 ",
+            "--1",
+            "1.5",
+        ] {
+            assert_eq!(parse_num(Some(t.as_bytes())), t.parse::<i64>().ok(), "{t}");
+        }
+        for t in ["+1", "+00000000000000000000001"] {
+            assert_eq!(parse_num(Some(t.as_bytes())), None, "{t}");
         }
     }
 }

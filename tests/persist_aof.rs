@@ -434,3 +434,59 @@ fn counts_stay_exact_past_a_million_keys() {
     assert!(r.keys_exact, "{:?}", r.keys_estimate_why);
     assert_eq!((r.keys, r.expires, r.expired), (990_000, 110_000, 0));
 }
+
+/// A RESP base that comes back to a database it left (a rewrite never does: a hand-made
+/// or damaged file), with a key written again after others: counted as the server loads it.
+#[test]
+fn a_resp_base_returning_to_a_database_counts_as_the_server_loads_it() {
+    let resp = |cmd: &[&str]| {
+        let mut out = format!("*{}\r\n", cmd.len());
+        for a in cmd {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        out
+    };
+    let mut base = String::new();
+    for cmd in [
+        &["SELECT", "0"][..],
+        &["SET", "a", "1"],
+        &["SET", "b", "1"],
+        &["SELECT", "1"],
+        &["SET", "a", "1"],
+        &["SELECT", "0"],
+        &["SET", "c", "1"],
+        &["SET", "a", "2"],
+        &["SELECT", "2"],
+        &["SET", "only", "1"],
+        &["SELECT", "1"],
+        &["SET", "d", "1"],
+        &["SET", "a", "3"],
+    ] {
+        base.push_str(&resp(cmd));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("appendonlydir");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("appendonly.aof.1.base.aof"), base).unwrap();
+    fs::write(dir.join("appendonly.aof.1.incr.aof"), "").unwrap();
+    fs::write(
+        manifest(&dir),
+        "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+    )
+    .unwrap();
+    let r = check(&dir);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert!(r.keys_exact);
+    let want = BTreeMap::from([(0, 3), (1, 2), (2, 1)]);
+    assert_eq!(r.keys_per_db, want);
+    let server = persist_support::Load::Loaded(want);
+    assert_eq!(
+        persist_support::judge_load(
+            Path::new("redis-server"),
+            tmp.path(),
+            true,
+            std::time::Duration::from_secs(20)
+        ),
+        server
+    );
+}

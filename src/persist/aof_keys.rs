@@ -176,7 +176,11 @@ fn parse_num(arg: Option<&[u8]>) -> Option<i64> {
     };
     // 19 digits always fit in a u64; more never fit in an i64 but for leading zeros.
     if digits.is_empty() || digits.len() > 19 {
-        return std::str::from_utf8(a).ok()?.parse().ok().filter(|_| a[0] != b'+');
+        return std::str::from_utf8(a)
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|_| a[0] != b'+');
     }
     let mut n = 0u64;
     for &c in digits {

@@ -48,11 +48,9 @@ static REGISTRY: [Slot; SLOTS] = [const {
 /// installing failed (then nothing is mapped).
 static PREVIOUS: OnceLock<Option<libc::sigaction>> = OnceLock::new();
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
-}
+/// The page size, taken when the handler is installed (the handler reads it from here:
+/// `sysconf` is not async-signal-safe).
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
 
 /// A whole file mapped read-only.
 pub(crate) struct Mapped {
@@ -81,7 +79,7 @@ impl Mapped {
         let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
         PREVIOUS.get_or_init(install).as_ref()?;
         let file = file.try_clone().ok()?;
-        let page = page_size();
+        let page = PAGE.load(Ordering::Relaxed);
         let map_len = len.checked_add(page - 1)? & !(page - 1);
         let slot = REGISTRY.iter().position(|s| {
             s.start
@@ -202,6 +200,11 @@ impl Drop for Mapped {
 
 /// Installs the SIGBUS handler; the handler it replaces, `None` when that failed.
 fn install() -> Option<libc::sigaction> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if let Some(p) = usize::try_from(page).ok().filter(|p| p.is_power_of_two()) {
+        PAGE.store(p, Ordering::Relaxed);
+    }
     // SAFETY: sigaction with a zeroed struct filled as its manual asks; the handler only
     // makes async-signal-safe calls (mmap, sigaction) and atomic loads and stores.
     unsafe {
@@ -223,7 +226,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         if start == 0 || addr < start || addr >= end {
             continue;
         }
-        let page = addr & !(page_size() - 1);
+        let page = addr & !(PAGE.load(Ordering::Relaxed) - 1);
         // SAFETY: replaces pages of a mapping this process owns (registered in `new`, not
         // yet unmapped: its owner is the thread that faulted) with zeros.
         let p = unsafe {

@@ -106,6 +106,27 @@ impl Words {
         unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), w.len() * 8) }
     }
 
+    /// Faults in the pages of bytes `[from, to)` (whole pages inside it) in one call, ahead
+    /// of writing them in order: each page took a fault of its own when first written.
+    pub fn populate(&mut self, from: usize, to: usize) {
+        let page = 4096;
+        let bytes = self.bytes_mut();
+        let base = bytes.as_mut_ptr() as usize;
+        let start = (base + from.min(bytes.len()) + page - 1) & !(page - 1);
+        let end = (base + to.min(bytes.len())) & !(page - 1);
+        if end > start {
+            // SAFETY: whole pages inside memory this value owns; MADV_POPULATE_WRITE only
+            // faults them in (their contents, zeros, stay as they are).
+            unsafe {
+                libc::madvise(
+                    start as *mut libc::c_void,
+                    end - start,
+                    libc::MADV_POPULATE_WRITE,
+                );
+            }
+        }
+    }
+
     /// The words as bytes, writable.
     #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {

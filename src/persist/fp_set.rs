@@ -337,7 +337,8 @@ impl<const W: usize> FpRuns<W> {
             seg = (self.segments.len() - 1) as u32;
             at = 0;
         }
-        if (at as usize).is_multiple_of(POPULATE) {
+        // Not the first segment: a database of few keys touches a few of its blocks only.
+        if seg > 0 && (at as usize).is_multiple_of(POPULATE) {
             if let Some(s) = self.segments.get_mut(seg as usize) {
                 s.populate(at as usize, at as usize + POPULATE);
             }

@@ -147,40 +147,37 @@ impl Mapped {
     pub fn release_before(&self, offset: usize) {
         let to = offset.min(self.len) & !(self.page - 1);
         let from = self.released.load(Ordering::Relaxed);
-        if to <= from {
-            return;
+        // MADV_DONTNEED on a private read-only file mapping only drops the pages from the
+        // page tables.
+        if self.advise(from, to, libc::MADV_DONTNEED) {
+            self.released.store(to, Ordering::Relaxed);
         }
-        // SAFETY: whole pages inside the mapping; MADV_DONTNEED on a private read-only
-        // file mapping only drops them from the page tables.
-        unsafe {
-            libc::madvise(
-                self.ptr.as_ptr().add(from).cast(),
-                to - from,
-                libc::MADV_DONTNEED,
-            );
-        }
-        self.released.store(to, Ordering::Relaxed);
     }
-}
 
-impl Mapped {
     /// Maps in the pages of `[from, to)` at once, ahead of reading them: one call where
-    /// faulting them in took one fault every 16 pages.
+    /// faulting them in took one fault every 16 pages. MADV_POPULATE_READ only faults
+    /// pages in; a page past the file's end fails the call, and is left to the handler.
     pub fn populate(&self, from: usize, to: usize) {
-        let from = from.min(self.len) & !(self.page - 1);
-        let to = to.min(self.len);
+        self.advise(
+            from.min(self.len) & !(self.page - 1),
+            to.min(self.len),
+            libc::MADV_POPULATE_READ,
+        );
+    }
+
+    /// `madvise` of the mapping's bytes `[from, to)` (`from` a page boundary, both inside
+    /// the mapping), with an advice that leaves what the bytes read as they are; whether
+    /// there was anything to advise.
+    fn advise(&self, from: usize, to: usize, advice: libc::c_int) -> bool {
         if to <= from {
-            return;
+            return false;
         }
-        // SAFETY: a range inside the mapping; MADV_POPULATE_READ only faults pages in (a
-        // page past the file's end fails the call, and is left to the SIGBUS handler).
+        // SAFETY: whole pages inside the mapping, and an advice that changes no byte
+        // (the callers' two: a page dropped or faulted in reads the file either way).
         unsafe {
-            libc::madvise(
-                self.ptr.as_ptr().add(from).cast(),
-                to - from,
-                libc::MADV_POPULATE_READ,
-            );
+            libc::madvise(self.ptr.as_ptr().add(from).cast(), to - from, advice);
         }
+        true
     }
 }
 

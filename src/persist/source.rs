@@ -167,17 +167,13 @@ impl Source<File> {
     pub fn open_file_crc(file: File, len: u64, crc: bool) -> Self {
         if let Some(feed) = Prefetch::start(&file, len, crc) {
             return Source {
-                buf: Window::heap(Vec::new()),
                 feed: Some(feed),
-                ..Source::new(file, 0, len)
+                ..Source::over(file, Window::heap(Vec::new()), 0, len)
             };
         }
         if len >= BUF_SIZE as u64 {
             if let Some(map) = Mapped::new(&file, len) {
-                return Source {
-                    buf: Window::mapped(map),
-                    ..Source::new(file, 0, len)
-                };
+                return Source::over(file, Window::mapped(map), 0, len);
             }
         }
         Source::new(file, 0, len)
@@ -187,9 +183,15 @@ impl Source<File> {
 impl<R: Read> Source<R> {
     /// `start` is the file offset the reader is positioned at; `limit` the file length.
     pub fn new(inner: R, start: u64, limit: u64) -> Self {
+        Self::over(inner, Window::heap(vec![0; BUF_SIZE]), start, limit)
+    }
+
+    /// [`new`](Self::new) reading through `buf` (a buffer of its own is not made, only
+    /// to be dropped, when a file is read ahead or mapped).
+    fn over(inner: R, buf: Window, start: u64, limit: u64) -> Self {
         Source {
             inner,
-            buf: Window::heap(vec![0; BUF_SIZE]),
+            buf,
             pos: 0,
             end: 0,
             base: start,

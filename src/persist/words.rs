@@ -26,12 +26,15 @@ use std::ptr::NonNull;
 const MAP_FROM: usize = 2 << 20;
 const HUGE: usize = 2 << 20;
 
+/// The words are read and written through `ptr` and `len` whichever memory holds them:
+/// `_heap`'s, or the mapping's.
 pub(crate) struct Words {
     ptr: NonNull<u64>,
     len: usize,
-    /// The mapping (start, length) when mapped; else the words live in `vec`.
+    /// The mapping (start, length) when mapped; else the words live in `_heap`.
     map: Option<(NonNull<libc::c_void>, usize)>,
-    vec: Vec<u64>,
+    /// Owns the words when they are not mapped (only read through `ptr`).
+    _heap: Vec<u64>,
 }
 
 // SAFETY: `Words` owns its memory outright (like a `Vec<u64>`); nothing else points into it.
@@ -59,7 +62,7 @@ impl Words {
             ptr: NonNull::new(vec.as_mut_ptr()).unwrap_or(NonNull::dangling()),
             len: n,
             map: None,
-            vec,
+            _heap: vec,
         }
     }
 
@@ -93,7 +96,7 @@ impl Words {
             ptr: NonNull::new(aligned as *mut u64)?,
             len: n,
             map: Some((NonNull::new(p)?, map_len)),
-            vec: Vec::new(),
+            _heap: Vec::new(),
         })
     }
 
@@ -154,11 +157,9 @@ impl Deref for Words {
 
     #[inline]
     fn deref(&self) -> &[u64] {
-        if self.map.is_none() {
-            return &self.vec;
-        }
-        // SAFETY: `len` initialised (zero-filled) words at `ptr`, 2 MiB-aligned inside the
-        // mapping, alive as long as `self`.
+        // SAFETY: `len` initialised (zero-filled) words at `ptr`, in `_heap` (never touched
+        // after it was made, so its buffer stays put) or 2 MiB-aligned inside the
+        // mapping; alive as long as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
@@ -166,9 +167,6 @@ impl Deref for Words {
 impl DerefMut for Words {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u64] {
-        if self.map.is_none() {
-            return &mut self.vec;
-        }
         // SAFETY: as in `deref`, and `&mut self` makes this the only access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
@@ -188,6 +186,11 @@ mod tests {
                 *x = i as u64 * 3;
             }
             assert!(w.iter().enumerate().all(|(i, &x)| x == i as u64 * 3));
+            if n > 0 {
+                w.bytes_mut()[0] = 7;
+                assert_eq!(w.bytes()[0], 7);
+                assert_eq!(w[0].to_le_bytes()[0], 7);
+            }
         }
         assert!(Words::zeroed_random(MAP_FROM).map.is_some());
         assert!(Words::zeroed(MAP_FROM).map.is_none());

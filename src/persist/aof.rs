@@ -191,8 +191,9 @@ pub(crate) struct FirstPass<'a> {
     db: u32,
     /// Keys a preamble holds damaged, followed through the commands.
     damaged: DamagedKeys,
-    /// The key of the previous base command (a rewrite emits each key's commands together).
-    last_key: Option<Vec<u8>>,
+    /// The fingerprint of the previous base command's key (a rewrite emits each key's
+    /// commands together): compared, not the key's bytes, which a copy a key cost.
+    last_key: Option<u64>,
     effects: Vec<Effect>,
     /// The length of the file being walked, which sizes the replay's key table.
     file_len: u64,
@@ -256,7 +257,8 @@ impl<'a> FirstPass<'a> {
                 // A rewrite writes `PEXPIREAT key ms` right after the key's data; one on any
                 // other key (a damaged file) makes no key: the server applies it only to a
                 // key that exists, which this count cannot tell.
-                if matches!(class, Class::Expire { .. }) && self.last_key.as_deref() != Some(key) {
+                let fp = aof_keys::fingerprint(key);
+                if matches!(class, Class::Expire { .. }) && self.last_key != Some(fp) {
                     self.exact = false;
                     self.inexact_why.get_or_insert_with(|| {
                         "an expiry on a key the rewrite did not just write (a rewrite never \
@@ -267,12 +269,10 @@ impl<'a> FirstPass<'a> {
                 }
                 let base = &mut self.base_db;
                 let counts = &mut base.counts;
-                if self.last_key.as_deref() != Some(key) {
-                    let last = self.last_key.get_or_insert_with(Vec::new);
-                    last.clear();
-                    last.extend_from_slice(key);
+                if self.last_key != Some(fp) {
+                    self.last_key = Some(fp);
                     counts.keys += 1;
-                    if !base.keys.push(aof_keys::fingerprint(key)) {
+                    if !base.keys.push(fp) {
                         self.exact = false;
                     }
                     if let Some(s) = self.slots.as_deref_mut() {

@@ -490,3 +490,54 @@ fn a_resp_base_returning_to_a_database_counts_as_the_server_loads_it() {
         server
     );
 }
+
+/// A RESP base's `PEXPIREAT` counts as a TTL right after its key's data (as a rewrite
+/// writes it); on any other key (a damaged or hand-made base) the count is only an
+/// estimate, which says why: the server applies it only to a key that exists.
+#[test]
+fn a_resp_base_expiry_counts_only_after_its_own_key() {
+    let resp = |cmd: &[&str]| {
+        let mut out = format!("*{}\r\n", cmd.len());
+        for a in cmd {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        out
+    };
+    let run = |cmds: &[&[&str]]| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("appendonlydir");
+        fs::create_dir(&dir).unwrap();
+        let base: String = cmds.iter().map(|c| resp(c)).collect();
+        fs::write(dir.join("appendonly.aof.1.base.aof"), base).unwrap();
+        fs::write(dir.join("appendonly.aof.1.incr.aof"), "").unwrap();
+        fs::write(
+            manifest(&dir),
+            "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+        )
+        .unwrap();
+        check(&dir)
+    };
+    let far = "99999999999999";
+    let r = run(&[
+        &["SELECT", "0"],
+        &["SET", "a", "1"],
+        &["PEXPIREAT", "a", far],
+        &["RPUSH", "l", "x", "y"],
+        &["RPUSH", "l", "z"],
+        &["PEXPIREAT", "l", far],
+        &["SET", "b", "1"],
+    ]);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert!(r.keys_exact, "{:?}", r.keys_estimate_why);
+    assert_eq!((r.keys, r.expires), (3, 2));
+    let r = run(&[
+        &["SELECT", "0"],
+        &["SET", "a", "1"],
+        &["SET", "b", "1"],
+        &["PEXPIREAT", "a", far],
+    ]);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert!(!r.keys_exact);
+    let why = r.keys_estimate_why.unwrap_or_default();
+    assert!(why.contains("did not just write"), "{why}");
+}

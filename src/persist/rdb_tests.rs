@@ -328,6 +328,19 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
     assert!(e.expected.contains("a non-empty quicklist node"), "{e:?}");
 }
 
+/// A key twice among many, in a database big enough for the fingerprints' tag tables
+/// (runs of 64 and more): found and named; without it, nothing is.
+#[test]
+fn a_key_twice_among_many_is_found() {
+    let string = |k: &[u8]| [&[0u8][..], &s(k), &s(b"v")].concat();
+    let many: Vec<u8> = (0..50_000)
+        .flat_map(|i| string(format!("key:{i}").as_bytes()))
+        .collect();
+    assert_eq!(ok(b"REDIS0010", &many).keys_per_db.get(&0), Some(&50_000));
+    let twice = [many.as_slice(), &string(b"key:31337")].concat();
+    refused(b"REDIS0010", &twice, "not `key:31337` again");
+}
+
 /// What redis-server refuses to load although every byte is well-formed (issue 18; the
 /// same files go through a real server in tests/persist_refusals.rs).
 #[test]

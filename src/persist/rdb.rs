@@ -569,7 +569,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             let Some(end) = buffered_string_end(b, key_end) else {
                 break;
             };
-            if !self.keys_seen.push(fp) {
+            if !self.keys_seen.push_later(fp) {
                 break;
             }
             at = end;
@@ -600,7 +600,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             }
             return Ok(());
         }
-        if !self.keys_seen.push(fp) && !self.runs_full_warned {
+        if !self.keys_seen.push_later(fp) && !self.runs_full_warned {
             self.runs_full_warned = true;
             self.out.warn(format!(
                 "more than {MAX_RUN_KEYS} keys in database {db}: later ones not checked for repeats"

@@ -97,9 +97,13 @@ impl<'a, R: Read> RespReader<'a, R> {
         if argc == 0 {
             return None;
         }
-        self.spans.clear();
+        if self.spans.len() < argc {
+            self.spans.resize(argc, None);
+        }
         let mut name = NameInfo::UNKNOWN;
-        for i in 0..argc {
+        // Written in place, not pushed: a push kept the vector's length in memory, read and
+        // written back argument by argument.
+        for (i, span) in self.spans[..argc].iter_mut().enumerate() {
             let (header, len) = header_in(b.get(at..)?, b'$')?;
             let data = at + header;
             let end = data.checked_add(len)?;
@@ -110,7 +114,7 @@ impl<'a, R: Read> RespReader<'a, R> {
                 return None;
             }
             if len <= ARG_CAP && (i <= 1 || aof_keys::wants(name.class, i)) {
-                self.spans.push(Some((data, end)));
+                *span = Some((data, end));
                 if i == 0 {
                     name = match b.get(data..data + 16) {
                         Some(wide) if len <= 16 => {
@@ -121,7 +125,7 @@ impl<'a, R: Read> RespReader<'a, R> {
                     };
                 }
             } else {
-                self.spans.push(None);
+                *span = None;
             }
             at = end + 2;
         }

@@ -14,6 +14,9 @@ const LINE_MAX: usize = 1023;
 const ANNOTATION_MAX: usize = 4096;
 /// How far ahead of an argument's end the bytes are asked for.
 const READ_AHEAD: usize = 1024;
+/// Most arguments a command read by the fast path has (a rewrite writes at most 130: 64
+/// field-value pairs).
+const FAST_ARGS: usize = 1024;
 /// Arguments held in memory (command names, keys, numbers); longer ones are only skipped.
 pub(crate) const ARG_CAP: usize = 64 << 10;
 
@@ -94,7 +97,9 @@ impl<'a, R: Read> RespReader<'a, R> {
     fn command_in_buffer(&mut self) -> Option<(usize, usize)> {
         let b = self.src.buffered();
         let (mut at, argc) = header_in(b, b'*')?;
-        if argc == 0 {
+        // A command of more arguments goes the careful way, which holds them as they
+        // come: the count is the file's word, and must not size anything here.
+        if argc == 0 || argc > FAST_ARGS {
             return None;
         }
         if self.spans.len() < argc {
@@ -450,6 +455,29 @@ fn classify_name(name: &[u8]) -> Class {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_of_arguments_sizes_nothing_before_they_are_read() {
+        // A damaged count, far more arguments than the file holds: refused, nothing
+        // allocated for them (a vector sized to it would take terabytes).
+        // After a first command, so that the buffer is filled and the fast path looks.
+        let first = "*1\r\n$5\r\nMULTI\r\n";
+        for count in ["1000000000000", "1025", "99999"] {
+            let data = format!("{first}*{count}\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+            assert!(all(data.as_bytes()).is_err(), "{count}");
+        }
+        // Many arguments that are there: read, past the fast path's limit too.
+        for n in [1024usize, 1025, 3000] {
+            let mut data = format!("{first}*{n}\r\n$4\r\nMSET\r\n");
+            for i in 1..n {
+                let a = format!("k{i}");
+                data.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            let cmds = all(data.as_bytes()).unwrap();
+            assert_eq!(cmds.len(), 2);
+            assert_eq!(cmds[1].len(), n);
+        }
+    }
 
     fn all(data: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {
         let mut src = Source::new(data, 0, data.len() as u64);

@@ -435,38 +435,12 @@ fn counts_stay_exact_past_a_million_keys() {
     assert_eq!((r.keys, r.expires, r.expired), (990_000, 110_000, 0));
 }
 
-/// A RESP base that comes back to a database it left (a rewrite never does: a hand-made
-/// or damaged file), with a key written again after others: counted as the server loads it.
-#[test]
-fn a_resp_base_returning_to_a_database_counts_as_the_server_loads_it() {
-    let resp = |cmd: &[&str]| {
-        let mut out = format!("*{}\r\n", cmd.len());
-        for a in cmd {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        out
-    };
-    let mut base = String::new();
-    for cmd in [
-        &["SELECT", "0"][..],
-        &["SET", "a", "1"],
-        &["SET", "b", "1"],
-        &["SELECT", "1"],
-        &["SET", "a", "1"],
-        &["SELECT", "0"],
-        &["SET", "c", "1"],
-        &["SET", "a", "2"],
-        &["SELECT", "2"],
-        &["SET", "only", "1"],
-        &["SELECT", "1"],
-        &["SET", "d", "1"],
-        &["SET", "a", "3"],
-    ] {
-        base.push_str(&resp(cmd));
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("appendonlydir");
+/// A multi-part `appendonlydir` in `root` whose base is these commands in RESP (a base
+/// as a rewrite without an RDB preamble writes it) and whose incremental file is empty.
+fn resp_base_aof(root: &Path, cmds: &[&[&str]]) -> PathBuf {
+    let dir = root.join("appendonlydir");
     fs::create_dir(&dir).unwrap();
+    let base: Vec<u8> = cmds.iter().flat_map(|c| persist_support::resp(c)).collect();
     fs::write(dir.join("appendonly.aof.1.base.aof"), base).unwrap();
     fs::write(dir.join("appendonly.aof.1.incr.aof"), "").unwrap();
     fs::write(
@@ -474,6 +448,32 @@ fn a_resp_base_returning_to_a_database_counts_as_the_server_loads_it() {
         "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
     )
     .unwrap();
+    dir
+}
+
+/// A RESP base that comes back to a database it left (a rewrite never does: a hand-made
+/// or damaged file), with a key written again after others: counted as the server loads it.
+#[test]
+fn a_resp_base_returning_to_a_database_counts_as_the_server_loads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = resp_base_aof(
+        tmp.path(),
+        &[
+            &["SELECT", "0"][..],
+            &["SET", "a", "1"],
+            &["SET", "b", "1"],
+            &["SELECT", "1"],
+            &["SET", "a", "1"],
+            &["SELECT", "0"],
+            &["SET", "c", "1"],
+            &["SET", "a", "2"],
+            &["SELECT", "2"],
+            &["SET", "only", "1"],
+            &["SELECT", "1"],
+            &["SET", "d", "1"],
+            &["SET", "a", "3"],
+        ],
+    );
     let r = check(&dir);
     assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
     assert!(r.keys_exact);
@@ -496,26 +496,9 @@ fn a_resp_base_returning_to_a_database_counts_as_the_server_loads_it() {
 /// estimate, which says why: the server applies it only to a key that exists.
 #[test]
 fn a_resp_base_expiry_counts_only_after_its_own_key() {
-    let resp = |cmd: &[&str]| {
-        let mut out = format!("*{}\r\n", cmd.len());
-        for a in cmd {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        out
-    };
     let run = |cmds: &[&[&str]]| {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("appendonlydir");
-        fs::create_dir(&dir).unwrap();
-        let base: String = cmds.iter().map(|c| resp(c)).collect();
-        fs::write(dir.join("appendonly.aof.1.base.aof"), base).unwrap();
-        fs::write(dir.join("appendonly.aof.1.incr.aof"), "").unwrap();
-        fs::write(
-            manifest(&dir),
-            "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
-        )
-        .unwrap();
-        check(&dir)
+        check(&resp_base_aof(tmp.path(), cmds))
     };
     let far = "99999999999999";
     let r = run(&[

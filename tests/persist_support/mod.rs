@@ -212,7 +212,8 @@ fn send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) {
     }
 }
 
-fn try_send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) -> Result<(), String> {
+/// A command as RESP: what a client sends, and what an AOF holds.
+pub fn resp<S: AsRef<[u8]>>(args: &[S]) -> Vec<u8> {
     let mut buf = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         let a = a.as_ref();
@@ -220,8 +221,12 @@ fn try_send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) -> Resu
         buf.extend_from_slice(a);
         buf.extend_from_slice(b"\r\n");
     }
+    buf
+}
+
+fn try_send<S: AsRef<[u8]>>(conn: &mut BufReader<TcpStream>, args: &[S]) -> Result<(), String> {
     conn.get_mut()
-        .write_all(&buf)
+        .write_all(&resp(args))
         .map_err(|e| format!("redis-server: cannot send `{}`: {e}", show_cmd(args)))
 }
 

@@ -390,20 +390,8 @@ impl<const W: usize> FpRuns<W> {
     /// Calls `f` with run `r`'s kept fingerprints in order, until it returns `true`.
     #[inline]
     fn each(&self, r: usize, mut f: impl FnMut(u64) -> bool) {
-        let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
-        let last = blocks.len().saturating_sub(1);
-        let filled = self.cur.get(r).map_or(0, |c| c.2 as usize);
         let top = (r as u64) << 56;
-        for (i, &(seg, at)) in blocks.iter().enumerate() {
-            let n = if i == last {
-                filled.min(Self::PER_BLOCK)
-            } else {
-                Self::PER_BLOCK
-            };
-            let at = at as usize;
-            let Some(b) = self.segments[seg as usize].bytes().get(at..at + n * W) else {
-                return;
-            };
+        for b in self.stored(r) {
             for c in b.chunks_exact(W) {
                 if f((Self::word(c) << Self::DROP) | top) {
                     return;
@@ -412,22 +400,20 @@ impl<const W: usize> FpRuns<W> {
         }
     }
 
-    /// Calls `f` with run `r`'s stored fingerprints, block by block (`W` bytes each).
-    fn each_stored(&self, r: usize, mut f: impl FnMut(&[u8])) {
+    /// Run `r`'s stored fingerprints, block by block (`W` bytes each).
+    fn stored(&self, r: usize) -> impl Iterator<Item = &[u8]> + '_ {
         let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
         let last = blocks.len().saturating_sub(1);
         let filled = self.cur.get(r).map_or(0, |c| c.2 as usize);
-        for (i, &(seg, at)) in blocks.iter().enumerate() {
+        blocks.iter().enumerate().map_while(move |(i, &(seg, at))| {
             let n = if i == last {
                 filled.min(Self::PER_BLOCK)
             } else {
                 Self::PER_BLOCK
             };
             let at = at as usize;
-            if let Some(b) = self.segments[seg as usize].bytes().get(at..at + n * W) {
-                f(b);
-            }
-        }
+            self.segments[seg as usize].bytes().get(at..at + n * W)
+        })
     }
 
     /// The `W` bytes of a stored fingerprint as a number.
@@ -545,7 +531,7 @@ impl<const W: usize> FpRuns<W> {
         tags.clear();
         tags.resize(buckets * 4, 0);
         let top = (r as u64) << 56;
-        self.each_stored(r, |b| {
+        for b in self.stored(r) {
             for (i, c) in b.chunks_exact(W).enumerate() {
                 if let Some(ahead) = b.get((i + AHEAD) * W..(i + AHEAD + 1) * W) {
                     let fp = Self::word(ahead) << Self::DROP;
@@ -556,7 +542,7 @@ impl<const W: usize> FpRuns<W> {
                     maybe.push(fp);
                 }
             }
-        });
+        }
     }
 
     /// Calls `f` with run `r`'s kept fingerprints in order, each with whether it came

@@ -574,15 +574,8 @@ fn an_aof_command_on_a_key_its_preamble_holds_damaged_is_not_ok() {
         10,
         &[&[16u8][..], &s(b"h"), &s(&lp), &string(b"k")].concat(),
     );
-    let resp = |cmds: &[&[&str]]| {
-        let mut out = Vec::new();
-        for c in cmds {
-            out.extend(format!("*{}\r\n", c.len()).bytes());
-            for a in *c {
-                out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
-            }
-        }
-        out
+    let resp = |cmds: &[&[&str]]| -> Vec<u8> {
+        cmds.iter().flat_map(|c| persist_support::resp(c)).collect()
     };
     let servers = servers();
     // (what, the incr file's commands, the fault's words when the server stops).
@@ -922,15 +915,8 @@ fn stream_pending_lists_and_nodes_as_the_servers_check_them() {
 
 #[test]
 fn aof_records_the_server_cannot_run_are_not_ok() {
-    let aof = |cmds: &[&[&str]]| {
-        let mut out = Vec::new();
-        for c in cmds {
-            out.extend(format!("*{}\r\n", c.len()).bytes());
-            for a in *c {
-                out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
-            }
-        }
-        out
+    let aof = |cmds: &[&[&str]]| -> Vec<u8> {
+        cmds.iter().flat_map(|c| persist_support::resp(c)).collect()
     };
     refused_by_all(
         "unknown command",

@@ -391,7 +391,7 @@ impl<const W: usize> FpRuns<W> {
     #[inline]
     fn each(&self, r: usize, mut f: impl FnMut(u64) -> bool) {
         let top = (r as u64) << 56;
-        for b in self.stored(r) {
+        for b in self.blocks_of(r) {
             for c in b.chunks_exact(W) {
                 if f((Self::word(c) << Self::DROP) | top) {
                     return;
@@ -401,7 +401,7 @@ impl<const W: usize> FpRuns<W> {
     }
 
     /// Run `r`'s stored fingerprints, block by block (`W` bytes each).
-    fn stored(&self, r: usize) -> impl Iterator<Item = &[u8]> + '_ {
+    fn blocks_of(&self, r: usize) -> impl Iterator<Item = &[u8]> + '_ {
         let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
         let last = blocks.len().saturating_sub(1);
         let filled = self.cur.get(r).map_or(0, |c| c.2 as usize);
@@ -531,7 +531,7 @@ impl<const W: usize> FpRuns<W> {
         tags.clear();
         tags.resize(buckets * 4, 0);
         let top = (r as u64) << 56;
-        for b in self.stored(r) {
+        for b in self.blocks_of(r) {
             for (i, c) in b.chunks_exact(W).enumerate() {
                 if let Some(ahead) = b.get((i + AHEAD) * W..(i + AHEAD + 1) * W) {
                     let fp = Self::word(ahead) << Self::DROP;

@@ -177,10 +177,6 @@ pub(crate) struct FirstPass<'a> {
     /// The replay as the commands come, when the files hold no base key before the first
     /// incremental command: no second pass. `None` until that first command.
     pub live: Option<Replay>,
-    /// The effects of the last few commands, not yet replayed: their keys' slots are
-    /// being fetched from memory meanwhile (a slot check needs every key known at once,
-    /// so it replays each command at once).
-    pending: std::collections::VecDeque<Vec<Effect>>,
     /// More keys touched than the set holds: counts not exact.
     pub full: bool,
     pub replay_needed: bool,
@@ -208,7 +204,6 @@ impl<'a> FirstPass<'a> {
             base_dbs: BTreeMap::new(),
             touched: FpSet::default(),
             live: None,
-            pending: std::collections::VecDeque::new(),
             full: false,
             replay_needed: false,
             exact: true,
@@ -289,16 +284,11 @@ impl<'a> FirstPass<'a> {
     }
 }
 
-/// Commands whose replay waits for their keys' slots to arrive in cache.
-const PENDING: usize = 8;
-
 impl FirstPass<'_> {
     /// The one-pass replay, every command applied.
     pub fn take_live(&mut self) -> Option<Replay> {
         let mut r = self.live.take()?;
-        for e in self.pending.drain(..) {
-            r.apply_all(&e);
-        }
+        r.flush();
         if r.full {
             self.full = true;
             self.exact = false;
@@ -426,20 +416,11 @@ impl AofSink for FirstPass<'_> {
             }
         }
         if let Some(r) = &mut self.live {
+            // A slot check needs every key known at once: it replays each command at once.
             if self.slots.is_some() {
                 r.apply_all(&self.effects);
             } else {
-                r.prefetch(&self.effects);
-                let spare = if self.pending.len() >= PENDING {
-                    let mut e = self.pending.pop_front().unwrap_or_default();
-                    r.apply_all(&e);
-                    e.clear();
-                    e
-                } else {
-                    Vec::new()
-                };
-                self.pending
-                    .push_back(std::mem::replace(&mut self.effects, spare));
+                r.queue(&self.effects);
             }
             if r.full {
                 self.full = true;

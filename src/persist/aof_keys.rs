@@ -248,7 +248,7 @@ pub(crate) enum Cond {
 }
 
 /// An effect on the key set, in terms of key fingerprints.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Effect {
     Select(u32),
     FlushDb,

@@ -15,6 +15,11 @@ use std::collections::BTreeMap;
 use super::aof_keys::{Cond, Effect, Ttl, When, DATABASES};
 use super::fp_set::{FpSet, SlotStates};
 
+/// Commands a batch of [`Replay::queue`] holds. A wait of 8 commands (some 0.6 µs),
+/// applied one command at a time, left lookups still waiting on this VM's memory: 32 and
+/// 64 took 8-12% off the check of 5 M small commands, 16 half of that.
+const BATCH: usize = 64;
+
 const ABSENT: u8 = 0;
 const LIVE: u8 = 1;
 const FUTURE: u8 = 2;
@@ -118,6 +123,13 @@ impl Dbs {
 }
 
 pub(crate) struct Replay {
+    /// Effects queued ([`queue`](Self::queue)), their keys' slots on their way into
+    /// cache: the commands of the batch being filled, and those of the full batch before
+    /// it, which is applied when the next one fills (so each effect waits for 64 to 128
+    /// commands, some 5 µs).
+    filling: Vec<Effect>,
+    waiting: Vec<Effect>,
+    filled: usize,
     touched: FpSet,
     /// Keys are added as commands name them (no base keys to learn first).
     grows: bool,
@@ -133,6 +145,9 @@ impl Replay {
     /// [`base_key`](Self::base_key) before any command.
     pub fn new(touched: FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
         Replay {
+            filling: Vec::new(),
+            waiting: Vec::new(),
+            filled: 0,
             touched,
             grows: false,
             full: false,
@@ -159,9 +174,38 @@ impl Replay {
         }
     }
 
-    /// Prefetches the slots of `effects`' keys, for an [`apply_all`](Self::apply_all) of
-    /// them a few commands later.
-    pub fn prefetch(&self, effects: &[Effect]) {
+    /// Applies one command's effects a few commands later, asking for their keys' slots
+    /// now: each command's lookups otherwise waited for memory (a 16 MiB table for an
+    /// AOF of 5 M small commands). Applied in batches of [`BATCH`] commands, where one
+    /// queue of commands cost a call, a queue's bookkeeping and a table check per
+    /// command. [`flush`](Self::flush) applies what is queued.
+    #[inline]
+    pub fn queue(&mut self, effects: &[Effect]) {
+        self.prefetch(effects);
+        self.filling.extend_from_slice(effects);
+        self.filled += 1;
+        if self.filled == BATCH {
+            let mut ready = std::mem::take(&mut self.waiting);
+            self.apply_all(&ready);
+            // The applied batch's memory is the next one's.
+            ready.clear();
+            self.waiting = std::mem::replace(&mut self.filling, ready);
+            self.filled = 0;
+        }
+    }
+
+    /// Applies every queued effect.
+    pub fn flush(&mut self) {
+        let (waiting, filling) = (
+            std::mem::take(&mut self.waiting),
+            std::mem::take(&mut self.filling),
+        );
+        self.apply_all(&waiting);
+        self.apply_all(&filling);
+        self.filled = 0;
+    }
+
+    fn prefetch(&self, effects: &[Effect]) {
         // The states of the current database too: their words missed the cache as often
         // as the table did (a third of the replay's time).
         let states = self.dbs.get(self.db).map(|d| &d.states);
@@ -440,12 +484,18 @@ mod tests {
         let mut rep = Replay::new(touched, BTreeMap::new());
         // The one-pass replay, filling its set as it goes, counts the same.
         let mut growing = Replay::growing(0);
+        // So does one that queues each command's effects and applies them in batches.
+        let mut queued = Replay::growing(0);
         for e in &all {
             rep.apply_all(e);
             growing.apply_all(e);
+            queued.queue(e);
         }
+        queued.flush();
         assert_eq!(growing.counts(), rep.counts(), "{cmds:?}");
         assert_eq!(growing.exact, rep.exact, "{cmds:?}");
+        assert_eq!(queued.counts(), rep.counts(), "{cmds:?}");
+        assert_eq!(queued.exact, rep.exact, "{cmds:?}");
         (rep.counts(), rep.exact)
     }
 

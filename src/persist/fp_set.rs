@@ -296,14 +296,22 @@ impl<const W: usize> FpRuns<W> {
         if self.len >= MAX_RUN_KEYS {
             return false;
         }
+        self.put(fp);
+        self.len += 1;
+        true
+    }
+
+    /// Stores a fingerprint the count already holds.
+    #[inline(always)]
+    fn put(&mut self, fp: u64) {
         let r = (fp >> 56) as usize;
         let Some(&(seg, at, n)) = self.cur.get(r) else {
             self.start();
-            return self.push(fp);
+            return self.put(fp);
         };
         if n as usize >= Self::PER_BLOCK {
             self.new_block(r);
-            return self.push(fp);
+            return self.put(fp);
         }
         let off = at as usize + n as usize * W;
         if let Some(s) = self.segments.get_mut(seg as usize) {
@@ -317,8 +325,6 @@ impl<const W: usize> FpRuns<W> {
             prefetch(bytes, off + 128);
         }
         self.cur[r].2 = n + 1;
-        self.len += 1;
-        true
     }
 
     /// [`push`](Self::push), but stored with the next few, in a loop of their own:
@@ -341,13 +347,17 @@ impl<const W: usize> FpRuns<W> {
         true
     }
 
-    /// Stores what [`push_later`](Self::push_later) holds.
+    /// Stores what [`push_later`](Self::push_later) holds (counted here at once: counted
+    /// one by one, the count was read and written back through memory, a wait on every
+    /// fingerprint).
     #[inline(never)]
     fn store_later(&mut self) {
         let n = std::mem::take(&mut self.n_later);
+        // `push_later` took no more than fit.
+        self.len += n;
         for i in 0..n {
             let fp = self.later[i];
-            self.push(fp);
+            self.put(fp);
         }
     }
 

@@ -174,10 +174,10 @@ impl Replay {
         }
     }
 
-    /// Applies one command's effects a few commands later, asking for their keys' slots
-    /// now: each command's lookups otherwise waited for memory (a 16 MiB table for an
-    /// AOF of 5 M small commands). Applied in batches of [`BATCH`] commands, where one
-    /// queue of commands cost a call, a queue's bookkeeping and a table check per
+    /// Applies one command's effects 64 to 128 commands later, asking for their keys'
+    /// slots now: each command's lookups otherwise waited for memory (a 16 MiB table for
+    /// an AOF of 5 M small commands). Applied in batches of [`BATCH`] commands, where a
+    /// queue of commands cost a call, the queue's bookkeeping and a table check per
     /// command. [`flush`](Self::flush) applies what is queued.
     #[inline]
     pub fn queue(&mut self, effects: &[Effect]) {

@@ -36,29 +36,29 @@ pub(crate) fn fingerprint(key: &[u8]) -> u64 {
         (r as u64) ^ ((r >> 64) as u64)
     }
     let n = key.len();
-    if let (Some(head), Some(tail)) = (key.get(..8), key.get(n.wrapping_sub(8)..)) {
-        if n <= 16 {
-            let word =
-                |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            let (a, b) = (word(head), word(tail));
-            // The words themselves too: a word equal to its constant would make the
-            // product 0 whatever the other word held.
-            let h = fold(a ^ K0, b ^ K1 ^ n as u64) ^ a ^ b.rotate_left(32);
-            return finish(h ^ K2);
-        }
+    if (8..=16).contains(&n) {
+        let (a, b) = (le_word(&key[..8]), le_word(&key[n - 8..]));
+        // The words themselves too: a word equal to its constant would make the
+        // product 0 whatever the other word held.
+        let h = fold(a ^ K0, b ^ K1 ^ n as u64) ^ a ^ b.rotate_left(32);
+        return finish(h ^ K2);
     }
-    let mut h = (key.len() as u64) ^ K2;
+    let mut h = (n as u64) ^ K2;
     let mut chunks = key.chunks_exact(8);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = fold(h ^ u64::from_le_bytes(w), K1) ^ K0;
+        h = fold(h ^ le_word(c), K1) ^ K0;
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         h = fold(h ^ tail_word(rest), K0 ^ rest.len() as u64) ^ K1;
     }
     finish(h)
+}
+
+/// The first 8 bytes of `b` (at least 8) as a little-endian word.
+#[inline(always)]
+fn le_word(b: &[u8]) -> u64 {
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// murmur3's finaliser: every input bit reaches every output bit.

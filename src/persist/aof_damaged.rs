@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::aof_keys::{self, Class, Effect, When};
+use super::aof_keys::{self, Class, Effect};
 use super::fp_set::fingerprint;
 use super::resp::Command;
 
@@ -117,7 +117,7 @@ impl DamagedKeys {
                     })
                     .collect();
             }
-            Effect::Write(k, When::Always | When::IfPresent, _) | Effect::Remove(k) => {
+            Effect::Key(k, change) if change.replaces => {
                 self.keys.remove(&(db, k));
             }
             Effect::Rename(from, to, _) => {

@@ -229,6 +229,110 @@ impl Ttl {
     }
 }
 
+/// A key's state in a database, as the count follows it (two bits).
+pub(crate) const ABSENT: u8 = 0;
+/// Present, without a TTL.
+pub(crate) const LIVE: u8 = 1;
+/// Present, with a TTL still ahead when the check runs.
+pub(crate) const FUTURE: u8 = 2;
+/// Present, with a TTL passed when the check runs.
+pub(crate) const PAST: u8 = 3;
+
+impl Ttl {
+    /// The state of a present key with this TTL.
+    pub const fn state(self) -> u8 {
+        match self {
+            Ttl::None => LIVE,
+            Ttl::Future => FUTURE,
+            Ttl::Past => PAST,
+        }
+    }
+}
+
+/// What a command does to one key, as a table: the key's next state for each state it
+/// may be in. Applied by a lookup, not by matching the command's kind and conditions: the
+/// kinds come in no order a CPU can predict, and the matches missed (issue 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// The next state of state `s` at bits `2s..2s + 2`.
+    row: u8,
+    /// The key's value is replaced (or removed) whenever the key exists.
+    pub replaces: bool,
+}
+
+impl Change {
+    const fn of(next: [u8; 4], replaces: bool) -> Change {
+        Change {
+            row: next[0] | next[1] << 2 | next[2] << 4 | next[3] << 6,
+            replaces,
+        }
+    }
+
+    /// A new value when `when` holds; the key's TTL becomes `ttl` (`None`: KEEPTTL, kept).
+    pub const fn write(when: When, ttl: Option<Ttl>) -> Change {
+        let mut next = [ABSENT, LIVE, FUTURE, PAST];
+        let mut old = 0;
+        while old < 4 {
+            let applies = match when {
+                When::Always => true,
+                When::IfAbsent => old == ABSENT,
+                When::IfPresent => old != ABSENT,
+            };
+            if applies {
+                next[old as usize] = match ttl {
+                    Some(t) => t.state(),
+                    None if old == ABSENT => LIVE,
+                    None => old,
+                };
+            }
+            old += 1;
+        }
+        Change::of(next, !matches!(when, When::IfAbsent))
+    }
+
+    /// Creates the key, or changes its value keeping its TTL (HSET, RPUSH, INCR, ...).
+    pub const TOUCH: Change = Change::write(When::IfAbsent, Some(Ttl::None));
+
+    /// Removes the key.
+    pub const REMOVE: Change = Change::of([ABSENT; 4], true);
+
+    /// Sets the key's TTL to `ttl` (`Ttl::None`: PERSIST) under `cond`, when it exists.
+    pub const fn expire(cond: Cond, ttl: Ttl) -> Change {
+        let mut next = [ABSENT; 4];
+        let new = ttl.state();
+        let mut old = LIVE;
+        while old < 4 {
+            // Passed (PAST) is earlier than ahead (FUTURE); no TTL is never earlier.
+            next[old as usize] = match cond {
+                Cond::Always => new,
+                Cond::Nx if old == LIVE => new,
+                Cond::Xx if old != LIVE => new,
+                Cond::Nx | Cond::Xx => old,
+                Cond::Gt if old == LIVE => old,
+                Cond::Gt if old == FUTURE || new == FUTURE => FUTURE,
+                Cond::Gt => PAST,
+                Cond::Lt if old == LIVE => new,
+                Cond::Lt if old == PAST || new == PAST => PAST,
+                Cond::Lt => FUTURE,
+            };
+            old += 1;
+        }
+        Change::of(next, false)
+    }
+
+    /// The key's state after the change, from `old`.
+    #[inline(always)]
+    pub fn next(self, old: u8) -> u8 {
+        (self.row >> (2 * (old & 3))) & 3
+    }
+
+    /// Whether the change may make an absent key.
+    #[inline(always)]
+    pub fn creates(self) -> bool {
+        self.row & 3 != ABSENT
+    }
+}
+
 /// When a write applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum When {
@@ -254,13 +358,8 @@ pub(crate) enum Effect {
     FlushDb,
     FlushAll,
     SwapDb(u32, u32),
-    /// Creates the key, or changes it keeping its TTL.
-    Touch(u64),
-    /// A new value: the key's TTL becomes `ttl` (`None` for KEEPTTL: kept).
-    Write(u64, When, Option<Ttl>),
-    /// The key's TTL set (`Ttl::None`: PERSIST), when the key exists.
-    Expire(u64, Cond, Ttl),
-    Remove(u64),
+    /// A change to one key: a write, a removal, an expiry.
+    Key(u64, Change),
     /// RENAME / RENAMENX (`true`) from, to: the key keeps its TTL.
     Rename(u64, u64, bool),
     /// Remove from the current db, create in another (unless the key is there).
@@ -277,11 +376,7 @@ impl Effect {
     /// The fingerprints of the keys this effect names.
     pub fn keys(&self) -> [Option<u64>; 2] {
         match *self {
-            Effect::Touch(k)
-            | Effect::Write(k, ..)
-            | Effect::Expire(k, ..)
-            | Effect::Remove(k)
-            | Effect::Move(k, _) => [Some(k), None],
+            Effect::Key(k, _) | Effect::Move(k, _) => [Some(k), None],
             Effect::Rename(a, b, _) | Effect::Copy(a, b, ..) => [Some(a), Some(b)],
             _ => [None, None],
         }
@@ -473,6 +568,8 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
     out.clear();
     let fp = |i: usize| cmd.arg(i).map(fingerprint);
     let push = |e: Option<Effect>, out: &mut Vec<Effect>| out.push(e.unwrap_or(Effect::Inexact));
+    let touch = |k| Effect::Key(k, Change::TOUCH);
+    let remove = |k| Effect::Key(k, Change::REMOVE);
     match class {
         Keyless | Multi | Exec | Existing1 => {}
         Unknown => out.push(Effect::Inexact),
@@ -483,26 +580,26 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             (Some(a), Some(b)) => out.push(Effect::SwapDb(a, b)),
             _ => out.push(Effect::Inexact),
         },
-        Create1 if pairs_ok(cmd) => push(fp(1).map(Effect::Touch), out),
-        ZAdd if zadd_ok(cmd) => push(fp(1).map(Effect::Touch), out),
+        Create1 if pairs_ok(cmd) => push(fp(1).map(touch), out),
+        ZAdd if zadd_ok(cmd) => push(fp(1).map(touch), out),
         // A command the server refuses changes nothing; this reader may judge it less
         // well than the server, so the count is only an estimate.
         Create1 | ZAdd => out.push(Effect::Inexact),
-        Create2 if xgroup_creates(cmd) => push(fp(2).map(Effect::Touch), out),
+        Create2 if xgroup_creates(cmd) => push(fp(2).map(touch), out),
         // Any other XGROUP needs the stream to exist, and leaves it.
         Create2 => {}
         Set => push(
             fp(1)
                 .zip(set_options(cmd, now_ms))
-                .map(|(k, (when, ttl))| Effect::Write(k, when, ttl)),
+                .map(|(k, (when, ttl))| Effect::Key(k, Change::write(when, ttl))),
             out,
         ),
         SetNx => push(
-            fp(1).map(|k| Effect::Write(k, When::IfAbsent, Some(Ttl::None))),
+            fp(1).map(|k| Effect::Key(k, Change::write(When::IfAbsent, Some(Ttl::None)))),
             out,
         ),
         GetSet => push(
-            fp(1).map(|k| Effect::Write(k, When::Always, Some(Ttl::None))),
+            fp(1).map(|k| Effect::Key(k, Change::write(When::Always, Some(Ttl::None)))),
             out,
         ),
         SetEx { ms } => {
@@ -512,30 +609,30 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             push(
                 fp(1)
                     .zip(ttl)
-                    .map(|(k, t)| Effect::Write(k, When::Always, Some(t))),
+                    .map(|(k, t)| Effect::Key(k, Change::write(When::Always, Some(t)))),
                 out,
             )
         }
         GetEx => match (fp(1), getex_options(cmd, now_ms)) {
             (Some(_), Some(None)) => {}
-            (Some(k), Some(Some(t))) => out.push(Effect::Expire(k, Cond::Always, t)),
+            (Some(k), Some(Some(t))) => out.push(Effect::Key(k, Change::expire(Cond::Always, t))),
             _ => out.push(Effect::Inexact),
         },
         Expire { ms, abs } => {
             let ttl = parse_num(cmd.arg(2)).and_then(|n| Ttl::of(n, ms, abs, now_ms));
             match (fp(1), ttl, expire_cond(cmd)) {
-                (Some(k), Some(t), Some(c)) => out.push(Effect::Expire(k, c, t)),
+                (Some(k), Some(t), Some(c)) => out.push(Effect::Key(k, Change::expire(c, t))),
                 _ => out.push(Effect::Inexact),
             }
         }
         Persist => push(
-            fp(1).map(|k| Effect::Expire(k, Cond::Always, Ttl::None)),
+            fp(1).map(|k| Effect::Key(k, Change::expire(Cond::Always, Ttl::None))),
             out,
         ),
         Restore => push(
             fp(1)
                 .zip(restore_options(cmd, now_ms))
-                .map(|(k, (when, ttl))| Effect::Write(k, when, Some(ttl))),
+                .map(|(k, (when, ttl))| Effect::Key(k, Change::write(when, Some(ttl)))),
             out,
         ),
         Mset | MsetNx if cmd.argc.is_multiple_of(2) => out.push(Effect::Inexact),
@@ -545,17 +642,17 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             }
             for i in (1..cmd.argc).step_by(2) {
                 push(
-                    fp(i).map(|k| Effect::Write(k, When::Always, Some(Ttl::None))),
+                    fp(i).map(|k| Effect::Key(k, Change::write(When::Always, Some(Ttl::None)))),
                     out,
                 );
             }
         }
         RemoveAll => {
             for i in 1..cmd.argc {
-                push(fp(i).map(Effect::Remove), out);
+                push(fp(i).map(remove), out);
             }
         }
-        Remove1 => push(fp(1).map(Effect::Remove), out),
+        Remove1 => push(fp(1).map(remove), out),
         Rename { nx } => push(fp(1).zip(fp(2)).map(|(a, b)| Effect::Rename(a, b, nx)), out),
         Move => match (fp(1), parse_db(cmd.arg(2))) {
             (Some(k), Some(db)) => out.push(Effect::Move(k, db)),
@@ -582,11 +679,11 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             }
         }
         Maybe1 => {
-            push(fp(1).map(Effect::Touch), out);
+            push(fp(1).map(touch), out);
             out.push(Effect::Inexact);
         }
         Maybe2 => {
-            push(fp(2).map(Effect::Touch), out);
+            push(fp(2).map(touch), out);
             out.push(Effect::Inexact);
         }
     }
@@ -628,6 +725,96 @@ mod tests {
         assert_eq!(written_keys(Class::Mset, 5).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(written_keys(Class::Create1, 3).collect::<Vec<_>>(), [1]);
         assert_eq!(written_keys(Class::RemoveAll, 3).count(), 0);
+    }
+
+    /// Each change's next state from absent, live, TTL ahead, TTL passed, as the server
+    /// leaves the key (a TTL passed is earlier than one ahead; no TTL is never earlier).
+    #[test]
+    fn a_change_leaves_each_state_as_the_server_does() {
+        use Ttl::{Future, Past};
+        let (a, l, f, p) = (ABSENT, LIVE, FUTURE, PAST);
+        let cases: [(&str, Change, [u8; 4], bool); 14] = [
+            ("HSET", Change::TOUCH, [l, l, f, p], false),
+            ("DEL", Change::REMOVE, [a, a, a, a], true),
+            (
+                "SET",
+                Change::write(When::Always, Some(Ttl::None)),
+                [l, l, l, l],
+                true,
+            ),
+            (
+                "SET PX",
+                Change::write(When::Always, Some(Future)),
+                [f, f, f, f],
+                true,
+            ),
+            (
+                "SET KEEPTTL",
+                Change::write(When::Always, None),
+                [l, l, f, p],
+                true,
+            ),
+            (
+                "SET NX",
+                Change::write(When::IfAbsent, Some(Past)),
+                [p, l, f, p],
+                false,
+            ),
+            (
+                "SET XX",
+                Change::write(When::IfPresent, Some(Ttl::None)),
+                [a, l, l, l],
+                true,
+            ),
+            (
+                "PERSIST",
+                Change::expire(Cond::Always, Ttl::None),
+                [a, l, l, l],
+                false,
+            ),
+            (
+                "EXPIRE NX",
+                Change::expire(Cond::Nx, Future),
+                [a, f, f, p],
+                false,
+            ),
+            (
+                "EXPIRE XX",
+                Change::expire(Cond::Xx, Past),
+                [a, l, p, p],
+                false,
+            ),
+            (
+                "EXPIRE GT ahead",
+                Change::expire(Cond::Gt, Future),
+                [a, l, f, f],
+                false,
+            ),
+            (
+                "EXPIRE GT passed",
+                Change::expire(Cond::Gt, Past),
+                [a, l, f, p],
+                false,
+            ),
+            (
+                "EXPIRE LT ahead",
+                Change::expire(Cond::Lt, Future),
+                [a, f, f, p],
+                false,
+            ),
+            (
+                "EXPIRE LT passed",
+                Change::expire(Cond::Lt, Past),
+                [a, p, p, p],
+                false,
+            ),
+        ];
+        for (what, change, next, replaces) in cases {
+            let got: Vec<u8> = (0..4).map(|old| change.next(old)).collect();
+            assert_eq!(got, next, "{what}");
+            assert_eq!(change.replaces, replaces, "{what}");
+            assert_eq!(change.creates(), next[0] != ABSENT, "{what}");
+        }
     }
 
     #[test]

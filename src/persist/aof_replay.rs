@@ -12,26 +12,13 @@
 
 use std::collections::BTreeMap;
 
-use super::aof_keys::{Cond, Effect, Ttl, When, DATABASES};
+use super::aof_keys::{Effect, Ttl, ABSENT, DATABASES, FUTURE, LIVE, PAST};
 use super::fp_set::{FpSet, SlotStates};
 
 /// Commands a batch of [`Replay::queue`] holds. A wait of 8 commands (some 0.6 µs),
 /// applied one command at a time, left lookups still waiting on this VM's memory: 32 and
 /// 64 took 8-12% off the check of 5 M small commands, 16 half of that.
 const BATCH: usize = 64;
-
-const ABSENT: u8 = 0;
-const LIVE: u8 = 1;
-const FUTURE: u8 = 2;
-const PAST: u8 = 3;
-
-fn state_of(ttl: Ttl) -> u8 {
-    match ttl {
-        Ttl::None => LIVE,
-        Ttl::Future => FUTURE,
-        Ttl::Past => PAST,
-    }
-}
 
 /// Keys of one database: all of them (expired or not: a server loading an AOF keeps
 /// expired keys until its expiry cycle removes them), those with a TTL, those whose TTL
@@ -290,7 +277,7 @@ impl Replay {
         let d = self.dbs.get_mut(db);
         match ttl {
             Some(t) => {
-                d.states.set(slots, slot, state_of(t));
+                d.states.set(slots, slot, t.state());
             }
             None if d.states.get(slot) == ABSENT => {
                 d.states.set(slots, slot, LIVE);
@@ -345,54 +332,18 @@ impl Replay {
             }
             Effect::FlushAll => self.dbs.clear(),
             Effect::AllAbsent(_) => {}
-            Effect::Touch(k) => {
-                if let Some(s) = self.slot(k) {
-                    if self.get(db, s) == ABSENT {
-                        self.put(db, s, LIVE);
+            Effect::Key(k, change) => {
+                let s = if change.creates() {
+                    self.slot(k)
+                } else {
+                    self.existing(k)
+                };
+                if let Some(s) = s {
+                    let old = self.get(db, s);
+                    let new = change.next(old);
+                    if new != old {
+                        self.put(db, s, new);
                     }
-                }
-            }
-            Effect::Write(k, when, ttl) => {
-                let Some(s) = self.slot(k) else { return };
-                let old = self.get(db, s);
-                let applies = match when {
-                    When::Always => true,
-                    When::IfAbsent => old == ABSENT,
-                    When::IfPresent => old != ABSENT,
-                };
-                if applies {
-                    let new = match ttl {
-                        Some(t) => state_of(t),
-                        None => old.max(LIVE),
-                    };
-                    self.put(db, s, new);
-                }
-            }
-            Effect::Expire(k, cond, ttl) => {
-                let Some(s) = self.existing(k) else { return };
-                let old = self.get(db, s);
-                if old == ABSENT {
-                    return;
-                }
-                let new = state_of(ttl);
-                // Passed (PAST) is earlier than ahead (FUTURE); no TTL is never earlier.
-                let result = match cond {
-                    Cond::Always => new,
-                    Cond::Nx if old == LIVE => new,
-                    Cond::Xx if old != LIVE => new,
-                    Cond::Nx | Cond::Xx => old,
-                    Cond::Gt if old == LIVE => old,
-                    Cond::Gt if old == FUTURE || new == FUTURE => FUTURE,
-                    Cond::Gt => PAST,
-                    Cond::Lt if old == LIVE => new,
-                    Cond::Lt if old == PAST || new == PAST => PAST,
-                    Cond::Lt => FUTURE,
-                };
-                self.put(db, s, result);
-            }
-            Effect::Remove(k) => {
-                if let Some(s) = self.existing(k) {
-                    self.put(db, s, ABSENT);
                 }
             }
             Effect::Rename(a, b, nx) => {

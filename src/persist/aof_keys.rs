@@ -207,6 +207,15 @@ pub(crate) enum Ttl {
 }
 
 impl Ttl {
+    /// The state of a present key with this TTL.
+    pub const fn state(self) -> u8 {
+        match self {
+            Ttl::None => LIVE,
+            Ttl::Future => FUTURE,
+            Ttl::Past => PAST,
+        }
+    }
+
     /// A TTL at unix milliseconds `ms`.
     pub fn at(ms: i64, now_ms: i64) -> Ttl {
         if ms < now_ms {
@@ -237,17 +246,6 @@ pub(crate) const LIVE: u8 = 1;
 pub(crate) const FUTURE: u8 = 2;
 /// Present, with a TTL passed when the check runs.
 pub(crate) const PAST: u8 = 3;
-
-impl Ttl {
-    /// The state of a present key with this TTL.
-    pub const fn state(self) -> u8 {
-        match self {
-            Ttl::None => LIVE,
-            Ttl::Future => FUTURE,
-            Ttl::Past => PAST,
-        }
-    }
-}
 
 /// What a command does to one key, as a table: the key's next state for each state it
 /// may be in. Applied by a lookup, not by matching the command's kind and conditions: the

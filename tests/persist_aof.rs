@@ -524,3 +524,43 @@ fn a_resp_base_expiry_counts_only_after_its_own_key() {
     let why = r.keys_estimate_why.unwrap_or_default();
     assert!(why.contains("did not just write"), "{why}");
 }
+
+/// A key outside the slots checked counts once however many commands name it, whatever
+/// the first one did to it (an expiry or a `SET ... XX` of a key not yet there leaves it
+/// absent): in the one-pass replay (a single file of commands) and in the two-pass one
+/// (after a RESP base).
+#[test]
+fn a_key_outside_the_slots_counts_once_whatever_names_it_first() {
+    use lazarus::persist::SlotRange;
+    let incr: &[&[&str]] = &[
+        &["EXPIRE", "foo", "100"],
+        &["SET", "foo", "1", "XX"],
+        &["PERSIST", "foo"],
+        &["SET", "foo", "2"],
+        &["HSET", "bar", "f", "v"],
+        &["HSET", "bar", "g", "v"],
+    ];
+    let slots = CheckOptions {
+        slots: Some(SlotRange { start: 0, end: 100 }),
+    };
+    // `foo` is slot 12182 and `bar` 5061: both outside 0-100 (the library counts them;
+    // the command makes the verdict of them).
+    let tmp = tempfile::tempdir().unwrap();
+    let single = tmp.path().join("appendonly.aof");
+    let bytes: Vec<u8> = incr.iter().flat_map(|c| persist_support::resp(c)).collect();
+    fs::write(&single, &bytes).unwrap();
+    let r = check_path(&single, &slots);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    assert_eq!(r.keys_outside_slots, 2, "{:?}", r.outside_examples);
+    assert_eq!(r.keys_per_db, BTreeMap::from([(0, 2)]));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = resp_base_aof(tmp.path(), &[&["SELECT", "0"][..], &["SET", "base", "1"]]);
+    fs::write(dir.join("appendonly.aof.1.incr.aof"), &bytes).unwrap();
+    let r = check_path(&dir, &slots);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
+    // `base` too.
+    assert!(lazarus::persist::key_slot(b"base") > 100);
+    assert_eq!(r.keys_outside_slots, 3, "{:?}", r.outside_examples);
+    assert_eq!(r.keys_per_db, BTreeMap::from([(0, 3)]));
+}

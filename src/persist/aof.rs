@@ -387,9 +387,17 @@ impl AofSink for FirstPass<'_> {
             for i in aof_keys::written_keys(class, cmd.argc) {
                 if let Some(key) = cmd.arg(i) {
                     let fp = aof_keys::fingerprint(key);
-                    let known = match &self.live {
-                        Some(r) => r.knows(fp),
-                        None => self.touched.contains(fp),
+                    // Known from now on, whatever the command does to the key: a key
+                    // checked twice would count twice outside the slots.
+                    let known = match &mut self.live {
+                        Some(r) => {
+                            let known = r.knows(fp);
+                            if !known {
+                                r.learn(fp);
+                            }
+                            known
+                        }
+                        None => self.touched.insert(fp) == Some(false),
                     };
                     if !known {
                         s.check(key);

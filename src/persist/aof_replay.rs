@@ -211,6 +211,21 @@ impl Replay {
         self.touched.contains(fp)
     }
 
+    /// Adds a key a command names to a growing replay's set, absent until a change makes
+    /// it: so that [`knows`](Self::knows) says yes from now on, whatever the command does
+    /// to it (an expiry or a write under `XX` leaves a key never seen absent, and out of
+    /// the set).
+    pub fn learn(&mut self, fp: u64) {
+        if !self.grows {
+            return;
+        }
+        self.make_room(1);
+        if self.touched.insert_at(fp).is_none() {
+            self.full = true;
+            self.exact = false;
+        }
+    }
+
     pub fn counts(&self) -> BTreeMap<u32, DbCounts> {
         self.dbs
             .iter()
@@ -257,9 +272,9 @@ impl Replay {
         self.slot(fp)
     }
 
-    /// Room for the keys of `effects`, so that no slot moves while they apply.
-    fn make_room(&mut self, effects: &[Effect]) {
-        if let Some(old) = self.touched.reserve(effects.len() * 2) {
+    /// Room for `keys` more keys, so that no slot moves while they are added.
+    fn make_room(&mut self, keys: usize) {
+        if let Some(old) = self.touched.reserve(keys) {
             for d in self.dbs.iter_mut() {
                 d.states = d.states.moved(&old, &self.touched);
             }
@@ -289,7 +304,7 @@ impl Replay {
     /// Applies one command's effects.
     pub fn apply_all(&mut self, effects: &[Effect]) {
         if self.grows {
-            self.make_room(effects);
+            self.make_room(effects.len() * 2);
         }
         let mut i = 0;
         while i < effects.len() {

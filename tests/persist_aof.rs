@@ -527,8 +527,8 @@ fn a_resp_base_expiry_counts_only_after_its_own_key() {
 
 /// A key outside the slots checked counts once however many commands name it, whatever
 /// the first one did to it (an expiry or a `SET ... XX` of a key not yet there leaves it
-/// absent): in the one-pass replay (a single file of commands) and in the two-pass one
-/// (after a RESP base).
+/// absent), and once when the base holds it too: in the one-pass replay (a single file of
+/// commands) and in the two-pass one (after a RESP base).
 #[test]
 fn a_key_outside_the_slots_counts_once_whatever_names_it_first() {
     use lazarus::persist::SlotRange;
@@ -555,11 +555,18 @@ fn a_key_outside_the_slots_counts_once_whatever_names_it_first() {
     assert_eq!(r.keys_per_db, BTreeMap::from([(0, 2)]));
 
     let tmp = tempfile::tempdir().unwrap();
-    let dir = resp_base_aof(tmp.path(), &[&["SELECT", "0"][..], &["SET", "base", "1"]]);
+    let dir = resp_base_aof(
+        tmp.path(),
+        &[
+            &["SELECT", "0"][..],
+            &["SET", "base", "1"],
+            &["SET", "foo", "0"],
+        ],
+    );
     fs::write(dir.join("appendonly.aof.1.incr.aof"), &bytes).unwrap();
     let r = check_path(&dir, &slots);
     assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
-    // `base` too.
+    // `base` too; `foo`, in the base and named again by the commands, once.
     assert!(lazarus::persist::key_slot(b"base") > 100);
     assert_eq!(r.keys_outside_slots, 3, "{:?}", r.outside_examples);
     assert_eq!(r.keys_per_db, BTreeMap::from([(0, 3)]));

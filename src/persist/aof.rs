@@ -400,7 +400,7 @@ impl AofSink for FirstPass<'_> {
                         None => self.touched.insert(fp) == Some(false),
                     };
                     if !known {
-                        s.check(key);
+                        s.check_named(key);
                     }
                 }
             }

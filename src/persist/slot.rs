@@ -3,6 +3,7 @@
 
 use crc::{Crc, CRC_16_XMODEM};
 
+use super::fp_set::{fingerprint, FpSet};
 use super::rdb::KeyVisitor;
 use serde::{Deserialize, Serialize};
 
@@ -55,12 +56,18 @@ pub fn key_slot(key: &[u8]) -> u16 {
     CRC16.checksum(tagged) & (SLOT_COUNT - 1)
 }
 
+/// Keys counted outside whose fingerprints are kept (a table of at most 1 MiB).
+const KEPT: usize = 1 << 16;
+
 /// Counts the keys whose slot falls outside `range`, keeping a few examples.
-#[derive(Debug)]
 pub(crate) struct SlotCheck {
     pub range: SlotRange,
     pub outside: u64,
     pub examples: Vec<String>,
+    /// Fingerprints of the first [`KEPT`] keys counted outside: a key an AOF's base holds
+    /// and an incremental command names again is counted once.
+    counted: FpSet,
+    kept: usize,
 }
 
 impl SlotCheck {
@@ -69,17 +76,39 @@ impl SlotCheck {
             range,
             outside: 0,
             examples: Vec::new(),
+            counted: FpSet::default(),
+            kept: 0,
         }
     }
 
+    /// A key a file holds (an RDB's, an AOF base's): the same name in two databases is
+    /// two keys.
     pub fn check(&mut self, key: &[u8]) {
+        self.count(key, false);
+    }
+
+    /// A key an AOF's incremental command names (once a key: the caller asks for each the
+    /// first time): not counted again when it was counted before, as a base's key.
+    pub fn check_named(&mut self, key: &[u8]) {
+        self.count(key, true);
+    }
+
+    fn count(&mut self, key: &[u8], named: bool) {
         let slot = key_slot(key);
-        if !self.range.contains(slot) {
-            self.outside += 1;
-            if self.examples.len() < EXAMPLES {
-                let shown = String::from_utf8_lossy(&key[..key.len().min(EXAMPLE_LEN)]);
-                self.examples.push(format!("{shown} (slot {slot})"));
-            }
+        if self.range.contains(slot) {
+            return;
+        }
+        let fp = fingerprint(key);
+        if named && self.counted.contains(fp) {
+            return;
+        }
+        if self.kept < KEPT && self.counted.insert(fp) == Some(true) {
+            self.kept += 1;
+        }
+        self.outside += 1;
+        if self.examples.len() < EXAMPLES {
+            let shown = String::from_utf8_lossy(&key[..key.len().min(EXAMPLE_LEN)]);
+            self.examples.push(format!("{shown} (slot {slot})"));
         }
     }
 }

@@ -288,6 +288,9 @@ impl Change {
         Change::of(next, !matches!(when, When::IfAbsent))
     }
 
+    /// A new value without a TTL, whatever was there (SET, GETSET, MSET).
+    pub const SET: Change = Change::write(When::Always, Some(Ttl::None));
+
     /// Creates the key, or changes its value keeping its TTL (HSET, RPUSH, INCR, ...).
     pub const TOUCH: Change = Change::write(When::IfAbsent, Some(Ttl::None));
 
@@ -596,10 +599,7 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
             fp(1).map(|k| Effect::Key(k, Change::write(When::IfAbsent, Some(Ttl::None)))),
             out,
         ),
-        GetSet => push(
-            fp(1).map(|k| Effect::Key(k, Change::write(When::Always, Some(Ttl::None)))),
-            out,
-        ),
+        GetSet => push(fp(1).map(|k| Effect::Key(k, Change::SET)), out),
         SetEx { ms } => {
             let ttl = parse_num(cmd.arg(2))
                 .filter(|&n| n > 0)
@@ -639,10 +639,7 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
                 out.push(Effect::AllAbsent(cmd.argc / 2));
             }
             for i in (1..cmd.argc).step_by(2) {
-                push(
-                    fp(i).map(|k| Effect::Key(k, Change::write(When::Always, Some(Ttl::None)))),
-                    out,
-                );
+                push(fp(i).map(|k| Effect::Key(k, Change::SET)), out);
             }
         }
         RemoveAll => {

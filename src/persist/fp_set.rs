@@ -57,7 +57,7 @@ pub(crate) fn fingerprint(key: &[u8]) -> u64 {
 
 /// The first 8 bytes of `b` (at least 8) as a little-endian word.
 #[inline(always)]
-fn le_word(b: &[u8]) -> u64 {
+pub(crate) fn le_word(b: &[u8]) -> u64 {
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
@@ -113,7 +113,6 @@ fn stored(fp: u64) -> u64 {
 }
 
 impl FpSet {
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

@@ -381,7 +381,7 @@ impl Default for NameCache {
 fn word(b: &[u8]) -> u64 {
     match b.len() {
         0 => 0,
-        8.. => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        8.. => super::fp_set::le_word(b),
         _ => super::fp_set::tail_word(b),
     }
 }

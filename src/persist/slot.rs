@@ -67,7 +67,6 @@ pub(crate) struct SlotCheck {
     /// Fingerprints of the first [`KEPT`] keys counted outside: a key an AOF's base holds
     /// and an incremental command names again is counted once.
     counted: FpSet,
-    kept: usize,
 }
 
 impl SlotCheck {
@@ -77,7 +76,6 @@ impl SlotCheck {
             outside: 0,
             examples: Vec::new(),
             counted: FpSet::default(),
-            kept: 0,
         }
     }
 
@@ -102,8 +100,8 @@ impl SlotCheck {
         if named && self.counted.contains(fp) {
             return;
         }
-        if self.kept < KEPT && self.counted.insert(fp) == Some(true) {
-            self.kept += 1;
+        if self.counted.len() < KEPT {
+            self.counted.insert(fp);
         }
         self.outside += 1;
         if self.examples.len() < EXAMPLES {

@@ -244,14 +244,16 @@ pub(crate) fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
                 return false;
             }
             let from = op - dist;
-            if dist >= SLACK && len <= SLACK {
-                let mut run = [0u8; SLACK];
-                run.copy_from_slice(&out[from..from + SLACK]);
-                out[op..op + SLACK].copy_from_slice(&run);
-            } else if dist >= len {
-                out.copy_within(from..from + len, op);
+            // In whole chunks of at most `dist` bytes: each reads only bytes written before
+            // it (so a run that overlaps what it copies repeats it, as LZF means), and the
+            // last one ends within the slack. An exact copy called `memmove`, some 3% of
+            // the check of the mixed RDB (listpacks' back-references are short and near).
+            if dist >= SLACK {
+                copy_chunks::<SLACK>(out, from, op, len);
+            } else if dist >= 8 {
+                copy_chunks::<8>(out, from, op, len);
             } else {
-                // Overlapping: a run repeating the last `dist` bytes, byte by byte.
+                // A run repeating the last 1-7 bytes, byte by byte.
                 for i in 0..len {
                     out[op + i] = out[from + i];
                 }
@@ -261,6 +263,19 @@ pub(crate) fn decode_all(input: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
     }
     out.truncate(ulen);
     op == ulen
+}
+
+/// Copies `len` bytes of `out` from `from` to `op` (`op - from >= N`) in `N`-byte chunks,
+/// writing up to `N - 1` bytes past `op + len`.
+#[inline(always)]
+fn copy_chunks<const N: usize>(out: &mut [u8], from: usize, op: usize, len: usize) {
+    let mut k = 0;
+    while k < len {
+        let mut chunk = [0u8; N];
+        chunk.copy_from_slice(&out[from + k..from + k + N]);
+        out[op + k..op + k + N].copy_from_slice(&chunk);
+        k += N;
+    }
 }
 
 /// The decoded length of a complete LZF input, `None` when it is not valid.
@@ -330,6 +345,38 @@ pub(crate) mod tests {
         assert!(!decode_all(&input, want.len() + 1, &mut out));
         assert!(!decode_all(&input[..5], 4, &mut out));
         assert_eq!(lengths_in(&input), Some(want.len() as u64));
+    }
+
+    #[test]
+    fn back_references_of_every_distance_and_length_decode_as_byte_by_byte_copies() {
+        let lit: Vec<u8> = (0..40u8).map(|i| b'A' + i).collect();
+        for dist in 1..=40usize {
+            for len in [3usize, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 264] {
+                // 40 literal bytes, then a back-reference of `len` at `dist`.
+                let mut input = vec![31];
+                input.extend_from_slice(&lit[..32]);
+                input.push(7);
+                input.extend_from_slice(&lit[32..]);
+                let d = dist - 1;
+                if len - 2 >= 7 {
+                    input.extend_from_slice(&[(7 << 5) | (d >> 8) as u8, (len - 9) as u8]);
+                } else {
+                    input.push((((len - 2) as u8) << 5) | (d >> 8) as u8);
+                }
+                input.push(d as u8);
+                let mut want = lit.clone();
+                for i in 0..len {
+                    want.push(want[40 - dist + i]);
+                }
+                let mut out = Vec::new();
+                assert!(
+                    decode_all(&input, want.len(), &mut out),
+                    "dist {dist} len {len}"
+                );
+                assert_eq!(out, want, "dist {dist} len {len}");
+                assert_eq!(run(&input, want.len() as u64, true).unwrap(), want);
+            }
+        }
     }
 
     #[test]

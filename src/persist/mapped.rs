@@ -115,6 +115,11 @@ impl Mapped {
             page,
             released: AtomicUsize::new(0),
         };
+        // Read once, front to back. With the default advice each page given back behind
+        // the reader was marked recently used on the way out, moving the file's pages up
+        // the page cache's lists (ahead of what the live servers use) and costing some 3%
+        // of the check of small keys in the kernel; with this one they are left alone.
+        m.advise(0, map_len, libc::MADV_SEQUENTIAL);
         // Shorter than `len` already (it shrank since its length was taken): the bytes
         // past its end in its last page would read as zeros unnoticed; read it instead.
         (!m.shrank()).then_some(m)

@@ -390,13 +390,7 @@ impl AofSink for FirstPass<'_> {
                     // Known from now on, whatever the command does to the key: a key
                     // checked twice would count twice outside the slots.
                     let known = match &mut self.live {
-                        Some(r) => {
-                            let known = r.knows(fp);
-                            if !known {
-                                r.learn(fp);
-                            }
-                            known
-                        }
+                        Some(r) => r.learn(fp),
                         None => self.touched.insert(fp) == Some(false),
                     };
                     if !known {

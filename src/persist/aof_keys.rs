@@ -291,7 +291,8 @@ impl Change {
     /// A new value without a TTL, whatever was there (SET, GETSET, MSET).
     pub const SET: Change = Change::write(When::Always, Some(Ttl::None));
 
-    /// Creates the key, or changes its value keeping its TTL (HSET, RPUSH, INCR, ...).
+    /// Creates the key, or changes its value keeping its TTL (HSET, RPUSH, INCR, ...), or
+    /// leaves it (SETNX): its state is the same either way.
     pub const TOUCH: Change = Change::write(When::IfAbsent, Some(Ttl::None));
 
     /// Removes the key.
@@ -595,10 +596,7 @@ pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Ve
                 .map(|(k, (when, ttl))| Effect::Key(k, Change::write(when, ttl))),
             out,
         ),
-        SetNx => push(
-            fp(1).map(|k| Effect::Key(k, Change::write(When::IfAbsent, Some(Ttl::None)))),
-            out,
-        ),
+        SetNx => push(fp(1).map(touch), out),
         GetSet => push(fp(1).map(|k| Effect::Key(k, Change::SET)), out),
         SetEx { ms } => {
             let ttl = parse_num(cmd.arg(2))

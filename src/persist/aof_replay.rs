@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::aof_keys::{Effect, Ttl, ABSENT, DATABASES, FUTURE, LIVE, PAST};
+use super::aof_keys::{Change, Effect, Ttl, When, ABSENT, DATABASES, FUTURE, PAST};
 use super::fp_set::{FpSet, SlotStates};
 
 /// Commands a batch of [`Replay::queue`] holds. A wait of 8 commands (some 0.6 µs),
@@ -206,23 +206,23 @@ impl Replay {
         }
     }
 
-    /// Whether a command has named this key.
-    pub fn knows(&self, fp: u64) -> bool {
-        self.touched.contains(fp)
-    }
-
-    /// Adds a key a command names to a growing replay's set, absent until a change makes
-    /// it: so that [`knows`](Self::knows) says yes from now on, whatever the command does
-    /// to it (an expiry or a write under `XX` leaves a key never seen absent, and out of
-    /// the set).
-    pub fn learn(&mut self, fp: u64) {
+    /// Whether a command named this key before; a growing replay learns it now (absent
+    /// until a change makes it), so that the answer is yes from now on whatever the
+    /// command does to it (an expiry or a write under `XX` leaves a key never seen absent,
+    /// and would leave it out of the set). A replay that does not grow holds every named
+    /// key already.
+    pub fn learn(&mut self, fp: u64) -> bool {
         if !self.grows {
-            return;
+            return self.touched.contains(fp);
         }
         self.make_room(1);
-        if self.touched.insert_at(fp).is_none() {
-            self.full = true;
-            self.exact = false;
+        match self.touched.insert_at(fp) {
+            Some((_, new)) => !new,
+            None => {
+                self.full = true;
+                self.exact = false;
+                false
+            }
         }
     }
 
@@ -290,14 +290,10 @@ impl Replay {
         };
         let slots = self.touched.slots();
         let d = self.dbs.get_mut(db);
-        match ttl {
-            Some(t) => {
-                d.states.set(slots, slot, t.state());
-            }
-            None if d.states.get(slot) == ABSENT => {
-                d.states.set(slots, slot, LIVE);
-            }
-            None => {}
+        let old = d.states.get(slot);
+        let new = Change::write(When::Always, ttl).next(old);
+        if new != old {
+            d.states.set(slots, slot, new);
         }
     }
 

@@ -130,6 +130,13 @@ impl Words {
         }
     }
 
+    /// Where the words start, for a writer that keeps its place in them as a pointer (it
+    /// writes through it only while it holds `&mut` of this value's owner).
+    #[inline]
+    pub fn base(&mut self) -> *mut u8 {
+        self.ptr.as_ptr().cast()
+    }
+
     /// The words as bytes, writable.
     #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {

@@ -996,6 +996,33 @@ mod tests {
     }
 
     #[test]
+    fn a_run_filled_to_its_blocks_edges_keeps_every_fingerprint() {
+        fn check<const W: usize>() {
+            let per = FpRuns::<W>::PER_BLOCK;
+            // One run (top byte 0x42): its place in a block is a pointer pair, its length
+            // and the tag pass's reads are worked out from it.
+            let fp = |k: u64| (fingerprint(&k.to_le_bytes()) & !(0xff << 56)) | (0x42 << 56);
+            for n in [per - 1, per, per + 1, 2 * per, 2 * per + 1] {
+                let mut r = FpRuns::<W>::default();
+                for k in 0..n as u64 {
+                    r.push_later(fp(k));
+                }
+                r.store_later();
+                assert_eq!(r.run_len(0x42), n, "W {W}, {n} fingerprints");
+                assert_eq!(r.len, n);
+                assert!(r.repeats(4).is_empty(), "W {W}, {n} fingerprints");
+                let last = fp(n as u64 - 1);
+                r.push(last);
+                assert_eq!(r.repeats(4), [FpRuns::<W>::kept(last)], "W {W}, {n}");
+                r.push(fp(0));
+                assert_eq!(r.repeats(4).len(), 2, "W {W}, {n}");
+            }
+        }
+        check::<8>();
+        check::<6>();
+    }
+
+    #[test]
     fn runs_tell_apart_fingerprints_that_share_a_tag() {
         fn check<const W: usize>() {
             // Bits 24-55 (the tag) alike, in one run big enough for the tag pass (512

@@ -298,10 +298,6 @@ impl Head {
     };
 }
 
-// SAFETY: a `Head` points into a segment of the same `FpRuns`, which owns it (`Words` is
-// `Send`) and is the only one to write through it, with `&mut self`.
-unsafe impl<const W: usize> Send for FpRuns<W> {}
-
 /// How many fingerprints ahead a tag pass asks for a bucket.
 const AHEAD: usize = 16;
 

@@ -178,7 +178,8 @@ impl Mapped {
             return false;
         }
         // SAFETY: whole pages inside the mapping, and an advice that changes no byte
-        // (the callers' two: a page dropped or faulted in reads the file either way).
+        // (the callers': a page dropped or faulted in reads the file either way, and
+        // MADV_SEQUENTIAL only says how it will be read).
         unsafe {
             libc::madvise(self.ptr.as_ptr().add(from).cast(), to - from, advice);
         }

@@ -253,8 +253,8 @@ where
 /// Each contender run `BENCH_READER_RUNS` times (3 by default) in turns (the first, the
 /// second, ..., the first again), so that a slow spell of the shared machine falls on all
 /// of them alike; wall and CPU are each the median of their own runs, peak memory the
-/// highest.
-fn measure_rounds(contenders: &[(&OsStr, Vec<std::ffi::OsString>)]) -> Vec<Run> {
+/// highest. Also returns every round's runs, for ratios taken round by round.
+fn measure_rounds(contenders: &[(&OsStr, Vec<std::ffi::OsString>)]) -> (Vec<Run>, Vec<Vec<Run>>) {
     let n = std::env::var("BENCH_READER_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -266,21 +266,22 @@ fn measure_rounds(contenders: &[(&OsStr, Vec<std::ffi::OsString>)]) -> Vec<Run> 
             runs[c].push(measure(program, args));
         }
     }
-    runs.into_iter()
-        .map(|rs| {
-            let median = |f: &dyn Fn(&Run) -> f64| {
-                let mut v: Vec<f64> = rs.iter().map(f).collect();
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            Run {
-                secs: median(&|r| r.secs),
-                cpu: median(&|r| r.cpu),
-                max_rss_kb: rs.iter().map(|r| r.max_rss_kb).max().unwrap_or(0),
-                ok: rs.iter().all(|r| r.ok),
-            }
+    let medians = runs
+        .iter()
+        .map(|rs| Run {
+            secs: median(rs.iter().map(|r| r.secs)),
+            cpu: median(rs.iter().map(|r| r.cpu)),
+            max_rss_kb: rs.iter().map(|r| r.max_rss_kb).max().unwrap_or(0),
+            ok: rs.iter().all(|r| r.ok),
         })
-        .collect()
+        .collect();
+    (medians, runs)
+}
+
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn size_of(p: &Path) -> u64 {
@@ -474,7 +475,7 @@ fn main() {
         // The reader twice: free to read ahead on the second core (what one check on an
         // idle machine does), and pinned to one core, where it finds no second core and
         // reads on its own thread (what each file of a `recover list` of many gets).
-        let runs = measure_rounds(&[
+        let (runs, rounds) = measure_rounds(&[
             (OsStr::new("cat"), files.iter().map(|f| f.into()).collect()),
             (OsStr::new(tool), vec![target.into()]),
             (me.as_os_str(), vec!["--check".into(), path.into()]),
@@ -505,6 +506,23 @@ fn main() {
             100.0 * cat.cpu / ours.cpu,
             ours.cpu * 1e9 / keys.max(1) as f64,
         );
+        // The tool and the reader on one core run one after the other in each round, so a
+        // spell of the machine (which lasts minutes here) falls on both of a pair: the
+        // ratio of each pair is steadier than the ratio of two medians.
+        let paired: Vec<f64> = rounds[1]
+            .iter()
+            .zip(&rounds[3])
+            .map(|(t, o)| t.cpu / o.cpu)
+            .collect();
+        println!(
+            "  round by round, {tool} cpu / one-core cpu: median {:.1}x (each round: {})",
+            median(paired.iter().copied()),
+            paired
+                .iter()
+                .map(|r| format!("{r:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     if only_small {
         return;
@@ -516,6 +534,6 @@ fn main() {
     let args = std::iter::once("--check".into())
         .chain(many.into_iter().map(|p| p.into()))
         .collect();
-    let both = measure_rounds(&[(me.as_os_str(), args)]);
+    let (both, _) = measure_rounds(&[(me.as_os_str(), args)]);
     row("check_paths(rdb, aof) in parallel", &both[0], bytes, 0);
 }

@@ -56,7 +56,7 @@ pub(crate) trait AofSink {
 }
 
 /// Walks one file: its RDB preamble (if any), then its commands.
-pub(crate) fn walk(part: &Part, sink: &mut dyn AofSink, now_ms: i64) -> std::io::Result<Walked> {
+pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::io::Result<Walked> {
     let file = super::open::open_regular(&part.path)?;
     let len = file.metadata()?.len();
     sink.file_start(len);
@@ -371,6 +371,7 @@ impl AofSink for FirstPass<'_> {
         self.damaged.file_start();
     }
 
+    #[inline]
     fn reads_damaged(&mut self, class: Class, cmd: &Command<'_>) -> Option<String> {
         self.damaged.command(class, cmd, self.now_ms)
     }
@@ -399,30 +400,36 @@ impl AofSink for FirstPass<'_> {
                 }
             }
         }
-        aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
-        for e in &self.effects {
+        let now = self.now_ms;
+        let produce = |out: &mut Vec<Effect>| aof_keys::effects(class, cmd, now, out);
+        let effects: &[Effect] = match &mut self.live {
+            // Made where the replay queues them (a copy a command saved).
+            Some(r) if self.slots.is_none() => r.queue_from(produce),
+            _ => {
+                self.effects.clear();
+                produce(&mut self.effects);
+                &self.effects
+            }
+        };
+        let (mut inexact, mut replay) = (false, false);
+        for e in effects {
             match e {
-                Effect::Inexact => {
-                    self.exact = false;
-                    if self.inexact_why.is_none() {
-                        let name = cmd.arg(0).map(String::from_utf8_lossy).unwrap_or_default();
-                        self.inexact_why = Some(format!(
-                            "the AOF's `{}` commands (and maybe others) may delete keys as a side \
-                             effect, or have arguments the reader does not follow",
-                            name.to_ascii_uppercase()
-                        ));
-                    }
-                }
+                Effect::Inexact => inexact = true,
                 Effect::Select(_) | Effect::AllAbsent(_) => {}
-                _ => self.replay_needed = true,
+                _ => replay = true,
+            }
+        }
+        self.replay_needed |= replay;
+        if inexact {
+            self.exact = false;
+            if self.inexact_why.is_none() {
+                self.inexact_why = Some(inexact_why(cmd));
             }
         }
         if let Some(r) = &mut self.live {
             // A slot check needs every key known at once: it replays each command at once.
             if self.slots.is_some() {
                 r.apply_all(&self.effects);
-            } else {
-                r.queue(&self.effects);
             }
             if r.full {
                 self.full = true;
@@ -439,6 +446,16 @@ impl AofSink for FirstPass<'_> {
             }
         }
     }
+}
+
+#[cold]
+fn inexact_why(cmd: &Command<'_>) -> String {
+    let name = cmd.arg(0).map(String::from_utf8_lossy).unwrap_or_default();
+    format!(
+        "the AOF's `{}` commands (and maybe others) may delete keys as a side effect, or \
+         have arguments the reader does not follow",
+        name.to_ascii_uppercase()
+    )
 }
 
 /// Pass two: which touched keys the base holds (and their TTLs), then the incr commands
@@ -498,6 +515,7 @@ impl AofSink for SecondPass {
             }
             return;
         }
+        self.effects.clear();
         aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
         self.replay.apply_all(&self.effects);
     }

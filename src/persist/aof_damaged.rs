@@ -33,11 +33,23 @@ impl DamagedKeys {
     }
 
     /// The fault when `cmd` reads a damaged key; otherwise follows what it does to them.
+    #[inline]
     pub fn command(&mut self, class: Class, cmd: &Command<'_>, now_ms: i64) -> Option<String> {
-        // Keys come only from a preamble, before any command of its file.
+        // Keys come only from a preamble, before any command of its file: nearly always
+        // none, decided here in the walk's loop.
         if self.keys.is_empty() {
             return None;
         }
+        self.command_on_damaged(class, cmd, now_ms)
+    }
+
+    #[inline(never)]
+    fn command_on_damaged(
+        &mut self,
+        class: Class,
+        cmd: &Command<'_>,
+        now_ms: i64,
+    ) -> Option<String> {
         use Class::*;
         let reads = !matches!(
             class,
@@ -87,6 +99,7 @@ impl DamagedKeys {
             }
         }
         let mut effects = std::mem::take(&mut self.effects);
+        effects.clear();
         aof_keys::effects(class, cmd, now_ms, &mut effects);
         for e in &effects {
             self.apply(e);

@@ -563,11 +563,10 @@ pub(crate) fn xgroup_creates(cmd: &Command<'_>) -> bool {
     })
 }
 
-/// Turns a command into effects (pushed into `out`, reused by the caller). `now_ms`: when
-/// the check runs, against which absolute expiries are judged.
+/// Turns a command into effects, appended to `out`. `now_ms`: when the check runs,
+/// against which absolute expiries are judged.
 pub(crate) fn effects(class: Class, cmd: &Command<'_>, now_ms: i64, out: &mut Vec<Effect>) {
     use Class::*;
-    out.clear();
     let fp = |i: usize| cmd.arg(i).map(fingerprint);
     let push = |e: Option<Effect>, out: &mut Vec<Effect>| out.push(e.unwrap_or(Effect::Inexact));
     let touch = |k| Effect::Key(k, Change::TOUCH);

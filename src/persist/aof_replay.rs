@@ -165,20 +165,26 @@ impl Replay {
     /// slots now: each command's lookups otherwise waited for memory (a 16 MiB table for
     /// an AOF of 5 M small commands). Applied in batches of [`BATCH`] commands, where a
     /// queue of commands cost a call, the queue's bookkeeping and a table check per
-    /// command. [`flush`](Self::flush) applies what is queued.
+    /// command. [`flush`](Self::flush) applies what is queued. The effects are those
+    /// `produce` appends to the batch; returns them.
     #[inline]
-    pub fn queue(&mut self, effects: &[Effect]) {
-        self.prefetch(effects);
-        self.filling.extend_from_slice(effects);
+    pub fn queue_from(&mut self, produce: impl FnOnce(&mut Vec<Effect>)) -> &[Effect] {
+        // Made into the batch, where a copy from the maker's own vector cost a call to
+        // `memcpy` a command.
+        let start = self.filling.len();
+        produce(&mut self.filling);
+        self.prefetch(&self.filling[start..]);
         self.filled += 1;
-        if self.filled == BATCH {
-            let mut ready = std::mem::take(&mut self.waiting);
-            self.apply_all(&ready);
-            // The applied batch's memory is the next one's.
-            ready.clear();
-            self.waiting = std::mem::replace(&mut self.filling, ready);
-            self.filled = 0;
+        if self.filled < BATCH {
+            return &self.filling[start..];
         }
+        let mut ready = std::mem::take(&mut self.waiting);
+        self.apply_all(&ready);
+        // The applied batch's memory is the next one's.
+        ready.clear();
+        self.waiting = std::mem::replace(&mut self.filling, ready);
+        self.filled = 0;
+        &self.waiting[start..]
     }
 
     /// Applies every queued effect.
@@ -451,7 +457,7 @@ mod tests {
         for e in &all {
             rep.apply_all(e);
             growing.apply_all(e);
-            queued.queue(e);
+            assert_eq!(queued.queue_from(|out| out.extend_from_slice(e)), &e[..]);
         }
         queued.flush();
         assert_eq!(growing.counts(), rep.counts(), "{cmds:?}");

@@ -399,16 +399,65 @@ pub(crate) fn sub_arity(name: &[u8], sub: &[u8]) -> Option<&'static [i32]> {
     })
 }
 
+/// The argument counts (the name included) a command name is run with and no further
+/// look: a known name that takes no subcommand, its arities as one range; none for any
+/// other name, which [`check`] judges in full. Worked out once a name (the reader keeps
+/// it with the name), so a command's check is two compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ArgcRange {
+    lo: u32,
+    hi: u32,
+}
+
+impl ArgcRange {
+    /// Fits no count.
+    pub const NONE: ArgcRange = ArgcRange { lo: 1, hi: 0 };
+
+    /// For a name (in any case); [`NONE`](Self::NONE) when no server knows it, when it
+    /// takes a subcommand, or when its arities do not make one range.
+    pub fn of(name: &[u8]) -> ArgcRange {
+        let mut buf = [0u8; 32];
+        let Some((arities, false)) = lower(name, &mut buf).and_then(arity) else {
+            return ArgcRange::NONE;
+        };
+        // Each arity as a range (`n`: n to n; `-n`: n and up), joined when they touch.
+        let mut ranges: Vec<(u32, u32)> = arities
+            .iter()
+            .map(|&a| match u32::try_from(a) {
+                Ok(n) => (n, n),
+                Err(_) => (a.unsigned_abs(), u32::MAX),
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut joined = ranges[0];
+        for &(lo, hi) in &ranges[1..] {
+            if lo > joined.1.saturating_add(1) {
+                return ArgcRange::NONE;
+            }
+            joined.1 = joined.1.max(hi);
+        }
+        ArgcRange {
+            lo: joined.0,
+            hi: joined.1,
+        }
+    }
+
+    #[inline(always)]
+    fn holds(self, argc: usize) -> bool {
+        let argc = u32::try_from(argc).unwrap_or(u32::MAX);
+        self.lo <= argc && argc <= self.hi
+    }
+}
+
 /// Whether the server's AOF loader runs this command: a name it knows, a subcommand it
 /// knows for containers, and an argument count the arity allows. `Err`: what was expected.
 #[inline]
 pub(crate) fn check(cmd: &Command<'_>) -> Result<(), String> {
     // Nearly every command: a known name that takes no subcommand, of a fitting count
-    // (the whole check out of line cost some 5% of the parse of small commands).
-    if let Some((arities, false)) = cmd.arity {
-        if arity_fits(arities, cmd.argc) && cmd.arg(0).is_some() {
-            return Ok(());
-        }
+    // (the whole check out of line cost some 5% of the parse of small commands). A name
+    // the reader did not hold (over 64 KiB) has no range.
+    if cmd.fits.holds(cmd.argc) {
+        return Ok(());
     }
     check_in_full(cmd)
 }
@@ -419,8 +468,8 @@ fn check_in_full(cmd: &Command<'_>) -> Result<(), String> {
         return Err("a command name a server knows, not one of over 64 KiB".into());
     };
     let mut buf = [0u8; 32];
-    // The reader looked the name up as it read it.
-    let Some((arities, container)) = cmd.arity else {
+    let name_lower = lower(name, &mut buf);
+    let Some((arities, container)) = name_lower.and_then(arity) else {
         return Err(format!(
             "a command Redis or Valkey knows, not `{}` (the server stops loading at \"Unknown command\")",
             show(name)
@@ -430,7 +479,7 @@ fn check_in_full(cmd: &Command<'_>) -> Result<(), String> {
     if container && argc >= 2 {
         let sub = cmd.arg(1).unwrap_or_default();
         let mut sub_buf = [0u8; 32];
-        let name_lower = lower(name, &mut buf).unwrap_or_default();
+        let name_lower = name_lower.unwrap_or_default();
         let Some(sub_arities) = lower(sub, &mut sub_buf).and_then(|s| sub_arity(name_lower, s))
         else {
             return Err(format!(
@@ -446,7 +495,6 @@ fn check_in_full(cmd: &Command<'_>) -> Result<(), String> {
 
 /// Whether `argc` arguments (the name included) fit one of `arities` (the server's: `n`
 /// exactly, `-n` at least).
-#[inline(always)]
 fn arity_fits(arities: &[i32], argc: usize) -> bool {
     let argc = argc as i64;
     arities.iter().any(|&a| {
@@ -492,4 +540,25 @@ fn lower<'b>(name: &[u8], buf: &'b mut [u8; 32]) -> Option<&'b [u8]> {
 fn show(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(&b[..b.len().min(40)]);
     s.escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_names_argument_counts_are_one_range_or_none() {
+        let range = |lo, hi| ArgcRange { lo, hi };
+        assert_eq!(ArgcRange::of(b"GET"), range(2, 2));
+        assert_eq!(ArgcRange::of(b"set"), range(3, u32::MAX));
+        // Two arities that touch (`-3` and `3`): one range.
+        assert_eq!(ArgcRange::of(b"ZRANK"), range(3, u32::MAX));
+        // A container's count depends on its subcommand; an unknown name has none.
+        assert_eq!(ArgcRange::of(b"config"), ArgcRange::NONE);
+        assert_eq!(ArgcRange::of(b"nosuchcommand"), ArgcRange::NONE);
+        assert_eq!(ArgcRange::of(&[b'a'; 40]), ArgcRange::NONE);
+        assert!(range(2, 2).holds(2) && !range(2, 2).holds(3) && !range(2, 2).holds(1));
+        assert!(!ArgcRange::NONE.holds(0) && !ArgcRange::NONE.holds(1));
+        assert!(range(3, u32::MAX).holds(usize::MAX));
+    }
 }

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use super::aof_keys::{self, Class};
-use super::commands;
+use super::commands::ArgcRange;
 use super::error::ParseError;
 use super::source::Source;
 
@@ -25,13 +25,14 @@ pub(crate) const ARG_CAP: usize = 64 << 10;
 pub(crate) struct Command<'a> {
     pub argc: usize,
     pub class: Class,
-    /// The name's arities and whether it takes a subcommand, when a server knows it.
-    pub arity: Arity,
+    /// The argument counts its name is run with unchecked (see `commands::check`).
+    pub fits: ArgcRange,
     arena: &'a [u8],
     spans: &'a [Option<(usize, usize)>],
 }
 
 impl<'a> Command<'a> {
+    #[inline(always)]
     pub fn arg(&self, i: usize) -> Option<&'a [u8]> {
         let (s, e) = (*self.spans.get(i)?)?;
         Some(&self.arena[s..e])
@@ -78,7 +79,7 @@ impl<'a, R: Read> RespReader<'a, R> {
             return Ok(Some(Command {
                 argc,
                 class: self.name.class,
-                arity: self.name.arity,
+                fits: self.name.fits,
                 arena: self.src.behind(len),
                 // Sliced by the count in hand: `&self.spans` read the vector's pointer and
                 // length in one 16-byte load, of a length just stored by `push`, which the
@@ -93,7 +94,7 @@ impl<'a, R: Read> RespReader<'a, R> {
     /// buffered. `None` (having consumed nothing) sends anything else down the careful
     /// path, which also finds and places any fault. Its arguments are not copied: the
     /// spans point into the bytes just consumed; returns the count and their length.
-    #[inline]
+    #[inline(always)]
     fn command_in_buffer(&mut self) -> Option<(usize, usize)> {
         let b = self.src.buffered();
         let (mut at, argc) = header_in(b, b'*')?;
@@ -219,7 +220,7 @@ impl<'a, R: Read> RespReader<'a, R> {
         Ok(Some(Command {
             argc: argc as usize,
             class: name.class,
-            arity: name.arity,
+            fits: name.fits,
             arena: &self.arena,
             spans: &self.spans,
         }))
@@ -325,34 +326,23 @@ fn header_in(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
     (i > 1 && i + 1 < b.len() && b[i] == b'\r' && b[i + 1] == b'\n').then_some((i + 2, n))
 }
 
-/// A command name's arities and whether it takes a subcommand ([`commands::arity`]);
-/// `None` for a name no server knows.
-pub(crate) type Arity = Option<(&'static [i32], bool)>;
-
 /// What the reader needs of a command name.
 #[derive(Clone, Copy)]
 struct NameInfo {
     class: Class,
-    arity: Arity,
+    fits: ArgcRange,
 }
 
 impl NameInfo {
     const UNKNOWN: NameInfo = NameInfo {
         class: Class::Unknown,
-        arity: None,
+        fits: ArgcRange::NONE,
     };
 
     fn of(name: &[u8]) -> NameInfo {
-        let mut lower = [0u8; 32];
-        let arity = lower.get_mut(..name.len()).and_then(|l| {
-            for (d, s) in l.iter_mut().zip(name) {
-                *d = s.to_ascii_lowercase();
-            }
-            commands::arity(l)
-        });
         NameInfo {
             class: classify_name(name),
-            arity,
+            fits: ArgcRange::of(name),
         }
     }
 }
@@ -522,7 +512,8 @@ mod tests {
                 let (a, b) = (c.get(name), c.get_wide(&wide, name.len()));
                 assert_eq!(a.class, b.class, "{name:?}");
                 assert_eq!(a.class, classify_name(name), "{name:?}");
-                assert_eq!(a.arity.is_some(), b.arity.is_some(), "{name:?}");
+                assert_eq!(a.fits, b.fits, "{name:?}");
+                assert_eq!(a.fits, ArgcRange::of(name), "{name:?}");
             }
         }
         assert_eq!(c.get(b"SET").class, Class::Set);

@@ -300,9 +300,10 @@ impl<'a, R: Read> RespReader<'a, R> {
 /// and number; `None` when it is not (wholly) there, for the careful path to judge.
 #[inline(always)]
 fn header_in(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
-    // One or two digits, nearly every header of an AOF of small commands: five bytes
-    // looked at once, where the loop below branched digit by digit.
-    if let Some(&[p, d0, x, y, z]) = b.get(..5) {
+    // One to three digits, nearly every header of an AOF (of small commands, and the
+    // values of 100-999 bytes a real one holds many of): six bytes looked at once, where
+    // the loop below branched digit by digit.
+    if let Some(&[p, d0, x, y, z, w]) = b.get(..6) {
         if p != prefix || !d0.is_ascii_digit() {
             return None;
         }
@@ -310,8 +311,14 @@ fn header_in(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
         if x == b'\r' && y == b'\n' {
             return Some((4, d0));
         }
-        if x.is_ascii_digit() && y == b'\r' && z == b'\n' {
-            return Some((5, d0 * 10 + usize::from(x - b'0')));
+        if x.is_ascii_digit() {
+            let n = d0 * 10 + usize::from(x - b'0');
+            if y == b'\r' && z == b'\n' {
+                return Some((5, n));
+            }
+            if y.is_ascii_digit() && z == b'\r' && w == b'\n' {
+                return Some((6, n * 10 + usize::from(y - b'0')));
+            }
         }
     }
     if b.len() < 4 || b[0] != prefix {
@@ -492,6 +499,30 @@ mod tests {
         assert_eq!(cmds[1][1], b"k");
         // Values are only skipped.
         assert_eq!(cmds[1][2], b"?");
+    }
+
+    #[test]
+    fn a_header_of_any_digit_count_reads_whole_or_not_at_all() {
+        for n in (0..1200).chain([9_999, 10_000, 123_456_789]) {
+            let line = format!("${n}\r\n");
+            // With the bytes that follow it, and cut at every place.
+            let mut b = line.clone().into_bytes();
+            b.extend_from_slice(b"abcdefgh");
+            assert_eq!(header_in(&b, b'$'), Some((line.len(), n)), "{line:?}");
+            assert_eq!(header_in(&b, b'*'), None, "{line:?}");
+            for cut in 0..line.len() {
+                assert_eq!(header_in(&b[..cut], b'$'), None, "{line:?} cut at {cut}");
+            }
+        }
+        for bad in [
+            &b"$1\r\r\n"[..],
+            b"$12\n\r",
+            b"$1a\r\n",
+            b"$\r\n\r\n",
+            b"$-1\r\n",
+        ] {
+            assert_eq!(header_in(bad, b'$'), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -383,6 +383,25 @@ fn word(b: &[u8]) -> u64 {
     }
 }
 
+/// For a name of `n` bytes (up to 16), the masks that keep its bytes of the two
+/// little-endian words the first 16 bytes make.
+const NAME_MASKS: [(u64, u64); 17] = {
+    const fn mask(n: usize) -> u64 {
+        if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        }
+    }
+    let mut masks = [(0, 0); 17];
+    let mut n = 0;
+    while n <= 16 {
+        masks[n] = (mask(n), mask(n.saturating_sub(8)));
+        n += 1;
+    }
+    masks
+};
+
 impl NameCache {
     #[inline]
     fn get(&mut self, name: &[u8]) -> NameInfo {
@@ -398,17 +417,13 @@ impl NameCache {
     /// length command by command, and the branches missed).
     #[inline(always)]
     fn get_wide(&mut self, wide: &[u8; 16], len: usize) -> NameInfo {
-        let mask = |n: usize| {
-            if n >= 8 {
-                u64::MAX
-            } else {
-                (1u64 << (8 * n)) - 1
-            }
-        };
+        let len = len.min(16);
+        // Looked up, where working the masks out took some fifteen instructions a command.
+        let (m0, m1) = NAME_MASKS[len];
         let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *wide;
-        let w0 = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]) & mask(len);
-        let w1 = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]) & mask(len.saturating_sub(8));
-        self.lookup(w0, w1, &wide[..len.min(16)])
+        let w0 = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]) & m0;
+        let w1 = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]) & m1;
+        self.lookup(w0, w1, &wide[..len])
     }
 
     #[inline(always)]
@@ -547,6 +562,18 @@ mod tests {
                 assert_eq!(a.fits, ArgcRange::of(name), "{name:?}");
             }
         }
+        // Every length, the bytes after the name not its own.
+        for len in 0..=16 {
+            let name = &b"ZREMRANGEBYSCORE"[..len];
+            wide[..len].copy_from_slice(name);
+            wide[len..].fill(b'x');
+            let (a, b) = (c.get(name), c.get_wide(&wide, len));
+            assert_eq!((a.class, a.fits), (b.class, b.fits), "{name:?}");
+        }
+        assert_eq!(
+            c.get_wide(b"ZREMRANGEBYSCORE", 16).class,
+            c.get(b"zremrangebyscore").class
+        );
         assert_eq!(c.get(b"SET").class, Class::Set);
         assert_eq!(c.get(b"SETX").class, Class::Unknown);
     }

@@ -429,8 +429,11 @@ impl ArgcRange {
             })
             .collect();
         ranges.sort_unstable();
-        let mut joined = ranges[0];
-        for &(lo, hi) in &ranges[1..] {
+        let Some((&first, rest)) = ranges.split_first() else {
+            return ArgcRange::NONE;
+        };
+        let mut joined = first;
+        for &(lo, hi) in rest {
             if lo > joined.1.saturating_add(1) {
                 return ArgcRange::NONE;
             }

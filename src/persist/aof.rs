@@ -423,7 +423,7 @@ impl AofSink for FirstPass<'_> {
         if inexact {
             self.exact = false;
             if self.inexact_why.is_none() {
-                self.inexact_why = Some(inexact_why(cmd));
+                self.inexact_why = Some(side_effects_why(cmd));
             }
         }
         if let Some(r) = &mut self.live {
@@ -449,7 +449,7 @@ impl AofSink for FirstPass<'_> {
 }
 
 #[cold]
-fn inexact_why(cmd: &Command<'_>) -> String {
+fn side_effects_why(cmd: &Command<'_>) -> String {
     let name = cmd.arg(0).map(String::from_utf8_lossy).unwrap_or_default();
     format!(
         "the AOF's `{}` commands (and maybe others) may delete keys as a side effect, or \

@@ -373,16 +373,6 @@ impl Default for NameCache {
     }
 }
 
-/// Up to 8 bytes as a little-endian word, zero above them.
-#[inline(always)]
-fn word(b: &[u8]) -> u64 {
-    match b.len() {
-        0 => 0,
-        8.. => super::fp_set::le_word(b),
-        _ => super::fp_set::tail_word(b),
-    }
-}
-
 /// For a name of `n` bytes (up to 16), the masks that keep its bytes of the two
 /// little-endian words the first 16 bytes make.
 const NAME_MASKS: [(u64, u64); 17] = {
@@ -408,13 +398,15 @@ impl NameCache {
         if name.len() > 16 {
             return NameInfo::of(name);
         }
-        let (w0, w1) = (word(name), word(name.get(8..).unwrap_or_default()));
-        self.lookup(w0, w1, name)
+        // The one way a name becomes its key: the bytes after it are masked off.
+        let mut wide = [0u8; 16];
+        wide[..name.len()].copy_from_slice(name);
+        self.get_wide(&wide, name.len())
     }
 
     /// [`get`](Self::get) for a name of at most 16 bytes at the start of `wide`: two
-    /// loads and masks, where `word` branched on the length (names of an AOF vary in
-    /// length command by command, and the branches missed).
+    /// loads and masks, where working a word out of the name's own bytes branched on its
+    /// length (names of an AOF vary in length command by command, and the branches missed).
     #[inline(always)]
     fn get_wide(&mut self, wide: &[u8; 16], len: usize) -> NameInfo {
         let len = len.min(16);

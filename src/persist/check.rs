@@ -13,6 +13,7 @@ use super::error::{FaultKind, ParseError};
 use super::fp_set::MAX_KEYS;
 use super::manifest::{self, PartType};
 use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
+use super::rdb_parts;
 use super::report::{CheckOptions, FileKind, FileReport, Verdict};
 use super::slot::SlotCheck;
 use super::source::Source;
@@ -186,12 +187,23 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
             }
         };
     report.bytes = file.1;
-    let mut src = Source::open_file(file.0, file.1);
+    let (file, len) = file;
+    // A big file with cores to spare (and no keys to visit, which come one at a time) is
+    // read in two parts at once (`rdb_parts`), each mapped.
+    let parts = opts.slots.is_none() && rdb_parts::worth(len);
+    let later_file = parts.then(|| file.try_clone().ok()).flatten();
+    let mut src = match later_file {
+        Some(_) => Source::mapped(file, len).unwrap_or_else(|f| Source::open_file(f, len)),
+        None => Source::open_file(file, len),
+    };
     let mut slots = opts.slots.map(SlotCheck::new);
     let visitor = slots.as_mut().map(|s| s as &mut dyn KeyVisitor);
     let now = now_ms();
     let mut rdb = Rdb::new(&mut src, visitor, now);
-    let mut result = rdb.run();
+    let (mut result, later) = match later_file {
+        Some(f) if rdb.src.is_mapped() => rdb_parts::run(&mut rdb, &f, len, len / 2, now),
+        _ => (rdb.run(), None),
+    };
     if result.is_ok() {
         let candidates = rdb.repeated_keys();
         if !candidates.is_empty() {
@@ -206,9 +218,13 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     take_slots(&mut report, slots);
     // A read that failed, or a mapped file that shrank while it was read (its bytes from
     // there read as zeros): whatever the parse made of them, the file was not read whole.
-    if let Some(io) = src.io_error() {
+    let later_io = later
+        .as_ref()
+        .and_then(|l| Some((l.io_error.clone()?, l.offset)));
+    let first_io = src.io_error().map(|e| (e.to_string(), src.offset()));
+    if let Some((io, at)) = first_io.or(later_io) {
         let expected = format!("readable data (read error: {io})");
-        report.fail(Verdict::Corrupt, path.to_path_buf(), src.offset(), expected);
+        report.fail(Verdict::Corrupt, path.to_path_buf(), at, expected);
         return report;
     }
     match result {
@@ -217,9 +233,12 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
             report.fail(verdict_of(e.kind), path.to_path_buf(), e.offset, e.expected)
         }
         Ok(()) => {
-            let rest = src.remaining();
+            let (rest, next) = match later {
+                Some(l) => (l.remaining, l.next),
+                None => (src.remaining(), src.peek(1).ok().map(|b| b[0])),
+            };
             if rest > 0 {
-                if src.peek(1).is_ok_and(|b| matches!(b[0], b'*' | b'#')) {
+                if next.is_some_and(|b| matches!(b, b'*' | b'#')) {
                     report.kind = FileKind::AofSingle;
                 } else {
                     report.warnings.push(format!(

@@ -265,8 +265,8 @@ pub(crate) struct FpRuns<const W: usize = 8> {
     /// Memory blocks are taken from, in order: the first small (a database of few keys
     /// costs little), the others [`SEGMENT`] words.
     segments: Vec<Words>,
-    /// Per run, where its blocks are: (segment, first byte); the last one is being filled.
-    blocks: Vec<Vec<(u32, u32)>>,
+    /// Per run, where its blocks are; the last one is being filled.
+    blocks: Vec<Vec<Block>>,
     /// Per run: where its next fingerprint goes in the block being filled, and where that
     /// block's room ends (both null for a run with no block yet).
     heads: Vec<Head>,
@@ -276,6 +276,26 @@ pub(crate) struct FpRuns<const W: usize = 8> {
     /// Fingerprints [`push_later`](Self::push_later) has not yet stored, and how many.
     later: [u64; LATER],
     n_later: usize,
+}
+
+// SAFETY: the heads point into `segments`, which the runs own (their memory does not move
+// with them); nothing else holds those pointers, and they are written through only with
+// `&mut self` (shared, the runs are only read).
+unsafe impl<const W: usize> Send for FpRuns<W> {}
+unsafe impl<const W: usize> Sync for FpRuns<W> {}
+
+/// Fingerprints from which [`FpRuns::repeats_on`] takes a second core (some 10 ms of
+/// looking, against a thread's start of some 50 µs).
+const TWO_CORES_FROM: usize = 1 << 20;
+
+/// A block of a run: its segment, its first byte there, and how many fingerprints it holds
+/// once it is not the run's last (which [`FpRuns::filled`] counts from the run's head). All
+/// but the last are full, unless runs were appended ([`FpRuns::append`]).
+#[derive(Clone, Copy)]
+struct Block {
+    seg: u32,
+    at: u32,
+    n: u32,
 }
 
 /// Fingerprints [`FpRuns::push_later`] holds before storing them together.
@@ -399,6 +419,46 @@ impl<const W: usize> FpRuns<W> {
         }
     }
 
+    /// Fingerprints in all.
+    pub fn len(&self) -> usize {
+        self.len + self.n_later
+    }
+
+    /// Puts `other`'s fingerprints after these, run by run, as if pushed here in their
+    /// order (the fingerprints of one database read in parts, each part's in its own): no
+    /// fingerprint is copied, its blocks and their memory are taken over.
+    pub fn append(&mut self, mut other: Self) {
+        self.store_later();
+        other.store_later();
+        if other.blocks.is_empty() {
+            return;
+        }
+        if self.blocks.is_empty() {
+            *self = other;
+            return;
+        }
+        let shift = self.segments.len() as u32;
+        for r in 0..self.blocks.len() {
+            let theirs = std::mem::take(&mut other.blocks[r]);
+            if theirs.is_empty() {
+                continue;
+            }
+            let filled = self.filled(r) as u32;
+            if let Some(last) = self.blocks[r].last_mut() {
+                last.n = filled;
+            }
+            let moved = theirs.into_iter().map(|b| Block {
+                seg: b.seg + shift,
+                ..b
+            });
+            self.blocks[r].extend(moved);
+            self.heads[r] = other.heads[r];
+        }
+        self.segments.append(&mut other.segments);
+        self.next = (other.next.0 + shift, other.next.1);
+        self.len += other.len;
+    }
+
     #[cold]
     fn start(&mut self) {
         self.blocks = vec![Vec::new(); 256];
@@ -430,7 +490,11 @@ impl<const W: usize> FpRuns<W> {
                 s.populate(at as usize, at as usize + POPULATE);
             }
         }
-        self.blocks[r].push((seg, at));
+        self.blocks[r].push(Block {
+            seg,
+            at,
+            n: Self::PER_BLOCK as u32,
+        });
         let start = self.segments[seg as usize].base().wrapping_add(at as usize);
         self.heads[r] = Head {
             at: start,
@@ -463,14 +527,14 @@ impl<const W: usize> FpRuns<W> {
         let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
         let last = blocks.len().saturating_sub(1);
         let filled = self.filled(r);
-        blocks.iter().enumerate().map_while(move |(i, &(seg, at))| {
+        blocks.iter().enumerate().map_while(move |(i, b)| {
             let n = if i == last {
                 filled.min(Self::PER_BLOCK)
             } else {
-                Self::PER_BLOCK
+                b.n as usize
             };
-            let at = at as usize;
-            self.segments[seg as usize]
+            let at = b.at as usize;
+            self.segments[b.seg as usize]
                 .bytes()
                 .get(at..at + n * W + pad)
         })
@@ -522,10 +586,35 @@ impl<const W: usize> FpRuns<W> {
 
     /// Up to `max` kept fingerprints pushed more than once: run by run, in a run of
     /// fewer than 64 smallest first, in a bigger one in the order of their second push.
+    #[cfg(test)]
     pub fn repeats(&mut self, max: usize) -> Vec<u64> {
+        self.repeats_on(max, false)
+    }
+
+    /// [`repeats`](Self::repeats), the second half of the runs looked through on another
+    /// thread when `two_cores` (and there are enough fingerprints to be worth one).
+    pub fn repeats_on(&mut self, max: usize, two_cores: bool) -> Vec<u64> {
         self.store_later();
+        let runs = self.blocks.len();
+        if !two_cores || self.len < TWO_CORES_FROM {
+            return self.repeats_of(0..runs, max);
+        }
+        let this = &*self;
+        let mid = runs / 2;
+        let (mut out, rest) = std::thread::scope(|s| {
+            let rest = s.spawn(|| this.repeats_of(mid..runs, max));
+            (this.repeats_of(0..mid, max), rest.join())
+        });
+        let rest = rest.unwrap_or_else(|_| this.repeats_of(mid..runs, max));
+        out.extend(rest);
+        out.truncate(max);
+        out
+    }
+
+    /// [`repeats`](Self::repeats) of the runs in `runs`.
+    fn repeats_of(&self, runs: std::ops::Range<usize>, max: usize) -> Vec<u64> {
         let (mut scratch, mut tags, mut out) = (Vec::new(), Vec::new(), Vec::new());
-        for r in 0..self.blocks.len() {
+        for r in runs {
             if out.len() >= max {
                 break;
             }
@@ -650,15 +739,16 @@ impl<const W: usize> FpRuns<W> {
     }
 
     fn run_len(&self, r: usize) -> usize {
-        let blocks = self.blocks.get(r).map_or(0, Vec::len);
-        blocks.saturating_sub(1) * Self::PER_BLOCK + self.filled(r)
+        let blocks = self.blocks.get(r).map_or(&[][..], Vec::as_slice);
+        let closed = &blocks[..blocks.len().saturating_sub(1)];
+        closed.iter().map(|b| b.n as usize).sum::<usize>() + self.filled(r)
     }
 
     /// Fingerprints in run `r`'s last block.
     fn filled(&self, r: usize) -> usize {
         match (self.heads.get(r), self.blocks.get(r).and_then(|b| b.last())) {
-            (Some(h), Some(&(seg, at))) => {
-                let start = self.segments[seg as usize].bytes().as_ptr() as usize + at as usize;
+            (Some(h), Some(b)) => {
+                let start = self.segments[b.seg as usize].bytes().as_ptr() as usize + b.at as usize;
                 (h.at as usize - start) / W
             }
             _ => 0,
@@ -1012,6 +1102,48 @@ mod tests {
                 assert_eq!(r.repeats(4), [FpRuns::<W>::kept(last)], "W {W}, {n}");
                 r.push(fp(0));
                 assert_eq!(r.repeats(4).len(), 2, "W {W}, {n}");
+            }
+        }
+        check::<8>();
+        check::<6>();
+    }
+
+    #[test]
+    fn runs_appended_hold_what_one_run_of_the_same_pushes_holds() {
+        fn check<const W: usize>() {
+            let per = FpRuns::<W>::PER_BLOCK as u64;
+            // All in run 0x42 (blocks part-filled where they meet) and spread over runs;
+            // a part with nothing, with part of a block, with blocks and more.
+            let one = |k: u64| (fingerprint(&k.to_le_bytes()) & !(0xff << 56)) | (0x42 << 56);
+            let spread = |k: u64| fingerprint(&k.to_le_bytes());
+            for fp in [&one as &dyn Fn(u64) -> u64, &spread] {
+                for cut in [0, 1, per - 1, per, per + 3, 3 * per + 7, 5_000] {
+                    let n = 5_000 + 2 * per;
+                    let mut whole = FpRuns::<W>::default();
+                    let (mut a, mut b) = (FpRuns::<W>::default(), FpRuns::<W>::default());
+                    for k in 0..n {
+                        whole.push_later(fp(k));
+                        if k < cut {
+                            a.push_later(fp(k))
+                        } else {
+                            b.push_later(fp(k))
+                        };
+                    }
+                    a.append(b);
+                    assert_eq!(a.len(), n as usize, "W {W}, cut {cut}");
+                    assert_eq!(a.distinct(), n, "W {W}, cut {cut}");
+                    assert!(a.repeats(4).is_empty());
+                    // A repeat across the parts, then one pushed after them, in order.
+                    let mut c = FpRuns::<W>::default();
+                    c.push(fp(cut.saturating_sub(1)));
+                    a.append(c);
+                    whole.push(fp(cut.saturating_sub(1)));
+                    assert_eq!(a.repeats(4), whole.repeats(4), "W {W}, cut {cut}");
+                    a.push(fp(n - 1));
+                    whole.push(fp(n - 1));
+                    assert_eq!(a.repeats(4), whole.repeats(4), "W {W}, cut {cut}");
+                    assert_eq!(a.repeats(4).len(), 2);
+                }
             }
         }
         check::<8>();

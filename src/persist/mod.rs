@@ -53,6 +53,7 @@ mod mapped;
 mod open;
 mod prefetch;
 mod rdb;
+mod rdb_parts;
 #[cfg(test)]
 mod rdb_tests;
 mod rdb_value;

@@ -67,16 +67,19 @@ pub(crate) fn disable_on_this_thread() {
     NO_PREFETCH.with(|c| c.set(true));
 }
 
+/// Whether this thread may give part of its reading to a second core: the process may
+/// run on two or more, and this thread is not one of many already keeping them busy.
+pub(crate) fn second_core_free() -> bool {
+    !NO_PREFETCH.with(|c| c.get())
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+}
+
 impl Prefetch {
     /// Starts reading `file` (positioned at offset 0) up to `limit` bytes on its own thread,
     /// running the CRC-64 of the data too when `crc`; `None` when that is not worth it or
     /// not possible (then read directly).
     pub fn start(file: &File, limit: u64, crc: bool) -> Option<Prefetch> {
-        if limit < MIN_LEN || NO_PREFETCH.with(|c| c.get()) {
-            return None;
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cores < 2 {
+        if limit < MIN_LEN || !second_core_free() {
             return None;
         }
         let reader = file.try_clone().ok()?;

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
+use crc_fast::Digest;
+
 use super::aof_keys::DATABASES;
 use super::fp_set::{fingerprint, FpRuns, FpSet, MAX_RUN_KEYS};
 
@@ -130,6 +132,39 @@ pub(crate) struct Rdb<'a, R> {
     libraries: FpSet,
     visitor: Option<&'a mut dyn KeyVisitor>,
     now_ms: i64,
+    /// The record loop returns at the first record boundary at or past this offset (a
+    /// file read in parts: `rdb_parts`); `u64::MAX` otherwise.
+    pub stop: u64,
+    /// Set when the loop returned at `stop`: the expiry read for the record there.
+    pub stopped: Option<Option<i64>>,
+    /// A part of the file after the first (or a trial of where one may start): see
+    /// [`PartRun`].
+    part: bool,
+    part_unsure: bool,
+    part_trailer: Option<PartTrailer>,
+}
+
+/// A later part's trailer: its CRC-64 of the bytes from the part's start, the one the file
+/// stores, and where that is.
+struct PartTrailer {
+    digest: Option<Digest>,
+    stored: u64,
+    at: u64,
+}
+
+/// What a later part of a file, read on its own from a record boundary in the database the
+/// file's keys start in, leaves to be put after the part before it ([`Rdb::absorb`]). Such
+/// a part meets none of the opcodes of a file's head (AUX, module AUX, functions): one
+/// that does is `unsure`, and the part before reads on alone.
+pub(crate) struct PartRun {
+    pub out: RdbOutcome,
+    pub result: Result<(), ParseError>,
+    unsure: bool,
+    runs: BTreeMap<u32, KeyRuns>,
+    db: u32,
+    newer_type_warned: bool,
+    runs_full_warned: bool,
+    trailer: Option<PartTrailer>,
 }
 
 impl<'a, R: Read> Rdb<'a, R> {
@@ -158,6 +193,11 @@ impl<'a, R: Read> Rdb<'a, R> {
             libraries: FpSet::default(),
             visitor,
             now_ms,
+            stop: u64::MAX,
+            stopped: None,
+            part: false,
+            part_unsure: false,
+            part_trailer: None,
         }
     }
 
@@ -166,9 +206,13 @@ impl<'a, R: Read> Rdb<'a, R> {
     pub fn run(&mut self) -> Result<(), ParseError> {
         self.src.start_crc();
         self.header()?;
-        let mut db = 0u32;
+        self.records(0, None)
+    }
+
+    /// The record loop, from a record boundary in database `db` (`expire`: the expiry read
+    /// for the record there), up to and including the checksum, or up to `stop`.
+    pub fn records(&mut self, mut db: u32, mut expire: Option<i64>) -> Result<(), ParseError> {
         let mut db_keys = 0u64;
-        let mut expire: Option<i64> = None;
         let result = loop {
             // The bulk of most files: string keys with string values, already buffered, no
             // expiry, no one asking for keys. Runs of them go through one tight loop.
@@ -176,6 +220,10 @@ impl<'a, R: Read> Rdb<'a, R> {
                 db_keys += self.skip_string_records();
             }
             let record = self.src.offset();
+            if record >= self.stop {
+                self.stopped = Some(expire);
+                break Ok(());
+            }
             let t = self.src.u8()?;
             let step = match t {
                 0xff => break self.trailer(),
@@ -211,6 +259,13 @@ impl<'a, R: Read> Rdb<'a, R> {
                 }
                 // RESIZEDB: only a hint (`keys_seen` takes memory as keys come).
                 0xfb => self.len().and_then(|_| self.len().map(drop)),
+                0xfa | 0xf7 | 0xf6 | 0xf5 if self.part => {
+                    self.part_unsure = true;
+                    break Err(ParseError::corrupt(
+                        record,
+                        "no opcode of a file's head in a part read on its own",
+                    ));
+                }
                 0xfa => self.aux(),
                 0xf9 => self.src.u8().map(drop),
                 0xf8 => self.len().map(drop),
@@ -301,10 +356,24 @@ impl<'a, R: Read> Rdb<'a, R> {
         if self.out.version < 5 {
             return Ok(());
         }
+        if self.part {
+            let digest = self.src.crc_digest();
+            self.src.stop_crc();
+            let at = self.src.offset();
+            let stored = u64::from_le_bytes(self.src.array()?);
+            self.part_trailer = Some(PartTrailer { digest, stored, at });
+            return Ok(());
+        }
         let computed = self.src.crc();
         self.src.stop_crc();
         let at = self.src.offset();
         let stored = u64::from_le_bytes(self.src.array()?);
+        self.crc_verdict(computed, stored, at)
+    }
+
+    /// The trailer's verdict: the CRC-64 `computed` of the data before it, against the
+    /// one `stored` at `at` (0: saved with checksums off).
+    fn crc_verdict(&mut self, computed: u64, stored: u64, at: u64) -> Result<(), ParseError> {
         if stored != 0 && stored != computed {
             return Err(ParseError::corrupt(
                 at,
@@ -554,7 +623,7 @@ impl<'a, R: Read> Rdb<'a, R> {
     /// from its type byte (and reports any fault in it).
     #[inline]
     fn skip_string_records(&mut self) -> u64 {
-        let b = self.src.buffered();
+        let b = self.src.buffered_before(self.stop);
         let mut at = 0;
         let mut n = 0;
         while b.get(at) == Some(&0) {
@@ -618,9 +687,14 @@ impl<'a, R: Read> Rdb<'a, R> {
         dbs.push((self.current_db, std::mem::take(&mut self.keys_seen)));
         dbs.sort_by_key(|d| d.0);
         let mut out = Vec::new();
+        let two_cores = super::prefetch::second_core_free();
         for (db, mut runs) in dbs {
             let left = MAX_CANDIDATES - out.len();
-            out.extend(runs.repeats(left).into_iter().map(|fp| (db, fp)));
+            out.extend(
+                runs.repeats_on(left, two_cores)
+                    .into_iter()
+                    .map(|fp| (db, fp)),
+            );
             if out.len() >= MAX_CANDIDATES {
                 break;
             }
@@ -628,7 +702,119 @@ impl<'a, R: Read> Rdb<'a, R> {
         out
     }
 
-    /// A member of a hash-table set or sorted set: a repeat in the same value is a fault
+    /// The database the record loop was in when it last returned.
+    pub fn current_db(&self) -> u32 {
+        self.current_db
+    }
+
+    /// Makes this a part after the first of a file of RDB `version` (`valkey`: its magic),
+    /// read from the source's position up to `stop`, with nothing of an earlier run kept
+    /// but its scratch buffers and keys.
+    pub fn start_part(&mut self, version: u32, valkey: bool, stop: u64) {
+        self.out = RdbOutcome {
+            version,
+            valkey,
+            ..RdbOutcome::default()
+        };
+        self.part = true;
+        self.part_unsure = false;
+        self.part_trailer = None;
+        self.stop = stop;
+        self.stopped = None;
+    }
+
+    /// This part's run, ended with `result`, for the part before it ([`absorb`](Self::absorb)).
+    pub fn finish_part(&mut self, result: Result<(), ParseError>) -> PartRun {
+        let mut runs: BTreeMap<u32, KeyRuns> = self.other_dbs.drain().collect();
+        runs.insert(self.current_db, std::mem::take(&mut self.keys_seen));
+        PartRun {
+            out: std::mem::take(&mut self.out),
+            result,
+            unsure: self.part_unsure,
+            runs,
+            db: self.current_db,
+            newer_type_warned: self.newer_type_warned,
+            runs_full_warned: self.runs_full_warned,
+            trailer: self.part_trailer.take(),
+        }
+    }
+
+    /// Puts the part read on its own from where this run stopped (`stopped`, in the
+    /// database that part started in, no expiry pending) after this run, as if this run
+    /// had read on: its counts, warnings and keys after these, its verdict (the CRC-64
+    /// checked over both) the file's. `None`, nothing changed, when that would not be
+    /// exactly what reading on gives (the part met the file's head opcodes, a database
+    /// with too many keys to look for repeats in, a warning said once a file in both
+    /// parts, a damaged key named in both): this run then reads on.
+    pub fn absorb(&mut self, later: PartRun) -> Option<Result<(), ParseError>> {
+        let held = |db: u32, this: &Self| match db == this.current_db {
+            true => this.keys_seen.len(),
+            false => this.other_dbs.get(&db).map_or(0, KeyRuns::len),
+        };
+        let inexact = later.unsure
+            || self.runs_full_warned
+            || later.runs_full_warned
+            || (self.newer_type_warned && later.newer_type_warned);
+        let exact = !inexact
+            && later
+                .runs
+                .iter()
+                .all(|(&db, r)| held(db, self) + r.len() <= MAX_RUN_KEYS)
+            && later
+                .out
+                .damaged
+                .keys()
+                .all(|k| !self.out.damaged.contains_key(k));
+        if !exact {
+            return None;
+        }
+        for (db, runs) in later.runs {
+            match db == self.current_db {
+                true => self.keys_seen.append(runs),
+                false => self.other_dbs.entry(db).or_default().append(runs),
+            }
+        }
+        if later.db != self.current_db {
+            let seen = self.other_dbs.remove(&later.db).unwrap_or_default();
+            let old = std::mem::replace(&mut self.keys_seen, seen);
+            self.other_dbs.insert(self.current_db, old);
+            self.current_db = later.db;
+        }
+        self.newer_type_warned |= later.newer_type_warned;
+        let o = later.out;
+        for (db, n) in o.keys_per_db {
+            *self.out.keys_per_db.entry(db).or_default() += n;
+        }
+        for (db, (n, passed)) in o.expires_per_db {
+            let e = self.out.expires_per_db.entry(db).or_default();
+            e.0 += n;
+            e.1 += passed;
+        }
+        self.out.expires += o.expires;
+        self.out.expired += o.expired;
+        self.out.empty_skipped += o.empty_skipped;
+        o.warnings.into_iter().for_each(|w| self.out.warn(w));
+        self.out.damaged.extend(o.damaged);
+        let room = WARNINGS_CAP.saturating_sub(self.out.damaged_named.len());
+        self.out
+            .damaged_named
+            .extend(o.damaged_named.into_iter().take(room));
+        let result = later.result.and_then(|()| match later.trailer {
+            Some(t) => {
+                let mut digest = self.src.crc_digest();
+                if let (Some(d), Some(rest)) = (digest.as_mut(), t.digest) {
+                    d.combine(&rest);
+                }
+                let computed = digest.map_or(0, |d| d.finalize());
+                self.crc_verdict(computed, t.stored, t.at)
+            }
+            None => Ok(()),
+        });
+        self.stopped = None;
+        Some(result)
+    }
+
+    /// A member of a hash-table set or sorted set: a repeat in the same value is a fault    /// A member of a hash-table set or sorted set: a repeat in the same value is a fault
     /// (the server refuses it).
     pub fn member(&mut self, what: &str) -> Result<(), ParseError> {
         let at = self.src.offset();

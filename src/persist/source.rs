@@ -171,12 +171,44 @@ impl Source<File> {
                 ..Source::over(file, Window::heap(Vec::new()), 0, len)
             };
         }
+        Self::mapped(file, len).unwrap_or_else(|file| Source::new(file, 0, len))
+    }
+
+    /// A source over a whole file, mapped; the file back when it is under a megabyte or
+    /// cannot be mapped.
+    pub fn mapped(file: File, len: u64) -> Result<Self, File> {
         if len >= BUF_SIZE as u64 {
             if let Some(map) = Mapped::new(&file, len) {
-                return Source::over(file, Window::mapped(map), 0, len);
+                return Ok(Source::over(file, Window::mapped(map), 0, len));
             }
         }
-        Source::new(file, 0, len)
+        Err(file)
+    }
+
+    /// Whether the file is read through a mapping.
+    pub fn is_mapped(&self) -> bool {
+        self.buf.map.is_some()
+    }
+
+    /// Makes the data end at `limit` (at most the file's length when mapped): reads past
+    /// it fail as past the end.
+    pub fn set_limit(&mut self, limit: u64) {
+        let len = self
+            .buf
+            .map
+            .as_ref()
+            .map_or(u64::MAX, |m| m.bytes().len() as u64);
+        self.limit = limit.min(len);
+    }
+
+    /// Moves a mapped source to offset `at` (not past its end), with no CRC running.
+    pub fn reposition(&mut self, at: u64) {
+        debug_assert!(self.buf.map.is_some() && self.base == 0);
+        let at = at.min(self.limit) as usize;
+        self.pos = at;
+        self.end = at;
+        self.crc = None;
+        self.crc_pos = at;
     }
 }
 
@@ -246,6 +278,13 @@ impl<R: Read> Source<R> {
         }
         self.feed_crc();
         self.crc.as_ref().map(|d| d.finalize()).unwrap_or(0)
+    }
+
+    /// The running CRC of the bytes consumed since `start_crc`, to be combined with another
+    /// part's; `None` when none runs here.
+    pub fn crc_digest(&mut self) -> Option<Digest> {
+        self.feed_crc();
+        self.crc
     }
 
     pub fn stop_crc(&mut self) {
@@ -420,6 +459,14 @@ impl<R: Read> Source<R> {
     pub fn peek(&mut self, min: usize) -> Result<&[u8], ParseError> {
         self.fill(min)?;
         Ok(&self.buf[self.pos..self.end])
+    }
+
+    /// [`buffered`](Self::buffered), but none of the bytes from file offset `stop` on.
+    #[inline]
+    pub fn buffered_before(&self, stop: u64) -> &[u8] {
+        let b = self.buffered();
+        let left = stop.saturating_sub(self.offset());
+        &b[..b.len().min(usize::try_from(left).unwrap_or(usize::MAX))]
     }
 
     /// The bytes already buffered from the current position (maybe none); reads nothing.

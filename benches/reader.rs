@@ -7,9 +7,9 @@
 //! contenders; peak memory is the highest of them).
 //! Each contender runs as a child process: wall and CPU time from `wait4`, peak RSS sampled
 //! from `/proc` while it runs. The reader runs twice a round: as one check on an idle
-//! machine runs (reading ahead on the second core), and pinned to one core with
-//! `taskset -c 0` (no second core: it reads on its own thread), whose CPU time is the
-//! one-core figure.
+//! machine runs (an RDB of 64 MB or more read in two parts at once, an AOF read ahead, on
+//! the second core), and pinned to one core with `taskset -c 0` (no second core: it reads
+//! on its own thread), whose CPU time is the one-core figure.
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;
@@ -472,9 +472,10 @@ fn main() {
             path.to_path_buf()
         };
         // Output goes to /dev/null (the child's stdout).
-        // The reader twice: free to read ahead on the second core (what one check on an
-        // idle machine does), and pinned to one core, where it finds no second core and
-        // reads on its own thread (what each file of a `recover list` of many gets).
+        // The reader twice: free to use the second core (what one check on an idle
+        // machine does: a big RDB read in two parts, an AOF read ahead), and pinned to one
+        // core, where it finds no second core and reads on its own thread (what each file
+        // of a `recover list` of many gets).
         let (runs, rounds) = measure_rounds(&[
             (OsStr::new("cat"), files.iter().map(|f| f.into()).collect()),
             (OsStr::new(tool), vec![target.into()]),

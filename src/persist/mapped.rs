@@ -1,6 +1,7 @@
 //! A persistence file read in place through a memory mapping, when the reader has no
 //! second core for its read-ahead thread (one core, or `check_paths`' workers, which keep
-//! every core busy with a file each).
+//! every core busy with a file each), and by both parts of a big RDB read in two at once
+//! (`rdb_parts`).
 //!
 //! Why: `read` copies every byte out of the page cache on the parser's own core. On one
 //! core that copy, and the kernel's work around it, was a fifth to a quarter of the check

@@ -141,7 +141,8 @@ pub fn check_paths(paths: &[PathBuf], opts: &CheckOptions) -> Vec<FileReport> {
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                // Every core already reads a file: no read-ahead thread on top.
+                // Every core already reads a file: no read-ahead thread, no second part of
+                // an RDB, on top.
                 prefetch::disable_on_this_thread();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

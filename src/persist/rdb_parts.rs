@@ -105,10 +105,10 @@ pub(crate) fn worth(len: u64) -> bool {
 }
 
 /// Runs `rdb` (over a mapped source of `file`, `len` bytes, from its start) to the end of
-/// the file: its second half read on another thread when `split` is given (the offset to
-/// look for a record's start from). The verdict is [`Rdb::run`]'s; `Some` when the second
-/// part was taken (then reading ended where it says, and the first part's source stopped
-/// where the second began), with whether it was.
+/// the file, a second part read on another thread from the first record's start found at
+/// or after `split`. The verdict, counts and warnings are those [`Rdb::run`] gives; the
+/// second value is `Some` when the second part was taken, and says where reading ended
+/// (the first part's source then stopped where the second began).
 pub(crate) fn run(
     rdb: &mut Rdb<'_, File>,
     file: &File,

@@ -362,9 +362,10 @@ mod tests {
         string(&vec![0; n])[..if n < 64 { 1 } else { 2 }].to_vec()
     }
 
-    /// An RDB 10 of `n` records of every common kind (strings plain, integer and LZF with
-    /// random bytes that look like records, expiries, hash-table sets and hashes,
-    /// listpack hashes), in database 0, then, with `second_db`, as many more in database 3.
+    /// An RDB 10 with a function library in its head, then `n` records of every common
+    /// kind (strings plain, integer and LZF with random bytes that look like records,
+    /// expiries, LRU and LFU hints, hash-table sets and hashes, listpack hashes), in
+    /// database 0, then, with `second_db`, as many more in database 3.
     fn file(n: usize, second_db: bool, seed: u64) -> Vec<u8> {
         let mut rng = Rng(seed);
         let mut b = b"REDIS0010".to_vec();
@@ -374,11 +375,24 @@ mod tests {
                 .chain(&string(b"redis-ver"))
                 .chain(&string(b"7.0.15")),
         );
+        let library = b"#!lua name=x\nredis.register_function('f', function() end)";
+        b.extend([0xf5].iter().chain(&string(library)));
         for db in [0u8, 3].into_iter().take(1 + usize::from(second_db)) {
             b.extend([0xfe, db, 0xfb, 0x40, 0x00, 0x00]);
             for i in 0..n {
                 let key = format!("key:{db}:{i}");
                 match rng.below(8) {
+                    // An LRU or an LFU hint before a string.
+                    6 if i % 3 == 0 => {
+                        b.extend(if i % 2 == 0 {
+                            [0xf8, 0x05]
+                        } else {
+                            [0xf9, 0x07]
+                        });
+                        b.push(0);
+                        b.extend(string(key.as_bytes()));
+                        b.extend(string(&rng.upto(40)));
+                    }
                     0 => {
                         b.push(0xfc);
                         b.extend(4_000_000_000_000i64.to_le_bytes());
@@ -519,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_second_part_in_a_database_after_the_first_leaves_the_first_reading_on() {
-        let bytes = file(7_000, true, 11);
+        let bytes = file(9_000, true, 11);
         let len = bytes.len() as u64;
         let taken = same_in_parts(&bytes, (1..20).map(|i| len * i / 20), "two databases");
         // Parts starting in database 3 assumed database 0: read on alone.
@@ -528,7 +542,7 @@ mod tests {
 
     #[test]
     fn faults_on_either_side_of_the_split_are_those_of_reading_whole() {
-        let good = file(20_000, false, 13);
+        let good = file(24_000, false, 13);
         let len = good.len();
         let mut rng = Rng(99);
         for i in 0..24 {

@@ -4,14 +4,14 @@
 //! An RDB is one stream of records with no index: where a record starts is known only by
 //! reading every record before it. The second part's reader starts from the middle and
 //! looks for a place where records start: from each byte in turn, it reads records on
-//! for a few KiB; the first place where they read without a fault is taken. Mid-value
-//! bytes pass such a trial only by rare chance, and a wrong place costs time only: the
-//! first part's reader stops when it reaches that place, and the two are put together
-//! ([`Rdb::absorb`]) only when it reached it exactly, at a record's start, in the database
-//! the second part assumed (the file's first), with nothing pending. Otherwise the first
-//! reader reads on alone, as it would have without a second part. The second part meets
-//! none of the opcodes of a file's head (AUX, functions, modules: Redis writes them
-//! before any key), and its CRC-64 is combined with the first part's.
+//! for a few KiB, and the first trial that reads them without a fault gives where it
+//! stopped (see [`find_start`]). A wrong place costs time only: the first part's reader
+//! stops when it reaches that place, and the two are put together ([`Rdb::absorb`]) only
+//! when it reached it exactly, at a record's start, in the database the second part
+//! assumed (the file's first), with nothing pending. Otherwise the first reader reads on
+//! alone, as it would have without a second part. The second part meets none of the
+//! opcodes of a file's head (AUX, functions, modules: Redis writes them before any key),
+//! and its CRC-64 is combined with the first part's.
 //!
 //! Why: on one core the reader parses at a third to a quarter of the speed the page cache
 //! gives (`cat`); a check of one big file on a machine with cores to spare was bound by

@@ -189,9 +189,12 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     report.bytes = file.1;
     let (file, len) = file;
     // A big file with cores to spare (and no keys to visit, which come one at a time) is
-    // read in two parts at once (`rdb_parts`), each mapped.
-    let parts = opts.slots.is_none() && rdb_parts::worth(len);
-    let later_file = parts.then(|| file.try_clone().ok()).flatten();
+    // read in parts at once (`rdb_parts`), each mapped.
+    let parts = match opts.slots {
+        None => rdb_parts::parts(len),
+        Some(_) => 1,
+    };
+    let later_file = (parts > 1).then(|| file.try_clone().ok()).flatten();
     let mut src = match later_file {
         Some(_) => Source::mapped(file, len).unwrap_or_else(|f| Source::open_file(f, len)),
         None => Source::open_file(file, len),
@@ -201,7 +204,10 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let now = now_ms();
     let mut rdb = Rdb::new(&mut src, visitor, now);
     let (mut result, later) = match later_file {
-        Some(f) if rdb.src.is_mapped() => rdb_parts::run(&mut rdb, &f, len, len / 2, now),
+        Some(f) if rdb.src.is_mapped() => {
+            let splits = rdb_parts::splits(len, parts);
+            rdb_parts::run(&mut rdb, &f, len, &splits, now)
+        }
         _ => (rdb.run(), None),
     };
     if result.is_ok() {

@@ -799,16 +799,20 @@ impl<'a, R: Read> Rdb<'a, R> {
         self.out
             .damaged_named
             .extend(o.damaged_named.into_iter().take(room));
-        let result = later.result.and_then(|()| match later.trailer {
-            Some(t) => {
-                let mut digest = self.src.crc_digest();
-                if let (Some(d), Some(rest)) = (digest.as_mut(), t.digest) {
-                    d.combine(&rest);
-                }
-                let computed = digest.map_or(0, |d| d.finalize());
-                self.crc_verdict(computed, t.stored, t.at)
+        let result = later.result.and_then(|()| {
+            let Some(t) = later.trailer else {
+                return Ok(());
+            };
+            let mut digest = self.src.crc_digest();
+            if let (Some(d), Some(rest)) = (digest.as_mut(), t.digest) {
+                d.combine(&rest);
             }
-            None => Ok(()),
+            // A part itself: the CRC from its start on, for the part before it.
+            if self.part {
+                self.part_trailer = Some(PartTrailer { digest, ..t });
+                return Ok(());
+            }
+            self.crc_verdict(digest.map_or(0, |d| d.finalize()), t.stored, t.at)
         });
         self.stopped = None;
         Some(result)

@@ -1,17 +1,18 @@
-//! A big RDB file read in two parts at once, on two cores, with the verdict, counts and
-//! warnings of reading it whole in one.
+//! A big RDB file read in parts at once, one a core (two on a machine of two), with the
+//! verdict, counts and warnings of reading it whole in one.
 //!
 //! An RDB is one stream of records with no index: where a record starts is known only by
-//! reading every record before it. The second part's reader starts from the middle and
-//! looks for a place where records start: from each byte in turn, it reads records on
-//! for a few KiB, and the first trial that reads them without a fault gives where it
-//! stopped (see [`find_start`]). A wrong place costs time only: the first part's reader
-//! stops when it reaches that place, and the two are put together ([`Rdb::absorb`]) only
-//! when it reached it exactly, at a record's start, in the database the second part
-//! assumed (the file's first), with nothing pending. Otherwise the first reader reads on
-//! alone, as it would have without a second part. The second part meets none of the
-//! opcodes of a file's head (AUX, functions, modules: Redis writes them before any key),
-//! and its CRC-64 is combined with the first part's.
+//! reading every record before it. Each part after the first has a reader that starts
+//! from its share of the file (the middle, for the second of two) and looks for a place
+//! where records start: from each byte in turn, it reads records on for a few KiB, and
+//! the first trial that reads them without a fault gives where it stopped (see
+//! [`find_start`]). A wrong place costs time only: the part before stops when it reaches
+//! that place, and the two are put together ([`Rdb::absorb`]) only when it reached it
+//! exactly, at a record's start, in the database the later part assumed (the file's
+//! first), with nothing pending. Otherwise the part before reads on alone, as it would
+//! have without a part after it. A later part meets none of the opcodes of a file's head
+//! (AUX, functions, modules: Redis writes them before any key), and its CRC-64 is
+//! combined with those before it.
 //!
 //! Why: on one core the reader parses at a third to a quarter of the speed the page cache
 //! gives (`cat`); a check of one big file on a machine with cores to spare was bound by
@@ -38,6 +39,9 @@ const TRIAL_BYTES: u64 = 4096;
 /// on to here): a trial from a wrong place that takes a garbage length for a long record
 /// ends here.
 const TRIAL_LIMIT: u64 = 1 << 20;
+/// Parts a file is read in at most, whatever the cores: each costs a few MiB of its own
+/// (its mapped window, its first block of each fingerprint run, its tables).
+const MAX_PARTS: usize = 8;
 /// Places tried from the middle on before the file is read in one part.
 const SEARCH_BYTES: u64 = 1 << 16;
 /// Bytes all trials may read together: a region where trials from most places read far
@@ -83,6 +87,8 @@ impl Drop for TellOnDrop<'_> {
 
 /// Where the second part's reading ended, in place of the first part's source's.
 pub(crate) struct LaterEnd {
+    /// The parts taken, the first one's included.
+    pub parts: usize,
     /// Where it ended.
     pub offset: u64,
     /// Bytes after the RDB's end.
@@ -99,23 +105,57 @@ struct Later {
     end: LaterEnd,
 }
 
-/// Whether a file of `len` bytes is worth reading in two parts here.
-pub(crate) fn worth(len: u64) -> bool {
-    len >= MIN_LEN && super::prefetch::second_core_free()
+/// How many parts a file of `len` bytes is read in here: one a core this thread may use,
+/// each of at least half of [`MIN_LEN`], at most [`MAX_PARTS`]; 1 when a second core is not
+/// free or the file is under [`MIN_LEN`].
+pub(crate) fn parts(len: u64) -> usize {
+    if len < MIN_LEN || !super::prefetch::second_core_free() {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = usize::try_from(len / (MIN_LEN / 2)).unwrap_or(usize::MAX);
+    cores.min(most).min(MAX_PARTS)
+}
+
+/// Where the file's parts after the first start looking for a record's start: `parts`
+/// even shares of its `len` bytes.
+pub(crate) fn splits(len: u64, parts: usize) -> Vec<u64> {
+    (1..parts as u64).map(|k| len / parts as u64 * k).collect()
 }
 
 /// Runs `rdb` (over a mapped source of `file`, `len` bytes, from its start) to the end of
-/// the file, a second part read on another thread from the first record's start found at
-/// or after `split`. The verdict, counts and warnings are those [`Rdb::run`] gives; the
-/// second value is `Some` when the second part was taken, and says where reading ended
-/// (the first part's source then stopped where the second began).
+/// the file, each part after the first read on a thread of its own from the first
+/// record's start found at or after its place in `splits`. The verdict, counts and
+/// warnings are those [`Rdb::run`] gives; the second value is `Some` when the second part
+/// was taken, and says where reading ended (the first part's source then stopped where
+/// the second began) and how many parts were taken in all.
 pub(crate) fn run(
     rdb: &mut Rdb<'_, File>,
     file: &File,
     len: u64,
-    split: u64,
+    splits: &[u64],
     now_ms: i64,
 ) -> (Result<(), ParseError>, Option<LaterEnd>) {
+    let read = read_on(rdb, file, len, splits, now_ms, |rdb| rdb.run());
+    #[cfg(test)]
+    tests::TAKEN.with(|t| t.set(t.get() + usize::from(read.1.is_some())));
+    read
+}
+
+/// `rdb`'s part of the file, from `start(rdb)` to the next part's start (the first of
+/// `splits` on), put together with what the parts after it read, or to the file's end
+/// alone.
+fn read_on(
+    rdb: &mut Rdb<'_, File>,
+    file: &File,
+    len: u64,
+    splits: &[u64],
+    now_ms: i64,
+    start: impl FnOnce(&mut Rdb<'_, File>) -> Result<(), ParseError>,
+) -> (Result<(), ParseError>, Option<LaterEnd>) {
+    let Some((&split, rest)) = splits.split_first() else {
+        return (start(rdb), None);
+    };
     let meeting = Meeting::default();
     let abandon = Arc::new(AtomicBool::new(false));
     // Whoever this thread reads for may stop waiting (see `reading_stops_when`).
@@ -128,15 +168,15 @@ pub(crate) fn run(
                 .spawn_scoped(s, move || {
                     let _told = TellOnDrop(meeting);
                     reading_stops_when(Some(abandon), || {
-                        second_part(file, len, split, meeting, now_ms)
+                        later_part(file, len, (split, rest), meeting, now_ms)
                     })
                 })
         };
         let Ok(later) = later else {
-            return (rdb.run(), None);
+            return (start(rdb), None);
         };
         rdb.stop = split;
-        let mut result = rdb.run();
+        let mut result = start(rdb);
         let mut taken = None;
         let mut later = Some(later);
         while let Some(expire) = rdb.stopped.take() {
@@ -174,19 +214,22 @@ pub(crate) fn run(
             rdb.stop = u64::MAX;
             result = rdb.records(rdb.current_db(), expire);
         }
-        #[cfg(test)]
-        tests::TAKEN.with(|t| t.set(t.get() + usize::from(taken.is_some())));
         // Not taken: its reader stops at its next megabyte.
         abandon.store(true, Ordering::Relaxed);
         (result, taken)
     })
 }
 
-/// The second part's reader: looks for a record's start from `from`, tells `meeting`, and
-/// reads from there to the file's end.
-fn second_part(file: &File, len: u64, from: u64, meeting: &Meeting, now_ms: i64) -> Option<Later> {
-    let file = file.try_clone().ok()?;
-    let mut src = Source::mapped(file, len).ok()?;
+/// A later part's reader: looks for a record's start from `from`, tells `meeting`, and
+/// reads from there to the next part's start (the first of `rest`) or the file's end.
+fn later_part(
+    file: &File,
+    len: u64,
+    (from, rest): (u64, &[u64]),
+    meeting: &Meeting,
+    now_ms: i64,
+) -> Option<Later> {
+    let mut src = Source::mapped(file.try_clone().ok()?, len).ok()?;
     let (version, valkey, db) = head(&mut src, now_ms)?;
     let start = find_start(&mut src, from, len, (version, valkey, db), now_ms);
     meeting.tell(start.map(|p| (p, db)));
@@ -194,14 +237,20 @@ fn second_part(file: &File, len: u64, from: u64, meeting: &Meeting, now_ms: i64)
     src.start_crc();
     let mut rdb = Rdb::new(&mut src, None, now_ms);
     rdb.start_part(version, valkey, u64::MAX);
-    let result = rdb.records(db, None);
+    let (result, taken) = read_on(&mut rdb, file, len, rest, now_ms, |r| r.records(db, None));
     let run = rdb.finish_part(result);
-    let next = src.peek(1).ok().map(|b| b[0]);
-    let end = LaterEnd {
-        offset: src.offset(),
-        remaining: src.remaining(),
-        next,
-        io_error: src.io_error().map(str::to_string),
+    let end = match taken {
+        Some(end) => LaterEnd {
+            parts: end.parts + 1,
+            ..end
+        },
+        None => LaterEnd {
+            parts: 2,
+            offset: src.offset(),
+            remaining: src.remaining(),
+            next: src.peek(1).ok().map(|b| b[0]),
+            io_error: src.io_error().map(str::to_string),
+        },
     };
     Some(Later { run, end })
 }
@@ -484,17 +533,17 @@ mod tests {
         seen(&r, &rdb.out, &repeats)
     }
 
-    /// Read in two parts from `split` on: what it gives, and whether the part was taken.
-    fn in_parts(f: &File, len: u64, split: u64) -> (String, bool) {
+    /// Read in parts from `splits` on: what it gives, and how many parts were taken.
+    fn in_parts(f: &File, len: u64, splits: &[u64]) -> (String, usize) {
         let mut src = Source::mapped(f.try_clone().unwrap(), len).ok().unwrap();
         let mut rdb = Rdb::new(&mut src, None, 1_000);
-        let (r, later) = run(&mut rdb, f, len, split, 1_000);
+        let (r, later) = run(&mut rdb, f, len, splits, 1_000);
         let repeats = if r.is_ok() {
             rdb.repeated_keys()
         } else {
             Vec::new()
         };
-        (seen(&r, &rdb.out, &repeats), later.is_some())
+        (seen(&r, &rdb.out, &repeats), later.map_or(1, |l| l.parts))
     }
 
     fn temp(bytes: &[u8]) -> (tempfile::NamedTempFile, File, u64) {
@@ -511,11 +560,42 @@ mod tests {
         let (_t, f, len) = temp(bytes);
         let mut taken = 0;
         for split in splits {
-            let (got, took) = in_parts(&f, len, split);
+            let (got, parts) = in_parts(&f, len, &[split]);
             assert_eq!(got, want, "{what}, split from {split}");
-            taken += usize::from(took);
+            taken += usize::from(parts == 2);
         }
         taken
+    }
+
+    #[test]
+    fn a_file_read_in_more_parts_reads_as_it_does_whole() {
+        let mut rng = Rng(29);
+        for (i, bytes) in [file(24_000, false, 31), file(9_000, true, 37)]
+            .iter()
+            .enumerate()
+        {
+            let want = whole(bytes);
+            let (_t, f, len) = temp(bytes);
+            let mut all_taken = 0;
+            for round in 0..12 {
+                // Three or four parts at even shares, or anywhere (two close together,
+                // a share inside the head).
+                let n = 3 + round % 2;
+                let mut splits = match round % 3 {
+                    0 => splits(len, n),
+                    _ => (1..n).map(|_| rng.below(len) as u64).collect(),
+                };
+                splits.sort_unstable();
+                let (got, parts) = in_parts(&f, len, &splits);
+                assert_eq!(got, want, "file {i}, splits {splits:?}");
+                all_taken += usize::from(parts == n);
+            }
+            // The file of one database: its parts all taken nearly always.
+            assert!(
+                i == 1 || all_taken >= 9,
+                "all parts taken {all_taken} times of 12"
+            );
+        }
     }
 
     #[test]
@@ -553,6 +633,11 @@ mod tests {
             bytes[at] ^= 1 << rng.below(8);
             let (len, at) = (len as u64, at as u64);
             let splits = [len / 3, len / 2, at - 50, (at + 50).min(len - 1)];
+            let (_t, f, _) = temp(&bytes);
+            let mut four = [len / 4, at - 50, (at + 50).min(len - 1)];
+            four.sort_unstable();
+            let (got, _) = in_parts(&f, len, &four);
+            assert_eq!(got, whole(&bytes), "fault {i} at {at}, in four parts");
             same_in_parts(&bytes, splits.into_iter(), &format!("fault {i} at {at}"));
         }
         // A truncated file, and one cut inside its second half.

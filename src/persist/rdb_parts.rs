@@ -48,7 +48,7 @@ const SEARCH_BYTES: u64 = 1 << 16;
 /// before a fault ends the search as soon (the first part may be waiting for it).
 const SEARCH_BUDGET: u64 = 32 << 20;
 
-/// Where the second part starts and the database it assumes, once its reader has looked;
+/// Where a later part starts and the database it assumes, once its reader has looked;
 /// `None` inside when it found no place.
 #[derive(Default)]
 struct Meeting {
@@ -76,7 +76,7 @@ impl Meeting {
     }
 }
 
-/// Tells "no place" if the second part's reader ends (or panics) without telling.
+/// Tells "no place" if a later part's reader ends (or panics) without telling.
 struct TellOnDrop<'m>(&'m Meeting);
 
 impl Drop for TellOnDrop<'_> {
@@ -85,7 +85,7 @@ impl Drop for TellOnDrop<'_> {
     }
 }
 
-/// Where the second part's reading ended, in place of the first part's source's.
+/// Where the parts after the first ended reading, in place of the first part's source's.
 pub(crate) struct LaterEnd {
     /// The parts taken, the first one's included.
     pub parts: usize,
@@ -99,7 +99,7 @@ pub(crate) struct LaterEnd {
     pub io_error: Option<String>,
 }
 
-/// What a second part's reader hands back.
+/// What a later part's reader hands back.
 struct Later {
     run: PartRun,
     end: LaterEnd,

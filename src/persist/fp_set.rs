@@ -602,10 +602,16 @@ impl<const W: usize> FpRuns<W> {
         let this = &*self;
         let mid = runs / 2;
         let (mut out, rest) = std::thread::scope(|s| {
-            let rest = s.spawn(|| this.repeats_of(mid..runs, max));
-            (this.repeats_of(0..mid, max), rest.join())
+            let rest = std::thread::Builder::new()
+                .name("persist-repeats".into())
+                .spawn_scoped(s, || this.repeats_of(mid..runs, max));
+            (this.repeats_of(0..mid, max), rest.map(|h| h.join()))
         });
-        let rest = rest.unwrap_or_else(|_| this.repeats_of(mid..runs, max));
+        // No thread (or it failed): the second half here.
+        let rest = match rest {
+            Ok(Ok(rest)) => rest,
+            _ => this.repeats_of(mid..runs, max),
+        };
         out.extend(rest);
         out.truncate(max);
         out
@@ -1148,6 +1154,28 @@ mod tests {
         }
         check::<8>();
         check::<6>();
+    }
+
+    #[test]
+    fn repeats_looked_for_on_two_cores_are_those_of_one() {
+        let fp = |k: u64| fingerprint(&k.to_le_bytes());
+        let mut r = FpRuns::<6>::default();
+        for k in 0..TWO_CORES_FROM as u64 + 1000 {
+            r.push_later(fp(k));
+        }
+        assert!(r.repeats_on(8, true).is_empty());
+        // Repeats in runs of both halves (top bytes below and above 0x80), more than `max`.
+        let again: Vec<u64> = (0..40).map(|k| k * 25_013).collect();
+        for &k in &again {
+            r.push(fp(k));
+        }
+        let one = r.repeats_on(8, false);
+        assert_eq!(one.len(), 8);
+        assert_eq!(r.repeats_on(8, true), one);
+        let all = r.repeats_on(64, true);
+        assert_eq!(all, r.repeats_on(64, false));
+        assert_eq!(all.len(), again.len());
+        assert!(all.iter().any(|f| f >> 63 == 0) && all.iter().any(|f| f >> 63 == 1));
     }
 
     #[test]

@@ -671,11 +671,12 @@ impl<const W: usize> FpRuns<W> {
         }
     }
 
-    /// One pass over run `r` into a table of 32-bit tags (bits 24-55 of each kept
-    /// fingerprint), four to a 16-byte bucket, at most half full, indexed by the bits
-    /// above the lowest byte: pushes to `maybe`, in the run's order, each fingerprint whose
-    /// tag its bucket chain already held. A key pushed twice is always among them; two
-    /// different keys share a tag with probability about 2^-32 a comparison. Each bucket
+    /// One pass over run `r` into a table of 32-bit tags (bits 25-55 of each kept
+    /// fingerprint, the lowest bit set so that no tag is a free slot's 0), four to a
+    /// 16-byte bucket, at most half full, indexed by the bits above the lowest byte: pushes
+    /// to `maybe`, in the run's order, each fingerprint whose tag its bucket chain already
+    /// held. A key pushed twice is always among them; two different keys share a tag with
+    /// probability about 2^-31 a comparison. Each bucket
     /// is asked for a few fingerprints ahead, and looked through at once with no branch on
     /// what it holds. A table of whole fingerprints probed slot by slot (twice the bytes,
     /// a branch a slot) took 30 of the 104 ms of the check of an RDB of 5 M small keys;
@@ -689,6 +690,8 @@ impl<const W: usize> FpRuns<W> {
         // masked off, and the buckets indexed within the table's length: one load where
         // `word` took two, and no bounds to check (56 instructions a key before, 32 now;
         // the small-key RDB's check 127 -> 120 ms, medians of 24 runs alternated).
+        // The run's top byte is left off until a candidate is kept: a tag (bits 24-55)
+        // and a bucket (bits 8 on, a table of at most 2^25 buckets) never reach it.
         let keep = u64::MAX >> (8 * (8 - W));
         for b in self.blocks_padded(r, 8 - W) {
             let n = (b.len() + W - 8) / W;
@@ -700,14 +703,17 @@ impl<const W: usize> FpRuns<W> {
                 (u64::from_le(w) & keep) << Self::DROP
             };
             let ahead = n.saturating_sub(AHEAD);
-            for i in 0..n {
-                if i < ahead {
-                    let next = word(i + AHEAD);
-                    prefetch(tags, bucket_of(next, tags.len()));
+            // Two loops, so that the one asking for buckets ahead asks no question of
+            // where it is.
+            for i in 0..ahead {
+                prefetch(tags, bucket_of(word(i + AHEAD), tags.len()));
+                if tag_seen(tags, word(i)) {
+                    maybe.push(word(i) | top);
                 }
-                let fp = word(i) | top;
-                if tag_seen(tags, fp) {
-                    maybe.push(fp);
+            }
+            for i in ahead..n {
+                if tag_seen(tags, word(i)) {
+                    maybe.push(word(i) | top);
                 }
             }
         }
@@ -775,7 +781,7 @@ fn bucket_of(fp: u64, buckets: usize) -> usize {
 /// most half full always has one.
 #[inline(always)]
 fn tag_seen(tags: &mut [[u32; 4]], fp: u64) -> bool {
-    let tag = ((fp >> 24) as u32).max(1);
+    let tag = ((fp >> 24) as u32) | 1;
     let mut b = bucket_of(fp, tags.len());
     loop {
         let Some(slots) = tags.get_mut(b) else {

@@ -284,7 +284,7 @@ pub(crate) struct FpRuns<const W: usize = 8> {
 unsafe impl<const W: usize> Send for FpRuns<W> {}
 unsafe impl<const W: usize> Sync for FpRuns<W> {}
 
-/// Fingerprints from which [`FpRuns::repeats_on`] takes a second core (some 10 ms of
+/// Fingerprints from which [`FpRuns::repeats_on`] takes more cores (some 10 ms of
 /// looking, against a thread's start of some 50 µs).
 const TWO_CORES_FROM: usize = 1 << 20;
 
@@ -588,31 +588,40 @@ impl<const W: usize> FpRuns<W> {
     /// fewer than 64 smallest first, in a bigger one in the order of their second push.
     #[cfg(test)]
     pub fn repeats(&mut self, max: usize) -> Vec<u64> {
-        self.repeats_on(max, false)
+        self.repeats_on(max, 1)
     }
 
-    /// [`repeats`](Self::repeats), the second half of the runs looked through on another
-    /// thread when `two_cores` (and there are enough fingerprints to be worth one).
-    pub fn repeats_on(&mut self, max: usize, two_cores: bool) -> Vec<u64> {
+    /// [`repeats`](Self::repeats), the runs shared out between `cores` threads (this one
+    /// and `cores - 1` more, at most eight in all) when there are enough fingerprints to be
+    /// worth them; the candidates in the same order.
+    pub fn repeats_on(&mut self, max: usize, cores: usize) -> Vec<u64> {
         self.store_later();
         let runs = self.blocks.len();
-        if !two_cores || self.len < TWO_CORES_FROM {
-            return self.repeats_of(0..runs, max);
-        }
-        let this = &*self;
-        let mid = runs / 2;
-        let (mut out, rest) = std::thread::scope(|s| {
-            let rest = std::thread::Builder::new()
-                .name("persist-repeats".into())
-                .spawn_scoped(s, || this.repeats_of(mid..runs, max));
-            (this.repeats_of(0..mid, max), rest.map(|h| h.join()))
-        });
-        // No thread (or it failed): the second half here.
-        let rest = match rest {
-            Ok(Ok(rest)) => rest,
-            _ => this.repeats_of(mid..runs, max),
+        // At most eight: past them a thread's share is too small to be worth its start.
+        let cores = match self.len < TWO_CORES_FROM {
+            true => 1,
+            false => cores.clamp(1, 8),
         };
-        out.extend(rest);
+        let share = |k: usize| runs * k / cores;
+        let this = &*self;
+        let found: Vec<Vec<u64>> = std::thread::scope(|s| {
+            let others: Vec<_> = (1..cores)
+                .map(|k| {
+                    std::thread::Builder::new()
+                        .name("persist-repeats".into())
+                        .spawn_scoped(s, move || this.repeats_of(share(k)..share(k + 1), max))
+                })
+                .collect();
+            let mut found = vec![this.repeats_of(0..share(1), max)];
+            // No thread (or it failed): its share here.
+            for (k, t) in (1..cores).zip(others) {
+                let theirs = t.map_err(drop).and_then(|h| h.join().map_err(drop));
+                found
+                    .push(theirs.unwrap_or_else(|()| this.repeats_of(share(k)..share(k + 1), max)));
+            }
+            found
+        });
+        let mut out: Vec<u64> = found.into_iter().flatten().collect();
         out.truncate(max);
         out
     }
@@ -1169,17 +1178,19 @@ mod tests {
         for k in 0..TWO_CORES_FROM as u64 + 1000 {
             r.push_later(fp(k));
         }
-        assert!(r.repeats_on(8, true).is_empty());
+        assert!(r.repeats_on(8, 2).is_empty());
         // Repeats in runs of both halves (top bytes below and above 0x80), more than `max`.
         let again: Vec<u64> = (0..40).map(|k| k * 25_013).collect();
         for &k in &again {
             r.push(fp(k));
         }
-        let one = r.repeats_on(8, false);
+        let one = r.repeats_on(8, 1);
         assert_eq!(one.len(), 8);
-        assert_eq!(r.repeats_on(8, true), one);
-        let all = r.repeats_on(64, true);
-        assert_eq!(all, r.repeats_on(64, false));
+        let all = r.repeats_on(64, 1);
+        for cores in [2, 3, 5, 300] {
+            assert_eq!(r.repeats_on(8, cores), one, "{cores} cores");
+            assert_eq!(r.repeats_on(64, cores), all, "{cores} cores");
+        }
         assert_eq!(all.len(), again.len());
         assert!(all.iter().any(|f| f >> 63 == 0) && all.iter().any(|f| f >> 63 == 1));
     }

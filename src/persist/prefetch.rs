@@ -70,8 +70,16 @@ pub(crate) fn disable_on_this_thread() {
 /// Whether this thread may give part of its reading to a second core: the process may
 /// run on two or more, and this thread is not one of many already keeping them busy.
 pub(crate) fn second_core_free() -> bool {
-    !NO_PREFETCH.with(|c| c.get())
-        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+    cores_free() >= 2
+}
+
+/// The cores this thread may share its work with (itself included): those the process
+/// may run on, or 1 on a thread that is one of many already keeping them busy.
+pub(crate) fn cores_free() -> usize {
+    if NO_PREFETCH.with(|c| c.get()) {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Prefetch {

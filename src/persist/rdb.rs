@@ -687,14 +687,10 @@ impl<'a, R: Read> Rdb<'a, R> {
         dbs.push((self.current_db, std::mem::take(&mut self.keys_seen)));
         dbs.sort_by_key(|d| d.0);
         let mut out = Vec::new();
-        let two_cores = super::prefetch::second_core_free();
+        let cores = super::prefetch::cores_free();
         for (db, mut runs) in dbs {
             let left = MAX_CANDIDATES - out.len();
-            out.extend(
-                runs.repeats_on(left, two_cores)
-                    .into_iter()
-                    .map(|fp| (db, fp)),
-            );
+            out.extend(runs.repeats_on(left, cores).into_iter().map(|fp| (db, fp)));
             if out.len() >= MAX_CANDIDATES {
                 break;
             }

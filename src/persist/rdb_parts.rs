@@ -109,10 +109,10 @@ struct Later {
 /// each of at least half of [`MIN_LEN`], at most [`MAX_PARTS`]; 1 when a second core is not
 /// free or the file is under [`MIN_LEN`].
 pub(crate) fn parts(len: u64) -> usize {
-    if len < MIN_LEN || !super::prefetch::second_core_free() {
+    let cores = super::prefetch::cores_free();
+    if len < MIN_LEN || cores < 2 {
         return 1;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let most = usize::try_from(len / (MIN_LEN / 2)).unwrap_or(usize::MAX);
     cores.min(most).min(MAX_PARTS)
 }

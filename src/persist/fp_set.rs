@@ -286,7 +286,7 @@ unsafe impl<const W: usize> Sync for FpRuns<W> {}
 
 /// Fingerprints from which [`FpRuns::repeats_on`] takes more cores (some 10 ms of
 /// looking, against a thread's start of some 50 µs).
-const TWO_CORES_FROM: usize = 1 << 20;
+const SHARED_FROM: usize = 1 << 20;
 
 /// A block of a run: its segment, its first byte there, and how many fingerprints it holds
 /// once it is not the run's last (which [`FpRuns::filled`] counts from the run's head). All
@@ -598,7 +598,7 @@ impl<const W: usize> FpRuns<W> {
         self.store_later();
         let runs = self.blocks.len();
         // At most eight: past them a thread's share is too small to be worth its start.
-        let cores = match self.len < TWO_CORES_FROM {
+        let cores = match self.len < SHARED_FROM {
             true => 1,
             false => cores.clamp(1, 8),
         };
@@ -1175,7 +1175,7 @@ mod tests {
     fn repeats_looked_for_on_two_cores_are_those_of_one() {
         let fp = |k: u64| fingerprint(&k.to_le_bytes());
         let mut r = FpRuns::<6>::default();
-        for k in 0..TWO_CORES_FROM as u64 + 1000 {
+        for k in 0..SHARED_FROM as u64 + 1000 {
             r.push_later(fp(k));
         }
         assert!(r.repeats_on(8, 2).is_empty());

@@ -143,7 +143,7 @@ pub fn check_paths(paths: &[PathBuf], opts: &CheckOptions) -> Vec<FileReport> {
             s.spawn(|| {
                 // Every core already reads a file: no read-ahead thread, no second part of
                 // an RDB, on top.
-                prefetch::disable_on_this_thread();
+                prefetch::one_core_on_this_thread();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };

@@ -58,13 +58,14 @@ pub(crate) struct Prefetch {
 
 thread_local! {
     /// Set on threads that already share the cores with other files being checked.
-    static NO_PREFETCH: Cell<bool> = const { Cell::new(false) };
+    static ONE_CORE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Turns read-ahead off on this thread (for `check_paths`' workers, which already keep
-/// every core busy with one file each).
-pub(crate) fn disable_on_this_thread() {
-    NO_PREFETCH.with(|c| c.set(true));
+/// Keeps this thread's reading on its own core: no read-ahead thread, no parts of an RDB
+/// read at once, no threads for the repeat search (for `check_paths`' workers, which
+/// already keep every core busy with one file each).
+pub(crate) fn one_core_on_this_thread() {
+    ONE_CORE.with(|c| c.set(true));
 }
 
 /// Whether this thread may give part of its reading to a second core: the process may
@@ -76,7 +77,7 @@ pub(crate) fn second_core_free() -> bool {
 /// The cores this thread may share its work with (itself included): those the process
 /// may run on, or 1 on a thread that is one of many already keeping them busy.
 pub(crate) fn cores_free() -> usize {
-    if NO_PREFETCH.with(|c| c.get()) {
+    if ONE_CORE.with(|c| c.get()) {
         return 1;
     }
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -309,7 +310,7 @@ mod tests {
     fn no_read_ahead_on_threads_that_opt_out() {
         let f = file_of(&vec![0u8; MIN_LEN as usize]);
         std::thread::spawn(move || {
-            disable_on_this_thread();
+            one_core_on_this_thread();
             assert!(Prefetch::start(&f, MIN_LEN, true).is_none());
         })
         .join()

@@ -668,7 +668,7 @@ mod tests {
                 std::thread::scope(|s| {
                     s.spawn(|| {
                         if whole {
-                            crate::persist::prefetch::disable_on_this_thread();
+                            crate::persist::prefetch::one_core_on_this_thread();
                         }
                         let r = serde_json::to_string(&check(t.path(), &opts)).unwrap();
                         (r, TAKEN.with(|t| t.get()))

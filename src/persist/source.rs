@@ -577,7 +577,7 @@ mod tests {
     /// A file of `data` opened as the reader opens it on a thread with no read-ahead (one
     /// core, or a worker of `check_paths`): mapped from a megabyte up.
     fn mapped_source(data: &[u8]) -> (tempfile::NamedTempFile, Source<File>) {
-        super::super::prefetch::disable_on_this_thread();
+        super::super::prefetch::one_core_on_this_thread();
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, data).unwrap();
         let file = File::open(f.path()).unwrap();

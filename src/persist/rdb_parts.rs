@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use super::aof_keys::DATABASES;
 use super::error::ParseError;
@@ -48,42 +48,10 @@ const SEARCH_BYTES: u64 = 1 << 16;
 /// before a fault ends the search as soon (the first part may be waiting for it).
 const SEARCH_BUDGET: u64 = 32 << 20;
 
-/// Where a later part starts and the database it assumes, once its reader has looked;
-/// `None` inside when it found no place.
-#[derive(Default)]
-struct Meeting {
-    point: Mutex<Option<Option<(u64, u32)>>>,
-    told: Condvar,
-}
-
-impl Meeting {
-    fn tell(&self, point: Option<(u64, u32)>) {
-        let mut p = self.point.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_none() {
-            *p = Some(point);
-            self.told.notify_all();
-        }
-    }
-
-    fn wait(&self) -> Option<(u64, u32)> {
-        let mut p = self.point.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(point) = *p {
-                return point;
-            }
-            p = self.told.wait(p).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// Tells "no place" if a later part's reader ends (or panics) without telling.
-struct TellOnDrop<'m>(&'m Meeting);
-
-impl Drop for TellOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.tell(None);
-    }
-}
+/// Where a later part starts and the database it assumes, sent once its reader has
+/// looked. A reader that found no place (or ended, or panicked, before it looked) drops
+/// its sender unsent: "no place" to the part before.
+type Meeting = std::sync::mpsc::Receiver<(u64, u32)>;
 
 /// Where the parts after the first ended reading, in place of the first part's source's.
 pub(crate) struct LaterEnd {
@@ -156,19 +124,20 @@ fn read_on(
     let Some((&split, rest)) = splits.split_first() else {
         return (start(rdb), None);
     };
-    let meeting = Meeting::default();
+    let (tell, meeting): (_, Meeting) = std::sync::mpsc::sync_channel(1);
+    // Received once: this part may stop more than once (short of it, then at it).
+    let mut point = None;
     let abandon = Arc::new(AtomicBool::new(false));
     // Whoever this thread reads for may stop waiting (see `reading_stops_when`).
     let caller = reading_stop();
     std::thread::scope(|s| {
         let later = {
-            let (meeting, abandon) = (&meeting, abandon.clone());
+            let abandon = abandon.clone();
             std::thread::Builder::new()
                 .name("persist-part".into())
                 .spawn_scoped(s, move || {
-                    let _told = TellOnDrop(meeting);
                     reading_stops_when(Some(abandon), || {
-                        later_part(file, len, (split, rest), meeting, now_ms)
+                        later_part(file, len, (split, rest), tell, now_ms)
                     })
                 })
         };
@@ -181,7 +150,7 @@ fn read_on(
         let mut later = Some(later);
         while let Some(expire) = rdb.stopped.take() {
             let at = rdb.src.offset();
-            match meeting.wait() {
+            match *point.get_or_insert_with(|| meeting.recv().ok()) {
                 Some((p, _)) if p > at => {
                     rdb.stop = p;
                     result = rdb.records(rdb.current_db(), expire);
@@ -220,20 +189,21 @@ fn read_on(
     })
 }
 
-/// A later part's reader: looks for a record's start from `from`, tells `meeting`, and
+/// A later part's reader: looks for a record's start from `from`, tells the part before, and
 /// reads from there to the next part's start (the first of `rest`) or the file's end.
 fn later_part(
     file: &File,
     len: u64,
     (from, rest): (u64, &[u64]),
-    meeting: &Meeting,
+    tell: std::sync::mpsc::SyncSender<(u64, u32)>,
     now_ms: i64,
 ) -> Option<Later> {
     let mut src = Source::mapped(file.try_clone().ok()?, len).ok()?;
     let (version, valkey, db) = head(&mut src, now_ms)?;
     let start = find_start(&mut src, from, len, (version, valkey, db), now_ms);
-    meeting.tell(start.map(|p| (p, db)));
-    src.reposition(start?);
+    let start = start?;
+    tell.send((start, db)).ok()?;
+    src.reposition(start);
     src.start_crc();
     let mut rdb = Rdb::new(&mut src, None, now_ms);
     rdb.start_part(version, valkey, u64::MAX);

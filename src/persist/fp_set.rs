@@ -27,8 +27,9 @@ use super::words::Words;
 /// length, then the product's halves (with the words) by each other, which mixes as well
 /// as the final mix's two multiplies after a fold (a multiply a word made a chain of two
 /// waits on each other ahead of the final mix, and a short key's fingerprint is on the
-/// parse's critical path: some 7% of the check of an RDB of small keys). Not keyed: keys chosen to collide could make two
-/// distinct keys count as one (or look duplicated); the same key always gives the same value.
+/// parse's critical path: some 7% of the check of an RDB of small keys). Not keyed: keys
+/// chosen to collide could make two distinct keys count as one (or look duplicated); the
+/// same key always gives the same value.
 #[inline]
 pub(crate) fn fingerprint(key: &[u8]) -> u64 {
     const K0: u64 = 0xa076_1d64_78bd_642f;

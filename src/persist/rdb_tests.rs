@@ -328,6 +328,96 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
     assert!(e.expected.contains("a non-empty quicklist node"), "{e:?}");
 }
 
+/// The members of big sets, sorted sets and hashes are read in bulk while they are plain
+/// strings (`buffered_members`), one by one otherwise: either way a repeat or a NaN score
+/// is refused at its own offset, and members of other encodings between plain ones (an
+/// integer, LZF) are taken and checked for repeats as the server holds them.
+#[test]
+fn members_in_bulk_or_one_by_one_meet_faults_at_their_offsets() {
+    let member = |i: usize| format!("member-{i}").into_bytes();
+    // Each member's encoding (an integer, LZF, or plain), and where it starts.
+    let enc = |i: usize| match i % 50 {
+        7 => vec![0xc1, i as u8, (i >> 8) as u8],
+        9 => {
+            let m = member(i);
+            let mut lzf = vec![
+                0xc3,
+                (m.len() + 1) as u8,
+                m.len() as u8,
+                (m.len() - 1) as u8,
+            ];
+            lzf.extend_from_slice(&m);
+            lzf
+        }
+        _ => s(&member(i)),
+    };
+    // Type `t`, `n` members, `tail` after each; member `d` written as `dup` instead.
+    let build = |t: u8, n: usize, tail: &dyn Fn(usize) -> Vec<u8>, dup: Option<(usize, &[u8])>| {
+        let mut b = [&[t][..], &s(b"v"), &[0x40 | (n >> 8) as u8, n as u8]].concat();
+        let mut at = Vec::new();
+        for i in 0..n {
+            at.push(9 + b.len() as u64);
+            let m = match dup {
+                Some((d, m)) if d == i => m.to_vec(),
+                _ => enc(i),
+            };
+            b.extend(m);
+            b.extend(tail(i));
+        }
+        (b, at)
+    };
+    let nothing = |_: usize| Vec::new();
+    let score = |i: usize| (i as f64).to_le_bytes().to_vec();
+    let value = |_: usize| s(b"v");
+    for (t, tail, what) in [
+        (
+            2u8,
+            &nothing as &dyn Fn(usize) -> Vec<u8>,
+            "set member not already",
+        ),
+        (5, &score, "sorted set member not already"),
+        (4, &value, "Duplicate hash fields detected"),
+    ] {
+        let (b, _) = build(t, 600, tail, None);
+        assert_eq!(
+            ok(b"REDIS0010", &b).keys_per_db.get(&0),
+            Some(&1),
+            "type {t}"
+        );
+        // Deep in the value, a repeat of a plain member, of an integer one (57, written
+        // plain) and of an LZF one, in each encoding: the server holds them all as
+        // strings. The second of the two is refused.
+        let plain = |i: usize| s(&member(i));
+        for (d, m, first) in [
+            (300, plain(120), 120),
+            (301, s(b"57"), 57),
+            (302, plain(109), 109),
+            (303, enc(109), 109),
+            (304, enc(57), 57),
+            (257, plain(310), 310),
+        ] {
+            let (b, at) = build(t, 600, tail, Some((d, &m)));
+            let e = refused(b"REDIS0010", &b, what);
+            assert_eq!(
+                e.offset,
+                at[d.max(first)],
+                "type {t}, member {d} again as {first}"
+            );
+        }
+    }
+    // A NaN score in the middle of a big sorted set.
+    let nan_at = |i: usize| {
+        if i == 333 {
+            f64::NAN.to_le_bytes().to_vec()
+        } else {
+            score(i)
+        }
+    };
+    let (b, at) = build(5, 600, &nan_at, None);
+    let e = refused(b"REDIS0010", &b, "not NaN");
+    assert_eq!(e.offset, at[333] + s(&member(333)).len() as u64);
+}
+
 /// A key twice among many, in a database big enough for the fingerprints' tag tables
 /// (runs of 64 and more): found and named; without it, nothing is.
 #[test]

@@ -202,25 +202,32 @@ impl FpSet {
     }
 
     /// Adds `fp` like [`insert`](Self::insert), and says at which slot it is.
-    #[inline]
+    #[inline(always)]
     pub fn insert_at(&mut self, fp: u64) -> Option<(usize, bool)> {
         let fp = stored(fp);
         let (mut i, found) = self.probe(fp);
         if found {
             return Some((i, false));
         }
-        let n = self.mask + 1;
-        if (self.len + 1) * 4 > n * 3 {
-            if n < MAX_SLOTS {
-                self.grow();
-                i = self.probe(fp).0;
-            } else if self.len + 1 > MAX_KEYS {
-                return None;
-            }
+        if (self.len + 1) * 4 > (self.mask + 1) * 3 {
+            i = self.make_room(fp)?;
         }
         self.slots[i] = fp;
         self.len += 1;
         Some((i, true))
+    }
+
+    /// Grows a table that `fp` would make more than 3/4 full: where `fp` goes now, or
+    /// `None` when the table is at its largest and full.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, fp: u64) -> Option<usize> {
+        if self.mask + 1 < MAX_SLOTS {
+            self.grow();
+        } else if self.len + 1 > MAX_KEYS {
+            return None;
+        }
+        Some(self.probe(fp).0)
     }
 
     fn grow(&mut self) -> Words {

@@ -335,7 +335,7 @@ fn buffered_fast_paths_keep_counts_and_fault_offsets() {
 #[test]
 fn members_in_bulk_or_one_by_one_meet_faults_at_their_offsets() {
     let member = |i: usize| format!("member-{i}").into_bytes();
-    // Each member's encoding (an integer, LZF, or plain), and where it starts.
+    // Member `i` as written: an integer (1 in 50), LZF (1 in 50) or a plain string.
     let enc = |i: usize| match i % 50 {
         7 => vec![0xc1, i as u8, (i >> 8) as u8],
         9 => {

@@ -321,10 +321,8 @@ impl<R: Read> Rdb<'_, R> {
             let member = at + header..at + header + len;
             let end = match tail {
                 Tail::None => member.end,
-                Tail::Score => match b.get(member.end..member.end + 8) {
-                    Some(s) if !f64::from_le_bytes(s.try_into().unwrap_or_default()).is_nan() => {
-                        member.end + 8
-                    }
+                Tail::Score => match b.get(member.end..member.end + 8).map(<[u8; 8]>::try_from) {
+                    Some(Ok(s)) if !f64::from_le_bytes(s).is_nan() => member.end + 8,
                     _ => break,
                 },
                 Tail::Value => match b.get(member.end..).and_then(buffered_plain) {

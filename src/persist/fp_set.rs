@@ -130,7 +130,7 @@ impl FpSet {
     #[inline]
     fn probe(&self, fp: u64) -> (usize, bool) {
         let mask = self.mask;
-        // SipHash output is uniform: its high bits are as good a position as any.
+        // A fingerprint's bits are all mixed: its high ones are as good a position as any.
         let mut i = (fp >> 32) as usize & mask;
         loop {
             match self.slots[i] {
@@ -309,6 +309,9 @@ unsafe impl<const W: usize> Sync for FpRuns<W> {}
 /// Fingerprints from which [`FpRuns::repeats_on`] takes more cores (some 10 ms of
 /// looking, against a thread's start of some 50 µs).
 const SHARED_FROM: usize = 1 << 20;
+/// Threads [`FpRuns::repeats_on`] shares the runs between at most: past them a thread's
+/// share is too small to be worth its start.
+const MAX_SHARES: usize = 8;
 
 /// A block of a run: its segment, its first byte there, and how many fingerprints it holds
 /// once it is not the run's last (which [`FpRuns::filled`] counts from the run's head). All
@@ -614,15 +617,14 @@ impl<const W: usize> FpRuns<W> {
     }
 
     /// [`repeats`](Self::repeats), the runs shared out between `cores` threads (this one
-    /// and `cores - 1` more, at most eight in all) when there are enough fingerprints to be
-    /// worth them; the candidates in the same order.
+    /// and `cores - 1` more, at most [`MAX_SHARES`] in all) when there are enough
+    /// fingerprints to be worth them; the candidates in the same order.
     pub fn repeats_on(&mut self, max: usize, cores: usize) -> Vec<u64> {
         self.store_later();
         let runs = self.blocks.len();
-        // At most eight: past them a thread's share is too small to be worth its start.
         let cores = match self.len < SHARED_FROM {
             true => 1,
-            false => cores.clamp(1, 8),
+            false => cores.clamp(1, MAX_SHARES),
         };
         let share = |k: usize| runs * k / cores;
         let this = &*self;

@@ -190,11 +190,11 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let (file, len) = file;
     // A big file with cores to spare (and no keys to visit, which come one at a time) is
     // read in parts at once (`rdb_parts`), each mapped.
-    let parts = match opts.slots {
-        None => rdb_parts::parts(len),
+    let threads = match opts.slots {
+        None => rdb_parts::threads(len),
         Some(_) => 1,
     };
-    let later_file = (parts > 1).then(|| file.try_clone().ok()).flatten();
+    let later_file = (threads > 1).then(|| file.try_clone().ok()).flatten();
     let mut src = match later_file {
         Some(_) => Source::mapped(file, len).unwrap_or_else(|f| Source::open_file(f, len)),
         None => Source::open_file(file, len),
@@ -205,8 +205,8 @@ fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut rdb = Rdb::new(&mut src, visitor, now);
     let (mut result, later) = match later_file {
         Some(f) if rdb.src.is_mapped() => {
-            let splits = rdb_parts::splits(len, parts);
-            rdb_parts::run(&mut rdb, &f, len, &splits, now)
+            let splits = rdb_parts::splits(len, threads);
+            rdb_parts::run(&mut rdb, &f, len, &splits, threads, now)
         }
         _ => (rdb.run(), None),
     };

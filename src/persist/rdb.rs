@@ -509,9 +509,17 @@ impl<'a, R: Read> Rdb<'a, R> {
     ) -> Result<bool, ParseError> {
         let mut key = std::mem::take(&mut self.key);
         let at = self.src.offset();
-        let kept = self.string_into(&mut key, KEY_CAP);
+        // A trial of where records start skips keys: one read from inside a value may be
+        // thousands of bytes long, and reading and fingerprinting those was most of the
+        // search's time.
+        let trial = self.hunt.as_ref().is_some_and(Hunt::skips_keys);
+        let kept = match trial {
+            true => self.skip_string().map(|_| false),
+            false => self.string_into(&mut key, KEY_CAP),
+        };
         let mut fp = None;
         match kept {
+            Ok(false) if trial => {}
             Ok(true) => {
                 fp = Some(fingerprint(&key));
                 if let Some(v) = self.visitor.as_mut() {
@@ -806,11 +814,6 @@ impl<'a, R: Read> Rdb<'a, R> {
             let mut digest = self.src.crc_digest();
             if let (Some(d), Some(rest)) = (digest.as_mut(), t.digest) {
                 d.combine(&rest);
-            }
-            // A part itself: the CRC from its start on, for the part before it.
-            if self.part {
-                self.part_trailer = Some(PartTrailer { digest, ..t });
-                return Ok(());
             }
             self.crc_verdict(digest.map_or(0, |d| d.finalize()), t.stored, t.at)
         });
@@ -1143,6 +1146,16 @@ impl Hunt {
             fp,
             keys: Vec::new(),
         }
+    }
+
+    /// No key at all: a trial of where records start (`rdb_parts`), which skips keys
+    /// (no database has this number).
+    pub fn trial() -> Hunt {
+        Hunt::new(u32::MAX, 0)
+    }
+
+    fn skips_keys(&self) -> bool {
+        self.db == u32::MAX
     }
 }
 

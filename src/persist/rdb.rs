@@ -13,7 +13,7 @@ use super::fp_set::{fingerprint, FpRuns, FpSet, MAX_RUN_KEYS};
 
 use super::error::{BlobFault, ParseError};
 use super::lzf;
-use super::source::Source;
+use super::source::{crc64_then, Source};
 
 /// Blobs (listpacks, ziplists, ...) above this are skipped with a warning rather than held
 /// in memory: Redis never writes one this big with its default limits.
@@ -813,7 +813,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             };
             let mut digest = self.src.crc_digest();
             if let (Some(d), Some(rest)) = (digest.as_mut(), t.digest) {
-                d.combine(&rest);
+                *d = crc64_then(d, &rest);
             }
             self.crc_verdict(digest.map_or(0, |d| d.finalize()), t.stored, t.at)
         });

@@ -35,7 +35,7 @@ use crc_fast::Digest;
 use super::aof_keys::DATABASES;
 use super::error::ParseError;
 use super::rdb::{Hunt, PartRun, Rdb};
-use super::source::{reading_stop, reading_stops_when, Source};
+use super::source::{crc64_then, reading_stop, reading_stops_when, Source};
 
 /// Files smaller than this are read in one part: a thread is not worth starting. (The
 /// crate's own tests take files from a megabyte, the smallest mapped, in parts.)
@@ -377,7 +377,7 @@ fn read_in_parts(
                 parts += 1;
                 let mut crc = rdb.src.crc_digest();
                 if let (Some(c), Some(d)) = (crc.as_mut(), digest) {
-                    c.combine(d.as_ref());
+                    *c = crc64_then(c, &d);
                 }
                 rdb.src.resume_at(at, crc);
                 reached = Reached::Part(j);

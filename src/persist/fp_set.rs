@@ -19,6 +19,8 @@ const FIRST_SLOTS: usize = 1 << 10;
 /// members grows it as they come.
 const CLEARED_SLOTS: usize = FIRST_SLOTS * 16;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::words::Words;
 
 /// The fingerprint of a key: 8 bytes at a time through a 64×64→128-bit multiply folded
@@ -618,48 +620,72 @@ impl<const W: usize> FpRuns<W> {
 
     /// [`repeats`](Self::repeats), the runs shared out between `cores` threads (this one
     /// and `cores - 1` more, at most [`MAX_SHARES`] in all) when there are enough
-    /// fingerprints to be worth them; the candidates in the same order.
+    /// fingerprints to be worth them; the candidates in the same order. Each thread takes
+    /// the next run nobody has taken until none is left (or `max` are found), so a core
+    /// slowed down by another (two of a VM do that to each other) does fewer: in even
+    /// shares, one took 14-16 ms where the other took 9.
     pub fn repeats_on(&mut self, max: usize, cores: usize) -> Vec<u64> {
         self.store_later();
-        let runs = self.blocks.len();
         let cores = match self.len < SHARED_FROM {
             true => 1,
             false => cores.clamp(1, MAX_SHARES),
         };
-        let share = |k: usize| runs * k / cores;
         let this = &*self;
-        let found: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let (next, found) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let take = || this.repeats_taken(&next, &found, max);
+        let mut runs: Vec<(usize, Vec<u64>)> = std::thread::scope(|s| {
             let others: Vec<_> = (1..cores)
-                .map(|k| {
+                .filter_map(|_| {
                     std::thread::Builder::new()
                         .name("persist-repeats".into())
-                        .spawn_scoped(s, move || this.repeats_of(share(k)..share(k + 1), max))
+                        .spawn_scoped(s, take)
+                        .ok()
                 })
                 .collect();
-            let mut found = vec![this.repeats_of(0..share(1), max)];
-            // No thread (or it failed): its share here.
-            for (k, t) in (1..cores).zip(others) {
-                let theirs = t.map_err(drop).and_then(|h| h.join().map_err(drop));
-                found
-                    .push(theirs.unwrap_or_else(|()| this.repeats_of(share(k)..share(k + 1), max)));
+            let mut runs = take();
+            for t in others {
+                // A thread that failed lost the run it had taken: all again, here.
+                match t.join() {
+                    Ok(theirs) => runs.extend(theirs),
+                    Err(_) => {
+                        let (next, found) = (AtomicUsize::new(0), AtomicUsize::new(0));
+                        return this.repeats_taken(&next, &found, max);
+                    }
+                }
             }
-            found
+            runs
         });
-        let mut out: Vec<u64> = found.into_iter().flatten().collect();
+        runs.sort_unstable_by_key(|r| r.0);
+        let mut out: Vec<u64> = runs.into_iter().flat_map(|r| r.1).collect();
         out.truncate(max);
         out
     }
 
-    /// [`repeats`](Self::repeats) of the runs in `runs`.
-    fn repeats_of(&self, runs: std::ops::Range<usize>, max: usize) -> Vec<u64> {
-        let (mut scratch, mut tags, mut out) = (Vec::new(), Vec::new(), Vec::new());
-        for r in runs {
-            if out.len() >= max {
+    /// Runs taken in turn through `next` (shared with other threads) and looked through
+    /// for repeats, until none is left or `found` (also shared) reaches `max`: each with
+    /// its candidates, when it has any. Runs are taken in order, so every run before the
+    /// last taken is looked through whole, and the first `max` candidates run by run are
+    /// among these and the other threads'.
+    fn repeats_taken(
+        &self,
+        next: &AtomicUsize,
+        found: &AtomicUsize,
+        max: usize,
+    ) -> Vec<(usize, Vec<u64>)> {
+        let (mut scratch, mut tags, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+        while found.load(Ordering::Relaxed) < max {
+            let r = next.fetch_add(1, Ordering::Relaxed);
+            if r >= self.blocks.len() {
                 break;
             }
+            let mut out = Vec::new();
             self.run_repeats(r, &mut scratch, &mut tags, max, &mut out);
+            if !out.is_empty() {
+                found.fetch_add(out.len(), Ordering::Relaxed);
+                runs.push((r, out));
+            }
         }
-        out
+        runs
     }
 
     /// Fingerprints twice in run `r`: the candidates of one [`tag_pass`](Self::tag_pass)

@@ -454,6 +454,15 @@ fn find_start(
         rdb.src.set_limit(len);
         rdb.src.reposition(p);
         rdb.src.set_limit(p.saturating_add(TRIAL_LIMIT));
+        // No record starts with a byte that is neither a value type nor an opcode: most
+        // places are refused here, without the fault (and its message) a trial makes.
+        if !rdb
+            .src
+            .peek(1)
+            .is_ok_and(|b| matches!(b[0], 0..=25 | 0xf4..=0xff))
+        {
+            return None;
+        }
         rdb.start_part(version, valkey, p + TRIAL_BYTES);
         let mut expire = None;
         let found = loop {

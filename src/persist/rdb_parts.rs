@@ -201,9 +201,8 @@ impl Pool<'_> {
     /// Where part `i` starts; `None` when none was found (or there is no part `i`).
     fn start(&self, i: usize) -> Option<u64> {
         *self.starts.get(i)?.get_or_init(|| {
-            let _ = self.head()?;
+            let head = self.head()?;
             let mut src = Source::mapped(self.file.try_clone().ok()?, self.len).ok()?;
-            let head = head(&mut src, self.now_ms)?;
             find_start(&mut src, self.splits[i], self.len, head, self.now_ms)
         })
     }

@@ -764,7 +764,8 @@ mod tests {
             let mut all_taken = 0;
             for round in 0..12 {
                 // Two or three threads; the parts `splits` gives them (six or eight), or
-                // three or four anywhere (two close together, one inside the head).
+                // parts from two or four places anywhere (some close together, some inside
+                // the head).
                 let threads = 2 + round % 2;
                 let mut splits = match round % 3 {
                     0 => splits(len, threads),

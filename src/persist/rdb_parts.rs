@@ -35,6 +35,7 @@ use crc_fast::Digest;
 use super::aof_keys::DATABASES;
 use super::error::ParseError;
 use super::rdb::{Hunt, PartRun, Rdb};
+use super::rdb_value::may_start_record;
 use super::source::{crc64_then, reading_stop, reading_stops_when, Source};
 
 /// Files smaller than this are read in one part: a thread is not worth starting. (The
@@ -455,11 +456,7 @@ fn find_start(
         rdb.src.set_limit(p.saturating_add(TRIAL_LIMIT));
         // No record starts with a byte that is neither a value type nor an opcode: most
         // places are refused here, without the fault (and its message) a trial makes.
-        if !rdb
-            .src
-            .peek(1)
-            .is_ok_and(|b| matches!(b[0], 0..=25 | 0xf4..=0xff))
-        {
+        if !rdb.src.peek(1).is_ok_and(|b| may_start_record(b[0])) {
             return None;
         }
         rdb.start_part(version, valkey, p + TRIAL_BYTES);

@@ -744,6 +744,16 @@ enum Tail {
     Value,
 }
 
+/// The largest value type any server writes (redis-server 7.4's listpack hash with field
+/// TTLs, 25): [`Rdb::value`] refuses every type byte above it.
+const LAST_VALUE_TYPE: u8 = 25;
+
+/// Whether a record may start with byte `b`: a value type or an opcode (from 0xf4, the
+/// slot info), the bytes the record loop does not refuse at once.
+pub(crate) fn may_start_record(b: u8) -> bool {
+    matches!(b, 0..=LAST_VALUE_TYPE | 0xf4..=0xff)
+}
+
 fn nan_score(at: u64) -> ParseError {
     ParseError::corrupt(
         at,
@@ -760,7 +770,7 @@ fn first_version(t: u8, valkey: bool) -> u32 {
         16..=19 => 10,
         20 | 21 => 11,
         22 if valkey => 80,
-        22..=25 if !valkey => 12,
+        22..=LAST_VALUE_TYPE if !valkey => 12,
         // Types no version has: `value` names them.
         _ => 1,
     }

@@ -164,6 +164,91 @@ fn multi_part_aof_without_preamble_and_legacy_single_files() {
     assert!(check_aof_tool(&legacy));
 }
 
+/// Keys and keys with a TTL per database, from INFO keyspace.
+fn keys_and_expires(s: &mut Server) -> (BTreeMap<u32, u64>, u64) {
+    let info = s.cmd(&["INFO", "keyspace"]).text();
+    let expires = info
+        .lines()
+        .filter_map(|l| {
+            l.split(",expires=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    (s.keyspace(), expires)
+}
+
+/// A legacy `appendonly.aof` whose rewrite holds more keys than the reader probes a lone
+/// file for (65,536 commands) before reading it as a base, then writes that delete,
+/// expire, rename, overwrite keys of the base and set new ones in two databases: the
+/// counts are the server's. (The same path, with a small probe, is compared with a
+/// replay of every command on random files in the crate's tests.)
+#[test]
+fn a_legacy_aof_of_a_big_rewrite_then_writes_counts_what_the_server_holds() {
+    let mut s = Server::start(&[
+        ("appendonly", "yes"),
+        ("aof-use-rdb-preamble", "no"),
+        ("appendfsync", "always"),
+        ("enable-debug-command", "yes"),
+    ]);
+    s.cmd(&["DEBUG", "POPULATE", "70000", "key", "8"]);
+    let mut cmds = Vec::new();
+    for i in 0..500 {
+        cmds.push(args(&["EXPIRE", &format!("key:{i}"), "100000"]));
+    }
+    cmds.push(args(&["SELECT", "2"]));
+    for i in 0..100 {
+        cmds.push(args(&["RPUSH", &format!("d2:{i}"), "a", "b"]));
+    }
+    s.batch(&cmds);
+    assert!(s.cmd(&["BGREWRITEAOF"]).text().contains("rewriting"));
+    s.wait_persistence();
+    let incr = [
+        vec!["SELECT", "0"],
+        vec!["DEL", "key:10", "key:20000", "missing"],
+        vec!["SET", "key:1", "overwritten"],
+        vec!["EXPIRE", "key:30000", "5000"],
+        vec!["RENAME", "key:40000", "renamed"],
+        vec!["SET", "new", "v", "EX", "1000"],
+        vec!["PERSIST", "key:2"],
+        vec!["SELECT", "2"],
+        vec!["DEL", "d2:0"],
+        vec!["RPUSH", "d2:new", "x"],
+    ];
+    for c in incr {
+        let r = s.cmd(&c);
+        assert!(
+            !matches!(r, persist_support::Reply::Error(_)),
+            "{c:?}: {r:?}"
+        );
+    }
+    let (keyspace, expires) = keys_and_expires(&mut s);
+    let dir = dir_of(&s);
+    let tmp = tempfile::tempdir().unwrap();
+    let legacy = tmp.path().join("appendonly.aof");
+    let mut bytes = fs::read(files_in(&dir, ".base.aof")).unwrap();
+    bytes.extend(fs::read(files_in(&dir, ".incr.aof")).unwrap());
+    fs::write(&legacy, &bytes).unwrap();
+    let r = check(&legacy);
+    assert_eq!(
+        (r.verdict, r.kind),
+        (Verdict::Ok, FileKind::AofSingle),
+        "{:?}",
+        r.fault
+    );
+    assert!(r.keys_exact, "{:?}", r.keys_estimate_why);
+    assert_eq!(r.keys_per_db, keyspace);
+    assert_eq!((r.keys, r.expires), (70_099, expires));
+    // The base file on its own: the rewrite's keys, its TTLs.
+    let base = check(&files_in(&dir, ".base.aof"));
+    assert!(base.keys_exact, "{:?}", base.keys_estimate_why);
+    assert_eq!(base.keys_per_db, BTreeMap::from([(0, 70_000), (2, 100)]));
+    assert_eq!(base.expires, 500);
+}
+
 #[test]
 fn legacy_aof_with_rdb_preamble() {
     let (s, keyspace) = aof_server("yes");

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::aof_damaged::DamagedKeys;
-use super::aof_keys::{self, Class, Effect, Ttl};
+use super::aof_keys::{self, Change, Class, Effect, Ttl, DATABASES};
 use super::aof_replay::{DbCounts, Replay};
 use super::commands;
 use super::error::{FaultKind, ParseError};
@@ -193,6 +193,53 @@ pub(crate) struct FirstPass<'a> {
     effects: Vec<Effect>,
     /// The length of the file being walked, which sizes the replay's key table.
     file_len: u64,
+    /// A lone file read as a base while it lasts ([`Lone`]).
+    lone: Lone,
+    /// Commands of a lone file taken as its base: the second pass takes them so too.
+    pub lone_base: u64,
+    /// The last base key's expiry came (a rewrite writes it last).
+    expired_last: bool,
+    /// Whether a RESP base named a key in two runs apart (see
+    /// [`take_resp_base`](Self::take_resp_base)).
+    pub base_repeated: bool,
+}
+
+/// A lone AOF file (no manifest: a legacy `appendonly.aof`, or a base file checked on its
+/// own) is read as a base (rewrite output) while its commands are what a rewrite writes
+/// ([`FirstPass::rewrite_like`]), and as incremental commands from the first that is not.
+/// Its keys then cost what a base's cost (a fingerprint each, 6 bytes) instead of a
+/// replay's table of every key (a lone base of 7 M keys took 211 MB and twice the time
+/// of its directory). Until [`LONE_PROBE`] commands, their effects are kept too, so that a
+/// file that soon turns out not to be a rewrite's (a key named again, a DEL) is replayed
+/// from its start in the same pass, as before.
+enum Lone {
+    /// Not a lone file, or past its base.
+    No,
+    /// In its first commands: their effects, to replay them should it not be a base.
+    Probing(Vec<Effect>),
+    /// Read as a base from here on (its first commands named no key twice).
+    Base,
+}
+
+/// Commands of a lone file kept while it is probed (some 2 MiB of effects).
+#[cfg(not(test))]
+const LONE_PROBE: usize = 1 << 16;
+/// A few, so that small test files go past the probe.
+#[cfg(test)]
+const LONE_PROBE: usize = 16;
+
+/// How lone files were read, in this thread (tests): replayed from their start after the
+/// probe, read as a base then as incremental commands.
+#[cfg(test)]
+pub(crate) mod lone_paths {
+    thread_local! {
+        pub static REPLAYED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        pub static BASE_THEN_INCR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    pub fn bump(c: &'static std::thread::LocalKey<std::cell::Cell<usize>>) {
+        c.with(|c| c.set(c.get() + 1));
+    }
 }
 
 impl<'a> FirstPass<'a> {
@@ -214,6 +261,132 @@ impl<'a> FirstPass<'a> {
             last_key: None,
             effects: Vec::new(),
             file_len: 0,
+            lone: Lone::No,
+            lone_base: 0,
+            expired_last: false,
+            base_repeated: false,
+        }
+    }
+
+    /// Reads the one file it walks as a lone one ([`Lone`]); not with a slot check, which
+    /// must know every key once (a base key named again later would be checked twice).
+    pub fn lone(mut self) -> Self {
+        if self.slots.is_none() {
+            self.lone = Lone::Probing(Vec::new());
+        }
+        self
+    }
+
+    /// Whether a lone file's command, of these effects, is what a rewrite writes, where it
+    /// writes it: no effect on the key set (a keyless command, one that changes a key made
+    /// before), a `SELECT` of a database the server has, one key created or written
+    /// whole with no TTL (SET, HSET, RPUSH, SADD, ZADD, XADD, ...), or that key's
+    /// `PEXPIREAT key ms` right after its data, once. Anything else (a DEL, a TTL set any
+    /// other way, an expiry on another key, data after a key's expiry) ends the base.
+    fn rewrite_like(&mut self, class: Class, cmd: &Command<'_>, effects: &[Effect]) -> bool {
+        match *effects {
+            // Not GETEX without options (no effect either): a base command names a key.
+            [] => matches!(
+                class,
+                Class::Keyless | Class::Multi | Class::Exec | Class::Existing1 | Class::Create2
+            ),
+            [Effect::Select(db)] => db < DATABASES,
+            [Effect::Key(fp, change)] => {
+                let same = self.last_key == Some(fp);
+                if let Class::Expire {
+                    ms: true,
+                    abs: true,
+                } = class
+                {
+                    let ok = same && !self.expired_last && cmd.argc == 3;
+                    self.expired_last |= ok;
+                    ok
+                } else if change == Change::TOUCH || change == Change::SET {
+                    if !same {
+                        self.expired_last = false;
+                    }
+                    !(same && self.expired_last)
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// A lone file's command: taken as its base's while it is [`rewrite_like`](Self::rewrite_like);
+    /// `false` when it is the first that is not (the caller reads it as an incremental one).
+    fn lone_command(&mut self, class: Class, cmd: &Command<'_>) -> bool {
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.clear();
+        aof_keys::effects(class, cmd, self.now_ms, &mut effects);
+        let base = self.rewrite_like(class, cmd, &effects);
+        if base {
+            // The key the effect names is the one a base command writes.
+            match (&*effects, base_key(class, cmd)) {
+                (&[Effect::Key(fp, _)], Some(key)) => self.base_key_command(class, cmd, key, fp),
+                _ => self.base_command(class, cmd),
+            }
+            self.lone_base += 1;
+            if let Lone::Probing(kept) = &mut self.lone {
+                kept.extend_from_slice(&effects);
+                if self.lone_base >= LONE_PROBE as u64 {
+                    self.probed();
+                }
+            }
+        } else {
+            self.lone_ends();
+        }
+        self.effects = effects;
+        base
+    }
+
+    /// A lone file's first [`LONE_PROBE`] commands were all a rewrite's: read on as a base
+    /// if they named no key twice (a rewrite names each once), else replayed.
+    fn probed(&mut self) {
+        let repeated = std::iter::once(&mut self.base_db)
+            .chain(self.base_dbs.values_mut())
+            .any(|d| d.keys.distinct() < d.counts.keys);
+        if repeated {
+            self.lone_ends();
+        } else {
+            self.lone = Lone::Base;
+        }
+    }
+
+    /// A lone file's base ends: one still probed is replayed from its start instead (its
+    /// keys unlearnt as a base), one read as a base goes on with incremental commands from
+    /// the database it was in.
+    fn lone_ends(&mut self) {
+        match std::mem::replace(&mut self.lone, Lone::No) {
+            Lone::No => {}
+            Lone::Probing(kept) => {
+                #[cfg(test)]
+                lone_paths::bump(&lone_paths::REPLAYED);
+                self.base_db = BaseDb::default();
+                self.base_dbs.clear();
+                (self.db, self.last_key, self.lone_base) = (0, None, 0);
+                let mut r = Replay::growing(expected_keys(self.file_len));
+                r.apply_all(&kept);
+                self.live = Some(r);
+            }
+            Lone::Base => {
+                #[cfg(test)]
+                lone_paths::bump(&lone_paths::BASE_THEN_INCR);
+                if self.base_is_empty() {
+                    let mut r = Replay::growing(expected_keys(self.file_len));
+                    r.apply_all(&[Effect::Select(self.db)]);
+                    self.live = Some(r);
+                }
+            }
+        }
+    }
+
+    /// The end of a lone file's walk: one probed to its end counts as a base if it named
+    /// no key twice.
+    pub fn lone_done(&mut self) {
+        if matches!(self.lone, Lone::Probing(_)) {
+            self.probed();
         }
     }
 
@@ -249,37 +422,41 @@ impl<'a> FirstPass<'a> {
                     self.exact = false;
                     return;
                 };
-                // A rewrite writes `PEXPIREAT key ms` right after the key's data; one on any
-                // other key (a damaged file) makes no key: the server applies it only to a
-                // key that exists, which this count cannot tell.
-                let fp = aof_keys::fingerprint(key);
-                if matches!(class, Class::Expire { .. }) && self.last_key != Some(fp) {
-                    self.exact = false;
-                    self.inexact_why.get_or_insert_with(|| {
-                        "an expiry on a key the rewrite did not just write (a rewrite never \
-                         writes one): the server applies it only to a key that exists"
-                            .into()
-                    });
-                    return;
-                }
-                let base = &mut self.base_db;
-                let counts = &mut base.counts;
-                if self.last_key != Some(fp) {
-                    self.last_key = Some(fp);
-                    counts.keys += 1;
-                    if !base.keys.push(fp) {
-                        self.exact = false;
-                    }
-                    if let Some(s) = self.slots.as_deref_mut() {
-                        s.check(key);
-                    }
-                }
-                // A rewrite gives each key with a TTL one `PEXPIREAT key ms` after its data.
-                if let Some(ttl) = base_ttl(class, cmd, self.now_ms) {
-                    counts.expires += 1;
-                    counts.expired += u64::from(ttl == Ttl::Past);
-                }
+                self.base_key_command(class, cmd, key, aof_keys::fingerprint(key));
             }
+        }
+    }
+
+    /// A base command that writes `key` (of fingerprint `fp`).
+    fn base_key_command(&mut self, class: Class, cmd: &Command<'_>, key: &[u8], fp: u64) {
+        // A rewrite writes `PEXPIREAT key ms` right after the key's data; one on any other
+        // key (a damaged file) makes no key: the server applies it only to a key that
+        // exists, which this count cannot tell.
+        if matches!(class, Class::Expire { .. }) && self.last_key != Some(fp) {
+            self.exact = false;
+            self.inexact_why.get_or_insert_with(|| {
+                "an expiry on a key the rewrite did not just write (a rewrite never writes \
+                 one): the server applies it only to a key that exists"
+                    .into()
+            });
+            return;
+        }
+        let base = &mut self.base_db;
+        let counts = &mut base.counts;
+        if self.last_key != Some(fp) {
+            self.last_key = Some(fp);
+            counts.keys += 1;
+            if !base.keys.push(fp) {
+                self.exact = false;
+            }
+            if let Some(s) = self.slots.as_deref_mut() {
+                s.check(key);
+            }
+        }
+        // A rewrite gives each key with a TTL one `PEXPIREAT key ms` after its data.
+        if let Some(ttl) = base_ttl(class, cmd, self.now_ms) {
+            counts.expires += 1;
+            counts.expired += u64::from(ttl == Ttl::Past);
         }
     }
 }
@@ -313,7 +490,9 @@ impl FirstPass<'_> {
         dbs.into_iter()
             .filter(|(_, d)| d.counts.keys > 0)
             .map(|(db, mut d)| {
-                d.counts.keys = d.keys.distinct();
+                let distinct = d.keys.distinct();
+                self.base_repeated |= distinct < d.counts.keys;
+                d.counts.keys = distinct;
                 (db, d.counts)
             })
             .collect()
@@ -364,6 +543,8 @@ impl AofSink for FirstPass<'_> {
         }
         self.damaged.extend(&outcome.damaged);
         self.base = Some(outcome);
+        // Its commands come after a base already.
+        self.lone = Lone::No;
     }
 
     fn file_start(&mut self, len: u64) {
@@ -379,6 +560,9 @@ impl AofSink for FirstPass<'_> {
     fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>) {
         if base {
             return self.base_command(class, cmd);
+        }
+        if !matches!(self.lone, Lone::No) && self.lone_command(class, cmd) {
+            return;
         }
         if self.live.is_none() && self.base_is_empty() {
             self.live = Some(Replay::growing(expected_keys(self.file_len)));
@@ -465,6 +649,8 @@ pub(crate) struct SecondPass {
     now_ms: i64,
     db: u32,
     effects: Vec<Effect>,
+    /// Commands of a lone file still to take as its base's ([`FirstPass::lone_base`]).
+    lone_left: u64,
 }
 
 impl SecondPass {
@@ -474,6 +660,34 @@ impl SecondPass {
             now_ms,
             db: 0,
             effects: Vec::new(),
+            lone_left: 0,
+        }
+    }
+
+    /// Takes a lone file's first `commands` as its base, as the first pass did.
+    pub fn lone(mut self, commands: u64) -> Self {
+        self.lone_left = commands;
+        self
+    }
+
+    fn base_command(&mut self, class: Class, cmd: &Command<'_>) {
+        match class {
+            Class::Select => {
+                if let Some(db) = parse_u32(cmd.arg(1)) {
+                    self.db = db;
+                }
+            }
+            Class::Keyless | Class::Multi | Class::Exec => {}
+            Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
+            Class::Existing1 => {}
+            Class::ZAdd if !aof_keys::zadd_ok(cmd) => {}
+            _ => {
+                if let Some(key) = base_key(class, cmd) {
+                    let ttl = base_ttl(class, cmd, self.now_ms);
+                    self.replay
+                        .base_key(self.db, aof_keys::fingerprint(key), ttl);
+                }
+            }
         }
     }
 }
@@ -495,23 +709,14 @@ impl AofSink for SecondPass {
 
     fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>) {
         if base {
-            match class {
-                Class::Select => {
-                    if let Some(db) = parse_u32(cmd.arg(1)) {
-                        self.db = db;
-                    }
-                }
-                Class::Keyless | Class::Multi | Class::Exec => {}
-                Class::Create2 if !aof_keys::xgroup_creates(cmd) => {}
-                Class::Existing1 => {}
-                Class::ZAdd if !aof_keys::zadd_ok(cmd) => {}
-                _ => {
-                    if let Some(key) = base_key(class, cmd) {
-                        let ttl = base_ttl(class, cmd, self.now_ms);
-                        self.replay
-                            .base_key(self.db, aof_keys::fingerprint(key), ttl);
-                    }
-                }
+            return self.base_command(class, cmd);
+        }
+        if self.lone_left > 0 {
+            self.base_command(class, cmd);
+            self.lone_left -= 1;
+            if self.lone_left == 0 {
+                // The incremental commands go on in the database the base was writing.
+                self.replay.apply_all(&[Effect::Select(self.db)]);
             }
             return;
         }

@@ -2,7 +2,9 @@
 //! redis-check-aof on a >= 1 GB RDB of mixed types and its AOF twin (RESP, no preamble).
 //!
 //! Run: `cargo bench --bench reader` (builds the data once into `target/bench-data/`;
-//! `BENCH_READER_GB=2` for a bigger file, `BENCH_READER_REBUILD=1` to rebuild; every figure is
+//! `BENCH_READER_GB=2` for a bigger file, `BENCH_READER_REBUILD=1` to rebuild;
+//! `BENCH_READER_SHAPES=small` for the small-key RDB and small-command AOF only,
+//! `BENCH_READER_ONLY=<words>` for the shapes whose label holds them; every figure is
 //! the median of `BENCH_READER_RUNS` runs, 3 by default, taken in turns with the other
 //! contenders; peak memory is the highest of them).
 //! Each contender runs as a child process: wall and CPU time from `wait4`, peak RSS sampled
@@ -445,6 +447,15 @@ fn main() {
             ("AOF (RESP, multi-part)", aof.clone(), "redis-check-aof"),
         );
         shapes.insert(0, ("RDB", rdb.clone(), "redis-check-rdb"));
+        // The same base as one file: a legacy `appendonly.aof` (or a base checked alone).
+        shapes.push((
+            "AOF base file alone (a legacy single file)",
+            aof.join("appendonly.aof.1.base.aof"),
+            "redis-check-aof",
+        ));
+    }
+    if let Ok(only) = std::env::var("BENCH_READER_ONLY") {
+        shapes.retain(|s| s.0.contains(only.as_str()));
     }
     let me = std::env::current_exe().unwrap();
     for (label, path, tool) in &shapes {
@@ -525,7 +536,7 @@ fn main() {
                 .join(" ")
         );
     }
-    if only_small {
+    if only_small || std::env::var_os("BENCH_READER_ONLY").is_some() {
         return;
     }
     // Several files at once use all cores.

@@ -5,7 +5,8 @@
 //! exactly; a RESP base, written by a rewrite that emits each key's commands together,
 //! by runs of the same key) and collects the fingerprints of keys the incremental commands
 //! touch. Only when there are such commands does a second pass learn which of those keys
-//! the base holds and replay the commands over them. See [`super::aof_keys`].
+//! the base holds and replay the commands over them. A lone file is read as a base while
+//! it looks like one ([`Lone`]). See [`super::aof_keys`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

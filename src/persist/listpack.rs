@@ -481,7 +481,7 @@ pub(crate) mod tests {
             x ^= x << 17;
             x % n
         };
-        let long = vec![b'y'; 200];
+        let long = [b'y'; 200];
         let (mut fast_met, mut damaged) = (0, 0);
         for round in 0..20_000 {
             let mut items = Vec::new();

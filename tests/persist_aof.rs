@@ -124,13 +124,17 @@ fn files_in(dir: &Path, suffix: &str) -> PathBuf {
 
 #[test]
 fn multi_part_aof_with_rdb_preamble_counts_what_replay_leaves() {
-    let (s, keyspace) = aof_server("yes");
+    let (mut s, keyspace) = aof_server("yes");
+    // Its RDB base (past 4 KiB) is read once, the incremental file walked first.
+    let base = files_in(&dir_of(&s), ".base.rdb");
+    assert!(fs::metadata(base).unwrap().len() > 4096);
     let r = check(&dir_of(&s));
     assert_eq!(r.verdict, Verdict::Ok, "{:?}", r.fault);
     assert_eq!(r.kind, FileKind::AofMultiPart);
     assert_eq!(r.rdb_version, Some(10));
     assert!(r.keys_exact, "{:?}", r.warnings);
     assert_eq!(r.keys_per_db, keyspace);
+    assert_eq!(r.expires, keys_and_expires(&mut s).1);
     assert!(check_aof_tool(&dir_of(&s)));
     // The manifest itself leads to the directory.
     assert_eq!(check(&manifest(&dir_of(&s))).keys_per_db, keyspace);

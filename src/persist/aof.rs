@@ -203,6 +203,31 @@ pub(crate) struct FirstPass<'a> {
     /// Whether a RESP base named a key in two runs apart (see
     /// [`take_resp_base`](Self::take_resp_base)).
     pub base_repeated: bool,
+    /// The replay of the incremental commands, made before the base is read, from the
+    /// keys they touch ([`Touched`]): the base tells it about those keys as it is read,
+    /// and the commands are replayed as they come, with no second pass over the base.
+    prepared: Option<BaseKeys>,
+}
+
+/// A replay learning which of its keys a base holds, as the base is read.
+struct BaseKeys {
+    replay: Replay,
+    now_ms: i64,
+}
+
+impl KeyVisitor for BaseKeys {
+    fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        self.key_fp(db, aof_keys::fingerprint(key), expire_ms);
+    }
+
+    fn by_fingerprint(&self) -> bool {
+        true
+    }
+
+    fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {
+        let ttl = expire_ms.map_or(Ttl::None, |ms| Ttl::at(ms, self.now_ms));
+        self.replay.base_key(db, fp, Some(ttl));
+    }
 }
 
 /// A lone AOF file (no manifest: a legacy `appendonly.aof`, or a base file checked on its
@@ -266,7 +291,22 @@ impl<'a> FirstPass<'a> {
             lone_base: 0,
             expired_last: false,
             base_repeated: false,
+            prepared: None,
         }
+    }
+
+    /// Replays the incremental commands as they come, over what the base holds of the keys
+    /// they touch (`touched`, from a walk of the incremental files first): the base is
+    /// then read once, where a second pass read it again (an RDB base's parse was most of
+    /// a check). Not with a slot check (its own visitor of the base's keys).
+    pub fn prepared(mut self, touched: FpSet) -> Self {
+        if self.slots.is_none() {
+            self.prepared = Some(BaseKeys {
+                replay: Replay::new(touched, BTreeMap::new()),
+                now_ms: self.now_ms,
+            });
+        }
+        self
     }
 
     /// Reads the one file it walks as a lone one ([`Lone`]); not with a slot check, which
@@ -430,6 +470,11 @@ impl<'a> FirstPass<'a> {
 
     /// A base command that writes `key` (of fingerprint `fp`).
     fn base_key_command(&mut self, class: Class, cmd: &Command<'_>, key: &[u8], fp: u64) {
+        if let Some(p) = &mut self.prepared {
+            // As the second pass learns a base command's key.
+            p.replay
+                .base_key(self.db, fp, base_ttl(class, cmd, self.now_ms));
+        }
         // A rewrite writes `PEXPIREAT key ms` right after the key's data; one on any other
         // key (a damaged file) makes no key: the server applies it only to a key that
         // exists, which this count cannot tell.
@@ -532,6 +577,9 @@ fn base_ttl(class: Class, cmd: &Command<'_>, now_ms: i64) -> Option<Ttl> {
 
 impl AofSink for FirstPass<'_> {
     fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor> {
+        if let Some(p) = &mut self.prepared {
+            return Some(p);
+        }
         self.slots.as_deref_mut().map(|s| s as &mut dyn KeyVisitor)
     }
 
@@ -564,6 +612,16 @@ impl AofSink for FirstPass<'_> {
         }
         if !matches!(self.lone, Lone::No) && self.lone_command(class, cmd) {
             return;
+        }
+        if let Some(p) = self.prepared.take() {
+            // The base is read: the replay starts from its counts.
+            let counts = match &self.base {
+                Some(out) => db_counts(out),
+                None => self.take_resp_base(),
+            };
+            let mut r = p.replay;
+            r.set_base_counts(counts);
+            self.live = Some(r);
         }
         if self.live.is_none() && self.base_is_empty() {
             self.live = Some(Replay::growing(expected_keys(self.file_len)));
@@ -643,6 +701,45 @@ fn side_effects_why(cmd: &Command<'_>) -> String {
     )
 }
 
+/// Pass zero, over the incremental files alone: the keys their commands touch, for
+/// [`FirstPass::prepared`]. Stops being of use past [`MAX_KEYS`](super::fp_set::MAX_KEYS)
+/// keys (`full`).
+pub(crate) struct Touched {
+    pub touched: FpSet,
+    pub full: bool,
+    now_ms: i64,
+    effects: Vec<Effect>,
+}
+
+impl Touched {
+    pub fn new(now_ms: i64) -> Self {
+        Touched {
+            touched: FpSet::default(),
+            full: false,
+            now_ms,
+            effects: Vec::new(),
+        }
+    }
+}
+
+impl AofSink for Touched {
+    fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor> {
+        None
+    }
+
+    fn rdb(&mut self, _outcome: RdbOutcome) {}
+
+    fn command(&mut self, _base: bool, class: Class, cmd: &Command<'_>) {
+        self.effects.clear();
+        aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
+        for e in &self.effects {
+            for k in e.keys().into_iter().flatten() {
+                self.full |= self.touched.insert(k).is_none();
+            }
+        }
+    }
+}
+
 /// Pass two: which touched keys the base holds (and their TTLs), then the incr commands
 /// replayed.
 pub(crate) struct SecondPass {
@@ -695,9 +792,16 @@ impl SecondPass {
 
 impl KeyVisitor for SecondPass {
     fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+        self.key_fp(db, aof_keys::fingerprint(key), expire_ms);
+    }
+
+    fn by_fingerprint(&self) -> bool {
+        true
+    }
+
+    fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {
         let ttl = expire_ms.map_or(Ttl::None, |ms| Ttl::at(ms, self.now_ms));
-        self.replay
-            .base_key(db, aof_keys::fingerprint(key), Some(ttl));
+        self.replay.base_key(db, fp, Some(ttl));
     }
 }
 
@@ -725,6 +829,31 @@ impl AofSink for SecondPass {
         aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
         self.replay.apply_all(&self.effects);
     }
+}
+
+/// An RDB's keys and TTLs per database, as an AOF replay starts from them.
+pub(crate) fn db_counts(out: &RdbOutcome) -> BTreeMap<u32, DbCounts> {
+    let mut counts: BTreeMap<u32, DbCounts> = out
+        .keys_per_db
+        .iter()
+        .map(|(&db, &keys)| {
+            let (expires, expired) = out.expires_per_db.get(&db).copied().unwrap_or_default();
+            (
+                db,
+                DbCounts {
+                    keys,
+                    expires,
+                    expired,
+                },
+            )
+        })
+        .collect();
+    for (&db, &(expires, expired)) in &out.expires_per_db {
+        let c = counts.entry(db).or_default();
+        c.expires = expires;
+        c.expired = expired;
+    }
+    counts
 }
 
 /// The key a base (rewrite output) command is about: rewrites emit each key's commands

@@ -20,6 +20,9 @@ use super::fp_set::{FpSet, SlotStates};
 /// 64 took 8-12% off the check of 5 M small commands, 16 half of that.
 const BATCH: usize = 64;
 
+/// The most bits [`Replay::base_key`]'s filter takes (2 MiB).
+const FILTER_BITS: usize = 1 << 24;
+
 /// Keys of one database: all of them (expired or not: a server loading an AOF keeps
 /// expired keys until its expiry cycle removes them), those with a TTL, those whose TTL
 /// had passed when the check ran.
@@ -118,6 +121,9 @@ pub(crate) struct Replay {
     waiting: Vec<Effect>,
     filled: usize,
     touched: FpSet,
+    /// A bit for each touched key's top bits, some 16 bits a key (a power of two, at most
+    /// [`FILTER_BITS`]), for [`base_key`](Self::base_key); `None` when the set grows.
+    filter: Option<Vec<u64>>,
     /// Keys are added as commands name them (no base keys to learn first).
     grows: bool,
     db: u32,
@@ -131,7 +137,16 @@ impl Replay {
     /// A replay over a base whose keys among `touched` are given by
     /// [`base_key`](Self::base_key) before any command.
     pub fn new(touched: FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
+        let bits = (touched.len() * 16)
+            .next_power_of_two()
+            .clamp(4096, FILTER_BITS);
+        let mut filter = vec![0u64; bits / 64];
+        for fp in touched.stored() {
+            let i = (fp >> 40) as usize & (bits - 1);
+            filter[i / 64] |= 1 << (i % 64);
+        }
         Replay {
+            filter: Some(filter),
             filling: Vec::new(),
             waiting: Vec::new(),
             filled: 0,
@@ -150,6 +165,14 @@ impl Replay {
         }
     }
 
+    /// Counts from the base's, once it is read: keys [`base_key`](Self::base_key) learnt
+    /// before are in them already.
+    pub fn set_base_counts(&mut self, base: BTreeMap<u32, DbCounts>) {
+        for (db, counts) in base {
+            self.dbs.get_mut(db).counts = counts;
+        }
+    }
+
     /// A replay over a base that holds no key: every key starts absent and is added when
     /// a command names it; room for `expected` keys is made at once.
     pub fn growing(expected: usize) -> Self {
@@ -157,6 +180,7 @@ impl Replay {
         touched.reserve(expected);
         Replay {
             grows: true,
+            filter: None,
             ..Replay::new(touched, BTreeMap::new())
         }
     }
@@ -291,6 +315,9 @@ impl Replay {
     /// incremental command touches it. A later command of a RESP base for the same key
     /// (`ttl` None) leaves a TTL set by an earlier one.
     pub fn base_key(&mut self, db: u32, fp: u64, ttl: Option<Ttl>) {
+        if !self.maybe_touched(fp) {
+            return;
+        }
         let Some(slot) = self.touched.find(fp) else {
             return;
         };
@@ -301,6 +328,20 @@ impl Replay {
         if new != old {
             d.states.set(slots, slot, new);
         }
+    }
+
+    /// Whether `fp` may be a touched key: `false` for most of a base's keys, which are
+    /// not, at the cost of a bit test (a lookup in the table that finds nothing walks
+    /// slots until a free one, and whether it ends there is a branch the CPU cannot
+    /// guess: a quarter of the check of an AOF of a 1 GB RDB base and a few incremental
+    /// commands).
+    #[inline]
+    fn maybe_touched(&self, fp: u64) -> bool {
+        let Some(bits) = &self.filter else {
+            return true;
+        };
+        let i = (fp.max(1) >> 40) as usize & (bits.len() * 64 - 1);
+        bits[i / 64] & (1 << (i % 64)) != 0
     }
 
     /// Applies one command's effects.

@@ -156,6 +156,11 @@ impl FpSet {
         prefetch(&self.slots, self.home(fp));
     }
 
+    /// The fingerprints held (0 as 1), in no order.
+    pub fn stored(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots[..=self.mask].iter().copied().filter(|&s| s != 0)
+    }
+
     /// The slot holding `fp`, if it is in the set.
     #[inline]
     pub fn find(&self, fp: u64) -> Option<usize> {

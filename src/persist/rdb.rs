@@ -33,6 +33,15 @@ pub const VALKEY_RDB: u32 = 80;
 /// Told about every key, when the caller needs keys (slot checks, AOF key tracking).
 pub(crate) trait KeyVisitor {
     fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>);
+
+    /// Whether [`key_fp`](Self::key_fp), told a key's fingerprint, is all this visitor
+    /// needs: then string records keep the record loop's fast path.
+    fn by_fingerprint(&self) -> bool {
+        false
+    }
+
+    /// A key by its fingerprint ([`fingerprint`]), for a visitor [`by_fingerprint`](Self::by_fingerprint).
+    fn key_fp(&mut self, _db: u32, _fp: u64, _expire_ms: Option<i64>) {}
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +140,8 @@ pub(crate) struct Rdb<'a, R> {
     /// Function library names: the server refuses one loaded twice.
     libraries: FpSet,
     visitor: Option<&'a mut dyn KeyVisitor>,
+    /// The visitor takes fingerprints ([`KeyVisitor::by_fingerprint`]).
+    visitor_fp: bool,
     now_ms: i64,
     /// The record loop returns at the first record boundary at or past this offset (a
     /// file read in parts: `rdb_parts`); `u64::MAX` otherwise.
@@ -173,6 +184,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         visitor: Option<&'a mut dyn KeyVisitor>,
         now_ms: i64,
     ) -> Self {
+        let visitor_fp = visitor.as_ref().is_some_and(|v| v.by_fingerprint());
         Rdb {
             src,
             out: RdbOutcome::default(),
@@ -192,6 +204,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             current_db: 0,
             libraries: FpSet::default(),
             visitor,
+            visitor_fp,
             now_ms,
             stop: u64::MAX,
             stopped: None,
@@ -216,8 +229,11 @@ impl<'a, R: Read> Rdb<'a, R> {
         let result = loop {
             // The bulk of most files: string keys with string values, already buffered, no
             // expiry, no one asking for keys. Runs of them go through one tight loop.
-            if expire.is_none() && self.visitor.is_none() && self.hunt.is_none() {
-                db_keys += self.skip_string_records();
+            if expire.is_none()
+                && (self.visitor.is_none() || self.visitor_fp)
+                && self.hunt.is_none()
+            {
+                db_keys += self.skip_string_records(db);
             }
             let record = self.src.offset();
             if record >= self.stop {
@@ -521,9 +537,12 @@ impl<'a, R: Read> Rdb<'a, R> {
         match kept {
             Ok(false) if trial => {}
             Ok(true) => {
-                fp = Some(fingerprint(&key));
-                if let Some(v) = self.visitor.as_mut() {
-                    v.key(db, &key, expire);
+                let f = fingerprint(&key);
+                fp = Some(f);
+                match self.visitor.as_mut() {
+                    Some(v) if self.visitor_fp => v.key_fp(db, f, expire),
+                    Some(v) => v.key(db, &key, expire),
+                    None => {}
                 }
             }
             Ok(false) => self.out.warn(format!(
@@ -630,7 +649,7 @@ impl<'a, R: Read> Rdb<'a, R> {
     /// many. Consumes nothing of a record it does not take, so the careful path sees it
     /// from its type byte (and reports any fault in it).
     #[inline]
-    fn skip_string_records(&mut self) -> u64 {
+    fn skip_string_records(&mut self, db: u32) -> u64 {
         let b = self.src.buffered_before(self.stop);
         let mut at = 0;
         let mut n = 0;
@@ -652,6 +671,9 @@ impl<'a, R: Read> Rdb<'a, R> {
             };
             if !self.keys_seen.push_later(fp) {
                 break;
+            }
+            if let Some(v) = self.visitor.as_mut() {
+                v.key_fp(db, fp, None);
             }
             at = end;
             n += 1;

@@ -161,6 +161,7 @@ fn build_data(dir: &Path, gb: f64) -> (PathBuf, PathBuf) {
     // Only this shape's files: the small shapes (`small/`, built first) stay.
     let _ = fs::remove_file(&rdb);
     let _ = fs::remove_dir_all(&aof);
+    let _ = fs::remove_dir_all(dir.join("preambledir"));
     fs::create_dir_all(dir).unwrap();
     let tmp = tempfile::tempdir_in(dir).unwrap();
     eprintln!(
@@ -327,6 +328,42 @@ fn row(name: &str, r: &Run, bytes: u64, keys: u64) {
 /// The shapes operators really have (issue 16), built once: an RDB of 5 M small keys
 /// (`DEBUG POPULATE`), and an AOF of 5 M small commands (values of at most 32 bytes; SET,
 /// HSET, RPUSH, SADD, ZADD, INCR, PEXPIREAT, DEL and MULTI/EXEC blocks), as a single file.
+/// A multi-part AOF as a server with `aof-use-rdb-preamble yes` (the default) leaves it
+/// after a rewrite and some writes: the mixed RDB as its base (a hard link, or a copy),
+/// then an incremental file of 60,000 writes, deletes and expiries of its keys.
+fn build_preamble_aof(dir: &Path, rdb: &Path) -> PathBuf {
+    let aof = dir.join("preambledir");
+    if aof.join("appendonly.aof.manifest").exists() {
+        return aof;
+    }
+    fs::create_dir_all(&aof).unwrap();
+    let base = aof.join("appendonly.aof.1.base.rdb");
+    let _ = fs::remove_file(&base);
+    if fs::hard_link(rdb, &base).is_err() {
+        fs::copy(rdb, &base).unwrap();
+    }
+    let mut out = Vec::new();
+    let mut put = |args: &[&str]| {
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    };
+    put(&["SELECT", "0"]);
+    for i in 0..20_000 {
+        put(&["SET", &format!("str:{}", i * 7), "x"]);
+        put(&["DEL", &format!("str:{}", i * 7 + 1)]);
+        put(&["EXPIRE", &format!("hash:{i}"), "100000"]);
+    }
+    fs::write(aof.join("appendonly.aof.1.incr.aof"), out).unwrap();
+    fs::write(
+        aof.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+    )
+    .unwrap();
+    aof
+}
+
 fn build_small(dir: &Path) -> (PathBuf, PathBuf) {
     let dir = dir.join("small");
     fs::create_dir_all(&dir).unwrap();
@@ -451,6 +488,11 @@ fn main() {
         shapes.push((
             "AOF base file alone (a legacy single file)",
             aof.join("appendonly.aof.1.base.aof"),
+            "redis-check-aof",
+        ));
+        shapes.push((
+            "AOF of the RDB as its base, then writes (Redis 7's default layout)",
+            build_preamble_aof(&data_dir(), &rdb),
             "redis-check-aof",
         ));
     }

@@ -220,8 +220,8 @@ impl KeyVisitor for BaseKeys {
         self.key_fp(db, aof_keys::fingerprint(key), expire_ms);
     }
 
-    fn by_fingerprint(&self) -> bool {
-        true
+    fn fingerprints(&self) -> Option<Vec<u64>> {
+        self.replay.filter().map(<[u64]>::to_vec)
     }
 
     fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {
@@ -795,8 +795,8 @@ impl KeyVisitor for SecondPass {
         self.key_fp(db, aof_keys::fingerprint(key), expire_ms);
     }
 
-    fn by_fingerprint(&self) -> bool {
-        true
+    fn fingerprints(&self) -> Option<Vec<u64>> {
+        self.replay.filter().map(<[u64]>::to_vec)
     }
 
     fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {

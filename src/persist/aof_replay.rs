@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::aof_keys::{Change, Effect, Ttl, When, ABSENT, DATABASES, FUTURE, PAST};
-use super::fp_set::{FpSet, SlotStates};
+use super::fp_set::{fp_filter, in_filter, FpSet, SlotStates};
 
 /// Commands a batch of [`Replay::queue`] holds. A wait of 8 commands (some 0.6 µs),
 /// applied one command at a time, left lookups still waiting on this VM's memory: 32 and
@@ -137,14 +137,7 @@ impl Replay {
     /// A replay over a base whose keys among `touched` are given by
     /// [`base_key`](Self::base_key) before any command.
     pub fn new(touched: FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
-        let bits = (touched.len() * 16)
-            .next_power_of_two()
-            .clamp(4096, FILTER_BITS);
-        let mut filter = vec![0u64; bits / 64];
-        for fp in touched.stored() {
-            let i = (fp >> 40) as usize & (bits - 1);
-            filter[i / 64] |= 1 << (i % 64);
-        }
+        let filter = fp_filter(touched.stored(), touched.len(), 16, FILTER_BITS);
         Replay {
             filter: Some(filter),
             filling: Vec::new(),
@@ -337,11 +330,13 @@ impl Replay {
     /// commands).
     #[inline]
     fn maybe_touched(&self, fp: u64) -> bool {
-        let Some(bits) = &self.filter else {
-            return true;
-        };
-        let i = (fp.max(1) >> 40) as usize & (bits.len() * 64 - 1);
-        bits[i / 64] & (1 << (i % 64)) != 0
+        self.filter.as_ref().is_none_or(|f| in_filter(f, fp))
+    }
+
+    /// The filter [`base_key`](Self::base_key) looks through, for whoever can look
+    /// through it first (a base's reader, with no call for most keys).
+    pub fn filter(&self) -> Option<&[u64]> {
+        self.filter.as_deref()
     }
 
     /// Applies one command's effects.

@@ -10,6 +10,37 @@
 //! Two different keys share a fingerprint with probability about n²/2^65 (7·10^-5 for
 //! 50 million keys); such a pair is counted as one key (or, in an RDB, as a duplicate).
 
+/// A filter of fingerprints: a bit for each one's top bits, about `bits_a_key` bits a
+/// fingerprint (a power of two of bits, from 4096 up to `max_bits`). A fingerprint not in
+/// it is let through with probability about 1/`bits_a_key`; one in it always is.
+pub(crate) fn fp_filter(
+    fps: impl Iterator<Item = u64>,
+    n: usize,
+    bits_a_key: usize,
+    max_bits: usize,
+) -> Vec<u64> {
+    let bits = (n * bits_a_key).next_power_of_two().clamp(4096, max_bits);
+    let mut filter = vec![0u64; bits / 64];
+    for fp in fps {
+        let i = filter_bit(&filter, fp);
+        filter[i / 64] |= 1 << (i % 64);
+    }
+    filter
+}
+
+/// The bit of `fp` in a filter ([`fp_filter`]).
+#[inline(always)]
+fn filter_bit(filter: &[u64], fp: u64) -> usize {
+    (fp.max(1) >> 40) as usize & (filter.len() * 64 - 1)
+}
+
+/// Whether a filter ([`fp_filter`]) lets `fp` through.
+#[inline(always)]
+pub(crate) fn in_filter(filter: &[u64], fp: u64) -> bool {
+    let i = filter_bit(filter, fp);
+    filter[i / 64] & (1 << (i % 64)) != 0
+}
+
 /// The largest table: 2^26 slots of 8 bytes.
 pub(crate) const MAX_SLOTS: usize = 1 << 26;
 /// Keys the largest table holds (7/8 of its slots).

@@ -9,7 +9,7 @@ use std::io::Read;
 use crc_fast::Digest;
 
 use super::aof_keys::DATABASES;
-use super::fp_set::{fingerprint, FpRuns, FpSet, MAX_RUN_KEYS};
+use super::fp_set::{fingerprint, in_filter, FpRuns, FpSet, MAX_RUN_KEYS};
 
 use super::error::{BlobFault, ParseError};
 use super::lzf;
@@ -34,13 +34,16 @@ pub const VALKEY_RDB: u32 = 80;
 pub(crate) trait KeyVisitor {
     fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>);
 
-    /// Whether [`key_fp`](Self::key_fp), told a key's fingerprint, is all this visitor
-    /// needs: then string records keep the record loop's fast path.
-    fn by_fingerprint(&self) -> bool {
-        false
+    /// `Some` when [`key_fp`](Self::key_fp), told a key's fingerprint, is all this visitor
+    /// needs, and only for the fingerprints this filter
+    /// ([`fp_filter`](super::fp_set::fp_filter)) lets through: then string records keep
+    /// the record loop's fast path, and most keys cost a bit test, not a call.
+    fn fingerprints(&self) -> Option<Vec<u64>> {
+        None
     }
 
-    /// A key by its fingerprint ([`fingerprint`]), for a visitor [`by_fingerprint`](Self::by_fingerprint).
+    /// A key by its fingerprint ([`fingerprint`]), for a visitor of
+    /// [`fingerprints`](Self::fingerprints) that its filter lets through.
     fn key_fp(&mut self, _db: u32, _fp: u64, _expire_ms: Option<i64>) {}
 }
 
@@ -140,8 +143,9 @@ pub(crate) struct Rdb<'a, R> {
     /// Function library names: the server refuses one loaded twice.
     libraries: FpSet,
     visitor: Option<&'a mut dyn KeyVisitor>,
-    /// The visitor takes fingerprints ([`KeyVisitor::by_fingerprint`]).
-    visitor_fp: bool,
+    /// The visitor takes fingerprints, those this filter lets through
+    /// ([`KeyVisitor::fingerprints`]).
+    visitor_fp: Option<Vec<u64>>,
     now_ms: i64,
     /// The record loop returns at the first record boundary at or past this offset (a
     /// file read in parts: `rdb_parts`); `u64::MAX` otherwise.
@@ -184,7 +188,7 @@ impl<'a, R: Read> Rdb<'a, R> {
         visitor: Option<&'a mut dyn KeyVisitor>,
         now_ms: i64,
     ) -> Self {
-        let visitor_fp = visitor.as_ref().is_some_and(|v| v.by_fingerprint());
+        let visitor_fp = visitor.as_ref().and_then(|v| v.fingerprints());
         Rdb {
             src,
             out: RdbOutcome::default(),
@@ -230,7 +234,7 @@ impl<'a, R: Read> Rdb<'a, R> {
             // The bulk of most files: string keys with string values, already buffered, no
             // expiry, no one asking for keys. Runs of them go through one tight loop.
             if expire.is_none()
-                && (self.visitor.is_none() || self.visitor_fp)
+                && (self.visitor.is_none() || self.visitor_fp.is_some())
                 && self.hunt.is_none()
             {
                 db_keys += self.skip_string_records(db);
@@ -539,10 +543,10 @@ impl<'a, R: Read> Rdb<'a, R> {
             Ok(true) => {
                 let f = fingerprint(&key);
                 fp = Some(f);
-                match self.visitor.as_mut() {
-                    Some(v) if self.visitor_fp => v.key_fp(db, f, expire),
-                    Some(v) => v.key(db, &key, expire),
-                    None => {}
+                match (self.visitor.as_mut(), &self.visitor_fp) {
+                    (Some(v), Some(filter)) if in_filter(filter, f) => v.key_fp(db, f, expire),
+                    (Some(_), Some(_)) | (None, _) => {}
+                    (Some(v), None) => v.key(db, &key, expire),
                 }
             }
             Ok(false) => self.out.warn(format!(
@@ -672,8 +676,10 @@ impl<'a, R: Read> Rdb<'a, R> {
             if !self.keys_seen.push_later(fp) {
                 break;
             }
-            if let Some(v) = self.visitor.as_mut() {
-                v.key_fp(db, fp, None);
+            if let (Some(v), Some(f)) = (self.visitor.as_mut(), &self.visitor_fp) {
+                if in_filter(f, fp) {
+                    v.key_fp(db, fp, None);
+                }
             }
             at = end;
             n += 1;

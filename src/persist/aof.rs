@@ -3,10 +3,12 @@
 //!
 //! Key counts: a first pass validates every file, counts the base's keys (an RDB base
 //! exactly; a RESP base, written by a rewrite that emits each key's commands together,
-//! by runs of the same key) and collects the fingerprints of keys the incremental commands
-//! touch. Only when there are such commands does a second pass learn which of those keys
-//! the base holds and replay the commands over them. A lone file is read as a base while
-//! it looks like one ([`Lone`]). See [`super::aof_keys`].
+//! by runs of the same key) and replays the incremental commands over the keys they touch,
+//! learning which of those the base holds: from a walk of the incremental files first,
+//! with the base then read once ([`FirstPass::prepared`], a base of 4 KiB or more), or in
+//! a second pass over every file, which also replays (a slot check, a smaller base). A
+//! base that holds no key is replayed over as the commands come. A lone file is read as a
+//! base while it looks like one ([`Lone`]). See [`super::aof_keys`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

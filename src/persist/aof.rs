@@ -211,7 +211,8 @@ pub(crate) struct FirstPass<'a> {
     prepared: Option<BaseKeys>,
 }
 
-/// A replay learning which of its keys a base holds, as the base is read.
+/// A replay learning which of its keys a base holds, as the base is read (the RDB
+/// reader's visitor in both ways of [`FirstPass::prepared`] and [`SecondPass`]).
 struct BaseKeys {
     replay: Replay,
     now_ms: i64,
@@ -745,8 +746,7 @@ impl AofSink for Touched {
 /// Pass two: which touched keys the base holds (and their TTLs), then the incr commands
 /// replayed.
 pub(crate) struct SecondPass {
-    pub replay: Replay,
-    now_ms: i64,
+    base: BaseKeys,
     db: u32,
     effects: Vec<Effect>,
     /// Commands of a lone file still to take as its base's ([`FirstPass::lone_base`]).
@@ -756,8 +756,10 @@ pub(crate) struct SecondPass {
 impl SecondPass {
     pub fn new(touched: FpSet, base_counts: BTreeMap<u32, DbCounts>, now_ms: i64) -> Self {
         SecondPass {
-            replay: Replay::new(touched, base_counts),
-            now_ms,
+            base: BaseKeys {
+                replay: Replay::new(touched, base_counts),
+                now_ms,
+            },
             db: 0,
             effects: Vec::new(),
             lone_left: 0,
@@ -768,6 +770,11 @@ impl SecondPass {
     pub fn lone(mut self, commands: u64) -> Self {
         self.lone_left = commands;
         self
+    }
+
+    /// The replay, every command applied.
+    pub fn replay(&self) -> &Replay {
+        &self.base.replay
     }
 
     fn base_command(&mut self, class: Class, cmd: &Command<'_>) {
@@ -783,8 +790,9 @@ impl SecondPass {
             Class::ZAdd if !aof_keys::zadd_ok(cmd) => {}
             _ => {
                 if let Some(key) = base_key(class, cmd) {
-                    let ttl = base_ttl(class, cmd, self.now_ms);
-                    self.replay
+                    let ttl = base_ttl(class, cmd, self.base.now_ms);
+                    self.base
+                        .replay
                         .base_key(self.db, aof_keys::fingerprint(key), ttl);
                 }
             }
@@ -792,24 +800,9 @@ impl SecondPass {
     }
 }
 
-impl KeyVisitor for SecondPass {
-    fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
-        self.key_fp(db, aof_keys::fingerprint(key), expire_ms);
-    }
-
-    fn fingerprints(&self) -> Option<Vec<u64>> {
-        self.replay.filter().map(<[u64]>::to_vec)
-    }
-
-    fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {
-        let ttl = expire_ms.map_or(Ttl::None, |ms| Ttl::at(ms, self.now_ms));
-        self.replay.base_key(db, fp, Some(ttl));
-    }
-}
-
 impl AofSink for SecondPass {
     fn rdb_visitor(&mut self) -> Option<&mut dyn KeyVisitor> {
-        Some(self)
+        Some(&mut self.base)
     }
 
     fn rdb(&mut self, _outcome: RdbOutcome) {}
@@ -823,13 +816,13 @@ impl AofSink for SecondPass {
             self.lone_left -= 1;
             if self.lone_left == 0 {
                 // The incremental commands go on in the database the base was writing.
-                self.replay.apply_all(&[Effect::Select(self.db)]);
+                self.base.replay.apply_all(&[Effect::Select(self.db)]);
             }
             return;
         }
         self.effects.clear();
-        aof_keys::effects(class, cmd, self.now_ms, &mut self.effects);
-        self.replay.apply_all(&self.effects);
+        aof_keys::effects(class, cmd, self.base.now_ms, &mut self.effects);
+        self.base.replay.apply_all(&self.effects);
     }
 }
 

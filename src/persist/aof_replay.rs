@@ -138,8 +138,18 @@ impl Replay {
     /// [`base_key`](Self::base_key) before any command.
     pub fn new(touched: FpSet, base: BTreeMap<u32, DbCounts>) -> Self {
         let filter = fp_filter(touched.stored(), touched.len(), 16, FILTER_BITS);
-        Replay {
+        let mut r = Replay {
             filter: Some(filter),
+            ..Replay::over(touched)
+        };
+        r.set_base_counts(base);
+        r
+    }
+
+    /// A replay of these keys, with no filter and no base.
+    fn over(touched: FpSet) -> Self {
+        Replay {
+            filter: None,
             filling: Vec::new(),
             waiting: Vec::new(),
             filled: 0,
@@ -147,13 +157,7 @@ impl Replay {
             grows: false,
             full: false,
             db: 0,
-            dbs: {
-                let mut dbs = Dbs::new();
-                for (db, counts) in base {
-                    dbs.get_mut(db).counts = counts;
-                }
-                dbs
-            },
+            dbs: Dbs::new(),
             exact: true,
         }
     }
@@ -173,8 +177,7 @@ impl Replay {
         touched.reserve(expected);
         Replay {
             grows: true,
-            filter: None,
-            ..Replay::new(touched, BTreeMap::new())
+            ..Replay::over(touched)
         }
     }
 

@@ -501,11 +501,11 @@ fn check_parts_with(
                 exact = false;
             }
         }
-        if !second.replay.exact && why.is_none() {
+        if !second.replay().exact && why.is_none() {
             why = Some("the AOF selects a database a default server does not have (16)".into());
         }
-        exact &= second.replay.exact;
-        counts = second.replay.counts();
+        exact &= second.replay().exact;
+        counts = second.replay().counts();
     }
     if !matches!(report.verdict, Verdict::Ok | Verdict::Truncated) {
         exact = false;

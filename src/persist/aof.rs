@@ -20,6 +20,7 @@ use super::commands;
 use super::error::{FaultKind, ParseError};
 use super::fp_set::{FpRuns, FpSet};
 use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
+use super::rdb_parts;
 use super::resp::{Command, RespReader};
 use super::source::Source;
 use super::SlotCheck;
@@ -67,7 +68,24 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
     let mut head = [0u8; 6];
     let got = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
     let maybe_rdb = matches!(head.first(), Some(b'R' | b'V')) || got == 0;
-    let mut src = Source::open_file_crc(file, len, maybe_rdb);
+    // A big RDB preamble is read in parts at once (`rdb_parts`), mapped, as an RDB file
+    // is: unless its keys go one at a time to a visitor of their bytes (a slot check).
+    let threads = match head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
+        true if sink
+            .rdb_visitor()
+            .is_none_or(|v| v.fingerprints().is_some()) =>
+        {
+            rdb_parts::threads(len)
+        }
+        _ => 1,
+    };
+    let later_file = (threads > 1).then(|| file.try_clone().ok()).flatten();
+    let mut src = match later_file {
+        Some(_) => {
+            Source::mapped(file, len).unwrap_or_else(|f| Source::open_file_crc(f, len, maybe_rdb))
+        }
+        None => Source::open_file_crc(file, len, maybe_rdb),
+    };
     let mut out = Walked {
         len,
         valid_len: 0,
@@ -84,7 +102,13 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
         let visitor = sink.rdb_visitor();
         let mut rdb = Rdb::new(&mut src, visitor, now_ms);
         rdb.preamble = true;
-        let mut r = rdb.run();
+        let (mut r, later) = match &later_file {
+            Some(f) if rdb.src.is_mapped() => {
+                let splits = rdb_parts::splits(len, threads);
+                rdb_parts::run(&mut rdb, f, len, &splits, threads, now_ms)
+            }
+            _ => (rdb.run(), None),
+        };
         if r.is_ok() {
             let candidates = rdb.repeated_keys();
             if !candidates.is_empty() {
@@ -104,6 +128,15 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
             };
             out.fault = Some(e.within("in the RDB preamble").with_kind(kind));
             return Ok(out);
+        }
+        // Read in parts: the commands start where the last part ended.
+        if let Some(end) = later {
+            if let Some(io) = end.io_error {
+                let expected = format!("readable data (read error: {io})");
+                out.fault = Some(ParseError::corrupt(end.offset, expected));
+                return Ok(out);
+            }
+            src.reposition(end.offset);
         }
         out.rdb_end = Some(src.offset());
         out.valid_len = src.offset();
@@ -223,8 +256,8 @@ impl KeyVisitor for BaseKeys {
         self.key_fp(db, aof_keys::fingerprint(key), expire_ms);
     }
 
-    fn fingerprints(&self) -> Option<Vec<u64>> {
-        self.replay.filter().map(<[u64]>::to_vec)
+    fn fingerprints(&self) -> Option<&[u64]> {
+        self.replay.filter()
     }
 
     fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {

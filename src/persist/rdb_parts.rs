@@ -1,5 +1,5 @@
-//! A big RDB file read in parts at once by a few threads (two on a machine of two), with
-//! the verdict, counts and warnings of reading it whole in one.
+//! A big RDB file (or an AOF's RDB preamble) read in parts at once by a few threads (two
+//! on a machine of two), with the verdict, counts and warnings of reading it whole in one.
 //!
 //! An RDB is one stream of records with no index: where a record starts is known only by
 //! reading every record before it. Each part after the first starts from its place in the
@@ -34,6 +34,8 @@ use crc_fast::Digest;
 
 use super::aof_keys::DATABASES;
 use super::error::ParseError;
+#[cfg(doc)]
+use super::rdb::KeyVisitor;
 use super::rdb::{Hunt, PartRun, Rdb};
 use super::rdb_value::may_start_record;
 use super::source::{crc64_then, reading_stop, reading_stops_when, Source};
@@ -147,9 +149,13 @@ pub(crate) fn splits(len: u64, threads: usize) -> Vec<u64> {
 /// Runs `rdb` (over a mapped source of `file`, `len` bytes, from its start) to the end of
 /// the file, in parts from the places in `splits` (each starting at the first record's
 /// start found at or after its place), read by this thread and `threads - 1` more. The
-/// verdict, counts and warnings are those [`Rdb::run`] gives; the second value is `Some`
-/// when a later part was taken, and says where reading ended (the first part's source
-/// then stopped where the parts after it began).
+/// verdict, counts and warnings are those [`Rdb::run`] gives, and `rdb`'s visitor is told
+/// what it would be told: by the later parts through its filter
+/// ([`KeyVisitor::fingerprints`](super::rdb::KeyVisitor::fingerprints)),
+/// in order once they are put after the first (a visitor told each key's bytes has the
+/// file read in one part). The second value is `Some` when a later part was taken, and
+/// says where reading ended (the first part's source then stopped where the parts after
+/// it began). An AOF's RDB preamble is read so too, the commands after it from there on.
 pub(crate) fn run(
     rdb: &mut Rdb<'_, File>,
     file: &File,
@@ -184,6 +190,11 @@ struct Pool<'f> {
     read: Vec<Mutex<Option<Later>>>,
     /// Set when the parts not yet read are not needed (or nobody waits for them).
     abandon: Arc<AtomicBool>,
+    /// The filter of the first part's visitor, through which the others keep keys for it
+    /// ([`Rdb::record_visits`]).
+    filter: Option<Vec<u64>>,
+    /// An AOF's RDB preamble ([`Rdb::preamble`]).
+    preamble: bool,
 }
 
 impl Pool<'_> {
@@ -204,7 +215,8 @@ impl Pool<'_> {
         *self.starts.get(i)?.get_or_init(|| {
             let head = self.head()?;
             let mut src = Source::mapped(self.file.try_clone().ok()?, self.len).ok()?;
-            find_start(&mut src, self.splits[i], self.len, head, self.now_ms)
+            let from = self.splits[i];
+            find_start(&mut src, from, self.len, head, self.preamble, self.now_ms)
         })
     }
 
@@ -238,6 +250,10 @@ impl Pool<'_> {
             src.reposition(start);
             src.start_crc();
             let mut rdb = Rdb::new(&mut src, None, self.now_ms);
+            rdb.preamble = self.preamble;
+            if let Some(f) = &self.filter {
+                rdb.record_visits(f.clone());
+            }
             rdb.start_part(version, valkey, self.place(i + 1));
             let mut result = rdb.records(db, None);
             let reached = read_to_part(&mut rdb, self, i + 1, &mut result);
@@ -310,9 +326,11 @@ fn read_in_parts(
     threads: usize,
     now_ms: i64,
 ) -> (Result<(), ParseError>, Option<LaterEnd>, usize) {
-    if splits.is_empty() || threads < 2 {
-        return (rdb.run(), None, 1);
-    }
+    // A visitor told each key's bytes is this run's alone.
+    let filter = match rdb.parts_filter() {
+        Some(f) if !splits.is_empty() && threads >= 2 => f.map(<[u64]>::to_vec),
+        _ => return (rdb.run(), None, 1),
+    };
     let pool = Pool {
         file,
         len,
@@ -323,6 +341,8 @@ fn read_in_parts(
         next: AtomicUsize::new(0),
         read: splits.iter().map(|_| Mutex::new(None)).collect(),
         abandon: Arc::new(AtomicBool::new(false)),
+        filter,
+        preamble: rdb.preamble,
     };
     // Whoever this thread reads for may stop waiting (see `reading_stops_when`).
     let caller = reading_stop();
@@ -442,10 +462,12 @@ fn find_start(
     from: u64,
     len: u64,
     (version, valkey, db): (u32, bool, u32),
+    preamble: bool,
     now_ms: i64,
 ) -> Option<u64> {
     let mut rdb = Rdb::new(src, None, now_ms);
     rdb.hunt = Some(Hunt::trial());
+    rdb.preamble = preamble;
     let mut budget = SEARCH_BUDGET;
     let mut trial = |p: u64| {
         if budget == 0 {
@@ -891,7 +913,111 @@ mod tests {
             };
             let (whole, (parts, taken)) = (report(true), report(false));
             assert_eq!(parts, whole.0, "variant {i}");
-            assert_eq!((whole.1, taken), (0, 1), "variant {i}: taken once in parts");
+            // The old AOF is read as an RDB, then again as an AOF: its preamble in parts
+            // both times.
+            let reads = if i == 1 { 2 } else { 1 };
+            assert_eq!((whole.1, taken), (0, reads), "variant {i}: taken in parts");
+        }
+    }
+
+    /// A command in RESP.
+    fn resp(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend(format!("${}\r\n", a.len()).bytes());
+            out.extend_from_slice(a);
+            out.extend(b"\r\n");
+        }
+        out
+    }
+
+    /// `file(n, second_db, seed)` with its last expiry made negative (which an AOF's
+    /// preamble may not hold), or as it is.
+    fn base(n: usize, second_db: bool, seed: u64, negative: bool) -> Vec<u8> {
+        let mut b = file(n, second_db, seed);
+        if negative {
+            let mut expiry = vec![0xfc];
+            expiry.extend(4_000_000_000_000i64.to_le_bytes());
+            let at = b.windows(9).rposition(|w| w == &expiry[..]).unwrap();
+            b[at + 1..at + 9].copy_from_slice(&(-5i64).to_le_bytes());
+            let body = b.len() - 8;
+            let crc = crc64(&b[..body]);
+            b[body..].copy_from_slice(&crc.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn an_aof_whose_rdb_base_is_read_in_parts_counts_what_reading_it_whole_counts() {
+        use crate::persist::check::check;
+        use crate::persist::report::{CheckOptions, Verdict};
+        for (seed, second_db, negative) in
+            [(41, false, false), (43, true, false), (47, false, true)]
+        {
+            let n = 24_000;
+            let base = base(n, second_db, seed, negative);
+            // Writes to keys all over the base (whose later parts' readers keep them for
+            // the replay) and to new ones: each needs to know whether the base holds the
+            // key, and with what TTL.
+            let mut rng = Rng(seed * 7);
+            let mut incr = Vec::new();
+            let dbs: &[u32] = if second_db { &[0, 3] } else { &[0] };
+            for _ in 0..400 {
+                let db = dbs[rng.below(dbs.len() as u64)];
+                incr.extend(resp(&[b"SELECT", db.to_string().as_bytes()]));
+                let key = format!("key:{db}:{}", rng.below(n as u64 + 200));
+                let key = key.as_bytes();
+                incr.extend(match rng.below(6) {
+                    0 => resp(&[b"DEL", key]),
+                    1 => resp(&[b"SETNX", key, b"v"]),
+                    2 => resp(&[b"PEXPIREAT", key, b"5000000000000"]),
+                    3 => resp(&[b"PERSIST", key]),
+                    4 => resp(&[b"SET", key, b"v"]),
+                    _ => resp(&[b"PEXPIREAT", key, b"1"]),
+                });
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let put = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes);
+            put("appendonly.aof.1.base.rdb", &base).unwrap();
+            put("appendonly.aof.1.incr.aof", &incr).unwrap();
+            put(
+                "appendonly.aof.manifest",
+                b"file appendonly.aof.1.base.rdb seq 1 type b\n\
+                  file appendonly.aof.1.incr.aof seq 1 type i\n",
+            )
+            .unwrap();
+            let legacy = dir.path().join("legacy.aof");
+            std::fs::write(&legacy, [&base[..], &incr[..]].concat()).unwrap();
+            // The old single file is read twice when it loads: its commands' keys are
+            // learnt as they come, and a second pass reads its preamble again for them.
+            let twice = if negative { 1 } else { 2 };
+            for (path, reads) in [(dir.path().to_path_buf(), 1), (legacy, twice)] {
+                let report = |whole: bool| {
+                    std::thread::scope(|s| {
+                        s.spawn(|| {
+                            if whole {
+                                crate::persist::prefetch::one_core_on_this_thread();
+                            }
+                            let r = check(&path, &CheckOptions::default());
+                            (r, TAKEN.with(|t| t.get()))
+                        })
+                        .join()
+                        .unwrap()
+                    })
+                };
+                let ((whole, none), (parts, taken)) = (report(true), report(false));
+                let what = format!("seed {seed}, {}", path.display());
+                assert_eq!(
+                    serde_json::to_string(&parts).unwrap(),
+                    serde_json::to_string(&whole).unwrap(),
+                    "{what}"
+                );
+                match negative {
+                    true => assert_eq!(whole.verdict, Verdict::Corrupt, "{what}"),
+                    false => assert!(whole.keys_exact && whole.keys > 0, "{what}: {whole:?}"),
+                }
+                assert_eq!((none, taken), (0, reads), "{what}: taken in parts");
+            }
         }
     }
 

@@ -482,6 +482,18 @@ impl<const W: usize> FpRuns<W> {
         }
     }
 
+    /// Gives back the memory faulted in ahead of blocks never handed out (up to
+    /// [`POPULATE`]): for runs that will take no more fingerprints of their own (a part
+    /// of a file read in parts, kept until all are read).
+    pub fn release_unused(&mut self) {
+        self.store_later();
+        let (seg, at) = self.next;
+        if let Some(s) = self.segments.get_mut(seg as usize) {
+            let end = s.len() * 8;
+            s.release(at as usize, end);
+        }
+    }
+
     /// Fingerprints in all.
     pub fn len(&self) -> usize {
         self.len + self.n_later

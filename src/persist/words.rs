@@ -112,22 +112,31 @@ impl Words {
     /// Faults in the pages of bytes `[from, to)` (whole pages inside it) in one call, ahead
     /// of writing them in order: each page took a fault of its own when first written.
     pub fn populate(&mut self, from: usize, to: usize) {
+        self.advise(from, to, libc::MADV_POPULATE_WRITE);
+    }
+
+    /// Gives `advice` for the whole pages inside bytes `[from, to)`: one that leaves what
+    /// they read as zeros or as what was written (`populate`, `release`).
+    fn advise(&mut self, from: usize, to: usize, advice: libc::c_int) {
         let page = 4096;
         let bytes = self.bytes_mut();
         let base = bytes.as_mut_ptr() as usize;
         let start = (base + from.min(bytes.len()) + page - 1) & !(page - 1);
         let end = (base + to.min(bytes.len())) & !(page - 1);
         if end > start {
-            // SAFETY: whole pages inside memory this value owns; MADV_POPULATE_WRITE only
-            // faults them in (their contents, zeros, stay as they are).
+            // SAFETY: whole pages inside memory this value owns (no slice of it is alive:
+            // `&mut self`); MADV_POPULATE_WRITE only faults them in, MADV_DONTNEED makes
+            // private anonymous pages read as zeros, which the callers' words then hold.
             unsafe {
-                libc::madvise(
-                    start as *mut libc::c_void,
-                    end - start,
-                    libc::MADV_POPULATE_WRITE,
-                );
+                libc::madvise(start as *mut libc::c_void, end - start, advice);
             }
         }
+    }
+
+    /// Gives back the memory of the pages wholly inside bytes `[from, to)`, which then read
+    /// as zeros again (a writer's room it will not use).
+    pub fn release(&mut self, from: usize, to: usize) {
+        self.advise(from, to, libc::MADV_DONTNEED);
     }
 
     /// Where the words start, for a writer that keeps its place in them as a pointer (it

@@ -251,7 +251,8 @@ fn a_legacy_aof_of_a_big_rewrite_then_writes_counts_what_the_server_holds() {
 
 #[test]
 fn legacy_aof_with_rdb_preamble() {
-    let (s, keyspace) = aof_server("yes");
+    let (mut s, keyspace) = aof_server("yes");
+    let expires = keys_and_expires(&mut s).1;
     let dir = dir_of(&s);
     let tmp = tempfile::tempdir().unwrap();
     let legacy = tmp.path().join("appendonly.aof");
@@ -269,7 +270,11 @@ fn legacy_aof_with_rdb_preamble() {
             "{:?}",
             r.fault
         );
+        // Its commands walked first (from where the preamble is found to end), the
+        // preamble read once: the keys and TTLs the server holds.
+        assert!(r.keys_exact, "{:?}", r.warnings);
         assert_eq!(r.keys_per_db, keyspace);
+        assert_eq!(r.expires, expires);
         assert_eq!(r.rdb_version, Some(10));
     }
 }

@@ -141,7 +141,76 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
         out.rdb_end = Some(src.offset());
         out.valid_len = src.offset();
     }
-    let mut resp = RespReader::new(&mut src);
+    Ok(walk_commands(part, &mut src, sink, out))
+}
+
+/// Walks only the commands of `part` from offset `at` on, where its RDB preamble is taken
+/// to end (see [`preamble_end_guess`]).
+pub(crate) fn walk_from<S: AofSink>(part: &Part, at: u64, sink: &mut S) -> std::io::Result<Walked> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = super::open::open_regular(&part.path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(at.min(len)))?;
+    sink.file_start(len);
+    let mut src = Source::new(file, at.min(len), len);
+    let out = Walked {
+        len,
+        valid_len: at,
+        rdb_end: Some(at),
+        fault: None,
+        warning: None,
+    };
+    Ok(walk_commands(part, &mut src, sink, out))
+}
+
+/// Bytes from its end that [`preamble_end_guess`] looks through at most.
+const GUESS_SCAN: u64 = 256 << 20;
+
+/// Where the commands after the RDB preamble of a lone AOF file of `len` bytes may
+/// start, found from its end without reading the RDB: scanning back over at most
+/// [`GUESS_SCAN`] bytes, the first place where an RDB's end (its EOF opcode, 0xff, and 8
+/// checksum bytes) is followed by what starts a command (`*` and a digit). The commands
+/// after a preamble are text, where 0xff is rare (only in binary values). A guess: the
+/// walk of the file says where the preamble really ends, and the caller checks that.
+pub(crate) fn preamble_end_guess(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
+    // A chunk also reads the 10 bytes after it, for a candidate at its end.
+    const AFTER: u64 = 10;
+    let file = super::open::open_regular(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let stop = len.saturating_sub(GUESS_SCAN);
+    let mut buf = vec![0u8; (CHUNK + AFTER) as usize];
+    let mut end = len;
+    while end > stop {
+        let start = end.saturating_sub(CHUNK).max(stop);
+        let want = ((end - start + AFTER).min(len - start)) as usize;
+        let b = &mut buf[..want];
+        file.read_exact_at(b, start).ok()?;
+        let chunk = (end - start) as usize;
+        let found = (0..chunk).rev().find(|&i| {
+            b[i] == 0xff
+                && b.get(i + 9) == Some(&b'*')
+                && b.get(i + 10).is_some_and(u8::is_ascii_digit)
+        });
+        if let Some(i) = found {
+            return Some(start + i as u64 + 9);
+        }
+        end = start;
+    }
+    None
+}
+
+/// Walks the commands of `part` from where `src` is, on from `out` (what the walk of its
+/// preamble, if any, left).
+fn walk_commands<S: AofSink>(
+    part: &Part,
+    src: &mut Source<std::fs::File>,
+    sink: &mut S,
+    mut out: Walked,
+) -> Walked {
+    let len = out.len;
+    let mut resp = RespReader::new(src);
     let mut multi_start: Option<u64> = None;
     loop {
         let start = resp.src.offset();
@@ -197,7 +266,7 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
             ));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Pass one: validation, base counts, fingerprints of keys incr commands touch.

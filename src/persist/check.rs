@@ -408,6 +408,31 @@ const PREPARED_FROM: u64 = 4096;
 #[cfg(test)]
 const PREPARED_FROM: u64 = 1;
 
+/// When `part` (a lone file) starts with an RDB preamble of at least [`PREPARED_FROM`]
+/// bytes and the commands after it are found ([`aof::preamble_end_guess`]): walks them for
+/// the keys they touch and makes `first` tell the replay about those as the preamble is
+/// read (as for a multi-part AOF's base); where the commands were taken to start.
+fn prepare_after_preamble(part: &Part, now: i64, first: &mut FirstPass<'_>) -> Option<u64> {
+    let mut head = [0u8; 6];
+    let n = super::open::open_regular(&part.path)
+        .and_then(|mut f| read_head(&mut f, &mut head))
+        .ok()?;
+    let size = std::fs::metadata(&part.path).ok()?.len();
+    let rdb = head[..n].starts_with(b"REDIS") || head[..n].starts_with(b"VALKEY");
+    if !rdb || size < PREPARED_FROM {
+        return None;
+    }
+    let at = aof::preamble_end_guess(&part.path)?;
+    let mut touched = Touched::new(now);
+    let w = aof::walk_from(part, at, &mut touched).ok()?;
+    // Not even one command from there: not where they start.
+    if w.valid_len == at || touched.full || touched.touched.len() == 0 {
+        return None;
+    }
+    *first = std::mem::replace(first, FirstPass::new(None, now)).prepared(touched.touched);
+    Some(at)
+}
+
 /// [`check_parts`]; `prepare`: the incremental files may be walked first, so that the
 /// base is read once (tests compare the two ways).
 fn check_parts_with(
@@ -439,6 +464,13 @@ fn check_parts_with(
             first = first.prepared(touched.touched);
         }
     }
+    // An old single file with an RDB preamble (Redis 4-6's `appendonly.aof` after a
+    // rewrite): its commands are walked first too, from where the preamble is guessed to
+    // end, and the guess is checked against where it does (`false` otherwise: read again).
+    let mut guessed = None;
+    if prepare && lone && opts.slots.is_none() && parts.len() == 1 {
+        guessed = prepare_after_preamble(&parts[0], now, &mut first);
+    }
     let mut walked = 0;
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
@@ -452,6 +484,9 @@ fn check_parts_with(
         };
         report.bytes += w.len;
         walked = i + 1;
+        if guessed.is_some() && w.rdb_end != guessed {
+            return false;
+        }
         report.warnings.extend(w.warning);
         if let Some(f) = w.fault {
             fail_part(report, part, last, f, w.valid_len);

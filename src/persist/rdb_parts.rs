@@ -951,9 +951,11 @@ mod tests {
     fn an_aof_whose_rdb_base_is_read_in_parts_counts_what_reading_it_whole_counts() {
         use crate::persist::check::check;
         use crate::persist::report::{CheckOptions, Verdict};
-        for (seed, second_db, negative) in
-            [(41, false, false), (43, true, false), (47, false, true)]
-        {
+        for (seed, second_db, negative, trap) in [
+            (41, false, false, false),
+            (43, true, false, true),
+            (47, false, true, false),
+        ] {
             let n = 24_000;
             let base = base(n, second_db, seed, negative);
             // Writes to keys all over the base (whose later parts' readers keep them for
@@ -976,6 +978,12 @@ mod tests {
                     _ => resp(&[b"PEXPIREAT", key, b"1"]),
                 });
             }
+            if trap {
+                // A value that looks like an RDB's end and a command after it: an old
+                // single file's commands are first taken to start there, wrongly.
+                let value = b"\xff12345678*2\r\n$3\r\nDEL\r\n$7\r\nkey:0:1\r\n";
+                incr.extend(resp(&[b"SET", b"key:0:2", value]));
+            }
             let dir = tempfile::tempdir().unwrap();
             let put = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes);
             put("appendonly.aof.1.base.rdb", &base).unwrap();
@@ -988,10 +996,17 @@ mod tests {
             .unwrap();
             let legacy = dir.path().join("legacy.aof");
             std::fs::write(&legacy, [&base[..], &incr[..]].concat()).unwrap();
-            // The old single file is read twice when it loads: its commands' keys are
-            // learnt as they come, and a second pass reads its preamble again for them.
-            let twice = if negative { 1 } else { 2 };
-            for (path, reads) in [(dir.path().to_path_buf(), 1), (legacy, twice)] {
+            // The old single file's commands are walked first, from where its preamble is
+            // guessed to end (as a multi-part AOF's incremental files are), then its
+            // preamble is read once. A wrong guess reads it again as before: a first pass,
+            // then a second for the keys the commands touch (none after a fault).
+            let legacy_reads = match (negative, trap) {
+                (true, _) => 2,
+                (false, true) => 3,
+                (false, false) => 1,
+            };
+            let mut counts = Vec::new();
+            for (path, reads) in [(dir.path().to_path_buf(), 1), (legacy, legacy_reads)] {
                 let report = |whole: bool| {
                     std::thread::scope(|s| {
                         s.spawn(|| {
@@ -1017,7 +1032,15 @@ mod tests {
                     false => assert!(whole.keys_exact && whole.keys > 0, "{what}: {whole:?}"),
                 }
                 assert_eq!((none, taken), (0, reads), "{what}: taken in parts");
+                counts.push((
+                    whole.verdict,
+                    whole.keys_exact,
+                    whole.keys_per_db,
+                    whole.expires_per_db,
+                ));
             }
+            // The same keys and TTLs in one file as in the directory.
+            assert_eq!(counts[0], counts[1], "seed {seed}");
         }
     }
 

@@ -162,6 +162,7 @@ fn build_data(dir: &Path, gb: f64) -> (PathBuf, PathBuf) {
     let _ = fs::remove_file(&rdb);
     let _ = fs::remove_dir_all(&aof);
     let _ = fs::remove_dir_all(dir.join("preambledir"));
+    let _ = fs::remove_file(dir.join("preamble.aof"));
     fs::create_dir_all(dir).unwrap();
     let tmp = tempfile::tempdir_in(dir).unwrap();
     eprintln!(
@@ -364,6 +365,22 @@ fn build_preamble_aof(dir: &Path, rdb: &Path) -> PathBuf {
     aof
 }
 
+/// The default-layout AOF's two files in one (`preamble.aof`): what Redis 4-6 leave with
+/// `aof-use-rdb-preamble yes` after a rewrite and the same writes.
+fn glued_preamble_aof(dir: &Path, preamble: &Path) -> PathBuf {
+    let file = dir.join("preamble.aof");
+    if file.is_file() {
+        return file;
+    }
+    let tmp = dir.join("preamble.aof.tmp");
+    fs::copy(preamble.join("appendonly.aof.1.base.rdb"), &tmp).unwrap();
+    let incr = fs::read(preamble.join("appendonly.aof.1.incr.aof")).unwrap();
+    let mut out = fs::OpenOptions::new().append(true).open(&tmp).unwrap();
+    std::io::Write::write_all(&mut out, &incr).unwrap();
+    fs::rename(&tmp, &file).unwrap();
+    file
+}
+
 fn build_small(dir: &Path) -> (PathBuf, PathBuf) {
     let dir = dir.join("small");
     fs::create_dir_all(&dir).unwrap();
@@ -490,9 +507,15 @@ fn main() {
             aof.join("appendonly.aof.1.base.aof"),
             "redis-check-aof",
         ));
+        let preamble = build_preamble_aof(&data_dir(), &rdb);
         shapes.push((
             "AOF of the RDB as its base, then writes (Redis 7's default layout)",
-            build_preamble_aof(&data_dir(), &rdb),
+            preamble.clone(),
+            "redis-check-aof",
+        ));
+        shapes.push((
+            "AOF of the RDB as its preamble, then writes, in one file (Redis 4-6's)",
+            glued_preamble_aof(&data_dir(), &preamble),
             "redis-check-aof",
         ));
     }

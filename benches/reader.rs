@@ -1,5 +1,7 @@
 //! Benchmark (not a test): the persistence reader against `cat` and redis-check-rdb /
-//! redis-check-aof on a >= 1 GB RDB of mixed types and its AOF twin (RESP, no preamble).
+//! redis-check-aof on a >= 1 GB RDB of mixed types and its AOF twin (RESP, no preamble),
+//! and on the shapes of issue 16 (5 M small keys, 5 M small commands, the twin's base
+//! alone, the RDB as an AOF's base or preamble with writes after it).
 //!
 //! Run: `cargo bench --bench reader` (builds the data once into `target/bench-data/`;
 //! `BENCH_READER_GB=2` for a bigger file, `BENCH_READER_REBUILD=1` to rebuild;
@@ -9,8 +11,8 @@
 //! contenders; peak memory is the highest of them).
 //! Each contender runs as a child process: wall and CPU time from `wait4`, peak RSS sampled
 //! from `/proc` while it runs. The reader runs twice a round: as one check on an idle
-//! machine runs (an RDB of 64 MB or more read in two parts at once, an AOF read ahead, on
-//! the second core), and pinned to one core with `taskset -c 0` (no second core: it reads
+//! machine runs (an RDB of 64 MB or more, an AOF's RDB base or preamble too, read in parts
+//! at once, a RESP AOF read ahead, on the second core), and pinned to one core with `taskset -c 0` (no second core: it reads
 //! on its own thread), whose CPU time is the one-core figure.
 
 #[path = "../tests/persist_support/mod.rs"]

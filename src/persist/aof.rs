@@ -166,8 +166,8 @@ pub(crate) fn walk_from<S: AofSink>(part: &Part, at: u64, sink: &mut S) -> std::
 /// Bytes from its end that [`preamble_end_guess`] looks through at most.
 const GUESS_SCAN: u64 = 256 << 20;
 
-/// Where the commands after the RDB preamble of a lone AOF file of `len` bytes may
-/// start, found from its end without reading the RDB: scanning back over at most
+/// Where the commands after the RDB preamble of the lone AOF file at `path` may start,
+/// found from its end without reading the RDB: scanning back over at most
 /// [`GUESS_SCAN`] bytes, the first place where an RDB's end (its EOF opcode, 0xff, and 8
 /// checksum bytes) is followed by what starts a command (`*` and a digit). The commands
 /// after a preamble are text, where 0xff is rare (only in binary values). A guess: the

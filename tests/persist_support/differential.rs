@@ -28,6 +28,9 @@ pub enum SeedKind {
     Rdb,
     /// An `appendonlydir/`: manifest and parts, by file name.
     AofDir,
+    /// An old single `appendonly.aof` (Redis 4-6's layout), which a server of 7.0 on
+    /// loads as the base of a new `appendonlydir/`.
+    AofSingle,
 }
 
 /// A file (or AOF directory) written by a real server, to mutate.
@@ -113,7 +116,8 @@ pub fn read_dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Seeds from a real redis-server 7.0: an RDB, an AOF directory with an RDB preamble
-/// and incremental commands, and one without a preamble.
+/// and incremental commands, one without a preamble, and the first's two files as one
+/// old single `appendonly.aof`.
 pub fn seeds() -> Vec<Seed> {
     let mut out = Vec::new();
     let mut s = Server::start(&[]);
@@ -147,10 +151,25 @@ pub fn seeds() -> Vec<Seed> {
         for c in incr {
             s.cmd(&c);
         }
+        let files = read_dir_files(&s.path().join("appendonlydir"));
+        if preamble == "yes" {
+            // The base (an RDB) and then the incremental file, after the manifest.
+            let glued: Vec<u8> = files[1..].iter().flat_map(|f| f.1.clone()).collect();
+            assert!(
+                glued.starts_with(b"REDIS"),
+                "the base first: {:?}",
+                files[1].0
+            );
+            out.push(Seed {
+                name: "aof-single-preamble".into(),
+                kind: SeedKind::AofSingle,
+                files: vec![("appendonly.aof".into(), glued)],
+            });
+        }
         out.push(Seed {
             name: format!("aof-preamble-{preamble}"),
             kind: SeedKind::AofDir,
-            files: read_dir_files(&s.path().join("appendonlydir")),
+            files,
         });
     }
     out
@@ -161,7 +180,7 @@ pub fn mutate(seed: &Seed, rng: &mut StdRng) -> (Vec<(String, Vec<u8>)>, String)
     let mut files = seed.files.clone();
     // AOF: a part most of the time, the manifest now and then.
     let which = match seed.kind {
-        SeedKind::Rdb => 0,
+        SeedKind::Rdb | SeedKind::AofSingle => 0,
         SeedKind::AofDir if rng.gen_ratio(1, 10) => 0,
         SeedKind::AofDir => rng.gen_range(1..files.len()),
     };
@@ -424,7 +443,7 @@ impl Engine {
         let load = judge_load(
             &self.binary,
             dir,
-            kind == SeedKind::AofDir,
+            kind != SeedKind::Rdb,
             Duration::from_secs(10),
         );
         let log = String::from_utf8_lossy(&fs::read(dir.join("server.log")).unwrap_or_default())
@@ -526,6 +545,11 @@ pub fn materialize(kind: SeedKind, files: &[(String, Vec<u8>)], root: &Path) -> 
                 fs::write(d.join(n), b).unwrap();
             }
             d
+        }
+        SeedKind::AofSingle => {
+            let p = root.join("appendonly.aof");
+            fs::write(&p, &files[0].1).unwrap();
+            p
         }
     }
 }

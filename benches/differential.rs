@@ -1,5 +1,6 @@
 //! The differential campaign at scale (issues 9 and 18): mutants of files redis-server 7.0
-//! wrote (RDB of every type, AOF with and without an RDB preamble), each judged by
+//! wrote (RDB of every type, AOF with and without an RDB preamble, and an old single
+//! `appendonly.aof` with one), each judged by
 //! redis-server 7.0 and valkey-server 8.1 loading it and by the reader. Prints, per
 //! engine: agreements, truncated AOFs the server loads in part (the reader says
 //! `truncated`, with the length to keep), false alarms (the reader refuses what the

@@ -34,8 +34,6 @@ use crc_fast::Digest;
 
 use super::aof_keys::DATABASES;
 use super::error::ParseError;
-#[cfg(doc)]
-use super::rdb::KeyVisitor;
 use super::rdb::{Hunt, PartRun, Rdb};
 use super::rdb_value::may_start_record;
 use super::source::{crc64_then, reading_stop, reading_stops_when, Source};

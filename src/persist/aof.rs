@@ -188,10 +188,10 @@ pub(crate) fn preamble_end_guess(path: &std::path::Path) -> Option<u64> {
         let b = &mut buf[..want];
         file.read_exact_at(b, start).ok()?;
         let chunk = (end - start) as usize;
-        let found = (0..chunk).rev().find(|&i| {
-            b[i] == 0xff
-                && b.get(i + 9) == Some(&b'*')
-                && b.get(i + 10).is_some_and(u8::is_ascii_digit)
+        // The 0xff bytes found with vector compares (a byte loop took 0.1 s for the most
+        // this looks through, a file of text after its preamble).
+        let found = memchr::memrchr_iter(0xff, &b[..chunk]).find(|&i| {
+            b.get(i + 9) == Some(&b'*') && b.get(i + 10).is_some_and(u8::is_ascii_digit)
         });
         if let Some(i) = found {
             return Some(start + i as u64 + 9);

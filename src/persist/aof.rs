@@ -19,7 +19,7 @@ use super::aof_replay::{DbCounts, Replay};
 use super::commands;
 use super::error::{FaultKind, ParseError};
 use super::fp_set::{FpRuns, FpSet};
-use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
+use super::rdb::{find_repeated_key, is_rdb_head, KeyVisitor, Rdb, RdbOutcome};
 use super::rdb_parts;
 use super::resp::{Command, RespReader};
 use super::source::Source;
@@ -68,16 +68,16 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
     let mut head = [0u8; 6];
     let got = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
     let maybe_rdb = matches!(head.first(), Some(b'R' | b'V')) || got == 0;
+    let has_rdb = is_rdb_head(&head[..got]);
     // A big RDB preamble is read in parts at once (`rdb_parts`), mapped, as an RDB file
     // is: unless its keys go one at a time to a visitor of their bytes (a slot check).
-    let threads = match head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
-        true if sink
-            .rdb_visitor()
-            .is_none_or(|v| v.fingerprints().is_some()) =>
-        {
-            rdb_parts::threads(len)
-        }
-        _ => 1,
+    let by_fp = sink
+        .rdb_visitor()
+        .is_none_or(|v| v.fingerprints().is_some());
+    let threads = if has_rdb && by_fp {
+        rdb_parts::threads(len)
+    } else {
+        1
     };
     let later_file = (threads > 1).then(|| file.try_clone().ok()).flatten();
     let mut src = match later_file {
@@ -93,11 +93,6 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
         fault: None,
         warning: None,
     };
-    let n = len.min(6) as usize;
-    let has_rdb = src
-        .peek(n)
-        .map(|head| head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"))
-        .unwrap_or(false);
     if has_rdb {
         let visitor = sink.rdb_visitor();
         let mut rdb = Rdb::new(&mut src, visitor, now_ms);
@@ -144,12 +139,16 @@ pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::i
     Ok(walk_commands(part, &mut src, sink, out))
 }
 
-/// Walks only the commands of `part` from offset `at` on, where its RDB preamble is taken
-/// to end (see [`preamble_end_guess`]).
-pub(crate) fn walk_from<S: AofSink>(part: &Part, at: u64, sink: &mut S) -> std::io::Result<Walked> {
+/// Walks only the commands of `part` (opened as `file`, `len` bytes) from offset `at` on,
+/// where its RDB preamble is taken to end (see [`preamble_end_guess`]).
+pub(crate) fn walk_from<S: AofSink>(
+    part: &Part,
+    mut file: std::fs::File,
+    len: u64,
+    at: u64,
+    sink: &mut S,
+) -> std::io::Result<Walked> {
     use std::io::{Seek, SeekFrom};
-    let mut file = super::open::open_regular(&part.path)?;
-    let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(at.min(len)))?;
     sink.file_start(len);
     let mut src = Source::new(file, at.min(len), len);
@@ -166,19 +165,17 @@ pub(crate) fn walk_from<S: AofSink>(part: &Part, at: u64, sink: &mut S) -> std::
 /// Bytes from its end that [`preamble_end_guess`] looks through at most.
 const GUESS_SCAN: u64 = 256 << 20;
 
-/// Where the commands after the RDB preamble of the lone AOF file at `path` may start,
-/// found from its end without reading the RDB: scanning back over at most
+/// Where the commands after the RDB preamble of a lone AOF file (`file`, `len` bytes) may
+/// start, found from its end without reading the RDB: scanning back over at most
 /// [`GUESS_SCAN`] bytes, the first place where an RDB's end (its EOF opcode, 0xff, and 8
 /// checksum bytes) is followed by what starts a command (`*` and a digit). The commands
 /// after a preamble are text, where 0xff is rare (only in binary values). A guess: the
 /// walk of the file says where the preamble really ends, and the caller checks that.
-pub(crate) fn preamble_end_guess(path: &std::path::Path) -> Option<u64> {
+pub(crate) fn preamble_end_guess(file: &std::fs::File, len: u64) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 1 << 20;
     // A chunk also reads the 10 bytes after it, for a candidate at its end.
     const AFTER: u64 = 10;
-    let file = super::open::open_regular(path).ok()?;
-    let len = file.metadata().ok()?.len();
     let stop = len.saturating_sub(GUESS_SCAN);
     let mut buf = vec![0u8; (CHUNK + AFTER) as usize];
     let mut end = len;
@@ -825,6 +822,12 @@ impl Touched {
             effects: Vec::new(),
         }
     }
+
+    /// The keys touched, for [`FirstPass::prepared`]: `None` when there are none, or more
+    /// than the set holds.
+    pub fn keys(self) -> Option<FpSet> {
+        (!self.full && self.touched.len() > 0).then_some(self.touched)
+    }
 }
 
 impl AofSink for Touched {
@@ -934,13 +937,11 @@ pub(crate) fn db_counts(out: &RdbOutcome) -> BTreeMap<u32, DbCounts> {
         .keys_per_db
         .iter()
         .map(|(&db, &keys)| {
-            let (expires, expired) = out.expires_per_db.get(&db).copied().unwrap_or_default();
             (
                 db,
                 DbCounts {
                     keys,
-                    expires,
-                    expired,
+                    ..DbCounts::default()
                 },
             )
         })

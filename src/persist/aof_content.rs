@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::digest::{ContentDigest, DigestBuilder, DigestOptions};
 use super::entries::{EntryVisitor, WholeEntries};
-use super::rdb::Rdb;
+use super::rdb::{is_rdb_head, Rdb};
 use super::source::Source;
 use super::value::{Kind, Value, ValueSink};
 
@@ -289,7 +289,7 @@ fn starts_as_rdb(path: &Path) -> bool {
     super::open::open_regular(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
-        && (head.starts_with(b"REDIS") || head.starts_with(b"VALKEY"))
+        && is_rdb_head(&head)
 }
 
 /// A visitor that keeps nothing (the keys of a part read only for its commands).
@@ -503,7 +503,7 @@ fn read_aof_source<R: Read, V: EntryVisitor>(
         .peek(len.min(6) as usize)
         .map(|h| h.to_vec())
         .unwrap_or_default();
-    if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
+    if is_rdb_head(&head) {
         let mut rdb = Rdb::new(src, None, 0);
         super::entries::walk(&mut rdb, base).map_err(|e| {
             format(

@@ -10,9 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::aof::{self, db_counts, FirstPass, Part, SecondPass, Touched};
 use super::aof_replay::DbCounts;
 use super::error::{FaultKind, ParseError};
-use super::fp_set::MAX_KEYS;
+use super::fp_set::{FpSet, MAX_KEYS};
 use super::manifest::{self, PartType};
-use super::rdb::{find_repeated_key, KeyVisitor, Rdb, RdbOutcome};
+use super::rdb::{find_repeated_key, is_rdb_head, KeyVisitor, Rdb, RdbOutcome};
 use super::rdb_parts;
 use super::report::{CheckOptions, FileKind, FileReport, Verdict};
 use super::slot::SlotCheck;
@@ -79,7 +79,7 @@ pub(crate) fn check(path: &Path, opts: &CheckOptions) -> FileReport {
     };
     let head = &head[..n];
     let named_aof = path.extension().is_some_and(|e| e == "aof");
-    let is_rdb = head.starts_with(b"REDIS") || head.starts_with(b"VALKEY");
+    let is_rdb = is_rdb_head(head);
     if matches!(head.first(), Some(b'*' | b'#')) || (named_aof && (is_rdb || head.is_empty())) {
         return check_single_aof(path, opts);
     }
@@ -409,28 +409,26 @@ const PREPARED_FROM: u64 = 4096;
 const PREPARED_FROM: u64 = 1;
 
 /// When `part` (a lone file) starts with an RDB preamble of at least [`PREPARED_FROM`]
-/// bytes and the commands after it are found ([`aof::preamble_end_guess`]): walks them for
-/// the keys they touch and makes `first` tell the replay about those as the preamble is
-/// read (as for a multi-part AOF's base); where the commands were taken to start.
-fn prepare_after_preamble(part: &Part, now: i64, first: &mut FirstPass<'_>) -> Option<u64> {
+/// bytes and the commands after it are found ([`aof::preamble_end_guess`]): where they
+/// were taken to start, and the keys they touch (for [`FirstPass::prepared`], as a
+/// multi-part AOF's incremental files give them). The file is opened once for all three.
+fn commands_after_preamble(part: &Part, now: i64) -> Option<(u64, FpSet)> {
+    use std::os::unix::fs::FileExt;
+    let file = super::open::open_regular(&part.path).ok()?;
+    let len = file.metadata().ok()?.len();
     let mut head = [0u8; 6];
-    let n = super::open::open_regular(&part.path)
-        .and_then(|mut f| read_head(&mut f, &mut head))
-        .ok()?;
-    let size = std::fs::metadata(&part.path).ok()?.len();
-    let rdb = head[..n].starts_with(b"REDIS") || head[..n].starts_with(b"VALKEY");
-    if !rdb || size < PREPARED_FROM {
+    let n = file.read_at(&mut head, 0).ok()?;
+    if !is_rdb_head(&head[..n]) || len < PREPARED_FROM {
         return None;
     }
-    let at = aof::preamble_end_guess(&part.path)?;
+    let at = aof::preamble_end_guess(&file, len)?;
     let mut touched = Touched::new(now);
-    let w = aof::walk_from(part, at, &mut touched).ok()?;
+    let w = aof::walk_from(part, file, len, at, &mut touched).ok()?;
     // Not even one command from there: not where they start.
-    if w.valid_len == at || touched.full || touched.touched.len() == 0 {
+    if w.valid_len == at {
         return None;
     }
-    *first = std::mem::replace(first, FirstPass::new(None, now)).prepared(touched.touched);
-    Some(at)
+    Some((at, touched.keys()?))
 }
 
 /// [`check_parts`]; `prepare`: the incremental files may be walked first, so that the
@@ -452,7 +450,10 @@ fn check_parts_with(
         .first()
         .filter(|p| p.base)
         .map_or(0, |p| std::fs::metadata(&p.path).map_or(0, |m| m.len()));
-    if prepare && opts.slots.is_none() && base_size >= PREPARED_FROM {
+    let mut guessed = None;
+    let touched = if !prepare || opts.slots.is_some() {
+        None
+    } else if base_size >= PREPARED_FROM {
         let mut touched = Touched::new(now);
         for part in &parts[1..] {
             // A fault ends the walk here as it ends the first pass there.
@@ -460,16 +461,21 @@ fn check_parts_with(
                 break;
             }
         }
-        if !touched.full && touched.touched.len() > 0 {
-            first = first.prepared(touched.touched);
-        }
-    }
-    // An old single file with an RDB preamble (Redis 4-6's `appendonly.aof` after a
-    // rewrite): its commands are walked first too, from where the preamble is guessed to
-    // end, and the guess is checked against where it does (`false` otherwise: read again).
-    let mut guessed = None;
-    if prepare && lone && opts.slots.is_none() && parts.len() == 1 {
-        guessed = prepare_after_preamble(&parts[0], now, &mut first);
+        touched.keys()
+    } else if lone && parts.len() == 1 {
+        // An old single file with an RDB preamble (Redis 4-6's `appendonly.aof` after a
+        // rewrite): its commands are walked first too, from where the preamble is guessed
+        // to end, and the guess is checked against where it does (`false` otherwise: read
+        // again).
+        commands_after_preamble(&parts[0], now).map(|(at, keys)| {
+            guessed = Some(at);
+            keys
+        })
+    } else {
+        None
+    };
+    if let Some(keys) = touched {
+        first = first.prepared(keys);
     }
     let mut walked = 0;
     for (i, part) in parts.iter().enumerate() {

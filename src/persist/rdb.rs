@@ -30,6 +30,11 @@ pub const MAX_REDIS_RDB: u32 = 12;
 /// Valkey 9.0's RDB version (`VALKEY` magic).
 pub const VALKEY_RDB: u32 = 80;
 
+/// Whether a file's first bytes are an RDB's magic (`REDIS` or `VALKEY`).
+pub(crate) fn is_rdb_head(head: &[u8]) -> bool {
+    head.starts_with(b"REDIS") || head.starts_with(b"VALKEY")
+}
+
 /// Told about every key, when the caller needs keys (slot checks, AOF key tracking).
 pub(crate) trait KeyVisitor {
     fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>);

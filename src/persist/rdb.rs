@@ -232,6 +232,26 @@ impl Visits {
     }
 }
 
+/// A key by its fingerprint, when a filter of fingerprints is asked for (`filter`,
+/// [`KeyVisitor::fingerprints`]) and lets it through: told to the visitor, or, in a later
+/// part with none, kept in `visits` for the file's ([`Rdb::record_visits`]). (Over the
+/// reader's fields, not the reader: the record loop holds its source's bytes meanwhile.)
+#[inline(always)]
+fn visit_fp(
+    visitor: Option<&mut &mut dyn KeyVisitor>,
+    filter: Option<&[u64]>,
+    visits: &mut Visits,
+    db: u32,
+    fp: u64,
+    expire: Option<i64>,
+) {
+    match (filter, visitor) {
+        (Some(f), Some(v)) if in_filter(f, fp) => v.key_fp(db, fp, expire),
+        (Some(f), None) if in_filter(f, fp) => visits.push(db, fp, expire),
+        _ => {}
+    }
+}
+
 impl<'a, R: Read> Rdb<'a, R> {
     pub fn new(
         src: &'a mut Source<R>,
@@ -597,11 +617,8 @@ impl<'a, R: Read> Rdb<'a, R> {
                 let f = fingerprint(&key);
                 fp = Some(f);
                 match (self.visitor.as_mut(), &self.visitor_fp) {
-                    (_, Some(filter)) if !in_filter(filter, f) => {}
-                    (Some(v), Some(_)) => v.key_fp(db, f, expire),
-                    (None, Some(_)) => self.visits.push(db, f, expire),
-                    (None, None) => {}
                     (Some(v), None) => v.key(db, &key, expire),
+                    (v, filter) => visit_fp(v, filter.as_deref(), &mut self.visits, db, f, expire),
                 }
             }
             Ok(false) => self.out.warn(format!(
@@ -731,14 +748,15 @@ impl<'a, R: Read> Rdb<'a, R> {
             if !self.keys_seen.push_later(fp) {
                 break;
             }
-            if let Some(f) = &self.visitor_fp {
-                if in_filter(f, fp) {
-                    match self.visitor.as_mut() {
-                        Some(v) => v.key_fp(db, fp, None),
-                        None => self.visits.push(db, fp, None),
-                    }
-                }
-            }
+            let filter = self.visitor_fp.as_deref();
+            visit_fp(
+                self.visitor.as_mut(),
+                filter,
+                &mut self.visits,
+                db,
+                fp,
+                None,
+            );
             at = end;
             n += 1;
         }

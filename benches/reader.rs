@@ -12,8 +12,9 @@
 //! Each contender runs as a child process: wall and CPU time from `wait4`, peak RSS sampled
 //! from `/proc` while it runs. The reader runs twice a round: as one check on an idle
 //! machine runs (an RDB of 64 MB or more, an AOF's RDB base or preamble too, read in parts
-//! at once, a RESP AOF read ahead, on the second core), and pinned to one core with `taskset -c 0` (no second core: it reads
-//! on its own thread), whose CPU time is the one-core figure.
+//! at once, a RESP AOF read ahead, on the second core), and pinned to one core with
+//! `taskset -c 0` (no second core: it reads on its own thread), whose CPU time is the
+//! one-core figure.
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;
@@ -346,12 +347,7 @@ fn build_preamble_aof(dir: &Path, rdb: &Path) -> PathBuf {
         fs::copy(rdb, &base).unwrap();
     }
     let mut out = Vec::new();
-    let mut put = |args: &[&str]| {
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-    };
+    let mut put = |args: &[&str]| out.extend(support::resp(args));
     put(&["SELECT", "0"]);
     for i in 0..20_000 {
         put(&["SET", &format!("str:{}", i * 7), "x"]);
@@ -404,12 +400,7 @@ fn build_small(dir: &Path) -> (PathBuf, PathBuf) {
             rng.0 % n
         };
         let mut out = Vec::with_capacity(210 << 20);
-        let mut put = |args: &[&str]| {
-            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-            for a in args {
-                out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-            }
-        };
+        let mut put = |args: &[&str]| out.extend(support::resp(args));
         put(&["SELECT", "0"]);
         let mut n = 0;
         while n < 5_000_000 {

@@ -162,9 +162,7 @@ fn multi_part_aof_without_preamble_and_legacy_single_files() {
 fn check_glued(dir: &Path) -> (tempfile::TempDir, PathBuf, FileReport) {
     let tmp = tempfile::tempdir().unwrap();
     let legacy = tmp.path().join("appendonly.aof");
-    let mut bytes = fs::read(files_in(dir, ".base.aof")).unwrap();
-    bytes.extend(fs::read(files_in(dir, ".incr.aof")).unwrap());
-    fs::write(&legacy, &bytes).unwrap();
+    fs::write(&legacy, glued(dir)).unwrap();
     let r = check(&legacy);
     assert_eq!(
         (r.verdict, r.kind),
@@ -173,6 +171,19 @@ fn check_glued(dir: &Path) -> (tempfile::TempDir, PathBuf, FileReport) {
         r.fault
     );
     (tmp, legacy, r)
+}
+
+/// A multi-part AOF's base (RESP or RDB) and its incr file, one after the other: what a
+/// legacy `appendonly.aof` holds.
+fn glued(dir: &Path) -> Vec<u8> {
+    let base = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains(".base."))
+        .unwrap_or_else(|| panic!("no base in {}", dir.display()));
+    let mut bytes = fs::read(base).unwrap();
+    bytes.extend(fs::read(files_in(dir, ".incr.aof")).unwrap());
+    bytes
 }
 
 /// Keys and keys with a TTL per database, from INFO keyspace.
@@ -256,8 +267,7 @@ fn legacy_aof_with_rdb_preamble() {
     let dir = dir_of(&s);
     let tmp = tempfile::tempdir().unwrap();
     let legacy = tmp.path().join("appendonly.aof");
-    let mut bytes = fs::read(files_in(&dir, ".base.rdb")).unwrap();
-    bytes.extend(fs::read(files_in(&dir, ".incr.aof")).unwrap());
+    let bytes = glued(&dir);
     fs::write(&legacy, &bytes).unwrap();
     // Told apart by content, whatever the name.
     let renamed = tmp.path().join("data.bin");

@@ -596,10 +596,7 @@ mod tests {
     }
 
     fn resp(out: &mut Vec<u8>, args: &[String]) {
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
+        out.extend(crate::persist::resp::tests::encode(args));
     }
 
     /// A file that starts as a rewrite writes (each key's data, then maybe its

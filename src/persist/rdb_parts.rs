@@ -535,6 +535,7 @@ mod tests {
     use crate::persist::listpack::tests::build as listpack;
     use crate::persist::listpack::LpEntry::Str;
     use crate::persist::rdb::RdbOutcome;
+    use crate::persist::resp::tests::encode;
     use crate::persist::source::crc64;
 
     thread_local! {
@@ -918,15 +919,9 @@ mod tests {
         }
     }
 
-    /// A command in RESP.
+    /// A command in RESP (its arguments' literals of any length taken as slices).
     fn resp(args: &[&[u8]]) -> Vec<u8> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend(format!("${}\r\n", a.len()).bytes());
-            out.extend_from_slice(a);
-            out.extend(b"\r\n");
-        }
-        out
+        encode(args)
     }
 
     /// `file(n, second_db, seed)` with its last expiry made negative (which an AOF's

@@ -457,8 +457,21 @@ fn classify_name(name: &[u8]) -> Class {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A command as RESP, as a client sends it and an AOF holds it (the crate's tests'
+    /// files).
+    pub(crate) fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            let a = a.as_ref();
+            out.extend(format!("${}\r\n", a.len()).bytes());
+            out.extend_from_slice(a);
+            out.extend(b"\r\n");
+        }
+        out
+    }
 
     #[test]
     fn a_count_of_arguments_sizes_nothing_before_they_are_read() {

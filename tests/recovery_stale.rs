@@ -425,3 +425,93 @@ fn a_deleted_database_does_not_come_back_from_its_identity_files() {
         .is_none_or(|d| d.is_empty()));
     drop(guard);
 }
+
+/// A master's snapshot written after its replica's copy, then damaged (cut short by the
+/// crash): the replica's copy is valid but lacks the master's later writes. Recovery
+/// says so and loads it only when told to (`allow_stale`), where it used to come back
+/// "successfully" from the older copy.
+#[test]
+fn an_older_copy_does_not_stand_in_for_a_newer_damaged_one_unless_allowed() {
+    use lazarus::ccs::{shard_dir_under, Persistence};
+    let common::World(_lz, guard, rt, old) = common::World::with(2)
+        .db("replicated", 1, true, Persistence::Snapshot)
+        .installed();
+    let db = old.database_by_name("replicated").unwrap();
+    let master = db.masters().next().unwrap();
+    let replica = db
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap();
+    let dump_of = |s: &lazarus::ccs::Shard| {
+        shard_dir_under(&old.nodes[&s.node].persistent_path, db.id, s.id).join("dump.rdb")
+    };
+    let (master_dump, replica_dump) = (dump_of(master), dump_of(replica));
+    assert!(replica_dump.exists(), "{replica_dump:?}");
+    // The master takes a write and saves it; its replica's copy stays as it was.
+    let a = lazarus::db::shard_addr(&old, db, master.id).unwrap();
+    rt.block_on(async {
+        let mut con = common::data::connect(&a.host, a.port, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg("later")
+            .arg("v")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+    });
+    guard.kill_all();
+    assert!(modified_ns(&master_dump) > modified_ns(&replica_dump));
+    let len = fs::metadata(&master_dump).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&master_dump)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let second = Lazarus::new();
+    second
+        .run(&format!(
+            "cluster recover filename {}",
+            old.nodes[&1].persistent_path.join("ccs/ccs.json").display()
+        ))
+        .ok();
+    let stale = format!("stale: `{}` is ", replica_dump.display());
+    let newer = format!("older than `{}`, which is damaged", master_dump.display());
+    second
+        .run("recover list")
+        .ok()
+        .stdout_has("missing files: ")
+        .stdout_has(&stale)
+        .stdout_has(&newer)
+        .stdout_has("not used: corrupted: `");
+    second
+        .run("recover db replicated")
+        .fails(1)
+        .stdout_has(&newer)
+        .stdout_has("`recover db replicated allow_stale`");
+    assert_eq!(db_state(&second, "replicated"), "pending_recovery");
+    second
+        .run("recover db replicated allow_stale verify counts")
+        .ok()
+        .stdout_has("`replicated`: Completed successfully");
+    // The replica's copy came back, without the master's later write.
+    assert!(!has_key(&second, "replicated", "later"));
+    // Nothing Lazarus did touched the damaged original.
+    assert_eq!(fs::metadata(&master_dump).unwrap().len(), len / 2);
+    drop(guard);
+}
+
+/// `db`'s state in `lz`'s CCS.
+fn db_state(lz: &Lazarus, db: &str) -> String {
+    let ccs = lz.ccs();
+    let d = ccs["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|d| d["name"] == db)
+        .unwrap()
+        .clone();
+    d["state"].as_str().unwrap().to_string()
+}

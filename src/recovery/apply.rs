@@ -535,9 +535,10 @@ fn early_digest(rec: &Recovery, db: &Database, picks: &Picks) -> Option<EarlyDig
 
 /// Each master whose server refused its chosen copy (the reader can call ok what the
 /// server will not load) is started again on the next copy the reader accepts, freshest
-/// first: its replica's files, the other format. The plan then names the copy used;
-/// each fallback is described for the result line. With no copy left the master's
-/// first refusal is the error.
+/// first: its replica's files, the other format (issue 18: the line says which copy was
+/// used and why the first was refused); none when the server could not start for a
+/// reason of its own (its port taken). The plan then names the copy used. With no copy
+/// left the master's first refusal is the error.
 async fn fall_back(
     rec: &Arc<Recovery>,
     cluster: &Arc<Cluster>,
@@ -565,6 +566,15 @@ async fn fall_back(
         let Outcome::Ready { source: first } = &sp.outcome else {
             return Err(first_err.into());
         };
+        if matches!(
+            first_err,
+            ServerError::PortTaken { .. }
+                | ServerError::PortLost { .. }
+                | ServerError::NoFreePort { .. }
+        ) {
+            // Not the copy's fault: another copy would meet the same port.
+            return Err(first_err.into());
+        }
         let first = first.clone();
         let why = first_line(&first_err.to_string());
         let dir = shard_dir(cluster, db, shard);

@@ -228,6 +228,58 @@ pub struct Inspect<'a> {
     pub refill: bool,
 }
 
+/// What one shard directory offers (see [`Inspect::inspect_shard_dir`]).
+#[derive(Default)]
+struct Inspected {
+    valid: Vec<Source>,
+    rejected: Vec<Reason>,
+    damaged: Vec<Damaged>,
+}
+
+/// A candidate refused as damaged (corrupted, truncated), and when it was last written:
+/// data a valid but older copy lacks.
+struct Damaged {
+    path: PathBuf,
+    modified_ns: i64,
+    /// A truncated AOF: what `check file ... fix` cuts at its last complete record.
+    truncated: Option<PathBuf>,
+}
+
+impl Damaged {
+    fn of(reason: &Reason, path: &Path, mtime: impl FnOnce() -> Option<i64>) -> Option<Damaged> {
+        let truncated = match reason {
+            Reason::TruncatedAof { source, .. } => Some(source.clone()),
+            Reason::Corrupted { .. } => None,
+            _ => return None,
+        };
+        Some(Damaged {
+            path: path.to_path_buf(),
+            modified_ns: mtime()?,
+            truncated,
+        })
+    }
+
+    /// Why `older`, valid, is not loaded in this file's stead.
+    fn makes_stale(&self, older: &Source, db: &Database) -> Reason {
+        let anyway = format!(
+            "or load the older file anyway with `recover db {} allow_stale`",
+            db.config.name
+        );
+        Reason::Stale {
+            file: older.path.clone(),
+            newer: format!("`{}`, which is damaged", self.path.display()),
+            older_by_ms: (self.modified_ns - older.modified_ns) / 1_000_000,
+            next: match &self.truncated {
+                Some(source) => format!(
+                    "keep its complete records (`check file {} fix <dest>`, then the copy in its place), {anyway}",
+                    source.display()
+                ),
+                None => format!("repair it or bring another copy of it, {anyway}"),
+            },
+        }
+    }
+}
+
 /// The newest data Lazarus knows a master's shard had, apart from the recovery path: a
 /// source older than it would bring back an old state and lose every write since.
 /// Times of files are unix nanoseconds: two writes within one second are told apart.
@@ -255,15 +307,17 @@ impl Inspect<'_> {
         );
         let mut valid: Vec<Source> = Vec::new();
         let mut set_aside = Vec::new();
+        let mut damaged = Vec::new();
         let known = if self.allow_stale {
             Known::default()
         } else {
             self.known(master)
         };
         for shard in copies {
-            let (found, rejected) = self.inspect_shard_dir(shard, master.slots, &known);
-            set_aside.extend(rejected);
-            valid.extend(found);
+            let found = self.inspect_shard_dir(shard, master.slots, &known);
+            set_aside.extend(found.rejected);
+            valid.extend(found.valid);
+            damaged.extend(found.damaged);
         }
         // The freshest; ties go to the earlier candidate (the master's own files, the AOF
         // before the RDB). The others stay, freshest first, for a server that refuses it.
@@ -279,61 +333,83 @@ impl Inspect<'_> {
         let source = ranked.remove(0);
         // That some copy is absent is no news once another one is used.
         set_aside.retain(|r| !r.is_absence());
+        if !self.allow_stale {
+            // A damaged file written after the freshest valid one held data it lacks
+            // (a replica's first, empty sync beside its master's truncated RDB; a
+            // snapshot beside the AOF that logged every write since): loading the older
+            // one would come back "successfully" without those writes.
+            let newer = damaged
+                .iter()
+                .filter(|d| d.modified_ns > source.modified_ns);
+            if let Some(d) = newer.max_by_key(|d| d.modified_ns) {
+                let reason = d.makes_stale(&source, self.db);
+                return (Outcome::Missing { reason }, set_aside, Vec::new());
+            }
+        }
         (Outcome::Ready { source }, set_aside, ranked)
     }
 
-    /// The best valid source in one shard directory, and every candidate refused there.
+    /// The valid sources in one shard directory, every candidate refused there, and
+    /// which of those were refused as damaged.
     fn inspect_shard_dir(
         &self,
         shard: &Shard,
         slots: Option<SlotRange>,
         known: &Known,
-    ) -> (Vec<Source>, Vec<Reason>) {
+    ) -> Inspected {
+        let refused = |reason| Inspected {
+            rejected: vec![reason],
+            ..Inspected::default()
+        };
         let Some(node) = self.cluster.nodes.get(&shard.node) else {
-            return (
-                Vec::new(),
-                vec![Reason::NoRecoveryPath { node: shard.node }],
-            );
+            return refused(Reason::NoRecoveryPath { node: shard.node });
         };
         let Some(root) = node.recovery_path.as_deref() else {
-            return (Vec::new(), vec![Reason::NoRecoveryPath { node: node.id }]);
+            return refused(Reason::NoRecoveryPath { node: node.id });
         };
         let disk = self.disk;
         if let Err(e) = disk.stat(node.id, root) {
-            return (Vec::new(), vec![io_reason(root, e, true)]);
+            return refused(io_reason(root, e, true));
         }
         let dir = shard_dir_under(root, self.db.id, shard.id);
         let names = match disk.list(node.id, &dir) {
             Ok(names) => names,
-            Err(e) => return (Vec::new(), vec![io_reason(&dir, e, false)]),
+            Err(e) => return refused(io_reason(&dir, e, false)),
         };
         if let Some(reason) = self.check_identity(&dir, shard) {
-            return (Vec::new(), vec![reason]);
+            return refused(reason);
         }
-        let mut rejected = Vec::new();
-        let mut found: Vec<Source> = Vec::new();
+        let mut out = Inspected::default();
         for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
             let path = dir.join(kind.file_name());
             if !names.iter().any(|n| n == kind.file_name()) {
                 continue;
             }
             // An appendonlydir makes a leftover appendonly.aof irrelevant to Redis 7.
-            if kind == SourceKind::AofFile && found.iter().any(|b| b.kind == SourceKind::AofDir) {
+            if kind == SourceKind::AofFile && out.valid.iter().any(|b| b.kind == SourceKind::AofDir)
+            {
                 continue;
             }
             // AOF comes first, so on a tie the AOF (the more complete log) is chosen.
-            match self
-                .candidate(kind, &path, shard, slots)
-                .and_then(|source| stale(source, known, self.db))
-            {
-                Ok(source) => found.push(source),
-                Err(reason) => rejected.push(reason),
+            match self.candidate(kind, &path, shard, slots) {
+                Ok(source) => match stale(source, known, self.db) {
+                    Ok(source) => out.valid.push(source),
+                    Err(reason) => out.rejected.push(reason),
+                },
+                Err(reason) => {
+                    if let Some(d) = Damaged::of(&reason, &path, || {
+                        disk.readable_mtime(shard.node, &path).ok()
+                    }) {
+                        out.damaged.push(d);
+                    }
+                    out.rejected.push(reason);
+                }
             }
         }
-        if found.is_empty() && rejected.is_empty() {
-            rejected.push(Reason::FileMissing { dir });
+        if out.valid.is_empty() && out.rejected.is_empty() {
+            out.rejected.push(Reason::FileMissing { dir });
         }
-        (found, rejected)
+        out
     }
 
     /// What Lazarus knows of `master`'s data outside the recovery paths.

@@ -221,10 +221,10 @@ fn an_rdb_ctime_beats_its_mtime() {
 }
 
 #[test]
-fn a_corrupted_aof_falls_back_to_the_snapshot() {
+fn a_damaged_aof_older_than_the_snapshot_falls_back_to_it() {
     let w = World::new();
-    w.file(1, 3, 4, "dump.rdb", "keys=5", 600);
-    w.file(1, 3, 4, "appendonlydir/spec", "verdict=truncated", 10);
+    w.file(1, 3, 4, "dump.rdb", "keys=5", 10);
+    w.file(1, 3, 4, "appendonlydir/spec", "verdict=truncated", 600);
     let plan = w.plan();
     let s = shard(&plan, 3, 4);
     assert_eq!(source(s).kind, SourceKind::Rdb);
@@ -236,14 +236,73 @@ fn a_corrupted_aof_falls_back_to_the_snapshot() {
 }
 
 #[test]
-fn a_replica_copy_stands_in_for_a_bad_master() {
+fn a_snapshot_older_than_a_damaged_aof_is_stale_unless_allowed() {
+    // The AOF logged every write after the snapshot: loading the snapshot would come
+    // back "successfully" without them.
     let w = World::new();
-    w.file(1, 3, 4, "dump.rdb", "verdict=corrupt", 10);
-    w.file(2, 3, 5, "dump.rdb", "keys=9", 20);
+    w.file(1, 3, 4, "dump.rdb", "keys=5", 600);
+    w.file(1, 3, 4, "appendonlydir/spec", "verdict=truncated", 10);
+    let plan = w.plan();
+    let s = shard(&plan, 3, 4);
+    let Reason::Stale {
+        file, newer, next, ..
+    } = reason(s)
+    else {
+        panic!("expected stale, got {:?}", s.outcome);
+    };
+    assert!(file.ends_with("dump.rdb"), "{file:?}");
+    assert!(
+        newer.contains("appendonlydir") && newer.contains("damaged"),
+        "{newer}"
+    );
+    assert!(
+        next.contains("fix <dest>") && next.contains("allow_stale"),
+        "{next}"
+    );
+    assert!(matches!(&s.set_aside[..], [Reason::TruncatedAof { .. }]));
+    assert_eq!(plan.databases[0].status, DbStatus::MissingFiles);
+    assert!(
+        reason(s).to_string().contains("older than"),
+        "{}",
+        reason(s)
+    );
+
+    let db = &w.cluster.databases[&3];
+    let allowed = plan_db_with(&w.cluster, db, Some(10), "7.0.15", &fake_check, false, true);
+    let s = allowed.shard_plans.iter().find(|s| s.shard == 4).unwrap();
+    assert_eq!(source(s).kind, SourceKind::Rdb);
+    assert_eq!(allowed.status, DbStatus::Ready);
+}
+
+#[test]
+fn a_replica_copy_stands_in_for_a_bad_master_older_than_it() {
+    let w = World::new();
+    w.file(1, 3, 4, "dump.rdb", "verdict=corrupt", 20);
+    w.file(2, 3, 5, "dump.rdb", "keys=9", 10);
     w.identity(2, 3, 5, CLUSTER_ID);
     let plan = w.plan();
     let s = shard(&plan, 3, 4);
     assert_eq!((source(s).from_shard, source(s).keys), (5, 9));
+    assert!(matches!(&s.set_aside[..], [Reason::Corrupted { .. }]));
+}
+
+#[test]
+fn a_replica_copy_older_than_its_damaged_master_is_stale() {
+    // A replica's first sync (empty) beside its master's truncated RDB written after.
+    let w = World::new();
+    w.file(1, 3, 4, "dump.rdb", "verdict=corrupt", 10);
+    w.file(2, 3, 5, "dump.rdb", "keys=0", 20);
+    w.identity(2, 3, 5, CLUSTER_ID);
+    let plan = w.plan();
+    let s = shard(&plan, 3, 4);
+    let Reason::Stale { file, next, .. } = reason(s) else {
+        panic!("expected stale, got {:?}", s.outcome);
+    };
+    assert!(file.starts_with(w.dir(2, 3, 5)), "{file:?}");
+    assert!(
+        next.contains("repair it") && next.contains("allow_stale"),
+        "{next}"
+    );
     assert!(matches!(&s.set_aside[..], [Reason::Corrupted { .. }]));
 }
 

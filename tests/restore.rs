@@ -1504,3 +1504,111 @@ fn a_run_file_changed_after_verify_fails_start_and_the_old_data_serves() {
         .stderr_has("the old data is back in place and serving");
     assert_same(&changed, &picture(&rt, &lz, "l"), "after the failed start");
 }
+
+/// The shard directories of database `name`.
+fn shard_dirs(lz: &Lazarus, name: &str) -> Vec<std::path::PathBuf> {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let db = c.database_by_name(name).unwrap();
+    db.shards
+        .iter()
+        .map(|s| c.nodes[&s.node].shard_dir(db.id, s.id))
+        .collect()
+}
+
+/// Starts restore task `task` and kills its shell while its masters load: its old data
+/// is set aside, its shards fenced and stopped, the task left `running` with its lock
+/// free. The loading start is held by a stand-in for redis-server that only sleeps
+/// (killed here too).
+fn kill_while_loading(lz: &Lazarus, task: &str) {
+    let sleeper = lz.path("sleeping-redis-server");
+    let pid_file = lz.path("sleeper.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    std::fs::write(
+        &sleeper,
+        format!(
+            "#!/bin/sh\nif [ -f \"$1\" ] && grep -q '^appendonly no' \"$1\"; then echo $$ > '{}'; exec sleep 600; fi\nexec redis-server \"$@\"\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &sleeper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .arg("--redis-server")
+        .arg(&sleeper)
+        .args(["restore", "task", "start", task])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the restore never began to load");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let json = lz.ccs();
+    assert_eq!(json["backups"]["restores"][task]["state"], "running");
+}
+
+/// What a killed shell leaves: task `task` `running`, its lock free.
+fn left_running(lz: &Lazarus, task: &str) {
+    let store = Store::new(lz.home().to_path_buf());
+    let lock = store.lock().unwrap();
+    let mut c = lock.cluster().unwrap();
+    c.backups.restores.get_mut(task).unwrap().state = lazarus::ccs::RestoreState::Running;
+    lock.save(&mut c).unwrap();
+}
+
+/// A restore whose shell died mid-load is found `interrupted` by whichever restore command
+/// on it comes first (not only `show`/`list`): `verify` and `start` refuse it, pointing at
+/// `retry`, and change nothing; `retry` puts the old data back and finishes.
+#[test]
+fn the_first_command_on_a_restore_whose_shell_died_finds_it_interrupted() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let backed = picture(&rt, &lz, "f");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    accident(&rt, port_of(&lz, "f"), None);
+    lz.run("restore task create name k db f backup latest force")
+        .ok();
+    kill_while_loading(&lz, "k");
+    let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
+    assert!(old.join("appendonlydir").exists(), "nothing set aside");
+
+    lz.run("restore task verify k")
+        .fails(1)
+        .stderr_has("restore task `k` is interrupted: use `restore task retry k`");
+    assert_eq!(lz.ccs()["backups"]["restores"]["k"]["state"], "interrupted");
+    left_running(&lz, "k");
+    lz.run("restore task start k")
+        .fails(1)
+        .stderr_has("restore task `k` is interrupted: use `restore task retry k`");
+    assert_eq!(lz.ccs()["backups"]["restores"]["k"]["state"], "interrupted");
+    assert!(
+        old.join("appendonlydir").exists(),
+        "the refusals changed the data"
+    );
+    left_running(&lz, "k");
+    lz.run("restore task retry k")
+        .ok()
+        .stdout_has("content verified: ");
+    assert_same(&backed, &picture(&rt, &lz, "f"), "after retry");
+    assert!(!old.exists());
+}

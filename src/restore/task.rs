@@ -132,10 +132,7 @@ impl Tasks<'_> {
     /// `restore task verify`: the checks recorded on the task (on every task of a group
     /// not yet restored); `failure` says which failed.
     pub async fn verify(&self, name: &str) -> Result<(Shown, Option<RestoreTaskError>)> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         match shown(&cluster, name)? {
             Shown::One(t) => {
                 let (t, v) = self.verify_locked(&cluster, *t).await?;
@@ -149,10 +146,7 @@ impl Tasks<'_> {
     /// `restore task start` / `retry` (`retry`: after a failed or interrupted start, the
     /// old data put back first).
     pub async fn start(&self, name: &str, retry: bool, counts_only: bool) -> Result<Started> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         match shown(&cluster, name)? {
             Shown::One(t) => {
                 self.start_locked(&cluster, *t, retry, counts_only, false)
@@ -164,10 +158,7 @@ impl Tasks<'_> {
 
     /// `restore task delete`: the task (or every task of a group), none running.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (lock, mut cluster) = self.locked().await?;
+        let (_l, lock, mut cluster) = self.claim(name).await?;
         let mut held = Vec::new();
         let names = match shown(&cluster, name)? {
             Shown::One(t) => match t.group {
@@ -201,16 +192,35 @@ impl Tasks<'_> {
             .map_err(RestoreTaskError::Lock)
     }
 
+    /// Task `name`'s lock (refused while another shell holds it), then the CCS as
+    /// [`Self::locked`] gives it, with the task itself marked `interrupted` when it is
+    /// found `running`: holding its lock, no shell runs it, so the one that did died.
+    /// (The sweep of `locked` alone cannot see that: the lock it tries is the one held
+    /// here.) Every action on one task starts here.
+    pub(super) async fn claim(&self, name: &str) -> Result<(RunLock, StoreLock, Cluster)> {
+        let Some(task_lock) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (lock, cluster) = self.locked_holding(Some(name)).await?;
+        Ok((task_lock, lock, cluster))
+    }
+
     /// The CCS lock (waiting while another shell holds it briefly), with backup runs and
     /// restore tasks whose shell died marked `interrupted`.
     pub(super) async fn locked(&self) -> Result<(StoreLock, Cluster)> {
+        self.locked_holding(None).await
+    }
+
+    /// [`Self::locked`], this shell holding task `held`'s lock (its state then says
+    /// whether a shell died running it).
+    async fn locked_holding(&self, held: Option<&str>) -> Result<(StoreLock, Cluster)> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.store.lock().and_then(|l| Ok((l.cluster()?, l))) {
                 Ok((mut cluster, lock)) => {
                     let home = self.store.home();
                     let swept = crate::backup::sweep_interrupted(&mut cluster, home);
-                    if mark_interrupted(&mut cluster, home) || swept {
+                    if mark_interrupted(&mut cluster, home, held) || swept {
                         lock.save(&mut cluster)?;
                     }
                     return Ok((lock, cluster));
@@ -253,6 +263,12 @@ impl Tasks<'_> {
         t: RestoreTask,
     ) -> Result<(RestoreTask, VerifyReport)> {
         refuse_done(&t)?;
+        // Its old data may be set aside and its shards fenced: nothing to verify before
+        // `retry` puts it back (and a verdict would hide that it was cut short).
+        if t.state == RestoreState::Interrupted {
+            let (name, state) = (t.name, t.state);
+            return Err(RestoreTaskError::MustRetry { name, state });
+        }
         let (v, _) = self.run_verify(cluster, &t, &spec(&t)?).await?;
         let t = self.record_verify(&t.name, &v).await?;
         Ok((t, v))
@@ -260,10 +276,7 @@ impl Tasks<'_> {
 
     /// Verifies task `name` under its own lock and records the verdict.
     pub(super) async fn verify_one(&self, name: &str) -> Result<(RestoreTask, VerifyReport)> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         let t = find(&cluster, name)?.clone();
         self.verify_locked(&cluster, t).await
     }
@@ -289,10 +302,7 @@ impl Tasks<'_> {
         counts_only: bool,
         files_read: bool,
     ) -> Result<Started> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         let t = find(&cluster, name)?.clone();
         self.start_locked(&cluster, t, retry, counts_only, files_read)
             .await
@@ -607,15 +617,21 @@ fn record_step(store: &Store, task: &str, s: RestoreStep) {
     }
 }
 
-/// Marks `running` tasks whose lock is free (their shell died) `interrupted`; whether
-/// any was.
-fn mark_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
+/// Marks `running` tasks whose lock is free, or is `held` by the caller, `interrupted`
+/// (their shell died); whether any was.
+fn mark_interrupted(cluster: &mut Cluster, home: &Path, held: Option<&str>) -> bool {
     let mut changed = false;
     for t in cluster.backups.restores.values_mut() {
         if t.state != RestoreState::Running {
             continue;
         }
-        if let Ok(Some(_l)) = RunLock::try_take(home, &format!("restore-{}", t.name)) {
+        let free = || {
+            matches!(
+                RunLock::try_take(home, &format!("restore-{}", t.name)),
+                Ok(Some(_))
+            )
+        };
+        if held == Some(t.name.as_str()) || free() {
             t.state = RestoreState::Interrupted;
             t.reason = Some(format!(
                 "the shell running it died while {}; `restore task retry {}` puts the old data back and starts again",

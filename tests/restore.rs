@@ -1612,3 +1612,95 @@ fn the_first_command_on_a_restore_whose_shell_died_finds_it_interrupted() {
     assert_same(&backed, &picture(&rt, &lz, "f"), "after retry");
     assert!(!old.exists());
 }
+
+/// Writes made after a failed start (the old data back and serving) are in the safety
+/// backup of the `retry` that replaces them: the retry takes a new one, and says so.
+#[test]
+fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("ra", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let run = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "ra",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = port_of(&lz, "ra");
+    let set = |key: &str| {
+        rt.block_on(async {
+            let mut con = common::data::connect("127.0.0.1", port, 0).await;
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("precious")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        })
+    };
+    set("written-before-the-start");
+    // The run's file damaged: the start fails and puts the old data back.
+    let file = std::fs::read_dir(repo.join(&run))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("shard-")
+        })
+        .unwrap();
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &good[..20]).unwrap();
+    lz.run(&format!(
+        "restore task create name ra1 db ra backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task start ra1")
+        .fails(1)
+        .stderr_has("the old data is back in place and serving");
+    let earlier = lz.ccs()["backups"]["restores"]["ra1"]["safety_backup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set("written-after-failed-start");
+    std::fs::write(&file, &good).unwrap();
+    lz.run("restore task retry ra1")
+        .ok()
+        .stdout_has("content verified: ")
+        .stdout_has(&format!(
+            "(taken again: the data served clients after the earlier start that took {earlier} failed)"
+        ));
+    let at = lz.ccs()["backups"]["restores"]["ra1"]["safety_backup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(at, earlier);
+    // The new safety backup, restored, holds the write made between.
+    lz.run(&format!(
+        "restore task create name undo db ra backup {at} force no_safety_backup"
+    ))
+    .ok();
+    lz.run("restore task start undo").ok();
+    let got: Option<String> = rt.block_on(async {
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
+        redis::cmd("GET")
+            .arg("written-after-failed-start")
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    });
+    assert_eq!(got.as_deref(), Some("precious"));
+}

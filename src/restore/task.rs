@@ -59,10 +59,14 @@ pub enum Safety {
     None,
     /// `no_safety_backup`: the keys replaced without one.
     Skipped(u64),
-    /// Taken by an earlier start of the task, at this run.
+    /// Taken by an earlier start of the task, at this run; that start was cut short
+    /// while the data was fenced, so no client wrote since.
     Earlier(String),
     /// Taken now, at this run.
     Taken(String),
+    /// Taken now, at `at`: the old data served clients again after an earlier start took
+    /// `earlier` (it failed and put the data back), so `earlier` may miss their writes.
+    Retaken { at: String, earlier: String },
 }
 
 /// What one database's restore brought back.
@@ -320,6 +324,10 @@ impl Tasks<'_> {
     ) -> Result<Started> {
         refuse_done(&t)?;
         check_retry(&t, retry)?;
+        // Decided before the put-back changes the step: an earlier safety backup still
+        // holds the data only when the start retried was cut short while it was fenced.
+        let earlier_holds =
+            t.state == RestoreState::Interrupted && t.step.is_some_and(RestoreStep::fenced);
         let server = self.servers(cluster)?;
         if retry {
             self.put_back(cluster, &t, &server).await?;
@@ -340,7 +348,9 @@ impl Tasks<'_> {
                 failure: verify_failure(&t.name, &v),
             });
         };
-        let safety = self.safety_backup(cluster, &t, v.keys_now).await?;
+        let safety = self
+            .safety_backup(cluster, &t, v.keys_now, earlier_holds)
+            .await?;
         let created_db = self.recreate(cluster, &t, &m, &server).await?;
         self.restore(&t, &m, &spec, &server, created_db, safety)
             .await
@@ -363,12 +373,15 @@ impl Tasks<'_> {
         Ok(())
     }
 
-    /// Live data about to be replaced is backed up first, or nothing starts.
+    /// Live data about to be replaced is backed up first, or nothing starts. The task's
+    /// earlier safety backup stands for it only when `earlier_holds` (no client can have
+    /// written since it was taken); else a new one is taken.
     async fn safety_backup(
         &self,
         cluster: &Cluster,
         t: &RestoreTask,
         keys_now: u64,
+        earlier_holds: bool,
     ) -> Result<Safety> {
         let Some(db) = cluster.database_by_name(&t.db).filter(|_| keys_now > 0) else {
             return Ok(Safety::None);
@@ -376,8 +389,9 @@ impl Tasks<'_> {
         if t.no_safety_backup {
             return Ok(Safety::Skipped(keys_now));
         }
-        if let Some(done) = &t.safety_backup {
-            return Ok(Safety::Earlier(done.clone()));
+        match &t.safety_backup {
+            Some(done) if earlier_holds => return Ok(Safety::Earlier(done.clone())),
+            _ => {}
         }
         let to = t.safety_path.clone().unwrap_or_else(|| t.path.clone());
         self.set_running(&t.name, RestoreStep::SafetyBackup(keys_now))
@@ -396,7 +410,10 @@ impl Tasks<'_> {
             Ok(run) => {
                 let at = format!("{}/{}", to.display(), run.id);
                 self.record_safety(&t.name, &run.id, &at).await?;
-                Ok(Safety::Taken(at))
+                Ok(match t.safety_backup.clone() {
+                    Some(earlier) => Safety::Retaken { at, earlier },
+                    None => Safety::Taken(at),
+                })
             }
             Err(error) => {
                 let error = RestoreTaskError::SafetyBackupFailed { to, error };

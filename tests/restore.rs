@@ -1704,3 +1704,76 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
     });
     assert_eq!(got.as_deref(), Some("precious"));
 }
+
+/// While a restore cut short holds a shard's data set aside (its only copy), nothing
+/// starts the shard without it or removes it: `restart db` / `restart all` refuse,
+/// naming the task and the way out; `status` flags the shard; another restore's verify
+/// refuses, naming the directory. `restore task delete` of the task, first to find it
+/// interrupted, puts the data back before the task goes.
+#[test]
+fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    accident(&rt, port_of(&lz, "f"), None);
+    let changed = picture(&rt, &lz, "f");
+    lz.run("restore task create name k db f backup latest force")
+        .ok();
+    kill_while_loading(&lz, "k");
+    let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
+    let named = format!(
+        "restore task `k` set the shard's data aside in `{}` (its only copy) and did not finish: `restore task retry k` puts it back and restores again, `restore task delete k` puts it back and drops the task",
+        old.display()
+    );
+
+    lz.run("restart db f")
+        .fails(1)
+        .stderr_has("cannot restart: redis:")
+        .stderr_has(&named);
+    let all = lz.run("restart all");
+    let said = format!("{}{}", all.stdout, all.stderr);
+    assert!(all.code != 0 && said.contains(&named), "{all:?}");
+    lz.run("status shards issues_only")
+        .ok()
+        .stdout_has("RESTORE UNFINISHED");
+    let json = lz
+        .cmd(["--json", "status", "shards", "issues_only"])
+        .run()
+        .ok()
+        .json();
+    assert!(
+        json[0].to_string().contains("restore task `k` set"),
+        "{}",
+        json[0]
+    );
+    assert!(
+        old.join("appendonlydir").exists(),
+        "a refusal moved the data"
+    );
+
+    // Another restore of the database neither replaces nor removes it.
+    lz.run("restore task create name other db f backup latest force")
+        .ok();
+    lz.run("restore task start other")
+        .fails(1)
+        .stderr_has(&named);
+    lz.run("restore task delete other")
+        .ok()
+        .stdout_has("Deleted restore task `other`.");
+    assert!(
+        old.join("appendonlydir").exists(),
+        "another restore moved the data"
+    );
+
+    left_running(&lz, "k");
+    lz.run("restore task delete k").ok().stdout_has(
+        "Deleted restore task `k`, cut short: first put the old data of db `f` back in place and serving.",
+    );
+    assert!(!old.exists());
+    assert_same(&changed, &picture(&rt, &lz, "f"), "after the delete");
+    lz.run("restore task show k").fails(1);
+    lz.run("restart db f").ok();
+    assert_same(&changed, &picture(&rt, &lz, "f"), "after the restart");
+}

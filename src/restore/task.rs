@@ -160,11 +160,17 @@ impl Tasks<'_> {
         }
     }
 
-    /// `restore task delete`: the task (or every task of a group), none running.
-    pub async fn delete(&self, name: &str) -> Result<()> {
-        let (_l, lock, mut cluster) = self.claim(name).await?;
+    /// `restore task delete`: the task (or every task of a group), none running. A task
+    /// cut short (`interrupted`), or whose old data is still set aside, is rolled back
+    /// first: its old data put back in place and serving (deleted, it could never be);
+    /// when that fails the task stays, `failed` with the reason. Returns the databases
+    /// put back.
+    pub async fn delete(&self, name: &str) -> Result<Vec<String>> {
+        let (_l, lock, cluster) = self.claim(name).await?;
+        // The put-back records its steps under the CCS lock.
+        drop(lock);
         let mut held = Vec::new();
-        let names = match shown(&cluster, name)? {
+        let tasks = match shown(&cluster, name)? {
             Shown::One(t) => match t.group {
                 Some(group) => {
                     return Err(RestoreTaskError::PartOfGroup {
@@ -172,7 +178,7 @@ impl Tasks<'_> {
                         group,
                     })
                 }
-                None => vec![t.name],
+                None => vec![*t],
             },
             Shown::Group { tasks, .. } => {
                 for t in &tasks {
@@ -181,14 +187,36 @@ impl Tasks<'_> {
                         None => return Err(RestoreTaskError::Running(t.name.clone())),
                     }
                 }
-                tasks.into_iter().map(|t| t.name).collect()
+                tasks
             }
         };
-        for n in &names {
-            cluster.backups.restores.remove(n);
+        let mut put_back = Vec::new();
+        for t in &tasks {
+            if t.state == RestoreState::Interrupted || self.set_aside_by(&cluster, t).await {
+                let server = self.servers(&cluster)?;
+                self.put_back(&cluster, t, &server).await?;
+                put_back.push(t.db.clone());
+            }
+        }
+        let (lock, mut cluster) = self.locked().await?;
+        for t in &tasks {
+            cluster.backups.restores.remove(&t.name);
         }
         lock.save(&mut cluster)?;
-        Ok(())
+        Ok(put_back)
+    }
+
+    /// Whether data task `t` set aside (and did not put back) lies in a shard directory
+    /// of its database.
+    async fn set_aside_by(&self, cluster: &Cluster, t: &RestoreTask) -> bool {
+        let Some(db) = cluster.database_by_name(&t.db) else {
+            return false;
+        };
+        let hosts = cluster.hosts().unwrap_or_default();
+        crate::db::set_aside(cluster, db, &hosts)
+            .await
+            .iter()
+            .any(|(_, a)| a.task.as_deref() == Some(t.name.as_str()))
     }
 
     pub(super) fn lock_task(&self, task: &str) -> Result<Option<RunLock>> {
@@ -323,7 +351,10 @@ impl Tasks<'_> {
         files_read: bool,
     ) -> Result<Started> {
         refuse_done(&t)?;
-        check_retry(&t, retry)?;
+        // Its old data still set aside, whatever its state says (a verify since, say):
+        // only `retry` puts it back.
+        let own_set_aside = self.set_aside_by(cluster, &t).await;
+        check_retry(&t, retry, own_set_aside)?;
         // Decided before the put-back changes the step: an earlier safety backup still
         // holds the data only when the start retried was cut short while it was fenced.
         let earlier_holds =
@@ -710,9 +741,11 @@ fn refuse_done(t: &RestoreTask) -> Result<()> {
     }
 }
 
-/// `retry` follows a failed or interrupted start, and only it does.
-fn check_retry(t: &RestoreTask, retry: bool) -> Result<()> {
-    let retrying = matches!(t.state, RestoreState::Failed | RestoreState::Interrupted);
+/// `retry` follows a failed or interrupted start (or one that left its old data set
+/// aside), and only it does.
+fn check_retry(t: &RestoreTask, retry: bool, own_set_aside: bool) -> Result<()> {
+    let retrying =
+        own_set_aside || matches!(t.state, RestoreState::Failed | RestoreState::Interrupted);
     let (name, state) = (t.name.clone(), t.state);
     match (retry, retrying) {
         (true, false) => Err(RestoreTaskError::NotRetryable { name, state }),
@@ -795,6 +828,7 @@ pub(super) fn new_task(
 
 fn spec(t: &RestoreTask) -> Result<RestoreSpec> {
     Ok(RestoreSpec {
+        task: t.name.clone(),
         repo: Repository::open(&t.path).map_err(RestoreTaskError::Repository)?,
         run: t.run.clone(),
         force: t.force,

@@ -294,8 +294,11 @@ impl RestoreCommand {
             RestoreCommand::List => Reply::of(&TaskList(tasks.list().await?)),
             RestoreCommand::Show { task } => reply(tasks.show(&task).await?, None),
             RestoreCommand::Delete { task } => {
-                tasks.delete(&task).await?;
-                Reply::of(&Deleted { deleted: task })
+                let put_back = tasks.delete(&task).await?;
+                Reply::of(&Deleted {
+                    deleted: task,
+                    put_back,
+                })
             }
         }
     }

@@ -195,7 +195,9 @@ impl Tasks<'_> {
             if t.state == RestoreState::Interrupted || self.set_aside_by(&cluster, t).await {
                 let server = self.servers(&cluster)?;
                 self.put_back(&cluster, t, &server).await?;
-                put_back.push(t.db.clone());
+                if cluster.database_by_name(&t.db).is_some() {
+                    put_back.push(t.db.clone());
+                }
             }
         }
         let (lock, mut cluster) = self.locked().await?;

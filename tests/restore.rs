@@ -1504,3 +1504,276 @@ fn a_run_file_changed_after_verify_fails_start_and_the_old_data_serves() {
         .stderr_has("the old data is back in place and serving");
     assert_same(&changed, &picture(&rt, &lz, "l"), "after the failed start");
 }
+
+/// The shard directories of database `name`.
+fn shard_dirs(lz: &Lazarus, name: &str) -> Vec<std::path::PathBuf> {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let db = c.database_by_name(name).unwrap();
+    db.shards
+        .iter()
+        .map(|s| c.nodes[&s.node].shard_dir(db.id, s.id))
+        .collect()
+}
+
+/// Starts restore task `task` and kills its shell while its masters load: its old data
+/// is set aside, its shards fenced and stopped, the task left `running` with its lock
+/// free. The loading start is held by a stand-in for redis-server that only sleeps
+/// (killed here too).
+fn kill_while_loading(lz: &Lazarus, task: &str) {
+    let sleeper = lz.path("sleeping-redis-server");
+    let pid_file = lz.path("sleeper.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    std::fs::write(
+        &sleeper,
+        format!(
+            "#!/bin/sh\nif [ -f \"$1\" ] && grep -q '^appendonly no' \"$1\"; then echo $$ > '{}'; exec sleep 600; fi\nexec redis-server \"$@\"\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &sleeper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .arg("--redis-server")
+        .arg(&sleeper)
+        .args(["restore", "task", "start", task])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the restore never began to load");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let json = lz.ccs();
+    assert_eq!(json["backups"]["restores"][task]["state"], "running");
+}
+
+/// What a killed shell leaves: task `task` `running`, its lock free.
+fn left_running(lz: &Lazarus, task: &str) {
+    let store = Store::new(lz.home().to_path_buf());
+    let lock = store.lock().unwrap();
+    let mut c = lock.cluster().unwrap();
+    c.backups.restores.get_mut(task).unwrap().state = lazarus::ccs::RestoreState::Running;
+    lock.save(&mut c).unwrap();
+}
+
+/// A restore whose shell died mid-load is found `interrupted` by whichever restore command
+/// on it comes first (not only `show`/`list`): `verify` and `start` refuse it, pointing at
+/// `retry`, and change nothing; `retry` puts the old data back and finishes.
+#[test]
+fn the_first_command_on_a_restore_whose_shell_died_finds_it_interrupted() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let backed = picture(&rt, &lz, "f");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    accident(&rt, port_of(&lz, "f"), None);
+    lz.run("restore task create name k db f backup latest force")
+        .ok();
+    kill_while_loading(&lz, "k");
+    let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
+    assert!(old.join("appendonlydir").exists(), "nothing set aside");
+
+    lz.run("restore task verify k")
+        .fails(1)
+        .stderr_has("restore task `k` is interrupted: use `restore task retry k`");
+    assert_eq!(lz.ccs()["backups"]["restores"]["k"]["state"], "interrupted");
+    left_running(&lz, "k");
+    lz.run("restore task start k")
+        .fails(1)
+        .stderr_has("restore task `k` is interrupted: use `restore task retry k`");
+    assert_eq!(lz.ccs()["backups"]["restores"]["k"]["state"], "interrupted");
+    assert!(
+        old.join("appendonlydir").exists(),
+        "the refusals changed the data"
+    );
+    left_running(&lz, "k");
+    lz.run("restore task retry k")
+        .ok()
+        .stdout_has("content verified: ");
+    assert_same(&backed, &picture(&rt, &lz, "f"), "after retry");
+    assert!(!old.exists());
+}
+
+/// Writes made after a failed start (the old data back and serving) are in the safety
+/// backup of the `retry` that replaces them: the retry takes a new one, and says so.
+#[test]
+fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("ra", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let run = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "ra",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = port_of(&lz, "ra");
+    let set = |key: &str| {
+        rt.block_on(async {
+            let mut con = common::data::connect("127.0.0.1", port, 0).await;
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("precious")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        })
+    };
+    set("written-before-the-start");
+    // The run's file damaged: the start fails and puts the old data back.
+    let file = std::fs::read_dir(repo.join(&run))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("shard-")
+        })
+        .unwrap();
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &good[..20]).unwrap();
+    lz.run(&format!(
+        "restore task create name ra1 db ra backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task start ra1")
+        .fails(1)
+        .stderr_has("the old data is back in place and serving");
+    let earlier = lz.ccs()["backups"]["restores"]["ra1"]["safety_backup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set("written-after-failed-start");
+    std::fs::write(&file, &good).unwrap();
+    lz.run("restore task retry ra1")
+        .ok()
+        .stdout_has("content verified: ")
+        .stdout_has(&format!(
+            "(taken again: the data served clients after the earlier start that took {earlier} failed)"
+        ));
+    let at = lz.ccs()["backups"]["restores"]["ra1"]["safety_backup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(at, earlier);
+    // The new safety backup, restored, holds the write made between.
+    lz.run(&format!(
+        "restore task create name undo db ra backup {at} force no_safety_backup"
+    ))
+    .ok();
+    lz.run("restore task start undo").ok();
+    let got: Option<String> = rt.block_on(async {
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
+        redis::cmd("GET")
+            .arg("written-after-failed-start")
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    });
+    assert_eq!(got.as_deref(), Some("precious"));
+}
+
+/// While a restore cut short holds a shard's data set aside (its only copy), nothing
+/// starts the shard without it or removes it: `restart db` / `restart all` refuse,
+/// naming the task and the way out; `status` flags the shard; another restore's verify
+/// refuses, naming the directory. `restore task delete` of the task, first to find it
+/// interrupted, puts the data back before the task goes.
+#[test]
+fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    accident(&rt, port_of(&lz, "f"), None);
+    let changed = picture(&rt, &lz, "f");
+    lz.run("restore task create name k db f backup latest force")
+        .ok();
+    kill_while_loading(&lz, "k");
+    let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
+    let named = format!(
+        "restore task `k` set the shard's data aside in `{}` (its only copy) and did not finish: `restore task retry k` puts it back and restores again, `restore task delete k` puts it back and drops the task",
+        old.display()
+    );
+
+    lz.run("restart db f")
+        .fails(1)
+        .stderr_has("cannot restart: redis:")
+        .stderr_has(&named);
+    let all = lz.run("restart all");
+    let said = format!("{}{}", all.stdout, all.stderr);
+    assert!(all.code != 0 && said.contains(&named), "{all:?}");
+    lz.run("status shards issues_only")
+        .ok()
+        .stdout_has("RESTORE UNFINISHED");
+    let json = lz
+        .cmd(["--json", "status", "shards", "issues_only"])
+        .run()
+        .ok()
+        .json();
+    assert!(
+        json[0].to_string().contains("restore task `k` set"),
+        "{}",
+        json[0]
+    );
+    assert!(
+        old.join("appendonlydir").exists(),
+        "a refusal moved the data"
+    );
+
+    // Another restore of the database neither replaces nor removes it.
+    lz.run("restore task create name other db f backup latest force")
+        .ok();
+    lz.run("restore task start other")
+        .fails(1)
+        .stderr_has(&named);
+    lz.run("restore task delete other")
+        .ok()
+        .stdout_has("Deleted restore task `other`.");
+    assert!(
+        old.join("appendonlydir").exists(),
+        "another restore moved the data"
+    );
+
+    left_running(&lz, "k");
+    lz.run("restore task delete k").ok().stdout_has(
+        "Deleted restore task `k`, cut short: first put the old data of db `f` back in place and serving.",
+    );
+    assert!(!old.exists());
+    assert_same(&changed, &picture(&rt, &lz, "f"), "after the delete");
+    lz.run("restore task show k").fails(1);
+    lz.run("restart db f").ok();
+    assert_same(&changed, &picture(&rt, &lz, "f"), "after the restart");
+}

@@ -210,6 +210,22 @@ impl RestoreStep {
         }
     }
 
+    /// Whether the old data has served no client since a start reached this step: from
+    /// `Stopping` until `Unfencing` its shards are stopped or fenced. A retry of a start
+    /// cut short at such a step may take the start's safety backup as the data's copy;
+    /// at any other step clients may have written since it was taken.
+    pub fn fenced(self) -> bool {
+        matches!(
+            self,
+            RestoreStep::Stopping
+                | RestoreStep::Swapping
+                | RestoreStep::Loading(_)
+                | RestoreStep::CheckingCounts
+                | RestoreStep::Reforming
+                | RestoreStep::Proving
+        )
+    }
+
     /// Every step without its figures, in the order a start goes through them.
     const NAMED: [RestoreStep; 17] = [
         RestoreStep::Starting,

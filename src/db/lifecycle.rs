@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role};
 use crate::host::Hosts;
-use crate::server::{shard_pid, shard_pid_on, stop_shard_on, ServerError, Servers, StartOptions};
+use crate::server::{
+    shard_pid, shard_pid_on, stop_shard_on, ServerError, Servers, SetAside, StartOptions,
+};
 
 use super::bringup::BringUp;
 use super::dirs::db_dirs;
@@ -137,6 +139,17 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             name: db.config.name,
         });
     }
+    // A shard started without the data a restore set aside would come up empty (or
+    // with the run's file), and report success.
+    let hosts = hosts_of(cluster)?;
+    if let Some((shard, aside)) = set_aside(cluster, &db, &hosts).await.into_iter().next() {
+        return Err(DbError::RestoreSetAside {
+            id: db.id,
+            name: db.config.name,
+            shard,
+            aside: Box::new(aside),
+        });
+    }
     let result = stop_and_start(cluster, server, &db).await;
     // Whatever happened, record what runs now: stale pids would hide the truth.
     let (mut running, mut down) = (Vec::new(), Vec::new());
@@ -162,6 +175,21 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             running,
             down,
         })
+}
+
+/// The shards of `db` holding data a restore set aside and did not put back, each
+/// directory asked on its node's host.
+pub async fn set_aside(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Vec<(Id, SetAside)> {
+    let mut found = Vec::new();
+    for s in &db.shards {
+        let Some(n) = cluster.nodes.get(&s.node) else {
+            continue;
+        };
+        if let Some(aside) = SetAside::in_dir(&*hosts.of(n.id), &n.shard_dir(db.id, s.id)).await {
+            found.push((s.id, aside));
+        }
+    }
+    found
 }
 
 /// Active databases with a shard whose server is not running in its directory: what

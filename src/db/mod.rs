@@ -29,7 +29,7 @@ use crate::server::{ServerError, ShardAddr};
 pub use bringup::{wire, BringUp, KeyBounds, LoadCheckError, SourceStep, SyncSource, Timeouts};
 pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
-pub use lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};
+pub use lifecycle::{delete_db, not_running, restart_db, set_aside, DeleteOutcome};
 pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
@@ -90,6 +90,13 @@ pub enum DbError {
         running: Vec<Id>,
         down: Vec<Id>,
     },
+    #[error("db:{id} `{name}` cannot restart: redis:{shard}: {aside}")]
+    RestoreSetAside {
+        id: Id,
+        name: String,
+        shard: Id,
+        aside: Box<crate::server::SetAside>,
+    },
     #[error(
         "interrupted: `create db {0}` was rolled back (its shards stopped, their directories \
          removed, the configuration unchanged)"
@@ -118,7 +125,8 @@ impl crate::error::DomainError for DbError {
             | DbError::ShardDirExists(_)
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls
-            | DbError::PendingRecovery { .. } => ErrorKind::Conflict,
+            | DbError::PendingRecovery { .. }
+            | DbError::RestoreSetAside { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
             DbError::Server(e) => e.kind(),

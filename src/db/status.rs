@@ -203,6 +203,8 @@ pub async fn status(
         Some(crate::tls::installed_dir(&node.persistent_path, record))
     };
 
+    let aside = set_aside_shards(cluster, &probes).await;
+
     let mut report = StatusReport::default();
     for db in cluster.databases.values() {
         let mut ok_masters = 0;
@@ -212,6 +214,10 @@ pub async fn status(
             let p = probes.get(&s.id);
             let (status, detail) = match (db.state, p) {
                 (DbState::PendingRecovery, _) => ("PENDING RECOVERY".to_string(), None),
+                (_, _) if aside.contains_key(&s.id) => (
+                    "RESTORE UNFINISHED".to_string(),
+                    aside.get(&s.id).map(ToString::to_string),
+                ),
                 (_, Some(p)) => shard_status(s.role, p, db.config.tls),
                 (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
             };
@@ -325,6 +331,42 @@ pub async fn status(
     report.shards.extend(orphans(cluster));
     report.nodes = node_rows(cluster, &probes, &facts, server_version);
     report
+}
+
+/// The shards of active databases holding data a restore set aside and did not put
+/// back: every shard on this machine (a directory listing), and those on other hosts
+/// that do not answer (a fenced or stopped shard; a round trip each, all at once).
+async fn set_aside_shards(
+    cluster: &Cluster,
+    probes: &BTreeMap<Id, ShardProbe>,
+) -> BTreeMap<Id, crate::server::SetAside> {
+    let hosts = cluster.hosts().unwrap_or_default();
+    let mut asks = Vec::new();
+    for db in cluster
+        .databases
+        .values()
+        .filter(|d| d.state == DbState::Active)
+    {
+        for s in &db.shards {
+            let Some(node) = cluster.nodes.get(&s.node) else {
+                continue;
+            };
+            let host = hosts.of(node.id);
+            if !host.is_local() && probes.get(&s.id).is_some_and(|p| p.up) {
+                continue;
+            }
+            let dir = node.shard_dir(db.id, s.id);
+            asks.push(async move {
+                let found = crate::server::SetAside::in_dir(&*host, &dir).await;
+                found.map(|a| (s.id, a))
+            });
+        }
+    }
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// What a node's own machine says: cores, memory, whether the persistent path is there.

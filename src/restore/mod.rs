@@ -26,12 +26,12 @@ use crate::server::{
 };
 
 /// Where a shard's old data waits while the restore runs, inside its directory.
-pub const OLD_DIR: &str = ".lazarus-restore-old";
+pub const OLD_DIR: &str = shard_dir::RESTORE_OLD_DIR;
 /// A run's file staged beside the shard's data before the swap.
 pub const STAGED: &str = ".lazarus-restore.rdb";
-/// The fence password while a shard is fenced (mode 0600, beside its redis.conf which
-/// holds the real one), so a restore cut short can unfence a shard it did not restart.
-pub const FENCE_FILE: &str = ".lazarus-fence";
+/// The fence password while a shard is fenced, so a restore cut short can unfence a
+/// shard it did not restart.
+pub const FENCE_FILE: &str = shard_dir::FENCE_FILE;
 const TIMEOUT: Duration = Duration::from_secs(10);
 const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -93,6 +93,8 @@ impl VerifyReport {
 /// What a restore is asked to do.
 #[derive(Clone, Debug)]
 pub struct RestoreSpec {
+    /// The restore task, written beside the data it sets aside.
+    pub task: String,
     pub repo: Repository,
     pub run: String,
     pub force: bool,

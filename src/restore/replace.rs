@@ -235,6 +235,13 @@ impl Restoring<'_> {
                 .create_private_dir(&old)
                 .await
                 .map_err(|e| at(e, &old))?;
+            // Before any data goes in: set-aside data always names its task.
+            let named = old.join(shard_dir::RESTORE_TASK_FILE);
+            place
+                .host
+                .write_private(&named, self.spec.task.as_bytes())
+                .await
+                .map_err(|e| at(e, &named))?;
             // One listing of each directory answers what is to be moved aside.
             let (here, kept) = (place.names(dir).await?, place.names(&old).await?);
             for name in DATA {

@@ -59,10 +59,14 @@ pub enum Safety {
     None,
     /// `no_safety_backup`: the keys replaced without one.
     Skipped(u64),
-    /// Taken by an earlier start of the task, at this run.
+    /// Taken by an earlier start of the task, at this run; that start was cut short
+    /// while the data was fenced, so no client wrote since.
     Earlier(String),
     /// Taken now, at this run.
     Taken(String),
+    /// Taken now, at `at`: the old data served clients again after an earlier start took
+    /// `earlier` (it failed and put the data back), so `earlier` may miss their writes.
+    Retaken { at: String, earlier: String },
 }
 
 /// What one database's restore brought back.
@@ -132,10 +136,7 @@ impl Tasks<'_> {
     /// `restore task verify`: the checks recorded on the task (on every task of a group
     /// not yet restored); `failure` says which failed.
     pub async fn verify(&self, name: &str) -> Result<(Shown, Option<RestoreTaskError>)> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         match shown(&cluster, name)? {
             Shown::One(t) => {
                 let (t, v) = self.verify_locked(&cluster, *t).await?;
@@ -149,10 +150,7 @@ impl Tasks<'_> {
     /// `restore task start` / `retry` (`retry`: after a failed or interrupted start, the
     /// old data put back first).
     pub async fn start(&self, name: &str, retry: bool, counts_only: bool) -> Result<Started> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         match shown(&cluster, name)? {
             Shown::One(t) => {
                 self.start_locked(&cluster, *t, retry, counts_only, false)
@@ -162,14 +160,17 @@ impl Tasks<'_> {
         }
     }
 
-    /// `restore task delete`: the task (or every task of a group), none running.
-    pub async fn delete(&self, name: &str) -> Result<()> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (lock, mut cluster) = self.locked().await?;
+    /// `restore task delete`: the task (or every task of a group), none running. A task
+    /// cut short (`interrupted`), or whose old data is still set aside, is rolled back
+    /// first: its old data put back in place and serving (deleted, it could never be);
+    /// when that fails the task stays, `failed` with the reason. Returns the databases
+    /// put back.
+    pub async fn delete(&self, name: &str) -> Result<Vec<String>> {
+        let (_l, lock, cluster) = self.claim(name).await?;
+        // The put-back records its steps under the CCS lock.
+        drop(lock);
         let mut held = Vec::new();
-        let names = match shown(&cluster, name)? {
+        let tasks = match shown(&cluster, name)? {
             Shown::One(t) => match t.group {
                 Some(group) => {
                     return Err(RestoreTaskError::PartOfGroup {
@@ -177,7 +178,7 @@ impl Tasks<'_> {
                         group,
                     })
                 }
-                None => vec![t.name],
+                None => vec![*t],
             },
             Shown::Group { tasks, .. } => {
                 for t in &tasks {
@@ -186,14 +187,38 @@ impl Tasks<'_> {
                         None => return Err(RestoreTaskError::Running(t.name.clone())),
                     }
                 }
-                tasks.into_iter().map(|t| t.name).collect()
+                tasks
             }
         };
-        for n in &names {
-            cluster.backups.restores.remove(n);
+        let mut put_back = Vec::new();
+        for t in &tasks {
+            if t.state == RestoreState::Interrupted || self.set_aside_by(&cluster, t).await {
+                let server = self.servers(&cluster)?;
+                self.put_back(&cluster, t, &server).await?;
+                if cluster.database_by_name(&t.db).is_some() {
+                    put_back.push(t.db.clone());
+                }
+            }
+        }
+        let (lock, mut cluster) = self.locked().await?;
+        for t in &tasks {
+            cluster.backups.restores.remove(&t.name);
         }
         lock.save(&mut cluster)?;
-        Ok(())
+        Ok(put_back)
+    }
+
+    /// Whether data task `t` set aside (and did not put back) lies in a shard directory
+    /// of its database.
+    async fn set_aside_by(&self, cluster: &Cluster, t: &RestoreTask) -> bool {
+        let Some(db) = cluster.database_by_name(&t.db) else {
+            return false;
+        };
+        let hosts = cluster.hosts().unwrap_or_default();
+        crate::db::set_aside(cluster, db, &hosts)
+            .await
+            .iter()
+            .any(|(_, a)| a.task.as_deref() == Some(t.name.as_str()))
     }
 
     pub(super) fn lock_task(&self, task: &str) -> Result<Option<RunLock>> {
@@ -201,16 +226,35 @@ impl Tasks<'_> {
             .map_err(RestoreTaskError::Lock)
     }
 
+    /// Task `name`'s lock (refused while another shell holds it), then the CCS as
+    /// [`Self::locked`] gives it, with the task itself marked `interrupted` when it is
+    /// found `running`: holding its lock, no shell runs it, so the one that did died.
+    /// (The sweep of `locked` alone cannot see that: the lock it tries is the one held
+    /// here.) Every action on one task starts here.
+    pub(super) async fn claim(&self, name: &str) -> Result<(RunLock, StoreLock, Cluster)> {
+        let Some(task_lock) = self.lock_task(name)? else {
+            return Err(RestoreTaskError::Running(name.to_string()));
+        };
+        let (lock, cluster) = self.locked_holding(Some(name)).await?;
+        Ok((task_lock, lock, cluster))
+    }
+
     /// The CCS lock (waiting while another shell holds it briefly), with backup runs and
     /// restore tasks whose shell died marked `interrupted`.
     pub(super) async fn locked(&self) -> Result<(StoreLock, Cluster)> {
+        self.locked_holding(None).await
+    }
+
+    /// [`Self::locked`], this shell holding task `held`'s lock (its state then says
+    /// whether a shell died running it).
+    async fn locked_holding(&self, held: Option<&str>) -> Result<(StoreLock, Cluster)> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.store.lock().and_then(|l| Ok((l.cluster()?, l))) {
                 Ok((mut cluster, lock)) => {
                     let home = self.store.home();
                     let swept = crate::backup::sweep_interrupted(&mut cluster, home);
-                    if mark_interrupted(&mut cluster, home) || swept {
+                    if mark_interrupted(&mut cluster, home, held) || swept {
                         lock.save(&mut cluster)?;
                     }
                     return Ok((lock, cluster));
@@ -253,6 +297,12 @@ impl Tasks<'_> {
         t: RestoreTask,
     ) -> Result<(RestoreTask, VerifyReport)> {
         refuse_done(&t)?;
+        // Its old data may be set aside and its shards fenced: nothing to verify before
+        // `retry` puts it back (and a verdict would hide that it was cut short).
+        if t.state == RestoreState::Interrupted {
+            let (name, state) = (t.name, t.state);
+            return Err(RestoreTaskError::MustRetry { name, state });
+        }
         let (v, _) = self.run_verify(cluster, &t, &spec(&t)?).await?;
         let t = self.record_verify(&t.name, &v).await?;
         Ok((t, v))
@@ -260,10 +310,7 @@ impl Tasks<'_> {
 
     /// Verifies task `name` under its own lock and records the verdict.
     pub(super) async fn verify_one(&self, name: &str) -> Result<(RestoreTask, VerifyReport)> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         let t = find(&cluster, name)?.clone();
         self.verify_locked(&cluster, t).await
     }
@@ -289,10 +336,7 @@ impl Tasks<'_> {
         counts_only: bool,
         files_read: bool,
     ) -> Result<Started> {
-        let Some(_l) = self.lock_task(name)? else {
-            return Err(RestoreTaskError::Running(name.to_string()));
-        };
-        let (_, cluster) = self.locked().await?;
+        let (_l, _, cluster) = self.claim(name).await?;
         let t = find(&cluster, name)?.clone();
         self.start_locked(&cluster, t, retry, counts_only, files_read)
             .await
@@ -309,7 +353,14 @@ impl Tasks<'_> {
         files_read: bool,
     ) -> Result<Started> {
         refuse_done(&t)?;
-        check_retry(&t, retry)?;
+        // Its old data still set aside, whatever its state says (a verify since, say):
+        // only `retry` puts it back.
+        let own_set_aside = self.set_aside_by(cluster, &t).await;
+        check_retry(&t, retry, own_set_aside)?;
+        // Decided before the put-back changes the step: an earlier safety backup still
+        // holds the data only when the start retried was cut short while it was fenced.
+        let earlier_holds =
+            t.state == RestoreState::Interrupted && t.step.is_some_and(RestoreStep::fenced);
         let server = self.servers(cluster)?;
         if retry {
             self.put_back(cluster, &t, &server).await?;
@@ -330,7 +381,9 @@ impl Tasks<'_> {
                 failure: verify_failure(&t.name, &v),
             });
         };
-        let safety = self.safety_backup(cluster, &t, v.keys_now).await?;
+        let safety = self
+            .safety_backup(cluster, &t, v.keys_now, earlier_holds)
+            .await?;
         let created_db = self.recreate(cluster, &t, &m, &server).await?;
         self.restore(&t, &m, &spec, &server, created_db, safety)
             .await
@@ -353,12 +406,15 @@ impl Tasks<'_> {
         Ok(())
     }
 
-    /// Live data about to be replaced is backed up first, or nothing starts.
+    /// Live data about to be replaced is backed up first, or nothing starts. The task's
+    /// earlier safety backup stands for it only when `earlier_holds` (no client can have
+    /// written since it was taken); else a new one is taken.
     async fn safety_backup(
         &self,
         cluster: &Cluster,
         t: &RestoreTask,
         keys_now: u64,
+        earlier_holds: bool,
     ) -> Result<Safety> {
         let Some(db) = cluster.database_by_name(&t.db).filter(|_| keys_now > 0) else {
             return Ok(Safety::None);
@@ -366,8 +422,9 @@ impl Tasks<'_> {
         if t.no_safety_backup {
             return Ok(Safety::Skipped(keys_now));
         }
-        if let Some(done) = &t.safety_backup {
-            return Ok(Safety::Earlier(done.clone()));
+        match &t.safety_backup {
+            Some(done) if earlier_holds => return Ok(Safety::Earlier(done.clone())),
+            _ => {}
         }
         let to = t.safety_path.clone().unwrap_or_else(|| t.path.clone());
         self.set_running(&t.name, RestoreStep::SafetyBackup(keys_now))
@@ -386,7 +443,10 @@ impl Tasks<'_> {
             Ok(run) => {
                 let at = format!("{}/{}", to.display(), run.id);
                 self.record_safety(&t.name, &run.id, &at).await?;
-                Ok(Safety::Taken(at))
+                Ok(match t.safety_backup.clone() {
+                    Some(earlier) => Safety::Retaken { at, earlier },
+                    None => Safety::Taken(at),
+                })
             }
             Err(error) => {
                 let error = RestoreTaskError::SafetyBackupFailed { to, error };
@@ -607,15 +667,21 @@ fn record_step(store: &Store, task: &str, s: RestoreStep) {
     }
 }
 
-/// Marks `running` tasks whose lock is free (their shell died) `interrupted`; whether
-/// any was.
-fn mark_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
+/// Marks `running` tasks whose lock is free, or is `held` by the caller, `interrupted`
+/// (their shell died); whether any was.
+fn mark_interrupted(cluster: &mut Cluster, home: &Path, held: Option<&str>) -> bool {
     let mut changed = false;
     for t in cluster.backups.restores.values_mut() {
         if t.state != RestoreState::Running {
             continue;
         }
-        if let Ok(Some(_l)) = RunLock::try_take(home, &format!("restore-{}", t.name)) {
+        let free = || {
+            matches!(
+                RunLock::try_take(home, &format!("restore-{}", t.name)),
+                Ok(Some(_))
+            )
+        };
+        if held == Some(t.name.as_str()) || free() {
             t.state = RestoreState::Interrupted;
             t.reason = Some(format!(
                 "the shell running it died while {}; `restore task retry {}` puts the old data back and starts again",
@@ -677,9 +743,11 @@ fn refuse_done(t: &RestoreTask) -> Result<()> {
     }
 }
 
-/// `retry` follows a failed or interrupted start, and only it does.
-fn check_retry(t: &RestoreTask, retry: bool) -> Result<()> {
-    let retrying = matches!(t.state, RestoreState::Failed | RestoreState::Interrupted);
+/// `retry` follows a failed or interrupted start (or one that left its old data set
+/// aside), and only it does.
+fn check_retry(t: &RestoreTask, retry: bool, own_set_aside: bool) -> Result<()> {
+    let retrying =
+        own_set_aside || matches!(t.state, RestoreState::Failed | RestoreState::Interrupted);
     let (name, state) = (t.name.clone(), t.state);
     match (retry, retrying) {
         (true, false) => Err(RestoreTaskError::NotRetryable { name, state }),
@@ -762,6 +830,7 @@ pub(super) fn new_task(
 
 fn spec(t: &RestoreTask) -> Result<RestoreSpec> {
     Ok(RestoreSpec {
+        task: t.name.clone(),
         repo: Repository::open(&t.path).map_err(RestoreTaskError::Repository)?,
         run: t.run.clone(),
         force: t.force,

@@ -9,7 +9,7 @@ use super::{CLOCK_SKEW_MS, TIMEOUT};
 use crate::backup::{Manifest, PlainRead, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
-use crate::server::{connect, info, Servers, ShardAddr};
+use crate::server::{connect, info, Servers, SetAside, ShardAddr};
 
 /// The checks before anything changes. `db` is the target database when it exists;
 /// `server` the `redis-server` that will load the files.
@@ -391,6 +391,12 @@ impl Verifying<'_> {
             let Ok(place) = Place::of(self.cluster, db, self.server, s.id) else {
                 continue;
             };
+            // Never replaced, nor removed on success, by a restore that did not set it
+            // aside (its own retry puts it back before this check).
+            if let Some(aside) = SetAside::in_dir(&*place.host, &place.dir).await {
+                problems.push(aside.to_string());
+                continue;
+            }
             if let Some(problem) = place.unfit(self.cluster, self.server, bytes).await {
                 problems.push(problem);
             }

@@ -36,7 +36,7 @@ pub use process::{
     shard_pid_on, start_shard, stop_pid, stop_pid_on, stop_shard, stop_shard_on, ShardStart,
     StartOptions, LOG_FILE, PID_FILE,
 };
-pub use shard_dir::{IdentityRead, ShardDir};
+pub use shard_dir::{IdentityRead, SetAside, ShardDir};
 pub(crate) use stream::{connect_stream, Stream};
 
 /// How long a shard may take to start answering when nothing says otherwise.

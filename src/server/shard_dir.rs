@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::host::{local, NodeId, NodePath};
+use crate::host::{local, Host, NodeId, NodePath};
 
 /// Under a persistent (or recovery) path: the directory of all shard data.
 pub const REDIS_DIR: &str = "redis";
@@ -35,6 +35,15 @@ pub const IDENTITY_FILE: &str = "lazarus-shard.json";
 /// Left in a shard directory while recovery fills it: its presence says the data files
 /// there are recovery's own, so a later run may replace them.
 pub const MARKER_FILE: &str = "lazarus-recovering";
+
+/// Where a restore sets a shard's data aside while it replaces it (put back by its
+/// roll-back, removed once it succeeded): until then the only copy of that data.
+pub const RESTORE_OLD_DIR: &str = ".lazarus-restore-old";
+/// In [`RESTORE_OLD_DIR`]: the name of the restore task that set the data aside.
+pub const RESTORE_TASK_FILE: &str = "lazarus-restore-task";
+/// The fence password while a restore fences the shard (mode 0600, beside its
+/// redis.conf which holds the real one).
+pub const FENCE_FILE: &str = ".lazarus-fence";
 
 /// Files a shard directory holds data in (with recovery's temporary copies of them);
 /// anything else there is configuration or logs.
@@ -239,6 +248,66 @@ impl ShardDir {
     /// Removes recovery's marker; a missing one is no error.
     pub fn clear_marker(&self) -> io::Result<()> {
         local::remove(&self.marker_file())
+    }
+}
+
+/// Data a restore set aside in a shard directory ([`RESTORE_OLD_DIR`]) and neither put
+/// back nor replaced: the shard's own data, whose only copy it is. The shard must not
+/// start without it (it would start empty or with the run's file), and nothing but that
+/// restore's roll-back or success may remove it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// The shard directory.
+    pub shard_dir: PathBuf,
+    /// The restore task that set it aside, as it wrote itself down there (unnamed when
+    /// an older Lazarus did).
+    pub task: Option<String>,
+}
+
+impl SetAside {
+    /// What a restore set aside in shard directory `dir` on `host`: none when no data
+    /// file is there.
+    pub async fn in_dir(host: &dyn Host, dir: &Path) -> Option<SetAside> {
+        let old = dir.join(RESTORE_OLD_DIR);
+        let names = host.list(&old).await.ok()?;
+        let data = [RDB_FILE, AOF_DIR, AOF_FILE];
+        if !names.iter().any(|e| data.contains(&e.name.as_str())) {
+            return None;
+        }
+        let task = host.read(&old.join(RESTORE_TASK_FILE)).await.ok();
+        let task = task
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        Some(SetAside {
+            shard_dir: dir.to_path_buf(),
+            task,
+        })
+    }
+
+    /// Where the data lies.
+    pub fn old_dir(&self) -> PathBuf {
+        self.shard_dir.join(RESTORE_OLD_DIR)
+    }
+}
+
+impl std::fmt::Display for SetAside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let old = self.old_dir();
+        match &self.task {
+            Some(task) => write!(
+                f,
+                "restore task `{task}` set the shard's data aside in `{}` (its only copy) and did not finish: `restore task retry {task}` puts it back and restores again, `restore task delete {task}` puts it back and drops the task",
+                old.display()
+            ),
+            None => write!(
+                f,
+                "a restore set the shard's data aside in `{}` (its only copy) and did not finish: with the shard stopped, move its files back into `{}` and remove `{}`",
+                old.display(),
+                self.shard_dir.display(),
+                old.display()
+            ),
+        }
     }
 }
 

@@ -294,8 +294,11 @@ impl RestoreCommand {
             RestoreCommand::List => Reply::of(&TaskList(tasks.list().await?)),
             RestoreCommand::Show { task } => reply(tasks.show(&task).await?, None),
             RestoreCommand::Delete { task } => {
-                tasks.delete(&task).await?;
-                Reply::of(&Deleted { deleted: task })
+                let put_back = tasks.delete(&task).await?;
+                Reply::of(&Deleted {
+                    deleted: task,
+                    put_back,
+                })
             }
         }
     }
@@ -378,8 +381,13 @@ fn restored_line(t: &crate::ccs::RestoreTask, r: &RestoredDb) -> String {
         Safety::Skipped(keys) => {
             format!("\nno safety backup of the {keys} keys replaced (`no_safety_backup`)")
         }
-        Safety::Earlier(at) => format!("\nsafety backup (taken by an earlier start): {at}"),
+        Safety::Earlier(at) => format!(
+            "\nsafety backup (taken by an earlier start, cut short while the data was fenced): {at}"
+        ),
         Safety::Taken(at) => format!("\nsafety backup of the data replaced: {at}"),
+        Safety::Retaken { at, earlier } => format!(
+            "\nsafety backup of the data replaced: {at} (taken again: the data served clients after the earlier start that took {earlier} failed)"
+        ),
     };
     format!(
         "Restored db:{} `{}` to backup run `{}`: {} keys; clients can connect again.\n{proof}{safety}",

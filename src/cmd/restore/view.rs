@@ -78,11 +78,22 @@ impl Render for TaskList {
 #[derive(Serialize)]
 pub struct Deleted {
     pub deleted: String,
+    /// The databases whose old data the task had set aside or fenced, put back first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub put_back: Vec<String>,
 }
 
 impl Render for Deleted {
     fn render(&self, text: &mut Text) {
-        text.line(format!("Deleted restore task `{}`.", self.deleted));
+        let line = match self.put_back.is_empty() {
+            true => format!("Deleted restore task `{}`.", self.deleted),
+            false => format!(
+                "Deleted restore task `{}`, cut short: first put the old data of db `{}` back in place and serving.",
+                self.deleted,
+                self.put_back.join("`, `")
+            ),
+        };
+        text.line(line);
     }
 }
 

@@ -494,6 +494,86 @@ fn files_found_after_an_empty_comeback_fill_it_while_it_took_no_write() {
         .stderr_has("did not come back EMPTY");
 }
 
+/// A fill that fails (here the master refuses writes: `maxmemory` too low) leaves the
+/// master EMPTY again and fillable: its own writes, rolled back while it was fenced, are
+/// no client's. Before, its change counter refused every later `from_files`. And the
+/// recovery path the EMPTY master waits on is kept by the recovery that brought it back.
+#[test]
+fn a_failed_fill_leaves_the_master_empty_and_fillable_again() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    // AOF: no save points, so the fill's own writes stay counted as changes.
+    let n1 = a.create_cluster("c");
+    a.run("create db log persistence aof").ok();
+    let port = a.ccs()["databases"]["2"]["port"].as_u64().unwrap();
+    // Enough keys (4 MB) that a fill runs out of memory halfway (below).
+    let value = "v".repeat(200);
+    let mut script = String::new();
+    for batch in 0..20 {
+        script.push_str("MSET");
+        for i in batch * 1000..(batch + 1) * 1000 {
+            script.push_str(&format!(" k{i} {value}"));
+        }
+        script.push('\n');
+    }
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cli.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    assert!(cli.wait().unwrap().success());
+    assert_eq!(redis_cli(port, &["DBSIZE"]), "20000");
+    guard.kill_all();
+    let found = a.path("found");
+    std::fs::create_dir_all(&found).unwrap();
+    std::fs::rename(n1.join("redis"), found.join("redis")).unwrap();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let mount = a.path("mnt");
+    std::fs::create_dir_all(&mount).unwrap();
+    b.run(&format!("node 1 recovery_path set {}", mount.display()))
+        .ok();
+    let out = b.run("recover all allow_empty verify counts").ok();
+    assert!(!out.stdout.contains("cleared"), "{}", out.stdout);
+    assert_eq!(
+        b.ccs()["nodes"]["1"]["recovery_path"],
+        mount.display().to_string()
+    );
+    b.run(&format!("node 1 recovery_path set {}", found.display()))
+        .ok();
+
+    // A second on: a save by the failed fill is after the comeback.
+    std::thread::sleep(Duration::from_millis(1100));
+    let info = redis_cli(port, &["INFO", "memory"]);
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cap = (used + 2_000_000).to_string();
+    assert_eq!(redis_cli(port, &["CONFIG", "SET", "maxmemory", &cap]), "OK");
+    b.run("recover db log from_files")
+        .fails(1)
+        .stderr_has("OOM")
+        .stderr_has("it is EMPTY again, as before");
+    assert_eq!(redis_cli(port, &["CONFIG", "SET", "maxmemory", "0"]), "OK");
+    assert_eq!(redis_cli(port, &["DBSIZE"]), "0");
+    b.run("recover db log from_files")
+        .ok()
+        .stdout_has("20000 keys");
+    assert_eq!(redis_cli(port, &["GET", "k19999"]), value);
+    // Filled: the path is no longer read, and goes.
+    assert!(b.ccs()["nodes"]["1"].get("recovery_path").is_none());
+}
+
 /// Issue 9 (review): whether a start failed on a taken port is the host's port probe's
 /// answer, not the log's words. A shard's log is appended across its lives: an old bind
 /// failure in its tail says nothing about a start that fails for another reason (here a

@@ -167,14 +167,18 @@ pub async fn from_files(
                 });
                 filled.proofs.extend(proof);
             }
-            Err(e) => {
+            Err(Unfilled {
+                reason: e,
+                empty_again,
+            }) => {
                 task.finish("failed");
                 let done: Vec<String> = filled
                     .masters
                     .iter()
                     .map(|m| format!("redis:{}", m.shard))
                     .collect();
-                let _ = record(lock, cluster, db.id, &done_ids(&filled));
+                let again = empty_again.map(|at| (shard.id, at));
+                let _ = record(lock, cluster, db.id, &done_ids(&filled), again);
                 let kept = if done.is_empty() {
                     String::new()
                 } else {
@@ -190,7 +194,7 @@ pub async fn from_files(
             }
         }
     }
-    record(lock, cluster, db.id, &done_ids(&filled))?;
+    record(lock, cluster, db.id, &done_ids(&filled), None)?;
     Ok(filled)
 }
 
@@ -250,14 +254,16 @@ fn done_ids(filled: &Filled) -> Vec<(Id, i64)> {
 
 /// The masters filled are no longer EMPTY: their marks go (and what each loaded is
 /// recorded), and so does the recovery path of every node no database pending recovery,
-/// nor a master still EMPTY, reads from.
+/// nor a master still EMPTY, reads from. A master whose fill failed and that is EMPTY
+/// again (`again`: it, and when) is marked EMPTY from then.
 fn record(
     lock: &StoreLock,
     cluster: &Cluster,
     id: Id,
     done: &[(Id, i64)],
+    again: Option<(Id, i64)>,
 ) -> Result<(), FillError> {
-    if done.is_empty() {
+    if done.is_empty() && again.is_none() {
         return Ok(());
     }
     let filled: Vec<Id> = done.iter().map(|(id, _)| *id).collect();
@@ -268,18 +274,12 @@ fn record(
                 s.empty_since = None;
                 s.loaded_ns = Some(*loaded);
             }
+            if let Some((_, at)) = again.filter(|(id, _)| *id == s.id) {
+                s.empty_since = Some(at);
+            }
         }
     }
-    let waiting: std::collections::BTreeSet<Id> = next
-        .databases
-        .values()
-        .flat_map(|d| {
-            d.shards
-                .iter()
-                .filter(move |s| d.state == DbState::PendingRecovery || s.empty_since.is_some())
-                .map(|s| s.node)
-        })
-        .collect();
+    let waiting = super::run::nodes_awaiting_files(&next);
     let used: std::collections::BTreeSet<Id> = cluster.databases[&id]
         .shards
         .iter()
@@ -345,6 +345,12 @@ async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), Fi
     Ok(())
 }
 
+/// Why a master's fill failed, and when it was EMPTY again (see [`empty_again`]).
+struct Unfilled {
+    reason: String,
+    empty_again: Option<i64>,
+}
+
 /// Fences the master, writes the source's keys into it, checks the count and (unless
 /// `counts_only`) proves the content, then unfences. On failure the master is emptied
 /// again (it held nothing, and no client could write while fenced) and unfenced.
@@ -356,26 +362,50 @@ async fn fill(
     source: &Source,
     fence: &str,
     counts_only: bool,
-) -> Result<(u64, Option<String>), String> {
-    let a = addr_of(cluster, db, shard.id).map_err(|e| e.to_string())?;
+) -> Result<(u64, Option<String>), Unfilled> {
+    let failed = |reason: String| Unfilled {
+        reason,
+        empty_again: None,
+    };
+    let a = addr_of(cluster, db, shard.id).map_err(|e| failed(e.to_string()))?;
     let node = cluster
         .nodes
         .get(&shard.node)
-        .ok_or_else(|| format!("node:{} is not in the cluster", shard.node))?;
+        .ok_or_else(|| failed(format!("node:{} is not in the cluster", shard.node)))?;
     let file =
         crate::restore::FenceFile::in_dir(hosts.of(node.id), &node.shard_dir(db.id, shard.id));
-    crate::restore::fence_shard(&a, fence, &file).await?;
+    crate::restore::fence_shard(&a, fence, &file)
+        .await
+        .map_err(failed)?;
     let mut fenced = a.clone();
     fenced.password = Some(fence.to_string());
     let result = write_and_check(hosts, db, shard, source, &fenced, counts_only).await;
-    if result.is_err() {
-        if let Ok(mut con) = connect(&fenced, TIMEOUT).await {
-            let _: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
-        }
-    }
-    crate::restore::unfence_shard(&fenced, db.config.password.as_deref(), Some(&file)).await?;
+    let again = match result {
+        Ok(_) => None,
+        Err(_) => empty_again(&fenced).await,
+    };
+    crate::restore::unfence_shard(&fenced, db.config.password.as_deref(), Some(&file))
+        .await
+        .map_err(failed)?;
     file.remove().await;
-    result
+    result.map_err(|reason| Unfilled {
+        reason,
+        empty_again: again,
+    })
+}
+
+/// Empties a master whose fill failed (it held nothing before, and no client could
+/// write while it was fenced), then saves, so that its count of changes since a save
+/// says no write came since it was EMPTY again: the fill's own writes would otherwise
+/// refuse every later `from_files` (see [`untouched`]). The save's time, its new
+/// `empty_since`; `None` when it did not answer.
+async fn empty_again(fenced: &ShardAddr) -> Option<i64> {
+    let mut con = connect(fenced, TIMEOUT).await.ok()?;
+    let flushed: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
+    let saved: Result<(), _> = redis::cmd("SAVE").query_async(&mut con).await;
+    flushed.and(saved).ok()?;
+    let persistence = info(fenced, "persistence", TIMEOUT).await.ok()?;
+    Some(persistence.get_u64("rdb_last_save_time")? as i64)
 }
 
 async fn write_and_check(
@@ -437,10 +467,15 @@ async fn write_and_check(
     }];
     // Fenced: no client reads while the DUMPs skip LZF.
     let opts = crate::persist::DigestOptions::unserved();
-    let c =
+    let proved =
         crate::verify::verify_sources(&files, std::slice::from_ref(fenced), &opts, PROOF_TIMEOUT)
-            .await
-            .map_err(|e| format!("the content proof could not run: {e}"))?;
+            .await;
+    // As a recovery does: a proof that cannot run (an AOF command it does not replay, a
+    // module's value) leaves the keys as counted and says why; only a difference fails.
+    let c = match proved {
+        Ok(c) => c,
+        Err(e) => return Ok((keys, Some(format!("content not verified: {e}")))),
+    };
     if !c.equal {
         return Err(c.verdict());
     }

@@ -404,12 +404,7 @@ fn activate(
             shard.loaded_ns = Some(source.modified_ns);
         }
     }
-    let waiting: BTreeSet<Id> = next
-        .databases
-        .values()
-        .filter(|d| d.state == DbState::PendingRecovery)
-        .flat_map(|d| d.shards.iter().map(|s| s.node))
-        .collect();
+    let waiting = nodes_awaiting_files(&next);
     let mut cleared = Vec::new();
     for node in next.nodes.values_mut() {
         if waiting.contains(&node.id) {
@@ -425,6 +420,20 @@ fn activate(
     lock.save(&mut next).map_err(RunError::NotSaved)?;
     *cluster = next;
     Ok(cleared)
+}
+
+/// The nodes whose recovery path a database still reads from: every node with a shard
+/// of a database pending recovery, or of one whose master came back EMPTY (its files,
+/// found later on its node or a replica's, fill it with `recover db <db> from_files`).
+pub(super) fn nodes_awaiting_files(cluster: &Cluster) -> BTreeSet<Id> {
+    cluster
+        .databases
+        .values()
+        .filter(|d| {
+            d.state == DbState::PendingRecovery || d.shards.iter().any(|s| s.empty_since.is_some())
+        })
+        .flat_map(|d| d.shards.iter().map(|s| s.node))
+        .collect()
 }
 
 fn unix_now() -> i64 {

@@ -17,7 +17,7 @@ pub const CCS_FILE: &str = "ccs.json";
 const LOCK_FILE: &str = "ccs.lock";
 
 /// What to do in a home without a cluster.
-pub const NO_CLUSTER_HINT: &str = "make one with `cluster create name <name>` or bring one back with `cluster recover filename <path>`";
+pub const NO_CLUSTER_HINT: &str = "make one with `cluster create name <name>` (or let `create db` make the default local one), or bring one back with `cluster recover filename <path>`";
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -567,7 +567,7 @@ fn three_shards_restore_into_one_and_into_five() {
         .to_string();
     for name in ["one", "five"] {
         lz.run(&format!(
-            "restore task create name to-{name} db {name} backup {run}"
+            "restore task create name to-{name} db {name} backup {run} from_other_db"
         ))
         .ok();
         lz.run(&format!("restore task verify to-{name}"))
@@ -633,7 +633,7 @@ fn three_shards_restore_into_one_and_into_five() {
     }
     // Into a database that holds keys: refused by verify, nothing written.
     lz.run(&format!(
-        "restore task create name again db one backup {run}"
+        "restore task create name again db one backup {run} from_other_db"
     ))
     .ok();
     lz.run("restore task start again")
@@ -1776,4 +1776,98 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     lz.run("restore task show k").fails(1);
     lz.run("restart db f").ok();
     assert_same(&changed, &picture(&rt, &lz, "f"), "after the restart");
+}
+
+/// The id of a `backup db` run of `db` into `repo`.
+fn backup_run(lz: &Lazarus, db: &str, repo: &Path) -> String {
+    lz.cmd(["--json", "backup", "db", db, "path", repo.to_str().unwrap()])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn db_id(lz: &Lazarus, name: &str) -> u64 {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    c.database_by_name(name).unwrap().id
+}
+
+/// A run of another database is refused at create (naming the run's database, id and
+/// name, and the target) and by verify, unless `from_other_db`; a run of the database
+/// itself, and of a deleted database recreated by name, are restored as before.
+#[test]
+fn a_run_of_another_database_needs_from_other_db() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("orders", 1, false, Persistence::Snapshot)
+        .db("o2", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let o2_run = backup_run(&lz, "o2", &repo);
+    let orders_run = backup_run(&lz, "orders", &repo);
+    let (orders, o2) = (db_id(&lz, "orders"), db_id(&lz, "o2"));
+    let named = format!("run `{o2_run}` is a backup of db:{o2} `o2`, not of db:{orders} `orders`");
+    let refused = lz
+        .cmd([
+            "--json", "restore", "task", "create", "name", "x3", "db", "orders",
+        ])
+        .arg("backup")
+        .arg(&o2_run)
+        .arg("force")
+        .run()
+        .fails(1)
+        .stderr_has(&named)
+        .stderr_has("add `from_other_db`")
+        .json();
+    assert_eq!(refused[0]["kind"], "conflict", "{refused:?}");
+    lz.run(&format!(
+        "restore task create name x4 db orders backup {}/{o2_run} force",
+        repo.display()
+    ))
+    .fails(1)
+    .stderr_has(&named);
+    lz.run(&format!("restore task create name c db o3 backup {o2_run}"))
+        .fails(1)
+        .stderr_has("not of `o3` (to be created)");
+    // Nothing was made.
+    lz.run("restore task list").ok().stdout_lacks("x3");
+
+    lz.run(&format!(
+        "restore task create name x3 db orders backup {o2_run} force from_other_db"
+    ))
+    .ok();
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    assert!(
+        c.backups.restores["x3"].from_other_db,
+        "the task keeps the keyword"
+    );
+    lz.run("restore task verify x3").ok().stdout_has(&format!(
+        "the run is a backup of db:{o2} `o2`, restored into db:{orders} `orders`: `from_other_db`"
+    ));
+    // A task stored without the keyword (from before it existed): verify refuses it.
+    let mut c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    c.backups.restores.get_mut("x3").unwrap().from_other_db = false;
+    lz.install(&c);
+    lz.run("restore task verify x3")
+        .fails(1)
+        .stdout_has("FAILED database: the run is a backup of db:")
+        .stdout_has("add `from_other_db`");
+
+    // The database's own run, and a deleted database recreated from its own run.
+    lz.run(&format!(
+        "restore task create name same db orders backup {orders_run} force"
+    ))
+    .ok();
+    lz.run("restore task verify same")
+        .ok()
+        .stdout_lacks("database:");
+    lz.run("delete db o2 purge").ok();
+    lz.run(&format!(
+        "restore task create name back db o2 backup {o2_run}"
+    ))
+    .ok();
+    lz.run("restore task start back")
+        .ok()
+        .stdout_has("content verified: ");
 }

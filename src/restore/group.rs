@@ -51,7 +51,7 @@ impl Tasks<'_> {
         };
         let mut tasks: Vec<RestoreTask> = Vec::new();
         for r in &refs {
-            let p = pick(&cluster, r, backup, flags.from_other_cluster)?;
+            let p = pick(&cluster, r, backup, &flags)?;
             if tasks.iter().any(|t| t.db == p.db_name) {
                 return Err(RestoreTaskError::NamedTwice(p.db_name));
             }

@@ -114,6 +114,10 @@ pub struct RestoreSpec {
     pub files_read: bool,
     /// The run may be another cluster's.
     pub from_other_cluster: bool,
+    /// The run may be another database's (a clone into `db`).
+    pub from_other_db: bool,
+    /// The database restored, by name (it may not exist yet).
+    pub db: String,
     /// Where the run's files are staged (decoded) before they replace the data (default:
     /// beside the data, in each shard directory): `target_path`.
     pub target_path: Option<PathBuf>,

@@ -31,6 +31,8 @@ pub struct CreateFlags {
     /// The age identity file for an encrypted run.
     pub identity: Option<PathBuf>,
     pub from_other_cluster: bool,
+    /// The run may be another database's (a clone).
+    pub from_other_db: bool,
     pub safety_path: Option<PathBuf>,
     pub no_safety_backup: bool,
 }
@@ -108,7 +110,7 @@ impl Tasks<'_> {
         let flags = absolute_flags(flags)?;
         let (lock, mut cluster, made) = self.create_locked(backup).await?;
         name_free(&cluster, &name)?;
-        let pick = pick(&cluster, db, backup, flags.from_other_cluster)?;
+        let pick = pick(&cluster, db, backup, &flags)?;
         let recreates = pick.existing.is_none();
         let task = new_task(name.clone(), pick, &flags, None);
         cluster.backups.restores.insert(name, task.clone());
@@ -821,6 +823,7 @@ pub(super) fn new_task(
         identity: flags.identity.clone(),
         content: None,
         from_other_cluster: flags.from_other_cluster,
+        from_other_db: flags.from_other_db,
         safety_path: flags.safety_path.clone(),
         no_safety_backup: flags.no_safety_backup,
         safety_backup: None,
@@ -841,6 +844,8 @@ fn spec(t: &RestoreTask) -> Result<RestoreSpec> {
         defer_file_checks: false,
         files_read: false,
         from_other_cluster: t.from_other_cluster,
+        from_other_db: t.from_other_db,
+        db: t.db.clone(),
         target_path: t.target_path.clone(),
     })
 }

@@ -53,6 +53,16 @@ pub enum RestoreTaskError {
         here: String,
         here_id: u64,
     },
+    #[error(
+        "run `{run}` is a backup of {of}, not of {target}: add `from_other_db` to restore another database's run into it"
+    )]
+    OtherDb {
+        run: String,
+        /// The run's database (`db:7 `o2``).
+        of: String,
+        /// The database restored (`db:3 `orders``, or a name to create).
+        target: String,
+    },
     #[error("there is no succeeded backup run of `{0}` with a valid manifest")]
     NoGoodRun(String),
     #[error("there is no backup run `{0}` (see `backup task history <task>`)")]
@@ -157,6 +167,7 @@ impl DomainError for RestoreTaskError {
             | E::NoRuns(_) => ErrorKind::NotFound,
             E::Running(_)
             | E::OtherCluster { .. }
+            | E::OtherDb { .. }
             | E::NameTaken(_)
             | E::AlreadySucceeded(_)
             | E::NotRetryable { .. }

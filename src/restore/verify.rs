@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::pick::{target_shown, RunOf};
 use super::{free_bytes, same_layout, sha256_file, Place, RestoreSpec, VerifyReport};
 use super::{CLOCK_SKEW_MS, TIMEOUT};
 use crate::backup::{Manifest, PlainRead, ShardEntry, StoredFile};
@@ -29,6 +30,7 @@ pub async fn verify(
         return (v.report, None);
     };
     v.cluster_of(&m);
+    v.database_of(db, &m);
     v.clock().await;
     v.staging_hosts(db);
     v.files(db, &m).await;
@@ -95,6 +97,34 @@ impl Verifying<'_> {
                 true => Ok(format!("{both}: `from_other_cluster`")),
                 false => Err(format!(
                     "{both}: add `from_other_cluster` to restore another cluster's run"
+                )),
+            },
+        );
+    }
+
+    /// Another database's run is restored only with `from_other_db` (a clone; by
+    /// mistake, it would replace the data with another database's).
+    fn database_of(&mut self, db: Option<&Database>, m: &Manifest) {
+        let of = RunOf {
+            cluster_id: m.cluster_id,
+            db: m.db_id,
+            db_name: &m.db.name,
+        };
+        let existing = db.map(|d| d.id);
+        if of.is_of(self.cluster, &self.spec.db, existing) {
+            return;
+        }
+        let both = format!(
+            "the run is a backup of {}, restored into {}",
+            of.shown(),
+            target_shown(&self.spec.db, existing)
+        );
+        self.add(
+            "database",
+            match self.spec.from_other_db {
+                true => Ok(format!("{both}: `from_other_db`")),
+                false => Err(format!(
+                    "{both}: add `from_other_db` to restore another database's run into it"
                 )),
             },
         );

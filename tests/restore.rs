@@ -825,7 +825,9 @@ fn a_valkey_run_is_replayed_onto_redis() {
         .stdout_has("redis 7.");
     lz.script("restore task create name down db v backup latest\nrestore task verify down\n")
         .fails(1)
-        .stdout_has("create the task with `replay`");
+        .stdout_has("create the task with `replay`")
+        .stdout_has("the server is older than the backup's")
+        .stdout_lacks("allow_newer_server");
     lz.run("restore task create name down2 db v backup latest replay")
         .ok();
     lz.run("restore task verify down2")

@@ -239,7 +239,9 @@ impl Verifying<'_> {
     async fn versions(&mut self, db: Option<&Database>, m: &Manifest) -> bool {
         let target = target_version(self.cluster, db, self.server).await;
         let replays = self.rdb_version(m, &target);
-        self.engine_version(m, &target, replays);
+        let rdb_too_new = max_rdb_version_for(&target)
+            .is_some_and(|max| m.shards.iter().any(|s| s.rdb_version > max));
+        self.engine_version(m, &target, replays, rdb_too_new);
         replays
     }
 
@@ -267,24 +269,14 @@ impl Verifying<'_> {
 
     /// The same engine major.minor, or a newer server with `allow_newer_server`; any
     /// when the keys are replayed.
-    fn engine_version(&mut self, m: &Manifest, target: &str, replays: bool) {
+    fn engine_version(&mut self, m: &Manifest, target: &str, replays: bool, rdb_too_new: bool) {
         let backup = m
             .shards
             .first()
             .map(|s| format!("{} {}", s.engine, s.server_version))
             .unwrap_or_default();
-        let verdict = match (major_minor(&backup), major_minor(target)) {
-            _ if replays => Ok(format!(
-                "backup {backup}, server {target}: replayed key by key"
-            )),
-            (Some(b), Some(t)) if b == t => Ok(format!("backup {backup}, server {target}")),
-            (Some(b), Some(t)) if t > b && self.spec.allow_newer_server => Ok(format!(
-                "backup {backup}, server {target} (newer, allowed)"
-            )),
-            _ => Err(format!(
-                "backup {backup}, server {target}: major.minor differ (`allow_newer_server` takes a newer server)"
-            )),
-        };
+        let allow_newer = self.spec.allow_newer_server;
+        let verdict = engine_verdict(&backup, target, replays, allow_newer, rdb_too_new);
         self.add("engine version", verdict);
     }
 
@@ -515,6 +507,37 @@ async fn client_list(a: &ShardAddr) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// The engine check of a run written by server `backup` loaded by server `target`:
+/// the same major.minor; a newer server with `allow_newer`; any when the keys are
+/// replayed. A refusal says which way they differ and what would take the run: an older
+/// server may not load what a newer one wrote (`replay` writes the keys as commands
+/// when its files are of an RDB version it does not load); a newer one takes
+/// `allow_newer_server`.
+fn engine_verdict(
+    backup: &str,
+    target: &str,
+    replays: bool,
+    allow_newer: bool,
+    rdb_too_new: bool,
+) -> Result<String, String> {
+    let both = format!("backup {backup}, server {target}");
+    match (major_minor(backup), major_minor(target)) {
+        _ if replays => Ok(format!("{both}: replayed key by key")),
+        (Some(b), Some(t)) if b == t => Ok(both),
+        (Some(b), Some(t)) if t > b && allow_newer => Ok(format!("{both} (newer, allowed)")),
+        (Some(b), Some(t)) if t > b => Err(format!(
+            "{both}: the server is newer than the backup's: add `allow_newer_server` to load the run into it"
+        )),
+        (Some(_), Some(_)) if rdb_too_new => Err(format!(
+            "{both}: the server is older than the backup's and may not load the run's RDB version: create the task with `replay` to write its keys as commands instead"
+        )),
+        (Some(_), Some(_)) => Err(format!(
+            "{both}: the server is older than the backup's and may not load what it wrote: restore onto a server of {backup}'s major.minor or newer"
+        )),
+        _ => Err(format!("{both}: cannot compare their major.minor")),
+    }
+}
+
 /// The `major.minor` of a version string.
 fn major_minor(v: &str) -> Option<(u32, u32)> {
     let v = v.rsplit(' ').next()?;
@@ -651,4 +674,33 @@ fn read_stored(
         ));
     }
     Ok(report.keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::engine_verdict;
+
+    #[test]
+    fn an_older_server_is_named_older_and_a_newer_one_takes_allow_newer_server() {
+        // valkey 8.1 (RDB 11) onto redis 7.0 (RDB 10): older, and `replay` would take it.
+        let older = engine_verdict("valkey 8.1.8", "7.0.15", false, false, true).unwrap_err();
+        assert!(older.contains("older than the backup's"), "{older}");
+        assert!(older.contains("`replay`"), "{older}");
+        assert!(!older.contains("allow_newer_server"), "{older}");
+        // Older, with files it loads: `replay` would change nothing, so not suggested.
+        let older = engine_verdict("redis 7.2.4", "7.0.15", false, true, false).unwrap_err();
+        assert!(older.contains("older than the backup's"), "{older}");
+        assert!(
+            !older.contains("replay") && !older.contains("allow_newer_server"),
+            "{older}"
+        );
+        // Newer: `allow_newer_server`.
+        let newer =
+            engine_verdict("redis 7.0.15", "valkey 8.1.8", false, false, false).unwrap_err();
+        assert!(newer.contains("newer than the backup's"), "{newer}");
+        assert!(newer.contains("`allow_newer_server`"), "{newer}");
+        assert!(engine_verdict("redis 7.0.15", "valkey 8.1.8", false, true, false).is_ok());
+        assert!(engine_verdict("valkey 8.1.8", "7.0.15", true, false, true).is_ok());
+        assert!(engine_verdict("redis 7.0.11", "7.0.15", false, false, false).is_ok());
+    }
 }

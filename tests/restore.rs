@@ -276,6 +276,16 @@ fn runbook_undoes_an_accident(engine: &Engine) {
     }
 }
 
+/// The JSON `kind` of a `restore task verify` that fails.
+fn verify_kind(lz: &Lazarus, task: &str) -> String {
+    let json = lz
+        .cmd(["--json", "restore", "task", "verify", task])
+        .run()
+        .fails(1)
+        .json();
+    json[0]["kind"].as_str().unwrap_or_default().to_string()
+}
+
 fn reseal(path: &Path, edit: impl FnOnce(&mut Manifest)) {
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     edit(&mut m);
@@ -332,6 +342,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     lz.run("restore task verify t")
         .fails(1)
         .stdout_has("the file was changed or damaged");
+    assert_eq!(verify_kind(&lz, "t"), "damaged");
     // The same, with the sha256 (and the manifest's own checksum) updated: the reader.
     let sum = lazarus::restore::sha256_file(&file).unwrap();
     reseal(&manifest, |m| m.shards[0].sha256 = sum);
@@ -355,6 +366,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     lz.run("restore task verify t")
         .fails(1)
         .stdout_has("No such file");
+    assert_eq!(verify_kind(&lz, "t"), "not_found");
     std::fs::write(&file, &good).unwrap();
     // An RDB version this server cannot load.
     reseal(&manifest, |m| m.shards[0].rdb_version = 99);
@@ -368,6 +380,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     lz.run("restore task verify nf")
         .fails(1)
         .stdout_has("`force` would replace them");
+    assert_eq!(verify_kind(&lz, "nf"), "conflict");
     let json = lz
         .cmd(["--json", "restore", "task", "show", "nf"])
         .run()

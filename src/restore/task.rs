@@ -735,6 +735,7 @@ fn verify_failure(name: &str, v: &VerifyReport) -> Option<RestoreTaskError> {
     (!v.ok()).then(|| RestoreTaskError::VerifyFailed {
         name: name.to_string(),
         reason: v.reason().unwrap_or_default(),
+        kind: v.failure_kind().unwrap_or(ErrorKind::Damaged),
     })
 }
 

@@ -80,8 +80,13 @@ pub enum RestoreTaskError {
     NotRetryable { name: String, state: RestoreState },
     #[error("restore task `{name}` is {state}: use `restore task retry {name}`")]
     MustRetry { name: String, state: RestoreState },
+    /// `kind`: the first failed check's.
     #[error("restore task `{name}` failed verify: {reason}")]
-    VerifyFailed { name: String, reason: String },
+    VerifyFailed {
+        name: String,
+        reason: String,
+        kind: ErrorKind,
+    },
     #[error("restore task `{name}`: putting the old data back failed: {error}")]
     PutBackFailed { name: String, error: String },
     #[error(
@@ -119,7 +124,12 @@ pub enum RestoreTaskError {
     #[error("restore task `{group}` stopped at `{}`: use `restore task retry {group}`", .at.join("`, `"))]
     StoppedAt { group: String, at: Vec<String> },
     #[error("restore task `{group}` failed verify, so none of its databases started: {why}")]
-    GroupVerifyFailed { group: String, why: String },
+    GroupVerifyFailed {
+        group: String,
+        why: String,
+        /// The first failed check's.
+        kind: ErrorKind,
+    },
     #[error("restore task `{group}` stopped at `{task}`: {error}{}", not_started(.left))]
     GroupStopped {
         group: String,
@@ -175,9 +185,8 @@ impl DomainError for RestoreTaskError {
             | E::PartOfGroup { .. }
             | E::NothingToRetry(_)
             | E::StoppedAt { .. } => ErrorKind::Conflict,
-            E::NotRestorePoint { .. } | E::VerifyFailed { .. } | E::GroupVerifyFailed { .. } => {
-                ErrorKind::Damaged
-            }
+            E::NotRestorePoint { .. } => ErrorKind::Damaged,
+            E::VerifyFailed { kind, .. } | E::GroupVerifyFailed { kind, .. } => *kind,
             E::NoServer(_)
             | E::PutBackFailed { .. }
             | E::SafetyBackupFailed { .. }

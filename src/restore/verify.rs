@@ -9,6 +9,7 @@ use super::{free_bytes, same_layout, sha256_file, Place, RestoreSpec, VerifyRepo
 use super::{CLOCK_SKEW_MS, TIMEOUT};
 use crate::backup::{Manifest, PlainRead, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id};
+use crate::error::{DomainError, ErrorKind};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{connect, info, Servers, SetAside, ShardAddr};
 
@@ -57,11 +58,9 @@ struct Verifying<'a> {
 }
 
 impl Verifying<'_> {
-    fn add(&mut self, check: &str, verdict: Result<String, String>) {
-        match verdict {
-            Ok(detail) => self.report.add(check, true, detail),
-            Err(why) => self.report.add(check, false, why),
-        }
+    /// A check whose failure is of `kind`.
+    fn add(&mut self, check: &str, kind: ErrorKind, verdict: Result<String, String>) {
+        self.report.add(check, verdict.map_err(|why| (kind, why)));
     }
 
     /// The run's manifest: complete and matching its checksum, or nothing else is checked.
@@ -71,11 +70,11 @@ impl Verifying<'_> {
             Ok(m) => {
                 let run_dir = spec.repo.run_shown(&spec.run);
                 let detail = format!("`{run_dir}` is complete and matches its checksum");
-                self.report.add("manifest", true, detail);
+                self.report.add("manifest", Ok(detail));
                 Some(m)
             }
             Err(e) => {
-                self.report.add("manifest", false, e.to_string());
+                self.report.add("manifest", Err((e.kind(), e.to_string())));
                 None
             }
         }
@@ -93,6 +92,7 @@ impl Verifying<'_> {
         );
         self.add(
             "cluster",
+            ErrorKind::Conflict,
             match self.spec.from_other_cluster {
                 true => Ok(format!("{both}: `from_other_cluster`")),
                 false => Err(format!(
@@ -121,6 +121,7 @@ impl Verifying<'_> {
         );
         self.add(
             "database",
+            ErrorKind::Conflict,
             match self.spec.from_other_db {
                 true => Ok(format!("{both}: `from_other_db`")),
                 false => Err(format!(
@@ -145,6 +146,7 @@ impl Verifying<'_> {
         match skew {
             Ok(ms) if ms.abs() <= CLOCK_SKEW_MS => self.add(
                 "clock",
+                ErrorKind::Conflict,
                 Ok(format!(
                     "`{}` is reachable; its clock and this machine's agree within {limit} s",
                     spec.repo
@@ -152,13 +154,14 @@ impl Verifying<'_> {
             ),
             Ok(ms) => self.add(
                 "clock",
+                ErrorKind::Conflict,
                 Err(format!(
                     "the clock of `{}` is {:+.1} s from this machine's (more than {limit} s): fix NTP first, `latest` and retention go by time",
                     spec.repo,
                     ms as f64 / 1000.0,
                 )),
             ),
-            Err(e) => self.add("repository", Err(e)),
+            Err(e) => self.add("repository", ErrorKind::Unavailable, Err(e)),
         }
     }
 
@@ -185,6 +188,7 @@ impl Verifying<'_> {
         if !remote.is_empty() {
             self.add(
                 "target path",
+                ErrorKind::Conflict,
                 Err(format!(
                     "`{}` is a directory of this machine, and {} run on other hosts: leave `target_path` out to stage each file beside its shard's data",
                     tp.display(),
@@ -206,13 +210,13 @@ impl Verifying<'_> {
                 (false, true) => Ok("read through by the group's verify just before".into()),
                 (false, false) => self.file(m, s).await,
             };
-            self.add(&format!("file {}", s.file), verdict);
+            self.report.add(&format!("file {}", s.file), verdict);
         }
     }
 
     /// One file of the run, read through: a plain file of this machine directly, any
     /// other decoded (and decrypted) as it streams.
-    async fn file(&self, m: &Manifest, s: &ShardEntry) -> Result<String, String> {
+    async fn file(&self, m: &Manifest, s: &ShardEntry) -> Result<String, (ErrorKind, String)> {
         let stored = self.spec.repo.file(&self.spec.run, &s.file);
         let opts = CheckOptions {
             slots: s.slots.filter(|_| m.db.shards > 1),
@@ -226,7 +230,8 @@ impl Verifying<'_> {
         })
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r)?;
+        .and_then(|r| r)
+        .map_err(|why| (ErrorKind::Damaged, why))?;
         Ok(format!(
             "stored and plain sha256 match; decoded{} and read through: {keys} keys",
             if s.encrypted { " (decrypted)" } else { "" }
@@ -249,8 +254,13 @@ impl Verifying<'_> {
         let can_load = max_rdb_version_for(target);
         let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
         let replay = self.spec.replay;
+        let kind = match can_load {
+            Some(_) => ErrorKind::Conflict,
+            None => ErrorKind::Unavailable,
+        };
         self.add(
             "rdb version",
+            kind,
             match can_load {
                 Some(max) if newest <= max => Ok(format!(
                     "server {target} loads RDB version {max} and older; the run has {newest}"
@@ -277,19 +287,19 @@ impl Verifying<'_> {
             .unwrap_or_default();
         let allow_newer = self.spec.allow_newer_server;
         let verdict = engine_verdict(&backup, target, replays, allow_newer, rdb_too_new);
-        self.add("engine version", verdict);
+        self.add("engine version", ErrorKind::Conflict, verdict);
     }
 
     fn target_path(&mut self, m: &Manifest) {
         if let Some(tp) = &self.spec.target_path {
             let verdict = check_target_path(self.cluster, self.spec, tp, m.bytes());
-            self.add("target path", verdict);
+            self.add("target path", ErrorKind::Conflict, verdict);
         }
     }
 
     /// A database that does not exist is created from the manifest.
     fn new_database(&mut self, m: &Manifest) {
-        self.add(
+        self.report.add(
             "target",
             Ok(format!(
                 "the database does not exist: it will be created from the manifest ({} shard(s), replication {}, persistence {})",
@@ -311,14 +321,12 @@ impl Verifying<'_> {
             }
         }
         if clients.is_empty() {
-            self.add(
-                "clients",
-                Ok("no client is connected to the database".into()),
-            );
+            let none = "no client is connected to the database";
+            self.report.add("clients", Ok(none.into()));
             return;
         }
         let shown: Vec<&str> = clients.iter().take(10).map(String::as_str).collect();
-        self.add(
+        self.report.add(
             "clients",
             Ok(format!(
                 "the restore will disconnect {} client(s): {}{}",
@@ -356,7 +364,7 @@ impl Verifying<'_> {
         } else {
             Ok(format!("the run has {} shard(s), db:{} has {masters}: every key is routed by its slot and written with RESTORE ... ABSTTL", m.shards.len(), db.id))
         };
-        self.add("shards", verdict);
+        self.add("shards", ErrorKind::Conflict, verdict);
     }
 
     /// The keys the database holds now (what `force` replaces); every master must answer.
@@ -374,7 +382,8 @@ impl Verifying<'_> {
         }
         self.report.keys_now = keys_now;
         let verdict = if !down.is_empty() {
-            Err(format!("shards do not answer: {}", down.join("; ")))
+            let why = format!("shards do not answer: {}", down.join("; "));
+            Err((ErrorKind::Unavailable, why))
         } else if keys_now == 0 {
             Ok(format!("db:{} `{}` holds no keys", db.id, db.config.name))
         } else if self.spec.force {
@@ -383,12 +392,15 @@ impl Verifying<'_> {
                 db.id
             ))
         } else {
-            Err(format!(
-                "db:{} `{}` holds {keys_now} keys: `force` would replace them",
-                db.id, db.config.name
+            Err((
+                ErrorKind::Conflict,
+                format!(
+                    "db:{} `{}` holds {keys_now} keys: `force` would replace them",
+                    db.id, db.config.name
+                ),
             ))
         };
-        self.add("target", verdict);
+        self.report.add("target", verdict);
     }
 
     fn memory(&mut self, db: &Database, m: &Manifest) {
@@ -402,7 +414,7 @@ impl Verifying<'_> {
             )),
             None => Ok("no memory limit".into()),
         };
-        self.add("memory", verdict);
+        self.add("memory", ErrorKind::Conflict, verdict);
     }
 
     /// Every shard directory takes the files: writable, room for them beside the old
@@ -425,6 +437,7 @@ impl Verifying<'_> {
         }
         self.add(
             "target path",
+            ErrorKind::Conflict,
             match problems.is_empty() {
                 true => Ok("every shard directory is writable with room for the files".into()),
                 false => Err(problems.join("; ")),
@@ -435,40 +448,55 @@ impl Verifying<'_> {
 
 /// A plain file of the run on this machine: its sha256 and the reader's pass over it at
 /// once, on two threads.
-async fn local_file(path: &Path, s: &ShardEntry, opts: CheckOptions) -> Result<String, String> {
+async fn local_file(
+    path: &Path,
+    s: &ShardEntry,
+    opts: CheckOptions,
+) -> Result<String, (ErrorKind, String)> {
+    let damaged = |why: String| (ErrorKind::Damaged, why);
     let (p1, p2) = (path.to_path_buf(), path.to_path_buf());
     let sum = tokio::task::spawn_blocking(move || sha256_file(&p1));
     let read = tokio::task::spawn_blocking(move || check_path(&p2, &opts));
     let (sum, report) = (sum.await, read.await.ok());
     let sum = match sum {
         Ok(Ok(sum)) => sum,
-        Ok(Err(e)) => return Err(format!("`{}`: {e}", path.display())),
-        Err(e) => return Err(e.to_string()),
+        Ok(Err(e)) => {
+            let kind = match e.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                _ => ErrorKind::Io,
+            };
+            return Err((kind, format!("`{}`: {e}", path.display())));
+        }
+        Err(e) => return Err((ErrorKind::Internal, e.to_string())),
     };
     if sum != s.sha256 {
-        return Err(format!(
+        return Err(damaged(format!(
             "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
             path.display(),
             s.sha256
-        ));
+        )));
     }
     match report {
         Some(r) if r.verdict == Verdict::Ok && r.keys == s.keys => Ok(format!(
             "sha256 matches; the reader read it through: {} keys",
             r.keys
         )),
-        Some(r) if r.verdict == Verdict::Ok => Err(format!(
+        Some(r) if r.verdict == Verdict::Ok => Err(damaged(format!(
             "the reader counts {} keys, the manifest says {}",
             r.keys, s.keys
-        )),
+        ))),
         Some(r) => {
             let at = r
                 .fault
                 .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
                 .unwrap_or_default();
-            Err(format!("`{}` is {}{at}", path.display(), r.verdict))
+            Err(damaged(format!(
+                "`{}` is {}{at}",
+                path.display(),
+                r.verdict
+            )))
         }
-        None => Err("the reader did not finish".into()),
+        None => Err((ErrorKind::Internal, "the reader did not finish".into())),
     }
 }
 

@@ -1886,3 +1886,38 @@ fn a_run_of_another_database_needs_from_other_db() {
         .ok()
         .stdout_has("content verified: ");
 }
+
+/// A repository moved away after the task was made is named as missing (not found), not
+/// as a run that did not finish; back in place, the task verifies again.
+#[test]
+fn a_repository_moved_away_is_named_missing() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("m", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "m", &repo);
+    lz.run(&format!(
+        "restore task create name t db m backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task verify t").ok();
+    let moved = lz.path("repo-moved");
+    std::fs::rename(&repo, &moved).unwrap();
+    let named = format!(
+        "the repository `{}` does not exist (moved or unmounted?)",
+        repo.display()
+    );
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has(&named)
+        .stdout_lacks("the run did not finish");
+    assert_eq!(verify_kind(&lz, "t"), "not_found");
+    lz.run(&format!(
+        "restore task create name t2 db m backup {}/{run} force",
+        repo.display()
+    ))
+    .fails(1)
+    .stderr_has(&named);
+    std::fs::rename(&moved, &repo).unwrap();
+    lz.run("restore task verify t").ok();
+}

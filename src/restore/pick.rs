@@ -30,6 +30,11 @@ pub fn run_in_repository(
     db_name: &str,
 ) -> Result<(String, PathBuf, Manifest), RestoreTaskError> {
     let (path, repo) = open_location(location)?;
+    if let Some(root) = repo.missing_root() {
+        return Err(RestoreTaskError::NoRepository(
+            super::verify::missing_repository(root),
+        ));
+    }
     if run == "latest" {
         let runs = repo.runs()?;
         // A safety backup holds the data a restore replaced, not a chosen restore point.

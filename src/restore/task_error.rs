@@ -26,6 +26,9 @@ pub enum RestoreTaskError {
     /// A repository that does not open (the message of `Repository::open`).
     #[error("{0}")]
     Repository(String),
+    /// A local repository that is not there.
+    #[error("{0}")]
+    NoRepository(String),
     /// An age identity file that does not open.
     #[error("{0}")]
     Identity(String),
@@ -170,6 +173,7 @@ impl DomainError for RestoreTaskError {
             E::NoSuchTask { .. }
             | E::Deleted(_)
             | E::Identity(_)
+            | E::NoRepository(_)
             | E::NoRunIn { .. }
             | E::NoSuchDb(_)
             | E::NoGoodRun(_)

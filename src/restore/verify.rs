@@ -66,6 +66,12 @@ impl Verifying<'_> {
     /// The run's manifest: complete and matching its checksum, or nothing else is checked.
     fn manifest(&mut self) -> Option<Manifest> {
         let spec = self.spec;
+        if let Some(root) = spec.repo.missing_root() {
+            let why = missing_repository(root);
+            self.report
+                .add("repository", Err((ErrorKind::NotFound, why)));
+            return None;
+        }
         match spec.repo.manifest(&spec.run) {
             Ok(m) => {
                 let run_dir = spec.repo.run_shown(&spec.run);
@@ -564,6 +570,14 @@ fn engine_verdict(
         )),
         _ => Err(format!("{both}: cannot compare their major.minor")),
     }
+}
+
+/// A local repository that is not there, as verify and create name it.
+pub(super) fn missing_repository(root: &Path) -> String {
+    format!(
+        "the repository `{}` does not exist (moved or unmounted?)",
+        root.display()
+    )
 }
 
 /// The `major.minor` of a version string.

@@ -1921,3 +1921,37 @@ fn a_repository_moved_away_is_named_missing() {
     std::fs::rename(&moved, &repo).unwrap();
     lz.run("restore task verify t").ok();
 }
+
+/// A deleted task leaves no lock file behind; while another process holds the task's
+/// lock, delete is refused and the lock file stays.
+#[test]
+fn a_deleted_task_leaves_no_lock_file() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("k", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "k", &repo);
+    lz.run(&format!(
+        "restore task create name t db k backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task verify t").ok();
+    let file = lz.home().join("locks").join("restore-t.lock");
+    assert!(file.exists(), "verify takes the task's lock");
+    // Another shell holding the lock (a flock(2) lock of this test process).
+    let holder = std::fs::File::open(&file).unwrap();
+    holder.try_lock().unwrap();
+    lz.run("restore task delete t")
+        .fails(1)
+        .stderr_has("is running in another shell");
+    assert!(
+        file.exists(),
+        "a lock another process holds is never removed"
+    );
+    drop(holder);
+    lz.run("restore task delete t").ok();
+    assert!(!file.exists(), "the lock file outlives the task");
+    lz.run("restore task list")
+        .ok()
+        .stdout_has("No restore tasks");
+}

@@ -166,9 +166,10 @@ impl Tasks<'_> {
     /// cut short (`interrupted`), or whose old data is still set aside, is rolled back
     /// first: its old data put back in place and serving (deleted, it could never be);
     /// when that fails the task stays, `failed` with the reason. Returns the databases
-    /// put back.
+    /// put back. The task's lock files go with it, each removed while this shell holds
+    /// it (so never one another shell holds).
     pub async fn delete(&self, name: &str) -> Result<Vec<String>> {
-        let (_l, lock, cluster) = self.claim(name).await?;
+        let (task_lock, lock, cluster) = self.claim(name).await?;
         // The put-back records its steps under the CCS lock.
         drop(lock);
         let mut held = Vec::new();
@@ -207,6 +208,9 @@ impl Tasks<'_> {
             cluster.backups.restores.remove(&t.name);
         }
         lock.save(&mut cluster)?;
+        drop(lock);
+        task_lock.remove();
+        held.into_iter().for_each(RunLock::remove);
         Ok(put_back)
     }
 

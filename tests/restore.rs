@@ -276,6 +276,16 @@ fn runbook_undoes_an_accident(engine: &Engine) {
     }
 }
 
+/// The JSON `kind` of a `restore task verify` that fails.
+fn verify_kind(lz: &Lazarus, task: &str) -> String {
+    let json = lz
+        .cmd(["--json", "restore", "task", "verify", task])
+        .run()
+        .fails(1)
+        .json();
+    json[0]["kind"].as_str().unwrap_or_default().to_string()
+}
+
 fn reseal(path: &Path, edit: impl FnOnce(&mut Manifest)) {
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     edit(&mut m);
@@ -332,6 +342,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     lz.run("restore task verify t")
         .fails(1)
         .stdout_has("the file was changed or damaged");
+    assert_eq!(verify_kind(&lz, "t"), "damaged");
     // The same, with the sha256 (and the manifest's own checksum) updated: the reader.
     let sum = lazarus::restore::sha256_file(&file).unwrap();
     reseal(&manifest, |m| m.shards[0].sha256 = sum);
@@ -355,6 +366,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     lz.run("restore task verify t")
         .fails(1)
         .stdout_has("No such file");
+    assert_eq!(verify_kind(&lz, "t"), "not_found");
     std::fs::write(&file, &good).unwrap();
     // An RDB version this server cannot load.
     reseal(&manifest, |m| m.shards[0].rdb_version = 99);
@@ -368,6 +380,7 @@ fn verify_refuses_damaged_missing_and_unloadable_runs() {
     lz.run("restore task verify nf")
         .fails(1)
         .stdout_has("`force` would replace them");
+    assert_eq!(verify_kind(&lz, "nf"), "conflict");
     let json = lz
         .cmd(["--json", "restore", "task", "show", "nf"])
         .run()
@@ -567,7 +580,7 @@ fn three_shards_restore_into_one_and_into_five() {
         .to_string();
     for name in ["one", "five"] {
         lz.run(&format!(
-            "restore task create name to-{name} db {name} backup {run}"
+            "restore task create name to-{name} db {name} backup {run} from_other_db"
         ))
         .ok();
         lz.run(&format!("restore task verify to-{name}"))
@@ -633,7 +646,7 @@ fn three_shards_restore_into_one_and_into_five() {
     }
     // Into a database that holds keys: refused by verify, nothing written.
     lz.run(&format!(
-        "restore task create name again db one backup {run}"
+        "restore task create name again db one backup {run} from_other_db"
     ))
     .ok();
     lz.run("restore task start again")
@@ -825,7 +838,9 @@ fn a_valkey_run_is_replayed_onto_redis() {
         .stdout_has("redis 7.");
     lz.script("restore task create name down db v backup latest\nrestore task verify down\n")
         .fails(1)
-        .stdout_has("create the task with `replay`");
+        .stdout_has("create the task with `replay`")
+        .stdout_has("the server is older than the backup's")
+        .stdout_lacks("allow_newer_server");
     lz.run("restore task create name down2 db v backup latest replay")
         .ok();
     lz.run("restore task verify down2")
@@ -1776,4 +1791,167 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     lz.run("restore task show k").fails(1);
     lz.run("restart db f").ok();
     assert_same(&changed, &picture(&rt, &lz, "f"), "after the restart");
+}
+
+/// The id of a `backup db` run of `db` into `repo`.
+fn backup_run(lz: &Lazarus, db: &str, repo: &Path) -> String {
+    lz.cmd(["--json", "backup", "db", db, "path", repo.to_str().unwrap()])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn db_id(lz: &Lazarus, name: &str) -> u64 {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    c.database_by_name(name).unwrap().id
+}
+
+/// A run of another database is refused at create (naming the run's database, id and
+/// name, and the target) and by verify, unless `from_other_db`; a run of the database
+/// itself, and of a deleted database recreated by name, are restored as before.
+#[test]
+fn a_run_of_another_database_needs_from_other_db() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("orders", 1, false, Persistence::Snapshot)
+        .db("o2", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let o2_run = backup_run(&lz, "o2", &repo);
+    let orders_run = backup_run(&lz, "orders", &repo);
+    let (orders, o2) = (db_id(&lz, "orders"), db_id(&lz, "o2"));
+    let named = format!("run `{o2_run}` is a backup of db:{o2} `o2`, not of db:{orders} `orders`");
+    let refused = lz
+        .cmd([
+            "--json", "restore", "task", "create", "name", "x3", "db", "orders",
+        ])
+        .arg("backup")
+        .arg(&o2_run)
+        .arg("force")
+        .run()
+        .fails(1)
+        .stderr_has(&named)
+        .stderr_has("add `from_other_db`")
+        .json();
+    assert_eq!(refused[0]["kind"], "conflict", "{refused:?}");
+    lz.run(&format!(
+        "restore task create name x4 db orders backup {}/{o2_run} force",
+        repo.display()
+    ))
+    .fails(1)
+    .stderr_has(&named);
+    lz.run(&format!("restore task create name c db o3 backup {o2_run}"))
+        .fails(1)
+        .stderr_has("not of `o3` (to be created)");
+    // Nothing was made.
+    lz.run("restore task list").ok().stdout_lacks("x3");
+
+    lz.run(&format!(
+        "restore task create name x3 db orders backup {o2_run} force from_other_db"
+    ))
+    .ok();
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    assert!(
+        c.backups.restores["x3"].from_other_db,
+        "the task keeps the keyword"
+    );
+    lz.run("restore task verify x3").ok().stdout_has(&format!(
+        "the run is a backup of db:{o2} `o2`, restored into db:{orders} `orders`: `from_other_db`"
+    ));
+    // A task stored without the keyword (from before it existed): verify refuses it.
+    let mut c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    c.backups.restores.get_mut("x3").unwrap().from_other_db = false;
+    lz.install(&c);
+    lz.run("restore task verify x3")
+        .fails(1)
+        .stdout_has("FAILED database: the run is a backup of db:")
+        .stdout_has("add `from_other_db`");
+
+    // The database's own run, and a deleted database recreated from its own run.
+    lz.run(&format!(
+        "restore task create name same db orders backup {orders_run} force"
+    ))
+    .ok();
+    lz.run("restore task verify same")
+        .ok()
+        .stdout_lacks("database:");
+    lz.run("delete db o2 purge").ok();
+    lz.run(&format!(
+        "restore task create name back db o2 backup {o2_run}"
+    ))
+    .ok();
+    lz.run("restore task start back")
+        .ok()
+        .stdout_has("content verified: ");
+}
+
+/// A repository moved away after the task was made is named as missing (not found), not
+/// as a run that did not finish; back in place, the task verifies again.
+#[test]
+fn a_repository_moved_away_is_named_missing() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("m", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "m", &repo);
+    lz.run(&format!(
+        "restore task create name t db m backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task verify t").ok();
+    let moved = lz.path("repo-moved");
+    std::fs::rename(&repo, &moved).unwrap();
+    let named = format!(
+        "the repository `{}` does not exist (moved or unmounted?)",
+        repo.display()
+    );
+    lz.run("restore task verify t")
+        .fails(1)
+        .stdout_has(&named)
+        .stdout_lacks("the run did not finish");
+    assert_eq!(verify_kind(&lz, "t"), "not_found");
+    lz.run(&format!(
+        "restore task create name t2 db m backup {}/{run} force",
+        repo.display()
+    ))
+    .fails(1)
+    .stderr_has(&named);
+    std::fs::rename(&moved, &repo).unwrap();
+    lz.run("restore task verify t").ok();
+}
+
+/// A deleted task leaves no lock file behind; while another process holds the task's
+/// lock, delete is refused and the lock file stays.
+#[test]
+fn a_deleted_task_leaves_no_lock_file() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("k", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "k", &repo);
+    lz.run(&format!(
+        "restore task create name t db k backup {run} force"
+    ))
+    .ok();
+    lz.run("restore task verify t").ok();
+    let file = lz.home().join("locks").join("restore-t.lock");
+    assert!(file.exists(), "verify takes the task's lock");
+    // Another shell holding the lock (a flock(2) lock of this test process).
+    let holder = std::fs::File::open(&file).unwrap();
+    holder.try_lock().unwrap();
+    lz.run("restore task delete t")
+        .fails(1)
+        .stderr_has("is running in another shell");
+    assert!(
+        file.exists(),
+        "a lock another process holds is never removed"
+    );
+    drop(holder);
+    lz.run("restore task delete t").ok();
+    assert!(!file.exists(), "the lock file outlives the task");
+    lz.run("restore task list")
+        .ok()
+        .stdout_has("No restore tasks");
 }

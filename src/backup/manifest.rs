@@ -99,6 +99,17 @@ pub enum ManifestError {
     Format { path: String, found: u32 },
 }
 
+impl crate::error::DomainError for ManifestError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ManifestError::Missing(_) => ErrorKind::NotFound,
+            ManifestError::Unreadable { .. } | ManifestError::Checksum(_) => ErrorKind::Damaged,
+            ManifestError::Format { .. } => ErrorKind::Conflict,
+        }
+    }
+}
+
 impl Manifest {
     /// SHA-256 of the document with `checksum` empty.
     pub fn digest(&self) -> String {

@@ -177,27 +177,46 @@ pub fn format_time(ms: i64) -> String {
 /// when the process dies, which is how a dead run is told from a running one.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
 impl RunLock {
-    /// `Ok(None)` when another process holds it.
+    /// `Ok(None)` when another process holds it. The lock is the file at its path: one
+    /// locked after its holder removed it ([`RunLock::remove`]) is not, and is taken
+    /// again from the path.
     pub fn try_take(home: &Path, name: &str) -> Result<Option<RunLock>, String> {
         let dir = home.join("locks");
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
         let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(RunLock { _file: file })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(format!("cannot lock `{}`: {e}", path.display())),
+        for _ in 0..100 {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) if is_at(&file, &path) => return Ok(Some(RunLock { file, path })),
+                Ok(()) => continue,
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => {
+                    return Err(format!("cannot lock `{}`: {e}", path.display()))
+                }
+            }
         }
+        Err(format!(
+            "cannot lock `{}`: it is removed and made again as it is taken",
+            path.display()
+        ))
+    }
+
+    /// Removes the lock's file while holding it, then lets go: no other shell holds it
+    /// (this one does), and one waiting on the removed file takes it again from the path.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
     }
 
     pub fn task(home: &Path, task: &str) -> Result<Option<RunLock>, String> {
@@ -206,6 +225,16 @@ impl RunLock {
 
     pub fn run(home: &Path, run: &str) -> Result<Option<RunLock>, String> {
         RunLock::try_take(home, &format!("run-{run}"))
+    }
+}
+
+/// Whether `file` is the file at `path` now (not one removed, or replaced, since it was
+/// opened).
+fn is_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 

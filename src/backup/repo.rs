@@ -155,6 +155,15 @@ impl Repository {
         Ok(Repository::local(location))
     }
 
+    /// A local repository's directory when it is not there (moved, or its filesystem
+    /// unmounted): every run in it is missing for that reason, not its own.
+    pub fn missing_root(&self) -> Option<&Path> {
+        match self {
+            Repository::Local { root } if matches!(root.try_exists(), Ok(false)) => Some(root),
+            _ => None,
+        }
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self, Repository::Local { .. })
     }

@@ -367,6 +367,10 @@ pub struct RestoreTask {
     /// The run was written by another cluster, and the operator said so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_other_cluster: bool,
+    /// The run is of another database than the one restored, and the operator said so
+    /// (a clone, never by mistake).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_other_db: bool,
     /// Where the safety backup of a forced restore goes (the task's repository when
     /// absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

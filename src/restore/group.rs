@@ -9,6 +9,7 @@ use super::pick::{databases_with_runs, pick};
 use super::task::{absolute_flags, name_free, new_task, CreateFlags, Created, Shown, Started};
 use super::{RestoreTaskError, Tasks};
 use crate::ccs::{Cluster, RestoreState, RestoreTask};
+use crate::error::ErrorKind;
 use crate::lang::{DbRef, DbSet};
 
 type Result<T, E = RestoreTaskError> = std::result::Result<T, E>;
@@ -51,7 +52,7 @@ impl Tasks<'_> {
         };
         let mut tasks: Vec<RestoreTask> = Vec::new();
         for r in &refs {
-            let p = pick(&cluster, r, backup, flags.from_other_cluster)?;
+            let p = pick(&cluster, r, backup, &flags)?;
             if tasks.iter().any(|t| t.db == p.db_name) {
                 return Err(RestoreTaskError::NamedTwice(p.db_name));
             }
@@ -87,22 +88,25 @@ impl Tasks<'_> {
         })
     }
 
-    /// Verifies every task of `tasks` that `only` picks; `Err` lists those that failed.
+    /// Verifies every task of `tasks` that `only` picks; `Err` lists those that failed,
+    /// with the kind of the first failed check.
     async fn verify_all(
         &self,
         tasks: &[RestoreTask],
         only: impl Fn(&RestoreTask) -> bool,
-    ) -> Result<std::result::Result<(), String>> {
+    ) -> Result<std::result::Result<(), (ErrorKind, String)>> {
         let mut failed = Vec::new();
+        let mut kind = None;
         for t in tasks.iter().filter(|t| only(t)) {
             let (t, v) = self.verify_one(&t.name).await?;
             if !v.ok() {
+                kind = kind.or(v.failure_kind());
                 failed.push(format!("`{}`: {}", t.name, v.reason().unwrap_or_default()));
             }
         }
         Ok(match failed.is_empty() {
             true => Ok(()),
-            false => Err(failed.join("; ")),
+            false => Err((kind.unwrap_or(ErrorKind::Damaged), failed.join("; "))),
         })
     }
 
@@ -115,10 +119,13 @@ impl Tasks<'_> {
         let verdict = self
             .verify_all(tasks, |t| t.state != RestoreState::Succeeded)
             .await?;
-        let failure = verdict.err().map(|reason| RestoreTaskError::VerifyFailed {
-            name: group.to_string(),
-            reason,
-        });
+        let failure = verdict
+            .err()
+            .map(|(kind, reason)| RestoreTaskError::VerifyFailed {
+                name: group.to_string(),
+                reason,
+                kind,
+            });
         Ok((self.group_now(group).await?, failure))
     }
 
@@ -136,13 +143,14 @@ impl Tasks<'_> {
         check_group_retry(group, &tasks, retry)?;
         // A database being retried is verified by its retry, once its old data is back.
         let fresh = |t: &RestoreTask| t.state != RestoreState::Succeeded && !broken(t);
-        if let Err(why) = self.verify_all(&tasks, fresh).await? {
+        if let Err((kind, why)) = self.verify_all(&tasks, fresh).await? {
             return Ok(Started {
                 shown: self.group_now(group).await?,
                 restored: None,
                 failure: Some(RestoreTaskError::GroupVerifyFailed {
                     group: group.to_string(),
                     why,
+                    kind,
                 }),
             });
         }

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::backup::{Manifest, PlainRead, Repository, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id, Persistence, RestoreStep, Role};
 use crate::db::start_shard;
+use crate::error::ErrorKind;
 use crate::host::{Host, LocalHost};
 use crate::persist::max_rdb_version_for;
 use crate::server::shard_dir;
@@ -55,6 +56,10 @@ pub struct Check {
     pub check: String,
     pub ok: bool,
     pub detail: String,
+    /// What kind of error a failed check makes of the verify (a target holding keys
+    /// without `force` is a conflict, a damaged file damaged, a missing one not found).
+    #[serde(skip)]
+    pub kind: Option<ErrorKind>,
 }
 
 /// What `verify` found.
@@ -70,12 +75,23 @@ impl VerifyReport {
         self.checks.iter().all(|c| c.ok)
     }
 
-    fn add(&mut self, check: &str, ok: bool, detail: impl Into<String>) {
+    /// A check: passed with its detail, or failed with its kind and why.
+    fn add(&mut self, check: &str, verdict: Result<String, (ErrorKind, String)>) {
+        let (ok, kind, detail) = match verdict {
+            Ok(detail) => (true, None, detail),
+            Err((kind, why)) => (false, Some(kind), why),
+        };
         self.checks.push(Check {
             check: check.into(),
             ok,
-            detail: detail.into(),
+            detail,
+            kind,
         });
+    }
+
+    /// The kind of the first failed check: the kind of the verify's failure.
+    pub fn failure_kind(&self) -> Option<ErrorKind> {
+        self.checks.iter().find(|c| !c.ok).and_then(|c| c.kind)
     }
 
     /// The first failed check, for the task's reason.
@@ -114,6 +130,10 @@ pub struct RestoreSpec {
     pub files_read: bool,
     /// The run may be another cluster's.
     pub from_other_cluster: bool,
+    /// The run may be another database's (a clone into `db`).
+    pub from_other_db: bool,
+    /// The database restored, by name (it may not exist yet).
+    pub db: String,
     /// Where the run's files are staged (decoded) before they replace the data (default:
     /// beside the data, in each shard directory): `target_path`.
     pub target_path: Option<PathBuf>,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::task::CreateFlags;
 use super::RestoreTaskError;
 use crate::backup::{Manifest, Repository};
 use crate::ccs::{BackupRun, Cluster, Id, RunStatus};
@@ -29,6 +30,11 @@ pub fn run_in_repository(
     db_name: &str,
 ) -> Result<(String, PathBuf, Manifest), RestoreTaskError> {
     let (path, repo) = open_location(location)?;
+    if let Some(root) = repo.missing_root() {
+        return Err(RestoreTaskError::NoRepository(
+            super::verify::missing_repository(root),
+        ));
+    }
     if run == "latest" {
         let runs = repo.runs()?;
         // A safety backup holds the data a restore replaced, not a chosen restore point.
@@ -89,12 +95,13 @@ pub(super) struct Pick {
 }
 
 /// Resolves `db` and `backup` (a run id or `latest` of this cluster's runs, or
-/// `<repository>/<run|latest>`) for one task.
+/// `<repository>/<run|latest>`) for one task. Another cluster's run needs
+/// `from_other_cluster`, another database's `from_other_db`.
 pub(super) fn pick(
     cluster: &Cluster,
     db: &DbRef,
     backup: &str,
-    from_other_cluster: bool,
+    flags: &CreateFlags,
 ) -> Result<Pick, RestoreTaskError> {
     let (db_name, existing) = match db {
         DbRef::Id(id) => match cluster.databases.get(id) {
@@ -108,7 +115,7 @@ pub(super) fn pick(
     }
     let (run, path) = if let Some((location, run)) = backup.rsplit_once('/') {
         let (run, path, m) = run_in_repository(location, run, &db_name)?;
-        if m.cluster_id != cluster.cluster_id && !from_other_cluster {
+        if m.cluster_id != cluster.cluster_id && !flags.from_other_cluster {
             return Err(RestoreTaskError::OtherCluster {
                 run,
                 from: m.cluster_name,
@@ -117,9 +124,28 @@ pub(super) fn pick(
                 here_id: cluster.cluster_id,
             });
         }
+        let of = RunOf {
+            cluster_id: m.cluster_id,
+            db: m.db_id,
+            db_name: &m.db.name,
+        };
+        refuse_other_db(cluster, &of, &run, &db_name, existing, flags.from_other_db)?;
         (run, path)
     } else {
         let run = own_run(cluster, backup, &db_name, existing)?;
+        let of = RunOf {
+            cluster_id: cluster.cluster_id,
+            db: run.db,
+            db_name: &run.db_name,
+        };
+        refuse_other_db(
+            cluster,
+            &of,
+            &run.id,
+            &db_name,
+            existing,
+            flags.from_other_db,
+        )?;
         (run.id.clone(), run.path.clone())
     };
     Ok(Pick {
@@ -127,6 +153,57 @@ pub(super) fn pick(
         existing,
         run,
         path,
+    })
+}
+
+/// The database a run was taken of.
+pub(super) struct RunOf<'a> {
+    pub cluster_id: u64,
+    pub db: Id,
+    pub db_name: &'a str,
+}
+
+impl RunOf<'_> {
+    /// Whether the run is a backup of database `db_name` (`existing`: its id, when it
+    /// exists): the same name (a deleted database recreated, or the same database in
+    /// another cluster), or the same database of this cluster (ids are never reused).
+    pub fn is_of(&self, cluster: &Cluster, db_name: &str, existing: Option<Id>) -> bool {
+        self.db_name == db_name
+            || (self.cluster_id == cluster.cluster_id && Some(self.db) == existing)
+    }
+
+    /// `db:7 `o2``, as the run names its database.
+    pub fn shown(&self) -> String {
+        format!("db:{} `{}`", self.db, self.db_name)
+    }
+}
+
+/// The database restored, as named: `db:3 `orders`` when it exists, else the name to
+/// recreate.
+pub(super) fn target_shown(db_name: &str, existing: Option<Id>) -> String {
+    match existing {
+        Some(id) => format!("db:{id} `{db_name}`"),
+        None => format!("`{db_name}` (to be created)"),
+    }
+}
+
+/// A run of another database than the one restored is refused without `from_other_db`:
+/// restoring the wrong run replaces live data.
+fn refuse_other_db(
+    cluster: &Cluster,
+    of: &RunOf,
+    run: &str,
+    db_name: &str,
+    existing: Option<Id>,
+    from_other_db: bool,
+) -> Result<(), RestoreTaskError> {
+    if from_other_db || of.is_of(cluster, db_name, existing) {
+        return Ok(());
+    }
+    Err(RestoreTaskError::OtherDb {
+        run: run.to_string(),
+        of: of.shown(),
+        target: target_shown(db_name, existing),
     })
 }
 

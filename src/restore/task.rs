@@ -31,6 +31,8 @@ pub struct CreateFlags {
     /// The age identity file for an encrypted run.
     pub identity: Option<PathBuf>,
     pub from_other_cluster: bool,
+    /// The run may be another database's (a clone).
+    pub from_other_db: bool,
     pub safety_path: Option<PathBuf>,
     pub no_safety_backup: bool,
 }
@@ -108,7 +110,7 @@ impl Tasks<'_> {
         let flags = absolute_flags(flags)?;
         let (lock, mut cluster, made) = self.create_locked(backup).await?;
         name_free(&cluster, &name)?;
-        let pick = pick(&cluster, db, backup, flags.from_other_cluster)?;
+        let pick = pick(&cluster, db, backup, &flags)?;
         let recreates = pick.existing.is_none();
         let task = new_task(name.clone(), pick, &flags, None);
         cluster.backups.restores.insert(name, task.clone());
@@ -164,9 +166,10 @@ impl Tasks<'_> {
     /// cut short (`interrupted`), or whose old data is still set aside, is rolled back
     /// first: its old data put back in place and serving (deleted, it could never be);
     /// when that fails the task stays, `failed` with the reason. Returns the databases
-    /// put back.
+    /// put back. The task's lock files go with it, each removed while this shell holds
+    /// it (so never one another shell holds).
     pub async fn delete(&self, name: &str) -> Result<Vec<String>> {
-        let (_l, lock, cluster) = self.claim(name).await?;
+        let (task_lock, lock, cluster) = self.claim(name).await?;
         // The put-back records its steps under the CCS lock.
         drop(lock);
         let mut held = Vec::new();
@@ -205,6 +208,9 @@ impl Tasks<'_> {
             cluster.backups.restores.remove(&t.name);
         }
         lock.save(&mut cluster)?;
+        drop(lock);
+        task_lock.remove();
+        held.into_iter().for_each(RunLock::remove);
         Ok(put_back)
     }
 
@@ -733,6 +739,7 @@ fn verify_failure(name: &str, v: &VerifyReport) -> Option<RestoreTaskError> {
     (!v.ok()).then(|| RestoreTaskError::VerifyFailed {
         name: name.to_string(),
         reason: v.reason().unwrap_or_default(),
+        kind: v.failure_kind().unwrap_or(ErrorKind::Damaged),
     })
 }
 
@@ -821,6 +828,7 @@ pub(super) fn new_task(
         identity: flags.identity.clone(),
         content: None,
         from_other_cluster: flags.from_other_cluster,
+        from_other_db: flags.from_other_db,
         safety_path: flags.safety_path.clone(),
         no_safety_backup: flags.no_safety_backup,
         safety_backup: None,
@@ -841,6 +849,8 @@ fn spec(t: &RestoreTask) -> Result<RestoreSpec> {
         defer_file_checks: false,
         files_read: false,
         from_other_cluster: t.from_other_cluster,
+        from_other_db: t.from_other_db,
+        db: t.db.clone(),
         target_path: t.target_path.clone(),
     })
 }

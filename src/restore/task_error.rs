@@ -26,6 +26,9 @@ pub enum RestoreTaskError {
     /// A repository that does not open (the message of `Repository::open`).
     #[error("{0}")]
     Repository(String),
+    /// A local repository that is not there.
+    #[error("{0}")]
+    NoRepository(String),
     /// An age identity file that does not open.
     #[error("{0}")]
     Identity(String),
@@ -53,6 +56,16 @@ pub enum RestoreTaskError {
         here: String,
         here_id: u64,
     },
+    #[error(
+        "run `{run}` is a backup of {of}, not of {target}: add `from_other_db` to restore another database's run into it"
+    )]
+    OtherDb {
+        run: String,
+        /// The run's database (`db:7 `o2``).
+        of: String,
+        /// The database restored (`db:3 `orders``, or a name to create).
+        target: String,
+    },
     #[error("there is no succeeded backup run of `{0}` with a valid manifest")]
     NoGoodRun(String),
     #[error("there is no backup run `{0}` (see `backup task history <task>`)")]
@@ -70,8 +83,13 @@ pub enum RestoreTaskError {
     NotRetryable { name: String, state: RestoreState },
     #[error("restore task `{name}` is {state}: use `restore task retry {name}`")]
     MustRetry { name: String, state: RestoreState },
+    /// `kind`: the first failed check's.
     #[error("restore task `{name}` failed verify: {reason}")]
-    VerifyFailed { name: String, reason: String },
+    VerifyFailed {
+        name: String,
+        reason: String,
+        kind: ErrorKind,
+    },
     #[error("restore task `{name}`: putting the old data back failed: {error}")]
     PutBackFailed { name: String, error: String },
     #[error(
@@ -109,7 +127,12 @@ pub enum RestoreTaskError {
     #[error("restore task `{group}` stopped at `{}`: use `restore task retry {group}`", .at.join("`, `"))]
     StoppedAt { group: String, at: Vec<String> },
     #[error("restore task `{group}` failed verify, so none of its databases started: {why}")]
-    GroupVerifyFailed { group: String, why: String },
+    GroupVerifyFailed {
+        group: String,
+        why: String,
+        /// The first failed check's.
+        kind: ErrorKind,
+    },
     #[error("restore task `{group}` stopped at `{task}`: {error}{}", not_started(.left))]
     GroupStopped {
         group: String,
@@ -150,6 +173,7 @@ impl DomainError for RestoreTaskError {
             E::NoSuchTask { .. }
             | E::Deleted(_)
             | E::Identity(_)
+            | E::NoRepository(_)
             | E::NoRunIn { .. }
             | E::NoSuchDb(_)
             | E::NoGoodRun(_)
@@ -157,6 +181,7 @@ impl DomainError for RestoreTaskError {
             | E::NoRuns(_) => ErrorKind::NotFound,
             E::Running(_)
             | E::OtherCluster { .. }
+            | E::OtherDb { .. }
             | E::NameTaken(_)
             | E::AlreadySucceeded(_)
             | E::NotRetryable { .. }
@@ -164,9 +189,8 @@ impl DomainError for RestoreTaskError {
             | E::PartOfGroup { .. }
             | E::NothingToRetry(_)
             | E::StoppedAt { .. } => ErrorKind::Conflict,
-            E::NotRestorePoint { .. } | E::VerifyFailed { .. } | E::GroupVerifyFailed { .. } => {
-                ErrorKind::Damaged
-            }
+            E::NotRestorePoint { .. } => ErrorKind::Damaged,
+            E::VerifyFailed { kind, .. } | E::GroupVerifyFailed { kind, .. } => *kind,
             E::NoServer(_)
             | E::PutBackFailed { .. }
             | E::SafetyBackupFailed { .. }

@@ -4,10 +4,12 @@
 
 use std::path::Path;
 
+use super::pick::{target_shown, RunOf};
 use super::{free_bytes, same_layout, sha256_file, Place, RestoreSpec, VerifyReport};
 use super::{CLOCK_SKEW_MS, TIMEOUT};
 use crate::backup::{Manifest, PlainRead, ShardEntry, StoredFile};
 use crate::ccs::{Cluster, Database, Id};
+use crate::error::{DomainError, ErrorKind};
 use crate::persist::{check_path, check_rdb_stream, max_rdb_version_for, CheckOptions, Verdict};
 use crate::server::{connect, info, Servers, SetAside, ShardAddr};
 
@@ -29,6 +31,7 @@ pub async fn verify(
         return (v.report, None);
     };
     v.cluster_of(&m);
+    v.database_of(db, &m);
     v.clock().await;
     v.staging_hosts(db);
     v.files(db, &m).await;
@@ -55,25 +58,29 @@ struct Verifying<'a> {
 }
 
 impl Verifying<'_> {
-    fn add(&mut self, check: &str, verdict: Result<String, String>) {
-        match verdict {
-            Ok(detail) => self.report.add(check, true, detail),
-            Err(why) => self.report.add(check, false, why),
-        }
+    /// A check whose failure is of `kind`.
+    fn add(&mut self, check: &str, kind: ErrorKind, verdict: Result<String, String>) {
+        self.report.add(check, verdict.map_err(|why| (kind, why)));
     }
 
     /// The run's manifest: complete and matching its checksum, or nothing else is checked.
     fn manifest(&mut self) -> Option<Manifest> {
         let spec = self.spec;
+        if let Some(root) = spec.repo.missing_root() {
+            let why = missing_repository(root);
+            self.report
+                .add("repository", Err((ErrorKind::NotFound, why)));
+            return None;
+        }
         match spec.repo.manifest(&spec.run) {
             Ok(m) => {
                 let run_dir = spec.repo.run_shown(&spec.run);
                 let detail = format!("`{run_dir}` is complete and matches its checksum");
-                self.report.add("manifest", true, detail);
+                self.report.add("manifest", Ok(detail));
                 Some(m)
             }
             Err(e) => {
-                self.report.add("manifest", false, e.to_string());
+                self.report.add("manifest", Err((e.kind(), e.to_string())));
                 None
             }
         }
@@ -91,10 +98,40 @@ impl Verifying<'_> {
         );
         self.add(
             "cluster",
+            ErrorKind::Conflict,
             match self.spec.from_other_cluster {
                 true => Ok(format!("{both}: `from_other_cluster`")),
                 false => Err(format!(
                     "{both}: add `from_other_cluster` to restore another cluster's run"
+                )),
+            },
+        );
+    }
+
+    /// Another database's run is restored only with `from_other_db` (a clone; by
+    /// mistake, it would replace the data with another database's).
+    fn database_of(&mut self, db: Option<&Database>, m: &Manifest) {
+        let of = RunOf {
+            cluster_id: m.cluster_id,
+            db: m.db_id,
+            db_name: &m.db.name,
+        };
+        let existing = db.map(|d| d.id);
+        if of.is_of(self.cluster, &self.spec.db, existing) {
+            return;
+        }
+        let both = format!(
+            "the run is a backup of {}, restored into {}",
+            of.shown(),
+            target_shown(&self.spec.db, existing)
+        );
+        self.add(
+            "database",
+            ErrorKind::Conflict,
+            match self.spec.from_other_db {
+                true => Ok(format!("{both}: `from_other_db`")),
+                false => Err(format!(
+                    "{both}: add `from_other_db` to restore another database's run into it"
                 )),
             },
         );
@@ -115,6 +152,7 @@ impl Verifying<'_> {
         match skew {
             Ok(ms) if ms.abs() <= CLOCK_SKEW_MS => self.add(
                 "clock",
+                ErrorKind::Conflict,
                 Ok(format!(
                     "`{}` is reachable; its clock and this machine's agree within {limit} s",
                     spec.repo
@@ -122,13 +160,14 @@ impl Verifying<'_> {
             ),
             Ok(ms) => self.add(
                 "clock",
+                ErrorKind::Conflict,
                 Err(format!(
                     "the clock of `{}` is {:+.1} s from this machine's (more than {limit} s): fix NTP first, `latest` and retention go by time",
                     spec.repo,
                     ms as f64 / 1000.0,
                 )),
             ),
-            Err(e) => self.add("repository", Err(e)),
+            Err(e) => self.add("repository", ErrorKind::Unavailable, Err(e)),
         }
     }
 
@@ -155,6 +194,7 @@ impl Verifying<'_> {
         if !remote.is_empty() {
             self.add(
                 "target path",
+                ErrorKind::Conflict,
                 Err(format!(
                     "`{}` is a directory of this machine, and {} run on other hosts: leave `target_path` out to stage each file beside its shard's data",
                     tp.display(),
@@ -176,13 +216,13 @@ impl Verifying<'_> {
                 (false, true) => Ok("read through by the group's verify just before".into()),
                 (false, false) => self.file(m, s).await,
             };
-            self.add(&format!("file {}", s.file), verdict);
+            self.report.add(&format!("file {}", s.file), verdict);
         }
     }
 
     /// One file of the run, read through: a plain file of this machine directly, any
     /// other decoded (and decrypted) as it streams.
-    async fn file(&self, m: &Manifest, s: &ShardEntry) -> Result<String, String> {
+    async fn file(&self, m: &Manifest, s: &ShardEntry) -> Result<String, (ErrorKind, String)> {
         let stored = self.spec.repo.file(&self.spec.run, &s.file);
         let opts = CheckOptions {
             slots: s.slots.filter(|_| m.db.shards > 1),
@@ -196,7 +236,8 @@ impl Verifying<'_> {
         })
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r)?;
+        .and_then(|r| r)
+        .map_err(|why| (ErrorKind::Damaged, why))?;
         Ok(format!(
             "stored and plain sha256 match; decoded{} and read through: {keys} keys",
             if s.encrypted { " (decrypted)" } else { "" }
@@ -209,7 +250,9 @@ impl Verifying<'_> {
     async fn versions(&mut self, db: Option<&Database>, m: &Manifest) -> bool {
         let target = target_version(self.cluster, db, self.server).await;
         let replays = self.rdb_version(m, &target);
-        self.engine_version(m, &target, replays);
+        let rdb_too_new = max_rdb_version_for(&target)
+            .is_some_and(|max| m.shards.iter().any(|s| s.rdb_version > max));
+        self.engine_version(m, &target, replays, rdb_too_new);
         replays
     }
 
@@ -217,8 +260,13 @@ impl Verifying<'_> {
         let can_load = max_rdb_version_for(target);
         let newest = m.shards.iter().map(|s| s.rdb_version).max().unwrap_or(0);
         let replay = self.spec.replay;
+        let kind = match can_load {
+            Some(_) => ErrorKind::Conflict,
+            None => ErrorKind::Unavailable,
+        };
         self.add(
             "rdb version",
+            kind,
             match can_load {
                 Some(max) if newest <= max => Ok(format!(
                     "server {target} loads RDB version {max} and older; the run has {newest}"
@@ -237,37 +285,27 @@ impl Verifying<'_> {
 
     /// The same engine major.minor, or a newer server with `allow_newer_server`; any
     /// when the keys are replayed.
-    fn engine_version(&mut self, m: &Manifest, target: &str, replays: bool) {
+    fn engine_version(&mut self, m: &Manifest, target: &str, replays: bool, rdb_too_new: bool) {
         let backup = m
             .shards
             .first()
             .map(|s| format!("{} {}", s.engine, s.server_version))
             .unwrap_or_default();
-        let verdict = match (major_minor(&backup), major_minor(target)) {
-            _ if replays => Ok(format!(
-                "backup {backup}, server {target}: replayed key by key"
-            )),
-            (Some(b), Some(t)) if b == t => Ok(format!("backup {backup}, server {target}")),
-            (Some(b), Some(t)) if t > b && self.spec.allow_newer_server => Ok(format!(
-                "backup {backup}, server {target} (newer, allowed)"
-            )),
-            _ => Err(format!(
-                "backup {backup}, server {target}: major.minor differ (`allow_newer_server` takes a newer server)"
-            )),
-        };
-        self.add("engine version", verdict);
+        let allow_newer = self.spec.allow_newer_server;
+        let verdict = engine_verdict(&backup, target, replays, allow_newer, rdb_too_new);
+        self.add("engine version", ErrorKind::Conflict, verdict);
     }
 
     fn target_path(&mut self, m: &Manifest) {
         if let Some(tp) = &self.spec.target_path {
             let verdict = check_target_path(self.cluster, self.spec, tp, m.bytes());
-            self.add("target path", verdict);
+            self.add("target path", ErrorKind::Conflict, verdict);
         }
     }
 
     /// A database that does not exist is created from the manifest.
     fn new_database(&mut self, m: &Manifest) {
-        self.add(
+        self.report.add(
             "target",
             Ok(format!(
                 "the database does not exist: it will be created from the manifest ({} shard(s), replication {}, persistence {})",
@@ -289,14 +327,12 @@ impl Verifying<'_> {
             }
         }
         if clients.is_empty() {
-            self.add(
-                "clients",
-                Ok("no client is connected to the database".into()),
-            );
+            let none = "no client is connected to the database";
+            self.report.add("clients", Ok(none.into()));
             return;
         }
         let shown: Vec<&str> = clients.iter().take(10).map(String::as_str).collect();
-        self.add(
+        self.report.add(
             "clients",
             Ok(format!(
                 "the restore will disconnect {} client(s): {}{}",
@@ -334,7 +370,7 @@ impl Verifying<'_> {
         } else {
             Ok(format!("the run has {} shard(s), db:{} has {masters}: every key is routed by its slot and written with RESTORE ... ABSTTL", m.shards.len(), db.id))
         };
-        self.add("shards", verdict);
+        self.add("shards", ErrorKind::Conflict, verdict);
     }
 
     /// The keys the database holds now (what `force` replaces); every master must answer.
@@ -352,7 +388,8 @@ impl Verifying<'_> {
         }
         self.report.keys_now = keys_now;
         let verdict = if !down.is_empty() {
-            Err(format!("shards do not answer: {}", down.join("; ")))
+            let why = format!("shards do not answer: {}", down.join("; "));
+            Err((ErrorKind::Unavailable, why))
         } else if keys_now == 0 {
             Ok(format!("db:{} `{}` holds no keys", db.id, db.config.name))
         } else if self.spec.force {
@@ -361,12 +398,15 @@ impl Verifying<'_> {
                 db.id
             ))
         } else {
-            Err(format!(
-                "db:{} `{}` holds {keys_now} keys: `force` would replace them",
-                db.id, db.config.name
+            Err((
+                ErrorKind::Conflict,
+                format!(
+                    "db:{} `{}` holds {keys_now} keys: `force` would replace them",
+                    db.id, db.config.name
+                ),
             ))
         };
-        self.add("target", verdict);
+        self.report.add("target", verdict);
     }
 
     fn memory(&mut self, db: &Database, m: &Manifest) {
@@ -380,7 +420,7 @@ impl Verifying<'_> {
             )),
             None => Ok("no memory limit".into()),
         };
-        self.add("memory", verdict);
+        self.add("memory", ErrorKind::Conflict, verdict);
     }
 
     /// Every shard directory takes the files: writable, room for them beside the old
@@ -403,6 +443,7 @@ impl Verifying<'_> {
         }
         self.add(
             "target path",
+            ErrorKind::Conflict,
             match problems.is_empty() {
                 true => Ok("every shard directory is writable with room for the files".into()),
                 false => Err(problems.join("; ")),
@@ -413,40 +454,55 @@ impl Verifying<'_> {
 
 /// A plain file of the run on this machine: its sha256 and the reader's pass over it at
 /// once, on two threads.
-async fn local_file(path: &Path, s: &ShardEntry, opts: CheckOptions) -> Result<String, String> {
+async fn local_file(
+    path: &Path,
+    s: &ShardEntry,
+    opts: CheckOptions,
+) -> Result<String, (ErrorKind, String)> {
+    let damaged = |why: String| (ErrorKind::Damaged, why);
     let (p1, p2) = (path.to_path_buf(), path.to_path_buf());
     let sum = tokio::task::spawn_blocking(move || sha256_file(&p1));
     let read = tokio::task::spawn_blocking(move || check_path(&p2, &opts));
     let (sum, report) = (sum.await, read.await.ok());
     let sum = match sum {
         Ok(Ok(sum)) => sum,
-        Ok(Err(e)) => return Err(format!("`{}`: {e}", path.display())),
-        Err(e) => return Err(e.to_string()),
+        Ok(Err(e)) => {
+            let kind = match e.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                _ => ErrorKind::Io,
+            };
+            return Err((kind, format!("`{}`: {e}", path.display())));
+        }
+        Err(e) => return Err((ErrorKind::Internal, e.to_string())),
     };
     if sum != s.sha256 {
-        return Err(format!(
+        return Err(damaged(format!(
             "`{}` has sha256 {sum}, the manifest says {}: the file was changed or damaged",
             path.display(),
             s.sha256
-        ));
+        )));
     }
     match report {
         Some(r) if r.verdict == Verdict::Ok && r.keys == s.keys => Ok(format!(
             "sha256 matches; the reader read it through: {} keys",
             r.keys
         )),
-        Some(r) if r.verdict == Verdict::Ok => Err(format!(
+        Some(r) if r.verdict == Verdict::Ok => Err(damaged(format!(
             "the reader counts {} keys, the manifest says {}",
             r.keys, s.keys
-        )),
+        ))),
         Some(r) => {
             let at = r
                 .fault
                 .map(|f| format!(" at offset {}: expected {}", f.offset, f.expected))
                 .unwrap_or_default();
-            Err(format!("`{}` is {}{at}", path.display(), r.verdict))
+            Err(damaged(format!(
+                "`{}` is {}{at}",
+                path.display(),
+                r.verdict
+            )))
         }
-        None => Err("the reader did not finish".into()),
+        None => Err((ErrorKind::Internal, "the reader did not finish".into())),
     }
 }
 
@@ -483,6 +539,45 @@ async fn client_list(a: &ShardAddr) -> Result<Vec<String>, String> {
             })
         })
         .collect())
+}
+
+/// The engine check of a run written by server `backup` loaded by server `target`:
+/// the same major.minor; a newer server with `allow_newer`; any when the keys are
+/// replayed. A refusal says which way they differ and what would take the run: an older
+/// server may not load what a newer one wrote (`replay` writes the keys as commands
+/// when its files are of an RDB version it does not load); a newer one takes
+/// `allow_newer_server`.
+fn engine_verdict(
+    backup: &str,
+    target: &str,
+    replays: bool,
+    allow_newer: bool,
+    rdb_too_new: bool,
+) -> Result<String, String> {
+    let both = format!("backup {backup}, server {target}");
+    match (major_minor(backup), major_minor(target)) {
+        _ if replays => Ok(format!("{both}: replayed key by key")),
+        (Some(b), Some(t)) if b == t => Ok(both),
+        (Some(b), Some(t)) if t > b && allow_newer => Ok(format!("{both} (newer, allowed)")),
+        (Some(b), Some(t)) if t > b => Err(format!(
+            "{both}: the server is newer than the backup's: add `allow_newer_server` to load the run into it"
+        )),
+        (Some(_), Some(_)) if rdb_too_new => Err(format!(
+            "{both}: the server is older than the backup's and may not load the run's RDB version: create the task with `replay` to write its keys as commands instead"
+        )),
+        (Some(_), Some(_)) => Err(format!(
+            "{both}: the server is older than the backup's and may not load what it wrote: restore onto a server of {backup}'s major.minor or newer"
+        )),
+        _ => Err(format!("{both}: cannot compare their major.minor")),
+    }
+}
+
+/// A local repository that is not there, as verify and create name it.
+pub(super) fn missing_repository(root: &Path) -> String {
+    format!(
+        "the repository `{}` does not exist (moved or unmounted?)",
+        root.display()
+    )
 }
 
 /// The `major.minor` of a version string.
@@ -621,4 +716,33 @@ fn read_stored(
         ));
     }
     Ok(report.keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::engine_verdict;
+
+    #[test]
+    fn an_older_server_is_named_older_and_a_newer_one_takes_allow_newer_server() {
+        // valkey 8.1 (RDB 11) onto redis 7.0 (RDB 10): older, and `replay` would take it.
+        let older = engine_verdict("valkey 8.1.8", "7.0.15", false, false, true).unwrap_err();
+        assert!(older.contains("older than the backup's"), "{older}");
+        assert!(older.contains("`replay`"), "{older}");
+        assert!(!older.contains("allow_newer_server"), "{older}");
+        // Older, with files it loads: `replay` would change nothing, so not suggested.
+        let older = engine_verdict("redis 7.2.4", "7.0.15", false, true, false).unwrap_err();
+        assert!(older.contains("older than the backup's"), "{older}");
+        assert!(
+            !older.contains("replay") && !older.contains("allow_newer_server"),
+            "{older}"
+        );
+        // Newer: `allow_newer_server`.
+        let newer =
+            engine_verdict("redis 7.0.15", "valkey 8.1.8", false, false, false).unwrap_err();
+        assert!(newer.contains("newer than the backup's"), "{newer}");
+        assert!(newer.contains("`allow_newer_server`"), "{newer}");
+        assert!(engine_verdict("redis 7.0.15", "valkey 8.1.8", false, true, false).is_ok());
+        assert!(engine_verdict("valkey 8.1.8", "7.0.15", true, false, true).is_ok());
+        assert!(engine_verdict("redis 7.0.11", "7.0.15", false, false, false).is_ok());
+    }
 }

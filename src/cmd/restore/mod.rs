@@ -114,6 +114,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                 Opt::flag("replay"),
                 Opt::optional("identity", "age identity file", ValueKind::Path),
                 Opt::flag("from_other_cluster"),
+                Opt::flag("from_other_db"),
                 Opt::optional("safety_path", "dir|url", ValueKind::Path),
                 Opt::flag("no_safety_backup"),
             ]),
@@ -128,6 +129,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             "restore task create name r3 db orders backup /mnt/offsite/20261204-035012-17",
             "restore task create name r4 db orders backup latest force safety_path s3://offsite/safety",
             "restore task create name r5 db orders backup latest target_path /mnt/staging",
+            "restore task create name clone db orders_copy backup 20261204-035012-17 from_other_db",
             "restore task create name both db orders,sessions backup latest force",
             "restore task create name moveall db all backup s3://offsite/lazarus/latest from_other_cluster",
         ],
@@ -143,6 +145,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
                     replay: m.has("replay"),
                     identity: m.opt("identity"),
                     from_other_cluster: m.has("from_other_cluster"),
+                    from_other_db: m.has("from_other_db"),
                     safety_path: m.opt("safety_path"),
                     no_safety_backup: m.has("no_safety_backup"),
                 },
@@ -250,6 +253,9 @@ fn write_flags(f: &mut fmt::Formatter<'_>, flags: &CreateFlags) -> fmt::Result {
     }
     if flags.from_other_cluster {
         f.write_str(" from_other_cluster")?;
+    }
+    if flags.from_other_db {
+        f.write_str(" from_other_db")?;
     }
     if let Some(p) = &flags.safety_path {
         write!(f, " safety_path {}", path(p))?;

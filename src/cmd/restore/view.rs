@@ -164,6 +164,7 @@ mod tests {
             step: None,
             identity: None,
             from_other_cluster: false,
+            from_other_db: false,
             safety_path: None,
             no_safety_backup: false,
             safety_backup: None,

@@ -16,9 +16,15 @@ fn foreign_server(dir: &std::path::Path) -> Child {
         .local_addr()
         .unwrap()
         .port();
+    foreign_server_on(dir, port)
+}
+
+/// A redis-server nobody but the operator started, working in `dir` on `port`, saving
+/// nothing.
+fn foreign_server_on(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--dir", &dir.display().to_string()])
+        .args(["--dir", &dir.display().to_string(), "--save", ""])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server runs");
@@ -142,6 +148,61 @@ fn a_failed_recover_never_stops_a_server_it_did_not_start() {
         assert!(live_after.contains(&pid), "pid {pid} was stopped");
     }
     assert_eq!(std::fs::read(&theirs).unwrap(), b"not recovery's");
+}
+
+/// Another program on a shard's port (the shard down) is not the shard: `status` says the
+/// port is taken and by which pid, and shows none of its figures (keys, pid) as the
+/// shard's; the shard counts as down. The other program is left running.
+#[test]
+fn status_tells_a_foreign_server_on_a_shards_port_from_the_shard() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    home_with_cache(&a);
+    let port = a.ccs()["databases"]["2"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    a.run("status shards extra all")
+        .ok()
+        .stdout_lacks("PORT TAKEN");
+    guard.kill_all();
+    let dir = a.path("operator");
+    std::fs::create_dir(&dir).unwrap();
+    let mut foreign = foreign_server_on(&dir, port as u16);
+    let pid = foreign.id();
+    assert_eq!(redis_cli(port, &["SET", "theirs", "x"]), "OK");
+
+    let text = a
+        .run("status shards extra all")
+        .fails(1)
+        .stdout_has("PORT TAKEN")
+        .stderr_has("1 shard(s) down");
+    let docs = a
+        .cmd(["--json", "status", "shards", "extra", "all"])
+        .run()
+        .fails(1)
+        .json();
+    let still = foreign.try_wait().unwrap().is_none();
+    let _ = foreign.kill();
+    let _ = foreign.wait();
+    let row = &docs[0]["result"]["shards"][0];
+    assert_eq!(row["status"], "PORT TAKEN", "{row}");
+    let detail = row["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "port {port} is held by another program (pid {pid}"
+        )),
+        "{detail}"
+    );
+    assert!(detail.contains("not a shard Lazarus started"), "{detail}");
+    assert!(row["keys"].is_null(), "{row}");
+    assert_ne!(row["pid"], pid, "{row}");
+    assert!(row["live_role"].is_null(), "{row}");
+    assert!(
+        !text.stdout.contains("NOT REPLICATING") && !text.stdout.contains(" OK "),
+        "{}",
+        text.stdout
+    );
+    assert!(still, "status stopped a server it did not start");
 }
 
 /// Issue 9 item 7: a power loss with the home intact. `recover list` points to `restart

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
-use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
+use crate::server::shard_dir::{db_dirs_in, served_from, shard_dirs_in};
 use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
@@ -22,6 +22,9 @@ pub const CERT_WARN_DAYS: i64 = 30;
 /// [`crate::server::ServerError::TlsRefused`]): the handshake failed either way, or
 /// Lazarus has no material to speak TLS with.
 pub const TLS_REFUSED: &str = "TLS REFUSED";
+/// Another program answers at a shard's address (a server that does not run from the
+/// shard's own directory): the shard cannot be running there, and what answers is not it.
+pub const PORT_TAKEN: &str = "PORT TAKEN";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -192,7 +195,11 @@ pub async fn status(
     kept: &KeptConnections,
 ) -> StatusReport {
     // The shards and the nodes' machines at once.
-    let (probes, facts) = tokio::join!(probe_all(cluster, timeout, kept), node_facts(cluster));
+    let (mut probes, facts) = tokio::join!(probe_all(cluster, timeout, kept), node_facts(cluster));
+    // What answers from elsewhere than its shard's directory is not the shard: none of
+    // its figures are the shard's.
+    let taken = port_takers(cluster, &probes);
+    probes.retain(|id, _| !taken.contains_key(id));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -218,6 +225,9 @@ pub async fn status(
                     "RESTORE UNFINISHED".to_string(),
                     aside.get(&s.id).map(ToString::to_string),
                 ),
+                (_, _) if taken.contains_key(&s.id) => {
+                    (PORT_TAKEN.to_string(), taken.get(&s.id).cloned())
+                }
                 (_, Some(p)) => shard_status(s.role, p, db.config.tls),
                 (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
             };
@@ -303,6 +313,13 @@ pub async fn status(
             address: endpoint.clone(),
             status: match db.masters().next().and_then(|m| probes.get(&m.id)) {
                 Some(p) if p.up => OK.to_string(),
+                _ if db
+                    .masters()
+                    .next()
+                    .is_some_and(|m| taken.contains_key(&m.id)) =>
+                {
+                    PORT_TAKEN.to_string()
+                }
                 _ if db.state == DbState::PendingRecovery => db.state.to_string(),
                 _ => "DOWN".to_string(),
             },
@@ -331,6 +348,37 @@ pub async fn status(
     report.shards.extend(orphans(cluster));
     report.nodes = node_rows(cluster, &probes, &facts, server_version);
     report
+}
+
+/// The shards whose address another program answers at, with what answered: a server
+/// whose `config_file` is not in the shard's own directory ([`served_from`], how
+/// recovery tells a live shard from another program) is not the shard, whatever it
+/// holds.
+fn port_takers(cluster: &Cluster, probes: &BTreeMap<Id, ShardProbe>) -> BTreeMap<Id, String> {
+    let mut taken = BTreeMap::new();
+    for db in cluster.databases.values() {
+        for s in &db.shards {
+            let Some(p) = probes.get(&s.id).filter(|p| p.up) else {
+                continue;
+            };
+            let Err(why) = served_from(&p.info, db.id, s.id) else {
+                continue;
+            };
+            let who = match (p.info.get_u64("process_id"), p.info.get("executable")) {
+                (Some(pid), Some(exe)) if !exe.is_empty() => format!("pid {pid}, `{exe}`"),
+                (Some(pid), _) => format!("pid {pid}"),
+                (None, _) => "pid unknown".to_string(),
+            };
+            taken.insert(
+                s.id,
+                format!(
+                    "port {} is held by another program ({who}), not redis:{}: it {why}",
+                    s.port, s.id
+                ),
+            );
+        }
+    }
+    taken
 }
 
 /// The shards of active databases holding data a restore set aside and did not put

@@ -79,6 +79,35 @@ pub fn shard_dirs_in(db_dir: &Path) -> Vec<(u64, PathBuf)> {
     id_dirs(db_dir, SHARD_PREFIX)
 }
 
+/// The directory of shard `shard` of database `db` a live server runs from, judged by
+/// what it says of itself (INFO server `config_file`: Lazarus starts every shard with the
+/// `redis.conf` of its own `redis/db-<db>/shard-<shard>`): `(dir, root)`, root being the
+/// persistent path it lies under. Else why the server is not that shard, a phrase that
+/// follows the server's address (`answers, but from no configuration file: ...`): another
+/// program holds the shard's port.
+pub fn served_from(info: &super::Info, db: u64, shard: u64) -> Result<(PathBuf, PathBuf), String> {
+    let Some(conf) = info.get("config_file").filter(|c| !c.is_empty()) else {
+        return Err(
+            "answers, but from no configuration file: not a shard Lazarus started".to_string(),
+        );
+    };
+    let Some(dir) = Path::new(conf).parent() else {
+        return Err(format!("runs with `{conf}`"));
+    };
+    let expected = format!("{REDIS_DIR}/{DB_PREFIX}{db}/{SHARD_PREFIX}{shard}");
+    match dir
+        .ends_with(&expected)
+        .then(|| dir.ancestors().nth(3))
+        .flatten()
+    {
+        Some(root) => Ok((dir.to_path_buf(), root.to_path_buf())),
+        None => Err(format!(
+            "runs in `{}`, not in a directory of redis:{shard}",
+            dir.display()
+        )),
+    }
+}
+
 /// `db-<n>` / `shard-<n>`: the id in a directory name, if it is one of ours.
 pub(crate) fn id_in_name(name: &str, prefix: &str) -> Option<u64> {
     let digits = name.strip_prefix(prefix)?;

@@ -205,6 +205,67 @@ fn status_tells_a_foreign_server_on_a_shards_port_from_the_shard() {
     assert!(still, "status stopped a server it did not start");
 }
 
+/// A `recover db` killed mid-way leaves the servers it started running in its marked
+/// shard directories: `status` names such a server (pid) and the way out, judging it as
+/// the rerun does before stopping it; a server in a marked directory that recovery did
+/// not start is not called recovery's.
+#[test]
+fn status_names_a_server_an_interrupted_recovery_left_running() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    guard.kill_all();
+    let b = Lazarus::new();
+    let _b_guard = ProcessGuard::new(b.home());
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let ccs = b.ccs();
+    let (db_id, db) = ccs["databases"].as_object().unwrap().iter().next().unwrap();
+    assert_eq!(db["state"], "pending_recovery");
+    let shard = db["shards"][0]["id"].as_u64().unwrap();
+    let pp = ccs["nodes"]["1"]["persistent_path"].as_str().unwrap();
+    let dir = std::path::Path::new(pp).join(format!("redis/db-{db_id}/shard-{shard}"));
+    // What a killed recovery leaves: its marker, and a server working in the directory.
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("lazarus-recovering");
+    std::fs::write(&marker, "pid 1\n").unwrap();
+    let mut server = foreign_server(&dir);
+    let pid = server.id();
+    let shard_row = |b: &Lazarus| {
+        let docs = b
+            .cmd(["--json", "status", "shards", "extra", "all"])
+            .run()
+            .ok()
+            .json();
+        docs[0]["result"]["shards"][0].clone()
+    };
+
+    // The marker does not name it (and it wrote no pidfile): not recovery's server.
+    let row = shard_row(&b);
+    assert_eq!(row["status"], "PENDING RECOVERY", "{row}");
+    assert!(row["detail"].is_null(), "{row}");
+
+    std::fs::write(&marker, format!("pid 1\nserver {pid}\n")).unwrap();
+    let row = shard_row(&b);
+    let still = server.try_wait().unwrap().is_none();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(row["status"], "PENDING RECOVERY", "{row}");
+    assert_eq!(row["pid"], pid, "{row}");
+    assert_eq!(
+        row["detail"],
+        format!(
+            "a server of an interrupted recovery runs here (pid {pid}): `recover db cache` \
+             again stops it and recovers the database"
+        ),
+        "{row}"
+    );
+    assert!(still, "status stopped a server");
+}
+
 /// Issue 9 item 7: a power loss with the home intact. `recover list` points to `restart
 /// all`, which brings every database back from its own files; `restart db` takes several.
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
-use crate::server::shard_dir::{db_dirs_in, served_from, shard_dirs_in};
+use crate::server::shard_dir::{db_dirs_in, recovery_leftover, served_from, shard_dirs_in};
 use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
@@ -210,7 +210,10 @@ pub async fn status(
         Some(crate::tls::installed_dir(&node.persistent_path, record))
     };
 
-    let aside = set_aside_shards(cluster, &probes).await;
+    let (aside, leftovers) = tokio::join!(
+        set_aside_shards(cluster, &probes),
+        recovery_leftovers(cluster)
+    );
 
     let mut report = StatusReport::default();
     for db in cluster.databases.values() {
@@ -220,7 +223,16 @@ pub async fn status(
         for s in &db.shards {
             let p = probes.get(&s.id);
             let (status, detail) = match (db.state, p) {
-                (DbState::PendingRecovery, _) => ("PENDING RECOVERY".to_string(), None),
+                (DbState::PendingRecovery, _) => (
+                    "PENDING RECOVERY".to_string(),
+                    leftovers.get(&s.id).map(|pid| {
+                        format!(
+                            "a server of an interrupted recovery runs here (pid {pid}): `recover \
+                             db {}` again stops it and recovers the database",
+                            db.config.name
+                        )
+                    }),
+                ),
                 (_, _) if aside.contains_key(&s.id) => (
                     "RESTORE UNFINISHED".to_string(),
                     aside.get(&s.id).map(ToString::to_string),
@@ -265,6 +277,7 @@ pub async fn status(
                 pid: p
                     .and_then(|p| p.info.get_u64("process_id"))
                     .map(|p| p as u32)
+                    .or_else(|| leftovers.get(&s.id).copied())
                     .or(s.pid),
                 keys: p.filter(|p| p.up).map(|p| p.info.keys()),
                 engine: p.filter(|p| p.up).and_then(|p| p.info.engine()),
@@ -407,6 +420,36 @@ async fn set_aside_shards(
             asks.push(async move {
                 let found = crate::server::SetAside::in_dir(&*host, &dir).await;
                 found.map(|a| (s.id, a))
+            });
+        }
+    }
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The shards of databases pending recovery where a recovery cut short (killed) left
+/// the server it started running, with its pid: found as the next recovery finds them
+/// before stopping them ([`recovery_leftover`]), on each shard's host, all at once.
+async fn recovery_leftovers(cluster: &Cluster) -> BTreeMap<Id, u32> {
+    let hosts = cluster.hosts().unwrap_or_default();
+    let mut asks = Vec::new();
+    for db in cluster
+        .databases
+        .values()
+        .filter(|d| d.state == DbState::PendingRecovery)
+    {
+        for s in &db.shards {
+            let Some(node) = cluster.nodes.get(&s.node) else {
+                continue;
+            };
+            let host = hosts.of(node.id);
+            let dir = node.shard_dir(db.id, s.id);
+            asks.push(async move {
+                let pid = recovery_leftover(&*host, &dir).await;
+                pid.map(|pid| (s.id, pid))
             });
         }
     }

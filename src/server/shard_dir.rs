@@ -135,6 +135,38 @@ fn id_dirs(dir: &Path, prefix: &str) -> Vec<(u64, PathBuf)> {
     found
 }
 
+/// Whether recovery started server `pid` in `dir`: the directory carries recovery's
+/// marker and either the marker names the pid, or the server wrote its pidfile (naming
+/// it) after the marker was made (a run killed between the start and the note).
+pub async fn started_by_recovery(host: &dyn Host, dir: &Path, pid: u32) -> bool {
+    let marker = dir.join(MARKER_FILE);
+    let Ok(text) = host.read(&marker).await else {
+        return false;
+    };
+    if String::from_utf8_lossy(&text).lines().any(|l| {
+        l.strip_prefix("server ")
+            .and_then(|p| p.trim().parse().ok())
+            == Some(pid)
+    }) {
+        return true;
+    }
+    let pidfile = dir.join(PID_FILE);
+    let written = |m: std::io::Result<crate::host::Metadata>| m.ok().and_then(|m| m.modified);
+    super::read_pid_on(host, dir).await == Some(pid)
+        && matches!(
+            (written(host.metadata(&marker).await), written(host.metadata(&pidfile).await)),
+            (Some(m), Some(p)) if p >= m
+        )
+}
+
+/// The server a recovery cut short left running in `dir` ([`started_by_recovery`] judges
+/// it, as the next recovery does before it stops it): its pid, if one runs there.
+pub async fn recovery_leftover(host: &dyn Host, dir: &Path) -> Option<u32> {
+    host.metadata(&dir.join(MARKER_FILE)).await.ok()?;
+    let pid = super::shard_pid_on(host, dir).await?;
+    started_by_recovery(host, dir, pid).await.then_some(pid)
+}
+
 /// One shard's directory on one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardDir {

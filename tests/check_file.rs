@@ -161,6 +161,75 @@ fn fix_writes_a_truncated_aofs_good_prefix_elsewhere() {
     .stderr_has("already exists");
 }
 
+/// `fix` writes the operator's data owner only, whatever the umask: a file 0600 and a
+/// multi-part AOF's directory 0700 (its files 0600), or the original's own mode where
+/// that is stricter (a 0400 original gives a 0400 copy).
+#[test]
+fn fix_writes_its_copy_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let lz = Lazarus::new();
+    let good = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+    let mut cut = good.to_vec();
+    cut.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$5\r\nab");
+
+    // A single-file AOF, 0600 and then 0400.
+    for (original, copy) in [(0o600, 0o600), (0o644, 0o600), (0o400, 0o400)] {
+        let aof = lz.path(&format!("single-{original:o}.aof"));
+        std::fs::write(&aof, &cut).unwrap();
+        set(&aof, original);
+        let dest = lz.path(&format!("fixed-{original:o}.aof"));
+        lz.run(&format!(
+            "check file {} fix {}",
+            aof.display(),
+            dest.display()
+        ))
+        .ok();
+        assert_eq!(std::fs::read(&dest).unwrap(), good);
+        assert_eq!(mode(&dest), copy, "copy of a {original:o} original");
+        assert_eq!(mode(&aof), original, "the original keeps its mode");
+    }
+
+    // A multi-part AOF directory, 0700 with 0600 parts.
+    let dir = lz.path("appendonlydir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("appendonly.aof.1.base.aof"), good).unwrap();
+    std::fs::write(dir.join("appendonly.aof.1.incr.aof"), &cut).unwrap();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        set(&f.unwrap().path(), 0o600);
+    }
+    set(&dir, 0o700);
+    let dest = lz.path("fixed-dir");
+    lz.run(&format!(
+        "check file {} fix {}",
+        dir.display(),
+        dest.display()
+    ))
+    .ok()
+    .stdout_has(&format!("kept {} of {} bytes", good.len(), cut.len()));
+    assert_eq!(mode(&dest), 0o700);
+    let parts: Vec<_> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for part in parts {
+        assert_eq!(mode(&part), 0o600, "{}", part.display());
+    }
+    assert_eq!(
+        std::fs::read(dest.join("appendonly.aof.1.incr.aof")).unwrap(),
+        good
+    );
+}
+
 /// `check file` names the engine and version that wrote a file, in text and JSON: an RDB
 /// and an AOF directory (its RDB base) from redis-server, and from valkey-server when
 /// there is one (Valkey writes `redis-ver` 7.2.4 beside its own `valkey-ver`).

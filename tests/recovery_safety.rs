@@ -16,9 +16,15 @@ fn foreign_server(dir: &std::path::Path) -> Child {
         .local_addr()
         .unwrap()
         .port();
+    foreign_server_on(dir, port)
+}
+
+/// A redis-server nobody but the operator started, working in `dir` on `port`, saving
+/// nothing.
+fn foreign_server_on(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--dir", &dir.display().to_string()])
+        .args(["--dir", &dir.display().to_string(), "--save", ""])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server runs");
@@ -142,6 +148,122 @@ fn a_failed_recover_never_stops_a_server_it_did_not_start() {
         assert!(live_after.contains(&pid), "pid {pid} was stopped");
     }
     assert_eq!(std::fs::read(&theirs).unwrap(), b"not recovery's");
+}
+
+/// Another program on a shard's port (the shard down) is not the shard: `status` says the
+/// port is taken and by which pid, and shows none of its figures (keys, pid) as the
+/// shard's; the shard counts as down. The other program is left running.
+#[test]
+fn status_tells_a_foreign_server_on_a_shards_port_from_the_shard() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    home_with_cache(&a);
+    let port = a.ccs()["databases"]["2"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    a.run("status shards extra all")
+        .ok()
+        .stdout_lacks("PORT TAKEN");
+    guard.kill_all();
+    let dir = a.path("operator");
+    std::fs::create_dir(&dir).unwrap();
+    let mut foreign = foreign_server_on(&dir, port as u16);
+    let pid = foreign.id();
+    assert_eq!(redis_cli(port, &["SET", "theirs", "x"]), "OK");
+
+    let text = a
+        .run("status shards extra all")
+        .fails(1)
+        .stdout_has("PORT TAKEN")
+        .stderr_has("1 shard(s) down");
+    let docs = a
+        .cmd(["--json", "status", "shards", "extra", "all"])
+        .run()
+        .fails(1)
+        .json();
+    let still = foreign.try_wait().unwrap().is_none();
+    let _ = foreign.kill();
+    let _ = foreign.wait();
+    let row = &docs[0]["result"]["shards"][0];
+    assert_eq!(row["status"], "PORT TAKEN", "{row}");
+    let detail = row["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "port {port} is held by another program (pid {pid}"
+        )),
+        "{detail}"
+    );
+    assert!(detail.contains("not a shard Lazarus started"), "{detail}");
+    assert!(row["keys"].is_null(), "{row}");
+    assert_ne!(row["pid"], pid, "{row}");
+    assert!(row["live_role"].is_null(), "{row}");
+    assert!(
+        !text.stdout.contains("NOT REPLICATING") && !text.stdout.contains(" OK "),
+        "{}",
+        text.stdout
+    );
+    assert!(still, "status stopped a server it did not start");
+}
+
+/// A `recover db` killed mid-way leaves the servers it started running in its marked
+/// shard directories: `status` names such a server (pid) and the way out, judging it as
+/// the rerun does before stopping it; a server in a marked directory that recovery did
+/// not start is not called recovery's.
+#[test]
+fn status_names_a_server_an_interrupted_recovery_left_running() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = home_with_cache(&a);
+    guard.kill_all();
+    let b = Lazarus::new();
+    let _b_guard = ProcessGuard::new(b.home());
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let ccs = b.ccs();
+    let (db_id, db) = ccs["databases"].as_object().unwrap().iter().next().unwrap();
+    assert_eq!(db["state"], "pending_recovery");
+    let shard = db["shards"][0]["id"].as_u64().unwrap();
+    let pp = ccs["nodes"]["1"]["persistent_path"].as_str().unwrap();
+    let dir = std::path::Path::new(pp).join(format!("redis/db-{db_id}/shard-{shard}"));
+    // What a killed recovery leaves: its marker, and a server working in the directory.
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("lazarus-recovering");
+    std::fs::write(&marker, "pid 1\n").unwrap();
+    let mut server = foreign_server(&dir);
+    let pid = server.id();
+    let shard_row = |b: &Lazarus| {
+        let docs = b
+            .cmd(["--json", "status", "shards", "extra", "all"])
+            .run()
+            .ok()
+            .json();
+        docs[0]["result"]["shards"][0].clone()
+    };
+
+    // The marker does not name it (and it wrote no pidfile): not recovery's server.
+    let row = shard_row(&b);
+    assert_eq!(row["status"], "PENDING RECOVERY", "{row}");
+    assert!(row["detail"].is_null(), "{row}");
+
+    std::fs::write(&marker, format!("pid 1\nserver {pid}\n")).unwrap();
+    let row = shard_row(&b);
+    let still = server.try_wait().unwrap().is_none();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(row["status"], "PENDING RECOVERY", "{row}");
+    assert_eq!(row["pid"], pid, "{row}");
+    assert_eq!(
+        row["detail"],
+        format!(
+            "a server of an interrupted recovery runs here (pid {pid}): `recover db cache` \
+             again stops it and recovers the database"
+        ),
+        "{row}"
+    );
+    assert!(still, "status stopped a server");
 }
 
 /// Issue 9 item 7: a power loss with the home intact. `recover list` points to `restart

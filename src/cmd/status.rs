@@ -87,7 +87,7 @@ impl StatusCommand {
         let down: Vec<String> = report
             .shards
             .iter()
-            .filter(|s| s.status == "DOWN" || s.status == db::TLS_REFUSED)
+            .filter(|s| ["DOWN", db::TLS_REFUSED, db::PORT_TAKEN].contains(&s.status.as_str()))
             .map(|s| format!("redis:{} of `{}`", s.id, s.name))
             .collect();
         if self.issues_only {

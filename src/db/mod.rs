@@ -33,7 +33,7 @@ pub use lifecycle::{delete_db, not_running, restart_db, set_aside, DeleteOutcome
 pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
-    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,
+    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, PORT_TAKEN,
     STATUS_TIMEOUT, TLS_REFUSED,
 };
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
-use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
+use crate::server::shard_dir::{db_dirs_in, recovery_leftover, served_from, shard_dirs_in};
 use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
@@ -22,6 +22,9 @@ pub const CERT_WARN_DAYS: i64 = 30;
 /// [`crate::server::ServerError::TlsRefused`]): the handshake failed either way, or
 /// Lazarus has no material to speak TLS with.
 pub const TLS_REFUSED: &str = "TLS REFUSED";
+/// Another program answers at a shard's address (a server that does not run from the
+/// shard's own directory): the shard cannot be running there, and what answers is not it.
+pub const PORT_TAKEN: &str = "PORT TAKEN";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -192,7 +195,11 @@ pub async fn status(
     kept: &KeptConnections,
 ) -> StatusReport {
     // The shards and the nodes' machines at once.
-    let (probes, facts) = tokio::join!(probe_all(cluster, timeout, kept), node_facts(cluster));
+    let (mut probes, facts) = tokio::join!(probe_all(cluster, timeout, kept), node_facts(cluster));
+    // What answers from elsewhere than its shard's directory is not the shard: none of
+    // its figures are the shard's.
+    let taken = port_takers(cluster, &probes);
+    probes.retain(|id, _| !taken.contains_key(id));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -203,7 +210,10 @@ pub async fn status(
         Some(crate::tls::installed_dir(&node.persistent_path, record))
     };
 
-    let aside = set_aside_shards(cluster, &probes).await;
+    let (aside, leftovers) = tokio::join!(
+        set_aside_shards(cluster, &probes),
+        recovery_leftovers(cluster)
+    );
 
     let mut report = StatusReport::default();
     for db in cluster.databases.values() {
@@ -213,11 +223,23 @@ pub async fn status(
         for s in &db.shards {
             let p = probes.get(&s.id);
             let (status, detail) = match (db.state, p) {
-                (DbState::PendingRecovery, _) => ("PENDING RECOVERY".to_string(), None),
+                (DbState::PendingRecovery, _) => (
+                    "PENDING RECOVERY".to_string(),
+                    leftovers.get(&s.id).map(|pid| {
+                        format!(
+                            "a server of an interrupted recovery runs here (pid {pid}): `recover \
+                             db {}` again stops it and recovers the database",
+                            db.config.name
+                        )
+                    }),
+                ),
                 (_, _) if aside.contains_key(&s.id) => (
                     "RESTORE UNFINISHED".to_string(),
                     aside.get(&s.id).map(ToString::to_string),
                 ),
+                (_, _) if taken.contains_key(&s.id) => {
+                    (PORT_TAKEN.to_string(), taken.get(&s.id).cloned())
+                }
                 (_, Some(p)) => shard_status(s.role, p, db.config.tls),
                 (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
             };
@@ -255,6 +277,7 @@ pub async fn status(
                 pid: p
                     .and_then(|p| p.info.get_u64("process_id"))
                     .map(|p| p as u32)
+                    .or_else(|| leftovers.get(&s.id).copied())
                     .or(s.pid),
                 keys: p.filter(|p| p.up).map(|p| p.info.keys()),
                 engine: p.filter(|p| p.up).and_then(|p| p.info.engine()),
@@ -303,6 +326,13 @@ pub async fn status(
             address: endpoint.clone(),
             status: match db.masters().next().and_then(|m| probes.get(&m.id)) {
                 Some(p) if p.up => OK.to_string(),
+                _ if db
+                    .masters()
+                    .next()
+                    .is_some_and(|m| taken.contains_key(&m.id)) =>
+                {
+                    PORT_TAKEN.to_string()
+                }
                 _ if db.state == DbState::PendingRecovery => db.state.to_string(),
                 _ => "DOWN".to_string(),
             },
@@ -333,6 +363,37 @@ pub async fn status(
     report
 }
 
+/// The shards whose address another program answers at, with what answered: a server
+/// whose `config_file` is not in the shard's own directory ([`served_from`], how
+/// recovery tells a live shard from another program) is not the shard, whatever it
+/// holds.
+fn port_takers(cluster: &Cluster, probes: &BTreeMap<Id, ShardProbe>) -> BTreeMap<Id, String> {
+    let mut taken = BTreeMap::new();
+    for db in cluster.databases.values() {
+        for s in &db.shards {
+            let Some(p) = probes.get(&s.id).filter(|p| p.up) else {
+                continue;
+            };
+            let Err(why) = served_from(&p.info, db.id, s.id) else {
+                continue;
+            };
+            let who = match (p.info.get_u64("process_id"), p.info.get("executable")) {
+                (Some(pid), Some(exe)) if !exe.is_empty() => format!("pid {pid}, `{exe}`"),
+                (Some(pid), _) => format!("pid {pid}"),
+                (None, _) => "pid unknown".to_string(),
+            };
+            taken.insert(
+                s.id,
+                format!(
+                    "port {} is held by another program ({who}), not redis:{}: it {why}",
+                    s.port, s.id
+                ),
+            );
+        }
+    }
+    taken
+}
+
 /// The shards of active databases holding data a restore set aside and did not put
 /// back: every shard on this machine (a directory listing), and those on other hosts
 /// that do not answer (a fenced or stopped shard; a round trip each, all at once).
@@ -359,6 +420,36 @@ async fn set_aside_shards(
             asks.push(async move {
                 let found = crate::server::SetAside::in_dir(&*host, &dir).await;
                 found.map(|a| (s.id, a))
+            });
+        }
+    }
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The shards of databases pending recovery where a recovery cut short (killed) left
+/// the server it started running, with its pid: found as the next recovery finds them
+/// before stopping them ([`recovery_leftover`]), on each shard's host, all at once.
+async fn recovery_leftovers(cluster: &Cluster) -> BTreeMap<Id, u32> {
+    let hosts = cluster.hosts().unwrap_or_default();
+    let mut asks = Vec::new();
+    for db in cluster
+        .databases
+        .values()
+        .filter(|d| d.state == DbState::PendingRecovery)
+    {
+        for s in &db.shards {
+            let Some(node) = cluster.nodes.get(&s.node) else {
+                continue;
+            };
+            let host = hosts.of(node.id);
+            let dir = node.shard_dir(db.id, s.id);
+            asks.push(async move {
+                let pid = recovery_leftover(&*host, &dir).await;
+                pid.map(|pid| (s.id, pid))
             });
         }
     }

@@ -86,24 +86,7 @@ impl Host for LocalHost {
     }
 
     async fn create_stream(&self, path: &Path) -> HostResult<Box<dyn FileSink>> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = parent_dir(path).join(format!(".{name}.partial.{}.{n}", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        Ok(Box::new(LocalSink {
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
-            tmp,
-            path: path.to_path_buf(),
-            done: false,
-        }))
+        create_private_stream(path)
     }
 
     async fn run(&self, program: &Path, args: &[String]) -> HostResult<SpawnOutput> {
@@ -231,6 +214,29 @@ fn kind_of(t: fs::FileType) -> FileKind {
     } else {
         FileKind::Other
     }
+}
+
+/// See [`Host::create_stream`]: a 0600 temporary file beside `path`, renamed into place
+/// by `finish`, removed if the sink is dropped unfinished.
+pub fn create_private_stream(path: &Path) -> HostResult<Box<dyn FileSink>> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent_dir(path).join(format!(".{name}.partial.{}.{n}", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    Ok(Box::new(LocalSink {
+        file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+        tmp,
+        path: path.to_path_buf(),
+        done: false,
+    }))
 }
 
 /// See [`Host::write_private`]: [`prepare_private`] then [`commit_private`].

@@ -1,9 +1,14 @@
 //! `check file <path> fix <dest>`: a copy of a truncated AOF cut at its last complete
-//! record. The original is only ever read.
+//! record. The original is only ever read; the copy holds the operator's data, so it is
+//! written as Lazarus writes every data copy: owner only (files 0600, a directory 0700),
+//! or with the original's own mode where that is stricter.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::host::local;
 
 use serde::Serialize;
 
@@ -90,16 +95,13 @@ pub fn fix_truncated(report: &FileReport, dest: &Path) -> Result<FixOutcome, Fix
     let original_len = fs::metadata(cut).map_err(io_err(cut))?.len();
     match report.kind {
         FileKind::AofMultiPart => {
-            fs::create_dir(dest).map_err(io_err(dest))?;
-            for entry in fs::read_dir(&report.path).map_err(io_err(&report.path))? {
-                let from = entry.map_err(io_err(&report.path))?.path();
-                if !from.is_file() {
-                    continue;
-                }
-                let to = dest.join(from.file_name().unwrap_or_default());
-                let limit = if &from == cut { keep } else { u64::MAX };
-                copy_prefix(&from, &to, limit)?;
-            }
+            local::create_private_dir(dest).map_err(io_err(dest))?;
+            // A directory this call made is its own to remove: a copy cut short is no copy.
+            copy_parts(&report.path, dest, cut, keep)
+                .and_then(|()| restrict_to(&report.path, dest))
+                .inspect_err(|_| {
+                    let _ = local::remove(dest);
+                })?;
         }
         _ => copy_prefix(cut, dest, keep)?,
     }
@@ -111,15 +113,43 @@ pub fn fix_truncated(report: &FileReport, dest: &Path) -> Result<FixOutcome, Fix
     })
 }
 
+/// Every file of the multi-part AOF `dir` copied into `dest`, `cut` kept to `keep` bytes.
+fn copy_parts(dir: &Path, dest: &Path, cut: &Path, keep: u64) -> Result<(), FixError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let from = entry.map_err(io_err(dir))?.path();
+        if !from.is_file() {
+            continue;
+        }
+        let to = dest.join(from.file_name().unwrap_or_default());
+        let limit = if from == cut { keep } else { u64::MAX };
+        copy_prefix(&from, &to, limit)?;
+    }
+    Ok(())
+}
+
+/// The first `limit` bytes of `from` written to `to` as a private file
+/// ([`local::create_private_stream`]: 0600, in place only once complete).
 fn copy_prefix(from: &Path, to: &Path, limit: u64) -> Result<(), FixError> {
     let src = File::open(from).map_err(io_err(from))?;
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(io_err(to))?;
+    let mut out = local::create_private_stream(to).map_err(io_err(to))?;
     io::copy(&mut src.take(limit), &mut out).map_err(io_err(to))?;
-    out.sync_all().map_err(io_err(to))?;
+    out.finish().map_err(io_err(to))?;
+    restrict_to(from, to)
+}
+
+/// Gives `to` the mode of `from` where that grants less than owner only (a 0400 original
+/// stays 0400); an original open to others does not open the copy.
+fn restrict_to(from: &Path, to: &Path) -> Result<(), FixError> {
+    let original = fs::metadata(from)
+        .map_err(io_err(from))?
+        .permissions()
+        .mode()
+        & 0o777;
+    let own = fs::metadata(to).map_err(io_err(to))?.permissions().mode() & 0o777;
+    let mode = own & original;
+    if mode != own {
+        fs::set_permissions(to, fs::Permissions::from_mode(mode)).map_err(io_err(to))?;
+    }
     Ok(())
 }
 

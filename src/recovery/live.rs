@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, ShardIdentity};
 use crate::host::{Host, Hosts};
-use crate::server::shard_dir::{DB_PREFIX, REDIS_DIR, SHARD_PREFIX};
+use crate::server::shard_dir::served_from;
 use crate::server::{info, IdentityRead, ShardDir};
 
 /// A shard that does not answer within this is taken as not running.
@@ -129,31 +129,16 @@ async fn ask(hosts: &Hosts, cluster: &Cluster, db: &Database, shard: Id) -> Shar
         // password, another protocol): another program holds the port.
         Err(e) => return ShardAnswer::Other(format!("`{addr_text}` is taken: {e}")),
     };
-    let Some(conf) = info.get("config_file").filter(|c| !c.is_empty()) else {
-        return ShardAnswer::Other(format!(
-            "`{addr_text}` answers, but from no configuration file: not a shard Lazarus started"
-        ));
-    };
-    let Some(dir) = Path::new(conf).parent() else {
-        return ShardAnswer::Other(format!("`{addr_text}` runs with `{conf}`"));
-    };
-    let expected = format!("{REDIS_DIR}/{DB_PREFIX}{}/{SHARD_PREFIX}{shard}", db.id);
-    let Some(root) = dir
-        .ends_with(&expected)
-        .then(|| dir.ancestors().nth(3))
-        .flatten()
-    else {
-        return ShardAnswer::Other(format!(
-            "`{addr_text}` runs in `{}`, not in a directory of redis:{shard}",
-            dir.display()
-        ));
+    let (dir, root) = match served_from(&info, db.id, shard) {
+        Ok(found) => found,
+        Err(why) => return ShardAnswer::Other(format!("`{addr_text}` {why}")),
     };
     let node = db
         .shards
         .iter()
         .find(|s| s.id == shard)
         .map_or(0, |s| s.node);
-    let shard_dir = ShardDir::at(node, dir);
+    let shard_dir = ShardDir::at(node, dir.clone());
     let host = hosts.of(node);
     if host.metadata(&shard_dir.marker_file()).await.is_ok() {
         // A recovery cut short started it: not a database that runs, but recovery's own
@@ -173,7 +158,7 @@ async fn ask(hosts: &Hosts, cluster: &Cluster, db: &Database, shard: Id) -> Shar
         {
             ShardAnswer::Ours {
                 pid: info.get_u64("process_id").map(|p| p as u32),
-                root: root.to_path_buf(),
+                root,
             }
         }
         _ => ShardAnswer::Other(format!(

@@ -9,10 +9,9 @@ use super::apply::RecoverError;
 use super::copy::on_host::ensure_outside as ensure_outside_on;
 use crate::ccs::{Cluster, Database, Shard};
 use crate::host::{Host, Hosts, Signal};
-use crate::server::{read_pid_on, shard_pid_on};
-
-use crate::server::shard_dir::DATA_FILES;
 pub use crate::server::shard_dir::MARKER_FILE;
+use crate::server::shard_dir::{started_by_recovery, DATA_FILES};
+use crate::server::{read_pid_on, shard_pid_on};
 
 pub(super) fn shard_dir(cluster: &Cluster, db: &Database, shard: &Shard) -> PathBuf {
     match cluster.nodes.get(&shard.node) {
@@ -80,30 +79,6 @@ pub(super) async fn record_started(host: &dyn Host, dir: &Path, pid: u32) {
     };
     text.extend_from_slice(format!("server {pid}\n").as_bytes());
     let _ = host.write_private(&marker, &text).await;
-}
-
-/// Whether recovery started server `pid` in `dir`: the directory carries recovery's
-/// marker and either the marker names the pid, or the server wrote its pidfile (naming
-/// it) after the marker was made (a run killed between the start and the note).
-async fn started_by_recovery(host: &dyn Host, dir: &Path, pid: u32) -> bool {
-    let marker = dir.join(MARKER_FILE);
-    let Ok(text) = host.read(&marker).await else {
-        return false;
-    };
-    if String::from_utf8_lossy(&text).lines().any(|l| {
-        l.strip_prefix("server ")
-            .and_then(|p| p.trim().parse().ok())
-            == Some(pid)
-    }) {
-        return true;
-    }
-    let pidfile = dir.join(crate::server::PID_FILE);
-    let written = |m: std::io::Result<crate::host::Metadata>| m.ok().and_then(|m| m.modified);
-    read_pid_on(host, dir).await == Some(pid)
-        && matches!(
-            (written(host.metadata(&marker).await), written(host.metadata(&pidfile).await)),
-            (Some(m), Some(p)) if p >= m
-        )
 }
 
 /// How long a server found working in a marked shard directory without its pidfile is

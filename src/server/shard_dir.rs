@@ -79,6 +79,35 @@ pub fn shard_dirs_in(db_dir: &Path) -> Vec<(u64, PathBuf)> {
     id_dirs(db_dir, SHARD_PREFIX)
 }
 
+/// The directory of shard `shard` of database `db` a live server runs from, judged by
+/// what it says of itself (INFO server `config_file`: Lazarus starts every shard with the
+/// `redis.conf` of its own `redis/db-<db>/shard-<shard>`): `(dir, root)`, root being the
+/// persistent path it lies under. Else why the server is not that shard, a phrase that
+/// follows the server's address (`answers, but from no configuration file: ...`): another
+/// program holds the shard's port.
+pub fn served_from(info: &super::Info, db: u64, shard: u64) -> Result<(PathBuf, PathBuf), String> {
+    let Some(conf) = info.get("config_file").filter(|c| !c.is_empty()) else {
+        return Err(
+            "answers, but from no configuration file: not a shard Lazarus started".to_string(),
+        );
+    };
+    let Some(dir) = Path::new(conf).parent() else {
+        return Err(format!("runs with `{conf}`"));
+    };
+    let expected = format!("{REDIS_DIR}/{DB_PREFIX}{db}/{SHARD_PREFIX}{shard}");
+    match dir
+        .ends_with(&expected)
+        .then(|| dir.ancestors().nth(3))
+        .flatten()
+    {
+        Some(root) => Ok((dir.to_path_buf(), root.to_path_buf())),
+        None => Err(format!(
+            "runs in `{}`, not in a directory of redis:{shard}",
+            dir.display()
+        )),
+    }
+}
+
 /// `db-<n>` / `shard-<n>`: the id in a directory name, if it is one of ours.
 pub(crate) fn id_in_name(name: &str, prefix: &str) -> Option<u64> {
     let digits = name.strip_prefix(prefix)?;
@@ -104,6 +133,38 @@ fn id_dirs(dir: &Path, prefix: &str) -> Vec<(u64, PathBuf)> {
         .collect();
     found.sort();
     found
+}
+
+/// Whether recovery started server `pid` in `dir`: the directory carries recovery's
+/// marker and either the marker names the pid, or the server wrote its pidfile (naming
+/// it) after the marker was made (a run killed between the start and the note).
+pub async fn started_by_recovery(host: &dyn Host, dir: &Path, pid: u32) -> bool {
+    let marker = dir.join(MARKER_FILE);
+    let Ok(text) = host.read(&marker).await else {
+        return false;
+    };
+    if String::from_utf8_lossy(&text).lines().any(|l| {
+        l.strip_prefix("server ")
+            .and_then(|p| p.trim().parse().ok())
+            == Some(pid)
+    }) {
+        return true;
+    }
+    let pidfile = dir.join(PID_FILE);
+    let written = |m: std::io::Result<crate::host::Metadata>| m.ok().and_then(|m| m.modified);
+    super::read_pid_on(host, dir).await == Some(pid)
+        && matches!(
+            (written(host.metadata(&marker).await), written(host.metadata(&pidfile).await)),
+            (Some(m), Some(p)) if p >= m
+        )
+}
+
+/// The server a recovery cut short left running in `dir` ([`started_by_recovery`] judges
+/// it, as the next recovery does before it stops it): its pid, if one runs there.
+pub async fn recovery_leftover(host: &dyn Host, dir: &Path) -> Option<u32> {
+    host.metadata(&dir.join(MARKER_FILE)).await.ok()?;
+    let pid = super::shard_pid_on(host, dir).await?;
+    started_by_recovery(host, dir, pid).await.then_some(pid)
 }
 
 /// One shard's directory on one node.

@@ -495,7 +495,11 @@ fn an_older_copy_does_not_stand_in_for_a_newer_damaged_one_unless_allowed() {
     second
         .run("recover db replicated allow_stale verify counts")
         .ok()
-        .stdout_has("`replicated`: Completed successfully");
+        .stdout_has("`replicated`: Completed successfully")
+        .stdout_has(&format!(
+            "redis:{} from replica redis:{}'s copy",
+            master.id, replica.id
+        ));
     // The replica's copy came back, without the master's later write.
     assert!(!has_key(&second, "replicated", "later"));
     // Nothing Lazarus did touched the damaged original.

@@ -767,6 +767,17 @@ fn success_text(r: &Recovered) -> String {
     if !kinds.is_empty() {
         text.push_str(&format!(" ({} keys from {})", r.keys, kinds.join(" and ")));
     }
+    // A master that took its replica's copy (its own files set aside, or older): said
+    // here as `recover list` said it.
+    let copies: Vec<String> = r
+        .sources
+        .iter()
+        .filter(|(master, s)| s.from_shard != *master)
+        .map(|(master, s)| format!("redis:{master} from replica redis:{}'s copy", s.from_shard))
+        .collect();
+    if !copies.is_empty() {
+        text.push_str(&format!("; {}", copies.join(", ")));
+    }
     for fallback in &r.fallbacks {
         text.push_str(&format!("; {fallback}"));
     }

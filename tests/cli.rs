@@ -312,3 +312,20 @@ fn a_memory_limit_below_an_empty_server_is_refused() {
         .stderr_has("give at least 4mb");
     assert!(!lz.path("ccs.json").exists(), "nothing may be made");
 }
+
+/// Options of `restore task create` that contradict each other are a usage error (exit
+/// 2), refused before anything is looked up or stored.
+#[test]
+fn contradicting_restore_options_are_refused() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name prod").ok();
+    lz.run("restore task create name a db orders backup latest replay force")
+        .fails(2)
+        .stderr_has("`replay` writes the run's keys into an empty database, so not with `force`");
+    lz.run("restore task create name b db orders backup latest force no_safety_backup safety_path /tmp")
+        .fails(2)
+        .stderr_has("`no_safety_backup` takes no safety backup");
+    assert!(lz.ccs()["backups"]["restores"]
+        .as_object()
+        .is_none_or(|r| r.is_empty()));
+}

@@ -774,8 +774,21 @@ pub(super) fn name_free(cluster: &Cluster, name: &str) -> Result<()> {
 }
 
 /// The paths `restore task create` was given, made absolute (the task may be started
-/// from another directory); the identity file is checked to open.
+/// from another directory); the identity file is checked to open. Options that
+/// contradict each other are refused first.
 pub(super) fn absolute_flags(mut flags: CreateFlags) -> Result<CreateFlags> {
+    if flags.replay && flags.force {
+        return Err(RestoreTaskError::FlagsConflict(
+            "`replay` writes the run's keys into an empty database, so not with `force`: \
+             empty the target first, or restore without `replay`"
+                .into(),
+        ));
+    }
+    if flags.no_safety_backup && flags.safety_path.is_some() {
+        return Err(RestoreTaskError::FlagsConflict(
+            "`no_safety_backup` takes no safety backup: `safety_path` says where one goes".into(),
+        ));
+    }
     let abs = |p: &Path| {
         std::path::absolute(p).map_err(|error| RestoreTaskError::Resolve {
             path: p.to_path_buf(),

@@ -72,6 +72,10 @@ pub enum RestoreTaskError {
     NoSuchRun(String),
     #[error("there is already a restore task `{0}`")]
     NameTaken(String),
+    /// Options that contradict each other (`replay` writes into an empty database, so not
+    /// with `force`).
+    #[error("{0}")]
+    FlagsConflict(String),
     /// No `redis-server` for the nodes.
     #[error("{0}")]
     NoServer(String),
@@ -179,6 +183,7 @@ impl DomainError for RestoreTaskError {
             | E::NoGoodRun(_)
             | E::NoSuchRun(_)
             | E::NoRuns(_) => ErrorKind::NotFound,
+            E::FlagsConflict(_) => ErrorKind::Usage,
             E::Running(_)
             | E::OtherCluster { .. }
             | E::OtherDb { .. }

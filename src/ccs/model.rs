@@ -314,6 +314,17 @@ pub mod cluster_id_text {
         serializer.serialize_str(&id.to_string())
     }
 
+    /// [`serialize`] of a `cluster_id` that may be unknown (`null`).
+    pub fn serialize_opt<S: Serializer>(
+        id: &Option<u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serialize(id, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
         struct IdVisitor;
         impl Visitor<'_> for IdVisitor {

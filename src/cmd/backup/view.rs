@@ -159,10 +159,20 @@ impl Render for History {
     }
 }
 
-/// `backup show`.
-#[derive(Serialize)]
-#[serde(transparent)]
+/// `backup show`: the manifest as stored, but for its `cluster_id`, a string as in every
+/// other document (a bare 64-bit number is rounded by `jq`; the stored manifest keeps
+/// the number its checksum covers).
 pub struct ManifestView(pub Manifest);
+
+impl Serialize for ManifestView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut doc = serde_json::to_value(&self.0).map_err(serde::ser::Error::custom)?;
+        if let Some(id) = doc.get_mut("cluster_id") {
+            *id = serde_json::Value::String(self.0.cluster_id.to_string());
+        }
+        doc.serialize(serializer)
+    }
+}
 
 impl Render for ManifestView {
     fn render(&self, text: &mut Text) {
@@ -269,6 +279,7 @@ pub struct RepoRun {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
     pub cluster_name: Option<String>,
+    #[serde(serialize_with = "crate::ccs::model::cluster_id_text::serialize_opt")]
     pub cluster_id: Option<u64>,
     pub db: Option<String>,
     pub taken_at: Option<i64>,

@@ -329,3 +329,12 @@ fn contradicting_restore_options_are_refused() {
         .as_object()
         .is_none_or(|r| r.is_empty()));
 }
+
+/// A script saved with a UTF-8 byte order mark runs as one without.
+#[test]
+fn a_script_with_a_byte_order_mark_runs() {
+    let lz = Lazarus::new();
+    lz.script("\u{feff}cluster create name bom\ninfo cluster\n")
+        .ok()
+        .stdout_has("bom");
+}

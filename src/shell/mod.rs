@@ -102,7 +102,8 @@ impl Session {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let no_colour = args.json || std::env::var_os("NO_COLOR").is_some();
+        // no-color.org: set and not empty.
+        let no_colour = args.json || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Ok(Session {
             ctx,
             runtime: Some(runtime),
@@ -215,7 +216,11 @@ impl Session {
     ) -> anyhow::Result<u8> {
         let mut status = EXIT_OK;
         for (i, line) in script.lines().enumerate() {
-            let line = line.context("cannot read the script")?;
+            let mut line = line.context("cannot read the script")?;
+            // A script saved by an editor that marks UTF-8 (a byte order mark).
+            if i == 0 && line.starts_with('\u{feff}') {
+                line.drain(..'\u{feff}'.len_utf8());
+            }
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;

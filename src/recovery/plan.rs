@@ -240,13 +240,20 @@ struct Inspected {
 /// data a valid but older copy lacks.
 struct Damaged {
     path: PathBuf,
+    /// The shard whose directory holds it (the master, or one of its replicas).
+    shard: Id,
     modified_ns: i64,
     /// A truncated AOF: what `check file ... fix` cuts at its last complete record.
     truncated: Option<PathBuf>,
 }
 
 impl Damaged {
-    fn of(reason: &Reason, path: &Path, mtime: impl FnOnce() -> Option<i64>) -> Option<Damaged> {
+    fn of(
+        reason: &Reason,
+        path: &Path,
+        shard: Id,
+        mtime: impl FnOnce() -> Option<i64>,
+    ) -> Option<Damaged> {
         let truncated = match reason {
             Reason::TruncatedAof { source, .. } => Some(source.clone()),
             Reason::Corrupted { .. } => None,
@@ -254,6 +261,7 @@ impl Damaged {
         };
         Some(Damaged {
             path: path.to_path_buf(),
+            shard,
             modified_ns: mtime()?,
             truncated,
         })
@@ -286,9 +294,9 @@ impl Damaged {
 #[derive(Default)]
 struct Known {
     /// Files of the shard (or a replica's) in its node's persistent path, or in one of the
-    /// node's earlier lives (the `-recovered` siblings recovery made): newest
-    /// modification time, and the file.
-    files: Option<(i64, PathBuf)>,
+    /// node's earlier lives (the `-recovered` siblings recovery made): per shard, the
+    /// newest modification time, and the file.
+    files: BTreeMap<Id, (i64, PathBuf)>,
     /// The modification time of the source the last recovery or restore loaded into the
     /// master, as the CCS recorded it: the same time is that very file, an older one is
     /// data from before it.
@@ -338,9 +346,14 @@ impl Inspect<'_> {
             // (a replica's first, empty sync beside its master's truncated RDB; a
             // snapshot beside the AOF that logged every write since): loading the older
             // one would come back "successfully" without those writes.
-            let newer = damaged
-                .iter()
-                .filter(|d| d.modified_ns > source.modified_ns);
+            let newer = damaged.iter().filter(|d| {
+                newer_data(
+                    d.modified_ns,
+                    d.shard,
+                    source.modified_ns,
+                    source.from_shard,
+                )
+            });
             if let Some(d) = newer.max_by_key(|d| d.modified_ns) {
                 let reason = d.makes_stale(&source, self.db);
                 return (Outcome::Missing { reason }, set_aside, Vec::new());
@@ -397,7 +410,7 @@ impl Inspect<'_> {
                     Err(reason) => out.rejected.push(reason),
                 },
                 Err(reason) => {
-                    if let Some(d) = Damaged::of(&reason, &path, || {
+                    if let Some(d) = Damaged::of(&reason, &path, shard.id, || {
                         disk.readable_mtime(shard.node, &path).ok()
                     }) {
                         out.damaged.push(d);
@@ -421,7 +434,7 @@ impl Inspect<'_> {
                 .filter(|s| s.role == Role::Replica && s.master == Some(master.id)),
         );
         let disk = self.disk;
-        let mut files: Option<(i64, PathBuf)> = None;
+        let mut files: BTreeMap<Id, (i64, PathBuf)> = BTreeMap::new();
         for shard in copies {
             let Some(node) = self.cluster.nodes.get(&shard.node) else {
                 continue;
@@ -464,8 +477,9 @@ impl Inspect<'_> {
                     }
                     let path = dir.join(kind.file_name());
                     if let Ok(written) = disk.readable_mtime(node.id, &path) {
-                        if files.as_ref().is_none_or(|f| written > f.0) {
-                            files = Some((written, path));
+                        let newest = files.get(&shard.id);
+                        if newest.is_none_or(|f| written > f.0) {
+                            files.insert(shard.id, (written, path));
                         }
                     }
                 }
@@ -635,10 +649,26 @@ impl Inspect<'_> {
     }
 }
 
+/// How long after its master a replica may write the same data: its copy newer by less
+/// than this holds nothing more (a replica appends a moment after its master; the choice
+/// of the freshest copy ties the two to the second, the master's first).
+const REPLICA_LAG_NS: i64 = 1_000_000_000;
+
+/// Whether a file of shard `shard` written at `at` holds data a source of shard `of`
+/// written at `mtime` lacks: written after it, by a replica's lag more when it is another
+/// shard's (a master's and its replica's copies of the same writes).
+fn newer_data(at: i64, shard: Id, mtime: i64, of: Id) -> bool {
+    match shard == of {
+        true => at > mtime,
+        false => at - mtime >= REPLICA_LAG_NS,
+    }
+}
+
 /// Refuses a valid source older than what Lazarus knows the database had: files written
 /// since in the node's persistent paths, or the source the last recovery or restore
 /// loaded (both compared by modification time to the nanosecond, as the files are
-/// measured), or a succeeded backup run taken after an RDB's cut.
+/// measured; another shard's file by a replica's lag more, [`newer_data`]), or a
+/// succeeded backup run taken after an RDB's cut.
 fn stale(mut source: Source, known: &Known, db: &Database) -> Result<Source, Reason> {
     let next_anyway = format!(
         "or load it anyway with `recover db {} allow_stale`",
@@ -646,17 +676,21 @@ fn stale(mut source: Source, known: &Known, db: &Database) -> Result<Source, Rea
     );
     // As validation measured it (an RDB's `written` is its own `ctime`, to the second).
     let mtime = source.modified_ns;
-    if let Some((newer, path)) = &known.files {
-        if mtime < *newer {
-            return Err(Reason::Stale {
-                file: source.path,
-                newer: format!("`{}`", path.display()),
-                older_by_ms: (newer - mtime) / 1_000_000,
-                next: format!(
-                    "recover from the newer files (point the node's recovery path at the directory that holds `redis/`), {next_anyway}"
-                ),
-            });
-        }
+    let later = known
+        .files
+        .iter()
+        .filter(|(shard, (at, _))| newer_data(*at, **shard, mtime, source.from_shard))
+        .map(|(_, f)| f)
+        .max_by_key(|(at, _)| *at);
+    if let Some((newer, path)) = later {
+        return Err(Reason::Stale {
+            file: source.path,
+            newer: format!("`{}`", path.display()),
+            older_by_ms: (newer - mtime) / 1_000_000,
+            next: format!(
+                "recover from the newer files (point the node's recovery path at the directory that holds `redis/`), {next_anyway}"
+            ),
+        });
     }
     if let Some((loaded, master)) = known.loaded {
         if mtime < loaded {

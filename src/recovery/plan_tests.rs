@@ -580,3 +580,47 @@ fn an_rdb_is_dated_by_its_own_ctime_as_validation_dates_it() {
     let picks = likely_sources(&Disk::local(), &w.cluster, db);
     assert_eq!(picks[&4].0, SourceKind::Rdb, "{picks:?}");
 }
+
+fn set_mtime(path: &Path, at: SystemTime) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(at).unwrap();
+}
+
+/// A replica writes what its master wrote a moment later: its copy a few ms newer holds
+/// nothing more, whether it lies in the node's persistent path (an earlier life) or is
+/// a damaged copy beside the master's in the recovery path. A second or more newer, it
+/// does.
+#[test]
+fn a_replicas_copy_moments_after_its_master_holds_nothing_more() {
+    let w = World::new();
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let master = w.file(1, 3, 4, "dump.rdb", "keys=5", 60);
+    set_mtime(&master, t0);
+    let live = shard_dir_under(&w.root.join("new2"), 3, 5).join("dump.rdb");
+    fs::create_dir_all(live.parent().unwrap()).unwrap();
+    fs::write(&live, "keys=5").unwrap();
+    set_mtime(&live, t0 + Duration::from_millis(3));
+    assert_eq!(source(shard(&w.plan(), 3, 4)).from_shard, 4);
+
+    set_mtime(&live, t0 + Duration::from_millis(1500));
+    let plan = w.plan();
+    let Reason::Stale { newer, .. } = reason(shard(&plan, 3, 4)) else {
+        panic!("expected stale, got {:?}", shard(&plan, 3, 4).outcome);
+    };
+    assert!(newer.contains("new2"), "{newer}");
+    fs::remove_file(&live).unwrap();
+
+    // The replica's copy in the recovery path, damaged, 3 ms after the master's.
+    w.identity(2, 3, 5, CLUSTER_ID);
+    let damaged = w.file(2, 3, 5, "dump.rdb", "verdict=corrupt", 60);
+    set_mtime(&damaged, t0 + Duration::from_millis(3));
+    let plan = w.plan();
+    let s = shard(&plan, 3, 4);
+    assert_eq!(source(s).from_shard, 4);
+    assert!(matches!(&s.set_aside[..], [Reason::Corrupted { .. }]));
+    set_mtime(&damaged, t0 + Duration::from_millis(1500));
+    assert!(matches!(
+        reason(shard(&w.plan(), 3, 4)),
+        Reason::Stale { .. }
+    ));
+}

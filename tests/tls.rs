@@ -512,3 +512,45 @@ fn cluster_create_takes_material_and_tls_needs_it() {
     assert_ne!(ping_without_certificate("strict"), "PONG");
     lz.run("status").ok();
 }
+
+/// No CCS backup left, only the nodes' disks: the configuration rebuilt from the identity
+/// files takes the TLS material `cluster tls set` left there (`tls/current.json`), and a
+/// TLS database comes back over it, where it came back with none and failed to start.
+#[test]
+fn a_rebuild_from_identity_files_keeps_the_tls_material() {
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let f = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    let n1 = lz.path("n1");
+    lz.run(&format!(
+        "cluster create name t persistent_path {} cacert {} cert {} key {}",
+        n1.display(),
+        f.cacert.display(),
+        f.cert.display(),
+        f.key.display()
+    ))
+    .ok();
+    lz.run("create db sec persistence snapshot tls enabled")
+        .ok();
+    let before = lz.ccs();
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    guard.kill_all();
+    std::fs::remove_dir_all(n1.join("ccs")).unwrap();
+
+    let second = Lazarus::new();
+    let _guard2 = ProcessGuard::new(second.home());
+    second
+        .run(&format!(
+            "cluster recover cluster_id {cluster_id} recovery_path {}",
+            n1.display()
+        ))
+        .ok()
+        .stdout_has("TLS material `");
+    assert_eq!(second.ccs()["tls"], before["tls"]);
+    // Its shard never saved (nothing written): it comes back EMPTY, over TLS.
+    second
+        .run("recover all allow_empty verify counts")
+        .ok()
+        .stdout_has("`sec`: Completed successfully");
+    second.run("status").ok();
+}

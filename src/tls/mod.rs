@@ -19,7 +19,7 @@ pub use check::{cert_not_after, check, fingerprint, utc, Material};
 pub use client::ClientTls;
 pub use install::{
     install, install_from_recovery_path, install_from_recovery_path_on, install_on, installed_dir,
-    material_here, remove_other_material, remove_other_material_on, TLS_DIR,
+    material_here, remove_other_material, remove_other_material_on, CURRENT_FILE, TLS_DIR,
 };
 pub use record::{TlsConfig, TlsFile};
 pub use server::ShardTls;

@@ -323,6 +323,16 @@ fn rebuild(
         }
     }
     let alloc = choose_alloc_id(req.alloc_id, scan.largest)?;
+    // The cluster's TLS material, as `cluster tls set` left it on every node's disk: a
+    // TLS database comes back over it (its node's copy taken from the recovery path).
+    let tls = tls_on_disks(disk, &all_roots);
+    if let Some((record, at)) = &tls {
+        notes.push(format!(
+            "TLS material `{}` found at `{}`: TLS databases come back over it",
+            record.material_id(),
+            places.shown(at)
+        ));
+    }
     let cluster = Cluster {
         format: CCS_FORMAT,
         name,
@@ -334,7 +344,7 @@ fn rebuild(
         nodes,
         databases,
         backups: Default::default(),
-        tls: None,
+        tls: tls.map(|(record, _)| record),
     };
     Ok(Rebuilt {
         cluster,
@@ -347,6 +357,26 @@ fn rebuild(
 /// The newest (highest generation) CCS backup of `cluster_id` in `<root>/ccs/` under
 /// `roots`: where it is, its allocator and the databases it lists. Read loosely, as ids
 /// are.
+/// The TLS record (`tls/current.json`) of the first node root whose material directory it
+/// names is there, and where it was read.
+fn tls_on_disks(disk: &Disk, roots: &[Root]) -> Option<(crate::tls::TlsConfig, Root)> {
+    use crate::tls::{CURRENT_FILE, TLS_DIR};
+    roots.iter().find_map(|root| {
+        let dir = root.path.join(TLS_DIR);
+        let path = dir.join(CURRENT_FILE);
+        let bytes = disk.read(root.place, &path).ok()?;
+        let record: crate::tls::TlsConfig = serde_json::from_slice(&bytes).ok()?;
+        disk.is_dir(root.place, &dir.join(record.material_id()))
+            .then(|| {
+                let at = Root {
+                    place: root.place,
+                    path,
+                };
+                (record, at)
+            })
+    })
+}
+
 fn newest_backup(disk: &Disk, roots: &[Root], cluster_id: u64) -> Option<(Root, Id, BTreeSet<Id>)> {
     let mut best: Option<(u64, Root, Id, BTreeSet<Id>)> = None;
     for root in roots {

@@ -132,8 +132,9 @@ impl Session {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
             Err(e) => {
-                // Secrets never reach the output, not even inside an error; nor does a
-                // word after the fault (`passwrd hunter5`: a typo hides a secret's key).
+                // Secrets never reach the output, not even inside an error (the parser
+                // quotes words with their secrets hidden), nor does the word after a
+                // mistyped secret key (`passwrd hunter5`).
                 let shown = lang::hide(cmd::registry(), line, Some(e.span.clone()));
                 let mut at_shown = e.clone();
                 at_shown.span = shown.span.clone();

@@ -242,14 +242,15 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             }
             out
         }
-        ValueKind::Path => path_candidates(partial),
+        ValueKind::Path => path_candidates(partial, false),
         _ => Vec::new(),
     }
 }
 
 /// Entries of the directory named by `partial` up to its last `/`, directories with a
-/// trailing `/`; hidden ones only when asked for with a leading dot.
-fn path_candidates(partial: &str) -> Vec<String> {
+/// trailing `/` (only directories with `dirs_only`); hidden ones only when asked for with
+/// a leading dot. Also what completes the binary's path-taking flags (`--file`, `--home`).
+pub fn path_candidates(partial: &str, dirs_only: bool) -> Vec<String> {
     let (dir, prefix) = match partial.rfind('/') {
         Some(i) => (&partial[..=i], &partial[i + 1..]),
         None => ("", partial),
@@ -270,6 +271,9 @@ fn path_candidates(partial: &str) -> Vec<String> {
             continue;
         }
         let is_dir = entry.path().is_dir();
+        if dirs_only && !is_dir {
+            continue;
+        }
         let full = format!("{dir}{name}{}", if is_dir { "/" } else { "" });
         let quoted = quote(&full);
         // An open quote on a directory lets the user keep typing inside it.

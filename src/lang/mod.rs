@@ -12,7 +12,7 @@ pub mod parse;
 pub mod syntax;
 pub mod value;
 
-pub use complete::{complete, hint, Completion};
+pub use complete::{complete, hint, path_candidates, Completion};
 pub use error::ParseError;
 pub use lexer::{lex, quote, Token};
 pub use mask::{hide, redact, Hidden, MASK};

@@ -272,11 +272,21 @@ async fn interruptible<T>(
 
 /// Candidates for the last of `words` (the word being typed, possibly empty), one a line,
 /// for the shell completion scripts. Leading flags are skipped (`--home` is honoured);
-/// a partial flag completes to the flags.
+/// a partial flag completes to the flags, a path-taking flag's value to paths.
 pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
-    let (skipped, flag_home) = args::skip_flags(words);
-    let home = flag_home.or(home);
-    let words = &words[skipped..];
+    let skipped = args::skip_flags(words);
+    if let (Some(flag), Some(partial)) = (skipped.value_of, words.last()) {
+        // A flag's value (`--file s`, `--home /tmp/h`): a path, as the shell completes
+        // one; after it, commands complete again.
+        let candidates = match flag.completes {
+            args::Completes::Nothing => Vec::new(),
+            args::Completes::Paths => lang::path_candidates(partial, false),
+            args::Completes::Directories => lang::path_candidates(partial, true),
+        };
+        return candidates.iter().map(|c| unquote_candidate(c)).collect();
+    }
+    let home = skipped.home.or(home);
+    let words = &words[skipped.words..];
     if let [partial] = words {
         if partial.starts_with('-') {
             return args::flag_candidates(partial);

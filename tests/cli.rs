@@ -11,7 +11,7 @@ fn one_shot_commands_and_exit_codes() {
         "lazarus: this home has no cluster yet: make one with `cluster create name <name>`",
     );
     lz.run("clustr create name x").fails(2).stderr_has(
-        "unknown command `clustr`, did you mean `cluster`?\n  clustr create name ***\n  ^^^^^^",
+        "unknown command `clustr`, did you mean `cluster`?\n  clustr create name x\n  ^^^^^^",
     );
     lz.run("cluster create name prod cluster_id 77")
         .ok()
@@ -170,6 +170,67 @@ fn passwords_never_reach_the_output() {
         !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
         "{out:?}"
     );
+}
+
+/// A password inside a quoted word (one shell argument holding several words) is hidden
+/// in the echoed line, the JSON `command` and the error's message, with the quotes kept;
+/// the words after a fault that cannot be secrets stay as typed.
+#[test]
+fn a_password_inside_a_quoted_word_never_reaches_the_output() {
+    let lz = Lazarus::new();
+    let out = lz
+        .cmd(["--json", "create db x password hunter2"])
+        .run()
+        .fails(2)
+        .stderr_has("unknown command `create db x password ***`, did you mean `create`?")
+        .stderr_has("\n  \"create db x password ***\"\n");
+    let doc = &out.json()[0];
+    assert_eq!(doc["command"], "\"create db x password ***\"");
+    assert_eq!(doc["span"], serde_json::json!([0, 26]));
+    assert!(
+        !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+        "{out:?}"
+    );
+
+    let out = lz
+        .cmd(["create", "db", "x", "password hunter2"])
+        .run()
+        .fails(2)
+        .stderr_has("unexpected `password ***`")
+        .stderr_has("\n  create db x \"password ***\"\n              ^^^^^^^^^^^^^^\n");
+    assert!(!out.stderr.contains("hunter2"), "{out:?}");
+
+    // A mistyped key still hides the word after it, and only that word.
+    let out = lz
+        .cmd([
+            "--json", "create", "db", "x", "passwrd", "hunter5", "shards", "2",
+        ])
+        .run()
+        .fails(2);
+    assert_eq!(out.json()[0]["command"], "create db x passwrd *** shards 2");
+    assert!(!out.stderr.contains("hunter5"), "{out:?}");
+
+    // `help` echoes its words (canonical text, "no command starts with"): hidden too.
+    let out = lz
+        .cmd(["--json", "help", "create", "db", "x", "password", "hunter2"])
+        .run()
+        .fails(1)
+        .stderr_has("no command starts with `create db x password ***`");
+    assert_eq!(out.json()[0]["command"], "help create db x password ***");
+    let out = lz
+        .cmd(["--json", "help", "x password hunter2"])
+        .run()
+        .fails(1);
+    assert_eq!(out.json()[0]["command"], "help \"x password ***\"");
+    assert!(!out.stderr.contains("hunter2"), "{out:?}");
+
+    // Words after a fault that follow no secret key are shown as typed.
+    for line in ["info nod 2", "node 2 rmove now"] {
+        let words = std::iter::once("--json").chain(line.split(' '));
+        let out = lz.cmd(words).run().fails(2);
+        assert_eq!(out.json()[0]["command"], line, "{out:?}");
+        assert!(out.stderr.contains(&format!("\n  {line}\n")), "{out:?}");
+    }
 }
 
 #[test]

@@ -178,3 +178,50 @@ fn paths_with_spaces_complete_in_bash_zsh_and_fish() {
         assert_eq!(shell(&lz, "lazarus -f x.txt --js"), ["--json"]);
     }
 }
+
+/// A path-taking flag's value completes as a path (files and directories for `--file` and
+/// `--redis-server`, directories for `--home`), not as the commands; after the value,
+/// commands complete again. Through `lazarus complete --` and the bash script.
+#[test]
+fn a_flag_value_completes_as_a_path() {
+    let lz = Lazarus::new();
+    let dir = lz.path("x");
+    std::fs::create_dir_all(dir.join("home dir")).unwrap();
+    std::fs::create_dir_all(dir.join("hosts")).unwrap();
+    std::fs::write(dir.join("script.txt"), "").unwrap();
+    std::fs::write(dir.join("redis-server"), "").unwrap();
+    let d = dir.display().to_string();
+    let complete = |words: &[&str]| -> Vec<String> {
+        let out = lz.cmd(["complete", "--"].iter().chain(words)).run().ok();
+        out.stdout.lines().map(String::from).collect()
+    };
+    assert_eq!(
+        complete(&["--file", &format!("{d}/s")]),
+        [format!("{d}/script.txt")]
+    );
+    assert_eq!(
+        complete(&["--json", "-f", &format!("{d}/")]),
+        [
+            format!("{d}/home dir/"),
+            format!("{d}/hosts/"),
+            format!("{d}/redis-server"),
+            format!("{d}/script.txt"),
+        ]
+    );
+    assert_eq!(
+        complete(&["--home", &format!("{d}/h")]),
+        [format!("{d}/home dir/"), format!("{d}/hosts/")]
+    );
+    assert_eq!(
+        complete(&["--redis-server", &format!("{d}/redis-s")]),
+        [format!("{d}/redis-server")]
+    );
+    assert_eq!(complete(&["--max-concurrency", ""]), Vec::<String>::new());
+    // After the value, the command.
+    assert_eq!(complete(&["--file", "s.txt", "in"]), ["info"]);
+    assert_eq!(complete(&["--home", &d, "info", "c"]), ["cluster"]);
+    assert_eq!(
+        bash_complete(&lz, &format!("lazarus --home {d}/hos")),
+        [format!("{d}/hosts/")]
+    );
+}

@@ -23,12 +23,18 @@ pub static SYNTAX: &[CommandSyntax] = &[
         summary: "list the commands, or show those starting with the given words",
         examples: &["help", "help node", "help cluster create"],
         build: |m| {
+            // The words are echoed (the canonical text, "no command starts with"): a
+            // password among them is hidden, as on any line. No command's leading
+            // keywords hold a secret, so the topic matches the same forms.
+            let typed: Vec<String> = m
+                .all::<String>("command")
+                .iter()
+                .map(|w| quote(w))
+                .collect();
+            let shown = crate::lang::hide(super::registry(), &typed.join(" "), Some(0..0));
+            let words = crate::lang::lex(&shown.text).unwrap_or_default();
             Ok(Command::Help(HelpCommand {
-                topic: m
-                    .all::<String>("command")
-                    .iter()
-                    .map(|w| w.to_ascii_lowercase())
-                    .collect(),
+                topic: words.iter().map(|w| w.text.to_ascii_lowercase()).collect(),
             }))
         },
     },

@@ -1,14 +1,13 @@
-//! Completion, hints and history redaction: functions of (registry, cluster, line,
-//! cursor), shared by the REPL and the shell completion scripts. All are pure except path
+//! Completion and hints: functions of (registry, cluster, line, cursor), shared by the
+//! REPL and the shell completion scripts. All are pure except path
 //! completion ([`ValueKind::Path`]), which lists the directory being typed on this
 //! machine's disk.
 
-use std::ops::Range;
 use std::path::Path;
 
 use super::lexer::{lex_lenient, quote, Token};
 use super::matcher::{walk, Expect};
-use super::syntax::{Element, Syntax};
+use super::syntax::Syntax;
 use super::value::ValueKind;
 use crate::ccs::Cluster;
 
@@ -154,166 +153,6 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
     Some(format!("{sep}{text}"))
 }
 
-/// What hides a value: fixed width, so it never tells a secret's length.
-pub const MASK: &str = "***";
-
-/// The line with every secret value (the value after a key whose kind is
-/// [`ValueKind::Secret`], and after `password`) replaced by `***`, for the history file. Works on lines that do
-/// not parse, too.
-pub fn redact<T>(registry: &[&Syntax<T>], line: &str) -> String {
-    hide(registry, line, None).text
-}
-
-/// A line as it may be shown or kept: secrets, and for a line that failed to parse every
-/// word after the fault, replaced by [`MASK`]; `span` is the fault's span in `text`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hidden {
-    pub text: String,
-    pub span: Range<usize>,
-}
-
-/// The line with every secret hidden; with `fault` (the span where parsing failed) also
-/// every word after the fault, since a mistyped key (`passwrd hunter5`) no longer marks
-/// its value as secret. The fault's span is moved to the hidden text, so an error's caret
-/// still points at the right word.
-pub fn hide<T>(registry: &[&Syntax<T>], line: &str, fault: Option<Range<usize>>) -> Hidden {
-    let mut ranges = secret_ranges(registry, line);
-    let (tokens, _) = lex_lenient(line);
-    if let Some(fault) = &fault {
-        // After the fault only the language's own words stay readable: every value is
-        // hidden, since a mistyped key no longer marks its value as secret.
-        let words = keywords(registry);
-        let after = fault.end.max(fault.start + 1);
-        ranges.extend(
-            tokens
-                .iter()
-                .filter(|t| t.span.start >= after)
-                .filter(|t| t.quoted || !words.iter().any(|w| t.text.eq_ignore_ascii_case(w)))
-                .map(|t| t.span.clone()),
-        );
-    }
-    ranges.sort_by_key(|r| (r.start, r.end));
-    let mut merged: Vec<Range<usize>> = Vec::new();
-    for r in ranges {
-        match merged.last_mut() {
-            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-            _ => merged.push(r),
-        }
-    }
-    // Where an offset of `line` lands in the hidden text: a position inside a hidden
-    // range goes to its start (`at_end`: its end).
-    let map = |pos: usize, at_end: bool| {
-        let mut shift: isize = 0;
-        for r in &merged {
-            if pos >= r.end {
-                shift += MASK.len() as isize - r.len() as isize;
-            } else if pos > r.start {
-                let new_start = (r.start as isize + shift) as usize;
-                return if at_end {
-                    new_start + MASK.len()
-                } else {
-                    new_start
-                };
-            } else {
-                break;
-            }
-        }
-        (pos as isize + shift) as usize
-    };
-    let mut text = String::new();
-    let mut last = 0;
-    for r in &merged {
-        text.push_str(&line[last..r.start]);
-        text.push_str(MASK);
-        last = r.end;
-    }
-    text.push_str(&line[last..]);
-    let span = fault.map_or(0..0, |f| map(f.start, false)..map(f.end, true));
-    Hidden { text, span }
-}
-
-/// Every fixed word of the language: keywords, choices and option keys.
-fn keywords<T>(registry: &[&Syntax<T>]) -> Vec<&'static str> {
-    let mut words = Vec::new();
-    for e in registry.iter().flat_map(|s| s.elements.iter()) {
-        match e {
-            Element::Keyword(k) => words.push(*k),
-            Element::Choice { words: w, .. } => words.extend_from_slice(w),
-            Element::Options(opts) => {
-                for o in opts.iter() {
-                    words.push(o.key);
-                    if let Some((_, ValueKind::Choice(w))) = o.value {
-                        words.extend_from_slice(w);
-                    }
-                }
-            }
-            Element::Arg(_, ValueKind::Choice(w)) | Element::Args(_, ValueKind::Choice(w)) => {
-                words.extend_from_slice(w)
-            }
-            Element::Arg(..) | Element::Args(..) | Element::Rest(_) => {}
-        }
-    }
-    words.sort_unstable();
-    words.dedup();
-    words
-}
-
-/// Byte ranges of the secret values in `line`.
-fn secret_ranges<T>(registry: &[&Syntax<T>], line: &str) -> Vec<Range<usize>> {
-    // `password` is always secret, even before a command declares it.
-    let secret_keys: Vec<&str> = std::iter::once("password")
-        .chain(
-            registry
-                .iter()
-                .flat_map(|s| s.elements.iter())
-                .flat_map(|e| match e {
-                    Element::Options(opts) => opts
-                        .iter()
-                        .filter(|o| matches!(o.value, Some((_, ValueKind::Secret))))
-                        .map(|o| o.key)
-                        .collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                }),
-        )
-        .collect();
-    let (tokens, _) = lex_lenient(line);
-    let mut ranges: Vec<Range<usize>> = tokens
-        .windows(2)
-        .filter(|pair| secret_keys.iter().any(|k| pair[0].is_keyword(k)))
-        .map(|pair| pair[1].span.clone())
-        .collect();
-    // A key inside a quoted word (an unterminated quote swallows the rest of the line) is
-    // not a token of its own: also hide the word after any key seen as plain text.
-    let words = whitespace_words(line);
-    for pair in words.windows(2) {
-        let key = line[pair[0].clone()].trim_matches(|c| c == '"' || c == '\'');
-        if secret_keys.iter().any(|k| key.eq_ignore_ascii_case(k)) {
-            ranges.push(pair[1].clone());
-        }
-    }
-    ranges
-}
-
-/// Whitespace-separated words with their byte ranges.
-fn whitespace_words(text: &str) -> Vec<Range<usize>> {
-    let mut words = Vec::new();
-    let mut start = None;
-    for (i, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                words.push(s..i);
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    words
-}
-
 /// Splits the tokens into the finished ones and the word being typed (empty after a
 /// space), with the byte offset where that word starts.
 fn split_partial<'a>(line: &'a str, tokens: &'a [Token]) -> (&'a [Token], &'a str, usize) {
@@ -403,14 +242,15 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             }
             out
         }
-        ValueKind::Path => path_candidates(partial),
+        ValueKind::Path => path_candidates(partial, false),
         _ => Vec::new(),
     }
 }
 
 /// Entries of the directory named by `partial` up to its last `/`, directories with a
-/// trailing `/`; hidden ones only when asked for with a leading dot.
-fn path_candidates(partial: &str) -> Vec<String> {
+/// trailing `/` (only directories with `dirs_only`); hidden ones only when asked for with
+/// a leading dot. Also what completes the binary's path-taking flags (`--file`, `--home`).
+pub fn path_candidates(partial: &str, dirs_only: bool) -> Vec<String> {
     let (dir, prefix) = match partial.rfind('/') {
         Some(i) => (&partial[..=i], &partial[i + 1..]),
         None => ("", partial),
@@ -431,6 +271,9 @@ fn path_candidates(partial: &str) -> Vec<String> {
             continue;
         }
         let is_dir = entry.path().is_dir();
+        if dirs_only && !is_dir {
+            continue;
+        }
         let full = format!("{dir}{name}{}", if is_dir { "/" } else { "" });
         let quoted = quote(&full);
         // An open quote on a directory lets the user keep typing inside it.

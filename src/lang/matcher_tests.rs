@@ -1,7 +1,8 @@
 //! Table-driven tests of the matcher on a made-up registry that uses every element kind
 //! the real commands need (choices, flags, repeated options, alternatives).
 
-use super::complete::{complete, hide, hint, redact};
+use super::complete::{complete, hint};
+use super::mask::{hide, redact};
 use super::matcher::Match;
 use super::parse::parse;
 use super::syntax::{Element, Opt, Syntax};
@@ -214,17 +215,17 @@ fn secrets_are_redacted() {
 }
 
 #[test]
-fn a_failed_line_hides_every_word_after_the_fault_with_fixed_width_masks() {
+fn a_failed_line_hides_the_word_after_a_mistyped_key_with_fixed_width_masks() {
     let reg = registry();
-    // `passwrd` is a typo: its value is not known to be secret, but it follows the fault.
+    // `passwrd` is a typo: its value is no longer marked secret, but it is hidden.
     let line = "create passwrd hunter5 more";
     let h = hide(&reg, line, Some(7..14));
-    assert_eq!(h.text, "create passwrd *** ***");
+    assert_eq!(h.text, "create passwrd *** more");
     assert_eq!(&h.text[h.span.clone()], "passwrd");
     // A fault after a secret: the caret moves with the shorter mask.
     let line = "create password longsecret12 bogus x";
     let h = hide(&reg, line, Some(29..34));
-    assert_eq!(h.text, "create password *** bogus ***");
+    assert_eq!(h.text, "create password *** bogus x");
     assert_eq!(&h.text[h.span.clone()], "bogus");
     // The fault is the secret itself: the caret is under the mask.
     let h = hide(&reg, "create password abcdefgh", Some(16..24));
@@ -233,4 +234,77 @@ fn a_failed_line_hides_every_word_after_the_fault_with_fixed_width_masks() {
     let line = "create password abcdefgh";
     let h = hide(&reg, line, Some(line.len()..line.len()));
     assert_eq!(h.span, h.text.len()..h.text.len());
+    // Other near misses of `password`, and a key with its value in one word.
+    for (line, want) in [
+        ("creat PASWORD hunter5", "creat PASWORD ***"),
+        ("create pass hunter5", "create pass ***"),
+        ("create passwd=hunter5 x", "create passwd=*** x"),
+        ("create password=hunter5", "create password=***"),
+    ] {
+        assert_eq!(hide(&reg, line, Some(0..1)).text, want);
+    }
+}
+
+#[test]
+fn words_after_a_fault_stay_readable_unless_they_follow_a_secret_key() {
+    let reg = registry();
+    for line in [
+        "stat nodes extra",
+        "status nodez 2 3",
+        "recover db x bogus now",
+    ] {
+        let fault = parse(&reg, line).unwrap_err().span;
+        assert_eq!(hide(&reg, line, Some(fault)).text, line);
+    }
+}
+
+#[test]
+fn a_secret_inside_a_quoted_word_is_hidden_and_the_quotes_kept() {
+    let reg = registry();
+    let h = |line: &str| hide(&reg, line, Some(0..line.len().min(1)));
+    assert_eq!(
+        h(r#""create password hunter2""#).text,
+        r#""create password ***""#
+    );
+    assert_eq!(
+        h(r#"create 'password hunter2' x"#).text,
+        r#"create 'password ***' x"#
+    );
+    assert_eq!(
+        h(r#"create "x password" hunter2 y"#).text,
+        r#"create "x password" *** y"#
+    );
+    assert_eq!(
+        h(r#"create "password hun\"ter 2" y"#).text,
+        r#"create "password *** 2" y"#
+    );
+    // Unterminated: the quote runs to the end of the line.
+    assert_eq!(
+        h(r#"create "a password hunter2 b"#).text,
+        r#"create "a password *** b"#
+    );
+    assert_eq!(
+        redact(&reg, r#"create "password hunter2""#),
+        r#"create "password ***""#
+    );
+    // The caret under a quoted word covers it, mask and quotes included.
+    let line = r#"create x "password hunter2""#;
+    let h = hide(&reg, line, Some(9..line.len()));
+    assert_eq!(&h.text[h.span.clone()], r#""password ***""#);
+}
+
+#[test]
+fn a_parse_error_quotes_words_with_their_secrets_hidden() {
+    let reg = registry();
+    let message = |line: &str| parse(&reg, line).unwrap_err().to_string();
+    assert_eq!(
+        message(r#""create password hunter2""#),
+        "unknown command `create password ***`, did you mean `create`?"
+    );
+    let m = message(r#"create "password hunter2""#);
+    assert!(m.starts_with("unexpected `password ***`"), "{m}");
+    let m = message("status password hunter2");
+    assert!(!m.contains("hunter2"), "{m}");
+    let m = message(r#"status "x password hunter2""#);
+    assert!(m.starts_with("unexpected `x password ***`"), "{m}");
 }

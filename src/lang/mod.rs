@@ -4,6 +4,7 @@
 pub mod complete;
 pub mod error;
 pub mod lexer;
+pub mod mask;
 pub mod matcher;
 #[cfg(test)]
 mod matcher_tests;
@@ -11,9 +12,10 @@ pub mod parse;
 pub mod syntax;
 pub mod value;
 
-pub use complete::{complete, hide, hint, redact, Completion, Hidden, MASK};
+pub use complete::{complete, hint, path_candidates, Completion};
 pub use error::ParseError;
 pub use lexer::{lex, quote, Token};
+pub use mask::{hide, redact, Hidden, MASK};
 pub use matcher::Match;
 pub use parse::parse;
 pub use syntax::{Element, Opt, Syntax};

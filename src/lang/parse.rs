@@ -3,6 +3,7 @@
 
 use super::error::{nearest, ParseError};
 use super::lexer::{lex, Token};
+use super::mask::{masked, secret_ranges, shown};
 use super::matcher::{walk, Expect, Match, Walk};
 use super::syntax::Syntax;
 
@@ -44,6 +45,9 @@ fn explain<T>(
     at: usize,
     walks: &[(usize, Walk)],
 ) -> ParseError {
+    // The operator's words are quoted with their secrets hidden, as the echoed line is.
+    let secrets = secret_ranges(registry, line, tokens, None, true);
+    let show = |token: &Token| shown(line, &secrets, token);
     if at == 0 {
         let token = &tokens[0];
         let words = registry
@@ -51,7 +55,7 @@ fn explain<T>(
             .filter_map(|s| s.leading_keywords().first().copied());
         return ParseError::new(
             token.span.clone(),
-            format!("unknown command `{}`", token.text),
+            format!("unknown command `{}`", show(token)),
         )
         .with_suggestion(nearest(&token.text, words));
     }
@@ -75,7 +79,11 @@ fn explain<T>(
     let described: Vec<&str> = described.iter().map(String::as_str).collect();
 
     if at == tokens.len() {
-        let typed = &line[tokens[0].span.start..tokens[at - 1].span.end];
+        let typed = masked(
+            line,
+            &secrets,
+            tokens[0].span.start..tokens[at - 1].span.end,
+        );
         let end = line.trim_end().len();
         let needs = match walks {
             [(_, walk)] if walk.failure.is_none() => walk.missing.join(" "),
@@ -89,10 +97,19 @@ fn explain<T>(
         return ParseError::new(end..end, message);
     }
     let token = &tokens[at];
+    let text = show(token);
     let detail = match walks {
         [(_, walk)] => walk.failure.as_ref().and_then(|f| f.detail.clone()),
         _ => None,
-    };
+    }
+    // A value's complaint may quote the word: not a secret in it.
+    .map(|detail| {
+        if text == token.text || token.text.is_empty() {
+            detail
+        } else {
+            detail.replace(&token.text, &text)
+        }
+    });
     let suggestion = if token.quoted {
         None
     } else {
@@ -101,17 +118,13 @@ fn explain<T>(
     let message = match detail {
         Some(detail) => detail,
         None if expected.is_empty() => {
-            format!("unexpected `{}`: the command ends before it", token.text)
+            format!("unexpected `{text}`: the command ends before it")
         }
         // "expected `set`, did you mean `set`?" says it twice.
         None if suggestion.is_some() && expected.len() == 1 => {
-            format!("unexpected `{}`", token.text)
+            format!("unexpected `{text}`")
         }
-        None => format!(
-            "unexpected `{}`, expected {}",
-            token.text,
-            join_or(&described)
-        ),
+        None => format!("unexpected `{text}`, expected {}", join_or(&described)),
     };
     ParseError::new(token.span.clone(), message).with_suggestion(suggestion)
 }

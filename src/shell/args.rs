@@ -70,6 +70,8 @@ pub struct Flag {
     pub value: Option<&'static str>,
     /// Lines of help text.
     pub help: &'static [&'static str],
+    /// What completes the flag's value.
+    pub completes: Completes,
     /// Records the flag (and its value) in the arguments.
     set: fn(&mut Args, Option<String>),
 }
@@ -94,6 +96,17 @@ impl Flag {
     }
 }
 
+/// How completion offers a flag's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completes {
+    /// Nothing (a flag without a value, or a number).
+    Nothing,
+    /// Files and directories, as the shell's path completion.
+    Paths,
+    /// Directories only.
+    Directories,
+}
+
 fn value(v: Option<String>) -> PathBuf {
     v.unwrap_or_default().into()
 }
@@ -105,6 +118,7 @@ pub static FLAGS: &[Flag] = &[
         short: None,
         value: None,
         help: &["print each command's result as one JSON document"],
+        completes: Completes::Nothing,
         set: |a, _| a.json = true,
     },
     Flag {
@@ -115,6 +129,7 @@ pub static FLAGS: &[Flag] = &[
             "where the cluster configuration lives (env LAZARUS_HOME;",
             "default: the user's data directory)",
         ],
+        completes: Completes::Directories,
         set: |a, v| a.home = Some(value(v)),
     },
     Flag {
@@ -122,6 +137,7 @@ pub static FLAGS: &[Flag] = &[
         short: Some("-f"),
         value: Some("script"),
         help: &["run a script: one command a line, `#` comments"],
+        completes: Completes::Paths,
         set: |a, v| a.file = Some(value(v)),
     },
     Flag {
@@ -129,6 +145,7 @@ pub static FLAGS: &[Flag] = &[
         short: None,
         value: None,
         help: &["in a script, run the remaining lines after a failure"],
+        completes: Completes::Nothing,
         set: |a, _| a.continue_on_error = true,
     },
     Flag {
@@ -136,6 +153,7 @@ pub static FLAGS: &[Flag] = &[
         short: None,
         value: Some("path"),
         help: &["the redis-server binary to run shards with"],
+        completes: Completes::Paths,
         set: |a, v| a.redis_server = Some(value(v)),
     },
     Flag {
@@ -146,6 +164,7 @@ pub static FLAGS: &[Flag] = &[
             "operations in flight at once on each node's host over ssh",
             "(default: twice this machine's cores)",
         ],
+        completes: Completes::Nothing,
         set: |a, v| a.max_concurrency_text = v,
     },
     Flag {
@@ -153,6 +172,7 @@ pub static FLAGS: &[Flag] = &[
         short: Some("-h"),
         value: None,
         help: &["this text; `lazarus help` lists the commands"],
+        completes: Completes::Nothing,
         set: |a, _| a.mode = Mode::Usage,
     },
     Flag {
@@ -160,6 +180,7 @@ pub static FLAGS: &[Flag] = &[
         short: Some("-V"),
         value: None,
         help: &["the version"],
+        completes: Completes::Nothing,
         set: |a, _| a.mode = Mode::Version,
     },
 ];
@@ -211,10 +232,20 @@ pub fn flag_candidates(partial: &str) -> Vec<String> {
         .collect()
 }
 
+/// The leading flags of a line being completed.
+pub struct Skipped {
+    /// How many words are leading flags (with their values).
+    pub words: usize,
+    /// The `--home` they give.
+    pub home: Option<PathBuf>,
+    /// The flag whose value is the last word, being typed (`--file s`).
+    pub value_of: Option<&'static Flag>,
+}
+
 /// How many of `words` are leading flags (with their values), and the `--home` they
-/// give: completion skips them to reach the command. The last word is never skipped:
-/// it is the one being completed.
-pub fn skip_flags(words: &[String]) -> (usize, Option<PathBuf>) {
+/// give: completion skips them to reach the command. The last word is never skipped as
+/// a flag: it is the one being completed, a command word or (`value_of`) a flag's value.
+pub fn skip_flags(words: &[String]) -> Skipped {
     let mut home = None;
     let mut i = 0;
     while i + 1 < words.len() && words[i].starts_with('-') {
@@ -223,6 +254,13 @@ pub fn skip_flags(words: &[String]) -> (usize, Option<PathBuf>) {
             continue;
         };
         let takes_next = flag.value.is_some() && inline.is_none();
+        if takes_next && i + 2 == words.len() {
+            return Skipped {
+                words: words.len(),
+                home,
+                value_of: Some(flag),
+            };
+        }
         let value = if takes_next {
             words.get(i + 1).cloned()
         } else {
@@ -233,7 +271,11 @@ pub fn skip_flags(words: &[String]) -> (usize, Option<PathBuf>) {
         }
         i += if takes_next { 2 } else { 1 };
     }
-    (i.min(words.len()), home)
+    Skipped {
+        words: i.min(words.len()),
+        home,
+        value_of: None,
+    }
 }
 
 impl Args {
@@ -386,15 +428,22 @@ mod tests {
             assert!(all.contains(&flag.long.to_string()), "{}", flag.long);
         }
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let skip = |w: &[&str]| {
+            let s = skip_flags(&words(w));
+            (s.words, s.home, s.value_of.map(|f| f.long))
+        };
         assert_eq!(
-            skip_flags(&words(&["--json", "--home", "/h", "-f", "x", "node", ""])),
-            (5, Some("/h".into()))
+            skip(&["--json", "--home", "/h", "-f", "x", "node", ""]),
+            (5, Some("/h".into()), None)
         );
         assert_eq!(
-            skip_flags(&words(&["--home=/h", "info", ""])),
-            (1, Some("/h".into()))
+            skip(&["--home=/h", "info", ""]),
+            (1, Some("/h".into()), None)
         );
-        assert_eq!(skip_flags(&words(&["--ho"])), (0, None));
+        assert_eq!(skip(&["--ho"]), (0, None, None));
+        // The last word is a flag's value.
+        assert_eq!(skip(&["--json", "-f", "s"]), (3, None, Some("--file")));
+        assert_eq!(skip(&["--home", ""]), (2, None, Some("--home")));
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Session {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
             Err(e) => {
-                // Secrets never reach the output, not even inside an error; nor does a
-                // word after the fault (`passwrd hunter5`: a typo hides a secret's key).
+                // Secrets never reach the output, not even inside an error (the parser
+                // quotes words with their secrets hidden), nor does the word after a
+                // mistyped secret key (`passwrd hunter5`).
                 let shown = lang::hide(cmd::registry(), line, Some(e.span.clone()));
                 let mut at_shown = e.clone();
                 at_shown.span = shown.span.clone();
@@ -276,11 +277,21 @@ async fn interruptible<T>(
 
 /// Candidates for the last of `words` (the word being typed, possibly empty), one a line,
 /// for the shell completion scripts. Leading flags are skipped (`--home` is honoured);
-/// a partial flag completes to the flags.
+/// a partial flag completes to the flags, a path-taking flag's value to paths.
 pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
-    let (skipped, flag_home) = args::skip_flags(words);
-    let home = flag_home.or(home);
-    let words = &words[skipped..];
+    let skipped = args::skip_flags(words);
+    if let (Some(flag), Some(partial)) = (skipped.value_of, words.last()) {
+        // A flag's value (`--file s`, `--home /tmp/h`): a path, as the shell completes
+        // one; after it, commands complete again.
+        let candidates = match flag.completes {
+            args::Completes::Nothing => Vec::new(),
+            args::Completes::Paths => lang::path_candidates(partial, false),
+            args::Completes::Directories => lang::path_candidates(partial, true),
+        };
+        return candidates.iter().map(|c| unquote_candidate(c)).collect();
+    }
+    let home = skipped.home.or(home);
+    let words = &words[skipped.words..];
     if let [partial] = words {
         if partial.starts_with('-') {
             return args::flag_candidates(partial);

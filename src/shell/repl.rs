@@ -347,7 +347,7 @@ fn read_line_interruptible() -> io::Result<Option<String>> {
 }
 
 /// The line as the history keeps it: secrets hidden, and for a line that does not parse
-/// every word after the fault too (a mistyped `passwrd` no longer marks its value secret).
+/// the word after a mistyped secret key too (`passwrd` no longer marks its value secret).
 fn history_entry(line: &str) -> String {
     let fault = cmd::parse(line).err().map(|e| e.span);
     lang::hide(cmd::registry(), line, fault).text

@@ -448,7 +448,9 @@ fn an_older_copy_does_not_stand_in_for_a_newer_damaged_one_unless_allowed() {
     };
     let (master_dump, replica_dump) = (dump_of(master), dump_of(replica));
     assert!(replica_dump.exists(), "{replica_dump:?}");
-    // The master takes a write and saves it; its replica's copy stays as it was.
+    // A second on (a replica's copy within a second of its master's holds the same
+    // writes), the master takes a write and saves it; its replica's copy stays as it was.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let a = lazarus::db::shard_addr(&old, db, master.id).unwrap();
     rt.block_on(async {
         let mut con = common::data::connect(&a.host, a.port, 0).await;

@@ -82,11 +82,6 @@ impl Hinter for ShellHelper {
     type Hint = ShellHint;
 
     fn hint(&self, line: &str, pos: usize, _ctx: &rustyline::Context<'_>) -> Option<ShellHint> {
-        // Without colour a hint would look like typed text (`info nod` shown as `info
-        // node`, then refused on Enter): none is shown; Tab still completes.
-        if !self.colour {
-            return None;
-        }
         lang::hint(cmd::registry(), line, pos).map(|text| ShellHint {
             accept: !text.contains([' ', '<', '[', '|']),
             text,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ccs::{Cluster, DbState, Id, Role, SlotRange};
+use crate::ccs::{Cluster, Database, DbState, Id, Role, Shard, SlotRange};
 use crate::server::shard_dir::{db_dirs_in, recovery_leftover, served_from, shard_dirs_in};
 use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
 
@@ -401,56 +401,49 @@ async fn set_aside_shards(
     cluster: &Cluster,
     probes: &BTreeMap<Id, ShardProbe>,
 ) -> BTreeMap<Id, crate::server::SetAside> {
-    let hosts = cluster.hosts().unwrap_or_default();
-    let mut asks = Vec::new();
-    for db in cluster
-        .databases
-        .values()
-        .filter(|d| d.state == DbState::Active)
-    {
-        for s in &db.shards {
-            let Some(node) = cluster.nodes.get(&s.node) else {
-                continue;
-            };
-            let host = hosts.of(node.id);
-            if !host.is_local() && probes.get(&s.id).is_some_and(|p| p.up) {
-                continue;
-            }
-            let dir = node.shard_dir(db.id, s.id);
-            asks.push(async move {
-                let found = crate::server::SetAside::in_dir(&*host, &dir).await;
-                found.map(|a| (s.id, a))
-            });
-        }
-    }
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let wanted = |db: &Database, s: &Shard, local: bool| {
+        db.state == DbState::Active && (local || !probes.get(&s.id).is_some_and(|p| p.up))
+    };
+    ask_shard_dirs(cluster, wanted, |host, dir| async move {
+        crate::server::SetAside::in_dir(&*host, &dir).await
+    })
+    .await
 }
 
 /// The shards of databases pending recovery where a recovery cut short (killed) left
 /// the server it started running, with its pid: found as the next recovery finds them
 /// before stopping them ([`recovery_leftover`]), on each shard's host, all at once.
 async fn recovery_leftovers(cluster: &Cluster) -> BTreeMap<Id, u32> {
+    let wanted = |db: &Database, _: &Shard, _: bool| db.state == DbState::PendingRecovery;
+    ask_shard_dirs(cluster, wanted, |host, dir| async move {
+        recovery_leftover(&*host, &dir).await
+    })
+    .await
+}
+
+/// What `ask` finds in the directory of each shard `wanted` picks (by its database,
+/// itself, and whether its node is this machine), asked on the node's host, all at once.
+async fn ask_shard_dirs<T, Fut>(
+    cluster: &Cluster,
+    wanted: impl Fn(&Database, &Shard, bool) -> bool,
+    ask: impl Fn(std::sync::Arc<dyn crate::host::Host>, std::path::PathBuf) -> Fut,
+) -> BTreeMap<Id, T>
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let hosts = cluster.hosts().unwrap_or_default();
     let mut asks = Vec::new();
-    for db in cluster
-        .databases
-        .values()
-        .filter(|d| d.state == DbState::PendingRecovery)
-    {
+    for db in cluster.databases.values() {
         for s in &db.shards {
             let Some(node) = cluster.nodes.get(&s.node) else {
                 continue;
             };
             let host = hosts.of(node.id);
-            let dir = node.shard_dir(db.id, s.id);
-            asks.push(async move {
-                let pid = recovery_leftover(&*host, &dir).await;
-                pid.map(|pid| (s.id, pid))
-            });
+            if !wanted(db, s, host.is_local()) {
+                continue;
+            }
+            let found = ask(host, node.shard_dir(db.id, s.id));
+            asks.push(async move { found.await.map(|t| (s.id, t)) });
         }
     }
     futures::future::join_all(asks)

@@ -110,13 +110,25 @@ fn explain<T>(
             detail.replace(&token.text, &text)
         }
     });
-    let suggestion = if token.quoted {
+    let label = label_taken_as_value(tokens, at, walks);
+    let suggestion = if let Some(label) = label {
+        // The line without the label: what the operator meant.
+        let end = line.trim_end().len();
+        let before = masked(line, &secrets, tokens[0].span.start..label.span.start);
+        let after = masked(line, &secrets, token.span.start..end);
+        Some(format!("{before}{after}"))
+    } else if token.quoted {
         None
     } else {
         nearest(&token.text, keywords)
     };
     let message = match detail {
         Some(detail) => detail,
+        None if label.is_some() => format!(
+            "unexpected `{text}`: `{}` is not a keyword here, it was read as the `<{}>`",
+            show(&tokens[at - 1]),
+            tokens[at - 1].text.to_ascii_lowercase(),
+        ),
         None if expected.is_empty() => {
             format!("unexpected `{text}`: the command ends before it")
         }
@@ -127,6 +139,23 @@ fn explain<T>(
         None => format!("unexpected `{text}`, expected {}", join_or(&described)),
     };
     ParseError::new(token.span.clone(), message).with_suggestion(suggestion)
+}
+
+/// The word before the fault when it filled a value whose placeholder it spells, and the
+/// fault is the value meant (`create db name orders`, as `cluster create name <name>` is
+/// written): the operator wrote the placeholder as a keyword.
+fn label_taken_as_value<'t>(
+    tokens: &'t [Token],
+    at: usize,
+    walks: &[(usize, Walk)],
+) -> Option<&'t Token> {
+    let label = tokens.get(at.checked_sub(1)?)?;
+    let filled = |w: &Walk| {
+        w.items.iter().any(|i| {
+            i.value.is_some() && i.span == label.span && i.name.eq_ignore_ascii_case(&label.text)
+        })
+    };
+    (!label.quoted && walks.iter().any(|(_, w)| filled(w))).then_some(label)
 }
 
 /// Descriptions joined as "a, b or c" (already quoted as needed).

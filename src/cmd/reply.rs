@@ -131,7 +131,8 @@ impl Reply {
         &self.offers
     }
 
-    /// The reply of `exit`: no output, the session ends.
+    /// The reply of `exit`: no text (with `--json`, a document whose `result` is null),
+    /// and the session ends.
     pub fn exit() -> Reply {
         Reply {
             exit: true,

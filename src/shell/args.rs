@@ -47,6 +47,25 @@ pub enum UsageError {
     BadConcurrency(String),
 }
 
+/// Flags that cannot be parsed: the fault, and whether `--json` was among the leading
+/// flags, so that even this error is reported as a JSON document.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{error}")]
+pub struct BadArgs {
+    pub error: UsageError,
+    pub json: bool,
+}
+
+impl crate::error::DomainError for BadArgs {
+    fn kind(&self) -> crate::error::ErrorKind {
+        self.error.kind()
+    }
+
+    fn hints(&self) -> Vec<String> {
+        self.error.hints()
+    }
+}
+
 impl crate::error::DomainError for UsageError {
     fn kind(&self) -> crate::error::ErrorKind {
         crate::error::ErrorKind::Usage
@@ -278,12 +297,43 @@ pub fn skip_flags(words: &[String]) -> Skipped {
     }
 }
 
+/// Whether `--json` is one of the leading flags (their values skipped), whatever else
+/// is wrong with them.
+fn json_among_flags(args: &[OsString]) -> bool {
+    let mut words = args.iter().map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--json" {
+            return true;
+        }
+        if !word.starts_with('-') || word == "--" {
+            return false;
+        }
+        if let Some((flag, None)) = find_flag(&word) {
+            if flag.value.is_some() {
+                words.next();
+            }
+        }
+    }
+    false
+}
+
 impl Args {
-    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
+    /// The flags and the mode. On a fault, [`BadArgs::json`] says whether `--json` was
+    /// among the leading flags (before the fault or after it).
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, BadArgs> {
+        let args: Vec<OsString> = args.into_iter().collect();
+        Args::parse_words(&args).map_err(|error| BadArgs {
+            error,
+            json: json_among_flags(&args),
+        })
+    }
+
+    fn parse_words(args: &[OsString]) -> Result<Args, UsageError> {
         let mut words = Vec::new();
         for arg in args {
             words.push(
-                arg.into_string()
+                arg.clone()
+                    .into_string()
                     .map_err(|a| UsageError::NotUtf8(a.to_string_lossy().into_owned()))?,
             );
         }
@@ -347,7 +397,22 @@ mod tests {
     use super::*;
 
     fn parse(words: &[&str]) -> Result<Args, UsageError> {
-        Args::parse(words.iter().map(OsString::from))
+        Args::parse(words.iter().map(OsString::from)).map_err(|e| e.error)
+    }
+
+    /// A fault still says whether `--json` was asked, before it or after it, so that the
+    /// error is a JSON document too; a command's own `--json` word is not a flag.
+    #[test]
+    fn a_fault_knows_whether_json_was_asked() {
+        let json = |words: &[&str]| Args::parse(words.iter().map(OsString::from)).unwrap_err().json;
+        assert!(json(&["--json", "--bogus"]));
+        assert!(json(&["--bogus", "--json"]));
+        assert!(json(&["--json", "--home"]));
+        assert!(json(&["--json", "--max-concurrency", "0"]));
+        assert!(!json(&["--bogus"]));
+        assert!(json(&["--home", "/h", "--json", "--bogus"]));
+        assert!(!json(&["--home", "--json", "--bogus"]));
+        assert!(!json(&["--file", "s", "info", "--json"]));
     }
 
     #[test]

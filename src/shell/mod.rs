@@ -124,11 +124,7 @@ impl Session {
         err: &mut dyn Write,
     ) -> Outcome {
         let at = line_no.map(|n| format!("line {n}: ")).unwrap_or_default();
-        let lazarus = if self.err_colour {
-            "\x1b[1;31mlazarus:\x1b[0m"
-        } else {
-            "lazarus:"
-        };
+        let lazarus = self.error_prefix();
         let command = match cmd::parse(line) {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
@@ -173,9 +169,8 @@ impl Session {
             Ok(reply) => {
                 *self.offers.borrow_mut() = reply.offers().to_vec();
                 if self.json {
-                    if !reply.ends_session() {
-                        let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
-                    }
+                    // `exit` too: every line a script runs answers with one document.
+                    let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
                 } else {
                     let _ = write!(out, "{}", render::text(&reply));
                 }
@@ -199,6 +194,33 @@ impl Session {
         }
     }
 
+    /// `lazarus:` before an error on stderr, in red on a terminal.
+    fn error_prefix(&self) -> &'static str {
+        if self.err_colour {
+            "\x1b[1;31mlazarus:\x1b[0m"
+        } else {
+            "lazarus:"
+        }
+    }
+
+    /// Reports a script line that cannot even be parsed as text, as a parse error is.
+    fn refuse_line(
+        &self,
+        line: &str,
+        error: CommandError,
+        line_no: usize,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Outcome {
+        let shown = lang::redact(cmd::registry(), line.trim_end_matches('\r'));
+        if self.json {
+            let _ = writeln!(out, "{}", render::json_error(&shown, &error, None));
+        }
+        let lazarus = self.error_prefix();
+        let _ = writeln!(err, "{lazarus} line {line_no}: {error}");
+        Outcome::Failed(error.kind())
+    }
+
     /// The follow-ups the last command offered (taken: asked about once). Only the
     /// interactive shell asks; scripts and one-shot commands never run them.
     pub fn take_offers(&self) -> Vec<cmd::Offer> {
@@ -216,17 +238,35 @@ impl Session {
         err: &mut dyn Write,
     ) -> anyhow::Result<u8> {
         let mut status = EXIT_OK;
-        for (i, line) in script.lines().enumerate() {
-            let mut line = line.context("cannot read the script")?;
-            // A script saved by an editor that marks UTF-8 (a byte order mark).
-            if i == 0 && line.starts_with('\u{feff}') {
-                line.drain(..'\u{feff}'.len_utf8());
-            }
-            let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            match self.run_line(&line, Some(i + 1), out, err) {
+        for (i, line) in script.split(b'\n').enumerate() {
+            let line = line.context("cannot read the script")?;
+            let outcome = match String::from_utf8(line) {
+                Ok(mut line) => {
+                    if line.ends_with('\r') {
+                        line.pop();
+                    }
+                    // A script saved by an editor that marks UTF-8 (a byte order mark).
+                    if i == 0 && line.starts_with('\u{feff}') {
+                        line.drain(..'\u{feff}'.len_utf8());
+                    }
+                    let trimmed = line.trim();
+                    if trimmed.is_empty() || trimmed.starts_with('#') {
+                        continue;
+                    }
+                    self.run_line(&line, Some(i + 1), out, err)
+                }
+                // A line of another encoding is that line's fault: the script goes on
+                // as it would after any failing line.
+                Err(e) => self.refuse_line(
+                    &String::from_utf8_lossy(e.as_bytes()),
+                    CommandError::usage("the line is not valid UTF-8: save the script as UTF-8")
+                        .hinted("save the script as UTF-8"),
+                    i + 1,
+                    out,
+                    err,
+                ),
+            };
+            match outcome {
                 Outcome::Done => {}
                 Outcome::Exit => break,
                 failed => {
@@ -337,6 +377,45 @@ fn unquote_candidate(candidate: &str) -> String {
     out
 }
 
+/// The binary's whole run, from its arguments (after the program's name) to the exit
+/// status. A failure no command reported itself (a wrong flag, a script that cannot be
+/// opened, an unusable home) is reported here the way a command's error is: `lazarus:
+/// message` on stderr and, with `--json`, one document of the same shape (`ok`, `error`,
+/// `kind`, `hints`) whose `command` is the arguments as typed, secrets hidden.
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    let typed = args
+        .iter()
+        .map(|a| quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (json, result) = match Args::parse(args) {
+        Ok(args) => (args.json, run(args)),
+        Err(e) => (e.json, Err(CommandError::from(e).into())),
+    };
+    let e = match result {
+        Ok(code) => return code,
+        Err(e) => e,
+    };
+    // The kind of the command error inside, with the context around it in the message;
+    // what is left is the operating system refusing something (a terminal, a thread).
+    let error = match e.downcast_ref::<CommandError>() {
+        Some(inner) => {
+            let mut error = CommandError::new(inner.kind(), format!("{e:#}"));
+            for hint in inner.hints() {
+                error = error.hinted(hint.clone());
+            }
+            error
+        }
+        None => CommandError::io(format!("{e:#}")),
+    };
+    if json {
+        let command = lang::redact(cmd::registry(), &typed);
+        println!("{}", render::json_error(&command, &error, None));
+    }
+    eprintln!("lazarus: {error}");
+    error.kind().exit_code()
+}
+
 /// Runs the binary's chosen mode; returns the exit status.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut out = io::stdout().lock();
@@ -368,8 +447,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         _ => {
             if let Some(file) = &args.file {
-                let script = std::fs::File::open(file)
-                    .with_context(|| format!("cannot open script `{}`", file.display()))?;
+                let script = std::fs::File::open(file).map_err(|e| {
+                    let message = format!("cannot open script `{}`: {e}", file.display());
+                    match e.kind() {
+                        io::ErrorKind::NotFound => CommandError::not_found(message),
+                        _ => CommandError::io(message),
+                    }
+                })?;
                 session.run_script(
                     &mut io::BufReader::new(script),
                     args.continue_on_error,

@@ -422,13 +422,18 @@ fn every_outcome_is_one_json_document() {
     for args in [
         &["--json", "--bogus"][..],
         &["--bogus", "--json"],
-        &["--json", "--bogus", "create", "db", "x", "password", "hunter2"],
+        &[
+            "--json", "--bogus", "create", "db", "x", "password", "hunter2",
+        ],
     ] {
         let out = lz.cmd(args).run().fails(2);
         let doc = one(&out);
         assert_eq!(doc["ok"], false, "{doc}");
         assert_eq!(doc["kind"], "usage", "{doc}");
-        assert_eq!(doc["error"], "unknown flag `--bogus` (see `lazarus --help`)");
+        assert_eq!(
+            doc["error"],
+            "unknown flag `--bogus` (see `lazarus --help`)"
+        );
         assert_eq!(doc["hints"], serde_json::json!(["see `lazarus --help`"]));
         assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"));
     }
@@ -437,7 +442,10 @@ fn every_outcome_is_one_json_document() {
     // Without `--json`, only stderr.
     lz.cmd(["--bogus"]).run().fails(2).stdout_lacks("{");
 
-    let doc = one(&lz.cmd(["--json", "--file", "/no/such/script"]).run().fails(1));
+    let doc = one(&lz
+        .cmd(["--json", "--file", "/no/such/script"])
+        .run()
+        .fails(1));
     assert_eq!(doc["kind"], "not_found");
     assert!(doc["command"]
         .as_str()
@@ -459,7 +467,12 @@ fn every_outcome_is_one_json_document() {
     assert_eq!(docs.len(), 2, "the script stops at the bad line: {docs:?}");
     assert_eq!(docs[1]["kind"], "usage");
     let docs = lz
-        .cmd(["--json", "--continue-on-error", "--file", script.to_str().unwrap()])
+        .cmd([
+            "--json",
+            "--continue-on-error",
+            "--file",
+            script.to_str().unwrap(),
+        ])
         .run()
         .fails(2)
         .json();

@@ -342,7 +342,6 @@ impl Render for NodeAdded {
 pub struct NodeRemoved {
     pub removed: Id,
     /// Its shards, placed on other nodes (a lost node's databases pending recovery).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub moved: Vec<crate::recovery::relocate::ShardMove>,
 }
 

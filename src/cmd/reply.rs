@@ -12,6 +12,20 @@ pub trait Render: Serialize {
     fn render(&self, text: &mut Text);
 }
 
+/// Adds to the JSON object `doc` each of `fields` it lacks, with its value (`null`, `[]`,
+/// a default). For results that are stored types (a CCS record, a manifest), whose
+/// stored form leaves empty fields out: every field the README documents for a result is
+/// in its JSON, `null` when there is none, so a script can tell "none" from a mistake.
+pub(crate) fn fill_missing(doc: &mut serde_json::Value, fields: &[(&str, serde_json::Value)]) {
+    if let Some(object) = doc.as_object_mut() {
+        for (name, value) in fields {
+            object
+                .entry(name.to_string())
+                .or_insert_with(|| value.clone());
+        }
+    }
+}
+
 /// The lines and tables a [`Render`] result renders into.
 #[derive(Default)]
 pub struct Text {

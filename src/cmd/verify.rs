@@ -103,8 +103,7 @@ impl DomainError for VerifyError {
 pub struct VerifyOutcome {
     pub db: String,
     pub against: PathBuf,
-    /// The backup run `against` named, and its repository.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The backup run `against` named, and its repository; `null` for files.
     pub run: Option<RunRead>,
     pub files_read: Vec<String>,
     #[serde(flatten)]

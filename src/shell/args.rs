@@ -404,7 +404,11 @@ mod tests {
     /// error is a JSON document too; a command's own `--json` word is not a flag.
     #[test]
     fn a_fault_knows_whether_json_was_asked() {
-        let json = |words: &[&str]| Args::parse(words.iter().map(OsString::from)).unwrap_err().json;
+        let json = |words: &[&str]| {
+            Args::parse(words.iter().map(OsString::from))
+                .unwrap_err()
+                .json
+        };
         assert!(json(&["--json", "--bogus"]));
         assert!(json(&["--bogus", "--json"]));
         assert!(json(&["--json", "--home"]));

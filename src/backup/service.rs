@@ -27,8 +27,8 @@ pub enum BackupTaskError {
         error: std::io::Error,
     },
     /// An age recipients file that does not open or holds no key.
-    #[error("{0}")]
-    Recipients(String),
+    #[error(transparent)]
+    Recipients(crate::backup::KeyFileError),
     /// A repository path that cannot be used (the message of
     /// [`check_repository`] or [`Repository::open`]).
     #[error("{0}")]
@@ -104,9 +104,8 @@ impl DomainError for BackupTaskError {
         use BackupTaskError as E;
         match self {
             E::Resolve { .. } | E::Lock(_) | E::NotRemoved(_) => ErrorKind::Io,
-            E::Recipients(_) | E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } => {
-                ErrorKind::NotFound
-            }
+            E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } => ErrorKind::NotFound,
+            E::Recipients(e) => e.kind(),
             // Inside shard data or a recovery path; the rest is the file system's refusal.
             E::Repository(why) if why.contains(" is inside ") => ErrorKind::Conflict,
             E::Repository(_) => ErrorKind::Io,

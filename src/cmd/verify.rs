@@ -136,7 +136,7 @@ fn run_sources(
         )));
     }
     if let Some(i) = identity {
-        crate::backup::Identities::load(i).map_err(CommandError::not_found)?;
+        crate::backup::Identities::load(i).map_err(CommandError::from)?;
     }
     Ok(Against {
         sources: m

@@ -30,8 +30,8 @@ pub enum RestoreTaskError {
     #[error("{0}")]
     NoRepository(String),
     /// An age identity file that does not open.
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(crate::backup::KeyFileError),
     #[error("`{repo}` holds no restorable run of `{db}` (see `backup list path {path}`)")]
     NoRunIn {
         repo: String,
@@ -176,7 +176,6 @@ impl DomainError for RestoreTaskError {
             | E::MemberName { .. } => ErrorKind::Usage,
             E::NoSuchTask { .. }
             | E::Deleted(_)
-            | E::Identity(_)
             | E::NoRepository(_)
             | E::NoRunIn { .. }
             | E::NoSuchDb(_)
@@ -203,6 +202,7 @@ impl DomainError for RestoreTaskError {
             | E::Failed { .. } => ErrorKind::Unavailable,
             E::DbVanished(_) => ErrorKind::Internal,
             E::GroupStopped { error, .. } => error.kind(),
+            E::Identity(e) => e.kind(),
             E::Server(e) => e.kind(),
             E::Runs(e) => e.kind(),
             E::Store(e) => e.kind(),

@@ -213,6 +213,16 @@ fn find_flag(word: &str) -> Option<(&'static Flag, Option<String>)> {
     FLAGS.iter().find(|f| f.is(name)).map(|f| (f, inline))
 }
 
+/// `--flag=value` for a flag that takes a value: the flag, its name as typed and the
+/// value (being completed).
+pub fn inline_value(word: &str) -> Option<(&'static Flag, &str, &str)> {
+    let (name, value) = word.split_once('=')?;
+    match find_flag(word)? {
+        (flag, Some(_)) if flag.value.is_some() => Some((flag, name, value)),
+        _ => None,
+    }
+}
+
 /// `lazarus --help`.
 pub fn usage() -> String {
     const WIDTH: usize = 23;

@@ -319,20 +319,31 @@ async fn interruptible<T>(
 /// for the shell completion scripts. Leading flags are skipped (`--home` is honoured);
 /// a partial flag completes to the flags, a path-taking flag's value to paths.
 pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
-    let skipped = args::skip_flags(words);
-    if let (Some(flag), Some(partial)) = (skipped.value_of, words.last()) {
-        // A flag's value (`--file s`, `--home /tmp/h`): a path, as the shell completes
-        // one; after it, commands complete again.
+    // A flag's value (`--file s`, `--home /tmp/h`): a path, as the shell completes one;
+    // after it, commands complete again.
+    let value_candidates = |flag: &args::Flag, partial: &str| -> Vec<String> {
         let candidates = match flag.completes {
             args::Completes::Nothing => Vec::new(),
             args::Completes::Paths => lang::path_candidates(partial, false),
             args::Completes::Directories => lang::path_candidates(partial, true),
         };
-        return candidates.iter().map(|c| unquote_candidate(c)).collect();
+        candidates.iter().map(|c| unquote_candidate(c)).collect()
+    };
+    let skipped = args::skip_flags(words);
+    if let (Some(flag), Some(partial)) = (skipped.value_of, words.last()) {
+        return value_candidates(flag, partial);
     }
     let home = skipped.home.or(home);
     let words = &words[skipped.words..];
     if let [partial] = words {
+        // `--file=s`: the value completes as after `--file s`, each candidate the whole
+        // word (the bash script keeps what follows the `=` when its words break there).
+        if let Some((flag, name, value)) = args::inline_value(partial) {
+            return value_candidates(flag, value)
+                .into_iter()
+                .map(|c| format!("{name}={c}"))
+                .collect();
+        }
         if partial.starts_with('-') {
             return args::flag_candidates(partial);
         }

@@ -372,7 +372,12 @@ impl Args {
             }
             match word.as_str() {
                 "--" => {
-                    parsed.mode = Mode::OneShot(rest.collect());
+                    // Nothing after it: no command, as without `--` (a script on stdin,
+                    // or the shell), never an empty command that runs nothing.
+                    let command: Vec<String> = rest.collect();
+                    if !command.is_empty() {
+                        parsed.mode = Mode::OneShot(command);
+                    }
                     break;
                 }
                 "complete" => {
@@ -469,6 +474,11 @@ mod tests {
             Mode::Complete(vec!["node".into(), "".into()])
         );
         assert_eq!(parse(&[]).unwrap().mode, Mode::Session);
+        assert_eq!(parse(&["--json", "--"]).unwrap().mode, Mode::Session);
+        assert_eq!(
+            parse(&["--", "--json"]).unwrap().mode,
+            Mode::OneShot(vec!["--json".into()])
+        );
     }
 
     #[test]

@@ -173,13 +173,15 @@ impl Reply {
     }
 
     /// The plain lines, in order (the `messages` of the JSON output).
+    /// A line that holds line breaks (a headline and its proof) is as many lines.
     pub fn lines(&self) -> Vec<&str> {
         self.blocks
             .iter()
             .filter_map(|b| match b {
-                Block::Line(l) => Some(l.as_str()),
+                Block::Line(l) => Some(l.split('\n')),
                 Block::Table(_) => None,
             })
+            .flatten()
             .collect()
     }
 }

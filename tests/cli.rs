@@ -413,6 +413,12 @@ fn every_outcome_is_one_json_document() {
         assert_eq!(docs.len(), 1, "{docs:?}");
         docs[0].clone()
     };
+    let doc = one(&lz.cmd(["--json", "--version"]).run().ok());
+    assert_eq!(doc["result"]["version"], env!("CARGO_PKG_VERSION"));
+    let doc = one(&lz.cmd(["-h", "--json"]).run().ok());
+    assert!(doc["result"]["usage"].as_str().unwrap().contains("--json"));
+    lz.cmd(["--version"]).run().ok().stdout_has("lazarus ");
+
     let doc = one(&lz.cmd(["--json", "exit"]).run().ok());
     assert_eq!(doc["command"], "exit");
     assert_eq!(doc["ok"], true);

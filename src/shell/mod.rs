@@ -427,16 +427,48 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
     error.kind().exit_code()
 }
 
+/// `--help`: the usage text (with `--json`, `{"usage": ...}` and its lines).
+#[derive(serde::Serialize)]
+struct UsageText {
+    usage: String,
+}
+
+impl cmd::Render for UsageText {
+    fn render(&self, text: &mut cmd::Text) {
+        text.line(self.usage.clone());
+    }
+}
+
+/// `--version`: `lazarus 0.1.0` (with `--json`, `{"version": "0.1.0"}`).
+#[derive(serde::Serialize)]
+struct VersionText {
+    version: &'static str,
+}
+
+impl cmd::Render for VersionText {
+    fn render(&self, text: &mut cmd::Text) {
+        text.line(format!("lazarus {}", self.version));
+    }
+}
+
 /// Runs the binary's chosen mode; returns the exit status.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut out = io::stdout().lock();
     match &args.mode {
-        Mode::Usage => {
-            writeln!(out, "{}", usage())?;
-            return Ok(EXIT_OK);
-        }
-        Mode::Version => {
-            writeln!(out, "lazarus {}", env!("CARGO_PKG_VERSION"))?;
+        Mode::Usage | Mode::Version => {
+            let (flag, reply) = match args.mode {
+                Mode::Usage => ("--help", cmd::Reply::of(&UsageText { usage: usage() })?),
+                _ => (
+                    "--version",
+                    cmd::Reply::of(&VersionText {
+                        version: env!("CARGO_PKG_VERSION"),
+                    })?,
+                ),
+            };
+            match args.json {
+                true => writeln!(out, "{}", render::json_ok(flag, &reply))?,
+                false => write!(out, "{}", render::text(&reply))?,
+            }
             return Ok(EXIT_OK);
         }
         Mode::Complete(words) => {

@@ -107,12 +107,13 @@ fn not_a_persistence_file_or_no_such_file() {
     ] {
         lz.run(&format!("check file {}", path.display()))
             .fails(1)
-            .stderr_has(says)
+            .stderr_has(&format!("`{}` {says}", path.display()))
             .stdout_lacks("verdict");
     }
-    lz.run(&format!("check file {}", lz.path("nope.rdb").display()))
+    let nope = lz.path("nope.rdb");
+    lz.run(&format!("check file {}", nope.display()))
         .fails(1)
-        .stderr_has("no such file")
+        .stderr_has(&format!("no such file `{}`", nope.display()))
         .stdout_lacks("verdict");
 }
 

@@ -103,7 +103,7 @@ impl CheckCommand {
 /// AOF record (`redis.conf`). A file named `*.rdb` or `*.aof`, or an `appendonlydir`, is
 /// judged by the reader, so a damaged one is called corrupt with its fault.
 fn is_persistence_path(path: &Path) -> Result<(), CommandError> {
-    let shown = quote(&path.to_string_lossy());
+    let shown = format!("`{}`", path.display());
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -68,7 +68,7 @@ pub enum BackupTaskError {
     NotRestorePoint {
         id: String,
         status: RunStatus,
-        error: String,
+        error: crate::backup::ManifestError,
     },
     #[error(transparent)]
     Runs(#[from] RunsError),
@@ -116,7 +116,7 @@ impl DomainError for BackupTaskError {
             | E::PendingRecovery { .. } => ErrorKind::Conflict,
             E::RunVanished(_) => ErrorKind::Internal,
             E::RunFailed { .. } => ErrorKind::Unavailable,
-            E::NotRestorePoint { .. } => ErrorKind::Damaged,
+            E::NotRestorePoint { error, .. } => error.kind(),
             E::Runs(e) => e.kind(),
             E::NoSuchDatabase(e) => e.kind(),
             E::Store(e) => e.kind(),
@@ -650,10 +650,10 @@ pub fn show(store: &Store, id: &str) -> Result<Manifest> {
     };
     let repo = Repository::open(&run.path).map_err(BackupTaskError::Repository)?;
     repo.manifest(id)
-        .map_err(|e| BackupTaskError::NotRestorePoint {
+        .map_err(|error| BackupTaskError::NotRestorePoint {
             id: id.to_string(),
             status: run.status,
-            error: e.to_string(),
+            error,
         })
 }
 

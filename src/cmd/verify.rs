@@ -176,9 +176,9 @@ fn resolve_against(
             )));
         };
         let repo = Repository::local(root);
-        let m = repo
-            .manifest(run)
-            .map_err(|e| CommandError::damaged(format!("`{shown}` is not a restore point: {e}")))?;
+        let m = repo.manifest(run).map_err(|e| {
+            CommandError::new(e.kind(), format!("`{shown}` is not a restore point: {e}"))
+        })?;
         return run_sources(&repo, run, &m, identity);
     }
     if local && against.exists() {
@@ -200,10 +200,10 @@ fn resolve_against(
         )?;
         let repo = Repository::open(&run.path).map_err(CommandError::usage)?;
         let m = repo.manifest(&run.id).map_err(|e| {
-            CommandError::damaged(format!(
-                "`{}` is not a restore point: {e}",
-                repo.run_shown(&run.id)
-            ))
+            CommandError::new(
+                e.kind(),
+                format!("`{}` is not a restore point: {e}", repo.run_shown(&run.id)),
+            )
         })?;
         return run_sources(&repo, &run.id, &m, identity);
     }

@@ -40,7 +40,10 @@ pub enum RestoreTaskError {
         path: String,
     },
     #[error("`{run}` is not a restore point: {error}")]
-    NotRestorePoint { run: String, error: String },
+    NotRestorePoint {
+        run: String,
+        error: crate::backup::ManifestError,
+    },
     #[error("there is no db:{0}; to recreate a deleted database, name it")]
     NoSuchDb(Id),
     /// The message of [`crate::ccs::rules::check_db_name`].
@@ -193,7 +196,8 @@ impl DomainError for RestoreTaskError {
             | E::PartOfGroup { .. }
             | E::NothingToRetry(_)
             | E::StoppedAt { .. } => ErrorKind::Conflict,
-            E::NotRestorePoint { .. } => ErrorKind::Damaged,
+            // Missing (`not_found`) or damaged, as the manifest is.
+            E::NotRestorePoint { error, .. } => error.kind(),
             E::VerifyFailed { kind, .. } | E::GroupVerifyFailed { kind, .. } => *kind,
             E::NoServer(_)
             | E::PutBackFailed { .. }

@@ -517,6 +517,11 @@ fn keep_prune_and_due() {
         .stdout_has("Kept its 2 run(s)");
     assert!(repo.join(&ids[2]).join("manifest.json").is_file());
     lz.run(&format!("backup show {}", ids[2])).ok();
+    // A run that is not there: the runs there are named as recent ones.
+    lz.run("backup show nosuch").fails(1).stderr_has(&format!(
+        "there is no backup run `nosuch` (recent runs: `{}`",
+        ids[2]
+    ));
 }
 
 /// An age key file the operator names is their input: a malformed one (not a key, no

@@ -87,7 +87,7 @@ fn known_tasks(known: &[String]) -> String {
 }
 
 fn recent_runs(recent: &[String]) -> String {
-    listed("latest", recent, "there are none")
+    listed("recent runs", recent, "there are none")
 }
 
 /// `label: `a`, `b`` naming what there is, or `none` when there is nothing.

@@ -354,11 +354,13 @@ impl Args {
                 let value = match (flag.value, inline) {
                     (None, _) => None,
                     (Some(_), Some(v)) => Some(v),
-                    (Some(_), None) => Some(
-                        rest.next()
-                            .ok_or_else(|| UsageError::MissingValue(flag.long.to_string()))?,
-                    ),
+                    (Some(_), None) => rest.next(),
                 };
+                // An empty value (`--home ""`, `--file=`) names no path: the current
+                // directory would silently stand for it.
+                if flag.value.is_some() && value.as_deref().is_none_or(str::is_empty) {
+                    return Err(UsageError::MissingValue(flag.long.to_string()));
+                }
                 (flag.set)(&mut parsed, value);
                 if let Some(text) = parsed.max_concurrency_text.take() {
                     parsed.max_concurrency = Some(
@@ -465,6 +467,16 @@ mod tests {
             parse(&["--home"]),
             Err(UsageError::MissingValue("--home".into()))
         );
+        for empty in [
+            &["--home", ""][..],
+            &["--file="],
+            &["--redis-server", "", "status"],
+        ] {
+            assert!(
+                matches!(parse(empty), Err(UsageError::MissingValue(_))),
+                "{empty:?}"
+            );
+        }
         assert_eq!(
             parse(&["--nope"]),
             Err(UsageError::UnknownFlag("--nope".into()))

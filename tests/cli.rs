@@ -97,6 +97,9 @@ fn json_output_is_one_document_per_command() {
     let docs = out.json();
     assert_eq!(docs.len(), 3, "{docs:?}");
     assert_eq!(docs[0]["ok"], true);
+    // A script's documents name their lines; a one-shot command's has none.
+    let lines: Vec<_> = docs.iter().map(|d| d["line"].clone()).collect();
+    assert_eq!(lines, [1, 2, 3]);
     // A string: a bare 64-bit number is rounded by jq and JavaScript.
     assert_eq!(docs[0]["result"]["cluster_id"], "5");
     assert_eq!(docs[1]["command"], "info cluster");
@@ -105,6 +108,7 @@ fn json_output_is_one_document_per_command() {
     assert_eq!(docs[2]["error"], "there is no node:3 (nodes: 1)");
     let parse = lz.cmd(["--json", "info", "clustr"]).run().fails(2).json();
     assert_eq!(parse[0]["span"], serde_json::json!([5, 11]));
+    assert!(parse[0].get("line").is_none());
 }
 
 #[test]
@@ -472,6 +476,7 @@ fn every_outcome_is_one_json_document() {
     let docs = out.json();
     assert_eq!(docs.len(), 2, "the script stops at the bad line: {docs:?}");
     assert_eq!(docs[1]["kind"], "usage");
+    assert_eq!(docs[1]["line"], 2);
     let docs = lz
         .cmd([
             "--json",

@@ -138,7 +138,7 @@ impl Session {
                 let error = CommandError::from(e);
                 if self.json {
                     let doc = render::json_error(&shown.text, &error, Some(shown.span));
-                    let _ = writeln!(out, "{doc}");
+                    print_doc(out, doc, line_no);
                 }
                 let _ = writeln!(err, "{lazarus} {at}{}", at_shown.render(&shown.text));
                 return Outcome::Failed(error.kind());
@@ -170,7 +170,7 @@ impl Session {
                 *self.offers.borrow_mut() = reply.offers().to_vec();
                 if self.json {
                     // `exit` too: every line a script runs answers with one document.
-                    let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
+                    print_doc(out, render::json_ok(&text, &reply), line_no);
                 } else {
                     let _ = write!(out, "{}", render::text(&reply));
                 }
@@ -186,7 +186,7 @@ impl Session {
             }
             Err(e) => {
                 if self.json {
-                    let _ = writeln!(out, "{}", render::json_error(&text, &e, None));
+                    print_doc(out, render::json_error(&text, &e, None), line_no);
                 }
                 let _ = writeln!(err, "{lazarus} {at}{e}");
                 Outcome::Failed(e.kind())
@@ -214,7 +214,7 @@ impl Session {
     ) -> Outcome {
         let shown = lang::redact(cmd::registry(), line.trim_end_matches('\r'));
         if self.json {
-            let _ = writeln!(out, "{}", render::json_error(&shown, &error, None));
+            print_doc(out, render::json_error(&shown, &error, None), Some(line_no));
         }
         let lazarus = self.error_prefix();
         let _ = writeln!(err, "{lazarus} line {line_no}: {error}");
@@ -279,6 +279,16 @@ impl Session {
         }
         Ok(status)
     }
+}
+
+/// One `--json` document on its own line; a script's adds `line`, its line number in
+/// the script (comments and blank lines count), so each document names the line it
+/// answers.
+fn print_doc(out: &mut dyn Write, mut doc: serde_json::Value, line_no: Option<usize>) {
+    if let Some(n) = line_no {
+        doc["line"] = n.into();
+    }
+    let _ = writeln!(out, "{doc}");
 }
 
 impl Drop for Session {

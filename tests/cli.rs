@@ -133,6 +133,13 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
         .run()
         .ok()
         .stdout_has("CLUSTER:");
+    // `-`: the script is stdin.
+    lz.cmd(["--file", "-"])
+        .stdin("info cluster\ninfo node 99\n")
+        .run()
+        .fails(1)
+        .stdout_has("CLUSTER:")
+        .stderr_has("lazarus: line 2: there is no node:99");
     lz.cmd(["--file", "/no/such/script"])
         .run()
         .fails(1)

@@ -155,7 +155,7 @@ pub static FLAGS: &[Flag] = &[
         long: "--file",
         short: Some("-f"),
         value: Some("script"),
-        help: &["run a script: one command a line, `#` comments"],
+        help: &["run a script: one command a line, `#` comments (`-`: stdin)"],
         completes: Completes::Paths,
         set: |a, v| a.file = Some(value(v)),
     },

@@ -499,7 +499,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .exit_code())
         }
         _ => {
-            if let Some(file) = &args.file {
+            // `--file -`: the script is stdin, as for other tools (even on a terminal).
+            let stdin_script = args.file.as_deref() == Some(std::path::Path::new("-"));
+            if let Some(file) = args.file.as_ref().filter(|_| !stdin_script) {
                 let script = std::fs::File::open(file).map_err(|e| {
                     let message = format!("cannot open script `{}`: {e}", file.display());
                     match e.kind() {
@@ -513,7 +515,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     &mut out,
                     &mut err,
                 )
-            } else if io::stdin().is_terminal() {
+            } else if io::stdin().is_terminal() && !stdin_script {
                 drop(out);
                 repl::run(&session)
             } else {

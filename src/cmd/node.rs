@@ -471,10 +471,8 @@ pub struct NodeView {
     pub port_range: String,
     pub rack_id: Option<String>,
     /// The node's own server binary, engine and version; `None`: the cluster's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_server: Option<NodeServer>,
     /// `[user@]host[:port]` of a node on another machine; absent: this machine.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh: Option<String>,
 }
 

@@ -40,9 +40,13 @@ _lazarus() {
     local IFS=$'\n'
     local -a candidates
     candidates=($(command lazarus complete -- "${__lazarus_words[@]:1}" 2>/dev/null))
-    # bash splits words at ':' (node:2, db:3); offer only the part after the last one.
-    if [[ "$cur" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
-        local prefix="${cur%"${cur##*:}"}"
+    # bash splits words at ':' (node:2, db:3) and '=' (--file=script) when they are in
+    # COMP_WORDBREAKS; offer only the part after the last one.
+    local breaks=""
+    [[ "$COMP_WORDBREAKS" == *:* ]] && breaks+=":"
+    [[ "$COMP_WORDBREAKS" == *=* ]] && breaks+="="
+    if [[ -n "$breaks" && "$cur" == *["$breaks"]* ]]; then
+        local prefix="${cur%"${cur##*["$breaks"]}"}"
         local i
         for i in "${!candidates[@]}"; do
             candidates[$i]="${candidates[$i]#"$prefix"}"

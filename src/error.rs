@@ -11,7 +11,12 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// The command line or a flag is wrong: nothing ran.
+    /// The command line or a flag is wrong, or a file the operator gives as input holds
+    /// the wrong thing (TLS material that does not fit together, an age recipients or
+    /// identity file that holds no key): nothing ran. A file that is missing is
+    /// [`ErrorKind::NotFound`], one the system refuses to read [`ErrorKind::Io`]; data
+    /// Lazarus reads as it is (persistence files, a CCS, a backup run) is
+    /// [`ErrorKind::Damaged`].
     Usage,
     /// What the command names does not exist: a node, a database, a file, a cluster.
     NotFound,

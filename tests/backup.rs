@@ -517,4 +517,104 @@ fn keep_prune_and_due() {
         .stdout_has("Kept its 2 run(s)");
     assert!(repo.join(&ids[2]).join("manifest.json").is_file());
     lz.run(&format!("backup show {}", ids[2])).ok();
+    // A run that is not there: the runs there are named as recent ones.
+    lz.run("backup show nosuch").fails(1).stderr_has(&format!(
+        "there is no backup run `nosuch` (recent runs: `{}`",
+        ids[2]
+    ));
+}
+
+/// An age key file the operator names is their input: a malformed one (not a key, no
+/// key at all) is `usage` (exit 2), as wrong TLS material is; a missing one `not_found`.
+/// Both are refused before anything is looked up or made.
+#[test]
+fn a_malformed_age_key_file_is_the_operators_input() {
+    let lz = Lazarus::new();
+    let bad = lz.path("bad.txt");
+    std::fs::write(&bad, "not a key\n").unwrap();
+    let none = lz.path("none.txt");
+    std::fs::write(&none, "# no key yet\n").unwrap();
+    let missing = lz.path("missing.txt");
+    let repo = lz.path("repo");
+    let cases = [
+        (
+            format!(
+                "backup db x path {} encrypt {}",
+                repo.display(),
+                bad.display()
+            ),
+            2,
+            "usage",
+            format!(
+                "the age recipients file `{}` line 1 is not an age public key",
+                bad.display()
+            ),
+        ),
+        (
+            format!(
+                "backup db x path {} encrypt {}",
+                repo.display(),
+                none.display()
+            ),
+            2,
+            "usage",
+            format!(
+                "the age recipients file `{}` names no recipient",
+                none.display()
+            ),
+        ),
+        (
+            format!(
+                "backup db x path {} encrypt {}",
+                repo.display(),
+                missing.display()
+            ),
+            1,
+            "not_found",
+            format!(
+                "the age recipients file `{}` does not exist",
+                missing.display()
+            ),
+        ),
+        (
+            format!(
+                "restore task create name r db x backup {}/latest identity {}",
+                repo.display(),
+                bad.display()
+            ),
+            2,
+            "usage",
+            format!(
+                "the age identity file `{}` is not an age identity file",
+                bad.display()
+            ),
+        ),
+        (
+            format!(
+                "restore task create name r db x backup {}/latest identity {}",
+                repo.display(),
+                missing.display()
+            ),
+            1,
+            "not_found",
+            format!(
+                "the age identity file `{}` does not exist",
+                missing.display()
+            ),
+        ),
+    ];
+    for (line, code, kind, message) in cases {
+        let docs = lz
+            .cmd(["--json"])
+            .stdin(&format!("{line}\n"))
+            .run()
+            .fails(code)
+            .stderr_has(&message)
+            .json();
+        assert_eq!(docs[0]["kind"], kind, "{line}");
+    }
+    assert!(
+        !lz.path("ccs.json").exists() && !repo.exists(),
+        "nothing is made"
+    );
 }

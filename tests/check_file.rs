@@ -107,12 +107,13 @@ fn not_a_persistence_file_or_no_such_file() {
     ] {
         lz.run(&format!("check file {}", path.display()))
             .fails(1)
-            .stderr_has(says)
+            .stderr_has(&format!("`{}` {says}", path.display()))
             .stdout_lacks("verdict");
     }
-    lz.run(&format!("check file {}", lz.path("nope.rdb").display()))
+    let nope = lz.path("nope.rdb");
+    lz.run(&format!("check file {}", nope.display()))
         .fails(1)
-        .stderr_has("no such file")
+        .stderr_has(&format!("no such file `{}`", nope.display()))
         .stdout_lacks("verdict");
 }
 
@@ -128,6 +129,15 @@ fn fix_writes_a_truncated_aofs_good_prefix_elsewhere() {
         .fails(1)
         .stdout_has("truncated")
         .stdout_has(&format!("{} bytes", good.len()));
+    // The next step is named, and is a hint for scripts.
+    let fix = format!("check file {} fix <dest>", aof.display());
+    let doc = lz
+        .cmd(["--json", "check", "file", aof.to_str().unwrap()])
+        .run()
+        .fails(1)
+        .stderr_has(&format!("is truncated: `{fix}` keeps its complete records"))
+        .json();
+    assert_eq!(doc[0]["hints"], serde_json::json!([fix]));
     let dest = lz.path("fixed.aof");
     lz.run(&format!(
         "check file {} fix {}",

@@ -97,6 +97,9 @@ fn json_output_is_one_document_per_command() {
     let docs = out.json();
     assert_eq!(docs.len(), 3, "{docs:?}");
     assert_eq!(docs[0]["ok"], true);
+    // A script's documents name their lines; a one-shot command's has none.
+    let lines: Vec<_> = docs.iter().map(|d| d["line"].clone()).collect();
+    assert_eq!(lines, [1, 2, 3]);
     // A string: a bare 64-bit number is rounded by jq and JavaScript.
     assert_eq!(docs[0]["result"]["cluster_id"], "5");
     assert_eq!(docs[1]["command"], "info cluster");
@@ -105,6 +108,7 @@ fn json_output_is_one_document_per_command() {
     assert_eq!(docs[2]["error"], "there is no node:3 (nodes: 1)");
     let parse = lz.cmd(["--json", "info", "clustr"]).run().fails(2).json();
     assert_eq!(parse[0]["span"], serde_json::json!([5, 11]));
+    assert!(parse[0].get("line").is_none());
 }
 
 #[test]
@@ -129,6 +133,13 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
         .run()
         .ok()
         .stdout_has("CLUSTER:");
+    // `-`: the script is stdin.
+    lz.cmd(["--file", "-"])
+        .stdin("info cluster\ninfo node 99\n")
+        .run()
+        .fails(1)
+        .stdout_has("CLUSTER:")
+        .stderr_has("lazarus: line 2: there is no node:99");
     lz.cmd(["--file", "/no/such/script"])
         .run()
         .fails(1)
@@ -398,4 +409,91 @@ fn a_script_with_a_byte_order_mark_runs() {
     lz.script("\u{feff}cluster create name bom\ninfo cluster\n")
         .ok()
         .stdout_has("bom");
+}
+
+/// With `--json` every outcome is one document on stdout, of the shape of a command's
+/// error when it fails: `exit` (a null result), a wrong flag (before or after `--json`),
+/// a script that cannot be opened, and a script line that is not UTF-8 (that line fails,
+/// the script goes on as after any failing line). `command` is what was typed, secrets
+/// hidden.
+#[test]
+fn every_outcome_is_one_json_document() {
+    let lz = Lazarus::new();
+    let one = |out: &common::Output| {
+        let docs = out.json();
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        docs[0].clone()
+    };
+    let doc = one(&lz.cmd(["--json", "--version"]).run().ok());
+    assert_eq!(doc["result"]["version"], env!("CARGO_PKG_VERSION"));
+    let doc = one(&lz.cmd(["-h", "--json"]).run().ok());
+    assert!(doc["result"]["usage"].as_str().unwrap().contains("--json"));
+    lz.cmd(["--version"]).run().ok().stdout_has("lazarus ");
+
+    let doc = one(&lz.cmd(["--json", "exit"]).run().ok());
+    assert_eq!(doc["command"], "exit");
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["result"], serde_json::Value::Null);
+    assert_eq!(doc["messages"], serde_json::json!([]));
+
+    for args in [
+        &["--json", "--bogus"][..],
+        &["--bogus", "--json"],
+        &[
+            "--json", "--bogus", "create", "db", "x", "password", "hunter2",
+        ],
+    ] {
+        let out = lz.cmd(args).run().fails(2);
+        let doc = one(&out);
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert_eq!(doc["kind"], "usage", "{doc}");
+        assert_eq!(
+            doc["error"],
+            "unknown flag `--bogus` (see `lazarus --help`)"
+        );
+        assert_eq!(doc["hints"], serde_json::json!(["see `lazarus --help`"]));
+        assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"));
+    }
+    let doc = one(&lz.cmd(["--json", "--home"]).run().fails(2));
+    assert_eq!(doc["error"], "`--home` needs a value");
+    // Without `--json`, only stderr.
+    lz.cmd(["--bogus"]).run().fails(2).stdout_lacks("{");
+
+    let doc = one(&lz
+        .cmd(["--json", "--file", "/no/such/script"])
+        .run()
+        .fails(1));
+    assert_eq!(doc["kind"], "not_found");
+    assert!(doc["command"]
+        .as_str()
+        .unwrap()
+        .ends_with("--json --file /no/such/script"));
+    assert!(doc["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("cannot open script `/no/such/script`"));
+
+    let script = lz.path("latin1.txt");
+    std::fs::write(&script, b"help exit\ninfo \xe9t\xe9\nhelp quit\n").unwrap();
+    let out = lz
+        .cmd(["--json", "--file", script.to_str().unwrap()])
+        .run()
+        .fails(2)
+        .stderr_has("lazarus: line 2: the line is not valid UTF-8");
+    let docs = out.json();
+    assert_eq!(docs.len(), 2, "the script stops at the bad line: {docs:?}");
+    assert_eq!(docs[1]["kind"], "usage");
+    assert_eq!(docs[1]["line"], 2);
+    let docs = lz
+        .cmd([
+            "--json",
+            "--continue-on-error",
+            "--file",
+            script.to_str().unwrap(),
+        ])
+        .run()
+        .fails(2)
+        .json();
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    assert_eq!(docs[2]["command"], "help quit");
 }

@@ -224,4 +224,34 @@ fn a_flag_value_completes_as_a_path() {
         bash_complete(&lz, &format!("lazarus --home {d}/hos")),
         [format!("{d}/hosts/")]
     );
+
+    // The `--flag=value` form completes the same values, each candidate the whole word
+    // (bash, whose words break at `=`, is handed the part after it).
+    assert_eq!(
+        complete(&[&format!("--file={d}/s")]),
+        [format!("--file={d}/script.txt")]
+    );
+    assert_eq!(
+        complete(&["--json", &format!("--home={d}/h")]),
+        [
+            format!("--home={d}/home dir/"),
+            format!("--home={d}/hosts/")
+        ]
+    );
+    assert_eq!(complete(&["--max-concurrency="]), Vec::<String>::new());
+    assert_eq!(complete(&["--json=x"]), Vec::<String>::new());
+    assert_eq!(
+        complete(&[&format!("--home={d}"), "info", "c"]),
+        ["cluster"]
+    );
+    let typed = format!("lazarus --file={d}/scr");
+    assert_eq!(bash_complete(&lz, &typed), [format!("{d}/script.txt")]);
+    assert_eq!(
+        zsh_complete(&lz, &typed),
+        [format!("--file={d}/script.txt")]
+    );
+    assert_eq!(
+        fish_complete(&lz, &typed),
+        [format!("--file={d}/script.txt")]
+    );
 }

@@ -24,6 +24,52 @@ fn line() -> impl Strategy<Value = String> {
     prop::collection::vec(word, 0..8).prop_map(|w| w.join(" "))
 }
 
+/// `password` with one or two edits (a letter left out, added, changed, two swapped), cut
+/// to its first 4 letters or more, or with letters after it; in any case.
+fn mistyped_password() -> impl Strategy<Value = String> {
+    let edit = (0usize..4, 0usize..9, "[a-z0-9]");
+    let edited = prop::collection::vec(edit, 1..=2).prop_map(|edits| {
+        let mut w: Vec<char> = "password".chars().collect();
+        for (op, at, c) in edits {
+            let c = c.chars().next().unwrap();
+            let at = at.min(w.len().saturating_sub(1));
+            match op {
+                0 if w.len() > 1 => {
+                    w.remove(at);
+                }
+                1 => w.insert(at, c),
+                2 => w[at] = c,
+                _ if at + 1 < w.len() => w.swap(at, at + 1),
+                _ => w.push(c),
+            }
+        }
+        w.into_iter().collect::<String>()
+    });
+    let cut = (4usize..8).prop_map(|n| "password"[..n].to_string());
+    let longer = "[a-z0-9]{1,4}".prop_map(|tail| format!("password{tail}"));
+    (prop_oneof![edited, cut, longer], any::<bool>()).prop_map(|(w, upper)| {
+        if upper {
+            w.to_uppercase()
+        } else {
+            w
+        }
+    })
+}
+
+/// The rule of `lang::mask` written out again: two edits, a start of 4 letters or more,
+/// the first and last letter kept in order (3 or more), or more after the key.
+fn looks_like_password(word: &str) -> bool {
+    let key = "password";
+    let mut rest = key.chars();
+    strsim::damerau_levenshtein(word, key) <= 2
+        || (word.len() >= 4 && key.starts_with(word))
+        || word.starts_with(key)
+        || (word.len() >= 3
+            && word.starts_with('p')
+            && word.ends_with('d')
+            && word.chars().all(|c| rest.any(|l| l == c)))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -57,6 +103,33 @@ proptest! {
             hidden.text
         );
         prop_assert!(hidden.span.end <= hidden.text.len());
+    }
+
+    /// A mistyped `password` (one or two edits, a shortening, more after it) on a line
+    /// that fails to parse still hides the word after it.
+    #[test]
+    fn the_word_after_a_mistyped_secret_key_is_hidden(
+        typo in mistyped_password(),
+        secret in "[a-zA-Z0-9]{6,12}",
+    ) {
+        let line = format!("create db x {typo} {secret}");
+        let fault = parse(&line).map(|_| 0..0).unwrap_or_else(|e| e.span);
+        let hidden = hide(registry(), &line, Some(fault));
+        prop_assert!(!hidden.text.contains(&secret), "{}", hidden.text);
+    }
+
+    /// A word that is none of those (`passenger`, `passage`) hides nothing: the word
+    /// after it is shown as typed.
+    #[test]
+    fn the_word_after_a_word_that_only_looks_alike_stays(
+        word in "pa[a-z]{2,9}",
+        after in "[a-z]{4,8}",
+    ) {
+        prop_assume!(!looks_like_password(&word));
+        let line = format!("create db x {word} {after}");
+        let fault = parse(&line).map(|_| 0..0).unwrap_or_else(|e| e.span);
+        let hidden = hide(registry(), &line, Some(fault));
+        prop_assert_eq!(hidden.text, line);
     }
 
     #[test]

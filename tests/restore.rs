@@ -1955,3 +1955,40 @@ fn a_deleted_task_leaves_no_lock_file() {
         .ok()
         .stdout_has("No restore tasks");
 }
+
+/// A run that is not in the repository is `not_found`, named as not there (not as a run
+/// that did not finish, nor as damaged); a run directory without its manifest is an
+/// unfinished run, `not_found` too, as the README's kinds say. Nothing is stored.
+#[test]
+fn a_run_that_is_not_there_is_not_found() {
+    let lz = Lazarus::new();
+    let repo = lz.path("repo");
+    std::fs::create_dir_all(repo.join("20261204-035012-17")).unwrap();
+    for (run, says) in [
+        (
+            "20261204-035012-99".to_string(),
+            format!("`{}/20261204-035012-99` does not exist", repo.display()),
+        ),
+        (
+            "20261204-035012-17".to_string(),
+            "the run did not finish".to_string(),
+        ),
+    ] {
+        let out = lz
+            .cmd(["--json"])
+            .arg("restore")
+            .arg("task")
+            .arg("create")
+            .arg("name")
+            .arg("r")
+            .arg("db")
+            .arg("orders")
+            .arg("backup")
+            .arg(&format!("{}/{run}", repo.display()))
+            .run()
+            .fails(1)
+            .stderr_has(&says);
+        assert_eq!(out.json()[0]["kind"], "not_found", "{run}");
+    }
+    assert!(!lz.path("ccs.json").exists(), "nothing is stored");
+}

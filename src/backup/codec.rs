@@ -39,14 +39,73 @@ pub struct Codec {
 /// identity that opens the run restored opens the safety backup too.
 pub struct Recipients(Vec<age::x25519::Recipient>);
 
+/// Why an age key file the operator named (recipients to encrypt to, identities to
+/// decrypt with) cannot be used: missing (`not_found`), refused by the system (`io`), or
+/// not what it should hold (`usage`: the operator's input is wrong, as wrong TLS material
+/// is). A message names the file, never a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("the age {what} file `{}` does not exist", path.display())]
+    Missing { what: &'static str, path: PathBuf },
+    #[error("cannot read the age {what} file `{}`: {source}", path.display())]
+    Unreadable {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("the age {what} file `{}` {why}", path.display())]
+    Malformed {
+        what: &'static str,
+        path: PathBuf,
+        why: String,
+    },
+}
+
+impl crate::error::DomainError for KeyFileError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            KeyFileError::Missing { .. } => ErrorKind::NotFound,
+            KeyFileError::Unreadable { .. } => ErrorKind::Io,
+            KeyFileError::Malformed { .. } => ErrorKind::Usage,
+        }
+    }
+}
+
+/// Opens an age key file, telling a missing one from one the system refuses.
+fn open_key_file(what: &'static str, path: &Path) -> Result<std::fs::File, KeyFileError> {
+    std::fs::File::open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => KeyFileError::Missing {
+            what,
+            path: path.to_path_buf(),
+        },
+        _ => KeyFileError::Unreadable {
+            what,
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
 impl Recipients {
-    pub fn load(path: &Path) -> Result<Recipients, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read the age recipients file `{}`: {e}",
-                path.display()
-            )
-        })?;
+    pub fn load(path: &Path) -> Result<Recipients, KeyFileError> {
+        const WHAT: &str = "recipients";
+        let malformed = |why: String| KeyFileError::Malformed {
+            what: WHAT,
+            path: path.to_path_buf(),
+            why,
+        };
+        let mut text = String::new();
+        open_key_file(WHAT, path)?
+            .read_to_string(&mut text)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::InvalidData => malformed("is not a text file".into()),
+                _ => KeyFileError::Unreadable {
+                    what: WHAT,
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -54,30 +113,22 @@ impl Recipients {
                 continue;
             }
             if line.starts_with("AGE-SECRET-KEY-1") {
-                let id = line.parse::<age::x25519::Identity>().map_err(|_| {
-                    format!(
-                        "the age identity file `{}` line {} is not an age identity",
-                        path.display(),
-                        i + 1
-                    )
-                })?;
+                let id = line
+                    .parse::<age::x25519::Identity>()
+                    .map_err(|_| malformed(format!("line {} is not an age identity", i + 1)))?;
                 out.push(id.to_public());
                 continue;
             }
             let r = line.parse::<age::x25519::Recipient>().map_err(|_| {
-                format!(
-                    "the age recipients file `{}` line {} is not an age public key (`age1...`)",
-                    path.display(),
+                malformed(format!(
+                    "line {} is not an age public key (`age1...`)",
                     i + 1
-                )
+                ))
             })?;
             out.push(r);
         }
         if out.is_empty() {
-            return Err(format!(
-                "the age recipients file `{}` names no recipient",
-                path.display()
-            ));
+            return Err(malformed("names no recipient".into()));
         }
         Ok(Recipients(out))
     }
@@ -326,15 +377,29 @@ pub struct Identities {
 }
 
 impl Identities {
-    pub fn load(path: &Path) -> Result<Identities, String> {
-        let shown = path.display();
-        let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned())
-            .map_err(|e| format!("cannot read the age identity file `{shown}`: {e}"))?;
+    pub fn load(path: &Path) -> Result<Identities, KeyFileError> {
+        const WHAT: &str = "identity";
+        let malformed = |why: String| KeyFileError::Malformed {
+            what: WHAT,
+            path: path.to_path_buf(),
+            why,
+        };
+        let file = age::IdentityFile::from_buffer(BufReader::new(open_key_file(WHAT, path)?))
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => {
+                    malformed(format!("is not an age identity file: {e}"))
+                }
+                _ => KeyFileError::Unreadable {
+                    what: WHAT,
+                    path: path.to_path_buf(),
+                    source: e,
+                },
+            })?;
         let keys = file
             .into_identities()
-            .map_err(|_| format!("the age identity file `{shown}` holds no usable identity"))?;
+            .map_err(|_| malformed("holds no usable identity".into()))?;
         if keys.is_empty() {
-            return Err(format!("the age identity file `{shown}` holds no identity"));
+            return Err(malformed("holds no identity".into()));
         }
         Ok(Identities {
             path: path.to_path_buf(),

@@ -89,6 +89,9 @@ pub struct ShardEntry {
 pub enum ManifestError {
     #[error("no manifest (`{0}` is missing): the run did not finish")]
     Missing(String),
+    /// Not even the run's directory is there: no run of that name.
+    #[error("`{0}` does not exist")]
+    NoRun(String),
     #[error("cannot read the manifest `{path}`: {reason}")]
     Unreadable { path: String, reason: String },
     #[error("the manifest `{0}` does not match its checksum: it was changed or damaged")]
@@ -103,7 +106,7 @@ impl crate::error::DomainError for ManifestError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            ManifestError::Missing(_) => ErrorKind::NotFound,
+            ManifestError::Missing(_) | ManifestError::NoRun(_) => ErrorKind::NotFound,
             ManifestError::Unreadable { .. } | ManifestError::Checksum(_) => ErrorKind::Damaged,
             ManifestError::Format { .. } => ErrorKind::Conflict,
         }
@@ -155,7 +158,10 @@ impl Manifest {
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ManifestError::Missing(shown))
+                return Err(match path.parent().filter(|run| !run.exists()) {
+                    Some(run) => ManifestError::NoRun(run.display().to_string()),
+                    None => ManifestError::Missing(shown),
+                });
             }
             Err(e) => {
                 return Err(ManifestError::Unreadable {

@@ -29,8 +29,8 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use codec::{
-    decoder, hashing_reader, stored_name, Codec, Compression, DigestSlot, Identities, Recipients,
-    StoredDigest,
+    decoder, hashing_reader, stored_name, Codec, Compression, DigestSlot, Identities, KeyFileError,
+    Recipients, StoredDigest,
 };
 pub use manifest::{Manifest, ManifestError, ShardEntry, MANIFEST_FILE, MANIFEST_FORMAT};
 pub use plain::PlainRead;

@@ -27,7 +27,7 @@ impl PlainRead {
         identity: Option<&Path>,
     ) -> Result<PlainRead, String> {
         let ids = match identity {
-            Some(p) if e.encrypted => Some(Identities::load(p)?),
+            Some(p) if e.encrypted => Some(Identities::load(p).map_err(|e| e.to_string())?),
             _ => None,
         };
         let (stored_stream, stored) = hashing_reader(file.open()?);

@@ -27,8 +27,8 @@ pub enum BackupTaskError {
         error: std::io::Error,
     },
     /// An age recipients file that does not open or holds no key.
-    #[error("{0}")]
-    Recipients(String),
+    #[error(transparent)]
+    Recipients(crate::backup::KeyFileError),
     /// A repository path that cannot be used (the message of
     /// [`check_repository`] or [`Repository::open`]).
     #[error("{0}")]
@@ -68,7 +68,7 @@ pub enum BackupTaskError {
     NotRestorePoint {
         id: String,
         status: RunStatus,
-        error: String,
+        error: crate::backup::ManifestError,
     },
     #[error(transparent)]
     Runs(#[from] RunsError),
@@ -87,7 +87,7 @@ fn known_tasks(known: &[String]) -> String {
 }
 
 fn recent_runs(recent: &[String]) -> String {
-    listed("latest", recent, "there are none")
+    listed("recent runs", recent, "there are none")
 }
 
 /// `label: `a`, `b`` naming what there is, or `none` when there is nothing.
@@ -104,9 +104,8 @@ impl DomainError for BackupTaskError {
         use BackupTaskError as E;
         match self {
             E::Resolve { .. } | E::Lock(_) | E::NotRemoved(_) => ErrorKind::Io,
-            E::Recipients(_) | E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } => {
-                ErrorKind::NotFound
-            }
+            E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } => ErrorKind::NotFound,
+            E::Recipients(e) => e.kind(),
             // Inside shard data or a recovery path; the rest is the file system's refusal.
             E::Repository(why) if why.contains(" is inside ") => ErrorKind::Conflict,
             E::Repository(_) => ErrorKind::Io,
@@ -117,7 +116,7 @@ impl DomainError for BackupTaskError {
             | E::PendingRecovery { .. } => ErrorKind::Conflict,
             E::RunVanished(_) => ErrorKind::Internal,
             E::RunFailed { .. } => ErrorKind::Unavailable,
-            E::NotRestorePoint { .. } => ErrorKind::Damaged,
+            E::NotRestorePoint { error, .. } => error.kind(),
             E::Runs(e) => e.kind(),
             E::NoSuchDatabase(e) => e.kind(),
             E::Store(e) => e.kind(),
@@ -651,10 +650,10 @@ pub fn show(store: &Store, id: &str) -> Result<Manifest> {
     };
     let repo = Repository::open(&run.path).map_err(BackupTaskError::Repository)?;
     repo.manifest(id)
-        .map_err(|e| BackupTaskError::NotRestorePoint {
+        .map_err(|error| BackupTaskError::NotRestorePoint {
             id: id.to_string(),
             status: run.status,
-            error: e.to_string(),
+            error,
         })
 }
 

@@ -183,7 +183,7 @@ async fn cut_and_stream(
     progress: &dyn Progress,
 ) -> Result<Manifest, BackupError> {
     let recipients = match &spec.codec.encrypt {
-        Some(path) => Some(Recipients::load(path).map_err(BackupError::Failed)?),
+        Some(path) => Some(Recipients::load(path).map_err(|e| BackupError::Failed(e.to_string()))?),
         None => None,
     };
     spec.repo.prepare().map_err(BackupError::Failed)?;

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::ccs::SlotRange;
 use crate::lang::lexer::quote;
-use crate::persist::{self, CheckOptions, FileReport, FixOutcome, Verdict};
+use crate::persist::{self, CheckOptions, FileKind, FileReport, FixOutcome, Verdict};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckCommand {
@@ -103,7 +103,7 @@ impl CheckCommand {
 /// AOF record (`redis.conf`). A file named `*.rdb` or `*.aof`, or an `appendonlydir`, is
 /// judged by the reader, so a damaged one is called corrupt with its fault.
 fn is_persistence_path(path: &Path) -> Result<(), CommandError> {
-    let shown = quote(&path.to_string_lossy());
+    let shown = format!("`{}`", path.display());
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -193,6 +193,16 @@ fn reply(r: &FileReport) -> Result<Reply, CommandError> {
                     CommandError::not_found(message)
                 }
                 Verdict::Unreadable => CommandError::io(message),
+                // What `fix` keeps, as the report's `valid up to` line says: the next
+                // step, for a script too.
+                Verdict::Truncated
+                    if r.valid_len.is_some()
+                        && matches!(r.kind, FileKind::AofSingle | FileKind::AofMultiPart) =>
+                {
+                    let fix = format!("check file {} fix <dest>", quote(&r.path.to_string_lossy()));
+                    CommandError::damaged(format!("{message}: `{fix}` keeps its complete records"))
+                        .hinted(fix)
+                }
                 Verdict::KeysOutsideSlots => CommandError::conflict(format!(
                     "`{}` holds {} key(s) outside the slots checked",
                     r.path.display(),

@@ -181,9 +181,7 @@ pub struct ClusterCreated {
     pub addr: String,
     pub persistent_path: PathBuf,
     /// The TLS material installed (`cacert`/`cert`/`key` given), by id.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_material: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_server: Option<crate::ccs::NodeServer>,
 }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Persistence, Role};
 use crate::db;
+use crate::persist::SlotRange;
 
 /// A database as `create db` and `restart db` show it: never its password, only whether
 /// it has one.
@@ -29,8 +30,8 @@ pub struct ShardView {
     pub node: Id,
     pub role: Role,
     pub master: Option<Id>,
-    /// `start-end`.
-    pub slots: Option<String>,
+    /// `{start, end}`, as `status`, `recover list` and a manifest show a shard's slots.
+    pub slots: Option<SlotRange>,
     pub port: u16,
     pub pid: Option<u32>,
 }
@@ -56,7 +57,7 @@ impl DbView {
                     node: s.node,
                     role: s.role,
                     master: s.master,
-                    slots: s.slots.map(|r| r.to_string()),
+                    slots: s.slots,
                     port: s.port,
                     pid: s.pid,
                 })

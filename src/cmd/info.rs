@@ -70,7 +70,6 @@ pub struct ClusterInfo {
     pub nodes: Vec<NodeView>,
     pub databases: Vec<Id>,
     /// The cluster's TLS material (`cluster tls set`), by fingerprint.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsView>,
 }
 

@@ -50,6 +50,7 @@ use std::sync::OnceLock;
 
 pub use crate::progress::{NoProgress, Progress, ProgressTask};
 pub use context::Context;
+pub(crate) use reply::fill_missing;
 pub use reply::{Block, Offer, Render, Reply, Table, Text};
 
 use crate::error::{DomainError, ErrorKind};

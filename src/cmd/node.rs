@@ -342,7 +342,6 @@ impl Render for NodeAdded {
 pub struct NodeRemoved {
     pub removed: Id,
     /// Its shards, placed on other nodes (a lost node's databases pending recovery).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub moved: Vec<crate::recovery::relocate::ShardMove>,
 }
 
@@ -472,10 +471,8 @@ pub struct NodeView {
     pub port_range: String,
     pub rack_id: Option<String>,
     /// The node's own server binary, engine and version; `None`: the cluster's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_server: Option<NodeServer>,
     /// `[user@]host[:port]` of a node on another machine; absent: this machine.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh: Option<String>,
 }
 

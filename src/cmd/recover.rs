@@ -550,22 +550,19 @@ async fn recover(
     };
     let outcome = run::recover(&lock, &mut cluster, req, &*ctx.progress, &ctx.cancel).await?;
     let (adopted, moved, run) = match outcome {
-        RecoverOutcome::Adopted(a) => return Ok(Reply::message(a.line())),
+        RecoverOutcome::Adopted(a) => {
+            let lines = vec![a.line()];
+            return Reply::of(&NothingRecovered::new(vec![a], lines));
+        }
         RecoverOutcome::AlreadyActive { id, name } => {
-            return Ok(Reply::message(format!(
-                "db:{id} `{name}` is already active: nothing to recover"
-            )))
+            let line = format!("db:{id} `{name}` is already active: nothing to recover");
+            return Reply::of(&NothingRecovered::new(Vec::new(), vec![line]));
         }
         RecoverOutcome::NothingPending { adopted, down } => {
-            let mut reply = Reply::new();
-            for a in &adopted {
-                reply = reply.line(a.line());
-            }
-            reply = reply.line(NOTHING_PENDING);
-            if let Some(hint) = down_hint(&down) {
-                reply = reply.line(hint);
-            }
-            return Ok(reply);
+            let mut lines: Vec<String> = adopted.iter().map(Adopted::line).collect();
+            lines.push(NOTHING_PENDING.to_string());
+            lines.extend(down_hint(&down));
+            return Reply::of(&NothingRecovered::new(adopted, lines));
         }
         RecoverOutcome::Ran {
             adopted,
@@ -602,6 +599,41 @@ async fn recover(
         ));
     }
     Ok(reply)
+}
+
+/// `recover all`, `recover db` when nothing was recovered (nothing pending, the database
+/// already active, or found running and adopted): the report's shape with its lists
+/// empty, so a script reads one shape whatever happened; the lines say why.
+#[derive(Serialize)]
+struct NothingRecovered {
+    moved: Vec<String>,
+    adopted: Vec<Adopted>,
+    recovered: Vec<Recovered>,
+    failed: Vec<FailedDb>,
+    cleared: Vec<ClearedPath>,
+    #[serde(skip)]
+    lines: Vec<String>,
+}
+
+impl NothingRecovered {
+    fn new(adopted: Vec<Adopted>, lines: Vec<String>) -> NothingRecovered {
+        NothingRecovered {
+            moved: Vec::new(),
+            adopted,
+            recovered: Vec::new(),
+            failed: Vec::new(),
+            cleared: Vec::new(),
+            lines,
+        }
+    }
+}
+
+impl Render for NothingRecovered {
+    fn render(&self, text: &mut Text) {
+        for line in &self.lines {
+            text.line(line.clone());
+        }
+    }
 }
 
 /// The report of a run, and the offers to move a database off ports another program
@@ -667,10 +699,8 @@ fn report_of(
 #[derive(Serialize)]
 pub struct RecoverReport {
     /// Endpoints moved before the recovery (`port`), each as a line.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub moved: Vec<String>,
     /// Databases found live and adopted instead of recovered.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<Adopted>,
     pub recovered: Vec<Recovered>,
     pub failed: Vec<FailedDb>,

@@ -12,6 +12,20 @@ pub trait Render: Serialize {
     fn render(&self, text: &mut Text);
 }
 
+/// Adds to the JSON object `doc` each of `fields` it lacks, with its value (`null`, `[]`,
+/// a default). For results that are stored types (a CCS record, a manifest), whose
+/// stored form leaves empty fields out: every field the README documents for a result is
+/// in its JSON, `null` when there is none, so a script can tell "none" from a mistake.
+pub(crate) fn fill_missing(doc: &mut serde_json::Value, fields: &[(&str, serde_json::Value)]) {
+    if let Some(object) = doc.as_object_mut() {
+        for (name, value) in fields {
+            object
+                .entry(name.to_string())
+                .or_insert_with(|| value.clone());
+        }
+    }
+}
+
 /// The lines and tables a [`Render`] result renders into.
 #[derive(Default)]
 pub struct Text {
@@ -131,7 +145,8 @@ impl Reply {
         &self.offers
     }
 
-    /// The reply of `exit`: no output, the session ends.
+    /// The reply of `exit`: no text (with `--json`, a document whose `result` is null),
+    /// and the session ends.
     pub fn exit() -> Reply {
         Reply {
             exit: true,
@@ -158,13 +173,15 @@ impl Reply {
     }
 
     /// The plain lines, in order (the `messages` of the JSON output).
+    /// A line that holds line breaks (a headline and its proof) is as many lines.
     pub fn lines(&self) -> Vec<&str> {
         self.blocks
             .iter()
             .filter_map(|b| match b {
-                Block::Line(l) => Some(l.as_str()),
+                Block::Line(l) => Some(l.split('\n')),
                 Block::Table(_) => None,
             })
+            .flatten()
             .collect()
     }
 }

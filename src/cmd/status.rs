@@ -70,11 +70,12 @@ pub static SYNTAX: &[CommandSyntax] = &[CommandSyntax {
 impl StatusCommand {
     pub async fn apply(self, ctx: &Context) -> Result<Reply, CommandError> {
         let cluster = ctx.cluster()?;
-        // The version column falls back to the local binary's; its absence is no error here.
+        // The version column falls back to the local binary's (`redis 7.0.15`, the form a
+        // live shard's answer takes); its absence is no error here.
         let version =
             RedisServer::locate(ctx.redis_server.as_deref(), cluster.redis_server.as_deref())
                 .ok()
-                .map(|s| s.version);
+                .map(|s| s.label());
         let mut report = db::status(
             &cluster,
             version.as_deref(),

@@ -103,8 +103,7 @@ impl DomainError for VerifyError {
 pub struct VerifyOutcome {
     pub db: String,
     pub against: PathBuf,
-    /// The backup run `against` named, and its repository.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The backup run `against` named, and its repository; `null` for files.
     pub run: Option<RunRead>,
     pub files_read: Vec<String>,
     #[serde(flatten)]
@@ -137,7 +136,7 @@ fn run_sources(
         )));
     }
     if let Some(i) = identity {
-        crate::backup::Identities::load(i).map_err(CommandError::not_found)?;
+        crate::backup::Identities::load(i).map_err(CommandError::from)?;
     }
     Ok(Against {
         sources: m
@@ -177,9 +176,9 @@ fn resolve_against(
             )));
         };
         let repo = Repository::local(root);
-        let m = repo
-            .manifest(run)
-            .map_err(|e| CommandError::damaged(format!("`{shown}` is not a restore point: {e}")))?;
+        let m = repo.manifest(run).map_err(|e| {
+            CommandError::new(e.kind(), format!("`{shown}` is not a restore point: {e}"))
+        })?;
         return run_sources(&repo, run, &m, identity);
     }
     if local && against.exists() {
@@ -201,10 +200,10 @@ fn resolve_against(
         )?;
         let repo = Repository::open(&run.path).map_err(CommandError::usage)?;
         let m = repo.manifest(&run.id).map_err(|e| {
-            CommandError::damaged(format!(
-                "`{}` is not a restore point: {e}",
-                repo.run_shown(&run.id)
-            ))
+            CommandError::new(
+                e.kind(),
+                format!("`{}` is not a restore point: {e}", repo.run_shown(&run.id)),
+            )
         })?;
         return run_sources(&repo, &run.id, &m, identity);
     }

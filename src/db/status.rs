@@ -187,7 +187,8 @@ async fn probe_all(
 
 /// Asks every shard of every active database at once, each within `timeout`, over the
 /// connections `kept` holds from an earlier `status` where they still answer.
-/// `server_version` is the local `redis-server`'s, shown for nodes with no shard up.
+/// `server_version` is the local `redis-server`'s label (`redis 7.0.15`, as a live shard's
+/// is shown), shown for nodes with no shard up and no binary of their own.
 pub async fn status(
     cluster: &Cluster,
     server_version: Option<&str>,

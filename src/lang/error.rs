@@ -77,6 +77,10 @@ impl crate::error::DomainError for ParseError {
 
 /// The candidate closest to `word`, if any is close enough to be a likely typo.
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    // An empty word (`""`) is no typo of anything, not even of a one-letter keyword.
+    if word.trim().is_empty() {
+        return None;
+    }
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -112,5 +116,6 @@ mod tests {
             Some("cluster".into())
         );
         assert_eq!(nearest("zzzz", ["cluster", "node"]), None);
+        assert_eq!(nearest("", ["?", "node"]), None);
     }
 }

@@ -5,12 +5,12 @@
 //! after a secret key (`password`, or any key whose kind is [`ValueKind::Secret`]) is
 //! hidden whole, and inside a quoted word (`"create db x password hunter2"`) the word after
 //! a secret key is hidden too. On a line that failed to parse, a mistyped key no longer
-//! marks its value: there, the word after a near miss of a secret key (`passwrd`) is
-//! hidden as well. Other words stay readable.
+//! marks its value: there, the word after a near miss of a secret key ([`near_miss`]:
+//! `passwrd`, `pass`, `pwd`, `passwords`) is hidden as well. Other words stay readable
+//! (`passenger`, `passage`).
 
 use std::ops::Range;
 
-use super::error::nearest;
 use super::lexer::{lex_lenient, Token};
 use super::syntax::{Element, Syntax};
 use super::value::ValueKind;
@@ -83,12 +83,11 @@ pub(super) fn secret_ranges<T>(
     // A word holding `=` is a key with its value (`inline` below), not a key alone.
     let is_key = |word: &str| {
         let exact = keys.iter().any(|k| word.eq_ignore_ascii_case(k));
-        let near_miss = || {
-            word.chars().count() >= 4
-                && !words.iter().any(|w| word.eq_ignore_ascii_case(w))
-                && nearest(word, keys.iter().copied()).is_some()
+        let mistyped = || {
+            !words.iter().any(|w| word.eq_ignore_ascii_case(w))
+                && keys.iter().any(|k| near_miss(word, k))
         };
-        !word.contains('=') && (exact || typos && near_miss())
+        !word.contains('=') && (exact || typos && mistyped())
     };
     let mut ranges = Vec::new();
     // `key=value` in one word: the value is hidden.
@@ -131,6 +130,33 @@ pub(super) fn secret_ranges<T>(
         }
     }
     merged
+}
+
+/// Whether `word` is likely `key` mistyped or shortened, so that the word after it may be
+/// a secret. Exact, case-insensitive, and no wider than it must be (the suggestions of a
+/// parse error are fuzzier, and would hide the word after `passenger`):
+/// - a typo: at most two edits (a letter left out, added, changed, or two swapped) from
+///   the key (one for a key under 8 letters): `passwrd`, `pasword`, `passowrd`, `passwort`;
+/// - a shortening: 4 letters or more that start the key (`pass`, `passw`), or 3 or more
+///   that keep its first and last letter in order (`pwd`, `pswd`, `passwd`);
+/// - the key with more after it: `passwords`, `password1`.
+fn near_miss(word: &str, key: &str) -> bool {
+    let word = word.to_ascii_lowercase();
+    let n = word.chars().count();
+    let typo = strsim::damerau_levenshtein(&word, key) <= if key.len() >= 8 { 2 } else { 1 };
+    let start = n >= 4 && key.starts_with(&word);
+    let longer = word.starts_with(key);
+    let abbreviation = n >= 3
+        && word.chars().next() == key.chars().next()
+        && word.chars().last() == key.chars().last()
+        && is_subsequence(&word, key);
+    typo || start || longer || abbreviation
+}
+
+/// Whether the letters of `short` appear in `long` in order.
+fn is_subsequence(short: &str, long: &str) -> bool {
+    let mut rest = long.chars();
+    short.chars().all(|c| rest.any(|l| l == c))
 }
 
 /// `line[part]` with the parts of `ranges` (sorted, merged) inside it replaced by [`MASK`].

@@ -240,8 +240,25 @@ fn a_failed_line_hides_the_word_after_a_mistyped_key_with_fixed_width_masks() {
         ("create pass hunter5", "create pass ***"),
         ("create passwd=hunter5 x", "create passwd=*** x"),
         ("create password=hunter5", "create password=***"),
+        ("create passowrd hunter5", "create passowrd ***"),
+        ("create paswrod hunter5", "create paswrod ***"),
+        ("create pwd hunter5", "create pwd ***"),
+        ("create pswd hunter5", "create pswd ***"),
+        ("create passwords hunter5", "create passwords ***"),
+        ("create Password1 hunter5", "create Password1 ***"),
     ] {
         assert_eq!(hide(&reg, line, Some(0..1)).text, want);
+    }
+    // Words that only look alike: the word after them is no secret, and stays.
+    for line in [
+        "create db x passenger manifest",
+        "create db x passage north",
+        "create db x passive mode",
+        "create db x sword fish",
+        "create db x pw short",
+        "create db x word play",
+    ] {
+        assert_eq!(hide(&reg, line, Some(12..13)).text, line);
     }
 }
 

@@ -281,16 +281,13 @@ pub struct Recovered {
     pub content: Option<ContentProof>,
     /// Masters that loaded another copy than the chosen one, which their server
     /// refused: which copy each used, and why the first was rejected.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
     /// Keys loaded with values damaged where the load does not look, by master
     /// (`redis:N: `key` in database D at offset O`): a client read of one stops the
     /// server, so the line says to UNLINK them first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged_values: Vec<String>,
     /// Some master's files are hard links to the originals in the recovery path, until
     /// its next save or AOF rewrite replaces them.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub linked: bool,
     /// Where the time went.
     pub phases: Phases,

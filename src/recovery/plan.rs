@@ -40,14 +40,11 @@ pub struct ShardPlan {
     pub shard: Id,
     pub node: Id,
     pub role: Role,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub master: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotRange>,
     pub outcome: Outcome,
     /// Candidates looked at and set aside, with why (e.g. a corrupted AOF beside a good
     /// snapshot, or the master's own files when a replica's copy is used).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<Reason>,
     /// Other copies the reader accepts, freshest first: what recovery loads next when the
     /// server refuses the chosen one (the reader may call ok what the server refuses).

@@ -25,7 +25,6 @@ pub struct ShardMove {
     pub to: Id,
     pub port: u16,
     /// A replica that could only go to its master's node (no other node is left).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub beside_master: bool,
 }
 

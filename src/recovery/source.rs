@@ -107,7 +107,6 @@ pub struct Source {
     pub bytes: u64,
     /// Keys it holds damaged where the load does not look: they load, broken, and the
     /// recovery line says to UNLINK them before a client reads one.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged_values: Vec<String>,
     /// Unix seconds of the newest data in it; what "freshest" compares.
     pub written: i64,
@@ -118,11 +117,9 @@ pub struct Source {
     pub modified_ns: i64,
     /// The very file the last recovery or restore loaded into this master (its
     /// modification time is the one the CCS recorded then).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub loaded_before: bool,
     /// An RDB newer than the target server loads: its keys are decoded and written as
     /// commands (`replay`) into a master started empty, instead of the file being loaded.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
 }
 

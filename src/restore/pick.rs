@@ -53,9 +53,9 @@ pub fn run_in_repository(
     }
     let m = repo
         .manifest(run)
-        .map_err(|e| RestoreTaskError::NotRestorePoint {
+        .map_err(|error| RestoreTaskError::NotRestorePoint {
             run: repo.run_shown(run),
-            error: e.to_string(),
+            error,
         })?;
     Ok((run.to_string(), path, m))
 }

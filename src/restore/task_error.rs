@@ -30,8 +30,8 @@ pub enum RestoreTaskError {
     #[error("{0}")]
     NoRepository(String),
     /// An age identity file that does not open.
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(crate::backup::KeyFileError),
     #[error("`{repo}` holds no restorable run of `{db}` (see `backup list path {path}`)")]
     NoRunIn {
         repo: String,
@@ -40,7 +40,10 @@ pub enum RestoreTaskError {
         path: String,
     },
     #[error("`{run}` is not a restore point: {error}")]
-    NotRestorePoint { run: String, error: String },
+    NotRestorePoint {
+        run: String,
+        error: crate::backup::ManifestError,
+    },
     #[error("there is no db:{0}; to recreate a deleted database, name it")]
     NoSuchDb(Id),
     /// The message of [`crate::ccs::rules::check_db_name`].
@@ -176,7 +179,6 @@ impl DomainError for RestoreTaskError {
             | E::MemberName { .. } => ErrorKind::Usage,
             E::NoSuchTask { .. }
             | E::Deleted(_)
-            | E::Identity(_)
             | E::NoRepository(_)
             | E::NoRunIn { .. }
             | E::NoSuchDb(_)
@@ -194,7 +196,8 @@ impl DomainError for RestoreTaskError {
             | E::PartOfGroup { .. }
             | E::NothingToRetry(_)
             | E::StoppedAt { .. } => ErrorKind::Conflict,
-            E::NotRestorePoint { .. } => ErrorKind::Damaged,
+            // Missing (`not_found`) or damaged, as the manifest is.
+            E::NotRestorePoint { error, .. } => error.kind(),
             E::VerifyFailed { kind, .. } | E::GroupVerifyFailed { kind, .. } => *kind,
             E::NoServer(_)
             | E::PutBackFailed { .. }
@@ -203,6 +206,7 @@ impl DomainError for RestoreTaskError {
             | E::Failed { .. } => ErrorKind::Unavailable,
             E::DbVanished(_) => ErrorKind::Internal,
             E::GroupStopped { error, .. } => error.kind(),
+            E::Identity(e) => e.kind(),
             E::Server(e) => e.kind(),
             E::Runs(e) => e.kind(),
             E::Store(e) => e.kind(),

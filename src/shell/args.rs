@@ -47,6 +47,25 @@ pub enum UsageError {
     BadConcurrency(String),
 }
 
+/// Flags that cannot be parsed: the fault, and whether `--json` was among the leading
+/// flags, so that even this error is reported as a JSON document.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{error}")]
+pub struct BadArgs {
+    pub error: UsageError,
+    pub json: bool,
+}
+
+impl crate::error::DomainError for BadArgs {
+    fn kind(&self) -> crate::error::ErrorKind {
+        self.error.kind()
+    }
+
+    fn hints(&self) -> Vec<String> {
+        self.error.hints()
+    }
+}
+
 impl crate::error::DomainError for UsageError {
     fn kind(&self) -> crate::error::ErrorKind {
         crate::error::ErrorKind::Usage
@@ -136,7 +155,7 @@ pub static FLAGS: &[Flag] = &[
         long: "--file",
         short: Some("-f"),
         value: Some("script"),
-        help: &["run a script: one command a line, `#` comments"],
+        help: &["run a script: one command a line, `#` comments (`-`: stdin)"],
         completes: Completes::Paths,
         set: |a, v| a.file = Some(value(v)),
     },
@@ -192,6 +211,16 @@ fn find_flag(word: &str) -> Option<(&'static Flag, Option<String>)> {
         _ => (word, None),
     };
     FLAGS.iter().find(|f| f.is(name)).map(|f| (f, inline))
+}
+
+/// `--flag=value` for a flag that takes a value: the flag, its name as typed and the
+/// value (being completed).
+pub fn inline_value(word: &str) -> Option<(&'static Flag, &str, &str)> {
+    let (name, value) = word.split_once('=')?;
+    match find_flag(word)? {
+        (flag, Some(_)) if flag.value.is_some() => Some((flag, name, value)),
+        _ => None,
+    }
 }
 
 /// `lazarus --help`.
@@ -278,12 +307,43 @@ pub fn skip_flags(words: &[String]) -> Skipped {
     }
 }
 
+/// Whether `--json` is one of the leading flags (their values skipped), whatever else
+/// is wrong with them.
+fn json_among_flags(args: &[OsString]) -> bool {
+    let mut words = args.iter().map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--json" {
+            return true;
+        }
+        if !word.starts_with('-') || word == "--" {
+            return false;
+        }
+        if let Some((flag, None)) = find_flag(&word) {
+            if flag.value.is_some() {
+                words.next();
+            }
+        }
+    }
+    false
+}
+
 impl Args {
-    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
+    /// The flags and the mode. On a fault, [`BadArgs::json`] says whether `--json` was
+    /// among the leading flags (before the fault or after it).
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, BadArgs> {
+        let args: Vec<OsString> = args.into_iter().collect();
+        Args::parse_words(&args).map_err(|error| BadArgs {
+            error,
+            json: json_among_flags(&args),
+        })
+    }
+
+    fn parse_words(args: &[OsString]) -> Result<Args, UsageError> {
         let mut words = Vec::new();
         for arg in args {
             words.push(
-                arg.into_string()
+                arg.clone()
+                    .into_string()
                     .map_err(|a| UsageError::NotUtf8(a.to_string_lossy().into_owned()))?,
             );
         }
@@ -294,11 +354,13 @@ impl Args {
                 let value = match (flag.value, inline) {
                     (None, _) => None,
                     (Some(_), Some(v)) => Some(v),
-                    (Some(_), None) => Some(
-                        rest.next()
-                            .ok_or_else(|| UsageError::MissingValue(flag.long.to_string()))?,
-                    ),
+                    (Some(_), None) => rest.next(),
                 };
+                // An empty value (`--home ""`, `--file=`) names no path: the current
+                // directory would silently stand for it.
+                if flag.value.is_some() && value.as_deref().is_none_or(str::is_empty) {
+                    return Err(UsageError::MissingValue(flag.long.to_string()));
+                }
                 (flag.set)(&mut parsed, value);
                 if let Some(text) = parsed.max_concurrency_text.take() {
                     parsed.max_concurrency = Some(
@@ -312,7 +374,12 @@ impl Args {
             }
             match word.as_str() {
                 "--" => {
-                    parsed.mode = Mode::OneShot(rest.collect());
+                    // Nothing after it: no command, as without `--` (a script on stdin,
+                    // or the shell), never an empty command that runs nothing.
+                    let command: Vec<String> = rest.collect();
+                    if !command.is_empty() {
+                        parsed.mode = Mode::OneShot(command);
+                    }
                     break;
                 }
                 "complete" => {
@@ -347,7 +414,26 @@ mod tests {
     use super::*;
 
     fn parse(words: &[&str]) -> Result<Args, UsageError> {
-        Args::parse(words.iter().map(OsString::from))
+        Args::parse(words.iter().map(OsString::from)).map_err(|e| e.error)
+    }
+
+    /// A fault still says whether `--json` was asked, before it or after it, so that the
+    /// error is a JSON document too; a command's own `--json` word is not a flag.
+    #[test]
+    fn a_fault_knows_whether_json_was_asked() {
+        let json = |words: &[&str]| {
+            Args::parse(words.iter().map(OsString::from))
+                .unwrap_err()
+                .json
+        };
+        assert!(json(&["--json", "--bogus"]));
+        assert!(json(&["--bogus", "--json"]));
+        assert!(json(&["--json", "--home"]));
+        assert!(json(&["--json", "--max-concurrency", "0"]));
+        assert!(!json(&["--bogus"]));
+        assert!(json(&["--home", "/h", "--json", "--bogus"]));
+        assert!(!json(&["--home", "--json", "--bogus"]));
+        assert!(!json(&["--file", "s", "info", "--json"]));
     }
 
     #[test]
@@ -381,6 +467,16 @@ mod tests {
             parse(&["--home"]),
             Err(UsageError::MissingValue("--home".into()))
         );
+        for empty in [
+            &["--home", ""][..],
+            &["--file="],
+            &["--redis-server", "", "status"],
+        ] {
+            assert!(
+                matches!(parse(empty), Err(UsageError::MissingValue(_))),
+                "{empty:?}"
+            );
+        }
         assert_eq!(
             parse(&["--nope"]),
             Err(UsageError::UnknownFlag("--nope".into()))
@@ -390,6 +486,11 @@ mod tests {
             Mode::Complete(vec!["node".into(), "".into()])
         );
         assert_eq!(parse(&[]).unwrap().mode, Mode::Session);
+        assert_eq!(parse(&["--json", "--"]).unwrap().mode, Mode::Session);
+        assert_eq!(
+            parse(&["--", "--json"]).unwrap().mode,
+            Mode::OneShot(vec!["--json".into()])
+        );
     }
 
     #[test]

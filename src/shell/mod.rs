@@ -124,11 +124,7 @@ impl Session {
         err: &mut dyn Write,
     ) -> Outcome {
         let at = line_no.map(|n| format!("line {n}: ")).unwrap_or_default();
-        let lazarus = if self.err_colour {
-            "\x1b[1;31mlazarus:\x1b[0m"
-        } else {
-            "lazarus:"
-        };
+        let lazarus = self.error_prefix();
         let command = match cmd::parse(line) {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
@@ -142,7 +138,7 @@ impl Session {
                 let error = CommandError::from(e);
                 if self.json {
                     let doc = render::json_error(&shown.text, &error, Some(shown.span));
-                    let _ = writeln!(out, "{doc}");
+                    print_doc(out, doc, line_no);
                 }
                 let _ = writeln!(err, "{lazarus} {at}{}", at_shown.render(&shown.text));
                 return Outcome::Failed(error.kind());
@@ -173,9 +169,8 @@ impl Session {
             Ok(reply) => {
                 *self.offers.borrow_mut() = reply.offers().to_vec();
                 if self.json {
-                    if !reply.ends_session() {
-                        let _ = writeln!(out, "{}", render::json_ok(&text, &reply));
-                    }
+                    // `exit` too: every line a script runs answers with one document.
+                    print_doc(out, render::json_ok(&text, &reply), line_no);
                 } else {
                     let _ = write!(out, "{}", render::text(&reply));
                 }
@@ -191,12 +186,39 @@ impl Session {
             }
             Err(e) => {
                 if self.json {
-                    let _ = writeln!(out, "{}", render::json_error(&text, &e, None));
+                    print_doc(out, render::json_error(&text, &e, None), line_no);
                 }
                 let _ = writeln!(err, "{lazarus} {at}{e}");
                 Outcome::Failed(e.kind())
             }
         }
+    }
+
+    /// `lazarus:` before an error on stderr, in red on a terminal.
+    fn error_prefix(&self) -> &'static str {
+        if self.err_colour {
+            "\x1b[1;31mlazarus:\x1b[0m"
+        } else {
+            "lazarus:"
+        }
+    }
+
+    /// Reports a script line that cannot even be parsed as text, as a parse error is.
+    fn refuse_line(
+        &self,
+        line: &str,
+        error: CommandError,
+        line_no: usize,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Outcome {
+        let shown = lang::redact(cmd::registry(), line.trim_end_matches('\r'));
+        if self.json {
+            print_doc(out, render::json_error(&shown, &error, None), Some(line_no));
+        }
+        let lazarus = self.error_prefix();
+        let _ = writeln!(err, "{lazarus} line {line_no}: {error}");
+        Outcome::Failed(error.kind())
     }
 
     /// The follow-ups the last command offered (taken: asked about once). Only the
@@ -216,17 +238,35 @@ impl Session {
         err: &mut dyn Write,
     ) -> anyhow::Result<u8> {
         let mut status = EXIT_OK;
-        for (i, line) in script.lines().enumerate() {
-            let mut line = line.context("cannot read the script")?;
-            // A script saved by an editor that marks UTF-8 (a byte order mark).
-            if i == 0 && line.starts_with('\u{feff}') {
-                line.drain(..'\u{feff}'.len_utf8());
-            }
-            let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            match self.run_line(&line, Some(i + 1), out, err) {
+        for (i, line) in script.split(b'\n').enumerate() {
+            let line = line.context("cannot read the script")?;
+            let outcome = match String::from_utf8(line) {
+                Ok(mut line) => {
+                    if line.ends_with('\r') {
+                        line.pop();
+                    }
+                    // A script saved by an editor that marks UTF-8 (a byte order mark).
+                    if i == 0 && line.starts_with('\u{feff}') {
+                        line.drain(..'\u{feff}'.len_utf8());
+                    }
+                    let trimmed = line.trim();
+                    if trimmed.is_empty() || trimmed.starts_with('#') {
+                        continue;
+                    }
+                    self.run_line(&line, Some(i + 1), out, err)
+                }
+                // A line of another encoding is that line's fault: the script goes on
+                // as it would after any failing line.
+                Err(e) => self.refuse_line(
+                    &String::from_utf8_lossy(e.as_bytes()),
+                    CommandError::usage("the line is not valid UTF-8: save the script as UTF-8")
+                        .hinted("save the script as UTF-8"),
+                    i + 1,
+                    out,
+                    err,
+                ),
+            };
+            match outcome {
                 Outcome::Done => {}
                 Outcome::Exit => break,
                 failed => {
@@ -239,6 +279,16 @@ impl Session {
         }
         Ok(status)
     }
+}
+
+/// One `--json` document on its own line; a script's adds `line`, its line number in
+/// the script (comments and blank lines count), so each document names the line it
+/// answers.
+fn print_doc(out: &mut dyn Write, mut doc: serde_json::Value, line_no: Option<usize>) {
+    if let Some(n) = line_no {
+        doc["line"] = n.into();
+    }
+    let _ = writeln!(out, "{doc}");
 }
 
 impl Drop for Session {
@@ -279,20 +329,31 @@ async fn interruptible<T>(
 /// for the shell completion scripts. Leading flags are skipped (`--home` is honoured);
 /// a partial flag completes to the flags, a path-taking flag's value to paths.
 pub fn complete_words(home: Option<PathBuf>, words: &[String]) -> Vec<String> {
-    let skipped = args::skip_flags(words);
-    if let (Some(flag), Some(partial)) = (skipped.value_of, words.last()) {
-        // A flag's value (`--file s`, `--home /tmp/h`): a path, as the shell completes
-        // one; after it, commands complete again.
+    // A flag's value (`--file s`, `--home /tmp/h`): a path, as the shell completes one;
+    // after it, commands complete again.
+    let value_candidates = |flag: &args::Flag, partial: &str| -> Vec<String> {
         let candidates = match flag.completes {
             args::Completes::Nothing => Vec::new(),
             args::Completes::Paths => lang::path_candidates(partial, false),
             args::Completes::Directories => lang::path_candidates(partial, true),
         };
-        return candidates.iter().map(|c| unquote_candidate(c)).collect();
+        candidates.iter().map(|c| unquote_candidate(c)).collect()
+    };
+    let skipped = args::skip_flags(words);
+    if let (Some(flag), Some(partial)) = (skipped.value_of, words.last()) {
+        return value_candidates(flag, partial);
     }
     let home = skipped.home.or(home);
     let words = &words[skipped.words..];
     if let [partial] = words {
+        // `--file=s`: the value completes as after `--file s`, each candidate the whole
+        // word (the bash script keeps what follows the `=` when its words break there).
+        if let Some((flag, name, value)) = args::inline_value(partial) {
+            return value_candidates(flag, value)
+                .into_iter()
+                .map(|c| format!("{name}={c}"))
+                .collect();
+        }
         if partial.starts_with('-') {
             return args::flag_candidates(partial);
         }
@@ -337,16 +398,87 @@ fn unquote_candidate(candidate: &str) -> String {
     out
 }
 
+/// The binary's whole run, from its arguments (after the program's name) to the exit
+/// status. A failure no command reported itself (a wrong flag, a script that cannot be
+/// opened, an unusable home) is reported here the way a command's error is: `lazarus:
+/// message` on stderr and, with `--json`, one document of the same shape (`ok`, `error`,
+/// `kind`, `hints`) whose `command` is the arguments as typed, secrets hidden.
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    let typed = args
+        .iter()
+        .map(|a| quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (json, result) = match Args::parse(args) {
+        Ok(args) => (args.json, run(args)),
+        Err(e) => (e.json, Err(CommandError::from(e).into())),
+    };
+    let e = match result {
+        Ok(code) => return code,
+        Err(e) => e,
+    };
+    // The kind of the command error inside, with the context around it in the message;
+    // what is left is the operating system refusing something (a terminal, a thread).
+    let error = match e.downcast_ref::<CommandError>() {
+        Some(inner) => {
+            let mut error = CommandError::new(inner.kind(), format!("{e:#}"));
+            for hint in inner.hints() {
+                error = error.hinted(hint.clone());
+            }
+            error
+        }
+        None => CommandError::io(format!("{e:#}")),
+    };
+    if json {
+        let command = lang::redact(cmd::registry(), &typed);
+        println!("{}", render::json_error(&command, &error, None));
+    }
+    eprintln!("lazarus: {error}");
+    error.kind().exit_code()
+}
+
+/// `--help`: the usage text (with `--json`, `{"usage": ...}` and its lines).
+#[derive(serde::Serialize)]
+struct UsageText {
+    usage: String,
+}
+
+impl cmd::Render for UsageText {
+    fn render(&self, text: &mut cmd::Text) {
+        text.line(self.usage.clone());
+    }
+}
+
+/// `--version`: `lazarus 0.1.0` (with `--json`, `{"version": "0.1.0"}`).
+#[derive(serde::Serialize)]
+struct VersionText {
+    version: &'static str,
+}
+
+impl cmd::Render for VersionText {
+    fn render(&self, text: &mut cmd::Text) {
+        text.line(format!("lazarus {}", self.version));
+    }
+}
+
 /// Runs the binary's chosen mode; returns the exit status.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut out = io::stdout().lock();
     match &args.mode {
-        Mode::Usage => {
-            writeln!(out, "{}", usage())?;
-            return Ok(EXIT_OK);
-        }
-        Mode::Version => {
-            writeln!(out, "lazarus {}", env!("CARGO_PKG_VERSION"))?;
+        Mode::Usage | Mode::Version => {
+            let (flag, reply) = match args.mode {
+                Mode::Usage => ("--help", cmd::Reply::of(&UsageText { usage: usage() })?),
+                _ => (
+                    "--version",
+                    cmd::Reply::of(&VersionText {
+                        version: env!("CARGO_PKG_VERSION"),
+                    })?,
+                ),
+            };
+            match args.json {
+                true => writeln!(out, "{}", render::json_ok(flag, &reply))?,
+                false => write!(out, "{}", render::text(&reply))?,
+            }
             return Ok(EXIT_OK);
         }
         Mode::Complete(words) => {
@@ -367,16 +499,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .exit_code())
         }
         _ => {
-            if let Some(file) = &args.file {
-                let script = std::fs::File::open(file)
-                    .with_context(|| format!("cannot open script `{}`", file.display()))?;
+            // `--file -`: the script is stdin, as for other tools (even on a terminal).
+            let stdin_script = args.file.as_deref() == Some(std::path::Path::new("-"));
+            if let Some(file) = args.file.as_ref().filter(|_| !stdin_script) {
+                let script = std::fs::File::open(file).map_err(|e| {
+                    let message = format!("cannot open script `{}`: {e}", file.display());
+                    match e.kind() {
+                        io::ErrorKind::NotFound => CommandError::not_found(message),
+                        _ => CommandError::io(message),
+                    }
+                })?;
                 session.run_script(
                     &mut io::BufReader::new(script),
                     args.continue_on_error,
                     &mut out,
                     &mut err,
                 )
-            } else if io::stdin().is_terminal() {
+            } else if io::stdin().is_terminal() && !stdin_script {
                 drop(out);
                 repl::run(&session)
             } else {

@@ -104,6 +104,17 @@ mod tests {
         ");
     }
 
+    /// `messages` are lines: a line of the reply that holds a line break is two.
+    #[test]
+    fn messages_are_one_line_each() {
+        let reply = Reply::message("Restored db:3 `a`.\ncontent verified: 0 keys").line("next");
+        let doc = json_ok("restore task start r", &reply);
+        assert_eq!(
+            doc["messages"],
+            json!(["Restored db:3 `a`.", "content verified: 0 keys", "next"])
+        );
+    }
+
     /// The two kinds no end-to-end test can cause on purpose.
     #[test]
     fn interrupted_and_internal_errors_in_json() {

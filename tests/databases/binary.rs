@@ -66,9 +66,25 @@ fn commands_create_kill_restart_and_refuse() {
         .stdout_has("ENDPOINT")
         .stdout_has("active");
     lz.run("status issues_only").ok().stdout_lacks("cache");
+    let node_version = |code: i32| {
+        let doc = lz
+            .cmd(["--json", "status", "nodes"])
+            .run()
+            .fails(code)
+            .json();
+        doc[0]["result"]["nodes"][0]["version"].clone()
+    };
+    let up = node_version(0);
+    assert!(
+        up.as_str()
+            .is_some_and(|v| v.starts_with("redis ") || v.starts_with("valkey ")),
+        "{up}"
+    );
 
     let pid = guard.pids()[0];
     kill(&guard, pid);
+    // The node's version, asked of its binary now its shard is down, in the same form.
+    assert_eq!(node_version(1), up);
     // A shard down fails `status` (exit 1), whichever table is asked for.
     lz.run("status shards issues_only")
         .fails(1)

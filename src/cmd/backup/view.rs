@@ -3,21 +3,42 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::ser::Error as _;
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 
 use crate::backup::{format_time, Manifest};
 use crate::ccs::{BackupRun, BackupTask, RunStatus};
-use crate::cmd::{Render, Table, Text};
+use crate::cmd::{fill_missing, Render, Table, Text};
 
 use super::Interval;
 
+/// A backup task in JSON: its record, with every field the README documents present
+/// (`keep`, `every` and `encrypt` `null` when unset, `compress` always named).
+fn task_doc<S: Serializer>(task: &BackupTask, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut doc = serde_json::to_value(task).map_err(S::Error::custom)?;
+    fill_missing(
+        &mut doc,
+        &[
+            ("keep", Value::Null),
+            ("every", Value::Null),
+            ("compress", json!(task.compress)),
+            ("encrypt", Value::Null),
+        ],
+    );
+    doc.serialize(serializer)
+}
+
 /// `backup task create`.
-#[derive(Serialize)]
-#[serde(transparent)]
 pub struct TaskCreated {
     pub task: BackupTask,
-    #[serde(skip)]
     pub db_name: String,
+}
+
+impl Serialize for TaskCreated {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        task_doc(&self.task, serializer)
+    }
 }
 
 impl Render for TaskCreated {
@@ -33,11 +54,31 @@ impl Render for TaskCreated {
 }
 
 /// A run, with where its files are.
-#[derive(Serialize, Clone)]
+#[derive(Clone)]
 pub struct RunView {
-    #[serde(flatten)]
     pub run: BackupRun,
     pub run_dir: PathBuf,
+}
+
+/// The run's record and `run_dir`, with every field the README documents present (`null`
+/// when the record has none: a run of no task, a failed run's figures, a succeeded one's
+/// `reason`).
+impl Serialize for RunView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut doc = serde_json::to_value(&self.run).map_err(S::Error::custom)?;
+        fill_missing(
+            &mut doc,
+            &[
+                ("task", Value::Null),
+                ("run_dir", json!(self.run_dir)),
+                ("took_ms", Value::Null),
+                ("reason", Value::Null),
+                ("server_version", Value::Null),
+                ("pause_us", Value::Null),
+            ],
+        );
+        doc.serialize(serializer)
+    }
 }
 
 impl RunView {
@@ -73,6 +114,7 @@ impl Render for RunView {
 
 #[derive(Serialize)]
 pub struct TaskRow {
+    #[serde(serialize_with = "task_doc")]
     pub task: BackupTask,
     /// `db:<id> <name>`, or `(deleted)`.
     pub db: String,
@@ -161,14 +203,37 @@ impl Render for History {
 
 /// `backup show`: the manifest as stored, but for its `cluster_id`, a string as in every
 /// other document (a bare 64-bit number is rounded by `jq`; the stored manifest keeps
-/// the number its checksum covers).
+/// the number its checksum covers), with every documented field present.
 pub struct ManifestView(pub Manifest);
 
 impl Serialize for ManifestView {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut doc = serde_json::to_value(&self.0).map_err(serde::ser::Error::custom)?;
+        let mut doc = serde_json::to_value(&self.0).map_err(S::Error::custom)?;
         if let Some(id) = doc.get_mut("cluster_id") {
-            *id = serde_json::Value::String(self.0.cluster_id.to_string());
+            *id = Value::String(self.0.cluster_id.to_string());
+        }
+        // Every documented field, as for every other result: the stored form leaves
+        // empty ones out (and must stay as its checksum covers it).
+        fill_missing(&mut doc, &[("task", Value::Null)]);
+        fill_missing(
+            &mut doc["db"],
+            &[("memory", Value::Null), ("sync_source", Value::Null)],
+        );
+        if let Some(shards) = doc["shards"].as_array_mut() {
+            for shard in shards {
+                // A file stored as it is: its stored bytes are the plain RDB's.
+                let (bytes, sha256) = (shard["bytes"].clone(), shard["sha256"].clone());
+                fill_missing(
+                    shard,
+                    &[
+                        ("slots", Value::Null),
+                        ("compression", json!(crate::ccs::Compression::None)),
+                        ("encrypted", json!(false)),
+                        ("stored_bytes", bytes),
+                        ("stored_sha256", sha256),
+                    ],
+                );
+            }
         }
         doc.serialize(serializer)
     }
@@ -276,7 +341,7 @@ impl Render for Pruned {
 pub struct RepoRun {
     pub run: String,
     pub restorable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why not restorable; `null` when it is.
     pub why: Option<String>,
     pub cluster_name: Option<String>,
     #[serde(serialize_with = "crate::ccs::model::cluster_id_text::serialize_opt")]
@@ -289,8 +354,8 @@ pub struct RepoRun {
     pub engine: Option<String>,
     pub encrypted: Option<bool>,
     pub compression: Option<String>,
-    /// The restore task whose forced start took this run (a safety backup).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The restore task whose forced start took this run (a safety backup); `null` for
+    /// a run of its own.
     pub safety_for: Option<String>,
 }
 

@@ -184,7 +184,6 @@ pub struct ShardRotation {
     pub db: Id,
     pub shard: Id,
     /// Why it did not take them; `None`: it serves them now.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

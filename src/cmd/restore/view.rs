@@ -1,18 +1,48 @@
 //! How restore tasks are shown: one task with its last verify's checks, the list, a task
 //! of several databases.
 
-use serde::Serialize;
+use serde::ser::Error as _;
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 
 use crate::ccs::{RestoreState, RestoreTask};
-use crate::cmd::{Render, Table, Text};
+use crate::cmd::{fill_missing, Render, Table, Text};
+
+/// A restore task in JSON: its record, with every field the README documents present
+/// (`null` or `[]` where the record has none).
+struct TaskDoc<'a>(&'a RestoreTask);
+
+impl Serialize for TaskDoc<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut doc = serde_json::to_value(self.0).map_err(S::Error::custom)?;
+        fill_missing(
+            &mut doc,
+            &[
+                ("reason", Value::Null),
+                ("checks", json!([])),
+                ("step", Value::Null),
+                ("finished", Value::Null),
+                ("identity", Value::Null),
+            ],
+        );
+        doc.serialize(serializer)
+    }
+}
+
+fn task_docs<S: Serializer>(tasks: &[RestoreTask], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(tasks.iter().map(TaskDoc))
+}
 
 /// A restore task as shown, with its last verify's checks.
-#[derive(Serialize)]
-#[serde(transparent)]
 pub struct TaskView {
     pub task: RestoreTask,
-    #[serde(skip)]
     pub headline: Option<String>,
+}
+
+impl Serialize for TaskView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TaskDoc(&self.task).serialize(serializer)
+    }
 }
 
 impl Render for TaskView {
@@ -51,9 +81,13 @@ impl Render for TaskView {
     }
 }
 
-#[derive(Serialize)]
-#[serde(transparent)]
 pub struct TaskList(pub Vec<RestoreTask>);
+
+impl Serialize for TaskList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        task_docs(&self.0, serializer)
+    }
+}
 
 impl Render for TaskList {
     fn render(&self, text: &mut Text) {
@@ -102,6 +136,7 @@ impl Render for Deleted {
 #[derive(Serialize)]
 pub struct GroupView {
     pub task: String,
+    #[serde(serialize_with = "task_docs")]
     pub tasks: Vec<RestoreTask>,
     #[serde(skip)]
     pub headline: Option<String>,

@@ -161,6 +161,11 @@ async fn form(
         let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
     }
 
+    // A replica that took its master's slots (a failover while the master was down, or
+    // an operator's `CLUSTER FAILOVER`) holds the freshest data: the master follows it
+    // and takes its role back by a manual failover, which loses no write.
+    give_back_taken_slots(members, ids, deadline).await?;
+
     // Slots go to each master before the nodes meet, as redis-cli does: the handshake
     // then carries every node's slots at once instead of waiting for gossip rounds.
     for (m, id) in members.iter().zip(ids) {
@@ -224,6 +229,99 @@ async fn form(
         .await?;
     }
     Ok(())
+}
+
+/// For each master whose replica (of `members`) serves the master's slots as a master
+/// itself: the master is made to follow that replica (the cluster's own epochs already
+/// made a restarted master one, or `CLUSTER REPLICATE` when it lost its slot map), waits
+/// until it has every write, and takes its role back with `CLUSTER FAILOVER`, the manual
+/// failover in which the replica stops writes and hands over only once caught up.
+async fn give_back_taken_slots(
+    members: &[ClusterMember],
+    ids: &[String],
+    deadline: Instant,
+) -> Result<(), ServerError> {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    for (replica, replica_id) in members.iter().zip(ids) {
+        let MemberRole::Replica { of } = replica.role else {
+            continue;
+        };
+        let (Some(master), Some(master_id)) = (members.get(of), ids.get(of)) else {
+            continue;
+        };
+        let MemberRole::Master { slots } = master.role else {
+            continue;
+        };
+        let took_over = cluster_nodes(&replica.addr).await?.iter().any(|n| {
+            n.myself
+                && n.replica_of.is_none()
+                && n.slots
+                    .iter()
+                    .any(|&(a, b)| a <= slots.end && b >= slots.start)
+        });
+        if !took_over {
+            continue;
+        }
+        let is_follower = |nodes: &[NodeLine]| {
+            nodes
+                .iter()
+                .any(|n| n.myself && n.replica_of.as_deref() == Some(replica_id.as_str()))
+        };
+        let own = cluster_nodes(&master.addr).await?;
+        let holds_slots = own.iter().any(|n| n.myself && !n.slots.is_empty());
+        if !is_follower(&own) && !holds_slots {
+            let cmd = redis::cmd("CLUSTER")
+                .arg("REPLICATE")
+                .arg(replica_id)
+                .clone();
+            query::<()>(&master.addr, &cmd, CMD_TIMEOUT).await?;
+        }
+        let what = format!(
+            "`{}` to follow `{}`, which took its slots {slots} over",
+            master.addr, replica.addr
+        );
+        poll_until(&what, left(), || async {
+            Ok(is_follower(&cluster_nodes(&master.addr).await?))
+        })
+        .await?;
+        wait_in_sync(&master.addr, left()).await?;
+        query::<()>(
+            &master.addr,
+            redis::cmd("CLUSTER").arg("FAILOVER"),
+            CMD_TIMEOUT,
+        )
+        .await?;
+        let what = format!("`{}` to take its slots {slots} back", master.addr);
+        poll_until(&what, left(), || async {
+            let mine = cluster_nodes(&master.addr)
+                .await?
+                .iter()
+                .any(|n| n.myself && n.replica_of.is_none() && covers(&n.slots, slots));
+            let follows = cluster_nodes(&replica.addr)
+                .await?
+                .iter()
+                .any(|n| n.myself && n.replica_of.as_deref() == Some(master_id.as_str()));
+            Ok(mine && follows)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether the runs `owned` hold every slot of `range`.
+fn covers(owned: &[(u16, u16)], range: SlotRange) -> bool {
+    let held: u32 = owned
+        .iter()
+        .map(|&(a, b)| {
+            let (a, b) = (a.max(range.start), b.min(range.end));
+            if a <= b {
+                u32::from(b - a) + 1
+            } else {
+                0
+            }
+        })
+        .sum();
+    held == u32::from(range.end - range.start) + 1
 }
 
 /// Adds the slots of `range` that nobody owns yet to the master `id`; a slot another node

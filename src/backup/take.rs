@@ -40,7 +40,12 @@ pub struct RunSpec {
 
 /// A master and the shard its snapshot is taken from (a replica when it has one).
 struct Source {
+    /// The configured master: the run's shard (its id names the file, its slots the
+    /// range).
     master: Shard,
+    /// The shard of the master's group serving as its master now (`master` itself, or a
+    /// replica that took over after a failover): the one whose writes are paused.
+    acting: Shard,
     from: Shard,
     addr: ShardAddr,
     master_addr: ShardAddr,
@@ -67,19 +72,7 @@ pub async fn take(
     let started = now_ms();
     let mut sources = Vec::new();
     for m in db.masters() {
-        let from = db
-            .shards
-            .iter()
-            .find(|s| s.role == Role::Replica && s.master == Some(m.id))
-            .unwrap_or(m);
-        sources.push(Source {
-            master: m.clone(),
-            from: from.clone(),
-            addr: addr_of(cluster, db, from)?,
-            master_addr: addr_of(cluster, db, m)?,
-            engine: String::new(),
-            version: String::new(),
-        });
+        sources.push(source_of(cluster, db, m).await?);
     }
     if sources.is_empty() {
         return Err(BackupError::Failed(format!(
@@ -99,6 +92,70 @@ pub async fn take(
     }
     result
 }
+
+/// Where master `m`'s snapshot comes from, asked of the live servers of its group (the
+/// master and its replicas): the shard that serves as master now (a replica promoted by a
+/// failover while the master was down, or by an operator's `CLUSTER FAILOVER`, holds
+/// writes the configured master lacks, and only its pause stops writes), and a replica
+/// of it whose link is up, else that shard itself. A group where no shard answers as a
+/// master keeps the configured roles, and the run fails naming the shard that does not
+/// answer.
+async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source, BackupError> {
+    let group: Vec<&Shard> = std::iter::once(m)
+        .chain(
+            db.shards
+                .iter()
+                .filter(|s| s.role == Role::Replica && s.master == Some(m.id)),
+        )
+        .collect();
+    let mut live = Vec::with_capacity(group.len());
+    for s in &group {
+        let addr = addr_of(cluster, db, s)?;
+        let replication = info(&addr, "replication", ROLE_TIMEOUT).await.ok();
+        live.push((*s, addr, replication));
+    }
+    let is_master = |i: &Option<crate::server::Info>| {
+        i.as_ref().is_some_and(|i| i.get("role") == Some("master"))
+    };
+    let (acting, acting_addr) = live
+        .iter()
+        .find(|(_, _, i)| is_master(i))
+        .map(|(s, a, _)| (*s, a.clone()))
+        .unwrap_or_else(|| (m, live[0].1.clone()));
+    let follows_acting = |i: &Option<crate::server::Info>| {
+        i.as_ref().is_some_and(|i| {
+            i.get("role") == Some("slave")
+                && i.get("master_link_status") == Some("up")
+                && i.get("master_host") == Some(acting_addr.host.as_str())
+                && i.get_u64("master_port") == Some(u64::from(acting_addr.port))
+        })
+    };
+    let no_answer = live.iter().all(|(_, _, i)| i.is_none());
+    let (from, addr) = live
+        .iter()
+        .find(|(s, _, i)| s.id != acting.id && follows_acting(i))
+        .map(|(s, a, _)| (*s, a.clone()))
+        // Nothing answers: the configured replica, as before, so the error names it.
+        .or_else(|| {
+            no_answer
+                .then(|| live.iter().find(|(s, _, _)| s.id != m.id))
+                .flatten()
+                .map(|(s, a, _)| (*s, a.clone()))
+        })
+        .unwrap_or_else(|| (acting, acting_addr.clone()));
+    Ok(Source {
+        master: m.clone(),
+        acting: acting.clone(),
+        from: from.clone(),
+        addr,
+        master_addr: acting_addr,
+        engine: String::new(),
+        version: String::new(),
+    })
+}
+
+/// Bounds the INFO that asks each shard of a group its live role.
+const ROLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Versions, no save running, and diskless transfers that start at once.
 async fn prepare(
@@ -247,7 +304,7 @@ impl Connections {
         let mut masters = Vec::new();
         for s in sources {
             let con = connect(&s.master_addr, SETUP_TIMEOUT).await;
-            masters.push(con.map_err(down(s.master.id))?);
+            masters.push(con.map_err(down(s.acting.id))?);
         }
         let mut cons = Vec::new();
         for s in sources {
@@ -291,7 +348,7 @@ impl Connections {
         {
             cut = Err(format!(
                 "redis:{}: CLIENT PAUSE failed: {e}",
-                sources[i].master.id
+                sources[i].acting.id
             ));
         }
         if cut.is_ok() {
@@ -487,14 +544,14 @@ async fn replicas_caught_up(
     deadline: Instant,
 ) -> Result<(), String> {
     for (s, con) in sources.iter().zip(masters.iter_mut()) {
-        if s.from.id == s.master.id {
+        if s.from.id == s.acting.id {
             continue;
         }
         let text: String = redis::cmd("INFO")
             .arg("replication")
             .query_async(con)
             .await
-            .map_err(|e| format!("redis:{}: {e}", s.master.id))?;
+            .map_err(|e| format!("redis:{}: {e}", s.acting.id))?;
         let target = crate::server::Info::parse(&text)
             .get_u64("master_repl_offset")
             .unwrap_or(0);
@@ -503,7 +560,7 @@ async fn replicas_caught_up(
             if left.is_zero() {
                 return Err(format!(
                     "replica redis:{} did not catch up with redis:{} in time",
-                    s.from.id, s.master.id
+                    s.from.id, s.acting.id
                 ));
             }
             let i = info(&s.addr, "replication", left)

@@ -231,6 +231,24 @@ async fn form(
     Ok(())
 }
 
+/// The step of [`form_cluster`] on a running cluster: every master of `members` whose
+/// replica took its slots over takes them back, without losing a write (see
+/// [`give_back_taken_slots`]). A restore runs it before it stops the shards: a master
+/// restarted as its replica's replica would drop the run's data it loaded for the
+/// replica's.
+pub async fn give_back_slots(
+    members: &[ClusterMember],
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let deadline = Instant::now() + timeout;
+    let mut ids = Vec::with_capacity(members.len());
+    for m in members {
+        let id: String = query(&m.addr, redis::cmd("CLUSTER").arg("MYID"), CMD_TIMEOUT).await?;
+        ids.push(id);
+    }
+    give_back_taken_slots(members, &ids, deadline).await
+}
+
 /// For each master whose replica (of `members`) serves the master's slots as a master
 /// itself: the master is made to follow that replica (the cluster's own epochs already
 /// made a restarted master one, or `CLUSTER REPLICATE` when it lost its slot map), waits
@@ -285,14 +303,8 @@ async fn give_back_taken_slots(
         })
         .await?;
         wait_in_sync(&master.addr, left()).await?;
-        query::<()>(
-            &master.addr,
-            redis::cmd("CLUSTER").arg("FAILOVER"),
-            CMD_TIMEOUT,
-        )
-        .await?;
         let what = format!("`{}` to take its slots {slots} back", master.addr);
-        poll_until(&what, left(), || async {
+        let taken_back = || async {
             let mine = cluster_nodes(&master.addr)
                 .await?
                 .iter()
@@ -302,11 +314,29 @@ async fn give_back_taken_slots(
                 .iter()
                 .any(|n| n.myself && n.replica_of.as_deref() == Some(master_id.as_str()));
             Ok(mine && follows)
-        })
-        .await?;
+        };
+        // The masters vote for one failover of a master's slots per twice the node
+        // timeout: a manual failover asked sooner after the one it undoes is refused, and
+        // the server gives it up after 5 s; it is asked again until the deadline.
+        loop {
+            query::<()>(
+                &master.addr,
+                redis::cmd("CLUSTER").arg("FAILOVER"),
+                CMD_TIMEOUT,
+            )
+            .await?;
+            match poll_until(&what, left().min(MANUAL_FAILOVER_WAIT), taken_back).await {
+                Ok(()) => break,
+                Err(e) if left().is_zero() => return Err(e),
+                Err(_) => {}
+            }
+        }
     }
     Ok(())
 }
+
+/// How long one manual failover is waited for: the server gives it up after 5 s.
+const MANUAL_FAILOVER_WAIT: Duration = Duration::from_secs(6);
 
 /// Whether the runs `owned` hold every slot of `range`.
 fn covers(owned: &[(u16, u16)], range: SlotRange) -> bool {

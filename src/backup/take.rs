@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::ccs::{Cluster, Database, Id, Role, Shard};
 use crate::persist::{CheckOptions, Verdict};
 use crate::progress::Progress;
-use crate::server::{connect, info, ShardAddr};
+use crate::server::{connect, info, serving, ShardAddr};
 
 use super::codec::{stored_name, Codec, Recipients};
 use super::manifest::{Manifest, ShardEntry, MANIFEST_FORMAT};
@@ -93,13 +93,12 @@ pub async fn take(
     result
 }
 
-/// Where master `m`'s snapshot comes from, asked of the live servers of its group (the
-/// master and its replicas): the shard that serves as master now (a replica promoted by a
-/// failover while the master was down, or by an operator's `CLUSTER FAILOVER`, holds
-/// writes the configured master lacks, and only its pause stops writes), and a replica
-/// of it whose link is up, else that shard itself. A group where no shard answers as a
-/// master keeps the configured roles, and the run fails naming the shard that does not
-/// answer.
+/// Where master `m`'s snapshot comes from, asked of the live servers of its group
+/// ([`crate::server::serving`]): the shard serving as master now (a replica promoted by
+/// a failover holds writes the configured master lacks, and only its pause stops
+/// writes), and a replica of it whose link is up, else that shard itself. When no shard
+/// of the group answers, the configured roles stay, and the run fails naming the shard
+/// that does not answer.
 async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source, BackupError> {
     let group: Vec<&Shard> = std::iter::once(m)
         .chain(
@@ -108,47 +107,23 @@ async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source
                 .filter(|s| s.role == Role::Replica && s.master == Some(m.id)),
         )
         .collect();
-    let mut live = Vec::with_capacity(group.len());
-    for s in &group {
-        let addr = addr_of(cluster, db, s)?;
-        let replication = info(&addr, "replication", ROLE_TIMEOUT).await.ok();
-        live.push((*s, addr, replication));
-    }
-    let is_master = |i: &Option<crate::server::Info>| {
-        i.as_ref().is_some_and(|i| i.get("role") == Some("master"))
-    };
-    let (acting, acting_addr) = live
+    let addrs = group
         .iter()
-        .find(|(_, _, i)| is_master(i))
-        .map(|(s, a, _)| (*s, a.clone()))
-        .unwrap_or_else(|| (m, live[0].1.clone()));
-    let follows_acting = |i: &Option<crate::server::Info>| {
-        i.as_ref().is_some_and(|i| {
-            i.get("role") == Some("slave")
-                && i.get("master_link_status") == Some("up")
-                && i.get("master_host") == Some(acting_addr.host.as_str())
-                && i.get_u64("master_port") == Some(u64::from(acting_addr.port))
-        })
-    };
-    let no_answer = live.iter().all(|(_, _, i)| i.is_none());
-    let (from, addr) = live
-        .iter()
-        .find(|(s, _, i)| s.id != acting.id && follows_acting(i))
-        .map(|(s, a, _)| (*s, a.clone()))
+        .map(|s| addr_of(cluster, db, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let live = serving(&addrs, ROLE_TIMEOUT).await;
+    let from = match (live.replica, live.answered) {
+        (Some(r), _) => r,
         // Nothing answers: the configured replica, as before, so the error names it.
-        .or_else(|| {
-            no_answer
-                .then(|| live.iter().find(|(s, _, _)| s.id != m.id))
-                .flatten()
-                .map(|(s, a, _)| (*s, a.clone()))
-        })
-        .unwrap_or_else(|| (acting, acting_addr.clone()));
+        (None, false) if group.len() > 1 => 1,
+        (None, _) => live.master,
+    };
     Ok(Source {
         master: m.clone(),
-        acting: acting.clone(),
-        from: from.clone(),
-        addr,
-        master_addr: acting_addr,
+        acting: group[live.master].clone(),
+        from: group[from].clone(),
+        addr: addrs[from].clone(),
+        master_addr: addrs[live.master].clone(),
         engine: String::new(),
         version: String::new(),
     })

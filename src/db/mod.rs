@@ -192,6 +192,33 @@ pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<Shar
     Some(cluster.shard_addr(db, &node.addr, shard.port))
 }
 
+/// Where each master's data is served now, one address a configured master: the
+/// master's own, or that of the replica a failover promoted in its place (asked of the
+/// live servers; the master's own when no shard of its group answers as a master).
+pub async fn serving_masters(cluster: &Cluster, db: &Database) -> Vec<ShardAddr> {
+    let mut out = Vec::new();
+    for m in db.masters() {
+        let group: Vec<ShardAddr> = std::iter::once(m.id)
+            .chain(
+                db.shards
+                    .iter()
+                    .filter(|s| s.master == Some(m.id))
+                    .map(|s| s.id),
+            )
+            .filter_map(|id| shard_addr(cluster, db, id))
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let live = crate::server::serving(&group, ROLE_TIMEOUT).await;
+        out.push(group[live.master].clone());
+    }
+    out
+}
+
+/// Bounds the INFO that asks a shard its live role.
+const ROLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The database's endpoint: its first master's address and the endpoint port,
 /// `rediss://` before it when the database speaks TLS.
 pub fn endpoint(cluster: &Cluster, db: &Database) -> String {

@@ -437,6 +437,47 @@ pub async fn follow(
     query::<()>(addr, redis::cmd("CONFIG").arg("REWRITE"), CMD_TIMEOUT).await
 }
 
+/// Which shard of one master's group (the configured master first, then its replicas)
+/// serves the master's data now, asked of the live servers (`INFO replication`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Serving {
+    /// The first shard answering as a master: the configured one, or a replica promoted
+    /// by a failover (which holds writes the configured master lacks). The configured
+    /// master (0) when none does.
+    pub master: usize,
+    /// A shard following that master with its link up.
+    pub replica: Option<usize>,
+    /// Whether any shard of the group answered at all.
+    pub answered: bool,
+}
+
+/// [`Serving`] of `group`, each shard asked within `timeout`.
+pub async fn serving(group: &[ShardAddr], timeout: Duration) -> Serving {
+    let mut live = Vec::with_capacity(group.len());
+    for a in group {
+        live.push(info(a, "replication", timeout).await.ok());
+    }
+    let master = live
+        .iter()
+        .position(|i| i.as_ref().is_some_and(|i| i.get("role") == Some("master")))
+        .unwrap_or(0);
+    let m = &group[master];
+    let replica = live.iter().enumerate().position(|(k, i)| {
+        k != master
+            && i.as_ref().is_some_and(|i| {
+                i.get("role") == Some("slave")
+                    && i.get("master_link_status") == Some("up")
+                    && i.get("master_host") == Some(m.host.as_str())
+                    && i.get_u64("master_port") == Some(u64::from(m.port))
+            })
+    });
+    Serving {
+        master,
+        replica,
+        answered: live.iter().any(Option::is_some),
+    }
+}
+
 /// Takes a snapshot (BGSAVE) and waits until it succeeded: the data is in `dump.rdb`.
 pub async fn save_snapshot(addr: &ShardAddr, timeout: Duration) -> Result<(), ServerError> {
     let before = info(addr, "persistence", CMD_TIMEOUT)

@@ -573,6 +573,22 @@ async fn restart_after_failover_gives_the_masters_their_slots_back() {
         let _: () = k.set(format!("after{i}"), i).await.unwrap();
     }
 
+    // Status names the replicas serving their masters' slots and the way back, and
+    // counts the keys they serve in place of the master that is down.
+    let report = w.status().await;
+    for m in [m0, m1] {
+        let row = report
+            .shards
+            .iter()
+            .find(|r| r.id == replica_of(m))
+            .unwrap();
+        assert_eq!(row.status, db::FAILED_OVER, "{report:?}");
+        let detail = row.detail.as_deref().unwrap_or_default();
+        assert!(detail.contains("`restart db swapped`"), "{detail}");
+    }
+    assert_eq!(report.databases[0].status, "degraded");
+    assert_eq!(report.databases[0].keys, 600, "{report:?}");
+
     let target = id_of(&w.c, "swapped");
     db::restart_db(&mut w.c, &w.srv, target).await.unwrap();
     let report = w.status().await;

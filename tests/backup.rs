@@ -618,3 +618,114 @@ fn a_malformed_age_key_file_is_the_operators_input() {
         "nothing is made"
     );
 }
+
+/// A database whose replicas serve some masters' slots (one master killed and failed
+/// over, another swapped with its replica by `CLUSTER FAILOVER`) is backed up from the
+/// shards serving now. A run used to fail on the dead master ("does not answer"), or
+/// pause the writes of a shard that was no longer the master; each group's file now holds
+/// what its serving master holds, the writes taken after the failovers included.
+#[test]
+fn a_failed_over_database_is_taken_from_the_shards_serving_now() {
+    for engine in engines() {
+        engine.announce("a_failed_over_database_is_taken_from_the_shards_serving_now");
+        failed_over(&engine);
+    }
+}
+
+fn failed_over(engine: &Engine) {
+    let World(lz, _guard, rt, c) = World::with(2)
+        .redis_server(engine.path.clone())
+        .db("swap", 3, true, Persistence::Aof)
+        .installed();
+    let db = c.database_by_name("swap").unwrap().clone();
+    let addr = |id| shard_addr(&c, &db, id).unwrap();
+    let replica_of = |m: u64| db.shards.iter().find(|s| s.master == Some(m)).unwrap().id;
+    let masters: Vec<_> = db.masters().cloned().collect();
+    let role = |id| {
+        let a = addr(id);
+        let text: String = rt.block_on(async {
+            let mut con = lazarus::server::connect(&a, Duration::from_secs(2))
+                .await
+                .unwrap();
+            redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut con)
+                .await
+                .unwrap()
+        });
+        text.contains("role:master")
+    };
+    let (m0, m1) = (masters[0].id, masters[1].id);
+    let swapped = addr(replica_of(m0));
+    let mut r = redis::Client::open(format!("redis://{}:{}", swapped.host, swapped.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut r).unwrap();
+    unsafe { libc::kill(masters[1].pid.unwrap() as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for r in [replica_of(m0), replica_of(m1)] {
+        while !role(r) {
+            assert!(Instant::now() < deadline, "redis:{r} not promoted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let endpoint = lazarus::db::endpoint(&c, &db);
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    // The other nodes learn of the promotion by gossip: until then a client may be sent
+    // to the dead master.
+    let write = |i: u32| -> redis::RedisResult<()> {
+        redis::cmd("SET")
+            .arg(format!("after{i}"))
+            .arg(i)
+            .query(&mut client.get_connection()?)
+    };
+    for i in 0..200 {
+        while let Err(e) = write(i) {
+            assert!(Instant::now() < deadline, "after{i}: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    let repo = lz.path("repo");
+    let out = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "swap",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+    let id = run_id(&out);
+    let m = manifest(&lz, &id);
+    for (i, master) in masters.iter().enumerate() {
+        let s = &m["shards"][i];
+        assert_eq!(s["shard"].as_u64(), Some(master.id), "{m}");
+        let serving = if master.id == m0 || master.id == m1 {
+            replica_of(master.id)
+        } else {
+            master.id
+        };
+        // Taken from a replica of the serving master when one is in sync.
+        let expected_from = match master.id {
+            x if x == m0 => m0,
+            x if x == m1 => replica_of(m1),
+            _ => replica_of(master.id),
+        };
+        assert_eq!(s["taken_from"].as_u64(), Some(expected_from), "{m}");
+        let a = addr(serving);
+        let live = rt.block_on(contents(&a.host, a.port));
+        let port = serve_with(
+            &engine.server().path,
+            lz.home(),
+            &repo.join(&id).join(s["file"].as_str().unwrap()),
+        );
+        let taken = rt.block_on(contents("127.0.0.1", port));
+        let d = diff(&live, &taken);
+        assert!(d.is_empty(), "redis:{}: {d:?}", master.id);
+        assert_eq!(s["keys"].as_u64(), Some(live.len() as u64));
+    }
+}

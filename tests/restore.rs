@@ -1992,3 +1992,76 @@ fn a_run_that_is_not_there_is_not_found() {
     }
     assert!(!lz.path("ccs.json").exists(), "nothing is stored");
 }
+
+/// A forced restore into a sharded database whose replica serves a master's slots (an
+/// operator's `CLUSTER FAILOVER`, or a failover after a crash): the masters used to load
+/// the run's files, then restart as their replicas' replicas and sync the replicas' emptied
+/// data away, so the proof failed and no such restore could succeed. The masters now take
+/// their slots back first; the run comes back whole.
+#[test]
+fn a_forced_restore_into_a_failed_over_database_brings_the_run_back() {
+    let World(lz, _guard, rt, c) = World::with(2)
+        .db("swap", 3, true, Persistence::Aof)
+        .installed();
+    let before = picture(&rt, &lz, "swap");
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "swap", &repo);
+    let db = c.database_by_name("swap").unwrap().clone();
+    let m0 = db.masters().next().unwrap().id;
+    let r0 = db.shards.iter().find(|s| s.master == Some(m0)).unwrap().id;
+    let url = |id| {
+        let a = shard_addr(&c, &db, id).unwrap();
+        format!("redis://127.0.0.1:{}", a.port)
+    };
+    let role = |id| -> String {
+        let mut con = redis::Client::open(url(id))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut con)
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("role:"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let mut con = redis::Client::open(url(r0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(&mut con)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while role(r0) != "master" {
+        assert!(Instant::now() < deadline, "redis:{r0} not promoted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A write the run does not hold, on the promoted replica.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{}}}after", common::world::slot_tag(0)))
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+
+    lz.run(&format!(
+        "restore task create name back db swap backup {run} force no_safety_backup"
+    ))
+    .ok();
+    lz.run("restore task start back")
+        .ok()
+        .stdout_has("content verified: ");
+    assert_same(&before, &picture(&rt, &lz, "swap"), "after the restore");
+    for s in &db.shards {
+        let want = if s.master.is_none() {
+            "master"
+        } else {
+            "slave"
+        };
+        assert_eq!(role(s.id), want, "redis:{}", s.id);
+    }
+}

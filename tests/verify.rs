@@ -910,3 +910,88 @@ fn replay_writes_a_file_and_never_overwrites_a_key() {
     }
     empty.cmd(&["PING"]);
 }
+
+/// `verify db` on a sharded database whose master was killed and failed over proves the
+/// replica serving its slots. It used to ask the dead master and fail with "Connection
+/// refused", while the database served every key.
+#[test]
+fn verify_db_proves_the_replica_a_failover_promoted() {
+    let lz = common::Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.create_cluster("t");
+    let second = lz.path("node2");
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {}",
+        second.display()
+    ))
+    .ok();
+    lz.run("create db fo shards 3 replication enabled persistence aof")
+        .ok();
+    let ccs = lz.ccs();
+    let db = ccs["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let shards = db["shards"].as_array().unwrap();
+    let port = |s: &serde_json::Value| s["port"].as_u64().unwrap() as u16;
+    let client = redis::cluster::ClusterClient::new(
+        shards
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}/", port(s)))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut c = client.get_connection().unwrap();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(format!("h{i}"))
+            .arg("f")
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let repo = lz.path("repo");
+    let run = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "fo",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let masters: Vec<&serde_json::Value> =
+        shards.iter().filter(|s| s["master"].is_null()).collect();
+    let dead = masters[1];
+    let promoted = shards.iter().find(|s| s["master"] == dead["id"]).unwrap();
+    unsafe { libc::kill(dead["pid"].as_u64().unwrap() as i32, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let url = format!("redis://127.0.0.1:{}/", port(promoted));
+    loop {
+        let role: Option<String> = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+            .ok();
+        if role.is_some_and(|r| r.contains("role:master")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lz.run(&format!("verify db fo against {run}"))
+        .ok()
+        .stdout_has("content verified: 600 keys");
+}

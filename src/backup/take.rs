@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::ccs::{Cluster, Database, Id, Role, Shard};
 use crate::persist::{CheckOptions, Verdict};
 use crate::progress::Progress;
-use crate::server::{connect, info, ShardAddr};
+use crate::server::{connect, info, serving, ShardAddr};
 
 use super::codec::{stored_name, Codec, Recipients};
 use super::manifest::{Manifest, ShardEntry, MANIFEST_FORMAT};
@@ -40,7 +40,12 @@ pub struct RunSpec {
 
 /// A master and the shard its snapshot is taken from (a replica when it has one).
 struct Source {
+    /// The configured master: the run's shard (its id names the file, its slots the
+    /// range).
     master: Shard,
+    /// The shard of the master's group serving as its master now (`master` itself, or a
+    /// replica that took over after a failover): the one whose writes are paused.
+    acting: Shard,
     from: Shard,
     addr: ShardAddr,
     master_addr: ShardAddr,
@@ -67,19 +72,7 @@ pub async fn take(
     let started = now_ms();
     let mut sources = Vec::new();
     for m in db.masters() {
-        let from = db
-            .shards
-            .iter()
-            .find(|s| s.role == Role::Replica && s.master == Some(m.id))
-            .unwrap_or(m);
-        sources.push(Source {
-            master: m.clone(),
-            from: from.clone(),
-            addr: addr_of(cluster, db, from)?,
-            master_addr: addr_of(cluster, db, m)?,
-            engine: String::new(),
-            version: String::new(),
-        });
+        sources.push(source_of(cluster, db, m).await?);
     }
     if sources.is_empty() {
         return Err(BackupError::Failed(format!(
@@ -99,6 +92,45 @@ pub async fn take(
     }
     result
 }
+
+/// Where master `m`'s snapshot comes from, asked of the live servers of its group
+/// ([`crate::server::serving`]): the shard serving as master now (a replica promoted by
+/// a failover holds writes the configured master lacks, and only its pause stops
+/// writes), and a replica of it whose link is up, else that shard itself. When no shard
+/// of the group answers, the configured roles stay, and the run fails naming the shard
+/// that does not answer.
+async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source, BackupError> {
+    let group: Vec<&Shard> = std::iter::once(m)
+        .chain(
+            db.shards
+                .iter()
+                .filter(|s| s.role == Role::Replica && s.master == Some(m.id)),
+        )
+        .collect();
+    let addrs = group
+        .iter()
+        .map(|s| addr_of(cluster, db, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let live = serving(&addrs, ROLE_TIMEOUT).await;
+    let from = match (live.replica, live.answered) {
+        (Some(r), _) => r,
+        // Nothing answers: the configured replica, as before, so the error names it.
+        (None, false) if group.len() > 1 => 1,
+        (None, _) => live.master,
+    };
+    Ok(Source {
+        master: m.clone(),
+        acting: group[live.master].clone(),
+        from: group[from].clone(),
+        addr: addrs[from].clone(),
+        master_addr: addrs[live.master].clone(),
+        engine: String::new(),
+        version: String::new(),
+    })
+}
+
+/// Bounds the INFO that asks each shard of a group its live role.
+const ROLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Versions, no save running, and diskless transfers that start at once.
 async fn prepare(
@@ -247,7 +279,7 @@ impl Connections {
         let mut masters = Vec::new();
         for s in sources {
             let con = connect(&s.master_addr, SETUP_TIMEOUT).await;
-            masters.push(con.map_err(down(s.master.id))?);
+            masters.push(con.map_err(down(s.acting.id))?);
         }
         let mut cons = Vec::new();
         for s in sources {
@@ -291,7 +323,7 @@ impl Connections {
         {
             cut = Err(format!(
                 "redis:{}: CLIENT PAUSE failed: {e}",
-                sources[i].master.id
+                sources[i].acting.id
             ));
         }
         if cut.is_ok() {
@@ -487,14 +519,14 @@ async fn replicas_caught_up(
     deadline: Instant,
 ) -> Result<(), String> {
     for (s, con) in sources.iter().zip(masters.iter_mut()) {
-        if s.from.id == s.master.id {
+        if s.from.id == s.acting.id {
             continue;
         }
         let text: String = redis::cmd("INFO")
             .arg("replication")
             .query_async(con)
             .await
-            .map_err(|e| format!("redis:{}: {e}", s.master.id))?;
+            .map_err(|e| format!("redis:{}: {e}", s.acting.id))?;
         let target = crate::server::Info::parse(&text)
             .get_u64("master_repl_offset")
             .unwrap_or(0);
@@ -503,7 +535,7 @@ async fn replicas_caught_up(
             if left.is_zero() {
                 return Err(format!(
                     "replica redis:{} did not catch up with redis:{} in time",
-                    s.from.id, s.master.id
+                    s.from.id, s.acting.id
                 ));
             }
             let i = info(&s.addr, "replication", left)

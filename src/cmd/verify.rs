@@ -227,10 +227,8 @@ impl VerifyCommand {
         } = self;
         let cluster = ctx.cluster()?;
         let database = db.resolve(&cluster)?;
-        let masters: Vec<_> = database
-            .masters()
-            .filter_map(|s| crate::db::shard_addr(&cluster, database, s.id))
-            .collect();
+        // A replica a failover promoted serves its master's data: it is what is proved.
+        let masters = crate::db::serving_masters(&cluster, database).await;
         if masters.is_empty() {
             return Err(CommandError::conflict(format!(
                 "database `{}` has no master shard to verify",

@@ -22,8 +22,8 @@ use serde::Serialize;
 use super::shard::start_shard;
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
 use crate::server::{
-    follow, form_cluster, info, replicate, save_snapshot, set_persistence, wait_in_sync,
-    ClusterMember, MemberRole, ServerError, Servers, ShardAddr, StartOptions,
+    follow, form_cluster, give_back_slots, info, replicate, save_snapshot, set_persistence,
+    wait_in_sync, ClusterMember, MemberRole, ServerError, Servers, ShardAddr, StartOptions,
 };
 
 use super::{shard_addr, SETUP_TIMEOUT};
@@ -262,6 +262,16 @@ impl<'a> BringUp<'a> {
                 self.timeouts.sync,
             )
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Before data is replaced in a running sharded database: each master whose replica
+    /// serves its slots (a failover) takes them back, so each master is the one the
+    /// configuration names.
+    pub async fn restore_roles(&self) -> Result<(), ServerError> {
+        if self.db.config.shards > 1 {
+            give_back_slots(&self.members()?, self.timeouts.form).await?;
         }
         Ok(())
     }

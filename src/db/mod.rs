@@ -33,8 +33,8 @@ pub use lifecycle::{delete_db, not_running, restart_db, set_aside, DeleteOutcome
 pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
-    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, PORT_TAKEN,
-    STATUS_TIMEOUT, TLS_REFUSED,
+    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
+    PORT_TAKEN, STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.
@@ -78,6 +78,24 @@ pub enum DbError {
     AuthClientsWithoutTls,
     #[error("db:{id} `{name}` is pending recovery: run `recover db {name}` first")]
     PendingRecovery { id: Id, name: String },
+    /// A replica placed on a node whose server cannot load what its master's writes (a
+    /// Valkey 8 master, RDB 11, beside a Redis 7.0 node, which loads up to 10): it would
+    /// never finish its first sync.
+    #[error(
+        "a replica placed on node:{replica_node} ({replica_server}) cannot follow its master on \
+         node:{master_node} ({master_server}): the master writes RDB version {writes}, \
+         node:{replica_node}'s server loads up to {loads}; give node:{replica_node} a server \
+         that loads it (`node {replica_node} redis_server set <path>`), or create the \
+         database without replication"
+    )]
+    ReplicaCannotLoad {
+        replica_node: Id,
+        replica_server: String,
+        master_node: Id,
+        master_server: String,
+        writes: u32,
+        loads: u32,
+    },
     #[error(
         "restart of db:{id} `{name}` did not finish: {cause}\nrunning: {}; not running: {} \
          (recorded in the configuration); fix the cause and run `restart db {name}` again",
@@ -126,6 +144,7 @@ impl crate::error::DomainError for DbError {
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. }
+            | DbError::ReplicaCannotLoad { .. }
             | DbError::RestoreSetAside { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
@@ -191,6 +210,33 @@ pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<Shar
     let node = cluster.nodes.get(&shard.node)?;
     Some(cluster.shard_addr(db, &node.addr, shard.port))
 }
+
+/// Where each master's data is served now, one address a configured master: the
+/// master's own, or that of the replica a failover promoted in its place (asked of the
+/// live servers; the master's own when no shard of its group answers as a master).
+pub async fn serving_masters(cluster: &Cluster, db: &Database) -> Vec<ShardAddr> {
+    let mut out = Vec::new();
+    for m in db.masters() {
+        let group: Vec<ShardAddr> = std::iter::once(m.id)
+            .chain(
+                db.shards
+                    .iter()
+                    .filter(|s| s.master == Some(m.id))
+                    .map(|s| s.id),
+            )
+            .filter_map(|id| shard_addr(cluster, db, id))
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let live = crate::server::serving(&group, ROLE_TIMEOUT).await;
+        out.push(group[live.master].clone());
+    }
+    out
+}
+
+/// Bounds the INFO that asks a shard its live role.
+const ROLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The database's endpoint: its first master's address and the endpoint port,
 /// `rediss://` before it when the database speaks TLS.

@@ -25,6 +25,11 @@ pub const TLS_REFUSED: &str = "TLS REFUSED";
 /// Another program answers at a shard's address (a server that does not run from the
 /// shard's own directory): the shard cannot be running there, and what answers is not it.
 pub const PORT_TAKEN: &str = "PORT TAKEN";
+/// A replica that runs as a master (standalone: it stopped following its master).
+const NOT_REPLICATING: &str = "NOT REPLICATING";
+/// A replica of a sharded database that a failover made the master of its master's
+/// slots.
+pub const FAILED_OVER: &str = "FAILED OVER";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -221,6 +226,9 @@ pub async fn status(
         let mut ok_masters = 0;
         let mut all_ok = true;
         let mut keys = 0;
+        // Masters whose keys are counted, and replicas serving a master's slots in its
+        // place (with their keys): those count for a master that is down.
+        let (mut counted, mut promoted) = (Vec::new(), Vec::new());
         for s in &db.shards {
             let p = probes.get(&s.id);
             let (status, detail) = match (db.state, p) {
@@ -241,7 +249,21 @@ pub async fn status(
                 (_, _) if taken.contains_key(&s.id) => {
                     (PORT_TAKEN.to_string(), taken.get(&s.id).cloned())
                 }
-                (_, Some(p)) => shard_status(s.role, p, db.config.tls),
+                (_, Some(p)) => match shard_status(s.role, p, db.config.tls) {
+                    (status, _) if status == NOT_REPLICATING && db.config.shards > 1 => {
+                        let master = s.master.map_or("?".to_string(), |m| format!("redis:{m}"));
+                        promoted.push((s.master, p.info.keys()));
+                        (
+                            FAILED_OVER.to_string(),
+                            Some(format!(
+                                "a failover made it the master of {master}'s slots, which it \
+                                 serves: `restart db {}` gives them back to {master}",
+                                db.config.name
+                            )),
+                        )
+                    }
+                    other => other,
+                },
                 (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
             };
             let tls_issue = p
@@ -257,6 +279,7 @@ pub async fn status(
             if status == OK {
                 if s.role == Role::Master {
                     ok_masters += 1;
+                    counted.push(s.id);
                     keys += p.map(|p| p.info.keys()).unwrap_or(0);
                 }
             } else {
@@ -286,6 +309,11 @@ pub async fn status(
                 tls: db.config.tls,
                 tls_issue,
             });
+        }
+        for (master, n) in promoted {
+            if master.is_some_and(|m| !counted.contains(&m)) {
+                keys += n;
+            }
         }
         // Shards of one database on different engines or versions: replication and
         // the cluster bus between them are not something either engine promises.
@@ -713,7 +741,7 @@ fn shard_status(role: Role, p: &ShardProbe, tls: bool) -> (String, Option<String
     }
     if role == Role::Replica && !live_replica {
         return (
-            "NOT REPLICATING".to_string(),
+            NOT_REPLICATING.to_string(),
             Some("configured as a replica, runs as a master".to_string()),
         );
     }

@@ -562,6 +562,14 @@ pub async fn start(
         server,
         step,
     };
+    // Keys go to the configured masters, and those load the run's files: a replica
+    // serving a master's slots gives them back first, while nothing has changed.
+    crate::db::BringUp::new(cluster, db)
+        .restore_roles()
+        .await
+        .map_err(|e| {
+            format!("the masters could not take back the slots their replicas serve: {e}")
+        })?;
     if !same_layout(db, m) || needs_replay(cluster, db, m, spec, server).await {
         return restoring.by_key().await;
     }

@@ -161,6 +161,11 @@ async fn form(
         let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
     }
 
+    // A replica that took its master's slots (a failover while the master was down, or
+    // an operator's `CLUSTER FAILOVER`) holds the freshest data: the master follows it
+    // and takes its role back by a manual failover, which loses no write.
+    give_back_taken_slots(members, ids, deadline).await?;
+
     // Slots go to each master before the nodes meet, as redis-cli does: the handshake
     // then carries every node's slots at once instead of waiting for gossip rounds.
     for (m, id) in members.iter().zip(ids) {
@@ -224,6 +229,129 @@ async fn form(
         .await?;
     }
     Ok(())
+}
+
+/// The step of [`form_cluster`] on a running cluster: every master of `members` whose
+/// replica took its slots over takes them back, without losing a write (see
+/// [`give_back_taken_slots`]). A restore runs it before it stops the shards: a master
+/// restarted as its replica's replica would drop the run's data it loaded for the
+/// replica's.
+pub async fn give_back_slots(
+    members: &[ClusterMember],
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let deadline = Instant::now() + timeout;
+    let mut ids = Vec::with_capacity(members.len());
+    for m in members {
+        let id: String = query(&m.addr, redis::cmd("CLUSTER").arg("MYID"), CMD_TIMEOUT).await?;
+        ids.push(id);
+    }
+    give_back_taken_slots(members, &ids, deadline).await
+}
+
+/// For each master whose replica (of `members`) serves the master's slots as a master
+/// itself: the master is made to follow that replica (the cluster's own epochs already
+/// made a restarted master one, or `CLUSTER REPLICATE` when it lost its slot map), waits
+/// until it has every write, and takes its role back with `CLUSTER FAILOVER`, the manual
+/// failover in which the replica stops writes and hands over only once caught up.
+async fn give_back_taken_slots(
+    members: &[ClusterMember],
+    ids: &[String],
+    deadline: Instant,
+) -> Result<(), ServerError> {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    for (replica, replica_id) in members.iter().zip(ids) {
+        let MemberRole::Replica { of } = replica.role else {
+            continue;
+        };
+        let (Some(master), Some(master_id)) = (members.get(of), ids.get(of)) else {
+            continue;
+        };
+        let MemberRole::Master { slots } = master.role else {
+            continue;
+        };
+        let took_over = cluster_nodes(&replica.addr).await?.iter().any(|n| {
+            n.myself
+                && n.replica_of.is_none()
+                && n.slots
+                    .iter()
+                    .any(|&(a, b)| a <= slots.end && b >= slots.start)
+        });
+        if !took_over {
+            continue;
+        }
+        let is_follower = |nodes: &[NodeLine]| {
+            nodes
+                .iter()
+                .any(|n| n.myself && n.replica_of.as_deref() == Some(replica_id.as_str()))
+        };
+        let own = cluster_nodes(&master.addr).await?;
+        let holds_slots = own.iter().any(|n| n.myself && !n.slots.is_empty());
+        if !is_follower(&own) && !holds_slots {
+            let cmd = redis::cmd("CLUSTER")
+                .arg("REPLICATE")
+                .arg(replica_id)
+                .clone();
+            query::<()>(&master.addr, &cmd, CMD_TIMEOUT).await?;
+        }
+        let what = format!(
+            "`{}` to follow `{}`, which took its slots {slots} over",
+            master.addr, replica.addr
+        );
+        poll_until(&what, left(), || async {
+            Ok(is_follower(&cluster_nodes(&master.addr).await?))
+        })
+        .await?;
+        wait_in_sync(&master.addr, left()).await?;
+        let what = format!("`{}` to take its slots {slots} back", master.addr);
+        let taken_back = || async {
+            let mine = cluster_nodes(&master.addr)
+                .await?
+                .iter()
+                .any(|n| n.myself && n.replica_of.is_none() && covers(&n.slots, slots));
+            let follows = cluster_nodes(&replica.addr)
+                .await?
+                .iter()
+                .any(|n| n.myself && n.replica_of.as_deref() == Some(master_id.as_str()));
+            Ok(mine && follows)
+        };
+        // The masters vote for one failover of a master's slots per twice the node
+        // timeout: a manual failover asked sooner after the one it undoes is refused, and
+        // the server gives it up after 5 s; it is asked again until the deadline.
+        loop {
+            query::<()>(
+                &master.addr,
+                redis::cmd("CLUSTER").arg("FAILOVER"),
+                CMD_TIMEOUT,
+            )
+            .await?;
+            match poll_until(&what, left().min(MANUAL_FAILOVER_WAIT), taken_back).await {
+                Ok(()) => break,
+                Err(e) if left().is_zero() => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long one manual failover is waited for: the server gives it up after 5 s.
+const MANUAL_FAILOVER_WAIT: Duration = Duration::from_secs(6);
+
+/// Whether the runs `owned` hold every slot of `range`.
+fn covers(owned: &[(u16, u16)], range: SlotRange) -> bool {
+    let held: u32 = owned
+        .iter()
+        .map(|&(a, b)| {
+            let (a, b) = (a.max(range.start), b.min(range.end));
+            if a <= b {
+                u32::from(b - a) + 1
+            } else {
+                0
+            }
+        })
+        .sum();
+    held == u32::from(range.end - range.start) + 1
 }
 
 /// Adds the slots of `range` that nobody owns yet to the master `id`; a slot another node
@@ -307,6 +435,47 @@ pub async fn follow(
         }
     }
     query::<()>(addr, redis::cmd("CONFIG").arg("REWRITE"), CMD_TIMEOUT).await
+}
+
+/// Which shard of one master's group (the configured master first, then its replicas)
+/// serves the master's data now, asked of the live servers (`INFO replication`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Serving {
+    /// The first shard answering as a master: the configured one, or a replica promoted
+    /// by a failover (which holds writes the configured master lacks). The configured
+    /// master (0) when none does.
+    pub master: usize,
+    /// A shard following that master with its link up.
+    pub replica: Option<usize>,
+    /// Whether any shard of the group answered at all.
+    pub answered: bool,
+}
+
+/// [`Serving`] of `group`, each shard asked within `timeout`.
+pub async fn serving(group: &[ShardAddr], timeout: Duration) -> Serving {
+    let mut live = Vec::with_capacity(group.len());
+    for a in group {
+        live.push(info(a, "replication", timeout).await.ok());
+    }
+    let master = live
+        .iter()
+        .position(|i| i.as_ref().is_some_and(|i| i.get("role") == Some("master")))
+        .unwrap_or(0);
+    let m = &group[master];
+    let replica = live.iter().enumerate().position(|(k, i)| {
+        k != master
+            && i.as_ref().is_some_and(|i| {
+                i.get("role") == Some("slave")
+                    && i.get("master_link_status") == Some("up")
+                    && i.get("master_host") == Some(m.host.as_str())
+                    && i.get_u64("master_port") == Some(u64::from(m.port))
+            })
+    });
+    Serving {
+        master,
+        replica,
+        answered: live.iter().any(Option::is_some),
+    }
 }
 
 /// Takes a snapshot (BGSAVE) and waits until it succeeded: the data is in `dump.rdb`.

@@ -24,8 +24,8 @@ pub use client::{
     ShardAddr, ShardProbe, TlsHandshakes, Transport,
 };
 pub use cluster::{
-    even_slots, follow, form_cluster, replicate, save_snapshot, set_persistence, wait_in_sync,
-    ClusterMember, MemberRole, SlotRange, SLOT_COUNT,
+    even_slots, follow, form_cluster, give_back_slots, replicate, save_snapshot, serving,
+    set_persistence, wait_in_sync, ClusterMember, MemberRole, SlotRange, SLOT_COUNT,
 };
 pub use conf::{
     render_conf, ConfOptions, Persistence, ShardConf, Upstream, CLUSTER_NODE_TIMEOUT_MS,

@@ -352,4 +352,20 @@ fn each_node_runs_its_own_engine() {
         .stdout_lacks("mixed engines");
     lz.run("delete db mix purge").ok();
     assert!(guard.pids().is_empty());
+
+    // A Valkey master's replica on the Redis 7.0 node could never load its full sync
+    // (RDB 11 against 10): refused before anything starts, naming both nodes and the
+    // way out, where the create used to wait 30 s for a sync and say only that.
+    let before = lz.ccs();
+    let started = std::time::Instant::now();
+    lz.run("create db rep shards 2 replication enabled persistence disabled")
+        .fails(1)
+        .stderr_has("a replica placed on node:1 (redis 7.0.")
+        .stderr_has("cannot follow its master on node:2 (valkey 8.")
+        .stderr_has("RDB version 11, node:1's server loads up to 10")
+        .stderr_has("`node 1 redis_server set <path>`");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(lz.ccs(), before);
+    assert!(guard.pids().is_empty());
+    assert_eq!(shard_dirs(lz.home()), 0);
 }

@@ -518,3 +518,95 @@ async fn a_shard_still_loading_keeps_its_start_wait_alive() {
 fn id_of(c: &lazarus::ccs::Cluster, name: &str) -> lazarus::ccs::Id {
     c.database_by_name(name).expect("database").id
 }
+
+/// A replica that took its master's slots (the master killed and failed over, or an
+/// operator's `CLUSTER FAILOVER`) does not leave the database stuck: `restart db` used to
+/// fail on every try with "slot ... is owned by another node", the slot map never formed
+/// again. The master follows its replica, catches up and takes its role back; every write
+/// taken while the replica served is kept.
+#[tokio::test]
+async fn restart_after_failover_gives_the_masters_their_slots_back() {
+    let mut w = World::new(2);
+    let mut cfg = config("swapped", 3, Persistence::Aof);
+    cfg.replication = true;
+    let id = w.create(cfg).await;
+    let d = w.c.databases[&id].clone();
+    let endpoint = db::endpoint(&w.c, &d);
+    let client = cluster_round_trip(&endpoint, 300).await;
+    let c = w.c.clone();
+    let addr = |id| db::shard_addr(&c, &d, id).unwrap();
+    let replica_of = |m: u64| d.shards.iter().find(|s| s.master == Some(m)).unwrap().id;
+    let masters: Vec<_> = d.masters().map(|s| (s.id, s.pid.unwrap())).collect();
+    async fn raw(a: &lazarus::server::ShardAddr, cmd: &mut redis::Cmd) -> redis::Value {
+        let mut con = lazarus::server::connect(a, Duration::from_secs(2))
+            .await
+            .unwrap();
+        cmd.query_async(&mut con).await.unwrap()
+    }
+    async fn role(a: &lazarus::server::ShardAddr) -> String {
+        match raw(a, &mut redis::cmd("ROLE")).await {
+            redis::Value::Array(v) => match &v[0] {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).to_string(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // The first pair by the operator's manual failover, the second by a crash.
+    let (m0, m1) = (masters[0].0, masters[1].0);
+    raw(&addr(replica_of(m0)), redis::cmd("CLUSTER").arg("FAILOVER")).await;
+    w.kill(masters[1].1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for r in [replica_of(m0), replica_of(m1)] {
+        while role(&addr(r)).await != "master" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis:{r} not promoted"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Writes the promoted replicas alone hold.
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..300 {
+        let _: () = k.set(format!("after{i}"), i).await.unwrap();
+    }
+
+    // Status names the replicas serving their masters' slots and the way back, and
+    // counts the keys they serve in place of the master that is down.
+    let report = w.status().await;
+    for m in [m0, m1] {
+        let row = report
+            .shards
+            .iter()
+            .find(|r| r.id == replica_of(m))
+            .unwrap();
+        assert_eq!(row.status, db::FAILED_OVER, "{report:?}");
+        let detail = row.detail.as_deref().unwrap_or_default();
+        assert!(detail.contains("`restart db swapped`"), "{detail}");
+    }
+    assert_eq!(report.databases[0].status, "degraded");
+    assert_eq!(report.databases[0].keys, 600, "{report:?}");
+
+    let target = id_of(&w.c, "swapped");
+    db::restart_db(&mut w.c, &w.srv, target).await.unwrap();
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    assert!(report.shards.iter().all(|s| s.status == "OK"), "{report:?}");
+    for s in &d.shards {
+        let want = if s.master.is_none() {
+            "master"
+        } else {
+            "slave"
+        };
+        assert_eq!(role(&addr(s.id)).await, want, "redis:{}", s.id);
+    }
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..300 {
+        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
+        assert_eq!(k.get::<_, i64>(format!("after{i}")).await.unwrap(), i);
+    }
+    assert_eq!(report.databases[0].keys, 600);
+}

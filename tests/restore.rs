@@ -1513,7 +1513,35 @@ fn a_run_file_changed_after_verify_fails_start_and_the_old_data_serves() {
     let at = bad.len() / 2;
     bad[at] ^= 0x40;
     std::fs::write(&file, &bad).unwrap();
+    // The run is checked before the safety backup: refused with no work done, no
+    // safety backup taken, the data never fenced.
     lz.run("restore task start t")
+        .fails(1)
+        .stderr_has("the file was changed or damaged")
+        .stderr_lacks("the old data is back in place");
+    let listed = lz
+        .cmd(["--json", "backup", "list", "path", repo.to_str().unwrap()])
+        .run()
+        .ok()
+        .json();
+    let runs = listed[0]["result"]["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        1,
+        "no safety backup of a refused start: {runs:?}"
+    );
+    let shown = lz
+        .cmd(["--json", "restore", "task", "show", "t"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(shown[0]["result"]["state"], "verify_failed", "{shown:?}");
+    assert!(shown[0]["result"]["safety_backup"].is_null(), "{shown:?}");
+    assert_same(&changed, &picture(&rt, &lz, "l"), "after the refused start");
+    // Without a safety backup the staging finds it, and puts the old data back.
+    lz.run("restore task create name u db l backup latest force no_safety_backup")
+        .ok();
+    lz.run("restore task start u")
         .fails(1)
         .stderr_has("the file was changed or damaged")
         .stderr_has("the old data is back in place and serving");
@@ -1664,7 +1692,9 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         })
     };
     set("written-before-the-start");
-    // The run's file damaged: the start fails and puts the old data back.
+    // The run's file damaged where only its decoding finds it (the manifest resealed with
+    // the damaged bytes' stored sha256 and size, which the check before the safety
+    // backup compares): the start fails after its safety backup and puts the old data back.
     let file = std::fs::read_dir(repo.join(&run))
         .unwrap()
         .flatten()
@@ -1678,7 +1708,18 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         })
         .unwrap();
     let good = std::fs::read(&file).unwrap();
-    std::fs::write(&file, &good[..20]).unwrap();
+    let manifest = repo.join(&run).join("manifest.json");
+    let good_manifest = std::fs::read(&manifest).unwrap();
+    let bad = &good[..20];
+    std::fs::write(&file, bad).unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    reseal(&manifest, |m| {
+        use sha2::{Digest, Sha256};
+        let e = m.shards.iter_mut().find(|e| e.file == name).unwrap();
+        let sum = Sha256::digest(bad);
+        e.stored_sha256 = Some(sum.iter().map(|b| format!("{b:02x}")).collect());
+        e.stored_bytes = Some(bad.len() as u64);
+    });
     lz.run(&format!(
         "restore task create name ra1 db ra backup {run} force"
     ))
@@ -1692,6 +1733,7 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         .to_string();
     set("written-after-failed-start");
     std::fs::write(&file, &good).unwrap();
+    std::fs::write(&manifest, &good_manifest).unwrap();
     lz.run("restore task retry ra1")
         .ok()
         .stdout_has("content verified: ")

@@ -207,7 +207,7 @@ impl Verifying<'_> {
     /// Every file: present, its sha256, the reader's pass; left to the staging when it
     /// reads each file once anyway (`defer_file_checks` into the same layout).
     async fn files(&mut self, db: Option<&Database>, m: &Manifest) {
-        let defer = self.spec.defer_file_checks && db.is_some_and(|d| same_layout(d, m));
+        let defer = deferred(self.spec, db, m);
         for s in &m.shards {
             let verdict = match (defer, self.spec.files_read) {
                 (true, _) => {
@@ -450,6 +450,67 @@ impl Verifying<'_> {
             },
         );
     }
+}
+
+/// Whether the files' sha256 and the reader's pass are left to the staging (into the
+/// same shard layout, which reads each file once as it copies it).
+fn deferred(spec: &RestoreSpec, db: Option<&Database>, m: &Manifest) -> bool {
+    spec.defer_file_checks && db.is_some_and(|d| same_layout(d, m))
+}
+
+/// Before work that the staging's own checks would come too late to spare (a safety
+/// backup of the live data): each stored file hashed against the manifest (its stored
+/// sha256 and size, nothing decoded), so a damaged run is refused first. Only where the
+/// verify left the files to the staging; each file's line in `report` says what was found.
+pub(super) async fn stored_files_first(
+    spec: &RestoreSpec,
+    db: Option<&Database>,
+    m: &Manifest,
+    report: &mut VerifyReport,
+) {
+    if !deferred(spec, db, m) || spec.files_read {
+        return;
+    }
+    for s in &m.shards {
+        let stored = spec.repo.file(&spec.run, &s.file);
+        let e = s.clone();
+        let verdict = tokio::task::spawn_blocking(move || stored_hash(&stored, &e))
+            .await
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))
+            .and_then(|r| r);
+        report.set(&format!("file {}", s.file), verdict);
+    }
+}
+
+/// A stored file's bytes hashed (blocking), against the manifest's stored sha256 and size.
+fn stored_hash(file: &StoredFile, e: &ShardEntry) -> Result<String, (ErrorKind, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut r = file.open().map_err(|why| (ErrorKind::NotFound, why))?;
+    let (mut h, mut n, mut buf) = (Sha256::new(), 0u64, vec![0u8; 1 << 20]);
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err((ErrorKind::Io, format!("`{file}`: {err}"))),
+        }
+    }
+    let sum: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if sum != e.stored_digest() || n != e.stored_size() {
+        return Err((
+            ErrorKind::Damaged,
+            format!(
+                "`{file}` has sha256 {sum} ({n} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
+                e.stored_digest(),
+                e.stored_size()
+            ),
+        ));
+    }
+    Ok("its stored sha256 matches the manifest; the reader's pass runs as it is staged".into())
 }
 
 /// A plain file of the run on this machine: its sha256 and the reader's pass over it at

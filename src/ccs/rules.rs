@@ -158,6 +158,23 @@ pub enum NodePlaceError {
         node: Id,
         persistent_path: PathBuf,
     },
+    #[error("recovery path `{}` {how} {what}{}: recovery reads a node's old shard files, and a repository's runs come back with `restore task create ... backup <run>`; give the path of the old files (a copy or the old disk)", path.display(), shown_apart(path, repository))]
+    RecoveryPathRepository {
+        path: PathBuf,
+        /// `is`, `lies inside` or `holds`.
+        how: &'static str,
+        /// Whose repository it is (`backup task `nightly`'s repository`).
+        what: String,
+        repository: PathBuf,
+    },
+}
+
+/// ` `repository`` when it is not `path` itself.
+fn shown_apart(path: &Path, repository: &Path) -> String {
+    match path == repository {
+        true => String::new(),
+        false => format!(" `{}`", repository.display()),
+    }
 }
 
 impl DomainError for NodePlaceError {
@@ -170,7 +187,8 @@ impl DomainError for NodePlaceError {
             NodePlaceError::NoFreeRange { .. } => {
                 vec!["give one with `port_range <lo>-<hi>`".into()]
             }
-            NodePlaceError::RecoveryPathLive { .. } => {
+            NodePlaceError::RecoveryPathLive { .. }
+            | NodePlaceError::RecoveryPathRepository { .. } => {
                 vec!["give the path of the old files (a copy or the old disk)".into()]
             }
             _ => Vec::new(),

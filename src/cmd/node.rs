@@ -439,6 +439,18 @@ async fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, 
         None => rules::recovery_path(path)?,
     };
     rules::recovery_path_apart(&cluster, &path)?;
+    // A local repository lies on this machine: only a local node's path can be one.
+    if node.ssh.is_none() {
+        if let Some(near) = crate::backup::repository_near(&cluster, &path) {
+            return Err(rules::NodePlaceError::RecoveryPathRepository {
+                path,
+                how: near.how,
+                what: near.what,
+                repository: near.repository,
+            }
+            .into());
+        }
+    }
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
     lock.save(&mut cluster)?;

@@ -62,6 +62,8 @@ pub enum DbError {
     TooFewNodes { have: usize },
     #[error("port `{port}` is already used by redis:{shard} of db:{db}")]
     PortReserved { port: u16, db: Id, shard: Id },
+    #[error(transparent)]
+    PortOfOtherNode(#[from] crate::ccs::rules::PortOfOtherNode),
     #[error("bad sync_source `{given}`: {reason}")]
     BadSyncSource { given: String, reason: String },
     #[error("shard directory `{0}` already exists: its id is taken on disk")]
@@ -122,6 +124,7 @@ impl crate::error::DomainError for DbError {
             | DbError::NameTaken(_)
             | DbError::TooFewNodes { .. }
             | DbError::PortReserved { .. }
+            | DbError::PortOfOtherNode(_)
             | DbError::ShardDirExists(_)
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls

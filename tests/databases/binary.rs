@@ -141,6 +141,19 @@ fn commands_create_kill_restart_and_refuse() {
         base + 29
     ))
     .ok();
+    // A port of node:2's range is node:2's to hand out: refused for node:1's shard,
+    // naming the node and its range, nothing changed.
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    let pids = guard.pids();
+    lz.run(&format!("create db other port {}", base + 5))
+        .fails(1)
+        .stderr_has(&format!("port `{}` lies in node:", base + 5))
+        .stderr_has(&format!(
+            "'s port range `{base}-{}` on 127.0.0.1",
+            base + 29
+        ));
+    assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs);
+    assert_eq!(guard.pids(), pids);
     lz.run("create db pair replication enabled persistence snapshot")
         .ok();
     let doc = lz.cmd(["--json", "status", "shards"]).run().ok().json();

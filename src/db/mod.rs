@@ -64,6 +64,21 @@ pub enum DbError {
     PortReserved { port: u16, db: Id, shard: Id },
     #[error(transparent)]
     PortOfOtherNode(#[from] crate::ccs::rules::PortOfOtherNode),
+    #[error(
+        "replication would pair a master on node:{master_node} ({master}, which writes RDB \
+         version {writes}) with a replica on node:{replica_node} ({replica}, which loads RDB \
+         version {loads} and older): the replica could never load its master's data; give \
+         node:{replica_node} a server at least as new (`node {replica_node} redis_server set \
+         <path>`), or use `replication disabled`"
+    )]
+    ReplicaCannotLoad {
+        master_node: Id,
+        master: String,
+        writes: u32,
+        replica_node: Id,
+        replica: String,
+        loads: u32,
+    },
     #[error("bad sync_source `{given}`: {reason}")]
     BadSyncSource { given: String, reason: String },
     #[error("shard directory `{0}` already exists: its id is taken on disk")]
@@ -125,6 +140,7 @@ impl crate::error::DomainError for DbError {
             | DbError::TooFewNodes { .. }
             | DbError::PortReserved { .. }
             | DbError::PortOfOtherNode(_)
+            | DbError::ReplicaCannotLoad { .. }
             | DbError::ShardDirExists(_)
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls

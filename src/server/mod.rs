@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use binary::parse_version;
-pub use binary::{NodeBinary, RedisServer, Servers};
+pub use binary::{without_tls, NodeBinary, RedisServer, Servers};
 pub use client::{
     connect, connection_info, info, probe, probe_kept, tls_handshakes, Info, KeptConnections,
     ShardAddr, ShardProbe, TlsHandshakes, Transport,

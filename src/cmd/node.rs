@@ -207,6 +207,7 @@ async fn add(
                 target.key = Some(rules::absolute("ssh_key", key)?);
             }
             let host = remote::RemoteCheck::connect(target).await?;
+            host.addr(addr).await?;
             host.persistent_path(&persistent_path).await?;
             Some(host.redis_server(redis_server).await?)
         }

@@ -987,6 +987,19 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
     );
     outputs.push(fresh.run("restore task start move").ok());
     assert_same(&before, &picture(&rt, &fresh, "mig"), "restored from s3://");
+    // A prefix holding nothing is named as a repository not there, as a local one is.
+    for backup in [format!("{url}-nope/latest"), format!("{url}-nope/{good}")] {
+        outputs.push(
+            fresh
+                .run(&format!(
+                    "restore task create name gone db mig backup {backup} from_other_cluster"
+                ))
+                .fails(1)
+                .stderr_has(&format!(
+                    "the repository `{url}-nope` holds no objects (a wrong bucket or prefix, or emptied?)"
+                )),
+        );
+    }
     // `verify db` proves the restored database against the run where it lies, read
     // through zstd and age; the run with an object gone is named.
     outputs.push(
@@ -1226,6 +1239,17 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
         &picture(&rt, &fresh, "mig"),
         "restored from ssh://",
     );
+    // A repository not there is named as such, as a local one is.
+    for backup in [format!("{url}/nope/latest"), format!("{url}/nope/{run}")] {
+        fresh
+            .run(&format!(
+                "restore task create name gone db mig backup {backup} from_other_cluster"
+            ))
+            .fails(1)
+            .stderr_has(&format!(
+                "the repository `{url}/nope` does not exist: no such directory on its host"
+            ));
+    }
 }
 
 /// Issue 19: a shard larger than one multipart part (8 MiB) goes up to `s3://` in
@@ -1996,4 +2020,46 @@ fn a_deleted_task_leaves_no_lock_file() {
     lz.run("restore task list")
         .ok()
         .stdout_has("No restore tasks");
+}
+
+/// `backup list` of a parent prefix: a repository nested in it (a directory of runs) is
+/// listed apart, as a repository to list, never as an unfinished run; a directory with
+/// nothing in it still is one.
+#[test]
+fn a_nested_repository_is_listed_apart_from_runs() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("n", 1, false, Persistence::Snapshot)
+        .installed();
+    let parent = lz.path("repo");
+    let inner = parent.join("inner");
+    backup_run(&lz, "n", &inner);
+    let run = backup_run(&lz, "n", &parent);
+    std::fs::create_dir(parent.join("half")).unwrap();
+    let doc = lz
+        .cmd(["--json", "backup", "list", "path", parent.to_str().unwrap()])
+        .run()
+        .ok()
+        .json();
+    let result = &doc[0]["result"];
+    let runs: Vec<&str> = result["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, [run.as_str(), "half"], "{result}");
+    assert_eq!(result["runs"][1]["restorable"], false, "{result}");
+    assert_eq!(
+        result["repositories"],
+        serde_json::json!([{"path": inner.to_str().unwrap(), "entries": 1}]),
+        "{result}"
+    );
+    lz.run(&format!("backup list path {}", parent.display()))
+        .ok()
+        .stdout_has(&format!(
+            "`{}` is a repository of its own (1 entry), not a run: `backup list path {}` lists it.",
+            inner.display(),
+            inner.display()
+        ))
+        .stdout_lacks("inner  ");
 }

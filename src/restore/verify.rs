@@ -66,18 +66,19 @@ impl Verifying<'_> {
     /// The run's manifest: complete and matching its checksum, or nothing else is checked.
     fn manifest(&mut self) -> Option<Manifest> {
         let spec = self.spec;
-        if let Some(root) = spec.repo.missing_root() {
-            let why = missing_repository(root);
-            self.report
-                .add("repository", Err((ErrorKind::NotFound, why)));
-            return None;
-        }
         match spec.repo.manifest(&spec.run) {
             Ok(m) => {
                 let run_dir = spec.repo.run_shown(&spec.run);
                 let detail = format!("`{run_dir}` is complete and matches its checksum");
                 self.report.add("manifest", Ok(detail));
                 Some(m)
+            }
+            // The whole repository gone (moved, unmounted, a wrong URL) is said so, not
+            // taken for this run's fault.
+            Err(_) if let Some(why) = spec.repo.missing() => {
+                self.report
+                    .add("repository", Err((ErrorKind::NotFound, why)));
+                None
             }
             Err(e) => {
                 self.report.add("manifest", Err((e.kind(), e.to_string())));
@@ -634,13 +635,6 @@ fn engine_verdict(
 }
 
 /// A local repository that is not there, as verify and create name it.
-pub(super) fn missing_repository(root: &Path) -> String {
-    format!(
-        "the repository `{}` does not exist (moved or unmounted?)",
-        root.display()
-    )
-}
-
 /// The `major.minor` of a version string.
 fn major_minor(v: &str) -> Option<(u32, u32)> {
     let v = v.rsplit(' ').next()?;

@@ -349,20 +349,30 @@ fn each_node_runs_its_own_engine() {
         .stdout_lacks("mixed engines");
 
     // A Valkey 8 master's RDB is one a Redis 7.0 replica cannot load: such a pair is
-    // refused before any server starts, naming both engines and versions.
+    // refused before any server starts, naming both engines and versions; a restart
+    // after the nodes' binaries changed so, before anything is stopped.
+    lz.run("create db pair replication enabled persistence disabled")
+        .ok();
     lz.run(&format!("node 1 redis_server set {}", valkey_bin.display()))
         .ok();
     lz.run(&format!("node 2 redis_server set {}", redis_bin.display()))
         .ok();
     let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
     let pids = guard.pids();
-    lz.run("create db pair replication enabled")
+    lz.run("create db pair2 replication enabled")
         .fails(1)
         .stderr_has("a master on node:1 (valkey 8.")
         .stderr_has("which writes RDB version 11) with a replica on node:2 (redis 7.0.")
         .stderr_has("which loads RDB version 10 and older)");
     assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs);
     assert_eq!(guard.pids(), pids);
+    lz.run("restart db pair")
+        .fails(1)
+        .stderr_has("a master on node:1 (valkey 8.")
+        .stderr_has("with a replica on node:2 (redis 7.0.");
+    assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs);
+    assert_eq!(guard.pids(), pids, "a shard was stopped");
+    lz.run("delete db pair purge").ok();
     lz.run("delete db mix purge").ok();
     assert!(guard.pids().is_empty());
 }

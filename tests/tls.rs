@@ -593,7 +593,7 @@ fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
             bin.display()
         ))
         .stderr_has(
-            "built without TLS: `Missing implement of connection type tls`; nothing was installed",
+            "built without TLS: `Missing implement of connection type tls`; nothing was changed",
         )
         .stderr_lacks("node:1");
     assert_eq!(lz.ccs(), before);
@@ -603,4 +603,17 @@ fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
     lz.run(&set_line(&files))
         .ok()
         .stdout_has("Set TLS material");
+    // Once the cluster has material, no node may take a build without TLS.
+    let before = lz.ccs();
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} redis_server {}",
+        lz.path("n3").display(),
+        bin.display()
+    ))
+    .fails(1)
+    .stderr_has("built without TLS");
+    lz.run(&format!("node 1 redis_server set {}", bin.display()))
+        .fails(1)
+        .stderr_has(&format!("node:1 runs `{}` (valkey ", bin.display()));
+    assert_eq!(lz.ccs(), before);
 }

@@ -232,6 +232,9 @@ async fn add(
     };
     cluster.nodes.insert(id, node.clone());
     if cluster.tls.is_some() {
+        super::cluster::tls::refuse_without_tls(ctx, &cluster).await?;
+    }
+    if cluster.tls.is_some() {
         // The cluster's TLS shards need the material on every node: copied from this
         // machine's copy before the node is recorded.
         let now = std::time::SystemTime::now()
@@ -292,6 +295,9 @@ async fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, C
     };
     node.redis_server = Some(server);
     let view = NodeView::from(&*node);
+    if cluster.tls.is_some() {
+        super::cluster::tls::refuse_without_tls(ctx, &cluster).await?;
+    }
     lock.save(&mut cluster)?;
     Reply::of(&RedisServerSet(view))
 }

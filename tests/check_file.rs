@@ -289,3 +289,50 @@ fn check_file_names_the_engine_that_wrote_the_file() {
         }
     }
 }
+
+/// The time `check file` shows says what it is: an RDB's `ctime` (when it was saved) is
+/// `created`; an `appendonlydir/` written to after its base is `last written`, the
+/// modification time of its newest part, named; never an incr file's mtime as `created`.
+#[test]
+fn check_file_names_what_its_time_is() {
+    let lz = Lazarus::new();
+    let config = [("appendonly", "yes"), ("appendfsync", "always")];
+    let mut s = Server::start_in(tempfile::tempdir().unwrap(), &config);
+    s.cmd(&["SET", "k", "v"]);
+    s.cmd(&["SAVE"]);
+    s.cmd(&["BGREWRITEAOF"]);
+    s.wait_persistence();
+    // A second later, a write only the incr file holds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    s.cmd(&["SET", "later", "v"]);
+    let row = |shown: &str, label: &str| -> String {
+        let out = lz.run(&format!("check file {shown}")).ok();
+        out.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` row: {}", out.stdout))
+            .to_string()
+    };
+    let json = |shown: &str| {
+        lz.cmd(["--json", "check", "file", shown]).run().ok().json()[0]["result"].clone()
+    };
+    let rdb = s.path().join("dump.rdb").display().to_string();
+    assert!(
+        row(&rdb, "created").ends_with(", ctime)"),
+        "{}",
+        row(&rdb, "created")
+    );
+    assert_eq!(json(&rdb)["created_from"], "ctime");
+    let dir = s.path().join("appendonlydir").display().to_string();
+    let line = row(&dir, "last written");
+    assert!(
+        line.contains("mtime of `") && line.contains(".incr.aof`)"),
+        "{line}"
+    );
+    let r = json(&dir);
+    let from = r["created_from"].as_str().unwrap();
+    assert!(
+        from.starts_with("mtime of `") && from.ends_with(".incr.aof`"),
+        "{r}"
+    );
+}

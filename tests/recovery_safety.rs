@@ -195,7 +195,16 @@ fn status_tells_a_foreign_server_on_a_shards_port_from_the_shard() {
     );
     assert!(detail.contains("not a shard Lazarus started"), "{detail}");
     assert!(row["keys"].is_null(), "{row}");
-    assert_ne!(row["pid"], pid, "{row}");
+    // Neither the pid recorded for the shard (not what runs there) nor the program's
+    // (named in the detail, not the shard's).
+    let recorded = a.ccs()["databases"]["2"]["shards"][0]["pid"].clone();
+    assert!(!recorded.is_null(), "a pid was recorded");
+    assert!(row["pid"].is_null(), "{row}");
+    assert!(
+        !text.stdout.contains(&format!(" {recorded} ")),
+        "the recorded pid shown: {}",
+        text.stdout
+    );
     assert!(row["live_role"].is_null(), "{row}");
     assert!(
         !text.stdout.contains("NOT REPLICATING") && !text.stdout.contains(" OK "),
@@ -732,4 +741,67 @@ fn an_old_bind_failure_in_the_log_is_not_a_taken_port() {
         text.contains(&format!("redis:{shard} failed to start")),
         "{text}"
     );
+}
+
+/// A backup repository is no recovery path: recovery reads a node's old shard files,
+/// and a repository's runs come back through a restore task. Refused, naming the
+/// repository, whether the CCS records it (a task's, a run's, or a directory inside it)
+/// or only its runs on disk tell (a copy of another cluster's); nothing changes.
+#[test]
+fn a_backup_repository_is_no_recovery_path() {
+    let a = Lazarus::new();
+    let _guard = ProcessGuard::new(a.home());
+    home_with_cache(&a);
+    let repo = a.path("repo");
+    let run = a
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "cache",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok()
+        .json()[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.run(&format!(
+        "backup task create name nightly db cache path {}",
+        a.path("tasks").display()
+    ))
+    .ok();
+    let refused = |path: &std::path::Path, says: &str| {
+        a.run(&format!("node 1 recovery_path set {}", path.display()))
+            .fails(1)
+            .stderr_has(&format!("recovery path `{}` {says}", path.display()))
+            .stderr_has("`restore task create ... backup <run>`");
+        assert!(a.ccs()["nodes"]["1"]["recovery_path"].is_null());
+    };
+    refused(&repo, &format!("is the repository of backup run `{run}`"));
+    refused(
+        &repo.join(&run),
+        &format!(
+            "lies inside the repository of backup run `{run}` `{}`",
+            repo.display()
+        ),
+    );
+    refused(&a.path("tasks"), "is backup task `nightly`'s repository");
+    let copy = a.path("copy");
+    std::fs::create_dir_all(copy.join(&run)).unwrap();
+    for f in std::fs::read_dir(repo.join(&run)).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join(&run).join(f.file_name())).unwrap();
+    }
+    refused(
+        &copy,
+        &format!("is a backup repository (it holds run `{run}`)"),
+    );
+    refused(&copy.join(&run), &format!("is backup run `{run}`"));
+    // An old disk's directory is still taken.
+    let old = a.path("old-disk");
+    std::fs::create_dir_all(&old).unwrap();
+    a.run(&format!("node 1 recovery_path set {}", old.display()))
+        .ok();
 }

@@ -187,6 +187,36 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
         .fails(1)
         .stderr_has("`redis_server` `/nonexistent/redis-server` does not run on");
     assert_eq!(lz.ccs()["nodes"].as_object().map(|n| n.len()), Some(1));
+    // The node's `addr` must be the SSH host's own: another loopback address is, from
+    // here, this machine; an address the host does not have is named with the ones it has.
+    let with_addr = |addr: &str| {
+        format!(
+            "node add addr {addr} persistent_path {} ssh {}",
+            host.path("node").display(),
+            host.target()
+        )
+    };
+    let other_loopback = if host.addr == "127.0.0.1" {
+        "127.0.0.9"
+    } else {
+        "127.0.0.1"
+    };
+    run(with_addr(other_loopback))
+        .fails(1)
+        .stderr_has(&format!(
+            "addr `{other_loopback}` is a loopback address, and `{}` (reached at {}) is another machine",
+            host.target(),
+            host.addr
+        ))
+        .stderr_has(&format!("such as `{}`", host.addr));
+    run(with_addr("203.0.113.7"))
+        .fails(1)
+        .stderr_has(&format!(
+            "addr `203.0.113.7` is not an address of `{}` (reached at {}), where the node's shards bind it; its addresses: 127.0.0.1/8",
+            host.target(),
+            host.addr
+        ));
+    assert_eq!(lz.ccs()["nodes"].as_object().map(|n| n.len()), Some(1));
 
     let out = run(add(&host, &format!(" ssh_key {}", lab.key().display())))
         .ok()

@@ -987,6 +987,19 @@ fn an_s3_run_restores_into_a_new_cluster_and_a_missing_object_is_named() {
     );
     outputs.push(fresh.run("restore task start move").ok());
     assert_same(&before, &picture(&rt, &fresh, "mig"), "restored from s3://");
+    // A prefix holding nothing is named as a repository not there, as a local one is.
+    for backup in [format!("{url}-nope/latest"), format!("{url}-nope/{good}")] {
+        outputs.push(
+            fresh
+                .run(&format!(
+                    "restore task create name gone db mig backup {backup} from_other_cluster"
+                ))
+                .fails(1)
+                .stderr_has(&format!(
+                    "the repository `{url}-nope` holds no objects (a wrong bucket or prefix, or emptied?)"
+                )),
+        );
+    }
     // `verify db` proves the restored database against the run where it lies, read
     // through zstd and age; the run with an object gone is named.
     outputs.push(
@@ -1226,6 +1239,17 @@ fn an_ssh_run_restores_into_a_new_cluster_and_ssh_failures_are_named() {
         &picture(&rt, &fresh, "mig"),
         "restored from ssh://",
     );
+    // A repository not there is named as such, as a local one is.
+    for backup in [format!("{url}/nope/latest"), format!("{url}/nope/{run}")] {
+        fresh
+            .run(&format!(
+                "restore task create name gone db mig backup {backup} from_other_cluster"
+            ))
+            .fails(1)
+            .stderr_has(&format!(
+                "the repository `{url}/nope` does not exist: no such directory on its host"
+            ));
+    }
 }
 
 /// Issue 19: a shard larger than one multipart part (8 MiB) goes up to `s3://` in
@@ -1513,7 +1537,35 @@ fn a_run_file_changed_after_verify_fails_start_and_the_old_data_serves() {
     let at = bad.len() / 2;
     bad[at] ^= 0x40;
     std::fs::write(&file, &bad).unwrap();
+    // The run is checked before the safety backup: refused with no work done, no
+    // safety backup taken, the data never fenced.
     lz.run("restore task start t")
+        .fails(1)
+        .stderr_has("the file was changed or damaged")
+        .stderr_lacks("the old data is back in place");
+    let listed = lz
+        .cmd(["--json", "backup", "list", "path", repo.to_str().unwrap()])
+        .run()
+        .ok()
+        .json();
+    let runs = listed[0]["result"]["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        1,
+        "no safety backup of a refused start: {runs:?}"
+    );
+    let shown = lz
+        .cmd(["--json", "restore", "task", "show", "t"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(shown[0]["result"]["state"], "verify_failed", "{shown:?}");
+    assert!(shown[0]["result"]["safety_backup"].is_null(), "{shown:?}");
+    assert_same(&changed, &picture(&rt, &lz, "l"), "after the refused start");
+    // Without a safety backup the staging finds it, and puts the old data back.
+    lz.run("restore task create name u db l backup latest force no_safety_backup")
+        .ok();
+    lz.run("restore task start u")
         .fails(1)
         .stderr_has("the file was changed or damaged")
         .stderr_has("the old data is back in place and serving");
@@ -1664,7 +1716,9 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         })
     };
     set("written-before-the-start");
-    // The run's file damaged: the start fails and puts the old data back.
+    // The run's file damaged where only its decoding finds it (the manifest resealed with
+    // the damaged bytes' stored sha256 and size, which the check before the safety
+    // backup compares): the start fails after its safety backup and puts the old data back.
     let file = std::fs::read_dir(repo.join(&run))
         .unwrap()
         .flatten()
@@ -1678,7 +1732,18 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         })
         .unwrap();
     let good = std::fs::read(&file).unwrap();
-    std::fs::write(&file, &good[..20]).unwrap();
+    let manifest = repo.join(&run).join("manifest.json");
+    let good_manifest = std::fs::read(&manifest).unwrap();
+    let bad = &good[..20];
+    std::fs::write(&file, bad).unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    reseal(&manifest, |m| {
+        use sha2::{Digest, Sha256};
+        let e = m.shards.iter_mut().find(|e| e.file == name).unwrap();
+        let sum = Sha256::digest(bad);
+        e.stored_sha256 = Some(sum.iter().map(|b| format!("{b:02x}")).collect());
+        e.stored_bytes = Some(bad.len() as u64);
+    });
     lz.run(&format!(
         "restore task create name ra1 db ra backup {run} force"
     ))
@@ -1692,6 +1757,7 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         .to_string();
     set("written-after-failed-start");
     std::fs::write(&file, &good).unwrap();
+    std::fs::write(&manifest, &good_manifest).unwrap();
     lz.run("restore task retry ra1")
         .ok()
         .stdout_has("content verified: ")
@@ -2064,4 +2130,46 @@ fn a_forced_restore_into_a_failed_over_database_brings_the_run_back() {
         };
         assert_eq!(role(s.id), want, "redis:{}", s.id);
     }
+}
+
+/// `backup list` of a parent prefix: a repository nested in it (a directory of runs) is
+/// listed apart, as a repository to list, never as an unfinished run; a directory with
+/// nothing in it still is one.
+#[test]
+fn a_nested_repository_is_listed_apart_from_runs() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("n", 1, false, Persistence::Snapshot)
+        .installed();
+    let parent = lz.path("repo");
+    let inner = parent.join("inner");
+    backup_run(&lz, "n", &inner);
+    let run = backup_run(&lz, "n", &parent);
+    std::fs::create_dir(parent.join("half")).unwrap();
+    let doc = lz
+        .cmd(["--json", "backup", "list", "path", parent.to_str().unwrap()])
+        .run()
+        .ok()
+        .json();
+    let result = &doc[0]["result"];
+    let runs: Vec<&str> = result["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, [run.as_str(), "half"], "{result}");
+    assert_eq!(result["runs"][1]["restorable"], false, "{result}");
+    assert_eq!(
+        result["repositories"],
+        serde_json::json!([{"path": inner.to_str().unwrap(), "entries": 1}]),
+        "{result}"
+    );
+    lz.run(&format!("backup list path {}", parent.display()))
+        .ok()
+        .stdout_has(&format!(
+            "`{}` is a repository of its own (1 entry), not a run: `backup list path {}` lists it.",
+            inner.display(),
+            inner.display()
+        ))
+        .stdout_lacks("inner  ");
 }

@@ -554,3 +554,66 @@ fn a_rebuild_from_identity_files_keeps_the_tls_material() {
         .stdout_has("`sec`: Completed successfully");
     second.run("status").ok();
 }
+
+/// A node whose server binary is built without TLS: `cluster tls set` asks each binary
+/// first and refuses, naming the node, the binary and what it said, before anything is
+/// installed (its TLS shards could never start). The embedded valkey-server the tests
+/// use is such a build; without one the case is said to be untested.
+#[test]
+fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
+    let Some(valkey) = common::engine::Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let bin = valkey.path.clone().unwrap();
+    let said = std::process::Command::new(&bin)
+        .args(["--port", "0", "--tls-port", "0", "--tls-replication", "yes"])
+        .args(["--save", "", "--dir", "/tmp"])
+        .output()
+        .unwrap();
+    if !String::from_utf8_lossy(&said.stdout).contains("Failed finding TLS support") {
+        eprintln!("{} is built with TLS: not tested", bin.display());
+        return;
+    }
+    let lz = Lazarus::new();
+    lz.run("cluster create name t").ok();
+    let n2 = lz.path("n2");
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} redis_server {}",
+        n2.display(),
+        bin.display()
+    ))
+    .ok();
+    let files = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    let before = lz.ccs();
+    lz.run(&set_line(&files))
+        .fails(1)
+        .stderr_has(&format!(
+            "TLS shards need a server built with TLS: node:2 runs `{}` (valkey ",
+            bin.display()
+        ))
+        .stderr_has(
+            "built without TLS: `Missing implement of connection type tls`; nothing was changed",
+        )
+        .stderr_lacks("node:1");
+    assert_eq!(lz.ccs(), before);
+    assert!(!lz.path("nodes/1/tls").exists() && !n2.join("tls").exists());
+    // The node gone, the redis-server left is a TLS build: the material goes in.
+    lz.run("node 2 remove").ok();
+    lz.run(&set_line(&files))
+        .ok()
+        .stdout_has("Set TLS material");
+    // Once the cluster has material, no node may take a build without TLS.
+    let before = lz.ccs();
+    lz.run(&format!(
+        "node add addr 127.0.0.1 persistent_path {} redis_server {}",
+        lz.path("n3").display(),
+        bin.display()
+    ))
+    .fails(1)
+    .stderr_has("built without TLS");
+    lz.run(&format!("node 1 redis_server set {}", bin.display()))
+        .fails(1)
+        .stderr_has(&format!("node:1 runs `{}` (valkey ", bin.display()));
+    assert_eq!(lz.ccs(), before);
+}

@@ -353,6 +353,76 @@ pub fn check_repository(cluster: &Cluster, path: &Path) -> Result<PathBuf, Strin
     Ok(abs)
 }
 
+/// A backup repository a directory of this machine is, lies inside or holds: a local
+/// repository of a backup task or run the CCS records, or, on disk, a run (a
+/// `manifest.json`) or a directory of runs. `path` is canonical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepositoryNear {
+    /// `is`, `lies inside` or `holds`.
+    pub how: &'static str,
+    /// The repository (or run) directory.
+    pub repository: PathBuf,
+    /// Whose it is, as shown: `backup task `nightly`'s repository`.
+    pub what: String,
+}
+
+/// The backup repository at, around or under `path` (canonical), if any.
+pub fn repository_near(cluster: &Cluster, path: &Path) -> Option<RepositoryNear> {
+    let recorded = cluster
+        .backups
+        .tasks
+        .values()
+        .map(|t| (&t.path, format!("backup task `{}`'s repository", t.name)))
+        .chain(
+            cluster
+                .backups
+                .runs
+                .iter()
+                .map(|r| (&r.path, format!("the repository of backup run `{}`", r.id))),
+        );
+    for (repo, what) in recorded {
+        if is_url(repo) {
+            continue;
+        }
+        let repo = resolve_existing_prefix(repo);
+        let how = if path == repo {
+            "is"
+        } else if path.starts_with(&repo) {
+            "lies inside"
+        } else if repo.starts_with(path) {
+            "holds"
+        } else {
+            continue;
+        };
+        return Some(RepositoryNear {
+            how,
+            repository: repo,
+            what,
+        });
+    }
+    // A repository no task of this cluster names (another cluster's, a copy): its runs.
+    if path.join(MANIFEST_FILE).is_file() {
+        let run = path.file_name().map(|n| n.to_string_lossy().to_string());
+        return Some(RepositoryNear {
+            how: "is",
+            repository: path.to_path_buf(),
+            what: format!("backup run `{}`", run.unwrap_or_default()),
+        });
+    }
+    let run = std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().join(MANIFEST_FILE).is_file())?;
+    Some(RepositoryNear {
+        how: "is",
+        repository: path.to_path_buf(),
+        what: format!(
+            "a backup repository (it holds run `{}`)",
+            run.file_name().to_string_lossy()
+        ),
+    })
+}
+
 /// `path` with its longest existing prefix canonicalised (symlinks resolved).
 fn resolve_existing_prefix(path: &Path) -> PathBuf {
     let mut existing = path.to_path_buf();

@@ -96,6 +96,25 @@ impl RemoteRepo {
         }
     }
 
+    /// The repository at `<root>/<name>` of the same host.
+    pub fn child(&self, name: &str) -> RemoteRepo {
+        RemoteRepo {
+            url: format!("{}/{name}", self.url),
+            root: self.root.join(name),
+            host: self.host.clone(),
+        }
+    }
+
+    /// Whether the repository's directory is not there (`Ok(false)`: it is).
+    pub fn is_missing(&self) -> Result<bool, String> {
+        let (host, root) = (self.host.clone(), self.root.clone());
+        match block(async move { host.metadata(&root).await }) {
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(self.fail("cannot look at", e)),
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -155,13 +155,52 @@ impl Repository {
         Ok(Repository::local(location))
     }
 
-    /// A local repository's directory when it is not there (moved, or its filesystem
-    /// unmounted): every run in it is missing for that reason, not its own.
-    pub fn missing_root(&self) -> Option<&Path> {
+    /// Why the repository is not there, naming it, whichever kind it is: a local or
+    /// `ssh://` directory that does not exist (there), an `s3://` prefix holding nothing
+    /// at all. `None`: it is there (or it could not be asked: the caller's own error
+    /// says so). Blocking; a round trip for a remote repository.
+    pub fn missing(&self) -> Option<String> {
         match self {
-            Repository::Local { root } if matches!(root.try_exists(), Ok(false)) => Some(root),
-            _ => None,
+            Repository::Local { root } => matches!(root.try_exists(), Ok(false)).then(|| {
+                format!(
+                    "the repository `{}` does not exist (moved or unmounted?)",
+                    root.display()
+                )
+            }),
+            Repository::Ssh(r) => matches!(r.is_missing(), Ok(true)).then(|| {
+                format!(
+                    "the repository `{}` does not exist: no such directory on its host (moved or unmounted?)",
+                    r.url()
+                )
+            }),
+            Repository::S3(s) => matches!(s.is_empty(), Ok(true)).then(|| {
+                format!(
+                    "the repository `{}` holds no objects (a wrong bucket or prefix, or emptied?)",
+                    s.url()
+                )
+            }),
         }
+    }
+
+    /// The repository a run directory's name would be, were it one (a repository nested
+    /// in this one).
+    pub fn child(&self, name: &str) -> Result<Repository, String> {
+        Ok(match self {
+            Repository::Local { root } => Repository::local(root.join(name)),
+            Repository::Ssh(r) => Repository::Ssh(r.child(name)),
+            Repository::S3(s) => Repository::S3(S3Repo::open(&format!("{}/{name}", s.url()))?),
+        })
+    }
+
+    /// When `entry` (a directory of this repository with no manifest of its own) is a
+    /// repository itself: how many entries it holds, one of them a run (a manifest,
+    /// valid or not).
+    pub fn nested(&self, entry: &str) -> Option<usize> {
+        let child = self.child(entry).ok()?;
+        let runs = child.runs().ok()?;
+        runs.iter()
+            .any(|r| !matches!(child.manifest(r), Err(ManifestError::Missing(_))))
+            .then_some(runs.len())
     }
 
     pub fn is_local(&self) -> bool {

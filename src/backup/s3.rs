@@ -281,6 +281,17 @@ impl S3Repo {
         found.map_err(|e| format!("cannot list `{}/{run}`: {e}", self.url))
     }
 
+    /// Whether nothing at all is stored under the prefix (a wrong bucket or prefix, or
+    /// one emptied): `Ok(false)` when anything is.
+    pub fn is_empty(&self) -> Result<bool, String> {
+        let prefix = (!self.prefix.is_empty()).then(|| self.key(&[]));
+        let store = self.store.clone();
+        let first = block(async move { store.list(prefix.as_ref()).next().await.transpose() });
+        first
+            .map(|f| f.is_none())
+            .map_err(|e| format!("cannot list `{}`: {e}", self.url))
+    }
+
     /// The run "directories" under the prefix.
     pub fn runs(&self) -> Result<Vec<String>, String> {
         let prefix = (!self.prefix.is_empty()).then(|| self.key(&[]));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     check_repository, is_due, new_run_id, now_ms, prune_plan, sweep_interrupted, take, Codec,
-    Compression, Manifest, Recipients, Repository, RunLock, RunSpec, RunsError,
+    Compression, Manifest, ManifestError, Recipients, Repository, RunLock, RunSpec, RunsError,
     DEFAULT_MAX_PAUSE_MS,
 };
 use crate::ccs::StoreLock;
@@ -663,6 +663,9 @@ pub struct StoredRun {
     pub run: String,
     pub manifest: Option<Manifest>,
     pub problem: Option<String>,
+    /// Not a run: a repository of its own nested in this one, holding this many
+    /// entries (one of them a run at least).
+    pub nested: Option<usize>,
 }
 
 /// Every run directory of a repository, read from the repository alone (no cluster
@@ -683,13 +686,22 @@ pub fn repository_runs(path: &Path, db: Option<&str>) -> Result<Vec<StoredRun>> 
                     run,
                     manifest: Some(m),
                     problem,
+                    nested: None,
                 }
             }
+            // No manifest of its own, but runs inside: a repository, not an unfinished run.
+            Err(ManifestError::Missing(_)) if let Some(n) = repo.nested(&run) => StoredRun {
+                run,
+                manifest: None,
+                problem: None,
+                nested: Some(n),
+            },
             // Which database it held is unknown: listed whatever `db` asks.
             Err(e) => StoredRun {
                 run,
                 manifest: None,
                 problem: Some(e.to_string()),
+                nested: None,
             },
         };
         rows.push(row);

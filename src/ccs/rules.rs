@@ -158,6 +158,23 @@ pub enum NodePlaceError {
         node: Id,
         persistent_path: PathBuf,
     },
+    #[error("recovery path `{}` {how} {what}{}: recovery reads a node's old shard files, and a repository's runs come back with `restore task create ... backup <run>`; give the path of the old files (a copy or the old disk)", path.display(), shown_apart(path, repository))]
+    RecoveryPathRepository {
+        path: PathBuf,
+        /// `is`, `lies inside` or `holds`.
+        how: &'static str,
+        /// Whose repository it is (`backup task `nightly`'s repository`).
+        what: String,
+        repository: PathBuf,
+    },
+}
+
+/// ` `repository`` when it is not `path` itself.
+fn shown_apart(path: &Path, repository: &Path) -> String {
+    match path == repository {
+        true => String::new(),
+        false => format!(" `{}`", repository.display()),
+    }
 }
 
 impl DomainError for NodePlaceError {
@@ -170,11 +187,68 @@ impl DomainError for NodePlaceError {
             NodePlaceError::NoFreeRange { .. } => {
                 vec!["give one with `port_range <lo>-<hi>`".into()]
             }
-            NodePlaceError::RecoveryPathLive { .. } => {
+            NodePlaceError::RecoveryPathLive { .. }
+            | NodePlaceError::RecoveryPathRepository { .. } => {
                 vec!["give the path of the old files (a copy or the old disk)".into()]
             }
             _ => Vec::new(),
         }
+    }
+}
+
+/// A port given for a shard (`create db ... port`, `recover db ... port`) that lies in
+/// another node's port range on the shard's address: that node hands those ports out to
+/// its own shards.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("port `{port}`{} lies in node:{node}'s port range `{range}` on {addr}, whose ports that node gives its own shards: give a port outside the other nodes' ranges", bus_of(*.port, *.held))]
+pub struct PortOfOtherNode {
+    pub port: u16,
+    /// The port in the range: `port`, or its cluster bus port.
+    pub held: u16,
+    pub node: Id,
+    pub range: PortRange,
+    pub addr: String,
+}
+
+fn bus_of(port: u16, held: u16) -> String {
+    match port == held {
+        true => String::new(),
+        false => format!(" (its cluster bus port `{held}`)"),
+    }
+}
+
+/// Refuses `ports` (a shard's client port `port`, and its bus port when it has one) for a
+/// shard of `node` when one lies in another node's range on the same address.
+pub fn port_of_other_node(
+    cluster: &Cluster,
+    node: Id,
+    port: u16,
+    ports: impl IntoIterator<Item = u16>,
+) -> Result<(), PortOfOtherNode> {
+    let Some(addr) = cluster.nodes.get(&node).map(|n| &n.addr) else {
+        return Ok(());
+    };
+    let ports: Vec<u16> = ports.into_iter().collect();
+    for n in cluster.nodes.values() {
+        if n.id == node || &n.addr != addr {
+            continue;
+        }
+        if let Some(&held) = ports.iter().find(|&&p| n.port_range.contains(p)) {
+            return Err(PortOfOtherNode {
+                port,
+                held,
+                node: n.id,
+                range: n.port_range,
+                addr: addr.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl DomainError for PortOfOtherNode {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Conflict
     }
 }
 
@@ -255,6 +329,35 @@ pub fn recovery_path_apart(cluster: &Cluster, path: &Path) -> Result<(), NodePla
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_in_another_nodes_range_is_refused() {
+        use crate::ccs::fixtures::{cluster, node};
+        let root = Path::new("/srv");
+        let mut c = cluster(7, 10, (1..=3).map(|id| node(id, root)).collect());
+        for (id, lo) in [(1, 30000), (2, 30100), (3, 30100)] {
+            let n = c.nodes.get_mut(&id).unwrap();
+            n.port_range = PortRange { lo, hi: lo + 99 };
+        }
+        c.nodes.get_mut(&3).unwrap().addr = "10.0.0.3".into();
+        port_of_other_node(&c, 1, 30050, [30050]).unwrap();
+        // Outside every range: the operator's choice.
+        port_of_other_node(&c, 1, 42000, [42000]).unwrap();
+        let e = port_of_other_node(&c, 1, 30150, [30150]).unwrap_err();
+        assert_eq!((e.node, e.held), (2, 30150));
+        assert_eq!(
+            e.to_string(),
+            format!("port `30150` lies in node:2's port range `30100-30199` on {}, whose ports that node gives its own shards: give a port outside the other nodes' ranges", e.addr)
+        );
+        let bus = port_of_other_node(&c, 1, 20150, [20150, 30150]).unwrap_err();
+        assert!(
+            bus.to_string()
+                .starts_with("port `20150` (its cluster bus port `30150`) lies in node:2's"),
+            "{bus}"
+        );
+        // Another address's range is another machine's.
+        port_of_other_node(&c, 2, 30150, [30150]).unwrap();
+    }
 
     #[test]
     fn names_ports_and_paths() {

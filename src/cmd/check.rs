@@ -298,8 +298,16 @@ fn report_table(r: &FileReport) -> Table {
                 .unwrap_or_else(|| "unknown (no `redis-ver` or `valkey-ver` field)".into()),
         ),
         (
-            "created",
-            r.created.map_or_else(na, |t| format!("{t} ({})", age(t))),
+            // An RDB's `ctime` is when it was saved; a file's mtime (an AOF's newest part)
+            // only when it was last written.
+            match r.created_from.as_deref() {
+                Some("ctime") | None => "created",
+                Some(_) => "last written",
+            },
+            r.created.map_or_else(na, |t| match &r.created_from {
+                Some(from) => format!("{t} ({}, {from})", age(t)),
+                None => format!("{t} ({})", age(t)),
+            }),
         ),
         ("bytes", r.bytes.to_string()),
         (

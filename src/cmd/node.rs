@@ -207,6 +207,7 @@ async fn add(
                 target.key = Some(rules::absolute("ssh_key", key)?);
             }
             let host = remote::RemoteCheck::connect(target).await?;
+            host.addr(addr).await?;
             host.persistent_path(&persistent_path).await?;
             Some(host.redis_server(redis_server).await?)
         }
@@ -230,6 +231,9 @@ async fn add(
         ssh,
     };
     cluster.nodes.insert(id, node.clone());
+    if cluster.tls.is_some() {
+        super::cluster::tls::refuse_without_tls(ctx, &cluster).await?;
+    }
     if cluster.tls.is_some() {
         // The cluster's TLS shards need the material on every node: copied from this
         // machine's copy before the node is recorded.
@@ -291,6 +295,9 @@ async fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, C
     };
     node.redis_server = Some(server);
     let view = NodeView::from(&*node);
+    if cluster.tls.is_some() {
+        super::cluster::tls::refuse_without_tls(ctx, &cluster).await?;
+    }
     lock.save(&mut cluster)?;
     Reply::of(&RedisServerSet(view))
 }
@@ -438,6 +445,18 @@ async fn set_recovery_path(ctx: &Context, id: Id, path: &Path) -> Result<Reply, 
         None => rules::recovery_path(path)?,
     };
     rules::recovery_path_apart(&cluster, &path)?;
+    // A local repository lies on this machine: only a local node's path can be one.
+    if node.ssh.is_none() {
+        if let Some(near) = crate::backup::repository_near(&cluster, &path) {
+            return Err(rules::NodePlaceError::RecoveryPathRepository {
+                path,
+                how: near.how,
+                what: near.what,
+                repository: near.repository,
+            }
+            .into());
+        }
+    }
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.recovery_path = Some(path.clone());
     lock.save(&mut cluster)?;

@@ -22,14 +22,17 @@ use serde::Serialize;
 use super::shard::start_shard;
 use crate::ccs::{Cluster, Database, Id, Persistence, Role, Shard};
 use crate::server::{
-    follow, form_cluster, give_back_slots, info, replicate, save_snapshot, set_persistence,
-    wait_in_sync, ClusterMember, MemberRole, ServerError, Servers, ShardAddr, StartOptions,
+    follow, form_cluster, give_back_slots, info, log_tail_on, replicate, save_snapshot,
+    set_persistence, wait_in_sync, ClusterMember, MemberRole, ServerError, Servers, ShardAddr,
+    StartOptions,
 };
 
 use super::{shard_addr, SETUP_TIMEOUT};
 
 /// Bounds the INFO of a load check.
 const KEYSPACE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The lines of a shard's log a sync that timed out shows.
+const SYNC_LOG_LINES: usize = 8;
 
 /// One database's bring-up: where its shards are, and how long each kind of wait may
 /// take.
@@ -249,7 +252,15 @@ impl<'a> BringUp<'a> {
 
     /// Step 5: the Redis Cluster for a sharded database (slots assigned, nodes met,
     /// replicas following); otherwise each replica follows its master and has synced.
+    /// A wait that timed out says what the logs of the shards not in sync end with.
     pub async fn link(&self) -> Result<(), ServerError> {
+        match self.link_shards().await {
+            Err(e) => Err(self.with_sync_logs(e).await),
+            ok => ok,
+        }
+    }
+
+    async fn link_shards(&self) -> Result<(), ServerError> {
         if self.db.config.shards > 1 {
             return form_cluster(&self.members()?, self.timeouts.form).await;
         }
@@ -277,8 +288,56 @@ impl<'a> BringUp<'a> {
     }
 
     /// Step 6: the masters follow the database's sync source (a single-shard database's
-    /// only; Redis Cluster shards cannot `REPLICAOF`). None when it has none.
+    /// only; Redis Cluster shards cannot `REPLICAOF`). None when it has none. A wait
+    /// that timed out says what the logs of the shards not in sync end with.
     pub async fn attach_source(&self, step: SourceStep) -> Result<Option<SyncSource>, ServerError> {
+        match self.attach_source_now(step).await {
+            Err(e) => Err(self.with_sync_logs(e).await),
+            ok => ok,
+        }
+    }
+
+    /// A timed-out wait for a sync (`e`), with the last lines of the log of each shard
+    /// of the database that replicates (a replica, or a master following the sync
+    /// source) and whose link is not up. Any other error as it is.
+    async fn with_sync_logs(&self, e: ServerError) -> ServerError {
+        if !matches!(e, ServerError::Timeout { .. }) {
+            return e;
+        }
+        let Ok(hosts) = self.cluster.hosts() else {
+            return e;
+        };
+        let follows_source = self.db.config.sync_source.is_some();
+        let mut logs = Vec::new();
+        for s in &self.db.shards {
+            if s.role == Role::Master && !follows_source {
+                continue;
+            }
+            let (Ok(a), Some(node)) = (self.addr(s.id), self.cluster.nodes.get(&s.node)) else {
+                continue;
+            };
+            let up = info(&a, "replication", KEYSPACE_TIMEOUT)
+                .await
+                .is_ok_and(|i| i.get("master_link_status") == Some("up"));
+            if up {
+                continue;
+            }
+            let dir = node.shard_dir(self.db.id, s.id);
+            let tail = log_tail_on(&*hosts.of(s.node), &dir, SYNC_LOG_LINES).await;
+            if !tail.trim().is_empty() {
+                logs.push((s.id, tail));
+            }
+        }
+        match logs.is_empty() {
+            true => e,
+            false => ServerError::NotInSync {
+                cause: Box::new(e),
+                logs,
+            },
+        }
+    }
+
+    async fn attach_source_now(&self, step: SourceStep) -> Result<Option<SyncSource>, ServerError> {
         let Some(source) = self.db.config.sync_source.as_ref() else {
             return Ok(None);
         };

@@ -10,7 +10,7 @@ use crate::server::{stop_pid_on, ServerError, Servers, StartOptions};
 use super::bringup::BringUp;
 use super::cancel::Cancel;
 use super::dirs::db_dirs;
-use super::placement::place_avoiding;
+use super::placement::{check_replica_engines, place_avoiding};
 use super::DbError;
 use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
 
@@ -58,7 +58,7 @@ pub async fn create_db_with(
             scratch.alloc_id = scratch.alloc_id.max(largest + 1);
         }
         let mut db = place_avoiding(&mut scratch, req.config.clone(), req.port, &lost)?;
-        replicas_can_load(&db, server)?;
+        check_replica_engines(&db, server)?;
         let dirs = db_dirs(&scratch, &db);
         for dir in &dirs {
             if server.host(dir.node).metadata(&dir.path).await.is_ok() {
@@ -89,31 +89,6 @@ pub async fn create_db_with(
         *cluster = scratch;
         return Ok(id);
     }
-}
-
-/// Every replica's node runs a server that loads the RDB version its master's node
-/// writes (a full sync is a snapshot of the master's own version), checked before anything
-/// starts: else the create waited for a first sync that never comes.
-fn replicas_can_load(db: &Database, server: &Servers) -> Result<(), DbError> {
-    for r in db.shards.iter().filter(|s| s.master.is_some()) {
-        let Some(m) = db.shards.iter().find(|m| Some(m.id) == r.master) else {
-            continue;
-        };
-        let (ms, rs) = (server.for_node(m.node)?, server.for_node(r.node)?);
-        if let (Some(writes), Some(loads)) = (ms.max_rdb(), rs.max_rdb()) {
-            if writes > loads {
-                return Err(DbError::ReplicaCannotLoad {
-                    replica_node: r.node,
-                    replica_server: rs.label(),
-                    master_node: m.node,
-                    master_server: ms.label(),
-                    writes,
-                    loads,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// How many times `create db` places its shards when ports it picked are taken by

@@ -139,6 +139,9 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             name: db.config.name,
         });
     }
+    // A replica whose node's binary (changed since: `node redis_server set`) cannot load
+    // its master's RDB would never sync: refused before anything is stopped.
+    super::placement::check_replica_engines(&db, server)?;
     // A shard started without the data a restore set aside would come up empty (or
     // with the run's file), and report success.
     let hosts = hosts_of(cluster)?;

@@ -62,6 +62,23 @@ pub enum DbError {
     TooFewNodes { have: usize },
     #[error("port `{port}` is already used by redis:{shard} of db:{db}")]
     PortReserved { port: u16, db: Id, shard: Id },
+    #[error(transparent)]
+    PortOfOtherNode(#[from] crate::ccs::rules::PortOfOtherNode),
+    #[error(
+        "replication would pair a master on node:{master_node} ({master}, which writes RDB \
+         version {writes}) with a replica on node:{replica_node} ({replica}, which loads RDB \
+         version {loads} and older): the replica could never load its master's data; give \
+         node:{replica_node} a server at least as new (`node {replica_node} redis_server set \
+         <path>`), or use `replication disabled`"
+    )]
+    ReplicaCannotLoad {
+        master_node: Id,
+        master: String,
+        writes: u32,
+        replica_node: Id,
+        replica: String,
+        loads: u32,
+    },
     #[error("bad sync_source `{given}`: {reason}")]
     BadSyncSource { given: String, reason: String },
     #[error("shard directory `{0}` already exists: its id is taken on disk")]
@@ -78,24 +95,6 @@ pub enum DbError {
     AuthClientsWithoutTls,
     #[error("db:{id} `{name}` is pending recovery: run `recover db {name}` first")]
     PendingRecovery { id: Id, name: String },
-    /// A replica placed on a node whose server cannot load what its master's writes (a
-    /// Valkey 8 master, RDB 11, beside a Redis 7.0 node, which loads up to 10): it would
-    /// never finish its first sync.
-    #[error(
-        "a replica placed on node:{replica_node} ({replica_server}) cannot follow its master on \
-         node:{master_node} ({master_server}): the master writes RDB version {writes}, \
-         node:{replica_node}'s server loads up to {loads}; give node:{replica_node} a server \
-         that loads it (`node {replica_node} redis_server set <path>`), or create the \
-         database without replication"
-    )]
-    ReplicaCannotLoad {
-        replica_node: Id,
-        replica_server: String,
-        master_node: Id,
-        master_server: String,
-        writes: u32,
-        loads: u32,
-    },
     #[error(
         "restart of db:{id} `{name}` did not finish: {cause}\nrunning: {}; not running: {} \
          (recorded in the configuration); fix the cause and run `restart db {name}` again",
@@ -140,11 +139,12 @@ impl crate::error::DomainError for DbError {
             | DbError::NameTaken(_)
             | DbError::TooFewNodes { .. }
             | DbError::PortReserved { .. }
+            | DbError::PortOfOtherNode(_)
+            | DbError::ReplicaCannotLoad { .. }
             | DbError::ShardDirExists(_)
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. }
-            | DbError::ReplicaCannotLoad { .. }
             | DbError::RestoreSetAside { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,

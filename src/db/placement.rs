@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ccs::{Cluster, Database, DbConfig, DbState, Id, Role, Shard};
-use crate::server::{even_slots, require_free, PortNeed};
+use crate::server::{even_slots, require_free, PortNeed, Servers};
 
 use super::DbError;
 
@@ -74,6 +74,7 @@ pub fn place_avoiding(
         if let Some(&(db, shard)) = used.get(&(first_addr.clone(), p)) {
             return Err(DbError::PortReserved { port: p, db, shard });
         }
+        crate::ccs::rules::port_of_other_node(cluster, nodes[0], p, need.ports(p))?;
         if cluster.nodes[&nodes[0]].ssh.is_none() {
             require_free(&first_addr, p, need)?;
         }
@@ -134,6 +135,38 @@ pub fn place_avoiding(
         state: DbState::Active,
         shards,
     })
+}
+
+/// Each replica must load what its master writes: a replica's first sync is its
+/// master's RDB, and a server refuses an RDB version newer than it knows (a Valkey 8
+/// master writes RDB 11, which Redis 7.0, loading up to 10, cannot load: the replica
+/// would retry for ever). Refused before any server starts, naming both nodes' engines
+/// and versions. A binary whose RDB version is unknown is not judged here.
+pub fn check_replica_engines(db: &Database, server: &Servers) -> Result<(), DbError> {
+    for r in db.shards.iter().filter(|s| s.role == Role::Replica) {
+        let Some(m) = r
+            .master
+            .and_then(|id| db.shards.iter().find(|s| s.id == id))
+        else {
+            continue;
+        };
+        let (Ok(rs), Ok(ms)) = (server.for_node(r.node), server.for_node(m.node)) else {
+            continue;
+        };
+        if let (Some(loads), Some(writes)) = (rs.max_rdb(), ms.max_rdb()) {
+            if loads < writes {
+                return Err(DbError::ReplicaCannotLoad {
+                    master_node: m.node,
+                    master: ms.label(),
+                    writes,
+                    replica_node: r.node,
+                    replica: rs.label(),
+                    loads,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

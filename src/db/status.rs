@@ -246,9 +246,10 @@ pub async fn status(
                     "RESTORE UNFINISHED".to_string(),
                     aside.get(&s.id).map(ToString::to_string),
                 ),
-                (_, _) if taken.contains_key(&s.id) => {
-                    (PORT_TAKEN.to_string(), taken.get(&s.id).cloned())
-                }
+                (_, _) if taken.contains_key(&s.id) => (
+                    PORT_TAKEN.to_string(),
+                    taken.get(&s.id).map(|t| t.detail.clone()),
+                ),
                 (_, Some(p)) => match shard_status(s.role, p, db.config.tls) {
                     (status, _) if status == NOT_REPLICATING && db.config.shards > 1 => {
                         let master = s.master.map_or("?".to_string(), |m| format!("redis:{m}"));
@@ -298,11 +299,17 @@ pub async fn status(
                 used_memory: p.and_then(|p| p.info.get_u64("used_memory")),
                 status,
                 port: s.port,
-                pid: p
-                    .and_then(|p| p.info.get_u64("process_id"))
-                    .map(|p| p as u32)
-                    .or_else(|| leftovers.get(&s.id).copied())
-                    .or(s.pid),
+                // Another program on the port: no pid is the shard's (the recorded one
+                // is not what runs there; the program's own is named in the detail,
+                // apart from the shard's figures, as its keys and role are).
+                pid: match taken.get(&s.id) {
+                    Some(_) => None,
+                    None => p
+                        .and_then(|p| p.info.get_u64("process_id"))
+                        .map(|p| p as u32)
+                        .or_else(|| leftovers.get(&s.id).copied())
+                        .or(s.pid),
+                },
                 keys: p.filter(|p| p.up).map(|p| p.info.keys()),
                 engine: p.filter(|p| p.up).and_then(|p| p.info.engine()),
                 detail,
@@ -392,11 +399,17 @@ pub async fn status(
     report
 }
 
+/// What answers at a shard's address instead of the shard.
+struct PortTaker {
+    /// Why it is not the shard, and who it is (its pid among it).
+    detail: String,
+}
+
 /// The shards whose address another program answers at, with what answered: a server
 /// whose `config_file` is not in the shard's own directory ([`served_from`], how
 /// recovery tells a live shard from another program) is not the shard, whatever it
 /// holds.
-fn port_takers(cluster: &Cluster, probes: &BTreeMap<Id, ShardProbe>) -> BTreeMap<Id, String> {
+fn port_takers(cluster: &Cluster, probes: &BTreeMap<Id, ShardProbe>) -> BTreeMap<Id, PortTaker> {
     let mut taken = BTreeMap::new();
     for db in cluster.databases.values() {
         for s in &db.shards {
@@ -411,13 +424,11 @@ fn port_takers(cluster: &Cluster, probes: &BTreeMap<Id, ShardProbe>) -> BTreeMap
                 (Some(pid), _) => format!("pid {pid}"),
                 (None, _) => "pid unknown".to_string(),
             };
-            taken.insert(
-                s.id,
-                format!(
-                    "port {} is held by another program ({who}), not redis:{}: it {why}",
-                    s.port, s.id
-                ),
+            let detail = format!(
+                "port {} is held by another program ({who}), not redis:{}: it {why}",
+                s.port, s.id
             );
+            taken.insert(s.id, PortTaker { detail });
         }
     }
     taken

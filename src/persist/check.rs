@@ -33,6 +33,20 @@ fn mtime(path: &Path) -> Option<i64> {
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
+/// `at` as the report's time, from `from`, when it is newer than the one it has.
+fn newer_time(report: &mut FileReport, at: Option<i64>, from: impl FnOnce() -> String) {
+    if at.is_some() && at > report.created {
+        report.created = at;
+        report.created_from = Some(from());
+    }
+}
+
+/// `mtime of `name``: a file's modification time, named.
+fn mtime_of(path: &Path) -> String {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    format!("mtime of `{}`", name.to_string_lossy())
+}
+
 fn verdict_of(kind: FaultKind) -> Verdict {
     match kind {
         FaultKind::Truncated => Verdict::Truncated,
@@ -114,6 +128,7 @@ fn take_rdb(report: &mut FileReport, out: &RdbOutcome) {
     };
     if out.created.is_some() {
         report.created = out.created;
+        report.created_from = Some("ctime".into());
     }
     report.expires = out.expires;
     report.expired = out.expired;
@@ -152,7 +167,7 @@ fn take_slots(report: &mut FileReport, slots: Option<SlotCheck>) {
 
 fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut report = FileReport::new(path.to_path_buf(), FileKind::Rdb);
-    report.created = mtime(path);
+    newer_time(&mut report, mtime(path), || mtime_of(path));
     let file =
         match super::open::open_regular(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
             Ok(f) => f,
@@ -480,7 +495,12 @@ fn check_parts_with(
     let mut walked = 0;
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
-        report.created = report.created.max(mtime(&part.path));
+        // When the data was last written: an incremental part holding commands (an empty
+        // one's mtime is only when it was opened); the base counts by its `ctime`, below.
+        let holds_writes = !part.base && std::fs::metadata(&part.path).is_ok_and(|m| m.len() > 0);
+        if holds_writes || (part.base && parts.len() == 1) {
+            newer_time(report, mtime(&part.path), || mtime_of(&part.path));
+        }
         let w = match aof::walk(part, &mut first, now) {
             Ok(w) => w,
             Err(e) => {
@@ -504,13 +524,29 @@ fn check_parts_with(
     let mut counts = match &base {
         Some(out) => {
             // The base's ctime is older than the incr files' writes: keep the newest.
-            let newest_write = report.created;
+            // The base's ctime is older than the incr files' writes: the newest write
+            // counts (the base's own mtime when it has no ctime).
+            let newest_write = (report.created, report.created_from.take());
             take_rdb(report, out);
-            report.created = report.created.max(newest_write);
+            if out.created.is_none() {
+                let base = parts.first().filter(|p| p.base);
+                if let Some(base) = base {
+                    newer_time(report, mtime(&base.path), || mtime_of(&base.path));
+                }
+            }
+            if newest_write.0.is_some() && newest_write.0 >= report.created {
+                (report.created, report.created_from) = newest_write;
+            }
             db_counts(out)
         }
         None => first.take_resp_base(),
     };
+    // Nothing written since a base with no ctime (a RESP base): the newest file's mtime.
+    if report.created.is_none() {
+        for part in parts {
+            newer_time(report, mtime(&part.path), || mtime_of(&part.path));
+        }
+    }
     if first.lone_base > 0 && first.base_repeated {
         return false;
     }

@@ -87,8 +87,15 @@ pub struct FileReport {
     /// magic or a `valkey-ver` field, `redis` for a `redis-ver` field alone; unknown for
     /// a file with neither (RDB before version 7, a RESP-only AOF).
     pub engine: Option<&'static str>,
-    /// Unix seconds: AUX `ctime` of an RDB, else the newest file's modification time.
+    /// Unix seconds: AUX `ctime` of an RDB, else the newest file's modification time
+    /// (for an AOF: when its data was last written, the newest of its base's `ctime` and
+    /// its parts' modification times). [`FileReport::created_from`] names which.
     pub created: Option<i64>,
+    /// What `created` is the time of: `ctime` (the RDB's own field, when it was saved)
+    /// or `mtime of <file>` (a file's modification time: an RDB without `ctime`, or the
+    /// AOF part written last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_from: Option<String>,
     /// Keys per logical database. For an RDB: every key it holds (including those already
     /// expired, and excluding empty collections Redis drops on load). For an AOF: what
     /// replaying it leaves (see `keys_exact`).
@@ -147,6 +154,7 @@ impl FileReport {
             server_version: None,
             engine: None,
             created: None,
+            created_from: None,
             keys_per_db: BTreeMap::new(),
             keys: 0,
             keys_exact: true,

@@ -30,6 +30,8 @@ pub enum MoveError {
         node: Id,
         from: u16,
     },
+    #[error(transparent)]
+    OtherNodesRange(#[from] crate::ccs::rules::PortOfOtherNode),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -40,9 +42,10 @@ impl DomainError for MoveError {
     fn kind(&self) -> ErrorKind {
         match self {
             MoveError::Unchanged { .. } => ErrorKind::Usage,
-            MoveError::Reserved { .. } | MoveError::InUse { .. } | MoveError::NoFreePort { .. } => {
-                ErrorKind::Conflict
-            }
+            MoveError::Reserved { .. }
+            | MoveError::InUse { .. }
+            | MoveError::NoFreePort { .. }
+            | MoveError::OtherNodesRange(_) => ErrorKind::Conflict,
             MoveError::Internal(_) => ErrorKind::Internal,
             MoveError::Store(e) => e.kind(),
         }
@@ -136,6 +139,7 @@ pub fn move_shard(
         return Err(MoveError::Unchanged { port, db: id, name });
     }
     let wanted: Vec<u16> = need.ports(port).collect();
+    crate::ccs::rules::port_of_other_node(cluster, shard.node, port, wanted.iter().copied())?;
     for other in cluster.databases.values() {
         let other_need = need_of(other);
         for s in &other.shards {

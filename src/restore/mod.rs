@@ -89,6 +89,16 @@ impl VerifyReport {
         });
     }
 
+    /// Check `check` again: its verdict replaces the earlier one (added when none).
+    fn set(&mut self, check: &str, verdict: Result<String, (ErrorKind, String)>) {
+        let at = self.checks.iter().position(|c| c.check == check);
+        self.add(check, verdict);
+        if let Some(at) = at {
+            let new = self.checks.pop().expect("just added");
+            self.checks[at] = new;
+        }
+    }
+
     /// The kind of the first failed check: the kind of the verify's failure.
     pub fn failure_kind(&self) -> Option<ErrorKind> {
         self.checks.iter().find(|c| !c.ok).and_then(|c| c.kind)

@@ -30,19 +30,22 @@ pub fn run_in_repository(
     db_name: &str,
 ) -> Result<(String, PathBuf, Manifest), RestoreTaskError> {
     let (path, repo) = open_location(location)?;
-    if let Some(root) = repo.missing_root() {
-        return Err(RestoreTaskError::NoRepository(
-            super::verify::missing_repository(root),
-        ));
-    }
+    // The whole repository gone (moved, unmounted, a wrong URL): said so, whatever kind.
+    let gone = || repo.missing().map(RestoreTaskError::NoRepository);
     if run == "latest" {
-        let runs = repo.runs()?;
+        let runs = match repo.runs() {
+            Ok(runs) => runs,
+            Err(e) => return Err(gone().unwrap_or_else(|| e.into())),
+        };
         // A safety backup holds the data a restore replaced, not a chosen restore point.
         let newest = runs.iter().rev().find_map(|r| {
             let m = repo.manifest(r).ok()?;
             (m.db.name == db_name && m.safety_for.is_none()).then(|| (r.clone(), m))
         });
         let Some((run, m)) = newest else {
+            if let Some(gone) = gone() {
+                return Err(gone);
+            }
             return Err(RestoreTaskError::NoRunIn {
                 repo: repo.to_string(),
                 db: db_name.to_string(),
@@ -51,12 +54,12 @@ pub fn run_in_repository(
         };
         return Ok((run, path, m));
     }
-    let m = repo
-        .manifest(run)
-        .map_err(|error| RestoreTaskError::NotRestorePoint {
+    let m = repo.manifest(run).map_err(|error| {
+        gone().unwrap_or_else(|| RestoreTaskError::NotRestorePoint {
             run: repo.run_shown(run),
             error,
-        })?;
+        })
+    })?;
     Ok((run.to_string(), path, m))
 }
 

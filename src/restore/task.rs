@@ -378,7 +378,13 @@ impl Tasks<'_> {
             files_read,
             ..spec(&t)?
         };
-        let (v, manifest) = self.run_verify(cluster, &t, &spec).await?;
+        let (mut v, manifest) = self.run_verify(cluster, &t, &spec).await?;
+        let kept = kept_safety(cluster, &t, v.keys_now, earlier_holds);
+        if let (Some(m), None, true) = (&manifest, &kept, v.ok()) {
+            // A new safety backup is work the staging's checks would come too late for.
+            let db = cluster.database_by_name(&t.db);
+            super::verify::stored_files_first(&spec, db, m, &mut v).await;
+        }
         let recorded = self.record_verify(&t.name, &v).await?;
         let Some(m) = manifest.filter(|_| v.ok()) else {
             return Ok(Started {
@@ -387,9 +393,10 @@ impl Tasks<'_> {
                 failure: verify_failure(&t.name, &v),
             });
         };
-        let safety = self
-            .safety_backup(cluster, &t, v.keys_now, earlier_holds)
-            .await?;
+        let safety = match kept {
+            Some(safety) => safety,
+            None => self.safety_backup(cluster, &t, v.keys_now).await?,
+        };
         let created_db = self.recreate(cluster, &t, &m, &server).await?;
         self.restore(&t, &m, &spec, &server, created_db, safety)
             .await
@@ -412,26 +419,17 @@ impl Tasks<'_> {
         Ok(())
     }
 
-    /// Live data about to be replaced is backed up first, or nothing starts. The task's
-    /// earlier safety backup stands for it only when `earlier_holds` (no client can have
-    /// written since it was taken); else a new one is taken.
+    /// Live data about to be replaced is backed up first, or nothing starts (a new
+    /// safety backup: [`kept_safety`] found none standing for it).
     async fn safety_backup(
         &self,
         cluster: &Cluster,
         t: &RestoreTask,
         keys_now: u64,
-        earlier_holds: bool,
     ) -> Result<Safety> {
-        let Some(db) = cluster.database_by_name(&t.db).filter(|_| keys_now > 0) else {
+        let Some(db) = cluster.database_by_name(&t.db) else {
             return Ok(Safety::None);
         };
-        if t.no_safety_backup {
-            return Ok(Safety::Skipped(keys_now));
-        }
-        match &t.safety_backup {
-            Some(done) if earlier_holds => return Ok(Safety::Earlier(done.clone())),
-            _ => {}
-        }
         let to = t.safety_path.clone().unwrap_or_else(|| t.path.clone());
         self.set_running(&t.name, RestoreStep::SafetyBackup(keys_now))
             .await?;
@@ -733,6 +731,27 @@ pub(super) fn find<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a RestoreTa
         .restores
         .get(name)
         .ok_or_else(|| no_such_task(cluster, name))
+}
+
+/// What stands for a safety backup without taking a new one: none needed (no database,
+/// no keys), skipped (`no_safety_backup`), or the task's earlier one when `earlier_holds`
+/// (no client can have written since it was taken). `None`: a new one is taken.
+fn kept_safety(
+    cluster: &Cluster,
+    t: &RestoreTask,
+    keys_now: u64,
+    earlier_holds: bool,
+) -> Option<Safety> {
+    if cluster.database_by_name(&t.db).is_none() || keys_now == 0 {
+        return Some(Safety::None);
+    }
+    if t.no_safety_backup {
+        return Some(Safety::Skipped(keys_now));
+    }
+    match &t.safety_backup {
+        Some(done) if earlier_holds => Some(Safety::Earlier(done.clone())),
+        _ => None,
+    }
 }
 
 fn verify_failure(name: &str, v: &VerifyReport) -> Option<RestoreTaskError> {

@@ -66,18 +66,19 @@ impl Verifying<'_> {
     /// The run's manifest: complete and matching its checksum, or nothing else is checked.
     fn manifest(&mut self) -> Option<Manifest> {
         let spec = self.spec;
-        if let Some(root) = spec.repo.missing_root() {
-            let why = missing_repository(root);
-            self.report
-                .add("repository", Err((ErrorKind::NotFound, why)));
-            return None;
-        }
         match spec.repo.manifest(&spec.run) {
             Ok(m) => {
                 let run_dir = spec.repo.run_shown(&spec.run);
                 let detail = format!("`{run_dir}` is complete and matches its checksum");
                 self.report.add("manifest", Ok(detail));
                 Some(m)
+            }
+            // The whole repository gone (moved, unmounted, a wrong URL) is said so, not
+            // taken for this run's fault.
+            Err(_) if let Some(why) = spec.repo.missing() => {
+                self.report
+                    .add("repository", Err((ErrorKind::NotFound, why)));
+                None
             }
             Err(e) => {
                 self.report.add("manifest", Err((e.kind(), e.to_string())));
@@ -207,7 +208,7 @@ impl Verifying<'_> {
     /// Every file: present, its sha256, the reader's pass; left to the staging when it
     /// reads each file once anyway (`defer_file_checks` into the same layout).
     async fn files(&mut self, db: Option<&Database>, m: &Manifest) {
-        let defer = self.spec.defer_file_checks && db.is_some_and(|d| same_layout(d, m));
+        let defer = deferred(self.spec, db, m);
         for s in &m.shards {
             let verdict = match (defer, self.spec.files_read) {
                 (true, _) => {
@@ -452,6 +453,67 @@ impl Verifying<'_> {
     }
 }
 
+/// Whether the files' sha256 and the reader's pass are left to the staging (into the
+/// same shard layout, which reads each file once as it copies it).
+fn deferred(spec: &RestoreSpec, db: Option<&Database>, m: &Manifest) -> bool {
+    spec.defer_file_checks && db.is_some_and(|d| same_layout(d, m))
+}
+
+/// Before work that the staging's own checks would come too late to spare (a safety
+/// backup of the live data): each stored file hashed against the manifest (its stored
+/// sha256 and size, nothing decoded), so a damaged run is refused first. Only where the
+/// verify left the files to the staging; each file's line in `report` says what was found.
+pub(super) async fn stored_files_first(
+    spec: &RestoreSpec,
+    db: Option<&Database>,
+    m: &Manifest,
+    report: &mut VerifyReport,
+) {
+    if !deferred(spec, db, m) || spec.files_read {
+        return;
+    }
+    for s in &m.shards {
+        let stored = spec.repo.file(&spec.run, &s.file);
+        let e = s.clone();
+        let verdict = tokio::task::spawn_blocking(move || stored_hash(&stored, &e))
+            .await
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))
+            .and_then(|r| r);
+        report.set(&format!("file {}", s.file), verdict);
+    }
+}
+
+/// A stored file's bytes hashed (blocking), against the manifest's stored sha256 and size.
+fn stored_hash(file: &StoredFile, e: &ShardEntry) -> Result<String, (ErrorKind, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut r = file.open().map_err(|why| (ErrorKind::NotFound, why))?;
+    let (mut h, mut n, mut buf) = (Sha256::new(), 0u64, vec![0u8; 1 << 20]);
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err((ErrorKind::Io, format!("`{file}`: {err}"))),
+        }
+    }
+    let sum: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if sum != e.stored_digest() || n != e.stored_size() {
+        return Err((
+            ErrorKind::Damaged,
+            format!(
+                "`{file}` has sha256 {sum} ({n} bytes), the manifest says {} ({} bytes): the file was changed or damaged",
+                e.stored_digest(),
+                e.stored_size()
+            ),
+        ));
+    }
+    Ok("its stored sha256 matches the manifest; the reader's pass runs as it is staged".into())
+}
+
 /// A plain file of the run on this machine: its sha256 and the reader's pass over it at
 /// once, on two threads.
 async fn local_file(
@@ -573,13 +635,6 @@ fn engine_verdict(
 }
 
 /// A local repository that is not there, as verify and create name it.
-pub(super) fn missing_repository(root: &Path) -> String {
-    format!(
-        "the repository `{}` does not exist (moved or unmounted?)",
-        root.display()
-    )
-}
-
 /// The `major.minor` of a version string.
 fn major_minor(v: &str) -> Option<(u32, u32)> {
     let v = v.rsplit(' ').next()?;

@@ -213,6 +213,56 @@ impl Servers {
     }
 }
 
+/// Why `server`'s binary cannot run TLS shards, as that binary says (`None`: it can, or
+/// it said nothing that tells). It is run on `host` without listening anywhere (`port
+/// 0`, `tls-port 0`) and asked to set TLS up (`tls-replication yes`) with no
+/// certificate: a TLS build stops at the missing `tls-cert-file`, one without TLS says
+/// so (redis 7.0: `Bad directive` at `tls-port`; redis 7.2+ and valkey: `Failed finding
+/// TLS support`). It exits either way.
+pub async fn without_tls(host: &dyn crate::host::Host, server: &RedisServer) -> Option<String> {
+    let args: Vec<String> = [
+        "--port",
+        "0",
+        "--tls-port",
+        "0",
+        "--tls-replication",
+        "yes",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        "/tmp",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = tokio::time::timeout(VERSION_TIMEOUT, host.run(&server.path, &args))
+        .await
+        .ok()?
+        .ok()?;
+    let said = format!("{}\n{}", out.stdout, out.stderr);
+    const NO_TLS: [&str; 3] = [
+        "Failed finding TLS support",
+        "Missing implement of connection type tls",
+        "Bad directive or wrong number of arguments",
+    ];
+    let line = said
+        .lines()
+        .find(|l| NO_TLS.iter().any(|n| l.contains(n)))?;
+    // A bad directive is about TLS only when it is `tls-port`'s.
+    if line.contains("Bad directive") && !said.contains("tls-") {
+        return None;
+    }
+    let why = line
+        .split_once(" # ")
+        .map_or(line, |(_, msg)| msg)
+        .trim()
+        .to_string();
+    Some(why)
+}
+
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
     std::env::split_paths(&paths)

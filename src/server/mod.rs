@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use binary::parse_version;
-pub use binary::{NodeBinary, RedisServer, Servers};
+pub use binary::{without_tls, NodeBinary, RedisServer, Servers};
 pub use client::{
     connect, connection_info, info, probe, probe_kept, tls_handshakes, Info, KeptConnections,
     ShardAddr, ShardProbe, TlsHandshakes, Transport,
@@ -92,6 +92,15 @@ pub enum ServerError {
     TlsRefused { addr: String, reason: String },
     #[error("timed out after {}s waiting for {what}", .after.as_secs_f32())]
     Timeout { what: String, after: Duration },
+    /// A wait for replicas to sync that timed out, with the last lines of the log of
+    /// each shard whose link was still not up (why it was not is there: a master's RDB
+    /// it cannot load, a refused password, ...).
+    #[error("{cause}{}", sync_logs(.logs))]
+    NotInSync {
+        cause: Box<ServerError>,
+        /// (shard, its log's last lines).
+        logs: Vec<(u64, String)>,
+    },
     #[error("redis cluster: {0}")]
     Cluster(String),
 }
@@ -110,6 +119,7 @@ impl crate::error::DomainError for ServerError {
             | ServerError::Redis { .. }
             | ServerError::TlsRefused { .. }
             | ServerError::Timeout { .. }
+            | ServerError::NotInSync { .. }
             | ServerError::Cluster(_) => ErrorKind::Unavailable,
         }
     }
@@ -123,6 +133,17 @@ impl crate::error::DomainError for ServerError {
             _ => Vec::new(),
         }
     }
+}
+
+fn sync_logs(logs: &[(u64, String)]) -> String {
+    logs.iter()
+        .map(|(shard, tail)| {
+            format!(
+                "\nlast lines of the log of redis:{shard}, not in sync:\n{}",
+                tail.trim_end()
+            )
+        })
+        .collect()
 }
 
 fn tail_suffix(tail: &str) -> String {

@@ -157,6 +157,19 @@ fn commands_create_kill_restart_and_refuse() {
         base + 29
     ))
     .ok();
+    // A port of node:2's range is node:2's to hand out: refused for node:1's shard,
+    // naming the node and its range, nothing changed.
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    let pids = guard.pids();
+    lz.run(&format!("create db other port {}", base + 5))
+        .fails(1)
+        .stderr_has(&format!("port `{}` lies in node:", base + 5))
+        .stderr_has(&format!(
+            "'s port range `{base}-{}` on 127.0.0.1",
+            base + 29
+        ));
+    assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs);
+    assert_eq!(guard.pids(), pids);
     lz.run("create db pair replication enabled persistence snapshot")
         .ok();
     let doc = lz.cmd(["--json", "status", "shards"]).run().ok().json();
@@ -350,20 +363,45 @@ fn each_node_runs_its_own_engine() {
     lz.run("status databases issues_only")
         .ok()
         .stdout_lacks("mixed engines");
+
+    // A Valkey 8 master's RDB is one a Redis 7.0 replica cannot load: such a pair is
+    // refused before any server starts, naming both engines and versions; a restart
+    // after the nodes' binaries changed so, before anything is stopped.
+    lz.run("create db pair replication enabled persistence disabled")
+        .ok();
+    lz.run(&format!("node 1 redis_server set {}", valkey_bin.display()))
+        .ok();
+    lz.run(&format!("node 2 redis_server set {}", redis_bin.display()))
+        .ok();
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    let pids = guard.pids();
+    lz.run("create db pair2 replication enabled")
+        .fails(1)
+        .stderr_has("a master on node:1 (valkey 8.")
+        .stderr_has("which writes RDB version 11) with a replica on node:2 (redis 7.0.")
+        .stderr_has("which loads RDB version 10 and older)");
+    assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs);
+    assert_eq!(guard.pids(), pids);
+    lz.run("restart db pair")
+        .fails(1)
+        .stderr_has("a master on node:1 (valkey 8.")
+        .stderr_has("with a replica on node:2 (redis 7.0.");
+    assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs);
+    assert_eq!(guard.pids(), pids, "a shard was stopped");
+    lz.run("delete db pair purge").ok();
     lz.run("delete db mix purge").ok();
     assert!(guard.pids().is_empty());
 
-    // A Valkey master's replica on the Redis 7.0 node could never load its full sync
-    // (RDB 11 against 10): refused before anything starts, naming both nodes and the
-    // way out, where the create used to wait 30 s for a sync and say only that.
+    // A sharded database too: refused before anything starts (no shard directory, no
+    // server), at once, where the create used to wait 30 s for a sync and say only that.
     let before = lz.ccs();
     let started = std::time::Instant::now();
     lz.run("create db rep shards 2 replication enabled persistence disabled")
         .fails(1)
-        .stderr_has("a replica placed on node:1 (redis 7.0.")
-        .stderr_has("cannot follow its master on node:2 (valkey 8.")
-        .stderr_has("RDB version 11, node:1's server loads up to 10")
-        .stderr_has("`node 1 redis_server set <path>`");
+        .stderr_has("a master on node:1 (valkey 8.")
+        .stderr_has("which writes RDB version 11) with a replica on node:2 (redis 7.0.")
+        .stderr_has("which loads RDB version 10 and older)")
+        .stderr_has("`node 2 redis_server set <path>`");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(lz.ccs(), before);
     assert!(guard.pids().is_empty());

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lazarus::ccs::Persistence;
+use lazarus::ccs::{DbConfig, Persistence};
 use lazarus::db::{self, CreateDb, DbError};
 use lazarus::server::{RedisServer, Servers};
 use redis::AsyncCommands;
@@ -609,4 +609,62 @@ async fn restart_after_failover_gives_the_masters_their_slots_back() {
         assert_eq!(k.get::<_, i64>(format!("after{i}")).await.unwrap(), i);
     }
     assert_eq!(report.databases[0].keys, 600);
+}
+
+/// A replica that never syncs (its master now asks a password it does not send): the
+/// timed-out wait names the replica and ends with the last lines of its log, where the
+/// server says why.
+#[tokio::test]
+async fn a_sync_that_times_out_shows_the_replicas_log() {
+    let mut w = World::new(2);
+    let id = w
+        .create(DbConfig {
+            replication: true,
+            ..config("pair", 1, Persistence::Disabled)
+        })
+        .await;
+    let d = w.c.databases[&id].clone();
+    let master = d.masters().next().unwrap().clone();
+    let replica = d
+        .shards
+        .iter()
+        .find(|s| s.master.is_some())
+        .unwrap()
+        .clone();
+    let a = db::shard_addr(&w.c, &d, master.id).unwrap();
+    let client = redis::Client::open(format!("redis://{}:{}/", a.host, a.port)).unwrap();
+    let mut k = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("not-the-replicas")
+        .query_async(&mut k)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut k)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+    let e = db::BringUp::new(&w.c, &d)
+        .with_timeouts(db::Timeouts::all(Duration::from_secs(2)))
+        .link()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("timed out after 2s waiting for replica"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "last lines of the log of redis:{}, not in sync:\n",
+            replica.id
+        )),
+        "{e}"
+    );
+    assert!(e.contains("NOAUTH"), "{e}");
 }

@@ -7,8 +7,8 @@ use crate::backup::Codec;
 use crate::cmd::{CommandError, Context, Reply};
 
 use super::view::{
-    Deleted, Due, DueRow, History, ManifestView, Pruned, PrunedRun, RepoList, RepoRun, RunView,
-    TaskCreated, TaskList, TaskRow,
+    Deleted, Due, DueRow, History, ManifestView, NestedRepo, Pruned, PrunedRun, RepoList, RepoRun,
+    RunView, TaskCreated, TaskList, TaskRow,
 };
 
 impl BackupCommand {
@@ -95,13 +95,23 @@ impl BackupCommand {
             }
             BackupCommand::Show { run } => Reply::of(&ManifestView(service::show(store, &run)?)),
             BackupCommand::List { path, db } => {
-                let runs = service::repository_runs(&path, db.as_deref())?;
+                let found = service::repository_runs(&path, db.as_deref())?;
+                let (nested, runs): (Vec<_>, Vec<_>) =
+                    found.into_iter().partition(|r| r.nested.is_some());
                 let runs = runs
                     .into_iter()
                     .map(|r| RepoRun::of(r.run, r.manifest.as_ref(), r.problem));
+                let repositories = nested
+                    .into_iter()
+                    .map(|r| NestedRepo {
+                        path: path.join(&r.run),
+                        entries: r.nested.unwrap_or(0),
+                    })
+                    .collect();
                 Reply::of(&RepoList {
                     path,
                     runs: runs.collect(),
+                    repositories,
                 })
             }
             BackupCommand::Due => due(ctx).await,

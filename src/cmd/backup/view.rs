@@ -389,10 +389,29 @@ impl RepoRun {
 pub struct RepoList {
     pub path: PathBuf,
     pub runs: Vec<RepoRun>,
+    /// Repositories of their own found among the runs' directories (not runs).
+    pub repositories: Vec<NestedRepo>,
+}
+
+/// A repository nested in the one listed: a directory of runs, not a run.
+#[derive(Serialize)]
+pub struct NestedRepo {
+    pub path: PathBuf,
+    /// Its entries (runs, finished or not).
+    pub entries: usize,
 }
 
 impl Render for RepoList {
     fn render(&self, text: &mut Text) {
+        for r in &self.repositories {
+            text.line(format!(
+                "`{}` is a repository of its own ({} {}), not a run: `backup list path {}` lists it.",
+                r.path.display(),
+                r.entries,
+                if r.entries == 1 { "entry" } else { "entries" },
+                crate::lang::quote(&r.path.to_string_lossy())
+            ));
+        }
         if self.runs.is_empty() {
             text.line(format!("No backup runs in `{}`.", self.path.display()));
             return;

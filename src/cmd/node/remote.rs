@@ -2,6 +2,7 @@
 //! it answers with a known host key, the persistent path is usable there, and a
 //! `redis-server` (or `valkey-server`) runs there, whose engine and version are recorded.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +61,51 @@ impl RemoteCheck {
             )));
         }
         Ok(())
+    }
+
+    /// The node's `addr` is that machine's own, where its shards bind: the address the
+    /// SSH connection reached (`$SSH_CONNECTION` there), or one the machine routes to
+    /// itself (`ip route get` says `local`). A loopback address counts only when it is
+    /// the one the connection reached (test hosts on 127.0.0.x): any other is, from this
+    /// machine, this machine. A machine without `ip` is taken at its word.
+    pub async fn addr(&self, addr: IpAddr) -> Result<(), CommandError> {
+        let a = sh_quote(&addr.to_string());
+        let script = format!(
+            "set -- $SSH_CONNECTION; echo \"reached $3\"\n\
+             command -v ip >/dev/null 2>&1 || exit 0\n\
+             case \"$(ip route get {a} 2>/dev/null | head -n 1)\" in \"local \"*) echo local;; *) echo other;; esac\n\
+             ip -o addr show 2>/dev/null | while read -r _ _ _ cidr _; do echo \"own $cidr\"; done"
+        );
+        let out = self
+            .host
+            .sh(&script, None)
+            .await
+            .map_err(|e| CommandError::unavailable(e.to_string()))?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        let word = |w: &'static str| said.lines().filter_map(move |l| l.strip_prefix(w));
+        let reached: Option<IpAddr> = word("reached ").next().and_then(|r| r.trim().parse().ok());
+        if reached == Some(addr) {
+            return Ok(());
+        }
+        let target = self.host.target();
+        let at = reached.map_or(String::new(), |r| format!(" (reached at {r})"));
+        if addr.is_loopback() {
+            return Err(CommandError::conflict(format!(
+                "addr `{addr}` is a loopback address, and `{target}`{at} is another machine: from here `{addr}` is this one; give the address its shards listen on there{}",
+                reached.map_or(String::new(), |r| format!(", such as `{r}`"))
+            )));
+        }
+        let local = said.lines().any(|l| l == "local");
+        let other = said.lines().any(|l| l == "other");
+        if local || !other {
+            return Ok(());
+        }
+        let own: Vec<&str> = word("own ").map(str::trim).collect();
+        Err(CommandError::conflict(format!(
+            "addr `{addr}` is not an address of `{target}`{at}, where the node's shards bind it; its addresses: {}",
+            own.join(", ")
+        ))
+        .hinted("give one of the machine's own addresses as `addr`"))
     }
 
     /// A recovery path there: an existing, readable directory; its canonical form.

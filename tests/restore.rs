@@ -1955,3 +1955,98 @@ fn a_deleted_task_leaves_no_lock_file() {
         .ok()
         .stdout_has("No restore tasks");
 }
+
+/// What a shell killed while its restore removed the old data leaves: the restore done
+/// (unfenced, serving), the task `running` at `removing the old data` with its lock free,
+/// and the data it had set aside (`aside`, a copy of the shard's data before the start)
+/// still in the shard directory, as it is before that step renames it away.
+fn cut_short_removing_old(lz: &Lazarus, task: &str, aside: &Path) {
+    let dir = &shard_dirs(lz, "f")[0];
+    let old = dir.join(".lazarus-restore-old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("lazarus-restore-task"), task).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(aside.join("appendonlydir"))
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let store = Store::new(lz.home().to_path_buf());
+    let lock = store.lock().unwrap();
+    let mut c = lock.cluster().unwrap();
+    let t = c.backups.restores.get_mut(task).unwrap();
+    t.state = lazarus::ccs::RestoreState::Running;
+    t.step = Some(lazarus::ccs::RestoreStep::RemovingOld);
+    lock.save(&mut c).unwrap();
+}
+
+/// A restore whose shell died while it removed the old data had finished: its data was
+/// unfenced and served clients. `retry` then removes what is left of the old data and
+/// keeps the restored data with every write made since, as `delete` does; neither puts
+/// the old data back nor restores the run again (each would drop those writes).
+#[test]
+fn a_restore_cut_short_while_removing_the_old_data_is_finished_not_undone() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    let port = port_of(&lz, "f");
+    accident(&rt, port, None);
+    let aside = lz.path("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(shard_dirs(&lz, "f")[0].join("appendonlydir"))
+        .arg(&aside)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let write = |key: &str| {
+        rt.block_on(async {
+            let mut con = common::data::connect("127.0.0.1", port, 0).await;
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("written after the restore")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        })
+    };
+    let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
+
+    for (task, finish) in [("k1", "retry"), ("k2", "delete")] {
+        lz.run(&format!(
+            "restore task create name {task} db f backup latest force no_safety_backup"
+        ))
+        .ok();
+        lz.run(&format!("restore task start {task}")).ok();
+        write(&format!("after-{task}"));
+        let served = picture(&rt, &lz, "f");
+        cut_short_removing_old(&lz, task, &aside);
+
+        lz.run(&format!("restore task show {task}"))
+            .ok()
+            .stdout_has("interrupted")
+            .stdout_has(&format!(
+                "after the restored data served clients: `restore task retry {task}` removes what is left of the old data"
+            ));
+        let done = lz.run(&format!("restore task {finish} {task}")).ok();
+        if finish == "retry" {
+            done.stdout_has(&format!("Finished restore task `{task}`"));
+            assert_eq!(lz.ccs()["backups"]["restores"][task]["state"], "succeeded");
+            lz.run(&format!("restore task retry {task}"))
+                .fails(1)
+                .stderr_has("already succeeded");
+        } else {
+            done.stdout_has(&format!("Deleted restore task `{task}`."));
+            lz.run(&format!("restore task show {task}")).fails(1);
+        }
+        assert!(!old.exists(), "{finish}: the old data is left");
+        assert_same(&served, &picture(&rt, &lz, "f"), finish);
+        lz.run("status shards issues_only")
+            .ok()
+            .stdout_lacks("RESTORE UNFINISHED");
+    }
+}

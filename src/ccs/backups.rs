@@ -226,6 +226,15 @@ impl RestoreStep {
         )
     }
 
+    /// Whether the restored data has served clients once a start reached this step: the
+    /// database was unfenced on it, so what the start set aside is no longer the
+    /// database's data. A start cut short here is finished (what is left of the old data
+    /// removed), never undone: putting the old data back would drop every write made
+    /// since.
+    pub fn served(self) -> bool {
+        matches!(self, RestoreStep::RemovingOld)
+    }
+
     /// Every step without its figures, in the order a start goes through them.
     const NAMED: [RestoreStep; 17] = [
         RestoreStep::Starting,

@@ -323,6 +323,55 @@ fn no_partials(repo: &Path) {
     assert!(left.is_empty(), "partial files left: {left:?}");
 }
 
+/// A shell killed while its run goes up to `s3://` leaves multipart uploads begun and
+/// never completed: invisible to listings, yet kept and billed by the store until
+/// aborted. The next command finds the run `interrupted` and aborts them, so "its partial
+/// files were removed" holds for object storage too.
+#[test]
+fn a_run_killed_mid_upload_to_s3_leaves_no_upload_behind() {
+    let Some(s3) = common::s3::S3Server::start("killed") else {
+        return;
+    };
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .env(s3.env())
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let db = c.database_by_name("f").unwrap().clone();
+    let a = shard_addr(&c, &db, db.masters().next().unwrap().id).unwrap();
+    lz.run("backup task create name t db f path s3://killed/lz")
+        .ok();
+    slow_snapshots(a.port, 20_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["backup", "task", "run", "t"])
+        .envs(s3.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s3.uploads("killed").is_empty() {
+        assert!(Instant::now() < deadline, "no upload began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    slow_snapshots(a.port, 0);
+
+    let h = history(&lz, "t");
+    let last = h.last().unwrap();
+    assert_eq!(last["status"], "interrupted", "{h:?}");
+    assert_eq!(s3.uploads("killed"), Vec::<String>::new());
+    lz.run("backup list path s3://killed/lz")
+        .ok()
+        .stdout_lacks(last["id"].as_str().unwrap());
+    // The next run goes up whole, and leaves no upload either.
+    lz.run("backup task run t").ok();
+    assert_eq!(s3.uploads("killed"), Vec::<String>::new());
+}
+
 /// Evidence 3: a path that is not writable, a full disk, the shell killed mid-run, two
 /// `backup due` at once, a shard killed mid-run. Each: a reason in history, no partial
 /// files, the earlier run intact.

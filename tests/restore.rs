@@ -2050,3 +2050,42 @@ fn a_restore_cut_short_while_removing_the_old_data_is_finished_not_undone() {
             .stdout_lacks("RESTORE UNFINISHED");
     }
 }
+
+/// Two clusters keep a database of one name in one repository. For each, that
+/// repository's `latest` is the newest run it wrote itself (for `restore task create`
+/// and `verify db`), not the other cluster's newer one: that is another database's data,
+/// which a restore refuses without `from_other_cluster` (and takes only when asked).
+#[test]
+fn latest_in_a_shared_repository_is_this_clusters_own_run() {
+    let World(a, _guard_a, rt, _ca) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let World(b, _guard_b, _rt_b, _cb) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = a.path("shared");
+    let own = backup_run(&a, "f", &repo);
+    // Run ids name the second they start in.
+    std::thread::sleep(Duration::from_millis(1100));
+    let theirs = backup_run(&b, "f", &repo);
+    assert_ne!(own, theirs);
+    let backed = picture(&rt, &a, "f");
+    let latest = format!("{}/latest", repo.display());
+
+    a.run(&format!("verify db f against {latest}"))
+        .ok()
+        .stdout_has(&format!("against backup run `{own}`"));
+    accident(&rt, port_of(&a, "f"), None);
+    a.run(&format!(
+        "restore task create name t db f backup {latest} force no_safety_backup"
+    ))
+    .ok()
+    .stdout_has(&format!("to backup run `{own}`"));
+    a.run("restore task start t").ok();
+    assert_same(&backed, &picture(&rt, &a, "f"), "after the restore");
+    a.run(&format!(
+        "restore task create name other db f backup {latest} force from_other_cluster"
+    ))
+    .ok()
+    .stdout_has(&format!("to backup run `{theirs}`"));
+}

@@ -2089,3 +2089,39 @@ fn latest_in_a_shared_repository_is_this_clusters_own_run() {
     .ok()
     .stdout_has(&format!("to backup run `{theirs}`"));
 }
+
+/// A restore stages each run file decoded: the database's data in plain, an encrypted
+/// run's too. Staged in a `target_path` others may read, it is the owner's only (as the
+/// run's own files are), and so is the `dump.rdb` it becomes.
+#[test]
+fn a_decoded_run_file_is_staged_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let (key, recipients) = age_pair(&lz.path("keys"));
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup db f path {} encrypt {}",
+        repo.display(),
+        recipients.display()
+    ))
+    .ok();
+    let backed = picture(&rt, &lz, "f");
+    accident(&rt, port_of(&lz, "f"), None);
+    let stage = lz.path("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    lz.run(&format!(
+        "restore task create name t db f backup latest force no_safety_backup identity {} target_path {}",
+        key.display(),
+        stage.display()
+    ))
+    .ok();
+    lz.run("restore task start t").ok();
+    assert_same(&backed, &picture(&rt, &lz, "f"), "after the restore");
+    let dump = shard_dirs(&lz, "f")[0].join("dump.rdb");
+    let mode = std::fs::metadata(&dump).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", dump.display());
+    assert_eq!(std::fs::read_dir(&stage).unwrap().count(), 0);
+}

@@ -224,12 +224,18 @@ fn decode_to(
     dest: &Path,
     sync: bool,
 ) -> Result<u64, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut plain = PlainRead::open(path, e, identity)?;
     let _ = std::fs::remove_file(dest);
-    let mut out = std::io::BufWriter::with_capacity(
-        1 << 20,
-        std::fs::File::create(dest).map_err(|err| format!("`{}`: {err}", dest.display()))?,
-    );
+    // The database's data in plain (an encrypted run's too), maybe in a `target_path`
+    // others can read: owner only, as the run's files are.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|err| format!("`{}`: {err}", dest.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     std::io::copy(&mut plain, &mut out)
         .map_err(|err| format!("cannot decode `{}` into `{}`: {err}", path, dest.display()))?;
     let f = out

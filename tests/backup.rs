@@ -372,6 +372,38 @@ fn a_run_killed_mid_upload_to_s3_leaves_no_upload_behind() {
     assert_eq!(s3.uploads("killed"), Vec::<String>::new());
 }
 
+/// A run a restore task restores (created, verified, failed: not yet succeeded) is the
+/// restore point an operator chose, maybe the last one before an accident that every
+/// newer run holds: `keep` lets it go only once that task is done with it.
+#[test]
+fn keep_never_removes_the_run_a_pending_restore_restores() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name t db f path {} keep 1",
+        repo.display()
+    ))
+    .ok();
+    let chosen = run_id(&lz.cmd(["--json", "backup", "task", "run", "t"]).run().ok());
+    lz.run(&format!(
+        "restore task create name r db f backup {chosen} force"
+    ))
+    .ok();
+    lz.run("backup task run t").ok();
+    lz.run("backup task run t").ok();
+    lz.run("backup task prune t").ok();
+    assert!(
+        repo.join(&chosen).join("manifest.json").is_file(),
+        "keep removed the run restore task `r` restores"
+    );
+    lz.run("restore task verify r").ok();
+    lz.run("restore task delete r").ok();
+    lz.run("backup task prune t").ok().stdout_has(&chosen);
+    assert!(!repo.join(&chosen).exists());
+}
+
 /// Evidence 3: a path that is not writable, a full disk, the shell killed mid-run, two
 /// `backup due` at once, a shard killed mid-run. Each: a reason in history, no partial
 /// files, the earlier run intact.

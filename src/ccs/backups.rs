@@ -36,6 +36,14 @@ impl Backups {
         self.runs.iter_mut().find(|r| r.id == id)
     }
 
+    /// The restore task not yet succeeded that restores run `id`, if any: the run is
+    /// the restore point an operator chose, which retention must not take away.
+    pub fn restoring(&self, id: &str) -> Option<&RestoreTask> {
+        self.restores
+            .values()
+            .find(|t| t.run == id && t.state != RestoreState::Succeeded)
+    }
+
     /// The tasks of the restore task `group` (one per database, in name order); empty
     /// when no task has that group.
     pub fn restore_group(&self, group: &str) -> Vec<&RestoreTask> {

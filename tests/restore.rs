@@ -2125,3 +2125,62 @@ fn a_decoded_run_file_is_staged_owner_only() {
     assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", dump.display());
     assert_eq!(std::fs::read_dir(&stage).unwrap().count(), 0);
 }
+
+/// A restore into another shard layout writes key by key into an empty database, fenced.
+/// Its shell killed while it wrote, the part it wrote is neither served nor kept: `retry`
+/// empties the masters again (still fenced) before it unfences them, so verify finds the
+/// target empty and the retry restores the whole run; without that the part served
+/// clients and every retry failed verify on the keys it held.
+#[test]
+fn a_key_by_key_restore_cut_short_is_emptied_and_retried() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 2, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "f", &repo);
+    let backed = picture(&rt, &lz, "f");
+    lz.run("create db g persistence aof").ok();
+    lz.run(&format!(
+        "restore task create name t db g backup {run} from_other_db"
+    ))
+    .ok();
+    // What the killed shell left: g's master fenced (the fence password in its
+    // `requirepass` and in the fence file), part of the run written, the task `running`.
+    let port = port_of(&lz, "g");
+    let fence = "fence-of-the-killed-start";
+    rt.block_on(async {
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg("part-of-the-run")
+            .arg("1")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(fence)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+    std::fs::write(
+        shard_dirs(&lz, "g")[0].join(".lazarus-fence"),
+        format!("{fence}\n"),
+    )
+    .unwrap();
+    {
+        let store = Store::new(lz.home().to_path_buf());
+        let lock = store.lock().unwrap();
+        let mut c = lock.cluster().unwrap();
+        let t = c.backups.restores.get_mut("t").unwrap();
+        t.state = lazarus::ccs::RestoreState::Running;
+        t.step = Some(lazarus::ccs::RestoreStep::RestoringKeys(Some((1, 10))));
+        lock.save(&mut c).unwrap();
+    }
+
+    lz.run("restore task retry t")
+        .ok()
+        .stdout_has("content verified: ");
+    assert_same(&backed, &picture(&rt, &lz, "g"), "after the retry");
+}

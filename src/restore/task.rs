@@ -454,6 +454,24 @@ impl Tasks<'_> {
             return Ok(());
         };
         let restart = t.step.is_some_and(RestoreStep::may_have_stopped);
+        // A key-by-key start writes into an empty database and sets nothing aside: what
+        // it wrote goes, while the masters are still fenced.
+        let wrote_keys = match t.step {
+            Some(RestoreStep::RestoringKeys(_) | RestoreStep::Emptying) => true,
+            Some(RestoreStep::CheckingCounts | RestoreStep::Proving) => {
+                !self.set_aside_by(cluster, t).await
+            }
+            _ => false,
+        };
+        if wrote_keys {
+            // On failure the task stays as it is, for a retry to empty it again.
+            super::by_key::empty_cut_short(cluster, db, server)
+                .await
+                .map_err(|error| RestoreTaskError::PutBackFailed {
+                    name: t.name.clone(),
+                    error,
+                })?;
+        }
         self.set_running(&t.name, RestoreStep::PuttingBack).await?;
         if let Err(error) = super::roll_back(cluster, db, server, restart).await {
             let error = RestoreTaskError::PutBackFailed {

@@ -2184,3 +2184,30 @@ fn a_key_by_key_restore_cut_short_is_emptied_and_retried() {
         .stdout_has("content verified: ");
     assert_same(&backed, &picture(&rt, &lz, "g"), "after the retry");
 }
+
+/// A database that no longer exists is created from the run's manifest at `start`:
+/// verify places it first, so a replicated database's run on a cluster of one node fails
+/// verify naming why (before, verify passed and `start` failed creating it).
+#[test]
+fn verify_refuses_a_database_the_cluster_cannot_create() {
+    let World(a, _guard_a, _rt, _ca) = World::with(2)
+        .db("r", 1, true, Persistence::Aof)
+        .installed();
+    let repo = a.path("offsite");
+    backup_run(&a, "r", &repo);
+    let World(b, _guard_b, _rt_b, _cb) = World::with(1).installed();
+    b.run(&format!(
+        "restore task create name t db r backup {}/latest from_other_cluster",
+        repo.display()
+    ))
+    .ok();
+    b.run("restore task verify t")
+        .fails(1)
+        .stdout_has("FAILED target: the database does not exist and cannot be created from the manifest (1 shard(s), replication enabled, persistence aof): replication needs at least 2 nodes, the cluster has 1");
+    b.run("restore task start t")
+        .fails(1)
+        .stderr_has("replication needs at least 2 nodes");
+    assert!(b.ccs()["databases"]
+        .as_object()
+        .is_none_or(|d| d.is_empty()));
+}

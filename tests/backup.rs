@@ -323,6 +323,87 @@ fn no_partials(repo: &Path) {
     assert!(left.is_empty(), "partial files left: {left:?}");
 }
 
+/// A shell killed while its run goes up to `s3://` leaves multipart uploads begun and
+/// never completed: invisible to listings, yet kept and billed by the store until
+/// aborted. The next command finds the run `interrupted` and aborts them, so "its partial
+/// files were removed" holds for object storage too.
+#[test]
+fn a_run_killed_mid_upload_to_s3_leaves_no_upload_behind() {
+    let Some(s3) = common::s3::S3Server::start("killed") else {
+        return;
+    };
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .env(s3.env())
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let db = c.database_by_name("f").unwrap().clone();
+    let a = shard_addr(&c, &db, db.masters().next().unwrap().id).unwrap();
+    lz.run("backup task create name t db f path s3://killed/lz")
+        .ok();
+    slow_snapshots(a.port, 20_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["backup", "task", "run", "t"])
+        .envs(s3.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s3.uploads("killed").is_empty() {
+        assert!(Instant::now() < deadline, "no upload began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    slow_snapshots(a.port, 0);
+
+    let h = history(&lz, "t");
+    let last = h.last().unwrap();
+    assert_eq!(last["status"], "interrupted", "{h:?}");
+    assert_eq!(s3.uploads("killed"), Vec::<String>::new());
+    lz.run("backup list path s3://killed/lz")
+        .ok()
+        .stdout_lacks(last["id"].as_str().unwrap());
+    // The next run goes up whole, and leaves no upload either.
+    lz.run("backup task run t").ok();
+    assert_eq!(s3.uploads("killed"), Vec::<String>::new());
+}
+
+/// A run a restore task restores (created, verified, failed: not yet succeeded) is the
+/// restore point an operator chose, maybe the last one before an accident that every
+/// newer run holds: `keep` lets it go only once that task is done with it.
+#[test]
+fn keep_never_removes_the_run_a_pending_restore_restores() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name t db f path {} keep 1",
+        repo.display()
+    ))
+    .ok();
+    let chosen = run_id(&lz.cmd(["--json", "backup", "task", "run", "t"]).run().ok());
+    lz.run(&format!(
+        "restore task create name r db f backup {chosen} force"
+    ))
+    .ok();
+    lz.run("backup task run t").ok();
+    lz.run("backup task run t").ok();
+    lz.run("backup task prune t").ok();
+    assert!(
+        repo.join(&chosen).join("manifest.json").is_file(),
+        "keep removed the run restore task `r` restores"
+    );
+    lz.run("restore task verify r").ok();
+    lz.run("restore task delete r").ok();
+    lz.run("backup task prune t").ok().stdout_has(&chosen);
+    assert!(!repo.join(&chosen).exists());
+}
+
 /// Evidence 3: a path that is not writable, a full disk, the shell killed mid-run, two
 /// `backup due` at once, a shard killed mid-run. Each: a reason in history, no partial
 /// files, the earlier run intact.

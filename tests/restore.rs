@@ -2173,3 +2173,259 @@ fn a_nested_repository_is_listed_apart_from_runs() {
         ))
         .stdout_lacks("inner  ");
 }
+
+/// What a shell killed while its restore removed the old data leaves: the restore done
+/// (unfenced, serving), the task `running` at `removing the old data` with its lock free,
+/// and the data it had set aside (`aside`, a copy of the shard's data before the start)
+/// still in the shard directory, as it is before that step renames it away.
+fn cut_short_removing_old(lz: &Lazarus, task: &str, aside: &Path) {
+    let dir = &shard_dirs(lz, "f")[0];
+    let old = dir.join(".lazarus-restore-old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("lazarus-restore-task"), task).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(aside.join("appendonlydir"))
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let store = Store::new(lz.home().to_path_buf());
+    let lock = store.lock().unwrap();
+    let mut c = lock.cluster().unwrap();
+    let t = c.backups.restores.get_mut(task).unwrap();
+    t.state = lazarus::ccs::RestoreState::Running;
+    t.step = Some(lazarus::ccs::RestoreStep::RemovingOld);
+    lock.save(&mut c).unwrap();
+}
+
+/// A restore whose shell died while it removed the old data had finished: its data was
+/// unfenced and served clients. `retry` then removes what is left of the old data and
+/// keeps the restored data with every write made since, as `delete` does; neither puts
+/// the old data back nor restores the run again (each would drop those writes).
+#[test]
+fn a_restore_cut_short_while_removing_the_old_data_is_finished_not_undone() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    let port = port_of(&lz, "f");
+    accident(&rt, port, None);
+    let aside = lz.path("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(shard_dirs(&lz, "f")[0].join("appendonlydir"))
+        .arg(&aside)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let write = |key: &str| {
+        rt.block_on(async {
+            let mut con = common::data::connect("127.0.0.1", port, 0).await;
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("written after the restore")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        })
+    };
+    let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
+
+    for (task, finish) in [("k1", "retry"), ("k2", "delete")] {
+        lz.run(&format!(
+            "restore task create name {task} db f backup latest force no_safety_backup"
+        ))
+        .ok();
+        lz.run(&format!("restore task start {task}")).ok();
+        write(&format!("after-{task}"));
+        let served = picture(&rt, &lz, "f");
+        cut_short_removing_old(&lz, task, &aside);
+
+        lz.run(&format!("restore task show {task}"))
+            .ok()
+            .stdout_has("interrupted")
+            .stdout_has(&format!(
+                "after the restored data served clients: `restore task retry {task}` removes what is left of the old data"
+            ));
+        let done = lz.run(&format!("restore task {finish} {task}")).ok();
+        if finish == "retry" {
+            done.stdout_has(&format!("Finished restore task `{task}`"));
+            assert_eq!(lz.ccs()["backups"]["restores"][task]["state"], "succeeded");
+            lz.run(&format!("restore task retry {task}"))
+                .fails(1)
+                .stderr_has("already succeeded");
+        } else {
+            done.stdout_has(&format!("Deleted restore task `{task}`."));
+            lz.run(&format!("restore task show {task}")).fails(1);
+        }
+        assert!(!old.exists(), "{finish}: the old data is left");
+        assert_same(&served, &picture(&rt, &lz, "f"), finish);
+        lz.run("status shards issues_only")
+            .ok()
+            .stdout_lacks("RESTORE UNFINISHED");
+    }
+}
+
+/// Two clusters keep a database of one name in one repository. For each, that
+/// repository's `latest` is the newest run it wrote itself (for `restore task create`
+/// and `verify db`), not the other cluster's newer one: that is another database's data,
+/// which a restore refuses without `from_other_cluster` (and takes only when asked).
+#[test]
+fn latest_in_a_shared_repository_is_this_clusters_own_run() {
+    let World(a, _guard_a, rt, _ca) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let World(b, _guard_b, _rt_b, _cb) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = a.path("shared");
+    let own = backup_run(&a, "f", &repo);
+    // Run ids name the second they start in.
+    std::thread::sleep(Duration::from_millis(1100));
+    let theirs = backup_run(&b, "f", &repo);
+    assert_ne!(own, theirs);
+    let backed = picture(&rt, &a, "f");
+    let latest = format!("{}/latest", repo.display());
+
+    a.run(&format!("verify db f against {latest}"))
+        .ok()
+        .stdout_has(&format!("against backup run `{own}`"));
+    accident(&rt, port_of(&a, "f"), None);
+    a.run(&format!(
+        "restore task create name t db f backup {latest} force no_safety_backup"
+    ))
+    .ok()
+    .stdout_has(&format!("to backup run `{own}`"));
+    a.run("restore task start t").ok();
+    assert_same(&backed, &picture(&rt, &a, "f"), "after the restore");
+    a.run(&format!(
+        "restore task create name other db f backup {latest} force from_other_cluster"
+    ))
+    .ok()
+    .stdout_has(&format!("to backup run `{theirs}`"));
+}
+
+/// A restore stages each run file decoded: the database's data in plain, an encrypted
+/// run's too. Staged in a `target_path` others may read, it is the owner's only (as the
+/// run's own files are), and so is the `dump.rdb` it becomes.
+#[test]
+fn a_decoded_run_file_is_staged_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let (key, recipients) = age_pair(&lz.path("keys"));
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup db f path {} encrypt {}",
+        repo.display(),
+        recipients.display()
+    ))
+    .ok();
+    let backed = picture(&rt, &lz, "f");
+    accident(&rt, port_of(&lz, "f"), None);
+    let stage = lz.path("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    lz.run(&format!(
+        "restore task create name t db f backup latest force no_safety_backup identity {} target_path {}",
+        key.display(),
+        stage.display()
+    ))
+    .ok();
+    lz.run("restore task start t").ok();
+    assert_same(&backed, &picture(&rt, &lz, "f"), "after the restore");
+    let dump = shard_dirs(&lz, "f")[0].join("dump.rdb");
+    let mode = std::fs::metadata(&dump).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", dump.display());
+    assert_eq!(std::fs::read_dir(&stage).unwrap().count(), 0);
+}
+
+/// A restore into another shard layout writes key by key into an empty database, fenced.
+/// Its shell killed while it wrote, the part it wrote is neither served nor kept: `retry`
+/// empties the masters again (still fenced) before it unfences them, so verify finds the
+/// target empty and the retry restores the whole run; without that the part served
+/// clients and every retry failed verify on the keys it held.
+#[test]
+fn a_key_by_key_restore_cut_short_is_emptied_and_retried() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 2, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "f", &repo);
+    let backed = picture(&rt, &lz, "f");
+    lz.run("create db g persistence aof").ok();
+    lz.run(&format!(
+        "restore task create name t db g backup {run} from_other_db"
+    ))
+    .ok();
+    // What the killed shell left: g's master fenced (the fence password in its
+    // `requirepass` and in the fence file), part of the run written, the task `running`.
+    let port = port_of(&lz, "g");
+    let fence = "fence-of-the-killed-start";
+    rt.block_on(async {
+        let mut con = common::data::connect("127.0.0.1", port, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg("part-of-the-run")
+            .arg("1")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(fence)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+    std::fs::write(
+        shard_dirs(&lz, "g")[0].join(".lazarus-fence"),
+        format!("{fence}\n"),
+    )
+    .unwrap();
+    {
+        let store = Store::new(lz.home().to_path_buf());
+        let lock = store.lock().unwrap();
+        let mut c = lock.cluster().unwrap();
+        let t = c.backups.restores.get_mut("t").unwrap();
+        t.state = lazarus::ccs::RestoreState::Running;
+        t.step = Some(lazarus::ccs::RestoreStep::RestoringKeys(Some((1, 10))));
+        lock.save(&mut c).unwrap();
+    }
+
+    lz.run("restore task retry t")
+        .ok()
+        .stdout_has("content verified: ");
+    assert_same(&backed, &picture(&rt, &lz, "g"), "after the retry");
+}
+
+/// A database that no longer exists is created from the run's manifest at `start`:
+/// verify places it first, so a replicated database's run on a cluster of one node fails
+/// verify naming why (before, verify passed and `start` failed creating it).
+#[test]
+fn verify_refuses_a_database_the_cluster_cannot_create() {
+    let World(a, _guard_a, _rt, _ca) = World::with(2)
+        .db("r", 1, true, Persistence::Aof)
+        .installed();
+    let repo = a.path("offsite");
+    backup_run(&a, "r", &repo);
+    let World(b, _guard_b, _rt_b, _cb) = World::with(1).installed();
+    b.run(&format!(
+        "restore task create name t db r backup {}/latest from_other_cluster",
+        repo.display()
+    ))
+    .ok();
+    b.run("restore task verify t")
+        .fails(1)
+        .stdout_has("FAILED target: the database does not exist and cannot be created from the manifest (1 shard(s), replication enabled, persistence aof): replication needs at least 2 nodes, the cluster has 1");
+    b.run("restore task start t")
+        .fails(1)
+        .stderr_has("replication needs at least 2 nodes");
+    assert!(b.ccs()["databases"]
+        .as_object()
+        .is_none_or(|d| d.is_empty()));
+}

@@ -40,7 +40,7 @@ pub(crate) use snapshot::hex;
 pub use snapshot::SnapshotConn;
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
-use crate::ccs::{BackupRun, BackupTask, Cluster, RunStatus};
+use crate::ccs::{BackupRun, BackupTask, Backups, Cluster, RunStatus};
 
 /// The write pause a run may take when its task says nothing.
 pub const DEFAULT_MAX_PAUSE_MS: u64 = 1000;
@@ -278,8 +278,11 @@ pub fn is_due(task: &BackupTask, runs: &[BackupRun], now_ms: i64) -> bool {
 }
 
 /// The runs `keep` lets go, oldest first: succeeded runs beyond the newest `keep`, and
-/// failed or interrupted runs older than the oldest kept one. Never the newest succeeded.
-pub fn prune_plan(task: &BackupTask, runs: &[BackupRun]) -> Vec<String> {
+/// failed or interrupted runs older than the oldest kept one. Never the newest succeeded,
+/// nor a run a restore task not yet succeeded restores (the restore point chosen, maybe
+/// the last before an accident the newer runs hold).
+pub fn prune_plan(task: &BackupTask, backups: &Backups) -> Vec<String> {
+    let runs = &backups.runs;
     let Some(keep) = task.keep else {
         return Vec::new();
     };
@@ -301,6 +304,7 @@ pub fn prune_plan(task: &BackupTask, runs: &[BackupRun]) -> Vec<String> {
     out.extend(mine.iter().copied().filter(|r| {
         matches!(r.status, RunStatus::Failed | RunStatus::Interrupted) && r.started < oldest_kept
     }));
+    out.retain(|r| backups.restoring(&r.id).is_none());
     out.sort_by_key(|r| r.started);
     out.into_iter().map(|r| r.id.clone()).collect()
 }
@@ -516,13 +520,18 @@ mod tests {
             run("e", "t", 5, Succeeded),
             run("x", "other", 0, Succeeded),
         ];
+        let of = |runs: Vec<BackupRun>| Backups {
+            runs,
+            ..Backups::default()
+        };
+        let runs = of(runs);
         assert_eq!(prune_plan(&task(Some(2), None), &runs), ["a", "b"]);
         assert_eq!(
             prune_plan(&task(Some(1), None), &runs),
             ["a", "b", "c", "d"]
         );
         assert!(prune_plan(&task(None, None), &runs).is_empty());
-        let only_failed = vec![run("f", "t", 1, Failed)];
+        let only_failed = of(vec![run("f", "t", 1, Failed)]);
         assert!(prune_plan(&task(Some(1), None), &only_failed).is_empty());
     }
 

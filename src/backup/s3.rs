@@ -17,9 +17,10 @@ use super::{block, runtime};
 
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::ClientConfigKey;
-use object_store::{MultipartUpload, ObjectStore, PutPayload, PutPayloadMut};
+use object_store::{MultipartId, ObjectStore, PutPayload, PutPayloadMut};
 
 /// The first parts of a multipart upload (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 << 20;
@@ -29,6 +30,10 @@ const PARTS_PER_SIZE: u32 = 1000;
 const MAX_PARTS: u32 = 10_000;
 /// Parts uploading at once per file.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Beside a file while its multipart upload runs, `<run>/.uploading.<file>` holds the
+/// upload's id: an upload is invisible to listings and kept (and billed) until completed
+/// or aborted, so removing a run whose shell died aborts the uploads these name.
+const UPLOAD_MARKER: &str = ".uploading.";
 
 /// The size of part `index` (from 0). A file's size is not known before its snapshot has
 /// been compressed, and S3 takes at most 10,000 parts of 5 MiB to 5 GiB each (the last
@@ -328,14 +333,30 @@ impl S3Repo {
             .map_err(|e| format!("cannot write `{}`: {e}", self.shown(run, name)))
     }
 
-    /// Removes every object of a run.
+    /// Removes every object of a run, and aborts the uploads of its files left
+    /// unfinished (a shell that died mid-run leaves them, named by their markers).
     pub fn remove(&self, run: &str) -> io::Result<()> {
         let dir = self.key(&[run]);
-        let store = self.store.clone();
+        let (store, bulk) = (self.store.clone(), self.bulk.clone());
         block(async move {
+            let mut found = Vec::new();
             let mut s = store.list(Some(&dir));
             while let Some(m) = s.next().await {
-                store.delete(&m?.location).await?;
+                found.push(m?.location);
+            }
+            drop(s);
+            for location in found {
+                let file = location
+                    .filename()
+                    .and_then(|n| n.strip_prefix(UPLOAD_MARKER))
+                    .map(|f| dir.child(f));
+                if let Some(file) = file {
+                    let id = store.get(&location).await?.bytes().await?;
+                    let id = String::from_utf8_lossy(&id).trim().to_string();
+                    // An upload completed or aborted since is no longer there: no error.
+                    let _ = bulk.abort_multipart(&file, &id).await;
+                }
+                store.delete(&location).await?;
             }
             Ok::<(), object_store::Error>(())
         })
@@ -356,18 +377,36 @@ impl S3Repo {
         }
     }
 
-    /// A multipart upload of a run's file (its parts unsigned: see `bulk`).
+    /// A multipart upload of a run's file (its parts unsigned: see `bulk`), its id
+    /// written down beside it ([`UPLOAD_MARKER`]) before any part goes up.
     pub fn create_file(&self, run: &str, name: &str) -> Result<S3Writer, String> {
         let key = self.key(&[run, name]);
-        let store = self.bulk.clone();
-        let up = block(async move { store.put_multipart(&key).await })
-            .map_err(|e| format!("cannot start `{}`: {e}", self.shown(run, name)))?;
+        let marker = self.key(&[run, &format!("{UPLOAD_MARKER}{name}")]);
+        let (bulk, store) = (self.bulk.clone(), self.store.clone());
+        let (k, m) = (key.clone(), marker.clone());
+        let id = block(async move {
+            let id = bulk.create_multipart(&k).await?;
+            if let Err(e) = store
+                .put(&m, PutPayload::from(id.clone().into_bytes()))
+                .await
+            {
+                let _ = bulk.abort_multipart(&k, &id).await;
+                return Err(e);
+            }
+            Ok::<MultipartId, object_store::Error>(id)
+        })
+        .map_err(|e| format!("cannot start `{}`: {e}", self.shown(run, name)))?;
         Ok(S3Writer {
             up: Some(GrowingParts {
-                upload: up,
+                bulk: self.bulk.clone(),
+                store: self.store.clone(),
+                key,
+                id,
+                marker,
                 part: PutPayloadMut::new(),
                 parts: 0,
                 uploading: tokio::task::JoinSet::new(),
+                done: BTreeMap::new(),
             }),
             name: self.shown(run, name),
         })
@@ -439,12 +478,20 @@ impl Read for S3Reader {
 
 /// A multipart upload whose parts grow with the file ([`part_bytes`]).
 struct GrowingParts {
-    upload: Box<dyn MultipartUpload>,
+    /// The store the parts go up through (`S3Repo::bulk`), and the one the marker does.
+    bulk: Arc<AmazonS3>,
+    store: Arc<AmazonS3>,
+    key: ObjectPath,
+    id: MultipartId,
+    /// The object naming the upload while it runs ([`UPLOAD_MARKER`]).
+    marker: ObjectPath,
     /// The part being filled.
     part: PutPayloadMut,
     /// Parts handed to S3 so far.
     parts: u32,
-    uploading: tokio::task::JoinSet<object_store::Result<()>>,
+    uploading: tokio::task::JoinSet<object_store::Result<(usize, PartId)>>,
+    /// The parts S3 took, by index.
+    done: BTreeMap<usize, PartId>,
 }
 
 impl GrowingParts {
@@ -452,10 +499,11 @@ impl GrowingParts {
     async fn wait_below(&mut self, max: usize) -> object_store::Result<()> {
         while !self.uploading.is_empty() && self.uploading.len() >= max {
             if let Some(done) = self.uploading.join_next().await {
-                done.map_err(|e| object_store::Error::Generic {
+                let (index, part) = done.map_err(|e| object_store::Error::Generic {
                     store: "S3",
                     source: Box::new(e),
                 })??;
+                self.done.insert(index, part);
             }
         }
         Ok(())
@@ -463,10 +511,41 @@ impl GrowingParts {
 
     /// Hands the filled part to S3 (on the repositories' runtime).
     fn send(&mut self) {
-        let part = std::mem::take(&mut self.part);
+        let part = std::mem::take(&mut self.part).freeze();
+        let (bulk, key, id) = (self.bulk.clone(), self.key.clone(), self.id.clone());
+        let index = self.parts as usize;
         let _rt = runtime().enter();
-        self.uploading.spawn(self.upload.put_part(part.freeze()));
+        self.uploading.spawn(async move {
+            let part = bulk.put_part(&key, &id, index, part).await?;
+            Ok((index, part))
+        });
         self.parts += 1;
+    }
+
+    /// The upload completed from its parts, in order; aborted when that fails. The marker
+    /// goes either way.
+    async fn complete(mut self) -> object_store::Result<()> {
+        self.wait_below(1).await?;
+        let parts = std::mem::take(&mut self.done).into_values().collect();
+        let res = self
+            .bulk
+            .complete_multipart(&self.key, &self.id, parts)
+            .await;
+        if res.is_err() {
+            let _ = self.bulk.abort_multipart(&self.key, &self.id).await;
+        }
+        let _ = self.store.delete(&self.marker).await;
+        res.map(|_| ())
+    }
+
+    /// The upload aborted (its parts dropped by S3) and its marker removed.
+    async fn abort(mut self) -> object_store::Result<()> {
+        self.uploading.shutdown().await;
+        let res = self.bulk.abort_multipart(&self.key, &self.id).await;
+        if res.is_ok() {
+            let _ = self.store.delete(&self.marker).await;
+        }
+        res
     }
 }
 
@@ -484,17 +563,7 @@ impl S3Writer {
         if !up.part.is_empty() || up.parts == 0 {
             up.send();
         }
-        block(async move {
-            up.wait_below(1).await?;
-            match up.upload.complete().await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let _ = up.upload.abort().await;
-                    Err(e)
-                }
-            }
-        })
-        .map_err(io_err)
+        block(up.complete()).map_err(io_err)
     }
 }
 
@@ -535,11 +604,8 @@ impl Write for S3Writer {
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
-        if let Some(mut up) = self.up.take() {
-            let _ = block(async move {
-                up.uploading.shutdown().await;
-                up.upload.abort().await
-            });
+        if let Some(up) = self.up.take() {
+            let _ = block(up.abort());
         }
     }
 }

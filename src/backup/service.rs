@@ -459,7 +459,7 @@ impl<'a> Run<'a> {
         let run = run.clone();
         if let (Some(t), Ok(_), true) = (self.origin.task(), outcome, apply_keep) {
             if let Some(current) = cluster.backups.tasks.get(&t.name).cloned() {
-                let gone = prune_plan(&current, &cluster.backups.runs);
+                let gone = prune_plan(&current, &cluster.backups);
                 remove_runs(&mut cluster, &gone);
             }
         }
@@ -586,7 +586,7 @@ pub struct Pruning {
 pub async fn prune(store: &Store, name: &str, dry_run: bool) -> Result<Pruning> {
     let (lock, mut cluster) = locked(store).await?;
     let task = find_task(&cluster, name)?.clone();
-    let gone = prune_plan(&task, &cluster.backups.runs);
+    let gone = prune_plan(&task, &cluster.backups);
     let runs = gone
         .iter()
         .filter_map(|id| cluster.backups.run(id))

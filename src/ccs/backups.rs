@@ -36,6 +36,14 @@ impl Backups {
         self.runs.iter_mut().find(|r| r.id == id)
     }
 
+    /// The restore task not yet succeeded that restores run `id`, if any: the run is
+    /// the restore point an operator chose, which retention must not take away.
+    pub fn restoring(&self, id: &str) -> Option<&RestoreTask> {
+        self.restores
+            .values()
+            .find(|t| t.run == id && t.state != RestoreState::Succeeded)
+    }
+
     /// The tasks of the restore task `group` (one per database, in name order); empty
     /// when no task has that group.
     pub fn restore_group(&self, group: &str) -> Vec<&RestoreTask> {
@@ -224,6 +232,15 @@ impl RestoreStep {
                 | RestoreStep::Reforming
                 | RestoreStep::Proving
         )
+    }
+
+    /// Whether the restored data has served clients once a start reached this step: the
+    /// database was unfenced on it, so what the start set aside is no longer the
+    /// database's data. A start cut short here is finished (what is left of the old data
+    /// removed), never undone: putting the old data back would drop every write made
+    /// since.
+    pub fn served(self) -> bool {
+        matches!(self, RestoreStep::RemovingOld)
     }
 
     /// Every step without its figures, in the order a start goes through them.

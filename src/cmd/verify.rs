@@ -213,7 +213,8 @@ fn resolve_against(
             "`{shown}` is no file, no directory and no run of a repository (`{location}` is not a directory)"
         )));
     }
-    let (run, path, m) = crate::restore::run_in_repository(location, run, name)?;
+    let own = Some(cluster.cluster_id);
+    let (run, path, m) = crate::restore::run_in_repository(location, run, name, own)?;
     let repo = Repository::open(&path).map_err(CommandError::usage)?;
     run_sources(&repo, &run, &m, identity)
 }

@@ -135,6 +135,23 @@ pub enum SshError {
     Dropped { target: String, reason: String },
 }
 
+impl SshError {
+    /// An operation's `ssh` ended with status 255, having said `stderr`: a connection
+    /// cut under it (the host gone, its sshd stopped) often says nothing at all.
+    fn dropped(target: &str, stderr: &[u8]) -> SshError {
+        let said = String::from_utf8_lossy(stderr).trim().to_string();
+        SshError::Dropped {
+            target: target.to_string(),
+            reason: match said.is_empty() {
+                true => {
+                    "the connection was lost (ssh ended with status 255 and no message)".to_string()
+                }
+                false => said,
+            },
+        }
+    }
+}
+
 fn scan_lines(scan: &str) -> String {
     if scan.trim().is_empty() {
         String::new()
@@ -191,11 +208,7 @@ impl SshHost {
         script.push_str(" </dev/null");
         let out = self.sh(&script, None).await?;
         if out.status.code() == Some(SSH_FAILED) {
-            return Err(SshError::Dropped {
-                target: self.target.to_string(),
-                reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            }
-            .into());
+            return Err(SshError::dropped(&self.target.to_string(), &out.stderr).into());
         }
         Ok(SpawnOutput {
             success: out.status.success(),
@@ -495,11 +508,7 @@ impl Failure {
                 io::ErrorKind::NotFound,
                 format!("no such file or directory on {}", self.name),
             ),
-            Some(SSH_FAILED) => SshError::Dropped {
-                target: self.target.clone(),
-                reason: stderr,
-            }
-            .into(),
+            Some(SSH_FAILED) => SshError::dropped(&self.target, stderr.as_bytes()).into(),
             _ => io::Error::other(format!("on {}: {stderr}", self.name)),
         }
     }
@@ -925,6 +934,17 @@ fn listening(proc_net: &str, ip: std::net::IpAddr, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_lost_without_a_message_says_so() {
+        let quiet = SshError::dropped("root@db1", b"\n").to_string();
+        assert_eq!(
+            quiet,
+            "ssh to `root@db1` failed: the connection was lost (ssh ended with status 255 and no message)"
+        );
+        let said = SshError::dropped("db1", b"Connection reset by peer\n").to_string();
+        assert_eq!(said, "ssh to `db1` failed: Connection reset by peer");
+    }
 
     #[test]
     fn targets_parse_and_print_back() {

@@ -227,3 +227,35 @@ impl Restoring<'_> {
         Ok(())
     }
 }
+
+/// A key-by-key start cut short while it wrote keys (its shell died): the database was
+/// empty (verify refuses any key here) and has been fenced since, so every key in it is
+/// the restore's own, a part of the run. Each master still fenced is emptied again, as a
+/// failed start does, before `retry` or `delete` unfences it: left, the part would serve
+/// clients and every later verify would refuse the target for holding keys. Whether any
+/// master was emptied.
+pub(super) async fn empty_cut_short(
+    cluster: &crate::ccs::Cluster,
+    db: &crate::ccs::Database,
+    server: &crate::server::Servers,
+) -> Result<bool, String> {
+    let mut emptied = false;
+    for m in db.masters() {
+        let place = Place::of(cluster, db, server, m.id)?;
+        let Some(fence) = place.fence_file().password().await else {
+            continue;
+        };
+        let mut a = crate::db::shard_addr(cluster, db, m.id)
+            .ok_or_else(|| format!("redis:{} has no node", m.id))?;
+        a.password = Some(fence);
+        let mut con = connect(&a, TIMEOUT)
+            .await
+            .map_err(|e| format!("redis:{}: {e}", m.id))?;
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(|e| format!("redis:{}: cannot empty it again: {e}", m.id))?;
+        emptied = true;
+    }
+    Ok(emptied)
+}

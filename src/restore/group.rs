@@ -152,6 +152,7 @@ impl Tasks<'_> {
                     why,
                     kind,
                 }),
+                finished: false,
             });
         }
         for (i, t) in tasks.iter().enumerate() {
@@ -182,6 +183,7 @@ impl Tasks<'_> {
             shown: self.group_now(group).await?,
             restored: None,
             failure: None,
+            finished: false,
         })
     }
 }

@@ -234,12 +234,18 @@ fn decode_to(
     dest: &Path,
     sync: bool,
 ) -> Result<u64, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut plain = PlainRead::open(path, e, identity)?;
     let _ = std::fs::remove_file(dest);
-    let mut out = std::io::BufWriter::with_capacity(
-        1 << 20,
-        std::fs::File::create(dest).map_err(|err| format!("`{}`: {err}", dest.display()))?,
-    );
+    // The database's data in plain (an encrypted run's too), maybe in a `target_path`
+    // others can read: owner only, as the run's files are.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|err| format!("`{}`: {err}", dest.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     std::io::copy(&mut plain, &mut out)
         .map_err(|err| format!("cannot decode `{}` into `{}`: {err}", path, dest.display()))?;
     let f = out
@@ -330,6 +336,32 @@ impl Place {
     /// leaves only clutter (the caller's cleanup).
     async fn remove(&self, path: &Path) {
         let _ = self.host.remove(path).await;
+    }
+
+    /// Removes the data a restore that finished set aside here, and its staged file. The
+    /// data is first renamed out of [`OLD_DIR`] (where it would count as the shard's own,
+    /// to be put back), so a shell dying while a large tree is removed leaves only
+    /// clutter, which the next call removes.
+    async fn discard_old(&self) -> Result<(), String> {
+        let old = self.dir.join(OLD_DIR);
+        let replaced = self.dir.join(shard_dir::RESTORE_REPLACED_DIR);
+        let gone = |e: std::io::Error, p: &Path| format!("cannot remove `{}`: {e}", p.display());
+        if self.host.metadata(&old).await.is_ok() {
+            self.host
+                .remove(&replaced)
+                .await
+                .map_err(|e| gone(e, &replaced))?;
+            self.host
+                .rename(&old, &replaced)
+                .await
+                .map_err(|e| gone(e, &old))?;
+        }
+        self.host
+            .remove(&replaced)
+            .await
+            .map_err(|e| gone(e, &replaced))?;
+        self.remove(&self.dir.join(STAGED)).await;
+        Ok(())
     }
 
     /// Why this shard directory cannot take a restore of `bytes`: inside a recovery path
@@ -592,11 +624,12 @@ pub async fn start(
     }
     match res {
         Ok(restored) => {
+            // Recorded before anything goes: a start cut short from here on is finished,
+            // never undone (see `RestoreStep::served`).
             step(RestoreStep::RemovingOld);
             for s in &db.shards {
                 if let Ok(place) = Place::of(cluster, db, server, s.id) {
-                    place.remove(&place.dir.join(OLD_DIR)).await;
-                    place.remove(&place.dir.join(STAGED)).await;
+                    let _ = place.discard_old().await;
                 }
             }
             Ok(restored)
@@ -611,6 +644,23 @@ pub async fn start(
             }
         }
     }
+}
+
+/// Finishes a start cut short after the restored data served clients (see
+/// [`RestoreStep::served`]): what it left of the old data is removed from every shard
+/// directory of `db`; the data in place, and the servers, are left as they are.
+pub async fn finish_removal(
+    cluster: &Cluster,
+    db: &Database,
+    server: &Servers,
+) -> Result<(), String> {
+    for s in &db.shards {
+        Place::of(cluster, db, server, s.id)?
+            .discard_old()
+            .await
+            .map_err(|e| format!("redis:{}: {e}", s.id))?;
+    }
+    Ok(())
 }
 
 /// The content proof of a restore: the files' digest (taken already, or now) against the

@@ -23,11 +23,15 @@ pub(super) fn open_location(location: &str) -> Result<(PathBuf, Repository), Res
 }
 
 /// `<location>/<run>` or `<location>/latest` of any repository: the run id and the
-/// repository, its manifest read (the newest restorable run of `db_name` for `latest`).
+/// repository, its manifest read. For `latest`: the newest restorable run of `db_name`
+/// written by cluster `own` when the repository holds any (several clusters may keep
+/// databases of one name there, and another cluster's run is not this database's
+/// data), else the newest of any cluster.
 pub fn run_in_repository(
     location: &str,
     run: &str,
     db_name: &str,
+    own: Option<u64>,
 ) -> Result<(String, PathBuf, Manifest), RestoreTaskError> {
     let (path, repo) = open_location(location)?;
     // The whole repository gone (moved, unmounted, a wrong URL): said so, whatever kind.
@@ -37,11 +41,22 @@ pub fn run_in_repository(
             Ok(runs) => runs,
             Err(e) => return Err(gone().unwrap_or_else(|| e.into())),
         };
-        // A safety backup holds the data a restore replaced, not a chosen restore point.
-        let newest = runs.iter().rev().find_map(|r| {
-            let m = repo.manifest(r).ok()?;
-            (m.db.name == db_name && m.safety_for.is_none()).then(|| (r.clone(), m))
-        });
+        let mut newest = None;
+        for r in runs.iter().rev() {
+            let Ok(m) = repo.manifest(r) else { continue };
+            // A safety backup holds the data a restore replaced, not a chosen restore
+            // point.
+            if m.db.name != db_name || m.safety_for.is_some() {
+                continue;
+            }
+            let mine = own.is_none_or(|id| id == m.cluster_id);
+            if mine || newest.is_none() {
+                newest = Some((r.clone(), m));
+            }
+            if mine {
+                break;
+            }
+        }
         let Some((run, m)) = newest else {
             if let Some(gone) = gone() {
                 return Err(gone);
@@ -117,7 +132,10 @@ pub(super) fn pick(
         crate::ccs::rules::check_db_name(&db_name).map_err(RestoreTaskError::BadDbName)?;
     }
     let (run, path) = if let Some((location, run)) = backup.rsplit_once('/') {
-        let (run, path, m) = run_in_repository(location, run, &db_name)?;
+        // `from_other_cluster` asks for another cluster's run: `latest` is then the newest
+        // of any.
+        let own = (!flags.from_other_cluster).then_some(cluster.cluster_id);
+        let (run, path, m) = run_in_repository(location, run, &db_name, own)?;
         if m.cluster_id != cluster.cluster_id && !flags.from_other_cluster {
             return Err(RestoreTaskError::OtherCluster {
                 run,

@@ -85,6 +85,9 @@ pub struct Started {
     pub shown: Shown,
     pub restored: Option<RestoredDb>,
     pub failure: Option<RestoreTaskError>,
+    /// `retry` of a start cut short after the restored data served clients: it removed
+    /// what was left of the old data and marked the task succeeded, restoring nothing.
+    pub finished: bool,
 }
 
 /// A created task (or the tasks of several databases), with the line saying the default
@@ -195,7 +198,10 @@ impl Tasks<'_> {
         };
         let mut put_back = Vec::new();
         for t in &tasks {
-            if t.state == RestoreState::Interrupted || self.set_aside_by(&cluster, t).await {
+            if served(t) {
+                let server = self.servers(&cluster)?;
+                self.finish_removal(&cluster, t, &server).await?;
+            } else if t.state == RestoreState::Interrupted || self.set_aside_by(&cluster, t).await {
                 let server = self.servers(&cluster)?;
                 self.put_back(&cluster, t, &server).await?;
                 if cluster.database_by_name(&t.db).is_some() {
@@ -368,6 +374,9 @@ impl Tasks<'_> {
         let earlier_holds =
             t.state == RestoreState::Interrupted && t.step.is_some_and(RestoreStep::fenced);
         let server = self.servers(cluster)?;
+        if retry && served(&t) {
+            return self.finish(cluster, &t, &server).await;
+        }
         if retry {
             self.put_back(cluster, &t, &server).await?;
         }
@@ -391,6 +400,7 @@ impl Tasks<'_> {
                 shown: Shown::One(Box::new(recorded)),
                 restored: None,
                 failure: verify_failure(&t.name, &v),
+                finished: false,
             });
         };
         let safety = match kept {
@@ -402,12 +412,73 @@ impl Tasks<'_> {
             .await
     }
 
+    /// `retry` of a start cut short after its restored data served clients: what is left
+    /// of the old data removed, the task succeeded. Nothing is restored again (that would
+    /// drop the writes made since); a failure leaves the task as it was, for a retry.
+    async fn finish(
+        &self,
+        cluster: &Cluster,
+        t: &RestoreTask,
+        server: &Servers,
+    ) -> Result<Started> {
+        self.finish_removal(cluster, t, server).await?;
+        let done = self
+            .update(&t.name, |t| {
+                (t.state, t.step, t.reason) = (RestoreState::Succeeded, None, None);
+                t.finished = Some(now_ms() / 1000);
+            })
+            .await?;
+        Ok(Started {
+            shown: Shown::One(Box::new(done)),
+            restored: None,
+            failure: None,
+            finished: true,
+        })
+    }
+
+    /// What a start cut short after its data served clients left of the old data,
+    /// removed; the task is left as it is when that fails.
+    async fn finish_removal(
+        &self,
+        cluster: &Cluster,
+        t: &RestoreTask,
+        server: &Servers,
+    ) -> Result<()> {
+        let Some(db) = cluster.database_by_name(&t.db) else {
+            return Ok(());
+        };
+        super::finish_removal(cluster, db, server)
+            .await
+            .map_err(|error| RestoreTaskError::FinishFailed {
+                name: t.name.clone(),
+                error,
+            })
+    }
+
     /// `retry`: the old data of a failed or interrupted start back in place and serving.
     async fn put_back(&self, cluster: &Cluster, t: &RestoreTask, server: &Servers) -> Result<()> {
         let Some(db) = cluster.database_by_name(&t.db) else {
             return Ok(());
         };
         let restart = t.step.is_some_and(RestoreStep::may_have_stopped);
+        // A key-by-key start writes into an empty database and sets nothing aside: what
+        // it wrote goes, while the masters are still fenced.
+        let wrote_keys = match t.step {
+            Some(RestoreStep::RestoringKeys(_) | RestoreStep::Emptying) => true,
+            Some(RestoreStep::CheckingCounts | RestoreStep::Proving) => {
+                !self.set_aside_by(cluster, t).await
+            }
+            _ => false,
+        };
+        if wrote_keys {
+            // On failure the task stays as it is, for a retry to empty it again.
+            super::by_key::empty_cut_short(cluster, db, server)
+                .await
+                .map_err(|error| RestoreTaskError::PutBackFailed {
+                    name: t.name.clone(),
+                    error,
+                })?;
+        }
         self.set_running(&t.name, RestoreStep::PuttingBack).await?;
         if let Err(error) = super::roll_back(cluster, db, server, restart).await {
             let error = RestoreTaskError::PutBackFailed {
@@ -549,6 +620,7 @@ impl Tasks<'_> {
                         safety,
                     }),
                     failure: None,
+                    finished: false,
                 })
             }
             Err(error) => {
@@ -687,6 +759,14 @@ fn mark_interrupted(cluster: &mut Cluster, home: &Path, held: Option<&str>) -> b
         };
         if held == Some(t.name.as_str()) || free() {
             t.state = RestoreState::Interrupted;
+            if t.step.is_some_and(RestoreStep::served) {
+                t.reason = Some(format!(
+                    "the shell running it died while removing the old data, after the restored data served clients: `restore task retry {}` removes what is left of the old data (the restored data stays)",
+                    t.name
+                ));
+                changed = true;
+                continue;
+            }
             t.reason = Some(format!(
                 "the shell running it died while {}; `restore task retry {}` puts the old data back and starts again",
                 t.step.unwrap_or(RestoreStep::Starting),
@@ -760,6 +840,12 @@ fn verify_failure(name: &str, v: &VerifyReport) -> Option<RestoreTaskError> {
         reason: v.reason().unwrap_or_default(),
         kind: v.failure_kind().unwrap_or(ErrorKind::Damaged),
     })
+}
+
+/// Whether task `t` is a start cut short after its restored data served clients: to be
+/// finished, never undone.
+fn served(t: &RestoreTask) -> bool {
+    t.state == RestoreState::Interrupted && t.step.is_some_and(RestoreStep::served)
 }
 
 fn refuse_done(t: &RestoreTask) -> Result<()> {

@@ -100,6 +100,10 @@ pub enum RestoreTaskError {
     #[error("restore task `{name}`: putting the old data back failed: {error}")]
     PutBackFailed { name: String, error: String },
     #[error(
+        "restore task `{name}`: removing what is left of the old data failed (the restored data stays; `restore task retry {name}` tries again): {error}"
+    )]
+    FinishFailed { name: String, error: String },
+    #[error(
         "the safety backup into `{}` failed, nothing was changed (`no_safety_backup` skips it): {error}",
         .to.display()
     )]
@@ -201,6 +205,7 @@ impl DomainError for RestoreTaskError {
             E::VerifyFailed { kind, .. } | E::GroupVerifyFailed { kind, .. } => *kind,
             E::NoServer(_)
             | E::PutBackFailed { .. }
+            | E::FinishFailed { .. }
             | E::SafetyBackupFailed { .. }
             | E::CreateDbFailed { .. }
             | E::Failed { .. } => ErrorKind::Unavailable,

@@ -304,17 +304,32 @@ impl Verifying<'_> {
         }
     }
 
-    /// A database that does not exist is created from the manifest.
+    /// A database that does not exist is created from the manifest: placed now on a
+    /// scratch copy of the cluster, as `start` will place it (replication needs two
+    /// nodes, the shards free ports).
     fn new_database(&mut self, m: &Manifest) {
-        self.report.add(
-            "target",
-            Ok(format!(
-                "the database does not exist: it will be created from the manifest ({} shard(s), replication {}, persistence {})",
-                m.db.shards,
-                if m.db.replication { "enabled" } else { "disabled" },
-                m.db.persistence
-            )),
+        let what = format!(
+            "({} shard(s), replication {}, persistence {})",
+            m.db.shards,
+            if m.db.replication {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            m.db.persistence
         );
+        let mut config = m.db.clone();
+        config.name = self.spec.db.clone();
+        config.password = None;
+        let verdict = match crate::db::place(&mut self.cluster.clone(), config, None) {
+            Ok(_) => Ok(format!(
+                "the database does not exist: it will be created from the manifest {what}"
+            )),
+            Err(e) => Err(format!(
+                "the database does not exist and cannot be created from the manifest {what}: {e}"
+            )),
+        };
+        self.add("target", ErrorKind::Conflict, verdict);
     }
 
     /// The clients the restore will disconnect (a line to read, never a failure).

@@ -39,6 +39,10 @@ pub const MARKER_FILE: &str = "lazarus-recovering";
 /// Where a restore sets a shard's data aside while it replaces it (put back by its
 /// roll-back, removed once it succeeded): until then the only copy of that data.
 pub const RESTORE_OLD_DIR: &str = ".lazarus-restore-old";
+/// Where a restore that finished moves the data it had set aside, to remove it there: the
+/// restored data has served clients since, so that data is no longer the shard's and
+/// nothing puts it back (a shell dying while it is removed leaves only clutter).
+pub const RESTORE_REPLACED_DIR: &str = ".lazarus-restore-replaced";
 /// In [`RESTORE_OLD_DIR`]: the name of the restore task that set the data aside.
 pub const RESTORE_TASK_FILE: &str = "lazarus-restore-task";
 /// The fence password while a restore fences the shard (mode 0600, beside its

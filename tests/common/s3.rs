@@ -167,6 +167,27 @@ impl S3Server {
         self.send(method, path, &[])
     }
 
+    /// The keys of the multipart uploads under way in `bucket` (begun, neither completed
+    /// nor aborted: invisible to listings, kept and billed by a real store).
+    #[allow(dead_code)]
+    pub fn uploads(&self, bucket: &str) -> Vec<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /{bucket}?uploads HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.contains("ListMultipartUploadsResult"), "{body}");
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect()
+    }
+
     /// An unsigned request with a body; the status code.
     pub fn send(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;

@@ -363,6 +363,10 @@ fn created_reply(created: Created) -> Result<Reply, CommandError> {
 fn started_reply(started: Started) -> Result<Reply, CommandError> {
     let headline = match (&started.shown, &started.restored, &started.failure) {
         (_, _, Some(_)) => None,
+        (Shown::One(t), None, None) if started.finished => Some(format!(
+            "Finished restore task `{}`: db `{}` was restored to backup run `{}` and served clients before the shell running it died; what it left of the old data is removed.",
+            t.name, t.db, t.run
+        )),
         (Shown::One(t), Some(r), None) => Some(restored_line(t, r)),
         (Shown::Group { group, tasks }, _, None) => Some(format!(
             "Restored the {} databases of restore task `{group}`; clients can connect again.",

@@ -10,6 +10,7 @@ use crate::ccs::{Cluster, Id, Node, PortRange, ShardIdentity, CCS_FORMAT, SHARD_
 use crate::host::{Hosts, NodeId, SshTarget};
 use crate::recovery::files::Disk;
 
+use super::databases::{LeftOut, LostShard};
 use super::disk::{self, IdScan, IdentityRead, On, HERE};
 use super::{absolute, choose_alloc_id, overlaps, FromIdentities, RebuildError, Rebuilt};
 
@@ -284,7 +285,11 @@ fn rebuild(
         );
     }
 
-    let mut databases = super::databases::databases(&found, &mut problems);
+    let super::databases::FromShards {
+        mut databases,
+        mut lost,
+        mut left_out,
+    } = super::databases::databases(&found, &mut problems);
     // The newest CCS backup on these disks knows which databases were deleted (its
     // allocator had handed their ids out, its list no longer holds them).
     if let Some((backup, alloc_id, listed)) = newest_backup(disk, &all_roots, req.cluster_id) {
@@ -333,7 +338,7 @@ fn rebuild(
             places.shown(at)
         ));
     }
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         format: CCS_FORMAT,
         name,
         cluster_id: req.cluster_id,
@@ -346,12 +351,85 @@ fn rebuild(
         backups: Default::default(),
         tls: tls.map(|(record, _)| record),
     };
+    place_lost(&mut cluster, &mut lost, &mut left_out, &mut problems);
     Ok(Rebuilt {
         cluster,
         alloc,
         notes,
         problems,
+        lost,
+        left_out,
     })
+}
+
+/// Each master rebuilt from its replicas' identities goes where one of those replicas
+/// lies (their files are there, and recovery loads them), on a free port of that node
+/// (`node remove`'s rule for a lost node's master). When the database's endpoint was a
+/// lost master's port (no master found holds it), the endpoint moves to the first one
+/// placed. A database one of whose lost masters finds no port is left out.
+fn place_lost(
+    cluster: &mut Cluster,
+    lost: &mut Vec<LostShard>,
+    left_out: &mut Vec<LeftOut>,
+    problems: &mut Vec<String>,
+) {
+    let nodes: Vec<Id> = cluster.nodes.keys().copied().collect();
+    let mut failed: BTreeMap<Id, String> = BTreeMap::new();
+    for l in lost.iter_mut() {
+        if failed.contains_key(&l.db) {
+            continue;
+        }
+        let endpoint_lost = {
+            let db = &cluster.databases[&l.db];
+            !db.masters().any(|m| m.port == db.port && m.node != 0)
+        };
+        match crate::recovery::relocate::place_shard(cluster, l.db, l.shard, &nodes) {
+            Ok(placed) => {
+                l.node = placed.to;
+                l.port = placed.port;
+                let db = cluster.databases.get_mut(&l.db).expect("placed in it");
+                let mut line = format!(
+                    "`db:{}` `{}`: master `redis:{}`{} was lost with its disk; rebuilt from the identity of its replica {}, now on `node:{}` port {}; `recover` loads the replica's files",
+                    l.db,
+                    l.db_name,
+                    l.shard,
+                    l.slots.map_or(String::new(), |s| format!(" (slots {s})")),
+                    l.replicas
+                        .iter()
+                        .map(|r| format!("`redis:{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    l.node,
+                    l.port
+                );
+                if endpoint_lost {
+                    line.push_str(&format!(
+                        "; the endpoint moves from port {} to {}",
+                        db.port, l.port
+                    ));
+                    db.port = l.port;
+                }
+                problems.push(line);
+            }
+            Err(e) => {
+                failed.insert(
+                    l.db,
+                    format!("its lost master `redis:{}` has no place: {e}", l.shard),
+                );
+            }
+        }
+    }
+    for (db, reason) in failed {
+        let gone = cluster.databases.remove(&db).expect("placed in it");
+        lost.retain(|l| l.db != db);
+        let left = LeftOut {
+            db,
+            name: gone.config.name,
+            reason,
+        };
+        problems.push(left.line());
+        left_out.push(left);
+    }
 }
 
 /// The newest (highest generation) CCS backup of `cluster_id` in `<root>/ccs/` under

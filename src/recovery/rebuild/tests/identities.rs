@@ -149,12 +149,12 @@ fn incomplete_databases_are_left_out_and_reported() {
     let c = &rebuilt.cluster;
     assert_eq!(c.databases.keys().copied().collect::<Vec<_>>(), vec![3]);
     let problems = rebuilt.problems.join("\n");
-    assert!(
-        problems.contains(
-            "`db:6` `orders` left out: 2 of its 3 master shards found; its files are untouched"
-        ),
-        "{problems}"
-    );
+    // What is missing is named: the slots, and the masters that are known.
+    let line = "`db:6` `orders` cannot be rebuilt: slots 5461-10922 have no master shard (masters known: `redis:7` (slots 0-5460), `redis:9` (slots 10923-16383)); its files are untouched";
+    assert!(problems.contains(line), "{problems}");
+    assert_eq!(rebuilt.left_out.len(), 1);
+    assert_eq!(rebuilt.left_out[0].line(), line);
+    assert!(rebuilt.lost.is_empty());
     assert!(
         problems.contains("`db:3` `cache`: no replica of master `redis:4` found"),
         "{problems}"
@@ -227,10 +227,28 @@ fn unreadable_identities_and_bad_paths_are_reported() {
         problems.contains("db-20/shard-21` has no `lazarus-shard.json`: left out"),
         "{problems}"
     );
-    // `cache` lost its master's identity: 0 of 1 masters.
+    // `cache` lost its master's identity: its replica's names it, and it is rebuilt
+    // from that, on the replica's node (node:2, 127.0.0.2: its first port), the endpoint
+    // with it.
     assert!(
-        problems.contains("`db:3` `cache` left out: 0 of its 1 master shards found"),
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003"),
         "{problems}"
+    );
+    assert!(!problems.contains("no replica of master"), "{problems}");
+    assert!(rebuilt.left_out.is_empty());
+    let cache = &rebuilt.cluster.databases[&3];
+    assert_eq!(cache.port, 30003);
+    let roles: Vec<(Id, Role, Id, Option<Id>, u16)> = cache
+        .shards
+        .iter()
+        .map(|s| (s.id, s.role, s.node, s.master, s.port))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (4, Role::Master, 2, None, 30003),
+            (5, Role::Replica, 2, Some(4), 30002)
+        ]
     );
     // The directory without an identity still counts for the allocator.
     assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);

@@ -19,6 +19,9 @@ pub(super) struct Found {
     pub root: Root,
     pub file: PathBuf,
     pub identity: ShardIdentity,
+    /// When its shard directory was last written (unix nanoseconds; 0 when unknown): of
+    /// two lives of a shard on the disks, the later one is the one to rebuild.
+    pub written: i64,
 }
 
 /// A node root (a directory holding `redis/`) and the place it is on: [`HERE`], or the
@@ -188,16 +191,28 @@ fn rebuild(
         let entry = recorded.entry(id).or_default();
         entry.0 = f.identity.node_addr.clone().or(entry.0.take());
         entry.1 = f.identity.node_port_range.or(entry.1);
-        match node_roots.get(&id) {
-            None => {
-                node_roots.insert(id, f.root.clone());
-            }
-            Some(root) if root != &f.root => problems.push(format!(
-                "`node:{id}` has shards under both `{}` and `{}`: its recovery path is the first; set another with `node {id} recovery_path set <path>`",
+    }
+    // Each node's recovery path: the root holding its shard written last (two lives of a
+    // node side by side: the later one).
+    for f in &found {
+        let id = f.identity.node_id;
+        let newest = found
+            .iter()
+            .filter(|g| g.identity.node_id == id)
+            .max_by_key(|g| g.written)
+            .expect("f is one");
+        node_roots.entry(id).or_insert_with(|| newest.root.clone());
+    }
+    let mut split: BTreeSet<(Id, String)> = BTreeSet::new();
+    for f in &found {
+        let id = f.identity.node_id;
+        let root = &node_roots[&id];
+        if root != &f.root && split.insert((id, places.shown(&f.root))) {
+            problems.push(format!(
+                "`node:{id}` has shards under both `{}` and `{}`: its recovery path is the first, which holds the shard written last; set another with `node {id} recovery_path set <path>`",
                 places.shown(root),
                 places.shown(&f.root)
-            )),
-            Some(_) => {}
+            ));
         }
     }
     let local = match req.node_uid {
@@ -509,7 +524,7 @@ fn collect(
 ) -> (Vec<Found>, BTreeSet<u64>) {
     let mut found: Vec<Found> = Vec::new();
     let mut foreign = BTreeSet::new();
-    let mut seen: BTreeMap<Id, PathBuf> = BTreeMap::new();
+    let mut seen: BTreeMap<Id, (usize, PathBuf)> = BTreeMap::new();
     for root in roots {
         let on = On {
             disk,
@@ -578,24 +593,54 @@ fn collect(
                 ));
                 continue;
             }
-            if let Some(first) = seen.get(&identity.shard_id) {
-                problems.push(format!(
-                    "shard `redis:{}` found twice, in `{}` and `{}`: the first is used",
-                    identity.shard_id,
-                    first.display(),
-                    dir.dir.display()
-                ));
-                continue;
-            }
-            seen.insert(identity.shard_id, dir.dir.clone());
-            found.push(Found {
+            let written = last_written(on, &dir.dir);
+            let this = Found {
                 root: root.clone(),
                 file,
                 identity,
-            });
+                written,
+            };
+            // The same shard in two places: two lives of a node (an earlier recovery's
+            // `-recovered` directory beside the disk it recovered from), or a shard that
+            // moved. The later one holds what the database last was.
+            if let Some(&(at, ref first)) = seen.get(&this.identity.shard_id) {
+                let earlier = &found[at];
+                let used = if this.written > earlier.written {
+                    &dir.dir
+                } else {
+                    first
+                };
+                problems.push(format!(
+                    "shard `redis:{}` found twice, in `{}` and `{}`: the one written last, `{}`, is used",
+                    this.identity.shard_id,
+                    first.display(),
+                    dir.dir.display(),
+                    used.display()
+                ));
+                if this.written > earlier.written {
+                    seen.insert(this.identity.shard_id, (at, dir.dir.clone()));
+                    found[at] = this;
+                }
+                continue;
+            }
+            seen.insert(this.identity.shard_id, (found.len(), dir.dir.clone()));
+            found.push(this);
         }
     }
     (found, foreign)
+}
+
+/// When a shard directory was last written: the newest of its data files and its
+/// identity file (0 when none can be read). Logs and pid files are not data.
+fn last_written(on: On, dir: &Path) -> i64 {
+    use crate::recovery::plan::SourceKind;
+    [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb]
+        .iter()
+        .map(|k| k.file_name())
+        .chain([SHARD_IDENTITY_FILE])
+        .filter_map(|name| on.disk.readable_mtime(on.place, &dir.join(name)).ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The node's port range: as recorded (else the default), widened just enough to hold

@@ -373,3 +373,72 @@ fn a_database_whose_create_never_committed_is_left_out() {
     // Its ids are never handed out again.
     assert_eq!(rebuilt.alloc.largest.unwrap().id, 9);
 }
+
+/// Sets a file's modification time to `secs` after the epoch.
+fn touch(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// Two lives of the nodes on one disk: the disks an earlier recovery recovered from
+/// (`n1`, `n2`) beside the `-recovered` directories it made, which the cluster ran on
+/// until this disaster. Each shard is rebuilt from its later life, and each node's
+/// recovery path is where that is, whichever path is found first.
+#[test]
+fn the_later_life_of_a_shard_found_twice_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = sample(tmp.path());
+    write_disks(&old);
+    let mut new = sample(&tmp.path().join("again"));
+    // The later life: its own directories, and `cache` grew a memory limit since.
+    for n in new.nodes.values_mut() {
+        let name = format!("n{}-recovered", n.id);
+        n.persistent_path = tmp.path().join(name);
+    }
+    new.databases.get_mut(&3).unwrap().config.memory = Some(1 << 30);
+    write_disks(&new);
+    for n in [&old, &new] {
+        for node in n.nodes.values() {
+            fs::remove_dir_all(node.ccs_backup_dir()).unwrap();
+        }
+    }
+    // The old life's files are older, whatever the order they are found in.
+    for (cluster, secs) in [(&old, 1_000_000), (&new, 2_000_000)] {
+        for db in cluster.databases.values() {
+            for s in &db.shards {
+                let dir = cluster.nodes[&s.node].shard_dir(db.id, s.id);
+                fs::write(dir.join("dump.rdb"), b"x").unwrap();
+                touch(&dir.join("dump.rdb"), secs);
+                touch(&dir.join(SHARD_IDENTITY_FILE), secs);
+            }
+        }
+    }
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    let c = &rebuilt.cluster;
+    for id in [1, 2] {
+        assert_eq!(
+            c.nodes[&id].recovery_path,
+            Some(tmp.path().join(format!("n{id}-recovered"))),
+            "{:?}",
+            rebuilt.problems
+        );
+    }
+    assert_eq!(c.databases[&3].config.memory, Some(1 << 30));
+    let problems = rebuilt.problems.join("\n");
+    let used = tmp.path().join("n1-recovered/redis/db-3/shard-4");
+    assert!(
+        problems.contains(&format!(
+            "shard `redis:4` found twice, in `{}` and `{}`: the one written last, `{}`, is used",
+            tmp.path().join("n1/redis/db-3/shard-4").display(),
+            used.display(),
+            used.display()
+        )),
+        "{problems}"
+    );
+    assert!(!problems.contains("has shards under both"), "{problems}");
+}

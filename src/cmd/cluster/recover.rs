@@ -173,7 +173,7 @@ fn left_out_error(left_out: &[LeftOut]) -> Option<CommandError> {
             lines.join("; ")
         ))
         .hinted(
-            "a disk holding those slots' master or replica files may be elsewhere: rebuild again into a new `--home` with its path added",
+            "if a disk holding those slots' master or replica turns up: move aside the `ccs/` directories this wrote under the nodes' persistent paths (shown above), then run it again into a new `--home` with that disk's path added",
         ),
     )
 }

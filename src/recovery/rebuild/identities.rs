@@ -564,26 +564,6 @@ fn collect(
                 foreign.insert(identity.cluster_id);
                 continue;
             }
-            if identity.creating {
-                // Its create never committed: the database was rolled back or interrupted
-                // before any configuration held it (its ids stay allocated).
-                problems.push(format!(
-                    "`{}` is marked `creating`: `db:{}` `{}` was never committed; left out, its files are untouched",
-                    file.display(),
-                    identity.db_id,
-                    identity.db.name
-                ));
-                continue;
-            }
-            if identity.deleted {
-                problems.push(format!(
-                    "`{}` is marked `deleted`: `db:{}` `{}` was deleted; left out, its files are untouched",
-                    file.display(),
-                    identity.db_id,
-                    identity.db.name
-                ));
-                continue;
-            }
             if identity.db_id != dir.db || identity.shard_id != dir.shard {
                 problems.push(format!(
                     "`{}` names `db:{}` shard `redis:{}`, not the directory's: skipped",
@@ -627,6 +607,31 @@ fn collect(
             found.push(this);
         }
     }
+    // A mark is judged on the copy written last: a database deleted in a later life is
+    // not brought back by an earlier life's unmarked copy.
+    found.retain(|f| {
+        let i = &f.identity;
+        let why = if i.creating {
+            // Its create never committed: the database was rolled back or interrupted
+            // before any configuration held it (its ids stay allocated).
+            format!(
+                "is marked `creating`: `db:{}` `{}` was never committed",
+                i.db_id, i.db.name
+            )
+        } else if i.deleted {
+            format!(
+                "is marked `deleted`: `db:{}` `{}` was deleted",
+                i.db_id, i.db.name
+            )
+        } else {
+            return true;
+        };
+        problems.push(format!(
+            "`{}` {why}; left out, its files are untouched",
+            f.file.display()
+        ));
+        false
+    });
     (found, foreign)
 }
 

@@ -392,32 +392,10 @@ fn touch(path: &Path, secs: u64) {
 #[test]
 fn the_later_life_of_a_shard_found_twice_is_used() {
     let tmp = tempfile::tempdir().unwrap();
-    let old = sample(tmp.path());
-    write_disks(&old);
-    let mut new = sample(&tmp.path().join("again"));
-    // The later life: its own directories, and `cache` grew a memory limit since.
-    for n in new.nodes.values_mut() {
-        let name = format!("n{}-recovered", n.id);
-        n.persistent_path = tmp.path().join(name);
-    }
-    new.databases.get_mut(&3).unwrap().config.memory = Some(1 << 30);
-    write_disks(&new);
-    for n in [&old, &new] {
-        for node in n.nodes.values() {
-            fs::remove_dir_all(node.ccs_backup_dir()).unwrap();
-        }
-    }
-    // The old life's files are older, whatever the order they are found in.
-    for (cluster, secs) in [(&old, 1_000_000), (&new, 2_000_000)] {
-        for db in cluster.databases.values() {
-            for s in &db.shards {
-                let dir = cluster.nodes[&s.node].shard_dir(db.id, s.id);
-                fs::write(dir.join("dump.rdb"), b"x").unwrap();
-                touch(&dir.join("dump.rdb"), secs);
-                touch(&dir.join(SHARD_IDENTITY_FILE), secs);
-            }
-        }
-    }
+    // The later life: `cache` grew a memory limit since.
+    two_lives(tmp.path(), |new| {
+        new.databases.get_mut(&3).unwrap().config.memory = Some(1 << 30);
+    });
     let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
     let c = &rebuilt.cluster;
     for id in [1, 2] {
@@ -441,4 +419,71 @@ fn the_later_life_of_a_shard_found_twice_is_used() {
         "{problems}"
     );
     assert!(!problems.contains("has shards under both"), "{problems}");
+}
+
+/// A database deleted in the later life (its identity files marked) does not come back
+/// from the earlier life's copies, unmarked as they were.
+#[test]
+fn a_database_deleted_in_the_later_life_stays_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = two_lives(tmp.path(), |_| {});
+    for s in &new.databases[&3].shards {
+        let file = new.nodes[&s.node]
+            .shard_dir(3, s.id)
+            .join(SHARD_IDENTITY_FILE);
+        let mut identity: ShardIdentity =
+            serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        identity.deleted = true;
+        fs::write(&file, serde_json::to_vec(&identity).unwrap()).unwrap();
+        touch(&file, 2_000_000);
+    }
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt
+            .cluster
+            .databases
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![6],
+        "{:?}",
+        rebuilt.problems
+    );
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("is marked `deleted`: `db:3` `cache` was deleted; left out"),
+        "{problems}"
+    );
+}
+
+/// [`sample`] written twice on `root`: an earlier life under `n1`, `n2` and a later one
+/// (changed by `later`) under `n1-recovered`, `n2-recovered`, every file of the earlier
+/// life older; no CCS backup. Returns the later life.
+fn two_lives(root: &Path, later: impl FnOnce(&mut Cluster)) -> Cluster {
+    let old = sample(root);
+    write_disks(&old);
+    let mut new = sample(root);
+    for n in new.nodes.values_mut() {
+        let name = format!("n{}-recovered", n.id);
+        n.persistent_path = root.join(name);
+    }
+    later(&mut new);
+    write_disks(&new);
+    for n in [&old, &new] {
+        for node in n.nodes.values() {
+            fs::remove_dir_all(node.ccs_backup_dir()).unwrap();
+        }
+    }
+    // The old life's files are older, whatever the order they are found in.
+    for (cluster, secs) in [(&old, 1_000_000), (&new, 2_000_000)] {
+        for db in cluster.databases.values() {
+            for s in &db.shards {
+                let dir = cluster.nodes[&s.node].shard_dir(db.id, s.id);
+                fs::write(dir.join("dump.rdb"), b"x").unwrap();
+                touch(&dir.join("dump.rdb"), secs);
+                touch(&dir.join(SHARD_IDENTITY_FILE), secs);
+            }
+        }
+    }
+    new
 }

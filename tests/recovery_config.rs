@@ -700,3 +700,65 @@ fn a_replicas_disk_alone_rebuilds_its_lost_masters_and_their_data() {
     // The surviving disk was copied from, never changed.
     assert!(w.path("n2/redis").is_dir());
 }
+
+/// Two incidents on one disk: the cluster was rebuilt from its identity files once and
+/// ran on the `-recovered` directories beside the old disks; then it was lost again. The
+/// directory holding both lives is given: each shard comes back from its later life, with
+/// the data written since the first recovery.
+#[test]
+fn a_disk_holding_two_lives_rebuilds_the_later_one() {
+    let w = World::new();
+    let rt = runtime();
+    let before = disaster(&w);
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    fs::remove_dir_all(w.path("n1/ccs")).unwrap();
+    fs::remove_dir_all(w.path("n2/ccs")).unwrap();
+    let recover = |paths: &[String]| {
+        let mut words = vec![
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+        ];
+        words.extend(paths.iter().map(String::as_str));
+        w.ok("home", &words)
+    };
+    recover(&[w.p("n1"), w.p("n2")]);
+    w.ok("home", &["recover", "all", "allow_empty"]);
+    // The later life: data written after the first recovery.
+    let first: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert_eq!(
+        first.nodes[&1].persistent_path,
+        w.path("n1-recovered"),
+        "{first:?}"
+    );
+    rt.block_on(fill(&first));
+    let contents = rt.block_on(picture(&first));
+    wreck(&w);
+    fs::create_dir_all(w.path("old")).unwrap();
+    for n in ["n1", "n2", "n1-recovered", "n2-recovered"] {
+        fs::rename(w.path(n), w.path(&format!("old/{n}"))).unwrap();
+    }
+    for n in ["n1-recovered", "n2-recovered"] {
+        fs::remove_dir_all(w.path(&format!("old/{n}/ccs"))).unwrap();
+    }
+
+    let r = recover(&[w.p("old")]);
+    let after = stored(&w, "home");
+    for id in ["1", "2"] {
+        assert_eq!(
+            after["nodes"][id]["recovery_path"],
+            w.p(&format!("old/n{id}-recovered")),
+            "{r}"
+        );
+    }
+    w.ok("home", &["recover", "all"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    let now = rt.block_on(picture(&new));
+    for (shard, was) in &contents {
+        assert!(!was.is_empty(), "redis:{shard} had keys");
+        let d = data::diff(was, &now[shard]);
+        assert!(d.is_empty(), "redis:{shard}: {d:?}");
+    }
+}

@@ -183,8 +183,8 @@ fn master_of(i: &ShardIdentity) -> Id {
     }
 }
 
-/// The masters named by replicas' identities but whose own identity was not found, each
-/// with the replicas naming it (the lowest id first, whose slots are taken when they
+/// The masters named by replicas' identities whose own identity was not found and whose
+/// slots no master found holds, each with the replicas naming it (the lowest id first, whose slots are taken when they
 /// disagree, said so).
 fn lost_masters<'a>(
     shards: &[&'a Found],
@@ -203,6 +203,15 @@ fn lost_masters<'a>(
             _ => {}
         }
     }
+    // Only a master whose slots no master found holds is lost: a replica naming another
+    // (an identity older than a change of masters) is reported as following none.
+    let held = |slots: Option<SlotRange>| {
+        found_masters.iter().any(|m| match (m.slots, slots) {
+            (Some(a), Some(b)) => a.start <= b.end && b.start <= a.end,
+            _ => true,
+        })
+    };
+    lost.retain(|_, named_by| !held(named_by[0].slots));
     for (id, named_by) in &lost {
         named_by.iter().skip(1).for_each(|r| {
             if r.slots != named_by[0].slots {

@@ -487,3 +487,35 @@ fn two_lives(root: &Path, later: impl FnOnce(&mut Cluster)) -> Cluster {
     }
     new
 }
+
+/// A replica naming a master that is not found, while the masters found hold every slot
+/// (its identity older than a change of masters), stands in for nothing: the database is
+/// rebuilt from its masters, and the replica reported.
+#[test]
+fn a_replica_naming_an_unknown_master_of_held_slots_is_only_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    let s = |start, end| Some(SlotRange { start, end });
+    cluster.databases.get_mut(&6).unwrap().shards.push(shard(
+        11,
+        2,
+        Role::Replica,
+        Some(99),
+        s(0, 5460),
+        30010,
+    ));
+    write_disks(&cluster);
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    assert!(rebuilt.lost.is_empty() && rebuilt.left_out.is_empty());
+    let orders = &rebuilt.cluster.databases[&6];
+    assert_eq!(orders.masters().count(), 3);
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("`db:6` `orders`: replica `redis:11` follows no master shard found"),
+        "{problems}"
+    );
+}

@@ -139,13 +139,37 @@ fn rebuild(
     }
 
     let mut roots: Vec<Root> = Vec::new();
+    let mut inside = Vec::new();
     for g in given {
         let found = disk::node_roots_on(on(g.place), &g.path);
         if found.is_empty() {
-            problems.push(format!(
-                "no `redis/` directory at or below `{}`: nothing to recover there",
-                places.shown(g)
-            ));
+            // A path into a node's `redis/` (the directory itself, a database's, a
+            // shard's) names the node directory above it.
+            let above = g.path.ancestors().skip(1).take(3).find(|a| {
+                g.path
+                    .starts_with(a.join(crate::server::shard_dir::REDIS_DIR))
+                    && disk.is_dir(g.place, &a.join(crate::server::shard_dir::REDIS_DIR))
+            });
+            let line = match above {
+                Some(a) => {
+                    let root = Root {
+                        place: g.place,
+                        path: a.to_path_buf(),
+                    };
+                    let line = format!(
+                        "`{}` is a node's `redis/` directory or lies inside one: give `{}`, the node directory holding it",
+                        places.shown(g),
+                        places.shown(&root)
+                    );
+                    inside.push(line.clone());
+                    line
+                }
+                None => format!(
+                    "no `redis/` directory at or below `{}`: nothing to recover there",
+                    places.shown(g)
+                ),
+            };
+            problems.push(line);
         }
         for path in found {
             let root = Root {
@@ -166,12 +190,16 @@ fn rebuild(
 
     let (found, foreign) = collect(disk, &roots, req.cluster_id, &mut problems);
     if found.is_empty() {
-        let others = if foreign.is_empty() {
+        let mut others = if foreign.is_empty() {
             String::new()
         } else {
             let ids: Vec<String> = foreign.iter().map(|c| c.to_string()).collect();
             format!("; found files of cluster_id {} only", ids.join(", "))
         };
+        for line in inside {
+            others.push_str("; ");
+            others.push_str(&line);
+        }
         return Err(RebuildError::NoIdentities {
             cluster_id: req.cluster_id,
             searched: quoted(places, given),

@@ -519,3 +519,32 @@ fn a_replica_naming_an_unknown_master_of_held_slots_is_only_reported() {
         "{problems}"
     );
 }
+
+/// A recovery path into a node's `redis/` (the directory itself, or a database's) finds
+/// no node there: the error names the node directory to give instead.
+#[test]
+fn a_path_inside_a_nodes_redis_names_the_node_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let e = from_ids(
+        vec![
+            tmp.path().join("n1/redis"),
+            tmp.path().join("n2/redis/db-3"),
+        ],
+        &tmp.path().join("home"),
+    )
+    .unwrap_err()
+    .to_string();
+    for n in ["n1/redis", "n2/redis/db-3"] {
+        let node = n.split('/').next().unwrap();
+        assert!(
+            e.contains(&format!(
+                "`{}` is a node's `redis/` directory or lies inside one: give `{}`, the node directory holding it",
+                tmp.path().join(n).display(),
+                tmp.path().join(node).display()
+            )),
+            "{e}"
+        );
+    }
+}

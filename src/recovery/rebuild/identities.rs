@@ -20,8 +20,9 @@ pub(super) struct Found {
     pub file: PathBuf,
     pub identity: ShardIdentity,
     /// When its shard directory was last written (unix nanoseconds; 0 when unknown): of
-    /// two lives of a shard on the disks, the later one is the one to rebuild.
-    pub written: i64,
+    /// two lives of a shard on the disks, the later one is the one to rebuild. Read only
+    /// where a choice needs it (a round trip per file on another host).
+    pub written: std::cell::OnceCell<i64>,
 }
 
 /// A node root (a directory holding `redis/`) and the place it is on: [`HERE`], or the
@@ -222,14 +223,23 @@ fn rebuild(
     }
     // Each node's recovery path: the root holding its shard written last (two lives of a
     // node side by side: the later one).
+    let mut by_node: BTreeMap<Id, Vec<&Found>> = BTreeMap::new();
     for f in &found {
-        let id = f.identity.node_id;
-        let newest = found
-            .iter()
-            .filter(|g| g.identity.node_id == id)
-            .max_by_key(|g| g.written)
-            .expect("f is one");
-        node_roots.entry(id).or_insert_with(|| newest.root.clone());
+        by_node.entry(f.identity.node_id).or_default().push(f);
+    }
+    for (id, shards) in by_node {
+        let one_root = shards.iter().all(|f| f.root == shards[0].root);
+        let chosen = if one_root {
+            shards[0]
+        } else {
+            // The first of the latest, as found.
+            let latest = shards.iter().map(|f| f.written(disk)).max().unwrap_or(0);
+            shards
+                .iter()
+                .find(|f| f.written(disk) == latest)
+                .expect("latest is one of them")
+        };
+        node_roots.insert(id, chosen.root.clone());
     }
     let mut split: BTreeSet<(Id, String)> = BTreeSet::new();
     for f in &found {
@@ -601,23 +611,19 @@ fn collect(
                 ));
                 continue;
             }
-            let written = last_written(on, &dir.dir);
             let this = Found {
                 root: root.clone(),
                 file,
                 identity,
-                written,
+                written: Default::default(),
             };
             // The same shard in two places: two lives of a node (an earlier recovery's
             // `-recovered` directory beside the disk it recovered from), or a shard that
             // moved. The later one holds what the database last was.
             if let Some(&(at, ref first)) = seen.get(&this.identity.shard_id) {
                 let earlier = &found[at];
-                let used = if this.written > earlier.written {
-                    &dir.dir
-                } else {
-                    first
-                };
+                let later = this.written(disk) > earlier.written(disk);
+                let used = if later { &dir.dir } else { first };
                 problems.push(format!(
                     "shard `redis:{}` found twice, in `{}` and `{}`: the one written last, `{}`, is used",
                     this.identity.shard_id,
@@ -625,7 +631,7 @@ fn collect(
                     dir.dir.display(),
                     used.display()
                 ));
-                if this.written > earlier.written {
+                if later {
                     seen.insert(this.identity.shard_id, (at, dir.dir.clone()));
                     found[at] = this;
                 }
@@ -661,6 +667,19 @@ fn collect(
         false
     });
     (found, foreign)
+}
+
+impl Found {
+    /// See [`Found::written`].
+    fn written(&self, disk: &Disk) -> i64 {
+        *self.written.get_or_init(|| {
+            let on = On {
+                disk,
+                place: self.root.place,
+            };
+            self.file.parent().map_or(0, |dir| last_written(on, dir))
+        })
+    }
 }
 
 /// When a shard directory was last written: the newest of its data files and its

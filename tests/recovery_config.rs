@@ -15,7 +15,7 @@ use common::data;
 use common::procs::ProcessGuard;
 use common::runtime;
 use common::world::{picture, save_snapshots, slot_tag};
-use lazarus::ccs::{Cluster, DbState};
+use lazarus::ccs::{Cluster, DbState, Role};
 use lazarus::db::shard_addr;
 use serde_json::Value;
 
@@ -526,4 +526,239 @@ fn a_piped_runbook_brings_the_cluster_and_its_data_back() {
     let untouched: Cluster =
         serde_json::from_slice(&fs::read(w.path("old/n1/ccs/ccs.json")).unwrap()).unwrap();
     assert_eq!(untouched.generation, old.generation);
+}
+
+/// The worst night: node:1's disk is lost and no CCS backup is left. What survives is
+/// node:2's disk, holding the replicas of node:1's masters. The identity files there name
+/// each lost master (its id and slots): the databases are rebuilt from them, the lost
+/// masters placed where their replicas lie, and `recover all` brings the data back from
+/// the replicas' files. A database of which some slots have no identity at all (a shard's
+/// master and replica both lost) cannot be rebuilt: named, and the command fails.
+#[test]
+fn a_replicas_disk_alone_rebuilds_its_lost_masters_and_their_data() {
+    let w = World::new();
+    let rt = runtime();
+    let lo = common::ports::block();
+    let range = format!("{lo}-{}", lo + 49);
+    w.ok(
+        "home",
+        &[
+            "cluster",
+            "create",
+            "name",
+            "prod",
+            "persistent_path",
+            &w.p("n1"),
+        ],
+    );
+    w.ok(
+        "home",
+        &[
+            "node",
+            "add",
+            "addr",
+            "127.0.0.1",
+            "persistent_path",
+            &w.p("n2"),
+            "port_range",
+            &range,
+        ],
+    );
+    for (name, shards) in [("cache", "1"), ("sharded", "2"), ("gone", "2")] {
+        w.ok(
+            "home",
+            &[
+                "create",
+                "db",
+                name,
+                "shards",
+                shards,
+                "replication",
+                "enabled",
+                "persistence",
+                "aof",
+            ],
+        );
+    }
+    let before = stored(&w, "home");
+    let old: Cluster = serde_json::from_value(before.clone()).unwrap();
+    rt.block_on(fill(&old));
+    let contents = rt.block_on(picture(&old));
+    wreck(&w);
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    let by_name = |name: &str| {
+        old.databases
+            .values()
+            .find(|d| d.config.name == name)
+            .unwrap()
+    };
+    // node:1's disk is gone; node:2's CCS backup too.
+    fs::remove_dir_all(w.path("n1")).unwrap();
+    fs::remove_dir_all(w.path("n2/ccs")).unwrap();
+    // Of `gone`, the replica of node:1's master is lost as well: its slots have no
+    // identity left anywhere.
+    let gone = by_name("gone");
+    let gone_master = gone.masters().find(|m| m.node == 1).unwrap();
+    let gone_replica = gone
+        .shards
+        .iter()
+        .find(|s| s.master == Some(gone_master.id))
+        .unwrap();
+    fs::remove_dir_all(
+        w.path("n2/redis")
+            .join(format!("db-{}", gone.id))
+            .join(format!("shard-{}", gone_replica.id)),
+    )
+    .unwrap();
+
+    let (code, docs, out) = w.run(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+            &w.p("n2"),
+        ],
+    );
+    assert_eq!(code, 1, "{out:?}");
+    let doc = docs.last().unwrap();
+    assert_eq!(doc["ok"], false, "{doc}");
+    let error = doc["error"].as_str().unwrap();
+    let slots = gone_master.slots.unwrap();
+    assert!(
+        error.starts_with("1 database cannot be rebuilt from the identity files found")
+            && error.contains(&format!(
+                "`db:{}` `gone` cannot be rebuilt: slots {slots} have no master shard",
+                gone.id
+            )),
+        "{error}"
+    );
+    let r = &doc["result"];
+    assert_eq!(r["left_out"][0]["db"], gone.id, "{r}");
+    // The rest is stored: `cache` and `sharded`, their lost masters named.
+    let after: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    let names: Vec<&str> = after
+        .databases
+        .values()
+        .map(|d| d.config.name.as_str())
+        .collect();
+    assert_eq!(names, ["cache", "sharded"]);
+    let lost: Vec<u64> = r["lost_shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["shard"].as_u64().unwrap())
+        .collect();
+    let mut expected_lost: Vec<u64> = ["cache", "sharded"]
+        .iter()
+        .flat_map(|n| by_name(n).masters().filter(|m| m.node == 1).map(|m| m.id))
+        .collect();
+    expected_lost.sort();
+    assert_eq!(lost, expected_lost, "{r}");
+    for name in ["cache", "sharded"] {
+        let (was, now) = (by_name(name), &after.databases[&by_name(name).id]);
+        assert_eq!(now.state, DbState::PendingRecovery);
+        assert_eq!(now.config, was.config);
+        // Every master is back, and every replica whose disk survived, with its role,
+        // master and slots; all on node:2 now (node:1's replicas are gone with it).
+        let shape = |d: &lazarus::ccs::Database, lost_node: Option<u64>| {
+            let mut s: Vec<_> = d
+                .shards
+                .iter()
+                .filter(|s| s.role == Role::Master || Some(s.node) != lost_node)
+                .map(|s| (s.id, s.role, s.master, s.slots))
+                .collect();
+            s.sort_by_key(|s| s.0);
+            s
+        };
+        assert_eq!(shape(now, None), shape(was, Some(1)), "{name}");
+        assert!(now.shards.iter().all(|s| s.node == 2), "{name}: {now:?}");
+    }
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "master `redis:{}` was lost with its disk; rebuilt from the identity of its replica",
+            expected_lost[0]
+        )),
+        "{problems}"
+    );
+
+    // The data comes back from the replicas' files.
+    w.ok("home", &["recover", "all"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert!(new.databases.values().all(|d| d.state == DbState::Active));
+    let now = rt.block_on(picture(&new));
+    for db in new.databases.values() {
+        for m in db.masters() {
+            let d = data::diff(&contents[&m.id], &now[&m.id]);
+            assert!(d.is_empty(), "redis:{}: {d:?}", m.id);
+            assert!(!contents[&m.id].is_empty(), "redis:{} had keys", m.id);
+        }
+    }
+    // The surviving disk was copied from, never changed.
+    assert!(w.path("n2/redis").is_dir());
+}
+
+/// Two incidents on one disk: the cluster was rebuilt from its identity files once and
+/// ran on the `-recovered` directories beside the old disks; then it was lost again. The
+/// directory holding both lives is given: each shard comes back from its later life, with
+/// the data written since the first recovery.
+#[test]
+fn a_disk_holding_two_lives_rebuilds_the_later_one() {
+    let w = World::new();
+    let rt = runtime();
+    let before = disaster(&w);
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    fs::remove_dir_all(w.path("n1/ccs")).unwrap();
+    fs::remove_dir_all(w.path("n2/ccs")).unwrap();
+    let recover = |paths: &[String]| {
+        let mut words = vec![
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+        ];
+        words.extend(paths.iter().map(String::as_str));
+        w.ok("home", &words)
+    };
+    recover(&[w.p("n1"), w.p("n2")]);
+    w.ok("home", &["recover", "all", "allow_empty"]);
+    // The later life: data written after the first recovery.
+    let first: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert_eq!(
+        first.nodes[&1].persistent_path,
+        w.path("n1-recovered"),
+        "{first:?}"
+    );
+    rt.block_on(fill(&first));
+    let contents = rt.block_on(picture(&first));
+    wreck(&w);
+    fs::create_dir_all(w.path("old")).unwrap();
+    for n in ["n1", "n2", "n1-recovered", "n2-recovered"] {
+        fs::rename(w.path(n), w.path(&format!("old/{n}"))).unwrap();
+    }
+    for n in ["n1-recovered", "n2-recovered"] {
+        fs::remove_dir_all(w.path(&format!("old/{n}/ccs"))).unwrap();
+    }
+
+    let r = recover(&[w.p("old")]);
+    let after = stored(&w, "home");
+    for id in ["1", "2"] {
+        assert_eq!(
+            after["nodes"][id]["recovery_path"],
+            w.p(&format!("old/n{id}-recovered")),
+            "{r}"
+        );
+    }
+    w.ok("home", &["recover", "all"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    let now = rt.block_on(picture(&new));
+    for (shard, was) in &contents {
+        assert!(!was.is_empty(), "redis:{shard} had keys");
+        let d = data::diff(was, &now[shard]);
+        assert!(d.is_empty(), "redis:{shard}: {d:?}");
+    }
 }

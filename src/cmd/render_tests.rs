@@ -418,7 +418,8 @@ fn check_file_and_fix() {
 #[test]
 fn cluster_recover() {
     use super::cluster::recover::{ClusterRecovered, RecoveredDb};
-    use crate::recovery::rebuild::{IdSighting, SightingKind};
+    use crate::ccs::SlotRange;
+    use crate::recovery::rebuild::{IdSighting, LeftOut, LostShard, SightingKind};
     let c = cluster();
     insta::assert_snapshot!(both(&ClusterRecovered {
         name: "prod".into(),
@@ -443,6 +444,20 @@ fn cluster_recover() {
         }],
         notes: vec!["node:2's recovery path is its old persistent path `/srv/n2`".into()],
         problems: vec!["`/mnt/x/lazarus-shard.json` belongs to cluster_id 7: left out".into()],
+        lost_shards: vec![LostShard {
+            db: 3,
+            db_name: "orders".into(),
+            shard: 4,
+            slots: Some(SlotRange { start: 0, end: 8191 }),
+            replicas: vec![6],
+            node: 2,
+            port: 30004,
+        }],
+        left_out: vec![LeftOut {
+            db: 8,
+            name: "gone".into(),
+            reason: "slots 8192-16383 have no master shard (masters known: `redis:9` (slots 0-8191)); its files are untouched".into(),
+        }],
         from: "its CCS backup",
     }));
 }

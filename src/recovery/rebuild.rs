@@ -21,6 +21,7 @@ use crate::ccs::{Cluster, Id, StoreError};
 
 pub use backup::{from_backup, read_backup, recovered_family};
 pub use commit::{recover, RecoverRequest};
+pub use databases::{LeftOut, LostShard};
 pub use disk::{IdSighting, SightingKind};
 pub use identities::from_identities;
 
@@ -65,6 +66,10 @@ pub struct Rebuilt {
     pub notes: Vec<String>,
     /// What was found wrong or left out: foreign or unreadable files, incomplete databases.
     pub problems: Vec<String>,
+    /// Master shards whose disk is lost, rebuilt from their replicas' identities.
+    pub lost: Vec<LostShard>,
+    /// Databases that cannot be rebuilt (some slots have no master at all).
+    pub left_out: Vec<LeftOut>,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]

@@ -101,7 +101,7 @@ pub fn relocate(cluster: &mut Cluster, lost: Id) -> Result<Vec<ShardMove>, Reloc
                 .map(|s| s.id)
                 .collect();
             for shard in ids {
-                moves.push(place(&mut next, db_id, shard, &survivors)?);
+                moves.push(place_shard(&mut next, db_id, shard, &survivors)?);
             }
         }
     }
@@ -118,7 +118,11 @@ fn load(cluster: &Cluster) -> BTreeMap<Id, usize> {
     load
 }
 
-fn place(
+/// Places shard `shard_id` of db `db_id` on one of `survivors` (see the module's rules), on
+/// the lowest free port of that node's range; the database's endpoint follows it when the
+/// shard was its endpoint. Also how `cluster recover` places a master rebuilt from its
+/// replicas' identities (its own node unknown).
+pub(crate) fn place_shard(
     cluster: &mut Cluster,
     db_id: Id,
     shard_id: Id,

@@ -15,7 +15,7 @@ use super::ClusterCommand;
 use crate::ccs::{DbState, Id, Persistence};
 use crate::lang::quote;
 use crate::recovery::rebuild::{
-    self, FromBackup, FromIdentities, IdSighting, Rebuilt, RecoverRequest,
+    self, FromBackup, FromIdentities, IdSighting, LeftOut, LostShard, Rebuilt, RecoverRequest,
 };
 use crate::tls::MaterialPaths;
 
@@ -150,7 +150,32 @@ pub(super) async fn apply(
         RecoverRequest::Backup(_) => "its CCS backup",
         RecoverRequest::Identities(_) => "its shard identity files",
     };
-    Reply::of(&ClusterRecovered::new(&rebuilt, from))
+    let reply = Reply::of(&ClusterRecovered::new(&rebuilt, from))?;
+    Ok(match left_out_error(&rebuilt.left_out) {
+        Some(e) => reply.failed(e),
+        None => reply,
+    })
+}
+
+/// The failure of a rebuild that left databases out: what is missing of each, named. The
+/// configuration of the rest is stored (the worst night needs them back); the status is 1
+/// so that a runbook does not go on as if everything came back.
+fn left_out_error(left_out: &[LeftOut]) -> Option<CommandError> {
+    if left_out.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = left_out.iter().map(LeftOut::line).collect();
+    let n = left_out.len();
+    Some(
+        CommandError::not_found(format!(
+            "{n} database{} cannot be rebuilt from the identity files found, the rest of the configuration is stored: {}",
+            if n == 1 { "" } else { "s" },
+            lines.join("; ")
+        ))
+        .hinted(
+            "if a disk holding those slots' master or replica turns up: move aside the `ccs/` directories this wrote under the nodes' persistent paths (shown above), then run it again into a new `--home` with that disk's path added",
+        ),
+    )
 }
 
 /// Each `ssh://[user@]host[:port]/dir` recovery path: the host answers with a known key
@@ -185,6 +210,10 @@ pub struct ClusterRecovered {
     pub databases: Vec<RecoveredDb>,
     pub notes: Vec<String>,
     pub problems: Vec<String>,
+    /// Master shards whose disk is lost, rebuilt from their replicas' identities.
+    pub lost_shards: Vec<LostShard>,
+    /// Databases that cannot be rebuilt, and why (the command then fails).
+    pub left_out: Vec<LeftOut>,
     /// What it was rebuilt from (`its CCS backup`).
     #[serde(skip)]
     pub from: &'static str,
@@ -228,6 +257,8 @@ impl ClusterRecovered {
                 .collect(),
             notes: rebuilt.notes.clone(),
             problems: rebuilt.problems.clone(),
+            lost_shards: rebuilt.lost.clone(),
+            left_out: rebuilt.left_out.clone(),
             from,
         }
     }

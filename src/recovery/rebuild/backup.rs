@@ -393,5 +393,7 @@ fn adapt(
         alloc,
         notes,
         problems,
+        lost: Vec::new(),
+        left_out: Vec::new(),
     })
 }

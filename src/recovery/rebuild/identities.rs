@@ -10,6 +10,7 @@ use crate::ccs::{Cluster, Id, Node, PortRange, ShardIdentity, CCS_FORMAT, SHARD_
 use crate::host::{Hosts, NodeId, SshTarget};
 use crate::recovery::files::Disk;
 
+use super::databases::{LeftOut, LostShard};
 use super::disk::{self, IdScan, IdentityRead, On, HERE};
 use super::{absolute, choose_alloc_id, overlaps, FromIdentities, RebuildError, Rebuilt};
 
@@ -18,6 +19,10 @@ pub(super) struct Found {
     pub root: Root,
     pub file: PathBuf,
     pub identity: ShardIdentity,
+    /// When its shard directory was last written (unix nanoseconds; 0 when unknown): of
+    /// two lives of a shard on the disks, the later one is the one to rebuild. Read only
+    /// where a choice needs it (a round trip per file on another host).
+    pub written: std::cell::OnceCell<i64>,
 }
 
 /// A node root (a directory holding `redis/`) and the place it is on: [`HERE`], or the
@@ -135,13 +140,37 @@ fn rebuild(
     }
 
     let mut roots: Vec<Root> = Vec::new();
+    let mut inside = Vec::new();
     for g in given {
         let found = disk::node_roots_on(on(g.place), &g.path);
         if found.is_empty() {
-            problems.push(format!(
-                "no `redis/` directory at or below `{}`: nothing to recover there",
-                places.shown(g)
-            ));
+            // A path into a node's `redis/` (the directory itself, a database's, a
+            // shard's) names the node directory above it.
+            let above = g.path.ancestors().skip(1).take(3).find(|a| {
+                g.path
+                    .starts_with(a.join(crate::server::shard_dir::REDIS_DIR))
+                    && disk.is_dir(g.place, &a.join(crate::server::shard_dir::REDIS_DIR))
+            });
+            let line = match above {
+                Some(a) => {
+                    let root = Root {
+                        place: g.place,
+                        path: a.to_path_buf(),
+                    };
+                    let line = format!(
+                        "`{}` is a node's `redis/` directory or lies inside one: give `{}`, the node directory holding it",
+                        places.shown(g),
+                        places.shown(&root)
+                    );
+                    inside.push(line.clone());
+                    line
+                }
+                None => format!(
+                    "no `redis/` directory at or below `{}`: nothing to recover there",
+                    places.shown(g)
+                ),
+            };
+            problems.push(line);
         }
         for path in found {
             let root = Root {
@@ -162,12 +191,16 @@ fn rebuild(
 
     let (found, foreign) = collect(disk, &roots, req.cluster_id, &mut problems);
     if found.is_empty() {
-        let others = if foreign.is_empty() {
+        let mut others = if foreign.is_empty() {
             String::new()
         } else {
             let ids: Vec<String> = foreign.iter().map(|c| c.to_string()).collect();
             format!("; found files of cluster_id {} only", ids.join(", "))
         };
+        for line in inside {
+            others.push_str("; ");
+            others.push_str(&line);
+        }
         return Err(RebuildError::NoIdentities {
             cluster_id: req.cluster_id,
             searched: quoted(places, given),
@@ -187,16 +220,37 @@ fn rebuild(
         let entry = recorded.entry(id).or_default();
         entry.0 = f.identity.node_addr.clone().or(entry.0.take());
         entry.1 = f.identity.node_port_range.or(entry.1);
-        match node_roots.get(&id) {
-            None => {
-                node_roots.insert(id, f.root.clone());
-            }
-            Some(root) if root != &f.root => problems.push(format!(
-                "`node:{id}` has shards under both `{}` and `{}`: its recovery path is the first; set another with `node {id} recovery_path set <path>`",
+    }
+    // Each node's recovery path: the root holding its shard written last (two lives of a
+    // node side by side: the later one).
+    let mut by_node: BTreeMap<Id, Vec<&Found>> = BTreeMap::new();
+    for f in &found {
+        by_node.entry(f.identity.node_id).or_default().push(f);
+    }
+    for (id, shards) in by_node {
+        let one_root = shards.iter().all(|f| f.root == shards[0].root);
+        let chosen = if one_root {
+            shards[0]
+        } else {
+            // The first of the latest, as found.
+            let latest = shards.iter().map(|f| f.written(disk)).max().unwrap_or(0);
+            shards
+                .iter()
+                .find(|f| f.written(disk) == latest)
+                .expect("latest is one of them")
+        };
+        node_roots.insert(id, chosen.root.clone());
+    }
+    let mut split: BTreeSet<(Id, String)> = BTreeSet::new();
+    for f in &found {
+        let id = f.identity.node_id;
+        let root = &node_roots[&id];
+        if root != &f.root && split.insert((id, places.shown(&f.root))) {
+            problems.push(format!(
+                "`node:{id}` has shards under both `{}` and `{}`: its recovery path is the first, which holds the shard written last; set another with `node {id} recovery_path set <path>`",
                 places.shown(root),
                 places.shown(&f.root)
-            )),
-            Some(_) => {}
+            ));
         }
     }
     let local = match req.node_uid {
@@ -284,7 +338,11 @@ fn rebuild(
         );
     }
 
-    let mut databases = super::databases::databases(&found, &mut problems);
+    let super::databases::FromShards {
+        mut databases,
+        mut lost,
+        mut left_out,
+    } = super::databases::databases(&found, &mut problems);
     // The newest CCS backup on these disks knows which databases were deleted (its
     // allocator had handed their ids out, its list no longer holds them).
     if let Some((backup, alloc_id, listed)) = newest_backup(disk, &all_roots, req.cluster_id) {
@@ -333,7 +391,7 @@ fn rebuild(
             places.shown(at)
         ));
     }
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         format: CCS_FORMAT,
         name,
         cluster_id: req.cluster_id,
@@ -346,12 +404,85 @@ fn rebuild(
         backups: Default::default(),
         tls: tls.map(|(record, _)| record),
     };
+    place_lost(&mut cluster, &mut lost, &mut left_out, &mut problems);
     Ok(Rebuilt {
         cluster,
         alloc,
         notes,
         problems,
+        lost,
+        left_out,
     })
+}
+
+/// Each master rebuilt from its replicas' identities goes where one of those replicas
+/// lies (their files are there, and recovery loads them), on a free port of that node
+/// (`node remove`'s rule for a lost node's master). When the database's endpoint was a
+/// lost master's port (no master found holds it), the endpoint moves to the first one
+/// placed. A database one of whose lost masters finds no port is left out.
+fn place_lost(
+    cluster: &mut Cluster,
+    lost: &mut Vec<LostShard>,
+    left_out: &mut Vec<LeftOut>,
+    problems: &mut Vec<String>,
+) {
+    let nodes: Vec<Id> = cluster.nodes.keys().copied().collect();
+    let mut failed: BTreeMap<Id, String> = BTreeMap::new();
+    for l in lost.iter_mut() {
+        if failed.contains_key(&l.db) {
+            continue;
+        }
+        let endpoint_lost = {
+            let db = &cluster.databases[&l.db];
+            !db.masters().any(|m| m.port == db.port && m.node != 0)
+        };
+        match crate::recovery::relocate::place_shard(cluster, l.db, l.shard, &nodes) {
+            Ok(placed) => {
+                l.node = placed.to;
+                l.port = placed.port;
+                let db = cluster.databases.get_mut(&l.db).expect("placed in it");
+                let mut line = format!(
+                    "`db:{}` `{}`: master `redis:{}`{} was lost with its disk; rebuilt from the identity of its replica {}, now on `node:{}` port {}; `recover` loads the replica's files",
+                    l.db,
+                    l.db_name,
+                    l.shard,
+                    l.slots.map_or(String::new(), |s| format!(" (slots {s})")),
+                    l.replicas
+                        .iter()
+                        .map(|r| format!("`redis:{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    l.node,
+                    l.port
+                );
+                if endpoint_lost {
+                    line.push_str(&format!(
+                        "; the endpoint moves from port {} to {}",
+                        db.port, l.port
+                    ));
+                    db.port = l.port;
+                }
+                problems.push(line);
+            }
+            Err(e) => {
+                failed.insert(
+                    l.db,
+                    format!("its lost master `redis:{}` has no place: {e}", l.shard),
+                );
+            }
+        }
+    }
+    for (db, reason) in failed {
+        let gone = cluster.databases.remove(&db).expect("placed in it");
+        lost.retain(|l| l.db != db);
+        let left = LeftOut {
+            db,
+            name: gone.config.name,
+            reason,
+        };
+        problems.push(left.line());
+        left_out.push(left);
+    }
 }
 
 /// The newest (highest generation) CCS backup of `cluster_id` in `<root>/ccs/` under
@@ -431,7 +562,7 @@ fn collect(
 ) -> (Vec<Found>, BTreeSet<u64>) {
     let mut found: Vec<Found> = Vec::new();
     let mut foreign = BTreeSet::new();
-    let mut seen: BTreeMap<Id, PathBuf> = BTreeMap::new();
+    let mut seen: BTreeMap<Id, (usize, PathBuf)> = BTreeMap::new();
     for root in roots {
         let on = On {
             disk,
@@ -471,26 +602,6 @@ fn collect(
                 foreign.insert(identity.cluster_id);
                 continue;
             }
-            if identity.creating {
-                // Its create never committed: the database was rolled back or interrupted
-                // before any configuration held it (its ids stay allocated).
-                problems.push(format!(
-                    "`{}` is marked `creating`: `db:{}` `{}` was never committed; left out, its files are untouched",
-                    file.display(),
-                    identity.db_id,
-                    identity.db.name
-                ));
-                continue;
-            }
-            if identity.deleted {
-                problems.push(format!(
-                    "`{}` is marked `deleted`: `db:{}` `{}` was deleted; left out, its files are untouched",
-                    file.display(),
-                    identity.db_id,
-                    identity.db.name
-                ));
-                continue;
-            }
             if identity.db_id != dir.db || identity.shard_id != dir.shard {
                 problems.push(format!(
                     "`{}` names `db:{}` shard `redis:{}`, not the directory's: skipped",
@@ -500,24 +611,88 @@ fn collect(
                 ));
                 continue;
             }
-            if let Some(first) = seen.get(&identity.shard_id) {
-                problems.push(format!(
-                    "shard `redis:{}` found twice, in `{}` and `{}`: the first is used",
-                    identity.shard_id,
-                    first.display(),
-                    dir.dir.display()
-                ));
-                continue;
-            }
-            seen.insert(identity.shard_id, dir.dir.clone());
-            found.push(Found {
+            let this = Found {
                 root: root.clone(),
                 file,
                 identity,
-            });
+                written: Default::default(),
+            };
+            // The same shard in two places: two lives of a node (an earlier recovery's
+            // `-recovered` directory beside the disk it recovered from), or a shard that
+            // moved. The later one holds what the database last was.
+            if let Some(&(at, ref first)) = seen.get(&this.identity.shard_id) {
+                let earlier = &found[at];
+                let later = this.written(disk) > earlier.written(disk);
+                let used = if later { &dir.dir } else { first };
+                problems.push(format!(
+                    "shard `redis:{}` found twice, in `{}` and `{}`: the one written last, `{}`, is used",
+                    this.identity.shard_id,
+                    first.display(),
+                    dir.dir.display(),
+                    used.display()
+                ));
+                if later {
+                    seen.insert(this.identity.shard_id, (at, dir.dir.clone()));
+                    found[at] = this;
+                }
+                continue;
+            }
+            seen.insert(this.identity.shard_id, (found.len(), dir.dir.clone()));
+            found.push(this);
         }
     }
+    // A mark is judged on the copy written last: a database deleted in a later life is
+    // not brought back by an earlier life's unmarked copy.
+    found.retain(|f| {
+        let i = &f.identity;
+        let why = if i.creating {
+            // Its create never committed: the database was rolled back or interrupted
+            // before any configuration held it (its ids stay allocated).
+            format!(
+                "is marked `creating`: `db:{}` `{}` was never committed",
+                i.db_id, i.db.name
+            )
+        } else if i.deleted {
+            format!(
+                "is marked `deleted`: `db:{}` `{}` was deleted",
+                i.db_id, i.db.name
+            )
+        } else {
+            return true;
+        };
+        problems.push(format!(
+            "`{}` {why}; left out, its files are untouched",
+            f.file.display()
+        ));
+        false
+    });
     (found, foreign)
+}
+
+impl Found {
+    /// See [`Found::written`].
+    fn written(&self, disk: &Disk) -> i64 {
+        *self.written.get_or_init(|| {
+            let on = On {
+                disk,
+                place: self.root.place,
+            };
+            self.file.parent().map_or(0, |dir| last_written(on, dir))
+        })
+    }
+}
+
+/// When a shard directory was last written: the newest of its data files and its
+/// identity file (0 when none can be read). Logs and pid files are not data.
+fn last_written(on: On, dir: &Path) -> i64 {
+    use crate::recovery::plan::SourceKind;
+    [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb]
+        .iter()
+        .map(|k| k.file_name())
+        .chain([SHARD_IDENTITY_FILE])
+        .filter_map(|name| on.disk.readable_mtime(on.place, &dir.join(name)).ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The node's port range: as recorded (else the default), widened just enough to hold

@@ -149,12 +149,12 @@ fn incomplete_databases_are_left_out_and_reported() {
     let c = &rebuilt.cluster;
     assert_eq!(c.databases.keys().copied().collect::<Vec<_>>(), vec![3]);
     let problems = rebuilt.problems.join("\n");
-    assert!(
-        problems.contains(
-            "`db:6` `orders` left out: 2 of its 3 master shards found; its files are untouched"
-        ),
-        "{problems}"
-    );
+    // What is missing is named: the slots, and the masters that are known.
+    let line = "`db:6` `orders` cannot be rebuilt: slots 5461-10922 have no master shard (masters known: `redis:7` (slots 0-5460), `redis:9` (slots 10923-16383)); its files are untouched";
+    assert!(problems.contains(line), "{problems}");
+    assert_eq!(rebuilt.left_out.len(), 1);
+    assert_eq!(rebuilt.left_out[0].line(), line);
+    assert!(rebuilt.lost.is_empty());
     assert!(
         problems.contains("`db:3` `cache`: no replica of master `redis:4` found"),
         "{problems}"
@@ -227,10 +227,28 @@ fn unreadable_identities_and_bad_paths_are_reported() {
         problems.contains("db-20/shard-21` has no `lazarus-shard.json`: left out"),
         "{problems}"
     );
-    // `cache` lost its master's identity: 0 of 1 masters.
+    // `cache` lost its master's identity: its replica's names it, and it is rebuilt
+    // from that, on the replica's node (node:2, 127.0.0.2: its first port), the endpoint
+    // with it.
     assert!(
-        problems.contains("`db:3` `cache` left out: 0 of its 1 master shards found"),
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003"),
         "{problems}"
+    );
+    assert!(!problems.contains("no replica of master"), "{problems}");
+    assert!(rebuilt.left_out.is_empty());
+    let cache = &rebuilt.cluster.databases[&3];
+    assert_eq!(cache.port, 30003);
+    let roles: Vec<(Id, Role, Id, Option<Id>, u16)> = cache
+        .shards
+        .iter()
+        .map(|s| (s.id, s.role, s.node, s.master, s.port))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (4, Role::Master, 2, None, 30003),
+            (5, Role::Replica, 2, Some(4), 30002)
+        ]
     );
     // The directory without an identity still counts for the allocator.
     assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);
@@ -354,4 +372,179 @@ fn a_database_whose_create_never_committed_is_left_out() {
     );
     // Its ids are never handed out again.
     assert_eq!(rebuilt.alloc.largest.unwrap().id, 9);
+}
+
+/// Sets a file's modification time to `secs` after the epoch.
+fn touch(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// Two lives of the nodes on one disk: the disks an earlier recovery recovered from
+/// (`n1`, `n2`) beside the `-recovered` directories it made, which the cluster ran on
+/// until this disaster. Each shard is rebuilt from its later life, and each node's
+/// recovery path is where that is, whichever path is found first.
+#[test]
+fn the_later_life_of_a_shard_found_twice_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The later life: `cache` grew a memory limit since.
+    two_lives(tmp.path(), |new| {
+        new.databases.get_mut(&3).unwrap().config.memory = Some(1 << 30);
+    });
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    let c = &rebuilt.cluster;
+    for id in [1, 2] {
+        assert_eq!(
+            c.nodes[&id].recovery_path,
+            Some(tmp.path().join(format!("n{id}-recovered"))),
+            "{:?}",
+            rebuilt.problems
+        );
+    }
+    assert_eq!(c.databases[&3].config.memory, Some(1 << 30));
+    let problems = rebuilt.problems.join("\n");
+    let used = tmp.path().join("n1-recovered/redis/db-3/shard-4");
+    assert!(
+        problems.contains(&format!(
+            "shard `redis:4` found twice, in `{}` and `{}`: the one written last, `{}`, is used",
+            tmp.path().join("n1/redis/db-3/shard-4").display(),
+            used.display(),
+            used.display()
+        )),
+        "{problems}"
+    );
+    assert!(!problems.contains("has shards under both"), "{problems}");
+}
+
+/// A database deleted in the later life (its identity files marked) does not come back
+/// from the earlier life's copies, unmarked as they were.
+#[test]
+fn a_database_deleted_in_the_later_life_stays_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = two_lives(tmp.path(), |_| {});
+    for s in &new.databases[&3].shards {
+        let file = new.nodes[&s.node]
+            .shard_dir(3, s.id)
+            .join(SHARD_IDENTITY_FILE);
+        let mut identity: ShardIdentity =
+            serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        identity.deleted = true;
+        fs::write(&file, serde_json::to_vec(&identity).unwrap()).unwrap();
+        touch(&file, 2_000_000);
+    }
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt
+            .cluster
+            .databases
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![6],
+        "{:?}",
+        rebuilt.problems
+    );
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("is marked `deleted`: `db:3` `cache` was deleted; left out"),
+        "{problems}"
+    );
+}
+
+/// [`sample`] written twice on `root`: an earlier life under `n1`, `n2` and a later one
+/// (changed by `later`) under `n1-recovered`, `n2-recovered`, every file of the earlier
+/// life older; no CCS backup. Returns the later life.
+fn two_lives(root: &Path, later: impl FnOnce(&mut Cluster)) -> Cluster {
+    let old = sample(root);
+    write_disks(&old);
+    let mut new = sample(root);
+    for n in new.nodes.values_mut() {
+        let name = format!("n{}-recovered", n.id);
+        n.persistent_path = root.join(name);
+    }
+    later(&mut new);
+    write_disks(&new);
+    for n in [&old, &new] {
+        for node in n.nodes.values() {
+            fs::remove_dir_all(node.ccs_backup_dir()).unwrap();
+        }
+    }
+    // The old life's files are older, whatever the order they are found in.
+    for (cluster, secs) in [(&old, 1_000_000), (&new, 2_000_000)] {
+        for db in cluster.databases.values() {
+            for s in &db.shards {
+                let dir = cluster.nodes[&s.node].shard_dir(db.id, s.id);
+                fs::write(dir.join("dump.rdb"), b"x").unwrap();
+                touch(&dir.join("dump.rdb"), secs);
+                touch(&dir.join(SHARD_IDENTITY_FILE), secs);
+            }
+        }
+    }
+    new
+}
+
+/// A replica naming a master that is not found, while the masters found hold every slot
+/// (its identity older than a change of masters), stands in for nothing: the database is
+/// rebuilt from its masters, and the replica reported.
+#[test]
+fn a_replica_naming_an_unknown_master_of_held_slots_is_only_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    let s = |start, end| Some(SlotRange { start, end });
+    cluster.databases.get_mut(&6).unwrap().shards.push(shard(
+        11,
+        2,
+        Role::Replica,
+        Some(99),
+        s(0, 5460),
+        30010,
+    ));
+    write_disks(&cluster);
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    assert!(rebuilt.lost.is_empty() && rebuilt.left_out.is_empty());
+    let orders = &rebuilt.cluster.databases[&6];
+    assert_eq!(orders.masters().count(), 3);
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("`db:6` `orders`: replica `redis:11` follows no master shard found"),
+        "{problems}"
+    );
+}
+
+/// A recovery path into a node's `redis/` (the directory itself, or a database's) finds
+/// no node there: the error names the node directory to give instead.
+#[test]
+fn a_path_inside_a_nodes_redis_names_the_node_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let e = from_ids(
+        vec![
+            tmp.path().join("n1/redis"),
+            tmp.path().join("n2/redis/db-3"),
+        ],
+        &tmp.path().join("home"),
+    )
+    .unwrap_err()
+    .to_string();
+    for n in ["n1/redis", "n2/redis/db-3"] {
+        let node = n.split('/').next().unwrap();
+        assert!(
+            e.contains(&format!(
+                "`{}` is a node's `redis/` directory or lies inside one: give `{}`, the node directory holding it",
+                tmp.path().join(n).display(),
+                tmp.path().join(node).display()
+            )),
+            "{e}"
+        );
+    }
 }

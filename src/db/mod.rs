@@ -29,7 +29,7 @@ use crate::server::{ServerError, ShardAddr};
 pub use bringup::{wire, BringUp, KeyBounds, LoadCheckError, SourceStep, SyncSource, Timeouts};
 pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
-pub use lifecycle::{delete_db, not_running, restart_db, set_aside, DeleteOutcome};
+pub use lifecycle::{delete_db, not_running, record_pids, restart_db, set_aside, DeleteOutcome};
 pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{

@@ -80,7 +80,11 @@ fn a_live_database_is_adopted_not_recovered() {
     ))
     .ok()
     .stdout_has("db:2 `cache`: its shards answer from")
-    .stdout_has("adopted as active");
+    .stdout_has("adopted as active")
+    // Nothing is left to recover: the reply says so, not to go and `recover all`.
+    .stdout_has("0 database(s) pending recovery, 1 adopted as running")
+    .stdout_has("Nothing pending recovery: every database runs as it was")
+    .stdout_lacks("recover all");
     let ccs = b.ccs();
     assert_eq!(ccs["databases"]["2"]["state"], "active");
     assert_eq!(

@@ -552,6 +552,50 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
     assert_ne!(port(&b, "two"), two);
 }
 
+/// A shard that is not the endpoint, its port taken: the hint offers `free_port` (which
+/// moves it), never `port <n>` (which moves only the endpoint, and would fail again).
+#[test]
+fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.create_cluster("c");
+    a.run("create db two shards 2 persistence snapshot").ok();
+    let doc = a.ccs();
+    let db = doc["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let endpoint = db["port"].as_u64().unwrap();
+    let other = db["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["port"].as_u64().unwrap())
+        .find(|p| *p != endpoint)
+        .unwrap();
+    for p in [endpoint, other] {
+        assert_eq!(redis_cli(p, &["SAVE"]), "OK");
+    }
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let _squat = std::net::TcpListener::bind(("127.0.0.1", other as u16)).unwrap();
+    b.run("recover db two verify counts")
+        .fails(1)
+        .stdout_has(&format!("another program holds port {other} of redis:"))
+        .stdout_has("move that shard to a free port of its node: `recover db two free_port`")
+        .stdout_lacks("port <free port>");
+    b.run("recover db two free_port verify counts")
+        .ok()
+        .stdout_has("Completed successfully");
+}
+
 /// Issue 9 item 4b: a database that came back EMPTY (its files not found then, and the
 /// operator said `allow_empty`) gets the files found since with `recover db <db>
 /// from_files`, proved; a database that took a write since is refused, and so is one that

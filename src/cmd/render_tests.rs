@@ -233,7 +233,7 @@ fn status_tables() {
         databases: vec![DatabaseRow {
             id: 3,
             name: "orders".into(),
-            kind: "redis",
+            kind: "redis".into(),
             status: "degraded".into(),
             shards: 2,
             placement: "dense",

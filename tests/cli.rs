@@ -28,6 +28,27 @@ fn one_shot_commands_and_exit_codes() {
     assert!(lz.path("nodes/1/ccs/ccs.json").is_file());
 }
 
+/// A command refused on a fresh home (no cluster yet) leaves it as it was: no
+/// `ccs.lock`, nothing else, whether it read the configuration or took its lock.
+#[test]
+fn a_refused_command_leaves_a_fresh_home_as_it_was() {
+    let lz = Lazarus::new();
+    for line in [
+        "node 1 recovery_path set /nonexistent",
+        "restore task list",
+        "delete db x",
+        "info cluster",
+    ] {
+        lz.run(line)
+            .fails(1)
+            .stderr_has("this home has no cluster yet");
+        let left: Vec<_> = std::fs::read_dir(lz.home())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "`{line}` left {left:?} in a fresh home");
+    }
+}
+
 #[test]
 fn nodes_add_remove_and_recovery_path() {
     let lz = Lazarus::new();

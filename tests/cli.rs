@@ -49,6 +49,26 @@ fn a_refused_command_leaves_a_fresh_home_as_it_was() {
     }
 }
 
+/// A relative `--home` is this directory's: the paths the CCS records under it are
+/// absolute (a shard's server runs in its own directory, where a relative `redis.conf`
+/// path named another place and `create db` failed).
+#[test]
+fn a_relative_home_records_absolute_paths() {
+    let lz = Lazarus::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .current_dir(lz.home())
+        .args(["--home", "rel", "cluster", "create", "name", "t"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ccs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lz.path("rel/ccs.json")).unwrap()).unwrap();
+    assert_eq!(
+        ccs["nodes"]["1"]["persistent_path"].as_str().unwrap(),
+        lz.path("rel/nodes/1").display().to_string()
+    );
+}
+
 #[test]
 fn nodes_add_remove_and_recovery_path() {
     let lz = Lazarus::new();

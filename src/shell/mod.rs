@@ -59,8 +59,16 @@ pub struct Session {
     offers: std::cell::RefCell<Vec<cmd::Offer>>,
 }
 
-/// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory.
+/// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory; made
+/// absolute, as the paths the CCS records under it must be (a shard's server runs in its
+/// own directory, where a relative path means another place).
 pub fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let home = home_as_given(flag)?;
+    std::path::absolute(&home)
+        .with_context(|| format!("cannot resolve the home `{}`", home.display()))
+}
+
+fn home_as_given(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(home) = flag {
         return Ok(home);
     }

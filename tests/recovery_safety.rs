@@ -781,3 +781,37 @@ fn an_old_bind_failure_in_the_log_is_not_a_taken_port() {
         "{text}"
     );
 }
+
+/// `recover list`'s TYPE (rladmin's) is the engine of the database's nodes, as in
+/// `status`: `valkey` for a database whose node runs valkey-server.
+#[test]
+fn recover_list_names_the_engine_of_a_valkey_database() {
+    let Some(valkey) = common::engine::Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.path("n1");
+    a.run(&format!(
+        "cluster create name c persistent_path {} redis_server {}",
+        n1.display(),
+        valkey.path.clone().unwrap().display()
+    ))
+    .ok();
+    a.own_port_range();
+    a.run("create db v persistence snapshot").ok();
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let doc = b.cmd(["--json", "recover", "list"]).run().json();
+    assert_eq!(
+        doc[0]["result"]["databases"][0]["type"], "valkey",
+        "{doc:?}"
+    );
+    b.run("recover list").stdout_has(" valkey ");
+}

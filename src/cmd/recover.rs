@@ -444,7 +444,7 @@ fn render_plan(plan: &RecoveryPlan, now: i64, text: &mut Text) {
         table.row([
             format!("db:{}", db.id),
             db.name.clone(),
-            "redis".to_string(),
+            db.kind.clone(),
             db.shards.to_string(),
             if db.replication {
                 "enabled"

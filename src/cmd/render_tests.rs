@@ -302,6 +302,7 @@ fn recover_list() {
         databases: vec![DbPlan {
             id: 3,
             name: "orders".into(),
+            kind: "redis".into(),
             shards: 1,
             replication: true,
             persistence: Persistence::Aof,

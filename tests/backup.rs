@@ -598,6 +598,13 @@ fn keep_prune_and_due() {
         .stdout_has("Kept its 2 run(s)");
     assert!(repo.join(&ids[2]).join("manifest.json").is_file());
     lz.run(&format!("backup show {}", ids[2])).ok();
+    // `latest` names a run here as in `verify` and `restore`: the newest restore point.
+    let latest = lz
+        .cmd(["--json", "backup", "show", "latest"])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(latest[0]["result"]["run"], ids[2].as_str(), "{latest:?}");
     // A run that is not there: the runs there are named as recent ones.
     lz.run("backup show nosuch").fails(1).stderr_has(&format!(
         "there is no backup run `nosuch` (recent runs: `{}`",

@@ -28,6 +28,47 @@ fn one_shot_commands_and_exit_codes() {
     assert!(lz.path("nodes/1/ccs/ccs.json").is_file());
 }
 
+/// A command refused on a fresh home (no cluster yet) leaves it as it was: no
+/// `ccs.lock`, nothing else, whether it read the configuration or took its lock.
+#[test]
+fn a_refused_command_leaves_a_fresh_home_as_it_was() {
+    let lz = Lazarus::new();
+    for line in [
+        "node 1 recovery_path set /nonexistent",
+        "restore task list",
+        "delete db x",
+        "info cluster",
+    ] {
+        lz.run(line)
+            .fails(1)
+            .stderr_has("this home has no cluster yet");
+        let left: Vec<_> = std::fs::read_dir(lz.home())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "`{line}` left {left:?} in a fresh home");
+    }
+}
+
+/// A relative `--home` is this directory's: the paths the CCS records under it are
+/// absolute (a shard's server runs in its own directory, where a relative `redis.conf`
+/// path named another place and `create db` failed).
+#[test]
+fn a_relative_home_records_absolute_paths() {
+    let lz = Lazarus::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .current_dir(lz.home())
+        .args(["--home", "rel", "cluster", "create", "name", "t"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ccs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lz.path("rel/ccs.json")).unwrap()).unwrap();
+    assert_eq!(
+        ccs["nodes"]["1"]["persistent_path"].as_str().unwrap(),
+        lz.path("rel/nodes/1").display().to_string()
+    );
+}
+
 #[test]
 fn nodes_add_remove_and_recovery_path() {
     let lz = Lazarus::new();

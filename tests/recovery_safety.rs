@@ -80,7 +80,11 @@ fn a_live_database_is_adopted_not_recovered() {
     ))
     .ok()
     .stdout_has("db:2 `cache`: its shards answer from")
-    .stdout_has("adopted as active");
+    .stdout_has("adopted as active")
+    // Nothing is left to recover: the reply says so, not to go and `recover all`.
+    .stdout_has("0 database(s) pending recovery, 1 adopted as running")
+    .stdout_has("Nothing pending recovery: every database runs as it was")
+    .stdout_lacks("recover all");
     let ccs = b.ccs();
     assert_eq!(ccs["databases"]["2"]["state"], "active");
     assert_eq!(
@@ -557,6 +561,50 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
     assert_ne!(port(&b, "two"), two);
 }
 
+/// A shard that is not the endpoint, its port taken: the hint offers `free_port` (which
+/// moves it), never `port <n>` (which moves only the endpoint, and would fail again).
+#[test]
+fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.create_cluster("c");
+    a.run("create db two shards 2 persistence snapshot").ok();
+    let doc = a.ccs();
+    let db = doc["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let endpoint = db["port"].as_u64().unwrap();
+    let other = db["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["port"].as_u64().unwrap())
+        .find(|p| *p != endpoint)
+        .unwrap();
+    for p in [endpoint, other] {
+        assert_eq!(redis_cli(p, &["SAVE"]), "OK");
+    }
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let _squat = std::net::TcpListener::bind(("127.0.0.1", other as u16)).unwrap();
+    b.run("recover db two verify counts")
+        .fails(1)
+        .stdout_has(&format!("another program holds port {other} of redis:"))
+        .stdout_has("move that shard to a free port of its node: `recover db two free_port`")
+        .stdout_lacks("port <free port>");
+    b.run("recover db two free_port verify counts")
+        .ok()
+        .stdout_has("Completed successfully");
+}
+
 /// Issue 9 item 4b: a database that came back EMPTY (its files not found then, and the
 /// operator said `allow_empty`) gets the files found since with `recover db <db>
 /// from_files`, proved; a database that took a write since is refused, and so is one that
@@ -804,4 +852,38 @@ fn a_backup_repository_is_no_recovery_path() {
     std::fs::create_dir_all(&old).unwrap();
     a.run(&format!("node 1 recovery_path set {}", old.display()))
         .ok();
+}
+
+/// `recover list`'s TYPE (rladmin's) is the engine of the database's nodes, as in
+/// `status`: `valkey` for a database whose node runs valkey-server.
+#[test]
+fn recover_list_names_the_engine_of_a_valkey_database() {
+    let Some(valkey) = common::engine::Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.path("n1");
+    a.run(&format!(
+        "cluster create name c persistent_path {} redis_server {}",
+        n1.display(),
+        valkey.path.clone().unwrap().display()
+    ))
+    .ok();
+    a.own_port_range();
+    a.run("create db v persistence snapshot").ok();
+    guard.kill_all();
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    let doc = b.cmd(["--json", "recover", "list"]).run().json();
+    assert_eq!(
+        doc[0]["result"]["databases"][0]["type"], "valkey",
+        "{doc:?}"
+    );
+    b.run("recover list").stdout_has(" valkey ");
 }

@@ -135,3 +135,51 @@ fn on_a_dumb_terminal_ctrl_c_abandons_the_line_and_the_shell_goes_on() {
     shell.send("exit\r").unwrap();
     shell.expect(expectrl::Eof).unwrap();
 }
+
+/// Under `--json` stdout holds only documents, one a command (README, JSON output): the
+/// shell's banner and prompts go to the terminal, on a terminal with line editing and
+/// without; `complete` answers with one document too.
+#[test]
+fn under_json_the_shell_prints_only_documents_on_stdout() {
+    for term in ["xterm", "dumb"] {
+        let lz = Lazarus::new();
+        lz.run("cluster create name t").ok();
+        let docs = lz.path("out.jsonl");
+        // stdin and stderr the terminal, stdout a file.
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "exec '{}' --json --home '{}' > '{}'",
+                env!("CARGO_BIN_EXE_lazarus"),
+                lz.home().display(),
+                docs.display()
+            ))
+            .env("TERM", term)
+            .env("NO_COLOR", "1");
+        let mut shell = Session::spawn(command).expect("spawn the shell on a pty");
+        shell.set_expect_timeout(Some(Duration::from_secs(20)));
+        shell.expect("Lazarus").unwrap();
+        shell.expect("lazarus:t> ").unwrap();
+        shell.send("info cluster\r").unwrap();
+        shell.expect("lazarus:t> ").unwrap();
+        shell.send("exit\r").unwrap();
+        shell.expect(expectrl::Eof).unwrap();
+        let text = std::fs::read_to_string(&docs).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{term}: {text}");
+        for line in lines {
+            let doc: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{term}: not a document ({e}): {line}"));
+            assert_eq!(doc["ok"], true, "{term}: {line}");
+        }
+    }
+    let lz = Lazarus::new();
+    lz.run("cluster create name t").ok();
+    let out = lz.cmd(["--json", "complete", "--", "info", ""]).run().ok();
+    let docs = out.json();
+    assert_eq!(docs.len(), 1, "{}", out.stdout);
+    assert_eq!(docs[0]["command"], "complete -- info \"\"");
+    let result = docs[0]["result"].as_array().unwrap();
+    assert!(result.iter().any(|c| c == "cluster"), "{result:?}");
+}

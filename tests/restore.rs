@@ -1570,6 +1570,66 @@ fn a_run_file_changed_after_verify_fails_start_and_the_old_data_serves() {
         .stderr_has("the file was changed or damaged")
         .stderr_has("the old data is back in place and serving");
     assert_same(&changed, &picture(&rt, &lz, "l"), "after the failed start");
+    // The put-back started the old data again: its servers are the ones recorded.
+    assert_pids_recorded(&lz, "l");
+}
+
+/// The pid the CCS records for each shard of `name` is the one running in its
+/// directory (`redis.pid`): after a restore stopped and started them, no stale pid.
+fn assert_pids_recorded(lz: &Lazarus, name: &str) -> Vec<u32> {
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let db = c.database_by_name(name).unwrap();
+    db.shards
+        .iter()
+        .map(|s| {
+            let dir = c.nodes[&s.node].shard_dir(db.id, s.id);
+            let live: u32 = std::fs::read_to_string(dir.join("redis.pid"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert_eq!(s.pid, Some(live), "redis:{}'s recorded pid", s.id);
+            live
+        })
+        .collect()
+}
+
+/// `restore task start` stops and starts the shards: the CCS records their new pids,
+/// so `status` never shows the pid of a server that is gone.
+#[test]
+fn a_restore_records_the_new_pids_of_the_shards_it_started() {
+    let World(lz, _guard, _rt, _c) = World::with(2)
+        .db("p", 1, true, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    let run = backup_run(&lz, "p", &repo);
+    let before = assert_pids_recorded(&lz, "p");
+    lz.run(&format!(
+        "restore task create name t db p backup {run} force no_safety_backup"
+    ))
+    .ok();
+    lz.run("restore task start t").ok();
+    let after = assert_pids_recorded(&lz, "p");
+    assert!(
+        before.iter().all(|p| !after.contains(p)),
+        "the shards were started again: {before:?} then {after:?}"
+    );
+    // A shard killed now shows its last pid, the one that ran, not one from before.
+    let master = after[0];
+    unsafe { libc::kill(master as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    let doc = lz
+        .cmd(["--json", "status", "shards", "extra", "all"])
+        .run()
+        .json();
+    let rows = doc[0]["result"]["shards"].as_array().unwrap().clone();
+    assert!(
+        rows.iter().all(|r| r["pid"]
+            .as_u64()
+            .map(|p| p as u32)
+            .is_none_or(|p| !before.contains(&p))),
+        "status shows a pid from before the restore: {rows:?}"
+    );
 }
 
 /// The shard directories of database `name`.

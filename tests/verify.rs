@@ -995,3 +995,37 @@ fn verify_db_proves_the_replica_a_failover_promoted() {
         .ok()
         .stdout_has("content verified: 600 keys");
 }
+
+/// A shard `verify db` cannot reach is named once, as `redis:N (host:port)`, not by its
+/// address twice and no id.
+#[test]
+fn a_shard_that_does_not_answer_is_named_once_with_its_address() {
+    let lz = common::Lazarus::new();
+    let guard = common::procs::ProcessGuard::new(lz.home());
+    lz.create_cluster("t");
+    lz.run("create db down persistence snapshot").ok();
+    let ccs = lz.ccs();
+    let (db_id, db) = ccs["databases"].as_object().unwrap().iter().next().unwrap();
+    let shard = &db["shards"][0];
+    let (id, port) = (
+        shard["id"].as_u64().unwrap(),
+        shard["port"].as_u64().unwrap(),
+    );
+    let mut m = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut m).unwrap();
+    guard.kill_all();
+    let dir = lz.path("n1").join("redis").join(format!("db-{db_id}"));
+    let out = lz
+        .run(&format!("verify db down against {}", dir.display()))
+        .fails(1)
+        .stderr_has(&format!("lazarus: redis:{id} (127.0.0.1:{port}): "));
+    let stderr = &out.stderr;
+    assert_eq!(
+        stderr.matches(&format!("127.0.0.1:{port}")).count(),
+        1,
+        "the address once: {stderr}"
+    );
+}

@@ -64,6 +64,9 @@ pub enum BackupTaskError {
     NotRemoved(Vec<String>),
     #[error("there is no backup run `{id}` ({})", recent_runs(.recent))]
     NoSuchRun { id: String, recent: Vec<String> },
+    /// `latest` named no run: none succeeded with a valid manifest (of `db`, when named).
+    #[error("there is no succeeded backup run{} with a valid manifest", .db.as_ref().map(|d| format!(" of `{d}`")).unwrap_or_default())]
+    NoGoodRun { db: Option<String> },
     #[error("backup run `{id}` is not a restore point ({status}): {error}")]
     NotRestorePoint {
         id: String,
@@ -104,7 +107,9 @@ impl DomainError for BackupTaskError {
         use BackupTaskError as E;
         match self {
             E::Resolve { .. } | E::Lock(_) | E::NotRemoved(_) => ErrorKind::Io,
-            E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } => ErrorKind::NotFound,
+            E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } | E::NoGoodRun { .. } => {
+                ErrorKind::NotFound
+            }
             E::Recipients(e) => e.kind(),
             // Inside shard data or a recovery path; the rest is the file system's refusal.
             E::Repository(why) if why.contains(" is inside ") => ErrorKind::Conflict,
@@ -633,29 +638,52 @@ pub async fn delete_task(store: &Store, name: &str, purge: bool) -> Result<Vec<S
 }
 
 /// `backup show`: the manifest of one of this cluster's runs.
-pub fn show(store: &Store, id: &str) -> Result<Manifest> {
+/// `backup show <run|latest>`: the run's manifest.
+pub fn show(store: &Store, name: &str) -> Result<Manifest> {
     let cluster = store.cluster()?;
-    let Some(run) = cluster.backups.run(id) else {
-        return Err(BackupTaskError::NoSuchRun {
-            id: id.to_string(),
-            recent: cluster
-                .backups
-                .runs
-                .iter()
-                .rev()
-                .take(5)
-                .map(|r| r.id.clone())
-                .collect(),
-        });
-    };
+    let run = own_run(&cluster, name, None)?;
     let repo = Repository::open(&run.path).map_err(BackupTaskError::Repository)?;
-    repo.manifest(id)
+    repo.manifest(&run.id)
         .map_err(|error| BackupTaskError::NotRestorePoint {
-            id: id.to_string(),
+            id: run.id.clone(),
             status: run.status,
             error,
         })
 }
+
+/// A run of this cluster's own backups as an operator names it, the one reading of such
+/// a name (`backup show`, `verify db ... against`, `restore task create ... backup`): its
+/// id, or `latest`, the newest succeeded run whose manifest is valid (never a safety
+/// backup: it holds what a restore replaced, not a chosen restore point), of database
+/// `db` when one is named (by its name, or its id when it exists).
+pub fn own_run<'a>(
+    cluster: &'a Cluster,
+    name: &str,
+    db: Option<(&str, Option<Id>)>,
+) -> Result<&'a BackupRun> {
+    let runs = &cluster.backups.runs;
+    if name != LATEST {
+        return cluster
+            .backups
+            .run(name)
+            .ok_or_else(|| BackupTaskError::NoSuchRun {
+                id: name.to_string(),
+                recent: runs.iter().rev().take(5).map(|r| r.id.clone()).collect(),
+            });
+    }
+    runs.iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .filter(|r| r.safety_for.is_none())
+        .filter(|r| db.is_none_or(|(n, id)| r.db_name == n || Some(r.db) == id))
+        .filter(|r| Repository::open(&r.path).is_ok_and(|repo| repo.manifest(&r.id).is_ok()))
+        .max_by_key(|r| r.started)
+        .ok_or_else(|| BackupTaskError::NoGoodRun {
+            db: db.map(|(n, _)| n.to_string()),
+        })
+}
+
+/// The name of the newest restore point, wherever a run is named.
+pub const LATEST: &str = "latest";
 
 /// One run directory of a repository as `backup list path` shows it: its manifest, or
 /// why it is not restorable.

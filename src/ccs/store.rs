@@ -102,6 +102,10 @@ pub struct StoreLock {
     home: PathBuf,
     // Held for its lock; the OS releases it when the file is closed.
     file: File,
+    /// What taking the lock made in a fresh home (the lock file, the home and its
+    /// parents that were missing, innermost first): removed again on drop when no CCS
+    /// was saved, so a command refused there leaves the home as it was.
+    made: Vec<PathBuf>,
 }
 
 impl Store {
@@ -142,6 +146,12 @@ impl Store {
     /// Takes the exclusive lock without waiting; when another process holds it, the error
     /// names that process.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        let mut made: Vec<PathBuf> = self
+            .home
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
         local::create_private_dir(&self.home).map_err(|source| StoreError::Home {
             path: self.home.clone(),
             source,
@@ -151,22 +161,34 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(lock_err)?;
         // The holder writes its stamp just after taking the lock and empties it just before
         // letting go: a stamp not (or no longer) there is one of those moments, so look
         // again, and try the lock again, for a while before naming no one. On a loaded
         // machine the holder may wait long for the CPU between the two steps.
         let deadline = std::time::Instant::now() + STAMP_WAIT;
+        let mut file;
         loop {
+            let fresh = !path.exists();
+            file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(lock_err)?;
             match file.try_lock() {
-                Ok(()) => break,
+                // A holder leaving a fresh home removes the lock file it made: the lock
+                // taken on a file no longer at `path` is no lock, so take it again there.
+                Ok(()) if !same_file(&file, &path) && std::time::Instant::now() < deadline => {
+                    continue
+                }
+                Ok(()) => {
+                    if fresh {
+                        made.insert(0, path.clone());
+                    }
+                    break;
+                }
                 Err(TryLockError::WouldBlock) => {
                     if let Some(stamp) = read_stamp(&mut file) {
                         return Err(StoreError::Locked {
@@ -193,7 +215,17 @@ impl Store {
         Ok(StoreLock {
             home: self.home.clone(),
             file,
+            made,
         })
+    }
+}
+
+/// Whether `file` is the file at `path` now.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -201,6 +233,17 @@ impl Drop for StoreLock {
     fn drop(&mut self) {
         // A stale stamp would name a process that no longer holds the lock.
         let _ = self.file.set_len(0);
+        // A fresh home where nothing was saved is left as it was: the lock file goes
+        // while it is still held (a process waiting on it then finds it gone and takes
+        // a new one), then the directories made for it, each only when empty.
+        if !self.made.is_empty() && !self.home.join(CCS_FILE).exists() {
+            for made in &self.made {
+                let _ = match made.file_name().is_some_and(|n| n == LOCK_FILE) {
+                    true => fs::remove_file(made),
+                    false => fs::remove_dir(made),
+                };
+            }
+        }
     }
 }
 
@@ -667,6 +710,30 @@ mod tests {
         assert_eq!(load_file(&backup).unwrap(), Some(cluster));
         let mode = fs::metadata(store.ccs_path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_lock_on_a_fresh_home_left_without_saving_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("a/home");
+        let store = Store::new(home.clone());
+        drop(store.lock().unwrap());
+        assert!(
+            !root.path().join("a").exists(),
+            "the home made for the lock stays"
+        );
+        // Saved: the home and its lock stay.
+        let lock = store.lock().unwrap();
+        let mut cluster = default_local_cluster(&home);
+        lock.save(&mut cluster).unwrap();
+        drop(lock);
+        assert!(home.join(LOCK_FILE).is_file() && home.join(CCS_FILE).is_file());
+        // A lock file that was there before is never removed.
+        let other = root.path().join("other");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join(LOCK_FILE), "").unwrap();
+        drop(Store::new(other.clone()).lock().unwrap());
+        assert!(other.join(LOCK_FILE).is_file());
     }
 
     #[test]

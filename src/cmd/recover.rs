@@ -444,7 +444,7 @@ fn render_plan(plan: &RecoveryPlan, now: i64, text: &mut Text) {
         table.row([
             format!("db:{}", db.id),
             db.name.clone(),
-            "redis".to_string(),
+            db.kind.clone(),
             db.shards.to_string(),
             if db.replication {
                 "enabled"
@@ -678,9 +678,21 @@ fn report_of(
                 .map(|m| format!("port {} of redis:{}", m.from, m.shard))
                 .collect();
             reason.push_str(&format!("; another program holds {}", held.join(", ")));
-            reason.push_str(&format!(
-                "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
-            ));
+            // `port <n>` moves the endpoint shard alone: offered only when it is the one.
+            if o.taken.iter().all(|m| m.endpoint) {
+                reason.push_str(&format!(
+                    "; move the database with `recover db {quoted} port <free port>`, or let Lazarus pick a free one: `recover db {quoted} free_port`"
+                ));
+            } else {
+                reason.push_str(&format!(
+                    "; move {} to a free port of its node: `recover db {quoted} free_port`",
+                    if o.taken.len() == 1 {
+                        "that shard"
+                    } else {
+                        "each such shard"
+                    },
+                ));
+            }
             if let Some(offer) = port_offer(o.id, &o.name, &o.taken, retry) {
                 offers.push(offer);
             }

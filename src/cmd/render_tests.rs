@@ -233,7 +233,7 @@ fn status_tables() {
         databases: vec![DatabaseRow {
             id: 3,
             name: "orders".into(),
-            kind: "redis",
+            kind: "redis".into(),
             status: "degraded".into(),
             shards: 2,
             placement: "dense",
@@ -302,6 +302,7 @@ fn recover_list() {
         databases: vec![DbPlan {
             id: 3,
             name: "orders".into(),
+            kind: "redis".into(),
             shards: 1,
             replication: true,
             persistence: Persistence::Aof,

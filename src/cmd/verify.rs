@@ -249,9 +249,10 @@ impl VerifyCommand {
             ),
             0,
         );
+        let addrs: Vec<_> = masters.iter().map(|(_, a)| a.clone()).collect();
         let comparison = verify::verify_sources(
             &resolved.sources,
-            &masters,
+            &addrs,
             &Default::default(),
             REPLY_TIMEOUT,
         )
@@ -260,7 +261,7 @@ impl VerifyCommand {
             Ok(c) => c,
             Err(e) => {
                 task.finish("failed");
-                return Err(e.into());
+                return Err(e.naming(&masters).into());
             }
         };
         task.finish(if comparison.equal {

@@ -132,7 +132,7 @@ pub async fn delete_db(
 /// `cluster` which shards run (their pids) and which do not, then returns
 /// [`DbError::RestartIncomplete`]: the caller saves the CCS in that case too.
 pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Result<Id, DbError> {
-    let mut db = database(cluster, id)?.clone();
+    let db = database(cluster, id)?.clone();
     if db.state == DbState::PendingRecovery {
         return Err(DbError::PendingRecovery {
             id: db.id,
@@ -155,20 +155,9 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
     }
     let result = stop_and_start(cluster, server, &db).await;
     // Whatever happened, record what runs now: stale pids would hide the truth.
-    let (mut running, mut down) = (Vec::new(), Vec::new());
-    for s in &mut db.shards {
-        s.pid = match cluster.nodes.get(&s.node) {
-            Some(n) => shard_pid_on(&*server.host(n.id), &n.shard_dir(db.id, s.id)).await,
-            None => None,
-        };
-        if s.pid.is_some() {
-            running.push(s.id);
-        } else {
-            down.push(s.id);
-        }
-    }
     let (id, name) = (db.id, db.config.name.clone());
     cluster.databases.insert(id, db);
+    let (running, down) = record_pids(cluster, &hosts, id).await;
     result
         .map(|()| id)
         .map_err(|cause| DbError::RestartIncomplete {
@@ -178,6 +167,35 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             running,
             down,
         })
+}
+
+/// Records in `cluster` the pid of each shard of database `id` as its directory's server
+/// runs now (`None` for a shard not running): the one place a restart of shards (`restart
+/// db`, a restore's start, roll back and put-back) makes the CCS's pids true again.
+/// Returns the shards running and those down.
+pub async fn record_pids(cluster: &mut Cluster, hosts: &Hosts, id: Id) -> (Vec<Id>, Vec<Id>) {
+    let (mut running, mut down) = (Vec::new(), Vec::new());
+    let Some(db) = cluster.databases.get(&id) else {
+        return (running, down);
+    };
+    let mut pids = Vec::new();
+    for s in &db.shards {
+        let pid = match cluster.nodes.get(&s.node) {
+            Some(n) => shard_pid_on(&*hosts.of(n.id), &n.shard_dir(id, s.id)).await,
+            None => None,
+        };
+        pids.push((s.id, pid));
+    }
+    if let Some(db) = cluster.databases.get_mut(&id) {
+        for s in &mut db.shards {
+            s.pid = pids.iter().find(|(i, _)| *i == s.id).and_then(|(_, p)| *p);
+            match s.pid {
+                Some(_) => running.push(s.id),
+                None => down.push(s.id),
+            }
+        }
+    }
+    (running, down)
 }
 
 /// The shards of `db` holding data a restore set aside and did not put back, each

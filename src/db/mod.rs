@@ -29,7 +29,7 @@ use crate::server::{ServerError, ShardAddr};
 pub use bringup::{wire, BringUp, KeyBounds, LoadCheckError, SourceStep, SyncSource, Timeouts};
 pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
-pub use lifecycle::{delete_db, not_running, restart_db, set_aside, DeleteOutcome};
+pub use lifecycle::{delete_db, not_running, record_pids, restart_db, set_aside, DeleteOutcome};
 pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
@@ -214,23 +214,24 @@ pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<Shar
 /// Where each master's data is served now, one address a configured master: the
 /// master's own, or that of the replica a failover promoted in its place (asked of the
 /// live servers; the master's own when no shard of its group answers as a master).
-pub async fn serving_masters(cluster: &Cluster, db: &Database) -> Vec<ShardAddr> {
+/// Each with the shard's id (the one serving).
+pub async fn serving_masters(cluster: &Cluster, db: &Database) -> Vec<(Id, ShardAddr)> {
     let mut out = Vec::new();
     for m in db.masters() {
-        let group: Vec<ShardAddr> = std::iter::once(m.id)
+        let (ids, group): (Vec<Id>, Vec<ShardAddr>) = std::iter::once(m.id)
             .chain(
                 db.shards
                     .iter()
                     .filter(|s| s.master == Some(m.id))
                     .map(|s| s.id),
             )
-            .filter_map(|id| shard_addr(cluster, db, id))
-            .collect();
+            .filter_map(|id| Some((id, shard_addr(cluster, db, id)?)))
+            .unzip();
         if group.is_empty() {
             continue;
         }
         let live = crate::server::serving(&group, ROLE_TIMEOUT).await;
-        out.push(group[live.master].clone());
+        out.push((ids[live.master], group[live.master].clone()));
     }
     out
 }

@@ -52,8 +52,10 @@ pub struct NodeRow {
 pub struct DatabaseRow {
     pub id: Id,
     pub name: String,
+    /// rladmin's TYPE (where it tells `redis` from `memcached`): here the engine the
+    /// database's shards run, `redis` or `valkey` ([`db_type`]).
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub status: String,
     pub shards: u32,
     pub placement: &'static str,
@@ -381,7 +383,7 @@ pub async fn status(
         report.databases.push(DatabaseRow {
             id: db.id,
             name: db.config.name.clone(),
-            kind: "redis",
+            kind: db_type(cluster, db, &probes, server_version),
             status,
             shards: db.config.shards,
             placement: if nodes.len() > 1 { "sparse" } else { "dense" },
@@ -606,6 +608,39 @@ async fn node_facts(cluster: &Cluster) -> BTreeMap<Id, NodeFacts> {
         }
     }
     out
+}
+
+/// The engine `db`'s shards run, `redis` or `valkey`: as each answers (its
+/// `valkey_version` or `server_name`), else as its node's own binary was recorded, else
+/// the local binary's (`server_version`, `valkey 8.1.8`); the engines joined by `,` when
+/// they differ (its status then says `mixed engines`).
+fn db_type(
+    cluster: &Cluster,
+    db: &Database,
+    probes: &BTreeMap<Id, ShardProbe>,
+    server_version: Option<&str>,
+) -> String {
+    let local = server_version.and_then(|v| v.split_whitespace().next());
+    let engines: std::collections::BTreeSet<&str> = db
+        .shards
+        .iter()
+        .filter_map(|s| {
+            let live = probes
+                .get(&s.id)
+                .filter(|p| p.up)
+                .and_then(|p| p.info.engine_version())
+                .map(|(e, _)| e);
+            live.or_else(|| {
+                let own = cluster.nodes.get(&s.node)?.redis_server.as_ref()?;
+                Some(own.engine.as_str())
+            })
+            .or(local)
+        })
+        .collect();
+    match engines.is_empty() {
+        true => "redis".to_string(),
+        false => engines.into_iter().collect::<Vec<_>>().join(","),
+    }
 }
 
 /// One row per node: its shards, its machine's cores and memory, the `redis-server`

@@ -147,7 +147,7 @@ impl Recovery {
             Some(s) => (s.max_rdb(), s.label()),
             None => (None, "unknown".to_string()),
         };
-        plan_db_on(&Inspect {
+        let mut plan = plan_db_on(&Inspect {
             disk,
             cluster,
             db,
@@ -157,7 +157,17 @@ impl Recovery {
             replay: self.replay,
             allow_stale: self.allow_stale,
             refill: self.refill,
-        })
+        });
+        let engines: std::collections::BTreeSet<&str> = self
+            .server
+            .of_nodes(db.shards.iter().map(|s| s.node))
+            .iter()
+            .map(|s| s.engine)
+            .collect();
+        if !engines.is_empty() {
+            plan.kind = engines.into_iter().collect::<Vec<_>>().join(",");
+        }
+        plan
     }
 
     /// Where planning reads each node's files (call within the runtime).

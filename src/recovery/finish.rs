@@ -274,7 +274,10 @@ async fn prove_content(
     };
     let c = match proved {
         Ok(c) => c,
-        Err(e) => return Ok(not_verified(e.to_string())),
+        Err(e) => {
+            let named: Vec<_> = db.masters().map(|m| m.id).zip(masters).collect();
+            return Ok(not_verified(e.naming(&named).to_string()));
+        }
     };
     if !c.equal {
         return Err(RecoverError::ContentDiffers(c.verdict()));

@@ -72,6 +72,10 @@ impl fmt::Display for DbStatus {
 pub struct DbPlan {
     pub id: Id,
     pub name: String,
+    /// rladmin's TYPE: the engine its nodes' servers are, `redis` or `valkey` (joined by
+    /// `,` when they differ), as `status` shows it.
+    #[serde(rename = "type")]
+    pub kind: String,
     pub shards: u32,
     pub replication: bool,
     pub persistence: Persistence,
@@ -193,6 +197,9 @@ pub fn plan_db_on(ctx: &Inspect) -> DbPlan {
     DbPlan {
         id: db.id,
         name: db.config.name.clone(),
+        // The engine the files must load on; [`crate::recovery::apply::Recovery::plan_on`]
+        // names every engine among the nodes.
+        kind: ctx.server.split(' ').next().unwrap_or_default().to_string(),
         shards: db.config.shards,
         replication: db.config.replication,
         persistence: db.config.persistence,

@@ -23,12 +23,14 @@ pub enum MoveError {
     },
     #[error("`port {port}` on `{addr}` is in use: give a free one")]
     InUse { port: u16, addr: String },
-    #[error("db:{db}: port {from} of redis:{shard} is held by another program and node:{node} has no free port left in its range: widen the range or give `port <n>`")]
+    #[error("db:{db}: port {from} of redis:{shard} is held by another program and node:{node} has no free port left in its range: widen the range{}", if *.endpoint { " or give `port <n>`" } else { "" })]
     NoFreePort {
         db: Id,
         shard: Id,
         node: Id,
         from: u16,
+        /// The shard is the database's endpoint (`port <n>` moves only that one).
+        endpoint: bool,
     },
     #[error(transparent)]
     OtherNodesRange(#[from] crate::ccs::rules::PortOfOtherNode),
@@ -67,15 +69,19 @@ pub fn move_endpoint(
     id: Id,
     port: u16,
 ) -> Result<String, MoveError> {
-    let db = &cluster.databases[&id];
-    let shard = db
-        .shards
+    let shard = endpoint_shard(&cluster.databases[&id])
+        .ok_or_else(|| MoveError::Internal(format!("db:{id} has no shard")))?;
+    move_shard(lock, cluster, id, shard, port)
+}
+
+/// The shard `port <n>` moves: the one listening on the database's port, else its first
+/// master.
+fn endpoint_shard(db: &Database) -> Option<Id> {
+    db.shards
         .iter()
         .find(|s| s.port == db.port)
         .or_else(|| db.masters().next())
-        .ok_or_else(|| MoveError::Internal(format!("db:{id} has no shard")))?
-        .id;
-    move_shard(lock, cluster, id, shard, port)
+        .map(|s| s.id)
 }
 
 /// `free_port`: every shard of db `id` whose stored port another program holds moves to
@@ -92,6 +98,7 @@ pub fn move_taken(
             shard: m.shard,
             node: m.node,
             from: m.from,
+            endpoint: m.endpoint,
         })?;
         moved.push(move_shard(lock, cluster, id, m.shard, to)?);
     }
@@ -216,6 +223,8 @@ pub struct PortMove {
     pub node: Id,
     pub from: u16,
     pub to: Option<u16>,
+    /// The database's endpoint shard: the only one `port <n>` moves.
+    pub endpoint: bool,
 }
 
 /// The shards of db `id` on this machine whose stored port (or bus port) cannot be bound
@@ -227,6 +236,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
         return Vec::new();
     };
     let need = need_of(db);
+    let endpoint = endpoint_shard(db);
     let mut reserved = reserved_by_addr(cluster);
     let mut moves = Vec::new();
     for s in &db.shards {
@@ -246,6 +256,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
             node: node.id,
             from: s.port,
             to,
+            endpoint: endpoint == Some(s.id),
         });
     }
     moves

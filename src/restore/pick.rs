@@ -78,29 +78,20 @@ pub fn run_in_repository(
     Ok((run.to_string(), path, m))
 }
 
-/// A run of this cluster's own backups: its id, or `latest` of the database.
+/// A run of this cluster's own backups: its id, or `latest` of the database
+/// ([`crate::backup::service::own_run`] reads the name), as a restore's error.
 pub fn own_run<'a>(
     cluster: &'a Cluster,
     backup: &str,
     db_name: &str,
     existing: Option<Id>,
 ) -> Result<&'a BackupRun, RestoreTaskError> {
-    if backup != "latest" {
-        return cluster
-            .backups
-            .run(backup)
-            .ok_or_else(|| RestoreTaskError::NoSuchRun(backup.to_string()));
-    }
-    cluster
-        .backups
-        .runs
-        .iter()
-        .filter(|r| r.status == RunStatus::Succeeded)
-        .filter(|r| r.safety_for.is_none())
-        .filter(|r| r.db_name == db_name || Some(r.db) == existing)
-        .filter(|r| Repository::open(&r.path).is_ok_and(|repo| repo.manifest(&r.id).is_ok()))
-        .max_by_key(|r| r.started)
-        .ok_or_else(|| RestoreTaskError::NoGoodRun(db_name.to_string()))
+    use crate::backup::service::BackupTaskError as E;
+    crate::backup::service::own_run(cluster, backup, Some((db_name, existing))).map_err(|e| match e
+    {
+        E::NoSuchRun { id, .. } => RestoreTaskError::NoSuchRun(id),
+        _ => RestoreTaskError::NoGoodRun(db_name.to_string()),
+    })
 }
 
 /// The database one task restores and the run it restores it to.

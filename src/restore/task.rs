@@ -480,7 +480,9 @@ impl Tasks<'_> {
                 })?;
         }
         self.set_running(&t.name, RestoreStep::PuttingBack).await?;
-        if let Err(error) = super::roll_back(cluster, db, server, restart).await {
+        let rolled_back = super::roll_back(cluster, db, server, restart).await;
+        self.record_pids(db.id).await?;
+        if let Err(error) = rolled_back {
             let error = RestoreTaskError::PutBackFailed {
                 name: t.name.clone(),
                 error,
@@ -600,6 +602,8 @@ impl Tasks<'_> {
                 // What each master took, so that a later recovery refuses older files.
                 let (lock, mut c) = self.locked().await?;
                 super::record_loaded(&mut c, db.id, &restored.loaded_ns);
+                let hosts = c.hosts().unwrap_or_default();
+                crate::db::record_pids(&mut c, &hosts, db.id).await;
                 lock.save(&mut c)?;
                 drop(lock);
                 let content = restored.content.as_ref().map(|c| ContentCheck {
@@ -624,6 +628,8 @@ impl Tasks<'_> {
                 })
             }
             Err(error) => {
+                // Its shards were stopped and started again (the old data put back).
+                self.record_pids(db.id).await?;
                 let failed = Some(error.clone());
                 self.set_state(name, RestoreState::Failed, None, failed, None)
                     .await?;
@@ -651,6 +657,16 @@ impl Tasks<'_> {
         let t = t.clone();
         lock.save(&mut cluster)?;
         Ok(t)
+    }
+
+    /// The pids of database `id`'s shards as they run now, saved: a restore stops and
+    /// starts them.
+    async fn record_pids(&self, id: Id) -> Result<()> {
+        let (lock, mut c) = self.locked().await?;
+        let hosts = c.hosts().unwrap_or_default();
+        crate::db::record_pids(&mut c, &hosts, id).await;
+        lock.save(&mut c)?;
+        Ok(())
     }
 
     async fn record_verify(&self, name: &str, v: &VerifyReport) -> Result<RestoreTask> {

@@ -59,8 +59,16 @@ pub struct Session {
     offers: std::cell::RefCell<Vec<cmd::Offer>>,
 }
 
-/// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory.
+/// The home: `--home`, else `LAZARUS_HOME`, else the user's data directory; made
+/// absolute, as the paths the CCS records under it must be (a shard's server runs in its
+/// own directory, where a relative path means another place).
 pub fn resolve_home(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let home = home_as_given(flag)?;
+    std::path::absolute(&home)
+        .with_context(|| format!("cannot resolve the home `{}`", home.display()))
+}
+
+fn home_as_given(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(home) = flag {
         return Ok(home);
     }
@@ -461,6 +469,20 @@ impl cmd::Render for VersionText {
     }
 }
 
+/// `complete -- <words>` (what the shell completion scripts ask): one candidate a line
+/// (with `--json`, one document whose `result` is the list).
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Candidates(Vec<String>);
+
+impl cmd::Render for Candidates {
+    fn render(&self, text: &mut cmd::Text) {
+        for c in &self.0 {
+            text.line(c.clone());
+        }
+    }
+}
+
 /// Runs the binary's chosen mode; returns the exit status.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut out = io::stdout().lock();
@@ -482,8 +504,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(EXIT_OK);
         }
         Mode::Complete(words) => {
-            for c in complete_words(args.home.clone(), words) {
-                writeln!(out, "{c}")?;
+            let candidates = Candidates(complete_words(args.home.clone(), words));
+            match args.json {
+                true => {
+                    let mut command = vec!["complete".to_string(), "--".to_string()];
+                    command.extend(words.iter().map(|w| quote(w)));
+                    let reply = cmd::Reply::of(&candidates)?;
+                    writeln!(out, "{}", render::json_ok(&command.join(" "), &reply))?
+                }
+                false => {
+                    for c in &candidates.0 {
+                        writeln!(out, "{c}")?;
+                    }
+                }
             }
             return Ok(EXIT_OK);
         }

@@ -109,6 +109,12 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
         .auto_add_history(false)
         .history_ignore_dups(true)?
         .max_history_size(10_000)?
+        // Under `--json` stdout holds only documents: the prompt and the line typed go
+        // to the terminal itself.
+        .behavior(match session.json {
+            true => rustyline::config::Behavior::PreferTerm,
+            false => rustyline::config::Behavior::Stdio,
+        })
         .build();
     if line_editing_unsupported() {
         return run_plain(session);
@@ -126,7 +132,7 @@ pub fn run(session: &Session) -> anyhow::Result<u8> {
     let mut out = io::stdout();
     let mut err = io::stderr();
     let _ = writeln!(
-        out,
+        chatter(session),
         "Lazarus {}: the Redis cluster recovery shell. `help` lists commands, Tab completes, Ctrl-R searches history, `exit` leaves.",
         env!("CARGO_PKG_VERSION")
     );
@@ -189,17 +195,28 @@ fn run_offering(
     let mut offers = std::collections::VecDeque::from(session.take_offers());
     while let Some(offer) = offers.pop_front() {
         let answer = ask(&format!("{} [y/N] ", offer.question)).unwrap_or_default();
+        // Under `--json` stdout holds only the commands' documents.
+        let said: &mut dyn Write = if session.json { &mut *err } else { &mut *out };
         if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            let _ = writeln!(out, "not run: `{}`", offer.command);
+            let _ = writeln!(said, "not run: `{}`", offer.command);
             continue;
         }
-        let _ = writeln!(out, "running `{}`", offer.command);
+        let _ = writeln!(said, "running `{}`", offer.command);
         if session.run_line(&offer.command, None, out, err) == Outcome::Exit {
             return true;
         }
         offers.extend(session.take_offers());
     }
     false
+}
+
+/// Where the shell's own words go (its banner, prompts, questions): stdout, or stderr
+/// under `--json`, whose stdout holds only the commands' documents (README, JSON output).
+fn chatter(session: &Session) -> Box<dyn Write> {
+    match session.json {
+        true => Box::new(io::stderr()),
+        false => Box::new(io::stdout()),
+    }
 }
 
 /// Terminals rustyline cannot drive (it then reads plain lines, and Ctrl-C would kill the
@@ -214,7 +231,7 @@ fn run_plain(session: &Session) -> anyhow::Result<u8> {
     let mut out = io::stdout();
     let mut err = io::stderr();
     let _ = writeln!(
-        out,
+        chatter(session),
         "Lazarus {}: the Redis cluster recovery shell (no line editing on this terminal). `help` lists commands, `exit` leaves.",
         env!("CARGO_PKG_VERSION")
     );
@@ -226,16 +243,17 @@ fn run_plain(session: &Session) -> anyhow::Result<u8> {
         // Watched from before the prompt shows, so a quick Ctrl-C is never the default
         // (which ends the process); given back before the command runs.
         let watch = SigintWatch::start();
-        let _ = write!(out, "{prompt}");
-        let _ = out.flush();
+        let mut said = chatter(session);
+        let _ = write!(said, "{prompt}");
+        let _ = said.flush();
         let read = read_line_interruptible();
         drop(watch);
         match read {
             Ok(Some(line)) => {
                 let mut ask = |q: &str| {
-                    let mut out = io::stdout();
-                    let _ = write!(out, "{q}");
-                    let _ = out.flush();
+                    let mut said = chatter(session);
+                    let _ = write!(said, "{q}");
+                    let _ = said.flush();
                     read_line_interruptible().ok().flatten()
                 };
                 if run_offering(session, &line, &mut out, &mut err, &mut ask) {
@@ -245,7 +263,7 @@ fn run_plain(session: &Session) -> anyhow::Result<u8> {
             Ok(None) => break,
             // Ctrl-C: the terminal dropped what was typed; start a fresh line.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                let _ = writeln!(out);
+                let _ = writeln!(chatter(session));
             }
             Err(e) => return Err(e.into()),
         }

@@ -48,14 +48,59 @@ pub enum VerifyError {
     AofNotReplayed(String),
     #[error("`{0}` holds no RDB file and no appendonlydir")]
     NoFiles(PathBuf),
-    #[error("{addr}: {reason}")]
-    Server { addr: String, reason: String },
-    #[error("{addr}: key `{key}`: {reason}")]
+    /// A shard that did not answer as asked: `addr` is `host:port`, `shard` its id when
+    /// the caller named it ([`VerifyError::naming`]).
+    #[error("{}: {reason}", who(*.shard, .addr))]
+    Server {
+        shard: Option<u64>,
+        addr: String,
+        reason: String,
+    },
+    #[error("{}: key `{key}`: {reason}", who(*.shard, .addr))]
     Key {
+        shard: Option<u64>,
         addr: String,
         key: String,
         reason: String,
     },
+}
+
+/// `redis:3 (127.0.0.1:30002)`, or the address alone when the shard is not known.
+fn who(shard: Option<u64>, addr: &str) -> String {
+    match shard {
+        Some(id) => format!("redis:{id} ({addr})"),
+        None => format!("`{addr}`"),
+    }
+}
+
+impl VerifyError {
+    /// A shard's failure, said once with its address: the server layer's messages
+    /// start with the address already (`` `host:port`: ``), which is taken off.
+    pub(crate) fn server(addr: &crate::server::ShardAddr, reason: impl std::fmt::Display) -> Self {
+        let addr = addr.to_string();
+        let reason = reason.to_string();
+        let reason = reason
+            .strip_prefix(&format!("`{addr}`: "))
+            .map(str::to_string)
+            .unwrap_or(reason);
+        VerifyError::Server {
+            shard: None,
+            addr,
+            reason,
+        }
+    }
+
+    /// The error naming its shard (`redis:N`) among `shards`, found by its address.
+    pub fn naming(mut self, shards: &[(u64, crate::server::ShardAddr)]) -> Self {
+        if let VerifyError::Server { shard, addr, .. } | VerifyError::Key { shard, addr, .. } =
+            &mut self
+        {
+            if let Some((id, _)) = shards.iter().find(|(_, a)| a.to_string() == *addr) {
+                *shard = Some(*id);
+            }
+        }
+        self
+    }
 }
 
 /// The RDB files a path stands for: a file itself; in a directory, for each directory
@@ -732,6 +777,7 @@ async fn both_digests(
     let from_files = tokio::task::spawn_blocking(move || digest_of_sources(&owned, &o));
     let (f, s) = tokio::join!(from_files, digest_of_masters(masters, opts, timeout));
     let f = f.map_err(|e| VerifyError::Server {
+        shard: None,
         addr: "digest".into(),
         reason: e.to_string(),
     })??;

@@ -55,11 +55,7 @@ fn put(out: &mut Vec<u8>, args: &[&[u8]]) {
 impl RawConn {
     /// Connects and authenticates.
     pub(super) fn open(addr: &ShardAddr, timeout: Duration) -> Result<RawConn, VerifyError> {
-        let fail = |reason: String| VerifyError::Server {
-            addr: addr.to_string(),
-            reason,
-        };
-        let s = connect_stream(addr, timeout).map_err(fail)?;
+        let s = connect_stream(addr, timeout).map_err(|e| VerifyError::server(addr, e))?;
         let mut c = RawConn {
             s,
             buf: vec![0; BUF],
@@ -76,6 +72,7 @@ impl RawConn {
 
     fn err(&self, reason: impl std::fmt::Display) -> VerifyError {
         VerifyError::Server {
+            shard: None,
             addr: self.addr.clone(),
             reason: reason.to_string(),
         }
@@ -280,6 +277,7 @@ impl RawConn {
         sc: &mut Scratch,
     ) -> Result<(), VerifyError> {
         let key_err = |c: &RawConn, reason: String| VerifyError::Key {
+            shard: None,
             addr: c.addr.clone(),
             key: String::from_utf8_lossy(key).into_owned(),
             reason,

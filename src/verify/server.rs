@@ -37,10 +37,7 @@ impl ServerDigest {
 }
 
 fn err(addr: &ShardAddr, reason: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Server {
-        addr: addr.to_string(),
-        reason: reason.to_string(),
-    }
+    VerifyError::server(addr, reason)
 }
 
 /// Digests every key of the shard at `addr` (every database number it holds).

@@ -347,6 +347,12 @@ fn each_node_runs_its_own_engine() {
     lz.run("status databases issues_only")
         .ok()
         .stdout_has("mixed engines");
+    let db_type = || {
+        lz.cmd(["--json", "status", "databases"]).run().ok().json()[0]["result"]["databases"][0]
+            ["type"]
+            .clone()
+    };
+    assert_eq!(db_type(), "redis,valkey");
 
     // `--redis-server` stays the override: every shard runs it after a restart.
     lz.cmd([
@@ -363,6 +369,7 @@ fn each_node_runs_its_own_engine() {
     lz.run("status databases issues_only")
         .ok()
         .stdout_lacks("mixed engines");
+    assert_eq!(db_type(), "redis");
 
     // A Valkey 8 master's RDB is one a Redis 7.0 replica cannot load: such a pair is
     // refused before any server starts, naming both engines and versions; a restart
@@ -406,4 +413,36 @@ fn each_node_runs_its_own_engine() {
     assert_eq!(lz.ccs(), before);
     assert!(guard.pids().is_empty());
     assert_eq!(shard_dirs(lz.home()), 0);
+}
+
+/// `status`'s TYPE (rladmin's, where it tells `redis` from `memcached`) is the engine the
+/// database runs: `valkey` for a database on valkey-server, up or down.
+#[test]
+fn a_valkey_database_is_of_type_valkey() {
+    let Some(valkey) = common::engine::Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.run(&format!(
+        "cluster create name t persistent_path {} redis_server {}",
+        lz.path("n1").display(),
+        valkey.path.clone().unwrap().display()
+    ))
+    .ok();
+    lz.own_port_range();
+    lz.run("create db v persistence disabled").ok();
+    let row = |lz: &common::Lazarus| {
+        lz.cmd(["--json", "status", "databases"]).run().json()[0]["result"]["databases"][0].clone()
+    };
+    assert_eq!(row(&lz)["type"], "valkey");
+    lz.run("status databases").ok().stdout_has(" valkey ");
+    // Down, its node's recorded binary says what it runs.
+    guard.kill_all();
+    let down = row(&lz);
+    assert_eq!(
+        (down["status"].as_str(), down["type"].as_str()),
+        (Some("down"), Some("valkey"))
+    );
 }

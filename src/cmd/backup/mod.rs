@@ -320,8 +320,8 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Keyword("show"),
             Element::Arg("run", ValueKind::Word),
         ],
-        summary: "a backup run's manifest: shards, files, sha256, versions, keys, pause",
-        examples: &["backup show 20261204-035012-17"],
+        summary: "a backup run's manifest (`latest`: the newest restore point): shards, files, sha256, versions, keys, pause",
+        examples: &["backup show 20261204-035012-17", "backup show latest"],
         build: |m| Ok(Command::Backup(BackupCommand::Show { run: m.req("run")? })),
     },
     CommandSyntax {

@@ -266,13 +266,24 @@ impl ClusterRecovered {
 
 impl Render for ClusterRecovered {
     fn render(&self, text: &mut Text) {
+        // Databases whose shards still ran were adopted active: nothing to recover there.
+        let pending = self
+            .databases
+            .iter()
+            .filter(|db| db.state == DbState::PendingRecovery)
+            .count();
+        let adopted = self.databases.len() - pending;
         text.line(format!(
-            "Recovered cluster `{}` (cluster_id {}) from {}: {} node(s), {} database(s) pending recovery; this machine is node:{}.",
+            "Recovered cluster `{}` (cluster_id {}) from {}: {} node(s), {} database(s) pending recovery{}; this machine is node:{}.",
             self.name,
             self.cluster_id,
             self.from,
             self.nodes.len(),
-            self.databases.len(),
+            pending,
+            match adopted {
+                0 => String::new(),
+                n => format!(", {n} adopted as running"),
+            },
             self.local_node
         ));
         text.line(match (&self.largest_id_in_use, self.alloc_id_given) {
@@ -345,6 +356,9 @@ impl Render for ClusterRecovered {
             .collect();
         text.line(if self.databases.is_empty() {
             "No databases to recover.".to_string()
+        } else if pending == 0 {
+            "Nothing pending recovery: every database runs as it was (`status` shows them)."
+                .to_string()
         } else if missing.is_empty() {
             "Next: `recover list` to check the files, then `recover all`.".to_string()
         } else {

@@ -68,16 +68,24 @@ pub async fn create_db_with(
 
         if let Err(e) = bring_up(&scratch, server, &mut db, cancel).await {
             roll_back(server, &db, &dirs).await;
-            if let DbError::Server(ServerError::PortLost { shard, port, .. }) = &e {
-                let picked = req.port != Some(*port);
-                let addr = db
+            // Taken between the placement's probe and the start: before the start's own
+            // check (`PortTaken`) or before the server bound it (`PortLost`).
+            let taken = match &e {
+                DbError::Server(ServerError::PortLost { shard, port, .. }) => db
                     .shards
                     .iter()
                     .find(|s| s.id == *shard)
                     .and_then(|s| scratch.nodes.get(&s.node))
-                    .map(|n| n.addr.clone());
-                if let (true, Some(addr), true) = (picked, addr, attempt < PORT_ATTEMPTS) {
-                    lost.entry(addr).or_default().insert(*port);
+                    .map(|n| (n.addr.clone(), *port)),
+                DbError::Server(ServerError::PortTaken { addr, port }) => {
+                    Some((addr.clone(), *port))
+                }
+                _ => None,
+            };
+            if let Some((addr, port)) = taken {
+                let picked = req.port != Some(port);
+                if picked && attempt < PORT_ATTEMPTS {
+                    lost.entry(addr).or_default().insert(port);
                     attempt += 1;
                     continue;
                 }

@@ -32,13 +32,22 @@ impl PortNeed {
 /// Whether `port` (and its bus port when needed) can be bound on `addr` right now.
 /// Probing by binding sees listeners on the wildcard address too.
 pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
+    taken_port(addr, port, need).is_none()
+}
+
+/// The first of `port`'s ports (client, then bus when needed) that cannot be bound on
+/// `addr`; a cluster shard's port with no bus port (past 65535) is its own answer.
+fn taken_port(addr: &str, port: u16, need: PortNeed) -> Option<u16> {
     let can_bind = |p: u16| crate::host::local::port_free(addr, p);
     if !can_bind(port) {
-        return false;
+        return Some(port);
     }
     match need {
-        PortNeed::Plain => true,
-        PortNeed::WithBus => port.checked_add(CLUSTER_BUS_OFFSET).is_some_and(can_bind),
+        PortNeed::Plain => None,
+        PortNeed::WithBus => match port.checked_add(CLUSTER_BUS_OFFSET) {
+            Some(bus) => (!can_bind(bus)).then_some(bus),
+            None => Some(port),
+        },
     }
 }
 
@@ -68,13 +77,13 @@ pub fn pick_port(
 
 /// Checks a port the operator chose: taken is an error, never a silent substitution.
 pub fn require_free(addr: &str, port: u16, need: PortNeed) -> Result<(), ServerError> {
-    if port_is_free(addr, port, need) {
-        Ok(())
-    } else {
-        Err(ServerError::PortTaken {
+    match taken_port(addr, port, need) {
+        None => Ok(()),
+        Some(held) => Err(ServerError::PortTaken {
             addr: addr.to_string(),
             port,
-        })
+            held,
+        }),
     }
 }
 
@@ -90,5 +99,26 @@ mod tests {
         assert!(!port_is_free("127.0.0.1", port, PortNeed::Plain));
         drop(l);
         assert!(port_is_free("127.0.0.1", port, PortNeed::Plain));
+    }
+
+    #[test]
+    fn a_taken_bus_port_is_named() {
+        // A listener on some port P + 10000 whose P is free: bind P first to find one.
+        let (bus, port) = loop {
+            let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+            let p = l.local_addr().unwrap().port();
+            if p > CLUSTER_BUS_OFFSET
+                && port_is_free("127.0.0.1", p - CLUSTER_BUS_OFFSET, PortNeed::Plain)
+            {
+                break (l, p - CLUSTER_BUS_OFFSET);
+            }
+        };
+        let held = bus.local_addr().unwrap().port();
+        assert!(require_free("127.0.0.1", port, PortNeed::Plain).is_ok());
+        let e = require_free("127.0.0.1", port, PortNeed::WithBus).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("cluster bus port `{held}` (port `{port}` + 10000, which a sharded database's shard also listens on) on `127.0.0.1` is already in use")
+        );
     }
 }

@@ -109,9 +109,24 @@ fn commands_create_kill_restart_and_refuse() {
     let pids = guard.pids();
     let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
+    // A sharded database's port whose cluster bus port (+ 10000) is taken: the bus port
+    // is the one named, not the free port the operator typed.
+    let (bus_taken, free) = loop {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let bus = l.local_addr().unwrap().port();
+        if bus > 11024 && std::net::TcpListener::bind(("127.0.0.1", bus - 10000)).is_ok() {
+            break (l, bus - 10000);
+        }
+    };
+    let bus = bus_taken.local_addr().unwrap().port();
     for (line, code, says) in [
         ("create db cache", 1, "already used"),
         (&format!("create db other port {port}"), 1, "in use"),
+        (
+            &format!("create db other shards 2 port {free}"),
+            1,
+            &format!("cluster bus port `{bus}` (port `{free}` + 10000"),
+        ),
         ("create db other memory lots", 2, "not a size"),
         ("create db other replication enabled", 1, "at least 2 nodes"),
         (
@@ -127,6 +142,7 @@ fn commands_create_kill_restart_and_refuse() {
         assert_eq!(guard.pids(), pids, "{line}");
     }
     drop(taken);
+    drop(bus_taken);
     lz.cmd([
         "--redis-server",
         "/nonexistent/redis-server",

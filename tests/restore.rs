@@ -738,18 +738,21 @@ fn an_encrypted_compressed_run_restores_and_a_wrong_identity_is_named() {
         }
     }
 
-    // No identity, then the wrong one: verify names what is missing or wrong.
-    outputs.push(
-        lz.run(&format!(
-            "restore task create name none db enc backup {run}"
-        ))
-        .ok(),
-    );
-    outputs.push(
-        lz.run("restore task verify none")
-            .fails(1)
-            .stdout_has("needs `identity <file>`"),
-    );
+    // No identity: refused when the task is made (an own run and the repository's
+    // `latest` alike), naming the run as encrypted and the option, no task made. Then the
+    // wrong one: verify names what is wrong.
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    for backup in [run.clone(), format!("{}/latest", repo.display())] {
+        outputs.push(
+            lz.run(&format!(
+                "restore task create name none db enc backup {backup}"
+            ))
+            .fails(2)
+            .stderr_has(&format!("run `{run}` is encrypted"))
+            .stderr_has("with `identity <file>`"),
+        );
+        assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs, "{backup}");
+    }
     outputs.push(
         lz.run(&format!(
             "restore task create name wrong db enc backup {run} identity {}",

@@ -247,6 +247,46 @@ fn ctrl_c_during_create_rolls_back() {
     assert!(!lz.path("ccs.json").exists());
 }
 
+/// A `create db` that made the default local cluster and then failed (its server would
+/// not start) leaves the fresh home as it was: no `nodes/1/redis` it made, no lock.
+#[test]
+fn a_failed_create_on_a_fresh_home_leaves_nothing() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("redis-server");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && exec redis-server --version\necho boom >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    lz.cmd([
+        "--redis-server",
+        fake.to_str().unwrap(),
+        "create",
+        "db",
+        "x",
+    ])
+    .arg("port")
+    .arg(&port.to_string())
+    .run()
+    .fails(1)
+    .stderr_has("failed to start")
+    .stderr_has("boom");
+    let left: Vec<_> = std::fs::read_dir(lz.home())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the failed create left {left:?}");
+    assert!(guard.pids().is_empty());
+}
+
 /// `restart db` that fails part-way saves which shards run: the CCS holds the restarted
 /// shard's new pid and no pid for the one that could not start.
 #[test]

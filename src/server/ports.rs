@@ -9,6 +9,26 @@ use super::ServerError;
 /// Offset Redis Cluster adds to a shard's port for its node-to-node bus.
 const CLUSTER_BUS_OFFSET: u16 = 10000;
 
+/// Ports below this are privileged: only root binds them, and system services own them.
+pub const MIN_SHARD_PORT: u16 = 1024;
+
+/// Why the operator's `port` cannot be a shard's (`need`: with its bus port): a
+/// privileged port, or one whose bus port would pass 65535. `None`: it may be.
+pub fn unusable_port(port: u16, need: PortNeed) -> Option<String> {
+    if port < MIN_SHARD_PORT {
+        return Some(format!(
+            "port `{port}` is privileged (below {MIN_SHARD_PORT}: system services' ports, which only root may bind): give a port of {MIN_SHARD_PORT}-65535"
+        ));
+    }
+    if need == PortNeed::WithBus && port.checked_add(CLUSTER_BUS_OFFSET).is_none() {
+        return Some(format!(
+            "port `{port}` leaves no cluster bus port: a sharded database's shards also listen on port + {CLUSTER_BUS_OFFSET}, at most 65535, so give a port of {MIN_SHARD_PORT}-{}",
+            u16::MAX - CLUSTER_BUS_OFFSET
+        ));
+    }
+    None
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortNeed {
     /// A standalone shard: only its client port.

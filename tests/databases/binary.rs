@@ -127,6 +127,14 @@ fn commands_create_kill_restart_and_refuse() {
             1,
             &format!("cluster bus port `{bus}` (port `{free}` + 10000"),
         ),
+        // Privileged ports are refused even for root; a sharded database's port leaves
+        // room for its bus port.
+        ("create db other port 1", 2, "port `1` is privileged (below 1024"),
+        (
+            "create db other shards 2 port 60000",
+            2,
+            "port `60000` leaves no cluster bus port: a sharded database's shards also listen on port + 10000, at most 65535, so give a port of 1024-55535",
+        ),
         ("create db other memory lots", 2, "not a size"),
         ("create db other replication enabled", 1, "at least 2 nodes"),
         (

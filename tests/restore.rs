@@ -2460,6 +2460,35 @@ fn a_key_by_key_restore_cut_short_is_emptied_and_retried() {
         lock.save(&mut c).unwrap();
     }
 
+    // `status` names the fence's task and the way out, not a bare `NOAUTH`, and fails:
+    // the shard serves no client.
+    lz.run("status shards")
+        .fails(1)
+        .stdout_has("FENCED")
+        .stdout_lacks("DOWN")
+        .stderr_has("1 shard(s) down: redis:");
+    let doc = lz.cmd(["--json", "status", "shards"]).run().fails(1).json();
+    let row = doc[0]["result"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "g")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "FENCED", "{row}");
+    assert!(
+        doc[0]["hints"][0]
+            .as_str()
+            .is_some_and(|h| h.contains("`status shards` names its task")),
+        "{}",
+        doc[0]
+    );
+    assert_eq!(
+        row["detail"],
+        "restore task `t` (running) fenced the shard, so clients get NOAUTH, and did not finish: `restore task retry t` empties it and restores again, `restore task delete t` empties what it wrote, unfences it and drops the task",
+        "{row}"
+    );
+
     lz.run("restore task retry t")
         .ok()
         .stdout_has("content verified: ");

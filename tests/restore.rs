@@ -1118,6 +1118,8 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
             "backup",
             &format!("{}/latest", repo.display()),
             "force",
+            "identity",
+            key.to_str().unwrap(),
         ])
         .run()
         .ok()

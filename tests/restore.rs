@@ -738,18 +738,21 @@ fn an_encrypted_compressed_run_restores_and_a_wrong_identity_is_named() {
         }
     }
 
-    // No identity, then the wrong one: verify names what is missing or wrong.
-    outputs.push(
-        lz.run(&format!(
-            "restore task create name none db enc backup {run}"
-        ))
-        .ok(),
-    );
-    outputs.push(
-        lz.run("restore task verify none")
-            .fails(1)
-            .stdout_has("needs `identity <file>`"),
-    );
+    // No identity: refused when the task is made (an own run and the repository's
+    // `latest` alike), naming the run as encrypted and the option, no task made. Then the
+    // wrong one: verify names what is wrong.
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    for backup in [run.clone(), format!("{}/latest", repo.display())] {
+        outputs.push(
+            lz.run(&format!(
+                "restore task create name none db enc backup {backup}"
+            ))
+            .fails(2)
+            .stderr_has(&format!("run `{run}` is encrypted"))
+            .stderr_has("with `identity <file>`"),
+        );
+        assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs, "{backup}");
+    }
     outputs.push(
         lz.run(&format!(
             "restore task create name wrong db enc backup {run} identity {}",
@@ -1115,6 +1118,8 @@ fn a_forced_restore_leaves_a_safety_backup_that_restores_what_it_replaced() {
             "backup",
             &format!("{}/latest", repo.display()),
             "force",
+            "identity",
+            key.to_str().unwrap(),
         ])
         .run()
         .ok()
@@ -2456,6 +2461,35 @@ fn a_key_by_key_restore_cut_short_is_emptied_and_retried() {
         t.step = Some(lazarus::ccs::RestoreStep::RestoringKeys(Some((1, 10))));
         lock.save(&mut c).unwrap();
     }
+
+    // `status` names the fence's task and the way out, not a bare `NOAUTH`, and fails:
+    // the shard serves no client.
+    lz.run("status shards")
+        .fails(1)
+        .stdout_has("FENCED")
+        .stdout_lacks("DOWN")
+        .stderr_has("1 shard(s) down: redis:");
+    let doc = lz.cmd(["--json", "status", "shards"]).run().fails(1).json();
+    let row = doc[0]["result"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "g")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "FENCED", "{row}");
+    assert!(
+        doc[0]["hints"][0]
+            .as_str()
+            .is_some_and(|h| h.contains("`status shards` names its task")),
+        "{}",
+        doc[0]
+    );
+    assert_eq!(
+        row["detail"],
+        "restore task `t` (running) fenced the shard, so clients get NOAUTH, and did not finish: `restore task retry t` empties it and restores again, `restore task delete t` empties what it wrote, unfences it and drops the task",
+        "{row}"
+    );
 
     lz.run("restore task retry t")
         .ok()

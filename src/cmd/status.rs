@@ -88,9 +88,12 @@ impl StatusCommand {
         let down: Vec<String> = report
             .shards
             .iter()
-            .filter(|s| ["DOWN", db::TLS_REFUSED, db::PORT_TAKEN].contains(&s.status.as_str()))
+            .filter(|s| {
+                ["DOWN", db::TLS_REFUSED, db::PORT_TAKEN, db::FENCED].contains(&s.status.as_str())
+            })
             .map(|s| format!("redis:{} of `{}`", s.id, s.name))
             .collect();
+        let fenced = report.shards.iter().any(|s| s.status == db::FENCED);
         if self.issues_only {
             report = report.issues_only();
         }
@@ -100,7 +103,11 @@ impl StatusCommand {
         }
         Ok(reply.failed(
             CommandError::unavailable(format!("{} shard(s) down: {}", down.len(), down.join(", ")))
-                .hinted("start them again with `restart db <db>`; `status shards` says why"),
+                .hinted(if fenced {
+                    "a restore that did not finish fenced some: `status shards` names its task, to `restore task retry` or `restore task delete`"
+                } else {
+                    "start them again with `restart db <db>`; `status shards` says why"
+                }),
         ))
     }
 }

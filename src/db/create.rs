@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::ccs::{Cluster, Database, DbConfig, Id};
+use crate::host::NodePath;
 use crate::server::{stop_pid_on, ServerError, Servers, StartOptions};
 
 use super::bringup::BringUp;
@@ -66,8 +67,10 @@ pub async fn create_db_with(
             }
         }
 
+        let parents = missing_parents(server, &dirs).await;
+
         if let Err(e) = bring_up(&scratch, server, &mut db, cancel).await {
-            roll_back(server, &db, &dirs).await;
+            roll_back(server, &db, &dirs, &parents).await;
             // Taken between the placement's probe and the start: before the start's own
             // check (`PortTaken`) or before the server bound it (`PortLost`).
             let taken = match &e {
@@ -77,7 +80,7 @@ pub async fn create_db_with(
                     .find(|s| s.id == *shard)
                     .and_then(|s| scratch.nodes.get(&s.node))
                     .map(|n| (n.addr.clone(), *port)),
-                DbError::Server(ServerError::PortTaken { addr, port }) => {
+                DbError::Server(ServerError::PortTaken { addr, port, .. }) => {
                     Some((addr.clone(), *port))
                 }
                 _ => None,
@@ -224,7 +227,29 @@ pub fn mark_created(cluster: &Cluster, db_id: Id) -> Result<(), crate::server::S
     Ok(())
 }
 
-async fn roll_back(server: &Servers, db: &Database, dirs: &[crate::host::NodePath]) {
+/// The directories above `dirs` that do not exist yet (a fresh node's `redis/`, the
+/// default cluster's `<home>/nodes/1`), innermost first: the create makes them, and its
+/// roll back removes them again.
+async fn missing_parents(server: &Servers, dirs: &[NodePath]) -> Vec<NodePath> {
+    let mut missing: Vec<NodePath> = Vec::new();
+    for dir in dirs {
+        let host = server.host(dir.node);
+        for parent in dir.path.ancestors().skip(1) {
+            if parent.as_os_str().is_empty() || host.metadata(parent).await.is_ok() {
+                break;
+            }
+            missing.push(NodePath::new(dir.node, parent));
+        }
+    }
+    missing.sort_by(|a, b| {
+        let depth = |p: &NodePath| p.path.components().count();
+        depth(b).cmp(&depth(a)).then_with(|| a.cmp(b))
+    });
+    missing.dedup();
+    missing
+}
+
+async fn roll_back(server: &Servers, db: &Database, dirs: &[NodePath], parents: &[NodePath]) {
     for s in &db.shards {
         if let Some(pid) = s.pid {
             let _ = stop_pid_on(&*server.host(s.node), pid, Duration::from_millis(200)).await;
@@ -244,5 +269,12 @@ async fn roll_back(server: &Servers, db: &Database, dirs: &[crate::host::NodePat
         }
         // These directories did not exist before this create: removing them loses nothing.
         let _ = host.remove(&dir.path).await;
+    }
+    // Nor did these; each goes only when nothing else was put in it meanwhile.
+    for parent in parents {
+        let host = server.host(parent.node);
+        if host.list(&parent.path).await.is_ok_and(|e| e.is_empty()) {
+            let _ = host.remove(&parent.path).await;
+        }
     }
 }

@@ -34,7 +34,7 @@ pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
-    PORT_TAKEN, STATUS_TIMEOUT, TLS_REFUSED,
+    FENCED, PORT_TAKEN, STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.
@@ -60,6 +60,9 @@ pub enum DbError {
          on its master's node (add one with `node add`)"
     )]
     TooFewNodes { have: usize },
+    /// The message of [`crate::server::unusable_port`].
+    #[error("{0}")]
+    BadPort(String),
     #[error("port `{port}` is already used by redis:{shard} of db:{db}")]
     PortReserved { port: u16, db: Id, shard: Id },
     #[error(transparent)]
@@ -129,9 +132,10 @@ impl crate::error::DomainError for DbError {
     fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            DbError::BadName(_) | DbError::BadShards { .. } | DbError::MemoryTooSmall { .. } => {
-                ErrorKind::Usage
-            }
+            DbError::BadName(_)
+            | DbError::BadPort(_)
+            | DbError::BadShards { .. }
+            | DbError::MemoryTooSmall { .. } => ErrorKind::Usage,
             DbError::NoSuchDb(_) | DbError::NoSuchNode(_) => ErrorKind::NotFound,
             // Its form was checked when the line was parsed: what is left is where it
             // points (itself, a sharded database, nothing answering).

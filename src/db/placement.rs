@@ -74,6 +74,9 @@ pub fn place_avoiding(
         if let Some(&(db, shard)) = used.get(&(first_addr.clone(), p)) {
             return Err(DbError::PortReserved { port: p, db, shard });
         }
+        if let Some(why) = crate::server::unusable_port(p, need) {
+            return Err(DbError::BadPort(why));
+        }
         crate::ccs::rules::port_of_other_node(cluster, nodes[0], p, need.ports(p))?;
         if cluster.nodes[&nodes[0]].ssh.is_none() {
             require_free(&first_addr, p, need)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role, Shard, SlotRange};
-use crate::server::shard_dir::{db_dirs_in, recovery_leftover, served_from, shard_dirs_in};
+use crate::server::shard_dir::{db_dirs_in, fenced, recovery_leftover, served_from, shard_dirs_in};
 use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
@@ -25,6 +25,9 @@ pub const TLS_REFUSED: &str = "TLS REFUSED";
 /// Another program answers at a shard's address (a server that does not run from the
 /// shard's own directory): the shard cannot be running there, and what answers is not it.
 pub const PORT_TAKEN: &str = "PORT TAKEN";
+/// A shard a restore fenced (its password one no client knows) and did not unfence: it
+/// runs, and refuses every client with `NOAUTH`.
+pub const FENCED: &str = "FENCED";
 /// A replica that runs as a master (standalone: it stopped following its master).
 const NOT_REPLICATING: &str = "NOT REPLICATING";
 /// A replica of a sharded database that a failover made the master of its master's
@@ -218,9 +221,10 @@ pub async fn status(
         Some(crate::tls::installed_dir(&node.persistent_path, record))
     };
 
-    let (aside, leftovers) = tokio::join!(
+    let (aside, leftovers, fences) = tokio::join!(
         set_aside_shards(cluster, &probes),
-        recovery_leftovers(cluster)
+        recovery_leftovers(cluster),
+        fenced_shards(cluster, &probes)
     );
 
     let mut report = StatusReport::default();
@@ -248,6 +252,9 @@ pub async fn status(
                     "RESTORE UNFINISHED".to_string(),
                     aside.get(&s.id).map(ToString::to_string),
                 ),
+                (_, _) if fences.contains_key(&s.id) => {
+                    (FENCED.to_string(), Some(fence_detail(cluster, db)))
+                }
                 (_, _) if taken.contains_key(&s.id) => (
                     PORT_TAKEN.to_string(),
                     taken.get(&s.id).map(|t| t.detail.clone()),
@@ -450,6 +457,38 @@ async fn set_aside_shards(
         crate::server::SetAside::in_dir(&*host, &dir).await
     })
     .await
+}
+
+/// The shards of active databases that do not answer Lazarus and hold a restore's fence
+/// file (its password in their `requirepass`, so every client gets `NOAUTH`).
+async fn fenced_shards(cluster: &Cluster, probes: &BTreeMap<Id, ShardProbe>) -> BTreeMap<Id, ()> {
+    let wanted = |db: &Database, s: &Shard, _: bool| {
+        db.state == DbState::Active && probes.get(&s.id).is_some_and(|p| !p.up)
+    };
+    ask_shard_dirs(cluster, wanted, |host, dir| async move {
+        fenced(&*host, &dir).await.then_some(())
+    })
+    .await
+}
+
+/// What a fenced shard of `db` says: the restore task that fenced it (the latest of the
+/// database's tasks that started and did not succeed) and the way out.
+fn fence_detail(cluster: &Cluster, db: &Database) -> String {
+    use crate::ccs::RestoreState as S;
+    let task = cluster
+        .backups
+        .restores
+        .values()
+        .filter(|t| t.db == db.config.name)
+        .filter(|t| matches!(t.state, S::Running | S::Failed | S::Interrupted))
+        .max_by_key(|t| t.created);
+    match task {
+        Some(t) => format!(
+            "restore task `{0}` ({1}) fenced the shard, so clients get NOAUTH, and did not finish: `restore task retry {0}` empties it and restores again, `restore task delete {0}` empties what it wrote, unfences it and drops the task",
+            t.name, t.state
+        ),
+        None => "a restore fenced the shard, so clients get NOAUTH, and did not finish: no restore task of this database is left to finish it".to_string(),
+    }
 }
 
 /// The shards of databases pending recovery where a recovery cut short (killed) left

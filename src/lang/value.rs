@@ -288,7 +288,14 @@ impl ValueKind {
             ValueKind::Path => Value::Path(PathBuf::from(text)),
             ValueKind::Integer => Value::Integer(whole(integer, text).ok_or_else(bad)?),
             ValueKind::Size => Value::Size(whole(size, text).ok_or_else(bad)?),
-            ValueKind::Port => Value::Port(whole(port, text).ok_or_else(bad)?),
+            ValueKind::Port => {
+                let p = whole(port, text).ok_or_else(bad)?;
+                // A shard's port: the bus port is checked where the shard count is known.
+                if let Some(why) = crate::server::unusable_port(p, crate::server::PortNeed::Plain) {
+                    return Err(why);
+                }
+                Value::Port(p)
+            }
             ValueKind::PortRange => {
                 let (lo, hi) =
                     whole(|i| separated_pair(port, char('-'), port)(i), text).ok_or_else(bad)?;
@@ -498,6 +505,11 @@ mod tests {
         let cases: &[(ValueKind, &str, &str)] = &[
             (ValueKind::Port, "70000", "`70000` is not a port (1-65535)"),
             (ValueKind::Port, "0", "`0` is not a port (1-65535)"),
+            (
+                ValueKind::Port,
+                "1",
+                "port `1` is privileged (below 1024: system services' ports, which only root may bind): give a port of 1024-65535",
+            ),
             (
                 ValueKind::PortRange,
                 "31000-30000",

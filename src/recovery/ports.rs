@@ -21,6 +21,9 @@ pub enum MoveError {
         db: Id,
         name: String,
     },
+    /// The message of [`crate::server::unusable_port`].
+    #[error("{0}")]
+    BadPort(String),
     #[error("`port {port}` on `{addr}` is in use: give a free one")]
     InUse { port: u16, addr: String },
     #[error("db:{db}: port {from} of redis:{shard} is held by another program and node:{node} has no free port left in its range: widen the range{}", if *.endpoint { " or give `port <n>`" } else { "" })]
@@ -43,7 +46,7 @@ pub enum MoveError {
 impl DomainError for MoveError {
     fn kind(&self) -> ErrorKind {
         match self {
-            MoveError::Unchanged { .. } => ErrorKind::Usage,
+            MoveError::Unchanged { .. } | MoveError::BadPort(_) => ErrorKind::Usage,
             MoveError::Reserved { .. }
             | MoveError::InUse { .. }
             | MoveError::NoFreePort { .. }
@@ -144,6 +147,9 @@ pub fn move_shard(
     let name = db.config.name.clone();
     if port == old {
         return Err(MoveError::Unchanged { port, db: id, name });
+    }
+    if let Some(why) = crate::server::unusable_port(port, need) {
+        return Err(MoveError::BadPort(why));
     }
     let wanted: Vec<u16> = need.ports(port).collect();
     crate::ccs::rules::port_of_other_node(cluster, shard.node, port, wanted.iter().copied())?;

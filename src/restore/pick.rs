@@ -142,6 +142,7 @@ pub(super) fn pick(
             db_name: &m.db.name,
         };
         refuse_other_db(cluster, &of, &run, &db_name, existing, flags.from_other_db)?;
+        refuse_sealed(&run, m.encrypted(), flags)?;
         (run, path)
     } else {
         let run = own_run(cluster, backup, &db_name, existing)?;
@@ -158,6 +159,13 @@ pub(super) fn pick(
             existing,
             flags.from_other_db,
         )?;
+        // The manifest says whether the run is encrypted; a repository that cannot be
+        // read now is left to verify, which says why.
+        let encrypted = Repository::open(&run.path)
+            .ok()
+            .and_then(|repo| repo.manifest(&run.id).ok())
+            .is_some_and(|m| m.encrypted());
+        refuse_sealed(&run.id, encrypted, flags)?;
         (run.id.clone(), run.path.clone())
     };
     Ok(Pick {
@@ -166,6 +174,15 @@ pub(super) fn pick(
         run,
         path,
     })
+}
+
+/// An encrypted run with no `identity` to open it is refused when the task is made, not
+/// at its verify.
+fn refuse_sealed(run: &str, encrypted: bool, flags: &CreateFlags) -> Result<(), RestoreTaskError> {
+    if encrypted && flags.identity.is_none() {
+        return Err(RestoreTaskError::NeedsIdentity(run.to_string()));
+    }
+    Ok(())
 }
 
 /// The database a run was taken of.

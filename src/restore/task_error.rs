@@ -69,6 +69,10 @@ pub enum RestoreTaskError {
         /// The database restored (`db:3 `orders``, or a name to create).
         target: String,
     },
+    #[error(
+        "run `{0}` is encrypted: give the age identity file that opens it with `identity <file>`"
+    )]
+    NeedsIdentity(String),
     #[error("there is no succeeded backup run of `{0}` with a valid manifest")]
     NoGoodRun(String),
     #[error("there is no backup run `{0}` (see `backup task history <task>`)")]
@@ -189,7 +193,7 @@ impl DomainError for RestoreTaskError {
             | E::NoGoodRun(_)
             | E::NoSuchRun(_)
             | E::NoRuns(_) => ErrorKind::NotFound,
-            E::FlagsConflict(_) => ErrorKind::Usage,
+            E::FlagsConflict(_) | E::NeedsIdentity(_) => ErrorKind::Usage,
             E::Running(_)
             | E::OtherCluster { .. }
             | E::OtherDb { .. }

@@ -30,7 +30,7 @@ pub use cluster::{
 pub use conf::{
     render_conf, ConfOptions, Persistence, ShardConf, Upstream, CLUSTER_NODE_TIMEOUT_MS,
 };
-pub use ports::{pick_port, port_is_free, require_free, PortNeed};
+pub use ports::{pick_port, port_is_free, require_free, unusable_port, PortNeed, MIN_SHARD_PORT};
 pub use process::{
     is_running, log_tail, log_tail_on, read_pid, read_pid_on, require_free_on, shard_pid,
     shard_pid_on, start_shard, stop_pid, stop_pid_on, stop_shard, stop_shard_on, ShardStart,
@@ -63,8 +63,13 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("port `{port}` on `{addr}` is already in use")]
-    PortTaken { addr: String, port: u16 },
+    #[error("{} on `{addr}` is already in use", taken_port(*.port, *.held))]
+    PortTaken {
+        addr: String,
+        port: u16,
+        /// The port found in use: `port`, or its cluster bus port.
+        held: u16,
+    },
     #[error("no free port left in range `{range}` on node:{node}")]
     NoFreePort { node: u64, range: String },
     #[error("shard redis:{shard} failed to start: {reason}{}", tail_suffix(.log_tail))]
@@ -103,6 +108,16 @@ pub enum ServerError {
     },
     #[error("redis cluster: {0}")]
     Cluster(String),
+}
+
+/// Names the port found taken: the client port, or a cluster shard's bus port, which the
+/// operator did not type and would not think of.
+fn taken_port(port: u16, held: u16) -> String {
+    if port == held {
+        format!("port `{port}`")
+    } else {
+        format!("cluster bus port `{held}` (port `{port}` + 10000, which a sharded database's shard also listens on)")
+    }
 }
 
 impl crate::error::DomainError for ServerError {

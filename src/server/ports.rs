@@ -9,6 +9,26 @@ use super::ServerError;
 /// Offset Redis Cluster adds to a shard's port for its node-to-node bus.
 const CLUSTER_BUS_OFFSET: u16 = 10000;
 
+/// Ports below this are privileged: only root binds them, and system services own them.
+pub const MIN_SHARD_PORT: u16 = 1024;
+
+/// Why the operator's `port` cannot be a shard's (`need`: with its bus port): a
+/// privileged port, or one whose bus port would pass 65535. `None`: it may be.
+pub fn unusable_port(port: u16, need: PortNeed) -> Option<String> {
+    if port < MIN_SHARD_PORT {
+        return Some(format!(
+            "port `{port}` is privileged (below {MIN_SHARD_PORT}: system services' ports, which only root may bind): give a port of {MIN_SHARD_PORT}-65535"
+        ));
+    }
+    if need == PortNeed::WithBus && port.checked_add(CLUSTER_BUS_OFFSET).is_none() {
+        return Some(format!(
+            "port `{port}` leaves no cluster bus port: a sharded database's shards also listen on port + {CLUSTER_BUS_OFFSET}, at most 65535, so give a port of {MIN_SHARD_PORT}-{}",
+            u16::MAX - CLUSTER_BUS_OFFSET
+        ));
+    }
+    None
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortNeed {
     /// A standalone shard: only its client port.
@@ -32,13 +52,22 @@ impl PortNeed {
 /// Whether `port` (and its bus port when needed) can be bound on `addr` right now.
 /// Probing by binding sees listeners on the wildcard address too.
 pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
+    taken_port(addr, port, need).is_none()
+}
+
+/// The first of `port`'s ports (client, then bus when needed) that cannot be bound on
+/// `addr`; a cluster shard's port with no bus port (past 65535) is its own answer.
+fn taken_port(addr: &str, port: u16, need: PortNeed) -> Option<u16> {
     let can_bind = |p: u16| crate::host::local::port_free(addr, p);
     if !can_bind(port) {
-        return false;
+        return Some(port);
     }
     match need {
-        PortNeed::Plain => true,
-        PortNeed::WithBus => port.checked_add(CLUSTER_BUS_OFFSET).is_some_and(can_bind),
+        PortNeed::Plain => None,
+        PortNeed::WithBus => match port.checked_add(CLUSTER_BUS_OFFSET) {
+            Some(bus) => (!can_bind(bus)).then_some(bus),
+            None => Some(port),
+        },
     }
 }
 
@@ -68,13 +97,13 @@ pub fn pick_port(
 
 /// Checks a port the operator chose: taken is an error, never a silent substitution.
 pub fn require_free(addr: &str, port: u16, need: PortNeed) -> Result<(), ServerError> {
-    if port_is_free(addr, port, need) {
-        Ok(())
-    } else {
-        Err(ServerError::PortTaken {
+    match taken_port(addr, port, need) {
+        None => Ok(()),
+        Some(held) => Err(ServerError::PortTaken {
             addr: addr.to_string(),
             port,
-        })
+            held,
+        }),
     }
 }
 
@@ -90,5 +119,26 @@ mod tests {
         assert!(!port_is_free("127.0.0.1", port, PortNeed::Plain));
         drop(l);
         assert!(port_is_free("127.0.0.1", port, PortNeed::Plain));
+    }
+
+    #[test]
+    fn a_taken_bus_port_is_named() {
+        // A listener on some port P + 10000 whose P is free: bind P first to find one.
+        let (bus, port) = loop {
+            let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+            let p = l.local_addr().unwrap().port();
+            if p > CLUSTER_BUS_OFFSET
+                && port_is_free("127.0.0.1", p - CLUSTER_BUS_OFFSET, PortNeed::Plain)
+            {
+                break (l, p - CLUSTER_BUS_OFFSET);
+            }
+        };
+        let held = bus.local_addr().unwrap().port();
+        assert!(require_free("127.0.0.1", port, PortNeed::Plain).is_ok());
+        let e = require_free("127.0.0.1", port, PortNeed::WithBus).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("cluster bus port `{held}` (port `{port}` + 10000, which a sharded database's shard also listens on) on `127.0.0.1` is already in use")
+        );
     }
 }

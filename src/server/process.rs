@@ -426,11 +426,14 @@ pub async fn require_free_on(
     port: u16,
     need: PortNeed,
 ) -> Result<(), ServerError> {
-    if port_taken_on(host, addr, port, need).await {
-        return Err(ServerError::PortTaken {
-            addr: addr.to_string(),
-            port,
-        });
+    for held in need.ports(port) {
+        if !host.port_free(addr, held).await {
+            return Err(ServerError::PortTaken {
+                addr: addr.to_string(),
+                port,
+                held,
+            });
+        }
     }
     Ok(())
 }

@@ -316,6 +316,12 @@ impl ShardDir {
     }
 }
 
+/// Whether a restore's fence file lies in shard directory `dir` on `host`: the shard's
+/// password is one no client knows until that restore unfences it.
+pub async fn fenced(host: &dyn Host, dir: &Path) -> bool {
+    host.metadata(&dir.join(FENCE_FILE)).await.is_ok()
+}
+
 /// Data a restore set aside in a shard directory ([`RESTORE_OLD_DIR`]) and neither put
 /// back nor replaced: the shard's own data, whose only copy it is. The shard must not
 /// start without it (it would start empty or with the run's file), and nothing but that

@@ -109,9 +109,32 @@ fn commands_create_kill_restart_and_refuse() {
     let pids = guard.pids();
     let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
+    // A sharded database's port whose cluster bus port (+ 10000) is taken: the bus port
+    // is the one named, not the free port the operator typed.
+    let (bus_taken, free) = loop {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let bus = l.local_addr().unwrap().port();
+        if bus > 11024 && std::net::TcpListener::bind(("127.0.0.1", bus - 10000)).is_ok() {
+            break (l, bus - 10000);
+        }
+    };
+    let bus = bus_taken.local_addr().unwrap().port();
     for (line, code, says) in [
         ("create db cache", 1, "already used"),
         (&format!("create db other port {port}"), 1, "in use"),
+        (
+            &format!("create db other shards 2 port {free}"),
+            1,
+            &format!("cluster bus port `{bus}` (port `{free}` + 10000"),
+        ),
+        // Privileged ports are refused even for root; a sharded database's port leaves
+        // room for its bus port.
+        ("create db other port 1", 2, "port `1` is privileged (below 1024"),
+        (
+            "create db other shards 2 port 60000",
+            2,
+            "port `60000` leaves no cluster bus port: a sharded database's shards also listen on port + 10000, at most 65535, so give a port of 1024-55535",
+        ),
         ("create db other memory lots", 2, "not a size"),
         ("create db other replication enabled", 1, "at least 2 nodes"),
         (
@@ -127,6 +150,7 @@ fn commands_create_kill_restart_and_refuse() {
         assert_eq!(guard.pids(), pids, "{line}");
     }
     drop(taken);
+    drop(bus_taken);
     lz.cmd([
         "--redis-server",
         "/nonexistent/redis-server",
@@ -229,6 +253,46 @@ fn ctrl_c_during_create_rolls_back() {
     assert!(guard.pids().is_empty());
     assert_eq!(shard_dirs(lz.home()), 0);
     assert!(!lz.path("ccs.json").exists());
+}
+
+/// A `create db` that made the default local cluster and then failed (its server would
+/// not start) leaves the fresh home as it was: no `nodes/1/redis` it made, no lock.
+#[test]
+fn a_failed_create_on_a_fresh_home_leaves_nothing() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("redis-server");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && exec redis-server --version\necho boom >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    lz.cmd([
+        "--redis-server",
+        fake.to_str().unwrap(),
+        "create",
+        "db",
+        "x",
+    ])
+    .arg("port")
+    .arg(&port.to_string())
+    .run()
+    .fails(1)
+    .stderr_has("failed to start")
+    .stderr_has("boom");
+    let left: Vec<_> = std::fs::read_dir(lz.home())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the failed create left {left:?}");
+    assert!(guard.pids().is_empty());
 }
 
 /// `restart db` that fails part-way saves which shards run: the CCS holds the restarted

@@ -94,7 +94,7 @@ pub struct FileReport {
     /// What `created` is the time of: `ctime` (the RDB's own field, when it was saved)
     /// or `mtime of <file>` (a file's modification time: an RDB without `ctime`, or the
     /// AOF part written last).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub created_from: Option<String>,
     /// Keys per logical database. For an RDB: every key it holds (including those already
     /// expired, and excluding empty collections Redis drops on load). For an AOF: what

@@ -47,17 +47,7 @@ pub fn shard(
     slots: Option<SlotRange>,
     port: u16,
 ) -> Shard {
-    Shard {
-        id,
-        node,
-        role,
-        master,
-        slots,
-        port,
-        pid: None,
-        empty_since: None,
-        loaded_ns: None,
-    }
+    Shard::new(id, node, role, master, slots, port)
 }
 
 /// The master of a single-shard database.

@@ -217,6 +217,21 @@ pub struct Database {
     pub shards: Vec<Shard>,
 }
 
+impl DbConfig {
+    /// `2 shard(s), replication enabled, persistence aof`: the shape a database is made in.
+    pub fn shape(&self) -> String {
+        let replication = if self.replication {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        format!(
+            "{} shard(s), replication {replication}, persistence {}",
+            self.shards, self.persistence
+        )
+    }
+}
+
 impl Database {
     pub fn masters(&self) -> impl Iterator<Item = &Shard> {
         self.shards.iter().filter(|s| s.role == Role::Master)
@@ -265,6 +280,30 @@ pub struct Shard {
     /// that same file. Absent in documents written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded_ns: Option<i64>,
+}
+
+impl Shard {
+    /// A shard placed but not yet run: no pid, nothing loaded.
+    pub fn new(
+        id: Id,
+        node: Id,
+        role: Role,
+        master: Option<Id>,
+        slots: Option<SlotRange>,
+        port: u16,
+    ) -> Shard {
+        Shard {
+            id,
+            node,
+            role,
+            master,
+            slots,
+            port,
+            pid: None,
+            empty_since: None,
+            loaded_ns: None,
+        }
+    }
 }
 
 /// Written as `lazarus-shard.json` into every shard directory: enough to rebuild the

@@ -100,34 +100,29 @@ pub fn place_avoiding(
         let node = nodes[i % nodes.len()];
         let fixed = if i == 0 { port } else { None };
         let p = take_port(cluster, node, fixed)?;
-        shards.push(Shard {
-            id: cluster.allocate_id(),
+        let slots = (config.shards > 1).then(|| slots[i]);
+        shards.push(Shard::new(
+            cluster.allocate_id(),
             node,
-            role: Role::Master,
-            master: None,
-            slots: (config.shards > 1).then(|| slots[i]),
-            port: p,
-            pid: None,
-            empty_since: None,
-            loaded_ns: None,
-        });
+            Role::Master,
+            None,
+            slots,
+            p,
+        ));
     }
     if config.replication {
         for i in 0..config.shards as usize {
             let node = nodes[(i + 1) % nodes.len()];
             let p = take_port(cluster, node, None)?;
             let master = &shards[i];
-            let replica = Shard {
-                id: cluster.allocate_id(),
+            let replica = Shard::new(
+                cluster.allocate_id(),
                 node,
-                role: Role::Replica,
-                master: Some(master.id),
-                slots: master.slots,
-                port: p,
-                pid: None,
-                empty_since: None,
-                loaded_ns: None,
-            };
+                Role::Replica,
+                Some(master.id),
+                master.slots,
+                p,
+            );
             shards.push(replica);
         }
     }

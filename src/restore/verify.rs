@@ -308,16 +308,7 @@ impl Verifying<'_> {
     /// scratch copy of the cluster, as `start` will place it (replication needs two
     /// nodes, the shards free ports).
     fn new_database(&mut self, m: &Manifest) {
-        let what = format!(
-            "({} shard(s), replication {}, persistence {})",
-            m.db.shards,
-            if m.db.replication {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            m.db.persistence
-        );
+        let what = format!("({})", m.db.shape());
         let mut config = m.db.clone();
         config.name = self.spec.db.clone();
         config.password = None;

@@ -247,19 +247,7 @@ impl Render for ManifestView {
             ("task", m.task.clone().unwrap_or_else(|| "-".into())),
             ("cluster", format!("{} ({})", m.cluster_name, m.cluster_id)),
             ("database", format!("db:{} `{}`", m.db_id, m.db.name)),
-            (
-                "configuration",
-                format!(
-                    "{} shard(s), replication {}, persistence {}",
-                    m.db.shards,
-                    if m.db.replication {
-                        "enabled"
-                    } else {
-                        "disabled"
-                    },
-                    m.db.persistence
-                ),
-            ),
+            ("configuration", m.db.shape()),
             ("started", format_time(m.started)),
             ("finished", format_time(m.finished)),
             (

@@ -130,27 +130,16 @@ pub(super) fn databases(found: &[Found], problems: &mut Vec<String>) -> FromShar
                 }
             }
         }
-        let shard = |id, node, role, master, slots, port| Shard {
-            id,
-            node,
-            role,
-            master,
-            slots,
-            port,
-            pid: None,
-            empty_since: None,
-            loaded_ns: None,
-        };
         let mut rebuilt: Vec<Shard> = shards
             .iter()
             .map(|f| {
                 let i = &f.identity;
-                shard(i.shard_id, i.node_id, i.role, i.master, i.slots, i.port)
+                Shard::new(i.shard_id, i.node_id, i.role, i.master, i.slots, i.port)
             })
             .collect();
         for (id, named_by) in &lost {
             // Placed on a node once the nodes are known (see `identities`).
-            rebuilt.push(shard(*id, 0, Role::Master, None, named_by[0].slots, 0));
+            rebuilt.push(Shard::new(*id, 0, Role::Master, None, named_by[0].slots, 0));
             out.lost.push(LostShard {
                 db: db_id,
                 db_name: first.db.name.clone(),

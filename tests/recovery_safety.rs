@@ -801,21 +801,7 @@ fn a_backup_repository_is_no_recovery_path() {
     let _guard = ProcessGuard::new(a.home());
     home_with_cache(&a);
     let repo = a.path("repo");
-    let run = a
-        .cmd([
-            "--json",
-            "backup",
-            "db",
-            "cache",
-            "path",
-            repo.to_str().unwrap(),
-        ])
-        .run()
-        .ok()
-        .json()[0]["result"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = a.backup_run("cache", &repo);
     a.run(&format!(
         "backup task create name nightly db cache path {}",
         a.path("tasks").display()

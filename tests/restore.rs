@@ -563,21 +563,7 @@ fn three_shards_restore_into_one_and_into_five() {
     lz.install(&c);
     let before = picture(&rt, &lz, "three");
     let repo = lz.path("repo");
-    let run = lz
-        .cmd([
-            "--json",
-            "backup",
-            "db",
-            "three",
-            "path",
-            repo.to_str().unwrap(),
-        ])
-        .run()
-        .ok()
-        .json()[0]["result"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = lz.backup_run("three", &repo);
     for name in ["one", "five"] {
         lz.run(&format!(
             "restore task create name to-{name} db {name} backup {run} from_other_db"
@@ -1607,7 +1593,7 @@ fn a_restore_records_the_new_pids_of_the_shards_it_started() {
         .db("p", 1, true, Persistence::Snapshot)
         .installed();
     let repo = lz.path("repo");
-    let run = backup_run(&lz, "p", &repo);
+    let run = lz.backup_run("p", &repo);
     let before = assert_pids_recorded(&lz, "p");
     lz.run(&format!(
         "restore task create name t db p backup {run} force no_safety_backup"
@@ -1753,21 +1739,7 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         .db("ra", 1, false, Persistence::Aof)
         .installed();
     let repo = lz.path("repo");
-    let run = lz
-        .cmd([
-            "--json",
-            "backup",
-            "db",
-            "ra",
-            "path",
-            repo.to_str().unwrap(),
-        ])
-        .run()
-        .ok()
-        .json()[0]["result"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = lz.backup_run("ra", &repo);
     let port = port_of(&lz, "ra");
     let set = |key: &str| {
         rt.block_on(async {
@@ -1924,17 +1896,6 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     assert_same(&changed, &picture(&rt, &lz, "f"), "after the restart");
 }
 
-/// The id of a `backup db` run of `db` into `repo`.
-fn backup_run(lz: &Lazarus, db: &str, repo: &Path) -> String {
-    lz.cmd(["--json", "backup", "db", db, "path", repo.to_str().unwrap()])
-        .run()
-        .ok()
-        .json()[0]["result"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 fn db_id(lz: &Lazarus, name: &str) -> u64 {
     let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
     c.database_by_name(name).unwrap().id
@@ -1950,8 +1911,8 @@ fn a_run_of_another_database_needs_from_other_db() {
         .db("o2", 1, false, Persistence::Snapshot)
         .installed();
     let repo = lz.path("repo");
-    let o2_run = backup_run(&lz, "o2", &repo);
-    let orders_run = backup_run(&lz, "orders", &repo);
+    let o2_run = lz.backup_run("o2", &repo);
+    let orders_run = lz.backup_run("orders", &repo);
     let (orders, o2) = (db_id(&lz, "orders"), db_id(&lz, "o2"));
     let named = format!("run `{o2_run}` is a backup of db:{o2} `o2`, not of db:{orders} `orders`");
     let refused = lz
@@ -2026,7 +1987,7 @@ fn a_repository_moved_away_is_named_missing() {
         .db("m", 1, false, Persistence::Snapshot)
         .installed();
     let repo = lz.path("repo");
-    let run = backup_run(&lz, "m", &repo);
+    let run = lz.backup_run("m", &repo);
     lz.run(&format!(
         "restore task create name t db m backup {run} force"
     ))
@@ -2061,7 +2022,7 @@ fn a_deleted_task_leaves_no_lock_file() {
         .db("k", 1, false, Persistence::Snapshot)
         .installed();
     let repo = lz.path("repo");
-    let run = backup_run(&lz, "k", &repo);
+    let run = lz.backup_run("k", &repo);
     lz.run(&format!(
         "restore task create name t db k backup {run} force"
     ))
@@ -2136,7 +2097,7 @@ fn a_forced_restore_into_a_failed_over_database_brings_the_run_back() {
         .installed();
     let before = picture(&rt, &lz, "swap");
     let repo = lz.path("repo");
-    let run = backup_run(&lz, "swap", &repo);
+    let run = lz.backup_run("swap", &repo);
     let db = c.database_by_name("swap").unwrap().clone();
     let m0 = db.masters().next().unwrap().id;
     let r0 = db.shards.iter().find(|s| s.master == Some(m0)).unwrap().id;
@@ -2207,8 +2168,8 @@ fn a_nested_repository_is_listed_apart_from_runs() {
         .installed();
     let parent = lz.path("repo");
     let inner = parent.join("inner");
-    backup_run(&lz, "n", &inner);
-    let run = backup_run(&lz, "n", &parent);
+    lz.backup_run("n", &inner);
+    let run = lz.backup_run("n", &parent);
     std::fs::create_dir(parent.join("half")).unwrap();
     let doc = lz
         .cmd(["--json", "backup", "list", "path", parent.to_str().unwrap()])
@@ -2347,10 +2308,10 @@ fn latest_in_a_shared_repository_is_this_clusters_own_run() {
         .db("f", 1, false, Persistence::Aof)
         .installed();
     let repo = a.path("shared");
-    let own = backup_run(&a, "f", &repo);
+    let own = a.backup_run("f", &repo);
     // Run ids name the second they start in.
     std::thread::sleep(Duration::from_millis(1100));
-    let theirs = backup_run(&b, "f", &repo);
+    let theirs = b.backup_run("f", &repo);
     assert_ne!(own, theirs);
     let backed = picture(&rt, &a, "f");
     let latest = format!("{}/latest", repo.display());
@@ -2420,7 +2381,7 @@ fn a_key_by_key_restore_cut_short_is_emptied_and_retried() {
         .db("f", 2, false, Persistence::Aof)
         .installed();
     let repo = lz.path("repo");
-    let run = backup_run(&lz, "f", &repo);
+    let run = lz.backup_run("f", &repo);
     let backed = picture(&rt, &lz, "f");
     lz.run("create db g persistence aof").ok();
     lz.run(&format!(
@@ -2506,7 +2467,7 @@ fn verify_refuses_a_database_the_cluster_cannot_create() {
         .db("r", 1, true, Persistence::Aof)
         .installed();
     let repo = a.path("offsite");
-    backup_run(&a, "r", &repo);
+    a.backup_run("r", &repo);
     let World(b, _guard_b, _rt_b, _cb) = World::with(1).installed();
     b.run(&format!(
         "restore task create name t db r backup {}/latest from_other_cluster",

@@ -958,21 +958,7 @@ fn verify_db_proves_the_replica_a_failover_promoted() {
             .unwrap();
     }
     let repo = lz.path("repo");
-    let run = lz
-        .cmd([
-            "--json",
-            "backup",
-            "db",
-            "fo",
-            "path",
-            repo.to_str().unwrap(),
-        ])
-        .run()
-        .ok()
-        .json()[0]["result"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = lz.backup_run("fo", &repo);
     let masters: Vec<&serde_json::Value> =
         shards.iter().filter(|s| s["master"].is_null()).collect();
     let dead = masters[1];

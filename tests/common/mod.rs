@@ -131,6 +131,17 @@ impl Lazarus {
     }
 
     /// The stored CCS document.
+    /// The id of a `backup db` run of `db` into `repo`.
+    pub fn backup_run(&self, db: &str, repo: &Path) -> String {
+        self.cmd(["--json", "backup", "db", db, "path", repo.to_str().unwrap()])
+            .run()
+            .ok()
+            .json()[0]["result"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn ccs(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.path("ccs.json")).expect("a ccs.json");
         serde_json::from_str(&text).expect("ccs.json parses")

@@ -47,6 +47,18 @@ fn home_with_cache(a: &Lazarus) -> std::path::PathBuf {
     n1
 }
 
+/// A new home whose configuration `cluster recover` brought back from node 1's CCS
+/// backup under `n1` (every database pending recovery, or adopted when it runs).
+fn recovered_home(n1: &std::path::Path) -> Lazarus {
+    let b = Lazarus::new();
+    b.run(&format!(
+        "cluster recover filename {}",
+        n1.join("ccs/ccs.json").display()
+    ))
+    .ok();
+    b
+}
+
 fn redis_cli(port: u64, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-p", &port.to_string()])
@@ -121,12 +133,7 @@ fn a_failed_recover_never_stops_a_server_it_did_not_start() {
     guard.kill_all();
 
     // The home is lost; the configuration comes back from the node's backup.
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     let ccs = b.ccs();
     let (db_id, db) = ccs["databases"].as_object().unwrap().iter().next().unwrap();
     let shard = db["shards"][0]["id"].as_u64().unwrap();
@@ -343,12 +350,7 @@ fn a_copy_the_server_refuses_falls_back_to_the_next_one() {
     std::thread::sleep(Duration::from_millis(1100));
     guard.kill_all();
 
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     let wrapper = b.path("aof-refusing-redis-server");
     std::fs::write(
         &wrapper,
@@ -388,12 +390,7 @@ fn a_taken_port_is_left_alone_and_recover_db_port_moves_the_database() {
     assert_eq!(redis_cli(old, &["SET", "k", "moved"]), "OK");
     assert_eq!(redis_cli(old, &["SAVE"]), "OK");
     guard.kill_all();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     // Another program takes the port meanwhile.
     let squatter = std::net::TcpListener::bind(("127.0.0.1", old as u16)).unwrap();
     b.run("recover db cache")
@@ -433,12 +430,7 @@ fn ctrl_c_stops_a_recovery_and_a_rerun_resumes_it() {
     assert_eq!(redis_cli(port, &["SET", "k", "v"]), "OK");
     assert_eq!(redis_cli(port, &["SAVE"]), "OK");
     guard.kill_all();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     // A server that takes long to start: the recovery is still at work when Ctrl-C comes.
     let slow = b.path("slow-redis-server");
     std::fs::write(
@@ -498,12 +490,7 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
     assert_eq!(redis_cli(cache, &["SAVE"]), "OK");
     assert_eq!(redis_cli(two, &["SAVE"]), "OK");
     guard.kill_all();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     let _squat: Vec<std::net::TcpListener> = [cache, two]
         .iter()
         .map(|p| std::net::TcpListener::bind(("127.0.0.1", *p as u16)).unwrap())
@@ -588,12 +575,7 @@ fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
         assert_eq!(redis_cli(p, &["SAVE"]), "OK");
     }
     guard.kill_all();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     let _squat = std::net::TcpListener::bind(("127.0.0.1", other as u16)).unwrap();
     b.run("recover db two verify counts")
         .fails(1)
@@ -632,12 +614,7 @@ fn files_found_after_an_empty_comeback_fill_it_while_it_took_no_write() {
     let found = a.path("found");
     std::fs::create_dir_all(&found).unwrap();
     std::fs::rename(n1.join("redis"), found.join("redis")).unwrap();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     // Its disk is not mounted yet: an empty mount point.
     let mount = a.path("mnt");
     std::fs::create_dir_all(&mount).unwrap();
@@ -708,12 +685,7 @@ fn a_failed_fill_leaves_the_master_empty_and_fillable_again() {
     let found = a.path("found");
     std::fs::create_dir_all(&found).unwrap();
     std::fs::rename(n1.join("redis"), found.join("redis")).unwrap();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     let mount = a.path("mnt");
     std::fs::create_dir_all(&mount).unwrap();
     b.run(&format!("node 1 recovery_path set {}", mount.display()))
@@ -860,12 +832,7 @@ fn recover_list_names_the_engine_of_a_valkey_database() {
     a.own_port_range();
     a.run("create db v persistence snapshot").ok();
     guard.kill_all();
-    let b = Lazarus::new();
-    b.run(&format!(
-        "cluster recover filename {}",
-        n1.join("ccs/ccs.json").display()
-    ))
-    .ok();
+    let b = recovered_home(&n1);
     let doc = b.cmd(["--json", "recover", "list"]).run().json();
     assert_eq!(
         doc[0]["result"]["databases"][0]["type"], "valkey",

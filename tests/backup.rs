@@ -404,6 +404,36 @@ fn keep_never_removes_the_run_a_pending_restore_restores() {
     assert!(!repo.join(&chosen).exists());
 }
 
+/// `backup task delete ... purge` is refused while a restore task not yet succeeded
+/// restores one of the task's runs (naming both), and nothing is changed; once that
+/// restore task is gone, it purges.
+#[test]
+fn purge_never_removes_the_run_a_pending_restore_restores() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name t db f path {}",
+        repo.display()
+    ))
+    .ok();
+    let chosen = run_id(&lz.cmd(["--json", "backup", "task", "run", "t"]).run().ok());
+    lz.run(&format!(
+        "restore task create name r db f backup {chosen} force"
+    ))
+    .ok();
+    lz.run("backup task delete t purge")
+        .fails(1)
+        .stderr_has(&format!("run `{chosen}`, which restore task `r` restores"))
+        .stderr_has("restore task delete r");
+    assert!(repo.join(&chosen).join("manifest.json").is_file());
+    lz.run("backup task list").ok().stdout_has("t");
+    lz.run("restore task delete r").ok();
+    lz.run("backup task delete t purge").ok();
+    assert!(!repo.join(&chosen).exists());
+}
+
 /// Evidence 3: a path that is not writable, a full disk, the shell killed mid-run, two
 /// `backup due` at once, a shard killed mid-run. Each: a reason in history, no partial
 /// files, the earlier run intact.

@@ -44,6 +44,16 @@ pub enum BackupTaskError {
     /// A run lock that could not be taken or read.
     #[error("{0}")]
     Lock(String),
+    #[error(
+        "backup task `{task}` keeps {}: delete {} first, or delete `{task}` without `purge` (its runs stay)",
+        .needed.iter().map(|(run, by)| format!("run `{run}`, which restore task `{by}` restores")).collect::<Vec<_>>().join(", "),
+        .needed.iter().map(|(_, by)| format!("`restore task delete {by}`")).collect::<Vec<_>>().join(", ")
+    )]
+    RestoresNeed {
+        task: String,
+        /// (run, the restore task not yet succeeded that restores it)
+        needed: Vec<(String, String)>,
+    },
     #[error("run `{0}` is locked by another shell")]
     RunLocked(String),
     #[error("db:{0} no longer exists")]
@@ -118,6 +128,7 @@ impl DomainError for BackupTaskError {
             | E::AlreadyRunning(_)
             | E::TaskBusy(_)
             | E::RunLocked(_)
+            | E::RestoresNeed { .. }
             | E::PendingRecovery { .. } => ErrorKind::Conflict,
             E::RunVanished(_) => ErrorKind::Internal,
             E::RunFailed { .. } => ErrorKind::Unavailable,
@@ -618,7 +629,6 @@ pub async fn delete_task(store: &Store, name: &str, purge: bool) -> Result<Vec<S
     };
     let (lock, mut cluster) = locked(store).await?;
     find_task(&cluster, name)?;
-    cluster.backups.tasks.remove(name);
     let ids: Vec<String> = cluster
         .backups
         .runs
@@ -626,6 +636,22 @@ pub async fn delete_task(store: &Store, name: &str, purge: bool) -> Result<Vec<S
         .filter(|r| r.task.as_deref() == Some(name))
         .map(|r| r.id.clone())
         .collect();
+    // `purge` never takes away the restore point a pending restore task was given: the
+    // operator chose it, and it may be the only copy of that data.
+    let needed: Vec<(String, String)> = ids
+        .iter()
+        .filter_map(|id| {
+            let by = cluster.backups.restoring(id)?;
+            Some((id.clone(), by.name.clone()))
+        })
+        .collect();
+    if purge && !needed.is_empty() {
+        return Err(BackupTaskError::RestoresNeed {
+            task: name.to_string(),
+            needed,
+        });
+    }
+    cluster.backups.tasks.remove(name);
     let mut problems = Vec::new();
     if purge {
         problems = remove_runs(&mut cluster, &ids);

@@ -13,16 +13,21 @@ use super::{Restored, Restoring, TIMEOUT};
 use crate::ccs::{Id, RestoreStep};
 use crate::server::{connect, info, ShardAddr};
 
-/// The run's files as plain RDB files of this machine, and what was decoded for them.
+/// The run's files as plain RDB files of this machine, and what was decoded for them:
+/// removed when it goes, on every way out of the restore (a failed decode, fence or
+/// emptying included), so a copy of the data is never left behind. The names are the
+/// same on every try of one task, so a try cut short by a kill is written over by the
+/// next and removed with it.
+#[derive(Default)]
 struct Decoded {
     files: Vec<PathBuf>,
     /// A private directory of this machine made for them (removed after).
     own_scratch: Option<PathBuf>,
 }
 
-impl Decoded {
+impl Drop for Decoded {
     /// Removes what was decoded (the run's own plain files stay).
-    fn remove(self) {
+    fn drop(&mut self) {
         for f in &self.files {
             let ours = f
                 .file_name()
@@ -31,7 +36,7 @@ impl Decoded {
                 let _ = std::fs::remove_file(f);
             }
         }
-        if let Some(d) = self.own_scratch {
+        if let Some(d) = &self.own_scratch {
             let _ = std::fs::remove_dir_all(d);
         }
     }
@@ -60,7 +65,7 @@ impl Restoring<'_> {
                 Err(e) => res = Err(e),
             }
         }
-        decoded.remove();
+        drop(decoded);
         if res.is_err() {
             (self.step)(RestoreStep::Emptying);
             self.empty().await?;
@@ -87,37 +92,48 @@ impl Restoring<'_> {
             .next()
             .map(|s| Place::of(self.cluster, db, self.server, s.id))
             .transpose()?;
-        let mut own_scratch = None;
+        let mut decoded = Decoded::default();
         let scratch = match (&spec.target_path, first) {
             (Some(tp), _) => Some(tp.clone()),
             (None, Some(p)) if p.host.is_local() => Some(p.dir),
             (None, Some(_)) => {
-                let d = std::env::temp_dir().join(format!(
-                    "lazarus-restore-{}-db{}",
-                    std::process::id(),
-                    db.id
-                ));
+                // Named by the task (not this process), so a retry finds what a killed try
+                // left there and writes over it.
+                let d =
+                    std::env::temp_dir().join(format!("lazarus-restore-{}-db{}", spec.task, db.id));
                 crate::host::local::create_private_dir(&d)
                     .map_err(|e| format!("`{}`: {e}", d.display()))?;
-                own_scratch = Some(d.clone());
+                // A shared temp directory: the name is known, so it must be a directory
+                // of this user's, not a link someone else put there.
+                use std::os::unix::fs::MetadataExt;
+                let own = std::fs::symlink_metadata(&d)
+                    // SAFETY: geteuid has no preconditions and cannot fail.
+                    .is_ok_and(|m| m.is_dir() && m.uid() == unsafe { libc::geteuid() });
+                if !own {
+                    return Err(format!(
+                        "`{}` is not a directory of this user's: remove it, then retry",
+                        d.display()
+                    ));
+                }
+                decoded.own_scratch = Some(d.clone());
                 Some(d)
             }
             (None, None) => None,
         };
-        let mut files = Vec::new();
         for (i, s) in self.m.shards.iter().enumerate() {
             let stored = spec.repo.file(&spec.run, &s.file);
             match (&scratch, stored.local_path().filter(|_| s.is_plain())) {
-                (_, Some(path)) => files.push(path),
+                (_, Some(path)) => decoded.files.push(path),
                 (Some(dir), None) => {
                     let dest = dir.join(format!(".lazarus-restore-db{}-{i}.rdb", db.id));
-                    let (e, d, identity) = (s.clone(), dest.clone(), spec.identity.clone());
+                    // Pushed first: a decode that fails half-way is removed with the rest.
+                    decoded.files.push(dest.clone());
+                    let (e, d, identity) = (s.clone(), dest, spec.identity.clone());
                     tokio::task::spawn_blocking(move || {
                         decode_to(&stored, &e, identity.as_deref(), &d, false)
                     })
                     .await
                     .map_err(|e| e.to_string())??;
-                    files.push(dest);
                 }
                 (None, None) => {
                     return Err(
@@ -126,7 +142,7 @@ impl Restoring<'_> {
                 }
             }
         }
-        Ok(Decoded { files, own_scratch })
+        Ok(decoded)
     }
 
     /// Fences every shard, stopping at the first that refuses: the shards fenced, and

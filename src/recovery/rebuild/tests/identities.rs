@@ -421,6 +421,28 @@ fn the_later_life_of_a_shard_found_twice_is_used() {
     assert!(!problems.contains("has shards under both"), "{problems}");
 }
 
+/// A node that lived in `n1-recovered` (a first recovery's) recovers into `n1-recovered-2`
+/// beside it: a new life is named from the family's base, never `n1-recovered-recovered`.
+#[test]
+fn a_second_recovery_numbers_the_new_life() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_lives(tmp.path(), |_| {});
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    for id in [1, 2] {
+        let node = &rebuilt.cluster.nodes[&id];
+        assert_eq!(
+            node.recovery_path,
+            Some(tmp.path().join(format!("n{id}-recovered")))
+        );
+        assert_eq!(
+            node.persistent_path,
+            tmp.path().join(format!("n{id}-recovered-2")),
+            "{:?}",
+            rebuilt.notes
+        );
+    }
+}
+
 /// A database deleted in the later life (its identity files marked) does not come back
 /// from the earlier life's copies, unmarked as they were.
 #[test]

@@ -704,7 +704,8 @@ fn a_replicas_disk_alone_rebuilds_its_lost_masters_and_their_data() {
 /// Two incidents on one disk: the cluster was rebuilt from its identity files once and
 /// ran on the `-recovered` directories beside the old disks; then it was lost again. The
 /// directory holding both lives is given: each shard comes back from its later life, with
-/// the data written since the first recovery.
+/// the data written since the first recovery. A database deleted and purged in the later
+/// life stays deleted (its tombstone there outweighs the earlier life's copies).
 #[test]
 fn a_disk_holding_two_lives_rebuilds_the_later_one() {
     let w = World::new();
@@ -734,7 +735,17 @@ fn a_disk_holding_two_lives_rebuilds_the_later_one() {
         "{first:?}"
     );
     rt.block_on(fill(&first));
-    let contents = rt.block_on(picture(&first));
+    let mut contents = rt.block_on(picture(&first));
+    let orders = first
+        .databases
+        .values()
+        .find(|d| d.config.name == "orders")
+        .unwrap();
+    w.ok("home", &["delete", "db", "orders", "purge"]);
+    contents.retain(|shard, _| !orders.shards.iter().any(|s| s.id == *shard));
+    assert!(w
+        .path(&format!("n1-recovered/redis/db-{}.deleted.json", orders.id))
+        .is_file());
     wreck(&w);
     fs::create_dir_all(w.path("old")).unwrap();
     for n in ["n1", "n2", "n1-recovered", "n2-recovered"] {
@@ -752,7 +763,23 @@ fn a_disk_holding_two_lives_rebuilds_the_later_one() {
             w.p(&format!("old/n{id}-recovered")),
             "{r}"
         );
+        assert_eq!(
+            after["nodes"][id]["persistent_path"],
+            w.p(&format!("old/n{id}-recovered-2")),
+            "{r}"
+        );
     }
+    assert!(
+        after["databases"].get(orders.id.to_string()).is_none(),
+        "{r}"
+    );
+    assert!(
+        r["problems"].to_string().contains(&format!(
+            "`db:{}` `orders` was deleted (its tombstone",
+            orders.id
+        )),
+        "{r}"
+    );
     w.ok("home", &["recover", "all"]);
     let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
     let now = rt.block_on(picture(&new));

@@ -641,6 +641,26 @@ fn collect(
             found.push(this);
         }
     }
+    // A tombstone anywhere on the disks is final (ids are never reused): a database
+    // deleted in a later life, purged or not, is not brought back by an earlier life's
+    // copies of its shards.
+    let deleted = tombstones(disk, roots, cluster_id, problems);
+    let mut told = BTreeSet::new();
+    found.retain(|f| {
+        let i = &f.identity;
+        let Some(tombstone) = deleted.get(&i.db_id) else {
+            return true;
+        };
+        if told.insert(i.db_id) {
+            problems.push(format!(
+                "`db:{}` `{}` was deleted (its tombstone `{}`): left out, its files are untouched",
+                i.db_id,
+                i.db.name,
+                tombstone.display()
+            ));
+        }
+        false
+    });
     // A mark is judged on the copy written last: a database deleted in a later life is
     // not brought back by an earlier life's unmarked copy.
     found.retain(|f| {
@@ -667,6 +687,36 @@ fn collect(
         false
     });
     (found, foreign)
+}
+
+/// The databases of `cluster_id` a tombstone under `roots` says were deleted, each with
+/// the first tombstone found; a tombstone that cannot be read is reported.
+fn tombstones(
+    disk: &Disk,
+    roots: &[Root],
+    cluster_id: u64,
+    problems: &mut Vec<String>,
+) -> BTreeMap<Id, PathBuf> {
+    let mut deleted = BTreeMap::new();
+    for root in roots {
+        let on = On {
+            disk,
+            place: root.place,
+        };
+        for (path, read) in disk::tombstones_on(on, &root.path) {
+            match read {
+                Ok(t) if t.cluster_id == cluster_id => {
+                    deleted.entry(t.db_id).or_insert(path);
+                }
+                Ok(_) => {}
+                Err(reason) => problems.push(format!(
+                    "cannot read the tombstone `{}`: {reason}; its database, if found, is not known to be deleted",
+                    path.display()
+                )),
+            }
+        }
+    }
+    deleted
 }
 
 impl Found {

@@ -478,6 +478,58 @@ fn a_database_deleted_in_the_later_life_stays_deleted() {
     );
 }
 
+/// A database deleted in the later life with `delete db` itself, purged or not: the
+/// tombstone it leaves on each of its nodes (beside where its directory was) keeps the
+/// earlier life's copies of its shards, unmarked, from bringing it back; its ids stay
+/// handed out.
+#[test]
+fn a_database_deleted_or_purged_in_the_later_life_stays_deleted() {
+    for purge in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut new = two_lives(tmp.path(), |_| {});
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let outcome = rt
+            .block_on(crate::db::delete_db(&mut new, 3, purge))
+            .unwrap();
+        assert_eq!(outcome.purged.is_empty(), !purge);
+        let tombstone =
+            crate::server::shard_dir::tombstone_under(&new.nodes[&1].persistent_path, 3);
+        assert!(tombstone.is_file(), "purge {purge}");
+        // Purged: nothing of `cache` is left in the later life; kept: its files are marked
+        // too, but as old as the earlier life's (only the tombstone decides).
+        for (node, shard) in [(1, 4), (2, 5)] {
+            let later = new.nodes[&node].shard_dir(3, shard);
+            assert_eq!(later.is_dir(), !purge);
+            if !purge {
+                touch(&later.join(SHARD_IDENTITY_FILE), 500_000);
+                touch(&later.join("dump.rdb"), 500_000);
+            }
+        }
+        let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+        assert_eq!(
+            rebuilt
+                .cluster
+                .databases
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![6],
+            "purge {purge}: {:?}",
+            rebuilt.problems
+        );
+        let problems = rebuilt.problems.join("\n");
+        assert!(
+            problems.contains(&format!(
+                "`db:3` `cache` was deleted (its tombstone `{}`): left out, its files are untouched",
+                tombstone.display()
+            )),
+            "{problems}"
+        );
+        // The earlier life's copies are still there, untouched.
+        assert!(tmp.path().join("n1/redis/db-3/shard-4/dump.rdb").is_file());
+    }
+}
+
 /// [`sample`] written twice on `root`: an earlier life under `n1`, `n2` and a later one
 /// (changed by `later`) under `n1-recovered`, `n2-recovered`, every file of the earlier
 /// life older; no CCS backup. Returns the later life.

@@ -397,10 +397,11 @@ fn a_deleted_database_does_not_come_back_from_its_identity_files() {
         first.path("n1-recovered").display().to_string()
     );
 
-    // An identity file not marked (written before marks existed): the node's CCS
-    // backup, newer than the database, records the deletion.
+    // An identity file not marked and no tombstone (written before either existed): the
+    // node's CCS backup, newer than the database, records the deletion.
     first.run("delete db kept").ok();
     let kept_id = dbs.as_object().unwrap().keys().next().unwrap().clone();
+    fs::remove_file(n1.join(format!("redis/db-{kept_id}.deleted.json"))).unwrap();
     for entry in fs::read_dir(n1.join(format!("redis/db-{kept_id}"))).unwrap() {
         let file = entry.unwrap().path().join("lazarus-shard.json");
         let text = fs::read_to_string(&file).unwrap();

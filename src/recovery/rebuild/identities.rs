@@ -641,26 +641,6 @@ fn collect(
             found.push(this);
         }
     }
-    // A tombstone anywhere on the disks is final (ids are never reused): a database
-    // deleted in a later life, purged or not, is not brought back by an earlier life's
-    // copies of its shards.
-    let deleted = tombstones(disk, roots, cluster_id, problems);
-    let mut told = BTreeSet::new();
-    found.retain(|f| {
-        let i = &f.identity;
-        let Some(tombstone) = deleted.get(&i.db_id) else {
-            return true;
-        };
-        if told.insert(i.db_id) {
-            problems.push(format!(
-                "`db:{}` `{}` was deleted (its tombstone `{}`): left out, its files are untouched",
-                i.db_id,
-                i.db.name,
-                tombstone.display()
-            ));
-        }
-        false
-    });
     // A mark is judged on the copy written last: a database deleted in a later life is
     // not brought back by an earlier life's unmarked copy.
     found.retain(|f| {
@@ -684,6 +664,26 @@ fn collect(
             "`{}` {why}; left out, its files are untouched",
             f.file.display()
         ));
+        false
+    });
+    // Then a tombstone anywhere on the disks is final (ids are never reused): a database
+    // deleted in a later life, purged or not, is not brought back by an earlier life's
+    // copies of its shards, whatever their times.
+    let deleted = tombstones(disk, roots, cluster_id, problems);
+    let mut told = BTreeSet::new();
+    found.retain(|f| {
+        let i = &f.identity;
+        let Some(tombstone) = deleted.get(&i.db_id) else {
+            return true;
+        };
+        if told.insert(i.db_id) {
+            problems.push(format!(
+                "`db:{}` `{}` was deleted (its tombstone `{}`): left out, its files are untouched",
+                i.db_id,
+                i.db.name,
+                tombstone.display()
+            ));
+        }
         false
     });
     (found, foreign)

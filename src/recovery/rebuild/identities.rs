@@ -25,6 +25,17 @@ pub(super) struct Found {
     pub written: std::cell::OnceCell<i64>,
 }
 
+/// A shard directory of the disks whose identity file cannot be read (damaged, cut short,
+/// or denied): its ids are the directory's names.
+pub(super) struct Unreadable {
+    pub root: Root,
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    pub db: Id,
+    pub shard: Id,
+    pub reason: String,
+}
+
 /// A node root (a directory holding `redis/`) and the place it is on: [`HERE`], or the
 /// number of the given recovery path on another host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,8 +200,11 @@ fn rebuild(
         }
     }
 
-    let (found, foreign) = collect(disk, &roots, req.cluster_id, &mut problems);
+    let (found, foreign, unreadable) = collect(disk, &roots, req.cluster_id, &mut problems);
     if found.is_empty() {
+        for u in &unreadable {
+            problems.push(u.left_out());
+        }
         let mut others = if foreign.is_empty() {
             String::new()
         } else {
@@ -404,6 +418,14 @@ fn rebuild(
         backups: Default::default(),
         tls: tls.map(|(record, _)| record),
     };
+    in_own_directories(
+        &mut cluster,
+        &mut lost,
+        unreadable,
+        &node_places,
+        disk,
+        &mut problems,
+    );
     place_lost(&mut cluster, &mut lost, &mut left_out, &mut problems);
     Ok(Rebuilt {
         cluster,
@@ -413,6 +435,127 @@ fn rebuild(
         lost,
         left_out,
     })
+}
+
+impl Unreadable {
+    fn left_out(&self) -> String {
+        format!(
+            "cannot read `{}`: {}; left out",
+            self.file.display(),
+            self.reason
+        )
+    }
+}
+
+/// A master named only by its replicas' identities whose own directory is on the disks,
+/// its identity file unreadable (damaged, cut short), is not lost: it is rebuilt on the
+/// node whose recovery path holds that directory, on the port its `redis.conf` names when
+/// no other shard there has it (else the lowest free one), so `recover` chooses among its
+/// own files and its replicas' by the rules of any master. Every other unreadable
+/// identity is reported as left out.
+fn in_own_directories(
+    cluster: &mut Cluster,
+    lost: &mut Vec<LostShard>,
+    unreadable: Vec<Unreadable>,
+    node_places: &BTreeMap<Id, NodeId>,
+    disk: &Disk,
+    problems: &mut Vec<String>,
+) {
+    for u in unreadable {
+        let Some(at) = lost.iter().position(|l| l.db == u.db && l.shard == u.shard) else {
+            problems.push(u.left_out());
+            continue;
+        };
+        let node = cluster.nodes.values().find(|n| {
+            n.recovery_path.as_deref() == Some(u.root.path.as_path())
+                && node_places.get(&n.id) == Some(&u.root.place)
+        });
+        let Some(node) = node.map(|n| n.id) else {
+            problems.push(format!(
+                "{}; it is the directory of lost master `redis:{}`, but no shard found beside it names its node: the master is rebuilt from its replicas' identities where they lie, and these files are not looked at",
+                u.left_out(),
+                u.shard
+            ));
+            continue;
+        };
+        let l = lost.remove(at);
+        let endpoint_lost = {
+            let db = &cluster.databases[&l.db];
+            !db.masters().any(|m| m.port == db.port && m.node != 0)
+        };
+        let recorded = disk
+            .read(
+                u.root.place,
+                &u.dir.join(crate::server::shard_dir::CONF_FILE),
+            )
+            .ok()
+            .and_then(|bytes| crate::server::listening_port(&String::from_utf8_lossy(&bytes)));
+        let addr = cluster.nodes[&node].addr.clone();
+        let taken = |port: u16| {
+            cluster.databases.values().flat_map(|d| &d.shards).any(|s| {
+                s.node != 0
+                    && s.port == port
+                    && cluster.nodes.get(&s.node).is_some_and(|n| n.addr == addr)
+            })
+        };
+        let port = match recorded.filter(|p| !taken(*p)) {
+            Some(port) => {
+                let range = &mut cluster
+                    .nodes
+                    .get_mut(&node)
+                    .expect("found above")
+                    .port_range;
+                range.lo = range.lo.min(port);
+                range.hi = range.hi.max(port);
+                let db = cluster.databases.get_mut(&l.db).expect("rebuilt");
+                let shard = db
+                    .shards
+                    .iter_mut()
+                    .find(|s| s.id == l.shard)
+                    .expect("rebuilt");
+                shard.node = node;
+                shard.port = port;
+                Ok(port)
+            }
+            None => crate::recovery::relocate::place_shard(cluster, l.db, l.shard, &[node])
+                .map(|placed| placed.port),
+        };
+        let port = match port {
+            Ok(port) => port,
+            Err(e) => {
+                // No port there: placed as a lost master, by its replicas.
+                problems.push(format!(
+                    "{}; it is the directory of lost master `redis:{}`, but `node:{node}` has no free port for it ({e})",
+                    u.left_out(),
+                    u.shard
+                ));
+                lost.insert(at, l);
+                continue;
+            }
+        };
+        let db = cluster.databases.get_mut(&l.db).expect("rebuilt");
+        let mut line = format!(
+            "`db:{}` `{}`: the identity file of master `redis:{}`, `{}`, cannot be read ({}); rebuilt from the identity of its replica {} in its own directory, on `node:{node}` port {port}: `recover` chooses among its own files and its replicas' as for any master",
+            l.db,
+            l.db_name,
+            l.shard,
+            u.file.display(),
+            u.reason,
+            l.replicas
+                .iter()
+                .map(|r| format!("`redis:{r}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if endpoint_lost && db.port != port {
+            line.push_str(&format!(
+                "; the endpoint moves from port {} to {port}",
+                db.port
+            ));
+            db.port = port;
+        }
+        problems.push(line);
+    }
 }
 
 /// Each master rebuilt from its replicas' identities goes where one of those replicas
@@ -559,9 +702,10 @@ fn collect(
     roots: &[Root],
     cluster_id: u64,
     problems: &mut Vec<String>,
-) -> (Vec<Found>, BTreeSet<u64>) {
+) -> (Vec<Found>, BTreeSet<u64>, Vec<Unreadable>) {
     let mut found: Vec<Found> = Vec::new();
     let mut foreign = BTreeSet::new();
+    let mut unreadable = Vec::new();
     let mut seen: BTreeMap<Id, (usize, PathBuf)> = BTreeMap::new();
     for root in roots {
         let on = On {
@@ -586,10 +730,15 @@ fn collect(
                     continue;
                 }
                 IdentityRead::Bad(reason) => {
-                    problems.push(format!(
-                        "cannot read `{}`: {reason}; left out",
-                        file.display()
-                    ));
+                    // Reported once it is known whether a lost master's files are there.
+                    unreadable.push(Unreadable {
+                        root: root.clone(),
+                        dir: dir.dir,
+                        file,
+                        db: dir.db,
+                        shard: dir.shard,
+                        reason,
+                    });
                     continue;
                 }
             };
@@ -686,7 +835,7 @@ fn collect(
         }
         false
     });
-    (found, foreign)
+    (found, foreign, unreadable)
 }
 
 /// The databases of `cluster_id` a tombstone under `roots` says were deleted, each with

@@ -213,6 +213,12 @@ fn unreadable_identities_and_bad_paths_are_reported() {
         .join(SHARD_IDENTITY_FILE);
     fs::write(&bad, "{").unwrap();
     fs::create_dir_all(tmp.path().join("n1/redis/db-20/shard-21")).unwrap();
+    // Its server's configuration, as Lazarus wrote it, names its port.
+    fs::write(
+        bad.with_file_name("redis.conf"),
+        "# written by lazarus for db:3 redis:4\nbind \"127.0.0.1\"\nport 30001\n",
+    )
+    .unwrap();
     let rebuilt = from_ids(
         vec![tmp.path().join("n1"), tmp.path().join("n2")],
         &tmp.path().join("home"),
@@ -220,38 +226,92 @@ fn unreadable_identities_and_bad_paths_are_reported() {
     .unwrap();
     let problems = rebuilt.problems.join("\n");
     assert!(
-        problems.contains(&format!("cannot read `{}`: EOF", bad.display())),
-        "{problems}"
-    );
-    assert!(
         problems.contains("db-20/shard-21` has no `lazarus-shard.json`: left out"),
         "{problems}"
     );
-    // `cache` lost its master's identity: its replica's names it, and it is rebuilt
-    // from that, on the replica's node (node:2, 127.0.0.2: its first port), the endpoint
-    // with it.
+    // `cache` lost its master's identity, not its directory: its replica's identity names
+    // it, and it is rebuilt there, on node:1, at the port its configuration names (the
+    // endpoint's), where `recover` looks at its own files beside its replica's.
+    assert!(
+        problems.contains(&format!(
+            "`db:3` `cache`: the identity file of master `redis:4`, `{}`, cannot be read (EOF while parsing an object at line 1 column 1); rebuilt from the identity of its replica `redis:5` in its own directory, on `node:1` port 30001: `recover` chooses among its own files and its replicas' as for any master",
+            bad.display()
+        )),
+        "{problems}"
+    );
+    assert!(!problems.contains("left out; "), "{problems}");
+    assert!(!problems.contains("no replica of master"), "{problems}");
+    assert!(rebuilt.left_out.is_empty() && rebuilt.lost.is_empty());
+    let shape = |rebuilt: &Rebuilt| {
+        let cache = &rebuilt.cluster.databases[&3];
+        let shards: Vec<(Id, Role, Id, Option<Id>, u16)> = cache
+            .shards
+            .iter()
+            .map(|s| (s.id, s.role, s.node, s.master, s.port))
+            .collect();
+        (cache.port, shards)
+    };
+    assert_eq!(
+        shape(&rebuilt),
+        (
+            30001,
+            vec![
+                (4, Role::Master, 1, None, 30001),
+                (5, Role::Replica, 2, Some(4), 30002)
+            ]
+        )
+    );
+    // The directory without an identity still counts for the allocator.
+    assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);
+
+    // Its whole directory gone with its disk: rebuilt from its replica's identity on the
+    // replica's node (node:2, 127.0.0.2: its first free port), the endpoint with it.
+    fs::remove_dir_all(bad.parent().unwrap()).unwrap();
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let problems = rebuilt.problems.join("\n");
     assert!(
         problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003"),
         "{problems}"
     );
-    assert!(!problems.contains("no replica of master"), "{problems}");
-    assert!(rebuilt.left_out.is_empty());
-    let cache = &rebuilt.cluster.databases[&3];
-    assert_eq!(cache.port, 30003);
-    let roles: Vec<(Id, Role, Id, Option<Id>, u16)> = cache
-        .shards
-        .iter()
-        .map(|s| (s.id, s.role, s.node, s.master, s.port))
-        .collect();
     assert_eq!(
-        roles,
-        vec![
-            (4, Role::Master, 2, None, 30003),
-            (5, Role::Replica, 2, Some(4), 30002)
-        ]
+        shape(&rebuilt),
+        (
+            30003,
+            vec![
+                (4, Role::Master, 2, None, 30003),
+                (5, Role::Replica, 2, Some(4), 30002)
+            ]
+        )
     );
-    // The directory without an identity still counts for the allocator.
-    assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);
+
+    // A damaged identity of no lost master is only reported.
+    fs::write(
+        tmp.path()
+            .join("n1/redis/db-6/shard-7")
+            .join(SHARD_IDENTITY_FILE),
+        "{\"cluster_id\"",
+    )
+    .unwrap();
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains(&format!(
+            "cannot read `{}`: EOF while parsing",
+            tmp.path()
+                .join("n1/redis/db-6/shard-7")
+                .join(SHARD_IDENTITY_FILE)
+                .display()
+        )) && problems.contains("; left out"),
+        "{problems}"
+    );
 
     let missing = tmp.path().join("nope");
     let e = from_ids(vec![missing.clone()], &tmp.path().join("home"))

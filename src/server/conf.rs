@@ -109,7 +109,7 @@ pub fn listening_port(conf: &str) -> Option<u16> {
                 let (k, v) = line.trim().split_once(' ')?;
                 (k == key).then(|| v.trim().trim_matches('"').parse::<u16>().ok())?
             })
-            .last()
+            .next_back()
             .filter(|p| *p != 0)
     };
     value("tls-port").or_else(|| value("port"))

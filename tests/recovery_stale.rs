@@ -76,14 +76,15 @@ fn a_second_cluster_recover_takes_the_newest_backup_and_no_old_recovery_path() {
     assert!(!third.path("ccs.json").exists());
 
     // From the newest backup: the first incident's recovery path is not carried over;
-    // the node recovers from where it lived, into a fresh sibling.
+    // the node recovers from where it lived, into a fresh sibling, numbered (the name
+    // does not grow with each incident).
     third
         .run(&format!("cluster recover filename {}", newest.display()))
         .ok()
         .stdout_has("(an earlier recovery's) is not carried over");
     let node = node1(&third);
     assert_eq!(node["recovery_path"], recovered.display().to_string());
-    let live = first.path("n1-recovered-recovered");
+    let live = first.path("n1-recovered-2");
     assert_eq!(node["persistent_path"], live.display().to_string());
 
     // A node's own live persistent path is no recovery path.

@@ -198,8 +198,10 @@ fn rebuild(
         name.to_string()
     });
 
+    // Every root found, not only the nodes' recovery paths: an earlier life's ids were
+    // handed out all the same.
     let mut scan = IdScan::default();
-    for root in &all_roots {
+    for root in &roots {
         scan.scan_root_on(Some(on(root.place)), &root.path, req.cluster_id);
     }
     for node in nodes.values() {

@@ -503,6 +503,26 @@ fn a_second_recovery_numbers_the_new_life() {
     }
 }
 
+/// Ids found in an earlier life only (a directory no node's recovery path is) were handed
+/// out all the same: the allocator starts above them, and the largest is named.
+#[test]
+fn ids_in_an_earlier_life_count_for_the_allocator() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_lives(tmp.path(), |_| {});
+    fs::create_dir_all(tmp.path().join("n1/redis/db-50/shard-51")).unwrap();
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt.cluster.nodes[&1].recovery_path,
+        Some(tmp.path().join("n1-recovered"))
+    );
+    let largest = rebuilt.alloc.largest.unwrap();
+    assert_eq!(
+        (largest.id, largest.path),
+        (51, tmp.path().join("n1/redis/db-50/shard-51"))
+    );
+    assert_eq!(rebuilt.cluster.alloc_id, 51 + ALLOC_MARGIN);
+}
+
 /// A database deleted in the later life (its identity files marked) does not come back
 /// from the earlier life's copies, unmarked as they were.
 #[test]

@@ -113,7 +113,7 @@ fn continue_earlier(rebuilt: &mut Rebuilt, earlier: &[Earlier]) {
     }
     for e in earlier {
         rebuilt.notes.push(format!(
-            "`{}` holds this same configuration, stored by an earlier `cluster recover` of these disks (generation {}) and unchanged since: it is stored again, as generation {}",
+            "`{}` holds this same configuration, stored by an earlier `cluster recover` of these disks (generation {}) and unchanged since: it is stored again, as generation {} (if the home that stored it is still there, use that one and remove this one: two homes would both write these backups)",
             e.shown,
             e.generation,
             rebuilt.cluster.generation + 1

@@ -139,7 +139,7 @@ fn a_second_rebuild_of_the_same_disks_stores_the_same_configuration() {
     assert!(
         second.notes.iter().any(|n| n
             == &format!(
-                "`{}` holds this same configuration, stored by an earlier `cluster recover` of these disks (generation 1) and unchanged since: it is stored again, as generation 2",
+                "`{}` holds this same configuration, stored by an earlier `cluster recover` of these disks (generation 1) and unchanged since: it is stored again, as generation 2 (if the home that stored it is still there, use that one and remove this one: two homes would both write these backups)",
                 target.display()
             )),
         "{:?}",

@@ -139,6 +139,37 @@ pub(super) fn collect(
             found.push(this);
         }
     }
+    // A later copy of a shard found whose identity file cannot be read (damaged by the
+    // crash that ended that life): the shard is rebuilt there, from the earlier copy's
+    // identity, so its later files are the ones looked at.
+    unreadable.retain(|u| {
+        let Some(f) = found
+            .iter_mut()
+            .find(|f| f.identity.db_id == u.db && f.identity.shard_id == u.shard)
+        else {
+            return true;
+        };
+        let on = On {
+            disk,
+            place: u.root.place,
+        };
+        let written = super::lives::last_written(on, &u.dir);
+        if written <= f.written(disk) {
+            return true;
+        }
+        problems.push(format!(
+            "shard `redis:{}` found twice, in `{}` and `{}`: the one written last, `{}`, is used, but its identity file cannot be read ({}): rebuilt from the identity of the other",
+            u.shard,
+            f.file.parent().unwrap_or(&f.file).display(),
+            u.dir.display(),
+            u.dir.display(),
+            u.reason
+        ));
+        f.root = u.root.clone();
+        f.file = u.file.clone();
+        f.written = written.into();
+        false
+    });
     // A mark is judged on the copy written last: a database deleted in a later life is
     // not brought back by an earlier life's unmarked copy.
     found.retain(|f| {

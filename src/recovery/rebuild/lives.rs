@@ -193,7 +193,7 @@ impl Found {
 
 /// When a shard directory was last written: the newest of its data files and its
 /// identity file (0 when none can be read). Logs and pid files are not data.
-fn last_written(on: On, dir: &Path) -> i64 {
+pub(super) fn last_written(on: On, dir: &Path) -> i64 {
     use crate::recovery::plan::SourceKind;
     [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb]
         .iter()

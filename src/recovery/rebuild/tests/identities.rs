@@ -503,6 +503,42 @@ fn a_second_recovery_numbers_the_new_life() {
     }
 }
 
+/// The later life's copy of a master, its identity file cut short by the crash, beside
+/// the earlier life's readable one: the master is rebuilt in the later directory (from
+/// the earlier identity), its node's recovery path the later life, so `recover` looks at
+/// the later files.
+#[test]
+fn a_later_copy_with_a_damaged_identity_is_still_the_later_life() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_lives(tmp.path(), |_| {});
+    let later = tmp.path().join("n1-recovered/redis/db-3/shard-4");
+    let file = later.join(SHARD_IDENTITY_FILE);
+    let text = fs::read(&file).unwrap();
+    fs::write(&file, &text[..text.len() / 2]).unwrap();
+    touch(&file, 2_000_000);
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt.cluster.nodes[&1].recovery_path,
+        Some(tmp.path().join("n1-recovered")),
+        "{:?}",
+        rebuilt.problems
+    );
+    let cache = &rebuilt.cluster.databases[&3];
+    assert_eq!(cache.masters().next().unwrap().node, 1);
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains(&format!(
+            "shard `redis:4` found twice, in `{}` and `{}`: the one written last, `{}`, is used, but its identity file cannot be read (EOF while parsing",
+            tmp.path().join("n1/redis/db-3/shard-4").display(),
+            later.display(),
+            later.display()
+        )) && problems.contains("rebuilt from the identity of the other"),
+        "{problems}"
+    );
+    assert!(!problems.contains("; left out"), "{problems}");
+    assert!(!problems.contains("has shards under both"), "{problems}");
+}
+
 /// Ids found in an earlier life only (a directory no node's recovery path is) were handed
 /// out all the same: the allocator starts above them, and the largest is named.
 #[test]

@@ -704,7 +704,8 @@ fn a_replicas_disk_alone_rebuilds_its_lost_masters_and_their_data() {
 /// Two incidents on one disk: the cluster was rebuilt from its identity files once and
 /// ran on the `-recovered` directories beside the old disks; then it was lost again. The
 /// directory holding both lives is given: each shard comes back from its later life, with
-/// the data written since the first recovery.
+/// the data written since the first recovery. A database deleted and purged in the later
+/// life stays deleted (its tombstone there outweighs the earlier life's copies).
 #[test]
 fn a_disk_holding_two_lives_rebuilds_the_later_one() {
     let w = World::new();
@@ -734,7 +735,17 @@ fn a_disk_holding_two_lives_rebuilds_the_later_one() {
         "{first:?}"
     );
     rt.block_on(fill(&first));
-    let contents = rt.block_on(picture(&first));
+    let mut contents = rt.block_on(picture(&first));
+    let orders = first
+        .databases
+        .values()
+        .find(|d| d.config.name == "orders")
+        .unwrap();
+    w.ok("home", &["delete", "db", "orders", "purge"]);
+    contents.retain(|shard, _| !orders.shards.iter().any(|s| s.id == *shard));
+    assert!(w
+        .path(&format!("n1-recovered/redis/db-{}.deleted.json", orders.id))
+        .is_file());
     wreck(&w);
     fs::create_dir_all(w.path("old")).unwrap();
     for n in ["n1", "n2", "n1-recovered", "n2-recovered"] {
@@ -752,7 +763,23 @@ fn a_disk_holding_two_lives_rebuilds_the_later_one() {
             w.p(&format!("old/n{id}-recovered")),
             "{r}"
         );
+        assert_eq!(
+            after["nodes"][id]["persistent_path"],
+            w.p(&format!("old/n{id}-recovered-2")),
+            "{r}"
+        );
     }
+    assert!(
+        after["databases"].get(orders.id.to_string()).is_none(),
+        "{r}"
+    );
+    assert!(
+        r["problems"].to_string().contains(&format!(
+            "`db:{}` `orders` was deleted (its tombstone",
+            orders.id
+        )),
+        "{r}"
+    );
     w.ok("home", &["recover", "all"]);
     let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
     let now = rt.block_on(picture(&new));
@@ -761,4 +788,129 @@ fn a_disk_holding_two_lives_rebuilds_the_later_one() {
         let d = data::diff(was, &now[shard]);
         assert!(d.is_empty(), "redis:{shard}: {d:?}");
     }
+}
+
+/// A master's identity file damaged by the crash (cut short), its directory and data
+/// there: no CCS backup left. Its replica went down first, and the master took writes
+/// after, so the master's own AOF is the freshest copy. The rebuilt master is placed in its
+/// own directory (not on its replica's node), `recover list` chooses its own files by the
+/// rules of any master and says why the identity was passed over, and `recover all`
+/// brings back the writes the replica never saw.
+#[test]
+fn a_master_whose_identity_is_damaged_recovers_from_its_own_fresher_files() {
+    let w = World::new();
+    let rt = runtime();
+    let before = build_with_lazarus(&w);
+    let old: Cluster = serde_json::from_value(before.clone()).unwrap();
+    rt.block_on(fill(&old));
+    let cache = old
+        .databases
+        .values()
+        .find(|d| d.config.name == "cache")
+        .unwrap();
+    let master = cache.masters().next().unwrap().clone();
+    let replica = cache
+        .shards
+        .iter()
+        .find(|s| s.role == Role::Replica)
+        .unwrap();
+    rt.block_on(async {
+        let r = shard_addr(&old, cache, replica.id).unwrap();
+        let mut con = data::connect(&r.host, r.port, 0).await;
+        let _: Result<(), _> = redis::cmd("SHUTDOWN")
+            .arg("NOSAVE")
+            .query_async(&mut con)
+            .await;
+        let m = shard_addr(&old, cache, master.id).unwrap();
+        let mut con = data::connect(&m.host, m.port, 0).await;
+        for i in 0..10 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("late-{i}"))
+                .arg("after the replica")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        // The AOF's once-a-second fsync, and a later modification time than the replica's.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    });
+    wreck(&w);
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    fs::remove_dir_all(w.path("n1/ccs")).unwrap();
+    fs::remove_dir_all(w.path("n2/ccs")).unwrap();
+    let master_dir = old.nodes[&master.node].shard_dir(cache.id, master.id);
+    let identity = master_dir.join("lazarus-shard.json");
+    let text = fs::read(&identity).unwrap();
+    fs::write(&identity, &text[..text.len() / 2]).unwrap();
+
+    let r = w.ok(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+            &w.p("n1"),
+            &w.p("n2"),
+        ],
+    );
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "rebuilt from the identity of its replica `redis:{}` in its own directory, on `node:{}` port {}",
+            replica.id, master.node, master.port
+        )),
+        "{r}"
+    );
+    assert_eq!(r["lost_shards"], serde_json::json!([]), "{r}");
+    let after: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert_eq!(after.databases[&cache.id], {
+        let mut d = cache.clone();
+        d.state = DbState::PendingRecovery;
+        d.shards.iter_mut().for_each(|s| s.pid = None);
+        d
+    });
+
+    let list = w.ok("home", &["recover", "list"]);
+    let plan = list["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == cache.id)
+        .unwrap();
+    let m = plan["shard_plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["shard"] == master.id)
+        .unwrap();
+    assert_eq!(m["outcome"]["status"], "ready", "{m}");
+    assert_eq!(m["outcome"]["source"]["from_shard"], master.id, "{m}");
+    assert!(
+        m["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{}` is damaged", identity.display())),
+        "{m}"
+    );
+
+    w.ok("home", &["recover", "all"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    let db = &new.databases[&cache.id];
+    assert_eq!(db.state, DbState::Active);
+    rt.block_on(async {
+        let m = shard_addr(&new, db, master.id).unwrap();
+        let mut con = data::connect(&m.host, m.port, 0).await;
+        for i in 0..10 {
+            let v: Option<String> = redis::cmd("GET")
+                .arg(format!("late-{i}"))
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(v.as_deref(), Some("after the replica"), "late-{i}");
+        }
+    });
+    // The damaged identity file, the old disk's, was only read.
+    assert_eq!(fs::read(&identity).unwrap(), &text[..text.len() / 2]);
 }

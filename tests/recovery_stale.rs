@@ -76,14 +76,15 @@ fn a_second_cluster_recover_takes_the_newest_backup_and_no_old_recovery_path() {
     assert!(!third.path("ccs.json").exists());
 
     // From the newest backup: the first incident's recovery path is not carried over;
-    // the node recovers from where it lived, into a fresh sibling.
+    // the node recovers from where it lived, into a fresh sibling, numbered (the name
+    // does not grow with each incident).
     third
         .run(&format!("cluster recover filename {}", newest.display()))
         .ok()
         .stdout_has("(an earlier recovery's) is not carried over");
     let node = node1(&third);
     assert_eq!(node["recovery_path"], recovered.display().to_string());
-    let live = first.path("n1-recovered-recovered");
+    let live = first.path("n1-recovered-2");
     assert_eq!(node["persistent_path"], live.display().to_string());
 
     // A node's own live persistent path is no recovery path.
@@ -397,10 +398,11 @@ fn a_deleted_database_does_not_come_back_from_its_identity_files() {
         first.path("n1-recovered").display().to_string()
     );
 
-    // An identity file not marked (written before marks existed): the node's CCS
-    // backup, newer than the database, records the deletion.
+    // An identity file not marked and no tombstone (written before either existed): the
+    // node's CCS backup, newer than the database, records the deletion.
     first.run("delete db kept").ok();
     let kept_id = dbs.as_object().unwrap().keys().next().unwrap().clone();
+    fs::remove_file(n1.join(format!("redis/db-{kept_id}.deleted.json"))).unwrap();
     for entry in fs::read_dir(n1.join(format!("redis/db-{kept_id}"))).unwrap() {
         let file = entry.unwrap().path().join("lazarus-shard.json");
         let text = fs::read_to_string(&file).unwrap();

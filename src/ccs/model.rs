@@ -342,6 +342,23 @@ pub struct ShardIdentity {
     pub deleted: bool,
 }
 
+/// Written by `delete db` (with or without `purge`) as `redis/db-<id>.deleted.json` under
+/// the persistent path of every node that held its shards: the database is gone for good
+/// (its ids are never handed out again), so a rebuild from identity files leaves it out
+/// even where an earlier life's copies of its shards (a recovery path's, unmarked)
+/// survive the deletion.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DbTombstone {
+    #[serde(with = "cluster_id_text")]
+    pub cluster_id: u64,
+    pub db_id: Id,
+    pub db_name: String,
+    /// Its shards' ids: handed out, never to be reused.
+    pub shards: Vec<Id>,
+    /// Whether its data directories were removed (`purge`).
+    pub purged: bool,
+}
+
 /// A `cluster_id` in JSON is a string: a bare 64-bit number is rounded by `jq` and
 /// JavaScript (as etcd writes its 64-bit ids). Files written before read as numbers.
 pub mod cluster_id_text {

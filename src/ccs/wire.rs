@@ -1,12 +1,12 @@
 //! From the model to the plain values the layers below take: a shard's address and
 //! transport ([`crate::server::ShardAddr`]), the cluster's TLS client material, a shard's
-//! identity file. The server layer knows nothing of the CCS; these are the one place its
+//! identity file, a deleted database's tombstone. The server layer knows nothing of the CCS; these are the one place its
 //! values are made from it.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::model::{Cluster, Database, Node, Shard, ShardIdentity};
+use super::model::{Cluster, Database, DbTombstone, Node, Shard, ShardIdentity};
 use crate::server::{
     NodeBinary, PortNeed, RedisServer, ServerError, Servers, ShardAddr, Transport,
 };
@@ -105,6 +105,17 @@ impl Cluster {
             node_port_range: node.map(|n| n.port_range),
             creating: false,
             deleted: false,
+        }
+    }
+
+    /// The tombstone `delete db` leaves of `db` on its nodes' disks.
+    pub fn tombstone_of(&self, db: &Database, purged: bool) -> DbTombstone {
+        DbTombstone {
+            cluster_id: self.cluster_id,
+            db_id: db.id,
+            db_name: db.config.name.clone(),
+            shards: db.shards.iter().map(|s| s.id).collect(),
+            purged,
         }
     }
 }

@@ -516,6 +516,9 @@ fn shard_lines(db: &DbPlan, now: i64) -> Vec<String> {
         for aside in &s.set_aside {
             lines.push(format!("    not used: {aside}"));
         }
+        for note in &s.notes {
+            lines.push(format!("    note: {note}"));
+        }
     }
     lines
 }

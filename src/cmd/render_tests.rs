@@ -320,6 +320,7 @@ fn recover_list() {
                         },
                     },
                     set_aside: Vec::new(),
+                    notes: Vec::new(),
                     alternates: Vec::new(),
                 },
                 ShardPlan {
@@ -330,6 +331,7 @@ fn recover_list() {
                     slots: None,
                     outcome: Outcome::Replica,
                     set_aside: Vec::new(),
+                    notes: Vec::new(),
                     alternates: Vec::new(),
                 },
             ],

@@ -68,7 +68,8 @@ pub struct DeleteOutcome {
 }
 
 /// Stops the database's shards and removes it from `cluster`. Its data directories stay
-/// unless `purge`.
+/// unless `purge`; either way each of its nodes keeps its tombstone
+/// ([`crate::ccs::DbTombstone`]).
 pub async fn delete_db(
     cluster: &mut Cluster,
     id: Id,
@@ -111,6 +112,25 @@ pub async fn delete_db(
         identity.deleted = true;
         let json = serde_json::to_vec_pretty(&identity)
             .map_err(|e| ServerError::io(&file, std::io::Error::other(e)))?;
+        host.write_private(&file, &json)
+            .await
+            .map_err(|e| ServerError::io(&file, e))?;
+    }
+    // A tombstone on each of its nodes, purged or not: the directories a purge removes
+    // are this life's only, and an earlier life's copies of its shards (a disk recovered
+    // from) must not bring it back in a rebuild from identity files.
+    let tombstone = cluster.tombstone_of(&db, purge);
+    let json = serde_json::to_vec_pretty(&tombstone).expect("a tombstone always serializes");
+    let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
+    nodes.sort();
+    nodes.dedup();
+    for node in nodes.iter().filter_map(|id| cluster.nodes.get(id)) {
+        let file = crate::server::shard_dir::tombstone_under(&node.persistent_path, db.id);
+        let host = hosts.of(node.id);
+        let dir = file.parent().expect("under `redis/`");
+        host.create_private_dir(dir)
+            .await
+            .map_err(|e| ServerError::io(dir, e))?;
         host.write_private(&file, &json)
             .await
             .map_err(|e| ServerError::io(&file, e))?;

@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::lives::{self, family_base};
 use super::reason::{io_reason, Reason};
 use super::remote_check::RemoteReaders;
 use super::source::{readable_mtime, Checker, SourceCheck, SourceKind};
@@ -514,16 +515,11 @@ impl Disk {
             return Vec::new();
         };
         let base = family_base(&name.to_string_lossy()).to_string();
-        let mut out: Vec<PathBuf> = self
-            .list(node, parent)
-            .unwrap_or_default()
+        let names = self.list(node, parent).unwrap_or_default();
+        lives::family_among(parent, names, &base)
             .into_iter()
-            .filter(|n| n == &base || is_recovered_of(n, &base))
-            .map(|n| parent.join(n))
             .filter(|p| self.is_dir(node, p))
-            .collect();
-        out.truncate(64);
-        out
+            .collect()
     }
 
     /// Validates a candidate where it lies: this machine's with `local`, another host's
@@ -656,26 +652,6 @@ fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// `data` for `data-recovered-2-recovered`.
-fn family_base(name: &str) -> &str {
-    let mut base = name;
-    loop {
-        let stripped = base.strip_suffix("-recovered").or_else(|| {
-            let (head, n) = base.rsplit_once("-recovered-")?;
-            n.parse::<u32>().ok().map(|_| head)
-        });
-        match stripped {
-            Some(head) if !head.is_empty() => base = head,
-            _ => return base,
-        }
-    }
-}
-
-/// Whether `name` is `base` followed by one or more `-recovered` / `-recovered-N`.
-fn is_recovered_of(name: &str, base: &str) -> bool {
-    name.len() > base.len() && name.starts_with(base) && family_base(name) == base
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,15 +672,5 @@ mod tests {
         );
         assert_eq!(a.identities.len(), 1);
         assert_eq!(a.identities[0].1, b"{\"a\":1}");
-    }
-
-    #[test]
-    fn recovered_siblings_are_named_by_their_base() {
-        assert_eq!(family_base("data-recovered-2-recovered"), "data");
-        assert_eq!(family_base("data"), "data");
-        assert!(is_recovered_of("data-recovered", "data"));
-        assert!(is_recovered_of("data-recovered-3", "data"));
-        assert!(!is_recovered_of("data2-recovered", "data"));
-        assert!(!is_recovered_of("data", "data"));
     }
 }

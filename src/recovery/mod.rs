@@ -4,6 +4,8 @@
 //! # Layout
 //! - `rebuild` (and its parts): `cluster recover`, the configuration from a CCS backup or
 //!   from the shards' identity files.
+//! - `lives`: the names of a node's lives on one disk (`data`, `data-recovered`,
+//!   `data-recovered-2`, ...), the one rule recovery names a new persistent path by.
 //! - [`plan`]: per database in recovery state and per shard, the chosen source under the
 //!   recovery paths (`source`) or why there is none (`reason`); only reads.
 //! - [`copy`]: copies a source into a new shard directory, checked, under a temporary name.
@@ -23,6 +25,7 @@ mod files;
 mod finish;
 pub mod from_files;
 pub mod live;
+mod lives;
 pub mod plan;
 pub mod ports;
 mod reader;

@@ -50,6 +50,10 @@ pub struct ShardPlan {
     /// server refuses the chosen one (the reader may call ok what the server refuses).
     #[serde(skip)]
     pub alternates: Vec<Source>,
+    /// What the operator should know of how the copies were judged (a damaged identity
+    /// file whose directory was taken for the shard's by its place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,8 +179,8 @@ pub fn plan_db_on(ctx: &Inspect) -> DbPlan {
         .shards
         .iter()
         .map(|shard| {
-            let (outcome, set_aside, alternates) = match shard.role {
-                Role::Replica => (Outcome::Replica, Vec::new(), Vec::new()),
+            let (outcome, set_aside, alternates, notes) = match shard.role {
+                Role::Replica => (Outcome::Replica, Vec::new(), Vec::new(), Vec::new()),
                 Role::Master => ctx.choose_for_master(shard),
             };
             ShardPlan {
@@ -188,6 +192,7 @@ pub fn plan_db_on(ctx: &Inspect) -> DbPlan {
                 outcome,
                 set_aside,
                 alternates,
+                notes,
             }
         })
         .collect();
@@ -238,7 +243,12 @@ struct Inspected {
     valid: Vec<Source>,
     rejected: Vec<Reason>,
     damaged: Vec<Damaged>,
+    notes: Vec<String>,
 }
+
+/// What planning one master decided: its outcome, the copies set aside, the other valid
+/// copies (freshest first) and notes for the operator.
+type MasterChoice = (Outcome, Vec<Reason>, Vec<Source>, Vec<String>);
 
 /// A candidate refused as damaged (corrupted, truncated), and when it was last written:
 /// data a valid but older copy lacks.
@@ -310,7 +320,7 @@ struct Known {
 }
 
 impl Inspect<'_> {
-    fn choose_for_master(&self, master: &Shard) -> (Outcome, Vec<Reason>, Vec<Source>) {
+    fn choose_for_master(&self, master: &Shard) -> MasterChoice {
         let copies = std::iter::once(master).chain(
             self.db
                 .shards
@@ -320,6 +330,7 @@ impl Inspect<'_> {
         let mut valid: Vec<Source> = Vec::new();
         let mut set_aside = Vec::new();
         let mut damaged = Vec::new();
+        let mut notes = Vec::new();
         let known = if self.allow_stale {
             Known::default()
         } else {
@@ -330,6 +341,7 @@ impl Inspect<'_> {
             set_aside.extend(found.rejected);
             valid.extend(found.valid);
             damaged.extend(found.damaged);
+            notes.extend(found.notes);
         }
         // The freshest; ties go to the earlier candidate (the master's own files, the AOF
         // before the RDB). The others stay, freshest first, for a server that refuses it.
@@ -340,7 +352,7 @@ impl Inspect<'_> {
             // Lead with what most needs the operator: a refusal before an absence.
             let lead = set_aside.iter().position(|r| !r.is_absence()).unwrap_or(0);
             let reason = set_aside.remove(lead);
-            return (Outcome::Missing { reason }, set_aside, Vec::new());
+            return (Outcome::Missing { reason }, set_aside, Vec::new(), notes);
         }
         let source = ranked.remove(0);
         // That some copy is absent is no news once another one is used.
@@ -360,10 +372,10 @@ impl Inspect<'_> {
             });
             if let Some(d) = newer.max_by_key(|d| d.modified_ns) {
                 let reason = d.makes_stale(&source, self.db);
-                return (Outcome::Missing { reason }, set_aside, Vec::new());
+                return (Outcome::Missing { reason }, set_aside, Vec::new(), notes);
             }
         }
-        (Outcome::Ready { source }, set_aside, ranked)
+        (Outcome::Ready { source }, set_aside, ranked, notes)
     }
 
     /// The valid sources in one shard directory, every candidate refused there, and
@@ -393,10 +405,12 @@ impl Inspect<'_> {
             Ok(names) => names,
             Err(e) => return refused(io_reason(&dir, e, false)),
         };
-        if let Some(reason) = self.check_identity(&dir, shard) {
-            return refused(reason);
-        }
         let mut out = Inspected::default();
+        match self.check_identity(&dir, shard) {
+            Ok(None) => {}
+            Ok(Some(note)) => out.notes.push(note),
+            Err(reason) => return refused(reason),
+        }
         for kind in [SourceKind::AofDir, SourceKind::AofFile, SourceKind::Rdb] {
             let path = dir.join(kind.file_name());
             if !names.iter().any(|n| n == kind.file_name()) {
@@ -505,25 +519,31 @@ impl Inspect<'_> {
         }
     }
 
-    fn check_identity(&self, dir: &Path, shard: &Shard) -> Option<Reason> {
+    /// Whether the identity file in `dir` lets its files be `shard`'s: a refusal (another
+    /// cluster's or shard's, or unreadable), or a note when it is damaged.
+    fn check_identity(&self, dir: &Path, shard: &Shard) -> Result<Option<String>, Reason> {
         let shard_dir = crate::server::ShardDir::at(shard.node, dir);
         let path = shard_dir.identity_file();
-        let identity: ShardIdentity =
-            match IdentityRead::from_read(self.disk.read(shard.node, &path)) {
-                IdentityRead::Found(identity) => identity,
-                // Older or hand-copied trees may lack it: the layout already names the shard.
-                IdentityRead::Missing => return None,
-                IdentityRead::Unreadable(e) => return Some(io_reason(&path, e, false)),
-                IdentityRead::Corrupt(text, e) => {
-                    return Some(Reason::Corrupted {
-                        file: path,
-                        offset: json_offset(&text, e.line(), e.column()),
-                        expected: format!("a shard identity document ({e})"),
-                    })
-                }
-            };
+        let identity: ShardIdentity = match IdentityRead::from_read(
+            self.disk.read(shard.node, &path),
+        ) {
+            IdentityRead::Found(identity) => identity,
+            // Older or hand-copied trees may lack it: the layout already names the shard.
+            IdentityRead::Missing => return Ok(None),
+            IdentityRead::Unreadable(e) => return Err(io_reason(&path, e, false)),
+            // Damaged (cut short by the crash, or overwritten): it names nobody else,
+            // and the layout names the shard, as for a tree without one. Its data
+            // files are judged as any copy's, so a fresher one is not passed over.
+            IdentityRead::Corrupt(_, e) => {
+                return Ok(Some(format!(
+                        "the identity file `{}` is damaged ({e}): the files beside it are taken as redis:{}'s by their directory",
+                        path.display(),
+                        shard.id
+                    )));
+            }
+        };
         if identity.cluster_id != self.cluster.cluster_id {
-            return Some(Reason::Foreign {
+            return Err(Reason::Foreign {
                 path,
                 detail: format!(
                     "belongs to cluster_id {} (`{}`), not {}",
@@ -532,7 +552,7 @@ impl Inspect<'_> {
             });
         }
         if identity.db_id != self.db.id || identity.shard_id != shard.id {
-            return Some(Reason::Foreign {
+            return Err(Reason::Foreign {
                 path,
                 detail: format!(
                     "names db:{} redis:{}, not db:{} redis:{}",
@@ -540,7 +560,7 @@ impl Inspect<'_> {
                 ),
             });
         }
-        None
+        Ok(None)
     }
 
     fn candidate(
@@ -796,15 +816,6 @@ pub fn likely_sources(
         }
     }
     out
-}
-
-fn json_offset(text: &[u8], line: usize, column: usize) -> u64 {
-    let line_start: usize = text
-        .split(|b| *b == b'\n')
-        .take(line.saturating_sub(1))
-        .map(|l| l.len() + 1)
-        .sum();
-    (line_start + column.saturating_sub(1)) as u64
 }
 
 /// Seconds as an operator reads an age: `45s`, `12m`, `3h 20m`, `2d 4h`.

@@ -367,15 +367,51 @@ fn foreign_and_misplaced_files_are_refused() {
     );
     let r = reason(shard(&plan, 6, 8)).to_string();
     assert!(r.contains("names db:3 redis:4"), "{r}");
+    // A damaged identity names nobody else: the directory names the shard (as when it
+    // has none), its files are judged as any copy's, and the plan says so.
     fs::write(
         w.dir(1, 6, 8).join(SHARD_IDENTITY_FILE),
         "{\n  \"cluster_id\": x",
     )
     .unwrap();
-    assert!(matches!(
-        reason(shard(&w.plan(), 6, 8)),
-        Reason::Corrupted { offset: 18, .. }
-    ));
+    let plan = w.plan();
+    let s8 = shard(&plan, 6, 8);
+    assert_eq!(source(s8).path, w.dir(1, 6, 8).join("dump.rdb"));
+    assert_eq!(
+        s8.notes,
+        [format!(
+            "the identity file `{}` is damaged (expected value at line 2 column 17): the files beside it are taken as redis:8's by their directory",
+            w.dir(1, 6, 8).join(SHARD_IDENTITY_FILE).display()
+        )]
+    );
+}
+
+/// A master whose identity file is damaged (cut short by the crash) beside its own files:
+/// they are chosen by the same rules as any master's, against its replica's copy, the
+/// fresher winning, and the plan says what it chose and why the identity was passed over.
+#[test]
+fn a_master_with_a_damaged_identity_competes_with_its_replica() {
+    let w = World::new();
+    w.identity(1, 3, 4, CLUSTER_ID);
+    w.identity(2, 3, 5, CLUSTER_ID);
+    let file = w.dir(1, 3, 4).join(SHARD_IDENTITY_FILE);
+    let text = fs::read(&file).unwrap();
+    fs::write(&file, &text[..text.len() / 2]).unwrap();
+    w.file(1, 3, 4, "dump.rdb", "keys=9", 10);
+    w.file(2, 3, 5, "dump.rdb", "keys=7", 100);
+    let plan = w.plan();
+    let s4 = shard(&plan, 3, 4);
+    assert_eq!(source(s4).path, w.dir(1, 3, 4).join("dump.rdb"));
+    assert_eq!(source(s4).keys, 9);
+    assert!(
+        s4.notes[0].contains("is damaged") && s4.notes[0].contains("taken as redis:4's"),
+        "{:?}",
+        s4.notes
+    );
+    // Older than the replica's copy: the replica's wins, as for any master.
+    w.file(1, 3, 4, "dump.rdb", "keys=9", 1000);
+    let plan = w.plan();
+    assert_eq!(source(shard(&plan, 3, 4)).from_shard, 5);
 }
 
 #[test]

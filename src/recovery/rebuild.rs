@@ -8,7 +8,10 @@ mod backup;
 mod commit;
 mod databases;
 mod disk;
+mod found;
 mod identities;
+mod lives;
+mod place;
 #[cfg(test)]
 mod tests;
 

@@ -100,6 +100,21 @@ pub struct ShardConf {
     pub opts: ConfOptions,
 }
 
+/// The port a `redis.conf` [`render_conf`] wrote listens on: `tls-port` when set (a
+/// TLS-only shard has `port 0`), else `port`; `None` when neither names one.
+pub fn listening_port(conf: &str) -> Option<u16> {
+    let value = |key: &str| {
+        conf.lines()
+            .filter_map(|line| {
+                let (k, v) = line.trim().split_once(' ')?;
+                (k == key).then(|| v.trim().trim_matches('"').parse::<u16>().ok())?
+            })
+            .next_back()
+            .filter(|p| *p != 0)
+    };
+    value("tls-port").or_else(|| value("port"))
+}
+
 /// The whole `redis.conf` of a shard. Holds the password when the database has one, so
 /// it is written with mode 0600 and never shown.
 pub fn render_conf(conf: &ShardConf) -> String {
@@ -237,4 +252,23 @@ fn quote(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listening_port_is_the_tls_port_when_there_is_one() {
+        assert_eq!(
+            listening_port("bind \"127.0.0.1\"\nport 30001\n"),
+            Some(30001)
+        );
+        assert_eq!(
+            listening_port("port \"0\"\ntls-port \"30002\"\ntls-replication \"yes\"\n"),
+            Some(30002)
+        );
+        assert_eq!(listening_port("port 0\n"), None);
+        assert_eq!(listening_port("# port 1\nportx 5\n"), None);
+    }
 }

@@ -28,7 +28,8 @@ pub use cluster::{
     set_persistence, wait_in_sync, ClusterMember, MemberRole, SlotRange, SLOT_COUNT,
 };
 pub use conf::{
-    render_conf, ConfOptions, Persistence, ShardConf, Upstream, CLUSTER_NODE_TIMEOUT_MS,
+    listening_port, render_conf, ConfOptions, Persistence, ShardConf, Upstream,
+    CLUSTER_NODE_TIMEOUT_MS,
 };
 pub use ports::{pick_port, port_is_free, require_free, unusable_port, PortNeed, MIN_SHARD_PORT};
 pub use process::{

@@ -2,7 +2,8 @@
 //! in it. `<persistent path>/redis/db-<db>/shard-<shard>/` holds `redis.conf`,
 //! `redis.pid`, `redis.log`, the data (`dump.rdb`, `appendonlydir`), the identity file
 //! `lazarus-shard.json` (the last resort of `cluster recover`) and, while recovery fills
-//! it, the `lazarus-recovering` marker. Nothing else spells these names; the walkers
+//! it, the `lazarus-recovering` marker. Beside the database directories,
+//! `redis/db-<db>.deleted.json` is a deleted database's tombstone. Nothing else spells these names; the walkers
 //! [`db_dirs_in`] and [`shard_dirs_in`] are how everyone else finds them on a disk.
 //!
 //! A `ShardDir` knows nothing of the CCS: `db` (and recovery) build it from the CCS, and
@@ -64,6 +65,22 @@ pub const DATA_FILES: &[&str] = &[
 /// `<root>/redis/db-<db>`.
 pub fn db_dir_under(root: &Path, db: u64) -> PathBuf {
     root.join(REDIS_DIR).join(format!("{DB_PREFIX}{db}"))
+}
+
+/// What follows `db-<id>` in the name of a deleted database's tombstone,
+/// `<root>/redis/db-<id>.deleted.json` (the document is the caller's).
+pub const TOMBSTONE_SUFFIX: &str = ".deleted.json";
+
+/// `<root>/redis/db-<db>.deleted.json`: the tombstone of a deleted database, beside where
+/// its directory was.
+pub fn tombstone_under(root: &Path, db: u64) -> PathBuf {
+    root.join(REDIS_DIR)
+        .join(format!("{DB_PREFIX}{db}{TOMBSTONE_SUFFIX}"))
+}
+
+/// The database id a tombstone's file name (under [`REDIS_DIR`]) carries, if it is one.
+pub fn tombstone_id(name: &str) -> Option<u64> {
+    id_in_name(name.strip_suffix(TOMBSTONE_SUFFIX)?, DB_PREFIX)
 }
 
 /// `<root>/redis/db-<db>/shard-<shard>`.

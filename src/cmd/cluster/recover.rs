@@ -295,7 +295,7 @@ impl Render for ClusterRecovered {
                 "alloc_id {}: the largest id in use is {} ({l}); {} above it.",
                 self.alloc_id,
                 l.id,
-                rebuild::ALLOC_MARGIN
+                self.alloc_id.saturating_sub(l.id)
             ),
             (None, _) => format!("alloc_id {}: no id found in use.", self.alloc_id),
         });

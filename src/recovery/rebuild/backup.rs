@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ccs::{Cluster, DbState, Id, CCS_FORMAT};
 use crate::recovery::files::Disk;
+use crate::recovery::lives;
 
 use super::disk::{self, IdScan, On, SightingKind, HERE};
 use super::{absolute, choose_alloc_id, node_list, overlaps, FromBackup, RebuildError, Rebuilt};
@@ -59,65 +60,23 @@ fn parse_backup(path: &Path, bytes: &[u8]) -> Result<Cluster, RebuildError> {
     Ok(cluster)
 }
 
-/// `<path>-recovered` (or `-recovered-2`, ...): the first sibling of `path` that holds no
-/// shard data yet.
+/// The first new life of the node at `path` (`<base>-recovered`, `-recovered-2`, ...:
+/// [`crate::recovery::lives`]) that holds no shard data yet.
 pub(super) fn fresh_sibling(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    (1..100)
-        .map(|n| match n {
-            1 => path.with_file_name(format!("{name}-recovered")),
-            n => path.with_file_name(format!("{name}-recovered-{n}")),
-        })
+    lives::new_life_names(path)
+        .into_iter()
         .find(|p| !p.join("redis").exists())
 }
 
-/// The paths of one node's lives: `path` with every `-recovered`, `-recovered-<n>`
-/// suffix taken off, and each sibling `fresh_sibling` made from it or from one of them,
-/// that exists.
+/// The paths of one node's lives on this machine (see [`lives::family`]).
 pub fn recovered_family(path: &Path) -> Vec<PathBuf> {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Vec::new();
-    };
-    let mut base = name.as_str();
-    loop {
-        let stripped = base.strip_suffix("-recovered").or_else(|| {
-            let (head, n) = base.rsplit_once("-recovered-")?;
-            n.parse::<u32>().ok().map(|_| head)
-        });
-        match stripped {
-            Some(head) if !head.is_empty() => base = head,
-            _ => break,
-        }
-    }
-    let mut out = Vec::new();
-    let mut next = vec![path.with_file_name(base)];
-    while let Some(p) = next.pop() {
-        if out.len() >= 64 || !p.is_dir() {
-            continue;
-        }
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-        let name = name.unwrap_or_default();
-        next.push(p.with_file_name(format!("{name}-recovered")));
-        for n in 2..100 {
-            let sibling = p.with_file_name(format!("{name}-recovered-{n}"));
-            if !sibling.is_dir() {
-                break;
-            }
-            next.push(sibling);
-        }
-        out.push(p);
-    }
-    out
+    lives::family(path)
 }
 
 /// [`fresh_sibling`] on another host.
 pub(super) fn fresh_sibling_on(on: On, path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    (1..100)
-        .map(|n| match n {
-            1 => path.with_file_name(format!("{name}-recovered")),
-            n => path.with_file_name(format!("{name}-recovered-{n}")),
-        })
+    lives::new_life_names(path)
+        .into_iter()
         .find(|p| !on.disk.exists(on.place, &p.join("redis")))
 }
 

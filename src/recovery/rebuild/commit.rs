@@ -54,18 +54,71 @@ pub fn recover(
             reason: format!("cannot create it for `node:{}`: {e}", node.id),
         })?;
     }
-    check_backup_targets(&rebuilt.cluster, false, |_, path| fs::read(path))?;
+    let mut earlier = check_backup_targets(&rebuilt.cluster, false, |_, path| fs::read(path))?;
     if rebuilt.cluster.nodes.values().any(|n| n.ssh.is_some()) {
         // A host that does not answer (its machine lost) must not keep the configuration
         // of every other node from coming back: its node is stored, and said so.
-        for (node, target, why) in prepare_remote(&rebuilt.cluster)? {
+        let (silent, remote_earlier) = prepare_remote(&rebuilt.cluster)?;
+        for (node, target, why) in silent {
             rebuilt.problems.push(format!(
                 "`node:{node}` does not answer ({target}: {why}): its shards cannot recover there; if its machine is lost for good, `node {node} remove` places them on the nodes left"
             ));
         }
+        earlier.extend(remote_earlier);
     }
+    continue_earlier(&mut rebuilt, &earlier);
     lock.save(&mut rebuilt.cluster)?;
     Ok(rebuilt)
+}
+
+/// A node backup that an earlier `cluster recover` of the same disks stored and nothing
+/// changed since (its home lost, or the command run again into a new home): the same
+/// configuration but for its generation and allocator.
+struct Earlier {
+    /// As the operator names it (`ssh://host/...` on another host).
+    shown: String,
+    generation: u64,
+    alloc_id: Id,
+}
+
+/// Whether `old` (a node backup) is `new` as an earlier recovery stored it, unchanged
+/// since: equal in everything but the counters a store moves.
+fn unchanged_since(old: &Cluster, new: &Cluster) -> bool {
+    let old = Cluster {
+        generation: new.generation,
+        alloc_id: new.alloc_id,
+        ..old.clone()
+    };
+    &old == new
+}
+
+/// The recovery goes on from the earlier one's backups rather than beside them: a
+/// generation above theirs, and their allocator when no id found is at or above it (the
+/// earlier recovery already left room above the disks' ids, and handed out none since),
+/// so running it again stores the same configuration.
+fn continue_earlier(rebuilt: &mut Rebuilt, earlier: &[Earlier]) {
+    let Some(generation) = earlier.iter().map(|e| e.generation).max() else {
+        return;
+    };
+    rebuilt.cluster.generation = rebuilt.cluster.generation.max(generation);
+    let alloc_id = earlier.iter().map(|e| e.alloc_id).max().unwrap_or(0);
+    let room = rebuilt
+        .alloc
+        .largest
+        .as_ref()
+        .is_none_or(|l| l.id < alloc_id);
+    if !rebuilt.alloc.given && room && alloc_id > 0 {
+        rebuilt.alloc.alloc_id = alloc_id;
+        rebuilt.cluster.alloc_id = alloc_id;
+    }
+    for e in earlier {
+        rebuilt.notes.push(format!(
+            "`{}` holds this same configuration, stored by an earlier `cluster recover` of these disks (generation {}) and unchanged since: it is stored again, as generation {} (if the home that stored it is still there, use that one and remove this one: two homes would both write these backups)",
+            e.shown,
+            e.generation,
+            rebuilt.cluster.generation + 1
+        ));
+    }
 }
 
 /// Databases whose shards still run (only the home was lost) are adopted as they are,
@@ -107,11 +160,15 @@ fn adopt_live(rebuilt: &mut Rebuilt) {
     }
 }
 
+/// Nodes on other hosts that do not answer: each with its target and why.
+type Silent = Vec<(Id, String, String)>;
+
 /// [`recover`]'s preparation of the nodes on other hosts, through their hosts: their
 /// backup directories made, what their backups would replace checked. The nodes whose
 /// host does not answer are left out, returned with their target and why; a host that
-/// answers with a wrong host key is refused, never left out.
-fn prepare_remote(cluster: &Cluster) -> Result<Vec<(Id, String, String)>, RebuildError> {
+/// answers with a wrong host key is refused, never left out. Also returns the backups
+/// there that an earlier recovery stored, unchanged since.
+fn prepare_remote(cluster: &Cluster) -> Result<(Silent, Vec<Earlier>), RebuildError> {
     super::off_runtime(|| {
         let hosts = cluster.hosts().map_err(|e| RebuildError::BadPath {
             path: PathBuf::new(),
@@ -138,13 +195,13 @@ fn prepare_remote(cluster: &Cluster) -> Result<Vec<(Id, String, String)>, Rebuil
                 }
             }
         }
-        check_backup_targets(cluster, true, |node, path| {
+        let earlier = check_backup_targets(cluster, true, |node, path| {
             if silent.iter().any(|(n, ..)| *n == node) {
                 return Err(std::io::ErrorKind::NotFound.into());
             }
             rt.block_on(hosts.of(node).read(path))
         })?;
-        Ok(silent)
+        Ok((silent, earlier))
     })
 }
 
@@ -164,13 +221,16 @@ fn does_not_answer(e: &std::io::Error) -> bool {
 
 /// Refuses to store when a node's `ccs/ccs.json` would replace a document that is not an
 /// older backup of this same cluster: another cluster's configuration, something
-/// unreadable, or a newer backup (which the operator should recover from instead). The
-/// nodes on other hosts (`remote`) or those of this machine, read with `read`.
+/// unreadable, or a newer backup (which the operator should recover from instead) unless
+/// it is this very configuration as an earlier recovery stored it, unchanged since
+/// (returned). The nodes on other hosts (`remote`) or those of this machine, read with
+/// `read`.
 fn check_backup_targets(
     cluster: &Cluster,
     remote: bool,
     read: impl Fn(Id, &Path) -> std::io::Result<Vec<u8>>,
-) -> Result<(), RebuildError> {
+) -> Result<Vec<Earlier>, RebuildError> {
+    let mut earlier = Vec::new();
     for node in cluster.nodes.values().filter(|n| n.ssh.is_some() == remote) {
         let path = node.ccs_backup_dir().join("ccs.json");
         let refuse = |reason: String| RebuildError::BackupTarget {
@@ -193,14 +253,27 @@ fn check_backup_targets(
         }
         let generation = doc.get("generation").and_then(|v| v.as_u64()).unwrap_or(0);
         if generation > cluster.generation {
+            let old = serde_json::from_value::<Cluster>(doc).ok();
+            if let Some(old) = old.filter(|old| unchanged_since(old, cluster)) {
+                let shown = match &node.ssh {
+                    Some(t) => format!("ssh://{t}{}", path.display()),
+                    None => path.display().to_string(),
+                };
+                earlier.push(Earlier {
+                    shown,
+                    generation: old.generation,
+                    alloc_id: old.alloc_id,
+                });
+                continue;
+            }
             return Err(refuse(format!(
-                "it is a newer backup of this cluster (generation {generation}, recovering {}): recover from it with `cluster recover filename {}`",
+                "it is a newer backup of this cluster (generation {generation}, recovering {}): recover from it with `cluster recover filename {}`; it differs from the configuration recovered now, so it is never replaced: move its `ccs/` aside to recover again",
                 cluster.generation,
                 quote_path(&path)
             )));
         }
     }
-    Ok(())
+    Ok(earlier)
 }
 
 fn quote_path(path: &Path) -> String {

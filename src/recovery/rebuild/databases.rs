@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::ccs::{Database, DbState, Id, Role, Shard, ShardIdentity, SlotRange, SLOT_COUNT};
 
-use super::identities::Found;
+use super::found::Found;
 
 /// A master shard none of whose own files' identity was found (its disk is lost), rebuilt
 /// from the identities of its replicas, which name its id and slots.

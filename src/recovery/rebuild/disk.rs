@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::ccs::{Id, ShardIdentity, SHARD_IDENTITY_FILE};
+use crate::ccs::{DbTombstone, Id, ShardIdentity, SHARD_IDENTITY_FILE};
 use crate::host::NodeId;
 use crate::recovery::files::Disk;
-use crate::server::shard_dir::{id_in_name, DB_PREFIX, SHARD_PREFIX};
+use crate::server::shard_dir::{id_in_name, tombstone_id, DB_PREFIX, SHARD_PREFIX};
 
 /// Where a disk is read: `place` [`HERE`] is this machine; any other is a host of `disk`.
 #[derive(Clone, Copy)]
@@ -135,6 +135,35 @@ pub fn shard_dirs(root: &Path) -> Vec<ShardDir> {
     out
 }
 
+/// The tombstones of deleted databases in `root/redis/` ([`DbTombstone`]), read where
+/// `on` says, in name order: each file with what it holds, or why it cannot be used.
+pub fn tombstones_on(on: On, root: &Path) -> Vec<(PathBuf, Result<DbTombstone, String>)> {
+    let redis = root.join(REDIS_DIR);
+    let Ok(mut names) = on.disk.list(on.place, &redis) else {
+        return Vec::new();
+    };
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| Some((tombstone_id(&name)?, redis.join(name))))
+        .map(|(db, path)| {
+            let read = on
+                .disk
+                .read(on.place, &path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<DbTombstone>(&bytes)
+                        .map_err(|e| format!("not a tombstone ({e})"))
+                })
+                .and_then(|t| match t.db_id == db {
+                    true => Ok(t),
+                    false => Err(format!("it names `db:{}`, not the file's", t.db_id)),
+                });
+            (path, read)
+        })
+        .collect()
+}
+
 /// Directories under `root/redis/` that cannot be listed, and why: any shard below them is
 /// invisible, which the operator must hear about rather than find missing later.
 pub fn unreadable_dirs(root: &Path) -> Vec<(PathBuf, String)> {
@@ -244,6 +273,8 @@ pub enum SightingKind {
     Backup,
     /// An id in the configuration being recovered (node, database or shard).
     Config,
+    /// A deleted database's tombstone names it (the database's or one of its shards').
+    Tombstone,
 }
 
 impl fmt::Display for IdSighting {
@@ -259,6 +290,7 @@ impl fmt::Display for IdSighting {
                 self.id + 1
             ),
             SightingKind::Config => write!(f, "the recovered configuration, from `{path}`"),
+            SightingKind::Tombstone => write!(f, "deleted database's tombstone `{path}`"),
         }
     }
 }
@@ -282,8 +314,8 @@ impl IdScan {
     }
 
     /// Every id on disk under `root` that belongs to `cluster_id`: directory names,
-    /// identity files (shard, database, node and master ids), and `ccs/ccs.json`'s
-    /// allocator. Shard directories of another cluster are left out: their ids are not
+    /// identity files (shard, database, node and master ids), deleted databases'
+    /// tombstones, and `ccs/ccs.json`'s allocator. Shard directories of another cluster are left out: their ids are not
     /// ours to avoid. Read where `on` says (`None`: this machine).
     pub fn scan_root_on(&mut self, on: Option<On>, root: &Path, cluster_id: u64) {
         let on = on.filter(|o| !o.is_here());
@@ -315,6 +347,19 @@ impl IdScan {
         };
         for (db, db_dir) in dbs {
             self.see(db, SightingKind::DbDir, &db_dir);
+        }
+        let here = Disk::local();
+        let on_tombstones = on.unwrap_or(On {
+            disk: &here,
+            place: HERE,
+        });
+        for (path, tombstone) in tombstones_on(on_tombstones, root) {
+            let Ok(t) = tombstone else { continue };
+            if t.cluster_id == cluster_id {
+                for id in std::iter::once(t.db_id).chain(t.shards) {
+                    self.see(id, SightingKind::Tombstone, &path);
+                }
+            }
         }
         let backup = root.join("ccs").join("ccs.json");
         let alloc_id = match on {

@@ -213,6 +213,12 @@ fn unreadable_identities_and_bad_paths_are_reported() {
         .join(SHARD_IDENTITY_FILE);
     fs::write(&bad, "{").unwrap();
     fs::create_dir_all(tmp.path().join("n1/redis/db-20/shard-21")).unwrap();
+    // Its server's configuration, as Lazarus wrote it, names its port.
+    fs::write(
+        bad.with_file_name("redis.conf"),
+        "# written by lazarus for db:3 redis:4\nbind \"127.0.0.1\"\nport 30001\n",
+    )
+    .unwrap();
     let rebuilt = from_ids(
         vec![tmp.path().join("n1"), tmp.path().join("n2")],
         &tmp.path().join("home"),
@@ -220,38 +226,92 @@ fn unreadable_identities_and_bad_paths_are_reported() {
     .unwrap();
     let problems = rebuilt.problems.join("\n");
     assert!(
-        problems.contains(&format!("cannot read `{}`: EOF", bad.display())),
-        "{problems}"
-    );
-    assert!(
         problems.contains("db-20/shard-21` has no `lazarus-shard.json`: left out"),
         "{problems}"
     );
-    // `cache` lost its master's identity: its replica's names it, and it is rebuilt
-    // from that, on the replica's node (node:2, 127.0.0.2: its first port), the endpoint
-    // with it.
+    // `cache` lost its master's identity, not its directory: its replica's identity names
+    // it, and it is rebuilt there, on node:1, at the port its configuration names (the
+    // endpoint's), where `recover` looks at its own files beside its replica's.
+    assert!(
+        problems.contains(&format!(
+            "`db:3` `cache`: the identity file of master `redis:4`, `{}`, cannot be read (EOF while parsing an object at line 1 column 1); rebuilt from the identity of its replica `redis:5` in its own directory, on `node:1` port 30001: `recover` chooses among its own files and its replicas' as for any master",
+            bad.display()
+        )),
+        "{problems}"
+    );
+    assert!(!problems.contains("left out; "), "{problems}");
+    assert!(!problems.contains("no replica of master"), "{problems}");
+    assert!(rebuilt.left_out.is_empty() && rebuilt.lost.is_empty());
+    let shape = |rebuilt: &Rebuilt| {
+        let cache = &rebuilt.cluster.databases[&3];
+        let shards: Vec<(Id, Role, Id, Option<Id>, u16)> = cache
+            .shards
+            .iter()
+            .map(|s| (s.id, s.role, s.node, s.master, s.port))
+            .collect();
+        (cache.port, shards)
+    };
+    assert_eq!(
+        shape(&rebuilt),
+        (
+            30001,
+            vec![
+                (4, Role::Master, 1, None, 30001),
+                (5, Role::Replica, 2, Some(4), 30002)
+            ]
+        )
+    );
+    // The directory without an identity still counts for the allocator.
+    assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);
+
+    // Its whole directory gone with its disk: rebuilt from its replica's identity on the
+    // replica's node (node:2, 127.0.0.2: its first free port), the endpoint with it.
+    fs::remove_dir_all(bad.parent().unwrap()).unwrap();
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let problems = rebuilt.problems.join("\n");
     assert!(
         problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003"),
         "{problems}"
     );
-    assert!(!problems.contains("no replica of master"), "{problems}");
-    assert!(rebuilt.left_out.is_empty());
-    let cache = &rebuilt.cluster.databases[&3];
-    assert_eq!(cache.port, 30003);
-    let roles: Vec<(Id, Role, Id, Option<Id>, u16)> = cache
-        .shards
-        .iter()
-        .map(|s| (s.id, s.role, s.node, s.master, s.port))
-        .collect();
     assert_eq!(
-        roles,
-        vec![
-            (4, Role::Master, 2, None, 30003),
-            (5, Role::Replica, 2, Some(4), 30002)
-        ]
+        shape(&rebuilt),
+        (
+            30003,
+            vec![
+                (4, Role::Master, 2, None, 30003),
+                (5, Role::Replica, 2, Some(4), 30002)
+            ]
+        )
     );
-    // The directory without an identity still counts for the allocator.
-    assert_eq!(rebuilt.alloc.largest.unwrap().id, 21);
+
+    // A damaged identity of no lost master is only reported.
+    fs::write(
+        tmp.path()
+            .join("n1/redis/db-6/shard-7")
+            .join(SHARD_IDENTITY_FILE),
+        "{\"cluster_id\"",
+    )
+    .unwrap();
+    let rebuilt = from_ids(
+        vec![tmp.path().join("n1"), tmp.path().join("n2")],
+        &tmp.path().join("home"),
+    )
+    .unwrap();
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains(&format!(
+            "cannot read `{}`: EOF while parsing",
+            tmp.path()
+                .join("n1/redis/db-6/shard-7")
+                .join(SHARD_IDENTITY_FILE)
+                .display()
+        )) && problems.contains("; left out"),
+        "{problems}"
+    );
 
     let missing = tmp.path().join("nope");
     let e = from_ids(vec![missing.clone()], &tmp.path().join("home"))
@@ -421,6 +481,84 @@ fn the_later_life_of_a_shard_found_twice_is_used() {
     assert!(!problems.contains("has shards under both"), "{problems}");
 }
 
+/// A node that lived in `n1-recovered` (a first recovery's) recovers into `n1-recovered-2`
+/// beside it: a new life is named from the family's base, never `n1-recovered-recovered`.
+#[test]
+fn a_second_recovery_numbers_the_new_life() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_lives(tmp.path(), |_| {});
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    for id in [1, 2] {
+        let node = &rebuilt.cluster.nodes[&id];
+        assert_eq!(
+            node.recovery_path,
+            Some(tmp.path().join(format!("n{id}-recovered")))
+        );
+        assert_eq!(
+            node.persistent_path,
+            tmp.path().join(format!("n{id}-recovered-2")),
+            "{:?}",
+            rebuilt.notes
+        );
+    }
+}
+
+/// The later life's copy of a master, its identity file cut short by the crash, beside
+/// the earlier life's readable one: the master is rebuilt in the later directory (from
+/// the earlier identity), its node's recovery path the later life, so `recover` looks at
+/// the later files.
+#[test]
+fn a_later_copy_with_a_damaged_identity_is_still_the_later_life() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_lives(tmp.path(), |_| {});
+    let later = tmp.path().join("n1-recovered/redis/db-3/shard-4");
+    let file = later.join(SHARD_IDENTITY_FILE);
+    let text = fs::read(&file).unwrap();
+    fs::write(&file, &text[..text.len() / 2]).unwrap();
+    touch(&file, 2_000_000);
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt.cluster.nodes[&1].recovery_path,
+        Some(tmp.path().join("n1-recovered")),
+        "{:?}",
+        rebuilt.problems
+    );
+    let cache = &rebuilt.cluster.databases[&3];
+    assert_eq!(cache.masters().next().unwrap().node, 1);
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains(&format!(
+            "shard `redis:4` found twice, in `{}` and `{}`: the one written last, `{}`, is used, but its identity file cannot be read (EOF while parsing",
+            tmp.path().join("n1/redis/db-3/shard-4").display(),
+            later.display(),
+            later.display()
+        )) && problems.contains("rebuilt from the identity of the other"),
+        "{problems}"
+    );
+    assert!(!problems.contains("; left out"), "{problems}");
+    assert!(!problems.contains("has shards under both"), "{problems}");
+}
+
+/// Ids found in an earlier life only (a directory no node's recovery path is) were handed
+/// out all the same: the allocator starts above them, and the largest is named.
+#[test]
+fn ids_in_an_earlier_life_count_for_the_allocator() {
+    let tmp = tempfile::tempdir().unwrap();
+    two_lives(tmp.path(), |_| {});
+    fs::create_dir_all(tmp.path().join("n1/redis/db-50/shard-51")).unwrap();
+    let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+    assert_eq!(
+        rebuilt.cluster.nodes[&1].recovery_path,
+        Some(tmp.path().join("n1-recovered"))
+    );
+    let largest = rebuilt.alloc.largest.unwrap();
+    assert_eq!(
+        (largest.id, largest.path),
+        (51, tmp.path().join("n1/redis/db-50/shard-51"))
+    );
+    assert_eq!(rebuilt.cluster.alloc_id, 51 + ALLOC_MARGIN);
+}
+
 /// A database deleted in the later life (its identity files marked) does not come back
 /// from the earlier life's copies, unmarked as they were.
 #[test]
@@ -454,6 +592,58 @@ fn a_database_deleted_in_the_later_life_stays_deleted() {
         problems.contains("is marked `deleted`: `db:3` `cache` was deleted; left out"),
         "{problems}"
     );
+}
+
+/// A database deleted in the later life with `delete db` itself, purged or not: the
+/// tombstone it leaves on each of its nodes (beside where its directory was) keeps the
+/// earlier life's copies of its shards, unmarked, from bringing it back; its ids stay
+/// handed out.
+#[test]
+fn a_database_deleted_or_purged_in_the_later_life_stays_deleted() {
+    for purge in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut new = two_lives(tmp.path(), |_| {});
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let outcome = rt
+            .block_on(crate::db::delete_db(&mut new, 3, purge))
+            .unwrap();
+        assert_eq!(outcome.purged.is_empty(), !purge);
+        let tombstone =
+            crate::server::shard_dir::tombstone_under(&new.nodes[&1].persistent_path, 3);
+        assert!(tombstone.is_file(), "purge {purge}");
+        // Purged: nothing of `cache` is left in the later life; kept: its files are marked
+        // too, but as old as the earlier life's (only the tombstone decides).
+        for (node, shard) in [(1, 4), (2, 5)] {
+            let later = new.nodes[&node].shard_dir(3, shard);
+            assert_eq!(later.is_dir(), !purge);
+            if !purge {
+                touch(&later.join(SHARD_IDENTITY_FILE), 500_000);
+                touch(&later.join("dump.rdb"), 500_000);
+            }
+        }
+        let rebuilt = from_ids(vec![tmp.path().to_path_buf()], &tmp.path().join("home")).unwrap();
+        assert_eq!(
+            rebuilt
+                .cluster
+                .databases
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![6],
+            "purge {purge}: {:?}",
+            rebuilt.problems
+        );
+        let problems = rebuilt.problems.join("\n");
+        assert!(
+            problems.contains(&format!(
+                "`db:3` `cache` was deleted (its tombstone `{}`): left out, its files are untouched",
+                tombstone.display()
+            )),
+            "{problems}"
+        );
+        // The earlier life's copies are still there, untouched.
+        assert!(tmp.path().join("n1/redis/db-3/shard-4/dump.rdb").is_file());
+    }
 }
 
 /// [`sample`] written twice on `root`: an earlier life under `n1`, `n2` and a later one

@@ -962,3 +962,68 @@ fn a_file_validated_before_recovery_links_it_is_still_remembered() {
     }
     drop(guard);
 }
+
+/// A Valkey 8 master's RDB is one a Redis 7.0 replica cannot load: `recover` refuses such
+/// a pair before any port moves or any shard starts (as `create db` and `restart db`
+/// do), naming both engines and versions, where it used to start the master and wait
+/// for a first sync that never came. Once the nodes' binaries pair again, it recovers.
+#[test]
+fn recover_refuses_a_replica_that_cannot_load_its_masters_rdb() {
+    let Some(valkey) = Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let valkey_bin = valkey.path.clone().unwrap();
+    let World(lz, guard, rt, old) = World::with(2)
+        .db("pair", 1, true, Persistence::Snapshot)
+        .build();
+    let before = rt.block_on(picture(&old));
+    guard.kill_all();
+    let new = after_disaster(&old, lz.home());
+    lz.install(&new);
+    let master = new
+        .database_by_name("pair")
+        .unwrap()
+        .masters()
+        .next()
+        .unwrap()
+        .node;
+    lz.run(&format!(
+        "node {master} redis_server set {}",
+        valkey_bin.display()
+    ))
+    .ok();
+    let ccs = std::fs::read(lz.path("ccs.json")).unwrap();
+    let port = new.nodes[&master].port_range.hi;
+    for line in [
+        "recover all",
+        &format!("recover db pair port {port} free_port"),
+    ] {
+        let started = Instant::now();
+        lz.run(line)
+            .fails(1)
+            .stderr_has(&format!("a master on node:{master} (valkey 8."))
+            .stderr_has("which writes RDB version 11) with a replica on node:")
+            .stderr_has("(redis 7.0.")
+            .stderr_has("which loads RDB version 10 and older)");
+        assert!(started.elapsed() < Duration::from_secs(10), "{line}");
+        assert_eq!(std::fs::read(lz.path("ccs.json")).unwrap(), ccs, "{line}");
+        assert!(guard.pids().is_empty(), "{line}: a shard was started");
+        assert_eq!(state(&lz, "pair"), DbState::PendingRecovery);
+    }
+    // The replica's node given the master's engine: the pair loads, and comes back.
+    let replica = 3 - master;
+    lz.run(&format!(
+        "node {replica} redis_server set {}",
+        valkey_bin.display()
+    ))
+    .ok();
+    lz.run("recover all")
+        .ok()
+        .stdout_has("Completed successfully");
+    let after = rt.block_on(picture(&stored(&lz)));
+    for (shard, was) in &before {
+        assert_same(was, &after[shard], &format!("redis:{shard}"));
+    }
+    drop(guard);
+}

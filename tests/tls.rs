@@ -555,15 +555,12 @@ fn a_rebuild_from_identity_files_keeps_the_tls_material() {
     second.run("status").ok();
 }
 
-/// A node whose server binary is built without TLS: `cluster tls set` asks each binary
-/// first and refuses, naming the node, the binary and what it said, before anything is
-/// installed (its TLS shards could never start). The embedded valkey-server the tests
-/// use is such a build; without one the case is said to be untested.
-#[test]
-fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
+/// A server binary built without TLS: the embedded valkey-server the tests use, when it
+/// is one (`None`, said so, when there is none).
+fn server_without_tls() -> Option<std::path::PathBuf> {
     let Some(valkey) = common::engine::Engine::valkey() else {
         eprintln!("engine valkey: not tested (no valkey-server)");
-        return;
+        return None;
     };
     let bin = valkey.path.clone().unwrap();
     let said = std::process::Command::new(&bin)
@@ -573,8 +570,74 @@ fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
         .unwrap();
     if !String::from_utf8_lossy(&said.stdout).contains("Failed finding TLS support") {
         eprintln!("{} is built with TLS: not tested", bin.display());
-        return;
+        return None;
     }
+    Some(bin)
+}
+
+/// `cluster create` and `cluster recover` given material turn TLS on as `cluster tls
+/// set` does, and ask the same probe: a node binary built without TLS is refused, named,
+/// before anything is written (no home document, no persistent path, no material).
+#[test]
+fn cluster_create_and_recover_with_material_refuse_a_server_without_tls() {
+    let Some(bin) = server_without_tls() else {
+        return;
+    };
+    let lz = Lazarus::new();
+    let files = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    let material = format!(
+        "cacert {} cert {} key {}",
+        files.cacert.display(),
+        files.cert.display(),
+        files.key.display()
+    );
+    let refused = format!(
+        "TLS shards need a server built with TLS: node:1 runs `{}` (valkey ",
+        bin.display()
+    );
+    let n1 = lz.path("n1");
+    lz.run(&format!(
+        "cluster create name t persistent_path {} redis_server {} {material}",
+        n1.display(),
+        bin.display()
+    ))
+    .fails(1)
+    .stderr_has(&refused)
+    .stderr_has("; nothing was changed");
+    assert!(!lz.path("ccs.json").exists() && !n1.exists());
+
+    // A cluster made without material, its CCS backup recovered into a new home with it.
+    lz.create_cluster("t");
+    let second = Lazarus::new();
+    let m1 = second.path("m1");
+    let recover = format!(
+        "cluster recover filename {}/ccs/ccs.json persistent_path {} {material}",
+        n1.display(),
+        m1.display()
+    );
+    second
+        .run(&format!("{recover} redis_server {}", bin.display()))
+        .fails(1)
+        .stderr_has(&refused)
+        .stderr_has("; nothing was changed");
+    assert!(!second.path("ccs.json").exists() && !m1.exists());
+    // The redis-server on PATH is a TLS build: the same recovery goes through.
+    second
+        .run(&recover)
+        .ok()
+        .stdout_has("installed on every node");
+    assert!(second.ccs()["tls"].is_object());
+}
+
+/// A node whose server binary is built without TLS: `cluster tls set` asks each binary
+/// first and refuses, naming the node, the binary and what it said, before anything is
+/// installed (its TLS shards could never start). The embedded valkey-server the tests
+/// use is such a build; without one the case is said to be untested.
+#[test]
+fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
+    let Some(bin) = server_without_tls() else {
+        return;
+    };
     let lz = Lazarus::new();
     lz.run("cluster create name t").ok();
     let n2 = lz.path("n2");

@@ -236,6 +236,16 @@ impl Database {
     pub fn masters(&self) -> impl Iterator<Item = &Shard> {
         self.shards.iter().filter(|s| s.role == Role::Master)
     }
+
+    /// The ports each of its shards holds on its address: its client port, and its bus
+    /// port in a cluster.
+    pub fn port_need(&self) -> crate::server::PortNeed {
+        if self.config.shards > 1 {
+            crate::server::PortNeed::WithBus
+        } else {
+            crate::server::PortNeed::Plain
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

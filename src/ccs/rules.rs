@@ -150,6 +150,21 @@ pub enum NodePlaceError {
         "no free port range of 1000 ports left on {addr}: give one with `port_range <lo>-<hi>`"
     )]
     NoFreeRange { addr: String },
+    /// The message of [`crate::server::unusable_range`], for the new node on `addr`.
+    #[error("the new node on {addr}: {why}")]
+    RangeUnusable { addr: String, why: String },
+    #[error("port range `{range}` holds a port of node:{node}'s shard redis:{shard} (db:{db}) on {addr}, its {}port `{held}`: give a range clear of the other nodes' shard ports", if .port == .held { "" } else { "cluster bus " })]
+    RangeOverShard {
+        range: PortRange,
+        /// The shard's client port.
+        port: u16,
+        /// The port in the range: `port`, or its cluster bus port.
+        held: u16,
+        node: Id,
+        db: Id,
+        shard: Id,
+        addr: String,
+    },
     #[error("recovery path `{}` {how} node:{node}'s persistent path `{}`, where its shards write: recovery would read files a live server rewrites, and write its copies among them; give the path of the old files (a copy or the old disk)", path.display(), persistent_path.display())]
     RecoveryPathLive {
         path: PathBuf,
@@ -186,6 +201,14 @@ impl DomainError for NodePlaceError {
         match self {
             NodePlaceError::NoFreeRange { .. } => {
                 vec!["give one with `port_range <lo>-<hi>`".into()]
+            }
+            NodePlaceError::RangeUnusable { .. } => vec![format!(
+                "give a range within {}-{}",
+                crate::server::MIN_SHARD_PORT,
+                crate::server::MAX_BUS_SHARD_PORT
+            )],
+            NodePlaceError::RangeOverShard { .. } => {
+                vec!["give a range clear of the other nodes' shard ports".into()]
             }
             NodePlaceError::RecoveryPathLive { .. }
             | NodePlaceError::RecoveryPathRepository { .. } => {
@@ -253,8 +276,11 @@ impl DomainError for PortOfOtherNode {
 }
 
 /// A new node's place on `addr`: its persistent path no other node's, and its port range
-/// (`given`, which must overlap no other node's on the same address, else the first free
-/// block of 1000 ports from 30000 up). Returns the range.
+/// (`given`, else the first free block of 1000 ports from 30000 up). The range must be
+/// usable by any shard ([`crate::server::unusable_range`]: not privileged, every port
+/// with a bus port) and hold no port of the other nodes on the same address: neither
+/// their ranges nor their shards' ports (a shard given a `port` outside its node's range,
+/// a cluster shard's bus port). Returns the range.
 pub fn new_node_place(
     cluster: &Cluster,
     addr: &str,
@@ -277,22 +303,49 @@ pub fn new_node_place(
             .values()
             .find(|n| n.addr == addr && n.port_range.lo <= range.hi && range.lo <= n.port_range.hi)
     };
-    match given {
-        Some(range) => match overlapping(range) {
-            Some(other) => Err(NodePlaceError::RangeOverlaps {
-                range,
-                node: other.id,
-                theirs: other.port_range,
-                addr: addr.to_string(),
-            }),
-            None => Ok(range),
-        },
-        None => (0u16..35)
-            .find_map(|k| {
-                let lo = 30000 + k * 1000;
-                let range = PortRange { lo, hi: lo + 999 };
-                overlapping(range).is_none().then_some(range)
+    let shard_in = |range: PortRange| {
+        cluster.databases.values().find_map(|db| {
+            db.shards.iter().find_map(|s| {
+                let node = cluster.nodes.get(&s.node).filter(|n| n.addr == addr)?;
+                let held = db.port_need().ports(s.port).find(|&p| range.contains(p))?;
+                Some(NodePlaceError::RangeOverShard {
+                    range,
+                    port: s.port,
+                    held,
+                    node: node.id,
+                    db: db.id,
+                    shard: s.id,
+                    addr: addr.to_string(),
+                })
             })
+        })
+    };
+    match given {
+        Some(range) => {
+            if let Some(why) = crate::server::unusable_range(range.lo, range.hi) {
+                return Err(NodePlaceError::RangeUnusable {
+                    addr: addr.to_string(),
+                    why,
+                });
+            }
+            if let Some(other) = overlapping(range) {
+                return Err(NodePlaceError::RangeOverlaps {
+                    range,
+                    node: other.id,
+                    theirs: other.port_range,
+                    addr: addr.to_string(),
+                });
+            }
+            match shard_in(range) {
+                Some(e) => Err(e),
+                None => Ok(range),
+            }
+        }
+        None => (0u16..)
+            .map(|k| 30000 + k * 1000)
+            .take_while(|&lo| lo + 999 <= crate::server::MAX_BUS_SHARD_PORT)
+            .map(|lo| PortRange { lo, hi: lo + 999 })
+            .find(|&range| overlapping(range).is_none() && shard_in(range).is_none())
             .ok_or_else(|| NodePlaceError::NoFreeRange {
                 addr: addr.to_string(),
             }),
@@ -329,6 +382,7 @@ pub fn recovery_path_apart(cluster: &Cluster, path: &Path) -> Result<(), NodePla
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ccs::Node;
 
     #[test]
     fn a_port_in_another_nodes_range_is_refused() {
@@ -357,6 +411,133 @@ mod tests {
         );
         // Another address's range is another machine's.
         port_of_other_node(&c, 2, 30150, [30150]).unwrap();
+    }
+
+    #[test]
+    fn a_new_nodes_range_holds_no_shard_port_and_every_bus_port() {
+        use crate::ccs::fixtures::{cluster, database, db_config, master, node, shard};
+        use crate::ccs::{Role, SlotRange};
+        let root = Path::new("/srv");
+        let mut c = cluster(7, 20, vec![node(1, root)]);
+        // A single-shard database given a port outside node:1's range, and a cluster
+        // database whose shards' bus ports are 40000 and 40001.
+        c.databases.insert(
+            2,
+            database(
+                2,
+                db_config("single", 1, false),
+                45010,
+                vec![master(3, 1, 45010)],
+            ),
+        );
+        let halves = [(0, 8191), (8192, 16383)];
+        let shards = (0..2)
+            .map(|i| {
+                let (start, end) = halves[i as usize];
+                shard(
+                    5 + i,
+                    1,
+                    Role::Master,
+                    None,
+                    Some(SlotRange { start, end }),
+                    30000 + i as u16,
+                )
+            })
+            .collect();
+        c.databases.insert(
+            4,
+            database(4, db_config("sharded", 2, false), 30000, shards),
+        );
+        let place = |range: Option<PortRange>| {
+            new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), range)
+        };
+        let over = place(Some(PortRange {
+            lo: 45000,
+            hi: 45099,
+        }))
+        .unwrap_err();
+        assert_eq!(
+            over.to_string(),
+            "port range `45000-45099` holds a port of node:1's shard redis:3 (db:2) on 127.0.0.1, its port `45010`: give a range clear of the other nodes' shard ports"
+        );
+        let bus = place(Some(PortRange {
+            lo: 39000,
+            hi: 40000,
+        }))
+        .unwrap_err();
+        assert_eq!(
+            bus.to_string(),
+            "port range `39000-40000` holds a port of node:1's shard redis:5 (db:4) on 127.0.0.1, its cluster bus port `40000`: give a range clear of the other nodes' shard ports"
+        );
+        let low = place(Some(PortRange { lo: 80, hi: 2000 })).unwrap_err();
+        assert_eq!(
+            low.to_string(),
+            "the new node on 127.0.0.1: port range `80-2000` starts below 1024 (privileged ports: system services', which only root may bind): give a range within 1024-55535"
+        );
+        let high = place(Some(PortRange {
+            lo: 55000,
+            hi: 56000,
+        }))
+        .unwrap_err();
+        assert!(high.to_string().contains("ends above 55535"), "{high}");
+        // Another address is another machine; a range clear of both is taken.
+        new_node_place(
+            &c,
+            "10.0.0.2",
+            Path::new("/srv/new"),
+            Some(PortRange {
+                lo: 45000,
+                hi: 45099,
+            }),
+        )
+        .unwrap();
+        place(Some(PortRange {
+            lo: 46000,
+            hi: 46999,
+        }))
+        .unwrap();
+        // Without a range: the first free block skips node:1's range and the blocks of its
+        // shards' ports, and never ends above 55535.
+        assert_eq!(
+            place(None).unwrap(),
+            PortRange {
+                lo: 31000,
+                hi: 31999
+            }
+        );
+        for lo in (31000..=39000)
+            .step_by(1000)
+            .chain([41000, 42000, 43000, 44000])
+        {
+            let n = node(lo as u64, root);
+            c.nodes.insert(
+                n.id,
+                Node {
+                    port_range: PortRange { lo, hi: lo + 999 },
+                    ..n
+                },
+            );
+        }
+        let place = |range| new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), range);
+        assert_eq!(
+            place(None).unwrap(),
+            PortRange {
+                lo: 46000,
+                hi: 46999
+            }
+        );
+        for lo in (46000..=54000).step_by(1000) {
+            let n = node(lo as u64, root);
+            c.nodes.insert(
+                n.id,
+                Node {
+                    port_range: PortRange { lo, hi: lo + 999 },
+                    ..n
+                },
+            );
+        }
+        let none = new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), None).unwrap_err();
+        assert!(matches!(none, NodePlaceError::NoFreeRange { .. }), "{none}");
     }
 
     #[test]

@@ -98,22 +98,25 @@ impl ClusterCommand {
                 addr,
                 tls,
                 redis_server,
-            } => create(
-                ctx,
-                name,
-                cluster_id,
-                persistent_path,
-                addr,
-                tls,
-                redis_server,
-            ),
+            } => {
+                create(
+                    ctx,
+                    name,
+                    cluster_id,
+                    persistent_path,
+                    addr,
+                    tls,
+                    redis_server,
+                )
+                .await
+            }
             ClusterCommand::Recover(req, tls) => recover::apply(ctx, &req, tls.as_ref()).await,
             ClusterCommand::TlsSet(req) => tls::apply(ctx, req).await,
         }
     }
 }
 
-fn create(
+async fn create(
     ctx: &Context,
     name: String,
     cluster_id: Option<u64>,
@@ -150,10 +153,18 @@ fn create(
         node.addr = addr.to_string();
     }
     node.redis_server = redis_server;
-    super::node::prepare_persistent_path(&node.persistent_path)?;
     let node = node.clone();
-    if let Some(paths) = &tls_paths {
-        let material = tls::checked(paths, None)?;
+    // The material and the node's binary are checked before anything is written.
+    let material = match &tls_paths {
+        Some(paths) => {
+            let material = tls::checked(paths, None)?;
+            tls::refuse_without_tls(ctx, &cluster).await?;
+            Some(material)
+        }
+        None => None,
+    };
+    super::node::prepare_persistent_path(&node.persistent_path)?;
+    if let Some(material) = material {
         // A new cluster's one node is this machine.
         crate::tls::install(&node.persistent_path, &material)
             .map_err(|e| CommandError::from(e).context(format!("node:{}", node.id)))?;

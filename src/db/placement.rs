@@ -54,11 +54,7 @@ pub fn place_avoiding(
     // What each address's shards hold: client ports, and bus ports of cluster shards.
     let mut reserved_by_addr: BTreeMap<String, BTreeSet<u16>> = avoid.clone();
     for db in cluster.databases.values() {
-        let held = if db.config.shards > 1 {
-            PortNeed::WithBus
-        } else {
-            PortNeed::Plain
-        };
+        let held = db.port_need();
         for s in &db.shards {
             if let Some(node) = cluster.nodes.get(&s.node) {
                 reserved_by_addr

@@ -299,7 +299,12 @@ impl ValueKind {
             ValueKind::PortRange => {
                 let (lo, hi) =
                     whole(|i| separated_pair(port, char('-'), port)(i), text).ok_or_else(bad)?;
-                Value::PortRange(crate::ccs::rules::port_range(lo, hi)?)
+                let range = crate::ccs::rules::port_range(lo, hi)?;
+                // A node's range: its ports go to any database's shards, bus ports too.
+                if let Some(why) = crate::server::unusable_range(lo, hi) {
+                    return Err(why);
+                }
+                Value::PortRange(range)
             }
             ValueKind::SlotRange => {
                 let (start, end) =

@@ -56,26 +56,40 @@ pub fn key_slot(key: &[u8]) -> u16 {
     CRC16.checksum(tagged) & (SLOT_COUNT - 1)
 }
 
-/// Keys counted outside whose fingerprints are kept (a table of at most 1 MiB).
-const KEPT: usize = 1 << 16;
-
 /// Counts the keys whose slot falls outside `range`, keeping a few examples.
 pub(crate) struct SlotCheck {
     pub range: SlotRange,
     pub outside: u64,
     pub examples: Vec<String>,
-    /// Fingerprints of the first [`KEPT`] keys counted outside: a key an AOF's base holds
-    /// and an incremental command names again is counted once.
-    counted: FpSet,
+    /// Fingerprints of the keys counted outside, for a file whose keys may be named again
+    /// ([`SlotCheck::named_again`]: an AOF, where a key its base holds and an incremental
+    /// command names again is one key). `None`: each key comes once (an RDB), and nothing
+    /// is kept. A file with no key outside keeps nothing either.
+    counted: Option<FpSet>,
+    /// More keys outside than the reader tracks ([`super::fp_set::MAX_KEYS`]): one named again past
+    /// them may have counted twice.
+    pub full: bool,
 }
 
 impl SlotCheck {
+    /// The check of a file whose keys each come once (an RDB).
     pub fn new(range: SlotRange) -> Self {
         SlotCheck {
             range,
             outside: 0,
             examples: Vec::new(),
-            counted: FpSet::default(),
+            counted: None,
+            full: false,
+        }
+    }
+
+    /// The check of a file whose keys may be named again (an AOF): every key counted
+    /// outside is remembered (8-21 bytes each, as [`FpSet`] documents, up to
+    /// [`super::fp_set::MAX_KEYS`]), so that it counts once however many come before it.
+    pub fn named_again(range: SlotRange) -> Self {
+        SlotCheck {
+            counted: Some(FpSet::default()),
+            ..SlotCheck::new(range)
         }
     }
 
@@ -96,12 +110,13 @@ impl SlotCheck {
         if self.range.contains(slot) {
             return;
         }
-        let fp = fingerprint(key);
-        if named && self.counted.contains(fp) {
-            return;
-        }
-        if self.counted.len() < KEPT {
-            self.counted.insert(fp);
+        if let Some(counted) = &mut self.counted {
+            let fp = fingerprint(key);
+            match counted.insert(fp) {
+                Some(false) if named => return,
+                Some(_) => {}
+                None => self.full = true,
+            }
         }
         self.outside += 1;
         if self.examples.len() < EXAMPLES {
@@ -131,6 +146,31 @@ mod tests {
         assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b""), 0);
+    }
+
+    #[test]
+    fn a_key_named_again_counts_once_however_many_came_before() {
+        let range = SlotRange { start: 0, end: 0 };
+        let keys: Vec<String> = (0..70_000).map(|i| format!("k{i}")).collect();
+        let mut c = SlotCheck::named_again(range);
+        for k in &keys {
+            c.check(k.as_bytes());
+        }
+        let held = c.outside;
+        assert!(held > 1 << 16, "{held}");
+        for k in keys.iter().rev() {
+            c.check_named(k.as_bytes());
+        }
+        assert_eq!(c.outside, held);
+        assert!(!c.full);
+        c.check_named(b"fresh");
+        assert_eq!(c.outside, held + 1);
+        // An RDB's keys come once each: counted as they come, nothing remembered.
+        let mut rdb = SlotCheck::new(range);
+        rdb.check(b"foo");
+        rdb.check(b"foo");
+        assert_eq!(rdb.outside, 2);
+        assert!(rdb.counted.is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ccs::{Cluster, Database, Id, StoreError, StoreLock};
 use crate::error::{DomainError, ErrorKind};
-use crate::server::{port_is_free, PortNeed};
+use crate::server::port_is_free;
 
 /// Why a shard was not moved.
 #[derive(Debug, thiserror::Error)]
@@ -108,16 +108,6 @@ pub fn move_taken(
     Ok(moved)
 }
 
-/// The ports a shard of `db` holds on its address: its client port, and its bus port in
-/// a cluster.
-pub(crate) fn need_of(db: &Database) -> PortNeed {
-    if db.config.shards > 1 {
-        PortNeed::WithBus
-    } else {
-        PortNeed::Plain
-    }
-}
-
 /// Shard `shard` of db `id` moves to `port` (the database's endpoint with it when it is
 /// the endpoint shard), which must be free on its node and held by no other shard of the
 /// configuration (nor its bus port); saved before the recovery starts. Whatever holds the
@@ -130,7 +120,7 @@ pub fn move_shard(
     port: u16,
 ) -> Result<String, MoveError> {
     let db = &cluster.databases[&id];
-    let need = need_of(db);
+    let need = db.port_need();
     let shard = db
         .shards
         .iter()
@@ -154,7 +144,7 @@ pub fn move_shard(
     let wanted: Vec<u16> = need.ports(port).collect();
     crate::ccs::rules::port_of_other_node(cluster, shard.node, port, wanted.iter().copied())?;
     for other in cluster.databases.values() {
-        let other_need = need_of(other);
+        let other_need = other.port_need();
         for s in &other.shards {
             let same_addr = cluster.nodes.get(&s.node).is_some_and(|n| n.addr == addr);
             if s.id != shard.id
@@ -214,7 +204,7 @@ pub(crate) fn reserved_by_addr(cluster: &Cluster) -> BTreeMap<String, BTreeSet<u
                 reserved
                     .entry(n.addr.clone())
                     .or_default()
-                    .extend(need_of(db).ports(s.port));
+                    .extend(db.port_need().ports(s.port));
             }
         }
     }
@@ -241,7 +231,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
     let Some(db) = cluster.databases.get(&id) else {
         return Vec::new();
     };
-    let need = need_of(db);
+    let need = db.port_need();
     let endpoint = endpoint_shard(db);
     let mut reserved = reserved_by_addr(cluster);
     let mut moves = Vec::new();

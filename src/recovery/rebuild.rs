@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::ccs::{Cluster, Id, StoreError};
 
 pub use backup::{from_backup, read_backup, recovered_family};
-pub use commit::{recover, RecoverRequest};
+pub use commit::{recover, stage, RecoverRequest, Staged};
 pub use databases::{LeftOut, LostShard};
 pub use disk::{IdSighting, SightingKind};
 pub use identities::from_identities;

@@ -13,7 +13,7 @@ use crate::ccs::{Cluster, DbState, Id, Role};
 use crate::error::{DomainError, ErrorKind};
 use crate::server::ServerError;
 
-use super::ports::{need_of, reserved_by_addr};
+use super::ports::reserved_by_addr;
 
 /// One shard placed on another node.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub(crate) fn place_shard(
             }
         }
     };
-    let need = need_of(db);
+    let need = db.port_need();
     let node = &cluster.nodes[&to];
     let reserved = reserved_by_addr(cluster)
         .remove(&node.addr)

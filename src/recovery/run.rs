@@ -41,6 +41,10 @@ pub enum RunError {
     Move(#[from] MoveError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A replica whose node's server cannot load its master's RDB
+    /// ([`crate::db::check_replica_engines`]).
+    #[error(transparent)]
+    Engines(crate::db::DbError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -56,6 +60,7 @@ impl DomainError for RunError {
             RunError::Hosts(_) => ErrorKind::Io,
             RunError::Move(e) => e.kind(),
             RunError::Server(e) => e.kind(),
+            RunError::Engines(e) => e.kind(),
             RunError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -66,6 +71,7 @@ impl DomainError for RunError {
             RunError::NotSaved(e) | RunError::Store(e) => e.hints(),
             RunError::Move(e) => e.hints(),
             RunError::Server(e) => e.hints(),
+            RunError::Engines(e) => e.hints(),
             _ => Vec::new(),
         }
     }
@@ -236,7 +242,6 @@ pub async fn recover(
     cancel: &Cancel,
 ) -> Result<RecoverOutcome, RunError> {
     let adopted = adopt_live(lock, cluster).await?;
-    let mut moved = Vec::new();
     let targets = match req.db {
         None => pending(cluster),
         Some(id) => {
@@ -253,22 +258,30 @@ pub async fn recover(
                     name: db.config.name.clone(),
                 });
             }
-            if let Some(port) = req.port {
-                moved.push(move_endpoint(lock, cluster, id, port)?);
-            }
             vec![id]
         }
     };
-    if req.free_port {
-        for &id in &targets {
-            moved.extend(move_taken(lock, cluster, id)?);
-        }
-    }
     if targets.is_empty() {
         let down = down(cluster);
         return Ok(RecoverOutcome::NothingPending { adopted, down });
     }
     let server = cluster.servers(req.redis_server.as_deref())?;
+    // A replica whose node's server cannot load its master's RDB would wait for ever for
+    // its first sync: refused before any port moves or any shard starts, as create and
+    // restart refuse it.
+    for id in &targets {
+        crate::db::check_replica_engines(&cluster.databases[id], &server)
+            .map_err(RunError::Engines)?;
+    }
+    let mut moved = Vec::new();
+    if let (Some(id), Some(port)) = (req.db, req.port) {
+        moved.push(move_endpoint(lock, cluster, id, port)?);
+    }
+    if req.free_port {
+        for &id in &targets {
+            moved.extend(move_taken(lock, cluster, id)?);
+        }
+    }
     let mut rec = Recovery::new(server, req.only_configuration);
     rec.proof = req.proof;
     rec.replay = req.replay;

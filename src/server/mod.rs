@@ -31,7 +31,10 @@ pub use conf::{
     listening_port, render_conf, ConfOptions, Persistence, ShardConf, Upstream,
     CLUSTER_NODE_TIMEOUT_MS,
 };
-pub use ports::{pick_port, port_is_free, require_free, unusable_port, PortNeed, MIN_SHARD_PORT};
+pub use ports::{
+    pick_port, port_is_free, require_free, unusable_port, unusable_range, PortNeed,
+    MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
+};
 pub use process::{
     is_running, log_tail, log_tail_on, read_pid, read_pid_on, require_free_on, shard_pid,
     shard_pid_on, start_shard, stop_pid, stop_pid_on, stop_shard, stop_shard_on, ShardStart,

@@ -22,8 +22,28 @@ pub fn unusable_port(port: u16, need: PortNeed) -> Option<String> {
     }
     if need == PortNeed::WithBus && port.checked_add(CLUSTER_BUS_OFFSET).is_none() {
         return Some(format!(
-            "port `{port}` leaves no cluster bus port: a sharded database's shards also listen on port + {CLUSTER_BUS_OFFSET}, at most 65535, so give a port of {MIN_SHARD_PORT}-{}",
-            u16::MAX - CLUSTER_BUS_OFFSET
+            "port `{port}` leaves no cluster bus port: a sharded database's shards also listen on port + {CLUSTER_BUS_OFFSET}, at most 65535, so give a port of {MIN_SHARD_PORT}-{MAX_BUS_SHARD_PORT}"
+        ));
+    }
+    None
+}
+
+/// The highest port whose cluster bus port (port + 10000) is still a port: 55535.
+pub const MAX_BUS_SHARD_PORT: u16 = u16::MAX - CLUSTER_BUS_OFFSET;
+
+/// Why a node's port range `lo-hi` cannot be one: the node hands its ports to shards of
+/// any database, so every port in it must be usable by a sharded database's shard (not
+/// privileged, with a bus port). `None`: it may be.
+pub fn unusable_range(lo: u16, hi: u16) -> Option<String> {
+    let within = format!("give a range within {MIN_SHARD_PORT}-{MAX_BUS_SHARD_PORT}");
+    if lo < MIN_SHARD_PORT {
+        return Some(format!(
+            "port range `{lo}-{hi}` starts below {MIN_SHARD_PORT} (privileged ports: system services', which only root may bind): {within}"
+        ));
+    }
+    if hi > MAX_BUS_SHARD_PORT {
+        return Some(format!(
+            "port range `{lo}-{hi}` ends above {MAX_BUS_SHARD_PORT}: a sharded database's shards also listen on port + {CLUSTER_BUS_OFFSET}, at most 65535, so {within}"
         ));
     }
     None
@@ -111,6 +131,20 @@ pub fn require_free(addr: &str, port: u16, need: PortNeed) -> Result<(), ServerE
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_node_range_must_hold_shard_and_bus_ports() {
+        assert_eq!(unusable_range(1024, 55535), None);
+        assert_eq!(unusable_range(30000, 30999), None);
+        assert_eq!(
+            unusable_range(500, 1500).unwrap(),
+            "port range `500-1500` starts below 1024 (privileged ports: system services', which only root may bind): give a range within 1024-55535"
+        );
+        assert_eq!(
+            unusable_range(55000, 55536).unwrap(),
+            "port range `55000-55536` ends above 55535: a sharded database's shards also listen on port + 10000, at most 65535, so give a range within 1024-55535"
+        );
+    }
 
     #[test]
     fn a_listening_port_is_not_free() {

@@ -148,7 +148,11 @@ impl Session {
                     let doc = render::json_error(&shown.text, &error, Some(shown.span));
                     print_doc(out, doc, line_no);
                 }
-                let _ = writeln!(err, "{lazarus} {at}{}", at_shown.render(&shown.text));
+                let _ = writeln!(
+                    err,
+                    "{lazarus} {at}{}",
+                    render::error_text(&at_shown.render(&shown.text), &error)
+                );
                 return Outcome::Failed(error.kind());
             }
         };
@@ -184,7 +188,11 @@ impl Session {
                 }
                 let _ = out.flush();
                 if let Some(error) = reply.failure() {
-                    let _ = writeln!(err, "{lazarus} {at}{error}");
+                    let _ = writeln!(
+                        err,
+                        "{lazarus} {at}{}",
+                        render::error_text(&error.to_string(), error)
+                    );
                     Outcome::Failed(error.kind())
                 } else if reply.ends_session() {
                     Outcome::Exit
@@ -196,7 +204,11 @@ impl Session {
                 if self.json {
                     print_doc(out, render::json_error(&text, &e, None), line_no);
                 }
-                let _ = writeln!(err, "{lazarus} {at}{e}");
+                let _ = writeln!(
+                    err,
+                    "{lazarus} {at}{}",
+                    render::error_text(&e.to_string(), &e)
+                );
                 Outcome::Failed(e.kind())
             }
         }
@@ -225,7 +237,11 @@ impl Session {
             print_doc(out, render::json_error(&shown, &error, None), Some(line_no));
         }
         let lazarus = self.error_prefix();
-        let _ = writeln!(err, "{lazarus} line {line_no}: {error}");
+        let _ = writeln!(
+            err,
+            "{lazarus} line {line_no}: {}",
+            render::error_text(&error.to_string(), &error)
+        );
         Outcome::Failed(error.kind())
     }
 
@@ -441,7 +457,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
         let command = lang::redact(cmd::registry(), &typed);
         println!("{}", render::json_error(&command, &error, None));
     }
-    eprintln!("lazarus: {error}");
+    eprintln!(
+        "lazarus: {}",
+        render::error_text(&error.to_string(), &error)
+    );
     error.kind().exit_code()
 }
 

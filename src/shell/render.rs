@@ -45,6 +45,18 @@ fn grid(table: &Table) -> String {
     }
 }
 
+/// An error as people read it on stderr: `shown` (its message, or a parse error's line
+/// with the caret under the fault), then each of its hints `shown` does not already say,
+/// one `hint: ` line each: the hints a `--json` document lists, never only there.
+pub fn error_text(shown: &str, error: &CommandError) -> String {
+    let mut text = shown.to_string();
+    for hint in error.hints().iter().filter(|h| !shown.contains(h.as_str())) {
+        text.push_str("\nhint: ");
+        text.push_str(hint);
+    }
+    text
+}
+
 /// `{"command": "...", "ok": true, "result": ..., "messages": [...]}`; a reply marked
 /// failed adds its error as [`json_error`] does.
 pub fn json_ok(command: &str, reply: &Reply) -> Value {
@@ -80,6 +92,23 @@ fn add_error(doc: &mut Value, error: &CommandError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_errors_hints_follow_it_unless_it_says_them() {
+        let said = CommandError::conflict("a cluster exists; use another `--home`")
+            .hinted("use another `--home`");
+        assert_eq!(
+            error_text(&said.to_string(), &said),
+            "a cluster exists; use another `--home`"
+        );
+        let down = CommandError::unavailable("1 shard(s) down: redis:3 of `cache`")
+            .hinted("start them again with `restart db <db>`")
+            .hinted("`status shards` says why");
+        assert_eq!(
+            error_text(&down.to_string(), &down),
+            "1 shard(s) down: redis:3 of `cache`\nhint: start them again with `restart db <db>`\nhint: `status shards` says why"
+        );
+    }
 
     #[test]
     fn tables_and_lines() {

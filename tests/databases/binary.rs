@@ -86,11 +86,14 @@ fn commands_create_kill_restart_and_refuse() {
     // The node's version, asked of its binary now its shard is down, in the same form.
     assert_eq!(node_version(1), up);
     // A shard down fails `status` (exit 1), whichever table is asked for.
+    // Its hints follow the error on stderr, as the `--json` document lists them.
+    let hint = "start them again with `restart db <db>`; `status shards` says why";
     lz.run("status shards issues_only")
         .fails(1)
         .stdout_has("DOWN")
-        .stderr_has("1 shard(s) down: redis:");
-    lz.run("status nodes").fails(1);
+        .stderr_has("1 shard(s) down: redis:")
+        .stderr_has(&format!("\nhint: {hint}\n"));
+    lz.run("status nodes").fails(1).stderr_has(hint);
     let doc = lz
         .cmd(["--json", "status", "issues_only"])
         .run()
@@ -98,6 +101,7 @@ fn commands_create_kill_restart_and_refuse() {
         .json();
     assert_eq!(doc[0]["result"]["databases"][0]["status"], "down");
     assert_eq!(doc[0]["kind"], "unavailable");
+    assert_eq!(doc[0]["hints"], serde_json::json!([hint]));
 
     lz.run("restart db cache").ok().stdout_has("Restarted db:");
     let mut k = client.get_connection().unwrap();

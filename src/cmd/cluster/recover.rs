@@ -131,7 +131,12 @@ pub(super) async fn apply(
     if let RecoverRequest::Identities(r) = req {
         check_remote_paths(&r.recovery_paths).await?;
     }
-    let mut rebuilt = rebuild::recover(&ctx.store, req, server)?;
+    let staged = rebuild::stage(&ctx.store, req, server)?;
+    if material.is_some() {
+        // The rebuilt nodes' binaries must run TLS shards: asked before anything is stored.
+        super::tls::refuse_without_tls(ctx, staged.cluster()).await?;
+    }
+    let mut rebuilt = staged.commit()?;
     if let Some(mut material) = material {
         let lock = ctx.store.lock()?;
         let mut cluster = lock.load()?.ok_or_else(CommandError::no_cluster)?;

@@ -122,8 +122,10 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
 /// Every node's server binary must be a TLS build before material is installed: a TLS
 /// database's shards cannot start with one that is not (its next start fails and rolls
 /// back). Each binary is asked once per host ([`crate::server::without_tls`]); refused
-/// naming each node, its binary and what the binary said. Nothing is changed. Also
-/// asked by `node add` and `node redis_server set` on a cluster with TLS material.
+/// naming each node, its binary and what the binary said. Nothing is changed. The one
+/// probe wherever TLS is turned on: `cluster tls set`, `cluster create` and `cluster
+/// recover` given material, and `node add` and `node redis_server set` on a cluster with
+/// material.
 pub(crate) async fn refuse_without_tls(
     ctx: &Context,
     cluster: &Cluster,

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::ccs::{Cluster, Id, NodeServer, Store};
+use crate::ccs::{Cluster, Id, NodeServer, Store, StoreLock};
 
 use super::{from_backup, from_identities, FromBackup, FromIdentities, RebuildError, Rebuilt};
 
@@ -15,14 +15,22 @@ pub enum RecoverRequest {
     Identities(FromIdentities),
 }
 
-/// Rebuilds the configuration and stores it in `store`'s home, which must hold no cluster.
-/// The store writes the home's document and every node's `ccs/` backup. `local_server`
+/// A rebuilt configuration not stored yet, the home's lock held: what the caller checks
+/// before anything is written (a TLS recovery asks its nodes' binaries), then
+/// [`Staged::commit`].
+pub struct Staged {
+    lock: StoreLock,
+    rebuilt: Rebuilt,
+}
+
+/// Rebuilds the configuration for `store`'s home, which must hold no cluster, and holds
+/// the home's lock until it is stored or dropped. Nothing is written. `local_server`
 /// (checked by the caller) becomes this machine's node's binary.
-pub fn recover(
+pub fn stage(
     store: &Store,
     req: &RecoverRequest,
     local_server: Option<NodeServer>,
-) -> Result<Rebuilt, RebuildError> {
+) -> Result<Staged, RebuildError> {
     let lock = store.lock()?;
     if let Some(existing) = lock.load()? {
         return Err(RebuildError::ClusterExists {
@@ -46,29 +54,54 @@ pub fn recover(
             node.redis_server = Some(server);
         }
     }
-    // The store writes the home first and the node backups after: make sure every backup
-    // directory can exist before the home is written, so a bad path changes nothing.
-    for node in rebuilt.cluster.nodes.values().filter(|n| n.ssh.is_none()) {
-        fs::create_dir_all(node.ccs_backup_dir()).map_err(|e| RebuildError::BadPath {
-            path: node.persistent_path.clone(),
-            reason: format!("cannot create it for `node:{}`: {e}", node.id),
-        })?;
+    Ok(Staged { lock, rebuilt })
+}
+
+impl Staged {
+    /// The configuration that [`Staged::commit`] stores.
+    pub fn cluster(&self) -> &Cluster {
+        &self.rebuilt.cluster
     }
-    let mut earlier = check_backup_targets(&rebuilt.cluster, false, |_, path| fs::read(path))?;
-    if rebuilt.cluster.nodes.values().any(|n| n.ssh.is_some()) {
-        // A host that does not answer (its machine lost) must not keep the configuration
-        // of every other node from coming back: its node is stored, and said so.
-        let (silent, remote_earlier) = prepare_remote(&rebuilt.cluster)?;
-        for (node, target, why) in silent {
-            rebuilt.problems.push(format!(
-                "`node:{node}` does not answer ({target}: {why}): its shards cannot recover there; if its machine is lost for good, `node {node} remove` places them on the nodes left"
-            ));
+
+    /// Stores the configuration: the store writes the home's document and every node's
+    /// `ccs/` backup.
+    pub fn commit(self) -> Result<Rebuilt, RebuildError> {
+        let Staged { lock, mut rebuilt } = self;
+        // The store writes the home first and the node backups after: make sure every
+        // backup directory can exist before the home is written, so a bad path changes
+        // nothing.
+        for node in rebuilt.cluster.nodes.values().filter(|n| n.ssh.is_none()) {
+            fs::create_dir_all(node.ccs_backup_dir()).map_err(|e| RebuildError::BadPath {
+                path: node.persistent_path.clone(),
+                reason: format!("cannot create it for `node:{}`: {e}", node.id),
+            })?;
         }
-        earlier.extend(remote_earlier);
+        let mut earlier = check_backup_targets(&rebuilt.cluster, false, |_, path| fs::read(path))?;
+        if rebuilt.cluster.nodes.values().any(|n| n.ssh.is_some()) {
+            // A host that does not answer (its machine lost) must not keep the
+            // configuration of every other node from coming back: its node is stored, and
+            // said so.
+            let (silent, remote_earlier) = prepare_remote(&rebuilt.cluster)?;
+            for (node, target, why) in silent {
+                rebuilt.problems.push(format!(
+                    "`node:{node}` does not answer ({target}: {why}): its shards cannot recover there; if its machine is lost for good, `node {node} remove` places them on the nodes left"
+                ));
+            }
+            earlier.extend(remote_earlier);
+        }
+        continue_earlier(&mut rebuilt, &earlier);
+        lock.save(&mut rebuilt.cluster)?;
+        Ok(rebuilt)
     }
-    continue_earlier(&mut rebuilt, &earlier);
-    lock.save(&mut rebuilt.cluster)?;
-    Ok(rebuilt)
+}
+
+/// Rebuilds the configuration and stores it: [`stage`], then [`Staged::commit`].
+pub fn recover(
+    store: &Store,
+    req: &RecoverRequest,
+    local_server: Option<NodeServer>,
+) -> Result<Rebuilt, RebuildError> {
+    stage(store, req, local_server)?.commit()
 }
 
 /// A node backup that an earlier `cluster recover` of the same disks stored and nothing

@@ -193,9 +193,12 @@ impl Restoring<'_> {
     }
 
     async fn prove_keys(&self, files: &[PathBuf]) -> Result<crate::verify::Comparison, String> {
-        let masters: Vec<ShardAddr> = crate::replay::targets(self.cluster, self.db, &self.fence)?
-            .into_iter()
-            .map(|t| t.addr)
+        let targets = crate::replay::targets(self.cluster, self.db, &self.fence)?;
+        let masters: Vec<(Id, ShardAddr)> = self
+            .db
+            .masters()
+            .map(|m| m.id)
+            .zip(targets.into_iter().map(|t| t.addr))
             .collect();
         let sources: Vec<crate::verify::DataSource> = files
             .iter()

@@ -664,21 +664,24 @@ pub async fn finish_removal(
 }
 
 /// The content proof of a restore: the files' digest (taken already, or now) against the
-/// fenced masters'. A difference is an error naming the first keys that differ.
+/// fenced masters' (each with its shard id). A difference is an error naming the first
+/// keys that differ; a master that fails the proof is named as `verify db` names it,
+/// `redis:N (host:port)` ([`crate::verify::VerifyError::naming`]).
 async fn prove(
     files: &[crate::verify::DataSource],
     file_digest: Option<crate::persist::ContentDigest>,
-    masters: &[ShardAddr],
+    masters: &[(Id, ShardAddr)],
 ) -> Result<crate::verify::Comparison, String> {
     // The shards are fenced: no client reads them while their DUMPs skip LZF.
     let opts = crate::persist::DigestOptions::unserved();
+    let addrs: Vec<ShardAddr> = masters.iter().map(|(_, a)| a.clone()).collect();
     let c = match file_digest {
         Some(d) => {
-            crate::verify::verify_sources_against(files, d, masters, &opts, LOAD_TIMEOUT).await
+            crate::verify::verify_sources_against(files, d, &addrs, &opts, LOAD_TIMEOUT).await
         }
-        None => crate::verify::verify_sources(files, masters, &opts, LOAD_TIMEOUT).await,
+        None => crate::verify::verify_sources(files, &addrs, &opts, LOAD_TIMEOUT).await,
     }
-    .map_err(|e| format!("the content proof could not run: {e}"))?;
+    .map_err(|e| format!("the content proof could not run: {}", e.naming(masters)))?;
     if c.equal {
         Ok(c)
     } else {
@@ -925,4 +928,33 @@ pub async fn roll_back(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A master that fails the proof is named as `verify db` names it, by shard and
+    /// address, not by its address alone.
+    #[tokio::test]
+    async fn a_failing_proof_names_the_shard_and_its_address() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr = ShardAddr {
+            host: "127.0.0.1".into(),
+            port,
+            password: None,
+            transport: crate::server::Transport::Plain,
+        };
+        let digest = crate::persist::ContentDigest::new(0);
+        let e = prove(&[], Some(digest), &[(7, addr)]).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "the content proof could not run: redis:7 (127.0.0.1:{port}): "
+            )),
+            "{e}"
+        );
+    }
 }

@@ -62,10 +62,13 @@ impl Restoring<'_> {
         }
         decoded.remove();
         if res.is_err() {
+            // The database empty again is unfenced under this step: no restored key
+            // serves, so a start cut short here is undone, not finished.
             (self.step)(RestoreStep::Emptying);
             self.empty().await?;
+        } else {
+            (self.step)(RestoreStep::Unfencing);
         }
-        (self.step)(RestoreStep::Unfencing);
         self.unfence_fenced(fenced).await?;
         // The keys were written now: files from before are older than this data.
         let written = crate::host::unix_nanos(std::time::SystemTime::now());

@@ -1638,6 +1638,12 @@ fn shard_dirs(lz: &Lazarus, name: &str) -> Vec<std::path::PathBuf> {
 /// free. The loading start is held by a stand-in for redis-server that only sleeps
 /// (killed here too).
 fn kill_while_loading(lz: &Lazarus, task: &str) {
+    kill_while_loading_after(lz, task, || {});
+}
+
+/// [`kill_while_loading`], running `during` while the restore loads (its shell alive,
+/// holding the task's lock) before the kill.
+fn kill_while_loading_after(lz: &Lazarus, task: &str, during: impl FnOnce()) {
     let sleeper = lz.path("sleeping-redis-server");
     let pid_file = lz.path("sleeper.pid");
     let _ = std::fs::remove_file(&pid_file);
@@ -1674,6 +1680,7 @@ fn kill_while_loading(lz: &Lazarus, task: &str) {
         assert!(Instant::now() < deadline, "the restore never began to load");
         std::thread::sleep(Duration::from_millis(10));
     };
+    during();
     child.kill().unwrap();
     child.wait().unwrap();
     unsafe {
@@ -1839,7 +1846,31 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     let changed = picture(&rt, &lz, "f");
     lz.run("restore task create name k db f backup latest force")
         .ok();
-    kill_while_loading(&lz, "k");
+    // While another shell runs the restore, its shard is `RESTORING` (not a restore cut
+    // short), naming the task, and serves no client: `status` fails.
+    kill_while_loading_after(&lz, "k", || {
+        lz.run("status shards")
+            .fails(1)
+            .stdout_has("RESTORING")
+            .stdout_lacks("RESTORE UNFINISHED")
+            .stderr_has("1 shard(s) down: redis:");
+        let doc = lz.cmd(["--json", "status", "shards"]).run().fails(1).json();
+        assert!(
+            doc[0]["hints"][0]
+                .as_str()
+                .is_some_and(|h| h.starts_with("a restore another shell runs holds some")),
+            "{}",
+            doc[0]
+        );
+        let row = &doc[0]["result"]["shards"][0];
+        assert_eq!(row["status"], "RESTORING", "{row}");
+        assert!(
+            row["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("restore task `k` is running in another shell")),
+            "{row}"
+        );
+    });
     let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
     let named = format!(
         "restore task `k` set the shard's data aside in `{}` (its only copy) and did not finish: `restore task retry k` puts it back and restores again, `restore task delete k` puts it back and drops the task",
@@ -1853,14 +1884,24 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     let all = lz.run("restart all");
     let said = format!("{}{}", all.stdout, all.stderr);
     assert!(all.code != 0 && said.contains(&named), "{all:?}");
+    // Cut short, its data set aside: the shard serves no client, and `status` fails as
+    // for a fenced one.
     lz.run("status shards issues_only")
-        .ok()
-        .stdout_has("RESTORE UNFINISHED");
+        .fails(1)
+        .stdout_has("RESTORE UNFINISHED")
+        .stderr_has("1 shard(s) down: redis:");
     let json = lz
         .cmd(["--json", "status", "shards", "issues_only"])
         .run()
-        .ok()
+        .fails(1)
         .json();
+    assert!(
+        json[0]["hints"][0]
+            .as_str()
+            .is_some_and(|h| h.contains("`status shards` names its task, to `restore task retry`")),
+        "{}",
+        json[0]
+    );
     assert!(
         json[0].to_string().contains("restore task `k` set"),
         "{}",

@@ -34,7 +34,7 @@ pub use placement::place;
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
-    FENCED, PORT_TAKEN, STATUS_TIMEOUT, TLS_REFUSED,
+    FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.

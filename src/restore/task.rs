@@ -4,6 +4,7 @@
 //! of several databases ([`super::group`]): each action finds which in the one read of
 //! the CCS it makes anyway.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -764,6 +765,25 @@ fn record_step(store: &Store, task: &str, s: RestoreStep) {
             }
         }
     }
+}
+
+/// The restore tasks another shell is running now (`running`, their lock held by a
+/// live process), by the name of the database each restores. A task `running` whose
+/// lock is free is not among them: its shell died.
+pub fn running_tasks(home: &Path, cluster: &Cluster) -> BTreeMap<String, String> {
+    cluster
+        .backups
+        .restores
+        .values()
+        .filter(|t| t.state == RestoreState::Running)
+        .filter(|t| {
+            matches!(
+                RunLock::try_take(home, &format!("restore-{}", t.name)),
+                Ok(None)
+            )
+        })
+        .map(|t| (t.db.clone(), t.name.clone()))
+        .collect()
 }
 
 /// Marks `running` tasks whose lock is free, or is `held` by the caller, `interrupted`

@@ -817,3 +817,94 @@ fn failed_over(engine: &Engine) {
         assert_eq!(s["keys"].as_u64(), Some(live.len() as u64));
     }
 }
+
+/// Two clusters share an `s3://` prefix, and run ids come from each cluster's own
+/// allocator and clock, so both may form the same one. The second to claim it is refused
+/// naming the other cluster, having written nothing (before, S3 was listed, then written:
+/// both could write one run's objects, the manifest last written winning); and a
+/// cluster's clean-up of a run of that id it recorded (its shell died) leaves the other
+/// cluster's run whole (before, it removed every object of that id).
+#[test]
+fn two_clusters_sharing_an_s3_prefix_never_overwrite_nor_remove_each_others_runs() {
+    let Some(s3) = common::s3::S3Server::start("shared") else {
+        return;
+    };
+    let World(a, _guard_a, _rt_a, ca) = World::with(1)
+        .env(s3.env())
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let World(b, _guard_b, _rt_b, cb) = World::with(1)
+        .env(s3.env())
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    assert_ne!(ca.cluster_id, cb.cluster_id);
+    let url = "s3://shared/lz";
+    let run = a.backup_run("f", Path::new(url));
+
+    // B forms A's run id: its claim is refused, naming A, and changes nothing there.
+    for (k, v) in s3.env() {
+        std::env::set_var(k, v);
+    }
+    let repo = lazarus::backup::Repository::open(Path::new(url)).unwrap();
+    let refused = match repo.begin(&run, cb.cluster_id) {
+        Ok(_) => panic!("cluster B began A's run `{run}`"),
+        Err(e) => e,
+    };
+    assert!(
+        refused.contains(&format!(
+            "run id `{run}` is taken in `{url}` by cluster {}",
+            ca.cluster_id
+        )),
+        "{refused}"
+    );
+
+    // B recorded a run of that id whose shell died: the sweep of its next backup
+    // command removes only what is B's.
+    {
+        let store = Store::new(b.home().to_path_buf());
+        let lock = store.lock().unwrap();
+        let mut c = lock.cluster().unwrap();
+        let db = c.database_by_name("f").unwrap().id;
+        c.backups.runs.push(lazarus::ccs::BackupRun {
+            id: run.clone(),
+            task: None,
+            db,
+            db_name: "f".into(),
+            path: PathBuf::from(url),
+            started: 0,
+            took_ms: None,
+            status: lazarus::ccs::RunStatus::Running,
+            reason: None,
+            keys: 0,
+            bytes: 0,
+            server_version: None,
+            pause_us: None,
+            safety_for: None,
+        });
+        lock.save(&mut c).unwrap();
+    }
+    b.run("backup task list").ok();
+    assert_eq!(
+        b.ccs()["backups"]["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == run.as_str())
+            .unwrap()["status"],
+        "interrupted"
+    );
+    let listed = a
+        .cmd(["--json", "backup", "list", "path", url])
+        .run()
+        .ok()
+        .json();
+    let row = listed[0]["result"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run"] == run.as_str())
+        .unwrap_or_else(|| panic!("A's run `{run}` is gone: {}", listed[0]))
+        .clone();
+    assert_eq!(row["restorable"], true, "{row}");
+    a.run(&format!("verify db f against {url}/{run}")).ok();
+}

@@ -219,7 +219,10 @@ async fn cut_and_stream(
         None => None,
     };
     spec.repo.prepare().map_err(BackupError::Failed)?;
-    let run_dir = spec.repo.begin(&spec.run).map_err(BackupError::Failed)?;
+    let run_dir = spec
+        .repo
+        .begin(&spec.run, cluster.cluster_id)
+        .map_err(BackupError::Failed)?;
     let mut conns = Connections::open(sources).await?;
     let bound = spec.max_pause;
     let (pause, forks_before) = conns.cut(sources, bound).await?;

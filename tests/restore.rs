@@ -1638,6 +1638,12 @@ fn shard_dirs(lz: &Lazarus, name: &str) -> Vec<std::path::PathBuf> {
 /// free. The loading start is held by a stand-in for redis-server that only sleeps
 /// (killed here too).
 fn kill_while_loading(lz: &Lazarus, task: &str) {
+    kill_while_loading_after(lz, task, || {});
+}
+
+/// [`kill_while_loading`], running `during` while the restore loads (its shell alive,
+/// holding the task's lock) before the kill.
+fn kill_while_loading_after(lz: &Lazarus, task: &str, during: impl FnOnce()) {
     let sleeper = lz.path("sleeping-redis-server");
     let pid_file = lz.path("sleeper.pid");
     let _ = std::fs::remove_file(&pid_file);
@@ -1674,6 +1680,7 @@ fn kill_while_loading(lz: &Lazarus, task: &str) {
         assert!(Instant::now() < deadline, "the restore never began to load");
         std::thread::sleep(Duration::from_millis(10));
     };
+    during();
     child.kill().unwrap();
     child.wait().unwrap();
     unsafe {
@@ -1839,7 +1846,31 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     let changed = picture(&rt, &lz, "f");
     lz.run("restore task create name k db f backup latest force")
         .ok();
-    kill_while_loading(&lz, "k");
+    // While another shell runs the restore, its shard is `RESTORING` (not a restore cut
+    // short), naming the task, and serves no client: `status` fails.
+    kill_while_loading_after(&lz, "k", || {
+        lz.run("status shards")
+            .fails(1)
+            .stdout_has("RESTORING")
+            .stdout_lacks("RESTORE UNFINISHED")
+            .stderr_has("1 shard(s) down: redis:");
+        let doc = lz.cmd(["--json", "status", "shards"]).run().fails(1).json();
+        assert!(
+            doc[0]["hints"][0]
+                .as_str()
+                .is_some_and(|h| h.starts_with("a restore another shell runs holds some")),
+            "{}",
+            doc[0]
+        );
+        let row = &doc[0]["result"]["shards"][0];
+        assert_eq!(row["status"], "RESTORING", "{row}");
+        assert!(
+            row["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("restore task `k` is running in another shell")),
+            "{row}"
+        );
+    });
     let old = shard_dirs(&lz, "f")[0].join(".lazarus-restore-old");
     let named = format!(
         "restore task `k` set the shard's data aside in `{}` (its only copy) and did not finish: `restore task retry k` puts it back and restores again, `restore task delete k` puts it back and drops the task",
@@ -1853,14 +1884,24 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     let all = lz.run("restart all");
     let said = format!("{}{}", all.stdout, all.stderr);
     assert!(all.code != 0 && said.contains(&named), "{all:?}");
+    // Cut short, its data set aside: the shard serves no client, and `status` fails as
+    // for a fenced one.
     lz.run("status shards issues_only")
-        .ok()
-        .stdout_has("RESTORE UNFINISHED");
+        .fails(1)
+        .stdout_has("RESTORE UNFINISHED")
+        .stderr_has("1 shard(s) down: redis:");
     let json = lz
         .cmd(["--json", "status", "shards", "issues_only"])
         .run()
-        .ok()
+        .fails(1)
         .json();
+    assert!(
+        json[0]["hints"][0]
+            .as_str()
+            .is_some_and(|h| h.contains("`status shards` names its task, to `restore task retry`")),
+        "{}",
+        json[0]
+    );
     assert!(
         json[0].to_string().contains("restore task `k` set"),
         "{}",
@@ -2274,7 +2315,7 @@ fn a_restore_cut_short_while_removing_the_old_data_is_finished_not_undone() {
             .ok()
             .stdout_has("interrupted")
             .stdout_has(&format!(
-                "after the restored data served clients: `restore task retry {task}` removes what is left of the old data"
+                "after the restored data served clients: `restore task retry {task}` unfences the shards still fenced and removes what is left of the old data"
             ));
         let done = lz.run(&format!("restore task {finish} {task}")).ok();
         if finish == "retry" {
@@ -2291,6 +2332,149 @@ fn a_restore_cut_short_while_removing_the_old_data_is_finished_not_undone() {
         assert_same(&served, &picture(&rt, &lz, "f"), finish);
         lz.run("status shards issues_only")
             .ok()
+            .stdout_lacks("RESTORE UNFINISHED");
+    }
+}
+
+/// A shell killed while its restore unfenced the shards (the restored data loaded,
+/// counted and proved) leaves some shards unfenced, serving the restored data and taking
+/// writes, and others still fenced, with the old data set aside in every shard
+/// directory. `retry` and `delete` then finish the restore forward: the shards still
+/// fenced are unfenced, what is left of the old data removed, and every write an
+/// unfenced shard took is kept (putting the old data back, as they did, dropped them).
+#[test]
+fn a_restore_cut_short_while_unfencing_is_finished_and_keeps_the_writes_taken() {
+    let World(lz, _guard, rt, _c) = World::with(1)
+        .db("f", 2, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.backup_run("f", &repo);
+    let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
+    let db = c.database_by_name("f").unwrap();
+    let masters: Vec<(u16, lazarus::ccs::SlotRange)> = db
+        .masters()
+        .map(|m| (shard_addr(&c, db, m.id).unwrap().port, m.slots.unwrap()))
+        .collect();
+    let dirs = shard_dirs(&lz, "f");
+    // What each shard held before the start: the old data the start sets aside.
+    let aside: Vec<std::path::PathBuf> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let to = lz.path(&format!("aside-{i}"));
+            std::fs::create_dir_all(&to).unwrap();
+            assert!(Command::new("cp")
+                .arg("-a")
+                .arg(dir.join("appendonlydir"))
+                .arg(&to)
+                .status()
+                .unwrap()
+                .success());
+            to
+        })
+        .collect();
+
+    for (task, finish) in [("u1", "retry"), ("u2", "delete")] {
+        lz.run(&format!(
+            "restore task create name {task} db f backup latest force no_safety_backup"
+        ))
+        .ok();
+        lz.run(&format!("restore task start {task}")).ok();
+        // The first master unfenced takes a write, in its own slots.
+        let (port0, slots0) = masters[0];
+        let key = rt.block_on(async {
+            let mut con = common::data::connect("127.0.0.1", port0, 0).await;
+            for i in 0.. {
+                let key = format!("after-unfence-{task}-{i}");
+                let slot: u16 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(&key)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                if slot >= slots0.start && slot <= slots0.end {
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg("written once unfenced")
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                    return key;
+                }
+            }
+            unreachable!()
+        });
+        let served = picture(&rt, &lz, "f");
+        assert!(
+            served.keys().any(|(_, k)| k == key.as_bytes()),
+            "{key} not written"
+        );
+        // What the killed shell left: the second master still fenced (its password in
+        // its `requirepass` and its fence file), the old data set aside in every shard
+        // directory, the task `running` at `unfencing` with its lock free.
+        let fence = "fence-of-the-killed-start";
+        rt.block_on(async {
+            let mut con = common::data::connect("127.0.0.1", masters[1].0, 0).await;
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("requirepass")
+                .arg(fence)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        });
+        std::fs::write(dirs[1].join(".lazarus-fence"), format!("{fence}\n")).unwrap();
+        for (dir, from) in dirs.iter().zip(&aside) {
+            let old = dir.join(".lazarus-restore-old");
+            std::fs::create_dir_all(&old).unwrap();
+            std::fs::write(old.join("lazarus-restore-task"), task).unwrap();
+            assert!(Command::new("cp")
+                .arg("-a")
+                .arg(from.join("appendonlydir"))
+                .arg(&old)
+                .status()
+                .unwrap()
+                .success());
+        }
+        {
+            let store = Store::new(lz.home().to_path_buf());
+            let lock = store.lock().unwrap();
+            let mut c = lock.cluster().unwrap();
+            let t = c.backups.restores.get_mut(task).unwrap();
+            t.state = lazarus::ccs::RestoreState::Running;
+            t.step = Some(lazarus::ccs::RestoreStep::Unfencing);
+            lock.save(&mut c).unwrap();
+        }
+
+        lz.run(&format!("restore task show {task}"))
+            .ok()
+            .stdout_has("interrupted")
+            .stdout_has(&format!(
+                "died while unfencing, after the restored data served clients: `restore task retry {task}` unfences the shards still fenced"
+            ));
+        let done = lz.run(&format!("restore task {finish} {task}")).ok();
+        if finish == "retry" {
+            done.stdout_has(&format!("Finished restore task `{task}`"));
+            assert_eq!(lz.ccs()["backups"]["restores"][task]["state"], "succeeded");
+        } else {
+            done.stdout_has(&format!("Deleted restore task `{task}`."));
+        }
+        for dir in &dirs {
+            assert!(
+                !dir.join(".lazarus-restore-old").exists(),
+                "{finish}: the old data is left in {}",
+                dir.display()
+            );
+            assert!(
+                !dir.join(".lazarus-fence").exists(),
+                "{finish}: fence file left"
+            );
+        }
+        // Both masters serve again without the fence, the write kept.
+        assert_same(&served, &picture(&rt, &lz, "f"), finish);
+        lz.run("status shards issues_only")
+            .ok()
+            .stdout_lacks("FENCED")
             .stdout_lacks("RESTORE UNFINISHED");
     }
 }

@@ -242,6 +242,7 @@ fn is_at(file: &File, path: &Path) -> bool {
 /// removing what it left in its repository. Returns whether anything changed.
 pub fn sweep_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
     let mut changed = false;
+    let cluster_id = cluster.cluster_id;
     for run in cluster.backups.runs.iter_mut() {
         if run.status != RunStatus::Running {
             continue;
@@ -250,7 +251,7 @@ pub fn sweep_interrupted(cluster: &mut Cluster, home: &Path) -> bool {
             continue;
         };
         if let Ok(repo) = Repository::open(&run.path) {
-            let _ = repo.remove(&run.id);
+            let _ = repo.remove_own(&run.id, cluster_id);
         }
         run.status = RunStatus::Interrupted;
         run.reason = Some("the shell running it died; its partial files were removed".to_string());

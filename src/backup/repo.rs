@@ -255,8 +255,10 @@ impl Repository {
         }
     }
 
-    /// Starts a run's directory; it must not exist yet.
-    pub fn begin(&self, run: &str) -> Result<RunDir, String> {
+    /// Starts a run's directory for the cluster `cluster_id`; it must not exist yet (in
+    /// object storage, where two clusters may share a prefix and nothing is created
+    /// atomically by listing, the run id is claimed: [`S3Repo::claim`]).
+    pub fn begin(&self, run: &str, cluster_id: u64) -> Result<RunDir, String> {
         match self {
             Repository::Local { root } => {
                 let dir = root.join(run);
@@ -267,11 +269,7 @@ impl Repository {
                     .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
             }
             Repository::Ssh(r) => r.begin(run)?,
-            Repository::S3(s) => {
-                if !s.objects(run)?.is_empty() {
-                    return Err(format!("`{}` already holds objects", self.run_shown(run)));
-                }
-            }
+            Repository::S3(s) => s.claim(run, cluster_id)?,
         }
         Ok(RunDir {
             repo: self.clone(),
@@ -321,6 +319,23 @@ impl Repository {
             Repository::Ssh(r) => r.objects(run),
             Repository::S3(s) => s.objects(run),
         }
+    }
+
+    /// Removes run `run` of the cluster `cluster_id` (a run this cluster recorded: a
+    /// failed, interrupted or pruned one), unless the repository's run of that id is
+    /// another cluster's — its claim ([`S3Repo::claim`]) or its manifest names another
+    /// cluster: two clusters sharing a repository may form the same run id, and one's
+    /// clean-up must not remove the other's run. Such a run is left whole.
+    pub fn remove_own(&self, run: &str, cluster_id: u64) -> io::Result<()> {
+        let claimed = match self {
+            Repository::S3(s) => s.claimed_by(run),
+            _ => None,
+        };
+        let owner = claimed.or_else(|| self.manifest(run).ok().map(|m| m.cluster_id));
+        if owner.is_some_and(|c| c != cluster_id) {
+            return Ok(());
+        }
+        self.remove(run)
     }
 
     /// Removes a run's directory and everything in it.

@@ -34,6 +34,9 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// upload's id: an upload is invisible to listings and kept (and billed) until completed
 /// or aborted, so removing a run whose shell died aborts the uploads these name.
 const UPLOAD_MARKER: &str = ".uploading.";
+/// `<run>/.claim`: the cluster that writes the run, created first and only where absent
+/// ([`S3Repo::claim`]).
+const RUN_CLAIM: &str = ".claim";
 
 /// The size of part `index` (from 0). A file's size is not known before its snapshot has
 /// been compressed, and S3 takes at most 10,000 parts of 5 MiB to 5 GiB each (the last
@@ -323,6 +326,76 @@ impl S3Repo {
             }
         });
         got.map_err(|e| format!("cannot read `{}`: {e}", self.shown(run, name)))
+    }
+
+    /// Claims run id `run` for the cluster `cluster_id` before anything of the run is
+    /// written: `<run>/.claim` is created only where no object of that name is
+    /// (`If-None-Match: *`, which S3, MinIO, R2 and moto honour), then read back (a store
+    /// that ignores the condition lets the last writer win: the one that reads another's
+    /// claim lost). Two clusters sharing a prefix may form the same run id (their ids
+    /// come from their own allocators and clocks); the one that claims second fails
+    /// here, having written nothing, and the other's run stays whole. A run id that
+    /// already holds objects (a run of a Lazarus before claims) is refused too.
+    pub fn claim(&self, run: &str, cluster_id: u64) -> Result<(), String> {
+        let key = self.key(&[run, RUN_CLAIM]);
+        let token = format!(
+            "cluster {cluster_id} {:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let shown = self.shown(run, RUN_CLAIM);
+        let taken = |by: Option<Vec<u8>>| {
+            let by = by
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|t| t.split_whitespace().nth(1).map(str::to_string));
+            format!(
+                "run id `{run}` is taken in `{}`{}: the run is not written there, and nothing of the run there was changed (run the backup again: it takes a new run id)",
+                self.url,
+                match by {
+                    Some(c) if c != cluster_id.to_string() => format!(" by cluster {c}, which shares the repository"),
+                    _ => " by another run".to_string(),
+                }
+            )
+        };
+        let store = self.store.clone();
+        let (k, body) = (key.clone(), token.clone().into_bytes());
+        let put = block(async move {
+            let create = object_store::PutOptions::from(object_store::PutMode::Create);
+            match store
+                .put_opts(&k, PutPayload::from(body.clone()), create)
+                .await
+            {
+                Err(object_store::Error::NotImplemented) => {
+                    store.put(&k, PutPayload::from(body)).await.map(|_| ())
+                }
+                other => other.map(|_| ()),
+            }
+        });
+        match put {
+            Ok(()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(taken(self.get_small(run, RUN_CLAIM).ok().flatten()))
+            }
+            Err(e) => return Err(format!("cannot write `{shown}`: {e}")),
+        }
+        match self.get_small(run, RUN_CLAIM)? {
+            Some(b) if b == token.as_bytes() => {}
+            other => return Err(taken(other)),
+        }
+        let others = self.objects(run)?;
+        if others.keys().any(|name| name != RUN_CLAIM) {
+            let store = self.store.clone();
+            let _ = block(async move { store.delete(&key).await });
+            return Err(format!("`{}/{run}` already holds objects", self.url));
+        }
+        Ok(())
+    }
+
+    /// The cluster whose claim `<run>/.claim` holds, when it holds one.
+    pub fn claimed_by(&self, run: &str) -> Option<u64> {
+        let claim = self.get_small(run, RUN_CLAIM).ok()??;
+        let text = String::from_utf8(claim).ok()?;
+        text.split_whitespace().nth(1)?.parse().ok()
     }
 
     pub fn put_small(&self, run: &str, name: &str, bytes: Vec<u8>) -> Result<(), String> {

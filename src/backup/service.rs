@@ -491,7 +491,7 @@ fn remove_runs(cluster: &mut Cluster, ids: &[String]) -> Vec<String> {
     for id in ids {
         if let Some(run) = cluster.backups.run(id) {
             let removed = Repository::open(&run.path).and_then(|repo| {
-                repo.remove(id)
+                repo.remove_own(id, cluster.cluster_id)
                     .map_err(|e| format!("cannot remove `{}`: {e}", repo.run_shown(id)))
             });
             if let Err(e) = removed {

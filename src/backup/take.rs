@@ -98,7 +98,9 @@ pub async fn take(
 /// a failover holds writes the configured master lacks, and only its pause stops
 /// writes), and a replica of it whose link is up, else that shard itself. When no shard
 /// of the group answers, the configured roles stay, and the run fails naming the shard
-/// that does not answer.
+/// that does not answer; when several answer as a master and the cluster does not tell
+/// which serves, the run fails naming them (a wrong guess would pause one and snapshot
+/// stale data).
 async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source, BackupError> {
     let group: Vec<&Shard> = std::iter::once(m)
         .chain(
@@ -111,7 +113,16 @@ async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source
         .iter()
         .map(|s| addr_of(cluster, db, s))
         .collect::<Result<Vec<_>, _>>()?;
-    let live = serving(&addrs, ROLE_TIMEOUT).await;
+    let live = serving(&addrs, db.config.shards > 1, ROLE_TIMEOUT)
+        .await
+        .map_err(|u| {
+            let names: Vec<String> = group
+                .iter()
+                .zip(&addrs)
+                .map(|(s, a)| format!("redis:{} ({a})", s.id))
+                .collect();
+            BackupError::Failed(u.describe(&names))
+        })?;
     let from = match (live.replica, live.answered) {
         (Some(r), _) => r,
         // Nothing answers: the configured replica, as before, so the error names it.
@@ -219,7 +230,10 @@ async fn cut_and_stream(
         None => None,
     };
     spec.repo.prepare().map_err(BackupError::Failed)?;
-    let run_dir = spec.repo.begin(&spec.run).map_err(BackupError::Failed)?;
+    let run_dir = spec
+        .repo
+        .begin(&spec.run, cluster.cluster_id)
+        .map_err(BackupError::Failed)?;
     let mut conns = Connections::open(sources).await?;
     let bound = spec.max_pause;
     let (pause, forks_before) = conns.cut(sources, bound).await?;

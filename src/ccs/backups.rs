@@ -234,13 +234,14 @@ impl RestoreStep {
         )
     }
 
-    /// Whether the restored data has served clients once a start reached this step: the
-    /// database was unfenced on it, so what the start set aside is no longer the
-    /// database's data. A start cut short here is finished (what is left of the old data
-    /// removed), never undone: putting the old data back would drop every write made
-    /// since.
+    /// Whether the restored data may have served clients once a start reached this step:
+    /// from `Unfencing` on, some shards may be unfenced (the restored data loaded, counted
+    /// and proved) and taking writes, so what the start set aside is no longer the
+    /// database's data. A start cut short here is finished (the shards still fenced
+    /// unfenced, what is left of the old data removed), never undone: putting the old
+    /// data back would drop every write an unfenced shard took since.
     pub fn served(self) -> bool {
-        matches!(self, RestoreStep::RemovingOld)
+        matches!(self, RestoreStep::Unfencing | RestoreStep::RemovingOld)
     }
 
     /// Every step without its figures, in the order a start goes through them.

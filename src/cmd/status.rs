@@ -82,18 +82,32 @@ impl StatusCommand {
             STATUS_TIMEOUT,
             &ctx.connections,
         )
-        .await;
-        // A shard that does not answer fails the command (exit 1), whichever tables are
-        // shown, so a script can trust `status`.
+        .await
+        .restoring(&crate::restore::running_tasks(ctx.store.home(), &cluster));
+        // A shard that serves no client fails the command (exit 1), whichever tables are
+        // shown, so a script can trust `status`: one down, another program on its port,
+        // one a restore fenced or set the data of (cut short or still running).
         let down: Vec<String> = report
             .shards
             .iter()
             .filter(|s| {
-                ["DOWN", db::TLS_REFUSED, db::PORT_TAKEN, db::FENCED].contains(&s.status.as_str())
+                [
+                    "DOWN",
+                    db::TLS_REFUSED,
+                    db::PORT_TAKEN,
+                    db::FENCED,
+                    db::RESTORE_UNFINISHED,
+                    db::RESTORING,
+                ]
+                .contains(&s.status.as_str())
             })
             .map(|s| format!("redis:{} of `{}`", s.id, s.name))
             .collect();
-        let fenced = report.shards.iter().any(|s| s.status == db::FENCED);
+        let has = |status: &str| report.shards.iter().any(|s| s.status == status);
+        let (restoring, cut_short) = (
+            has(db::RESTORING),
+            has(db::FENCED) || has(db::RESTORE_UNFINISHED),
+        );
         if self.issues_only {
             report = report.issues_only();
         }
@@ -103,8 +117,10 @@ impl StatusCommand {
         }
         Ok(reply.failed(
             CommandError::unavailable(format!("{} shard(s) down: {}", down.len(), down.join(", ")))
-                .hinted(if fenced {
-                    "a restore that did not finish fenced some: `status shards` names its task, to `restore task retry` or `restore task delete`"
+                .hinted(if cut_short {
+                    "a restore that did not finish fenced some or set their data aside: `status shards` names its task, to `restore task retry` or `restore task delete`"
+                } else if restoring {
+                    "a restore another shell runs holds some: `status shards` names its task, which `restore task show` follows"
                 } else {
                     "start them again with `restart db <db>`; `status shards` says why"
                 }),

@@ -229,7 +229,9 @@ impl VerifyCommand {
         let cluster = ctx.cluster()?;
         let database = db.resolve(&cluster)?;
         // A replica a failover promoted serves its master's data: it is what is proved.
-        let masters = crate::db::serving_masters(&cluster, database).await;
+        let masters = crate::db::serving_masters(&cluster, database)
+            .await
+            .map_err(CommandError::unavailable)?;
         if masters.is_empty() {
             return Err(CommandError::conflict(format!(
                 "database `{}` has no master shard to verify",

@@ -34,7 +34,7 @@ pub use placement::{check_replica_engines, place};
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
-    FENCED, PORT_TAKEN, STATUS_TIMEOUT, TLS_REFUSED,
+    FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.
@@ -217,9 +217,14 @@ pub fn shard_addr(cluster: &Cluster, db: &Database, shard_id: Id) -> Option<Shar
 
 /// Where each master's data is served now, one address a configured master: the
 /// master's own, or that of the replica a failover promoted in its place (asked of the
-/// live servers; the master's own when no shard of its group answers as a master).
-/// Each with the shard's id (the one serving).
-pub async fn serving_masters(cluster: &Cluster, db: &Database) -> Vec<(Id, ShardAddr)> {
+/// live servers, [`crate::server::serving`]; the master's own when no shard of its
+/// group answers as a master). Each with the shard's id (the one serving). Refused,
+/// naming the shards, when several of a group answer as a master and the cluster does
+/// not tell which serves.
+pub async fn serving_masters(
+    cluster: &Cluster,
+    db: &Database,
+) -> Result<Vec<(Id, ShardAddr)>, String> {
     let mut out = Vec::new();
     for m in db.masters() {
         let (ids, group): (Vec<Id>, Vec<ShardAddr>) = std::iter::once(m.id)
@@ -234,10 +239,19 @@ pub async fn serving_masters(cluster: &Cluster, db: &Database) -> Vec<(Id, Shard
         if group.is_empty() {
             continue;
         }
-        let live = crate::server::serving(&group, ROLE_TIMEOUT).await;
+        let live = crate::server::serving(&group, db.config.shards > 1, ROLE_TIMEOUT)
+            .await
+            .map_err(|u| {
+                let names: Vec<String> = ids
+                    .iter()
+                    .zip(&group)
+                    .map(|(id, a)| format!("redis:{id} ({a})"))
+                    .collect();
+                u.describe(&names)
+            })?;
         out.push((ids[live.master], group[live.master].clone()));
     }
-    out
+    Ok(out)
 }
 
 /// Bounds the INFO that asks a shard its live role.

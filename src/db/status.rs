@@ -28,6 +28,12 @@ pub const PORT_TAKEN: &str = "PORT TAKEN";
 /// A shard a restore fenced (its password one no client knows) and did not unfence: it
 /// runs, and refuses every client with `NOAUTH`.
 pub const FENCED: &str = "FENCED";
+/// A shard holding data a restore set aside (its only copy) that the restore neither put
+/// back nor replaced: the restore was cut short.
+pub const RESTORE_UNFINISHED: &str = "RESTORE UNFINISHED";
+/// A shard a restore another shell is running fenced or set the data of (the task's lock
+/// held by a live process): it serves no client until that restore is done.
+pub const RESTORING: &str = "RESTORING";
 /// A replica that runs as a master (standalone: it stopped following its master).
 const NOT_REPLICATING: &str = "NOT REPLICATING";
 /// A replica of a sharded database that a failover made the master of its master's
@@ -126,6 +132,26 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
+    /// Tells a restore still running from one cut short: a shard `FENCED` or `RESTORE
+    /// UNFINISHED` of a database whose restore task another shell is running now
+    /// (`running`: database name → task, each task's lock held by a live process) is
+    /// `RESTORING`, its detail naming the task.
+    pub fn restoring(mut self, running: &BTreeMap<String, String>) -> StatusReport {
+        for r in &mut self.shards {
+            if ![FENCED, RESTORE_UNFINISHED].contains(&r.status.as_str()) {
+                continue;
+            }
+            let Some(task) = running.get(&r.name) else {
+                continue;
+            };
+            r.status = RESTORING.to_string();
+            r.detail = Some(format!(
+                "restore task `{task}` is running in another shell (its lock is held): the shard serves no client until it finishes; `restore task show {task}` follows it"
+            ));
+        }
+        self
+    }
+
     /// Keeps only the rows that are not OK.
     pub fn issues_only(mut self) -> StatusReport {
         self.nodes.retain(|r| r.status != OK);
@@ -249,7 +275,7 @@ pub async fn status(
                     }),
                 ),
                 (_, _) if aside.contains_key(&s.id) => (
-                    "RESTORE UNFINISHED".to_string(),
+                    RESTORE_UNFINISHED.to_string(),
                     aside.get(&s.id).map(ToString::to_string),
                 ),
                 (_, _) if fences.contains_key(&s.id) => {

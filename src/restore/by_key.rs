@@ -67,10 +67,13 @@ impl Restoring<'_> {
         }
         drop(decoded);
         if res.is_err() {
+            // The database empty again is unfenced under this step: no restored key
+            // serves, so a start cut short here is undone, not finished.
             (self.step)(RestoreStep::Emptying);
             self.empty().await?;
+        } else {
+            (self.step)(RestoreStep::Unfencing);
         }
-        (self.step)(RestoreStep::Unfencing);
         self.unfence_fenced(fenced).await?;
         // The keys were written now: files from before are older than this data.
         let written = crate::host::unix_nanos(std::time::SystemTime::now());
@@ -209,9 +212,12 @@ impl Restoring<'_> {
     }
 
     async fn prove_keys(&self, files: &[PathBuf]) -> Result<crate::verify::Comparison, String> {
-        let masters: Vec<ShardAddr> = crate::replay::targets(self.cluster, self.db, &self.fence)?
-            .into_iter()
-            .map(|t| t.addr)
+        let targets = crate::replay::targets(self.cluster, self.db, &self.fence)?;
+        let masters: Vec<(Id, ShardAddr)> = self
+            .db
+            .masters()
+            .map(|m| m.id)
+            .zip(targets.into_iter().map(|t| t.addr))
             .collect();
         let sources: Vec<crate::verify::DataSource> = files
             .iter()

@@ -45,7 +45,7 @@ mod task_error;
 mod verify;
 
 pub use pick::{own_run, run_in_repository};
-pub use task::{CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
+pub use task::{running_tasks, CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
 pub use task_error::RestoreTaskError;
 
 pub use verify::verify;
@@ -594,6 +594,15 @@ pub async fn start(
     let fence = fence_password();
     let mut fenced = db.clone();
     fenced.config.password = Some(fence.clone());
+    // The step reached, for a failure's way out: from `Unfencing` on it is finished
+    // forward, never rolled back (see `RestoreStep::served`).
+    let reached = std::sync::Mutex::new(RestoreStep::Starting);
+    let step = &|s: RestoreStep| {
+        if let Ok(mut r) = reached.lock() {
+            *r = s;
+        }
+        step(s)
+    };
     let restoring = Restoring {
         cluster,
         db,
@@ -634,6 +643,11 @@ pub async fn start(
             }
             Ok(restored)
         }
+        Err(e) if reached.lock().is_ok_and(|r| r.served()) => Err(format!(
+            "{e}; the old data is not put back: shards unfenced already serve the restored \
+             data and may have taken writes (`restore task retry` unfences the rest and \
+             finishes, keeping them)"
+        )),
         Err(e) => {
             step(RestoreStep::PuttingBack);
             match roll_back(cluster, db, server, false).await {
@@ -646,14 +660,57 @@ pub async fn start(
     }
 }
 
-/// Finishes a start cut short after the restored data served clients (see
-/// [`RestoreStep::served`]): what it left of the old data is removed from every shard
-/// directory of `db`; the data in place, and the servers, are left as they are.
+/// Finishes a start cut short after the restored data may have served clients (see
+/// [`RestoreStep::served`]): every shard it left fenced (its fence file still there) is
+/// unfenced in place, or started with the data in its directory (the restored data)
+/// when it no longer runs; then what it left of the old data is removed from every
+/// shard directory of `db`. The data in place, with every write the shards unfenced
+/// took, is kept.
 pub async fn finish_removal(
     cluster: &Cluster,
     db: &Database,
     server: &Servers,
 ) -> Result<(), String> {
+    let mut lifted = false;
+    for role in [Role::Master, Role::Replica] {
+        for s in db.shards.iter().filter(|s| s.role == role) {
+            let place = Place::of(cluster, db, server, s.id)?;
+            let fence_file = place.fence_file();
+            if fence_file.password().await.is_none() {
+                continue;
+            }
+            lifted = true;
+            let a = crate::db::shard_addr(cluster, db, s.id)
+                .ok_or_else(|| format!("redis:{} has no node", s.id))?;
+            if lift_fence(&a, db.config.password.as_deref(), &fence_file).await {
+                continue;
+            }
+            stop_shard_on(&*place.host, &place.dir)
+                .await
+                .map_err(|e| format!("redis:{}: {e}", s.id))?;
+            let opts = StartOptions {
+                conf: ConfOptions::default(),
+                timeout: LOAD_TIMEOUT,
+                creating: false,
+            };
+            start_shard(server, cluster, db, s, &opts)
+                .await
+                .map_err(|e| format!("redis:{}: {e}", s.id))?;
+            fence_file.remove().await;
+        }
+    }
+    if lifted {
+        crate::db::wire(cluster, db)
+            .await
+            .map_err(|e| e.to_string())?;
+        if db.config.persistence == Persistence::Disabled {
+            // As the unfence does: the file loaded is not the database's data.
+            for s in db.masters() {
+                let place = Place::of(cluster, db, server, s.id)?;
+                place.remove(&place.dir.join(shard_dir::RDB_FILE)).await;
+            }
+        }
+    }
     for s in &db.shards {
         Place::of(cluster, db, server, s.id)?
             .discard_old()
@@ -664,21 +721,24 @@ pub async fn finish_removal(
 }
 
 /// The content proof of a restore: the files' digest (taken already, or now) against the
-/// fenced masters'. A difference is an error naming the first keys that differ.
+/// fenced masters' (each with its shard id). A difference is an error naming the first
+/// keys that differ; a master that fails the proof is named as `verify db` names it,
+/// `redis:N (host:port)` ([`crate::verify::VerifyError::naming`]).
 async fn prove(
     files: &[crate::verify::DataSource],
     file_digest: Option<crate::persist::ContentDigest>,
-    masters: &[ShardAddr],
+    masters: &[(Id, ShardAddr)],
 ) -> Result<crate::verify::Comparison, String> {
     // The shards are fenced: no client reads them while their DUMPs skip LZF.
     let opts = crate::persist::DigestOptions::unserved();
+    let addrs: Vec<ShardAddr> = masters.iter().map(|(_, a)| a.clone()).collect();
     let c = match file_digest {
         Some(d) => {
-            crate::verify::verify_sources_against(files, d, masters, &opts, LOAD_TIMEOUT).await
+            crate::verify::verify_sources_against(files, d, &addrs, &opts, LOAD_TIMEOUT).await
         }
-        None => crate::verify::verify_sources(files, masters, &opts, LOAD_TIMEOUT).await,
+        None => crate::verify::verify_sources(files, &addrs, &opts, LOAD_TIMEOUT).await,
     }
-    .map_err(|e| format!("the content proof could not run: {e}"))?;
+    .map_err(|e| format!("the content proof could not run: {}", e.naming(masters)))?;
     if c.equal {
         Ok(c)
     } else {
@@ -804,6 +864,29 @@ pub async fn unfence_shard(
         .map_err(e)
 }
 
+/// Lifts the fence a restore cut short left on the running shard at `a`, in place: the
+/// password its fence file names put back to `password` (or already back: the fence
+/// was lifted and the file not yet removed). Whether the shard answers unfenced now
+/// (its fence file then removed).
+async fn lift_fence(a: &ShardAddr, password: Option<&str>, fence_file: &FenceFile) -> bool {
+    if let Some(fence) = fence_file.password().await {
+        let mut fenced = a.clone();
+        fenced.password = Some(fence);
+        if unfence_shard(&fenced, password, Some(fence_file))
+            .await
+            .is_ok()
+        {
+            fence_file.remove().await;
+            return true;
+        }
+    }
+    if info(a, "server", Duration::from_secs(2)).await.is_ok() {
+        fence_file.remove().await;
+        return true;
+    }
+    false
+}
+
 /// SAVE, waiting out a background save already running (a backup's SYNC, the safety
 /// backup's, forks one): the server refuses SAVE until that child is done.
 async fn save(a: &ShardAddr) -> Result<(), String> {
@@ -885,21 +968,12 @@ pub async fn roll_back(
                     let _ = save(&a).await;
                 }
             }
-            if !touched && !restart && running {
-                if let Some(fence) = fence_file.password().await {
-                    let mut fenced = a.clone();
-                    fenced.password = Some(fence);
-                    if unfence_shard(&fenced, db.config.password.as_deref(), Some(&fence_file))
-                        .await
-                        .is_ok()
-                    {
-                        fence_file.remove().await;
-                        continue;
-                    }
-                }
-                if info(&a, "server", Duration::from_secs(2)).await.is_ok() {
-                    continue;
-                }
+            if !touched
+                && !restart
+                && running
+                && lift_fence(&a, db.config.password.as_deref(), &fence_file).await
+            {
+                continue;
             }
             stop_shard_on(&*place.host, &place.dir)
                 .await
@@ -925,4 +999,33 @@ pub async fn roll_back(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A master that fails the proof is named as `verify db` names it, by shard and
+    /// address, not by its address alone.
+    #[tokio::test]
+    async fn a_failing_proof_names_the_shard_and_its_address() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr = ShardAddr {
+            host: "127.0.0.1".into(),
+            port,
+            password: None,
+            transport: crate::server::Transport::Plain,
+        };
+        let digest = crate::persist::ContentDigest::new(0);
+        let e = prove(&[], Some(digest), &[(7, addr)]).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "the content proof could not run: redis:7 (127.0.0.1:{port}): "
+            )),
+            "{e}"
+        );
+    }
 }

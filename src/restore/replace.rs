@@ -44,11 +44,17 @@ impl Restoring<'_> {
         let file_check = self.check_files(&sources, &unread);
         (self.step)(RestoreStep::Loading(None));
         let loading = BringUp::new(self.cluster, &self.fenced);
-        let addrs: Vec<ShardAddr> = self
+        let masters: Vec<(Id, ShardAddr)> = self
             .fenced
             .masters()
-            .filter_map(|s| crate::db::shard_addr(self.cluster, &self.fenced, s.id))
+            .filter_map(|s| {
+                Some((
+                    s.id,
+                    crate::db::shard_addr(self.cluster, &self.fenced, s.id)?,
+                ))
+            })
             .collect();
+        let addrs: Vec<ShardAddr> = masters.iter().map(|(_, a)| a.clone()).collect();
         if let Err(e) = self.load(&loading, &addrs).await {
             // A file that differs from its manifest is named as such, before what the
             // server made of it.
@@ -65,7 +71,7 @@ impl Restoring<'_> {
         let content = match file_check.await.map_err(|e| e.to_string())?? {
             Some(digest) => {
                 (self.step)(RestoreStep::Proving);
-                Some(prove(&sources, Some(digest), &addrs).await?)
+                Some(prove(&sources, Some(digest), &masters).await?)
             }
             None => None,
         };

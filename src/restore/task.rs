@@ -4,6 +4,7 @@
 //! of several databases ([`super::group`]): each action finds which in the one read of
 //! the CCS it makes anyway.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -630,9 +631,16 @@ impl Tasks<'_> {
             Err(error) => {
                 // Its shards were stopped and started again (the old data put back).
                 self.record_pids(db.id).await?;
-                let failed = Some(error.clone());
-                self.set_state(name, RestoreState::Failed, None, failed, None)
-                    .await?;
+                // A start that failed once shards were unfenced keeps its step: `retry`
+                // and `delete` finish it forward, never put the old data back.
+                self.update(name, |t| {
+                    (t.state, t.reason) = (RestoreState::Failed, Some(error.clone()));
+                    if !t.step.is_some_and(RestoreStep::served) {
+                        t.step = None;
+                    }
+                    t.finished = Some(now_ms() / 1000);
+                })
+                .await?;
                 Err(RestoreTaskError::Failed {
                     name: name.clone(),
                     error,
@@ -759,6 +767,25 @@ fn record_step(store: &Store, task: &str, s: RestoreStep) {
     }
 }
 
+/// The restore tasks another shell is running now (`running`, their lock held by a
+/// live process), by the name of the database each restores. A task `running` whose
+/// lock is free is not among them: its shell died.
+pub fn running_tasks(home: &Path, cluster: &Cluster) -> BTreeMap<String, String> {
+    cluster
+        .backups
+        .restores
+        .values()
+        .filter(|t| t.state == RestoreState::Running)
+        .filter(|t| {
+            matches!(
+                RunLock::try_take(home, &format!("restore-{}", t.name)),
+                Ok(None)
+            )
+        })
+        .map(|t| (t.db.clone(), t.name.clone()))
+        .collect()
+}
+
 /// Marks `running` tasks whose lock is free, or is `held` by the caller, `interrupted`
 /// (their shell died); whether any was.
 fn mark_interrupted(cluster: &mut Cluster, home: &Path, held: Option<&str>) -> bool {
@@ -775,9 +802,9 @@ fn mark_interrupted(cluster: &mut Cluster, home: &Path, held: Option<&str>) -> b
         };
         if held == Some(t.name.as_str()) || free() {
             t.state = RestoreState::Interrupted;
-            if t.step.is_some_and(RestoreStep::served) {
+            if let Some(step) = t.step.filter(|s| s.served()) {
                 t.reason = Some(format!(
-                    "the shell running it died while removing the old data, after the restored data served clients: `restore task retry {}` removes what is left of the old data (the restored data stays)",
+                    "the shell running it died while {step}, after the restored data served clients: `restore task retry {}` unfences the shards still fenced and removes what is left of the old data (the restored data stays, with every write made since)",
                     t.name
                 ));
                 changed = true;
@@ -861,7 +888,8 @@ fn verify_failure(name: &str, v: &VerifyReport) -> Option<RestoreTaskError> {
 /// Whether task `t` is a start cut short after its restored data served clients: to be
 /// finished, never undone.
 fn served(t: &RestoreTask) -> bool {
-    t.state == RestoreState::Interrupted && t.step.is_some_and(RestoreStep::served)
+    matches!(t.state, RestoreState::Interrupted | RestoreState::Failed)
+        && t.step.is_some_and(RestoreStep::served)
 }
 
 fn refuse_done(t: &RestoreTask) -> Result<()> {

@@ -40,6 +40,9 @@ struct NodeLine {
     myself: bool,
     handshake: bool,
     replica_of: Option<String>,
+    /// The config epoch of the node's slot claims: of two nodes claiming a slot, the
+    /// cluster gives it to the one with the greater epoch (a failover bumps it).
+    epoch: u64,
     slots: Vec<(u16, u16)>,
 }
 
@@ -64,6 +67,7 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
                 myself: flags.contains(&"myself"),
                 handshake: flags.contains(&"handshake") || flags.contains(&"noaddr"),
                 replica_of: (f[3] != "-").then(|| f[3].to_string()),
+                epoch: f[6].parse().unwrap_or(0),
                 slots,
             })
         })
@@ -438,12 +442,13 @@ pub async fn follow(
 }
 
 /// Which shard of one master's group (the configured master first, then its replicas)
-/// serves the master's data now, asked of the live servers (`INFO replication`).
+/// serves the master's data now, asked of the live servers (`INFO replication`, and
+/// `CLUSTER NODES` when more than one answers as a master).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Serving {
-    /// The first shard answering as a master: the configured one, or a replica promoted
-    /// by a failover (which holds writes the configured master lacks). The configured
-    /// master (0) when none does.
+    /// The shard answering as a master: the configured one, or a replica promoted by a
+    /// failover (which holds writes the configured master lacks); when several do, the
+    /// one the cluster gives the slots to. The configured master (0) when none does.
     pub master: usize,
     /// A shard following that master with its link up.
     pub replica: Option<usize>,
@@ -451,16 +456,67 @@ pub struct Serving {
     pub answered: bool,
 }
 
-/// [`Serving`] of `group`, each shard asked within `timeout`.
-pub async fn serving(group: &[ShardAddr], timeout: Duration) -> Serving {
+/// Several shards of one group answer as a master and the cluster does not tell which
+/// serves the group's slots: guessing could pause or snapshot the wrong one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undecided {
+    /// The shards of the group (their indices) answering as a master.
+    pub claimants: Vec<usize>,
+    /// Why what they say decides nothing.
+    pub why: String,
+}
+
+impl Undecided {
+    /// The refusal, each shard named by `names` (the caller's name of each shard of the
+    /// group, in its order).
+    pub fn describe(&self, names: &[String]) -> String {
+        let claimants: Vec<&str> = self
+            .claimants
+            .iter()
+            .map(|&i| names.get(i).map_or("?", String::as_str))
+            .collect();
+        format!(
+            "cannot tell which shard serves {}'s data: {} all answer as a master, and {}; a master restarted after its replica took its slots follows that replica within seconds, so try again in a moment",
+            names.first().map_or("?", String::as_str),
+            claimants.join(", "),
+            self.why
+        )
+    }
+}
+
+/// [`Serving`] of `group`, each shard asked within `timeout`. One shard answering as a
+/// master is it. Several (a master restarted after a failover answers `role:master` for
+/// a moment, with the slots its replica now serves): in a Redis Cluster (`sharded`) the
+/// one whose own slot claim carries the greatest config epoch, as the cluster itself
+/// decides; when that decides nothing (a tie, no claim, no answer), or the group is not
+/// a Redis Cluster, [`Undecided`] — never the configured master by default.
+pub async fn serving(
+    group: &[ShardAddr],
+    sharded: bool,
+    timeout: Duration,
+) -> Result<Serving, Undecided> {
     let mut live = Vec::with_capacity(group.len());
     for a in group {
         live.push(info(a, "replication", timeout).await.ok());
     }
-    let master = live
+    let claimants: Vec<usize> = live
         .iter()
-        .position(|i| i.as_ref().is_some_and(|i| i.get("role") == Some("master")))
-        .unwrap_or(0);
+        .enumerate()
+        .filter(|(_, i)| i.as_ref().is_some_and(|i| i.get("role") == Some("master")))
+        .map(|(k, _)| k)
+        .collect();
+    let master = match claimants.as_slice() {
+        [] => 0,
+        [one] => *one,
+        _ if !sharded => {
+            return Err(Undecided {
+                claimants,
+                why: "a database of one shard has no cluster to say which one clients write to"
+                    .into(),
+            })
+        }
+        _ => slot_owner(group, &claimants, timeout).await?,
+    };
     let m = &group[master];
     let replica = live.iter().enumerate().position(|(k, i)| {
         k != master
@@ -471,10 +527,47 @@ pub async fn serving(group: &[ShardAddr], timeout: Duration) -> Serving {
                     && i.get_u64("master_port") == Some(u64::from(m.port))
             })
     });
-    Serving {
+    Ok(Serving {
         master,
         replica,
         answered: live.iter().any(Option::is_some),
+    })
+}
+
+/// Of `claimants` (shards of `group` answering as a master), the one the Redis Cluster
+/// gives the group's slots to: each says (its own line of `CLUSTER NODES`) which slots
+/// it claims and with which config epoch, and the cluster resolves two claims of a slot
+/// to the greater epoch.
+async fn slot_owner(
+    group: &[ShardAddr],
+    claimants: &[usize],
+    timeout: Duration,
+) -> Result<usize, Undecided> {
+    let undecided = |why: String| Undecided {
+        claimants: claimants.to_vec(),
+        why,
+    };
+    let mut claims = Vec::new();
+    for &k in claimants {
+        let cmd = redis::cmd("CLUSTER").arg("NODES").clone();
+        let text: String = query(&group[k], &cmd, timeout)
+            .await
+            .map_err(|e| undecided(format!("`{}` did not say its slots: {e}", group[k])))?;
+        if let Some(me) = parse_nodes(&text)
+            .into_iter()
+            .find(|n| n.myself && n.replica_of.is_none() && !n.slots.is_empty())
+        {
+            claims.push((k, me.epoch));
+        }
+    }
+    let Some(&(_, top)) = claims.iter().max_by_key(|(_, e)| *e) else {
+        return Err(undecided("none of them claims any slot".into()));
+    };
+    match claims.iter().filter(|(_, e)| *e == top).collect::<Vec<_>>()[..] {
+        [&(k, _)] => Ok(k),
+        _ => Err(undecided(format!(
+            "they claim slots with the same config epoch ({top})"
+        ))),
     }
 }
 
@@ -601,6 +694,7 @@ mod tests {
         assert!(n[0].myself);
         assert_eq!(n[0].slots, vec![(0, 5460), (7000, 7000)]);
         assert_eq!(n[1].replica_of.as_deref(), Some("a1"));
+        assert_eq!((n[0].epoch, n[1].epoch), (1, 1));
         assert!(n[2].handshake);
     }
 }

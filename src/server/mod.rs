@@ -25,7 +25,7 @@ pub use client::{
 };
 pub use cluster::{
     even_slots, follow, form_cluster, give_back_slots, replicate, save_snapshot, serving,
-    set_persistence, wait_in_sync, ClusterMember, MemberRole, SlotRange, SLOT_COUNT,
+    set_persistence, wait_in_sync, ClusterMember, MemberRole, SlotRange, Undecided, SLOT_COUNT,
 };
 pub use conf::{
     listening_port, render_conf, ConfOptions, Persistence, ShardConf, Upstream,

@@ -364,7 +364,7 @@ fn started_reply(started: Started) -> Result<Reply, CommandError> {
     let headline = match (&started.shown, &started.restored, &started.failure) {
         (_, _, Some(_)) => None,
         (Shown::One(t), None, None) if started.finished => Some(format!(
-            "Finished restore task `{}`: db `{}` was restored to backup run `{}` and served clients before the shell running it died; what it left of the old data is removed.",
+            "Finished restore task `{}`: db `{}` was restored to backup run `{}` and served clients before its start was cut short; the shards it left fenced are unfenced and what it left of the old data is removed.",
             t.name, t.db, t.run
         )),
         (Shown::One(t), Some(r), None) => Some(restored_line(t, r)),

@@ -301,7 +301,10 @@ impl<'a> BringUp<'a> {
     /// of the database that replicates (a replica, or a master following the sync
     /// source) and whose link is not up. Any other error as it is.
     async fn with_sync_logs(&self, e: ServerError) -> ServerError {
-        if !matches!(e, ServerError::Timeout { .. }) {
+        if !matches!(
+            e,
+            ServerError::Timeout { .. } | ServerError::SyncRefused { .. }
+        ) {
             return e;
         }
         let Ok(hosts) = self.cluster.hosts() else {

@@ -601,18 +601,84 @@ pub async fn save_snapshot(addr: &ShardAddr, timeout: Duration) -> Result<(), Se
     }
 }
 
-/// Waits until a replica's link to its master is up and no sync is in progress.
+/// Full syncs a master may send a replica during one wait before the replica is taken to
+/// refuse what it is sent (it loads each and fails, or drops it, and asks again): the
+/// first, one again after a link dropped mid-transfer, and one for another replica.
+const FULL_SYNCS_REFUSED: u64 = 4;
+/// How often the master's count of full syncs is looked at during a wait.
+const FULL_SYNC_LOOK: Duration = Duration::from_secs(1);
+
+/// Waits until a replica's link to its master is up and no sync is in progress. A
+/// replica that keeps refusing what its master sends (an RDB it cannot load, a disk it
+/// cannot write) asks for a full sync again every second or so and would wait out the
+/// whole `timeout` (an hour in a recovery): once its master counts
+/// [`FULL_SYNCS_REFUSED`] full syncs since the wait began and the replica is between tries
+/// (its link not up, no transfer in progress), the wait ends with
+/// [`ServerError::SyncRefused`]. The master is asked as the replica is
+/// (same password and transport), from the address the replica follows; one that does
+/// not answer so (a `sync_source` elsewhere) leaves the plain timeout.
 pub async fn wait_in_sync(replica: &ShardAddr, timeout: Duration) -> Result<(), ServerError> {
-    poll_until(
-        &format!("replica `{replica}` to sync (`master_link_status:up`)"),
-        timeout,
-        || async {
-            let i = info(replica, "replication", CMD_TIMEOUT).await?;
-            Ok(i.get("master_link_status") == Some("up")
-                && i.get("master_sync_in_progress") == Some("0"))
-        },
-    )
-    .await
+    let what = format!("replica `{replica}` to sync (`master_link_status:up`)");
+    let began = Instant::now();
+    let deadline = began + timeout;
+    let mut next_look = began;
+    // The master as the replica names it, and its count of full syncs at the first look.
+    let mut first: Option<(ShardAddr, u64)> = None;
+    loop {
+        let last = info(replica, "replication", CMD_TIMEOUT).await;
+        if let Ok(i) = &last {
+            if i.get("master_link_status") == Some("up")
+                && i.get("master_sync_in_progress") == Some("0")
+            {
+                return Ok(());
+            }
+            // Mid-transfer, a sync may take as long as it needs: only a replica between
+            // tries is judged (one that refuses is between tries every second or so).
+            let between_tries = i.get("master_sync_in_progress") != Some("1");
+            if between_tries && Instant::now() >= next_look {
+                next_look = Instant::now() + FULL_SYNC_LOOK;
+                let master = match (i.get("master_host"), i.get_u64("master_port")) {
+                    (Some(host), Some(port)) => u16::try_from(port).ok().map(|port| ShardAddr {
+                        host: host.to_string(),
+                        port,
+                        ..replica.clone()
+                    }),
+                    _ => None,
+                };
+                if let Some(master) = master {
+                    let fulls = info(&master, "stats", CMD_TIMEOUT)
+                        .await
+                        .ok()
+                        .and_then(|m| m.get_u64("sync_full"));
+                    match (&first, fulls) {
+                        (Some((m, at)), Some(n))
+                            if *m == master && n >= at + FULL_SYNCS_REFUSED =>
+                        {
+                            return Err(ServerError::SyncRefused {
+                                replica: replica.to_string(),
+                                master: master.to_string(),
+                                syncs: n - at,
+                                after: began.elapsed(),
+                            });
+                        }
+                        (Some((m, _)), _) if *m == master => {}
+                        (_, Some(n)) => first = Some((master, n)),
+                        (_, None) => {}
+                    }
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(match last {
+                Err(e) => e,
+                Ok(_) => ServerError::Timeout {
+                    what,
+                    after: timeout,
+                },
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Switches a running server to `persistence` (CONFIG SET save/appendonly) and writes it

@@ -101,6 +101,18 @@ pub enum ServerError {
     TlsRefused { addr: String, reason: String },
     #[error("timed out after {}s waiting for {what}", .after.as_secs_f32())]
     Timeout { what: String, after: Duration },
+    /// A replica that took none of the full syncs its master sent it during a wait (it
+    /// asks again after each it fails to load or store): why is in its log.
+    #[error(
+        "replica `{replica}` refuses what its master `{master}` sends: {syncs} full syncs in {}s and its link is still not up",
+        .after.as_secs()
+    )]
+    SyncRefused {
+        replica: String,
+        master: String,
+        syncs: u64,
+        after: Duration,
+    },
     /// A wait for replicas to sync that timed out, with the last lines of the log of
     /// each shard whose link was still not up (why it was not is there: a master's RDB
     /// it cannot load, a refused password, ...).
@@ -138,6 +150,7 @@ impl crate::error::DomainError for ServerError {
             | ServerError::Redis { .. }
             | ServerError::TlsRefused { .. }
             | ServerError::Timeout { .. }
+            | ServerError::SyncRefused { .. }
             | ServerError::NotInSync { .. }
             | ServerError::Cluster(_) => ErrorKind::Unavailable,
         }

@@ -668,3 +668,93 @@ async fn a_sync_that_times_out_shows_the_replicas_log() {
     );
     assert!(e.contains("NOAUTH"), "{e}");
 }
+
+/// A replica that refuses every full sync its master sends (here a Redis 7.0 replica of a
+/// Valkey 8.1 master: RDB 11 it cannot load, asked for again each time) ends a sync wait
+/// once its master counts several full syncs, naming both, not after the whole timeout
+/// (an hour in a recovery).
+#[tokio::test]
+async fn a_replica_refusing_every_sync_ends_the_wait_early() {
+    let Some(valkey) = crate::common::engine::Engine::valkey() else {
+        eprintln!("engine valkey: not tested (no valkey-server)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = crate::common::procs::ProcessGuard::new(tmp.path());
+    let base = crate::common::ports::block();
+    let (mp, rp) = (base, base + 1);
+    let mut children = Vec::new();
+    let mut start = |bin: &Path, dir: &str, port: u16, extra: &[String]| {
+        let d = tmp.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        let child = std::process::Command::new(bin)
+            .current_dir(&d)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    };
+    let addr = |port: u16| lazarus::server::ShardAddr {
+        host: "127.0.0.1".into(),
+        port,
+        password: None,
+        transport: lazarus::server::Transport::Plain,
+    };
+    start(valkey.path.as_ref().unwrap(), "master", mp, &[]);
+    let up = |port: u16| async move {
+        for _ in 0..200 {
+            if lazarus::server::connect(&addr(port), Duration::from_millis(200))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("port {port} never answered");
+    };
+    up(mp).await;
+    let mut m = lazarus::server::connect(&addr(mp), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let _: () = m.set("k", "v").await.unwrap();
+    let redis = crate::common::world::redis();
+    start(
+        &redis.path,
+        "replica",
+        rp,
+        &["--replicaof".into(), "127.0.0.1".into(), mp.to_string()],
+    );
+    up(rp).await;
+
+    let began = std::time::Instant::now();
+    let err = lazarus::server::wait_in_sync(&addr(rp), Duration::from_secs(600))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, lazarus::server::ServerError::SyncRefused { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "replica `127.0.0.1:{rp}` refuses what its master `127.0.0.1:{mp}` sends"
+        )),
+        "{text}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(120), "{text}");
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -118,6 +118,23 @@ pub enum DbError {
         aside: Box<crate::server::SetAside>,
     },
     #[error(
+        "db:{id} `{name}` cannot restart: redis:{master}'s directory `{dir}` on node:{node} \
+         holds no data file (`dump.rdb`, `appendonlydir`, `appendonly.aof`): started empty, \
+         it would be the master its replica redis:{replica} (node:{replica_node}) syncs \
+         from, and the replica's copy of its data (`{replica_dir}`), perhaps the only one, \
+         would be emptied; nothing was stopped"
+    )]
+    MasterWithoutData {
+        id: Id,
+        name: String,
+        master: Id,
+        node: Id,
+        dir: PathBuf,
+        replica: Id,
+        replica_node: Id,
+        replica_dir: PathBuf,
+    },
+    #[error(
         "interrupted: `create db {0}` was rolled back (its shards stopped, their directories \
          removed, the configuration unchanged)"
     )]
@@ -149,7 +166,8 @@ impl crate::error::DomainError for DbError {
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. }
-            | DbError::RestoreSetAside { .. } => ErrorKind::Conflict,
+            | DbError::RestoreSetAside { .. }
+            | DbError::MasterWithoutData { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
             DbError::Server(e) => e.kind(),
@@ -174,6 +192,27 @@ impl crate::error::DomainError for DbError {
                 ));
                 hints
             }
+            DbError::MasterWithoutData {
+                name,
+                node,
+                dir,
+                replica,
+                replica_node,
+                replica_dir,
+                ..
+            } => vec![
+                format!(
+                    "copy redis:{replica}'s data files from `{}` on node:{replica_node} into \
+                     `{}` on node:{node}, then run `restart db {}` again",
+                    replica_dir.display(),
+                    dir.display(),
+                    crate::lang::quote(name)
+                ),
+                format!(
+                    "or restore a backup run of it: `restore task create name <task> db {} backup latest force`",
+                    crate::lang::quote(name)
+                ),
+            ],
             DbError::Server(e) => e.hints(),
             DbError::Store(e) => e.hints(),
             _ => Vec::new(),

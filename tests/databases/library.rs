@@ -668,3 +668,111 @@ async fn a_sync_that_times_out_shows_the_replicas_log() {
     );
     assert!(e.contains("NOAUTH"), "{e}");
 }
+
+/// A master whose directory lost its data (its node's disk wiped) while its replica
+/// still holds the data: `restart db` used to start the master empty, the replica
+/// synced from it and was emptied, the last copy gone. It is refused before anything
+/// stops, naming both shards and the way forward; the replica keeps serving its keys.
+#[tokio::test]
+async fn restart_refuses_an_empty_master_over_a_replica_holding_its_data() {
+    let mut w = World::new(2);
+    let id = w
+        .create(DbConfig {
+            replication: true,
+            ..config("pair", 1, Persistence::Aof)
+        })
+        .await;
+    let d = w.c.databases[&id].clone();
+    let master = d.masters().next().unwrap().clone();
+    let replica = d
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap()
+        .clone();
+    let mut k = w.con("pair").await;
+    for i in 0..50 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    drop(k);
+    let raddr = db::shard_addr(&w.c, &d, replica.id).unwrap();
+    let replica_keys = || async {
+        let mut con = lazarus::server::connect(&raddr, Duration::from_secs(2))
+            .await
+            .unwrap();
+        redis::cmd("DBSIZE")
+            .query_async::<u64>(&mut con)
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while replica_keys().await != 50 {
+        assert!(std::time::Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The master's node loses its disk.
+    w.kill(master.pid.unwrap()).await;
+    let dir = w.c.nodes[&master.node].shard_dir(id, master.id);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let err = db::restart_db(&mut w.c, &w.srv, id).await.unwrap_err();
+    let DbError::MasterWithoutData {
+        master: m,
+        replica: r,
+        ..
+    } = &err
+    else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert_eq!((*m, *r), (master.id, replica.id));
+    let text = err.to_string();
+    assert!(text.contains(&dir.display().to_string()), "{text}");
+    assert!(text.contains("nothing was stopped"), "{text}");
+    use lazarus::error::DomainError;
+    assert_eq!(err.kind(), lazarus::error::ErrorKind::Conflict);
+    assert!(
+        err.hints()
+            .iter()
+            .any(|h| h.contains("`restart db pair` again")),
+        "{:?}",
+        err.hints()
+    );
+    // Nothing stopped or started: the replica runs with every key, the master is down.
+    assert_eq!(replica_keys().await, 50);
+    assert!(!dir.exists(), "no directory made for the master");
+
+    // With the replica's files copied in, as the hint says, the master comes back with
+    // its data and the replica keeps it.
+    // (Once the replica's own AOF rewrite after its sync is done: a copy taken during
+    // it holds the empty base from before the sync.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut con = lazarus::server::connect(&raddr, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rdir = w.c.nodes[&replica.node].shard_dir(id, replica.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rdir.join("appendonlydir"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    db::restart_db(&mut w.c, &w.srv, id).await.unwrap();
+    let mut k = w.con("pair").await;
+    assert_eq!(k.get::<_, i64>("key49").await.unwrap(), 49);
+    assert_eq!(replica_keys().await, 50);
+}

@@ -288,6 +288,22 @@ async fn give_back_taken_slots(
         let own = cluster_nodes(&master.addr).await?;
         let holds_slots = own.iter().any(|n| n.myself && !n.slots.is_empty());
         if !is_follower(&own) && !holds_slots {
+            // A master that lost its disk lost `nodes.conf` with it: a new node that knows
+            // no other, to which the replica's id is unknown until they meet.
+            if !own.iter().any(|n| &n.id == replica_id) {
+                let meet = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg(&replica.addr.host)
+                    .arg(replica.addr.port)
+                    .clone();
+                query::<()>(&master.addr, &meet, CMD_TIMEOUT).await?;
+                let what = format!("`{}` to meet `{}`", master.addr, replica.addr);
+                poll_until(&what, left(), || async {
+                    let nodes = cluster_nodes(&master.addr).await?;
+                    Ok(nodes.iter().any(|n| &n.id == replica_id && !n.handshake))
+                })
+                .await?;
+            }
             let cmd = redis::cmd("CLUSTER")
                 .arg("REPLICATE")
                 .arg(replica_id)

@@ -776,3 +776,74 @@ async fn restart_refuses_an_empty_master_over_a_replica_holding_its_data() {
     assert_eq!(k.get::<_, i64>("key49").await.unwrap(), 49);
     assert_eq!(replica_keys().await, 50);
 }
+/// After a failover, a master whose node lost its disk comes back as a new node that
+/// knows no other (its `nodes.conf` went with the disk): `restart db` used to fail on
+/// every try with "Unknown node" (`CLUSTER REPLICATE` of a replica it never met). It
+/// meets the replica that serves its slots, follows it, catches up and takes the slots
+/// back; no key is lost.
+#[tokio::test]
+async fn restart_after_failover_brings_back_a_master_whose_disk_was_lost() {
+    let mut w = World::new(2);
+    let mut cfg = config("wiped", 3, Persistence::Aof);
+    cfg.replication = true;
+    let id = w.create(cfg).await;
+    let d = w.c.databases[&id].clone();
+    let endpoint = db::endpoint(&w.c, &d);
+    let client = cluster_round_trip(&endpoint, 300).await;
+    let master = d.masters().next().unwrap().clone();
+    let replica = d
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap()
+        .clone();
+    let raddr = db::shard_addr(&w.c, &d, replica.id).unwrap();
+    let role = || async {
+        let mut con = lazarus::server::connect(&raddr, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        info.contains("role:master")
+    };
+
+    // Every write on the replica before the master goes.
+    let maddr = db::shard_addr(&w.c, &d, master.id).unwrap();
+    let mut con = lazarus::server::connect(&maddr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let acked: u64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(acked, 1);
+    drop(con);
+    w.kill(master.pid.unwrap()).await;
+    let dir = w.c.nodes[&master.node].shard_dir(id, master.id);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !role().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis:{} not promoted",
+            replica.id
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    db::restart_db(&mut w.c, &w.srv, id).await.unwrap();
+    assert!(!role().await, "redis:{} gave its slots back", replica.id);
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    assert!(report.shards.iter().all(|s| s.status == "OK"), "{report:?}");
+    assert_eq!(report.databases[0].keys, 300, "{report:?}");
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 0..300 {
+        assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
+    }
+}

@@ -161,6 +161,8 @@ async fn form(
         let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
     }
 
+    forget_lost_nodes(members, ids).await?;
+
     // A replica that took its master's slots (a failover while the master was down, or
     // an operator's `CLUSTER FAILOVER`) holds the freshest data: the master follows it
     // and takes its role back by a manual failover, which loses no write.
@@ -227,6 +229,26 @@ async fn form(
             Ok(text.contains("cluster_state:ok"))
         })
         .await?;
+    }
+    Ok(())
+}
+
+/// Every node the members know that is none of them is a lost identity of one: a shard
+/// whose disk was lost (`nodes.conf` with it) restarts as a new node, and the others
+/// still give its slots to the old id, with no address to reach it; the new node's
+/// claim on them loses against the old one's epoch, and the slots stay unreachable
+/// while every `cluster_state` says `ok`. Each member forgets them (which leaves the
+/// slots they held unassigned, for their master to claim). A replica refuses to forget
+/// its own master; it follows the new one once the cluster forms.
+async fn forget_lost_nodes(members: &[ClusterMember], ids: &[String]) -> Result<(), ServerError> {
+    for m in members {
+        for n in cluster_nodes(&m.addr).await? {
+            if n.myself || ids.contains(&n.id) {
+                continue;
+            }
+            let cmd = redis::cmd("CLUSTER").arg("FORGET").arg(&n.id).clone();
+            let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
+        }
     }
     Ok(())
 }

@@ -847,3 +847,51 @@ async fn restart_after_failover_brings_back_a_master_whose_disk_was_lost() {
         assert_eq!(k.get::<_, i64>(format!("key{i}")).await.unwrap(), i);
     }
 }
+
+/// A master of a database without replicas whose disk was lost comes back empty as a
+/// new node (its `nodes.conf` gone too). `restart db` used to report success, and
+/// `status` every shard OK, while the other master still gave the lost one's slots to
+/// its old id, with no address: every key of those slots answered `MOVED ... :0`. The
+/// members forget the lost identity, the new node owns the slots, every slot is served.
+#[tokio::test]
+async fn restart_after_a_lost_disk_serves_every_slot_again() {
+    let mut w = World::new(1);
+    let id = w.create(config("halves", 2, Persistence::Aof)).await;
+    let d = w.c.databases[&id].clone();
+    let endpoint = db::endpoint(&w.c, &d);
+    cluster_round_trip(&endpoint, 200).await;
+    let (kept, lost) = (d.shards[0].clone(), d.shards[1].clone());
+    w.kill(lost.pid.unwrap()).await;
+    std::fs::remove_dir_all(w.c.nodes[&lost.node].shard_dir(id, lost.id)).unwrap();
+
+    db::restart_db(&mut w.c, &w.srv, id).await.unwrap();
+    let kaddr = db::shard_addr(&w.c, &d, kept.id).unwrap();
+    let mut con = lazarus::server::connect(&kaddr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    assert!(!nodes.contains(":0@0"), "{nodes}");
+    let kept_keys: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
+    // Every slot is served again: the kept half still has its keys, the lost half
+    // takes writes.
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    let mut found = 0;
+    for i in 0..200 {
+        if let Some(v) = k.get::<_, Option<i64>>(format!("key{i}")).await.unwrap() {
+            assert_eq!(v, i);
+            found += 1;
+        }
+        let _: () = k.set(format!("again{i}"), i).await.unwrap();
+    }
+    assert_eq!(found, kept_keys);
+    assert!(kept_keys > 0 && kept_keys < 200, "{kept_keys}");
+    let report = w.status().await;
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    assert_eq!(report.databases[0].keys, kept_keys + 200, "{report:?}");
+}

@@ -120,9 +120,11 @@ pub enum DbError {
     #[error(
         "db:{id} `{name}` cannot restart: redis:{master}'s directory `{dir}` on node:{node} \
          holds no data file (`dump.rdb`, `appendonlydir`, `appendonly.aof`): started empty, \
-         it would be the master its replica redis:{replica} (node:{replica_node}) syncs \
-         from, and the replica's copy of its data (`{replica_dir}`), perhaps the only one, \
-         would be emptied; nothing was stopped"
+         its replica redis:{replica} (node:{replica_node}), whose copy of the data \
+         (`{replica_dir}`) may be the only one, would sync from it and be emptied; nothing \
+         was stopped: copy the replica's data files into `{dir}` and run `restart db \
+         {name}` again, or restore a backup run of it (`restore task create name <task> db \
+         {name} backup latest force`)"
     )]
     MasterWithoutData {
         id: Id,

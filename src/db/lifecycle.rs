@@ -156,6 +156,7 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
     if let Some(lost) = master_without_data(cluster, &db, &hosts).await {
         return Err(lost);
     }
+    reinstall_lost_material(cluster, &db, &hosts).await?;
     let result = stop_and_start(cluster, server, &db).await;
     // Whatever happened, record what runs now: stale pids would hide the truth.
     let (id, name) = (db.id, db.config.name.clone());
@@ -232,6 +233,54 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
         }
     }
     None
+}
+
+/// A TLS database's shards load the cluster's material from their node's persistent
+/// path (`tls/<material id>/`): on a node whose disk was lost there is none, and its
+/// shards would not start ("Failed to load certificate"). The material is installed
+/// there again first, as `node add` installs it: this machine's copy, or the files the
+/// operator gave, checked again and the very material the CCS records.
+async fn reinstall_lost_material(
+    cluster: &Cluster,
+    db: &Database,
+    hosts: &Hosts,
+) -> Result<(), DbError> {
+    let Some(record) = cluster.tls.as_ref().filter(|_| db.config.tls) else {
+        return Ok(());
+    };
+    let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut material = None;
+    for id in nodes {
+        let Some(node) = cluster.nodes.get(&id) else {
+            continue;
+        };
+        let host = hosts.of(id);
+        let dir = crate::tls::installed_dir(&node.persistent_path, record);
+        let mut whole = true;
+        for file in ["ca.crt", "cert.crt", "key.pem"] {
+            whole &= host.metadata(&dir.join(file)).await.is_ok();
+        }
+        if whole {
+            continue;
+        }
+        let to_tls = |source| DbError::TlsMaterial { node: id, source };
+        let material = match &mut material {
+            Some(m) => m,
+            None => material.insert(
+                crate::tls::material_here(Some(record), cluster.local_persistent_paths(), now)
+                    .map_err(to_tls)?,
+            ),
+        };
+        crate::tls::install_on(&*host, &node.persistent_path, material)
+            .await
+            .map_err(to_tls)?;
+    }
+    Ok(())
 }
 
 const REPLICA_ROLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -141,6 +141,14 @@ pub enum DbError {
          removed, the configuration unchanged)"
     )]
     Interrupted(String),
+    #[error(
+        "node:{node} has no copy of the cluster's TLS material and none could be installed: \
+         {source}: set it again with `cluster tls set cacert <path> cert <path> key <path>`"
+    )]
+    TlsMaterial {
+        node: Id,
+        source: crate::tls::TlsError,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
@@ -172,6 +180,7 @@ impl crate::error::DomainError for DbError {
             | DbError::MasterWithoutData { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
+            DbError::TlsMaterial { source, .. } => source.kind(),
             DbError::Server(e) => e.kind(),
             DbError::Store(e) => e.kind(),
         }
@@ -214,6 +223,10 @@ impl crate::error::DomainError for DbError {
                     "or restore a backup run of it: `restore task create name <task> db {} backup latest force`",
                     crate::lang::quote(name)
                 ),
+            ],
+            DbError::TlsMaterial { .. } => vec![
+                "set the material again: `cluster tls set cacert <path> cert <path> key <path>`"
+                    .into(),
             ],
             DbError::Server(e) => e.hints(),
             DbError::Store(e) => e.hints(),

@@ -268,6 +268,15 @@ mod tests {
             h("node 2").as_deref(),
             Some(" redis_server | remove | recovery_path")
         );
+        // `recover db orders` runs as typed: `from_files` is one way on, not a need.
+        assert_eq!(
+            h("recover db orders ").as_deref(),
+            Some("from_files | [...]")
+        );
+        assert_eq!(
+            h("recover db ").as_deref(),
+            Some("only_configuration | <db>")
+        );
     }
 
     #[test]

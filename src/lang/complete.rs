@@ -132,7 +132,9 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
         [one] if !one.is_empty() => one.clone(),
         [] | [_] => return None,
         _ => {
-            // Several forms fit: show the next word of each.
+            // Several forms fit: show the next word of each, and `[...]` when one of them
+            // already runs as typed (`recover db orders` does: `from_files` is one choice,
+            // not what the line still needs).
             let mut firsts: Vec<&str> = needs
                 .iter()
                 .filter_map(|n| n.split(' ').next())
@@ -141,6 +143,9 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
             firsts.dedup();
             if firsts.is_empty() {
                 return None;
+            }
+            if needs.iter().any(|n| n.is_empty() || n == "[...]") {
+                firsts.push("[...]");
             }
             firsts.join(" | ")
         }

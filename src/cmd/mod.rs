@@ -302,6 +302,9 @@ mod tests {
         assert_eq!(c("delete db o"), ["orders"]);
         assert_eq!(c("restart db db:"), ["db:7", "db:9"]);
         assert!(c("delete db ").contains(&"cache".to_string()));
+        // Several at once: one already named is not offered again.
+        let line = "restore task create name t backup latest db orders,";
+        assert_eq!(c(line), ["orders,cache"]);
     }
 
     #[test]

@@ -238,8 +238,11 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
                 Some(i) => partial.split_at(i + 1),
                 None => ("", partial),
             };
+            // A database already named is not offered again (the parser refuses it twice).
+            let named: Vec<&str> = done.split(',').filter(|n| !n.is_empty()).collect();
             let mut out: Vec<String> = value_candidates(ValueKind::Database, cluster, last)
                 .into_iter()
+                .filter(|c| !named.iter().any(|n| n.eq_ignore_ascii_case(c)))
                 .map(|c| format!("{done}{c}"))
                 .collect();
             if done.is_empty() && starts_with_ignore_case("all", partial) {

@@ -308,6 +308,47 @@ mod tests {
     }
 
     #[test]
+    fn completion_offers_latest_and_the_clusters_runs() {
+        use crate::ccs::{BackupRun, RunStatus};
+        let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        let run = |id: &str, started: i64, status: RunStatus| BackupRun {
+            id: id.into(),
+            task: None,
+            db: 3,
+            db_name: "orders".into(),
+            path: "/repo".into(),
+            started,
+            took_ms: None,
+            status,
+            reason: None,
+            keys: 0,
+            bytes: 0,
+            server_version: None,
+            pause_us: None,
+            safety_for: None,
+        };
+        cluster.backups.runs = vec![
+            run("20261204-035012-17", 1, RunStatus::Succeeded),
+            run("20261205-035012-18", 2, RunStatus::Failed),
+            run("20261206-035012-19", 3, RunStatus::Succeeded),
+        ];
+        let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
+        // Newest first; a failed run is no restore point.
+        assert_eq!(
+            c("backup show "),
+            ["latest", "20261206-035012-19", "20261204-035012-17"]
+        );
+        assert_eq!(
+            c("restore task create name t db orders backup 20261204"),
+            ["20261204-035012-17"]
+        );
+        assert_eq!(
+            c("restore task create name t db orders backup la"),
+            ["latest"]
+        );
+    }
+
+    #[test]
     fn canonical_text_never_holds_a_password() {
         let command = super::parse("create db x password \"hunter 2\"")
             .unwrap()

@@ -251,6 +251,25 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             out
         }
         ValueKind::Path => path_candidates(partial, false),
+        ValueKind::Run if partial.contains('/') => path_candidates(partial, false),
+        ValueKind::Run => {
+            let mut out: Vec<String> = Vec::new();
+            if starts_with_ignore_case("latest", partial) {
+                out.push("latest".into());
+            }
+            if let Some(c) = cluster {
+                let mut runs: Vec<&crate::ccs::BackupRun> = c
+                    .backups
+                    .runs
+                    .iter()
+                    .filter(|r| r.status == crate::ccs::RunStatus::Succeeded)
+                    .filter(|r| r.id.starts_with(partial))
+                    .collect();
+                runs.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+                out.extend(runs.into_iter().map(|r| r.id.clone()));
+            }
+            out
+        }
         _ => Vec::new(),
     }
 }

@@ -323,6 +323,15 @@ fn check_file_names_what_its_time_is() {
         row(&rdb, "created")
     );
     assert_eq!(json(&rdb)["created_from"], "ctime");
+    // A time a person reads, as `backup` and `restore` show theirs (the JSON keeps unix
+    // seconds): `created  2026-12-07 05:20:41Z (3 s ago, ctime)`.
+    let created = json(&rdb)["created"].as_i64().unwrap();
+    let shown = lazarus::backup::format_time(created * 1000);
+    assert!(
+        row(&rdb, "created").contains(&format!("  {shown} (")),
+        "{}",
+        row(&rdb, "created")
+    );
     let dir = s.path().join("appendonlydir").display().to_string();
     let line = row(&dir, "last written");
     assert!(

@@ -191,6 +191,47 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
         .stderr_has("lazarus: unknown flag `--bogus`");
 }
 
+/// A runaway line in a runbook (a value pasted a hundred thousand times, spaces to the
+/// margin before a trailing comment) used to be echoed whole in its error, the caret as
+/// wide and the word quoted whole: 300 KB on stderr for a 100 KB line. The quoted word
+/// is cut in the middle and the echo shows the line around the fault; `--json` keeps
+/// the line as typed, with the fault's span in it.
+#[test]
+fn a_runaway_line_gets_an_error_a_few_lines_long() {
+    let lz = Lazarus::new();
+    lz.run("cluster create name s").ok();
+    let value = "1".repeat(100_000);
+    let out = lz
+        .script(&format!("info cluster\ninfo node {value}\n"))
+        .fails(2);
+    assert!(
+        out.stderr.len() < 600,
+        "{} bytes: {}",
+        out.stderr.len(),
+        &out.stderr[..600.min(out.stderr.len())]
+    );
+    assert!(
+        out.stderr.contains("lazarus: line 2: `111111111111111111111111111111111111111111111111…11111111 (100000 characters)` is not a node id"),
+        "{}",
+        out.stderr
+    );
+    let spaces = " ".repeat(100_000);
+    let out = lz
+        .script(&format!("info node 1{spaces}# a comment\n"))
+        .fails(2);
+    assert!(out.stderr.len() < 600, "{} bytes", out.stderr.len());
+    assert!(out.stderr.contains("unexpected `#`"), "{}", out.stderr);
+    assert!(out.stderr.contains("…"), "{}", out.stderr);
+    let doc = lz
+        .cmd(["--json"])
+        .stdin(&format!("info node {value}\n"))
+        .run()
+        .fails(2)
+        .json();
+    assert_eq!(doc[0]["command"], format!("info node {value}"));
+    assert_eq!(doc[0]["span"], serde_json::json!([10, 100_010]));
+}
+
 #[test]
 fn help_lists_the_registry() {
     let lz = Lazarus::new();

@@ -680,3 +680,63 @@ fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
         .stderr_has(&format!("node:1 runs `{}` (valkey ", bin.display()));
     assert_eq!(lz.ccs(), before);
 }
+
+/// A node whose disk lost the cluster's TLS material (`tls/<material id>/`): its TLS
+/// shards could not start ("Failed to load certificate"), and `restart db` failed until
+/// the operator ran `cluster tls set` again, which also failed for the shards that were
+/// down. `restart db` now installs the material there again (this machine's copy, else
+/// the files the operator gave, checked again: the very material the CCS records) and
+/// the database comes back over TLS with its data.
+#[test]
+fn restart_reinstalls_material_a_node_lost() {
+    let rt = runtime();
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let f = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    let n1 = lz.path("n1");
+    lz.run(&format!(
+        "cluster create name t persistent_path {} cacert {} cert {} key {}",
+        n1.display(),
+        f.cacert.display(),
+        f.cert.display(),
+        f.key.display()
+    ))
+    .ok();
+    lz.run("create db sec persistence snapshot tls enabled")
+        .ok();
+    let c = stored(&lz);
+    let db = c.database_by_name("sec").unwrap();
+    let a = shard_addr(&c, db, db.shards[0].id).unwrap();
+    rt.block_on(async {
+        let mut con = connect_at(&a, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg("kept")
+            .arg("1")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+    });
+    let before = picture(&rt, &lz, "sec");
+    guard.kill_all();
+    std::fs::remove_dir_all(n1.join("tls")).unwrap();
+
+    lz.run("restart db sec").ok();
+    let record = &stored(&lz).tls.unwrap();
+    let dir = lazarus::tls::installed_dir(&n1, record);
+    for file in ["ca.crt", "cert.crt", "key.pem"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(picture(&rt, &lz, "sec"), before);
+    lz.run("status").ok();
+
+    // Neither a copy here nor the files given: named, and nothing started.
+    guard.kill_all();
+    std::fs::remove_dir_all(n1.join("tls")).unwrap();
+    std::fs::remove_file(&f.cert).unwrap();
+    lz.run("restart db sec")
+        .fails(1)
+        .stderr_has("node:1 has no copy of the cluster's TLS material")
+        .stderr_has("`cluster tls set");
+    assert!(guard.pids().is_empty());
+}

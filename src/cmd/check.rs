@@ -304,9 +304,13 @@ fn report_table(r: &FileReport) -> Table {
                 Some("ctime") | None => "created",
                 Some(_) => "last written",
             },
-            r.created.map_or_else(na, |t| match &r.created_from {
-                Some(from) => format!("{t} ({}, {from})", age(t)),
-                None => format!("{t} ({})", age(t)),
+            // As every other time a person reads here; `--json` keeps unix seconds.
+            r.created.map_or_else(na, |t| {
+                let at = crate::backup::format_time(t.saturating_mul(1000));
+                match &r.created_from {
+                    Some(from) => format!("{at} ({}, {from})", age(t)),
+                    None => format!("{at} ({})", age(t)),
+                }
             }),
         ),
         ("bytes", r.bytes.to_string()),

@@ -268,6 +268,15 @@ mod tests {
             h("node 2").as_deref(),
             Some(" redis_server | remove | recovery_path")
         );
+        // `recover db orders` runs as typed: `from_files` is one way on, not a need.
+        assert_eq!(
+            h("recover db orders ").as_deref(),
+            Some("from_files | [...]")
+        );
+        assert_eq!(
+            h("recover db ").as_deref(),
+            Some("only_configuration | <db>")
+        );
     }
 
     #[test]
@@ -293,6 +302,50 @@ mod tests {
         assert_eq!(c("delete db o"), ["orders"]);
         assert_eq!(c("restart db db:"), ["db:7", "db:9"]);
         assert!(c("delete db ").contains(&"cache".to_string()));
+        // Several at once: one already named is not offered again.
+        let line = "restore task create name t backup latest db orders,";
+        assert_eq!(c(line), ["orders,cache"]);
+    }
+
+    #[test]
+    fn completion_offers_latest_and_the_clusters_runs() {
+        use crate::ccs::{BackupRun, RunStatus};
+        let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        let run = |id: &str, started: i64, status: RunStatus| BackupRun {
+            id: id.into(),
+            task: None,
+            db: 3,
+            db_name: "orders".into(),
+            path: "/repo".into(),
+            started,
+            took_ms: None,
+            status,
+            reason: None,
+            keys: 0,
+            bytes: 0,
+            server_version: None,
+            pause_us: None,
+            safety_for: None,
+        };
+        cluster.backups.runs = vec![
+            run("20261204-035012-17", 1, RunStatus::Succeeded),
+            run("20261205-035012-18", 2, RunStatus::Failed),
+            run("20261206-035012-19", 3, RunStatus::Succeeded),
+        ];
+        let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
+        // Newest first; a failed run is no restore point.
+        assert_eq!(
+            c("backup show "),
+            ["latest", "20261206-035012-19", "20261204-035012-17"]
+        );
+        assert_eq!(
+            c("restore task create name t db orders backup 20261204"),
+            ["20261204-035012-17"]
+        );
+        assert_eq!(
+            c("restore task create name t db orders backup la"),
+            ["latest"]
+        );
     }
 
     #[test]

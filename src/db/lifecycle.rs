@@ -173,6 +173,10 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             aside: Box::new(aside),
         });
     }
+    if let Some(lost) = master_without_data(cluster, &db, &hosts).await {
+        return Err(lost);
+    }
+    reinstall_lost_material(cluster, &db, &hosts).await?;
     let result = stop_and_start(cluster, server, &db).await;
     // Whatever happened, record what runs now: stale pids would hide the truth.
     let (id, name) = (db.id, db.config.name.clone());
@@ -188,6 +192,118 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             down,
         })
 }
+
+/// A master that is not running and whose directory holds no data file (its node's disk
+/// was lost or wiped), while a replica of it holds its data (running as its replica, or
+/// with data files): started empty, it would be the master the replica syncs from, and
+/// the replica's copy would be emptied. After a failover the replica serves the slots as
+/// a master and the restarted master follows it: that is no loss, and not refused. A
+/// database without persistence keeps nothing on disk, so it is not asked.
+async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
+    if db.config.persistence == crate::ccs::Persistence::Disabled {
+        return None;
+    }
+    let has_data = |names: &[crate::host::DirEntry]| {
+        names
+            .iter()
+            .any(|e| crate::server::shard_dir::DATA_FILES.contains(&e.name.as_str()))
+    };
+    for master in db.masters() {
+        let Some(node) = cluster.nodes.get(&master.node) else {
+            continue;
+        };
+        let host = hosts.of(node.id);
+        let dir = node.shard_dir(db.id, master.id);
+        if shard_pid_on(&*host, &dir).await.is_some() {
+            continue;
+        }
+        if host.list(&dir).await.is_ok_and(|names| has_data(&names)) {
+            continue;
+        }
+        for replica in db
+            .shards
+            .iter()
+            .filter(|s| s.role == Role::Replica && s.master == Some(master.id))
+        {
+            let Some(rnode) = cluster.nodes.get(&replica.node) else {
+                continue;
+            };
+            let rhost = hosts.of(rnode.id);
+            let rdir = rnode.shard_dir(db.id, replica.id);
+            let running = shard_pid_on(&*rhost, &rdir).await.is_some();
+            if running {
+                let addr = cluster.shard_addr(db, &rnode.addr, replica.port);
+                let role = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
+                if role.is_ok_and(|i| i.get("role") == Some("master")) {
+                    continue;
+                }
+            }
+            if running || rhost.list(&rdir).await.is_ok_and(|names| has_data(&names)) {
+                return Some(DbError::MasterWithoutData {
+                    id: db.id,
+                    name: db.config.name.clone(),
+                    master: master.id,
+                    node: node.id,
+                    dir,
+                    replica: replica.id,
+                    replica_node: rnode.id,
+                    replica_dir: rdir,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// A TLS database's shards load the cluster's material from their node's persistent
+/// path (`tls/<material id>/`): on a node whose disk was lost there is none, and its
+/// shards would not start ("Failed to load certificate"). The material is installed
+/// there again first, as `node add` installs it: this machine's copy, or the files the
+/// operator gave, checked again and the very material the CCS records.
+async fn reinstall_lost_material(
+    cluster: &Cluster,
+    db: &Database,
+    hosts: &Hosts,
+) -> Result<(), DbError> {
+    let Some(record) = cluster.tls.as_ref().filter(|_| db.config.tls) else {
+        return Ok(());
+    };
+    let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut material = None;
+    for id in nodes {
+        let Some(node) = cluster.nodes.get(&id) else {
+            continue;
+        };
+        let host = hosts.of(id);
+        let dir = crate::tls::installed_dir(&node.persistent_path, record);
+        let mut whole = true;
+        for file in ["ca.crt", "cert.crt", "key.pem"] {
+            whole &= host.metadata(&dir.join(file)).await.is_ok();
+        }
+        if whole {
+            continue;
+        }
+        let to_tls = |source| DbError::TlsMaterial { node: id, source };
+        let material = match &mut material {
+            Some(m) => m,
+            None => material.insert(
+                crate::tls::material_here(Some(record), cluster.local_persistent_paths(), now)
+                    .map_err(to_tls)?,
+            ),
+        };
+        crate::tls::install_on(&*host, &node.persistent_path, material)
+            .await
+            .map_err(to_tls)?;
+    }
+    Ok(())
+}
+
+const REPLICA_ROLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Records in `cluster` the pid of each shard of database `id` as its directory's server
 /// runs now (`None` for a shard not running): the one place a restart of shards (`restart

@@ -118,10 +118,37 @@ pub enum DbError {
         aside: Box<crate::server::SetAside>,
     },
     #[error(
+        "db:{id} `{name}` cannot restart: redis:{master}'s directory `{dir}` on node:{node} \
+         holds no data file (`dump.rdb`, `appendonlydir`, `appendonly.aof`): started empty, \
+         its replica redis:{replica} (node:{replica_node}), whose copy of the data \
+         (`{replica_dir}`) may be the only one, would sync from it and be emptied; nothing \
+         was stopped: copy the replica's data files into `{dir}` and run `restart db \
+         {name}` again, or restore a backup run of it (`restore task create name <task> db \
+         {name} backup latest force`)"
+    )]
+    MasterWithoutData {
+        id: Id,
+        name: String,
+        master: Id,
+        node: Id,
+        dir: PathBuf,
+        replica: Id,
+        replica_node: Id,
+        replica_dir: PathBuf,
+    },
+    #[error(
         "interrupted: `create db {0}` was rolled back (its shards stopped, their directories \
          removed, the configuration unchanged)"
     )]
     Interrupted(String),
+    #[error(
+        "node:{node} has no copy of the cluster's TLS material and none could be installed: \
+         {source}: set it again with `cluster tls set cacert <path> cert <path> key <path>`"
+    )]
+    TlsMaterial {
+        node: Id,
+        source: crate::tls::TlsError,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
@@ -149,9 +176,11 @@ impl crate::error::DomainError for DbError {
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. }
-            | DbError::RestoreSetAside { .. } => ErrorKind::Conflict,
+            | DbError::RestoreSetAside { .. }
+            | DbError::MasterWithoutData { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
+            DbError::TlsMaterial { source, .. } => source.kind(),
             DbError::Server(e) => e.kind(),
             DbError::Store(e) => e.kind(),
         }
@@ -174,6 +203,31 @@ impl crate::error::DomainError for DbError {
                 ));
                 hints
             }
+            DbError::MasterWithoutData {
+                name,
+                node,
+                dir,
+                replica,
+                replica_node,
+                replica_dir,
+                ..
+            } => vec![
+                format!(
+                    "copy redis:{replica}'s data files from `{}` on node:{replica_node} into \
+                     `{}` on node:{node}, then run `restart db {}` again",
+                    replica_dir.display(),
+                    dir.display(),
+                    crate::lang::quote(name)
+                ),
+                format!(
+                    "or restore a backup run of it: `restore task create name <task> db {} backup latest force`",
+                    crate::lang::quote(name)
+                ),
+            ],
+            DbError::TlsMaterial { .. } => vec![
+                "set the material again: `cluster tls set cacert <path> cert <path> key <path>`"
+                    .into(),
+            ],
             DbError::Server(e) => e.hints(),
             DbError::Store(e) => e.hints(),
             _ => Vec::new(),

@@ -132,7 +132,9 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
         [one] if !one.is_empty() => one.clone(),
         [] | [_] => return None,
         _ => {
-            // Several forms fit: show the next word of each.
+            // Several forms fit: show the next word of each, and `[...]` when one of them
+            // already runs as typed (`recover db orders` does: `from_files` is one choice,
+            // not what the line still needs).
             let mut firsts: Vec<&str> = needs
                 .iter()
                 .filter_map(|n| n.split(' ').next())
@@ -141,6 +143,9 @@ pub fn hint<T>(registry: &[&Syntax<T>], line: &str, cursor: usize) -> Option<Str
             firsts.dedup();
             if firsts.is_empty() {
                 return None;
+            }
+            if needs.iter().any(|n| n.is_empty() || n == "[...]") {
+                firsts.push("[...]");
             }
             firsts.join(" | ")
         }
@@ -233,8 +238,11 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
                 Some(i) => partial.split_at(i + 1),
                 None => ("", partial),
             };
+            // A database already named is not offered again (the parser refuses it twice).
+            let named: Vec<&str> = done.split(',').filter(|n| !n.is_empty()).collect();
             let mut out: Vec<String> = value_candidates(ValueKind::Database, cluster, last)
                 .into_iter()
+                .filter(|c| !named.iter().any(|n| n.eq_ignore_ascii_case(c)))
                 .map(|c| format!("{done}{c}"))
                 .collect();
             if done.is_empty() && starts_with_ignore_case("all", partial) {
@@ -243,6 +251,25 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             out
         }
         ValueKind::Path => path_candidates(partial, false),
+        ValueKind::Run if partial.contains('/') => path_candidates(partial, false),
+        ValueKind::Run => {
+            let mut out: Vec<String> = Vec::new();
+            if starts_with_ignore_case("latest", partial) {
+                out.push("latest".into());
+            }
+            if let Some(c) = cluster {
+                let mut runs: Vec<&crate::ccs::BackupRun> = c
+                    .backups
+                    .runs
+                    .iter()
+                    .filter(|r| r.status == crate::ccs::RunStatus::Succeeded)
+                    .filter(|r| r.id.starts_with(partial))
+                    .collect();
+                runs.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+                out.extend(runs.into_iter().map(|r| r.id.clone()));
+            }
+            out
+        }
         _ => Vec::new(),
     }
 }

@@ -35,18 +35,55 @@ impl ParseError {
     ///   clustr create name x
     ///   ^^^^^^
     /// ```
+    ///
+    /// A line longer than [`ECHO_MAX`] characters is shown around the fault only, each
+    /// cut marked `…`, the caret at most that wide: a runaway line of a runbook (a value
+    /// pasted a thousand times, spaces to the margin) does not fill the terminal.
     pub fn render(&self, line: &str) -> String {
         let start = self.span.start.min(line.len());
         let end = self.span.end.clamp(start, line.len());
-        let pad = line[..start].chars().count();
-        let width = line[start..end].chars().count().max(1);
+        let chars = |s: &str| s.chars().count();
+        if chars(line) <= ECHO_MAX {
+            let pad = chars(&line[..start]);
+            let width = chars(&line[start..end]).max(1);
+            return format!(
+                "{self}\n  {line}\n  {}{}",
+                " ".repeat(pad),
+                "^".repeat(width)
+            );
+        }
+        // The window: some context before the fault, the fault (cut), a little after.
+        let before: Vec<char> = line[..start].chars().collect();
+        let fault: Vec<char> = line[start..end].chars().collect();
+        let after: Vec<char> = line[end..].chars().collect();
+        let lead = before.len().min(ECHO_MAX / 3);
+        let shown_fault = fault.len().min(ECHO_MAX / 2);
+        let trail = after.len().min(ECHO_MAX - lead - shown_fault);
+        let mut echo = String::new();
+        if lead < before.len() {
+            echo.push('…');
+        }
+        echo.extend(&before[before.len() - lead..]);
+        let pad = chars(&echo);
+        echo.extend(&fault[..shown_fault]);
+        if shown_fault < fault.len() {
+            echo.push('…');
+        } else {
+            echo.extend(&after[..trail]);
+        }
+        if (shown_fault < fault.len() || trail < after.len()) && !echo.ends_with('…') {
+            echo.push('…');
+        }
         format!(
-            "{self}\n  {line}\n  {}{}",
+            "{self}\n  {echo}\n  {}{}",
             " ".repeat(pad),
-            "^".repeat(width)
+            "^".repeat(shown_fault.max(1))
         )
     }
 }
+
+/// The longest line an error echoes whole, in characters.
+pub const ECHO_MAX: usize = 120;
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -106,6 +143,26 @@ mod tests {
         );
         let end = ParseError::new(4..4, "missing".into());
         assert_eq!(end.render("node"), "missing\n  node\n      ^");
+    }
+
+    #[test]
+    fn a_long_line_is_echoed_around_its_fault() {
+        // A runaway value: the fault is cut, the caret as wide as what is shown.
+        let line = format!("info node {}", "1".repeat(100_000));
+        let err = ParseError::new(10..line.len(), "bad".into());
+        let text = err.render(&line);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], format!("  info node {}…", "1".repeat(60)));
+        assert_eq!(lines[2], format!("  {}{}", " ".repeat(10), "^".repeat(60)));
+        // Spaces to the margin before the fault: the line starts cut.
+        let line = format!("info node 1{}# trailing", " ".repeat(100_000));
+        let at = line.find('#').unwrap();
+        let err = ParseError::new(at..at + 1, "unexpected `#`".into());
+        let text = err.render(&line);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], format!("  …{}# trailing", " ".repeat(40)));
+        assert_eq!(lines[2], format!("  {}^", " ".repeat(41)));
+        assert!(text.len() < 300, "{}", text.len());
     }
 
     #[test]

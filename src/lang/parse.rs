@@ -47,7 +47,7 @@ fn explain<T>(
 ) -> ParseError {
     // The operator's words are quoted with their secrets hidden, as the echoed line is.
     let secrets = secret_ranges(registry, line, tokens, None, true);
-    let show = |token: &Token| shown(line, &secrets, token);
+    let show = |token: &Token| elided(&shown(line, &secrets, token));
     if at == 0 {
         let token = &tokens[0];
         let words = registry
@@ -140,6 +140,20 @@ fn explain<T>(
     };
     ParseError::new(token.span.clone(), message).with_suggestion(suggestion)
 }
+
+/// A word as an error quotes it: one of more than [`QUOTED_MAX`] characters (a runbook's
+/// runaway line) is cut in the middle, so the message stays a line long.
+fn elided(word: &str) -> String {
+    let n = word.chars().count();
+    if n <= QUOTED_MAX {
+        return word.to_string();
+    }
+    let head: String = word.chars().take(QUOTED_MAX - 12).collect();
+    let tail: String = word.chars().skip(n - 8).collect();
+    format!("{head}…{tail} ({n} characters)")
+}
+
+const QUOTED_MAX: usize = 60;
 
 /// The word before the fault when it filled a value whose placeholder it spells, and the
 /// fault is the value meant (`create db name orders`, as `cluster create name <name>` is

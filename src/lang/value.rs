@@ -43,6 +43,9 @@ pub enum ValueKind {
     SshTarget,
     /// A file or directory; completes from the file system.
     Path,
+    /// A backup run: its id, `latest`, or `<repository>/<run|latest>`; completes `latest`
+    /// and this cluster's succeeded runs, newest first (a path once a `/` is typed).
+    Run,
     /// `node:2` or `2`; completes from the CCS.
     Node,
     /// `db:3`, `3` or a database name; completes from the CCS.
@@ -240,6 +243,7 @@ impl ValueKind {
     pub fn describe(self) -> String {
         match self {
             ValueKind::Word => "a word".into(),
+            ValueKind::Run => "a backup run".into(),
             ValueKind::ClusterName | ValueKind::DbName => "a name".into(),
             ValueKind::Integer => "a number".into(),
             ValueKind::Size => "a size such as `512mb` or `1gb`".into(),
@@ -270,7 +274,7 @@ impl ValueKind {
             ));
         }
         let value = match self {
-            ValueKind::Word => Value::Word(text.to_string()),
+            ValueKind::Word | ValueKind::Run => Value::Word(text.to_string()),
             ValueKind::ClusterName => {
                 crate::ccs::rules::check_cluster_name(text)?;
                 Value::Word(text.to_string())

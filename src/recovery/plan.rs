@@ -315,7 +315,8 @@ struct Known {
     /// master, as the CCS recorded it: the same time is that very file, an older one is
     /// data from before it.
     loaded: Option<(i64, Id)>,
-    /// The newest succeeded backup run of the database: its start, and its id.
+    /// The newest succeeded backup run of the database taken after that load: its start,
+    /// and its id.
     backup: Option<(i64, String)>,
 }
 
@@ -503,12 +504,20 @@ impl Inspect<'_> {
                 }
             }
         }
+        // A run taken before the last recovery or restore loaded the master is data the
+        // load replaced (a forced restore's safety backup is one, taken just before it):
+        // the database had it earlier, not later.
         let backup = self
             .cluster
             .backups
             .runs
             .iter()
             .filter(|r| r.db == self.db.id && r.status == crate::ccs::RunStatus::Succeeded)
+            .filter(|r| {
+                master
+                    .loaded_ns
+                    .is_none_or(|ns| r.started.saturating_mul(1_000_000) > ns)
+            })
             .max_by_key(|r| r.started)
             .map(|r| (r.started / 1000, r.id.clone()));
         let loaded = master.loaded_ns.map(|ns| (ns, master.id));

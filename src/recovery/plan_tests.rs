@@ -660,3 +660,66 @@ fn a_replicas_copy_moments_after_its_master_holds_nothing_more() {
         Reason::Stale { .. }
     ));
 }
+
+/// A forced restore takes a safety backup of the data it replaces, then loads the run's
+/// file as `dump.rdb`, whose own `ctime` is the older run's. That file is what the
+/// database holds after the restore: a run taken before the load (the safety backup) is
+/// no newer data, while one taken after it still is.
+#[test]
+fn a_backup_run_before_the_last_load_does_not_make_the_loaded_file_stale() {
+    let mut w = World::new();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let restored = w.file(
+        1,
+        3,
+        4,
+        "dump.rdb",
+        &format!("keys=5 created={}", now.as_secs() - 100),
+        10,
+    );
+    let loaded_ns = {
+        let t = fs::metadata(&restored).unwrap().modified().unwrap();
+        t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as i64
+    };
+    let run = |id: &str, ago_s: u64| crate::ccs::BackupRun {
+        id: id.into(),
+        task: None,
+        db: 3,
+        db_name: "cache".into(),
+        path: w.root.join("repo"),
+        started: (now.as_millis() as i64) - (ago_s as i64) * 1000,
+        took_ms: Some(5),
+        status: crate::ccs::RunStatus::Succeeded,
+        reason: None,
+        keys: 9,
+        bytes: 100,
+        server_version: None,
+        pause_us: None,
+        safety_for: Some("undo".into()),
+    };
+    w.cluster.backups.runs.push(run("20261207-000000-1", 50));
+    let db = w.cluster.databases.get_mut(&3).unwrap();
+    db.shards[0].loaded_ns = Some(loaded_ns);
+    assert_eq!(source(shard(&w.plan(), 3, 4)).keys, 5);
+
+    // Without the record of the load, the run is later data than the file's cut.
+    let db = w.cluster.databases.get_mut(&3).unwrap();
+    db.shards[0].loaded_ns = None;
+    let plan = w.plan();
+    let Reason::Stale { newer, .. } = reason(shard(&plan, 3, 4)) else {
+        panic!("expected stale, got {:?}", shard(&plan, 3, 4).outcome);
+    };
+    assert!(newer.contains("20261207-000000-1"), "{newer}");
+
+    // A run taken after the load holds writes the file lacks.
+    let db = w.cluster.databases.get_mut(&3).unwrap();
+    db.shards[0].loaded_ns = Some(loaded_ns);
+    w.cluster.backups.runs.push(run("20261207-000000-2", 5));
+    let plan = w.plan();
+    let Reason::Stale { newer, .. } = reason(shard(&plan, 3, 4)) else {
+        panic!("expected stale, got {:?}", shard(&plan, 3, 4).outcome);
+    };
+    assert!(newer.contains("20261207-000000-2"), "{newer}");
+}

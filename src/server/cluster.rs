@@ -165,6 +165,8 @@ async fn form(
         let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
     }
 
+    forget_lost_nodes(members, ids).await?;
+
     // A replica that took its master's slots (a failover while the master was down, or
     // an operator's `CLUSTER FAILOVER`) holds the freshest data: the master follows it
     // and takes its role back by a manual failover, which loses no write.
@@ -235,6 +237,26 @@ async fn form(
     Ok(())
 }
 
+/// Every node the members know that is none of them is a lost identity of one: a shard
+/// whose disk was lost (`nodes.conf` with it) restarts as a new node, and the others
+/// still give its slots to the old id, with no address to reach it; the new node's
+/// claim on them loses against the old one's epoch, and the slots stay unreachable
+/// while every `cluster_state` says `ok`. Each member forgets them (which leaves the
+/// slots they held unassigned, for their master to claim). A replica refuses to forget
+/// its own master; it follows the new one once the cluster forms.
+async fn forget_lost_nodes(members: &[ClusterMember], ids: &[String]) -> Result<(), ServerError> {
+    for m in members {
+        for n in cluster_nodes(&m.addr).await? {
+            if n.myself || ids.contains(&n.id) {
+                continue;
+            }
+            let cmd = redis::cmd("CLUSTER").arg("FORGET").arg(&n.id).clone();
+            let _: Result<(), _> = query(&m.addr, &cmd, CMD_TIMEOUT).await;
+        }
+    }
+    Ok(())
+}
+
 /// The step of [`form_cluster`] on a running cluster: every master of `members` whose
 /// replica took its slots over takes them back, without losing a write (see
 /// [`give_back_taken_slots`]). A restore runs it before it stops the shards: a master
@@ -292,6 +314,22 @@ async fn give_back_taken_slots(
         let own = cluster_nodes(&master.addr).await?;
         let holds_slots = own.iter().any(|n| n.myself && !n.slots.is_empty());
         if !is_follower(&own) && !holds_slots {
+            // A master that lost its disk lost `nodes.conf` with it: a new node that knows
+            // no other, to which the replica's id is unknown until they meet.
+            if !own.iter().any(|n| &n.id == replica_id) {
+                let meet = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg(&replica.addr.host)
+                    .arg(replica.addr.port)
+                    .clone();
+                query::<()>(&master.addr, &meet, CMD_TIMEOUT).await?;
+                let what = format!("`{}` to meet `{}`", master.addr, replica.addr);
+                poll_until(&what, left(), || async {
+                    let nodes = cluster_nodes(&master.addr).await?;
+                    Ok(nodes.iter().any(|n| &n.id == replica_id && !n.handshake))
+                })
+                .await?;
+            }
             let cmd = redis::cmd("CLUSTER")
                 .arg("REPLICATE")
                 .arg(replica_id)

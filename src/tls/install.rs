@@ -92,8 +92,9 @@ pub async fn install_on(
 }
 
 /// The cluster's current material (`record`) as installed under one of `roots` (the
-/// persistent paths of this machine's nodes), checked again, and the very material the
-/// CCS records: what a node added later receives.
+/// persistent paths of this machine's nodes), else at the paths the operator gave it
+/// from (which the CCS records), checked again, and the very material the CCS records:
+/// what a node added later receives, and a node that lost its copy with its disk.
 pub fn material_here(
     record: Option<&TlsConfig>,
     roots: impl IntoIterator<Item = PathBuf>,
@@ -104,13 +105,20 @@ pub fn material_here(
         path: PathBuf::from(TLS_DIR),
     })?;
     let mut last = None;
-    for root in roots {
+    let installed = roots.into_iter().map(|root| {
         let dir = installed_dir(&root, record);
-        let paths = MaterialPaths {
+        MaterialPaths {
             cacert: dir.join("ca.crt"),
             cert: dir.join("cert.crt"),
             key: dir.join("key.pem"),
-        };
+        }
+    });
+    let given = MaterialPaths {
+        cacert: record.cacert.source.clone(),
+        cert: record.cert.source.clone(),
+        key: record.key.source.clone(),
+    };
+    for paths in installed.chain(std::iter::once(given)) {
         match check(&paths, now) {
             Ok(mut material) if material.record.material_id() == record.material_id() => {
                 material.record = record.clone();

@@ -318,7 +318,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
         elements: &[
             Element::Keyword("backup"),
             Element::Keyword("show"),
-            Element::Arg("run", ValueKind::Word),
+            Element::Arg("run", ValueKind::Run),
         ],
         summary: "a backup run's manifest (`latest`: the newest restore point): shards, files, sha256, versions, keys, pause",
         examples: &["backup show 20261204-035012-17", "backup show latest"],

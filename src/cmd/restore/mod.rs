@@ -107,7 +107,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Options(&[
                 Opt::required("name", "task", ValueKind::Word),
                 Opt::required("db", "db[,db...]|all", ValueKind::Databases),
-                Opt::required("backup", "run|latest|repository/run", ValueKind::Word),
+                Opt::required("backup", "run|latest|repository/run", ValueKind::Run),
                 Opt::optional("target_path", "dir", ValueKind::Path),
                 Opt::flag("force"),
                 Opt::flag("allow_newer_server"),

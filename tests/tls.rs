@@ -681,6 +681,97 @@ fn a_server_built_without_tls_is_refused_before_anything_is_installed() {
     assert_eq!(lz.ccs(), before);
 }
 
+/// A TLS database's binary is probed wherever it is chosen, not only where TLS is
+/// turned on: `--redis-server` with a build without TLS was taken by `create db ... tls
+/// enabled` (its shard failed to start and rolled back), by `restart db` (which stopped
+/// the running shard first, leaving it down) and by `recover` (which copied files and
+/// failed to start). Each is now refused by the same probe before anything changes.
+#[test]
+fn a_tls_database_refuses_a_binary_without_tls_wherever_it_is_chosen() {
+    let Some(bin) = server_without_tls() else {
+        return;
+    };
+    let rt = runtime();
+    let lz = Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    let f = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    let n1 = lz.path("n1");
+    lz.run(&format!(
+        "cluster create name t persistent_path {} cacert {} cert {} key {}",
+        n1.display(),
+        f.cacert.display(),
+        f.cert.display(),
+        f.key.display()
+    ))
+    .ok();
+    let refused = format!(
+        "TLS shards need a server built with TLS: node:1 runs `{}` (valkey ",
+        bin.display()
+    );
+    let other = format!("--redis-server {}", bin.display());
+
+    let before = lz.ccs();
+    lz.run(&format!(
+        "{other} create db sec persistence snapshot tls enabled"
+    ))
+    .fails(1)
+    .stderr_has(&refused)
+    .stderr_has("; nothing was changed")
+    .stderr_has("give `--redis-server` a TLS build");
+    assert_eq!(lz.ccs(), before);
+    assert!(guard.pids().is_empty());
+    assert!(std::fs::read_dir(n1.join("redis")).map_or(true, |mut d| d.next().is_none()));
+
+    lz.run("create db sec persistence snapshot tls enabled")
+        .ok();
+    let c = stored(&lz);
+    let db = c.database_by_name("sec").unwrap();
+    let a = shard_addr(&c, db, db.shards[0].id).unwrap();
+    rt.block_on(async {
+        let mut con = connect_at(&a, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg("kept")
+            .arg("1")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+    });
+    let data = picture(&rt, &lz, "sec");
+    let before = lz.ccs();
+    lz.run(&format!("{other} restart db sec"))
+        .fails(1)
+        .stderr_has(&refused);
+    assert_eq!(lz.ccs(), before);
+    // Never stopped: it serves its data over TLS as before.
+    assert_eq!(picture(&rt, &lz, "sec"), data);
+
+    // The home lost, the configuration rebuilt from the disk: `recover` chooses the
+    // binary too.
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    guard.kill_all();
+    std::fs::remove_dir_all(n1.join("ccs")).unwrap();
+    let second = Lazarus::new();
+    let _guard2 = ProcessGuard::new(second.home());
+    second
+        .run(&format!(
+            "cluster recover cluster_id {cluster_id} recovery_path {}",
+            n1.display()
+        ))
+        .ok();
+    let pending = second.ccs();
+    second
+        .run(&format!("{other} recover db sec"))
+        .fails(1)
+        .stderr_has(&refused);
+    assert_eq!(second.ccs(), pending);
+    second
+        .run("recover db sec")
+        .ok()
+        .stdout_has("`sec`: Completed successfully");
+    assert_eq!(picture(&rt, &second, "sec"), data);
+}
+
 /// A node whose disk lost the cluster's TLS material (`tls/<material id>/`): its TLS
 /// shards could not start ("Failed to load certificate"), and `restart db` failed until
 /// the operator ran `cluster tls set` again, which also failed for the shards that were

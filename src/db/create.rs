@@ -11,7 +11,7 @@ use crate::server::{stop_pid_on, ServerError, Servers, StartOptions};
 use super::bringup::BringUp;
 use super::cancel::Cancel;
 use super::dirs::db_dirs;
-use super::placement::{check_replica_engines, place_avoiding};
+use super::placement::{check_replica_engines, check_tls_servers, place_avoiding};
 use super::DbError;
 use crate::server::shard_dir::{db_dirs_in, shard_dirs_in};
 
@@ -60,6 +60,7 @@ pub async fn create_db_with(
         }
         let mut db = place_avoiding(&mut scratch, req.config.clone(), req.port, &lost)?;
         check_replica_engines(&db, server)?;
+        check_tls_servers(&db, server).await?;
         let dirs = db_dirs(&scratch, &db);
         for dir in &dirs {
             if server.host(dir.node).metadata(&dir.path).await.is_ok() {

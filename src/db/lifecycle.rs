@@ -162,6 +162,7 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
     // A replica whose node's binary (changed since: `node redis_server set`) cannot load
     // its master's RDB would never sync: refused before anything is stopped.
     super::placement::check_replica_engines(&db, server)?;
+    super::placement::check_tls_servers(&db, server).await?;
     // A shard started without the data a restore set aside would come up empty (or
     // with the run's file), and report success.
     let hosts = hosts_of(cluster)?;

@@ -30,7 +30,7 @@ pub use bringup::{wire, BringUp, KeyBounds, LoadCheckError, SourceStep, SyncSour
 pub use cancel::Cancel;
 pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, record_pids, restart_db, set_aside, DeleteOutcome};
-pub use placement::{check_replica_engines, place};
+pub use placement::{check_replica_engines, check_tls_servers, place};
 pub use shard::{conf_for, shard_start, start_shard};
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,

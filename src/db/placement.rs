@@ -163,6 +163,21 @@ pub fn check_replica_engines(db: &Database, server: &Servers) -> Result<(), DbEr
     Ok(())
 }
 
+/// A TLS database's shards need TLS builds: every node it places a shard on must run
+/// one, asked with the one probe ([`Servers::refuse_without_tls`]) before any server
+/// starts, whichever binary was chosen (`--redis-server`, the node's, the cluster's or
+/// PATH's). A database without TLS is not asked.
+pub async fn check_tls_servers(db: &Database, server: &Servers) -> Result<(), DbError> {
+    if !db.config.tls {
+        return Ok(());
+    }
+    let mut nodes: Vec<u64> = db.shards.iter().map(|s| s.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    server.refuse_without_tls(nodes).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

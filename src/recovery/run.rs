@@ -269,8 +269,12 @@ pub async fn recover(
     // A replica whose node's server cannot load its master's RDB would wait for ever for
     // its first sync: refused before any port moves or any shard starts, as create and
     // restart refuse it.
+    // So is a TLS database on a binary built without TLS (`--redis-server`, say).
     for id in &targets {
-        crate::db::check_replica_engines(&cluster.databases[id], &server)
+        let db = &cluster.databases[id];
+        crate::db::check_replica_engines(db, &server).map_err(RunError::Engines)?;
+        crate::db::check_tls_servers(db, &server)
+            .await
             .map_err(RunError::Engines)?;
     }
     let mut moved = Vec::new();

@@ -100,6 +100,8 @@ pub struct Servers {
     nodes: BTreeMap<Id, RedisServer>,
     /// For nodes with none of their own; `None` when no node needs it.
     fallback: Option<RedisServer>,
+    /// Every node runs `--redis-server`'s binary, whatever its own.
+    overridden: bool,
 }
 
 impl From<RedisServer> for Servers {
@@ -109,6 +111,7 @@ impl From<RedisServer> for Servers {
             hosts: crate::host::Hosts::local(),
             nodes: BTreeMap::new(),
             fallback: Some(server),
+            overridden: false,
         }
     }
 }
@@ -127,6 +130,7 @@ impl Servers {
         if let Some(path) = override_path {
             let mut servers = Servers::from(RedisServer::locate(Some(path), None)?);
             servers.hosts = hosts;
+            servers.overridden = true;
             return Ok(servers);
         }
         let mut checked: BTreeMap<PathBuf, RedisServer> = BTreeMap::new();
@@ -168,6 +172,7 @@ impl Servers {
             hosts,
             nodes: found,
             fallback,
+            overridden: false,
         })
     }
 
@@ -202,6 +207,52 @@ impl Servers {
             }
         }
         out
+    }
+
+    /// Refuses when a binary `nodes` run is built without TLS: a TLS shard cannot start
+    /// with it (it stops at `tls-port`, and the start rolls back after the fact). Each
+    /// distinct binary is asked once per host ([`without_tls`]); the refusal names every
+    /// such node, its binary and what the binary said. The one probe of a TLS build,
+    /// wherever TLS is turned on or a TLS database's binary is chosen.
+    pub async fn refuse_without_tls(
+        &self,
+        nodes: impl IntoIterator<Item = Id>,
+    ) -> Result<(), ServerError> {
+        let mut asked: Vec<(String, PathBuf, Option<String>)> = Vec::new();
+        let mut refused = Vec::new();
+        for node in nodes {
+            let Ok(server) = self.for_node(node) else {
+                continue;
+            };
+            let host = self.host(node);
+            let name = host.name();
+            let why = match asked
+                .iter()
+                .find(|(h, p, _)| *h == name && *p == server.path)
+            {
+                Some((_, _, why)) => why.clone(),
+                None => {
+                    let why = without_tls(&*host, server).await;
+                    asked.push((name, server.path.clone(), why.clone()));
+                    why
+                }
+            };
+            if let Some(why) = why {
+                refused.push(super::NoTlsBuild {
+                    node,
+                    path: server.path.clone(),
+                    label: server.label(),
+                    why,
+                });
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(ServerError::WithoutTls {
+            refused,
+            overridden: self.overridden,
+        })
     }
 
     /// The server among `nodes`' binaries that loads the oldest RDB version: what files

@@ -124,6 +124,40 @@ pub enum ServerError {
     },
     #[error("redis cluster: {0}")]
     Cluster(String),
+    /// Binaries that cannot run TLS shards, for a TLS database or TLS material
+    /// ([`Servers::refuse_without_tls`]); nothing was changed.
+    #[error(
+        "TLS shards need a server built with TLS: {}; nothing was changed",
+        .refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    WithoutTls {
+        refused: Vec<NoTlsBuild>,
+        /// They are `--redis-server`'s binary, not the nodes' own.
+        overridden: bool,
+    },
+}
+
+/// A node whose server binary is built without TLS, and what the binary said.
+#[derive(Clone, Debug)]
+pub struct NoTlsBuild {
+    pub node: u64,
+    pub path: PathBuf,
+    /// `valkey 8.1.1`.
+    pub label: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for NoTlsBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node:{} runs `{}` ({}), built without TLS: `{}`",
+            self.node,
+            self.path.display(),
+            self.label,
+            self.why
+        )
+    }
 }
 
 /// Names the port found taken: the client port, or a cluster shard's bus port, which the
@@ -141,7 +175,9 @@ impl crate::error::DomainError for ServerError {
         use crate::error::ErrorKind;
         match self {
             ServerError::Io { .. } => ErrorKind::Io,
-            ServerError::PortTaken { .. } | ServerError::NoFreePort { .. } => ErrorKind::Conflict,
+            ServerError::PortTaken { .. }
+            | ServerError::NoFreePort { .. }
+            | ServerError::WithoutTls { .. } => ErrorKind::Conflict,
             ServerError::NotFound { .. }
             | ServerError::Version { .. }
             | ServerError::NodeBinary { .. }
@@ -162,6 +198,22 @@ impl crate::error::DomainError for ServerError {
                 "install it with `apt-get install redis-server`".into(),
                 "give its path with `--redis-server <path>`".into(),
             ],
+            ServerError::WithoutTls {
+                overridden: true, ..
+            } => vec![
+                "give `--redis-server` a TLS build, or leave it out to run the nodes' own binaries"
+                    .into(),
+            ],
+            ServerError::WithoutTls { refused, .. } => refused
+                .first()
+                .map(|r| {
+                    format!(
+                        "give the node a TLS build (`node {} redis_server set <path>`)",
+                        r.node
+                    )
+                })
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }

@@ -120,60 +120,19 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
 }
 
 /// Every node's server binary must be a TLS build before material is installed: a TLS
-/// database's shards cannot start with one that is not (its next start fails and rolls
-/// back). Each binary is asked once per host ([`crate::server::without_tls`]); refused
-/// naming each node, its binary and what the binary said. Nothing is changed. The one
-/// probe wherever TLS is turned on: `cluster tls set`, `cluster create` and `cluster
-/// recover` given material, and `node add` and `node redis_server set` on a cluster with
-/// material.
+/// database's shards cannot start with one that is not. Asked with the one probe
+/// ([`crate::server::Servers::refuse_without_tls`]) wherever TLS is turned on: `cluster
+/// tls set`, `cluster create` and `cluster recover` given material, and `node add` and
+/// `node redis_server set` on a cluster with material. Nothing is changed.
 pub(crate) async fn refuse_without_tls(
     ctx: &Context,
     cluster: &Cluster,
 ) -> Result<(), CommandError> {
-    let servers = cluster.servers(ctx.redis_server.as_deref())?;
-    let mut asked: Vec<(String, PathBuf, Option<String>)> = Vec::new();
-    let mut refused = Vec::new();
-    for node in cluster.nodes.values() {
-        let Ok(server) = servers.for_node(node.id) else {
-            continue;
-        };
-        let host = servers.host(node.id);
-        let name = host.name();
-        let why = match asked
-            .iter()
-            .find(|(h, p, _)| *h == name && *p == server.path)
-        {
-            Some((_, _, why)) => why.clone(),
-            None => {
-                let why = crate::server::without_tls(&*host, server).await;
-                asked.push((name, server.path.clone(), why.clone()));
-                why
-            }
-        };
-        if let Some(why) = why {
-            refused.push((node.id, server, why));
-        }
-    }
-    let Some(&(first, _, _)) = refused.first() else {
-        return Ok(());
-    };
-    let named: Vec<String> = refused
-        .iter()
-        .map(|(node, server, why)| {
-            format!(
-                "node:{node} runs `{}` ({}), built without TLS: `{why}`",
-                server.path.display(),
-                server.label()
-            )
-        })
-        .collect();
-    Err(CommandError::conflict(format!(
-        "TLS shards need a server built with TLS: {}; nothing was changed",
-        named.join("; ")
-    ))
-    .hinted(format!(
-        "give the node a TLS build (`node {first} redis_server set <path>`)"
-    )))
+    cluster
+        .servers(ctx.redis_server.as_deref())?
+        .refuse_without_tls(cluster.nodes.keys().copied())
+        .await?;
+    Ok(())
 }
 
 /// Tells every running shard of every active TLS database of `after` to serve its

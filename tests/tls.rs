@@ -629,6 +629,51 @@ fn cluster_create_and_recover_with_material_refuse_a_server_without_tls() {
     assert!(second.ccs()["tls"].is_object());
 }
 
+/// `cluster recover` given material stored the configuration first and installed the
+/// material after: a node that could not take it left the configuration stored without
+/// TLS (and the command failed). The material now goes in first: a node that cannot
+/// take it leaves nothing stored, no home document, no node backup, no material.
+#[test]
+fn cluster_recover_with_material_a_node_cannot_take_stores_nothing() {
+    let lz = Lazarus::new();
+    let n1 = lz.create_cluster("t");
+    let files = Ca::new("lazarus test CA").write(&lz.path("in"), "");
+    let second = Lazarus::new();
+    let m1 = second.path("m1");
+    std::fs::create_dir_all(&m1).unwrap();
+    // A file where the node's `tls/` directory goes: the install fails there.
+    std::fs::write(m1.join("tls"), b"in the way").unwrap();
+    let recover = format!(
+        "cluster recover filename {}/ccs/ccs.json persistent_path {} cacert {} cert {} key {}",
+        n1.display(),
+        m1.display(),
+        files.cacert.display(),
+        files.cert.display(),
+        files.key.display()
+    );
+    second
+        .run(&recover)
+        .fails(1)
+        .stderr_has("node:1")
+        .stderr_has(&m1.join("tls").display().to_string());
+    assert!(!second.path("ccs.json").exists(), "nothing stored");
+    assert!(!m1.join("ccs").exists(), "no node backup");
+    assert_eq!(std::fs::read(m1.join("tls")).unwrap(), b"in the way");
+
+    // Out of the way, the same command stores the configuration with the material.
+    std::fs::remove_file(m1.join("tls")).unwrap();
+    second
+        .run(&recover)
+        .ok()
+        .stdout_has("installed on every node");
+    let record = second.ccs()["tls"].clone();
+    assert_eq!(record["cert"]["source"], files.cert.display().to_string());
+    let stored = std::fs::read_to_string(m1.join("ccs/ccs.json")).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["tls"], record, "the node backup names it too");
+    assert!(m1.join("tls/current.json").exists());
+}
+
 /// A node whose server binary is built without TLS: `cluster tls set` asks each binary
 /// first and refuses, naming the node, the binary and what it said, before anything is
 /// installed (its TLS shards could never start). The embedded valkey-server the tests

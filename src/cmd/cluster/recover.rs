@@ -109,9 +109,9 @@ fn build_from_identities(m: &Match) -> Result<Command, ParseError> {
     )))
 }
 /// `cluster recover ...`: stores the rebuilt configuration and says what was chosen,
-/// what was left out, and what to do next. TLS material given with it is checked before
-/// anything is stored, then installed on every node and recorded as the cluster's (the
-/// old material's copies on the old disks are then not needed).
+/// what was left out, and what to do next. TLS material given with it is checked and
+/// installed on every node before anything is stored, and stored as the cluster's with
+/// it (the old material's copies on the old disks are then not needed).
 pub(super) async fn apply(
     ctx: &Context,
     req: &RecoverRequest,
@@ -131,25 +131,37 @@ pub(super) async fn apply(
     if let RecoverRequest::Identities(r) = req {
         check_remote_paths(&r.recovery_paths).await?;
     }
-    let staged = rebuild::stage(&ctx.store, req, server)?;
-    if material.is_some() {
-        // The rebuilt nodes' binaries must run TLS shards: asked before anything is stored.
-        super::tls::refuse_without_tls(ctx, staged.cluster()).await?;
-    }
-    let mut rebuilt = staged.commit()?;
-    if let Some(mut material) = material {
-        let lock = ctx.store.lock()?;
-        let mut cluster = lock.load()?.ok_or_else(CommandError::no_cluster)?;
-        if let Some(old) = &cluster.tls {
-            material.record.verify = old.verify;
+    let mut staged = rebuild::stage(&ctx.store, req, server)?;
+    // The material goes onto every node before the configuration is stored, which then
+    // names it: a node that cannot take it leaves nothing stored, and a store that fails
+    // takes the material off again. All or nothing.
+    let installed = match material {
+        Some(mut material) => {
+            // The rebuilt nodes' binaries must run TLS shards: asked before anything is
+            // written.
+            super::tls::refuse_without_tls(ctx, staged.cluster()).await?;
+            if let Some(old) = &staged.cluster().tls {
+                material.record.verify = old.verify;
+            }
+            let installed = super::tls::install_everywhere(staged.cluster(), &material).await?;
+            staged.set_tls(material.record.clone());
+            Some((installed, material.record.material_id()))
         }
-        super::tls::install_everywhere(&cluster, &material).await?;
-        cluster.tls = Some(material.record.clone());
-        lock.save(&mut cluster)?;
-        rebuilt.notes.push(format!(
-            "TLS material {} installed on every node",
-            material.record.material_id()
-        ));
+        None => None,
+    };
+    let mut rebuilt = match staged.commit() {
+        Ok(rebuilt) => rebuilt,
+        Err(e) => {
+            if let Some((installed, _)) = &installed {
+                installed.undo().await;
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some((_, id)) = installed {
+        rebuilt
+            .notes
+            .push(format!("TLS material {id} installed on every node"));
     }
     let from = match req {
         RecoverRequest::Backup(_) => "its CCS backup",

@@ -69,7 +69,11 @@ pub(super) async fn apply(ctx: &Context, req: TlsSet) -> Result<Reply, CommandEr
     let installed = install_everywhere(&cluster, &material).await?;
     let before = cluster.clone();
     cluster.tls = Some(material.record.clone());
-    lock.save(&mut cluster)?;
+    if let Err(e) = lock.save(&mut cluster) {
+        installed.undo().await;
+        return Err(e.into());
+    }
+    let installed = installed.nodes();
     let shards = if rotated {
         rotate(&before, &cluster).await
     } else {
@@ -221,37 +225,91 @@ pub(super) fn checked(
 }
 
 /// Copies `material` into every node's persistent path before the CCS names it; a node
-/// that cannot take it undoes the others' new directories. Returns the nodes.
+/// that cannot take it undoes the others. Returns what was installed, to undo when what
+/// follows (storing the configuration) fails.
 pub(super) async fn install_everywhere(
     cluster: &Cluster,
     material: &tls::Material,
-) -> Result<Vec<Id>, CommandError> {
+) -> Result<Installed, CommandError> {
     let hosts = cluster
         .hosts()
         .map_err(|e| CommandError::io(format!("cannot reach the nodes' hosts: {e}")))?;
-    let mut installed: Vec<(Id, PathBuf)> = Vec::new();
+    let mut installed = Installed {
+        hosts: hosts.clone(),
+        nodes: Vec::new(),
+    };
     for node in cluster.nodes.values() {
         let host = hosts.of(node.id);
+        let root = node.persistent_path.join(tls::TLS_DIR);
         let dir = tls::installed_dir(&node.persistent_path, &material.record);
-        let fresh = host.metadata(&dir).await.is_err();
+        let before = NodeBefore {
+            node: node.id,
+            root_fresh: host.metadata(&root).await.is_err(),
+            dir_fresh: host.metadata(&dir).await.is_err(),
+            current: host.read(&root.join(tls::CURRENT_FILE)).await.ok(),
+            root,
+            dir,
+        };
         let done = if hosts.is_remote(node.id) {
             tls::install_on(&*host, &node.persistent_path, material).await
         } else {
             tls::install(&node.persistent_path, material)
         };
-        match done {
-            Ok(dir) => installed.push((node.id, if fresh { dir } else { PathBuf::new() })),
-            Err(e) => {
-                for (id, dir) in &installed {
-                    if !dir.as_os_str().is_empty() {
-                        let _ = hosts.of(*id).remove(dir).await;
-                    }
-                }
-                return Err(CommandError::from(e).context(format!("node:{}", node.id)));
-            }
+        installed.nodes.push(before);
+        if let Err(e) = done {
+            installed.undo().await;
+            return Err(CommandError::from(e).context(format!("node:{}", node.id)));
         }
     }
-    Ok(installed.into_iter().map(|(id, _)| id).collect())
+    Ok(installed)
+}
+
+/// Material [`install_everywhere`] copied onto the nodes, with what each node held
+/// before: [`Installed::undo`] puts that back.
+pub(super) struct Installed {
+    hosts: crate::host::Hosts,
+    nodes: Vec<NodeBefore>,
+}
+
+/// A node's `tls/` before the material went in.
+struct NodeBefore {
+    node: Id,
+    root: PathBuf,
+    /// There was no `tls/` at all.
+    root_fresh: bool,
+    dir: PathBuf,
+    /// The material's directory was not there.
+    dir_fresh: bool,
+    /// `tls/current.json` as it was (`None`: there was none).
+    current: Option<Vec<u8>>,
+}
+
+impl Installed {
+    /// The nodes that hold the material.
+    pub(super) fn nodes(&self) -> Vec<Id> {
+        self.nodes.iter().map(|n| n.node).collect()
+    }
+
+    /// Puts every node's `tls/` back as it was: what this made removed, the record of
+    /// the current material it replaced written back. Best effort: nothing names the
+    /// new files once the configuration was not stored.
+    pub(super) async fn undo(&self) {
+        for n in &self.nodes {
+            let host = self.hosts.of(n.node);
+            if n.root_fresh {
+                let _ = host.remove(&n.root).await;
+                continue;
+            }
+            if n.dir_fresh {
+                let _ = host.remove(&n.dir).await;
+            }
+            let current = n.root.join(tls::CURRENT_FILE);
+            let _ = match &n.current {
+                Some(bytes) => host.write_private(&current, bytes).await,
+                None => host.remove(&current).await,
+            };
+        }
+    }
 }
 
 /// `cacert <path> cert <path> key <path>` of `cluster create` / `cluster recover`: all

@@ -63,6 +63,12 @@ impl Staged {
         &self.rebuilt.cluster
     }
 
+    /// The cluster's TLS material from now on: `cluster recover` given material, installed
+    /// on every node before it is stored.
+    pub fn set_tls(&mut self, record: crate::ccs::TlsConfig) {
+        self.rebuilt.cluster.tls = Some(record);
+    }
+
     /// Stores the configuration: the store writes the home's document and every node's
     /// `ccs/` backup.
     pub fn commit(self) -> Result<Rebuilt, RebuildError> {

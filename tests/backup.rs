@@ -1048,5 +1048,18 @@ fn a_master_answering_as_one_after_a_failover_is_not_taken_for_the_one_serving()
     lz.run(&format!("verify db one against {id}"))
         .fails(1)
         .stderr_has(&refusal);
+    // Waiting would not settle it (no cluster will): the refusal says what does.
+    let way_out = format!(
+        "waiting will not change that (a replica promoted by hand stays a master): `restart db one` makes redis:{om} ({}) the master again and re-attaches redis:{or} ({}) as its replica",
+        addr(&one, om),
+        addr(&one, or)
+    );
+    lz.run(&format!("backup db one path {}", repo.display()))
+        .fails(1)
+        .stderr_has(&way_out)
+        .stderr_lacks("try again in a moment");
+    lz.run("restart db one").ok();
+    lz.run(&format!("backup db one path {}", repo.display()))
+        .ok();
     let _ = rt;
 }

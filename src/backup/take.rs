@@ -121,7 +121,7 @@ async fn source_of(cluster: &Cluster, db: &Database, m: &Shard) -> Result<Source
                 .zip(&addrs)
                 .map(|(s, a)| format!("redis:{} ({a})", s.id))
                 .collect();
-            BackupError::Failed(u.describe(&names))
+            BackupError::Failed(u.describe(&db.config.name, &names))
         })?;
     let from = match (live.replica, live.answered) {
         (Some(r), _) => r,

@@ -301,7 +301,7 @@ pub async fn serving_masters(
                     .zip(&group)
                     .map(|(id, a)| format!("redis:{id} ({a})"))
                     .collect();
-                u.describe(&names)
+                u.describe(&db.config.name, &names)
             })?;
         out.push((ids[live.master], group[live.master].clone()));
     }

@@ -502,22 +502,41 @@ pub struct Undecided {
     pub claimants: Vec<usize>,
     /// Why what they say decides nothing.
     pub why: String,
+    /// A Redis Cluster settles it by itself within seconds (a master restarted after a
+    /// failover follows the replica that took its slots); `false`: nothing will (a
+    /// database of one shard whose replica was promoted by hand stays so).
+    pub transient: bool,
 }
 
 impl Undecided {
     /// The refusal, each shard named by `names` (the caller's name of each shard of the
     /// group, in its order).
-    pub fn describe(&self, names: &[String]) -> String {
+    pub fn describe(&self, db: &str, names: &[String]) -> String {
         let claimants: Vec<&str> = self
             .claimants
             .iter()
             .map(|&i| names.get(i).map_or("?", String::as_str))
             .collect();
-        format!(
-            "cannot tell which shard serves {}'s data: {} all answer as a master, and {}; a master restarted after its replica took its slots follows that replica within seconds, so try again in a moment",
-            names.first().map_or("?", String::as_str),
+        let master = names.first().map_or("?", String::as_str);
+        let head = format!(
+            "cannot tell which shard serves {master}'s data: {} all answer as a master, and {}",
             claimants.join(", "),
             self.why
+        );
+        if self.transient {
+            return format!(
+                "{head}; a master restarted after its replica took its slots follows that replica within seconds, so try again in a moment"
+            );
+        }
+        let others: Vec<&str> = self
+            .claimants
+            .iter()
+            .filter(|&&i| i != 0)
+            .map(|&i| names.get(i).map_or("?", String::as_str))
+            .collect();
+        let others = others.join(", ");
+        format!(
+            "{head}; waiting will not change that (a replica promoted by hand stays a master): `restart db {db}` makes {master} the master again and re-attaches {others} as its replica, which then takes {master}'s data (writes made to {others} since it was promoted are dropped)"
         )
     }
 }
@@ -551,6 +570,7 @@ pub async fn serving(
                 claimants,
                 why: "a database of one shard has no cluster to say which one clients write to"
                     .into(),
+                transient: false,
             })
         }
         _ => slot_owner(group, &claimants, timeout).await?,
@@ -584,6 +604,7 @@ async fn slot_owner(
     let undecided = |why: String| Undecided {
         claimants: claimants.to_vec(),
         why,
+        transient: true,
     };
     let mut claims = Vec::new();
     for &k in claimants {
@@ -772,6 +793,30 @@ pub fn even_slots(masters: u32) -> Vec<SlotRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Redis Cluster mid-failover settles by itself: try again. A database of one
+    /// shard with two masters never does: the refusal names the command that does.
+    #[test]
+    fn an_undecided_group_says_whether_waiting_helps() {
+        let names = ["redis:2 (a:1)".to_string(), "redis:3 (a:2)".to_string()];
+        let undecided = |transient| Undecided {
+            claimants: vec![0, 1],
+            why: "why".into(),
+            transient,
+        };
+        let settles = undecided(true).describe("one", &names);
+        assert!(settles.ends_with("so try again in a moment"), "{settles}");
+        let lasts = undecided(false).describe("one", &names);
+        assert!(!lasts.contains("try again"), "{lasts}");
+        assert!(
+            lasts.contains(
+                "waiting will not change that (a replica promoted by hand stays a master): \
+                 `restart db one` makes redis:2 (a:1) the master again and re-attaches \
+                 redis:3 (a:2) as its replica"
+            ),
+            "{lasts}"
+        );
+    }
 
     #[test]
     fn even_split_covers_all_slots() {

@@ -174,7 +174,12 @@ pub fn format_time(ms: i64) -> String {
 }
 
 /// An exclusive lock on a file under `<home>/locks/`, held until dropped; the OS drops it
-/// when the process dies, which is how a dead run is told from a running one.
+/// when the process dies, which is how a dead run is told from a running one. It is an
+/// open-file-description lock (`F_OFD_SETLK`, per open file like `flock`, and gone with
+/// the process), so whether it is held can be asked (`F_OFD_GETLK`, [`RunLock::is_held`])
+/// without taking it: a probe that took it for a moment would turn away a shell claiming
+/// it at that instant. It is a `flock` lock as well, as it was before, so a holder of
+/// that kind still keeps takers out.
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
@@ -189,7 +194,7 @@ impl RunLock {
         let dir = home.join("locks");
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        let path = dir.join(format!("{name}.lock"));
+        let path = lock_path(home, name);
         for _ in 0..100 {
             let file = OpenOptions::new()
                 .create(true)
@@ -197,19 +202,38 @@ impl RunLock {
                 .write(true)
                 .open(&path)
                 .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            // `flock` too: a shell of an earlier Lazarus (or anything else) holding it
+            // that way is still kept out.
             match file.try_lock() {
-                Ok(()) if is_at(&file, &path) => return Ok(Some(RunLock { file, path })),
-                Ok(()) => continue,
+                Ok(()) => {}
                 Err(TryLockError::WouldBlock) => return Ok(None),
                 Err(TryLockError::Error(e)) => {
                     return Err(format!("cannot lock `{}`: {e}", path.display()))
                 }
+            }
+            match ofd_lock(&file, libc::F_OFD_SETLK) {
+                Ok(_) if is_at(&file, &path) => return Ok(Some(RunLock { file, path })),
+                Ok(_) => continue,
+                Err(e) if would_block(&e) => return Ok(None),
+                Err(e) => return Err(format!("cannot lock `{}`: {e}", path.display())),
             }
         }
         Err(format!(
             "cannot lock `{}`: it is removed and made again as it is taken",
             path.display()
         ))
+    }
+
+    /// Whether a live process (this one included) holds lock `name`, asked without
+    /// taking it. No lock file: nobody does. A lock that cannot be asked counts as held:
+    /// a task is never taken for dead on a guess.
+    pub fn is_held(home: &Path, name: &str) -> bool {
+        let path = lock_path(home, name);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
+        };
+        !matches!(ofd_lock(&file, libc::F_OFD_GETLK), Ok(t) if t == libc::F_UNLCK)
     }
 
     /// Removes the lock's file while holding it, then lets go: no other shell holds it
@@ -226,6 +250,29 @@ impl RunLock {
     pub fn run(home: &Path, run: &str) -> Result<Option<RunLock>, String> {
         RunLock::try_take(home, &format!("run-{run}"))
     }
+}
+
+fn lock_path(home: &Path, name: &str) -> PathBuf {
+    home.join("locks").join(format!("{name}.lock"))
+}
+
+/// `F_OFD_SETLK` (take) or `F_OFD_GETLK` (ask) of an exclusive lock of the whole of
+/// `file`; returns the `l_type` the kernel left (`F_UNLCK` from a query: nobody holds it).
+fn ofd_lock(file: &File, cmd: libc::c_int) -> Result<i32, std::io::Error> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed `flock` is a valid value (`l_pid` must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: `fl` outlives the call, and the descriptor is `file`'s, open.
+    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(i32::from(fl.l_type))
+}
+
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
 }
 
 /// Whether `file` is the file at `path` now (not one removed, or replaced, since it was

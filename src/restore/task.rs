@@ -235,8 +235,7 @@ impl Tasks<'_> {
     }
 
     pub(super) fn lock_task(&self, task: &str) -> Result<Option<RunLock>> {
-        RunLock::try_take(self.store.home(), &format!("restore-{task}"))
-            .map_err(RestoreTaskError::Lock)
+        RunLock::try_take(self.store.home(), &task_lock_name(task)).map_err(RestoreTaskError::Lock)
     }
 
     /// Task `name`'s lock (refused while another shell holds it), then the CCS as
@@ -769,21 +768,22 @@ fn record_step(store: &Store, task: &str, s: RestoreStep) {
 
 /// The restore tasks another shell is running now (`running`, their lock held by a
 /// live process), by the name of the database each restores. A task `running` whose
-/// lock is free is not among them: its shell died.
+/// lock is free is not among them: its shell died. The locks are asked, never taken
+/// ([`RunLock::is_held`]): `status` must not turn away a shell claiming a task.
 pub fn running_tasks(home: &Path, cluster: &Cluster) -> BTreeMap<String, String> {
     cluster
         .backups
         .restores
         .values()
         .filter(|t| t.state == RestoreState::Running)
-        .filter(|t| {
-            matches!(
-                RunLock::try_take(home, &format!("restore-{}", t.name)),
-                Ok(None)
-            )
-        })
+        .filter(|t| RunLock::is_held(home, &task_lock_name(&t.name)))
         .map(|t| (t.db.clone(), t.name.clone()))
         .collect()
+}
+
+/// The name of restore task `task`'s lock ([`RunLock`]).
+fn task_lock_name(task: &str) -> String {
+    format!("restore-{task}")
 }
 
 /// Marks `running` tasks whose lock is free, or is `held` by the caller, `interrupted`
@@ -794,12 +794,9 @@ fn mark_interrupted(cluster: &mut Cluster, home: &Path, held: Option<&str>) -> b
         if t.state != RestoreState::Running {
             continue;
         }
-        let free = || {
-            matches!(
-                RunLock::try_take(home, &format!("restore-{}", t.name)),
-                Ok(Some(_))
-            )
-        };
+        // Asked without taking it: taken for a moment, it would turn away a shell
+        // claiming the task at that instant.
+        let free = || !RunLock::is_held(home, &task_lock_name(&t.name));
         if held == Some(t.name.as_str()) || free() {
             t.state = RestoreState::Interrupted;
             if let Some(step) = t.step.filter(|s| s.served()) {
@@ -1025,4 +1022,61 @@ fn check_lines(v: &VerifyReport) -> Vec<String> {
             format!("{verdict:<6} {}: {}", c.check, c.detail)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(name: &str) -> RestoreTask {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "db": "sales", "run": "r1", "path": "/backups",
+            "state": "running", "created": 0,
+        }))
+        .unwrap()
+    }
+
+    /// `status` asks which tasks run while other shells claim them: the ask never takes
+    /// a task's lock, so a claim at the same instant is never told it runs elsewhere.
+    /// (Taking it for a moment, as the ask did, turned such claims away.)
+    #[test]
+    fn asking_which_tasks_run_never_turns_a_claim_away() {
+        let home = tempfile::tempdir().unwrap();
+        let mut cluster = crate::ccs::fixtures::cluster(7, 10, Vec::new());
+        cluster.backups.restores.insert("t".into(), running("t"));
+        // No shell holds it: its shell died.
+        assert!(running_tasks(home.path(), &cluster).is_empty());
+        let held = RunLock::try_take(home.path(), &task_lock_name("t"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            running_tasks(home.path(), &cluster),
+            BTreeMap::from([("sales".to_string(), "t".to_string())])
+        );
+        drop(held);
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asker = {
+            let (home, cluster, stop) = (home.path().to_path_buf(), cluster.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut asked = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = running_tasks(&home, &cluster);
+                    asked += 1;
+                }
+                asked
+            })
+        };
+        let mut turned_away = 0;
+        for _ in 0..3000 {
+            match RunLock::try_take(home.path(), &task_lock_name("t")) {
+                Ok(Some(lock)) => drop(lock),
+                Ok(None) => turned_away += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(asker.join().unwrap() > 0);
+        assert_eq!(turned_away, 0, "claims told the task runs elsewhere");
+    }
 }

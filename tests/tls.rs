@@ -790,6 +790,19 @@ fn a_tls_database_refuses_a_binary_without_tls_wherever_it_is_chosen() {
     assert_eq!(lz.ccs(), before);
     // Never stopped: it serves its data over TLS as before.
     assert_eq!(picture(&rt, &lz, "sec"), data);
+    // A restore restarts the shards with the binary chosen: its verify says so first.
+    let run = lz.backup_run("sec", &lz.path("repo"));
+    lz.run(&format!(
+        "restore task create name back db sec backup {run} force"
+    ))
+    .ok();
+    lz.run(&format!("{other} restore task start back"))
+        .fails(1)
+        .stdout_has("tls server")
+        .stdout_has(&refused);
+    assert_eq!(picture(&rt, &lz, "sec"), data);
+    lz.run("restore task delete back").ok();
+    let before = lz.ccs();
 
     // The home lost, the configuration rebuilt from the disk: `recover` chooses the
     // binary too.

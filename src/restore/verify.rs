@@ -42,6 +42,7 @@ pub async fn verify(
         return (v.report, Some(m));
     };
     v.clients(db).await;
+    v.tls_servers(db).await;
     v.shards(db, &m, replays);
     v.keys_now(db).await;
     v.memory(db, &m);
@@ -61,6 +62,20 @@ impl Verifying<'_> {
     /// A check whose failure is of `kind`.
     fn add(&mut self, check: &str, kind: ErrorKind, verdict: Result<String, String>) {
         self.report.add(check, verdict.map_err(|why| (kind, why)));
+    }
+
+    /// A TLS database's shards restart with the binaries chosen (`--redis-server`
+    /// included): each must be a TLS build ([`crate::db::check_tls_servers`]), or the
+    /// start would stop the shards and fail to bring them back.
+    async fn tls_servers(&mut self, db: &Database) {
+        if !db.config.tls {
+            return;
+        }
+        let verdict = match crate::db::check_tls_servers(db, self.server).await {
+            Ok(()) => Ok("every shard's server is a TLS build".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.add("tls server", ErrorKind::Conflict, verdict);
     }
 
     /// The run's manifest: complete and matching its checksum, or nothing else is checked.

@@ -579,3 +579,91 @@ fn every_outcome_is_one_json_document() {
     assert_eq!(docs.len(), 3, "{docs:?}");
     assert_eq!(docs[2]["command"], "help quit");
 }
+
+/// `node <node> port_range set`: node:1, made by `cluster create` with the default range,
+/// is given another; refused (the CCS unchanged) when `node add` would refuse the range
+/// or when it leaves out a port the old range gave one of the node's shards; a later
+/// placement picks from the new range, and the shard already placed keeps its port.
+#[test]
+fn a_nodes_port_range_is_set_for_later_placements() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.run(&format!(
+        "cluster create name pr persistent_path {}",
+        lz.path("n1").display()
+    ))
+    .ok();
+    let lo = common::ports::block();
+    let (mid, hi) = (lo + 10, lo + common::ports::NODE_PORTS - 1);
+    lz.run(&format!("node 1 port_range set {lo}-{mid}"))
+        .ok()
+        .stdout_has(&format!(
+            "node:1 hands out ports {lo}-{mid} to its next shards (was 30000-30999)"
+        ));
+    let first = lz
+        .cmd(["--json", "create", "db", "first"])
+        .run()
+        .ok()
+        .json()[0]["result"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap() as u16;
+    assert!((lo..=mid).contains(&first), "{first} in {lo}-{mid}");
+
+    let before = lz.ccs();
+    lz.run(&format!("node 1 port_range set {}-{hi}", first + 1))
+        .fails(1)
+        .stderr_has(&format!(
+            "port range `{}-{hi}` leaves out port `{first}` of node:1's shard redis:",
+            first + 1
+        ))
+        .stderr_has(&format!("which its range `{lo}-{mid}` gave it"));
+    let added = lz
+        .run(&format!(
+            "--json node add addr 127.0.0.1 persistent_path {} port_range {}-{hi}",
+            lz.path("n2").display(),
+            mid + 1
+        ))
+        .ok()
+        .json();
+    let n2 = added[0]["result"]["id"].as_u64().unwrap();
+    lz.run(&format!("node 1 port_range set {lo}-{hi}"))
+        .fails(1)
+        .stderr_has(&format!(
+            "port range `{lo}-{hi}` overlaps node:{n2}'s `{}-{hi}` on 127.0.0.1",
+            mid + 1
+        ));
+    lz.run("node 1 port_range set 80-2000")
+        .fails(2)
+        .stderr_has("starts below 1024");
+    lz.run("node 9 port_range set 40000-40999")
+        .fails(1)
+        .stderr_has(&format!("there is no node:9 (nodes: 1, {n2})"));
+    assert_eq!(
+        lz.ccs()["nodes"]["1"],
+        before["nodes"]["1"],
+        "refusals change nothing"
+    );
+
+    // Narrowed to the shard's own port and the one above it: the next shard on node:1
+    // (masters go round-robin over both nodes) takes that one.
+    lz.run(&format!("node 1 port_range set {first}-{}", first + 1))
+        .ok();
+    let placed = lz.cmd(["--json", "create", "db", "second", "shards", "2"]);
+    let second = placed.run().ok().json()[0]["result"]["shards"].clone();
+    let on_node1: Vec<u64> = second
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["node"] == 1)
+        .map(|s| s["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(on_node1, [first as u64 + 1], "{second}");
+    let info = lz.cmd(["--json", "info", "node", "1"]).run().ok().json();
+    assert_eq!(
+        info[0]["result"]["port_range"],
+        format!("{first}-{}", first + 1)
+    );
+    lz.run("status shards extra all")
+        .ok()
+        .stdout_has(&format!(" {first} "));
+}

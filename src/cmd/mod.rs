@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(h("info cluster"), None);
         assert_eq!(
             h("node 2").as_deref(),
-            Some(" redis_server | remove | recovery_path")
+            Some(" redis_server | port_range | remove | recovery_path")
         );
         // `recover db orders` runs as typed: `from_files` is one way on, not a need.
         assert_eq!(

@@ -158,6 +158,7 @@ impl Session {
         };
         // Secrets print as `***` ([`crate::secret::Secret`]): this text can be shown.
         let text = command.to_string();
+        let on_interrupt = command.on_interrupt();
         // A task of its own, so that even a panicking command leaves the session alive.
         let mut ctx = self.ctx.clone();
         ctx.store = ctx.store.for_command(&text);
@@ -168,7 +169,7 @@ impl Session {
             .as_ref()
             .expect("the runtime lives as long as the session");
         let task = runtime.spawn(async move { command.apply(&ctx).await });
-        let result = runtime.block_on(interruptible(task, cancel.clone(), err));
+        let result = runtime.block_on(interruptible(task, cancel.clone(), &on_interrupt, err));
         if cancel.is_tripped() {
             self.interrupted.set(true);
         }
@@ -329,20 +330,20 @@ impl Drop for Session {
 }
 
 /// Waits for a command. The first Ctrl-C trips its cancel signal (`create db` rolls
-/// back); a second one quits at once, for commands that do not stop.
+/// back) and says what that does to this command (`on_interrupt`, from
+/// [`cmd::Command::on_interrupt`]); a second one quits at once, for commands that do not
+/// stop.
 async fn interruptible<T>(
     mut task: tokio::task::JoinHandle<T>,
     cancel: crate::db::Cancel,
+    on_interrupt: &str,
     err: &mut dyn Write,
 ) -> Result<T, tokio::task::JoinError> {
     tokio::select! {
         res = &mut task => return res,
         Ok(()) = tokio::signal::ctrl_c() => cancel.trip(),
     }
-    let _ = writeln!(
-        err,
-        "interrupting: the command stops at its next step (Ctrl-C again quits at once)"
-    );
+    let _ = writeln!(err, "interrupting: {on_interrupt}");
     tokio::select! {
         res = &mut task => res,
         Ok(()) = tokio::signal::ctrl_c() => std::process::exit(130),

@@ -191,6 +191,44 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
         .stderr_has("lazarus: unknown flag `--bogus`");
 }
 
+/// Comments are whole lines in every mode (a script, one command, the shell): a line
+/// whose first word starts with `#`. A trailing `# ...` is refused naming it, as it cannot
+/// be told from a value: a password starting with `#` is a password, hidden as any.
+#[test]
+fn comments_are_whole_lines_and_a_trailing_one_is_named() {
+    let lz = Lazarus::new();
+    lz.script(
+        "# make it
+cluster create name s
+  # don't: an odd quote in a comment
+",
+    )
+    .ok();
+    lz.run("# a comment alone").ok();
+    lz.script("info cluster
+info cluster # who runs
+")
+        .fails(2)
+        .stderr_has("lazarus: line 2: unexpected `#`: a comment takes a whole line (a line starting with `#`), never the rest of a command's: put it on a line of its own
+  info cluster # who runs
+               ^
+");
+    let out = lz
+        .cmd([
+            "--json", "create", "db", "vault", "password", "#s3cr#t", "memory", "1kb",
+        ])
+        .run()
+        .fails(2);
+    assert!(
+        !out.stdout.contains("s3cr") && !out.stderr.contains("s3cr"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.json()[0]["command"],
+        "create db vault password *** memory 1kb"
+    );
+}
+
 /// A runaway line in a runbook (a value pasted a hundred thousand times, spaces to the
 /// margin before a trailing comment) used to be echoed whole in its error, the caret as
 /// wide and the word quoted whole: 300 KB on stderr for a 100 KB line. The quoted word

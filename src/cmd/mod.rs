@@ -282,6 +282,35 @@ mod tests {
     use super::registry;
     use crate::lang::{complete, hint, ParseError};
 
+    /// Comments are whole lines; after a command a `#` word is a value (a password
+    /// included, hidden as any) or an error naming it.
+    #[test]
+    fn comments_are_whole_lines_and_hash_words_are_values() {
+        for line in [
+            "# note",
+            "   # indented",
+            "#",
+            "# don't: an odd quote is fine",
+        ] {
+            assert_eq!(super::parse(line).unwrap(), None, "{line}");
+        }
+        let db = super::parse("create db vault password #s3cr#t")
+            .unwrap()
+            .unwrap();
+        let super::Command::Db(super::db::DbCommand::Create(args)) = &db else {
+            panic!("{db:?}")
+        };
+        assert_eq!(args.password.as_ref().unwrap().expose(), "#s3cr#t");
+        assert_eq!(db.to_string(), "create db vault password ***");
+        let e = super::parse("status # all good").unwrap_err();
+        assert_eq!(e.span, 7..8);
+        assert!(
+            e.message.contains("a comment takes a whole line"),
+            "{}",
+            e.message
+        );
+    }
+
     /// Ctrl-C's message says what is true of each command: only those that look at
     /// the cancel signal say they stop.
     #[test]

@@ -252,7 +252,7 @@ impl Session {
         std::mem::take(&mut *self.offers.borrow_mut())
     }
 
-    /// Runs a script: `#` comments and blank lines skipped; stops at the first failure
+    /// Runs a script: comment lines (`#` first) and blank lines skipped; stops at the first failure
     /// unless `keep_going`. Returns the exit status: the first failure's, or with
     /// `keep_going` the worst one.
     pub fn run_script(
@@ -274,8 +274,7 @@ impl Session {
                     if i == 0 && line.starts_with('\u{feff}') {
                         line.drain(..'\u{feff}'.len_utf8());
                     }
-                    let trimmed = line.trim();
-                    if trimmed.is_empty() || trimmed.starts_with('#') {
+                    if line.trim().is_empty() || lang::is_comment(&line) {
                         continue;
                     }
                     self.run_line(&line, Some(i + 1), out, err)

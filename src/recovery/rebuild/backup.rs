@@ -265,8 +265,19 @@ fn adapt(
                 ));
                 node.recovery_path = Some(carried);
             } else if !(old_has_data && carried == old) {
+                // Databases still pending in the backup read the carried path, but the
+                // node's data written since comes first: the way back to theirs, said.
+                let after = match pending_on.get(&id) {
+                    Some(waiting) if old_has_data => format!(
+                        ": its persistent path holds newer shard data, recovered from first; {} (pending recovery in the backup) had its files there: once the rest is back, `node {} recovery_path set {}`, then `recover all`",
+                        waiting.join(", "),
+                        node.id,
+                        crate::lang::quote(&carried.to_string_lossy())
+                    ),
+                    _ => String::new(),
+                };
                 notes.push(format!(
-                    "`node:{}` recovery path `{}` (an earlier recovery's) is not carried over",
+                    "`node:{}` recovery path `{}` (an earlier recovery's) is not carried over{after}",
                     node.id,
                     carried.display()
                 ));

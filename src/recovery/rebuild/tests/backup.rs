@@ -380,6 +380,29 @@ fn a_first_recoverys_backup_keeps_the_recovery_paths_of_databases_still_pending(
         rebuilt.notes
     );
 
+    // node:1 holds shard data since (a `recover all` that brought some back): that is
+    // recovered from first, and the note says how to reach the pending one's files.
+    fs::create_dir_all(tmp.path().join("n1-recovered/redis")).unwrap();
+    let rebuilt = from_backup(&FromBackup {
+        filename: backup_of(&first, 1),
+        ..Default::default()
+    })
+    .unwrap();
+    let n1 = &rebuilt.cluster.nodes[&1];
+    assert_eq!(n1.recovery_path, Some(tmp.path().join("n1-recovered")));
+    let old = tmp.path().join("n1");
+    assert!(
+        rebuilt.notes.iter().any(|n| n
+            == &format!(
+                "`node:1` recovery path `{}` (an earlier recovery's) is not carried over: its persistent path holds newer shard data, recovered from first; db:3 `cache` (pending recovery in the backup) had its files there: once the rest is back, `node 1 recovery_path set {}`, then `recover all`",
+                old.display(),
+                old.display()
+            )),
+        "{:?}",
+        rebuilt.notes
+    );
+    fs::remove_dir_all(tmp.path().join("n1-recovered/redis")).unwrap();
+
     // Every database recovered since: the paths were that recovery's.
     first.databases.get_mut(&3).unwrap().state = DbState::Active;
     write(&first);

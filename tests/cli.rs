@@ -191,6 +191,44 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
         .stderr_has("lazarus: unknown flag `--bogus`");
 }
 
+/// Comments are whole lines in every mode (a script, one command, the shell): a line
+/// whose first word starts with `#`. A trailing `# ...` is refused naming it, as it cannot
+/// be told from a value: a password starting with `#` is a password, hidden as any.
+#[test]
+fn comments_are_whole_lines_and_a_trailing_one_is_named() {
+    let lz = Lazarus::new();
+    lz.script(
+        "# make it
+cluster create name s
+  # don't: an odd quote in a comment
+",
+    )
+    .ok();
+    lz.run("# a comment alone").ok();
+    lz.script("info cluster
+info cluster # who runs
+")
+        .fails(2)
+        .stderr_has("lazarus: line 2: unexpected `#`: a comment takes a whole line (a line starting with `#`), never the rest of a command's: put it on a line of its own
+  info cluster # who runs
+               ^
+");
+    let out = lz
+        .cmd([
+            "--json", "create", "db", "vault", "password", "#s3cr#t", "memory", "1kb",
+        ])
+        .run()
+        .fails(2);
+    assert!(
+        !out.stdout.contains("s3cr") && !out.stderr.contains("s3cr"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.json()[0]["command"],
+        "create db vault password *** memory 1kb"
+    );
+}
+
 /// A runaway line in a runbook (a value pasted a hundred thousand times, spaces to the
 /// margin before a trailing comment) used to be echoed whole in its error, the caret as
 /// wide and the word quoted whole: 300 KB on stderr for a 100 KB line. The quoted word
@@ -578,4 +616,92 @@ fn every_outcome_is_one_json_document() {
         .json();
     assert_eq!(docs.len(), 3, "{docs:?}");
     assert_eq!(docs[2]["command"], "help quit");
+}
+
+/// `node <node> port_range set`: node:1, made by `cluster create` with the default range,
+/// is given another; refused (the CCS unchanged) when `node add` would refuse the range
+/// or when it leaves out a port the old range gave one of the node's shards; a later
+/// placement picks from the new range, and the shard already placed keeps its port.
+#[test]
+fn a_nodes_port_range_is_set_for_later_placements() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.run(&format!(
+        "cluster create name pr persistent_path {}",
+        lz.path("n1").display()
+    ))
+    .ok();
+    let lo = common::ports::block();
+    let (mid, hi) = (lo + 10, lo + common::ports::NODE_PORTS - 1);
+    lz.run(&format!("node 1 port_range set {lo}-{mid}"))
+        .ok()
+        .stdout_has(&format!(
+            "node:1 hands out ports {lo}-{mid} to its next shards (was 30000-30999)"
+        ));
+    let first = lz
+        .cmd(["--json", "create", "db", "first"])
+        .run()
+        .ok()
+        .json()[0]["result"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap() as u16;
+    assert!((lo..=mid).contains(&first), "{first} in {lo}-{mid}");
+
+    let before = lz.ccs();
+    lz.run(&format!("node 1 port_range set {}-{hi}", first + 1))
+        .fails(1)
+        .stderr_has(&format!(
+            "port range `{}-{hi}` leaves out port `{first}` of node:1's shard redis:",
+            first + 1
+        ))
+        .stderr_has(&format!("which its range `{lo}-{mid}` gave it"));
+    let added = lz
+        .run(&format!(
+            "--json node add addr 127.0.0.1 persistent_path {} port_range {}-{hi}",
+            lz.path("n2").display(),
+            mid + 1
+        ))
+        .ok()
+        .json();
+    let n2 = added[0]["result"]["id"].as_u64().unwrap();
+    lz.run(&format!("node 1 port_range set {lo}-{hi}"))
+        .fails(1)
+        .stderr_has(&format!(
+            "port range `{lo}-{hi}` overlaps node:{n2}'s `{}-{hi}` on 127.0.0.1",
+            mid + 1
+        ));
+    lz.run("node 1 port_range set 80-2000")
+        .fails(2)
+        .stderr_has("starts below 1024");
+    lz.run("node 9 port_range set 40000-40999")
+        .fails(1)
+        .stderr_has(&format!("there is no node:9 (nodes: 1, {n2})"));
+    assert_eq!(
+        lz.ccs()["nodes"]["1"],
+        before["nodes"]["1"],
+        "refusals change nothing"
+    );
+
+    // Narrowed to the shard's own port and the one above it: the next shard on node:1
+    // (masters go round-robin over both nodes) takes that one.
+    lz.run(&format!("node 1 port_range set {first}-{}", first + 1))
+        .ok();
+    let placed = lz.cmd(["--json", "create", "db", "second", "shards", "2"]);
+    let second = placed.run().ok().json()[0]["result"]["shards"].clone();
+    let on_node1: Vec<u64> = second
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["node"] == 1)
+        .map(|s| s["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(on_node1, [first as u64 + 1], "{second}");
+    let info = lz.cmd(["--json", "info", "node", "1"]).run().ok().json();
+    assert_eq!(
+        info[0]["result"]["port_range"],
+        format!("{first}-{}", first + 1)
+    );
+    lz.run("status shards extra all")
+        .ok()
+        .stdout_has(&format!(" {first} "));
 }

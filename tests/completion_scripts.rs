@@ -53,8 +53,9 @@ fn bash_completion_uses_the_binary() {
     assert_eq!(bash_complete(&lz, "lazarus node "), ["add", "1", "2"]);
     assert_eq!(
         bash_complete(&lz, "lazarus node 2 "),
-        ["recovery_path", "redis_server", "remove"]
+        ["port_range", "recovery_path", "redis_server", "remove"]
     );
+    assert_eq!(bash_complete(&lz, "lazarus node 2 port_range "), ["set"]);
     assert_eq!(
         bash_complete(&lz, "lazarus node 2 recovery_path "),
         ["clear", "set"]

@@ -528,6 +528,77 @@ fn a_piped_runbook_brings_the_cluster_and_its_data_back() {
     assert_eq!(untouched.generation, old.generation);
 }
 
+/// `cluster recover filename` run again from the old disks after its home was lost
+/// (before `recover all`) is refused by the backup the first run wrote under the
+/// `-recovered` paths; the hint's command line, run as it is, brings the configuration
+/// back with the recovery paths the first run recorded, and the data follows.
+#[test]
+fn a_second_recover_from_a_backup_follows_the_first_runs_backup_as_hinted() {
+    let w = World::new();
+    let rt = runtime();
+    let old: Cluster = serde_json::from_value(build_with_lazarus(&w)).unwrap();
+    rt.block_on(fill(&old));
+    let before = rt.block_on(picture(&old));
+    wreck(&w);
+
+    let backup = w.p("n1/ccs/ccs.json");
+    w.ok("first", &["cluster", "recover", "filename", &backup]);
+    let first = stored(&w, "first");
+    for id in ["1", "2"] {
+        assert_eq!(first["nodes"][id]["recovery_path"], w.p(&format!("n{id}")));
+    }
+    // The first run's home is lost in its turn, nothing recovered yet.
+    fs::remove_dir_all(w.path("first")).unwrap();
+
+    let (code, docs, out) = w.run("second", &["cluster", "recover", "filename", &backup]);
+    assert_eq!(code, 1, "{out:?}");
+    let newer = w.p("n1-recovered/ccs/ccs.json");
+    assert!(
+        docs[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("`{newer}` is a newer backup of this cluster")),
+        "{}",
+        docs[0]
+    );
+    assert!(!w.path("second/ccs.json").exists());
+    let hint = docs[0]["hints"][0].as_str().unwrap();
+    let line = hint
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("a command line in the hint: {hint}"));
+    assert_eq!(line, format!("cluster recover filename {newer}"));
+    let words: Vec<String> = lazarus::lang::lex(line)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let r = w.ok("second", &words);
+    let notes = r.to_string();
+    assert!(notes.contains("kept from the backup"), "{notes}");
+    let second = stored(&w, "second");
+    for id in ["1", "2"] {
+        assert_eq!(
+            second["nodes"][id]["recovery_path"],
+            w.p(&format!("n{id}")),
+            "{second}"
+        );
+        assert_eq!(
+            second["nodes"][id]["persistent_path"],
+            w.p(&format!("n{id}-recovered"))
+        );
+    }
+    w.ok("second", &["recover", "all"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "second")).unwrap();
+    assert!(new.databases.values().all(|d| d.state == DbState::Active));
+    let after = rt.block_on(picture(&new));
+    for (shard, was) in &before {
+        let d = data::diff(was, &after[shard]);
+        assert!(d.is_empty(), "redis:{shard}: {d:?}");
+    }
+}
+
 /// The worst night: node:1's disk is lost and no CCS backup is left. What survives is
 /// node:2's disk, holding the replicas of node:1's masters. The identity files there name
 /// each lost master (its id and slots): the databases are rebuilt from them, the lost

@@ -1438,10 +1438,8 @@ fn two_databases_restore_in_one_task_into_a_home_with_no_cluster() {
         .stdout_has("`bad.orders`")
         .stdout_has("`bad.sessions`");
     // Shards of this test on ports of their own, not the default range.
-    let mut doc = fresh.ccs();
-    let node = doc["local_node"].to_string();
-    doc["nodes"][&node]["port_range"] = common::ports::node_range_json(common::ports::block());
-    std::fs::write(fresh.path("ccs.json"), doc.to_string()).unwrap();
+    assert_eq!(fresh.ccs()["local_node"], 1);
+    fresh.own_port_range();
     fresh
         .run("restore task start bad")
         .fails(1)

@@ -142,6 +142,11 @@ fn every_command_text_json_and_exit_status() {
         true,
     );
     s.pin(
+        "node_port_range_set",
+        "node 2 port_range set 32000-32999",
+        true,
+    );
+    s.pin(
         "node_redis_server_set",
         &format!("node 2 redis_server set {redis_server}"),
         true,

@@ -150,9 +150,14 @@ pub enum NodePlaceError {
         "no free port range of 1000 ports left on {addr}: give one with `port_range <lo>-<hi>`"
     )]
     NoFreeRange { addr: String },
-    /// The message of [`crate::server::unusable_range`], for the new node on `addr`.
-    #[error("the new node on {addr}: {why}")]
-    RangeUnusable { addr: String, why: String },
+    /// The message of [`crate::server::unusable_range`], for `node` (`None`: the new
+    /// node) on `addr`.
+    #[error("{} on {addr}: {why}", match .node { Some(id) => format!("node:{id}"), None => "the new node".into() })]
+    RangeUnusable {
+        node: Option<Id>,
+        addr: String,
+        why: String,
+    },
     #[error("port range `{range}` holds a port of node:{node}'s shard redis:{shard} (db:{db}) on {addr}, its {}port `{held}`: give a range clear of the other nodes' shard ports", if .port == .held { "" } else { "cluster bus " })]
     RangeOverShard {
         range: PortRange,
@@ -164,6 +169,16 @@ pub enum NodePlaceError {
         db: Id,
         shard: Id,
         addr: String,
+    },
+    #[error("port range `{range}` leaves out port `{port}` of node:{node}'s shard redis:{shard} (db:{db}), which its range `{old}` gave it: give a range that holds it")]
+    RangeDropsOwnShard {
+        range: PortRange,
+        /// The node's range now.
+        old: PortRange,
+        port: u16,
+        node: Id,
+        db: Id,
+        shard: Id,
     },
     #[error("recovery path `{}` {how} node:{node}'s persistent path `{}`, where its shards write: recovery would read files a live server rewrites, and write its copies among them; give the path of the old files (a copy or the old disk)", path.display(), persistent_path.display())]
     RecoveryPathLive {
@@ -209,6 +224,9 @@ impl DomainError for NodePlaceError {
             )],
             NodePlaceError::RangeOverShard { .. } => {
                 vec!["give a range clear of the other nodes' shard ports".into()]
+            }
+            NodePlaceError::RangeDropsOwnShard { port, .. } => {
+                vec![format!("give a range that holds port `{port}`")]
             }
             NodePlaceError::RecoveryPathLive { .. }
             | NodePlaceError::RecoveryPathRepository { .. } => {
@@ -276,11 +294,8 @@ impl DomainError for PortOfOtherNode {
 }
 
 /// A new node's place on `addr`: its persistent path no other node's, and its port range
-/// (`given`, else the first free block of 1000 ports from 30000 up). The range must be
-/// usable by any shard ([`crate::server::unusable_range`]: not privileged, every port
-/// with a bus port) and hold no port of the other nodes on the same address: neither
-/// their ranges nor their shards' ports (a shard given a `port` outside its node's range,
-/// a cluster shard's bus port). Returns the range.
+/// (`given`, else the first free block of 1000 ports from 30000 up), as
+/// [`node_range`] checks it. Returns the range.
 pub fn new_node_place(
     cluster: &Cluster,
     addr: &str,
@@ -297,59 +312,120 @@ pub fn new_node_place(
             node: other.id,
         });
     }
-    let overlapping = |range: PortRange| {
-        cluster
-            .nodes
-            .values()
-            .find(|n| n.addr == addr && n.port_range.lo <= range.hi && range.lo <= n.port_range.hi)
-    };
-    let shard_in = |range: PortRange| {
-        cluster.databases.values().find_map(|db| {
-            db.shards.iter().find_map(|s| {
-                let node = cluster.nodes.get(&s.node).filter(|n| n.addr == addr)?;
-                let held = db.port_need().ports(s.port).find(|&p| range.contains(p))?;
-                Some(NodePlaceError::RangeOverShard {
-                    range,
-                    port: s.port,
-                    held,
-                    node: node.id,
-                    db: db.id,
-                    shard: s.id,
-                    addr: addr.to_string(),
-                })
-            })
-        })
-    };
     match given {
-        Some(range) => {
-            if let Some(why) = crate::server::unusable_range(range.lo, range.hi) {
-                return Err(NodePlaceError::RangeUnusable {
-                    addr: addr.to_string(),
-                    why,
-                });
-            }
-            if let Some(other) = overlapping(range) {
-                return Err(NodePlaceError::RangeOverlaps {
-                    range,
-                    node: other.id,
-                    theirs: other.port_range,
-                    addr: addr.to_string(),
-                });
-            }
-            match shard_in(range) {
-                Some(e) => Err(e),
-                None => Ok(range),
-            }
-        }
+        Some(range) => node_range(cluster, None, addr, range).map(|()| range),
         None => (0u16..)
             .map(|k| 30000 + k * 1000)
             .take_while(|&lo| lo + 999 <= crate::server::MAX_BUS_SHARD_PORT)
             .map(|lo| PortRange { lo, hi: lo + 999 })
-            .find(|&range| overlapping(range).is_none() && shard_in(range).is_none())
+            .find(|&range| {
+                overlapping(cluster, None, addr, range).is_none()
+                    && other_shard_in(cluster, None, addr, range).is_none()
+            })
             .ok_or_else(|| NodePlaceError::NoFreeRange {
                 addr: addr.to_string(),
             }),
     }
+}
+
+/// Whether `range` may be the port range of a node on `addr` (`node`: an existing node
+/// given a new range, `node <node> port_range set`; `None`: a new node). The range must be
+/// usable by any shard ([`crate::server::unusable_range`]: not privileged, every port
+/// with a bus port) and hold no port of the other nodes on the same address: neither
+/// their ranges nor their shards' ports (a shard given a `port` outside its node's range,
+/// a cluster shard's bus port). An existing node's new range must still hold each port
+/// its old range gave one of its own shards (a shard given a `port` outside the old
+/// range keeps it apart, as before).
+pub fn node_range(
+    cluster: &Cluster,
+    node: Option<Id>,
+    addr: &str,
+    range: PortRange,
+) -> Result<(), NodePlaceError> {
+    if let Some(why) = crate::server::unusable_range(range.lo, range.hi) {
+        return Err(NodePlaceError::RangeUnusable {
+            node,
+            addr: addr.to_string(),
+            why,
+        });
+    }
+    if let Some(other) = overlapping(cluster, node, addr, range) {
+        return Err(NodePlaceError::RangeOverlaps {
+            range,
+            node: other.id,
+            theirs: other.port_range,
+            addr: addr.to_string(),
+        });
+    }
+    if let Some(e) = other_shard_in(cluster, node, addr, range) {
+        return Err(e);
+    }
+    let Some(old) = node
+        .and_then(|id| cluster.nodes.get(&id))
+        .map(|n| n.port_range)
+    else {
+        return Ok(());
+    };
+    let dropped = cluster.databases.values().find_map(|db| {
+        db.shards
+            .iter()
+            .find(|s| Some(s.node) == node && old.contains(s.port) && !range.contains(s.port))
+            .map(|s| (db.id, s))
+    });
+    match dropped {
+        Some((db, s)) => Err(NodePlaceError::RangeDropsOwnShard {
+            range,
+            old,
+            port: s.port,
+            node: s.node,
+            db,
+            shard: s.id,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The first node on `addr` other than `node` whose range overlaps `range`.
+fn overlapping<'c>(
+    cluster: &'c Cluster,
+    node: Option<Id>,
+    addr: &str,
+    range: PortRange,
+) -> Option<&'c super::Node> {
+    cluster.nodes.values().find(|n| {
+        Some(n.id) != node
+            && n.addr == addr
+            && n.port_range.lo <= range.hi
+            && range.lo <= n.port_range.hi
+    })
+}
+
+/// The first port in `range` held by a shard of a node on `addr` other than `node`: its
+/// client port, or a cluster shard's bus port.
+fn other_shard_in(
+    cluster: &Cluster,
+    node: Option<Id>,
+    addr: &str,
+    range: PortRange,
+) -> Option<NodePlaceError> {
+    cluster.databases.values().find_map(|db| {
+        db.shards.iter().find_map(|s| {
+            let owner = cluster
+                .nodes
+                .get(&s.node)
+                .filter(|n| n.addr == addr && Some(n.id) != node)?;
+            let held = db.port_need().ports(s.port).find(|&p| range.contains(p))?;
+            Some(NodePlaceError::RangeOverShard {
+                range,
+                port: s.port,
+                held,
+                node: owner.id,
+                db: db.id,
+                shard: s.id,
+                addr: addr.to_string(),
+            })
+        })
+    })
 }
 
 /// A recovery path (canonical) must lie apart from every node's persistent path: not it,
@@ -538,6 +614,77 @@ mod tests {
         }
         let none = new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), None).unwrap_err();
         assert!(matches!(none, NodePlaceError::NoFreeRange { .. }), "{none}");
+    }
+
+    #[test]
+    fn an_existing_nodes_new_range_keeps_its_shards_ports_and_clears_the_others() {
+        use crate::ccs::fixtures::{cluster, database, db_config, master, node};
+        let root = Path::new("/srv");
+        let mut c = cluster(7, 20, vec![node(1, root), node(2, root)]);
+        c.nodes.get_mut(&1).unwrap().port_range = PortRange {
+            lo: 30000,
+            hi: 30999,
+        };
+        c.nodes.get_mut(&2).unwrap().port_range = PortRange {
+            lo: 31000,
+            hi: 31999,
+        };
+        // node:1's shard on a port of its range, and one given a port outside it.
+        c.databases.insert(
+            3,
+            database(
+                3,
+                db_config("a", 1, false),
+                30005,
+                vec![master(4, 1, 30005)],
+            ),
+        );
+        c.databases.insert(
+            5,
+            database(
+                5,
+                db_config("b", 1, false),
+                45000,
+                vec![master(6, 1, 45000)],
+            ),
+        );
+        let set = |id, lo, hi| node_range(&c, Some(id), "127.0.0.1", PortRange { lo, hi });
+        // Its own range, narrowed or moved, as long as it still holds redis:4's port.
+        set(1, 30000, 30999).unwrap();
+        set(1, 30005, 30005).unwrap();
+        set(1, 29000, 30010).unwrap();
+        let dropped = set(1, 32000, 32999).unwrap_err();
+        assert_eq!(
+            dropped.to_string(),
+            "port range `32000-32999` leaves out port `30005` of node:1's shard redis:4 (db:3), which its range `30000-30999` gave it: give a range that holds it"
+        );
+        assert_eq!(dropped.hints(), ["give a range that holds port `30005`"]);
+        // The shard given a port outside the range never bound the range.
+        set(1, 30005, 30100).unwrap();
+        // What `node add` refuses: another node's range, another node's shard, an
+        // unusable range (the node named).
+        let over = set(1, 30000, 31000).unwrap_err();
+        assert!(
+            matches!(over, NodePlaceError::RangeOverlaps { node: 2, .. }),
+            "{over}"
+        );
+        let shard = set(2, 44000, 45999).unwrap_err();
+        assert!(
+            matches!(
+                shard,
+                NodePlaceError::RangeOverShard {
+                    node: 1,
+                    shard: 6,
+                    ..
+                }
+            ),
+            "{shard}"
+        );
+        assert_eq!(
+            set(2, 80, 2000).unwrap_err().to_string(),
+            "node:2 on 127.0.0.1: port range `80-2000` starts below 1024 (privileged ports: system services', which only root may bind): give a range within 1024-55535"
+        );
+        set(2, 46000, 46999).unwrap();
     }
 
     #[test]

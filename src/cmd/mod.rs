@@ -225,6 +225,33 @@ impl Command {
     }
 }
 
+impl Command {
+    /// What the first Ctrl-C does to this command, in the words the shell tells the
+    /// operator. It trips the command's cancel signal ([`Context::cancel`]), which only
+    /// `create db` (rolled back), a recovery (stopped database by database) and a restore
+    /// recreating its database look at; every other command runs to its end by design,
+    /// and saying it stops would be untrue.
+    pub fn on_interrupt(&self) -> String {
+        let text = self.to_string();
+        match self {
+            Command::Db(db::DbCommand::Create(_)) => format!(
+                "`{text}` stops at its next step and removes what it started (Ctrl-C again quits at once)"
+            ),
+            Command::Recover(recover::RecoverCommand::All { .. } | recover::RecoverCommand::Db { .. }) => format!(
+                "`{text}` stops each database where it is: those not back stay pending recovery, and running it again resumes (Ctrl-C again quits at once)"
+            ),
+            Command::Restore(
+                restore::RestoreCommand::Start { .. } | restore::RestoreCommand::Retry { .. },
+            ) => format!(
+                "`{text}` stops only while it creates a database that no longer exists; once it replaces data it does not stop part-way and runs to its end, putting the old data back if a step fails (Ctrl-C again quits at once: `restore task retry` then resumes)"
+            ),
+            _ => format!(
+                "`{text}` does not stop part-way: it runs to its end (Ctrl-C again quits at once, leaving it where it is)"
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -255,6 +282,65 @@ mod tests {
     use super::registry;
     use crate::lang::{complete, hint, ParseError};
 
+    /// Comments are whole lines; after a command a `#` word is a value (a password
+    /// included, hidden as any) or an error naming it.
+    #[test]
+    fn comments_are_whole_lines_and_hash_words_are_values() {
+        for line in [
+            "# note",
+            "   # indented",
+            "#",
+            "# don't: an odd quote is fine",
+        ] {
+            assert_eq!(super::parse(line).unwrap(), None, "{line}");
+        }
+        let db = super::parse("create db vault password #s3cr#t")
+            .unwrap()
+            .unwrap();
+        let super::Command::Db(super::db::DbCommand::Create(args)) = &db else {
+            panic!("{db:?}")
+        };
+        assert_eq!(args.password.as_ref().unwrap().expose(), "#s3cr#t");
+        assert_eq!(db.to_string(), "create db vault password ***");
+        let e = super::parse("status # all good").unwrap_err();
+        assert_eq!(e.span, 7..8);
+        assert!(
+            e.message.contains("a comment takes a whole line"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// Ctrl-C's message says what is true of each command: only those that look at
+    /// the cancel signal say they stop.
+    #[test]
+    fn the_interrupt_message_says_whether_the_command_stops() {
+        let on = |line: &str| super::parse(line).unwrap().unwrap().on_interrupt();
+        assert_eq!(
+            on("restart db orders"),
+            "`restart db orders` does not stop part-way: it runs to its end (Ctrl-C again quits at once, leaving it where it is)"
+        );
+        for line in [
+            "restart all",
+            "delete db orders",
+            "status",
+            "backup db orders path /b",
+        ] {
+            assert!(on(line).contains("does not stop part-way"), "{line}");
+        }
+        assert!(on("create db x password hunter2").starts_with(
+            "`create db x password ***` stops at its next step and removes what it started"
+        ));
+        for line in ["recover all", "recover db orders"] {
+            assert!(
+                on(line).contains("stops each database where it is"),
+                "{line}"
+            );
+        }
+        assert!(on("recover db orders from_files").contains("does not stop part-way"));
+        assert!(on("restore task start t").contains("stops only while it creates a database"));
+    }
+
     #[test]
     fn hints_say_what_the_command_still_needs() {
         let h = |line: &str| hint(registry(), line, line.len());
@@ -266,7 +352,7 @@ mod tests {
         assert_eq!(h("info cluster"), None);
         assert_eq!(
             h("node 2").as_deref(),
-            Some(" redis_server | remove | recovery_path")
+            Some(" redis_server | port_range | remove | recovery_path")
         );
         // `recover db orders` runs as typed: `from_files` is one way on, not a need.
         assert_eq!(

@@ -1,4 +1,5 @@
-//! `node ...`: adding and removing nodes, setting and clearing a node's recovery path.
+//! `node ...`: adding and removing nodes, setting and clearing a node's recovery path,
+//! setting its server binary and its port range.
 
 pub(super) mod remote;
 
@@ -32,6 +33,8 @@ pub enum NodeCommand {
     },
     /// `node <node> redis_server set <path>`
     SetRedisServer { node: Id, path: PathBuf },
+    /// `node <node> port_range set <lo>-<hi>`
+    SetPortRange { node: Id, range: PortRange },
     /// `node <node> remove`
     Remove { node: Id },
     /// `node <node> recovery_path set <path>`
@@ -79,6 +82,23 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Ok(Command::Node(NodeCommand::SetRedisServer {
                 node: m.req("node")?,
                 path: m.req("path")?,
+            }))
+        },
+    },
+    CommandSyntax {
+        elements: &[
+            Element::Keyword("node"),
+            Element::Arg("node", ValueKind::Node),
+            Element::Keyword("port_range"),
+            Element::Keyword("set"),
+            Element::Arg("range", ValueKind::PortRange),
+        ],
+        summary: "set the ports a node hands its next shards (its shards keep theirs)",
+        examples: &["node 1 port_range set 32000-32999", "node node:2 port_range set 40000-40099"],
+        build: |m| {
+            Ok(Command::Node(NodeCommand::SetPortRange {
+                node: m.req("node")?,
+                range: m.req("range")?,
             }))
         },
     },
@@ -180,6 +200,7 @@ impl NodeCommand {
                 .await
             }
             NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path).await,
+            NodeCommand::SetPortRange { node, range } => set_port_range(ctx, node, range),
             NodeCommand::Remove { node } => remove(ctx, node),
             NodeCommand::SetRecoveryPath { node, path } => {
                 set_recovery_path(ctx, node, &path).await
@@ -300,6 +321,46 @@ async fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, C
     }
     lock.save(&mut cluster)?;
     Reply::of(&RedisServerSet(view))
+}
+
+/// Gives node `id` the port range `range`, refused as `node add` refuses a range (and
+/// when it leaves out a port its old range gave one of its own shards). Only what later
+/// placements pick changes: no shard moves.
+fn set_port_range(ctx: &Context, id: Id, range: PortRange) -> Result<Reply, CommandError> {
+    let (lock, mut cluster) = ctx.lock_cluster()?;
+    let Some(node) = cluster.nodes.get(&id) else {
+        return Err(no_such_node(&cluster, id));
+    };
+    let was = node.port_range;
+    rules::node_range(&cluster, Some(id), &node.addr.clone(), range)?;
+    let node = cluster.nodes.get_mut(&id).expect("checked above");
+    node.port_range = range;
+    let view = NodeView::from(&*node);
+    if was != range {
+        lock.save(&mut cluster)?;
+    }
+    Reply::of(&PortRangeSet {
+        node: view,
+        was: was.to_string(),
+    })
+}
+
+/// `node <id> port_range set`: the node with its new range, and the one it had.
+#[derive(Serialize)]
+pub struct PortRangeSet {
+    #[serde(flatten)]
+    pub node: NodeView,
+    /// `lo-hi`: the range before.
+    pub was: String,
+}
+
+impl Render for PortRangeSet {
+    fn render(&self, text: &mut Text) {
+        text.line(format!(
+            "node:{} hands out ports {} to its next shards (was {}); its shards keep their ports.",
+            self.node.id, self.node.port_range, self.was
+        ));
+    }
 }
 
 /// `node <id> redis_server set`: the node with its new binary.
@@ -559,6 +620,9 @@ impl fmt::Display for NodeCommand {
                 "node {node} redis_server set {}",
                 quote(&path.to_string_lossy())
             ),
+            NodeCommand::SetPortRange { node, range } => {
+                write!(f, "node {node} port_range set {range}")
+            }
             NodeCommand::Remove { node } => write!(f, "node {node} remove"),
             NodeCommand::SetRecoveryPath { node, path } => write!(
                 f,

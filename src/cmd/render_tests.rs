@@ -10,7 +10,7 @@ use super::cluster::ClusterCreated;
 use super::db::{DbCreated, DbRestarted, DbView};
 use super::help::Help;
 use super::info::{ClusterInfo, NodeInfo};
-use super::node::{NodeAdded, NodeRemoved, NodeView, RecoveryPathSet};
+use super::node::{NodeAdded, NodeRemoved, NodeView, PortRangeSet, RecoveryPathSet};
 use super::recover::{FailedDb, PlanReport, RecoverReport};
 use super::status::Status;
 use super::{Render, Reply};
@@ -183,6 +183,13 @@ fn node_add_remove_recovery_path() {
         both(&RecoveryPathSet {
             node: 2,
             recovery_path: "/mnt/old-n2".into(),
+        })
+    );
+    insta::assert_snapshot!(
+        "node_port_range_set",
+        both(&PortRangeSet {
+            node: NodeView::from(&c.nodes[&2]),
+            was: "30000-30999".into(),
         })
     );
 }

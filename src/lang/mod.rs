@@ -17,6 +17,6 @@ pub use error::ParseError;
 pub use lexer::{lex, quote, Token};
 pub use mask::{hide, redact, Hidden, MASK};
 pub use matcher::Match;
-pub use parse::parse;
+pub use parse::{is_comment, parse};
 pub use syntax::{Element, Opt, Syntax};
 pub use value::{DbRef, DbSet, HostPort, NoSuchDatabase, Value, ValueKind};

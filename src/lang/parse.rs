@@ -10,6 +10,9 @@ use super::syntax::Syntax;
 /// Parses a line with the first syntax that takes it whole. `Ok(None)` for a blank line.
 /// When none fits, the error comes from the syntaxes that got furthest.
 pub fn parse<T>(registry: &[&Syntax<T>], line: &str) -> Result<Option<T>, ParseError> {
+    if is_comment(line) {
+        return Ok(None);
+    }
     let tokens = lex(line)?;
     if tokens.is_empty() {
         return Ok(None);
@@ -36,6 +39,13 @@ pub fn parse<T>(registry: &[&Syntax<T>], line: &str) -> Result<Option<T>, ParseE
         }
     }
     Err(explain(registry, line, &tokens, best_at, &best))
+}
+
+/// A comment line: its first word starts with `#` (no command does). Comments are whole
+/// lines only: after a command, a word starting with `#` is a value (a password or a path
+/// may be `#...`) or an error, never a comment, so nothing typed is dropped unseen.
+pub fn is_comment(line: &str) -> bool {
+    line.trim_start().starts_with('#')
 }
 
 fn explain<T>(
@@ -117,7 +127,7 @@ fn explain<T>(
         let before = masked(line, &secrets, tokens[0].span.start..label.span.start);
         let after = masked(line, &secrets, token.span.start..end);
         Some(format!("{before}{after}"))
-    } else if token.quoted {
+    } else if token.quoted || token.text.starts_with('#') {
         None
     } else {
         nearest(&token.text, keywords)
@@ -128,6 +138,9 @@ fn explain<T>(
             "unexpected `{text}`: `{}` is not a keyword here, it was read as the `<{}>`",
             show(&tokens[at - 1]),
             tokens[at - 1].text.to_ascii_lowercase(),
+        ),
+        None if !token.quoted && token.text.starts_with('#') => format!(
+            "unexpected `{text}`: a comment takes a whole line (a line starting with `#`), never the rest of a command's: put it on a line of its own"
         ),
         None if expected.is_empty() => {
             format!("unexpected `{text}`: the command ends before it")

@@ -184,8 +184,13 @@ impl crate::error::DomainError for RebuildError {
 
     fn hints(&self) -> Vec<String> {
         match self {
+            // The newer backup records this machine's node, its paths and the recovery
+            // paths its databases still pending recovery read: the line works as it is.
             RebuildError::NewerBackup { newer, .. } => vec![
-                format!("recover from `{}`", newer.display()),
+                format!(
+                    "recover from it: `cluster recover filename {}`",
+                    crate::lang::quote(&newer.to_string_lossy())
+                ),
                 "move it aside to recover from the older one".into(),
             ],
             RebuildError::AllocTooSmall { conflict, .. } => vec![format!(

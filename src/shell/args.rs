@@ -155,7 +155,7 @@ pub static FLAGS: &[Flag] = &[
         long: "--file",
         short: Some("-f"),
         value: Some("script"),
-        help: &["run a script: one command a line, `#` comments (`-`: stdin)"],
+        help: &["run a script: one command a line, `#` comment lines (`-`: stdin)"],
         completes: Completes::Paths,
         set: |a, v| a.file = Some(value(v)),
     },
@@ -233,7 +233,7 @@ lazarus: an rladmin-style admin and recovery shell for Redis OSS / Valkey cluste
 usage:
   lazarus [flags]                  the shell (a script when stdin is not a terminal)
   lazarus [flags] <command...>     run one command, such as `lazarus info cluster`
-  lazarus [flags] --file <script>  run a script: one command a line, `#` comments
+  lazarus [flags] --file <script>  run a script: one command a line, `#` comment lines
 
 flags:
 ",

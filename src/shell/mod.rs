@@ -158,6 +158,7 @@ impl Session {
         };
         // Secrets print as `***` ([`crate::secret::Secret`]): this text can be shown.
         let text = command.to_string();
+        let on_interrupt = command.on_interrupt();
         // A task of its own, so that even a panicking command leaves the session alive.
         let mut ctx = self.ctx.clone();
         ctx.store = ctx.store.for_command(&text);
@@ -168,7 +169,7 @@ impl Session {
             .as_ref()
             .expect("the runtime lives as long as the session");
         let task = runtime.spawn(async move { command.apply(&ctx).await });
-        let result = runtime.block_on(interruptible(task, cancel.clone(), err));
+        let result = runtime.block_on(interruptible(task, cancel.clone(), &on_interrupt, err));
         if cancel.is_tripped() {
             self.interrupted.set(true);
         }
@@ -251,7 +252,7 @@ impl Session {
         std::mem::take(&mut *self.offers.borrow_mut())
     }
 
-    /// Runs a script: `#` comments and blank lines skipped; stops at the first failure
+    /// Runs a script: comment lines (`#` first) and blank lines skipped; stops at the first failure
     /// unless `keep_going`. Returns the exit status: the first failure's, or with
     /// `keep_going` the worst one.
     pub fn run_script(
@@ -273,8 +274,7 @@ impl Session {
                     if i == 0 && line.starts_with('\u{feff}') {
                         line.drain(..'\u{feff}'.len_utf8());
                     }
-                    let trimmed = line.trim();
-                    if trimmed.is_empty() || trimmed.starts_with('#') {
+                    if line.trim().is_empty() || lang::is_comment(&line) {
                         continue;
                     }
                     self.run_line(&line, Some(i + 1), out, err)
@@ -329,20 +329,20 @@ impl Drop for Session {
 }
 
 /// Waits for a command. The first Ctrl-C trips its cancel signal (`create db` rolls
-/// back); a second one quits at once, for commands that do not stop.
+/// back) and says what that does to this command (`on_interrupt`, from
+/// [`cmd::Command::on_interrupt`]); a second one quits at once, for commands that do not
+/// stop.
 async fn interruptible<T>(
     mut task: tokio::task::JoinHandle<T>,
     cancel: crate::db::Cancel,
+    on_interrupt: &str,
     err: &mut dyn Write,
 ) -> Result<T, tokio::task::JoinError> {
     tokio::select! {
         res = &mut task => return res,
         Ok(()) = tokio::signal::ctrl_c() => cancel.trip(),
     }
-    let _ = writeln!(
-        err,
-        "interrupting: the command stops at its next step (Ctrl-C again quits at once)"
-    );
+    let _ = writeln!(err, "interrupting: {on_interrupt}");
     tokio::select! {
         res = &mut task => res,
         Ok(()) = tokio::signal::ctrl_c() => std::process::exit(130),

@@ -119,14 +119,17 @@ impl Lazarus {
         n1
     }
 
-    /// Moves node:1 onto a block of ports of its own ([`ports`]): a cluster made by
-    /// `cluster create` has the default range, which other tests of the binary share (a
-    /// port a killed shard frees can be taken before its restart). Returns its start.
+    /// Moves node:1 onto a block of ports of its own ([`ports`]) with `node 1 port_range
+    /// set`: a cluster made by `cluster create` has the default range, which other tests
+    /// of the binary share (a port a killed shard frees can be taken before its restart).
+    /// Returns its start.
     pub fn own_port_range(&self) -> u16 {
         let lo = ports::block();
-        let mut doc = self.ccs();
-        doc["nodes"]["1"]["port_range"] = ports::node_range_json(lo);
-        std::fs::write(self.path("ccs.json"), doc.to_string()).unwrap();
+        self.run(&format!(
+            "node 1 port_range set {lo}-{}",
+            lo + ports::NODE_PORTS - 1
+        ))
+        .ok();
         lo
     }
 

@@ -23,8 +23,3 @@ pub fn block() -> u16 {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     FIRST_PORT + ((start + n) % BLOCKS) * BLOCK_PORTS
 }
-
-/// A block's first node range as the CCS stores it (`{"lo": .., "hi": ..}`).
-pub fn node_range_json(lo: u16) -> serde_json::Value {
-    serde_json::json!({ "lo": lo, "hi": lo + NODE_PORTS - 1 })
-}

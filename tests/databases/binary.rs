@@ -249,6 +249,14 @@ fn ctrl_c_during_create_rolls_back() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("was rolled back"), "{stderr}");
+    assert!(
+        stderr.contains("interrupting: `create db stuck sync_source "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stops at its next step and removes what it started"),
+        "{stderr}"
+    );
     // The error kind `interrupted`, through the real binary.
     let doc: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
@@ -257,6 +265,71 @@ fn ctrl_c_during_create_rolls_back() {
     assert!(guard.pids().is_empty());
     assert_eq!(shard_dirs(lz.home()), 0);
     assert!(!lz.path("ccs.json").exists());
+}
+
+/// Ctrl-C during `restart db`, which never stops part-way by design: the shell says so
+/// (not that it stops) and the restart runs to its end, the data kept.
+#[test]
+fn ctrl_c_during_restart_says_it_runs_to_its_end() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.create_cluster("c");
+    lz.run("create db slowpoke persistence aof").ok();
+    let port = lz.ccs()["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "k", "kept"]), "OK");
+    // A server that takes long to start: the restart is still at work when Ctrl-C comes.
+    let slow = lz.path("slow-redis-server");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ -f \"$1\" ] && sleep 3\nexec redis-server \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lazarus"))
+        .arg("--home")
+        .arg(lz.home())
+        .args(["--redis-server", slow.to_str().unwrap()])
+        .args(["restart", "db", "slowpoke"])
+        .env_remove("LAZARUS_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains(
+            "interrupting: `restart db slowpoke` does not stop part-way: it runs to its end (Ctrl-C again quits at once, leaving it where it is)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stops at its next step"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("Restarted db:"), "{stdout}");
+    assert_eq!(cli(&["GET", "k"]), "kept");
+    assert_eq!(guard.pids().len(), 1);
 }
 
 /// A `create db` that made the default local cluster and then failed (its server would

@@ -3,7 +3,7 @@
 //! host (`filename ssh://[user@]host[:port]/path`); the disks of nodes on other hosts
 //! are read through their host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::ccs::{Cluster, DbState, Id, CCS_FORMAT};
@@ -214,6 +214,23 @@ fn adapt(
         }
     }
 
+    // Per node, the databases the backup lists still pending recovery with a shard on
+    // it: an earlier recovery of this same incident wrote the backup before they got
+    // their files, so their files are still at the recovery path it recorded.
+    let mut pending_on: BTreeMap<Id, Vec<String>> = BTreeMap::new();
+    for db in cluster.databases.values() {
+        if db.state != DbState::PendingRecovery {
+            continue;
+        }
+        let nodes: BTreeSet<Id> = db.shards.iter().map(|s| s.node).collect();
+        for node in nodes {
+            pending_on
+                .entry(node)
+                .or_default()
+                .push(format!("db:{} `{}`", db.id, db.config.name));
+        }
+    }
+
     let mut roots: BTreeSet<(Id, PathBuf)> = BTreeSet::new();
     for node in cluster.nodes.values_mut() {
         let id = node.id;
@@ -230,13 +247,37 @@ fn adapt(
         }
         let old_has_data = disk.is_dir(on(id).place, &old.join("redis"));
         // A recovery path belongs to the recovery that set it: carried into another
-        // incident it would bring that one's old files back over newer data.
+        // incident it would bring that one's old files back over newer data. It is
+        // this incident still while databases on the node wait for their files (pending
+        // recovery in the backup: none has run since, so none has newer data) and the
+        // node's persistent path holds no shard data of its own (which would be the
+        // newer life to recover from, below).
         if let Some(carried) = node.recovery_path.take() {
             // Still looked at for ids in use and newer backups.
             roots.insert((id, carried.clone()));
-            if !(old_has_data && carried == old) {
+            let waiting = pending_on.get(&id).filter(|_| !old_has_data);
+            if let Some(waiting) = waiting.filter(|_| !overlaps(&carried, &node.persistent_path)) {
                 notes.push(format!(
-                    "`node:{}` recovery path `{}` (an earlier recovery's) is not carried over",
+                    "`node:{}` recovery path `{}` kept from the backup: {} still pending recovery there, whose files it holds",
+                    node.id,
+                    carried.display(),
+                    waiting.join(", ")
+                ));
+                node.recovery_path = Some(carried);
+            } else if !(old_has_data && carried == old) {
+                // Databases still pending in the backup read the carried path, but the
+                // node's data written since comes first: the way back to theirs, said.
+                let after = match pending_on.get(&id) {
+                    Some(waiting) if old_has_data => format!(
+                        ": its persistent path holds newer shard data, recovered from first; {} (pending recovery in the backup) had its files there: once the rest is back, `node {} recovery_path set {}`, then `recover all`",
+                        waiting.join(", "),
+                        node.id,
+                        crate::lang::quote(&carried.to_string_lossy())
+                    ),
+                    _ => String::new(),
+                };
+                notes.push(format!(
+                    "`node:{}` recovery path `{}` (an earlier recovery's) is not carried over{after}",
                     node.id,
                     carried.display()
                 ));

@@ -334,3 +334,94 @@ fn a_newer_backup_in_a_recovered_sibling_is_found() {
         vec![tmp.path().join("n1"), later.clone()]
     );
 }
+
+/// The backup an earlier recovery of this incident wrote under the `-recovered` paths,
+/// before `recover all`: its databases still pending recovery read the recovery paths it
+/// recorded, which are kept; once none is pending, an earlier recovery's path is not.
+#[test]
+fn a_first_recoverys_backup_keeps_the_recovery_paths_of_databases_still_pending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    let mut first = cluster.clone();
+    first.generation = 8;
+    for node in first.nodes.values_mut() {
+        node.recovery_path = Some(node.persistent_path.clone());
+        node.persistent_path = tmp.path().join(format!("n{}-recovered", node.id));
+    }
+    first.databases.get_mut(&3).unwrap().state = DbState::PendingRecovery;
+    let write = |c: &Cluster| {
+        fs::create_dir_all(c.nodes[&1].ccs_backup_dir()).unwrap();
+        fs::write(backup_of(c, 1), serde_json::to_vec(c).unwrap()).unwrap();
+    };
+    write(&first);
+    let rebuilt = from_backup(&FromBackup {
+        filename: backup_of(&first, 1),
+        ..Default::default()
+    })
+    .unwrap();
+    for id in [1, 2] {
+        let node = &rebuilt.cluster.nodes[&id];
+        assert_eq!(
+            (node.persistent_path.clone(), node.recovery_path.clone()),
+            (
+                tmp.path().join(format!("n{id}-recovered")),
+                Some(tmp.path().join(format!("n{id}")))
+            )
+        );
+    }
+    assert!(
+        rebuilt.notes.iter().any(|n| n
+            == &format!(
+                "`node:1` recovery path `{}` kept from the backup: db:3 `cache` still pending recovery there, whose files it holds",
+                tmp.path().join("n1").display()
+            )),
+        "{:?}",
+        rebuilt.notes
+    );
+
+    // node:1 holds shard data since (a `recover all` that brought some back): that is
+    // recovered from first, and the note says how to reach the pending one's files.
+    fs::create_dir_all(tmp.path().join("n1-recovered/redis")).unwrap();
+    let rebuilt = from_backup(&FromBackup {
+        filename: backup_of(&first, 1),
+        ..Default::default()
+    })
+    .unwrap();
+    let n1 = &rebuilt.cluster.nodes[&1];
+    assert_eq!(n1.recovery_path, Some(tmp.path().join("n1-recovered")));
+    let old = tmp.path().join("n1");
+    assert!(
+        rebuilt.notes.iter().any(|n| n
+            == &format!(
+                "`node:1` recovery path `{}` (an earlier recovery's) is not carried over: its persistent path holds newer shard data, recovered from first; db:3 `cache` (pending recovery in the backup) had its files there: once the rest is back, `node 1 recovery_path set {}`, then `recover all`",
+                old.display(),
+                old.display()
+            )),
+        "{:?}",
+        rebuilt.notes
+    );
+    fs::remove_dir_all(tmp.path().join("n1-recovered/redis")).unwrap();
+
+    // Every database recovered since: the paths were that recovery's.
+    first.databases.get_mut(&3).unwrap().state = DbState::Active;
+    write(&first);
+    let rebuilt = from_backup(&FromBackup {
+        filename: backup_of(&first, 1),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(rebuilt
+        .cluster
+        .nodes
+        .values()
+        .all(|n| n.recovery_path.is_none()));
+    assert!(
+        rebuilt
+            .notes
+            .iter()
+            .any(|n| n.contains("(an earlier recovery's) is not carried over")),
+        "{:?}",
+        rebuilt.notes
+    );
+}

@@ -4,6 +4,7 @@
 //! exists and can be read is a question for the moment of use (the disk changes between
 //! parsing and applying), so paths are only checked at apply time, by the functions here.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -267,6 +268,29 @@ pub fn port_of_other_node(
         }
     }
     Ok(())
+}
+
+/// The ports `node`'s shards may not hold as their cluster bus port (port + 10000):
+/// those of the other nodes' ranges on the same address that a bus port of `node`'s range
+/// reaches, which those nodes hand out to their own shards ([`port_of_other_node`]
+/// refuses a shard given one; picking a port keeps off them).
+pub fn bus_ports_of_other_nodes(cluster: &Cluster, node: Id) -> BTreeSet<u16> {
+    let Some(own) = cluster.nodes.get(&node) else {
+        return BTreeSet::new();
+    };
+    let offset = crate::server::CLUSTER_BUS_OFFSET;
+    let (Some(lo), hi) = (
+        own.port_range.lo.checked_add(offset),
+        own.port_range.hi.saturating_add(offset),
+    ) else {
+        return BTreeSet::new();
+    };
+    cluster
+        .nodes
+        .values()
+        .filter(|n| n.id != node && n.addr == own.addr)
+        .flat_map(|n| n.port_range.lo.max(lo)..=n.port_range.hi.min(hi))
+        .collect()
 }
 
 impl DomainError for PortOfOtherNode {

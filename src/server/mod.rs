@@ -33,7 +33,7 @@ pub use conf::{
 };
 pub use ports::{
     pick_port, port_is_free, require_free, unusable_port, unusable_range, PortNeed,
-    MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
+    CLUSTER_BUS_OFFSET, MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
 };
 pub use process::{
     is_running, log_tail, log_tail_on, read_pid, read_pid_on, require_free_on, shard_pid,

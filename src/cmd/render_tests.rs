@@ -243,6 +243,7 @@ fn status_tables() {
             memory_limit: Some(1 << 30),
             sync_source: None,
             keys: 1200,
+            unserved_slots: Vec::new(),
         }],
         endpoints: vec![EndpointRow {
             db_id: 3,

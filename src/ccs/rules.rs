@@ -299,6 +299,101 @@ impl DomainError for PortOfOtherNode {
     }
 }
 
+/// Where Linux keeps the range it takes outgoing connections' source ports from
+/// (`lo hi`), on each machine.
+pub const EPHEMERAL_PORTS_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The kernel's ephemeral port range as [`EPHEMERAL_PORTS_FILE`] holds it (`32768\t60999`).
+pub fn parse_ephemeral_ports(text: &str) -> Option<PortRange> {
+    let mut words = text.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(lo)), Some(Ok(hi)), None) = (words.next(), words.next(), words.next()) else {
+        return None;
+    };
+    (lo <= hi).then_some(PortRange { lo, hi })
+}
+
+/// The ephemeral port range of `host`'s kernel, read there (through the host seam, so a
+/// node over SSH says its own); `None` when it cannot be read (not Linux, no answer):
+/// nothing is said then.
+pub async fn ephemeral_ports(host: &dyn crate::host::Host) -> Option<PortRange> {
+    let bytes = host.read(Path::new(EPHEMERAL_PORTS_FILE)).await.ok()?;
+    parse_ephemeral_ports(&String::from_utf8_lossy(&bytes))
+}
+
+/// This machine's ephemeral port range, read here without the host seam (for the
+/// default local cluster, made before any host is); `None` when it cannot be read.
+pub fn local_ephemeral_ports() -> Option<PortRange> {
+    parse_ephemeral_ports(&std::fs::read_to_string(EPHEMERAL_PORTS_FILE).ok()?)
+}
+
+/// [`ephemeral_overlap`] of node `node`'s `range` with the ephemeral range of `host`,
+/// its machine, read there; `None` too when that cannot be read.
+pub async fn ephemeral_warning(
+    host: &dyn crate::host::Host,
+    node: Id,
+    range: PortRange,
+) -> Option<EphemeralOverlap> {
+    let ephemeral = ephemeral_ports(host).await?;
+    let name = match host.is_local() {
+        true => "this machine".to_string(),
+        false => host.name(),
+    };
+    ephemeral_overlap(node, range, ephemeral, &name)
+}
+
+/// A node's port range whose ports, or their cluster bus ports (port + 10000), lie in
+/// its machine's ephemeral port range: an outgoing connection (a client's, a replica's,
+/// the cluster bus's own) can take one as its source port, and a shard then finds its
+/// port taken (seen: `recover db` refused a port a TIME-WAIT socket held). A warning,
+/// not a refusal: the operator may have reserved the ports
+/// (`net.ipv4.ip_local_reserved_ports`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node:{node}'s port range `{range}` on {host}: {what} in the kernel's ephemeral port range `{ephemeral}` ({EPHEMERAL_PORTS_FILE}), from which outgoing connections take their source ports, so one can hold a shard's port when the shard starts; give a range clear of it (ports and ports + 10000), or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)")]
+pub struct EphemeralOverlap {
+    pub node: Id,
+    pub range: PortRange,
+    pub ephemeral: PortRange,
+    /// The machine (`this machine`, `ssh host`).
+    pub host: String,
+    /// Which ports: `ports 32768-32999 lie`, `cluster bus ports 40000-40999 lie`, or both.
+    what: String,
+}
+
+/// Whether node `node`'s `range` or its bus ports overlap `ephemeral`, the range of the
+/// machine `host` names.
+pub fn ephemeral_overlap(
+    node: Id,
+    range: PortRange,
+    ephemeral: PortRange,
+    host: &str,
+) -> Option<EphemeralOverlap> {
+    let overlap = |lo: u16, hi: u16| {
+        let (a, b) = (lo.max(ephemeral.lo), hi.min(ephemeral.hi));
+        (a <= b).then_some((a, b))
+    };
+    let offset = crate::server::CLUSTER_BUS_OFFSET;
+    let own = overlap(range.lo, range.hi);
+    let bus = range
+        .lo
+        .checked_add(offset)
+        .and_then(|lo| overlap(lo, range.hi.saturating_add(offset)));
+    let what = match (own, bus) {
+        (None, None) => return None,
+        (Some((a, b)), None) => format!("its ports {a}-{b} lie"),
+        (None, Some((a, b))) => format!("its cluster bus ports {a}-{b} (port + {offset}) lie"),
+        (Some((a, b)), Some((c, d))) => {
+            format!("its ports {a}-{b} and cluster bus ports {c}-{d} (port + {offset}) lie")
+        }
+    };
+    Some(EphemeralOverlap {
+        node,
+        range,
+        ephemeral,
+        host: host.to_string(),
+        what,
+    })
+}
+
 /// A new node's place on `addr`: its persistent path no other node's, and its port range
 /// (`given`, else the first free block of 1000 ports from 30000 up). The range must be
 /// usable by any shard ([`crate::server::unusable_range`]: not privileged, every port
@@ -562,6 +657,42 @@ mod tests {
         }
         let none = new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), None).unwrap_err();
         assert!(matches!(none, NodePlaceError::NoFreeRange { .. }), "{none}");
+    }
+
+    #[test]
+    fn a_range_in_the_ephemeral_ports_is_named() {
+        let linux = parse_ephemeral_ports("32768\t60999\n").unwrap();
+        assert_eq!(
+            linux,
+            PortRange {
+                lo: 32768,
+                hi: 60999
+            }
+        );
+        for bad in ["", "1", "3 2", "1 2 3", "a b"] {
+            assert_eq!(parse_ephemeral_ports(bad), None, "{bad}");
+        }
+        let r = |lo, hi| PortRange { lo, hi };
+        // Clear of it, bus ports included.
+        assert_eq!(
+            ephemeral_overlap(2, r(12000, 12999), linux, "this machine"),
+            None
+        );
+        let bus = ephemeral_overlap(1, PortRange::DEFAULT, linux, "this machine").unwrap();
+        assert_eq!(
+            bus.to_string(),
+            "node:1's port range `30000-30999` on this machine: its cluster bus ports 40000-40999 (port + 10000) lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's port when the shard starts; give a range clear of it (ports and ports + 10000), or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
+        );
+        let both = ephemeral_overlap(3, r(32000, 33000), linux, "ssh `h`").unwrap();
+        assert!(
+            both.to_string().starts_with("node:3's port range `32000-33000` on ssh `h`: its ports 32768-33000 and cluster bus ports 42000-43000 (port + 10000) lie in"),
+            "{both}"
+        );
+        let own = ephemeral_overlap(3, r(52000, 52999), r(50000, 55000), "this machine").unwrap();
+        assert!(
+            own.to_string().contains(": its ports 52000-52999 lie in"),
+            "{own}"
+        );
     }
 
     #[test]

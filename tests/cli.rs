@@ -705,3 +705,75 @@ fn a_nodes_port_range_is_set_for_later_placements() {
         .ok()
         .stdout_has(&format!(" {first} "));
 }
+
+/// A node's port range in the kernel's ephemeral ports (or its bus ports, + 10000) lets
+/// an outgoing connection's source port take a shard's port (seen: `recover db` refused
+/// a port a TIME-WAIT socket held). `node add` and `cluster create` (whose range is the
+/// default) say so, naming both ranges, and go on: a warning, not a refusal. A range
+/// clear of it says nothing.
+#[test]
+fn a_port_range_in_the_ephemeral_ports_is_warned_of() {
+    let Some(ephemeral) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| lazarus::ccs::rules::parse_ephemeral_ports(&t))
+    else {
+        eprintln!("no ephemeral port range to read here: nothing to warn of");
+        return;
+    };
+    let lz = Lazarus::new();
+    let created = lz.run("cluster create name eph").ok();
+    let default = lazarus::ccs::PortRange::DEFAULT;
+    let warned = lazarus::ccs::rules::ephemeral_overlap(1, default, ephemeral, "this machine");
+    assert_eq!(
+        created
+            .stdout
+            .contains("warning: node:1's port range `30000-30999` on this machine"),
+        warned.is_some(),
+        "{}",
+        created.stdout
+    );
+    // A range of the ephemeral ports: added, and warned of.
+    let (lo, hi) = (ephemeral.lo.max(1024), ephemeral.lo.max(1024) + 99);
+    let doc = lz
+        .cmd([
+            "--json",
+            "node",
+            "add",
+            "addr",
+            "127.0.0.1",
+            "persistent_path",
+            lz.path("n2").to_str().unwrap(),
+            "port_range",
+            &format!("{lo}-{hi}"),
+        ])
+        .run()
+        .ok()
+        .json();
+    let warnings = doc[0]["result"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{doc:?}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.starts_with(&format!(
+            "node:2's port range `{lo}-{hi}` on this machine: its ports {lo}-{hi}"
+        )),
+        "{w}"
+    );
+    assert!(
+        w.contains(&format!("the kernel's ephemeral port range `{ephemeral}`")),
+        "{w}"
+    );
+    assert_eq!(
+        lz.ccs()["nodes"]["2"]["port_range"],
+        serde_json::json!({"lo": lo, "hi": hi})
+    );
+    // Clear of it: nothing said.
+    if ephemeral.lo > 12999 {
+        let out = lz
+            .run(&format!(
+                "node add addr 127.0.0.1 persistent_path {} port_range 12000-12999",
+                lz.path("n3").display()
+            ))
+            .ok();
+        assert!(!out.stdout.contains("warning"), "{}", out.stdout);
+    }
+}

@@ -235,6 +235,20 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
     assert_eq!(node["ssh"]["key"], lab.key().to_str().unwrap());
     assert_eq!(node["redis_server"]["engine"], "redis");
     assert!(host.path("node").is_dir());
+    // Its range (a default block, whose bus ports lie in Linux's default ephemeral
+    // range) is checked against the ephemeral ports of its own machine, read there.
+    let range: lazarus::ccs::PortRange =
+        serde_json::from_value(node["port_range"].clone()).unwrap();
+    let ephemeral = std::fs::read_to_string(lazarus::ccs::rules::EPHEMERAL_PORTS_FILE)
+        .ok()
+        .and_then(|t| lazarus::ccs::rules::parse_ephemeral_ports(&t));
+    if ephemeral.is_some_and(|e| lazarus::ccs::rules::ephemeral_overlap(2, range, e, "").is_some())
+    {
+        out.stdout_has(&format!(
+            "warning: node:2's port range `{range}` on ssh://{}: ",
+            host.target()
+        ));
+    }
 
     // A recovery path is checked on the node's machine.
     run(format!(

@@ -13,7 +13,7 @@ use common::world::{slot_tag, test_cluster};
 use common::{runtime, Lazarus};
 use lazarus::ccs::{Cluster, Store};
 use lazarus::db::shard_addr;
-use lazarus::server::{probe, ShardAddr};
+use lazarus::server::{probe, ClusterAsk, ShardAddr};
 
 fn set_line(f: &Files) -> String {
     format!(
@@ -182,7 +182,7 @@ fn tls_only(rt: &tokio::runtime::Runtime, lz: &Lazarus, name: &str, good: &Files
     for s in &db.shards {
         let a = shard_addr(&c, db, s.id).unwrap();
         let plain = ShardAddr::plain(a.host.clone(), a.port, None);
-        let p = rt.block_on(probe(&plain, false, Duration::from_secs(2)));
+        let p = rt.block_on(probe(&plain, ClusterAsk::Nothing, Duration::from_secs(2)));
         assert!(!p.up, "redis:{} answered plain text", s.id);
         let cli = |f: &Files| {
             let out = std::process::Command::new("redis-cli")

@@ -4,6 +4,7 @@
 //! exists and can be read is a question for the moment of use (the disk changes between
 //! parsing and applying), so paths are only checked at apply time, by the functions here.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -287,10 +288,113 @@ pub fn port_of_other_node(
     Ok(())
 }
 
+/// The ports `node`'s shards may not hold as their cluster bus port (port + 10000):
+/// those of the other nodes' ranges on the same address that a bus port of `node`'s range
+/// reaches, which those nodes hand out to their own shards ([`port_of_other_node`]
+/// refuses a shard given one; picking a port keeps off them).
+pub fn bus_ports_of_other_nodes(cluster: &Cluster, node: Id) -> BTreeSet<u16> {
+    let Some(own) = cluster.nodes.get(&node) else {
+        return BTreeSet::new();
+    };
+    let offset = crate::server::CLUSTER_BUS_OFFSET;
+    let (Some(lo), hi) = (
+        own.port_range.lo.checked_add(offset),
+        own.port_range.hi.saturating_add(offset),
+    ) else {
+        return BTreeSet::new();
+    };
+    cluster
+        .nodes
+        .values()
+        .filter(|n| n.id != node && n.addr == own.addr)
+        .flat_map(|n| n.port_range.lo.max(lo)..=n.port_range.hi.min(hi))
+        .collect()
+}
+
 impl DomainError for PortOfOtherNode {
     fn kind(&self) -> ErrorKind {
         ErrorKind::Conflict
     }
+}
+
+/// Where Linux keeps the range it takes outgoing connections' source ports from
+/// (`lo hi`), on each machine.
+pub const EPHEMERAL_PORTS_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The kernel's ephemeral port range as [`EPHEMERAL_PORTS_FILE`] holds it (`32768\t60999`).
+pub fn parse_ephemeral_ports(text: &str) -> Option<PortRange> {
+    let mut words = text.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(lo)), Some(Ok(hi)), None) = (words.next(), words.next(), words.next()) else {
+        return None;
+    };
+    (lo <= hi).then_some(PortRange { lo, hi })
+}
+
+/// The ephemeral port range of `host`'s kernel, read there (through the host seam, so a
+/// node over SSH says its own); `None` when it cannot be read (not Linux, no answer):
+/// nothing is said then.
+pub async fn ephemeral_ports(host: &dyn crate::host::Host) -> Option<PortRange> {
+    let bytes = host.read(Path::new(EPHEMERAL_PORTS_FILE)).await.ok()?;
+    parse_ephemeral_ports(&String::from_utf8_lossy(&bytes))
+}
+
+/// This machine's ephemeral port range, read here without the host seam (for the
+/// default local cluster, made before any host is); `None` when it cannot be read.
+pub fn local_ephemeral_ports() -> Option<PortRange> {
+    parse_ephemeral_ports(&std::fs::read_to_string(EPHEMERAL_PORTS_FILE).ok()?)
+}
+
+/// [`ephemeral_overlap`] of node `node`'s `range` with the ephemeral range of `host`,
+/// its machine, read there; `None` too when that cannot be read.
+pub async fn ephemeral_warning(
+    host: &dyn crate::host::Host,
+    node: Id,
+    range: PortRange,
+) -> Option<EphemeralOverlap> {
+    let ephemeral = ephemeral_ports(host).await?;
+    let name = match host.is_local() {
+        true => "this machine".to_string(),
+        false => host.name(),
+    };
+    ephemeral_overlap(node, range, ephemeral, &name)
+}
+
+/// A node's port range whose ports lie in its machine's ephemeral port range: an
+/// outgoing connection (a client's, a replica's, the cluster bus's own) can take one as
+/// its source port, and a shard then finds its port taken (seen: `recover db` refused a
+/// port a TIME-WAIT socket held). A warning, not a refusal: the operator may have
+/// reserved the ports (`net.ipv4.ip_local_reserved_ports`). Only the range's own ports
+/// are judged, not their cluster bus ports (+ 10000): those of the default range
+/// (30000-30999) lie in Linux's default ephemeral range, a warning every new cluster
+/// would carry for a port sharded databases alone use (the README says so).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node:{node}'s port range `{range}` on {host}: its ports {}-{} lie in the kernel's ephemeral port range `{ephemeral}` ({EPHEMERAL_PORTS_FILE}), from which outgoing connections take their source ports, so one can hold a shard's port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)", .overlap.0, .overlap.1)]
+pub struct EphemeralOverlap {
+    pub node: Id,
+    pub range: PortRange,
+    pub ephemeral: PortRange,
+    /// The machine (`this machine`, `ssh host`).
+    pub host: String,
+    /// The ports of the range in the ephemeral range.
+    overlap: (u16, u16),
+}
+
+/// Whether node `node`'s `range` overlaps `ephemeral`, the range of the machine `host`
+/// names.
+pub fn ephemeral_overlap(
+    node: Id,
+    range: PortRange,
+    ephemeral: PortRange,
+    host: &str,
+) -> Option<EphemeralOverlap> {
+    let (a, b) = (range.lo.max(ephemeral.lo), range.hi.min(ephemeral.hi));
+    (a <= b).then(|| EphemeralOverlap {
+        node,
+        range,
+        ephemeral,
+        host: host.to_string(),
+        overlap: (a, b),
+    })
 }
 
 /// A new node's place on `addr`: its persistent path no other node's, and its port range
@@ -685,6 +789,42 @@ mod tests {
             "node:2 on 127.0.0.1: port range `80-2000` starts below 1024 (privileged ports: system services', which only root may bind): give a range within 1024-55535"
         );
         set(2, 46000, 46999).unwrap();
+    }
+
+    #[test]
+    fn a_range_in_the_ephemeral_ports_is_named() {
+        let linux = parse_ephemeral_ports("32768\t60999\n").unwrap();
+        assert_eq!(
+            linux,
+            PortRange {
+                lo: 32768,
+                hi: 60999
+            }
+        );
+        for bad in ["", "1", "3 2", "1 2 3", "a b"] {
+            assert_eq!(parse_ephemeral_ports(bad), None, "{bad}");
+        }
+        let r = |lo, hi| PortRange { lo, hi };
+        // Clear of it; the default range's bus ports (40000-40999) lie in it, but bus
+        // ports are not judged.
+        assert_eq!(
+            ephemeral_overlap(2, r(12000, 12999), linux, "this machine"),
+            None
+        );
+        assert_eq!(
+            ephemeral_overlap(1, PortRange::DEFAULT, linux, "this machine"),
+            None
+        );
+        let part = ephemeral_overlap(3, r(32000, 33000), linux, "ssh `h`").unwrap();
+        assert_eq!(
+            part.to_string(),
+            "node:3's port range `32000-33000` on ssh `h`: its ports 32768-33000 lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
+        );
+        let own = ephemeral_overlap(3, r(52000, 52999), r(50000, 55000), "this machine").unwrap();
+        assert!(
+            own.to_string().contains(": its ports 52000-52999 lie in"),
+            "{own}"
+        );
     }
 
     #[test]

@@ -264,7 +264,15 @@ impl StoreLock {
             Some(cluster) => (cluster, None),
             None => {
                 let cluster = default_local_cluster(&self.home);
-                let note = default_cluster_note(&cluster);
+                let mut note = default_cluster_note(&cluster);
+                // Its range was chosen by default: ports the kernel may hand to
+                // outgoing connections are said, not refused.
+                let node = &cluster.nodes[&cluster.local_node];
+                if let Some(w) = super::rules::local_ephemeral_ports().and_then(|e| {
+                    super::rules::ephemeral_overlap(node.id, node.port_range, e, "this machine")
+                }) {
+                    note.push_str(&format!("\nwarning: {w}"));
+                }
                 (cluster, Some(note))
             }
         })

@@ -137,14 +137,30 @@ impl Database {
 
 impl Node {
     /// The lowest port of this node's range that no shard in `reserved` holds and that is
-    /// free on its address ([`crate::server::pick_port`]).
-    pub fn pick_port(&self, reserved: &BTreeSet<u16>, need: PortNeed) -> Result<u16, ServerError> {
+    /// free on its address ([`crate::server::pick_port`]); a cluster shard's bus port
+    /// (port + 10000) also keeps off the ranges of `cluster`'s other nodes on the same
+    /// address ([`super::rules::bus_ports_of_other_nodes`]): those ports are theirs to
+    /// hand out, and a shard of theirs started there later would find it taken.
+    pub fn pick_port(
+        &self,
+        cluster: &Cluster,
+        reserved: &BTreeSet<u16>,
+        need: PortNeed,
+    ) -> Result<u16, ServerError> {
+        let theirs = match need {
+            PortNeed::Plain => BTreeSet::new(),
+            PortNeed::WithBus => super::rules::bus_ports_of_other_nodes(cluster, self.id),
+        };
+        let reserved = match theirs.is_empty() {
+            true => std::borrow::Cow::Borrowed(reserved),
+            false => std::borrow::Cow::Owned(reserved | &theirs),
+        };
         crate::server::pick_port(
             self.id,
             &self.addr,
             self.port_range.lo..=self.port_range.hi,
             self.ssh.is_some(),
-            reserved,
+            &reserved,
             need,
         )
     }

@@ -170,6 +170,11 @@ async fn create(
             .map_err(|e| CommandError::from(e).context(format!("node:{}", node.id)))?;
         cluster.tls = Some(material.record);
     }
+    // The range was chosen by default: one the kernel may hand to outgoing connections
+    // is said, not refused.
+    let warning =
+        crate::ccs::rules::ephemeral_warning(&crate::host::LocalHost, node.id, node.port_range)
+            .await;
     lock.save(&mut cluster)?;
     Reply::of(&ClusterCreated {
         name: cluster.name.clone(),
@@ -179,6 +184,7 @@ async fn create(
         persistent_path: node.persistent_path,
         tls_material: cluster.tls.as_ref().map(|t| t.material_id()),
         redis_server: node.redis_server,
+        warnings: warning.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -194,6 +200,10 @@ pub struct ClusterCreated {
     /// The TLS material installed (`cacert`/`cert`/`key` given), by id.
     pub tls_material: Option<String>,
     pub redis_server: Option<crate::ccs::NodeServer>,
+    /// What deserves the operator's look though the cluster was made (its node's port
+    /// range in the kernel's ephemeral ports).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Render for ClusterCreated {
@@ -214,6 +224,9 @@ impl Render for ClusterCreated {
             text.line(format!(
                 "TLS material {id} installed: new databases speak TLS only."
             ));
+        }
+        for w in &self.warnings {
+            text.line(format!("warning: {w}"));
         }
     }
 }

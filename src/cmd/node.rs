@@ -222,6 +222,7 @@ async fn add(
     let persistent_path = rules::absolute("persistent path", persistent_path)?;
     // A remote node is checked there before anything is locked or stored: the host
     // answers with a known key, the path is usable, a server binary runs.
+    let mut remote = None;
     let redis_server = match &mut ssh {
         Some(target) => {
             if let Some(key) = &target.key {
@@ -230,7 +231,9 @@ async fn add(
             let host = remote::RemoteCheck::connect(target).await?;
             host.addr(addr).await?;
             host.persistent_path(&persistent_path).await?;
-            Some(host.redis_server(redis_server).await?)
+            let server = host.redis_server(redis_server).await?;
+            remote = Some(host);
+            Some(server)
         }
         None => redis_server.map(check_redis_server).transpose()?,
     };
@@ -241,6 +244,11 @@ async fn add(
         prepare_persistent_path(&persistent_path)?;
     }
     let id = cluster.allocate_id();
+    // Ports the kernel may hand to outgoing connections: said, not refused.
+    let warning = match &remote {
+        Some(r) => rules::ephemeral_warning(r.host(), id, port_range).await,
+        None => rules::ephemeral_warning(&crate::host::LocalHost, id, port_range).await,
+    };
     let node = Node {
         id,
         addr,
@@ -277,7 +285,11 @@ async fn add(
         installed.map_err(|e| CommandError::from(e).context(format!("node:{id}")))?;
     }
     lock.save(&mut cluster)?;
-    Ok(Reply::of(&NodeAdded(NodeView::from(&node)))?.note(created))
+    let added = NodeAdded {
+        node: NodeView::from(&node),
+        warnings: warning.iter().map(ToString::to_string).collect(),
+    };
+    Ok(Reply::of(&added)?.note(created))
 }
 
 /// Checks a node's server binary before it is recorded: an absolute path to a file that
@@ -381,12 +393,18 @@ impl Render for RedisServerSet {
 
 /// `node add`: the node added.
 #[derive(Serialize)]
-#[serde(transparent)]
-pub struct NodeAdded(pub NodeView);
+pub struct NodeAdded {
+    #[serde(flatten)]
+    pub node: NodeView,
+    /// What deserves the operator's look though the node was added (its port range in
+    /// the kernel's ephemeral ports).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
 
 impl Render for NodeAdded {
     fn render(&self, text: &mut Text) {
-        let node = &self.0;
+        let node = &self.node;
         text.line(format!(
             "Added node:{} on {}{}, persistent path `{}`, ports {}{}.",
             node.id,
@@ -402,6 +420,9 @@ impl Render for NodeAdded {
                 .map(|s| format!(", engine {}", s.describe()))
                 .unwrap_or_default()
         ));
+        for w in &self.warnings {
+            text.line(format!("warning: {w}"));
+        }
     }
 }
 

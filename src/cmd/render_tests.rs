@@ -129,6 +129,7 @@ fn cluster_create() {
         persistent_path: "/h/nodes/1".into(),
         tls_material: None,
         redis_server: None,
+        warnings: Vec::new(),
     }));
 }
 
@@ -170,7 +171,13 @@ fn info_cluster_and_node() {
 #[test]
 fn node_add_remove_recovery_path() {
     let c = cluster();
-    insta::assert_snapshot!("node_add", both(&NodeAdded(NodeView::from(&c.nodes[&2]))));
+    insta::assert_snapshot!(
+        "node_add",
+        both(&NodeAdded {
+            node: NodeView::from(&c.nodes[&2]),
+            warnings: Vec::new(),
+        })
+    );
     insta::assert_snapshot!(
         "node_remove",
         both(&NodeRemoved {
@@ -250,6 +257,7 @@ fn status_tables() {
             memory_limit: Some(1 << 30),
             sync_source: None,
             keys: 1200,
+            unserved_slots: Vec::new(),
         }],
         endpoints: vec![EndpointRow {
             db_id: 3,

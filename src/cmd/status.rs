@@ -103,6 +103,26 @@ impl StatusCommand {
             })
             .map(|s| format!("redis:{} of `{}`", s.id, s.name))
             .collect();
+        // A sharded database's slots a master does not serve, or nobody reachable does:
+        // keys there are unreachable (`MOVED`) though every shard answers.
+        let mut slots: Vec<String> = report
+            .shards
+            .iter()
+            .filter(|s| s.status == db::SLOTS_NOT_SERVED)
+            .map(|s| {
+                let range = s.slots.unwrap_or(SlotRange::ALL);
+                format!(
+                    "redis:{} of `{}` does not serve its slots {range}",
+                    s.id, s.name
+                )
+            })
+            .collect();
+        slots.extend(report.unserved_slots().into_iter().map(|(name, ranges)| {
+            format!(
+                "slots {} of `{name}` are served by no reachable shard",
+                db::slot_runs(&ranges)
+            )
+        }));
         let has = |status: &str| report.shards.iter().any(|s| s.status == status);
         let (restoring, cut_short) = (
             has(db::RESTORING),
@@ -112,12 +132,27 @@ impl StatusCommand {
             report = report.issues_only();
         }
         let reply = Reply::of(&Status::new(report, self.table, self.extra_all))?;
-        if down.is_empty() {
+        if down.is_empty() && slots.is_empty() {
             return Ok(reply);
         }
+        if down.is_empty() {
+            return Ok(reply.failed(
+                CommandError::unavailable(slots.join("; ")).hinted(
+                    "`restart db <db>` re-forms the slot map; `status shards extra all` says who holds the slots",
+                ),
+            ));
+        }
+        let slots = match slots.is_empty() {
+            true => String::new(),
+            false => format!("; {}", slots.join("; ")),
+        };
         Ok(reply.failed(
-            CommandError::unavailable(format!("{} shard(s) down: {}", down.len(), down.join(", ")))
-                .hinted(if cut_short {
+            CommandError::unavailable(format!(
+                "{} shard(s) down: {}{slots}",
+                down.len(),
+                down.join(", ")
+            ))
+            .hinted(if cut_short {
                     "a restore that did not finish fenced some or set their data aside: `status shards` names its task, to `restore task retry` or `restore task delete`"
                 } else if restoring {
                     "a restore another shell runs holds some: `status shards` names its task, which `restore task show` follows"

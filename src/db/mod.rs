@@ -18,6 +18,7 @@ mod lifecycle;
 mod placement;
 pub mod service;
 mod shard;
+mod slot_check;
 mod status;
 
 use std::path::PathBuf;
@@ -32,9 +33,11 @@ pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, record_pids, restart_db, set_aside, DeleteOutcome};
 pub use placement::{check_replica_engines, check_tls_servers, place};
 pub use shard::{conf_for, shard_start, start_shard};
+pub use slot_check::join as slot_runs;
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
-    FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, STATUS_TIMEOUT, TLS_REFUSED,
+    FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED, STATUS_TIMEOUT,
+    TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.

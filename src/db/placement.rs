@@ -87,7 +87,7 @@ pub fn place_avoiding(
         let taken = reserved_by_addr.entry(n.addr.clone()).or_default();
         let p = match fixed {
             Some(p) => p,
-            None => n.pick_port(taken, need)?,
+            None => n.pick_port(cluster, taken, need)?,
         };
         taken.extend(need.ports(p));
         Ok::<u16, DbError>(p)
@@ -182,6 +182,7 @@ pub async fn check_tls_servers(db: &Database, server: &Servers) -> Result<(), Db
 mod tests {
     use super::*;
     use crate::ccs::{Node, PortRange};
+    use crate::server::PortNeed;
     use std::path::Path;
 
     fn cluster(nodes: u64) -> Cluster {
@@ -225,9 +226,10 @@ mod tests {
 
     #[test]
     fn no_port_is_another_shards_bus_port() {
-        // node:2's range starts where node:1's bus ports are, on the same address.
+        // node:2's range starts where node:1's later bus ports are, on the same address:
+        // node:1's first 25 ports keep their bus ports clear of it, the rest do not.
         let mut c = cluster(2);
-        let lo = c.nodes[&1].port_range.lo + 10000;
+        let lo = c.nodes[&1].port_range.lo + 10000 + 25;
         c.nodes.get_mut(&2).unwrap().port_range = PortRange { lo, hi: lo + 49 };
         let first = place(&mut c, config(2, false), None).unwrap();
         c.databases.insert(first.id, first);
@@ -244,6 +246,46 @@ mod tests {
             distinct.len(),
             held.len(),
             "client and bus ports overlap: {held:?}"
+        );
+        // A bus port never lies in another node's range on the same address: a shard
+        // of that node would find it taken.
+        for s in &all {
+            for n in c.nodes.values().filter(|n| n.id != s.node) {
+                assert!(
+                    !n.port_range.contains(s.port + 10000),
+                    "redis:{} on node:{} has its bus port {} in node:{}'s range {}",
+                    s.id,
+                    s.node,
+                    s.port + 10000,
+                    n.id,
+                    n.port_range
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bus_port_keeps_off_other_nodes_ranges() {
+        // Every bus port of node:1's range but the last lies in node:2's range.
+        let mut c = cluster(2);
+        let lo1 = c.nodes[&1].port_range.lo;
+        c.nodes.get_mut(&2).unwrap().port_range = PortRange {
+            lo: lo1 + 10000,
+            hi: lo1 + 10048,
+        };
+        let db = place(&mut c, config(1, false), None).unwrap();
+        assert_eq!(db.shards[0].port, lo1, "a standalone shard has no bus port");
+        let n1 = c.nodes[&1].clone();
+        let p = n1
+            .pick_port(&c, &BTreeSet::new(), PortNeed::WithBus)
+            .unwrap();
+        assert_eq!(p, lo1 + 49, "the one port whose bus port is clear");
+        // On another address the other node's range is another machine's.
+        c.nodes.get_mut(&2).unwrap().addr = "10.0.0.2".into();
+        assert_eq!(
+            n1.pick_port(&c, &BTreeSet::new(), PortNeed::WithBus)
+                .unwrap(),
+            lo1
         );
     }
 

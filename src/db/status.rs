@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::ccs::{Cluster, Database, DbState, Id, Role, Shard, SlotRange};
 use crate::server::shard_dir::{db_dirs_in, fenced, recovery_leftover, served_from, shard_dirs_in};
-use crate::server::{probe_kept, KeptConnections, ShardDir, ShardProbe, Transport};
+use crate::server::{probe_kept, ClusterAsk, KeptConnections, ShardDir, ShardProbe, Transport};
 
 use super::endpoint;
 
@@ -34,11 +34,17 @@ pub const RESTORE_UNFINISHED: &str = "RESTORE UNFINISHED";
 /// A shard a restore another shell is running fenced or set the data of (the task's lock
 /// held by a live process): it serves no client until that restore is done.
 pub const RESTORING: &str = "RESTORING";
+/// A cluster shard whose `cluster_state` is not `ok`.
+const CLUSTER_FAIL: &str = "CLUSTER FAIL";
 /// A replica that runs as a master (standalone: it stopped following its master).
 const NOT_REPLICATING: &str = "NOT REPLICATING";
 /// A replica of a sharded database that a failover made the master of its master's
 /// slots.
 pub const FAILED_OVER: &str = "FAILED OVER";
+/// A live master of a sharded database that does not serve (all of) its configured
+/// slots in its own view of the slot map: another node id holds them (one lost with a
+/// `nodes.conf`, with no address), another shard, or nobody.
+pub const SLOTS_NOT_SERVED: &str = "SLOTS NOT SERVED";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -74,6 +80,10 @@ pub struct DatabaseRow {
     pub memory_limit: Option<u64>,
     pub sync_source: Option<String>,
     pub keys: u64,
+    /// Slots of a sharded database that no reachable shard serves (those of a master
+    /// that does not answer left out: its row says so).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unserved_slots: Vec<SlotRange>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -152,6 +162,15 @@ impl StatusReport {
         self
     }
 
+    /// The databases with slots no reachable shard serves, with those slots.
+    pub fn unserved_slots(&self) -> Vec<(String, Vec<SlotRange>)> {
+        self.databases
+            .iter()
+            .filter(|d| !d.unserved_slots.is_empty())
+            .map(|d| (d.name.clone(), d.unserved_slots.clone()))
+            .collect()
+    }
+
     /// Keeps only the rows that are not OK.
     pub fn issues_only(mut self) -> StatusReport {
         self.nodes.retain(|r| r.status != OK);
@@ -198,7 +217,13 @@ async fn probe_all(
                 continue;
             };
             let addr = db.shard_addr(&node.addr, s.port, &tls);
-            let is_cluster = db.config.shards > 1;
+            // A master's slot map is read in the same round trip: `status` checks it
+            // serves its slots (a standalone database asks nothing more).
+            let is_cluster = match (db.config.shards > 1, s.role) {
+                (false, _) => ClusterAsk::Nothing,
+                (true, Role::Master) => ClusterAsk::SlotMap,
+                (true, Role::Replica) => ClusterAsk::State,
+            };
             let permits = permits.clone();
             let kept = kept.clone();
             probed.insert((addr.host.clone(), addr.port));
@@ -298,6 +323,20 @@ pub async fn status(
                             )),
                         )
                     }
+                    // A master not serving its slots, whether its `cluster_state` says
+                    // so or not (the others' may all say `ok`).
+                    (status, detail) if status == OK || status == CLUSTER_FAIL => {
+                        match super::slot_check::missing_slots(db, s, p, &probes) {
+                            Some(why) => (
+                                SLOTS_NOT_SERVED.to_string(),
+                                Some(match detail {
+                                    Some(state) => format!("{state}; {why}"),
+                                    None => why,
+                                }),
+                            ),
+                            None => (status, detail),
+                        }
+                    }
                     other => other,
                 },
                 (_, None) => ("DOWN".to_string(), Some("not probed".to_string())),
@@ -377,6 +416,16 @@ pub async fn status(
             // is unreachable.
             DbState::Active => "degraded".to_string(),
         };
+        let unserved_slots = match db.state {
+            DbState::Active => super::slot_check::unserved_slots(db, &probes),
+            DbState::PendingRecovery => Vec::new(),
+        };
+        // Slots nobody serves while every shard says OK (a view the shards disagree
+        // on): part of the key space is unreachable.
+        let status = match unserved_slots.is_empty() || status != "active" {
+            true => status,
+            false => "degraded".to_string(),
+        };
         let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
         nodes.sort();
         nodes.dedup();
@@ -426,6 +475,7 @@ pub async fn status(
             memory_limit: db.config.memory,
             sync_source: db.config.sync_source.as_ref().map(ToString::to_string),
             keys,
+            unserved_slots,
         });
     }
 
@@ -858,7 +908,7 @@ fn shard_status(role: Role, p: &ShardProbe, tls: bool) -> (String, Option<String
     }
     if let Some(state) = p.cluster_state.as_deref().filter(|s| *s != "ok") {
         return (
-            "CLUSTER FAIL".to_string(),
+            CLUSTER_FAIL.to_string(),
             Some(format!("`cluster_state:{state}`")),
         );
     }

@@ -243,7 +243,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
             continue;
         }
         let held = reserved.entry(node.addr.clone()).or_default();
-        let to = node.pick_port(held, need).ok();
+        let to = node.pick_port(cluster, held, need).ok();
         if let Some(p) = to {
             held.extend(need.ports(p));
         }

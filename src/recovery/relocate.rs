@@ -172,7 +172,7 @@ pub(crate) fn place_shard(
     let reserved = reserved_by_addr(cluster)
         .remove(&node.addr)
         .unwrap_or_default();
-    let port = node.pick_port(&reserved, need)?;
+    let port = node.pick_port(cluster, &reserved, need)?;
     let db = cluster.databases.get_mut(&db_id).expect("listed above");
     if db.port == shard.port {
         db.port = port;

@@ -8,6 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 use serde::Serialize;
 
+use super::cluster::{parse_nodes, NodeLine};
 use super::ServerError;
 use crate::endpoint::Endpoint;
 use crate::tls::ClientTls;
@@ -458,6 +459,10 @@ pub struct ShardProbe {
     /// `cluster_state` from CLUSTER INFO, for cluster shards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_state: Option<String>,
+    /// The slot map as the shard sees it (CLUSTER NODES), when asked
+    /// ([`ClusterAsk::SlotMap`]).
+    #[serde(skip)]
+    pub cluster_nodes: Option<Vec<NodeLine>>,
     /// The certificate file a TLS shard serves (`CONFIG GET tls-cert-file`): which
     /// material it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -470,14 +475,27 @@ pub struct ShardProbe {
     pub error: Option<String>,
 }
 
-/// What a shard's probe reads: its INFO figures, its `cluster_state`, the certificate
-/// file it serves.
-type Answer = (Info, Option<String>, Option<String>);
+/// What a probe asks a shard about the Redis Cluster it belongs to, in the same round
+/// trip as its INFO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterAsk {
+    /// A standalone shard: nothing.
+    Nothing,
+    /// Its `cluster_state` (CLUSTER INFO).
+    State,
+    /// Its `cluster_state` and the slot map it sees (CLUSTER NODES): a master's, whose
+    /// slots `status` checks it serves.
+    SlotMap,
+}
 
-/// Asks a shard for its figures in one round trip (INFO, then CLUSTER INFO for a
+/// What a shard's probe reads: its INFO figures, its `cluster_state`, its slot map, the
+/// certificate file it serves.
+type Answer = (Info, Option<String>, Option<Vec<NodeLine>>, Option<String>);
+
+/// Asks a shard for its figures in one round trip (INFO, then what `cluster` asks of a
 /// cluster shard and the served certificate for a TLS one, pipelined) on a new
 /// connection; a shard that does not answer within `timeout` is down.
-pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardProbe {
+pub async fn probe(addr: &ShardAddr, cluster: ClusterAsk, timeout: Duration) -> ShardProbe {
     probe_with(addr, cluster, timeout, None).await
 }
 
@@ -486,7 +504,7 @@ pub async fn probe(addr: &ShardAddr, cluster: bool, timeout: Duration) -> ShardP
 /// connection (and no TLS handshake) to a shard that stayed up.
 pub async fn probe_kept(
     addr: &ShardAddr,
-    cluster: bool,
+    cluster: ClusterAsk,
     timeout: Duration,
     kept: &KeptConnections,
 ) -> ShardProbe {
@@ -495,7 +513,7 @@ pub async fn probe_kept(
 
 async fn probe_with(
     addr: &ShardAddr,
-    cluster: bool,
+    cluster: ClusterAsk,
     timeout: Duration,
     kept: Option<&KeptConnections>,
 ) -> ShardProbe {
@@ -519,10 +537,11 @@ async fn probe_with(
         Ok::<_, ServerError>(answer)
     };
     match tokio::time::timeout(timeout, run).await {
-        Ok(Ok((info, cluster_state, tls_cert_file))) => ShardProbe {
+        Ok(Ok((info, cluster_state, cluster_nodes, tls_cert_file))) => ShardProbe {
             up: true,
             info,
             cluster_state,
+            cluster_nodes,
             tls_cert_file,
             tls_refused: false,
             error: None,
@@ -542,7 +561,7 @@ async fn ask(
     addr: &ShardAddr,
     con: &mut MultiplexedConnection,
     refusal: &Refusal,
-    cluster: bool,
+    cluster: ClusterAsk,
 ) -> Result<Answer, ServerError> {
     let mut pipe = redis::pipe();
     pipe.cmd("INFO")
@@ -551,8 +570,11 @@ async fn ask(
         .arg("persistence")
         .arg("replication")
         .arg("keyspace");
-    if cluster {
+    if cluster != ClusterAsk::Nothing {
         pipe.cmd("CLUSTER").arg("INFO");
+    }
+    if cluster == ClusterAsk::SlotMap {
+        pipe.cmd("CLUSTER").arg("NODES");
     }
     if addr.is_tls() {
         pipe.cmd("CONFIG").arg("GET").arg("tls-cert-file");
@@ -565,9 +587,15 @@ async fn ask(
     let mut next = || replies.next().unwrap_or(redis::Value::Nil);
     let parse = |e: redis::RedisError| addr.err(e);
     let text: String = redis::from_redis_value(&next()).map_err(parse)?;
-    let state = if cluster {
+    let state = if cluster != ClusterAsk::Nothing {
         let ci: String = redis::from_redis_value(&next()).map_err(parse)?;
         Info::parse(&ci).get("cluster_state").map(str::to_string)
+    } else {
+        None
+    };
+    let nodes = if cluster == ClusterAsk::SlotMap {
+        let text: String = redis::from_redis_value(&next()).map_err(parse)?;
+        Some(parse_nodes(&text))
     } else {
         None
     };
@@ -577,7 +605,7 @@ async fn ask(
     } else {
         None
     };
-    Ok((Info::parse(&text), state, cert_file))
+    Ok((Info::parse(&text), state, nodes, cert_file))
 }
 
 /// The connections one shell keeps open to its shards between commands, for the
@@ -643,6 +671,7 @@ fn down(error: String, tls_refused: bool) -> ShardProbe {
         up: false,
         info: Info::default(),
         cluster_state: None,
+        cluster_nodes: None,
         tls_cert_file: None,
         tls_refused,
         error: Some(error),

@@ -34,19 +34,39 @@ pub struct ClusterMember {
 }
 
 /// One line of CLUSTER NODES.
-#[derive(Debug)]
-struct NodeLine {
-    id: String,
-    myself: bool,
-    handshake: bool,
-    replica_of: Option<String>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLine {
+    pub id: String,
+    pub myself: bool,
+    pub handshake: bool,
+    /// Where it listens (`host`, `port`), `None` for a node with no address (`noaddr`, or
+    /// `:0`): an identity the others remember but cannot reach, such as a shard's whose
+    /// `nodes.conf` was lost with its disk (it came back under a new id).
+    pub addr: Option<(String, u16)>,
+    /// Flagged `fail` or `fail?`: the others think it down.
+    pub failing: bool,
+    pub replica_of: Option<String>,
     /// The config epoch of the node's slot claims: of two nodes claiming a slot, the
     /// cluster gives it to the one with the greater epoch (a failover bumps it).
-    epoch: u64,
-    slots: Vec<(u16, u16)>,
+    pub epoch: u64,
+    pub slots: Vec<(u16, u16)>,
 }
 
-fn parse_nodes(text: &str) -> Vec<NodeLine> {
+impl NodeLine {
+    /// Whether it serves its slots as far as this view can tell: a master with an
+    /// address, not thought down, met.
+    pub fn reachable_master(&self) -> bool {
+        self.replica_of.is_none() && self.addr.is_some() && !self.failing && !self.handshake
+    }
+
+    /// Whether it holds slot `slot`.
+    pub fn holds(&self, slot: u16) -> bool {
+        self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+    }
+}
+
+/// The lines of a `CLUSTER NODES` reply.
+pub fn parse_nodes(text: &str) -> Vec<NodeLine> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -62,10 +82,18 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
                     None => s.parse().ok().map(|n| (n, n)),
                 })
                 .collect();
+            // `host:port@bus[,hostname]`; an IPv6 host holds colons itself.
+            let client = f[1].split(['@', ',']).next().unwrap_or("");
+            let addr = client
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .filter(|(h, p)| !h.is_empty() && *p != 0 && !flags.contains(&"noaddr"));
             Some(NodeLine {
                 id: f[0].to_string(),
                 myself: flags.contains(&"myself"),
                 handshake: flags.contains(&"handshake") || flags.contains(&"noaddr"),
+                addr,
+                failing: flags.contains(&"fail") || flags.contains(&"fail?"),
                 replica_of: (f[3] != "-").then(|| f[3].to_string()),
                 epoch: f[6].parse().unwrap_or(0),
                 slots,
@@ -845,5 +873,16 @@ mod tests {
         assert_eq!(n[1].replica_of.as_deref(), Some("a1"));
         assert_eq!((n[0].epoch, n[1].epoch), (1, 1));
         assert!(n[2].handshake);
+        assert_eq!(n[0].addr, Some(("127.0.0.1".to_string(), 30001)));
+        assert!(n[0].reachable_master() && n[0].holds(7000) && !n[0].holds(7001));
+        assert!(!n[1].reachable_master());
+        let lost = parse_nodes(
+            "d4 :0@0 master,noaddr - 1 1 2 disconnected 8192-16383\n\
+             e5 ::1:30003@40003,host master,fail? - 0 0 3 connected\n",
+        );
+        assert_eq!(lost[0].addr, None);
+        assert!(!lost[0].reachable_master() && lost[0].holds(8192));
+        assert_eq!(lost[1].addr, Some(("::1".to_string(), 30003)));
+        assert!(lost[1].failing);
     }
 }

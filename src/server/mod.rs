@@ -20,12 +20,13 @@ use std::time::Duration;
 pub(crate) use binary::parse_version;
 pub use binary::{without_tls, NodeBinary, RedisServer, Servers};
 pub use client::{
-    connect, connection_info, info, probe, probe_kept, tls_handshakes, Info, KeptConnections,
-    ShardAddr, ShardProbe, TlsHandshakes, Transport,
+    connect, connection_info, info, probe, probe_kept, tls_handshakes, ClusterAsk, Info,
+    KeptConnections, ShardAddr, ShardProbe, TlsHandshakes, Transport,
 };
 pub use cluster::{
-    even_slots, follow, form_cluster, give_back_slots, replicate, save_snapshot, serving,
-    set_persistence, wait_in_sync, ClusterMember, MemberRole, SlotRange, Undecided, SLOT_COUNT,
+    even_slots, follow, form_cluster, give_back_slots, parse_nodes, replicate, save_snapshot,
+    serving, set_persistence, wait_in_sync, ClusterMember, MemberRole, NodeLine, SlotRange,
+    Undecided, SLOT_COUNT,
 };
 pub use conf::{
     listening_port, render_conf, ConfOptions, Persistence, ShardConf, Upstream,
@@ -33,7 +34,7 @@ pub use conf::{
 };
 pub use ports::{
     pick_port, port_is_free, require_free, unusable_port, unusable_range, PortNeed,
-    MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
+    CLUSTER_BUS_OFFSET, MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
 };
 pub use process::{
     is_running, log_tail, log_tail_on, read_pid, read_pid_on, require_free_on, shard_pid,

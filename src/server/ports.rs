@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use super::ServerError;
 
 /// Offset Redis Cluster adds to a shard's port for its node-to-node bus.
-const CLUSTER_BUS_OFFSET: u16 = 10000;
+pub const CLUSTER_BUS_OFFSET: u16 = 10000;
 
 /// Ports below this are privileged: only root binds them, and system services own them.
 pub const MIN_SHARD_PORT: u16 = 1024;

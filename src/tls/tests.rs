@@ -320,7 +320,7 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
         };
         rt.block_on(crate::server::probe(
             &addr,
-            false,
+            crate::server::ClusterAsk::Nothing,
             std::time::Duration::from_secs(3),
         ))
     };
@@ -339,8 +339,22 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
     };
     let t = std::time::Duration::from_secs(3);
     let before = crate::server::tls_handshakes();
-    assert!(rt.block_on(crate::server::probe(&same, false, t)).up);
-    assert!(rt.block_on(crate::server::probe(&same, false, t)).up);
+    assert!(
+        rt.block_on(crate::server::probe(
+            &same,
+            crate::server::ClusterAsk::Nothing,
+            t
+        ))
+        .up
+    );
+    assert!(
+        rt.block_on(crate::server::probe(
+            &same,
+            crate::server::ClusterAsk::Nothing,
+            t
+        ))
+        .up
+    );
     let after = crate::server::tls_handshakes();
     assert!(after.resumed > before.resumed, "{before:?} {after:?}");
     assert_eq!(after.retried, 0, "{after:?}");
@@ -354,12 +368,22 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
     let kept = crate::server::KeptConnections::default();
     let before = accepted();
     assert!(
-        rt.block_on(crate::server::probe_kept(&same, false, t, &kept))
-            .up
+        rt.block_on(crate::server::probe_kept(
+            &same,
+            crate::server::ClusterAsk::Nothing,
+            t,
+            &kept
+        ))
+        .up
     );
     assert!(
-        rt.block_on(crate::server::probe_kept(&same, false, t, &kept))
-            .up
+        rt.block_on(crate::server::probe_kept(
+            &same,
+            crate::server::ClusterAsk::Nothing,
+            t,
+            &kept
+        ))
+        .up
     );
     // One kept connection, and the two `INFO` connections of `accepted`.
     assert_eq!(accepted() - before, 2);
@@ -377,7 +401,12 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
         })
         .unwrap();
     assert!(killed >= 1, "{killed}");
-    let p = rt.block_on(crate::server::probe_kept(&same, false, t, &kept));
+    let p = rt.block_on(crate::server::probe_kept(
+        &same,
+        crate::server::ClusterAsk::Nothing,
+        t,
+        &kept,
+    ));
     assert!(p.up, "{p:?}");
     assert_eq!(kept.len(), 1);
     // Another material (or password) for the same shard is another connection.
@@ -385,7 +414,12 @@ fn client_speaks_mutual_tls_to_a_tls_only_server() {
         password: Some("x".into()),
         ..same.clone()
     };
-    let p = rt.block_on(crate::server::probe_kept(&with_password, false, t, &kept));
+    let p = rt.block_on(crate::server::probe_kept(
+        &with_password,
+        crate::server::ClusterAsk::Nothing,
+        t,
+        &kept,
+    ));
     assert!(!p.up, "a password the shard does not have: {p:?}");
     let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = nothing.local_addr().unwrap().port();
@@ -448,7 +482,11 @@ fn a_server_that_refuses_resumption_is_still_reached() {
     };
     let t = std::time::Duration::from_secs(3);
     for i in 0..4 {
-        let p = rt.block_on(crate::server::probe(&addr, false, t));
+        let p = rt.block_on(crate::server::probe(
+            &addr,
+            crate::server::ClusterAsk::Nothing,
+            t,
+        ));
         assert!(p.up && !p.tls_refused, "probe {i}: {p:?}");
     }
     // So is the blocking connection of backups and proofs (their `SYNC` and DUMP rounds).
@@ -494,11 +532,21 @@ fn every_key_type_speaks_mutual_tls() {
         let t = std::time::Duration::from_secs(3);
         let before = crate::server::tls_handshakes();
         assert!(
-            rt.block_on(crate::server::probe(&addr, false, t)).up,
+            rt.block_on(crate::server::probe(
+                &addr,
+                crate::server::ClusterAsk::Nothing,
+                t
+            ))
+            .up,
             "{alg:?}"
         );
         assert!(
-            rt.block_on(crate::server::probe(&addr, false, t)).up,
+            rt.block_on(crate::server::probe(
+                &addr,
+                crate::server::ClusterAsk::Nothing,
+                t
+            ))
+            .up,
             "{alg:?}"
         );
         let after = crate::server::tls_handshakes();

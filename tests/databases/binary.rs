@@ -587,3 +587,94 @@ fn a_valkey_database_is_of_type_valkey() {
         (Some("down"), Some("valkey"))
     );
 }
+
+/// `status` fails (exit 1) when a master of a sharded database does not serve its
+/// slots, though every shard answers: a master that lost `nodes.conf` came back as a
+/// new node with none of its slots (a database without data: it claims none), the
+/// other master still giving them to the old id, with no address. It used to exit 0.
+#[test]
+fn status_fails_on_slots_a_master_does_not_serve() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.run("cluster create name slots").ok();
+    lz.own_port_range();
+    lz.run("create db halves shards 2 persistence disabled")
+        .ok();
+    lz.run("status").ok();
+    let doc = lz.cmd(["--json", "status", "shards"]).run().ok().json();
+    let shards = doc[0]["result"]["shards"].as_array().unwrap().clone();
+    let lost = &shards[1];
+    let (lost_id, port) = (lost["id"].as_u64().unwrap(), lost["port"].as_u64().unwrap());
+    let kept_port = shards[0]["port"].as_u64().unwrap();
+    kill(&guard, lost["pid"].as_u64().unwrap() as u32);
+    let ccs = lz.ccs();
+    let db_id = ccs["databases"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let dir = std::path::PathBuf::from(ccs["nodes"]["1"]["persistent_path"].as_str().unwrap())
+        .join(format!("redis/db-{db_id}/shard-{lost_id}"));
+    std::fs::remove_file(dir.join("nodes.conf")).unwrap();
+    let started = std::process::Command::new(common::world::redis().path)
+        .arg("redis.conf")
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let client = |p: u64| redis::Client::open(format!("redis://127.0.0.1:{p}/")).unwrap();
+    loop {
+        let met = client(port).get_connection().and_then(|mut c| {
+            redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(kept_port)
+                .query::<()>(&mut c)
+        });
+        if met.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{met:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    loop {
+        let mut k = client(kept_port).get_connection().unwrap();
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut k).unwrap();
+        if nodes.lines().count() == 3 && nodes.contains(":0@0") && !nodes.contains("handshake") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{nodes}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    lz.run("status")
+        .fails(1)
+        .stdout_has("SLOTS NOT SERVED")
+        .stderr_has(&format!(
+            "redis:{lost_id} of `halves` does not serve its slots 8192-16383"
+        ))
+        .stderr_has("`restart db <db>` re-forms the slot map");
+    let doc = lz
+        .cmd(["--json", "status", "shards", "extra", "all"])
+        .run()
+        .json();
+    let row = doc[0]["result"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == lost_id)
+        .unwrap()
+        .clone();
+    let detail = row["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("serves none of its slots 8192-16383: 8192-16383 held by node `"),
+        "{detail}"
+    );
+    lz.run("restart db halves").ok();
+    lz.run("status").ok();
+    lz.run("delete db halves purge").ok();
+    assert!(guard.pids().is_empty());
+}

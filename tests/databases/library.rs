@@ -985,3 +985,131 @@ async fn restart_after_a_lost_disk_serves_every_slot_again() {
     assert_eq!(report.databases[0].status, "active", "{report:?}");
     assert_eq!(report.databases[0].keys, kept_keys + 200, "{report:?}");
 }
+
+/// A master that serves only part of its configured slots: it lost `nodes.conf` (a new
+/// node id), claimed the slots of the keys it loaded and met the cluster again, whose
+/// other master still gives all its slots to its old id, with no address, and says
+/// `cluster_state:ok`: keys of those slots answer `MOVED ... :0` there. `status`
+/// exited 0 with the other master `OK`. It now names the slots the master does not
+/// serve and who holds them, and the way forward, and fails; `restart db` re-forms the
+/// slot map and `status` is clean again.
+#[tokio::test]
+async fn status_names_the_slots_a_master_does_not_serve() {
+    let mut w = World::new(1);
+    let id = w.create(config("halves", 2, Persistence::Aof)).await;
+    let d = w.c.databases[&id].clone();
+    let endpoint = db::endpoint(&w.c, &d);
+    cluster_round_trip(&endpoint, 100).await;
+    let (kept, lost) = (d.shards[0].clone(), d.shards[1].clone());
+    w.kill(lost.pid.unwrap()).await;
+    let dir = w.c.nodes[&lost.node].shard_dir(id, lost.id);
+    std::fs::remove_file(dir.join("nodes.conf")).unwrap();
+    // Started again by hand as Lazarus starts it (daemonized, from its directory).
+    let started = std::process::Command::new(&w.srv.for_node(lost.node).unwrap().path)
+        .arg("redis.conf")
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let (kaddr, laddr) = (
+        db::shard_addr(&w.c, &d, kept.id).unwrap(),
+        db::shard_addr(&w.c, &d, lost.id).unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut lcon = loop {
+        if let Ok(c) = lazarus::server::connect(&laddr, Duration::from_secs(1)).await {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis:{} did not start",
+            lost.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Asked again while it loads its AOF.
+    loop {
+        let met: redis::RedisResult<()> = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg(&kaddr.host)
+            .arg(kaddr.port)
+            .query_async(&mut lcon)
+            .await;
+        match met {
+            Ok(()) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut kcon = lazarus::server::connect(&kaddr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    // Both know each other; the kept master also knows the old id (no address) holding
+    // the slots, and says `ok`; the new node never hears of it.
+    loop {
+        let mut seen = Vec::new();
+        for con in [&mut kcon, &mut lcon] {
+            let nodes: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(con)
+                .await
+                .unwrap();
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(con)
+                .await
+                .unwrap();
+            seen.push((nodes, info));
+        }
+        let settled = seen[0].0.lines().count() == 3
+            && seen[0].0.contains(":0@0")
+            && seen[0].1.contains("cluster_state:ok")
+            && seen[1].0.lines().count() == 2
+            && !seen.iter().any(|(n, _)| n.contains("handshake"));
+        if settled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster did not settle: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let slots = lost.slots.unwrap();
+
+    let report = w.status().await;
+    let row = report.shards.iter().find(|s| s.id == lost.id).unwrap();
+    assert_eq!(row.status, db::SLOTS_NOT_SERVED, "{report:?}");
+    let detail = row.detail.as_deref().unwrap();
+    assert!(
+        detail.contains(&format!("of its slots {slots}")),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("with no address (an identity lost with a `nodes.conf`: no shard answers as it) in redis:{}'s view", kept.id)),
+        "{detail}"
+    );
+    assert!(detail.contains("`restart db halves`"), "{detail}");
+    let krow = report.shards.iter().find(|s| s.id == kept.id).unwrap();
+    assert_eq!(krow.status, "OK", "{report:?}");
+    assert_eq!(report.databases[0].status, "degraded", "{report:?}");
+    // It serves the slots of the keys it loaded, and nobody reachable serves the rest.
+    let unserved = report.unserved_slots();
+    assert_eq!(unserved.len(), 1, "{unserved:?}");
+    let count: u32 = unserved[0]
+        .1
+        .iter()
+        .map(|r| u32::from(r.end - r.start) + 1)
+        .sum();
+    assert!(unserved[0]
+        .1
+        .iter()
+        .all(|r| slots.start <= r.start && r.end <= slots.end));
+    assert!(0 < count && count < 8192, "{unserved:?}");
+
+    db::restart_db(&mut w.c, &w.srv, id).await.unwrap();
+    let report = w.status().await;
+    assert!(report.shards.iter().all(|s| s.status == "OK"), "{report:?}");
+    assert_eq!(report.databases[0].status, "active", "{report:?}");
+    assert!(report.unserved_slots().is_empty(), "{report:?}");
+}

@@ -36,6 +36,11 @@ impl RemoteCheck {
         Ok(RemoteCheck { host })
     }
 
+    /// The node's machine, for what else is read there.
+    pub fn host(&self) -> &SshHost {
+        &self.host
+    }
+
     /// The persistent path exists (made when missing) as a writable directory there.
     pub async fn persistent_path(&self, path: &Path) -> Result<(), CommandError> {
         let p = sh_quote(&path.to_string_lossy());

@@ -394,6 +394,41 @@ mod tests {
     }
 
     #[test]
+    fn completion_offers_the_clusters_backup_and_restore_tasks() {
+        let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        for name in ["nightly", "hourly"] {
+            let task = serde_json::from_value(serde_json::json!({
+                "name": name, "db": 3, "path": "/repo", "max_pause_ms": 1000, "created": 0,
+            }))
+            .unwrap();
+            cluster.backups.tasks.insert(name.into(), task);
+        }
+        for (name, group) in [
+            ("back", None),
+            ("all-orders", Some("all")),
+            ("all-cache", Some("all")),
+        ] {
+            let task = serde_json::from_value(serde_json::json!({
+                "name": name, "db": "orders", "run": "r1", "path": "/repo",
+                "state": "created", "created": 0, "group": group,
+            }))
+            .unwrap();
+            cluster.backups.restores.insert(name.into(), task);
+        }
+        let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
+        assert_eq!(c("backup task run "), ["hourly", "nightly"]);
+        assert_eq!(c("backup task delete n"), ["nightly"]);
+        // A group is named as its tasks are.
+        assert_eq!(
+            c("restore task start "),
+            ["all", "all-cache", "all-orders", "back"]
+        );
+        assert_eq!(c("restore task delete b"), ["back"]);
+        // A new task's name is the operator's: nothing offered.
+        assert!(c("backup task create name ").is_empty());
+    }
+
+    #[test]
     fn completion_offers_latest_and_the_clusters_runs() {
         use crate::ccs::{BackupRun, RunStatus};
         let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));

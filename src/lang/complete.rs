@@ -251,6 +251,27 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             out
         }
         ValueKind::Path => path_candidates(partial, false),
+        ValueKind::BackupTask => cluster.map_or_else(Vec::new, |c| {
+            c.backups
+                .tasks
+                .keys()
+                .filter(|t| t.starts_with(partial))
+                .cloned()
+                .collect()
+        }),
+        ValueKind::RestoreTask => cluster.map_or_else(Vec::new, |c| {
+            // The tasks, and the groups a `restore task create ... db a,b` made.
+            let mut out: Vec<String> = c
+                .backups
+                .restores
+                .values()
+                .flat_map(|t| std::iter::once(t.name.clone()).chain(t.group.clone()))
+                .filter(|t| t.starts_with(partial))
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        }),
         ValueKind::Run if partial.contains('/') => path_candidates(partial, false),
         ValueKind::Run => {
             let mut out: Vec<String> = Vec::new();

@@ -46,6 +46,10 @@ pub enum ValueKind {
     /// A backup run: its id, `latest`, or `<repository>/<run|latest>`; completes `latest`
     /// and this cluster's succeeded runs, newest first (a path once a `/` is typed).
     Run,
+    /// An existing backup task's name; completes from the CCS.
+    BackupTask,
+    /// An existing restore task's (or restore task group's) name; completes from the CCS.
+    RestoreTask,
     /// `node:2` or `2`; completes from the CCS.
     Node,
     /// `db:3`, `3` or a database name; completes from the CCS.
@@ -243,6 +247,8 @@ impl ValueKind {
     pub fn describe(self) -> String {
         match self {
             ValueKind::Word => "a word".into(),
+            ValueKind::BackupTask => "a backup task".into(),
+            ValueKind::RestoreTask => "a restore task".into(),
             ValueKind::Run => "a backup run".into(),
             ValueKind::ClusterName | ValueKind::DbName => "a name".into(),
             ValueKind::Integer => "a number".into(),
@@ -274,7 +280,9 @@ impl ValueKind {
             ));
         }
         let value = match self {
-            ValueKind::Word | ValueKind::Run => Value::Word(text.to_string()),
+            ValueKind::Word | ValueKind::Run | ValueKind::BackupTask | ValueKind::RestoreTask => {
+                Value::Word(text.to_string())
+            }
             ValueKind::ClusterName => {
                 crate::ccs::rules::check_cluster_name(text)?;
                 Value::Word(text.to_string())

@@ -160,28 +160,60 @@ impl Pending {
     }
 }
 
-/// Reads the replies of one batch sent on `con`; returns the keys (and commands) it wrote.
-fn replies(con: &mut redis::Connection, sent: &Batch) -> Result<usize, String> {
+/// Why a batch did not write all it carried.
+enum Unwritten {
+    /// The server refused a command (its reply says why); it answered every other one.
+    Refused(String),
+    /// The connection broke: no more replies come.
+    Broken(String),
+}
+
+impl Unwritten {
+    fn reason(self) -> String {
+        match self {
+            Unwritten::Refused(why) | Unwritten::Broken(why) => why,
+        }
+    }
+}
+
+/// Reads the replies of one batch sent on `con`; returns the keys (and commands) it wrote,
+/// or the first refusal. Every reply is read even after a refusal, so that the server has
+/// run the whole batch when it returns (only a broken connection stops it sooner).
+fn replies(con: &mut redis::Connection, sent: &Batch) -> Result<usize, Unwritten> {
     let mut guarded = sent.guarded.iter().peekable();
+    let mut refused = None;
     for i in 0..sent.replies {
         let is_guarded = guarded.next_if(|&&j| j == i).is_some();
-        match con.recv_response().map_err(|e| e.to_string())? {
+        let reply = con
+            .recv_response()
+            .map_err(|e| Unwritten::Broken(e.to_string()))?;
+        let why = match reply {
             redis::Value::ServerError(e) => {
-                return Err(format!("{} {}", e.code(), e.details().unwrap_or_default()))
+                format!("{} {}", e.code(), e.details().unwrap_or_default())
             }
             // `SET ... NX` answers nil, and `MSETNX` 0, where RESTORE would say BUSYKEY.
             redis::Value::Nil | redis::Value::Int(0) if is_guarded => {
-                return Err("a key already exists on the target (`SET ... NX` or `MSETNX` refused to overwrite it): the target was not empty".into());
+                "a key already exists on the target (`SET ... NX` or `MSETNX` refused to overwrite it): the target was not empty".into()
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        refused.get_or_insert(why);
     }
-    Ok(sent.written)
+    match refused {
+        Some(why) => Err(Unwritten::Refused(why)),
+        None => Ok(sent.written),
+    }
 }
 
 /// Sends batches to one master on its own thread, so decoding the next keys overlaps the
 /// writes, and reads their replies a few batches behind, so the server never waits for
 /// a round trip. Sent buffers come back through `spent` to be filled again.
+///
+/// On a refusal it sends nothing more, but reads the replies of every batch already sent
+/// before it ends: a connection dropped with commands still in the server's socket lets
+/// the server run them after the replay returned (it reads on until the close), so a
+/// caller emptying the target after a failed replay would see them land after its
+/// `FLUSHALL` (a `from_files` fill left 1000 keys in a master it said was EMPTY again).
 struct Sender {
     tx: Option<std::sync::mpsc::SyncSender<Batch>>,
     spent: std::sync::mpsc::Receiver<Vec<u8>>,
@@ -194,23 +226,49 @@ impl Sender {
         let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<u8>>();
         let thread = std::thread::spawn(move || {
             let mut written = 0u64;
+            // The first reason a write failed, and whether the connection is gone.
+            let mut failed: Option<String> = None;
+            let mut broken = false;
+            let note = |e: Unwritten, failed: &mut Option<String>, broken: &mut bool| {
+                *broken |= matches!(e, Unwritten::Broken(_));
+                failed.get_or_insert(e.reason());
+            };
             let mut in_flight = std::collections::VecDeque::with_capacity(IN_FLIGHT + 1);
             for mut batch in rx {
-                con.send_packed_command(&batch.buf)
-                    .map_err(|e| e.to_string())?;
+                if let Err(e) = con.send_packed_command(&batch.buf) {
+                    // The batches sent before it may still run: their replies are read.
+                    failed = Some(e.to_string());
+                    break;
+                }
                 let mut buf = std::mem::take(&mut batch.buf);
                 buf.clear();
                 let _ = spent_tx.send(buf);
                 in_flight.push_back(batch);
                 if in_flight.len() > IN_FLIGHT {
                     let oldest = in_flight.pop_front().expect("a batch in flight");
-                    written += replies(&mut con, &oldest)? as u64;
+                    match replies(&mut con, &oldest) {
+                        Ok(n) => written += n as u64,
+                        Err(e) => {
+                            note(e, &mut failed, &mut broken);
+                            break;
+                        }
+                    }
                 }
             }
+            // Leaving the loop drops the channel: the reader's next batch is refused.
             for b in &in_flight {
-                written += replies(&mut con, b)? as u64;
+                if broken {
+                    break;
+                }
+                match replies(&mut con, b) {
+                    Ok(n) => written += n as u64,
+                    Err(e) => note(e, &mut failed, &mut broken),
+                }
             }
-            Ok(written)
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(written),
+            }
         });
         Sender {
             tx: Some(tx),

@@ -911,6 +911,73 @@ fn replay_writes_a_file_and_never_overwrites_a_key() {
     empty.cmd(&["PING"]);
 }
 
+/// A replay stopped by a refused write returns only once the server answered every
+/// command it was sent. It used to drop its connection with batches still queued in the
+/// server's socket: these ran after it returned, so a master emptied right after a
+/// failed fill (`recover db ... from_files`) took them, and held 1000 keys again.
+#[test]
+fn a_failed_replay_leaves_nothing_running_on_the_server() {
+    // An AOF of large commands, as a fill meets them: the server reads each in many
+    // chunks, so one is still arriving when the replay sees a write refused.
+    let mut src = Server::start(&[("appendonly", "yes"), ("appendfsync", "always")]);
+    let value = "v".repeat(200);
+    let cmds: Vec<_> = (0..8)
+        .map(|batch| {
+            let mut cmd = vec![b"MSET".to_vec()];
+            for i in batch * 5000..(batch + 1) * 5000 {
+                cmd.push(format!("k{i}").into_bytes());
+                cmd.push(value.clone().into_bytes());
+            }
+            cmd
+        })
+        .collect();
+    src.batch(&cmds);
+    let aof = src.file("appendonlydir");
+    let mut target = Server::start(&[]);
+    let info = target.cmd(&["INFO", "memory"]).text();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cap = (used + 2_000_000).to_string();
+    assert_eq!(
+        target.cmd(&["CONFIG", "SET", "maxmemory", &cap]).text(),
+        "OK"
+    );
+    let err = lazarus::replay::write_all(
+        std::slice::from_ref(&aof),
+        &[lazarus::replay::Target {
+            slots: lazarus::ccs::SlotRange::ALL,
+            addr: addr(&target),
+        }],
+        false,
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(err.contains("OOM"), "{err}");
+    // Emptied at once, as a failed fill empties its master (room again: a write still
+    // queued would land now), and nothing the replay sent runs after it returned.
+    let msets = |s: &mut Server| {
+        let stats = s.cmd(&["INFO", "commandstats"]).text();
+        stats
+            .lines()
+            .find(|l| l.starts_with("cmdstat_mset:"))
+            .map(|l| {
+                let calls: Vec<&str> = l.split(',').filter(|f| f.contains("calls=")).collect();
+                calls.join(",")
+            })
+            .unwrap()
+    };
+    let ran = msets(&mut target);
+    assert_eq!(target.cmd(&["FLUSHALL"]).text(), "OK");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(target.cmd(&["DBSIZE"]).int(), 0);
+    assert_eq!(msets(&mut target), ran);
+}
+
 /// `verify db` on a sharded database whose master was killed and failed over proves the
 /// replica serving its slots. It used to ask the dead master and fail with "Connection
 /// refused", while the database served every key.

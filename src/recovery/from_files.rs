@@ -46,12 +46,14 @@ pub enum FillError {
         name: String,
         missing: Vec<String>,
     },
-    #[error("db:{id} `{name}`: redis:{shard}: {reason}; it is EMPTY again, as before{kept}")]
+    #[error("db:{id} `{name}`: redis:{shard}: {reason}; {after}{kept}")]
     Failed {
         id: Id,
         name: String,
         shard: Id,
         reason: String,
+        /// `it is EMPTY again, as before`, or why it may not be.
+        after: String,
         /// ` (redis:N filled before it, and kept)`, or nothing.
         kept: String,
     },
@@ -177,7 +179,16 @@ pub async fn from_files(
                     .iter()
                     .map(|m| format!("redis:{}", m.shard))
                     .collect();
-                let again = empty_again.map(|at| (shard.id, at));
+                let (again, after) = match empty_again {
+                    Emptied::Untouched => (None, "it is EMPTY, as before".to_string()),
+                    Emptied::Again(at) => {
+                        (Some((shard.id, at)), "it is EMPTY again, as before".to_string())
+                    }
+                    Emptied::Not(why) => (
+                        None,
+                        format!("it may not be EMPTY again ({why}): `from_files` refuses it while it holds keys or writes not saved"),
+                    ),
+                };
                 let _ = record(lock, cluster, db.id, &done_ids(&filled), again);
                 let kept = if done.is_empty() {
                     String::new()
@@ -189,6 +200,7 @@ pub async fn from_files(
                     name,
                     shard: shard.id,
                     reason: e,
+                    after,
                     kept,
                 });
             }
@@ -345,10 +357,20 @@ async fn untouched(cluster: &Cluster, db: &Database, s: &Shard) -> Result<(), Fi
     Ok(())
 }
 
-/// Why a master's fill failed, and when it was EMPTY again (see [`empty_again`]).
+/// Why a master's fill failed, and whether it is EMPTY (see [`empty_again`]).
 struct Unfilled {
     reason: String,
-    empty_again: Option<i64>,
+    empty_again: Emptied,
+}
+
+/// A master after a failed fill.
+enum Emptied {
+    /// Nothing was written: it is EMPTY as before.
+    Untouched,
+    /// Its keys were removed, and saved at this time: its new `empty_since`.
+    Again(i64),
+    /// Written, and it could not be emptied again: why.
+    Not(String),
 }
 
 /// Fences the master, writes the source's keys into it, checks the count and (unless
@@ -365,7 +387,7 @@ async fn fill(
 ) -> Result<(u64, Option<String>), Unfilled> {
     let failed = |reason: String| Unfilled {
         reason,
-        empty_again: None,
+        empty_again: Emptied::Untouched,
     };
     let a = addr_of(cluster, db, shard.id).map_err(|e| failed(e.to_string()))?;
     let node = cluster
@@ -381,12 +403,25 @@ async fn fill(
     fenced.password = Some(fence.to_string());
     let result = write_and_check(hosts, db, shard, source, &fenced, counts_only).await;
     let again = match result {
-        Ok(_) => None,
-        Err(_) => empty_again(&fenced).await,
+        Ok(_) => Emptied::Untouched,
+        Err(_) => match empty_again(&fenced).await {
+            Ok(at) => Emptied::Again(at),
+            Err(why) => Emptied::Not(why),
+        },
     };
-    crate::restore::unfence_shard(&fenced, db.config.password.as_deref(), Some(&file))
-        .await
-        .map_err(failed)?;
+    if let Err(e) =
+        crate::restore::unfence_shard(&fenced, db.config.password.as_deref(), Some(&file)).await
+    {
+        // What the master holds is what the write and the emptying left, not "as before".
+        let empty_again = match result {
+            Ok(_) => Emptied::Not("the keys were written before unfencing it failed".into()),
+            Err(_) => again,
+        };
+        return Err(Unfilled {
+            reason: format!("unfencing it failed: {e}"),
+            empty_again,
+        });
+    }
     file.remove().await;
     result.map_err(|reason| Unfilled {
         reason,
@@ -398,14 +433,24 @@ async fn fill(
 /// write while it was fenced), then saves, so that its count of changes since a save
 /// says no write came since it was EMPTY again: the fill's own writes would otherwise
 /// refuse every later `from_files` (see [`untouched`]). The save's time, its new
-/// `empty_since`; `None` when it did not answer.
-async fn empty_again(fenced: &ShardAddr) -> Option<i64> {
-    let mut con = connect(fenced, TIMEOUT).await.ok()?;
-    let flushed: Result<(), _> = redis::cmd("FLUSHALL").query_async(&mut con).await;
-    let saved: Result<(), _> = redis::cmd("SAVE").query_async(&mut con).await;
-    flushed.and(saved).ok()?;
-    let persistence = info(fenced, "persistence", TIMEOUT).await.ok()?;
-    Some(persistence.get_u64("rdb_last_save_time")? as i64)
+/// `empty_since`; or what failed.
+async fn empty_again(fenced: &ShardAddr) -> Result<i64, String> {
+    let mut con = connect(fenced, TIMEOUT).await.map_err(|e| e.to_string())?;
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| format!("`FLUSHALL`: {e}"))?;
+    redis::cmd("SAVE")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| format!("`SAVE`: {e}"))?;
+    let persistence = info(fenced, "persistence", TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    persistence
+        .get_u64("rdb_last_save_time")
+        .map(|at| at as i64)
+        .ok_or_else(|| "no `rdb_last_save_time` in `INFO persistence`".to_string())
 }
 
 async fn write_and_check(

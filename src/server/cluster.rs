@@ -387,15 +387,27 @@ async fn give_back_taken_slots(
         };
         // The masters vote for one failover of a master's slots per twice the node
         // timeout: a manual failover asked sooner after the one it undoes is refused, and
-        // the server gives it up after 5 s; it is asked again until the deadline.
+        // the server gives it up after 5 s; it is asked again until the deadline. One
+        // asked before may have won after its wait (a loaded machine): the master is a
+        // master again, refuses to be asked (`You should send CLUSTER FAILOVER to a
+        // replica`), and only the replica's view is still to follow.
         loop {
-            query::<()>(
-                &master.addr,
-                redis::cmd("CLUSTER").arg("FAILOVER"),
-                CMD_TIMEOUT,
-            )
-            .await?;
-            match poll_until(&what, left().min(MANUAL_FAILOVER_WAIT), taken_back).await {
+            let promoted = cluster_nodes(&master.addr)
+                .await?
+                .iter()
+                .any(|n| n.myself && n.replica_of.is_none());
+            let wait = if promoted {
+                left()
+            } else {
+                query::<()>(
+                    &master.addr,
+                    redis::cmd("CLUSTER").arg("FAILOVER"),
+                    CMD_TIMEOUT,
+                )
+                .await?;
+                left().min(MANUAL_FAILOVER_WAIT)
+            };
+            match poll_until(&what, wait, taken_back).await {
                 Ok(()) => break,
                 Err(e) if left().is_zero() => return Err(e),
                 Err(_) => {}

@@ -373,6 +373,17 @@ async fn give_back_taken_slots(
         })
         .await?;
         wait_in_sync(&master.addr, left()).await?;
+        // The replica hears of its new replica by gossip, a ping at least every half node
+        // timeout; until then it ignores that replica's request to start a manual failover
+        // (`MFSTART` from a node it does not know follows it), which then times out after
+        // 5 s having done nothing.
+        let what = format!("`{}` to know `{}` follows it", replica.addr, master.addr);
+        poll_until(&what, left(), || async {
+            Ok(cluster_nodes(&replica.addr).await?.iter().any(|n| {
+                &n.id == master_id && n.replica_of.as_deref() == Some(replica_id.as_str())
+            }))
+        })
+        .await?;
         let what = format!("`{}` to take its slots {slots} back", master.addr);
         let taken_back = || async {
             let mine = cluster_nodes(&master.addr)

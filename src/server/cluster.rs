@@ -396,9 +396,8 @@ async fn give_back_taken_slots(
                 .any(|n| n.myself && n.replica_of.as_deref() == Some(master_id.as_str()));
             Ok(mine && follows)
         };
-        // The masters vote for one failover of a master's slots per twice the node
-        // timeout: a manual failover asked sooner after the one it undoes is refused, and
-        // the server gives it up after 5 s; it is asked again until the deadline. One
+        // A manual failover that gets nowhere (votes refused, a node too busy to answer)
+        // is given up by the server after 5 s; it is asked again until the deadline. One
         // asked before may have won after its wait (a loaded machine): the master is a
         // master again, refuses to be asked (`You should send CLUSTER FAILOVER to a
         // replica`), and only the replica's view is still to follow.

@@ -1044,6 +1044,26 @@ fn verify_db_proves_the_replica_a_failover_promoted() {
         assert!(std::time::Instant::now() < deadline, "no failover");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The promoted replica says `role:master` before every other node has heard of it:
+    // until then they count the dead master's slots as unserved and refuse every read
+    // (`CLUSTERDOWN`), their own slots' included. The database serves once each says so.
+    for s in shards.iter().filter(|s| s["id"] != dead["id"]) {
+        let url = format!("redis://127.0.0.1:{}/", port(s));
+        loop {
+            let info: Option<String> = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
+                .ok();
+            if info.is_some_and(|i| i.contains("cluster_state:ok")) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url}: the cluster did not settle"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     lz.run(&format!("verify db fo against {run}"))
         .ok()
         .stdout_has("content verified: 600 keys");

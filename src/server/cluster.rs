@@ -373,6 +373,17 @@ async fn give_back_taken_slots(
         })
         .await?;
         wait_in_sync(&master.addr, left()).await?;
+        // The replica hears of its new replica by gossip, a ping at least every half node
+        // timeout; until then it ignores that replica's request to start a manual failover
+        // (`MFSTART` from a node it does not know follows it), which then times out after
+        // 5 s having done nothing.
+        let what = format!("`{}` to know `{}` follows it", replica.addr, master.addr);
+        poll_until(&what, left(), || async {
+            Ok(cluster_nodes(&replica.addr).await?.iter().any(|n| {
+                &n.id == master_id && n.replica_of.as_deref() == Some(replica_id.as_str())
+            }))
+        })
+        .await?;
         let what = format!("`{}` to take its slots {slots} back", master.addr);
         let taken_back = || async {
             let mine = cluster_nodes(&master.addr)
@@ -385,17 +396,28 @@ async fn give_back_taken_slots(
                 .any(|n| n.myself && n.replica_of.as_deref() == Some(master_id.as_str()));
             Ok(mine && follows)
         };
-        // The masters vote for one failover of a master's slots per twice the node
-        // timeout: a manual failover asked sooner after the one it undoes is refused, and
-        // the server gives it up after 5 s; it is asked again until the deadline.
+        // A manual failover that gets nowhere (votes refused, a node too busy to answer)
+        // is given up by the server after 5 s; it is asked again until the deadline. One
+        // asked before may have won after its wait (a loaded machine): the master is a
+        // master again, refuses to be asked (`You should send CLUSTER FAILOVER to a
+        // replica`), and only the replica's view is still to follow.
         loop {
-            query::<()>(
-                &master.addr,
-                redis::cmd("CLUSTER").arg("FAILOVER"),
-                CMD_TIMEOUT,
-            )
-            .await?;
-            match poll_until(&what, left().min(MANUAL_FAILOVER_WAIT), taken_back).await {
+            let promoted = cluster_nodes(&master.addr)
+                .await?
+                .iter()
+                .any(|n| n.myself && n.replica_of.is_none());
+            let wait = if promoted {
+                left()
+            } else {
+                query::<()>(
+                    &master.addr,
+                    redis::cmd("CLUSTER").arg("FAILOVER"),
+                    CMD_TIMEOUT,
+                )
+                .await?;
+                left().min(MANUAL_FAILOVER_WAIT)
+            };
+            match poll_until(&what, wait, taken_back).await {
                 Ok(()) => break,
                 Err(e) if left().is_zero() => return Err(e),
                 Err(_) => {}

@@ -519,20 +519,8 @@ mod tests {
 
     fn run(id: &str, task: &str, started: i64, status: RunStatus) -> BackupRun {
         BackupRun {
-            id: id.into(),
             task: Some(task.into()),
-            db: 1,
-            db_name: "d".into(),
-            path: "/r".into(),
-            started,
-            took_ms: None,
-            status,
-            reason: None,
-            keys: 0,
-            bytes: 0,
-            server_version: None,
-            pause_us: None,
-            safety_for: None,
+            ..crate::ccs::fixtures::backup_run(id, started, status)
         }
     }
 

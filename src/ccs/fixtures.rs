@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use super::{
-    Cluster, Database, DbConfig, DbState, Id, Node, Persistence, PortRange, Role, Shard, SlotRange,
-    CCS_FORMAT,
+    BackupRun, Cluster, Database, DbConfig, DbState, Id, Node, Persistence, PortRange, Role,
+    RunStatus, Shard, SlotRange, CCS_FORMAT,
 };
 
 /// A database configuration: AOF, no memory limit, no password, no sync source.
@@ -85,5 +85,25 @@ pub fn cluster(cluster_id: u64, alloc_id: Id, nodes: Vec<Node>) -> Cluster {
         databases: Default::default(),
         backups: Default::default(),
         tls: None,
+    }
+}
+
+/// A backup run of db:1 `d` into `/r`, by hand (no task), with nothing measured.
+pub fn backup_run(id: &str, started: i64, status: RunStatus) -> BackupRun {
+    BackupRun {
+        id: id.into(),
+        task: None,
+        db: 1,
+        db_name: "d".into(),
+        path: "/r".into(),
+        started,
+        took_ms: None,
+        status,
+        reason: None,
+        keys: 0,
+        bytes: 0,
+        server_version: None,
+        pause_us: None,
+        safety_for: None,
     }
 }

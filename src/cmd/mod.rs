@@ -430,24 +430,9 @@ mod tests {
 
     #[test]
     fn completion_offers_latest_and_the_clusters_runs() {
-        use crate::ccs::{BackupRun, RunStatus};
+        use crate::ccs::RunStatus;
         let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
-        let run = |id: &str, started: i64, status: RunStatus| BackupRun {
-            id: id.into(),
-            task: None,
-            db: 3,
-            db_name: "orders".into(),
-            path: "/repo".into(),
-            started,
-            took_ms: None,
-            status,
-            reason: None,
-            keys: 0,
-            bytes: 0,
-            server_version: None,
-            pause_us: None,
-            safety_for: None,
-        };
+        let run = crate::ccs::fixtures::backup_run;
         cluster.backups.runs = vec![
             run("20261204-035012-17", 1, RunStatus::Succeeded),
             run("20261205-035012-18", 2, RunStatus::Failed),

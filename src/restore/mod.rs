@@ -685,18 +685,9 @@ pub async fn finish_removal(
             if lift_fence(&a, db.config.password.as_deref(), &fence_file).await {
                 continue;
             }
-            stop_shard_on(&*place.host, &place.dir)
+            restart_unfenced(cluster, db, server, s, &place, &fence_file)
                 .await
                 .map_err(|e| format!("redis:{}: {e}", s.id))?;
-            let opts = StartOptions {
-                conf: ConfOptions::default(),
-                timeout: LOAD_TIMEOUT,
-                creating: false,
-            };
-            start_shard(server, cluster, db, s, &opts)
-                .await
-                .map_err(|e| format!("redis:{}: {e}", s.id))?;
-            fence_file.remove().await;
         }
     }
     if lifted {
@@ -864,6 +855,32 @@ pub async fn unfence_shard(
         .map_err(e)
 }
 
+/// Stops the shard `s` (at `place`) if it runs and starts it again from the data in its
+/// directory, its configuration's password (not the fence's) in force; its fence file
+/// then goes. The one restart of a fenced shard, for a roll back and a finish alike.
+async fn restart_unfenced(
+    cluster: &Cluster,
+    db: &Database,
+    server: &Servers,
+    s: &crate::ccs::Shard,
+    place: &Place,
+    fence_file: &FenceFile,
+) -> Result<(), String> {
+    stop_shard_on(&*place.host, &place.dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let opts = StartOptions {
+        conf: ConfOptions::default(),
+        timeout: LOAD_TIMEOUT,
+        creating: false,
+    };
+    start_shard(server, cluster, db, s, &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    fence_file.remove().await;
+    Ok(())
+}
+
 /// Lifts the fence a restore cut short left on the running shard at `a`, in place: the
 /// password its fence file names put back to `password` (or already back: the fence
 /// was lifted and the file not yet removed). Whether the shard answers unfenced now
@@ -975,18 +992,7 @@ pub async fn roll_back(
             {
                 continue;
             }
-            stop_shard_on(&*place.host, &place.dir)
-                .await
-                .map_err(|e| e.to_string())?;
-            let opts = StartOptions {
-                conf: ConfOptions::default(),
-                timeout: LOAD_TIMEOUT,
-                creating: false,
-            };
-            start_shard(server, cluster, db, s, &opts)
-                .await
-                .map_err(|e| e.to_string())?;
-            fence_file.remove().await;
+            restart_unfenced(cluster, db, server, s, &place, &fence_file).await?;
         }
     }
     crate::db::wire(cluster, db)

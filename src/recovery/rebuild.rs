@@ -10,7 +10,7 @@ mod databases;
 mod disk;
 mod found;
 mod identities;
-mod lives;
+mod life_choice;
 mod place;
 #[cfg(test)]
 mod tests;

@@ -153,7 +153,7 @@ pub(super) fn collect(
             disk,
             place: u.root.place,
         };
-        let written = super::lives::last_written(on, &u.dir);
+        let written = super::life_choice::last_written(on, &u.dir);
         if written <= f.written(disk) {
             return true;
         }

@@ -5,7 +5,7 @@
 //!
 //! The steps, each in its part: the node roots under the given paths (here), the
 //! identity files read there and judged (`found`), which life of each node is rebuilt
-//! and where it lives next (`lives`), the databases they make (`databases`), and where
+//! and where it lives next (`life_choice`), the databases they make (`databases`), and where
 //! the masters rebuilt from their replicas' identities go (`place`).
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use crate::recovery::files::Disk;
 
 use super::disk::{self, IdScan, On, HERE};
 use super::{
-    absolute, choose_alloc_id, found, lives, place, FromIdentities, RebuildError, Rebuilt,
+    absolute, choose_alloc_id, found, life_choice, place, FromIdentities, RebuildError, Rebuilt,
 };
 
 /// A node root (a directory holding `redis/`) and the place it is on: [`HERE`], or the
@@ -158,12 +158,12 @@ fn rebuild(
         });
     }
 
-    let lives::Lives {
+    let life_choice::Lives {
         nodes,
         places: node_places,
         local,
         roots: all_roots,
-    } = lives::nodes(req, home, places, disk, &found, &mut notes, &mut problems)?;
+    } = life_choice::nodes(req, home, places, disk, &found, &mut notes, &mut problems)?;
 
     let super::databases::FromShards {
         mut databases,

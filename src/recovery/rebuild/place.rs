@@ -105,11 +105,7 @@ pub(super) fn in_own_directories(
             l.shard,
             u.file.display(),
             u.reason,
-            l.replicas
-                .iter()
-                .map(|r| format!("`redis:{r}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            shards_named(&l.replicas),
         );
         if endpoint_lost && db.port != port {
             line.push_str(&format!(
@@ -154,11 +150,7 @@ pub(super) fn place_lost(
                     l.db_name,
                     l.shard,
                     l.slots.map_or(String::new(), |s| format!(" (slots {s})")),
-                    l.replicas
-                        .iter()
-                        .map(|r| format!("`redis:{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    shards_named(&l.replicas),
                     l.node,
                     l.port
                 );
@@ -190,4 +182,12 @@ pub(super) fn place_lost(
         problems.push(left.line());
         left_out.push(left);
     }
+}
+
+/// `` `redis:4`, `redis:6` ``: shards as the rebuild's lines name them.
+fn shards_named(ids: &[Id]) -> String {
+    ids.iter()
+        .map(|r| format!("`redis:{r}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -98,11 +98,9 @@ impl World {
     }
 }
 
-/// A cluster made with Lazarus: node:1 at `n1`, node:2 at `n2` (its own random port
-/// range), a replicated AOF database `cache` and a 3-shard snapshot cluster database
-/// `orders`. Returns the CCS as stored.
-fn build_with_lazarus(w: &World) -> Value {
-    // A block of its own, clear of node:1's default 30000-30999 (`node add` refuses an overlap).
+/// `cluster create name prod` with node:1 at `n1`, then node:2 at `n2` on a port block
+/// of its own, clear of node:1's default 30000-30999 (`node add` refuses an overlap).
+fn two_nodes(w: &World) {
     let lo = common::ports::block();
     let range = format!("{lo}-{}", lo + 49);
     w.ok(
@@ -129,6 +127,13 @@ fn build_with_lazarus(w: &World) -> Value {
             &range,
         ],
     );
+}
+
+/// A cluster made with Lazarus: node:1 at `n1`, node:2 at `n2` (its own random port
+/// range), a replicated AOF database `cache` and a 3-shard snapshot cluster database
+/// `orders`. Returns the CCS as stored.
+fn build_with_lazarus(w: &World) -> Value {
+    two_nodes(w);
     w.ok(
         "home",
         &[
@@ -609,32 +614,7 @@ fn a_second_recover_from_a_backup_follows_the_first_runs_backup_as_hinted() {
 fn a_replicas_disk_alone_rebuilds_its_lost_masters_and_their_data() {
     let w = World::new();
     let rt = runtime();
-    let lo = common::ports::block();
-    let range = format!("{lo}-{}", lo + 49);
-    w.ok(
-        "home",
-        &[
-            "cluster",
-            "create",
-            "name",
-            "prod",
-            "persistent_path",
-            &w.p("n1"),
-        ],
-    );
-    w.ok(
-        "home",
-        &[
-            "node",
-            "add",
-            "addr",
-            "127.0.0.1",
-            "persistent_path",
-            &w.p("n2"),
-            "port_range",
-            &range,
-        ],
-    );
+    two_nodes(&w);
     for (name, shards) in [("cache", "1"), ("sharded", "2"), ("gone", "2")] {
         w.ok(
             "home",

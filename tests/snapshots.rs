@@ -90,8 +90,8 @@ impl Snapshots<'_> {
                 // Digests and ids in hex.
                 (r"\b[0-9a-f]{64}\b", "[SHA256]"),
                 (r"\b[0-9a-f]{32}\b", "[DIGEST]"),
-                // Ports of the loopback cluster (the range is 30000-30999).
-                (r"\b30\d\d\d\b", "[PORT]"),
+                // Ports of the loopback cluster (the range is 10000-10999).
+                (r"\b10\d\d\d\b", "[PORT]"),
                 // Pids.
                 (r"(pid\D{0,4})\d+", "$1[PID]"),
             ]

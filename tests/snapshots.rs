@@ -138,12 +138,12 @@ fn every_command_text_json_and_exit_status() {
     std::fs::create_dir_all(lz.path("old")).unwrap();
     s.pin(
         "node_add",
-        &format!("node add addr 127.0.0.1 persistent_path {home}/n2 port_range 31000-31999"),
+        &format!("node add addr 127.0.0.1 persistent_path {home}/n2 port_range 11000-11999"),
         true,
     );
     s.pin(
         "node_port_range_set",
-        "node 2 port_range set 32000-32999",
+        "node 2 port_range set 12000-12999",
         true,
     );
     s.pin(

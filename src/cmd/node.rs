@@ -61,7 +61,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
         summary: "add a node: a persistent path and a port range on an address (on another machine with `ssh`), and the server binary its shards run",
         examples: &[
             "node add addr 127.0.0.1 persistent_path /var/lib/lazarus/node2",
-            "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 32000-32999 rack_id r2",
+            "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 12000-12999 rack_id r2",
             "node add addr 127.0.0.1 persistent_path /srv/n4 redis_server /opt/valkey/bin/valkey-server",
             "node add addr 10.0.0.12 persistent_path /var/lib/lazarus ssh ops@db2",
             "node add addr 10.0.0.13 persistent_path /srv/n5 ssh root@10.0.0.13:2222 ssh_key /root/.ssh/lazarus redis_server /usr/local/bin/redis-server",
@@ -94,7 +94,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Arg("range", ValueKind::PortRange),
         ],
         summary: "set the ports a node hands its next shards (its shards keep theirs)",
-        examples: &["node 1 port_range set 32000-32999", "node node:2 port_range set 40000-40099"],
+        examples: &["node 1 port_range set 12000-12999", "node node:2 port_range set 13000-13099"],
         build: |m| {
             Ok(Command::Node(NodeCommand::SetPortRange {
                 node: m.req("node")?,

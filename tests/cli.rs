@@ -730,7 +730,12 @@ fn a_nodes_port_range_never_holds_its_own_shards_bus_ports() {
     let shards = created[0]["result"]["shards"].as_array().unwrap();
     let (shard, port) = shards
         .iter()
-        .map(|s| (s["id"].as_u64().unwrap(), s["port"].as_u64().unwrap() as u16))
+        .map(|s| {
+            (
+                s["id"].as_u64().unwrap(),
+                s["port"].as_u64().unwrap() as u16,
+            )
+        })
         .min_by_key(|&(_, port)| port)
         .unwrap();
     let bus = port + 10000;

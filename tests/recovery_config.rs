@@ -985,7 +985,10 @@ fn a_port_given_at_create_leaves_the_rebuilt_nodes_range_as_it_was() {
         ],
     );
     let port = common::ports::block();
-    w.ok("home", &["create", "db", "apart", "port", &port.to_string()]);
+    w.ok(
+        "home",
+        &["create", "db", "apart", "port", &port.to_string()],
+    );
     let before = stored(&w, "home");
     let old: Cluster = serde_json::from_value(before.clone()).unwrap();
     assert!(!old.nodes[&1].port_range.contains(port), "{before}");

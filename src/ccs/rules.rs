@@ -558,9 +558,7 @@ fn bus_apart(cluster: &Cluster, addr: &str, range: PortRange) -> bool {
             hi: r.hi.saturating_add(offset),
         })
     };
-    let meet = |a: Option<PortRange>, b: Option<PortRange>| {
-        matches!((a, b), (Some(a), Some(b)) if a.lo <= b.hi && b.lo <= a.hi)
-    };
+    let meet = |a: Option<PortRange>, b: Option<PortRange>| matches!((a, b), (Some(a), Some(b)) if a.lo <= b.hi && b.lo <= a.hi);
     cluster
         .nodes
         .values()
@@ -922,7 +920,10 @@ mod tests {
             hi: 50999,
         };
         let (a, b) = (
-            Some(SlotRange { start: 0, end: 8191 }),
+            Some(SlotRange {
+                start: 0,
+                end: 8191,
+            }),
             Some(SlotRange {
                 start: 8192,
                 end: 16383,

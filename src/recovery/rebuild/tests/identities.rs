@@ -413,8 +413,7 @@ fn a_shard_port_outside_its_nodes_range_leaves_the_range_as_recorded() {
     let rebuilt = from_ids(paths.clone(), &home).unwrap();
     for id in [1, 2] {
         assert_eq!(
-            rebuilt.cluster.nodes[&id].port_range,
-            cluster.nodes[&id].port_range,
+            rebuilt.cluster.nodes[&id].port_range, cluster.nodes[&id].port_range,
             "node:{id}"
         );
     }

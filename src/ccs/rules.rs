@@ -405,7 +405,7 @@ impl fmt::Display for EphemeralOverlap {
             (Some((a, b)), None) => (format!("its ports {a}-{b}"), "port"),
             (None, Some(p)) => (format!("its {}", bus(p)), "bus port"),
             (Some((a, b)), Some(p)) => (
-                format!("its ports {a}-{b} and their {}", bus(p)),
+                format!("its ports {a}-{b} and its {}", bus(p)),
                 "port or bus port",
             ),
             (None, None) => unreachable!("an overlap has ports or bus ports"),
@@ -558,7 +558,10 @@ fn bus_apart(cluster: &Cluster, addr: &str, range: PortRange) -> bool {
             hi: r.hi.saturating_add(offset),
         })
     };
-    let meet = |a: Option<PortRange>, b: Option<PortRange>| matches!((a, b), (Some(a), Some(b)) if a.lo <= b.hi && b.lo <= a.hi);
+    let meet = |a: Option<PortRange>, b: Option<PortRange>| match (a, b) {
+        (Some(a), Some(b)) => a.lo <= b.hi && b.lo <= a.hi,
+        _ => false,
+    };
     cluster
         .nodes
         .values()
@@ -616,11 +619,13 @@ fn own_bus_in(cluster: &Cluster, node: Option<Id>, range: PortRange) -> Option<N
     let node = node?;
     cluster.databases.values().find_map(|db| {
         db.shards.iter().filter(|s| s.node == node).find_map(|s| {
-            let bus = db
-                .port_need()
-                .ports(s.port)
-                .skip(1)
-                .find(|&p| range.contains(p))?;
+            let bus = match db.port_need() {
+                crate::server::PortNeed::WithBus => {
+                    s.port.checked_add(crate::server::CLUSTER_BUS_OFFSET)
+                }
+                crate::server::PortNeed::Plain => None,
+            }
+            .filter(|&p| range.contains(p))?;
             Some(NodePlaceError::RangeOverOwnBus {
                 range,
                 port: s.port,
@@ -992,7 +997,7 @@ mod tests {
         let part = ephemeral_overlap(3, r(32000, 33000), linux, "ssh `h`").unwrap();
         assert_eq!(
             part.to_string(),
-            "node:3's port range `32000-33000` on ssh `h`: its ports 32768-33000 and their cluster bus ports 42000-43000 (port + 10000, where a sharded database's shards also listen) lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's port or bus port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
+            "node:3's port range `32000-33000` on ssh `h`: its ports 32768-33000 and its cluster bus ports 42000-43000 (port + 10000, where a sharded database's shards also listen) lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's port or bus port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
         );
         let own = ephemeral_overlap(3, r(52000, 52999), r(50000, 55000), "this machine").unwrap();
         assert!(

@@ -719,9 +719,7 @@ fn a_nodes_port_range_never_holds_its_own_shards_bus_ports() {
         lz.path("n1").display()
     ))
     .ok();
-    let lo = common::ports::block();
-    let hi = lo + common::ports::NODE_PORTS - 1;
-    lz.run(&format!("node 1 port_range set {lo}-{hi}")).ok();
+    let lo = lz.own_port_range();
     let created = lz
         .cmd(["--json", "create", "db", "sharded", "shards", "2"])
         .run()
@@ -749,6 +747,48 @@ fn a_nodes_port_range_never_holds_its_own_shards_bus_ports() {
     assert_eq!(lz.ccs(), before, "a refused range changes nothing");
     lz.run(&format!("node 1 port_range set {lo}-{}", bus - 1))
         .ok();
+}
+
+/// `node <node> port_range set` warns of a range in the node's machine's ephemeral ports
+/// (or its bus ports) as `node add` does, and sets it; a range clear of them says nothing.
+#[test]
+fn a_port_range_set_in_the_ephemeral_ports_is_warned_of() {
+    let Some(ephemeral) = lazarus::ccs::rules::local_ephemeral_ports() else {
+        eprintln!("no ephemeral port range to read here: nothing to warn of");
+        return;
+    };
+    let lz = Lazarus::new();
+    lz.run("cluster create name eph").ok();
+    let (lo, hi) = (ephemeral.lo.max(1024), ephemeral.lo.max(1024) + 99);
+    let doc = lz
+        .cmd([
+            "--json",
+            "node",
+            "1",
+            "port_range",
+            "set",
+            &format!("{lo}-{hi}"),
+        ])
+        .run()
+        .ok()
+        .json();
+    let warnings = doc[0]["result"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{doc:?}");
+    assert!(
+        warnings[0].as_str().unwrap().starts_with(&format!(
+            "node:1's port range `{lo}-{hi}` on this machine: its ports {lo}-{hi}"
+        )),
+        "{doc:?}"
+    );
+    assert_eq!(
+        lz.ccs()["nodes"]["1"]["port_range"],
+        serde_json::json!({"lo": lo, "hi": hi})
+    );
+    if ephemeral.lo > 22999 {
+        lz.run("node 1 port_range set 12000-12999")
+            .ok()
+            .stdout_lacks("warning");
+    }
 }
 
 /// A node's port range in the kernel's ephemeral ports (or its bus ports, + 10000) lets

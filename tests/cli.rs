@@ -81,7 +81,7 @@ fn nodes_add_remove_and_recovery_path() {
     .ok()
     .stdout_has("Created the default local cluster `local`")
     .stdout_has("Added node:2 on 127.0.0.1")
-    .stdout_has("ports 31000-31999");
+    .stdout_has("ports 11000-11999");
     assert!(p2.join("ccs/ccs.json").is_file());
     lz.run(&format!(
         "node add addr 127.0.0.1 persistent_path {}",
@@ -90,11 +90,11 @@ fn nodes_add_remove_and_recovery_path() {
     .fails(1)
     .stderr_has("is already node:2's");
     lz.run(&format!(
-        "node add addr 127.0.0.1 persistent_path {} port_range 30500-30600",
+        "node add addr 127.0.0.1 persistent_path {} port_range 10500-10600",
         lz.path("n3").display()
     ))
     .fails(1)
-    .stderr_has("port range `30500-30600` overlaps node:1's `30000-30999` on 127.0.0.1");
+    .stderr_has("port range `10500-10600` overlaps node:1's `10000-10999` on 127.0.0.1");
 
     lz.run("info node 2")
         .ok()
@@ -144,7 +144,7 @@ fn json_output_is_one_document_per_command() {
     // A string: a bare 64-bit number is rounded by jq and JavaScript.
     assert_eq!(docs[0]["result"]["cluster_id"], "5");
     assert_eq!(docs[1]["command"], "info cluster");
-    assert_eq!(docs[1]["result"]["nodes"][0]["port_range"], "30000-30999");
+    assert_eq!(docs[1]["result"]["nodes"][0]["port_range"], "10000-10999");
     assert_eq!(docs[2]["ok"], false);
     assert_eq!(docs[2]["error"], "there is no node:3 (nodes: 1)");
     let parse = lz.cmd(["--json", "info", "clustr"]).run().fails(2).json();
@@ -636,7 +636,7 @@ fn a_nodes_port_range_is_set_for_later_placements() {
     lz.run(&format!("node 1 port_range set {lo}-{mid}"))
         .ok()
         .stdout_has(&format!(
-            "node:1 hands out ports {lo}-{mid} to its next shards (was 30000-30999)"
+            "node:1 hands out ports {lo}-{mid} to its next shards (was 10000-10999)"
         ));
     let first = lz
         .cmd(["--json", "create", "db", "first"])
@@ -706,11 +706,96 @@ fn a_nodes_port_range_is_set_for_later_placements() {
         .stdout_has(&format!(" {first} "));
 }
 
+/// `node <node> port_range set` refuses a range holding the cluster bus port (port +
+/// 10000) of one of the node's own sharded database's shards: the node would hand that
+/// port to a later shard, and one of the two could not bind it. The refusal names the
+/// shard and both ports; the CCS is unchanged; a range stopping short of it is taken.
+#[test]
+fn a_nodes_port_range_never_holds_its_own_shards_bus_ports() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.run(&format!(
+        "cluster create name bus persistent_path {}",
+        lz.path("n1").display()
+    ))
+    .ok();
+    let lo = lz.own_port_range();
+    let created = lz
+        .cmd(["--json", "create", "db", "sharded", "shards", "2"])
+        .run()
+        .ok()
+        .json();
+    let shards = created[0]["result"]["shards"].as_array().unwrap();
+    let (shard, port) = shards
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_u64().unwrap(),
+                s["port"].as_u64().unwrap() as u16,
+            )
+        })
+        .min_by_key(|&(_, port)| port)
+        .unwrap();
+    let bus = port + 10000;
+    let before = lz.ccs();
+    lz.run(&format!("node 1 port_range set {lo}-{bus}"))
+        .fails(1)
+        .stderr_has(&format!(
+            "port range `{lo}-{bus}` holds port `{bus}`, the cluster bus port of node:1's own shard redis:{shard} (db:"
+        ))
+        .stderr_has(&format!("on port `{port}` (port + 10000)"));
+    assert_eq!(lz.ccs(), before, "a refused range changes nothing");
+    lz.run(&format!("node 1 port_range set {lo}-{}", bus - 1))
+        .ok();
+}
+
+/// `node <node> port_range set` warns of a range in the node's machine's ephemeral ports
+/// (or its bus ports) as `node add` does, and sets it; a range clear of them says nothing.
+#[test]
+fn a_port_range_set_in_the_ephemeral_ports_is_warned_of() {
+    let Some(ephemeral) = lazarus::ccs::rules::local_ephemeral_ports() else {
+        eprintln!("no ephemeral port range to read here: nothing to warn of");
+        return;
+    };
+    let lz = Lazarus::new();
+    lz.run("cluster create name eph").ok();
+    let (lo, hi) = (ephemeral.lo.max(1024), ephemeral.lo.max(1024) + 99);
+    let doc = lz
+        .cmd([
+            "--json",
+            "node",
+            "1",
+            "port_range",
+            "set",
+            &format!("{lo}-{hi}"),
+        ])
+        .run()
+        .ok()
+        .json();
+    let warnings = doc[0]["result"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{doc:?}");
+    assert!(
+        warnings[0].as_str().unwrap().starts_with(&format!(
+            "node:1's port range `{lo}-{hi}` on this machine: its ports {lo}-{hi}"
+        )),
+        "{doc:?}"
+    );
+    assert_eq!(
+        lz.ccs()["nodes"]["1"]["port_range"],
+        serde_json::json!({"lo": lo, "hi": hi})
+    );
+    if ephemeral.lo > 22999 {
+        lz.run("node 1 port_range set 12000-12999")
+            .ok()
+            .stdout_lacks("warning");
+    }
+}
+
 /// A node's port range in the kernel's ephemeral ports (or its bus ports, + 10000) lets
 /// an outgoing connection's source port take a shard's port (seen: `recover db` refused
 /// a port a TIME-WAIT socket held). `node add` and `cluster create` (whose range is the
-/// default) say so, naming both ranges, and go on: a warning, not a refusal. A range
-/// clear of it says nothing.
+/// default, clear of Linux's default ephemeral ports, bus ports too) say so, naming both
+/// ranges, and go on: a warning, not a refusal. A range clear of it says nothing.
 #[test]
 fn a_port_range_in_the_ephemeral_ports_is_warned_of() {
     let Some(ephemeral) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -725,9 +810,9 @@ fn a_port_range_in_the_ephemeral_ports_is_warned_of() {
     let default = lazarus::ccs::PortRange::DEFAULT;
     let warned = lazarus::ccs::rules::ephemeral_overlap(1, default, ephemeral, "this machine");
     assert_eq!(
-        created
-            .stdout
-            .contains("warning: node:1's port range `30000-30999` on this machine"),
+        created.stdout.contains(&format!(
+            "warning: node:1's port range `{default}` on this machine"
+        )),
         warned.is_some(),
         "{}",
         created.stdout
@@ -766,6 +851,38 @@ fn a_port_range_in_the_ephemeral_ports_is_warned_of() {
         lz.ccs()["nodes"]["2"]["port_range"],
         serde_json::json!({"lo": lo, "hi": hi})
     );
+    // Its ports below the ephemeral range, their cluster bus ports (+ 10000) in it: added,
+    // and warned of, naming the bus ports.
+    if ephemeral.lo >= 11024 && ephemeral.hi - ephemeral.lo >= 99 {
+        let (lo, hi) = (ephemeral.lo - 10000, ephemeral.lo - 9901);
+        let doc = lz
+            .cmd([
+                "--json",
+                "node",
+                "add",
+                "addr",
+                "127.0.0.1",
+                "persistent_path",
+                lz.path("bus").to_str().unwrap(),
+                "port_range",
+                &format!("{lo}-{hi}"),
+            ])
+            .run()
+            .ok()
+            .json();
+        let warnings = doc[0]["result"]["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{doc:?}");
+        let w = warnings[0].as_str().unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "node:3's port range `{lo}-{hi}` on this machine: its cluster bus ports {}-{} (port + 10000, where a sharded database's shards also listen) lie in the kernel's ephemeral port range `{ephemeral}`",
+                lo + 10000,
+                hi + 10000
+            )),
+            "{w}"
+        );
+        assert!(w.contains("one can hold a shard's bus port"), "{w}");
+    }
     // Clear of it: nothing said.
     if ephemeral.lo > 12999 {
         let out = lz

@@ -99,7 +99,7 @@ impl World {
 }
 
 /// `cluster create name prod` with node:1 at `n1`, then node:2 at `n2` on a port block
-/// of its own, clear of node:1's default 30000-30999 (`node add` refuses an overlap).
+/// of its own, clear of node:1's default 10000-10999 (`node add` refuses an overlap).
 fn two_nodes(w: &World) {
     let lo = common::ports::block();
     let range = format!("{lo}-{}", lo + 49);
@@ -964,4 +964,55 @@ fn a_master_whose_identity_is_damaged_recovers_from_its_own_fresher_files() {
     });
     // The damaged identity file, the old disk's, was only read.
     assert_eq!(fs::read(&identity).unwrap(), &text[..text.len() / 2]);
+}
+
+/// A database created with a `port` outside its node's range (node:1's default
+/// 10000-10999, the port a test block's): rebuilt from the identity files alone, node:1
+/// has the range it had, not one widened to the shard's port, and the shard keeps its
+/// port outside it, as at create; `recover all` starts it there.
+#[test]
+fn a_port_given_at_create_leaves_the_rebuilt_nodes_range_as_it_was() {
+    let w = World::new();
+    w.ok(
+        "home",
+        &[
+            "cluster",
+            "create",
+            "name",
+            "prod",
+            "persistent_path",
+            &w.p("n1"),
+        ],
+    );
+    let port = common::ports::block();
+    w.ok(
+        "home",
+        &["create", "db", "apart", "port", &port.to_string()],
+    );
+    let before = stored(&w, "home");
+    let old: Cluster = serde_json::from_value(before.clone()).unwrap();
+    assert!(!old.nodes[&1].port_range.contains(port), "{before}");
+    wreck(&w);
+    fs::remove_dir_all(w.path("n1/ccs")).unwrap();
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    let r = w.ok(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+            &w.p("n1"),
+        ],
+    );
+    let after: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    assert_eq!(after.nodes[&1].port_range, old.nodes[&1].port_range, "{r}");
+    let db = after.databases.values().next().unwrap();
+    assert_eq!((db.port, db.shards[0].port), (port, port), "{r}");
+    w.ok("home", &["recover", "all", "allow_empty"]);
+    let new: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
+    let db = new.databases.values().next().unwrap();
+    assert_eq!(db.state, DbState::Active);
+    assert_eq!(db.shards[0].port, port);
 }

@@ -235,8 +235,8 @@ fn node_add_over_ssh_checks_the_host_before_storing() {
     assert_eq!(node["ssh"]["key"], lab.key().to_str().unwrap());
     assert_eq!(node["redis_server"]["engine"], "redis");
     assert!(host.path("node").is_dir());
-    // Its range (a default block, whose bus ports lie in Linux's default ephemeral
-    // range) is checked against the ephemeral ports of its own machine, read there.
+    // Its range (a default block) is checked against the ephemeral ports of its own
+    // machine, read there.
     let range: lazarus::ccs::PortRange =
         serde_json::from_value(node["port_range"].clone()).unwrap();
     let ephemeral = std::fs::read_to_string(lazarus::ccs::rules::EPHEMERAL_PORTS_FILE)

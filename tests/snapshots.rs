@@ -90,8 +90,8 @@ impl Snapshots<'_> {
                 // Digests and ids in hex.
                 (r"\b[0-9a-f]{64}\b", "[SHA256]"),
                 (r"\b[0-9a-f]{32}\b", "[DIGEST]"),
-                // Ports of the loopback cluster (the range is 30000-30999).
-                (r"\b30\d\d\d\b", "[PORT]"),
+                // Ports of the loopback cluster (the range is 10000-10999).
+                (r"\b10\d\d\d\b", "[PORT]"),
                 // Pids.
                 (r"(pid\D{0,4})\d+", "$1[PID]"),
             ]
@@ -138,12 +138,12 @@ fn every_command_text_json_and_exit_status() {
     std::fs::create_dir_all(lz.path("old")).unwrap();
     s.pin(
         "node_add",
-        &format!("node add addr 127.0.0.1 persistent_path {home}/n2 port_range 31000-31999"),
+        &format!("node add addr 127.0.0.1 persistent_path {home}/n2 port_range 11000-11999"),
         true,
     );
     s.pin(
         "node_port_range_set",
-        "node 2 port_range set 32000-32999",
+        "node 2 port_range set 12000-12999",
         true,
     );
     s.pin(

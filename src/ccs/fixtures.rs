@@ -24,14 +24,21 @@ pub fn db_config(name: &str, shards: u32, replication: bool) -> DbConfig {
     }
 }
 
-/// A loopback node with its data under `<root>/n<id>` and the default port range.
+/// The port range of [`node`]: the default of clusters made before 10000-10999 was,
+/// which the unit tests' shard ports (30001, ...) lie in.
+pub const NODE_RANGE: PortRange = PortRange {
+    lo: 30000,
+    hi: 30999,
+};
+
+/// A loopback node with its data under `<root>/n<id>` and the range [`NODE_RANGE`].
 pub fn node(id: Id, root: &Path) -> Node {
     Node {
         id,
         addr: "127.0.0.1".into(),
         persistent_path: root.join(format!("n{id}")),
         recovery_path: None,
-        port_range: PortRange::DEFAULT,
+        port_range: NODE_RANGE,
         rack_id: None,
         ssh: None,
         redis_server: None,

@@ -141,9 +141,14 @@ pub struct PortRange {
 }
 
 impl PortRange {
+    /// A node's range when none is given (`cluster create`, the default local cluster;
+    /// `node add` searches blocks of 1000 from here). Clear of Linux's default ephemeral
+    /// ports (32768-60999), where an outgoing connection's source port can hold a shard's
+    /// port, and so are its cluster bus ports (+ 10000: 20000-20999). Clusters made with
+    /// the earlier default (30000-30999) keep the range they recorded.
     pub const DEFAULT: PortRange = PortRange {
-        lo: 30000,
-        hi: 30999,
+        lo: 10000,
+        hi: 10999,
     };
 
     pub fn contains(&self, port: u16) -> bool {

@@ -5,6 +5,7 @@
 //! parsing and applying), so paths are only checked at apply time, by the functions here.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -171,6 +172,17 @@ pub enum NodePlaceError {
         shard: Id,
         addr: String,
     },
+    #[error("port range `{range}` holds port `{bus}`, the cluster bus port of node:{node}'s own shard redis:{shard} (db:{db}) on port `{port}` (port + {}): a shard given that port would find it taken when both run; give a range clear of its shards' bus ports", crate::server::CLUSTER_BUS_OFFSET)]
+    RangeOverOwnBus {
+        range: PortRange,
+        /// The shard's client port.
+        port: u16,
+        /// Its cluster bus port, in the range.
+        bus: u16,
+        node: Id,
+        db: Id,
+        shard: Id,
+    },
     #[error("port range `{range}` leaves out port `{port}` of node:{node}'s shard redis:{shard} (db:{db}), which its range `{old}` gave it: give a range that holds it")]
     RangeDropsOwnShard {
         range: PortRange,
@@ -225,6 +237,9 @@ impl DomainError for NodePlaceError {
             )],
             NodePlaceError::RangeOverShard { .. } => {
                 vec!["give a range clear of the other nodes' shard ports".into()]
+            }
+            NodePlaceError::RangeOverOwnBus { bus, .. } => {
+                vec![format!("give a range that leaves out port `{bus}`")]
             }
             NodePlaceError::RangeDropsOwnShard { port, .. } => {
                 vec![format!("give a range that holds port `{port}`")]
@@ -359,16 +374,15 @@ pub async fn ephemeral_warning(
     ephemeral_overlap(node, range, ephemeral, &name)
 }
 
-/// A node's port range whose ports lie in its machine's ephemeral port range: an
+/// A node's port range whose ports, or their cluster bus ports (port + 10000, where a
+/// sharded database's shards also listen), lie in its machine's ephemeral port range: an
 /// outgoing connection (a client's, a replica's, the cluster bus's own) can take one as
-/// its source port, and a shard then finds its port taken (seen: `recover db` refused a
-/// port a TIME-WAIT socket held). A warning, not a refusal: the operator may have
-/// reserved the ports (`net.ipv4.ip_local_reserved_ports`). Only the range's own ports
-/// are judged, not their cluster bus ports (+ 10000): those of the default range
-/// (30000-30999) lie in Linux's default ephemeral range, a warning every new cluster
-/// would carry for a port sharded databases alone use (the README says so).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node:{node}'s port range `{range}` on {host}: its ports {}-{} lie in the kernel's ephemeral port range `{ephemeral}` ({EPHEMERAL_PORTS_FILE}), from which outgoing connections take their source ports, so one can hold a shard's port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)", .overlap.0, .overlap.1)]
+/// its source port, and a shard then finds its port or bus port taken (seen: `recover db`
+/// refused a port a TIME-WAIT socket held). A warning, not a refusal: the operator may
+/// have reserved the ports (`net.ipv4.ip_local_reserved_ports`). The default range
+/// ([`PortRange::DEFAULT`]) is clear of Linux's default ephemeral range, bus ports
+/// included.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EphemeralOverlap {
     pub node: Id,
     pub range: PortRange,
@@ -376,30 +390,70 @@ pub struct EphemeralOverlap {
     /// The machine (`this machine`, `ssh host`).
     pub host: String,
     /// The ports of the range in the ephemeral range.
-    overlap: (u16, u16),
+    ports: Option<(u16, u16)>,
+    /// The cluster bus ports of the range in the ephemeral range.
+    bus: Option<(u16, u16)>,
 }
 
-/// Whether node `node`'s `range` overlaps `ephemeral`, the range of the machine `host`
-/// names.
+impl fmt::Display for EphemeralOverlap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let offset = crate::server::CLUSTER_BUS_OFFSET;
+        let bus = |(a, b): (u16, u16)| {
+            format!("cluster bus ports {a}-{b} (port + {offset}, where a sharded database's shards also listen)")
+        };
+        let (which, what) = match (self.ports, self.bus) {
+            (Some((a, b)), None) => (format!("its ports {a}-{b}"), "port"),
+            (None, Some(p)) => (format!("its {}", bus(p)), "bus port"),
+            (Some((a, b)), Some(p)) => (
+                format!("its ports {a}-{b} and its {}", bus(p)),
+                "port or bus port",
+            ),
+            (None, None) => unreachable!("an overlap has ports or bus ports"),
+        };
+        write!(
+            f,
+            "node:{}'s port range `{}` on {}: {which} lie in the kernel's ephemeral port range `{}` ({EPHEMERAL_PORTS_FILE}), from which outgoing connections take their source ports, so one can hold a shard's {what} when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)",
+            self.node, self.range, self.host, self.ephemeral
+        )
+    }
+}
+
+/// Whether node `node`'s `range`, or its cluster bus ports, overlap `ephemeral`, the range
+/// of the machine `host` names.
 pub fn ephemeral_overlap(
     node: Id,
     range: PortRange,
     ephemeral: PortRange,
     host: &str,
 ) -> Option<EphemeralOverlap> {
-    let (a, b) = (range.lo.max(ephemeral.lo), range.hi.min(ephemeral.hi));
-    (a <= b).then(|| EphemeralOverlap {
+    let within = |lo: u16, hi: u16| {
+        let (a, b) = (lo.max(ephemeral.lo), hi.min(ephemeral.hi));
+        (a <= b).then_some((a, b))
+    };
+    let offset = crate::server::CLUSTER_BUS_OFFSET;
+    let ports = within(range.lo, range.hi);
+    // A range reaching past 55535 is refused before it is judged; its ports past 65535
+    // have no bus port.
+    let bus = range
+        .lo
+        .checked_add(offset)
+        .and_then(|lo| within(lo, range.hi.saturating_add(offset)));
+    (ports.is_some() || bus.is_some()).then(|| EphemeralOverlap {
         node,
         range,
         ephemeral,
         host: host.to_string(),
-        overlap: (a, b),
+        ports,
+        bus,
     })
 }
 
 /// A new node's place on `addr`: its persistent path no other node's, and its port range
-/// (`given`, else the first free block of 1000 ports from 30000 up), as
-/// [`node_range`] checks it. Returns the range.
+/// (`given`, else the first free block of 1000 ports from [`PortRange::DEFAULT`]'s up:
+/// one whose ports are no other node's on `addr`, nor their shards' or their ranges' bus
+/// ports, and whose bus ports lie in no other node's range), as [`node_range`] checks it.
+/// Returns the range. On `addr`, the first ten such blocks (10000-19999, bus ports
+/// 20000-29999) are clear of Linux's default ephemeral ports.
 pub fn new_node_place(
     cluster: &Cluster,
     addr: &str,
@@ -419,12 +473,13 @@ pub fn new_node_place(
     match given {
         Some(range) => node_range(cluster, None, addr, range).map(|()| range),
         None => (0u16..)
-            .map(|k| 30000 + k * 1000)
+            .map(|k| PortRange::DEFAULT.lo + k * 1000)
             .take_while(|&lo| lo + 999 <= crate::server::MAX_BUS_SHARD_PORT)
             .map(|lo| PortRange { lo, hi: lo + 999 })
             .find(|&range| {
                 overlapping(cluster, None, addr, range).is_none()
                     && other_shard_in(cluster, None, addr, range).is_none()
+                    && bus_apart(cluster, addr, range)
             })
             .ok_or_else(|| NodePlaceError::NoFreeRange {
                 addr: addr.to_string(),
@@ -464,6 +519,9 @@ pub fn node_range(
     if let Some(e) = other_shard_in(cluster, node, addr, range) {
         return Err(e);
     }
+    if let Some(e) = own_bus_in(cluster, node, range) {
+        return Err(e);
+    }
     let Some(old) = node
         .and_then(|id| cluster.nodes.get(&id))
         .map(|n| n.port_range)
@@ -487,6 +545,28 @@ pub fn node_range(
         }),
         None => Ok(()),
     }
+}
+
+/// Whether `range`'s ports are no bus port of another node's range on `addr`, and its
+/// bus ports lie in no other node's range there: a block the default search may hand a
+/// new node without taking ports the other nodes' sharded shards need, or needing theirs.
+fn bus_apart(cluster: &Cluster, addr: &str, range: PortRange) -> bool {
+    let offset = crate::server::CLUSTER_BUS_OFFSET;
+    let bus = |r: PortRange| {
+        r.lo.checked_add(offset).map(|lo| PortRange {
+            lo,
+            hi: r.hi.saturating_add(offset),
+        })
+    };
+    let meet = |a: Option<PortRange>, b: Option<PortRange>| match (a, b) {
+        (Some(a), Some(b)) => a.lo <= b.hi && b.lo <= a.hi,
+        _ => false,
+    };
+    cluster
+        .nodes
+        .values()
+        .filter(|n| n.addr == addr)
+        .all(|n| !meet(Some(range), bus(n.port_range)) && !meet(bus(range), Some(n.port_range)))
 }
 
 /// The first node on `addr` other than `node` whose range overlaps `range`.
@@ -527,6 +607,32 @@ fn other_shard_in(
                 db: db.id,
                 shard: s.id,
                 addr: addr.to_string(),
+            })
+        })
+    })
+}
+
+/// The first cluster bus port of a shard of `node` (a sharded database's: port + 10000)
+/// that `range` holds: the node would hand it to a later shard, which could not bind it
+/// while the first runs (or keep the first's bus from binding after).
+fn own_bus_in(cluster: &Cluster, node: Option<Id>, range: PortRange) -> Option<NodePlaceError> {
+    let node = node?;
+    cluster.databases.values().find_map(|db| {
+        db.shards.iter().filter(|s| s.node == node).find_map(|s| {
+            let bus = match db.port_need() {
+                crate::server::PortNeed::WithBus => {
+                    s.port.checked_add(crate::server::CLUSTER_BUS_OFFSET)
+                }
+                crate::server::PortNeed::Plain => None,
+            }
+            .filter(|&p| range.contains(p))?;
+            Some(NodePlaceError::RangeOverOwnBus {
+                range,
+                port: s.port,
+                bus,
+                node,
+                db: db.id,
+                shard: s.id,
             })
         })
     })
@@ -676,48 +782,67 @@ mod tests {
             hi: 46999,
         }))
         .unwrap();
-        // Without a range: the first free block skips node:1's range and the blocks of its
-        // shards' ports, and never ends above 55535.
+        // Without a range: the default block, clear of Linux's default ephemeral ports,
+        // its bus ports (20000-20999) too.
+        assert_eq!(place(None).unwrap(), PortRange::DEFAULT);
+        let linux = PortRange {
+            lo: 32768,
+            hi: 60999,
+        };
         assert_eq!(
-            place(None).unwrap(),
+            ephemeral_overlap(9, PortRange::DEFAULT, linux, "this machine"),
+            None
+        );
+        // Then the next blocks of 1000: none over another node's range or its shards'
+        // ports, none that are the bus ports of another node's range (those of
+        // 10000-19999 are 20000-29999; node:1's, 40000-40999), none whose bus ports lie
+        // in another node's range, and none ending above 55535.
+        let with_blocks = |c: &mut Cluster, los: &mut dyn Iterator<Item = u16>| {
+            for lo in los {
+                let n = node(lo as u64, root);
+                c.nodes.insert(
+                    n.id,
+                    Node {
+                        port_range: PortRange { lo, hi: lo + 999 },
+                        ..n
+                    },
+                );
+            }
+        };
+        let next = |c: &Cluster| new_node_place(c, "127.0.0.1", Path::new("/srv/new"), None);
+        with_blocks(&mut c, &mut (10000..=19000).step_by(1000));
+        assert_eq!(
+            next(&c).unwrap(),
             PortRange {
                 lo: 31000,
                 hi: 31999
             }
         );
-        for lo in (31000..=39000)
-            .step_by(1000)
-            .chain([41000, 42000, 43000, 44000])
-        {
-            let n = node(lo as u64, root);
-            c.nodes.insert(
-                n.id,
-                Node {
-                    port_range: PortRange { lo, hi: lo + 999 },
-                    ..n
-                },
-            );
-        }
-        let place = |range| new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), range);
+        with_blocks(&mut c, &mut (31000..=39000).step_by(1000));
         assert_eq!(
-            place(None).unwrap(),
+            next(&c).unwrap(),
             PortRange {
-                lo: 46000,
-                hi: 46999
+                lo: 50000,
+                hi: 50999
             }
         );
-        for lo in (46000..=54000).step_by(1000) {
-            let n = node(lo as u64, root);
-            c.nodes.insert(
-                n.id,
-                Node {
-                    port_range: PortRange { lo, hi: lo + 999 },
-                    ..n
-                },
-            );
-        }
-        let none = new_node_place(&c, "127.0.0.1", Path::new("/srv/new"), None).unwrap_err();
+        with_blocks(&mut c, &mut (50000..=54000).step_by(1000));
+        let none = next(&c).unwrap_err();
         assert!(matches!(none, NodePlaceError::NoFreeRange { .. }), "{none}");
+        // A range of the operator's at 20000-20999 holds the default block's bus ports:
+        // the search passes that block.
+        let mut c = cluster(7, 20, vec![node(1, root)]);
+        c.nodes.get_mut(&1).unwrap().port_range = PortRange {
+            lo: 20000,
+            hi: 20999,
+        };
+        assert_eq!(
+            next(&c).unwrap(),
+            PortRange {
+                lo: 11000,
+                hi: 11999
+            }
+        );
     }
 
     #[test]
@@ -789,6 +914,48 @@ mod tests {
             "node:2 on 127.0.0.1: port range `80-2000` starts below 1024 (privileged ports: system services', which only root may bind): give a range within 1024-55535"
         );
         set(2, 46000, 46999).unwrap();
+
+        // A sharded database's shard of node:1 on port 30020: its bus port, 40020, is no
+        // port for node:1's range to hand out (node:2 moved out of the way, its shard's
+        // ports clear of the ranges tried).
+        use crate::ccs::fixtures::shard as sharded;
+        use crate::ccs::{Role, SlotRange};
+        c.nodes.get_mut(&2).unwrap().port_range = PortRange {
+            lo: 50000,
+            hi: 50999,
+        };
+        let (a, b) = (
+            Some(SlotRange {
+                start: 0,
+                end: 8191,
+            }),
+            Some(SlotRange {
+                start: 8192,
+                end: 16383,
+            }),
+        );
+        c.databases.insert(
+            7,
+            database(
+                7,
+                db_config("sharded", 2, false),
+                30020,
+                vec![
+                    sharded(8, 1, Role::Master, None, a, 30020),
+                    sharded(9, 2, Role::Master, None, b, 50020),
+                ],
+            ),
+        );
+        let set = |id, lo, hi| node_range(&c, Some(id), "127.0.0.1", PortRange { lo, hi });
+        set(1, 30000, 40019).unwrap();
+        let bus = set(1, 30000, 40020).unwrap_err();
+        assert_eq!(
+            bus.to_string(),
+            "port range `30000-40020` holds port `40020`, the cluster bus port of node:1's own shard redis:8 (db:7) on port `30020` (port + 10000): a shard given that port would find it taken when both run; give a range clear of its shards' bus ports"
+        );
+        assert_eq!(bus.hints(), ["give a range that leaves out port `40020`"]);
+        // A single-shard database's shard has no bus port: 40005 is free to hand out.
+        set(1, 30005, 40010).unwrap();
     }
 
     #[test]
@@ -805,8 +972,7 @@ mod tests {
             assert_eq!(parse_ephemeral_ports(bad), None, "{bad}");
         }
         let r = |lo, hi| PortRange { lo, hi };
-        // Clear of it; the default range's bus ports (40000-40999) lie in it, but bus
-        // ports are not judged.
+        // Clear of it, bus ports included: the default range's (20000-20999) too.
         assert_eq!(
             ephemeral_overlap(2, r(12000, 12999), linux, "this machine"),
             None
@@ -815,10 +981,23 @@ mod tests {
             ephemeral_overlap(1, PortRange::DEFAULT, linux, "this machine"),
             None
         );
+        // Its ports clear, its bus ports not: the earlier default range.
+        let bus = ephemeral_overlap(1, r(30000, 30999), linux, "this machine").unwrap();
+        assert_eq!(
+            bus.to_string(),
+            "node:1's port range `30000-30999` on this machine: its cluster bus ports 40000-40999 (port + 10000, where a sharded database's shards also listen) lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's bus port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
+        );
+        // Only the bus ports of the range's top reach it.
+        let top = ephemeral_overlap(1, r(22000, 22999), linux, "this machine").unwrap();
+        assert!(
+            top.to_string()
+                .contains(": its cluster bus ports 32768-32999 (port + 10000"),
+            "{top}"
+        );
         let part = ephemeral_overlap(3, r(32000, 33000), linux, "ssh `h`").unwrap();
         assert_eq!(
             part.to_string(),
-            "node:3's port range `32000-33000` on ssh `h`: its ports 32768-33000 lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
+            "node:3's port range `32000-33000` on ssh `h`: its ports 32768-33000 and its cluster bus ports 42000-43000 (port + 10000, where a sharded database's shards also listen) lie in the kernel's ephemeral port range `32768-60999` (/proc/sys/net/ipv4/ip_local_port_range), from which outgoing connections take their source ports, so one can hold a shard's port or bus port when the shard starts; give a range clear of it, or reserve the ports (`sysctl net.ipv4.ip_local_reserved_ports`) or move the kernel's range (`net.ipv4.ip_local_port_range`)"
         );
         let own = ephemeral_overlap(3, r(52000, 52999), r(50000, 55000), "this machine").unwrap();
         assert!(

@@ -61,7 +61,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
         summary: "add a node: a persistent path and a port range on an address (on another machine with `ssh`), and the server binary its shards run",
         examples: &[
             "node add addr 127.0.0.1 persistent_path /var/lib/lazarus/node2",
-            "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 32000-32999 rack_id r2",
+            "node add persistent_path /srv/n3 addr 127.0.0.1 port_range 12000-12999 rack_id r2",
             "node add addr 127.0.0.1 persistent_path /srv/n4 redis_server /opt/valkey/bin/valkey-server",
             "node add addr 10.0.0.12 persistent_path /var/lib/lazarus ssh ops@db2",
             "node add addr 10.0.0.13 persistent_path /srv/n5 ssh root@10.0.0.13:2222 ssh_key /root/.ssh/lazarus redis_server /usr/local/bin/redis-server",
@@ -94,7 +94,7 @@ pub static SYNTAX: &[CommandSyntax] = &[
             Element::Arg("range", ValueKind::PortRange),
         ],
         summary: "set the ports a node hands its next shards (its shards keep theirs)",
-        examples: &["node 1 port_range set 32000-32999", "node node:2 port_range set 40000-40099"],
+        examples: &["node 1 port_range set 12000-12999", "node node:2 port_range set 13000-13099"],
         build: |m| {
             Ok(Command::Node(NodeCommand::SetPortRange {
                 node: m.req("node")?,
@@ -200,7 +200,7 @@ impl NodeCommand {
                 .await
             }
             NodeCommand::SetRedisServer { node, path } => set_redis_server(ctx, node, &path).await,
-            NodeCommand::SetPortRange { node, range } => set_port_range(ctx, node, range),
+            NodeCommand::SetPortRange { node, range } => set_port_range(ctx, node, range).await,
             NodeCommand::Remove { node } => remove(ctx, node),
             NodeCommand::SetRecoveryPath { node, path } => {
                 set_recovery_path(ctx, node, &path).await
@@ -336,15 +336,24 @@ async fn set_redis_server(ctx: &Context, id: Id, path: &Path) -> Result<Reply, C
 }
 
 /// Gives node `id` the port range `range`, refused as `node add` refuses a range (and
-/// when it leaves out a port its old range gave one of its own shards). Only what later
-/// placements pick changes: no shard moves.
-fn set_port_range(ctx: &Context, id: Id, range: PortRange) -> Result<Reply, CommandError> {
+/// when it leaves out a port its old range gave one of its own shards, or holds one's bus
+/// port). Only what later placements pick changes: no shard moves. A range in the node's
+/// machine's ephemeral ports is warned of, as `node add` warns.
+async fn set_port_range(ctx: &Context, id: Id, range: PortRange) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let Some(node) = cluster.nodes.get(&id) else {
         return Err(no_such_node(&cluster, id));
     };
     let was = node.port_range;
     rules::node_range(&cluster, Some(id), &node.addr.clone(), range)?;
+    // Read on the node's machine; when it cannot be reached, nothing is said.
+    let warning = match &node.ssh {
+        Some(target) => match crate::host::SshHost::new(target.clone()) {
+            Ok(host) => rules::ephemeral_warning(&host, id, range).await,
+            Err(_) => None,
+        },
+        None => rules::ephemeral_warning(&crate::host::LocalHost, id, range).await,
+    };
     let node = cluster.nodes.get_mut(&id).expect("checked above");
     node.port_range = range;
     let view = NodeView::from(&*node);
@@ -354,6 +363,7 @@ fn set_port_range(ctx: &Context, id: Id, range: PortRange) -> Result<Reply, Comm
     Reply::of(&PortRangeSet {
         node: view,
         was: was.to_string(),
+        warnings: warning.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -364,6 +374,9 @@ pub struct PortRangeSet {
     pub node: NodeView,
     /// `lo-hi`: the range before.
     pub was: String,
+    /// The new range in the kernel's ephemeral ports, as `node add` warns of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Render for PortRangeSet {
@@ -372,6 +385,9 @@ impl Render for PortRangeSet {
             "node:{} hands out ports {} to its next shards (was {}); its shards keep their ports.",
             self.node.id, self.node.port_range, self.was
         ));
+        for w in &self.warnings {
+            text.line(format!("warning: {w}"));
+        }
     }
 }
 

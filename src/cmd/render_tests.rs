@@ -197,6 +197,7 @@ fn node_add_remove_recovery_path() {
         both(&PortRangeSet {
             node: NodeView::from(&c.nodes[&2]),
             was: "30000-30999".into(),
+            warnings: Vec::new(),
         })
     );
 }

@@ -6,7 +6,7 @@ use super::common::{self, procs::ProcessGuard};
 use super::{shard_dirs, silent_source};
 
 /// Held by tests whose first `create db` makes the default local cluster, so uses the
-/// default port range: two at once would both probe port 30000 and one would lose it.
+/// default port range: two at once would both probe port 10000 and one would lose it.
 static DEFAULT_RANGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn default_range() -> std::sync::MutexGuard<'static, ()> {

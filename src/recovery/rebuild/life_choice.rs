@@ -216,13 +216,22 @@ fn beside(on: On, root: &Path) -> Option<PathBuf> {
     writable.then_some(fresh)
 }
 
-/// The node's port range: as recorded (else the default), widened just enough to hold
-/// every shard port found.
+/// The node's port range: as its shards recorded it, even when a shard's port lies
+/// outside it (a database created with a `port` of its own keeps it apart, as at create).
+/// Identities written before nodes were recorded name only their shards' ports: then the
+/// blocks of 1000 holding them (the default of the Lazarus that wrote them was such a
+/// block), within 1024-55535 unless a port lies beyond.
 fn covering_range(recorded: Option<PortRange>, ports: &[u16]) -> PortRange {
-    let mut range = recorded.unwrap_or(PortRange::DEFAULT);
-    for &port in ports {
-        range.lo = range.lo.min(port);
-        range.hi = range.hi.max(port);
+    if let Some(range) = recorded {
+        return range;
     }
-    range
+    let (Some(&lo), Some(&hi)) = (ports.iter().min(), ports.iter().max()) else {
+        return PortRange::DEFAULT;
+    };
+    PortRange {
+        lo: (lo / 1000 * 1000).max(crate::server::MIN_SHARD_PORT.min(lo)),
+        hi: (hi / 1000 * 1000)
+            .saturating_add(999)
+            .min(crate::server::MAX_BUS_SHARD_PORT.max(hi)),
+    }
 }

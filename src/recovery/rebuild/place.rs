@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ccs::{Cluster, Id};
+use crate::ccs::{Cluster, Database, Id};
 use crate::host::NodeId;
 use crate::recovery::files::Disk;
 
@@ -43,10 +43,7 @@ pub(super) fn in_own_directories(
             continue;
         };
         let l = lost.remove(at);
-        let endpoint_lost = {
-            let db = &cluster.databases[&l.db];
-            !db.masters().any(|m| m.port == db.port && m.node != 0)
-        };
+        let endpoint_lost = endpoint_lost(&cluster.databases[&l.db]);
         let recorded = disk
             .read(
                 u.root.place,
@@ -63,14 +60,9 @@ pub(super) fn in_own_directories(
             })
         };
         let port = match recorded.filter(|p| !taken(*p)) {
+            // Outside the node's range, it stays apart, as a `port` given at create does:
+            // the range is the one the node had.
             Some(port) => {
-                let range = &mut cluster
-                    .nodes
-                    .get_mut(&node)
-                    .expect("found above")
-                    .port_range;
-                range.lo = range.lo.min(port);
-                range.hi = range.hi.max(port);
                 let db = cluster.databases.get_mut(&l.db).expect("rebuilt");
                 let shard = db
                     .shards
@@ -107,12 +99,8 @@ pub(super) fn in_own_directories(
             u.reason,
             shards_named(&l.replicas),
         );
-        if endpoint_lost && db.port != port {
-            line.push_str(&format!(
-                "; the endpoint moves from port {} to {port}",
-                db.port
-            ));
-            db.port = port;
+        if endpoint_lost {
+            line.push_str(&endpoint_follows(db, port));
         }
         problems.push(line);
     }
@@ -122,7 +110,8 @@ pub(super) fn in_own_directories(
 /// lies (their files are there, and recovery loads them), on a free port of that node
 /// (`node remove`'s rule for a lost node's master). When the database's endpoint was a
 /// lost master's port (no master found holds it), the endpoint moves to the first one
-/// placed. A database one of whose lost masters finds no port is left out.
+/// placed (a line says so when its port changes). A database one of whose lost masters
+/// finds no port is left out.
 pub(super) fn place_lost(
     cluster: &mut Cluster,
     lost: &mut Vec<LostShard>,
@@ -135,10 +124,7 @@ pub(super) fn place_lost(
         if failed.contains_key(&l.db) {
             continue;
         }
-        let endpoint_lost = {
-            let db = &cluster.databases[&l.db];
-            !db.masters().any(|m| m.port == db.port && m.node != 0)
-        };
+        let endpoint_lost = endpoint_lost(&cluster.databases[&l.db]);
         match crate::recovery::relocate::place_shard(cluster, l.db, l.shard, &nodes) {
             Ok(placed) => {
                 l.node = placed.to;
@@ -155,11 +141,7 @@ pub(super) fn place_lost(
                     l.port
                 );
                 if endpoint_lost {
-                    line.push_str(&format!(
-                        "; the endpoint moves from port {} to {}",
-                        db.port, l.port
-                    ));
-                    db.port = l.port;
+                    line.push_str(&endpoint_follows(db, l.port));
                 }
                 problems.push(line);
             }
@@ -182,6 +164,23 @@ pub(super) fn place_lost(
         problems.push(left.line());
         left_out.push(left);
     }
+}
+
+/// Whether `db`'s endpoint was a lost master's port: no master found holds it.
+fn endpoint_lost(db: &Database) -> bool {
+    !db.masters().any(|m| m.port == db.port && m.node != 0)
+}
+
+/// The endpoint of a database whose endpoint was a lost master's port follows that
+/// master to `port`, where it is rebuilt: the words saying so, none when the port stays
+/// the same (the master rebuilt on another node's address, on the port it had).
+fn endpoint_follows(db: &mut Database, port: u16) -> String {
+    if db.port == port {
+        return String::new();
+    }
+    let line = format!("; the endpoint moves from port {} to {port}", db.port);
+    db.port = port;
+    line
 }
 
 /// `` `redis:4`, `redis:6` ``: shards as the rebuild's lines name them.

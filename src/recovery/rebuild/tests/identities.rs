@@ -375,7 +375,97 @@ fn identities_without_node_records_get_loopback_and_a_covering_range() {
             hi: 30999
         }
     );
-    assert_eq!(rebuilt.cluster.nodes[&1].port_range, PortRange::DEFAULT);
+    // The block of 1000 holding its ports (30001-30005): the default range of the
+    // Lazarus that wrote such files.
+    assert_eq!(
+        rebuilt.cluster.nodes[&1].port_range,
+        PortRange {
+            lo: 30000,
+            hi: 30999
+        }
+    );
+}
+
+/// A database created with a `port` outside its node's range (45000 on node:1, whose
+/// range is 30000-30999): the rebuild gives the node back the range it had, and the
+/// shard its port outside it, as at create. The same when the master's identity is
+/// damaged and its port comes from its `redis.conf`.
+#[test]
+fn a_shard_port_outside_its_nodes_range_leaves_the_range_as_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    cluster.databases.insert(
+        11,
+        Database {
+            id: 11,
+            config: config("apart", 1, true),
+            port: 45000,
+            state: DbState::Active,
+            shards: vec![
+                shard(12, 1, Role::Master, None, None, 45000),
+                shard(13, 2, Role::Replica, Some(12), None, 30050),
+            ],
+        },
+    );
+    write_disks(&cluster);
+    let paths = vec![tmp.path().join("n1"), tmp.path().join("n2")];
+    let home = tmp.path().join("home");
+    let rebuilt = from_ids(paths.clone(), &home).unwrap();
+    for id in [1, 2] {
+        assert_eq!(
+            rebuilt.cluster.nodes[&id].port_range, cluster.nodes[&id].port_range,
+            "node:{id}"
+        );
+    }
+    let apart = |rebuilt: &Rebuilt| {
+        let db = &rebuilt.cluster.databases[&11];
+        let m = db.masters().next().unwrap();
+        (db.port, m.id, m.node, m.port)
+    };
+    assert_eq!(apart(&rebuilt), (45000, 12, 1, 45000));
+
+    let identity = tmp.path().join("n1/redis/db-11/shard-12");
+    fs::write(identity.join(SHARD_IDENTITY_FILE), "{").unwrap();
+    fs::write(
+        identity.join("redis.conf"),
+        "# written by lazarus for db:11 redis:12\nbind \"127.0.0.1\"\nport 45000\n",
+    )
+    .unwrap();
+    let rebuilt = from_ids(paths, &home).unwrap();
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("in its own directory, on `node:1` port 45000"),
+        "{problems}"
+    );
+    assert_eq!(apart(&rebuilt), (45000, 12, 1, 45000));
+    assert_eq!(
+        rebuilt.cluster.nodes[&1].port_range,
+        cluster.nodes[&1].port_range
+    );
+}
+
+/// A lost master rebuilt on its replica's node, another address, on the very port it
+/// had (30003, node:2's first free one): its endpoint stays on that port, and no line
+/// says it moves from 30003 to 30003.
+#[test]
+fn a_lost_master_rebuilt_on_its_own_port_moves_no_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = sample(tmp.path());
+    cluster.databases.remove(&6);
+    let cache = cluster.databases.get_mut(&3).unwrap();
+    cache.port = 30003;
+    cache.shards[0].port = 30003;
+    write_disks(&cluster);
+    fs::remove_dir_all(tmp.path().join("n1")).unwrap();
+    let rebuilt = from_ids(vec![tmp.path().join("n2")], &tmp.path().join("home")).unwrap();
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files"),
+        "{problems}"
+    );
+    assert!(!problems.contains("endpoint moves"), "{problems}");
+    let cache = &rebuilt.cluster.databases[&3];
+    assert_eq!((cache.port, cache.shards[0].port), (30003, 30003));
 }
 
 #[test]

@@ -33,11 +33,11 @@ pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, record_pids, restart_db, set_aside, DeleteOutcome};
 pub use placement::{check_replica_engines, check_tls_servers, place};
 pub use shard::{conf_for, shard_start, start_shard};
-pub use slot_check::join as slot_runs;
+pub use slot_check::{cluster_down, join as slot_runs, ClusterDown};
 pub use status::{
-    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
-    FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED, STATUS_TIMEOUT,
-    TLS_REFUSED,
+    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,
+    CLUSTER_FAIL, FAILED_OVER, FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED,
+    STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.

@@ -15,7 +15,8 @@ use super::{
     Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, Text, ValueKind,
 };
 use crate::backup::{Manifest, Repository, MANIFEST_FILE};
-use crate::ccs::Cluster;
+use crate::ccs::{Cluster, Id};
+use crate::db::SETTLE_TIMEOUT;
 use crate::error::{DomainError, ErrorKind};
 use crate::lang::lexer::quote;
 use crate::lang::DbRef;
@@ -229,9 +230,10 @@ impl VerifyCommand {
         let cluster = ctx.cluster()?;
         let database = db.resolve(&cluster)?;
         // A replica a failover promoted serves its master's data: it is what is proved.
-        let masters = crate::db::serving_masters(&cluster, database)
-            .await
-            .map_err(CommandError::unavailable)?;
+        // A failover under way (a master down, shards saying the cluster is down, so
+        // reads answer `CLUSTERDOWN`) is waited for, within bounds.
+        let settled = || crate::db::settled_masters(&cluster, database, SETTLE_TIMEOUT);
+        let mut masters = settled().await.map_err(CommandError::unavailable)?;
         if masters.is_empty() {
             return Err(CommandError::conflict(format!(
                 "database `{}` has no master shard to verify",
@@ -251,14 +253,29 @@ impl VerifyCommand {
             ),
             0,
         );
-        let addrs: Vec<_> = masters.iter().map(|(_, a)| a.clone()).collect();
-        let comparison = verify::verify_sources(
-            &resolved.sources,
-            &addrs,
-            &Default::default(),
-            REPLY_TIMEOUT,
-        )
-        .await;
+        let prove = |masters: &[(Id, crate::server::ShardAddr)]| {
+            let addrs: Vec<_> = masters.iter().map(|(_, a)| a.clone()).collect();
+            let sources = &resolved.sources;
+            async move {
+                verify::verify_sources(sources, &addrs, &Default::default(), REPLY_TIMEOUT).await
+            }
+        };
+        let mut comparison = prove(&masters).await;
+        // The cluster went down while it was read (a master failing just then): once it
+        // serves again, read once more.
+        if comparison
+            .as_ref()
+            .is_err_and(verify::VerifyError::is_cluster_down)
+        {
+            masters = match settled().await {
+                Ok(m) => m,
+                Err(e) => {
+                    task.finish("failed");
+                    return Err(CommandError::unavailable(e));
+                }
+            };
+            comparison = prove(&masters).await;
+        }
         let comparison = match comparison {
             Ok(c) => c,
             Err(e) => {

@@ -229,9 +229,15 @@ impl VerifyCommand {
         } = self;
         let cluster = ctx.cluster()?;
         let database = db.resolve(&cluster)?;
+        let (c, d, path) = (cluster.clone(), database.clone(), against.clone());
+        let resolved =
+            tokio::task::spawn_blocking(move || resolve_against(&c, &d, &path, identity.as_ref()))
+                .await
+                .map_err(|e| CommandError::internal(format!("verify failed: {e}")))??;
         // A replica a failover promoted serves its master's data: it is what is proved.
         // A failover under way (a master down, shards saying the cluster is down, so
-        // reads answer `CLUSTERDOWN`) is waited for, within bounds.
+        // reads answer `CLUSTERDOWN`) is waited for, within bounds, once what to verify
+        // against is known to be there.
         let settled = || crate::db::settled_masters(&cluster, database, SETTLE_TIMEOUT);
         let mut masters = settled().await.map_err(CommandError::unavailable)?;
         if masters.is_empty() {
@@ -240,11 +246,6 @@ impl VerifyCommand {
                 database.config.name
             )));
         }
-        let (c, d, path) = (cluster.clone(), database.clone(), against.clone());
-        let resolved =
-            tokio::task::spawn_blocking(move || resolve_against(&c, &d, &path, identity.as_ref()))
-                .await
-                .map_err(|e| CommandError::internal(format!("verify failed: {e}")))??;
         let task = ctx.progress.task(
             &format!(
                 "verify db {} against {}",

@@ -980,7 +980,8 @@ fn a_failed_replay_leaves_nothing_running_on_the_server() {
 
 /// `verify db` on a sharded database whose master was killed and failed over proves the
 /// replica serving its slots. It used to ask the dead master and fail with "Connection
-/// refused", while the database served every key.
+/// refused", while the database served every key; asked while the failover was under
+/// way, it failed with the servers' raw `CLUSTERDOWN`: it now waits for the failover.
 #[test]
 fn verify_db_proves_the_replica_a_failover_promoted() {
     let lz = common::Lazarus::new();
@@ -1031,42 +1032,77 @@ fn verify_db_proves_the_replica_a_failover_promoted() {
     let dead = masters[1];
     let promoted = shards.iter().find(|s| s["master"] == dead["id"]).unwrap();
     unsafe { libc::kill(dead["pid"].as_u64().unwrap() as i32, libc::SIGKILL) };
+    // Asked while the failover is under way: once the others marked the master failed
+    // (and say `cluster_state:fail`, so reads answer `CLUSTERDOWN`), before or just as
+    // its replica takes over. `verify db` waits for the cluster to serve again (it
+    // printed the raw `CLUSTERDOWN`, or that the dead master does not answer).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let url = format!("redis://127.0.0.1:{}/", port(promoted));
-    loop {
-        let role: Option<String> = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
-            .ok();
-        if role.is_some_and(|r| r.contains("role:master")) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no failover");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // The promoted replica says `role:master` before every other node has heard of it:
-    // until then they count the dead master's slots as unserved and refuse every read
-    // (`CLUSTERDOWN`), their own slots' included. The database serves once each says so.
-    for s in shards.iter().filter(|s| s["id"] != dead["id"]) {
-        let url = format!("redis://127.0.0.1:{}/", port(s));
-        loop {
-            let info: Option<String> = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
-                .ok();
-            if info.is_some_and(|i| i.contains("cluster_state:ok")) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{url}: the cluster did not settle"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let other = masters[0];
+    while !cluster_info(port(other)).is_some_and(|i| i.contains("cluster_state:fail")) {
+        assert!(std::time::Instant::now() < deadline, "never marked failed");
+        std::thread::sleep(Duration::from_millis(50));
     }
     lz.run(&format!("verify db fo against {run}"))
         .ok()
         .stdout_has("content verified: 600 keys");
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", port(promoted)))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let role: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap();
+    assert!(role.contains("role:master"), "what was proved: {role}");
+}
+
+/// `CLUSTER INFO` of the server on `port`, if it answers.
+fn cluster_info(port: u16) -> Option<String> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .ok()?
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()?;
+    redis::cmd("CLUSTER").arg("INFO").query(&mut c).ok()
+}
+
+/// `verify db` of a sharded database whose master is down with no replica to take its
+/// slots over (the others say `cluster_state:fail`): refused at once, naming the
+/// database, the shard, its slots and the way on, not a server's raw `CLUSTERDOWN`. On
+/// each engine.
+#[test]
+fn verify_db_of_a_cluster_that_is_down_names_what_is_not_served() {
+    for engine in common::engine::engines() {
+        let common::World(lz, _guard, _rt, c) = common::World::with(1)
+            .redis_server(engine.path.clone())
+            .db("split", 3, false, lazarus::ccs::Persistence::Disabled)
+            .installed();
+        let repo = lz.path("repo");
+        let run = lz.backup_run("split", &repo);
+        let db = c.database_by_name("split").unwrap();
+        let masters: Vec<_> = db.masters().collect();
+        let (dead, other) = (masters[1], masters[0]);
+        let port = |id| lazarus::db::shard_addr(&c, db, id).unwrap().port;
+        unsafe { libc::kill(dead.pid.unwrap() as i32, libc::SIGKILL) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !cluster_info(port(other.id)).is_some_and(|i| i.contains("cluster_state:fail")) {
+            assert!(std::time::Instant::now() < deadline, "never marked failed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = lz
+            .run(&format!("verify db split against {run}"))
+            .fails(1)
+            .stderr_has(&format!(
+                "db `split` is not served: redis:{} (127.0.0.1:{}), slots {}, does not answer",
+                dead.id,
+                port(dead.id),
+                dead.slots.unwrap()
+            ))
+            .stderr_has("no replica of a master down answers")
+            .stderr_has("`restart db split`");
+        assert!(
+            !out.stderr.contains("The cluster is down"),
+            "{}: {}",
+            engine.name,
+            out.stderr
+        );
+    }
 }
 
 /// A shard `verify db` cannot reach is named once, as `redis:N (host:port)`, not by its

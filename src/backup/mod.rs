@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - `take`: one run (the write pause, the snapshots, the manifest).
-//! - `snapshot`: one shard's snapshot over `REPLCONF rdb-only` + `SYNC`.
+//! - `snapshot`: one shard's snapshot over `REPLCONF rdb-only` + `SYNC` (`PSYNC ? -1` for a
+//!   backup's cut: its `+FULLRESYNC` marks the save's start).
 //! - `repo`: [`Repository`], where runs live, and its layout; `s3` and `remote` its
 //!   `s3://` and `ssh://` kinds.
 //! - `manifest`: [`Manifest`], written last, checksummed.

@@ -1,5 +1,6 @@
 //! One shard's snapshot over the replication protocol, as `redis-cli --rdb` takes it:
-//! `REPLCONF capa eof`, `REPLCONF rdb-only 1`, then `SYNC`. The server forks and streams
+//! `REPLCONF capa eof`, `REPLCONF rdb-only 1`, then `SYNC` (`PSYNC ? -1` for a backup's
+//! cut, whose `+FULLRESYNC` says the save has started). The server forks and streams
 //! its RDB (diskless: `$EOF:<40-byte mark>` ... mark; from disk: `$<len>` ...); the bytes
 //! go to a temporary file, through SHA-256, and through the reader, in one pass.
 //!
@@ -7,7 +8,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +27,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SnapshotConn {
     reader: BufReader<Stream>,
     addr: String,
+}
+
+/// Whether the server has started the save streamed to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotStart {
+    /// Started (forked, or joined to a save already running) at this replication offset.
+    Started { offset: u64 },
+    /// Not yet: another child (a save, an AOF rewrite) runs and the server waits for it.
+    Waiting,
 }
 
 /// How the server frames the payload.
@@ -108,6 +118,59 @@ impl SnapshotConn {
             .get_mut()
             .write_all(b"SYNC\r\n")
             .map_err(|e| format!("`{}`: SYNC: {e}", self.addr))
+    }
+
+    /// Asks for a full resynchronisation (`PSYNC ? -1`): the server answers
+    /// `+FULLRESYNC <replid> <offset>` when the save it streams to this connection
+    /// starts, not before (a save or AOF rewrite running makes it wait for the next), so
+    /// that answer, unlike the server's fork count, is this snapshot's own.
+    pub fn send_psync(&mut self) -> Result<(), String> {
+        self.reader
+            .get_mut()
+            .write_all(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")
+            .map_err(|e| format!("`{}`: PSYNC: {e}", self.addr))
+    }
+
+    /// Waits until `deadline` for the `+FULLRESYNC` after [`send_psync`](Self::send_psync):
+    /// the replication offset the snapshot is taken at ([`SnapshotStart::Started`]), or
+    /// [`SnapshotStart::Waiting`] when the server has not started it by then.
+    pub fn wait_start(&mut self, deadline: Instant) -> Result<SnapshotStart, String> {
+        let addr = self.addr.clone();
+        let fail = |e: String| format!("`{addr}`: PSYNC: {e}");
+        let mut buf = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(SnapshotStart::Waiting);
+            }
+            let _ = self.reader.get_ref().tcp().set_read_timeout(Some(left));
+            // A read cut short by the timeout keeps what it read in `buf`.
+            match self.reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return Err(fail("the server closed the connection".into())),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+            buf.clear();
+            // Keep-alive newlines while the server waits to start the save.
+            if line.is_empty() {
+                continue;
+            }
+            let offset = line
+                .strip_prefix("+FULLRESYNC ")
+                .and_then(|rest| rest.split(' ').nth(1))
+                .and_then(|o| o.parse().ok())
+                .ok_or_else(|| fail(format!("answered `{line}`")))?;
+            return Ok(SnapshotStart::Started { offset });
+        }
     }
 
     /// Reads the payload's header (after keep-alive newlines): its framing.

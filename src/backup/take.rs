@@ -17,7 +17,7 @@ use crate::server::{connect, info, serving, ShardAddr};
 use super::codec::{stored_name, Codec, Recipients};
 use super::manifest::{Manifest, ShardEntry, MANIFEST_FORMAT};
 use super::repo::Repository;
-use super::snapshot::SnapshotConn;
+use super::snapshot::{SnapshotConn, SnapshotStart};
 use super::{now_ms, BackupError};
 
 /// Forks a node runs at once for backups of different databases.
@@ -236,7 +236,7 @@ async fn cut_and_stream(
         .map_err(BackupError::Failed)?;
     let mut conns = Connections::open(sources).await?;
     let bound = spec.max_pause;
-    let (pause, forks_before) = conns.cut(sources, bound).await?;
+    let pause = conns.cut(sources, bound).await?;
     let streaming = Streaming {
         db,
         run_dir: &run_dir,
@@ -245,7 +245,6 @@ async fn cut_and_stream(
         progress,
     };
     let entries = streaming.stream(conns.snapshots, sources).await?;
-    check_forks(sources, &mut conns.sources, &forks_before).await?;
     let mut config = db.config.clone();
     config.password = None;
     let manifest = Manifest {
@@ -308,13 +307,9 @@ impl Connections {
     }
 
     /// The cut: every master's writes paused (one after another: each a round trip on
-    /// loopback or a LAN), the replicas caught up, every snapshot's fork seen, the
-    /// writes let go. How long the pause took, and each source's forks before it.
-    async fn cut(
-        &mut self,
-        sources: &[Source],
-        bound: Duration,
-    ) -> Result<(Duration, Vec<u64>), BackupError> {
+    /// loopback or a LAN), the replicas caught up, every snapshot started, the writes
+    /// let go. How long the pause took.
+    async fn cut(&mut self, sources: &[Source], bound: Duration) -> Result<Duration, BackupError> {
         let t0 = Instant::now();
         let deadline = t0 + bound;
         let pause_ms = bound.as_millis().max(1).to_string();
@@ -343,16 +338,8 @@ impl Connections {
         if cut.is_ok() {
             cut = replicas_caught_up(sources, &mut self.masters, deadline).await;
         }
-        let mut forks_before = Vec::new();
         if cut.is_ok() {
-            cut = fork_all(
-                &mut self.snapshots,
-                sources,
-                &mut self.sources,
-                deadline,
-                &mut forks_before,
-            )
-            .await;
+            cut = start_all(&mut self.snapshots, sources, &mut self.sources, deadline).await;
         }
         for con in self.masters.iter_mut() {
             let _ = redis::cmd("CLIENT")
@@ -367,7 +354,7 @@ impl Connections {
                 bound.as_millis()
             ))
         })?;
-        Ok((pause, forks_before))
+        Ok(pause)
     }
 }
 
@@ -502,29 +489,6 @@ impl Streaming<'_> {
     }
 }
 
-/// Redis runs one child at a time: if no other fork happened since `SYNC`, the fork seen
-/// inside the pause was this snapshot's.
-async fn check_forks(
-    sources: &[Source],
-    cons: &mut [redis::aio::MultiplexedConnection],
-    forks_before: &[u64],
-) -> Result<(), BackupError> {
-    for ((s, con), before) in sources.iter().zip(cons.iter_mut()).zip(forks_before) {
-        let now = total_forks(con).await.map_err(|e| {
-            BackupError::Failed(format!("redis:{} does not answer: {e}", s.from.id))
-        })?;
-        if now != before + 1 {
-            return Err(BackupError::Failed(format!(
-                "redis:{} forked {} times while its snapshot was taken (another save or \
-                 replica sync ran): the snapshot may not be of the cut; run again",
-                s.from.id,
-                now - before
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Waits (until `deadline`) for every replica a snapshot is taken from to have every
 /// write its master took before the pause.
 async fn replicas_caught_up(
@@ -565,66 +529,77 @@ async fn replicas_caught_up(
     Ok(())
 }
 
-/// Sends `SYNC` on every connection and waits (until `deadline`) until each server has
-/// forked for it (`total_forks` up by one): from then on each snapshot is of the data as
-/// it is inside the pause.
-async fn fork_all(
-    conns: &mut [SnapshotConn],
+/// Asks every source for its snapshot (`PSYNC ? -1`) and waits (until `deadline`) until
+/// each has started it: the `+FULLRESYNC` on the snapshot's own connection, at a
+/// replication offset no earlier than the source's inside the pause. From then on each
+/// snapshot is of the data as it is inside the pause. (The server's fork count is no such
+/// sign: it moves for any save, AOF rewrite or replica sync, and a server busy with one
+/// starts the snapshot only when that ends, perhaps after the pause.)
+async fn start_all(
+    snapshots: &mut Vec<SnapshotConn>,
     sources: &[Source],
     cons: &mut [redis::aio::MultiplexedConnection],
     deadline: Instant,
-    before: &mut Vec<u64>,
 ) -> Result<(), String> {
+    let mut paused_at = Vec::new();
     for (s, con) in sources.iter().zip(cons.iter_mut()) {
-        before.push(
-            total_forks(con)
-                .await
-                .map_err(|e| format!("redis:{}: {e}", s.from.id))?,
+        let text: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(con)
+            .await
+            .map_err(|e| format!("redis:{}: {e}", s.from.id))?;
+        paused_at.push(
+            crate::server::Info::parse(&text)
+                .get_u64("master_repl_offset")
+                .unwrap_or(0),
         );
     }
-    for (s, conn) in sources.iter().zip(conns.iter_mut()) {
-        conn.send_sync()
+    for (s, conn) in sources.iter().zip(snapshots.iter_mut()) {
+        conn.send_psync()
             .map_err(|e| format!("redis:{}: {e}", s.from.id))?;
     }
-    let mut waiting: Vec<usize> = (0..sources.len()).collect();
-    while !waiting.is_empty() {
-        let mut still = Vec::new();
-        for i in waiting {
-            let n = total_forks(&mut cons[i])
-                .await
-                .map_err(|e| format!("redis:{}: {e}", sources[i].from.id))?;
-            if n == before[i] {
-                still.push(i);
+    let mut conns = std::mem::take(snapshots);
+    let (conns, started) = tokio::task::spawn_blocking(move || {
+        let started: Vec<_> = conns.iter_mut().map(|c| c.wait_start(deadline)).collect();
+        (conns, started)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    *snapshots = conns;
+    let mut late = Vec::new();
+    for ((s, started), at) in sources.iter().zip(started).zip(&paused_at) {
+        match started.map_err(|e| format!("redis:{}: {e}", s.from.id))? {
+            SnapshotStart::Started { offset } if offset >= *at => {}
+            SnapshotStart::Started { offset } => {
+                return Err(format!(
+                    "redis:{} gave a save begun before the pause (at replication offset \
+                     {offset}, the pause at {at})",
+                    s.from.id
+                ))
             }
+            SnapshotStart::Waiting => late.push(s),
         }
-        waiting = still;
-        if waiting.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let ids: Vec<String> = waiting
-                .iter()
-                .map(|&i| format!("redis:{}", sources[i].from.id))
-                .collect();
-            return Err(format!(
-                "{} did not fork for its snapshot in time",
-                ids.join(", ")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Ok(())
-}
-
-async fn total_forks(con: &mut redis::aio::MultiplexedConnection) -> Result<u64, String> {
-    let text: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(con)
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::server::Info::parse(&text)
-        .get_u64("total_forks")
-        .ok_or_else(|| "INFO stats has no `total_forks`".to_string())
+    if late.is_empty() {
+        return Ok(());
+    }
+    let mut named = Vec::new();
+    for s in late {
+        let busy = match info(&s.addr, "persistence", SETUP_TIMEOUT).await {
+            Ok(p) if p.get("aof_rewrite_in_progress") == Some("1") => {
+                " (an AOF rewrite runs there: its snapshot starts when that ends)"
+            }
+            Ok(p) if p.get("rdb_bgsave_in_progress") == Some("1") => {
+                " (a save runs there: its snapshot starts when that ends)"
+            }
+            _ => "",
+        };
+        named.push(format!("redis:{}{busy}", s.from.id));
+    }
+    Err(format!(
+        "{} did not start its snapshot in time; run again, or give a longer `max_pause`",
+        named.join(", ")
+    ))
 }
 
 /// Permits for the forks this run needs on each node: at most [`FORKS_PER_NODE`] backup

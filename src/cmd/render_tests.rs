@@ -259,6 +259,7 @@ fn status_tables() {
             sync_source: None,
             keys: 1200,
             unserved_slots: Vec::new(),
+            cluster_down: None,
         }],
         endpoints: vec![EndpointRow {
             db_id: 3,

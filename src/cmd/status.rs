@@ -123,6 +123,21 @@ impl StatusCommand {
                 db::slot_runs(&ranges)
             )
         }));
+        // Shards that say their cluster is down though each slot has its master: their
+        // clients get `CLUSTERDOWN` for every key.
+        let cluster: Vec<String> = report
+            .cluster_down()
+            .into_iter()
+            .map(|(name, c)| {
+                format!(
+                    "`{name}` says `cluster_state:{}` on {} (their clients get `CLUSTERDOWN`)",
+                    c.state,
+                    c.shards_named()
+                )
+            })
+            .collect();
+        let slots_hint = !slots.is_empty();
+        slots.extend(cluster);
         let has = |status: &str| report.shards.iter().any(|s| s.status == status);
         let (restoring, cut_short) = (
             has(db::RESTORING),
@@ -136,11 +151,13 @@ impl StatusCommand {
             return Ok(reply);
         }
         if down.is_empty() {
-            return Ok(reply.failed(
-                CommandError::unavailable(slots.join("; ")).hinted(
-                    "`restart db <db>` re-forms the slot map; `status shards extra all` says who holds the slots",
-                ),
-            ));
+            return Ok(reply.failed(CommandError::unavailable(slots.join("; ")).hinted(
+                if slots_hint {
+                    "`restart db <db>` re-forms the slot map; `status shards extra all` says who holds the slots"
+                } else {
+                    "a cluster says it is down while it counts a master failed (one that stopped answering past the node timeout, until a replica takes over or it has answered a while) or cannot reach a majority of masters: it settles by itself within seconds, so run `status` again; `status shards` names the shards"
+                },
+            )));
         }
         let slots = match slots.is_empty() {
             true => String::new(),

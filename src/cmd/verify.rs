@@ -15,7 +15,8 @@ use super::{
     Command, CommandError, CommandSyntax, Context, Element, Opt, Reply, Table, Text, ValueKind,
 };
 use crate::backup::{Manifest, Repository, MANIFEST_FILE};
-use crate::ccs::Cluster;
+use crate::ccs::{Cluster, Id};
+use crate::db::SETTLE_TIMEOUT;
 use crate::error::{DomainError, ErrorKind};
 use crate::lang::lexer::quote;
 use crate::lang::DbRef;
@@ -228,21 +229,23 @@ impl VerifyCommand {
         } = self;
         let cluster = ctx.cluster()?;
         let database = db.resolve(&cluster)?;
+        let (c, d, path) = (cluster.clone(), database.clone(), against.clone());
+        let resolved =
+            tokio::task::spawn_blocking(move || resolve_against(&c, &d, &path, identity.as_ref()))
+                .await
+                .map_err(|e| CommandError::internal(format!("verify failed: {e}")))??;
         // A replica a failover promoted serves its master's data: it is what is proved.
-        let masters = crate::db::serving_masters(&cluster, database)
-            .await
-            .map_err(CommandError::unavailable)?;
+        // A failover under way (a master down, shards saying the cluster is down, so
+        // reads answer `CLUSTERDOWN`) is waited for, within bounds, once what to verify
+        // against is known to be there.
+        let settled = || crate::db::settled_masters(&cluster, database, SETTLE_TIMEOUT);
+        let mut masters = settled().await.map_err(CommandError::unavailable)?;
         if masters.is_empty() {
             return Err(CommandError::conflict(format!(
                 "database `{}` has no master shard to verify",
                 database.config.name
             )));
         }
-        let (c, d, path) = (cluster.clone(), database.clone(), against.clone());
-        let resolved =
-            tokio::task::spawn_blocking(move || resolve_against(&c, &d, &path, identity.as_ref()))
-                .await
-                .map_err(|e| CommandError::internal(format!("verify failed: {e}")))??;
         let task = ctx.progress.task(
             &format!(
                 "verify db {} against {}",
@@ -251,14 +254,29 @@ impl VerifyCommand {
             ),
             0,
         );
-        let addrs: Vec<_> = masters.iter().map(|(_, a)| a.clone()).collect();
-        let comparison = verify::verify_sources(
-            &resolved.sources,
-            &addrs,
-            &Default::default(),
-            REPLY_TIMEOUT,
-        )
-        .await;
+        let prove = |masters: &[(Id, crate::server::ShardAddr)]| {
+            let addrs: Vec<_> = masters.iter().map(|(_, a)| a.clone()).collect();
+            let sources = &resolved.sources;
+            async move {
+                verify::verify_sources(sources, &addrs, &Default::default(), REPLY_TIMEOUT).await
+            }
+        };
+        let mut comparison = prove(&masters).await;
+        // The cluster went down while it was read (a master failing just then): once it
+        // serves again, read once more.
+        if comparison
+            .as_ref()
+            .is_err_and(verify::VerifyError::is_cluster_down)
+        {
+            masters = match settled().await {
+                Ok(m) => m,
+                Err(e) => {
+                    task.finish("failed");
+                    return Err(CommandError::unavailable(e));
+                }
+            };
+            comparison = prove(&masters).await;
+        }
         let comparison = match comparison {
             Ok(c) => c,
             Err(e) => {

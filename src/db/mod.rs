@@ -33,11 +33,11 @@ pub use create::{create_db, create_db_with, mark_created, CreateDb, MAX_SHARDS};
 pub use lifecycle::{delete_db, not_running, record_pids, restart_db, set_aside, DeleteOutcome};
 pub use placement::{check_replica_engines, check_tls_servers, place};
 pub use shard::{conf_for, shard_start, start_shard};
-pub use slot_check::join as slot_runs;
+pub use slot_check::{cluster_down, join as slot_runs, ClusterDown};
 pub use status::{
-    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS, FAILED_OVER,
-    FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED, STATUS_TIMEOUT,
-    TLS_REFUSED,
+    status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,
+    CLUSTER_FAIL, FAILED_OVER, FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED,
+    STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.
@@ -309,6 +309,102 @@ pub async fn serving_masters(
         out.push((ids[live.master], group[live.master].clone()));
     }
     Ok(out)
+}
+
+/// How long [`settled_masters`] waits for a sharded database's cluster to serve again:
+/// a master that stops answering is marked failed after the node timeout, a replica of it
+/// is elected within a second or two, and the other nodes hear of it by gossip.
+pub const SETTLE_TIMEOUT: Duration =
+    Duration::from_millis(3 * crate::server::CLUSTER_NODE_TIMEOUT_MS as u64);
+
+/// [`serving_masters`], once the database's Redis Cluster serves every key: each serving
+/// master answers and no shard says `cluster_state` other than `ok`
+/// ([`slot_check::cluster_down`]). While that may still change by itself (a master that
+/// does not answer has a replica that does, which a failover promotes; shards say the
+/// cluster is down, as they do until they hear of the promotion) it is asked again, up
+/// to `settle`; then, or at once when nothing will change (a master down and no replica
+/// of it answering), refused naming the database, what is not served and what to do.
+pub async fn settled_masters(
+    cluster: &Cluster,
+    db: &Database,
+    settle: Duration,
+) -> Result<Vec<(Id, ShardAddr)>, String> {
+    let deadline = std::time::Instant::now() + settle;
+    loop {
+        let masters = serving_masters(cluster, db).await?;
+        if db.config.shards < 2 {
+            return Ok(masters);
+        }
+        let Some((why, may_change)) = not_served(cluster, db, &masters).await else {
+            return Ok(masters);
+        };
+        let name = &db.config.name;
+        if !may_change {
+            return Err(format!(
+                "db `{name}` is not served: {why}; no replica of a master down answers to \
+                 take its slots over: `restart db {name}` starts it again; `status` shows \
+                 the shards"
+            ));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "db `{name}` is not served after {}s: {why}: a failover may still be under \
+                 way; wait and run again, `status` shows the shards",
+                settle.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What keeps `db`'s cluster from serving every key, with whether it may still change by
+/// itself; `None` when it serves.
+async fn not_served(
+    cluster: &Cluster,
+    db: &Database,
+    masters: &[(Id, ShardAddr)],
+) -> Option<(String, bool)> {
+    let mut probes = std::collections::BTreeMap::new();
+    for s in &db.shards {
+        if let Some(a) = shard_addr(cluster, db, s.id) {
+            let p = crate::server::probe(&a, crate::server::ClusterAsk::State, ROLE_TIMEOUT);
+            probes.insert(s.id, p.await);
+        }
+    }
+    let up = |id: Id| probes.get(&id).is_some_and(|p| p.up);
+    // A master down with no replica answering stays down, and the others' `fail` with
+    // it; anything else a failover or gossip settles.
+    let (mut why, mut stuck) = (Vec::new(), false);
+    for (id, addr) in masters {
+        if up(*id) {
+            continue;
+        }
+        // The configured master of the group the serving shard is in.
+        let group = db
+            .shards
+            .iter()
+            .find(|s| s.id == *id)
+            .map_or(*id, |s| s.master.unwrap_or(s.id));
+        let slots = db
+            .shards
+            .iter()
+            .find(|s| s.id == group)
+            .and_then(|s| s.slots)
+            .map_or(String::new(), |r| format!(", slots {r},"));
+        why.push(format!("redis:{id} ({addr}){slots} does not answer"));
+        stuck |= !db
+            .shards
+            .iter()
+            .any(|s| s.id != *id && (s.id == group || s.master == Some(group)) && up(s.id));
+    }
+    if let Some(c) = cluster_down(db, &probes) {
+        why.push(format!(
+            "{} say `cluster_state:{}` (their clients get `CLUSTERDOWN`)",
+            c.shards_named(),
+            c.state
+        ));
+    }
+    (!why.is_empty()).then(|| (why.join("; "), !stuck))
 }
 
 /// Bounds the INFO that asks a shard its live role.

@@ -2,9 +2,14 @@
 //! `CLUSTER NODES` (asked in its probe's round trip) against the slots the configuration
 //! gives it. Every `cluster_state` can say `ok` while a master serves none of its slots:
 //! one that lost `nodes.conf` comes back under a new id, and the cluster still gives its
-//! slots to the old one, which has no address (keys there answer `MOVED ... :0`).
+//! slots to the old one, which has no address (keys there answer `MOVED ... :0`). And
+//! the other way round: every slot can have its master while shards say
+//! `cluster_state:fail` (a master the others marked failed answering again, a node that
+//! cannot reach a majority of masters), and their clients get `CLUSTERDOWN`.
 
 use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use crate::ccs::{Database, Id, Shard, SlotRange};
 use crate::server::{NodeLine, ShardProbe, SLOT_COUNT};
@@ -159,6 +164,46 @@ pub(super) fn unserved_slots(db: &Database, probes: &BTreeMap<Id, ShardProbe>) -
         }
     }
     runs((0..SLOT_COUNT).filter(|&slot| !served[usize::from(slot)]))
+}
+
+/// Shards of a sharded database that answer and say its Redis Cluster is not `ok`
+/// (`cluster_state` of `CLUSTER INFO`), as they say it, whatever the slot map shows.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ClusterDown {
+    /// What they say (`fail`).
+    pub state: String,
+    pub shards: Vec<Id>,
+}
+
+impl ClusterDown {
+    /// `redis:3, redis:5`.
+    pub fn shards_named(&self) -> String {
+        let names: Vec<String> = self.shards.iter().map(|id| format!("redis:{id}")).collect();
+        names.join(", ")
+    }
+}
+
+/// The [`ClusterDown`] of `db` from its shards' probes; `None` when every shard that
+/// answers says `ok` (or the database is not sharded).
+pub fn cluster_down(db: &Database, probes: &BTreeMap<Id, ShardProbe>) -> Option<ClusterDown> {
+    let mut down: Option<ClusterDown> = None;
+    for s in &db.shards {
+        let Some(state) = probes
+            .get(&s.id)
+            .filter(|p| p.up)
+            .and_then(|p| p.cluster_state.as_deref())
+            .filter(|state| *state != "ok")
+        else {
+            continue;
+        };
+        down.get_or_insert_with(|| ClusterDown {
+            state: state.to_string(),
+            shards: Vec::new(),
+        })
+        .shards
+        .push(s.id);
+    }
+    down
 }
 
 /// Who `n` is, as `held by ...`: a shard of `db`, another address, or an identity with

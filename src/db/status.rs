@@ -35,7 +35,7 @@ pub const RESTORE_UNFINISHED: &str = "RESTORE UNFINISHED";
 /// held by a live process): it serves no client until that restore is done.
 pub const RESTORING: &str = "RESTORING";
 /// A cluster shard whose `cluster_state` is not `ok`.
-const CLUSTER_FAIL: &str = "CLUSTER FAIL";
+pub const CLUSTER_FAIL: &str = "CLUSTER FAIL";
 /// A replica that runs as a master (standalone: it stopped following its master).
 const NOT_REPLICATING: &str = "NOT REPLICATING";
 /// A replica of a sharded database that a failover made the master of its master's
@@ -84,6 +84,10 @@ pub struct DatabaseRow {
     /// that does not answer left out: its row says so).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unserved_slots: Vec<SlotRange>,
+    /// Its shards that say its cluster is not `ok` (their clients get `CLUSTERDOWN`),
+    /// though every slot may be served in the slot map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_down: Option<super::slot_check::ClusterDown>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -168,6 +172,14 @@ impl StatusReport {
             .iter()
             .filter(|d| !d.unserved_slots.is_empty())
             .map(|d| (d.name.clone(), d.unserved_slots.clone()))
+            .collect()
+    }
+
+    /// The databases whose shards say their cluster is not `ok`, with those shards.
+    pub fn cluster_down(&self) -> Vec<(String, super::slot_check::ClusterDown)> {
+        self.databases
+            .iter()
+            .filter_map(|d| Some((d.name.clone(), d.cluster_down.clone()?)))
             .collect()
     }
 
@@ -426,6 +438,15 @@ pub async fn status(
             true => status,
             false => "degraded".to_string(),
         };
+        // What the servers say of their cluster, beside what the rows make of it.
+        let cluster_down = match db.state {
+            DbState::Active => super::slot_check::cluster_down(db, &probes),
+            DbState::PendingRecovery => None,
+        };
+        let status = match &cluster_down {
+            Some(c) => format!("{status}, cluster_state:{}", c.state),
+            None => status,
+        };
         let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
         nodes.sort();
         nodes.dedup();
@@ -476,6 +497,7 @@ pub async fn status(
             sync_source: db.config.sync_source.as_ref().map(ToString::to_string),
             keys,
             unserved_slots,
+            cluster_down,
         });
     }
 

@@ -91,6 +91,13 @@ impl VerifyError {
     }
 
     /// The error naming its shard (`redis:N`) among `shards`, found by its address.
+    /// The server answered `CLUSTERDOWN`: its Redis Cluster is down for now (a failover
+    /// under way), not the data wrong.
+    pub fn is_cluster_down(&self) -> bool {
+        matches!(self, VerifyError::Server { reason, .. } | VerifyError::Key { reason, .. }
+            if reason.contains("CLUSTERDOWN"))
+    }
+
     pub fn naming(mut self, shards: &[(u64, crate::server::ShardAddr)]) -> Self {
         if let VerifyError::Server { shard, addr, .. } | VerifyError::Key { shard, addr, .. } =
             &mut self

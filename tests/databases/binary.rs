@@ -678,3 +678,85 @@ fn status_fails_on_slots_a_master_does_not_serve() {
     lz.run("delete db halves purge").ok();
     assert!(guard.pids().is_empty());
 }
+
+/// `status` fails (exit 1) while shards of a sharded database say `cluster_state:fail`,
+/// though every shard answers and every slot is served in the slot map: a master the
+/// others marked FAIL while it did not answer (stopped past the node timeout), running
+/// again; they keep it FAIL for a while, and their clients get `CLUSTERDOWN`. The
+/// database's status says so. It used to exit 0.
+#[test]
+fn status_fails_while_shards_say_the_cluster_is_down() {
+    let lz = common::Lazarus::new();
+    let guard = ProcessGuard::new(lz.home());
+    lz.run("cluster create name state").ok();
+    lz.own_port_range();
+    lz.run("create db trio shards 3 persistence disabled").ok();
+    lz.run("status").ok();
+    let doc = lz.cmd(["--json", "status", "shards"]).run().ok().json();
+    let shards = doc[0]["result"]["shards"].as_array().unwrap().clone();
+    let (frozen, other) = (&shards[1], &shards[0]);
+    let pid = frozen["pid"].as_u64().unwrap() as i32;
+    let state = |port: u64| -> Option<String> {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        redis::cmd("CLUSTER").arg("INFO").query(&mut c).ok()
+    };
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !state(other["port"].as_u64().unwrap()).is_some_and(|i| i.contains("cluster_state:fail"))
+    {
+        assert!(std::time::Instant::now() < deadline, "never marked failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // The others keep the master FAIL for twice the node timeout after they marked it:
+    // `status` is asked in that window, once every shard answers again.
+    loop {
+        let out = lz.cmd(["--json", "status", "shards"]).run();
+        let rows = out.json()[0]["result"]["shards"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let status = |s: &serde_json::Value| s["status"].as_str().unwrap().to_string();
+        assert!(
+            !rows.iter().any(|s| status(s) == "SLOTS NOT SERVED"),
+            "{rows:?}"
+        );
+        if rows.iter().all(|s| status(s) != "DOWN")
+            && rows.iter().any(|s| status(s) == "CLUSTER FAIL")
+        {
+            assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+            assert!(
+                out.stderr
+                    .contains("`trio` says `cluster_state:fail` on redis:"),
+                "{}",
+                out.stderr
+            );
+            let dbs = lz.cmd(["--json", "status", "databases"]).run();
+            let row = &dbs.json()[0]["result"]["databases"][0];
+            assert!(
+                row["status"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cluster_state:fail"),
+                "{row}"
+            );
+            break;
+        }
+        assert!(
+            rows.iter().any(|s| status(s) != "OK"),
+            "the cluster settled before `status` saw it fail: {rows:?}"
+        );
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It settles by itself: `status` is clean again.
+    while lz.cmd(["status"]).run().code != 0 {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lz.run("delete db trio purge").ok();
+    assert!(guard.pids().is_empty());
+}

@@ -1092,7 +1092,13 @@ async fn status_names_the_slots_a_master_does_not_serve() {
     assert!(detail.contains("`restart db halves`"), "{detail}");
     let krow = report.shards.iter().find(|s| s.id == kept.id).unwrap();
     assert_eq!(krow.status, "OK", "{report:?}");
-    assert_eq!(report.databases[0].status, "degraded", "{report:?}");
+    // The new node, missing slots in its own view, says its cluster is down.
+    assert_eq!(
+        report.databases[0].status, "degraded, cluster_state:fail",
+        "{report:?}"
+    );
+    let down = report.databases[0].cluster_down.as_ref().unwrap();
+    assert_eq!(down.shards, vec![lost.id], "{report:?}");
     // It serves the slots of the keys it loaded, and nobody reachable serves the rest.
     let unserved = report.unserved_slots();
     assert_eq!(unserved.len(), 1, "{unserved:?}");

@@ -33,7 +33,7 @@ pub use conf::{
     CLUSTER_NODE_TIMEOUT_MS,
 };
 pub use ports::{
-    pick_port, port_is_free, require_free, unusable_port, unusable_range, PortNeed,
+    pick_port, port_is_free, require_free, taken_port, unusable_port, unusable_range, PortNeed,
     CLUSTER_BUS_OFFSET, MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
 };
 pub use process::{

@@ -77,7 +77,7 @@ pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
 
 /// The first of `port`'s ports (client, then bus when needed) that cannot be bound on
 /// `addr`; a cluster shard's port with no bus port (past 65535) is its own answer.
-fn taken_port(addr: &str, port: u16, need: PortNeed) -> Option<u16> {
+pub fn taken_port(addr: &str, port: u16, need: PortNeed) -> Option<u16> {
     let can_bind = |p: u16| crate::host::local::port_free(addr, p);
     if !can_bind(port) {
         return Some(port);

@@ -621,13 +621,13 @@ fn a_taken_bus_port_is_named_as_the_bus_port() {
     b.run("recover db two verify counts")
         .fails(1)
         .stdout_has(&format!(
-            "another program holds bus port {bus} (port {other} + 10000) of redis:"
+            "another program holds cluster bus port `{bus}` (port `{other}` + 10000, which a sharded database's shard also listens on) of redis:"
         ))
         .stdout_lacks(&format!("another program holds port {other} "));
     b.run("recover db two free_port verify counts")
         .ok()
         .stdout_has(&format!(
-            "moved from port {other} (its bus port {bus} held by another program, left alone) to port "
+            "moved from port {other} (its cluster bus port {bus} held by another program, left alone) to port "
         ))
         .stdout_has("Completed successfully");
 }

@@ -166,10 +166,10 @@ pub fn move_shard(
     if !port_is_free(&addr, port, need) {
         return Err(MoveError::InUse { port, addr });
     }
-    let held = match crate::server::taken_port(&addr, old, need) {
+    let held = match crate::server::port_in_use(&addr, old, need) {
         None => String::new(),
         Some(held) if held == old => " (held by another program, left alone)".to_string(),
-        Some(bus) => format!(" (its bus port {bus} held by another program, left alone)"),
+        Some(bus) => format!(" (its cluster bus port {bus} held by another program, left alone)"),
     };
     let mut next = cluster.clone();
     let db = next
@@ -229,21 +229,17 @@ pub struct PortMove {
 }
 
 impl PortMove {
-    /// The port another program holds, as the operator should look for it: `port 30005`,
-    /// or `bus port 40005 (port 30005 + 10000)` when the shard's own port is free.
+    /// The port another program holds: `port 30005`, or when only the shard's cluster bus
+    /// port is held, that one as [`crate::server::taken_port`] names it.
     pub fn held_text(&self) -> String {
         held_port(self.from, self.held)
     }
 }
 
-/// `port <port>`, or when `held` is its bus port, `bus port <held> (port <port> + 10000)`.
 fn held_port(port: u16, held: u16) -> String {
     match held == port {
         true => format!("port {port}"),
-        false => format!(
-            "bus port {held} (port {port} + {})",
-            crate::server::CLUSTER_BUS_OFFSET
-        ),
+        false => crate::server::taken_port(port, held),
     }
 }
 
@@ -263,7 +259,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
         let Some(node) = cluster.nodes.get(&s.node).filter(|n| n.ssh.is_none()) else {
             continue;
         };
-        let Some(in_use) = crate::server::taken_port(&node.addr, s.port, need) else {
+        let Some(in_use) = crate::server::port_in_use(&node.addr, s.port, need) else {
             continue;
         };
         let held = reserved.entry(node.addr.clone()).or_default();

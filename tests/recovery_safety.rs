@@ -587,6 +587,51 @@ fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
         .stdout_has("Completed successfully");
 }
 
+/// A shard whose own port is free but whose cluster bus port (port + 10000) another
+/// program holds (an outgoing connection's TIME-WAIT on a port of the kernel's ephemeral
+/// range does it): the refusal and the move name the bus port, not the free one.
+#[test]
+fn a_taken_bus_port_is_named_as_the_bus_port() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.create_cluster("c");
+    a.run("create db two shards 2 persistence snapshot").ok();
+    let doc = a.ccs();
+    let db = doc["databases"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let endpoint = db["port"].as_u64().unwrap();
+    let other = db["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["port"].as_u64().unwrap())
+        .find(|p| *p != endpoint)
+        .unwrap();
+    for p in [endpoint, other] {
+        assert_eq!(redis_cli(p, &["SAVE"]), "OK");
+    }
+    guard.kill_all();
+    let b = recovered_home(&n1);
+    let bus = other + 10000;
+    let _squat = std::net::TcpListener::bind(("127.0.0.1", bus as u16)).unwrap();
+    b.run("recover db two verify counts")
+        .fails(1)
+        .stdout_has(&format!(
+            "another program holds cluster bus port `{bus}` (port `{other}` + 10000, which a sharded database's shard also listens on) of redis:"
+        ))
+        .stdout_lacks(&format!("another program holds port {other} "));
+    b.run("recover db two free_port verify counts")
+        .ok()
+        .stdout_has(&format!(
+            "moved from port {other} (its cluster bus port {bus} held by another program, left alone) to port "
+        ))
+        .stdout_has("Completed successfully");
+}
+
 /// Issue 9 item 4b: a database that came back EMPTY (its files not found then, and the
 /// operator said `allow_empty`) gets the files found since with `recover db <db>
 /// from_files`, proved; a database that took a write since is refused, and so is one that

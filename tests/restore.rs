@@ -1736,6 +1736,41 @@ fn the_first_command_on_a_restore_whose_shell_died_finds_it_interrupted() {
     assert!(!old.exists());
 }
 
+/// A start whose shell died after its safety backup and before the fence did not fail:
+/// the retry takes a new safety backup (the data served clients since) and says so
+/// without calling the earlier start failed.
+#[test]
+fn a_retry_after_a_start_cut_short_before_the_fence_does_not_call_it_failed() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("rb", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    let run = lz.backup_run("rb", &repo);
+    lz.run(&format!(
+        "restore task create name rb1 db rb backup {run} force"
+    ))
+    .ok();
+    // What a shell killed between its safety backup and the fence leaves: the task
+    // `running` with that safety backup, its lock free, the data untouched and serving.
+    let earlier = format!("{}/{}", repo.display(), lz.backup_run("rb", &repo));
+    let store = Store::new(lz.home().to_path_buf());
+    {
+        let lock = store.lock().unwrap();
+        let mut c = lock.cluster().unwrap();
+        let t = c.backups.restores.get_mut("rb1").unwrap();
+        t.state = lazarus::ccs::RestoreState::Running;
+        t.safety_backup = Some(earlier.clone());
+        lock.save(&mut c).unwrap();
+    }
+    lz.run("restore task retry rb1")
+        .ok()
+        .stdout_has("content verified: ")
+        .stdout_has(&format!(
+            "(taken again: the data has served clients since the earlier start that took {earlier})"
+        ))
+        .stdout_lacks("failed)");
+}
+
 /// Writes made after a failed start (the old data back and serving) are in the safety
 /// backup of the `retry` that replaces them: the retry takes a new one, and says so.
 #[test]
@@ -1804,7 +1839,7 @@ fn a_retry_after_a_failed_start_takes_a_new_safety_backup() {
         .ok()
         .stdout_has("content verified: ")
         .stdout_has(&format!(
-            "(taken again: the data served clients after the earlier start that took {earlier} failed)"
+            "(taken again: the data has served clients since the earlier start that took {earlier})"
         ));
     let at = lz.ccs()["backups"]["restores"]["ra1"]["safety_backup"]
         .as_str()

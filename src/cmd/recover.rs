@@ -678,7 +678,7 @@ fn report_of(
             let held: Vec<String> = o
                 .taken
                 .iter()
-                .map(|m| format!("port {} of redis:{}", m.from, m.shard))
+                .map(|m| format!("{} of redis:{}", m.held_text(), m.shard))
                 .collect();
             reason.push_str(&format!("; another program holds {}", held.join(", ")));
             // `port <n>` moves the endpoint shard alone: offered only when it is the one.

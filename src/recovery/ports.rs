@@ -26,12 +26,14 @@ pub enum MoveError {
     BadPort(String),
     #[error("`port {port}` on `{addr}` is in use: give a free one")]
     InUse { port: u16, addr: String },
-    #[error("db:{db}: port {from} of redis:{shard} is held by another program and node:{node} has no free port left in its range: widen the range{}", if *.endpoint { " or give `port <n>`" } else { "" })]
+    #[error("db:{db}: {} of redis:{shard} is held by another program and node:{node} has no free port left in its range: widen the range{}", held_port(*.from, *.held), if *.endpoint { " or give `port <n>`" } else { "" })]
     NoFreePort {
         db: Id,
         shard: Id,
         node: Id,
         from: u16,
+        /// The port found in use: `from`, or its cluster bus port.
+        held: u16,
         /// The shard is the database's endpoint (`port <n>` moves only that one).
         endpoint: bool,
     },
@@ -101,6 +103,7 @@ pub fn move_taken(
             shard: m.shard,
             node: m.node,
             from: m.from,
+            held: m.held,
             endpoint: m.endpoint,
         })?;
         moved.push(move_shard(lock, cluster, id, m.shard, to)?);
@@ -163,10 +166,10 @@ pub fn move_shard(
     if !port_is_free(&addr, port, need) {
         return Err(MoveError::InUse { port, addr });
     }
-    let held = if port_is_free(&addr, old, need) {
-        ""
-    } else {
-        " (held by another program, left alone)"
+    let held = match crate::server::port_in_use(&addr, old, need) {
+        None => String::new(),
+        Some(held) if held == old => " (held by another program, left alone)".to_string(),
+        Some(bus) => format!(" (its cluster bus port {bus} held by another program, left alone)"),
     };
     let mut next = cluster.clone();
     let db = next
@@ -218,9 +221,26 @@ pub struct PortMove {
     pub shard: Id,
     pub node: Id,
     pub from: u16,
+    /// The port found in use: `from`, or (a cluster shard) its bus port.
+    pub held: u16,
     pub to: Option<u16>,
     /// The database's endpoint shard: the only one `port <n>` moves.
     pub endpoint: bool,
+}
+
+impl PortMove {
+    /// The port another program holds: `port 30005`, or when only the shard's cluster bus
+    /// port is held, that one as [`crate::server::taken_port`] names it.
+    pub fn held_text(&self) -> String {
+        held_port(self.from, self.held)
+    }
+}
+
+fn held_port(port: u16, held: u16) -> String {
+    match held == port {
+        true => format!("port {port}"),
+        false => crate::server::taken_port(port, held),
+    }
 }
 
 /// The shards of db `id` on this machine whose stored port (or bus port) cannot be bound
@@ -239,9 +259,9 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
         let Some(node) = cluster.nodes.get(&s.node).filter(|n| n.ssh.is_none()) else {
             continue;
         };
-        if port_is_free(&node.addr, s.port, need) {
+        let Some(in_use) = crate::server::port_in_use(&node.addr, s.port, need) else {
             continue;
-        }
+        };
         let held = reserved.entry(node.addr.clone()).or_default();
         let to = node.pick_port(cluster, held, need).ok();
         if let Some(p) = to {
@@ -251,6 +271,7 @@ pub fn taken_ports(cluster: &Cluster, id: Id) -> Vec<PortMove> {
             shard: s.id,
             node: node.id,
             from: s.port,
+            held: in_use,
             to,
             endpoint: endpoint == Some(s.id),
         });

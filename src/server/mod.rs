@@ -33,7 +33,7 @@ pub use conf::{
     CLUSTER_NODE_TIMEOUT_MS,
 };
 pub use ports::{
-    pick_port, port_is_free, require_free, unusable_port, unusable_range, PortNeed,
+    pick_port, port_in_use, port_is_free, require_free, unusable_port, unusable_range, PortNeed,
     CLUSTER_BUS_OFFSET, MAX_BUS_SHARD_PORT, MIN_SHARD_PORT,
 };
 pub use process::{
@@ -163,7 +163,7 @@ impl std::fmt::Display for NoTlsBuild {
 
 /// Names the port found taken: the client port, or a cluster shard's bus port, which the
 /// operator did not type and would not think of.
-fn taken_port(port: u16, held: u16) -> String {
+pub fn taken_port(port: u16, held: u16) -> String {
     if port == held {
         format!("port `{port}`")
     } else {

@@ -72,12 +72,12 @@ impl PortNeed {
 /// Whether `port` (and its bus port when needed) can be bound on `addr` right now.
 /// Probing by binding sees listeners on the wildcard address too.
 pub fn port_is_free(addr: &str, port: u16, need: PortNeed) -> bool {
-    taken_port(addr, port, need).is_none()
+    port_in_use(addr, port, need).is_none()
 }
 
 /// The first of `port`'s ports (client, then bus when needed) that cannot be bound on
 /// `addr`; a cluster shard's port with no bus port (past 65535) is its own answer.
-fn taken_port(addr: &str, port: u16, need: PortNeed) -> Option<u16> {
+pub fn port_in_use(addr: &str, port: u16, need: PortNeed) -> Option<u16> {
     let can_bind = |p: u16| crate::host::local::port_free(addr, p);
     if !can_bind(port) {
         return Some(port);
@@ -117,7 +117,7 @@ pub fn pick_port(
 
 /// Checks a port the operator chose: taken is an error, never a silent substitution.
 pub fn require_free(addr: &str, port: u16, need: PortNeed) -> Result<(), ServerError> {
-    match taken_port(addr, port, need) {
+    match port_in_use(addr, port, need) {
         None => Ok(()),
         Some(held) => Err(ServerError::PortTaken {
             addr: addr.to_string(),

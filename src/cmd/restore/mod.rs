@@ -396,7 +396,7 @@ fn restored_line(t: &crate::ccs::RestoreTask, r: &RestoredDb) -> String {
         ),
         Safety::Taken(at) => format!("\nsafety backup of the data replaced: {at}"),
         Safety::Retaken { at, earlier } => format!(
-            "\nsafety backup of the data replaced: {at} (taken again: the data served clients after the earlier start that took {earlier} failed)"
+            "\nsafety backup of the data replaced: {at} (taken again: the data has served clients since the earlier start that took {earlier})"
         ),
     };
     format!(

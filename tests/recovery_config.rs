@@ -1081,8 +1081,14 @@ fn status_after_a_rebuild_names_the_masters_left_without_a_replica_elsewhere() {
     let rebuilt_json = serde_json::json!({"shard": rebuilt_master, "node": 2, "replicas_beside": [replica_of(rebuilt_master)]});
     let bereft_json = serde_json::json!({"shard": bereft_master, "node": 2, "replicas_beside": []});
     let (first, second) = match rebuilt_master < bereft_master {
-        true => ((rebuilt_master, rebuilt_why, rebuilt_json), (bereft_master, bereft_why, bereft_json)),
-        false => ((bereft_master, bereft_why, bereft_json), (rebuilt_master, rebuilt_why, rebuilt_json)),
+        true => (
+            (rebuilt_master, rebuilt_why, rebuilt_json),
+            (bereft_master, bereft_why, bereft_json),
+        ),
+        false => (
+            (bereft_master, bereft_why, bereft_json),
+            (rebuilt_master, rebuilt_why, rebuilt_json),
+        ),
     };
     let error = w.fails("home", &["status"]);
     assert_eq!(
@@ -1113,7 +1119,12 @@ fn status_after_a_rebuild_names_the_masters_left_without_a_replica_elsewhere() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["id"].as_u64().unwrap(), s["status"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["id"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     shards.sort();
     let no_replica = "NO REPLICA ELSEWHERE".to_string();

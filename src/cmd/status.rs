@@ -144,9 +144,9 @@ impl StatusCommand {
             .unprotected_masters()
             .into_iter()
             .flat_map(|(name, masters)| {
-                masters.into_iter().map(move |m| {
-                    format!("`{name}` (replication enabled): {}", m.why())
-                })
+                masters
+                    .into_iter()
+                    .map(move |m| format!("`{name}` (replication enabled): {}", m.why()))
             })
             .collect();
         let has = |status: &str| report.shards.iter().any(|s| s.status == status);

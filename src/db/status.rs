@@ -400,7 +400,7 @@ pub async fn status(
                 Some(u) if status == OK => (
                     NO_REPLICA_ELSEWHERE.to_string(),
                     Some(format!(
-                        "{}: losing node:{} loses its data; {NO_REPLICA_WAY}",
+                        "{}: losing node:{} loses its data; no command adds a replica to a database that runs (`status`'s hint says what works)",
                         u.why(),
                         u.node
                     )),

@@ -48,13 +48,17 @@ pub async fn create(
 }
 
 /// `delete db`: its shards stopped, its directories kept (or removed with `purge`), the
-/// configuration saved without it.
+/// configuration saved without it. A configuration that cannot be saved (a full or
+/// read-only disk under the home or a node's `ccs/`) refuses it before any shard stops:
+/// stopped, marked deleted and still configured, the database would be neither.
 pub async fn delete(
     lock: &StoreLock,
     cluster: &mut Cluster,
     id: Id,
     purge: bool,
 ) -> Result<DeleteOutcome, DbError> {
+    database(cluster, id)?;
+    lock.can_save(cluster)?;
     let out = delete_db(cluster, id, purge).await?;
     lock.save(cluster)?;
     Ok(out)

@@ -263,6 +263,40 @@ fn a_delete_that_cannot_be_saved_stops_nothing() {
     lz.run("delete db x").ok();
 }
 
+/// A server whose pidfile cannot be written (its disk full: the write fails, the server
+/// runs and serves all the same; here its pidfile is put where no file can be made) is
+/// found by the process working in its directory. The start used to wait for a pidfile
+/// that never came, to the end of its timeout (an hour in a recovery), the server
+/// serving all along.
+#[test]
+fn a_shard_that_cannot_write_its_pidfile_is_found_running() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.create_cluster("t");
+    let wrapper = lz.path("redis-server-without-pidfile");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec redis-server \"$@\" --pidfile /nonexistent-dir/redis.pid\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let wrapper = wrapper.to_str().unwrap();
+    lz.cmd(["--redis-server", wrapper, "create", "db", "x"])
+        .run()
+        .ok()
+        .stdout_has("Created db:");
+    lz.run("status shards").ok().stdout_has("OK");
+    lz.cmd(["--redis-server", wrapper, "restart", "db", "x"])
+        .run()
+        .ok()
+        .stdout_has("1 shard running");
+    lz.run("delete db x").ok().stdout_has("stopped 1 shard");
+}
+
 /// One run of the binary, measured by the kernel: exit code, output, peak resident memory
 /// of that one child (`wait4`'s `ru_maxrss`) and wall time.
 struct Measured {

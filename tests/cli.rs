@@ -200,7 +200,8 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
 #[test]
 fn a_script_with_a_line_that_does_not_parse_runs_no_line() {
     let lz = Lazarus::new();
-    let runbook = "# night runbook\ncluster create name s\ninfo clustr\ninfo cluster\nnode 1 rmove\n";
+    let runbook =
+        "# night runbook\ncluster create name s\ninfo clustr\ninfo cluster\nnode 1 rmove\n";
     lz.script(runbook)
         .fails(2)
         .stderr_has("lazarus: line 3: unexpected `clustr`")
@@ -213,7 +214,11 @@ fn a_script_with_a_line_that_does_not_parse_runs_no_line() {
     );
     let docs = lz.cmd(["--json"]).stdin(runbook).run().fails(2).json();
     let lines: Vec<_> = docs.iter().map(|d| d["line"].clone()).collect();
-    assert_eq!(lines, [serde_json::json!(3), serde_json::json!(5)], "{docs:?}");
+    assert_eq!(
+        lines,
+        [serde_json::json!(3), serde_json::json!(5)],
+        "{docs:?}"
+    );
     assert!(docs.iter().all(|d| d["kind"] == "usage"), "{docs:?}");
     assert!(!lz.path("ccs.json").exists());
 

@@ -1955,21 +1955,28 @@ fn nothing_else_stops_a_database_another_shell_is_restoring() {
         .ok();
     let before = lz.ccs()["databases"].clone();
     kill_while_loading_after(&lz, "k", || {
-        let named = "`f` is being restored by restore task `k` in another shell: nothing was stopped";
+        let named =
+            "`f` is being restored by restore task `k` in another shell: nothing was stopped";
         lz.run("delete db f").fails(1).stderr_has(named);
         lz.run("restart db f").fails(1).stderr_has(named);
         let all = lz.cmd(["--json", "restart", "all"]).run().fails(1).json();
         let failed = &all[0]["result"]["failed"];
         assert_eq!(failed[0]["name"], "f", "{}", all[0]);
         assert!(
-            failed[0]["reason"].as_str().is_some_and(|r| r.contains(named)),
+            failed[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(named)),
             "{}",
             all[0]
         );
         lz.run("restore task start k2")
             .fails(1)
             .stderr_has("db `f` is being restored by restore task `k` in another shell");
-        assert_eq!(lz.ccs()["databases"], before, "the database changed mid-restore");
+        assert_eq!(
+            lz.ccs()["databases"],
+            before,
+            "the database changed mid-restore"
+        );
         assert_eq!(lz.ccs()["backups"]["restores"]["k2"]["state"], "created");
     });
 }

@@ -360,7 +360,12 @@ impl StoreLock {
         let mut prepared: Vec<(PathBuf, PathBuf)> = Vec::new();
         match local::prepare_private(&saved, text) {
             Ok(tmp) => prepared.push((tmp, saved)),
-            Err(source) => return Err(StoreError::Write { path: saved, source }),
+            Err(source) => {
+                return Err(StoreError::Write {
+                    path: saved,
+                    source,
+                })
+            }
         }
         // Nodes on other hosts: written there through each node's host, beside their
         // place too, before anything is committed.
@@ -374,8 +379,7 @@ impl StoreLock {
         for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
             let dir = node.ccs_backup_dir();
             let path = dir.join(CCS_FILE);
-            match local::create_private_dir(&dir)
-                .and_then(|()| local::prepare_private(&path, text))
+            match local::create_private_dir(&dir).and_then(|()| local::prepare_private(&path, text))
             {
                 Ok(tmp) => prepared.push((tmp, path)),
                 Err(source) => {

@@ -137,7 +137,8 @@ pub async fn restart_several(
         overall.set_message(&format!("db:{id} {name}"));
         if let Some(task) = restoring.get(&id) {
             let task = task.clone();
-            run.failed.push((id, name.clone(), DbError::Restoring { id, name, task }));
+            run.failed
+                .push((id, name.clone(), DbError::Restoring { id, name, task }));
             overall.set_position(n as u64 + 1);
             continue;
         }

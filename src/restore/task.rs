@@ -801,7 +801,12 @@ pub fn running_tasks(home: &Path, cluster: &Cluster) -> BTreeMap<String, String>
 /// lock held: being verified, started, retried or deleted there), leaving out the tasks
 /// named in `except`. Asked, never taken, as [`running_tasks`] asks. A command that
 /// stops, restarts or removes the database's shards refuses while there is one.
-pub fn claimed_task_of(home: &Path, cluster: &Cluster, db: &str, except: &[&str]) -> Option<String> {
+pub fn claimed_task_of(
+    home: &Path,
+    cluster: &Cluster,
+    db: &str,
+    except: &[&str],
+) -> Option<String> {
     cluster
         .backups
         .restores

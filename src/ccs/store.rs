@@ -290,17 +290,54 @@ impl StoreLock {
         let mut text = serde_json::to_vec_pretty(cluster).expect("the model always serializes");
         text.push(b'\n');
         let saved = self.home.join(CCS_FILE);
-        let (prepared, remote) = match self.prepare(cluster, &text) {
-            Ok(copies) => copies,
+        // All or nothing: every copy (the home's and each node's backup) is written and
+        // synced beside its place first; only when all are down does any replace the old
+        // one. A full disk on one node leaves every copy as it was, so the caller's roll
+        // back (a create db's shards) matches what is stored.
+        let mut prepared: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let discard = |prepared: &[(PathBuf, PathBuf)]| {
+            for (tmp, _) in prepared {
+                let _ = fs::remove_file(tmp);
+            }
+        };
+        match local::prepare_private(&saved, &text) {
+            Ok(tmp) => prepared.push((tmp, saved.clone())),
+            Err(source) => {
+                cluster.generation = before;
+                return Err(StoreError::Write {
+                    path: saved.clone(),
+                    source,
+                });
+            }
+        }
+        // Nodes on other hosts: written there through each node's host, beside their
+        // place too, before anything is committed.
+        let remote = match prepare_remote(cluster, &text) {
+            Ok(remote) => remote,
             Err(e) => {
+                discard(&prepared);
                 cluster.generation = before;
                 return Err(e);
             }
         };
         let discard = |prepared: &[(PathBuf, PathBuf)]| {
-            discard_local(prepared);
+            discard(prepared);
             discard_remote(&remote);
         };
+        for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
+            let dir = node.ccs_backup_dir();
+            let path = dir.join(CCS_FILE);
+            match local::create_private_dir(&dir)
+                .and_then(|()| local::prepare_private(&path, &text))
+            {
+                Ok(tmp) => prepared.push((tmp, path)),
+                Err(source) => {
+                    discard(&prepared);
+                    cluster.generation = before;
+                    return Err(StoreError::NotSaved { path, source });
+                }
+            }
+        }
         let mut pending = prepared.into_iter();
         if let Some((tmp, path)) = pending.next() {
             if let Err(source) = local::commit_private(&tmp, &path) {
@@ -332,71 +369,6 @@ impl StoreLock {
             });
         }
         failed.map_or(Ok(()), Err)
-    }
-
-    /// Whether `cluster` as it is could be saved now: every copy ([`Self::save`]'s) is
-    /// written and synced beside its place, then discarded. A command that stops shards
-    /// before it saves (`delete db`) asks first, so a home or node that cannot take the
-    /// configuration (a full disk, a read-only copy) refuses it before anything stops.
-    pub fn can_save(&self, cluster: &Cluster) -> Result<(), StoreError> {
-        let mut text = serde_json::to_vec_pretty(cluster).expect("the model always serializes");
-        text.push(b'\n');
-        let (prepared, remote) = self.prepare(cluster, &text)?;
-        discard_local(&prepared);
-        discard_remote(&remote);
-        Ok(())
-    }
-
-    /// Every copy of `text` written and synced beside its place (the home's first, then
-    /// each node's backup, then those on other hosts), none committed: all or nothing,
-    /// so a full disk on one node leaves every copy as it was, and the caller's roll back
-    /// (a create db's shards) matches what is stored.
-    fn prepare(
-        &self,
-        cluster: &Cluster,
-        text: &[u8],
-    ) -> Result<(Vec<(PathBuf, PathBuf)>, Vec<RemoteCopy>), StoreError> {
-        let saved = self.home.join(CCS_FILE);
-        let mut prepared: Vec<(PathBuf, PathBuf)> = Vec::new();
-        match local::prepare_private(&saved, text) {
-            Ok(tmp) => prepared.push((tmp, saved)),
-            Err(source) => {
-                return Err(StoreError::Write {
-                    path: saved,
-                    source,
-                })
-            }
-        }
-        // Nodes on other hosts: written there through each node's host, beside their
-        // place too, before anything is committed.
-        let remote = match prepare_remote(cluster, text) {
-            Ok(remote) => remote,
-            Err(e) => {
-                discard_local(&prepared);
-                return Err(e);
-            }
-        };
-        for node in cluster.nodes.values().filter(|n| n.ssh.is_none()) {
-            let dir = node.ccs_backup_dir();
-            let path = dir.join(CCS_FILE);
-            match local::create_private_dir(&dir).and_then(|()| local::prepare_private(&path, text))
-            {
-                Ok(tmp) => prepared.push((tmp, path)),
-                Err(source) => {
-                    discard_local(&prepared);
-                    discard_remote(&remote);
-                    return Err(StoreError::NotSaved { path, source });
-                }
-            }
-        }
-        Ok((prepared, remote))
-    }
-}
-
-/// Removes copies written by [`StoreLock::prepare`] and not committed.
-fn discard_local(prepared: &[(PathBuf, PathBuf)]) {
-    for (tmp, _) in prepared {
-        let _ = fs::remove_file(tmp);
     }
 }
 

@@ -48,9 +48,10 @@ pub async fn create(
 }
 
 /// `delete db`: its shards stopped, its directories kept (or removed with `purge`), the
-/// configuration saved without it. A configuration that cannot be saved (a full or
-/// read-only disk under the home or a node's `ccs/`) refuses it before any shard stops:
-/// stopped, marked deleted and still configured, the database would be neither.
+/// configuration saved without it. The configuration as it is is saved first: one that
+/// cannot be (the home's or a node's `ccs/` on a full or read-only disk, an immutable
+/// `ccs.json`) refuses the delete before any shard stops, as stopped, marked deleted and
+/// still configured, the database would be neither deleted nor serving.
 pub async fn delete(
     lock: &StoreLock,
     cluster: &mut Cluster,
@@ -58,7 +59,7 @@ pub async fn delete(
     purge: bool,
 ) -> Result<DeleteOutcome, DbError> {
     database(cluster, id)?;
-    lock.can_save(cluster)?;
+    lock.save(cluster)?;
     let out = delete_db(cluster, id, purge).await?;
     lock.save(cluster)?;
     Ok(out)

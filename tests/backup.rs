@@ -1026,6 +1026,32 @@ fn a_backup_started_mid_failover_waits_for_the_promotion() {
     }
 }
 
+/// A backup of a sharded database with a master down and no replica to take its slots
+/// over is refused at once, as `verify db` is, naming the database, the shard down and
+/// its slots and the way on (it said only that the shard does not answer), and leaves no
+/// run behind.
+#[test]
+fn a_backup_of_a_cluster_no_failover_can_mend_names_what_is_not_served() {
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .db("split", 3, false, Persistence::Disabled)
+        .installed();
+    let db = c.database_by_name("split").unwrap();
+    let dead = db.masters().nth(1).unwrap();
+    let a = shard_addr(&c, db, dead.id).unwrap();
+    unsafe { libc::kill(dead.pid.unwrap() as i32, libc::SIGKILL) };
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db split path {}", repo.display()))
+        .fails(1)
+        .stderr_has(&format!(
+            "db `split` is not served: redis:{} ({a}), slots {}, does not answer",
+            dead.id,
+            dead.slots.unwrap()
+        ))
+        .stderr_has("no replica of a master down answers")
+        .stderr_has("`restart db split`");
+    assert_eq!(files_under(&repo), Vec::<String>::new());
+}
+
 /// Two clusters share an `s3://` prefix, and run ids come from each cluster's own
 /// allocator and clock, so both may form the same one. The second to claim it is refused
 /// naming the other cluster, having written nothing (before, S3 was listed, then written:

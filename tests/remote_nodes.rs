@@ -522,8 +522,7 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     keys(&endpoint, 60, true);
     let want = keys(&endpoint, 60, false);
     assert!(want.iter().all(Option::is_some));
-    // AOF writes reach the file before the reply; give everysec's fsync a moment anyway.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    on_disk(&old);
 
     // The disaster: every shard on both machines, the home, the disks moved aside.
     kill9(&host.pids());
@@ -625,31 +624,8 @@ fn a_host_lost_for_good_comes_back_from_the_replicas_files_on_the_others() {
     keys(&endpoint, 60, true);
     let want = keys(&endpoint, 60, false);
     assert!(want.iter().all(Option::is_some));
-    // Every shard, replicas included, has its writes in its AOF (`everysec` may hold a
-    // write back while an fsync runs).
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    for s in &shards {
-        let addr = if s["node"] == 2 {
-            host.addr.as_str()
-        } else {
-            "127.0.0.1"
-        };
-        let url = format!("redis://{addr}:{}", s["port"]);
-        common::runtime().block_on(async {
-            let mut con = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
-            common::data::wait_for_persistence(
-                &mut con,
-                |info| info.contains("aof_buffer_length:0"),
-                std::time::Duration::from_secs(10),
-                "the AOF buffer did not drain",
-            )
-            .await;
-        });
-    }
+    // Every shard, replicas included, has its writes in its AOF.
+    on_disk(&old);
 
     // The host is lost for good; this machine's servers and home are lost too.
     host.stop();
@@ -977,6 +953,18 @@ fn spread_over(
     run("create db spread shards 2 replication enabled persistence aof").ok();
 }
 
+/// Every write acknowledged so far is on the disks of `lz`'s cluster, here and on the
+/// hosts: each replica caught up with its master, snapshot databases saved (replicas
+/// included), every AOF buffer written (`appendfsync everysec` holds a write back while
+/// an fsync runs on a busy disk). A fixed sleep lost writes to a loaded machine.
+fn on_disk(lz: &common::Lazarus) {
+    let cluster = lazarus::ccs::Store::new(lz.home().to_path_buf())
+        .load()
+        .unwrap()
+        .unwrap();
+    common::runtime().block_on(common::world::save_snapshots(&cluster));
+}
+
 /// The `--json status shards` rows of database `name`.
 fn shards_of(run: &impl Fn(&str) -> common::Output, name: &str) -> Vec<serde_json::Value> {
     let status = run("--json status shards").ok().json();
@@ -1028,21 +1016,8 @@ fn replay_and_from_files_stream_the_ssh_hosts_files() {
             snap_master = Some((here["db_id"].clone(), here["id"].clone()));
         }
     }
-    // The replica has the writes, and AOF's everysec fsync has run.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    // Only the snapshot database saves: the AOF one has only its AOF.
-    for name in ["snap"] {
-        for s in &shards_of(&run, name) {
-            let addr = if s["node"] == 2 {
-                &host.addr
-            } else {
-                "127.0.0.1"
-            };
-            let url = format!("redis://{addr}:{}", s["port"]);
-            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
-        }
-    }
+    // The replica has the writes and saved them; the AOF has its writes.
+    on_disk(&old);
     kill9(&host.pids());
     kill9(&common::procs::pids_under(disks.path()));
     drop(run);

@@ -130,6 +130,22 @@ fn ssh_host_does_what_the_local_host_does() {
         }
         assert!(!host.is_alive(pids[0]).await);
         host.signal(pids[0], Signal::Term).await.unwrap();
+
+        // A process whose main thread has exited while another still runs holds its
+        // files and ports: alive there, in its directory, until its last thread is gone.
+        let exiting = remote.path("n1/exiting");
+        std::fs::create_dir_all(&exiting).unwrap();
+        let mut child = common::procs::main_thread_exited(&exiting);
+        let pid = child.id();
+        let alive = host.is_alive(pid).await;
+        let in_dir = host.is_alive_in_dir(pid, &exiting).await;
+        let listed = host.pids_in_dir(&exiting).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(alive, "pid {pid}: its main thread exited, another runs");
+        assert!(in_dir, "pid {pid} works in its directory");
+        assert_eq!(listed, [pid]);
+        assert!(!host.is_alive(pid).await);
     });
 }
 

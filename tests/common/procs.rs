@@ -43,7 +43,11 @@ impl Drop for ProcessGuard {
     }
 }
 
-/// Live (not zombie) processes whose cwd is under `root`.
+/// Live processes with a thread working under `root`. A process whose main thread has
+/// exited shows as a zombie while its other threads finish (a server killed while its
+/// fsync thread waits on a busy disk) and still holds its files and ports: it counts
+/// until its last thread is gone, found by that thread's working directory (the main
+/// thread's is gone with it).
 pub fn pids_under(root: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -52,18 +56,54 @@ pub fn pids_under(root: &Path) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(root))
-                && !is_zombie(*pid)
+            live_threads(*pid)
+                .any(|t| std::fs::read_link(t.join("cwd")).is_ok_and(|cwd| cwd.starts_with(root)))
         })
         .collect()
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(|st| st == "Z"))
+/// The `/proc/<pid>/task/<tid>` directories of `pid`'s threads that have not exited.
+fn live_threads(pid: u32) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| t.path())
+        .filter(|t| {
+            std::fs::read_to_string(t.join("stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next())
+                    .is_some_and(|st| st != "Z" && st != "X")
+            })
         })
-        .unwrap_or(true)
+}
+
+/// A process in `dir` whose main thread has exited while another thread runs on (until
+/// killed): what a server killed while its fsync thread waits on a busy disk is for a
+/// moment. Returned once the main thread has exited.
+pub fn main_thread_exited(dir: &Path) -> std::process::Child {
+    const SCRIPT: &str = "import ctypes, os, sys, threading, time\n\
+        def stay():\n    \
+            while open('/proc/%d/stat' % os.getpid()).read().rsplit(')', 1)[1].split()[0] != 'Z':\n        \
+                time.sleep(0.01)\n    \
+            open(sys.argv[1], 'w').close()\n    \
+            time.sleep(600)\n\
+        threading.Thread(target=stay).start()\n\
+        ctypes.CDLL(None).pthread_exit(None)\n";
+    let ready = dir.join(".main-thread-exited");
+    let child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(&ready)
+        .current_dir(dir)
+        .spawn()
+        .expect("python3 runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the main thread never exited alone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
 }

@@ -508,15 +508,6 @@ fn keys(endpoint: &str, n: u32, write: bool) -> Vec<Option<String>> {
     })
 }
 
-fn kill9(pids: &[u32]) {
-    for pid in pids {
-        // SAFETY: kill(2) takes plain integers; these are servers this test started.
-        unsafe {
-            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
-        }
-    }
-}
-
 /// The drill across hosts: a replicated 2-shard database over this machine and an SSH
 /// host; every shard killed, the home lost, the old disks moved aside on each machine;
 /// `cluster recover` from the local node's CCS backup, a recovery path per node (the
@@ -541,8 +532,8 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     on_disk(&old);
 
     // The disaster: every shard on both machines, the home, the disks moved aside.
-    kill9(&host.pids());
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&host.pids());
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();
@@ -646,7 +637,7 @@ fn a_host_lost_for_good_comes_back_from_the_replicas_files_on_the_others() {
     // The host is lost for good; this machine's servers and home are lost too.
     host.stop();
     std::fs::rename(host.path("n2"), host.path("gone")).unwrap();
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();
@@ -1034,8 +1025,8 @@ fn replay_and_from_files_stream_the_ssh_hosts_files() {
     }
     // The replica has the writes and saved them; the AOF has its writes.
     on_disk(&old);
-    kill9(&host.pids());
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&host.pids());
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();
@@ -1136,8 +1127,8 @@ fn identity_files_on_the_ssh_host_rebuild_the_configuration() {
         let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
     }
     let cluster_id = old.ccs()["cluster_id"].as_str().unwrap().to_string();
-    kill9(&host.pids());
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&host.pids());
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();

@@ -20,20 +20,46 @@ impl ProcessGuard {
         pids_under(&self.root)
     }
 
+    /// SIGKILL to every process under the root, until none is left: a killed server is
+    /// gone only once its last thread has exited, and one waiting in an fsync on a busy
+    /// disk holds the server's port until then (seconds, on a loaded machine).
     pub fn kill_all(&self) {
-        // A dying server may not yet have released its cwd; loop until none is left.
-        for _ in 0..50 {
+        let deadline = std::time::Instant::now() + GONE_WITHIN;
+        loop {
             let pids = self.pids();
-            if pids.is_empty() {
+            if pids.is_empty() || std::time::Instant::now() >= deadline {
                 return;
             }
             for pid in pids {
+                // SAFETY: kill(2) takes plain integers; these are processes of the test.
                 unsafe {
                     libc::kill(pid as libc::pid_t, libc::SIGKILL);
                 }
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+}
+
+/// How long a killed process may take to be gone before a test gives up on it.
+const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// SIGKILL to each of `pids`, and back once every one is gone (its last thread exited,
+/// so its files and ports are free): see [`ProcessGuard::kill_all`].
+pub fn kill_and_wait(pids: &[u32]) {
+    for &pid in pids {
+        // SAFETY: kill(2) takes plain integers; these are processes of the test.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let deadline = std::time::Instant::now() + GONE_WITHIN;
+    while pids.iter().any(|&p| live_threads(p).next().is_some()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "killed processes still run: {pids:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

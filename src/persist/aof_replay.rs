@@ -230,7 +230,7 @@ impl Replay {
             }
         };
         // The pair taken as it is: `flatten` over it, out of line, cost 75 instructions a
-        // command of an AOF of small commands' 746 (a tenth of its check), 42 more than this.
+        // command of an AOF of small commands' 746 (a tenth of its check), 33 more than this.
         for e in effects {
             let [a, b] = e.keys();
             if let Some(k) = a {

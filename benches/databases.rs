@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo bench --bench databases`
 
+#[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
 

@@ -10,6 +10,7 @@
 //! Run: `cargo bench --bench remote` (`BENCH_REMOTE_HOSTS=3`, `BENCH_REMOTE_SHARDS=50`
 //! per host, `BENCH_REMOTE_RUNS=3`, `BENCH_REMOTE_CONCURRENCY` for `--max-concurrency`)
 
+#[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
 #[path = "../tests/common/sshd.rs"]

@@ -7,6 +7,7 @@
 
 #[path = "../tests/common/certs.rs"]
 mod certs;
+#[allow(dead_code)]
 #[path = "../tests/common/procs.rs"]
 mod procs;
 mod support;

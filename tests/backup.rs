@@ -949,6 +949,109 @@ fn failed_over(engine: &Engine) {
     }
 }
 
+/// A backup started while a master is failing over (killed, its replica not yet
+/// promoted: that takes the node timeout) waits for the promotion, within bounds, as
+/// `verify db` does, and the run holds every key written before the kill, the dead
+/// master's taken from the replica that took its slots. It used to fail at once: the
+/// dead master "does not answer".
+#[test]
+fn a_backup_started_mid_failover_waits_for_the_promotion() {
+    let World(lz, _guard, rt, c) = World::with(2)
+        .db("fo", 3, true, Persistence::Aof)
+        .installed();
+    let db = c.database_by_name("fo").unwrap().clone();
+    let addr = |id| shard_addr(&c, &db, id).unwrap();
+    let con = |id| {
+        let a = addr(id);
+        redis::Client::open(format!("redis://{}:{}", a.host, a.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let masters: Vec<_> = db.masters().cloned().collect();
+    let dead = &masters[1];
+    let promoted = db
+        .shards
+        .iter()
+        .find(|s| s.master == Some(dead.id))
+        .unwrap()
+        .id;
+    let before: Vec<_> = masters
+        .iter()
+        .map(|m| {
+            let a = addr(m.id);
+            rt.block_on(contents(&a.host, a.port))
+        })
+        .collect();
+    assert!(before.iter().all(|k| !k.is_empty()), "sample data");
+    // Every write the master took is on its replica before it dies.
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(10_000)
+        .query(&mut con(dead.id))
+        .unwrap();
+    assert_eq!(acked, 1, "redis:{promoted} has redis:{}'s writes", dead.id);
+    unsafe { libc::kill(dead.pid.unwrap() as i32, libc::SIGKILL) };
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut con(promoted))
+        .unwrap();
+    assert!(role.contains("role:slave"), "not yet promoted: {role}");
+
+    let repo = lz.path("repo");
+    let out = lz
+        .cmd([
+            "--json",
+            "backup",
+            "db",
+            "fo",
+            "path",
+            repo.to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+    let id = run_id(&out);
+    let m = manifest(&lz, &id);
+    for (i, master) in masters.iter().enumerate() {
+        let s = &m["shards"][i];
+        assert_eq!(s["shard"].as_u64(), Some(master.id), "{m}");
+        if master.id == dead.id {
+            assert_eq!(s["taken_from"].as_u64(), Some(promoted), "{m}");
+        }
+        let port = serve(lz.home(), &repo.join(&id).join(s["file"].as_str().unwrap()));
+        let taken = rt.block_on(contents("127.0.0.1", port));
+        let d = diff(&before[i], &taken);
+        assert!(d.is_empty(), "redis:{}: {d:?}", master.id);
+        assert_eq!(s["keys"].as_u64(), Some(before[i].len() as u64), "{m}");
+    }
+}
+
+/// A backup of a sharded database with a master down and no replica to take its slots
+/// over is refused at once, as `verify db` is, naming the database, the shard down and
+/// its slots and the way on (it said only that the shard does not answer), and leaves no
+/// run behind.
+#[test]
+fn a_backup_of_a_cluster_no_failover_can_mend_names_what_is_not_served() {
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .db("split", 3, false, Persistence::Disabled)
+        .installed();
+    let db = c.database_by_name("split").unwrap();
+    let dead = db.masters().nth(1).unwrap();
+    let a = shard_addr(&c, db, dead.id).unwrap();
+    unsafe { libc::kill(dead.pid.unwrap() as i32, libc::SIGKILL) };
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db split path {}", repo.display()))
+        .fails(1)
+        .stderr_has(&format!(
+            "db `split` is not served: redis:{} ({a}), slots {}, does not answer",
+            dead.id,
+            dead.slots.unwrap()
+        ))
+        .stderr_has("no replica of a master down answers")
+        .stderr_has("`restart db split`");
+    assert_eq!(files_under(&repo), Vec::<String>::new());
+}
+
 /// Two clusters share an `s3://` prefix, and run ids come from each cluster's own
 /// allocator and clock, so both may form the same one. The second to claim it is refused
 /// naming the other cluster, having written nothing (before, S3 was listed, then written:

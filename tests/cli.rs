@@ -191,6 +191,48 @@ fn scripts_skip_comments_and_stop_at_the_first_failure() {
         .stderr_has("lazarus: unknown flag `--bogus`");
 }
 
+/// A runbook with a typo on a later line runs none of its lines: the whole script is
+/// parsed before the first line runs, every line that does not parse is named, and the
+/// status is 2 (`usage`: nothing ran). It used to run the lines before the typo (here,
+/// making the cluster) and then stop with status 2, as if nothing had run. With
+/// `--continue-on-error` each line still runs or fails alone; a typo after `exit` stops
+/// nothing, as that line never runs.
+#[test]
+fn a_script_with_a_line_that_does_not_parse_runs_no_line() {
+    let lz = Lazarus::new();
+    let runbook =
+        "# night runbook\ncluster create name s\ninfo clustr\ninfo cluster\nnode 1 rmove\n";
+    lz.script(runbook)
+        .fails(2)
+        .stderr_has("lazarus: line 3: unexpected `clustr`")
+        .stderr_has("lazarus: line 5: unexpected `rmove`")
+        .stderr_has("lazarus: nothing ran: the script has 2 lines that cannot run as written")
+        .stdout_lacks("Created cluster");
+    assert!(
+        !lz.path("ccs.json").exists(),
+        "a line before the typo ran: the cluster was made"
+    );
+    let docs = lz.cmd(["--json"]).stdin(runbook).run().fails(2).json();
+    let lines: Vec<_> = docs.iter().map(|d| d["line"].clone()).collect();
+    assert_eq!(
+        lines,
+        [serde_json::json!(3), serde_json::json!(5)],
+        "{docs:?}"
+    );
+    assert!(docs.iter().all(|d| d["kind"] == "usage"), "{docs:?}");
+    assert!(!lz.path("ccs.json").exists());
+
+    lz.cmd(["--continue-on-error"])
+        .stdin(runbook)
+        .run()
+        .fails(2)
+        .stdout_has("Created cluster")
+        .stdout_has("CLUSTER:");
+    lz.script("info cluster\nexit\ninfo clustr\n")
+        .ok()
+        .stdout_has("CLUSTER:");
+}
+
 /// Comments are whole lines in every mode (a script, one command, the shell): a line
 /// whose first word starts with `#`. A trailing `# ...` is refused naming it, as it cannot
 /// be told from a value: a password starting with `#` is a password, hidden as any.
@@ -533,8 +575,9 @@ fn a_script_with_a_byte_order_mark_runs() {
 
 /// With `--json` every outcome is one document on stdout, of the shape of a command's
 /// error when it fails: `exit` (a null result), a wrong flag (before or after `--json`),
-/// a script that cannot be opened, and a script line that is not UTF-8 (that line fails,
-/// the script goes on as after any failing line). `command` is what was typed, secrets
+/// a script that cannot be opened, and a script line that is not UTF-8 (the script does
+/// not run, as for a line that does not parse; with `--continue-on-error` that line fails
+/// alone). `command` is what was typed, secrets
 /// hidden.
 #[test]
 fn every_outcome_is_one_json_document() {
@@ -601,9 +644,9 @@ fn every_outcome_is_one_json_document() {
         .fails(2)
         .stderr_has("lazarus: line 2: the line is not valid UTF-8");
     let docs = out.json();
-    assert_eq!(docs.len(), 2, "the script stops at the bad line: {docs:?}");
-    assert_eq!(docs[1]["kind"], "usage");
-    assert_eq!(docs[1]["line"], 2);
+    assert_eq!(docs.len(), 1, "no line runs: {docs:?}");
+    assert_eq!(docs[0]["kind"], "usage");
+    assert_eq!(docs[0]["line"], 2);
     let docs = lz
         .cmd([
             "--json",

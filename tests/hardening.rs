@@ -228,6 +228,75 @@ fn a_backup_that_cannot_be_written_leaves_no_database_behind() {
     lz.run("delete db x").ok();
 }
 
+/// `delete db` on a configuration that cannot be saved (a node's `ccs/` on a full or
+/// read-only disk) is refused before any shard stops: the database stays configured and
+/// serving, its identity file unmarked and no tombstone written. It used to stop the
+/// shards, mark the identity files `deleted` and write the tombstones, then fail to save:
+/// a database still configured, down, and marked for a rebuild to leave out.
+#[test]
+fn a_delete_that_cannot_be_saved_stops_nothing() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.create_cluster("t");
+    lz.run("create db x").ok();
+    let before = lz.ccs();
+    std::fs::rename(lz.path("n1/ccs"), lz.path("n1/ccs.aside")).unwrap();
+    std::fs::write(lz.path("n1/ccs"), "not a directory").unwrap();
+    lz.run("delete db x")
+        .fails(1)
+        .stderr_has("was not saved (every copy is as it was)")
+        .stderr_has(lz.path("n1/ccs").to_str().unwrap());
+    assert_eq!(lz.ccs()["databases"], before["databases"]);
+    lz.run("status databases").ok().stdout_has("active");
+    let identity = std::fs::read_to_string(shard_file(&lz, "lazarus-shard.json")).unwrap();
+    assert!(!identity.contains("deleted"), "{identity}");
+    let redis = lz.path("n1/redis");
+    let tombstones: Vec<_> = std::fs::read_dir(&redis)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".deleted.json"))
+        .collect();
+    assert!(tombstones.is_empty(), "{tombstones:?}");
+    // Once the disk is back the delete goes through.
+    std::fs::remove_file(lz.path("n1/ccs")).unwrap();
+    std::fs::rename(lz.path("n1/ccs.aside"), lz.path("n1/ccs")).unwrap();
+    lz.run("delete db x").ok();
+}
+
+/// A server whose pidfile cannot be written (its disk full: the write fails, the server
+/// runs and serves all the same; here its pidfile is put where no file can be made) is
+/// found by the process working in its directory. The start used to wait for a pidfile
+/// that never came, to the end of its timeout (an hour in a recovery), the server
+/// serving all along.
+#[test]
+fn a_shard_that_cannot_write_its_pidfile_is_found_running() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.create_cluster("t");
+    let wrapper = lz.path("redis-server-without-pidfile");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec redis-server \"$@\" --pidfile /nonexistent-dir/redis.pid\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let wrapper = wrapper.to_str().unwrap();
+    lz.cmd(["--redis-server", wrapper, "create", "db", "x"])
+        .run()
+        .ok()
+        .stdout_has("Created db:");
+    lz.run("status shards").ok().stdout_has("OK");
+    lz.cmd(["--redis-server", wrapper, "restart", "db", "x"])
+        .run()
+        .ok()
+        .stdout_has("1 shard running");
+    lz.run("delete db x").ok().stdout_has("stopped 1 shard");
+}
+
 /// One run of the binary, measured by the kernel: exit code, output, peak resident memory
 /// of that one child (`wait4`'s `ru_maxrss`) and wall time.
 struct Measured {

@@ -1065,7 +1065,7 @@ fn status_after_a_rebuild_names_the_masters_left_without_a_replica_elsewhere() {
     let problems = r["problems"].to_string();
     assert!(
         problems.contains(&format!(
-            "it runs on the node of its replica `redis:{}`: no copy of its data is on another node",
+            "the master runs on the node of its replica `redis:{}`: no copy of its data is on another node",
             replica_of(rebuilt_master)
         )),
         "{problems}"

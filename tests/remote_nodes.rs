@@ -130,6 +130,22 @@ fn ssh_host_does_what_the_local_host_does() {
         }
         assert!(!host.is_alive(pids[0]).await);
         host.signal(pids[0], Signal::Term).await.unwrap();
+
+        // A process whose main thread has exited while another still runs holds its
+        // files and ports: alive there, in its directory, until its last thread is gone.
+        let exiting = remote.path("n1/exiting");
+        std::fs::create_dir_all(&exiting).unwrap();
+        let mut child = common::procs::main_thread_exited(&exiting);
+        let pid = child.id();
+        let alive = host.is_alive(pid).await;
+        let in_dir = host.is_alive_in_dir(pid, &exiting).await;
+        let listed = host.pids_in_dir(&exiting).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(alive, "pid {pid}: its main thread exited, another runs");
+        assert!(in_dir, "pid {pid} works in its directory");
+        assert_eq!(listed, [pid]);
+        assert!(!host.is_alive(pid).await);
     });
 }
 
@@ -492,15 +508,6 @@ fn keys(endpoint: &str, n: u32, write: bool) -> Vec<Option<String>> {
     })
 }
 
-fn kill9(pids: &[u32]) {
-    for pid in pids {
-        // SAFETY: kill(2) takes plain integers; these are servers this test started.
-        unsafe {
-            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
-        }
-    }
-}
-
 /// The drill across hosts: a replicated 2-shard database over this machine and an SSH
 /// host; every shard killed, the home lost, the old disks moved aside on each machine;
 /// `cluster recover` from the local node's CCS backup, a recovery path per node (the
@@ -522,12 +529,11 @@ fn recovery_reads_and_copies_files_on_the_ssh_host() {
     keys(&endpoint, 60, true);
     let want = keys(&endpoint, 60, false);
     assert!(want.iter().all(Option::is_some));
-    // AOF writes reach the file before the reply; give everysec's fsync a moment anyway.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    on_disk(&old);
 
     // The disaster: every shard on both machines, the home, the disks moved aside.
-    kill9(&host.pids());
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&host.pids());
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();
@@ -625,36 +631,13 @@ fn a_host_lost_for_good_comes_back_from_the_replicas_files_on_the_others() {
     keys(&endpoint, 60, true);
     let want = keys(&endpoint, 60, false);
     assert!(want.iter().all(Option::is_some));
-    // Every shard, replicas included, has its writes in its AOF (`everysec` may hold a
-    // write back while an fsync runs).
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    for s in &shards {
-        let addr = if s["node"] == 2 {
-            host.addr.as_str()
-        } else {
-            "127.0.0.1"
-        };
-        let url = format!("redis://{addr}:{}", s["port"]);
-        common::runtime().block_on(async {
-            let mut con = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
-            common::data::wait_for_persistence(
-                &mut con,
-                |info| info.contains("aof_buffer_length:0"),
-                std::time::Duration::from_secs(10),
-                "the AOF buffer did not drain",
-            )
-            .await;
-        });
-    }
+    // Every shard, replicas included, has its writes in its AOF.
+    on_disk(&old);
 
     // The host is lost for good; this machine's servers and home are lost too.
     host.stop();
     std::fs::rename(host.path("n2"), host.path("gone")).unwrap();
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();
@@ -994,6 +977,18 @@ fn spread_over(
     run("create db spread shards 2 replication enabled persistence aof").ok();
 }
 
+/// Every write acknowledged so far is on the disks of `lz`'s cluster, here and on the
+/// hosts: each replica caught up with its master, snapshot databases saved (replicas
+/// included), every AOF buffer written (`appendfsync everysec` holds a write back while
+/// an fsync runs on a busy disk). A fixed sleep lost writes to a loaded machine.
+fn on_disk(lz: &common::Lazarus) {
+    let cluster = lazarus::ccs::Store::new(lz.home().to_path_buf())
+        .load()
+        .unwrap()
+        .unwrap();
+    common::runtime().block_on(common::world::save_snapshots(&cluster));
+}
+
 /// The `--json status shards` rows of database `name`.
 fn shards_of(run: &impl Fn(&str) -> common::Output, name: &str) -> Vec<serde_json::Value> {
     let status = run("--json status shards").ok().json();
@@ -1045,23 +1040,10 @@ fn replay_and_from_files_stream_the_ssh_hosts_files() {
             snap_master = Some((here["db_id"].clone(), here["id"].clone()));
         }
     }
-    // The replica has the writes, and AOF's everysec fsync has run.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    // Only the snapshot database saves: the AOF one has only its AOF.
-    for name in ["snap"] {
-        for s in &shards_of(&run, name) {
-            let addr = if s["node"] == 2 {
-                &host.addr
-            } else {
-                "127.0.0.1"
-            };
-            let url = format!("redis://{addr}:{}", s["port"]);
-            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
-        }
-    }
-    kill9(&host.pids());
-    kill9(&common::procs::pids_under(disks.path()));
+    // The replica has the writes and saved them; the AOF has its writes.
+    on_disk(&old);
+    common::procs::kill_and_wait(&host.pids());
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();
@@ -1162,8 +1144,8 @@ fn identity_files_on_the_ssh_host_rebuild_the_configuration() {
         let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
     }
     let cluster_id = old.ccs()["cluster_id"].as_str().unwrap().to_string();
-    kill9(&host.pids());
-    kill9(&common::procs::pids_under(disks.path()));
+    common::procs::kill_and_wait(&host.pids());
+    common::procs::kill_and_wait(&common::procs::pids_under(disks.path()));
     drop(run);
     drop(old);
     std::fs::rename(local("old/node1"), local("disk1")).unwrap();

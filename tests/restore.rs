@@ -1970,6 +1970,52 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
     assert_same(&changed, &picture(&rt, &lz, "f"), "after the restart");
 }
 
+/// While another shell runs a restore of a database, nothing else pulls its shards from
+/// under it: `delete db` and `restart db` refuse before anything stops, naming the task,
+/// `restart all` leaves the database alone with the same reason, and another restore task
+/// of the same database refuses to start. `delete db` used to stop the shards and drop
+/// the database mid-restore; the restore's roll-back then started the deleted database's
+/// shard again, running unseen. Two restore tasks of one database ran at once, each
+/// stopping the shard the other was loading.
+#[test]
+fn nothing_else_stops_a_database_another_shell_is_restoring() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("f", 1, false, Persistence::Aof)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!("backup db f path {}", repo.display())).ok();
+    lz.run("restore task create name k db f backup latest force no_safety_backup")
+        .ok();
+    lz.run("restore task create name k2 db f backup latest force no_safety_backup")
+        .ok();
+    let before = lz.ccs()["databases"].clone();
+    kill_while_loading_after(&lz, "k", || {
+        let named =
+            "`f` is being restored by restore task `k` in another shell: nothing was stopped";
+        lz.run("delete db f").fails(1).stderr_has(named);
+        lz.run("restart db f").fails(1).stderr_has(named);
+        let all = lz.cmd(["--json", "restart", "all"]).run().fails(1).json();
+        let failed = &all[0]["result"]["failed"];
+        assert_eq!(failed[0]["name"], "f", "{}", all[0]);
+        assert!(
+            failed[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(named)),
+            "{}",
+            all[0]
+        );
+        lz.run("restore task start k2")
+            .fails(1)
+            .stderr_has("db `f` is being restored by restore task `k` in another shell");
+        assert_eq!(
+            lz.ccs()["databases"],
+            before,
+            "the database changed mid-restore"
+        );
+        assert_eq!(lz.ccs()["backups"]["restores"]["k2"]["state"], "created");
+    });
+}
+
 fn db_id(lz: &Lazarus, name: &str) -> u64 {
     let c = Store::new(lz.home().to_path_buf()).load().unwrap().unwrap();
     c.database_by_name(name).unwrap().id

@@ -70,6 +70,12 @@ pub async fn take(
     progress: &dyn Progress,
 ) -> Result<Manifest, BackupError> {
     let started = now_ms();
+    // A failover under way (a master down, its replica not yet promoted, shards saying
+    // the cluster is down) is waited for, within bounds; a master down that no replica
+    // can take over from is refused at once, naming what is not served.
+    crate::db::settled_masters(cluster, db, crate::db::SETTLE_TIMEOUT)
+        .await
+        .map_err(BackupError::Failed)?;
     let mut sources = Vec::new();
     for m in db.masters() {
         sources.push(source_of(cluster, db, m).await?);

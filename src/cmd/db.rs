@@ -1,5 +1,6 @@
 //! `create db`, `delete db`, `restart db`: databases as live redis-server shards.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -8,7 +9,7 @@ use super::{
     Command, CommandError, CommandSyntax, Context, Element, Match, Opt, ParseError, Render, Reply,
     Text, ValueKind,
 };
-use crate::ccs::{DbConfig, Persistence};
+use crate::ccs::{Cluster, DbConfig, Id, Persistence};
 use crate::db::{self, CreateDb, DeleteOutcome, MAX_SHARDS};
 use crate::lang::{quote, DbRef, HostPort};
 
@@ -284,15 +285,42 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
 async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
+    refuse_restoring(ctx, &cluster, id)?;
     Reply::of(&db::service::delete(&lock, &mut cluster, id, purge).await?)
 }
 
 async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
+    refuse_restoring(ctx, &cluster, id)?;
     let server = ctx.redis_server.as_deref();
     let id = db::service::restart(&lock, &mut cluster, server, id, &*ctx.progress).await?;
     Reply::of(&DbRestarted(DbView::new(&cluster, &cluster.databases[&id])))
+}
+
+/// The databases a restore task claimed by another shell holds (asked under the CCS lock
+/// the caller holds), by id, with that task: `delete db` and `restart` leave them alone.
+pub(super) fn restoring(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, String> {
+    let home = ctx.store.home();
+    cluster
+        .databases
+        .values()
+        .filter_map(|d| {
+            crate::restore::claimed_task_of(home, cluster, &d.config.name, &[]).map(|t| (d.id, t))
+        })
+        .collect()
+}
+
+/// [`db::DbError::Restoring`] when a restore task claimed by another shell holds db `id`.
+fn refuse_restoring(ctx: &Context, cluster: &Cluster, id: Id) -> Result<(), db::DbError> {
+    match restoring(ctx, cluster).remove(&id) {
+        Some(task) => Err(db::DbError::Restoring {
+            id,
+            name: cluster.databases[&id].config.name.clone(),
+            task,
+        }),
+        None => Ok(()),
+    }
 }
 
 impl fmt::Display for DbCommand {

@@ -88,8 +88,16 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
         None => None,
     };
     let server = ctx.redis_server.as_deref();
-    let run =
-        db::service::restart_several(&lock, &mut cluster, server, which, &*ctx.progress).await?;
+    let restoring = super::db::restoring(ctx, &cluster);
+    let run = db::service::restart_several(
+        &lock,
+        &mut cluster,
+        server,
+        which,
+        &restoring,
+        &*ctx.progress,
+    )
+    .await?;
     let report = RestartReport {
         restarted: run
             .restarted

@@ -113,6 +113,13 @@ pub enum DbError {
         running: Vec<Id>,
         down: Vec<Id>,
     },
+    /// A restore task of the database is claimed by another shell (verified, started,
+    /// retried or deleted there): stopping or removing its shards now would pull them
+    /// from under it.
+    #[error(
+        "db:{id} `{name}` is being restored by restore task `{task}` in another shell: nothing was stopped; see `restore task show {task}`, and run this again once it is done"
+    )]
+    Restoring { id: Id, name: String, task: String },
     #[error("db:{id} `{name}` cannot restart: redis:{shard}: {aside}")]
     RestoreSetAside {
         id: Id,
@@ -179,6 +186,7 @@ impl crate::error::DomainError for DbError {
             | DbError::NoTlsMaterial
             | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. }
+            | DbError::Restoring { .. }
             | DbError::RestoreSetAside { .. }
             | DbError::MasterWithoutData { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),

@@ -3,6 +3,7 @@
 //! a [`Progress`] (and stops on a [`Cancel`] where the action can), saves the
 //! configuration, and returns a typed result for the command to render.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::ccs::{Cluster, DbState, Id, StoreLock};
@@ -47,13 +48,18 @@ pub async fn create(
 }
 
 /// `delete db`: its shards stopped, its directories kept (or removed with `purge`), the
-/// configuration saved without it.
+/// configuration saved without it. The configuration as it is is saved first: one that
+/// cannot be (the home's or a node's `ccs/` on a full or read-only disk, an immutable
+/// `ccs.json`) refuses the delete before any shard stops, as stopped, marked deleted and
+/// still configured, the database would be neither deleted nor serving.
 pub async fn delete(
     lock: &StoreLock,
     cluster: &mut Cluster,
     id: Id,
     purge: bool,
 ) -> Result<DeleteOutcome, DbError> {
+    database(cluster, id)?;
+    lock.save(cluster)?;
     let out = delete_db(cluster, id, purge).await?;
     lock.save(cluster)?;
     Ok(out)
@@ -98,12 +104,14 @@ pub struct RestartRun {
 /// Restarts `which` (resolved by the command), or with `None` every active database with
 /// a shard not running; one after another, each saved as it is done (a partial restart
 /// too: the configuration then says which shards run). One failing does not stop the
-/// others.
+/// others. A database in `restoring` (its id, the restore task another shell holds) is
+/// not touched: it fails with [`DbError::Restoring`].
 pub async fn restart_several(
     lock: &StoreLock,
     cluster: &mut Cluster,
     redis_server: Option<&Path>,
     which: Option<Vec<Id>>,
+    restoring: &BTreeMap<Id, String>,
     progress: &dyn Progress,
 ) -> Result<RestartRun, DbError> {
     let mut run = RestartRun::default();
@@ -128,6 +136,13 @@ pub async fn restart_several(
     for (n, &id) in run.tried.iter().enumerate() {
         let name = cluster.databases[&id].config.name.clone();
         overall.set_message(&format!("db:{id} {name}"));
+        if let Some(task) = restoring.get(&id) {
+            let task = task.clone();
+            run.failed
+                .push((id, name.clone(), DbError::Restoring { id, name, task }));
+            overall.set_position(n as u64 + 1);
+            continue;
+        }
         let res = restart_db(cluster, &server, id).await;
         if matches!(res, Ok(_) | Err(DbError::RestartIncomplete { .. })) {
             lock.save(cluster)?;

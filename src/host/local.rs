@@ -358,15 +358,30 @@ pub fn send_signal(pid: u32, signal: Signal) -> HostResult<()> {
     }
 }
 
-/// Alive and not a zombie (a container's init may not reap promptly).
+/// Alive: one of its threads has not exited. A process whose main thread has exited
+/// shows as a zombie (`Z`) while its other threads still finish (a redis-server killed
+/// while its fsync thread waits on a busy disk), and until they have, it still holds its
+/// files and its listening port: judged by its main thread alone it was gone, and a
+/// server started on its port at once found the port taken. A process all of whose
+/// threads are zombies is gone (a container's init may not reap promptly).
 pub fn is_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    live_threads(pid).next().is_some()
+}
+
+/// The `/proc/<pid>/task/<tid>` directories of `pid`'s threads that have not exited.
+fn live_threads(pid: u32) -> impl Iterator<Item = std::path::PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| t.path())
+        .filter(|t| {
+            fs::read_to_string(t.join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state != "Z" && state != "X")
+            })
+        })
 }
 
 /// See [`Host::is_alive_in_dir`].
@@ -374,11 +389,13 @@ pub fn is_alive_in_dir(pid: u32, dir: &Path) -> bool {
     let Ok(dir) = fs::canonicalize(dir) else {
         return false;
     };
-    works_in(pid, &dir) && is_alive(pid)
+    works_in(pid, &dir)
 }
 
+/// A live thread of `pid` works in the directory (an exited main thread has no working
+/// directory left to read; the threads still finishing keep theirs).
 fn works_in(pid: u32, canonical_dir: &Path) -> bool {
-    fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == canonical_dir)
+    live_threads(pid).any(|t| fs::read_link(t.join("cwd")).is_ok_and(|cwd| cwd == canonical_dir))
 }
 
 /// See [`Host::pids_in_dir`].
@@ -389,7 +406,7 @@ pub fn pids_in_dir(dir: &Path) -> Vec<u32> {
     procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| works_in(pid, &dir) && is_alive(pid))
+        .filter(|&pid| works_in(pid, &dir))
         .collect()
 }
 
@@ -503,6 +520,55 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         assert!(!host.is_alive_in_dir(me, other.path()).await);
         host.signal(u32::MAX >> 2, Signal::Term).await.unwrap();
+    }
+
+    /// A process whose main thread has exited while another still runs (a server killed
+    /// while its fsync thread waits on a busy disk) holds its files and port until that
+    /// thread is gone: alive, working in its directory, until then.
+    #[tokio::test]
+    async fn a_process_is_alive_until_its_last_thread_has_exited() {
+        // The main thread exits alone (pthread_exit); the other says so once it has.
+        const SCRIPT: &str = "import ctypes, os, sys, threading, time\n\
+            def stay():\n    \
+                while open('/proc/%d/stat' % os.getpid()).read().rsplit(')', 1)[1].split()[0] != 'Z':\n        \
+                    time.sleep(0.01)\n    \
+                open(sys.argv[1], 'w').close()\n    \
+                time.sleep(600)\n\
+            threading.Thread(target=stay).start()\n\
+            ctypes.CDLL(None).pthread_exit(None)\n";
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", SCRIPT])
+            .arg(&ready)
+            .current_dir(dir.path())
+            .spawn()
+            .expect("python3 runs");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the main thread never exited alone"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let host = LocalHost;
+        let alive = host.is_alive(pid).await;
+        let in_dir = host.is_alive_in_dir(pid, dir.path()).await;
+        let listed = host.pids_in_dir(dir.path()).await;
+        child.kill().unwrap();
+        assert!(alive, "pid {pid}: its main thread exited, another runs");
+        assert!(in_dir, "pid {pid} works in its directory");
+        assert!(listed.contains(&pid), "{listed:?}");
+        // Killed: a zombie until reaped, whose threads have all exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while host.is_alive(pid).await {
+            assert!(std::time::Instant::now() < deadline, "pid {pid} never died");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!host.is_alive_in_dir(pid, dir.path()).await);
+        child.wait().unwrap();
     }
 
     #[tokio::test]

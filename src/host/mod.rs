@@ -207,7 +207,8 @@ pub trait Host: Send + Sync + fmt::Debug {
     async fn spawn_detached(&self, spawn: &Spawn) -> HostResult<SpawnOutput>;
     /// Sends a signal; a process that is gone is no error.
     async fn signal(&self, pid: u32, signal: Signal) -> HostResult<()>;
-    /// Alive and not a zombie.
+    /// Alive: a thread of it has not exited (an exited main thread shows as a zombie
+    /// while the others finish, still holding the process's files and ports).
     async fn is_alive(&self, pid: u32) -> bool;
     /// Whether `pid` is alive with `dir` as its working directory: a pid proven to be
     /// the process of that directory, not a reused one.

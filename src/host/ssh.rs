@@ -638,9 +638,10 @@ fn q(path: &Path) -> String {
     sh_quote(&path.to_string_lossy())
 }
 
-/// `alive PID`: the process runs and is not a zombie.
+/// `alive PID`: a thread of the process has not exited (as [`super::local::is_alive`]
+/// judges: an exited main thread shows `Z` while the others still finish).
 const ALIVE: &str =
-    "alive() { s=$(sed -n 's/.*) \\(.\\).*/\\1/p' /proc/$1/stat 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != Z ] && [ \"$s\" != X ]; }\n";
+    "alive() { for t in /proc/$1/task/*; do s=$(sed -n 's/.*) \\(.\\).*/\\1/p' \"$t/stat\" 2>/dev/null); case \"$s\" in ''|Z|X) ;; *) return 0 ;; esac; done; return 1; }\n";
 
 fn exists(path: &Path) -> String {
     format!("[ -e {p} ] || [ -L {p} ] || exit {MISSING}\n", p = q(path))
@@ -828,18 +829,20 @@ impl Host for SshHost {
     async fn is_alive_in_dir(&self, pid: u32, dir: &Path) -> bool {
         let script = format!(
             "{ALIVE}d=$(cd -- {} 2>/dev/null && pwd -P) || exit 1\n\
-             [ \"$(readlink /proc/{pid}/cwd)\" = \"$d\" ] && alive {pid}",
+             for t in /proc/{pid}/task/*; do [ \"$(readlink \"$t/cwd\")\" = \"$d\" ] && alive {pid} && exit 0; done; exit 1",
             q(dir)
         );
         self.sh_true(&script).await
     }
 
     async fn pids_in_dir(&self, dir: &Path) -> Vec<u32> {
-        // One `find` over /proc rather than a readlink per process.
+        // One `find` over /proc rather than a readlink per thread; every thread's working
+        // directory, as an exited main thread has none left to read.
         let script = format!(
             "{ALIVE}d=$(cd -- {} 2>/dev/null && pwd -P) || exit 0\n\
-             for c in $(find /proc -mindepth 2 -maxdepth 2 -name cwd -lname \"$d\" 2>/dev/null); do\n\
-             p=${{c#/proc/}}; p=${{p%/cwd}}; alive $p && echo $p; done; exit 0",
+             for p in $(find /proc/[0-9]*/task -mindepth 2 -maxdepth 2 -name cwd -lname \"$d\" 2>/dev/null \
+             | cut -d/ -f3 | sort -u); do\n\
+             alive $p && echo $p; done; exit 0",
             q(dir)
         );
         match self.sh_ok(&script, None).await {

@@ -218,16 +218,26 @@ impl Replay {
         self.filled = 0;
     }
 
+    #[inline]
     fn prefetch(&self, effects: &[Effect]) {
         // The states of the current database too: their words missed the cache as often
         // as the table did (a third of the replay's time).
         let states = self.dbs.get(self.db).map(|d| &d.states);
+        let ask = |k: u64| {
+            self.touched.prefetch(k);
+            if let Some(s) = states {
+                s.prefetch(self.touched.home(k));
+            }
+        };
+        // The pair taken as it is: `flatten` over it, out of line, cost 75 instructions a
+        // command of an AOF of small commands' 746 (a tenth of its check), 33 more than this.
         for e in effects {
-            for k in e.keys().into_iter().flatten() {
-                self.touched.prefetch(k);
-                if let Some(s) = states {
-                    s.prefetch(self.touched.home(k));
-                }
+            let [a, b] = e.keys();
+            if let Some(k) = a {
+                ask(k);
+            }
+            if let Some(k) = b {
+                ask(k);
             }
         }
     }

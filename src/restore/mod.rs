@@ -45,7 +45,9 @@ mod task_error;
 mod verify;
 
 pub use pick::{own_run, run_in_repository};
-pub use task::{running_tasks, CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
+pub use task::{
+    claimed_task_of, running_tasks, CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks,
+};
 pub use task_error::RestoreTaskError;
 
 pub use verify::verify;

@@ -248,6 +248,22 @@ impl Tasks<'_> {
             return Err(RestoreTaskError::Running(name.to_string()));
         };
         let (lock, cluster) = self.locked_holding(Some(name)).await?;
+        // Another task of the same database claimed by another shell (asked under the
+        // CCS lock, after taking this task's: of two claims at once, the later always
+        // sees the earlier) would stop, fence and swap the same shards as this one.
+        let mine: Vec<&RestoreTask> = match cluster.backups.restores.get(name) {
+            Some(t) => vec![t],
+            None => cluster.backups.restore_group(name),
+        };
+        let names: Vec<&str> = mine.iter().map(|t| t.name.as_str()).collect();
+        for t in &mine {
+            if let Some(other) = claimed_task_of(self.store.home(), &cluster, &t.db, &names) {
+                return Err(RestoreTaskError::DbClaimed {
+                    db: t.db.clone(),
+                    task: other,
+                });
+            }
+        }
         Ok((task_lock, lock, cluster))
     }
 
@@ -779,6 +795,25 @@ pub fn running_tasks(home: &Path, cluster: &Cluster) -> BTreeMap<String, String>
         .filter(|t| RunLock::is_held(home, &task_lock_name(&t.name)))
         .map(|t| (t.db.clone(), t.name.clone()))
         .collect()
+}
+
+/// The restore task of database `db` (by name) that another shell has claimed now (its
+/// lock held: being verified, started, retried or deleted there), leaving out the tasks
+/// named in `except`. Asked, never taken, as [`running_tasks`] asks. A command that
+/// stops, restarts or removes the database's shards refuses while there is one.
+pub fn claimed_task_of(
+    home: &Path,
+    cluster: &Cluster,
+    db: &str,
+    except: &[&str],
+) -> Option<String> {
+    cluster
+        .backups
+        .restores
+        .values()
+        .filter(|t| t.db == db && !except.contains(&t.name.as_str()))
+        .find(|t| RunLock::is_held(home, &task_lock_name(&t.name)))
+        .map(|t| t.name.clone())
 }
 
 /// The name of restore task `task`'s lock ([`RunLock`]).

@@ -11,6 +11,10 @@ use crate::error::{DomainError, ErrorKind};
 pub enum RestoreTaskError {
     #[error("restore task `{0}` is running in another shell: see `restore task show {0}`")]
     Running(String),
+    #[error(
+        "db `{db}` is being restored by restore task `{task}` in another shell: see `restore task show {task}`, and run this again once it is done"
+    )]
+    DbClaimed { db: String, task: String },
     /// A task lock that could not be taken.
     #[error("{0}")]
     Lock(String),
@@ -195,6 +199,7 @@ impl DomainError for RestoreTaskError {
             | E::NoRuns(_) => ErrorKind::NotFound,
             E::FlagsConflict(_) | E::NeedsIdentity(_) => ErrorKind::Usage,
             E::Running(_)
+            | E::DbClaimed { .. }
             | E::OtherCluster { .. }
             | E::OtherDb { .. }
             | E::NameTaken(_)

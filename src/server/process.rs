@@ -158,7 +158,10 @@ pub async fn start_shard(
     let mut pid = None;
     loop {
         if pid.is_none() {
-            pid = read_pid_on(host, &dir).await;
+            // Its pidfile, else the server working in its directory: a server whose
+            // pidfile could not be written (a full disk) runs and serves all the same,
+            // and its launcher has exited by now, so the one there is the daemon.
+            pid = shard_pid_on(host, &dir).await;
             // The launcher exits once the server has forked, and the server writes its
             // pidfile only after binding its ports: no pidfile and no process (of any name:
             // the binary may be renamed) working in the dir means it died early (a port taken since the probe, a corrupt

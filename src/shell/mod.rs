@@ -136,25 +136,7 @@ impl Session {
         let command = match cmd::parse(line) {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Done,
-            Err(e) => {
-                // Secrets never reach the output, not even inside an error (the parser
-                // quotes words with their secrets hidden), nor does the word after a
-                // mistyped secret key (`passwrd hunter5`).
-                let shown = lang::hide(cmd::registry(), line, Some(e.span.clone()));
-                let mut at_shown = e.clone();
-                at_shown.span = shown.span.clone();
-                let error = CommandError::from(e);
-                if self.json {
-                    let doc = render::json_error(&shown.text, &error, Some(shown.span));
-                    print_doc(out, doc, line_no);
-                }
-                let _ = writeln!(
-                    err,
-                    "{lazarus} {at}{}",
-                    render::error_text(&at_shown.render(&shown.text), &error)
-                );
-                return Outcome::Failed(error.kind());
-            }
+            Err(e) => return self.refuse_parse(line, e, line_no, out, err),
         };
         // Secrets print as `***` ([`crate::secret::Secret`]): this text can be shown.
         let text = command.to_string();
@@ -215,6 +197,36 @@ impl Session {
         }
     }
 
+    /// Reports a line the parser refused (kind `usage`: nothing of it ran).
+    fn refuse_parse(
+        &self,
+        line: &str,
+        e: lang::ParseError,
+        line_no: Option<usize>,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Outcome {
+        let at = line_no.map(|n| format!("line {n}: ")).unwrap_or_default();
+        // Secrets never reach the output, not even inside an error (the parser quotes
+        // words with their secrets hidden), nor does the word after a mistyped secret
+        // key (`passwrd hunter5`).
+        let shown = lang::hide(cmd::registry(), line, Some(e.span.clone()));
+        let mut at_shown = e.clone();
+        at_shown.span = shown.span.clone();
+        let error = CommandError::from(e);
+        if self.json {
+            let doc = render::json_error(&shown.text, &error, Some(shown.span));
+            print_doc(out, doc, line_no);
+        }
+        let _ = writeln!(
+            err,
+            "{} {at}{}",
+            self.error_prefix(),
+            render::error_text(&at_shown.render(&shown.text), &error)
+        );
+        Outcome::Failed(error.kind())
+    }
+
     /// `lazarus:` before an error on stderr, in red on a terminal.
     fn error_prefix(&self) -> &'static str {
         if self.err_colour {
@@ -246,6 +258,24 @@ impl Session {
         Outcome::Failed(error.kind())
     }
 
+    /// Reports a script line that is not UTF-8.
+    fn refuse_not_utf8(
+        &self,
+        line: &std::string::FromUtf8Error,
+        line_no: usize,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Outcome {
+        self.refuse_line(
+            &String::from_utf8_lossy(line.as_bytes()),
+            CommandError::usage("the line is not valid UTF-8: save the script as UTF-8")
+                .hinted("save the script as UTF-8"),
+            line_no,
+            out,
+            err,
+        )
+    }
+
     /// The follow-ups the last command offered (taken: asked about once). Only the
     /// interactive shell asks; scripts and one-shot commands never run them.
     pub fn take_offers(&self) -> Vec<cmd::Offer> {
@@ -254,7 +284,10 @@ impl Session {
 
     /// Runs a script: comment lines (`#` first) and blank lines skipped; stops at the first failure
     /// unless `keep_going`. Returns the exit status: the first failure's, or with
-    /// `keep_going` the worst one.
+    /// `keep_going` the worst one. Without `keep_going` the whole script is read and
+    /// parsed first: a line that does not parse (or is not UTF-8) is reported, each such
+    /// line, and no line runs (status 2, `usage`: nothing ran), so a typo on line 20
+    /// never leaves a runbook's first 19 lines done and the rest not.
     pub fn run_script(
         &self,
         script: &mut dyn BufRead,
@@ -262,33 +295,58 @@ impl Session {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> anyhow::Result<u8> {
-        let mut status = EXIT_OK;
+        let mut lines = Vec::new();
         for (i, line) in script.split(b'\n').enumerate() {
             let line = line.context("cannot read the script")?;
-            let outcome = match String::from_utf8(line) {
-                Ok(mut line) => {
-                    if line.ends_with('\r') {
-                        line.pop();
-                    }
-                    // A script saved by an editor that marks UTF-8 (a byte order mark).
-                    if i == 0 && line.starts_with('\u{feff}') {
-                        line.drain(..'\u{feff}'.len_utf8());
-                    }
-                    if line.trim().is_empty() || lang::is_comment(&line) {
-                        continue;
-                    }
-                    self.run_line(&line, Some(i + 1), out, err)
+            let line = String::from_utf8(line).map(|mut line| {
+                if line.ends_with('\r') {
+                    line.pop();
                 }
+                // A script saved by an editor that marks UTF-8 (a byte order mark).
+                if i == 0 && line.starts_with('\u{feff}') {
+                    line.drain(..'\u{feff}'.len_utf8());
+                }
+                line
+            });
+            if let Ok(text) = &line {
+                if text.trim().is_empty() || lang::is_comment(text) {
+                    continue;
+                }
+            }
+            lines.push((i + 1, line));
+        }
+        if !keep_going {
+            let mut refused = 0;
+            for (n, line) in &lines {
+                match line {
+                    Ok(text) => match cmd::parse(text) {
+                        // Lines after `exit` never run: a fault there stops nothing.
+                        Ok(Some(cmd::Command::Exit)) => break,
+                        Ok(_) => continue,
+                        Err(e) => self.refuse_parse(text, e, Some(*n), out, err),
+                    },
+                    Err(e) => self.refuse_not_utf8(e, *n, out, err),
+                };
+                refused += 1;
+            }
+            if refused > 0 {
+                let lines = if refused == 1 { "line" } else { "lines" };
+                let _ = writeln!(
+                    err,
+                    "{} nothing ran: the script has {refused} {lines} that cannot run as written (above); fix {} and run it again",
+                    self.error_prefix(),
+                    if refused == 1 { "it" } else { "them" },
+                );
+                return Ok(EXIT_USAGE);
+            }
+        }
+        let mut status = EXIT_OK;
+        for (n, line) in lines {
+            let outcome = match line {
+                Ok(line) => self.run_line(&line, Some(n), out, err),
                 // A line of another encoding is that line's fault: the script goes on
                 // as it would after any failing line.
-                Err(e) => self.refuse_line(
-                    &String::from_utf8_lossy(e.as_bytes()),
-                    CommandError::usage("the line is not valid UTF-8: save the script as UTF-8")
-                        .hinted("save the script as UTF-8"),
-                    i + 1,
-                    out,
-                    err,
-                ),
+                Err(e) => self.refuse_not_utf8(&e, n, out, err),
             };
             match outcome {
                 Outcome::Done => {}

@@ -143,7 +143,8 @@ pub(super) fn place_lost(
                 if endpoint_lost {
                     line.push_str(&endpoint_follows(db, l.port));
                 }
-                line.push_str(&beside_replica(db, l.shard, l.node));
+                line.push_str(&endpoint_host(cluster, l.db, l.shard, l.node));
+                line.push_str(&beside_replica(&cluster.databases[&l.db], l.shard, l.node));
                 problems.push(line);
             }
             Err(e) => {
@@ -181,7 +182,7 @@ fn beside_replica(db: &Database, master: Id, node: Id) -> String {
         return String::new();
     }
     let mut words = format!(
-        "; it runs on the node of its replica {}",
+        "; the master runs on the node of its replica {}",
         shards_named(&beside)
     );
     if db.unprotected_masters().iter().any(|u| u.shard == master) {
@@ -208,6 +209,21 @@ fn endpoint_follows(db: &mut Database, port: u16) -> String {
     let line = format!("; the endpoint moves from port {} to {port}", db.port);
     db.port = port;
     line
+}
+
+/// The endpoint's host is the address of the node of the database's first master
+/// ([`crate::db::endpoint`]): when that is the lost master `shard`, now on `node`, the
+/// words naming the endpoint as it now is (the lost node's address is not known, and
+/// the replica's node may have another).
+fn endpoint_host(cluster: &Cluster, db: Id, shard: Id, node: Id) -> String {
+    let db = &cluster.databases[&db];
+    if db.masters().next().is_none_or(|m| m.id != shard) {
+        return String::new();
+    }
+    format!(
+        "; the endpoint is now `{}`, on the address of `node:{node}`",
+        crate::db::endpoint(cluster, db)
+    )
 }
 
 /// `` `redis:4`, `redis:6` ``: shards as the rebuild's lines name them.

@@ -274,7 +274,7 @@ fn unreadable_identities_and_bad_paths_are_reported() {
     .unwrap();
     let problems = rebuilt.problems.join("\n");
     assert!(
-        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003"),
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003; the endpoint is now `127.0.0.2:30003`, on the address of `node:2`"),
         "{problems}"
     );
     assert_eq!(
@@ -446,9 +446,11 @@ fn a_shard_port_outside_its_nodes_range_leaves_the_range_as_recorded() {
 
 /// A lost master rebuilt on its replica's node, another address, on the very port it
 /// had (30003, node:2's first free one): its endpoint stays on that port, and no line
-/// says it moves from 30003 to 30003.
+/// says it moves from 30003 to 30003; but the endpoint's host, the first master's node's
+/// address, is now node:2's, and the line names the endpoint as it now is (it said
+/// nothing of it).
 #[test]
-fn a_lost_master_rebuilt_on_its_own_port_moves_no_endpoint() {
+fn a_lost_master_rebuilt_on_its_own_port_on_another_address_names_the_endpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = sample(tmp.path());
     cluster.databases.remove(&6);
@@ -460,12 +462,16 @@ fn a_lost_master_rebuilt_on_its_own_port_moves_no_endpoint() {
     let rebuilt = from_ids(vec![tmp.path().join("n2")], &tmp.path().join("home")).unwrap();
     let problems = rebuilt.problems.join("\n");
     assert!(
-        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files"),
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint is now `127.0.0.2:30003`, on the address of `node:2`"),
         "{problems}"
     );
     assert!(!problems.contains("endpoint moves"), "{problems}");
     let cache = &rebuilt.cluster.databases[&3];
     assert_eq!((cache.port, cache.shards[0].port), (30003, 30003));
+    assert_eq!(
+        crate::db::endpoint(&rebuilt.cluster, cache),
+        "127.0.0.2:30003"
+    );
 }
 
 /// A lost master rebuilt on the node of its only replica: its line says that one node
@@ -480,7 +486,7 @@ fn a_lost_master_rebuilt_beside_its_only_replica_says_so() {
     let rebuilt = from_ids(vec![tmp.path().join("n2")], &tmp.path().join("home")).unwrap();
     let problems = rebuilt.problems.join("\n");
     assert!(
-        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003; it runs on the node of its replica `redis:5`: no copy of its data is on another node, so losing `node:2` loses it; `status` reports it (`NO REPLICA ELSEWHERE`) until a replica runs elsewhere"),
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003; the endpoint is now `127.0.0.2:30003`, on the address of `node:2`; the master runs on the node of its replica `redis:5`: no copy of its data is on another node, so losing `node:2` loses it; `status` reports it (`NO REPLICA ELSEWHERE`) until a replica runs elsewhere"),
         "{problems}"
     );
     assert_eq!(

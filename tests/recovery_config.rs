@@ -1016,3 +1016,121 @@ fn a_port_given_at_create_leaves_the_rebuilt_nodes_range_as_it_was() {
     assert_eq!(db.state, DbState::Active);
     assert_eq!(db.shards[0].port, port);
 }
+
+/// A rebuild that loses node:1's disk: of a replicated 2-shard database, node:1's master
+/// is rebuilt on node:2 beside its replica, and node:2's master has lost its replica
+/// (it lived on node:1). Everything serves after `recover all`, yet no slot has a copy
+/// on another node: `status` says so on the database and the shard rows, in JSON and in
+/// `issues_only`, and fails, naming both masters.
+#[test]
+fn status_after_a_rebuild_names_the_masters_left_without_a_replica_elsewhere() {
+    let w = World::new();
+    two_nodes(&w);
+    w.ok(
+        "home",
+        &[
+            "create",
+            "db",
+            "sharded",
+            "shards",
+            "2",
+            "replication",
+            "enabled",
+        ],
+    );
+    let before = stored(&w, "home");
+    let old: Cluster = serde_json::from_value(before.clone()).unwrap();
+    let db = old.databases.values().next().unwrap();
+    let rebuilt_master = db.masters().find(|m| m.node == 1).unwrap().id;
+    let bereft_master = db.masters().find(|m| m.node == 2).unwrap().id;
+    let replica_of = |m: u64| db.shards.iter().find(|s| s.master == Some(m)).unwrap().id;
+    // Made whole: nothing to report.
+    let report = w.ok("home", &["status", "issues_only"]);
+    assert_eq!(report["databases"], serde_json::json!([]), "{report}");
+    wreck(&w);
+    fs::remove_dir_all(w.path("n1")).unwrap();
+    fs::remove_dir_all(w.path("n2/ccs")).unwrap();
+    let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
+    let r = w.ok(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            &cluster_id,
+            "recovery_path",
+            &w.p("n2"),
+        ],
+    );
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "the master runs on the node of its replica `redis:{}`: no copy of its data is on another node",
+            replica_of(rebuilt_master)
+        )),
+        "{problems}"
+    );
+    w.ok("home", &["recover", "all"]);
+
+    // Named in shard id order.
+    let rebuilt_why = format!(
+        "redis:{rebuilt_master} has its replica redis:{} on its own node:2",
+        replica_of(rebuilt_master)
+    );
+    let bereft_why = format!("redis:{bereft_master} has no replica");
+    let rebuilt_json = serde_json::json!({"shard": rebuilt_master, "node": 2, "replicas_beside": [replica_of(rebuilt_master)]});
+    let bereft_json = serde_json::json!({"shard": bereft_master, "node": 2, "replicas_beside": []});
+    let (first, second) = match rebuilt_master < bereft_master {
+        true => (
+            (rebuilt_master, rebuilt_why, rebuilt_json),
+            (bereft_master, bereft_why, bereft_json),
+        ),
+        false => (
+            (bereft_master, bereft_why, bereft_json),
+            (rebuilt_master, rebuilt_why, rebuilt_json),
+        ),
+    };
+    let error = w.fails("home", &["status"]);
+    assert_eq!(
+        error,
+        format!(
+            "`sharded` (replication enabled): {}; `sharded` (replication enabled): {}",
+            first.1, second.1
+        )
+    );
+    let (code, docs, _) = w.run("home", &["status", "issues_only"]);
+    assert_eq!(code, 1);
+    let report = &docs.last().unwrap()["result"];
+    let row = &report["databases"][0];
+    assert_eq!(
+        row["status"],
+        format!(
+            "active, no replica on another node: redis:{}, redis:{}",
+            first.0, second.0
+        ),
+        "{report}"
+    );
+    assert_eq!(
+        row["unprotected_masters"],
+        serde_json::json!([first.2, second.2]),
+        "{report}"
+    );
+    let mut shards: Vec<(u64, String)> = report["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    shards.sort();
+    let no_replica = "NO REPLICA ELSEWHERE".to_string();
+    assert_eq!(
+        shards,
+        [(first.0, no_replica.clone()), (second.0, no_replica)],
+        "{report}"
+    );
+}

@@ -237,9 +237,68 @@ impl DbConfig {
     }
 }
 
+/// A master of a replicated database with no copy of its slots' data on another node:
+/// no replica in the configuration (a rebuild found none: they lived on a lost disk), or
+/// every replica on its own node. One lost node loses that data.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UnprotectedMaster {
+    pub shard: Id,
+    pub node: Id,
+    /// Its replicas, every one on its own node; empty when it has none.
+    pub replicas_beside: Vec<Id>,
+}
+
+impl UnprotectedMaster {
+    /// `redis:4 has no replica`, `redis:4 has its replica redis:5 on its own node:2`.
+    pub fn why(&self) -> String {
+        if self.replicas_beside.is_empty() {
+            return format!("redis:{} has no replica", self.shard);
+        }
+        let replicas: Vec<String> = self
+            .replicas_beside
+            .iter()
+            .map(|r| format!("redis:{r}"))
+            .collect();
+        format!(
+            "redis:{} has its replica {} on its own node:{}",
+            self.shard,
+            replicas.join(", "),
+            self.node
+        )
+    }
+}
+
 impl Database {
     pub fn masters(&self) -> impl Iterator<Item = &Shard> {
         self.shards.iter().filter(|s| s.role == Role::Master)
+    }
+
+    /// With replication enabled, its masters whose every replica (none included) is on
+    /// their own node: what one node's loss would take from it for good.
+    pub fn unprotected_masters(&self) -> Vec<UnprotectedMaster> {
+        if !self.config.replication {
+            return Vec::new();
+        }
+        let mut unprotected: Vec<UnprotectedMaster> = self
+            .masters()
+            .filter_map(|m| {
+                let replicas: Vec<&Shard> = self
+                    .shards
+                    .iter()
+                    .filter(|s| s.role == Role::Replica && s.master == Some(m.id))
+                    .collect();
+                if replicas.iter().any(|r| r.node != m.node) {
+                    return None;
+                }
+                Some(UnprotectedMaster {
+                    shard: m.id,
+                    node: m.node,
+                    replicas_beside: replicas.iter().map(|r| r.id).collect(),
+                })
+            })
+            .collect();
+        unprotected.sort_by_key(|u| u.shard);
+        unprotected
     }
 
     /// The ports each of its shards holds on its address: its client port, and its bus

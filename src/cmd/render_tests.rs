@@ -260,6 +260,7 @@ fn status_tables() {
             keys: 1200,
             unserved_slots: Vec::new(),
             cluster_down: None,
+            unprotected_masters: Vec::new(),
         }],
         endpoints: vec![EndpointRow {
             db_id: 3,

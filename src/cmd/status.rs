@@ -138,6 +138,17 @@ impl StatusCommand {
             .collect();
         let slots_hint = !slots.is_empty();
         slots.extend(cluster);
+        // Masters of a replicated database with no replica on another node: everything
+        // is served, and one node's loss loses their data for good.
+        let unprotected: Vec<String> = report
+            .unprotected_masters()
+            .into_iter()
+            .flat_map(|(name, masters)| {
+                masters
+                    .into_iter()
+                    .map(move |m| format!("`{name}` (replication enabled): {}", m.why()))
+            })
+            .collect();
         let has = |status: &str| report.shards.iter().any(|s| s.status == status);
         let (restoring, cut_short) = (
             has(db::RESTORING),
@@ -147,11 +158,21 @@ impl StatusCommand {
             report = report.issues_only();
         }
         let reply = Reply::of(&Status::new(report, self.table, self.extra_all))?;
-        if down.is_empty() && slots.is_empty() {
+        if down.is_empty() && slots.is_empty() && unprotected.is_empty() {
             return Ok(reply);
         }
+        if down.is_empty() && slots.is_empty() {
+            return Ok(reply.failed(
+                CommandError::unavailable(unprotected.join("; ")).hinted(db::NO_REPLICA_WAY),
+            ));
+        }
+        // Said after what is more urgent, whose hint stands.
+        let unprotected = match unprotected.is_empty() {
+            true => String::new(),
+            false => format!("; {}", unprotected.join("; ")),
+        };
         if down.is_empty() {
-            return Ok(reply.failed(CommandError::unavailable(slots.join("; ")).hinted(
+            return Ok(reply.failed(CommandError::unavailable(format!("{}{unprotected}", slots.join("; "))).hinted(
                 if slots_hint {
                     "`restart db <db>` re-forms the slot map; `status shards extra all` says who holds the slots"
                 } else {
@@ -165,7 +186,7 @@ impl StatusCommand {
         };
         Ok(reply.failed(
             CommandError::unavailable(format!(
-                "{} shard(s) down: {}{slots}",
+                "{} shard(s) down: {}{slots}{unprotected}",
                 down.len(),
                 down.join(", ")
             ))

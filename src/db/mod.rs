@@ -36,8 +36,8 @@ pub use shard::{conf_for, shard_start, start_shard};
 pub use slot_check::{cluster_down, join as slot_runs, ClusterDown};
 pub use status::{
     status, DatabaseRow, EndpointRow, NodeRow, ShardRow, StatusReport, CERT_WARN_DAYS,
-    CLUSTER_FAIL, FAILED_OVER, FENCED, PORT_TAKEN, RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED,
-    STATUS_TIMEOUT, TLS_REFUSED,
+    CLUSTER_FAIL, FAILED_OVER, FENCED, NO_REPLICA_ELSEWHERE, NO_REPLICA_WAY, PORT_TAKEN,
+    RESTORE_UNFINISHED, RESTORING, SLOTS_NOT_SERVED, STATUS_TIMEOUT, TLS_REFUSED,
 };
 
 /// How long cluster formation and replica sync may take during create / restart.

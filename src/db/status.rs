@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ccs::{Cluster, Database, DbState, Id, Role, Shard, SlotRange};
+use crate::ccs::{Cluster, Database, DbState, Id, Role, Shard, SlotRange, UnprotectedMaster};
 use crate::server::shard_dir::{db_dirs_in, fenced, recovery_leftover, served_from, shard_dirs_in};
 use crate::server::{probe_kept, ClusterAsk, KeptConnections, ShardDir, ShardProbe, Transport};
 
@@ -45,6 +45,12 @@ pub const FAILED_OVER: &str = "FAILED OVER";
 /// slots in its own view of the slot map: another node id holds them (one lost with a
 /// `nodes.conf`, with no address), another shard, or nobody.
 pub const SLOTS_NOT_SERVED: &str = "SLOTS NOT SERVED";
+/// A live master of a replicated database with no replica on another node
+/// ([`Database::unprotected_masters`]): one node's loss loses its data.
+pub const NO_REPLICA_ELSEWHERE: &str = "NO REPLICA ELSEWHERE";
+/// How an operator gets replicas back on other nodes: no command adds one to a database
+/// that runs.
+pub const NO_REPLICA_WAY: &str = "no command adds a replica to a database that runs: back it up (`backup task run`), `create db <new name>` with its shard count and `replication enabled` (its replicas go on other nodes than their masters': `node add` one if none is left), restore the run into it (`restore task create name <task> db <new name> backup <run> from_other_db`, `restore task start <task>`) and move its clients to the new endpoint";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -88,6 +94,10 @@ pub struct DatabaseRow {
     /// though every slot may be served in the slot map.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_down: Option<super::slot_check::ClusterDown>,
+    /// With replication enabled, its masters with no replica on another node (a rebuild
+    /// that lost their replicas' disks, a master placed beside its replica).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unprotected_masters: Vec<UnprotectedMaster>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -180,6 +190,15 @@ impl StatusReport {
         self.databases
             .iter()
             .filter_map(|d| Some((d.name.clone(), d.cluster_down.clone()?)))
+            .collect()
+    }
+
+    /// The databases with masters that have no replica on another node, with those.
+    pub fn unprotected_masters(&self) -> Vec<(String, Vec<UnprotectedMaster>)> {
+        self.databases
+            .iter()
+            .filter(|d| !d.unprotected_masters.is_empty())
+            .map(|d| (d.name.clone(), d.unprotected_masters.clone()))
             .collect()
     }
 
@@ -298,6 +317,10 @@ pub async fn status(
         // Masters whose keys are counted, and replicas serving a master's slots in its
         // place (with their keys): those count for a master that is down.
         let (mut counted, mut promoted) = (Vec::new(), Vec::new());
+        let unprotected = match db.state {
+            DbState::Active => db.unprotected_masters(),
+            DbState::PendingRecovery => Vec::new(),
+        };
         for s in &db.shards {
             let p = probes.get(&s.id);
             let (status, detail) = match (db.state, p) {
@@ -372,6 +395,18 @@ pub async fn status(
             } else {
                 all_ok = false;
             }
+            // Serving, its keys counted, yet one node from losing them: said on its row.
+            let (status, detail) = match unprotected.iter().find(|u| u.shard == s.id) {
+                Some(u) if status == OK => (
+                    NO_REPLICA_ELSEWHERE.to_string(),
+                    Some(format!(
+                        "{}: losing node:{} loses its data; no command adds a replica to a database that runs (`status`'s hint says what works)",
+                        u.why(),
+                        u.node
+                    )),
+                ),
+                _ => (status, detail),
+            };
             report.shards.push(ShardRow {
                 db_id: db.id,
                 name: db.config.name.clone(),
@@ -447,6 +482,17 @@ pub async fn status(
             Some(c) => format!("{status}, cluster_state:{}", c.state),
             None => status,
         };
+        let status = match unprotected.is_empty() {
+            true => status,
+            false => format!(
+                "{status}, no replica on another node: {}",
+                unprotected
+                    .iter()
+                    .map(|u| format!("redis:{}", u.shard))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
         nodes.sort();
         nodes.dedup();
@@ -498,6 +544,7 @@ pub async fn status(
             keys,
             unserved_slots,
             cluster_down,
+            unprotected_masters: unprotected,
         });
     }
 

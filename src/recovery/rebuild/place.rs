@@ -144,6 +144,7 @@ pub(super) fn place_lost(
                     line.push_str(&endpoint_follows(db, l.port));
                 }
                 line.push_str(&endpoint_host(cluster, l.db, l.shard, l.node));
+                line.push_str(&beside_replica(&cluster.databases[&l.db], l.shard, l.node));
                 problems.push(line);
             }
             Err(e) => {
@@ -165,6 +166,32 @@ pub(super) fn place_lost(
         problems.push(left.line());
         left_out.push(left);
     }
+}
+
+/// A master rebuilt on `node`, where a replica of its own lies: the words saying so,
+/// and, when no replica of it is on another node, that one node then holds every copy
+/// of its slots (`status` reports that). None when no replica of it is on `node`.
+fn beside_replica(db: &Database, master: Id, node: Id) -> String {
+    let beside: Vec<Id> = db
+        .shards
+        .iter()
+        .filter(|s| s.master == Some(master) && s.node == node)
+        .map(|s| s.id)
+        .collect();
+    if beside.is_empty() {
+        return String::new();
+    }
+    let mut words = format!(
+        "; the master runs on the node of its replica {}",
+        shards_named(&beside)
+    );
+    if db.unprotected_masters().iter().any(|u| u.shard == master) {
+        words.push_str(&format!(
+            ": no copy of its data is on another node, so losing `node:{node}` loses it; `status` reports it (`{}`) until a replica runs elsewhere",
+            crate::db::NO_REPLICA_ELSEWHERE
+        ));
+    }
+    words
 }
 
 /// Whether `db`'s endpoint was a lost master's port: no master found holds it.

@@ -474,6 +474,31 @@ fn a_lost_master_rebuilt_on_its_own_port_on_another_address_names_the_endpoint()
     );
 }
 
+/// A lost master rebuilt on the node of its only replica: its line says that one node
+/// now holds every copy of its data, and the rebuilt database names it unprotected
+/// (what `status` reports).
+#[test]
+fn a_lost_master_rebuilt_beside_its_only_replica_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = sample(tmp.path());
+    write_disks(&cluster);
+    fs::remove_dir_all(tmp.path().join("n1")).unwrap();
+    let rebuilt = from_ids(vec![tmp.path().join("n2")], &tmp.path().join("home")).unwrap();
+    let problems = rebuilt.problems.join("\n");
+    assert!(
+        problems.contains("`db:3` `cache`: master `redis:4` was lost with its disk; rebuilt from the identity of its replica `redis:5`, now on `node:2` port 30003; `recover` loads the replica's files; the endpoint moves from port 30001 to 30003; the endpoint is now `127.0.0.2:30003`, on the address of `node:2`; the master runs on the node of its replica `redis:5`: no copy of its data is on another node, so losing `node:2` loses it; `status` reports it (`NO REPLICA ELSEWHERE`) until a replica runs elsewhere"),
+        "{problems}"
+    );
+    assert_eq!(
+        rebuilt.cluster.databases[&3].unprotected_masters(),
+        vec![crate::ccs::UnprotectedMaster {
+            shard: 4,
+            node: 2,
+            replicas_beside: vec![5],
+        }]
+    );
+}
+
 #[test]
 fn unreadable_directories_are_reported() {
     // Root reads everything: the check only means something for other users.

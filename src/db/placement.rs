@@ -189,7 +189,10 @@ mod tests {
         let mut c = crate::ccs::fixtures::cluster(7, 1, Vec::new());
         for _ in 0..nodes {
             let id = c.allocate_id();
-            let lo = 23000 + 50 * id as u16;
+            // Ports and bus ports (+ 10000) clear of Linux's ephemeral range (from
+            // 32768), where an outgoing connection's source port can hold one, and of the
+            // integration tests' blocks (12000-19999, bus ports 22000-29999).
+            let lo = 21000 + 50 * id as u16;
             c.nodes.insert(
                 id,
                 Node {

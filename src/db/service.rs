@@ -10,7 +10,7 @@ use crate::ccs::{Cluster, DbState, Id, StoreLock};
 use crate::progress::Progress;
 
 use super::cancel::Cancel;
-use super::create::{create_db_with, mark_created, CreateDb};
+use super::create::{create_db_with, mark_created, roll_back_unsaved, CreateDb};
 use super::lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};
 use super::{database, DbError};
 
@@ -37,7 +37,7 @@ pub async fn create(
         }
     };
     if let Err(e) = lock.save(cluster) {
-        let _ = delete_db(cluster, id, true).await;
+        roll_back_unsaved(cluster, &server, id).await;
         task.finish("failed");
         return Err(e.into());
     }

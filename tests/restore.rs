@@ -2099,6 +2099,39 @@ fn a_run_of_another_database_needs_from_other_db() {
         .stdout_has("content verified: ");
 }
 
+/// A backup task whose database a restore made again under a new id names the database
+/// by its name, the database of that name now, and how to make the task again. It said
+/// only `db:3 no longer exists`.
+#[test]
+fn a_backup_task_of_a_database_made_again_says_what_to_do() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("orders", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name nightly db orders path {}",
+        repo.display()
+    ))
+    .ok();
+    lz.run("backup task run nightly").ok();
+    let old = db_id(&lz, "orders");
+    lz.run("delete db orders purge").ok();
+    lz.run("restore task create name back db orders backup latest")
+        .ok();
+    lz.run("restore task start back").ok();
+    let new = db_id(&lz, "orders");
+    assert_ne!(old, new);
+    lz.run("backup task run nightly")
+        .fails(1)
+        .stderr_has(&format!(
+            "backup task `nightly` backs up db:{old} `orders`, which no longer exists: db:{new} `orders` has its name now"
+        ))
+        .stderr_has(&format!(
+            "`backup task delete nightly` then `backup task create name nightly db orders path {}`",
+            repo.display()
+        ));
+}
+
 /// A repository moved away after the task was made is named as missing (not found), not
 /// as a run that did not finish; back in place, the task verifies again.
 #[test]

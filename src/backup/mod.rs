@@ -253,6 +253,33 @@ impl RunLock {
     }
 }
 
+/// The name of restore task `task`'s lock ([`RunLock`]). Restore tasks live in the layer
+/// above; their lock is named here so that a backup run can ask it too
+/// ([`claimed_task_of`]).
+pub fn restore_task_lock(task: &str) -> String {
+    format!("restore-{task}")
+}
+
+/// The restore task of database `db` (by name) that another shell has claimed now (its
+/// lock held: being verified, started, retried or deleted there), leaving out the tasks
+/// named in `except`. Asked, never taken (a probe that took it would turn away a shell
+/// claiming it at that instant). A command that stops, restarts, removes or backs up the
+/// database's shards refuses while there is one.
+pub fn claimed_task_of(
+    home: &Path,
+    cluster: &Cluster,
+    db: &str,
+    except: &[&str],
+) -> Option<String> {
+    cluster
+        .backups
+        .restores
+        .values()
+        .filter(|t| t.db == db && !except.contains(&t.name.as_str()))
+        .find(|t| RunLock::is_held(home, &restore_task_lock(&t.name)))
+        .map(|t| t.name.clone())
+}
+
 fn lock_path(home: &Path, name: &str) -> PathBuf {
     home.join("locks").join(format!("{name}.lock"))
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    check_repository, is_due, new_run_id, now_ms, prune_plan, sweep_interrupted, take, Codec,
-    Compression, Manifest, ManifestError, Recipients, Repository, RunLock, RunSpec, RunsError,
-    DEFAULT_MAX_PAUSE_MS,
+    check_repository, claimed_task_of, is_due, new_run_id, now_ms, prune_plan, sweep_interrupted,
+    take, Codec, Compression, Manifest, ManifestError, Recipients, Repository, RunLock, RunSpec,
+    RunsError, DEFAULT_MAX_PAUSE_MS,
 };
 use crate::ccs::StoreLock;
 use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, Store, StoreError};
@@ -66,6 +66,12 @@ pub enum BackupTaskError {
         /// The database of that name now (recreated under a new id by a restore).
         named_now: Option<Id>,
     },
+    /// A restore task of the database is claimed by another shell: its data is fenced
+    /// and half-restored, which a run would keep as a good restore point.
+    #[error(
+        "db:{id} `{name}` is being restored by restore task `{task}` in another shell: nothing was backed up; see `restore task show {task}`, and run this again once it is done"
+    )]
+    Restoring { id: Id, name: String, task: String },
     #[error("db:{id} `{name}` is pending recovery: recover it before backing it up")]
     PendingRecovery { id: Id, name: String },
     #[error("run `{0}` vanished from the configuration")]
@@ -163,6 +169,7 @@ impl DomainError for BackupTaskError {
             | E::TaskBusy(_)
             | E::RunLocked(_)
             | E::RestoresNeed { .. }
+            | E::Restoring { .. }
             | E::PendingRecovery { .. } => ErrorKind::Conflict,
             E::RunVanished(_) => ErrorKind::Internal,
             E::RunFailed { .. } => ErrorKind::Unavailable,
@@ -447,6 +454,18 @@ impl<'a> Run<'a> {
             return Err(BackupTaskError::PendingRecovery {
                 id: db.id,
                 name: db.config.name,
+            });
+        }
+        // Asked under the CCS lock, as `delete db` and `restart db` ask. A safety backup
+        // is its own restore task's (that task holds its lock): it backs up the data
+        // before any is replaced.
+        let own = self.origin.safety_for();
+        let except: Vec<&str> = own.iter().map(String::as_str).collect();
+        if let Some(task) = claimed_task_of(store.home(), &cluster, &db.config.name, &except) {
+            return Err(BackupTaskError::Restoring {
+                id: db.id,
+                name: db.config.name,
+                task,
             });
         }
         let id = new_run_id(&mut cluster);

@@ -41,7 +41,7 @@ pub(crate) use snapshot::hex;
 pub use snapshot::SnapshotConn;
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
-use crate::ccs::{BackupRun, BackupTask, Backups, Cluster, RunStatus};
+use crate::ccs::{BackupRun, BackupTask, Backups, Cluster, Id, RunStatus};
 
 /// The write pause a run may take when its task says nothing.
 pub const DEFAULT_MAX_PAUSE_MS: u64 = 1000;
@@ -249,7 +249,7 @@ impl RunLock {
     }
 
     pub fn run(home: &Path, run: &str) -> Result<Option<RunLock>, String> {
-        RunLock::try_take(home, &format!("run-{run}"))
+        RunLock::try_take(home, &run_lock(run))
     }
 }
 
@@ -278,6 +278,23 @@ pub fn claimed_task_of(
         .filter(|t| t.db == db && !except.contains(&t.name.as_str()))
         .find(|t| RunLock::is_held(home, &restore_task_lock(&t.name)))
         .map(|t| t.name.clone())
+}
+
+/// The run of database `db` a live shell is taking now (recorded `running`, its run lock
+/// held), if any: stopping the database's shards would break it off. Asked, never taken.
+pub fn streaming_run_of(home: &Path, cluster: &Cluster, db: Id) -> Option<BackupRun> {
+    cluster
+        .backups
+        .runs
+        .iter()
+        .filter(|r| r.db == db && r.status == RunStatus::Running)
+        .find(|r| RunLock::is_held(home, &run_lock(&r.id)))
+        .cloned()
+}
+
+/// The name of run `run`'s lock ([`RunLock::run`]).
+fn run_lock(run: &str) -> String {
+    format!("run-{run}")
 }
 
 fn lock_path(home: &Path, name: &str) -> PathBuf {

@@ -718,7 +718,8 @@ fn a_restart_leaves_alone_a_database_another_shell_is_backing_up() {
     lz.run("restart db f")
         .fails(1)
         .stderr_has(named)
-        .stderr_has("of backup task `t` in another shell: nothing was stopped");
+        .stderr_has("of backup task `t` in another shell: nothing was stopped")
+        .stderr_has("(`backup task history t`)");
     assert_eq!(
         lz.ccs()["databases"],
         pids,

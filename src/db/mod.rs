@@ -54,7 +54,7 @@ pub enum Busy {
 }
 
 impl Busy {
-    /// The refusal of a restart of db `id` `name`.
+    /// The refusal of a restart (or, being restored, a delete) of db `id` `name`.
     pub fn refusal(&self, id: Id, name: String) -> DbError {
         match self.clone() {
             Busy::Restoring { task } => DbError::Restoring { id, name, task },
@@ -148,8 +148,9 @@ pub enum DbError {
     /// A run of the database is streaming in another shell: stopping its shards now
     /// would break the run off (`broken pipe`, naming no restart).
     #[error(
-        "db:{id} `{name}` is being backed up by run `{run}`{} in another shell: nothing was stopped; run this again once the run is done (`backup task history`)",
-        .task.as_ref().map(|t| format!(" of backup task `{t}`")).unwrap_or_default()
+        "db:{id} `{name}` is being backed up by run `{run}`{} in another shell: nothing was stopped; run this again once the run is done{}",
+        .task.as_ref().map(|t| format!(" of backup task `{t}`")).unwrap_or_default(),
+        .task.as_ref().map(|t| format!(" (`backup task history {t}`)")).unwrap_or_default()
     )]
     BackingUp {
         id: Id,

@@ -691,6 +691,47 @@ fn failed_runs_leave_nothing_half_made_and_say_why() {
     intact(&lz);
 }
 
+/// While another shell streams a run of a database, `restart db` refuses before anything
+/// stops, naming the run and its task. The restart
+/// used to go ahead, and the run failed with `redis:N does not answer: broken pipe`,
+/// naming no restart.
+#[test]
+fn a_restart_leaves_alone_a_database_another_shell_is_backing_up() {
+    let World(lz, _guard, _rt, c) = World::with(1)
+        .db("f", 1, false, Persistence::Snapshot)
+        .installed();
+    let db = c.database_by_name("f").unwrap().clone();
+    let a = shard_addr(&c, &db, db.masters().next().unwrap().id).unwrap();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name t db f path {}",
+        repo.display()
+    ))
+    .ok();
+    let pids = lz.ccs()["databases"].clone();
+    // Slow enough (0.2 s a key) that the run is still streaming when the restart comes;
+    // it is killed, not waited for.
+    slow_snapshots(a.port, 200_000);
+    let mut child = spawn_lazarus(&lz, &["backup", "task", "run", "t"]);
+    wait_for_partial(&repo);
+    let named = "`f` is being backed up by run `";
+    lz.run("restart db f")
+        .fails(1)
+        .stderr_has(named)
+        .stderr_has("of backup task `t` in another shell: nothing was stopped")
+        .stderr_has("(`backup task history t`)");
+    assert_eq!(
+        lz.ccs()["databases"],
+        pids,
+        "the restart touched the database"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    slow_snapshots(a.port, 0);
+    // The run's shell gone, its run is no longer streaming: the restart goes through.
+    lz.run("restart db f").ok();
+}
+
 /// Evidence 4: `keep` and `prune` (with `dry_run`), `every` with `backup due`.
 #[test]
 fn keep_prune_and_due() {

@@ -193,6 +193,8 @@ fn a_rewritten_redis_conf_stays_owner_only() {
     lz.run("delete db s").ok();
 }
 
+/// A `create db` whose configuration cannot be saved takes back all it made: shards,
+/// directories, and writes no tombstone for the database that never was.
 #[test]
 fn a_backup_that_cannot_be_written_leaves_no_database_behind() {
     let lz = Lazarus::new();
@@ -222,6 +224,15 @@ fn a_backup_that_cannot_be_written_leaves_no_database_behind() {
             b["databases"] == serde_json::json!({})
         }
     );
+    // Nor a tombstone, nor a shard directory: the database never existed. The roll back
+    // was a `delete db`, whose tombstone a rebuild would have read as a deleted database.
+    let left: Vec<String> = std::fs::read_dir(lz.path("n1/redis"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
     // Once the disk is back the same name is free.
     std::fs::remove_file(lz.path("n2/ccs")).unwrap();
     lz.run("create db x").ok();

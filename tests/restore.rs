@@ -1971,7 +1971,9 @@ fn data_set_aside_by_a_restore_cut_short_is_neither_lost_nor_started_without() {
 }
 
 /// While another shell runs a restore of a database, nothing else pulls its shards from
-/// under it: `delete db` and `restart db` refuse before anything stops, naming the task,
+/// under it, or backs up its half-restored data: `backup db` and a backup task's run
+/// refuse before a run is recorded, `delete db` and `restart db` before anything stops,
+/// naming the task,
 /// `restart all` leaves the database alone with the same reason, and another restore task
 /// of the same database refuses to start. `delete db` used to stop the shards and drop
 /// the database mid-restore; the restore's roll-back then started the deleted database's
@@ -1988,8 +1990,25 @@ fn nothing_else_stops_a_database_another_shell_is_restoring() {
         .ok();
     lz.run("restore task create name k2 db f backup latest force no_safety_backup")
         .ok();
+    lz.run(&format!(
+        "backup task create name nightly db f path {}",
+        repo.display()
+    ))
+    .ok();
     let before = lz.ccs()["databases"].clone();
+    let runs = lz.ccs()["backups"]["runs"].clone();
     kill_while_loading_after(&lz, "k", || {
+        // Nor is it backed up: its data is fenced and half-restored, which a run would
+        // have kept as a good restore point.
+        let not_backed_up =
+            "`f` is being restored by restore task `k` in another shell: nothing was backed up";
+        lz.run(&format!("backup db f path {}", repo.display()))
+            .fails(1)
+            .stderr_has(not_backed_up);
+        lz.run("backup task run nightly")
+            .fails(1)
+            .stderr_has(not_backed_up);
+        assert_eq!(lz.ccs()["backups"]["runs"], runs, "a run was recorded");
         let named =
             "`f` is being restored by restore task `k` in another shell: nothing was stopped";
         lz.run("delete db f").fails(1).stderr_has(named);
@@ -2097,6 +2116,39 @@ fn a_run_of_another_database_needs_from_other_db() {
     lz.run("restore task start back")
         .ok()
         .stdout_has("content verified: ");
+}
+
+/// A backup task whose database a restore made again under a new id names the database
+/// by its name, the database of that name now, and how to make the task again. It said
+/// only `db:3 no longer exists`.
+#[test]
+fn a_backup_task_of_a_database_made_again_says_what_to_do() {
+    let World(lz, _guard, _rt, _c) = World::with(1)
+        .db("orders", 1, false, Persistence::Snapshot)
+        .installed();
+    let repo = lz.path("repo");
+    lz.run(&format!(
+        "backup task create name nightly db orders path {}",
+        repo.display()
+    ))
+    .ok();
+    lz.run("backup task run nightly").ok();
+    let old = db_id(&lz, "orders");
+    lz.run("delete db orders purge").ok();
+    lz.run("restore task create name back db orders backup latest")
+        .ok();
+    lz.run("restore task start back").ok();
+    let new = db_id(&lz, "orders");
+    assert_ne!(old, new);
+    lz.run("backup task run nightly")
+        .fails(1)
+        .stderr_has(&format!(
+            "backup task `nightly` backs up db:{old} `orders`, which no longer exists: db:{new} `orders` has its name now"
+        ))
+        .stderr_has(&format!(
+            "`backup task delete nightly` then `backup task create name nightly db orders path {}`",
+            repo.display()
+        ));
 }
 
 /// A repository moved away after the task was made is named as missing (not found), not

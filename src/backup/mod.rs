@@ -41,7 +41,7 @@ pub(crate) use snapshot::hex;
 pub use snapshot::SnapshotConn;
 pub use take::{take, RunSpec, FORKS_PER_NODE};
 
-use crate::ccs::{BackupRun, BackupTask, Backups, Cluster, RunStatus};
+use crate::ccs::{BackupRun, BackupTask, Backups, Cluster, Id, RunStatus};
 
 /// The write pause a run may take when its task says nothing.
 pub const DEFAULT_MAX_PAUSE_MS: u64 = 1000;
@@ -249,8 +249,52 @@ impl RunLock {
     }
 
     pub fn run(home: &Path, run: &str) -> Result<Option<RunLock>, String> {
-        RunLock::try_take(home, &format!("run-{run}"))
+        RunLock::try_take(home, &run_lock(run))
     }
+}
+
+/// The name of restore task `task`'s lock ([`RunLock`]). Restore tasks live in the layer
+/// above; their lock is named here so that a backup run can ask it too
+/// ([`claimed_task_of`]).
+pub fn restore_task_lock(task: &str) -> String {
+    format!("restore-{task}")
+}
+
+/// The restore task of database `db` (by name) that another shell has claimed now (its
+/// lock held: being verified, started, retried or deleted there), leaving out the tasks
+/// named in `except`. Asked, never taken (a probe that took it would turn away a shell
+/// claiming it at that instant). A command that stops, restarts, removes or backs up the
+/// database's shards refuses while there is one.
+pub fn claimed_task_of(
+    home: &Path,
+    cluster: &Cluster,
+    db: &str,
+    except: &[&str],
+) -> Option<String> {
+    cluster
+        .backups
+        .restores
+        .values()
+        .filter(|t| t.db == db && !except.contains(&t.name.as_str()))
+        .find(|t| RunLock::is_held(home, &restore_task_lock(&t.name)))
+        .map(|t| t.name.clone())
+}
+
+/// The run of database `db` a live shell is taking now (recorded `running`, its run lock
+/// held), if any: stopping the database's shards would break it off. Asked, never taken.
+pub fn streaming_run_of(home: &Path, cluster: &Cluster, db: Id) -> Option<BackupRun> {
+    cluster
+        .backups
+        .runs
+        .iter()
+        .filter(|r| r.db == db && r.status == RunStatus::Running)
+        .find(|r| RunLock::is_held(home, &run_lock(&r.id)))
+        .cloned()
+}
+
+/// The name of run `run`'s lock ([`RunLock::run`]).
+fn run_lock(run: &str) -> String {
+    format!("run-{run}")
 }
 
 fn lock_path(home: &Path, name: &str) -> PathBuf {

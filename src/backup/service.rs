@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    check_repository, is_due, new_run_id, now_ms, prune_plan, sweep_interrupted, take, Codec,
-    Compression, Manifest, ManifestError, Recipients, Repository, RunLock, RunSpec, RunsError,
-    DEFAULT_MAX_PAUSE_MS,
+    check_repository, claimed_task_of, is_due, new_run_id, now_ms, prune_plan, sweep_interrupted,
+    take, Codec, Compression, Manifest, ManifestError, Recipients, Repository, RunLock, RunSpec,
+    RunsError, DEFAULT_MAX_PAUSE_MS,
 };
 use crate::ccs::StoreLock;
 use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, Store, StoreError};
@@ -56,8 +56,22 @@ pub enum BackupTaskError {
     },
     #[error("run `{0}` is locked by another shell")]
     RunLocked(String),
-    #[error("db:{0} no longer exists")]
-    DbGone(Id),
+    #[error("{}", gone(*.id, .task.as_ref(), .name.as_deref(), *.named_now))]
+    DbGone {
+        id: Id,
+        /// The backup task naming it, and its repository.
+        task: Option<(String, PathBuf)>,
+        /// Its name as the task's runs recorded it.
+        name: Option<String>,
+        /// The database of that name now (recreated under a new id by a restore).
+        named_now: Option<Id>,
+    },
+    /// A restore task of the database is claimed by another shell: its data is fenced
+    /// and half-restored, which a run would keep as a good restore point.
+    #[error(
+        "db:{id} `{name}` is being restored by restore task `{task}` in another shell: nothing was backed up; see `restore task show {task}`, and run this again once it is done"
+    )]
+    Restoring { id: Id, name: String, task: String },
     #[error("db:{id} `{name}` is pending recovery: recover it before backing it up")]
     PendingRecovery { id: Id, name: String },
     #[error("run `{0}` vanished from the configuration")]
@@ -99,6 +113,32 @@ fn known_tasks(known: &[String]) -> String {
     )
 }
 
+/// Why database `id` is gone, and what to do, for the backup task naming it.
+fn gone(
+    id: Id,
+    task: Option<&(String, PathBuf)>,
+    name: Option<&str>,
+    named_now: Option<Id>,
+) -> String {
+    let db = match name {
+        Some(name) => format!("db:{id} `{name}`"),
+        None => format!("db:{id}"),
+    };
+    let Some((task, path)) = task else {
+        return format!("{db} no longer exists");
+    };
+    let path = path.display();
+    let again = match (name, named_now) {
+        (Some(name), Some(now)) => format!(
+            "db:{now} `{name}` has its name now (a restore or a create made it again under a new id): make the task again for it, `backup task delete {task}` then `backup task create name {task} db {name} path {path}`"
+        ),
+        _ => format!(
+            "`backup task delete {task}`, or delete it and make it again for another database, `backup task create name {task} db <db> path {path}`"
+        ),
+    };
+    format!("backup task `{task}` backs up {db}, which no longer exists: {again} (its runs stay)")
+}
+
 fn recent_runs(recent: &[String]) -> String {
     listed("recent runs", recent, "there are none")
 }
@@ -117,7 +157,7 @@ impl DomainError for BackupTaskError {
         use BackupTaskError as E;
         match self {
             E::Resolve { .. } | E::Lock(_) | E::NotRemoved(_) => ErrorKind::Io,
-            E::NoSuchTask { .. } | E::DbGone(_) | E::NoSuchRun { .. } | E::NoGoodRun { .. } => {
+            E::NoSuchTask { .. } | E::DbGone { .. } | E::NoSuchRun { .. } | E::NoGoodRun { .. } => {
                 ErrorKind::NotFound
             }
             E::Recipients(e) => e.kind(),
@@ -129,6 +169,7 @@ impl DomainError for BackupTaskError {
             | E::TaskBusy(_)
             | E::RunLocked(_)
             | E::RestoresNeed { .. }
+            | E::Restoring { .. }
             | E::PendingRecovery { .. } => ErrorKind::Conflict,
             E::RunVanished(_) => ErrorKind::Internal,
             E::RunFailed { .. } => ErrorKind::Unavailable,
@@ -406,15 +447,25 @@ impl<'a> Run<'a> {
         db_id: Id,
     ) -> Result<(Cluster, crate::ccs::Database, String, RunLock)> {
         let (lock, mut cluster) = locked(store).await?;
-        let db = cluster
-            .databases
-            .get(&db_id)
-            .cloned()
-            .ok_or(BackupTaskError::DbGone(db_id))?;
+        let Some(db) = cluster.databases.get(&db_id).cloned() else {
+            return Err(self.gone(&cluster, db_id));
+        };
         if db.state == DbState::PendingRecovery {
             return Err(BackupTaskError::PendingRecovery {
                 id: db.id,
                 name: db.config.name,
+            });
+        }
+        // Asked under the CCS lock, as `delete db` and `restart db` ask. A safety backup
+        // is its own restore task's (that task holds its lock): it backs up the data
+        // before any is replaced.
+        let own = self.origin.safety_for();
+        let except: Vec<&str> = own.iter().map(String::as_str).collect();
+        if let Some(task) = claimed_task_of(store.home(), &cluster, &db.config.name, &except) {
+            return Err(BackupTaskError::Restoring {
+                id: db.id,
+                name: db.config.name,
+                task,
             });
         }
         let id = new_run_id(&mut cluster);
@@ -439,6 +490,31 @@ impl<'a> Run<'a> {
         });
         lock.save(&mut cluster)?;
         Ok((cluster, db, id, run_lock))
+    }
+
+    /// [`BackupTaskError::DbGone`] for db `id`: for a task's run, with the database's
+    /// name as the task's runs recorded it and the database of that name now, if any.
+    fn gone(&self, cluster: &Cluster, id: Id) -> BackupTaskError {
+        let task = self.origin.task();
+        let name = task.and_then(|task| {
+            cluster
+                .backups
+                .runs
+                .iter()
+                .rev()
+                .find(|r| r.db == id && r.task.as_ref() == Some(&task.name))
+                .map(|r| r.db_name.clone())
+        });
+        let named_now = name
+            .as_deref()
+            .and_then(|n| cluster.database_by_name(n))
+            .map(|d| d.id);
+        BackupTaskError::DbGone {
+            id,
+            task: task.map(|t| (t.name.clone(), t.path.clone())),
+            name,
+            named_now,
+        }
     }
 
     /// The run's outcome recorded (and the task's `keep` applied after a success, with

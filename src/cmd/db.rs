@@ -285,40 +285,49 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
 async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
-    refuse_restoring(ctx, &cluster, id)?;
+    refuse_busy(ctx, &cluster, id, false)?;
     Reply::of(&db::service::delete(&lock, &mut cluster, id, purge).await?)
 }
 
 async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
-    refuse_restoring(ctx, &cluster, id)?;
+    refuse_busy(ctx, &cluster, id, true)?;
     let server = ctx.redis_server.as_deref();
     let id = db::service::restart(&lock, &mut cluster, server, id, &*ctx.progress).await?;
     Reply::of(&DbRestarted(DbView::new(&cluster, &cluster.databases[&id])))
 }
 
-/// The databases a restore task claimed by another shell holds (asked under the CCS lock
-/// the caller holds), by id, with that task: `delete db` and `restart` leave them alone.
-pub(super) fn restoring(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, String> {
+/// What other shells are doing with the databases that a restart must leave alone (asked
+/// under the CCS lock the caller holds), by id: a restore task claimed, else a backup
+/// run streaming. `delete db` leaves alone those being restored.
+pub(super) fn busy(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, db::Busy> {
     let home = ctx.store.home();
     cluster
         .databases
         .values()
         .filter_map(|d| {
-            crate::restore::claimed_task_of(home, cluster, &d.config.name, &[]).map(|t| (d.id, t))
+            let busy = match crate::restore::claimed_task_of(home, cluster, &d.config.name, &[]) {
+                Some(task) => db::Busy::Restoring { task },
+                None => {
+                    let run = crate::backup::streaming_run_of(home, cluster, d.id)?;
+                    db::Busy::BackingUp {
+                        run: run.id,
+                        task: run.task,
+                    }
+                }
+            };
+            Some((d.id, busy))
         })
         .collect()
 }
 
-/// [`db::DbError::Restoring`] when a restore task claimed by another shell holds db `id`.
-fn refuse_restoring(ctx: &Context, cluster: &Cluster, id: Id) -> Result<(), db::DbError> {
-    match restoring(ctx, cluster).remove(&id) {
-        Some(task) => Err(db::DbError::Restoring {
-            id,
-            name: cluster.databases[&id].config.name.clone(),
-            task,
-        }),
+/// The refusal of db `id` when another shell is busy with it ([`busy`]); with `backups`
+/// false, only a restore task claimed counts.
+fn refuse_busy(ctx: &Context, cluster: &Cluster, id: Id, backups: bool) -> Result<(), db::DbError> {
+    match busy(ctx, cluster).remove(&id) {
+        Some(db::Busy::BackingUp { .. }) if !backups => Ok(()),
+        Some(busy) => Err(busy.refusal(id, cluster.databases[&id].config.name.clone())),
         None => Ok(()),
     }
 }

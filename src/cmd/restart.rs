@@ -88,16 +88,10 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
         None => None,
     };
     let server = ctx.redis_server.as_deref();
-    let restoring = super::db::restoring(ctx, &cluster);
-    let run = db::service::restart_several(
-        &lock,
-        &mut cluster,
-        server,
-        which,
-        &restoring,
-        &*ctx.progress,
-    )
-    .await?;
+    let busy = super::db::busy(ctx, &cluster);
+    let run =
+        db::service::restart_several(&lock, &mut cluster, server, which, &busy, &*ctx.progress)
+            .await?;
     let report = RestartReport {
         restarted: run
             .restarted

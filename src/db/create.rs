@@ -250,6 +250,18 @@ async fn missing_parents(server: &Servers, dirs: &[NodePath]) -> Vec<NodePath> {
     missing
 }
 
+/// Takes back database `id`, created by [`create_db`] into `cluster` but never saved (the
+/// save failed): its shards stopped, its directories removed, the database gone from
+/// `cluster`. Not [`super::lifecycle::delete_db`]: a database that never existed leaves no
+/// tombstone, nor identity files marked deleted.
+pub async fn roll_back_unsaved(cluster: &mut Cluster, server: &Servers, id: Id) {
+    let Some(db) = cluster.databases.remove(&id) else {
+        return;
+    };
+    let dirs = db_dirs(cluster, &db);
+    roll_back(server, &db, &dirs, &[]).await;
+}
+
 async fn roll_back(server: &Servers, db: &Database, dirs: &[NodePath], parents: &[NodePath]) {
     for s in &db.shards {
         if let Some(pid) = s.pid {

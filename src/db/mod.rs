@@ -43,6 +43,31 @@ pub use status::{
 /// How long cluster formation and replica sync may take during create / restart.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What another shell is doing with a database that a restart must not pull its shards
+/// from under (asked by the caller under the CCS lock).
+#[derive(Clone, Debug)]
+pub enum Busy {
+    /// A restore task of it is claimed there.
+    Restoring { task: String },
+    /// A backup run of it is streaming there.
+    BackingUp { run: String, task: Option<String> },
+}
+
+impl Busy {
+    /// The refusal of a restart (or, being restored, a delete) of db `id` `name`.
+    pub fn refusal(&self, id: Id, name: String) -> DbError {
+        match self.clone() {
+            Busy::Restoring { task } => DbError::Restoring { id, name, task },
+            Busy::BackingUp { run, task } => DbError::BackingUp {
+                id,
+                name,
+                run,
+                task,
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database name `{0}` is already used")]
@@ -120,6 +145,19 @@ pub enum DbError {
         "db:{id} `{name}` is being restored by restore task `{task}` in another shell: nothing was stopped; see `restore task show {task}`, and run this again once it is done"
     )]
     Restoring { id: Id, name: String, task: String },
+    /// A run of the database is streaming in another shell: stopping its shards now
+    /// would break the run off (`broken pipe`, naming no restart).
+    #[error(
+        "db:{id} `{name}` is being backed up by run `{run}`{} in another shell: nothing was stopped; run this again once the run is done{}",
+        .task.as_ref().map(|t| format!(" of backup task `{t}`")).unwrap_or_default(),
+        .task.as_ref().map(|t| format!(" (`backup task history {t}`)")).unwrap_or_default()
+    )]
+    BackingUp {
+        id: Id,
+        name: String,
+        run: String,
+        task: Option<String>,
+    },
     #[error("db:{id} `{name}` cannot restart: redis:{shard}: {aside}")]
     RestoreSetAside {
         id: Id,
@@ -187,6 +225,7 @@ impl crate::error::DomainError for DbError {
             | DbError::AuthClientsWithoutTls
             | DbError::PendingRecovery { .. }
             | DbError::Restoring { .. }
+            | DbError::BackingUp { .. }
             | DbError::RestoreSetAside { .. }
             | DbError::MasterWithoutData { .. } => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),

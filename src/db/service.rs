@@ -10,9 +10,9 @@ use crate::ccs::{Cluster, DbState, Id, StoreLock};
 use crate::progress::Progress;
 
 use super::cancel::Cancel;
-use super::create::{create_db_with, mark_created, CreateDb};
+use super::create::{create_db_with, mark_created, roll_back_unsaved, CreateDb};
 use super::lifecycle::{delete_db, not_running, restart_db, DeleteOutcome};
-use super::{database, DbError};
+use super::{database, Busy, DbError};
 
 /// `create db`: the database brought up and saved; on a failed save its shards go down
 /// again (unrecorded shards would run unseen). Once saved, the identity files lose their
@@ -37,7 +37,7 @@ pub async fn create(
         }
     };
     if let Err(e) = lock.save(cluster) {
-        let _ = delete_db(cluster, id, true).await;
+        roll_back_unsaved(cluster, &server, id).await;
         task.finish("failed");
         return Err(e.into());
     }
@@ -104,14 +104,15 @@ pub struct RestartRun {
 /// Restarts `which` (resolved by the command), or with `None` every active database with
 /// a shard not running; one after another, each saved as it is done (a partial restart
 /// too: the configuration then says which shards run). One failing does not stop the
-/// others. A database in `restoring` (its id, the restore task another shell holds) is
-/// not touched: it fails with [`DbError::Restoring`].
+/// others. A database in `busy` (its id, what another shell is doing with it: a restore
+/// task claimed, a backup run streaming) is not touched: it fails with
+/// [`Busy::refusal`].
 pub async fn restart_several(
     lock: &StoreLock,
     cluster: &mut Cluster,
     redis_server: Option<&Path>,
     which: Option<Vec<Id>>,
-    restoring: &BTreeMap<Id, String>,
+    busy: &BTreeMap<Id, Busy>,
     progress: &dyn Progress,
 ) -> Result<RestartRun, DbError> {
     let mut run = RestartRun::default();
@@ -136,10 +137,8 @@ pub async fn restart_several(
     for (n, &id) in run.tried.iter().enumerate() {
         let name = cluster.databases[&id].config.name.clone();
         overall.set_message(&format!("db:{id} {name}"));
-        if let Some(task) = restoring.get(&id) {
-            let task = task.clone();
-            run.failed
-                .push((id, name.clone(), DbError::Restoring { id, name, task }));
+        if let Some(busy) = busy.get(&id) {
+            run.failed.push((id, name.clone(), busy.refusal(id, name)));
             overall.set_position(n as u64 + 1);
             continue;
         }

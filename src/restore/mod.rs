@@ -44,10 +44,10 @@ mod task;
 mod task_error;
 mod verify;
 
+/// Owned by `backup` (below this layer), whose runs refuse a database being restored too.
+pub use crate::backup::claimed_task_of;
 pub use pick::{own_run, run_in_repository};
-pub use task::{
-    claimed_task_of, running_tasks, CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks,
-};
+pub use task::{running_tasks, CreateFlags, Created, RestoredDb, Safety, Shown, Started, Tasks};
 pub use task_error::RestoreTaskError;
 
 pub use verify::verify;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use super::pick::{pick, Pick};
 use super::{start, verify, RestoreSpec, RestoreTaskError, VerifyReport};
-use crate::backup::{now_ms, Manifest, Repository, RunLock};
+use crate::backup::{
+    claimed_task_of, now_ms, restore_task_lock as task_lock_name, Manifest, Repository, RunLock,
+};
 use crate::ccs::{
     Cluster, ContentCheck, Id, RestoreState, RestoreStep, RestoreTask, Store, StoreLock,
 };
@@ -795,30 +797,6 @@ pub fn running_tasks(home: &Path, cluster: &Cluster) -> BTreeMap<String, String>
         .filter(|t| RunLock::is_held(home, &task_lock_name(&t.name)))
         .map(|t| (t.db.clone(), t.name.clone()))
         .collect()
-}
-
-/// The restore task of database `db` (by name) that another shell has claimed now (its
-/// lock held: being verified, started, retried or deleted there), leaving out the tasks
-/// named in `except`. Asked, never taken, as [`running_tasks`] asks. A command that
-/// stops, restarts or removes the database's shards refuses while there is one.
-pub fn claimed_task_of(
-    home: &Path,
-    cluster: &Cluster,
-    db: &str,
-    except: &[&str],
-) -> Option<String> {
-    cluster
-        .backups
-        .restores
-        .values()
-        .filter(|t| t.db == db && !except.contains(&t.name.as_str()))
-        .find(|t| RunLock::is_held(home, &task_lock_name(&t.name)))
-        .map(|t| t.name.clone())
-}
-
-/// The name of restore task `task`'s lock ([`RunLock`]).
-fn task_lock_name(task: &str) -> String {
-    format!("restore-{task}")
 }
 
 /// Marks `running` tasks whose lock is free, or is `held` by the caller, `interrupted`

@@ -696,7 +696,7 @@ fn failed_runs_leave_nothing_half_made_and_say_why() {
 /// used to go ahead, and the run failed with `redis:N does not answer: broken pipe`,
 /// naming no restart.
 #[test]
-fn a_restart_leaves_alone_a_database_another_shell_is_backing_up() {
+fn a_restart_or_delete_leaves_alone_a_database_another_shell_is_backing_up() {
     let World(lz, _guard, _rt, c) = World::with(1)
         .db("f", 1, false, Persistence::Snapshot)
         .installed();
@@ -720,10 +720,15 @@ fn a_restart_leaves_alone_a_database_another_shell_is_backing_up() {
         .stderr_has(named)
         .stderr_has("of backup task `t` in another shell: nothing was stopped")
         .stderr_has("(`backup task history t`)");
+    // Nor a delete, which would stop the shards the run streams from.
+    lz.run("delete db f")
+        .fails(1)
+        .stderr_has(named)
+        .stderr_has("in another shell: nothing was stopped");
     assert_eq!(
         lz.ccs()["databases"],
         pids,
-        "the restart touched the database"
+        "the restart or the delete touched the database"
     );
     child.kill().unwrap();
     child.wait().unwrap();

@@ -285,22 +285,22 @@ async fn create(ctx: &Context, args: CreateDbArgs) -> Result<Reply, CommandError
 async fn delete(ctx: &Context, r: &DbRef, purge: bool) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
-    refuse_busy(ctx, &cluster, id, false)?;
+    refuse_busy(ctx, &cluster, id)?;
     Reply::of(&db::service::delete(&lock, &mut cluster, id, purge).await?)
 }
 
 async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     let (lock, mut cluster) = ctx.lock_cluster()?;
     let id = r.resolve(&cluster)?.id;
-    refuse_busy(ctx, &cluster, id, true)?;
+    refuse_busy(ctx, &cluster, id)?;
     let server = ctx.redis_server.as_deref();
     let id = db::service::restart(&lock, &mut cluster, server, id, &*ctx.progress).await?;
     Reply::of(&DbRestarted(DbView::new(&cluster, &cluster.databases[&id])))
 }
 
-/// What other shells are doing with the databases that a restart must leave alone (asked
-/// under the CCS lock the caller holds), by id: a restore task claimed, else a backup
-/// run streaming. `delete db` leaves alone those being restored.
+/// What other shells are doing with the databases that a restart or a delete must leave
+/// alone (asked under the CCS lock the caller holds), by id: a restore task claimed, else
+/// a backup run streaming.
 pub(super) fn busy(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, db::Busy> {
     let home = ctx.store.home();
     cluster
@@ -322,11 +322,11 @@ pub(super) fn busy(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, db::Busy> {
         .collect()
 }
 
-/// The refusal of db `id` when another shell is busy with it ([`busy`]); with `backups`
-/// false, only a restore task claimed counts.
-fn refuse_busy(ctx: &Context, cluster: &Cluster, id: Id, backups: bool) -> Result<(), db::DbError> {
+/// The refusal of db `id` when another shell is busy with it ([`busy`]): stopping its
+/// shards would pull them from under a restore, or break a backup run off (`broken
+/// pipe`, naming no delete or restart).
+fn refuse_busy(ctx: &Context, cluster: &Cluster, id: Id) -> Result<(), db::DbError> {
     match busy(ctx, cluster).remove(&id) {
-        Some(db::Busy::BackingUp { .. }) if !backups => Ok(()),
         Some(busy) => Err(busy.refusal(id, cluster.databases[&id].config.name.clone())),
         None => Ok(()),
     }

@@ -54,7 +54,7 @@ pub enum Busy {
 }
 
 impl Busy {
-    /// The refusal of a restart (or, being restored, a delete) of db `id` `name`.
+    /// The refusal of a restart or a delete of db `id` `name`.
     pub fn refusal(&self, id: Id, name: String) -> DbError {
         match self.clone() {
             Busy::Restoring { task } => DbError::Restoring { id, name, task },
@@ -146,7 +146,7 @@ pub enum DbError {
     )]
     Restoring { id: Id, name: String, task: String },
     /// A run of the database is streaming in another shell: stopping its shards now
-    /// would break the run off (`broken pipe`, naming no restart).
+    /// would break the run off (`broken pipe`, naming no restart or delete).
     #[error(
         "db:{id} `{name}` is being backed up by run `{run}`{} in another shell: nothing was stopped; run this again once the run is done{}",
         .task.as_ref().map(|t| format!(" of backup task `{t}`")).unwrap_or_default(),

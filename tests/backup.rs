@@ -696,7 +696,7 @@ fn failed_runs_leave_nothing_half_made_and_say_why() {
 /// used to go ahead, and the run failed with `redis:N does not answer: broken pipe`,
 /// naming no restart.
 #[test]
-fn a_restart_or_delete_leaves_alone_a_database_another_shell_is_backing_up() {
+fn a_restart_delete_or_restore_leaves_alone_a_database_another_shell_is_backing_up() {
     let World(lz, _guard, _rt, c) = World::with(1)
         .db("f", 1, false, Persistence::Snapshot)
         .installed();
@@ -708,6 +708,11 @@ fn a_restart_or_delete_leaves_alone_a_database_another_shell_is_backing_up() {
         repo.display()
     ))
     .ok();
+    // A run to restore from, taken before the slow one.
+    lz.run("backup task run t").ok();
+    let done = history(&lz, "t")[0]["id"].as_str().unwrap().to_string();
+    lz.run(&format!("restore task create name back db f backup {done}"))
+        .ok();
     let pids = lz.ccs()["databases"].clone();
     // Slow enough (0.2 s a key) that the run is still streaming when the restart comes;
     // it is killed, not waited for.
@@ -725,10 +730,15 @@ fn a_restart_or_delete_leaves_alone_a_database_another_shell_is_backing_up() {
         .fails(1)
         .stderr_has(named)
         .stderr_has("in another shell: nothing was stopped");
+    // Nor a restore, which would stop, fence and swap them.
+    lz.run("restore task start back")
+        .fails(1)
+        .stderr_has(named)
+        .stderr_has("of backup task `t` in another shell: nothing was changed");
     assert_eq!(
         lz.ccs()["databases"],
         pids,
-        "the restart or the delete touched the database"
+        "the restart, the delete or the restore touched the database"
     );
     child.kill().unwrap();
     child.wait().unwrap();

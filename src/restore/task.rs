@@ -265,6 +265,19 @@ impl Tasks<'_> {
                     task: other,
                 });
             }
+            // Nor a backup run streaming from its shards (a restart or delete is refused
+            // the same way).
+            let home = self.store.home();
+            let streaming = cluster
+                .database_by_name(&t.db)
+                .and_then(|d| crate::backup::streaming_run_of(home, &cluster, d.id));
+            if let Some(run) = streaming {
+                return Err(RestoreTaskError::DbBackingUp {
+                    db: t.db.clone(),
+                    run: run.id,
+                    task: run.task,
+                });
+            }
         }
         Ok((task_lock, lock, cluster))
     }

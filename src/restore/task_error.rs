@@ -15,6 +15,17 @@ pub enum RestoreTaskError {
         "db `{db}` is being restored by restore task `{task}` in another shell: see `restore task show {task}`, and run this again once it is done"
     )]
     DbClaimed { db: String, task: String },
+    /// A backup run of the database streams in another shell: the restore would stop,
+    /// fence and swap the shards it streams from.
+    #[error(
+        "db `{db}` is being backed up by run `{run}`{} in another shell: nothing was changed; run this again once the run is done",
+        .task.as_ref().map(|t| format!(" of backup task `{t}`")).unwrap_or_default()
+    )]
+    DbBackingUp {
+        db: String,
+        run: String,
+        task: Option<String>,
+    },
     /// A task lock that could not be taken.
     #[error("{0}")]
     Lock(String),
@@ -200,6 +211,7 @@ impl DomainError for RestoreTaskError {
             E::FlagsConflict(_) | E::NeedsIdentity(_) => ErrorKind::Usage,
             E::Running(_)
             | E::DbClaimed { .. }
+            | E::DbBackingUp { .. }
             | E::OtherCluster { .. }
             | E::OtherDb { .. }
             | E::NameTaken(_)

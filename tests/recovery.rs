@@ -512,6 +512,31 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     drop(guard);
 }
 
+/// A script's `recover all` says why a database failed once: in its summary, not again
+/// in its progress lines.
+#[test]
+fn a_scripts_recover_all_says_each_failure_once() {
+    let World(lz, guard, _rt, old) = World::with(1)
+        .db("gone", 1, false, Persistence::Snapshot)
+        .build();
+    guard.kill_all();
+    let dir = old_shard_dir(&old, "gone");
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    lz.install(&after_disaster(&old, lz.home()));
+
+    let out = lz.script("recover all\n").fails(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        text.matches("the database stays pending recovery").count(),
+        1,
+        "{text}"
+    );
+    assert!(out.stdout.contains("`gone`: failed: "), "{text}");
+    // Progress still shows the database ended, and how.
+    assert!(out.stderr.contains("gone: failed"), "{text}");
+    drop(guard);
+}
+
 fn new_only(c: &Cluster, names: &[&str]) -> Cluster {
     let mut c = c.clone();
     c.databases

@@ -512,6 +512,128 @@ fn damaged_sources_are_named_and_the_rest_comes_back() {
     drop(guard);
 }
 
+/// The flow a truncated AOF's line names, end to end: the fixed copy put in the damaged
+/// one's place (the damaged one moved aside) and `recover db` brings back every key but
+/// the one whose record was cut.
+#[test]
+fn a_truncated_aof_is_recovered_from_its_fixed_copy_put_in_its_place() {
+    let World(lz, guard, rt, old) = World::with(1)
+        .db("orders", 1, false, Persistence::Aof)
+        .build();
+    let db = old.database_by_name("orders").unwrap();
+    let a = shard_addr(&old, db, db.masters().next().unwrap().id).unwrap();
+    let mut before = rt.block_on(async {
+        // The last record of the AOF: the one the cut takes.
+        let mut con = common::data::connect(&a.host, a.port, 0).await;
+        let _: () = redis::cmd("SET")
+            .arg("cut:last")
+            .arg("value")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        common::world::save_snapshots(&old).await;
+        picture(&old).await
+    });
+    guard.kill_all();
+    let master = *before.keys().next().unwrap();
+    let cut = before
+        .get_mut(&master)
+        .unwrap()
+        .remove(&(0, b"cut:last".to_vec()));
+    assert!(cut.is_some(), "the key to cut was written");
+
+    let aof = old_shard_dir(&old, "orders").join("appendonlydir");
+    let incr = incr_file(&old_shard_dir(&old, "orders"));
+    let len = std::fs::metadata(&incr).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&incr)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    let new = after_disaster(&old, lz.home());
+    lz.install(&new);
+
+    let way = format!(
+        "move `{}` aside (never delete it: it keeps the bytes the copy cuts), put the copy at `{}`, then `recover db orders`",
+        aof.display(),
+        aof.display()
+    );
+    let fix = format!("`check file {} fix <dest>`", aof.display());
+    let list = lz.run("recover list").ok();
+    assert!(
+        list.stdout.contains(&fix) && list.stdout.contains(&way),
+        "{}",
+        list.stdout
+    );
+    let refused = lz.run("recover db orders").fails(1);
+    let text = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(text.contains(&fix) && text.contains(&way), "{text}");
+    assert_eq!(state(&lz, "orders"), DbState::PendingRecovery);
+
+    // The way, as the operator follows it.
+    let copy = lz.path("appendonlydir.fixed");
+    let fixed = lz
+        .run(&format!(
+            "check file {} fix {}",
+            aof.display(),
+            copy.display()
+        ))
+        .ok();
+    assert!(
+        fixed.stdout.contains(&format!(
+            "to recover from it: move `{}` aside (never delete it: it keeps the bytes the copy cuts), put `{}` at `{}`, then `recover db <db>`",
+            aof.display(),
+            copy.display(),
+            aof.display()
+        )),
+        "{}",
+        fixed.stdout
+    );
+    let aside = lz.path("appendonlydir.damaged");
+    std::fs::rename(&aof, &aside).unwrap();
+    std::fs::rename(&copy, &aof).unwrap();
+    lz.run("recover db orders")
+        .ok()
+        .stdout_has("Completed successfully");
+    assert_eq!(state(&lz, "orders"), DbState::Active);
+    let after = rt.block_on(picture(&new));
+    assert_same(&before[&master], &after[&master], "orders");
+    // The damaged original is where it was moved, whole.
+    assert_eq!(
+        std::fs::metadata(aside.join(incr.file_name().unwrap()))
+            .unwrap()
+            .len(),
+        len - 7
+    );
+    drop(guard);
+}
+
+/// A script's `recover all` says why a database failed once: in its summary, not again
+/// in its progress lines.
+#[test]
+fn a_scripts_recover_all_says_each_failure_once() {
+    let World(lz, guard, _rt, old) = World::with(1)
+        .db("gone", 1, false, Persistence::Snapshot)
+        .build();
+    guard.kill_all();
+    let dir = old_shard_dir(&old, "gone");
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    lz.install(&after_disaster(&old, lz.home()));
+
+    let out = lz.script("recover all\n").fails(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        text.matches("the database stays pending recovery").count(),
+        1,
+        "{text}"
+    );
+    assert!(out.stdout.contains("`gone`: failed: "), "{text}");
+    // Progress still shows the database ended, and how.
+    assert!(out.stderr.contains("gone: failed"), "{text}");
+    drop(guard);
+}
+
 fn new_only(c: &Cluster, names: &[&str]) -> Cluster {
     let mut c = c.clone();
     c.databases

@@ -776,7 +776,7 @@ pub fn own_run<'a>(
     runs.iter()
         .filter(|r| r.status == RunStatus::Succeeded)
         .filter(|r| r.safety_for.is_none())
-        .filter(|r| db.is_none_or(|(n, id)| r.db_name == n || Some(r.db) == id))
+        .filter(|r| db.is_none_or(|(n, id)| r.is_of(n, id)))
         .filter(|r| Repository::open(&r.path).is_ok_and(|repo| repo.manifest(&r.id).is_ok()))
         .max_by_key(|r| r.started)
         .ok_or_else(|| BackupTaskError::NoGoodRun {

@@ -133,6 +133,15 @@ pub struct BackupRun {
     pub safety_for: Option<String>,
 }
 
+impl BackupRun {
+    /// Whether this run is a backup of database `name` (`existing`: its id, when it
+    /// exists): the same name (a deleted database recreated), or the same database (ids
+    /// are never reused). Another database's run is restored only with `from_other_db`.
+    pub fn is_of(&self, name: &str, existing: Option<Id>) -> bool {
+        self.db_name == name || Some(self.db) == existing
+    }
+}
+
 /// A restore task's state: created → verified | verify failed → running → succeeded |
 /// failed | interrupted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

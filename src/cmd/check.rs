@@ -231,6 +231,11 @@ impl Render for FixOutcome {
             self.original_len,
             self.truncated_file.display()
         ));
+        let dest = format!("`{}`", self.dest.display());
+        text.line(format!(
+            "to recover from it: {}",
+            crate::persist::way_to_load(&self.source, &dest, "<db>")
+        ));
     }
 }
 

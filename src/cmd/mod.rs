@@ -445,13 +445,58 @@ mod tests {
             ["latest", "20261206-035012-19", "20261204-035012-17"]
         );
         assert_eq!(
-            c("restore task create name t db orders backup 20261204"),
+            c("restore task create name t db d backup 20261204"),
             ["20261204-035012-17"]
         );
         assert_eq!(
             c("restore task create name t db orders backup la"),
             ["latest"]
         );
+    }
+
+    #[test]
+    fn a_restore_task_offers_the_databases_own_runs_as_the_create_accepts_them() {
+        use crate::ccs::fixtures::{backup_run, database, db_config};
+        use crate::ccs::RunStatus;
+        let mut cluster = crate::ccs::default_local_cluster(std::path::Path::new("/h"));
+        cluster.databases.insert(
+            7,
+            database(7, db_config("orders", 1, false), 30000, Vec::new()),
+        );
+        let run = |id: &str, started, db, name: &str| crate::ccs::BackupRun {
+            db,
+            db_name: name.into(),
+            ..backup_run(id, started, RunStatus::Succeeded)
+        };
+        cluster.backups.runs = vec![
+            run("20261204-010000-1", 1, 7, "orders"),
+            run("20261204-020000-2", 2, 9, "cache"),
+            // The same database under its old name (ids are never reused).
+            run("20261204-030000-3", 3, 7, "orders_old"),
+            run("20261204-040000-4", 4, 9, "cache"),
+        ];
+        let c = |line: &str| complete(registry(), Some(&cluster), line, line.len()).candidates;
+        let own = ["latest", "20261204-030000-3", "20261204-010000-1"];
+        assert_eq!(c("restore task create name t db orders backup "), own);
+        assert_eq!(c("restore task create name t db db:7 backup "), own);
+        assert_eq!(
+            c("restore task create name t db cache backup "),
+            ["latest", "20261204-040000-4", "20261204-020000-2"]
+        );
+        // Another database's runs only as a clone, after its own.
+        assert_eq!(
+            c("restore task create name t db orders from_other_db backup "),
+            [
+                "latest",
+                "20261204-030000-3",
+                "20261204-010000-1",
+                "20261204-040000-4",
+                "20261204-020000-2"
+            ]
+        );
+        // No single database named yet: every run.
+        assert_eq!(c("restore task create name t backup ").len(), 5);
+        assert_eq!(c("restore task create name t db all backup ").len(), 5);
     }
 
     #[test]

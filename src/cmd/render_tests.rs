@@ -428,6 +428,7 @@ fn check_file_and_fix() {
     insta::assert_snapshot!(
         "check_file_fix",
         both(&FixOutcome {
+            source: PathBuf::from("/data/appendonly.aof"),
             dest: PathBuf::from("/tmp/fixed.aof"),
             truncated_file: PathBuf::from("/data/appendonly.aof"),
             original_len: 1000,

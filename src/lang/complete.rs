@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use super::lexer::{lex_lenient, quote, Token};
-use super::matcher::{walk, Expect};
+use super::matcher::{walk, Expect, Item};
 use super::syntax::Syntax;
-use super::value::ValueKind;
+use super::value::{DbRef, Value, ValueKind};
 use crate::ccs::Cluster;
 
 /// Candidates for the word under the cursor.
@@ -34,6 +34,7 @@ pub fn complete<T>(
     // accept it (10,000 node ids must not be produced twice).
     let mut words: Vec<String> = Vec::new();
     let mut kinds: Vec<ValueKind> = Vec::new();
+    let mut runs_for = RunsFor::default();
     for syntax in registry {
         let walk = walk(syntax, done);
         if walk.failure.is_some() {
@@ -47,6 +48,9 @@ pub fn complete<T>(
                     }
                 }
                 Expect::Value(_, kind) => {
+                    if kind == ValueKind::Run {
+                        runs_for = RunsFor::of(&walk.items);
+                    }
                     if !kinds.contains(&kind) {
                         kinds.push(kind);
                     }
@@ -65,7 +69,7 @@ pub fn complete<T>(
     // Values come in their own order (node ids ascending, paths sorted), after keywords.
     let mut candidates = words;
     for kind in kinds {
-        let values = value_candidates(kind, cluster, partial);
+        let values = value_candidates(kind, cluster, partial, &runs_for);
         if kinds_may_overlap(kind) {
             for c in values {
                 if !candidates.contains(&c) {
@@ -178,7 +182,52 @@ fn kinds_may_overlap(kind: ValueKind) -> bool {
     matches!(kind, ValueKind::Choice(_))
 }
 
-fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -> Vec<String> {
+/// The database a run is being named for, as the line says so far: `restore task create
+/// ... db orders ... backup <TAB>` offers that database's runs, as the create accepts
+/// them (another database's only after `from_other_db`, and then after its own).
+#[derive(Default)]
+struct RunsFor {
+    db: Option<DbRef>,
+    from_other_db: bool,
+}
+
+impl RunsFor {
+    fn of(items: &[Item]) -> RunsFor {
+        let db = items
+            .iter()
+            .find(|i| i.name == "db")
+            .and_then(|i| match &i.value {
+                Some(Value::Databases(set)) => set.single().cloned(),
+                Some(Value::Database(r)) => Some(r.clone()),
+                _ => None,
+            });
+        RunsFor {
+            db,
+            from_other_db: items.iter().any(|i| i.name == "from_other_db"),
+        }
+    }
+
+    /// The database named, resolved in `cluster` (by name it may not exist yet: a run of
+    /// that name recreates it); `None` when none is named or its id is unknown.
+    fn target<'a>(&'a self, cluster: &'a Cluster) -> Option<(&'a str, Option<crate::ccs::Id>)> {
+        match self.db.as_ref()? {
+            DbRef::Id(id) => cluster
+                .databases
+                .get(id)
+                .map(|d| (d.config.name.as_str(), Some(d.id))),
+            DbRef::Name(name) => {
+                Some((name.as_str(), cluster.database_by_name(name).map(|d| d.id)))
+            }
+        }
+    }
+}
+
+fn value_candidates(
+    kind: ValueKind,
+    cluster: Option<&Cluster>,
+    partial: &str,
+    runs_for: &RunsFor,
+) -> Vec<String> {
     match kind {
         ValueKind::Choice(words) => words
             .iter()
@@ -240,11 +289,12 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
             };
             // A database already named is not offered again (the parser refuses it twice).
             let named: Vec<&str> = done.split(',').filter(|n| !n.is_empty()).collect();
-            let mut out: Vec<String> = value_candidates(ValueKind::Database, cluster, last)
-                .into_iter()
-                .filter(|c| !named.iter().any(|n| n.eq_ignore_ascii_case(c)))
-                .map(|c| format!("{done}{c}"))
-                .collect();
+            let mut out: Vec<String> =
+                value_candidates(ValueKind::Database, cluster, last, runs_for)
+                    .into_iter()
+                    .filter(|c| !named.iter().any(|n| n.eq_ignore_ascii_case(c)))
+                    .map(|c| format!("{done}{c}"))
+                    .collect();
             if done.is_empty() && starts_with_ignore_case("all", partial) {
                 out.push("all".into());
             }
@@ -287,6 +337,14 @@ fn value_candidates(kind: ValueKind, cluster: Option<&Cluster>, partial: &str) -
                     .filter(|r| r.id.starts_with(partial))
                     .collect();
                 runs.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+                if let Some((name, existing)) = runs_for.target(c) {
+                    if runs_for.from_other_db {
+                        // Stable: its own runs first, each part newest first.
+                        runs.sort_by_key(|r| !r.is_of(name, existing));
+                    } else {
+                        runs.retain(|r| r.is_of(name, existing));
+                    }
+                }
                 out.extend(runs.into_iter().map(|r| r.id.clone()));
             }
             out

@@ -49,12 +49,24 @@ impl crate::error::DomainError for FixError {
 
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct FixOutcome {
+    /// What was fixed: the AOF file, or a multi-part AOF's directory.
+    pub source: PathBuf,
     /// What was written (a file, or a directory for a multi-part AOF).
     pub dest: PathBuf,
     /// The part that was cut, its original length and the length kept.
     pub truncated_file: PathBuf,
     pub original_len: u64,
     pub kept_len: u64,
+}
+
+/// How a fixed copy `dest` of the truncated AOF `source` (a recovery path's file or
+/// `appendonlydir`) is loaded: recovery reads the file at `source`, and the original
+/// keeps the bytes the copy cut, so it is moved aside, never deleted.
+pub fn way_to_load(source: &Path, dest: &str, db: &str) -> String {
+    format!(
+        "move `{src}` aside (never delete it: it keeps the bytes the copy cuts), put {dest} at `{src}`, then `recover db {db}`",
+        src = source.display()
+    )
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FixError + '_ {
@@ -106,6 +118,7 @@ pub fn fix_truncated(report: &FileReport, dest: &Path) -> Result<FixOutcome, Fix
         _ => copy_prefix(cut, dest, keep)?,
     }
     Ok(FixOutcome {
+        source: report.path.clone(),
         dest: dest.to_path_buf(),
         truncated_file: cut.clone(),
         original_len,

@@ -86,7 +86,7 @@ pub use dump::{decode_dump, dump_header, encode_dump, DecodeError, EncodeError};
 pub use entries::{
     rdb_entries, read_rdb, read_rdb_stream, EntryVisitor, RdbEntry, RdbHeader, RdbReadError,
 };
-pub use fix::{fix_truncated, FixError, FixOutcome};
+pub use fix::{fix_truncated, way_to_load, FixError, FixOutcome};
 pub(crate) use rdb::{created_in_head as rdb_created_in_head, HEAD_BYTES as RDB_HEAD_BYTES};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::{key_slot, SlotRange, SLOT_COUNT};

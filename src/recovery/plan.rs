@@ -293,8 +293,8 @@ impl Damaged {
             older_by_ms: (self.modified_ns - older.modified_ns) / 1_000_000,
             next: match &self.truncated {
                 Some(source) => format!(
-                    "keep its complete records (`check file {} fix <dest>`, then the copy in its place), {anyway}",
-                    source.display()
+                    "keep its complete records ({}), {anyway}",
+                    super::reason::keep_complete_records(source, &db.config.name)
                 ),
                 None => format!("repair it or bring another copy of it, {anyway}"),
             },
@@ -607,6 +607,7 @@ impl Inspect<'_> {
                         offset,
                         expected,
                         source: path.to_path_buf(),
+                        db: self.db.config.name.clone(),
                     });
                 }
                 return Err(Reason::Corrupted {

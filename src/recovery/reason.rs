@@ -42,6 +42,8 @@ pub enum Reason {
         offset: u64,
         expected: String,
         source: PathBuf,
+        /// The database's name, for the `recover db` that loads the fixed copy.
+        db: String,
     },
     Incompatible {
         file: PathBuf,
@@ -115,11 +117,12 @@ impl fmt::Display for Reason {
                 offset,
                 expected,
                 source,
+                db,
             } => write!(
                 f,
-                "corrupted: `{}` is truncated at byte {offset}: expected {expected} (`check file {} fix <dest>` writes a copy cut at its last complete record)",
+                "corrupted: `{}` is truncated at byte {offset}: expected {expected}; to keep its complete records: {}",
                 file.display(),
-                source.display()
+                keep_complete_records(source, db)
             ),
             Reason::Incompatible {
                 file,
@@ -189,4 +192,14 @@ pub(crate) fn io_reason(path: &Path, e: io::Error, is_root: bool) -> Reason {
             expected: format!("a readable file ({e})"),
         },
     }
+}
+
+/// The whole way from a truncated AOF `source` to its complete records loaded: a copy cut
+/// at its last complete record, put where recovery reads it.
+pub(super) fn keep_complete_records(source: &Path, db: &str) -> String {
+    format!(
+        "`check file {} fix <dest>` writes a copy cut at its last complete record; {}",
+        source.display(),
+        crate::persist::way_to_load(source, "the copy", db)
+    )
 }

@@ -357,9 +357,11 @@ pub async fn recover_all(
                 ok += 1;
                 task.finish("recovered");
             }
-            Err(e) => {
+            Err(_) => {
                 failed += 1;
-                task.finish(&format!("failed: {e}"));
+                // Why is the summary's to say, once (a script's progress lines and its
+                // summary both reach the log).
+                task.finish("failed");
             }
         }
         overall.set_position((ok + failed) as u64);

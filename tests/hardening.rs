@@ -274,6 +274,53 @@ fn a_delete_that_cannot_be_saved_stops_nothing() {
     lz.run("delete db x").ok();
 }
 
+/// A snapshot shard that cannot save its data when told to stop (its `dump.rdb` made a
+/// directory, so the save's rename fails, as on a full disk) refuses to exit and keeps
+/// serving with every write since its last save. `restart db` leaves it running and says
+/// why; it used to SIGKILL it after 60 s, losing those writes.
+#[test]
+fn a_shard_that_cannot_save_on_stop_is_left_running_not_killed() {
+    let lz = Lazarus::new();
+    let _guard = common::procs::ProcessGuard::new(lz.home());
+    lz.create_cluster("t");
+    lz.run("create db x persistence snapshot").ok();
+    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
+        .as_u64()
+        .expect("the shard's port");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "only-in-memory", "1"]), "OK");
+    let dump = shard_file(&lz, "dump.rdb");
+    let _ = std::fs::remove_file(&dump);
+    std::fs::create_dir_all(dump.join("in-the-way")).unwrap();
+    lz.run("restart db x")
+        .fails(1)
+        .stderr_has("refuses to stop: it could not save its data")
+        .stderr_has("it was not killed");
+    assert_eq!(
+        cli(&["GET", "only-in-memory"]),
+        "1",
+        "the write is still served"
+    );
+    // Once it can save, the restart goes through with the write.
+    std::fs::remove_dir_all(&dump).unwrap();
+    lz.run("restart db x").ok();
+    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
+        .as_u64()
+        .unwrap();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "GET", "only-in-memory"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
 /// A server whose pidfile cannot be written (its disk full: the write fails, the server
 /// runs and serves all the same; here its pidfile is put where no file can be made) is
 /// found by the process working in its directory. The start used to wait for a pidfile

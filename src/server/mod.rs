@@ -102,6 +102,15 @@ pub enum ServerError {
     TlsRefused { addr: String, reason: String },
     #[error("timed out after {}s waiting for {what}", .after.as_secs_f32())]
     Timeout { what: String, after: Duration },
+    /// A server told to stop that could not save its data (a full or read-only disk): it
+    /// refuses to exit and keeps serving with the writes since its last save, which
+    /// killing it would lose.
+    #[error("the server in `{}` (pid {pid}) refuses to stop: it could not save its data, and keeps running with it; it was not killed, which would lose every write since its last save: free space on its disk or make it writable, then run this again (or, to give those writes up, `redis-cli ... SHUTDOWN NOSAVE` first){}", .dir.display(), tail_suffix(.log_tail))]
+    ShutdownRefused {
+        pid: u32,
+        dir: std::path::PathBuf,
+        log_tail: String,
+    },
     /// A replica that took none of the full syncs its master sent it during a wait (it
     /// asks again after each it fails to load or store): why is in its log.
     #[error(
@@ -187,6 +196,7 @@ impl crate::error::DomainError for ServerError {
             | ServerError::Redis { .. }
             | ServerError::TlsRefused { .. }
             | ServerError::Timeout { .. }
+            | ServerError::ShutdownRefused { .. }
             | ServerError::SyncRefused { .. }
             | ServerError::NotInSync { .. }
             | ServerError::Cluster(_) => ErrorKind::Unavailable,

@@ -270,15 +270,10 @@ async fn launch(
 
 /// Stops the shard whose directory is `dir`, if it runs. Returns whether it was running.
 /// SIGTERM lets the server persist as configured (save / fsync the AOF); SIGKILL follows
-/// when it does not exit in time.
+/// when it does not exit in time. A server that says it cannot persist (its shutdown save
+/// failed: it keeps running) is left running and named ([`ServerError::ShutdownRefused`]).
 pub async fn stop_shard(dir: &Path) -> Result<bool, ServerError> {
-    match shard_pid(dir) {
-        Some(pid) => {
-            stop_pid(pid, STOP_TIMEOUT).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    stop_shard_on(&crate::host::local::LocalHost, dir).await
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL.
@@ -355,13 +350,54 @@ pub async fn read_pid_on(host: &dyn Host, dir: &Path) -> Option<u32> {
 
 /// [`stop_shard`] on any host.
 pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerError> {
-    match shard_pid_on(host, dir).await {
-        Some(pid) => {
-            stop_pid_on(host, pid, STOP_TIMEOUT).await?;
-            Ok(true)
+    let Some(pid) = shard_pid_on(host, dir).await else {
+        return Ok(false);
+    };
+    // What the server says while it stops begins here (its log spans its lives).
+    let mark = host
+        .metadata(&dir.join(LOG_FILE))
+        .await
+        .map(|m| m.len)
+        .unwrap_or(0);
+    let _ = host.signal(pid, Signal::Term).await;
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut look = Instant::now();
+    while host.is_alive(pid).await {
+        if Instant::now() >= look {
+            // A shutdown save that failed leaves the server running, as it says.
+            if shutdown_refused_since(host, dir, mark).await {
+                return Err(ServerError::ShutdownRefused {
+                    pid,
+                    dir: dir.to_path_buf(),
+                    log_tail: log_tail_on(host, dir, 15).await,
+                });
+            }
+            look = Instant::now() + REFUSAL_LOOK;
         }
-        None => Ok(false),
+        if Instant::now() >= deadline {
+            // Neither gone nor refusing: stuck. SIGKILL, as any stop ends.
+            stop_pid_on(host, pid, Duration::ZERO).await?;
+            return Ok(true);
+        }
+        tokio::time::sleep(POLL).await;
     }
+    Ok(true)
+}
+
+/// How often a stopping shard's log is read for a refusal.
+const REFUSAL_LOOK: Duration = Duration::from_millis(200);
+
+/// Whether the lines a server wrote to its log after byte `mark` say its shutdown failed
+/// (redis-server 7.0 and valkey-server 8.1 both write `Errors trying to shut down the
+/// server` once their save on SIGTERM fails; they keep running).
+async fn shutdown_refused_since(host: &dyn Host, dir: &Path, mark: u64) -> bool {
+    let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
+        return false;
+    };
+    let from = usize::try_from(mark).unwrap_or(usize::MAX);
+    let new = bytes.get(from..).unwrap_or(&bytes);
+    let text = String::from_utf8_lossy(new).to_ascii_lowercase();
+    text.contains("errors trying to shut down the server")
 }
 
 /// [`stop_pid`] on any host.

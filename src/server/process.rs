@@ -384,8 +384,9 @@ pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerEr
     Ok(true)
 }
 
-/// How often a stopping shard's log is read for a refusal.
-const REFUSAL_LOOK: Duration = Duration::from_millis(200);
+/// How often a stopping shard's log is read for a refusal (over SSH, a read is a round
+/// trip with the whole log).
+const REFUSAL_LOOK: Duration = Duration::from_millis(500);
 
 /// Whether the lines a server wrote to its log after byte `mark` say its shutdown failed
 /// (redis-server 7.0 and valkey-server 8.1 both write `Errors trying to shut down the

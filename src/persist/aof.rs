@@ -708,62 +708,7 @@ impl AofSink for FirstPass<'_> {
         self.damaged.command(class, cmd, self.now_ms)
     }
 
-    /// The common path (a live replay, no slot check, past any base) apart from the rest,
-    /// so that a command of it saves and restores no more than it needs: with the whole
-    /// in one body, its prologue and epilogue alone were 18 instructions a command.
     fn command(&mut self, base: bool, class: Class, cmd: &Command<'_>) {
-        let common = !base
-            && self.slots.is_none()
-            && self.prepared.is_none()
-            && matches!(self.lone, Lone::No);
-        if common {
-            if let Some(r) = &mut self.live {
-                let now = self.now_ms;
-                let effects = r.queue_from(|out| aof_keys::effects(class, cmd, now, out));
-                let (inexact, replay) = scan_effects(effects);
-                self.replay_needed |= replay;
-                if r.full {
-                    self.full = true;
-                    self.exact = false;
-                }
-                if inexact {
-                    self.note_inexact(cmd);
-                }
-                return;
-            }
-        }
-        self.command_rest(base, class, cmd);
-    }
-}
-
-/// Whether the effects make the count inexact, and whether any needs the replay.
-#[inline]
-fn scan_effects(effects: &[Effect]) -> (bool, bool) {
-    let (mut inexact, mut replay) = (false, false);
-    for e in effects {
-        match e {
-            Effect::Inexact => inexact = true,
-            Effect::Select(_) | Effect::AllAbsent(_) => {}
-            _ => replay = true,
-        }
-    }
-    (inexact, replay)
-}
-
-impl FirstPass<'_> {
-    /// The count is not exact from `cmd` on (the first such command is the reason).
-    #[cold]
-    fn note_inexact(&mut self, cmd: &Command<'_>) {
-        self.exact = false;
-        if self.inexact_why.is_none() {
-            self.inexact_why = Some(side_effects_why(cmd));
-        }
-    }
-
-    /// [`AofSink::command`] off its common path: a base's command, a lone file's, the
-    /// first after a base, or any under a slot check or before the replay starts.
-    #[inline(never)]
-    fn command_rest(&mut self, base: bool, class: Class, cmd: &Command<'_>) {
         if base {
             return self.base_command(class, cmd);
         }
@@ -811,10 +756,20 @@ impl FirstPass<'_> {
                 &self.effects
             }
         };
-        let (inexact, replay) = scan_effects(effects);
+        let (mut inexact, mut replay) = (false, false);
+        for e in effects {
+            match e {
+                Effect::Inexact => inexact = true,
+                Effect::Select(_) | Effect::AllAbsent(_) => {}
+                _ => replay = true,
+            }
+        }
         self.replay_needed |= replay;
         if inexact {
-            self.note_inexact(cmd);
+            self.exact = false;
+            if self.inexact_why.is_none() {
+                self.inexact_why = Some(side_effects_why(cmd));
+            }
         }
         if let Some(r) = &mut self.live {
             // A slot check needs every key known at once: it replays each command at once.

@@ -183,13 +183,7 @@ fn parse_num(arg: Option<&[u8]>) -> Option<i64> {
             .filter(|_| a[0] != b'+');
     }
     let mut n = 0u64;
-    // Eight digits at a time while eight are left (a `PEXPIREAT`'s 13 digits: one word,
-    // then five), then one at a time.
-    let mut words = digits.chunks_exact(8);
-    for w in &mut words {
-        n = n * 100_000_000 + u64::from(eight_digits(w)?);
-    }
-    for &c in words.remainder() {
+    for &c in digits {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             return None;
@@ -201,28 +195,6 @@ fn parse_num(arg: Option<&[u8]>) -> Option<i64> {
     } else {
         i64::try_from(n).ok()
     }
-}
-
-/// Eight ASCII digits as their number, in one word (SWAR); `None` unless all eight are
-/// `0`-`9`.
-#[inline]
-fn eight_digits(w: &[u8]) -> Option<u32> {
-    let v = u64::from_le_bytes(w.try_into().ok()?);
-    // A digit's high nibble is 3, and adding 6 to it keeps it 3 (`:` to `?` carry to 4). A
-    // byte whose own test fails fails the whole word, whatever its carry does.
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    const THREES: u64 = 0x3030_3030_3030_3030;
-    if v & HIGH != THREES || v.wrapping_add(0x0606_0606_0606_0606) & HIGH != THREES {
-        return None;
-    }
-    // Pairs, then fours, then the eight (the first digit is the lowest byte).
-    let v = v - THREES;
-    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
-    let pairs = 0x0000_00FF_0000_00FF;
-    let v = ((v & pairs).wrapping_mul(100 + (1_000_000 << 32)))
-        .wrapping_add(((v >> 16) & pairs).wrapping_mul(1 + (10_000 << 32)))
-        >> 32;
-    Some(v as u32)
 }
 
 /// A key's expiry, as the count needs it: none, or passed or not when the check runs.
@@ -886,31 +858,5 @@ mod tests {
         for t in ["+1", "+00000000000000000000001"] {
             assert_eq!(parse_num(Some(t.as_bytes())), None, "{t}");
         }
-    }
-
-    /// Read eight digits at a time, a number still reads as `str::parse` reads it: any
-    /// byte in any place of one or two words and their tail.
-    #[test]
-    fn a_number_read_by_words_is_the_number() {
-        for base in [
-            "12345678",
-            "1733580000000",
-            "9223372036854775",
-            "-1733580000000",
-        ] {
-            for at in 0..base.len() {
-                for c in 0..=255u8 {
-                    let mut t = base.as_bytes().to_vec();
-                    t[at] = c;
-                    let want = std::str::from_utf8(&t)
-                        .ok()
-                        .filter(|s| !s.starts_with('+'))
-                        .and_then(|s| s.parse::<i64>().ok());
-                    assert_eq!(parse_num(Some(&t)), want, "{t:?}");
-                }
-            }
-        }
-        assert_eq!(parse_num(Some(b"1733580000000")), Some(1_733_580_000_000));
-        assert_eq!(parse_num(Some(b"0000000000000009")), Some(9));
     }
 }

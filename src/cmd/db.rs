@@ -1,6 +1,5 @@
 //! `create db`, `delete db`, `restart db`: databases as live redis-server shards.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -298,35 +297,11 @@ async fn restart(ctx: &Context, r: &DbRef) -> Result<Reply, CommandError> {
     Reply::of(&DbRestarted(DbView::new(&cluster, &cluster.databases[&id])))
 }
 
-/// What other shells are doing with the databases that a restart or a delete must leave
-/// alone (asked under the CCS lock the caller holds), by id: a restore task claimed, else
-/// a backup run streaming.
-pub(super) fn busy(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, db::Busy> {
-    let home = ctx.store.home();
-    cluster
-        .databases
-        .values()
-        .filter_map(|d| {
-            let busy = match crate::restore::claimed_task_of(home, cluster, &d.config.name, &[]) {
-                Some(task) => db::Busy::Restoring { task },
-                None => {
-                    let run = crate::backup::streaming_run_of(home, cluster, d.id)?;
-                    db::Busy::BackingUp {
-                        run: run.id,
-                        task: run.task,
-                    }
-                }
-            };
-            Some((d.id, busy))
-        })
-        .collect()
-}
-
-/// The refusal of db `id` when another shell is busy with it ([`busy`]): stopping its
+/// The refusal of db `id` when another shell is busy with it ([`super::restart::busy`]): stopping its
 /// shards would pull them from under a restore, or break a backup run off (`broken
 /// pipe`, naming no delete or restart).
 fn refuse_busy(ctx: &Context, cluster: &Cluster, id: Id) -> Result<(), db::DbError> {
-    match busy(ctx, cluster).remove(&id) {
+    match super::restart::busy(ctx, cluster).remove(&id) {
         Some(busy) => Err(busy.refusal(id, cluster.databases[&id].config.name.clone())),
         None => Ok(()),
     }

@@ -2,11 +2,13 @@
 //! in turn from the data its persistence kept, the configuration saved after each, one
 //! failure not keeping the others down.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::db_view::DbView;
 use super::{CommandError, Context, Render, Reply, Text};
-use crate::ccs::Id;
+use crate::ccs::{Cluster, Id};
 use crate::db;
 use crate::error::ErrorKind;
 use crate::lang::DbRef;
@@ -88,7 +90,7 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
         None => None,
     };
     let server = ctx.redis_server.as_deref();
-    let busy = super::db::busy(ctx, &cluster);
+    let busy = busy(ctx, &cluster);
     let run =
         db::service::restart_several(&lock, &mut cluster, server, which, &busy, &*ctx.progress)
             .await?;
@@ -126,4 +128,28 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
         ))),
         None => Ok(reply),
     }
+}
+
+/// What other shells are doing with the databases that a restart or a delete must leave
+/// alone (asked under the CCS lock the caller holds), by id: a restore task claimed, else
+/// a backup run streaming.
+pub(super) fn busy(ctx: &Context, cluster: &Cluster) -> BTreeMap<Id, db::Busy> {
+    let home = ctx.store.home();
+    cluster
+        .databases
+        .values()
+        .filter_map(|d| {
+            let busy = match crate::restore::claimed_task_of(home, cluster, &d.config.name, &[]) {
+                Some(task) => db::Busy::Restoring { task },
+                None => {
+                    let run = crate::backup::streaming_run_of(home, cluster, d.id)?;
+                    db::Busy::BackingUp {
+                        run: run.id,
+                        task: run.task,
+                    }
+                }
+            };
+            Some((d.id, busy))
+        })
+        .collect()
 }

@@ -21,7 +21,8 @@ const POLL: Duration = Duration::from_millis(20);
 const PIDLESS_GRACE: Duration = Duration::from_millis(200);
 /// How long the launcher may run before it daemonizes (it forks and exits at once).
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
-// A snapshot database saves on SIGTERM; killing it mid-save would lose that snapshot.
+// A snapshot database saves on SIGTERM; killing it mid-save would lose that snapshot:
+// a stopping shard is killed after this long without its save growing.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
@@ -360,7 +361,12 @@ pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerEr
         .map(|m| m.len)
         .unwrap_or(0);
     let _ = host.signal(pid, Signal::Term).await;
-    let deadline = Instant::now() + STOP_TIMEOUT;
+    // The save on SIGTERM writes `temp-<pid>.rdb` in the server's directory, then renames
+    // it: while it grows the server is saving, however long a large dataset takes, and
+    // killing it would lose every write since its last save.
+    let saving = dir.join(format!("temp-{pid}.rdb"));
+    let mut saved = None;
+    let mut deadline = Instant::now() + STOP_TIMEOUT;
     let mut look = Instant::now();
     while host.is_alive(pid).await {
         if Instant::now() >= look {
@@ -372,10 +378,15 @@ pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerEr
                     log_tail: log_tail_on(host, dir, 15).await,
                 });
             }
-            look = Instant::now() + REFUSAL_LOOK;
+            let now_saved = host.metadata(&saving).await.ok().map(|m| m.len);
+            if now_saved.is_some() && now_saved != saved {
+                deadline = Instant::now() + STOP_TIMEOUT;
+            }
+            saved = now_saved;
+            look = Instant::now() + LOOK_EVERY;
         }
         if Instant::now() >= deadline {
-            // Neither gone nor refusing: stuck. SIGKILL, as any stop ends.
+            // Neither gone, nor refusing, nor saving: stuck. SIGKILL, as any stop ends.
             stop_pid_on(host, pid, Duration::ZERO).await?;
             return Ok(true);
         }
@@ -384,9 +395,9 @@ pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerEr
     Ok(true)
 }
 
-/// How often a stopping shard's log is read for a refusal (over SSH, a read is a round
-/// trip with the whole log).
-const REFUSAL_LOOK: Duration = Duration::from_millis(500);
+/// How often a stopping shard's log is read for a refusal, and its save looked at (over
+/// SSH, a read is a round trip with the whole log).
+const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// Whether the lines a server wrote to its log after byte `mark` say its shutdown failed
 /// (redis-server 7.0 and valkey-server 8.1 both write `Errors trying to shut down the

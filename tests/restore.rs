@@ -1719,6 +1719,16 @@ fn the_first_command_on_a_restore_whose_shell_died_finds_it_interrupted() {
         .fails(1)
         .stderr_has("restore task `k` is interrupted: use `restore task retry k`");
     assert_eq!(lz.ccs()["backups"]["restores"]["k"]["state"], "interrupted");
+    // Its half-restored data is no restore point: a backup is refused, recording no run.
+    let runs = lz.ccs()["backups"]["runs"].as_array().map_or(0, Vec::len);
+    lz.run(&format!("backup db f path {}", repo.display()))
+        .fails(1)
+        .stderr_has("has restore task `k` cut short")
+        .stderr_has("nothing was backed up: `restore task retry k`");
+    assert_eq!(
+        lz.ccs()["backups"]["runs"].as_array().map_or(0, Vec::len),
+        runs
+    );
     left_running(&lz, "k");
     lz.run("restore task start k")
         .fails(1)

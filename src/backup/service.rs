@@ -13,7 +13,9 @@ use super::{
     RunsError, DEFAULT_MAX_PAUSE_MS,
 };
 use crate::ccs::StoreLock;
-use crate::ccs::{BackupRun, BackupTask, Cluster, DbState, Id, RunStatus, Store, StoreError};
+use crate::ccs::{
+    BackupRun, BackupTask, Cluster, DbState, Id, RestoreState, RunStatus, Store, StoreError,
+};
 use crate::error::{DomainError, ErrorKind};
 use crate::lang::{DbRef, NoSuchDatabase};
 use crate::progress::Progress;
@@ -72,6 +74,12 @@ pub enum BackupTaskError {
         "db:{id} `{name}` is being restored by restore task `{task}` in another shell: nothing was backed up; see `restore task show {task}`, and run this again once it is done"
     )]
     Restoring { id: Id, name: String, task: String },
+    /// A restore task of the database was cut short (its shell died): its data may be
+    /// half-restored until the task is retried or deleted.
+    #[error(
+        "db:{id} `{name}` has restore task `{task}` cut short (its shell died mid-restore): its data may be half restored, which a run would keep as a good restore point; nothing was backed up: `restore task retry {task}` finishes the restore, `restore task delete {task}` puts the old data back"
+    )]
+    RestoreCutShort { id: Id, name: String, task: String },
     #[error("db:{id} `{name}` is pending recovery: recover it before backing it up")]
     PendingRecovery { id: Id, name: String },
     #[error("run `{0}` vanished from the configuration")]
@@ -170,6 +178,7 @@ impl DomainError for BackupTaskError {
             | E::RunLocked(_)
             | E::RestoresNeed { .. }
             | E::Restoring { .. }
+            | E::RestoreCutShort { .. }
             | E::PendingRecovery { .. } => ErrorKind::Conflict,
             E::RunVanished(_) => ErrorKind::Internal,
             E::RunFailed { .. } => ErrorKind::Unavailable,
@@ -466,6 +475,21 @@ impl<'a> Run<'a> {
                 id: db.id,
                 name: db.config.name,
                 task,
+            });
+        }
+        // Nor one whose shell died mid-restore (`running` with no shell holding it, or
+        // found `interrupted`): until it is retried or deleted its data may be half
+        // restored.
+        let cut_short = cluster.backups.restores.values().find(|t| {
+            t.db == db.config.name
+                && !except.contains(&t.name.as_str())
+                && matches!(t.state, RestoreState::Running | RestoreState::Interrupted)
+        });
+        if let Some(t) = cut_short {
+            return Err(BackupTaskError::RestoreCutShort {
+                id: db.id,
+                name: db.config.name.clone(),
+                task: t.name.clone(),
             });
         }
         let id = new_run_id(&mut cluster);

@@ -103,12 +103,7 @@ pub async fn start_shard(
         .await
         .map_err(|e| ServerError::io(&conf_path, e))?;
     let _ = host.remove(&shard_dir.pid_file()).await;
-    // The log is appended across a shard's lives: what this start wrote begins here.
-    let log_mark = host
-        .metadata(&dir.join(LOG_FILE))
-        .await
-        .map(|m| m.len)
-        .unwrap_or(0);
+    let log_mark = log_mark(host, &dir).await;
 
     // `daemonize yes`: the launcher forks and exits at once. One that does not exit is not
     // a server starting; it is killed and named rather than waited for forever.
@@ -354,12 +349,7 @@ pub async fn stop_shard_on(host: &dyn Host, dir: &Path) -> Result<bool, ServerEr
     let Some(pid) = shard_pid_on(host, dir).await else {
         return Ok(false);
     };
-    // What the server says while it stops begins here (its log spans its lives).
-    let mark = host
-        .metadata(&dir.join(LOG_FILE))
-        .await
-        .map(|m| m.len)
-        .unwrap_or(0);
+    let mark = log_mark(host, dir).await;
     let _ = host.signal(pid, Signal::Term).await;
     // The save on SIGTERM writes `temp-<pid>.rdb` in the server's directory, then renames
     // it: while it grows the server is saving, however long a large dataset takes, and
@@ -403,13 +393,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// (redis-server 7.0 and valkey-server 8.1 both write `Errors trying to shut down the
 /// server` once their save on SIGTERM fails; they keep running).
 async fn shutdown_refused_since(host: &dyn Host, dir: &Path, mark: u64) -> bool {
-    let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
-        return false;
-    };
-    let from = usize::try_from(mark).unwrap_or(usize::MAX);
-    let new = bytes.get(from..).unwrap_or(&bytes);
-    let text = String::from_utf8_lossy(new).to_ascii_lowercase();
-    text.contains("errors trying to shut down the server")
+    // `Errors ...` or, on SIGTERM, `... but errors ...`: either capital.
+    log_says_since(host, dir, mark, "rrors trying to shut down the server").await
 }
 
 /// [`stop_pid`] on any host.
@@ -450,13 +435,27 @@ pub async fn log_tail_on(host: &dyn Host, dir: &Path, lines: usize) -> String {
 /// Whether the lines a server wrote to its log after byte `mark` say it could not bind
 /// a port (redis-server and valkey-server both write `Address already in use`).
 async fn bind_failed_since(host: &dyn Host, dir: &Path, mark: u64) -> bool {
+    log_says_since(host, dir, mark, "Address already in use").await
+}
+
+/// Where a shard's log ends now: what the server writes from here on is this start's or
+/// stop's (the log is appended across a shard's lives).
+async fn log_mark(host: &dyn Host, dir: &Path) -> u64 {
+    host.metadata(&dir.join(LOG_FILE))
+        .await
+        .map(|m| m.len)
+        .unwrap_or(0)
+}
+
+/// Whether the lines a server wrote to its log after byte `mark` hold `words`.
+async fn log_says_since(host: &dyn Host, dir: &Path, mark: u64, words: &str) -> bool {
     let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
         return false;
     };
-    // A log shorter than the mark was replaced: all of it is this start's.
+    // A log shorter than the mark was replaced: all of it is new.
     let from = usize::try_from(mark).unwrap_or(usize::MAX);
     let new = bytes.get(from..).unwrap_or(&bytes);
-    String::from_utf8_lossy(new).contains("Address already in use")
+    String::from_utf8_lossy(new).contains(words)
 }
 
 /// Whether another program holds `port` (or, for `need`, its bus port) on `addr` of

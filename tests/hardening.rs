@@ -274,6 +274,25 @@ fn a_delete_that_cannot_be_saved_stops_nothing() {
     lz.run("delete db x").ok();
 }
 
+/// A one-node cluster in `lz`'s home with a snapshot database `x` (db:2, one shard).
+fn snapshot_db(lz: &Lazarus) {
+    lz.create_cluster("t");
+    lz.run("create db x persistence snapshot").ok();
+}
+
+/// `redis-cli` against db `x`'s shard on the port the configuration gives it now.
+fn cli_x(lz: &Lazarus, args: &[&str]) -> String {
+    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
+        .as_u64()
+        .expect("the shard's port");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A snapshot shard that cannot save its data when told to stop (its `dump.rdb` made a
 /// directory, so the save's rename fails, as on a full disk) refuses to exit and keeps
 /// serving with every write since its last save. `restart db` leaves it running and says
@@ -282,19 +301,8 @@ fn a_delete_that_cannot_be_saved_stops_nothing() {
 fn a_shard_that_cannot_save_on_stop_is_left_running_not_killed() {
     let lz = Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    lz.create_cluster("t");
-    lz.run("create db x persistence snapshot").ok();
-    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
-        .as_u64()
-        .expect("the shard's port");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    snapshot_db(&lz);
+    let cli = |args: &[&str]| cli_x(&lz, args);
     assert_eq!(cli(&["SET", "only-in-memory", "1"]), "OK");
     let dump = shard_file(&lz, "dump.rdb");
     let _ = std::fs::remove_file(&dump);
@@ -311,14 +319,7 @@ fn a_shard_that_cannot_save_on_stop_is_left_running_not_killed() {
     // Once it can save, the restart goes through with the write.
     std::fs::remove_dir_all(&dump).unwrap();
     lz.run("restart db x").ok();
-    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
-        .as_u64()
-        .unwrap();
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "GET", "only-in-memory"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    assert_eq!(cli(&["GET", "only-in-memory"]), "1");
 }
 
 /// A snapshot shard whose save on stop takes longer than the stop's 60 s (a large
@@ -329,19 +330,8 @@ fn a_shard_that_cannot_save_on_stop_is_left_running_not_killed() {
 fn a_shard_saving_for_longer_than_a_minute_on_stop_is_waited_for() {
     let lz = Lazarus::new();
     let _guard = common::procs::ProcessGuard::new(lz.home());
-    lz.create_cluster("t");
-    lz.run("create db x persistence snapshot").ok();
-    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
-        .as_u64()
-        .expect("the shard's port");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    snapshot_db(&lz);
+    let cli = |args: &[&str]| cli_x(&lz, args);
     cli(&[
         "EVAL",
         "for i = 1, 650 do redis.call('SET', 'k' .. i, string.rep('x', 10000)) end",
@@ -353,15 +343,8 @@ fn a_shard_saving_for_longer_than_a_minute_on_stop_is_waited_for() {
         "OK"
     );
     lz.run("restart db x").ok();
-    let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
-        .as_u64()
-        .unwrap();
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "DBSIZE"])
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        cli(&["DBSIZE"]),
         "650",
         "every write saved on stop came back"
     );

@@ -45,6 +45,16 @@ static REGISTRY: [Slot; SLOTS] = [const {
     }
 }; SLOTS];
 
+/// The least a mapping gives back at a time ([`Mapped::release_before`]). Dropping pages
+/// from the page tables makes the kernel flush them from the TLB of every core running
+/// another thread of the process: with a file read in two parts at once (or files checked
+/// in parallel), each call interrupted the other core and waited for it. Given back every
+/// 256 KiB, those interrupts were 14% of the CPU time of the 1 GB mixed RDB's check on two
+/// cores (wall 0.231 s, 447 ms of CPU); every 2 MiB, 0.193 s and 374 ms, for some 3 MiB
+/// more of peak memory (medians of 8 runs, 2026-12-07). On one core no other core is
+/// interrupted, and the step changes nothing.
+const RELEASE_STEP: usize = 2 << 20;
+
 /// The SIGBUS handler installed before ours, once ours is installed; `None` when
 /// installing failed (then nothing is mapped).
 static PREVIOUS: OnceLock<Option<libc::sigaction>> = OnceLock::new();
@@ -149,10 +159,14 @@ impl Mapped {
     }
 
     /// Gives back the memory of the pages wholly before `offset` (the reader is past
-    /// them); reading them again reads the file again.
+    /// them), once they are [`RELEASE_STEP`] or more; reading them again reads the file
+    /// again.
     pub fn release_before(&self, offset: usize) {
         let to = offset.min(self.len) & !(self.page - 1);
         let from = self.released.load(Ordering::Relaxed);
+        if to < from.saturating_add(RELEASE_STEP) {
+            return;
+        }
         // MADV_DONTNEED on a private read-only file mapping only drops the pages from the
         // page tables.
         if self.advise(from, to, libc::MADV_DONTNEED) {
@@ -291,30 +305,48 @@ mod tests {
 
     #[test]
     fn a_file_cut_while_mapped_reads_zeros_and_says_so() {
-        let data: Vec<u8> = (0..5 * 4096 + 100).map(|i| (i % 251 + 1) as u8).collect();
+        // Long enough that pages are given back (a release step, and five pages more).
+        let at = RELEASE_STEP;
+        let data: Vec<u8> = (0..at + 5 * 4096 + 100)
+            .map(|i| (i % 251 + 1) as u8)
+            .collect();
         let (_dir, path) = file_of(&data);
         let file = File::open(&path).unwrap();
         let m = Mapped::new(&file, data.len() as u64).unwrap();
         assert_eq!(m.bytes(), &data[..]);
         assert!(!m.cut());
-        m.release_before(3 * 4096);
+        m.release_before(at + 3 * 4096);
+        assert_eq!(m.released.load(Ordering::Relaxed), at + 3 * 4096);
         assert_eq!(m.bytes(), &data[..], "released pages read the file again");
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
             .unwrap()
-            .set_len(2 * 4096)
+            .set_len((at + 2 * 4096) as u64)
             .unwrap();
         // Past the new end: zeros, not SIGBUS.
-        let past = m.bytes()[4 * 4096 + 7];
+        let past = m.bytes()[at + 4 * 4096 + 7];
         assert_eq!(past, 0);
         assert!(m.cut());
-        assert_eq!(&m.bytes()[..2 * 4096], &data[..2 * 4096]);
+        assert_eq!(&m.bytes()[..at + 2 * 4096], &data[..at + 2 * 4096]);
         drop(m);
         // The slot is free again, and a new mapping starts uncut.
-        let m = Mapped::new(&File::open(&path).unwrap(), 2 * 4096).unwrap();
+        let m = Mapped::new(&File::open(&path).unwrap(), (at + 2 * 4096) as u64).unwrap();
         assert!(!m.cut());
-        assert_eq!(m.bytes(), &data[..2 * 4096]);
+        assert_eq!(m.bytes(), &data[..at + 2 * 4096]);
+    }
+
+    #[test]
+    fn less_than_a_release_step_behind_the_reader_is_kept() {
+        let data = vec![7u8; RELEASE_STEP + 8 * 4096];
+        let (_dir, path) = file_of(&data);
+        let m = Mapped::new(&File::open(&path).unwrap(), data.len() as u64).unwrap();
+        m.release_before(RELEASE_STEP - 4096);
+        assert_eq!(m.released.load(Ordering::Relaxed), 0);
+        m.release_before(RELEASE_STEP + 4096 + 17);
+        assert_eq!(m.released.load(Ordering::Relaxed), RELEASE_STEP + 4096);
+        m.release_before(RELEASE_STEP + 6 * 4096);
+        assert_eq!(m.released.load(Ordering::Relaxed), RELEASE_STEP + 4096);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! `BENCH_READER_ONLY=<words>` for the shapes whose label holds them; every figure is
 //! the median of `BENCH_READER_RUNS` runs, 3 by default, taken in turns with the other
 //! contenders; peak memory is the highest of them).
-//! Each contender runs as a child process: wall and CPU time from `wait4`, peak RSS sampled
-//! from `/proc` while it runs. The reader runs twice a round: as one check on an idle
+//! Each contender runs as a child process of a fresh copy of this binary: wall time, and
+//! CPU time and peak RSS from `wait4` (the kernel's own peak). The reader runs twice a round: as one check on an idle
 //! machine runs (an RDB of 64 MB or more, an AOF's RDB base or preamble too, read in parts
 //! at once, a RESP AOF read ahead, on the second core), and pinned to one core with
 //! `taskset -c 0` (no second core: it reads on its own thread), whose CPU time is the
@@ -207,54 +207,72 @@ struct Run {
     ok: bool,
 }
 
-/// Peak resident memory of a live process (`VmHWM`), in KiB.
-fn peak_kb(pid: u32) -> Option<i64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Runs a program to completion, measuring wall time and peak RSS. The peak is sampled
-/// from `/proc` while it runs: `wait4`'s `ru_maxrss` would count the pages the child
-/// shared with this (much bigger) process before its `exec`.
-// Reaped by `wait4` (for its CPU times), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
+/// Runs a program to completion through a fresh copy of this binary (`--measure`, which
+/// spawns it and reports what `wait4` says of it), measuring wall time, CPU time and peak
+/// RSS. The peak is the kernel's own (`ru_maxrss`), every page counted however briefly it
+/// was held. Spawned from here it would also count this process's memory: a spawned
+/// child's count starts from its parent's peak, and this process's is big, where the fresh
+/// copy's is a few MiB (the floor of the figure: `cat` shows it). Sampling the child's
+/// `VmHWM` from `/proc` instead, as before, missed up to 4.6 MiB of the reader's peaks.
 fn measure<I, S>(program: &OsStr, args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    let me = std::env::current_exe().unwrap();
+    let out = Command::new(&me)
+        .arg("--measure")
+        .arg(program)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{me:?} --measure {program:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .map(|w| {
+            w.parse()
+                .unwrap_or_else(|_| panic!("--measure said {text:?}"))
+        })
+        .collect();
+    let [secs, cpu, max_rss_kb, ok] = f[..] else {
+        panic!("--measure said {text:?}");
+    };
+    Run {
+        secs,
+        cpu,
+        max_rss_kb: max_rss_kb as i64,
+        ok: ok == 1.0,
+    }
+}
+
+/// `--measure PROGRAM ARGS...`: runs the program (its output dropped) and prints its wall
+/// time, CPU time (user and system, seconds), peak RSS (KiB) and whether it exited 0.
+fn measure_child(args: &[String]) -> ! {
+    let (program, rest) = args.split_first().expect("--measure PROGRAM ARGS...");
     let t = Instant::now();
     let child = Command::new(program)
-        .args(args)
+        .args(rest)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{program:?}: {e}"));
-    let pid = child.id();
-    let mut peak = 0;
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value to be filled in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        if let Some(kb) = peak_kb(pid) {
-            peak = peak.max(kb);
-        }
-        // SAFETY: reaps our own child, with valid pointers to locals.
-        let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid as i32 {
-            break;
-        }
-        assert!(r == 0, "wait4 failed");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    // SAFETY: reaps our own child, with valid pointers to locals.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as i32, "wait4 failed");
+    let wall = t.elapsed().as_secs_f64();
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Run {
-        secs: t.elapsed().as_secs_f64(),
-        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-        max_rss_kb: peak,
-        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    println!(
+        "{wall} {} {} {}",
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+        usage.ru_maxrss,
+        u8::from(ok)
+    );
+    std::process::exit(0)
 }
 
 /// Each contender run `BENCH_READER_RUNS` times (3 by default) in turns (the first, the
@@ -457,6 +475,9 @@ fn header() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--measure") {
+        measure_child(&args[2..]);
+    }
     // Child mode: check the path(s) and exit non-zero unless every file is ok. The sh
     // wrapper of `cat` is measured the same way.
     if let Some(i) = args.iter().position(|a| a == "--check") {

@@ -45,15 +45,29 @@ static REGISTRY: [Slot; SLOTS] = [const {
     }
 }; SLOTS];
 
-/// The least a mapping gives back at a time ([`Mapped::release_before`]). Dropping pages
-/// from the page tables makes the kernel flush them from the TLB of every core running
-/// another thread of the process: with a file read in two parts at once (or files checked
-/// in parallel), each call interrupted the other core and waited for it. Given back every
-/// 256 KiB, those interrupts were 14% of the CPU time of the 1 GB mixed RDB's check on two
-/// cores (wall 0.231 s, 447 ms of CPU); every 2 MiB, 0.193 s and 374 ms, for some 3 MiB
-/// more of peak memory (medians of 8 runs, 2026-12-07). On one core no other core is
-/// interrupted, and the step changes nothing.
+/// The least a mapping gives back at a time ([`Mapped::release_before`]) when the process
+/// may run on more than one core. Dropping pages from the page tables makes the kernel
+/// flush them from the TLB of every core running another thread of the process: with a
+/// file read in two parts at once (or files checked in parallel), each call interrupted
+/// the other core and waited for it. Given back at every 256 KiB window move, those
+/// interrupts were 14% of the CPU time of the 1 GB mixed RDB's check on two cores (wall
+/// 0.231 s, 447 ms of CPU); 2 MiB at a time, 0.193 s and 374 ms, for some 3 MiB more of
+/// peak memory (medians of 8 runs, 2026-12-07). On one core no other core is interrupted:
+/// pages are given back as the window moves.
 const RELEASE_STEP: usize = 2 << 20;
+
+/// [`RELEASE_STEP`] on more than one core, else 0.
+fn release_step() -> usize {
+    static STEP: OnceLock<usize> = OnceLock::new();
+    *STEP.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores > 1 {
+            RELEASE_STEP
+        } else {
+            0
+        }
+    })
+}
 
 /// The SIGBUS handler installed before ours, once ours is installed; `None` when
 /// installing failed (then nothing is mapped).
@@ -75,6 +89,8 @@ pub(crate) struct Mapped {
     page: usize,
     /// Everything before this offset has been given back.
     released: AtomicUsize,
+    /// The least given back at a time ([`release_step`]).
+    release_step: usize,
 }
 
 // SAFETY: the mapping is owned outright and only read; its registry slot is atomics.
@@ -125,6 +141,7 @@ impl Mapped {
             slot,
             page,
             released: AtomicUsize::new(0),
+            release_step: release_step(),
         };
         // Read once, front to back. With the default advice each page given back behind
         // the reader was marked recently used on the way out, moving the file's pages up
@@ -159,12 +176,12 @@ impl Mapped {
     }
 
     /// Gives back the memory of the pages wholly before `offset` (the reader is past
-    /// them), once they are [`RELEASE_STEP`] or more; reading them again reads the file
+    /// them), once they are `release_step` or more; reading them again reads the file
     /// again.
     pub fn release_before(&self, offset: usize) {
         let to = offset.min(self.len) & !(self.page - 1);
         let from = self.released.load(Ordering::Relaxed);
-        if to < from.saturating_add(RELEASE_STEP) {
+        if to < from.saturating_add(self.release_step) {
             return;
         }
         // MADV_DONTNEED on a private read-only file mapping only drops the pages from the
@@ -340,7 +357,9 @@ mod tests {
     fn less_than_a_release_step_behind_the_reader_is_kept() {
         let data = vec![7u8; RELEASE_STEP + 8 * 4096];
         let (_dir, path) = file_of(&data);
-        let m = Mapped::new(&File::open(&path).unwrap(), data.len() as u64).unwrap();
+        let mut m = Mapped::new(&File::open(&path).unwrap(), data.len() as u64).unwrap();
+        // As on more than one core (on one, each call gives back what it can).
+        m.release_step = RELEASE_STEP;
         m.release_before(RELEASE_STEP - 4096);
         assert_eq!(m.released.load(Ordering::Relaxed), 0);
         m.release_before(RELEASE_STEP + 4096 + 17);

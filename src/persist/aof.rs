@@ -330,6 +330,10 @@ impl KeyVisitor for BaseKeys {
         let ttl = expire_ms.map_or(Ttl::None, |ms| Ttl::at(ms, self.now_ms));
         self.replay.base_key(db, fp, Some(ttl));
     }
+
+    fn prefetch_fp(&self, db: u32, fp: u64) {
+        self.replay.prefetch_base(db, fp);
+    }
 }
 
 /// A lone AOF file (no manifest: a legacy `appendonly.aof`, or a base file checked on its

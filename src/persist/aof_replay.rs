@@ -336,6 +336,16 @@ impl Replay {
         }
     }
 
+    /// Asks the CPU for what [`base_key`](Self::base_key) of this key will read: its
+    /// slot in the touched keys' table, and its state in database `db`'s.
+    #[inline]
+    pub fn prefetch_base(&self, db: u32, fp: u64) {
+        self.touched.prefetch(fp);
+        if let Some(d) = self.dbs.get(db) {
+            d.states.prefetch(self.touched.home(fp));
+        }
+    }
+
     /// Whether `fp` may be a touched key: `false` for most of a base's keys, which are
     /// not, at the cost of a bit test (a lookup in the table that finds nothing walks
     /// slots until a free one, and whether it ends there is a branch the CPU cannot

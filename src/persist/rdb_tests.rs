@@ -734,3 +734,70 @@ fn a_field_twice_is_refused_where_the_server_builds_a_table() {
         out.warnings
     );
 }
+
+/// A visitor of fingerprints whose filter lets every key through: told each key once,
+/// whatever the deferral holds when the file ends (none, some, more than a batch), each
+/// asked for before it is told.
+#[test]
+fn a_fingerprint_visitor_is_told_every_key_it_lets_through_once() {
+    use super::fp_set::fingerprint;
+    use super::rdb::KeyVisitor;
+    use std::cell::RefCell;
+
+    struct Every {
+        filter: Vec<u64>,
+        told: Vec<(u32, u64, Option<i64>)>,
+        asked: RefCell<Vec<u64>>,
+    }
+    impl KeyVisitor for Every {
+        fn key(&mut self, db: u32, key: &[u8], expire_ms: Option<i64>) {
+            self.told.push((db, fingerprint(key), expire_ms));
+        }
+        fn fingerprints(&self) -> Option<&[u64]> {
+            Some(&self.filter)
+        }
+        fn key_fp(&mut self, db: u32, fp: u64, expire_ms: Option<i64>) {
+            assert!(self.asked.borrow().contains(&fp), "told before asked for");
+            self.told.push((db, fp, expire_ms));
+        }
+        fn prefetch_fp(&self, _db: u32, fp: u64) {
+            self.asked.borrow_mut().push(fp);
+        }
+    }
+    for n in [0usize, 1, 15, 16, 17, 31, 32, 33, 100] {
+        let mut body = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..n {
+            let key = format!("key:{i}");
+            // Every fifth in database 1 with an expiry, the rest in database 0.
+            let (db, expire) = if i % 5 == 0 {
+                (1, Some(4_000_000_000_000i64 + i as i64))
+            } else {
+                (0, None)
+            };
+            body.extend_from_slice(&[0xfe, db as u8]);
+            if let Some(ms) = expire {
+                body.push(0xfc);
+                body.extend_from_slice(&ms.to_le_bytes());
+            }
+            body.push(0);
+            body.extend(s(key.as_bytes()));
+            body.extend(s(b"v"));
+            want.push((db, fingerprint(key.as_bytes()), expire));
+        }
+        let bytes = rdb(b"REDIS0011", &body);
+        let mut v = Every {
+            filter: vec![u64::MAX; 64],
+            told: Vec::new(),
+            asked: RefCell::new(Vec::new()),
+        };
+        let mut src = Source::new(&bytes[..], 0, bytes.len() as u64);
+        let mut r = Rdb::new(&mut src, Some(&mut v), 200_000);
+        r.run().unwrap_or_else(|e| panic!("{n} keys: {e:?}"));
+        drop(r);
+        let (mut told, mut want) = (v.told, want);
+        told.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(told, want, "{n} keys");
+    }
+}

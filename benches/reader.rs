@@ -10,11 +10,11 @@
 //! the median of `BENCH_READER_RUNS` runs, 3 by default, taken in turns with the other
 //! contenders; peak memory is the highest of them).
 //! Each contender runs as a child process of a fresh copy of this binary: wall time, and
-//! CPU time and peak RSS from `wait4` (the kernel's own peak). The reader runs twice a round: as one check on an idle
-//! machine runs (an RDB of 64 MB or more, an AOF's RDB base or preamble too, read in parts
-//! at once, a RESP AOF read ahead, on the second core), and pinned to one core with
-//! `taskset -c 0` (no second core: it reads on its own thread), whose CPU time is the
-//! one-core figure.
+//! CPU time and peak RSS from `wait4` (the kernel's own peak). The reader runs twice a
+//! round: as one check on an idle machine runs (an RDB of 64 MB or more, an AOF's RDB
+//! base or preamble too, read in parts at once, a RESP AOF read ahead, on the second
+//! core), and pinned to one core with `taskset -c 0` (no second core: it reads on its own
+//! thread), whose CPU time is the one-core figure.
 
 #[path = "../tests/persist_support/mod.rs"]
 mod support;

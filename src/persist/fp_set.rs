@@ -321,9 +321,9 @@ impl FpSet {
 /// table's cache misses cost ~1 s. At most [`MAX_RUN_KEYS`] keys a database are kept.
 ///
 /// `W` = 7 keeps whole fingerprints (key counts: `distinct`), the top byte being the
-/// run's: an AOF of 7 M keys held 6.6 MiB less than in 8 bytes a key. `W` = 6 keeps their top 56
-/// bits ([`FpRuns::kept`]), three quarters of the memory, whose fresh pages the kernel
-/// zeroes (a quarter of the check of an RDB of small keys): two different keys then share
+/// run's: an AOF of 7 M keys held 6.6 MiB less than in 8 bytes a key. `W` = 6 keeps their
+/// top 56 bits ([`FpRuns::kept`]), three quarters of 8 bytes, whose fresh pages the
+/// kernel zeroes (a quarter of the check of an RDB of small keys): two different keys share
 /// the kept bits with probability about n²/2^57 (2·10^-4 for 5 million keys), so a repeat
 /// found this way is only a candidate, which the caller confirms on the keys' own bytes.
 ///

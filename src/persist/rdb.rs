@@ -207,8 +207,8 @@ struct Visits {
     dbs: Vec<(usize, u32)>,
     /// (index in `fps`, expiry in ms).
     expiries: Vec<(usize, i64)>,
-    /// Keys let through for this run's own visitor, told [`DEFER`] to [`2 * DEFER`] keys
-    /// later ([`defer`](Self::defer)): the one being filled and the full one before it.
+    /// Keys let through for this run's own visitor, told [`DEFER`] to twice that many keys
+    /// later ([`defer`](Self::defer)): the batch being filled and the full one before it.
     filling: Vec<(u32, u64, Option<i64>)>,
     waiting: Vec<(u32, u64, Option<i64>)>,
 }
@@ -279,8 +279,8 @@ impl Visits {
 /// A key by its fingerprint, when a filter of fingerprints is asked for (`filter`,
 /// [`KeyVisitor::fingerprints`]) and lets it through: told to the visitor (a few keys
 /// later: [`Visits::defer`]), or, in a later part with none, kept in `visits` for the
-/// file's ([`Rdb::record_visits`]). (Over the
-/// reader's fields, not the reader: the record loop holds its source's bytes meanwhile.)
+/// file's ([`Rdb::record_visits`]). (Over the reader's fields, not the reader: the record
+/// loop holds its source's bytes meanwhile.)
 #[inline(always)]
 fn visit_fp(
     visitor: Option<&mut &mut dyn KeyVisitor>,

@@ -74,7 +74,8 @@ fn serve_with(bin: &Path, root: &Path, rdb: &Path) -> u16 {
                     .arg("persistence")
                     .query::<String>(&mut c)
             })
-            .is_ok_and(|i| i.contains("loading:0"));
+            // Exactly `loading:0`: `async_loading:0` is there from the start.
+            .is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0"));
         if ok {
             return port;
         }

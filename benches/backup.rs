@@ -274,7 +274,16 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime, restore_only: bool) {
         lazarus(
             &home,
             &[
-                "restore", "task", "create", "name", &task, "db", &target, "backup", &last_run,
+                "restore",
+                "task",
+                "create",
+                "name",
+                &task,
+                "db",
+                &target,
+                "backup",
+                &last_run,
+                "from_other_db",
             ],
         );
         restores.push(timed_restore(&home, &task));
@@ -553,7 +562,16 @@ fn s3_runs(home: &Path, dir: &Path, (server, pid): (&str, u32), mb: u64, runs: u
             lazarus(
                 home,
                 &[
-                    "restore", "task", "create", "name", &task, "db", &target, "backup", &at,
+                    "restore",
+                    "task",
+                    "create",
+                    "name",
+                    &task,
+                    "db",
+                    &target,
+                    "backup",
+                    &at,
+                    "from_other_db",
                 ],
             );
             let (took, _, kb) = lazarus_rss(home, &["restore", "task", "start", &task]);

@@ -121,6 +121,17 @@ fn run_id(stdout: &str) -> String {
         .to_string()
 }
 
+/// Creates database `target` (no persistence) and restore task `task` of run `run` into
+/// it: another database's run, so `from_other_db`.
+fn restore_into_new_db(home: &Path, task: &str, target: &str, run: &str) {
+    lazarus(home, &["create", "db", target, "persistence", "disabled"]);
+    let create = ["restore", "task", "create", "name", task, "db", target];
+    lazarus(
+        home,
+        &[&create[..], &["backup", run, "from_other_db"]].concat(),
+    );
+}
+
 /// `lazarus restore task start <task>`, timed; with `LAZARUS_BENCH_STEPS=1` each step the
 /// task records in the CCS is printed with the time it was first seen.
 fn timed_restore(home: &Path, task: &str) -> Duration {
@@ -270,22 +281,7 @@ fn big(root: &Path, rt: &tokio::runtime::Runtime, restore_only: bool) {
         // Into an empty database, as the bare server loads into an empty one.
         let task = format!("r{run}");
         let target = format!("empty{run}");
-        lazarus(&home, &["create", "db", &target, "persistence", "disabled"]);
-        lazarus(
-            &home,
-            &[
-                "restore",
-                "task",
-                "create",
-                "name",
-                &task,
-                "db",
-                &target,
-                "backup",
-                &last_run,
-                "from_other_db",
-            ],
-        );
+        restore_into_new_db(&home, &task, &target, &last_run);
         restores.push(timed_restore(&home, &task));
         lazarus(&home, &["delete", "db", &target, "purge"]);
         println!(
@@ -557,23 +553,7 @@ fn s3_runs(home: &Path, dir: &Path, (server, pid): (&str, u32), mb: u64, runs: u
             let tag = server.replace('-', "");
             let target = format!("e{tag}{run}{k}");
             let task = format!("t{tag}{run}{k}");
-            lazarus(home, &["create", "db", &target, "persistence", "disabled"]);
-            let at = format!("{repo}/{id}");
-            lazarus(
-                home,
-                &[
-                    "restore",
-                    "task",
-                    "create",
-                    "name",
-                    &task,
-                    "db",
-                    &target,
-                    "backup",
-                    &at,
-                    "from_other_db",
-                ],
-            );
+            restore_into_new_db(home, &task, &target, &format!("{repo}/{id}"));
             let (took, _, kb) = lazarus_rss(home, &["restore", "task", "start", &task]);
             rt_.push(took);
             rss[k + 1] = rss[k + 1].max(kb);

@@ -149,6 +149,36 @@ fn ssh_host_does_what_the_local_host_does() {
     });
 }
 
+/// The local side of the seam: a process whose main thread has exited while another still
+/// runs (a server killed while its fsync thread waits on a busy disk) holds its files and
+/// port until that thread is gone: alive, working in its directory, until then.
+#[test]
+fn local_host_sees_a_process_alive_until_its_last_thread_has_exited() {
+    use lazarus::host::{Host, LocalHost};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::procs::main_thread_exited(dir.path());
+    let pid = child.id();
+    let host = LocalHost;
+    common::runtime().block_on(async {
+        let alive = host.is_alive(pid).await;
+        let in_dir = host.is_alive_in_dir(pid, dir.path()).await;
+        let listed = host.pids_in_dir(dir.path()).await;
+        child.kill().unwrap();
+        assert!(alive, "pid {pid}: its main thread exited, another runs");
+        assert!(in_dir, "pid {pid} works in its directory");
+        assert!(listed.contains(&pid), "{listed:?}");
+        // Killed: a zombie until reaped, whose threads have all exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while host.is_alive(pid).await {
+            assert!(std::time::Instant::now() < deadline, "pid {pid} never died");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!host.is_alive_in_dir(pid, dir.path()).await);
+    });
+    child.wait().unwrap();
+}
+
 fn which(name: &str) -> std::path::PathBuf {
     std::env::split_paths(&std::env::var_os("PATH").unwrap())
         .map(|d| d.join(name))

@@ -522,55 +522,6 @@ mod tests {
         host.signal(u32::MAX >> 2, Signal::Term).await.unwrap();
     }
 
-    /// A process whose main thread has exited while another still runs (a server killed
-    /// while its fsync thread waits on a busy disk) holds its files and port until that
-    /// thread is gone: alive, working in its directory, until then.
-    #[tokio::test]
-    async fn a_process_is_alive_until_its_last_thread_has_exited() {
-        // The main thread exits alone (pthread_exit); the other says so once it has.
-        const SCRIPT: &str = "import ctypes, os, sys, threading, time\n\
-            def stay():\n    \
-                while open('/proc/%d/stat' % os.getpid()).read().rsplit(')', 1)[1].split()[0] != 'Z':\n        \
-                    time.sleep(0.01)\n    \
-                open(sys.argv[1], 'w').close()\n    \
-                time.sleep(600)\n\
-            threading.Thread(target=stay).start()\n\
-            ctypes.CDLL(None).pthread_exit(None)\n";
-        let dir = tempfile::tempdir().unwrap();
-        let ready = dir.path().join("ready");
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", SCRIPT])
-            .arg(&ready)
-            .current_dir(dir.path())
-            .spawn()
-            .expect("python3 runs");
-        let pid = child.id();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !ready.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the main thread never exited alone"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let host = LocalHost;
-        let alive = host.is_alive(pid).await;
-        let in_dir = host.is_alive_in_dir(pid, dir.path()).await;
-        let listed = host.pids_in_dir(dir.path()).await;
-        child.kill().unwrap();
-        assert!(alive, "pid {pid}: its main thread exited, another runs");
-        assert!(in_dir, "pid {pid} works in its directory");
-        assert!(listed.contains(&pid), "{listed:?}");
-        // Killed: a zombie until reaped, whose threads have all exited.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while host.is_alive(pid).await {
-            assert!(std::time::Instant::now() < deadline, "pid {pid} never died");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(!host.is_alive_in_dir(pid, dir.path()).await);
-        child.wait().unwrap();
-    }
-
     #[tokio::test]
     async fn remove_and_copy_trees() {
         let dir = tempfile::tempdir().unwrap();

@@ -285,12 +285,7 @@ fn cli_x(lz: &Lazarus, args: &[&str]) -> String {
     let port = lz.ccs()["databases"]["2"]["shards"][0]["port"]
         .as_u64()
         .expect("the shard's port");
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::redis_cli(port, args)
 }
 
 /// A snapshot shard that cannot save its data when told to stop (its `dump.rdb` made a

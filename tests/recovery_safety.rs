@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::procs::ProcessGuard;
-use common::Lazarus;
+use common::{redis_cli, Lazarus};
 
 /// A redis-server nobody but the operator started, working in `dir` on a free port.
 fn foreign_server(dir: &std::path::Path) -> Child {
@@ -57,15 +57,6 @@ fn recovered_home(n1: &std::path::Path) -> Lazarus {
     ))
     .ok();
     b
-}
-
-fn redis_cli(port: u64, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Issue 9 item 3: only the home is lost, the shards still serve. `cluster recover`

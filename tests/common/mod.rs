@@ -374,3 +374,13 @@ impl WorldBuilder {
         world
     }
 }
+
+/// `redis-cli -p <port> <args>` against a local server: its reply, trimmed.
+pub fn redis_cli(port: u64, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

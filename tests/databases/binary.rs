@@ -282,16 +282,8 @@ fn ctrl_c_during_restart_says_it_runs_to_its_end() {
         .next()
         .unwrap()["port"]
         .as_u64()
-        .unwrap()
-        .to_string();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &port])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+        .unwrap();
+    let cli = |args: &[&str]| common::redis_cli(port, args);
     assert_eq!(cli(&["SET", "k", "kept"]), "OK");
     // A server that takes long to start: the restart is still at work when Ctrl-C comes.
     let slow = lz.path("slow-redis-server");

@@ -561,13 +561,9 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
     assert_ne!(port(&b, "two"), two);
 }
 
-/// A shard that is not the endpoint, its port taken: the hint offers `free_port` (which
-/// moves it), never `port <n>` (which moves only the endpoint, and would fail again).
-#[test]
-fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
-    let a = Lazarus::new();
-    let guard = ProcessGuard::new(a.home());
-    let n1 = a.create_cluster("c");
+/// Database `two` of two snapshot shards in `a`'s cluster, each saved: the port of the
+/// shard that is not the endpoint.
+fn two_shards_saved(a: &Lazarus) -> u64 {
     a.run("create db two shards 2 persistence snapshot").ok();
     let doc = a.ccs();
     let db = doc["databases"]
@@ -587,6 +583,17 @@ fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
     for p in [endpoint, other] {
         assert_eq!(redis_cli(p, &["SAVE"]), "OK");
     }
+    other
+}
+
+/// A shard that is not the endpoint, its port taken: the hint offers `free_port` (which
+/// moves it), never `port <n>` (which moves only the endpoint, and would fail again).
+#[test]
+fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.create_cluster("c");
+    let other = two_shards_saved(&a);
     guard.kill_all();
     let b = recovered_home(&n1);
     let _squat = std::net::TcpListener::bind(("127.0.0.1", other as u16)).unwrap();
@@ -608,25 +615,7 @@ fn a_taken_bus_port_is_named_as_the_bus_port() {
     let a = Lazarus::new();
     let guard = ProcessGuard::new(a.home());
     let n1 = a.create_cluster("c");
-    a.run("create db two shards 2 persistence snapshot").ok();
-    let doc = a.ccs();
-    let db = doc["databases"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
-    let endpoint = db["port"].as_u64().unwrap();
-    let other = db["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["port"].as_u64().unwrap())
-        .find(|p| *p != endpoint)
-        .unwrap();
-    for p in [endpoint, other] {
-        assert_eq!(redis_cli(p, &["SAVE"]), "OK");
-    }
+    let other = two_shards_saved(&a);
     guard.kill_all();
     let b = recovered_home(&n1);
     let bus = other + 10000;

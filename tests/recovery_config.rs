@@ -187,6 +187,22 @@ fn expected_databases(ccs: &Value) -> Value {
     dbs
 }
 
+/// `cluster recover cluster_id <id> recovery_path <path>` in the home, which succeeds: its
+/// reply.
+fn recover_cluster(w: &World, cluster_id: &str, path: &str) -> Value {
+    w.ok(
+        "home",
+        &[
+            "cluster",
+            "recover",
+            "cluster_id",
+            cluster_id,
+            "recovery_path",
+            path,
+        ],
+    )
+}
+
 fn stored(w: &World, home: &str) -> Value {
     serde_json::from_slice(&fs::read(w.path(home).join("ccs.json")).unwrap()).unwrap()
 }
@@ -995,17 +1011,7 @@ fn a_port_given_at_create_leaves_the_rebuilt_nodes_range_as_it_was() {
     wreck(&w);
     fs::remove_dir_all(w.path("n1/ccs")).unwrap();
     let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
-    let r = w.ok(
-        "home",
-        &[
-            "cluster",
-            "recover",
-            "cluster_id",
-            &cluster_id,
-            "recovery_path",
-            &w.p("n1"),
-        ],
-    );
+    let r = recover_cluster(&w, &cluster_id, &w.p("n1"));
     let after: Cluster = serde_json::from_value(stored(&w, "home")).unwrap();
     assert_eq!(after.nodes[&1].port_range, old.nodes[&1].port_range, "{r}");
     let db = after.databases.values().next().unwrap();
@@ -1051,17 +1057,7 @@ fn status_after_a_rebuild_names_the_masters_left_without_a_replica_elsewhere() {
     fs::remove_dir_all(w.path("n1")).unwrap();
     fs::remove_dir_all(w.path("n2/ccs")).unwrap();
     let cluster_id = before["cluster_id"].as_str().unwrap().to_string();
-    let r = w.ok(
-        "home",
-        &[
-            "cluster",
-            "recover",
-            "cluster_id",
-            &cluster_id,
-            "recovery_path",
-            &w.p("n2"),
-        ],
-    );
+    let r = recover_cluster(&w, &cluster_id, &w.p("n2"));
     let problems = r["problems"].to_string();
     assert!(
         problems.contains(&format!(

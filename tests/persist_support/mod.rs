@@ -349,13 +349,21 @@ pub fn judge_load_settled(
                 break;
             }
             if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-                connected = true;
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut conn = BufReader::new(s);
-                // INFO answers while loading too: `loading:0` says it is done.
-                let reply = try_send(&mut conn, &["INFO", "persistence", "keyspace"])
+                // INFO answers while loading too: `loading:0` says it is done. Its
+                // `process_id` says the server is this one: a port handed out twice (to
+                // another test's server, bound first) made this one exit while the other
+                // answered with its own keys.
+                let reply = try_send(&mut conn, &["INFO", "server", "persistence", "keyspace"])
                     .and_then(|()| try_read_reply(&mut conn));
+                let ours = format!("process_id:{}\r\n", process.0.id());
+                let ours = |b: &[u8]| String::from_utf8_lossy(b).contains(&ours);
                 match reply {
+                    Ok(Reply::Bulk(Some(b))) if !ours(&b) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
                     Ok(Reply::Bulk(Some(b))) if !b.windows(9).any(|w| w == b"loading:1") => {
                         let info = String::from_utf8_lossy(&b).into_owned();
                         if !settle.is_zero() {
@@ -375,7 +383,10 @@ pub fn judge_load_settled(
                         );
                     }
                     // -LOADING: still at it.
-                    _ => std::thread::sleep(Duration::from_millis(5)),
+                    _ => {
+                        connected = true;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
             } else {
                 std::thread::sleep(Duration::from_millis(5));

@@ -1,8 +1,6 @@
 //! Redis Cluster hash slots (CRC16/XMODEM of the key or of its `{hash tag}`), and the
 //! check of a file's keys against the slot range its shard owns.
 
-use crc::{Crc, CRC_16_XMODEM};
-
 use super::fp_set::{fingerprint, FpSet};
 use super::rdb::KeyVisitor;
 use serde::{Deserialize, Serialize};
@@ -34,7 +32,62 @@ impl std::fmt::Display for SlotRange {
     }
 }
 
-static CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+/// CRC16/XMODEM (polynomial 0x1021, no reflection, initial 0) tables for eight bytes a
+/// step: `TABLES[k][b]` is the CRC of byte `b` followed by `k` zero bytes. A digest takes
+/// every key's slot, and keys are short: a byte at a time, each step waits on the last
+/// (a fifth of a digest's CPU went there); eight at a time, the lookups run side by side.
+static TABLES: [[u16; 256]; 8] = {
+    let mut t = [[0u16; 256]; 8];
+    let mut b = 0;
+    while b < 256 {
+        let mut crc = (b as u16) << 8;
+        let mut i = 0;
+        while i < 8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+            i += 1;
+        }
+        t[0][b] = crc;
+        b += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut b = 0;
+        while b < 256 {
+            let prev = t[k - 1][b];
+            t[k][b] = (prev << 8) ^ t[0][(prev >> 8) as usize];
+            b += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// CRC16/XMODEM of `data`, as Redis Cluster hashes keys.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc = 0u16;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let t = &TABLES;
+        let hi = (crc >> 8) as u8 ^ c[0];
+        let lo = crc as u8 ^ c[1];
+        crc = t[7][usize::from(hi)]
+            ^ t[6][usize::from(lo)]
+            ^ t[5][usize::from(c[2])]
+            ^ t[4][usize::from(c[3])]
+            ^ t[3][usize::from(c[4])]
+            ^ t[2][usize::from(c[5])]
+            ^ t[1][usize::from(c[6])]
+            ^ t[0][usize::from(c[7])];
+    }
+    for &b in chunks.remainder() {
+        crc = (crc << 8) ^ TABLES[0][usize::from((crc >> 8) as u8 ^ b)];
+    }
+    crc
+}
 
 /// Examples of keys outside the range kept per file.
 const EXAMPLES: usize = 5;
@@ -44,16 +97,14 @@ const EXAMPLE_LEN: usize = 64;
 /// The hash slot of a key; a non-empty `{...}` section (the first `{` and the first `}`
 /// after it) is hashed instead of the whole key, as Redis Cluster does.
 pub fn key_slot(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
+    let tagged = memchr::memchr(b'{', key)
         .and_then(|open| {
             let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
+            let close = memchr::memchr(b'}', rest)?;
             (close > 0).then(|| &rest[..close])
         })
         .unwrap_or(key);
-    CRC16.checksum(tagged) & (SLOT_COUNT - 1)
+    crc16(tagged) & (SLOT_COUNT - 1)
 }
 
 /// Counts the keys whose slot falls outside `range`, keeping a few examples.
@@ -135,6 +186,42 @@ impl KeyVisitor for SlotCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Eight bytes a step give what one bit at a time gives, at every length and offset.
+    #[test]
+    fn crc16_eight_bytes_a_step_is_crc16_a_bit_at_a_time() {
+        fn bitwise(data: &[u8]) -> u16 {
+            let mut crc = 0u16;
+            for &b in data {
+                crc ^= u16::from(b) << 8;
+                for _ in 0..8 {
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
+                }
+            }
+            crc
+        }
+        assert_eq!(
+            crc16(b"123456789"),
+            0x31c3,
+            "the check value of CRC-16/XMODEM"
+        );
+        let data: Vec<u8> = (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for from in 0..9 {
+            for to in from..data.len() {
+                assert_eq!(
+                    crc16(&data[from..to]),
+                    bitwise(&data[from..to]),
+                    "{from}..{to}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn matches_redis_cluster_keyslot() {

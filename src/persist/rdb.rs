@@ -901,6 +901,13 @@ impl<'a, R: Read> Rdb<'a, R> {
         self.visitor_fp = Some(filter);
     }
 
+    /// A later part's trailer, once it read the file's: its CRC-64 of the bytes from the
+    /// part's start, and the one the file stores (0: saved with checksums off). `None` when
+    /// it read none (an RDB before version 5 has none).
+    pub fn take_part_trailer(&mut self) -> Option<(Option<Digest>, u64)> {
+        self.part_trailer.take().map(|t| (t.digest, t.stored))
+    }
+
     /// This part's run, ended with `result`, for the part before it ([`absorb`](Self::absorb)).
     pub fn finish_part(&mut self, result: Result<(), ParseError>) -> PartRun {
         let mut runs: BTreeMap<u32, KeyRuns> = self.other_dbs.drain().collect();

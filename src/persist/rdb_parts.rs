@@ -416,7 +416,7 @@ fn read_in_parts(
 /// The file's version, engine, and the database its first keys are in (the first
 /// SELECTDB's, or 0 when a key comes first), from its head; `None` when the head holds
 /// anything else before them (the file is then read in one part).
-fn head(src: &mut Source<File>, now_ms: i64) -> Option<(u32, bool, u32)> {
+pub(super) fn head(src: &mut Source<File>, now_ms: i64) -> Option<(u32, bool, u32)> {
     let mut rdb = Rdb::new(src, None, now_ms);
     rdb.header().ok()?;
     let at = |rdb: &Rdb<'_, File>| (rdb.out.version, rdb.out.valkey);
@@ -455,7 +455,7 @@ fn head(src: &mut Source<File>, now_ms: i64) -> Option<(u32, bool, u32)> {
 /// 11,621 bytes long): it stops anywhere, and only the records read after the stop tell.
 /// In a file of big hashes and sorted sets, 4 places in 39 were taken wrong so before
 /// [`CHECK_RECORDS`] (the part before them then read on through the parts after).
-fn find_start(
+pub(super) fn find_start(
     src: &mut Source<File>,
     from: u64,
     len: u64,
@@ -801,6 +801,60 @@ mod tests {
                 i == 1 || all_taken >= 9,
                 "all parts taken {all_taken} times of 12"
             );
+        }
+    }
+
+    /// A digest of a file read in parts (from the validator's places, or from places
+    /// anywhere: in the head, inside values, in the second database) is the digest of it
+    /// read whole, or is not taken; a file with any byte changed is never taken in parts
+    /// (reading it whole then says what is wrong).
+    #[test]
+    fn a_digest_read_in_parts_is_the_digest_read_whole_or_none() {
+        use crate::persist::digest::{DigestBuilder, DigestOptions};
+        use crate::persist::entries::{read_in_parts, read_rdb_file};
+        let opts = DigestOptions::default();
+        let digest = |f: &File, len: u64, places: &[u64], threads: usize| {
+            let parts = read_in_parts(f, len, places, threads, || DigestBuilder::new(0, &opts))?;
+            let mut parts = parts.into_iter().map(|b| b.digest);
+            let mut d = parts.next()?;
+            parts.for_each(|p| d.merge(p));
+            Some(d.settle(0))
+        };
+        let mut rng = Rng(47);
+        for (i, bytes) in [file(24_000, false, 41), file(9_000, true, 43)]
+            .iter()
+            .enumerate()
+        {
+            let (_t, f, len) = temp(bytes);
+            let mut whole = DigestBuilder::new(0, &opts);
+            read_rdb_file(f.try_clone().unwrap(), len, &mut whole).unwrap();
+            let want = whole.digest.settle(0);
+            assert!(want.keys > 9_000, "{}", want.keys);
+            let mut taken = 0;
+            for round in 0..12 {
+                let threads = 2 + round % 2;
+                let mut places = match round % 3 {
+                    0 => splits(len, threads),
+                    _ => (0..threads + round % 2)
+                        .map(|_| rng.below(len) as u64)
+                        .collect(),
+                };
+                places.sort_unstable();
+                if let Some(got) = digest(&f, len, &places, threads) {
+                    assert_eq!(got, want, "file {i}, places {places:?}");
+                    taken += 1;
+                }
+            }
+            // The file of one database: read in parts nearly always.
+            assert!(i == 1 || taken >= 9, "taken {taken} times of 12");
+            for _ in 0..20 {
+                let mut bad = bytes.clone();
+                let at = rng.below(len);
+                bad[at] ^= 1 << rng.below(8);
+                let (_t, f, len) = temp(&bad);
+                let got = digest(&f, len, &splits(len, 2), 2);
+                assert!(got.is_none(), "byte {at} of {len} changed, read in parts");
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed, xxh3_64, Xxh3};
 
 use super::entries::{open, read_rdb_file, read_rdb_parts, EntryVisitor, RdbReadError};
+use super::fp_set::prefetch;
 use super::slot::key_slot;
 use super::slot::SLOT_COUNT;
 use super::value::{Kind, Stream, StreamId, ValueSink};
@@ -315,6 +316,8 @@ pub struct DigestBuilder {
     key: Vec<u8>,
     db: u32,
     expire_ms: Option<i64>,
+    /// The slot of the key being read.
+    slot: u16,
 }
 
 impl DigestBuilder {
@@ -327,6 +330,7 @@ impl DigestBuilder {
             key: Vec::new(),
             db: 0,
             expire_ms: None,
+            slot: 0,
         }
     }
 
@@ -351,7 +355,19 @@ impl DigestBuilder {
 
     /// Adds a whole key whose value hash is already known.
     pub fn add(&mut self, db: u32, key: &[u8], kind: Kind, value: u128, expire_ms: Option<i64>) {
-        let slot = key_slot(key);
+        self.add_in(key_slot(key), db, key, kind, value, expire_ms);
+    }
+
+    /// [`add`](Self::add) of a key whose slot is known.
+    fn add_in(
+        &mut self,
+        slot: u16,
+        db: u32,
+        key: &[u8],
+        kind: Kind,
+        value: u128,
+        expire_ms: Option<i64>,
+    ) {
         let hash = Self::key_hash(db, key, kind, value, expire_ms);
         match expire_ms {
             Some(e) if e <= self.horizon_at => self.digest.expiring.push(ExpiringKey {
@@ -405,13 +421,18 @@ impl EntryVisitor for DigestBuilder {
         self.key.clear();
         self.key.extend_from_slice(key);
         self.expire_ms = expire_ms;
+        // The slot's sum is asked for now and added to once the value is read: a file's
+        // stream of bytes keeps pushing the slots (512 KiB) out of cache, and waiting for
+        // one at each key was some 5% of a digest's CPU.
+        self.slot = key_slot(key);
+        prefetch(&self.digest.slots, usize::from(self.slot));
     }
 
     fn end_key(&mut self, present: bool) {
         if present {
             let key = std::mem::take(&mut self.key);
             let (kind, value) = (self.hasher.kind(), self.hasher.finish());
-            self.add(self.db, &key, kind, value, self.expire_ms);
+            self.add_in(self.slot, self.db, &key, kind, value, self.expire_ms);
             self.key = key;
         }
     }

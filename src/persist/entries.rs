@@ -15,7 +15,7 @@ use super::rdb::Rdb;
 use super::rdb_parts;
 use super::source::{crc64_then, reading_stop, reading_stops_when, Source};
 use super::value::{Value, ValueBuilder, ValueSink};
-use super::value_decode::{decode, Scratch};
+use super::value_decode::{decode, Input, Scratch};
 
 /// Told about every key of a file; it is also the sink its value is decoded into.
 pub trait EntryVisitor: ValueSink {
@@ -244,8 +244,9 @@ fn walk_records<R: std::io::Read, V: EntryVisitor>(
             }
             0xf4 => rdb.slot_info(record)?,
             _ => {
-                rdb.string_into(&mut key, usize::MAX)?;
-                v.start_key(db, &key, expire.take());
+                // The key as it lies in the file when it can (no copy the visitor makes
+                // anyway).
+                rdb.with_string(&mut key, |k| v.start_key(db, k, expire.take()))?;
                 let present = decode(rdb, t, valkey, v, &mut sc)
                     .map_err(|e| e.within(format_args!("in the record at offset {record}")))?;
                 v.end_key(present);

@@ -11,7 +11,8 @@ use crc_fast::Digest;
 
 use super::dump::DecodeError;
 use super::error::ParseError;
-use super::rdb::Rdb;
+use super::fp_set::prefetch;
+use super::rdb::{Rdb, RECORDS_AHEAD};
 use super::rdb_parts;
 use super::source::{crc64_then, reading_stop, reading_stops_when, Source};
 use super::value::{Value, ValueBuilder, ValueSink};
@@ -214,6 +215,12 @@ fn walk_records<R: std::io::Read, V: EntryVisitor>(
                 db,
                 expire,
             }));
+        }
+        // The file's bytes asked for some records ahead, as the validator does: a string's
+        // hash otherwise waited for each line of it from memory.
+        let b = rdb.src.buffered();
+        for line in 0..3 {
+            prefetch(b, RECORDS_AHEAD + 64 * line);
         }
         let t = rdb.src.u8()?;
         match t {

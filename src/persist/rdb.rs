@@ -1288,7 +1288,7 @@ fn lzf_buffered(b: &[u8]) -> Option<(usize, u64)> {
 }
 
 /// How far ahead of a string record the record loop asks for the file's bytes.
-const RECORDS_AHEAD: usize = 1024;
+pub(super) const RECORDS_AHEAD: usize = 1024;
 
 /// Bytes enough for an RDB's header and its first aux fields (`ctime` is the third a
 /// server writes, some sixty bytes in).

@@ -151,10 +151,21 @@ fn main() {
             let dir = c.nodes[&id].shard_dir(db_id, shard_id);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::copy(&rdb, dir.join("dump.rdb")).unwrap();
+            // From a `redis.conf` in its own directory, as Lazarus starts a shard: `status`
+            // takes a server that says another configuration file (or none) for another
+            // program holding the port.
+            let conf = dir.join("redis.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind {}\ndaemonize yes\nsave \"\"\nappendonly no\n\
+                     pidfile redis.pid\nlogfile redis.log\n",
+                    host.addr
+                ),
+            )
+            .unwrap();
             let ok = Command::new(redis_server())
-                .args(["--port", &port.to_string(), "--bind", &host.addr])
-                .args(["--daemonize", "yes", "--save", "", "--appendonly", "no"])
-                .args(["--pidfile", "redis.pid", "--logfile", "redis.log"])
+                .arg(&conf)
                 .current_dir(&dir)
                 .stdout(Stdio::null())
                 .status()

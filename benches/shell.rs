@@ -132,7 +132,8 @@ fn main() {
         ("node 12", 111usize),
         ("node ", 10_001),
         ("info node node:99", 111),
-        ("node add addr 127.0.0.1 ", 3),
+        // persistent_path, port_range, rack_id, redis_server, ssh, ssh_key.
+        ("node add addr 127.0.0.1 ", 6),
         ("cl", 1),
     ] {
         let got = complete(registry(), Some(&cluster), line, line.len())

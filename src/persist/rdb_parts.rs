@@ -25,6 +25,13 @@
 //! Why: on one core the reader parses at a third to a quarter of the speed the page cache
 //! gives (`cat`); a check of one big file on a machine with cores to spare was bound by
 //! that one core.
+//!
+//! A file's content digest is read in parts too ([`read_rdb_parts`]), from the starts
+//! [`find_start`] finds at the same places; its parts are simpler to put together (the
+//! keys' hashes sum in any order), and any that do not add up to reading the file whole
+//! have it read whole instead.
+//!
+//! [`read_rdb_parts`]: super::entries::read_rdb_parts
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -770,6 +777,21 @@ mod tests {
         taken
     }
 
+    /// Round `round`'s threads and places in a file of `len` bytes: two or three threads;
+    /// the places `splits` gives them (six or eight parts), or two to four places anywhere
+    /// (some close together, some inside the head), in order.
+    fn round_places(round: usize, len: u64, rng: &mut Rng) -> (usize, Vec<u64>) {
+        let threads = 2 + round % 2;
+        let mut places = match round % 3 {
+            0 => splits(len, threads),
+            _ => (0..threads + round % 2)
+                .map(|_| rng.below(len) as u64)
+                .collect(),
+        };
+        places.sort_unstable();
+        (threads, places)
+    }
+
     #[test]
     fn a_file_read_in_more_parts_reads_as_it_does_whole() {
         let mut rng = Rng(29);
@@ -781,17 +803,7 @@ mod tests {
             let (_t, f, len) = temp(bytes);
             let mut all_taken = 0;
             for round in 0..12 {
-                // Two or three threads; the parts `splits` gives them (six or eight), or
-                // parts from two or four places anywhere (some close together, some inside
-                // the head).
-                let threads = 2 + round % 2;
-                let mut splits = match round % 3 {
-                    0 => splits(len, threads),
-                    _ => (0..threads + round % 2)
-                        .map(|_| rng.below(len) as u64)
-                        .collect(),
-                };
-                splits.sort_unstable();
+                let (threads, splits) = round_places(round, len, &mut rng);
                 let (got, parts) = in_parts(&f, len, &splits, threads);
                 assert_eq!(got, want, "file {i}, splits {splits:?}");
                 all_taken += usize::from(parts == splits.len() + 1);
@@ -832,14 +844,7 @@ mod tests {
             assert!(want.keys > 9_000, "{}", want.keys);
             let mut taken = 0;
             for round in 0..12 {
-                let threads = 2 + round % 2;
-                let mut places = match round % 3 {
-                    0 => splits(len, threads),
-                    _ => (0..threads + round % 2)
-                        .map(|_| rng.below(len) as u64)
-                        .collect(),
-                };
-                places.sort_unstable();
+                let (threads, places) = round_places(round, len, &mut rng);
                 if let Some(got) = digest(&f, len, &places, threads) {
                     assert_eq!(got, want, "file {i}, places {places:?}");
                     taken += 1;

@@ -223,21 +223,8 @@ pub fn after_disaster(old: &Cluster, root: &Path) -> Cluster {
 pub fn slot_tag(start: u16) -> String {
     (0..100_000)
         .map(|i| format!("t{i}"))
-        .find(|t| (start..start.saturating_add(100)).contains(&(crc16(t.as_bytes()) % 16384)))
+        .find(|t| {
+            (start..start.saturating_add(100)).contains(&lazarus::persist::key_slot(t.as_bytes()))
+        })
         .unwrap()
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
 }

@@ -409,6 +409,10 @@ impl Verifying<'_> {
             }
         }
         self.report.keys_now = keys_now;
+        let (holds, them) = match keys_now {
+            1 => ("1 key".to_string(), "it"),
+            n => (format!("{n} keys"), "them"),
+        };
         let verdict = if !down.is_empty() {
             let why = format!("shards do not answer: {}", down.join("; "));
             Err((ErrorKind::Unavailable, why))
@@ -416,14 +420,14 @@ impl Verifying<'_> {
             Ok(format!("db:{} `{}` holds no keys", db.id, db.config.name))
         } else if self.spec.force {
             Ok(format!(
-                "db:{} holds {keys_now} keys: `force` replaces them",
+                "db:{} holds {holds}: `force` replaces {them}",
                 db.id
             ))
         } else {
             Err((
                 ErrorKind::Conflict,
                 format!(
-                    "db:{} `{}` holds {keys_now} keys: `force` would replace them",
+                    "db:{} `{}` holds {holds}: `force` would replace {them}",
                     db.id, db.config.name
                 ),
             ))

@@ -67,6 +67,23 @@ fn ssh_host_does_what_the_local_host_does() {
         assert!(m.modified.is_some());
         let missing = host.read(&dir.join("nope")).await.unwrap_err();
         assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        // A log's end: what came after a length, its last bytes, all of a shorter one.
+        let log = remote.path("n1/redis.log");
+        host.write_private(&log, b"0123456789").await.unwrap();
+        for (after, max, want) in [
+            (4, 100, &b"456789"[..]),
+            (0, 3, b"789"),
+            (4, 2, b"89"),
+            (10, 100, b""),
+            (50, 100, b"0123456789"),
+        ] {
+            let got = host.read_end(&log, after, max).await.unwrap();
+            assert_eq!(got, want, "after {after}, at most {max}");
+            let local = lazarus::host::local::read_end(&log, after, max).unwrap();
+            assert_eq!(local, want, "the local host, after {after}, at most {max}");
+        }
+        let missing = host.read_end(&dir.join("nope"), 0, 10).await.unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(host.copy(&dir, &remote.path("n1/copy")).await.unwrap(), 3);
         host.rename(&remote.path("n1/copy"), &remote.path("n1/moved"))
             .await

@@ -2,7 +2,7 @@
 //! sockets.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -28,6 +28,10 @@ impl Host for LocalHost {
 
     async fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
         fs::read(path)
+    }
+
+    async fn read_end(&self, path: &Path, after: u64, max: u64) -> HostResult<Vec<u8>> {
+        read_end(path, after, max)
     }
 
     async fn write_private(&self, path: &Path, bytes: &[u8]) -> HostResult<()> {
@@ -282,6 +286,18 @@ pub fn prepare_private(path: &Path, bytes: &[u8]) -> HostResult<std::path::PathB
 pub fn commit_private(tmp: &Path, path: &Path) -> HostResult<()> {
     fs::rename(tmp, path)?;
     File::open(parent_dir(path))?.sync_all()
+}
+
+/// [`Host::read_end`] on this machine.
+pub fn read_end(path: &Path, after: u64, max: u64) -> HostResult<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let from = if len < after { 0 } else { after };
+    let n = (len - from).min(max);
+    f.seek(SeekFrom::Start(len - n))?;
+    let mut out = Vec::with_capacity(n as usize);
+    f.take(n).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 pub(crate) fn parent_dir(path: &Path) -> &Path {

@@ -175,6 +175,12 @@ pub trait Host: Send + Sync + fmt::Debug {
         small_file(path, meta.kind == FileKind::File, meta.len, cap)?;
         self.read(path).await
     }
+    /// The last `max` bytes (or fewer) of what the file at `path` holds past its first
+    /// `after`: what a log got since it was `after` bytes long, its latest lines when that
+    /// is more; all of a file now shorter than `after` (replaced or truncated since), in
+    /// the same way. A log's lines are read so, never the whole of it: a long-lived
+    /// server's log may be large, and a stop or a start reads it every half second.
+    async fn read_end(&self, path: &Path, after: u64, max: u64) -> HostResult<Vec<u8>>;
     /// Replaces `path` atomically with `bytes`, mode 0600: a unique temporary name in the
     /// same directory, fsync of the file, rename, fsync of the directory. A reader sees
     /// the old content or the new one, never a mix, and a crash keeps one of them.

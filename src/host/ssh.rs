@@ -667,6 +667,18 @@ impl Host for SshHost {
             .await
     }
 
+    async fn read_end(&self, path: &Path, after: u64, max: u64) -> HostResult<Vec<u8>> {
+        // The file's length, then its last bytes: what it got since (a file that grew in
+        // between gives its newest bytes, as many).
+        let script = format!(
+            "{}n=$(wc -c < {p}) || exit 1\nn=$((n)); f={after}; [ \"$n\" -lt \"$f\" ] && f=0\n\
+             k=$((n - f)); [ \"$k\" -gt {max} ] && k={max}\nexec tail -c \"$k\" -- {p}",
+            exists(path),
+            p = q(path),
+        );
+        self.sh_ok(&script, None).await
+    }
+
     async fn write_private(&self, path: &Path, bytes: &[u8]) -> HostResult<()> {
         let name = path
             .file_name()

@@ -2,7 +2,7 @@
 //! their pid is read back from the pidfile and trusted only while the process with that
 //! pid still runs in the shard's directory (pids get reused).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -423,11 +423,16 @@ pub async fn stop_pid_on(host: &dyn Host, pid: u32, grace: Duration) -> Result<(
 
 /// [`log_tail`] on any host.
 pub async fn log_tail_on(host: &dyn Host, dir: &Path, lines: usize) -> String {
-    let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
-        return String::new();
-    };
-    let start = bytes.len().saturating_sub(16 * 1024);
-    let text = String::from_utf8_lossy(&bytes[start..]);
+    let bytes = host.read_end(&dir.join(LOG_FILE), 0, TAIL_BYTES).await;
+    last_lines(&bytes.unwrap_or_default(), lines)
+}
+
+/// How much of the end of a log its last lines are looked for in.
+const TAIL_BYTES: u64 = 16 * 1024;
+
+/// The last `lines` lines of the end of a log.
+fn last_lines(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -449,14 +454,16 @@ async fn log_mark(host: &dyn Host, dir: &Path) -> u64 {
 
 /// Whether the lines a server wrote to its log after byte `mark` hold `words`.
 async fn log_says_since(host: &dyn Host, dir: &Path, mark: u64, words: &str) -> bool {
-    let Ok(bytes) = host.read(&dir.join(LOG_FILE)).await else {
+    // A log shorter than the mark was replaced: all of it is new. A start or a stop writes
+    // a few lines; the newest of them when more came.
+    let Ok(new) = host.read_end(&dir.join(LOG_FILE), mark, SINCE_BYTES).await else {
         return false;
     };
-    // A log shorter than the mark was replaced: all of it is new.
-    let from = usize::try_from(mark).unwrap_or(usize::MAX);
-    let new = bytes.get(from..).unwrap_or(&bytes);
-    String::from_utf8_lossy(new).contains(words)
+    String::from_utf8_lossy(&new).contains(words)
 }
+
+/// How much of what a log got since a mark is looked at.
+const SINCE_BYTES: u64 = 1 << 20;
 
 /// Whether another program holds `port` (or, for `need`, its bus port) on `addr` of
 /// `host`: the host's own port probe, never a server's words.
@@ -503,14 +510,8 @@ pub fn is_running(pid: u32) -> bool {
 
 /// The last `lines` lines of the shard's log, for error messages.
 pub fn log_tail(dir: &Path, lines: usize) -> String {
-    let path: PathBuf = dir.join(LOG_FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return String::new();
-    };
-    let start = bytes.len().saturating_sub(16 * 1024);
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let bytes = crate::host::local::read_end(&dir.join(LOG_FILE), 0, TAIL_BYTES);
+    last_lines(&bytes.unwrap_or_default(), lines)
 }
 
 #[cfg(test)]

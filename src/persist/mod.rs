@@ -91,6 +91,7 @@ pub(crate) use rdb::{created_in_head as rdb_created_in_head, HEAD_BYTES as RDB_H
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::{key_slot, SlotRange, SLOT_COUNT};
 pub use source::crc64;
+pub(crate) use prefetch::one_core_on_this_thread;
 pub(crate) use source::{reading_stop, reading_stops_when};
 pub use value::{
     module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,

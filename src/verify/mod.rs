@@ -475,6 +475,9 @@ pub fn digest_of_sources(
                 .map(|c| {
                     let stop = stop.clone();
                     s.spawn(|| {
+                        // Every core already reads a file: no file in parts (nor a
+                        // read-ahead thread) on top.
+                        crate::persist::one_core_on_this_thread();
                         crate::persist::reading_stops_when(stop, || {
                             c.iter().map(one).collect::<Vec<_>>()
                         })

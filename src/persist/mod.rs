@@ -87,11 +87,11 @@ pub use entries::{
     rdb_entries, read_rdb, read_rdb_stream, EntryVisitor, RdbEntry, RdbHeader, RdbReadError,
 };
 pub use fix::{fix_truncated, way_to_load, FixError, FixOutcome};
+pub(crate) use prefetch::{cores_free, on_one_core, one_core_on_this_thread};
 pub(crate) use rdb::{created_in_head as rdb_created_in_head, HEAD_BYTES as RDB_HEAD_BYTES};
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::{key_slot, SlotRange, SLOT_COUNT};
 pub use source::crc64;
-pub(crate) use prefetch::one_core_on_this_thread;
 pub(crate) use source::{reading_stop, reading_stops_when};
 pub use value::{
     module_name, Consumer, ConsumerGroup, HashField, Kind, PendingEntry, Stream, StreamEntry,

@@ -68,6 +68,20 @@ pub(crate) fn one_core_on_this_thread() {
     ONE_CORE.with(|c| c.set(true));
 }
 
+/// Runs `f` with this thread's reading kept on its own core
+/// ([`one_core_on_this_thread`]), the thread's setting back after (also when `f`
+/// panics): for a pooled thread that runs other work next.
+pub(crate) fn on_one_core<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ONE_CORE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(ONE_CORE.with(|c| c.replace(true)));
+    f()
+}
+
 /// Whether this thread may give part of its reading to a second core: the process may
 /// run on two or more, and this thread is not one of many already keeping them busy.
 pub(crate) fn second_core_free() -> bool {
@@ -220,6 +234,23 @@ mod tests {
         std::io::Write::write_all(&mut f, data).unwrap();
         std::io::Seek::rewind(&mut f).unwrap();
         f
+    }
+
+    /// A pooled thread lent to one-core work gets its own setting back, also after a panic.
+    #[test]
+    fn one_core_for_a_while_is_given_back() {
+        std::thread::spawn(|| {
+            let all = cores_free();
+            assert_eq!(on_one_core(cores_free), 1);
+            assert_eq!(cores_free(), all);
+            let _ = std::panic::catch_unwind(|| on_one_core(|| panic!("in the middle")));
+            assert_eq!(cores_free(), all);
+            one_core_on_this_thread();
+            assert_eq!(on_one_core(cores_free), 1);
+            assert_eq!(cores_free(), 1, "a thread kept on one core stays so");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -460,9 +460,9 @@ pub fn digest_of_sources(
 ) -> Result<ContentDigest, VerifyError> {
     let now = now_ms();
     let one = |p: &DataSource| p.digest(now, opts);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len());
+    // The cores this thread may use: one when it already shares them (a digest taken
+    // while the servers load).
+    let workers = crate::persist::cores_free().min(files.len());
     let results: Vec<Result<ContentDigest, VerifyError>> = if workers <= 1 {
         files.iter().map(one).collect()
     } else {

@@ -321,16 +321,21 @@ pub(super) fn read_in_parts<V: EntryVisitor + Send>(
         return None;
     }
     let next = AtomicUsize::new(0);
+    // A part that faults ends the reading in parts: the file is read whole next.
+    let faulted = AtomicBool::new(false);
     let parts: Vec<Mutex<Option<Part<V>>>> = starts.iter().map(|_| Mutex::new(None)).collect();
     on_threads(threads, &caller, || {
         let mut src = mapped()?;
-        loop {
+        while !faulted.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let &start = starts.get(i)?;
             let stop = starts.get(i + 1).copied().unwrap_or(u64::MAX);
-            let part = read_part(&mut src, (version, valkey, db), start, stop, make());
-            *parts[i].lock().ok()? = Some(part?);
+            match read_part(&mut src, (version, valkey, db), start, stop, make()) {
+                Some(part) => *parts[i].lock().ok()? = Some(part),
+                None => faulted.store(true, Ordering::Relaxed),
+            }
         }
+        None
     });
     // The parts, put after one another: each ended where the next began, the last at the
     // trailer, whose CRC-64 is that of them all.

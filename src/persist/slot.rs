@@ -35,7 +35,7 @@ impl std::fmt::Display for SlotRange {
 /// CRC16/XMODEM (polynomial 0x1021, no reflection, initial 0) tables for eight bytes a
 /// step: `TABLES[k][b]` is the CRC of byte `b` followed by `k` zero bytes. A digest takes
 /// every key's slot, and keys are short: a byte at a time, each step waits on the last
-/// (a fifth of a digest's CPU went there); eight at a time, the lookups run side by side.
+/// (some 8% of a digest's CPU went there); eight at a time, the lookups run side by side.
 static TABLES: [[u16; 256]; 8] = {
     let mut t = [[0u16; 256]; 8];
     let mut b = 0;

@@ -61,8 +61,7 @@ pub(crate) trait AofSink {
 
 /// Walks one file: its RDB preamble (if any), then its commands.
 pub(crate) fn walk<S: AofSink>(part: &Part, sink: &mut S, now_ms: i64) -> std::io::Result<Walked> {
-    let file = super::open::open_regular(&part.path)?;
-    let len = file.metadata()?.len();
+    let (file, len) = super::open::open_regular_len(&part.path)?;
     sink.file_start(len);
     // The read-ahead thread runs the CRC only for an RDB preamble's sake.
     let mut head = [0u8; 6];

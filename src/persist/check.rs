@@ -174,14 +174,13 @@ fn take_slots(report: &mut FileReport, slots: Option<SlotCheck>) {
 fn check_rdb(path: &Path, opts: &CheckOptions) -> FileReport {
     let mut report = FileReport::new(path.to_path_buf(), FileKind::Rdb);
     newer_time(&mut report, mtime(path), || mtime_of(path));
-    let file =
-        match super::open::open_regular(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
-            Ok(f) => f,
-            Err(e) => {
-                unreadable(&mut report, path, &e);
-                return report;
-            }
-        };
+    let file = match super::open::open_regular_len(path) {
+        Ok(f) => f,
+        Err(e) => {
+            unreadable(&mut report, path, &e);
+            return report;
+        }
+    };
     report.bytes = file.1;
     let (file, len) = file;
     // A big file with cores to spare (and no keys to visit, which come one at a time) is

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed, xxh3_64, Xxh3};
 
-use super::entries::{open, read_rdb_file, read_rdb_parts, EntryVisitor, RdbReadError};
+use super::entries::{open_file, read_rdb_file, read_rdb_parts, EntryVisitor, RdbReadError};
 use super::fp_set::prefetch;
 use super::slot::key_slot;
 use super::slot::SLOT_COUNT;
@@ -444,7 +444,7 @@ pub fn digest_of_rdb(
     now_ms: i64,
     opts: &DigestOptions,
 ) -> Result<ContentDigest, RdbReadError> {
-    let (file, len) = open(path)?;
+    let (file, len) = open_file(path)?;
     // A big file is read in parts at once, as the validator reads it: the keys' hashes
     // sum in any order.
     if let Some(parts) = read_rdb_parts(&file, len, || DigestBuilder::new(now_ms, opts)) {

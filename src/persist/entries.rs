@@ -37,18 +37,13 @@ pub struct RdbHeader {
 /// Reads every key of the RDB at `path` into `visitor`. Stops at the first fault, whose
 /// offset is the file's.
 pub fn read_rdb<V: EntryVisitor>(path: &Path, visitor: &mut V) -> Result<RdbHeader, RdbReadError> {
-    let (file, len) = open(path)?;
+    let (file, len) = open_file(path)?;
     read_rdb_file(file, len, visitor)
 }
 
 /// The regular file at `path`, opened, and its length.
-pub(super) fn open(path: &Path) -> Result<(File, u64), RdbReadError> {
-    let file = super::open::open_regular(path).map_err(|e| RdbReadError::Io(e.to_string()))?;
-    let len = file
-        .metadata()
-        .map_err(|e| RdbReadError::Io(e.to_string()))?
-        .len();
-    Ok((file, len))
+pub(super) fn open_file(path: &Path) -> Result<(File, u64), RdbReadError> {
+    super::open::open_regular_len(path).map_err(|e| RdbReadError::Io(e.to_string()))
 }
 
 /// [`read_rdb`] of a file opened, `len` bytes long.
@@ -113,7 +108,8 @@ pub struct RdbEntry {
 }
 
 /// Every key of an RDB with its value, in file order (whole values in memory: for small
-/// files, tests and replays of a few keys; digests use [`read_rdb`]).
+/// files, tests and replays of a few keys; digests are taken key by key as they are read:
+/// [`digest_of_rdb`](super::digest_of_rdb)).
 pub fn rdb_entries(path: &Path) -> Result<Vec<RdbEntry>, RdbReadError> {
     let mut out = Vec::new();
     read_rdb(path, &mut WholeEntries::new(|e| out.push(e)))?;

@@ -20,3 +20,10 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     }
     File::open(path)
 }
+
+/// [`open_regular`], and the length of the file it opened.
+pub fn open_regular_len(path: &Path) -> io::Result<(File, u64)> {
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}

@@ -561,9 +561,14 @@ fn a_taken_port_moves_to_a_free_one_only_when_the_operator_says_so() {
     assert_ne!(port(&b, "two"), two);
 }
 
-/// Database `two` of two snapshot shards in `a`'s cluster, each saved: the port of the
-/// shard that is not the endpoint.
-fn two_shards_saved(a: &Lazarus) -> u64 {
+/// Database `two` of two snapshot shards, each saved, then every process killed and the
+/// home lost: the first home (whose guard stops what runs under it, the recovered shards
+/// too, when dropped), the recovered one, and the port of the shard that is not the
+/// endpoint.
+fn two_shards_lost() -> (Lazarus, ProcessGuard, Lazarus, u64) {
+    let a = Lazarus::new();
+    let guard = ProcessGuard::new(a.home());
+    let n1 = a.create_cluster("c");
     a.run("create db two shards 2 persistence snapshot").ok();
     let doc = a.ccs();
     let db = doc["databases"]
@@ -583,19 +588,16 @@ fn two_shards_saved(a: &Lazarus) -> u64 {
     for p in [endpoint, other] {
         assert_eq!(redis_cli(p, &["SAVE"]), "OK");
     }
-    other
+    guard.kill_all();
+    let b = recovered_home(&n1);
+    (a, guard, b, other)
 }
 
 /// A shard that is not the endpoint, its port taken: the hint offers `free_port` (which
 /// moves it), never `port <n>` (which moves only the endpoint, and would fail again).
 #[test]
 fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
-    let a = Lazarus::new();
-    let guard = ProcessGuard::new(a.home());
-    let n1 = a.create_cluster("c");
-    let other = two_shards_saved(&a);
-    guard.kill_all();
-    let b = recovered_home(&n1);
+    let (_a, _guard, b, other) = two_shards_lost();
     let _squat = std::net::TcpListener::bind(("127.0.0.1", other as u16)).unwrap();
     b.run("recover db two verify counts")
         .fails(1)
@@ -612,12 +614,7 @@ fn a_taken_port_of_another_shard_than_the_endpoint_offers_free_port() {
 /// range does it): the refusal and the move name the bus port, not the free one.
 #[test]
 fn a_taken_bus_port_is_named_as_the_bus_port() {
-    let a = Lazarus::new();
-    let guard = ProcessGuard::new(a.home());
-    let n1 = a.create_cluster("c");
-    let other = two_shards_saved(&a);
-    guard.kill_all();
-    let b = recovered_home(&n1);
+    let (_a, _guard, b, other) = two_shards_lost();
     let bus = other + 10000;
     let _squat = std::net::TcpListener::bind(("127.0.0.1", bus as u16)).unwrap();
     b.run("recover db two verify counts")

@@ -125,10 +125,20 @@ fn run_id(stdout: &str) -> String {
 /// it: another database's run, so `from_other_db`.
 fn restore_into_new_db(home: &Path, task: &str, target: &str, run: &str) {
     lazarus(home, &["create", "db", target, "persistence", "disabled"]);
-    let create = ["restore", "task", "create", "name", task, "db", target];
     lazarus(
         home,
-        &[&create[..], &["backup", run, "from_other_db"]].concat(),
+        &[
+            "restore",
+            "task",
+            "create",
+            "name",
+            task,
+            "db",
+            target,
+            "backup",
+            run,
+            "from_other_db",
+        ],
     );
 }
 

@@ -14,8 +14,15 @@
 //! round: as one check on an idle machine runs (an RDB of 64 MB or more, an AOF's RDB
 //! base or preamble too, read in parts at once, a RESP AOF read ahead, on the second
 //! core), and pinned to one core with `taskset -c 0` (no second core: it reads on its own
-//! thread), whose CPU time is the one-core figure.
+//! thread), whose CPU time is the one-core figure. Each shape's files are dropped from
+//! the page cache and read back first, so every contender finds them as a read from disk
+//! leaves them, not as their writer did (see `support::recache`). A fifth contender, also on one core,
+//! is the floor: the files mapped as the reader maps them and every byte read once,
+//! through the CRC-64 an RDB is checked by, nothing parsed (`--floor`); the tool's CPU
+//! time over it is the most any reader that looks at every byte could reach here.
 
+#[path = "support/mod.rs"]
+mod bench_support;
 #[path = "../tests/persist_support/mod.rs"]
 mod support;
 
@@ -275,6 +282,60 @@ fn measure_child(args: &[String]) -> ! {
     std::process::exit(0)
 }
 
+/// `--floor FILE...`: the least a check of these files costs on this core whatever it
+/// parses: each file mapped read-only as `persist::mapped` maps it (advised sequential,
+/// 2 MiB made present at a time with `MADV_POPULATE_READ`, given back behind), and every
+/// byte read once, by the CRC-64 the server checks an RDB by (one pass: the bytes are
+/// read anyway). Exits 0 when every file could be mapped.
+fn floor_child(paths: &[String]) -> ! {
+    use crc_fast::{CrcAlgorithm, Digest};
+    use std::os::fd::AsRawFd;
+    const STEP: usize = 2 << 20;
+    let mut all = 0u64;
+    for p in paths {
+        let f = fs::File::open(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let len = f.metadata().unwrap().len() as usize;
+        if len == 0 {
+            continue;
+        }
+        // SAFETY: a fresh read-only private mapping of a file opened here; it is only
+        // read, and unmapped below. The benchmark's files do not shrink while it runs.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "{p}: mmap failed");
+        let base = base.cast::<u8>();
+        // SAFETY (each madvise): whole pages inside the mapping, advice that changes no
+        // byte it reads.
+        unsafe { libc::madvise(base.cast(), len, libc::MADV_SEQUENTIAL) };
+        let mut crc = Digest::new(CrcAlgorithm::Crc64Redis);
+        for from in (0..len).step_by(STEP) {
+            let to = (from + STEP).min(len);
+            // SAFETY: `[from, to)` lies inside the mapping (see above).
+            let bytes = unsafe {
+                let at = base.add(from);
+                libc::madvise(at.cast(), to - from, libc::MADV_POPULATE_READ);
+                std::slice::from_raw_parts(at, to - from)
+            };
+            crc.update(bytes);
+            // SAFETY: as above; the pages read are dropped from the page tables only.
+            unsafe { libc::madvise(base.add(from).cast(), to - from, libc::MADV_DONTNEED) };
+        }
+        all ^= crc.finalize();
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base.cast(), len) };
+    }
+    println!("{all:016x}");
+    std::process::exit(0)
+}
+
 /// Each contender run `BENCH_READER_RUNS` times (3 by default) in turns (the first, the
 /// second, ..., the first again), so that a slow spell of the shared machine falls on all
 /// of them alike; wall and CPU are each the median of their own runs, peak memory the
@@ -478,6 +539,9 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "--measure") {
         measure_child(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == "--floor") {
+        floor_child(&args[2..]);
+    }
     // Child mode: check the path(s) and exit non-zero unless every file is ok. The sh
     // wrapper of `cat` is measured the same way.
     if let Some(i) = args.iter().position(|a| a == "--check") {
@@ -540,7 +604,10 @@ fn main() {
     for (label, path, tool) in &shapes {
         let path = &path;
         let bytes = size_of(path);
-        // Warm the page cache, and learn the key count.
+        // In the page cache as a read from disk leaves it, whoever wrote it and however
+        // (`bench_support::recache`), for every contender alike; then warmed by a check,
+        // which also learns the key count.
+        bench_support::recache(path);
         let report = check_path(path, &CheckOptions::default());
         assert_eq!(
             report.verdict,
@@ -580,14 +647,24 @@ fn main() {
                     path.into(),
                 ],
             ),
+            (
+                OsStr::new("taskset"),
+                ["-c", "0"]
+                    .iter()
+                    .map(Into::into)
+                    .chain([me.clone().into(), "--floor".into()])
+                    .chain(files.iter().map(Into::into))
+                    .collect(),
+            ),
         ]);
-        let [cat, theirs, ours, one_core] = &runs[..] else {
-            unreachable!("four contenders");
+        let [cat, theirs, ours, one_core, floor] = &runs[..] else {
+            unreachable!("five contenders");
         };
         row("cat > /dev/null", cat, bytes, keys);
         row(tool, theirs, bytes, keys);
         row("lazarus persist::check_path", ours, bytes, keys);
         row("  the same on one core", one_core, bytes, keys);
+        row("  floor on one core", floor, bytes, keys);
         println!(
             "  reader vs {tool}: {:.1}x faster (wall), {:.1}x (cpu), on one core {:.1}x (cpu); vs cat: {:.0}% of its throughput (wall), {:.0}% (cpu); {:.0} ns cpu a key",
             theirs.secs / ours.secs,
@@ -613,6 +690,27 @@ fn main() {
                 .map(|r| format!("{r:.1}"))
                 .collect::<Vec<_>>()
                 .join(" ")
+        );
+        // What the target asks of the reader's one-core CPU time, and how much of that
+        // the floor (mapping and reading every byte, nothing parsed) already takes.
+        let goal = if *tool == "redis-check-rdb" {
+            15.0
+        } else {
+            10.0
+        };
+        let allowed = theirs.cpu / goal;
+        println!(
+            "  floor (mapped, every byte read by CRC-64, nothing parsed): {:.3} s on one core, \
+             {tool} / floor {:.1}x; {goal:.0}x allows the reader {:.3} s, of which the floor \
+             takes {:.0}%: {:.3} s left for parsing {keys} keys ({:.1} ns a key; the reader \
+             parses in {:.1} ns a key beyond the floor)",
+            floor.cpu,
+            theirs.cpu / floor.cpu,
+            allowed,
+            100.0 * floor.cpu / allowed,
+            allowed - floor.cpu,
+            (allowed - floor.cpu) * 1e9 / keys.max(1) as f64,
+            (one_core.cpu - floor.cpu) * 1e9 / keys.max(1) as f64,
         );
     }
     if only_small || std::env::var_os("BENCH_READER_ONLY").is_some() {

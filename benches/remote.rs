@@ -81,6 +81,31 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// The first of `n` consecutive ports free on every address of `addrs` (each bound and
+/// let go), from a random start in 12000-19999 as the tests' blocks start (clear of the
+/// ephemeral ports the benchmark's own connections take): never a fixed port.
+fn free_block(addrs: &[&str], n: u16) -> u16 {
+    const FIRST: u16 = 12_000;
+    const SPAN: u16 = 8_000;
+    assert!(
+        (1..SPAN).contains(&n),
+        "{n} shards a host: at most {}",
+        SPAN - 1
+    );
+    for _ in 0..100 {
+        let lo = FIRST + rand::random::<u16>() % (SPAN - n);
+        let free = |p: u16| {
+            addrs
+                .iter()
+                .all(|a| std::net::TcpListener::bind((*a, p)).is_ok())
+        };
+        if (lo..lo + n).all(free) {
+            return lo;
+        }
+    }
+    panic!("no {n} consecutive ports free on all of {addrs:?}");
+}
+
 fn main() {
     let hosts_n = support::env_num("BENCH_REMOTE_HOSTS", 3) as usize;
     let per_host = support::env_num("BENCH_REMOTE_SHARDS", 50) as u16;
@@ -125,6 +150,9 @@ fn main() {
             redis_server: None,
         },
     );
+    // The shards' ports: the same block on every host's address, free on all of them.
+    let addrs: Vec<&str> = hosts.iter().map(|h| h.addr.as_str()).collect();
+    let lo = free_block(&addrs, per_host);
     let mut started = Instant::now();
     for host in &hosts {
         let id = c.allocate_id();
@@ -137,8 +165,8 @@ fn main() {
                 persistent_path: host.path("n"),
                 recovery_path: None,
                 port_range: PortRange {
-                    lo: 22000,
-                    hi: 22999,
+                    lo,
+                    hi: lo + per_host - 1,
                 },
                 rack_id: None,
                 ssh: Some(target),
@@ -147,7 +175,7 @@ fn main() {
         );
         for i in 0..per_host {
             let (db_id, shard_id) = (c.allocate_id(), c.allocate_id());
-            let port = 22000 + i;
+            let port = lo + i;
             let dir = c.nodes[&id].shard_dir(db_id, shard_id);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::copy(&rdb, dir.join("dump.rdb")).unwrap();

@@ -194,21 +194,22 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
         })
 }
 
-/// A master that is not running and whose directory holds no data file (its node's disk
-/// was lost or wiped), while a replica of it holds its data (running as its replica, or
-/// with data files): started empty, it would be the master the replica syncs from, and
-/// the replica's copy would be emptied. After a failover the replica serves the slots as
-/// a master and the restarted master follows it: that is no loss, and not refused. A
-/// database without persistence keeps nothing on disk, so it is not asked.
+/// A master that is not running and whose directory holds no file its server loads keys
+/// from (its node's disk was lost or wiped, its RDB deleted, or it never saved one: a
+/// `nodes.conf` left behind is no data), while a replica of it holds its data (running as
+/// its replica, or with such files): started empty, it would be the master the replica
+/// syncs from, and the replica's copy would be emptied, on disk too (a full sync replaces
+/// the replica's files). After a failover the replica serves the slots as a master and
+/// the restarted master follows it: that is no loss, and not refused. A database without
+/// persistence keeps nothing on disk, so it is not asked.
 async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
-    if db.config.persistence == crate::ccs::Persistence::Disabled {
+    use crate::ccs::Persistence;
+    if db.config.persistence == Persistence::Disabled {
         return None;
     }
-    let has_data = |names: &[crate::host::DirEntry]| {
-        names
-            .iter()
-            .any(|e| crate::server::shard_dir::DATA_FILES.contains(&e.name.as_str()))
-    };
+    let loads = crate::server::shard_dir::key_files(db.config.persistence == Persistence::Aof);
+    let has_data =
+        |names: &[crate::host::DirEntry]| names.iter().any(|e| loads.contains(&e.name.as_str()));
     for master in db.masters() {
         let Some(node) = cluster.nodes.get(&master.node) else {
             continue;

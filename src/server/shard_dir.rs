@@ -50,6 +50,18 @@ pub const RESTORE_TASK_FILE: &str = "lazarus-restore-task";
 /// redis.conf which holds the real one).
 pub const FENCE_FILE: &str = ".lazarus-fence";
 
+/// The files a server loads keys from at its start: with `appendonly no` only the RDB;
+/// with `appendonly yes` the multi-part AOF's directory or an old single-file AOF, else
+/// the RDB (Redis 7 and Valkey load it and write the AOF's base from it). `nodes.conf`
+/// is no data: a directory that kept it and lost these starts its server empty.
+pub fn key_files(aof: bool) -> &'static [&'static str] {
+    if aof {
+        &[AOF_DIR, AOF_FILE, RDB_FILE]
+    } else {
+        &[RDB_FILE]
+    }
+}
+
 /// Files a shard directory holds data in (with recovery's temporary copies of them);
 /// anything else there is configuration or logs.
 pub const DATA_FILES: &[&str] = &[

@@ -866,6 +866,84 @@ async fn restart_refuses_an_empty_master_over_a_replica_holding_its_data() {
     assert_eq!(k.get::<_, i64>("key49").await.unwrap(), 49);
     assert_eq!(replica_keys().await, 50);
 }
+
+/// The same when the master's directory is left but holds nothing its server loads keys
+/// from: a sharded snapshot database's master whose `dump.rdb` is gone (deleted, or never
+/// written: it saves on a schedule) keeps its `nodes.conf`, which once passed for data,
+/// and `restart db` started it empty after a power loss; its replica synced from it and
+/// its own `dump.rdb`, the last copy, was replaced by the empty one.
+#[tokio::test]
+async fn restart_refuses_a_master_left_with_only_its_nodes_conf() {
+    let mut w = World::new(2);
+    let id = w
+        .create(DbConfig {
+            replication: true,
+            ..config("kept", 2, Persistence::Snapshot)
+        })
+        .await;
+    let d = w.c.databases[&id].clone();
+    let endpoint = format!("127.0.0.1:{}", d.port);
+    cluster_round_trip(&endpoint, 200).await;
+    let master = d.masters().next().unwrap().clone();
+    let replica = d
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap()
+        .clone();
+    let keys_of = |shard: u64| {
+        let addr = db::shard_addr(&w.c, &d, shard).unwrap();
+        async move {
+            let mut con = lazarus::server::connect(&addr, Duration::from_secs(2))
+                .await
+                .unwrap();
+            redis::cmd("DBSIZE")
+                .query_async::<u64>(&mut con)
+                .await
+                .unwrap()
+        }
+    };
+    let held = keys_of(master.id).await;
+    assert!(held > 0, "no key on redis:{}", master.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while keys_of(replica.id).await != held {
+        assert!(std::time::Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The replica saved on its schedule; then the power went: both die.
+    let raddr = db::shard_addr(&w.c, &d, replica.id).unwrap();
+    let mut con = lazarus::server::connect(&raddr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+    drop(con);
+    w.kill(master.pid.unwrap()).await;
+    w.kill(replica.pid.unwrap()).await;
+    let dir = w.c.nodes[&master.node].shard_dir(id, master.id);
+    let _ = std::fs::remove_file(dir.join("dump.rdb"));
+    assert!(dir.join("nodes.conf").exists());
+    let rdb = w.c.nodes[&replica.node]
+        .shard_dir(id, replica.id)
+        .join("dump.rdb");
+    let before = std::fs::read(&rdb).unwrap();
+
+    let err = db::restart_db(&mut w.c, &w.srv, id).await.unwrap_err();
+    let DbError::MasterWithoutData {
+        master: m,
+        replica: r,
+        ..
+    } = &err
+    else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert_eq!((*m, *r), (master.id, replica.id));
+    assert!(err.to_string().contains("nothing was stopped"), "{err}");
+    // Nothing started: the replica's file is as it was, and still holds every key.
+    assert_eq!(std::fs::read(&rdb).unwrap(), before);
+    let report = lazarus::persist::check_path(&rdb, &Default::default());
+    assert_eq!(report.keys, held);
+    assert!(!dir.join("dump.rdb").exists());
+}
 /// After a failover, a master whose node lost its disk comes back as a new node that
 /// knows no other (its `nodes.conf` went with the disk): `restart db` used to fail on
 /// every try with "Unknown node" (`CLUSTER REPLICATE` of a replica it never met). It

@@ -84,6 +84,27 @@ fn ssh_host_does_what_the_local_host_does() {
         }
         let missing = host.read_end(&dir.join("nope"), 0, 10).await.unwrap_err();
         assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        // A file's start: its first bytes, all of a shorter one.
+        let local_host = lazarus::host::local::LocalHost;
+        for (max, want) in [
+            (4, &b"0123"[..]),
+            (10, b"0123456789"),
+            (99, b"0123456789"),
+            (0, b""),
+        ] {
+            assert_eq!(
+                host.read_start(&log, max).await.unwrap(),
+                want,
+                "at most {max}"
+            );
+            assert_eq!(
+                local_host.read_start(&log, max).await.unwrap(),
+                want,
+                "local, {max}"
+            );
+        }
+        let missing = host.read_start(&dir.join("nope"), 10).await.unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(host.copy(&dir, &remote.path("n1/copy")).await.unwrap(), 3);
         host.rename(&remote.path("n1/copy"), &remote.path("n1/moved"))
             .await

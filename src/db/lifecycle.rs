@@ -177,6 +177,9 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
     if let Some(lost) = master_without_data(cluster, &db, &hosts).await {
         return Err(lost);
     }
+    if let Some(ahead) = replica_ahead(cluster, &db, &hosts).await {
+        return Err(ahead);
+    }
     reinstall_lost_material(cluster, &db, &hosts).await?;
     let result = stop_and_start(cluster, server, &db).await;
     // Whatever happened, record what runs now: stale pids would hide the truth.
@@ -197,7 +200,8 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
 /// A master that is not running and whose directory holds no file its server loads keys
 /// from (its node's disk was lost or wiped, its RDB deleted, or it never saved one: a
 /// `nodes.conf` left behind is no data), while a replica of it holds its data (running as
-/// its replica, or with such files): started empty, it would be the master the replica
+/// its replica, or with such files, unless an RDB alone that says it holds no key):
+/// started empty, it would be the master the replica
 /// syncs from, and the replica's copy would be emptied, on disk too (a full sync replaces
 /// the replica's files). After a failover the replica serves the slots as a master and
 /// the restarted master follows it: that is no loss, and not refused. A database without
@@ -240,7 +244,7 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
                     continue;
                 }
             }
-            if running || rhost.list(&rdir).await.is_ok_and(|names| has_data(&names)) {
+            if running || may_hold_keys(&*rhost, &rdir, loads).await {
                 return Some(DbError::MasterWithoutData {
                     id: db.id,
                     name: db.config.name.clone(),
@@ -255,6 +259,118 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
         }
     }
     None
+}
+
+/// A master that is not running and starts from its `dump.rdb`, while a replica of it
+/// holds the same replication history further along (in its own `dump.rdb`, or in its
+/// memory while it runs as the replica): the master takes the history up where its file
+/// left it (`repl-id`, `repl-offset`), the replica asks to go on from further than that,
+/// is refused, and syncs whole from the master, its own file replaced: the writes
+/// between the two points, which only the replica held, are gone. Both keep a snapshot
+/// on their own schedule, so after a power loss either may be the newer. A replica that
+/// took the slots in a failover is no loss (the master follows it). Only a snapshot
+/// database is asked: an AOF does not say where in the history it is.
+async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
+    use crate::server::shard_dir::RDB_FILE;
+    if db.config.persistence != crate::ccs::Persistence::Snapshot {
+        return None;
+    }
+    for master in db.masters() {
+        let Some(node) = cluster.nodes.get(&master.node) else {
+            continue;
+        };
+        let host = hosts.of(node.id);
+        let dir = node.shard_dir(db.id, master.id);
+        if shard_pid_on(&*host, &dir).await.is_some() {
+            continue;
+        }
+        let Some((history, from)) = rdb_replication(&*host, &dir.join(RDB_FILE)).await else {
+            continue;
+        };
+        for replica in db
+            .shards
+            .iter()
+            .filter(|s| s.role == Role::Replica && s.master == Some(master.id))
+        {
+            let Some(rnode) = cluster.nodes.get(&replica.node) else {
+                continue;
+            };
+            let rhost = hosts.of(rnode.id);
+            let rdir = rnode.shard_dir(db.id, replica.id);
+            let running = shard_pid_on(&*rhost, &rdir).await.is_some();
+            let theirs = if running {
+                let addr = cluster.shard_addr(db, &rnode.addr, replica.port);
+                let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
+                match info {
+                    Ok(i) if i.get("role") == Some("slave") => i
+                        .get("master_replid")
+                        .zip(i.get_u64("master_repl_offset"))
+                        .map(|(id, at)| (id.to_string(), at)),
+                    _ => None,
+                }
+            } else {
+                rdb_replication(&*rhost, &rdir.join(RDB_FILE)).await
+            };
+            if let Some((_, at)) = theirs.filter(|(id, at)| *id == history && *at > from) {
+                return Some(DbError::ReplicaAhead(Box::new(super::ReplicaAhead {
+                    id: db.id,
+                    name: db.config.name.clone(),
+                    master: master.id,
+                    node: node.id,
+                    dir,
+                    master_offset: from,
+                    replica: replica.id,
+                    replica_node: rnode.id,
+                    replica_dir: rdir,
+                    replica_offset: at,
+                    running,
+                })));
+            }
+        }
+    }
+    None
+}
+
+/// Whether the directory `dir` on `host` holds one of `loads` (the files its server loads
+/// keys from) that may hold keys: an RDB alone that says it holds none does not (a
+/// replica's `dump.rdb` from its first sync with a master that had no key yet).
+async fn may_hold_keys(
+    host: &dyn crate::host::Host,
+    dir: &std::path::Path,
+    loads: &[&str],
+) -> bool {
+    use crate::server::shard_dir::RDB_FILE;
+    let Ok(names) = host.list(dir).await else {
+        return false;
+    };
+    let present: Vec<&str> = loads
+        .iter()
+        .copied()
+        .filter(|f| names.iter().any(|e| e.name == *f))
+        .collect();
+    if present == [RDB_FILE] {
+        let path = dir.join(RDB_FILE);
+        let head = host
+            .read_start(&path, crate::persist::RDB_HEAD_BYTES as u64)
+            .await;
+        return head.map_or(true, |h| {
+            crate::persist::rdb_keys_in_head(&h) != Some(false)
+        });
+    }
+    !present.is_empty()
+}
+
+/// The replication history an RDB on `host` is from and how far along it, from its
+/// first bytes; `None` when there is no such file or it does not say.
+async fn rdb_replication(
+    host: &dyn crate::host::Host,
+    path: &std::path::Path,
+) -> Option<(String, u64)> {
+    let head = host
+        .read_start(path, crate::persist::RDB_HEAD_BYTES as u64)
+        .await
+        .ok()?;
+    crate::persist::rdb_replication_in_head(&head)
 }
 
 /// A TLS database's shards load the cluster's material from their node's persistent

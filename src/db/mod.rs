@@ -184,6 +184,8 @@ pub enum DbError {
         replica_node: Id,
         replica_dir: PathBuf,
     },
+    #[error("{0}")]
+    ReplicaAhead(Box<ReplicaAhead>),
     #[error(
         "interrupted: `create db {0}` was rolled back (its shards stopped, their directories \
          removed, the configuration unchanged)"
@@ -201,6 +203,49 @@ pub enum DbError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Store(#[from] crate::ccs::StoreError),
+}
+
+/// A master that would start from a file behind its replica on the same replication
+/// history ([`DbError::ReplicaAhead`]).
+#[derive(Debug)]
+pub struct ReplicaAhead {
+    pub id: Id,
+    pub name: String,
+    pub master: Id,
+    pub node: Id,
+    pub dir: PathBuf,
+    pub master_offset: u64,
+    pub replica: Id,
+    pub replica_node: Id,
+    pub replica_dir: PathBuf,
+    pub replica_offset: u64,
+    /// The replica runs (what it holds further is in its memory, maybe not in its file).
+    pub running: bool,
+}
+
+impl std::fmt::Display for ReplicaAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "db:{} `{}` cannot restart: redis:{} (node:{}) would start from its `dump.rdb` at \
+             replication offset {}, and its replica redis:{} (node:{}) holds the same history \
+             up to offset {} ({}): refused by the master as too new, it would sync from it \
+             whole and lose what only it holds; nothing was stopped",
+            self.id,
+            self.name,
+            self.master,
+            self.node,
+            self.master_offset,
+            self.replica,
+            self.replica_node,
+            self.replica_offset,
+            if self.running {
+                "in memory, running"
+            } else {
+                "in its `dump.rdb`"
+            }
+        )
+    }
 }
 
 impl crate::error::DomainError for DbError {
@@ -227,7 +272,8 @@ impl crate::error::DomainError for DbError {
             | DbError::Restoring { .. }
             | DbError::BackingUp { .. }
             | DbError::RestoreSetAside { .. }
-            | DbError::MasterWithoutData { .. } => ErrorKind::Conflict,
+            | DbError::MasterWithoutData { .. }
+            | DbError::ReplicaAhead(_) => ErrorKind::Conflict,
             DbError::RestartIncomplete { cause, .. } => cause.kind(),
             DbError::Interrupted(_) => ErrorKind::Interrupted,
             DbError::TlsMaterial { source, .. } => source.kind(),
@@ -274,6 +320,35 @@ impl crate::error::DomainError for DbError {
                     crate::lang::quote(name)
                 ),
             ],
+            DbError::ReplicaAhead(a) => {
+                let ReplicaAhead {
+                    name,
+                    master,
+                    node,
+                    dir,
+                    replica,
+                    replica_node,
+                    replica_dir,
+                    running,
+                    ..
+                } = &**a;
+                let mut hints = Vec::new();
+                if *running {
+                    hints.push(format!(
+                        "have redis:{replica} write what it holds: `SAVE` on it (`status \
+                         shards` gives its address), or stop it"
+                    ));
+                }
+                hints.push(format!(
+                    "set redis:{master}'s `dump.rdb` in `{}` on node:{node} aside, copy \
+                     redis:{replica}'s from `{}` on node:{replica_node} in its place, then \
+                     run `restart db {}` again: the master starts where the replica got to",
+                    dir.display(),
+                    replica_dir.display(),
+                    crate::lang::quote(name)
+                ));
+                hints
+            }
             DbError::TlsMaterial { .. } => vec![
                 "set the material again: `cluster tls set cacert <path> cert <path> key <path>`"
                     .into(),

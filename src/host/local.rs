@@ -34,6 +34,12 @@ impl Host for LocalHost {
         read_end(path, after, max)
     }
 
+    async fn read_start(&self, path: &Path, max: u64) -> HostResult<Vec<u8>> {
+        let mut out = Vec::new();
+        File::open(path)?.take(max).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
     async fn write_private(&self, path: &Path, bytes: &[u8]) -> HostResult<()> {
         write_private(path, bytes)
     }

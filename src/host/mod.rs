@@ -181,6 +181,9 @@ pub trait Host: Send + Sync + fmt::Debug {
     /// the same way. A log's lines are read so, never the whole of it: a long-lived
     /// server's log may be large, and a stop or a start reads it every half second.
     async fn read_end(&self, path: &Path, after: u64, max: u64) -> HostResult<Vec<u8>>;
+    /// The first `max` bytes (or fewer) of the file at `path`: an RDB's header and aux
+    /// fields, read without the rest of it crossing a link.
+    async fn read_start(&self, path: &Path, max: u64) -> HostResult<Vec<u8>>;
     /// Replaces `path` atomically with `bytes`, mode 0600: a unique temporary name in the
     /// same directory, fsync of the file, rename, fsync of the directory. A reader sees
     /// the old content or the new one, never a mix, and a crash keeps one of them.

@@ -679,6 +679,11 @@ impl Host for SshHost {
         self.sh_ok(&script, None).await
     }
 
+    async fn read_start(&self, path: &Path, max: u64) -> HostResult<Vec<u8>> {
+        let script = format!("{}exec head -c {max} -- {p}", exists(path), p = q(path));
+        self.sh_ok(&script, None).await
+    }
+
     async fn write_private(&self, path: &Path, bytes: &[u8]) -> HostResult<()> {
         let name = path
             .file_name()

@@ -74,6 +74,10 @@ pub(crate) struct RdbOutcome {
     pub empty_skipped: u64,
     /// AUX `aof-base` said this RDB is the base of a multi-part AOF.
     pub aof_base: bool,
+    /// AUX `repl-id` and `repl-offset`: the replication history the writer was in and how
+    /// far along it the data is (a master restarted from the file takes both up again).
+    pub repl_id: Option<String>,
+    pub repl_offset: Option<u64>,
     pub warnings: Vec<String>,
     /// Keys whose values are damaged where the load does not look (see
     /// `Rdb::damaged_value`), by (database, fingerprint), with where: the server loads
@@ -547,6 +551,8 @@ impl<'a, R: Read> Rdb<'a, R> {
             }
             b"ctime" => self.out.created = text.parse().ok(),
             b"aof-base" => self.out.aof_base = text == "1",
+            b"repl-id" => self.out.repl_id = Some(text),
+            b"repl-offset" => self.out.repl_offset = text.parse().ok(),
             _ => {}
         }
         Ok(())
@@ -1305,6 +1311,41 @@ pub(crate) fn created_in_head(head: &[u8]) -> Option<i64> {
         rdb.aux().ok()?;
     }
     rdb.out.created
+}
+
+/// The replication history an RDB's data is from and how far along it (its `repl-id`
+/// and `repl-offset` aux fields), from the first bytes of the file ([`HEAD_BYTES`]);
+/// `None` when they do not say both before the first key (the file of a server with no
+/// replication history, an AOF's base, not an RDB).
+pub(crate) fn replication_in_head(head: &[u8]) -> Option<(String, u64)> {
+    let mut src = Source::new(head, 0, head.len() as u64);
+    let mut rdb = Rdb::new(&mut src, None, 0);
+    rdb.header().ok()?;
+    while rdb.src.u8().ok()? == 0xfa {
+        rdb.aux().ok()?;
+        if let (Some(id), Some(offset)) = (&rdb.out.repl_id, rdb.out.repl_offset) {
+            return Some((id.clone(), offset));
+        }
+    }
+    None
+}
+
+/// Whether an RDB holds any key, from its first bytes ([`HEAD_BYTES`]): after its aux
+/// fields comes its end, or a database's selector (a server writes one only for a
+/// database with keys). `None` when the head does not say (anything else first: functions,
+/// module data; or aux fields past the head).
+pub(crate) fn keys_in_head(head: &[u8]) -> Option<bool> {
+    let mut src = Source::new(head, 0, head.len() as u64);
+    let mut rdb = Rdb::new(&mut src, None, 0);
+    rdb.header().ok()?;
+    loop {
+        match rdb.src.u8().ok()? {
+            0xfa => rdb.aux().ok()?,
+            0xff => return Some(false),
+            0xfe => return Some(true),
+            _ => return None,
+        }
+    }
 }
 
 /// Key fingerprints in an RDB's database kept 6 bytes a key (see `fp_set`).

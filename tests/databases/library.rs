@@ -1197,3 +1197,164 @@ async fn status_names_the_slots_a_master_does_not_serve() {
     assert_eq!(report.databases[0].status, "active", "{report:?}");
     assert!(report.unserved_slots().is_empty(), "{report:?}");
 }
+
+/// DBSIZE of shard `shard` of `d`.
+async fn keys_of(w: &World, d: &lazarus::ccs::Database, shard: u64) -> u64 {
+    let addr = db::shard_addr(&w.c, d, shard).unwrap();
+    let mut con = lazarus::server::connect(&addr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    redis::cmd("DBSIZE")
+        .query_async::<u64>(&mut con)
+        .await
+        .unwrap()
+}
+
+/// `cmd` on shard `shard` of `d`.
+async fn on_shard(w: &World, d: &lazarus::ccs::Database, shard: u64, cmd: &str) {
+    let addr = db::shard_addr(&w.c, d, shard).unwrap();
+    let mut con = lazarus::server::connect(&addr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd(cmd).query_async(&mut con).await.unwrap();
+}
+
+/// A snapshot database's master and replica each save on their own schedule: after a
+/// power loss the replica's `dump.rdb` may be further along the same replication history
+/// than the master's. `restart db` started the master from its older file; the replica,
+/// refused the rest of the history, synced whole from it, and the writes only it held
+/// were gone, its file too. Refused before anything starts, with offsets and the way
+/// forward; done as it says, every key comes back.
+#[tokio::test]
+async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
+    let mut w = World::new(2);
+    let id = w
+        .create(DbConfig {
+            replication: true,
+            ..config("behind", 2, Persistence::Snapshot)
+        })
+        .await;
+    let d = w.c.databases[&id].clone();
+    let endpoint = format!("127.0.0.1:{}", d.port);
+    let master = d.masters().next().unwrap().clone();
+    let replica = d
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap()
+        .clone();
+    cluster_round_trip(&endpoint, 100).await;
+    on_shard(&w, &d, master.id, "SAVE").await;
+    let saved = keys_of(&w, &d, master.id).await;
+    // Writes after the master's last save, which the replica's save takes.
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{endpoint}")]).unwrap();
+    let mut k = client.get_async_connection().await.unwrap();
+    for i in 100..400 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    drop(k);
+    let held = keys_of(&w, &d, master.id).await;
+    assert!(held > saved);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while keys_of(&w, &d, replica.id).await != held {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    on_shard(&w, &d, replica.id, "SAVE").await;
+    // The power goes: every shard dies.
+    for s in &d.shards {
+        w.kill(s.pid.unwrap()).await;
+    }
+    let rdb = |s: &lazarus::ccs::Shard| w.c.nodes[&s.node].shard_dir(id, s.id).join("dump.rdb");
+    let (mine, theirs) = (rdb(&master), rdb(&replica));
+    let before = std::fs::read(&theirs).unwrap();
+
+    let err = db::restart_db(&mut w.c, &w.srv, id).await.unwrap_err();
+    let DbError::ReplicaAhead(a) = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    let replica_offset = a.replica_offset;
+    assert_eq!(
+        (a.master, a.replica, a.running),
+        (master.id, replica.id, false)
+    );
+    assert!(replica_offset > a.master_offset, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("nothing was stopped"), "{text}");
+    assert!(
+        text.contains(&format!("up to offset {replica_offset}")),
+        "{text}"
+    );
+    use lazarus::error::DomainError;
+    assert!(
+        err.hints()
+            .iter()
+            .any(|h| h.contains("`restart db behind` again")),
+        "{:?}",
+        err.hints()
+    );
+    // Nothing started, the replica's file untouched.
+    assert!(w.guard.pids().is_empty(), "a shard was started");
+    assert_eq!(std::fs::read(&theirs).unwrap(), before);
+
+    // As the hint says: the master's file aside, the replica's in its place.
+    std::fs::rename(&mine, mine.with_extension("rdb.older")).unwrap();
+    std::fs::copy(&theirs, &mine).unwrap();
+    db::restart_db(&mut w.c, &w.srv, id).await.unwrap();
+    let d = w.c.databases[&id].clone();
+    assert_eq!(keys_of(&w, &d, master.id).await, held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while keys_of(&w, &d, replica.id).await != held {
+        assert!(std::time::Instant::now() < deadline, "replica lost keys");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The same with the replica still running (a database of one shard: no failover takes
+/// the master's place): its memory is further along than the master's file, and the
+/// hint says to have it write that first.
+#[tokio::test]
+async fn restart_refuses_a_master_behind_its_running_replica() {
+    let mut w = World::new(2);
+    let id = w
+        .create(DbConfig {
+            replication: true,
+            ..config("ahead", 1, Persistence::Snapshot)
+        })
+        .await;
+    let d = w.c.databases[&id].clone();
+    let master = d.masters().next().unwrap().clone();
+    let replica = d.shards.iter().find(|s| s.id != master.id).unwrap().clone();
+    let mut k = w.con("ahead").await;
+    for i in 0..50 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    on_shard(&w, &d, master.id, "SAVE").await;
+    for i in 50..120 {
+        let _: () = k.set(format!("key{i}"), i).await.unwrap();
+    }
+    drop(k);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while keys_of(&w, &d, replica.id).await != 120 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.kill(master.pid.unwrap()).await;
+
+    let err = db::restart_db(&mut w.c, &w.srv, id).await.unwrap_err();
+    assert!(
+        matches!(&err, DbError::ReplicaAhead(a) if a.running && a.replica == replica.id),
+        "{err}"
+    );
+    assert!(err.to_string().contains("in memory, running"), "{err}");
+    use lazarus::error::DomainError;
+    assert!(err.hints()[0].contains("`SAVE` on it"), "{:?}", err.hints());
+    // Nothing stopped: the replica still serves every key.
+    assert_eq!(keys_of(&w, &d, replica.id).await, 120);
+}

@@ -262,14 +262,17 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
 }
 
 /// A master that is not running and starts from its `dump.rdb`, while a replica of it
-/// holds the same replication history further along (in its own `dump.rdb`, or in its
-/// memory while it runs as the replica): the master takes the history up where its file
-/// left it (`repl-id`, `repl-offset`), the replica asks to go on from further than that,
-/// is refused, and syncs whole from the master, its own file replaced: the writes
-/// between the two points, which only the replica held, are gone. Both keep a snapshot
-/// on their own schedule, so after a power loss either may be the newer. A replica that
+/// is further along the shard's replication stream (in its own `dump.rdb`, or in its
+/// memory while it runs as the replica): the master takes the stream up where its file
+/// left it (`repl-offset`), the replica asks to go on from further than that, is
+/// refused, and syncs whole from the master, its own file replaced: the writes between
+/// the two points, which only the replica held, are gone. Both keep a snapshot on their
+/// own schedule, so after a power loss either may be the newer. The offset is compared,
+/// not the stream's id: a master restarted from a file takes a new id and counts on from
+/// the file's offset, so the replica that followed it since holds an id no file of the
+/// master names (redis-server 7.0 then refuses its partial sync outright). A replica that
 /// took the slots in a failover is no loss (the master follows it). Only a snapshot
-/// database is asked: an AOF does not say where in the history it is.
+/// database is asked: an AOF does not say where in the stream it is.
 async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
     use crate::server::shard_dir::RDB_FILE;
     if db.config.persistence != crate::ccs::Persistence::Snapshot {
@@ -284,7 +287,10 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
         if shard_pid_on(&*host, &dir).await.is_some() {
             continue;
         }
-        let Some((history, from)) = rdb_replication(&*host, &dir.join(RDB_FILE)).await else {
+        let Some(mine) = rdb_head(&*host, &dir.join(RDB_FILE)).await else {
+            continue;
+        };
+        let Some(from) = mine.repl_offset else {
             continue;
         };
         for replica in db
@@ -303,15 +309,22 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
                 let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
                 match info {
                     Ok(i) if i.get("role") == Some("slave") => i
-                        .get("master_replid")
-                        .zip(i.get_u64("master_repl_offset"))
-                        .map(|(id, at)| (id.to_string(), at)),
+                        .get_u64("master_repl_offset")
+                        .map(|at| (at, Some(now_secs()))),
                     _ => None,
                 }
             } else {
-                rdb_replication(&*rhost, &rdir.join(RDB_FILE)).await
+                rdb_head(&*rhost, &rdir.join(RDB_FILE))
+                    .await
+                    .and_then(|h| Some((h.repl_offset?, h.created)))
             };
-            if let Some((_, at)) = theirs.filter(|(id, at)| *id == history && *at > from) {
+            // The pings a master sends its replicas move the stream on without a write:
+            // a replica whose file was written later is that much further along.
+            let ahead = theirs.filter(|&(at, when)| {
+                let idle = when.zip(mine.created).map_or(0, |(t, m)| t - m);
+                at > from.saturating_add(idle_growth(idle))
+            });
+            if let Some((at, _)) = ahead {
                 return Some(DbError::ReplicaAhead(Box::new(super::ReplicaAhead {
                     id: db.id,
                     name: db.config.name.clone(),
@@ -349,28 +362,43 @@ async fn may_hold_keys(
         .filter(|f| names.iter().any(|e| e.name == *f))
         .collect();
     if present == [RDB_FILE] {
-        let path = dir.join(RDB_FILE);
-        let head = host
-            .read_start(&path, crate::persist::RDB_HEAD_BYTES as u64)
-            .await;
-        return head.map_or(true, |h| {
-            crate::persist::rdb_keys_in_head(&h) != Some(false)
-        });
+        let keys = rdb_head(host, &dir.join(RDB_FILE))
+            .await
+            .and_then(|h| h.keys);
+        return keys != Some(false);
     }
     !present.is_empty()
 }
 
-/// The replication history an RDB on `host` is from and how far along it, from its
-/// first bytes; `None` when there is no such file or it does not say.
-async fn rdb_replication(
+/// What the first bytes of the RDB at `path` on `host` say of it; `None` when there is no
+/// such file, or it is not an RDB.
+async fn rdb_head(
     host: &dyn crate::host::Host,
     path: &std::path::Path,
-) -> Option<(String, u64)> {
+) -> Option<crate::persist::RdbHead> {
     let head = host
         .read_start(path, crate::persist::RDB_HEAD_BYTES as u64)
         .await
         .ok()?;
-    crate::persist::rdb_replication_in_head(&head)
+    crate::persist::rdb_head_of(&head)
+}
+
+/// Seconds since the epoch, as an RDB's `ctime` counts them.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How far a master's replication stream runs on in `secs` seconds with no write: a
+/// `PING` (14 bytes) every `repl-ping-replica-period` (10 s by default, as Lazarus leaves
+/// it), one more, and room for a `SELECT` (23 bytes). A replica further along than its
+/// master's file by more than that holds writes the file does not.
+fn idle_growth(secs: i64) -> u64 {
+    const PING: u64 = 14;
+    const PERIOD: u64 = 10;
+    const SLACK: u64 = 64;
+    PING * (secs.max(0) as u64 / PERIOD + 1) + SLACK
 }
 
 /// A TLS database's shards load the cluster's material from their node's persistent

@@ -228,9 +228,9 @@ impl std::fmt::Display for ReplicaAhead {
         write!(
             f,
             "db:{} `{}` cannot restart: redis:{} (node:{}) would start from its `dump.rdb` at \
-             replication offset {}, and its replica redis:{} (node:{}) holds the same history \
-             up to offset {} ({}): refused by the master as too new, it would sync from it \
-             whole and lose what only it holds; nothing was stopped",
+             replication offset {}, and its replica redis:{} (node:{}) is further along the \
+             shard's replication, at offset {} ({}): refused by the master as too new, it \
+             would sync from it whole and lose what only it holds; nothing was stopped",
             self.id,
             self.name,
             self.master,

@@ -89,8 +89,8 @@ pub use entries::{
 pub use fix::{fix_truncated, way_to_load, FixError, FixOutcome};
 pub(crate) use prefetch::{cores_free, on_one_core, one_core_on_this_thread};
 pub(crate) use rdb::{
-    created_in_head as rdb_created_in_head, keys_in_head as rdb_keys_in_head,
-    replication_in_head as rdb_replication_in_head, HEAD_BYTES as RDB_HEAD_BYTES,
+    created_in_head as rdb_created_in_head, head_of as rdb_head_of, RdbHead,
+    HEAD_BYTES as RDB_HEAD_BYTES,
 };
 pub use report::{CheckOptions, Fault, FileKind, FileReport, Verdict};
 pub use slot::{key_slot, SlotRange, SLOT_COUNT};

@@ -1313,39 +1313,43 @@ pub(crate) fn created_in_head(head: &[u8]) -> Option<i64> {
     rdb.out.created
 }
 
-/// The replication history an RDB's data is from and how far along it (its `repl-id`
-/// and `repl-offset` aux fields), from the first bytes of the file ([`HEAD_BYTES`]);
-/// `None` when they do not say both before the first key (the file of a server with no
-/// replication history, an AOF's base, not an RDB).
-pub(crate) fn replication_in_head(head: &[u8]) -> Option<(String, u64)> {
-    let mut src = Source::new(head, 0, head.len() as u64);
-    let mut rdb = Rdb::new(&mut src, None, 0);
-    rdb.header().ok()?;
-    while rdb.src.u8().ok()? == 0xfa {
-        rdb.aux().ok()?;
-        if let (Some(id), Some(offset)) = (&rdb.out.repl_id, rdb.out.repl_offset) {
-            return Some((id.clone(), offset));
-        }
-    }
-    None
+/// What an RDB's first bytes ([`HEAD_BYTES`]) say of it: its aux fields, and whether a
+/// database follows them.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct RdbHead {
+    /// When it was written (`ctime`, seconds).
+    pub created: Option<i64>,
+    /// The replication stream the writer was in and how far along it the data is
+    /// (`repl-id`, `repl-offset`: a master restarted from the file takes the offset up
+    /// again, under a new id).
+    pub repl_id: Option<String>,
+    pub repl_offset: Option<u64>,
+    /// Whether it holds any key: after the aux fields comes the file's end, or a
+    /// database's selector (a server writes one only for a database with keys). `None`
+    /// when the head does not say (anything else first: functions, module data; or aux
+    /// fields past the head).
+    pub keys: Option<bool>,
 }
 
-/// Whether an RDB holds any key, from its first bytes ([`HEAD_BYTES`]): after its aux
-/// fields comes its end, or a database's selector (a server writes one only for a
-/// database with keys). `None` when the head does not say (anything else first: functions,
-/// module data; or aux fields past the head).
-pub(crate) fn keys_in_head(head: &[u8]) -> Option<bool> {
+/// [`RdbHead`] of the first bytes of a file; `None` when they are not an RDB's.
+pub(crate) fn head_of(head: &[u8]) -> Option<RdbHead> {
     let mut src = Source::new(head, 0, head.len() as u64);
     let mut rdb = Rdb::new(&mut src, None, 0);
     rdb.header().ok()?;
-    loop {
-        match rdb.src.u8().ok()? {
-            0xfa => rdb.aux().ok()?,
-            0xff => return Some(false),
-            0xfe => return Some(true),
-            _ => return None,
+    let keys = loop {
+        match rdb.src.u8() {
+            Ok(0xfa) if rdb.aux().is_ok() => continue,
+            Ok(0xff) => break Some(false),
+            Ok(0xfe) => break Some(true),
+            _ => break None,
         }
-    }
+    };
+    Some(RdbHead {
+        created: rdb.out.created,
+        repl_id: rdb.out.repl_id.take(),
+        repl_offset: rdb.out.repl_offset,
+        keys,
+    })
 }
 
 /// Key fingerprints in an RDB's database kept 6 bytes a key (see `fp_set`).

@@ -802,53 +802,53 @@ fn a_fingerprint_visitor_is_told_every_key_it_lets_through_once() {
     }
 }
 
-/// What a file's first bytes say of its replication history and whether it holds keys:
-/// read from the aux fields before the first database, as a server writes them (the
-/// offset as an integer-encoded string or as digits), and nothing guessed past them.
+/// What a file's first bytes say of it: its aux fields (the replication offset as an
+/// integer-encoded string or as digits) and whether a database follows them, nothing
+/// guessed past them.
 #[test]
-fn a_head_says_its_replication_history_and_whether_it_holds_keys() {
-    use super::rdb::{keys_in_head, replication_in_head};
+fn a_head_says_its_replication_offset_and_whether_it_holds_keys() {
+    use super::rdb::{head_of, RdbHead};
     let id = b"7820e203f80be390c6e60a00da1b00b347f4c3c3";
     let mut aux = [0xfa].to_vec();
+    aux.extend(s(b"ctime"));
+    aux.push(0xc2);
+    aux.extend(1_796_660_790u32.to_le_bytes());
+    aux.push(0xfa);
     aux.extend(s(b"repl-id"));
     aux.extend(s(id));
     aux.push(0xfa);
     aux.extend(s(b"repl-offset"));
     // An integer-encoded string (32 bits), as redis-server writes a small number.
-    aux.extend([0xc2]);
+    aux.push(0xc2);
     aux.extend(34_433u32.to_le_bytes());
+    let said = RdbHead {
+        created: Some(1_796_660_790),
+        repl_id: Some(String::from_utf8(id.to_vec()).unwrap()),
+        repl_offset: Some(34_433),
+        keys: Some(false),
+    };
     let empty = rdb(b"REDIS0010", &aux);
-    let history = Some((String::from_utf8(id.to_vec()).unwrap(), 34_433));
-    assert_eq!(replication_in_head(&empty), history);
-    assert_eq!(keys_in_head(&empty), Some(false));
+    assert_eq!(head_of(&empty), Some(said));
     let mut with_key = aux.clone();
     with_key.extend([0xfe, 0, 0]);
     with_key.extend(s(b"k"));
     with_key.extend(s(b"v"));
-    let full = rdb(b"REDIS0010", &with_key);
-    assert_eq!(replication_in_head(&full), history);
-    assert_eq!(keys_in_head(&full), Some(true));
-    // The offset as digits; the id alone says nothing.
+    let full = head_of(&rdb(b"REDIS0010", &with_key)).unwrap();
+    assert_eq!((full.keys, full.repl_offset), (Some(true), Some(34_433)));
+    // The offset as digits.
     let mut digits = [0xfa].to_vec();
     digits.extend(s(b"repl-offset"));
     digits.extend(s(b"12345678901"));
-    digits.push(0xfa);
-    digits.extend(s(b"repl-id"));
-    digits.extend(s(id));
+    let h = head_of(&rdb(b"REDIS0011", &digits)).unwrap();
     assert_eq!(
-        replication_in_head(&rdb(b"REDIS0011", &digits)).map(|h| h.1),
-        Some(12_345_678_901)
+        (h.repl_offset, h.repl_id, h.created),
+        (Some(12_345_678_901), None, None)
     );
-    assert_eq!(
-        replication_in_head(&rdb(b"REDIS0011", &aux[..aux.len() - 18])),
-        None
-    );
-    // A function library first, a cut head, not an RDB: not said.
+    // A function library first, a cut head: whether it holds keys is not said.
     let mut functions = aux.clone();
-    functions.extend([0xf5]);
+    functions.push(0xf5);
     functions.extend(s(b"#!lua name=x\nreturn 1"));
-    assert_eq!(keys_in_head(&rdb(b"REDIS0010", &functions)), None);
-    assert_eq!(keys_in_head(&empty[..empty.len() - 10]), None);
-    assert_eq!(keys_in_head(b"not an rdb at all"), None);
-    assert_eq!(replication_in_head(b"REDIS0010"), None);
+    assert_eq!(head_of(&rdb(b"REDIS0010", &functions)).unwrap().keys, None);
+    assert_eq!(head_of(&empty[..empty.len() - 10]).unwrap().keys, None);
+    assert_eq!(head_of(b"not an rdb at all"), None);
 }

@@ -278,6 +278,7 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
     if db.config.persistence != crate::ccs::Persistence::Snapshot {
         return None;
     }
+    let mut pairs: Vec<super::Behind> = Vec::new();
     for master in db.masters() {
         let Some(node) = cluster.nodes.get(&master.node) else {
             continue;
@@ -325,23 +326,35 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
                 at > from.saturating_add(idle_growth(idle))
             });
             if let Some((at, _)) = ahead {
-                return Some(DbError::ReplicaAhead(Box::new(super::ReplicaAhead {
-                    id: db.id,
-                    name: db.config.name.clone(),
+                let further = pairs
+                    .last()
+                    .filter(|p| p.master == master.id)
+                    .is_none_or(|p| at > p.replica_offset);
+                if !further {
+                    continue;
+                }
+                pairs.retain(|p| p.master != master.id);
+                pairs.push(super::Behind {
                     master: master.id,
                     node: node.id,
-                    dir,
+                    dir: dir.clone(),
                     master_offset: from,
                     replica: replica.id,
                     replica_node: rnode.id,
                     replica_dir: rdir,
                     replica_offset: at,
                     running,
-                })));
+                });
             }
         }
     }
-    None
+    (!pairs.is_empty()).then(|| {
+        DbError::ReplicaAhead(Box::new(super::ReplicasAhead {
+            id: db.id,
+            name: db.config.name.clone(),
+            pairs,
+        }))
+    })
 }
 
 /// Whether the directory `dir` on `host` holds one of `loads` (the files its server loads

@@ -185,7 +185,7 @@ pub enum DbError {
         replica_dir: PathBuf,
     },
     #[error("{0}")]
-    ReplicaAhead(Box<ReplicaAhead>),
+    ReplicaAhead(Box<ReplicasAhead>),
     #[error(
         "interrupted: `create db {0}` was rolled back (its shards stopped, their directories \
          removed, the configuration unchanged)"
@@ -205,12 +205,20 @@ pub enum DbError {
     Store(#[from] crate::ccs::StoreError),
 }
 
-/// A master that would start from a file behind its replica on the same replication
-/// history ([`DbError::ReplicaAhead`]).
+/// Masters that would start from a file behind a replica of theirs
+/// ([`DbError::ReplicaAhead`]).
 #[derive(Debug)]
-pub struct ReplicaAhead {
+pub struct ReplicasAhead {
     pub id: Id,
     pub name: String,
+    /// Each such master with its replica furthest along.
+    pub pairs: Vec<Behind>,
+}
+
+/// A master that would start from its `dump.rdb` at `master_offset` of its shard's
+/// replication, and its replica at `replica_offset`, further along.
+#[derive(Debug)]
+pub struct Behind {
     pub master: Id,
     pub node: Id,
     pub dir: PathBuf,
@@ -223,27 +231,34 @@ pub struct ReplicaAhead {
     pub running: bool,
 }
 
-impl std::fmt::Display for ReplicaAhead {
+impl std::fmt::Display for ReplicasAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "db:{} `{}` cannot restart: ", self.id, self.name)?;
+        for (i, b) in self.pairs.iter().enumerate() {
+            write!(
+                f,
+                "{}redis:{} (node:{}) would start from its `dump.rdb` at replication offset \
+                 {}, and its replica redis:{} (node:{}) is further along the shard's \
+                 replication, at offset {} ({})",
+                if i > 0 { "; " } else { "" },
+                b.master,
+                b.node,
+                b.master_offset,
+                b.replica,
+                b.replica_node,
+                b.replica_offset,
+                if b.running {
+                    "in memory, running"
+                } else {
+                    "in its `dump.rdb`"
+                }
+            )?;
+        }
         write!(
             f,
-            "db:{} `{}` cannot restart: redis:{} (node:{}) would start from its `dump.rdb` at \
-             replication offset {}, and its replica redis:{} (node:{}) is further along the \
-             shard's replication, at offset {} ({}): refused by the master as too new, it \
-             would sync from it whole and lose what only it holds; nothing was stopped",
-            self.id,
-            self.name,
-            self.master,
-            self.node,
-            self.master_offset,
-            self.replica,
-            self.replica_node,
-            self.replica_offset,
-            if self.running {
-                "in memory, running"
-            } else {
-                "in its `dump.rdb`"
-            }
+            ": refused by its master as too new, a replica would sync from it whole and lose \
+             what only it holds; nothing was stopped: put the replica's `dump.rdb` in place of \
+             its master's (the master's set aside) and restart again"
         )
     }
 }
@@ -321,31 +336,33 @@ impl crate::error::DomainError for DbError {
                 ),
             ],
             DbError::ReplicaAhead(a) => {
-                let ReplicaAhead {
-                    name,
-                    master,
-                    node,
-                    dir,
-                    replica,
-                    replica_node,
-                    replica_dir,
-                    running,
-                    ..
-                } = &**a;
                 let mut hints = Vec::new();
-                if *running {
+                for b in &a.pairs {
+                    let Behind {
+                        master,
+                        node,
+                        dir,
+                        replica,
+                        replica_node,
+                        replica_dir,
+                        ..
+                    } = b;
+                    if b.running {
+                        hints.push(format!(
+                            "have redis:{replica} write what it holds: `SAVE` on it (`status \
+                             shards` gives its address), or stop it"
+                        ));
+                    }
                     hints.push(format!(
-                        "have redis:{replica} write what it holds: `SAVE` on it (`status \
-                         shards` gives its address), or stop it"
+                        "set redis:{master}'s `dump.rdb` in `{}` on node:{node} aside, copy \
+                         redis:{replica}'s from `{}` on node:{replica_node} in its place",
+                        dir.display(),
+                        replica_dir.display(),
                     ));
                 }
                 hints.push(format!(
-                    "set redis:{master}'s `dump.rdb` in `{}` on node:{node} aside, copy \
-                     redis:{replica}'s from `{}` on node:{replica_node} in its place, then \
-                     run `restart db {}` again: the master starts where the replica got to",
-                    dir.display(),
-                    replica_dir.display(),
-                    crate::lang::quote(name)
+                    "then run `restart db {}` again: each master starts where its replica got to",
+                    crate::lang::quote(&a.name)
                 ));
                 hints
             }

@@ -201,11 +201,11 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
 /// from (its node's disk was lost or wiped, its RDB deleted, or it never saved one: a
 /// `nodes.conf` left behind is no data), while a replica of it holds its data (running as
 /// its replica, or with such files, unless an RDB alone that says it holds no key):
-/// started empty, it would be the master the replica
-/// syncs from, and the replica's copy would be emptied, on disk too (a full sync replaces
-/// the replica's files). After a failover the replica serves the slots as a master and
-/// the restarted master follows it: that is no loss, and not refused. A database without
-/// persistence keeps nothing on disk, so it is not asked.
+/// started empty, it would be the master the replica syncs from, and the replica's copy
+/// would be emptied, on disk too (a full sync replaces the replica's files). After a
+/// failover the replica serves the slots as a master and the restarted master follows
+/// it: that is no loss, and not refused. A database without persistence keeps nothing on
+/// disk, so it is not asked.
 async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
     use crate::ccs::Persistence;
     if db.config.persistence == Persistence::Disabled {
@@ -309,7 +309,8 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
                 let addr = cluster.shard_addr(db, &rnode.addr, replica.port);
                 let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
                 match info {
-                    Ok(i) if i.get("role") == Some("slave") => i
+                    // Still its replica (one that took the slots is followed instead).
+                    Ok(i) if i.get("role").is_some_and(|r| r != "master") => i
                         .get_u64("master_repl_offset")
                         .map(|at| (at, Some(now_secs()))),
                     _ => None,

@@ -168,11 +168,11 @@ pub enum DbError {
     #[error(
         "db:{id} `{name}` cannot restart: redis:{master}'s directory `{dir}` on node:{node} \
          holds nothing its server loads keys from (`dump.rdb`; with AOF persistence also \
-         `appendonlydir`, `appendonly.aof`): started empty, its replica redis:{replica} (node:{replica_node}), whose copy of the data \
-         (`{replica_dir}`) may be the only one, would sync from it and be emptied; nothing \
-         was stopped: copy the replica's data files into `{dir}` and run `restart db \
-         {name}` again, or restore a backup run of it (`restore task create name <task> db \
-         {name} backup latest force`)"
+         `appendonlydir`, `appendonly.aof`): started empty, its replica redis:{replica} \
+         (node:{replica_node}), whose copy of the data (`{replica_dir}`) may be the only \
+         one, would sync from it and be emptied; nothing was stopped: copy the replica's \
+         data files into `{dir}` and run `restart db {name}` again, or restore a backup run \
+         of it (`restore task create name <task> db {name} backup latest force`)"
     )]
     MasterWithoutData {
         id: Id,

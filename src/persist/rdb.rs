@@ -74,8 +74,9 @@ pub(crate) struct RdbOutcome {
     pub empty_skipped: u64,
     /// AUX `aof-base` said this RDB is the base of a multi-part AOF.
     pub aof_base: bool,
-    /// AUX `repl-id` and `repl-offset`: the replication history the writer was in and how
-    /// far along it the data is (a master restarted from the file takes both up again).
+    /// AUX `repl-id` and `repl-offset`: the replication stream the writer was in and how
+    /// far along it the data is (a master restarted from the file takes the offset up
+    /// again, under a new id).
     pub repl_id: Option<String>,
     pub repl_offset: Option<u64>,
     pub warnings: Vec<String>,
@@ -1304,13 +1305,7 @@ pub(crate) const HEAD_BYTES: usize = 4096;
 /// bytes of the file ([`HEAD_BYTES`] are plenty); `None` when they do not say (no such
 /// field before the first key, not an RDB). Recovery ranks an RDB by this time.
 pub(crate) fn created_in_head(head: &[u8]) -> Option<i64> {
-    let mut src = Source::new(head, 0, head.len() as u64);
-    let mut rdb = Rdb::new(&mut src, None, 0);
-    rdb.header().ok()?;
-    while rdb.out.created.is_none() && rdb.src.u8().ok()? == 0xfa {
-        rdb.aux().ok()?;
-    }
-    rdb.out.created
+    head_of(head)?.created
 }
 
 /// What an RDB's first bytes ([`HEAD_BYTES`]) say of it: its aux fields, and whether a

@@ -911,12 +911,7 @@ async fn restart_refuses_a_master_left_with_only_its_nodes_conf() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The replica saved on its schedule; then the power went: both die.
-    let raddr = db::shard_addr(&w.c, &d, replica.id).unwrap();
-    let mut con = lazarus::server::connect(&raddr, Duration::from_secs(2))
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
-    drop(con);
+    save_on(&w, &d, replica.id).await;
     w.kill(master.pid.unwrap()).await;
     w.kill(replica.pid.unwrap()).await;
     let dir = w.c.nodes[&master.node].shard_dir(id, master.id);
@@ -1210,13 +1205,24 @@ async fn keys_of(w: &World, d: &lazarus::ccs::Database, shard: u64) -> u64 {
         .unwrap()
 }
 
-/// `cmd` on shard `shard` of `d`.
-async fn on_shard(w: &World, d: &lazarus::ccs::Database, shard: u64, cmd: &str) {
+/// `SAVE` on shard `shard` of `d`, once a background save under way (the first sync of
+/// a replica, the save schedule) has ended.
+async fn save_on(w: &World, d: &lazarus::ccs::Database, shard: u64) {
     let addr = db::shard_addr(&w.c, d, shard).unwrap();
     let mut con = lazarus::server::connect(&addr, Duration::from_secs(2))
         .await
         .unwrap();
-    let _: redis::Value = redis::cmd(cmd).query_async(&mut con).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match redis::cmd("SAVE").query_async::<()>(&mut con).await {
+            Ok(()) => return,
+            Err(e) if e.to_string().contains("in progress") => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("SAVE on redis:{shard}: {e}"),
+        }
+    }
 }
 
 /// A snapshot database's master and replica each save on their own schedule: after a
@@ -1252,7 +1258,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
         let _: () = k.set(format!("{{{tag}}}key{i}"), i).await.unwrap();
     }
     drop(k);
-    on_shard(&w, &d, master.id, "SAVE").await;
+    save_on(&w, &d, master.id).await;
     let saved = keys_of(&w, &d, master.id).await;
     // Writes after the master's last save, which the replica's save takes.
     let mut k = client.get_async_connection().await.unwrap();
@@ -1270,7 +1276,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    on_shard(&w, &d, replica.id, "SAVE").await;
+    save_on(&w, &d, replica.id).await;
     // The power goes: every shard dies.
     for s in &d.shards {
         w.kill(s.pid.unwrap()).await;
@@ -1340,7 +1346,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    on_shard(&w, &d, replica.id, "SAVE").await;
+    save_on(&w, &d, replica.id).await;
     for s in &d.shards {
         w.kill(s.pid.unwrap()).await;
     }
@@ -1371,7 +1377,7 @@ async fn restart_refuses_a_master_behind_its_running_replica() {
     for i in 0..50 {
         let _: () = k.set(format!("key{i}"), i).await.unwrap();
     }
-    on_shard(&w, &d, master.id, "SAVE").await;
+    save_on(&w, &d, master.id).await;
     for i in 50..120 {
         let _: () = k.set(format!("key{i}"), i).await.unwrap();
     }

@@ -212,53 +212,117 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
         return None;
     }
     let loads = crate::server::shard_dir::key_files(db.config.persistence == Persistence::Aof);
-    let has_data =
-        |names: &[crate::host::DirEntry]| names.iter().any(|e| loads.contains(&e.name.as_str()));
-    for master in db.masters() {
-        let Some(node) = cluster.nodes.get(&master.node) else {
-            continue;
-        };
-        let host = hosts.of(node.id);
-        let dir = node.shard_dir(db.id, master.id);
-        if shard_pid_on(&*host, &dir).await.is_some() {
+    for (master, replicas) in down_masters(cluster, db, hosts).await {
+        let names = master.host.list(&master.dir).await;
+        if names.is_ok_and(|names| names.iter().any(|e| loads.contains(&e.name.as_str()))) {
             continue;
         }
-        if host.list(&dir).await.is_ok_and(|names| has_data(&names)) {
-            continue;
-        }
-        for replica in db
-            .shards
-            .iter()
-            .filter(|s| s.role == Role::Replica && s.master == Some(master.id))
-        {
-            let Some(rnode) = cluster.nodes.get(&replica.node) else {
-                continue;
+        for replica in replicas {
+            let holds = match replica.role(cluster, db).await {
+                // It took the slots: the master follows it.
+                Some(role) if role.is_master => continue,
+                Some(_) => true,
+                None => may_hold_keys(&*replica.host, &replica.dir, loads).await,
             };
-            let rhost = hosts.of(rnode.id);
-            let rdir = rnode.shard_dir(db.id, replica.id);
-            let running = shard_pid_on(&*rhost, &rdir).await.is_some();
-            if running {
-                let addr = cluster.shard_addr(db, &rnode.addr, replica.port);
-                let role = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
-                if role.is_ok_and(|i| i.get("role") == Some("master")) {
-                    continue;
-                }
-            }
-            if running || may_hold_keys(&*rhost, &rdir, loads).await {
+            if holds {
                 return Some(DbError::MasterWithoutData {
                     id: db.id,
                     name: db.config.name.clone(),
-                    master: master.id,
-                    node: node.id,
-                    dir,
-                    replica: replica.id,
-                    replica_node: rnode.id,
-                    replica_dir: rdir,
+                    master: master.shard.id,
+                    node: master.node,
+                    dir: master.dir,
+                    replica: replica.shard.id,
+                    replica_node: replica.node,
+                    replica_dir: replica.dir,
                 });
             }
         }
     }
     None
+}
+
+/// A shard as a restart finds it before anything stops: its node, host and directory,
+/// and whether its server runs there.
+struct ShardAt<'a> {
+    shard: &'a crate::ccs::Shard,
+    node: Id,
+    addr: &'a str,
+    host: std::sync::Arc<dyn crate::host::Host>,
+    dir: PathBuf,
+    running: bool,
+}
+
+/// What a running shard says of its replication role.
+struct RoleNow {
+    is_master: bool,
+    /// How far along its master's stream it is (`master_repl_offset`).
+    offset: Option<u64>,
+}
+
+impl ShardAt<'_> {
+    /// Its role, asked of its server when it runs and answers.
+    async fn role(&self, cluster: &Cluster, db: &Database) -> Option<RoleNow> {
+        if !self.running {
+            return None;
+        }
+        let addr = cluster.shard_addr(db, self.addr, self.shard.port);
+        let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
+        // A replica that does not answer still runs as one.
+        let Ok(info) = info else {
+            return Some(RoleNow {
+                is_master: false,
+                offset: None,
+            });
+        };
+        Some(RoleNow {
+            is_master: info.get("role") == Some("master"),
+            offset: info.get_u64("master_repl_offset"),
+        })
+    }
+}
+
+/// Each master of `db` whose server does not run, with its replicas, as a restart finds
+/// them (shards on nodes the configuration no longer has are left out).
+async fn down_masters<'a>(
+    cluster: &'a Cluster,
+    db: &'a Database,
+    hosts: &Hosts,
+) -> Vec<(ShardAt<'a>, Vec<ShardAt<'a>>)> {
+    async fn at<'a>(
+        cluster: &'a Cluster,
+        db: &Database,
+        hosts: &Hosts,
+        shard: &'a crate::ccs::Shard,
+    ) -> Option<ShardAt<'a>> {
+        let node = cluster.nodes.get(&shard.node)?;
+        let host = hosts.of(node.id);
+        let dir = node.shard_dir(db.id, shard.id);
+        let running = shard_pid_on(&*host, &dir).await.is_some();
+        Some(ShardAt {
+            shard,
+            node: node.id,
+            addr: &node.addr,
+            host,
+            dir,
+            running,
+        })
+    }
+    let mut out = Vec::new();
+    for master in db.masters() {
+        let Some(m) = at(cluster, db, hosts, master).await.filter(|m| !m.running) else {
+            continue;
+        };
+        let mut replicas = Vec::new();
+        for r in db
+            .shards
+            .iter()
+            .filter(|s| s.role == Role::Replica && s.master == Some(master.id))
+        {
+            replicas.extend(at(cluster, db, hosts, r).await);
+        }
+        out.push((m, replicas));
+    }
+    out
 }
 
 /// A master that is not running and starts from its `dump.rdb`, while a replica of it
@@ -279,46 +343,22 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
         return None;
     }
     let mut pairs: Vec<super::Behind> = Vec::new();
-    for master in db.masters() {
-        let Some(node) = cluster.nodes.get(&master.node) else {
-            continue;
-        };
-        let host = hosts.of(node.id);
-        let dir = node.shard_dir(db.id, master.id);
-        if shard_pid_on(&*host, &dir).await.is_some() {
-            continue;
-        }
-        let Some(mine) = rdb_head(&*host, &dir.join(RDB_FILE)).await else {
+    for (master, replicas) in down_masters(cluster, db, hosts).await {
+        let Some(mine) = rdb_head(&*master.host, &master.dir.join(RDB_FILE)).await else {
             continue;
         };
         let Some(from) = mine.repl_offset else {
             continue;
         };
-        for replica in db
-            .shards
-            .iter()
-            .filter(|s| s.role == Role::Replica && s.master == Some(master.id))
-        {
-            let Some(rnode) = cluster.nodes.get(&replica.node) else {
-                continue;
-            };
-            let rhost = hosts.of(rnode.id);
-            let rdir = rnode.shard_dir(db.id, replica.id);
-            let running = shard_pid_on(&*rhost, &rdir).await.is_some();
-            let theirs = if running {
-                let addr = cluster.shard_addr(db, &rnode.addr, replica.port);
-                let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
-                match info {
-                    // Still its replica (one that took the slots is followed instead).
-                    Ok(i) if i.get("role").is_some_and(|r| r != "master") => i
-                        .get_u64("master_repl_offset")
-                        .map(|at| (at, Some(now_secs()))),
-                    _ => None,
-                }
-            } else {
-                rdb_head(&*rhost, &rdir.join(RDB_FILE))
+        let mut furthest: Option<(ShardAt, u64)> = None;
+        for replica in replicas {
+            // Where it is along the stream, and when it was there.
+            let theirs = match replica.role(cluster, db).await {
+                Some(role) if role.is_master => continue,
+                Some(role) => role.offset.map(|at| (at, Some(now_secs()))),
+                None => rdb_head(&*replica.host, &replica.dir.join(RDB_FILE))
                     .await
-                    .and_then(|h| Some((h.repl_offset?, h.created)))
+                    .and_then(|h| Some((h.repl_offset?, h.created))),
             };
             // The pings a master sends its replicas move the stream on without a write:
             // a replica whose file was written later is that much further along.
@@ -327,26 +367,23 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
                 at > from.saturating_add(idle_growth(idle))
             });
             if let Some((at, _)) = ahead {
-                let further = pairs
-                    .last()
-                    .filter(|p| p.master == master.id)
-                    .is_none_or(|p| at > p.replica_offset);
-                if !further {
-                    continue;
+                if furthest.as_ref().is_none_or(|(_, f)| at > *f) {
+                    furthest = Some((replica, at));
                 }
-                pairs.retain(|p| p.master != master.id);
-                pairs.push(super::Behind {
-                    master: master.id,
-                    node: node.id,
-                    dir: dir.clone(),
-                    master_offset: from,
-                    replica: replica.id,
-                    replica_node: rnode.id,
-                    replica_dir: rdir,
-                    replica_offset: at,
-                    running,
-                });
             }
+        }
+        if let Some((replica, at)) = furthest {
+            pairs.push(super::Behind {
+                master: master.shard.id,
+                node: master.node,
+                dir: master.dir,
+                master_offset: from,
+                replica: replica.shard.id,
+                replica_node: replica.node,
+                replica_dir: replica.dir,
+                replica_offset: at,
+                running: replica.running,
+            });
         }
     }
     (!pairs.is_empty()).then(|| {

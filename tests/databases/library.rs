@@ -875,41 +875,11 @@ async fn restart_refuses_an_empty_master_over_a_replica_holding_its_data() {
 #[tokio::test]
 async fn restart_refuses_a_master_left_with_only_its_nodes_conf() {
     let mut w = World::new(2);
-    let id = w
-        .create(DbConfig {
-            replication: true,
-            ..config("kept", 2, Persistence::Snapshot)
-        })
-        .await;
-    let d = w.c.databases[&id].clone();
-    let endpoint = format!("127.0.0.1:{}", d.port);
-    cluster_round_trip(&endpoint, 200).await;
-    let master = d.masters().next().unwrap().clone();
-    let replica = d
-        .shards
-        .iter()
-        .find(|s| s.master == Some(master.id))
-        .unwrap()
-        .clone();
-    let keys_of = |shard: u64| {
-        let addr = db::shard_addr(&w.c, &d, shard).unwrap();
-        async move {
-            let mut con = lazarus::server::connect(&addr, Duration::from_secs(2))
-                .await
-                .unwrap();
-            redis::cmd("DBSIZE")
-                .query_async::<u64>(&mut con)
-                .await
-                .unwrap()
-        }
-    };
-    let held = keys_of(master.id).await;
+    let (id, d, master, replica) = replicated(&mut w, "kept", 2).await;
+    cluster_round_trip(&format!("127.0.0.1:{}", d.port), 200).await;
+    let held = keys_of(&w, &d, master.id).await;
     assert!(held > 0, "no key on redis:{}", master.id);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while keys_of(replica.id).await != held {
-        assert!(std::time::Instant::now() < deadline, "replica never synced");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_keys(&w, &d, replica.id, held).await;
     // The replica saved on its schedule; then the power went: both die.
     save_on(&w, &d, replica.id).await;
     w.kill(master.pid.unwrap()).await;
@@ -1193,6 +1163,35 @@ async fn status_names_the_slots_a_master_does_not_serve() {
     assert!(report.unserved_slots().is_empty(), "{report:?}");
 }
 
+/// A snapshot database of `shards` masters with a replica each: its id and
+/// configuration, its first master and that master's replica.
+async fn replicated(
+    w: &mut World,
+    name: &str,
+    shards: u32,
+) -> (
+    u64,
+    lazarus::ccs::Database,
+    lazarus::ccs::Shard,
+    lazarus::ccs::Shard,
+) {
+    let id = w
+        .create(DbConfig {
+            replication: true,
+            ..config(name, shards, Persistence::Snapshot)
+        })
+        .await;
+    let d = w.c.databases[&id].clone();
+    let master = d.masters().next().unwrap().clone();
+    let replica = d
+        .shards
+        .iter()
+        .find(|s| s.master == Some(master.id))
+        .unwrap()
+        .clone();
+    (id, d, master, replica)
+}
+
 /// DBSIZE of shard `shard` of `d`.
 async fn keys_of(w: &World, d: &lazarus::ccs::Database, shard: u64) -> u64 {
     let addr = db::shard_addr(&w.c, d, shard).unwrap();
@@ -1203,6 +1202,22 @@ async fn keys_of(w: &World, d: &lazarus::ccs::Database, shard: u64) -> u64 {
         .query_async::<u64>(&mut con)
         .await
         .unwrap()
+}
+
+/// Waits (10 s at most) until shard `shard` of `d` holds `n` keys: a replica catching up.
+async fn until_keys(w: &World, d: &lazarus::ccs::Database, shard: u64, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = keys_of(w, d, shard).await;
+        if held == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis:{shard} holds {held} keys, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `SAVE` on shard `shard` of `d`, once a background save under way (the first sync of
@@ -1234,21 +1249,8 @@ async fn save_on(w: &World, d: &lazarus::ccs::Database, shard: u64) {
 #[tokio::test]
 async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
     let mut w = World::new(2);
-    let id = w
-        .create(DbConfig {
-            replication: true,
-            ..config("behind", 2, Persistence::Snapshot)
-        })
-        .await;
-    let d = w.c.databases[&id].clone();
+    let (id, d, master, replica) = replicated(&mut w, "behind", 2).await;
     let endpoint = format!("127.0.0.1:{}", d.port);
-    let master = d.masters().next().unwrap().clone();
-    let replica = d
-        .shards
-        .iter()
-        .find(|s| s.master == Some(master.id))
-        .unwrap()
-        .clone();
     // Every key on this master's slots: the other master and its replica stay as they
     // were made (the replica's file may be later than its master's by pings alone).
     let tag = crate::common::world::slot_tag(master.slots.as_ref().unwrap().start);
@@ -1268,14 +1270,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
     drop(k);
     let held = keys_of(&w, &d, master.id).await;
     assert!(held > saved);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while keys_of(&w, &d, replica.id).await != held {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_keys(&w, &d, replica.id, held).await;
     save_on(&w, &d, replica.id).await;
     // The power goes: every shard dies.
     for s in &d.shards {
@@ -1323,11 +1318,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
     db::restart_db(&mut w.c, &w.srv, id).await.unwrap();
     let d = w.c.databases[&id].clone();
     assert_eq!(keys_of(&w, &d, master.id).await, held);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while keys_of(&w, &d, replica.id).await != held {
-        assert!(std::time::Instant::now() < deadline, "replica lost keys");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_keys(&w, &d, replica.id, held).await;
 
     // Again, now that the master restarted from a file: it took a new stream id, which
     // the replica follows and saves, and which no file of the master names. Only the
@@ -1338,14 +1329,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
     }
     drop(k);
     let held = keys_of(&w, &d, master.id).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while keys_of(&w, &d, replica.id).await != held {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_keys(&w, &d, replica.id, held).await;
     save_on(&w, &d, replica.id).await;
     for s in &d.shards {
         w.kill(s.pid.unwrap()).await;
@@ -1364,15 +1348,7 @@ async fn restart_refuses_a_master_behind_its_replica_after_a_power_loss() {
 #[tokio::test]
 async fn restart_refuses_a_master_behind_its_running_replica() {
     let mut w = World::new(2);
-    let id = w
-        .create(DbConfig {
-            replication: true,
-            ..config("ahead", 1, Persistence::Snapshot)
-        })
-        .await;
-    let d = w.c.databases[&id].clone();
-    let master = d.masters().next().unwrap().clone();
-    let replica = d.shards.iter().find(|s| s.id != master.id).unwrap().clone();
+    let (id, d, master, replica) = replicated(&mut w, "ahead", 1).await;
     let mut k = w.con("ahead").await;
     for i in 0..50 {
         let _: () = k.set(format!("key{i}"), i).await.unwrap();
@@ -1382,14 +1358,7 @@ async fn restart_refuses_a_master_behind_its_running_replica() {
         let _: () = k.set(format!("key{i}"), i).await.unwrap();
     }
     drop(k);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while keys_of(&w, &d, replica.id).await != 120 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_keys(&w, &d, replica.id, 120).await;
     w.kill(master.pid.unwrap()).await;
 
     let err = db::restart_db(&mut w.c, &w.srv, id).await.unwrap_err();

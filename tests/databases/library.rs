@@ -909,6 +909,7 @@ async fn restart_refuses_a_master_left_with_only_its_nodes_conf() {
     assert_eq!(report.keys, held);
     assert!(!dir.join("dump.rdb").exists());
 }
+
 /// After a failover, a master whose node lost its disk comes back as a new node that
 /// knows no other (its `nodes.conf` went with the disk): `restart db` used to fail on
 /// every try with "Unknown node" (`CLUSTER REPLICATE` of a replica it never met). It

@@ -547,3 +547,31 @@ fn verify_db() {
     run.files_read = vec!["s3://offsite/lazarus/20261204-030012-17/shard-3.rdb.zst.age".into()];
     insta::assert_snapshot!("verify_db_against_run", both(&run));
 }
+
+/// `restart all` with a database refused: the refusal's hints under it, as a command of
+/// its own gives them (the way forward names other nodes' directories).
+#[test]
+fn restart_all_gives_each_refusal_its_hints() {
+    let c = cluster();
+    let report = super::restart::RestartReport {
+        restarted: vec![DbView::new(&c, &c.databases[&3])],
+        running: vec!["cache".into()],
+        pending_recovery: Vec::new(),
+        failed: vec![super::restart::RestartFailed {
+            id: 9,
+            name: "billing".into(),
+            reason: "db:9 `billing` cannot restart: redis:10 (node:1) would start from its \
+                     `dump.rdb` at replication offset 100, and its replica redis:11 (node:2) \
+                     is further along the shard's replication, at offset 900"
+                .into(),
+            kind: ErrorKind::Conflict,
+            hints: vec![
+                "set redis:10's `dump.rdb` in `/n1/redis/db-9/shard-10` on node:1 aside, copy \
+                 redis:11's from `/n2/redis/db-9/shard-11` on node:2 in its place"
+                    .into(),
+                "then run `restart db billing` again".into(),
+            ],
+        }],
+    };
+    insta::assert_snapshot!("restart_all_refused", both(&report));
+}

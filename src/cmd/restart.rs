@@ -30,6 +30,8 @@ pub struct RestartFailed {
     pub name: String,
     pub reason: String,
     pub kind: ErrorKind,
+    /// What to do about it, as a command's own failure gives them.
+    pub hints: Vec<String>,
 }
 
 impl Render for RestartReport {
@@ -46,6 +48,9 @@ impl Render for RestartReport {
         }
         for f in &self.failed {
             text.line(format!("db:{} `{}`: failed: {}", f.id, f.name, f.reason));
+            for h in &f.hints {
+                text.line(format!("  hint: {h}"));
+            }
         }
         if !self.running.is_empty() {
             text.line(format!(
@@ -112,6 +117,7 @@ pub(super) async fn several(ctx: &Context, which: Option<&[DbRef]>) -> Result<Re
                     name,
                     reason: e.message().to_string(),
                     kind: e.kind(),
+                    hints: e.hints().to_vec(),
                 }
             })
             .collect(),

@@ -174,11 +174,12 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
             aside: Box::new(aside),
         });
     }
-    if let Some(lost) = master_without_data(cluster, &db, &hosts).await {
-        return Err(lost);
-    }
-    if let Some(ahead) = replica_ahead(cluster, &db, &hosts).await {
-        return Err(ahead);
+    // Down masters and their replicas, looked at once for both refusals below.
+    let masters_down = down_masters(cluster, &db, &hosts).await;
+    if let Some(refused) =
+        master_without_data(&db, &masters_down).or_else(|| replica_ahead(&db, &masters_down))
+    {
+        return Err(refused);
     }
     reinstall_lost_material(cluster, &db, &hosts).await?;
     let result = stop_and_start(cluster, server, &db).await;
@@ -205,24 +206,20 @@ pub async fn restart_db(cluster: &mut Cluster, server: &Servers, id: Id) -> Resu
 /// would be emptied, on disk too (a full sync replaces the replica's files). After a
 /// failover the replica serves the slots as a master and the restarted master follows
 /// it: that is no loss, and not refused. A database without persistence keeps nothing on
-/// disk, so it is not asked.
-async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
-    use crate::ccs::Persistence;
-    if db.config.persistence == Persistence::Disabled {
-        return None;
-    }
-    let loads = crate::server::shard_dir::key_files(db.config.persistence == Persistence::Aof);
-    for (master, replicas) in down_masters(cluster, db, hosts).await {
-        let names = master.host.list(&master.dir).await;
-        if names.is_ok_and(|names| names.iter().any(|e| loads.contains(&e.name.as_str()))) {
+/// disk, so it is not asked ([`down_masters`] finds none).
+fn master_without_data(db: &Database, down: &[DownMaster]) -> Option<DbError> {
+    let aof = db.config.persistence == crate::ccs::Persistence::Aof;
+    let loads = crate::server::shard_dir::key_files(aof);
+    for (master, replicas) in down {
+        if master.holds_any(loads) {
             continue;
         }
         for replica in replicas {
-            let holds = match replica.role(cluster, db).await {
+            let holds = match &replica.role {
                 // It took the slots: the master follows it.
                 Some(role) if role.is_master => continue,
                 Some(_) => true,
-                None => may_hold_keys(&*replica.host, &replica.dir, loads).await,
+                None => replica.may_hold_keys(loads),
             };
             if holds {
                 return Some(DbError::MasterWithoutData {
@@ -230,10 +227,10 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
                     name: db.config.name.clone(),
                     master: master.shard.id,
                     node: master.node,
-                    dir: master.dir,
+                    dir: master.dir.clone(),
                     replica: replica.shard.id,
                     replica_node: replica.node,
-                    replica_dir: replica.dir,
+                    replica_dir: replica.dir.clone(),
                 });
             }
         }
@@ -241,15 +238,18 @@ async fn master_without_data(cluster: &Cluster, db: &Database, hosts: &Hosts) ->
     None
 }
 
-/// A shard as a restart finds it before anything stops: its node, host and directory,
-/// and whether its server runs there.
+/// A shard as a restart finds it before anything stops: its node and directory, whether
+/// its server runs and what it says of its role, else what its directory holds.
 struct ShardAt<'a> {
     shard: &'a crate::ccs::Shard,
     node: Id,
-    addr: &'a str,
-    host: std::sync::Arc<dyn crate::host::Host>,
     dir: PathBuf,
     running: bool,
+    /// Its replication role, when its server runs (asked of replicas only).
+    role: Option<RoleNow>,
+    /// When it does not run: the names in its directory, and its `dump.rdb`'s first bytes.
+    names: Vec<String>,
+    rdb: Option<crate::persist::RdbHead>,
 }
 
 /// What a running shard says of its replication role.
@@ -259,57 +259,79 @@ struct RoleNow {
     offset: Option<u64>,
 }
 
+/// A master whose server does not run, with its replicas.
+type DownMaster<'a> = (ShardAt<'a>, Vec<ShardAt<'a>>);
+
 impl ShardAt<'_> {
-    /// Its role, asked of its server when it runs and answers.
-    async fn role(&self, cluster: &Cluster, db: &Database) -> Option<RoleNow> {
-        if !self.running {
-            return None;
+    /// Whether its directory holds one of `files`.
+    fn holds_any(&self, files: &[&str]) -> bool {
+        self.names.iter().any(|n| files.contains(&n.as_str()))
+    }
+
+    /// Whether its directory holds one of `loads` (the files its server loads keys from)
+    /// that may hold keys: an RDB alone that says it holds none does not (a replica's
+    /// `dump.rdb` from its first sync with a master that had no key yet).
+    fn may_hold_keys(&self, loads: &[&str]) -> bool {
+        use crate::server::shard_dir::RDB_FILE;
+        let present: Vec<&str> = loads
+            .iter()
+            .copied()
+            .filter(|f| self.names.iter().any(|n| n == f))
+            .collect();
+        if present == [RDB_FILE] {
+            return self.rdb.as_ref().and_then(|h| h.keys) != Some(false);
         }
-        let addr = cluster.shard_addr(db, self.addr, self.shard.port);
-        let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
-        // A replica that does not answer still runs as one.
-        let Ok(info) = info else {
-            return Some(RoleNow {
-                is_master: false,
-                offset: None,
-            });
-        };
-        Some(RoleNow {
-            is_master: info.get("role") == Some("master"),
-            offset: info.get_u64("master_repl_offset"),
-        })
+        !present.is_empty()
     }
 }
 
 /// Each master of `db` whose server does not run, with its replicas, as a restart finds
-/// them (shards on nodes the configuration no longer has are left out).
+/// them (shards on nodes the configuration no longer has are left out): a running
+/// replica's role asked of it, the directory of a shard that does not run listed and its
+/// `dump.rdb`'s head read, each once. None for a database without persistence.
 async fn down_masters<'a>(
     cluster: &'a Cluster,
     db: &'a Database,
     hosts: &Hosts,
-) -> Vec<(ShardAt<'a>, Vec<ShardAt<'a>>)> {
-    async fn at<'a>(
-        cluster: &'a Cluster,
-        db: &Database,
-        hosts: &Hosts,
-        shard: &'a crate::ccs::Shard,
-    ) -> Option<ShardAt<'a>> {
+) -> Vec<DownMaster<'a>> {
+    use crate::server::shard_dir::RDB_FILE;
+    if db.config.persistence == crate::ccs::Persistence::Disabled {
+        return Vec::new();
+    }
+    let at = |shard: &'a crate::ccs::Shard, ask_role: bool| async move {
         let node = cluster.nodes.get(&shard.node)?;
         let host = hosts.of(node.id);
         let dir = node.shard_dir(db.id, shard.id);
         let running = shard_pid_on(&*host, &dir).await.is_some();
-        Some(ShardAt {
+        let mut at = ShardAt {
             shard,
             node: node.id,
-            addr: &node.addr,
-            host,
             dir,
             running,
-        })
-    }
+            role: None,
+            names: Vec::new(),
+            rdb: None,
+        };
+        if running && ask_role {
+            let addr = cluster.shard_addr(db, &node.addr, shard.port);
+            let info = crate::server::info(&addr, "replication", REPLICA_ROLE_TIMEOUT).await;
+            // A replica that does not answer still runs as one.
+            at.role = Some(RoleNow {
+                is_master: info.as_ref().is_ok_and(|i| i.get("role") == Some("master")),
+                offset: info.ok().and_then(|i| i.get_u64("master_repl_offset")),
+            });
+        } else if !running {
+            let names = host.list(&at.dir).await.unwrap_or_default();
+            at.names = names.into_iter().map(|e| e.name).collect();
+            if at.names.iter().any(|n| n == RDB_FILE) {
+                at.rdb = rdb_head(&*host, &at.dir.join(RDB_FILE)).await;
+            }
+        }
+        Some(at)
+    };
     let mut out = Vec::new();
     for master in db.masters() {
-        let Some(m) = at(cluster, db, hosts, master).await.filter(|m| !m.running) else {
+        let Some(m) = at(master, false).await.filter(|m| !m.running) else {
             continue;
         };
         let mut replicas = Vec::new();
@@ -318,7 +340,7 @@ async fn down_masters<'a>(
             .iter()
             .filter(|s| s.role == Role::Replica && s.master == Some(master.id))
         {
-            replicas.extend(at(cluster, db, hosts, r).await);
+            replicas.extend(at(r, true).await);
         }
         out.push((m, replicas));
     }
@@ -337,27 +359,27 @@ async fn down_masters<'a>(
 /// master names (redis-server 7.0 then refuses its partial sync outright). A replica that
 /// took the slots in a failover is no loss (the master follows it). Only a snapshot
 /// database is asked: an AOF does not say where in the stream it is.
-async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Option<DbError> {
-    use crate::server::shard_dir::RDB_FILE;
+fn replica_ahead(db: &Database, down: &[DownMaster]) -> Option<DbError> {
     if db.config.persistence != crate::ccs::Persistence::Snapshot {
         return None;
     }
     let mut pairs: Vec<super::Behind> = Vec::new();
-    for (master, replicas) in down_masters(cluster, db, hosts).await {
-        let Some(mine) = rdb_head(&*master.host, &master.dir.join(RDB_FILE)).await else {
+    for (master, replicas) in down {
+        let Some(mine) = &master.rdb else {
             continue;
         };
         let Some(from) = mine.repl_offset else {
             continue;
         };
-        let mut furthest: Option<(ShardAt, u64)> = None;
+        let mut furthest: Option<(&ShardAt, u64)> = None;
         for replica in replicas {
             // Where it is along the stream, and when it was there.
-            let theirs = match replica.role(cluster, db).await {
+            let theirs = match &replica.role {
                 Some(role) if role.is_master => continue,
                 Some(role) => role.offset.map(|at| (at, Some(now_secs()))),
-                None => rdb_head(&*replica.host, &replica.dir.join(RDB_FILE))
-                    .await
+                None => replica
+                    .rdb
+                    .as_ref()
                     .and_then(|h| Some((h.repl_offset?, h.created))),
             };
             // The pings a master sends its replicas move the stream on without a write:
@@ -367,7 +389,7 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
                 at > from.saturating_add(idle_growth(idle))
             });
             if let Some((at, _)) = ahead {
-                if furthest.as_ref().is_none_or(|(_, f)| at > *f) {
+                if furthest.is_none_or(|(_, f)| at > f) {
                     furthest = Some((replica, at));
                 }
             }
@@ -376,11 +398,11 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
             pairs.push(super::Behind {
                 master: master.shard.id,
                 node: master.node,
-                dir: master.dir,
+                dir: master.dir.clone(),
                 master_offset: from,
                 replica: replica.shard.id,
                 replica_node: replica.node,
-                replica_dir: replica.dir,
+                replica_dir: replica.dir.clone(),
                 replica_offset: at,
                 running: replica.running,
             });
@@ -393,32 +415,6 @@ async fn replica_ahead(cluster: &Cluster, db: &Database, hosts: &Hosts) -> Optio
             pairs,
         }))
     })
-}
-
-/// Whether the directory `dir` on `host` holds one of `loads` (the files its server loads
-/// keys from) that may hold keys: an RDB alone that says it holds none does not (a
-/// replica's `dump.rdb` from its first sync with a master that had no key yet).
-async fn may_hold_keys(
-    host: &dyn crate::host::Host,
-    dir: &std::path::Path,
-    loads: &[&str],
-) -> bool {
-    use crate::server::shard_dir::RDB_FILE;
-    let Ok(names) = host.list(dir).await else {
-        return false;
-    };
-    let present: Vec<&str> = loads
-        .iter()
-        .copied()
-        .filter(|f| names.iter().any(|e| e.name == *f))
-        .collect();
-    if present == [RDB_FILE] {
-        let keys = rdb_head(host, &dir.join(RDB_FILE))
-            .await
-            .and_then(|h| h.keys);
-        return keys != Some(false);
-    }
-    !present.is_empty()
 }
 
 /// What the first bytes of the RDB at `path` on `host` say of it; `None` when there is no
@@ -468,9 +464,7 @@ async fn reinstall_lost_material(
     let mut nodes: Vec<Id> = db.shards.iter().map(|s| s.node).collect();
     nodes.sort_unstable();
     nodes.dedup();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = now_secs();
     let mut material = None;
     for id in nodes {
         let Some(node) = cluster.nodes.get(&id) else {

@@ -438,6 +438,15 @@ impl EntryVisitor for DigestBuilder {
     }
 }
 
+/// The digest of a file read in parts ([`read_rdb_parts`]), one builder a part: their
+/// sums merged (a key's hash adds to its slot in any order); `None` for no part.
+pub(super) fn merged(parts: Vec<DigestBuilder>) -> Option<ContentDigest> {
+    let mut parts = parts.into_iter().map(|b| b.digest);
+    let mut digest = parts.next()?;
+    parts.for_each(|d| digest.merge(d));
+    Some(digest)
+}
+
 /// The digest of one RDB file, taken at `now_ms`.
 pub fn digest_of_rdb(
     path: &Path,
@@ -447,10 +456,8 @@ pub fn digest_of_rdb(
     let (file, len) = open_file(path)?;
     // A big file is read in parts at once, as the validator reads it: the keys' hashes
     // sum in any order.
-    if let Some(parts) = read_rdb_parts(&file, len, || DigestBuilder::new(now_ms, opts)) {
-        let mut parts = parts.into_iter().map(|b| b.digest);
-        let mut digest = parts.next().unwrap_or_else(|| ContentDigest::new(now_ms));
-        parts.for_each(|d| digest.merge(d));
+    let parts = read_rdb_parts(&file, len, || DigestBuilder::new(now_ms, opts));
+    if let Some(digest) = parts.and_then(merged) {
         return Ok(digest);
     }
     let mut b = DigestBuilder::new(now_ms, opts);

@@ -822,15 +822,12 @@ mod tests {
     /// (reading it whole then says what is wrong).
     #[test]
     fn a_digest_read_in_parts_is_the_digest_read_whole_or_none() {
-        use crate::persist::digest::{DigestBuilder, DigestOptions};
+        use crate::persist::digest::{merged, DigestBuilder, DigestOptions};
         use crate::persist::entries::{read_in_parts, read_rdb_file};
         let opts = DigestOptions::default();
         let digest = |f: &File, len: u64, places: &[u64], threads: usize| {
             let parts = read_in_parts(f, len, places, threads, || DigestBuilder::new(0, &opts))?;
-            let mut parts = parts.into_iter().map(|b| b.digest);
-            let mut d = parts.next()?;
-            parts.for_each(|p| d.merge(p));
-            Some(d.settle(0))
+            Some(merged(parts)?.settle(0))
         };
         let mut rng = Rng(47);
         for (i, bytes) in [file(24_000, false, 41), file(9_000, true, 43)]
